@@ -1,0 +1,85 @@
+// One lint setup for the whole repository: type-aware rules for promises and exhaustive switches,
+// and the plane boundary in the import graph.
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+
+const dataPlanePackages = ['@cairn/sdk', '@cairn/worker', '@cairn/payload-store', '@cairn/gateway'];
+const controlPlanePackages = ['@cairn/control-plane'];
+const serverModules = ['pg', '@grpc/grpc-js', 'fastify', '@nestjs/*', 'pino', '@cairn/worker', '@cairn/payload-store', '@cairn/proto'];
+
+export default tseslint.config(
+  {
+    ignores: ['**/node_modules/**', '**/dist/**', 'packages/proto/src/gen/**', '**/*.js', '**/*.mjs', '.cairn/**'],
+  },
+  js.configs.recommended,
+  ...tseslint.configs.recommendedTypeChecked,
+  {
+    languageOptions: {
+      parserOptions: {
+        projectService: true,
+        tsconfigRootDir: import.meta.dirname,
+      },
+    },
+    rules: {
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/no-misused-promises': 'error',
+      '@typescript-eslint/switch-exhaustiveness-check': ['error', { considerDefaultExhaustiveForUnions: true }],
+      '@typescript-eslint/consistent-type-imports': 'error',
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@typescript-eslint/restrict-template-expressions': ['error', { allowNumber: true, allowBoolean: true, allowNullish: true }],
+      '@typescript-eslint/no-unsafe-argument': 'error',
+    },
+  },
+  {
+    // The control plane never imports data-plane code.
+    files: ['apps/control-plane/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { group: dataPlanePackages, message: 'The control plane must not import data-plane code (see docs/architecture.md).' },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    // Data-plane code never imports control-plane code.
+    files: ['packages/worker/**/*.ts', 'packages/payload-store/**/*.ts', 'apps/gateway/**/*.ts', 'examples/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { group: controlPlanePackages, message: 'Data-plane code must not import the control plane (see docs/architecture.md).' },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    // What a workflow author imports pulls in no server code.
+    files: ['packages/sdk/**/*.ts'],
+    ignores: ['packages/sdk/**/*.test.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { group: controlPlanePackages, message: 'The SDK must not import the control plane.' },
+            { group: serverModules, message: 'The SDK a workflow author imports must pull in no server code.' },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    files: ['**/*.test.ts', 'test/**/*.ts', 'bench/**/*.ts'],
+    rules: {
+      '@typescript-eslint/no-non-null-assertion': 'off',
+      '@typescript-eslint/no-unsafe-assignment': 'off',
+      '@typescript-eslint/no-unsafe-member-access': 'off',
+    },
+  },
+);

@@ -1,0 +1,70 @@
+/**
+ * Stable error codes. A code is what a user searches for (`[CAIRN-1102]`); the message says what
+ * was wrong and what to do. Ranges: 1xxx input and configuration, 2xxx workflow execution,
+ * 3xxx data-plane storage, 4xxx control plane, 5xxx protocol.
+ */
+export const ErrorCodes = {
+  // 1xxx — input and configuration
+  INVALID_CONFIG: 'CAIRN-1001',
+  INVALID_ARGUMENT: 'CAIRN-1101',
+  MALFORMED_JSON: 'CAIRN-1102',
+  PAYLOAD_TOO_LARGE: 'CAIRN-1103',
+  UNAUTHENTICATED: 'CAIRN-1104',
+  NOT_FOUND: 'CAIRN-1105',
+  WORKFLOW_NOT_FOUND: 'CAIRN-1106',
+  INVALID_NAME: 'CAIRN-1107',
+  CONFLICT: 'CAIRN-1108',
+  UNSUPPORTED_MEDIA_TYPE: 'CAIRN-1109',
+  UNAVAILABLE: 'CAIRN-1110',
+  // 2xxx — workflow execution
+  NON_DETERMINISM: 'CAIRN-2001',
+  STEP_FAILED: 'CAIRN-2002',
+  STEP_TIMEOUT: 'CAIRN-2003',
+  TERMINAL: 'CAIRN-2004',
+  SIGNAL_TIMEOUT: 'CAIRN-2005',
+  CANCELLED: 'CAIRN-2006',
+  WORKFLOW_FAILED: 'CAIRN-2007',
+  NOT_SERIALIZABLE: 'CAIRN-2008',
+  LEASE_LOST: 'CAIRN-2009',
+  // 3xxx — data-plane storage
+  FENCED: 'CAIRN-3001',
+  DECRYPT_FAILED: 'CAIRN-3002',
+  UNKNOWN_KEY: 'CAIRN-3003',
+  RUN_NOT_FOUND: 'CAIRN-3004',
+  // 4xxx — control plane
+  INTERNAL: 'CAIRN-4000',
+  // 5xxx — protocol
+  PROTOCOL: 'CAIRN-5001',
+} as const;
+
+export type ErrorCodeString = (typeof ErrorCodes)[keyof typeof ErrorCodes];
+
+/**
+ * The one base error class of the project. It carries a stable code, and the message always
+ * starts with that code in brackets so logs and terminals show it.
+ */
+export class CairnError extends Error {
+  readonly code: ErrorCodeString;
+  /** Extra structured detail safe for the component that raised it. */
+  readonly details: Readonly<Record<string, unknown>>;
+
+  constructor(code: ErrorCodeString, message: string, options?: { cause?: unknown; details?: Record<string, unknown> }) {
+    super(`[${code}] ${message}`, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'CairnError';
+    this.code = code;
+    this.details = Object.freeze({ ...(options?.details ?? {}) });
+  }
+
+  /** The message without the leading `[CAIRN-NNNN] `. */
+  get rawMessage(): string {
+    const prefix = `[${this.code}] `;
+    return this.message.startsWith(prefix) ? this.message.slice(prefix.length) : this.message;
+  }
+
+  /** Converts anything thrown into a CairnError, keeping an existing one as it is. */
+  static from(reason: unknown, fallback: ErrorCodeString = ErrorCodes.INTERNAL): CairnError {
+    if (reason instanceof CairnError) return reason;
+    if (reason instanceof Error) return new CairnError(fallback, reason.message, { cause: reason });
+    return new CairnError(fallback, String(reason));
+  }
+}

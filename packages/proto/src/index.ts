@@ -1,0 +1,15 @@
+export * from './gen/cairn/options/v1/residency_pb.js';
+export * from './gen/cairn/run/v1/run_pb.js';
+export * from './gen/cairn/worker/v1/worker_pb.js';
+export * from './gen/cairn/gateway/v1/gateway_pb.js';
+export { grpcServiceDefinition } from './grpc.js';
+export {
+  contractFiles,
+  contractMessages,
+  declarationProblems,
+  fieldRule,
+  residencyViolations,
+  type FieldRule,
+  type ResidencyViolation,
+} from './residency.js';
+export { create, fromBinary, toBinary, toJson, fromJson, isMessage, type MessageShape, type DescMessage } from '@bufbuild/protobuf';
