@@ -1,0 +1,30 @@
+import { CairnError, ErrorCodes } from '@cairn/common';
+
+/**
+ * Payloads are JSON. `undefined` (a step or workflow that returns nothing) is kept as an empty
+ * text so replay gives back `undefined`, not `null`.
+ */
+export function encodeJson(value: unknown, what: string): Buffer {
+  if (value === undefined) return Buffer.alloc(0);
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(value);
+  } catch (cause) {
+    throw new CairnError(
+      ErrorCodes.NOT_SERIALIZABLE,
+      `${what} is not JSON-serializable: ${(cause as Error).message}. Return plain JSON values.`,
+      {
+        cause,
+      },
+    );
+  }
+  if (text === undefined) {
+    throw new CairnError(ErrorCodes.NOT_SERIALIZABLE, `${what} is not JSON-serializable (a function or symbol). Return plain JSON values.`);
+  }
+  return Buffer.from(text, 'utf8');
+}
+
+export function decodeJson(bytes: Buffer): unknown {
+  if (bytes.length === 0) return undefined;
+  return JSON.parse(bytes.toString('utf8')) as unknown;
+}

@@ -1,0 +1,70 @@
+/** Versioned migrations of the payload store. Append only; never edit an applied one. */
+export const migrations: ReadonlyArray<{ version: number; name: string; sql: string }> = [
+  {
+    version: 1,
+    name: 'initial',
+    sql: `
+CREATE TABLE dp_runs (
+  run_id uuid PRIMARY KEY,
+  workflow_name text NOT NULL,
+  status text NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'completed', 'failed', 'cancelled')),
+  epoch integer NOT NULL DEFAULT 0,
+  seed bytea NOT NULL,
+  input_key_id text NOT NULL,
+  input bytea NOT NULL,
+  input_size integer NOT NULL,
+  output_key_id text,
+  output bytea,
+  output_size integer,
+  error_ref uuid,
+  idempotency_digest text,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  ended_at timestamptz
+);
+
+CREATE TABLE dp_errors (
+  error_ref uuid PRIMARY KEY,
+  run_id uuid NOT NULL REFERENCES dp_runs (run_id) ON DELETE CASCADE,
+  position integer,
+  attempt integer,
+  key_id text NOT NULL,
+  payload bytea NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX dp_errors_run ON dp_errors (run_id);
+
+CREATE TABLE dp_signals (
+  signal_id uuid PRIMARY KEY,
+  seq bigserial NOT NULL,
+  run_id uuid NOT NULL REFERENCES dp_runs (run_id) ON DELETE CASCADE,
+  name text NOT NULL,
+  key_id text NOT NULL,
+  body bytea NOT NULL,
+  size integer NOT NULL,
+  consumed_position integer,
+  received_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX dp_signals_pending ON dp_signals (run_id, name, seq) WHERE consumed_position IS NULL;
+
+CREATE TABLE dp_journal (
+  run_id uuid NOT NULL REFERENCES dp_runs (run_id) ON DELETE CASCADE,
+  position integer NOT NULL,
+  kind text NOT NULL CHECK (kind IN ('step', 'sleep', 'signal', 'now')),
+  name text NOT NULL,
+  key_digest text,
+  status text NOT NULL CHECK (status IN ('completed', 'failed', 'retrying', 'waiting', 'timed_out')),
+  attempt integer NOT NULL DEFAULT 1,
+  key_id text,
+  payload bytea,
+  output_size integer NOT NULL DEFAULT 0,
+  error_ref uuid,
+  signal_id uuid,
+  due_at timestamptz,
+  started_at timestamptz NOT NULL,
+  ended_at timestamptz,
+  epoch integer NOT NULL,
+  PRIMARY KEY (run_id, position)
+);
+`,
+  },
+];

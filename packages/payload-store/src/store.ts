@@ -1,0 +1,649 @@
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { CairnError, ErrorCodes, newId } from '@cairn/common';
+import type { KeyRing } from './crypto.js';
+import { type Sealed } from './crypto.js';
+import { decodeJson, encodeJson } from './json.js';
+import { migrations } from './migrations.js';
+
+/** The kind of durable call a journal entry records. */
+export type JournalKind = 'step' | 'sleep' | 'signal' | 'now';
+/** The state of a journal entry. `completed`, `failed` and `timed_out` are final. */
+export type JournalStatus = 'completed' | 'failed' | 'retrying' | 'waiting' | 'timed_out';
+/** The state of a run in the data plane. */
+export type StoredRunStatus = 'open' | 'completed' | 'failed' | 'cancelled';
+
+/** An error as the data plane keeps it: message and stack never leave the data plane. */
+export interface ErrorInfo {
+  /** The error's class name, e.g. `TypeError` or `TerminalError`. */
+  readonly name: string;
+  readonly message: string;
+  readonly stack?: string | undefined;
+  /** The `CAIRN-NNNN` code when the error is a Cairn error. */
+  readonly code?: string | undefined;
+}
+
+/** A journal entry to write. */
+export interface JournalWrite {
+  readonly position: number;
+  readonly kind: JournalKind;
+  readonly name: string;
+  readonly keyDigest?: string | undefined;
+  readonly status: JournalStatus;
+  readonly attempt?: number | undefined;
+  /** The recorded result (JSON), for completed entries. */
+  readonly value?: unknown;
+  /** The error of a failed or retrying attempt; stored under a new error ref. */
+  readonly error?: ErrorInfo | undefined;
+  /** Wake time of a sleep, deadline of a signal wait, or the next attempt of a retrying step (ms). */
+  readonly dueAt?: number | undefined;
+  readonly startedAt: number;
+  readonly endedAt?: number | undefined;
+}
+
+/** A journal entry as read back. */
+export interface JournalEntry {
+  readonly position: number;
+  readonly kind: JournalKind;
+  readonly name: string;
+  readonly keyDigest: string | undefined;
+  readonly status: JournalStatus;
+  readonly attempt: number;
+  /** The recorded result of a completed entry (for a signal wait: the signal body). */
+  readonly value: unknown;
+  readonly outputSize: number;
+  readonly errorRef: string | undefined;
+  readonly error: ErrorInfo | undefined;
+  readonly signalId: string | undefined;
+  readonly dueAt: number | undefined;
+  readonly startedAt: number;
+  readonly endedAt: number | undefined;
+  readonly epoch: number;
+}
+
+/** A run as the data plane keeps it. */
+export interface StoredRun {
+  readonly runId: string;
+  readonly workflowName: string;
+  readonly status: StoredRunStatus;
+  readonly epoch: number;
+  /** 32 random bytes from which ctx.random() and ctx.uuid() derive their values. */
+  readonly seed: Buffer;
+  readonly input: unknown;
+  readonly inputSize: number;
+  readonly output: unknown;
+  readonly outputSize: number | undefined;
+  readonly errorRef: string | undefined;
+  readonly idempotencyDigest: string | undefined;
+  readonly createdAt: number;
+  readonly endedAt: number | undefined;
+}
+
+/** A stored error with where it happened. */
+export interface StoredError extends ErrorInfo {
+  readonly errorRef: string;
+  readonly runId: string;
+  readonly position: number | undefined;
+  readonly attempt: number | undefined;
+  readonly createdAt: number;
+}
+
+/** A consumed signal. */
+export interface TakenSignal {
+  readonly signalId: string;
+  readonly body: unknown;
+  readonly size: number;
+}
+
+/** Thrown when a write is refused because another lease epoch owns the run now. */
+export class FencedError extends CairnError {
+  constructor(runId: string, epoch: number, current: number | undefined) {
+    super(
+      ErrorCodes.FENCED,
+      current === undefined
+        ? `Journal write for run ${runId} at epoch ${epoch} refused: the run is closed or unknown.`
+        : `Journal write for run ${runId} at epoch ${epoch} refused: the run is now held under epoch ${current}. This worker lost its lease and must stop the run.`,
+      { details: { runId, epoch, current } },
+    );
+    this.name = 'FencedError';
+  }
+}
+
+export interface PayloadStoreOptions {
+  /** postgres:// URL of the data plane's own database. */
+  readonly connectionString: string;
+  /** Encryption keys (CAIRN_DP_ENCRYPTION_KEYS). */
+  readonly keys: KeyRing;
+  /** Maximum pool size (default 10). */
+  readonly poolMax?: number;
+  /** Shown in pg_stat_activity. */
+  readonly applicationName?: string;
+}
+
+interface RunRow {
+  run_id: string;
+  workflow_name: string;
+  status: StoredRunStatus;
+  epoch: number;
+  seed: Buffer;
+  input_key_id: string;
+  input: Buffer;
+  input_size: number;
+  output_key_id: string | null;
+  output: Buffer | null;
+  output_size: number | null;
+  error_ref: string | null;
+  idempotency_digest: string | null;
+  created_at: Date;
+  ended_at: Date | null;
+}
+
+interface JournalRow {
+  position: number;
+  kind: JournalKind;
+  name: string;
+  key_digest: string | null;
+  status: JournalStatus;
+  attempt: number;
+  key_id: string | null;
+  payload: Buffer | null;
+  output_size: number;
+  error_ref: string | null;
+  signal_id: string | null;
+  due_at: Date | null;
+  started_at: Date;
+  ended_at: Date | null;
+  epoch: number;
+  err_key_id: string | null;
+  err_payload: Buffer | null;
+  sig_key_id: string | null;
+  sig_body: Buffer | null;
+}
+
+const ms = (d: Date | null): number | undefined => (d === null ? undefined : d.getTime());
+const date = (n: number | undefined): Date | null => (n === undefined ? null : new Date(n));
+
+/**
+ * The data plane's payload store on Postgres: run inputs, the journal of durable calls, outputs,
+ * errors and signal bodies, each sealed with AES-256-GCM. It is the authority for step results;
+ * every journal write is fenced by the run's lease epoch.
+ */
+export class PayloadStore {
+  readonly #pool: pg.Pool;
+  readonly #keys: KeyRing;
+  readonly #connectionString: string;
+
+  private constructor(options: PayloadStoreOptions) {
+    this.#keys = options.keys;
+    this.#connectionString = options.connectionString;
+    this.#pool = new pg.Pool({
+      connectionString: options.connectionString,
+      max: options.poolMax ?? 10,
+      application_name: options.applicationName ?? 'cairn-data-plane',
+    });
+    // An idle client error (server restart) must not crash the process; the next query reconnects.
+    this.#pool.on('error', () => undefined);
+  }
+
+  /** Connects (lazily: the first query opens the pool). */
+  static connect(options: PayloadStoreOptions): PayloadStore {
+    return new PayloadStore(options);
+  }
+
+  get keys(): KeyRing {
+    return this.#keys;
+  }
+
+  async close(): Promise<void> {
+    await this.#pool.end();
+  }
+
+  /** Checks the database answers (for readiness probes). */
+  async ping(): Promise<void> {
+    await this.#pool.query('SELECT 1');
+  }
+
+  /** Applies pending migrations; safe to run from several processes at once. */
+  async migrate(): Promise<number[]> {
+    const client = await this.#pool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query("SELECT pg_advisory_xact_lock(hashtext('cairn_dp_migrations'))");
+      await client.query(
+        'CREATE TABLE IF NOT EXISTS dp_schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())',
+      );
+      const done = new Set(
+        (await client.query<{ version: number }>('SELECT version FROM dp_schema_migrations')).rows.map((r) => r.version),
+      );
+      const applied: number[] = [];
+      for (const m of migrations) {
+        if (done.has(m.version)) continue;
+        await client.query(m.sql);
+        await client.query('INSERT INTO dp_schema_migrations (version, name) VALUES ($1, $2)', [m.version, m.name]);
+        applied.push(m.version);
+      }
+      await client.query('COMMIT');
+      return applied;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+
+  #seal(value: unknown, aad: string, what: string): Sealed & { size: number } {
+    const plain = encodeJson(value, what);
+    return { ...this.#keys.seal(plain, aad), size: plain.length };
+  }
+
+  #open(keyId: string, blob: Buffer, aad: string): unknown {
+    return decodeJson(this.#keys.open({ keyId, blob }, aad));
+  }
+
+  /** Stores a new run's input. */
+  async createRun(run: {
+    runId: string;
+    workflowName: string;
+    input: unknown;
+    idempotencyDigest?: string | undefined;
+  }): Promise<{ inputSize: number }> {
+    const sealed = this.#seal(run.input, `${run.runId}:input`, 'The run input');
+    await this.#pool.query(
+      `INSERT INTO dp_runs (run_id, workflow_name, seed, input_key_id, input, input_size, idempotency_digest)
+       VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+      [run.runId, run.workflowName, randomBytes(32), sealed.keyId, sealed.blob, sealed.size, run.idempotencyDigest ?? null],
+    );
+    return { inputSize: sealed.size };
+  }
+
+  /** Deletes a run and everything stored for it (used when a start turned out to be a duplicate). */
+  async deleteRun(runId: string): Promise<void> {
+    await this.#pool.query('DELETE FROM dp_runs WHERE run_id = $1', [runId]);
+  }
+
+  #toRun(row: RunRow): StoredRun {
+    return {
+      runId: row.run_id,
+      workflowName: row.workflow_name,
+      status: row.status,
+      epoch: row.epoch,
+      seed: row.seed,
+      input: this.#open(row.input_key_id, row.input, `${row.run_id}:input`),
+      inputSize: row.input_size,
+      output: row.output && row.output_key_id ? this.#open(row.output_key_id, row.output, `${row.run_id}:output`) : undefined,
+      outputSize: row.output_size ?? undefined,
+      errorRef: row.error_ref ?? undefined,
+      idempotencyDigest: row.idempotency_digest ?? undefined,
+      createdAt: row.created_at.getTime(),
+      endedAt: ms(row.ended_at),
+    };
+  }
+
+  /** Reads a run, or undefined when the data plane has no such run. */
+  async getRun(runId: string): Promise<StoredRun | undefined> {
+    const r = await this.#pool.query<RunRow>('SELECT * FROM dp_runs WHERE run_id = $1', [runId]);
+    return r.rows[0] ? this.#toRun(r.rows[0]) : undefined;
+  }
+
+  /**
+   * Takes the run for a lease epoch: raises the fence so writes under older epochs fail from now
+   * on, then returns the run and its journal. Throws FencedError when a newer epoch already holds
+   * it, and RUN_NOT_FOUND when the data plane has no such run.
+   */
+  async acquire(runId: string, epoch: number): Promise<{ run: StoredRun; journal: JournalEntry[] }> {
+    const up = await this.#pool.query<RunRow>('UPDATE dp_runs SET epoch = $2 WHERE run_id = $1 AND epoch <= $2 RETURNING *', [
+      runId,
+      epoch,
+    ]);
+    const row = up.rows[0];
+    if (!row) {
+      const cur = await this.#pool.query<{ epoch: number }>('SELECT epoch FROM dp_runs WHERE run_id = $1', [runId]);
+      if (!cur.rows[0]) {
+        throw new CairnError(
+          ErrorCodes.RUN_NOT_FOUND,
+          `Run ${runId} has no input in this data plane's payload store. Was it started through a gateway of this data plane?`,
+        );
+      }
+      throw new FencedError(runId, epoch, cur.rows[0].epoch);
+    }
+    return { run: this.#toRun(row), journal: await this.loadJournal(runId) };
+  }
+
+  /** The run's journal in position order, with errors and signal bodies opened. */
+  async loadJournal(runId: string): Promise<JournalEntry[]> {
+    const r = await this.#pool.query<JournalRow>(
+      `SELECT j.*, e.key_id AS err_key_id, e.payload AS err_payload, s.key_id AS sig_key_id, s.body AS sig_body
+         FROM dp_journal j
+         LEFT JOIN dp_errors e ON e.error_ref = j.error_ref
+         LEFT JOIN dp_signals s ON s.signal_id = j.signal_id
+        WHERE j.run_id = $1
+        ORDER BY j.position`,
+      [runId],
+    );
+    return r.rows.map((row) => this.#toEntry(runId, row));
+  }
+
+  /** One journal entry, for debugging (the gateway's step output endpoint). */
+  async readEntry(runId: string, position: number): Promise<JournalEntry | undefined> {
+    const r = await this.#pool.query<JournalRow>(
+      `SELECT j.*, e.key_id AS err_key_id, e.payload AS err_payload, s.key_id AS sig_key_id, s.body AS sig_body
+         FROM dp_journal j
+         LEFT JOIN dp_errors e ON e.error_ref = j.error_ref
+         LEFT JOIN dp_signals s ON s.signal_id = j.signal_id
+        WHERE j.run_id = $1 AND j.position = $2`,
+      [runId, position],
+    );
+    return r.rows[0] ? this.#toEntry(runId, r.rows[0]) : undefined;
+  }
+
+  #toEntry(runId: string, row: JournalRow): JournalEntry {
+    let value: unknown;
+    if (row.signal_id && row.sig_key_id && row.sig_body)
+      value = this.#open(row.sig_key_id, row.sig_body, `${runId}:signal:${row.signal_id}`);
+    else if (row.payload && row.key_id) value = this.#open(row.key_id, row.payload, `${runId}:journal:${row.position}`);
+    const error =
+      row.error_ref && row.err_key_id && row.err_payload
+        ? (this.#open(row.err_key_id, row.err_payload, `${runId}:error:${row.error_ref}`) as ErrorInfo)
+        : undefined;
+    return {
+      position: row.position,
+      kind: row.kind,
+      name: row.name,
+      keyDigest: row.key_digest ?? undefined,
+      status: row.status,
+      attempt: row.attempt,
+      value,
+      outputSize: row.output_size,
+      errorRef: row.error_ref ?? undefined,
+      error,
+      signalId: row.signal_id ?? undefined,
+      dueAt: ms(row.due_at),
+      startedAt: row.started_at.getTime(),
+      endedAt: ms(row.ended_at),
+      epoch: row.epoch,
+    };
+  }
+
+  /**
+   * Writes journal entries under a lease epoch in one statement: an entry at a position that is
+   * already final is left as it is; others are inserted or replaced. Returns the error refs
+   * created, by position. Throws FencedError when the epoch no longer holds the run.
+   */
+  async append(
+    runId: string,
+    epoch: number,
+    entries: readonly JournalWrite[],
+  ): Promise<{ errorRefs: Map<number, string>; sizes: Map<number, number> }> {
+    const errorRefs = new Map<number, string>();
+    const sizes = new Map<number, number>();
+    if (entries.length === 0) return { errorRefs, sizes };
+    const cols = {
+      position: [] as number[],
+      kind: [] as string[],
+      name: [] as string[],
+      keyDigest: [] as (string | null)[],
+      status: [] as string[],
+      attempt: [] as number[],
+      keyId: [] as (string | null)[],
+      payload: [] as (Buffer | null)[],
+      size: [] as number[],
+      errorRef: [] as (string | null)[],
+      dueAt: [] as (Date | null)[],
+      startedAt: [] as Date[],
+      endedAt: [] as (Date | null)[],
+    };
+    const errs = { ref: [] as string[], position: [] as number[], attempt: [] as number[], keyId: [] as string[], payload: [] as Buffer[] };
+    for (const e of entries) {
+      let sealed: (Sealed & { size: number }) | undefined;
+      if (e.status === 'completed' && e.value !== undefined)
+        sealed = this.#seal(e.value, `${runId}:journal:${e.position}`, `The result of ${e.kind} "${e.name}"`);
+      let ref: string | null = null;
+      if (e.error) {
+        ref = newId();
+        const se = this.#seal(e.error, `${runId}:error:${ref}`, 'An error');
+        errs.ref.push(ref);
+        errs.position.push(e.position);
+        errs.attempt.push(e.attempt ?? 1);
+        errs.keyId.push(se.keyId);
+        errs.payload.push(se.blob);
+        errorRefs.set(e.position, ref);
+      }
+      sizes.set(e.position, sealed?.size ?? 0);
+      cols.position.push(e.position);
+      cols.kind.push(e.kind);
+      cols.name.push(e.name);
+      cols.keyDigest.push(e.keyDigest ?? null);
+      cols.status.push(e.status);
+      cols.attempt.push(e.attempt ?? 1);
+      cols.keyId.push(sealed?.keyId ?? null);
+      cols.payload.push(sealed?.blob ?? null);
+      cols.size.push(sealed?.size ?? 0);
+      cols.errorRef.push(ref);
+      cols.dueAt.push(date(e.dueAt));
+      cols.startedAt.push(new Date(e.startedAt));
+      cols.endedAt.push(date(e.endedAt));
+    }
+    const r = await this.#pool.query<{ ok: number }>(
+      `WITH fence AS (
+         SELECT run_id FROM dp_runs WHERE run_id = $1 AND epoch = $2 AND status = 'open' FOR SHARE
+       ), errs AS (
+         INSERT INTO dp_errors (error_ref, run_id, position, attempt, key_id, payload)
+         SELECT e.ref, f.run_id, e.position, e.attempt, e.key_id, e.payload
+           FROM fence f, unnest($16::uuid[], $17::int[], $18::int[], $19::text[], $20::bytea[]) AS e(ref, position, attempt, key_id, payload)
+       ), j AS (
+         INSERT INTO dp_journal (run_id, position, kind, name, key_digest, status, attempt, key_id, payload, output_size, error_ref, due_at, started_at, ended_at, epoch)
+         SELECT f.run_id, x.position, x.kind, x.name, x.key_digest, x.status, x.attempt, x.key_id, x.payload, x.size, x.error_ref, x.due_at, x.started_at, x.ended_at, $2
+           FROM fence f,
+                unnest($3::int[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[], $9::text[], $10::bytea[], $11::int[], $12::uuid[], $13::timestamptz[], $14::timestamptz[], $15::timestamptz[])
+                  AS x(position, kind, name, key_digest, status, attempt, key_id, payload, size, error_ref, due_at, started_at, ended_at)
+         ON CONFLICT (run_id, position) DO UPDATE
+           SET status = excluded.status, attempt = excluded.attempt, key_id = excluded.key_id, payload = excluded.payload,
+               output_size = excluded.output_size, error_ref = excluded.error_ref, due_at = excluded.due_at,
+               ended_at = excluded.ended_at, epoch = excluded.epoch
+           WHERE dp_journal.status NOT IN ('completed', 'failed', 'timed_out')
+       )
+       SELECT count(*)::int AS ok FROM fence`,
+      [
+        runId,
+        epoch,
+        cols.position,
+        cols.kind,
+        cols.name,
+        cols.keyDigest,
+        cols.status,
+        cols.attempt,
+        cols.keyId,
+        cols.payload,
+        cols.size,
+        cols.errorRef,
+        cols.dueAt,
+        cols.startedAt,
+        cols.endedAt,
+        errs.ref,
+        errs.position,
+        errs.attempt,
+        errs.keyId,
+        errs.payload,
+      ],
+    );
+    if (r.rows[0]?.ok !== 1) await this.#throwFenced(runId, epoch);
+    return { errorRefs, sizes };
+  }
+
+  async #throwFenced(runId: string, epoch: number): Promise<never> {
+    const cur = await this.#pool.query<{ epoch: number; status: string }>('SELECT epoch, status FROM dp_runs WHERE run_id = $1', [runId]);
+    const row = cur.rows[0];
+    throw new FencedError(runId, epoch, row && row.status === 'open' ? row.epoch : undefined);
+  }
+
+  /**
+   * Commits the run's output (and any last journal entries) under a lease epoch. Idempotent for
+   * the same epoch: a run already completed returns its stored size.
+   */
+  async completeRun(runId: string, epoch: number, output: unknown, last: readonly JournalWrite[] = []): Promise<{ outputSize: number }> {
+    if (last.length > 0) await this.append(runId, epoch, last);
+    const sealed = this.#seal(output, `${runId}:output`, 'The workflow result');
+    const r = await this.#pool.query<{ output_size: number }>(
+      `UPDATE dp_runs SET status = 'completed', output_key_id = $3, output = $4, output_size = $5, ended_at = now()
+        WHERE run_id = $1 AND epoch = $2 AND status = 'open' RETURNING output_size`,
+      [runId, epoch, sealed.keyId, sealed.blob, sealed.size],
+    );
+    if (r.rows[0]) return { outputSize: r.rows[0].output_size };
+    const cur = await this.getRun(runId);
+    if (cur && cur.status === 'completed' && cur.epoch === epoch) return { outputSize: cur.outputSize ?? 0 };
+    return this.#throwFenced(runId, epoch);
+  }
+
+  /** Stores the run's final error and marks it failed under a lease epoch. Returns the error ref. */
+  async failRun(runId: string, epoch: number, error: ErrorInfo, last: readonly JournalWrite[] = []): Promise<{ errorRef: string }> {
+    if (last.length > 0) await this.append(runId, epoch, last);
+    const ref = newId();
+    const sealed = this.#seal(error, `${runId}:error:${ref}`, 'An error');
+    const r = await this.#pool.query<{ error_ref: string }>(
+      `WITH up AS (
+         UPDATE dp_runs SET status = 'failed', error_ref = $3, ended_at = now()
+          WHERE run_id = $1 AND epoch = $2 AND status = 'open' RETURNING run_id
+       ), ins AS (
+         INSERT INTO dp_errors (error_ref, run_id, key_id, payload) SELECT $3, run_id, $4, $5 FROM up
+       )
+       SELECT $3::uuid AS error_ref FROM up`,
+      [runId, epoch, ref, sealed.keyId, sealed.blob],
+    );
+    if (r.rows[0]) return { errorRef: ref };
+    const cur = await this.getRun(runId);
+    if (cur && cur.status === 'failed' && cur.epoch === epoch && cur.errorRef) return { errorRef: cur.errorRef };
+    return this.#throwFenced(runId, epoch);
+  }
+
+  /** Marks the run cancelled under a lease epoch (idempotent for the same epoch). */
+  async cancelRun(runId: string, epoch: number): Promise<void> {
+    const r = await this.#pool.query(
+      `UPDATE dp_runs SET status = 'cancelled', ended_at = now() WHERE run_id = $1 AND epoch = $2 AND status = 'open'`,
+      [runId, epoch],
+    );
+    if (r.rowCount === 1) return;
+    const cur = await this.getRun(runId);
+    if (cur && cur.status === 'cancelled' && cur.epoch === epoch) return;
+    await this.#throwFenced(runId, epoch);
+  }
+
+  /**
+   * Records that a run was cancelled while no worker held it (queued or suspended), so the data
+   * plane's view matches the control plane's.
+   */
+  async markCancelled(runId: string): Promise<void> {
+    await this.#pool.query(`UPDATE dp_runs SET status = 'cancelled', ended_at = now() WHERE run_id = $1 AND status = 'open'`, [runId]);
+  }
+
+  /** Reads a stored error by its ref. */
+  async getError(errorRef: string): Promise<StoredError | undefined> {
+    const r = await this.#pool.query<{
+      error_ref: string;
+      run_id: string;
+      position: number | null;
+      attempt: number | null;
+      key_id: string;
+      payload: Buffer;
+      created_at: Date;
+    }>('SELECT * FROM dp_errors WHERE error_ref = $1', [errorRef]);
+    const row = r.rows[0];
+    if (!row) return undefined;
+    const info = this.#open(row.key_id, row.payload, `${row.run_id}:error:${row.error_ref}`) as ErrorInfo;
+    return {
+      ...info,
+      errorRef: row.error_ref,
+      runId: row.run_id,
+      position: row.position ?? undefined,
+      attempt: row.attempt ?? undefined,
+      createdAt: row.created_at.getTime(),
+    };
+  }
+
+  /**
+   * Stores a signal for a run and notifies listening workers. Signals of one name are consumed in
+   * arrival order, so one sent before the run waits for it is kept.
+   */
+  async addSignal(runId: string, name: string, body: unknown, signalId: string = newId()): Promise<{ signalId: string; size: number }> {
+    const sealed = this.#seal(body, `${runId}:signal:${signalId}`, 'The signal body');
+    const r = await this.#pool.query(
+      `WITH ins AS (
+         INSERT INTO dp_signals (signal_id, run_id, name, key_id, body, size)
+         SELECT $1, run_id, $3, $4, $5, $6 FROM dp_runs WHERE run_id = $2
+         RETURNING run_id
+       )
+       SELECT pg_notify('cairn_dp_signal', $2 || ':' || $3) FROM ins`,
+      [signalId, runId, name, sealed.keyId, sealed.blob, sealed.size],
+    );
+    if (r.rowCount !== 1) throw new CairnError(ErrorCodes.RUN_NOT_FOUND, `Run ${runId} is not in this data plane's payload store.`);
+    return { signalId, size: sealed.size };
+  }
+
+  /**
+   * Consumes the oldest unconsumed signal of `name` for the run and records it as the completed
+   * signal wait at `position`, in one fenced statement. Returns undefined when none is waiting.
+   */
+  async takeSignal(runId: string, epoch: number, position: number, name: string, startedAt: number): Promise<TakenSignal | undefined> {
+    const r = await this.#pool.query<{
+      ok: number;
+      signal_id: string | null;
+      key_id: string | null;
+      body: Buffer | null;
+      size: number | null;
+    }>(
+      `WITH fence AS (
+         SELECT run_id FROM dp_runs WHERE run_id = $1 AND epoch = $2 AND status = 'open' FOR SHARE
+       ), pick AS (
+         SELECT s.signal_id FROM dp_signals s
+          WHERE s.run_id = $1 AND s.name = $4 AND s.consumed_position IS NULL AND EXISTS (SELECT 1 FROM fence)
+          ORDER BY s.seq LIMIT 1 FOR UPDATE SKIP LOCKED
+       ), took AS (
+         UPDATE dp_signals s SET consumed_position = $3 FROM pick WHERE s.signal_id = pick.signal_id
+         RETURNING s.signal_id, s.key_id, s.body, s.size
+       ), j AS (
+         INSERT INTO dp_journal (run_id, position, kind, name, status, attempt, signal_id, output_size, started_at, ended_at, epoch)
+         SELECT $1, $3, 'signal', $4, 'completed', 1, took.signal_id, took.size, $5, now(), $2 FROM took
+         ON CONFLICT (run_id, position) DO UPDATE
+           SET status = 'completed', signal_id = excluded.signal_id, output_size = excluded.output_size, ended_at = excluded.ended_at, epoch = excluded.epoch
+           WHERE dp_journal.status = 'waiting'
+       )
+       SELECT (SELECT count(*) FROM fence)::int AS ok, took.* FROM (SELECT 1) AS one LEFT JOIN took ON true`,
+      [runId, epoch, position, name, new Date(startedAt)],
+    );
+    const row = r.rows[0];
+    if (!row || row.ok !== 1) return this.#throwFenced(runId, epoch);
+    if (!row.signal_id || !row.key_id || !row.body) return undefined;
+    return { signalId: row.signal_id, body: this.#open(row.key_id, row.body, `${runId}:signal:${row.signal_id}`), size: row.size ?? 0 };
+  }
+
+  /**
+   * Listens for new signals (Postgres LISTEN on the data plane's own database) and calls
+   * `listener(runId, name)` for each. Reconnects after a connection loss. Returns a function that
+   * stops listening.
+   */
+  async onSignal(listener: (runId: string, name: string) => void): Promise<() => Promise<void>> {
+    let stopped = false;
+    let client: pg.Client | undefined;
+    const connect = async (): Promise<void> => {
+      const c = new pg.Client({ connectionString: this.#connectionString, application_name: 'cairn-signal-listener' });
+      c.on('notification', (n) => {
+        if (n.channel !== 'cairn_dp_signal' || !n.payload) return;
+        const colon = n.payload.indexOf(':');
+        if (colon > 0) listener(n.payload.slice(0, colon), n.payload.slice(colon + 1));
+      });
+      c.on('error', () => {
+        if (stopped) return;
+        c.end().catch(() => undefined);
+        setTimeout(() => void connect().catch(() => undefined), 500).unref();
+      });
+      await c.connect();
+      await c.query('LISTEN cairn_dp_signal');
+      client = c;
+    };
+    await connect();
+    return async () => {
+      stopped = true;
+      await client?.end().catch(() => undefined);
+    };
+  }
+}
