@@ -580,6 +580,16 @@ export class PayloadStore {
   }
 
   /**
+   * Deletes a stored signal unless a wait has consumed it already (used when the control plane
+   * could not be told about it, so the caller can retry without a duplicate). Returns true when it
+   * was deleted, false when it was consumed (and so delivered).
+   */
+  async deleteSignalIfUnconsumed(signalId: string): Promise<boolean> {
+    const r = await this.#pool.query('DELETE FROM dp_signals WHERE signal_id = $1 AND consumed_position IS NULL', [signalId]);
+    return r.rowCount === 1;
+  }
+
+  /**
    * Consumes the oldest unconsumed signal of `name` for the run and records it as the completed
    * signal wait at `position`, in one fenced statement. Returns undefined when none is waiting.
    */
