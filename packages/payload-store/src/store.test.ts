@@ -1,0 +1,224 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import pg from 'pg';
+import { newId } from '@cairn/common';
+import { testPostgres, testPostgresKinds, uniqueDatabaseName, type PostgresServer } from '@cairn/local-postgres';
+import { FencedError, Hasher, KeyRing, PayloadStore } from './index.js';
+
+const now = () => Date.now();
+const KEY1 = Buffer.alloc(32, 1);
+
+for (const kind of testPostgresKinds()) {
+  describe(`payload store on ${kind} Postgres`, () => {
+    let server: PostgresServer;
+    let url: string;
+    let store: PayloadStore;
+    const keys = new KeyRing([{ id: 'k1', key: KEY1 }]);
+
+    before(async () => {
+      server = await testPostgres(kind);
+      url = await server.createDatabase(uniqueDatabaseName('dp'));
+      store = PayloadStore.connect({ connectionString: url, keys });
+      await store.migrate();
+    });
+    after(async () => {
+      await store.close();
+      await server.stop();
+    });
+
+    it('migrates idempotently, also from several processes at once', async () => {
+      const others = [0, 1, 2].map(() => PayloadStore.connect({ connectionString: url, keys }));
+      const applied = await Promise.all(others.map((s) => s.migrate()));
+      assert.deepEqual(applied, [[], [], []]);
+      await Promise.all(others.map((s) => s.close()));
+    });
+
+    it('encrypts payloads at rest with the key id stored beside them', async () => {
+      const runId = newId();
+      const marker = `secret-${newId()}`;
+      await store.createRun({ runId, workflowName: 'wf', input: { marker } });
+      await store.acquire(runId, 1);
+      await store.append(runId, 1, [
+        { position: 0, kind: 'step', name: 's', status: 'completed', value: { marker }, startedAt: now(), endedAt: now() },
+      ]);
+      await store.addSignal(runId, 'approve', { marker });
+      const raw = new pg.Client({ connectionString: url });
+      await raw.connect();
+      const dump = await raw.query(
+        `SELECT (SELECT string_agg(encode(input, 'escape'), '') FROM dp_runs) || (SELECT string_agg(encode(payload, 'escape'), '') FROM dp_journal) || (SELECT string_agg(encode(body, 'escape'), '') FROM dp_signals) AS all`,
+      );
+      const keyIds = await raw.query<{ input_key_id: string }>('SELECT input_key_id FROM dp_runs WHERE run_id = $1', [runId]);
+      await raw.end();
+      assert.ok(!(dump.rows[0] as { all: string }).all.includes(marker), 'plaintext found in the database');
+      assert.equal(keyIds.rows[0]?.input_key_id, 'k1');
+      const journal = await store.loadJournal(runId);
+      assert.deepEqual(journal[0]?.value, { marker });
+    });
+
+    it('reads data sealed with an older key after rotation, and refuses an unknown key clearly', async () => {
+      const runId = newId();
+      await store.createRun({ runId, workflowName: 'wf', input: 'before rotation' });
+      const rotated = PayloadStore.connect({
+        connectionString: url,
+        keys: new KeyRing([
+          { id: 'k2', key: Buffer.alloc(32, 7) },
+          { id: 'k1', key: KEY1 },
+        ]),
+      });
+      assert.equal((await rotated.getRun(runId))?.input, 'before rotation');
+      const run2 = newId();
+      await rotated.createRun({ runId: run2, workflowName: 'wf', input: 'after rotation' });
+      await assert.rejects(store.getRun(run2), /CAIRN-3003.*k2.*not in CAIRN_DP_ENCRYPTION_KEYS/);
+      await rotated.close();
+    });
+
+    it('fences journal writes by lease epoch', async () => {
+      const runId = newId();
+      await store.createRun({ runId, workflowName: 'wf', input: null });
+      await store.acquire(runId, 1);
+      await store.append(runId, 1, [{ position: 0, kind: 'step', name: 'a', status: 'completed', value: 1, startedAt: now() }]);
+      await store.acquire(runId, 2);
+      await assert.rejects(
+        store.append(runId, 1, [{ position: 1, kind: 'step', name: 'b', status: 'completed', value: 2, startedAt: now() }]),
+        (e: unknown) => e instanceof FencedError && /held under epoch 2/.test(e.message),
+      );
+      await assert.rejects(store.acquire(runId, 1), FencedError);
+      await assert.rejects(store.completeRun(runId, 1, 'x'), FencedError);
+      await store.append(runId, 2, [{ position: 1, kind: 'step', name: 'b', status: 'completed', value: 2, startedAt: now() }]);
+      const journal = await store.loadJournal(runId);
+      assert.deepEqual(
+        journal.map((e) => [e.position, e.value, e.epoch]),
+        [
+          [0, 1, 1],
+          [1, 2, 2],
+        ],
+      );
+    });
+
+    it('never overwrites a final journal entry', async () => {
+      const runId = newId();
+      await store.createRun({ runId, workflowName: 'wf', input: null });
+      await store.acquire(runId, 1);
+      await store.append(runId, 1, [{ position: 0, kind: 'step', name: 'a', status: 'completed', value: 'first', startedAt: now() }]);
+      await store.append(runId, 1, [{ position: 0, kind: 'step', name: 'a', status: 'completed', value: 'second', startedAt: now() }]);
+      assert.equal((await store.readEntry(runId, 0))?.value, 'first');
+    });
+
+    it('keeps retry errors, with message and stack, in the data plane', async () => {
+      const runId = newId();
+      await store.createRun({ runId, workflowName: 'wf', input: null });
+      await store.acquire(runId, 1);
+      const { errorRefs } = await store.append(runId, 1, [
+        {
+          position: 0,
+          kind: 'step',
+          name: 'a',
+          status: 'retrying',
+          attempt: 1,
+          error: { name: 'Error', message: 'card declined', stack: 'at x' },
+          dueAt: now() + 1000,
+          startedAt: now(),
+        },
+      ]);
+      const ref = errorRefs.get(0);
+      if (!ref) throw new Error('no error ref returned');
+      const stored = await store.getError(ref);
+      assert.equal(stored?.message, 'card declined');
+      assert.equal(stored?.position, 0);
+      const entry = await store.readEntry(runId, 0);
+      assert.equal(entry?.status, 'retrying');
+      assert.equal(entry?.error?.message, 'card declined');
+    });
+
+    it('keeps a signal sent before the wait and consumes signals in arrival order, once', async () => {
+      const runId = newId();
+      await store.createRun({ runId, workflowName: 'wf', input: null });
+      await store.addSignal(runId, 'approve', { n: 1 });
+      await store.addSignal(runId, 'approve', { n: 2 });
+      await store.addSignal(runId, 'other', { n: 3 });
+      await store.acquire(runId, 1);
+      assert.deepEqual((await store.takeSignal(runId, 1, 0, 'approve', now()))?.body, { n: 1 });
+      assert.deepEqual((await store.takeSignal(runId, 1, 1, 'approve', now()))?.body, { n: 2 });
+      assert.equal(await store.takeSignal(runId, 1, 2, 'approve', now()), undefined);
+      const journal = await store.loadJournal(runId);
+      assert.deepEqual(
+        journal.map((e) => [e.kind, e.name, e.value]),
+        [
+          ['signal', 'approve', { n: 1 }],
+          ['signal', 'approve', { n: 2 }],
+        ],
+      );
+      await store.acquire(runId, 2);
+      await assert.rejects(store.takeSignal(runId, 1, 2, 'other', now()), FencedError);
+    });
+
+    it('notifies listeners of new signals', async () => {
+      const runId = newId();
+      await store.createRun({ runId, workflowName: 'wf', input: null });
+      const seen: string[] = [];
+      const got = new Promise<void>((resolve) => {
+        void store
+          .onSignal((r, name) => {
+            if (r === runId) {
+              seen.push(name);
+              resolve();
+            }
+          })
+          .then((stop) => got.finally(() => stop()));
+      });
+      // The listener connects asynchronously; send until it hears one.
+      for (let i = 0; i < 50 && seen.length === 0; i++) {
+        await store.addSignal(runId, 'ping', i);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      await got;
+      assert.equal(seen[0], 'ping');
+    });
+
+    it('completes and fails idempotently for the same epoch', async () => {
+      const a = newId();
+      await store.createRun({ runId: a, workflowName: 'wf', input: null });
+      await store.acquire(a, 1);
+      const first = await store.completeRun(a, 1, { ok: true });
+      assert.deepEqual(await store.completeRun(a, 1, { ok: true }), first);
+      assert.deepEqual((await store.getRun(a))?.output, { ok: true });
+      const b = newId();
+      await store.createRun({ runId: b, workflowName: 'wf', input: null });
+      await store.acquire(b, 3);
+      const f1 = await store.failRun(b, 3, { name: 'Error', message: 'nope' });
+      const f2 = await store.failRun(b, 3, { name: 'Error', message: 'nope' });
+      assert.equal(f1.errorRef, f2.errorRef);
+      assert.equal((await store.getError(f1.errorRef))?.message, 'nope');
+    });
+
+    it('says clearly when a run is unknown', async () => {
+      await assert.rejects(store.acquire(newId(), 1), /CAIRN-3004.*no input in this data plane/);
+      await assert.rejects(store.addSignal(newId(), 'x', 1), /CAIRN-3004/);
+    });
+  });
+}
+
+describe('keys', () => {
+  it('rejects malformed key specs with a clear message', () => {
+    assert.throws(() => KeyRing.parse('nocolon'), /id:base64key/);
+    assert.throws(() => KeyRing.parse('k1:' + Buffer.alloc(16).toString('base64')), /must be 32 bytes/);
+    assert.throws(() => Hasher.parse(Buffer.alloc(8).toString('base64')), /at least 32 bytes/);
+  });
+
+  it('detects tampering', () => {
+    const ring = KeyRing.parse(KeyRing.generateSpec());
+    const sealed = ring.seal(Buffer.from('hello'), 'run:input');
+    assert.equal(ring.open(sealed, 'run:input').toString(), 'hello');
+    assert.throws(() => ring.open(sealed, 'other:input'), /CAIRN-3002/);
+    const flipped = Buffer.from(sealed.blob);
+    flipped[flipped.length - 1]! ^= 1;
+    assert.throws(() => ring.open({ keyId: sealed.keyId, blob: flipped }, 'run:input'), /CAIRN-3002/);
+  });
+
+  it('hashes user keys with HMAC-SHA256', () => {
+    const h = new Hasher(Buffer.alloc(32, 1));
+    assert.match(h.digest('jane@example.com'), /^[0-9a-f]{64}$/);
+    assert.equal(h.digest('a'), h.digest('a'));
+    assert.notEqual(h.digest('a'), new Hasher(Buffer.alloc(32, 2)).digest('a'));
+  });
+});
