@@ -1,1 +1,3 @@
-export {};
+export { startStack, entryPoints, type Stack, type StackOptions, type StackSecrets, type ControlPlaneReplica } from './stack.js';
+export { ManagedProcess } from './process.js';
+export { runExample } from './example.js';

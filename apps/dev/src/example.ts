@@ -1,0 +1,59 @@
+import type { Stack } from './stack.js';
+
+interface RunView {
+  run: { runId: string; status: string };
+  output?: unknown;
+  error?: { message: string };
+}
+
+async function call<T>(stack: Stack, method: string, path: string, body?: unknown): Promise<{ status: number; json: T }> {
+  const res = await fetch(`${stack.gatewayUrl}${path}`, {
+    method,
+    headers: {
+      authorization: `Bearer ${stack.secrets.gatewayToken}`,
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const json = (await res.json()) as T;
+  if (res.status >= 400) throw new Error(`${method} ${path} → ${res.status}: ${JSON.stringify(json)}`);
+  return { status: res.status, json };
+}
+
+/** Runs the example order refund through the gateway: start, approve, wait, show the timeline. */
+export async function runExample(stack: Stack, print: (line: string) => void): Promise<void> {
+  const input = { orderId: 'o-1001', customerEmail: 'jane@example.com', amount: 149.9, currency: 'EUR', reason: 'arrived damaged' };
+  print(`Example: refund ${input.amount} ${input.currency} for order ${input.orderId} (above 100: needs an approval)`);
+  const started = await call<{ runId: string }>(stack, 'POST', '/v1/runs', {
+    workflow: 'order-refund',
+    input,
+    idempotencyKey: `example-${input.orderId}-${Date.now()}`,
+  });
+  const runId = started.json.runId;
+  print(`  started run ${runId}`);
+  for (let i = 0; i < 100; i++) {
+    const view = await call<RunView>(stack, 'GET', `/v1/runs/${runId}`);
+    if (view.json.run.status === 'suspended') break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  print('  the run is suspended, waiting for the "approval" signal (it holds no worker slot)');
+  await call(stack, 'POST', `/v1/runs/${runId}/signals/approval`, { approved: true, by: 'maria', comment: 'customer sent photos' });
+  print('  sent the approval signal');
+  let result: { status: number; json: { status: string; output?: unknown; error?: { message: string } } } | undefined;
+  for (let i = 0; i < 4; i++) {
+    result = await call(stack, 'GET', `/v1/runs/${runId}/result?wait=30`);
+    if (result.status === 200) break;
+  }
+  print(`  finished: ${result?.json.status} ${JSON.stringify(result?.json.output ?? result?.json.error)}`);
+  const described = await fetch(`${stack.controlPlanes[0]!.httpUrl}/v1/runs/${runId}`, {
+    headers: { authorization: `Bearer ${stack.secrets.apiToken}` },
+  });
+  const timeline = (await described.json()) as {
+    steps: Array<{ position: number; kind: string; name: string; status: string; attempt: number; durationMs: number | null }>;
+  };
+  print('  step timeline as the control plane sees it (names, statuses, times only):');
+  for (const s of timeline.steps)
+    print(
+      `    #${s.position} ${s.kind.padEnd(6)} ${s.name.padEnd(18)} ${s.status.padEnd(9)} attempt ${s.attempt}  ${s.durationMs ?? '-'} ms`,
+    );
+}

@@ -1,0 +1,4 @@
+import { runWorkerFromEnv } from '@cairn/worker';
+import { benchSteps } from './workflows.js';
+
+await runWorkerFromEnv([benchSteps]);

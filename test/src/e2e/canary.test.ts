@@ -1,0 +1,66 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import pg from 'pg';
+import { startTestStack, type TestStack } from '../harness.js';
+
+/**
+ * The residency canary: inputs, step outputs, dynamic keys, idempotency keys, signal bodies and
+ * error messages carry a unique marker. The control plane's database, its logs and every byte of
+ * gRPC between the planes must contain it zero times.
+ */
+describe('residency canary', () => {
+  let t: TestStack;
+  let capture: string;
+  before(async () => {
+    capture = join(process.env['CAIRN_TEST_DIR'] ?? '/tmp', `cairn-canary-${randomUUID()}.bin`);
+    t = await startTestStack({ name: 'canary', workers: 1, suspendThresholdMs: 500, captureGrpcTo: capture });
+  });
+  after(async () => {
+    await t?.stop();
+  });
+
+  it('keeps every payload, key and error message in the data plane', async () => {
+    const marker = `CANARY${randomUUID().replace(/-/g, '')}`;
+    const canary = await t.start('canary', { marker }, { idempotencyKey: `idem-${marker}` });
+    await t.waitForRun(canary, (r) => r.status === 'suspended' && r.waitingSignal === 'note');
+    assert.equal((await t.signal(canary, 'note', { note: `note-${marker}` })).status, 202);
+    const failing = await t.start('canary-failure', { marker });
+    const doomed = await t.start('doomed', { secret: marker });
+
+    const ok = await t.result(canary);
+    assert.equal(ok.status, 'completed');
+    assert.equal(JSON.stringify(ok.output).includes(marker), true, 'the data plane has the payloads');
+    const failed = await t.result(failing);
+    assert.equal(failed.status, 'failed');
+    assert.match(failed.error?.message ?? '', new RegExp(marker));
+    assert.equal((await t.result(doomed)).status, 'failed');
+    const step = await t.gateway('GET', `/v1/runs/${canary}/steps/0`);
+    assert.match(await step.text(), new RegExp(marker), 'the step output is readable in the data plane');
+
+    // Stop everything so logs are flushed, then search.
+    await t.stack.stop();
+    const where: string[] = [];
+    const cp = new pg.Client({ connectionString: t.stack.cpDatabaseUrl });
+    await cp.connect();
+    const tables = await cp.query<{ tablename: string }>("SELECT tablename FROM pg_tables WHERE schemaname = 'public'");
+    assert.ok(tables.rows.length >= 5);
+    let rows = 0;
+    for (const { tablename } of tables.rows) {
+      const r = await cp.query<{ row: string }>(`SELECT t::text AS row FROM "${tablename}" t`);
+      rows += r.rows.length;
+      if (r.rows.some((x) => x.row.includes(marker))) where.push(`control-plane table ${tablename}`);
+    }
+    await cp.end();
+    assert.ok(rows > 10, 'the control plane did record metadata');
+    for (const replica of t.stack.controlPlanes) {
+      if (readFileSync(replica.process.logFile, 'utf8').includes(marker)) where.push(`log ${replica.process.logFile}`);
+    }
+    const bytes = readFileSync(capture);
+    assert.ok(bytes.length > 1000, 'gRPC traffic was captured');
+    if (bytes.includes(Buffer.from(marker))) where.push('gRPC bytes');
+    assert.deepEqual(where, [], `the marker crossed the boundary`);
+  });
+});

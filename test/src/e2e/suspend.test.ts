@@ -1,0 +1,54 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { startTestStack, type TestStack } from '../harness.js';
+
+describe('suspension, sleeps and signals', () => {
+  let t: TestStack;
+  before(async () => {
+    // One worker with one slot: anything that holds a slot while waiting would block the others.
+    t = await startTestStack({ name: 'suspend', workers: 1, workerSlots: 1, suspendThresholdMs: 1000 });
+  });
+  after(async () => {
+    await t?.stop();
+  });
+
+  it('suspends a long sleep without holding the slot, and resumes it', async () => {
+    const sleeper = await t.start('sleeper', { sleepMs: 4000 });
+    const suspended = await t.waitForRun(sleeper, (r) => r.status === 'suspended');
+    assert.equal(suspended.waitingSignal, null);
+    // The only slot is free: another run completes while the sleeper waits.
+    const other = await t.start('five-steps', { step3Ms: 10, stepMs: 10 });
+    assert.equal((await t.result(other)).status, 'completed');
+    assert.equal((await t.describe(sleeper)).run.status, 'suspended');
+    const result = await t.result(sleeper);
+    assert.equal(result.status, 'completed');
+    assert.deepEqual(result.output, { sleptAtLeast: true });
+    assert.equal(await t.countEffects(sleeper, 'after-sleep'), 1);
+    const { steps } = await t.describe(sleeper);
+    assert.ok(steps.some((s) => s.kind === 'sleep' && s.status === 'completed'));
+  });
+
+  it('keeps a signal sent before the workflow waits for it', async () => {
+    const runId = await t.start('signal-waiter', { delayMs: 1500, timeoutMs: 60_000 });
+    assert.equal((await t.signal(runId, 'go', { early: true })).status, 202);
+    const result = await t.result(runId);
+    assert.deepEqual(result.output, { timedOut: false, got: [{ early: true }] });
+  });
+
+  it('wakes a run suspended on a signal when the signal arrives', async () => {
+    const runId = await t.start('signal-waiter', { delayMs: 0, signals: 2 });
+    const run = await t.waitForRun(runId, (r) => r.status === 'suspended');
+    assert.equal(run.waitingSignal, 'go');
+    assert.equal((await t.signal(runId, 'go', { n: 1 })).status, 202);
+    assert.equal((await t.signal(runId, 'go', { n: 2 })).status, 202);
+    const result = await t.result(runId);
+    assert.deepEqual(result.output, { timedOut: false, got: [{ n: 1 }, { n: 2 }] });
+  });
+
+  it('takes the timeout path when no signal comes', async () => {
+    const runId = await t.start('signal-waiter', { delayMs: 0, timeoutMs: 2500 });
+    await t.waitForRun(runId, (r) => r.status === 'suspended');
+    const result = await t.result(runId);
+    assert.deepEqual(result.output, { timedOut: true, got: [] });
+  });
+});

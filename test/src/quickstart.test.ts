@@ -1,0 +1,27 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const devMain = fileURLToPath(new URL('../../apps/dev/dist/main.js', import.meta.url));
+
+describe('the Quick start', () => {
+  it('`pnpm dev` brings up the whole stack from nothing and runs the example to completion', () => {
+    const dir = mkdtempSync(join(process.env['CAIRN_TEST_DIR'] ?? tmpdir(), 'cairn-quickstart-'));
+    const r = spawnSync(process.execPath, [devMain, '--exit', '--dir', dir], {
+      encoding: 'utf8',
+      timeout: 120_000,
+      env: { ...process.env, NO_COLOR: '1' },
+    });
+    assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
+    assert.match(r.stdout, /Cairn local stack is up/);
+    assert.match(r.stdout, /control plane\s+http:\/\/127\.0\.0\.1:\d+/);
+    assert.match(r.stdout, /gateway\s+http:\/\/127\.0\.0\.1:\d+/);
+    assert.match(r.stdout, /finished: completed .*"status":"refunded"/);
+    assert.match(r.stdout, /issue-refund\s+completed/);
+    assert.match(r.stdout, /curl -s -X POST \$GW\/v1\/runs/);
+  });
+});

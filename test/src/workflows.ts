@@ -1,0 +1,106 @@
+import { TerminalError, SignalTimeoutError, defineWorkflow } from '@cairn/sdk';
+import { countEffects, recordEffect } from './effects.js';
+
+const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Five steps; each records a side effect. Step 3 takes `step3Ms` so a test can kill the worker in it. */
+export const fiveSteps = defineWorkflow({ name: 'five-steps', version: '1' }, async (ctx, input: { step3Ms: number; stepMs?: number }) => {
+  const results: string[] = [];
+  for (let i = 1; i <= 5; i++) {
+    const r = await ctx.step(`step-${i}`, async ({ attempt }) => {
+      await recordEffect(ctx.runId, `step-${i}:start`, attempt);
+      await pause(i === 3 ? input.step3Ms : (input.stepMs ?? 20));
+      await recordEffect(ctx.runId, `step-${i}`, attempt);
+      return `done-${i}`;
+    });
+    results.push(r);
+  }
+  return results;
+});
+
+/** `steps` steps of `stepMs` each, no suspension. */
+export const manySteps = defineWorkflow({ name: 'many-steps', version: '1' }, async (ctx, input: { steps: number; stepMs: number }) => {
+  let total = 0;
+  for (let i = 1; i <= input.steps; i++) {
+    total += await ctx.step(`step-${i}`, async ({ attempt }) => {
+      await pause(input.stepMs);
+      await recordEffect(ctx.runId, `step-${i}`, attempt);
+      return i;
+    });
+  }
+  return { total };
+});
+
+/** Sleeps, then records a step. */
+export const sleeper = defineWorkflow({ name: 'sleeper', version: '1' }, async (ctx, input: { sleepMs: number }) => {
+  const before = ctx.now().getTime();
+  await ctx.sleep(input.sleepMs);
+  await ctx.step('after-sleep', async ({ attempt }) => {
+    await recordEffect(ctx.runId, 'after-sleep', attempt);
+  });
+  return { sleptAtLeast: ctx.now().getTime() - before >= input.sleepMs };
+});
+
+/** Waits for a signal after an optional delay step; returns the body or 'timed-out'. */
+export const signalWaiter = defineWorkflow(
+  { name: 'signal-waiter', version: '1' },
+  async (ctx, input: { delayMs: number; timeoutMs?: number; signals?: number }) => {
+    await ctx.step('prepare', () => pause(input.delayMs));
+    const got: unknown[] = [];
+    for (let i = 0; i < (input.signals ?? 1); i++) {
+      try {
+        got.push(await ctx.waitForSignal('go', input.timeoutMs === undefined ? {} : { timeout: input.timeoutMs }));
+      } catch (err) {
+        if (err instanceof SignalTimeoutError) return { timedOut: true, got };
+        throw err;
+      }
+    }
+    return { timedOut: false, got };
+  },
+);
+
+/** A step that fails `failures` times, then succeeds. */
+export const flaky = defineWorkflow({ name: 'flaky', version: '1' }, async (ctx, input: { failures: number; backoffMs: number }) => {
+  return ctx.step(
+    'flaky-call',
+    async ({ attempt }) => {
+      await recordEffect(ctx.runId, 'flaky-call', attempt);
+      const tries = await countEffects(ctx.runId, 'flaky-call');
+      if (tries <= input.failures) throw new Error(`transient failure ${tries}`);
+      return { attempts: tries };
+    },
+    { retry: { initialInterval: input.backoffMs, backoffCoefficient: 2, maximumAttempts: input.failures + 2 } },
+  );
+});
+
+/** A step that fails with a terminal error whose message carries `secret`. */
+export const doomed = defineWorkflow({ name: 'doomed', version: '1' }, async (ctx, input: { secret: string }) => {
+  await ctx.step('charge-card', async ({ attempt }) => {
+    await recordEffect(ctx.runId, 'charge-card', attempt);
+    throw new TerminalError(`card declined for ${input.secret}`);
+  });
+  return 'unreachable';
+});
+
+/** Carries a marker through input, step outputs, a signal body, an error and the output. */
+export const canary = defineWorkflow({ name: 'canary', version: '1' }, async (ctx, input: { marker: string }) => {
+  const echoed = await ctx.step('echo', { key: `key-${input.marker}` }, () => ({ echoed: input.marker }));
+  let caught = '';
+  try {
+    await ctx.step('fail-with-marker', () => {
+      throw new TerminalError(`failure mentioning ${input.marker}`);
+    });
+  } catch (err) {
+    caught = err instanceof Error ? 'caught' : 'odd';
+  }
+  const body = await ctx.waitForSignal<{ note: string }>('note');
+  return { echoed, caught, note: body.note, marker: input.marker };
+});
+
+/** A workflow that fails with its own error carrying `secret`. */
+export const canaryFailure = defineWorkflow({ name: 'canary-failure', version: '1' }, async (ctx, input: { marker: string }) => {
+  await ctx.step('before', () => input.marker);
+  throw new Error(`workflow failed with ${input.marker}`);
+});
+
+export const allWorkflows = [fiveSteps, manySteps, sleeper, signalWaiter, flaky, doomed, canary, canaryFailure];
