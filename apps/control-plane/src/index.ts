@@ -1,1 +1,4 @@
-export {};
+export { startControlPlane, type ControlPlane, type StartOptions } from './control-plane.js';
+export { loadControlPlaneConfig, loadDatabaseConfig, type ControlPlaneConfig, type DatabaseConfig } from './config.js';
+export { createDataPlane, migrate } from './admin.js';
+export { migrations, type Migration } from './db/migrations.js';

@@ -1,0 +1,1152 @@
+// Integration tests of the control plane against real Postgres (embedded 18 and system 15).
+//
+// The tests drive the tsc-built code in dist/: the test runner transforms TypeScript with tsx,
+// which reads the workspace root's tsconfig and so cannot compile Nest's parameter decorators.
+// `ensureBuilt` rebuilds this package first when dist/ is older than src/.
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { globSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { after, before, beforeEach, describe, test } from 'node:test';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import { NestFactory } from '@nestjs/core';
+import type { INestApplicationContext } from '@nestjs/common';
+import pg from 'pg';
+import { ErrorCodes, createLogger, type CairnError } from '@cairn/common';
+import { testPostgres, testPostgresKinds, uniqueDatabaseName, type PostgresServer } from '@cairn/local-postgres';
+import {
+  CancelRunRequestSchema,
+  ConnectRequestSchema,
+  DescribeRunRequestSchema,
+  SignalRunRequestSchema,
+  StartRunRequestSchema,
+  WaitRunRequestSchema,
+  type DescMessage,
+  GatewayService,
+  LeaseState,
+  RejectionReason,
+  RunStatus,
+  StepKind,
+  StepStatus,
+  SuspendReason,
+  WakeReason,
+  WorkerService,
+  create,
+  grpcServiceDefinition,
+  type ConnectRequest,
+  type ConnectResponse,
+  type RunInfo,
+  type StepInfo,
+} from '@cairn/proto';
+import type * as AdminModule from './admin.js';
+import type * as AppModuleModule from './app.module.js';
+import type * as ConfigModule from './config.js';
+import type * as ControlPlaneModule from './control-plane.js';
+import type * as DatabaseModule from './db/database.js';
+import type * as MigrationRepositoryModule from './db/migration.repository.js';
+import type * as MigrationsModule from './db/migrations.js';
+import type * as RunRepositoryModule from './db/run.repository.js';
+import type * as WorkflowRepositoryModule from './db/workflow.repository.js';
+import type * as DataPlaneServiceModule from './services/data-plane.service.js';
+import type * as LeaseServiceModule from './services/lease.service.js';
+import type * as RunServiceModule from './services/run.service.js';
+import type * as SweeperServiceModule from './services/sweeper.service.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const packageDir = dirname(here);
+const distDir = join(packageDir, 'dist');
+const silent = createLogger('control-plane-test', 'silent');
+
+/** Builds the package when dist/ is missing or older than any source file. */
+function ensureBuilt(): void {
+  const stale = globSync('**/*.ts', { cwd: here }).some((file) => {
+    if (file.endsWith('.test.ts')) return false;
+    const out = join(distDir, file.replace(/\.ts$/, '.js'));
+    try {
+      return statSync(out).mtimeMs < statSync(join(here, file)).mtimeMs;
+    } catch {
+      return true;
+    }
+  });
+  if (!stale) return;
+  const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
+  const built = spawnSync(process.execPath, [tsc, '-b', packageDir], { encoding: 'utf8' });
+  assert.equal(built.status, 0, `building apps/control-plane failed:\n${built.stdout}${built.stderr}`);
+}
+
+async function load<T>(file: string): Promise<T> {
+  return (await import(pathToFileURL(join(distDir, file)).href)) as T;
+}
+
+interface Dist {
+  admin: typeof AdminModule;
+  app: typeof AppModuleModule;
+  config: typeof ConfigModule;
+  cp: typeof ControlPlaneModule;
+  database: typeof DatabaseModule;
+  migrationRepository: typeof MigrationRepositoryModule;
+  migrations: typeof MigrationsModule;
+  runRepository: typeof RunRepositoryModule;
+  workflowRepository: typeof WorkflowRepositoryModule;
+  dataPlaneService: typeof DataPlaneServiceModule;
+  leaseService: typeof LeaseServiceModule;
+  runService: typeof RunServiceModule;
+  sweeperService: typeof SweeperServiceModule;
+}
+
+let distPromise: Promise<Dist> | null = null;
+function dist(): Promise<Dist> {
+  distPromise ??= (async () => {
+    ensureBuilt();
+    return {
+      admin: await load('admin.js'),
+      app: await load('app.module.js'),
+      config: await load('config.js'),
+      cp: await load('control-plane.js'),
+      database: await load('db/database.js'),
+      migrationRepository: await load('db/migration.repository.js'),
+      migrations: await load('db/migrations.js'),
+      runRepository: await load('db/run.repository.js'),
+      workflowRepository: await load('db/workflow.repository.js'),
+      dataPlaneService: await load('services/data-plane.service.js'),
+      leaseService: await load('services/lease.service.js'),
+      runService: await load('services/run.service.js'),
+      sweeperService: await load('services/sweeper.service.js'),
+    };
+  })();
+  return distPromise;
+}
+
+function env(databaseUrl: string, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    CAIRN_CP_DATABASE_URL: databaseUrl,
+    CAIRN_CP_HOST: '127.0.0.1',
+    CAIRN_CP_HTTP_PORT: '0',
+    CAIRN_CP_GRPC_PORT: '0',
+    CAIRN_API_TOKEN: 'test-api-token',
+    CAIRN_LOG_LEVEL: 'silent',
+    ...extra,
+  };
+}
+
+/** Polls until `check` holds (a wait, not a timing assertion). */
+async function until(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// gRPC clients as a worker and a gateway would use them.
+
+const WorkerClient = grpc.makeGenericClientConstructor(grpcServiceDefinition(WorkerService), 'WorkerService');
+const GatewayClient = grpc.makeGenericClientConstructor(grpcServiceDefinition(GatewayService), 'GatewayService');
+type ServiceClient = InstanceType<typeof WorkerClient>;
+type ResponseCase = NonNullable<ConnectResponse['message']['case']>;
+type ResponseValue<K extends ResponseCase> = Extract<ConnectResponse['message'], { case: K }>['value'];
+
+function bearer(token: string | null): grpc.Metadata {
+  const metadata = new grpc.Metadata();
+  if (token !== null) metadata.set('authorization', `Bearer ${token}`);
+  return metadata;
+}
+
+interface HelloFields {
+  dataPlaneId: string;
+  workerId?: string;
+  slots: number;
+  workflows?: Array<{ name: string; version: string; taskQueue: string }>;
+  heldLeases?: Array<{ runId: string; epoch: number }>;
+}
+
+/** One worker stream: send requests, wait for responses of a kind, see how it ended. */
+class WorkerStream {
+  private readonly call: grpc.ClientDuplexStream<ConnectRequest, ConnectResponse>;
+  private readonly inbox: ConnectResponse[] = [];
+  private readonly listeners = new Set<() => void>();
+  private sequence = 0n;
+  status: grpc.StatusObject | null = null;
+
+  constructor(client: ServiceClient, token: string | null) {
+    const connect = client['connect'] as (metadata: grpc.Metadata) => grpc.ClientDuplexStream<ConnectRequest, ConnectResponse>;
+    this.call = connect.call(client, bearer(token));
+    this.call.on('data', (message: ConnectResponse) => {
+      this.inbox.push(message);
+      this.changed();
+    });
+    this.call.on('status', (status: grpc.StatusObject) => {
+      this.status = status;
+      this.changed();
+    });
+    this.call.on('error', () => undefined);
+  }
+
+  send(message: ConnectRequest['message']): bigint {
+    this.sequence += 1n;
+    this.call.write(create(ConnectRequestSchema, { sequence: this.sequence, message }));
+    return this.sequence;
+  }
+
+  /** The next response of that kind (matching `match`), removed from the inbox. */
+  async next<K extends ResponseCase>(kind: K, match: (value: ResponseValue<K>) => boolean = () => true): Promise<ResponseValue<K>> {
+    const found: Array<ResponseValue<K>> = [];
+    await this.wait(`a ${kind}`, () => {
+      const index = this.inbox.findIndex((m) => m.message.case === kind && match(m.message.value as ResponseValue<K>));
+      if (index < 0) return false;
+      found.push(this.inbox.splice(index, 1)[0]!.message.value as ResponseValue<K>);
+      return true;
+    });
+    return found[0]!;
+  }
+
+  /** Takes every response of that kind received so far. */
+  takeAll<K extends ResponseCase>(kind: K): Array<ResponseValue<K>> {
+    const taken: Array<ResponseValue<K>> = [];
+    for (let i = this.inbox.length - 1; i >= 0; i--) {
+      const message = this.inbox[i]!.message;
+      if (message.case === kind) {
+        taken.unshift(message.value as ResponseValue<K>);
+        this.inbox.splice(i, 1);
+      }
+    }
+    return taken;
+  }
+
+  async ended(): Promise<grpc.StatusObject> {
+    await this.wait('the stream to end', () => this.status !== null);
+    return this.status!;
+  }
+
+  async hello(fields: HelloFields): Promise<ResponseValue<'welcome'>> {
+    this.sendHello(fields);
+    return this.next('welcome');
+  }
+
+  sendHello(fields: HelloFields): void {
+    this.send({
+      case: 'hello',
+      value: {
+        $typeName: 'cairn.worker.v1.Hello',
+        dataPlaneId: fields.dataPlaneId,
+        workerId: fields.workerId ?? randomUUID(),
+        workflows: (fields.workflows ?? [{ name: 'greet', version: 'v1', taskQueue: 'default' }]).map((w) => ({
+          $typeName: 'cairn.worker.v1.WorkflowRef' as const,
+          ...w,
+        })),
+        slots: fields.slots,
+        freeSlots: fields.slots,
+        heldLeases: (fields.heldLeases ?? []).map((l) => ({ $typeName: 'cairn.worker.v1.HeldLease' as const, ...l })),
+        sdkVersion: '0.1.0',
+        protocolVersion: 1,
+      },
+    });
+  }
+
+  close(): void {
+    this.call.end();
+  }
+
+  private wait(what: string, ready: () => boolean, timeoutMs = 10_000): Promise<void> {
+    if (ready()) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.listeners.delete(check);
+        reject(new Error(`timed out waiting for ${what}`));
+      }, timeoutMs);
+      const check = (): void => {
+        if (!ready()) return;
+        clearTimeout(timer);
+        this.listeners.delete(check);
+        resolve();
+      };
+      this.listeners.add(check);
+    });
+  }
+
+  private changed(): void {
+    for (const listener of [...this.listeners]) listener();
+  }
+}
+
+type Unary = (request: unknown, metadata: grpc.Metadata, callback: (error: grpc.ServiceError | null, response: unknown) => void) => void;
+
+const REQUEST_SCHEMAS = {
+  startRun: StartRunRequestSchema,
+  describeRun: DescribeRunRequestSchema,
+  waitRun: WaitRunRequestSchema,
+  signalRun: SignalRunRequestSchema,
+  cancelRun: CancelRunRequestSchema,
+} as const;
+
+function gatewayCall<Response>(
+  client: ServiceClient,
+  method: keyof typeof REQUEST_SCHEMAS,
+  request: Record<string, unknown>,
+  token: string | null,
+): Promise<Response> {
+  const fn = client[method] as Unary;
+  const message = create(REQUEST_SCHEMAS[method] as DescMessage, request);
+  return new Promise((resolve, reject) => {
+    fn.call(client, message, bearer(token), (error, response) => (error ? reject(error) : resolve(response as Response)));
+  });
+}
+
+async function rejectsWith(promise: Promise<unknown>, code: grpc.status, details?: RegExp): Promise<void> {
+  await assert.rejects(promise, (error: grpc.ServiceError) => {
+    assert.equal(error.code, code, `expected ${grpc.status[code]}, got ${grpc.status[error.code]}: ${error.details}`);
+    if (details) assert.match(error.details, details);
+    return true;
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+
+for (const kind of testPostgresKinds()) {
+  describe(`control plane on ${kind} Postgres`, () => {
+    let server: PostgresServer;
+    let d: Dist;
+    const databases: string[] = [];
+    const newDatabase = async (): Promise<string> => {
+      const name = uniqueDatabaseName('cp');
+      databases.push(name);
+      return server.createDatabase(name);
+    };
+
+    before(async () => {
+      d = await dist();
+      server = await testPostgres(kind);
+    });
+
+    after(async () => {
+      if (server.kind === 'system') {
+        for (const name of databases) await server.admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch(() => undefined);
+      }
+      await server.stop();
+    });
+
+    describe('database and services', () => {
+      let url: string;
+      let ctx: INestApplicationContext;
+      let sql: pg.Pool;
+      let runs: RunRepositoryModule.RunRepository;
+      let leases: LeaseServiceModule.LeaseService;
+      let runService: RunServiceModule.RunService;
+      let sweeper: SweeperServiceModule.SweeperService;
+      let dataPlaneId: string;
+      let planes: DataPlaneServiceModule.DataPlaneService;
+      let workflows: WorkflowRepositoryModule.WorkflowRepository;
+      const workflow = { name: 'wf', version: '1.0.0', taskQueue: 'q' };
+      /** Each test works in its own data plane, so runs queued by another test are not claimed. */
+      const freshDataPlane = async (): Promise<void> => {
+        dataPlaneId = (await planes.create({ name: 'services' })).id;
+        await workflows.upsertAnnounced(dataPlaneId, [workflow]);
+      };
+      const session = (): { sessionId: string; workerId: string } => ({ sessionId: randomUUID(), workerId: randomUUID() });
+      const startRun = async (extra: Partial<RunServiceModule.StartRunInput> = {}): Promise<string> => {
+        const { run } = await runService.start(dataPlaneId, {
+          runId: randomUUID(),
+          workflowName: workflow.name,
+          workflowVersion: null,
+          idempotencyDigest: null,
+          inputSize: 10,
+          ...extra,
+        });
+        return run.id;
+      };
+      const claimOne = async (
+        runId: string,
+        s = session(),
+        leaseTtlMs = 60_000,
+      ): Promise<RunRepositoryModule.ClaimRequest & { epoch: number }> => {
+        const request = { dataPlaneId, ...s, workflows: [workflow], limit: 1, leaseTtlMs };
+        const [claimed] = await runs.claim(request);
+        assert.equal(claimed?.id, runId, 'the claim takes the run just queued');
+        return { ...request, epoch: claimed.epoch };
+      };
+      const row = async (runId: string): Promise<Record<string, unknown>> => {
+        const result = await sql.query('SELECT * FROM runs WHERE id = $1', [runId]);
+        return result.rows[0] as Record<string, unknown>;
+      };
+
+      before(async () => {
+        url = await newDatabase();
+        sql = new pg.Pool({ connectionString: url, max: 2 });
+        const config = d.config.loadControlPlaneConfig(
+          env(url, { CAIRN_LEASE_TTL_MS: '300', CAIRN_HEARTBEAT_INTERVAL_MS: '100', CAIRN_SWEEP_INTERVAL_MS: '50' }),
+        );
+        ctx = await NestFactory.createApplicationContext(d.app.AppModule.forRoot(config, silent), { logger: false });
+        runs = ctx.get(d.runRepository.RunRepository);
+        leases = ctx.get(d.leaseService.LeaseService);
+        runService = ctx.get(d.runService.RunService);
+        sweeper = ctx.get(d.sweeperService.SweeperService);
+        planes = ctx.get(d.dataPlaneService.DataPlaneService);
+        workflows = ctx.get(d.workflowRepository.WorkflowRepository);
+        await ctx.get(d.migrationRepository.MigrationRepository).apply(d.migrations.migrations);
+      });
+
+      beforeEach(freshDataPlane);
+
+      after(async () => {
+        await ctx.close();
+        await ctx.get(d.database.Database).close();
+        await sql.end();
+      });
+
+      test('migrations apply twice, and concurrently from two pools', async () => {
+        const fresh = await newDatabase();
+        const pools = [0, 1].map(() => new d.database.Database(fresh, 2, silent));
+        try {
+          const outcomes = await Promise.all(
+            pools.map((db) => new d.migrationRepository.MigrationRepository(db).apply(d.migrations.migrations)),
+          );
+          const all = d.migrations.migrations.map((m) => m.version);
+          assert.deepEqual(
+            outcomes.map((o) => o.applied).sort((a, b) => b.length - a.length),
+            [all, []],
+          );
+          const again = await new d.migrationRepository.MigrationRepository(pools[0]!).apply(d.migrations.migrations);
+          assert.deepEqual(again, { applied: [], unknown: [] });
+          assert.deepEqual(await new d.migrationRepository.MigrationRepository(pools[1]!).appliedVersions(), all);
+        } finally {
+          await Promise.all(pools.map((p) => p.close()));
+        }
+      });
+
+      test('concurrent claims from many sessions never hand a run to two sessions; epochs grow', async () => {
+        const ids = new Set<string>();
+        for (let i = 0; i < 120; i++) ids.add(await startRun());
+        const claimedBy = new Map<string, string>();
+        const claimAll = (): Promise<void[]> =>
+          Promise.all(
+            Array.from({ length: 8 }, async () => {
+              const s = session();
+              for (;;) {
+                const got = await runs.claim({ dataPlaneId, ...s, workflows: [workflow], limit: 4, leaseTtlMs: 60_000 });
+                if (got.length === 0) return;
+                for (const run of got) {
+                  assert.ok(!claimedBy.has(run.id), `run ${run.id} was handed to two sessions`);
+                  claimedBy.set(run.id, s.sessionId);
+                }
+              }
+            }),
+          );
+        await claimAll();
+        assert.equal([...ids].filter((id) => claimedBy.has(id)).length, ids.size, 'every run was claimed');
+        assert.ok(new Set(claimedBy.values()).size > 1, 'the work was spread over several sessions');
+        for (const id of ids) {
+          const result = await leases.applyOutcome(dataPlaneId, { kind: 'released', lease: { runId: id, epoch: 1 } });
+          assert.equal(result.kind, 'applied');
+        }
+        claimedBy.clear();
+        await claimAll();
+        const epochs = await sql.query<{ epoch: number; n: number }>(
+          'SELECT epoch, count(*)::int AS n FROM runs WHERE id = ANY($1::uuid[]) GROUP BY epoch',
+          [[...ids]],
+        );
+        assert.deepEqual(epochs.rows, [{ epoch: 2, n: ids.size }]);
+        // The lease history: per run, epochs 1 and 2, the first ended before the second began.
+        const overlaps = await sql.query(
+          `SELECT a.run_id FROM run_leases a JOIN run_leases b ON a.run_id = b.run_id AND a.epoch < b.epoch
+           WHERE a.run_id = ANY($1::uuid[]) AND (a.ended_at IS NULL OR a.ended_at > b.acquired_at)`,
+          [[...ids]],
+        );
+        assert.equal(overlaps.rowCount, 0, 'no run was held by two leases at once');
+      });
+
+      test('an expired lease is requeued by the sweep and the next claim has epoch + 1', async () => {
+        const runId = await startRun();
+        const first = await claimOne(runId, session(), 100);
+        assert.equal(first.epoch, 1);
+        await until('the lease to expire and the start-up grace to pass', async () => {
+          const r = await sql.query<{ expired: boolean }>('SELECT lease_expires_at < now() AS expired FROM runs WHERE id = $1', [runId]);
+          return r.rows[0]!.expired && !sweeper.inGracePeriod;
+        });
+        await sweeper.sweep();
+        const swept = await row(runId);
+        assert.equal(swept['status'], 'queued');
+        assert.equal(swept['wake_reason'], 'recovery');
+        const history = await sql.query('SELECT end_reason FROM run_leases WHERE run_id = $1 AND epoch = 1', [runId]);
+        assert.equal((history.rows[0] as { end_reason: string }).end_reason, 'expired');
+        const [again] = await runs.claim({ dataPlaneId, ...session(), workflows: [workflow], limit: 1, leaseTtlMs: 60_000 });
+        assert.equal(again?.id, runId);
+        assert.equal(again.epoch, 2);
+        assert.equal(again.wakeReason, 'recovery');
+        // The old holder can no longer complete the run.
+        const stale = await leases.applyOutcome(dataPlaneId, { kind: 'completed', lease: { runId, epoch: 1 }, outputSize: 1 });
+        assert.equal(stale.kind, 'not_held');
+      });
+
+      test('a suspended run with a due timer is queued by the sweep (TIMER, or RETRY after a backoff)', async () => {
+        for (const [reason, expected] of [
+          ['sleep', 'timer'],
+          ['retry_backoff', 'retry'],
+        ] as const) {
+          const runId = await startRun();
+          const { epoch } = await claimOne(runId);
+          const wakeAt = new Date(Date.now() + 200);
+          const suspended = await leases.applyOutcome(dataPlaneId, {
+            kind: 'suspended',
+            lease: { runId, epoch },
+            suspension: { wakeAt, waitingSignal: null, signalsConsumed: 0, suspendReason: reason },
+          });
+          assert.equal(suspended.kind, 'applied');
+          assert.equal((await row(runId))['status'], 'suspended');
+          await until('the timer to be due', async () => {
+            const r = await sql.query<{ due: boolean }>('SELECT wake_at <= now() AS due FROM runs WHERE id = $1', [runId]);
+            return r.rows[0]!.due;
+          });
+          await sweeper.sweep();
+          const woken = await row(runId);
+          assert.equal(woken['status'], 'queued');
+          assert.equal(woken['wake_reason'], expected);
+          const next = await claimOne(runId);
+          assert.equal(next.epoch, epoch + 1);
+        }
+      });
+
+      test('a signal that races the suspend is never lost', async () => {
+        // The notice is recorded while the run still runs; the suspend that follows requeues it at once.
+        const runId = await startRun();
+        const { epoch } = await claimOne(runId);
+        const during = await runService.signal(dataPlaneId, runId, 'approve', randomUUID());
+        assert.equal(during.status, 'running');
+        const result = await leases.applyOutcome(dataPlaneId, {
+          kind: 'suspended',
+          lease: { runId, epoch },
+          suspension: { wakeAt: null, waitingSignal: 'approve', signalsConsumed: 0, suspendReason: 'signal' },
+        });
+        assert.equal(result.kind, 'applied');
+        assert.equal(result.kind === 'applied' && result.run.status, 'queued');
+        assert.equal((await row(runId))['wake_reason'], 'signal');
+
+        // Having consumed that signal, the run waits for the next one; a repeated signal ID counts once.
+        const second = await claimOne(runId);
+        assert.equal(second.epoch, epoch + 1);
+        await leases.applyOutcome(dataPlaneId, {
+          kind: 'suspended',
+          lease: { runId, epoch: second.epoch },
+          suspension: { wakeAt: null, waitingSignal: 'approve', signalsConsumed: 1, suspendReason: 'signal' },
+        });
+        assert.equal((await row(runId))['status'], 'suspended');
+        const signalId = randomUUID();
+        assert.equal((await runService.signal(dataPlaneId, runId, 'approve', signalId)).status, 'queued');
+        assert.equal((await runService.signal(dataPlaneId, runId, 'approve', signalId)).status, 'queued');
+        const notices = await sql.query('SELECT 1 FROM signal_notices WHERE run_id = $1', [runId]);
+        assert.equal(notices.rowCount, 2);
+
+        // Signal and suspend at the same moment, many times: the run always ends up queued.
+        for (let i = 0; i < 15; i++) {
+          await freshDataPlane();
+          const raced = await startRun();
+          const claim = await claimOne(raced);
+          await Promise.all([
+            runService.signal(dataPlaneId, raced, 'go', randomUUID()),
+            leases.applyOutcome(dataPlaneId, {
+              kind: 'suspended',
+              lease: { runId: raced, epoch: claim.epoch },
+              suspension: { wakeAt: null, waitingSignal: 'go', signalsConsumed: 0, suspendReason: 'signal' },
+            }),
+          ]);
+          const after = await row(raced);
+          assert.deepEqual([after['status'], after['wake_reason']], ['queued', 'signal'], `race ${i}`);
+        }
+      });
+
+      test('a start with the same idempotency digest returns the first run', async () => {
+        const digest = 'a'.repeat(64);
+        const first = await runService.start(dataPlaneId, {
+          runId: randomUUID(),
+          workflowName: workflow.name,
+          workflowVersion: null,
+          idempotencyDigest: digest,
+          inputSize: 3,
+        });
+        assert.equal(first.created, true);
+        assert.equal(first.run.workflowVersion, workflow.version);
+        const second = await runService.start(dataPlaneId, {
+          runId: randomUUID(),
+          workflowName: workflow.name,
+          workflowVersion: null,
+          idempotencyDigest: digest,
+          inputSize: 3,
+        });
+        assert.deepEqual([second.created, second.run.id], [false, first.run.id]);
+        // A retried start with the same run ID is idempotent too.
+        const retried = await runService.start(dataPlaneId, {
+          runId: first.run.id,
+          workflowName: workflow.name,
+          workflowVersion: null,
+          idempotencyDigest: null,
+          inputSize: 3,
+        });
+        assert.deepEqual([retried.created, retried.run.id], [false, first.run.id]);
+        await assert.rejects(
+          runService.start(dataPlaneId, {
+            runId: randomUUID(),
+            workflowName: 'nope',
+            workflowVersion: null,
+            idempotencyDigest: null,
+            inputSize: 0,
+          }),
+          (error: CairnError) => error.code === ErrorCodes.WORKFLOW_NOT_FOUND && /workflow nope is not registered/.test(error.message),
+        );
+      });
+    });
+
+    describe('gRPC and REST', () => {
+      let cp: ControlPlaneModule.ControlPlane;
+      let url: string;
+      let sql: pg.Pool;
+      let token: string;
+      let dataPlaneId: string;
+      let worker: ServiceClient;
+      let gateway: ServiceClient;
+      const streams: WorkerStream[] = [];
+      const open = (t: string | null = token): WorkerStream => {
+        const s = new WorkerStream(worker, t);
+        streams.push(s);
+        return s;
+      };
+      const startRun = async (fields: { runId?: string; workflowName?: string; workflowVersion?: string } = {}): Promise<RunInfo> => {
+        const response = await gatewayCall<{ run: RunInfo; created: boolean }>(
+          gateway,
+          'startRun',
+          { runId: randomUUID(), workflowName: 'greet', workflowVersion: '', idempotencyDigest: '', inputSize: 5n, ...fields },
+          token,
+        );
+        return response.run;
+      };
+      const api = async (
+        path: string,
+        apiToken: string | null = 'test-api-token',
+      ): Promise<{ status: number; body: Record<string, unknown> }> => {
+        const response = await fetch(`http://127.0.0.1:${cp.httpPort}${path}`, {
+          headers: apiToken === null ? {} : { authorization: `Bearer ${apiToken}` },
+        });
+        return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+      };
+
+      before(async () => {
+        url = await newDatabase();
+        sql = new pg.Pool({ connectionString: url, max: 2 });
+        const config = d.config.loadControlPlaneConfig(env(url));
+        const created = await d.admin.createDataPlane(config, silent, { name: 'grpc-test' });
+        token = created.token;
+        dataPlaneId = created.id;
+        cp = await d.cp.startControlPlane(config, { logger: silent });
+        worker = new WorkerClient(`127.0.0.1:${cp.grpcPort}`, grpc.credentials.createInsecure());
+        gateway = new GatewayClient(`127.0.0.1:${cp.grpcPort}`, grpc.credentials.createInsecure());
+        // A worker with no slots announces the workflow (self-registration), so runs can start.
+        await open().hello({ dataPlaneId, slots: 0 });
+      });
+
+      after(async () => {
+        for (const s of streams) s.close();
+        worker.close();
+        gateway.close();
+        await cp.close();
+        await sql.end();
+      });
+
+      test('the first message must be a Hello', async () => {
+        const s = open();
+        const sequence = s.send({ case: 'heartbeat', value: { $typeName: 'cairn.worker.v1.Heartbeat', sentAt: 1n } });
+        const rejection = await s.next('rejection');
+        assert.deepEqual([rejection.reason, rejection.sequence], [RejectionReason.HELLO_REQUIRED, sequence]);
+        const status = await s.ended();
+        assert.equal(status.code, grpc.status.FAILED_PRECONDITION);
+        assert.match(status.details, /send Hello first/);
+      });
+
+      test('an unknown token is UNAUTHENTICATED on both services', async () => {
+        const s = open('cdp_not-a-real-token');
+        s.send({ case: 'heartbeat', value: { $typeName: 'cairn.worker.v1.Heartbeat', sentAt: 1n } });
+        const status = await s.ended();
+        assert.equal(status.code, grpc.status.UNAUTHENTICATED);
+        assert.match(status.details, /unknown or revoked data-plane token/);
+        assert.equal((await open(null).ended()).code, grpc.status.UNAUTHENTICATED);
+        await rejectsWith(gatewayCall(gateway, 'describeRun', { runId: randomUUID() }, 'wrong'), grpc.status.UNAUTHENTICATED);
+      });
+
+      test('free text in a NAME field is rejected as INVALID_FIELD', async () => {
+        const s = open();
+        s.send({
+          case: 'hello',
+          value: {
+            $typeName: 'cairn.worker.v1.Hello',
+            dataPlaneId,
+            workerId: randomUUID(),
+            workflows: [
+              { $typeName: 'cairn.worker.v1.WorkflowRef', name: 'send email to jane@example.com', version: 'v1', taskQueue: 'q' },
+            ],
+            slots: 1,
+            freeSlots: 1,
+            heldLeases: [],
+            sdkVersion: '0.1.0',
+            protocolVersion: 1,
+          },
+        });
+        const rejection = await s.next('rejection');
+        assert.deepEqual([rejection.reason, rejection.field], [RejectionReason.INVALID_FIELD, 'name']);
+        assert.equal((await s.ended()).code, grpc.status.INVALID_ARGUMENT);
+        await rejectsWith(
+          gatewayCall(gateway, 'signalRun', { runId: randomUUID(), signalName: 'not a name!', signalId: randomUUID() }, token),
+          grpc.status.INVALID_ARGUMENT,
+          /signal_name/,
+        );
+      });
+
+      test('a Hello for another data plane or protocol is refused', async () => {
+        const other = open();
+        other.sendHello({ dataPlaneId: randomUUID(), slots: 1 });
+        assert.equal((await other.next('rejection')).reason, RejectionReason.DATA_PLANE_MISMATCH);
+        assert.equal((await other.ended()).code, grpc.status.PERMISSION_DENIED);
+        const old = open();
+        old.send({
+          case: 'hello',
+          value: {
+            $typeName: 'cairn.worker.v1.Hello',
+            dataPlaneId,
+            workerId: randomUUID(),
+            workflows: [],
+            slots: 1,
+            freeSlots: 1,
+            heldLeases: [],
+            sdkVersion: '0.1.0',
+            protocolVersion: 2,
+          },
+        });
+        assert.equal((await old.next('rejection')).reason, RejectionReason.UNSUPPORTED_PROTOCOL);
+        assert.equal((await old.ended()).code, grpc.status.FAILED_PRECONDITION);
+      });
+
+      test('a malformed frame ends only its own stream', async () => {
+        const raw = Object.fromEntries(
+          Object.entries(grpcServiceDefinition(WorkerService)).map(([name, method]) => [
+            name,
+            { ...method, requestSerialize: (b: Buffer) => b },
+          ]),
+        );
+        const RawClient = grpc.makeGenericClientConstructor(raw, 'WorkerService');
+        const client = new RawClient(`127.0.0.1:${cp.grpcPort}`, grpc.credentials.createInsecure());
+        try {
+          const connect = client['connect'] as (metadata: grpc.Metadata) => grpc.ClientDuplexStream<Buffer, ConnectResponse>;
+          const call = connect.call(client, bearer(token));
+          call.on('error', () => undefined);
+          const status = new Promise<grpc.StatusObject>((resolve) => call.on('status', resolve));
+          // A Hello field that says 5 bytes follow, then ends.
+          call.write(Buffer.from([0x12, 0x05, 0x01]));
+          const ended = await status;
+          assert.equal(ended.code, grpc.status.INVALID_ARGUMENT);
+          assert.match(ended.details, /malformed frame/);
+        } finally {
+          client.close();
+        }
+        const healthy = open();
+        assert.ok((await healthy.hello({ dataPlaneId, slots: 0 })).sessionId);
+      });
+
+      test('a started run is pushed to a worker; outcomes are fenced by epoch and idempotent', async () => {
+        await rejectsWith(startRun({ workflowName: 'unknown-workflow' }), grpc.status.NOT_FOUND, /is not registered/);
+        const started = await startRun();
+        assert.deepEqual([started.status, started.workflowVersion, started.epoch], [RunStatus.QUEUED, 'v1', 0]);
+
+        const w = open();
+        const welcome = await w.hello({ dataPlaneId, slots: 2 });
+        assert.equal(welcome.leaseTtlMs, 15_000);
+        const task = await w.next('runTask', (t) => t.runId === started.runId);
+        assert.deepEqual(
+          [task.epoch, task.reason, task.workflowName, task.workflowVersion, task.taskQueue],
+          [1, WakeReason.START, 'greet', 'v1', 'default'],
+        );
+        assert.ok(task.leaseExpiresAt > BigInt(Date.now()));
+
+        const stale = w.send({
+          case: 'completed',
+          value: { $typeName: 'cairn.worker.v1.RunCompleted', runId: started.runId, epoch: 0, outputSize: 1n },
+        });
+        const rejection = await w.next('rejection', (r) => r.sequence === stale);
+        assert.deepEqual([rejection.reason, rejection.runId], [RejectionReason.LEASE_NOT_HELD, started.runId]);
+
+        const step: StepInfo = {
+          $typeName: 'cairn.run.v1.StepInfo',
+          position: 0,
+          kind: StepKind.STEP,
+          name: 'fetch',
+          keyDigest: 'b'.repeat(64),
+          attempt: 1,
+          status: StepStatus.COMPLETED,
+          errorCode: 0,
+          retryable: false,
+          errorRef: '',
+          startedAt: BigInt(Date.now() - 30),
+          endedAt: BigInt(Date.now()),
+          dueAt: 0n,
+          outputSize: 12n,
+        };
+        const reports = w.send({
+          case: 'stepReports',
+          value: {
+            $typeName: 'cairn.worker.v1.StepReportBatch',
+            reports: [{ $typeName: 'cairn.worker.v1.StepReport', runId: started.runId, epoch: 1, step }],
+          },
+        });
+        await w.next('ack', (a) => a.sequence === reports);
+        const unknown = w.send({
+          case: 'stepReports',
+          value: {
+            $typeName: 'cairn.worker.v1.StepReportBatch',
+            reports: [{ $typeName: 'cairn.worker.v1.StepReport', runId: randomUUID(), epoch: 1, step }],
+          },
+        });
+        assert.equal((await w.next('rejection', (r) => r.sequence === unknown)).reason, RejectionReason.UNKNOWN_RUN);
+
+        const completed = { $typeName: 'cairn.worker.v1.RunCompleted', runId: started.runId, epoch: 1, outputSize: 42n } as const;
+        const done = w.send({ case: 'completed', value: completed });
+        await w.next('ack', (a) => a.sequence === done);
+        const resent = w.send({ case: 'completed', value: completed });
+        await w.next('ack', (a) => a.sequence === resent);
+
+        const waited = await gatewayCall<{ run: RunInfo }>(gateway, 'waitRun', { runId: started.runId, timeoutMs: 5_000 }, token);
+        assert.deepEqual([waited.run.status, waited.run.outputSize, waited.run.dispatchCount], [RunStatus.COMPLETED, 42n, 1]);
+        const described = await gatewayCall<{ run: RunInfo; steps: StepInfo[] }>(gateway, 'describeRun', { runId: started.runId }, token);
+        assert.deepEqual(
+          described.steps.map((s) => [s.position, s.attempt, s.name, s.status]),
+          [[0, 1, 'fetch', StepStatus.COMPLETED]],
+        );
+        await rejectsWith(gatewayCall(gateway, 'describeRun', { runId: randomUUID() }, token), grpc.status.NOT_FOUND);
+        await rejectsWith(
+          gatewayCall(gateway, 'signalRun', { runId: started.runId, signalName: 'late', signalId: randomUUID() }, token),
+          grpc.status.FAILED_PRECONDITION,
+          /already ended/,
+        );
+        w.close();
+      });
+
+      test('leases renew, survive a reconnect, and cancellation reaches the holder', async () => {
+        const workerId = randomUUID();
+        const first = open();
+        await first.hello({ dataPlaneId, workerId, slots: 1 });
+        const run = await startRun();
+        const task = await first.next('runTask', (t) => t.runId === run.runId);
+
+        first.send({
+          case: 'leaseRenewal',
+          value: {
+            $typeName: 'cairn.worker.v1.LeaseRenewal',
+            leases: [
+              { $typeName: 'cairn.worker.v1.HeldLease', runId: run.runId, epoch: task.epoch },
+              { $typeName: 'cairn.worker.v1.HeldLease', runId: run.runId, epoch: task.epoch + 5 },
+            ],
+          },
+        });
+        const update = await first.next('leaseUpdate');
+        assert.deepEqual(
+          update.leases.map((l) => [l.epoch, l.state]),
+          [
+            [task.epoch, LeaseState.RENEWED],
+            [task.epoch + 5, LeaseState.LOST],
+          ],
+        );
+
+        // The stream drops; the worker reconnects and re-attaches the lease it still holds.
+        first.close();
+        await first.ended();
+        const second = open();
+        const bogus = { runId: randomUUID(), epoch: 3 };
+        const welcome = await second.hello({
+          dataPlaneId,
+          workerId,
+          slots: 1,
+          heldLeases: [{ runId: run.runId, epoch: task.epoch }, bogus],
+        });
+        assert.deepEqual(
+          welcome.lostLeases.map((l) => [l.runId, l.epoch]),
+          [[bogus.runId, bogus.epoch]],
+        );
+        const history = await sql.query<{ session_id: string }>('SELECT session_id FROM run_leases WHERE run_id = $1', [run.runId]);
+        assert.deepEqual(
+          history.rows.map((r) => r.session_id),
+          [welcome.sessionId],
+        );
+
+        const cancelled = await gatewayCall<{ run: RunInfo }>(gateway, 'cancelRun', { runId: run.runId }, token);
+        assert.deepEqual([cancelled.run.status, cancelled.run.cancelRequested], [RunStatus.RUNNING, true]);
+        const cancel = await second.next('cancel');
+        assert.deepEqual([cancel.runId, cancel.epoch], [run.runId, task.epoch]);
+        const ack = second.send({
+          case: 'cancelled',
+          value: { $typeName: 'cairn.worker.v1.RunCancelled', runId: run.runId, epoch: task.epoch },
+        });
+        await second.next('ack', (a) => a.sequence === ack);
+        const waited = await gatewayCall<{ run: RunInfo }>(gateway, 'waitRun', { runId: run.runId, timeoutMs: 5_000 }, token);
+        assert.equal(waited.run.status, RunStatus.CANCELLED);
+
+        // A queued run is cancelled at once.
+        second.send({ case: 'slots', value: { $typeName: 'cairn.worker.v1.SlotsUpdate', freeSlots: 0, draining: true } });
+        await second.next('ack');
+        const queued = await startRun();
+        const now = await gatewayCall<{ run: RunInfo }>(gateway, 'cancelRun', { runId: queued.runId }, token);
+        assert.equal(now.run.status, RunStatus.CANCELLED);
+        second.close();
+      });
+
+      test('a suspended run waiting for a signal is woken by SignalRun', async () => {
+        const w = open();
+        await w.hello({ dataPlaneId, slots: 1 });
+        const run = await startRun();
+        const task = await w.next('runTask', (t) => t.runId === run.runId);
+        const suspend = w.send({
+          case: 'suspended',
+          value: {
+            $typeName: 'cairn.worker.v1.RunSuspended',
+            runId: run.runId,
+            epoch: task.epoch,
+            reason: SuspendReason.SIGNAL,
+            wakeAt: BigInt(Date.now() + 3_600_000),
+            signalName: 'approve',
+            signalsConsumed: 0,
+          },
+        });
+        await w.next('ack', (a) => a.sequence === suspend);
+        const waitedShort = await gatewayCall<{ run: RunInfo }>(gateway, 'waitRun', { runId: run.runId, timeoutMs: 50 }, token);
+        assert.deepEqual([waitedShort.run.status, waitedShort.run.waitingSignal], [RunStatus.SUSPENDED, 'approve']);
+        const signalled = await gatewayCall<{ run: RunInfo }>(
+          gateway,
+          'signalRun',
+          { runId: run.runId, signalName: 'approve', signalId: randomUUID() },
+          token,
+        );
+        assert.equal(signalled.run.status, RunStatus.QUEUED);
+        const woken = await w.next('runTask', (t) => t.runId === run.runId);
+        assert.deepEqual([woken.epoch, woken.reason], [task.epoch + 1, WakeReason.SIGNAL]);
+        const failed = w.send({
+          case: 'failed',
+          value: { $typeName: 'cairn.worker.v1.RunFailed', runId: run.runId, epoch: woken.epoch, errorCode: 2, errorRef: randomUUID() },
+        });
+        await w.next('ack', (a) => a.sequence === failed);
+        w.close();
+      });
+
+      test('several workers share a backlog without a run going to two of them', async () => {
+        const workers = await Promise.all(
+          [0, 1, 2, 3].map(async () => {
+            const w = open();
+            await w.hello({ dataPlaneId, slots: 3 });
+            return w;
+          }),
+        );
+        const ids = new Set<string>();
+        for (let i = 0; i < 30; i++) ids.add((await startRun()).runId);
+        const got = new Map<string, number>();
+        await until('every run to be dispatched', () => {
+          for (const w of workers) {
+            for (const task of w.takeAll('runTask')) {
+              got.set(task.runId, (got.get(task.runId) ?? 0) + 1);
+              assert.equal(task.epoch, 1);
+              w.send({
+                case: 'completed',
+                value: { $typeName: 'cairn.worker.v1.RunCompleted', runId: task.runId, epoch: task.epoch, outputSize: 0n },
+              });
+            }
+          }
+          return got.size >= ids.size;
+        });
+        assert.equal(got.size, ids.size);
+        assert.ok(
+          [...got.values()].every((n) => n === 1),
+          'each run was dispatched once',
+        );
+        await until('all runs to complete', async () => {
+          const r = await sql.query<{ n: number }>(
+            "SELECT count(*)::int AS n FROM runs WHERE id = ANY($1::uuid[]) AND status = 'completed'",
+            [[...ids]],
+          );
+          return r.rows[0]!.n === ids.size;
+        });
+        for (const w of workers) w.close();
+      });
+
+      test('REST lists and describes runs for the API token only', async () => {
+        assert.equal((await api('/healthz', null)).status, 200);
+        assert.deepEqual(await api('/readyz', null), { status: 200, body: { status: 'ready' } });
+        const unauthorized = await api('/v1/runs', null);
+        assert.equal(unauthorized.status, 401);
+        assert.equal((unauthorized.body['error'] as { code: string }).code, 'CAIRN-1104');
+        assert.equal((await api('/v1/runs', 'wrong-token')).status, 401);
+
+        const page1 = await api('/v1/runs?limit=2');
+        assert.equal(page1.status, 200);
+        const runs1 = page1.body['runs'] as Array<Record<string, unknown>>;
+        assert.equal(runs1.length, 2);
+        assert.equal(typeof page1.body['nextCursor'], 'string');
+        const page2 = await api(`/v1/runs?limit=2&cursor=${page1.body['nextCursor'] as string}`);
+        const runs2 = page2.body['runs'] as Array<Record<string, unknown>>;
+        assert.ok(
+          runs2.every((r) => !runs1.some((p) => p['id'] === r['id'])),
+          'pages do not overlap',
+        );
+        assert.ok(String(runs1[1]!['createdAt']) >= String(runs2[0]!['createdAt']), 'newest first');
+
+        const failed = await api('/v1/runs?status=failed');
+        const failedRun = (failed.body['runs'] as Array<Record<string, unknown>>)[0]!;
+        assert.deepEqual([failedRun['status'], failedRun['errorCode']], ['failed', 'step_failed']);
+
+        const completed = await api('/v1/runs?status=completed&workflow=greet&limit=200');
+        const withSteps = await Promise.all(
+          (completed.body['runs'] as Array<{ id: string }>).map(async (r) => (await api(`/v1/runs/${r.id}`)).body),
+        );
+        const described = withSteps.find((b) => (b['steps'] as unknown[]).length > 0)!;
+        const step = (described['steps'] as Array<Record<string, unknown>>)[0]!;
+        assert.deepEqual([step['name'], step['status'], step['kind'], step['outputSize']], ['fetch', 'completed', 'step', 12]);
+        assert.equal(typeof step['durationMs'], 'number');
+        assert.equal((described['run'] as Record<string, unknown>)['status'], 'completed');
+
+        assert.equal((await api(`/v1/runs/${randomUUID()}`)).status, 404);
+        assert.equal((await api('/v1/runs/not-a-uuid')).status, 400);
+        assert.equal((await api(`/v1/runs/${randomUUID()}`, null)).status, 401);
+        const badLimit = await api('/v1/runs?limit=500');
+        assert.equal(badLimit.status, 400);
+        assert.match((badLimit.body['error'] as { message: string }).message, /limit/);
+        assert.equal((await api('/v1/runs?status=sleeping')).status, 400);
+        assert.equal((await api('/v1/runs?cursor=garbage')).status, 400);
+      });
+    });
+
+    describe('two replicas on one database', () => {
+      test('dispatch, cancellation and run ends cross replicas; a shutdown keeps leases for re-attachment', async () => {
+        const url = await newDatabase();
+        const config = d.config.loadControlPlaneConfig(env(url));
+        const { id: dataPlaneId, token } = await d.admin.createDataPlane(config, silent, { name: 'replicas' });
+        const [a, b] = await Promise.all([
+          d.cp.startControlPlane(config, { logger: silent }),
+          d.cp.startControlPlane(config, { logger: silent }),
+        ]);
+        const clients: ServiceClient[] = [];
+        const client = <C extends typeof WorkerClient>(Ctor: C, port: number): ServiceClient => {
+          const c = new Ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+          clients.push(c);
+          return c;
+        };
+        const gatewayB = client(GatewayClient, b.grpcPort);
+        const start = async (): Promise<RunInfo> =>
+          (
+            await gatewayCall<{ run: RunInfo }>(
+              gatewayB,
+              'startRun',
+              { runId: randomUUID(), workflowName: 'greet', workflowVersion: '', idempotencyDigest: '', inputSize: 0n },
+              token,
+            )
+          ).run;
+        try {
+          const workerId = randomUUID();
+          const onA = new WorkerStream(client(WorkerClient, a.grpcPort), token);
+          await onA.hello({ dataPlaneId, workerId, slots: 2 });
+
+          // Started on B, dispatched by A (NOTIFY cairn_dispatch).
+          const first = await start();
+          const task = await onA.next('runTask', (t) => t.runId === first.runId);
+          // Cancelled on B, pushed by A (NOTIFY cairn_cancel).
+          await gatewayCall(gatewayB, 'cancelRun', { runId: first.runId }, token);
+          assert.equal((await onA.next('cancel')).runId, first.runId);
+          // A wait on B returns when the run ends on A (NOTIFY cairn_run_ended).
+          const waiting = gatewayCall<{ run: RunInfo }>(gatewayB, 'waitRun', { runId: first.runId, timeoutMs: 10_000 }, token);
+          onA.send({ case: 'cancelled', value: { $typeName: 'cairn.worker.v1.RunCancelled', runId: first.runId, epoch: task.epoch } });
+          assert.equal((await waiting).run.status, RunStatus.CANCELLED);
+
+          // A shuts down: the worker's stream ends UNAVAILABLE and its lease stays.
+          const second = await start();
+          const held = await onA.next('runTask', (t) => t.runId === second.runId);
+          await a.close();
+          const ended = await onA.ended();
+          assert.equal(ended.code, grpc.status.UNAVAILABLE);
+          assert.match(ended.details, /shutting down; reconnect/);
+          const onB = new WorkerStream(client(WorkerClient, b.grpcPort), token);
+          const welcome = await onB.hello({ dataPlaneId, workerId, slots: 2, heldLeases: [{ runId: second.runId, epoch: held.epoch }] });
+          assert.deepEqual(welcome.lostLeases, []);
+          const done = onB.send({
+            case: 'completed',
+            value: { $typeName: 'cairn.worker.v1.RunCompleted', runId: second.runId, epoch: held.epoch, outputSize: 1n },
+          });
+          await onB.next('ack', (x) => x.sequence === done);
+          onB.close();
+        } finally {
+          for (const c of clients) c.close();
+          await Promise.all([a.close(), b.close()]);
+        }
+      });
+    });
+
+    describe('command line', () => {
+      const main = join(distDir, 'main.js');
+      const run = (args: string[], environment: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> =>
+        new Promise((resolve) => {
+          const child = spawn(process.execPath, [main, ...args], { env: { PATH: process.env['PATH'] ?? '', ...environment } });
+          let stdout = '';
+          let stderr = '';
+          child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+          child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+          child.on('close', (code) => resolve({ code, stdout, stderr }));
+        });
+
+      test('migrate (twice at once), data-planes create, and serve until SIGTERM', async () => {
+        const url = await newDatabase();
+        const migrated = await Promise.all([run(['migrate'], env(url)), run(['migrate'], env(url))]);
+        assert.deepEqual(
+          migrated.map((m) => m.code),
+          [0, 0],
+          migrated.map((m) => m.stderr).join('\n'),
+        );
+
+        const created = await run(['data-planes', 'create', '--name', 'local'], env(url));
+        assert.equal(created.code, 0, created.stderr);
+        const plane = JSON.parse(created.stdout) as { id: string; name: string; token: string };
+        assert.equal(plane.name, 'local');
+        assert.match(plane.token, /^cdp_[A-Za-z0-9_-]{43}$/);
+        const rotated = await run(['data-planes', 'create', '--name', 'local', '--id', plane.id, '--token', 'dev-token-123'], env(url));
+        assert.deepEqual(JSON.parse(rotated.stdout), { id: plane.id, name: 'local', token: 'dev-token-123' });
+        const stored = new pg.Pool({ connectionString: url, max: 1 });
+        try {
+          const rows = await stored.query<{ token_sha256: string }>('SELECT token_sha256 FROM data_planes');
+          assert.equal(rows.rowCount, 1);
+          assert.doesNotMatch(rows.rows[0]!.token_sha256, /dev-token/);
+        } finally {
+          await stored.end();
+        }
+
+        const bad = await run([], env(url, { CAIRN_API_TOKEN: '', CAIRN_LEASE_TTL_MS: 'soon' }));
+        assert.equal(bad.code, 1);
+        assert.match(bad.stderr, /CAIRN_API_TOKEN/);
+        assert.match(bad.stderr, /CAIRN_LEASE_TTL_MS/);
+        assert.doesNotMatch(bad.stderr, /soon/);
+
+        const child = spawn(process.execPath, [main], {
+          env: { PATH: process.env['PATH'] ?? '', ...env(url, { CAIRN_LOG_LEVEL: 'info' }) },
+        });
+        const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+        const lines = createInterface({ input: child.stdout });
+        let listening: { httpPort: number; grpcPort: number } | null = null;
+        for await (const line of lines) {
+          const entry = JSON.parse(line) as { msg?: string; httpPort?: number; grpcPort?: number };
+          if (entry.msg === 'control plane listening') {
+            listening = { httpPort: entry.httpPort!, grpcPort: entry.grpcPort! };
+            break;
+          }
+        }
+        assert.ok(listening && listening.httpPort > 0 && listening.grpcPort > 0);
+        const ready = await fetch(`http://127.0.0.1:${listening.httpPort}/readyz`);
+        assert.equal(ready.status, 200);
+        child.kill('SIGTERM');
+        child.stdout.resume();
+        assert.equal(await exited, 0);
+      });
+    });
+  });
+}

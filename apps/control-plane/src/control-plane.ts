@@ -1,0 +1,113 @@
+import 'reflect-metadata';
+import { randomUUID } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import { NestFactory } from '@nestjs/core';
+import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
+import { createLogger, type Logger } from '@cairn/common';
+import { AppModule, NestLogger } from './app.module.js';
+import type { ControlPlaneConfig } from './config.js';
+import { Database, errorSummary } from './db/database.js';
+import { GrpcServer } from './grpc/grpc-server.js';
+import { ErrorFilter } from './http/error.filter.js';
+import { DispatchService } from './services/dispatch.service.js';
+import { EventBus } from './services/event-bus.service.js';
+import { MigrationService } from './services/migration.service.js';
+import { ReadinessService } from './services/readiness.service.js';
+import { RunService } from './services/run.service.js';
+import { SweeperService } from './services/sweeper.service.js';
+
+/** A running control plane. */
+export interface ControlPlane {
+  readonly httpPort: number;
+  readonly grpcPort: number;
+  readonly logger: Logger;
+  /** Graceful shutdown; leases stay in the database for the workers to re-attach elsewhere. */
+  close(): Promise<void>;
+}
+
+export interface StartOptions {
+  readonly logger?: Logger;
+}
+
+/**
+ * Starts the control plane: HTTP (probes), migrations, the LISTEN connection, dispatch, gRPC and
+ * the sweeper, in that order; readiness turns green when migrations are applied and gRPC listens.
+ */
+export async function startControlPlane(config: ControlPlaneConfig, options: StartOptions = {}): Promise<ControlPlane> {
+  const logger = options.logger ?? createLogger('control-plane', config.logLevel);
+  const adapter = new FastifyAdapter({ genReqId: () => randomUUID(), logger: false, return503OnClosing: true });
+  const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config, logger), adapter, {
+    logger: new NestLogger(logger),
+    abortOnError: false,
+  });
+  app.useGlobalFilters(new ErrorFilter(logger));
+  app
+    .getHttpAdapter()
+    .getInstance()
+    .addHook('onResponse', (request, reply, done) => {
+      // Method, route and status only: never headers, never query values.
+      logger.info(
+        {
+          reqId: request.id,
+          method: request.method,
+          route: request.routeOptions.url ?? 'unmatched',
+          status: reply.statusCode,
+          ms: Math.round(reply.elapsedTime),
+        },
+        'http request',
+      );
+      done();
+    });
+
+  const readiness = app.get(ReadinessService);
+  const events = app.get(EventBus);
+  const dispatch = app.get(DispatchService);
+  const sweeper = app.get(SweeperService);
+  const grpcServer = app.get(GrpcServer);
+  const runs = app.get(RunService);
+  const database = app.get(Database);
+
+  let grpcPort: number;
+  let httpPort: number;
+  try {
+    // HTTP first, so probes answer while migrations run: /healthz 200, /readyz 503 until the end.
+    await app.listen(config.httpPort, config.host);
+    httpPort = (app.getHttpServer().address() as AddressInfo).port;
+    await app.get(MigrationService).migrate();
+    readiness.migrated = true;
+    await events.start();
+    dispatch.start();
+    grpcPort = await grpcServer.start(config.host, config.grpcPort);
+    readiness.grpcListening = true;
+    sweeper.start();
+  } catch (error) {
+    await sweeper.stop().catch(() => undefined);
+    await dispatch.stop().catch(() => undefined);
+    await grpcServer.stop(0).catch(() => undefined);
+    await app.close().catch(() => undefined);
+    await events.stop().catch(() => undefined);
+    await database.close().catch(() => undefined);
+    throw error;
+  }
+  logger.info({ httpPort, grpcPort, host: config.host, leaseTtlMs: config.leaseTtlMs }, 'control plane listening');
+
+  let closing: Promise<void> | null = null;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      const started = Date.now();
+      const left = (): number => Math.max(0, config.shutdownTimeoutMs - (Date.now() - started) - 250);
+      logger.info('control plane shutting down');
+      readiness.shuttingDown = true;
+      await sweeper.stop();
+      await dispatch.stop();
+      runs.shutdown();
+      await grpcServer.stop(Math.min(left(), 2_000));
+      await app.close().catch((error: unknown) => logger.warn({ err: errorSummary(error) }, 'HTTP server did not close cleanly'));
+      await events.stop();
+      await database.close();
+      logger.info({ ms: Date.now() - started }, 'control plane stopped');
+    })();
+    return closing;
+  };
+  return { httpPort, grpcPort, logger, close };
+}

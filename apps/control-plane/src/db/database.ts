@@ -1,0 +1,92 @@
+import pg from 'pg';
+import type { Logger } from '@cairn/common';
+
+/** Something that runs SQL: the pool, or a client inside a transaction. */
+export interface Queryable {
+  query<Row extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<Row>>;
+}
+
+// Return int8 (bigint) columns as strings (the default), and parse them where the value is known
+// to fit in a double; timestamps stay Date. Set explicitly so a change of default cannot bite.
+pg.types.setTypeParser(pg.types.builtins.INT8, (value: string) => value);
+
+/**
+ * The connection pool. Repositories run their SQL through it; services that need several
+ * statements to commit together use {@link Database.transaction}.
+ */
+export class Database implements Queryable {
+  readonly pool: pg.Pool;
+  private closed = false;
+
+  constructor(
+    readonly url: string,
+    poolSize: number,
+    private readonly logger: Logger,
+  ) {
+    this.pool = new pg.Pool({ connectionString: url, max: poolSize, application_name: 'cairn-control-plane' });
+    // An idle client losing its connection must not crash the process; the pool replaces it.
+    this.pool.on('error', (error) => this.logger.warn({ err: errorSummary(error) }, 'idle database connection failed'));
+  }
+
+  query<Row extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<Row>> {
+    return this.pool.query<Row>(text, values);
+  }
+
+  /**
+   * Runs a named prepared statement: parsed and planned once per connection, for the statements
+   * on the dispatch hot path. `text` must be constant for a given `name`.
+   */
+  prepared<Row extends pg.QueryResultRow = pg.QueryResultRow>(name: string, text: string, values: unknown[]): Promise<pg.QueryResult<Row>> {
+    return this.pool.query<Row>({ name, text, values });
+  }
+
+  /** Runs `fn` in a transaction: commit when it returns, roll back when it throws. */
+  async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    let broken = false;
+    try {
+      await client.query('BEGIN');
+      const result = await fn(client);
+      await client.query('COMMIT');
+      return result;
+    } catch (error) {
+      try {
+        await client.query('ROLLBACK');
+      } catch {
+        broken = true;
+      }
+      throw error;
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.pool.end();
+  }
+}
+
+/** What may be logged about a database error: its class and SQLSTATE, never values. */
+export function errorSummary(error: unknown): Record<string, unknown> {
+  if (error instanceof Error) {
+    const code = (error as { code?: unknown }).code;
+    return { type: error.name, ...(typeof code === 'string' ? { code } : {}), message: error.message };
+  }
+  return { type: typeof error };
+}
+
+// SQLSTATE classes and Node error codes that mean "the database is not reachable right now".
+const UNAVAILABLE_SQLSTATE = /^(08|53|57P)/;
+const UNAVAILABLE_ERRNO = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EHOSTUNREACH', 'EPIPE']);
+
+/** Whether an error means the database is unreachable or overloaded (retry later), not a bug. */
+export function isDatabaseUnavailable(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === 'string' && (UNAVAILABLE_SQLSTATE.test(code) || UNAVAILABLE_ERRNO.has(code))) return true;
+  return /Connection terminated|connection timeout|Client has encountered a connection error|Cannot use a pool after calling end/i.test(
+    error.message,
+  );
+}

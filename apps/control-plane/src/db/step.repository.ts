@@ -1,0 +1,109 @@
+import { Inject, Injectable } from '@nestjs/common';
+import type { Step, StepKindName, StepReportInput, StepStatusName } from '../domain.js';
+import { Database } from './database.js';
+
+interface StepRow {
+  run_id: string;
+  position: string;
+  attempt: string;
+  kind: StepKindName;
+  name: string;
+  key_digest: string | null;
+  status: StepStatusName;
+  error_code: number | null;
+  retryable: boolean;
+  error_ref: string | null;
+  started_at: Date | null;
+  ended_at: Date | null;
+  due_at: Date | null;
+  output_size: string | null;
+  epoch: string;
+}
+
+/** All SQL about the step timeline (`run_steps`). */
+@Injectable()
+export class StepRepository {
+  constructor(@Inject(Database) private readonly db: Database) {}
+
+  /**
+   * Upserts step reports in one statement. A report applies only to a run of this data plane and
+   * an epoch not above the run's current one (history from earlier leases is welcome); a completed
+   * attempt never regresses, and an older epoch never overwrites a newer one. Returns the run IDs
+   * that are not runs of this data plane.
+   */
+  async upsertReports(dataPlaneId: string, reports: readonly StepReportInput[]): Promise<string[]> {
+    if (reports.length === 0) return [];
+    const col = <T>(pick: (r: StepReportInput) => T): T[] => reports.map(pick);
+    const result = await this.db.query<{ run_id: string }>(
+      `WITH input AS (
+         SELECT * FROM unnest($2::uuid[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[],
+                              $10::int[], $11::boolean[], $12::uuid[], $13::timestamptz[], $14::timestamptz[], $15::timestamptz[],
+                              $16::bigint[])
+           AS t(run_id, epoch, position, attempt, kind, name, key_digest, status, error_code, retryable, error_ref, started_at,
+                ended_at, due_at, output_size)
+       ), known AS (
+         SELECT i.* FROM input i JOIN runs r ON r.id = i.run_id AND r.data_plane_id = $1 AND i.epoch <= r.epoch
+       ), upserted AS (
+         INSERT INTO run_steps (run_id, position, attempt, kind, name, key_digest, status, error_code, retryable, error_ref,
+                                started_at, ended_at, due_at, output_size, epoch)
+         SELECT run_id, position, attempt, kind, name, key_digest, status, error_code, retryable, error_ref, started_at, ended_at,
+                due_at, output_size, epoch
+         FROM known
+         ON CONFLICT (run_id, position, attempt) DO UPDATE SET
+           kind = EXCLUDED.kind, name = EXCLUDED.name, key_digest = EXCLUDED.key_digest, status = EXCLUDED.status,
+           error_code = EXCLUDED.error_code, retryable = EXCLUDED.retryable, error_ref = EXCLUDED.error_ref,
+           started_at = EXCLUDED.started_at, ended_at = EXCLUDED.ended_at, due_at = EXCLUDED.due_at,
+           output_size = EXCLUDED.output_size, epoch = EXCLUDED.epoch, updated_at = now()
+         WHERE run_steps.status <> 'completed' AND run_steps.epoch <= EXCLUDED.epoch
+       )
+       SELECT DISTINCT i.run_id FROM input i
+       WHERE NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = i.run_id AND r.data_plane_id = $1)`,
+      [
+        dataPlaneId,
+        col((r) => r.runId),
+        col((r) => r.epoch),
+        col((r) => r.position),
+        col((r) => r.attempt),
+        col((r) => r.kind),
+        col((r) => r.name),
+        col((r) => r.keyDigest),
+        col((r) => r.status),
+        col((r) => r.errorCode),
+        col((r) => r.retryable),
+        col((r) => r.errorRef),
+        col((r) => r.startedAt),
+        col((r) => r.endedAt),
+        col((r) => r.dueAt),
+        col((r) => r.outputSize),
+      ],
+    );
+    return result.rows.map((r) => r.run_id);
+  }
+
+  /** A run's timeline by position, then attempt. */
+  async forRun(runId: string): Promise<Step[]> {
+    const result = await this.db.query<StepRow>(
+      `SELECT run_id, position, attempt, kind, name, key_digest, status, error_code, retryable, error_ref, started_at, ended_at,
+              due_at, output_size, epoch
+       FROM run_steps WHERE run_id = $1 ORDER BY position, attempt`,
+      [runId],
+    );
+    return result.rows.map((r) => ({
+      runId: r.run_id,
+      position: Number(r.position),
+      attempt: Number(r.attempt),
+      kind: r.kind,
+      name: r.name,
+      keyDigest: r.key_digest,
+      status: r.status,
+      errorCode: r.error_code,
+      retryable: r.retryable,
+      errorRef: r.error_ref,
+      startedAt: r.started_at,
+      endedAt: r.ended_at,
+      dueAt: r.due_at,
+      outputSize: r.output_size === null ? null : Number(r.output_size),
+      epoch: Number(r.epoch),
+    }));
+  }
+}

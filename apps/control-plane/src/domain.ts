@@ -1,0 +1,115 @@
+import { CairnError, ErrorCodes } from '@cairn/common';
+
+/** Lifecycle states of a run, as stored. */
+export const RUN_STATUSES = ['queued', 'running', 'suspended', 'completed', 'failed', 'cancelled', 'terminated', 'timed_out'] as const;
+export type RunStatusName = (typeof RUN_STATUSES)[number];
+export const FINAL_STATUSES: ReadonlySet<RunStatusName> = new Set(['completed', 'failed', 'cancelled', 'terminated', 'timed_out']);
+
+export type WakeReasonName = 'start' | 'timer' | 'signal' | 'retry' | 'recovery';
+export type SuspendReasonName = 'sleep' | 'signal' | 'retry_backoff';
+export type StepKindName = 'step' | 'sleep' | 'signal';
+export type StepStatusName = 'running' | 'completed' | 'failed' | 'retrying' | 'waiting';
+/** Why a lease ended (the `run_leases.end_reason` column). */
+export type LeaseEndReason = 'suspended' | 'completed' | 'failed' | 'cancelled' | 'released' | 'expired';
+
+/** A run as the control plane knows it. Sizes are bytes; times are Dates (UTC). */
+export interface Run {
+  readonly id: string;
+  readonly dataPlaneId: string;
+  readonly workflowName: string;
+  readonly workflowVersion: string;
+  readonly taskQueue: string;
+  readonly status: RunStatusName;
+  readonly epoch: number;
+  readonly leaseSession: string | null;
+  readonly leaseWorker: string | null;
+  readonly leaseExpiresAt: Date | null;
+  readonly wakeAt: Date | null;
+  readonly wakeReason: WakeReasonName | null;
+  readonly waitingSignal: string | null;
+  readonly signalsConsumed: number;
+  readonly suspendReason: SuspendReasonName | null;
+  readonly idempotencyDigest: string | null;
+  /** The numeric `cairn.run.v1.ErrorCode`, or null. */
+  readonly errorCode: number | null;
+  readonly errorRef: string | null;
+  readonly inputSize: number;
+  readonly outputSize: number | null;
+  readonly dispatchCount: number;
+  readonly cancelRequested: boolean;
+  readonly createdAt: Date;
+  readonly queuedAt: Date | null;
+  readonly startedAt: Date | null;
+  readonly endedAt: Date | null;
+  readonly updatedAt: Date;
+}
+
+/** One attempt of one durable call. */
+export interface Step {
+  readonly runId: string;
+  readonly position: number;
+  readonly attempt: number;
+  readonly kind: StepKindName;
+  readonly name: string;
+  readonly keyDigest: string | null;
+  readonly status: StepStatusName;
+  readonly errorCode: number | null;
+  readonly retryable: boolean;
+  readonly errorRef: string | null;
+  readonly startedAt: Date | null;
+  readonly endedAt: Date | null;
+  readonly dueAt: Date | null;
+  readonly outputSize: number | null;
+  readonly epoch: number;
+}
+
+/** A step status report from a worker, validated. */
+export interface StepReportInput {
+  readonly runId: string;
+  readonly epoch: number;
+  readonly position: number;
+  readonly attempt: number;
+  readonly kind: StepKindName;
+  readonly name: string;
+  readonly keyDigest: string | null;
+  readonly status: StepStatusName;
+  readonly errorCode: number | null;
+  readonly retryable: boolean;
+  readonly errorRef: string | null;
+  readonly startedAt: Date | null;
+  readonly endedAt: Date | null;
+  readonly dueAt: Date | null;
+  readonly outputSize: number | null;
+}
+
+/** A workflow version a worker announced: what it can run, on which queue. */
+export interface WorkflowRefInput {
+  readonly name: string;
+  readonly version: string;
+  readonly taskQueue: string;
+}
+
+/** A lease (run, epoch). */
+export interface LeaseKey {
+  readonly runId: string;
+  readonly epoch: number;
+}
+
+export function isFinal(status: RunStatusName): boolean {
+  return FINAL_STATUSES.has(status);
+}
+
+/** A request field that is missing or malformed; each edge names it in its own way. */
+export function invalidField(field: string, message: string): CairnError {
+  return new CairnError(ErrorCodes.INVALID_ARGUMENT, message, { details: { field } });
+}
+
+/** `scoped`: the caller is a data plane, which sees only its own runs. */
+export function runNotFound(runId: string, scoped = true): CairnError {
+  return new CairnError(
+    ErrorCodes.NOT_FOUND,
+    scoped
+      ? `run ${runId} not found in this data plane: check the run ID (a data plane sees only the runs it started)`
+      : `run ${runId} not found: check the run ID`,
+  );
+}

@@ -1,0 +1,100 @@
+import {
+  ErrorCode,
+  RunInfoSchema,
+  RunStatus,
+  RunTaskSchema,
+  StepInfoSchema,
+  StepKind,
+  StepStatus,
+  WakeReason,
+  create,
+  type RunInfo,
+  type RunTask,
+  type StepInfo,
+} from '@cairn/proto';
+import type { Run, RunStatusName, Step, StepKindName, StepStatusName, WakeReasonName } from '../domain.js';
+
+const RUN_STATUS: Record<RunStatusName, RunStatus> = {
+  queued: RunStatus.QUEUED,
+  running: RunStatus.RUNNING,
+  suspended: RunStatus.SUSPENDED,
+  completed: RunStatus.COMPLETED,
+  failed: RunStatus.FAILED,
+  cancelled: RunStatus.CANCELLED,
+  terminated: RunStatus.TERMINATED,
+  timed_out: RunStatus.TIMED_OUT,
+};
+
+const WAKE_REASON: Record<WakeReasonName, WakeReason> = {
+  start: WakeReason.START,
+  timer: WakeReason.TIMER,
+  signal: WakeReason.SIGNAL,
+  retry: WakeReason.RETRY,
+  recovery: WakeReason.RECOVERY,
+};
+
+export const STEP_KIND: Record<StepKindName, StepKind> = { step: StepKind.STEP, sleep: StepKind.SLEEP, signal: StepKind.SIGNAL };
+
+export const STEP_STATUS: Record<StepStatusName, StepStatus> = {
+  running: StepStatus.RUNNING,
+  completed: StepStatus.COMPLETED,
+  failed: StepStatus.FAILED,
+  retrying: StepStatus.RETRYING,
+  waiting: StepStatus.WAITING,
+};
+
+const ms = (date: Date | null): bigint => (date === null ? 0n : BigInt(date.getTime()));
+
+export function toRunInfo(run: Run): RunInfo {
+  return create(RunInfoSchema, {
+    runId: run.id,
+    workflowName: run.workflowName,
+    workflowVersion: run.workflowVersion,
+    taskQueue: run.taskQueue,
+    status: RUN_STATUS[run.status],
+    epoch: run.epoch,
+    errorCode: (run.errorCode ?? ErrorCode.UNSPECIFIED) as ErrorCode,
+    errorRef: run.errorRef ?? '',
+    createdAt: ms(run.createdAt),
+    startedAt: ms(run.startedAt),
+    endedAt: ms(run.endedAt),
+    wakeAt: ms(run.wakeAt),
+    waitingSignal: run.waitingSignal ?? '',
+    inputSize: BigInt(run.inputSize),
+    outputSize: BigInt(run.outputSize ?? 0),
+    dispatchCount: run.dispatchCount,
+    cancelRequested: run.cancelRequested,
+  });
+}
+
+export function toStepInfo(step: Step): StepInfo {
+  return create(StepInfoSchema, {
+    position: step.position,
+    kind: STEP_KIND[step.kind],
+    name: step.name,
+    keyDigest: step.keyDigest ?? '',
+    attempt: step.attempt,
+    status: STEP_STATUS[step.status],
+    errorCode: (step.errorCode ?? ErrorCode.UNSPECIFIED) as ErrorCode,
+    retryable: step.retryable,
+    errorRef: step.errorRef ?? '',
+    startedAt: ms(step.startedAt),
+    endedAt: ms(step.endedAt),
+    dueAt: ms(step.dueAt),
+    outputSize: BigInt(step.outputSize ?? 0),
+  });
+}
+
+/** The task pushed to a worker for a run it just claimed. */
+export function toRunTask(run: Run): RunTask {
+  return create(RunTaskSchema, {
+    runId: run.id,
+    epoch: run.epoch,
+    workflowName: run.workflowName,
+    workflowVersion: run.workflowVersion,
+    taskQueue: run.taskQueue,
+    reason: run.wakeReason === null ? WakeReason.START : WAKE_REASON[run.wakeReason],
+    leaseExpiresAt: ms(run.leaseExpiresAt),
+    cancelRequested: run.cancelRequested,
+  });
+}

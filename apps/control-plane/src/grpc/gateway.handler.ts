@@ -1,0 +1,115 @@
+import * as grpc from '@grpc/grpc-js';
+import { Inject, Injectable } from '@nestjs/common';
+import type { Logger } from '@cairn/common';
+import {
+  CancelRunRequestSchema,
+  CancelRunResponseSchema,
+  DescribeRunRequestSchema,
+  DescribeRunResponseSchema,
+  SignalRunRequestSchema,
+  SignalRunResponseSchema,
+  StartRunRequestSchema,
+  StartRunResponseSchema,
+  WaitRunRequestSchema,
+  WaitRunResponseSchema,
+  create,
+  fromBinary,
+  type DescMessage,
+  type MessageShape,
+} from '@cairn/proto';
+import { DataPlaneService } from '../services/data-plane.service.js';
+import { RunService } from '../services/run.service.js';
+import { checkResidency, optional, required, size } from '../services/validate.js';
+import { LOGGER } from '../tokens.js';
+import { toRunInfo, toStepInfo } from './convert.js';
+import { bearerToken, toServiceError } from './status.js';
+
+type Unary = grpc.handleUnaryCall<Buffer, unknown>;
+
+/**
+ * The GatewayService edge: authenticate, decode, check residency, call the run service, encode.
+ */
+@Injectable()
+export class GatewayHandler {
+  constructor(
+    @Inject(RunService) private readonly runs: RunService,
+    @Inject(DataPlaneService) private readonly dataPlanes: DataPlaneService,
+    @Inject(LOGGER) private readonly logger: Logger,
+  ) {}
+
+  handlers(): Record<string, Unary> {
+    return {
+      startRun: this.unary(StartRunRequestSchema, async (dataPlaneId, req) => {
+        const { run, created } = await this.runs.start(dataPlaneId, {
+          runId: required(req.runId, 'run_id'),
+          workflowName: required(req.workflowName, 'workflow_name'),
+          workflowVersion: optional(req.workflowVersion),
+          idempotencyDigest: optional(req.idempotencyDigest),
+          inputSize: size(req.inputSize, 'input_size'),
+        });
+        if (created)
+          this.logger.debug({ dataPlaneId, runId: run.id, workflow: run.workflowName, version: run.workflowVersion }, 'run started');
+        return create(StartRunResponseSchema, { run: toRunInfo(run), created });
+      }),
+      describeRun: this.unary(DescribeRunRequestSchema, async (dataPlaneId, req) => {
+        const { run, steps } = await this.runs.describe(dataPlaneId, required(req.runId, 'run_id'));
+        return create(DescribeRunResponseSchema, { run: toRunInfo(run), steps: steps.map(toStepInfo) });
+      }),
+      waitRun: this.unary(WaitRunRequestSchema, async (dataPlaneId, req, abort) => {
+        const run = await this.runs.wait(dataPlaneId, required(req.runId, 'run_id'), req.timeoutMs, abort);
+        return create(WaitRunResponseSchema, { run: toRunInfo(run) });
+      }),
+      signalRun: this.unary(SignalRunRequestSchema, async (dataPlaneId, req) => {
+        const run = await this.runs.signal(
+          dataPlaneId,
+          required(req.runId, 'run_id'),
+          required(req.signalName, 'signal_name'),
+          required(req.signalId, 'signal_id'),
+        );
+        return create(SignalRunResponseSchema, { run: toRunInfo(run) });
+      }),
+      cancelRun: this.unary(CancelRunRequestSchema, async (dataPlaneId, req) => {
+        const run = await this.runs.cancel(dataPlaneId, required(req.runId, 'run_id'));
+        return create(CancelRunResponseSchema, { run: toRunInfo(run) });
+      }),
+    };
+  }
+
+  private unary<Desc extends DescMessage>(
+    schema: Desc,
+    handle: (dataPlaneId: string, request: MessageShape<Desc>, abort: AbortSignal) => Promise<unknown>,
+  ): Unary {
+    return (call, callback) => {
+      const abort = new AbortController();
+      call.on('cancelled', () => abort.abort());
+      const run = async (): Promise<unknown> => {
+        const dataPlaneId = await this.dataPlanes.authenticate(bearerToken(call.metadata));
+        let request: MessageShape<Desc>;
+        try {
+          request = fromBinary(schema, call.request);
+        } catch {
+          throw new GrpcFailure(grpc.status.INVALID_ARGUMENT, `malformed request: not a valid ${schema.typeName} protobuf message`);
+        }
+        checkResidency(schema, request);
+        return handle(dataPlaneId, request, abort.signal);
+      };
+      run().then(
+        (response) => callback(null, response),
+        (error: unknown) => callback(error instanceof GrpcFailure ? error.status : toServiceError(error, this.logger)),
+      );
+    };
+  }
+}
+
+class GrpcFailure extends Error {
+  constructor(
+    readonly code: grpc.status,
+    readonly details: string,
+  ) {
+    super(details);
+  }
+
+  get status(): Partial<grpc.StatusObject> {
+    return { code: this.code, details: this.details };
+  }
+}

@@ -1,0 +1,60 @@
+import * as grpc from '@grpc/grpc-js';
+import { Inject, Injectable } from '@nestjs/common';
+import { GatewayService, WorkerService, grpcServiceDefinition } from '@cairn/proto';
+import { GatewayHandler } from './gateway.handler.js';
+import { rawRequests } from './status.js';
+import { WorkerHandler } from './worker.handler.js';
+
+/** The gRPC server serving WorkerService and GatewayService (plaintext; TLS ends at the load balancer). */
+@Injectable()
+export class GrpcServer {
+  private server: grpc.Server | null = null;
+
+  constructor(
+    @Inject(WorkerHandler) private readonly worker: WorkerHandler,
+    @Inject(GatewayHandler) private readonly gateway: GatewayHandler,
+  ) {}
+
+  /** Binds and starts serving; returns the bound port (useful with port 0). */
+  async start(host: string, port: number): Promise<number> {
+    const server = new grpc.Server({
+      'grpc.keepalive_time_ms': 30_000,
+      'grpc.keepalive_timeout_ms': 10_000,
+      'grpc.http2.min_ping_interval_without_data_ms': 5_000,
+      'grpc.keepalive_permit_without_calls': 1,
+    });
+    server.addService(rawRequests(grpcServiceDefinition(WorkerService)), {
+      connect: (call: grpc.ServerDuplexStream<Buffer, never>) => this.worker.connect(call),
+    });
+    server.addService(rawRequests(grpcServiceDefinition(GatewayService)), this.gateway.handlers());
+    const address = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+    const bound = await new Promise<number>((resolve, reject) => {
+      server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (error, boundPort) =>
+        error ? reject(error) : resolve(boundPort),
+      );
+    });
+    this.server = server;
+    return bound;
+  }
+
+  /**
+   * Stops accepting calls, ends worker streams (UNAVAILABLE, so workers reconnect elsewhere) and
+   * waits up to `timeoutMs` for calls in flight before cutting them.
+   */
+  async stop(timeoutMs: number): Promise<void> {
+    const server = this.server;
+    this.server = null;
+    this.worker.closeAll();
+    if (!server) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        server.forceShutdown();
+        resolve();
+      }, timeoutMs);
+      server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+}

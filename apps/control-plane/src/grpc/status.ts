@@ -1,0 +1,64 @@
+import * as grpc from '@grpc/grpc-js';
+import { CairnError, ErrorCodes, type Logger } from '@cairn/common';
+import { errorSummary, isDatabaseUnavailable } from '../db/database.js';
+import type { StreamEnd } from '../services/worker-session.js';
+
+const BY_CODE: Partial<Record<string, grpc.status>> = {
+  [ErrorCodes.INVALID_ARGUMENT]: grpc.status.INVALID_ARGUMENT,
+  [ErrorCodes.INVALID_NAME]: grpc.status.INVALID_ARGUMENT,
+  [ErrorCodes.MALFORMED_JSON]: grpc.status.INVALID_ARGUMENT,
+  [ErrorCodes.UNAUTHENTICATED]: grpc.status.UNAUTHENTICATED,
+  [ErrorCodes.NOT_FOUND]: grpc.status.NOT_FOUND,
+  [ErrorCodes.WORKFLOW_NOT_FOUND]: grpc.status.NOT_FOUND,
+  [ErrorCodes.CONFLICT]: grpc.status.FAILED_PRECONDITION,
+  [ErrorCodes.PROTOCOL]: grpc.status.FAILED_PRECONDITION,
+  [ErrorCodes.UNAVAILABLE]: grpc.status.UNAVAILABLE,
+};
+
+const BY_END: Record<StreamEnd['kind'], grpc.status> = {
+  ok: grpc.status.OK,
+  failed_precondition: grpc.status.FAILED_PRECONDITION,
+  permission_denied: grpc.status.PERMISSION_DENIED,
+  invalid_argument: grpc.status.INVALID_ARGUMENT,
+  unauthenticated: grpc.status.UNAUTHENTICATED,
+  unavailable: grpc.status.UNAVAILABLE,
+};
+
+export function endStatus(end: StreamEnd): grpc.status {
+  return BY_END[end.kind];
+}
+
+/**
+ * Maps anything thrown to a gRPC status. Domain errors keep their message; a database or network
+ * failure is UNAVAILABLE (the caller retries); anything else is INTERNAL with no detail.
+ */
+export function toServiceError(error: unknown, logger: Logger): Partial<grpc.StatusObject> {
+  if (error instanceof CairnError) {
+    const code = BY_CODE[error.code];
+    if (code !== undefined) return { code, details: error.message };
+  }
+  const failure = errorSummary(error);
+  if (isDatabaseUnavailable(error)) {
+    logger.warn({ err: failure }, 'request failed: database or network error');
+    return { code: grpc.status.UNAVAILABLE, details: 'control plane could not reach its database; retry' };
+  }
+  logger.error({ err: failure }, 'request failed: internal error');
+  return { code: grpc.status.INTERNAL, details: 'internal error in the control plane; see its logs' };
+}
+
+/** The bearer token of a call (never logged). */
+export function bearerToken(metadata: grpc.Metadata): string | undefined {
+  const value = metadata.get('authorization')[0];
+  if (typeof value !== 'string') return undefined;
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(value);
+  return match?.[1];
+}
+
+/** Request messages are decoded by the handlers, so a malformed frame gets a clear status. */
+export function rawRequests(definition: grpc.ServiceDefinition): grpc.ServiceDefinition {
+  const out: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  for (const [name, method] of Object.entries(definition)) {
+    out[name] = { ...method, requestDeserialize: (bytes: Buffer) => bytes };
+  }
+  return out;
+}

@@ -1,0 +1,102 @@
+import 'reflect-metadata';
+import { parseArgs } from 'node:util';
+import { CairnError, ErrorCodes, createLogger } from '@cairn/common';
+import { loadControlPlaneConfig, loadDatabaseConfig } from './config.js';
+import { startControlPlane } from './control-plane.js';
+import { createDataPlane, migrate } from './admin.js';
+
+const USAGE = `usage:
+  control-plane [serve]                                          start the control plane (HTTP + gRPC)
+  control-plane migrate                                          apply database migrations and exit
+  control-plane data-planes create --name NAME [--id UUID] [--token TOKEN]
+                                                                 register a data plane (or give an existing one a new token)
+                                                                 and print {"id","name","token"} as JSON
+Configuration comes from the environment; see apps/control-plane/README.md.`;
+
+async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      name: { type: 'string' },
+      id: { type: 'string' },
+      token: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  const command = positionals.join(' ') || 'serve';
+  switch (command) {
+    case 'serve':
+      return serve();
+    case 'migrate': {
+      const config = loadDatabaseConfig();
+      const outcome = await migrate(config, createLogger('control-plane', config.logLevel));
+      process.stdout.write(`${JSON.stringify({ applied: outcome.applied })}\n`);
+      return 0;
+    }
+    case 'data-planes create': {
+      if (values.name === undefined) throw new CairnError(ErrorCodes.INVALID_ARGUMENT, 'data-planes create needs --name NAME');
+      const config = loadDatabaseConfig();
+      // stdout carries only the JSON result; logs would go to stdout too, so keep them to errors.
+      const created = await createDataPlane(config, createLogger('control-plane', 'error'), {
+        name: values.name,
+        ...(values.id === undefined ? {} : { id: values.id }),
+        ...(values.token === undefined ? {} : { token: values.token }),
+      });
+      process.stdout.write(`${JSON.stringify({ id: created.id, name: created.name, token: created.token })}\n`);
+      return 0;
+    }
+    default:
+      process.stderr.write(`unknown command "${command}"\n${USAGE}\n`);
+      return 2;
+  }
+}
+
+async function serve(): Promise<number> {
+  const config = loadControlPlaneConfig();
+  const logger = createLogger('control-plane', config.logLevel);
+  const cp = await startControlPlane(config, { logger });
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string): void => {
+      if (stopping) return;
+      stopping = true;
+      logger.info({ signal }, 'shutdown requested');
+      const deadline = setTimeout(() => {
+        logger.warn({ timeoutMs: config.shutdownTimeoutMs }, 'shutdown timed out; exiting');
+        resolve(0);
+      }, config.shutdownTimeoutMs);
+      deadline.unref();
+      cp.close().then(
+        () => {
+          clearTimeout(deadline);
+          resolve(0);
+        },
+        (error: unknown) => {
+          logger.error({ err: CairnError.from(error).message }, 'shutdown failed');
+          clearTimeout(deadline);
+          resolve(1);
+        },
+      );
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+    // Exit even if a library left a handle open (the shutdown already closed ours).
+    setTimeout(() => process.exit(code), 100).unref();
+  },
+  (error: unknown) => {
+    const e = CairnError.from(error);
+    process.stderr.write(`${e.message}\n`);
+    process.exit(1);
+  },
+);

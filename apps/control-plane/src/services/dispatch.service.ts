@@ -1,0 +1,125 @@
+import { Inject, Injectable } from '@nestjs/common';
+import type { Logger } from '@cairn/common';
+import { CONFIG, type ControlPlaneConfig } from '../config.js';
+import { errorSummary } from '../db/database.js';
+import { RunRepository } from '../db/run.repository.js';
+import type { LeaseKey } from '../domain.js';
+import { LOGGER } from '../tokens.js';
+import { EventBus } from './event-bus.service.js';
+import { SessionRegistry } from './session-registry.js';
+import type { WorkerSession } from './worker-session.js';
+
+// A pass over every session now and then, in case a notification was lost on the way.
+const SAFETY_PASS_MS = 5_000;
+const RETRY_AFTER_ERROR_MS = 1_000;
+
+/**
+ * Pushes queued runs to connected workers with free slots. Each session has its own dispatch
+ * loop, so one slow session never delays another; a kick while a loop runs makes it go round once
+ * more, so no wake-up is lost and kicks coalesce.
+ */
+@Injectable()
+export class DispatchService {
+  private stopped = true;
+  private safetyTimer: NodeJS.Timeout | null = null;
+
+  constructor(
+    @Inject(RunRepository) private readonly runs: RunRepository,
+    @Inject(SessionRegistry) private readonly registry: SessionRegistry,
+    @Inject(EventBus) private readonly events: EventBus,
+    @Inject(CONFIG) private readonly config: ControlPlaneConfig,
+    @Inject(LOGGER) private readonly logger: Logger,
+  ) {
+    this.events.onDispatch((dataPlaneId) => this.kickDataPlane(dataPlaneId));
+    this.events.onResync(() => this.kickAll());
+    this.events.onCancel((lease) => this.registry.holderOf(lease)?.cancel(lease));
+  }
+
+  start(): void {
+    this.stopped = false;
+    this.safetyTimer = setInterval(() => this.kickAll(), SAFETY_PASS_MS);
+    this.safetyTimer.unref();
+  }
+
+  /** Stops dispatching and waits for passes in flight (their tasks are pushed before streams end). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.safetyTimer) clearInterval(this.safetyTimer);
+    this.safetyTimer = null;
+    await Promise.all(this.registry.all().map((s) => s.idle()));
+  }
+
+  kickDataPlane(dataPlaneId: string): void {
+    for (const session of this.registry.forDataPlane(dataPlaneId)) this.kick(session);
+  }
+
+  kickAll(): void {
+    for (const session of this.registry.all()) this.kick(session);
+  }
+
+  /**
+   * Runs a dispatch pass for the session now, or once more after the current one. `newWork`:
+   * runs may have been queued (false when only the session's capacity grew, which needs no pass
+   * while the queue is known to hold nothing for it).
+   */
+  kick(session: WorkerSession, newWork = true): void {
+    if (newWork) {
+      session.workEvents += 1;
+      session.knownEmpty = false;
+    } else if (session.knownEmpty) {
+      return;
+    }
+    if (this.stopped || !session.ready || session.free === 0) return;
+    if (session.dispatching) {
+      session.dispatchAgain = true;
+      return;
+    }
+    session.dispatching = true;
+    void this.loop(session);
+  }
+
+  private async loop(session: WorkerSession): Promise<void> {
+    try {
+      do {
+        session.dispatchAgain = false;
+        const limit = session.free;
+        if (this.stopped || !session.ready || limit === 0) break;
+        const workEvents = session.workEvents;
+        const claimed = await this.runs.claim({
+          dataPlaneId: session.dataPlaneId,
+          sessionId: session.id,
+          workerId: session.workerId,
+          workflows: session.workflows,
+          limit,
+          leaseTtlMs: this.config.leaseTtlMs,
+        });
+        if (session.closed) {
+          await this.giveBack(
+            session,
+            claimed.map((r) => ({ runId: r.id, epoch: r.epoch })),
+          );
+          break;
+        }
+        for (const run of claimed) {
+          session.assign(run);
+          session.logger.debug({ runId: run.id, epoch: run.epoch, reason: run.wakeReason }, 'run dispatched');
+        }
+        if (claimed.length < limit && session.workEvents === workEvents) session.knownEmpty = true;
+      } while (session.dispatchAgain);
+    } catch (error) {
+      session.logger.error({ err: errorSummary(error) }, 'dispatch failed; retrying');
+      const retry = setTimeout(() => this.kick(session), RETRY_AFTER_ERROR_MS);
+      retry.unref();
+    } finally {
+      session.dispatching = false;
+      session.settled();
+    }
+  }
+
+  /** Runs claimed for a session that closed meanwhile go straight back to the queue. */
+  private async giveBack(session: WorkerSession, leases: LeaseKey[]): Promise<void> {
+    if (leases.length === 0) return;
+    const released = await this.runs.releaseClaimed(session.id, leases);
+    if (released.length > 0) this.events.publishDispatch(session.dataPlaneId);
+  }
+}

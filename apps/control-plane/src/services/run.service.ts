@@ -1,0 +1,242 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Inject, Injectable } from '@nestjs/common';
+import { CairnError, ErrorCodes, isId, isName } from '@cairn/common';
+import { ErrorCode } from '@cairn/proto';
+import { CONFIG, type ControlPlaneConfig } from '../config.js';
+import { Database } from '../db/database.js';
+import { RunRepository, type RunPage } from '../db/run.repository.js';
+import { SignalRepository } from '../db/signal.repository.js';
+import { StepRepository } from '../db/step.repository.js';
+import { WorkflowRepository } from '../db/workflow.repository.js';
+import { RUN_STATUSES, invalidField, isFinal, runNotFound, type LeaseKey, type Run, type RunStatusName, type Step } from '../domain.js';
+import { EventBus } from './event-bus.service.js';
+
+export interface StartRunInput {
+  readonly runId: string;
+  readonly workflowName: string;
+  /** Null for the newest announced version. */
+  readonly workflowVersion: string | null;
+  readonly idempotencyDigest: string | null;
+  readonly inputSize: number;
+}
+
+/** Raw query parameters of `GET /v1/runs`, validated here. */
+export interface RunListParams {
+  readonly status?: unknown;
+  readonly workflow?: unknown;
+  readonly limit?: unknown;
+  readonly cursor?: unknown;
+}
+
+export interface RunListResult {
+  readonly runs: Run[];
+  readonly nextCursor: string | null;
+}
+
+/**
+ * The gateway's and the API's side of runs: start, describe, wait, signal, cancel and list.
+ */
+@Injectable()
+export class RunService {
+  private shuttingDown = false;
+
+  constructor(
+    @Inject(Database) private readonly db: Database,
+    @Inject(RunRepository) private readonly runs: RunRepository,
+    @Inject(StepRepository) private readonly steps: StepRepository,
+    @Inject(SignalRepository) private readonly signals: SignalRepository,
+    @Inject(WorkflowRepository) private readonly workflows: WorkflowRepository,
+    @Inject(EventBus) private readonly events: EventBus,
+    @Inject(CONFIG) private readonly config: ControlPlaneConfig,
+  ) {}
+
+  /**
+   * Creates a queued run pinned to a version a worker of this data plane announced. With an
+   * idempotency digest, a second start of the same workflow returns the first run.
+   */
+  async start(dataPlaneId: string, input: StartRunInput): Promise<{ run: Run; created: boolean }> {
+    const workflow = await this.workflows.resolve(dataPlaneId, input.workflowName, input.workflowVersion);
+    if (!workflow) {
+      const what = input.workflowVersion === null ? input.workflowName : `${input.workflowName}@${input.workflowVersion}`;
+      throw new CairnError(
+        ErrorCodes.WORKFLOW_NOT_FOUND,
+        `workflow ${what} is not registered: no worker of this data plane has announced it. Start a worker that registers it, then retry.`,
+      );
+    }
+    const inserted = await this.runs.insertQueued({
+      id: input.runId,
+      dataPlaneId,
+      workflowName: workflow.name,
+      workflowVersion: workflow.version,
+      taskQueue: workflow.taskQueue,
+      idempotencyDigest: input.idempotencyDigest,
+      inputSize: input.inputSize,
+    });
+    if (inserted) {
+      this.events.publishDispatch(dataPlaneId);
+      return { run: inserted, created: true };
+    }
+    if (input.idempotencyDigest !== null) {
+      const earlier = await this.runs.findByDigest(dataPlaneId, input.workflowName, input.idempotencyDigest);
+      if (earlier) return { run: earlier, created: false };
+    }
+    const same = await this.runs.find(dataPlaneId, input.runId);
+    if (same && same.workflowName === input.workflowName) return { run: same, created: false };
+    throw new CairnError(ErrorCodes.CONFLICT, `run ID ${input.runId} is already taken by another run: start the run with a new run ID`);
+  }
+
+  async describe(dataPlaneId: string | null, runId: string): Promise<{ run: Run; steps: Step[] }> {
+    const run = await this.get(dataPlaneId, runId);
+    return { run, steps: await this.steps.forRun(run.id) };
+  }
+
+  async get(dataPlaneId: string | null, runId: string): Promise<Run> {
+    const run = await this.runs.find(dataPlaneId, runId);
+    if (!run) throw runNotFound(runId, dataPlaneId !== null);
+    return run;
+  }
+
+  /**
+   * Returns when the run is final, or after min(timeoutMs, CAIRN_WAIT_MAX_MS) with the run as it
+   * is then. A timeout of 0 waits the maximum.
+   */
+  async wait(dataPlaneId: string, runId: string, timeoutMs: number, abort?: AbortSignal): Promise<Run> {
+    const limit = timeoutMs === 0 ? this.config.waitMaxMs : Math.min(timeoutMs, this.config.waitMaxMs);
+    const deadline = Date.now() + limit;
+    for (;;) {
+      // Subscribe before reading, so an end between the read and the wait wakes us.
+      let wake!: () => void;
+      const woken = new Promise<void>((resolve) => (wake = resolve));
+      const unsubscribe = this.events.subscribeRunEnded(runId, wake);
+      try {
+        const run = await this.get(dataPlaneId, runId);
+        const left = deadline - Date.now();
+        if (isFinal(run.status) || left <= 0 || abort?.aborted) return run;
+        if (this.shuttingDown) throw shuttingDown();
+        const timer = new AbortController();
+        const onAbort = (): void => wake();
+        abort?.addEventListener('abort', onAbort, { once: true });
+        try {
+          await Promise.race([woken, sleep(left, undefined, { signal: timer.signal }).catch(() => undefined)]);
+        } finally {
+          timer.abort();
+          abort?.removeEventListener('abort', onAbort);
+        }
+        if (this.shuttingDown) throw shuttingDown();
+      } finally {
+        unsubscribe();
+      }
+    }
+  }
+
+  /**
+   * Records that a signal arrived. A run suspended on that signal name with more notices than it
+   * consumed is queued at once. The notice and the check happen under the run's row lock, so a
+   * signal racing a suspend is seen by one side or the other.
+   */
+  async signal(dataPlaneId: string, runId: string, signalName: string, signalId: string): Promise<Run> {
+    const { run, queued } = await this.db.transaction(async (tx) => {
+      const current = await this.runs.lock(tx, dataPlaneId, runId);
+      if (!current) throw runNotFound(runId);
+      if (isFinal(current.status)) {
+        throw new CairnError(
+          ErrorCodes.CONFLICT,
+          `run ${runId} already ended (${current.status}): signals can only be sent to a run that has not ended`,
+        );
+      }
+      await this.signals.insert(tx, runId, signalId, signalName);
+      if (current.status === 'suspended' && current.waitingSignal === signalName) {
+        const notices = await this.signals.count(tx, runId, signalName);
+        if (notices > current.signalsConsumed) {
+          return { run: await this.runs.requeue(tx, runId, 'signal', current.suspendReason), queued: true };
+        }
+      }
+      return { run: current, queued: false };
+    });
+    if (queued) this.events.publishDispatch(dataPlaneId);
+    return run;
+  }
+
+  /**
+   * Cancels a queued or suspended run at once; asks the worker holding a running run to cancel it
+   * (its CancelRequest reaches the worker wherever it is connected). A final run is returned as is.
+   */
+  async cancel(dataPlaneId: string, runId: string): Promise<Run> {
+    const { run, ended, lease } = await this.db.transaction(async (tx) => {
+      const current = await this.runs.lock(tx, dataPlaneId, runId);
+      if (!current) throw runNotFound(runId);
+      if (isFinal(current.status)) return { run: current, ended: false, lease: null };
+      if (current.status === 'running') {
+        const after = await this.runs.requestCancel(tx, runId);
+        return { run: after, ended: false, lease: { runId, epoch: after.epoch } satisfies LeaseKey };
+      }
+      const after = await this.runs.finish(tx, runId, { status: 'cancelled', errorCode: ErrorCode.CANCELLED });
+      return { run: after, ended: true, lease: null };
+    });
+    if (ended) this.events.publishRunEnded(runId);
+    if (lease) this.events.publishCancel(lease);
+    return run;
+  }
+
+  /** Lists runs newest first: `status`, `workflow`, `limit` (1..200, default 50), `cursor`. */
+  async list(params: RunListParams): Promise<RunListResult> {
+    const status = optionalParam(params.status, 'status');
+    if (status !== undefined && !(RUN_STATUSES as readonly string[]).includes(status)) {
+      throw invalidField('status', `query parameter status must be one of ${RUN_STATUSES.join(', ')}`);
+    }
+    const workflow = optionalParam(params.workflow, 'workflow');
+    if (workflow !== undefined && !isName(workflow)) {
+      throw invalidField('workflow', 'query parameter workflow must be a workflow name (a letter, then letters, digits, _ . -)');
+    }
+    const limitText = optionalParam(params.limit, 'limit');
+    const limit = limitText === undefined ? 50 : /^\d{1,3}$/.test(limitText) ? Number(limitText) : NaN;
+    if (!(limit >= 1 && limit <= 200)) throw invalidField('limit', 'query parameter limit must be a whole number from 1 to 200');
+    const cursorText = optionalParam(params.cursor, 'cursor');
+    const page: RunPage = await this.runs.list({
+      ...(status === undefined ? {} : { status: status as RunStatusName }),
+      ...(workflow === undefined ? {} : { workflow }),
+      limit,
+      ...(cursorText === undefined ? {} : { after: decodeCursor(cursorText) }),
+    });
+    return { runs: page.runs, nextCursor: page.next ? encodeCursor(page.next) : null };
+  }
+
+  /** Stops waits in progress (they answer UNAVAILABLE so the caller retries elsewhere). */
+  shutdown(): void {
+    this.shuttingDown = true;
+    this.events.wakeAllWaiters();
+  }
+}
+
+function shuttingDown(): CairnError {
+  return new CairnError(ErrorCodes.UNAVAILABLE, 'control plane shutting down; retry the wait');
+}
+
+function optionalParam(value: unknown, name: string): string | undefined {
+  if (value === undefined || value === '') return undefined;
+  if (typeof value !== 'string') throw invalidField(name, `query parameter ${name} must be given once`);
+  return value;
+}
+
+function encodeCursor(position: { createdAt: string; id: string }): string {
+  return Buffer.from(JSON.stringify([position.createdAt, position.id])).toString('base64url');
+}
+
+function decodeCursor(cursor: string): { createdAt: string; id: string } {
+  const bad = invalidField(
+    'cursor',
+    'query parameter cursor is not a cursor this API returned: use nextCursor from a previous page, or omit it',
+  );
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+  } catch {
+    throw bad;
+  }
+  if (!Array.isArray(parsed) || parsed.length !== 2) throw bad;
+  const [createdAt, id] = parsed as unknown[];
+  if (typeof createdAt !== 'string' || !/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/.test(createdAt) || typeof id !== 'string' || !isId(id)) {
+    throw bad;
+  }
+  return { createdAt, id };
+}

@@ -1,0 +1,115 @@
+import { Inject, Injectable } from '@nestjs/common';
+import type { Logger } from '@cairn/common';
+import { CONFIG, type ControlPlaneConfig } from '../config.js';
+import { errorSummary } from '../db/database.js';
+import { RunRepository } from '../db/run.repository.js';
+import type { LeaseKey } from '../domain.js';
+import { LOGGER } from '../tokens.js';
+import { DispatchService } from './dispatch.service.js';
+import { EventBus } from './event-bus.service.js';
+import { SessionRegistry } from './session-registry.js';
+
+const BATCH = 500;
+
+export interface SweepResult {
+  readonly expired: number;
+  readonly woken: number;
+}
+
+/**
+ * Every CAIRN_SWEEP_INTERVAL_MS: requeues runs whose lease expired and suspended runs whose timer
+ * is due. Each step is one atomic statement with SKIP LOCKED, so any number of replicas can sweep
+ * at once. For one lease TTL after start it leaves expired leases alone, so workers cut off by a
+ * control-plane outage can reconnect and re-attach them instead of having their runs re-dispatched.
+ */
+@Injectable()
+export class SweeperService {
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<unknown> | null = null;
+  private stopped = true;
+  private readonly startedAt = Date.now();
+
+  constructor(
+    @Inject(RunRepository) private readonly runs: RunRepository,
+    @Inject(SessionRegistry) private readonly registry: SessionRegistry,
+    @Inject(DispatchService) private readonly dispatch: DispatchService,
+    @Inject(EventBus) private readonly events: EventBus,
+    @Inject(CONFIG) private readonly config: ControlPlaneConfig,
+    @Inject(LOGGER) private readonly logger: Logger,
+  ) {}
+
+  start(): void {
+    this.stopped = false;
+    this.schedule();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    await this.running;
+  }
+
+  /** Whether expired leases are still left for their workers to re-attach. */
+  get inGracePeriod(): boolean {
+    return Date.now() - this.startedAt < this.config.leaseTtlMs;
+  }
+
+  /** One sweep: expired leases (after the grace period), then due timers. */
+  async sweep(): Promise<SweepResult> {
+    const queuedFor = new Set<string>();
+    let expired = 0;
+    if (!this.inGracePeriod) {
+      for (;;) {
+        const batch = await this.runs.requeueExpiredLeases(BATCH);
+        expired += batch.length;
+        for (const lease of batch) {
+          queuedFor.add(lease.dataPlaneId);
+          this.logger.info({ runId: lease.runId, epoch: lease.epoch }, 'lease expired; run requeued');
+        }
+        this.tellHolders(batch);
+        if (batch.length < BATCH) break;
+      }
+    }
+    let woken = 0;
+    for (;;) {
+      const batch = await this.runs.queueDueTimers(BATCH);
+      woken += batch.length;
+      for (const run of batch) queuedFor.add(run.dataPlaneId);
+      if (batch.length < BATCH) break;
+    }
+    for (const dataPlaneId of queuedFor) this.events.publishDispatch(dataPlaneId);
+    return { expired, woken };
+  }
+
+  private tellHolders(expired: ReadonlyArray<LeaseKey & { sessionId: string | null }>): void {
+    const bySession = new Map<string, LeaseKey[]>();
+    for (const lease of expired) {
+      if (lease.sessionId === null) continue;
+      const list = bySession.get(lease.sessionId) ?? [];
+      list.push({ runId: lease.runId, epoch: lease.epoch });
+      bySession.set(lease.sessionId, list);
+    }
+    for (const [sessionId, leases] of bySession) {
+      const session = this.registry.get(sessionId);
+      if (!session) continue;
+      for (const lease of leases) session.drop(lease);
+      session.lost(leases);
+      this.dispatch.kick(session, false);
+    }
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.running = this.sweep()
+        .catch((error: unknown) => this.logger.error({ err: errorSummary(error) }, 'sweep failed; retrying at the next interval'))
+        .finally(() => {
+          this.running = null;
+          this.schedule();
+        });
+    }, this.config.sweepIntervalMs);
+    this.timer.unref();
+  }
+}

@@ -1,0 +1,412 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { CairnError, ErrorCodes, isId, type Logger } from '@cairn/common';
+import {
+  AckSchema,
+  ConnectRequestSchema,
+  ConnectResponseSchema,
+  ErrorCode,
+  HeldLeaseSchema,
+  LeaseState,
+  LeaseStatusSchema,
+  LeaseUpdateSchema,
+  RejectionReason,
+  RejectionSchema,
+  ReleaseReason,
+  StepKind,
+  StepStatus,
+  SuspendReason,
+  WelcomeSchema,
+  create,
+  type ConnectRequest,
+  type ConnectResponse,
+  type Hello,
+  type LeaseRenewal,
+  type StepReport,
+  type StepReportBatch,
+} from '@cairn/proto';
+import { CONFIG, type ControlPlaneConfig } from '../config.js';
+import { StepRepository } from '../db/step.repository.js';
+import { WorkflowRepository } from '../db/workflow.repository.js';
+import type { LeaseKey, StepKindName, StepReportInput, StepStatusName, SuspendReasonName, WorkflowRefInput } from '../domain.js';
+import { LOGGER } from '../tokens.js';
+import { DispatchService } from './dispatch.service.js';
+import { LeaseService, type OutcomeResult, type WorkerOutcome } from './lease.service.js';
+import { SessionRegistry } from './session-registry.js';
+import { checkResidency, enumValue, optional, required, size, time } from './validate.js';
+import { WorkerSession, type SessionOutbound, type StreamEnd } from './worker-session.js';
+
+/** The protocol revision this control plane speaks. */
+export const PROTOCOL_VERSION = 1;
+
+const STEP_KINDS: Record<number, StepKindName> = { [StepKind.STEP]: 'step', [StepKind.SLEEP]: 'sleep', [StepKind.SIGNAL]: 'signal' };
+const STEP_STATUSES: Record<number, StepStatusName> = {
+  [StepStatus.RUNNING]: 'running',
+  [StepStatus.COMPLETED]: 'completed',
+  [StepStatus.FAILED]: 'failed',
+  [StepStatus.RETRYING]: 'retrying',
+  [StepStatus.WAITING]: 'waiting',
+};
+const SUSPEND_REASONS: Record<number, SuspendReasonName> = {
+  [SuspendReason.SLEEP]: 'sleep',
+  [SuspendReason.SIGNAL]: 'signal',
+  [SuspendReason.RETRY_BACKOFF]: 'retry_backoff',
+};
+
+/**
+ * The worker protocol (WorkerService.Connect): Hello first, then leases, step reports and run
+ * outcomes, each answered with an Ack once committed or a Rejection saying why not.
+ */
+@Injectable()
+export class WorkerProtocolService {
+  constructor(
+    @Inject(LeaseService) readonly leases: LeaseService,
+    @Inject(WorkflowRepository) readonly workflows: WorkflowRepository,
+    @Inject(StepRepository) readonly steps: StepRepository,
+    @Inject(SessionRegistry) readonly registry: SessionRegistry,
+    @Inject(DispatchService) readonly dispatch: DispatchService,
+    @Inject(CONFIG) readonly config: ControlPlaneConfig,
+    @Inject(LOGGER) readonly logger: Logger,
+  ) {}
+
+  /** A new stream authenticated as `dataPlaneId`. */
+  open(dataPlaneId: string, outbound: SessionOutbound): WorkerConnection {
+    return new WorkerConnection(this, dataPlaneId, outbound);
+  }
+}
+
+/** The protocol state of one stream. Requests are handed in one at a time, in order. */
+export class WorkerConnection {
+  private session: WorkerSession | null = null;
+  private finished = false;
+  private logger: Logger;
+
+  constructor(
+    private readonly protocol: WorkerProtocolService,
+    private readonly dataPlaneId: string,
+    private readonly outbound: SessionOutbound,
+  ) {
+    this.logger = protocol.logger.child({ dataPlaneId });
+  }
+
+  async receive(request: ConnectRequest): Promise<void> {
+    if (this.finished) return;
+    const sequence = request.sequence;
+    const session = this.session;
+    if (!session) {
+      if (request.message.case !== 'hello') {
+        this.fatal(reject(sequence, RejectionReason.HELLO_REQUIRED), {
+          kind: 'failed_precondition',
+          message: 'send Hello first: the first message on a WorkerService.Connect stream must be a Hello',
+        });
+        return;
+      }
+      await this.hello(request, request.message.value);
+      return;
+    }
+    session.lastSeenAt = Date.now();
+    const message = request.message;
+    if (message.case === undefined) {
+      this.reply(reject(sequence, RejectionReason.EMPTY_MESSAGE));
+      return;
+    }
+    try {
+      checkResidency(ConnectRequestSchema, request);
+      switch (message.case) {
+        case 'hello':
+          this.reply(reject(sequence, RejectionReason.DUPLICATE_HELLO));
+          return;
+        case 'slots':
+          session.draining = message.value.draining;
+          this.reply(ack(sequence));
+          this.protocol.dispatch.kick(session, false);
+          return;
+        case 'leaseRenewal':
+          await this.renew(session, message.value);
+          return;
+        case 'stepReports':
+          await this.stepReports(sequence, message.value);
+          return;
+        case 'suspended': {
+          const v = message.value;
+          const wakeAt = time(v.wakeAt, 'wake_at');
+          const signalName = optional(v.signalName);
+          const code = enumValue(v.reason, SuspendReason, 'reason', true);
+          // An unspecified reason is inferred: a signal wait if a signal is named, else a sleep.
+          const reason = code === SuspendReason.UNSPECIFIED ? (signalName === null ? 'sleep' : 'signal') : SUSPEND_REASONS[code]!;
+          if (reason === 'signal' && signalName === null)
+            throw fieldError('signal_name', 'field signal_name is required when reason is SIGNAL');
+          if (reason !== 'signal' && wakeAt === null) {
+            throw fieldError('wake_at', 'field wake_at is required for a sleep or a retry backoff, or the run would never wake');
+          }
+          await this.outcome(sequence, {
+            kind: 'suspended',
+            lease: lease(v),
+            suspension: { wakeAt, waitingSignal: signalName, signalsConsumed: v.signalsConsumed, suspendReason: reason },
+          });
+          return;
+        }
+        case 'completed':
+          await this.outcome(sequence, {
+            kind: 'completed',
+            lease: lease(message.value),
+            outputSize: size(message.value.outputSize, 'output_size'),
+          });
+          return;
+        case 'failed': {
+          const v = message.value;
+          const code = enumValue(v.errorCode, ErrorCode, 'error_code', true);
+          await this.outcome(sequence, {
+            kind: 'failed',
+            lease: lease(v),
+            errorCode: code === ErrorCode.UNSPECIFIED ? null : code,
+            errorRef: optional(v.errorRef),
+          });
+          return;
+        }
+        case 'cancelled':
+          await this.outcome(sequence, { kind: 'cancelled', lease: lease(message.value) });
+          return;
+        case 'released':
+          enumValue(message.value.reason, ReleaseReason, 'reason', true);
+          await this.outcome(sequence, { kind: 'released', lease: lease(message.value) });
+          return;
+        case 'heartbeat':
+          return;
+      }
+    } catch (error) {
+      if (error instanceof CairnError && error.code === ErrorCodes.INVALID_ARGUMENT) {
+        const runId = 'runId' in message.value && isId(message.value.runId) ? message.value.runId : '';
+        this.reply(reject(sequence, RejectionReason.INVALID_FIELD, { runId, field: fieldOf(error) }));
+        this.logger.debug({ field: fieldOf(error), message: message.case }, 'request rejected: invalid field');
+        return;
+      }
+      throw error;
+    }
+  }
+
+  /** The stream ended (either side). Leases stay: they expire by TTL unless re-attached. */
+  close(): void {
+    if (this.finished) return;
+    this.finished = true;
+    const session = this.session;
+    if (session) {
+      session.markClosed();
+      this.protocol.registry.remove(session);
+      this.logger.info({ leases: session.leases.size }, 'worker disconnected');
+    }
+  }
+
+  private async hello(request: ConnectRequest, hello: Hello): Promise<void> {
+    const sequence = request.sequence;
+    try {
+      checkResidency(ConnectRequestSchema, request);
+    } catch (error) {
+      const e = CairnError.from(error);
+      this.fatal(reject(sequence, RejectionReason.INVALID_FIELD, { field: fieldOf(e) }), {
+        kind: 'invalid_argument',
+        message: `invalid Hello: ${e.rawMessage}`,
+      });
+      return;
+    }
+    if (hello.protocolVersion !== PROTOCOL_VERSION) {
+      this.fatal(reject(sequence, RejectionReason.UNSUPPORTED_PROTOCOL), {
+        kind: 'failed_precondition',
+        message: `protocol version ${hello.protocolVersion} is not supported: this control plane speaks protocol ${PROTOCOL_VERSION}; use a matching @cairn/worker`,
+      });
+      return;
+    }
+    let workflows: WorkflowRefInput[];
+    let held: LeaseKey[];
+    try {
+      required(hello.dataPlaneId, 'data_plane_id', 'hello.data_plane_id');
+      required(hello.workerId, 'worker_id', 'hello.worker_id');
+      workflows = dedupe(
+        hello.workflows.map((w, i) => ({
+          name: required(w.name, 'name', `hello.workflows[${i}].name`),
+          version: required(w.version, 'version', `hello.workflows[${i}].version`),
+          taskQueue: required(w.taskQueue, 'task_queue', `hello.workflows[${i}].task_queue`),
+        })),
+        (w) => `${w.name}@${w.version}/${w.taskQueue}`,
+      );
+      held = hello.heldLeases.map((l, i) => ({ runId: required(l.runId, 'run_id', `hello.held_leases[${i}].run_id`), epoch: l.epoch }));
+    } catch (error) {
+      const e = CairnError.from(error);
+      this.fatal(reject(sequence, RejectionReason.INVALID_FIELD, { field: fieldOf(e) }), {
+        kind: 'invalid_argument',
+        message: `invalid Hello: ${e.rawMessage}`,
+      });
+      return;
+    }
+    if (hello.dataPlaneId !== this.dataPlaneId) {
+      this.fatal(reject(sequence, RejectionReason.DATA_PLANE_MISMATCH), {
+        kind: 'permission_denied',
+        message: `Hello names data plane ${hello.dataPlaneId}, but the credential belongs to data plane ${this.dataPlaneId}: use this data plane's token`,
+      });
+      return;
+    }
+    const { protocol } = this;
+    this.logger = this.logger.child({ workerId: hello.workerId });
+    const session = new WorkerSession(this.dataPlaneId, hello.workerId, hello.slots, workflows, this.outbound, this.logger);
+    this.logger = this.logger.child({ sessionId: session.id });
+    this.session = session;
+    // Registered before the Welcome so a cancellation arriving meanwhile is queued, not lost.
+    protocol.registry.add(session);
+    await protocol.workflows.upsertAnnounced(
+      this.dataPlaneId,
+      dedupe(workflows, (w) => `${w.name}@${w.version}`),
+    );
+    const reattached = await protocol.leases.reattach(this.dataPlaneId, session.id, hello.workerId, held);
+    if (session.closed) return;
+    for (const run of reattached) session.leases.set(run.id, run.epoch);
+    const lost = held.filter((l) => !session.holds(l));
+    session.welcome(
+      create(ConnectResponseSchema, {
+        message: {
+          case: 'welcome',
+          value: create(WelcomeSchema, {
+            sessionId: session.id,
+            leaseTtlMs: protocol.config.leaseTtlMs,
+            heartbeatIntervalMs: protocol.config.heartbeatIntervalMs,
+            lostLeases: lost.map((l) => create(HeldLeaseSchema, l)),
+          }),
+        },
+      }),
+    );
+    for (const run of reattached) if (run.cancelRequested) session.cancel({ runId: run.id, epoch: run.epoch });
+    this.logger.info(
+      { workflows: workflows.length, slots: hello.slots, reattached: reattached.length, lost: lost.length },
+      'worker connected',
+    );
+    protocol.dispatch.kick(session);
+  }
+
+  private async renew(session: WorkerSession, renewal: LeaseRenewal): Promise<void> {
+    const leases = renewal.leases.map((l, i) => ({
+      runId: required(l.runId, 'run_id', `lease_renewal.leases[${i}].run_id`),
+      epoch: l.epoch,
+    }));
+    const results = await this.protocol.leases.renew(this.dataPlaneId, session.id, leases);
+    let freed = false;
+    const statuses = results.map((r) => {
+      if (r.expiresAt !== null) {
+        return create(LeaseStatusSchema, {
+          runId: r.runId,
+          epoch: r.epoch,
+          state: LeaseState.RENEWED,
+          expiresAt: BigInt(r.expiresAt.getTime()),
+        });
+      }
+      freed = session.drop(r) || freed;
+      return create(LeaseStatusSchema, { runId: r.runId, epoch: r.epoch, state: LeaseState.LOST });
+    });
+    this.reply(create(ConnectResponseSchema, { message: { case: 'leaseUpdate', value: create(LeaseUpdateSchema, { leases: statuses }) } }));
+    if (freed) this.protocol.dispatch.kick(session, false);
+  }
+
+  private async stepReports(sequence: bigint, batch: StepReportBatch): Promise<void> {
+    const reports = dedupeReports(batch.reports.map((r, i) => toStepReport(r, i)));
+    const unknown = await this.protocol.steps.upsertReports(this.dataPlaneId, reports);
+    const first = unknown[0];
+    if (first !== undefined) this.reply(reject(sequence, RejectionReason.UNKNOWN_RUN, { runId: first }));
+    else this.reply(ack(sequence));
+  }
+
+  private async outcome(sequence: bigint, outcome: WorkerOutcome): Promise<void> {
+    const result: OutcomeResult = await this.protocol.leases.applyOutcome(this.dataPlaneId, outcome);
+    const { runId, epoch } = outcome.lease;
+    switch (result.kind) {
+      case 'applied':
+        this.logger.debug({ runId, epoch, outcome: outcome.kind, status: result.run.status }, 'run outcome applied');
+        this.reply(ack(sequence));
+        return;
+      case 'duplicate':
+        this.reply(ack(sequence));
+        return;
+      case 'not_held':
+        this.logger.info({ runId, epoch, outcome: outcome.kind }, 'run outcome rejected: lease not held');
+        this.reply(reject(sequence, RejectionReason.LEASE_NOT_HELD, { runId }));
+        return;
+      case 'unknown_run':
+        this.reply(reject(sequence, RejectionReason.UNKNOWN_RUN, { runId }));
+        return;
+    }
+  }
+
+  private reply(message: ConnectResponse): void {
+    if (this.session) this.session.send(message);
+    else this.outbound.send(message);
+  }
+
+  /** Refuses the request and ends the stream. */
+  private fatal(rejection: ConnectResponse, end: StreamEnd): void {
+    this.outbound.send(rejection);
+    this.logger.info({ reason: end.kind }, 'worker stream refused');
+    this.outbound.end(end);
+    this.close();
+  }
+}
+
+function ack(sequence: bigint): ConnectResponse {
+  return create(ConnectResponseSchema, { message: { case: 'ack', value: create(AckSchema, { sequence }) } });
+}
+
+function reject(sequence: bigint, reason: RejectionReason, extra: { runId?: string; field?: string } = {}): ConnectResponse {
+  return create(ConnectResponseSchema, { message: { case: 'rejection', value: create(RejectionSchema, { sequence, reason, ...extra }) } });
+}
+
+function fieldError(field: string, message: string): CairnError {
+  return new CairnError(ErrorCodes.INVALID_ARGUMENT, message, { details: { field } });
+}
+
+function fieldOf(error: CairnError): string {
+  const field = error.details['field'];
+  return typeof field === 'string' ? field : '';
+}
+
+function lease(value: { runId: string; epoch: number }): LeaseKey {
+  return { runId: required(value.runId, 'run_id'), epoch: value.epoch };
+}
+
+function toStepReport(report: StepReport, i: number): StepReportInput {
+  const at = (field: string): string => `step_reports.reports[${i}].${field}`;
+  const runId = required(report.runId, 'run_id', at('run_id'));
+  const step = report.step;
+  if (!step) throw fieldError('step', `field ${at('step')} is required`);
+  const errorCode = enumValue(step.errorCode, ErrorCode, 'error_code', true);
+  return {
+    runId,
+    epoch: report.epoch,
+    position: step.position,
+    attempt: step.attempt,
+    kind: STEP_KINDS[enumValue(step.kind, StepKind, 'kind')]!,
+    name: required(step.name, 'name', at('step.name')),
+    keyDigest: optional(step.keyDigest),
+    status: STEP_STATUSES[enumValue(step.status, StepStatus, 'status')]!,
+    errorCode: errorCode === ErrorCode.UNSPECIFIED ? null : errorCode,
+    retryable: step.retryable,
+    errorRef: optional(step.errorRef),
+    startedAt: time(step.startedAt, 'started_at', at('step.started_at')),
+    endedAt: time(step.endedAt, 'ended_at', at('step.ended_at')),
+    dueAt: time(step.dueAt, 'due_at', at('step.due_at')),
+    outputSize: size(step.outputSize, 'output_size', at('step.output_size')),
+  };
+}
+
+/** One report per (run, position, attempt): the last one, but a completed one wins. */
+function dedupeReports(reports: StepReportInput[]): StepReportInput[] {
+  const byKey = new Map<string, StepReportInput>();
+  for (const r of reports) {
+    const key = `${r.runId} ${r.position} ${r.attempt}`;
+    const seen = byKey.get(key);
+    if (seen?.status === 'completed' && r.status !== 'completed') continue;
+    byKey.set(key, r);
+  }
+  return [...byKey.values()];
+}
+
+/** The last item for each key. */
+function dedupe<T>(items: readonly T[], key: (item: T) => string): T[] {
+  const byKey = new Map<string, T>();
+  for (const item of items) byKey.set(key(item), item);
+  return [...byKey.values()];
+}
