@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { chmodSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,6 +11,8 @@ const devMain = fileURLToPath(new URL('../../apps/dev/dist/main.js', import.meta
 describe('the Quick start', () => {
   it('`pnpm dev` brings up the whole stack from nothing and runs the example to completion', () => {
     const dir = mkdtempSync(join(process.env['CAIRN_TEST_DIR'] ?? tmpdir(), 'cairn-quickstart-'));
+    // Embedded Postgres runs as the 'postgres' user when started as root: it must enter the folder.
+    chmodSync(dir, 0o755);
     const r = spawnSync(process.execPath, [devMain, '--exit', '--dir', dir], {
       encoding: 'utf8',
       timeout: 120_000,

@@ -23,6 +23,7 @@ const serveShape = {
   CAIRN_SWEEP_INTERVAL_MS: positive(500),
   CAIRN_WAIT_MAX_MS: positive(60_000),
   CAIRN_SHUTDOWN_TIMEOUT_MS: positive(10_000),
+  CAIRN_STARTUP_GRACE_MS: env.int().optional(),
 };
 
 /** What `migrate` and `data-planes` need: the database only. */
@@ -43,6 +44,12 @@ export interface ControlPlaneConfig extends DatabaseConfig {
   readonly sweepIntervalMs: number;
   readonly waitMaxMs: number;
   readonly shutdownTimeoutMs: number;
+  /**
+   * After start-up, leases are not expired for this long, so workers cut off by a control-plane
+   * outage can reconnect (their redial backoff is capped at 5 s) and re-attach the runs they are
+   * still executing instead of having them taken over. Default: the larger of the lease TTL and 10 s.
+   */
+  readonly startupGraceMs: number;
 }
 
 /** DI token of the {@link ControlPlaneConfig}. */
@@ -75,6 +82,7 @@ export function loadControlPlaneConfig(source: Record<string, string | undefined
   bounded('CAIRN_SWEEP_INTERVAL_MS', raw.CAIRN_SWEEP_INTERVAL_MS);
   bounded('CAIRN_WAIT_MAX_MS', raw.CAIRN_WAIT_MAX_MS);
   bounded('CAIRN_SHUTDOWN_TIMEOUT_MS', raw.CAIRN_SHUTDOWN_TIMEOUT_MS);
+  bounded('CAIRN_STARTUP_GRACE_MS', raw.CAIRN_STARTUP_GRACE_MS ?? 0);
   if (raw.CAIRN_HEARTBEAT_INTERVAL_MS >= raw.CAIRN_LEASE_TTL_MS) {
     problems.push('  CAIRN_HEARTBEAT_INTERVAL_MS: must be shorter than CAIRN_LEASE_TTL_MS, or leases expire between renewals');
   }
@@ -100,5 +108,6 @@ export function loadControlPlaneConfig(source: Record<string, string | undefined
     sweepIntervalMs: raw.CAIRN_SWEEP_INTERVAL_MS,
     waitMaxMs: raw.CAIRN_WAIT_MAX_MS,
     shutdownTimeoutMs: raw.CAIRN_SHUTDOWN_TIMEOUT_MS,
+    startupGraceMs: raw.CAIRN_STARTUP_GRACE_MS ?? Math.max(raw.CAIRN_LEASE_TTL_MS, 10_000),
   });
 }

@@ -379,7 +379,12 @@ for (const kind of testPostgresKinds()) {
         url = await newDatabase();
         sql = new pg.Pool({ connectionString: url, max: 2 });
         const config = d.config.loadControlPlaneConfig(
-          env(url, { CAIRN_LEASE_TTL_MS: '300', CAIRN_HEARTBEAT_INTERVAL_MS: '100', CAIRN_SWEEP_INTERVAL_MS: '50' }),
+          env(url, {
+            CAIRN_LEASE_TTL_MS: '300',
+            CAIRN_HEARTBEAT_INTERVAL_MS: '100',
+            CAIRN_SWEEP_INTERVAL_MS: '50',
+            CAIRN_STARTUP_GRACE_MS: '300',
+          }),
         );
         ctx = await NestFactory.createApplicationContext(d.app.AppModule.forRoot(config, silent), { logger: false });
         runs = ctx.get(d.runRepository.RunRepository);

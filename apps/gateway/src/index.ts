@@ -1,1 +1,4 @@
-export {};
+export { buildGateway, ROUTES, MAX_WAIT_SECONDS, DEFAULT_WAIT_SECONDS, type Gateway, type GatewayDeps } from './app.js';
+export { loadGatewayConfig, type GatewayConfig } from './config.js';
+export { ControlPlane, ControlPlaneError, type ControlPlaneOptions } from './control-plane.js';
+export { startGateway, type RunningGateway } from './server.js';

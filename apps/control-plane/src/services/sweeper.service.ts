@@ -52,7 +52,7 @@ export class SweeperService {
 
   /** Whether expired leases are still left for their workers to re-attach. */
   get inGracePeriod(): boolean {
-    return Date.now() - this.startedAt < this.config.leaseTtlMs;
+    return Date.now() - this.startedAt < this.config.startupGraceMs;
   }
 
   /** One sweep: expired leases (after the grace period), then due timers. */

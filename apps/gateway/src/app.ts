@@ -1,0 +1,306 @@
+import { CairnError, ErrorCodes, createLogger, newId, type Logger } from '@cairn/common';
+import type { PayloadStore } from '@cairn/payload-store';
+import { LogController, fastify, type FastifyError, type FastifyRequest } from 'fastify';
+import { TokenSet } from './auth.js';
+import type { GatewayConfig } from './config.js';
+import type { ControlPlane } from './control-plane.js';
+import { errorBody, httpStatus, invalid } from './errors.js';
+import { parseJsonBody } from './json.js';
+import { RunService, type RunWithResult } from './runs.js';
+import { runStatusName, runView, stepView } from './views.js';
+
+/** What the gateway talks to. The caller owns them and closes them after the gateway. */
+export interface GatewayDeps {
+  readonly store: PayloadStore;
+  readonly controlPlane: ControlPlane;
+  readonly logger?: Logger;
+  /** Aborted when the process starts shutting down: readiness turns 503 and long polls end. */
+  readonly shutdownSignal?: AbortSignal;
+}
+
+/** Every route, for the hint of a 404. */
+export const ROUTES: readonly string[] = [
+  'GET /healthz',
+  'GET /readyz',
+  'POST /v1/runs',
+  'GET /v1/runs/:id',
+  'GET /v1/runs/:id/result?wait=SECONDS',
+  'GET /v1/runs/:id/steps',
+  'GET /v1/runs/:id/steps/:position',
+  'POST /v1/runs/:id/signals/:name',
+  'POST /v1/runs/:id/cancel',
+];
+
+/** Long polls wait at most this long, and this long by default. */
+export const MAX_WAIT_SECONDS = 60;
+export const DEFAULT_WAIT_SECONDS = 30;
+
+const READY_TIMEOUT_MS = 2_000;
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
+const START_FIELDS = new Set(['workflow', 'version', 'input', 'idempotencyKey']);
+
+interface RunParams {
+  id: string;
+}
+
+/**
+ * Builds the gateway's HTTP server (not listening yet). Payloads go to the payload store; the
+ * control plane hears ids, names, sizes and digests only.
+ */
+export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
+  const logger = deps.logger ?? createLogger('gateway', config.logLevel);
+  const tokens = new TokenSet(config.tokens);
+  const runs = new RunService(deps.store, deps.controlPlane, config.hasher, logger);
+  const shutdown = new AbortController();
+  if (deps.shutdownSignal) {
+    if (deps.shutdownSignal.aborted) shutdown.abort();
+    else deps.shutdownSignal.addEventListener('abort', () => shutdown.abort(), { once: true });
+  }
+
+  const app = fastify({
+    loggerInstance: logger,
+    // One line per request is written in onResponse, without headers or bodies.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: config.maxPayloadBytes,
+    // Names are up to 100 characters and ids 36; longer ones must reach the handlers to be refused clearly.
+    routerOptions: { maxParamLength: 500 },
+    requestIdHeader: false,
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : newId();
+    },
+  });
+
+  app.addHook('preClose', (done) => {
+    shutdown.abort();
+    done();
+  });
+
+  // JSON only. Fastify's default text/plain parser would let a string body through.
+  app.removeAllContentTypeParsers();
+  const json = (_request: FastifyRequest, body: string | Buffer, done: (err: Error | null, body?: unknown) => void): void => {
+    try {
+      done(null, parseJsonBody(typeof body === 'string' ? body : body.toString('utf8')));
+    } catch (err) {
+      done(err as Error);
+    }
+  };
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, json);
+  app.addContentTypeParser(/^application\/[a-z0-9.+-]+\+json$/, { parseAs: 'string' }, json);
+
+  app.addHook('onRequest', (request, reply, done) => {
+    void reply.header('x-request-id', request.id);
+    done();
+  });
+
+  app.addHook('onResponse', (request, reply, done) => {
+    const params = request.params as Partial<RunParams> | undefined;
+    const route = request.routeOptions.url ?? null;
+    const line = {
+      method: request.method,
+      route,
+      status: reply.statusCode,
+      ms: Math.round(reply.elapsedTime),
+      ...(params?.id ? { runId: params.id } : {}),
+    };
+    // Kubernetes probes every few seconds; keep them out of the info stream.
+    if (route === '/healthz' || route === '/readyz') request.log.debug(line, 'request');
+    else request.log.info(line, 'request');
+    done();
+  });
+
+  app.setErrorHandler((err: FastifyError | CairnError, request, reply) => {
+    const cairn = toCairnError(err, config);
+    const status = cairn ? httpStatus(cairn) : 500;
+    // Messages of Cairn errors carry names and ids, never payloads; 4xx are the caller's business.
+    if (!cairn || (status >= 500 && status !== 503)) request.log.error({ err }, 'request failed');
+    else if (status === 503) request.log.warn({ code: cairn.code, status, reason: cairn.rawMessage }, 'request not served: retryable');
+    else request.log.info({ code: cairn.code, status }, 'request refused');
+    if (status === 401) void reply.header('www-authenticate', 'Bearer realm="cairn-gateway"');
+    if (!cairn) {
+      return reply
+        .code(500)
+        .send(errorBody(ErrorCodes.INTERNAL, `internal error in the gateway (request ${request.id}); the gateway's logs have the details`));
+    }
+    return reply.code(status).send(errorBody(cairn.code, cairn.rawMessage));
+  });
+
+  app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?')[0]!.slice(0, 200);
+    return reply
+      .code(404)
+      .send(errorBody(ErrorCodes.NOT_FOUND, `no route for ${request.method} ${path}. The gateway serves: ${ROUTES.join(', ')}.`));
+  });
+
+  app.get('/healthz', () => ({ status: 'ok' }));
+
+  app.get('/readyz', async (_request, reply) => {
+    if (shutdown.signal.aborted) return reply.code(503).send({ status: 'shutting_down' });
+    try {
+      await withTimeout(deps.store.ping(), READY_TIMEOUT_MS);
+      return { status: 'ok' };
+    } catch {
+      return reply.code(503).send({ status: 'unavailable', reason: 'the payload store (CAIRN_DP_DATABASE_URL) does not answer' });
+    }
+  });
+
+  void app.register(
+    (v1, _options, done) => {
+      v1.addHook('onRequest', (request, _reply, next) => {
+        try {
+          tokens.check(request.headers.authorization);
+        } catch (err) {
+          next(err as CairnError);
+          return;
+        }
+        next();
+      });
+
+      v1.post('/runs', async (request, reply) => {
+        const body = startBody(request.body);
+        const fromHeader = request.headers['idempotency-key'];
+        if (Array.isArray(fromHeader)) throw invalid('send one Idempotency-Key header, not several');
+        if (fromHeader !== undefined && body.idempotencyKey !== undefined && fromHeader !== body.idempotencyKey) {
+          throw invalid('the Idempotency-Key header and the idempotencyKey field differ: send the key once');
+        }
+        const { created, run } = await runs.start({ ...body, idempotencyKey: body.idempotencyKey ?? fromHeader });
+        return reply.code(created ? 201 : 200).send({
+          runId: run.runId,
+          workflow: run.workflowName,
+          version: run.workflowVersion === '' ? null : run.workflowVersion,
+          status: runStatusName(run.status),
+          created,
+        });
+      });
+
+      v1.get<{ Params: RunParams }>('/runs/:id', async (request) => {
+        const { run, output, error } = await runs.get(request.params.id);
+        return { run: runView(run), ...result(output, error) };
+      });
+
+      v1.get<{ Params: RunParams; Querystring: { wait?: unknown } }>('/runs/:id/result', async (request, reply) => {
+        const waitMs = Math.round(waitSeconds(request.query.wait) * 1000);
+        const aborted = new AbortController();
+        const onShutdown = () => aborted.abort();
+        shutdown.signal.addEventListener('abort', onShutdown, { once: true });
+        // The caller hung up: stop waiting on its behalf.
+        reply.raw.once('close', () => aborted.abort());
+        try {
+          const { final, run, output, error } = await runs.result(request.params.id, waitMs, aborted.signal);
+          const status = runStatusName(run.status);
+          if (!final) return reply.code(202).send({ runId: run.runId, status });
+          return { runId: run.runId, status, ...result(output, error) };
+        } finally {
+          shutdown.signal.removeEventListener('abort', onShutdown);
+        }
+      });
+
+      v1.get<{ Params: RunParams }>('/runs/:id/steps', async (request) => {
+        const { run, steps } = await runs.describe(request.params.id);
+        return { runId: run.runId, steps: steps.map(stepView) };
+      });
+
+      v1.get<{ Params: RunParams & { position: string } }>('/runs/:id/steps/:position', async (request) => {
+        const { id, position } = request.params;
+        if (!/^\d{1,9}$/.test(position)) {
+          throw invalid(`step position ${JSON.stringify(position.slice(0, 40))} is not a whole number: positions count from 0`);
+        }
+        return runs.entry(id, Number(position));
+      });
+
+      v1.post<{ Params: RunParams & { name: string } }>('/runs/:id/signals/:name', async (request, reply) => {
+        const { id, name } = request.params;
+        const { signalId, run } = await runs.signal(id, name, request.body);
+        // Without an answer from the control plane the signal was consumed by a waiting run, which was running then.
+        return reply.code(202).send({ runId: id, signal: name, signalId, status: run ? runStatusName(run.status) : 'running' });
+      });
+
+      v1.post<{ Params: RunParams }>('/runs/:id/cancel', async (request, reply) => {
+        const run = await runs.cancel(request.params.id);
+        return reply.code(202).send({ runId: run.runId, status: runStatusName(run.status) });
+      });
+
+      done();
+    },
+    { prefix: '/v1' },
+  );
+
+  return app;
+}
+
+/** The HTTP server {@link buildGateway} returns. */
+export type Gateway = ReturnType<typeof buildGateway>;
+
+function result(output: unknown, error: RunWithResult['error']): { output?: unknown; error?: RunWithResult['error'] } {
+  return { ...(output === undefined ? {} : { output }), ...(error ? { error } : {}) };
+}
+
+function startBody(body: unknown): { workflow: unknown; version?: unknown; input?: unknown; idempotencyKey?: string } {
+  const example = '{"workflow": "name", "version": "optional", "input": {...}, "idempotencyKey": "optional"}';
+  if (body === undefined) throw invalid(`the request body is required: send ${example} with Content-Type: application/json`);
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw invalid(`the request body must be a JSON object: ${example}`);
+  }
+  const fields = body as Record<string, unknown>;
+  const unknown = Object.keys(fields).filter((k) => !START_FIELDS.has(k));
+  if (unknown.length > 0) {
+    throw invalid(
+      `unknown field${unknown.length > 1 ? 's' : ''} ${unknown
+        .slice(0, 5)
+        .map((k) => JSON.stringify(k.slice(0, 40)))
+        .join(', ')} in the request body: the fields are workflow, version, input and idempotencyKey (put the run's data in input)`,
+    );
+  }
+  const key = fields['idempotencyKey'];
+  if (key !== undefined && key !== null && typeof key !== 'string') throw invalid('idempotencyKey must be a string');
+  return {
+    workflow: fields['workflow'],
+    version: fields['version'],
+    input: fields['input'],
+    ...(typeof key === 'string' ? { idempotencyKey: key } : {}),
+  };
+}
+
+function waitSeconds(value: unknown): number {
+  if (value === undefined) return DEFAULT_WAIT_SECONDS;
+  const text = typeof value === 'string' ? value : '';
+  const seconds = /^\d+(\.\d+)?$/.test(text) ? Number(text) : NaN;
+  if (!(seconds >= 0 && seconds <= MAX_WAIT_SECONDS)) {
+    throw invalid(`wait must be a number of seconds from 0 to ${MAX_WAIT_SECONDS} (default ${DEFAULT_WAIT_SECONDS})`);
+  }
+  return seconds;
+}
+
+/** Fastify's own errors (body parsing, limits) as Cairn errors; undefined for anything unexpected. */
+function toCairnError(err: FastifyError | CairnError, config: GatewayConfig): CairnError | undefined {
+  if (err instanceof CairnError) return err;
+  switch (err.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new CairnError(
+        ErrorCodes.PAYLOAD_TOO_LARGE,
+        `the request body is larger than this gateway's limit of ${config.maxPayloadBytes} bytes. Send a smaller payload ` +
+          '(keep large files out of run inputs and pass a reference instead), or raise CAIRN_GATEWAY_MAX_PAYLOAD_BYTES on the gateway.',
+      );
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new CairnError(
+        ErrorCodes.UNSUPPORTED_MEDIA_TYPE,
+        'the request body must be JSON: send it with the header "Content-Type: application/json"',
+      );
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return invalid('the request body is shorter or longer than its Content-Length header says');
+    default:
+      break;
+  }
+  if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
+    return invalid(`the request could not be read: ${err.message}`);
+  }
+  return undefined;
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}

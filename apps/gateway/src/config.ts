@@ -1,0 +1,103 @@
+import { CairnError, env, loadConfig } from '@cairn/common';
+import { Hasher, KeyRing } from '@cairn/payload-store';
+import { z } from 'zod';
+
+const positive = (defaultValue: number) => env.int(defaultValue).refine((n) => n > 0, 'expected a whole number greater than 0');
+
+// host:port, with an IPv6 host in brackets.
+const ADDRESS_PATTERN = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}$/;
+// A gRPC metadata value and an HTTP bearer token: visible ASCII, no spaces.
+const TOKEN_PATTERN = /^[\x21-\x7e]+$/;
+
+// Keys are parsed here so a bad key stops start-up with the variable named, not the first request.
+// The messages of KeyRing and Hasher name key ids and lengths, never key material.
+const parsed = <T>(what: string, parse: (value: string) => T) =>
+  z
+    .string({ error: `is required (${what})` })
+    .min(1, 'must not be empty')
+    .transform((value, ctx) => {
+      try {
+        return parse(value);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: CairnError.from(err).rawMessage });
+        return z.NEVER;
+      }
+    });
+
+const shape = {
+  CAIRN_GATEWAY_HOST: z
+    .string()
+    .optional()
+    .transform((v) => v ?? '0.0.0.0'),
+  CAIRN_GATEWAY_PORT: env.port(8081),
+  CAIRN_CP_GRPC_ADDRESS: z
+    .string({ error: "is required (the control plane's gRPC address, host:port)" })
+    .regex(ADDRESS_PATTERN, 'expected host:port, e.g. cairn.example.com:7233'),
+  CAIRN_CP_TLS: env.bool(false),
+  CAIRN_DP_CREDENTIAL: z
+    .string({ error: "is required (this data plane's credential, issued by the control plane)" })
+    .regex(TOKEN_PATTERN, 'expected printable ASCII without spaces'),
+  CAIRN_DP_DATABASE_URL: env.postgresUrl(),
+  CAIRN_DP_ENCRYPTION_KEYS: parsed('id:base64key[,id:base64key...], the first encrypts new data', (s) => KeyRing.parse(s)),
+  CAIRN_DP_HMAC_KEY: parsed('a base64 key of at least 32 bytes', (s) => Hasher.parse(s)),
+  CAIRN_GATEWAY_TOKENS: z
+    .string({ error: 'is required (comma-separated bearer tokens clients present to the gateway)' })
+    .transform((value, ctx) => {
+      const tokens = value
+        .split(',')
+        .map((t) => t.trim())
+        .filter((t) => t !== '');
+      if (tokens.length === 0) ctx.addIssue({ code: 'custom', message: 'expected at least one token' });
+      else if (!tokens.every((t) => TOKEN_PATTERN.test(t)))
+        ctx.addIssue({ code: 'custom', message: 'tokens must be printable ASCII without spaces' });
+      return Object.freeze(tokens);
+    }),
+  CAIRN_GATEWAY_MAX_PAYLOAD_BYTES: positive(1_048_576),
+  CAIRN_CP_TIMEOUT_MS: positive(10_000),
+  CAIRN_LOG_LEVEL: env.logLevel(),
+};
+
+/** The validated, frozen configuration of a gateway. */
+export interface GatewayConfig {
+  readonly host: string;
+  /** 0 picks a free port. */
+  readonly port: number;
+  /** The control plane's gRPC address, host:port. */
+  readonly cpAddress: string;
+  /** Dial the control plane over TLS (system roots). */
+  readonly cpTls: boolean;
+  /** The data plane's credential, sent to the control plane as `authorization: Bearer …`. */
+  readonly dpCredential: string;
+  readonly databaseUrl: string;
+  readonly keys: KeyRing;
+  readonly hasher: Hasher;
+  /** Bearer tokens accepted from clients. */
+  readonly tokens: readonly string[];
+  /** Largest request body accepted, in bytes. */
+  readonly maxPayloadBytes: number;
+  /** Deadline of each control-plane call (a long poll adds its wait to it). */
+  readonly cpTimeoutMs: number;
+  readonly logLevel: string;
+}
+
+/**
+ * Validates the environment into the gateway's config. Fails naming every bad variable; values
+ * are never echoed since most of them are secrets.
+ */
+export function loadGatewayConfig(source: Record<string, string | undefined> = process.env): GatewayConfig {
+  const raw = loadConfig('gateway', shape, source);
+  return Object.freeze({
+    host: raw.CAIRN_GATEWAY_HOST,
+    port: raw.CAIRN_GATEWAY_PORT,
+    cpAddress: raw.CAIRN_CP_GRPC_ADDRESS,
+    cpTls: raw.CAIRN_CP_TLS,
+    dpCredential: raw.CAIRN_DP_CREDENTIAL,
+    databaseUrl: raw.CAIRN_DP_DATABASE_URL,
+    keys: raw.CAIRN_DP_ENCRYPTION_KEYS,
+    hasher: raw.CAIRN_DP_HMAC_KEY,
+    tokens: raw.CAIRN_GATEWAY_TOKENS,
+    maxPayloadBytes: raw.CAIRN_GATEWAY_MAX_PAYLOAD_BYTES,
+    cpTimeoutMs: raw.CAIRN_CP_TIMEOUT_MS,
+    logLevel: raw.CAIRN_LOG_LEVEL,
+  });
+}

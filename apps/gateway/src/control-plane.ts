@@ -1,0 +1,210 @@
+import * as grpc from '@grpc/grpc-js';
+import { CairnError, ErrorCodes, type ErrorCodeString } from '@cairn/common';
+import {
+  GatewayService,
+  grpcServiceDefinition,
+  type CancelRunRequest,
+  type CancelRunResponse,
+  type DescribeRunRequest,
+  type DescribeRunResponse,
+  type SignalRunRequest,
+  type SignalRunResponse,
+  type StartRunRequest,
+  type StartRunResponse,
+  type WaitRunRequest,
+  type WaitRunResponse,
+} from '@cairn/proto';
+
+type Callback<Res> = (err: grpc.ServiceError | null, response?: Res) => void;
+type Unary<Req, Res> = (request: Req, metadata: grpc.Metadata, options: grpc.CallOptions, callback: Callback<Res>) => grpc.ClientUnaryCall;
+
+/** The generic client grpc-js builds from the generated service definition. */
+interface RawGatewayClient extends grpc.Client {
+  startRun: Unary<StartRunRequest, StartRunResponse>;
+  describeRun: Unary<DescribeRunRequest, DescribeRunResponse>;
+  waitRun: Unary<WaitRunRequest, WaitRunResponse>;
+  signalRun: Unary<SignalRunRequest, SignalRunResponse>;
+  cancelRun: Unary<CancelRunRequest, CancelRunResponse>;
+}
+
+const GatewayClient = grpc.makeGenericClientConstructor(grpcServiceDefinition(GatewayService), 'GatewayService');
+
+/** A failed control-plane call: the gRPC status it ended with, as a Cairn error. */
+export class ControlPlaneError extends CairnError {
+  readonly grpcCode: grpc.status;
+
+  constructor(code: ErrorCodeString, message: string, grpcCode: grpc.status, cause?: unknown) {
+    super(code, message, { cause, details: { grpcCode: grpc.status[grpcCode] } });
+    this.name = 'ControlPlaneError';
+    this.grpcCode = grpcCode;
+  }
+
+  /** True when the call may not have reached the control plane or its answer was lost. */
+  get unreachable(): boolean {
+    return this.grpcCode === grpc.status.UNAVAILABLE || this.grpcCode === grpc.status.DEADLINE_EXCEEDED;
+  }
+}
+
+export interface CallOptions {
+  /** Replaces the configured deadline. */
+  readonly timeoutMs?: number;
+  /** Added to the deadline (a long poll's wait). */
+  readonly extraMs?: number;
+  /** Cancels the call (client went away, or the gateway is shutting down). */
+  readonly signal?: AbortSignal;
+}
+
+export interface ControlPlaneOptions {
+  /** host:port */
+  readonly address: string;
+  /** The data plane's credential. */
+  readonly credential: string;
+  readonly tls?: boolean;
+  /** Deadline of each call. */
+  readonly timeoutMs: number;
+}
+
+/**
+ * The gateway's outbound connection to the control plane's GatewayService. Every call carries the
+ * data plane's credential and a deadline; failures become {@link ControlPlaneError}s.
+ */
+export class ControlPlane {
+  readonly #client: RawGatewayClient;
+  readonly #credential: string;
+  readonly #timeoutMs: number;
+
+  constructor(options: ControlPlaneOptions) {
+    const credentials = options.tls ? grpc.credentials.createSsl() : grpc.credentials.createInsecure();
+    this.#client = new GatewayClient(options.address, credentials, {
+      // Redial a restarted control plane promptly: calls wait for the connection (waitForReady)
+      // within their deadline, so a short backoff turns an outage's end into answers quickly.
+      'grpc.initial_reconnect_backoff_ms': 250,
+      'grpc.max_reconnect_backoff_ms': 2_000,
+    }) as unknown as RawGatewayClient;
+    this.#credential = options.credential;
+    this.#timeoutMs = options.timeoutMs;
+  }
+
+  startRun(request: StartRunRequest, options?: CallOptions): Promise<StartRunResponse> {
+    return this.#call('StartRun', this.#client.startRun, request, options);
+  }
+
+  describeRun(request: DescribeRunRequest, options?: CallOptions): Promise<DescribeRunResponse> {
+    return this.#call('DescribeRun', this.#client.describeRun, request, options);
+  }
+
+  waitRun(request: WaitRunRequest, options?: CallOptions): Promise<WaitRunResponse> {
+    return this.#call('WaitRun', this.#client.waitRun, request, options);
+  }
+
+  signalRun(request: SignalRunRequest, options?: CallOptions): Promise<SignalRunResponse> {
+    return this.#call('SignalRun', this.#client.signalRun, request, options);
+  }
+
+  cancelRun(request: CancelRunRequest, options?: CallOptions): Promise<CancelRunResponse> {
+    return this.#call('CancelRun', this.#client.cancelRun, request, options);
+  }
+
+  /**
+   * False while the channel is failing to connect: a call that failed then never reached the
+   * control plane.
+   */
+  get connecting(): boolean {
+    return this.#client.getChannel().getConnectivityState(false) === grpc.connectivityState.TRANSIENT_FAILURE;
+  }
+
+  close(): void {
+    this.#client.close();
+  }
+
+  #connected(): boolean {
+    return this.#client.getChannel().getConnectivityState(false) === grpc.connectivityState.READY;
+  }
+
+  #call<Req, Res>(method: string, fn: Unary<Req, Res>, request: Req, options: CallOptions = {}): Promise<Res> {
+    const { signal } = options;
+    if (signal?.aborted) return Promise.reject(cancelled(method));
+    const metadata = new grpc.Metadata({ waitForReady: true });
+    metadata.set('authorization', `Bearer ${this.#credential}`);
+    const deadline = new Date(Date.now() + (options.timeoutMs ?? this.#timeoutMs) + (options.extraMs ?? 0));
+    return new Promise<Res>((resolve, reject) => {
+      let onAbort: (() => void) | undefined;
+      const call = fn.call(this.#client, request, metadata, { deadline }, (err, response) => {
+        if (onAbort) signal?.removeEventListener('abort', onAbort);
+        if (err) reject(signal?.aborted ? cancelled(method) : fromServiceError(method, err, this.#timeoutMs, this.#connected()));
+        else if (response === undefined) reject(fromServiceError(method, emptyResponse(), this.#timeoutMs, true));
+        else resolve(response);
+      });
+      if (signal) {
+        onAbort = () => call.cancel();
+        signal.addEventListener('abort', onAbort, { once: true });
+      }
+    });
+  }
+}
+
+function cancelled(method: string): ControlPlaneError {
+  return new ControlPlaneError(
+    ErrorCodes.UNAVAILABLE,
+    `the ${method} call to the control plane was cancelled because the gateway is shutting down; retry the request`,
+    grpc.status.CANCELLED,
+  );
+}
+
+function emptyResponse(): grpc.ServiceError {
+  return Object.assign(new Error('empty response'), {
+    code: grpc.status.INTERNAL,
+    details: 'empty response',
+    metadata: new grpc.Metadata(),
+  });
+}
+
+/** Converts a gRPC failure into a Cairn error; the HTTP edge maps the Cairn code to a status. */
+export function fromServiceError(method: string, err: grpc.ServiceError, timeoutMs: number, connected: boolean): ControlPlaneError {
+  const details = err.details || grpc.status[err.code] || 'no details';
+  switch (err.code) {
+    case grpc.status.NOT_FOUND:
+      return new ControlPlaneError(ErrorCodes.NOT_FOUND, details, err.code, err);
+    case grpc.status.INVALID_ARGUMENT:
+    case grpc.status.OUT_OF_RANGE:
+      return new ControlPlaneError(ErrorCodes.INVALID_ARGUMENT, `the control plane rejected the request: ${details}`, err.code, err);
+    case grpc.status.FAILED_PRECONDITION:
+    case grpc.status.ALREADY_EXISTS:
+    case grpc.status.ABORTED:
+      return new ControlPlaneError(ErrorCodes.CONFLICT, details, err.code, err);
+    case grpc.status.UNAUTHENTICATED:
+    case grpc.status.PERMISSION_DENIED:
+      return new ControlPlaneError(
+        ErrorCodes.INVALID_CONFIG,
+        `the control plane refused this gateway's data-plane credential (${grpc.status[err.code]}): ` +
+          'check CAIRN_DP_CREDENTIAL in the gateway configuration (the data plane may have been revoked or the credential rotated)',
+        err.code,
+        err,
+      );
+    case grpc.status.DEADLINE_EXCEEDED:
+      return new ControlPlaneError(
+        ErrorCodes.UNAVAILABLE,
+        connected
+          ? `the control plane did not answer ${method} within the deadline (CAIRN_CP_TIMEOUT_MS=${timeoutMs}); retry the request`
+          : `the control plane could not be reached within the deadline (CAIRN_CP_TIMEOUT_MS=${timeoutMs}; check CAIRN_CP_GRPC_ADDRESS and the network); retry the request`,
+        err.code,
+        err,
+      );
+    case grpc.status.UNAVAILABLE:
+    case grpc.status.CANCELLED:
+    case grpc.status.RESOURCE_EXHAUSTED:
+      return new ControlPlaneError(
+        ErrorCodes.UNAVAILABLE,
+        `the control plane is unreachable (${grpc.status[err.code]}: ${details}); retry the request`,
+        err.code,
+        err,
+      );
+    default:
+      return new ControlPlaneError(
+        ErrorCodes.INTERNAL,
+        `the control plane failed ${method} (${grpc.status[err.code]}): ${details}`,
+        err.code,
+        err,
+      );
+  }
+}

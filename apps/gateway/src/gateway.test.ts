@@ -1,0 +1,731 @@
+import { after, before, beforeEach, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+import { freePort, testPostgres, testPostgresKinds, uniqueDatabaseName, type PostgresServer } from '@cairn/local-postgres';
+import { Hasher, KeyRing, PayloadStore } from '@cairn/payload-store';
+import {
+  ErrorCode,
+  GatewayService,
+  RunStatus,
+  StepInfoSchema,
+  StepKind,
+  StepStatus,
+  create,
+  residencyViolations,
+  type SignalRunRequest,
+  type StartRunRequest,
+} from '@cairn/proto';
+import { buildGateway, type Gateway } from './app.js';
+import { loadGatewayConfig, type GatewayConfig } from './config.js';
+import { ControlPlane } from './control-plane.js';
+import { FakeControlPlane } from './testing/fake-control-plane.js';
+import { DataPlaneDb } from './testing/postgres.js';
+
+const TOKEN = `cgt_${randomUUID()}`;
+const CREDENTIAL = `cdp_${randomUUID()}`;
+const MAX_BYTES = 64 * 1024;
+const keysSpec = KeyRing.generateSpec('k1');
+const hmacSpec = Hasher.generateSpec();
+
+interface Answer {
+  status: number;
+  // Response bodies are read loosely; each test asserts the fields it cares about.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  body: any;
+  headers: Record<string, unknown>;
+}
+
+interface Call {
+  body?: unknown;
+  raw?: string;
+  headers?: Record<string, string>;
+  token?: string | null;
+}
+
+for (const kind of testPostgresKinds()) {
+  describe(`gateway on ${kind} Postgres`, () => {
+    let server: PostgresServer;
+    let url: string;
+    let store: PayloadStore;
+    let db: DataPlaneDb;
+    let cp: FakeControlPlane;
+    let config: GatewayConfig;
+    let controlPlane: ControlPlane;
+    let app: Gateway;
+    const extra: Array<() => Promise<void> | void> = [];
+
+    const env = (overrides: Record<string, string> = {}) => ({
+      CAIRN_CP_GRPC_ADDRESS: cp.address,
+      CAIRN_DP_CREDENTIAL: CREDENTIAL,
+      CAIRN_DP_DATABASE_URL: url,
+      CAIRN_DP_ENCRYPTION_KEYS: keysSpec,
+      CAIRN_DP_HMAC_KEY: hmacSpec,
+      CAIRN_GATEWAY_TOKENS: `cgt_other_${randomUUID()},${TOKEN}`,
+      CAIRN_GATEWAY_MAX_PAYLOAD_BYTES: String(MAX_BYTES),
+      CAIRN_CP_TIMEOUT_MS: '3000',
+      CAIRN_LOG_LEVEL: 'silent',
+      ...overrides,
+    });
+
+    /** Another gateway on the same store, with a different control-plane setup. */
+    const gatewayWith = (overrides: Record<string, string>): Gateway => {
+      const c = loadGatewayConfig(env(overrides));
+      const link = new ControlPlane({ address: c.cpAddress, credential: c.dpCredential, timeoutMs: c.cpTimeoutMs });
+      const other = buildGateway(c, { store, controlPlane: link });
+      extra.push(async () => {
+        await other.close();
+        link.close();
+      });
+      return other;
+    };
+
+    const call = async (method: 'GET' | 'POST' | 'DELETE', path: string, options: Call = {}, target: Gateway = app): Promise<Answer> => {
+      const headers: Record<string, string> = { ...(options.headers ?? {}) };
+      const token = options.token === undefined ? TOKEN : options.token;
+      if (token !== null) headers['authorization'] = `Bearer ${token}`;
+      let payload: string | undefined;
+      if (options.raw !== undefined) payload = options.raw;
+      else if (options.body !== undefined) payload = JSON.stringify(options.body);
+      if (payload !== undefined && !Object.keys(headers).some((h) => h.toLowerCase() === 'content-type')) {
+        headers['content-type'] = 'application/json';
+      }
+      const res = await target.inject({ method, url: path, headers, ...(payload === undefined ? {} : { payload }) });
+      return { status: res.statusCode, body: res.body === '' ? undefined : JSON.parse(res.body), headers: res.headers };
+    };
+
+    const start = async (body: Record<string, unknown>, headers?: Record<string, string>) => {
+      const res = await call('POST', '/v1/runs', { body, ...(headers ? { headers } : {}) });
+      assert.ok(res.status === 201 || res.status === 200, JSON.stringify(res.body));
+      return res.body as { runId: string; workflow: string; version: string; status: string; created: boolean };
+    };
+
+    /** What a worker does when a run ends: commit in the data plane, report to the control plane. */
+    const complete = async (runId: string, output: unknown) => {
+      await store.acquire(runId, 1);
+      const { outputSize } = await store.completeRun(runId, 1, output);
+      cp.update(runId, { status: RunStatus.COMPLETED, epoch: 1, outputSize: BigInt(outputSize), endedAt: BigInt(Date.now()) });
+    };
+
+    const expectError = (res: Answer, status: number, code: string, mentions?: RegExp) => {
+      assert.equal(res.status, status, JSON.stringify(res.body));
+      assert.equal(res.body?.error?.code, code, JSON.stringify(res.body));
+      assert.equal(typeof res.body.error.message, 'string');
+      if (mentions) assert.match(String(res.body.error.message), mentions);
+    };
+
+    before(async () => {
+      server = await testPostgres(kind);
+      url = await server.createDatabase(uniqueDatabaseName('gw'));
+      cp = await FakeControlPlane.start(CREDENTIAL);
+      cp.announce('order-refund', '2', '1');
+      cp.announce('five-steps');
+      config = loadGatewayConfig(env());
+      store = PayloadStore.connect({ connectionString: url, keys: config.keys });
+      await store.migrate();
+      db = await DataPlaneDb.connect(url);
+      controlPlane = new ControlPlane({ address: cp.address, credential: CREDENTIAL, timeoutMs: config.cpTimeoutMs });
+      app = buildGateway(config, { store, controlPlane });
+      await app.ready();
+    });
+
+    after(async () => {
+      for (const close of extra) await close();
+      await app?.close();
+      controlPlane?.close();
+      await cp?.stop();
+      await db?.close();
+      await store?.close();
+      await server?.stop();
+    });
+
+    beforeEach(() => {
+      for (const k of Object.keys(cp.intercepts)) delete cp.intercepts[k as keyof typeof cp.intercepts];
+    });
+
+    it('answers health and readiness without a token', async () => {
+      const health = await call('GET', '/healthz', { token: null });
+      assert.equal(health.status, 200);
+      assert.deepEqual(health.body, { status: 'ok' });
+      assert.equal((await call('GET', '/readyz', { token: null })).status, 200);
+    });
+
+    it('is not ready while the payload store does not answer', async () => {
+      const port = await freePort();
+      const deadStore = PayloadStore.connect({ connectionString: `postgres://x:y@127.0.0.1:${port}/none`, keys: config.keys });
+      const other = buildGateway(config, { store: deadStore, controlPlane });
+      try {
+        const res = await call('GET', '/readyz', { token: null }, other);
+        assert.equal(res.status, 503);
+        assert.match(String(res.body.reason), /CAIRN_DP_DATABASE_URL/);
+      } finally {
+        await other.close();
+        await deadStore.close();
+      }
+    });
+
+    it('starts a run: the input stays in the data plane, the control plane gets ids, names, size and digest', async () => {
+      const before = cp.recorded.length;
+      const input = { orderId: 'o-1', email: 'jane@example.com', amount: 12.5 };
+      const res = await call('POST', '/v1/runs', { body: { workflow: 'order-refund', input, idempotencyKey: 'order-o-1' } });
+      assert.equal(res.status, 201, JSON.stringify(res.body));
+      const { runId } = res.body as { runId: string };
+      assert.deepEqual(res.body, { runId, workflow: 'order-refund', version: '2', status: 'queued', created: true });
+      assert.match(String(res.headers['x-request-id']), /./);
+
+      const stored = await store.getRun(runId);
+      assert.ok(stored);
+      assert.deepEqual(stored.input, input);
+      assert.equal(stored.workflowName, 'order-refund');
+      const sent = cp.recorded.slice(before);
+      assert.equal(sent.length, 1);
+      assert.equal(sent[0]!.authorization, `Bearer ${CREDENTIAL}`);
+      const request = sent[0]!.request as StartRunRequest;
+      assert.equal(request.runId, runId);
+      assert.equal(request.workflowName, 'order-refund');
+      assert.equal(request.workflowVersion, '');
+      assert.equal(request.idempotencyDigest, config.hasher.digest('order-o-1'));
+      assert.equal(request.inputSize, BigInt(stored.inputSize));
+    });
+
+    it('pins a version when asked, and accepts a start without input', async () => {
+      const run = await start({ workflow: 'order-refund', version: '1' });
+      assert.equal(run.version, '1');
+      const stored = await store.getRun(run.runId);
+      assert.equal(stored?.input, undefined);
+    });
+
+    it('returns the same run for the same idempotency key and deletes the duplicate input', async () => {
+      const key = `refund-${randomUUID()}`;
+      const first = await call('POST', '/v1/runs', {
+        body: { workflow: 'order-refund', input: { n: 1 } },
+        headers: { 'idempotency-key': key },
+      });
+      assert.equal(first.status, 201);
+      const runsBefore = await db.count('dp_runs');
+      const second = await call('POST', '/v1/runs', { body: { workflow: 'order-refund', input: { n: 2 }, idempotencyKey: key } });
+      assert.equal(second.status, 200, JSON.stringify(second.body));
+      assert.equal(second.body.runId, first.body.runId);
+      assert.equal(second.body.created, false);
+      assert.equal(await db.count('dp_runs'), runsBefore, 'the second input was deleted');
+      const orphan = cp.requests<StartRunRequest>('startRun').at(-1)!;
+      assert.notEqual(orphan.runId, first.body.runId);
+      assert.equal(await store.getRun(orphan.runId), undefined);
+      assert.deepEqual((await store.getRun(String(first.body.runId)))?.input, { n: 1 }, 'the first input is kept');
+
+      const conflicting = await call('POST', '/v1/runs', {
+        body: { workflow: 'order-refund', idempotencyKey: 'a' },
+        headers: { 'idempotency-key': 'b' },
+      });
+      expectError(conflicting, 400, 'CAIRN-1101', /Idempotency-Key/);
+    });
+
+    it('refuses an unknown workflow with CAIRN-1106 and keeps nothing', async () => {
+      const runs = await db.count('dp_runs');
+      const res = await call('POST', '/v1/runs', { body: { workflow: 'no-such-flow', input: { a: 1 } } });
+      expectError(res, 404, 'CAIRN-1106', /workflow no-such-flow is not registered: no worker of this data plane has announced it/);
+      const versioned = await call('POST', '/v1/runs', { body: { workflow: 'order-refund', version: '9' } });
+      expectError(versioned, 404, 'CAIRN-1106', /order-refund version 9/);
+      assert.equal(await db.count('dp_runs'), runs);
+    });
+
+    it('answers 503 CAIRN-1110 when the control plane is unreachable, and keeps no input', async () => {
+      const port = await freePort();
+      const offline = gatewayWith({ CAIRN_CP_GRPC_ADDRESS: `127.0.0.1:${port}`, CAIRN_CP_TIMEOUT_MS: '1000' });
+      const runs = await db.count('dp_runs');
+      const res = await call('POST', '/v1/runs', { body: { workflow: 'order-refund', input: { a: 1 } } }, offline);
+      expectError(res, 503, 'CAIRN-1110', /control plane unreachable; the run was not started, retry/);
+      assert.equal(await db.count('dp_runs'), runs);
+      const read = await call('GET', `/v1/runs/${randomUUID()}`, {}, offline);
+      expectError(read, 503, 'CAIRN-1110');
+    });
+
+    it('answers 502 naming CAIRN_DP_CREDENTIAL when the control plane refuses the credential, and keeps no input', async () => {
+      const refused = gatewayWith({ CAIRN_DP_CREDENTIAL: 'cdp_revoked' });
+      const runs = await db.count('dp_runs');
+      const res = await call('POST', '/v1/runs', { body: { workflow: 'order-refund' } }, refused);
+      expectError(res, 502, 'CAIRN-1001', /CAIRN_DP_CREDENTIAL/);
+      assert.equal(await db.count('dp_runs'), runs);
+    });
+
+    it('maps other control-plane statuses and always drops the input of a start that failed', async () => {
+      const cases: Array<[grpc.status, number, string]> = [
+        [grpc.status.INVALID_ARGUMENT, 400, 'CAIRN-1101'],
+        [grpc.status.FAILED_PRECONDITION, 409, 'CAIRN-1108'],
+        [grpc.status.PERMISSION_DENIED, 502, 'CAIRN-1001'],
+        [grpc.status.INTERNAL, 502, 'CAIRN-4000'],
+        [grpc.status.DEADLINE_EXCEEDED, 503, 'CAIRN-1110'],
+      ];
+      const runs = await db.count('dp_runs');
+      for (const [code, status, cairn] of cases) {
+        cp.intercepts.startRun = () => ({ code, details: `refused (${grpc.status[code]})` });
+        const res = await call('POST', '/v1/runs', { body: { workflow: 'order-refund', input: { x: 1 } } });
+        expectError(res, status, cairn);
+      }
+      assert.equal(await db.count('dp_runs'), runs);
+    });
+
+    it('keeps a run whose StartRun answer was lost but which the control plane did create', async () => {
+      cp.intercepts.startRun = (_request, next) => {
+        next();
+        return { code: grpc.status.UNAVAILABLE, details: 'connection dropped after commit' };
+      };
+      const runs = await db.count('dp_runs');
+      const res = await call('POST', '/v1/runs', { body: { workflow: 'order-refund', input: { kept: true } } });
+      assert.equal(res.status, 201, JSON.stringify(res.body));
+      assert.equal(await db.count('dp_runs'), runs + 1);
+      assert.deepEqual((await store.getRun(String(res.body.runId)))?.input, { kept: true });
+    });
+
+    it('sends the control plane no payload and no raw key: only ids, names, sizes and digests', async () => {
+      const marker = `CANARY${randomUUID().replace(/-/g, '')}`;
+      const before = cp.recorded.length;
+      const run = await start({ workflow: 'order-refund', input: { marker }, idempotencyKey: `key-${marker}` });
+      await call('POST', `/v1/runs/${run.runId}/signals/approval`, { body: { note: `note-${marker}` } });
+      await call('GET', `/v1/runs/${run.runId}`);
+      await call('GET', `/v1/runs/${run.runId}/result?wait=0`);
+      await call('POST', `/v1/runs/${run.runId}/cancel`);
+      const sent = cp.recorded.slice(before);
+      assert.deepEqual(
+        sent.map((r) => r.method),
+        ['startRun', 'signalRun', 'describeRun', 'waitRun', 'cancelRun'],
+      );
+      const all = Buffer.concat(sent.map((r) => r.bytes));
+      assert.ok(all.length > 0);
+      assert.equal(all.includes(Buffer.from(marker)), false, 'the marker crossed to the control plane');
+      for (const r of sent) {
+        const method = GatewayService.method[r.method];
+        assert.deepEqual(residencyViolations(method.input, r.request as never), [], r.method);
+      }
+      assert.equal(Buffer.from(JSON.stringify(sent.map((r) => r.authorization))).includes(marker), false);
+    });
+
+    it('reads a completed run: metadata from the control plane, output from the data plane', async () => {
+      const run = await start({ workflow: 'order-refund', input: { amount: 10 } });
+      const output = { status: 'refunded', amount: 10 };
+      await complete(run.runId, output);
+      const res = await call('GET', `/v1/runs/${run.runId}`);
+      assert.equal(res.status, 200);
+      const meta = res.body.run as Record<string, unknown>;
+      assert.deepEqual(Object.keys(meta).sort(), [
+        'cancelRequested',
+        'createdAt',
+        'dispatchCount',
+        'endedAt',
+        'epoch',
+        'errorCode',
+        'inputSize',
+        'outputSize',
+        'runId',
+        'startedAt',
+        'status',
+        'taskQueue',
+        'version',
+        'waitingSignal',
+        'wakeAt',
+        'workflow',
+      ]);
+      assert.equal(meta['runId'], run.runId);
+      assert.equal(meta['workflow'], 'order-refund');
+      assert.equal(meta['version'], '2');
+      assert.equal(meta['taskQueue'], 'default');
+      assert.equal(meta['status'], 'completed');
+      assert.equal(meta['epoch'], 1);
+      assert.equal(meta['errorCode'], null);
+      assert.match(String(meta['createdAt']), /^\d{4}-\d\d-\d\dT/);
+      assert.equal(meta['startedAt'], null);
+      assert.match(String(meta['endedAt']), /^\d{4}-\d\d-\d\dT/);
+      assert.equal(meta['wakeAt'], null);
+      assert.equal(meta['waitingSignal'], null);
+      assert.equal(meta['inputSize'], JSON.stringify({ amount: 10 }).length);
+      assert.equal(meta['outputSize'], JSON.stringify(output).length);
+      assert.equal(meta['cancelRequested'], false);
+      assert.deepEqual(res.body.output, output);
+      assert.equal(res.body.error, undefined);
+    });
+
+    it('reads a failed run: the error message and stack come from the data plane by error ref', async () => {
+      const run = await start({ workflow: 'order-refund', input: {} });
+      await store.acquire(run.runId, 1);
+      const { errorRef } = await store.failRun(run.runId, 1, {
+        name: 'TerminalError',
+        message: 'card 4242 declined',
+        stack: 'TerminalError: card 4242 declined\n    at charge',
+        code: 'CAIRN-2004',
+      });
+      cp.update(run.runId, { status: RunStatus.FAILED, errorCode: ErrorCode.STEP_TERMINAL, errorRef, endedAt: BigInt(Date.now()) });
+      const res = await call('GET', `/v1/runs/${run.runId}`);
+      assert.equal(res.body.run.status, 'failed');
+      assert.equal(res.body.run.errorCode, 'step_terminal');
+      assert.deepEqual(res.body.error, {
+        name: 'TerminalError',
+        message: 'card 4242 declined',
+        code: 'CAIRN-2004',
+        stack: 'TerminalError: card 4242 declined\n    at charge',
+      });
+      const result = await call('GET', `/v1/runs/${run.runId}/result`);
+      assert.equal(result.status, 200);
+      assert.equal(result.body.status, 'failed');
+      assert.equal(result.body.error.message, 'card 4242 declined');
+    });
+
+    it('long-polls for a result: 202 while running, 200 with the output when it ends', async () => {
+      const run = await start({ workflow: 'five-steps', input: {} });
+      cp.update(run.runId, { status: RunStatus.RUNNING, epoch: 1, dispatchCount: 1, startedAt: BigInt(Date.now()) });
+      const pending = await call('GET', `/v1/runs/${run.runId}/result?wait=0.2`);
+      assert.equal(pending.status, 202);
+      assert.deepEqual(pending.body, { runId: run.runId, status: 'running' });
+      assert.equal(cp.requests<{ timeoutMs: number }>('waitRun').at(-1)?.timeoutMs, 200);
+
+      setTimeout(() => void complete(run.runId, { total: 15 }), 150);
+      const t0 = Date.now();
+      const done = await call('GET', `/v1/runs/${run.runId}/result?wait=5`);
+      assert.equal(done.status, 200, JSON.stringify(done.body));
+      assert.deepEqual(done.body, { runId: run.runId, status: 'completed', output: { total: 15 } });
+      assert.ok(Date.now() - t0 < 4000, 'answered when the run ended, not at the end of the wait');
+    });
+
+    it('refuses a bad wait', async () => {
+      const runId = randomUUID();
+      for (const wait of ['61', '-1', 'soon', '']) {
+        expectError(
+          await call('GET', `/v1/runs/${runId}/result?wait=${wait}`),
+          400,
+          'CAIRN-1101',
+          /wait must be a number of seconds from 0 to 60/,
+        );
+      }
+    });
+
+    it('lists the step timeline', async () => {
+      const run = await start({ workflow: 'five-steps', input: {} });
+      const t = Date.now();
+      cp.steps.set(run.runId, [
+        create(StepInfoSchema, {
+          position: 0,
+          kind: StepKind.STEP,
+          name: 'charge',
+          attempt: 1,
+          status: StepStatus.RETRYING,
+          errorCode: ErrorCode.STEP_FAILED,
+          retryable: true,
+          errorRef: randomUUID(),
+          startedAt: BigInt(t),
+          endedAt: BigInt(t + 25),
+          dueAt: BigInt(t + 1000),
+        }),
+        create(StepInfoSchema, {
+          position: 0,
+          kind: StepKind.STEP,
+          name: 'charge',
+          attempt: 2,
+          status: StepStatus.COMPLETED,
+          startedAt: BigInt(t + 1000),
+          endedAt: BigInt(t + 1010),
+          outputSize: 42n,
+        }),
+        create(StepInfoSchema, {
+          position: 1,
+          kind: StepKind.SIGNAL,
+          name: 'approval',
+          attempt: 1,
+          status: StepStatus.WAITING,
+          startedAt: BigInt(t),
+        }),
+      ]);
+      const res = await call('GET', `/v1/runs/${run.runId}/steps`);
+      assert.equal(res.status, 200);
+      assert.equal(res.body.runId, run.runId);
+      assert.deepEqual(res.body.steps[0], {
+        position: 0,
+        attempt: 1,
+        kind: 'step',
+        name: 'charge',
+        status: 'retrying',
+        errorCode: 'step_failed',
+        retryable: true,
+        startedAt: new Date(t).toISOString(),
+        endedAt: new Date(t + 25).toISOString(),
+        dueAt: new Date(t + 1000).toISOString(),
+        durationMs: 25,
+        outputSize: 0,
+      });
+      assert.equal(res.body.steps[1].outputSize, 42);
+      assert.equal(res.body.steps[1].errorCode, null);
+      assert.equal(res.body.steps[2].kind, 'signal');
+      assert.equal(res.body.steps[2].status, 'waiting');
+      assert.equal(res.body.steps[2].durationMs, null);
+      assert.equal(res.body.steps[2].endedAt, null);
+    });
+
+    it('shows the recorded journal entry of a step, with its output or error', async () => {
+      const run = await start({ workflow: 'five-steps', input: {} });
+      const t = Date.now();
+      await store.acquire(run.runId, 1);
+      await store.append(run.runId, 1, [
+        { position: 0, kind: 'step', name: 'fetch', status: 'completed', value: { rows: [1, 2] }, startedAt: t, endedAt: t + 5 },
+        {
+          position: 1,
+          kind: 'step',
+          name: 'charge',
+          status: 'retrying',
+          attempt: 2,
+          error: { name: 'Error', message: 'gateway timeout', stack: 'Error: gateway timeout', code: undefined },
+          startedAt: t + 10,
+          endedAt: t + 20,
+          dueAt: t + 5000,
+        },
+      ]);
+      const ok = await call('GET', `/v1/runs/${run.runId}/steps/0`);
+      assert.equal(ok.status, 200);
+      assert.deepEqual(ok.body, {
+        runId: run.runId,
+        position: 0,
+        kind: 'step',
+        name: 'fetch',
+        status: 'completed',
+        attempt: 1,
+        output: { rows: [1, 2] },
+        startedAt: new Date(t).toISOString(),
+        endedAt: new Date(t + 5).toISOString(),
+        dueAt: null,
+      });
+      const failed = await call('GET', `/v1/runs/${run.runId}/steps/1`);
+      assert.equal(failed.body.status, 'retrying');
+      assert.equal(failed.body.attempt, 2);
+      assert.deepEqual(failed.body.error, { name: 'Error', message: 'gateway timeout', code: null, stack: 'Error: gateway timeout' });
+      assert.equal(failed.body.output, undefined);
+      assert.equal(failed.body.dueAt, new Date(t + 5000).toISOString());
+
+      expectError(await call('GET', `/v1/runs/${run.runId}/steps/7`), 404, 'CAIRN-1105', /no journal entry at position 7/);
+      expectError(await call('GET', `/v1/runs/${run.runId}/steps/first`), 400, 'CAIRN-1101', /position/);
+    });
+
+    it('stores a signal and tells the control plane its id', async () => {
+      const run = await start({ workflow: 'order-refund', input: {} });
+      cp.update(run.runId, { status: RunStatus.SUSPENDED, waitingSignal: 'approval' });
+      const res = await call('POST', `/v1/runs/${run.runId}/signals/approval`, { body: { approved: true, by: 'maria' } });
+      assert.equal(res.status, 202, JSON.stringify(res.body));
+      assert.equal(res.body.runId, run.runId);
+      assert.equal(res.body.signal, 'approval');
+      assert.equal(res.body.status, 'queued', 'the fake control plane woke the run');
+      const sent = cp.requests<SignalRunRequest>('signalRun').at(-1)!;
+      assert.deepEqual(
+        { runId: sent.runId, signalName: sent.signalName, signalId: sent.signalId },
+        { runId: run.runId, signalName: 'approval', signalId: res.body.signalId },
+      );
+      assert.equal(await db.count('dp_signals', 'signal_id = $1', [res.body.signalId]), 1);
+
+      // A signal without a body is a signal with no value.
+      const bare = await call('POST', `/v1/runs/${run.runId}/signals/ping`);
+      assert.equal(bare.status, 202, JSON.stringify(bare.body));
+      // The longest name allowed.
+      assert.equal((await call('POST', `/v1/runs/${run.runId}/signals/${'s'.repeat(100)}`, { body: {} })).status, 202);
+    });
+
+    it('refuses a signal for a run that ended with 409 CAIRN-1108 and keeps nothing', async () => {
+      const run = await start({ workflow: 'order-refund', input: {} });
+      await complete(run.runId, null);
+      const signals = await db.count('dp_signals');
+      const res = await call('POST', `/v1/runs/${run.runId}/signals/approval`, { body: { approved: true } });
+      expectError(res, 409, 'CAIRN-1108', /has already ended/);
+      assert.equal(await db.count('dp_signals'), signals);
+    });
+
+    it('refuses a signal for an unknown run with 404 and keeps nothing', async () => {
+      const signals = await db.count('dp_signals');
+      expectError(await call('POST', `/v1/runs/${randomUUID()}/signals/go`, { body: {} }), 404, 'CAIRN-1105', /run .* not found/);
+      // Known to the data plane, not to the control plane.
+      const runId = randomUUID();
+      await store.createRun({ runId, workflowName: 'order-refund', input: null });
+      expectError(await call('POST', `/v1/runs/${runId}/signals/go`, { body: {} }), 404, 'CAIRN-1105');
+      assert.equal(await db.count('dp_signals'), signals);
+    });
+
+    it('when the control plane is unreachable: 503 and the signal removed, or 202 if a waiting run consumed it already', async () => {
+      const run = await start({ workflow: 'order-refund', input: {} });
+      const signals = await db.count('dp_signals');
+      cp.intercepts.signalRun = () => ({ code: grpc.status.UNAVAILABLE, details: 'gone' });
+      expectError(
+        await call('POST', `/v1/runs/${run.runId}/signals/approval`, { body: { approved: true } }),
+        503,
+        'CAIRN-1110',
+        /the signal was not stored, retry/,
+      );
+      assert.equal(await db.count('dp_signals'), signals);
+
+      // A worker holding the run consumes the signal before the control plane hears of it.
+      await store.acquire(run.runId, 1);
+      cp.intercepts.signalRun = async () => {
+        await store.takeSignal(run.runId, 1, 0, 'approval', Date.now());
+        return { code: grpc.status.UNAVAILABLE, details: 'gone' };
+      };
+      const delivered = await call('POST', `/v1/runs/${run.runId}/signals/approval`, { body: { approved: true } });
+      assert.equal(delivered.status, 202, JSON.stringify(delivered.body));
+      assert.equal(await db.count('dp_signals'), signals + 1);
+      const entry = await call('GET', `/v1/runs/${run.runId}/steps/0`);
+      assert.deepEqual(entry.body.output, { approved: true });
+    });
+
+    it('cancels a queued run at once, closing it in the data plane too; a running run is asked to stop', async () => {
+      const queued = await start({ workflow: 'order-refund', input: {} });
+      const res = await call('POST', `/v1/runs/${queued.runId}/cancel`);
+      assert.equal(res.status, 202);
+      assert.deepEqual(res.body, { runId: queued.runId, status: 'cancelled' });
+      assert.equal(await db.status(queued.runId), 'cancelled');
+
+      const running = await start({ workflow: 'order-refund', input: {} });
+      cp.update(running.runId, { status: RunStatus.RUNNING, epoch: 1 });
+      const asked = await call('POST', `/v1/runs/${running.runId}/cancel`);
+      assert.deepEqual(asked.body, { runId: running.runId, status: 'running' });
+      assert.equal(await db.status(running.runId), 'open');
+      assert.equal((await call('GET', `/v1/runs/${running.runId}`)).body.run.cancelRequested, true);
+
+      expectError(await call('POST', `/v1/runs/${randomUUID()}/cancel`), 404, 'CAIRN-1105');
+    });
+
+    describe('bad input: a clear error with a stable code, and nothing stored', () => {
+      let runs: number;
+      let signals: number;
+      let knownRun: string;
+      before(async () => {
+        knownRun = (await start({ workflow: 'order-refund', input: {} })).runId;
+      });
+      beforeEach(async () => {
+        runs = await db.count('dp_runs');
+        signals = await db.count('dp_signals');
+      });
+      const nothingStored = async () => {
+        assert.equal(await db.count('dp_runs'), runs, 'a run was stored');
+        assert.equal(await db.count('dp_signals'), signals, 'a signal was stored');
+      };
+
+      it('malformed JSON → 400 CAIRN-1102 saying where', async () => {
+        const res = await call('POST', '/v1/runs', { raw: '{"workflow": "order-refund",\n "input": {"a": tru}}' });
+        expectError(res, 400, 'CAIRN-1102', /not valid JSON at line 2, column 17/);
+        const signal = await call('POST', `/v1/runs/${knownRun}/signals/go`, { raw: '{oops' });
+        expectError(signal, 400, 'CAIRN-1102', /line 1, column 2/);
+        await nothingStored();
+      });
+
+      it('a body over the limit → 413 CAIRN-1103 naming the limit and the variable', async () => {
+        const res = await call('POST', '/v1/runs', { body: { workflow: 'order-refund', input: { blob: 'x'.repeat(MAX_BYTES) } } });
+        expectError(res, 413, 'CAIRN-1103', new RegExp(`${MAX_BYTES} bytes.*CAIRN_GATEWAY_MAX_PAYLOAD_BYTES`));
+        const signal = await call('POST', `/v1/runs/${knownRun}/signals/go`, { body: { blob: 'x'.repeat(MAX_BYTES) } });
+        expectError(signal, 413, 'CAIRN-1103');
+        await nothingStored();
+      });
+
+      it('a missing or wrong token → 401 CAIRN-1104 with WWW-Authenticate', async () => {
+        for (const token of [null, 'nope', TOKEN.slice(0, -1)]) {
+          const res = await call('POST', '/v1/runs', { body: { workflow: 'order-refund' }, token });
+          expectError(res, 401, 'CAIRN-1104', /token/);
+          assert.match(String(res.headers['www-authenticate']), /^Bearer/);
+        }
+        expectError(await call('GET', `/v1/runs/${knownRun}`, { token: 'nope' }), 401, 'CAIRN-1104');
+        expectError(await call('POST', `/v1/runs/${knownRun}/signals/go`, { body: {}, token: null }), 401, 'CAIRN-1104');
+        await nothingStored();
+      });
+
+      it('a body that is not JSON → 415 CAIRN-1109', async () => {
+        const res = await call('POST', '/v1/runs', {
+          raw: 'workflow=order-refund',
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        });
+        expectError(res, 415, 'CAIRN-1109', /Content-Type: application\/json/);
+        const text = await call('POST', `/v1/runs/${knownRun}/signals/go`, { raw: 'yes', headers: { 'content-type': 'text/plain' } });
+        expectError(text, 415, 'CAIRN-1109');
+        await nothingStored();
+      });
+
+      it('invalid names and versions → 400 CAIRN-1107', async () => {
+        expectError(
+          await call('POST', '/v1/runs', { body: { workflow: 'drop table; --' } }),
+          400,
+          'CAIRN-1107',
+          /must start with a letter/,
+        );
+        expectError(await call('POST', '/v1/runs', { body: { workflow: 'a'.repeat(101) } }), 400, 'CAIRN-1107');
+        expectError(await call('POST', '/v1/runs', { body: { workflow: 42 } }), 400, 'CAIRN-1107');
+        expectError(await call('POST', '/v1/runs', { body: {} }), 400, 'CAIRN-1107', /workflow name/);
+        expectError(await call('POST', '/v1/runs', { body: { workflow: 'order-refund', version: 'v 1' } }), 400, 'CAIRN-1107', /version/);
+        const signal = await call('POST', `/v1/runs/${knownRun}/signals/${encodeURIComponent('jane@example.com')}`, { body: {} });
+        expectError(signal, 400, 'CAIRN-1107', /signal name/);
+        const long = await call('POST', `/v1/runs/${knownRun}/signals/${'s'.repeat(101)}`, { body: {} });
+        expectError(long, 400, 'CAIRN-1107', /at most 100 characters/);
+        const huge = await call('POST', '/v1/runs', { body: { workflow: 'w'.repeat(50_000) } });
+        expectError(huge, 400, 'CAIRN-1107');
+        assert.ok(JSON.stringify(huge.body).length < 1000, 'the refusal does not echo the whole value');
+        await nothingStored();
+      });
+
+      it('a body of the wrong shape → 400 CAIRN-1101', async () => {
+        expectError(await call('POST', '/v1/runs'), 400, 'CAIRN-1101', /body is required/);
+        expectError(await call('POST', '/v1/runs', { body: ['order-refund'] }), 400, 'CAIRN-1101', /JSON object/);
+        expectError(await call('POST', '/v1/runs', { body: { workflow: 'order-refund', inputs: {} } }), 400, 'CAIRN-1101', /"inputs"/);
+        expectError(await call('POST', '/v1/runs', { body: { workflow: 'order-refund', idempotencyKey: 5 } }), 400, 'CAIRN-1101');
+        expectError(
+          await call('POST', '/v1/runs', { body: { workflow: 'order-refund', idempotencyKey: 'k'.repeat(1025) } }),
+          400,
+          'CAIRN-1101',
+        );
+        await nothingStored();
+      });
+
+      it('a malformed run id → 400 CAIRN-1101; an unknown run → 404 CAIRN-1105', async () => {
+        for (const path of [
+          '/v1/runs/not-a-uuid',
+          '/v1/runs/not-a-uuid/steps',
+          '/v1/runs/not-a-uuid/result',
+          '/v1/runs/not-a-uuid/steps/0',
+        ]) {
+          expectError(await call('GET', path), 400, 'CAIRN-1101', /malformed run id/);
+        }
+        expectError(await call('POST', '/v1/runs/NOT-A-UUID/cancel'), 400, 'CAIRN-1101');
+        expectError(await call('POST', '/v1/runs/not-a-uuid/signals/go', { body: {} }), 400, 'CAIRN-1101');
+        const unknown = randomUUID();
+        for (const path of [`/v1/runs/${unknown}`, `/v1/runs/${unknown}/steps`, `/v1/runs/${unknown}/result?wait=0`]) {
+          expectError(await call('GET', path), 404, 'CAIRN-1105', new RegExp(`run ${unknown} not found`));
+        }
+        await nothingStored();
+      });
+
+      it('an unknown route → 404 listing the routes', async () => {
+        const res = await call('GET', '/v1/run');
+        expectError(res, 404, 'CAIRN-1105', /no route for GET \/v1\/run\. The gateway serves: .*POST \/v1\/runs,/);
+        expectError(await call('DELETE', `/v1/runs/${knownRun}`), 404, 'CAIRN-1105', /GET \/v1\/runs\/:id/);
+      });
+
+      it('input the store cannot encode → 400, and the gateway keeps serving', async () => {
+        const deep = '['.repeat(20_000) + ']'.repeat(20_000);
+        const res = await call('POST', '/v1/runs', { raw: `{"workflow": "order-refund", "input": ${deep}}` });
+        expectError(res, 400, 'CAIRN-1101', /could not be stored as JSON/);
+        await nothingStored();
+        assert.equal((await call('GET', '/healthz')).status, 200);
+      });
+    });
+
+    it('ends a long poll with 503 when the gateway shuts down', async () => {
+      const run = await start({ workflow: 'five-steps', input: {} });
+      const closing = gatewayWith({});
+      await closing.ready();
+      const waiting = call('GET', `/v1/runs/${run.runId}/result?wait=30`, {}, closing);
+      await new Promise((r) => setTimeout(r, 200));
+      const t0 = Date.now();
+      await closing.close();
+      const res = await waiting;
+      expectError(res, 503, 'CAIRN-1110', /shutting down/);
+      assert.ok(Date.now() - t0 < 5000);
+    });
+
+    it('does not leak the probe of a lost StartRun answer when the run does not exist', async () => {
+      cp.intercepts.startRun = () => ({ code: grpc.status.UNAVAILABLE, details: 'dropped before commit' });
+      const runs = await db.count('dp_runs');
+      const res = await call('POST', '/v1/runs', { body: { workflow: 'order-refund', input: { a: 1 } } });
+      expectError(res, 503, 'CAIRN-1110');
+      assert.equal(await db.count('dp_runs'), runs);
+      const probe = cp.requests<{ runId: string }>('describeRun').at(-1);
+      assert.equal(probe?.runId, cp.requests<StartRunRequest>('startRun').at(-1)?.runId);
+    });
+  });
+}

@@ -1,0 +1,65 @@
+// The gateway process: `node dist/main.js [serve]`.
+import { CairnError, createLogger } from '@cairn/common';
+import { loadGatewayConfig, type GatewayConfig } from './config.js';
+import { startGateway } from './server.js';
+
+/** How long in-flight requests may take to finish after SIGTERM before the process exits anyway. */
+const SHUTDOWN_GRACE_MS = 20_000;
+
+const USAGE = `usage: cairn-gateway [serve]
+
+Serves the data plane's HTTP API. Configuration comes from the environment; see apps/gateway/README.md.`;
+
+async function serve(): Promise<void> {
+  let config: GatewayConfig;
+  try {
+    config = loadGatewayConfig();
+  } catch (err) {
+    process.stderr.write(`${CairnError.from(err).message}\n`);
+    process.exitCode = 1;
+    return;
+  }
+  const logger = createLogger('gateway', config.logLevel);
+  process.on('unhandledRejection', (reason) => {
+    logger.fatal({ err: reason }, 'unhandled rejection');
+    process.exit(1);
+  });
+  process.on('uncaughtException', (err) => {
+    logger.fatal({ err }, 'uncaught exception');
+    process.exit(1);
+  });
+
+  let gateway;
+  try {
+    gateway = await startGateway(config, logger);
+  } catch (err) {
+    logger.fatal({ err }, 'gateway failed to start');
+    process.exitCode = 1;
+    return;
+  }
+  const running = gateway;
+  const stop = (signal: NodeJS.Signals): void => {
+    logger.info({ signal }, 'gateway shutting down');
+    setTimeout(() => {
+      logger.error({ graceMs: SHUTDOWN_GRACE_MS }, 'requests still in flight after the grace period; exiting');
+      process.exit(1);
+    }, SHUTDOWN_GRACE_MS).unref();
+    running.close().then(
+      () => logger.info('gateway stopped'),
+      (err: unknown) => {
+        logger.error({ err }, 'gateway did not stop cleanly');
+        process.exitCode = 1;
+      },
+    );
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+}
+
+const command = process.argv[2] ?? 'serve';
+if (command === 'serve') {
+  await serve();
+} else {
+  process.stderr.write(`${command === 'help' || command === '--help' ? '' : `unknown command ${JSON.stringify(command)}\n`}${USAGE}\n`);
+  process.exitCode = command === 'help' || command === '--help' ? 0 : 2;
+}

@@ -1,0 +1,333 @@
+import { CairnError, ErrorCodes, assertName, assertVersion, isId, newId, type Logger } from '@cairn/common';
+import type { Hasher, PayloadStore } from '@cairn/payload-store';
+import {
+  CancelRunRequestSchema,
+  DescribeRunRequestSchema,
+  RunStatus,
+  SignalRunRequestSchema,
+  StartRunRequestSchema,
+  WaitRunRequestSchema,
+  create,
+  type RunInfo,
+  type StepInfo,
+} from '@cairn/proto';
+import { ControlPlaneError, type ControlPlane } from './control-plane.js';
+import { invalid, storeError } from './errors.js';
+import { entryView, errorView, isFinal, type EntryView, type ErrorView } from './views.js';
+
+/** A request to start a run, as the caller sent it (validated here). */
+export interface StartRequest {
+  readonly workflow: unknown;
+  readonly version?: unknown;
+  readonly input?: unknown;
+  readonly idempotencyKey?: string | undefined;
+}
+
+/** A run with what the data plane holds for it: the output or the error. */
+export interface RunWithResult {
+  readonly run: RunInfo;
+  readonly output?: unknown;
+  readonly error?: ErrorView;
+}
+
+export const IDEMPOTENCY_KEY_MAX_LENGTH = 1024;
+
+/** A probe of whether an interrupted StartRun took effect must not hold the caller long. */
+const PROBE_TIMEOUT_MS = 2_000;
+
+/** assertName and assertVersion, without echoing a whole oversized value back. */
+function checkName(value: unknown, what: string): asserts value is string {
+  if (typeof value === 'string' && value.length > 120) assertName(`${value.slice(0, 120)}…`, what);
+  assertName(value, what);
+}
+
+function checkVersion(value: unknown): asserts value is string {
+  if (typeof value === 'string' && value.length > 80) assertVersion(`${value.slice(0, 80)}…`);
+  assertVersion(value);
+}
+
+export function assertRunId(value: string): void {
+  if (!isId(value)) {
+    throw invalid(
+      `malformed run id ${JSON.stringify(value.slice(0, 80))}: run ids are lowercase UUIDs such as ` +
+        `3f1c2a9e-7b4d-4e0a-9c1b-2d5e6f7a8b9c, as returned by POST /v1/runs`,
+    );
+  }
+}
+
+export function runNotFound(runId: string): CairnError {
+  return new CairnError(
+    ErrorCodes.NOT_FOUND,
+    `run ${runId} not found: no run with this id exists for this data plane. Check the id returned when the run was started.`,
+  );
+}
+
+function missingRun(method: string): CairnError {
+  return new CairnError(ErrorCodes.PROTOCOL, `the control plane answered ${method} without a run`);
+}
+
+/**
+ * Runs as the gateway serves them: the payload goes to the payload store, the control plane is
+ * told ids, names, sizes and digests. Throws Cairn errors; the HTTP edge maps their codes.
+ */
+export class RunService {
+  readonly #store: PayloadStore;
+  readonly #cp: ControlPlane;
+  readonly #hasher: Hasher;
+  readonly #log: Logger;
+
+  constructor(store: PayloadStore, controlPlane: ControlPlane, hasher: Hasher, logger: Logger) {
+    this.#store = store;
+    this.#cp = controlPlane;
+    this.#hasher = hasher;
+    this.#log = logger;
+  }
+
+  /**
+   * Stores the input, then asks the control plane to queue the run. A duplicate (same idempotency
+   * key) returns the earlier run and drops the input just stored; a start that fails drops it too,
+   * so nothing is left half-started.
+   */
+  async start(request: StartRequest): Promise<{ created: boolean; run: RunInfo }> {
+    checkName(request.workflow, 'workflow name');
+    const workflow = request.workflow;
+    let version = '';
+    if (request.version !== undefined && request.version !== null) {
+      checkVersion(request.version);
+      version = request.version;
+    }
+    const key = request.idempotencyKey;
+    if (key !== undefined && (key.length === 0 || key.length > IDEMPOTENCY_KEY_MAX_LENGTH)) {
+      throw invalid(`the idempotency key must be 1 to ${IDEMPOTENCY_KEY_MAX_LENGTH} characters long`);
+    }
+    const runId = newId();
+    const log = this.#log.child({ runId });
+    const digest = key === undefined ? undefined : this.#hasher.digest(key);
+    let inputSize: number;
+    try {
+      ({ inputSize } = await this.#store.createRun({ runId, workflowName: workflow, input: request.input, idempotencyDigest: digest }));
+    } catch (err) {
+      throw inputError(storeError(err), 'run input');
+    }
+    const startRequest = create(StartRunRequestSchema, {
+      runId,
+      workflowName: workflow,
+      workflowVersion: version,
+      idempotencyDigest: digest ?? '',
+      inputSize: BigInt(inputSize),
+    });
+    let started: { created: boolean; run: RunInfo };
+    try {
+      const response = await this.#cp.startRun(startRequest);
+      if (!response.run) throw missingRun('StartRun');
+      // The run is ours when it carries our id; any other run is an earlier one with the same key.
+      started = { created: response.run.runId === runId, run: response.run };
+    } catch (err) {
+      const run = await this.#startedAnyway(runId, err);
+      if (run) {
+        log.info('the control plane answer to StartRun was lost, but the run exists: keeping it');
+        return { created: true, run };
+      }
+      await this.#discardInput(runId, log);
+      throw startError(err, workflow, version);
+    }
+    if (!started.created) {
+      log.info({ existingRunId: started.run.runId }, 'idempotent duplicate: returning the earlier run');
+      await this.#discardInput(runId, log);
+    }
+    return started;
+  }
+
+  /**
+   * When StartRun's answer was lost (timeout, dropped connection) the run may exist all the same;
+   * its input must then stay. Asks once, briefly.
+   */
+  async #startedAnyway(runId: string, err: unknown): Promise<RunInfo | undefined> {
+    if (!(err instanceof ControlPlaneError) || !err.unreachable || this.#cp.connecting) return undefined;
+    try {
+      const { run } = await this.#cp.describeRun(create(DescribeRunRequestSchema, { runId }), { timeoutMs: PROBE_TIMEOUT_MS });
+      return run;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async #discardInput(runId: string, log: Logger): Promise<void> {
+    try {
+      await this.#store.deleteRun(runId);
+    } catch (err) {
+      // The input stays behind, unreferenced by any run the control plane knows; it is never read.
+      log.error({ err }, 'could not delete the input of a run that was not started');
+    }
+  }
+
+  /** A run's metadata and step timeline. */
+  async describe(runId: string): Promise<{ run: RunInfo; steps: StepInfo[] }> {
+    assertRunId(runId);
+    const response = await this.#cp.describeRun(create(DescribeRunRequestSchema, { runId })).catch(notFoundAsRun(runId));
+    if (!response.run) throw missingRun('DescribeRun');
+    return { run: response.run, steps: response.steps };
+  }
+
+  /** A run's metadata with its output or error, read from the payload store. */
+  async get(runId: string): Promise<RunWithResult> {
+    const { run } = await this.describe(runId);
+    return this.#withResult(run);
+  }
+
+  /**
+   * Waits up to `waitMs` for the run to end. Returns the run, with its output or error when it
+   * ended.
+   */
+  async result(runId: string, waitMs: number, signal?: AbortSignal): Promise<{ final: boolean } & RunWithResult> {
+    assertRunId(runId);
+    const response = await this.#cp
+      // 0 may read as "no timeout given" (the control plane's longest wait): ask for 1 ms instead.
+      .waitRun(create(WaitRunRequestSchema, { runId, timeoutMs: Math.max(1, waitMs) }), { extraMs: waitMs, signal })
+      .catch(notFoundAsRun(runId));
+    if (!response.run) throw missingRun('WaitRun');
+    if (!isFinal(response.run.status)) return { final: false, run: response.run };
+    return { final: true, ...(await this.#withResult(response.run)) };
+  }
+
+  async #withResult(run: RunInfo): Promise<RunWithResult> {
+    let output: unknown;
+    let error: ErrorView | undefined;
+    try {
+      if (run.status === RunStatus.COMPLETED) output = (await this.#store.getRun(run.runId))?.output;
+      if (run.errorRef !== '') {
+        const stored = await this.#store.getError(run.errorRef);
+        if (stored) error = errorView(stored);
+      }
+    } catch (err) {
+      throw storeError(err);
+    }
+    return { run, ...(output === undefined ? {} : { output }), ...(error ? { error } : {}) };
+  }
+
+  /** The recorded journal entry at a position, from the payload store. */
+  async entry(runId: string, position: number): Promise<EntryView> {
+    assertRunId(runId);
+    let entry;
+    try {
+      entry = await this.#store.readEntry(runId, position);
+    } catch (err) {
+      throw storeError(err);
+    }
+    if (!entry) {
+      throw new CairnError(
+        ErrorCodes.NOT_FOUND,
+        `run ${runId} has no journal entry at position ${position} in this data plane's payload store ` +
+          '(unknown run, or the run has not reached that position; GET /v1/runs/:id/steps lists the positions)',
+      );
+    }
+    return entryView(runId, entry);
+  }
+
+  /**
+   * Stores a signal's body, then tells the control plane. If the control plane refuses or cannot be
+   * reached, the stored body is removed again unless a waiting run consumed it already (then it was
+   * delivered).
+   */
+  async signal(runId: string, name: string, body: unknown): Promise<{ signalId: string; run: RunInfo | undefined }> {
+    assertRunId(runId);
+    checkName(name, 'signal name');
+    const signalId = newId();
+    const log = this.#log.child({ runId, signalId });
+    try {
+      await this.#store.addSignal(runId, name, body, signalId);
+    } catch (err) {
+      if (err instanceof CairnError && err.code === ErrorCodes.RUN_NOT_FOUND) throw runNotFound(runId);
+      throw inputError(storeError(err), 'signal body');
+    }
+    try {
+      const { run } = await this.#cp.signalRun(create(SignalRunRequestSchema, { runId, signalName: name, signalId }));
+      return { signalId, run };
+    } catch (err) {
+      let deleted: boolean;
+      try {
+        deleted = await this.#store.deleteSignalIfUnconsumed(signalId);
+      } catch (cleanup) {
+        log.error({ err: cleanup }, 'could not remove a signal the control plane was not told about');
+        throw new CairnError(
+          ErrorCodes.UNAVAILABLE,
+          `${CairnError.from(err).rawMessage}; the stored signal could not be removed either, so it may still be delivered ` +
+            `when the run next waits for ${name}: check the run before sending the signal again`,
+          { cause: err },
+        );
+      }
+      if (!deleted) {
+        log.info('the control plane was not told, but a waiting run consumed the signal: delivered');
+        return { signalId, run: undefined };
+      }
+      throw signalError(err, runId);
+    }
+  }
+
+  /** Requests cancellation; a run cancelled at once (queued or suspended) is closed in the data plane too. */
+  async cancel(runId: string): Promise<RunInfo> {
+    assertRunId(runId);
+    const { run } = await this.#cp.cancelRun(create(CancelRunRequestSchema, { runId })).catch(notFoundAsRun(runId));
+    if (!run) throw missingRun('CancelRun');
+    if (run.status === RunStatus.CANCELLED) {
+      try {
+        await this.#store.markCancelled(runId);
+      } catch (err) {
+        // Only a worker holding a lease writes to an open run, and the control plane will not dispatch it again.
+        this.#log.warn({ runId, err }, 'could not mark a cancelled run closed in the payload store');
+      }
+    }
+    return run;
+  }
+}
+
+function notFoundAsRun(runId: string) {
+  return (err: unknown): never => {
+    if (err instanceof ControlPlaneError && err.code === ErrorCodes.NOT_FOUND) throw runNotFound(runId);
+    throw err;
+  };
+}
+
+/** A payload that cannot be stored as JSON is the caller's input problem. */
+function inputError(err: CairnError, what: string): CairnError {
+  if (err.code !== ErrorCodes.NOT_SERIALIZABLE) return err;
+  return invalid(`the ${what} could not be stored as JSON (is it nested too deeply?): ${err.rawMessage}`);
+}
+
+function startError(err: unknown, workflow: string, version: string): CairnError {
+  if (!(err instanceof ControlPlaneError)) return CairnError.from(err);
+  if (err.code === ErrorCodes.NOT_FOUND) {
+    const what = version === '' ? `workflow ${workflow}` : `workflow ${workflow} version ${version}`;
+    return new CairnError(
+      ErrorCodes.WORKFLOW_NOT_FOUND,
+      `${what} is not registered: no worker of this data plane has announced it. Start a worker that defines it.`,
+      { cause: err },
+    );
+  }
+  if (err.code === ErrorCodes.UNAVAILABLE) {
+    return new CairnError(ErrorCodes.UNAVAILABLE, `control plane unreachable; the run was not started, retry (${err.rawMessage})`, {
+      cause: err,
+    });
+  }
+  return err;
+}
+
+function signalError(err: unknown, runId: string): CairnError {
+  if (!(err instanceof ControlPlaneError)) return CairnError.from(err);
+  switch (err.code) {
+    case ErrorCodes.NOT_FOUND:
+      return runNotFound(runId);
+    case ErrorCodes.CONFLICT:
+      return new CairnError(
+        ErrorCodes.CONFLICT,
+        `run ${runId} has already ended, so it cannot receive signals; the signal was not kept (${err.rawMessage})`,
+        { cause: err },
+      );
+    case ErrorCodes.UNAVAILABLE:
+      return new CairnError(ErrorCodes.UNAVAILABLE, `control plane unreachable; the signal was not stored, retry (${err.rawMessage})`, {
+        cause: err,
+      });
+    default:
+      return err;
+  }
+}

@@ -1,0 +1,67 @@
+import { createLogger, type Logger } from '@cairn/common';
+import { PayloadStore } from '@cairn/payload-store';
+import { buildGateway, type Gateway } from './app.js';
+import type { GatewayConfig } from './config.js';
+import { ControlPlane } from './control-plane.js';
+
+/** A gateway that is listening, with what it owns. */
+export interface RunningGateway {
+  readonly app: Gateway;
+  /** The bound port (the chosen one when the config said 0). */
+  readonly port: number;
+  /**
+   * Stops: readiness turns 503 and long polls end, the server stops accepting and finishes the
+   * requests in flight, then the payload-store pool and the control-plane channel close.
+   */
+  close(): Promise<void>;
+}
+
+/**
+ * Connects the payload store (migrating it), dials the control plane and starts listening. What
+ * `dist/main.js serve` runs.
+ */
+export async function startGateway(
+  config: GatewayConfig,
+  logger: Logger = createLogger('gateway', config.logLevel),
+): Promise<RunningGateway> {
+  const store = PayloadStore.connect({ connectionString: config.databaseUrl, keys: config.keys, applicationName: 'cairn-gateway' });
+  let controlPlane: ControlPlane | undefined;
+  try {
+    const applied = await store.migrate();
+    if (applied.length > 0) logger.info({ migrations: applied }, 'payload store migrated');
+    controlPlane = new ControlPlane({
+      address: config.cpAddress,
+      credential: config.dpCredential,
+      tls: config.cpTls,
+      timeoutMs: config.cpTimeoutMs,
+    });
+    const shutdown = new AbortController();
+    const app = buildGateway(config, { store, controlPlane, logger, shutdownSignal: shutdown.signal });
+    await app.listen({ host: config.host, port: config.port });
+    const address = app.server.address();
+    const port = typeof address === 'object' && address !== null ? address.port : config.port;
+    logger.info({ port, host: config.host, controlPlane: config.cpAddress }, 'gateway listening');
+    const cp = controlPlane;
+    let closing: Promise<void> | undefined;
+    return {
+      app,
+      port,
+      close() {
+        closing ??= (async () => {
+          shutdown.abort();
+          try {
+            await app.close();
+          } finally {
+            cp.close();
+            await store.close();
+          }
+        })();
+        return closing;
+      },
+    };
+  } catch (err) {
+    controlPlane?.close();
+    await store.close().catch(() => undefined);
+    throw err;
+  }
+}

@@ -1,0 +1,43 @@
+// Row counts for the gateway's tests. The gateway itself never touches SQL (the payload store
+// does); its tests need to see that nothing was left behind, so they borrow the `pg` driver that
+// @cairn/local-postgres depends on instead of adding a dependency to the gateway.
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+interface PgClient {
+  connect(): Promise<void>;
+  query(sql: string, params?: unknown[]): Promise<{ rows: Array<Record<string, unknown>> }>;
+  end(): Promise<void>;
+}
+
+const requireFromLocalPostgres = createRequire(fileURLToPath(import.meta.resolve('@cairn/local-postgres')));
+const pg = requireFromLocalPostgres('pg') as { Client: new (options: { connectionString: string }) => PgClient };
+
+/** A direct connection to the data plane's database, for assertions. */
+export class DataPlaneDb {
+  readonly #client: PgClient;
+
+  private constructor(client: PgClient) {
+    this.#client = client;
+  }
+
+  static async connect(url: string): Promise<DataPlaneDb> {
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    return new DataPlaneDb(client);
+  }
+
+  async count(table: 'dp_runs' | 'dp_signals' | 'dp_journal' | 'dp_errors', where = 'true', params: unknown[] = []): Promise<number> {
+    const r = await this.#client.query(`SELECT count(*)::int AS n FROM ${table} WHERE ${where}`, params);
+    return r.rows[0]?.['n'] as number;
+  }
+
+  async status(runId: string): Promise<string | undefined> {
+    const r = await this.#client.query('SELECT status FROM dp_runs WHERE run_id = $1', [runId]);
+    return r.rows[0]?.['status'] as string | undefined;
+  }
+
+  async close(): Promise<void> {
+    await this.#client.end();
+  }
+}

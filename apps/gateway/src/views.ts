@@ -1,0 +1,153 @@
+import { ErrorCode, RunStatus, StepKind, StepStatus, type RunInfo, type StepInfo } from '@cairn/proto';
+import type { ErrorInfo, JournalEntry } from '@cairn/payload-store';
+
+/** Run states as the HTTP API spells them. */
+export type RunStatusName = 'queued' | 'running' | 'suspended' | 'completed' | 'failed' | 'cancelled' | 'terminated' | 'timed_out';
+
+const FINAL: ReadonlySet<RunStatus> = new Set([
+  RunStatus.COMPLETED,
+  RunStatus.FAILED,
+  RunStatus.CANCELLED,
+  RunStatus.TERMINATED,
+  RunStatus.TIMED_OUT,
+]);
+
+export function isFinal(status: RunStatus): boolean {
+  return FINAL.has(status);
+}
+
+/** The lowercase enum value name without its prefix (`RUN_STATUS_TIMED_OUT` → `timed_out`), null for UNSPECIFIED. */
+function enumName(names: Record<number, string>, value: number): string | null {
+  if (value === 0) return null;
+  return names[value]?.toLowerCase() ?? `unknown_${value}`;
+}
+
+export function runStatusName(status: RunStatus): RunStatusName | null {
+  return enumName(RunStatus, status) as RunStatusName | null;
+}
+
+/** Milliseconds since the epoch (0 = not set) as an ISO time, or null. */
+function time(ms: bigint): string | null {
+  return ms === 0n ? null : new Date(Number(ms)).toISOString();
+}
+
+const optional = (s: string): string | null => (s === '' ? null : s);
+
+/** The JSON shape of a run's metadata. */
+export interface RunView {
+  readonly runId: string;
+  readonly workflow: string;
+  readonly version: string | null;
+  readonly taskQueue: string | null;
+  readonly status: RunStatusName | null;
+  readonly epoch: number;
+  readonly errorCode: string | null;
+  readonly createdAt: string | null;
+  readonly startedAt: string | null;
+  readonly endedAt: string | null;
+  readonly wakeAt: string | null;
+  readonly waitingSignal: string | null;
+  readonly inputSize: number;
+  readonly outputSize: number;
+  readonly dispatchCount: number;
+  readonly cancelRequested: boolean;
+}
+
+export function runView(run: RunInfo): RunView {
+  return {
+    runId: run.runId,
+    workflow: run.workflowName,
+    version: optional(run.workflowVersion),
+    taskQueue: optional(run.taskQueue),
+    status: runStatusName(run.status),
+    epoch: run.epoch,
+    errorCode: enumName(ErrorCode, run.errorCode),
+    createdAt: time(run.createdAt),
+    startedAt: time(run.startedAt),
+    endedAt: time(run.endedAt),
+    wakeAt: time(run.wakeAt),
+    waitingSignal: optional(run.waitingSignal),
+    inputSize: Number(run.inputSize),
+    outputSize: Number(run.outputSize),
+    dispatchCount: run.dispatchCount,
+    cancelRequested: run.cancelRequested,
+  };
+}
+
+/** One attempt of one durable call on the timeline. */
+export interface StepView {
+  readonly position: number;
+  readonly attempt: number;
+  readonly kind: string | null;
+  readonly name: string;
+  readonly status: string | null;
+  readonly errorCode: string | null;
+  readonly retryable: boolean;
+  readonly startedAt: string | null;
+  readonly endedAt: string | null;
+  readonly dueAt: string | null;
+  readonly durationMs: number | null;
+  readonly outputSize: number;
+}
+
+export function stepView(step: StepInfo): StepView {
+  return {
+    position: step.position,
+    attempt: step.attempt,
+    kind: enumName(StepKind, step.kind),
+    name: step.name,
+    status: enumName(StepStatus, step.status),
+    errorCode: enumName(ErrorCode, step.errorCode),
+    retryable: step.retryable,
+    startedAt: time(step.startedAt),
+    endedAt: time(step.endedAt),
+    dueAt: time(step.dueAt),
+    durationMs: step.startedAt !== 0n && step.endedAt !== 0n ? Number(step.endedAt - step.startedAt) : null,
+    outputSize: Number(step.outputSize),
+  };
+}
+
+/** An error as the data plane stored it (message and stack live here, never in the control plane). */
+export interface ErrorView {
+  readonly name: string;
+  readonly message: string;
+  readonly code: string | null;
+  readonly stack: string | null;
+}
+
+export function errorView(error: ErrorInfo): ErrorView {
+  return { name: error.name, message: error.message, code: error.code ?? null, stack: error.stack ?? null };
+}
+
+const msTime = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString());
+
+/** A recorded journal entry, for debugging a step. */
+export interface EntryView {
+  readonly runId: string;
+  readonly position: number;
+  readonly kind: string;
+  readonly name: string;
+  readonly status: string;
+  readonly attempt: number;
+  readonly output?: unknown;
+  readonly error?: ErrorView;
+  readonly startedAt: string | null;
+  readonly endedAt: string | null;
+  readonly dueAt: string | null;
+}
+
+export function entryView(runId: string, entry: JournalEntry): EntryView {
+  return {
+    runId,
+    position: entry.position,
+    kind: entry.kind,
+    name: entry.name,
+    status: entry.status,
+    attempt: entry.attempt,
+    ...(entry.value === undefined ? {} : { output: entry.value }),
+    ...(entry.error ? { error: errorView(entry.error) } : {}),
+    startedAt: msTime(entry.startedAt),
+    endedAt: msTime(entry.endedAt),
+    dueAt: msTime(entry.dueAt),
+  };
+}
