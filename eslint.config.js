@@ -70,6 +70,7 @@ export default tseslint.config(
             { group: controlPlanePackages, message: 'The SDK must not import the control plane.' },
             { group: serverModules, message: 'The SDK a workflow author imports must pull in no server code.' },
           ],
+          paths: [{ name: '@cairn/common', message: 'The SDK imports only @cairn/common/core (no logger or config libraries).' }],
         },
       ],
     },

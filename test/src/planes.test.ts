@@ -22,7 +22,11 @@ function moduleGraph(specifier: string, from: string): string[] {
 describe('the code follows the planes', () => {
   it('the SDK a workflow author imports pulls in no server code', () => {
     const graph = moduleGraph('@cairn/sdk', `${root}/examples`);
-    const server = graph.filter((url) => /\/node_modules\/(\.pnpm\/)?(pg|pg-[a-z]+|@grpc|fastify|@nestjs|pino)[@/]|\/(worker|payload-store|control-plane|gateway|proto)\/dist\//.test(url));
+    const server = graph.filter((url) =>
+      /\/node_modules\/(\.pnpm\/)?(pg|pg-[a-z]+|@grpc|fastify|@nestjs|pino)[@/]|\/(worker|payload-store|control-plane|gateway|proto)\/dist\//.test(
+        url,
+      ),
+    );
     assert.deepEqual(server, []);
     assert.ok(graph.some((url) => url.includes('/sdk/dist/')));
   });

@@ -1,1 +1,35 @@
-export {};
+// The Cairn workflow SDK: what a workflow author imports. It pulls in no server code; the worker
+// runtime (@cairn/worker) implements the context declared here.
+export {
+  defineWorkflow,
+  type SignalWaitOptions,
+  type StepContext,
+  type StepFunction,
+  type StepOptions,
+  type WorkflowContext,
+  type WorkflowDefinition,
+  type WorkflowInput,
+  type WorkflowOptions,
+  type WorkflowOutput,
+} from './workflow.js';
+export { resolveRetryPolicy, retryDelay, type ResolvedRetryPolicy, type RetryPolicy } from './retry.js';
+export { toMilliseconds, type Duration } from './duration.js';
+export {
+  CancelledError,
+  NonDeterminismError,
+  SignalTimeoutError,
+  StepFailedError,
+  StepTimeoutError,
+  TerminalError,
+  type DurableCall,
+  type ErrorSummary,
+} from './errors.js';
+/**
+ * The SDK's version, announced by workers in their Hello.
+ *
+ * @example
+ * ```ts
+ * console.log(`running @cairn/sdk ${SDK_VERSION}`);
+ * ```
+ */
+export const SDK_VERSION = '0.1.0';

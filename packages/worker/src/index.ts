@@ -1,1 +1,6 @@
-export {};
+// The Cairn worker runtime: runs workflows defined with @cairn/sdk against the data-plane journal
+// and keeps one outbound stream to the control plane.
+export { Worker, PROTOCOL_VERSION, type WorkerOptions } from './worker.js';
+export { runWorkerFromEnv, loadWorkerConfig, type WorkerConfig } from './config.js';
+export { Engine, type EngineOptions, type RunAssignment, type RunExecution, type RunOutcome } from './engine.js';
+export { SignalHub, SignalSubscription } from './signals.js';

@@ -1,0 +1,245 @@
+import { CairnError, ErrorCodes } from '@cairn/common/core';
+
+/** Strips the `[CAIRN-NNNN] ` prefix a Cairn error message starts with. */
+function withoutCode(message: string): string {
+  return message.replace(/^\[CAIRN-\d{4}\] /, '');
+}
+
+/**
+ * Throw a `TerminalError` from a step to say that retrying cannot help (a declined card, an
+ * invalid order): the step fails at once, whatever its retry policy, and the workflow sees a
+ * {@link StepFailedError} with `nonRetryable: true` and this error as its `cause`.
+ *
+ * @example
+ * ```ts
+ * await ctx.step('charge-card', async () => {
+ *   const res = await payments.charge(order);
+ *   if (res.declined) throw new TerminalError(`card declined: ${res.reason}`);
+ *   return res.id;
+ * });
+ * ```
+ */
+export class TerminalError extends CairnError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCodes.TERMINAL, message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'TerminalError';
+  }
+}
+
+/**
+ * The name, message and stack of an error, as the journal keeps them.
+ *
+ * @example
+ * ```ts
+ * const summary: ErrorSummary = { name: 'TypeError', message: 'fetch failed' };
+ * new StepFailedError({ stepName: 'fetch', attempts: 3, cause: summary });
+ * ```
+ */
+export interface ErrorSummary {
+  readonly name: string;
+  readonly message: string;
+  readonly stack?: string | undefined;
+  readonly code?: string | undefined;
+}
+
+/**
+ * What `ctx.step` throws when a step has failed for good: its retry policy is exhausted, or the
+ * error was non-retryable (a {@link TerminalError} or a name listed in `nonRetryableErrorTypes`).
+ * The failed attempts are journaled, so a replay throws the same error without running the step
+ * again. `cause` is the last attempt's error.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await ctx.step('reserve-stock', () => inventory.reserve(items));
+ * } catch (err) {
+ *   if (err instanceof StepFailedError) {
+ *     console.log(err.stepName, err.attempts, err.causeName, err.causeMessage);
+ *     await ctx.step('notify-out-of-stock', () => mailer.send(customer, 'Sorry!'));
+ *   } else throw err;
+ * }
+ * ```
+ */
+export class StepFailedError extends CairnError {
+  /** The step's static name. */
+  readonly stepName: string;
+  /** How many attempts ran. */
+  readonly attempts: number;
+  /** True when the step stopped because the error was non-retryable, not because attempts ran out. */
+  readonly nonRetryable: boolean;
+  /** The `name` of the last attempt's error, e.g. `TypeError`. */
+  readonly causeName: string;
+  /** The message of the last attempt's error (without a `[CAIRN-NNNN]` prefix). */
+  readonly causeMessage: string;
+  /** The `CAIRN-NNNN` code of the last attempt's error, when it was a Cairn error. */
+  readonly causeCode: string | undefined;
+
+  constructor(init: { stepName: string; attempts: number; cause: unknown; nonRetryable?: boolean }) {
+    const cause = init.cause;
+    const summary = summarize(cause);
+    const nonRetryable = init.nonRetryable ?? false;
+    const attempts = `${init.attempts} ${init.attempts === 1 ? 'attempt' : 'attempts'}`;
+    super(
+      ErrorCodes.STEP_FAILED,
+      `Step "${init.stepName}" failed after ${attempts}${nonRetryable ? ' (non-retryable error)' : ''}: ${summary.name}: ${withoutCode(summary.message)}`,
+      { cause, details: { stepName: init.stepName, attempts: init.attempts, nonRetryable } },
+    );
+    this.name = 'StepFailedError';
+    this.stepName = init.stepName;
+    this.attempts = init.attempts;
+    this.nonRetryable = nonRetryable;
+    this.causeName = summary.name;
+    this.causeMessage = withoutCode(summary.message);
+    this.causeCode = summary.code;
+  }
+}
+
+/**
+ * The error of a step attempt that ran longer than the step's `timeout`. The attempt's
+ * `signal` is aborted; like any other attempt failure it is retried according to the step's
+ * retry policy, and when attempts run out the workflow sees a {@link StepFailedError} whose
+ * `causeName` is `'StepTimeoutError'`.
+ *
+ * @example
+ * ```ts
+ * await ctx.step('call-llm', ({ signal }) => llm.complete(prompt, { signal }), { timeout: '30s' });
+ * ```
+ */
+export class StepTimeoutError extends CairnError {
+  /** The step's static name. */
+  readonly stepName: string;
+  /** The attempt that timed out, from 1. */
+  readonly attempt: number;
+  /** The timeout in milliseconds. */
+  readonly timeoutMs: number;
+
+  constructor(init: { stepName: string; attempt: number; timeoutMs: number }) {
+    super(ErrorCodes.STEP_TIMEOUT, `Step "${init.stepName}" attempt ${init.attempt} timed out after ${init.timeoutMs} ms.`, {
+      details: { ...init },
+    });
+    this.name = 'StepTimeoutError';
+    this.stepName = init.stepName;
+    this.attempt = init.attempt;
+    this.timeoutMs = init.timeoutMs;
+  }
+}
+
+/**
+ * A durable call as the journal records it, for {@link NonDeterminismError}.
+ *
+ * @example
+ * ```ts
+ * if (err instanceof NonDeterminismError) {
+ *   const was: DurableCall = err.expected; // { kind: 'step', name: 'charge-card' }
+ * }
+ * ```
+ */
+export interface DurableCall {
+  /** `step`, `sleep`, `signal` (a signal wait) or `now` (`ctx.now()`). */
+  readonly kind: 'step' | 'sleep' | 'signal' | 'now';
+  /** The static name (the signal name for a signal wait). */
+  readonly name: string;
+  /** HMAC digest of the step's dynamic key, when it has one. */
+  readonly keyDigest?: string | undefined;
+}
+
+function describeCall(call: DurableCall): string {
+  const what = call.kind === 'signal' ? 'signal wait' : call.kind === 'now' ? 'ctx.now()' : call.kind;
+  const name = call.kind === 'now' ? '' : ` "${call.name}"`;
+  const key = call.keyDigest ? ` with key #${call.keyDigest.slice(0, 12)}` : '';
+  return `${what}${name}${key}`;
+}
+
+/**
+ * Replay found a different durable call than the journal holds at a position: the workflow code
+ * changed under a running run (or it depends on something non-deterministic such as `Math.random`
+ * or `Date.now()` instead of `ctx.random()` and `ctx.now()`). The run fails with this error; the
+ * message names the position, the call the journal has and the call the code makes now.
+ *
+ * @example
+ * ```ts
+ * // [CAIRN-2001] Non-determinism at position 2: the journal has step "charge-card", the workflow
+ * // now calls step "refund". Deploy code compatible with running runs, or start a new version.
+ * if (err instanceof NonDeterminismError) console.log(err.position, err.expected, err.actual);
+ * ```
+ */
+export class NonDeterminismError extends CairnError {
+  /** The journal position, counted from 0 in call order. */
+  readonly position: number;
+  /** The call the journal holds at that position. */
+  readonly expected: DurableCall;
+  /** The call the workflow makes now (undefined when it completed without making it). */
+  readonly actual: DurableCall | undefined;
+
+  constructor(init: { position: number; expected: DurableCall; actual: DurableCall | undefined }) {
+    const now = init.actual ? `the workflow now calls ${describeCall(init.actual)}` : 'the workflow now completes without making that call';
+    super(
+      ErrorCodes.NON_DETERMINISM,
+      `Non-determinism at position ${init.position}: the journal has ${describeCall(init.expected)}, ${now}. ` +
+        `Deploy code compatible with running runs, or start a new version.`,
+      { details: { position: init.position } },
+    );
+    this.name = 'NonDeterminismError';
+    this.position = init.position;
+    this.expected = init.expected;
+    this.actual = init.actual;
+  }
+}
+
+/**
+ * What `ctx.waitForSignal` throws when its `timeout` passes without a signal. Catch it to take
+ * another path; left uncaught, the run fails with the `SIGNAL_TIMEOUT` code.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   const approval = await ctx.waitForSignal<{ ok: boolean }>('approval', { timeout: '2d' });
+ * } catch (err) {
+ *   if (!(err instanceof SignalTimeoutError)) throw err;
+ *   await ctx.step('escalate', () => pager.page('approvals'));
+ * }
+ * ```
+ */
+export class SignalTimeoutError extends CairnError {
+  /** The signal name waited for. */
+  readonly signalName: string;
+  /** The timeout in milliseconds, when known. */
+  readonly timeoutMs: number | undefined;
+
+  constructor(init: { signalName: string; timeoutMs?: number | undefined }) {
+    const after = init.timeoutMs === undefined ? '' : ` after ${init.timeoutMs} ms`;
+    super(ErrorCodes.SIGNAL_TIMEOUT, `No signal "${init.signalName}" arrived${after}.`, { details: { ...init } });
+    this.name = 'SignalTimeoutError';
+    this.signalName = init.signalName;
+    this.timeoutMs = init.timeoutMs;
+  }
+}
+
+/**
+ * What pending and new durable calls throw once the run is cancelled (`ctx.signal` is aborted at
+ * the same moment). When the workflow function settles, the run ends as cancelled.
+ *
+ * @example
+ * ```ts
+ * await ctx.step('long-export', async ({ signal }) => exporter.run({ signal }));
+ * // after a cancel request the line above rejects with CancelledError
+ * ```
+ */
+export class CancelledError extends CairnError {
+  constructor(message = 'The run was cancelled.') {
+    super(ErrorCodes.CANCELLED, message);
+    this.name = 'CancelledError';
+  }
+}
+
+function summarize(value: unknown): ErrorSummary {
+  if (value instanceof Error) {
+    const code = (value as { code?: unknown }).code;
+    return { name: value.name, message: value.message, stack: value.stack, code: typeof code === 'string' ? code : undefined };
+  }
+  if (typeof value === 'object' && value !== null && 'name' in value && 'message' in value) {
+    const v = value as { name: unknown; message: unknown; code?: unknown };
+    return { name: String(v.name), message: String(v.message), code: typeof v.code === 'string' ? v.code : undefined };
+  }
+  return { name: 'Error', message: String(value) };
+}

@@ -1,0 +1,107 @@
+import * as grpc from '@grpc/grpc-js';
+import { CairnError, ErrorCodes, ID_PATTERN, createLogger, env, loadConfig } from '@cairn/common';
+import { Hasher, KeyRing, PayloadStore } from '@cairn/payload-store';
+import type { WorkflowDefinition } from '@cairn/sdk';
+import { Worker } from './worker.js';
+
+const parses = (parse: (value: string) => unknown) => (value: string) => {
+  try {
+    parse(value);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+const schema = {
+  CAIRN_CP_GRPC_ADDRESS: env.string().regex(/^\S+:\d+$/, 'expected host:port, e.g. cairn-cp.example.com:443'),
+  CAIRN_CP_TLS: env.bool(false),
+  CAIRN_DATA_PLANE_ID: env.string().regex(ID_PATTERN, 'expected the data plane ID (a lowercase UUID)'),
+  CAIRN_DP_CREDENTIAL: env.string(),
+  CAIRN_DP_DATABASE_URL: env.postgresUrl(),
+  CAIRN_DP_ENCRYPTION_KEYS: env.string().refine(
+    parses((v) => KeyRing.parse(v)),
+    'expected id:base64key[,id:base64key...] with 32-byte keys (openssl rand -base64 32)',
+  ),
+  CAIRN_DP_HMAC_KEY: env.string().refine(
+    parses((v) => Hasher.parse(v)),
+    'expected a base64 key of at least 32 bytes (openssl rand -base64 32)',
+  ),
+  CAIRN_WORKER_SLOTS: env.int(10).refine((n) => n >= 1, 'expected at least 1'),
+  CAIRN_SUSPEND_THRESHOLD_MS: env.int(5000),
+  CAIRN_DRAIN_TIMEOUT_MS: env.int(25_000),
+  CAIRN_LOG_LEVEL: env.logLevel(),
+};
+
+/** The worker's configuration, validated from the environment. */
+export type WorkerConfig = ReturnType<typeof loadWorkerConfig>;
+
+/**
+ * Reads and validates the worker's environment (see the package README for the table). Throws one
+ * `CAIRN-1001` error naming every bad variable; values are never echoed.
+ */
+export function loadWorkerConfig(environment: Record<string, string | undefined> = process.env) {
+  return loadConfig('The Cairn worker', schema, environment);
+}
+
+/**
+ * Runs a worker configured from the environment: validates it, connects to the payload store,
+ * applies its migrations, connects to the control plane and runs until SIGTERM/SIGINT, then
+ * drains and exits. A configuration error is printed (naming each bad variable) and exits with
+ * status 1.
+ *
+ * @example
+ * ```ts
+ * import { runWorkerFromEnv } from '@cairn/worker';
+ * import { orderRefund } from './order-refund.js';
+ *
+ * await runWorkerFromEnv([orderRefund]);
+ * ```
+ */
+export async function runWorkerFromEnv(
+  workflows: readonly WorkflowDefinition[],
+  environment: Record<string, string | undefined> = process.env,
+): Promise<void> {
+  let config: WorkerConfig;
+  try {
+    config = loadWorkerConfig(environment);
+  } catch (err) {
+    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  }
+  const logger = createLogger('worker', config.CAIRN_LOG_LEVEL);
+  const store = PayloadStore.connect({
+    connectionString: config.CAIRN_DP_DATABASE_URL,
+    keys: KeyRing.parse(config.CAIRN_DP_ENCRYPTION_KEYS),
+    poolMax: Math.max(10, config.CAIRN_WORKER_SLOTS + 2),
+    applicationName: 'cairn-worker',
+  });
+  try {
+    const applied = await store.migrate();
+    if (applied.length > 0) logger.info({ applied }, 'payload store migrated');
+  } catch (err) {
+    logger.fatal({ err }, 'cannot reach or migrate the payload store (CAIRN_DP_DATABASE_URL)');
+    await store.close().catch(() => undefined);
+    process.exit(1);
+  }
+  const worker = new Worker({
+    controlPlaneAddress: config.CAIRN_CP_GRPC_ADDRESS,
+    channelCredentials: config.CAIRN_CP_TLS ? grpc.credentials.createSsl() : grpc.credentials.createInsecure(),
+    credential: config.CAIRN_DP_CREDENTIAL,
+    dataPlaneId: config.CAIRN_DATA_PLANE_ID,
+    store,
+    hasher: Hasher.parse(config.CAIRN_DP_HMAC_KEY),
+    workflows,
+    slots: config.CAIRN_WORKER_SLOTS,
+    suspendThresholdMs: config.CAIRN_SUSPEND_THRESHOLD_MS,
+    drainTimeoutMs: config.CAIRN_DRAIN_TIMEOUT_MS,
+    logger,
+  });
+  try {
+    await worker.run();
+  } catch (err) {
+    logger.fatal({ err: err instanceof CairnError ? err : CairnError.from(err, ErrorCodes.INTERNAL) }, 'worker stopped');
+    await store.close().catch(() => undefined);
+    process.exit(1);
+  }
+}

@@ -1,0 +1,1126 @@
+import { CairnError, ErrorCodes, assertName, createLogger, type Logger } from '@cairn/common';
+import { FencedError, type Hasher, type JournalEntry, type JournalWrite, type PayloadStore, type StoredRun } from '@cairn/payload-store';
+import {
+  ErrorCode,
+  StepInfoSchema,
+  StepKind,
+  StepReportSchema,
+  StepStatus,
+  SuspendReason,
+  create,
+  type StepInfo,
+  type StepReport,
+} from '@cairn/proto';
+import {
+  CancelledError,
+  NonDeterminismError,
+  SignalTimeoutError,
+  StepFailedError,
+  StepTimeoutError,
+  TerminalError,
+  resolveRetryPolicy,
+  retryDelay,
+  toMilliseconds,
+  type DurableCall,
+  type ResolvedRetryPolicy,
+  type StepContext,
+  type StepFunction,
+  type StepOptions,
+  type SignalWaitOptions,
+  type WorkflowContext,
+  type WorkflowDefinition,
+} from '@cairn/sdk';
+import { DeterministicSource } from './determinism.js';
+import {
+  errorInfo,
+  reviveError,
+  runErrorCode,
+  stepErrorCode,
+  storedRunErrorCode,
+  toError,
+  type RunErrorRecord,
+  type StepErrorRecord,
+} from './errors.js';
+import { SignalHub, type SignalSubscription } from './signals.js';
+
+/** A run handed to the engine under a lease epoch. */
+export interface RunAssignment {
+  readonly runId: string;
+  readonly epoch: number;
+  readonly workflowName: string;
+  readonly workflowVersion: string;
+  /** Cancellation was requested before the task was dispatched. */
+  readonly cancelRequested?: boolean;
+}
+
+/**
+ * How an execution ended, which decides what the worker tells the control plane:
+ * `completed`/`failed`/`cancelled`/`suspended`/`released` each map to one message; `lost` (the
+ * lease is gone or a write was fenced) and `abandoned` (the payload store stayed unreachable) send
+ * nothing, so the lease expires and the control plane dispatches the run again.
+ */
+export type RunOutcome =
+  | { readonly kind: 'completed'; readonly outputSize: number }
+  | { readonly kind: 'failed'; readonly errorCode: ErrorCode; readonly errorRef: string }
+  | { readonly kind: 'cancelled' }
+  | {
+      readonly kind: 'suspended';
+      readonly reason: SuspendReason;
+      /** Milliseconds since the epoch; 0 for no timer. */
+      readonly wakeAt: number;
+      readonly signalName: string;
+      readonly signalsConsumed: number;
+    }
+  | { readonly kind: 'released' }
+  | { readonly kind: 'lost' }
+  | { readonly kind: 'abandoned'; readonly error: unknown };
+
+/** One execution of a run under one lease epoch. */
+export interface RunExecution {
+  readonly runId: string;
+  readonly epoch: number;
+  /** Resolves once with how the execution ended; never rejects. */
+  readonly done: Promise<RunOutcome>;
+  /** Cancels the run: `ctx.signal` aborts and pending and new durable calls reject with CancelledError. */
+  cancel(): void;
+  /**
+   * The lease is gone: stop at once and report nothing more. A step attempt already running is not
+   * journaled by a later call; if it finishes, its result is offered to the journal once, where the
+   * epoch fence refuses it when another worker holds the run (and keeps it for replay otherwise).
+   */
+  lose(): void;
+  /**
+   * The worker is draining: stop at the next durable-call boundary. A step already running may
+   * finish and be journaled within `timeoutMs`; the outcome is then `released` (unless the run
+   * completes first).
+   */
+  drain(timeoutMs: number): void;
+}
+
+export interface EngineOptions {
+  /** The data plane's payload store (journal, inputs, outputs, errors, signals). */
+  readonly store: PayloadStore;
+  /** HMACs dynamic step keys before they leave the data plane. */
+  readonly hasher: Hasher;
+  readonly workflows: readonly WorkflowDefinition[];
+  /** Waits up to this long stay in memory; longer ones suspend the run. Default 5000. */
+  readonly suspendThresholdMs?: number;
+  /** The shared signal LISTEN; one is created (and closed by `close()`) when absent. */
+  readonly signals?: SignalHub;
+  /** Receives every step status change, off the hot path (the worker batches them). */
+  readonly onStepReport?: (report: StepReport) => void;
+  readonly logger?: Logger;
+}
+
+/**
+ * The replay engine: runs workflow functions against the data-plane journal. It knows nothing of
+ * gRPC; the worker turns each {@link RunOutcome} into a control-plane message.
+ */
+export class Engine {
+  readonly #store: PayloadStore;
+  readonly #hasher: Hasher;
+  readonly #workflows = new Map<string, WorkflowDefinition>();
+  readonly #thresholdMs: number;
+  readonly #signals: SignalHub;
+  readonly #ownsSignals: boolean;
+  readonly #onStepReport: (report: StepReport) => void;
+  readonly #logger: Logger;
+
+  constructor(options: EngineOptions) {
+    this.#store = options.store;
+    this.#hasher = options.hasher;
+    this.#thresholdMs = options.suspendThresholdMs ?? 5000;
+    if (!Number.isFinite(this.#thresholdMs) || this.#thresholdMs < 0) {
+      throw new CairnError(ErrorCodes.INVALID_ARGUMENT, `suspendThresholdMs must be a non-negative number, got ${this.#thresholdMs}.`);
+    }
+    this.#logger = options.logger ?? createLogger('worker');
+    this.#signals = options.signals ?? new SignalHub(options.store, this.#logger);
+    this.#ownsSignals = options.signals === undefined;
+    this.#onStepReport = options.onStepReport ?? (() => undefined);
+    for (const def of options.workflows) {
+      const key = workflowKey(def.name, def.version);
+      if (this.#workflows.has(key)) {
+        throw new CairnError(
+          ErrorCodes.INVALID_ARGUMENT,
+          `Workflow "${def.name}" version "${def.version}" is registered twice; give each definition its own name or version.`,
+        );
+      }
+      this.#workflows.set(key, def);
+    }
+  }
+
+  /** The workflow definitions by name and version. */
+  hasWorkflow(name: string, version: string): boolean {
+    return this.#workflows.has(workflowKey(name, version));
+  }
+
+  /** Starts executing a run; the returned handle controls it and reports how it ended. */
+  start(assignment: RunAssignment): RunExecution {
+    return new Execution(
+      {
+        store: this.#store,
+        hasher: this.#hasher,
+        thresholdMs: this.#thresholdMs,
+        signals: this.#signals,
+        report: this.#onStepReport,
+        logger: this.#logger.child({ runId: assignment.runId, epoch: assignment.epoch }),
+        workflow: this.#workflows.get(workflowKey(assignment.workflowName, assignment.workflowVersion)),
+      },
+      assignment,
+    );
+  }
+
+  /** Stops the signal LISTEN if this engine created it. */
+  async close(): Promise<void> {
+    if (this.#ownsSignals) await this.#signals.close();
+  }
+}
+
+function workflowKey(name: string, version: string): string {
+  return `${name}@${version}`;
+}
+
+interface ExecutionDeps {
+  readonly store: PayloadStore;
+  readonly hasher: Hasher;
+  readonly thresholdMs: number;
+  readonly signals: SignalHub;
+  readonly report: (report: StepReport) => void;
+  readonly logger: Logger;
+  readonly workflow: WorkflowDefinition | undefined;
+}
+
+/** Why an execution stopped running workflow code. */
+type Halt = 'settling' | 'suspend' | 'drain' | 'lost' | 'abandoned';
+
+/** Thrown inside the engine when the execution was halted; never reaches workflow code. */
+class HaltedError extends Error {
+  constructor() {
+    super('execution halted');
+    this.name = 'HaltedError';
+  }
+}
+
+/** A durable call waiting for a time or a signal. */
+interface Wait {
+  readonly reason: 'sleep' | 'signal' | 'retry';
+  readonly dueAt: number | undefined;
+  readonly signalName: string | undefined;
+  /** Longer than the suspend threshold: it does not keep the execution from suspending. */
+  readonly long: boolean;
+  /** Rejects the wait (cancellation). */
+  fail(error: Error): void;
+  /** Drops the wait; its promise never settles (the execution is halted). */
+  dispose(): void;
+}
+
+/** setTimeout's limit; longer waits rely on suspension. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+/** Writes to the payload store retried this many times on connection errors before giving up. */
+const WRITE_RETRIES = 8;
+/** When a run waits for two different signal names at once, it wakes at least this often. */
+const MULTI_SIGNAL_POLL_MS = 60_000;
+
+const never = <T>(): Promise<T> => new Promise<T>(() => undefined);
+const delay = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+const time = (ms: number | undefined): bigint => BigInt(Math.max(0, Math.round(ms ?? 0)));
+
+const STEP_STATUS: Record<JournalEntry['status'], StepStatus> = {
+  completed: StepStatus.COMPLETED,
+  failed: StepStatus.FAILED,
+  retrying: StepStatus.RETRYING,
+  waiting: StepStatus.WAITING,
+  timed_out: StepStatus.FAILED,
+};
+
+const STEP_KIND: Record<Exclude<JournalEntry['kind'], 'now'>, StepKind> = {
+  step: StepKind.STEP,
+  sleep: StepKind.SLEEP,
+  signal: StepKind.SIGNAL,
+};
+
+class Execution implements RunExecution {
+  readonly runId: string;
+  readonly epoch: number;
+  readonly done: Promise<RunOutcome>;
+
+  readonly #deps: ExecutionDeps;
+  readonly #assignment: RunAssignment;
+  readonly #log: Logger;
+  #resolveDone!: (outcome: RunOutcome) => void;
+  #finished = false;
+
+  #journal = new Map<number, JournalEntry>();
+  #position = 0;
+  #pendingNow: JournalWrite[] = [];
+  readonly #signalsConsumed = new Map<string, number>();
+  #random: DeterministicSource | undefined;
+  #nonDeterminism: NonDeterminismError | undefined;
+
+  #halt: Halt | undefined;
+  #cancelRequested = false;
+  /** `ctx.signal`: aborted on cancellation. */
+  readonly #cancelController = new AbortController();
+  /** Aborted when the execution ends, so step code still running learns it must stop. */
+  readonly #stopController = new AbortController();
+  readonly #cancelListeners = new Set<(error: CancelledError) => void>();
+
+  /** Durable calls in progress, not counting those parked in a long wait. */
+  #active = 0;
+  #parked = 0;
+  /** Bumped whenever a durable call starts or ends; lets the idle check see progress. */
+  #progress = 0;
+  #idleCheckScheduled = false;
+  readonly #waits = new Set<Wait>();
+  readonly #subscriptions = new Set<SignalSubscription>();
+  /** Step attempts running or being journaled (a drain lets them finish). */
+  readonly #inFlight = new Set<Promise<void>>();
+
+  constructor(deps: ExecutionDeps, assignment: RunAssignment) {
+    this.#deps = deps;
+    this.#assignment = assignment;
+    this.runId = assignment.runId;
+    this.epoch = assignment.epoch;
+    this.#log = deps.logger;
+    this.done = new Promise<RunOutcome>((resolve) => (this.#resolveDone = resolve));
+    if (assignment.cancelRequested) this.#markCancelled();
+    this.#main().catch((err: unknown) => this.#abandon(err));
+  }
+
+  // ---- control -------------------------------------------------------------------------------
+
+  cancel(): void {
+    if (this.#finished || this.#cancelRequested) return;
+    this.#log.info('cancellation requested');
+    this.#markCancelled();
+    if (this.#halt) return;
+    const error = new CancelledError();
+    for (const wait of [...this.#waits]) wait.fail(error);
+    for (const listener of [...this.#cancelListeners]) listener(error);
+  }
+
+  #markCancelled(): void {
+    this.#cancelRequested = true;
+    this.#cancelController.abort(new CancelledError());
+  }
+
+  lose(): void {
+    if (this.#finished) return;
+    this.#log.warn('lease lost; stopping the run');
+    this.#halt = 'lost';
+    this.#finish({ kind: 'lost' });
+  }
+
+  drain(timeoutMs: number): void {
+    if (this.#finished || this.#halt) return;
+    this.#halt = 'drain';
+    this.#disposeWaits();
+    void (async () => {
+      if (this.#inFlight.size > 0) {
+        this.#log.info({ steps: this.#inFlight.size }, 'draining: waiting for running steps to be journaled');
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          Promise.allSettled([...this.#inFlight]),
+          new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs))),
+        ]);
+        clearTimeout(timer);
+      }
+      if (this.#finished || this.#halt !== 'drain') return;
+      try {
+        await this.#flushNow();
+      } catch (err) {
+        if (err instanceof HaltedError) return;
+        this.#log.warn({ err }, 'could not journal ctx.now() values before release');
+      }
+      this.#finish({ kind: 'released' });
+    })();
+  }
+
+  #abandon(err: unknown): void {
+    if (this.#finished) return;
+    this.#log.error({ err }, 'run abandoned after an internal error; the control plane will dispatch it again when the lease expires');
+    this.#halt = 'abandoned';
+    this.#finish({ kind: 'abandoned', error: err });
+  }
+
+  #finish(outcome: RunOutcome): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    this.#halt ??= 'settling';
+    this.#disposeWaits();
+    for (const subscription of this.#subscriptions) subscription.close();
+    this.#subscriptions.clear();
+    this.#stopController.abort(new CairnError(ErrorCodes.LEASE_LOST, 'The execution of this run ended on this worker.'));
+    this.#resolveDone(outcome);
+  }
+
+  #disposeWaits(): void {
+    for (const wait of [...this.#waits]) wait.dispose();
+  }
+
+  // ---- the run -------------------------------------------------------------------------------
+
+  async #main(): Promise<void> {
+    const { store } = this.#deps;
+    let run: StoredRun;
+    let journal: JournalEntry[];
+    try {
+      ({ run, journal } = await this.#write(() => store.acquire(this.runId, this.epoch)));
+    } catch (err) {
+      if (err instanceof HaltedError) return;
+      if (err instanceof CairnError && (err.code === ErrorCodes.DECRYPT_FAILED || err.code === ErrorCodes.UNKNOWN_KEY)) {
+        await this.#failWith(err, ErrorCode.PAYLOAD_UNAVAILABLE);
+        return;
+      }
+      if (err instanceof CairnError && err.code === ErrorCodes.RUN_NOT_FOUND) {
+        this.#log.error({ err }, 'run has no input in this data plane');
+        this.#finish({ kind: 'failed', errorCode: ErrorCode.PAYLOAD_UNAVAILABLE, errorRef: '' });
+        return;
+      }
+      throw err;
+    }
+    if (this.#finished) return;
+    for (const entry of journal) {
+      this.#journal.set(entry.position, entry);
+      if (entry.kind === 'signal' && entry.status === 'completed') this.#countSignal(entry.name);
+    }
+    this.#reportJournal(journal);
+
+    if (run.status !== 'open') {
+      await this.#finishStored(run);
+      return;
+    }
+    const workflow = this.#deps.workflow;
+    if (!workflow) {
+      const { workflowName, workflowVersion } = this.#assignment;
+      await this.#failWith(
+        new CairnError(
+          ErrorCodes.WORKFLOW_NOT_FOUND,
+          `This worker has no workflow "${workflowName}" version "${workflowVersion}". Deploy a worker that registers it.`,
+        ),
+        ErrorCode.WORKFLOW_NOT_FOUND,
+      );
+      return;
+    }
+    if (this.#halt) return;
+    this.#random = new DeterministicSource(run.seed);
+    this.#log.debug({ journal: journal.length }, 'executing run');
+    let result: Promise<unknown>;
+    try {
+      result = workflow.run(this.#context(workflow), run.input);
+    } catch (err) {
+      result = Promise.reject(toError(err));
+    }
+    result.then(
+      (value) => this.#settle({ ok: true, value }),
+      (error: unknown) => this.#settle({ ok: false, error }),
+    );
+  }
+
+  /** The run was already finished in the data plane (a previous worker did not get to report it). */
+  async #finishStored(run: StoredRun): Promise<void> {
+    this.#log.info({ status: run.status }, 'run already finished in the data plane; reporting its outcome again');
+    switch (run.status) {
+      case 'completed':
+        this.#finish({ kind: 'completed', outputSize: run.outputSize ?? 0 });
+        return;
+      case 'cancelled':
+        this.#finish({ kind: 'cancelled' });
+        return;
+      case 'failed': {
+        let record: RunErrorRecord | undefined;
+        if (run.errorRef) record = await this.#deps.store.getError(run.errorRef).catch(() => undefined);
+        this.#finish({ kind: 'failed', errorCode: storedRunErrorCode(record), errorRef: run.errorRef ?? '' });
+        return;
+      }
+      case 'open':
+        return;
+    }
+  }
+
+  #settle(result: { ok: true; value: unknown } | { ok: false; error: unknown }): void {
+    // A run that finishes while draining (it was past its last durable call) completes normally.
+    if (this.#halt && this.#halt !== 'drain') return;
+    this.#halt = 'settling';
+    this.#disposeWaits();
+    this.#settleAsync(result).catch((err: unknown) => {
+      if (!(err instanceof HaltedError)) this.#abandon(err);
+    });
+  }
+
+  async #settleAsync(result: { ok: true; value: unknown } | { ok: false; error: unknown }): Promise<void> {
+    const { store } = this.#deps;
+    if (this.#cancelRequested) {
+      await this.#write(() => store.cancelRun(this.runId, this.epoch));
+      this.#log.info('run cancelled');
+      this.#finish({ kind: 'cancelled' });
+      return;
+    }
+    if (this.#nonDeterminism) {
+      await this.#failWith(this.#nonDeterminism, ErrorCode.NON_DETERMINISM);
+      return;
+    }
+    if (!result.ok) {
+      await this.#failWith(toError(result.error), runErrorCode(result.error));
+      return;
+    }
+    const leftover = [...this.#journal.values()].find((e) => e.position >= this.#position);
+    if (leftover) {
+      const error = new NonDeterminismError({ position: leftover.position, expected: callOf(leftover), actual: undefined });
+      await this.#failWith(error, ErrorCode.NON_DETERMINISM);
+      return;
+    }
+    const last = this.#pendingNow.slice();
+    try {
+      const { outputSize } = await this.#write(() => store.completeRun(this.runId, this.epoch, result.value, last));
+      this.#log.info({ outputSize }, 'run completed');
+      this.#finish({ kind: 'completed', outputSize });
+    } catch (err) {
+      if (err instanceof CairnError && err.code === ErrorCodes.NOT_SERIALIZABLE) {
+        await this.#failWith(err, ErrorCode.APPLICATION);
+        return;
+      }
+      throw err;
+    }
+  }
+
+  /** Stores the error in the data plane (fenced) and ends the execution as failed. */
+  async #failWith(error: Error, errorCode: ErrorCode): Promise<void> {
+    const record: RunErrorRecord = { ...errorInfo(error), errorCode: ErrorCode[errorCode] };
+    const last = this.#pendingNow.slice();
+    const { errorRef } = await this.#write(() => this.#deps.store.failRun(this.runId, this.epoch, record, last));
+    // The data plane may log error messages; they never go to the control plane.
+    this.#log.warn({ err: error, errorCode: ErrorCode[errorCode], errorRef }, 'run failed');
+    this.#finish({ kind: 'failed', errorCode, errorRef });
+  }
+
+  // ---- writes --------------------------------------------------------------------------------
+
+  /**
+   * Runs a payload-store operation. A FencedError means another epoch owns the run: the
+   * execution is lost. Connection errors are retried with backoff, then the run is abandoned.
+   * Other Cairn errors (unserializable values, decryption) go to the caller.
+   */
+  async #write<T>(op: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      // After a lost lease, a step attempt that was already running may still journal its result:
+      // the fence refuses it if another epoch holds the run, and keeps it for replay otherwise.
+      if (this.#halt === 'abandoned' || (this.#halt === 'lost' && attempt > 0)) throw new HaltedError();
+      try {
+        return await op();
+      } catch (err) {
+        if (err instanceof FencedError) {
+          this.#log.warn({ err }, 'journal write fenced: another worker holds this run now');
+          this.lose();
+          throw new HaltedError();
+        }
+        if (err instanceof CairnError) throw err;
+        if (attempt >= WRITE_RETRIES) {
+          this.#abandon(err);
+          throw new HaltedError();
+        }
+        this.#log.warn({ err, attempt: attempt + 1 }, 'payload store unavailable; retrying');
+        await delay(Math.min(100 * 2 ** attempt, 2000));
+      }
+    }
+  }
+
+  /** Appends journal entries together with any buffered ctx.now() values: one commit. */
+  async #append(entries: readonly JournalWrite[]): Promise<{ errorRefs: Map<number, string>; sizes: Map<number, number> }> {
+    const now = this.#pendingNow.slice();
+    const result = await this.#write(() => this.#deps.store.append(this.runId, this.epoch, [...now, ...entries]));
+    if (now.length > 0) this.#pendingNow = this.#pendingNow.filter((e) => !now.includes(e));
+    return result;
+  }
+
+  async #flushNow(): Promise<void> {
+    if (this.#pendingNow.length > 0) await this.#append([]);
+  }
+
+  // ---- reports -------------------------------------------------------------------------------
+
+  #report(epoch: number, info: Partial<Omit<StepInfo, '$typeName'>>): void {
+    try {
+      this.#deps.report(create(StepReportSchema, { runId: this.runId, epoch, step: create(StepInfoSchema, info) }));
+    } catch (err) {
+      this.#log.warn({ err }, 'could not queue a step report');
+    }
+  }
+
+  /** Re-reports what the journal holds (idempotent upserts that reconcile the control plane). */
+  #reportJournal(journal: readonly JournalEntry[]): void {
+    for (const e of journal) {
+      if (e.kind === 'now') continue;
+      const failed = e.status === 'failed' || e.status === 'retrying';
+      const errorCode =
+        e.status === 'timed_out'
+          ? ErrorCode.SIGNAL_TIMEOUT
+          : failed
+            ? e.error
+              ? stepErrorCode(e.error)
+              : ErrorCode.STEP_FAILED
+            : ErrorCode.UNSPECIFIED;
+      this.#report(e.epoch, {
+        position: e.position,
+        kind: STEP_KIND[e.kind],
+        name: e.name,
+        keyDigest: e.keyDigest ?? '',
+        attempt: e.attempt,
+        status: STEP_STATUS[e.status],
+        errorCode,
+        retryable: e.status === 'retrying',
+        errorRef: e.errorRef ?? '',
+        startedAt: time(e.startedAt),
+        endedAt: time(e.endedAt),
+        dueAt: time(e.dueAt),
+        outputSize: BigInt(e.outputSize),
+      });
+    }
+  }
+
+  // ---- durable-call plumbing -----------------------------------------------------------------
+
+  /**
+   * Wraps one durable call: once the execution is halted (suspended, drained, lost, finished)
+   * its promise never settles, so the workflow's promise chain is simply abandoned.
+   */
+  #durable<T>(body: () => Promise<T>): Promise<T> {
+    if (this.#halt) return never();
+    if (this.#nonDeterminism) return Promise.reject(this.#nonDeterminism);
+    this.#active++;
+    this.#progress++;
+    const end = (): void => {
+      this.#active--;
+      this.#progress++;
+      this.#scheduleIdleCheck();
+    };
+    let promise: Promise<T>;
+    try {
+      promise = body();
+    } catch (err) {
+      promise = Promise.reject(toError(err));
+    }
+    return promise.then(
+      (value) => {
+        end();
+        return this.#halt ? never<T>() : value;
+      },
+      (err: unknown) => {
+        end();
+        if (this.#halt || err instanceof HaltedError) return never<T>();
+        throw err;
+      },
+    );
+  }
+
+  /**
+   * When no durable call is making progress and some wait is longer than the threshold, the run
+   * suspends. Checked two event-loop turns later, so promise chains in workflow code settle first
+   * (a `Promise.race` won by a short wait keeps the run going).
+   */
+  #scheduleIdleCheck(): void {
+    if (this.#idleCheckScheduled || this.#halt || this.#active > 0 || this.#parked === 0) return;
+    this.#idleCheckScheduled = true;
+    const progress = this.#progress;
+    setImmediate(() =>
+      setImmediate(() => {
+        this.#idleCheckScheduled = false;
+        if (this.#halt || this.#active > 0 || this.#parked === 0) return;
+        if (this.#progress !== progress) this.#scheduleIdleCheck();
+        else this.#suspend();
+      }),
+    );
+  }
+
+  #suspend(): void {
+    const parked = [...this.#waits].filter((w) => w.long);
+    this.#halt = 'suspend';
+    this.#disposeWaits();
+    const timed = parked.filter((w) => w.dueAt !== undefined).sort((a, b) => a.dueAt! - b.dueAt!);
+    const names = [...new Set(parked.flatMap((w) => (w.signalName === undefined ? [] : [w.signalName])))];
+    let wakeAt = timed[0]?.dueAt ?? 0;
+    if (names.length > 1) wakeAt = Math.min(wakeAt || Infinity, Date.now() + MULTI_SIGNAL_POLL_MS);
+    const reason =
+      names.length > 0 ? SuspendReason.SIGNAL : timed[0]?.reason === 'retry' ? SuspendReason.RETRY_BACKOFF : SuspendReason.SLEEP;
+    const signalName = names[0] ?? '';
+    const outcome: RunOutcome = {
+      kind: 'suspended',
+      reason,
+      wakeAt,
+      signalName,
+      signalsConsumed: signalName === '' ? 0 : (this.#signalsConsumed.get(signalName) ?? 0),
+    };
+    this.#flushNow().then(
+      () => {
+        this.#log.info({ reason: SuspendReason[reason], wakeAt, signalName }, 'run suspended');
+        this.#finish(outcome);
+      },
+      (err: unknown) => {
+        if (!(err instanceof HaltedError)) this.#abandon(err);
+      },
+    );
+  }
+
+  /**
+   * Waits until `dueAt` (if any) or a signal notification (if subscribed). Waits longer than the
+   * threshold are "parked": they let the run suspend once nothing else is in progress.
+   */
+  #wait(options: {
+    reason: Wait['reason'];
+    dueAt: number | undefined;
+    signalName?: string;
+    subscription?: SignalSubscription;
+  }): Promise<void> {
+    if (this.#halt) return never();
+    if (this.#cancelRequested) return Promise.reject(new CancelledError());
+    const { reason, dueAt, signalName, subscription } = options;
+    const remaining = dueAt === undefined ? Infinity : dueAt - Date.now();
+    if (remaining <= 0) return Promise.resolve();
+    const long = remaining > this.#deps.thresholdMs;
+    return new Promise<void>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      let open = true;
+      const close = (): boolean => {
+        if (!open) return false;
+        open = false;
+        clearTimeout(timer);
+        subscription?.clearListener();
+        this.#waits.delete(wait);
+        if (long) this.#parked--;
+        return true;
+      };
+      const wait: Wait = {
+        reason,
+        dueAt,
+        signalName,
+        long,
+        fail: (error) => {
+          if (!close()) return;
+          if (long) this.#active++;
+          reject(error);
+        },
+        dispose: () => void close(),
+      };
+      const wake = (): void => {
+        if (!close()) return;
+        if (long) this.#active++;
+        resolve();
+      };
+      this.#waits.add(wait);
+      if (long) {
+        this.#parked++;
+        this.#active--;
+      }
+      if (remaining <= MAX_TIMER_MS) {
+        timer = setTimeout(wake, remaining);
+        if (long) timer.unref();
+      }
+      subscription?.onNotify(wake);
+      if (long) this.#scheduleIdleCheck();
+    });
+  }
+
+  #throwIfCancelled(): void {
+    if (this.#cancelRequested) throw new CancelledError();
+  }
+
+  /** Checks that the journal entry at `position` records the same call, else non-determinism. */
+  #expect(position: number, entry: JournalEntry, call: DurableCall): void {
+    if (entry.kind === call.kind && entry.name === call.name && (entry.keyDigest ?? undefined) === (call.keyDigest ?? undefined)) return;
+    const error = new NonDeterminismError({ position, expected: callOf(entry), actual: call });
+    this.#nonDeterminism ??= error;
+    this.#log.error({ err: error }, 'non-determinism');
+    throw error;
+  }
+
+  #countSignal(name: string): void {
+    this.#signalsConsumed.set(name, (this.#signalsConsumed.get(name) ?? 0) + 1);
+  }
+
+  // ---- ctx -----------------------------------------------------------------------------------
+
+  #context(workflow: WorkflowDefinition): WorkflowContext {
+    const step = <T>(name: string, a: StepFunction<T> | StepOptions, b?: StepFunction<T> | StepOptions): Promise<T> => {
+      let fn: StepFunction<T>;
+      let options: StepOptions;
+      let policy: ResolvedRetryPolicy;
+      let timeoutMs: number | undefined;
+      let keyDigest: string | undefined;
+      try {
+        assertName(name, 'step name');
+        if (typeof a === 'function') {
+          fn = a;
+          options = (b as StepOptions | undefined) ?? {};
+        } else {
+          fn = b as StepFunction<T>;
+          options = a ?? {};
+        }
+        if (typeof fn !== 'function') {
+          throw new CairnError(
+            ErrorCodes.INVALID_ARGUMENT,
+            `ctx.step("${name}") needs a function: ctx.step(name, fn, options?) or ctx.step(name, options, fn).`,
+          );
+        }
+        policy = resolveRetryPolicy(options.retry);
+        timeoutMs = options.timeout === undefined ? undefined : toMilliseconds(options.timeout, `timeout of step "${name}"`);
+        if (options.key !== undefined && typeof options.key !== 'string' && typeof options.key !== 'number') {
+          throw new CairnError(ErrorCodes.INVALID_ARGUMENT, `The key of step "${name}" must be a string or a number.`);
+        }
+        keyDigest = options.key === undefined ? undefined : this.#deps.hasher.digest(String(options.key));
+      } catch (err) {
+        return Promise.reject(toError(err));
+      }
+      const position = this.#position++;
+      return this.#durable(() => this.#step(position, name, keyDigest, fn, policy, timeoutMs));
+    };
+
+    const sleepUntil = (dueAt: (startedAt: number) => number): Promise<void> => {
+      const position = this.#position++;
+      return this.#durable(() => this.#sleep(position, dueAt));
+    };
+
+    const ctx: WorkflowContext = {
+      runId: this.runId,
+      workflowName: workflow.name,
+      workflowVersion: workflow.version,
+      signal: this.#cancelController.signal,
+      step,
+      sleep: (duration) => {
+        let ms: number;
+        try {
+          ms = toMilliseconds(duration, 'sleep duration');
+        } catch (err) {
+          return Promise.reject(toError(err));
+        }
+        return sleepUntil((startedAt) => startedAt + ms);
+      },
+      sleepUntil: (when) => {
+        const at = when instanceof Date ? when.getTime() : when;
+        if (typeof at !== 'number' || !Number.isFinite(at)) {
+          return Promise.reject(
+            new CairnError(ErrorCodes.INVALID_ARGUMENT, 'ctx.sleepUntil needs a Date or milliseconds since the epoch.'),
+          );
+        }
+        return sleepUntil(() => at);
+      },
+      waitForSignal: <T>(name: string, options: SignalWaitOptions = {}): Promise<T> => {
+        let timeoutMs: number | undefined;
+        try {
+          assertName(name, 'signal name');
+          timeoutMs =
+            options.timeout === undefined ? undefined : toMilliseconds(options.timeout, `timeout of the wait for signal "${name}"`);
+        } catch (err) {
+          return Promise.reject(toError(err));
+        }
+        const position = this.#position++;
+        return this.#durable(() => this.#signalWait<T>(position, name, timeoutMs));
+      },
+      now: () => this.#now(),
+      random: () => this.#random!.random(),
+      uuid: () => this.#random!.uuid(),
+    };
+    return Object.freeze(ctx);
+  }
+
+  #now(): Date {
+    if (this.#nonDeterminism) throw this.#nonDeterminism;
+    const position = this.#position++;
+    const entry = this.#journal.get(position);
+    if (entry) {
+      this.#expect(position, entry, { kind: 'now', name: 'now' });
+      return new Date(entry.value as number);
+    }
+    const t = Date.now();
+    if (!this.#halt) this.#pendingNow.push({ position, kind: 'now', name: 'now', status: 'completed', value: t, startedAt: t, endedAt: t });
+    return new Date(t);
+  }
+
+  async #step<T>(
+    position: number,
+    name: string,
+    keyDigest: string | undefined,
+    fn: StepFunction<T>,
+    policy: ResolvedRetryPolicy,
+    timeoutMs: number | undefined,
+  ): Promise<T> {
+    const entry = this.#journal.get(position);
+    let attempt = 1;
+    if (entry) {
+      this.#expect(position, entry, { kind: 'step', name, keyDigest });
+      switch (entry.status) {
+        case 'completed':
+          return entry.value as T;
+        case 'failed': {
+          const record = (entry.error ?? { name: 'Error', message: 'unknown error' }) as StepErrorRecord;
+          throw new StepFailedError({
+            stepName: name,
+            attempts: entry.attempt,
+            cause: reviveError(record),
+            nonRetryable: record.terminal ?? false,
+          });
+        }
+        case 'retrying':
+          this.#throwIfCancelled();
+          attempt = entry.attempt + 1;
+          await this.#wait({ reason: 'retry', dueAt: entry.dueAt });
+          break;
+        case 'waiting':
+        case 'timed_out':
+          throw new CairnError(
+            ErrorCodes.INTERNAL,
+            `Journal entry ${position} of step "${name}" has the unexpected status ${entry.status}.`,
+          );
+      }
+    }
+    for (;;) {
+      this.#throwIfCancelled();
+      const result = await this.#tracked(() => this.#attempt(position, name, keyDigest, fn, attempt, policy, timeoutMs));
+      if (result.done) return result.value;
+      attempt++;
+      await this.#wait({ reason: 'retry', dueAt: result.dueAt });
+    }
+  }
+
+  /** Runs `op` as in-flight work a drain waits for. */
+  async #tracked<T>(op: () => Promise<T>): Promise<T> {
+    let release!: () => void;
+    const marker = new Promise<void>((resolve) => (release = resolve));
+    this.#inFlight.add(marker);
+    try {
+      return await op();
+    } finally {
+      this.#inFlight.delete(marker);
+      release();
+    }
+  }
+
+  /** One attempt: run the function, then journal the outcome in one commit. */
+  async #attempt<T>(
+    position: number,
+    name: string,
+    keyDigest: string | undefined,
+    fn: StepFunction<T>,
+    attempt: number,
+    policy: ResolvedRetryPolicy,
+    timeoutMs: number | undefined,
+  ): Promise<{ done: true; value: T } | { done: false; dueAt: number }> {
+    const startedAt = Date.now();
+    const base = { position, kind: StepKind.STEP, name, keyDigest: keyDigest ?? '', attempt, startedAt: time(startedAt) };
+    this.#report(this.epoch, { ...base, status: StepStatus.RUNNING });
+    let outcome = await this.#invoke(fn, name, position, attempt, timeoutMs);
+    let endedAt = Date.now();
+    let forceTerminal = false;
+    if (outcome.ok) {
+      try {
+        const { sizes } = await this.#append([
+          { position, kind: 'step', name, keyDigest, status: 'completed', attempt, value: outcome.value, startedAt, endedAt },
+        ]);
+        this.#report(this.epoch, {
+          ...base,
+          status: StepStatus.COMPLETED,
+          endedAt: time(endedAt),
+          outputSize: BigInt(sizes.get(position) ?? 0),
+        });
+        return { done: true, value: outcome.value };
+      } catch (err) {
+        // A result that cannot be journaled fails the same way every time: not worth a retry.
+        if (!(err instanceof CairnError && err.code === ErrorCodes.NOT_SERIALIZABLE)) throw err;
+        outcome = { ok: false, error: err };
+        forceTerminal = true;
+        endedAt = Date.now();
+      }
+    }
+    const error = toError(outcome.error);
+    const terminal =
+      forceTerminal ||
+      error instanceof TerminalError ||
+      error.name === 'TerminalError' ||
+      policy.nonRetryableErrorTypes.includes(error.name);
+    const exhausted = policy.maximumAttempts !== 0 && attempt >= policy.maximumAttempts;
+    const record: StepErrorRecord = { ...errorInfo(error), terminal };
+    const errorCode = stepErrorCode(record);
+    if (!terminal && !exhausted) {
+      const dueAt = endedAt + retryDelay(policy, attempt);
+      const { errorRefs } = await this.#append([
+        { position, kind: 'step', name, keyDigest, status: 'retrying', attempt, error: record, dueAt, startedAt, endedAt },
+      ]);
+      this.#report(this.epoch, {
+        ...base,
+        status: StepStatus.RETRYING,
+        errorCode,
+        retryable: true,
+        errorRef: errorRefs.get(position) ?? '',
+        endedAt: time(endedAt),
+        dueAt: time(dueAt),
+      });
+      this.#log.warn({ step: name, position, attempt, err: error, dueAt }, 'step attempt failed; retrying');
+      return { done: false, dueAt };
+    }
+    const { errorRefs } = await this.#append([
+      { position, kind: 'step', name, keyDigest, status: 'failed', attempt, error: record, startedAt, endedAt },
+    ]);
+    this.#report(this.epoch, {
+      ...base,
+      status: StepStatus.FAILED,
+      errorCode,
+      retryable: false,
+      errorRef: errorRefs.get(position) ?? '',
+      endedAt: time(endedAt),
+    });
+    this.#log.warn({ step: name, position, attempt, err: error, terminal }, 'step failed');
+    throw new StepFailedError({ stepName: name, attempts: attempt, cause: reviveError(record), nonRetryable: terminal });
+  }
+
+  /** Calls the step function, racing its timeout and cancellation. */
+  #invoke<T>(
+    fn: StepFunction<T>,
+    name: string,
+    position: number,
+    attempt: number,
+    timeoutMs: number | undefined,
+  ): Promise<{ ok: true; value: T } | { ok: false; error: unknown }> {
+    const attemptController = new AbortController();
+    const signal = AbortSignal.any([this.#cancelController.signal, this.#stopController.signal, attemptController.signal]);
+    const stepContext: StepContext = { idempotencyKey: `${this.runId}:${position}`, attempt, signal };
+    return new Promise((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const onCancel = (error: CancelledError): void => {
+        cleanup();
+        reject(error);
+      };
+      const cleanup = (): void => {
+        clearTimeout(timer);
+        this.#cancelListeners.delete(onCancel);
+      };
+      this.#cancelListeners.add(onCancel);
+      if (timeoutMs !== undefined) {
+        timer = setTimeout(() => {
+          cleanup();
+          const error = new StepTimeoutError({ stepName: name, attempt, timeoutMs });
+          attemptController.abort(error);
+          resolve({ ok: false, error });
+        }, timeoutMs);
+      }
+      Promise.resolve()
+        .then(() => fn(stepContext))
+        .then(
+          (value) => {
+            cleanup();
+            resolve({ ok: true, value });
+          },
+          (error: unknown) => {
+            cleanup();
+            resolve({ ok: false, error });
+          },
+        );
+    });
+  }
+
+  async #sleep(position: number, dueAtOf: (startedAt: number) => number): Promise<void> {
+    const entry = this.#journal.get(position);
+    let startedAt: number;
+    let dueAt: number;
+    if (entry) {
+      this.#expect(position, entry, { kind: 'sleep', name: 'sleep' });
+      if (entry.status === 'completed') return;
+      if (entry.status !== 'waiting') {
+        throw new CairnError(ErrorCodes.INTERNAL, `Journal entry ${position} of a sleep has the unexpected status ${entry.status}.`);
+      }
+      startedAt = entry.startedAt;
+      dueAt = entry.dueAt ?? entry.startedAt;
+    } else {
+      this.#throwIfCancelled();
+      startedAt = Date.now();
+      dueAt = dueAtOf(startedAt);
+      const base = { position, kind: StepKind.SLEEP, name: 'sleep', attempt: 1, startedAt: time(startedAt), dueAt: time(dueAt) };
+      if (dueAt <= startedAt) {
+        await this.#append([{ position, kind: 'sleep', name: 'sleep', status: 'completed', dueAt, startedAt, endedAt: startedAt }]);
+        this.#report(this.epoch, { ...base, status: StepStatus.COMPLETED, endedAt: time(startedAt) });
+        return;
+      }
+      await this.#append([{ position, kind: 'sleep', name: 'sleep', status: 'waiting', dueAt, startedAt }]);
+      this.#report(this.epoch, { ...base, status: StepStatus.WAITING });
+    }
+    this.#throwIfCancelled();
+    await this.#wait({ reason: 'sleep', dueAt });
+    const endedAt = Date.now();
+    await this.#append([{ position, kind: 'sleep', name: 'sleep', status: 'completed', dueAt, startedAt, endedAt }]);
+    this.#report(this.epoch, {
+      position,
+      kind: StepKind.SLEEP,
+      name: 'sleep',
+      attempt: 1,
+      status: StepStatus.COMPLETED,
+      startedAt: time(startedAt),
+      endedAt: time(endedAt),
+      dueAt: time(dueAt),
+    });
+  }
+
+  async #signalWait<T>(position: number, name: string, timeoutMs: number | undefined): Promise<T> {
+    const entry = this.#journal.get(position);
+    let startedAt: number;
+    let deadline: number | undefined;
+    let waitingWritten = false;
+    if (entry) {
+      this.#expect(position, entry, { kind: 'signal', name });
+      switch (entry.status) {
+        case 'completed':
+          return entry.value as T;
+        case 'timed_out':
+          throw new SignalTimeoutError({ signalName: name, timeoutMs });
+        case 'waiting':
+          break;
+        case 'failed':
+        case 'retrying':
+          throw new CairnError(
+            ErrorCodes.INTERNAL,
+            `Journal entry ${position} of signal wait "${name}" has the unexpected status ${entry.status}.`,
+          );
+      }
+      startedAt = entry.startedAt;
+      deadline = entry.dueAt;
+      waitingWritten = true;
+    } else {
+      startedAt = Date.now();
+      deadline = timeoutMs === undefined ? undefined : startedAt + timeoutMs;
+    }
+    this.#throwIfCancelled();
+    const base = { position, kind: StepKind.SIGNAL, name, attempt: 1, startedAt: time(startedAt), dueAt: time(deadline) };
+    // Subscribe before looking, so a signal stored in between still wakes the wait.
+    const subscription = await this.#deps.signals.subscribe(this.runId, name);
+    this.#subscriptions.add(subscription);
+    if (this.#finished) subscription.close();
+    try {
+      for (;;) {
+        if (this.#halt) return never();
+        await this.#flushNow();
+        const taken = await this.#write(() => this.#deps.store.takeSignal(this.runId, this.epoch, position, name, startedAt));
+        if (taken) {
+          this.#countSignal(name);
+          this.#report(this.epoch, { ...base, status: StepStatus.COMPLETED, endedAt: time(Date.now()), outputSize: BigInt(taken.size) });
+          return taken.body as T;
+        }
+        if (!waitingWritten) {
+          await this.#append([{ position, kind: 'signal', name, status: 'waiting', dueAt: deadline, startedAt }]);
+          this.#report(this.epoch, { ...base, status: StepStatus.WAITING });
+          waitingWritten = true;
+        }
+        if (deadline !== undefined && Date.now() >= deadline) {
+          const endedAt = Date.now();
+          await this.#append([{ position, kind: 'signal', name, status: 'timed_out', dueAt: deadline, startedAt, endedAt }]);
+          this.#report(this.epoch, { ...base, status: StepStatus.FAILED, errorCode: ErrorCode.SIGNAL_TIMEOUT, endedAt: time(endedAt) });
+          throw new SignalTimeoutError({ signalName: name, timeoutMs });
+        }
+        await this.#wait({ reason: 'signal', dueAt: deadline, signalName: name, subscription });
+      }
+    } finally {
+      this.#subscriptions.delete(subscription);
+      subscription.close();
+    }
+  }
+}
+
+function callOf(entry: JournalEntry): DurableCall {
+  return { kind: entry.kind, name: entry.name, keyDigest: entry.keyDigest };
+}

@@ -1,0 +1,646 @@
+import * as grpc from '@grpc/grpc-js';
+import { CairnError, ErrorCodes, createLogger, isId, newId, type Logger } from '@cairn/common';
+import type { Hasher, PayloadStore } from '@cairn/payload-store';
+import {
+  ConnectRequestSchema,
+  HeartbeatSchema,
+  HeldLeaseSchema,
+  HelloSchema,
+  LeaseRenewalSchema,
+  LeaseState,
+  RejectionReason,
+  ReleaseReason,
+  RunCancelledSchema,
+  RunCompletedSchema,
+  RunFailedSchema,
+  RunReleasedSchema,
+  RunSuspendedSchema,
+  SlotsUpdateSchema,
+  StepReportBatchSchema,
+  WorkerService,
+  WorkflowRefSchema,
+  create,
+  grpcServiceDefinition,
+  type ConnectRequest,
+  type ConnectResponse,
+  type RunTask,
+  type StepReport,
+  type Welcome,
+} from '@cairn/proto';
+import { SDK_VERSION, type WorkflowDefinition } from '@cairn/sdk';
+import { Engine, type RunExecution, type RunOutcome } from './engine.js';
+import { SignalHub } from './signals.js';
+
+/** The protocol revision this worker speaks. */
+export const PROTOCOL_VERSION = 1;
+
+/** Options of {@link Worker}. */
+export interface WorkerOptions {
+  /** The control plane's gRPC address, `host:port`. */
+  readonly controlPlaneAddress: string;
+  /** The data plane's credential, sent as `authorization: Bearer <credential>`. */
+  readonly credential: string;
+  /** The data plane's ID (a UUID); must match the credential. */
+  readonly dataPlaneId: string;
+  /** The data plane's payload store; the worker does not close it. */
+  readonly store: PayloadStore;
+  /** HMACs dynamic step keys with the data plane's key. */
+  readonly hasher: Hasher;
+  /** The workflows this worker runs. */
+  readonly workflows: readonly WorkflowDefinition[];
+  /** Runs executed at once. Default 10. */
+  readonly slots?: number;
+  /** Waits up to this long stay in memory; longer ones suspend the run. Default 5000. */
+  readonly suspendThresholdMs?: number;
+  /** A UUID naming this worker process. Default: a new one. */
+  readonly workerId?: string;
+  readonly logger?: Logger;
+  /** How long a drain waits for running steps and acknowledgements. Default 25000. */
+  readonly drainTimeoutMs?: number;
+  /** Channel credentials for the control-plane connection. Default: plaintext (use TLS in production). */
+  readonly channelCredentials?: grpc.ChannelCredentials;
+}
+
+type RequestMessage = ConnectRequest['message'];
+type ConnectStream = grpc.ClientDuplexStream<ConnectRequest, ConnectResponse>;
+type WorkerClient = grpc.Client & { connect(metadata: grpc.Metadata, options?: grpc.CallOptions): ConnectStream };
+
+/** A state-changing request kept until the control plane acknowledges or rejects it. */
+interface OutboxItem {
+  readonly message: RequestMessage;
+  /** The run a final message (completed, failed, suspended, cancelled, released) is about. */
+  readonly run?: { readonly runId: string; readonly epoch: number };
+  /** The sequence it was last sent with on the current stream. */
+  sequence?: bigint;
+}
+
+/** A lease this worker holds: running, or finished with its final message not yet acknowledged. */
+interface HeldRun {
+  readonly runId: string;
+  readonly epoch: number;
+  execution: RunExecution | undefined;
+}
+
+const RECONNECT_MIN_MS = 100;
+const RECONNECT_MAX_MS = 5000;
+const REPORT_FLUSH_MS = 20;
+const REPORT_BATCH = 100;
+const DEFAULT_HEARTBEAT_MS = 10_000;
+/** gRPC statuses that mean the configuration is wrong, not that the control plane is away. */
+const FATAL_STATUSES = new Set([
+  grpc.status.UNAUTHENTICATED,
+  grpc.status.PERMISSION_DENIED,
+  grpc.status.INVALID_ARGUMENT,
+  grpc.status.FAILED_PRECONDITION,
+]);
+
+/**
+ * The Cairn worker: keeps one outbound gRPC stream to the control plane, executes the run tasks it
+ * is pushed with the replay engine against the data plane's payload store, batches step reports,
+ * renews leases and drains cleanly on shutdown.
+ *
+ * @example
+ * ```ts
+ * const worker = new Worker({ controlPlaneAddress: 'cp:7233', credential, dataPlaneId, store, hasher, workflows: [orderRefund] });
+ * await worker.start();
+ * // ... later
+ * await worker.shutdown();
+ * ```
+ */
+export class Worker {
+  readonly workerId: string;
+  readonly #options: WorkerOptions;
+  readonly #slots: number;
+  readonly #drainTimeoutMs: number;
+  readonly #logger: Logger;
+  readonly #engine: Engine;
+  readonly #signals: SignalHub;
+  readonly #client: WorkerClient;
+
+  readonly #runs = new Map<string, HeldRun>();
+  #busy = 0;
+  readonly #outbox: OutboxItem[] = [];
+  readonly #sent = new Map<bigint, OutboxItem>();
+  readonly #outboxWaiters = new Set<() => void>();
+  #sequence = 0n;
+
+  #stream: ConnectStream | undefined;
+  #welcomed = false;
+  #everWelcomed = false;
+  #heartbeatTimer: NodeJS.Timeout | undefined;
+  #reconnectTimer: NodeJS.Timeout | undefined;
+  #reconnectDelayMs = RECONNECT_MIN_MS;
+  #lastReceivedAt = 0;
+  #silentTicks = 0;
+  #leaseTtlMs = 0;
+
+  readonly #pendingReports = new Map<string, StepReport>();
+  #reportTimer: NodeJS.Timeout | undefined;
+
+  #started = false;
+  #draining = false;
+  #closed = false;
+  #shutdown: Promise<void> | undefined;
+  readonly #firstWelcome: Promise<void>;
+  #resolveFirstWelcome!: () => void;
+  #rejectFirstWelcome!: (error: Error) => void;
+
+  constructor(options: WorkerOptions) {
+    this.#options = options;
+    this.workerId = options.workerId ?? newId();
+    this.#slots = options.slots ?? 10;
+    this.#drainTimeoutMs = options.drainTimeoutMs ?? 25_000;
+    const problems: string[] = [];
+    if (!isId(options.dataPlaneId)) problems.push(`dataPlaneId must be a lowercase UUID, got ${JSON.stringify(options.dataPlaneId)}`);
+    if (!isId(this.workerId)) problems.push(`workerId must be a lowercase UUID, got ${JSON.stringify(this.workerId)}`);
+    if (!Number.isInteger(this.#slots) || this.#slots < 1) problems.push(`slots must be a whole number of at least 1, got ${this.#slots}`);
+    if (typeof options.credential !== 'string' || options.credential === '') problems.push('credential is required');
+    if (typeof options.controlPlaneAddress !== 'string' || options.controlPlaneAddress === '') {
+      problems.push('controlPlaneAddress is required (host:port)');
+    }
+    if (!Number.isFinite(this.#drainTimeoutMs) || this.#drainTimeoutMs < 0) problems.push('drainTimeoutMs must be a non-negative number');
+    if (!Array.isArray(options.workflows) || options.workflows.length === 0) problems.push('workflows must list at least one workflow');
+    for (const w of options.workflows ?? []) {
+      if (typeof w?.name !== 'string' || typeof w.run !== 'function') {
+        problems.push('every entry of workflows must come from defineWorkflow() of @cairn/sdk');
+        break;
+      }
+    }
+    if (problems.length > 0) throw new CairnError(ErrorCodes.INVALID_ARGUMENT, `Invalid worker options: ${problems.join('; ')}.`);
+
+    this.#logger = (options.logger ?? createLogger('worker')).child({ workerId: this.workerId });
+    this.#signals = new SignalHub(options.store, this.#logger);
+    this.#engine = new Engine({
+      store: options.store,
+      hasher: options.hasher,
+      workflows: options.workflows,
+      suspendThresholdMs: options.suspendThresholdMs ?? 5000,
+      signals: this.#signals,
+      onStepReport: (report) => this.#queueReport(report),
+      logger: this.#logger,
+    });
+    const Client = grpc.makeGenericClientConstructor(grpcServiceDefinition(WorkerService), 'WorkerService');
+    this.#client = new Client(options.controlPlaneAddress, options.channelCredentials ?? grpc.credentials.createInsecure(), {
+      // The channel's own reconnect backoff (default up to 120 s) would keep failing new calls
+      // long after the control plane is back; keep it in line with ours.
+      'grpc.initial_reconnect_backoff_ms': RECONNECT_MIN_MS,
+      'grpc.max_reconnect_backoff_ms': RECONNECT_MAX_MS,
+    }) as unknown as WorkerClient;
+    this.#firstWelcome = new Promise<void>((resolve, reject) => {
+      this.#resolveFirstWelcome = resolve;
+      this.#rejectFirstWelcome = reject;
+    });
+    // start() may never be awaited (run() awaits it); a rejection is always also logged.
+    this.#firstWelcome.catch(() => undefined);
+  }
+
+  /** Whether the stream is open and welcomed right now. */
+  get connected(): boolean {
+    return this.#welcomed;
+  }
+
+  /**
+   * Connects to the control plane. Resolves once the first Welcome arrives; until then it keeps
+   * redialling in the background with backoff (100 ms doubling to 5 s, with jitter), so a control
+   * plane that starts later is fine. It rejects only when the control plane refuses the worker's
+   * configuration (bad credential, data plane mismatch, unsupported protocol, invalid Hello), or
+   * when `shutdown()` is called first. After the first Welcome the worker reconnects forever.
+   */
+  async start(): Promise<void> {
+    if (!this.#started) {
+      this.#started = true;
+      this.#logger.info(
+        {
+          controlPlane: this.#options.controlPlaneAddress,
+          slots: this.#slots,
+          workflows: this.#options.workflows.map((w) => `${w.name}@${w.version}`),
+        },
+        'worker starting',
+      );
+      this.#connect();
+    }
+    return this.#firstWelcome;
+  }
+
+  /**
+   * Drains and stops: tells the control plane it takes no more runs, lets each held run reach its
+   * next durable-call boundary (a running step may finish and be journaled within
+   * `drainTimeoutMs`), gives unfinished runs back with RunReleased{DRAINING}, waits for the
+   * control plane to acknowledge everything (within the same timeout) and closes the stream.
+   */
+  shutdown(): Promise<void> {
+    this.#shutdown ??= this.#drainAndClose();
+    return this.#shutdown;
+  }
+
+  /**
+   * `start()`, then waits for SIGTERM or SIGINT, drains (`shutdown()`) and exits the process. A
+   * second signal exits at once. Unhandled promise rejections (from workflow code) are logged
+   * instead of ending the process.
+   */
+  async run(): Promise<void> {
+    let signalled = false;
+    const onSignal = (signal: NodeJS.Signals): void => {
+      if (signalled) {
+        this.#logger.warn({ signal }, 'second signal: exiting without finishing the drain');
+        process.exit(1);
+      }
+      signalled = true;
+      this.#logger.info({ signal }, 'shutting down: draining');
+      this.shutdown().then(
+        () => process.exit(0),
+        (err: unknown) => {
+          this.#logger.error({ err }, 'drain failed');
+          process.exit(1);
+        },
+      );
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+    // A promise that workflow code leaves unhandled (a step it never awaits that fails) must not
+    // take down every run of this process.
+    process.on('unhandledRejection', (reason) => this.#logger.error({ err: reason }, 'unhandled promise rejection in workflow code'));
+    await this.start();
+    await new Promise<never>(() => undefined);
+  }
+
+  // ---- the stream ----------------------------------------------------------------------------
+
+  #connect(): void {
+    this.#reconnectTimer = undefined;
+    if (this.#closed) return;
+    const metadata = new grpc.Metadata();
+    metadata.set('authorization', `Bearer ${this.#options.credential}`);
+    const stream = this.#client.connect(metadata);
+    this.#stream = stream;
+    this.#welcomed = false;
+    this.#sent.clear();
+    stream.on('data', (message: ConnectResponse) => {
+      if (stream !== this.#stream) return;
+      this.#lastReceivedAt = Date.now();
+      try {
+        this.#onMessage(message);
+      } catch (err) {
+        this.#logger.error({ err }, 'could not handle a control-plane message');
+      }
+    });
+    stream.on('error', (err: grpc.ServiceError) => this.#onStreamEnd(stream, err));
+    stream.on('status', (status: grpc.StatusObject) => this.#onStreamEnd(stream, status));
+    stream.on('end', () => this.#onStreamEnd(stream, undefined));
+    const hello = create(HelloSchema, {
+      dataPlaneId: this.#options.dataPlaneId,
+      workerId: this.workerId,
+      workflows: this.#options.workflows.map((w) =>
+        create(WorkflowRefSchema, { name: w.name, version: w.version, taskQueue: w.taskQueue }),
+      ),
+      slots: this.#slots,
+      freeSlots: this.#freeSlots(),
+      heldLeases: [...this.#runs.values()].map((r) => create(HeldLeaseSchema, { runId: r.runId, epoch: r.epoch })),
+      sdkVersion: SDK_VERSION,
+      protocolVersion: PROTOCOL_VERSION,
+    });
+    this.#write({ case: 'hello', value: hello });
+  }
+
+  #onStreamEnd(stream: ConnectStream, status: Partial<grpc.StatusObject> | undefined): void {
+    if (stream !== this.#stream) return;
+    this.#stream = undefined;
+    const wasWelcomed = this.#welcomed;
+    this.#welcomed = false;
+    clearInterval(this.#heartbeatTimer);
+    this.#heartbeatTimer = undefined;
+    stream.cancel();
+    if (this.#closed) return;
+    const code = status?.code;
+    if (!this.#everWelcomed && code !== undefined && FATAL_STATUSES.has(code)) {
+      const error = new CairnError(
+        ErrorCodes.UNAUTHENTICATED,
+        `The control plane at ${this.#options.controlPlaneAddress} refused this worker (${grpc.status[code]}): ${status?.details ?? ''}. ` +
+          'Check CAIRN_DP_CREDENTIAL, CAIRN_DATA_PLANE_ID and the worker version.',
+      );
+      this.#logger.error({ code: grpc.status[code], details: status?.details }, 'control plane refused the worker');
+      this.#closed = true;
+      this.#rejectFirstWelcome(error);
+      return;
+    }
+    const delay = Math.round(Math.min(this.#reconnectDelayMs, RECONNECT_MAX_MS) * (0.8 + Math.random() * 0.4));
+    this.#reconnectDelayMs = Math.min(this.#reconnectDelayMs * 2, RECONNECT_MAX_MS);
+    const log = { code: code === undefined ? undefined : grpc.status[code], details: status?.details, retryInMs: delay };
+    if (wasWelcomed) this.#logger.warn(log, 'control-plane stream lost; runs keep executing, reconnecting');
+    else this.#logger.info(log, 'control plane not reachable yet; retrying');
+    this.#reconnectTimer = setTimeout(() => this.#connect(), delay);
+  }
+
+  /** Writes a request on the current stream with the next sequence number. */
+  #write(message: RequestMessage): bigint | undefined {
+    const stream = this.#stream;
+    if (!stream) return undefined;
+    const sequence = ++this.#sequence;
+    try {
+      stream.write(create(ConnectRequestSchema, { sequence, message }));
+    } catch (err) {
+      this.#logger.warn({ err }, 'could not write to the control-plane stream');
+      return undefined;
+    }
+    return sequence;
+  }
+
+  /** Queues a state-changing request until it is acknowledged; sends it now if connected. */
+  #enqueue(item: OutboxItem): void {
+    this.#outbox.push(item);
+    if (this.#welcomed) this.#send(item);
+  }
+
+  #send(item: OutboxItem): void {
+    const sequence = this.#write(item.message);
+    if (sequence === undefined) return;
+    item.sequence = sequence;
+    this.#sent.set(sequence, item);
+  }
+
+  /** Sends a request that is not kept if the stream is down (heartbeats, renewals, slots). */
+  #sendTransient(message: RequestMessage): void {
+    if (this.#welcomed) this.#write(message);
+  }
+
+  #settle(item: OutboxItem): void {
+    const i = this.#outbox.indexOf(item);
+    if (i >= 0) this.#outbox.splice(i, 1);
+    if (item.run) {
+      const held = this.#runs.get(item.run.runId);
+      if (held && held.epoch === item.run.epoch && !held.execution) this.#runs.delete(item.run.runId);
+    }
+    if (this.#outbox.length === 0) for (const resolve of [...this.#outboxWaiters]) resolve();
+  }
+
+  #onMessage(response: ConnectResponse): void {
+    const message = response.message;
+    switch (message.case) {
+      case 'welcome':
+        this.#onWelcome(message.value);
+        return;
+      case 'runTask':
+        this.#onRunTask(message.value);
+        return;
+      case 'leaseUpdate':
+        for (const lease of message.value.leases) {
+          if (lease.state === LeaseState.LOST) this.#loseRun(lease.runId, lease.epoch, 'lease lost');
+        }
+        return;
+      case 'cancel': {
+        const held = this.#runs.get(message.value.runId);
+        if (held?.execution && (message.value.epoch === 0 || message.value.epoch === held.epoch)) held.execution.cancel();
+        return;
+      }
+      case 'ack': {
+        const item = this.#sent.get(message.value.sequence);
+        if (!item) return;
+        this.#sent.delete(message.value.sequence);
+        this.#settle(item);
+        return;
+      }
+      case 'rejection': {
+        const { sequence, reason, runId, field } = message.value;
+        const item = this.#sent.get(sequence);
+        const log = {
+          sequence,
+          reason: RejectionReason[reason],
+          runId: runId || undefined,
+          field: field || undefined,
+          request: item?.message.case,
+        };
+        if (!item) {
+          this.#logger.warn(log, 'control plane rejected a request');
+          return;
+        }
+        this.#sent.delete(sequence);
+        // Resending would be refused the same way; the journal still holds everything.
+        this.#logger.warn(log, 'control plane rejected a request; dropping it');
+        this.#settle(item);
+        return;
+      }
+      case undefined:
+        return;
+    }
+  }
+
+  #onWelcome(welcome: Welcome): void {
+    this.#welcomed = true;
+    this.#everWelcomed = true;
+    this.#silentTicks = 0;
+    this.#reconnectDelayMs = RECONNECT_MIN_MS;
+    this.#leaseTtlMs = welcome.leaseTtlMs;
+    this.#logger.info(
+      { sessionId: welcome.sessionId, heldLeases: this.#runs.size, lostLeases: welcome.lostLeases.length, resending: this.#outbox.length },
+      'worker connected',
+    );
+    for (const lease of welcome.lostLeases) this.#loseRun(lease.runId, lease.epoch, 'lease not re-attached after reconnect');
+    const interval = welcome.heartbeatIntervalMs > 0 ? welcome.heartbeatIntervalMs : DEFAULT_HEARTBEAT_MS;
+    clearInterval(this.#heartbeatTimer);
+    this.#heartbeatTimer = setInterval(() => this.#heartbeat(interval), interval);
+    this.#heartbeatTimer.unref();
+    if (this.#draining) this.#sendTransient({ case: 'slots', value: create(SlotsUpdateSchema, { freeSlots: 0, draining: true }) });
+    for (const item of [...this.#outbox]) this.#send(item);
+    this.#flushReports();
+    this.#resolveFirstWelcome();
+  }
+
+  #heartbeat(intervalMs: number): void {
+    if (!this.#welcomed) return;
+    const leases = [...this.#runs.values()].map((r) => create(HeldLeaseSchema, { runId: r.runId, epoch: r.epoch }));
+    // A stream that answers nothing (a half-open connection) is replaced. Two ticks in a row, so
+    // replies queued behind a busy event loop are read before deciding.
+    const silentFor = Date.now() - this.#lastReceivedAt;
+    if (leases.length > 0 && silentFor > Math.max(3 * intervalMs, this.#leaseTtlMs)) {
+      if (++this.#silentTicks >= 2) {
+        this.#logger.warn({ silentForMs: silentFor }, 'control plane silent; reconnecting');
+        this.#stream?.cancel();
+        return;
+      }
+    } else {
+      this.#silentTicks = 0;
+    }
+    this.#sendTransient({ case: 'heartbeat', value: create(HeartbeatSchema, { sentAt: BigInt(Date.now()) }) });
+    if (leases.length > 0) this.#sendTransient({ case: 'leaseRenewal', value: create(LeaseRenewalSchema, { leases }) });
+  }
+
+  // ---- runs ----------------------------------------------------------------------------------
+
+  #freeSlots(): number {
+    return this.#draining ? 0 : Math.max(0, this.#slots - this.#busy);
+  }
+
+  #onRunTask(task: RunTask): void {
+    const existing = this.#runs.get(task.runId);
+    if (existing && existing.epoch >= task.epoch) return; // a duplicate push
+    const release = (reason: ReleaseReason): void => {
+      this.#logger.info({ runId: task.runId, epoch: task.epoch, reason: ReleaseReason[reason] }, 'giving a run task back');
+      this.#runs.set(task.runId, { runId: task.runId, epoch: task.epoch, execution: undefined });
+      this.#enqueueFinal(
+        { runId: task.runId, epoch: task.epoch },
+        { case: 'released', value: create(RunReleasedSchema, { runId: task.runId, epoch: task.epoch, reason }) },
+      );
+    };
+    // An older execution of this run lost its lease to this newer one; its slot is free now.
+    if (existing?.execution) {
+      existing.execution.lose();
+      existing.execution = undefined;
+      this.#busy--;
+    }
+    if (this.#draining) return release(ReleaseReason.DRAINING);
+    if (this.#busy >= this.#slots) return release(ReleaseReason.NO_SLOT);
+    const execution = this.#engine.start({
+      runId: task.runId,
+      epoch: task.epoch,
+      workflowName: task.workflowName,
+      workflowVersion: task.workflowVersion,
+      cancelRequested: task.cancelRequested,
+    });
+    const held: HeldRun = { runId: task.runId, epoch: task.epoch, execution };
+    this.#runs.set(task.runId, held);
+    this.#busy++;
+    this.#logger.debug({ runId: task.runId, epoch: task.epoch, workflow: task.workflowName }, 'run task received');
+    void execution.done.then((outcome) => this.#onOutcome(held, outcome));
+  }
+
+  #onOutcome(held: HeldRun, outcome: RunOutcome): void {
+    if (held.execution) {
+      held.execution = undefined;
+      this.#busy--;
+    }
+    const current = this.#runs.get(held.runId) === held;
+    const { runId, epoch } = held;
+    const run = { runId, epoch };
+    let message: RequestMessage | undefined;
+    switch (outcome.kind) {
+      case 'completed':
+        message = { case: 'completed', value: create(RunCompletedSchema, { ...run, outputSize: BigInt(outcome.outputSize) }) };
+        break;
+      case 'failed':
+        message = { case: 'failed', value: create(RunFailedSchema, { ...run, errorCode: outcome.errorCode, errorRef: outcome.errorRef }) };
+        break;
+      case 'cancelled':
+        message = { case: 'cancelled', value: create(RunCancelledSchema, run) };
+        break;
+      case 'suspended':
+        message = {
+          case: 'suspended',
+          value: create(RunSuspendedSchema, {
+            ...run,
+            reason: outcome.reason,
+            wakeAt: BigInt(outcome.wakeAt),
+            signalName: outcome.signalName,
+            signalsConsumed: outcome.signalsConsumed,
+          }),
+        };
+        break;
+      case 'released':
+        message = { case: 'released', value: create(RunReleasedSchema, { ...run, reason: ReleaseReason.DRAINING }) };
+        break;
+      case 'lost':
+      case 'abandoned':
+        message = undefined;
+        break;
+    }
+    if (!current) return;
+    if (message) this.#enqueueFinal(run, message);
+    else this.#runs.delete(runId);
+  }
+
+  /** Queues a run's final message after the step reports that precede it. */
+  #enqueueFinal(run: { runId: string; epoch: number }, message: RequestMessage): void {
+    this.#flushReports(true);
+    this.#enqueue({ message, run });
+  }
+
+  #loseRun(runId: string, epoch: number, why: string): void {
+    const held = this.#runs.get(runId);
+    if (!held || held.epoch !== epoch) return;
+    this.#logger.warn({ runId, epoch }, `stopping run: ${why}`);
+    held.execution?.lose();
+    this.#runs.delete(runId);
+  }
+
+  // ---- step reports --------------------------------------------------------------------------
+
+  #queueReport(report: StepReport): void {
+    const step = report.step;
+    const key = `${report.runId}:${step?.position}:${step?.attempt}`;
+    // Later statuses of the same attempt replace earlier ones that were not sent yet.
+    this.#pendingReports.delete(key);
+    this.#pendingReports.set(key, report);
+    if (this.#pendingReports.size >= REPORT_BATCH) this.#flushReports();
+    else this.#reportTimer ??= setTimeout(() => this.#flushReports(), REPORT_FLUSH_MS);
+  }
+
+  /**
+   * Moves pending step reports into the outbox in batches. While disconnected they stay pending
+   * (coalesced per attempt) unless `force`, used to keep them ahead of a run's final message.
+   */
+  #flushReports(force = false): void {
+    clearTimeout(this.#reportTimer);
+    this.#reportTimer = undefined;
+    if (this.#pendingReports.size === 0 || (!this.#welcomed && !force)) return;
+    const reports = [...this.#pendingReports.values()];
+    this.#pendingReports.clear();
+    for (let i = 0; i < reports.length; i += REPORT_BATCH) {
+      const batch = create(StepReportBatchSchema, { reports: reports.slice(i, i + REPORT_BATCH) });
+      this.#enqueue({ message: { case: 'stepReports', value: batch } });
+    }
+  }
+
+  // ---- drain ---------------------------------------------------------------------------------
+
+  async #drainAndClose(): Promise<void> {
+    const deadline = Date.now() + this.#drainTimeoutMs;
+    this.#draining = true;
+    if (!this.#everWelcomed)
+      this.#rejectFirstWelcome(new CairnError(ErrorCodes.UNAVAILABLE, 'The worker was shut down before it connected.'));
+    this.#sendTransient({ case: 'slots', value: create(SlotsUpdateSchema, { freeSlots: 0, draining: true }) });
+    const executions = [...this.#runs.values()].flatMap((r) => (r.execution ? [r.execution] : []));
+    this.#logger.info({ runs: executions.length, outbox: this.#outbox.length }, 'draining');
+    for (const execution of executions) execution.drain(Math.max(0, deadline - Date.now()));
+    await Promise.all(executions.map((e) => e.done));
+    this.#flushReports(true);
+    if (this.#outbox.length > 0 && this.#started && !this.#closed) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        new Promise<void>((resolve) => {
+          this.#outboxWaiters.add(resolve);
+        }),
+        new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(0, deadline - Date.now())))),
+      ]);
+      clearTimeout(timer);
+      this.#outboxWaiters.clear();
+    }
+    if (this.#outbox.length > 0) {
+      this.#logger.warn(
+        { unacknowledged: this.#outbox.length },
+        'closing with unacknowledged requests; the control plane reconciles them from lease expiry and re-reports',
+      );
+    }
+    this.#closed = true;
+    clearTimeout(this.#reconnectTimer);
+    clearInterval(this.#heartbeatTimer);
+    clearTimeout(this.#reportTimer);
+    const stream = this.#stream;
+    this.#stream = undefined;
+    this.#welcomed = false;
+    if (stream) {
+      // Half-close and give the control plane a moment to finish what it received.
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 1000);
+        stream.on('status', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+        stream.end();
+      });
+      stream.cancel();
+    }
+    this.#client.close();
+    await this.#engine.close();
+    await this.#signals.close();
+    this.#logger.info('worker stopped');
+  }
+}
