@@ -63,24 +63,8 @@ export interface Step {
   readonly epoch: number;
 }
 
-/** A step status report from a worker, validated. */
-export interface StepReportInput {
-  readonly runId: string;
-  readonly epoch: number;
-  readonly position: number;
-  readonly attempt: number;
-  readonly kind: StepKindName;
-  readonly name: string;
-  readonly keyDigest: string | null;
-  readonly status: StepStatusName;
-  readonly errorCode: number | null;
-  readonly retryable: boolean;
-  readonly errorRef: string | null;
-  readonly startedAt: Date | null;
-  readonly endedAt: Date | null;
-  readonly dueAt: Date | null;
-  readonly outputSize: number | null;
-}
+/** A step status report from a worker, validated: a step row as the worker saw it. */
+export type StepReportInput = Step;
 
 /** A workflow version a worker announced: what it can run, on which queue. */
 export interface WorkflowRefInput {

@@ -45,8 +45,27 @@ describe('worker crashes', () => {
     assert.ok(run.epoch >= 2, `taken over under a new epoch (epoch ${run.epoch})`);
   });
 
+  it('drains on SIGTERM: the in-flight step finishes, another worker continues, no step is lost or run twice', async () => {
+    while (t.stack.workers.filter((w) => w.running).length < 2) await t.stack.startWorker();
+    const runId = await t.start('five-steps', { step3Ms: 2500 });
+    await t.waitForEffect(runId, 'step-3:start');
+    const pid = await holderPid(t, runId, 'step-3:start');
+    const draining = t.stack.workers.find((w) => w.pid === pid);
+    assert.ok(draining);
+    draining.signal('SIGTERM');
+    assert.equal(await draining.exited, 0, 'the worker exits cleanly after draining');
+
+    const result = await t.result(runId);
+    assert.equal(result.status, 'completed');
+    for (const step of ['step-1', 'step-2', 'step-3:start', 'step-3', 'step-4', 'step-5']) {
+      assert.equal(await t.countEffects(runId, step), 1, `${step} ran exactly once`);
+    }
+    assert.equal(await holderPid(t, runId, 'step-3'), pid, 'the draining worker finished its step');
+    assert.notEqual(await holderPid(t, runId, 'step-4'), pid, 'another worker continued the run');
+  });
+
   it('takes over a run from a worker frozen past its lease and rejects the old worker’s next journal write', async () => {
-    if (t.stack.workers.filter((w) => w.running).length < 2) await t.stack.startWorker();
+    while (t.stack.workers.filter((w) => w.running).length < 2) await t.stack.startWorker();
     const runId = await t.start('five-steps', { step3Ms: 7000 });
     await t.waitForEffect(runId, 'step-3:start');
     const pid = await holderPid(t, runId, 'step-3:start');
