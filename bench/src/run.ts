@@ -2,13 +2,14 @@
 // concurrent runs and dispatch latency, each beside the floor measured in the same run on the same
 // Postgres (one single-row INSERT + COMMIT). Prints a table and writes bench/results/.
 import { cpus, hostname, totalmem, release } from 'node:os';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { startEmbeddedPostgres } from '@cairn/local-postgres';
 import { startStack } from '@cairn/dev';
+import { measureDispatch } from './dispatch.js';
 
 const resultsDir = fileURLToPath(new URL('../results/', import.meta.url));
 const workerModule = fileURLToPath(new URL('./worker-main.js', import.meta.url));
@@ -29,8 +30,10 @@ const stats = (xs: number[]) => {
 const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
 
 const dir = mkdtempSync(join(tmpdir(), 'cairn-bench-'));
+// Embedded Postgres runs as the 'postgres' user when started as root: it must enter the folder.
+chmodSync(dir, 0o755);
 const postgres = await startEmbeddedPostgres({ dataDir: join(dir, 'pg'), persistent: false });
-const stack = await startStack({ postgres, dir, workers: 1, workerSlots: 100, workerModule, logLevel: 'warn' });
+const stack = await startStack({ postgres, dir, workers: 1, workerSlots: 100, workerModule, logLevel: 'info' });
 const headers = { authorization: `Bearer ${stack.secrets.gatewayToken}`, 'content-type': 'application/json' };
 
 async function start(steps: number): Promise<string> {
@@ -104,6 +107,14 @@ try {
   await Promise.all(ids.map((id) => result(id)));
   const wall = (performance.now() - t0) / 1000;
   const stepsPerSecond = (concurrentRuns * 10) / wall;
+  const cpDispatch = stats(
+    await measureDispatch(
+      stack.controlPlanes[0]!.grpcAddress,
+      stack.secrets.dataPlaneCredential,
+      stack.secrets.dataPlaneId,
+      SEQUENTIAL * 2,
+    ),
+  );
   const floorAfter = stats(await floor());
   const floorP50 = (floorBefore.p50 + floorAfter.p50) / 2;
 
@@ -130,6 +141,7 @@ try {
     perStepOverFloor: round(perStep / floorP50, 2),
     stepsPerSecond100Concurrent: round(stepsPerSecond, 0),
     dispatchStartToFirstStepMs: { p50: round(dispatchS.p50), p99: round(dispatchS.p99), runs: dispatchS.n },
+    controlPlaneDispatchMs: { p50: round(cpDispatch.p50), p99: round(cpDispatch.p99), runs: cpDispatch.n },
   };
   const date = new Date().toISOString();
   const md = `# Cairn benchmark ${date}
@@ -144,7 +156,8 @@ One control plane, one gateway, one worker (100 slots), all on loopback.
 | 0-step workflow, gateway start → result (p50) | ${figures.zeroStepEndToEndMs.p50} ms |
 | per-step overhead ((100-step − 0-step) / 100, p50) | ${figures.perStepOverheadMs} ms = ${figures.perStepOverFloor} × floor |
 | steps per second, 100 concurrent 10-step runs | ${figures.stepsPerSecond100Concurrent} |
-| dispatch: start request → first step runs (p50 / p99) | ${figures.dispatchStartToFirstStepMs.p50} / ${figures.dispatchStartToFirstStepMs.p99} ms |
+| dispatch, end to end: gateway start request → first step runs (p50 / p99) | ${figures.dispatchStartToFirstStepMs.p50} / ${figures.dispatchStartToFirstStepMs.p99} ms |
+| dispatch, control plane: StartRun → RunTask on the worker stream (p50 / p99) | ${figures.controlPlaneDispatchMs.p50} / ${figures.controlPlaneDispatchMs.p99} ms (${cpDispatch.n} runs) |
 `;
   console.log(md);
   mkdirSync(resultsDir, { recursive: true });

@@ -4,7 +4,7 @@
 //   pnpm dev --exit     run the example and stop (used to check the Quick start)
 import { parseArgs } from 'node:util';
 import { join, resolve } from 'node:path';
-import { startEmbeddedPostgres, type PostgresServer } from '@cairn/local-postgres';
+import { startEmbeddedPostgres, systemPostgres, type PostgresServer } from '@cairn/local-postgres';
 import { startStack, type Stack } from './stack.js';
 import { runExample } from './example.js';
 
@@ -37,12 +37,18 @@ process.on('SIGINT', () => void shutdown(0));
 process.on('SIGTERM', () => void shutdown(0));
 
 try {
-  console.log(dim(`starting PostgreSQL from npm (data in ${join(dir, 'pg')})…`));
-  postgres = await startEmbeddedPostgres({
-    dataDir: join(dir, 'pg'),
-    port: Number(process.env['CAIRN_DEV_PG_PORT'] ?? 0),
-    onLog: values.verbose ? (l) => console.log(dim(`[postgres] ${l.trimEnd()}`)) : undefined,
-  });
+  const existing = process.env['CAIRN_DEV_POSTGRES_URL'];
+  if (existing) {
+    console.log(dim('using the Postgres server in CAIRN_DEV_POSTGRES_URL…'));
+    postgres = await systemPostgres(existing);
+  } else {
+    console.log(dim(`starting PostgreSQL from npm (data in ${join(dir, 'pg')})…`));
+    postgres = await startEmbeddedPostgres({
+      dataDir: join(dir, 'pg'),
+      port: Number(process.env['CAIRN_DEV_PG_PORT'] ?? 0),
+      onLog: values.verbose ? (l) => console.log(dim(`[postgres] ${l.trimEnd()}`)) : undefined,
+    });
+  }
   console.log(dim('starting the control plane, gateway and example worker…'));
   stack = await startStack({
     postgres,

@@ -254,16 +254,18 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   const startWorker = async (o: { replica?: number; env?: Record<string, string> } = {}): Promise<ManagedProcess> => {
     const replica = o.replica ?? nextReplica++;
     const name = `worker-${workers.length + 1}`;
+    const healthPort = await freePort();
     const proc = new ManagedProcess(
       name,
       node,
       [options.workerModule ?? entryPoints.exampleWorker],
-      { ...process.env, ...workerEnv(replica), ...(o.env ?? {}) },
+      { ...process.env, ...workerEnv(replica), CAIRN_WORKER_HEALTH_PORT: String(healthPort), ...(o.env ?? {}) },
       join(dir, 'logs', `${name}.log`),
       onLine(name),
     ).start();
     workers.push(proc);
-    await proc.waitFor(/"msg":"worker connected"/, 30_000);
+    // Ready once connected to the control plane (the probe Kubernetes would use).
+    await waitHttp(`http://127.0.0.1:${healthPort}/readyz`, 30_000, proc);
     return proc;
   };
   for (let i = 0; i < (options.workers ?? 1); i++) await startWorker();

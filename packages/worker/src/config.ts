@@ -1,5 +1,6 @@
+import { createServer, type Server } from 'node:http';
 import * as grpc from '@grpc/grpc-js';
-import { CairnError, ErrorCodes, ID_PATTERN, createLogger, env, loadConfig } from '@cairn/common';
+import { CairnError, ErrorCodes, ID_PATTERN, createLogger, env, loadConfig, type Logger } from '@cairn/common';
 import { Hasher, KeyRing, PayloadStore } from '@cairn/payload-store';
 import type { WorkflowDefinition } from '@cairn/sdk';
 import { Worker } from './worker.js';
@@ -30,6 +31,7 @@ const schema = {
   CAIRN_WORKER_SLOTS: env.int(10).refine((n) => n >= 1, 'expected at least 1'),
   CAIRN_SUSPEND_THRESHOLD_MS: env.int(5000),
   CAIRN_DRAIN_TIMEOUT_MS: env.int(25_000),
+  CAIRN_WORKER_HEALTH_PORT: env.port().optional(),
   CAIRN_LOG_LEVEL: env.logLevel(),
 };
 
@@ -97,11 +99,35 @@ export async function runWorkerFromEnv(
     drainTimeoutMs: config.CAIRN_DRAIN_TIMEOUT_MS,
     logger,
   });
+  const health =
+    config.CAIRN_WORKER_HEALTH_PORT === undefined ? undefined : await serveHealth(worker, config.CAIRN_WORKER_HEALTH_PORT, logger);
   try {
     await worker.run();
+    health?.close();
   } catch (err) {
     logger.fatal({ err: err instanceof CairnError ? err : CairnError.from(err, ErrorCodes.INTERNAL) }, 'worker stopped');
     await store.close().catch(() => undefined);
     process.exit(1);
   }
+}
+
+/**
+ * Liveness and readiness probes for Kubernetes: `/healthz` answers 200 while the process runs;
+ * `/readyz` answers 200 while the worker is connected to the control plane and not draining.
+ */
+async function serveHealth(worker: Worker, port: number, logger: Logger): Promise<Server> {
+  const server = createServer((req, res) => {
+    const ready = worker.connected && !worker.draining;
+    const [status, body] =
+      req.url === '/healthz'
+        ? [200, { status: 'ok' }]
+        : req.url === '/readyz'
+          ? [ready ? 200 : 503, { status: ready ? 'ready' : worker.draining ? 'draining' : 'connecting' }]
+          : [404, { status: 'not found' }];
+    res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+  });
+  await new Promise<void>((resolve) => server.listen(port, '0.0.0.0', resolve));
+  const address = server.address();
+  logger.info({ port: typeof address === 'object' && address ? address.port : port }, 'worker health endpoint listening');
+  return server;
 }

@@ -195,6 +195,11 @@ export class Worker {
   }
 
   /** Whether the stream is open and welcomed right now. */
+  /** Whether the worker is draining (shutting down) and takes no more runs. */
+  get draining(): boolean {
+    return this.#draining;
+  }
+
   get connected(): boolean {
     return this.#welcomed;
   }

@@ -34,7 +34,8 @@ export class StepRepository {
   async upsertReports(dataPlaneId: string, reports: readonly StepReportInput[]): Promise<string[]> {
     if (reports.length === 0) return [];
     const col = <T>(pick: (r: StepReportInput) => T): T[] => reports.map(pick);
-    const result = await this.db.query<{ run_id: string }>(
+    const result = await this.db.prepared<{ run_id: string }>(
+      'cp_upsert_steps',
       `WITH input AS (
          SELECT * FROM unnest($2::uuid[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[],
                               $10::int[], $11::boolean[], $12::uuid[], $13::timestamptz[], $14::timestamptz[], $15::timestamptz[],
