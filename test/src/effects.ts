@@ -27,7 +27,10 @@ let pool: pg.Pool | undefined;
 function effectsPool(): pg.Pool {
   const url = process.env['CAIRN_TEST_EFFECTS_URL'];
   if (!url) throw new Error('CAIRN_TEST_EFFECTS_URL is not set');
-  pool ??= new pg.Pool({ connectionString: url, max: 4 });
+  if (!pool) {
+    pool = new pg.Pool({ connectionString: url, max: 4 });
+    pool.on('error', () => undefined);
+  }
   return pool;
 }
 
