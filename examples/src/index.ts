@@ -1,1 +1,3 @@
 export { orderRefund, APPROVAL_THRESHOLD, type RefundRequest, type RefundResult } from './order-refund.js';
+export { supportAgent, SUPPORT_APPROVAL_THRESHOLD, type SupportRequest } from './support-agent.js';
+export { chatModel } from './models.js';

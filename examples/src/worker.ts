@@ -1,6 +1,8 @@
 // The example worker: runs the example workflows with configuration from the environment
-// (see packages/worker/README.md). The local stack (`pnpm dev`) starts it.
+// (see packages/worker/README.md). The local stack (`pnpm dev`) starts it, with a local model
+// server for the agent examples; set MISTRAL_API_KEY to use Mistral instead.
 import { runWorkerFromEnv } from '@cairn/worker';
 import { orderRefund } from './order-refund.js';
+import { supportAgent } from './support-agent.js';
 
-await runWorkerFromEnv([orderRefund]);
+await runWorkerFromEnv([orderRefund, supportAgent]);

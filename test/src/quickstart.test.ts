@@ -25,5 +25,8 @@ describe('the Quick start', () => {
     assert.match(r.stdout, /finished: completed .*"status":"refunded"/);
     assert.match(r.stdout, /issue-refund\s+completed/);
     assert.match(r.stdout, /curl -s -X POST \$GW\/v1\/runs/);
+    // The agent example: model calls against the local model server, an approval, a refund.
+    assert.match(r.stdout, /support agent[\s\S]*finished: completed .*"status":"refunded"/);
+    assert.match(r.stdout, /#0 classify\s+completed\s+model mock-small\s+tokens in [1-9]\d* \/ out [1-9]\d*/);
   });
 });

@@ -27,6 +27,7 @@ import {
   StartRunRequestSchema,
   WaitRunRequestSchema,
   type DescMessage,
+  ErrorCode,
   GatewayService,
   LeaseState,
   RejectionReason,
@@ -795,6 +796,10 @@ for (const kind of testPostgresKinds()) {
           endedAt: BigInt(Date.now()),
           dueAt: 0n,
           outputSize: 12n,
+          inputTokens: 0n,
+          outputTokens: 0n,
+          provider: '',
+          model: '',
         };
         const reports = w.send({
           case: 'stepReports',
@@ -831,6 +836,96 @@ for (const kind of testPostgresKinds()) {
           gatewayCall(gateway, 'signalRun', { runId: started.runId, signalName: 'late', signalId: randomUUID() }, token),
           grpc.status.FAILED_PRECONDITION,
           /already ended/,
+        );
+        w.close();
+      });
+
+      test('model call attempts carry provider, model and token counts to the timeline, and nothing else', async () => {
+        const started = await startRun();
+        const w = open();
+        await w.hello({ dataPlaneId, slots: 1 });
+        const task = await w.next('runTask', (t) => t.runId === started.runId);
+        const now = Date.now();
+        const attempt = (n: number, status: StepStatus, extra: Partial<StepInfo>): StepInfo => ({
+          $typeName: 'cairn.run.v1.StepInfo',
+          position: 0,
+          kind: StepKind.MODEL,
+          name: 'summarize',
+          keyDigest: '',
+          attempt: n,
+          status,
+          errorCode: 0,
+          retryable: false,
+          errorRef: '',
+          startedAt: BigInt(now - 100 + n),
+          endedAt: BigInt(now - 50 + n),
+          dueAt: 0n,
+          outputSize: 0n,
+          inputTokens: 0n,
+          outputTokens: 0n,
+          provider: 'mistral.chat',
+          model: 'mistral-large-latest',
+          ...extra,
+        });
+        const batch = (steps: StepInfo[]) =>
+          w.send({
+            case: 'stepReports',
+            value: {
+              $typeName: 'cairn.worker.v1.StepReportBatch',
+              reports: steps.map((step) => ({
+                $typeName: 'cairn.worker.v1.StepReport' as const,
+                runId: task.runId,
+                epoch: task.epoch,
+                step,
+              })),
+            },
+          });
+        const sent = batch([
+          attempt(1, StepStatus.RETRYING, {
+            errorCode: ErrorCode.STEP_FAILED,
+            retryable: true,
+            errorRef: randomUUID(),
+            dueAt: BigInt(now),
+          }),
+          attempt(2, StepStatus.COMPLETED, {
+            inputTokens: 1234n,
+            outputTokens: 56n,
+            outputSize: 300n,
+            provider: 'openai-compatible.chat',
+            model: 'accounts/acme/models/llama-3.1:8b',
+          }),
+        ]);
+        await w.next('ack', (a) => a.sequence === sent);
+
+        // Free text in a model name is refused like in any NAME field.
+        const leaky = batch([attempt(3, StepStatus.COMPLETED, { model: 'summarize this for jane@example.com' })]);
+        const rejection = await w.next('rejection', (r) => r.sequence === leaky);
+        assert.deepEqual([rejection.reason, rejection.field], [RejectionReason.INVALID_FIELD, 'model']);
+
+        const described = await gatewayCall<{ steps: StepInfo[] }>(gateway, 'describeRun', { runId: task.runId }, token);
+        assert.deepEqual(
+          described.steps.map((s) => [s.attempt, s.kind, s.status, s.provider, s.model, s.inputTokens, s.outputTokens]),
+          [
+            [1, StepKind.MODEL, StepStatus.RETRYING, 'mistral.chat', 'mistral-large-latest', 0n, 0n],
+            [2, StepKind.MODEL, StepStatus.COMPLETED, 'openai-compatible.chat', 'accounts/acme/models/llama-3.1:8b', 1234n, 56n],
+          ],
+        );
+        const stored = await sql.query<{ input_tokens: string; output_tokens: string; provider: string; model: string }>(
+          'SELECT input_tokens, output_tokens, provider, model FROM run_steps WHERE run_id = $1 AND attempt = 2',
+          [task.runId],
+        );
+        assert.deepEqual(stored.rows, [
+          { input_tokens: '1234', output_tokens: '56', provider: 'openai-compatible.chat', model: 'accounts/acme/models/llama-3.1:8b' },
+        ]);
+
+        const rest = await api(`/v1/runs/${task.runId}`);
+        const steps = rest.body['steps'] as Array<Record<string, unknown>>;
+        assert.deepEqual(
+          steps.map((s) => [s['kind'], s['attempt'], s['provider'], s['model'], s['inputTokens'], s['outputTokens']]),
+          [
+            ['model', 1, 'mistral.chat', 'mistral-large-latest', 0, 0],
+            ['model', 2, 'openai-compatible.chat', 'accounts/acme/models/llama-3.1:8b', 1234, 56],
+          ],
         );
         w.close();
       });
@@ -1011,6 +1106,8 @@ for (const kind of testPostgresKinds()) {
         const described = withSteps.find((b) => (b['steps'] as unknown[]).length > 0)!;
         const step = (described['steps'] as Array<Record<string, unknown>>)[0]!;
         assert.deepEqual([step['name'], step['status'], step['kind'], step['outputSize']], ['fetch', 'completed', 'step', 12]);
+        // Token counts and model names belong to model calls only.
+        assert.deepEqual([step['inputTokens'], step['outputTokens'], step['provider'], step['model']], [null, null, null, null]);
         assert.equal(typeof step['durationMs'], 'number');
         assert.equal((described['run'] as Record<string, unknown>)['status'], 'completed');
 

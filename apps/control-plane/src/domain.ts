@@ -7,7 +7,7 @@ export const FINAL_STATUSES: ReadonlySet<RunStatusName> = new Set(['completed', 
 
 export type WakeReasonName = 'start' | 'timer' | 'signal' | 'retry' | 'recovery';
 export type SuspendReasonName = 'sleep' | 'signal' | 'retry_backoff';
-export type StepKindName = 'step' | 'sleep' | 'signal';
+export type StepKindName = 'step' | 'sleep' | 'signal' | 'model';
 export type StepStatusName = 'running' | 'completed' | 'failed' | 'retrying' | 'waiting';
 /** Why a lease ended (the `run_leases.end_reason` column). */
 export type LeaseEndReason = 'suspended' | 'completed' | 'failed' | 'cancelled' | 'released' | 'expired';
@@ -61,6 +61,12 @@ export interface Step {
   readonly dueAt: Date | null;
   readonly outputSize: number | null;
   readonly epoch: number;
+  /** For a model call attempt: tokens the provider counted (null for other kinds). */
+  readonly inputTokens: number | null;
+  readonly outputTokens: number | null;
+  /** For a model call attempt: the provider and model names (null for other kinds). */
+  readonly provider: string | null;
+  readonly model: string | null;
 }
 
 /** A step status report from a worker, validated: a step row as the worker saw it. */

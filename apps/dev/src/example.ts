@@ -57,3 +57,54 @@ export async function runExample(stack: Stack, print: (line: string) => void): P
       `    #${s.position} ${s.kind.padEnd(6)} ${s.name.padEnd(18)} ${s.status.padEnd(9)} attempt ${s.attempt}  ${s.durationMs ?? '-'} ms`,
     );
 }
+
+/** Runs the support agent: a model classifies the request, a manager approves, a model replies. */
+export async function runAgentExample(stack: Stack, print: (line: string) => void): Promise<void> {
+  const input = {
+    ticketId: 't-5001',
+    customerEmail: 'jane@example.com',
+    message: 'Hi, my order o-1001 arrived damaged. I paid 149.90 EUR and would like my money back. Jane',
+  };
+  print(`Example: support agent for ticket ${input.ticketId} (a model classifies it; a refund above 100 needs an approval)`);
+  const started = await call<{ runId: string }>(stack, 'POST', '/v1/runs', {
+    workflow: 'support-agent',
+    input,
+    idempotencyKey: `example-${input.ticketId}-${Date.now()}`,
+  });
+  const runId = started.json.runId;
+  print(`  started run ${runId}`);
+  for (let i = 0; i < 200; i++) {
+    const view = await call<RunView>(stack, 'GET', `/v1/runs/${runId}`);
+    if (view.json.run.status === 'suspended') break;
+    if (['completed', 'failed'].includes(view.json.run.status)) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  print('  classified by the model; waiting for the "approval" signal');
+  await call(stack, 'POST', `/v1/runs/${runId}/signals/approval`, { approved: true, by: 'maria' });
+  let result: { status: number; json: { status: string; output?: unknown; error?: { message: string } } } | undefined;
+  for (let i = 0; i < 4; i++) {
+    result = await call(stack, 'GET', `/v1/runs/${runId}/result?wait=30`);
+    if (result.status === 200) break;
+  }
+  print(`  finished: ${result?.json.status} ${JSON.stringify(result?.json.output ?? result?.json.error)}`);
+  const described = await fetch(`${stack.controlPlanes[0]!.httpUrl}/v1/runs/${runId}`, {
+    headers: { authorization: `Bearer ${stack.secrets.apiToken}` },
+  });
+  const timeline = (await described.json()) as {
+    steps: Array<{
+      position: number;
+      kind: string;
+      name: string;
+      status: string;
+      model?: string | null;
+      inputTokens?: number | null;
+      outputTokens?: number | null;
+    }>;
+  };
+  print('  what the control plane knows about the model calls (names and numbers only):');
+  for (const s of timeline.steps.filter((x) => x.kind === 'model')) {
+    print(
+      `    #${s.position} ${s.name.padEnd(12)} ${s.status.padEnd(9)} model ${s.model ?? '-'}  tokens in ${s.inputTokens ?? 0} / out ${s.outputTokens ?? 0}`,
+    );
+  }
+}

@@ -5,8 +5,8 @@
 import { parseArgs } from 'node:util';
 import { join, resolve } from 'node:path';
 import { startEmbeddedPostgres, systemPostgres, type PostgresServer } from '@cairn/local-postgres';
-import { startStack, type Stack } from './stack.js';
-import { runExample } from './example.js';
+import { entryPoints, startStack, type Stack } from './stack.js';
+import { runAgentExample, runExample } from './example.js';
 
 const { values } = parseArgs({
   options: {
@@ -54,6 +54,8 @@ try {
     postgres,
     dir,
     workers: 1,
+    // The agent examples call a model: the local model server unless a real provider is configured.
+    mockLlmScript: process.env['MISTRAL_API_KEY'] ? undefined : entryPoints.exampleModelScript,
     ports: {
       cpHttp: Number(process.env['CAIRN_DEV_CP_HTTP_PORT'] ?? 0),
       cpGrpc: Number(process.env['CAIRN_DEV_CP_GRPC_PORT'] ?? 0),
@@ -68,11 +70,14 @@ ${bold('Cairn local stack is up')}
   postgres       ${postgres.url('postgres').replace(/:[^:@/]*@/, ':***@')}  (databases cairn_cp and cairn_dp, separate roles)
   control plane  ${cp.httpUrl}  (REST)   127.0.0.1:${cp.grpcPort}  (gRPC)
   gateway        ${stack.gatewayUrl}  (data plane HTTP API)
-  worker         examples/src/worker.ts  (workflow order-refund@1)
+  worker         examples/src/worker.ts  (workflows order-refund@1, support-agent@1)
+  models         ${stack.mockLlm ? `${stack.mockLlm.url}  (local model server; set MISTRAL_API_KEY to use Mistral)` : 'Mistral (MISTRAL_API_KEY)'}
   logs           ${join(dir, 'logs')}
   secrets        ${join(dir, 'secrets.json')}
 `);
   await runExample(stack, (line) => console.log(line));
+  console.log('');
+  await runAgentExample(stack, (line) => console.log(line));
   console.log(`
 ${bold('Try it yourself')}
   export GW=${stack.gatewayUrl} GT=${s.gatewayToken} CP=${cp.httpUrl} CT=${s.apiToken}

@@ -14,6 +14,8 @@ export const entryPoints = {
   controlPlane: join(repoRoot, 'apps/control-plane/dist/main.js'),
   gateway: join(repoRoot, 'apps/gateway/dist/main.js'),
   exampleWorker: join(repoRoot, 'examples/dist/worker.js'),
+  mockLlm: join(repoRoot, 'packages/mock-llm/dist/main.js'),
+  exampleModelScript: join(repoRoot, 'examples/mock-llm.json'),
 };
 
 /** Credentials and keys of a local stack, generated once per data folder. */
@@ -68,6 +70,12 @@ export interface StackOptions {
   readonly sweepIntervalMs?: number;
   /** Fixed ports for the first replica and the gateway (0 or absent: free ports). */
   readonly ports?: { readonly cpHttp?: number; readonly cpGrpc?: number; readonly gateway?: number };
+  /**
+   * Start the local model server (OpenAI-compatible and Mistral APIs, deterministic replies) with
+   * this script file; workers get its address as CAIRN_MOCK_LLM_URL. Tooling only: in production
+   * workers call real providers from inside the cluster.
+   */
+  readonly mockLlmScript?: string;
   /** Record every byte between the data plane and the control plane's gRPC port into this file. */
   readonly captureGrpcTo?: string;
   readonly logLevel?: string;
@@ -93,6 +101,8 @@ export interface Stack {
   readonly gateway: ManagedProcess | undefined;
   readonly gatewayUrl: string;
   readonly workers: ManagedProcess[];
+  /** The local model server, when started (`mockLlmScript`). */
+  readonly mockLlm: { readonly process: ManagedProcess; readonly url: string } | undefined;
   /** Starts another worker process dialling replica `replica` (default: round robin). */
   startWorker(options?: { replica?: number; env?: Record<string, string> }): Promise<ManagedProcess>;
   /** Environment a worker of this stack needs (for starting one by hand). */
@@ -242,6 +252,21 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     await waitHttp(`${gatewayUrl}/readyz`, 30_000, gateway);
   }
 
+  let mockLlm: Stack['mockLlm'];
+  if (options.mockLlmScript) {
+    const port = await freePort();
+    const proc = new ManagedProcess(
+      'mock-llm',
+      node,
+      [entryPoints.mockLlm, '--port', String(port), '--script', options.mockLlmScript],
+      { ...process.env, CAIRN_LOG_LEVEL: logLevel },
+      join(dir, 'logs', 'mock-llm.log'),
+      onLine('mock-llm'),
+    ).start();
+    mockLlm = { process: proc, url: `http://127.0.0.1:${port}` };
+    await waitHttp(`${mockLlm.url}/healthz`, 30_000, proc);
+  }
+
   const workers: ManagedProcess[] = [];
   let nextReplica = 0;
   const workerEnv = (replica = 0): Record<string, string> => ({
@@ -249,6 +274,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     CAIRN_CP_GRPC_ADDRESS: controlPlanes[replica % controlPlanes.length]!.grpcAddress,
     ...(options.workerSlots ? { CAIRN_WORKER_SLOTS: String(options.workerSlots) } : {}),
     ...(options.suspendThresholdMs !== undefined ? { CAIRN_SUSPEND_THRESHOLD_MS: String(options.suspendThresholdMs) } : {}),
+    ...(mockLlm ? { CAIRN_MOCK_LLM_URL: mockLlm.url } : {}),
     ...(options.workerEnv ?? {}),
   });
   const startWorker = async (o: { replica?: number; env?: Record<string, string> } = {}): Promise<ManagedProcess> => {
@@ -278,11 +304,13 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     gateway,
     gatewayUrl,
     workers,
+    mockLlm,
     startWorker,
     workerEnv,
     async stop() {
       await Promise.all(workers.map((w) => w.stop(10_000)));
       await gateway?.stop(10_000);
+      await mockLlm?.process.stop(10_000);
       await Promise.all(controlPlanes.map((cp) => cp.process.stop(10_000)));
       await Promise.all(proxies.map((p) => new Promise((r) => p.close(r))));
     },

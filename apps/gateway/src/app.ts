@@ -4,10 +4,11 @@ import { LogController, fastify, type FastifyError, type FastifyRequest } from '
 import { TokenSet } from './auth.js';
 import type { GatewayConfig } from './config.js';
 import type { ControlPlane } from './control-plane.js';
-import { errorBody, httpStatus, invalid } from './errors.js';
+import { errorBody, httpStatus, invalid, storeError } from './errors.js';
 import { parseJsonBody } from './json.js';
-import { RunService, type RunWithResult } from './runs.js';
-import { runStatusName, runView, stepView } from './views.js';
+import { RunService, assertRunId, type RunWithResult } from './runs.js';
+import { StreamHub, sseEvent } from './stream.js';
+import { isFinal, runStatusName, runView, stepView } from './views.js';
 
 /** What the gateway talks to. The caller owns them and closes them after the gateway. */
 export interface GatewayDeps {
@@ -27,6 +28,8 @@ export const ROUTES: readonly string[] = [
   'GET /v1/runs/:id/result?wait=SECONDS',
   'GET /v1/runs/:id/steps',
   'GET /v1/runs/:id/steps/:position',
+  'GET /v1/runs/:id/steps/:position/transcript',
+  'GET /v1/runs/:id/stream',
   'POST /v1/runs/:id/signals/:name',
   'POST /v1/runs/:id/cancel',
 ];
@@ -34,6 +37,15 @@ export const ROUTES: readonly string[] = [
 /** Long polls wait at most this long, and this long by default. */
 export const MAX_WAIT_SECONDS = 60;
 export const DEFAULT_WAIT_SECONDS = 30;
+
+/** A stream client hears a comment this often when nothing else happens, so proxies keep it open. */
+export const STREAM_KEEPALIVE_MS = 15_000;
+/** Each WaitRun the stream endpoint makes to learn that the run ended. */
+const STREAM_WAIT_MS = 25_000;
+/** After the run ends, output published just before still has this long to arrive. */
+const STREAM_END_GRACE_MS = 100;
+/** A client that reads slower than this much buffered output is disconnected. */
+const STREAM_MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
 
 const READY_TIMEOUT_MS = 2_000;
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
@@ -51,6 +63,7 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
   const logger = deps.logger ?? createLogger('gateway', config.logLevel);
   const tokens = new TokenSet(config.tokens);
   const runs = new RunService(deps.store, deps.controlPlane, config.hasher, logger);
+  const hub = new StreamHub(deps.store, logger);
   const shutdown = new AbortController();
   if (deps.shutdownSignal) {
     if (deps.shutdownSignal.aborted) shutdown.abort();
@@ -74,6 +87,9 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
   app.addHook('preClose', (done) => {
     shutdown.abort();
     done();
+  });
+  app.addHook('onClose', async () => {
+    await hub.close();
   });
 
   // JSON only. Fastify's default text/plain parser would let a string body through.
@@ -202,10 +218,88 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
 
       v1.get<{ Params: RunParams & { position: string } }>('/runs/:id/steps/:position', async (request) => {
         const { id, position } = request.params;
-        if (!/^\d{1,9}$/.test(position)) {
-          throw invalid(`step position ${JSON.stringify(position.slice(0, 40))} is not a whole number: positions count from 0`);
+        return runs.entry(id, stepPosition(position));
+      });
+
+      v1.get<{ Params: RunParams & { position: string } }>('/runs/:id/steps/:position/transcript', async (request) => {
+        const { id, position } = request.params;
+        return runs.transcript(id, stepPosition(position));
+      });
+
+      // Server-Sent Events: model text as it streams, from the payload store's NOTIFY channel (data
+      // plane only), until the run ends. Output published before the client connected is not replayed.
+      v1.get<{ Params: RunParams }>('/runs/:id/stream', async (request, reply) => {
+        const runId = request.params.id;
+        assertRunId(runId);
+        const started = Date.now();
+        const pending: string[] = [];
+        let send: (chunk: string) => void = (chunk) => void pending.push(chunk);
+        // Listen first, then look at the run: a run that ends in between is caught by the wait below.
+        const unsubscribe = await hub
+          .subscribe(runId, (events) => {
+            for (const e of events) {
+              if (e.type === 'delta') send(sseEvent('delta', { position: e.position, name: e.name, attempt: e.attempt, text: e.text }));
+              else send(sseEvent('model-done', { position: e.position, name: e.name, attempt: e.attempt }));
+            }
+          })
+          .catch((err: unknown) => {
+            throw storeError(err);
+          });
+        let status;
+        try {
+          status = (await runs.describe(runId)).run.status;
+        } catch (err) {
+          unsubscribe();
+          throw err;
         }
-        return runs.entry(id, Number(position));
+        const stop = new AbortController();
+        const onShutdown = () => stop.abort();
+        shutdown.signal.addEventListener('abort', onShutdown, { once: true });
+        reply.hijack();
+        const raw = reply.raw;
+        raw.on('close', () => stop.abort());
+        raw.writeHead(200, {
+          'content-type': 'text/event-stream; charset=utf-8',
+          'cache-control': 'no-cache, no-transform',
+          connection: 'keep-alive',
+          'x-accel-buffering': 'no',
+          'x-request-id': request.id,
+        });
+        send = (chunk) => {
+          if (raw.writableEnded || raw.destroyed) return;
+          if (raw.writableLength > STREAM_MAX_BUFFERED_BYTES) {
+            request.log.warn({ runId }, 'stream client reads too slowly; disconnecting it');
+            raw.destroy();
+            stop.abort();
+            return;
+          }
+          raw.write(chunk);
+        };
+        send(`retry: 3000\n: streaming run ${runId}\n\n`);
+        for (const chunk of pending.splice(0)) send(chunk);
+        const keepAlive = setInterval(() => send(': keep-alive\n\n'), STREAM_KEEPALIVE_MS);
+        try {
+          while (!isFinal(status) && !stop.signal.aborted) {
+            try {
+              status = (await runs.wait(runId, STREAM_WAIT_MS, stop.signal)).status;
+            } catch (err) {
+              if (stop.signal.aborted) break;
+              // The control plane is away: local output keeps streaming; ask again shortly.
+              request.log.warn({ runId, code: CairnError.from(err).code }, 'stream: could not learn the run status; retrying');
+              await pause(1_000, stop.signal);
+            }
+          }
+          if (isFinal(status) && !stop.signal.aborted) {
+            await pause(STREAM_END_GRACE_MS, stop.signal);
+            send(sseEvent('end', { runId, status: runStatusName(status) }));
+          }
+        } finally {
+          clearInterval(keepAlive);
+          unsubscribe();
+          shutdown.signal.removeEventListener('abort', onShutdown);
+          if (!raw.writableEnded) raw.end();
+          request.log.info({ method: 'GET', route: '/v1/runs/:id/stream', runId, ms: Date.now() - started }, 'stream ended');
+        }
       });
 
       v1.post<{ Params: RunParams & { name: string } }>('/runs/:id/signals/:name', async (request, reply) => {
@@ -259,6 +353,27 @@ function startBody(body: unknown): { workflow: unknown; version?: unknown; input
     input: fields['input'],
     ...(typeof key === 'string' ? { idempotencyKey: key } : {}),
   };
+}
+
+function stepPosition(text: string): number {
+  if (!/^\d{1,9}$/.test(text)) {
+    throw invalid(`step position ${JSON.stringify(text.slice(0, 40))} is not a whole number: positions count from 0`);
+  }
+  return Number(text);
+}
+
+/** Waits `ms`, or less when `signal` aborts. */
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
 }
 
 function waitSeconds(value: unknown): number {

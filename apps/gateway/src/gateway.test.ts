@@ -432,6 +432,20 @@ for (const kind of testPostgresKinds()) {
           status: StepStatus.WAITING,
           startedAt: BigInt(t),
         }),
+        create(StepInfoSchema, {
+          position: 2,
+          kind: StepKind.MODEL,
+          name: 'summarize',
+          attempt: 1,
+          status: StepStatus.COMPLETED,
+          startedAt: BigInt(t),
+          endedAt: BigInt(t + 900),
+          outputSize: 310n,
+          inputTokens: 1200n,
+          outputTokens: 85n,
+          provider: 'mistral.chat',
+          model: 'mistral-large-latest',
+        }),
       ]);
       const res = await call('GET', `/v1/runs/${run.runId}/steps`);
       assert.equal(res.status, 200);
@@ -449,6 +463,10 @@ for (const kind of testPostgresKinds()) {
         dueAt: new Date(t + 1000).toISOString(),
         durationMs: 25,
         outputSize: 0,
+        inputTokens: null,
+        outputTokens: null,
+        provider: null,
+        model: null,
       });
       assert.equal(res.body.steps[1].outputSize, 42);
       assert.equal(res.body.steps[1].errorCode, null);
@@ -456,6 +474,114 @@ for (const kind of testPostgresKinds()) {
       assert.equal(res.body.steps[2].status, 'waiting');
       assert.equal(res.body.steps[2].durationMs, null);
       assert.equal(res.body.steps[2].endedAt, null);
+      assert.deepEqual(
+        [
+          res.body.steps[3].kind,
+          res.body.steps[3].provider,
+          res.body.steps[3].model,
+          res.body.steps[3].inputTokens,
+          res.body.steps[3].outputTokens,
+        ],
+        ['model', 'mistral.chat', 'mistral-large-latest', 1200, 85],
+      );
+    });
+
+    it("serves a model call's transcript from the data plane", async () => {
+      const run = await start({ workflow: 'five-steps', input: {} });
+      await store.acquire(run.runId, 1);
+      const transcript = {
+        name: 'summarize',
+        request: { system: 'Be brief.', prompt: 'Summarize the ticket of jane@example.com' },
+        response: { text: 'A short summary.' },
+        usage: { inputTokens: 12, outputTokens: 4 },
+        attempts: [{ attempt: 1, status: 'completed' }],
+      };
+      await store.append(run.runId, 1, [
+        { position: 0, kind: 'step', name: 'load', status: 'completed', value: 'x', startedAt: Date.now() },
+        {
+          position: 1,
+          kind: 'model',
+          name: 'summarize',
+          status: 'completed',
+          attempt: 1,
+          value: { text: 'A short summary.' },
+          transcript,
+          startedAt: Date.now(),
+          endedAt: Date.now(),
+        },
+      ]);
+      const res = await call('GET', `/v1/runs/${run.runId}/steps/1/transcript`);
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      assert.deepEqual(res.body.transcript, transcript);
+      assert.deepEqual([res.body.runId, res.body.position, res.body.size], [run.runId, 1, Buffer.byteLength(JSON.stringify(transcript))]);
+      assert.match(String(res.body.createdAt), /^\d{4}-\d\d-\d\dT/);
+      const entry = await call('GET', `/v1/runs/${run.runId}/steps/1`);
+      assert.deepEqual([entry.body.kind, entry.body.output], ['model', { text: 'A short summary.' }]);
+      expectError(
+        await call('GET', `/v1/runs/${run.runId}/steps/0/transcript`),
+        404,
+        'CAIRN-1105',
+        /no model call transcript at position 0/,
+      );
+      expectError(await call('GET', `/v1/runs/${run.runId}/steps/x/transcript`), 400, 'CAIRN-1101', /position/);
+      expectError(await call('GET', `/v1/runs/not-a-uuid/steps/1/transcript`), 400, 'CAIRN-1101', /malformed run id/);
+      expectError(await call('GET', `/v1/runs/${run.runId}/steps/1/transcript`, { token: null }), 401, 'CAIRN-1104');
+    });
+
+    it('streams model output published for a run as Server-Sent Events, until the run ends', async () => {
+      const run = await start({ workflow: 'five-steps', input: {} });
+      const other = await start({ workflow: 'five-steps', input: {} });
+      const served = gatewayWith({});
+      await served.listen({ host: '127.0.0.1', port: 0 });
+      const address = served.server.address();
+      const base = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+      const res = await fetch(`${base}/v1/runs/${run.runId}/stream`, { headers: { authorization: `Bearer ${TOKEN}` } });
+      assert.equal(res.status, 200);
+      assert.match(res.headers.get('content-type') ?? '', /^text\/event-stream/);
+      const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+      let text = '';
+      const readUntil = async (pattern: RegExp) => {
+        while (!pattern.test(text)) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          text += value;
+        }
+      };
+      // The stream is open (and listening) once its first comment arrives.
+      await readUntil(/: streaming run/);
+      await store.publishStream(other.runId, [{ type: 'delta', position: 0, name: 'story', attempt: 1, text: 'not this run' }]);
+      await store.publishStream(run.runId, [{ type: 'delta', position: 2, name: 'story', attempt: 1, text: 'Once upon ' }]);
+      await store.publishStream(run.runId, [
+        { type: 'delta', position: 2, name: 'story', attempt: 1, text: 'a time.\nThe end.' },
+        { type: 'model-done', position: 2, name: 'story', attempt: 1 },
+      ]);
+      await readUntil(/event: model-done/);
+      cp.update(run.runId, { status: RunStatus.COMPLETED, endedAt: BigInt(Date.now()) });
+      await readUntil(/event: end[^]*\n\n/);
+      const { done } = await reader.read();
+      assert.ok(done, 'the stream ends with the run');
+      const events = text
+        .split('\n\n')
+        .filter((block) => block.startsWith('event: '))
+        .map((block) => {
+          const [event, data] = block.split('\n');
+          return [event!.slice('event: '.length), JSON.parse(data!.slice('data: '.length)) as unknown];
+        });
+      assert.deepEqual(events, [
+        ['delta', { position: 2, name: 'story', attempt: 1, text: 'Once upon ' }],
+        ['delta', { position: 2, name: 'story', attempt: 1, text: 'a time.\nThe end.' }],
+        ['model-done', { position: 2, name: 'story', attempt: 1 }],
+        ['end', { runId: run.runId, status: 'completed' }],
+      ]);
+
+      // A run that has ended already gets its end at once; unknown runs and missing tokens are refused.
+      const endedText = await (
+        await fetch(`${base}/v1/runs/${run.runId}/stream`, { headers: { authorization: `Bearer ${TOKEN}` } })
+      ).text();
+      assert.match(endedText, /event: end\ndata: \{"runId":"[0-9a-f-]{36}","status":"completed"\}/);
+      expectError(await call('GET', `/v1/runs/${randomUUID()}/stream`, {}, served), 404, 'CAIRN-1105');
+      expectError(await call('GET', `/v1/runs/not-a-uuid/stream`, {}, served), 400, 'CAIRN-1101');
+      expectError(await call('GET', `/v1/runs/${other.runId}/stream`, { token: null }, served), 401, 'CAIRN-1104');
     });
 
     it('shows the recorded journal entry of a step, with its output or error', async () => {

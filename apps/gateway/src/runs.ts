@@ -13,7 +13,7 @@ import {
 } from '@cairn/proto';
 import { ControlPlaneError, type ControlPlane } from './control-plane.js';
 import { invalid, storeError } from './errors.js';
-import { entryView, errorView, isFinal, type EntryView, type ErrorView } from './views.js';
+import { entryView, errorView, isFinal, transcriptView, type EntryView, type ErrorView, type TranscriptView } from './views.js';
 
 /** A request to start a run, as the caller sent it (validated here). */
 export interface StartRequest {
@@ -190,6 +190,16 @@ export class RunService {
     return { final: true, ...(await this.#withResult(response.run)) };
   }
 
+  /** Waits up to `waitMs` for the run to end and returns its metadata (final or not). */
+  async wait(runId: string, waitMs: number, signal?: AbortSignal): Promise<RunInfo> {
+    assertRunId(runId);
+    const response = await this.#cp
+      .waitRun(create(WaitRunRequestSchema, { runId, timeoutMs: Math.max(1, waitMs) }), { extraMs: waitMs, signal })
+      .catch(notFoundAsRun(runId));
+    if (!response.run) throw missingRun('WaitRun');
+    return response.run;
+  }
+
   async #withResult(run: RunInfo): Promise<RunWithResult> {
     let output: unknown;
     let error: ErrorView | undefined;
@@ -222,6 +232,25 @@ export class RunService {
       );
     }
     return entryView(runId, entry);
+  }
+
+  /** The transcript of the model call at a position, from the payload store. */
+  async transcript(runId: string, position: number): Promise<TranscriptView> {
+    assertRunId(runId);
+    let stored;
+    try {
+      stored = await this.#store.getTranscript(runId, position);
+    } catch (err) {
+      throw storeError(err);
+    }
+    if (!stored) {
+      throw new CairnError(
+        ErrorCodes.NOT_FOUND,
+        `run ${runId} has no model call transcript at position ${position} in this data plane's payload store ` +
+          '(not a model call, a call still in progress, or an unknown run; GET /v1/runs/:id/steps lists the positions and kinds)',
+      );
+    }
+    return transcriptView(stored);
   }
 
   /**

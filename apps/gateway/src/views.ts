@@ -1,5 +1,5 @@
 import { ErrorCode, RunStatus, StepKind, StepStatus, type RunInfo, type StepInfo } from '@cairn/proto';
-import type { ErrorInfo, JournalEntry } from '@cairn/payload-store';
+import type { ErrorInfo, JournalEntry, StoredTranscript } from '@cairn/payload-store';
 
 /** Run states as the HTTP API spells them. */
 export type RunStatusName = 'queued' | 'running' | 'suspended' | 'completed' | 'failed' | 'cancelled' | 'terminated' | 'timed_out';
@@ -88,6 +88,12 @@ export interface StepView {
   readonly dueAt: string | null;
   readonly durationMs: number | null;
   readonly outputSize: number;
+  /** Model calls only (null otherwise): tokens the provider counted for this attempt. */
+  readonly inputTokens: number | null;
+  readonly outputTokens: number | null;
+  /** Model calls only (null otherwise): the provider and model this attempt called. */
+  readonly provider: string | null;
+  readonly model: string | null;
 }
 
 export function stepView(step: StepInfo): StepView {
@@ -104,6 +110,17 @@ export function stepView(step: StepInfo): StepView {
     dueAt: time(step.dueAt),
     durationMs: step.startedAt !== 0n && step.endedAt !== 0n ? Number(step.endedAt - step.startedAt) : null,
     outputSize: Number(step.outputSize),
+    ...modelFields(step),
+  };
+}
+
+function modelFields(step: StepInfo): Pick<StepView, 'inputTokens' | 'outputTokens' | 'provider' | 'model'> {
+  if (step.kind !== StepKind.MODEL) return { inputTokens: null, outputTokens: null, provider: null, model: null };
+  return {
+    inputTokens: Number(step.inputTokens),
+    outputTokens: Number(step.outputTokens),
+    provider: optional(step.provider),
+    model: optional(step.model),
   };
 }
 
@@ -144,10 +161,30 @@ export function entryView(runId: string, entry: JournalEntry): EntryView {
     name: entry.name,
     status: entry.status,
     attempt: entry.attempt,
-    ...(entry.value === undefined ? {} : { output: entry.value }),
+    // A model call between attempts keeps its retry state as the entry's value: not an output.
+    ...(entry.value === undefined || (entry.kind === 'model' && entry.status !== 'completed') ? {} : { output: entry.value }),
     ...(entry.error ? { error: errorView(entry.error) } : {}),
     startedAt: msTime(entry.startedAt),
     endedAt: msTime(entry.endedAt),
     dueAt: msTime(entry.dueAt),
+  };
+}
+
+/** A model call's transcript: request, response, usage and every attempt, as the data plane recorded it. */
+export interface TranscriptView {
+  readonly runId: string;
+  readonly position: number;
+  readonly size: number;
+  readonly createdAt: string;
+  readonly transcript: unknown;
+}
+
+export function transcriptView(stored: StoredTranscript): TranscriptView {
+  return {
+    runId: stored.runId,
+    position: stored.position,
+    size: stored.size,
+    createdAt: new Date(stored.createdAt).toISOString(),
+    transcript: stored.transcript,
   };
 }

@@ -11,5 +11,7 @@ export {
   type StoredError,
   type StoredRun,
   type StoredRunStatus,
+  type StoredTranscript,
   type TakenSignal,
 } from './store.js';
+export { MAX_STREAM_PLAINTEXT_BYTES, packStreamEvents, unpackStreamEvents, type StreamEvent } from './stream.js';

@@ -67,4 +67,25 @@ CREATE TABLE dp_journal (
 );
 `,
   },
+  {
+    version: 2,
+    name: 'model calls',
+    sql: `
+-- ctx.model calls are journal entries of their own kind.
+ALTER TABLE dp_journal DROP CONSTRAINT dp_journal_kind_check;
+ALTER TABLE dp_journal ADD CONSTRAINT dp_journal_kind_check CHECK (kind IN ('step', 'sleep', 'signal', 'now', 'model'));
+
+-- The one final transcript of a model call (request, response, usage, attempts), sealed like
+-- every other payload and written in the same statement as the call's final journal entry.
+CREATE TABLE dp_transcripts (
+  run_id uuid NOT NULL REFERENCES dp_runs (run_id) ON DELETE CASCADE,
+  position integer NOT NULL,
+  key_id text NOT NULL,
+  payload bytea NOT NULL,
+  size integer NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (run_id, position)
+);
+`,
+  },
 ];

@@ -3,7 +3,16 @@ import assert from 'node:assert/strict';
 import pg from 'pg';
 import { newId } from '@cairn/common';
 import { testPostgres, testPostgresKinds, uniqueDatabaseName, type PostgresServer } from '@cairn/local-postgres';
-import { FencedError, Hasher, KeyRing, PayloadStore } from './index.js';
+import {
+  FencedError,
+  Hasher,
+  KeyRing,
+  MAX_STREAM_PLAINTEXT_BYTES,
+  PayloadStore,
+  packStreamEvents,
+  unpackStreamEvents,
+  type StreamEvent,
+} from './index.js';
 
 const now = () => Date.now();
 const KEY1 = Buffer.alloc(32, 1);
@@ -191,12 +200,143 @@ for (const kind of testPostgresKinds()) {
       assert.equal((await store.getError(f1.errorRef))?.message, 'nope');
     });
 
+    it('journals model calls with their state between attempts and one sealed transcript', async () => {
+      const runId = newId();
+      const marker = `prompt-${newId()}`;
+      await store.createRun({ runId, workflowName: 'wf', input: null });
+      await store.acquire(runId, 1);
+      const state = { modelIndex: 1, attempts: [{ attempt: 1, text: marker }] };
+      await store.append(runId, 1, [
+        {
+          position: 0,
+          kind: 'model',
+          name: 'answer',
+          status: 'retrying',
+          attempt: 1,
+          value: state,
+          error: { name: 'AI_APICallError', message: 'Service Unavailable' },
+          dueAt: now() + 1000,
+          startedAt: now(),
+        },
+      ]);
+      const retrying = await store.readEntry(runId, 0);
+      assert.deepEqual([retrying?.kind, retrying?.status, retrying?.value], ['model', 'retrying', state]);
+      assert.equal(await store.getTranscript(runId, 0), undefined);
+
+      const transcript = { request: { prompt: marker }, response: { text: 'ok' }, attempts: 2 };
+      const { sizes } = await store.append(runId, 1, [
+        {
+          position: 0,
+          kind: 'model',
+          name: 'answer',
+          status: 'completed',
+          attempt: 2,
+          value: { text: 'ok' },
+          transcript,
+          startedAt: now(),
+        },
+      ]);
+      assert.ok((sizes.get(0) ?? 0) > 0);
+      // A second final write (a retried commit) keeps the first transcript.
+      await store.append(runId, 1, [
+        {
+          position: 0,
+          kind: 'model',
+          name: 'answer',
+          status: 'completed',
+          attempt: 2,
+          value: { text: 'no' },
+          transcript: { other: 1 },
+          startedAt: now(),
+        },
+      ]);
+      const stored = await store.getTranscript(runId, 0);
+      assert.deepEqual(stored?.transcript, transcript);
+      assert.equal(stored?.size, Buffer.byteLength(JSON.stringify(transcript)));
+      assert.deepEqual((await store.readEntry(runId, 0))?.value, { text: 'ok' });
+
+      const raw = new pg.Client({ connectionString: url });
+      await raw.connect();
+      const dump = await raw.query<{ all: string }>(
+        `SELECT (SELECT string_agg(encode(payload, 'escape'), '') FROM dp_transcripts WHERE run_id = $1) ||
+                (SELECT string_agg(encode(payload, 'escape'), '') FROM dp_journal WHERE run_id = $1) AS all`,
+        [runId],
+      );
+      await raw.end();
+      assert.ok(!dump.rows[0]!.all.includes(marker), 'plaintext found in the database');
+      await store.acquire(runId, 2);
+      await assert.rejects(
+        store.append(runId, 1, [
+          { position: 1, kind: 'model', name: 'b', status: 'completed', value: 1, transcript: {}, startedAt: now() },
+        ]),
+        FencedError,
+      );
+      assert.equal(await store.getTranscript(runId, 1), undefined);
+    });
+
+    it('publishes live output sealed, in order, split under the NOTIFY limit', async () => {
+      const runId = newId();
+      const marker = `delta-${newId()}`;
+      const received: StreamEvent[] = [];
+      let notifications = 0;
+      const stop = await store.onStream((r, events) => {
+        if (r !== runId) return;
+        notifications++;
+        received.push(...events);
+      });
+      const raw = new pg.Client({ connectionString: url });
+      const payloads: string[] = [];
+      raw.on('notification', (n) => payloads.push(n.payload ?? ''));
+      await raw.connect();
+      await raw.query('LISTEN cairn_dp_stream');
+      try {
+        const long = `${marker} ${'é😀"\\'.repeat(3000)}`;
+        await store.publishStream(runId, [{ type: 'delta', position: 2, name: 'story', attempt: 1, text: 'Hello, ' }]);
+        await store.publishStream(runId, [
+          { type: 'delta', position: 2, name: 'story', attempt: 1, text: long },
+          { type: 'model-done', position: 2, name: 'story', attempt: 1 },
+        ]);
+        // Both listeners have heard every notification once the last event is in and the counts match.
+        for (let i = 0; i < 200 && (received.at(-1)?.type !== 'model-done' || payloads.length < notifications); i++) {
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        const text = received.map((e) => (e.type === 'delta' ? e.text : '')).join('');
+        assert.equal(text, `Hello, ${long}`);
+        assert.equal(received.at(-1)?.type, 'model-done');
+        assert.ok(received.length > 3, 'the long delta was split');
+        assert.equal(payloads.length, notifications);
+        assert.ok(payloads.length > 2 && payloads.every((p) => Buffer.byteLength(p) < 8000));
+        assert.ok(!payloads.some((p) => p.includes(marker) || p.includes('Hello')), 'stream payloads are sealed');
+      } finally {
+        await stop();
+        await raw.end();
+      }
+    });
+
     it('says clearly when a run is unknown', async () => {
       await assert.rejects(store.acquire(newId(), 1), /CAIRN-3004.*no input in this data plane/);
       await assert.rejects(store.addSignal(newId(), 'x', 1), /CAIRN-3004/);
     });
   });
 }
+
+describe('live output packing', () => {
+  it('packs small events together and splits long text between code points', () => {
+    const small: StreamEvent[] = [
+      { type: 'delta', position: 0, name: 'a', attempt: 1, text: 'one' },
+      { type: 'model-done', position: 0, name: 'a', attempt: 1 },
+    ];
+    assert.deepEqual(packStreamEvents(small).map(unpackStreamEvents), [small]);
+    const text = '😀'.repeat(5000) + '\n"'.repeat(2000);
+    const payloads = packStreamEvents([{ type: 'delta', position: 1, name: 'b', attempt: 2, text }]);
+    assert.ok(payloads.length > 1);
+    assert.ok(payloads.every((p) => Buffer.byteLength(p) <= MAX_STREAM_PLAINTEXT_BYTES));
+    const back = payloads.flatMap(unpackStreamEvents);
+    assert.equal(back.map((e) => (e.type === 'delta' ? e.text : '')).join(''), text);
+    assert.deepEqual(unpackStreamEvents('not json'), []);
+    assert.deepEqual(unpackStreamEvents('[{"type":"delta"}]'), []);
+  });
+});
 
 describe('keys', () => {
   it('rejects malformed key specs with a clear message', () => {

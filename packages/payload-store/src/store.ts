@@ -5,9 +5,10 @@ import type { KeyRing } from './crypto.js';
 import { type Sealed } from './crypto.js';
 import { decodeJson, encodeJson } from './json.js';
 import { migrations } from './migrations.js';
+import { packStreamEvents, unpackStreamEvents, type StreamEvent } from './stream.js';
 
 /** The kind of durable call a journal entry records. */
-export type JournalKind = 'step' | 'sleep' | 'signal' | 'now';
+export type JournalKind = 'step' | 'sleep' | 'signal' | 'now' | 'model';
 /** The state of a journal entry. `completed`, `failed` and `timed_out` are final. */
 export type JournalStatus = 'completed' | 'failed' | 'retrying' | 'waiting' | 'timed_out';
 /** The state of a run in the data plane. */
@@ -31,10 +32,18 @@ export interface JournalWrite {
   readonly keyDigest?: string | undefined;
   readonly status: JournalStatus;
   readonly attempt?: number | undefined;
-  /** The recorded result (JSON), for completed entries. */
+  /**
+   * The recorded result (JSON) of a completed entry; for an entry that is not final, state the
+   * call needs to resume (a model call's retry state). Sealed either way.
+   */
   readonly value?: unknown;
   /** The error of a failed or retrying attempt; stored under a new error ref. */
   readonly error?: ErrorInfo | undefined;
+  /**
+   * A model call's transcript, written once with its final entry into `dp_transcripts` (sealed).
+   * A transcript already stored for the position is kept.
+   */
+  readonly transcript?: unknown;
   /** Wake time of a sleep, deadline of a signal wait, or the next attempt of a retrying step (ms). */
   readonly dueAt?: number | undefined;
   readonly startedAt: number;
@@ -85,6 +94,16 @@ export interface StoredError extends ErrorInfo {
   readonly runId: string;
   readonly position: number | undefined;
   readonly attempt: number | undefined;
+  readonly createdAt: number;
+}
+
+/** A model call's recorded transcript. */
+export interface StoredTranscript {
+  readonly runId: string;
+  readonly position: number;
+  readonly transcript: unknown;
+  /** Size of the transcript's JSON in bytes. */
+  readonly size: number;
   readonly createdAt: number;
 }
 
@@ -379,7 +398,7 @@ export class PayloadStore {
     const sizes = new Map<number, number>();
     if (entries.length === 0) return { errorRefs, sizes };
     const only = entries[0];
-    if (entries.length === 1 && only && !only.error) {
+    if (entries.length === 1 && only && !only.error && only.transcript === undefined) {
       sizes.set(only.position, await this.#appendOne(runId, epoch, only));
       return { errorRefs, sizes };
     }
@@ -399,10 +418,17 @@ export class PayloadStore {
       endedAt: [] as (Date | null)[],
     };
     const errs = { ref: [] as string[], position: [] as number[], attempt: [] as number[], keyId: [] as string[], payload: [] as Buffer[] };
+    const trs = { position: [] as number[], keyId: [] as string[], payload: [] as Buffer[], size: [] as number[] };
     for (const e of entries) {
+      if (e.transcript !== undefined) {
+        const st = this.#seal(e.transcript, `${runId}:transcript:${e.position}`, `The transcript of ${e.kind} "${e.name}"`);
+        trs.position.push(e.position);
+        trs.keyId.push(st.keyId);
+        trs.payload.push(st.blob);
+        trs.size.push(st.size);
+      }
       let sealed: (Sealed & { size: number }) | undefined;
-      if (e.status === 'completed' && e.value !== undefined)
-        sealed = this.#seal(e.value, `${runId}:journal:${e.position}`, `The result of ${e.kind} "${e.name}"`);
+      if (e.value !== undefined) sealed = this.#seal(e.value, `${runId}:journal:${e.position}`, `The result of ${e.kind} "${e.name}"`);
       let ref: string | null = null;
       if (e.error) {
         ref = newId();
@@ -437,6 +463,11 @@ export class PayloadStore {
          INSERT INTO dp_errors (error_ref, run_id, position, attempt, key_id, payload)
          SELECT e.ref, f.run_id, e.position, e.attempt, e.key_id, e.payload
            FROM fence f, unnest($16::uuid[], $17::int[], $18::int[], $19::text[], $20::bytea[]) AS e(ref, position, attempt, key_id, payload)
+       ), trs AS (
+         INSERT INTO dp_transcripts (run_id, position, key_id, payload, size)
+         SELECT f.run_id, t.position, t.key_id, t.payload, t.size
+           FROM fence f, unnest($21::int[], $22::text[], $23::bytea[], $24::int[]) AS t(position, key_id, payload, size)
+         ON CONFLICT (run_id, position) DO NOTHING
        ), j AS (
          INSERT INTO dp_journal (run_id, position, kind, name, key_digest, status, attempt, key_id, payload, output_size, error_ref, due_at, started_at, ended_at, epoch)
          SELECT f.run_id, x.position, x.kind, x.name, x.key_digest, x.status, x.attempt, x.key_id, x.payload, x.size, x.error_ref, x.due_at, x.started_at, x.ended_at, $2
@@ -471,6 +502,10 @@ export class PayloadStore {
         errs.attempt,
         errs.keyId,
         errs.payload,
+        trs.position,
+        trs.keyId,
+        trs.payload,
+        trs.size,
       ],
     });
     if (r.rows[0]?.ok !== 1) await this.#throwFenced(runId, epoch);
@@ -483,9 +518,7 @@ export class PayloadStore {
    */
   async #appendOne(runId: string, epoch: number, e: JournalWrite): Promise<number> {
     const sealed =
-      e.status === 'completed' && e.value !== undefined
-        ? this.#seal(e.value, `${runId}:journal:${e.position}`, `The result of ${e.kind} "${e.name}"`)
-        : undefined;
+      e.value !== undefined ? this.#seal(e.value, `${runId}:journal:${e.position}`, `The result of ${e.kind} "${e.name}"`) : undefined;
     const r = await this.#pool.query({
       name: 'dp_append_one',
       text: `INSERT INTO dp_journal (run_id, position, kind, name, key_digest, status, attempt, key_id, payload, output_size, due_at, started_at, ended_at, epoch)
@@ -612,6 +645,23 @@ export class PayloadStore {
     };
   }
 
+  /** Reads the transcript of the model call at a journal position, or undefined when none is stored. */
+  async getTranscript(runId: string, position: number): Promise<StoredTranscript | undefined> {
+    const r = await this.#pool.query<{ key_id: string; payload: Buffer; size: number; created_at: Date }>(
+      'SELECT key_id, payload, size, created_at FROM dp_transcripts WHERE run_id = $1 AND position = $2',
+      [runId, position],
+    );
+    const row = r.rows[0];
+    if (!row) return undefined;
+    return {
+      runId,
+      position,
+      transcript: this.#open(row.key_id, row.payload, `${runId}:transcript:${position}`),
+      size: row.size,
+      createdAt: row.created_at.getTime(),
+    };
+  }
+
   /**
    * Stores a signal for a run and notifies listening workers. Signals of one name are consumed in
    * arrival order, so one sent before the run waits for it is kept.
@@ -684,14 +734,60 @@ export class PayloadStore {
    * stops listening.
    */
   async onSignal(listener: (runId: string, name: string) => void): Promise<() => Promise<void>> {
+    return this.#listen('cairn_dp_signal', 'cairn-signal-listener', (payload) => {
+      const colon = payload.indexOf(':');
+      if (colon > 0) listener(payload.slice(0, colon), payload.slice(colon + 1));
+    });
+  }
+
+  /**
+   * Publishes live events of a run (model text deltas) to the data plane's subscribers with
+   * Postgres NOTIFY on the payload store's own database: sealed like every payload, split under
+   * the NOTIFY size limit, and stored nowhere. Events of one call arrive in the order published
+   * when the caller awaits each publish before the next.
+   */
+  async publishStream(runId: string, events: readonly StreamEvent[]): Promise<void> {
+    if (events.length === 0) return;
+    const payloads = packStreamEvents(events).map((json) => {
+      const sealed = this.#keys.seal(Buffer.from(json, 'utf8'), `${runId}:stream`);
+      return `${runId}:${sealed.keyId}:${sealed.blob.toString('base64')}`;
+    });
+    await this.#pool.query({
+      name: 'dp_publish_stream',
+      text: "SELECT pg_notify('cairn_dp_stream', p) FROM unnest($1::text[]) WITH ORDINALITY AS x(p, i) ORDER BY i",
+      values: [payloads],
+    });
+  }
+
+  /**
+   * Listens for live events of all runs (see {@link publishStream}) and calls `listener(runId,
+   * events)` for each notification it can open. Reconnects after a connection loss; events
+   * published meanwhile are missed. Returns a function that stops listening.
+   */
+  async onStream(listener: (runId: string, events: StreamEvent[]) => void): Promise<() => Promise<void>> {
+    return this.#listen('cairn_dp_stream', 'cairn-stream-listener', (payload) => {
+      const [runId, keyId, blob] = payload.split(':');
+      if (!runId || !keyId || blob === undefined) return;
+      let json: string;
+      try {
+        json = this.#keys.open({ keyId, blob: Buffer.from(blob, 'base64') }, `${runId}:stream`).toString('utf8');
+      } catch {
+        // Sealed with a key this process does not hold, or not ours: nothing to deliver.
+        return;
+      }
+      const events = unpackStreamEvents(json);
+      if (events.length > 0) listener(runId, events);
+    });
+  }
+
+  /** LISTENs on a channel with a dedicated connection that is re-opened after a loss. */
+  async #listen(channel: string, applicationName: string, onPayload: (payload: string) => void): Promise<() => Promise<void>> {
     let stopped = false;
     let client: pg.Client | undefined;
     const connect = async (): Promise<void> => {
-      const c = new pg.Client({ connectionString: this.#connectionString, application_name: 'cairn-signal-listener' });
+      const c = new pg.Client({ connectionString: this.#connectionString, application_name: applicationName });
       c.on('notification', (n) => {
-        if (n.channel !== 'cairn_dp_signal' || !n.payload) return;
-        const colon = n.payload.indexOf(':');
-        if (colon > 0) listener(n.payload.slice(0, colon), n.payload.slice(colon + 1));
+        if (n.channel === channel && n.payload) onPayload(n.payload);
       });
       c.on('error', () => {
         if (stopped) return;
@@ -699,7 +795,11 @@ export class PayloadStore {
         setTimeout(() => void connect().catch(() => undefined), 500).unref();
       });
       await c.connect();
-      await c.query('LISTEN cairn_dp_signal');
+      await c.query(`LISTEN ${channel}`);
+      if (stopped) {
+        await c.end().catch(() => undefined);
+        return;
+      }
       client = c;
     };
     await connect();

@@ -135,8 +135,8 @@ export class StepTimeoutError extends CairnError {
  * ```
  */
 export interface DurableCall {
-  /** `step`, `sleep`, `signal` (a signal wait) or `now` (`ctx.now()`). */
-  readonly kind: 'step' | 'sleep' | 'signal' | 'now';
+  /** `step`, `model` (`ctx.model`), `sleep`, `signal` (a signal wait) or `now` (`ctx.now()`). */
+  readonly kind: 'step' | 'model' | 'sleep' | 'signal' | 'now';
   /** The static name (the signal name for a signal wait). */
   readonly name: string;
   /** HMAC digest of the step's dynamic key, when it has one. */
@@ -144,7 +144,8 @@ export interface DurableCall {
 }
 
 function describeCall(call: DurableCall): string {
-  const what = call.kind === 'signal' ? 'signal wait' : call.kind === 'now' ? 'ctx.now()' : call.kind;
+  const what =
+    call.kind === 'signal' ? 'signal wait' : call.kind === 'now' ? 'ctx.now()' : call.kind === 'model' ? 'model call' : call.kind;
   const name = call.kind === 'now' ? '' : ` "${call.name}"`;
   const key = call.keyDigest ? ` with key #${call.keyDigest.slice(0, 12)}` : '';
   return `${what}${name}${key}`;

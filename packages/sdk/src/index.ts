@@ -12,6 +12,18 @@ export {
   type WorkflowOptions,
   type WorkflowOutput,
 } from './workflow.js';
+export {
+  ModelFailedError,
+  resolveModelRetryPolicy,
+  type ModelCallOptions,
+  type ModelFailure,
+  type ModelObjectResult,
+  type ModelResult,
+  type ModelRetryPolicy,
+  type ModelToolCall,
+  type ModelUsage,
+  type SchemaOutput,
+} from './model.js';
 export { resolveRetryPolicy, retryDelay, type ResolvedRetryPolicy, type RetryPolicy } from './retry.js';
 export { toMilliseconds, type Duration } from './duration.js';
 export {

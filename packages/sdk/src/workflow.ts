@@ -1,5 +1,7 @@
 import { CairnError, ErrorCodes, assertName, assertVersion } from '@cairn/common/core';
+import type { FlexibleSchema } from 'ai';
 import type { Duration } from './duration.js';
+import type { ModelCallOptions, ModelObjectResult, ModelResult, SchemaOutput } from './model.js';
 import type { RetryPolicy } from './retry.js';
 
 /**
@@ -111,6 +113,47 @@ export interface WorkflowContext {
    */
   step<T>(name: string, fn: StepFunction<T>, options?: StepOptions): Promise<T>;
   step<T>(name: string, options: StepOptions, fn: StepFunction<T>): Promise<T>;
+
+  /**
+   * Calls a language model durably, through the AI SDK. The result is journaled in the data plane,
+   * so a replay returns it without calling the provider again. Transient failures (HTTP 408, 409,
+   * 429, 5xx, network errors, a stream cut off, output that fails `schema`) are retried per model,
+   * honouring the provider's `Retry-After`; a non-retryable status (400, 401, 403, 422) or
+   * exhausted retries move on to the next model of `options.model`; when none is left the call
+   * throws {@link ModelFailedError}. Long backoffs suspend the run like step retries do.
+   *
+   * While the call runs, its text streams to local subscribers (the gateway's
+   * `GET /v1/runs/:id/stream`) unless `stream: false`. The prompt, the output and the transcript
+   * (readable at `GET /v1/runs/:id/steps/:position/transcript`) stay in the data plane; the
+   * control plane sees the name, the provider and model names, token counts and attempt statuses.
+   *
+   * Tools are not executed: the result lists `toolCalls`, and the workflow runs each one as its
+   * own `ctx.step`. `name` is a static identifier like a step name; put dynamic parts in `key`.
+   *
+   * @example
+   * ```ts
+   * import { createMistral } from '@ai-sdk/mistral';
+   * import { z } from 'zod';
+   * const mistral = createMistral({ apiKey: process.env.MISTRAL_API_KEY });
+   *
+   * const triage = defineWorkflow({ name: 'triage', version: '1' }, async (ctx, ticket: { id: string; body: string }) => {
+   *   const { object } = await ctx.model('classify', {
+   *     model: [mistral('mistral-large-latest'), mistral('mistral-small-latest')],
+   *     system: 'Classify support tickets.',
+   *     prompt: ticket.body,
+   *     schema: z.object({ label: z.enum(['bug', 'billing', 'other']), urgent: z.boolean() }),
+   *     key: ticket.id,
+   *   });
+   *   if (object.urgent) await ctx.step('page-on-call', () => pager.page(ticket.id));
+   *   return object;
+   * });
+   * ```
+   */
+  model<SCHEMA extends FlexibleSchema>(
+    name: string,
+    options: ModelCallOptions & { readonly schema: SCHEMA },
+  ): Promise<ModelObjectResult<SchemaOutput<SCHEMA>>>;
+  model(name: string, options: ModelCallOptions): Promise<ModelResult>;
 
   /**
    * Waits for `duration` (ms or `'5m'`), durably: the wake time is journaled at the first

@@ -13,6 +13,7 @@ import {
 } from '@cairn/proto';
 import {
   CancelledError,
+  ModelFailedError,
   NonDeterminismError,
   SignalTimeoutError,
   StepFailedError,
@@ -22,6 +23,10 @@ import {
   retryDelay,
   toMilliseconds,
   type DurableCall,
+  type ModelCallOptions,
+  type ModelFailure,
+  type ModelResult,
+  type ModelUsage,
   type ResolvedRetryPolicy,
   type StepContext,
   type StepFunction,
@@ -41,6 +46,21 @@ import {
   type RunErrorRecord,
   type StepErrorRecord,
 } from './errors.js';
+import {
+  DeltaPublisher,
+  attemptModel,
+  classifyModelError,
+  errorMessage,
+  failureOf,
+  jsonSafe,
+  prepareModelCall,
+  transcriptRequest,
+  ModelTimeoutError,
+  type AttemptOutcome,
+  type AttemptRecord,
+  type ModelRef,
+  type PreparedModelCall,
+} from './model.js';
 import { SignalHub, type SignalSubscription } from './signals.js';
 
 /** A run handed to the engine under a lease epoch. */
@@ -237,7 +257,39 @@ const STEP_KIND: Record<Exclude<JournalEntry['kind'], 'now'>, StepKind> = {
   step: StepKind.STEP,
   sleep: StepKind.SLEEP,
   signal: StepKind.SIGNAL,
+  model: StepKind.MODEL,
 };
+
+/**
+ * Where a model call stands between attempts: journaled (sealed) with each `retrying` entry, so a
+ * run that suspends for a backoff resumes on the right model with its attempt history, and with
+ * the final entry, so re-reports know the provider, model and tokens of the last attempt.
+ */
+interface ModelCallState {
+  /** The model of the next attempt, as an index into the call's list. */
+  readonly modelIndex: number;
+  /** Attempts already made with that model. */
+  readonly modelAttempt: number;
+  /** Attempts made over all models. */
+  readonly attempt: number;
+  /** Models given up, in order. */
+  readonly failures: readonly ModelFailure[];
+  /** Every attempt so far, for the transcript. */
+  readonly attempts: readonly AttemptRecord[];
+}
+
+const FIRST_MODEL_STATE: ModelCallState = { modelIndex: 0, modelAttempt: 0, attempt: 0, failures: [], attempts: [] };
+
+function modelState(value: unknown, attempt: number): ModelCallState {
+  const v = (typeof value === 'object' && value !== null ? value : {}) as Partial<ModelCallState>;
+  return {
+    modelIndex: typeof v.modelIndex === 'number' ? v.modelIndex : 0,
+    modelAttempt: typeof v.modelAttempt === 'number' ? v.modelAttempt : 0,
+    attempt: typeof v.attempt === 'number' ? v.attempt : attempt,
+    failures: Array.isArray(v.failures) ? v.failures : [],
+    attempts: Array.isArray(v.attempts) ? v.attempts : [],
+  };
+}
 
 class Execution implements RunExecution {
   readonly runId: string;
@@ -573,7 +625,8 @@ class Execution implements RunExecution {
         startedAt: time(e.startedAt),
         endedAt: time(e.endedAt),
         dueAt: time(e.dueAt),
-        outputSize: BigInt(e.outputSize),
+        outputSize: e.status === 'completed' ? BigInt(e.outputSize) : 0n,
+        ...(e.kind === 'model' ? modelReportFields(e) : {}),
       });
     }
   }
@@ -774,6 +827,23 @@ class Execution implements RunExecution {
       return this.#durable(() => this.#step(position, name, keyDigest, fn, policy, timeoutMs));
     };
 
+    const model = (name: string, options: ModelCallOptions): Promise<ModelResult> => {
+      let call: PreparedModelCall;
+      let keyDigest: string | undefined;
+      try {
+        assertName(name, 'model call name');
+        call = prepareModelCall(name, options);
+        if (options.key !== undefined && typeof options.key !== 'string' && typeof options.key !== 'number') {
+          throw new CairnError(ErrorCodes.INVALID_ARGUMENT, `The key of model call "${name}" must be a string or a number.`);
+        }
+        keyDigest = options.key === undefined ? undefined : this.#deps.hasher.digest(String(options.key));
+      } catch (err) {
+        return Promise.reject(toError(err));
+      }
+      const position = this.#position++;
+      return this.#durable(() => this.#model(position, name, keyDigest, call));
+    };
+
     const sleepUntil = (dueAt: (startedAt: number) => number): Promise<void> => {
       const position = this.#position++;
       return this.#durable(() => this.#sleep(position, dueAt));
@@ -785,6 +855,7 @@ class Execution implements RunExecution {
       workflowVersion: workflow.version,
       signal: this.#cancelController.signal,
       step,
+      model: model as WorkflowContext['model'],
       sleep: (duration) => {
         let ms: number;
         try {
@@ -1016,6 +1087,279 @@ class Execution implements RunExecution {
     });
   }
 
+  // ---- ctx.model -------------------------------------------------------------------------------
+
+  async #model(position: number, name: string, keyDigest: string | undefined, call: PreparedModelCall): Promise<ModelResult> {
+    const entry = this.#journal.get(position);
+    let state = FIRST_MODEL_STATE;
+    if (entry) {
+      this.#expect(position, entry, { kind: 'model', name, keyDigest });
+      switch (entry.status) {
+        case 'completed':
+          return entry.value as ModelResult;
+        case 'failed': {
+          const record = (entry.error ?? { name: 'Error', message: 'unknown error' }) as StepErrorRecord & { failures?: ModelFailure[] };
+          throw new ModelFailedError({ callName: name, attempts: entry.attempt, failures: record.failures ?? [] });
+        }
+        case 'retrying':
+          this.#throwIfCancelled();
+          state = modelState(entry.value, entry.attempt);
+          await this.#wait({ reason: 'retry', dueAt: entry.dueAt });
+          break;
+        case 'waiting':
+        case 'timed_out':
+          throw new CairnError(
+            ErrorCodes.INTERNAL,
+            `Journal entry ${position} of model call "${name}" has the unexpected status ${entry.status}.`,
+          );
+      }
+    }
+    const publisher = call.stream ? new DeltaPublisher(this.#deps.store, this.runId, position, name, this.#log) : undefined;
+    try {
+      for (;;) {
+        this.#throwIfCancelled();
+        const current = state;
+        const result = await this.#tracked(() => this.#modelAttempt(position, name, keyDigest, call, current, publisher));
+        if (result.done) return result.value;
+        state = result.state;
+        await this.#wait({ reason: 'retry', dueAt: result.dueAt });
+      }
+    } finally {
+      if (publisher) await publisher.close();
+    }
+  }
+
+  /**
+   * One attempt of a model call on the model `state` points at, then one journal commit: the
+   * result with the call's transcript, a `retrying` entry carrying the next state, or the final
+   * failure (also with the transcript) once no model is left.
+   */
+  async #modelAttempt(
+    position: number,
+    name: string,
+    keyDigest: string | undefined,
+    call: PreparedModelCall,
+    state: ModelCallState,
+    publisher: DeltaPublisher | undefined,
+  ): Promise<{ done: true; value: ModelResult } | { done: false; state: ModelCallState; dueAt: number }> {
+    const ref = call.models[state.modelIndex];
+    if (!ref) return this.#modelFailed(position, name, keyDigest, call, state, Date.now(), Date.now());
+    const attempt = state.attempt + 1;
+    const startedAt = Date.now();
+    const base = {
+      position,
+      kind: StepKind.MODEL,
+      name,
+      keyDigest: keyDigest ?? '',
+      attempt,
+      startedAt: time(startedAt),
+      provider: ref.provider,
+      model: ref.modelId,
+    };
+    this.#report(this.epoch, { ...base, status: StepStatus.RUNNING });
+    let outcome = await this.#invokeModel(call, ref, name, attempt, publisher);
+    let endedAt = Date.now();
+    let forceTerminal = false;
+    if (outcome.ok) {
+      const value: ModelResult = {
+        ...outcome.response,
+        usage: outcome.usage,
+        provider: ref.provider,
+        model: ref.modelId,
+        attempts: attempt,
+      };
+      const record: AttemptRecord = {
+        attempt,
+        provider: ref.provider,
+        model: ref.modelId,
+        startedAt,
+        endedAt,
+        status: 'completed',
+        usage: outcome.usage,
+      };
+      const attempts = [...state.attempts, record];
+      try {
+        const transcript = {
+          name,
+          position,
+          status: 'completed',
+          request: await transcriptRequest(call),
+          response: jsonSafe(outcome.response),
+          usage: outcome.usage,
+          provider: ref.provider,
+          model: ref.modelId,
+          attempts,
+        };
+        const { sizes } = await this.#append([
+          { position, kind: 'model', name, keyDigest, status: 'completed', attempt, value, transcript, startedAt, endedAt },
+        ]);
+        this.#report(this.epoch, {
+          ...base,
+          status: StepStatus.COMPLETED,
+          endedAt: time(endedAt),
+          outputSize: BigInt(sizes.get(position) ?? 0),
+          ...tokenFields(outcome.usage),
+        });
+        publisher?.done(attempt);
+        return { done: true, value };
+      } catch (err) {
+        // A result that cannot be journaled (a schema that transforms into non-JSON values) fails
+        // the same way on every model.
+        if (!(err instanceof CairnError && err.code === ErrorCodes.NOT_SERIALIZABLE)) throw err;
+        outcome = { ok: false, error: err, usage: outcome.usage, text: outcome.response.text };
+        forceTerminal = true;
+        endedAt = Date.now();
+      }
+    }
+    const error = outcome.error;
+    if (error instanceof CancelledError || error.name === 'CancelledError' || this.#cancelRequested) throw new CancelledError();
+    if (this.#stopController.signal.aborted) throw new HaltedError();
+    const classified = forceTerminal ? { ...classifyModelError(error), retryable: false } : classifyModelError(error);
+    const modelAttempt = state.modelAttempt + 1;
+    const record: AttemptRecord = {
+      attempt,
+      provider: ref.provider,
+      model: ref.modelId,
+      startedAt,
+      endedAt,
+      status: 'failed',
+      usage: outcome.usage,
+      error: { name: error.name, message: errorMessage(error), statusCode: classified.statusCode, retryable: classified.retryable },
+      ...(outcome.text === undefined || outcome.text === '' ? {} : { text: outcome.text }),
+    };
+    const giveUp = forceTerminal || !classified.retryable || modelAttempt >= call.policy.maximumAttempts;
+    const failures = giveUp ? [...state.failures, failureOf(ref, modelAttempt, error, classified)] : state.failures;
+    const hasNext = !forceTerminal && giveUp && state.modelIndex + 1 < call.models.length;
+    this.#log.warn(
+      { model: name, position, attempt, provider: ref.provider, modelId: ref.modelId, status: classified.statusCode, err: error },
+      giveUp ? (hasNext ? 'model failed; falling back to the next model' : 'model call failed') : 'model call attempt failed; retrying',
+    );
+    if (giveUp && !hasNext) {
+      return this.#modelFailed(
+        position,
+        name,
+        keyDigest,
+        call,
+        { ...state, attempt, failures, attempts: [...state.attempts, record] },
+        startedAt,
+        endedAt,
+        {
+          base,
+          usage: outcome.usage,
+        },
+      );
+    }
+    const delay = giveUp ? 0 : (classified.retryAfterMs ?? retryDelay(call.policy, modelAttempt));
+    const dueAt = endedAt + delay;
+    const next: ModelCallState = giveUp
+      ? {
+          modelIndex: state.modelIndex + 1,
+          modelAttempt: 0,
+          attempt,
+          failures,
+          attempts: [...state.attempts, { ...record, nextAttemptAt: dueAt }],
+        }
+      : {
+          modelIndex: state.modelIndex,
+          modelAttempt,
+          attempt,
+          failures,
+          attempts: [...state.attempts, { ...record, nextAttemptAt: dueAt }],
+        };
+    const errorRecord: StepErrorRecord = { ...errorInfo(error), message: errorMessage(error), terminal: !classified.retryable };
+    const { errorRefs } = await this.#append([
+      { position, kind: 'model', name, keyDigest, status: 'retrying', attempt, value: next, error: errorRecord, dueAt, startedAt, endedAt },
+    ]);
+    this.#report(this.epoch, {
+      ...base,
+      status: StepStatus.RETRYING,
+      errorCode: stepErrorCode(errorRecord),
+      retryable: true,
+      errorRef: errorRefs.get(position) ?? '',
+      endedAt: time(endedAt),
+      dueAt: time(dueAt),
+      ...tokenFields(outcome.usage),
+    });
+    return { done: false, state: next, dueAt };
+  }
+
+  /** Every model failed: journals the failure with the transcript and throws ModelFailedError. */
+  async #modelFailed(
+    position: number,
+    name: string,
+    keyDigest: string | undefined,
+    call: PreparedModelCall,
+    state: ModelCallState,
+    startedAt: number,
+    endedAt: number,
+    last?: { base: Partial<StepInfo>; usage: ModelUsage | undefined },
+  ): Promise<never> {
+    const error = new ModelFailedError({ callName: name, attempts: state.attempt, failures: state.failures });
+    const record: StepErrorRecord & { failures: readonly ModelFailure[] } = {
+      ...errorInfo(error),
+      terminal: error.nonRetryable,
+      failures: error.failures,
+    };
+    const transcript = {
+      name,
+      position,
+      status: 'failed',
+      request: await transcriptRequest(call),
+      error: { name: error.name, message: error.message },
+      failures: error.failures,
+      attempts: state.attempts,
+    };
+    const { errorRefs } = await this.#append([
+      {
+        position,
+        kind: 'model',
+        name,
+        keyDigest,
+        status: 'failed',
+        attempt: Math.max(1, state.attempt),
+        value: state,
+        error: record,
+        transcript,
+        startedAt,
+        endedAt,
+      },
+    ]);
+    if (last) {
+      this.#report(this.epoch, {
+        ...last.base,
+        status: StepStatus.FAILED,
+        errorCode: stepErrorCode(record),
+        retryable: false,
+        errorRef: errorRefs.get(position) ?? '',
+        endedAt: time(endedAt),
+        ...tokenFields(last.usage),
+      });
+    }
+    throw error;
+  }
+
+  /** Calls the model once, aborting on the call's timeout, cancellation or the end of the execution. */
+  async #invokeModel(
+    call: PreparedModelCall,
+    ref: ModelRef,
+    name: string,
+    attempt: number,
+    publisher: DeltaPublisher | undefined,
+  ): Promise<AttemptOutcome> {
+    const attemptController = new AbortController();
+    const signal = AbortSignal.any([this.#cancelController.signal, this.#stopController.signal, attemptController.signal]);
+    const { timeoutMs } = call;
+    const timer =
+      timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => attemptController.abort(new ModelTimeoutError(name, attempt, timeoutMs)), timeoutMs);
+    try {
+      return await attemptModel(call, ref, signal, publisher ? (text) => publisher.delta(attempt, text) : undefined);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   async #sleep(position: number, dueAtOf: (startedAt: number) => number): Promise<void> {
     const entry = this.#journal.get(position);
     let startedAt: number;
@@ -1119,6 +1463,22 @@ class Execution implements RunExecution {
       subscription.close();
     }
   }
+}
+
+/** The token counts of a model attempt, as a step report carries them. */
+function tokenFields(usage: ModelUsage | undefined): { inputTokens: bigint; outputTokens: bigint } {
+  const count = (n: number | undefined): bigint => BigInt(Math.max(0, Math.round(n ?? 0)));
+  return { inputTokens: count(usage?.inputTokens), outputTokens: count(usage?.outputTokens) };
+}
+
+/** Provider, model and tokens of a model call's journaled (latest) attempt, for a re-report. */
+function modelReportFields(entry: JournalEntry): Partial<StepInfo> {
+  if (entry.status === 'completed') {
+    const result = entry.value as Partial<ModelResult> | undefined;
+    return { provider: result?.provider ?? '', model: result?.model ?? '', ...tokenFields(result?.usage) };
+  }
+  const last = modelState(entry.value, entry.attempt).attempts.at(-1);
+  return { provider: last?.provider ?? '', model: last?.model ?? '', ...tokenFields(last?.usage) };
 }
 
 function callOf(entry: JournalEntry): DurableCall {

@@ -1,7 +1,7 @@
 import { CairnError, ErrorCodes } from '@cairn/common';
 import type { ErrorInfo } from '@cairn/payload-store';
 import { ErrorCode } from '@cairn/proto';
-import { TerminalError, type StepFailedError } from '@cairn/sdk';
+import { TerminalError, type ModelFailedError, type StepFailedError } from '@cairn/sdk';
 
 /**
  * A step attempt's error as the journal keeps it (sealed in the data plane). `terminal` records
@@ -60,7 +60,7 @@ export function reviveError(info: ErrorInfo): Error {
 /** The closed code of a step attempt's failure. */
 export function stepErrorCode(record: StepErrorRecord): ErrorCode {
   if (record.terminal) return ErrorCode.STEP_TERMINAL;
-  if (record.name === 'StepTimeoutError') return ErrorCode.STEP_TIMEOUT;
+  if (record.name === 'StepTimeoutError' || record.name === 'ModelTimeoutError') return ErrorCode.STEP_TIMEOUT;
   return ErrorCode.STEP_FAILED;
 }
 
@@ -79,6 +79,8 @@ export function runErrorCode(error: unknown): ErrorCode {
       if (e.causeName === 'StepTimeoutError') return ErrorCode.STEP_TIMEOUT;
       return ErrorCode.STEP_FAILED;
     }
+    case 'ModelFailedError':
+      return (error as Partial<ModelFailedError>).nonRetryable ? ErrorCode.STEP_TERMINAL : ErrorCode.STEP_FAILED;
     case 'StepTimeoutError':
       return ErrorCode.STEP_TIMEOUT;
     case 'SignalTimeoutError':

@@ -122,4 +122,19 @@ CREATE TABLE run_leases (
 );
 `,
   },
+  {
+    version: 2,
+    name: 'model calls on the step timeline',
+    sql: `
+-- ctx.model calls: the provider and model names and the token counts of each attempt. Names are
+-- checked against the contract's patterns before they are stored; prompts and outputs never come here.
+ALTER TABLE run_steps DROP CONSTRAINT run_steps_kind_check;
+ALTER TABLE run_steps ADD CONSTRAINT run_steps_kind_check CHECK (kind IN ('step', 'sleep', 'signal', 'model'));
+ALTER TABLE run_steps
+  ADD COLUMN input_tokens bigint,
+  ADD COLUMN output_tokens bigint,
+  ADD COLUMN provider text,
+  ADD COLUMN model text;
+`,
+  },
 ];

@@ -18,6 +18,10 @@ interface StepRow {
   due_at: Date | null;
   output_size: string | null;
   epoch: string;
+  input_tokens: string | null;
+  output_tokens: string | null;
+  provider: string | null;
+  model: string | null;
 }
 
 /** All SQL about the step timeline (`run_steps`). */
@@ -39,22 +43,23 @@ export class StepRepository {
       `WITH input AS (
          SELECT * FROM unnest($2::uuid[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[],
                               $10::int[], $11::boolean[], $12::uuid[], $13::timestamptz[], $14::timestamptz[], $15::timestamptz[],
-                              $16::bigint[])
+                              $16::bigint[], $17::bigint[], $18::bigint[], $19::text[], $20::text[])
            AS t(run_id, epoch, position, attempt, kind, name, key_digest, status, error_code, retryable, error_ref, started_at,
-                ended_at, due_at, output_size)
+                ended_at, due_at, output_size, input_tokens, output_tokens, provider, model)
        ), known AS (
          SELECT i.* FROM input i JOIN runs r ON r.id = i.run_id AND r.data_plane_id = $1 AND i.epoch <= r.epoch
        ), upserted AS (
          INSERT INTO run_steps (run_id, position, attempt, kind, name, key_digest, status, error_code, retryable, error_ref,
-                                started_at, ended_at, due_at, output_size, epoch)
+                                started_at, ended_at, due_at, output_size, epoch, input_tokens, output_tokens, provider, model)
          SELECT run_id, position, attempt, kind, name, key_digest, status, error_code, retryable, error_ref, started_at, ended_at,
-                due_at, output_size, epoch
+                due_at, output_size, epoch, input_tokens, output_tokens, provider, model
          FROM known
          ON CONFLICT (run_id, position, attempt) DO UPDATE SET
            kind = EXCLUDED.kind, name = EXCLUDED.name, key_digest = EXCLUDED.key_digest, status = EXCLUDED.status,
            error_code = EXCLUDED.error_code, retryable = EXCLUDED.retryable, error_ref = EXCLUDED.error_ref,
            started_at = EXCLUDED.started_at, ended_at = EXCLUDED.ended_at, due_at = EXCLUDED.due_at,
-           output_size = EXCLUDED.output_size, epoch = EXCLUDED.epoch, updated_at = now()
+           output_size = EXCLUDED.output_size, epoch = EXCLUDED.epoch, input_tokens = EXCLUDED.input_tokens,
+           output_tokens = EXCLUDED.output_tokens, provider = EXCLUDED.provider, model = EXCLUDED.model, updated_at = now()
          WHERE run_steps.status <> 'completed' AND run_steps.epoch <= EXCLUDED.epoch
        )
        SELECT DISTINCT i.run_id FROM input i
@@ -76,6 +81,10 @@ export class StepRepository {
         col((r) => r.endedAt),
         col((r) => r.dueAt),
         col((r) => r.outputSize),
+        col((r) => r.inputTokens),
+        col((r) => r.outputTokens),
+        col((r) => r.provider),
+        col((r) => r.model),
       ],
     );
     return result.rows.map((r) => r.run_id);
@@ -85,7 +94,7 @@ export class StepRepository {
   async forRun(runId: string): Promise<Step[]> {
     const result = await this.db.query<StepRow>(
       `SELECT run_id, position, attempt, kind, name, key_digest, status, error_code, retryable, error_ref, started_at, ended_at,
-              due_at, output_size, epoch
+              due_at, output_size, epoch, input_tokens, output_tokens, provider, model
        FROM run_steps WHERE run_id = $1 ORDER BY position, attempt`,
       [runId],
     );
@@ -105,6 +114,10 @@ export class StepRepository {
       dueAt: r.due_at,
       outputSize: r.output_size === null ? null : Number(r.output_size),
       epoch: Number(r.epoch),
+      inputTokens: r.input_tokens === null ? null : Number(r.input_tokens),
+      outputTokens: r.output_tokens === null ? null : Number(r.output_tokens),
+      provider: r.provider,
+      model: r.model,
     }));
   }
 }

@@ -33,7 +33,12 @@ const WAKE_REASON: Record<WakeReasonName, WakeReason> = {
   recovery: WakeReason.RECOVERY,
 };
 
-export const STEP_KIND: Record<StepKindName, StepKind> = { step: StepKind.STEP, sleep: StepKind.SLEEP, signal: StepKind.SIGNAL };
+export const STEP_KIND: Record<StepKindName, StepKind> = {
+  step: StepKind.STEP,
+  sleep: StepKind.SLEEP,
+  signal: StepKind.SIGNAL,
+  model: StepKind.MODEL,
+};
 
 export const STEP_STATUS: Record<StepStatusName, StepStatus> = {
   running: StepStatus.RUNNING,
@@ -82,6 +87,10 @@ export function toStepInfo(step: Step): StepInfo {
     endedAt: ms(step.endedAt),
     dueAt: ms(step.dueAt),
     outputSize: BigInt(step.outputSize ?? 0),
+    inputTokens: BigInt(step.inputTokens ?? 0),
+    outputTokens: BigInt(step.outputTokens ?? 0),
+    provider: step.provider ?? '',
+    model: step.model ?? '',
   });
 }
 

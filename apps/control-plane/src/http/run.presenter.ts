@@ -55,5 +55,9 @@ export function presentStep(step: Step): Record<string, unknown> {
     durationMs: step.startedAt !== null && step.endedAt !== null ? step.endedAt.getTime() - step.startedAt.getTime() : null,
     outputSize: step.outputSize,
     epoch: step.epoch,
+    inputTokens: step.inputTokens,
+    outputTokens: step.outputTokens,
+    provider: step.provider,
+    model: step.model,
   };
 }

@@ -38,7 +38,12 @@ import { WorkerSession, type SessionOutbound, type StreamEnd } from './worker-se
 /** The protocol revision this control plane speaks. */
 export const PROTOCOL_VERSION = 1;
 
-const STEP_KINDS: Record<number, StepKindName> = { [StepKind.STEP]: 'step', [StepKind.SLEEP]: 'sleep', [StepKind.SIGNAL]: 'signal' };
+const STEP_KINDS: Record<number, StepKindName> = {
+  [StepKind.STEP]: 'step',
+  [StepKind.SLEEP]: 'sleep',
+  [StepKind.SIGNAL]: 'signal',
+  [StepKind.MODEL]: 'model',
+};
 const STEP_STATUSES: Record<number, StepStatusName> = {
   [StepStatus.RUNNING]: 'running',
   [StepStatus.COMPLETED]: 'completed',
@@ -373,12 +378,15 @@ function toStepReport(report: StepReport, i: number): StepReportInput {
   const step = report.step;
   if (!step) throw fieldError('step', `field ${at('step')} is required`);
   const errorCode = enumValue(step.errorCode, ErrorCode, 'error_code', true);
+  const kind = STEP_KINDS[enumValue(step.kind, StepKind, 'kind')]!;
+  // Token counts and model names belong to model calls only; other kinds keep the columns empty.
+  const model = kind === 'model';
   return {
     runId,
     epoch: report.epoch,
     position: step.position,
     attempt: step.attempt,
-    kind: STEP_KINDS[enumValue(step.kind, StepKind, 'kind')]!,
+    kind,
     name: required(step.name, 'name', at('step.name')),
     keyDigest: optional(step.keyDigest),
     status: STEP_STATUSES[enumValue(step.status, StepStatus, 'status')]!,
@@ -389,6 +397,10 @@ function toStepReport(report: StepReport, i: number): StepReportInput {
     endedAt: time(step.endedAt, 'ended_at', at('step.ended_at')),
     dueAt: time(step.dueAt, 'due_at', at('step.due_at')),
     outputSize: size(step.outputSize, 'output_size', at('step.output_size')),
+    inputTokens: model ? size(step.inputTokens, 'input_tokens', at('step.input_tokens')) : null,
+    outputTokens: model ? size(step.outputTokens, 'output_tokens', at('step.output_tokens')) : null,
+    provider: model ? optional(step.provider) : null,
+    model: model ? optional(step.model) : null,
   };
 }
 
