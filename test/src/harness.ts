@@ -51,6 +51,10 @@ export interface TestStack {
   waitForEffect(runId: string, step: string, timeoutMs?: number): Promise<void>;
   countEffects(runId: string, step?: string): Promise<number>;
   gateway(method: string, path: string, init?: { body?: string; headers?: Record<string, string> }): Promise<Response>;
+  /** Replaces the local model server's script (when the stack started one). */
+  setModelScript(script: unknown): Promise<void>;
+  /** Every call the local model server received. */
+  modelCalls(): Promise<Array<{ seq: number; messages: unknown[]; fault: { kind: string } | null; status: number | null }>>;
   stop(): Promise<void>;
 }
 
@@ -66,6 +70,7 @@ export async function startTestStack(options: Omit<StackOptions, 'postgres' | 'd
   try {
     stack = await startStack({
       workerModule: testWorkerModule,
+      mockLlm: {},
       leaseTtlMs: 3000,
       heartbeatIntervalMs: 500,
       sweepIntervalMs: 200,
@@ -146,6 +151,18 @@ export async function startTestStack(options: Omit<StackOptions, 'postgres' | 'd
         ? await effects.query<{ n: number }>('SELECT count(*)::int AS n FROM effects WHERE run_id = $1 AND step = $2', [runId, step])
         : await effects.query<{ n: number }>('SELECT count(*)::int AS n FROM effects WHERE run_id = $1', [runId]);
       return r.rows[0]?.n ?? 0;
+    },
+    async setModelScript(script) {
+      const res = await fetch(`${stack.mockLlm!.url}/_mock/script`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(script),
+      });
+      if (res.status !== 200) throw new Error(`mock script refused: ${res.status} ${await res.text()}`);
+    },
+    async modelCalls() {
+      const res = await fetch(`${stack.mockLlm!.url}/_mock/calls`);
+      return ((await res.json()) as { calls: Awaited<ReturnType<TestStack['modelCalls']>> }).calls;
     },
     async stop() {
       await stack.stop();

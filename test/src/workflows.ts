@@ -1,7 +1,33 @@
+import { createOpenAICompatible } from '@ai-sdk/openai-compatible';
+import { jsonSchema, tool, type LanguageModel } from 'ai';
 import { TerminalError, SignalTimeoutError, defineWorkflow } from '@cairn/sdk';
 import { countEffects, recordEffect } from './effects.js';
 
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The local model server the test stack starts (CAIRN_MOCK_LLM_URL), through the real AI SDK provider. */
+function testModel(modelId = 'mock-small'): LanguageModel {
+  const url = process.env['CAIRN_MOCK_LLM_URL'];
+  if (!url) throw new Error('CAIRN_MOCK_LLM_URL is not set: start the test stack with mockLlm');
+  return createOpenAICompatible({ name: 'mock', baseURL: `${url}/openai/v1`, supportsStructuredOutputs: true, includeUsage: true })(
+    modelId,
+  );
+}
+
+/** One model call; optionally a sleep after it, so the run suspends and replays the call. */
+export const modelCall = defineWorkflow(
+  { name: 'model-call', version: '1' },
+  async (ctx, input: { prompt: string; timeoutMs?: number; sleepMs?: number }) => {
+    const reply = await ctx.model('ask', {
+      model: testModel(),
+      prompt: input.prompt,
+      retry: { initialInterval: 50, maximumAttempts: 4 },
+      timeout: input.timeoutMs ?? 10_000,
+    });
+    if (input.sleepMs) await ctx.sleep(input.sleepMs);
+    return { text: reply.text, attempts: reply.attempts, usage: reply.usage, model: reply.model };
+  },
+);
 
 /** Five steps; each records a side effect. Step 3 takes `step3Ms` so a test can kill the worker in it. */
 export const fiveSteps = defineWorkflow({ name: 'five-steps', version: '1' }, async (ctx, input: { step3Ms: number; stepMs?: number }) => {
@@ -93,8 +119,25 @@ export const canary = defineWorkflow({ name: 'canary', version: '1' }, async (ct
   } catch (err) {
     caught = err instanceof Error ? 'caught' : 'odd';
   }
+  // A model call whose system prompt, prompt, tool arguments and answer all carry the marker.
+  const planned = await ctx.model('plan', {
+    model: testModel(),
+    system: `You help with case ${input.marker}.`,
+    prompt: `Look up ${input.marker}`,
+    tools: {
+      lookup: tool({
+        description: 'Look up a case',
+        inputSchema: jsonSchema<{ q: string }>({ type: 'object', properties: { q: { type: 'string' } }, required: ['q'] }),
+      }),
+    },
+  });
+  const found: unknown[] = [];
+  for (const call of planned.toolCalls) {
+    found.push(await ctx.step('tool.lookup', { key: call.toolCallId }, () => ({ result: `record for ${JSON.stringify(call.input)}` })));
+  }
+  const answer = await ctx.model('answer', { model: testModel(), prompt: `Summarise ${input.marker}: ${JSON.stringify(found)}` });
   const body = await ctx.waitForSignal<{ note: string }>('note');
-  return { echoed, caught, note: body.note, marker: input.marker };
+  return { echoed, caught, note: body.note, marker: input.marker, found, answer: answer.text };
 });
 
 /** A workflow that fails with its own error carrying `secret`. */
@@ -103,4 +146,4 @@ export const canaryFailure = defineWorkflow({ name: 'canary-failure', version: '
   throw new Error(`workflow failed with ${input.marker}`);
 });
 
-export const allWorkflows = [fiveSteps, manySteps, sleeper, signalWaiter, flaky, doomed, canary, canaryFailure];
+export const allWorkflows = [fiveSteps, manySteps, sleeper, signalWaiter, flaky, doomed, canary, canaryFailure, modelCall];

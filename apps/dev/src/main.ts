@@ -55,7 +55,7 @@ try {
     dir,
     workers: 1,
     // The agent examples call a model: the local model server unless a real provider is configured.
-    mockLlmScript: process.env['MISTRAL_API_KEY'] ? undefined : entryPoints.exampleModelScript,
+    mockLlm: process.env['MISTRAL_API_KEY'] ? undefined : { script: entryPoints.exampleModelScript },
     ports: {
       cpHttp: Number(process.env['CAIRN_DEV_CP_HTTP_PORT'] ?? 0),
       cpGrpc: Number(process.env['CAIRN_DEV_CP_GRPC_PORT'] ?? 0),

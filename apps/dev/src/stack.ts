@@ -71,11 +71,11 @@ export interface StackOptions {
   /** Fixed ports for the first replica and the gateway (0 or absent: free ports). */
   readonly ports?: { readonly cpHttp?: number; readonly cpGrpc?: number; readonly gateway?: number };
   /**
-   * Start the local model server (OpenAI-compatible and Mistral APIs, deterministic replies) with
-   * this script file; workers get its address as CAIRN_MOCK_LLM_URL. Tooling only: in production
-   * workers call real providers from inside the cluster.
+   * Start the local model server (OpenAI-compatible and Mistral APIs, deterministic replies),
+   * optionally with a script file; workers get its address as CAIRN_MOCK_LLM_URL. Tooling only: in
+   * production workers call real providers from inside the cluster.
    */
-  readonly mockLlmScript?: string;
+  readonly mockLlm?: { readonly script?: string | undefined };
   /** Record every byte between the data plane and the control plane's gRPC port into this file. */
   readonly captureGrpcTo?: string;
   readonly logLevel?: string;
@@ -253,12 +253,13 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   }
 
   let mockLlm: Stack['mockLlm'];
-  if (options.mockLlmScript) {
+  if (options.mockLlm) {
     const port = await freePort();
+    const script = options.mockLlm.script ? ['--script', options.mockLlm.script] : [];
     const proc = new ManagedProcess(
       'mock-llm',
       node,
-      [entryPoints.mockLlm, '--port', String(port), '--script', options.mockLlmScript],
+      [entryPoints.mockLlm, '--port', String(port), ...script],
       { ...process.env, CAIRN_LOG_LEVEL: logLevel },
       join(dir, 'logs', 'mock-llm.log'),
       onLine('mock-llm'),

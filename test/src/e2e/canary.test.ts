@@ -24,6 +24,7 @@ describe('residency canary', () => {
 
   it('keeps every payload, key and error message in the data plane', async () => {
     const marker = `CANARY${randomUUID().replace(/-/g, '')}`;
+    await t.setModelScript({ rules: [{ hasTools: true, toolCalls: [{ name: 'lookup', arguments: { q: `case ${marker}` } }] }] });
     const canary = await t.start('canary', { marker }, { idempotencyKey: `idem-${marker}` });
     await t.waitForRun(canary, (r) => r.status === 'suspended' && r.waitingSignal === 'note');
     assert.equal((await t.signal(canary, 'note', { note: `note-${marker}` })).status, 202);
@@ -39,6 +40,14 @@ describe('residency canary', () => {
     assert.equal((await t.result(doomed)).status, 'failed');
     const step = await t.gateway('GET', `/v1/runs/${canary}/steps/0`);
     assert.match(await step.text(), new RegExp(marker), 'the step output is readable in the data plane');
+    const { steps } = await t.describe(canary);
+    const plan = steps.find((s) => s.kind === 'model' && s.name === 'plan');
+    assert.ok(plan, 'the model call is on the control plane timeline');
+    const transcript = await t.gateway('GET', `/v1/runs/${canary}/steps/${plan.position}/transcript`);
+    assert.equal(transcript.status, 200);
+    const transcriptText = await transcript.text();
+    assert.match(transcriptText, new RegExp(`You help with case ${marker}`), 'the prompt is in the data-plane transcript');
+    assert.match(JSON.stringify(ok.output), new RegExp(`mock reply to: Summarise ${marker}`), 'the model output reached the workflow');
 
     // Stop everything so logs are flushed, then search.
     await t.stack.stop();
