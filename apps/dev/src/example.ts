@@ -20,31 +20,49 @@ async function call<T>(stack: Stack, method: string, path: string, body?: unknow
   return { status: res.status, json };
 }
 
-/** Runs the example order refund through the gateway: start, approve, wait, show the timeline. */
-export async function runExample(stack: Stack, print: (line: string) => void): Promise<void> {
-  const input = { orderId: 'o-1001', customerEmail: 'jane@example.com', amount: 149.9, currency: 'EUR', reason: 'arrived damaged' };
-  print(`Example: refund ${input.amount} ${input.currency} for order ${input.orderId} (above 100: needs an approval)`);
-  const started = await call<{ runId: string }>(stack, 'POST', '/v1/runs', {
-    workflow: 'order-refund',
-    input,
-    idempotencyKey: `example-${input.orderId}-${Date.now()}`,
-  });
+type Result = { status: number; json: { status: string; output?: unknown; error?: { message: string } } };
+
+/** Starts a run, waits until it suspends (or ends), approves it, and long-polls its result. */
+async function startApproveAndWait(
+  stack: Stack,
+  workflow: string,
+  input: unknown,
+  idempotencyKey: string,
+  print: (line: string) => void,
+  waitingLine: string,
+): Promise<{ runId: string; result: Result | undefined }> {
+  const started = await call<{ runId: string }>(stack, 'POST', '/v1/runs', { workflow, input, idempotencyKey });
   const runId = started.json.runId;
   print(`  started run ${runId}`);
-  for (let i = 0; i < 100; i++) {
+  for (let i = 0; i < 200; i++) {
     const view = await call<RunView>(stack, 'GET', `/v1/runs/${runId}`);
-    if (view.json.run.status === 'suspended') break;
+    if (['suspended', 'completed', 'failed'].includes(view.json.run.status)) break;
     await new Promise((r) => setTimeout(r, 100));
   }
-  print('  the run is suspended, waiting for the "approval" signal (it holds no worker slot)');
+  print(waitingLine);
   await call(stack, 'POST', `/v1/runs/${runId}/signals/approval`, { approved: true, by: 'maria', comment: 'customer sent photos' });
   print('  sent the approval signal');
-  let result: { status: number; json: { status: string; output?: unknown; error?: { message: string } } } | undefined;
+  let result: Result | undefined;
   for (let i = 0; i < 4; i++) {
     result = await call(stack, 'GET', `/v1/runs/${runId}/result?wait=30`);
     if (result.status === 200) break;
   }
   print(`  finished: ${result?.json.status} ${JSON.stringify(result?.json.output ?? result?.json.error)}`);
+  return { runId, result };
+}
+
+/** Runs the example order refund through the gateway: start, approve, wait, show the timeline. */
+export async function runExample(stack: Stack, print: (line: string) => void): Promise<void> {
+  const input = { orderId: 'o-1001', customerEmail: 'jane@example.com', amount: 149.9, currency: 'EUR', reason: 'arrived damaged' };
+  print(`Example: refund ${input.amount} ${input.currency} for order ${input.orderId} (above 100: needs an approval)`);
+  const { runId } = await startApproveAndWait(
+    stack,
+    'order-refund',
+    input,
+    `example-${input.orderId}-${Date.now()}`,
+    print,
+    '  the run is suspended, waiting for the "approval" signal (it holds no worker slot)',
+  );
   const described = await fetch(`${stack.controlPlanes[0]!.httpUrl}/v1/runs/${runId}`, {
     headers: { authorization: `Bearer ${stack.secrets.apiToken}` },
   });
@@ -66,27 +84,14 @@ export async function runAgentExample(stack: Stack, print: (line: string) => voi
     message: 'Hi, my order o-1001 arrived damaged. I paid 149.90 EUR and would like my money back. Jane',
   };
   print(`Example: support agent for ticket ${input.ticketId} (a model classifies it; a refund above 100 needs an approval)`);
-  const started = await call<{ runId: string }>(stack, 'POST', '/v1/runs', {
-    workflow: 'support-agent',
+  const { runId } = await startApproveAndWait(
+    stack,
+    'support-agent',
     input,
-    idempotencyKey: `example-${input.ticketId}-${Date.now()}`,
-  });
-  const runId = started.json.runId;
-  print(`  started run ${runId}`);
-  for (let i = 0; i < 200; i++) {
-    const view = await call<RunView>(stack, 'GET', `/v1/runs/${runId}`);
-    if (view.json.run.status === 'suspended') break;
-    if (['completed', 'failed'].includes(view.json.run.status)) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  print('  classified by the model; waiting for the "approval" signal');
-  await call(stack, 'POST', `/v1/runs/${runId}/signals/approval`, { approved: true, by: 'maria' });
-  let result: { status: number; json: { status: string; output?: unknown; error?: { message: string } } } | undefined;
-  for (let i = 0; i < 4; i++) {
-    result = await call(stack, 'GET', `/v1/runs/${runId}/result?wait=30`);
-    if (result.status === 200) break;
-  }
-  print(`  finished: ${result?.json.status} ${JSON.stringify(result?.json.output ?? result?.json.error)}`);
+    `example-${input.ticketId}-${Date.now()}`,
+    print,
+    '  classified by the model; waiting for the "approval" signal',
+  );
   const described = await fetch(`${stack.controlPlanes[0]!.httpUrl}/v1/runs/${runId}`, {
     headers: { authorization: `Bearer ${stack.secrets.apiToken}` },
   });
