@@ -6,7 +6,7 @@ import type { GatewayConfig } from './config.js';
 import type { ControlPlane } from './control-plane.js';
 import { errorBody, httpStatus, invalid, storeError } from './errors.js';
 import { parseJsonBody } from './json.js';
-import { RunService, assertRunId, type RunWithResult } from './runs.js';
+import { IDEMPOTENCY_KEY_MAX_LENGTH, RunService, assertRunId, type ApprovalAnswer, type RunWithResult } from './runs.js';
 import { StreamHub, sseEvent } from './stream.js';
 import { isFinal, runStatusName, runView, stepView } from './views.js';
 
@@ -31,6 +31,9 @@ export const ROUTES: readonly string[] = [
   'GET /v1/runs/:id/steps/:position/transcript',
   'GET /v1/runs/:id/stream',
   'POST /v1/runs/:id/signals/:name',
+  'POST /v1/runs/:id/approvals/:name',
+  'POST /v1/runs/:id/approvals/:name/approve',
+  'POST /v1/runs/:id/approvals/:name/reject',
   'POST /v1/runs/:id/cancel',
 ];
 
@@ -50,6 +53,9 @@ const STREAM_MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
 const READY_TIMEOUT_MS = 2_000;
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
 const START_FIELDS = new Set(['workflow', 'version', 'input', 'idempotencyKey']);
+const APPROVAL_FIELDS = new Set(['approved', 'by', 'comment', 'data', 'key']);
+/** The longest `by` of an approval answer. */
+export const APPROVAL_BY_MAX_LENGTH = 200;
 
 interface RunParams {
   id: string;
@@ -309,6 +315,29 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
         return reply.code(202).send({ runId: id, signal: name, signalId, status: run ? runStatusName(run.status) : 'running' });
       });
 
+      // Answers to ctx.approval: a signal named approval.<name>[.<key digest>] whose body is the answer.
+      const approve = async (params: RunParams & { name: string }, body: unknown, decided: boolean | undefined) => {
+        const { answer, key } = approvalBody(body, decided);
+        const { signalName, signalId, run } = await runs.approve(params.id, params.name, answer, key);
+        return {
+          runId: params.id,
+          approval: params.name,
+          approved: answer.approved,
+          signal: signalName,
+          signalId,
+          status: run ? runStatusName(run.status) : 'running',
+        };
+      };
+      v1.post<{ Params: RunParams & { name: string } }>('/runs/:id/approvals/:name', async (request, reply) =>
+        reply.code(202).send(await approve(request.params, request.body, undefined)),
+      );
+      v1.post<{ Params: RunParams & { name: string } }>('/runs/:id/approvals/:name/approve', async (request, reply) =>
+        reply.code(202).send(await approve(request.params, request.body, true)),
+      );
+      v1.post<{ Params: RunParams & { name: string } }>('/runs/:id/approvals/:name/reject', async (request, reply) =>
+        reply.code(202).send(await approve(request.params, request.body, false)),
+      );
+
       v1.post<{ Params: RunParams }>('/runs/:id/cancel', async (request, reply) => {
         const run = await runs.cancel(request.params.id);
         return reply.code(202).send({ runId: run.runId, status: runStatusName(run.status) });
@@ -352,6 +381,79 @@ function startBody(body: unknown): { workflow: unknown; version?: unknown; input
     version: fields['version'],
     input: fields['input'],
     ...(typeof key === 'string' ? { idempotencyKey: key } : {}),
+  };
+}
+
+/**
+ * Reads an approval answer. `decided` is set by the `/approve` and `/reject` routes, whose body is
+ * optional and must not carry `approved`.
+ */
+function approvalBody(body: unknown, decided: boolean | undefined): { answer: ApprovalAnswer; key: string | number | undefined } {
+  const route = decided === undefined ? '' : decided ? '/approve' : '/reject';
+  const example =
+    decided === undefined
+      ? '{"approved": true, "by": "optional", "comment": "optional", "data": {...}, "key": "optional"}'
+      : '{"by": "optional", "comment": "optional", "data": {...}, "key": "optional"} (or no body)';
+  let fields: Record<string, unknown> = {};
+  if (body === undefined) {
+    if (decided === undefined) {
+      throw invalid(`the request body is required: send ${example} with Content-Type: application/json, or use .../approve or .../reject`);
+    }
+  } else if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw invalid(`the request body must be a JSON object: ${example}`);
+  } else {
+    fields = body as Record<string, unknown>;
+  }
+  const unknown = Object.keys(fields).filter((k) => !APPROVAL_FIELDS.has(k));
+  if (unknown.length > 0) {
+    throw invalid(
+      `unknown field${unknown.length > 1 ? 's' : ''} ${unknown
+        .slice(0, 5)
+        .map((k) => JSON.stringify(k.slice(0, 40)))
+        .join(', ')} in the approval: the fields are approved, by, comment, data and key (put anything else in data)`,
+    );
+  }
+  let approved: boolean;
+  if (decided !== undefined) {
+    if (fields['approved'] !== undefined) {
+      throw invalid(
+        `do not send approved to .../approvals/:name${route}: the route decides. Send {"approved": …} to POST /v1/runs/:id/approvals/:name instead`,
+      );
+    }
+    approved = decided;
+  } else {
+    const value = fields['approved'];
+    if (typeof value !== 'boolean') {
+      throw invalid(`approved is required and must be true or false (got ${value === undefined ? 'nothing' : typeof value}): ${example}`);
+    }
+    approved = value;
+  }
+  const by = fields['by'] ?? undefined;
+  if (by !== undefined && (typeof by !== 'string' || by.length === 0 || by.length > APPROVAL_BY_MAX_LENGTH)) {
+    throw invalid(`by must be a string of 1 to ${APPROVAL_BY_MAX_LENGTH} characters naming who answers`);
+  }
+  const comment = fields['comment'] ?? undefined;
+  if (comment !== undefined && typeof comment !== 'string') throw invalid('comment must be a string');
+  const key = fields['key'] ?? undefined;
+  if (key !== undefined) {
+    const ok =
+      (typeof key === 'string' && key.length > 0 && key.length <= IDEMPOTENCY_KEY_MAX_LENGTH) ||
+      (typeof key === 'number' && Number.isFinite(key));
+    if (!ok) {
+      throw invalid(
+        `key must be the key the workflow gave ctx.approval: a string of 1 to ${IDEMPOTENCY_KEY_MAX_LENGTH} characters or a number`,
+      );
+    }
+  }
+  const data = fields['data'];
+  return {
+    answer: {
+      approved,
+      ...(by === undefined ? {} : { by }),
+      ...(comment === undefined ? {} : { comment }),
+      ...(data === undefined ? {} : { data }),
+    },
+    key,
   };
 }
 

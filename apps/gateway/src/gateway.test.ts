@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { freePort, testPostgres, testPostgresKinds, uniqueDatabaseName, type PostgresServer } from '@cairn/local-postgres';
-import { Hasher, KeyRing, PayloadStore } from '@cairn/payload-store';
+import { Hasher, KeyRing, PayloadStore, approvalSignalName } from '@cairn/payload-store';
 import {
   ErrorCode,
   GatewayService,
@@ -647,6 +647,109 @@ for (const kind of testPostgresKinds()) {
       assert.equal(bare.status, 202, JSON.stringify(bare.body));
       // The longest name allowed.
       assert.equal((await call('POST', `/v1/runs/${run.runId}/signals/${'s'.repeat(100)}`, { body: {} })).status, 202);
+    });
+
+    it('answers an approval as the signal approval.<name>[.<key digest>]; comment, data and key stay in the data plane', async () => {
+      const marker = `CANARY${randomUUID().replace(/-/g, '')}`;
+      const run = await start({ workflow: 'order-refund', input: {} });
+      const before = cp.recorded.length;
+      const res = await call('POST', `/v1/runs/${run.runId}/approvals/refund`, {
+        body: { approved: true, by: 'maria', comment: `looks fine ${marker}`, data: { amount: 12.5, note: marker } },
+      });
+      assert.equal(res.status, 202, JSON.stringify(res.body));
+      assert.deepEqual(
+        { ...res.body, signalId: undefined },
+        { runId: run.runId, approval: 'refund', approved: true, signal: 'approval.refund', signalId: undefined, status: 'queued' },
+      );
+      const stored = await db.count('dp_signals', 'signal_id = $1', [res.body.signalId]);
+      assert.equal(stored, 1);
+
+      // With a key: the signal name ends with the key's HMAC, as the worker derives it.
+      const keyed = await call('POST', `/v1/runs/${run.runId}/approvals/refund/reject`, {
+        body: { by: 'maria', comment: `no ${marker}`, key: `order-${marker}` },
+      });
+      assert.equal(keyed.status, 202, JSON.stringify(keyed.body));
+      assert.equal(keyed.body.approved, false);
+      const keyedSignal = String(keyed.body.signal);
+      assert.equal(keyedSignal, approvalSignalName('refund', config.hasher.digest(`order-${marker}`)));
+      assert.match(keyedSignal, /^approval\.refund\.[0-9a-f]{32}$/);
+      const approved = await call('POST', `/v1/runs/${run.runId}/approvals/refund/approve`);
+      assert.equal(approved.status, 202, JSON.stringify(approved.body));
+      assert.equal(approved.body.approved, true);
+
+      // The bodies the workflow will read, from the payload store.
+      await store.acquire(run.runId, 1);
+      assert.deepEqual((await store.takeSignal(run.runId, 1, 0, 'approval.refund', Date.now()))?.body, {
+        approved: true,
+        by: 'maria',
+        comment: `looks fine ${marker}`,
+        data: { amount: 12.5, note: marker },
+      });
+      assert.deepEqual((await store.takeSignal(run.runId, 1, 1, keyedSignal, Date.now()))?.body, {
+        approved: false,
+        by: 'maria',
+        comment: `no ${marker}`,
+      });
+      assert.deepEqual((await store.takeSignal(run.runId, 1, 2, 'approval.refund', Date.now()))?.body, { approved: true });
+
+      const sent = cp.recorded.slice(before);
+      assert.deepEqual(
+        sent.map((r) => r.method),
+        ['signalRun', 'signalRun', 'signalRun'],
+      );
+      assert.deepEqual(
+        cp
+          .requests<SignalRunRequest>('signalRun')
+          .slice(-3)
+          .map((r) => r.signalName),
+        ['approval.refund', keyedSignal, 'approval.refund'],
+      );
+      assert.equal(Buffer.concat(sent.map((r) => r.bytes)).includes(Buffer.from(marker)), false, 'approval data crossed');
+      for (const r of sent) assert.deepEqual(residencyViolations(GatewayService.method.signalRun.input, r.request as never), []);
+    });
+
+    it('refuses bad approval bodies and names with 400 and keeps nothing', async () => {
+      const run = await start({ workflow: 'order-refund', input: {} });
+      const signals = await db.count('dp_signals');
+      const url = `/v1/runs/${run.runId}/approvals/refund`;
+      expectError(await call('POST', url), 400, 'CAIRN-1101', /request body is required/);
+      expectError(await call('POST', url, { body: [true] }), 400, 'CAIRN-1101', /must be a JSON object/);
+      expectError(await call('POST', url, { body: { by: 'maria' } }), 400, 'CAIRN-1101', /approved is required and must be true or false/);
+      expectError(await call('POST', url, { body: { approved: 'yes' } }), 400, 'CAIRN-1101', /approved is required .* \(got string\)/);
+      expectError(await call('POST', url, { body: { approved: true, reason: 'x' } }), 400, 'CAIRN-1101', /unknown field "reason"/);
+      expectError(await call('POST', url, { body: { approved: true, by: 7 } }), 400, 'CAIRN-1101', /by must be a string/);
+      expectError(await call('POST', url, { body: { approved: true, by: 'x'.repeat(201) } }), 400, 'CAIRN-1101', /by must be/);
+      expectError(await call('POST', url, { body: { approved: true, comment: { text: 'x' } } }), 400, 'CAIRN-1101', /comment/);
+      expectError(await call('POST', url, { body: { approved: true, key: { id: 1 } } }), 400, 'CAIRN-1101', /key must be/);
+      expectError(await call('POST', url, { body: { approved: true, key: '' } }), 400, 'CAIRN-1101', /key must be/);
+      expectError(await call('POST', url, { raw: '{"approved": tru' }), 400, 'CAIRN-1102', /line 1, column/);
+      expectError(await call('POST', `${url}/approve`, { body: { approved: false } }), 400, 'CAIRN-1101', /the route decides/);
+      expectError(await call('POST', `${url}/reject`, { body: 'no' }), 400, 'CAIRN-1101', /must be a JSON object/);
+      expectError(
+        await call('POST', `/v1/runs/${run.runId}/approvals/${encodeURIComponent('ok for bob@example.com')}`, { body: { approved: true } }),
+        400,
+        'CAIRN-1107',
+        /Invalid approval name/,
+      );
+      expectError(
+        await call('POST', `/v1/runs/${run.runId}/approvals/${'a'.repeat(92)}`, { body: { approved: true } }),
+        400,
+        'CAIRN-1107',
+        /at most 91 characters/,
+      );
+      expectError(
+        await call('POST', `/v1/runs/${run.runId}/approvals/${'a'.repeat(59)}`, { body: { approved: true, key: 'k' } }),
+        400,
+        'CAIRN-1107',
+        /at most 58 characters with a key/,
+      );
+      expectError(await call('POST', `/v1/runs/not-a-run/approvals/refund`, { body: { approved: true } }), 400, 'CAIRN-1101', /run id/);
+      expectError(await call('POST', `/v1/runs/${randomUUID()}/approvals/refund/approve`), 404, 'CAIRN-1105');
+      expectError(await call('POST', `${url}/approve`, { token: null }), 401, 'CAIRN-1104');
+      assert.equal(await db.count('dp_signals'), signals);
+      // The longest names allowed.
+      assert.equal((await call('POST', `/v1/runs/${run.runId}/approvals/${'a'.repeat(91)}/approve`)).status, 202);
+      assert.equal((await call('POST', `/v1/runs/${run.runId}/approvals/${'a'.repeat(58)}/approve`, { body: { key: 1 } })).status, 202);
     });
 
     it('refuses a signal for a run that ended with 409 CAIRN-1108 and keeps nothing', async () => {

@@ -1,5 +1,5 @@
 import { CairnError, ErrorCodes, assertName, assertVersion, isId, newId, type Logger } from '@cairn/common';
-import type { Hasher, PayloadStore } from '@cairn/payload-store';
+import { approvalSignalName, type Hasher, type PayloadStore } from '@cairn/payload-store';
 import {
   CancelRunRequestSchema,
   DescribeRunRequestSchema,
@@ -21,6 +21,14 @@ export interface StartRequest {
   readonly version?: unknown;
   readonly input?: unknown;
   readonly idempotencyKey?: string | undefined;
+}
+
+/** An answer to `ctx.approval`, as the workflow receives it (its signal body). */
+export interface ApprovalAnswer {
+  readonly approved: boolean;
+  readonly by?: string;
+  readonly comment?: string;
+  readonly data?: unknown;
 }
 
 /** A run with what the data plane holds for it: the output or the error. */
@@ -291,6 +299,25 @@ export class RunService {
       }
       throw signalError(err, runId);
     }
+  }
+
+  /**
+   * Answers a workflow's `ctx.approval(name, { key })`: sends the answer as the signal
+   * `approval.<name>[.<key digest>]`, through the same path as any signal (stored in the payload
+   * store first, then SignalRun). The key is HMAC'd here like the worker does; the answer's comment
+   * and data are stored in the data plane only.
+   */
+  async approve(
+    runId: string,
+    name: string,
+    answer: ApprovalAnswer,
+    key: string | number | undefined,
+  ): Promise<{ signalName: string; signalId: string; run: RunInfo | undefined }> {
+    assertRunId(runId);
+    checkName(name, 'approval name');
+    const signalName = approvalSignalName(name, key === undefined ? undefined : this.#hasher.digest(String(key)));
+    const { signalId, run } = await this.signal(runId, signalName, answer);
+    return { signalName, signalId, run };
   }
 
   /** Requests cancellation; a run cancelled at once (queued or suspended) is closed in the data plane too. */

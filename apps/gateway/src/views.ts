@@ -130,10 +130,19 @@ export interface ErrorView {
   readonly message: string;
   readonly code: string | null;
   readonly stack: string | null;
+  /** A run's error only: compensations (`ctx.step` `compensate`) that failed for good after the workflow failed. */
+  readonly compensationFailures?: unknown;
 }
 
 export function errorView(error: ErrorInfo): ErrorView {
-  return { name: error.name, message: error.message, code: error.code ?? null, stack: error.stack ?? null };
+  const failures = (error as { compensationFailures?: unknown }).compensationFailures;
+  return {
+    name: error.name,
+    message: error.message,
+    code: error.code ?? null,
+    stack: error.stack ?? null,
+    ...(Array.isArray(failures) && failures.length > 0 ? { compensationFailures: failures } : {}),
+  };
 }
 
 const msTime = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString());

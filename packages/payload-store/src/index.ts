@@ -1,5 +1,12 @@
 export { KeyRing, Hasher, type Sealed } from './crypto.js';
 export {
+  APPROVAL_DIGEST_LENGTH,
+  APPROVAL_KEYED_NAME_MAX_LENGTH,
+  APPROVAL_NAME_MAX_LENGTH,
+  APPROVAL_SIGNAL_PREFIX,
+  approvalSignalName,
+} from './approvals.js';
+export {
   FencedError,
   PayloadStore,
   type ErrorInfo,

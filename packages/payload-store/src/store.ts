@@ -693,9 +693,17 @@ export class PayloadStore {
 
   /**
    * Consumes the oldest unconsumed signal of `name` for the run and records it as the completed
-   * signal wait at `position`, in one fenced statement. Returns undefined when none is waiting.
+   * signal wait at `position` (with the wait's key digest, if it has one), in one fenced statement.
+   * Returns undefined when none is waiting.
    */
-  async takeSignal(runId: string, epoch: number, position: number, name: string, startedAt: number): Promise<TakenSignal | undefined> {
+  async takeSignal(
+    runId: string,
+    epoch: number,
+    position: number,
+    name: string,
+    startedAt: number,
+    keyDigest?: string,
+  ): Promise<TakenSignal | undefined> {
     const r = await this.#pool.query<{
       ok: number;
       signal_id: string | null;
@@ -713,14 +721,14 @@ export class PayloadStore {
          UPDATE dp_signals s SET consumed_position = $3 FROM pick WHERE s.signal_id = pick.signal_id
          RETURNING s.signal_id, s.key_id, s.body, s.size
        ), j AS (
-         INSERT INTO dp_journal (run_id, position, kind, name, status, attempt, signal_id, output_size, started_at, ended_at, epoch)
-         SELECT $1, $3, 'signal', $4, 'completed', 1, took.signal_id, took.size, $5, now(), $2 FROM took
+         INSERT INTO dp_journal (run_id, position, kind, name, key_digest, status, attempt, signal_id, output_size, started_at, ended_at, epoch)
+         SELECT $1, $3, 'signal', $4, $6, 'completed', 1, took.signal_id, took.size, $5, now(), $2 FROM took
          ON CONFLICT (run_id, position) DO UPDATE
            SET status = 'completed', signal_id = excluded.signal_id, output_size = excluded.output_size, ended_at = excluded.ended_at, epoch = excluded.epoch
            WHERE dp_journal.status = 'waiting'
        )
        SELECT (SELECT count(*) FROM fence)::int AS ok, took.* FROM (SELECT 1) AS one LEFT JOIN took ON true`,
-      [runId, epoch, position, name, new Date(startedAt)],
+      [runId, epoch, position, name, new Date(startedAt), keyDigest ?? null],
     );
     const row = r.rows[0];
     if (!row || row.ok !== 1) return this.#throwFenced(runId, epoch);

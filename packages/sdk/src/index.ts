@@ -2,6 +2,7 @@
 // runtime (@cairn/worker) implements the context declared here.
 export {
   defineWorkflow,
+  type ParallelOptions,
   type SignalWaitOptions,
   type StepContext,
   type StepFunction,
@@ -24,6 +25,19 @@ export {
   type ModelUsage,
   type SchemaOutput,
 } from './model.js';
+export {
+  EvalFailedError,
+  type EvalCheck,
+  type EvalCheckVerdict,
+  type EvalFeedback,
+  type EvalJudge,
+  type EvalOptions,
+  type EvalPredicate,
+  type EvalVerdict,
+  type StandardSchemaLike,
+  type StandardSchemaResult,
+} from './eval.js';
+export { ApprovalTimeoutError, toApprovalResult, type ApprovalOptions, type ApprovalResult } from './approval.js';
 export { resolveRetryPolicy, retryDelay, type ResolvedRetryPolicy, type RetryPolicy } from './retry.js';
 export { toMilliseconds, type Duration } from './duration.js';
 export {

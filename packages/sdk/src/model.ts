@@ -3,6 +3,7 @@
 import type { FinishReason, FlexibleSchema, InferSchema, LanguageModel, ModelMessage, ToolSet } from 'ai';
 import { CairnError, ErrorCodes } from '@cairn/common/core';
 import { toMilliseconds, type Duration } from './duration.js';
+import type { EvalOptions } from './eval.js';
 import { resolveRetryPolicy, type ResolvedRetryPolicy } from './retry.js';
 
 /**
@@ -27,7 +28,8 @@ export interface ModelRetryPolicy {
 }
 
 /**
- * Options of `ctx.model`.
+ * Options of `ctx.model`. `OUTPUT` is what an eval gate checks: the validated `object` with a
+ * `schema`, else the `text`.
  *
  * @example
  * ```ts
@@ -43,7 +45,7 @@ export interface ModelRetryPolicy {
  * };
  * ```
  */
-export interface ModelCallOptions {
+export interface ModelCallOptions<OUTPUT = unknown> {
   /**
    * The AI SDK model to call, or an ordered fallback list: when a model fails for good (a
    * non-retryable status such as 400, 401, 403 or 422, or its retries ran out) the next one is
@@ -86,6 +88,14 @@ export interface ModelCallOptions {
    * runs. Default true. The text never leaves the data plane either way.
    */
   readonly stream?: boolean;
+  /**
+   * An eval gate on the output (the `object` with a `schema`, else the `text`; see
+   * {@link EvalOptions}). A failed verdict re-runs the call with the previous answer and a user
+   * message saying what failed appended to the conversation, up to `maxRetries` times; then the
+   * call throws `EvalFailedError` or asks a human (`onFail: 'approval'`). Each re-run is a model
+   * call of its own, with its own transcript.
+   */
+  readonly eval?: EvalOptions<OUTPUT>;
 }
 
 /**

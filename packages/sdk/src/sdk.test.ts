@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { CairnError } from '@cairn/common/core';
 import {
+  ApprovalTimeoutError,
   CancelledError,
+  EvalFailedError,
   NonDeterminismError,
   SignalTimeoutError,
   StepFailedError,
@@ -11,6 +13,7 @@ import {
   defineWorkflow,
   resolveRetryPolicy,
   retryDelay,
+  toApprovalResult,
   toMilliseconds,
 } from './index.js';
 
@@ -121,5 +124,36 @@ describe('errors', () => {
     );
     assert.equal(new CancelledError().code, 'CAIRN-2006');
     for (const e of [terminal, failed, nd, new CancelledError()]) assert.ok(e instanceof CairnError);
+  });
+
+  it('name approvals and eval gates that failed', () => {
+    const timeout = new ApprovalTimeoutError({ approvalName: 'refund', timeoutMs: 5000 });
+    assert.equal(timeout.code, 'CAIRN-2005');
+    assert.equal(timeout.message, '[CAIRN-2005] No answer to approval "refund" arrived within 5000 ms.');
+    const failed = new EvalFailedError({ callName: 'headline', rounds: 3, reasons: ['too long', 'mentions a competitor'] });
+    assert.equal(failed.code, 'CAIRN-2002');
+    assert.equal(
+      failed.message,
+      '[CAIRN-2002] The output of "headline" failed its eval checks after 3 runs: too long; mentions a competitor',
+    );
+    assert.equal(failed.rejectedBy, undefined);
+    const rejected = new EvalFailedError({ callName: 'headline', rounds: 1, reasons: ['too long'], rejected: true, rejectedBy: 'ed' });
+    assert.match(rejected.message, /after 1 run, and "ed" rejected it: too long/);
+    assert.equal(rejected.rejectedBy, 'ed');
+  });
+});
+
+describe('approval answers', () => {
+  it('approve only on approved: true, and keep by, comment and data', () => {
+    assert.deepEqual(toApprovalResult({ approved: true, by: 'maria', comment: 'ok', data: { n: 1 }, extra: 1 }), {
+      approved: true,
+      by: 'maria',
+      comment: 'ok',
+      data: { n: 1 },
+    });
+    assert.deepEqual(toApprovalResult({ approved: 'yes', by: 7 }), { approved: false });
+    assert.deepEqual(toApprovalResult(null), { approved: false });
+    assert.deepEqual(toApprovalResult([true]), { approved: false });
+    assert.deepEqual(toApprovalResult({ approved: false, data: null }), { approved: false, data: null });
   });
 });

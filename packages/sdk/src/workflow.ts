@@ -1,6 +1,8 @@
 import { CairnError, ErrorCodes, assertName, assertVersion } from '@cairn/common/core';
 import type { FlexibleSchema } from 'ai';
+import type { ApprovalOptions, ApprovalResult } from './approval.js';
 import type { Duration } from './duration.js';
+import type { EvalFeedback, EvalOptions } from './eval.js';
 import type { ModelCallOptions, ModelObjectResult, ModelResult, SchemaOutput } from './model.js';
 import type { RetryPolicy } from './retry.js';
 
@@ -23,8 +25,16 @@ export interface StepContext {
   readonly idempotencyKey: string;
   /** The attempt number, from 1. */
   readonly attempt: number;
-  /** Aborted when the attempt times out, the run is cancelled or the worker must stop it. */
+  /**
+   * Aborted when the attempt times out, the run is cancelled or the worker must stop it. (A
+   * compensation's signal is not aborted by cancellation: it runs because of it.)
+   */
   readonly signal: AbortSignal;
+  /**
+   * Set when an eval gate re-runs the step because its previous output failed a check: what
+   * failed, so this run can do better. Undefined on the first run.
+   */
+  readonly feedback?: EvalFeedback;
 }
 
 /**
@@ -38,14 +48,14 @@ export interface StepContext {
 export type StepFunction<T> = (step: StepContext) => T | Promise<T>;
 
 /**
- * Options of `ctx.step`.
+ * Options of `ctx.step`; `T` is the step's result.
  *
  * @example
  * ```ts
  * await ctx.step('send-email', { key: user.email, timeout: '10s', retry: { maximumAttempts: 5 } }, () => mailer.send(user));
  * ```
  */
-export interface StepOptions {
+export interface StepOptions<T = unknown> {
   /**
    * The dynamic part of the step's identity (a loop index, an item ID, an email). It never leaves
    * the data plane: only its HMAC digest crosses to the control plane, while the static name
@@ -56,6 +66,50 @@ export interface StepOptions {
   readonly retry?: RetryPolicy;
   /** Longest one attempt may run (ms or `'30s'`); a slower attempt fails with `StepTimeoutError`. */
   readonly timeout?: Duration;
+  /**
+   * Undoes the step (saga compensation). Registered once the step has completed; if the workflow
+   * function then fails with an uncaught error, or the run is cancelled, the registered
+   * compensations run in reverse order (newest step first), each as a durable step named
+   * `compensate.<step>` with this step's `retry` and `timeout`, given the step's result. A
+   * compensation that fails for good does not stop the others: it is a failed step on the timeline,
+   * and the run still fails with the original error (its stored error lists the failed
+   * compensations). Compensations already done are not run again on replay. Steps that failed,
+   * and runs that complete, are not compensated.
+   *
+   * @example
+   * ```ts
+   * const booking = await ctx.step('book-hotel', () => hotels.book(trip), {
+   *   compensate: (b, { idempotencyKey }) => hotels.cancel(b.id, { idempotencyKey }),
+   * });
+   * ```
+   */
+  readonly compensate?: (result: T, step: StepContext) => unknown;
+  /**
+   * An eval gate on the step's result (see {@link EvalOptions}): after each run the checks judge
+   * the result; a failed verdict re-runs the step with `feedback` in its context, up to
+   * `maxRetries` times, then throws `EvalFailedError` or asks a human (`onFail: 'approval'`).
+   *
+   * @example
+   * ```ts
+   * const summary = await ctx.step('summarize', ({ feedback }) => summarizer.run(doc, feedback?.reasons), {
+   *   eval: { checks: [(s: string) => s.length <= 500 || `is ${s.length} characters, at most 500`], maxRetries: 2 },
+   * });
+   * ```
+   */
+  readonly eval?: EvalOptions<T>;
+}
+
+/**
+ * Options of `ctx.parallel`.
+ *
+ * @example
+ * ```ts
+ * await ctx.parallel(documents, (doc) => ctx.model('summarize', { model, prompt: doc.text, key: doc.id }), { concurrency: 4 });
+ * ```
+ */
+export interface ParallelOptions {
+  /** Most items in progress at once: a whole number of at least 1. Default: all of them. */
+  readonly concurrency?: number;
 }
 
 /**
@@ -111,8 +165,8 @@ export interface WorkflowContext {
    * const sent = await ctx.step('send-email', { key: user.email }, ({ idempotencyKey }) => mailer.send(user.email, idempotencyKey));
    * ```
    */
-  step<T>(name: string, fn: StepFunction<T>, options?: StepOptions): Promise<T>;
-  step<T>(name: string, options: StepOptions, fn: StepFunction<T>): Promise<T>;
+  step<T>(name: string, fn: StepFunction<T>, options?: StepOptions<T>): Promise<T>;
+  step<T>(name: string, options: StepOptions<T>, fn: StepFunction<T>): Promise<T>;
 
   /**
    * Calls a language model durably, through the AI SDK. The result is journaled in the data plane,
@@ -151,9 +205,9 @@ export interface WorkflowContext {
    */
   model<SCHEMA extends FlexibleSchema>(
     name: string,
-    options: ModelCallOptions & { readonly schema: SCHEMA },
+    options: ModelCallOptions<SchemaOutput<SCHEMA>> & { readonly schema: SCHEMA },
   ): Promise<ModelObjectResult<SchemaOutput<SCHEMA>>>;
-  model(name: string, options: ModelCallOptions): Promise<ModelResult>;
+  model(name: string, options: ModelCallOptions<string>): Promise<ModelResult>;
 
   /**
    * Waits for `duration` (ms or `'5m'`), durably: the wake time is journaled at the first
@@ -187,6 +241,63 @@ export interface WorkflowContext {
    * ```
    */
   waitForSignal<T = unknown>(name: string, options?: SignalWaitOptions): Promise<T>;
+
+  /**
+   * Waits for a human to approve or reject, durably: the run suspends (no worker slot, no
+   * polling) until someone answers through the gateway, for days if need be, and returns the
+   * answer. An answer sent before the workflow reaches this line is kept and returned at once.
+   *
+   * It is a signal wait underneath: the signal is named `approval.<name>`, or
+   * `approval.<name>.<digest>` with a `key` (the first 32 hex digits of the key's HMAC, so the
+   * key itself never leaves the data plane). Answer with the gateway's
+   * `POST /v1/runs/:id/approvals/:name` and body `{ "approved": true, "by": "maria", "comment": "…",
+   * "data": {…}, "key": "…" }`, or its `/approve` and `/reject` shortcuts. The comment and data stay
+   * in the data plane; the control plane sees the signal name and the wait's status.
+   *
+   * Only `"approved": true` approves. On `timeout`, throws {@link ApprovalTimeoutError}, or returns
+   * `{ approved: false, timedOut: true }` with `onTimeout: 'reject'`. `name` is a static name
+   * (at most 91 characters, 58 with a key).
+   *
+   * @example
+   * ```ts
+   * const draft = await ctx.step('draft-refund', () => refunds.draft(order));
+   * const answer = await ctx.approval<{ amount?: number }>('refund', { key: order.id, timeout: '3d' });
+   * if (!answer.approved) return { refunded: false, reason: 'rejected', by: answer.by };
+   * await ctx.step('refund', () => payments.refund(order.id, answer.data?.amount ?? draft.amount));
+   * ```
+   */
+  approval<T = unknown>(name: string, options?: ApprovalOptions): Promise<ApprovalResult<T>>;
+
+  /**
+   * Fan-out: calls `fn(item, index)` for each item, at most `concurrency` at a time, and returns
+   * the results in input order (whatever order they finish in). Item `i + concurrency` starts once
+   * an earlier item has finished.
+   *
+   * Each item is a branch whose durable calls (any number: steps, model calls, sleeps, approvals,
+   * nested `ctx.parallel`) are identified by the branch and their order within it rather than by
+   * global call order, so a replay finds every recorded result, in whatever order the branches
+   * finish this time: nothing already journaled runs again. Inside a branch, a step's
+   * `idempotencyKey` is `<runId>:<branch>#<n>` (e.g. `…:p0.3#0`), `ctx.random()`/`ctx.uuid()`
+   * draw from the branch's own sequence, and the key digest that crosses to the control plane is
+   * the HMAC of the branch identity (and of `key`, if given).
+   *
+   * Failure: once an item fails, no new item starts; the items already running finish (their
+   * results are journaled), then the call rejects with the error of the lowest-index item that
+   * failed — the same error on every replay. To keep going past failures, catch inside `fn`.
+   *
+   * @example
+   * ```ts
+   * const summaries = await ctx.parallel(
+   *   tickets,
+   *   async (ticket) => {
+   *     const { text } = await ctx.model('summarize', { model, prompt: ticket.body, key: ticket.id });
+   *     return ctx.step('store-summary', { key: ticket.id }, () => db.summaries.put(ticket.id, text));
+   *   },
+   *   { concurrency: 5 },
+   * );
+   * ```
+   */
+  parallel<T, R>(items: Iterable<T>, fn: (item: T, index: number) => R | Promise<R>, options?: ParallelOptions): Promise<Awaited<R>[]>;
 
   /**
    * The current time, journaled on first execution so a replay sees the same value. It costs no

@@ -6,15 +6,25 @@ import { createHmac } from 'node:crypto';
  */
 export class DeterministicSource {
   readonly #seed: Buffer;
+  readonly #prefix: string;
   #randomCalls = 0;
   #uuidCalls = 0;
 
-  constructor(seed: Buffer) {
+  constructor(seed: Buffer, prefix = '') {
     this.#seed = seed;
+    this.#prefix = prefix;
+  }
+
+  /**
+   * A source of its own for `scope` (a `ctx.parallel` branch), whose values do not depend on how
+   * calls in other branches interleave with it.
+   */
+  scoped(scope: string): DeterministicSource {
+    return new DeterministicSource(this.#seed, `${this.#prefix}${scope}/`);
   }
 
   #bytes(label: string): Buffer {
-    return createHmac('sha256', this.#seed).update(label, 'utf8').digest();
+    return createHmac('sha256', this.#seed).update(`${this.#prefix}${label}`, 'utf8').digest();
   }
 
   /** A number in [0, 1) with 53 random bits. */

@@ -1,5 +1,15 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { CairnError, ErrorCodes, assertName, createLogger, type Logger } from '@cairn/common';
-import { FencedError, type Hasher, type JournalEntry, type JournalWrite, type PayloadStore, type StoredRun } from '@cairn/payload-store';
+import {
+  FencedError,
+  approvalSignalName,
+  type Hasher,
+  type JournalEntry,
+  type JournalKind,
+  type JournalWrite,
+  type PayloadStore,
+  type StoredRun,
+} from '@cairn/payload-store';
 import {
   ErrorCode,
   StepInfoSchema,
@@ -12,7 +22,9 @@ import {
   type StepReport,
 } from '@cairn/proto';
 import {
+  ApprovalTimeoutError,
   CancelledError,
+  EvalFailedError,
   ModelFailedError,
   NonDeterminismError,
   SignalTimeoutError,
@@ -21,12 +33,18 @@ import {
   TerminalError,
   resolveRetryPolicy,
   retryDelay,
+  toApprovalResult,
   toMilliseconds,
+  type ApprovalOptions,
+  type ApprovalResult,
   type DurableCall,
+  type EvalFeedback,
+  type EvalVerdict,
   type ModelCallOptions,
   type ModelFailure,
   type ModelResult,
   type ModelUsage,
+  type ParallelOptions,
   type ResolvedRetryPolicy,
   type StepContext,
   type StepFunction,
@@ -62,6 +80,17 @@ import {
   type PreparedModelCall,
 } from './model.js';
 import { SignalHub, type SignalSubscription } from './signals.js';
+import {
+  JUDGE_SCHEMA,
+  JUDGE_SYSTEM,
+  judgePrompt,
+  judgeVerdict,
+  localChecks,
+  prepareEval,
+  withFeedback,
+  type JudgeAnswer,
+  type PreparedEval,
+} from './eval.js';
 
 /** A run handed to the engine under a lease epoch. */
 export interface RunAssignment {
@@ -228,11 +257,62 @@ interface Wait {
   readonly signalName: string | undefined;
   /** Longer than the suspend threshold: it does not keep the execution from suspending. */
   readonly long: boolean;
+  /** Made by the compensation phase: cancellation does not end it. */
+  readonly internal: boolean;
   /** Rejects the wait (cancellation). */
   fail(error: Error): void;
   /** Drops the wait; its promise never settles (the execution is halted). */
   dispose(): void;
 }
+
+/**
+ * Where a durable call is made from, carried through promise chains by AsyncLocalStorage: the
+ * workflow's main line (no store), a `ctx.parallel` branch, or the compensation phase.
+ */
+interface CallScope {
+  /**
+   * Inside a `ctx.parallel` branch: the branch's path (`p0.3` is item 3 of the run's first
+   * parallel; `p0.3#1.0` item 0 of a parallel nested as the branch's second call) and how many
+   * calls it made so far. A branch's calls are identified by path and count, not by position,
+   * because positions are handed out in completion order across branches (see `#slot`).
+   */
+  readonly branch?: { readonly path: string; seq: number; random?: DeterministicSource };
+  /** The compensation phase: it runs after the workflow function settled and ignores cancellation. */
+  readonly internal?: boolean;
+}
+
+/** A durable call's place in the journal. */
+interface Slot {
+  readonly position: number;
+  /** What crosses as `key_digest`: the HMAC of the call's key, or of its identity in a branch. */
+  readonly keyDigest: string | undefined;
+  /** `StepContext.idempotencyKey`: stable over attempts and replays of the call. */
+  readonly idempotencyKey: string;
+}
+
+/** A step's compensation, registered when the step completed (or replayed its result). */
+interface Compensation {
+  /** The compensated step's position; compensations run in reverse position order. */
+  readonly position: number;
+  readonly stepName: string;
+  readonly result: unknown;
+  readonly fn: (result: unknown, step: StepContext) => unknown;
+  readonly policy: ResolvedRetryPolicy;
+  readonly timeoutMs: number | undefined;
+}
+
+/** A compensation that failed for good, recorded with the run's error in the data plane. */
+export interface CompensationFailure {
+  readonly name: string;
+  readonly position: number;
+  readonly stepPosition: number;
+  readonly error: { readonly name: string; readonly message: string };
+}
+
+const identityOf = (kind: JournalKind, name: string, keyDigest: string | undefined): string => `${kind}|${name}|${keyDigest ?? ''}`;
+
+/** `compensate.<step>`, cut to the name limit. */
+const compensationName = (stepName: string): string => `compensate.${stepName}`.slice(0, 100);
 
 /** setTimeout's limit; longer waits rely on suspension. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -303,7 +383,19 @@ class Execution implements RunExecution {
   #finished = false;
 
   #journal = new Map<number, JournalEntry>();
+  /** Journal positions by call identity (kind, name, key digest), for calls made in a branch or while compensating. */
+  readonly #byIdentity = new Map<string, number>();
+  /** Positions this execution has handed out; a journal entry at any other is left over. */
+  readonly #claimed = new Set<number>();
   #position = 0;
+  /** How many top-level `ctx.parallel` calls the workflow made (names their branches). */
+  #parallels = 0;
+  readonly #scope = new AsyncLocalStorage<CallScope>();
+  /** The workflow function has settled: its remaining calls never resolve (compensations still run). */
+  #settled = false;
+  readonly #compensations = new Map<number, Compensation>();
+  /** Steps with a compensation still running: a failure waits for them, so they can be undone too. */
+  #compensable = 0;
   #pendingNow: JournalWrite[] = [];
   readonly #signalsConsumed = new Map<string, number>();
   #random: DeterministicSource | undefined;
@@ -347,7 +439,7 @@ class Execution implements RunExecution {
     this.#markCancelled();
     if (this.#halt) return;
     const error = new CancelledError();
-    for (const wait of [...this.#waits]) wait.fail(error);
+    for (const wait of [...this.#waits]) if (!wait.internal) wait.fail(error);
     for (const listener of [...this.#cancelListeners]) listener(error);
   }
 
@@ -434,6 +526,7 @@ class Execution implements RunExecution {
     if (this.#finished) return;
     for (const entry of journal) {
       this.#journal.set(entry.position, entry);
+      if (entry.keyDigest !== undefined) this.#byIdentity.set(identityOf(entry.kind, entry.name, entry.keyDigest), entry.position);
       if (entry.kind === 'signal' && entry.status === 'completed') this.#countSignal(entry.name);
     }
     this.#reportJournal(journal);
@@ -493,17 +586,80 @@ class Execution implements RunExecution {
   #settle(result: { ok: true; value: unknown } | { ok: false; error: unknown }): void {
     // A run that finishes while draining (it was past its last durable call) completes normally.
     if (this.#halt && this.#halt !== 'drain') return;
+    this.#settled = true;
+    const compensate =
+      (this.#compensations.size > 0 || this.#compensable > 0) && !this.#nonDeterminism && (this.#cancelRequested || !result.ok);
+    if (compensate) {
+      // Draining: the run is released, and the worker that takes it next compensates.
+      if (this.#halt === 'drain') return;
+      // The workflow's own waits end here; compensations run as durable steps of their own.
+      this.#disposeWaits();
+      this.#scope
+        .run({ internal: true }, () => this.#compensate(result))
+        .then((failures) => {
+          // Suspended (a long retry backoff), drained or lost while compensating: the next execution resumes.
+          if (this.#halt) return;
+          this.#halt = 'settling';
+          this.#disposeWaits();
+          return this.#settleAsync(result, failures);
+        })
+        .catch((err: unknown) => {
+          if (!(err instanceof HaltedError)) this.#abandon(err);
+        });
+      return;
+    }
     this.#halt = 'settling';
     this.#disposeWaits();
-    this.#settleAsync(result).catch((err: unknown) => {
+    this.#settleAsync(result, []).catch((err: unknown) => {
       if (!(err instanceof HaltedError)) this.#abandon(err);
     });
   }
 
-  async #settleAsync(result: { ok: true; value: unknown } | { ok: false; error: unknown }): Promise<void> {
+  /**
+   * Runs the registered compensations, newest step first, each as a durable step named
+   * `compensate.<step>`. A step still running when the workflow failed finishes first, so what it
+   * did is undone too. A compensation that fails for good does not stop the others; it is returned.
+   */
+  async #compensate(result: { ok: true; value: unknown } | { ok: false; error: unknown }): Promise<CompensationFailure[]> {
+    for (;;) {
+      // Two turns, so registrations chained on steps that just finished land first.
+      await new Promise((resolve) => setImmediate(resolve));
+      await new Promise((resolve) => setImmediate(resolve));
+      if (this.#inFlight.size === 0) break;
+      await Promise.allSettled([...this.#inFlight]);
+    }
+    const list = [...this.#compensations.values()].sort((a, b) => b.position - a.position);
+    this.#log.info(
+      { compensations: list.length, cause: this.#cancelRequested ? 'cancelled' : result.ok ? 'completed' : 'failed' },
+      'compensating',
+    );
+    const failures: CompensationFailure[] = [];
+    for (const c of list) {
+      const name = compensationName(c.stepName);
+      const slot = this.#slot('step', name, undefined, `compensate:${c.position}`);
+      try {
+        await this.#durable(() => this.#step(slot, name, (step: StepContext) => c.fn(c.result, step), c.policy, c.timeoutMs));
+      } catch (err) {
+        const error = toError(err);
+        const cause = error instanceof StepFailedError ? { name: error.causeName, message: error.causeMessage } : error;
+        this.#log.error({ step: c.stepName, position: slot.position, err: error }, 'compensation failed for good');
+        failures.push({ name, position: slot.position, stepPosition: c.position, error: { name: cause.name, message: cause.message } });
+      }
+    }
+    return failures;
+  }
+
+  async #settleAsync(
+    result: { ok: true; value: unknown } | { ok: false; error: unknown },
+    compensationFailures: readonly CompensationFailure[],
+  ): Promise<void> {
     const { store } = this.#deps;
     if (this.#cancelRequested) {
       await this.#write(() => store.cancelRun(this.runId, this.epoch));
+      if (compensationFailures.length > 0) {
+        // Each is a failed step on the timeline (and its error in the data plane); the run still ends cancelled.
+        this.#log.warn({ failed: compensationFailures.map((f) => f.name) }, 'run cancelled; some compensations failed');
+      }
       this.#log.info('run cancelled');
       this.#finish({ kind: 'cancelled' });
       return;
@@ -513,10 +669,10 @@ class Execution implements RunExecution {
       return;
     }
     if (!result.ok) {
-      await this.#failWith(toError(result.error), runErrorCode(result.error));
+      await this.#failWith(toError(result.error), runErrorCode(result.error), compensationFailures);
       return;
     }
-    const leftover = [...this.#journal.values()].find((e) => e.position >= this.#position);
+    const leftover = [...this.#journal.values()].find((e) => !this.#claimed.has(e.position));
     if (leftover) {
       const error = new NonDeterminismError({ position: leftover.position, expected: callOf(leftover), actual: undefined });
       await this.#failWith(error, ErrorCode.NON_DETERMINISM);
@@ -537,8 +693,12 @@ class Execution implements RunExecution {
   }
 
   /** Stores the error in the data plane (fenced) and ends the execution as failed. */
-  async #failWith(error: Error, errorCode: ErrorCode): Promise<void> {
-    const record: RunErrorRecord = { ...errorInfo(error), errorCode: ErrorCode[errorCode] };
+  async #failWith(error: Error, errorCode: ErrorCode, compensationFailures: readonly CompensationFailure[] = []): Promise<void> {
+    const record: RunErrorRecord = {
+      ...errorInfo(error),
+      errorCode: ErrorCode[errorCode],
+      ...(compensationFailures.length > 0 ? { compensationFailures } : {}),
+    };
     const last = this.#pendingNow.slice();
     const { errorRef } = await this.#write(() => this.#deps.store.failRun(this.runId, this.epoch, record, last));
     // The data plane may log error messages; they never go to the control plane.
@@ -639,6 +799,8 @@ class Execution implements RunExecution {
    */
   #durable<T>(body: () => Promise<T>): Promise<T> {
     if (this.#halt) return never();
+    // Calls the workflow makes after it settled (a sibling chain still going) are never made.
+    if (this.#settled && !this.#internal()) return never();
     if (this.#nonDeterminism) return Promise.reject(this.#nonDeterminism);
     this.#active++;
     this.#progress++;
@@ -725,7 +887,10 @@ class Execution implements RunExecution {
     subscription?: SignalSubscription;
   }): Promise<void> {
     if (this.#halt) return never();
-    if (this.#cancelRequested) return Promise.reject(new CancelledError());
+    const internal = this.#internal();
+    // A step of the settled workflow does not start another attempt.
+    if (this.#settled && !internal) return never();
+    if (this.#cancelRequested && !internal) return Promise.reject(new CancelledError());
     const { reason, dueAt, signalName, subscription } = options;
     const remaining = dueAt === undefined ? Infinity : dueAt - Date.now();
     if (remaining <= 0) return Promise.resolve();
@@ -747,6 +912,7 @@ class Execution implements RunExecution {
         dueAt,
         signalName,
         long,
+        internal,
         fail: (error) => {
           if (!close()) return;
           if (long) this.#active++;
@@ -774,7 +940,44 @@ class Execution implements RunExecution {
   }
 
   #throwIfCancelled(): void {
-    if (this.#cancelRequested) throw new CancelledError();
+    if (this.#cancelRequested && !this.#internal()) throw new CancelledError();
+  }
+
+  /** Whether the current call belongs to the compensation phase (which ignores cancellation). */
+  #internal(): boolean {
+    return this.#scope.getStore()?.internal === true;
+  }
+
+  /**
+   * The journal place of a new durable call. On the workflow's main line it is the next position
+   * in call order (the journal entry there, if any, must record the same call). A call made in a
+   * `ctx.parallel` branch, or a compensation (`identity` given), is identified by where it is made
+   * instead, because several branches make calls in completion order: its key digest is the HMAC
+   * of that identity (and of `key`), which finds its journal entry on replay whatever the order;
+   * a new one takes the next position no journal entry holds.
+   */
+  #slot(kind: JournalKind, name: string, key: string | number | undefined, identity?: string): Slot {
+    const branch = this.#scope.getStore()?.branch;
+    const id = identity ?? (branch ? `${branch.path}#${branch.seq++}` : undefined);
+    if (id === undefined) {
+      const position = this.#position++;
+      this.#claimed.add(position);
+      return {
+        position,
+        keyDigest: key === undefined ? undefined : this.#deps.hasher.digest(String(key)),
+        idempotencyKey: `${this.runId}:${position}`,
+      };
+    }
+    const keyDigest = this.#deps.hasher.digest(key === undefined ? `cairn:${id}` : `cairn:${id}:${String(key)}`);
+    let position = this.#byIdentity.get(identityOf(kind, name, keyDigest));
+    if (position === undefined || this.#claimed.has(position)) {
+      while (this.#journal.has(this.#position) || this.#claimed.has(this.#position)) this.#position++;
+      position = this.#position++;
+    } else {
+      this.#position = Math.max(this.#position, position + 1);
+    }
+    this.#claimed.add(position);
+    return { position, keyDigest, idempotencyKey: `${this.runId}:${id}` };
   }
 
   /** Checks that the journal entry at `position` records the same call, else non-determinism. */
@@ -793,17 +996,17 @@ class Execution implements RunExecution {
   // ---- ctx -----------------------------------------------------------------------------------
 
   #context(workflow: WorkflowDefinition): WorkflowContext {
-    const step = <T>(name: string, a: StepFunction<T> | StepOptions, b?: StepFunction<T> | StepOptions): Promise<T> => {
+    const step = <T>(name: string, a: StepFunction<T> | StepOptions<T>, b?: StepFunction<T> | StepOptions<T>): Promise<T> => {
       let fn: StepFunction<T>;
-      let options: StepOptions;
+      let options: StepOptions<T>;
       let policy: ResolvedRetryPolicy;
       let timeoutMs: number | undefined;
-      let keyDigest: string | undefined;
+      let gate: PreparedEval | undefined;
       try {
         assertName(name, 'step name');
         if (typeof a === 'function') {
           fn = a;
-          options = (b as StepOptions | undefined) ?? {};
+          options = (b as StepOptions<T> | undefined) ?? {};
         } else {
           fn = b as StepFunction<T>;
           options = a ?? {};
@@ -819,34 +1022,198 @@ class Execution implements RunExecution {
         if (options.key !== undefined && typeof options.key !== 'string' && typeof options.key !== 'number') {
           throw new CairnError(ErrorCodes.INVALID_ARGUMENT, `The key of step "${name}" must be a string or a number.`);
         }
-        keyDigest = options.key === undefined ? undefined : this.#deps.hasher.digest(String(options.key));
+        if (options.compensate !== undefined && typeof options.compensate !== 'function') {
+          throw new CairnError(
+            ErrorCodes.INVALID_ARGUMENT,
+            `The compensate option of step "${name}" must be a function: { compensate: async (result) => undo(result) }.`,
+          );
+        }
+        gate = options.eval === undefined ? undefined : prepareEval(name, `step "${name}"`, options.eval, options.key !== undefined);
       } catch (err) {
         return Promise.reject(toError(err));
       }
-      const position = this.#position++;
-      return this.#durable(() => this.#step(position, name, keyDigest, fn, policy, timeoutMs));
+      const run = (feedback: EvalFeedback | undefined): Promise<T> => runStep(name, fn, options, policy, timeoutMs, feedback);
+      if (gate)
+        return gated(
+          name,
+          options.key,
+          gate,
+          (feedback) => run(feedback),
+          (value) => value,
+        );
+      return run(undefined);
+    };
+
+    /** One durable step (one round of an eval gate), registering its compensation when it completes. */
+    const runStep = <T>(
+      name: string,
+      fn: StepFunction<T>,
+      options: StepOptions<T>,
+      policy: ResolvedRetryPolicy,
+      timeoutMs: number | undefined,
+      feedback: EvalFeedback | undefined,
+    ): Promise<T> => {
+      const compensate = options.compensate;
+      const slot = this.#slot('step', name, options.key);
+      return this.#durable(async () => {
+        if (compensate) this.#compensable++;
+        let value: T;
+        try {
+          value = await this.#step(slot, name, fn, policy, timeoutMs, feedback);
+        } finally {
+          if (compensate) this.#compensable--;
+        }
+        if (compensate) {
+          this.#compensations.set(slot.position, {
+            position: slot.position,
+            stepName: name,
+            result: value,
+            fn: compensate as (result: unknown, step: StepContext) => unknown,
+            policy,
+            timeoutMs,
+          });
+        }
+        return value;
+      });
     };
 
     const model = (name: string, options: ModelCallOptions): Promise<ModelResult> => {
       let call: PreparedModelCall;
-      let keyDigest: string | undefined;
+      let gate: PreparedEval | undefined;
       try {
         assertName(name, 'model call name');
         call = prepareModelCall(name, options);
         if (options.key !== undefined && typeof options.key !== 'string' && typeof options.key !== 'number') {
           throw new CairnError(ErrorCodes.INVALID_ARGUMENT, `The key of model call "${name}" must be a string or a number.`);
         }
-        keyDigest = options.key === undefined ? undefined : this.#deps.hasher.digest(String(options.key));
+        gate = options.eval === undefined ? undefined : prepareEval(name, `model call "${name}"`, options.eval, options.key !== undefined);
       } catch (err) {
         return Promise.reject(toError(err));
       }
-      const position = this.#position++;
-      return this.#durable(() => this.#model(position, name, keyDigest, call));
+      if (!gate) return runModel(name, options.key, call);
+      // Each re-run carries the conversation so far: the previous answers and what failed in them.
+      let current = options;
+      const hasSchema = options.schema !== undefined;
+      return gated(
+        name,
+        options.key,
+        gate,
+        (feedback, previous) => {
+          if (feedback === undefined || previous === undefined) return runModel(name, options.key, call);
+          let next: PreparedModelCall;
+          try {
+            current = withFeedback(current, feedback, previous.text);
+            next = prepareModelCall(name, current);
+          } catch (err) {
+            return Promise.reject(toError(err));
+          }
+          return runModel(name, options.key, next);
+        },
+        (result) => (hasSchema ? result.object : result.text),
+      );
+    };
+
+    const runModel = (name: string, key: string | number | undefined, call: PreparedModelCall): Promise<ModelResult> => {
+      const slot = this.#slot('model', name, key);
+      return this.#durable(() => this.#model(slot.position, name, slot.keyDigest, call));
+    };
+
+    /**
+     * An eval gate around a producing call: run it, judge the output (schema and predicate checks
+     * in the workflow, then the judges as durable model calls), record the verdict as the step
+     * `eval.<name>`, and re-run with feedback until it passes or the re-runs are used up; then
+     * fail, or ask a human. Every call it makes is an ordinary durable call in the caller's scope,
+     * so a replay walks the same rounds from the journal.
+     */
+    const gated = async <R>(
+      name: string,
+      key: string | number | undefined,
+      gate: PreparedEval,
+      produce: (feedback: EvalFeedback | undefined, previous: R | undefined) => Promise<R>,
+      outputOf: (result: R) => unknown,
+    ): Promise<R> => {
+      let feedback: EvalFeedback | undefined;
+      let previous: R | undefined;
+      for (let round = 0; ; round++) {
+        const result = await produce(feedback, previous);
+        const output = outputOf(result);
+        const checks = await localChecks(gate.checks, output);
+        if (checks.every((c) => c.pass)) {
+          for (const check of gate.checks) {
+            if (check.kind !== 'judge') continue;
+            const judged = await model(gate.judgeName, {
+              model: check.model,
+              system: JUDGE_SYSTEM,
+              prompt: judgePrompt(check.criteria, output),
+              schema: JUDGE_SCHEMA,
+              temperature: 0,
+              stream: false,
+              ...(key === undefined ? {} : { key }),
+            });
+            checks.push(judgeVerdict(check, judged.object as JudgeAnswer));
+            if (!checks[checks.length - 1]!.pass) break;
+          }
+        }
+        const scores = checks.flatMap((c) => (c.score === undefined ? [] : [c.score]));
+        const computed: EvalVerdict = {
+          pass: checks.every((c) => c.pass),
+          round,
+          ...(scores.length > 0 ? { score: Math.min(...scores) } : {}),
+          reasons: checks.flatMap((c) => (c.pass || c.reason === undefined ? [] : [c.reason])),
+          checks,
+        };
+        const slot = this.#slot('step', gate.verdictName, key);
+        const verdict = await this.#durable(() => this.#verdict(slot, gate.verdictName, computed));
+        if (verdict.pass) return result;
+        if (round >= gate.maxRetries) {
+          if (gate.onFail === 'fail') throw new EvalFailedError({ callName: name, rounds: round + 1, reasons: verdict.reasons });
+          const answer = await approval(gate.verdictName, {
+            ...(key === undefined ? {} : { key }),
+            ...(gate.approvalTimeoutMs === undefined ? {} : { timeout: gate.approvalTimeoutMs }),
+          });
+          if (answer.approved) return result;
+          throw new EvalFailedError({ callName: name, rounds: round + 1, reasons: verdict.reasons, rejected: true, rejectedBy: answer.by });
+        }
+        feedback = { round: round + 1, reasons: verdict.reasons, previous: output };
+        previous = result;
+      }
+    };
+
+    const approval = <T>(name: string, options: ApprovalOptions = {}): Promise<ApprovalResult<T>> => {
+      let signalName: string;
+      let timeoutMs: number | undefined;
+      let onTimeout: 'throw' | 'reject';
+      try {
+        if (typeof options !== 'object' || options === null) {
+          throw new CairnError(ErrorCodes.INVALID_ARGUMENT, `ctx.approval("${String(name)}") takes options such as { timeout: '3d' }.`);
+        }
+        assertName(name, 'approval name');
+        timeoutMs = options.timeout === undefined ? undefined : toMilliseconds(options.timeout, `timeout of approval "${name}"`);
+        if (options.key !== undefined && typeof options.key !== 'string' && typeof options.key !== 'number') {
+          throw new CairnError(ErrorCodes.INVALID_ARGUMENT, `The key of approval "${name}" must be a string or a number.`);
+        }
+        onTimeout = options.onTimeout ?? 'throw';
+        if (onTimeout !== 'throw' && onTimeout !== 'reject') {
+          throw new CairnError(ErrorCodes.INVALID_ARGUMENT, `The onTimeout option of approval "${name}" must be 'throw' or 'reject'.`);
+        }
+        signalName = approvalSignalName(name, options.key === undefined ? undefined : this.#deps.hasher.digest(String(options.key)));
+      } catch (err) {
+        return Promise.reject(toError(err));
+      }
+      const slot = this.#slot('signal', signalName, undefined);
+      return this.#durable(() => this.#signalWait<unknown>(slot, signalName, timeoutMs)).then(
+        (body) => toApprovalResult<T>(body),
+        (err: unknown) => {
+          if (!(err instanceof SignalTimeoutError)) throw err;
+          if (onTimeout === 'reject') return { approved: false, timedOut: true };
+          throw new ApprovalTimeoutError({ approvalName: name, timeoutMs });
+        },
+      );
     };
 
     const sleepUntil = (dueAt: (startedAt: number) => number): Promise<void> => {
-      const position = this.#position++;
-      return this.#durable(() => this.#sleep(position, dueAt));
+      const slot = this.#slot('sleep', 'sleep', undefined);
+      return this.#durable(() => this.#sleep(slot, dueAt));
     };
 
     const ctx: WorkflowContext = {
@@ -883,37 +1250,143 @@ class Execution implements RunExecution {
         } catch (err) {
           return Promise.reject(toError(err));
         }
-        const position = this.#position++;
-        return this.#durable(() => this.#signalWait<T>(position, name, timeoutMs));
+        const slot = this.#slot('signal', name, undefined);
+        return this.#durable(() => this.#signalWait<T>(slot, name, timeoutMs));
+      },
+      approval,
+      parallel: <T, R>(items: Iterable<T>, fn: (item: T, index: number) => R | Promise<R>, options: ParallelOptions = {}) => {
+        let list: T[];
+        let concurrency: number;
+        try {
+          if (items === null || typeof items !== 'object' || typeof (items as Partial<Iterable<T>>)[Symbol.iterator] !== 'function') {
+            throw new CairnError(ErrorCodes.INVALID_ARGUMENT, 'ctx.parallel needs a list (or another iterable) of items.');
+          }
+          list = Array.from(items);
+          if (typeof fn !== 'function') {
+            throw new CairnError(ErrorCodes.INVALID_ARGUMENT, 'ctx.parallel needs a function: ctx.parallel(items, (item, index) => …).');
+          }
+          if (typeof options !== 'object' || options === null) {
+            throw new CairnError(ErrorCodes.INVALID_ARGUMENT, 'ctx.parallel takes options such as { concurrency: 4 }.');
+          }
+          concurrency = options.concurrency ?? Math.max(1, list.length);
+          if (!Number.isInteger(concurrency) || concurrency < 1) {
+            throw new CairnError(
+              ErrorCodes.INVALID_ARGUMENT,
+              `Invalid concurrency ${String(options.concurrency)} of ctx.parallel: use a whole number of at least 1.`,
+            );
+          }
+        } catch (err) {
+          return Promise.reject(toError(err));
+        }
+        if (this.#halt || (this.#settled && !this.#internal())) return never<Awaited<R>[]>();
+        const parent = this.#scope.getStore()?.branch;
+        const path = parent ? `${parent.path}#${parent.seq++}` : `p${this.#parallels++}`;
+        return this.#fanOut(path, list, fn, concurrency);
       },
       now: () => this.#now(),
-      random: () => this.#random!.random(),
-      uuid: () => this.#random!.uuid(),
+      random: () => this.#source().random(),
+      uuid: () => this.#source().uuid(),
     };
     return Object.freeze(ctx);
   }
 
   #now(): Date {
     if (this.#nonDeterminism) throw this.#nonDeterminism;
-    const position = this.#position++;
+    // The workflow settled: its result no longer matters, and nothing more is journaled for it.
+    if (this.#settled && !this.#internal()) return new Date();
+    const { position, keyDigest } = this.#slot('now', 'now', undefined);
     const entry = this.#journal.get(position);
     if (entry) {
-      this.#expect(position, entry, { kind: 'now', name: 'now' });
+      this.#expect(position, entry, { kind: 'now', name: 'now', keyDigest });
       return new Date(entry.value as number);
     }
     const t = Date.now();
-    if (!this.#halt) this.#pendingNow.push({ position, kind: 'now', name: 'now', status: 'completed', value: t, startedAt: t, endedAt: t });
+    if (!this.#halt) {
+      this.#pendingNow.push({ position, kind: 'now', name: 'now', keyDigest, status: 'completed', value: t, startedAt: t, endedAt: t });
+    }
     return new Date(t);
   }
 
+  /**
+   * `ctx.parallel`: a slot scheduler. Items start in index order, at most `concurrency` at a time;
+   * each runs in a branch scope (see `#slot`), so its calls find their journal entries by
+   * identity whatever order the branches finish in. New items start one event-loop turn after a
+   * completion, so every result already available (on a replay: all of them) is seen first; after
+   * a failure none starts. Rejects with the lowest-index failure once nothing is running.
+   */
+  #fanOut<T, R>(
+    path: string,
+    items: readonly T[],
+    fn: (item: T, index: number) => R | Promise<R>,
+    concurrency: number,
+  ): Promise<Awaited<R>[]> {
+    return new Promise<Awaited<R>[]>((resolve, reject) => {
+      const results = new Array<Awaited<R>>(items.length);
+      const errors = new Map<number, unknown>();
+      let next = 0;
+      let running = 0;
+      let deferred = false;
+      const start = (): void => {
+        while (errors.size === 0 && running < concurrency && next < items.length) {
+          const index = next++;
+          running++;
+          let promise: Promise<Awaited<R>>;
+          try {
+            promise = Promise.resolve(
+              this.#scope.run({ branch: { path: `${path}.${index}`, seq: 0 } }, () => fn(items[index] as T, index)),
+            );
+          } catch (err) {
+            promise = Promise.reject(toError(err));
+          }
+          promise
+            .then(
+              (value) => void (results[index] = value),
+              (err: unknown) => void errors.set(index, err),
+            )
+            .finally(() => {
+              running--;
+              later();
+            })
+            .catch((err: unknown) => this.#abandon(err));
+        }
+        if (running > 0 || deferred) return;
+        if (errors.size > 0) reject(toError(errors.get(Math.min(...errors.keys()))));
+        else resolve(results);
+      };
+      const later = (): void => {
+        if (deferred) return;
+        deferred = true;
+        // Counted as progress, so the run does not suspend between a completion and the next start.
+        this.#active++;
+        setImmediate(() => {
+          deferred = false;
+          this.#active--;
+          if (this.#halt) return;
+          start();
+          this.#scheduleIdleCheck();
+        });
+      };
+      start();
+    });
+  }
+
+  /** `ctx.random()` and `ctx.uuid()`: a branch of `ctx.parallel` draws from its own sequence. */
+  #source(): DeterministicSource {
+    const branch = this.#scope.getStore()?.branch;
+    if (!branch) return this.#random!;
+    branch.random ??= this.#random!.scoped(branch.path);
+    return branch.random;
+  }
+
   async #step<T>(
-    position: number,
+    slot: Slot,
     name: string,
-    keyDigest: string | undefined,
     fn: StepFunction<T>,
     policy: ResolvedRetryPolicy,
     timeoutMs: number | undefined,
+    feedback?: EvalFeedback,
   ): Promise<T> {
+    const { position, keyDigest } = slot;
     const entry = this.#journal.get(position);
     let attempt = 1;
     if (entry) {
@@ -945,11 +1418,54 @@ class Execution implements RunExecution {
     }
     for (;;) {
       this.#throwIfCancelled();
-      const result = await this.#tracked(() => this.#attempt(position, name, keyDigest, fn, attempt, policy, timeoutMs));
+      const result = await this.#tracked(() => this.#attempt(slot, name, fn, attempt, policy, timeoutMs, feedback));
       if (result.done) return result.value;
       attempt++;
       await this.#wait({ reason: 'retry', dueAt: result.dueAt });
     }
+  }
+
+  /**
+   * The verdict of one round of an eval gate, as a step of its own: `completed` when it passed,
+   * `failed` when it did not. The verdict (reasons, scores) is the entry's journaled value and, for
+   * a failure, its error: both stay in the data plane; the control plane gets the status. A replay
+   * returns the journaled verdict.
+   */
+  async #verdict(slot: Slot, name: string, verdict: EvalVerdict): Promise<EvalVerdict> {
+    const { position, keyDigest } = slot;
+    const entry = this.#journal.get(position);
+    if (entry) {
+      this.#expect(position, entry, { kind: 'step', name, keyDigest });
+      if (entry.status === 'completed' || entry.status === 'failed') return entry.value as EvalVerdict;
+      throw new CairnError(
+        ErrorCodes.INTERNAL,
+        `Journal entry ${position} of eval verdict "${name}" has the unexpected status ${entry.status}.`,
+      );
+    }
+    this.#throwIfCancelled();
+    const at = Date.now();
+    const status = verdict.pass ? 'completed' : 'failed';
+    const error: StepErrorRecord | undefined = verdict.pass
+      ? undefined
+      : { name: 'EvalCheckFailed', message: verdict.reasons.join('; ') || 'the output failed its checks' };
+    const { errorRefs, sizes } = await this.#append([
+      { position, kind: 'step', name, keyDigest, status, attempt: 1, value: verdict, error, startedAt: at, endedAt: at },
+    ]);
+    this.#report(this.epoch, {
+      position,
+      kind: StepKind.STEP,
+      name,
+      keyDigest: keyDigest ?? '',
+      attempt: 1,
+      status: verdict.pass ? StepStatus.COMPLETED : StepStatus.FAILED,
+      errorCode: verdict.pass ? ErrorCode.UNSPECIFIED : ErrorCode.STEP_FAILED,
+      retryable: false,
+      errorRef: errorRefs.get(position) ?? '',
+      startedAt: time(at),
+      endedAt: time(at),
+      outputSize: BigInt(sizes.get(position) ?? 0),
+    });
+    return verdict;
   }
 
   /** Runs `op` as in-flight work a drain waits for. */
@@ -967,18 +1483,19 @@ class Execution implements RunExecution {
 
   /** One attempt: run the function, then journal the outcome in one commit. */
   async #attempt<T>(
-    position: number,
+    slot: Slot,
     name: string,
-    keyDigest: string | undefined,
     fn: StepFunction<T>,
     attempt: number,
     policy: ResolvedRetryPolicy,
     timeoutMs: number | undefined,
+    feedback: EvalFeedback | undefined,
   ): Promise<{ done: true; value: T } | { done: false; dueAt: number }> {
+    const { position, keyDigest } = slot;
     const startedAt = Date.now();
     const base = { position, kind: StepKind.STEP, name, keyDigest: keyDigest ?? '', attempt, startedAt: time(startedAt) };
     this.#report(this.epoch, { ...base, status: StepStatus.RUNNING });
-    let outcome = await this.#invoke(fn, name, position, attempt, timeoutMs);
+    let outcome = await this.#invoke(fn, name, slot, attempt, timeoutMs, feedback);
     let endedAt = Date.now();
     let forceTerminal = false;
     if (outcome.ok) {
@@ -1046,13 +1563,25 @@ class Execution implements RunExecution {
   #invoke<T>(
     fn: StepFunction<T>,
     name: string,
-    position: number,
+    slot: Slot,
     attempt: number,
     timeoutMs: number | undefined,
+    feedback: EvalFeedback | undefined,
   ): Promise<{ ok: true; value: T } | { ok: false; error: unknown }> {
     const attemptController = new AbortController();
-    const signal = AbortSignal.any([this.#cancelController.signal, this.#stopController.signal, attemptController.signal]);
-    const stepContext: StepContext = { idempotencyKey: `${this.runId}:${position}`, attempt, signal };
+    // A compensation runs to its end when the run is cancelled: that is when it is needed.
+    const internal = this.#internal();
+    const signal = AbortSignal.any(
+      internal
+        ? [this.#stopController.signal, attemptController.signal]
+        : [this.#cancelController.signal, this.#stopController.signal, attemptController.signal],
+    );
+    const stepContext: StepContext = {
+      idempotencyKey: slot.idempotencyKey,
+      attempt,
+      signal,
+      ...(feedback === undefined ? {} : { feedback }),
+    };
     return new Promise((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
       const onCancel = (error: CancelledError): void => {
@@ -1063,7 +1592,7 @@ class Execution implements RunExecution {
         clearTimeout(timer);
         this.#cancelListeners.delete(onCancel);
       };
-      this.#cancelListeners.add(onCancel);
+      if (!internal) this.#cancelListeners.add(onCancel);
       if (timeoutMs !== undefined) {
         timer = setTimeout(() => {
           cleanup();
@@ -1360,12 +1889,13 @@ class Execution implements RunExecution {
     }
   }
 
-  async #sleep(position: number, dueAtOf: (startedAt: number) => number): Promise<void> {
+  async #sleep(slot: Slot, dueAtOf: (startedAt: number) => number): Promise<void> {
+    const { position, keyDigest } = slot;
     const entry = this.#journal.get(position);
     let startedAt: number;
     let dueAt: number;
     if (entry) {
-      this.#expect(position, entry, { kind: 'sleep', name: 'sleep' });
+      this.#expect(position, entry, { kind: 'sleep', name: 'sleep', keyDigest });
       if (entry.status === 'completed') return;
       if (entry.status !== 'waiting') {
         throw new CairnError(ErrorCodes.INTERNAL, `Journal entry ${position} of a sleep has the unexpected status ${entry.status}.`);
@@ -1376,23 +1906,34 @@ class Execution implements RunExecution {
       this.#throwIfCancelled();
       startedAt = Date.now();
       dueAt = dueAtOf(startedAt);
-      const base = { position, kind: StepKind.SLEEP, name: 'sleep', attempt: 1, startedAt: time(startedAt), dueAt: time(dueAt) };
+      const base = {
+        position,
+        kind: StepKind.SLEEP,
+        name: 'sleep',
+        keyDigest: keyDigest ?? '',
+        attempt: 1,
+        startedAt: time(startedAt),
+        dueAt: time(dueAt),
+      };
       if (dueAt <= startedAt) {
-        await this.#append([{ position, kind: 'sleep', name: 'sleep', status: 'completed', dueAt, startedAt, endedAt: startedAt }]);
+        await this.#append([
+          { position, kind: 'sleep', name: 'sleep', keyDigest, status: 'completed', dueAt, startedAt, endedAt: startedAt },
+        ]);
         this.#report(this.epoch, { ...base, status: StepStatus.COMPLETED, endedAt: time(startedAt) });
         return;
       }
-      await this.#append([{ position, kind: 'sleep', name: 'sleep', status: 'waiting', dueAt, startedAt }]);
+      await this.#append([{ position, kind: 'sleep', name: 'sleep', keyDigest, status: 'waiting', dueAt, startedAt }]);
       this.#report(this.epoch, { ...base, status: StepStatus.WAITING });
     }
     this.#throwIfCancelled();
     await this.#wait({ reason: 'sleep', dueAt });
     const endedAt = Date.now();
-    await this.#append([{ position, kind: 'sleep', name: 'sleep', status: 'completed', dueAt, startedAt, endedAt }]);
+    await this.#append([{ position, kind: 'sleep', name: 'sleep', keyDigest, status: 'completed', dueAt, startedAt, endedAt }]);
     this.#report(this.epoch, {
       position,
       kind: StepKind.SLEEP,
       name: 'sleep',
+      keyDigest: keyDigest ?? '',
       attempt: 1,
       status: StepStatus.COMPLETED,
       startedAt: time(startedAt),
@@ -1401,13 +1942,14 @@ class Execution implements RunExecution {
     });
   }
 
-  async #signalWait<T>(position: number, name: string, timeoutMs: number | undefined): Promise<T> {
+  async #signalWait<T>(slot: Slot, name: string, timeoutMs: number | undefined): Promise<T> {
+    const { position, keyDigest } = slot;
     const entry = this.#journal.get(position);
     let startedAt: number;
     let deadline: number | undefined;
     let waitingWritten = false;
     if (entry) {
-      this.#expect(position, entry, { kind: 'signal', name });
+      this.#expect(position, entry, { kind: 'signal', name, keyDigest });
       switch (entry.status) {
         case 'completed':
           return entry.value as T;
@@ -1430,7 +1972,15 @@ class Execution implements RunExecution {
       deadline = timeoutMs === undefined ? undefined : startedAt + timeoutMs;
     }
     this.#throwIfCancelled();
-    const base = { position, kind: StepKind.SIGNAL, name, attempt: 1, startedAt: time(startedAt), dueAt: time(deadline) };
+    const base = {
+      position,
+      kind: StepKind.SIGNAL,
+      name,
+      keyDigest: keyDigest ?? '',
+      attempt: 1,
+      startedAt: time(startedAt),
+      dueAt: time(deadline),
+    };
     // Subscribe before looking, so a signal stored in between still wakes the wait.
     const subscription = await this.#deps.signals.subscribe(this.runId, name);
     this.#subscriptions.add(subscription);
@@ -1439,20 +1989,20 @@ class Execution implements RunExecution {
       for (;;) {
         if (this.#halt) return never();
         await this.#flushNow();
-        const taken = await this.#write(() => this.#deps.store.takeSignal(this.runId, this.epoch, position, name, startedAt));
+        const taken = await this.#write(() => this.#deps.store.takeSignal(this.runId, this.epoch, position, name, startedAt, keyDigest));
         if (taken) {
           this.#countSignal(name);
           this.#report(this.epoch, { ...base, status: StepStatus.COMPLETED, endedAt: time(Date.now()), outputSize: BigInt(taken.size) });
           return taken.body as T;
         }
         if (!waitingWritten) {
-          await this.#append([{ position, kind: 'signal', name, status: 'waiting', dueAt: deadline, startedAt }]);
+          await this.#append([{ position, kind: 'signal', name, keyDigest, status: 'waiting', dueAt: deadline, startedAt }]);
           this.#report(this.epoch, { ...base, status: StepStatus.WAITING });
           waitingWritten = true;
         }
         if (deadline !== undefined && Date.now() >= deadline) {
           const endedAt = Date.now();
-          await this.#append([{ position, kind: 'signal', name, status: 'timed_out', dueAt: deadline, startedAt, endedAt }]);
+          await this.#append([{ position, kind: 'signal', name, keyDigest, status: 'timed_out', dueAt: deadline, startedAt, endedAt }]);
           this.#report(this.epoch, { ...base, status: StepStatus.FAILED, errorCode: ErrorCode.SIGNAL_TIMEOUT, endedAt: time(endedAt) });
           throw new SignalTimeoutError({ signalName: name, timeoutMs });
         }

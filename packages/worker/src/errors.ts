@@ -14,6 +14,13 @@ export interface StepErrorRecord extends ErrorInfo {
 /** A run's final error as the data plane keeps it, with the closed code the control plane got. */
 export interface RunErrorRecord extends ErrorInfo {
   readonly errorCode?: string;
+  /** Compensations that failed for good after the workflow failed (each also a failed step). */
+  readonly compensationFailures?: ReadonlyArray<{
+    readonly name: string;
+    readonly position: number;
+    readonly stepPosition: number;
+    readonly error: { readonly name: string; readonly message: string };
+  }>;
 }
 
 /** Anything thrown, as an Error (a thrown string becomes `Error(string)`). */
@@ -79,11 +86,14 @@ export function runErrorCode(error: unknown): ErrorCode {
       if (e.causeName === 'StepTimeoutError') return ErrorCode.STEP_TIMEOUT;
       return ErrorCode.STEP_FAILED;
     }
+    case 'EvalFailedError':
+      return ErrorCode.STEP_FAILED;
     case 'ModelFailedError':
       return (error as Partial<ModelFailedError>).nonRetryable ? ErrorCode.STEP_TERMINAL : ErrorCode.STEP_FAILED;
     case 'StepTimeoutError':
       return ErrorCode.STEP_TIMEOUT;
     case 'SignalTimeoutError':
+    case 'ApprovalTimeoutError':
       return ErrorCode.SIGNAL_TIMEOUT;
     case 'CancelledError':
       return ErrorCode.CANCELLED;

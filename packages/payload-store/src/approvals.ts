@@ -1,0 +1,34 @@
+import { CairnError, ErrorCodes, NAME_MAX_LENGTH, assertName } from '@cairn/common';
+
+/** Every approval's signal name starts with this. */
+export const APPROVAL_SIGNAL_PREFIX = 'approval.';
+/** Hex digits of the key's HMAC kept in an approval's signal name (128 bits). */
+export const APPROVAL_DIGEST_LENGTH = 32;
+/** The longest approval name without a key, and with one. */
+export const APPROVAL_NAME_MAX_LENGTH = NAME_MAX_LENGTH - APPROVAL_SIGNAL_PREFIX.length;
+export const APPROVAL_KEYED_NAME_MAX_LENGTH = APPROVAL_NAME_MAX_LENGTH - 1 - APPROVAL_DIGEST_LENGTH;
+
+/**
+ * The signal an approval waits for: `approval.<name>`, or `approval.<name>.<digest>` when the
+ * approval has a key, where `<digest>` is the first 32 hex digits of the key's HMAC
+ * (`Hasher.digest(String(key))`). The worker (`ctx.approval`) and the gateway
+ * (`POST /v1/runs/:id/approvals/:name`) both derive it here, so they agree, and only the static
+ * name and a digest cross to the control plane.
+ */
+export function approvalSignalName(name: string, keyDigest?: string): string {
+  assertName(name, 'approval name');
+  if (keyDigest !== undefined && !/^[0-9a-f]{64}$/.test(keyDigest)) {
+    throw new CairnError(ErrorCodes.INTERNAL, 'An approval key digest must be an HMAC-SHA256 hex digest.');
+  }
+  const max = keyDigest === undefined ? APPROVAL_NAME_MAX_LENGTH : APPROVAL_KEYED_NAME_MAX_LENGTH;
+  if (name.length > max) {
+    throw new CairnError(
+      ErrorCodes.INVALID_NAME,
+      `Invalid approval name "${name}": it crosses to the control plane as the signal name ` +
+        `"${APPROVAL_SIGNAL_PREFIX}<name>${keyDigest === undefined ? '' : '.<key digest>'}", so it can have at most ${max} characters` +
+        `${keyDigest === undefined ? ` (${APPROVAL_KEYED_NAME_MAX_LENGTH} with a key)` : ' with a key'}.`,
+    );
+  }
+  const suffix = keyDigest === undefined ? '' : `.${keyDigest.slice(0, APPROVAL_DIGEST_LENGTH)}`;
+  return `${APPROVAL_SIGNAL_PREFIX}${name}${suffix}`;
+}
