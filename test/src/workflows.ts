@@ -146,4 +146,24 @@ export const canaryFailure = defineWorkflow({ name: 'canary-failure', version: '
   throw new Error(`workflow failed with ${input.marker}`);
 });
 
-export const allWorkflows = [fiveSteps, manySteps, sleeper, signalWaiter, flaky, doomed, canary, canaryFailure, modelCall];
+/**
+ * A trip booking saga: book a flight and a hotel (each with an undo), then wait for the traveller's
+ * approval (the run suspends), then charge — which fails when asked to. Undo effects are recorded.
+ */
+export const tripSaga = defineWorkflow({ name: 'trip-saga', version: '1' }, async (ctx, input: { failCharge: boolean }) => {
+  const flight = await ctx.step('book-flight', async () => (await recordEffect(ctx.runId, 'book-flight', 1), { id: 'F1' }), {
+    compensate: async (booked) => recordEffect(ctx.runId, `undo-flight:${booked.id}`, 1),
+  });
+  const hotel = await ctx.step('book-hotel', async () => (await recordEffect(ctx.runId, 'book-hotel', 1), { id: 'H1' }), {
+    compensate: async (booked) => recordEffect(ctx.runId, `undo-hotel:${booked.id}`, 1),
+  });
+  const answer = await ctx.approval<{ seat?: string }>('trip', { timeout: '2d' });
+  if (!answer.approved) return { booked: false, by: answer.by ?? null };
+  await ctx.step('charge-card', async () => {
+    await recordEffect(ctx.runId, 'charge-card', 1);
+    if (input.failCharge) throw new TerminalError('card declined');
+  });
+  return { booked: true, flight: flight.id, hotel: hotel.id, seat: answer.data?.seat ?? null, by: answer.by ?? null };
+});
+
+export const allWorkflows = [fiveSteps, manySteps, sleeper, signalWaiter, flaky, doomed, canary, canaryFailure, modelCall, tripSaga];

@@ -1035,6 +1035,38 @@ for (const kind of testPostgresKinds()) {
         w.close();
       });
 
+      test('cancelling a suspended run dispatches it once more so its compensations can run', async () => {
+        const w = open();
+        await w.hello({ dataPlaneId, slots: 1 });
+        const run = await startRun();
+        const task = await w.next('runTask', (t) => t.runId === run.runId);
+        const suspend = w.send({
+          case: 'suspended',
+          value: {
+            $typeName: 'cairn.worker.v1.RunSuspended',
+            runId: run.runId,
+            epoch: task.epoch,
+            reason: SuspendReason.SLEEP,
+            wakeAt: BigInt(Date.now() + 3_600_000),
+            signalName: '',
+            signalsConsumed: 0,
+          },
+        });
+        await w.next('ack', (a) => a.sequence === suspend);
+        const cancelled = await gatewayCall<{ run: RunInfo }>(gateway, 'cancelRun', { runId: run.runId }, token);
+        assert.deepEqual([cancelled.run.status, cancelled.run.cancelRequested], [RunStatus.QUEUED, true]);
+        const again = await w.next('runTask', (t) => t.runId === run.runId);
+        assert.deepEqual([again.epoch, again.reason, again.cancelRequested], [task.epoch + 1, WakeReason.CANCEL, true]);
+        const done = w.send({
+          case: 'cancelled',
+          value: { $typeName: 'cairn.worker.v1.RunCancelled', runId: run.runId, epoch: again.epoch },
+        });
+        await w.next('ack', (a) => a.sequence === done);
+        const waited = await gatewayCall<{ run: RunInfo }>(gateway, 'waitRun', { runId: run.runId, timeoutMs: 5_000 }, token);
+        assert.equal(waited.run.status, RunStatus.CANCELLED);
+        w.close();
+      });
+
       test('several workers share a backlog without a run going to two of them', async () => {
         const workers = await Promise.all(
           [0, 1, 2, 3].map(async () => {

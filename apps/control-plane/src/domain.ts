@@ -5,7 +5,7 @@ export const RUN_STATUSES = ['queued', 'running', 'suspended', 'completed', 'fai
 export type RunStatusName = (typeof RUN_STATUSES)[number];
 export const FINAL_STATUSES: ReadonlySet<RunStatusName> = new Set(['completed', 'failed', 'cancelled', 'terminated', 'timed_out']);
 
-export type WakeReasonName = 'start' | 'timer' | 'signal' | 'retry' | 'recovery';
+export type WakeReasonName = 'start' | 'timer' | 'signal' | 'retry' | 'recovery' | 'cancel';
 export type SuspendReasonName = 'sleep' | 'signal' | 'retry_backoff';
 export type StepKindName = 'step' | 'sleep' | 'signal' | 'model';
 export type StepStatusName = 'running' | 'completed' | 'failed' | 'retrying' | 'waiting';

@@ -137,4 +137,14 @@ ALTER TABLE run_steps
   ADD COLUMN model text;
 `,
   },
+  {
+    version: 3,
+    name: 'dispatch for cancellation',
+    sql: `
+-- A suspended run whose cancellation is requested is dispatched once more, with the wake reason
+-- 'cancel', so its worker can run the compensations it registered before reporting it cancelled.
+ALTER TABLE runs DROP CONSTRAINT runs_wake_reason_check;
+ALTER TABLE runs ADD CONSTRAINT runs_wake_reason_check CHECK (wake_reason IN ('start', 'timer', 'signal', 'retry', 'recovery', 'cancel'));
+`,
+  },
 ];

@@ -31,6 +31,7 @@ const WAKE_REASON: Record<WakeReasonName, WakeReason> = {
   signal: WakeReason.SIGNAL,
   retry: WakeReason.RETRY,
   recovery: WakeReason.RECOVERY,
+  cancel: WakeReason.CANCEL,
 };
 
 export const STEP_KIND: Record<StepKindName, StepKind> = {

@@ -158,23 +158,32 @@ export class RunService {
   }
 
   /**
-   * Cancels a queued or suspended run at once; asks the worker holding a running run to cancel it
-   * (its CancelRequest reaches the worker wherever it is connected). A final run is returned as is.
+   * Cancels a run. One that never ran is cancelled at once. One a worker holds gets a
+   * CancelRequest wherever its worker is connected. One that ran before and is now suspended or
+   * queued is dispatched with the cancellation requested (wake reason `cancel`), so a worker
+   * replays it and runs the compensations it registered before reporting it cancelled. A final run
+   * is returned as is.
    */
   async cancel(dataPlaneId: string, runId: string): Promise<Run> {
-    const { run, ended, lease } = await this.db.transaction(async (tx) => {
+    const { run, ended, lease, queued } = await this.db.transaction(async (tx) => {
       const current = await this.runs.lock(tx, dataPlaneId, runId);
       if (!current) throw runNotFound(runId);
-      if (isFinal(current.status)) return { run: current, ended: false, lease: null };
+      if (isFinal(current.status)) return { run: current, ended: false, lease: null, queued: false };
       if (current.status === 'running') {
         const after = await this.runs.requestCancel(tx, runId);
-        return { run: after, ended: false, lease: { runId, epoch: after.epoch } satisfies LeaseKey };
+        return { run: after, ended: false, lease: { runId, epoch: after.epoch } satisfies LeaseKey, queued: false };
+      }
+      if (current.epoch > 0) {
+        await this.runs.requestCancel(tx, runId);
+        const after = await this.runs.requeue(tx, runId, 'cancel');
+        return { run: after, ended: false, lease: null, queued: true };
       }
       const after = await this.runs.finish(tx, runId, { status: 'cancelled', errorCode: ErrorCode.CANCELLED });
-      return { run: after, ended: true, lease: null };
+      return { run: after, ended: true, lease: null, queued: false };
     });
     if (ended) this.events.publishRunEnded(runId);
     if (lease) this.events.publishCancel(lease);
+    if (queued) this.events.publishDispatch(dataPlaneId);
     return run;
   }
 
