@@ -3,6 +3,7 @@
 // server for the agent examples; set MISTRAL_API_KEY to use Mistral instead.
 import { runWorkerFromEnv } from '@cairn/worker';
 import { orderRefund } from './order-refund.js';
+import { researchAgent } from './research-agent.js';
 import { supportAgent } from './support-agent.js';
 
-await runWorkerFromEnv([orderRefund, supportAgent]);
+await runWorkerFromEnv([orderRefund, supportAgent, researchAgent]);

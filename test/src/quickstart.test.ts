@@ -28,5 +28,8 @@ describe('the Quick start', () => {
     // The agent example: model calls against the local model server, an approval, a refund.
     assert.match(r.stdout, /support agent[\s\S]*finished: completed .*"status":"refunded"/);
     assert.match(r.stdout, /#0 classify\s+completed\s+model mock-small\s+tokens in [1-9]\d* \/ out [1-9]\d*/);
+    // The research agent: a tool-calling loop, each turn and tool call durable.
+    assert.match(r.stdout, /research agent[\s\S]*finished: completed after 2 model turns, tools \["search"\]/);
+    assert.match(r.stdout, /answer: Durable execution journals every step/);
   });
 });

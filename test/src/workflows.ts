@@ -166,4 +166,32 @@ export const tripSaga = defineWorkflow({ name: 'trip-saga', version: '1' }, asyn
   return { booked: true, flight: flight.id, hotel: hotel.id, seat: answer.data?.seat ?? null, by: answer.by ?? null };
 });
 
-export const allWorkflows = [fiveSteps, manySteps, sleeper, signalWaiter, flaky, doomed, canary, canaryFailure, modelCall, tripSaga];
+/** An agent loop whose one tool records its calls; the call of turn 3 takes `turn3Ms`. */
+export const agentLoop = defineWorkflow({ name: 'agent-loop', version: '1' }, async (ctx, input: { prompt: string; turn3Ms: number }) => {
+  const work = tool({
+    description: 'Does one piece of the work',
+    inputSchema: jsonSchema<{ turn: number }>({ type: 'object', properties: { turn: { type: 'number' } }, required: ['turn'] }),
+    execute: async ({ turn }) => {
+      await recordEffect(ctx.runId, `tool-${turn}:start`, 1);
+      if (turn === 3) await pause(input.turn3Ms);
+      await recordEffect(ctx.runId, `tool-${turn}`, 1);
+      return `piece ${turn} done`;
+    },
+  });
+  const result = await ctx.agent('helper', { model: testModel(), prompt: input.prompt, tools: { work }, maxTurns: 10 });
+  return { text: result.text, turns: result.turns };
+});
+
+export const allWorkflows = [
+  fiveSteps,
+  manySteps,
+  sleeper,
+  signalWaiter,
+  flaky,
+  doomed,
+  canary,
+  canaryFailure,
+  modelCall,
+  tripSaga,
+  agentLoop,
+];

@@ -113,3 +113,20 @@ export async function runAgentExample(stack: Stack, print: (line: string) => voi
     );
   }
 }
+
+/** Runs the research agent: every model turn and every tool call is a durable step. */
+export async function runResearchExample(stack: Stack, print: (line: string) => void): Promise<void> {
+  const question = 'What is durable execution, and why does it matter for agents?';
+  print(`Example: research agent — "${question}"`);
+  const started = await call<{ runId: string }>(stack, 'POST', '/v1/runs', { workflow: 'research-agent', input: { question } });
+  const runId = started.json.runId;
+  print(`  started run ${runId}`);
+  let result: Result | undefined;
+  for (let i = 0; i < 4; i++) {
+    result = await call(stack, 'GET', `/v1/runs/${runId}/result?wait=30`);
+    if (result.status === 200) break;
+  }
+  const output = result?.json.output as { answer?: string; turns?: number; tools?: string[] } | undefined;
+  print(`  finished: ${result?.json.status} after ${output?.turns ?? '?'} model turns, tools ${JSON.stringify(output?.tools ?? [])}`);
+  print(`  answer: ${output?.answer ?? JSON.stringify(result?.json.error)}`);
+}

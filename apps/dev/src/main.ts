@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { join, resolve } from 'node:path';
 import { startEmbeddedPostgres, systemPostgres, type PostgresServer } from '@cairn/local-postgres';
 import { entryPoints, startStack, type Stack } from './stack.js';
-import { runAgentExample, runExample } from './example.js';
+import { runAgentExample, runExample, runResearchExample } from './example.js';
 
 const { values } = parseArgs({
   options: {
@@ -70,7 +70,7 @@ ${bold('Cairn local stack is up')}
   postgres       ${postgres.url('postgres').replace(/:[^:@/]*@/, ':***@')}  (databases cairn_cp and cairn_dp, separate roles)
   control plane  ${cp.httpUrl}  (REST)   127.0.0.1:${cp.grpcPort}  (gRPC)
   gateway        ${stack.gatewayUrl}  (data plane HTTP API)
-  worker         examples/src/worker.ts  (workflows order-refund@1, support-agent@1)
+  worker         examples/src/worker.ts  (workflows order-refund@1, support-agent@1, research-agent@1)
   models         ${stack.mockLlm ? `${stack.mockLlm.url}  (local model server; set MISTRAL_API_KEY to use Mistral)` : 'Mistral (MISTRAL_API_KEY)'}
   logs           ${join(dir, 'logs')}
   secrets        ${join(dir, 'secrets.json')}
@@ -78,6 +78,8 @@ ${bold('Cairn local stack is up')}
   await runExample(stack, (line) => console.log(line));
   console.log('');
   await runAgentExample(stack, (line) => console.log(line));
+  console.log('');
+  await runResearchExample(stack, (line) => console.log(line));
   console.log(`
 ${bold('Try it yourself')}
   export GW=${stack.gatewayUrl} GT=${s.gatewayToken} CP=${cp.httpUrl} CT=${s.apiToken}

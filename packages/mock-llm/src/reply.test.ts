@@ -67,6 +67,29 @@ describe('rule matching', () => {
     });
     assert.equal(responder.plan(after).content, 'done');
   });
+
+  it('answers an agent loop turn by turn by the number of tool results so far', () => {
+    const responder = new Responder(
+      parseScript([
+        { toolResults: 0, toolCalls: [{ name: 'first', arguments: {} }] },
+        { toolResults: 1, toolCalls: [{ name: 'second', arguments: {} }] },
+        { text: 'final' },
+      ]),
+    );
+    const turn = (results: number) =>
+      request({
+        messages: [
+          { role: 'user', content: 'go' },
+          ...Array.from({ length: results }, (_, i) => [
+            { role: 'assistant', content: null },
+            { role: 'tool', content: String(i) },
+          ]).flat(),
+        ],
+      });
+    assert.equal(responder.plan(turn(0)).toolCalls[0]?.name, 'first');
+    assert.equal(responder.plan(turn(1)).toolCalls[0]?.name, 'second');
+    assert.equal(responder.plan(turn(2)).content, 'final');
+  });
 });
 
 describe('fault queues', () => {

@@ -84,6 +84,7 @@ function ruleMatches(rule: MockRule, request: ChatRequest, userText: string): bo
   if (rule.regex !== undefined && !new RegExp(rule.regex).test(userText)) return false;
   if (rule.hasTools !== undefined && rule.hasTools !== request.toolNames.length > 0) return false;
   if (rule.afterToolResult !== undefined && rule.afterToolResult !== (role(request.messages.at(-1)) === 'tool')) return false;
+  if (rule.toolResults !== undefined && rule.toolResults !== request.messages.filter((m) => role(m) === 'tool').length) return false;
   return true;
 }
 

@@ -81,6 +81,11 @@ export interface MockRule {
    * `false`: it is not. Lets an agent loop get a tool call first and a text answer after.
    */
   readonly afterToolResult?: boolean;
+  /**
+   * Matches when the conversation holds exactly this many tool results: lets a script answer an
+   * agent loop turn by turn (0 on the first turn, 1 after the first tool ran, …).
+   */
+  readonly toolResults?: number;
   /** Reply with this text. */
   readonly text?: string;
   /** Reply with this JSON value, serialized as the message content (structured output). */
@@ -139,6 +144,7 @@ const ruleSchema = z
     regex: z.string().optional(),
     hasTools: z.boolean().optional(),
     afterToolResult: z.boolean().optional(),
+    toolResults: z.number().int().min(0).optional(),
     text: z.string().optional(),
     json: z.json().optional(),
     toolCalls: z

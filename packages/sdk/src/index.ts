@@ -37,6 +37,7 @@ export {
   type StandardSchemaLike,
   type StandardSchemaResult,
 } from './eval.js';
+export { AgentMaxTurnsError, type AgentOptions, type AgentResult, type AgentToolCall } from './agent.js';
 export { ApprovalTimeoutError, toApprovalResult, type ApprovalOptions, type ApprovalResult } from './approval.js';
 export { resolveRetryPolicy, retryDelay, type ResolvedRetryPolicy, type RetryPolicy } from './retry.js';
 export { toMilliseconds, type Duration } from './duration.js';

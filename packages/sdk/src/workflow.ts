@@ -1,5 +1,6 @@
 import { CairnError, ErrorCodes, assertName, assertVersion } from '@cairn/common/core';
 import type { FlexibleSchema } from 'ai';
+import type { AgentOptions, AgentResult } from './agent.js';
 import type { ApprovalOptions, ApprovalResult } from './approval.js';
 import type { Duration } from './duration.js';
 import type { EvalFeedback, EvalOptions } from './eval.js';
@@ -208,6 +209,47 @@ export interface WorkflowContext {
     options: ModelCallOptions<SchemaOutput<SCHEMA>> & { readonly schema: SCHEMA },
   ): Promise<ModelObjectResult<SchemaOutput<SCHEMA>>>;
   model(name: string, options: ModelCallOptions<string>): Promise<ModelResult>;
+
+  /**
+   * Runs a tool-calling agent loop durably. Every model turn is its own `ctx.model` call named
+   * `<name>.turn` (key: the turn index), and every tool call the model asks for is its own
+   * `ctx.step` named `<name>.tool.<tool name>` (key: the tool call's ID) that runs the tool's
+   * `execute(input)`. The loop appends each assistant message and the tool results (AI SDK
+   * `ModelMessage` form) to the conversation and stops when a turn asks for no tool, returning the
+   * final text, the turns taken, every tool call and the summed usage; at `maxTurns` it throws
+   * {@link AgentMaxTurnsError} (or returns with `finishReason: 'max-turns'`, see `onMaxTurns`).
+   *
+   * After a crash the loop resumes at the first unfinished turn: finished turns and tools return
+   * their journaled results without calling the provider or the tool again. Every
+   * `checkpointEvery` turns (default 10) the loop journals its state as one step
+   * `<name>.checkpoint`, and a replay starts from the latest checkpoint, so a long loop does not
+   * make each replay walk all its earlier turns. Tool arguments and results, like prompts and
+   * outputs, stay in the data plane.
+   *
+   * @example
+   * ```ts
+   * import { tool } from 'ai';
+   * import { z } from 'zod';
+   *
+   * const support = defineWorkflow({ name: 'support', version: '1' }, async (ctx, ticket: { id: string; body: string }) => {
+   *   const lookup = tool({
+   *     description: 'Looks an order up by ID',
+   *     inputSchema: z.object({ orderId: z.string() }),
+   *     execute: async ({ orderId }) => orders.find(orderId),
+   *   });
+   *   const { text, turns } = await ctx.agent('support', {
+   *     model: mistral('mistral-large-latest'),
+   *     system: 'You answer support tickets. Look orders up before answering.',
+   *     prompt: ticket.body,
+   *     tools: { lookup },
+   *     maxTurns: 8,
+   *     key: ticket.id,
+   *   });
+   *   return { answer: text, turns };
+   * });
+   * ```
+   */
+  agent(name: string, options: AgentOptions): Promise<AgentResult>;
 
   /**
    * Waits for `duration` (ms or `'5m'`), durably: the wake time is journaled at the first

@@ -22,6 +22,7 @@ import {
   type StepReport,
 } from '@cairn/proto';
 import {
+  AgentMaxTurnsError,
   ApprovalTimeoutError,
   CancelledError,
   EvalFailedError,
@@ -35,6 +36,9 @@ import {
   retryDelay,
   toApprovalResult,
   toMilliseconds,
+  type AgentOptions,
+  type AgentResult,
+  type AgentToolCall,
   type ApprovalOptions,
   type ApprovalResult,
   type DurableCall,
@@ -79,7 +83,18 @@ import {
   type ModelRef,
   type PreparedModelCall,
 } from './model.js';
+import type { ModelMessage } from 'ai';
+import { systemClock, type Clock, type ClockTimer } from './clock.js';
 import { SignalHub, type SignalSubscription } from './signals.js';
+import {
+  assistantMessage,
+  executeTool,
+  prepareAgent,
+  toolMessage,
+  toolStepName,
+  type AgentCheckpoint,
+  type PreparedAgent,
+} from './agent.js';
 import {
   JUDGE_SCHEMA,
   JUDGE_SYSTEM,
@@ -144,6 +159,11 @@ export interface RunExecution {
    * completes first).
    */
   drain(timeoutMs: number): void;
+  /**
+   * How many durable calls of each kind this execution answered from the journal (replayed rather
+   * than executed): what a replay costs, for tests and diagnostics.
+   */
+  readonly replayed: { readonly step: number; readonly model: number };
 }
 
 export interface EngineOptions {
@@ -159,6 +179,11 @@ export interface EngineOptions {
   /** Receives every step status change, off the hot path (the worker batches them). */
   readonly onStepReport?: (report: StepReport) => void;
   readonly logger?: Logger;
+  /**
+   * Where time comes from: `ctx.now()`, recorded times and deadlines, in-memory waits, backoffs and
+   * attempt timeouts. Default: the system clock. Tests give a virtual one (`@cairn/worker/testing`).
+   */
+  readonly clock?: Clock;
 }
 
 /**
@@ -174,8 +199,10 @@ export class Engine {
   readonly #ownsSignals: boolean;
   readonly #onStepReport: (report: StepReport) => void;
   readonly #logger: Logger;
+  readonly #clock: Clock;
 
   constructor(options: EngineOptions) {
+    this.#clock = options.clock ?? systemClock;
     this.#store = options.store;
     this.#hasher = options.hasher;
     this.#thresholdMs = options.suspendThresholdMs ?? 5000;
@@ -210,6 +237,7 @@ export class Engine {
         store: this.#store,
         hasher: this.#hasher,
         thresholdMs: this.#thresholdMs,
+        clock: this.#clock,
         signals: this.#signals,
         report: this.#onStepReport,
         logger: this.#logger.child({ runId: assignment.runId, epoch: assignment.epoch }),
@@ -233,6 +261,7 @@ interface ExecutionDeps {
   readonly store: PayloadStore;
   readonly hasher: Hasher;
   readonly thresholdMs: number;
+  readonly clock: Clock;
   readonly signals: SignalHub;
   readonly report: (report: StepReport) => void;
   readonly logger: Logger;
@@ -390,6 +419,9 @@ class Execution implements RunExecution {
   #position = 0;
   /** How many top-level `ctx.parallel` calls the workflow made (names their branches). */
   #parallels = 0;
+  /** How many top-level `ctx.agent` calls the workflow made (names their calls). */
+  #agents = 0;
+  readonly replayed = { step: 0, model: 0 };
   readonly #scope = new AsyncLocalStorage<CallScope>();
   /** The workflow function has settled: its remaining calls never resolve (compensations still run). */
   #settled = false;
@@ -854,7 +886,7 @@ class Execution implements RunExecution {
     const timed = parked.filter((w) => w.dueAt !== undefined).sort((a, b) => a.dueAt! - b.dueAt!);
     const names = [...new Set(parked.flatMap((w) => (w.signalName === undefined ? [] : [w.signalName])))];
     let wakeAt = timed[0]?.dueAt ?? 0;
-    if (names.length > 1) wakeAt = Math.min(wakeAt || Infinity, Date.now() + MULTI_SIGNAL_POLL_MS);
+    if (names.length > 1) wakeAt = Math.min(wakeAt || Infinity, this.#deps.clock.now() + MULTI_SIGNAL_POLL_MS);
     const reason =
       names.length > 0 ? SuspendReason.SIGNAL : timed[0]?.reason === 'retry' ? SuspendReason.RETRY_BACKOFF : SuspendReason.SLEEP;
     const signalName = names[0] ?? '';
@@ -892,16 +924,16 @@ class Execution implements RunExecution {
     if (this.#settled && !internal) return never();
     if (this.#cancelRequested && !internal) return Promise.reject(new CancelledError());
     const { reason, dueAt, signalName, subscription } = options;
-    const remaining = dueAt === undefined ? Infinity : dueAt - Date.now();
+    const remaining = dueAt === undefined ? Infinity : dueAt - this.#deps.clock.now();
     if (remaining <= 0) return Promise.resolve();
     const long = remaining > this.#deps.thresholdMs;
     return new Promise<void>((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
+      let timer: ClockTimer | undefined;
       let open = true;
       const close = (): boolean => {
         if (!open) return false;
         open = false;
-        clearTimeout(timer);
+        timer?.cancel();
         subscription?.clearListener();
         this.#waits.delete(wait);
         if (long) this.#parked--;
@@ -931,8 +963,7 @@ class Execution implements RunExecution {
         this.#active--;
       }
       if (remaining <= MAX_TIMER_MS) {
-        timer = setTimeout(wake, remaining);
-        if (long) timer.unref();
+        timer = this.#deps.clock.setTimer(wake, remaining, { unref: long });
       }
       subscription?.onNotify(wake);
       if (long) this.#scheduleIdleCheck();
@@ -978,6 +1009,22 @@ class Execution implements RunExecution {
     }
     this.#claimed.add(position);
     return { position, keyDigest, idempotencyKey: `${this.runId}:${id}` };
+  }
+
+  /**
+   * The unclaimed journal entry of a call identified like a branch call (see `#slot`), if there is
+   * one, without claiming a position.
+   */
+  #peek(kind: JournalKind, name: string, key: string | number | undefined, identity: string): JournalEntry | undefined {
+    const keyDigest = this.#deps.hasher.digest(key === undefined ? `cairn:${identity}` : `cairn:${identity}:${String(key)}`);
+    const position = this.#byIdentity.get(identityOf(kind, name, keyDigest));
+    return position === undefined || this.#claimed.has(position) ? undefined : this.#journal.get(position);
+  }
+
+  /** Claims a journal entry that a checkpoint stands for: the replay skips it. */
+  #claimReplayed(position: number): void {
+    this.#claimed.add(position);
+    this.#position = Math.max(this.#position, position + 1);
   }
 
   /** Checks that the journal entry at `position` records the same call, else non-determinism. */
@@ -1052,9 +1099,10 @@ class Execution implements RunExecution {
       policy: ResolvedRetryPolicy,
       timeoutMs: number | undefined,
       feedback: EvalFeedback | undefined,
+      given?: Slot,
     ): Promise<T> => {
       const compensate = options.compensate;
-      const slot = this.#slot('step', name, options.key);
+      const slot = given ?? this.#slot('step', name, options.key);
       return this.#durable(async () => {
         if (compensate) this.#compensable++;
         let value: T;
@@ -1113,8 +1161,8 @@ class Execution implements RunExecution {
       );
     };
 
-    const runModel = (name: string, key: string | number | undefined, call: PreparedModelCall): Promise<ModelResult> => {
-      const slot = this.#slot('model', name, key);
+    const runModel = (name: string, key: string | number | undefined, call: PreparedModelCall, given?: Slot): Promise<ModelResult> => {
+      const slot = given ?? this.#slot('model', name, key);
       return this.#durable(() => this.#model(slot.position, name, slot.keyDigest, call));
     };
 
@@ -1176,6 +1224,119 @@ class Execution implements RunExecution {
         }
         feedback = { round: round + 1, reasons: verdict.reasons, previous: output };
         previous = result;
+      }
+    };
+
+    /**
+     * `ctx.agent`: a tool-calling loop of durable calls. Its calls are identified by the agent's
+     * identity (`a<n>` on the main line, or its place in a branch) plus turn and tool-call index,
+     * like a branch's calls, so a replay finds each entry whatever position it holds; checkpoints
+     * (`<identity>.cp<k>`) let a replay start from the latest one without walking earlier turns.
+     */
+    const agent = (name: string, options: AgentOptions): Promise<AgentResult> => {
+      let prepared: PreparedAgent;
+      try {
+        prepared = prepareAgent(name, options);
+        // Checked once here, so a bad option fails before the first turn.
+        prepareModelCall(prepared.turnName, { ...prepared.turnOptions, messages: [...prepared.initial] });
+      } catch (err) {
+        return Promise.reject(toError(err));
+      }
+      if (this.#halt || (this.#settled && !this.#internal())) return never<AgentResult>();
+      const parent = this.#scope.getStore()?.branch;
+      const id = parent ? `${parent.path}#${parent.seq++}` : `a${this.#agents++}`;
+      return agentLoop(id, prepared, options.key);
+    };
+
+    const agentLoop = async (id: string, agent: PreparedAgent, key: string | number | undefined): Promise<AgentResult> => {
+      const keyOf = (part: string | number): string | number => (key === undefined ? part : `${String(key)}:${part}`);
+      let turn = 0;
+      let messages: ModelMessage[] = [];
+      let toolCalls: AgentToolCall[] = [];
+      let usage: ModelUsage = { inputTokens: 0, outputTokens: 0 };
+      let text = '';
+      let positions: number[] = [];
+      // Replay: take every checkpoint already journaled; the latest one holds the state to go on from.
+      let checkpoints = 0;
+      for (;;) {
+        const cpId = `${id}.cp${checkpoints + 1}`;
+        const cpKey = keyOf(`cp${checkpoints + 1}`);
+        const found = this.#peek('step', agent.checkpointName, cpKey, cpId);
+        if (found?.status !== 'completed') break;
+        const slot = this.#slot('step', agent.checkpointName, cpKey, cpId);
+        const cp = found.value as AgentCheckpoint;
+        for (const position of cp.positions) this.#claimReplayed(position);
+        ({ turn, text, usage } = cp);
+        messages = [...cp.messages];
+        toolCalls = [...cp.toolCalls];
+        positions = [];
+        checkpoints++;
+        this.#log.debug({ agent: agent.name, turn, position: slot.position }, 'agent resumed from its checkpoint');
+      }
+      const result = (finishReason: AgentResult['finishReason']): AgentResult => ({
+        text,
+        turns: turn,
+        toolCalls,
+        usage,
+        finishReason,
+        messages,
+      });
+      for (;;) {
+        turn++;
+        const conversation = [...agent.initial, ...messages];
+        const call = prepareModelCall(agent.turnName, { ...agent.turnOptions, messages: conversation });
+        const turnSlot = this.#slot('model', agent.turnName, keyOf(turn), `${id}.t${turn}`);
+        positions.push(turnSlot.position);
+        const reply = await runModel(agent.turnName, undefined, call, turnSlot);
+        usage = { inputTokens: usage.inputTokens + reply.usage.inputTokens, outputTokens: usage.outputTokens + reply.usage.outputTokens };
+        text = reply.text;
+        messages.push(assistantMessage(reply.text, reply.toolCalls));
+        if (reply.toolCalls.length === 0) return result('stop');
+        // Slots are taken in call order before anything runs, so the tools may run concurrently.
+        const runs = reply.toolCalls.map(async (c, index): Promise<AgentToolCall> => {
+          const base = { turn, toolCallId: c.toolCallId, toolName: c.toolName, input: c.input };
+          const definition = Object.hasOwn(agent.tools, c.toolName) ? agent.tools[c.toolName] : undefined;
+          if (!definition) {
+            return { ...base, error: `There is no tool "${c.toolName}". Available tools: ${Object.keys(agent.tools).join(', ')}.` };
+          }
+          const stepName = toolStepName(agent.name, c.toolName);
+          const slot = this.#slot('step', stepName, keyOf(c.toolCallId), `${id}.t${turn}.c${index}`);
+          positions.push(slot.position);
+          try {
+            const output = await runStep(
+              stepName,
+              (step: StepContext) =>
+                executeTool(definition, c.input, { toolCallId: c.toolCallId, messages: conversation, abortSignal: step.signal }),
+              {},
+              agent.toolPolicy,
+              agent.toolTimeoutMs,
+              undefined,
+              slot,
+            );
+            return { ...base, output };
+          } catch (err) {
+            if (agent.onToolError === 'return' && err instanceof StepFailedError) return { ...base, error: err.causeMessage };
+            throw err;
+          }
+        });
+        const settled = await Promise.allSettled(runs);
+        const failed = settled.find((r) => r.status === 'rejected');
+        if (failed) throw failed.reason;
+        const done = settled.map((r) => (r as PromiseFulfilledResult<AgentToolCall>).value);
+        toolCalls.push(...done);
+        messages.push(toolMessage(done));
+        if (turn >= agent.maxTurns) {
+          const value = result('max-turns');
+          if (agent.onMaxTurns === 'return') return value;
+          throw new AgentMaxTurnsError({ agentName: agent.name, maxTurns: agent.maxTurns, result: value });
+        }
+        if (turn % agent.checkpointEvery === 0) {
+          checkpoints++;
+          const cp: AgentCheckpoint = { turn, messages: [...messages], toolCalls: [...toolCalls], usage, text, positions };
+          const slot = this.#slot('step', agent.checkpointName, keyOf(`cp${checkpoints}`), `${id}.cp${checkpoints}`);
+          await runStep(agent.checkpointName, () => cp, {}, resolveRetryPolicy({ maximumAttempts: 1 }), undefined, undefined, slot);
+          positions = [];
+        }
       }
     };
 
@@ -1254,6 +1415,7 @@ class Execution implements RunExecution {
         return this.#durable(() => this.#signalWait<T>(slot, name, timeoutMs));
       },
       approval,
+      agent,
       parallel: <T, R>(items: Iterable<T>, fn: (item: T, index: number) => R | Promise<R>, options: ParallelOptions = {}) => {
         let list: T[];
         let concurrency: number;
@@ -1293,14 +1455,14 @@ class Execution implements RunExecution {
   #now(): Date {
     if (this.#nonDeterminism) throw this.#nonDeterminism;
     // The workflow settled: its result no longer matters, and nothing more is journaled for it.
-    if (this.#settled && !this.#internal()) return new Date();
+    if (this.#settled && !this.#internal()) return new Date(this.#deps.clock.now());
     const { position, keyDigest } = this.#slot('now', 'now', undefined);
     const entry = this.#journal.get(position);
     if (entry) {
       this.#expect(position, entry, { kind: 'now', name: 'now', keyDigest });
       return new Date(entry.value as number);
     }
-    const t = Date.now();
+    const t = this.#deps.clock.now();
     if (!this.#halt) {
       this.#pendingNow.push({ position, kind: 'now', name: 'now', keyDigest, status: 'completed', value: t, startedAt: t, endedAt: t });
     }
@@ -1391,6 +1553,7 @@ class Execution implements RunExecution {
     let attempt = 1;
     if (entry) {
       this.#expect(position, entry, { kind: 'step', name, keyDigest });
+      if (entry.status === 'completed' || entry.status === 'failed') this.replayed.step++;
       switch (entry.status) {
         case 'completed':
           return entry.value as T;
@@ -1443,7 +1606,7 @@ class Execution implements RunExecution {
       );
     }
     this.#throwIfCancelled();
-    const at = Date.now();
+    const at = this.#deps.clock.now();
     const status = verdict.pass ? 'completed' : 'failed';
     const error: StepErrorRecord | undefined = verdict.pass
       ? undefined
@@ -1492,11 +1655,11 @@ class Execution implements RunExecution {
     feedback: EvalFeedback | undefined,
   ): Promise<{ done: true; value: T } | { done: false; dueAt: number }> {
     const { position, keyDigest } = slot;
-    const startedAt = Date.now();
+    const startedAt = this.#deps.clock.now();
     const base = { position, kind: StepKind.STEP, name, keyDigest: keyDigest ?? '', attempt, startedAt: time(startedAt) };
     this.#report(this.epoch, { ...base, status: StepStatus.RUNNING });
     let outcome = await this.#invoke(fn, name, slot, attempt, timeoutMs, feedback);
-    let endedAt = Date.now();
+    let endedAt = this.#deps.clock.now();
     let forceTerminal = false;
     if (outcome.ok) {
       try {
@@ -1515,7 +1678,7 @@ class Execution implements RunExecution {
         if (!(err instanceof CairnError && err.code === ErrorCodes.NOT_SERIALIZABLE)) throw err;
         outcome = { ok: false, error: err };
         forceTerminal = true;
-        endedAt = Date.now();
+        endedAt = this.#deps.clock.now();
       }
     }
     const error = toError(outcome.error);
@@ -1583,18 +1746,18 @@ class Execution implements RunExecution {
       ...(feedback === undefined ? {} : { feedback }),
     };
     return new Promise((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
+      let timer: ClockTimer | undefined;
       const onCancel = (error: CancelledError): void => {
         cleanup();
         reject(error);
       };
       const cleanup = (): void => {
-        clearTimeout(timer);
+        timer?.cancel();
         this.#cancelListeners.delete(onCancel);
       };
       if (!internal) this.#cancelListeners.add(onCancel);
       if (timeoutMs !== undefined) {
-        timer = setTimeout(() => {
+        timer = this.#deps.clock.setTimer(() => {
           cleanup();
           const error = new StepTimeoutError({ stepName: name, attempt, timeoutMs });
           attemptController.abort(error);
@@ -1623,6 +1786,7 @@ class Execution implements RunExecution {
     let state = FIRST_MODEL_STATE;
     if (entry) {
       this.#expect(position, entry, { kind: 'model', name, keyDigest });
+      if (entry.status === 'completed' || entry.status === 'failed') this.replayed.model++;
       switch (entry.status) {
         case 'completed':
           return entry.value as ModelResult;
@@ -1672,9 +1836,9 @@ class Execution implements RunExecution {
     publisher: DeltaPublisher | undefined,
   ): Promise<{ done: true; value: ModelResult } | { done: false; state: ModelCallState; dueAt: number }> {
     const ref = call.models[state.modelIndex];
-    if (!ref) return this.#modelFailed(position, name, keyDigest, call, state, Date.now(), Date.now());
+    if (!ref) return this.#modelFailed(position, name, keyDigest, call, state, this.#deps.clock.now(), this.#deps.clock.now());
     const attempt = state.attempt + 1;
-    const startedAt = Date.now();
+    const startedAt = this.#deps.clock.now();
     const base = {
       position,
       kind: StepKind.MODEL,
@@ -1687,7 +1851,7 @@ class Execution implements RunExecution {
     };
     this.#report(this.epoch, { ...base, status: StepStatus.RUNNING });
     let outcome = await this.#invokeModel(call, ref, name, attempt, publisher);
-    let endedAt = Date.now();
+    let endedAt = this.#deps.clock.now();
     let forceTerminal = false;
     if (outcome.ok) {
       const value: ModelResult = {
@@ -1737,7 +1901,7 @@ class Execution implements RunExecution {
         if (!(err instanceof CairnError && err.code === ErrorCodes.NOT_SERIALIZABLE)) throw err;
         outcome = { ok: false, error: err, usage: outcome.usage, text: outcome.response.text };
         forceTerminal = true;
-        endedAt = Date.now();
+        endedAt = this.#deps.clock.now();
       }
     }
     const error = outcome.error;
@@ -1881,11 +2045,11 @@ class Execution implements RunExecution {
     const timer =
       timeoutMs === undefined
         ? undefined
-        : setTimeout(() => attemptController.abort(new ModelTimeoutError(name, attempt, timeoutMs)), timeoutMs);
+        : this.#deps.clock.setTimer(() => attemptController.abort(new ModelTimeoutError(name, attempt, timeoutMs)), timeoutMs);
     try {
       return await attemptModel(call, ref, signal, publisher ? (text) => publisher.delta(attempt, text) : undefined);
     } finally {
-      clearTimeout(timer);
+      timer?.cancel();
     }
   }
 
@@ -1904,7 +2068,7 @@ class Execution implements RunExecution {
       dueAt = entry.dueAt ?? entry.startedAt;
     } else {
       this.#throwIfCancelled();
-      startedAt = Date.now();
+      startedAt = this.#deps.clock.now();
       dueAt = dueAtOf(startedAt);
       const base = {
         position,
@@ -1927,7 +2091,7 @@ class Execution implements RunExecution {
     }
     this.#throwIfCancelled();
     await this.#wait({ reason: 'sleep', dueAt });
-    const endedAt = Date.now();
+    const endedAt = this.#deps.clock.now();
     await this.#append([{ position, kind: 'sleep', name: 'sleep', keyDigest, status: 'completed', dueAt, startedAt, endedAt }]);
     this.#report(this.epoch, {
       position,
@@ -1968,7 +2132,7 @@ class Execution implements RunExecution {
       deadline = entry.dueAt;
       waitingWritten = true;
     } else {
-      startedAt = Date.now();
+      startedAt = this.#deps.clock.now();
       deadline = timeoutMs === undefined ? undefined : startedAt + timeoutMs;
     }
     this.#throwIfCancelled();
@@ -1992,7 +2156,12 @@ class Execution implements RunExecution {
         const taken = await this.#write(() => this.#deps.store.takeSignal(this.runId, this.epoch, position, name, startedAt, keyDigest));
         if (taken) {
           this.#countSignal(name);
-          this.#report(this.epoch, { ...base, status: StepStatus.COMPLETED, endedAt: time(Date.now()), outputSize: BigInt(taken.size) });
+          this.#report(this.epoch, {
+            ...base,
+            status: StepStatus.COMPLETED,
+            endedAt: time(this.#deps.clock.now()),
+            outputSize: BigInt(taken.size),
+          });
           return taken.body as T;
         }
         if (!waitingWritten) {
@@ -2000,8 +2169,8 @@ class Execution implements RunExecution {
           this.#report(this.epoch, { ...base, status: StepStatus.WAITING });
           waitingWritten = true;
         }
-        if (deadline !== undefined && Date.now() >= deadline) {
-          const endedAt = Date.now();
+        if (deadline !== undefined && this.#deps.clock.now() >= deadline) {
+          const endedAt = this.#deps.clock.now();
           await this.#append([{ position, kind: 'signal', name, keyDigest, status: 'timed_out', dueAt: deadline, startedAt, endedAt }]);
           this.#report(this.epoch, { ...base, status: StepStatus.FAILED, errorCode: ErrorCode.SIGNAL_TIMEOUT, endedAt: time(endedAt) });
           throw new SignalTimeoutError({ signalName: name, timeoutMs });

@@ -4,3 +4,4 @@ export { Worker, PROTOCOL_VERSION, type WorkerOptions } from './worker.js';
 export { runWorkerFromEnv, loadWorkerConfig, type WorkerConfig } from './config.js';
 export { Engine, type EngineOptions, type RunAssignment, type RunExecution, type RunOutcome } from './engine.js';
 export { SignalHub, SignalSubscription } from './signals.js';
+export { systemClock, type Clock, type ClockTimer } from './clock.js';

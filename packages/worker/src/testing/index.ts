@@ -1,0 +1,11 @@
+// `@cairn/worker/testing`: run your workflows in tests with the real engine, a real payload store,
+// an in-process control plane and a virtual clock that skips time.
+export {
+  RunFailedError,
+  TestEnvironment,
+  type TestApprovalAnswer,
+  type TestEnvironmentOptions,
+  type TestRunStatus,
+} from './test-environment.js';
+export { VirtualClock } from './virtual-clock.js';
+export { systemClock, type Clock, type ClockTimer } from '../clock.js';

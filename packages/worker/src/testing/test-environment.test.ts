@@ -1,0 +1,138 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { testPostgres, testPostgresKinds, uniqueDatabaseName, type PostgresServer } from '@cairn/local-postgres';
+import { StepStatus } from '@cairn/proto';
+import { defineWorkflow } from '@cairn/sdk';
+import { RunFailedError, TestEnvironment, VirtualClock } from './index.js';
+
+const DAY = 24 * 3600_000;
+const START = Date.parse('2030-01-01T09:00:00Z');
+
+const refund = defineWorkflow({ name: 'env-refund', version: '1' }, async (ctx, order: { id: string }) => {
+  const askedAt = ctx.now().getTime();
+  await ctx.step('draft', () => ({ amount: 20 }));
+  const answer = await ctx.approval<{ amount?: number }>('refund', { key: order.id, timeout: '7d' });
+  const answeredAt = ctx.now().getTime();
+  return { approved: answer.approved, by: answer.by, amount: answer.data?.amount, askedAt, answeredAt };
+});
+
+const reminder = defineWorkflow({ name: 'env-sleep', version: '1' }, async (ctx) => {
+  const before = ctx.now().getTime();
+  await ctx.sleep('7d');
+  const after = ctx.now().getTime();
+  await ctx.step('remind', () => 'sent');
+  return { before, after };
+});
+
+const expiring = defineWorkflow({ name: 'env-expiring', version: '1' }, async (ctx) => {
+  const answer = await ctx.approval('sign-off', { timeout: '2d', onTimeout: 'reject' });
+  return { timedOut: answer.timedOut === true, at: ctx.now().getTime() };
+});
+
+const late = defineWorkflow({ name: 'env-late', version: '1' }, async (ctx) => {
+  const startedAt = ctx.now().getTime();
+  await ctx.sleep('1d');
+  const answer = await ctx.approval('go');
+  return { approved: answer.approved, by: answer.by, waited: ctx.now().getTime() - startedAt };
+});
+
+const failing = defineWorkflow({ name: 'env-failing', version: '1' }, async (ctx) => {
+  await ctx.step('boom', { retry: { maximumAttempts: 3, initialInterval: '1h' } }, () => {
+    throw new Error('still broken');
+  });
+});
+
+describe('VirtualClock', () => {
+  it('runs timers in time order as it advances, and not before', () => {
+    const clock = new VirtualClock(1000);
+    const fired: Array<[string, number]> = [];
+    clock.setTimer(() => fired.push(['b', clock.now()]), 200);
+    clock.setTimer(() => fired.push(['a', clock.now()]), 100);
+    const c = clock.setTimer(() => fired.push(['c', clock.now()]), 150);
+    c.cancel();
+    clock.advance(99);
+    assert.deepEqual(fired, []);
+    clock.advance(500);
+    assert.deepEqual(fired, [
+      ['a', 1100],
+      ['b', 1200],
+    ]);
+    assert.equal(clock.now(), 1599);
+    assert.equal(clock.nextDueAt(), undefined);
+  });
+});
+
+for (const kind of testPostgresKinds()) {
+  describe(`TestEnvironment on ${kind} Postgres`, () => {
+    let server: PostgresServer;
+    let env: TestEnvironment;
+
+    before(async () => {
+      server = await testPostgres(kind);
+      env = await TestEnvironment.start({
+        workflows: [refund, reminder, expiring, late, failing],
+        postgres: await server.createDatabase(uniqueDatabaseName('wenv')),
+        startTime: START,
+      });
+    });
+
+    after(async () => {
+      await env.stop();
+      await server.stop();
+    });
+
+    it('answers an approval after a two-day wait, on the virtual clock', async () => {
+      const runId = await env.start(refund, { id: 'o-1' });
+      const t0 = env.now().getTime();
+      await env.advance('2d');
+      assert.equal(env.status(runId), 'suspended');
+      assert.equal(env.now().getTime() - t0, 2 * DAY);
+      await env.approve(runId, 'refund', { approved: true, by: 'maria', data: { amount: 15 } }, { key: 'o-1' });
+      const out = await env.result<typeof refund>(runId);
+      assert.equal(out.approved, true);
+      assert.equal(out.by, 'maria');
+      assert.equal(out.amount, 15);
+      assert.ok(out.answeredAt - out.askedAt >= 2 * DAY, `ctx.now() moved ${out.answeredAt - out.askedAt} ms`);
+      assert.ok(out.answeredAt - out.askedAt < 7 * DAY, 'answered before the timeout');
+    });
+
+    it('skips a one-week sleep while waiting for the result', async () => {
+      const t0 = env.now().getTime();
+      const runId = await env.start(reminder, undefined);
+      const out = await env.result<typeof reminder>(runId);
+      assert.ok(out.after - out.before >= 7 * DAY, `slept ${out.after - out.before} ms of virtual time`);
+      assert.ok(env.now().getTime() - t0 >= 7 * DAY);
+    });
+
+    it('keeps an approval answered before the wait began', async () => {
+      const runId = await env.start(late, undefined);
+      await env.advance('1h');
+      assert.equal(env.status(runId), 'suspended', 'sleeping, not yet waiting for the approval');
+      await env.approve(runId, 'go', { approved: false, by: 'li' });
+      const out = await env.result<typeof late>(runId);
+      assert.equal(out.approved, false);
+      assert.equal(out.by, 'li');
+      assert.ok(out.waited >= 1 * DAY && out.waited < 1 * DAY + 3600_000, `waited ${out.waited} ms of virtual time`);
+    });
+
+    it('times an unanswered approval out, and reports failed runs with their stored error', async () => {
+      const runId = await env.start(expiring, undefined);
+      const t0 = env.now().getTime();
+      const out = await env.result<typeof expiring>(runId);
+      assert.equal(out.timedOut, true);
+      assert.ok(out.at - t0 >= 2 * DAY);
+
+      const failed = await env.start(failing, undefined);
+      await assert.rejects(
+        env.result(failed),
+        (err: unknown) =>
+          err instanceof RunFailedError &&
+          err.errorCode === 'STEP_FAILED' &&
+          /still broken/.test(err.message) &&
+          err.errorName === 'StepFailedError',
+      );
+      const attempts = env.reportsFor(failed).filter((r) => r.step?.name === 'boom' && r.step.status !== StepStatus.RUNNING);
+      assert.ok(attempts.length >= 3);
+    });
+  });
+}
