@@ -34,6 +34,14 @@ export const supportAgent = defineWorkflow({ name: 'support-agent', version: '1'
     prompt: `Classify this support request and extract the order and amount.\n\n${input.message}`,
     schema: Classification,
     key: input.ticketId,
+    // Self-check before acting on it: the order mentioned must be the one the model extracted.
+    eval: {
+      checks: [
+        (t: z.infer<typeof Classification>) => input.message.includes(t.orderId) || `order ${t.orderId} is not in the customer's message`,
+      ],
+      maxRetries: 2,
+      onFail: 'approval',
+    },
   });
 
   if (ticket.category !== 'refund') return { status: 'routed', category: ticket.category, tokens: usage.inputTokens + usage.outputTokens };
@@ -42,18 +50,22 @@ export const supportAgent = defineWorkflow({ name: 'support-agent', version: '1'
 
   let approvedBy = 'policy';
   if (ticket.amount > SUPPORT_APPROVAL_THRESHOLD) {
-    const approval = await ctx.waitForSignal<{ approved: boolean; by: string; comment?: string }>('approval', { timeout: '2d' });
-    if (!approval.approved) return { status: 'rejected', by: approval.by };
-    approvedBy = approval.by;
+    const approval = await ctx.approval('refund', { timeout: '2d' });
+    if (!approval.approved) return { status: 'rejected', by: approval.by ?? 'unknown' };
+    approvedBy = approval.by ?? 'unknown';
   }
 
+  // If anything after the refund fails (or the run is cancelled), the refund is reversed.
   const refund = await ctx.step(
     'issue-refund',
     async ({ idempotencyKey }) => {
       await new Promise((r) => setTimeout(r, 20));
       return { refundId: `re_${ticket.orderId}_${idempotencyKey.slice(-8)}`, amount: ticket.amount, currency: ticket.currency };
     },
-    { retry: { maximumAttempts: 5 } },
+    {
+      retry: { maximumAttempts: 5 },
+      compensate: (issued) => ({ reversed: issued.refundId }),
+    },
   );
 
   const reply = await ctx.model('draft-reply', {

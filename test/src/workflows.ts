@@ -136,8 +136,14 @@ export const canary = defineWorkflow({ name: 'canary', version: '1' }, async (ct
     found.push(await ctx.step('tool.lookup', { key: call.toolCallId }, () => ({ result: `record for ${JSON.stringify(call.input)}` })));
   }
   const answer = await ctx.model('answer', { model: testModel(), prompt: `Summarise ${input.marker}: ${JSON.stringify(found)}` });
+  // An eval gate whose failure reason carries the marker: the step re-runs with that feedback.
+  const draft = await ctx.step('draft', ({ feedback }) => (feedback ? `draft v2 fixing: ${feedback.reasons.join('; ')}` : 'draft v1'), {
+    eval: { checks: [(d: string) => d.startsWith('draft v2') || `needs a second draft for ${input.marker}`], maxRetries: 2 },
+  });
+  // A human review whose comment carries the marker.
+  const review = await ctx.approval('review');
   const body = await ctx.waitForSignal<{ note: string }>('note');
-  return { echoed, caught, note: body.note, marker: input.marker, found, answer: answer.text };
+  return { echoed, caught, note: body.note, marker: input.marker, found, answer: answer.text, draft, reviewComment: review.comment ?? null };
 });
 
 /** A workflow that fails with its own error carrying `secret`. */

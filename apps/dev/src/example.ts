@@ -30,6 +30,7 @@ async function startApproveAndWait(
   idempotencyKey: string,
   print: (line: string) => void,
   waitingLine: string,
+  approvalPath: (runId: string) => string,
 ): Promise<{ runId: string; result: Result | undefined }> {
   const started = await call<{ runId: string }>(stack, 'POST', '/v1/runs', { workflow, input, idempotencyKey });
   const runId = started.json.runId;
@@ -40,8 +41,8 @@ async function startApproveAndWait(
     await new Promise((r) => setTimeout(r, 100));
   }
   print(waitingLine);
-  await call(stack, 'POST', `/v1/runs/${runId}/signals/approval`, { approved: true, by: 'maria', comment: 'customer sent photos' });
-  print('  sent the approval signal');
+  await call(stack, 'POST', approvalPath(runId), { approved: true, by: 'maria', comment: 'customer sent photos' });
+  print(`  approved: POST ${approvalPath(runId)}`);
   let result: Result | undefined;
   for (let i = 0; i < 4; i++) {
     result = await call(stack, 'GET', `/v1/runs/${runId}/result?wait=30`);
@@ -62,6 +63,7 @@ export async function runExample(stack: Stack, print: (line: string) => void): P
     `example-${input.orderId}-${Date.now()}`,
     print,
     '  the run is suspended, waiting for the "approval" signal (it holds no worker slot)',
+    (runId) => `/v1/runs/${runId}/signals/approval`,
   );
   const described = await fetch(`${stack.controlPlanes[0]!.httpUrl}/v1/runs/${runId}`, {
     headers: { authorization: `Bearer ${stack.secrets.apiToken}` },
@@ -90,7 +92,8 @@ export async function runAgentExample(stack: Stack, print: (line: string) => voi
     input,
     `example-${input.ticketId}-${Date.now()}`,
     print,
-    '  classified by the model; waiting for the "approval" signal',
+    '  classified by the model (and self-checked by an eval gate); waiting for a manager to approve the refund',
+    (runId) => `/v1/runs/${runId}/approvals/refund`,
   );
   const described = await fetch(`${stack.controlPlanes[0]!.httpUrl}/v1/runs/${runId}`, {
     headers: { authorization: `Bearer ${stack.secrets.apiToken}` },

@@ -154,6 +154,19 @@ async function waitHttp(url: string, timeoutMs: number, proc: ManagedProcess): P
  * this machine, against databases on `options.postgres`.
  */
 export async function startStack(options: StackOptions): Promise<Stack> {
+  const started: ManagedProcess[] = [];
+  const proxies: Server[] = [];
+  try {
+    return await launch(options, started, proxies);
+  } catch (err) {
+    // Leave nothing running when start-up fails half way.
+    await Promise.all(started.map((p) => p.stop(5_000)));
+    await Promise.all(proxies.map((p) => new Promise((r) => p.close(r))));
+    throw err;
+  }
+}
+
+async function launch(options: StackOptions, started: ManagedProcess[], proxies: Server[]): Promise<Stack> {
   const dir = resolve(options.dir);
   mkdirSync(join(dir, 'logs'), { recursive: true });
   const secrets = loadSecrets(dir);
@@ -163,7 +176,6 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   const logLevel = options.logLevel ?? 'info';
   const node = process.execPath;
   const onLine = (name: string) => (line: string) => options.onLine?.(name, line);
-  const proxies: Server[] = [];
 
   const cpEnvBase = {
     ...process.env,
@@ -210,6 +222,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       join(dir, 'logs', `${name}.log`),
       onLine(name),
     ).start();
+    started.push(proc);
     let dialPort = grpcPort;
     if (options.captureGrpcTo) {
       const proxy = await captureProxy(grpcPort, options.captureGrpcTo);
@@ -248,6 +261,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       join(dir, 'logs', 'gateway.log'),
       onLine('gateway'),
     ).start();
+    started.push(gateway);
     gatewayUrl = `http://127.0.0.1:${port}`;
     await waitHttp(`${gatewayUrl}/readyz`, 30_000, gateway);
   }
@@ -264,6 +278,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       join(dir, 'logs', 'mock-llm.log'),
       onLine('mock-llm'),
     ).start();
+    started.push(proc);
     mockLlm = { process: proc, url: `http://127.0.0.1:${port}` };
     await waitHttp(`${mockLlm.url}/healthz`, 30_000, proc);
   }
@@ -290,6 +305,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       join(dir, 'logs', `${name}.log`),
       onLine(name),
     ).start();
+    started.push(proc);
     workers.push(proc);
     // Ready once connected to the control plane (the probe Kubernetes would use).
     await waitHttp(`http://127.0.0.1:${healthPort}/readyz`, 30_000, proc);

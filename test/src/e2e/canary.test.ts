@@ -7,9 +7,10 @@ import pg from 'pg';
 import { startTestStack, type TestStack } from '../harness.js';
 
 /**
- * The residency canary: inputs, step outputs, dynamic keys, idempotency keys, signal bodies and
- * error messages carry a unique marker. The control plane's database, its logs and every byte of
- * gRPC between the planes must contain it zero times.
+ * The residency canary: inputs, step outputs, dynamic keys, idempotency keys, signal bodies, error
+ * messages, prompts, tool arguments, model outputs, eval reasons and approval comments carry a
+ * unique marker. The control plane's database, its logs and every byte of gRPC between the planes
+ * must contain it zero times.
  */
 describe('residency canary', () => {
   let t: TestStack;
@@ -26,6 +27,12 @@ describe('residency canary', () => {
     const marker = `CANARY${randomUUID().replace(/-/g, '')}`;
     await t.setModelScript({ rules: [{ hasTools: true, toolCalls: [{ name: 'lookup', arguments: { q: `case ${marker}` } }] }] });
     const canary = await t.start('canary', { marker }, { idempotencyKey: `idem-${marker}` });
+    await t.waitForRun(canary, (r) => r.status === 'suspended' && r.waitingSignal === 'approval.review');
+    const approved = await t.gateway('POST', `/v1/runs/${canary}/approvals/review`, {
+      body: JSON.stringify({ approved: true, by: `reviewer-${marker}`, comment: `looks fine for ${marker}` }),
+      headers: { 'content-type': 'application/json' },
+    });
+    assert.equal(approved.status, 202);
     await t.waitForRun(canary, (r) => r.status === 'suspended' && r.waitingSignal === 'note');
     assert.equal((await t.signal(canary, 'note', { note: `note-${marker}` })).status, 202);
     const failing = await t.start('canary-failure', { marker });
@@ -48,6 +55,8 @@ describe('residency canary', () => {
     const transcriptText = await transcript.text();
     assert.match(transcriptText, new RegExp(`You help with case ${marker}`), 'the prompt is in the data-plane transcript');
     assert.match(JSON.stringify(ok.output), new RegExp(`mock reply to: Summarise ${marker}`), 'the model output reached the workflow');
+    assert.match(JSON.stringify(ok.output), new RegExp(`draft v2 fixing: needs a second draft for ${marker}`), 'the eval reason reached the retry');
+    assert.match(JSON.stringify(ok.output), new RegExp(`looks fine for ${marker}`), 'the approval comment reached the workflow');
 
     // Stop everything so logs are flushed, then search.
     await t.stack.stop();
