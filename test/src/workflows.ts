@@ -143,7 +143,16 @@ export const canary = defineWorkflow({ name: 'canary', version: '1' }, async (ct
   // A human review whose comment carries the marker.
   const review = await ctx.approval('review');
   const body = await ctx.waitForSignal<{ note: string }>('note');
-  return { echoed, caught, note: body.note, marker: input.marker, found, answer: answer.text, draft, reviewComment: review.comment ?? null };
+  return {
+    echoed,
+    caught,
+    note: body.note,
+    marker: input.marker,
+    found,
+    answer: answer.text,
+    draft,
+    reviewComment: review.comment ?? null,
+  };
 });
 
 /** A workflow that fails with its own error carrying `secret`. */

@@ -55,7 +55,11 @@ describe('residency canary', () => {
     const transcriptText = await transcript.text();
     assert.match(transcriptText, new RegExp(`You help with case ${marker}`), 'the prompt is in the data-plane transcript');
     assert.match(JSON.stringify(ok.output), new RegExp(`mock reply to: Summarise ${marker}`), 'the model output reached the workflow');
-    assert.match(JSON.stringify(ok.output), new RegExp(`draft v2 fixing: needs a second draft for ${marker}`), 'the eval reason reached the retry');
+    assert.match(
+      JSON.stringify(ok.output),
+      new RegExp(`draft v2 fixing: needs a second draft for ${marker}`),
+      'the eval reason reached the retry',
+    );
     assert.match(JSON.stringify(ok.output), new RegExp(`looks fine for ${marker}`), 'the approval comment reached the workflow');
 
     // Stop everything so logs are flushed, then search.
