@@ -1,6 +1,6 @@
 import { createOpenAICompatible } from '@ai-sdk/openai-compatible';
 import { jsonSchema, tool, type LanguageModel } from 'ai';
-import { TerminalError, SignalTimeoutError, defineWorkflow } from '@cairn/sdk';
+import { ChildWorkflowFailedError, TerminalError, SignalTimeoutError, defineWorkflow } from '@cairn/sdk';
 import { countEffects, recordEffect } from './effects.js';
 
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -197,6 +197,37 @@ export const agentLoop = defineWorkflow({ name: 'agent-loop', version: '1' }, as
   return { text: result.text, turns: result.turns };
 });
 
+/** A child: doubles `n` after a short step; fails when `fail` is set; waits for a signal `go` when `wait` is set. */
+export const childWork = defineWorkflow(
+  { name: 'child-work', version: '1' },
+  async (ctx, input: { n: number; fail?: boolean; wait?: boolean }) => {
+    if (input.wait) await ctx.waitForSignal('go');
+    return ctx.step('double', async () => {
+      await pause(50);
+      if (input.fail) throw new TerminalError(`cannot double ${input.n}`);
+      return input.n * 2;
+    });
+  },
+);
+
+/** A parent: starts one child per item through ctx.parallel (concurrency 2), or one failing / waiting child. */
+export const parentWork = defineWorkflow(
+  { name: 'parent-work', version: '1' },
+  async (ctx, input: { items?: number[]; fail?: boolean; wait?: boolean }) => {
+    if (input.items) {
+      const outputs = await ctx.parallel(input.items, (n) => ctx.child(childWork, { n }, { key: n }), { concurrency: 2 });
+      return { outputs };
+    }
+    try {
+      const out = await ctx.child<typeof childWork>('child-work', { n: 1, fail: input.fail, wait: input.wait });
+      return { ok: out };
+    } catch (err) {
+      if (err instanceof ChildWorkflowFailedError) return { caught: err.name, child: err.childRunId, message: err.causeMessage };
+      throw err;
+    }
+  },
+);
+
 export const allWorkflows = [
   fiveSteps,
   manySteps,
@@ -209,4 +240,6 @@ export const allWorkflows = [
   modelCall,
   tripSaga,
   agentLoop,
+  childWork,
+  parentWork,
 ];

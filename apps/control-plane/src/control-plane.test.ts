@@ -466,6 +466,105 @@ for (const kind of testPostgresKinds()) {
         assert.equal(overlaps.rowCount, 0, 'no run was held by two leases at once');
       });
 
+      describe('child workflows', () => {
+        const child = (parentRunId: string, parentEpoch: number, childRunId = randomUUID()) => ({
+          parentRunId,
+          parentEpoch,
+          childRunId,
+          workflowName: workflow.name,
+          workflowVersion: null,
+          inputSize: 5,
+        });
+        const suspendOnChild = (runId: string, epoch: number, childRunId: string) =>
+          leases.applyOutcome(dataPlaneId, {
+            kind: 'suspended',
+            lease: { runId, epoch },
+            suspension: { wakeAt: null, waitingSignal: null, signalsConsumed: 0, suspendReason: 'child', waitingChild: childRunId },
+          });
+
+        test('StartChild creates the child queued, idempotently; unknown workflows and stale epochs are refused', async () => {
+          const parent = await startRun();
+          const { epoch } = await claimOne(parent);
+          const input = child(parent, epoch);
+          assert.equal(await runService.startChild(dataPlaneId, input), 'started');
+          assert.equal(await runService.startChild(dataPlaneId, input), 'started', 'a resend is acknowledged again');
+          const created = await runService.get(dataPlaneId, input.childRunId);
+          assert.equal(created.status, 'queued');
+          assert.equal(created.parentRunId, parent);
+          assert.equal(created.workflowVersion, workflow.version);
+          assert.equal(await runService.startChild(dataPlaneId, { ...child(parent, epoch), workflowName: 'nope' }), 'workflow_not_found');
+          assert.equal(
+            await runService.startChild(dataPlaneId, child(parent, epoch + 1)),
+            'not_held',
+            'a stale or future epoch is refused',
+          );
+          assert.equal(await runService.startChild(dataPlaneId, child(parent, epoch - 1)), 'not_held');
+        });
+
+        test('a child ending wakes the parent suspended on it, in the same transaction', async () => {
+          const parent = await startRun();
+          const { epoch } = await claimOne(parent);
+          const input = child(parent, epoch);
+          await runService.startChild(dataPlaneId, input);
+          assert.equal((await suspendOnChild(parent, epoch, input.childRunId)).kind, 'applied');
+          let row0 = await runService.get(dataPlaneId, parent);
+          assert.equal(row0.status, 'suspended');
+          assert.equal(row0.waitingChild, input.childRunId);
+          const childClaim = await claimOne(input.childRunId);
+          const done = await leases.applyOutcome(dataPlaneId, {
+            kind: 'completed',
+            lease: { runId: input.childRunId, epoch: childClaim.epoch },
+            outputSize: 3,
+          });
+          assert.equal(done.kind, 'applied');
+          row0 = await runService.get(dataPlaneId, parent);
+          assert.equal(row0.status, 'queued');
+          assert.equal(row0.wakeReason, 'child');
+          assert.equal(row0.waitingChild, null);
+        });
+
+        test('a child that ended before the parent suspends on it requeues the parent at once', async () => {
+          const parent = await startRun();
+          const { epoch } = await claimOne(parent);
+          const input = child(parent, epoch);
+          await runService.startChild(dataPlaneId, input);
+          const childClaim = await claimOne(input.childRunId);
+          await leases.applyOutcome(dataPlaneId, {
+            kind: 'failed',
+            lease: { runId: input.childRunId, epoch: childClaim.epoch },
+            errorCode: 1,
+            errorRef: null,
+          });
+          assert.equal((await suspendOnChild(parent, epoch, input.childRunId)).kind, 'applied');
+          const after = await runService.get(dataPlaneId, parent);
+          assert.equal(after.status, 'queued');
+          assert.equal(after.wakeReason, 'child');
+        });
+
+        test('cancelling a parent cancels its children that have not ended, recursively', async () => {
+          const parent = await startRun();
+          const { epoch } = await claimOne(parent);
+          const a = child(parent, epoch);
+          const b = child(parent, epoch);
+          await runService.startChild(dataPlaneId, a);
+          await runService.startChild(dataPlaneId, b);
+          // Child a runs and starts a grandchild; child b stays queued.
+          const aClaim = await claimOne(a.childRunId);
+          const grandchild = child(a.childRunId, aClaim.epoch);
+          await runService.startChild(dataPlaneId, grandchild);
+          await suspendOnChild(parent, epoch, a.childRunId);
+          await runService.cancel(dataPlaneId, parent);
+          assert.equal((await runService.get(dataPlaneId, b.childRunId)).status, 'cancelled', 'the queued child is cancelled at once');
+          assert.equal((await runService.get(dataPlaneId, grandchild.childRunId)).status, 'cancelled', 'the grandchild too');
+          const running = await runService.get(dataPlaneId, a.childRunId);
+          assert.equal(running.status, 'running');
+          assert.equal(running.cancelRequested, true, 'the running child gets a cancellation request');
+          const p = await runService.get(dataPlaneId, parent);
+          assert.equal(p.cancelRequested, true);
+          assert.equal(p.status, 'queued', 'the suspended parent is dispatched to cancel');
+        });
+      });
+
       test('an expired lease is requeued by the sweep and the next claim has epoch + 1', async () => {
         const runId = await startRun();
         const first = await claimOne(runId, session(), 100);
@@ -1007,6 +1106,7 @@ for (const kind of testPostgresKinds()) {
           case: 'suspended',
           value: {
             $typeName: 'cairn.worker.v1.RunSuspended',
+            childRunId: '',
             runId: run.runId,
             epoch: task.epoch,
             reason: SuspendReason.SIGNAL,
@@ -1044,6 +1144,7 @@ for (const kind of testPostgresKinds()) {
           case: 'suspended',
           value: {
             $typeName: 'cairn.worker.v1.RunSuspended',
+            childRunId: '',
             runId: run.runId,
             epoch: task.epoch,
             reason: SuspendReason.SLEEP,

@@ -5,9 +5,9 @@ export const RUN_STATUSES = ['queued', 'running', 'suspended', 'completed', 'fai
 export type RunStatusName = (typeof RUN_STATUSES)[number];
 export const FINAL_STATUSES: ReadonlySet<RunStatusName> = new Set(['completed', 'failed', 'cancelled', 'terminated', 'timed_out']);
 
-export type WakeReasonName = 'start' | 'timer' | 'signal' | 'retry' | 'recovery' | 'cancel';
-export type SuspendReasonName = 'sleep' | 'signal' | 'retry_backoff';
-export type StepKindName = 'step' | 'sleep' | 'signal' | 'model';
+export type WakeReasonName = 'start' | 'timer' | 'signal' | 'retry' | 'recovery' | 'cancel' | 'child';
+export type SuspendReasonName = 'sleep' | 'signal' | 'retry_backoff' | 'child';
+export type StepKindName = 'step' | 'sleep' | 'signal' | 'model' | 'child';
 export type StepStatusName = 'running' | 'completed' | 'failed' | 'retrying' | 'waiting';
 /** Why a lease ended (the `run_leases.end_reason` column). */
 export type LeaseEndReason = 'suspended' | 'completed' | 'failed' | 'cancelled' | 'released' | 'expired';
@@ -37,6 +37,10 @@ export interface Run {
   readonly outputSize: number | null;
   readonly dispatchCount: number;
   readonly cancelRequested: boolean;
+  /** For a child workflow run, the run that started it. */
+  readonly parentRunId: string | null;
+  /** For a run suspended until a child ends, that child. */
+  readonly waitingChild: string | null;
   readonly createdAt: Date;
   readonly queuedAt: Date | null;
   readonly startedAt: Date | null;

@@ -88,4 +88,13 @@ CREATE TABLE dp_transcripts (
 );
 `,
   },
+  {
+    version: 3,
+    name: 'child workflows',
+    sql: `
+-- ctx.child calls are journal entries of their own kind.
+ALTER TABLE dp_journal DROP CONSTRAINT dp_journal_kind_check;
+ALTER TABLE dp_journal ADD CONSTRAINT dp_journal_kind_check CHECK (kind IN ('step', 'sleep', 'signal', 'now', 'model', 'child'));
+`,
+  },
 ];

@@ -8,7 +8,7 @@ import { migrations } from './migrations.js';
 import { packStreamEvents, unpackStreamEvents, type StreamEvent } from './stream.js';
 
 /** The kind of durable call a journal entry records. */
-export type JournalKind = 'step' | 'sleep' | 'signal' | 'now' | 'model';
+export type JournalKind = 'step' | 'sleep' | 'signal' | 'now' | 'model' | 'child';
 /** The state of a journal entry. `completed`, `failed` and `timed_out` are final. */
 export type JournalStatus = 'completed' | 'failed' | 'retrying' | 'waiting' | 'timed_out';
 /** The state of a run in the data plane. */
@@ -261,16 +261,20 @@ export class PayloadStore {
   }
 
   /** Stores a new run's input. */
-  async createRun(run: {
-    runId: string;
-    workflowName: string;
-    input: unknown;
-    idempotencyDigest?: string | undefined;
-  }): Promise<{ inputSize: number }> {
+  async createRun(
+    run: {
+      runId: string;
+      workflowName: string;
+      input: unknown;
+      idempotencyDigest?: string | undefined;
+    },
+    options: { idempotent?: boolean } = {},
+  ): Promise<{ inputSize: number }> {
     const sealed = this.#seal(run.input, `${run.runId}:input`, 'The run input');
+    // idempotent (child runs): a second create of the same run ID keeps the first and succeeds.
     await this.#pool.query(
       `INSERT INTO dp_runs (run_id, workflow_name, seed, input_key_id, input, input_size, idempotency_digest)
-       VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+       VALUES ($1, $2, $3, $4, $5, $6, $7)${options.idempotent ? ' ON CONFLICT (run_id) DO NOTHING' : ''}`,
       [run.runId, run.workflowName, randomBytes(32), sealed.keyId, sealed.blob, sealed.size, run.idempotencyDigest ?? null],
     );
     return { inputSize: sealed.size };

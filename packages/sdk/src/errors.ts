@@ -135,8 +135,8 @@ export class StepTimeoutError extends CairnError {
  * ```
  */
 export interface DurableCall {
-  /** `step`, `model` (`ctx.model`), `sleep`, `signal` (a signal wait) or `now` (`ctx.now()`). */
-  readonly kind: 'step' | 'model' | 'sleep' | 'signal' | 'now';
+  /** `step`, `model` (`ctx.model`), `sleep`, `signal` (a signal wait), `now` (`ctx.now()`) or `child` (`ctx.child`). */
+  readonly kind: 'step' | 'model' | 'sleep' | 'signal' | 'now' | 'child';
   /** The static name (the signal name for a signal wait). */
   readonly name: string;
   /** HMAC digest of the step's dynamic key, when it has one. */
@@ -243,4 +243,48 @@ function summarize(value: unknown): ErrorSummary {
     return { name: String(v.name), message: String(v.message), code: typeof v.code === 'string' ? v.code : undefined };
   }
   return { name: 'Error', message: String(value) };
+}
+
+/**
+ * What `ctx.child` throws when the child workflow run failed or was cancelled. The child's error
+ * (name and message) is read from the data plane and stays there; the failure is journaled in the
+ * parent, so a replay throws the same error.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await ctx.child(chargeCard, { orderId });
+ * } catch (err) {
+ *   if (err instanceof ChildWorkflowFailedError) console.log(err.workflowName, err.childRunId, err.causeMessage);
+ *   else throw err;
+ * }
+ * ```
+ */
+export class ChildWorkflowFailedError extends CairnError {
+  /** The child's workflow name. */
+  readonly workflowName: string;
+  /** The child run's ID. */
+  readonly childRunId: string;
+  /** Whether the child was cancelled rather than failed. */
+  readonly cancelled: boolean;
+  /** The `name` of the child's error, e.g. `TypeError` (`CancelledError` when it was cancelled). */
+  readonly causeName: string;
+  /** The message of the child's error (without a `[CAIRN-NNNN]` prefix). */
+  readonly causeMessage: string;
+
+  constructor(init: { workflowName: string; childRunId: string; cancelled: boolean; causeName: string; causeMessage: string }) {
+    const causeMessage = withoutCode(init.causeMessage);
+    super(
+      ErrorCodes.STEP_FAILED,
+      init.cancelled
+        ? `Child workflow "${init.workflowName}" (run ${init.childRunId}) was cancelled.`
+        : `Child workflow "${init.workflowName}" (run ${init.childRunId}) failed: ${init.causeName}: ${causeMessage}`,
+    );
+    this.name = 'ChildWorkflowFailedError';
+    this.workflowName = init.workflowName;
+    this.childRunId = init.childRunId;
+    this.cancelled = init.cancelled;
+    this.causeName = init.causeName;
+    this.causeMessage = causeMessage;
+  }
 }

@@ -3,6 +3,7 @@
 export {
   defineWorkflow,
   type ParallelOptions,
+  type ChildOptions,
   type SignalWaitOptions,
   type StepContext,
   type StepFunction,
@@ -59,4 +60,6 @@ export {
  * console.log(`running @cairn/sdk ${SDK_VERSION}`);
  * ```
  */
+export { ChildWorkflowFailedError } from './errors.js';
+
 export const SDK_VERSION = '0.1.0';

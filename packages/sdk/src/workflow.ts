@@ -342,6 +342,33 @@ export interface WorkflowContext {
   parallel<T, R>(items: Iterable<T>, fn: (item: T, index: number) => R | Promise<R>, options?: ParallelOptions): Promise<Awaited<R>[]>;
 
   /**
+   * Starts a child workflow run and waits for its output. The child is a run of its own (its own
+   * journal, retries and timeline, with this run as its parent); its input and output stay in the
+   * data plane. The call is durable: the child's run ID derives from this call's place in the
+   * journal, so a replay waits for the same child and never starts a second one. While the child
+   * runs, this run suspends and holds no worker; the control plane wakes it when the child ends.
+   * Cancelling this run cancels the child. Throws {@link ChildWorkflowFailedError} when the child
+   * failed or was cancelled.
+   *
+   * @param workflow The child's definition (typed input and output), or its workflow name.
+   * @param input The child's input (JSON-serializable).
+   * @param options `version` pins the child's workflow version (default: the newest a worker of
+   *   this data plane announced); `key` identifies the call in the journal when the same child
+   *   is started several times from one place (it is HMAC'd before it leaves the data plane).
+   *
+   * @example
+   * ```ts
+   * const receipts = await ctx.parallel(orders, (order) => ctx.child(chargeOrder, order, { key: order.id }), { concurrency: 2 });
+   * const report = await ctx.child<typeof monthlyReport>('monthly-report', { month: '2026-11' }, { version: '3' });
+   * ```
+   */
+  child<W extends WorkflowDefinition<never, unknown> = WorkflowDefinition<unknown, unknown>>(
+    workflow: W | string,
+    input: WorkflowInput<W>,
+    options?: ChildOptions,
+  ): Promise<WorkflowOutput<W>>;
+
+  /**
    * The current time, journaled on first execution so a replay sees the same value. It costs no
    * extra commit: the value is written with the next journal write.
    *
@@ -372,6 +399,21 @@ export interface WorkflowContext {
    * ```
    */
   uuid(): string;
+}
+
+/**
+ * Options of `ctx.child`.
+ *
+ * @example
+ * ```ts
+ * const options: ChildOptions = { key: order.id, version: '2' };
+ * ```
+ */
+export interface ChildOptions {
+  /** Identifies the call when one place starts several children (HMAC'd before it crosses). */
+  readonly key?: string | number;
+  /** The child's workflow version; default: the newest version a worker announced. */
+  readonly version?: string;
 }
 
 /**

@@ -38,7 +38,16 @@ export class DeterministicSource {
 
   /** A UUID in version-4 layout. */
   uuid(): string {
-    const b = this.#bytes(`uuid:${this.#uuidCalls++}`).subarray(0, 16);
+    return this.#uuidOf(`uuid:${this.#uuidCalls++}`);
+  }
+
+  /** A UUID in version-4 layout for a durable call's identity (a child run's ID); no counter. */
+  uuidFor(identity: string): string {
+    return this.#uuidOf(`child:${identity}`);
+  }
+
+  #uuidOf(label: string): string {
+    const b = this.#bytes(label).subarray(0, 16);
     b[6] = (b[6]! & 0x0f) | 0x40;
     b[8] = (b[8]! & 0x3f) | 0x80;
     const h = b.toString('hex');

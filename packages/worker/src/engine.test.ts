@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { testPostgres, testPostgresKinds, uniqueDatabaseName, type PostgresServer } from '@cairn/local-postgres';
 import { Hasher, KeyRing, PayloadStore } from '@cairn/payload-store';
 import { ErrorCode, StepKind, StepStatus, SuspendReason } from '@cairn/proto';
-import { CancelledError, SignalTimeoutError, StepFailedError, TerminalError, defineWorkflow } from '@cairn/sdk';
+import { CancelledError, ChildWorkflowFailedError, SignalTimeoutError, StepFailedError, TerminalError, defineWorkflow } from '@cairn/sdk';
 import type { RunOutcome } from './engine.js';
 import { SignalHub } from './signals.js';
 import { FakeControlPlane, expectKind, logger, pause } from './testing/engine-harness.js';
@@ -85,6 +85,45 @@ for (const kind of testPostgresKinds()) {
           [2, 'p2'],
         ],
       );
+    });
+
+    it('ctx.child starts a child, suspends until it ends, then journals its output (and its failure)', async () => {
+      const child = defineWorkflow({ name: 'eng-child', version: '1' }, async (ctx, input: { n: number }) => {
+        if (input.n < 0) throw new TerminalError('negative');
+        return ctx.step('double', () => input.n * 2);
+      });
+      const parent = defineWorkflow({ name: 'eng-parent', version: '1' }, async (ctx, input: { n: number }) => {
+        try {
+          return { out: await ctx.child(child, { n: input.n }) };
+        } catch (err) {
+          if (err instanceof ChildWorkflowFailedError) return { failed: err.causeMessage, child: err.childRunId };
+          throw err;
+        }
+      });
+      const engine = cp.engine([parent, child]);
+      for (const [n, expected] of [
+        [21, { out: 42 }],
+        [-1, { failed: 'negative' }],
+      ] as const) {
+        const runId = await cp.start(parent, { n });
+        const first = expectKind(await cp.dispatch(engine, runId, parent).done, 'suspended');
+        assert.equal(first.reason, SuspendReason.CHILD);
+        const request = cp.children.at(-1)!;
+        assert.equal(request.parentRunId, runId);
+        assert.equal(first.childRunId, request.childRunId);
+        assert.equal((await store.getRun(request.childRunId))?.workflowName, 'eng-child');
+        await cp.dispatch(engine, request.childRunId, child).done;
+        // The replay names the same child and does not start another.
+        const before = cp.children.length;
+        expectKind(await cp.dispatch(engine, runId, parent).done, 'completed');
+        assert.equal(cp.children.length, before);
+        const output = (await store.getRun(runId))?.output as Record<string, unknown>;
+        assert.deepEqual({ ...output, child: undefined }, { ...expected, child: undefined });
+        const reports = cp.reportsFor(runId).filter((r) => r.step?.kind === StepKind.CHILD);
+        assert.ok(reports.some((r) => r.step?.name === 'eng-child' && r.step.status === StepStatus.WAITING));
+        // A third dispatch replays the journaled outcome.
+        expectKind(await cp.dispatch(engine, runId, parent).done, 'completed');
+      }
     });
 
     it('fails with a non-determinism error naming the expected and the actual call', async () => {

@@ -1,5 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { CairnError, ErrorCodes, assertName, createLogger, type Logger } from '@cairn/common';
+import { CairnError, ErrorCodes, assertName, assertVersion, createLogger, type Logger } from '@cairn/common';
 import {
   FencedError,
   approvalSignalName,
@@ -25,6 +25,7 @@ import {
   AgentMaxTurnsError,
   ApprovalTimeoutError,
   CancelledError,
+  ChildWorkflowFailedError,
   EvalFailedError,
   ModelFailedError,
   NonDeterminismError,
@@ -56,6 +57,9 @@ import {
   type SignalWaitOptions,
   type WorkflowContext,
   type WorkflowDefinition,
+  type WorkflowInput,
+  type WorkflowOutput,
+  type ChildOptions,
 } from '@cairn/sdk';
 import { DeterministicSource } from './determinism.js';
 import {
@@ -134,6 +138,8 @@ export type RunOutcome =
       readonly wakeAt: number;
       readonly signalName: string;
       readonly signalsConsumed: number;
+      /** The child run whose end wakes the run ('' for none). */
+      readonly childRunId: string;
     }
   | { readonly kind: 'released' }
   | { readonly kind: 'lost' }
@@ -184,7 +190,27 @@ export interface EngineOptions {
    * attempt timeouts. Default: the system clock. Tests give a virtual one (`@cairn/worker/testing`).
    */
   readonly clock?: Clock;
+  /**
+   * Sends a StartChild to the control plane and resolves once it is answered: `ok` (acknowledged),
+   * `workflow_not_found`, or `not_held` (the parent's lease is gone). The worker sends it through
+   * its outbox; without it, `ctx.child` fails.
+   */
+  readonly startChild?: (request: StartChildRequest) => Promise<StartChildAnswer>;
 }
+
+/** What a StartChild request carries (see the worker protocol). */
+export interface StartChildRequest {
+  readonly parentRunId: string;
+  readonly parentEpoch: number;
+  readonly position: number;
+  readonly childRunId: string;
+  readonly workflowName: string;
+  readonly workflowVersion: string;
+  readonly inputSize: number;
+}
+
+/** How the control plane answered a StartChild. */
+export type StartChildAnswer = 'ok' | 'workflow_not_found' | 'not_held';
 
 /**
  * The replay engine: runs workflow functions against the data-plane journal. It knows nothing of
@@ -200,9 +226,11 @@ export class Engine {
   readonly #onStepReport: (report: StepReport) => void;
   readonly #logger: Logger;
   readonly #clock: Clock;
+  readonly #startChild: ((request: StartChildRequest) => Promise<StartChildAnswer>) | undefined;
 
   constructor(options: EngineOptions) {
     this.#clock = options.clock ?? systemClock;
+    this.#startChild = options.startChild;
     this.#store = options.store;
     this.#hasher = options.hasher;
     this.#thresholdMs = options.suspendThresholdMs ?? 5000;
@@ -242,6 +270,7 @@ export class Engine {
         report: this.#onStepReport,
         logger: this.#logger.child({ runId: assignment.runId, epoch: assignment.epoch }),
         workflow: this.#workflows.get(workflowKey(assignment.workflowName, assignment.workflowVersion)),
+        startChild: this.#startChild,
       },
       assignment,
     );
@@ -266,6 +295,7 @@ interface ExecutionDeps {
   readonly report: (report: StepReport) => void;
   readonly logger: Logger;
   readonly workflow: WorkflowDefinition | undefined;
+  readonly startChild: ((request: StartChildRequest) => Promise<StartChildAnswer>) | undefined;
 }
 
 /** Why an execution stopped running workflow code. */
@@ -281,9 +311,11 @@ class HaltedError extends Error {
 
 /** A durable call waiting for a time or a signal. */
 interface Wait {
-  readonly reason: 'sleep' | 'signal' | 'retry';
+  readonly reason: 'sleep' | 'signal' | 'retry' | 'child';
   readonly dueAt: number | undefined;
   readonly signalName: string | undefined;
+  /** A child run the wait is for (its end wakes the run). */
+  readonly childRunId: string | undefined;
   /** Longer than the suspend threshold: it does not keep the execution from suspending. */
   readonly long: boolean;
   /** Made by the compensation phase: cancellation does not end it. */
@@ -367,6 +399,7 @@ const STEP_KIND: Record<Exclude<JournalEntry['kind'], 'now'>, StepKind> = {
   sleep: StepKind.SLEEP,
   signal: StepKind.SIGNAL,
   model: StepKind.MODEL,
+  child: StepKind.CHILD,
 };
 
 /**
@@ -887,8 +920,16 @@ class Execution implements RunExecution {
     const names = [...new Set(parked.flatMap((w) => (w.signalName === undefined ? [] : [w.signalName])))];
     let wakeAt = timed[0]?.dueAt ?? 0;
     if (names.length > 1) wakeAt = Math.min(wakeAt || Infinity, this.#deps.clock.now() + MULTI_SIGNAL_POLL_MS);
+    const childRunId = parked.find((w) => w.childRunId !== undefined)?.childRunId ?? '';
+    // Waiting on a signal and a child at once: the signal names the suspension and the child still wakes it.
     const reason =
-      names.length > 0 ? SuspendReason.SIGNAL : timed[0]?.reason === 'retry' ? SuspendReason.RETRY_BACKOFF : SuspendReason.SLEEP;
+      names.length > 0
+        ? SuspendReason.SIGNAL
+        : childRunId !== ''
+          ? SuspendReason.CHILD
+          : timed[0]?.reason === 'retry'
+            ? SuspendReason.RETRY_BACKOFF
+            : SuspendReason.SLEEP;
     const signalName = names[0] ?? '';
     const outcome: RunOutcome = {
       kind: 'suspended',
@@ -896,6 +937,7 @@ class Execution implements RunExecution {
       wakeAt,
       signalName,
       signalsConsumed: signalName === '' ? 0 : (this.#signalsConsumed.get(signalName) ?? 0),
+      childRunId,
     };
     this.#flushNow().then(
       () => {
@@ -917,13 +959,14 @@ class Execution implements RunExecution {
     dueAt: number | undefined;
     signalName?: string;
     subscription?: SignalSubscription;
+    childRunId?: string;
   }): Promise<void> {
     if (this.#halt) return never();
     const internal = this.#internal();
     // A step of the settled workflow does not start another attempt.
     if (this.#settled && !internal) return never();
     if (this.#cancelRequested && !internal) return Promise.reject(new CancelledError());
-    const { reason, dueAt, signalName, subscription } = options;
+    const { reason, dueAt, signalName, subscription, childRunId } = options;
     const remaining = dueAt === undefined ? Infinity : dueAt - this.#deps.clock.now();
     if (remaining <= 0) return Promise.resolve();
     const long = remaining > this.#deps.thresholdMs;
@@ -943,6 +986,7 @@ class Execution implements RunExecution {
         reason,
         dueAt,
         signalName,
+        childRunId,
         long,
         internal,
         fail: (error) => {
@@ -1444,6 +1488,23 @@ class Execution implements RunExecution {
         const parent = this.#scope.getStore()?.branch;
         const path = parent ? `${parent.path}#${parent.seq++}` : `p${this.#parallels++}`;
         return this.#fanOut(path, list, fn, concurrency);
+      },
+      child: <W extends WorkflowDefinition<never, unknown>>(
+        target: W | string,
+        input: WorkflowInput<W>,
+        options: ChildOptions = {},
+      ): Promise<WorkflowOutput<W>> => {
+        let slot: Slot;
+        let name: string;
+        try {
+          name = typeof target === 'string' ? target : target.name;
+          assertName(name, 'child workflow name');
+          if (options.version !== undefined) assertVersion(options.version, `version of child workflow "${name}"`);
+          slot = this.#slot('child', name, options.key);
+        } catch (err) {
+          return Promise.reject(toError(err));
+        }
+        return this.#durable(() => this.#child<WorkflowOutput<W>>(slot, name, options.version ?? '', input));
       },
       now: () => this.#now(),
       random: () => this.#source().random(),
@@ -2106,6 +2167,101 @@ class Execution implements RunExecution {
     });
   }
 
+  /** `ctx.child`: creates the child run in the data plane, starts it through the control plane, and waits for its end. */
+  async #child<T>(slot: Slot, name: string, version: string, input: unknown): Promise<T> {
+    const { position, keyDigest } = slot;
+    const { store } = this.#deps;
+    const entry = this.#journal.get(position);
+    const childRunId = this.#random!.uuidFor(slot.idempotencyKey);
+    let startedAt: number;
+    const base = { position, kind: StepKind.CHILD, name, keyDigest: keyDigest ?? '', attempt: 1 };
+    if (entry) {
+      this.#expect(position, entry, { kind: 'child', name, keyDigest });
+      if (entry.status === 'completed') return (entry.value as { output: T } | undefined)?.output as T;
+      if (entry.status !== 'waiting') throw childFailure(name, entry.value);
+      startedAt = entry.startedAt;
+    } else {
+      this.#throwIfCancelled();
+      startedAt = this.#deps.clock.now();
+    }
+    const recorded = entry ? (entry.value as { childRunId?: string } | undefined)?.childRunId : undefined;
+    const runId = recorded ?? childRunId;
+    let child = await this.#write(() => store.getRun(runId));
+    if (!child || child.status === 'open') {
+      this.#throwIfCancelled();
+      const { inputSize } = await this.#write(() => store.createRun({ runId, workflowName: name, input }, { idempotent: true }));
+      if (!entry) {
+        await this.#append([{ position, kind: 'child', name, keyDigest, status: 'waiting', value: { childRunId: runId }, startedAt }]);
+        this.#report(this.epoch, { ...base, status: StepStatus.WAITING, startedAt: time(startedAt) });
+      }
+      const send = this.#deps.startChild;
+      const answer: StartChildAnswer = send
+        ? await send({
+            parentRunId: this.runId,
+            parentEpoch: this.epoch,
+            position,
+            childRunId: runId,
+            workflowName: name,
+            workflowVersion: version,
+            inputSize,
+          })
+        : 'workflow_not_found';
+      if (answer === 'not_held') {
+        this.lose();
+        throw new HaltedError();
+      }
+      if (answer === 'workflow_not_found') {
+        return this.#childEnded(slot, name, startedAt, {
+          childRunId: runId,
+          cancelled: false,
+          causeName: 'WorkflowNotFoundError',
+          causeMessage: `no worker of this data plane registers workflow "${name}"${version ? ` version "${version}"` : ''}`,
+        });
+      }
+      for (;;) {
+        child = await this.#write(() => store.getRun(runId));
+        if (child && child.status !== 'open') break;
+        // Parked: the run suspends, and the control plane wakes it when the child ends.
+        await this.#wait({ reason: 'child', dueAt: undefined, childRunId: runId });
+      }
+    }
+    if (child.status === 'completed') return this.#childEnded(slot, name, startedAt, { childRunId: runId, output: child.output });
+    let causeName = 'CancelledError';
+    let causeMessage = 'the child run was cancelled';
+    if (child.status === 'failed' && child.errorRef) {
+      const error = await this.#write(() => store.getError(child.errorRef!)).catch(() => undefined);
+      causeName = error?.name ?? 'Error';
+      causeMessage = error?.message ?? 'the child run failed';
+    }
+    return this.#childEnded(slot, name, startedAt, { childRunId: runId, cancelled: child.status === 'cancelled', causeName, causeMessage });
+  }
+
+  /** Journals a child's end in the parent and returns its output or throws ChildWorkflowFailedError. */
+  async #childEnded<T>(slot: Slot, name: string, startedAt: number, value: ChildEnd): Promise<T> {
+    const { position, keyDigest } = slot;
+    const endedAt = this.#deps.clock.now();
+    const failed = !('output' in value);
+    const error = failed ? errorInfo(childFailure(name, value)) : undefined;
+    const { errorRefs, sizes } = await this.#append([
+      { position, kind: 'child', name, keyDigest, status: failed ? 'failed' : 'completed', value, error, startedAt, endedAt },
+    ]);
+    this.#report(this.epoch, {
+      position,
+      kind: StepKind.CHILD,
+      name,
+      keyDigest: keyDigest ?? '',
+      attempt: 1,
+      status: failed ? StepStatus.FAILED : StepStatus.COMPLETED,
+      errorCode: failed ? ErrorCode.STEP_FAILED : ErrorCode.UNSPECIFIED,
+      errorRef: errorRefs.get(position) ?? '',
+      startedAt: time(startedAt),
+      endedAt: time(endedAt),
+      outputSize: BigInt(sizes.get(position) ?? 0),
+    });
+    if (failed) throw childFailure(name, value);
+    return (value as { output: T }).output;
+  }
+
   async #signalWait<T>(slot: Slot, name: string, timeoutMs: number | undefined): Promise<T> {
     const { position, keyDigest } = slot;
     const entry = this.#journal.get(position);
@@ -2202,4 +2358,25 @@ function modelReportFields(entry: JournalEntry): Partial<StepInfo> {
 
 function callOf(entry: JournalEntry): DurableCall {
   return { kind: entry.kind, name: entry.name, keyDigest: entry.keyDigest };
+}
+
+/** How a child run ended, as the parent journals it. */
+type ChildEnd =
+  | { readonly childRunId: string; readonly output: unknown }
+  | { readonly childRunId: string; readonly cancelled: boolean; readonly causeName: string; readonly causeMessage: string };
+
+function childFailure(workflowName: string, value: unknown): ChildWorkflowFailedError {
+  const v = (typeof value === 'object' && value !== null ? value : {}) as Partial<{
+    childRunId: string;
+    cancelled: boolean;
+    causeName: string;
+    causeMessage: string;
+  }>;
+  return new ChildWorkflowFailedError({
+    workflowName,
+    childRunId: v.childRunId ?? '',
+    cancelled: v.cancelled ?? false,
+    causeName: v.causeName ?? 'Error',
+    causeMessage: v.causeMessage ?? 'the child run failed',
+  });
 }

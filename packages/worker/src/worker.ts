@@ -15,6 +15,7 @@ import {
   RunFailedSchema,
   RunReleasedSchema,
   RunSuspendedSchema,
+  StartChildSchema,
   SlotsUpdateSchema,
   StepReportBatchSchema,
   WorkerService,
@@ -28,7 +29,7 @@ import {
   type Welcome,
 } from '@cairn/proto';
 import { SDK_VERSION, type WorkflowDefinition } from '@cairn/sdk';
-import { Engine, type RunExecution, type RunOutcome } from './engine.js';
+import { Engine, type RunExecution, type RunOutcome, type StartChildAnswer } from './engine.js';
 import { SignalHub } from './signals.js';
 
 /** The protocol revision this worker speaks. */
@@ -72,6 +73,8 @@ interface OutboxItem {
   readonly run?: { readonly runId: string; readonly epoch: number };
   /** The sequence it was last sent with on the current stream. */
   sequence?: bigint;
+  /** Told how the control plane answered (undefined: acknowledged). */
+  readonly onSettled?: (rejection: RejectionReason | undefined) => void;
 }
 
 /** A lease this worker holds: running, or finished with its final message not yet acknowledged. */
@@ -178,6 +181,16 @@ export class Worker {
       signals: this.#signals,
       onStepReport: (report) => this.#queueReport(report),
       logger: this.#logger,
+      startChild: (request) =>
+        new Promise<StartChildAnswer>((resolve) =>
+          this.#enqueue({
+            message: { case: 'startChild', value: create(StartChildSchema, { ...request, inputSize: BigInt(request.inputSize) }) },
+            onSettled: (rejection) =>
+              resolve(
+                rejection === undefined ? 'ok' : rejection === RejectionReason.WORKFLOW_NOT_FOUND ? 'workflow_not_found' : 'not_held',
+              ),
+          }),
+        ),
     });
     const Client = grpc.makeGenericClientConstructor(grpcServiceDefinition(WorkerService), 'WorkerService');
     this.#client = new Client(options.controlPlaneAddress, options.channelCredentials ?? grpc.credentials.createInsecure(), {
@@ -402,6 +415,7 @@ export class Worker {
         if (!item) return;
         this.#sent.delete(message.value.sequence);
         this.#settle(item);
+        item.onSettled?.(undefined);
         return;
       }
       case 'rejection': {
@@ -422,6 +436,7 @@ export class Worker {
         // Resending would be refused the same way; the journal still holds everything.
         this.#logger.warn(log, 'control plane rejected a request; dropping it');
         this.#settle(item);
+        item.onSettled?.(reason);
         return;
       }
       case undefined:
@@ -536,6 +551,7 @@ export class Worker {
             wakeAt: BigInt(outcome.wakeAt),
             signalName: outcome.signalName,
             signalsConsumed: outcome.signalsConsumed,
+            childRunId: outcome.childRunId,
           }),
         };
         break;

@@ -147,4 +147,20 @@ ALTER TABLE runs DROP CONSTRAINT runs_wake_reason_check;
 ALTER TABLE runs ADD CONSTRAINT runs_wake_reason_check CHECK (wake_reason IN ('start', 'timer', 'signal', 'retry', 'recovery', 'cancel'));
 `,
   },
+  {
+    version: 4,
+    name: 'child workflows',
+    sql: `
+-- A child workflow run remembers its parent; a parent suspended until a child ends names it.
+ALTER TABLE runs ADD COLUMN parent_run_id uuid, ADD COLUMN waiting_child uuid;
+CREATE INDEX runs_parent ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
+ALTER TABLE runs DROP CONSTRAINT runs_wake_reason_check;
+ALTER TABLE runs ADD CONSTRAINT runs_wake_reason_check
+  CHECK (wake_reason IN ('start', 'timer', 'signal', 'retry', 'recovery', 'cancel', 'child'));
+ALTER TABLE runs DROP CONSTRAINT runs_suspend_reason_check;
+ALTER TABLE runs ADD CONSTRAINT runs_suspend_reason_check CHECK (suspend_reason IN ('sleep', 'signal', 'retry_backoff', 'child'));
+ALTER TABLE run_steps DROP CONSTRAINT run_steps_kind_check;
+ALTER TABLE run_steps ADD CONSTRAINT run_steps_kind_check CHECK (kind IN ('step', 'sleep', 'signal', 'model', 'child'));
+`,
+  },
 ];

@@ -25,6 +25,8 @@ interface RunRow {
   output_size: string | null;
   dispatch_count: number;
   cancel_requested: boolean;
+  parent_run_id: string | null;
+  waiting_child: string | null;
   created_at: Date;
   queued_at: Date | null;
   started_at: Date | null;
@@ -34,7 +36,7 @@ interface RunRow {
 
 const RUN_COLUMNS = `id, data_plane_id, workflow_name, workflow_version, task_queue, status, epoch, lease_session, lease_worker,
   lease_expires_at, wake_at, wake_reason, waiting_signal, signals_consumed, suspend_reason, idempotency_digest, error_code,
-  error_ref, input_size, output_size, dispatch_count, cancel_requested, created_at, queued_at, started_at, ended_at, updated_at`;
+  error_ref, input_size, output_size, dispatch_count, cancel_requested, parent_run_id, waiting_child, created_at, queued_at, started_at, ended_at, updated_at`;
 
 /** Columns qualified with a table alias, for statements that join. */
 const runColumns = (alias: string): string =>
@@ -66,6 +68,8 @@ function toRun(row: RunRow): Run {
     outputSize: row.output_size === null ? null : Number(row.output_size),
     dispatchCount: row.dispatch_count,
     cancelRequested: row.cancel_requested,
+    parentRunId: row.parent_run_id,
+    waitingChild: row.waiting_child,
     createdAt: row.created_at,
     queuedAt: row.queued_at,
     startedAt: row.started_at,
@@ -87,6 +91,8 @@ export interface NewRun {
   readonly taskQueue: string;
   readonly idempotencyDigest: string | null;
   readonly inputSize: number;
+  /** For a child workflow run, the run that started it. */
+  readonly parentRunId?: string | null;
 }
 
 export interface ClaimRequest {
@@ -103,6 +109,8 @@ export interface Suspension {
   readonly waitingSignal: string | null;
   readonly signalsConsumed: number;
   readonly suspendReason: SuspendReasonName;
+  /** The child run whose end wakes the run, if any. */
+  readonly waitingChild?: string | null;
 }
 
 export interface Outcome {
@@ -142,11 +150,20 @@ export class RunRepository {
     const result = await this.db.prepared<RunRow>(
       'cp_insert_run',
       `INSERT INTO runs (id, data_plane_id, workflow_name, workflow_version, task_queue, status, wake_reason,
-                         idempotency_digest, input_size, queued_at)
-       VALUES ($1, $2, $3, $4, $5, 'queued', 'start', $6, $7, now())
+                         idempotency_digest, input_size, queued_at, parent_run_id)
+       VALUES ($1, $2, $3, $4, $5, 'queued', 'start', $6, $7, now(), $8)
        ON CONFLICT DO NOTHING
        RETURNING ${RUN_COLUMNS}`,
-      [run.id, run.dataPlaneId, run.workflowName, run.workflowVersion, run.taskQueue, run.idempotencyDigest, run.inputSize],
+      [
+        run.id,
+        run.dataPlaneId,
+        run.workflowName,
+        run.workflowVersion,
+        run.taskQueue,
+        run.idempotencyDigest,
+        run.inputSize,
+        run.parentRunId ?? null,
+      ],
     );
     return one(result.rows);
   }
@@ -285,9 +302,9 @@ export class RunRepository {
   async suspend(tx: Queryable, runId: string, s: Suspension): Promise<Run> {
     const result = await tx.query<RunRow>(
       `UPDATE runs SET status = 'suspended', wake_at = $2, waiting_signal = $3, signals_consumed = $4, suspend_reason = $5,
-              lease_session = NULL, lease_worker = NULL, lease_expires_at = NULL, queued_at = NULL, updated_at = now()
+              waiting_child = $6, lease_session = NULL, lease_worker = NULL, lease_expires_at = NULL, queued_at = NULL, updated_at = now()
        WHERE id = $1 RETURNING ${RUN_COLUMNS}`,
-      [runId, s.wakeAt, s.waitingSignal, s.signalsConsumed, s.suspendReason],
+      [runId, s.wakeAt, s.waitingSignal, s.signalsConsumed, s.suspendReason, s.waitingChild ?? null],
     );
     return one(result.rows)!;
   }
@@ -296,7 +313,7 @@ export class RunRepository {
   async requeue(tx: Queryable, runId: string, reason: WakeReasonName, suspendReason: SuspendReasonName | null = null): Promise<Run> {
     const result = await tx.query<RunRow>(
       `UPDATE runs SET status = 'queued', wake_reason = $2, suspend_reason = $3, wake_at = NULL, waiting_signal = NULL,
-              lease_session = NULL, lease_worker = NULL, lease_expires_at = NULL, queued_at = now(), updated_at = now()
+              waiting_child = NULL, lease_session = NULL, lease_worker = NULL, lease_expires_at = NULL, queued_at = now(), updated_at = now()
        WHERE id = $1 RETURNING ${RUN_COLUMNS}`,
       [runId, reason, suspendReason],
     );
@@ -307,12 +324,38 @@ export class RunRepository {
   async finish(tx: Queryable, runId: string, outcome: Outcome): Promise<Run> {
     const result = await tx.query<RunRow>(
       `UPDATE runs SET status = $2, output_size = $3, error_code = $4, error_ref = $5, ended_at = now(), wake_at = NULL,
-              waiting_signal = NULL, lease_session = NULL, lease_worker = NULL, lease_expires_at = NULL, queued_at = NULL,
+              waiting_signal = NULL, waiting_child = NULL, lease_session = NULL, lease_worker = NULL, lease_expires_at = NULL, queued_at = NULL,
               updated_at = now()
        WHERE id = $1 RETURNING ${RUN_COLUMNS}`,
       [runId, outcome.status, outcome.outputSize ?? null, outcome.errorCode ?? null, outcome.errorRef ?? null],
     );
     return one(result.rows)!;
+  }
+
+  /**
+   * Queues the parent of a run that just reached a final state, if the parent is suspended until
+   * this child ends (wake reason 'child'). Returns whether the parent was queued.
+   */
+  async wakeParent(tx: Queryable, child: Run): Promise<boolean> {
+    if (child.parentRunId === null) return false;
+    const result = await tx.query(
+      `UPDATE runs SET status = 'queued', wake_reason = 'child', wake_at = NULL, waiting_signal = NULL, waiting_child = NULL,
+              queued_at = now(), updated_at = now()
+       WHERE id = $1 AND status = 'suspended' AND waiting_child = $2`,
+      [child.parentRunId, child.id],
+    );
+    return (result.rowCount ?? 0) > 0;
+  }
+
+  /** The IDs of a run's child runs that are not final yet. */
+  async openChildren(dataPlaneId: string, parentRunId: string): Promise<string[]> {
+    const result = await this.db.query<{ id: string }>(
+      `SELECT id FROM runs WHERE parent_run_id = $1 AND data_plane_id = $2
+         AND status NOT IN ('completed', 'failed', 'cancelled', 'terminated', 'timed_out')
+       ORDER BY created_at`,
+      [parentRunId, dataPlaneId],
+    );
+    return result.rows.map((r) => r.id);
   }
 
   /** Marks that cancellation was requested for a running run. */
@@ -360,6 +403,12 @@ export class RunRepository {
        ), history AS (
          UPDATE run_leases SET ended_at = now(), end_reason = $4
          WHERE run_id = $1 AND epoch = $3 AND ended_at IS NULL AND EXISTS (SELECT 1 FROM ended)
+       ), woken AS (
+         -- A parent suspended until this child ends is queued in the same statement.
+         UPDATE runs p SET status = 'queued', wake_reason = 'child', wake_at = NULL, waiting_signal = NULL, waiting_child = NULL,
+                queued_at = now(), updated_at = now()
+         FROM ended
+         WHERE ended.status <> 'queued' AND p.id = ended.parent_run_id AND p.status = 'suspended' AND p.waiting_child = ended.id
        )
        SELECT * FROM ended`,
       [lease.runId, dataPlaneId, lease.epoch, reason, outcome.outputSize ?? null, outcome.errorCode ?? null, outcome.errorRef ?? null],
@@ -440,7 +489,7 @@ export class RunRepository {
        )
        UPDATE runs r SET status = 'queued',
               wake_reason = CASE WHEN r.suspend_reason = 'retry_backoff' THEN 'retry' ELSE 'timer' END,
-              wake_at = NULL, waiting_signal = NULL, queued_at = now(), updated_at = now()
+              wake_at = NULL, waiting_signal = NULL, waiting_child = NULL, queued_at = now(), updated_at = now()
        FROM picked WHERE r.id = picked.id
        RETURNING r.id, r.data_plane_id`,
       [limit],

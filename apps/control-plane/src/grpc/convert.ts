@@ -32,6 +32,7 @@ const WAKE_REASON: Record<WakeReasonName, WakeReason> = {
   retry: WakeReason.RETRY,
   recovery: WakeReason.RECOVERY,
   cancel: WakeReason.CANCEL,
+  child: WakeReason.CHILD,
 };
 
 export const STEP_KIND: Record<StepKindName, StepKind> = {
@@ -39,6 +40,7 @@ export const STEP_KIND: Record<StepKindName, StepKind> = {
   sleep: StepKind.SLEEP,
   signal: StepKind.SIGNAL,
   model: StepKind.MODEL,
+  child: StepKind.CHILD,
 };
 
 export const STEP_STATUS: Record<StepStatusName, StepStatus> = {
@@ -70,6 +72,7 @@ export function toRunInfo(run: Run): RunInfo {
     outputSize: BigInt(run.outputSize ?? 0),
     dispatchCount: run.dispatchCount,
     cancelRequested: run.cancelRequested,
+    parentRunId: run.parentRunId ?? '',
   });
 }
 

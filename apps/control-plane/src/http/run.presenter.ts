@@ -34,6 +34,8 @@ export function presentRun(run: Run): Record<string, unknown> {
     outputSize: run.outputSize,
     dispatchCount: run.dispatchCount,
     cancelRequested: run.cancelRequested,
+    parentRunId: run.parentRunId,
+    waitingChild: run.status === 'suspended' ? run.waitingChild : null,
     updatedAt: iso(run.updatedAt),
   };
 }

@@ -1,7 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { ErrorCode } from '@cairn/proto';
 import { CONFIG, type ControlPlaneConfig } from '../config.js';
-import { Database } from '../db/database.js';
+import { Database, type Queryable } from '../db/database.js';
 import { RunRepository, type Suspension } from '../db/run.repository.js';
 import { SignalRepository } from '../db/signal.repository.js';
 import { isFinal, type LeaseEndReason, type LeaseKey, type Run } from '../domain.js';
@@ -68,7 +68,10 @@ export class LeaseService {
   async applyOutcome(dataPlaneId: string, outcome: WorkerOutcome): Promise<OutcomeResult> {
     const result = outcome.kind === 'suspended' ? await this.suspend(dataPlaneId, outcome) : await this.endLease(dataPlaneId, outcome);
     if (result.kind === 'applied') {
-      if (result.run.status === 'queued') this.events.publishDispatch(dataPlaneId);
+      // A final child may have queued its parent in the same statement.
+      if (result.run.status === 'queued' || (isFinal(result.run.status) && result.run.parentRunId !== null)) {
+        this.events.publishDispatch(dataPlaneId);
+      }
       if (isFinal(result.run.status)) this.events.publishRunEnded(result.run.id);
     }
     if (result.kind !== 'unknown_run') this.leaseGone(outcome.lease);
@@ -114,6 +117,10 @@ export class LeaseService {
       if (run.cancelRequested) {
         // Cancellation was requested while the run was suspending: cancel it now, as for any suspended run.
         after = await this.runs.finish(tx, run.id, { status: 'cancelled', errorCode: ErrorCode.CANCELLED });
+        await this.runs.wakeParent(tx, after);
+      } else if (s.waitingChild && (await this.childEnded(tx, dataPlaneId, s.waitingChild))) {
+        // The child ended before the parent suspended on it: the parent goes on at once.
+        after = await this.runs.requeue(tx, run.id, 'child', s.suspendReason);
       } else if (s.waitingSignal !== null && (await this.signals.count(tx, run.id, s.waitingSignal)) > s.signalsConsumed) {
         after = await this.runs.requeue(tx, run.id, 'signal', s.suspendReason);
       } else if (s.wakeAt !== null && s.wakeAt.getTime() <= Date.now()) {
@@ -124,6 +131,12 @@ export class LeaseService {
       await this.runs.endLease(tx, lease, 'suspended');
       return { kind: 'applied', run: after };
     });
+  }
+
+  /** Whether the child run is final (read after the parent's row lock, so a child ending now is seen by one side). */
+  private async childEnded(tx: Queryable, dataPlaneId: string, childRunId: string): Promise<boolean> {
+    const child = await this.runs.find(dataPlaneId, childRunId, tx);
+    return child !== null && isFinal(child.status);
   }
 
   /** A resend of the outcome that ended this lease is a duplicate; anything else is refused. */

@@ -20,6 +20,16 @@ export interface StartRunInput {
   readonly inputSize: number;
 }
 
+export interface StartChildInput {
+  readonly parentRunId: string;
+  readonly parentEpoch: number;
+  readonly childRunId: string;
+  readonly workflowName: string;
+  /** Null for the newest announced version. */
+  readonly workflowVersion: string | null;
+  readonly inputSize: number;
+}
+
 /** Raw query parameters of `GET /v1/runs`, validated here. */
 export interface RunListParams {
   readonly status?: unknown;
@@ -165,6 +175,46 @@ export class RunService {
    * is returned as is.
    */
   async cancel(dataPlaneId: string, runId: string): Promise<Run> {
+    const run = await this.cancelOne(dataPlaneId, runId);
+    // Cancellation propagates to the run's child runs that have not ended, and to theirs.
+    for (const child of await this.runs.openChildren(dataPlaneId, runId)) await this.cancel(dataPlaneId, child);
+    return run;
+  }
+
+  /**
+   * Starts a child workflow run for a parent a worker of this data plane holds at `parentEpoch`.
+   * Idempotent by the child's run ID. `not_held` when the parent is not running under that epoch;
+   * `workflow_not_found` when no worker of the data plane announced the child's workflow.
+   */
+  async startChild(dataPlaneId: string, input: StartChildInput): Promise<'started' | 'not_held' | 'workflow_not_found'> {
+    const existing = await this.runs.find(dataPlaneId, input.childRunId);
+    if (existing) return existing.parentRunId === input.parentRunId ? 'started' : 'not_held';
+    const parent = await this.runs.find(dataPlaneId, input.parentRunId);
+    if (!parent || parent.status !== 'running' || parent.epoch !== input.parentEpoch) return 'not_held';
+    const workflow = await this.workflows.resolve(dataPlaneId, input.workflowName, input.workflowVersion);
+    if (!workflow) return 'workflow_not_found';
+    const inserted = await this.runs.insertQueued({
+      id: input.childRunId,
+      dataPlaneId,
+      workflowName: workflow.name,
+      workflowVersion: workflow.version,
+      taskQueue: workflow.taskQueue,
+      idempotencyDigest: null,
+      inputSize: input.inputSize,
+      parentRunId: input.parentRunId,
+    });
+    if (!inserted) {
+      const again = await this.runs.find(dataPlaneId, input.childRunId);
+      return again?.parentRunId === input.parentRunId ? 'started' : 'not_held';
+    }
+    this.events.publishDispatch(dataPlaneId);
+    // A cancellation that reached the parent meanwhile reaches its new child too.
+    const now = await this.runs.find(dataPlaneId, input.parentRunId);
+    if (now?.cancelRequested || (now && isFinal(now.status))) await this.cancel(dataPlaneId, input.childRunId);
+    return 'started';
+  }
+
+  private async cancelOne(dataPlaneId: string, runId: string): Promise<Run> {
     const { run, ended, lease, queued } = await this.db.transaction(async (tx) => {
       const current = await this.runs.lock(tx, dataPlaneId, runId);
       if (!current) throw runNotFound(runId);
@@ -179,7 +229,9 @@ export class RunService {
         return { run: after, ended: false, lease: null, queued: true };
       }
       const after = await this.runs.finish(tx, runId, { status: 'cancelled', errorCode: ErrorCode.CANCELLED });
-      return { run: after, ended: true, lease: null, queued: false };
+      // A parent suspended until this child ends goes on (in the same transaction).
+      const parentQueued = await this.runs.wakeParent(tx, after);
+      return { run: after, ended: true, lease: null, queued: parentQueued };
     });
     if (ended) this.events.publishRunEnded(runId);
     if (lease) this.events.publishCancel(lease);

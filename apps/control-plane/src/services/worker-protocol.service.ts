@@ -21,6 +21,7 @@ import {
   type ConnectResponse,
   type Hello,
   type LeaseRenewal,
+  type StartChild,
   type StepReport,
   type StepReportBatch,
 } from '@cairn/proto';
@@ -31,6 +32,7 @@ import type { LeaseKey, StepKindName, StepReportInput, StepStatusName, SuspendRe
 import { LOGGER } from '../tokens.js';
 import { DispatchService } from './dispatch.service.js';
 import { LeaseService, type OutcomeResult, type WorkerOutcome } from './lease.service.js';
+import { RunService } from './run.service.js';
 import { SessionRegistry } from './session-registry.js';
 import { checkResidency, enumValue, optional, required, size, time } from './validate.js';
 import { WorkerSession, type SessionOutbound, type StreamEnd } from './worker-session.js';
@@ -43,6 +45,7 @@ const STEP_KINDS: Record<number, StepKindName> = {
   [StepKind.SLEEP]: 'sleep',
   [StepKind.SIGNAL]: 'signal',
   [StepKind.MODEL]: 'model',
+  [StepKind.CHILD]: 'child',
 };
 const STEP_STATUSES: Record<number, StepStatusName> = {
   [StepStatus.RUNNING]: 'running',
@@ -55,6 +58,7 @@ const SUSPEND_REASONS: Record<number, SuspendReasonName> = {
   [SuspendReason.SLEEP]: 'sleep',
   [SuspendReason.SIGNAL]: 'signal',
   [SuspendReason.RETRY_BACKOFF]: 'retry_backoff',
+  [SuspendReason.CHILD]: 'child',
 };
 
 /**
@@ -69,6 +73,7 @@ export class WorkerProtocolService {
     @Inject(StepRepository) readonly steps: StepRepository,
     @Inject(SessionRegistry) readonly registry: SessionRegistry,
     @Inject(DispatchService) readonly dispatch: DispatchService,
+    @Inject(RunService) readonly runs: RunService,
     @Inject(CONFIG) readonly config: ControlPlaneConfig,
     @Inject(LOGGER) readonly logger: Logger,
   ) {}
@@ -138,15 +143,24 @@ export class WorkerConnection {
           const code = enumValue(v.reason, SuspendReason, 'reason', true);
           // An unspecified reason is inferred: a signal wait if a signal is named, else a sleep.
           const reason = code === SuspendReason.UNSPECIFIED ? (signalName === null ? 'sleep' : 'signal') : SUSPEND_REASONS[code]!;
+          const childRunId = optional(v.childRunId);
           if (reason === 'signal' && signalName === null)
             throw fieldError('signal_name', 'field signal_name is required when reason is SIGNAL');
-          if (reason !== 'signal' && wakeAt === null) {
+          if (reason === 'child' && childRunId === null)
+            throw fieldError('child_run_id', 'field child_run_id is required when reason is CHILD');
+          if (reason !== 'signal' && reason !== 'child' && wakeAt === null) {
             throw fieldError('wake_at', 'field wake_at is required for a sleep or a retry backoff, or the run would never wake');
           }
           await this.outcome(sequence, {
             kind: 'suspended',
             lease: lease(v),
-            suspension: { wakeAt, waitingSignal: signalName, signalsConsumed: v.signalsConsumed, suspendReason: reason },
+            suspension: {
+              wakeAt,
+              waitingSignal: signalName,
+              signalsConsumed: v.signalsConsumed,
+              suspendReason: reason,
+              waitingChild: childRunId,
+            },
           });
           return;
         }
@@ -176,6 +190,9 @@ export class WorkerConnection {
           await this.outcome(sequence, { kind: 'released', lease: lease(message.value) });
           return;
         case 'heartbeat':
+          return;
+        case 'startChild':
+          await this.startChild(sequence, message.value);
           return;
       }
     } catch (error) {
@@ -314,6 +331,30 @@ export class WorkerConnection {
     const first = unknown[0];
     if (first !== undefined) this.reply(reject(sequence, RejectionReason.UNKNOWN_RUN, { runId: first }));
     else this.reply(ack(sequence));
+  }
+
+  private async startChild(sequence: bigint, v: StartChild): Promise<void> {
+    const input = {
+      parentRunId: required(v.parentRunId, 'parent_run_id'),
+      parentEpoch: v.parentEpoch,
+      childRunId: required(v.childRunId, 'child_run_id'),
+      workflowName: required(v.workflowName, 'workflow_name'),
+      workflowVersion: optional(v.workflowVersion),
+      inputSize: size(v.inputSize, 'input_size'),
+    };
+    const result = await this.protocol.runs.startChild(this.dataPlaneId, input);
+    switch (result) {
+      case 'started':
+        this.logger.debug({ runId: input.parentRunId, childRunId: input.childRunId, position: v.position }, 'child run started');
+        this.reply(ack(sequence));
+        return;
+      case 'not_held':
+        this.reply(reject(sequence, RejectionReason.LEASE_NOT_HELD, { runId: input.parentRunId }));
+        return;
+      case 'workflow_not_found':
+        this.reply(reject(sequence, RejectionReason.WORKFLOW_NOT_FOUND, { runId: input.parentRunId }));
+        return;
+    }
   }
 
   private async outcome(sequence: bigint, outcome: WorkerOutcome): Promise<void> {

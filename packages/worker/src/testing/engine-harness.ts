@@ -5,7 +5,7 @@ import { createLogger, newId, type Logger } from '@cairn/common';
 import type { Hasher, PayloadStore } from '@cairn/payload-store';
 import type { StepReport } from '@cairn/proto';
 import type { WorkflowDefinition } from '@cairn/sdk';
-import { Engine, type RunExecution, type RunOutcome } from '../engine.js';
+import { Engine, type RunExecution, type RunOutcome, type StartChildRequest } from '../engine.js';
 import type { SignalHub } from '../signals.js';
 
 export const logger: Logger = createLogger('worker-test', 'silent');
@@ -17,6 +17,8 @@ export const pause = (ms: number) => new Promise<void>((resolve) => setTimeout(r
  */
 export class FakeControlPlane {
   readonly reports: StepReport[] = [];
+  /** StartChild requests acknowledged, in order (a resend appears again). */
+  readonly children: StartChildRequest[] = [];
   readonly #epochs = new Map<string, number>();
 
   constructor(
@@ -34,6 +36,14 @@ export class FakeControlPlane {
       signals: this.signals,
       onStepReport: (r) => this.reports.push(r),
       logger,
+      // Acknowledged when one of the engine's workflows has that name (and version, if given).
+      startChild: (request) => {
+        const known = workflows.some(
+          (w) => w.name === request.workflowName && (request.workflowVersion === '' || w.version === request.workflowVersion),
+        );
+        if (known) this.children.push(request);
+        return Promise.resolve(known ? 'ok' : 'workflow_not_found');
+      },
     });
   }
 

@@ -19,7 +19,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cairn/worker/v1/worker.proto.
  */
 export const file_cairn_worker_v1_worker: GenFile = /*@__PURE__*/
-  fileDesc("ChxjYWlybi93b3JrZXIvdjEvd29ya2VyLnByb3RvEg9jYWlybi53b3JrZXIudjEi/AQKDkNvbm5lY3RSZXF1ZXN0EhgKCHNlcXVlbmNlGAEgASgEQgaKtRgCCAQSLwoFaGVsbG8YAiABKAsyFi5jYWlybi53b3JrZXIudjEuSGVsbG9CBoq1GAIIB0gAEjUKBXNsb3RzGAMgASgLMhwuY2Fpcm4ud29ya2VyLnYxLlNsb3RzVXBkYXRlQgaKtRgCCAdIABI+Cg1sZWFzZV9yZW5ld2FsGAQgASgLMh0uY2Fpcm4ud29ya2VyLnYxLkxlYXNlUmVuZXdhbEIGirUYAggHSAASQAoMc3RlcF9yZXBvcnRzGAUgASgLMiAuY2Fpcm4ud29ya2VyLnYxLlN0ZXBSZXBvcnRCYXRjaEIGirUYAggHSAASOgoJc3VzcGVuZGVkGAYgASgLMh0uY2Fpcm4ud29ya2VyLnYxLlJ1blN1c3BlbmRlZEIGirUYAggHSAASOgoJY29tcGxldGVkGAcgASgLMh0uY2Fpcm4ud29ya2VyLnYxLlJ1bkNvbXBsZXRlZEIGirUYAggHSAASNAoGZmFpbGVkGAggASgLMhouY2Fpcm4ud29ya2VyLnYxLlJ1bkZhaWxlZEIGirUYAggHSAASOgoJY2FuY2VsbGVkGAkgASgLMh0uY2Fpcm4ud29ya2VyLnYxLlJ1bkNhbmNlbGxlZEIGirUYAggHSAASOAoIcmVsZWFzZWQYCiABKAsyHC5jYWlybi53b3JrZXIudjEuUnVuUmVsZWFzZWRCBoq1GAIIB0gAEjcKCWhlYXJ0YmVhdBgLIAEoCzIaLmNhaXJuLndvcmtlci52MS5IZWFydGJlYXRCBoq1GAIIB0gAQgkKB21lc3NhZ2UiswEKC1dvcmtmbG93UmVmEjEKBG5hbWUYASABKAlCI4q1GB8IAhBkGhleW0EtWmEtel1bQS1aYS16MC05Xy4tXSokEjgKB3ZlcnNpb24YAiABKAlCJ4q1GCMIAhBAGh1eW0EtWmEtejAtOV1bQS1aYS16MC05Xy4rLV0qJBI3Cgp0YXNrX3F1ZXVlGAMgASgJQiOKtRgfCAIQZBoZXltBLVphLXpdW0EtWmEtejAtOV8uLV0qJCJ8CglIZWxkTGVhc2USWAoGcnVuX2lkGAEgASgJQkiKtRhECAEQJBo+XlswLTlhLWZdezh9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezEyfSQSFQoFZXBvY2gYAiABKA1CBoq1GAIIBCLKAwoFSGVsbG8SXwoNZGF0YV9wbGFuZV9pZBgBIAEoCUJIirUYRAgBECQaPl5bMC05YS1mXXs4fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXsxMn0kElsKCXdvcmtlcl9pZBgCIAEoCUJIirUYRAgBECQaPl5bMC05YS1mXXs4fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXsxMn0kEjcKCXdvcmtmbG93cxgDIAMoCzIcLmNhaXJuLndvcmtlci52MS5Xb3JrZmxvd1JlZkIGirUYAggHEhUKBXNsb3RzGAQgASgNQgaKtRgCCAQSGgoKZnJlZV9zbG90cxgFIAEoDUIGirUYAggEEjcKC2hlbGRfbGVhc2VzGAYgAygLMhouY2Fpcm4ud29ya2VyLnYxLkhlbGRMZWFzZUIGirUYAggHEjwKC3Nka192ZXJzaW9uGAcgASgJQieKtRgjCAIQQBodXltBLVphLXowLTldW0EtWmEtejAtOV8uKy1dKiQSIAoQcHJvdG9jb2xfdmVyc2lvbhgIIAEoDUIGirUYAggEIkMKC1Nsb3RzVXBkYXRlEhoKCmZyZWVfc2xvdHMYASABKA1CBoq1GAIIBBIYCghkcmFpbmluZxgCIAEoCEIGirUYAggDIkIKDExlYXNlUmVuZXdhbBIyCgZsZWFzZXMYASADKAsyGi5jYWlybi53b3JrZXIudjEuSGVsZExlYXNlQgaKtRgCCAciqwEKClN0ZXBSZXBvcnQSWAoGcnVuX2lkGAEgASgJQkiKtRhECAEQJBo+XlswLTlhLWZdezh9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezEyfSQSFQoFZXBvY2gYAiABKA1CBoq1GAIIBBIsCgRzdGVwGAMgASgLMhYuY2Fpcm4ucnVuLnYxLlN0ZXBJbmZvQgaKtRgCCAciRwoPU3RlcFJlcG9ydEJhdGNoEjQKB3JlcG9ydHMYASADKAsyGy5jYWlybi53b3JrZXIudjEuU3RlcFJlcG9ydEIGirUYAggHIqwCCgxSdW5TdXNwZW5kZWQSWAoGcnVuX2lkGAEgASgJQkiKtRhECAEQJBo+XlswLTlhLWZdezh9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezEyfSQSFQoFZXBvY2gYAiABKA1CBoq1GAIIBBI2CgZyZWFzb24YAyABKA4yHi5jYWlybi53b3JrZXIudjEuU3VzcGVuZFJlYXNvbkIGirUYAggDEhcKB3dha2VfYXQYBCABKANCBoq1GAIIBRI4CgtzaWduYWxfbmFtZRgFIAEoCUIjirUYHwgCEGQaGV5bQS1aYS16XVtBLVphLXowLTlfLi1dKiQSIAoQc2lnbmFsc19jb25zdW1lZBgGIAEoDUIGirUYAggEIpwBCgxSdW5Db21wbGV0ZWQSWAoGcnVuX2lkGAEgASgJQkiKtRhECAEQJBo+XlswLTlhLWZdezh9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezEyfSQSFQoFZXBvY2gYAiABKA1CBoq1GAIIBBIbCgtvdXRwdXRfc2l6ZRgDIAEoBEIGirUYAggEIo4CCglSdW5GYWlsZWQSWAoGcnVuX2lkGAEgASgJQkiKtRhECAEQJBo+XlswLTlhLWZdezh9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezEyfSQSFQoFZXBvY2gYAiABKA1CBoq1GAIIBBIzCgplcnJvcl9jb2RlGAMgASgOMhcuY2Fpcm4ucnVuLnYxLkVycm9yQ29kZUIGirUYAggDElsKCWVycm9yX3JlZhgEIAEoCUJIirUYRAgBECQaPl5bMC05YS1mXXs4fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXsxMn0kIn8KDFJ1bkNhbmNlbGxlZBJYCgZydW5faWQYASABKAlCSIq1GEQIARAkGj5eWzAtOWEtZl17OH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17MTJ9JBIVCgVlcG9jaBgCIAEoDUIGirUYAggEIrYBCgtSdW5SZWxlYXNlZBJYCgZydW5faWQYASABKAlCSIq1GEQIARAkGj5eWzAtOWEtZl17OH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17MTJ9JBIVCgVlcG9jaBgCIAEoDUIGirUYAggEEjYKBnJlYXNvbhgDIAEoDjIeLmNhaXJuLndvcmtlci52MS5SZWxlYXNlUmVhc29uQgaKtRgCCAMiJAoJSGVhcnRiZWF0EhcKB3NlbnRfYXQYASABKANCBoq1GAIIBSLlAgoPQ29ubmVjdFJlc3BvbnNlEjMKB3dlbGNvbWUYASABKAsyGC5jYWlybi53b3JrZXIudjEuV2VsY29tZUIGirUYAggHSAASNAoIcnVuX3Rhc2sYAiABKAsyGC5jYWlybi53b3JrZXIudjEuUnVuVGFza0IGirUYAggHSAASPAoMbGVhc2VfdXBkYXRlGAMgASgLMhwuY2Fpcm4ud29ya2VyLnYxLkxlYXNlVXBkYXRlQgaKtRgCCAdIABI4CgZjYW5jZWwYBCABKAsyHi5jYWlybi53b3JrZXIudjEuQ2FuY2VsUmVxdWVzdEIGirUYAggHSAASKwoDYWNrGAUgASgLMhQuY2Fpcm4ud29ya2VyLnYxLkFja0IGirUYAggHSAASNwoJcmVqZWN0aW9uGAYgASgLMhouY2Fpcm4ud29ya2VyLnYxLlJlamVjdGlvbkIGirUYAggHSABCCQoHbWVzc2FnZSLlAQoHV2VsY29tZRJcCgpzZXNzaW9uX2lkGAEgASgJQkiKtRhECAEQJBo+XlswLTlhLWZdezh9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezEyfSQSHAoMbGVhc2VfdHRsX21zGAIgASgNQgaKtRgCCAQSJQoVaGVhcnRiZWF0X2ludGVydmFsX21zGAMgASgNQgaKtRgCCAQSNwoLbG9zdF9sZWFzZXMYBCADKAsyGi5jYWlybi53b3JrZXIudjEuSGVsZExlYXNlQgaKtRgCCAciqAMKB1J1blRhc2sSWAoGcnVuX2lkGAEgASgJQkiKtRhECAEQJBo+XlswLTlhLWZdezh9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezEyfSQSFQoFZXBvY2gYAiABKA1CBoq1GAIIBBI6Cg13b3JrZmxvd19uYW1lGAMgASgJQiOKtRgfCAIQZBoZXltBLVphLXpdW0EtWmEtejAtOV8uLV0qJBJBChB3b3JrZmxvd192ZXJzaW9uGAQgASgJQieKtRgjCAIQQBodXltBLVphLXowLTldW0EtWmEtejAtOV8uKy1dKiQSNwoKdGFza19xdWV1ZRgFIAEoCUIjirUYHwgCEGQaGV5bQS1aYS16XVtBLVphLXowLTlfLi1dKiQSMAoGcmVhc29uGAYgASgOMhguY2Fpcm4ucnVuLnYxLldha2VSZWFzb25CBoq1GAIIAxIgChBsZWFzZV9leHBpcmVzX2F0GAcgASgDQgaKtRgCCAUSIAoQY2FuY2VsX3JlcXVlc3RlZBgIIAEoCEIGirUYAggDIs4BCgtMZWFzZVN0YXR1cxJYCgZydW5faWQYASABKAlCSIq1GEQIARAkGj5eWzAtOWEtZl17OH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17MTJ9JBIVCgVlcG9jaBgCIAEoDUIGirUYAggEEjIKBXN0YXRlGAMgASgOMhsuY2Fpcm4ud29ya2VyLnYxLkxlYXNlU3RhdGVCBoq1GAIIAxIaCgpleHBpcmVzX2F0GAQgASgDQgaKtRgCCAUiQwoLTGVhc2VVcGRhdGUSNAoGbGVhc2VzGAEgAygLMhwuY2Fpcm4ud29ya2VyLnYxLkxlYXNlU3RhdHVzQgaKtRgCCAcigAEKDUNhbmNlbFJlcXVlc3QSWAoGcnVuX2lkGAEgASgJQkiKtRhECAEQJBo+XlswLTlhLWZdezh9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezEyfSQSFQoFZXBvY2gYAiABKA1CBoq1GAIIBCIfCgNBY2sSGAoIc2VxdWVuY2UYASABKARCBoq1GAIIBCLtAQoJUmVqZWN0aW9uEhgKCHNlcXVlbmNlGAEgASgEQgaKtRgCCAQSOAoGcmVhc29uGAIgASgOMiAuY2Fpcm4ud29ya2VyLnYxLlJlamVjdGlvblJlYXNvbkIGirUYAggDElgKBnJ1bl9pZBgDIAEoCUJIirUYRAgBECQaPl5bMC05YS1mXXs4fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXsxMn0kEjIKBWZpZWxkGAQgASgJQiOKtRgfCAIQZBoZXltBLVphLXpdW0EtWmEtejAtOV8uLV0qJCqGAQoNU3VzcGVuZFJlYXNvbhIeChpTVVNQRU5EX1JFQVNPTl9VTlNQRUNJRklFRBAAEhgKFFNVU1BFTkRfUkVBU09OX1NMRUVQEAESGQoVU1VTUEVORF9SRUFTT05fU0lHTkFMEAISIAocU1VTUEVORF9SRUFTT05fUkVUUllfQkFDS09GRhADKmgKDVJlbGVhc2VSZWFzb24SHgoaUkVMRUFTRV9SRUFTT05fVU5TUEVDSUZJRUQQABIbChdSRUxFQVNFX1JFQVNPTl9EUkFJTklORxABEhoKFlJFTEVBU0VfUkVBU09OX05PX1NMT1QQAipYCgpMZWFzZVN0YXRlEhsKF0xFQVNFX1NUQVRFX1VOU1BFQ0lGSUVEEAASFwoTTEVBU0VfU1RBVEVfUkVORVdFRBABEhQKEExFQVNFX1NUQVRFX0xPU1QQAiriAgoPUmVqZWN0aW9uUmVhc29uEiAKHFJFSkVDVElPTl9SRUFTT05fVU5TUEVDSUZJRUQQABIjCh9SRUpFQ1RJT05fUkVBU09OX0hFTExPX1JFUVVJUkVEEAESJAogUkVKRUNUSU9OX1JFQVNPTl9EVVBMSUNBVEVfSEVMTE8QAhIiCh5SRUpFQ1RJT05fUkVBU09OX0lOVkFMSURfRklFTEQQAxIjCh9SRUpFQ1RJT05fUkVBU09OX0xFQVNFX05PVF9IRUxEEAQSIAocUkVKRUNUSU9OX1JFQVNPTl9VTktOT1dOX1JVThAFEigKJFJFSkVDVElPTl9SRUFTT05fREFUQV9QTEFORV9NSVNNQVRDSBAGEikKJVJFSkVDVElPTl9SRUFTT05fVU5TVVBQT1JURURfUFJPVE9DT0wQBxIiCh5SRUpFQ1RJT05fUkVBU09OX0VNUFRZX01FU1NBR0UQCDJhCg1Xb3JrZXJTZXJ2aWNlElAKB0Nvbm5lY3QSHy5jYWlybi53b3JrZXIudjEuQ29ubmVjdFJlcXVlc3QaIC5jYWlybi53b3JrZXIudjEuQ29ubmVjdFJlc3BvbnNlKAEwAWIGcHJvdG8z", [file_cairn_options_v1_residency, file_cairn_run_v1_run]);
+  fileDesc("ChxjYWlybi93b3JrZXIvdjEvd29ya2VyLnByb3RvEg9jYWlybi53b3JrZXIudjEiuAUKDkNvbm5lY3RSZXF1ZXN0EhgKCHNlcXVlbmNlGAEgASgEQgaKtRgCCAQSLwoFaGVsbG8YAiABKAsyFi5jYWlybi53b3JrZXIudjEuSGVsbG9CBoq1GAIIB0gAEjUKBXNsb3RzGAMgASgLMhwuY2Fpcm4ud29ya2VyLnYxLlNsb3RzVXBkYXRlQgaKtRgCCAdIABI+Cg1sZWFzZV9yZW5ld2FsGAQgASgLMh0uY2Fpcm4ud29ya2VyLnYxLkxlYXNlUmVuZXdhbEIGirUYAggHSAASQAoMc3RlcF9yZXBvcnRzGAUgASgLMiAuY2Fpcm4ud29ya2VyLnYxLlN0ZXBSZXBvcnRCYXRjaEIGirUYAggHSAASOgoJc3VzcGVuZGVkGAYgASgLMh0uY2Fpcm4ud29ya2VyLnYxLlJ1blN1c3BlbmRlZEIGirUYAggHSAASOgoJY29tcGxldGVkGAcgASgLMh0uY2Fpcm4ud29ya2VyLnYxLlJ1bkNvbXBsZXRlZEIGirUYAggHSAASNAoGZmFpbGVkGAggASgLMhouY2Fpcm4ud29ya2VyLnYxLlJ1bkZhaWxlZEIGirUYAggHSAASOgoJY2FuY2VsbGVkGAkgASgLMh0uY2Fpcm4ud29ya2VyLnYxLlJ1bkNhbmNlbGxlZEIGirUYAggHSAASOAoIcmVsZWFzZWQYCiABKAsyHC5jYWlybi53b3JrZXIudjEuUnVuUmVsZWFzZWRCBoq1GAIIB0gAEjcKCWhlYXJ0YmVhdBgLIAEoCzIaLmNhaXJuLndvcmtlci52MS5IZWFydGJlYXRCBoq1GAIIB0gAEjoKC3N0YXJ0X2NoaWxkGAwgASgLMhsuY2Fpcm4ud29ya2VyLnYxLlN0YXJ0Q2hpbGRCBoq1GAIIB0gAQgkKB21lc3NhZ2UiswEKC1dvcmtmbG93UmVmEjEKBG5hbWUYASABKAlCI4q1GB8IAhBkGhleW0EtWmEtel1bQS1aYS16MC05Xy4tXSokEjgKB3ZlcnNpb24YAiABKAlCJ4q1GCMIAhBAGh1eW0EtWmEtejAtOV1bQS1aYS16MC05Xy4rLV0qJBI3Cgp0YXNrX3F1ZXVlGAMgASgJQiOKtRgfCAIQZBoZXltBLVphLXpdW0EtWmEtejAtOV8uLV0qJCJ8CglIZWxkTGVhc2USWAoGcnVuX2lkGAEgASgJQkiKtRhECAEQJBo+XlswLTlhLWZdezh9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezEyfSQSFQoFZXBvY2gYAiABKA1CBoq1GAIIBCLKAwoFSGVsbG8SXwoNZGF0YV9wbGFuZV9pZBgBIAEoCUJIirUYRAgBECQaPl5bMC05YS1mXXs4fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXsxMn0kElsKCXdvcmtlcl9pZBgCIAEoCUJIirUYRAgBECQaPl5bMC05YS1mXXs4fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXsxMn0kEjcKCXdvcmtmbG93cxgDIAMoCzIcLmNhaXJuLndvcmtlci52MS5Xb3JrZmxvd1JlZkIGirUYAggHEhUKBXNsb3RzGAQgASgNQgaKtRgCCAQSGgoKZnJlZV9zbG90cxgFIAEoDUIGirUYAggEEjcKC2hlbGRfbGVhc2VzGAYgAygLMhouY2Fpcm4ud29ya2VyLnYxLkhlbGRMZWFzZUIGirUYAggHEjwKC3Nka192ZXJzaW9uGAcgASgJQieKtRgjCAIQQBodXltBLVphLXowLTldW0EtWmEtejAtOV8uKy1dKiQSIAoQcHJvdG9jb2xfdmVyc2lvbhgIIAEoDUIGirUYAggEIkMKC1Nsb3RzVXBkYXRlEhoKCmZyZWVfc2xvdHMYASABKA1CBoq1GAIIBBIYCghkcmFpbmluZxgCIAEoCEIGirUYAggDIkIKDExlYXNlUmVuZXdhbBIyCgZsZWFzZXMYASADKAsyGi5jYWlybi53b3JrZXIudjEuSGVsZExlYXNlQgaKtRgCCAciqwEKClN0ZXBSZXBvcnQSWAoGcnVuX2lkGAEgASgJQkiKtRhECAEQJBo+XlswLTlhLWZdezh9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezEyfSQSFQoFZXBvY2gYAiABKA1CBoq1GAIIBBIsCgRzdGVwGAMgASgLMhYuY2Fpcm4ucnVuLnYxLlN0ZXBJbmZvQgaKtRgCCAciRwoPU3RlcFJlcG9ydEJhdGNoEjQKB3JlcG9ydHMYASADKAsyGy5jYWlybi53b3JrZXIudjEuU3RlcFJlcG9ydEIGirUYAggHIowDCgxSdW5TdXNwZW5kZWQSWAoGcnVuX2lkGAEgASgJQkiKtRhECAEQJBo+XlswLTlhLWZdezh9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezEyfSQSFQoFZXBvY2gYAiABKA1CBoq1GAIIBBI2CgZyZWFzb24YAyABKA4yHi5jYWlybi53b3JrZXIudjEuU3VzcGVuZFJlYXNvbkIGirUYAggDEhcKB3dha2VfYXQYBCABKANCBoq1GAIIBRI4CgtzaWduYWxfbmFtZRgFIAEoCUIjirUYHwgCEGQaGV5bQS1aYS16XVtBLVphLXowLTlfLi1dKiQSIAoQc2lnbmFsc19jb25zdW1lZBgGIAEoDUIGirUYAggEEl4KDGNoaWxkX3J1bl9pZBgHIAEoCUJIirUYRAgBECQaPl5bMC05YS1mXXs4fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXsxMn0kIqADCgpTdGFydENoaWxkEl8KDXBhcmVudF9ydW5faWQYASABKAlCSIq1GEQIARAkGj5eWzAtOWEtZl17OH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17MTJ9JBIcCgxwYXJlbnRfZXBvY2gYAiABKA1CBoq1GAIIBBIYCghwb3NpdGlvbhgDIAEoDUIGirUYAggEEl4KDGNoaWxkX3J1bl9pZBgEIAEoCUJIirUYRAgBECQaPl5bMC05YS1mXXs4fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXsxMn0kEjoKDXdvcmtmbG93X25hbWUYBSABKAlCI4q1GB8IAhBkGhleW0EtWmEtel1bQS1aYS16MC05Xy4tXSokEkEKEHdvcmtmbG93X3ZlcnNpb24YBiABKAlCJ4q1GCMIAhBAGh1eW0EtWmEtejAtOV1bQS1aYS16MC05Xy4rLV0qJBIaCgppbnB1dF9zaXplGAcgASgEQgaKtRgCCAQinAEKDFJ1bkNvbXBsZXRlZBJYCgZydW5faWQYASABKAlCSIq1GEQIARAkGj5eWzAtOWEtZl17OH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17MTJ9JBIVCgVlcG9jaBgCIAEoDUIGirUYAggEEhsKC291dHB1dF9zaXplGAMgASgEQgaKtRgCCAQijgIKCVJ1bkZhaWxlZBJYCgZydW5faWQYASABKAlCSIq1GEQIARAkGj5eWzAtOWEtZl17OH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17MTJ9JBIVCgVlcG9jaBgCIAEoDUIGirUYAggEEjMKCmVycm9yX2NvZGUYAyABKA4yFy5jYWlybi5ydW4udjEuRXJyb3JDb2RlQgaKtRgCCAMSWwoJZXJyb3JfcmVmGAQgASgJQkiKtRhECAEQJBo+XlswLTlhLWZdezh9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezEyfSQifwoMUnVuQ2FuY2VsbGVkElgKBnJ1bl9pZBgBIAEoCUJIirUYRAgBECQaPl5bMC05YS1mXXs4fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXsxMn0kEhUKBWVwb2NoGAIgASgNQgaKtRgCCAQitgEKC1J1blJlbGVhc2VkElgKBnJ1bl9pZBgBIAEoCUJIirUYRAgBECQaPl5bMC05YS1mXXs4fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXsxMn0kEhUKBWVwb2NoGAIgASgNQgaKtRgCCAQSNgoGcmVhc29uGAMgASgOMh4uY2Fpcm4ud29ya2VyLnYxLlJlbGVhc2VSZWFzb25CBoq1GAIIAyIkCglIZWFydGJlYXQSFwoHc2VudF9hdBgBIAEoA0IGirUYAggFIuUCCg9Db25uZWN0UmVzcG9uc2USMwoHd2VsY29tZRgBIAEoCzIYLmNhaXJuLndvcmtlci52MS5XZWxjb21lQgaKtRgCCAdIABI0CghydW5fdGFzaxgCIAEoCzIYLmNhaXJuLndvcmtlci52MS5SdW5UYXNrQgaKtRgCCAdIABI8CgxsZWFzZV91cGRhdGUYAyABKAsyHC5jYWlybi53b3JrZXIudjEuTGVhc2VVcGRhdGVCBoq1GAIIB0gAEjgKBmNhbmNlbBgEIAEoCzIeLmNhaXJuLndvcmtlci52MS5DYW5jZWxSZXF1ZXN0QgaKtRgCCAdIABIrCgNhY2sYBSABKAsyFC5jYWlybi53b3JrZXIudjEuQWNrQgaKtRgCCAdIABI3CglyZWplY3Rpb24YBiABKAsyGi5jYWlybi53b3JrZXIudjEuUmVqZWN0aW9uQgaKtRgCCAdIAEIJCgdtZXNzYWdlIuUBCgdXZWxjb21lElwKCnNlc3Npb25faWQYASABKAlCSIq1GEQIARAkGj5eWzAtOWEtZl17OH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17MTJ9JBIcCgxsZWFzZV90dGxfbXMYAiABKA1CBoq1GAIIBBIlChVoZWFydGJlYXRfaW50ZXJ2YWxfbXMYAyABKA1CBoq1GAIIBBI3Cgtsb3N0X2xlYXNlcxgEIAMoCzIaLmNhaXJuLndvcmtlci52MS5IZWxkTGVhc2VCBoq1GAIIByKoAwoHUnVuVGFzaxJYCgZydW5faWQYASABKAlCSIq1GEQIARAkGj5eWzAtOWEtZl17OH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17MTJ9JBIVCgVlcG9jaBgCIAEoDUIGirUYAggEEjoKDXdvcmtmbG93X25hbWUYAyABKAlCI4q1GB8IAhBkGhleW0EtWmEtel1bQS1aYS16MC05Xy4tXSokEkEKEHdvcmtmbG93X3ZlcnNpb24YBCABKAlCJ4q1GCMIAhBAGh1eW0EtWmEtejAtOV1bQS1aYS16MC05Xy4rLV0qJBI3Cgp0YXNrX3F1ZXVlGAUgASgJQiOKtRgfCAIQZBoZXltBLVphLXpdW0EtWmEtejAtOV8uLV0qJBIwCgZyZWFzb24YBiABKA4yGC5jYWlybi5ydW4udjEuV2FrZVJlYXNvbkIGirUYAggDEiAKEGxlYXNlX2V4cGlyZXNfYXQYByABKANCBoq1GAIIBRIgChBjYW5jZWxfcmVxdWVzdGVkGAggASgIQgaKtRgCCAMizgEKC0xlYXNlU3RhdHVzElgKBnJ1bl9pZBgBIAEoCUJIirUYRAgBECQaPl5bMC05YS1mXXs4fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXsxMn0kEhUKBWVwb2NoGAIgASgNQgaKtRgCCAQSMgoFc3RhdGUYAyABKA4yGy5jYWlybi53b3JrZXIudjEuTGVhc2VTdGF0ZUIGirUYAggDEhoKCmV4cGlyZXNfYXQYBCABKANCBoq1GAIIBSJDCgtMZWFzZVVwZGF0ZRI0CgZsZWFzZXMYASADKAsyHC5jYWlybi53b3JrZXIudjEuTGVhc2VTdGF0dXNCBoq1GAIIByKAAQoNQ2FuY2VsUmVxdWVzdBJYCgZydW5faWQYASABKAlCSIq1GEQIARAkGj5eWzAtOWEtZl17OH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17MTJ9JBIVCgVlcG9jaBgCIAEoDUIGirUYAggEIh8KA0FjaxIYCghzZXF1ZW5jZRgBIAEoBEIGirUYAggEIu0BCglSZWplY3Rpb24SGAoIc2VxdWVuY2UYASABKARCBoq1GAIIBBI4CgZyZWFzb24YAiABKA4yIC5jYWlybi53b3JrZXIudjEuUmVqZWN0aW9uUmVhc29uQgaKtRgCCAMSWAoGcnVuX2lkGAMgASgJQkiKtRhECAEQJBo+XlswLTlhLWZdezh9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezEyfSQSMgoFZmllbGQYBCABKAlCI4q1GB8IAhBkGhleW0EtWmEtel1bQS1aYS16MC05Xy4tXSokKqABCg1TdXNwZW5kUmVhc29uEh4KGlNVU1BFTkRfUkVBU09OX1VOU1BFQ0lGSUVEEAASGAoUU1VTUEVORF9SRUFTT05fU0xFRVAQARIZChVTVVNQRU5EX1JFQVNPTl9TSUdOQUwQAhIgChxTVVNQRU5EX1JFQVNPTl9SRVRSWV9CQUNLT0ZGEAMSGAoUU1VTUEVORF9SRUFTT05fQ0hJTEQQBCpoCg1SZWxlYXNlUmVhc29uEh4KGlJFTEVBU0VfUkVBU09OX1VOU1BFQ0lGSUVEEAASGwoXUkVMRUFTRV9SRUFTT05fRFJBSU5JTkcQARIaChZSRUxFQVNFX1JFQVNPTl9OT19TTE9UEAIqWAoKTGVhc2VTdGF0ZRIbChdMRUFTRV9TVEFURV9VTlNQRUNJRklFRBAAEhcKE0xFQVNFX1NUQVRFX1JFTkVXRUQQARIUChBMRUFTRV9TVEFURV9MT1NUEAIqiwMKD1JlamVjdGlvblJlYXNvbhIgChxSRUpFQ1RJT05fUkVBU09OX1VOU1BFQ0lGSUVEEAASIwofUkVKRUNUSU9OX1JFQVNPTl9IRUxMT19SRVFVSVJFRBABEiQKIFJFSkVDVElPTl9SRUFTT05fRFVQTElDQVRFX0hFTExPEAISIgoeUkVKRUNUSU9OX1JFQVNPTl9JTlZBTElEX0ZJRUxEEAMSIwofUkVKRUNUSU9OX1JFQVNPTl9MRUFTRV9OT1RfSEVMRBAEEiAKHFJFSkVDVElPTl9SRUFTT05fVU5LTk9XTl9SVU4QBRIoCiRSRUpFQ1RJT05fUkVBU09OX0RBVEFfUExBTkVfTUlTTUFUQ0gQBhIpCiVSRUpFQ1RJT05fUkVBU09OX1VOU1VQUE9SVEVEX1BST1RPQ09MEAcSIgoeUkVKRUNUSU9OX1JFQVNPTl9FTVBUWV9NRVNTQUdFEAgSJwojUkVKRUNUSU9OX1JFQVNPTl9XT1JLRkxPV19OT1RfRk9VTkQQCTJhCg1Xb3JrZXJTZXJ2aWNlElAKB0Nvbm5lY3QSHy5jYWlybi53b3JrZXIudjEuQ29ubmVjdFJlcXVlc3QaIC5jYWlybi53b3JrZXIudjEuQ29ubmVjdFJlc3BvbnNlKAEwAWIGcHJvdG8z", [file_cairn_options_v1_residency, file_cairn_run_v1_run]);
 
 /**
  * ConnectRequest is one message from the worker.
@@ -119,6 +119,14 @@ export type ConnectRequest = Message<"cairn.worker.v1.ConnectRequest"> & {
      */
     value: Heartbeat;
     case: "heartbeat";
+  } | {
+    /**
+     * A run the worker holds starts a child workflow run whose input is already stored in the data plane.
+     *
+     * @generated from field: cairn.worker.v1.StartChild start_child = 12;
+     */
+    value: StartChild;
+    case: "startChild";
   } | { case: undefined; value?: undefined };
 };
 
@@ -417,6 +425,13 @@ export type RunSuspended = Message<"cairn.worker.v1.RunSuspended"> & {
    * @generated from field: uint32 signals_consumed = 6;
    */
   signalsConsumed: number;
+
+  /**
+   * The child workflow run whose end wakes the run (empty for none); required when reason is CHILD.
+   *
+   * @generated from field: string child_run_id = 7;
+   */
+  childRunId: string;
 };
 
 /**
@@ -425,6 +440,71 @@ export type RunSuspended = Message<"cairn.worker.v1.RunSuspended"> & {
  */
 export const RunSuspendedSchema: GenMessage<RunSuspended> = /*@__PURE__*/
   messageDesc(file_cairn_worker_v1_worker, 8);
+
+/**
+ * StartChild creates a child workflow run, queued, on behalf of a run the worker holds. The
+ * worker stored the child's input in the data plane under child_run_id first. Idempotent by
+ * child_run_id: a resend is acknowledged again without creating a second run.
+ *
+ * @generated from message cairn.worker.v1.StartChild
+ */
+export type StartChild = Message<"cairn.worker.v1.StartChild"> & {
+  /**
+   * The parent run, which the worker must hold at parent_epoch.
+   *
+   * @generated from field: string parent_run_id = 1;
+   */
+  parentRunId: string;
+
+  /**
+   * The parent's lease epoch.
+   *
+   * @generated from field: uint32 parent_epoch = 2;
+   */
+  parentEpoch: number;
+
+  /**
+   * The journal position of the ctx.child call in the parent.
+   *
+   * @generated from field: uint32 position = 3;
+   */
+  position: number;
+
+  /**
+   * The child run's identifier, derived by the parent deterministically from its position.
+   *
+   * @generated from field: string child_run_id = 4;
+   */
+  childRunId: string;
+
+  /**
+   * The child's workflow name.
+   *
+   * @generated from field: string workflow_name = 5;
+   */
+  workflowName: string;
+
+  /**
+   * The child's workflow version; empty for the newest version a worker of this data plane announced.
+   *
+   * @generated from field: string workflow_version = 6;
+   */
+  workflowVersion: string;
+
+  /**
+   * Size of the child's input in bytes, as stored in the data plane.
+   *
+   * @generated from field: uint64 input_size = 7;
+   */
+  inputSize: bigint;
+};
+
+/**
+ * Describes the message cairn.worker.v1.StartChild.
+ * Use `create(StartChildSchema)` to create a new message.
+ */
+export const StartChildSchema: GenMessage<StartChild> = /*@__PURE__*/
+  messageDesc(file_cairn_worker_v1_worker, 9);
 
 /**
  * RunCompleted reports that the run's output is committed in the data plane.
@@ -459,7 +539,7 @@ export type RunCompleted = Message<"cairn.worker.v1.RunCompleted"> & {
  * Use `create(RunCompletedSchema)` to create a new message.
  */
 export const RunCompletedSchema: GenMessage<RunCompleted> = /*@__PURE__*/
-  messageDesc(file_cairn_worker_v1_worker, 9);
+  messageDesc(file_cairn_worker_v1_worker, 10);
 
 /**
  * RunFailed reports that the run failed; the error itself is stored in the data plane.
@@ -501,7 +581,7 @@ export type RunFailed = Message<"cairn.worker.v1.RunFailed"> & {
  * Use `create(RunFailedSchema)` to create a new message.
  */
 export const RunFailedSchema: GenMessage<RunFailed> = /*@__PURE__*/
-  messageDesc(file_cairn_worker_v1_worker, 10);
+  messageDesc(file_cairn_worker_v1_worker, 11);
 
 /**
  * RunCancelled reports that the run stopped after a cancellation request.
@@ -529,7 +609,7 @@ export type RunCancelled = Message<"cairn.worker.v1.RunCancelled"> & {
  * Use `create(RunCancelledSchema)` to create a new message.
  */
 export const RunCancelledSchema: GenMessage<RunCancelled> = /*@__PURE__*/
-  messageDesc(file_cairn_worker_v1_worker, 11);
+  messageDesc(file_cairn_worker_v1_worker, 12);
 
 /**
  * RunReleased gives a run back to the queue at once, without waiting for the lease to expire.
@@ -564,7 +644,7 @@ export type RunReleased = Message<"cairn.worker.v1.RunReleased"> & {
  * Use `create(RunReleasedSchema)` to create a new message.
  */
 export const RunReleasedSchema: GenMessage<RunReleased> = /*@__PURE__*/
-  messageDesc(file_cairn_worker_v1_worker, 12);
+  messageDesc(file_cairn_worker_v1_worker, 13);
 
 /**
  * Heartbeat keeps the stream alive.
@@ -585,7 +665,7 @@ export type Heartbeat = Message<"cairn.worker.v1.Heartbeat"> & {
  * Use `create(HeartbeatSchema)` to create a new message.
  */
 export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
-  messageDesc(file_cairn_worker_v1_worker, 13);
+  messageDesc(file_cairn_worker_v1_worker, 14);
 
 /**
  * ConnectResponse is one message from the control plane.
@@ -654,7 +734,7 @@ export type ConnectResponse = Message<"cairn.worker.v1.ConnectResponse"> & {
  * Use `create(ConnectResponseSchema)` to create a new message.
  */
 export const ConnectResponseSchema: GenMessage<ConnectResponse> = /*@__PURE__*/
-  messageDesc(file_cairn_worker_v1_worker, 14);
+  messageDesc(file_cairn_worker_v1_worker, 15);
 
 /**
  * Welcome accepts the worker.
@@ -696,7 +776,7 @@ export type Welcome = Message<"cairn.worker.v1.Welcome"> & {
  * Use `create(WelcomeSchema)` to create a new message.
  */
 export const WelcomeSchema: GenMessage<Welcome> = /*@__PURE__*/
-  messageDesc(file_cairn_worker_v1_worker, 15);
+  messageDesc(file_cairn_worker_v1_worker, 16);
 
 /**
  * RunTask hands a run to the worker under a new lease.
@@ -766,7 +846,7 @@ export type RunTask = Message<"cairn.worker.v1.RunTask"> & {
  * Use `create(RunTaskSchema)` to create a new message.
  */
 export const RunTaskSchema: GenMessage<RunTask> = /*@__PURE__*/
-  messageDesc(file_cairn_worker_v1_worker, 16);
+  messageDesc(file_cairn_worker_v1_worker, 17);
 
 /**
  * LeaseStatus is the state of one lease.
@@ -808,7 +888,7 @@ export type LeaseStatus = Message<"cairn.worker.v1.LeaseStatus"> & {
  * Use `create(LeaseStatusSchema)` to create a new message.
  */
 export const LeaseStatusSchema: GenMessage<LeaseStatus> = /*@__PURE__*/
-  messageDesc(file_cairn_worker_v1_worker, 17);
+  messageDesc(file_cairn_worker_v1_worker, 18);
 
 /**
  * LeaseUpdate answers a LeaseRenewal, or tells the worker a lease is gone.
@@ -829,7 +909,7 @@ export type LeaseUpdate = Message<"cairn.worker.v1.LeaseUpdate"> & {
  * Use `create(LeaseUpdateSchema)` to create a new message.
  */
 export const LeaseUpdateSchema: GenMessage<LeaseUpdate> = /*@__PURE__*/
-  messageDesc(file_cairn_worker_v1_worker, 18);
+  messageDesc(file_cairn_worker_v1_worker, 19);
 
 /**
  * CancelRequest asks the worker to cancel a run it holds.
@@ -857,7 +937,7 @@ export type CancelRequest = Message<"cairn.worker.v1.CancelRequest"> & {
  * Use `create(CancelRequestSchema)` to create a new message.
  */
 export const CancelRequestSchema: GenMessage<CancelRequest> = /*@__PURE__*/
-  messageDesc(file_cairn_worker_v1_worker, 19);
+  messageDesc(file_cairn_worker_v1_worker, 20);
 
 /**
  * Ack confirms a request is committed.
@@ -878,7 +958,7 @@ export type Ack = Message<"cairn.worker.v1.Ack"> & {
  * Use `create(AckSchema)` to create a new message.
  */
 export const AckSchema: GenMessage<Ack> = /*@__PURE__*/
-  messageDesc(file_cairn_worker_v1_worker, 20);
+  messageDesc(file_cairn_worker_v1_worker, 21);
 
 /**
  * Rejection refuses a request. Fatal rejections (before or about the Hello) end the stream.
@@ -920,7 +1000,7 @@ export type Rejection = Message<"cairn.worker.v1.Rejection"> & {
  * Use `create(RejectionSchema)` to create a new message.
  */
 export const RejectionSchema: GenMessage<Rejection> = /*@__PURE__*/
-  messageDesc(file_cairn_worker_v1_worker, 21);
+  messageDesc(file_cairn_worker_v1_worker, 22);
 
 /**
  * SuspendReason says what a suspended run waits for.
@@ -953,6 +1033,13 @@ export enum SuspendReason {
    * @generated from enum value: SUSPEND_REASON_RETRY_BACKOFF = 3;
    */
   RETRY_BACKOFF = 3,
+
+  /**
+   * A child workflow run to reach a final state.
+   *
+   * @generated from enum value: SUSPEND_REASON_CHILD = 4;
+   */
+  CHILD = 4,
 }
 
 /**
@@ -1091,6 +1178,13 @@ export enum RejectionReason {
    * @generated from enum value: REJECTION_REASON_EMPTY_MESSAGE = 8;
    */
   EMPTY_MESSAGE = 8,
+
+  /**
+   * No worker of this data plane announced the workflow (or version) a StartChild names.
+   *
+   * @generated from enum value: REJECTION_REASON_WORKFLOW_NOT_FOUND = 9;
+   */
+  WORKFLOW_NOT_FOUND = 9,
 }
 
 /**
