@@ -228,7 +228,15 @@ export const parentWork = defineWorkflow(
   },
 );
 
+/** Waits for a go signal, then streams a model answer (for the gateway's SSE endpoint). */
+export const streamer = defineWorkflow({ name: 'streamer', version: '1' }, async (ctx, input: { prompt: string }) => {
+  await ctx.waitForSignal('go');
+  const reply = await ctx.model('speak', { model: testModel(), prompt: input.prompt });
+  return { text: reply.text };
+});
+
 export const allWorkflows = [
+  streamer,
   fiveSteps,
   manySteps,
   sleeper,

@@ -56,6 +56,47 @@ describe('durable model calls', () => {
     });
   }
 
+  it('streams the model’s tokens to a subscriber through the gateway while the call runs', async () => {
+    const words = Array.from({ length: 40 }, (_, i) => `word${i}`);
+    await t.setModelScript({ rules: [{ contains: 'stream-case', text: words.join(' ') }] });
+    const runId = await t.start('streamer', { prompt: 'stream-case please' });
+    await t.waitForRun(runId, (r) => r.status === 'suspended');
+    const controller = new AbortController();
+    const res = await fetch(`${t.stack.gatewayUrl}/v1/runs/${runId}/stream`, {
+      headers: { authorization: `Bearer ${t.stack.secrets.gatewayToken}` },
+      signal: controller.signal,
+    });
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type') ?? '', /text\/event-stream/);
+    const events: Array<{ event: string; data: { text?: string } }> = [];
+    const reading = (async () => {
+      const decoder = new TextDecoder();
+      let buffered = '';
+      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+        buffered += decoder.decode(chunk, { stream: true });
+        let end: number;
+        while ((end = buffered.indexOf('\n\n')) >= 0) {
+          const block = buffered.slice(0, end);
+          buffered = buffered.slice(end + 2);
+          const event = /^event: (.*)$/m.exec(block)?.[1];
+          const data = /^data: (.*)$/m.exec(block)?.[1];
+          if (event && data) events.push({ event, data: JSON.parse(data) as { text?: string } });
+          if (event === 'model-done' || event === 'end') return;
+        }
+      }
+    })();
+    assert.equal((await t.signal(runId, 'go', {})).status, 202);
+    await reading;
+    controller.abort();
+    const streamed = events
+      .filter((e) => e.event === 'delta')
+      .map((e) => e.data.text ?? '')
+      .join('');
+    assert.equal(streamed, words.join(' '));
+    assert.ok(events.filter((e) => e.event === 'delta').length >= 1);
+    assert.equal(((await t.result(runId)).output as { text: string }).text, words.join(' '));
+  });
+
   it('does not retry a 400 and fails the run with the message kept in the data plane', async () => {
     await t.setModelScript({
       rules: [{ contains: 'bad-request-case', faults: [{ kind: 'status', status: 400, message: 'prompt rejected' }], text: 'never' }],
