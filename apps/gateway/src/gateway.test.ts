@@ -316,6 +316,7 @@ for (const kind of testPostgresKinds()) {
         'errorCode',
         'inputSize',
         'outputSize',
+        'parentRunId',
         'runId',
         'startedAt',
         'status',

@@ -51,6 +51,8 @@ export interface RunView {
   readonly outputSize: number;
   readonly dispatchCount: number;
   readonly cancelRequested: boolean;
+  /** The run that started this one as a child, or null. */
+  readonly parentRunId: string | null;
 }
 
 export function runView(run: RunInfo): RunView {
@@ -71,6 +73,7 @@ export function runView(run: RunInfo): RunView {
     outputSize: Number(run.outputSize),
     dispatchCount: run.dispatchCount,
     cancelRequested: run.cancelRequested,
+    parentRunId: optional(run.parentRunId),
   };
 }
 

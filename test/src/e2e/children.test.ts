@@ -33,6 +33,8 @@ describe('child workflows', () => {
     const child = await t.describe(output.child);
     assert.equal(child.run.status, 'failed');
     assert.equal((child.run as unknown as { parentRunId: string }).parentRunId, runId);
+    const viaGateway = (await (await t.gateway('GET', `/v1/runs/${output.child}`)).json()) as { run: { parentRunId: string | null } };
+    assert.equal(viaGateway.run.parentRunId, runId, 'the gateway shows the parent too');
   });
 
   it('cancelling a parent suspended on a child cancels the child too', async () => {
