@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { testPostgres, testPostgresKinds, uniqueDatabaseName, type PostgresServer } from '@cairn/local-postgres';
 import { StepStatus } from '@cairn/proto';
-import { defineWorkflow } from '@cairn/sdk';
+import { CancelledError, ChildWorkflowFailedError, defineWorkflow } from '@cairn/sdk';
 import { RunFailedError, TestEnvironment, VirtualClock } from './index.js';
 
 const DAY = 24 * 3600_000;
@@ -42,6 +42,51 @@ const failing = defineWorkflow({ name: 'env-failing', version: '1' }, async (ctx
   });
 });
 
+const quickChild = defineWorkflow({ name: 'env-child-quick', version: '1' }, async (ctx, input: { n: number }) => {
+  return ctx.step('double', () => input.n * 2);
+});
+
+const sleepyChild = defineWorkflow({ name: 'env-child-sleepy', version: '1' }, async (ctx, input: { n: number }) => {
+  const before = ctx.now().getTime();
+  await ctx.sleep('1d');
+  return { n: input.n + 1, slept: ctx.now().getTime() - before };
+});
+
+const brokenChild = defineWorkflow({ name: 'env-child-broken', version: '1' }, async (ctx) => {
+  await ctx.step('explode', () => {
+    throw new Error('child exploded');
+  });
+});
+
+const slowChild = defineWorkflow({ name: 'env-child-slow', version: '1' }, async (ctx) => {
+  await ctx.sleep('2d');
+  return 'late';
+});
+
+const parent = defineWorkflow({ name: 'env-parent', version: '1' }, async (ctx, input: { n: number }) => {
+  const startedAt = ctx.now().getTime();
+  const [quick, sleepy] = await Promise.all([ctx.child(quickChild, { n: input.n }), ctx.child(sleepyChild, { n: input.n })]);
+  return { quick, sleepy, waited: ctx.now().getTime() - startedAt };
+});
+
+const catching = defineWorkflow({ name: 'env-catching', version: '1' }, async (ctx) => {
+  const caught: Array<{ workflowName: string; cancelled: boolean; causeName: string; causeMessage: string }> = [];
+  for (const name of ['env-child-broken', 'env-not-registered']) {
+    try {
+      await ctx.child<typeof brokenChild>(name, undefined);
+    } catch (err) {
+      if (!(err instanceof ChildWorkflowFailedError)) throw err;
+      const { workflowName, cancelled, causeName, causeMessage } = err;
+      caught.push({ workflowName, cancelled, causeName, causeMessage });
+    }
+  }
+  return caught;
+});
+
+const waitsOnSlow = defineWorkflow({ name: 'env-waits-on-slow', version: '1' }, async (ctx) => {
+  return ctx.child(slowChild, undefined);
+});
+
 describe('VirtualClock', () => {
   it('runs timers in time order as it advances, and not before', () => {
     const clock = new VirtualClock(1000);
@@ -70,7 +115,20 @@ for (const kind of testPostgresKinds()) {
     before(async () => {
       server = await testPostgres(kind);
       env = await TestEnvironment.start({
-        workflows: [refund, reminder, expiring, late, failing],
+        workflows: [
+          refund,
+          reminder,
+          expiring,
+          late,
+          failing,
+          quickChild,
+          sleepyChild,
+          brokenChild,
+          slowChild,
+          parent,
+          catching,
+          waitsOnSlow,
+        ],
         postgres: await server.createDatabase(uniqueDatabaseName('wenv')),
         startTime: START,
       });
@@ -133,6 +191,60 @@ for (const kind of testPostgresKinds()) {
       );
       const attempts = env.reportsFor(failed).filter((r) => r.step?.name === 'boom' && r.step.status !== StepStatus.RUNNING);
       assert.ok(attempts.length >= 3);
+    });
+
+    it('runs child workflows: the parent gets both outputs while the sleeping child skips a day', async () => {
+      const t0 = env.now().getTime();
+      const wall = Date.now();
+      const runId = await env.start(parent, { n: 20 });
+      const out = await env.result<typeof parent>(runId);
+      assert.equal(out.quick, 40);
+      assert.deepEqual(out.sleepy, { n: 21, slept: DAY });
+      assert.ok(out.waited >= DAY, `the parent waited ${out.waited} ms of virtual time`);
+      assert.ok(env.now().getTime() - t0 >= DAY);
+      assert.ok(Date.now() - wall < 60_000, 'virtual time, not wall time');
+      const children = env.children(runId);
+      assert.equal(children.length, 2);
+      for (const child of children) assert.equal(env.status(child), 'completed');
+      const childSteps = env.reportsFor(runId).filter((r) => r.step?.name.startsWith('env-child-'));
+      assert.ok(childSteps.some((r) => r.step?.status === StepStatus.COMPLETED));
+    });
+
+    it("skips a child's two-day sleep while the parent waits on it", async () => {
+      const t0 = env.now().getTime();
+      const wall = Date.now();
+      const runId = await env.start(waitsOnSlow, undefined);
+      assert.equal(await env.result<typeof waitsOnSlow>(runId), 'late');
+      assert.ok(env.now().getTime() - t0 >= 2 * DAY);
+      assert.ok(Date.now() - wall < 60_000, 'virtual time, not wall time');
+    });
+
+    it('surfaces a failed child, and an unknown child workflow, as a catchable ChildWorkflowFailedError', async () => {
+      const runId = await env.start(catching, undefined);
+      const caught = await env.result<typeof catching>(runId);
+      assert.equal(caught.length, 2);
+      assert.equal(caught[0]!.workflowName, 'env-child-broken');
+      assert.equal(caught[0]!.cancelled, false);
+      assert.match(caught[0]!.causeMessage, /child exploded/);
+      assert.equal(caught[1]!.workflowName, 'env-not-registered');
+      assert.equal(caught[1]!.causeName, 'WorkflowNotFoundError');
+      const [child] = env.children(runId);
+      assert.equal(env.children(runId).length, 1, 'an unknown workflow starts no run');
+      assert.equal(env.status(child!), 'failed');
+      await assert.rejects(env.result(child!), (err: unknown) => err instanceof RunFailedError && /child exploded/.test(err.message));
+    });
+
+    it('cancels the child when the parent is cancelled', async () => {
+      const runId = await env.start(waitsOnSlow, undefined);
+      await env.advance('1h');
+      assert.equal(env.status(runId), 'suspended');
+      const [child] = env.children(runId);
+      assert.ok(child, 'the child run was started');
+      assert.equal(env.status(child), 'suspended', 'the child sleeps');
+      env.cancel(runId);
+      await assert.rejects(env.result(runId), (err: unknown) => err instanceof CancelledError);
+      await assert.rejects(env.result(child), (err: unknown) => err instanceof CancelledError);
+      assert.equal(env.status(child), 'cancelled');
     });
   });
 }

@@ -13,7 +13,7 @@ import {
   type WorkflowOutput,
 } from '@cairn/sdk';
 import type { ClockTimer } from '../clock.js';
-import { Engine, type RunExecution, type RunOutcome } from '../engine.js';
+import { Engine, type RunExecution, type RunOutcome, type StartChildAnswer, type StartChildRequest } from '../engine.js';
 import { SignalHub } from '../signals.js';
 import { VirtualClock } from './virtual-clock.js';
 
@@ -90,6 +90,8 @@ export class RunFailedError extends Error {
 interface TestRun {
   readonly runId: string;
   readonly def: WorkflowDefinition;
+  /** The run that started this one with `ctx.child`, if any. */
+  readonly parentRunId: string | undefined;
   status: TestRunStatus;
   epoch: number;
   execution: RunExecution | undefined;
@@ -97,6 +99,8 @@ interface TestRun {
   wakeTimer: ClockTimer | undefined;
   /** The suspension's signal name and how many of it the run had consumed. */
   waitingFor: { name: string; consumed: number } | undefined;
+  /** The child run whose end wakes the suspended run. */
+  waitingChild: string | undefined;
   /** Signal notices per name, as the control plane counts them. */
   readonly notices: Map<string, number>;
   outcome: RunOutcome | undefined;
@@ -184,6 +188,7 @@ export class TestEnvironment {
         this.reports.push(report);
         this.#events++;
       },
+      startChild: (request) => Promise.resolve(this.#startChild(request)),
     });
   }
 
@@ -235,24 +240,7 @@ export class TestEnvironment {
     }
     const runId = newId();
     await this.store.createRun({ runId, workflowName: def.name, input });
-    let end!: () => void;
-    const ended = new Promise<void>((resolve) => (end = resolve));
-    const run: TestRun = {
-      runId,
-      def,
-      status: 'queued',
-      epoch: 0,
-      execution: undefined,
-      cancelRequested: false,
-      wakeTimer: undefined,
-      waitingFor: undefined,
-      notices: new Map(),
-      outcome: undefined,
-      ended,
-      end,
-    };
-    this.#runs.set(runId, run);
-    this.#dispatch(run);
+    this.#dispatch(this.#track(runId, def, undefined));
     return runId;
   }
 
@@ -278,13 +266,24 @@ export class TestEnvironment {
     await this.signal(runId, signalName, body);
   }
 
-  /** Requests cancellation: a suspended or queued run is cancelled at once, a running one by the engine. */
+  /**
+   * Requests cancellation: a suspended or queued run is cancelled at once, a running one by the
+   * engine. It reaches the run's child runs that have not ended, and theirs.
+   */
   cancel(runId: string): void {
     const run = this.#run(runId);
-    if (run.status === 'completed' || run.status === 'failed' || run.status === 'cancelled') return;
-    run.cancelRequested = true;
-    if (run.status === 'running') run.execution?.cancel();
-    else if (run.status === 'suspended') this.#requeue(run);
+    if (!isFinal(run.status)) {
+      run.cancelRequested = true;
+      if (run.status === 'running') run.execution?.cancel();
+      else if (run.status === 'suspended') this.#requeue(run);
+    }
+    for (const child of this.#runs.values()) if (child.parentRunId === runId && !isFinal(child.status)) this.cancel(child.runId);
+  }
+
+  /** The child runs a run started with `ctx.child`, in the order they were started. */
+  children(runId: string): string[] {
+    this.#run(runId);
+    return [...this.#runs.values()].filter((r) => r.parentRunId === runId).map((r) => r.runId);
   }
 
   /** Where a run stands. */
@@ -368,12 +367,60 @@ export class TestEnvironment {
     return run;
   }
 
+  #track(runId: string, def: WorkflowDefinition, parentRunId: string | undefined): TestRun {
+    let end!: () => void;
+    const ended = new Promise<void>((resolve) => (end = resolve));
+    const run: TestRun = {
+      runId,
+      def,
+      parentRunId,
+      status: 'queued',
+      epoch: 0,
+      execution: undefined,
+      cancelRequested: false,
+      wakeTimer: undefined,
+      waitingFor: undefined,
+      waitingChild: undefined,
+      notices: new Map(),
+      outcome: undefined,
+      ended,
+      end,
+    };
+    this.#runs.set(runId, run);
+    return run;
+  }
+
+  /**
+   * A StartChild, as the control plane answers it: idempotent by the child's run ID, `not_held`
+   * unless the parent runs under that epoch, `workflow_not_found` unless the environment has the
+   * workflow (with no version asked, the last of that name in `workflows`). The child is queued.
+   */
+  #startChild(request: StartChildRequest): StartChildAnswer {
+    const existing = this.#runs.get(request.childRunId);
+    if (existing) return existing.parentRunId === request.parentRunId ? 'ok' : 'not_held';
+    const parent = this.#runs.get(request.parentRunId);
+    if (!parent || parent.status !== 'running' || parent.epoch !== request.parentEpoch) return 'not_held';
+    const def = this.#workflows.findLast(
+      (w) => w.name === request.workflowName && (request.workflowVersion === '' || w.version === request.workflowVersion),
+    );
+    if (!def) return 'workflow_not_found';
+    const child = this.#track(request.childRunId, def, parent.runId);
+    this.#events++;
+    setImmediate(() => {
+      if (child.status === 'queued') this.#dispatch(child);
+    });
+    // A cancellation that reached the parent meanwhile reaches its new child too.
+    if (parent.cancelRequested || isFinal(parent.status)) this.cancel(child.runId);
+    return 'ok';
+  }
+
   /** Claims the run under the next epoch and hands it to the engine. */
   #dispatch(run: TestRun): void {
     if (this.#stopped) return;
     run.status = 'running';
     run.epoch++;
     run.waitingFor = undefined;
+    run.waitingChild = undefined;
     const execution = this.#engine.start({
       runId: run.runId,
       epoch: run.epoch,
@@ -386,6 +433,7 @@ export class TestEnvironment {
   }
 
   #requeue(run: TestRun): void {
+    if (run.status === 'queued') return; // already on its way to the engine
     run.wakeTimer?.cancel();
     run.wakeTimer = undefined;
     run.status = 'queued';
@@ -404,12 +452,22 @@ export class TestEnvironment {
         run.status = outcome.kind === 'abandoned' ? 'failed' : outcome.kind;
         run.outcome = outcome;
         run.end();
+        this.#wakeParent(run);
         break;
       case 'suspended': {
         run.status = 'suspended';
         if (run.cancelRequested) {
           this.#requeue(run);
           break;
+        }
+        if (outcome.childRunId !== '') {
+          run.waitingChild = outcome.childRunId;
+          // The child ended before the parent suspended on it: the parent goes on at once.
+          const child = this.#runs.get(outcome.childRunId);
+          if (child && isFinal(child.status)) {
+            this.#requeue(run);
+            break;
+          }
         }
         if (outcome.signalName !== '') {
           run.waitingFor = { name: outcome.signalName, consumed: outcome.signalsConsumed };
@@ -428,6 +486,13 @@ export class TestEnvironment {
         break;
     }
     this.#scheduleSkip();
+  }
+
+  /** A parent suspended until this child ends goes on. */
+  #wakeParent(child: TestRun): void {
+    if (child.parentRunId === undefined) return;
+    const parent = this.#runs.get(child.parentRunId);
+    if (parent?.status === 'suspended' && parent.waitingChild === child.runId) this.#requeue(parent);
   }
 
   /** Runs queued or executing. */
@@ -468,4 +533,8 @@ export class TestEnvironment {
       }
     }
   }
+}
+
+function isFinal(status: TestRunStatus): boolean {
+  return status === 'completed' || status === 'failed' || status === 'cancelled';
 }
