@@ -1,14 +1,15 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { jsonSchema, tool, type LanguageModel } from 'ai';
-import { testPostgres, testPostgresKinds, uniqueDatabaseName, type PostgresServer } from '@cairn/local-postgres';
-import { Hasher, KeyRing, PayloadStore } from '@cairn/payload-store';
+import { testPostgresKinds } from '@cairn/local-postgres';
+import type { PayloadStore } from '@cairn/payload-store';
 import { AgentMaxTurnsError, defineWorkflow, type AgentResult } from '@cairn/sdk';
 import type { RunExecution } from './engine.js';
-import { SignalHub } from './signals.js';
-import { FakeControlPlane, expectKind, logger, pause } from './testing/engine-harness.js';
-import { OpenAIServer, openAICompatible, type Reply } from './testing/openai-server.js';
+import type { FakeControlPlane } from './testing/engine-harness.js';
+import { expectKind, pause } from './testing/engine-harness.js';
+import { startEngineFixture, type EngineFixture } from './testing/fixture.js';
+import type { OpenAIServer } from './testing/openai-server.js';
+import { type Reply } from './testing/openai-server.js';
 
 (globalThis as { AI_SDK_LOG_WARNINGS?: boolean }).AI_SDK_LOG_WARNINGS = false;
 
@@ -16,32 +17,18 @@ const toolTurn = (n: number): Reply => ({ kind: 'tools', calls: [{ id: `call_${n
 
 for (const kind of testPostgresKinds()) {
   describe(`ctx.agent on ${kind} Postgres`, () => {
-    let server: PostgresServer;
+    let fixture: EngineFixture;
     let store: PayloadStore;
-    let signals: SignalHub;
     let cp: FakeControlPlane;
     let llm: OpenAIServer;
     let model: (id: string) => LanguageModel;
 
     before(async () => {
-      server = await testPostgres(kind);
-      const url = await server.createDatabase(uniqueDatabaseName('wa'));
-      store = PayloadStore.connect({ connectionString: url, keys: new KeyRing([{ id: 'k1', key: randomBytes(32) }]) });
-      await store.migrate();
-      signals = new SignalHub(store, logger);
-      cp = new FakeControlPlane(store, new Hasher(randomBytes(32)), signals);
-      llm = await OpenAIServer.start();
-      const compatible = await openAICompatible();
-      const provider = compatible.createOpenAICompatible({ name: 'acme', baseURL: llm.baseURL, apiKey: 'k', includeUsage: true });
-      model = (id) => provider.chatModel(id);
+      fixture = await startEngineFixture(kind, 'wa');
+      ({ store, cp, llm, model } = fixture);
     });
 
-    after(async () => {
-      await llm.close();
-      await signals.close();
-      await store.close();
-      await server.stop();
-    });
+    after(() => fixture.close());
 
     /** A workflow running an agent with one tool, `double`, whose executions are recorded. */
     const agentWorkflow = (name: string, executed: number[], onExecute?: (n: number) => void, extra: object = {}) => {

@@ -3,14 +3,16 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { APICallError, jsonSchema, tool, type LanguageModel } from 'ai';
 import { MockLanguageModelV4 } from 'ai/test';
-import { testPostgres, testPostgresKinds, uniqueDatabaseName, type PostgresServer } from '@cairn/local-postgres';
-import { Hasher, KeyRing, PayloadStore, type StreamEvent } from '@cairn/payload-store';
+import { testPostgresKinds } from '@cairn/local-postgres';
+import type { PayloadStore } from '@cairn/payload-store';
+import { type StreamEvent } from '@cairn/payload-store';
 import { ErrorCode, StepKind, StepStatus, SuspendReason, type StepReport } from '@cairn/proto';
 import { ModelFailedError, defineWorkflow, type ModelResult } from '@cairn/sdk';
 import { classifyModelError, retryAfterMs, sanitizeModelId, sanitizeProvider } from './model.js';
-import { SignalHub } from './signals.js';
-import { FakeControlPlane, expectKind, logger, pause } from './testing/engine-harness.js';
-import { OpenAIServer, openAICompatible } from './testing/openai-server.js';
+import type { FakeControlPlane } from './testing/engine-harness.js';
+import { expectKind, pause } from './testing/engine-harness.js';
+import { startEngineFixture, type EngineFixture } from './testing/fixture.js';
+import type { OpenAIServer } from './testing/openai-server.js';
 
 // The AI SDK prints provider warnings to the console; the tests assert on outcomes instead.
 (globalThis as { AI_SDK_LOG_WARNINGS?: boolean }).AI_SDK_LOG_WARNINGS = false;
@@ -82,30 +84,15 @@ describe('model call helpers', () => {
 
 for (const kind of testPostgresKinds()) {
   describe(`ctx.model on ${kind} Postgres`, () => {
-    let server: PostgresServer;
+    let fixture: EngineFixture;
     let store: PayloadStore;
-    let signals: SignalHub;
     let cp: FakeControlPlane;
     let llm: OpenAIServer;
     let model: (id: string) => LanguageModel;
 
     before(async () => {
-      server = await testPostgres(kind);
-      const url = await server.createDatabase(uniqueDatabaseName('wm'));
-      store = PayloadStore.connect({ connectionString: url, keys: new KeyRing([{ id: 'k1', key: randomBytes(32) }]) });
-      await store.migrate();
-      signals = new SignalHub(store, logger);
-      cp = new FakeControlPlane(store, new Hasher(randomBytes(32)), signals);
-      llm = await OpenAIServer.start();
-      const compatible = await openAICompatible();
-      const provider = compatible.createOpenAICompatible({
-        name: 'acme',
-        baseURL: llm.baseURL,
-        apiKey: 'test-key',
-        includeUsage: true,
-        supportsStructuredOutputs: true,
-      });
-      model = (id) => provider.chatModel(id);
+      fixture = await startEngineFixture(kind, 'wm');
+      ({ store, cp, llm, model } = fixture);
     });
 
     const transcriptOf = async (runId: string, position = 0): Promise<Transcript> => {
@@ -114,12 +101,7 @@ for (const kind of testPostgresKinds()) {
       return stored.transcript as Transcript;
     };
 
-    after(async () => {
-      await llm.close();
-      await signals.close();
-      await store.close();
-      await server.stop();
-    });
+    after(() => fixture.close());
 
     it('journals the result and replays it without calling the provider; only names and counts are reported', async () => {
       const marker = `secret-${randomBytes(4).toString('hex')}`;

@@ -3,8 +3,9 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { testPostgres, testPostgresKinds, uniqueDatabaseName, type PostgresServer } from '@cairn/local-postgres';
-import { Hasher, KeyRing, PayloadStore, approvalSignalName } from '@cairn/payload-store';
+import { testPostgresKinds } from '@cairn/local-postgres';
+import type { Hasher, PayloadStore } from '@cairn/payload-store';
+import { approvalSignalName } from '@cairn/payload-store';
 import { ErrorCode, StepKind, StepStatus, SuspendReason, type StepReport } from '@cairn/proto';
 import type { LanguageModel } from 'ai';
 import {
@@ -17,9 +18,10 @@ import {
   type StandardSchemaLike,
 } from '@cairn/sdk';
 import type { RunOutcome } from './engine.js';
-import { SignalHub } from './signals.js';
-import { FakeControlPlane, expectKind, logger, pause } from './testing/engine-harness.js';
-import { OpenAIServer, openAICompatible } from './testing/openai-server.js';
+import type { FakeControlPlane } from './testing/engine-harness.js';
+import { expectKind, pause } from './testing/engine-harness.js';
+import { startEngineFixture, type EngineFixture } from './testing/fixture.js';
+import type { OpenAIServer } from './testing/openai-server.js';
 
 // The AI SDK prints provider warnings to the console; the tests assert on outcomes instead.
 (globalThis as { AI_SDK_LOG_WARNINGS?: boolean }).AI_SDK_LOG_WARNINGS = false;
@@ -45,40 +47,19 @@ const timeline = (reports: StepReport[]) =>
 
 for (const kind of testPostgresKinds()) {
   describe(`workflow primitives on ${kind} Postgres`, () => {
-    let server: PostgresServer;
+    let fixture: EngineFixture;
     let store: PayloadStore;
-    let signals: SignalHub;
     let hasher: Hasher;
     let cp: FakeControlPlane;
     let llm: OpenAIServer;
     let model: (id: string) => LanguageModel;
 
     before(async () => {
-      server = await testPostgres(kind);
-      const url = await server.createDatabase(uniqueDatabaseName('wp'));
-      store = PayloadStore.connect({ connectionString: url, keys: new KeyRing([{ id: 'k1', key: randomBytes(32) }]) });
-      await store.migrate();
-      signals = new SignalHub(store, logger);
-      hasher = new Hasher(randomBytes(32));
-      cp = new FakeControlPlane(store, hasher, signals);
-      llm = await OpenAIServer.start();
-      const compatible = await openAICompatible();
-      const provider = compatible.createOpenAICompatible({
-        name: 'acme',
-        baseURL: llm.baseURL,
-        apiKey: 'test-key',
-        includeUsage: true,
-        supportsStructuredOutputs: true,
-      });
-      model = (id) => provider.chatModel(id);
+      fixture = await startEngineFixture(kind, 'wp');
+      ({ store, cp, llm, model, hasher } = fixture);
     });
 
-    after(async () => {
-      await llm.close();
-      await signals.close();
-      await store.close();
-      await server.stop();
-    });
+    after(() => fixture.close());
 
     describe('ctx.approval', () => {
       it('suspends until the answer arrives, days later as far as the worker knows, and returns it', async () => {
