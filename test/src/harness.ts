@@ -58,9 +58,16 @@ export interface TestStack {
   stop(): Promise<void>;
 }
 
-export async function startTestStack(options: Omit<StackOptions, 'postgres' | 'dir'> & { name: string }): Promise<TestStack> {
+export async function startTestStack(
+  options: Omit<StackOptions, 'postgres' | 'dir'> & { name: string; maxConnections?: number },
+): Promise<TestStack> {
   const dir = mkdtempSync(join(process.env['CAIRN_TEST_DIR'] ?? tmpdir(), `cairn-${options.name}-`));
-  const postgres = await startEmbeddedPostgres({ fast: true, persistent: false });
+  const postgres = await startEmbeddedPostgres({
+    fast: true,
+    persistent: false,
+    ...(options.maxConnections === undefined ? {} : { maxConnections: options.maxConnections }),
+  });
+  const { maxConnections: _maxConnections, ...stackOptions } = options;
   const effectsUrl = await postgres.createDatabase('cairn_effects');
   const effects = new pg.Pool({ connectionString: effectsUrl, max: 4 });
   // An idle connection dropped by a server shutdown is not a test failure; queries report their own errors.
@@ -75,7 +82,7 @@ export async function startTestStack(options: Omit<StackOptions, 'postgres' | 'd
       heartbeatIntervalMs: 500,
       sweepIntervalMs: 200,
       logLevel: 'info',
-      ...options,
+      ...stackOptions,
       workerEnv: { CAIRN_TEST_EFFECTS_URL: effectsUrl, ...(options.workerEnv ?? {}) },
       postgres,
       dir,
@@ -95,7 +102,7 @@ export async function startTestStack(options: Omit<StackOptions, 'postgres' | 'd
   };
   const describe = async (runId: string, replica = 0) =>
     json<{ run: RunJson & { id: string }; steps: StepJson[] }>(
-      await fetch(`${stack.controlPlanes[replica]!.httpUrl}/v1/runs/${runId}`, {
+      await fetch(`${stack.controlPlanes[replica]!.httpUrl}/v1/projects/default/runs/${runId}`, {
         headers: { authorization: `Bearer ${stack.secrets.apiToken}` },
       }),
       `describe ${runId}`,

@@ -1,6 +1,6 @@
 import { createOpenAICompatible } from '@ai-sdk/openai-compatible';
 import { jsonSchema, tool, type LanguageModel } from 'ai';
-import { ChildWorkflowFailedError, TerminalError, SignalTimeoutError, defineWorkflow } from '@cairn/sdk';
+import { ChildWorkflowFailedError, StepFailedError, TerminalError, SignalTimeoutError, defineWorkflow } from '@cairn/sdk';
 import { countEffects, recordEffect } from './effects.js';
 
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -235,7 +235,116 @@ export const streamer = defineWorkflow({ name: 'streamer', version: '1' }, async
   return { text: reply.text };
 });
 
+/**
+ * Four steps, each recording a side effect; step 2 differs between versions 1 and 2, so a fork onto
+ * version 2 from position 2 shows the new behaviour while steps 0 and 1 are replayed from the journal.
+ */
+function forkDemo(version: '1' | '2') {
+  return defineWorkflow({ name: 'fork-demo', version }, async (ctx, input: { base: number }) => {
+    const record = async (name: string, value: number | string) => {
+      await recordEffect(ctx.runId, name, 1);
+      return value;
+    };
+    const a = await ctx.step('s0', () => record('s0', input.base + 1));
+    const b = await ctx.step('s1', () => record('s1', (a as number) * 10));
+    const c = await ctx.step('s2', () => record('s2', (b as number) + (version === '1' ? 5 : 500)));
+    const d = await ctx.step('s3', () => record('s3', `${c}!`));
+    return { a, b, c, d, version };
+  });
+}
+export const forkDemoV1 = forkDemo('1');
+export const forkDemoV2 = forkDemo('2');
+
+/** Fired by a schedule: returns the input it was given (created in the data plane from a stored payload). */
+export const scheduledEcho = defineWorkflow({ name: 'scheduled-echo', version: '1' }, async (ctx, input: unknown) => {
+  const echoed = await ctx.step('echo', () => ({ got: input }));
+  return echoed;
+});
+
+/**
+ * Registered with a run timeout (see e2e/registered-defaults.test.ts): records a step, then sleeps
+ * `sleepMs` (long enough to suspend), then records another.
+ */
+export const timeoutSleeper = defineWorkflow({ name: 'timeout-sleeper', version: '1' }, async (ctx, input: { sleepMs: number }) => {
+  await ctx.step('before-sleep', ({ attempt }) => recordEffect(ctx.runId, 'before-sleep', attempt));
+  await ctx.sleep(input.sleepMs);
+  await ctx.step('after-sleep', ({ attempt }) => recordEffect(ctx.runId, 'after-sleep', attempt));
+  return 'woke';
+});
+
+/**
+ * Registered with a run timeout: one step that works for up to `busyMs` while its worker holds the
+ * run, and records `busy:stopped` when the engine aborts it (the lease was lost).
+ */
+export const timeoutBusy = defineWorkflow({ name: 'timeout-busy', version: '1' }, async (ctx, input: { busyMs: number }) => {
+  await ctx.step('busy', async ({ attempt, signal }) => {
+    await recordEffect(ctx.runId, 'busy:start', attempt);
+    const stopped = await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), input.busyMs);
+      signal.addEventListener('abort', () => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+    if (stopped) await recordEffect(ctx.runId, 'busy:stopped', attempt);
+  });
+  await ctx.step('after-busy', ({ attempt }) => recordEffect(ctx.runId, 'after-busy', attempt));
+  return 'done';
+});
+
+/**
+ * Registered with a default retry policy and step timeout: steps with and without options of their
+ * own, each recording every attempt; returns how each step ended.
+ */
+export const registeredDefaults = defineWorkflow({ name: 'registered-defaults', version: '1' }, async (ctx, input: { slowMs: number }) => {
+  const ended = async (run: () => Promise<unknown>) => {
+    try {
+      await run();
+      return { ok: true };
+    } catch (err) {
+      if (err instanceof StepFailedError) return { ok: false, attempts: err.attempts, causeName: err.causeName };
+      throw err;
+    }
+  };
+  const failing =
+    (name: string) =>
+    async ({ attempt }: { attempt: number }) => {
+      await recordEffect(ctx.runId, name, attempt);
+      throw new Error(`${name} failed`);
+    };
+  const slow =
+    (name: string) =>
+    async ({ attempt }: { attempt: number }) => {
+      await recordEffect(ctx.runId, name, attempt);
+      await pause(input.slowMs);
+    };
+  return {
+    registeredPolicy: await ended(() => ctx.step('no-options', failing('no-options'))),
+    ownPolicy: await ended(() => ctx.step('own-policy', failing('own-policy'), { retry: { maximumAttempts: 2, initialInterval: 20 } })),
+    registeredTimeout: await ended(() => ctx.step('slow-no-options', slow('slow-no-options'))),
+    ownTimeout: await ended(() => ctx.step('slow-own-timeout', slow('slow-own-timeout'), { timeout: 30_000 })),
+  };
+});
+
+/** Starts a `timeout-sleeper` child that sleeps past its run timeout; returns how the child call ended. */
+export const timeoutParent = defineWorkflow({ name: 'timeout-parent', version: '1' }, async (ctx) => {
+  try {
+    await ctx.child(timeoutSleeper, { sleepMs: 60_000 });
+    return { childFailed: false };
+  } catch (err) {
+    if (!(err instanceof ChildWorkflowFailedError)) throw err;
+    return { childFailed: true, causeName: err.causeName, childRunId: err.childRunId };
+  }
+});
+
 export const allWorkflows = [
+  timeoutParent,
+  timeoutSleeper,
+  timeoutBusy,
+  registeredDefaults,
+  scheduledEcho,
+  forkDemoV1,
+  forkDemoV2,
   streamer,
   fiveSteps,
   manySteps,

@@ -1,8 +1,12 @@
 import type { Logger } from '@cairn/common';
 import type { DatabaseConfig } from './config.js';
+import { AuditRepository } from './db/audit.repository.js';
 import { DataPlaneRepository } from './db/data-plane.repository.js';
 import { Database } from './db/database.js';
 import { MigrationRepository, type MigrationOutcome } from './db/migration.repository.js';
+import { TenantRepository } from './db/tenant.repository.js';
+import { AccessService } from './services/access.service.js';
+import { AuditService } from './services/audit.service.js';
 import { DataPlaneService, type CreatedDataPlane } from './services/data-plane.service.js';
 import { MigrationService } from './services/migration.service.js';
 
@@ -16,20 +20,46 @@ export async function migrate(config: DatabaseConfig, logger: Logger): Promise<M
   }
 }
 
+/** Runs `fn` on a migrated database. */
+async function withDatabase<T>(config: DatabaseConfig, logger: Logger, fn: (db: Database) => Promise<T>): Promise<T> {
+  const db = new Database(config.databaseUrl, 2, logger);
+  try {
+    await new MigrationService(new MigrationRepository(db), logger).migrate();
+    return await fn(db);
+  } finally {
+    await db.close();
+  }
+}
+
 /**
- * Registers a data plane (the `data-planes create` command); applies migrations first so it works
- * on a fresh database.
+ * Registers a data plane in `organization/project` (the `data-planes create` command), creating
+ * the organisation and project when missing; applies migrations first so it works on a fresh
+ * database.
  */
 export async function createDataPlane(
   config: DatabaseConfig,
   logger: Logger,
-  input: { name: string; id?: string; token?: string },
+  input: { name: string; id?: string; token?: string; organization?: string; project?: string },
 ): Promise<CreatedDataPlane> {
-  const db = new Database(config.databaseUrl, 2, logger);
-  try {
-    await new MigrationService(new MigrationRepository(db), logger).migrate();
-    return await new DataPlaneService(new DataPlaneRepository(db)).create(input);
-  } finally {
-    await db.close();
-  }
+  return withDatabase(config, logger, async (db) => {
+    const { organization = 'default', project: projectName = 'default', ...rest } = input;
+    const audit = new AuditService(new AuditRepository(db), db, logger);
+    const project = await new AccessService(new TenantRepository(db), db, logger, audit).ensureProject(organization, projectName);
+    return new DataPlaneService(new DataPlaneRepository(db), null, null, logger, audit).create(project.id, rest, { type: 'system' });
+  });
+}
+
+/**
+ * Creates an organisation with its first project and an organisation-wide admin key (the
+ * `organizations create` command, for the operator of a hosted control plane).
+ */
+export async function createOrganization(
+  config: DatabaseConfig,
+  logger: Logger,
+  input: { organization: string; project: string },
+): Promise<{ organizationId: string; projectId: string; secret: string }> {
+  return withDatabase(config, logger, (db) => {
+    const audit = new AuditService(new AuditRepository(db), db, logger);
+    return new AccessService(new TenantRepository(db), db, logger, audit).createOrganization(input);
+  });
 }

@@ -1,5 +1,7 @@
-import { CairnError, ErrorCodes, env, loadConfig } from '@cairn/common';
+import { CairnError, ErrorCodes, env, isName, loadConfig } from '@cairn/common';
+import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { telemetryConfig, telemetryShape, type TelemetryConfig } from './telemetry/telemetry.config.js';
 
 const positive = (defaultValue: number) => env.int(defaultValue).refine((n) => n > 0, 'expected a whole number greater than 0');
 
@@ -17,13 +19,34 @@ const serveShape = {
     .transform((v) => v ?? '0.0.0.0'),
   CAIRN_CP_HTTP_PORT: env.port(8080),
   CAIRN_CP_GRPC_PORT: env.port(7233),
-  CAIRN_API_TOKEN: env.string(),
+  CAIRN_BOOTSTRAP_ADMIN_KEY: z
+    .string()
+    .optional()
+    .refine((v) => v === undefined || (v.length >= 16 && v.length <= 512 && /^[\x21-\x7e]+$/.test(v)), {
+      message: 'expected 16 to 512 printable characters without spaces',
+    }),
+  CAIRN_BOOTSTRAP_ORGANIZATION: z
+    .string()
+    .optional()
+    .transform((v) => v ?? 'default')
+    .refine((v) => isName(v), 'expected a name: a letter, then letters, digits, _ . - (at most 100)'),
+  CAIRN_BOOTSTRAP_PROJECT: z
+    .string()
+    .optional()
+    .transform((v) => v ?? 'default')
+    .refine((v) => isName(v), 'expected a name: a letter, then letters, digits, _ . - (at most 100)'),
+  CAIRN_DEV_MODE: env.bool(false),
+  CAIRN_CP_GRPC_TLS_CERT_FILE: env.optionalString(),
+  CAIRN_CP_GRPC_TLS_KEY_FILE: env.optionalString(),
+  CAIRN_CP_GRPC_TLS_CLIENT_CA_FILE: env.optionalString(),
   CAIRN_LEASE_TTL_MS: positive(15_000),
   CAIRN_HEARTBEAT_INTERVAL_MS: positive(5_000),
   CAIRN_SWEEP_INTERVAL_MS: positive(500),
+  CAIRN_SCHEDULE_TICK_INTERVAL_MS: positive(1_000),
   CAIRN_WAIT_MAX_MS: positive(60_000),
   CAIRN_SHUTDOWN_TIMEOUT_MS: positive(10_000),
   CAIRN_STARTUP_GRACE_MS: env.int().optional(),
+  ...telemetryShape,
 };
 
 /** What `migrate` and `data-planes` need: the database only. */
@@ -38,10 +61,27 @@ export interface ControlPlaneConfig extends DatabaseConfig {
   readonly host: string;
   readonly httpPort: number;
   readonly grpcPort: number;
-  readonly apiToken: string;
+  /**
+   * Self-hosted installs: an organisation-wide admin key made sure of at every start, in the
+   * bootstrap organisation and project (created when missing). Undefined: no bootstrap.
+   */
+  readonly bootstrap: { readonly adminKey: string; readonly organization: string; readonly project: string } | undefined;
+  /**
+   * Local development: workers may register the workflow versions they announce. Off in
+   * production, where a version must be registered (`cairn workflows register`) before it runs.
+   */
+  readonly devMode: boolean;
+  /**
+   * TLS on the gRPC port (PEM contents). With `clientCa`, clients must present a certificate it
+   * signed (mutual TLS) in addition to their data-plane credential. Undefined: plaintext (TLS ends
+   * at a load balancer in front).
+   */
+  readonly grpcTls: { readonly cert: Buffer; readonly key: Buffer; readonly clientCa: Buffer | null } | undefined;
   readonly leaseTtlMs: number;
   readonly heartbeatIntervalMs: number;
   readonly sweepIntervalMs: number;
+  /** How often the schedule ticker looks for due ticks (one replica at a time does the work). */
+  readonly scheduleTickIntervalMs: number;
   readonly waitMaxMs: number;
   readonly shutdownTimeoutMs: number;
   /**
@@ -50,6 +90,8 @@ export interface ControlPlaneConfig extends DatabaseConfig {
    * still executing instead of having them taken over. Default: the larger of the lease TTL and 10 s.
    */
   readonly startupGraceMs: number;
+  /** Traces (OTLP) and the `/metrics` token; see telemetry/telemetry.config.ts. */
+  readonly telemetry: TelemetryConfig;
 }
 
 /** DI token of the {@link ControlPlaneConfig}. */
@@ -80,6 +122,7 @@ export function loadControlPlaneConfig(source: Record<string, string | undefined
   bounded('CAIRN_LEASE_TTL_MS', raw.CAIRN_LEASE_TTL_MS);
   bounded('CAIRN_HEARTBEAT_INTERVAL_MS', raw.CAIRN_HEARTBEAT_INTERVAL_MS);
   bounded('CAIRN_SWEEP_INTERVAL_MS', raw.CAIRN_SWEEP_INTERVAL_MS);
+  bounded('CAIRN_SCHEDULE_TICK_INTERVAL_MS', raw.CAIRN_SCHEDULE_TICK_INTERVAL_MS);
   bounded('CAIRN_WAIT_MAX_MS', raw.CAIRN_WAIT_MAX_MS);
   bounded('CAIRN_SHUTDOWN_TIMEOUT_MS', raw.CAIRN_SHUTDOWN_TIMEOUT_MS);
   bounded('CAIRN_STARTUP_GRACE_MS', raw.CAIRN_STARTUP_GRACE_MS ?? 0);
@@ -88,6 +131,26 @@ export function loadControlPlaneConfig(source: Record<string, string | undefined
   }
   if (raw.CAIRN_CP_HTTP_PORT !== 0 && raw.CAIRN_CP_HTTP_PORT === raw.CAIRN_CP_GRPC_PORT) {
     problems.push('  CAIRN_CP_GRPC_PORT: must differ from CAIRN_CP_HTTP_PORT');
+  }
+  const readPem = (name: string, path: string | undefined): Buffer | null => {
+    if (path === undefined) return null;
+    try {
+      return readFileSync(path);
+    } catch (error) {
+      problems.push(`  ${name}: cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+      return null;
+    }
+  };
+  const tlsCert = readPem('CAIRN_CP_GRPC_TLS_CERT_FILE', raw.CAIRN_CP_GRPC_TLS_CERT_FILE);
+  const tlsKey = readPem('CAIRN_CP_GRPC_TLS_KEY_FILE', raw.CAIRN_CP_GRPC_TLS_KEY_FILE);
+  const tlsClientCa = readPem('CAIRN_CP_GRPC_TLS_CLIENT_CA_FILE', raw.CAIRN_CP_GRPC_TLS_CLIENT_CA_FILE);
+  if ((raw.CAIRN_CP_GRPC_TLS_CERT_FILE === undefined) !== (raw.CAIRN_CP_GRPC_TLS_KEY_FILE === undefined)) {
+    problems.push('  CAIRN_CP_GRPC_TLS_CERT_FILE, CAIRN_CP_GRPC_TLS_KEY_FILE: set both (the server certificate and its key) or neither');
+  }
+  if (raw.CAIRN_CP_GRPC_TLS_CLIENT_CA_FILE !== undefined && raw.CAIRN_CP_GRPC_TLS_CERT_FILE === undefined) {
+    problems.push(
+      '  CAIRN_CP_GRPC_TLS_CLIENT_CA_FILE: mutual TLS needs the server certificate too (CAIRN_CP_GRPC_TLS_CERT_FILE and _KEY_FILE)',
+    );
   }
   if (problems.length > 0) {
     throw new CairnError(
@@ -102,12 +165,19 @@ export function loadControlPlaneConfig(source: Record<string, string | undefined
     host: raw.CAIRN_CP_HOST,
     httpPort: raw.CAIRN_CP_HTTP_PORT,
     grpcPort: raw.CAIRN_CP_GRPC_PORT,
-    apiToken: raw.CAIRN_API_TOKEN,
+    bootstrap:
+      raw.CAIRN_BOOTSTRAP_ADMIN_KEY === undefined
+        ? undefined
+        : { adminKey: raw.CAIRN_BOOTSTRAP_ADMIN_KEY, organization: raw.CAIRN_BOOTSTRAP_ORGANIZATION, project: raw.CAIRN_BOOTSTRAP_PROJECT },
+    devMode: raw.CAIRN_DEV_MODE,
+    grpcTls: tlsCert && tlsKey ? { cert: tlsCert, key: tlsKey, clientCa: tlsClientCa } : undefined,
     leaseTtlMs: raw.CAIRN_LEASE_TTL_MS,
     heartbeatIntervalMs: raw.CAIRN_HEARTBEAT_INTERVAL_MS,
     sweepIntervalMs: raw.CAIRN_SWEEP_INTERVAL_MS,
+    scheduleTickIntervalMs: raw.CAIRN_SCHEDULE_TICK_INTERVAL_MS,
     waitMaxMs: raw.CAIRN_WAIT_MAX_MS,
     shutdownTimeoutMs: raw.CAIRN_SHUTDOWN_TIMEOUT_MS,
     startupGraceMs: raw.CAIRN_STARTUP_GRACE_MS ?? Math.max(raw.CAIRN_LEASE_TTL_MS, 10_000),
+    telemetry: telemetryConfig(raw),
   });
 }

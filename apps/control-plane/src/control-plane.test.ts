@@ -20,15 +20,7 @@ import pg from 'pg';
 import { ErrorCodes, createLogger, type CairnError } from '@cairn/common';
 import { testPostgres, testPostgresKinds, uniqueDatabaseName, type PostgresServer } from '@cairn/local-postgres';
 import {
-  CancelRunRequestSchema,
-  ConnectRequestSchema,
-  DescribeRunRequestSchema,
-  SignalRunRequestSchema,
-  StartRunRequestSchema,
-  WaitRunRequestSchema,
-  type DescMessage,
   ErrorCode,
-  GatewayService,
   LeaseState,
   RejectionReason,
   RunStatus,
@@ -37,9 +29,7 @@ import {
   SuspendReason,
   WakeReason,
   WorkerService,
-  create,
   grpcServiceDefinition,
-  type ConnectRequest,
   type ConnectResponse,
   type RunInfo,
   type StepInfo,
@@ -54,9 +44,11 @@ import type * as MigrationsModule from './db/migrations.js';
 import type * as RunRepositoryModule from './db/run.repository.js';
 import type * as WorkflowRepositoryModule from './db/workflow.repository.js';
 import type * as DataPlaneServiceModule from './services/data-plane.service.js';
+import type * as AccessServiceModule from './services/access.service.js';
 import type * as LeaseServiceModule from './services/lease.service.js';
 import type * as RunServiceModule from './services/run.service.js';
 import type * as SweeperServiceModule from './services/sweeper.service.js';
+import { GatewayClient, WorkerClient, WorkerStream, bearer, gatewayCall, rejectsWith, type ServiceClient } from './testing/grpc.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const packageDir = dirname(here);
@@ -95,6 +87,7 @@ interface Dist {
   runRepository: typeof RunRepositoryModule;
   workflowRepository: typeof WorkflowRepositoryModule;
   dataPlaneService: typeof DataPlaneServiceModule;
+  accessService: typeof AccessServiceModule;
   leaseService: typeof LeaseServiceModule;
   runService: typeof RunServiceModule;
   sweeperService: typeof SweeperServiceModule;
@@ -115,6 +108,7 @@ function dist(): Promise<Dist> {
       runRepository: await load('db/run.repository.js'),
       workflowRepository: await load('db/workflow.repository.js'),
       dataPlaneService: await load('services/data-plane.service.js'),
+      accessService: await load('services/access.service.js'),
       leaseService: await load('services/lease.service.js'),
       runService: await load('services/run.service.js'),
       sweeperService: await load('services/sweeper.service.js'),
@@ -129,8 +123,10 @@ function env(databaseUrl: string, extra: Record<string, string> = {}): Record<st
     CAIRN_CP_HOST: '127.0.0.1',
     CAIRN_CP_HTTP_PORT: '0',
     CAIRN_CP_GRPC_PORT: '0',
-    CAIRN_API_TOKEN: 'test-api-token',
+    CAIRN_BOOTSTRAP_ADMIN_KEY: 'test-bootstrap-admin-key',
     CAIRN_LOG_LEVEL: 'silent',
+    // Workers in these tests announce versions nobody registered: development mode registers them.
+    CAIRN_DEV_MODE: 'true',
     ...extra,
   };
 }
@@ -142,169 +138,6 @@ async function until(what: string, check: () => Promise<boolean> | boolean, time
     if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
     await sleep(20);
   }
-}
-
-// ---------------------------------------------------------------------------------------------
-// gRPC clients as a worker and a gateway would use them.
-
-const WorkerClient = grpc.makeGenericClientConstructor(grpcServiceDefinition(WorkerService), 'WorkerService');
-const GatewayClient = grpc.makeGenericClientConstructor(grpcServiceDefinition(GatewayService), 'GatewayService');
-type ServiceClient = InstanceType<typeof WorkerClient>;
-type ResponseCase = NonNullable<ConnectResponse['message']['case']>;
-type ResponseValue<K extends ResponseCase> = Extract<ConnectResponse['message'], { case: K }>['value'];
-
-function bearer(token: string | null): grpc.Metadata {
-  const metadata = new grpc.Metadata();
-  if (token !== null) metadata.set('authorization', `Bearer ${token}`);
-  return metadata;
-}
-
-interface HelloFields {
-  dataPlaneId: string;
-  workerId?: string;
-  slots: number;
-  workflows?: Array<{ name: string; version: string; taskQueue: string }>;
-  heldLeases?: Array<{ runId: string; epoch: number }>;
-}
-
-/** One worker stream: send requests, wait for responses of a kind, see how it ended. */
-class WorkerStream {
-  private readonly call: grpc.ClientDuplexStream<ConnectRequest, ConnectResponse>;
-  private readonly inbox: ConnectResponse[] = [];
-  private readonly listeners = new Set<() => void>();
-  private sequence = 0n;
-  status: grpc.StatusObject | null = null;
-
-  constructor(client: ServiceClient, token: string | null) {
-    const connect = client['connect'] as (metadata: grpc.Metadata) => grpc.ClientDuplexStream<ConnectRequest, ConnectResponse>;
-    this.call = connect.call(client, bearer(token));
-    this.call.on('data', (message: ConnectResponse) => {
-      this.inbox.push(message);
-      this.changed();
-    });
-    this.call.on('status', (status: grpc.StatusObject) => {
-      this.status = status;
-      this.changed();
-    });
-    this.call.on('error', () => undefined);
-  }
-
-  send(message: ConnectRequest['message']): bigint {
-    this.sequence += 1n;
-    this.call.write(create(ConnectRequestSchema, { sequence: this.sequence, message }));
-    return this.sequence;
-  }
-
-  /** The next response of that kind (matching `match`), removed from the inbox. */
-  async next<K extends ResponseCase>(kind: K, match: (value: ResponseValue<K>) => boolean = () => true): Promise<ResponseValue<K>> {
-    const found: Array<ResponseValue<K>> = [];
-    await this.wait(`a ${kind}`, () => {
-      const index = this.inbox.findIndex((m) => m.message.case === kind && match(m.message.value as ResponseValue<K>));
-      if (index < 0) return false;
-      found.push(this.inbox.splice(index, 1)[0]!.message.value as ResponseValue<K>);
-      return true;
-    });
-    return found[0]!;
-  }
-
-  /** Takes every response of that kind received so far. */
-  takeAll<K extends ResponseCase>(kind: K): Array<ResponseValue<K>> {
-    const taken: Array<ResponseValue<K>> = [];
-    for (let i = this.inbox.length - 1; i >= 0; i--) {
-      const message = this.inbox[i]!.message;
-      if (message.case === kind) {
-        taken.unshift(message.value as ResponseValue<K>);
-        this.inbox.splice(i, 1);
-      }
-    }
-    return taken;
-  }
-
-  async ended(): Promise<grpc.StatusObject> {
-    await this.wait('the stream to end', () => this.status !== null);
-    return this.status!;
-  }
-
-  async hello(fields: HelloFields): Promise<ResponseValue<'welcome'>> {
-    this.sendHello(fields);
-    return this.next('welcome');
-  }
-
-  sendHello(fields: HelloFields): void {
-    this.send({
-      case: 'hello',
-      value: {
-        $typeName: 'cairn.worker.v1.Hello',
-        dataPlaneId: fields.dataPlaneId,
-        workerId: fields.workerId ?? randomUUID(),
-        workflows: (fields.workflows ?? [{ name: 'greet', version: 'v1', taskQueue: 'default' }]).map((w) => ({
-          $typeName: 'cairn.worker.v1.WorkflowRef' as const,
-          ...w,
-        })),
-        slots: fields.slots,
-        freeSlots: fields.slots,
-        heldLeases: (fields.heldLeases ?? []).map((l) => ({ $typeName: 'cairn.worker.v1.HeldLease' as const, ...l })),
-        sdkVersion: '0.1.0',
-        protocolVersion: 1,
-      },
-    });
-  }
-
-  close(): void {
-    this.call.end();
-  }
-
-  private wait(what: string, ready: () => boolean, timeoutMs = 10_000): Promise<void> {
-    if (ready()) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.listeners.delete(check);
-        reject(new Error(`timed out waiting for ${what}`));
-      }, timeoutMs);
-      const check = (): void => {
-        if (!ready()) return;
-        clearTimeout(timer);
-        this.listeners.delete(check);
-        resolve();
-      };
-      this.listeners.add(check);
-    });
-  }
-
-  private changed(): void {
-    for (const listener of [...this.listeners]) listener();
-  }
-}
-
-type Unary = (request: unknown, metadata: grpc.Metadata, callback: (error: grpc.ServiceError | null, response: unknown) => void) => void;
-
-const REQUEST_SCHEMAS = {
-  startRun: StartRunRequestSchema,
-  describeRun: DescribeRunRequestSchema,
-  waitRun: WaitRunRequestSchema,
-  signalRun: SignalRunRequestSchema,
-  cancelRun: CancelRunRequestSchema,
-} as const;
-
-function gatewayCall<Response>(
-  client: ServiceClient,
-  method: keyof typeof REQUEST_SCHEMAS,
-  request: Record<string, unknown>,
-  token: string | null,
-): Promise<Response> {
-  const fn = client[method] as Unary;
-  const message = create(REQUEST_SCHEMAS[method] as DescMessage, request);
-  return new Promise((resolve, reject) => {
-    fn.call(client, message, bearer(token), (error, response) => (error ? reject(error) : resolve(response as Response)));
-  });
-}
-
-async function rejectsWith(promise: Promise<unknown>, code: grpc.status, details?: RegExp): Promise<void> {
-  await assert.rejects(promise, (error: grpc.ServiceError) => {
-    assert.equal(error.code, code, `expected ${grpc.status[code]}, got ${grpc.status[error.code]}: ${error.details}`);
-    if (details) assert.match(error.details, details);
-    return true;
-  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -341,12 +174,13 @@ for (const kind of testPostgresKinds()) {
       let runService: RunServiceModule.RunService;
       let sweeper: SweeperServiceModule.SweeperService;
       let dataPlaneId: string;
+      let projectId: string;
       let planes: DataPlaneServiceModule.DataPlaneService;
       let workflows: WorkflowRepositoryModule.WorkflowRepository;
       const workflow = { name: 'wf', version: '1.0.0', taskQueue: 'q' };
       /** Each test works in its own data plane, so runs queued by another test are not claimed. */
       const freshDataPlane = async (): Promise<void> => {
-        dataPlaneId = (await planes.create({ name: 'services' })).id;
+        dataPlaneId = (await planes.create(projectId, { name: 'services' })).id;
         await workflows.upsertAnnounced(dataPlaneId, [workflow]);
       };
       const session = (): { sessionId: string; workerId: string } => ({ sessionId: randomUUID(), workerId: randomUUID() });
@@ -395,6 +229,7 @@ for (const kind of testPostgresKinds()) {
         planes = ctx.get(d.dataPlaneService.DataPlaneService);
         workflows = ctx.get(d.workflowRepository.WorkflowRepository);
         await ctx.get(d.migrationRepository.MigrationRepository).apply(d.migrations.migrations);
+        projectId = (await ctx.get(d.accessService.AccessService).ensureProject('test', 'services')).id;
       });
 
       beforeEach(freshDataPlane);
@@ -730,7 +565,7 @@ for (const kind of testPostgresKinds()) {
       };
       const api = async (
         path: string,
-        apiToken: string | null = 'test-api-token',
+        apiToken: string | null = 'test-bootstrap-admin-key',
       ): Promise<{ status: number; body: Record<string, unknown> }> => {
         const response = await fetch(`http://127.0.0.1:${cp.httpPort}${path}`, {
           headers: apiToken === null ? {} : { authorization: `Bearer ${apiToken}` },
@@ -775,7 +610,7 @@ for (const kind of testPostgresKinds()) {
         s.send({ case: 'heartbeat', value: { $typeName: 'cairn.worker.v1.Heartbeat', sentAt: 1n } });
         const status = await s.ended();
         assert.equal(status.code, grpc.status.UNAUTHENTICATED);
-        assert.match(status.details, /unknown or revoked data-plane token/);
+        assert.match(status.details, /unknown or revoked data-plane credential/);
         assert.equal((await open(null).ended()).code, grpc.status.UNAUTHENTICATED);
         await rejectsWith(gatewayCall(gateway, 'describeRun', { runId: randomUUID() }, 'wrong'), grpc.status.UNAUTHENTICATED);
       });
@@ -1017,7 +852,7 @@ for (const kind of testPostgresKinds()) {
           { input_tokens: '1234', output_tokens: '56', provider: 'openai-compatible.chat', model: 'accounts/acme/models/llama-3.1:8b' },
         ]);
 
-        const rest = await api(`/v1/runs/${task.runId}`);
+        const rest = await api(`/v1/projects/default/runs/${task.runId}`);
         const steps = rest.body['steps'] as Array<Record<string, unknown>>;
         assert.deepEqual(
           steps.map((s) => [s['kind'], s['attempt'], s['provider'], s['model'], s['inputTokens'], s['outputTokens']]),
@@ -1210,17 +1045,17 @@ for (const kind of testPostgresKinds()) {
       test('REST lists and describes runs for the API token only', async () => {
         assert.equal((await api('/healthz', null)).status, 200);
         assert.deepEqual(await api('/readyz', null), { status: 200, body: { status: 'ready' } });
-        const unauthorized = await api('/v1/runs', null);
+        const unauthorized = await api('/v1/projects/default/runs', null);
         assert.equal(unauthorized.status, 401);
         assert.equal((unauthorized.body['error'] as { code: string }).code, 'CAIRN-1104');
-        assert.equal((await api('/v1/runs', 'wrong-token')).status, 401);
+        assert.equal((await api('/v1/projects/default/runs', 'wrong-token')).status, 401);
 
-        const page1 = await api('/v1/runs?limit=2');
+        const page1 = await api('/v1/projects/default/runs?limit=2');
         assert.equal(page1.status, 200);
         const runs1 = page1.body['runs'] as Array<Record<string, unknown>>;
         assert.equal(runs1.length, 2);
         assert.equal(typeof page1.body['nextCursor'], 'string');
-        const page2 = await api(`/v1/runs?limit=2&cursor=${page1.body['nextCursor'] as string}`);
+        const page2 = await api(`/v1/projects/default/runs?limit=2&cursor=${page1.body['nextCursor'] as string}`);
         const runs2 = page2.body['runs'] as Array<Record<string, unknown>>;
         assert.ok(
           runs2.every((r) => !runs1.some((p) => p['id'] === r['id'])),
@@ -1228,13 +1063,13 @@ for (const kind of testPostgresKinds()) {
         );
         assert.ok(String(runs1[1]!['createdAt']) >= String(runs2[0]!['createdAt']), 'newest first');
 
-        const failed = await api('/v1/runs?status=failed');
+        const failed = await api('/v1/projects/default/runs?status=failed');
         const failedRun = (failed.body['runs'] as Array<Record<string, unknown>>)[0]!;
         assert.deepEqual([failedRun['status'], failedRun['errorCode']], ['failed', 'step_failed']);
 
-        const completed = await api('/v1/runs?status=completed&workflow=greet&limit=200');
+        const completed = await api('/v1/projects/default/runs?status=completed&workflow=greet&limit=200');
         const withSteps = await Promise.all(
-          (completed.body['runs'] as Array<{ id: string }>).map(async (r) => (await api(`/v1/runs/${r.id}`)).body),
+          (completed.body['runs'] as Array<{ id: string }>).map(async (r) => (await api(`/v1/projects/default/runs/${r.id}`)).body),
         );
         const described = withSteps.find((b) => (b['steps'] as unknown[]).length > 0)!;
         const step = (described['steps'] as Array<Record<string, unknown>>)[0]!;
@@ -1244,14 +1079,14 @@ for (const kind of testPostgresKinds()) {
         assert.equal(typeof step['durationMs'], 'number');
         assert.equal((described['run'] as Record<string, unknown>)['status'], 'completed');
 
-        assert.equal((await api(`/v1/runs/${randomUUID()}`)).status, 404);
-        assert.equal((await api('/v1/runs/not-a-uuid')).status, 400);
-        assert.equal((await api(`/v1/runs/${randomUUID()}`, null)).status, 401);
-        const badLimit = await api('/v1/runs?limit=500');
+        assert.equal((await api(`/v1/projects/default/runs/${randomUUID()}`)).status, 404);
+        assert.equal((await api('/v1/projects/default/runs/not-a-uuid')).status, 400);
+        assert.equal((await api(`/v1/projects/default/runs/${randomUUID()}`, null)).status, 401);
+        const badLimit = await api('/v1/projects/default/runs?limit=500');
         assert.equal(badLimit.status, 400);
         assert.match((badLimit.body['error'] as { message: string }).message, /limit/);
-        assert.equal((await api('/v1/runs?status=sleeping')).status, 400);
-        assert.equal((await api('/v1/runs?cursor=garbage')).status, 400);
+        assert.equal((await api('/v1/projects/default/runs?status=sleeping')).status, 400);
+        assert.equal((await api('/v1/projects/default/runs?cursor=garbage')).status, 400);
       });
     });
 
@@ -1342,11 +1177,11 @@ for (const kind of testPostgresKinds()) {
 
         const created = await run(['data-planes', 'create', '--name', 'local'], env(url));
         assert.equal(created.code, 0, created.stderr);
-        const plane = JSON.parse(created.stdout) as { id: string; name: string; token: string };
+        const plane = JSON.parse(created.stdout) as { id: string; projectId: string; name: string; token: string };
         assert.equal(plane.name, 'local');
         assert.match(plane.token, /^cdp_[A-Za-z0-9_-]{43}$/);
         const rotated = await run(['data-planes', 'create', '--name', 'local', '--id', plane.id, '--token', 'dev-token-123'], env(url));
-        assert.deepEqual(JSON.parse(rotated.stdout), { id: plane.id, name: 'local', token: 'dev-token-123' });
+        assert.deepEqual(JSON.parse(rotated.stdout), { id: plane.id, projectId: plane.projectId, name: 'local', token: 'dev-token-123' });
         const stored = new pg.Pool({ connectionString: url, max: 1 });
         try {
           const rows = await stored.query<{ token_sha256: string }>('SELECT token_sha256 FROM data_planes');
@@ -1356,9 +1191,10 @@ for (const kind of testPostgresKinds()) {
           await stored.end();
         }
 
-        const bad = await run([], env(url, { CAIRN_API_TOKEN: '', CAIRN_LEASE_TTL_MS: 'soon' }));
+        const bad = await run([], env(url, { CAIRN_BOOTSTRAP_ADMIN_KEY: 'too short', CAIRN_LEASE_TTL_MS: 'soon' }));
         assert.equal(bad.code, 1);
-        assert.match(bad.stderr, /CAIRN_API_TOKEN/);
+        assert.match(bad.stderr, /CAIRN_BOOTSTRAP_ADMIN_KEY/);
+        assert.doesNotMatch(bad.stderr, /too short/);
         assert.match(bad.stderr, /CAIRN_LEASE_TTL_MS/);
         assert.doesNotMatch(bad.stderr, /soon/);
 

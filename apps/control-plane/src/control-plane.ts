@@ -9,12 +9,17 @@ import type { ControlPlaneConfig } from './config.js';
 import { Database, errorSummary } from './db/database.js';
 import { GrpcServer } from './grpc/grpc-server.js';
 import { ErrorFilter } from './http/error.filter.js';
+import { AccessService } from './services/access.service.js';
+import { AuditService } from './services/audit.service.js';
+import { DataPlaneService } from './services/data-plane.service.js';
 import { DispatchService } from './services/dispatch.service.js';
 import { EventBus } from './services/event-bus.service.js';
 import { MigrationService } from './services/migration.service.js';
 import { ReadinessService } from './services/readiness.service.js';
 import { RunService } from './services/run.service.js';
+import { ScheduleTicker } from './services/schedule-ticker.service.js';
 import { SweeperService } from './services/sweeper.service.js';
+import { Telemetry } from './telemetry/telemetry.service.js';
 
 /** A running control plane. */
 export interface ControlPlane {
@@ -41,10 +46,21 @@ export async function startControlPlane(config: ControlPlaneConfig, options: Sta
     abortOnError: false,
   });
   app.useGlobalFilters(new ErrorFilter(logger));
+  const telemetry = app.get(Telemetry);
+  const http = app.getHttpAdapter().getInstance();
+  http.addHook('onRequest', (request, _reply, done) => {
+    telemetry.httpStarted(request);
+    done();
+  });
+  http.addHook('onSend', (request, reply, payload, done) => {
+    telemetry.httpSending(request, reply.statusCode, payload);
+    done(null, payload);
+  });
   app
     .getHttpAdapter()
     .getInstance()
     .addHook('onResponse', (request, reply, done) => {
+      telemetry.httpEnded(request, reply.statusCode, reply.elapsedTime);
       // Method, route and status only: never headers, never query values.
       logger.info(
         {
@@ -63,9 +79,12 @@ export async function startControlPlane(config: ControlPlaneConfig, options: Sta
   const events = app.get(EventBus);
   const dispatch = app.get(DispatchService);
   const sweeper = app.get(SweeperService);
+  const ticker = app.get(ScheduleTicker);
   const grpcServer = app.get(GrpcServer);
   const runs = app.get(RunService);
   const database = app.get(Database);
+  const dataPlanes = app.get(DataPlaneService);
+  const audit = app.get(AuditService);
 
   let grpcPort: number;
   let httpPort: number;
@@ -74,19 +93,34 @@ export async function startControlPlane(config: ControlPlaneConfig, options: Sta
     await app.listen(config.httpPort, config.host);
     httpPort = (app.getHttpServer().address() as AddressInfo).port;
     await app.get(MigrationService).migrate();
+    if (config.bootstrap) {
+      const ids = await app.get(AccessService).bootstrap({
+        organization: config.bootstrap.organization,
+        project: config.bootstrap.project,
+        secret: config.bootstrap.adminKey,
+      });
+      logger.info(ids, 'bootstrap admin key ready');
+    }
     readiness.migrated = true;
     await events.start();
     dispatch.start();
-    grpcPort = await grpcServer.start(config.host, config.grpcPort);
+    grpcPort = await grpcServer.start(config.host, config.grpcPort, config.grpcTls);
     readiness.grpcListening = true;
     sweeper.start();
+    ticker.start();
+    dataPlanes.start();
+    audit.start();
   } catch (error) {
+    dataPlanes.stop();
+    await audit.stop();
+    await ticker.stop().catch(() => undefined);
     await sweeper.stop().catch(() => undefined);
     await dispatch.stop().catch(() => undefined);
     await grpcServer.stop(0).catch(() => undefined);
     await app.close().catch(() => undefined);
     await events.stop().catch(() => undefined);
     await database.close().catch(() => undefined);
+    await telemetry.shutdown();
     throw error;
   }
   logger.info({ httpPort, grpcPort, host: config.host, leaseTtlMs: config.leaseTtlMs }, 'control plane listening');
@@ -98,6 +132,9 @@ export async function startControlPlane(config: ControlPlaneConfig, options: Sta
       const left = (): number => Math.max(0, config.shutdownTimeoutMs - (Date.now() - started) - 250);
       logger.info('control plane shutting down');
       readiness.shuttingDown = true;
+      dataPlanes.stop();
+      await audit.stop();
+      await ticker.stop();
       await sweeper.stop();
       await dispatch.stop();
       runs.shutdown();
@@ -105,6 +142,7 @@ export async function startControlPlane(config: ControlPlaneConfig, options: Sta
       await app.close().catch((error: unknown) => logger.warn({ err: errorSummary(error) }, 'HTTP server did not close cleanly'));
       await events.stop();
       await database.close();
+      await telemetry.shutdown();
       logger.info({ ms: Date.now() - started }, 'control plane stopped');
     })();
     return closing;

@@ -10,12 +10,14 @@ export type SuspendReasonName = 'sleep' | 'signal' | 'retry_backoff' | 'child';
 export type StepKindName = 'step' | 'sleep' | 'signal' | 'model' | 'child';
 export type StepStatusName = 'running' | 'completed' | 'failed' | 'retrying' | 'waiting';
 /** Why a lease ended (the `run_leases.end_reason` column). */
-export type LeaseEndReason = 'suspended' | 'completed' | 'failed' | 'cancelled' | 'released' | 'expired';
+export type LeaseEndReason = 'suspended' | 'completed' | 'failed' | 'cancelled' | 'released' | 'expired' | 'terminated' | 'timed_out';
 
 /** A run as the control plane knows it. Sizes are bytes; times are Dates (UTC). */
 export interface Run {
   readonly id: string;
   readonly dataPlaneId: string;
+  /** The project the run's data plane belongs to. */
+  readonly projectId: string;
   readonly workflowName: string;
   readonly workflowVersion: string;
   readonly taskQueue: string;
@@ -41,6 +43,22 @@ export interface Run {
   readonly parentRunId: string | null;
   /** For a run suspended until a child ends, that child. */
   readonly waitingChild: string | null;
+  /** For a forked run, the source run whose journal prefix it started from. */
+  readonly forkedFromRunId: string | null;
+  /** For a forked run, the journal position it was forked at (entries before it were copied). */
+  readonly forkPosition: number | null;
+  /** For a run fired by a schedule, the schedule. */
+  readonly scheduleId: string | null;
+  /** For a run fired by a schedule, the tick it was fired for (the request time of a trigger-now). */
+  readonly scheduleTickAt: Date | null;
+  /** For a run fired by a schedule, the data-plane payload its input is created from. */
+  readonly inputPayloadId: string | null;
+  /** Dispatch priority, 0–100: higher first, then oldest. */
+  readonly priority: number;
+  /** HMAC (computed in the data plane) of the run's concurrency key, or null. */
+  readonly concurrencyKeyDigest: string | null;
+  /** When the run times out (creation + the version's registered run timeout); null without one. */
+  readonly deadlineAt: Date | null;
   readonly createdAt: Date;
   readonly queuedAt: Date | null;
   readonly startedAt: Date | null;

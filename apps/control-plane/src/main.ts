@@ -3,14 +3,18 @@ import { parseArgs } from 'node:util';
 import { CairnError, ErrorCodes, createLogger } from '@cairn/common';
 import { loadControlPlaneConfig, loadDatabaseConfig } from './config.js';
 import { startControlPlane } from './control-plane.js';
-import { createDataPlane, migrate } from './admin.js';
+import { createDataPlane, createOrganization, migrate } from './admin.js';
 
 const USAGE = `usage:
   control-plane [serve]                                          start the control plane (HTTP + gRPC)
   control-plane migrate                                          apply database migrations and exit
-  control-plane data-planes create --name NAME [--id UUID] [--token TOKEN]
-                                                                 register a data plane (or give an existing one a new token)
-                                                                 and print {"id","name","token"} as JSON
+  control-plane organizations create --organization NAME [--project NAME]
+                                                                 create an organisation, its first project (default "default")
+                                                                 and an organisation-wide admin key; print them as JSON
+  control-plane data-planes create --name NAME [--organization NAME] [--project NAME] [--id UUID] [--token TOKEN]
+                                                                 register a data plane in a project (default "default/default",
+                                                                 created when missing), or give an existing one a new
+                                                                 credential; print {"id","projectId","name","token"} as JSON
 Configuration comes from the environment; see apps/control-plane/README.md.`;
 
 async function main(argv: string[]): Promise<number> {
@@ -21,6 +25,8 @@ async function main(argv: string[]): Promise<number> {
       name: { type: 'string' },
       id: { type: 'string' },
       token: { type: 'string' },
+      organization: { type: 'string' },
+      project: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -46,8 +52,26 @@ async function main(argv: string[]): Promise<number> {
         name: values.name,
         ...(values.id === undefined ? {} : { id: values.id }),
         ...(values.token === undefined ? {} : { token: values.token }),
+        organization: values.organization ?? 'default',
+        project: values.project ?? 'default',
       });
-      process.stdout.write(`${JSON.stringify({ id: created.id, name: created.name, token: created.token })}\n`);
+      process.stdout.write(
+        `${JSON.stringify({ id: created.id, projectId: created.projectId, name: created.name, token: created.token })}\n`,
+      );
+      return 0;
+    }
+    case 'organizations create': {
+      if (values.organization === undefined) {
+        throw new CairnError(ErrorCodes.INVALID_ARGUMENT, 'organizations create needs --organization NAME');
+      }
+      const config = loadDatabaseConfig();
+      const created = await createOrganization(config, createLogger('control-plane', 'error'), {
+        organization: values.organization,
+        project: values.project ?? 'default',
+      });
+      process.stdout.write(
+        `${JSON.stringify({ organizationId: created.organizationId, projectId: created.projectId, apiKey: created.secret })}\n`,
+      );
       return 0;
     }
     default:

@@ -65,7 +65,7 @@ export async function runExample(stack: Stack, print: (line: string) => void): P
     '  the run is suspended, waiting for the "approval" signal (it holds no worker slot)',
     (runId) => `/v1/runs/${runId}/signals/approval`,
   );
-  const described = await fetch(`${stack.controlPlanes[0]!.httpUrl}/v1/runs/${runId}`, {
+  const described = await fetch(`${stack.controlPlanes[0]!.httpUrl}/v1/projects/default/runs/${runId}`, {
     headers: { authorization: `Bearer ${stack.secrets.apiToken}` },
   });
   const timeline = (await described.json()) as {
@@ -95,7 +95,7 @@ export async function runAgentExample(stack: Stack, print: (line: string) => voi
     '  classified by the model (and self-checked by an eval gate); waiting for a manager to approve the refund',
     (runId) => `/v1/runs/${runId}/approvals/refund`,
   );
-  const described = await fetch(`${stack.controlPlanes[0]!.httpUrl}/v1/runs/${runId}`, {
+  const described = await fetch(`${stack.controlPlanes[0]!.httpUrl}/v1/projects/default/runs/${runId}`, {
     headers: { authorization: `Bearer ${stack.secrets.apiToken}` },
   });
   const timeline = (await described.json()) as {

@@ -90,7 +90,7 @@ ${bold('Try it yourself')}
   curl -s -X POST $GW/v1/runs/RUN_ID/signals/approval -H "authorization: Bearer $GT" -H 'content-type: application/json' -d '{"approved":true,"by":"maria"}'
   curl -s "$GW/v1/runs/RUN_ID/result?wait=30" -H "authorization: Bearer $GT"
   ${dim('# watch the step timeline the control plane holds (metadata only)')}
-  curl -s $CP/v1/runs/RUN_ID -H "authorization: Bearer $CT"
+  curl -s $CP/v1/projects/default/runs/RUN_ID -H "authorization: Bearer $CT"
 `);
   if (values.exit) await shutdown(0);
   console.log(dim('Press Ctrl-C to stop.'));

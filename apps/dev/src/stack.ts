@@ -63,6 +63,8 @@ export interface StackOptions {
   readonly workerModule?: string;
   /** Extra environment for workers (e.g. a side-effect database for tests). */
   readonly workerEnv?: Record<string, string>;
+  /** Extra environment for control-plane replicas (e.g. where they export traces). */
+  readonly controlPlaneEnv?: Record<string, string>;
   readonly workerSlots?: number;
   readonly suspendThresholdMs?: number;
   readonly leaseTtlMs?: number;
@@ -181,7 +183,10 @@ async function launch(options: StackOptions, started: ManagedProcess[], proxies:
     ...process.env,
     CAIRN_CP_DATABASE_URL: cpDatabaseUrl,
     CAIRN_CP_HOST: '127.0.0.1',
-    CAIRN_API_TOKEN: secrets.apiToken,
+    // The local stack's admin key: organisation "default", project "default" (where the local data
+    // plane is registered). Workers register the workflow versions they announce (development mode).
+    CAIRN_BOOTSTRAP_ADMIN_KEY: secrets.apiToken,
+    CAIRN_DEV_MODE: 'true',
     CAIRN_LOG_LEVEL: logLevel,
     ...(options.leaseTtlMs ? { CAIRN_LEASE_TTL_MS: String(options.leaseTtlMs) } : {}),
     ...(options.heartbeatIntervalMs ? { CAIRN_HEARTBEAT_INTERVAL_MS: String(options.heartbeatIntervalMs) } : {}),
@@ -218,7 +223,7 @@ async function launch(options: StackOptions, started: ManagedProcess[], proxies:
       name,
       node,
       [entryPoints.controlPlane],
-      { ...cpEnvBase, CAIRN_CP_HTTP_PORT: String(httpPort), CAIRN_CP_GRPC_PORT: String(grpcPort) },
+      { ...cpEnvBase, ...(options.controlPlaneEnv ?? {}), CAIRN_CP_HTTP_PORT: String(httpPort), CAIRN_CP_GRPC_PORT: String(grpcPort) },
       join(dir, 'logs', `${name}.log`),
       onLine(name),
     ).start();
@@ -293,9 +298,10 @@ async function launch(options: StackOptions, started: ManagedProcess[], proxies:
     ...(mockLlm ? { CAIRN_MOCK_LLM_URL: mockLlm.url } : {}),
     ...(options.workerEnv ?? {}),
   });
+  let workerCount = 0;
   const startWorker = async (o: { replica?: number; env?: Record<string, string> } = {}): Promise<ManagedProcess> => {
     const replica = o.replica ?? nextReplica++;
-    const name = `worker-${workers.length + 1}`;
+    const name = `worker-${++workerCount}`;
     const healthPort = await freePort();
     const proc = new ManagedProcess(
       name,
@@ -308,10 +314,11 @@ async function launch(options: StackOptions, started: ManagedProcess[], proxies:
     started.push(proc);
     workers.push(proc);
     // Ready once connected to the control plane (the probe Kubernetes would use).
-    await waitHttp(`http://127.0.0.1:${healthPort}/readyz`, 30_000, proc);
+    await waitHttp(`http://127.0.0.1:${healthPort}/readyz`, 60_000, proc);
     return proc;
   };
-  for (let i = 0; i < (options.workers ?? 1); i++) await startWorker();
+  // Workers start side by side: twenty of them one after another would take a long while.
+  await Promise.all(Array.from({ length: options.workers ?? 1 }, () => startWorker()));
 
   return {
     secrets,

@@ -1,10 +1,11 @@
-import { CairnError, ErrorCodes, createLogger, newId, type Logger } from '@cairn/common';
+import { CairnError, ErrorCodes, createLogger, isId, newId, type Logger } from '@cairn/common';
 import type { PayloadStore } from '@cairn/payload-store';
 import { LogController, fastify, type FastifyError, type FastifyRequest } from 'fastify';
 import { TokenSet } from './auth.js';
 import type { GatewayConfig } from './config.js';
 import type { ControlPlane } from './control-plane.js';
 import { errorBody, httpStatus, invalid, storeError } from './errors.js';
+import { readJournal } from './journal.js';
 import { parseJsonBody } from './json.js';
 import { IDEMPOTENCY_KEY_MAX_LENGTH, RunService, assertRunId, type ApprovalAnswer, type RunWithResult } from './runs.js';
 import { StreamHub, sseEvent } from './stream.js';
@@ -27,6 +28,7 @@ export const ROUTES: readonly string[] = [
   'GET /v1/runs/:id',
   'GET /v1/runs/:id/result?wait=SECONDS',
   'GET /v1/runs/:id/steps',
+  'GET /v1/runs/:id/journal',
   'GET /v1/runs/:id/steps/:position',
   'GET /v1/runs/:id/steps/:position/transcript',
   'GET /v1/runs/:id/stream',
@@ -35,6 +37,9 @@ export const ROUTES: readonly string[] = [
   'POST /v1/runs/:id/approvals/:name/approve',
   'POST /v1/runs/:id/approvals/:name/reject',
   'POST /v1/runs/:id/cancel',
+  'POST /v1/payloads',
+  'GET /v1/payloads/:id',
+  'DELETE /v1/payloads/:id',
 ];
 
 /** Long polls wait at most this long, and this long by default. */
@@ -52,7 +57,7 @@ const STREAM_MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
 
 const READY_TIMEOUT_MS = 2_000;
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
-const START_FIELDS = new Set(['workflow', 'version', 'input', 'idempotencyKey']);
+const START_FIELDS = new Set(['workflow', 'version', 'input', 'idempotencyKey', 'concurrencyKey', 'priority']);
 const APPROVAL_FIELDS = new Set(['approved', 'by', 'comment', 'data', 'key']);
 /** The longest `by` of an approval answer. */
 export const APPROVAL_BY_MAX_LENGTH = 200;
@@ -222,6 +227,9 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
         return { runId: run.runId, steps: steps.map(stepView) };
       });
 
+      // The whole journal (input, seed, recorded values), read-only, for `cairn replay`.
+      v1.get<{ Params: RunParams }>('/runs/:id/journal', async (request) => readJournal(deps.store, request.params.id));
+
       v1.get<{ Params: RunParams & { position: string } }>('/runs/:id/steps/:position', async (request) => {
         const { id, position } = request.params;
         return runs.entry(id, stepPosition(position));
@@ -343,12 +351,59 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
         return reply.code(202).send({ runId: run.runId, status: runStatusName(run.status) });
       });
 
+      // Inputs for schedules: the body is the payload (any JSON value, within the body limit). It is
+      // sealed in the payload store; the control plane's schedule references it by the returned ID.
+      v1.post('/payloads', async (request, reply) => {
+        if (request.body === undefined) {
+          throw invalid('the request body is required: send the schedule input as JSON with Content-Type: application/json');
+        }
+        const { payloadId, size } = await deps.store.putPayload(request.body).catch((err: unknown) => {
+          throw storeError(err);
+        });
+        request.log.info({ payloadId, size }, 'payload stored');
+        return reply.code(201).send({ payloadId, size });
+      });
+
+      v1.get<{ Params: RunParams }>('/payloads/:id', async (request) => {
+        const payloadId = payloadIdParam(request.params.id);
+        const stored = await deps.store.getPayload(payloadId).catch((err: unknown) => {
+          throw storeError(err);
+        });
+        if (!stored) throw payloadNotFound(payloadId);
+        return { payloadId, payload: stored.value, size: stored.size, createdAt: new Date(stored.createdAt).toISOString() };
+      });
+
+      v1.delete<{ Params: RunParams }>('/payloads/:id', async (request) => {
+        const payloadId = payloadIdParam(request.params.id);
+        const deleted = await deps.store.deletePayload(payloadId).catch((err: unknown) => {
+          throw storeError(err);
+        });
+        if (!deleted) throw payloadNotFound(payloadId);
+        return { payloadId, deleted: true };
+      });
+
       done();
     },
     { prefix: '/v1' },
   );
 
   return app;
+}
+
+function payloadIdParam(value: string): string {
+  if (!isId(value)) {
+    throw invalid(
+      `malformed payload id ${JSON.stringify(value.slice(0, 80))}: payload ids are lowercase UUIDs, as returned by POST /v1/payloads`,
+    );
+  }
+  return value;
+}
+
+function payloadNotFound(payloadId: string): CairnError {
+  return new CairnError(
+    ErrorCodes.NOT_FOUND,
+    `payload ${payloadId} not found in this data plane: it was deleted or never stored. Store it with POST /v1/payloads`,
+  );
 }
 
 /** The HTTP server {@link buildGateway} returns. */
@@ -358,8 +413,16 @@ function result(output: unknown, error: RunWithResult['error']): { output?: unkn
   return { ...(output === undefined ? {} : { output }), ...(error ? { error } : {}) };
 }
 
-function startBody(body: unknown): { workflow: unknown; version?: unknown; input?: unknown; idempotencyKey?: string } {
-  const example = '{"workflow": "name", "version": "optional", "input": {...}, "idempotencyKey": "optional"}';
+function startBody(body: unknown): {
+  workflow: unknown;
+  version?: unknown;
+  input?: unknown;
+  idempotencyKey?: string;
+  concurrencyKey?: string;
+  priority?: unknown;
+} {
+  const example =
+    '{"workflow": "name", "version": "optional", "input": {...}, "idempotencyKey": "optional", "concurrencyKey": "optional", "priority": 50}';
   if (body === undefined) throw invalid(`the request body is required: send ${example} with Content-Type: application/json`);
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
     throw invalid(`the request body must be a JSON object: ${example}`);
@@ -371,16 +434,23 @@ function startBody(body: unknown): { workflow: unknown; version?: unknown; input
       `unknown field${unknown.length > 1 ? 's' : ''} ${unknown
         .slice(0, 5)
         .map((k) => JSON.stringify(k.slice(0, 40)))
-        .join(', ')} in the request body: the fields are workflow, version, input and idempotencyKey (put the run's data in input)`,
+        .join(', ')} in the request body: the fields are ${[...START_FIELDS].join(', ')} (put the run's data in input)`,
     );
   }
   const key = fields['idempotencyKey'];
   if (key !== undefined && key !== null && typeof key !== 'string') throw invalid('idempotencyKey must be a string');
+  const concurrencyKey = fields['concurrencyKey'];
+  if (concurrencyKey !== undefined && concurrencyKey !== null && typeof concurrencyKey !== 'string') {
+    throw invalid('concurrencyKey must be a string');
+  }
+  const priority = fields['priority'];
   return {
     workflow: fields['workflow'],
     version: fields['version'],
     input: fields['input'],
     ...(typeof key === 'string' ? { idempotencyKey: key } : {}),
+    ...(typeof concurrencyKey === 'string' ? { concurrencyKey } : {}),
+    ...(priority === undefined || priority === null ? {} : { priority }),
   };
 }
 

@@ -31,7 +31,7 @@ describe('gateway config', () => {
     assert.equal(config.port, 8081);
     assert.equal(config.maxPayloadBytes, 1_048_576);
     assert.equal(config.cpTimeoutMs, 10_000);
-    assert.equal(config.cpTls, false);
+    assert.equal(config.cpTls.enabled, false);
     assert.equal(config.logLevel, 'info');
     assert.deepEqual(config.tokens, ['token-one', 'token-two']);
     assert.equal(config.keys.activeKeyId, 'k2');

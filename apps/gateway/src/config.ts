@@ -1,5 +1,6 @@
 import { CairnError, env, loadConfig } from '@cairn/common';
 import { Hasher, KeyRing } from '@cairn/payload-store';
+import type { ControlPlaneTls } from '@cairn/proto';
 import { z } from 'zod';
 
 const positive = (defaultValue: number) => env.int(defaultValue).refine((n) => n > 0, 'expected a whole number greater than 0');
@@ -34,6 +35,9 @@ const shape = {
     .string({ error: "is required (the control plane's gRPC address, host:port)" })
     .regex(ADDRESS_PATTERN, 'expected host:port, e.g. cairn.example.com:7233'),
   CAIRN_CP_TLS: env.bool(false),
+  CAIRN_CP_TLS_CA_FILE: env.optionalString(),
+  CAIRN_CP_TLS_CERT_FILE: env.optionalString(),
+  CAIRN_CP_TLS_KEY_FILE: env.optionalString(),
   CAIRN_DP_CREDENTIAL: z
     .string({ error: "is required (this data plane's credential, issued by the control plane)" })
     .regex(TOKEN_PATTERN, 'expected printable ASCII without spaces'),
@@ -54,6 +58,8 @@ const shape = {
     }),
   CAIRN_GATEWAY_MAX_PAYLOAD_BYTES: positive(1_048_576),
   CAIRN_CP_TIMEOUT_MS: positive(10_000),
+  CAIRN_GATEWAY_SCALER_PORT: env.port().optional(),
+  CAIRN_GATEWAY_SCALER_POLL_MS: positive(5_000),
   CAIRN_LOG_LEVEL: env.logLevel(),
 };
 
@@ -64,8 +70,11 @@ export interface GatewayConfig {
   readonly port: number;
   /** The control plane's gRPC address, host:port. */
   readonly cpAddress: string;
-  /** Dial the control plane over TLS (system roots). */
-  readonly cpTls: boolean;
+  /**
+   * How to dial the control plane: TLS when CAIRN_CP_TLS or a TLS file is set (system roots unless
+   * CAIRN_CP_TLS_CA_FILE), with a client certificate for mutual TLS when CAIRN_CP_TLS_CERT_FILE/KEY_FILE.
+   */
+  readonly cpTls: ControlPlaneTls;
   /** The data plane's credential, sent to the control plane as `authorization: Bearer …`. */
   readonly dpCredential: string;
   readonly databaseUrl: string;
@@ -77,6 +86,13 @@ export interface GatewayConfig {
   readonly maxPayloadBytes: number;
   /** Deadline of each control-plane call (a long poll adds its wait to it). */
   readonly cpTimeoutMs: number;
+  /**
+   * Port of KEDA's external-scaler gRPC service (scaler.ts); undefined when it is off. It listens
+   * on the gateway's host.
+   */
+  readonly scalerPort: number | undefined;
+  /** How often a StreamIsActive stream asks the control plane for the backlog. */
+  readonly scalerPollMs: number;
   readonly logLevel: string;
 }
 
@@ -90,7 +106,12 @@ export function loadGatewayConfig(source: Record<string, string | undefined> = p
     host: raw.CAIRN_GATEWAY_HOST,
     port: raw.CAIRN_GATEWAY_PORT,
     cpAddress: raw.CAIRN_CP_GRPC_ADDRESS,
-    cpTls: raw.CAIRN_CP_TLS,
+    cpTls: {
+      enabled: raw.CAIRN_CP_TLS || raw.CAIRN_CP_TLS_CA_FILE !== undefined || raw.CAIRN_CP_TLS_CERT_FILE !== undefined,
+      caFile: raw.CAIRN_CP_TLS_CA_FILE,
+      certFile: raw.CAIRN_CP_TLS_CERT_FILE,
+      keyFile: raw.CAIRN_CP_TLS_KEY_FILE,
+    },
     dpCredential: raw.CAIRN_DP_CREDENTIAL,
     databaseUrl: raw.CAIRN_DP_DATABASE_URL,
     keys: raw.CAIRN_DP_ENCRYPTION_KEYS,
@@ -98,6 +119,29 @@ export function loadGatewayConfig(source: Record<string, string | undefined> = p
     tokens: raw.CAIRN_GATEWAY_TOKENS,
     maxPayloadBytes: raw.CAIRN_GATEWAY_MAX_PAYLOAD_BYTES,
     cpTimeoutMs: raw.CAIRN_CP_TIMEOUT_MS,
+    scalerPort: raw.CAIRN_GATEWAY_SCALER_PORT,
+    scalerPollMs: raw.CAIRN_GATEWAY_SCALER_POLL_MS,
     logLevel: raw.CAIRN_LOG_LEVEL,
+  });
+}
+
+/**
+ * The environment of `main.js migrate`: the payload store's URL and key ring only (the migration
+ * writes no sealed data, but a key ring that does not parse should stop a deploy before it rolls).
+ */
+export function loadMigrateConfig(source: Record<string, string | undefined> = process.env) {
+  const raw = loadConfig(
+    'gateway migrate',
+    {
+      CAIRN_DP_DATABASE_URL: shape.CAIRN_DP_DATABASE_URL,
+      CAIRN_DP_ENCRYPTION_KEYS: shape.CAIRN_DP_ENCRYPTION_KEYS,
+      CAIRN_LOG_LEVEL: shape.CAIRN_LOG_LEVEL,
+    },
+    source,
+  );
+  return Object.freeze({
+    CAIRN_DP_DATABASE_URL: raw.CAIRN_DP_DATABASE_URL,
+    keys: raw.CAIRN_DP_ENCRYPTION_KEYS,
+    CAIRN_LOG_LEVEL: raw.CAIRN_LOG_LEVEL,
   });
 }

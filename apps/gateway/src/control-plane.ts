@@ -1,12 +1,17 @@
+import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { CairnError, ErrorCodes, type ErrorCodeString } from '@cairn/common';
 import {
+  controlPlaneChannelCredentials,
+  type ControlPlaneTls,
   GatewayService,
   grpcServiceDefinition,
   type CancelRunRequest,
   type CancelRunResponse,
   type DescribeRunRequest,
   type DescribeRunResponse,
+  type GetBacklogRequest,
+  type GetBacklogResponse,
   type SignalRunRequest,
   type SignalRunResponse,
   type StartRunRequest,
@@ -25,6 +30,7 @@ interface RawGatewayClient extends grpc.Client {
   waitRun: Unary<WaitRunRequest, WaitRunResponse>;
   signalRun: Unary<SignalRunRequest, SignalRunResponse>;
   cancelRun: Unary<CancelRunRequest, CancelRunResponse>;
+  getBacklog: Unary<GetBacklogRequest, GetBacklogResponse>;
 }
 
 const GatewayClient = grpc.makeGenericClientConstructor(grpcServiceDefinition(GatewayService), 'GatewayService');
@@ -59,7 +65,7 @@ export interface ControlPlaneOptions {
   readonly address: string;
   /** The data plane's credential. */
   readonly credential: string;
-  readonly tls?: boolean;
+  readonly tls?: ControlPlaneTls;
   /** Deadline of each call. */
   readonly timeoutMs: number;
 }
@@ -74,7 +80,7 @@ export class ControlPlane {
   readonly #timeoutMs: number;
 
   constructor(options: ControlPlaneOptions) {
-    const credentials = options.tls ? grpc.credentials.createSsl() : grpc.credentials.createInsecure();
+    const credentials = controlPlaneChannelCredentials(options.tls ?? { enabled: false }, (path) => readFileSync(path));
     this.#client = new GatewayClient(options.address, credentials, {
       // Redial a restarted control plane promptly: calls wait for the connection (waitForReady)
       // within their deadline, so a short backoff turns an outage's end into answers quickly.
@@ -103,6 +109,10 @@ export class ControlPlane {
 
   cancelRun(request: CancelRunRequest, options?: CallOptions): Promise<CancelRunResponse> {
     return this.#call('CancelRun', this.#client.cancelRun, request, options);
+  }
+
+  getBacklog(request: GetBacklogRequest, options?: CallOptions): Promise<GetBacklogResponse> {
+    return this.#call('GetBacklog', this.#client.getBacklog, request, options);
   }
 
   /**
@@ -162,6 +172,16 @@ function emptyResponse(): grpc.ServiceError {
 /** Converts a gRPC failure into a Cairn error; the HTTP edge maps the Cairn code to a status. */
 export function fromServiceError(method: string, err: grpc.ServiceError, timeoutMs: number, connected: boolean): ControlPlaneError {
   const details = err.details || grpc.status[err.code] || 'no details';
+  // A refusal the control plane coded itself (a project quota, a rate limit) keeps its code and
+  // message, so the caller learns which limit and what to do; other RESOURCE_EXHAUSTED (grpc-js's
+  // own limits) stay transport failures below.
+  if (err.code === grpc.status.RESOURCE_EXHAUSTED) {
+    const coded = /^\[(CAIRN-111[23])\] ([\s\S]*)$/.exec(details);
+    if (coded) {
+      const code = coded[1] === ErrorCodes.QUOTA_EXCEEDED ? ErrorCodes.QUOTA_EXCEEDED : ErrorCodes.RATE_LIMITED;
+      return new ControlPlaneError(code, coded[2]!, err.code, err);
+    }
+  }
   switch (err.code) {
     case grpc.status.NOT_FOUND:
       return new ControlPlaneError(ErrorCodes.NOT_FOUND, details, err.code, err);

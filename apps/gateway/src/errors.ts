@@ -18,6 +18,9 @@ const STATUS: Partial<Record<ErrorCodeString, number>> = {
   [ErrorCodes.CONFLICT]: 409,
   [ErrorCodes.UNSUPPORTED_MEDIA_TYPE]: 415,
   [ErrorCodes.UNAVAILABLE]: 503,
+  // A project quota or rate limit of the control plane refused the request.
+  [ErrorCodes.QUOTA_EXCEEDED]: 429,
+  [ErrorCodes.RATE_LIMITED]: 429,
   [ErrorCodes.NOT_SERIALIZABLE]: 400,
   [ErrorCodes.RUN_NOT_FOUND]: 404,
   // The control plane refused the gateway's own credential: a gateway misconfiguration, not the caller's fault.

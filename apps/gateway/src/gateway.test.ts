@@ -195,6 +195,36 @@ for (const kind of testPostgresKinds()) {
       assert.equal(stored?.input, undefined);
     });
 
+    it('sends the priority and only the HMAC of the concurrency key; refuses bad ones', async () => {
+      const before = cp.recorded.length;
+      const res = await call('POST', '/v1/runs', {
+        body: { workflow: 'order-refund', concurrencyKey: 'customer-jane@example.com', priority: 80 },
+      });
+      assert.equal(res.status, 201, JSON.stringify(res.body));
+      const request = cp.recorded.slice(before).find((r) => r.method === 'startRun')!.request as StartRunRequest;
+      assert.equal(request.priority, 80);
+      assert.equal(request.concurrencyKeyDigest, config.hasher.digest('concurrency:customer-jane@example.com'));
+      assert.notEqual(
+        request.concurrencyKeyDigest,
+        config.hasher.digest('customer-jane@example.com'),
+        'not linkable to an idempotency digest',
+      );
+      const plain = cp.recorded.length;
+      await start({ workflow: 'order-refund' });
+      const defaults = cp.recorded.slice(plain).find((r) => r.method === 'startRun')!.request as StartRunRequest;
+      assert.equal(defaults.priority, 50);
+      assert.equal(defaults.concurrencyKeyDigest, '');
+      for (const body of [
+        { workflow: 'order-refund', priority: 101 },
+        { workflow: 'order-refund', priority: 1.5 },
+        { workflow: 'order-refund', priority: 'high' },
+        { workflow: 'order-refund', concurrencyKey: 7 },
+        { workflow: 'order-refund', concurrencyKey: '' },
+      ]) {
+        expectError(await call('POST', '/v1/runs', { body }), 400, 'CAIRN-1101');
+      }
+    });
+
     it('returns the same run for the same idempotency key and deletes the duplicate input', async () => {
       const key = `refund-${randomUUID()}`;
       const first = await call('POST', '/v1/runs', {

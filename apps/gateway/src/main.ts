@@ -1,14 +1,47 @@
 // The gateway process: `node dist/main.js [serve]`.
 import { CairnError, createLogger } from '@cairn/common';
-import { loadGatewayConfig, type GatewayConfig } from './config.js';
+import { PayloadStore } from '@cairn/payload-store';
+import { loadGatewayConfig, loadMigrateConfig, type GatewayConfig } from './config.js';
 import { startGateway } from './server.js';
 
 /** How long in-flight requests may take to finish after SIGTERM before the process exits anyway. */
 const SHUTDOWN_GRACE_MS = 20_000;
 
-const USAGE = `usage: cairn-gateway [serve]
+const USAGE = `usage: cairn-gateway [serve|migrate]
 
-Serves the data plane's HTTP API. Configuration comes from the environment; see apps/gateway/README.md.`;
+  serve     serves the data plane's HTTP API (the default)
+  migrate   applies the payload store's migrations and exits; needs only CAIRN_DP_DATABASE_URL and
+            CAIRN_DP_ENCRYPTION_KEYS (checked so a bad key ring stops a deploy early)
+
+Configuration comes from the environment; see apps/gateway/README.md.`;
+
+/** `migrate`: what the Helm chart's migration Job runs before new pods roll out. */
+async function migrate(): Promise<void> {
+  let config: ReturnType<typeof loadMigrateConfig>;
+  try {
+    config = loadMigrateConfig();
+  } catch (err) {
+    process.stderr.write(`${CairnError.from(err).message}\n`);
+    process.exitCode = 1;
+    return;
+  }
+  const logger = createLogger('gateway', config.CAIRN_LOG_LEVEL);
+  const store = PayloadStore.connect({
+    connectionString: config.CAIRN_DP_DATABASE_URL,
+    keys: config.keys,
+    applicationName: 'cairn-migrate',
+  });
+  try {
+    const applied = await store.migrate();
+    logger.info({ migrations: applied }, applied.length > 0 ? 'payload store migrated' : 'payload store already up to date');
+    process.stdout.write(`${JSON.stringify({ applied })}\n`);
+  } catch (err) {
+    logger.fatal({ err }, 'payload store migration failed');
+    process.exitCode = 1;
+  } finally {
+    await store.close();
+  }
+}
 
 async function serve(): Promise<void> {
   let config: GatewayConfig;
@@ -59,6 +92,8 @@ async function serve(): Promise<void> {
 const command = process.argv[2] ?? 'serve';
 if (command === 'serve') {
   await serve();
+} else if (command === 'migrate') {
+  await migrate();
 } else {
   process.stderr.write(`${command === 'help' || command === '--help' ? '' : `unknown command ${JSON.stringify(command)}\n`}${USAGE}\n`);
   process.exitCode = command === 'help' || command === '--help' ? 0 : 2;

@@ -21,6 +21,10 @@ export interface StartRequest {
   readonly version?: unknown;
   readonly input?: unknown;
   readonly idempotencyKey?: string | undefined;
+  /** Groups runs under a workflow's per-key concurrency or rate limit; crosses only as an HMAC. */
+  readonly concurrencyKey?: string | undefined;
+  /** 0–100, higher first; default 50. */
+  readonly priority?: unknown;
 }
 
 /** An answer to `ctx.approval`, as the workflow receives it (its signal body). */
@@ -39,6 +43,9 @@ export interface RunWithResult {
 }
 
 export const IDEMPOTENCY_KEY_MAX_LENGTH = 1024;
+/** Run priorities: 0 (lowest) to 100; a start without one gets 50. */
+export const MAX_PRIORITY = 100;
+export const DEFAULT_PRIORITY = 50;
 
 /** A probe of whether an interrupted StartRun took effect must not hold the caller long. */
 const PROBE_TIMEOUT_MS = 2_000;
@@ -108,9 +115,19 @@ export class RunService {
     if (key !== undefined && (key.length === 0 || key.length > IDEMPOTENCY_KEY_MAX_LENGTH)) {
       throw invalid(`the idempotency key must be 1 to ${IDEMPOTENCY_KEY_MAX_LENGTH} characters long`);
     }
+    const concurrencyKey = request.concurrencyKey;
+    if (concurrencyKey !== undefined && (concurrencyKey.length === 0 || concurrencyKey.length > IDEMPOTENCY_KEY_MAX_LENGTH)) {
+      throw invalid(`concurrencyKey must be 1 to ${IDEMPOTENCY_KEY_MAX_LENGTH} characters long`);
+    }
+    const priority = request.priority ?? DEFAULT_PRIORITY;
+    if (typeof priority !== 'number' || !Number.isInteger(priority) || priority < 0 || priority > MAX_PRIORITY) {
+      throw invalid(`priority must be a whole number from 0 to ${MAX_PRIORITY} (higher runs first; default ${DEFAULT_PRIORITY})`);
+    }
     const runId = newId();
     const log = this.#log.child({ runId });
     const digest = key === undefined ? undefined : this.#hasher.digest(key);
+    // Domain-separated from idempotency digests, so the two cannot be matched with each other.
+    const concurrencyKeyDigest = concurrencyKey === undefined ? '' : this.#hasher.digest(`concurrency:${concurrencyKey}`);
     let inputSize: number;
     try {
       ({ inputSize } = await this.#store.createRun({ runId, workflowName: workflow, input: request.input, idempotencyDigest: digest }));
@@ -123,6 +140,8 @@ export class RunService {
       workflowVersion: version,
       idempotencyDigest: digest ?? '',
       inputSize: BigInt(inputSize),
+      priority,
+      concurrencyKeyDigest,
     });
     let started: { created: boolean; run: RunInfo };
     try {
@@ -356,7 +375,8 @@ function startError(err: unknown, workflow: string, version: string): CairnError
     const what = version === '' ? `workflow ${workflow}` : `workflow ${workflow} version ${version}`;
     return new CairnError(
       ErrorCodes.WORKFLOW_NOT_FOUND,
-      `${what} is not registered: no worker of this data plane has announced it. Start a worker that defines it.`,
+      `${what} is not registered: no worker of this data plane has announced it and it is not registered in the project. ` +
+        'Register it (cairn workflows register, or POST /v1/projects/{project}/workflows on the control plane), or in development mode start a worker that defines it.',
       { cause: err },
     );
   }

@@ -3,12 +3,15 @@ import { PayloadStore } from '@cairn/payload-store';
 import { buildGateway, type Gateway } from './app.js';
 import type { GatewayConfig } from './config.js';
 import { ControlPlane } from './control-plane.js';
+import { startScaler, type RunningScaler } from './scaler.js';
 
 /** A gateway that is listening, with what it owns. */
 export interface RunningGateway {
   readonly app: Gateway;
   /** The bound port (the chosen one when the config said 0). */
   readonly port: number;
+  /** The bound port of KEDA's external scaler, when CAIRN_GATEWAY_SCALER_PORT is set. */
+  readonly scalerPort: number | undefined;
   /**
    * Stops: readiness turns 503 and long polls end, the server stops accepting and finishes the
    * requests in flight, then the payload-store pool and the control-plane channel close.
@@ -40,17 +43,27 @@ export async function startGateway(
     await app.listen({ host: config.host, port: config.port });
     const address = app.server.address();
     const port = typeof address === 'object' && address !== null ? address.port : config.port;
-    logger.info({ port, host: config.host, controlPlane: config.cpAddress }, 'gateway listening');
+    let scaler: RunningScaler | undefined;
+    if (config.scalerPort !== undefined) {
+      try {
+        scaler = await startScaler({ controlPlane, host: config.host, port: config.scalerPort, pollMs: config.scalerPollMs, logger });
+      } catch (err) {
+        await app.close();
+        throw err;
+      }
+    }
+    logger.info({ port, host: config.host, controlPlane: config.cpAddress, scalerPort: scaler?.port }, 'gateway listening');
     const cp = controlPlane;
     let closing: Promise<void> | undefined;
     return {
       app,
       port,
+      scalerPort: scaler?.port,
       close() {
         closing ??= (async () => {
           shutdown.abort();
           try {
-            await app.close();
+            await Promise.all([app.close(), scaler?.close()]);
           } finally {
             cp.close();
             await store.close();

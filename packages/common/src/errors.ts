@@ -16,6 +16,11 @@ export const ErrorCodes = {
   CONFLICT: 'CAIRN-1108',
   UNSUPPORTED_MEDIA_TYPE: 'CAIRN-1109',
   UNAVAILABLE: 'CAIRN-1110',
+  FORBIDDEN: 'CAIRN-1111',
+  QUOTA_EXCEEDED: 'CAIRN-1112',
+  RATE_LIMITED: 'CAIRN-1113',
+  WORKFLOW_NOT_REGISTERED: 'CAIRN-1114',
+  FAILED_PRECONDITION: 'CAIRN-1115',
   // 2xxx — workflow execution
   NON_DETERMINISM: 'CAIRN-2001',
   STEP_FAILED: 'CAIRN-2002',
@@ -31,6 +36,8 @@ export const ErrorCodes = {
   DECRYPT_FAILED: 'CAIRN-3002',
   UNKNOWN_KEY: 'CAIRN-3003',
   RUN_NOT_FOUND: 'CAIRN-3004',
+  /** A schedule's input payload is not in the payload store (it was deleted). */
+  PAYLOAD_NOT_FOUND: 'CAIRN-3005',
   // 4xxx — control plane
   INTERNAL: 'CAIRN-4000',
   // 5xxx — protocol

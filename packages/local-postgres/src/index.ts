@@ -41,6 +41,8 @@ export interface EmbeddedOptions {
   fast?: boolean;
   /** Receives the server's log lines. */
   onLog?: (line: string) => void;
+  /** The server's connection limit (default 300). */
+  maxConnections?: number;
 }
 
 const SUPERUSER = 'postgres';
@@ -119,7 +121,14 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions = {}): Prom
       rmSync(pwfile, { force: true });
     }
   }
-  const flags = ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=300'];
+  const flags = [
+    '-c',
+    'listen_addresses=127.0.0.1',
+    '-c',
+    'unix_socket_directories=',
+    '-c',
+    `max_connections=${options.maxConnections ?? 300}`,
+  ];
   if (options.fast) flags.push('-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off');
   const child = spawn(bin.postgres, ['-D', dataDir, '-p', String(port), ...flags], {
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -16,6 +16,7 @@ export {
   type JournalWrite,
   type PayloadStoreOptions,
   type StoredError,
+  type StoredPayload,
   type StoredRun,
   type StoredRunStatus,
   type StoredTranscript,

@@ -97,4 +97,28 @@ ALTER TABLE dp_journal DROP CONSTRAINT dp_journal_kind_check;
 ALTER TABLE dp_journal ADD CONSTRAINT dp_journal_kind_check CHECK (kind IN ('step', 'sleep', 'signal', 'now', 'model', 'child'));
 `,
   },
+  {
+    version: 4,
+    name: 'forked runs',
+    sql: `
+-- A run forked from another one: its input and the source's journal entries before fork_position
+-- were copied into it (re-sealed for the new run) when it was first dispatched.
+ALTER TABLE dp_runs ADD COLUMN forked_from uuid, ADD COLUMN fork_position integer;
+`,
+  },
+  {
+    version: 5,
+    name: 'schedule input payloads',
+    sql: `
+-- Inputs for schedules, stored through the gateway and referenced by the control plane by ID only.
+-- A scheduled run's input is created from one when the run is first dispatched.
+CREATE TABLE dp_payloads (
+  payload_id uuid PRIMARY KEY,
+  key_id text NOT NULL,
+  payload bytea NOT NULL,
+  size integer NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+`,
+  },
 ];

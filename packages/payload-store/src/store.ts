@@ -86,6 +86,8 @@ export interface StoredRun {
   readonly idempotencyDigest: string | undefined;
   readonly createdAt: number;
   readonly endedAt: number | undefined;
+  /** For a forked run: the source run and the journal position it was forked at. */
+  readonly forkedFrom: { readonly runId: string; readonly position: number } | undefined;
 }
 
 /** A stored error with where it happened. */
@@ -103,6 +105,15 @@ export interface StoredTranscript {
   readonly position: number;
   readonly transcript: unknown;
   /** Size of the transcript's JSON in bytes. */
+  readonly size: number;
+  readonly createdAt: number;
+}
+
+/** A payload stored for schedules. */
+export interface StoredPayload {
+  readonly payloadId: string;
+  readonly value: unknown;
+  /** Size of the payload's JSON in bytes. */
   readonly size: number;
   readonly createdAt: number;
 }
@@ -155,6 +166,8 @@ interface RunRow {
   idempotency_digest: string | null;
   created_at: Date;
   ended_at: Date | null;
+  forked_from: string | null;
+  fork_position: number | null;
 }
 
 interface JournalRow {
@@ -280,6 +293,93 @@ export class PayloadStore {
     return { inputSize: sealed.size };
   }
 
+  /** Stores a payload for schedules, sealed; returns its new opaque ID and its size in bytes. */
+  async putPayload(value: unknown): Promise<{ payloadId: string; size: number }> {
+    const payloadId = newId();
+    const sealed = this.#seal(value, `payload:${payloadId}`, 'The payload');
+    await this.#pool.query('INSERT INTO dp_payloads (payload_id, key_id, payload, size) VALUES ($1, $2, $3, $4)', [
+      payloadId,
+      sealed.keyId,
+      sealed.blob,
+      sealed.size,
+    ]);
+    return { payloadId, size: sealed.size };
+  }
+
+  /** Reads a stored payload, or undefined when there is none with this ID. */
+  async getPayload(payloadId: string): Promise<StoredPayload | undefined> {
+    const r = await this.#pool.query<{ payload_id: string; key_id: string; payload: Buffer; size: number; created_at: Date }>(
+      'SELECT payload_id, key_id, payload, size, created_at FROM dp_payloads WHERE payload_id = $1',
+      [payloadId],
+    );
+    const row = r.rows[0];
+    if (!row) return undefined;
+    return {
+      payloadId: row.payload_id,
+      value: this.#open(row.key_id, row.payload, `payload:${row.payload_id}`),
+      size: row.size,
+      createdAt: row.created_at.getTime(),
+    };
+  }
+
+  /** Deletes a stored payload; false when there was none. Runs already created from it keep their input. */
+  async deletePayload(payloadId: string): Promise<boolean> {
+    const r = await this.#pool.query('DELETE FROM dp_payloads WHERE payload_id = $1', [payloadId]);
+    return r.rowCount === 1;
+  }
+
+  /**
+   * Creates the input of a run a schedule fired, once: from the stored payload `payloadId`, or
+   * `null` without one. A run that already exists is left exactly as it is (`exists`), so a
+   * re-dispatch neither duplicates nor changes its input. When the payload is gone, the run is
+   * created already failed with `missing` as its error (`missing`), so the message stays here and
+   * the worker reports the failure like any other.
+   */
+  async createRunFromPayload(
+    run: { runId: string; workflowName: string; payloadId: string | undefined },
+    missing: ErrorInfo,
+  ): Promise<'created' | 'exists' | 'missing'> {
+    const existing = await this.#pool.query('SELECT 1 FROM dp_runs WHERE run_id = $1', [run.runId]);
+    if (existing.rowCount === 1) return 'exists';
+    let input: unknown = null;
+    if (run.payloadId !== undefined) {
+      const payload = await this.getPayload(run.payloadId);
+      if (!payload) {
+        const ref = newId();
+        const sealedInput = this.#seal(null, `${run.runId}:input`, 'The run input');
+        const sealedError = this.#seal(missing, `${run.runId}:error:${ref}`, 'An error');
+        const r = await this.#pool.query(
+          `WITH ins AS (
+             INSERT INTO dp_runs (run_id, workflow_name, status, seed, input_key_id, input, input_size, error_ref, ended_at)
+             VALUES ($1, $2, 'failed', $3, $4, $5, $6, $7, now())
+             ON CONFLICT (run_id) DO NOTHING RETURNING run_id
+           )
+           INSERT INTO dp_errors (error_ref, run_id, key_id, payload) SELECT $7, run_id, $8, $9 FROM ins`,
+          [
+            run.runId,
+            run.workflowName,
+            randomBytes(32),
+            sealedInput.keyId,
+            sealedInput.blob,
+            sealedInput.size,
+            ref,
+            sealedError.keyId,
+            sealedError.blob,
+          ],
+        );
+        return r.rowCount === 1 ? 'missing' : 'exists';
+      }
+      input = payload.value;
+    }
+    const sealed = this.#seal(input, `${run.runId}:input`, 'The run input');
+    const r = await this.#pool.query(
+      `INSERT INTO dp_runs (run_id, workflow_name, seed, input_key_id, input, input_size) VALUES ($1, $2, $3, $4, $5, $6)
+       ON CONFLICT (run_id) DO NOTHING`,
+      [run.runId, run.workflowName, randomBytes(32), sealed.keyId, sealed.blob, sealed.size],
+    );
+    return r.rowCount === 1 ? 'created' : 'exists';
+  }
+
   /** Deletes a run and everything stored for it (used when a start turned out to be a duplicate). */
   async deleteRun(runId: string): Promise<void> {
     await this.#pool.query('DELETE FROM dp_runs WHERE run_id = $1', [runId]);
@@ -300,7 +400,139 @@ export class PayloadStore {
       idempotencyDigest: row.idempotency_digest ?? undefined,
       createdAt: row.created_at.getTime(),
       endedAt: ms(row.ended_at),
+      forkedFrom: row.forked_from === null ? undefined : { runId: row.forked_from, position: row.fork_position ?? 0 },
     };
+  }
+
+  /**
+   * Creates a forked run from a source run of this data plane, once, in one transaction: the
+   * source's input and seed, and its journal entries at positions below `position` (with their
+   * errors, consumed signal bodies and model transcripts), each re-sealed for the new run and
+   * written under `epoch`. When the run exists already (an earlier dispatch created it) nothing is
+   * copied again. Throws FencedError when a newer epoch holds the run, RUN_NOT_FOUND when the
+   * source is not in this payload store, CONFLICT when the run exists but is not that fork.
+   */
+  async forkRun(runId: string, epoch: number, source: { runId: string; position: number }): Promise<{ created: boolean; copied: number }> {
+    const client = await this.#pool.connect();
+    try {
+      await client.query('BEGIN');
+      const src = await client.query<RunRow>('SELECT * FROM dp_runs WHERE run_id = $1 FOR SHARE', [source.runId]);
+      const from = src.rows[0];
+      if (!from) {
+        throw new CairnError(
+          ErrorCodes.RUN_NOT_FOUND,
+          `Run ${runId} is a fork of run ${source.runId}, which is not in this data plane's payload store: a run can only be forked within its data plane.`,
+        );
+      }
+      const input = this.#seal(this.#open(from.input_key_id, from.input, `${from.run_id}:input`), `${runId}:input`, 'The run input');
+      const inserted = await client.query(
+        `INSERT INTO dp_runs (run_id, workflow_name, seed, input_key_id, input, input_size, epoch, forked_from, fork_position)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (run_id) DO NOTHING`,
+        [runId, from.workflow_name, from.seed, input.keyId, input.blob, input.size, epoch, source.runId, source.position],
+      );
+      if (inserted.rowCount !== 1) {
+        const cur = await client.query<{ epoch: number; forked_from: string | null; fork_position: number | null }>(
+          'SELECT epoch, forked_from, fork_position FROM dp_runs WHERE run_id = $1',
+          [runId],
+        );
+        const row = cur.rows[0]!;
+        await client.query('ROLLBACK');
+        if (row.forked_from !== source.runId || row.fork_position !== source.position) {
+          throw new CairnError(
+            ErrorCodes.CONFLICT,
+            `Run ${runId} already exists in this data plane and is not a fork of run ${source.runId} at position ${source.position}.`,
+          );
+        }
+        if (row.epoch > epoch) throw new FencedError(runId, epoch, row.epoch);
+        return { created: false, copied: 0 };
+      }
+      const rows = await client.query<
+        JournalRow & { err_position: number | null; err_attempt: number | null; sig_name: string | null; sig_size: number | null }
+      >(
+        `SELECT j.*, e.key_id AS err_key_id, e.payload AS err_payload, e.position AS err_position, e.attempt AS err_attempt,
+                s.key_id AS sig_key_id, s.body AS sig_body, s.name AS sig_name, s.size AS sig_size
+           FROM dp_journal j
+           LEFT JOIN dp_errors e ON e.error_ref = j.error_ref
+           LEFT JOIN dp_signals s ON s.signal_id = j.signal_id
+          WHERE j.run_id = $1 AND j.position < $2
+          ORDER BY j.position`,
+        [source.runId, source.position],
+      );
+      for (const row of rows.rows) {
+        const sealed =
+          row.payload && row.key_id
+            ? this.#keys.seal(
+                this.#keys.open({ keyId: row.key_id, blob: row.payload }, `${source.runId}:journal:${row.position}`),
+                `${runId}:journal:${row.position}`,
+              )
+            : null;
+        let errorRef: string | null = null;
+        if (row.error_ref && row.err_key_id && row.err_payload) {
+          errorRef = newId();
+          const plain = this.#keys.open({ keyId: row.err_key_id, blob: row.err_payload }, `${source.runId}:error:${row.error_ref}`);
+          const e = this.#keys.seal(plain, `${runId}:error:${errorRef}`);
+          await client.query(
+            'INSERT INTO dp_errors (error_ref, run_id, position, attempt, key_id, payload) VALUES ($1, $2, $3, $4, $5, $6)',
+            [errorRef, runId, row.err_position, row.err_attempt, e.keyId, e.blob],
+          );
+        }
+        let signalId: string | null = null;
+        if (row.signal_id && row.sig_key_id && row.sig_body) {
+          signalId = newId();
+          const plain = this.#keys.open({ keyId: row.sig_key_id, blob: row.sig_body }, `${source.runId}:signal:${row.signal_id}`);
+          const b = this.#keys.seal(plain, `${runId}:signal:${signalId}`);
+          await client.query(
+            'INSERT INTO dp_signals (signal_id, run_id, name, key_id, body, size, consumed_position) VALUES ($1, $2, $3, $4, $5, $6, $7)',
+            [signalId, runId, row.sig_name, b.keyId, b.blob, row.sig_size ?? 0, row.position],
+          );
+        }
+        await client.query(
+          `INSERT INTO dp_journal (run_id, position, kind, name, key_digest, status, attempt, key_id, payload, output_size, error_ref,
+                                   signal_id, due_at, started_at, ended_at, epoch)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
+          [
+            runId,
+            row.position,
+            row.kind,
+            row.name,
+            row.key_digest,
+            row.status,
+            row.attempt,
+            sealed?.keyId ?? null,
+            sealed?.blob ?? null,
+            row.output_size,
+            errorRef,
+            signalId,
+            row.due_at,
+            row.started_at,
+            row.ended_at,
+            epoch,
+          ],
+        );
+      }
+      const transcripts = await client.query<{ position: number; key_id: string; payload: Buffer; size: number }>(
+        'SELECT position, key_id, payload, size FROM dp_transcripts WHERE run_id = $1 AND position < $2',
+        [source.runId, source.position],
+      );
+      for (const t of transcripts.rows) {
+        const plain = this.#keys.open({ keyId: t.key_id, blob: t.payload }, `${source.runId}:transcript:${t.position}`);
+        const s = this.#keys.seal(plain, `${runId}:transcript:${t.position}`);
+        await client.query('INSERT INTO dp_transcripts (run_id, position, key_id, payload, size) VALUES ($1, $2, $3, $4, $5)', [
+          runId,
+          t.position,
+          s.keyId,
+          s.blob,
+          t.size,
+        ]);
+      }
+      await client.query('COMMIT');
+      return { created: true, copied: rows.rows.length };
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
   }
 
   /** Reads a run, or undefined when the data plane has no such run. */

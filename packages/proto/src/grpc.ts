@@ -1,6 +1,6 @@
 import type { DescMessage, DescService, MessageShape } from '@bufbuild/protobuf';
 import { fromBinary, toBinary } from '@bufbuild/protobuf';
-import type { MethodDefinition, ServiceDefinition } from '@grpc/grpc-js';
+import { credentials, type ChannelCredentials, type MethodDefinition, type ServiceDefinition } from '@grpc/grpc-js';
 
 /**
  * Builds a grpc-js service definition from a protobuf-es service descriptor, so both ends of a
@@ -31,4 +31,36 @@ function serializer<Desc extends DescMessage>(desc: Desc) {
 
 function deserializer<Desc extends DescMessage>(desc: Desc) {
   return (bytes: Buffer): MessageShape<Desc> => fromBinary(desc, bytes);
+}
+
+/** How a data-plane process dials the control plane: plaintext, TLS, or mutual TLS. */
+export interface ControlPlaneTls {
+  /** TLS on; with no CA file the system's trusted roots verify the control plane. */
+  readonly enabled: boolean;
+  /** PEM bundle of the CA that signed the control plane's certificate. */
+  readonly caFile?: string | undefined;
+  /** PEM client certificate and key, for a control plane that requires mutual TLS. */
+  readonly certFile?: string | undefined;
+  readonly keyFile?: string | undefined;
+}
+
+/** Channel credentials for {@link ControlPlaneTls}; file problems are thrown with the variable's name. */
+export function controlPlaneChannelCredentials(tls: ControlPlaneTls, read: (path: string) => Buffer): ChannelCredentials {
+  if (!tls.enabled) return credentials.createInsecure();
+  if ((tls.certFile === undefined) !== (tls.keyFile === undefined)) {
+    throw new Error('CAIRN_CP_TLS_CERT_FILE and CAIRN_CP_TLS_KEY_FILE must be set together (the client certificate and its key)');
+  }
+  const load = (variable: string, path: string | undefined): Buffer | null => {
+    if (path === undefined) return null;
+    try {
+      return read(path);
+    } catch (error) {
+      throw new Error(`cannot read ${variable} (${path}): ${(error as Error).message}`, { cause: error });
+    }
+  };
+  return credentials.createSsl(
+    load('CAIRN_CP_TLS_CA_FILE', tls.caFile),
+    load('CAIRN_CP_TLS_KEY_FILE', tls.keyFile),
+    load('CAIRN_CP_TLS_CERT_FILE', tls.certFile),
+  );
 }

@@ -2,7 +2,9 @@ export * from './gen/cairn/options/v1/residency_pb.js';
 export * from './gen/cairn/run/v1/run_pb.js';
 export * from './gen/cairn/worker/v1/worker_pb.js';
 export * from './gen/cairn/gateway/v1/gateway_pb.js';
-export { grpcServiceDefinition } from './grpc.js';
+/** KEDA's external-scaler contract (served in the data plane to KEDA; not part of the boundary contract). */
+export * as keda from './gen/keda/externalscaler_pb.js';
+export { controlPlaneChannelCredentials, grpcServiceDefinition, type ControlPlaneTls } from './grpc.js';
 export {
   contractFiles,
   contractMessages,

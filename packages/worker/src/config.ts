@@ -1,8 +1,12 @@
+import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import { CairnError, ErrorCodes, ID_PATTERN, createLogger, env, loadConfig, type Logger } from '@cairn/common';
 import { Hasher, KeyRing, PayloadStore } from '@cairn/payload-store';
+import { controlPlaneChannelCredentials } from '@cairn/proto';
 import type { WorkflowDefinition } from '@cairn/sdk';
+import { createWorkerTracerProvider } from './telemetry.js';
+import { tracingShape, workerTracingConfig } from './telemetry-config.js';
 import { Worker } from './worker.js';
 
 const parses = (parse: (value: string) => unknown) => (value: string) => {
@@ -17,6 +21,9 @@ const parses = (parse: (value: string) => unknown) => (value: string) => {
 const schema = {
   CAIRN_CP_GRPC_ADDRESS: env.string().regex(/^\S+:\d+$/, 'expected host:port, e.g. cairn-cp.example.com:443'),
   CAIRN_CP_TLS: env.bool(false),
+  CAIRN_CP_TLS_CA_FILE: env.optionalString(),
+  CAIRN_CP_TLS_CERT_FILE: env.optionalString(),
+  CAIRN_CP_TLS_KEY_FILE: env.optionalString(),
   CAIRN_DATA_PLANE_ID: env.string().regex(ID_PATTERN, 'expected the data plane ID (a lowercase UUID)'),
   CAIRN_DP_CREDENTIAL: env.string(),
   CAIRN_DP_DATABASE_URL: env.postgresUrl(),
@@ -33,6 +40,7 @@ const schema = {
   CAIRN_DRAIN_TIMEOUT_MS: env.int(25_000),
   CAIRN_WORKER_HEALTH_PORT: env.port().optional(),
   CAIRN_LOG_LEVEL: env.logLevel(),
+  ...tracingShape,
 };
 
 /** The worker's configuration, validated from the environment. */
@@ -43,7 +51,10 @@ export type WorkerConfig = ReturnType<typeof loadWorkerConfig>;
  * `CAIRN-1001` error naming every bad variable; values are never echoed.
  */
 export function loadWorkerConfig(environment: Record<string, string | undefined> = process.env) {
-  return loadConfig('The Cairn worker', schema, environment);
+  const config = loadConfig('The Cairn worker', schema, environment);
+  // Refuses a traces endpoint on the control plane's host (a CairnError like the one above).
+  workerTracingConfig(config);
+  return config;
 }
 
 /**
@@ -71,7 +82,24 @@ export async function runWorkerFromEnv(
     process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
     process.exit(1);
   }
+  let channelCredentials: grpc.ChannelCredentials;
+  try {
+    channelCredentials = controlPlaneChannelCredentials(
+      {
+        enabled: config.CAIRN_CP_TLS || config.CAIRN_CP_TLS_CA_FILE !== undefined || config.CAIRN_CP_TLS_CERT_FILE !== undefined,
+        caFile: config.CAIRN_CP_TLS_CA_FILE,
+        certFile: config.CAIRN_CP_TLS_CERT_FILE,
+        keyFile: config.CAIRN_CP_TLS_KEY_FILE,
+      },
+      (path) => readFileSync(path),
+    );
+  } catch (err) {
+    process.stderr.write(`worker cannot start: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  }
   const logger = createLogger('worker', config.CAIRN_LOG_LEVEL);
+  const tracing = workerTracingConfig(config);
+  if (tracing) logger.info({ serviceName: tracing.serviceName, from: tracing.variable }, 'exporting traces over OTLP/HTTP');
   const store = PayloadStore.connect({
     connectionString: config.CAIRN_DP_DATABASE_URL,
     keys: KeyRing.parse(config.CAIRN_DP_ENCRYPTION_KEYS),
@@ -88,7 +116,7 @@ export async function runWorkerFromEnv(
   }
   const worker = new Worker({
     controlPlaneAddress: config.CAIRN_CP_GRPC_ADDRESS,
-    channelCredentials: config.CAIRN_CP_TLS ? grpc.credentials.createSsl() : grpc.credentials.createInsecure(),
+    channelCredentials,
     credential: config.CAIRN_DP_CREDENTIAL,
     dataPlaneId: config.CAIRN_DATA_PLANE_ID,
     store,
@@ -97,6 +125,7 @@ export async function runWorkerFromEnv(
     slots: config.CAIRN_WORKER_SLOTS,
     suspendThresholdMs: config.CAIRN_SUSPEND_THRESHOLD_MS,
     drainTimeoutMs: config.CAIRN_DRAIN_TIMEOUT_MS,
+    ...(tracing ? { tracerProvider: createWorkerTracerProvider(tracing) } : {}),
     logger,
   });
   const health =

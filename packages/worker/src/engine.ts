@@ -51,6 +51,7 @@ import {
   type ModelUsage,
   type ParallelOptions,
   type ResolvedRetryPolicy,
+  type RetryPolicy,
   type StepContext,
   type StepFunction,
   type StepOptions,
@@ -119,6 +120,35 @@ export interface RunAssignment {
   readonly workflowVersion: string;
   /** Cancellation was requested before the task was dispatched. */
   readonly cancelRequested?: boolean;
+  /**
+   * For a forked run: the source run whose input and journal entries before `position` are copied
+   * into this run (once, fenced by this epoch) before it replays.
+   */
+  readonly forkFrom?: { readonly runId: string; readonly position: number } | undefined;
+  /**
+   * For a run a schedule fired: its input is created here from the stored payload (`null`
+   * without one) before the run is acquired, once; a later dispatch finds it and keeps it.
+   */
+  readonly scheduled?: { readonly scheduleId: string; readonly payloadId: string | undefined } | undefined;
+  /**
+   * The defaults registered with the run's workflow version (the control plane's RunTask carries
+   * them). A `ctx.step` without a `retry` option uses `retry`, one without a `timeout` option uses
+   * `stepTimeoutMs`; options given in code always win, and without either the SDK's defaults apply.
+   */
+  readonly defaults?: StepDefaults | undefined;
+  /**
+   * Child runs of this run that the control plane ended `timed_out` (the RunTask of a run woken by
+   * a child's end lists them): a `ctx.child` waiting on one fails with ChildWorkflowFailedError.
+   */
+  readonly timedOutChildren?: readonly string[] | undefined;
+}
+
+/** The registered defaults for `ctx.step` calls that set no policy or timeout of their own. */
+export interface StepDefaults {
+  /** The retry policy of a step without a `retry` option. */
+  readonly retry?: RetryPolicy | undefined;
+  /** The per-attempt timeout, in milliseconds, of a step without a `timeout` option. */
+  readonly stepTimeoutMs?: number | undefined;
 }
 
 /**
@@ -210,7 +240,7 @@ export interface StartChildRequest {
 }
 
 /** How the control plane answered a StartChild. */
-export type StartChildAnswer = 'ok' | 'workflow_not_found' | 'not_held';
+export type StartChildAnswer = 'ok' | 'workflow_not_found' | 'not_held' | 'quota_exceeded' | 'workflow_deprecated';
 
 /**
  * The replay engine: runs workflow functions against the data-plane journal. It knows nothing of
@@ -464,6 +494,8 @@ class Execution implements RunExecution {
   #pendingNow: JournalWrite[] = [];
   readonly #signalsConsumed = new Map<string, number>();
   #random: DeterministicSource | undefined;
+  /** A forked run shares its source's seed; its new child runs need IDs of their own. */
+  #forked = false;
   #nonDeterminism: NonDeterminismError | undefined;
 
   #halt: Halt | undefined;
@@ -574,6 +606,28 @@ class Execution implements RunExecution {
     let run: StoredRun;
     let journal: JournalEntry[];
     try {
+      const forkFrom = this.#assignment.forkFrom;
+      if (forkFrom) {
+        const { created, copied } = await this.#write(() => store.forkRun(this.runId, this.epoch, forkFrom));
+        if (created)
+          this.#log.info({ sourceRunId: forkFrom.runId, position: forkFrom.position, copied }, 'forked run created from its source');
+      }
+      const scheduled = this.#assignment.scheduled;
+      if (scheduled) {
+        const created = await this.#write(() =>
+          store.createRunFromPayload(
+            { runId: this.runId, workflowName: this.#assignment.workflowName, payloadId: scheduled.payloadId },
+            payloadMissing(scheduled.scheduleId, scheduled.payloadId),
+          ),
+        );
+        if (created === 'missing')
+          this.#log.warn(
+            { scheduleId: scheduled.scheduleId, payloadId: scheduled.payloadId },
+            'schedule input payload is gone; the run fails',
+          );
+        else if (created === 'created')
+          this.#log.debug({ scheduleId: scheduled.scheduleId, payloadId: scheduled.payloadId }, 'scheduled run input created');
+      }
       ({ run, journal } = await this.#write(() => store.acquire(this.runId, this.epoch)));
     } catch (err) {
       if (err instanceof HaltedError) return;
@@ -614,6 +668,7 @@ class Execution implements RunExecution {
     }
     if (this.#halt) return;
     this.#random = new DeterministicSource(run.seed);
+    this.#forked = run.forkedFrom !== undefined;
     this.#log.debug({ journal: journal.length }, 'executing run');
     let result: Promise<unknown>;
     try {
@@ -1108,8 +1163,10 @@ class Execution implements RunExecution {
             `ctx.step("${name}") needs a function: ctx.step(name, fn, options?) or ctx.step(name, options, fn).`,
           );
         }
-        policy = resolveRetryPolicy(options.retry);
-        timeoutMs = options.timeout === undefined ? undefined : toMilliseconds(options.timeout, `timeout of step "${name}"`);
+        // Options in code win; then the version's registered defaults; then the SDK's.
+        const defaults = this.#assignment.defaults;
+        policy = resolveRetryPolicy(options.retry ?? defaults?.retry);
+        timeoutMs = options.timeout === undefined ? defaults?.stepTimeoutMs : toMilliseconds(options.timeout, `timeout of step "${name}"`);
         if (options.key !== undefined && typeof options.key !== 'string' && typeof options.key !== 'number') {
           throw new CairnError(ErrorCodes.INVALID_ARGUMENT, `The key of step "${name}" must be a string or a number.`);
         }
@@ -2172,7 +2229,7 @@ class Execution implements RunExecution {
     const { position, keyDigest } = slot;
     const { store } = this.#deps;
     const entry = this.#journal.get(position);
-    const childRunId = this.#random!.uuidFor(slot.idempotencyKey);
+    const childRunId = this.#random!.uuidFor(this.#forked ? `${slot.idempotencyKey}@fork:${this.runId}` : slot.idempotencyKey);
     let startedAt: number;
     const base = { position, kind: StepKind.CHILD, name, keyDigest: keyDigest ?? '', attempt: 1 };
     if (entry) {
@@ -2187,6 +2244,15 @@ class Execution implements RunExecution {
     const recorded = entry ? (entry.value as { childRunId?: string } | undefined)?.childRunId : undefined;
     const runId = recorded ?? childRunId;
     let child = await this.#write(() => store.getRun(runId));
+    if ((!child || child.status === 'open') && entry && this.#assignment.timedOutChildren?.includes(runId)) {
+      // The control plane ended the child at its run timeout: no outcome will reach the data plane.
+      return this.#childEnded(slot, name, startedAt, {
+        childRunId: runId,
+        cancelled: false,
+        causeName: 'RunTimedOutError',
+        causeMessage: `the child run of workflow "${name}" passed the run timeout registered for its version and was ended by the control plane`,
+      });
+    }
     if (!child || child.status === 'open') {
       this.#throwIfCancelled();
       const { inputSize } = await this.#write(() => store.createRun({ runId, workflowName: name, input }, { idempotent: true }));
@@ -2216,6 +2282,26 @@ class Execution implements RunExecution {
           cancelled: false,
           causeName: 'WorkflowNotFoundError',
           causeMessage: `no worker of this data plane registers workflow "${name}"${version ? ` version "${version}"` : ''}`,
+        });
+      }
+      if (answer === 'workflow_deprecated') {
+        return this.#childEnded(slot, name, startedAt, {
+          childRunId: runId,
+          cancelled: false,
+          causeName: 'WorkflowDeprecatedError',
+          causeMessage:
+            `workflow "${name}"${version ? ` version "${version}"` : ''} is deprecated and starts no new runs: ` +
+            'start the child on a newer version, or omit the version to get the newest one that is not deprecated',
+        });
+      }
+      if (answer === 'quota_exceeded') {
+        return this.#childEnded(slot, name, startedAt, {
+          childRunId: runId,
+          cancelled: false,
+          causeName: 'QuotaExceededError',
+          causeMessage:
+            `the control plane refused to start the child run of workflow "${name}": the project is at its concurrent-run quota ` +
+            'or has used its monthly steps (see GET /v1/projects/{project}/quotas and /usage)',
         });
       }
       for (;;) {
@@ -2379,4 +2465,16 @@ function childFailure(workflowName: string, value: unknown): ChildWorkflowFailed
     causeName: v.causeName ?? 'Error',
     causeMessage: v.causeMessage ?? 'the child run failed',
   });
+}
+
+/** The error a scheduled run fails with when its input payload was deleted (kept in the data plane). */
+function payloadMissing(scheduleId: string, payloadId: string | undefined): RunErrorRecord {
+  return {
+    name: 'CairnError',
+    code: ErrorCodes.PAYLOAD_NOT_FOUND,
+    errorCode: 'PAYLOAD_UNAVAILABLE',
+    message:
+      `[${ErrorCodes.PAYLOAD_NOT_FOUND}] The input payload ${payloadId ?? ''} of schedule ${scheduleId} is not in this data plane's payload store: ` +
+      'it was deleted. Store the input again (POST /v1/payloads on the gateway) and point the schedule at the new payload ID.',
+  };
 }

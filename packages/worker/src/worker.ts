@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import type { TracerProvider } from '@opentelemetry/api';
 import { CairnError, ErrorCodes, createLogger, isId, newId, type Logger } from '@cairn/common';
 import type { Hasher, PayloadStore } from '@cairn/payload-store';
 import {
@@ -29,8 +30,9 @@ import {
   type Welcome,
 } from '@cairn/proto';
 import { SDK_VERSION, type WorkflowDefinition } from '@cairn/sdk';
-import { Engine, type RunExecution, type RunOutcome, type StartChildAnswer } from './engine.js';
+import { Engine, type RunExecution, type RunOutcome, type StartChildAnswer, type StepDefaults } from './engine.js';
 import { SignalHub } from './signals.js';
+import { RunTracing } from './telemetry.js';
 
 /** The protocol revision this worker speaks. */
 export const PROTOCOL_VERSION = 1;
@@ -60,6 +62,12 @@ export interface WorkerOptions {
   readonly drainTimeoutMs?: number;
   /** Channel credentials for the control-plane connection. Default: plaintext (use TLS in production). */
   readonly channelCredentials?: grpc.ChannelCredentials;
+  /**
+   * Where the worker's spans go (one per run execution, one per durable-call attempt): a provider
+   * exporting to a collector inside the data plane, e.g. `createWorkerTracerProvider(...)`. The
+   * worker flushes it when it stops. Default: no tracing.
+   */
+  readonly tracerProvider?: TracerProvider;
 }
 
 type RequestMessage = ConnectRequest['message'];
@@ -119,6 +127,7 @@ export class Worker {
   readonly #engine: Engine;
   readonly #signals: SignalHub;
   readonly #client: WorkerClient;
+  readonly #tracing: RunTracing;
 
   readonly #runs = new Map<string, HeldRun>();
   #busy = 0;
@@ -147,6 +156,11 @@ export class Worker {
   readonly #firstWelcome: Promise<void>;
   #resolveFirstWelcome!: () => void;
   #rejectFirstWelcome!: (error: Error) => void;
+  /** Rejects when the control plane refuses the worker for good after it had been welcomed. */
+  readonly #refused: Promise<never>;
+  #rejectRefused!: (error: Error) => void;
+  /** The workflow version the control plane refused in its answer to this stream's Hello. */
+  #helloRefusal: { readonly reason: RejectionReason; readonly workflow: string } | undefined;
 
   constructor(options: WorkerOptions) {
     this.#options = options;
@@ -173,13 +187,17 @@ export class Worker {
 
     this.#logger = (options.logger ?? createLogger('worker')).child({ workerId: this.workerId });
     this.#signals = new SignalHub(options.store, this.#logger);
+    this.#tracing = new RunTracing(options.tracerProvider, { workerId: this.workerId, dataPlaneId: options.dataPlaneId });
     this.#engine = new Engine({
       store: options.store,
       hasher: options.hasher,
       workflows: options.workflows,
       suspendThresholdMs: options.suspendThresholdMs ?? 5000,
       signals: this.#signals,
-      onStepReport: (report) => this.#queueReport(report),
+      onStepReport: (report) => {
+        this.#tracing.stepReported(report);
+        this.#queueReport(report);
+      },
       logger: this.#logger,
       startChild: (request) =>
         new Promise<StartChildAnswer>((resolve) =>
@@ -187,7 +205,15 @@ export class Worker {
             message: { case: 'startChild', value: create(StartChildSchema, { ...request, inputSize: BigInt(request.inputSize) }) },
             onSettled: (rejection) =>
               resolve(
-                rejection === undefined ? 'ok' : rejection === RejectionReason.WORKFLOW_NOT_FOUND ? 'workflow_not_found' : 'not_held',
+                rejection === undefined
+                  ? 'ok'
+                  : rejection === RejectionReason.WORKFLOW_NOT_FOUND
+                    ? 'workflow_not_found'
+                    : rejection === RejectionReason.WORKFLOW_DEPRECATED
+                      ? 'workflow_deprecated'
+                      : rejection === RejectionReason.QUOTA_EXCEEDED
+                        ? 'quota_exceeded'
+                        : 'not_held',
               ),
           }),
         ),
@@ -205,6 +231,8 @@ export class Worker {
     });
     // start() may never be awaited (run() awaits it); a rejection is always also logged.
     this.#firstWelcome.catch(() => undefined);
+    this.#refused = new Promise<never>((_resolve, reject) => (this.#rejectRefused = reject));
+    this.#refused.catch(() => undefined);
   }
 
   /** Whether the stream is open and welcomed right now. */
@@ -279,7 +307,7 @@ export class Worker {
     // take down every run of this process.
     process.on('unhandledRejection', (reason) => this.#logger.error({ err: reason }, 'unhandled promise rejection in workflow code'));
     await this.start();
-    await new Promise<never>(() => undefined);
+    await this.#refused;
   }
 
   // ---- the stream ----------------------------------------------------------------------------
@@ -292,6 +320,7 @@ export class Worker {
     const stream = this.#client.connect(metadata);
     this.#stream = stream;
     this.#welcomed = false;
+    this.#helloRefusal = undefined;
     this.#sent.clear();
     stream.on('data', (message: ConnectResponse) => {
       if (stream !== this.#stream) return;
@@ -330,6 +359,24 @@ export class Worker {
     stream.cancel();
     if (this.#closed) return;
     const code = status?.code;
+    const refusal = this.#helloRefusal;
+    if (refusal !== undefined && code === grpc.status.FAILED_PRECONDITION) {
+      // Redialling cannot help: the version must be registered (or the worker run on its registered
+      // task queue) first. This holds after an earlier Welcome too.
+      const error = new CairnError(
+        ErrorCodes.WORKFLOW_NOT_REGISTERED,
+        `The control plane at ${this.#options.controlPlaneAddress} refused this worker: ${status?.details ?? `workflow ${refusal.workflow} is not registered`}. ` +
+          'Register each workflow version the worker runs (cairn workflows register, or POST /v1/projects/{project}/workflows), then restart the worker.',
+      );
+      this.#logger.error(
+        { code: grpc.status[code], reason: RejectionReason[refusal.reason], workflow: refusal.workflow, details: status?.details },
+        'control plane refused the worker: workflow version not registered',
+      );
+      this.#closed = true;
+      this.#rejectFirstWelcome(error);
+      this.#rejectRefused(error);
+      return;
+    }
     if (!this.#everWelcomed && code !== undefined && FATAL_STATUSES.has(code)) {
       const error = new CairnError(
         ErrorCodes.UNAUTHENTICATED,
@@ -429,6 +476,12 @@ export class Worker {
           request: item?.message.case,
         };
         if (!item) {
+          if (reason === RejectionReason.WORKFLOW_NOT_REGISTERED) {
+            // The answer to the Hello; the stream ends next, and #onStreamEnd stops the worker.
+            const { workflowName, workflowVersion } = message.value;
+            this.#helloRefusal = { reason, workflow: `${workflowName}@${workflowVersion}` };
+            return;
+          }
           this.#logger.warn(log, 'control plane rejected a request');
           return;
         }
@@ -515,15 +568,24 @@ export class Worker {
       workflowName: task.workflowName,
       workflowVersion: task.workflowVersion,
       cancelRequested: task.cancelRequested,
+      forkFrom: task.forkSourceRunId === '' ? undefined : { runId: task.forkSourceRunId, position: task.forkPosition },
+      scheduled:
+        task.scheduleId === ''
+          ? undefined
+          : { scheduleId: task.scheduleId, payloadId: task.inputPayloadId === '' ? undefined : task.inputPayloadId },
+      defaults: stepDefaultsOf(task),
+      timedOutChildren: task.timedOutChildRunIds,
     });
     const held: HeldRun = { runId: task.runId, epoch: task.epoch, execution };
     this.#runs.set(task.runId, held);
     this.#busy++;
+    this.#tracing.runStarted(task, execution);
     this.#logger.debug({ runId: task.runId, epoch: task.epoch, workflow: task.workflowName }, 'run task received');
     void execution.done.then((outcome) => this.#onOutcome(held, outcome));
   }
 
   #onOutcome(held: HeldRun, outcome: RunOutcome): void {
+    this.#tracing.runEnded(held.runId, held.epoch, outcome);
     if (held.execution) {
       held.execution = undefined;
       this.#busy--;
@@ -662,6 +724,23 @@ export class Worker {
     this.#client.close();
     await this.#engine.close();
     await this.#signals.close();
+    await this.#tracing.flush().catch((err: unknown) => this.#logger.warn({ err }, 'could not export the last spans'));
     this.#logger.info('worker stopped');
   }
+}
+
+/** The registered step defaults a RunTask carries (0 = unset), or undefined when it carries none. */
+export function stepDefaultsOf(task: RunTask): StepDefaults | undefined {
+  const retry =
+    task.defaultRetryMaxAttempts === 0
+      ? undefined
+      : {
+          maximumAttempts: task.defaultRetryMaxAttempts,
+          ...(task.defaultRetryInitialIntervalMs === 0n ? {} : { initialInterval: Number(task.defaultRetryInitialIntervalMs) }),
+          ...(task.defaultRetryMaxIntervalMs === 0n ? {} : { maximumInterval: Number(task.defaultRetryMaxIntervalMs) }),
+          ...(task.defaultRetryBackoffCoefficient === 0 ? {} : { backoffCoefficient: task.defaultRetryBackoffCoefficient }),
+        };
+  const stepTimeoutMs = task.defaultStepTimeoutMs === 0n ? undefined : Number(task.defaultStepTimeoutMs);
+  if (retry === undefined && stepTimeoutMs === undefined) return undefined;
+  return { retry, stepTimeoutMs };
 }

@@ -5,22 +5,37 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { startTestStack, type TestStack } from '../harness.js';
+import { OtlpCollector } from '../otlp-collector.js';
 
 /**
  * The residency canary: inputs, step outputs, dynamic keys, idempotency keys, signal bodies, error
  * messages, prompts, tool arguments, model outputs, eval reasons and approval comments carry a
- * unique marker. The control plane's database, its logs and every byte of gRPC between the planes
- * must contain it zero times.
+ * unique marker. The control plane's database, its logs, the traces it exports and every byte of
+ * gRPC between the planes must contain it zero times. The worker exports its traces to a collector
+ * of its own (in the data plane); they carry no payload either.
  */
 describe('residency canary', () => {
   let t: TestStack;
   let capture: string;
+  let cpTraces: OtlpCollector;
+  let dpTraces: OtlpCollector;
   before(async () => {
     capture = join(process.env['CAIRN_TEST_DIR'] ?? '/tmp', `cairn-canary-${randomUUID()}.bin`);
-    t = await startTestStack({ name: 'canary', workers: 1, suspendThresholdMs: 500, captureGrpcTo: capture });
+    cpTraces = await OtlpCollector.start();
+    dpTraces = await OtlpCollector.start();
+    t = await startTestStack({
+      name: 'canary',
+      workers: 1,
+      suspendThresholdMs: 500,
+      captureGrpcTo: capture,
+      controlPlaneEnv: { CAIRN_CP_OTLP_TRACES_ENDPOINT: cpTraces.url },
+      workerEnv: { CAIRN_DP_OTLP_TRACES_ENDPOINT: dpTraces.url },
+    });
   });
   after(async () => {
     await t?.stop();
+    await cpTraces?.close();
+    await dpTraces?.close();
   });
 
   it('keeps every payload, key and error message in the data plane', async () => {
@@ -80,6 +95,23 @@ describe('residency canary', () => {
     for (const replica of t.stack.controlPlanes) {
       if (readFileSync(replica.process.logFile, 'utf8').includes(marker)) where.push(`log ${replica.process.logFile}`);
     }
+    // The processes flushed their spans when they stopped.
+    for (const runId of [canary, failing, doomed]) {
+      assert.ok(
+        cpTraces.spans.some((s) => s.name === 'cairn.run.outcome' && s.attributes['cairn.run_id'] === runId),
+        `the control plane traced run ${runId}`,
+      );
+      assert.ok(
+        dpTraces.spans.some((s) => s.name === 'cairn.run' && s.attributes['cairn.run_id'] === runId),
+        `the worker traced run ${runId}`,
+      );
+    }
+    assert.ok(
+      dpTraces.spans.some((s) => s.name === 'cairn.model'),
+      'the worker traced the model calls',
+    );
+    if (cpTraces.received(marker)) where.push('control-plane traces');
+    if (dpTraces.received(marker)) where.push('worker traces');
     const bytes = readFileSync(capture);
     assert.ok(bytes.length > 1000, 'gRPC traffic was captured');
     if (bytes.includes(Buffer.from(marker))) where.push('gRPC bytes');

@@ -72,6 +72,8 @@ export class Database implements Queryable {
 export function errorSummary(error: unknown): Record<string, unknown> {
   if (error instanceof Error) {
     const code = (error as { code?: unknown }).code;
+    // Data exceptions (SQLSTATE class 22) quote the offending input in their message: keep the code only.
+    if (typeof code === 'string' && code.startsWith('22')) return { type: error.name, code };
     return { type: error.name, ...(typeof code === 'string' ? { code } : {}), message: error.message };
   }
   return { type: typeof error };

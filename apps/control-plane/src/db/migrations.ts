@@ -163,4 +163,442 @@ ALTER TABLE run_steps DROP CONSTRAINT run_steps_kind_check;
 ALTER TABLE run_steps ADD CONSTRAINT run_steps_kind_check CHECK (kind IN ('step', 'sleep', 'signal', 'model', 'child'));
 `,
   },
+  {
+    version: 5,
+    name: 'organisations, projects, API keys',
+    sql: `
+-- Tenants. A project is an environment (prod, staging); data planes, runs and everything
+-- defined later belong to one project.
+CREATE TABLE organizations (
+  id uuid PRIMARY KEY,
+  name text NOT NULL UNIQUE,
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE projects (
+  id uuid PRIMARY KEY,
+  organization_id uuid NOT NULL REFERENCES organizations (id),
+  name text NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  UNIQUE (organization_id, name)
+);
+
+-- API keys: shown once, stored as the SHA-256 of the secret. project_id NULL is an
+-- organisation-wide key (it acts in every project of its organisation).
+CREATE TABLE api_keys (
+  id uuid PRIMARY KEY,
+  organization_id uuid NOT NULL REFERENCES organizations (id),
+  project_id uuid REFERENCES projects (id),
+  name text NOT NULL,
+  role text NOT NULL CHECK (role IN ('admin', 'developer', 'operator', 'viewer', 'auditor')),
+  prefix text NOT NULL,
+  secret_sha256 text NOT NULL UNIQUE,
+  created_by uuid,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  expires_at timestamptz,
+  revoked_at timestamptz,
+  last_used_at timestamptz
+);
+CREATE INDEX api_keys_project ON api_keys (organization_id, project_id, created_at DESC);
+
+-- Data planes belong to a project. Data planes registered before projects existed move to a
+-- 'default' organisation and project.
+ALTER TABLE data_planes ADD COLUMN project_id uuid REFERENCES projects (id);
+DO $$
+DECLARE org uuid; proj uuid;
+BEGIN
+  IF EXISTS (SELECT 1 FROM data_planes) THEN
+    INSERT INTO organizations (id, name) VALUES (gen_random_uuid(), 'default')
+      ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id INTO org;
+    INSERT INTO projects (id, organization_id, name) VALUES (gen_random_uuid(), org, 'default')
+      ON CONFLICT (organization_id, name) DO UPDATE SET name = EXCLUDED.name RETURNING id INTO proj;
+    UPDATE data_planes SET project_id = proj;
+  END IF;
+END $$;
+ALTER TABLE data_planes ALTER COLUMN project_id SET NOT NULL;
+CREATE INDEX data_planes_project ON data_planes (project_id, created_at DESC);
+
+-- Runs carry their project, so every project-scoped query filters on one column.
+ALTER TABLE runs ADD COLUMN project_id uuid;
+UPDATE runs SET project_id = d.project_id FROM data_planes d WHERE d.id = runs.data_plane_id;
+ALTER TABLE runs ALTER COLUMN project_id SET NOT NULL;
+CREATE INDEX runs_project_created ON runs (project_id, created_at DESC, id DESC);
+`,
+  },
+  {
+    version: 6,
+    name: 'workflow registry and flow control',
+    sql: `
+-- Registered workflow versions of a project (immutable once registered; deprecation only stops
+-- new runs). Schemas, retry policy, timeouts and declared schedules are developer-written metadata.
+CREATE TABLE workflow_definitions (
+  project_id uuid NOT NULL REFERENCES projects (id),
+  name text NOT NULL,
+  version text NOT NULL,
+  task_queue text NOT NULL,
+  input_schema jsonb,
+  output_schema jsonb,
+  -- {maxAttempts, initialIntervalMs, maxIntervalMs, backoffCoefficient}, or null for the SDK's defaults.
+  retry_policy jsonb,
+  run_timeout_ms bigint,
+  step_timeout_ms bigint,
+  -- Declared schedules: [{cron, timezone}], read by the schedule feature.
+  schedules jsonb NOT NULL DEFAULT '[]',
+  -- 'api' (registered through the API) or 'worker' (announced by a worker in development mode).
+  source text NOT NULL CHECK (source IN ('api', 'worker')),
+  registered_by uuid,
+  registered_at timestamptz NOT NULL DEFAULT now(),
+  deprecated_at timestamptz,
+  deprecated_by uuid,
+  PRIMARY KEY (project_id, name, version)
+);
+
+-- Flow control per workflow name in a project. A row exists only while a limit is set, so the
+-- dispatch claim can tell limited workflows from the others with one index probe.
+CREATE TABLE workflow_flow_control (
+  project_id uuid NOT NULL REFERENCES projects (id),
+  name text NOT NULL,
+  concurrency_limit integer CHECK (concurrency_limit > 0),
+  concurrency_per_key boolean NOT NULL DEFAULT false,
+  rate_limit integer CHECK (rate_limit > 0),
+  rate_period_ms integer CHECK (rate_period_ms > 0),
+  rate_per_key boolean NOT NULL DEFAULT false,
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (project_id, name),
+  CHECK (concurrency_limit IS NOT NULL OR rate_limit IS NOT NULL),
+  CHECK ((rate_limit IS NULL) = (rate_period_ms IS NULL))
+);
+
+-- First dispatches of runs of rate-limited workflows, for the sliding window; pruned by the claim.
+CREATE TABLE flow_starts (
+  project_id uuid NOT NULL,
+  workflow_name text NOT NULL,
+  key_digest text NOT NULL,
+  started_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX flow_starts_window ON flow_starts (project_id, workflow_name, started_at);
+
+-- Runs carry a priority (higher first) and the HMAC of their concurrency key.
+ALTER TABLE runs ADD COLUMN priority smallint NOT NULL DEFAULT 50, ADD COLUMN concurrency_key_digest text;
+DROP INDEX runs_claim;
+CREATE INDEX runs_claim ON runs (data_plane_id, priority DESC, queued_at) WHERE status = 'queued';
+-- Running runs per (project, workflow, key): what a concurrency limit counts.
+CREATE INDEX runs_flow_running ON runs (project_id, workflow_name, concurrency_key_digest) WHERE status = 'running';
+`,
+  },
+  {
+    version: 7,
+    name: 'schedules',
+    sql: `
+-- Schedules: a cron expression in an IANA time zone that fires runs of one workflow in one data
+-- plane of the project. The input is a payload stored in that data plane, referenced here by its
+-- opaque ID only; the control plane never sees it.
+CREATE TABLE schedules (
+  id uuid PRIMARY KEY,
+  project_id uuid NOT NULL REFERENCES projects (id),
+  data_plane_id uuid NOT NULL REFERENCES data_planes (id),
+  name text,
+  workflow_name text NOT NULL,
+  -- Null: the newest version announced by a worker of the data plane when the tick fires.
+  workflow_version text,
+  cron text NOT NULL,
+  time_zone text NOT NULL,
+  overlap_policy text NOT NULL CHECK (overlap_policy IN ('skip', 'buffer_one', 'allow_all', 'cancel_previous')),
+  catch_up_window_ms bigint NOT NULL CHECK (catch_up_window_ms >= 0),
+  input_payload_id uuid,
+  paused boolean NOT NULL DEFAULT false,
+  -- The earliest tick not handled yet; null when the expression has no later tick.
+  next_tick_at timestamptz,
+  -- buffer_one: the firing that waits for the schedule's open run to end.
+  buffered_firing_id uuid,
+  created_by uuid,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  UNIQUE (project_id, name)
+);
+CREATE INDEX schedules_project ON schedules (project_id, created_at DESC, id DESC);
+CREATE INDEX schedules_due ON schedules (next_tick_at) WHERE NOT paused;
+CREATE INDEX schedules_buffered ON schedules (id) WHERE buffered_firing_id IS NOT NULL;
+
+-- One row per handled tick, trigger-now or backfilled tick. The unique (schedule, tick) index,
+-- written in the same transaction that creates the run, is what makes a tick fire exactly once
+-- however many replicas tick; trigger-now firings are not ticks and may share a time.
+CREATE TABLE schedule_firings (
+  id uuid PRIMARY KEY,
+  schedule_id uuid NOT NULL REFERENCES schedules (id) ON DELETE CASCADE,
+  tick_at timestamptz NOT NULL,
+  kind text NOT NULL CHECK (kind IN ('tick', 'trigger', 'backfill')),
+  outcome text NOT NULL CHECK (outcome IN ('started', 'skipped', 'buffered', 'workflow_not_found', 'quota_exceeded')),
+  run_id uuid,
+  cancelled_runs integer NOT NULL DEFAULT 0,
+  fired_at timestamptz NOT NULL
+);
+CREATE UNIQUE INDEX schedule_firings_tick ON schedule_firings (schedule_id, tick_at) WHERE kind <> 'trigger';
+CREATE INDEX schedule_firings_recent ON schedule_firings (schedule_id, fired_at DESC, tick_at DESC);
+
+-- A run fired by a schedule remembers the schedule, the tick and the input payload reference the
+-- worker creates its input from (re-sent on every dispatch).
+ALTER TABLE runs ADD COLUMN schedule_id uuid, ADD COLUMN schedule_tick_at timestamptz, ADD COLUMN input_payload_id uuid;
+CREATE INDEX runs_schedule_open ON runs (schedule_id) WHERE schedule_id IS NOT NULL AND status IN ('queued', 'running', 'suspended');
+`,
+  },
+  {
+    version: 8,
+    name: 'run management: terminate, fork lineage, list filters',
+    sql: `
+-- A forked run remembers its source run and the journal position it was forked at; the data plane
+-- copied the source's entries before that position.
+ALTER TABLE runs ADD COLUMN forked_from_run_id uuid, ADD COLUMN fork_position integer;
+CREATE INDEX runs_forked_from ON runs (forked_from_run_id) WHERE forked_from_run_id IS NOT NULL;
+
+-- A terminated run's lease ends with its own reason.
+ALTER TABLE run_leases DROP CONSTRAINT run_leases_end_reason_check;
+ALTER TABLE run_leases ADD CONSTRAINT run_leases_end_reason_check
+  CHECK (end_reason IN ('suspended', 'completed', 'failed', 'cancelled', 'released', 'expired', 'terminated'));
+
+-- Listing filters within a project, newest first with keyset pagination. The indexes of the first
+-- migration were not scoped to a project, which every listing is now.
+DROP INDEX IF EXISTS runs_status_created;
+DROP INDEX IF EXISTS runs_workflow_created;
+CREATE INDEX runs_project_status_created ON runs (project_id, status, created_at DESC, id DESC);
+CREATE INDEX runs_project_workflow_created ON runs (project_id, workflow_name, created_at DESC, id DESC);
+CREATE INDEX runs_project_version_created ON runs (project_id, workflow_name, workflow_version, created_at DESC, id DESC);
+CREATE INDEX runs_project_parent_created ON runs (project_id, parent_run_id, created_at DESC, id DESC) WHERE parent_run_id IS NOT NULL;
+-- runs.schedule_id comes from migration 7, applied before this one.
+CREATE INDEX runs_project_schedule_created ON runs (project_id, schedule_id, created_at DESC, id DESC) WHERE schedule_id IS NOT NULL;
+`,
+  },
+  {
+    version: 9,
+    name: 'metering and quotas',
+    sql: `
+-- Usage per project per UTC day. Each (project, day) is split into slots chosen by the writing
+-- connection (pg_backend_pid() % 8), so step-report batches committing at once on many connections
+-- do not queue on one counter row; readers sum the slots.
+CREATE TABLE usage_daily (
+  project_id uuid NOT NULL REFERENCES projects (id),
+  day date NOT NULL,
+  slot smallint NOT NULL,
+  runs_started bigint NOT NULL DEFAULT 0,
+  steps_executed bigint NOT NULL DEFAULT 0,
+  PRIMARY KEY (project_id, day, slot)
+);
+
+-- Model tokens per project, UTC day, provider and model (names as the data plane reported them).
+CREATE TABLE usage_tokens_daily (
+  project_id uuid NOT NULL REFERENCES projects (id),
+  day date NOT NULL,
+  provider text NOT NULL,
+  model text NOT NULL,
+  slot smallint NOT NULL,
+  calls bigint NOT NULL DEFAULT 0,
+  input_tokens bigint NOT NULL DEFAULT 0,
+  output_tokens bigint NOT NULL DEFAULT 0,
+  PRIMARY KEY (project_id, day, provider, model, slot)
+);
+
+-- Runs started: every insert into runs (StartRun, StartChild, schedule firings, forks), counted
+-- once per statement in the inserting transaction.
+CREATE FUNCTION cairn_meter_runs_started() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+  INSERT INTO usage_daily AS u (project_id, day, slot, runs_started)
+  SELECT project_id, (created_at AT TIME ZONE 'UTC')::date, pg_backend_pid() % 8, count(*)
+  FROM started_runs GROUP BY 1, 2 ORDER BY 1, 2
+  ON CONFLICT (project_id, day, slot) DO UPDATE SET runs_started = u.runs_started + EXCLUDED.runs_started;
+  RETURN NULL;
+END
+$fn$;
+CREATE TRIGGER runs_meter_started AFTER INSERT ON runs REFERENCING NEW TABLE AS started_runs
+  FOR EACH STATEMENT EXECUTE FUNCTION cairn_meter_runs_started();
+
+-- Steps executed and model tokens: an attempt of a step or model call is counted when it first
+-- reaches a final status (completed, failed, or retrying: the attempt ended and another follows).
+-- The transition tables hold the rows as they were before and after the statement under the row
+-- lock, so a resent report (the same final status again) is never counted twice, even when two
+-- resends race. One counter upsert per statement (a step-report batch), on the CP's UTC day.
+CREATE FUNCTION cairn_meter_steps(ended_steps run_steps[]) RETURNS void LANGUAGE sql AS $fn$
+  WITH ended AS (
+    SELECT r.project_id, s.kind, s.provider, s.model, s.input_tokens, s.output_tokens
+    FROM unnest(ended_steps) s JOIN runs r ON r.id = s.run_id
+  ), steps AS (
+    INSERT INTO usage_daily AS u (project_id, day, slot, steps_executed)
+    SELECT project_id, (now() AT TIME ZONE 'UTC')::date, pg_backend_pid() % 8, count(*) FROM ended GROUP BY 1 ORDER BY 1
+    ON CONFLICT (project_id, day, slot) DO UPDATE SET steps_executed = u.steps_executed + EXCLUDED.steps_executed
+  )
+  INSERT INTO usage_tokens_daily AS t (project_id, day, provider, model, slot, calls, input_tokens, output_tokens)
+  SELECT project_id, (now() AT TIME ZONE 'UTC')::date, coalesce(provider, 'unknown'), coalesce(model, 'unknown'), pg_backend_pid() % 8,
+         count(*), coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0)
+  FROM ended WHERE kind = 'model' GROUP BY 1, 3, 4 ORDER BY 1, 3, 4
+  ON CONFLICT (project_id, day, provider, model, slot) DO UPDATE SET
+    calls = t.calls + EXCLUDED.calls, input_tokens = t.input_tokens + EXCLUDED.input_tokens,
+    output_tokens = t.output_tokens + EXCLUDED.output_tokens;
+$fn$;
+
+CREATE FUNCTION cairn_meter_steps_inserted() RETURNS trigger LANGUAGE plpgsql AS $fn$
+DECLARE ended run_steps[];
+BEGIN
+  SELECT array_agg(n) INTO ended FROM new_steps n
+  WHERE n.kind IN ('step', 'model') AND n.status IN ('completed', 'failed', 'retrying');
+  IF ended IS NOT NULL THEN PERFORM cairn_meter_steps(ended); END IF;
+  RETURN NULL;
+END
+$fn$;
+
+CREATE FUNCTION cairn_meter_steps_updated() RETURNS trigger LANGUAGE plpgsql AS $fn$
+DECLARE ended run_steps[];
+BEGIN
+  SELECT array_agg(n) INTO ended FROM new_steps n JOIN old_steps o USING (run_id, position, attempt)
+  WHERE n.kind IN ('step', 'model') AND n.status IN ('completed', 'failed', 'retrying')
+    AND o.status NOT IN ('completed', 'failed', 'retrying');
+  IF ended IS NOT NULL THEN PERFORM cairn_meter_steps(ended); END IF;
+  RETURN NULL;
+END
+$fn$;
+
+CREATE TRIGGER run_steps_meter_inserted AFTER INSERT ON run_steps REFERENCING NEW TABLE AS new_steps
+  FOR EACH STATEMENT EXECUTE FUNCTION cairn_meter_steps_inserted();
+CREATE TRIGGER run_steps_meter_updated AFTER UPDATE ON run_steps REFERENCING OLD TABLE AS old_steps NEW TABLE AS new_steps
+  FOR EACH STATEMENT EXECUTE FUNCTION cairn_meter_steps_updated();
+
+-- Quotas per project; a null column is no limit, no row is no quota at all.
+CREATE TABLE project_quotas (
+  project_id uuid PRIMARY KEY REFERENCES projects (id),
+  max_concurrent_runs integer CHECK (max_concurrent_runs >= 0),
+  max_steps_per_month bigint CHECK (max_steps_per_month >= 0),
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  updated_by uuid
+);
+-- What the concurrent-run quota counts: the project's runs that have not ended.
+CREATE INDEX runs_project_open ON runs (project_id) WHERE status IN ('queued', 'running', 'suspended');
+`,
+  },
+  {
+    version: 10,
+    name: 'audit log',
+    sql: `
+-- The audit log: administrative actions and run lifecycle transitions, metadata only. Rows are
+-- inserted unsealed (position and hash null) by whatever transaction makes the change, so no
+-- writer waits on another; the sealer (one replica at a time) then gives each project's new rows
+-- consecutive positions and chains their hashes: hash = sha256(previous hash || canonical row).
+CREATE TABLE audit_log (
+  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  organization_id uuid NOT NULL,
+  project_id uuid NOT NULL,
+  occurred_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+  actor_type text NOT NULL CHECK (actor_type IN ('api_key', 'data_plane', 'system')),
+  actor_id uuid,
+  action text NOT NULL,
+  target_type text NOT NULL,
+  target_id text NOT NULL,
+  metadata jsonb NOT NULL DEFAULT '{}',
+  position bigint,
+  hash text,
+  CHECK ((position IS NULL) = (hash IS NULL)),
+  CHECK ((actor_type = 'system') = (actor_id IS NULL))
+);
+CREATE UNIQUE INDEX audit_log_chain ON audit_log (project_id, position) WHERE position IS NOT NULL;
+CREATE INDEX audit_log_unsealed ON audit_log (project_id, occurred_at, id) WHERE position IS NULL;
+CREATE INDEX audit_log_time ON audit_log (project_id, occurred_at DESC, id DESC);
+CREATE INDEX audit_log_target ON audit_log (project_id, target_id, occurred_at DESC, id DESC);
+
+-- The last sealed position and hash of each project's chain (a verification also checks that the
+-- chain still reaches it, so deleting the newest entries is detected).
+CREATE TABLE audit_chain_heads (
+  project_id uuid PRIMARY KEY,
+  position bigint NOT NULL,
+  hash text NOT NULL,
+  sealed_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- Append-only: the only change allowed is sealing an unsealed row; deletes are refused.
+CREATE FUNCTION cairn_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+  IF TG_OP = 'UPDATE' AND OLD.position IS NULL AND NEW.position IS NOT NULL
+     AND (NEW.id, NEW.organization_id, NEW.project_id, NEW.occurred_at, NEW.actor_type, NEW.actor_id, NEW.action,
+          NEW.target_type, NEW.target_id, NEW.metadata)
+         IS NOT DISTINCT FROM (OLD.id, OLD.organization_id, OLD.project_id, OLD.occurred_at, OLD.actor_type, OLD.actor_id, OLD.action,
+          OLD.target_type, OLD.target_id, OLD.metadata) THEN
+    RETURN NEW;
+  END IF;
+  RAISE EXCEPTION 'the audit log is append-only: entries cannot be changed or deleted' USING ERRCODE = '42501';
+END
+$fn$;
+CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log FOR EACH ROW EXECUTE FUNCTION cairn_audit_append_only();
+
+-- Run lifecycle transitions, from every code path, in the transaction that makes them. The actor
+-- is the one the transaction named (set_config('cairn.audit_actor', 'api_key:<id>', true)), else
+-- the run's data plane for what its gateway or workers reported, else the control plane itself.
+CREATE FUNCTION cairn_audit_run_transition() RETURNS trigger LANGUAGE plpgsql AS $fn$
+DECLARE
+  named text := nullif(current_setting('cairn.audit_actor', true), '');
+  from_status text := CASE WHEN TG_OP = 'UPDATE' THEN OLD.status END;
+  a_type text;
+  a_id uuid;
+BEGIN
+  IF named IS NOT NULL THEN
+    a_type := split_part(named, ':', 1);
+    a_id := nullif(split_part(named, ':', 2), '')::uuid;
+  ELSIF TG_OP = 'INSERT' OR NEW.status IN ('running', 'suspended', 'completed', 'failed')
+        OR (NEW.status = 'cancelled' AND from_status = 'running')
+        OR (NEW.status = 'queued' AND NEW.wake_reason = 'signal') THEN
+    a_type := 'data_plane';
+    a_id := NEW.data_plane_id;
+  ELSE
+    a_type := 'system';
+  END IF;
+  INSERT INTO audit_log (organization_id, project_id, actor_type, actor_id, action, target_type, target_id, metadata)
+  SELECT p.organization_id, NEW.project_id, a_type, a_id, 'run.' || NEW.status, 'run', NEW.id::text,
+         jsonb_strip_nulls(jsonb_build_object(
+           'from', from_status,
+           'status', NEW.status,
+           'epoch', NEW.epoch,
+           'workflow', NEW.workflow_name,
+           'version', NEW.workflow_version,
+           'dataPlaneId', NEW.data_plane_id,
+           'workerId', CASE WHEN NEW.status = 'running' THEN NEW.lease_worker END,
+           'wakeReason', CASE WHEN NEW.status = 'queued' THEN NEW.wake_reason END,
+           'suspendReason', CASE WHEN NEW.status = 'suspended' THEN NEW.suspend_reason END,
+           'errorCode', NEW.error_code,
+           'parentRunId', CASE WHEN TG_OP = 'INSERT' THEN NEW.parent_run_id END))
+  FROM projects p WHERE p.id = NEW.project_id;
+  RETURN NULL;
+END
+$fn$;
+CREATE TRIGGER runs_audit_inserted AFTER INSERT ON runs FOR EACH ROW EXECUTE FUNCTION cairn_audit_run_transition();
+CREATE TRIGGER runs_audit_status AFTER UPDATE OF status ON runs FOR EACH ROW
+  WHEN (OLD.status IS DISTINCT FROM NEW.status) EXECUTE FUNCTION cairn_audit_run_transition();
+`,
+  },
+  {
+    version: 11,
+    name: 'run timeouts: deadlines from the workflow registry',
+    sql: `
+-- When a run times out: its creation plus the run timeout registered for its workflow version.
+-- Set by a trigger, so every way a run is created (StartRun, StartChild, schedule firings, forks,
+-- and any added later) records it; versions are immutable, so the deadline never changes.
+ALTER TABLE runs ADD COLUMN deadline_at timestamptz;
+
+CREATE FUNCTION cairn_run_deadline() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+  IF NEW.deadline_at IS NULL THEN
+    SELECT NEW.created_at + d.run_timeout_ms * interval '1 millisecond' INTO NEW.deadline_at
+    FROM workflow_definitions d
+    WHERE d.project_id = NEW.project_id AND d.name = NEW.workflow_name AND d.version = NEW.workflow_version
+      AND d.run_timeout_ms IS NOT NULL;
+  END IF;
+  RETURN NEW;
+END
+$fn$;
+CREATE TRIGGER runs_deadline BEFORE INSERT ON runs FOR EACH ROW EXECUTE FUNCTION cairn_run_deadline();
+
+-- What the sweeper scans: runs that have not ended and have a deadline, earliest first.
+CREATE INDEX runs_deadline_open ON runs (deadline_at)
+  WHERE deadline_at IS NOT NULL AND status IN ('queued', 'running', 'suspended');
+
+-- A lease taken from its worker because the run timed out ends with its own reason.
+ALTER TABLE run_leases DROP CONSTRAINT run_leases_end_reason_check;
+ALTER TABLE run_leases ADD CONSTRAINT run_leases_end_reason_check
+  CHECK (end_reason IN ('suspended', 'completed', 'failed', 'cancelled', 'released', 'expired', 'terminated', 'timed_out'));
+`,
+  },
 ];

@@ -12,6 +12,10 @@ export const Channels = {
   runEnded: 'cairn_run_ended',
   /** A running run should be cancelled: payload is `<run id> <epoch> <sending replica id>`. */
   cancel: 'cairn_cancel',
+  /** A running run was terminated; its holder must stop: payload is `<run id> <epoch> <sending replica id>`. */
+  leaseRevoked: 'cairn_lease_revoked',
+  /** A data plane's credential was revoked: payload is the data plane ID. */
+  revoked: 'cairn_data_plane_revoked',
 } as const;
 export type Channel = (typeof Channels)[keyof typeof Channels];
 

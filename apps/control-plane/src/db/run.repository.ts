@@ -1,10 +1,12 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { LeaseEndReason, LeaseKey, Run, RunStatusName, SuspendReasonName, WakeReasonName } from '../domain.js';
 import { Database, type Queryable } from './database.js';
+import { FLOW_CONTROL_COLUMNS, toFlowControl, type FlowControlRow } from './flow-control.repository.js';
 
 interface RunRow {
   id: string;
   data_plane_id: string;
+  project_id: string;
   workflow_name: string;
   workflow_version: string;
   task_queue: string;
@@ -27,6 +29,14 @@ interface RunRow {
   cancel_requested: boolean;
   parent_run_id: string | null;
   waiting_child: string | null;
+  forked_from_run_id: string | null;
+  fork_position: number | null;
+  schedule_id: string | null;
+  schedule_tick_at: Date | null;
+  input_payload_id: string | null;
+  priority: number;
+  concurrency_key_digest: string | null;
+  deadline_at: Date | null;
   created_at: Date;
   queued_at: Date | null;
   started_at: Date | null;
@@ -34,9 +44,10 @@ interface RunRow {
   updated_at: Date;
 }
 
-const RUN_COLUMNS = `id, data_plane_id, workflow_name, workflow_version, task_queue, status, epoch, lease_session, lease_worker,
+const RUN_COLUMNS = `id, data_plane_id, project_id, workflow_name, workflow_version, task_queue, status, epoch, lease_session, lease_worker,
   lease_expires_at, wake_at, wake_reason, waiting_signal, signals_consumed, suspend_reason, idempotency_digest, error_code,
-  error_ref, input_size, output_size, dispatch_count, cancel_requested, parent_run_id, waiting_child, created_at, queued_at, started_at, ended_at, updated_at`;
+  error_ref, input_size, output_size, dispatch_count, cancel_requested, parent_run_id, waiting_child, forked_from_run_id, fork_position,
+  schedule_id, schedule_tick_at, input_payload_id, priority, concurrency_key_digest, deadline_at, created_at, queued_at, started_at, ended_at, updated_at`;
 
 /** Columns qualified with a table alias, for statements that join. */
 const runColumns = (alias: string): string =>
@@ -48,6 +59,7 @@ function toRun(row: RunRow): Run {
   return {
     id: row.id,
     dataPlaneId: row.data_plane_id,
+    projectId: row.project_id,
     workflowName: row.workflow_name,
     workflowVersion: row.workflow_version,
     taskQueue: row.task_queue,
@@ -70,6 +82,14 @@ function toRun(row: RunRow): Run {
     cancelRequested: row.cancel_requested,
     parentRunId: row.parent_run_id,
     waitingChild: row.waiting_child,
+    forkedFromRunId: row.forked_from_run_id,
+    forkPosition: row.fork_position,
+    scheduleId: row.schedule_id,
+    scheduleTickAt: row.schedule_tick_at,
+    inputPayloadId: row.input_payload_id,
+    priority: row.priority,
+    concurrencyKeyDigest: row.concurrency_key_digest,
+    deadlineAt: row.deadline_at,
     createdAt: row.created_at,
     queuedAt: row.queued_at,
     startedAt: row.started_at,
@@ -93,6 +113,32 @@ export interface NewRun {
   readonly inputSize: number;
   /** For a child workflow run, the run that started it. */
   readonly parentRunId?: string | null;
+  /** Higher is dispatched first (0–100, default 50). */
+  readonly priority?: number;
+  /** HMAC of the run's concurrency key (computed in the data plane), for per-key limits. */
+  readonly concurrencyKeyDigest?: string | null;
+}
+
+/** A run a schedule fires: queued with the schedule, its tick and the input payload reference. */
+export interface NewScheduledRun {
+  readonly id: string;
+  readonly dataPlaneId: string;
+  readonly workflowName: string;
+  readonly workflowVersion: string;
+  readonly taskQueue: string;
+  readonly scheduleId: string;
+  readonly tickAt: Date;
+  /** The data-plane payload the worker creates the input from; null for no input. */
+  readonly inputPayloadId: string | null;
+}
+
+/** A run forked from another one: queued in the source's data plane and project. */
+export interface NewFork {
+  readonly id: string;
+  readonly source: Run;
+  readonly workflowVersion: string;
+  readonly taskQueue: string;
+  readonly position: number;
 }
 
 export interface ClaimRequest {
@@ -102,6 +148,13 @@ export interface ClaimRequest {
   readonly workflows: ReadonlyArray<{ readonly name: string; readonly version: string; readonly taskQueue: string }>;
   readonly limit: number;
   readonly leaseTtlMs: number;
+  /**
+   * The names of the data plane's workflows that have flow control (see FlowControlService): they
+   * are claimed under their limits. Looked up when not given.
+   */
+  readonly limited?: readonly string[];
+  /** Told when a rate limit held runs back: a claim at that time may find capacity. */
+  readonly onRateLimited?: (retryAt: Date) => void;
 }
 
 export interface Suspension {
@@ -126,9 +179,28 @@ export interface ExpiredLease extends LeaseKey {
   readonly sessionId: string | null;
 }
 
+/** A run the sweep ended `timed_out` because its deadline passed. */
+export interface TimedOutRun {
+  readonly runId: string;
+  readonly dataPlaneId: string;
+  /** The epoch of the lease it held when it was `running` (its holder is told the lease is lost), else null. */
+  readonly heldEpoch: number | null;
+  /** The data plane of a parent queued because it was suspended until this run ended, else null. */
+  readonly wokenParentDataPlaneId: string | null;
+}
+
 export interface RunListQuery {
-  readonly status?: RunStatusName;
+  readonly projectId: string;
+  /** Any of these statuses (none: all). */
+  readonly statuses?: readonly RunStatusName[];
   readonly workflow?: string;
+  readonly version?: string;
+  readonly scheduleId?: string;
+  readonly parentRunId?: string;
+  /** Created at or after this time. */
+  readonly createdAfter?: Date;
+  /** Created strictly before this time. */
+  readonly createdBefore?: Date;
   readonly limit: number;
   /** Keyset position: list runs strictly older than this (created_at, id). */
   readonly after?: { readonly createdAt: string; readonly id: string };
@@ -145,27 +217,81 @@ export interface RunPage {
 export class RunRepository {
   constructor(@Inject(Database) private readonly db: Database) {}
 
-  /** Inserts a queued run; null when its ID or idempotency digest is taken. */
-  async insertQueued(run: NewRun): Promise<Run | null> {
-    const result = await this.db.prepared<RunRow>(
-      'cp_insert_run',
-      `INSERT INTO runs (id, data_plane_id, workflow_name, workflow_version, task_queue, status, wake_reason,
-                         idempotency_digest, input_size, queued_at, parent_run_id)
-       VALUES ($1, $2, $3, $4, $5, 'queued', 'start', $6, $7, now(), $8)
+  /**
+   * Inserts a queued run; null when its ID or idempotency digest is taken. With `q` (a
+   * transaction, e.g. the quota check's), the insert runs there.
+   */
+  async insertQueued(run: NewRun, q?: Queryable): Promise<Run | null> {
+    const text = `INSERT INTO runs (id, data_plane_id, project_id, workflow_name, workflow_version, task_queue, status, wake_reason,
+                         idempotency_digest, input_size, queued_at, parent_run_id, priority, concurrency_key_digest)
+       VALUES ($1, $2, (SELECT project_id FROM data_planes WHERE id = $2), $3, $4, $5, 'queued', 'start', $6, $7, now(), $8, $9, $10)
        ON CONFLICT DO NOTHING
+       RETURNING ${RUN_COLUMNS}`;
+    const values = [
+      run.id,
+      run.dataPlaneId,
+      run.workflowName,
+      run.workflowVersion,
+      run.taskQueue,
+      run.idempotencyDigest,
+      run.inputSize,
+      run.parentRunId ?? null,
+      run.priority ?? 50,
+      run.concurrencyKeyDigest ?? null,
+    ];
+    const result = q ? await q.query<RunRow>(text, values) : await this.db.prepared<RunRow>('cp_insert_run', text, values);
+    return one(result.rows);
+  }
+
+  /**
+   * Inserts a queued run fired by a schedule, inside the caller's transaction (the one that
+   * records the firing). Its input size is 0: the input is created in the data plane from the
+   * payload, which the control plane never sees.
+   */
+  async insertScheduled(q: Queryable, run: NewScheduledRun): Promise<Run> {
+    const result = await q.query<RunRow>(
+      `INSERT INTO runs (id, data_plane_id, project_id, workflow_name, workflow_version, task_queue, status, wake_reason,
+                         input_size, queued_at, schedule_id, schedule_tick_at, input_payload_id)
+       VALUES ($1, $2, (SELECT project_id FROM data_planes WHERE id = $2), $3, $4, $5, 'queued', 'start', 0, now(), $6, $7, $8)
+       RETURNING ${RUN_COLUMNS}`,
+      [run.id, run.dataPlaneId, run.workflowName, run.workflowVersion, run.taskQueue, run.scheduleId, run.tickAt, run.inputPayloadId],
+    );
+    return one(result.rows)!;
+  }
+
+  /** The runs of a schedule that have not ended (queued, running or suspended), oldest first. */
+  async openForSchedule(q: Queryable, scheduleId: string): Promise<Array<{ id: string; dataPlaneId: string }>> {
+    const result = await q.query<{ id: string; data_plane_id: string }>(
+      `SELECT id, data_plane_id FROM runs WHERE schedule_id = $1 AND status IN ('queued', 'running', 'suspended')
+       ORDER BY created_at, id`,
+      [scheduleId],
+    );
+    return result.rows.map((r) => ({ id: r.id, dataPlaneId: r.data_plane_id }));
+  }
+
+  /**
+   * Inserts a queued run forked from `fork.source` at a journal position: same data plane, project,
+   * workflow and input size; its first dispatch tells the worker to copy the source's journal prefix.
+   */
+  async insertFork(fork: NewFork, q: Queryable = this.db): Promise<Run> {
+    const result = await q.query<RunRow>(
+      `INSERT INTO runs (id, data_plane_id, project_id, workflow_name, workflow_version, task_queue, status, wake_reason,
+                         input_size, queued_at, forked_from_run_id, fork_position)
+       VALUES ($1, $2, $3, $4, $5, $6, 'queued', 'start', $7, now(), $8, $9)
        RETURNING ${RUN_COLUMNS}`,
       [
-        run.id,
-        run.dataPlaneId,
-        run.workflowName,
-        run.workflowVersion,
-        run.taskQueue,
-        run.idempotencyDigest,
-        run.inputSize,
-        run.parentRunId ?? null,
+        fork.id,
+        fork.source.dataPlaneId,
+        fork.source.projectId,
+        fork.source.workflowName,
+        fork.workflowVersion,
+        fork.taskQueue,
+        fork.source.inputSize,
+        fork.source.id,
+        fork.position,
       ],
     );
-    return one(result.rows);
+    return one(result.rows)!;
   }
 
   /** A run by ID; scoped to a data plane unless `dataPlaneId` is null (the REST API sees all). */
@@ -174,6 +300,12 @@ export class RunRepository {
       dataPlaneId === null
         ? await q.query<RunRow>(`SELECT ${RUN_COLUMNS} FROM runs WHERE id = $1`, [runId])
         : await q.query<RunRow>(`SELECT ${RUN_COLUMNS} FROM runs WHERE id = $1 AND data_plane_id = $2`, [runId, dataPlaneId]);
+    return one(result.rows);
+  }
+
+  /** A run by ID within a project (the REST API). */
+  async findInProject(projectId: string, runId: string, q: Queryable = this.db): Promise<Run | null> {
+    const result = await q.query<RunRow>(`SELECT ${RUN_COLUMNS} FROM runs WHERE id = $1 AND project_id = $2`, [runId, projectId]);
     return one(result.rows);
   }
 
@@ -211,19 +343,38 @@ export class RunRepository {
   }
 
   /**
-   * Claims up to `limit` queued runs of the worker's workflow set, oldest first, in one statement:
-   * `FOR UPDATE SKIP LOCKED` makes concurrent claims (any number of sessions and replicas) take
-   * disjoint runs; the epoch grows by one and the lease history gets a row.
+   * Claims up to `limit` queued runs of the worker's workflow set, highest priority first, then
+   * oldest. Workflows with flow control are claimed first, each under its limits
+   * ({@link claimLimited}); the others in one statement: `FOR UPDATE SKIP LOCKED` makes concurrent
+   * claims (any number of sessions and replicas) take disjoint runs; the epoch grows by one and the
+   * lease history gets a row.
    */
   async claim(request: ClaimRequest): Promise<Run[]> {
     if (request.limit <= 0 || request.workflows.length === 0) return [];
-    const result = await this.db.prepared<RunRow>(
-      'cp_claim',
-      `WITH picked AS MATERIALIZED (
+    const limited = request.limited ?? (await this.limitedNames(request.dataPlaneId));
+    const claimed: Run[] = [];
+    for (const name of new Set(limited)) {
+      const left = request.limit - claimed.length;
+      const workflows = request.workflows.filter((w) => w.name === name);
+      if (left <= 0) break;
+      if (workflows.length === 0) continue;
+      const { runs, rateRetryAt } = await this.claimLimited({ ...request, workflows, limit: left }, name);
+      claimed.push(...runs);
+      if (rateRetryAt !== null) request.onRateLimited?.(rateRetryAt);
+    }
+    const left = request.limit - claimed.length;
+    if (left > 0) claimed.push(...(await this.claimUnlimited({ ...request, limit: left })));
+    return claimed;
+  }
+
+  /** The hot path: workflows without flow control (a limited one is skipped by one index probe). */
+  private async claimUnlimited(request: ClaimRequest, q?: Queryable): Promise<Run[]> {
+    const text = `WITH picked AS MATERIALIZED (
          SELECT id FROM runs
          WHERE status = 'queued' AND data_plane_id = $1
            AND (workflow_name, workflow_version, task_queue) IN (SELECT * FROM unnest($2::text[], $3::text[], $4::text[]))
-         ORDER BY queued_at
+           AND NOT EXISTS (SELECT 1 FROM workflow_flow_control f WHERE f.project_id = runs.project_id AND f.name = runs.workflow_name)
+         ORDER BY priority DESC, queued_at
          LIMIT $5
          FOR UPDATE SKIP LOCKED
        ), claimed AS (
@@ -235,19 +386,133 @@ export class RunRepository {
        ), history AS (
          INSERT INTO run_leases (run_id, epoch, session_id, worker_id) SELECT id, epoch, $6, $7 FROM claimed
        )
-       SELECT * FROM claimed ORDER BY queued_at`,
-      [
-        request.dataPlaneId,
-        request.workflows.map((w) => w.name),
-        request.workflows.map((w) => w.version),
-        request.workflows.map((w) => w.taskQueue),
-        request.limit,
-        request.sessionId,
-        request.workerId,
-        request.leaseTtlMs,
-      ],
-    );
+       SELECT * FROM claimed ORDER BY priority DESC, queued_at`;
+    const values = [
+      request.dataPlaneId,
+      request.workflows.map((w) => w.name),
+      request.workflows.map((w) => w.version),
+      request.workflows.map((w) => w.taskQueue),
+      request.limit,
+      request.sessionId,
+      request.workerId,
+      request.leaseTtlMs,
+    ];
+    const result = q ? await q.query<RunRow>(text, values) : await this.db.prepared<RunRow>('cp_claim', text, values);
     return result.rows.map(toRun);
+  }
+
+  /** The names of the limited workflows of a data plane's project. */
+  private async limitedNames(dataPlaneId: string): Promise<string[]> {
+    const result = await this.db.query<{ name: string }>(
+      'SELECT f.name FROM workflow_flow_control f JOIN data_planes d ON d.project_id = f.project_id WHERE d.id = $1',
+      [dataPlaneId],
+    );
+    return result.rows.map((r) => r.name);
+  }
+
+  /**
+   * Claims runs of one workflow with flow control, in a transaction that first locks the
+   * workflow's `workflow_flow_control` row: every claim of that workflow, on any replica, is
+   * serialised by that lock, so counting and claiming cannot interleave. Under the lock:
+   * - concurrency: runs of the workflow holding a lease (`running`, in any data plane of the
+   *   project) count; queued and suspended runs do not. At most limit − running are claimed, per
+   *   concurrency key when the limit is per key (runs without a key share one bucket);
+   * - rate: a run's first dispatch counts (a resumed run does not); at most limit − (first
+   *   dispatches in the last period) runs that never ran are claimed, per key when per key;
+   * - order: priority (higher first), then oldest.
+   * `rateRetryAt` is when the oldest first dispatch leaves the window, when the rate limit may
+   * have held runs back.
+   */
+  async claimLimited(request: ClaimRequest, name: string): Promise<{ runs: Run[]; rateRetryAt: Date | null }> {
+    return this.db.transaction(async (tx) => {
+      const locked = await tx.query<FlowControlRow>(
+        `SELECT ${FLOW_CONTROL_COLUMNS} FROM workflow_flow_control
+         WHERE project_id = (SELECT project_id FROM data_planes WHERE id = $1) AND name = $2 FOR UPDATE`,
+        [request.dataPlaneId, name],
+      );
+      const row = locked.rows[0];
+      // The limit was removed meanwhile: the workflow is claimed like any other.
+      if (!row) return { runs: await this.claimUnlimited(request, tx), rateRetryAt: null };
+      const flow = toFlowControl(row);
+      if (flow.rateLimit) {
+        await tx.query(
+          `DELETE FROM flow_starts WHERE project_id = $1 AND workflow_name = $2 AND started_at <= now() - $3 * interval '1 millisecond'`,
+          [flow.projectId, name, flow.rateLimit.periodMs],
+        );
+      }
+      const result = await tx.query<RunRow>(
+        `WITH running AS (
+           SELECT coalesce(concurrency_key_digest, '') AS k, count(*) AS n FROM runs
+           WHERE project_id = $9 AND workflow_name = $10 AND status = 'running' GROUP BY 1
+         ), recent AS (
+           SELECT key_digest AS k, count(*) AS n FROM flow_starts
+           WHERE project_id = $9 AND workflow_name = $10 AND started_at > now() - $14::int * interval '1 millisecond' GROUP BY 1
+         ), candidates AS (
+           SELECT id, priority, queued_at, coalesce(concurrency_key_digest, '') AS k, started_at IS NULL AS fresh FROM runs
+           WHERE status = 'queued' AND data_plane_id = $1
+             AND (workflow_name, workflow_version, task_queue) IN (SELECT * FROM unnest($2::text[], $3::text[], $4::text[]))
+         ), rated AS (
+           SELECT c.*, count(*) FILTER (WHERE c.fresh)
+             OVER (PARTITION BY CASE WHEN $15::boolean THEN c.k ELSE '' END ORDER BY c.priority DESC, c.queued_at, c.id) AS rate_rank
+           FROM candidates c
+         ), rate_ok AS (
+           SELECT r.* FROM rated r
+           WHERE NOT r.fresh OR $13::int IS NULL
+              OR r.rate_rank <= $13::int - coalesce((SELECT sum(n) FROM recent WHERE NOT $15::boolean OR recent.k = r.k), 0)
+         ), ranked AS (
+           SELECT o.*, row_number()
+             OVER (PARTITION BY CASE WHEN $12::boolean THEN o.k ELSE '' END ORDER BY o.priority DESC, o.queued_at, o.id) AS conc_rank
+           FROM rate_ok o
+         ), eligible AS (
+           SELECT x.id FROM ranked x
+           WHERE $11::int IS NULL
+              OR x.conc_rank <= $11::int - coalesce((SELECT sum(n) FROM running WHERE NOT $12::boolean OR running.k = x.k), 0)
+           ORDER BY x.priority DESC, x.queued_at, x.id
+           LIMIT $5
+         ), picked AS MATERIALIZED (
+           SELECT id FROM runs WHERE id IN (SELECT id FROM eligible) AND status = 'queued' FOR UPDATE SKIP LOCKED
+         ), claimed AS (
+           UPDATE runs r SET status = 'running', epoch = r.epoch + 1, lease_session = $6, lease_worker = $7,
+                  lease_expires_at = now() + $8 * interval '1 millisecond', started_at = coalesce(r.started_at, now()),
+                  dispatch_count = r.dispatch_count + 1, updated_at = now()
+           FROM picked WHERE r.id = picked.id
+           RETURNING ${runColumns('r')}
+         ), history AS (
+           INSERT INTO run_leases (run_id, epoch, session_id, worker_id) SELECT id, epoch, $6, $7 FROM claimed
+         ), starts AS (
+           INSERT INTO flow_starts (project_id, workflow_name, key_digest)
+           SELECT $9, $10, coalesce(concurrency_key_digest, '') FROM claimed WHERE $13::int IS NOT NULL AND claimed.dispatch_count = 1
+         )
+         SELECT * FROM claimed ORDER BY priority DESC, queued_at`,
+        [
+          request.dataPlaneId,
+          request.workflows.map((w) => w.name),
+          request.workflows.map((w) => w.version),
+          request.workflows.map((w) => w.taskQueue),
+          request.limit,
+          request.sessionId,
+          request.workerId,
+          request.leaseTtlMs,
+          flow.projectId,
+          name,
+          flow.concurrency?.limit ?? null,
+          flow.concurrency?.perKey ?? false,
+          flow.rateLimit?.limit ?? null,
+          flow.rateLimit?.periodMs ?? 1,
+          flow.rateLimit?.perKey ?? false,
+        ],
+      );
+      const runs = result.rows.map(toRun);
+      let rateRetryAt: Date | null = null;
+      if (flow.rateLimit && runs.length < request.limit) {
+        const oldest = await tx.query<{ at: Date | null }>(
+          `SELECT min(started_at) + $3 * interval '1 millisecond' AS at FROM flow_starts WHERE project_id = $1 AND workflow_name = $2`,
+          [flow.projectId, name, flow.rateLimit.periodMs],
+        );
+        rateRetryAt = oldest.rows[0]?.at ?? null;
+      }
+      return { runs, rateRetryAt };
+    });
   }
 
   /**
@@ -328,6 +593,28 @@ export class RunRepository {
               updated_at = now()
        WHERE id = $1 RETURNING ${RUN_COLUMNS}`,
       [runId, outcome.status, outcome.outputSize ?? null, outcome.errorCode ?? null, outcome.errorRef ?? null],
+    );
+    return one(result.rows)!;
+  }
+
+  /**
+   * Terminates a run that is not final: `terminated` at once, lease, timer, signal wait and queue
+   * place cleared, and the lease row of a running run ended as 'terminated'. The caller holds the
+   * row lock. No compensation runs.
+   */
+  async terminate(tx: Queryable, runId: string): Promise<Run> {
+    const result = await tx.query<RunRow>(
+      `WITH ended AS (
+         UPDATE runs SET status = 'terminated', ended_at = now(), wake_at = NULL, waiting_signal = NULL, waiting_child = NULL,
+                lease_session = NULL, lease_worker = NULL, lease_expires_at = NULL, queued_at = NULL, updated_at = now()
+         WHERE id = $1 AND status NOT IN ('completed', 'failed', 'cancelled', 'terminated', 'timed_out')
+         RETURNING ${RUN_COLUMNS}
+       ), history AS (
+         UPDATE run_leases l SET ended_at = now(), end_reason = 'terminated'
+         FROM ended WHERE l.run_id = ended.id AND l.epoch = ended.epoch AND l.ended_at IS NULL
+       )
+       SELECT * FROM ended`,
+      [runId],
     );
     return one(result.rows)!;
   }
@@ -477,6 +764,67 @@ export class RunRepository {
     return result.rows.map((r) => ({ runId: r.id, epoch: r.epoch, dataPlaneId: r.data_plane_id, sessionId: r.lease_session }));
   }
 
+  /**
+   * Ends up to `limit` runs past their deadline `timed_out` with `errorCode`, whatever state they
+   * are in (queued, running or suspended): lease, timer, signal wait and queue place cleared, the
+   * lease row of a running one ended 'timed_out', and a parent suspended until one of them ends
+   * queued (wake reason 'child'). One statement; replicas sweeping at once skip each other's rows.
+   */
+  async timeOutOverdue(limit: number, errorCode: number): Promise<TimedOutRun[]> {
+    const result = await this.db.query<{ id: string; data_plane_id: string; held_epoch: number | null; parent_dp: string | null }>(
+      `WITH picked AS MATERIALIZED (
+         SELECT id, status, epoch FROM runs
+         WHERE deadline_at <= now() AND deadline_at IS NOT NULL AND status IN ('queued', 'running', 'suspended')
+         ORDER BY deadline_at
+         LIMIT $1
+         FOR UPDATE SKIP LOCKED
+       ), ended AS (
+         UPDATE runs r SET status = 'timed_out', error_code = $2, ended_at = now(), wake_at = NULL, waiting_signal = NULL,
+                waiting_child = NULL, lease_session = NULL, lease_worker = NULL, lease_expires_at = NULL, queued_at = NULL,
+                updated_at = now()
+         FROM picked WHERE r.id = picked.id
+         RETURNING r.id, r.data_plane_id, r.parent_run_id, CASE WHEN picked.status = 'running' THEN picked.epoch END AS held_epoch
+       ), history AS (
+         UPDATE run_leases l SET ended_at = now(), end_reason = 'timed_out'
+         FROM ended WHERE l.run_id = ended.id AND l.epoch = ended.held_epoch AND l.ended_at IS NULL
+       ), woken AS (
+         -- A parent suspended until one of these runs ends goes on, as after any final transition
+         -- (a parent timing out in this same statement is not touched twice).
+         UPDATE runs p SET status = 'queued', wake_reason = 'child', wake_at = NULL, waiting_signal = NULL, waiting_child = NULL,
+                queued_at = now(), updated_at = now()
+         FROM ended
+         WHERE p.id = ended.parent_run_id AND p.status = 'suspended' AND p.waiting_child = ended.id
+           AND p.id NOT IN (SELECT id FROM picked)
+         RETURNING ended.id AS child_id, p.data_plane_id
+       )
+       SELECT ended.id, ended.data_plane_id, ended.held_epoch, woken.data_plane_id AS parent_dp
+       FROM ended LEFT JOIN woken ON woken.child_id = ended.id`,
+      [limit, errorCode],
+    );
+    return result.rows.map((r) => ({
+      runId: r.id,
+      dataPlaneId: r.data_plane_id,
+      heldEpoch: r.held_epoch === null ? null : Number(r.held_epoch),
+      wokenParentDataPlaneId: r.parent_dp,
+    }));
+  }
+
+  /** The child runs of these runs that ended `timed_out`, by parent (a RunTask tells the parent's worker). */
+  async timedOutChildren(parentRunIds: readonly string[]): Promise<Map<string, string[]>> {
+    const byParent = new Map<string, string[]>();
+    if (parentRunIds.length === 0) return byParent;
+    const result = await this.db.query<{ id: string; parent_run_id: string }>(
+      `SELECT id, parent_run_id FROM runs WHERE parent_run_id = ANY($1::uuid[]) AND status = 'timed_out' ORDER BY created_at, id`,
+      [parentRunIds],
+    );
+    for (const row of result.rows) {
+      const list = byParent.get(row.parent_run_id) ?? [];
+      list.push(row.id);
+      byParent.set(row.parent_run_id, list);
+    }
+    return byParent;
+  }
+
   /** Queues up to `limit` suspended runs whose timer is due (TIMER, or RETRY after a retry backoff). */
   async queueDueTimers(limit: number): Promise<Array<{ runId: string; dataPlaneId: string }>> {
     const result = await this.db.query<{ id: string; data_plane_id: string }>(
@@ -499,15 +847,30 @@ export class RunRepository {
 
   /** Runs newest first, filtered, with keyset pagination on (created_at, id). */
   async list(query: RunListQuery): Promise<RunPage> {
-    const where: string[] = [];
-    const values: unknown[] = [];
-    if (query.status !== undefined) {
-      values.push(query.status);
-      where.push(`status = $${values.length}`);
+    const where: string[] = ['project_id = $1'];
+    const values: unknown[] = [query.projectId];
+    const equal = (column: string, value: unknown): void => {
+      values.push(value);
+      where.push(`${column} = $${values.length}`);
+    };
+    if (query.statuses !== undefined && query.statuses.length > 0) {
+      if (query.statuses.length === 1) equal('status', query.statuses[0]);
+      else {
+        values.push(query.statuses);
+        where.push(`status = ANY($${values.length}::text[])`);
+      }
     }
-    if (query.workflow !== undefined) {
-      values.push(query.workflow);
-      where.push(`workflow_name = $${values.length}`);
+    if (query.workflow !== undefined) equal('workflow_name', query.workflow);
+    if (query.version !== undefined) equal('workflow_version', query.version);
+    if (query.scheduleId !== undefined) equal('schedule_id', query.scheduleId);
+    if (query.parentRunId !== undefined) equal('parent_run_id', query.parentRunId);
+    if (query.createdAfter !== undefined) {
+      values.push(query.createdAfter);
+      where.push(`created_at >= $${values.length}`);
+    }
+    if (query.createdBefore !== undefined) {
+      values.push(query.createdBefore);
+      where.push(`created_at < $${values.length}`);
     }
     if (query.after !== undefined) {
       values.push(query.after.createdAt, query.after.id);
@@ -516,7 +879,7 @@ export class RunRepository {
     values.push(query.limit + 1);
     const result = await this.db.query<RunRow & { cursor_at: string }>(
       `SELECT ${RUN_COLUMNS}, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS cursor_at
-       FROM runs ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
+       FROM runs WHERE ${where.join(' AND ')}
        ORDER BY created_at DESC, id DESC
        LIMIT $${values.length}`,
       values,

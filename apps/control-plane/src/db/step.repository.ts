@@ -47,7 +47,9 @@ export class StepRepository {
            AS t(run_id, epoch, position, attempt, kind, name, key_digest, status, error_code, retryable, error_ref, started_at,
                 ended_at, due_at, output_size, input_tokens, output_tokens, provider, model)
        ), known AS (
+         -- A terminated or timed-out run takes no report of an attempt that did not end before it ended.
          SELECT i.* FROM input i JOIN runs r ON r.id = i.run_id AND r.data_plane_id = $1 AND i.epoch <= r.epoch
+           AND (r.status NOT IN ('terminated', 'timed_out') OR i.ended_at <= r.ended_at)
        ), upserted AS (
          INSERT INTO run_steps (run_id, position, attempt, kind, name, key_digest, status, error_code, retryable, error_ref,
                                 started_at, ended_at, due_at, output_size, epoch, input_tokens, output_tokens, provider, model)

@@ -73,6 +73,12 @@ export function toRunInfo(run: Run): RunInfo {
     dispatchCount: run.dispatchCount,
     cancelRequested: run.cancelRequested,
     parentRunId: run.parentRunId ?? '',
+    forkedFromRunId: run.forkedFromRunId ?? '',
+    forkPosition: run.forkPosition ?? 0,
+    scheduleId: run.scheduleId ?? '',
+    scheduleTickAt: ms(run.scheduleTickAt),
+    priority: run.priority,
+    deadlineAt: ms(run.deadlineAt),
   });
 }
 
@@ -98,8 +104,35 @@ export function toStepInfo(step: Step): StepInfo {
   });
 }
 
-/** The task pushed to a worker for a run it just claimed. */
-export function toRunTask(run: Run): RunTask {
+/**
+ * The defaults registered for a run's workflow version that a RunTask carries to the worker (see
+ * WorkflowDefaultsService); null fields are not set.
+ */
+export interface RunTaskDefaults {
+  readonly retryPolicy: {
+    readonly maxAttempts: number;
+    readonly initialIntervalMs: number;
+    readonly maxIntervalMs: number;
+    readonly backoffCoefficient: number;
+  } | null;
+  readonly stepTimeoutMs: number | null;
+}
+
+/** What a RunTask carries beside the run itself. */
+export interface RunTaskExtras {
+  /** The registered retry policy and step timeout of the run's version (null: none). */
+  readonly defaults?: RunTaskDefaults | null;
+  /** For a run woken by a child's end: its child runs that ended `timed_out`. */
+  readonly timedOutChildren?: readonly string[];
+}
+
+/**
+ * The task pushed to a worker for a run it just claimed; `traceparent` is that of the dispatch span
+ * ('' untraced).
+ */
+export function toRunTask(run: Run, traceparent = '', extras: RunTaskExtras = {}): RunTask {
+  const defaults = extras.defaults ?? null;
+  const retry = defaults?.retryPolicy ?? null;
   return create(RunTaskSchema, {
     runId: run.id,
     epoch: run.epoch,
@@ -109,5 +142,16 @@ export function toRunTask(run: Run): RunTask {
     reason: run.wakeReason === null ? WakeReason.START : WAKE_REASON[run.wakeReason],
     leaseExpiresAt: ms(run.leaseExpiresAt),
     cancelRequested: run.cancelRequested,
+    traceparent,
+    forkSourceRunId: run.forkedFromRunId ?? '',
+    forkPosition: run.forkPosition ?? 0,
+    inputPayloadId: run.inputPayloadId ?? '',
+    scheduleId: run.scheduleId ?? '',
+    defaultRetryMaxAttempts: retry?.maxAttempts ?? 0,
+    defaultRetryInitialIntervalMs: BigInt(retry?.initialIntervalMs ?? 0),
+    defaultRetryMaxIntervalMs: BigInt(retry?.maxIntervalMs ?? 0),
+    defaultRetryBackoffCoefficient: retry?.backoffCoefficient ?? 0,
+    defaultStepTimeoutMs: BigInt(defaults?.stepTimeoutMs ?? 0),
+    timedOutChildRunIds: [...(extras.timedOutChildren ?? [])],
   });
 }

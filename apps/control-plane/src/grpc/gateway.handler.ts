@@ -6,6 +6,8 @@ import {
   CancelRunResponseSchema,
   DescribeRunRequestSchema,
   DescribeRunResponseSchema,
+  GetBacklogRequestSchema,
+  GetBacklogResponseSchema,
   SignalRunRequestSchema,
   SignalRunResponseSchema,
   StartRunRequestSchema,
@@ -17,14 +19,19 @@ import {
   type DescMessage,
   type MessageShape,
 } from '@cairn/proto';
+import { invalidField } from '../domain.js';
+import { BacklogService } from '../services/backlog.service.js';
 import { DataPlaneService } from '../services/data-plane.service.js';
-import { RunService } from '../services/run.service.js';
+import { DEFAULT_PRIORITY, RunService } from '../services/run.service.js';
 import { checkResidency, optional, required, size } from '../services/validate.js';
 import { LOGGER } from '../tokens.js';
 import { toRunInfo, toStepInfo } from './convert.js';
 import { bearerToken, toServiceError } from './status.js';
 
 type Unary = grpc.handleUnaryCall<Buffer, unknown>;
+
+/** The highest run priority. */
+const MAX_PRIORITY = 100;
 
 /**
  * The GatewayService edge: authenticate, decode, check residency, call the run service, encode.
@@ -35,6 +42,7 @@ export class GatewayHandler {
     @Inject(RunService) private readonly runs: RunService,
     @Inject(DataPlaneService) private readonly dataPlanes: DataPlaneService,
     @Inject(LOGGER) private readonly logger: Logger,
+    @Inject(BacklogService) private readonly backlog: BacklogService,
   ) {}
 
   handlers(): Record<string, Unary> {
@@ -46,6 +54,8 @@ export class GatewayHandler {
           workflowVersion: optional(req.workflowVersion),
           idempotencyDigest: optional(req.idempotencyDigest),
           inputSize: size(req.inputSize, 'input_size'),
+          priority: priority(req.priority),
+          concurrencyKeyDigest: optional(req.concurrencyKeyDigest),
         });
         if (created)
           this.logger.debug({ dataPlaneId, runId: run.id, workflow: run.workflowName, version: run.workflowVersion }, 'run started');
@@ -69,8 +79,19 @@ export class GatewayHandler {
         return create(SignalRunResponseSchema, { run: toRunInfo(run) });
       }),
       cancelRun: this.unary(CancelRunRequestSchema, async (dataPlaneId, req) => {
-        const run = await this.runs.cancel(dataPlaneId, required(req.runId, 'run_id'));
+        const run = await this.runs.cancel(dataPlaneId, required(req.runId, 'run_id'), { type: 'data_plane', id: dataPlaneId });
         return create(CancelRunResponseSchema, { run: toRunInfo(run) });
+      }),
+      getBacklog: this.unary(GetBacklogRequestSchema, async (dataPlaneId, req) => {
+        const queues = await this.backlog.forDataPlane(dataPlaneId, req.taskQueues);
+        return create(GetBacklogResponseSchema, {
+          queues: queues.map((q) => ({
+            taskQueue: q.taskQueue,
+            queued: BigInt(q.queued),
+            running: BigInt(q.running),
+            suspended: BigInt(q.suspended),
+          })),
+        });
       }),
     };
   }
@@ -99,6 +120,13 @@ export class GatewayHandler {
       );
     };
   }
+}
+
+/** A start's priority: unset is the default; above 100 is refused. */
+function priority(value: number | undefined): number {
+  if (value === undefined) return DEFAULT_PRIORITY;
+  if (value > MAX_PRIORITY) throw invalidField('priority', `field priority must be from 0 to ${MAX_PRIORITY}, got ${value}`);
+  return value;
 }
 
 class GrpcFailure extends Error {

@@ -1,11 +1,16 @@
 import * as grpc from '@grpc/grpc-js';
 import { Inject, Injectable } from '@nestjs/common';
 import { GatewayService, WorkerService, grpcServiceDefinition } from '@cairn/proto';
+import type { ControlPlaneConfig } from '../config.js';
+import { Telemetry } from '../telemetry/telemetry.service.js';
 import { GatewayHandler } from './gateway.handler.js';
 import { rawRequests } from './status.js';
 import { WorkerHandler } from './worker.handler.js';
 
-/** The gRPC server serving WorkerService and GatewayService (plaintext; TLS ends at the load balancer). */
+/**
+ * The gRPC server serving WorkerService and GatewayService: plaintext behind a TLS-terminating load
+ * balancer, or TLS / mutual TLS itself (`CAIRN_CP_GRPC_TLS_*`).
+ */
 @Injectable()
 export class GrpcServer {
   private server: grpc.Server | null = null;
@@ -13,10 +18,11 @@ export class GrpcServer {
   constructor(
     @Inject(WorkerHandler) private readonly worker: WorkerHandler,
     @Inject(GatewayHandler) private readonly gateway: GatewayHandler,
+    @Inject(Telemetry) private readonly telemetry: Telemetry,
   ) {}
 
   /** Binds and starts serving; returns the bound port (useful with port 0). */
-  async start(host: string, port: number): Promise<number> {
+  async start(host: string, port: number, tls?: ControlPlaneConfig['grpcTls']): Promise<number> {
     const server = new grpc.Server({
       'grpc.keepalive_time_ms': 30_000,
       'grpc.keepalive_timeout_ms': 10_000,
@@ -26,12 +32,13 @@ export class GrpcServer {
     server.addService(rawRequests(grpcServiceDefinition(WorkerService)), {
       connect: (call: grpc.ServerDuplexStream<Buffer, never>) => this.worker.connect(call),
     });
-    server.addService(rawRequests(grpcServiceDefinition(GatewayService)), this.gateway.handlers());
+    server.addService(rawRequests(grpcServiceDefinition(GatewayService)), this.telemetry.gatewayHandlers(this.gateway.handlers()));
     const address = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
     const bound = await new Promise<number>((resolve, reject) => {
-      server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (error, boundPort) =>
-        error ? reject(error) : resolve(boundPort),
-      );
+      const credentials = tls
+        ? grpc.ServerCredentials.createSsl(tls.clientCa, [{ cert_chain: tls.cert, private_key: tls.key }], tls.clientCa !== null)
+        : grpc.ServerCredentials.createInsecure();
+      server.bindAsync(address, credentials, (error, boundPort) => (error ? reject(error) : resolve(boundPort)));
     });
     this.server = server;
     return bound;

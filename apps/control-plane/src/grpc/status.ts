@@ -13,6 +13,11 @@ const BY_CODE: Partial<Record<string, grpc.status>> = {
   [ErrorCodes.CONFLICT]: grpc.status.FAILED_PRECONDITION,
   [ErrorCodes.PROTOCOL]: grpc.status.FAILED_PRECONDITION,
   [ErrorCodes.UNAVAILABLE]: grpc.status.UNAVAILABLE,
+  [ErrorCodes.FORBIDDEN]: grpc.status.PERMISSION_DENIED,
+  [ErrorCodes.QUOTA_EXCEEDED]: grpc.status.RESOURCE_EXHAUSTED,
+  [ErrorCodes.RATE_LIMITED]: grpc.status.RESOURCE_EXHAUSTED,
+  [ErrorCodes.WORKFLOW_NOT_REGISTERED]: grpc.status.FAILED_PRECONDITION,
+  [ErrorCodes.FAILED_PRECONDITION]: grpc.status.FAILED_PRECONDITION,
 };
 
 const BY_END: Record<StreamEnd['kind'], grpc.status> = {

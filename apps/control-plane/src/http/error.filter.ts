@@ -20,11 +20,17 @@ const STATUS_BY_CODE: Partial<Record<string, number>> = {
   [ErrorCodes.PAYLOAD_TOO_LARGE]: 413,
   [ErrorCodes.UNSUPPORTED_MEDIA_TYPE]: 415,
   [ErrorCodes.UNAVAILABLE]: 503,
+  [ErrorCodes.FORBIDDEN]: 403,
+  [ErrorCodes.QUOTA_EXCEEDED]: 429,
+  [ErrorCodes.RATE_LIMITED]: 429,
+  [ErrorCodes.WORKFLOW_NOT_REGISTERED]: 409,
+  [ErrorCodes.FAILED_PRECONDITION]: 409,
 };
 
 const CODE_BY_STATUS: Partial<Record<number, string>> = {
   400: ErrorCodes.INVALID_ARGUMENT,
   401: ErrorCodes.UNAUTHENTICATED,
+  403: ErrorCodes.FORBIDDEN,
   404: ErrorCodes.NOT_FOUND,
   405: ErrorCodes.NOT_FOUND,
   409: ErrorCodes.CONFLICT,

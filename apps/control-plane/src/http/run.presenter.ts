@@ -35,7 +35,14 @@ export function presentRun(run: Run): Record<string, unknown> {
     dispatchCount: run.dispatchCount,
     cancelRequested: run.cancelRequested,
     parentRunId: run.parentRunId,
+    scheduleId: run.scheduleId,
+    scheduleTickAt: iso(run.scheduleTickAt),
     waitingChild: run.status === 'suspended' ? run.waitingChild : null,
+    forkedFromRunId: run.forkedFromRunId,
+    forkPosition: run.forkPosition,
+    priority: run.priority,
+    concurrencyKeyDigest: run.concurrencyKeyDigest,
+    deadlineAt: iso(run.deadlineAt),
     updatedAt: iso(run.updatedAt),
   };
 }

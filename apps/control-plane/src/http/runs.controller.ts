@@ -1,37 +1,191 @@
-import { Controller, Get, Inject, Param, Query, UseGuards } from '@nestjs/common';
-import { isId } from '@cairn/common';
-import { invalidField } from '../domain.js';
-import { ReadinessService } from '../services/readiness.service.js';
-import { RunService } from '../services/run.service.js';
-import { ApiTokenGuard } from './api-token.guard.js';
+import { Controller, Get, Inject, Param, Post, Query, Body } from '@nestjs/common';
+import { z } from 'zod';
+import type { Project } from '../db/tenant.repository.js';
+import { RUN_STATUSES } from '../domain.js';
+import {
+  RunManagementService,
+  type RunListFilters,
+  type RunTotals,
+  type RunView,
+  type TimelineCall,
+} from '../services/run-management.service.js';
+import { AuditService } from '../services/audit.service.js';
+import { Api, Caller, CurrentProject, type RequestContext } from './api.js';
 import { presentRun, presentStep } from './run.presenter.js';
+import { idSchema, isoTimeSchema, limitSchema, nameSchema, versionSchema } from './schemas.js';
 
-/** Run metadata for the CLI and the console. */
-@Controller('v1/runs')
-@UseGuards(ApiTokenGuard)
+const statusList = z
+  .union([z.string(), z.array(z.string())])
+  .transform((value) => (Array.isArray(value) ? value : [value]).flatMap((v) => v.split(',')).filter((v) => v !== ''))
+  .pipe(z.array(z.enum(RUN_STATUSES, { error: `expected run statuses, each one of ${RUN_STATUSES.join(', ')}` })).max(RUN_STATUSES.length));
+
+/** `GET /v1/projects/:project/runs` query parameters. */
+export const runListQuerySchema = z
+  .object({
+    status: statusList.optional(),
+    workflow: nameSchema.optional(),
+    version: versionSchema.optional(),
+    scheduleId: idSchema.optional(),
+    parentRunId: idSchema.optional(),
+    createdAfter: isoTimeSchema.optional(),
+    createdBefore: isoTimeSchema.optional(),
+    limit: limitSchema,
+    cursor: z.string().max(200).optional(),
+  })
+  .strict()
+  .refine(
+    (q) => q.createdAfter === undefined || q.createdBefore === undefined || Date.parse(q.createdAfter) < Date.parse(q.createdBefore),
+    {
+      message: 'createdAfter must be earlier than createdBefore',
+      path: ['createdAfter'],
+    },
+  );
+type RunListQuery = z.infer<typeof runListQuerySchema>;
+
+/** `POST /v1/projects/:project/runs/:id/fork` body. */
+export const forkBodySchema = z
+  .object({
+    fromStep: z
+      .number()
+      .int()
+      .min(0)
+      .max(2 ** 31 - 1),
+    workflowVersion: versionSchema.optional(),
+  })
+  .strict();
+type ForkBody = z.infer<typeof forkBodySchema>;
+
+const iso = (d: Date | null): string | null => (d === null ? null : d.toISOString());
+
+function presentCall(call: TimelineCall): Record<string, unknown> {
+  return {
+    position: call.position,
+    kind: call.kind,
+    name: call.name,
+    keyDigest: call.keyDigest,
+    status: call.status,
+    attemptCount: call.attempts.length,
+    retries: call.attempts.length - 1,
+    startedAt: iso(call.startedAt),
+    endedAt: iso(call.endedAt),
+    durationMs: call.durationMs,
+    inputTokens: call.inputTokens,
+    outputTokens: call.outputTokens,
+    attempts: call.attempts.map(presentStep),
+  };
+}
+
+function presentTotals(totals: RunTotals): Record<string, unknown> {
+  return { ...totals, tokensByModel: totals.tokensByModel.map((m) => ({ ...m })) };
+}
+
+function presentView(view: RunView): Record<string, unknown> {
+  return {
+    run: presentRun(view.run),
+    steps: view.steps.map(presentStep),
+    timeline: view.timeline.map(presentCall),
+    totals: presentTotals(view.totals),
+  };
+}
+
+/** Run metadata and the operator actions on runs, for the CLI and the console. */
+@Controller('v1/projects/:project/runs')
 export class RunsController {
-  constructor(
-    @Inject(RunService) private readonly runs: RunService,
-    @Inject(ReadinessService) private readonly readiness: ReadinessService,
-  ) {}
+  constructor(@Inject(RunManagementService) private readonly runs: RunManagementService) {}
 
   @Get()
-  async list(@Query() query: Record<string, unknown>): Promise<{ runs: unknown[]; nextCursor: string | null }> {
-    this.readiness.assertServing();
-    const page = await this.runs.list({
-      status: query['status'],
-      workflow: query['workflow'],
-      limit: query['limit'],
-      cursor: query['cursor'],
-    });
+  @Api({
+    permission: 'project.read',
+    tag: 'runs',
+    summary: 'List runs, newest first',
+    description:
+      'Filters: status (one or more, comma-separated or repeated), workflow, version, scheduleId, parentRunId, createdAfter (inclusive), createdBefore (exclusive); limit 1-200 (default 50); pass nextCursor back as cursor for the next page.',
+    query: runListQuerySchema,
+  })
+  async list(@CurrentProject() project: Project, @Query() query: RunListQuery): Promise<{ runs: unknown[]; nextCursor: string | null }> {
+    const filters: RunListFilters = {
+      limit: query.limit ?? 50,
+      ...(query.status === undefined || query.status.length === 0 ? {} : { statuses: query.status }),
+      ...(query.workflow === undefined ? {} : { workflow: query.workflow }),
+      ...(query.version === undefined ? {} : { version: query.version }),
+      ...(query.scheduleId === undefined ? {} : { scheduleId: query.scheduleId }),
+      ...(query.parentRunId === undefined ? {} : { parentRunId: query.parentRunId }),
+      ...(query.createdAfter === undefined ? {} : { createdAfter: new Date(query.createdAfter) }),
+      ...(query.createdBefore === undefined ? {} : { createdBefore: new Date(query.createdBefore) }),
+      ...(query.cursor === undefined || query.cursor === '' ? {} : { cursor: query.cursor }),
+    };
+    const page = await this.runs.list(project.id, filters);
     return { runs: page.runs.map(presentRun), nextCursor: page.nextCursor };
   }
 
   @Get(':id')
-  async describe(@Param('id') id: string): Promise<{ run: unknown; steps: unknown[] }> {
-    this.readiness.assertServing();
-    if (!isId(id)) throw invalidField('id', 'the run ID in the path is malformed: run IDs are lowercase UUIDs');
-    const { run, steps } = await this.runs.describe(null, id);
-    return { run: presentRun(run), steps: steps.map(presentStep) };
+  @Api({
+    permission: 'project.read',
+    tag: 'runs',
+    summary: 'Describe a run with its step timeline',
+    description:
+      'steps: every attempt by position then attempt; timeline: one entry per durable call with its attempts, duration and token counts; totals: attempts, retries, tokens by provider/model, wall time.',
+  })
+  async describe(@CurrentProject() project: Project, @Param('id') id: string): Promise<Record<string, unknown>> {
+    return presentView(await this.runs.describe(project.id, id));
+  }
+
+  @Post(':id/cancel')
+  @Api({
+    permission: 'runs.operate',
+    tag: 'runs',
+    summary: 'Cancel a run; its compensations run',
+    description:
+      'A queued run that never ran ends cancelled at once; a running one is asked to cancel by its worker; one that ran before is dispatched once more to run its compensations. Child runs are cancelled too. 409 for a run that ended otherwise than cancelled.',
+  })
+  async cancel(@Caller() caller: RequestContext, @CurrentProject() project: Project, @Param('id') id: string): Promise<{ run: unknown }> {
+    return { run: presentRun(await this.runs.cancel(project.id, id, AuditService.actorOf(caller.principal))) };
+  }
+
+  @Post(':id/terminate')
+  @Api({
+    permission: 'runs.operate',
+    tag: 'runs',
+    summary: 'Terminate a run at once, without compensations',
+    description:
+      'The run becomes terminated; a worker holding it loses its lease and stops; its later reports are refused. Child runs that have not ended are terminated too. 409 for a run that has ended, or a child run whose parent has not.',
+  })
+  async terminate(
+    @Caller() caller: RequestContext,
+    @CurrentProject() project: Project,
+    @Param('id') id: string,
+  ): Promise<{ run: unknown }> {
+    return { run: presentRun(await this.runs.terminate(project.id, id, AuditService.actorOf(caller.principal))) };
+  }
+
+  @Post(':id/fork')
+  @Api({
+    permission: 'runs.operate',
+    tag: 'runs',
+    summary: 'Fork a run from a journal position into a new run',
+    description:
+      'Creates a queued run in the same data plane whose journal starts as the source run’s entries before position fromStep (copied in the data plane); from fromStep on it runs live, on workflowVersion if given. 400 when fromStep is beyond the source’s journal.',
+    body: forkBodySchema,
+    status: 201,
+  })
+  async fork(
+    @Caller() caller: RequestContext,
+    @CurrentProject() project: Project,
+    @Param('id') id: string,
+    @Body() body: ForkBody,
+  ): Promise<{ run: unknown }> {
+    return {
+      run: presentRun(
+        await this.runs.fork(
+          project.id,
+          id,
+          {
+            fromStep: body.fromStep,
+            ...(body.workflowVersion === undefined ? {} : { workflowVersion: body.workflowVersion }),
+          },
+          AuditService.actorOf(caller.principal),
+        ),
+      ),
+    };
   }
 }

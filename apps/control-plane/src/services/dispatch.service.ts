@@ -4,9 +4,12 @@ import { CONFIG, type ControlPlaneConfig } from '../config.js';
 import { errorSummary } from '../db/database.js';
 import { RunRepository } from '../db/run.repository.js';
 import type { LeaseKey } from '../domain.js';
+import { Telemetry } from '../telemetry/telemetry.service.js';
 import { LOGGER } from '../tokens.js';
 import { EventBus } from './event-bus.service.js';
+import { FlowControlService } from './flow-control.service.js';
 import { SessionRegistry } from './session-registry.js';
+import { WorkflowDefaultsService } from './workflow-defaults.service.js';
 import type { WorkerSession } from './worker-session.js';
 
 // A pass over every session now and then, in case a notification was lost on the way.
@@ -22,6 +25,7 @@ const RETRY_AFTER_ERROR_MS = 1_000;
 export class DispatchService {
   private stopped = true;
   private safetyTimer: NodeJS.Timeout | null = null;
+  private readonly rateTimers = new WeakMap<WorkerSession, { due: number; timer: NodeJS.Timeout }>();
 
   constructor(
     @Inject(RunRepository) private readonly runs: RunRepository,
@@ -29,10 +33,20 @@ export class DispatchService {
     @Inject(EventBus) private readonly events: EventBus,
     @Inject(CONFIG) private readonly config: ControlPlaneConfig,
     @Inject(LOGGER) private readonly logger: Logger,
+    @Inject(Telemetry) private readonly telemetry: Telemetry,
+    @Inject(FlowControlService) private readonly flow: FlowControlService,
+    @Inject(WorkflowDefaultsService) private readonly defaults: WorkflowDefaultsService,
   ) {
     this.events.onDispatch((dataPlaneId) => this.kickDataPlane(dataPlaneId));
     this.events.onResync(() => this.kickAll());
     this.events.onCancel((lease) => this.registry.holderOf(lease)?.cancel(lease));
+    // A terminated run's holder is told its lease is lost (it stops at once) and gets the slot back.
+    this.events.onLeaseRevoked((lease) => {
+      const holder = this.registry.holderOf(lease);
+      if (!holder?.drop(lease)) return;
+      holder.lost([lease]);
+      this.kick(holder, false);
+    });
   }
 
   start(): void {
@@ -85,6 +99,7 @@ export class DispatchService {
         const limit = session.free;
         if (this.stopped || !session.ready || limit === 0) break;
         const workEvents = session.workEvents;
+        const limited = await this.flow.limitedNames(session.dataPlaneId);
         const claimed = await this.runs.claim({
           dataPlaneId: session.dataPlaneId,
           sessionId: session.id,
@@ -92,6 +107,8 @@ export class DispatchService {
           workflows: session.workflows,
           limit,
           leaseTtlMs: this.config.leaseTtlMs,
+          limited: limited.size === 0 ? [] : session.workflows.filter((w) => limited.has(w.name)).map((w) => w.name),
+          onRateLimited: (retryAt) => this.kickAt(session, retryAt),
         });
         if (session.closed) {
           await this.giveBack(
@@ -100,8 +117,15 @@ export class DispatchService {
           );
           break;
         }
+        // The registered retry policy and step timeout of each run's version travel with its task,
+        // and a parent woken by a child's end learns which of its children timed out.
+        const defaults = claimed.length === 0 ? null : await this.defaults.forRuns(claimed);
+        const timedOut = await this.runs.timedOutChildren(claimed.filter((r) => r.wakeReason === 'child').map((r) => r.id));
         for (const run of claimed) {
-          session.assign(run);
+          session.assign(run, this.telemetry.dispatched(run, session), {
+            defaults: defaults?.get(run.id) ?? null,
+            timedOutChildren: timedOut.get(run.id) ?? [],
+          });
           session.logger.debug({ runId: run.id, epoch: run.epoch, reason: run.wakeReason }, 'run dispatched');
         }
         if (claimed.length < limit && session.workEvents === workEvents) session.knownEmpty = true;
@@ -114,6 +138,23 @@ export class DispatchService {
       session.dispatching = false;
       session.settled();
     }
+  }
+
+  /** Kicks the session when a rate limit lets more runs start (one timer per session, the earliest). */
+  private kickAt(session: WorkerSession, at: Date): void {
+    const due = at.getTime();
+    const pending = this.rateTimers.get(session);
+    if (pending && pending.due <= due) return;
+    if (pending) clearTimeout(pending.timer);
+    const timer = setTimeout(
+      () => {
+        this.rateTimers.delete(session);
+        this.kick(session);
+      },
+      Math.max(0, due - Date.now()) + 5,
+    );
+    timer.unref();
+    this.rateTimers.set(session, { due, timer });
   }
 
   /** Runs claimed for a session that closed meanwhile go straight back to the queue. */

@@ -63,6 +63,26 @@ export class EventBus {
     this.send(Channels.cancel, `${lease.runId} ${lease.epoch} ${this.replicaId}`);
   }
 
+  /** Lease (run, epoch) was taken from its holder (the run was terminated), wherever it is connected. */
+  publishLeaseRevoked(lease: LeaseKey): void {
+    this.emitter.emit('leaseRevoked', lease);
+    this.send(Channels.leaseRevoked, `${lease.runId} ${lease.epoch} ${this.replicaId}`);
+  }
+
+  onLeaseRevoked(listener: (lease: LeaseKey) => void): void {
+    this.emitter.on('leaseRevoked', listener);
+  }
+
+  /** A data plane's credential was revoked: every replica closes its streams. */
+  publishRevoked(dataPlaneId: string): void {
+    this.emitter.emit('revoked', dataPlaneId);
+    this.send(Channels.revoked, dataPlaneId);
+  }
+
+  onRevoked(listener: (dataPlaneId: string) => void): void {
+    this.emitter.on('revoked', listener);
+  }
+
   onDispatch(listener: (dataPlaneId: string) => void): void {
     this.emitter.on('dispatch', listener);
   }
@@ -115,10 +135,14 @@ export class EventBus {
       case Channels.runEnded:
         this.wakeRunWaiters(payload);
         break;
-      case Channels.cancel: {
+      case Channels.revoked:
+        this.emitter.emit('revoked', payload);
+        break;
+      case Channels.cancel:
+      case Channels.leaseRevoked: {
         const [runId, epoch, origin] = payload.split(' ');
         if (runId && epoch && /^\d+$/.test(epoch) && origin !== this.replicaId) {
-          this.emitter.emit('cancel', { runId, epoch: Number(epoch) } satisfies LeaseKey);
+          this.emitter.emit(channel === Channels.cancel ? 'cancel' : 'leaseRevoked', { runId, epoch: Number(epoch) } satisfies LeaseKey);
         }
         break;
       }

@@ -6,6 +6,7 @@ import { RunRepository, type Suspension } from '../db/run.repository.js';
 import { SignalRepository } from '../db/signal.repository.js';
 import { isFinal, type LeaseEndReason, type LeaseKey, type Run } from '../domain.js';
 import { EventBus } from './event-bus.service.js';
+import { FlowControlService } from './flow-control.service.js';
 import { SessionRegistry } from './session-registry.js';
 import { DispatchService } from './dispatch.service.js';
 
@@ -50,6 +51,7 @@ export class LeaseService {
     @Inject(SessionRegistry) private readonly registry: SessionRegistry,
     @Inject(DispatchService) private readonly dispatch: DispatchService,
     @Inject(CONFIG) private readonly config: ControlPlaneConfig,
+    @Inject(FlowControlService) private readonly flow: FlowControlService,
   ) {}
 
   /** Moves leases a reconnecting worker still holds to its new session. */
@@ -73,6 +75,10 @@ export class LeaseService {
         this.events.publishDispatch(dataPlaneId);
       }
       if (isFinal(result.run.status)) this.events.publishRunEnded(result.run.id);
+      // A lease of a workflow under flow control ended (final or suspended): runs waiting for its
+      // capacity may go now, on any session of the data plane, on any replica.
+      const freed = result.run.status !== 'queued' && result.run.status !== 'running';
+      if (freed && (await this.flow.isLimited(dataPlaneId, result.run.workflowName))) this.events.publishDispatch(dataPlaneId);
     }
     if (result.kind !== 'unknown_run') this.leaseGone(outcome.lease);
     return result;

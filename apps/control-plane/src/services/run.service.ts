@@ -1,15 +1,17 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Inject, Injectable } from '@nestjs/common';
-import { CairnError, ErrorCodes, isId, isName } from '@cairn/common';
+import { CairnError, ErrorCodes } from '@cairn/common';
 import { ErrorCode } from '@cairn/proto';
 import { CONFIG, type ControlPlaneConfig } from '../config.js';
 import { Database } from '../db/database.js';
-import { RunRepository, type RunPage } from '../db/run.repository.js';
+import { RunRepository } from '../db/run.repository.js';
 import { SignalRepository } from '../db/signal.repository.js';
 import { StepRepository } from '../db/step.repository.js';
 import { WorkflowRepository } from '../db/workflow.repository.js';
-import { RUN_STATUSES, invalidField, isFinal, runNotFound, type LeaseKey, type Run, type RunStatusName, type Step } from '../domain.js';
+import { isFinal, runNotFound, type LeaseKey, type Run, type Step } from '../domain.js';
+import { AuditService, type AuditActor } from './audit.service.js';
 import { EventBus } from './event-bus.service.js';
+import { QuotaService } from './quota.service.js';
 
 export interface StartRunInput {
   readonly runId: string;
@@ -18,6 +20,10 @@ export interface StartRunInput {
   readonly workflowVersion: string | null;
   readonly idempotencyDigest: string | null;
   readonly inputSize: number;
+  /** 0–100, higher first; default 50. */
+  readonly priority?: number;
+  /** HMAC of the caller's concurrency key, for per-key limits; null for none. */
+  readonly concurrencyKeyDigest?: string | null;
 }
 
 export interface StartChildInput {
@@ -30,21 +36,9 @@ export interface StartChildInput {
   readonly inputSize: number;
 }
 
-/** Raw query parameters of `GET /v1/runs`, validated here. */
-export interface RunListParams {
-  readonly status?: unknown;
-  readonly workflow?: unknown;
-  readonly limit?: unknown;
-  readonly cursor?: unknown;
-}
-
-export interface RunListResult {
-  readonly runs: Run[];
-  readonly nextCursor: string | null;
-}
-
 /**
- * The gateway's and the API's side of runs: start, describe, wait, signal, cancel and list.
+ * The gateway's and the API's side of runs: start, describe, wait, signal and cancel (listing and
+ * the operator actions are in RunManagementService).
  */
 @Injectable()
 export class RunService {
@@ -58,6 +52,8 @@ export class RunService {
     @Inject(WorkflowRepository) private readonly workflows: WorkflowRepository,
     @Inject(EventBus) private readonly events: EventBus,
     @Inject(CONFIG) private readonly config: ControlPlaneConfig,
+    @Inject(QuotaService) private readonly quotas: QuotaService,
+    @Inject(AuditService) private readonly audit: AuditService,
   ) {}
 
   /**
@@ -70,18 +66,35 @@ export class RunService {
       const what = input.workflowVersion === null ? input.workflowName : `${input.workflowName}@${input.workflowVersion}`;
       throw new CairnError(
         ErrorCodes.WORKFLOW_NOT_FOUND,
-        `workflow ${what} is not registered: no worker of this data plane has announced it. Start a worker that registers it, then retry.`,
+        input.workflowVersion === null
+          ? `workflow ${what} is not registered, or every version of it is deprecated: no version is registered in this project or announced by a worker of this data plane that can start runs. Register a version (cairn workflows register, or POST /v1/projects/{project}/workflows), then retry.`
+          : `workflow ${what} is not registered: it is neither registered in this project nor announced by a worker of this data plane. Register it (cairn workflows register, or POST /v1/projects/{project}/workflows), then retry.`,
       );
     }
-    const inserted = await this.runs.insertQueued({
-      id: input.runId,
+    if (workflow.deprecated) throw deprecated(workflow.name, workflow.version);
+    // Under the project's quotas; a retried start of a run that exists is answered, not refused.
+    const inserted = await this.quotas.admit(
       dataPlaneId,
-      workflowName: workflow.name,
-      workflowVersion: workflow.version,
-      taskQueue: workflow.taskQueue,
-      idempotencyDigest: input.idempotencyDigest,
-      inputSize: input.inputSize,
-    });
+      (q) =>
+        this.runs.insertQueued(
+          {
+            id: input.runId,
+            dataPlaneId,
+            workflowName: workflow.name,
+            workflowVersion: workflow.version,
+            taskQueue: workflow.taskQueue,
+            idempotencyDigest: input.idempotencyDigest,
+            inputSize: input.inputSize,
+            priority: input.priority ?? DEFAULT_PRIORITY,
+            concurrencyKeyDigest: input.concurrencyKeyDigest ?? null,
+          },
+          q,
+        ),
+      async () =>
+        (await this.runs.exists(input.runId)) ||
+        (input.idempotencyDigest !== null &&
+          (await this.runs.findByDigest(dataPlaneId, input.workflowName, input.idempotencyDigest)) !== null),
+    );
     if (inserted) {
       this.events.publishDispatch(dataPlaneId);
       return { run: inserted, created: true };
@@ -97,6 +110,13 @@ export class RunService {
 
   async describe(dataPlaneId: string | null, runId: string): Promise<{ run: Run; steps: Step[] }> {
     const run = await this.get(dataPlaneId, runId);
+    return { run, steps: await this.steps.forRun(run.id) };
+  }
+
+  /** A run and its step timeline, within a project (the REST API). */
+  async describeInProject(projectId: string, runId: string): Promise<{ run: Run; steps: Step[] }> {
+    const run = await this.runs.findInProject(projectId, runId);
+    if (!run) throw runNotFound(runId, false);
     return { run, steps: await this.steps.forRun(run.id) };
   }
 
@@ -172,12 +192,12 @@ export class RunService {
    * CancelRequest wherever its worker is connected. One that ran before and is now suspended or
    * queued is dispatched with the cancellation requested (wake reason `cancel`), so a worker
    * replays it and runs the compensations it registered before reporting it cancelled. A final run
-   * is returned as is.
+   * is returned as is. `actor` (who asked) is the actor of the audit entries of these transitions.
    */
-  async cancel(dataPlaneId: string, runId: string): Promise<Run> {
-    const run = await this.cancelOne(dataPlaneId, runId);
+  async cancel(dataPlaneId: string, runId: string, actor?: AuditActor): Promise<Run> {
+    const run = await this.cancelOne(dataPlaneId, runId, actor);
     // Cancellation propagates to the run's child runs that have not ended, and to theirs.
-    for (const child of await this.runs.openChildren(dataPlaneId, runId)) await this.cancel(dataPlaneId, child);
+    for (const child of await this.runs.openChildren(dataPlaneId, runId)) await this.cancel(dataPlaneId, child, actor);
     return run;
   }
 
@@ -186,23 +206,43 @@ export class RunService {
    * Idempotent by the child's run ID. `not_held` when the parent is not running under that epoch;
    * `workflow_not_found` when no worker of the data plane announced the child's workflow.
    */
-  async startChild(dataPlaneId: string, input: StartChildInput): Promise<'started' | 'not_held' | 'workflow_not_found'> {
+  async startChild(
+    dataPlaneId: string,
+    input: StartChildInput,
+  ): Promise<'started' | 'not_held' | 'workflow_not_found' | 'workflow_deprecated' | 'quota_exceeded'> {
     const existing = await this.runs.find(dataPlaneId, input.childRunId);
     if (existing) return existing.parentRunId === input.parentRunId ? 'started' : 'not_held';
     const parent = await this.runs.find(dataPlaneId, input.parentRunId);
     if (!parent || parent.status !== 'running' || parent.epoch !== input.parentEpoch) return 'not_held';
     const workflow = await this.workflows.resolve(dataPlaneId, input.workflowName, input.workflowVersion);
     if (!workflow) return 'workflow_not_found';
-    const inserted = await this.runs.insertQueued({
-      id: input.childRunId,
-      dataPlaneId,
-      workflowName: workflow.name,
-      workflowVersion: workflow.version,
-      taskQueue: workflow.taskQueue,
-      idempotencyDigest: null,
-      inputSize: input.inputSize,
-      parentRunId: input.parentRunId,
-    });
+    if (workflow.deprecated) return 'workflow_deprecated';
+    let inserted: Run | null;
+    try {
+      inserted = await this.quotas.admit(
+        dataPlaneId,
+        (q) =>
+          this.runs.insertQueued(
+            {
+              id: input.childRunId,
+              dataPlaneId,
+              workflowName: workflow.name,
+              workflowVersion: workflow.version,
+              taskQueue: workflow.taskQueue,
+              idempotencyDigest: null,
+              inputSize: input.inputSize,
+              parentRunId: input.parentRunId,
+              // A child runs at its parent's priority.
+              priority: parent.priority,
+            },
+            q,
+          ),
+        () => this.runs.exists(input.childRunId),
+      );
+    } catch (error) {
+      if (error instanceof CairnError && error.code === ErrorCodes.QUOTA_EXCEEDED) return 'quota_exceeded';
+      throw error;
+    }
     if (!inserted) {
       const again = await this.runs.find(dataPlaneId, input.childRunId);
       return again?.parentRunId === input.parentRunId ? 'started' : 'not_held';
@@ -214,8 +254,9 @@ export class RunService {
     return 'started';
   }
 
-  private async cancelOne(dataPlaneId: string, runId: string): Promise<Run> {
+  private async cancelOne(dataPlaneId: string, runId: string, actor?: AuditActor): Promise<Run> {
     const { run, ended, lease, queued } = await this.db.transaction(async (tx) => {
+      if (actor) await this.audit.setActor(tx, actor);
       const current = await this.runs.lock(tx, dataPlaneId, runId);
       if (!current) throw runNotFound(runId);
       if (isFinal(current.status)) return { run: current, ended: false, lease: null, queued: false };
@@ -239,29 +280,6 @@ export class RunService {
     return run;
   }
 
-  /** Lists runs newest first: `status`, `workflow`, `limit` (1..200, default 50), `cursor`. */
-  async list(params: RunListParams): Promise<RunListResult> {
-    const status = optionalParam(params.status, 'status');
-    if (status !== undefined && !(RUN_STATUSES as readonly string[]).includes(status)) {
-      throw invalidField('status', `query parameter status must be one of ${RUN_STATUSES.join(', ')}`);
-    }
-    const workflow = optionalParam(params.workflow, 'workflow');
-    if (workflow !== undefined && !isName(workflow)) {
-      throw invalidField('workflow', 'query parameter workflow must be a workflow name (a letter, then letters, digits, _ . -)');
-    }
-    const limitText = optionalParam(params.limit, 'limit');
-    const limit = limitText === undefined ? 50 : /^\d{1,3}$/.test(limitText) ? Number(limitText) : NaN;
-    if (!(limit >= 1 && limit <= 200)) throw invalidField('limit', 'query parameter limit must be a whole number from 1 to 200');
-    const cursorText = optionalParam(params.cursor, 'cursor');
-    const page: RunPage = await this.runs.list({
-      ...(status === undefined ? {} : { status: status as RunStatusName }),
-      ...(workflow === undefined ? {} : { workflow }),
-      limit,
-      ...(cursorText === undefined ? {} : { after: decodeCursor(cursorText) }),
-    });
-    return { runs: page.runs, nextCursor: page.next ? encodeCursor(page.next) : null };
-  }
-
   /** Stops waits in progress (they answer UNAVAILABLE so the caller retries elsewhere). */
   shutdown(): void {
     this.shuttingDown = true;
@@ -269,35 +287,17 @@ export class RunService {
   }
 }
 
+/** The priority of a run started without one. */
+export const DEFAULT_PRIORITY = 50;
+
+/** A deprecated version starts no new runs. */
+export function deprecated(name: string, version: string): CairnError {
+  return new CairnError(
+    ErrorCodes.FAILED_PRECONDITION,
+    `workflow ${name}@${version} is deprecated: it starts no new runs (runs already started go on). Start the run on a newer version, or omit the version to get the newest one that is not deprecated.`,
+  );
+}
+
 function shuttingDown(): CairnError {
   return new CairnError(ErrorCodes.UNAVAILABLE, 'control plane shutting down; retry the wait');
-}
-
-function optionalParam(value: unknown, name: string): string | undefined {
-  if (value === undefined || value === '') return undefined;
-  if (typeof value !== 'string') throw invalidField(name, `query parameter ${name} must be given once`);
-  return value;
-}
-
-function encodeCursor(position: { createdAt: string; id: string }): string {
-  return Buffer.from(JSON.stringify([position.createdAt, position.id])).toString('base64url');
-}
-
-function decodeCursor(cursor: string): { createdAt: string; id: string } {
-  const bad = invalidField(
-    'cursor',
-    'query parameter cursor is not a cursor this API returned: use nextCursor from a previous page, or omit it',
-  );
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-  } catch {
-    throw bad;
-  }
-  if (!Array.isArray(parsed) || parsed.length !== 2) throw bad;
-  const [createdAt, id] = parsed as unknown[];
-  if (typeof createdAt !== 'string' || !/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/.test(createdAt) || typeof id !== 'string' || !isId(id)) {
-    throw bad;
-  }
-  return { createdAt, id };
 }

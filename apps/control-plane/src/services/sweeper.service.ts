@@ -1,9 +1,11 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { Logger } from '@cairn/common';
+import { ErrorCode } from '@cairn/proto';
 import { CONFIG, type ControlPlaneConfig } from '../config.js';
 import { errorSummary } from '../db/database.js';
 import { RunRepository } from '../db/run.repository.js';
 import type { LeaseKey } from '../domain.js';
+import { Telemetry } from '../telemetry/telemetry.service.js';
 import { LOGGER } from '../tokens.js';
 import { DispatchService } from './dispatch.service.js';
 import { EventBus } from './event-bus.service.js';
@@ -14,13 +16,17 @@ const BATCH = 500;
 export interface SweepResult {
   readonly expired: number;
   readonly woken: number;
+  /** Runs ended `timed_out` because their deadline passed. */
+  readonly timedOut: number;
 }
 
 /**
- * Every CAIRN_SWEEP_INTERVAL_MS: requeues runs whose lease expired and suspended runs whose timer
- * is due. Each step is one atomic statement with SKIP LOCKED, so any number of replicas can sweep
- * at once. For one lease TTL after start it leaves expired leases alone, so workers cut off by a
- * control-plane outage can reconnect and re-attach them instead of having their runs re-dispatched.
+ * Every CAIRN_SWEEP_INTERVAL_MS: ends runs past their deadline (the registered run timeout)
+ * `timed_out`, requeues runs whose lease expired and suspended runs whose timer is due. Each step
+ * is one atomic statement with SKIP LOCKED, so any number of replicas can sweep at once. For one
+ * lease TTL after start it leaves expired leases alone, so workers cut off by a control-plane
+ * outage can reconnect and re-attach them instead of having their runs re-dispatched. Deadlines are
+ * enforced during that grace too: the control plane is authoritative for time.
  */
 @Injectable()
 export class SweeperService {
@@ -36,6 +42,7 @@ export class SweeperService {
     @Inject(EventBus) private readonly events: EventBus,
     @Inject(CONFIG) private readonly config: ControlPlaneConfig,
     @Inject(LOGGER) private readonly logger: Logger,
+    @Inject(Telemetry) private readonly telemetry: Telemetry,
   ) {}
 
   start(): void {
@@ -55,9 +62,23 @@ export class SweeperService {
     return Date.now() - this.startedAt < this.config.startupGraceMs;
   }
 
-  /** One sweep: expired leases (after the grace period), then due timers. */
+  /** One sweep: run deadlines, expired leases (after the grace period), then due timers. */
   async sweep(): Promise<SweepResult> {
     const queuedFor = new Set<string>();
+    // Deadlines first, so a run past its deadline is not requeued or woken only to be ended.
+    let timedOut = 0;
+    for (;;) {
+      const batch = await this.runs.timeOutOverdue(BATCH, ErrorCode.RUN_TIMED_OUT);
+      timedOut += batch.length;
+      for (const run of batch) {
+        this.logger.info({ runId: run.runId, epoch: run.heldEpoch ?? undefined }, 'run timed out');
+        this.events.publishRunEnded(run.runId);
+        // Its holder, on whichever replica, is told the lease is lost and stops (as for a termination).
+        if (run.heldEpoch !== null) this.events.publishLeaseRevoked({ runId: run.runId, epoch: run.heldEpoch });
+        if (run.wokenParentDataPlaneId !== null) queuedFor.add(run.wokenParentDataPlaneId);
+      }
+      if (batch.length < BATCH) break;
+    }
     let expired = 0;
     if (!this.inGracePeriod) {
       for (;;) {
@@ -79,7 +100,7 @@ export class SweeperService {
       if (batch.length < BATCH) break;
     }
     for (const dataPlaneId of queuedFor) this.events.publishDispatch(dataPlaneId);
-    return { expired, woken };
+    return { expired, woken, timedOut };
   }
 
   private tellHolders(expired: ReadonlyArray<LeaseKey & { sessionId: string | null }>): void {
@@ -103,7 +124,8 @@ export class SweeperService {
     if (this.stopped) return;
     this.timer = setTimeout(() => {
       this.timer = null;
-      this.running = this.sweep()
+      this.running = this.telemetry
+        .traceSweep(() => this.sweep(), this.inGracePeriod)
         .catch((error: unknown) => this.logger.error({ err: errorSummary(error) }, 'sweep failed; retrying at the next interval'))
         .finally(() => {
           this.running = null;

@@ -29,6 +29,7 @@ import { CONFIG, type ControlPlaneConfig } from '../config.js';
 import { StepRepository } from '../db/step.repository.js';
 import { WorkflowRepository } from '../db/workflow.repository.js';
 import type { LeaseKey, StepKindName, StepReportInput, StepStatusName, SuspendReasonName, WorkflowRefInput } from '../domain.js';
+import { Telemetry } from '../telemetry/telemetry.service.js';
 import { LOGGER } from '../tokens.js';
 import { DispatchService } from './dispatch.service.js';
 import { LeaseService, type OutcomeResult, type WorkerOutcome } from './lease.service.js';
@@ -36,6 +37,7 @@ import { RunService } from './run.service.js';
 import { SessionRegistry } from './session-registry.js';
 import { checkResidency, enumValue, optional, required, size, time } from './validate.js';
 import { WorkerSession, type SessionOutbound, type StreamEnd } from './worker-session.js';
+import { WorkflowRegistryService } from './workflow-registry.service.js';
 
 /** The protocol revision this control plane speaks. */
 export const PROTOCOL_VERSION = 1;
@@ -76,6 +78,8 @@ export class WorkerProtocolService {
     @Inject(RunService) readonly runs: RunService,
     @Inject(CONFIG) readonly config: ControlPlaneConfig,
     @Inject(LOGGER) readonly logger: Logger,
+    @Inject(Telemetry) readonly telemetry: Telemetry,
+    @Inject(WorkflowRegistryService) readonly workflowRegistry: WorkflowRegistryService,
   ) {}
 
   /** A new stream authenticated as `dataPlaneId`. */
@@ -267,6 +271,33 @@ export class WorkerConnection {
       return;
     }
     const { protocol } = this;
+    // Only registered versions may be announced; in development mode announcing registers them.
+    const check = await protocol.workflowRegistry.checkAnnounced(this.dataPlaneId, workflows, protocol.config.devMode);
+    if (check.kind === 'not_registered') {
+      const first = check.missing[0]!;
+      const names = check.missing.slice(0, 5).map((w) => `${w.name}@${w.version}`);
+      const more = check.missing.length > 5 ? ` and ${check.missing.length - 5} more` : '';
+      this.fatal(reject(sequence, RejectionReason.WORKFLOW_NOT_REGISTERED, { workflowName: first.name, workflowVersion: first.version }), {
+        kind: 'failed_precondition',
+        message:
+          `workflow ${names.join(', ')}${more} ${check.missing.length === 1 ? 'is' : 'are'} not registered in this data plane's project: ` +
+          'register each version first (cairn workflows register, or POST /v1/projects/{project}/workflows with name, version and taskQueue), then restart the worker',
+      });
+      return;
+    }
+    if (check.kind === 'queue_mismatch') {
+      const { workflow: w, registeredQueue } = check;
+      this.fatal(reject(sequence, RejectionReason.WORKFLOW_NOT_REGISTERED, { workflowName: w.name, workflowVersion: w.version }), {
+        kind: 'failed_precondition',
+        message:
+          `workflow ${w.name}@${w.version} is registered on task queue ${registeredQueue}, but this worker announces it on task queue ${w.taskQueue}: ` +
+          'run it on the registered task queue, or register the change as a new version',
+      });
+      return;
+    }
+    if (check.autoRegistered > 0) {
+      this.logger.info({ registered: check.autoRegistered }, 'announced workflow versions registered (development mode)');
+    }
     this.logger = this.logger.child({ workerId: hello.workerId });
     const session = new WorkerSession(this.dataPlaneId, hello.workerId, hello.slots, workflows, this.outbound, this.logger);
     this.logger = this.logger.child({ sessionId: session.id });
@@ -328,6 +359,7 @@ export class WorkerConnection {
   private async stepReports(sequence: bigint, batch: StepReportBatch): Promise<void> {
     const reports = dedupeReports(batch.reports.map((r, i) => toStepReport(r, i)));
     const unknown = await this.protocol.steps.upsertReports(this.dataPlaneId, reports);
+    this.protocol.telemetry.stepReports(reports, unknown, this.session);
     const first = unknown[0];
     if (first !== undefined) this.reply(reject(sequence, RejectionReason.UNKNOWN_RUN, { runId: first }));
     else this.reply(ack(sequence));
@@ -354,11 +386,30 @@ export class WorkerConnection {
       case 'workflow_not_found':
         this.reply(reject(sequence, RejectionReason.WORKFLOW_NOT_FOUND, { runId: input.parentRunId }));
         return;
+      case 'quota_exceeded':
+        this.logger.info({ runId: input.parentRunId, childRunId: input.childRunId }, 'child run refused: project quota reached');
+        this.reply(reject(sequence, RejectionReason.QUOTA_EXCEEDED, { runId: input.parentRunId }));
+        return;
+      case 'workflow_deprecated':
+        this.logger.info(
+          { runId: input.parentRunId, workflow: input.workflowName, version: input.workflowVersion },
+          'child run refused: version deprecated',
+        );
+        this.reply(
+          reject(sequence, RejectionReason.WORKFLOW_DEPRECATED, {
+            runId: input.parentRunId,
+            workflowName: input.workflowName,
+            workflowVersion: input.workflowVersion ?? '',
+          }),
+        );
+        return;
     }
   }
 
   private async outcome(sequence: bigint, outcome: WorkerOutcome): Promise<void> {
-    const result: OutcomeResult = await this.protocol.leases.applyOutcome(this.dataPlaneId, outcome);
+    const result: OutcomeResult = await this.protocol.telemetry.traceOutcome(this.dataPlaneId, outcome, () =>
+      this.protocol.leases.applyOutcome(this.dataPlaneId, outcome),
+    );
     const { runId, epoch } = outcome.lease;
     switch (result.kind) {
       case 'applied':
@@ -396,7 +447,11 @@ function ack(sequence: bigint): ConnectResponse {
   return create(ConnectResponseSchema, { message: { case: 'ack', value: create(AckSchema, { sequence }) } });
 }
 
-function reject(sequence: bigint, reason: RejectionReason, extra: { runId?: string; field?: string } = {}): ConnectResponse {
+function reject(
+  sequence: bigint,
+  reason: RejectionReason,
+  extra: { runId?: string; field?: string; workflowName?: string; workflowVersion?: string } = {},
+): ConnectResponse {
   return create(ConnectResponseSchema, { message: { case: 'rejection', value: create(RejectionSchema, { sequence, reason, ...extra }) } });
 }
 

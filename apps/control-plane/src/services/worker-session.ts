@@ -10,7 +10,7 @@ import {
 } from '@cairn/proto';
 import type { Logger } from '@cairn/common';
 import type { LeaseKey, Run, WorkflowRefInput } from '../domain.js';
-import { toRunTask } from '../grpc/convert.js';
+import { toRunTask, type RunTaskExtras } from '../grpc/convert.js';
 
 /** How a stream ends; each transport maps the kind to its own status code. */
 export interface StreamEnd {
@@ -85,10 +85,13 @@ export class WorkerSession {
     else this.held.push(message);
   }
 
-  /** Records a lease and pushes its RunTask. */
-  assign(run: Run): void {
+  /**
+   * Records a lease and pushes its RunTask (with the W3C traceparent of its dispatch span, if
+   * traced, the registered defaults of its workflow version and its timed-out children).
+   */
+  assign(run: Run, traceparent = '', extras: RunTaskExtras = {}): void {
     this.leases.set(run.id, run.epoch);
-    this.send(create(ConnectResponseSchema, { message: { case: 'runTask', value: toRunTask(run) } }));
+    this.send(create(ConnectResponseSchema, { message: { case: 'runTask', value: toRunTask(run, traceparent, extras) } }));
   }
 
   holds(lease: LeaseKey): boolean {

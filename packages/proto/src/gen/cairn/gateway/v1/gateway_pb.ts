@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cairn/gateway/v1/gateway.proto.
  */
 export const file_cairn_gateway_v1_gateway: GenFile = /*@__PURE__*/
-  fileDesc("Ch5jYWlybi9nYXRld2F5L3YxL2dhdGV3YXkucHJvdG8SEGNhaXJuLmdhdGV3YXkudjEivAIKD1N0YXJ0UnVuUmVxdWVzdBJYCgZydW5faWQYASABKAlCSIq1GEQIARAkGj5eWzAtOWEtZl17OH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17MTJ9JBI6Cg13b3JrZmxvd19uYW1lGAIgASgJQiOKtRgfCAIQZBoZXltBLVphLXpdW0EtWmEtejAtOV8uLV0qJBJBChB3b3JrZmxvd192ZXJzaW9uGAMgASgJQieKtRgjCAIQQBodXltBLVphLXowLTldW0EtWmEtejAtOV8uKy1dKiQSNAoSaWRlbXBvdGVuY3lfZGlnZXN0GAQgASgJQhiKtRgUCAYQQBoOXlswLTlhLWZdezY0fSQSGgoKaW5wdXRfc2l6ZRgFIAEoBEIGirUYAggEIlcKEFN0YXJ0UnVuUmVzcG9uc2USKgoDcnVuGAEgASgLMhUuY2Fpcm4ucnVuLnYxLlJ1bkluZm9CBoq1GAIIBxIXCgdjcmVhdGVkGAIgASgIQgaKtRgCCAMibgoSRGVzY3JpYmVSdW5SZXF1ZXN0ElgKBnJ1bl9pZBgBIAEoCUJIirUYRAgBECQaPl5bMC05YS1mXXs4fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXsxMn0kInAKE0Rlc2NyaWJlUnVuUmVzcG9uc2USKgoDcnVuGAEgASgLMhUuY2Fpcm4ucnVuLnYxLlJ1bkluZm9CBoq1GAIIBxItCgVzdGVwcxgCIAMoCzIWLmNhaXJuLnJ1bi52MS5TdGVwSW5mb0IGirUYAggHIoYBCg5XYWl0UnVuUmVxdWVzdBJYCgZydW5faWQYASABKAlCSIq1GEQIARAkGj5eWzAtOWEtZl17OH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17MTJ9JBIaCgp0aW1lb3V0X21zGAIgASgNQgaKtRgCCAQiPQoPV2FpdFJ1blJlc3BvbnNlEioKA3J1bhgBIAEoCzIVLmNhaXJuLnJ1bi52MS5SdW5JbmZvQgaKtRgCCAcigwIKEFNpZ25hbFJ1blJlcXVlc3QSWAoGcnVuX2lkGAEgASgJQkiKtRhECAEQJBo+XlswLTlhLWZdezh9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezEyfSQSOAoLc2lnbmFsX25hbWUYAiABKAlCI4q1GB8IAhBkGhleW0EtWmEtel1bQS1aYS16MC05Xy4tXSokElsKCXNpZ25hbF9pZBgDIAEoCUJIirUYRAgBECQaPl5bMC05YS1mXXs4fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXsxMn0kIj8KEVNpZ25hbFJ1blJlc3BvbnNlEioKA3J1bhgBIAEoCzIVLmNhaXJuLnJ1bi52MS5SdW5JbmZvQgaKtRgCCAcibAoQQ2FuY2VsUnVuUmVxdWVzdBJYCgZydW5faWQYASABKAlCSIq1GEQIARAkGj5eWzAtOWEtZl17OH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17MTJ9JCI/ChFDYW5jZWxSdW5SZXNwb25zZRIqCgNydW4YASABKAsyFS5jYWlybi5ydW4udjEuUnVuSW5mb0IGirUYAggHMrsDCg5HYXRld2F5U2VydmljZRJRCghTdGFydFJ1bhIhLmNhaXJuLmdhdGV3YXkudjEuU3RhcnRSdW5SZXF1ZXN0GiIuY2Fpcm4uZ2F0ZXdheS52MS5TdGFydFJ1blJlc3BvbnNlEloKC0Rlc2NyaWJlUnVuEiQuY2Fpcm4uZ2F0ZXdheS52MS5EZXNjcmliZVJ1blJlcXVlc3QaJS5jYWlybi5nYXRld2F5LnYxLkRlc2NyaWJlUnVuUmVzcG9uc2USTgoHV2FpdFJ1bhIgLmNhaXJuLmdhdGV3YXkudjEuV2FpdFJ1blJlcXVlc3QaIS5jYWlybi5nYXRld2F5LnYxLldhaXRSdW5SZXNwb25zZRJUCglTaWduYWxSdW4SIi5jYWlybi5nYXRld2F5LnYxLlNpZ25hbFJ1blJlcXVlc3QaIy5jYWlybi5nYXRld2F5LnYxLlNpZ25hbFJ1blJlc3BvbnNlElQKCUNhbmNlbFJ1bhIiLmNhaXJuLmdhdGV3YXkudjEuQ2FuY2VsUnVuUmVxdWVzdBojLmNhaXJuLmdhdGV3YXkudjEuQ2FuY2VsUnVuUmVzcG9uc2ViBnByb3RvMw", [file_cairn_options_v1_residency, file_cairn_run_v1_run]);
+  fileDesc("Ch5jYWlybi9nYXRld2F5L3YxL2dhdGV3YXkucHJvdG8SEGNhaXJuLmdhdGV3YXkudjEiogMKD1N0YXJ0UnVuUmVxdWVzdBJYCgZydW5faWQYASABKAlCSIq1GEQIARAkGj5eWzAtOWEtZl17OH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17MTJ9JBI6Cg13b3JrZmxvd19uYW1lGAIgASgJQiOKtRgfCAIQZBoZXltBLVphLXpdW0EtWmEtejAtOV8uLV0qJBJBChB3b3JrZmxvd192ZXJzaW9uGAMgASgJQieKtRgjCAIQQBodXltBLVphLXowLTldW0EtWmEtejAtOV8uKy1dKiQSNAoSaWRlbXBvdGVuY3lfZGlnZXN0GAQgASgJQhiKtRgUCAYQQBoOXlswLTlhLWZdezY0fSQSGgoKaW5wdXRfc2l6ZRgFIAEoBEIGirUYAggEEh0KCHByaW9yaXR5GAYgASgNQgaKtRgCCARIAIgBARI4ChZjb25jdXJyZW5jeV9rZXlfZGlnZXN0GAcgASgJQhiKtRgUCAYQQBoOXlswLTlhLWZdezY0fSRCCwoJX3ByaW9yaXR5IlcKEFN0YXJ0UnVuUmVzcG9uc2USKgoDcnVuGAEgASgLMhUuY2Fpcm4ucnVuLnYxLlJ1bkluZm9CBoq1GAIIBxIXCgdjcmVhdGVkGAIgASgIQgaKtRgCCAMibgoSRGVzY3JpYmVSdW5SZXF1ZXN0ElgKBnJ1bl9pZBgBIAEoCUJIirUYRAgBECQaPl5bMC05YS1mXXs4fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXsxMn0kInAKE0Rlc2NyaWJlUnVuUmVzcG9uc2USKgoDcnVuGAEgASgLMhUuY2Fpcm4ucnVuLnYxLlJ1bkluZm9CBoq1GAIIBxItCgVzdGVwcxgCIAMoCzIWLmNhaXJuLnJ1bi52MS5TdGVwSW5mb0IGirUYAggHIoYBCg5XYWl0UnVuUmVxdWVzdBJYCgZydW5faWQYASABKAlCSIq1GEQIARAkGj5eWzAtOWEtZl17OH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17MTJ9JBIaCgp0aW1lb3V0X21zGAIgASgNQgaKtRgCCAQiPQoPV2FpdFJ1blJlc3BvbnNlEioKA3J1bhgBIAEoCzIVLmNhaXJuLnJ1bi52MS5SdW5JbmZvQgaKtRgCCAcigwIKEFNpZ25hbFJ1blJlcXVlc3QSWAoGcnVuX2lkGAEgASgJQkiKtRhECAEQJBo+XlswLTlhLWZdezh9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezEyfSQSOAoLc2lnbmFsX25hbWUYAiABKAlCI4q1GB8IAhBkGhleW0EtWmEtel1bQS1aYS16MC05Xy4tXSokElsKCXNpZ25hbF9pZBgDIAEoCUJIirUYRAgBECQaPl5bMC05YS1mXXs4fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXsxMn0kIj8KEVNpZ25hbFJ1blJlc3BvbnNlEioKA3J1bhgBIAEoCzIVLmNhaXJuLnJ1bi52MS5SdW5JbmZvQgaKtRgCCAcibAoQQ2FuY2VsUnVuUmVxdWVzdBJYCgZydW5faWQYASABKAlCSIq1GEQIARAkGj5eWzAtOWEtZl17OH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17MTJ9JCI/ChFDYW5jZWxSdW5SZXNwb25zZRIqCgNydW4YASABKAsyFS5jYWlybi5ydW4udjEuUnVuSW5mb0IGirUYAggHIk0KEUdldEJhY2tsb2dSZXF1ZXN0EjgKC3Rhc2tfcXVldWVzGAEgAygJQiOKtRgfCAIQZBoZXltBLVphLXpdW0EtWmEtejAtOV8uLV0qJCJQChJHZXRCYWNrbG9nUmVzcG9uc2USOgoGcXVldWVzGAEgAygLMiIuY2Fpcm4uZ2F0ZXdheS52MS5UYXNrUXVldWVCYWNrbG9nQgaKtRgCCAcilwEKEFRhc2tRdWV1ZUJhY2tsb2cSNwoKdGFza19xdWV1ZRgBIAEoCUIjirUYHwgCEGQaGV5bQS1aYS16XVtBLVphLXowLTlfLi1dKiQSFgoGcXVldWVkGAIgASgEQgaKtRgCCAQSFwoHcnVubmluZxgDIAEoBEIGirUYAggEEhkKCXN1c3BlbmRlZBgEIAEoBEIGirUYAggEMpQECg5HYXRld2F5U2VydmljZRJRCghTdGFydFJ1bhIhLmNhaXJuLmdhdGV3YXkudjEuU3RhcnRSdW5SZXF1ZXN0GiIuY2Fpcm4uZ2F0ZXdheS52MS5TdGFydFJ1blJlc3BvbnNlEloKC0Rlc2NyaWJlUnVuEiQuY2Fpcm4uZ2F0ZXdheS52MS5EZXNjcmliZVJ1blJlcXVlc3QaJS5jYWlybi5nYXRld2F5LnYxLkRlc2NyaWJlUnVuUmVzcG9uc2USTgoHV2FpdFJ1bhIgLmNhaXJuLmdhdGV3YXkudjEuV2FpdFJ1blJlcXVlc3QaIS5jYWlybi5nYXRld2F5LnYxLldhaXRSdW5SZXNwb25zZRJUCglTaWduYWxSdW4SIi5jYWlybi5nYXRld2F5LnYxLlNpZ25hbFJ1blJlcXVlc3QaIy5jYWlybi5nYXRld2F5LnYxLlNpZ25hbFJ1blJlc3BvbnNlElQKCUNhbmNlbFJ1bhIiLmNhaXJuLmdhdGV3YXkudjEuQ2FuY2VsUnVuUmVxdWVzdBojLmNhaXJuLmdhdGV3YXkudjEuQ2FuY2VsUnVuUmVzcG9uc2USVwoKR2V0QmFja2xvZxIjLmNhaXJuLmdhdGV3YXkudjEuR2V0QmFja2xvZ1JlcXVlc3QaJC5jYWlybi5nYXRld2F5LnYxLkdldEJhY2tsb2dSZXNwb25zZWIGcHJvdG8z", [file_cairn_options_v1_residency, file_cairn_run_v1_run]);
 
 /**
  * StartRunRequest starts a run.
@@ -60,6 +60,21 @@ export type StartRunRequest = Message<"cairn.gateway.v1.StartRunRequest"> & {
    * @generated from field: uint64 input_size = 5;
    */
   inputSize: bigint;
+
+  /**
+   * Dispatch priority, 0–100 (higher first, then oldest); unset for the default, 50.
+   *
+   * @generated from field: optional uint32 priority = 6;
+   */
+  priority?: number | undefined;
+
+  /**
+   * HMAC digest (computed in the data plane) of the caller's concurrency key, for a workflow whose
+   * concurrency or rate limit applies per key; empty for none.
+   *
+   * @generated from field: string concurrency_key_digest = 7;
+   */
+  concurrencyKeyDigest: string;
 };
 
 /**
@@ -295,6 +310,91 @@ export const CancelRunResponseSchema: GenMessage<CancelRunResponse> = /*@__PURE_
   messageDesc(file_cairn_gateway_v1_gateway, 9);
 
 /**
+ * GetBacklogRequest asks for the calling data plane's backlog.
+ *
+ * @generated from message cairn.gateway.v1.GetBacklogRequest
+ */
+export type GetBacklogRequest = Message<"cairn.gateway.v1.GetBacklogRequest"> & {
+  /**
+   * Task queues to count; empty for every task queue with queued, running or suspended runs of the
+   * data plane. A queue named here that has no such runs is answered with zeros.
+   *
+   * @generated from field: repeated string task_queues = 1;
+   */
+  taskQueues: string[];
+};
+
+/**
+ * Describes the message cairn.gateway.v1.GetBacklogRequest.
+ * Use `create(GetBacklogRequestSchema)` to create a new message.
+ */
+export const GetBacklogRequestSchema: GenMessage<GetBacklogRequest> = /*@__PURE__*/
+  messageDesc(file_cairn_gateway_v1_gateway, 10);
+
+/**
+ * GetBacklogResponse is the backlog per task queue.
+ *
+ * @generated from message cairn.gateway.v1.GetBacklogResponse
+ */
+export type GetBacklogResponse = Message<"cairn.gateway.v1.GetBacklogResponse"> & {
+  /**
+   * One entry per task queue, ordered by name.
+   *
+   * @generated from field: repeated cairn.gateway.v1.TaskQueueBacklog queues = 1;
+   */
+  queues: TaskQueueBacklog[];
+};
+
+/**
+ * Describes the message cairn.gateway.v1.GetBacklogResponse.
+ * Use `create(GetBacklogResponseSchema)` to create a new message.
+ */
+export const GetBacklogResponseSchema: GenMessage<GetBacklogResponse> = /*@__PURE__*/
+  messageDesc(file_cairn_gateway_v1_gateway, 11);
+
+/**
+ * TaskQueueBacklog counts one task queue's runs by state.
+ *
+ * @generated from message cairn.gateway.v1.TaskQueueBacklog
+ */
+export type TaskQueueBacklog = Message<"cairn.gateway.v1.TaskQueueBacklog"> & {
+  /**
+   * The task queue's name, as written in code.
+   *
+   * @generated from field: string task_queue = 1;
+   */
+  taskQueue: string;
+
+  /**
+   * Runs waiting for a worker.
+   *
+   * @generated from field: uint64 queued = 2;
+   */
+  queued: bigint;
+
+  /**
+   * Runs a worker holds under a lease.
+   *
+   * @generated from field: uint64 running = 3;
+   */
+  running: bigint;
+
+  /**
+   * Runs waiting on a timer, a signal, a retry backoff or a child run; they hold no worker.
+   *
+   * @generated from field: uint64 suspended = 4;
+   */
+  suspended: bigint;
+};
+
+/**
+ * Describes the message cairn.gateway.v1.TaskQueueBacklog.
+ * Use `create(TaskQueueBacklogSchema)` to create a new message.
+ */
+export const TaskQueueBacklogSchema: GenMessage<TaskQueueBacklog> = /*@__PURE__*/
+  messageDesc(file_cairn_gateway_v1_gateway, 12);
+
+/**
  * GatewayService is served by the control plane and dialled by gateways.
  *
  * @generated from service cairn.gateway.v1.GatewayService
@@ -353,6 +453,18 @@ export const GatewayService: GenService<{
     methodKind: "unary";
     input: typeof CancelRunRequestSchema;
     output: typeof CancelRunResponseSchema;
+  },
+  /**
+   * GetBacklog counts the calling data plane's runs per task queue: queued, running and suspended.
+   * The data plane sizes its worker pool from it (the gateway serves it to KEDA as an external
+   * scaler). Only counts and queue names cross.
+   *
+   * @generated from rpc cairn.gateway.v1.GatewayService.GetBacklog
+   */
+  getBacklog: {
+    methodKind: "unary";
+    input: typeof GetBacklogRequestSchema;
+    output: typeof GetBacklogResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_cairn_gateway_v1_gateway, 0);

@@ -1,0 +1,217 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { Database, type Queryable } from './database.js';
+
+/** Who did something: an API key, a data plane (its gateway or workers), or the control plane itself. */
+export type AuditActor =
+  { readonly type: 'api_key'; readonly id: string } | { readonly type: 'data_plane'; readonly id: string } | { readonly type: 'system' };
+
+/** Metadata values an entry may carry: IDs, names, statuses, counts, times. Never payloads or messages. */
+export type AuditValue = string | number | boolean | null;
+
+export interface NewAuditEntry {
+  readonly projectId: string;
+  readonly actor: AuditActor;
+  readonly action: string;
+  readonly targetType: string;
+  readonly targetId: string;
+  readonly metadata: Readonly<Record<string, AuditValue>>;
+}
+
+/** One stored entry; `position` and `hash` are null until the sealer chained it. */
+export interface AuditEntry {
+  readonly id: string;
+  readonly organizationId: string;
+  readonly projectId: string;
+  /** ISO 8601 with microseconds, as stored (the hash covers this exact text). */
+  readonly occurredAt: string;
+  readonly actorType: AuditActor['type'];
+  readonly actorId: string | null;
+  readonly action: string;
+  readonly targetType: string;
+  readonly targetId: string;
+  readonly metadata: Record<string, unknown>;
+  readonly position: number | null;
+  readonly hash: string | null;
+}
+
+export interface AuditListQuery {
+  readonly projectId: string;
+  readonly from?: Date;
+  readonly to?: Date;
+  /** An exact action, or a prefix when it ends with `*` (`run.*`). */
+  readonly action?: string;
+  readonly targetType?: string;
+  readonly targetId?: string;
+  readonly limit: number;
+  /** Keyset position: entries strictly older than (occurredAt, id). */
+  readonly after?: { readonly occurredAt: string; readonly id: string };
+}
+
+export interface ChainHead {
+  readonly position: number;
+  readonly hash: string;
+}
+
+interface EntryRow {
+  id: string;
+  organization_id: string;
+  project_id: string;
+  occurred_at: string;
+  actor_type: AuditActor['type'];
+  actor_id: string | null;
+  action: string;
+  target_type: string;
+  target_id: string;
+  metadata: Record<string, unknown>;
+  position: string | null;
+  hash: string | null;
+}
+
+const COLUMNS = `id, organization_id, project_id, to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS occurred_at,
+  actor_type, actor_id, action, target_type, target_id, metadata, position, hash`;
+
+const toEntry = (r: EntryRow): AuditEntry => ({
+  id: r.id,
+  organizationId: r.organization_id,
+  projectId: r.project_id,
+  occurredAt: r.occurred_at,
+  actorType: r.actor_type,
+  actorId: r.actor_id,
+  action: r.action,
+  targetType: r.target_type,
+  targetId: r.target_id,
+  metadata: r.metadata,
+  position: r.position === null ? null : Number(r.position),
+  hash: r.hash,
+});
+
+// Advisory lock keys (two-int form, a space apart from the migrations' one-bigint lock).
+const LOCK_SPACE = 0x63617564; // 'caud'
+const SEALER_LOCK = 1;
+
+/** All SQL about the audit log and its hash chain. */
+@Injectable()
+export class AuditRepository {
+  constructor(@Inject(Database) private readonly db: Database) {}
+
+  /** Appends an unsealed entry, in `q`'s transaction when given. */
+  async insert(entry: NewAuditEntry, q: Queryable = this.db): Promise<void> {
+    await q.query(
+      `INSERT INTO audit_log (organization_id, project_id, actor_type, actor_id, action, target_type, target_id, metadata)
+       SELECT p.organization_id, p.id, $2, $3, $4, $5, $6, $7 FROM projects p WHERE p.id = $1`,
+      [
+        entry.projectId,
+        entry.actor.type,
+        entry.actor.type === 'system' ? null : entry.actor.id,
+        entry.action,
+        entry.targetType,
+        entry.targetId,
+        JSON.stringify(entry.metadata),
+      ],
+    );
+  }
+
+  /** Names the actor of the run transitions the rest of this transaction makes (read by the runs trigger). */
+  async setActor(tx: Queryable, actor: AuditActor): Promise<void> {
+    await tx.query(`SELECT set_config('cairn.audit_actor', $1, true)`, [actor.type === 'system' ? 'system:' : `${actor.type}:${actor.id}`]);
+  }
+
+  /** Takes the sealer lock for this transaction: waits for it, or with `wait` false returns false when another holds it. */
+  async lockSealer(tx: Queryable, wait: boolean): Promise<boolean> {
+    if (wait) {
+      await tx.query('SELECT pg_advisory_xact_lock($1, $2)', [LOCK_SPACE, SEALER_LOCK]);
+      return true;
+    }
+    const result = await tx.query<{ locked: boolean }>('SELECT pg_try_advisory_xact_lock($1, $2) AS locked', [LOCK_SPACE, SEALER_LOCK]);
+    return result.rows[0]!.locked;
+  }
+
+  /** Projects with unsealed entries. */
+  async projectsWithUnsealed(tx: Queryable, projectId?: string): Promise<string[]> {
+    const result =
+      projectId === undefined
+        ? await tx.query<{ project_id: string }>('SELECT DISTINCT project_id FROM audit_log WHERE position IS NULL')
+        : await tx.query<{ project_id: string }>('SELECT project_id FROM audit_log WHERE position IS NULL AND project_id = $1 LIMIT 1', [
+            projectId,
+          ]);
+    return result.rows.map((r) => r.project_id);
+  }
+
+  /** The unsealed entries of a project in the sealing order (time, then ID), at most `limit`. */
+  async unsealed(tx: Queryable, projectId: string, limit: number): Promise<AuditEntry[]> {
+    const result = await tx.query<EntryRow>(
+      `SELECT ${COLUMNS} FROM audit_log WHERE project_id = $1 AND position IS NULL ORDER BY occurred_at, id LIMIT $2`,
+      [projectId, limit],
+    );
+    return result.rows.map(toEntry);
+  }
+
+  async head(projectId: string, q: Queryable = this.db): Promise<ChainHead | null> {
+    const result = await q.query<{ position: string; hash: string }>('SELECT position, hash FROM audit_chain_heads WHERE project_id = $1', [
+      projectId,
+    ]);
+    const row = result.rows[0];
+    return row ? { position: Number(row.position), hash: row.hash } : null;
+  }
+
+  /** Gives entries their chain positions and hashes, and moves the project's head. */
+  async seal(tx: Queryable, projectId: string, sealed: ReadonlyArray<{ id: string; position: number; hash: string }>): Promise<void> {
+    if (sealed.length === 0) return;
+    await tx.query(
+      `UPDATE audit_log a SET position = s.position, hash = s.hash
+       FROM unnest($2::bigint[], $3::bigint[], $4::text[]) AS s(id, position, hash)
+       WHERE a.id = s.id AND a.project_id = $1 AND a.position IS NULL`,
+      [projectId, sealed.map((s) => s.id), sealed.map((s) => s.position), sealed.map((s) => s.hash)],
+    );
+    const last = sealed[sealed.length - 1]!;
+    await tx.query(
+      `INSERT INTO audit_chain_heads (project_id, position, hash) VALUES ($1, $2, $3)
+       ON CONFLICT (project_id) DO UPDATE SET position = EXCLUDED.position, hash = EXCLUDED.hash, sealed_at = now()`,
+      [projectId, last.position, last.hash],
+    );
+  }
+
+  /** Makes the rest of this transaction read one consistent snapshot (the head and the entries agree). */
+  async snapshot(tx: Queryable): Promise<void> {
+    await tx.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY');
+  }
+
+  /** Sealed entries of a project by position, starting after `afterPosition`, at most `limit`. */
+  async chainPage(projectId: string, afterPosition: number, limit: number, q: Queryable = this.db): Promise<AuditEntry[]> {
+    const result = await q.query<EntryRow>(
+      `SELECT ${COLUMNS} FROM audit_log WHERE project_id = $1 AND position > $2 ORDER BY position LIMIT $3`,
+      [projectId, afterPosition, limit],
+    );
+    return result.rows.map(toEntry);
+  }
+
+  /** Entries newest first, filtered, with keyset pagination on (occurred_at, id). */
+  async list(query: AuditListQuery): Promise<{ entries: AuditEntry[]; next: { occurredAt: string; id: string } | null }> {
+    const where = ['project_id = $1'];
+    const values: unknown[] = [query.projectId];
+    const add = (clause: (n: number) => string, value: unknown): void => {
+      values.push(value);
+      where.push(clause(values.length));
+    };
+    if (query.from !== undefined) add((n) => `occurred_at >= $${n}`, query.from);
+    if (query.to !== undefined) add((n) => `occurred_at < $${n}`, query.to);
+    if (query.action !== undefined) {
+      if (query.action.endsWith('*')) add((n) => `starts_with(action, $${n})`, query.action.slice(0, -1));
+      else add((n) => `action = $${n}`, query.action);
+    }
+    if (query.targetType !== undefined) add((n) => `target_type = $${n}`, query.targetType);
+    if (query.targetId !== undefined) add((n) => `target_id = $${n}`, query.targetId);
+    if (query.after !== undefined) {
+      values.push(query.after.occurredAt, query.after.id);
+      where.push(`(occurred_at, id) < ($${values.length - 1}::timestamptz, $${values.length}::bigint)`);
+    }
+    values.push(query.limit + 1);
+    const result = await this.db.query<EntryRow>(
+      `SELECT ${COLUMNS} FROM audit_log WHERE ${where.join(' AND ')} ORDER BY occurred_at DESC, id DESC LIMIT $${values.length}`,
+      values,
+    );
+    const rows = result.rows.slice(0, query.limit).map(toEntry);
+    const last = rows[rows.length - 1];
+    return { entries: rows, next: result.rows.length > query.limit && last ? { occurredAt: last.occurredAt, id: last.id } : null };
+  }
+}

@@ -1,0 +1,69 @@
+import { Body, Controller, Delete, Get, Inject, Param, Post } from '@nestjs/common';
+import { z } from 'zod';
+import type { DataPlaneRecord } from '../db/data-plane.repository.js';
+import type { Project } from '../db/tenant.repository.js';
+import { DataPlaneService } from '../services/data-plane.service.js';
+import { AuditService } from '../services/audit.service.js';
+import { Api, Caller, CurrentProject, type RequestContext } from './api.js';
+import { nameSchema } from './schemas.js';
+
+const CreateDataPlaneBody = z.strictObject({ name: nameSchema });
+
+export function presentDataPlane(record: DataPlaneRecord): Record<string, unknown> {
+  return {
+    id: record.id,
+    projectId: record.projectId,
+    name: record.name,
+    createdAt: record.createdAt.toISOString(),
+    revokedAt: record.revokedAt === null ? null : record.revokedAt.toISOString(),
+  };
+}
+
+/** Data planes of a project: each gets a credential its workers and gateway dial in with. */
+@Controller('v1/projects/:project/data-planes')
+export class DataPlanesController {
+  constructor(@Inject(DataPlaneService) private readonly dataPlanes: DataPlaneService) {}
+
+  @Post()
+  @Api({
+    permission: 'data-planes.manage',
+    tag: 'data-planes',
+    summary: 'Register a data plane; its credential is in this answer only',
+    body: CreateDataPlaneBody,
+    status: 201,
+  })
+  async create(
+    @Caller() caller: RequestContext,
+    @CurrentProject() project: Project,
+    @Body() body: z.infer<typeof CreateDataPlaneBody>,
+  ): Promise<{ dataPlane: unknown; credential: string }> {
+    const created = await this.dataPlanes.create(project.id, { name: body.name }, AuditService.actorOf(caller.principal));
+    return { dataPlane: presentDataPlane(await this.dataPlanes.get(project.id, created.id)), credential: created.token };
+  }
+
+  @Get()
+  @Api({ permission: 'project.read', tag: 'data-planes', summary: 'List the data planes of this project' })
+  async list(@CurrentProject() project: Project): Promise<{ dataPlanes: unknown[] }> {
+    return { dataPlanes: (await this.dataPlanes.list(project.id)).map(presentDataPlane) };
+  }
+
+  @Get(':id')
+  @Api({ permission: 'project.read', tag: 'data-planes', summary: 'Show a data plane' })
+  async show(@CurrentProject() project: Project, @Param('id') id: string): Promise<{ dataPlane: unknown }> {
+    return { dataPlane: presentDataPlane(await this.dataPlanes.get(project.id, id)) };
+  }
+
+  @Delete(':id')
+  @Api({
+    permission: 'data-planes.manage',
+    tag: 'data-planes',
+    summary: "Revoke a data plane's credential; its workers' streams close within seconds",
+  })
+  async revoke(
+    @Caller() caller: RequestContext,
+    @CurrentProject() project: Project,
+    @Param('id') id: string,
+  ): Promise<{ dataPlane: unknown }> {
+    return { dataPlane: presentDataPlane(await this.dataPlanes.revoke(project.id, id, AuditService.actorOf(caller.principal))) };
+  }
+}

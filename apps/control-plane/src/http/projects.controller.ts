@@ -1,0 +1,49 @@
+import { Body, Controller, Get, Inject, Post } from '@nestjs/common';
+import { z } from 'zod';
+import type { Project } from '../db/tenant.repository.js';
+import { AccessService } from '../services/access.service.js';
+import { Api, Caller, CurrentProject, type RequestContext } from './api.js';
+import { nameSchema } from './schemas.js';
+
+const CreateProjectBody = z.strictObject({ name: nameSchema });
+
+export function presentProject(project: Project): Record<string, unknown> {
+  return { id: project.id, organizationId: project.organizationId, name: project.name, createdAt: project.createdAt.toISOString() };
+}
+
+/** The caller's identity and the organisation's projects (environments such as prod and staging). */
+@Controller('v1')
+export class ProjectsController {
+  constructor(@Inject(AccessService) private readonly access: AccessService) {}
+
+  @Get('whoami')
+  @Api({ permission: 'project.read', tag: 'access', summary: 'The API key in use: its organisation, project scope and role' })
+  whoami(@Caller() caller: RequestContext): Record<string, unknown> {
+    const p = caller.principal;
+    return { keyId: p.keyId, organizationId: p.organizationId, projectId: p.keyProjectId, role: p.role };
+  }
+
+  @Get('projects')
+  @Api({ permission: 'project.read', tag: 'projects', summary: 'List the projects this key can see' })
+  async list(@Caller() caller: RequestContext): Promise<{ projects: unknown[] }> {
+    return { projects: (await this.access.listProjects(caller.principal)).map(presentProject) };
+  }
+
+  @Get('projects/:project')
+  @Api({ permission: 'project.read', tag: 'projects', summary: 'Show a project (by ID or name)' })
+  show(@CurrentProject() project: Project): { project: unknown } {
+    return { project: presentProject(project) };
+  }
+
+  @Post('projects')
+  @Api({
+    permission: 'organization.admin',
+    tag: 'projects',
+    summary: 'Create a project (needs an organisation-wide admin key)',
+    body: CreateProjectBody,
+    status: 201,
+  })
+  async create(@Caller() caller: RequestContext, @Body() body: z.infer<typeof CreateProjectBody>): Promise<{ project: unknown }> {
+    return { project: presentProject(await this.access.createProject(caller.principal, body.name)) };
+  }
+}

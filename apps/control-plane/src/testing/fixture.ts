@@ -1,0 +1,186 @@
+// Test support: a real control-plane process (the tsc-built dist/main.js) on a fresh database, with
+// helpers for its REST API. Used by the control plane's API tests; not part of the package's exports.
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { globSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { uniqueDatabaseName, type PostgresServer } from '@cairn/local-postgres';
+
+const srcDir = dirname(dirname(fileURLToPath(import.meta.url)));
+const packageDir = dirname(srcDir);
+export const controlPlaneMain = join(packageDir, 'dist', 'main.js');
+
+/** The bootstrap admin key every fixture control plane starts with (organisation and project "default"). */
+export const BOOTSTRAP_KEY = 'test-bootstrap-admin-key';
+
+/** Builds the package when dist/ is missing or older than any source file. */
+let built = false;
+export function ensureBuilt(): void {
+  if (built) return;
+  built = true;
+  const stale = globSync('**/*.ts', { cwd: srcDir }).some((file) => {
+    if (file.endsWith('.test.ts')) return false;
+    try {
+      return statSync(join(packageDir, 'dist', file.replace(/\.ts$/, '.js'))).mtimeMs < statSync(join(srcDir, file)).mtimeMs;
+    } catch {
+      return true;
+    }
+  });
+  if (!stale) return;
+  const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
+  const build = spawnSync(process.execPath, [tsc, '-b', packageDir], { encoding: 'utf8' });
+  assert.equal(build.status, 0, `building apps/control-plane failed:\n${build.stdout}${build.stderr}`);
+}
+
+export interface ApiAnswer<T = Record<string, unknown>> {
+  readonly status: number;
+  readonly body: T;
+}
+
+/** A control-plane process and its database. */
+export interface ControlPlaneFixture {
+  readonly databaseUrl: string;
+  readonly httpUrl: string;
+  readonly grpcAddress: string;
+  readonly sql: pg.Pool;
+  /** Every line the process printed (JSON logs). */
+  readonly lines: string[];
+  /** Calls the REST API; `key` defaults to the bootstrap admin key, null sends none. */
+  api<T = Record<string, unknown>>(method: string, path: string, options?: { key?: string | null; body?: unknown }): Promise<ApiAnswer<T>>;
+  /** Creates an API key with this role in `project` (default "default") and returns its secret. */
+  key(role: string, options?: { project?: string; organizationWide?: boolean; expiresAt?: string }): Promise<string>;
+  /** Registers a data plane in `project` and returns its ID and credential. */
+  dataPlane(project?: string, name?: string): Promise<{ id: string; credential: string }>;
+  /** Stops the process (SIGTERM) and can start it again on the same database. */
+  stop(): Promise<void>;
+  restart(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface FixtureOptions {
+  readonly env?: Record<string, string>;
+  /** Join an existing database (another replica) instead of creating one; close() then leaves it. */
+  readonly databaseUrl?: string;
+}
+
+/** Starts `dist/main.js` on a new database of `server` and waits until it is ready. */
+export async function startControlPlaneProcess(server: PostgresServer, options: FixtureOptions = {}): Promise<ControlPlaneFixture> {
+  ensureBuilt();
+  const databaseName = uniqueDatabaseName('cpapi');
+  const databaseUrl = options.databaseUrl ?? (await server.createDatabase(databaseName));
+  const sql = new pg.Pool({ connectionString: databaseUrl, max: 3 });
+  const lines: string[] = [];
+  let child: ChildProcess | null = null;
+  let ports = { httpPort: 0, grpcPort: 0 };
+
+  const start = async (): Promise<void> => {
+    const proc = spawn(process.execPath, [controlPlaneMain], {
+      env: {
+        PATH: process.env['PATH'] ?? '',
+        CAIRN_CP_DATABASE_URL: databaseUrl,
+        CAIRN_CP_HOST: '127.0.0.1',
+        CAIRN_CP_HTTP_PORT: '0',
+        CAIRN_CP_GRPC_PORT: '0',
+        CAIRN_BOOTSTRAP_ADMIN_KEY: BOOTSTRAP_KEY,
+        CAIRN_LOG_LEVEL: 'info',
+        // Workers announcing unregistered versions are registered (pass 'false' to test the refusal).
+        CAIRN_DEV_MODE: 'true',
+        ...options.env,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child = proc;
+    proc.stderr.on('data', (b: Buffer) => lines.push(...b.toString('utf8').split('\n').filter(Boolean)));
+    const reader = createInterface({ input: proc.stdout });
+    const listening = new Promise<{ httpPort: number; grpcPort: number }>((resolve, reject) => {
+      reader.on('line', (line) => {
+        lines.push(line);
+        try {
+          const entry = JSON.parse(line) as { msg?: string; httpPort?: number; grpcPort?: number };
+          if (entry.msg === 'control plane listening') resolve({ httpPort: entry.httpPort!, grpcPort: entry.grpcPort! });
+        } catch {
+          // not JSON
+        }
+      });
+      proc.once('exit', (code) => reject(new Error(`control plane exited with ${code} during start-up:\n${lines.slice(-20).join('\n')}`)));
+    });
+    ports = await listening;
+    for (;;) {
+      const ready = await fetch(`http://127.0.0.1:${ports.httpPort}/readyz`).catch(() => null);
+      if (ready?.status === 200) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+
+  const stop = async (): Promise<void> => {
+    const proc = child;
+    child = null;
+    if (!proc || proc.exitCode !== null) return;
+    const exited = new Promise((resolve) => proc.once('exit', resolve));
+    proc.kill('SIGTERM');
+    await exited;
+  };
+
+  await start();
+
+  const fixture: ControlPlaneFixture = {
+    databaseUrl,
+    get httpUrl() {
+      return `http://127.0.0.1:${ports.httpPort}`;
+    },
+    get grpcAddress() {
+      return `127.0.0.1:${ports.grpcPort}`;
+    },
+    sql,
+    lines,
+    async api<T>(method: string, path: string, opts: { key?: string | null; body?: unknown } = {}): Promise<ApiAnswer<T>> {
+      const key = opts.key === undefined ? BOOTSTRAP_KEY : opts.key;
+      const headers: Record<string, string> = {};
+      if (key !== null) headers['authorization'] = `Bearer ${key}`;
+      if (opts.body !== undefined) headers['content-type'] = 'application/json';
+      const response = await fetch(`http://127.0.0.1:${ports.httpPort}${path}`, {
+        method,
+        headers,
+        ...(opts.body === undefined ? {} : { body: typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body) }),
+      });
+      const text = await response.text();
+      return { status: response.status, body: (text === '' ? {} : JSON.parse(text)) as T };
+    },
+    async key(role, o = {}) {
+      const res = await fixture.api<{ secret: string }>('POST', `/v1/projects/${o.project ?? 'default'}/api-keys`, {
+        body: {
+          name: `${role}-key`,
+          role,
+          ...(o.organizationWide ? { organizationWide: true } : {}),
+          ...(o.expiresAt ? { expiresAt: o.expiresAt } : {}),
+        },
+      });
+      assert.equal(res.status, 201, JSON.stringify(res.body));
+      return res.body.secret;
+    },
+    async dataPlane(project = 'default', name = 'dp') {
+      const res = await fixture.api<{ dataPlane: { id: string }; credential: string }>('POST', `/v1/projects/${project}/data-planes`, {
+        body: { name },
+      });
+      assert.equal(res.status, 201, JSON.stringify(res.body));
+      return { id: res.body.dataPlane.id, credential: res.body.credential };
+    },
+    stop,
+    restart: async () => {
+      await stop();
+      await start();
+    },
+    async close() {
+      await stop();
+      await sql.end();
+      if (options.databaseUrl === undefined) {
+        await server.admin(`DROP DATABASE IF EXISTS ${databaseName} WITH (FORCE)`).catch(() => undefined);
+      }
+    },
+  };
+  return fixture;
+}

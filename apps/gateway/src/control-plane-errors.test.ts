@@ -1,0 +1,21 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import * as grpc from '@grpc/grpc-js';
+import { fromServiceError } from './control-plane.js';
+import { httpStatus } from './errors.js';
+
+const failure = (code: grpc.status, details: string): grpc.ServiceError =>
+  Object.assign(new Error(details), { code, details, metadata: new grpc.Metadata() });
+
+test("a quota refusal from the control plane becomes 429 with the control plane's code and message", () => {
+  const message = 'project prod is at its concurrent-run quota (maxConcurrentRuns): 5 of 5 runs have not ended. Retry when runs end.';
+  const error = fromServiceError('StartRun', failure(grpc.status.RESOURCE_EXHAUSTED, `[CAIRN-1112] ${message}`), 1000, true);
+  assert.deepEqual([error.code, error.rawMessage, httpStatus(error)], ['CAIRN-1112', message, 429]);
+  const limited = fromServiceError('StartRun', failure(grpc.status.RESOURCE_EXHAUSTED, '[CAIRN-1113] too many starts'), 1000, true);
+  assert.deepEqual([limited.code, httpStatus(limited)], ['CAIRN-1113', 429]);
+});
+
+test('RESOURCE_EXHAUSTED from the gRPC transport itself stays a retryable 503', () => {
+  const error = fromServiceError('StartRun', failure(grpc.status.RESOURCE_EXHAUSTED, 'Received message larger than max'), 1000, true);
+  assert.deepEqual([error.code, httpStatus(error)], ['CAIRN-1110', 503]);
+});

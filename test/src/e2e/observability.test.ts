@@ -1,0 +1,234 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { startTestStack, type TestStack } from '../harness.js';
+import { OtlpCollector, type CollectedSpan } from '../otlp-collector.js';
+import { parseExposition, sum, type Sample } from '../prometheus.js';
+
+/**
+ * Observability as an operator sees it: the control plane exports its spans to its collector and
+ * the workers theirs to a collector in the data plane, joined by run ID and traceparent; `/metrics`
+ * counts what happened; neither collector ever receives a payload.
+ */
+describe('observability', () => {
+  let t: TestStack;
+  let cpTraces: OtlpCollector;
+  let dpTraces: OtlpCollector;
+  const metricsToken = `metrics-${randomUUID()}`;
+  const secret = `SECRET${randomUUID().replace(/-/g, '')}`;
+  let baseline: Sample[];
+  const runs = { first: '', second: '', sleeper: '', doomed: '' };
+
+  const scrape = async (): Promise<Sample[]> => {
+    const res = await fetch(`${t.stack.controlPlanes[0]!.httpUrl}/metrics`, { headers: { authorization: `Bearer ${metricsToken}` } });
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type') ?? '', /^text\/plain/);
+    return parseExposition(await res.text());
+  };
+  const spansOf = (spans: readonly CollectedSpan[], name: string, runId: string): CollectedSpan[] =>
+    spans.filter((s) => s.name === name && s.attributes['cairn.run_id'] === runId);
+
+  before(async () => {
+    cpTraces = await OtlpCollector.start();
+    dpTraces = await OtlpCollector.start();
+    t = await startTestStack({
+      name: 'observability',
+      workers: 1,
+      suspendThresholdMs: 500,
+      controlPlaneEnv: { CAIRN_CP_OTLP_TRACES_ENDPOINT: cpTraces.url, CAIRN_METRICS_TOKEN: metricsToken },
+      workerEnv: { CAIRN_DP_OTLP_TRACES_ENDPOINT: dpTraces.url },
+    });
+    baseline = await scrape();
+    runs.first = await t.start('five-steps', { step3Ms: 10, note: secret }, { idempotencyKey: `idem-${secret}` });
+    runs.second = await t.start('five-steps', { step3Ms: 10 });
+    runs.sleeper = await t.start('sleeper', { sleepMs: 1500 });
+    runs.doomed = await t.start('doomed', { secret });
+    assert.equal((await t.result(runs.first)).status, 'completed');
+    assert.equal((await t.result(runs.second)).status, 'completed');
+    assert.equal((await t.result(runs.sleeper)).status, 'completed');
+    const doomed = await t.result(runs.doomed);
+    assert.equal(doomed.status, 'failed');
+    assert.match(doomed.error?.message ?? '', new RegExp(secret), 'the error message stays readable in the data plane');
+  });
+  after(async () => {
+    await t?.stop();
+    await cpTraces?.close();
+    await dpTraces?.close();
+  });
+
+  it('protects /metrics with CAIRN_METRICS_TOKEN', async () => {
+    const url = `${t.stack.controlPlanes[0]!.httpUrl}/metrics`;
+    const anonymous = await fetch(url);
+    assert.equal(anonymous.status, 401);
+    assert.equal(((await anonymous.json()) as { error: { code: string } }).error.code, 'CAIRN-1104');
+    const wrong = await fetch(url, { headers: { authorization: `Bearer not-${metricsToken}` } });
+    assert.equal(wrong.status, 401);
+  });
+
+  it('counts dispatches, finished steps, run ends and errors by code in /metrics', async () => {
+    // A REST call without credentials and a gateway call for a workflow nobody announced: one error each.
+    assert.equal((await fetch(`${t.stack.controlPlanes[0]!.httpUrl}/v1/whoami`)).status, 401);
+    const unknown = await t.gateway('POST', '/v1/runs', {
+      body: JSON.stringify({ workflow: 'no-such-workflow', input: {} }),
+      headers: { 'content-type': 'application/json' },
+    });
+    assert.ok(unknown.status >= 400, `starting an unknown workflow is refused (got ${unknown.status})`);
+
+    const delta = (samples: Sample[], name: string, labels: Record<string, string> = {}): number =>
+      sum(samples, name, labels) - sum(baseline, name, labels);
+    const expected = {
+      dispatches: 5, // four runs, and the sleeper again after its timer
+      stepsCompleted: 11, // 5 + 5 + after-sleep
+      sleepsCompleted: 1,
+      stepsFailed: 1,
+      runsCompleted: 3,
+      runsFailed: 1,
+    };
+    const observed = (m: Sample[]) => ({
+      dispatches: delta(m, 'cairn_dispatch_latency_seconds_count'),
+      stepsCompleted: delta(m, 'cairn_steps_finished_total', { kind: 'step', status: 'completed' }),
+      sleepsCompleted: delta(m, 'cairn_steps_finished_total', { kind: 'sleep', status: 'completed' }),
+      stepsFailed: delta(m, 'cairn_steps_finished_total', { kind: 'step', status: 'failed' }),
+      runsCompleted: delta(m, 'cairn_runs_ended_total', { status: 'completed' }),
+      runsFailed: delta(m, 'cairn_runs_ended_total', { status: 'failed' }),
+    });
+    // Counters move when the control plane has applied what the worker sent: wait for that, then compare exactly.
+    let metrics = await scrape();
+    for (const deadline = Date.now() + 30_000; Date.now() < deadline; metrics = await scrape()) {
+      const now = observed(metrics);
+      const reached = (Object.keys(expected) as Array<keyof typeof expected>).every((k) => now[k] >= expected[k]);
+      const errorsSeen =
+        delta(metrics, 'cairn_api_errors_total', { api: 'rest', code: 'CAIRN-1104' }) >= 1 &&
+        delta(metrics, 'cairn_api_errors_total', { api: 'grpc' }) >= 1;
+      if (reached && errorsSeen) break;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    assert.deepEqual(observed(metrics), expected);
+    assert.equal(delta(metrics, 'cairn_run_failures_total', { error_code: 'STEP_TERMINAL' }), 1);
+    assert.ok(delta(metrics, 'cairn_dispatch_latency_seconds_count', { wake_reason: 'timer' }) >= 1, 'the woken sleeper is counted');
+    assert.ok(delta(metrics, 'cairn_api_errors_total', { api: 'rest', code: 'CAIRN-1104' }) >= 1);
+    const grpcCodes = metrics.filter((s) => s.name === 'cairn_api_errors_total' && s.labels['api'] === 'grpc').map((s) => s.labels['code']);
+    assert.ok(
+      grpcCodes.length > 0 && grpcCodes.every((c) => /^CAIRN-\d{4}$/.test(c ?? '')),
+      `gRPC errors by CAIRN code: ${grpcCodes.join(',')}`,
+    );
+    // Everything ended: nothing queued, no lease held; one worker connected.
+    assert.equal(sum(metrics, 'cairn_queue_depth'), 0);
+    assert.equal(sum(metrics, 'cairn_active_leases'), 0);
+    assert.equal(sum(metrics, 'cairn_worker_sessions'), 1);
+    assert.ok(sum(metrics, 'process_cpu_user_seconds_total') > 0, 'default process metrics are exported');
+    // Bounded labels: no run ID, and no payload, anywhere in the exposition.
+    const text = metrics.map((s) => JSON.stringify(s)).join('\n');
+    for (const runId of Object.values(runs)) assert.equal(text.includes(runId), false, `run ID ${runId} is not a label`);
+    assert.equal(text.includes(secret), false);
+  });
+
+  it('links control-plane dispatch spans and worker run spans by run ID and traceparent', async () => {
+    const dispatchCount: Record<string, number> = { first: 1, second: 1, sleeper: 2, doomed: 1 };
+    for (const [which, runId] of Object.entries(runs)) {
+      const want = dispatchCount[which]!;
+      const dispatches = await cpTraces.waitFor(`${want} dispatch spans of ${which}`, (spans) => {
+        const found = spansOf(spans, 'cairn.dispatch', runId);
+        return found.length >= want && found;
+      });
+      const executions = await dpTraces.waitFor(`${want} worker run spans of ${which}`, (spans) => {
+        const found = spansOf(spans, 'cairn.run', runId);
+        return found.length >= want && found;
+      });
+      assert.equal(dispatches.length, want);
+      assert.equal(executions.length, want);
+      for (const execution of executions) {
+        const parent = dispatches.find((d) => d.traceId === execution.traceId && d.spanId === execution.parentSpanId);
+        assert.ok(parent, `the worker's run span of ${which} is parented by a control-plane dispatch span`);
+        assert.equal(parent.attributes['cairn.run.epoch'], execution.attributes['cairn.run.epoch']);
+        assert.equal(execution.attributes['cairn.workflow.name'], parent.attributes['cairn.workflow.name']);
+        assert.equal(execution.attributes['cairn.workflow.version'], '1');
+        assert.equal(execution.service, 'cairn-worker');
+        assert.equal(parent.service, 'cairn-control-plane');
+      }
+      // Every dispatch has an outcome span on the control plane, linked to it.
+      const outcomes = await cpTraces.waitFor(`outcome spans of ${which}`, (spans) => {
+        const found = spansOf(spans, 'cairn.run.outcome', runId);
+        return found.length >= want && found;
+      });
+      for (const dispatch of dispatches) {
+        assert.ok(
+          outcomes.some((o) => o.links.some((l) => l.spanId === dispatch.spanId)),
+          `an outcome span of ${which} links to its dispatch`,
+        );
+      }
+    }
+    const wakeReasons = (await cpTraces.waitFor('sleeper dispatches', (s) => spansOf(s, 'cairn.dispatch', runs.sleeper))).map(
+      (d) => d.attributes['cairn.wake_reason'],
+    );
+    assert.deepEqual(wakeReasons.sort(), ['start', 'timer']);
+  });
+
+  it('traces each durable call under the worker run span, in the data plane only', async () => {
+    const steps = await dpTraces.waitFor('five step spans of the first run', (spans) => {
+      const found = spansOf(spans, 'cairn.step', runs.first);
+      return found.length >= 5 && found;
+    });
+    const [execution] = spansOf(dpTraces.spans, 'cairn.run', runs.first);
+    assert.ok(execution);
+    assert.deepEqual(steps.map((s) => s.attributes['cairn.step.name']).sort(), ['step-1', 'step-2', 'step-3', 'step-4', 'step-5']);
+    for (const step of steps) {
+      assert.equal(step.parentSpanId, execution.spanId);
+      assert.equal(step.traceId, execution.traceId);
+      assert.equal(step.attributes['cairn.step.status'], 'completed');
+    }
+    assert.equal(execution.attributes['cairn.run.outcome'], 'completed');
+    const sleep = await dpTraces.waitFor('the completed sleep', (spans) =>
+      spansOf(spans, 'cairn.sleep', runs.sleeper).find((s) => s.attributes['cairn.step.status'] === 'completed'),
+    );
+    assert.equal(sleep.attributes['cairn.step.name'], 'sleep');
+    const doomedRun = await dpTraces.waitFor('the failed run span', (s) =>
+      spansOf(s, 'cairn.run', runs.doomed).find((r) => r.attributes['cairn.run.outcome'] === 'failed'),
+    );
+    assert.equal(doomedRun.status, 2);
+    assert.equal(doomedRun.attributes['cairn.error_code'], 'step_terminal');
+    const charge = await dpTraces.waitFor('the failed step', (spans) =>
+      spansOf(spans, 'cairn.step', runs.doomed).find((s) => s.attributes['cairn.step.name'] === 'charge-card'),
+    );
+    assert.equal(charge.attributes['cairn.step.status'], 'failed');
+    assert.equal(charge.status, 2);
+
+    // The control plane's collector gets control-plane spans only: no worker span, no step name.
+    assert.deepEqual([...new Set(cpTraces.spans.map((s) => s.service))], ['cairn-control-plane']);
+    assert.deepEqual([...new Set(dpTraces.spans.map((s) => s.service))], ['cairn-worker']);
+    assert.equal(
+      cpTraces.spans.some((s) => 'cairn.step.name' in s.attributes),
+      false,
+    );
+  });
+
+  it('traces gateway calls, REST requests and sweeper passes on the control plane', async () => {
+    for (const runId of Object.values(runs)) {
+      await cpTraces.waitFor(`StartRun span of ${runId}`, (spans) =>
+        spans.find((s) => s.name === 'cairn.gateway.v1.GatewayService/StartRun' && s.attributes['cairn.run_id'] === runId),
+      );
+    }
+    const waits = cpTraces.spans.filter((s) => s.name === 'cairn.gateway.v1.GatewayService/WaitRun');
+    assert.ok(waits.length > 0 && waits.every((s) => s.kind === 2 && s.attributes['rpc.grpc.status_code'] === 0));
+    assert.equal((await fetch(`${t.stack.controlPlanes[0]!.httpUrl}/v1/whoami`)).status, 401);
+    const rest = await cpTraces.waitFor('a REST span', (spans) =>
+      spans.find((s) => s.name === 'GET /v1/whoami' && s.attributes['http.response.status_code'] === 401),
+    );
+    assert.equal(rest.attributes['cairn.error.code'], 'CAIRN-1104');
+    assert.match(String(rest.attributes['cairn.request_id']), /^[0-9a-f-]{36}$/);
+    const sweep = await cpTraces.waitFor('a sweep that woke the sleeper', (spans) =>
+      spans.find((s) => s.name === 'cairn.sweep' && Number(s.attributes['cairn.sweep.woken']) >= 1),
+    );
+    assert.equal(sweep.service, 'cairn-control-plane');
+  });
+
+  it('sends no payload, key or error message to either collector', async () => {
+    // Stopping the processes exports every span they still buffer.
+    await t.stack.stop();
+    assert.ok(cpTraces.bodies.length > 0 && dpTraces.bodies.length > 0);
+    assert.equal(cpTraces.received(secret), false, 'the control-plane collector never sees the secret');
+    assert.equal(dpTraces.received(secret), false, 'worker spans carry no payloads either');
+    assert.deepEqual(cpTraces.problems, []);
+    assert.deepEqual(dpTraces.problems, []);
+  });
+});
