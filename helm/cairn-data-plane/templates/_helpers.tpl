@@ -1,0 +1,314 @@
+{{/*
+Names and labels of the cairn-data-plane chart.
+*/}}
+
+{{/* The chart name, or nameOverride. */}}
+{{- define "cairn-dp.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Release-scoped base name of every resource (at most 52 characters, leaving room for suffixes). */}}
+{{- define "cairn-dp.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 52 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 52 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 52 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "cairn-dp.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels of every resource. */}}
+{{- define "cairn-dp.labels" -}}
+helm.sh/chart: {{ include "cairn-dp.chart" . }}
+{{ include "cairn-dp.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: cairn
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{- define "cairn-dp.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "cairn-dp.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{/* Selector labels of one component: pass (dict "ctx" $ "component" "worker"). */}}
+{{- define "cairn-dp.componentSelectorLabels" -}}
+{{ include "cairn-dp.selectorLabels" .ctx }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "cairn-dp.componentLabels" -}}
+{{ include "cairn-dp.labels" .ctx }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* The label that lets a pod call the gateway through the NetworkPolicy. */}}
+{{- define "cairn-dp.clientLabel" -}}
+{{ include "cairn-dp.fullname" . }}-client
+{{- end -}}
+
+{{- define "cairn-dp.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "cairn-dp.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* An image reference: pass (dict "image" .Values.x.image "default" tag). A digest wins over a tag. */}}
+{{- define "cairn-dp.image" -}}
+{{- if .image.digest -}}
+{{- printf "%s@%s" .image.repository .image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .image.repository (default .default .image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Secret names and keys, existing or chart-made. */}}
+{{- define "cairn-dp.credentialSecret" -}}
+{{- default (printf "%s-credential" (include "cairn-dp.fullname" .)) .Values.dataPlane.credential.existingSecret -}}
+{{- end -}}
+{{- define "cairn-dp.credentialKey" -}}
+{{- if .Values.dataPlane.credential.existingSecret }}{{ .Values.dataPlane.credential.existingSecretKey }}{{ else }}credential{{ end -}}
+{{- end -}}
+{{- define "cairn-dp.encryptionSecret" -}}
+{{- default (printf "%s-encryption" (include "cairn-dp.fullname" .)) .Values.encryption.existingSecret -}}
+{{- end -}}
+{{- define "cairn-dp.payloadStoreSecret" -}}
+{{- if .Values.postgresql.enabled -}}
+{{- printf "%s-payload-store" (include "cairn-dp.fullname" .) -}}
+{{- else -}}
+{{- .Values.payloadStore.existingSecret -}}
+{{- end -}}
+{{- end -}}
+{{- define "cairn-dp.payloadStoreKey" -}}
+{{- if .Values.postgresql.enabled }}url{{ else }}{{ .Values.payloadStore.existingSecretKey }}{{ end -}}
+{{- end -}}
+{{- define "cairn-dp.gatewayTokensSecret" -}}
+{{- default (printf "%s-gateway-tokens" (include "cairn-dp.fullname" .)) .Values.gateway.auth.existingSecret -}}
+{{- end -}}
+{{- define "cairn-dp.gatewayTokensKey" -}}
+{{- if .Values.gateway.auth.existingSecret }}{{ .Values.gateway.auth.existingSecretKey }}{{ else }}tokens{{ end -}}
+{{- end -}}
+
+{{/*
+Checks that need more than one value, failing with a message that names the values and says what
+to do. values.schema.json checks each value on its own.
+*/}}
+{{- define "cairn-dp.validate" -}}
+{{- $v := .Values -}}
+{{- if not $v.controlPlane.address -}}
+{{- fail "controlPlane.address is required: the control plane's gRPC address, host:port (e.g. cairn.example.com:443)" -}}
+{{- end -}}
+{{- if not $v.dataPlane.id -}}
+{{- fail "dataPlane.id is required: the data plane's ID (a UUID) the control plane gave when it was registered" -}}
+{{- end -}}
+{{- if and (not $v.dataPlane.credential.existingSecret) (not $v.dataPlane.credential.value) -}}
+{{- fail "dataPlane.credential.existingSecret (preferred) or dataPlane.credential.value is required: the data plane's credential (cdp_...)" -}}
+{{- end -}}
+{{- if and (not $v.postgresql.enabled) (not $v.payloadStore.existingSecret) -}}
+{{- fail "payloadStore.existingSecret is required: a Secret holding the payload store's postgres:// URL (or postgresql.enabled=true for an evaluation install)" -}}
+{{- end -}}
+{{- if and $v.postgresql.enabled (not $v.postgresql.auth.password) -}}
+{{- fail "postgresql.auth.password is required when postgresql.enabled (16 or more letters, digits, '_' or '-')" -}}
+{{- end -}}
+{{- if and (not $v.encryption.existingSecret) (or (not $v.encryption.keys) (not $v.encryption.hmacKey)) -}}
+{{- fail "encryption.existingSecret (preferred) or both encryption.keys and encryption.hmacKey are required: generate keys with `openssl rand -base64 32`" -}}
+{{- end -}}
+{{- if not $v.worker.image.repository -}}
+{{- fail "worker.image.repository is required: your workflow image, built FROM the Cairn worker base image" -}}
+{{- end -}}
+{{- if and (not $v.worker.image.tag) (not $v.worker.image.digest) -}}
+{{- fail "worker.image.tag or worker.image.digest is required: pin the workflow image you deploy" -}}
+{{- end -}}
+{{- if ge (int $v.worker.drainTimeoutSeconds) (int $v.worker.terminationGracePeriodSeconds) -}}
+{{- fail (printf "worker.drainTimeoutSeconds (%d) must be below worker.terminationGracePeriodSeconds (%d), or Kubernetes kills workers in the middle of a drain" (int $v.worker.drainTimeoutSeconds) (int $v.worker.terminationGracePeriodSeconds)) -}}
+{{- end -}}
+{{- if and $v.worker.autoscaling.hpa.enabled $v.worker.autoscaling.keda.enabled -}}
+{{- fail "worker.autoscaling.hpa.enabled and worker.autoscaling.keda.enabled are both true: choose one (KEDA manages its own HorizontalPodAutoscaler)" -}}
+{{- end -}}
+{{- if and $v.worker.autoscaling.keda.enabled (not $v.gateway.enabled) -}}
+{{- fail "worker.autoscaling.keda.enabled needs gateway.enabled: the gateway serves KEDA's external scaler" -}}
+{{- end -}}
+{{- if and $v.gateway.enabled (not $v.gateway.auth.existingSecret) (not $v.gateway.auth.tokens) -}}
+{{- fail "gateway.auth.existingSecret (preferred) or gateway.auth.tokens is required: the bearer tokens clients present to the gateway" -}}
+{{- end -}}
+{{- if $v.networkPolicy.enabled -}}
+{{- if and (not $v.networkPolicy.controlPlane.cidrs) (not $v.networkPolicy.controlPlane.peers) -}}
+{{- fail "networkPolicy.controlPlane.cidrs (or .peers) is required while networkPolicy.enabled: the addresses of the control-plane endpoint, or workers cannot reach it" -}}
+{{- end -}}
+{{- if and (not $v.postgresql.enabled) (not $v.networkPolicy.payloadStore.cidrs) (not $v.networkPolicy.payloadStore.peers) -}}
+{{- fail "networkPolicy.payloadStore.cidrs (or .peers) is required while networkPolicy.enabled: the addresses of the payload store's Postgres" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Environment every data-plane process shares: where the control plane is, who we are, the stores. */}}
+{{- define "cairn-dp.commonEnv" -}}
+- name: CAIRN_CP_GRPC_ADDRESS
+  value: {{ .Values.controlPlane.address | quote }}
+- name: CAIRN_CP_TLS
+  value: {{ .Values.controlPlane.tls.enabled | quote }}
+{{- if .Values.controlPlane.tls.caSecret }}
+- name: CAIRN_CP_TLS_CA_FILE
+  value: /etc/cairn/cp-ca/ca.crt
+{{- end }}
+{{- if .Values.controlPlane.tls.clientCertSecret }}
+- name: CAIRN_CP_TLS_CERT_FILE
+  value: /etc/cairn/cp-client/tls.crt
+- name: CAIRN_CP_TLS_KEY_FILE
+  value: /etc/cairn/cp-client/tls.key
+{{- end }}
+- name: CAIRN_DATA_PLANE_ID
+  value: {{ .Values.dataPlane.id | quote }}
+- name: CAIRN_DP_CREDENTIAL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "cairn-dp.credentialSecret" . }}
+      key: {{ include "cairn-dp.credentialKey" . }}
+{{ include "cairn-dp.storeEnv" . }}
+- name: CAIRN_DP_HMAC_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "cairn-dp.encryptionSecret" . }}
+      key: {{ if .Values.encryption.existingSecret }}{{ .Values.encryption.hmacKeyKey }}{{ else }}hmac-key{{ end }}
+{{- end -}}
+
+{{/* The payload store's URL and key ring (all the migration Job needs). */}}
+{{- define "cairn-dp.storeEnv" -}}
+- name: CAIRN_DP_DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "cairn-dp.payloadStoreSecret" . }}
+      key: {{ include "cairn-dp.payloadStoreKey" . }}
+- name: CAIRN_DP_ENCRYPTION_KEYS
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "cairn-dp.encryptionSecret" . }}
+      key: {{ if .Values.encryption.existingSecret }}{{ .Values.encryption.keysKey }}{{ else }}encryption-keys{{ end }}
+{{- end -}}
+
+{{/* Volumes for the control plane's CA and client certificate, and a writable /tmp. */}}
+{{- define "cairn-dp.tlsVolumes" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: 64Mi
+{{- if .Values.controlPlane.tls.caSecret }}
+- name: cp-ca
+  secret:
+    secretName: {{ .Values.controlPlane.tls.caSecret }}
+    items:
+      - key: ca.crt
+        path: ca.crt
+{{- end }}
+{{- if .Values.controlPlane.tls.clientCertSecret }}
+- name: cp-client
+  secret:
+    secretName: {{ .Values.controlPlane.tls.clientCertSecret }}
+{{- end }}
+{{- end -}}
+
+{{- define "cairn-dp.tlsVolumeMounts" -}}
+- name: tmp
+  mountPath: /tmp
+{{- if .Values.controlPlane.tls.caSecret }}
+- name: cp-ca
+  mountPath: /etc/cairn/cp-ca
+  readOnly: true
+{{- end }}
+{{- if .Values.controlPlane.tls.clientCertSecret }}
+- name: cp-client
+  mountPath: /etc/cairn/cp-client
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{/* A probe: pass (dict "probe" .Values.x.livenessProbe "path" "/healthz" "port" "health"). */}}
+{{- define "cairn-dp.probe" -}}
+httpGet:
+  path: {{ .path }}
+  port: {{ .port }}
+initialDelaySeconds: {{ .probe.initialDelaySeconds }}
+periodSeconds: {{ .probe.periodSeconds }}
+timeoutSeconds: {{ .probe.timeoutSeconds }}
+failureThreshold: {{ .probe.failureThreshold }}
+{{- end -}}
+
+{{/* A PodDisruptionBudget spec body: pass (dict "pdb" .Values.x.pdb). */}}
+{{- define "cairn-dp.pdbBudget" -}}
+{{- if ne (toString .pdb.minAvailable) "" }}
+minAvailable: {{ .pdb.minAvailable }}
+{{- else }}
+maxUnavailable: {{ .pdb.maxUnavailable }}
+{{- end }}
+{{- end -}}
+
+{{/* The default soft spread of a component's pods over nodes. */}}
+{{- define "cairn-dp.topologySpread" -}}
+{{- if .constraints }}
+{{- toYaml .constraints }}
+{{- else }}
+- maxSkew: 1
+  topologyKey: kubernetes.io/hostname
+  whenUnsatisfiable: ScheduleAnyway
+  labelSelector:
+    matchLabels:
+      {{- include "cairn-dp.componentSelectorLabels" (dict "ctx" .ctx "component" .component) | nindent 6 }}
+{{- end }}
+{{- end -}}
+
+{{/* Egress to the control plane, the payload store and DNS: what every data-plane pod needs. */}}
+{{- define "cairn-dp.baseEgress" -}}
+{{- $np := .Values.networkPolicy -}}
+# The control plane (gRPC, outbound only).
+- to:
+    {{- range $np.controlPlane.cidrs }}
+    - ipBlock:
+        cidr: {{ . }}
+    {{- end }}
+    {{- with $np.controlPlane.peers }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  ports:
+    - protocol: TCP
+      port: {{ $np.controlPlane.port }}
+# The payload store (your Postgres).
+- to:
+    {{- if .Values.postgresql.enabled }}
+    - podSelector:
+        matchLabels:
+          {{- include "cairn-dp.componentSelectorLabels" (dict "ctx" . "component" "postgresql") | nindent 10 }}
+    {{- end }}
+    {{- range $np.payloadStore.cidrs }}
+    - ipBlock:
+        cidr: {{ . }}
+    {{- end }}
+    {{- with $np.payloadStore.peers }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  ports:
+    - protocol: TCP
+      port: {{ if .Values.postgresql.enabled }}5432{{ else }}{{ $np.payloadStore.port }}{{ end }}
+# Cluster DNS.
+- to:
+    - namespaceSelector:
+        {{- toYaml $np.dns.namespaceSelector | nindent 8 }}
+      podSelector:
+        {{- toYaml $np.dns.podSelector | nindent 8 }}
+  ports:
+    - protocol: UDP
+      port: 53
+    - protocol: TCP
+      port: 53
+{{- end -}}

@@ -1,0 +1,357 @@
+// The Helm charts, rendered by the real helm binary over the values matrix in each chart's ci/
+// folder, and every rendered object validated against the Kubernetes schemas.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { charts, ciValuesFiles, find, helm, render, template, validateManifest, type Manifest } from './helm.js';
+import { schemaTextFor, type JsonSchema } from './schema.js';
+
+const dataPlane = charts[0];
+const controlPlane = charts[1];
+const dpCi = (name: string) => join(dataPlane.dir, 'ci', `${name}-values.yaml`);
+const cpCi = (name: string) => join(controlPlane.dir, 'ci', `${name}-values.yaml`);
+
+interface Container {
+  name: string;
+  image: string;
+  env?: Array<{ name: string; value?: string; valueFrom?: unknown }>;
+  ports?: Array<{ name: string; containerPort: number }>;
+  securityContext?: Record<string, unknown> & { capabilities?: { drop?: string[] } };
+  livenessProbe?: { httpGet?: { path: string; port: string | number } };
+  readinessProbe?: { httpGet?: { path: string; port: string | number } };
+  startupProbe?: { httpGet?: { path: string; port: string | number } };
+}
+interface PodSpec {
+  automountServiceAccountToken?: boolean;
+  terminationGracePeriodSeconds?: number;
+  securityContext?: Record<string, unknown>;
+  containers: Container[];
+}
+
+const podSpec = (m: Manifest): PodSpec | undefined => {
+  if (m.kind === 'Pod') return m['spec'] as PodSpec;
+  if (['Deployment', 'StatefulSet', 'Job'].includes(m.kind)) return (m['spec'] as { template: { spec: PodSpec } }).template.spec;
+  return undefined;
+};
+const env = (c: Container, name: string) => c.env?.find((e) => e.name === name)?.value;
+
+interface Rule {
+  to?: Array<{ ipBlock?: { cidr: string }; namespaceSelector?: unknown; podSelector?: unknown }>;
+  from?: unknown[];
+  ports?: Array<{ protocol: string; port: number }>;
+}
+
+describe('helm charts', () => {
+  for (const chart of charts) {
+    describe(chart.name, () => {
+      it('has a values.schema.json generated from values.yaml, with a description on every value', async () => {
+        const text = readFileSync(join(chart.dir, 'values.schema.json'), 'utf8');
+        assert.equal(text, await schemaTextFor(chart.dir, chart.title), 'run `node --import tsx test/src/helm/generate-schema.ts`');
+        const schema = JSON.parse(text) as JsonSchema;
+        const undocumented: string[] = [];
+        const walk = (s: JsonSchema, path: string) => {
+          const props = s['properties'] as Record<string, JsonSchema> | undefined;
+          if (s['type'] === 'object' && props) assert.equal(s['additionalProperties'], false, `${path || '(root)'} is closed`);
+          for (const [k, v] of Object.entries(props ?? {})) {
+            const where = path ? `${path}.${k}` : k;
+            if (typeof v['description'] !== 'string' || v['description'].length < 5) undocumented.push(where);
+            walk(v, where);
+          }
+        };
+        walk(schema, '');
+        assert.deepEqual(undocumented, []);
+      });
+
+      for (const file of ciValuesFiles(chart.dir)) {
+        const name = file.slice(file.lastIndexOf('/') + 1);
+        it(`passes helm lint --strict and renders valid Kubernetes objects with ci/${name}`, async () => {
+          const lint = helm(['lint', '--strict', chart.dir, '--values', file]);
+          assert.equal(lint.status, 0, `helm lint failed:\n${lint.stdout}${lint.stderr}`);
+          const manifests = render(chart.dir, [file]);
+          assert.ok(
+            manifests.some((m) => m.kind === 'Deployment'),
+            `renders a Deployment: ${manifests.map((m) => m.kind).join(', ')}`,
+          );
+          for (const m of manifests) {
+            const error = await validateManifest(m);
+            assert.equal(error, null, `${m.kind}/${m.metadata.name}: ${error?.message}`);
+            assert.equal(
+              m.metadata.labels?.['app.kubernetes.io/managed-by'],
+              'Helm',
+              `${m.kind}/${m.metadata.name} has the standard labels`,
+            );
+          }
+          assertSecureDefaults(manifests);
+          assertNoOpenNetworkPolicy(manifests);
+        });
+      }
+    });
+  }
+
+  describe('cairn-data-plane', () => {
+    const manifests = render(dataPlane.dir, [dpCi('default')]);
+    const worker = find(manifests, 'Deployment', '-worker');
+    const gateway = find(manifests, 'Deployment', '-gateway');
+    const workerPod = podSpec(worker)!;
+    const workerContainer = workerPod.containers[0]!;
+    const gatewayContainer = podSpec(gateway)!.containers[0]!;
+
+    it('limits worker egress to the control plane, the payload store, DNS and the listed model endpoints', () => {
+      const policy = find(manifests, 'NetworkPolicy', '-worker');
+      const spec = policy['spec'] as {
+        podSelector: { matchLabels: Record<string, string> };
+        policyTypes: string[];
+        ingress: unknown[];
+        egress: Rule[];
+      };
+      assert.deepEqual(spec.policyTypes, ['Ingress', 'Egress']);
+      assert.deepEqual(spec.ingress, [], 'workers accept no connections');
+      assert.deepEqual(spec.podSelector.matchLabels, (worker['spec'] as { selector: { matchLabels: unknown } }).selector.matchLabels);
+      const rules = spec.egress.map((r) => ({
+        to: (r.to ?? []).map((t) => t.ipBlock?.cidr ?? JSON.stringify({ ns: t.namespaceSelector, pod: t.podSelector })),
+        ports: (r.ports ?? []).map((p) => `${p.protocol}/${p.port}`),
+      }));
+      const dns = JSON.stringify({
+        ns: { matchLabels: { 'kubernetes.io/metadata.name': 'kube-system' } },
+        pod: { matchLabels: { 'k8s-app': 'kube-dns' } },
+      });
+      assert.deepEqual(rules, [
+        { to: ['203.0.113.10/32', '203.0.113.11/32'], ports: ['TCP/443'] },
+        { to: ['10.20.0.0/24'], ports: ['TCP/5432'] },
+        { to: [dns], ports: ['UDP/53', 'TCP/53'] },
+        { to: ['198.51.100.0/24'], ports: ['TCP/443'] },
+      ]);
+    });
+
+    it('admits gateway traffic only from its client label and the configured sources, and KEDA only to the scaler port', () => {
+      const spec = find(manifests, 'NetworkPolicy', '-gateway')['spec'] as { ingress: Rule[]; egress: Rule[] };
+      assert.deepEqual(spec.ingress, [
+        { from: [{ podSelector: { matchLabels: { 'cairn-cairn-data-plane-client': 'true' } } }], ports: [{ protocol: 'TCP', port: 8081 }] },
+      ]);
+      assert.equal(spec.egress.length, 3, 'control plane, payload store, DNS');
+
+      const keda = render(dataPlane.dir, [dpCi('keda')]);
+      const kedaSpec = find(keda, 'NetworkPolicy', '-gateway')['spec'] as { ingress: Rule[] };
+      assert.deepEqual(kedaSpec.ingress[1], {
+        from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'keda' } } }],
+        ports: [{ protocol: 'TCP', port: 9090 }],
+      });
+      const evaluation = render(dataPlane.dir, [dpCi('evaluation')]);
+      const evalSpec = find(evaluation, 'NetworkPolicy', '-gateway')['spec'] as { ingress: Rule[] };
+      assert.deepEqual(evalSpec.ingress[0]!.from![1], {
+        namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'ingress-nginx' } },
+      });
+      const pg = find(evaluation, 'NetworkPolicy', '-postgresql')['spec'] as { ingress: Rule[]; egress: Rule[] };
+      assert.equal(pg.ingress[0]!.from!.length, 3, 'worker, gateway and migration pods reach the evaluation Postgres');
+      assert.deepEqual(pg.egress, []);
+    });
+
+    it('probes the worker health port and the gateway health endpoints', () => {
+      const port = workerContainer.ports!.find((p) => p.name === 'health')!.containerPort;
+      assert.equal(env(workerContainer, 'CAIRN_WORKER_HEALTH_PORT'), String(port));
+      assert.deepEqual(workerContainer.livenessProbe!.httpGet, { path: '/healthz', port: 'health' });
+      assert.deepEqual(workerContainer.readinessProbe!.httpGet, { path: '/readyz', port: 'health' });
+      assert.deepEqual(workerContainer.startupProbe!.httpGet, { path: '/healthz', port: 'health' });
+      assert.deepEqual(gatewayContainer.livenessProbe!.httpGet, { path: '/healthz', port: 'http' });
+      assert.deepEqual(gatewayContainer.readinessProbe!.httpGet, { path: '/readyz', port: 'http' });
+      const cp = podSpec(find(render(controlPlane.dir, [cpCi('default')]), 'Deployment', 'control-plane'))!.containers[0]!;
+      assert.deepEqual(cp.livenessProbe!.httpGet, { path: '/healthz', port: 'http' });
+      assert.deepEqual(cp.readinessProbe!.httpGet, { path: '/readyz', port: 'http' });
+    });
+
+    it('drains workers within terminationGracePeriodSeconds', () => {
+      const drainMs = Number(env(workerContainer, 'CAIRN_DRAIN_TIMEOUT_MS'));
+      assert.ok(drainMs > 0 && drainMs < workerPod.terminationGracePeriodSeconds! * 1000, `drain ${drainMs} ms within the grace period`);
+      const strategy = (worker['spec'] as { strategy: { rollingUpdate: { maxUnavailable: number } } }).strategy;
+      assert.equal(strategy.rollingUpdate.maxUnavailable, 0, 'a rollout starts a new worker before an old one drains');
+    });
+
+    it('has PodDisruptionBudgets selecting the workers and the gateway', () => {
+      for (const [deployment, suffix] of [
+        [worker, '-worker'],
+        [gateway, '-gateway'],
+      ] as const) {
+        const pdb = find(manifests, 'PodDisruptionBudget', suffix)['spec'] as { maxUnavailable: number; selector: unknown };
+        assert.equal(pdb.maxUnavailable, 1);
+        assert.deepEqual(pdb.selector, (deployment['spec'] as { selector: unknown }).selector);
+      }
+      const evaluation = render(dataPlane.dir, [dpCi('evaluation')]);
+      assert.deepEqual(find(evaluation, 'PodDisruptionBudget', '-worker')['spec'], {
+        minAvailable: 1,
+        selector: (find(evaluation, 'Deployment', '-worker')['spec'] as { selector: unknown }).selector,
+      });
+      assert.ok(!render(dataPlane.dir, [dpCi('workers-only')]).some((m) => m.kind === 'PodDisruptionBudget'));
+    });
+
+    it('wires secrets by reference, never as plain environment values', () => {
+      for (const name of ['CAIRN_DP_CREDENTIAL', 'CAIRN_DP_DATABASE_URL', 'CAIRN_DP_ENCRYPTION_KEYS', 'CAIRN_DP_HMAC_KEY']) {
+        const entry = workerContainer.env!.find((e) => e.name === name);
+        assert.ok(entry?.valueFrom && entry.value === undefined, `${name} comes from a Secret`);
+      }
+      assert.equal(env(workerContainer, 'CAIRN_CP_GRPC_ADDRESS'), 'cairn.example.com:443');
+      assert.equal(env(workerContainer, 'CAIRN_CP_TLS'), 'true');
+      const keys = find(render(dataPlane.dir, [dpCi('keda')]), 'Secret', '-encryption');
+      assert.equal(keys.metadata.annotations?.['helm.sh/resource-policy'], 'keep', 'uninstall keeps the encryption keys');
+    });
+
+    it('migrates the payload store in a hook Job and tests the gateway-to-control-plane path with helm test', () => {
+      const job = find(manifests, 'Job', '-migrate-1');
+      assert.equal(job.metadata.annotations?.['helm.sh/hook'], 'post-install,pre-upgrade');
+      const container = podSpec(job)!.containers[0]!;
+      assert.deepEqual((container as unknown as { args: string[] }).args, ['migrate']);
+      assert.deepEqual(
+        container.env!.map((e) => e.name),
+        ['CAIRN_DP_DATABASE_URL', 'CAIRN_DP_ENCRYPTION_KEYS', 'CAIRN_LOG_LEVEL'],
+        'the migration needs no credential',
+      );
+      const test = find(manifests, 'Pod', '-test-gateway');
+      assert.equal(test.metadata.annotations?.['helm.sh/hook'], 'test');
+      assert.equal(test.metadata.labels?.['cairn-cairn-data-plane-client'], 'true', 'the NetworkPolicy lets the test pod in');
+      const script = (podSpec(test)!.containers[0] as unknown as { command: string[] }).command.join(' ');
+      assert.match(script, /CAIRN-1105/);
+    });
+
+    it('scales workers with KEDA through the gateway’s external scaler when asked', () => {
+      const keda = render(dataPlane.dir, [dpCi('keda')]);
+      const scaled = find(keda, 'ScaledObject', '-worker');
+      const kedaWorker = find(keda, 'Deployment', '-worker');
+      assert.equal((kedaWorker['spec'] as { replicas?: number }).replicas, undefined, 'KEDA owns the replica count');
+      assert.deepEqual(scaled['spec'], {
+        scaleTargetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name: kedaWorker.metadata.name },
+        minReplicaCount: 0,
+        maxReplicaCount: 50,
+        pollingInterval: 15,
+        cooldownPeriod: 300,
+        triggers: [
+          {
+            type: 'external-push',
+            metadata: {
+              scalerAddress: 'cairn-cairn-data-plane-gateway.cairn.svc:9090',
+              taskQueues: 'default,emails',
+              targetRunsPerReplica: '10',
+            },
+          },
+        ],
+      });
+      const gw = podSpec(find(keda, 'Deployment', '-gateway'))!.containers[0]!;
+      assert.equal(env(gw, 'CAIRN_GATEWAY_SCALER_PORT'), '9090');
+      const service = find(keda, 'Service', '-gateway')['spec'] as { ports: Array<{ name: string; port: number }> };
+      assert.deepEqual(
+        service.ports.map((p) => `${p.name}:${p.port}`),
+        ['http:80', 'scaler:9090'],
+      );
+      assert.ok(!manifests.some((m) => m.kind === 'ScaledObject' || m.kind === 'HorizontalPodAutoscaler'), 'autoscaling is opt-in');
+      const hpa = find(render(dataPlane.dir, [dpCi('evaluation')]), 'HorizontalPodAutoscaler', '-worker');
+      assert.equal((hpa['spec'] as { maxReplicas: number }).maxReplicas, 6);
+    });
+
+    it('refuses bad values with a message naming the value', () => {
+      const cases: Array<[string[], RegExp]> = [
+        [['worker.replicas=-1'], /at '\/worker\/replicas': minimum: got -1, want 0/],
+        [['worker.image.pullPolicy=Sometimes'], /at '\/worker\/image\/pullPolicy'/],
+        [['gateway.replcias=3'], /at '\/gateway': additional properties 'replcias' not allowed/],
+        [['networkPolicy.controlPlane.cidrs[0]=cairn.example.com'], /at '\/networkPolicy\/controlPlane\/cidrs\/0'/],
+        [
+          ['networkPolicy.worker.modelEndpoints[1].cidr=10.0.0.0/8'],
+          /at '\/networkPolicy\/worker\/modelEndpoints\/1': missing property 'ports'/,
+        ],
+        [['dataPlane.id=not-a-uuid'], /at '\/dataPlane\/id'/],
+        [['controlPlane.address=no-port'], /at '\/controlPlane\/address'/],
+        [['worker.drainTimeoutSeconds=60'], /worker.drainTimeoutSeconds \(60\) must be below worker.terminationGracePeriodSeconds \(60\)/],
+        [['worker.autoscaling.hpa.enabled=true', 'worker.autoscaling.keda.enabled=true'], /choose one/],
+        [['controlPlane.address='], /controlPlane.address is required/],
+        [['payloadStore.existingSecret='], /payloadStore.existingSecret is required/],
+        [['networkPolicy.controlPlane.cidrs=null'], /networkPolicy.controlPlane.cidrs \(or .peers\) is required/],
+      ];
+      for (const [set, message] of cases) {
+        const r = template(dataPlane.dir, [dpCi('default')], set);
+        assert.notEqual(r.status, 0, `${set.join(' ')} is refused`);
+        assert.match(r.stderr, message, `${set.join(' ')}: ${r.stderr}`);
+      }
+    });
+  });
+
+  describe('cairn-control-plane', () => {
+    const manifests = render(controlPlane.dir, [cpCi('default')]);
+
+    it('serves HTTP and gRPC, migrates before install and upgrade, and has a PDB and a helm test', () => {
+      const deployment = find(manifests, 'Deployment', 'control-plane');
+      const container = podSpec(deployment)!.containers[0]!;
+      assert.deepEqual(
+        container.ports!.map((p) => `${p.name}:${p.containerPort}`),
+        ['http:8080', 'grpc:7233'],
+      );
+      assert.ok(container.env!.find((e) => e.name === 'CAIRN_BOOTSTRAP_ADMIN_KEY')?.valueFrom);
+      const shutdownMs = Number(env(container, 'CAIRN_SHUTDOWN_TIMEOUT_MS'));
+      assert.ok(shutdownMs < podSpec(deployment)!.terminationGracePeriodSeconds! * 1000);
+      const job = find(manifests, 'Job', '-migrate-1');
+      assert.equal(job.metadata.annotations?.['helm.sh/hook'], 'pre-install,pre-upgrade');
+      assert.equal(podSpec(job)!.automountServiceAccountToken, false);
+      assert.ok(find(manifests, 'PodDisruptionBudget', 'control-plane'));
+      assert.equal(find(manifests, 'Pod', '-test').metadata.annotations?.['helm.sh/hook'], 'test');
+      const policy = find(manifests, 'NetworkPolicy', 'control-plane')['spec'] as { egress: Rule[] };
+      assert.deepEqual(
+        policy.egress.map((r) => (r.ports ?? []).map((p) => `${p.protocol}/${p.port}`).join(',')),
+        ['TCP/5432', 'UDP/53,TCP/53'],
+      );
+      const airgapped = render(controlPlane.dir, [cpCi('airgapped')]);
+      assert.equal(find(airgapped, 'Ingress', '-grpc').metadata.annotations?.['nginx.ingress.kubernetes.io/backend-protocol'], 'GRPC');
+      assert.ok(find(airgapped, 'HorizontalPodAutoscaler', 'control-plane'));
+    });
+
+    it('refuses bad values with a message naming the value', () => {
+      const cases: Array<[string[], RegExp]> = [
+        [['config.logLevel=loud'], /at '\/config\/logLevel'/],
+        [['replicas=0'], /at '\/replicas': minimum: got 0, want 1/],
+        [['image.digest=latest'], /at '\/image\/digest'/],
+        [['database.existingSecret='], /database.existingSecret is required/],
+        [['config.heartbeatIntervalMs=20000'], /config.heartbeatIntervalMs \(20000\) must be below config.leaseTtlMs \(15000\)/],
+      ];
+      for (const [set, message] of cases) {
+        const r = template(controlPlane.dir, [cpCi('default')], set);
+        assert.notEqual(r.status, 0, `${set.join(' ')} is refused`);
+        assert.match(r.stderr, message, `${set.join(' ')}: ${r.stderr}`);
+      }
+    });
+  });
+});
+
+/** Every pod runs as non-root, read-only, with no capabilities, seccomp RuntimeDefault and no API token. */
+function assertSecureDefaults(manifests: Manifest[]): void {
+  for (const sa of manifests.filter((m) => m.kind === 'ServiceAccount')) {
+    assert.equal(sa['automountServiceAccountToken'], false, `ServiceAccount/${sa.metadata.name}`);
+  }
+  for (const m of manifests) {
+    const spec = podSpec(m);
+    if (!spec) continue;
+    const where = `${m.kind}/${m.metadata.name}`;
+    assert.equal(spec.automountServiceAccountToken, false, `${where}: no service-account token`);
+    assert.equal(spec.securityContext?.['runAsNonRoot'], true, `${where}: pod runs as non-root`);
+    assert.deepEqual(spec.securityContext?.['seccompProfile'], { type: 'RuntimeDefault' }, `${where}: seccomp`);
+    for (const c of spec.containers) {
+      const sc = c.securityContext ?? {};
+      assert.equal(sc['runAsNonRoot'], true, `${where}/${c.name}: non-root`);
+      assert.equal(sc['readOnlyRootFilesystem'], true, `${where}/${c.name}: read-only root filesystem`);
+      assert.equal(sc['allowPrivilegeEscalation'], false, `${where}/${c.name}: no privilege escalation`);
+      assert.deepEqual(sc.capabilities?.drop, ['ALL'], `${where}/${c.name}: drops all capabilities`);
+      assert.deepEqual(sc['seccompProfile'], { type: 'RuntimeDefault' }, `${where}/${c.name}: seccomp`);
+    }
+  }
+}
+
+/** No NetworkPolicy rule allows everything (a rule without peers or without ports). */
+function assertNoOpenNetworkPolicy(manifests: Manifest[]): void {
+  for (const m of manifests.filter((x) => x.kind === 'NetworkPolicy')) {
+    const spec = m['spec'] as { ingress?: Rule[]; egress?: Rule[]; policyTypes: string[] };
+    assert.deepEqual(spec.policyTypes, ['Ingress', 'Egress'], `${m.metadata.name} restricts both directions`);
+    for (const rule of spec.egress ?? []) {
+      assert.ok(rule.to && rule.to.length > 0, `${m.metadata.name}: an egress rule names its peers`);
+      assert.ok(rule.ports && rule.ports.length > 0, `${m.metadata.name}: an egress rule names its ports`);
+    }
+    for (const rule of spec.ingress ?? []) {
+      assert.ok(rule.from && rule.from.length > 0, `${m.metadata.name}: an ingress rule names its sources`);
+      assert.ok(rule.ports && rule.ports.length > 0, `${m.metadata.name}: an ingress rule names its ports`);
+    }
+  }
+}
