@@ -4,7 +4,7 @@ import pg from 'pg';
 import { startTestStack, type TestStack } from '../harness.js';
 
 const RUNS = Number(process.env['CAIRN_LOAD_RUNS'] ?? 10_000);
-const WORKERS = 20;
+const WORKERS = Number(process.env['CAIRN_LOAD_WORKERS'] ?? 20);
 const START_CONCURRENCY = 48;
 
 /**

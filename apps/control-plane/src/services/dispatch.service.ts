@@ -26,6 +26,11 @@ export class DispatchService {
   private stopped = true;
   private safetyTimer: NodeJS.Timeout | null = null;
   private readonly rateTimers = new WeakMap<WorkerSession, { due: number; timer: NodeJS.Timeout }>();
+  /** Called once the session's current dispatch loop ends, with whether its last pass filled every free slot. */
+  private readonly afterLoop = new WeakMap<WorkerSession, Array<(filled: boolean) => void>>();
+  /** Round-robin position per group of interchangeable sessions. */
+  private readonly cursors = new Map<string, number>();
+  private readonly groupKeys = new WeakMap<WorkerSession, string>();
 
   constructor(
     @Inject(RunRepository) private readonly runs: RunRepository,
@@ -63,8 +68,52 @@ export class DispatchService {
     await Promise.all(this.registry.all().map((s) => s.idle()));
   }
 
+  /**
+   * Runs of a data plane were queued. Sessions announcing the same workflows are interchangeable,
+   * so instead of every session claiming at once (most finding nothing), each group hands the
+   * work to one session at a time, round robin: the next one claims only when the previous one
+   * filled all its free slots (there may be more). Every session of the group still learns that
+   * work exists, so one that frees a slot later claims without waiting for a kick.
+   */
   kickDataPlane(dataPlaneId: string): void {
-    for (const session of this.registry.forDataPlane(dataPlaneId)) this.kick(session);
+    const groups = new Map<string, WorkerSession[]>();
+    for (const session of this.registry.forDataPlane(dataPlaneId)) {
+      session.workEvents += 1;
+      session.knownEmpty = false;
+      const key = this.groupKey(session);
+      const group = groups.get(key);
+      if (group) group.push(session);
+      else groups.set(key, [session]);
+    }
+    for (const [key, sessions] of groups) this.kickGroup(key, sessions, sessions.length);
+  }
+
+  /** Kicks the group's next session with free slots; chains on while sessions fill up. */
+  private kickGroup(key: string, sessions: readonly WorkerSession[], left: number): void {
+    const start = this.cursors.get(key) ?? 0;
+    for (let i = 0; i < Math.min(left, sessions.length); i++) {
+      const index = (start + i) % sessions.length;
+      const session = sessions[index]!;
+      if (!session.ready || session.closed || session.free === 0) continue;
+      this.cursors.set(key, index + 1);
+      const remaining = left - i - 1;
+      this.kick(session, true, (filled) => {
+        if (filled && remaining > 0) this.kickGroup(key, sessions, remaining);
+      });
+      return;
+    }
+  }
+
+  private groupKey(session: WorkerSession): string {
+    let key = this.groupKeys.get(session);
+    if (key === undefined) {
+      key = `${session.dataPlaneId} ${session.workflows
+        .map((w) => `${w.name}@${w.version}@${w.taskQueue}`)
+        .sort()
+        .join(' ')}`;
+      this.groupKeys.set(session, key);
+    }
+    return key;
   }
 
   kickAll(): void {
@@ -76,14 +125,22 @@ export class DispatchService {
    * runs may have been queued (false when only the session's capacity grew, which needs no pass
    * while the queue is known to hold nothing for it).
    */
-  kick(session: WorkerSession, newWork = true): void {
+  kick(session: WorkerSession, newWork = true, afterLoop?: (filled: boolean) => void): void {
     if (newWork) {
       session.workEvents += 1;
       session.knownEmpty = false;
     } else if (session.knownEmpty) {
       return;
     }
-    if (this.stopped || !session.ready || session.free === 0) return;
+    if (this.stopped || !session.ready || session.free === 0) {
+      afterLoop?.(true);
+      return;
+    }
+    if (afterLoop) {
+      const waiting = this.afterLoop.get(session);
+      if (waiting) waiting.push(afterLoop);
+      else this.afterLoop.set(session, [afterLoop]);
+    }
     if (session.dispatching) {
       session.dispatchAgain = true;
       return;
@@ -93,6 +150,8 @@ export class DispatchService {
   }
 
   private async loop(session: WorkerSession): Promise<void> {
+    // Whether the last pass took as many runs as it had slots for (more may be queued).
+    let filled = true;
     try {
       do {
         session.dispatchAgain = false;
@@ -128,6 +187,7 @@ export class DispatchService {
           });
           session.logger.debug({ runId: run.id, epoch: run.epoch, reason: run.wakeReason }, 'run dispatched');
         }
+        filled = claimed.length >= limit;
         if (claimed.length < limit && session.workEvents === workEvents) session.knownEmpty = true;
       } while (session.dispatchAgain);
     } catch (error) {
@@ -137,6 +197,9 @@ export class DispatchService {
     } finally {
       session.dispatching = false;
       session.settled();
+      const waiting = this.afterLoop.get(session);
+      this.afterLoop.delete(session);
+      for (const next of waiting ?? []) next(filled);
     }
   }
 
