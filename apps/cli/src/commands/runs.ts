@@ -1,0 +1,487 @@
+// runs start / list / describe / watch / result / signal / approve / reject / cancel / terminate / fork.
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Command } from 'commander';
+import { Context, intOption, readJsonInput } from '../context.js';
+import { CliError, ExitCode } from '../errors.js';
+import { examples } from '../help.js';
+import type { HttpClient } from '../http.js';
+import { formatMs, paintStatus, type Output } from '../output.js';
+
+/** A run as the control plane shows it (metadata only). */
+export interface RunView {
+  id: string;
+  workflowName: string;
+  workflowVersion: string;
+  taskQueue: string;
+  status: string;
+  errorCode: string | null;
+  createdAt: string;
+  startedAt: string | null;
+  endedAt: string | null;
+  waitingSignal: string | null;
+  dispatchCount: number;
+  parentRunId: string | null;
+  forkedFromRunId: string | null;
+  forkPosition: number | null;
+  scheduleId: string | null;
+}
+
+export interface TimelineCall {
+  position: number;
+  kind: string;
+  name: string;
+  status: string;
+  attemptCount: number;
+  retries: number;
+  startedAt: string | null;
+  endedAt: string | null;
+  durationMs: number | null;
+  inputTokens: number | null;
+  outputTokens: number | null;
+}
+
+export interface Describe {
+  run: RunView;
+  timeline: TimelineCall[];
+  totals: { durableCalls: number; attempts: number; retries: number; failedAttempts: number; wallTimeMs: number | null };
+}
+
+export const FINAL_STATUSES = new Set(['completed', 'failed', 'cancelled', 'terminated', 'timed_out']);
+
+const RUN_STATUSES = ['queued', 'running', 'suspended', 'completed', 'failed', 'cancelled', 'terminated', 'timed_out'];
+
+function runPath(ctx: Context, id: string, rest = ''): string {
+  return ctx.projectPath(`/runs/${encodeURIComponent(id)}${rest}`);
+}
+
+function printTimeline(out: Output, d: Describe): void {
+  const c = out.c;
+  const r = d.run;
+  out.fields([
+    ['run', r.id],
+    ['workflow', `${r.workflowName}@${r.workflowVersion}`],
+    [
+      'status',
+      `${paintStatus(c, r.status)}${r.errorCode ? ` (${r.errorCode})` : ''}${r.waitingSignal ? ` waiting for ${r.waitingSignal}` : ''}`,
+    ],
+    ['created', r.createdAt],
+    ['ended', r.endedAt],
+    ...(r.parentRunId ? [['parent', r.parentRunId] as const] : []),
+    ...(r.forkedFromRunId ? [['forked from', `${r.forkedFromRunId} at step ${r.forkPosition}`] as const] : []),
+    ...(r.scheduleId ? [['schedule', r.scheduleId] as const] : []),
+    ['calls', `${d.totals.durableCalls} (${d.totals.attempts} attempts, ${d.totals.retries} retries)`],
+    ['wall time', formatMs(d.totals.wallTimeMs)],
+  ]);
+  out.line('');
+  out.table(
+    ['#', 'KIND', 'NAME', 'STATUS', 'ATTEMPTS', 'DURATION', 'TOKENS'],
+    d.timeline.map((t) => [
+      t.position,
+      t.kind,
+      t.name,
+      paintStatus(c, t.status),
+      t.attemptCount,
+      formatMs(t.durationMs),
+      t.inputTokens === null ? '' : `${t.inputTokens}/${t.outputTokens ?? 0}`,
+    ]),
+  );
+}
+
+/** Polls the control plane until the run ends, printing the timeline as it grows. */
+export async function watchRun(ctx: Context, cp: HttpClient, id: string, intervalMs: number): Promise<Describe> {
+  const out = ctx.out;
+  const seen = new Map<number, string>();
+  const spinner = out.format === 'table' ? out.spinner(`watching run ${id}`) : undefined;
+  let last: Describe | undefined;
+  try {
+    for (;;) {
+      const d = await cp.get<Describe>(runPath(ctx, id));
+      last = d;
+      for (const t of d.timeline) {
+        const key = `${t.status}:${t.attemptCount}`;
+        if (seen.get(t.position) === key) continue;
+        seen.set(t.position, key);
+        const event = {
+          runId: id,
+          position: t.position,
+          kind: t.kind,
+          name: t.name,
+          status: t.status,
+          attempts: t.attemptCount,
+          durationMs: t.durationMs,
+        };
+        if (out.format === 'json') out.line(JSON.stringify({ event: 'step', ...event }));
+        else if (out.format === 'yaml') out.write(`- event: step\n  position: ${t.position}\n  name: ${t.name}\n  status: ${t.status}\n`);
+        else {
+          spinner?.stop();
+          out.line(
+            `${String(t.position).padStart(3)}  ${t.kind.padEnd(6)} ${t.name.padEnd(28)} ${paintStatus(out.c, t.status)}${
+              t.attemptCount > 1 ? out.c.dim(` attempt ${t.attemptCount}`) : ''
+            }${t.durationMs !== null && t.status !== 'running' ? out.c.dim(` ${formatMs(t.durationMs)}`) : ''}`,
+          );
+        }
+      }
+      const done = d.timeline.filter((t) => t.status === 'completed').length;
+      spinner?.update(`${d.run.workflowName}@${d.run.workflowVersion} ${d.run.status}: ${done}/${d.timeline.length} calls done`);
+      if (FINAL_STATUSES.has(d.run.status)) break;
+      await sleep(intervalMs);
+    }
+  } finally {
+    spinner?.stop();
+  }
+  const r = last.run;
+  if (out.format === 'json')
+    out.line(JSON.stringify({ event: 'end', runId: id, status: r.status, errorCode: r.errorCode, totals: last.totals }));
+  else if (out.format === 'yaml') out.write(`- event: end\n  status: ${r.status}\n  errorCode: ${r.errorCode ?? 'null'}\n`);
+  else
+    out.line(
+      `run ${id} ${paintStatus(out.c, r.status)}${r.errorCode ? ` (${r.errorCode})` : ''} after ${formatMs(last.totals.wallTimeMs)}`,
+    );
+  return last;
+}
+
+interface ApprovalOptions {
+  by?: string;
+  comment?: string;
+  key?: string;
+  data?: string;
+  dataFile?: string;
+}
+
+export function registerRuns(program: Command): void {
+  const runs = program.command('runs').description('Start runs through the gateway; list, describe, watch and operate them.');
+  runs.addHelpText(
+    'after',
+    examples([
+      ['start a run and watch it', 'cairn runs start order-refund --input \'{"orderId":"o-1","amount":20}\' --watch'],
+      ['failed runs of today', 'cairn runs list --status failed --created-after 2026-05-01T00:00:00Z'],
+    ]),
+  );
+
+  runs
+    .command('start')
+    .argument('<workflow>', 'workflow name')
+    .description('Start a run through the gateway (the input stays in the data plane). Prints the run ID.')
+    .option('--version <version>', 'workflow version (default: the newest one a worker announced)')
+    .option('-i, --input <json>', 'input as inline JSON')
+    .option('-f, --input-file <path>', 'input from a JSON file, or - for standard input')
+    .option('--idempotency-key <key>', 'starting again with the same key returns the same run')
+    .option('--concurrency-key <key>', 'groups runs under per-key flow control')
+    .option('--priority <n>', '0-100, higher first (default 50)', intOption('--priority', 0, 100))
+    .option('--wait', 'wait for the result and print it (exit 11 unless completed)')
+    .option('--watch', 'watch the step timeline until the run ends (exit 11 unless completed)')
+    .addHelpText(
+      'after',
+      examples([
+        ['input from a file', 'cairn runs start order-refund -f refund.json'],
+        ['input from stdin, wait for the output', 'jq -n \'{orderId:"o-1"}\' | cairn runs start order-refund -f - --wait -o json'],
+      ]),
+    )
+    .action(
+      async (
+        workflow: string,
+        opts: {
+          version?: string;
+          input?: string;
+          inputFile?: string;
+          idempotencyKey?: string;
+          concurrencyKey?: string;
+          priority?: number;
+          wait?: boolean;
+          watch?: boolean;
+        },
+        command: Command,
+      ) => {
+        const ctx = new Context(command);
+        const input = await readJsonInput(opts.input, opts.inputFile, 'input');
+        const gw = ctx.gateway();
+        const body = {
+          workflow,
+          ...(opts.version ? { version: opts.version } : {}),
+          ...(input === undefined ? {} : { input }),
+          ...(opts.idempotencyKey ? { idempotencyKey: opts.idempotencyKey } : {}),
+          ...(opts.concurrencyKey ? { concurrencyKey: opts.concurrencyKey } : {}),
+          ...(opts.priority === undefined ? {} : { priority: opts.priority }),
+        };
+        const started = await ctx.out.spin(`starting ${workflow}`, () =>
+          gw.post<{ runId: string; workflow: string; version: string; status: string; created: boolean }>('/v1/runs', body),
+        );
+        if (opts.watch) {
+          ctx.out.note(`started run ${started.runId} (${started.workflow}@${started.version})`);
+          const d = await watchRun(ctx, ctx.controlPlane(), started.runId, 500);
+          if (d.run.status !== 'completed') process.exitCode = ExitCode.RUN_NOT_COMPLETED;
+          return;
+        }
+        if (opts.wait) {
+          const result = await ctx.out.spin(`waiting for run ${started.runId}`, () => waitResult(gw, started.runId));
+          ctx.out.data({ ...started, ...result }, () => {
+            ctx.out.line(`run ${started.runId} ${paintStatus(ctx.out.c, result.status)}`);
+            if (result.output !== undefined) ctx.out.line(JSON.stringify(result.output, null, 2));
+            if (result.error) ctx.out.line(ctx.out.c.red(`${result.error.name}: ${result.error.message}`));
+          });
+          if (result.status !== 'completed') process.exitCode = ExitCode.RUN_NOT_COMPLETED;
+          return;
+        }
+        ctx.out.data(started, () =>
+          ctx.out.line(
+            `${ctx.out.c.green('✓')} ${started.created ? 'started' : 'already started'} run ${ctx.out.c.bold(started.runId)} (${started.workflow}@${started.version}, ${started.status})`,
+          ),
+        );
+      },
+    );
+
+  runs
+    .command('result')
+    .argument('<run>', 'run ID')
+    .description("Wait for a run to end and print its output or error (read from the data plane's gateway).")
+    .option('--no-wait', 'answer at once, even if the run has not ended')
+    .addHelpText('after', examples([['the output as JSON', 'cairn runs result 3f1c… -o json']]))
+    .action(async (id: string, opts: { wait: boolean }, command: Command) => {
+      const ctx = new Context(command);
+      const gw = ctx.gateway();
+      const result = opts.wait
+        ? await ctx.out.spin(`waiting for run ${id}`, () => waitResult(gw, id))
+        : (await gw.request<Result>('GET', `/v1/runs/${encodeURIComponent(id)}/result`, { query: { wait: 0 }, accept: [202] })).body;
+      ctx.out.data(result, () => {
+        ctx.out.line(`run ${id} ${paintStatus(ctx.out.c, result.status)}`);
+        if (result.output !== undefined) ctx.out.line(JSON.stringify(result.output, null, 2));
+        if (result.error) ctx.out.line(ctx.out.c.red(`${result.error.name}: ${result.error.message}`));
+      });
+      if (FINAL_STATUSES.has(result.status) && result.status !== 'completed') process.exitCode = ExitCode.RUN_NOT_COMPLETED;
+    });
+
+  runs
+    .command('list')
+    .description('List runs, newest first, with filters.')
+    .option('--status <status...>', `one or more of ${RUN_STATUSES.join(', ')}`)
+    .option('--workflow <name>', 'workflow name')
+    .option('--version <version>', 'workflow version (with --workflow)')
+    .option('--schedule <id>', 'runs a schedule fired')
+    .option('--parent <run>', 'child runs of this run')
+    .option('--created-after <time>', 'ISO time, inclusive')
+    .option('--created-before <time>', 'ISO time, exclusive')
+    .option('--limit <n>', 'runs per page, 1-200', intOption('--limit', 1, 200), 50)
+    .option('--cursor <cursor>', 'the nextCursor of a previous page')
+    .addHelpText(
+      'after',
+      examples([
+        ['failed or cancelled refunds', 'cairn runs list --workflow order-refund --status failed cancelled'],
+        ['IDs only', "cairn runs list -o json | jq -r '.runs[].id'"],
+      ]),
+    )
+    .action(
+      async (
+        opts: {
+          status?: string[];
+          workflow?: string;
+          version?: string;
+          schedule?: string;
+          parent?: string;
+          createdAfter?: string;
+          createdBefore?: string;
+          limit: number;
+          cursor?: string;
+        },
+        command: Command,
+      ) => {
+        const ctx = new Context(command);
+        const statuses = (opts.status ?? []).flatMap((s) => s.split(',')).filter((s) => s !== '');
+        const bad = statuses.filter((s) => !RUN_STATUSES.includes(s));
+        if (bad.length > 0) throw new CliError(ExitCode.USAGE, `Unknown status ${bad.join(', ')}: use ${RUN_STATUSES.join(', ')}.`);
+        const cp = ctx.controlPlane();
+        const body = await ctx.out.spin('listing runs', () =>
+          cp.get<{ runs: RunView[]; nextCursor: string | null }>(ctx.projectPath('/runs'), {
+            status: statuses.length > 0 ? statuses.join(',') : undefined,
+            workflow: opts.workflow,
+            version: opts.version,
+            scheduleId: opts.schedule,
+            parentRunId: opts.parent,
+            createdAfter: opts.createdAfter,
+            createdBefore: opts.createdBefore,
+            limit: opts.limit,
+            cursor: opts.cursor,
+          }),
+        );
+        ctx.out.data(body, () => {
+          ctx.out.table(
+            ['RUN', 'WORKFLOW', 'STATUS', 'CREATED', 'ENDED'],
+            body.runs.map((r) => [
+              r.id,
+              `${r.workflowName}@${r.workflowVersion}`,
+              `${paintStatus(ctx.out.c, r.status)}${r.errorCode ? ` (${r.errorCode})` : ''}`,
+              r.createdAt,
+              r.endedAt,
+            ]),
+          );
+          if (body.nextCursor) ctx.out.line(ctx.out.c.dim(`more: --cursor ${body.nextCursor}`));
+        });
+      },
+    );
+
+  runs
+    .command('describe')
+    .argument('<run>', 'run ID')
+    .description("A run's metadata and its step timeline: one line per durable call with status, attempts, duration and tokens.")
+    .addHelpText(
+      'after',
+      examples([
+        ['the timeline', 'cairn runs describe 3f1c…'],
+        ['everything, as YAML', 'cairn runs describe 3f1c… -o yaml'],
+      ]),
+    )
+    .action(async (id: string, _opts: unknown, command: Command) => {
+      const ctx = new Context(command);
+      const cp = ctx.controlPlane();
+      const d = await ctx.out.spin(`describing run ${id}`, () => cp.get<Describe>(runPath(ctx, id)));
+      ctx.out.data(d, () => printTimeline(ctx.out, d));
+    });
+
+  runs
+    .command('watch')
+    .argument('<run>', 'run ID')
+    .description(
+      'Follow the step timeline live until the run ends (exit 0 when it completed, 11 otherwise). JSON output is one event per line.',
+    )
+    .option('--interval <ms>', 'poll interval', intOption('--interval', 100, 60_000), 1000)
+    .addHelpText(
+      'after',
+      examples([
+        ['follow', 'cairn runs watch 3f1c…'],
+        ['events for a script', 'cairn runs watch 3f1c… -o json'],
+      ]),
+    )
+    .action(async (id: string, opts: { interval: number }, command: Command) => {
+      const ctx = new Context(command);
+      const d = await watchRun(ctx, ctx.controlPlane(), id, opts.interval);
+      if (d.run.status !== 'completed') process.exitCode = ExitCode.RUN_NOT_COMPLETED;
+    });
+
+  runs
+    .command('signal')
+    .argument('<run>', 'run ID')
+    .argument('<name>', 'signal name')
+    .description('Send a signal to a run through the gateway (the body stays in the data plane).')
+    .option('-d, --data <json>', 'the signal body as inline JSON')
+    .option('-f, --data-file <path>', 'the body from a JSON file, or - for standard input')
+    .addHelpText(
+      'after',
+      examples([['approve in the refund example', 'cairn runs signal 3f1c… approval -d \'{"approved":true,"by":"maria"}\'']]),
+    )
+    .action(async (id: string, name: string, opts: { data?: string; dataFile?: string }, command: Command) => {
+      const ctx = new Context(command);
+      const body = await readJsonInput(opts.data, opts.dataFile, 'signal body');
+      const gw = ctx.gateway();
+      const res = await gw.post<{ runId: string; signal: string; signalId: string; status: string }>(
+        `/v1/runs/${encodeURIComponent(id)}/signals/${encodeURIComponent(name)}`,
+        body ?? null,
+      );
+      ctx.out.data(res, () => ctx.out.line(`${ctx.out.c.green('✓')} signal ${name} sent to run ${id} (run ${res.status})`));
+    });
+
+  for (const decision of ['approve', 'reject'] as const) {
+    runs
+      .command(decision)
+      .argument('<run>', 'run ID')
+      .argument('<name>', 'approval name (as in ctx.approval)')
+      .description(`${decision === 'approve' ? 'Approve' : 'Reject'} a run's ctx.approval through the gateway.`)
+      .option('--by <who>', 'who decided')
+      .option('--comment <text>', 'a comment (stays in the data plane)')
+      .option('--key <key>', 'the key the workflow gave ctx.approval')
+      .option('-d, --data <json>', 'extra data as inline JSON')
+      .option('-f, --data-file <path>', 'extra data from a JSON file, or - for standard input')
+      .addHelpText('after', examples([[`${decision} a refund`, `cairn runs ${decision} 3f1c… refund --by maria --key o-1001`]]))
+      .action(async (id: string, name: string, opts: ApprovalOptions, command: Command) => {
+        const ctx = new Context(command);
+        const data = await readJsonInput(opts.data, opts.dataFile, 'approval data');
+        const body = {
+          ...(opts.by ? { by: opts.by } : {}),
+          ...(opts.comment ? { comment: opts.comment } : {}),
+          ...(opts.key ? { key: opts.key } : {}),
+          ...(data === undefined ? {} : { data }),
+        };
+        const gw = ctx.gateway();
+        const res = await gw.post<{ runId: string; approval: string; approved: boolean; status: string }>(
+          `/v1/runs/${encodeURIComponent(id)}/approvals/${encodeURIComponent(name)}/${decision}`,
+          body,
+        );
+        ctx.out.data(res, () =>
+          ctx.out.line(
+            `${ctx.out.c.green('✓')} ${decision === 'approve' ? 'approved' : 'rejected'} ${name} of run ${id} (run ${res.status})`,
+          ),
+        );
+      });
+  }
+
+  for (const op of ['cancel', 'terminate'] as const) {
+    runs
+      .command(op)
+      .argument('<run>', 'run ID')
+      .description(
+        op === 'cancel'
+          ? 'Cancel a run: its compensations run, and its child runs are cancelled.'
+          : 'Terminate a run at once: nothing more runs for it, no compensation.',
+      )
+      .addHelpText('after', examples([[op, `cairn runs ${op} 3f1c…`]]))
+      .action(async (id: string, _opts: unknown, command: Command) => {
+        const ctx = new Context(command);
+        const cp = ctx.controlPlane();
+        const res = await cp.post<{ run: RunView }>(runPath(ctx, id, `/${op}`));
+        ctx.out.data(res, () =>
+          ctx.out.line(
+            `${ctx.out.c.green('✓')} ${op === 'cancel' ? 'cancellation requested for' : 'terminated'} run ${id} (${paintStatus(ctx.out.c, res.run.status)})`,
+          ),
+        );
+      });
+  }
+
+  runs
+    .command('fork')
+    .argument('<run>', 'the source run ID')
+    .requiredOption(
+      '--from-step <n>',
+      'journal position to run live from (calls before it are replayed)',
+      intOption('--from-step', 0, 1_000_000),
+    )
+    .option('--version <version>', 'run the fork on this workflow version (e.g. with a changed prompt)')
+    .option('--watch', 'watch the fork until it ends')
+    .description("Fork a run: a new run that replays the source's calls before --from-step and runs live from there.")
+    .addHelpText('after', examples([['re-run from step 3 on version 2', 'cairn runs fork 3f1c… --from-step 3 --version 2 --watch']]))
+    .action(async (id: string, opts: { fromStep: number; version?: string; watch?: boolean }, command: Command) => {
+      const ctx = new Context(command);
+      const cp = ctx.controlPlane();
+      const res = await cp.post<{ run: RunView }>(runPath(ctx, id, '/fork'), {
+        fromStep: opts.fromStep,
+        ...(opts.version ? { workflowVersion: opts.version } : {}),
+      });
+      if (opts.watch) {
+        ctx.out.note(`forked run ${res.run.id} from ${id} at step ${opts.fromStep}`);
+        const d = await watchRun(ctx, cp, res.run.id, 500);
+        if (d.run.status !== 'completed') process.exitCode = ExitCode.RUN_NOT_COMPLETED;
+        return;
+      }
+      ctx.out.data(res, () =>
+        ctx.out.line(
+          `${ctx.out.c.green('✓')} forked run ${ctx.out.c.bold(res.run.id)} from ${id} at step ${opts.fromStep} (${res.run.status})`,
+        ),
+      );
+    });
+}
+
+interface Result {
+  runId: string;
+  status: string;
+  output?: unknown;
+  error?: { name: string; message: string; code?: string | null };
+}
+
+/** Long-polls the gateway until the run ends. */
+async function waitResult(gw: HttpClient, id: string): Promise<Result> {
+  for (;;) {
+    const res = await gw.request<Result>('GET', `/v1/runs/${encodeURIComponent(id)}/result`, {
+      query: { wait: 30 },
+      accept: [202],
+      timeoutMs: 45_000,
+    });
+    if (res.status === 200) return res.body;
+  }
+}
