@@ -7,13 +7,18 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const devMain = fileURLToPath(new URL('../../apps/dev/dist/main.js', import.meta.url));
+const cliMain = fileURLToPath(new URL('../../apps/cli/dist/main.js', import.meta.url));
+
+function freshDir(): string {
+  const dir = mkdtempSync(join(process.env['CAIRN_TEST_DIR'] ?? tmpdir(), 'cairn-quickstart-'));
+  // Embedded Postgres runs as the 'postgres' user when started as root: it must enter the folder.
+  chmodSync(dir, 0o755);
+  return dir;
+}
 
 describe('the Quick start', () => {
   it('`pnpm dev` brings up the whole stack from nothing and runs the example to completion', () => {
-    const dir = mkdtempSync(join(process.env['CAIRN_TEST_DIR'] ?? tmpdir(), 'cairn-quickstart-'));
-    // Embedded Postgres runs as the 'postgres' user when started as root: it must enter the folder.
-    chmodSync(dir, 0o755);
-    const r = spawnSync(process.execPath, [devMain, '--exit', '--dir', dir], {
+    const r = spawnSync(process.execPath, [devMain, '--exit', '--dir', freshDir()], {
       encoding: 'utf8',
       timeout: 120_000,
       env: { ...process.env, NO_COLOR: '1' },
@@ -31,5 +36,17 @@ describe('the Quick start', () => {
     // The research agent: a tool-calling loop, each turn and tool call durable.
     assert.match(r.stdout, /research agent[\s\S]*finished: completed after 2 model turns, tools \["search"\]/);
     assert.match(r.stdout, /answer: Durable execution journals every step/);
+  });
+
+  it('`cairn dev` brings up the same stack', () => {
+    const r = spawnSync(process.execPath, [cliMain, 'dev', '--exit', '--dir', freshDir()], {
+      encoding: 'utf8',
+      timeout: 120_000,
+      env: { ...process.env, NO_COLOR: '1' },
+    });
+    assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
+    assert.match(r.stdout, /Cairn local stack is up/);
+    assert.match(r.stdout, /finished: completed .*"status":"refunded"/);
+    assert.match(r.stdout, /research agent[\s\S]*finished: completed after 2 model turns/);
   });
 });

@@ -7,6 +7,7 @@ import { commandTree, completionScript } from './completion.js';
 import { configPath, loadConfig, resolveSettings, saveConfig } from './config.js';
 import { ExitCode, exitCodeForStatus } from './errors.js';
 import { buildProgram } from './program.js';
+import { fieldComments } from '@cairn/proto';
 import { buildResidencyReport, renderMarkdown } from './residency.js';
 
 describe('profiles', () => {
@@ -107,5 +108,14 @@ describe('residency report', () => {
       ],
     );
     assert.match(renderMarkdown(report), /\| 2 \| `signal_name` \| string \| NAME \| ≤ 100 chars/);
+    // What each field carries is its comment in proto/, for every field of the contract.
+    assert.equal(
+      signal?.fields.find((f) => f.field === 'signal_id')?.carries.startsWith('The data-plane identifier of the stored signal body'),
+      true,
+    );
+    const uncommented = report.messages.flatMap((m) =>
+      m.fields.filter((f) => fieldComments[`${m.message}.${f.field}`] !== f.carries).map((f) => `${m.message}.${f.field}`),
+    );
+    assert.deepEqual(uncommented, [], 'every field that crosses has a comment in proto/ saying what it carries');
   });
 });

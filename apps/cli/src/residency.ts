@@ -2,7 +2,7 @@
 // message the data plane sends to the control plane (the worker stream's requests and the gateway's
 // calls, and every message nested in them), each field with its residency class, its bounds and
 // what it carries. Walks the same descriptors and rules as packages/proto/src/residency.ts.
-import { ResidencyClass, contractFiles, declarationProblems, fieldRule, type DescMessage } from '@cairn/proto';
+import { ResidencyClass, contractFiles, declarationProblems, fieldComments, fieldRule, type DescMessage } from '@cairn/proto';
 
 type DescFile = (typeof contractFiles)[number];
 type DescField = DescMessage['fields'][number];
@@ -84,21 +84,9 @@ function typeOf(field: DescField): { type: string; repeated: boolean } {
   }
 }
 
-/** The source-code path of a field in its file descriptor (for its comment, when the descriptor keeps comments). */
-function fieldPath(field: DescField): number[] {
-  const messagePath = (m: DescMessage): number[] => {
-    if (m.parent) return [...messagePath(m.parent), 3, m.parent.nestedMessages.indexOf(m)];
-    return [4, m.file.messages.indexOf(m)];
-  };
-  return [...messagePath(field.parent), 2, field.parent.fields.indexOf(field)];
-}
-
+/** The field's comment in proto/ (the generated descriptors carry none; `pnpm proto:generate` extracts them). */
 function commentOf(field: DescField): string | undefined {
-  const locations = field.parent.file.proto.sourceCodeInfo?.location ?? [];
-  const path = fieldPath(field).join(',');
-  const loc = locations.find((l) => l.path.join(',') === path);
-  const text = (loc?.leadingComments || loc?.trailingComments || '').trim();
-  return text === '' ? undefined : text.replace(/\s+/g, ' ');
+  return fieldComments[`${field.parent.typeName}.${field.name}`];
 }
 
 const words = (name: string): string => name.replace(/_/g, ' ');

@@ -15,3 +15,4 @@ export {
   type ResidencyViolation,
 } from './residency.js';
 export { create, fromBinary, toBinary, toJson, fromJson, isMessage, type MessageShape, type DescMessage } from '@bufbuild/protobuf';
+export { fieldComments } from './gen/comments.js';

@@ -533,7 +533,7 @@ export const greet = defineWorkflow({ name: 'cli-greet', version: '2' }, async (
     assert.equal(digest?.class, 'DIGEST');
     assert.equal(digest?.maxLength, 64);
     assert.equal(digest?.pattern, '^[0-9a-f]{64}$');
-    assert.match(digest?.carries ?? '', /HMAC digest/);
+    assert.match(digest?.carries ?? '', /HMAC digest of the caller's idempotency key/);
     assert.ok(report.messages.some((m) => m.message === 'cairn.worker.v1.Hello'));
     // Messages the control plane sends back are not part of what crosses from the data plane.
     assert.ok(!report.messages.some((m) => m.message === 'cairn.worker.v1.ConnectResponse'));
