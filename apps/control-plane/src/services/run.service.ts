@@ -113,13 +113,6 @@ export class RunService {
     return { run, steps: await this.steps.forRun(run.id) };
   }
 
-  /** A run and its step timeline, within a project (the REST API). */
-  async describeInProject(projectId: string, runId: string): Promise<{ run: Run; steps: Step[] }> {
-    const run = await this.runs.findInProject(projectId, runId);
-    if (!run) throw runNotFound(runId, false);
-    return { run, steps: await this.steps.forRun(run.id) };
-  }
-
   async get(dataPlaneId: string | null, runId: string): Promise<Run> {
     const run = await this.runs.find(dataPlaneId, runId);
     if (!run) throw runNotFound(runId, dataPlaneId !== null);

@@ -15,6 +15,7 @@ import {
 import { WorkflowRepository } from '../db/workflow.repository.js';
 import type { WorkflowRefInput } from '../domain.js';
 import { LOGGER } from '../tokens.js';
+import { PeriodicTask } from './periodic-task.js';
 import { AuditService } from './audit.service.js';
 import { CLOCK, type Clock } from './clock.js';
 import { CronSchedule } from './cron.js';
@@ -68,9 +69,7 @@ export interface BackfillResult {
  */
 @Injectable()
 export class ScheduleTicker {
-  private timer: NodeJS.Timeout | null = null;
-  private running: Promise<unknown> | null = null;
-  private stopped = true;
+  private readonly periodic: PeriodicTask;
 
   constructor(
     @Inject(Database) private readonly db: Database,
@@ -84,18 +83,20 @@ export class ScheduleTicker {
     @Inject(LOGGER) private readonly logger: Logger,
     @Inject(AuditService) private readonly audit: AuditService,
     @Inject(QuotaService) private readonly quotas: QuotaService,
-  ) {}
+  ) {
+    this.periodic = new PeriodicTask(
+      config.scheduleTickIntervalMs,
+      () => this.tick(),
+      (error) => this.logger.error({ err: errorSummary(error) }, 'schedule ticker pass failed; retrying at the next interval'),
+    );
+  }
 
   start(): void {
-    this.stopped = false;
-    this.schedule();
+    this.periodic.start();
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-    await this.running;
+    await this.periodic.stop();
   }
 
   /**
@@ -358,22 +359,6 @@ export class ScheduleTicker {
         );
       }
     }
-  }
-
-  private schedule(): void {
-    if (this.stopped) return;
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      this.running = this.tick()
-        .catch((error: unknown) =>
-          this.logger.error({ err: errorSummary(error) }, 'schedule ticker pass failed; retrying at the next interval'),
-        )
-        .finally(() => {
-          this.running = null;
-          this.schedule();
-        });
-    }, this.config.scheduleTickIntervalMs);
-    this.timer.unref();
   }
 }
 

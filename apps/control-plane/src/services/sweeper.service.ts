@@ -7,6 +7,7 @@ import { RunRepository } from '../db/run.repository.js';
 import type { LeaseKey } from '../domain.js';
 import { Telemetry } from '../telemetry/telemetry.service.js';
 import { LOGGER } from '../tokens.js';
+import { PeriodicTask } from './periodic-task.js';
 import { DispatchService } from './dispatch.service.js';
 import { EventBus } from './event-bus.service.js';
 import { SessionRegistry } from './session-registry.js';
@@ -30,9 +31,7 @@ export interface SweepResult {
  */
 @Injectable()
 export class SweeperService {
-  private timer: NodeJS.Timeout | null = null;
-  private running: Promise<unknown> | null = null;
-  private stopped = true;
+  private readonly periodic: PeriodicTask;
   private readonly startedAt = Date.now();
 
   constructor(
@@ -43,18 +42,20 @@ export class SweeperService {
     @Inject(CONFIG) private readonly config: ControlPlaneConfig,
     @Inject(LOGGER) private readonly logger: Logger,
     @Inject(Telemetry) private readonly telemetry: Telemetry,
-  ) {}
+  ) {
+    this.periodic = new PeriodicTask(
+      config.sweepIntervalMs,
+      () => this.telemetry.traceSweep(() => this.sweep(), this.inGracePeriod),
+      (error) => this.logger.error({ err: errorSummary(error) }, 'sweep failed; retrying at the next interval'),
+    );
+  }
 
   start(): void {
-    this.stopped = false;
-    this.schedule();
+    this.periodic.start();
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-    await this.running;
+    await this.periodic.stop();
   }
 
   /** Whether expired leases are still left for their workers to re-attach. */
@@ -118,20 +119,5 @@ export class SweeperService {
       session.lost(leases);
       this.dispatch.kick(session, false);
     }
-  }
-
-  private schedule(): void {
-    if (this.stopped) return;
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      this.running = this.telemetry
-        .traceSweep(() => this.sweep(), this.inGracePeriod)
-        .catch((error: unknown) => this.logger.error({ err: errorSummary(error) }, 'sweep failed; retrying at the next interval'))
-        .finally(() => {
-          this.running = null;
-          this.schedule();
-        });
-    }, this.config.sweepIntervalMs);
-    this.timer.unref();
   }
 }
