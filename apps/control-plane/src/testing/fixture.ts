@@ -73,6 +73,9 @@ export async function startControlPlaneProcess(server: PostgresServer, options: 
   const databaseName = uniqueDatabaseName('cpapi');
   const databaseUrl = options.databaseUrl ?? (await server.createDatabase(databaseName));
   const sql = new pg.Pool({ connectionString: databaseUrl, max: 3 });
+  // An idle connection ended by another fixture dropping the shared database at teardown is not a
+  // test failure (queries report their own errors); unhandled, it would crash the test file.
+  sql.on('error', () => undefined);
   const lines: string[] = [];
   let child: ChildProcess | null = null;
   let ports = { httpPort: 0, grpcPort: 0 };
