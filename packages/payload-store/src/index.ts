@@ -22,4 +22,11 @@ export {
   type StoredTranscript,
   type TakenSignal,
 } from './store.js';
-export { MAX_STREAM_PLAINTEXT_BYTES, packStreamEvents, unpackStreamEvents, type StreamEvent } from './stream.js';
+export {
+  MAX_STREAM_PLAINTEXT_BYTES,
+  packStreamEvents,
+  splitStreamEvents,
+  unpackStreamEvents,
+  type SequencedStreamEvent,
+  type StreamEvent,
+} from './stream.js';
