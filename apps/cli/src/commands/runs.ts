@@ -4,47 +4,16 @@ import type { Command } from 'commander';
 import { Context, intOption, readJsonInput } from '../context.js';
 import { CliError, ExitCode } from '../errors.js';
 import { examples } from '../help.js';
+import type { components } from '../gen/control-plane.js';
 import type { HttpClient } from '../http.js';
 import { formatMs, paintStatus, type Output } from '../output.js';
 
 /** A run as the control plane shows it (metadata only). */
-export interface RunView {
-  id: string;
-  workflowName: string;
-  workflowVersion: string;
-  taskQueue: string;
-  status: string;
-  errorCode: string | null;
-  createdAt: string;
-  startedAt: string | null;
-  endedAt: string | null;
-  waitingSignal: string | null;
-  dispatchCount: number;
-  parentRunId: string | null;
-  forkedFromRunId: string | null;
-  forkPosition: number | null;
-  scheduleId: string | null;
-}
+export type RunView = components['schemas']['Run'];
 
-export interface TimelineCall {
-  position: number;
-  kind: string;
-  name: string;
-  status: string;
-  attemptCount: number;
-  retries: number;
-  startedAt: string | null;
-  endedAt: string | null;
-  durationMs: number | null;
-  inputTokens: number | null;
-  outputTokens: number | null;
-}
+export type TimelineCall = components['schemas']['TimelineCall'];
 
-export interface Describe {
-  run: RunView;
-  timeline: TimelineCall[];
-  totals: { durableCalls: number; attempts: number; retries: number; failedAttempts: number; wallTimeMs: number | null };
-}
+export type Describe = components['schemas']['RunDescription'];
 
 export const FINAL_STATUSES = new Set(['completed', 'failed', 'cancelled', 'terminated', 'timed_out']);
 
@@ -290,7 +259,7 @@ export function registerRuns(program: Command): void {
         if (bad.length > 0) throw new CliError(ExitCode.USAGE, `Unknown status ${bad.join(', ')}: use ${RUN_STATUSES.join(', ')}.`);
         const cp = ctx.controlPlane();
         const body = await ctx.out.spin('listing runs', () =>
-          cp.get<{ runs: RunView[]; nextCursor: string | null }>(ctx.projectPath('/runs'), {
+          cp.get<components['schemas']['RunList']>(ctx.projectPath('/runs'), {
             status: statuses.length > 0 ? statuses.join(',') : undefined,
             workflow: opts.workflow,
             version: opts.version,

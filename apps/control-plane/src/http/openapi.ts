@@ -5,6 +5,9 @@ import { PERMISSIONS } from '../auth/permissions.js';
 import { API_SPEC, type ApiSpec } from './api.js';
 import { responseSchemas } from './responses.js';
 
+/** The `info.version` of the document: the REST API's major version. */
+export const OPENAPI_VERSION = '1';
+
 /** DI token: the controllers whose routes the document describes. */
 export const API_CONTROLLERS = Symbol('ApiControllers');
 
@@ -176,7 +179,7 @@ export class OpenApiController {
 
   @Get('openapi.json')
   openapi(): Record<string, unknown> {
-    this.document ??= buildOpenApi(collectRoutes(this.controllers), '1');
+    this.document ??= buildOpenApi(collectRoutes(this.controllers), OPENAPI_VERSION);
     return this.document;
   }
 }
