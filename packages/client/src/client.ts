@@ -226,10 +226,16 @@ export class RunHandle<Output = unknown> {
 
   /** The run's metadata and step timeline, with its output or error once it ended. */
   async describe(options: { signal?: AbortSignal } = {}): Promise<RunDescription<Output>> {
+    // The two reads go together; when one fails for good, the other stops too.
+    const both = new AbortController();
+    const signal = options.signal ? AbortSignal.any([options.signal, both.signal]) : both.signal;
     const [run, steps] = await Promise.all([
-      this.#transport.json({ method: 'GET', path: this.#path(), idempotent: true, signal: options.signal }),
-      this.#transport.json({ method: 'GET', path: this.#path('/steps'), idempotent: true, signal: options.signal }),
-    ]);
+      this.#transport.json({ method: 'GET', path: this.#path(), idempotent: true, signal }),
+      this.#transport.json({ method: 'GET', path: this.#path('/steps'), idempotent: true, signal }),
+    ]).catch((err: unknown) => {
+      both.abort();
+      throw err;
+    });
     const view = run.body as Schemas['RunWithResult'];
     return {
       run: view.run,

@@ -175,7 +175,7 @@ describe('@cairn/client', () => {
       await assert.rejects(noToken.run(randomUUID()).describe(), (e: unknown) => e instanceof CairnClientError && e.code === 'CAIRN-1104');
     });
 
-    it('names the unreachable URL (CAIRN-1110), retries reads, and sends a start without a key once', async () => {
+    it('names the unreachable URL (CAIRN-1110), retries what is safe to repeat, and sends a start without a key once', async () => {
       const url = `http://127.0.0.1:${await freePort()}`;
       let calls = 0;
       const counting: typeof fetch = (input, init) => {
@@ -185,12 +185,15 @@ describe('@cairn/client', () => {
       const offline = new CairnClient({ gatewayUrl: url, fetch: counting, retry: { maxAttempts: 3, initialDelayMs: 10 } });
       const err = await offline
         .run(randomUUID())
-        .describe()
+        .cancel()
         .catch((e: unknown) => e);
       assert.ok(err instanceof CairnClientError);
       assert.equal(err.code, 'CAIRN-1110');
       assert.ok(err.message.includes(url), err.message);
-      assert.equal(calls, 6, 'describe reads the run and its steps, each tried 3 times');
+      assert.equal(calls, 3, 'a cancel (safe to repeat) is tried 3 times');
+      calls = 0;
+      await assert.rejects(offline.run(randomUUID()).result(), /CAIRN-1110/);
+      assert.equal(calls, 3, 'a read is tried 3 times');
 
       calls = 0;
       await assert.rejects(offline.start(clientOrder, { orderId: 'o', amount: 1 }), /CAIRN-1110/);
