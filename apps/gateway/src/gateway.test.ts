@@ -1198,6 +1198,28 @@ for (const kind of testPostgresKinds()) {
         );
       });
 
+      it('loses nothing when its LISTEN connection to the payload store drops: it reads what it missed', async () => {
+        const run = await start({ workflow: 'five-steps', input: {} });
+        const reading = readEvents(run.runId, {}, (e) => e.some((x) => x.event === 'end'));
+        await new Promise((r) => setTimeout(r, 200));
+        await store.publishStream(run.runId, [delta('before ')]);
+        await new Promise((r) => setTimeout(r, 100));
+        // The database drops the gateways' stream listeners (a failover, a restart, an idle-timeout proxy).
+        assert.ok((await db.terminate('cairn-stream-listener')) >= 1, 'a stream listener was connected');
+        await store.publishStream(run.runId, [delta('during ')]);
+        await store.publishStream(run.runId, [delta('outage ')]);
+        await new Promise((r) => setTimeout(r, 1_500));
+        await store.publishStream(run.runId, [delta('after')]);
+        await new Promise((r) => setTimeout(r, 200));
+        cp.update(run.runId, { status: RunStatus.COMPLETED, endedAt: BigInt(Date.now()) });
+        const events = await reading;
+        assert.deepEqual(
+          events.map((e) => e.id),
+          [1, 2, 3, 4, undefined],
+        );
+        assert.equal(events.map((e) => e.data.text ?? '').join(''), 'before during outage after');
+      });
+
       it('refuses a Last-Event-ID that is not an event id', async () => {
         const run = await start({ workflow: 'five-steps', input: {} });
         expectError(
