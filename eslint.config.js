@@ -85,6 +85,24 @@ export default tseslint.config(
     },
   },
   {
+    // The client runs in browsers too: fetch only, no Node module, no server code, the SDK for types only.
+    files: ['packages/client/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { group: ['node:*'], message: '@cairn/client runs in browsers: no Node modules.' },
+            { group: controlPlanePackages, message: 'The client must not import the control plane.' },
+            { group: [...serverModules, '@cairn/gateway'], message: 'The client must pull in no server code.' },
+            { group: ['@cairn/sdk'], message: 'The client reads workflow definitions structurally; import no SDK code.' },
+          ],
+          paths: [{ name: '@cairn/common', message: 'The client imports only @cairn/common/core (browser-safe).' }],
+        },
+      ],
+    },
+  },
+  {
     files: ['**/*.test.ts', 'test/**/*.ts', 'bench/**/*.ts'],
     rules: {
       '@typescript-eslint/no-non-null-assertion': 'off',
