@@ -111,7 +111,10 @@ export class KeyRing {
 
   #sealWith(keyId: string, plain: Buffer, aad: string): Sealed {
     const key = this.#keys.get(keyId);
-    if (!key) throw new CairnError(ErrorCodes.UNKNOWN_KEY, `Key ${JSON.stringify(keyId)} is not in CAIRN_DP_ENCRYPTION_KEYS.`, { details: { keyId } });
+    if (!key)
+      throw new CairnError(ErrorCodes.UNKNOWN_KEY, `Key ${JSON.stringify(keyId)} is not in CAIRN_DP_ENCRYPTION_KEYS.`, {
+        details: { keyId },
+      });
     const iv = randomBytes(IV_BYTES);
     const cipher = createCipheriv('aes-256-gcm', key, iv);
     cipher.setAAD(Buffer.from(aad, 'utf8'));

@@ -55,7 +55,11 @@ for (const kind of testPostgresKinds()) {
       const c = new pg.Client({ connectionString: url });
       await c.connect();
       try {
-        return (await c.query('SELECT purpose, key_id, check_value FROM dp_key_checks ORDER BY purpose, key_id')).rows;
+        return (
+          await c.query<{ purpose: string; key_id: string; check_value: Buffer }>(
+            'SELECT purpose, key_id, check_value FROM dp_key_checks ORDER BY purpose, key_id',
+          )
+        ).rows;
       } finally {
         await c.end();
       }
@@ -94,9 +98,10 @@ for (const kind of testPostgresKinds()) {
       const before = await checks(url);
 
       const wrong = key();
-      // What `CAIRN_DP_ENCRYPTION_KEYS=k1:$(openssl rand -base64 32)` on a second machine gives.
+      // What `CAIRN_DP_ENCRYPTION_KEYS=k1:$(openssl rand -base64 32)` on a second machine gives
+      // (with a new key k2 besides, which must not be recorded by a process that is refused).
       await assert.rejects(
-        connect(ring(['k1', wrong])).verifyKeys(new Hasher(hmacKey)),
+        connect(ring(['k2', key()], ['k1', wrong])).verifyKeys(new Hasher(hmacKey)),
         refused(
           [
             /encryption key "k1" in CAIRN_DP_ENCRYPTION_KEYS does not match the payload store: data sealed with k1 cannot be opened with it/i,
@@ -105,7 +110,7 @@ for (const kind of testPostgresKinds()) {
           [wrong, hmacKey],
         ),
       );
-      assert.deepEqual(await checks(url), before, 'a refused key records nothing');
+      assert.deepEqual(await checks(url), before, 'a refused process records none of its keys');
     });
 
     it('refuses an HMAC key that differs from the recorded one', async () => {

@@ -32,15 +32,23 @@ const SAMPLES = 3;
  * first tried on a few values sealed under that ID, and recorded only if one of them opens (the
  * ciphertexts are authenticated, so a wrong key opens none).
  *
- * Two processes recording different keys under the same ID at the same time: the primary key lets
- * one insert win; the other reads the winner's check back and fails like any later mismatch.
+ * Processes compare and record under one advisory lock, all keys in one transaction: of two
+ * processes racing to record different keys, the one that comes second finds the first one's
+ * checks and is refused, recording nothing.
  */
 export async function verifyKeyChecks(pool: pg.Pool, ring: KeyRing, hasher: Hasher | undefined): Promise<KeyCheckResult> {
-  let stored: Array<{ purpose: string; key_id: string; check_value: Buffer }>;
+  const client = await pool.connect();
   try {
-    stored = (await pool.query<{ purpose: string; key_id: string; check_value: Buffer }>('SELECT purpose, key_id, check_value FROM dp_key_checks'))
-      .rows;
+    await client.query('BEGIN');
+    // One process at a time, all keys at once: a process refused for one key records none of the
+    // others, so racing first starts cannot leave the store with one's encryption key and another's
+    // HMAC key (which would refuse them all).
+    await client.query("SELECT pg_advisory_xact_lock(hashtext('cairn_dp_key_checks'))");
+    const result = await compare(client, ring, hasher);
+    await client.query('COMMIT');
+    return result;
   } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
     if ((err as { code?: unknown }).code === '42P01') {
       throw new CairnError(
         ErrorCodes.FAILED_PRECONDITION,
@@ -49,7 +57,15 @@ export async function verifyKeyChecks(pool: pg.Pool, ring: KeyRing, hasher: Hash
       );
     }
     throw err;
+  } finally {
+    client.release();
   }
+}
+
+async function compare(client: pg.PoolClient, ring: KeyRing, hasher: Hasher | undefined): Promise<KeyCheckResult> {
+  const stored = (
+    await client.query<{ purpose: string; key_id: string; check_value: Buffer }>('SELECT purpose, key_id, check_value FROM dp_key_checks')
+  ).rows;
   const check = (purpose: string, keyId: string): Buffer | undefined =>
     stored.find((r) => r.purpose === purpose && r.key_id === keyId)?.check_value;
 
@@ -57,27 +73,21 @@ export async function verifyKeyChecks(pool: pg.Pool, ring: KeyRing, hasher: Hash
   const mismatched: string[] = [];
   const recorded: string[] = [];
   const matched: string[] = [];
-  const mismatch = (keyId: string): void => {
-    mismatched.push(keyId);
-    problems.push(
-      `Encryption key ${JSON.stringify(keyId)} in CAIRN_DP_ENCRYPTION_KEYS does not match the payload store: data sealed with ${keyId} cannot be opened with it.`,
-    );
-  };
-
+  const inserts: Array<{ purpose: 'encryption' | 'hmac'; keyId: string; value: Buffer }> = [];
   for (const keyId of ring.keyIds) {
     const existing = check('encryption', keyId);
-    if (existing) {
-      if (ring.opensKeyCheck(keyId, existing)) matched.push(keyId);
-      else mismatch(keyId);
-      continue;
+    const ok = existing ? ring.opensKeyCheck(keyId, existing) : await opensExistingData(client, ring, keyId);
+    if (!ok) {
+      mismatched.push(keyId);
+      problems.push(
+        `Encryption key ${JSON.stringify(keyId)} in CAIRN_DP_ENCRYPTION_KEYS does not match the payload store: data sealed with ${keyId} cannot be opened with it.`,
+      );
+    } else if (existing) {
+      matched.push(keyId);
+    } else {
+      recorded.push(keyId);
+      inserts.push({ purpose: 'encryption', keyId, value: ring.sealKeyCheck(keyId) });
     }
-    if (!(await opensExistingData(pool, ring, keyId))) {
-      mismatch(keyId);
-      continue;
-    }
-    const outcome = await record(pool, 'encryption', keyId, ring.sealKeyCheck(keyId), (winner) => ring.opensKeyCheck(keyId, winner));
-    if (outcome === 'mismatch') mismatch(keyId);
-    else (outcome === 'recorded' ? recorded : matched).push(keyId);
   }
 
   let hmac: KeyCheckResult['hmac'] = 'unchecked';
@@ -85,14 +95,16 @@ export async function verifyKeyChecks(pool: pg.Pool, ring: KeyRing, hasher: Hash
   if (hasher) {
     const mine = hasher.keyCheck();
     const existing = check('hmac', '');
-    const outcome = existing ? (existing.equals(mine) ? 'matched' : 'mismatch') : await record(pool, 'hmac', '', mine, (w) => w.equals(mine));
-    if (outcome === 'mismatch') {
+    if (!existing) {
+      hmac = 'recorded';
+      inserts.push({ purpose: 'hmac', keyId: '', value: mine });
+    } else if (existing.equals(mine)) {
+      hmac = 'matched';
+    } else {
       hmacMismatch = true;
       problems.push(
         'The HMAC key in CAIRN_DP_HMAC_KEY does not match the payload store: its digests of idempotency keys, step keys and approval keys would differ from the ones already recorded, so replays and duplicate starts would go wrong.',
       );
-    } else {
-      hmac = outcome;
     }
   }
 
@@ -100,6 +112,9 @@ export async function verifyKeyChecks(pool: pg.Pool, ring: KeyRing, hasher: Hash
     throw new CairnError(ErrorCodes.KEY_MISMATCH, `${problems.join(' ')} ${SAME_KEYS_HINT}`, {
       details: { keyIds: mismatched, hmac: hmacMismatch },
     });
+  }
+  for (const { purpose, keyId, value } of inserts) {
+    await client.query('INSERT INTO dp_key_checks (purpose, key_id, check_value) VALUES ($1, $2, $3)', [purpose, keyId, value]);
   }
   const absent = stored.filter((r) => r.purpose === 'encryption' && !ring.hasKey(r.key_id)).map((r) => r.key_id);
   return { recorded, matched, hmac, absent };
@@ -109,8 +124,8 @@ export async function verifyKeyChecks(pool: pg.Pool, ring: KeyRing, hasher: Hash
  * Whether the key opens values already sealed under its ID (true when there are none). Run inputs
  * are the one kind every run has, so they are what is sampled.
  */
-async function opensExistingData(pool: pg.Pool, ring: KeyRing, keyId: string): Promise<boolean> {
-  const r = await pool.query<{ run_id: string; input: Buffer }>('SELECT run_id, input FROM dp_runs WHERE input_key_id = $1 LIMIT $2', [
+async function opensExistingData(client: pg.PoolClient, ring: KeyRing, keyId: string): Promise<boolean> {
+  const r = await client.query<{ run_id: string; input: Buffer }>('SELECT run_id, input FROM dp_runs WHERE input_key_id = $1 LIMIT $2', [
     keyId,
     SAMPLES,
   ]);
@@ -123,26 +138,4 @@ async function opensExistingData(pool: pg.Pool, ring: KeyRing, keyId: string): P
       return false;
     }
   });
-}
-
-/** Inserts a first check; when another process got there first, compares against its check instead. */
-async function record(
-  pool: pg.Pool,
-  purpose: 'encryption' | 'hmac',
-  keyId: string,
-  value: Buffer,
-  matches: (winner: Buffer) => boolean,
-): Promise<'recorded' | 'matched' | 'mismatch'> {
-  const inserted = await pool.query(
-    'INSERT INTO dp_key_checks (purpose, key_id, check_value) VALUES ($1, $2, $3) ON CONFLICT (purpose, key_id) DO NOTHING',
-    [purpose, keyId, value],
-  );
-  if (inserted.rowCount === 1) return 'recorded';
-  // A separate statement: its snapshot sees the row the racing insert committed.
-  const winner = await pool.query<{ check_value: Buffer }>('SELECT check_value FROM dp_key_checks WHERE purpose = $1 AND key_id = $2', [
-    purpose,
-    keyId,
-  ]);
-  const row = winner.rows[0];
-  return row && matches(row.check_value) ? 'matched' : 'mismatch';
 }
