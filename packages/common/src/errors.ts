@@ -38,6 +38,12 @@ export const ErrorCodes = {
   RUN_NOT_FOUND: 'CAIRN-3004',
   /** A schedule's input payload is not in the payload store (it was deleted). */
   PAYLOAD_NOT_FOUND: 'CAIRN-3005',
+  /**
+   * An encryption or HMAC key a process was started with does not match the payload store's key
+   * check for it (another key was recorded under that ID first): data sealed or digested with it
+   * would be unreadable or different for the other processes of the data plane.
+   */
+  KEY_MISMATCH: 'CAIRN-3006',
   // 4xxx — control plane
   INTERNAL: 'CAIRN-4000',
   // 5xxx — protocol

@@ -316,6 +316,7 @@ export class TestEnvironment {
         throw new RunFailedError(runId, ErrorCode[outcome.errorCode], stored?.name ?? 'Error', stored?.message ?? 'no error stored');
       }
       case 'abandoned':
+      case 'misconfigured':
         throw outcome.error instanceof Error ? outcome.error : new Error(String(outcome.error));
       default:
         throw new Error(`Run ${runId} ended as ${outcome.kind}.`);
@@ -449,7 +450,8 @@ export class TestEnvironment {
       case 'failed':
       case 'cancelled':
       case 'abandoned':
-        run.status = outcome.kind === 'abandoned' ? 'failed' : outcome.kind;
+      case 'misconfigured': // one engine and one key ring here: no other worker could take the run
+        run.status = outcome.kind === 'abandoned' || outcome.kind === 'misconfigured' ? 'failed' : outcome.kind;
         run.outcome = outcome;
         run.end();
         this.#wakeParent(run);
