@@ -211,7 +211,12 @@ async function bundleTypes(pkg, workspace, outDir) {
       warn(warning);
     },
   });
-  await bundle.write({ dir: join(outDir, 'dist'), format: 'es', entryFileNames: '[name].d.ts', chunkFileNames: 'chunks/[name]-[hash].d.ts' });
+  await bundle.write({
+    dir: join(outDir, 'dist'),
+    format: 'es',
+    entryFileNames: '[name].d.ts',
+    chunkFileNames: 'chunks/[name]-[hash].d.ts',
+  });
   await bundle.close();
 }
 
@@ -261,7 +266,8 @@ function publishedManifest(pkg, workspace, imported) {
     problems.push(`the bundle imports packages its manifest does not declare: ${versions.join(', ')}`);
   }
   const unused = [...Object.keys(m.dependencies ?? {})].filter((d) => !imported.has(d) && !keptWithoutImport(pkg, d));
-  if (unused.length > 0) problems.push(`dependencies the bundle never imports: ${unused.join(', ')} (remove them or say why in the pack script)`);
+  if (unused.length > 0)
+    problems.push(`dependencies the bundle never imports: ${unused.join(', ')} (remove them or say why in the pack script)`);
   if (problems.length > 0) fail(`${pkg.manifest.name}:\n  ${problems.join('\n  ')}`);
   return m;
 }
@@ -317,20 +323,13 @@ function sizeOf(dir) {
   return total;
 }
 
-async function main() {
-  const { values } = parseArgs({
-    options: {
-      out: { type: 'string', default: join(root, 'build', 'packages') },
-      only: { type: 'string' },
-      'refuse-unbundled': { type: 'boolean', default: false },
-    },
-  });
-  if (values['refuse-unbundled']) {
-    // `npm publish` run in a package folder would publish code that imports internal packages.
-    fail('publish the packed tarballs, not the workspace folder: pnpm release (see RELEASING.md)');
-  }
-  const outDir = resolve(values.out);
-  const only = values.only ? values.only.split(',') : PUBLIC_PACKAGES;
+/** Packs `only` (default: every public package) into tarballs in `out`; returns their paths. */
+export async function packPackages({
+  out = join(root, 'build', 'packages'),
+  only = PUBLIC_PACKAGES,
+  log = (line) => process.stdout.write(line),
+} = {}) {
+  const outDir = resolve(out);
   const workspace = workspacePackages();
   const stagingRoot = join(root, 'build', 'staging');
   mkdirSync(outDir, { recursive: true });
@@ -340,13 +339,30 @@ async function main() {
     if (!pkg) fail(`no workspace package named ${name}`);
     if (!PUBLIC_PACKAGES.includes(name)) fail(`${name} is internal: only ${PUBLIC_PACKAGES.join(', ')} are packed`);
     const dir = await stage(pkg, workspace, stagingRoot);
-    const out = execFileSync('npm', ['pack', '--json', '--pack-destination', outDir], { cwd: dir, encoding: 'utf8' });
-    const [info] = JSON.parse(out);
+    const packed = execFileSync('npm', ['pack', '--json', '--pack-destination', outDir], { cwd: dir, encoding: 'utf8' });
+    const [info] = JSON.parse(packed);
     const file = join(outDir, info.filename);
     tarballs.push(file);
-    process.stdout.write(`${name}@${pkg.manifest.version}  ${relative(process.cwd(), file)}  (${info.entryCount} files, ${Math.round(sizeOf(dir) / 1024)} KiB unpacked)\n`);
+    log(
+      `${name}@${pkg.manifest.version}  ${relative(process.cwd(), file)}  (${info.entryCount} files, ${Math.round(sizeOf(dir) / 1024)} KiB unpacked)\n`,
+    );
   }
   return tarballs;
+}
+
+async function main() {
+  const { values } = parseArgs({
+    options: {
+      out: { type: 'string' },
+      only: { type: 'string' },
+      'refuse-unbundled': { type: 'boolean', default: false },
+    },
+  });
+  if (values['refuse-unbundled']) {
+    // `npm publish` run in a package folder would publish code that imports internal packages.
+    fail('publish the packed tarballs, not the workspace folder: pnpm release (see RELEASING.md)');
+  }
+  await packPackages({ ...(values.out ? { out: values.out } : {}), ...(values.only ? { only: values.only.split(',') } : {}) });
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
