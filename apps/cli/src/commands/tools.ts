@@ -206,7 +206,7 @@ export function registerTools(program: Command): void {
         ['check a running refund against the new build', 'cairn replay 3f1c… -m dist/workflows.js'],
         [
           'in CI, for the last 20 runs',
-          "for r in $(cairn runs list --workflow order-refund --limit 20 -o json | jq -r '.runs[].id'); do cairn replay $r -m dist/workflows.js || exit 1; done",
+          "for r in $(cairn runs list --workflow order-refund --limit 20 -o json | jq -r '.runs[].runId'); do cairn replay $r -m dist/workflows.js || exit 1; done",
         ],
       ]),
     )
