@@ -245,7 +245,7 @@ export class Supervision {
 
   #waitForChange(err: unknown): void {
     const lines = err instanceof StartFailure ? err.lines : [];
-    const message = err instanceof Error ? err.message : String(err);
+    const message = (err instanceof Error ? err.message : String(err)).split('\n')[0];
     this.#say(`${this.service.name} failed to start: ${message}`);
     for (const line of lines.slice(-30)) this.#say(`  ${line}`);
     this.#say(`waiting for a file change to start ${this.service.name} again`);
