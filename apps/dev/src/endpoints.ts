@@ -97,7 +97,9 @@ export function formatEnvironment(env: Record<string, string>, format: 'sh' | 'd
   const lines = Object.entries(env).map(([k, v]) => {
     if (format === 'sh') return `export ${k}='${v.replace(/'/g, `'\\''`)}'`;
     // dotenv: plain when safe, else double-quoted with escapes.
-    return /^[A-Za-z0-9_./:@+,=-]*$/.test(v) ? `${k}=${v}` : `${k}="${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`;
+    return /^[A-Za-z0-9_./:@+,=-]*$/.test(v)
+      ? `${k}=${v}`
+      : `${k}="${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`;
   });
   return lines.join('\n') + '\n';
 }

@@ -69,7 +69,12 @@ export function runDev(options: RunDevOptions): DevSession {
   const killAll = (): void => {
     // Last resort when this process exits without stopping the stack: the children run in their
     // own process groups and would outlive it.
-    for (const p of [...(stack?.workers ?? []), stack?.gateway, stack?.mockLlm?.process, ...(stack?.controlPlanes ?? []).map((c) => c.process)]) {
+    for (const p of [
+      ...(stack?.workers ?? []),
+      stack?.gateway,
+      stack?.mockLlm?.process,
+      ...(stack?.controlPlanes ?? []).map((c) => c.process),
+    ]) {
       p?.signal('SIGKILL');
     }
   };
@@ -111,11 +116,18 @@ export function runDev(options: RunDevOptions): DevSession {
       postgres = await systemPostgres(s.postgresUrl);
     } else {
       say(`starting PostgreSQL from npm (data in ${join(dir, 'pg')})…`);
-      postgresSupervision = superviseEmbeddedPostgres(dir, s.ports.postgres, say, options.verbose ? (l) => say(`[postgres] ${l}`) : undefined);
+      postgresSupervision = superviseEmbeddedPostgres(
+        dir,
+        s.ports.postgres,
+        say,
+        options.verbose ? (l) => say(`[postgres] ${l}`) : undefined,
+      );
       await postgresSupervision.start();
       postgres = current!;
     }
-    say(`starting the control plane, gateway, model server and ${examples ? 'example worker' : relative(process.cwd(), userWorker) || userWorker}…`);
+    say(
+      `starting the control plane, gateway, model server and ${examples ? 'example worker' : relative(process.cwd(), userWorker) || userWorker}…`,
+    );
     const workerEnv: Record<string, string> = {};
     // A changed file restarts the worker: it gives its runs back at once instead of draining for 25 s.
     if (!process.env['CAIRN_DRAIN_TIMEOUT_MS']) workerEnv['CAIRN_DRAIN_TIMEOUT_MS'] = '2000';
@@ -195,7 +207,10 @@ ${bold('Try it yourself')}
       watcher = watchProject(
         root,
         (paths) => {
-          const what = paths.length === 1 ? `${paths[0]} changed` : `${paths.length} files changed (${paths.slice(0, 3).join(', ')}${paths.length > 3 ? ', …' : ''})`;
+          const what =
+            paths.length === 1
+              ? `${paths[0]} changed`
+              : `${paths.length} files changed (${paths.slice(0, 3).join(', ')}${paths.length > 3 ? ', …' : ''})`;
           void stack?.restartWorkers(what);
         },
         { ignore: [dir] },

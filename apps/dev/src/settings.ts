@@ -101,7 +101,9 @@ function readSection(file: string, key: 'file' | 'package'): DevSection | undefi
         ? `  ${path ? `${path}: ` : ''}${i.keys.map((k) => `"${k}"`).join(', ')} ${i.keys.length === 1 ? 'is not a setting' : 'are not settings'} (the settings are ${settingsList(path)})`
         : `  ${path}: ${i.message}`;
     });
-    throw invalid(`${file} has invalid local-stack settings:\n${problems.join('\n')}\nSee apps/cli/README.md (cairn dev) for the settings.`);
+    throw invalid(
+      `${file} has invalid local-stack settings:\n${problems.join('\n')}\nSee apps/cli/README.md (cairn dev) for the settings.`,
+    );
   }
   return parsed.data.dev;
 }
@@ -112,7 +114,8 @@ function settingsList(path: string): string {
 
 function parsePort(value: string, what: string): number {
   const n = Number(value);
-  if (!/^\d+$/.test(value) || n > 65535) throw invalid(`${what} must be a port number from 0 to 65535 (0 picks a free port), got "${value}".`);
+  if (!/^\d+$/.test(value) || n > 65535)
+    throw invalid(`${what} must be a port number from 0 to 65535 (0 picks a free port), got "${value}".`);
   return n;
 }
 

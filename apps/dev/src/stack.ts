@@ -212,7 +212,7 @@ async function launch(options: StackOptions, started: ManagedProcess[], supervis
     gateway: options.entryPoints?.gateway ?? entryPoints.gateway,
     mockLlm: options.entryPoints?.mockLlm ?? entryPoints.mockLlm,
   };
-  for (const [name, file] of Object.entries(servers)) {
+  for (const [name, file] of Object.entries(servers) as Array<[string, string]>) {
     if (!existsSync(file)) throw new Error(`The ${name} program ${file} is missing: build it first (pnpm build at the repository root).`);
   }
   const logLevel = options.logLevel ?? 'info';
@@ -417,7 +417,7 @@ async function launch(options: StackOptions, started: ManagedProcess[], supervis
     startWorker,
     workerEnv,
     async restartWorkers(reason) {
-      await Promise.all(workers.map((w) => byName.get(w.name)?.restart(reason)));
+      await Promise.all(workers.map((w) => byName.get(w.name)?.restart(reason) ?? Promise.resolve()));
     },
     async stop() {
       const stopOne = (p: ManagedProcess, timeoutMs: number): Promise<unknown> => byName.get(p.name)?.stop() ?? p.stop(timeoutMs);

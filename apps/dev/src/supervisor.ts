@@ -44,8 +44,9 @@ export class RestartPolicy {
   }
 }
 
-/** `1s`, `2.5s`, `30s`. */
+/** `500ms`, `1s`, `2.5s`, `30s`. */
 export function formatDelay(ms: number): string {
+  if (ms < 1000) return `${ms}ms`;
   const s = ms / 1000;
   return `${Number.isInteger(s) ? s : s.toFixed(1)}s`;
 }

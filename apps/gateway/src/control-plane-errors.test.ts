@@ -23,7 +23,10 @@ test('RESOURCE_EXHAUSTED from the gRPC transport itself stays a retryable 503', 
 test("the control plane's own code is not repeated in the message", () => {
   const error = fromServiceError(
     'SignalRun',
-    failure(grpc.status.FAILED_PRECONDITION, '[CAIRN-1108] run 5d0c… already ended (completed): signals can only be sent to a run that has not ended'),
+    failure(
+      grpc.status.FAILED_PRECONDITION,
+      '[CAIRN-1108] run 5d0c… already ended (completed): signals can only be sent to a run that has not ended',
+    ),
     1000,
     true,
   );

@@ -6,7 +6,17 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -114,7 +124,7 @@ describe('cairn dev in a project of its own', () => {
     );
     writeFileSync(join(project, 'cairn.config.json'), JSON.stringify({ dev: { ports } }, null, 2));
     mkdirSync(join(project, 'src'));
-    writeFileSync(join(project, 'src/greeting.ts'), "export const greeting = (name: string): string => `Hello, ${name}`;\n");
+    writeFileSync(join(project, 'src/greeting.ts'), 'export const greeting = (name: string): string => `Hello, ${name}`;\n');
     writeFileSync(
       join(project, 'src/worker.ts'),
       `import { defineWorkflow } from '@cairn/sdk';
@@ -202,7 +212,14 @@ await runWorkerFromEnv([other]);
     assert.match(output, /profile "dev" is current/);
 
     // No flags: the dev profile points the CLI at the stack.
-    const started = await json<{ runId: string; status: string; output: unknown }>(['runs', 'start', 'dev-hello', '-i', '{"name":"Ada"}', '--wait']);
+    const started = await json<{ runId: string; status: string; output: unknown }>([
+      'runs',
+      'start',
+      'dev-hello',
+      '-i',
+      '{"name":"Ada"}',
+      '--wait',
+    ]);
     assert.equal(started.status, 'completed');
     assert.deepEqual(started.output, { greeting: 'Hello, Ada' });
     const listed = await json<{ runs: Array<{ runId: string; workflowName: string }> }>(['runs', 'list']);
@@ -223,7 +240,9 @@ await runWorkerFromEnv([other]);
     assert.match(r.stderr, /\[CAIRN-1131\] The local stack cannot listen on (a port|ports) it needs:/);
     assert.match(
       r.stderr,
-      new RegExp(`port ${ports.gateway} \\(gateway\\) is in use by pid \\d+ \\(\\S*node \\S*apps/gateway/dist/main\\.js\\): choose another with --gateway-port N or CAIRN_DEV_GATEWAY_PORT=N`),
+      new RegExp(
+        `port ${ports.gateway} \\(gateway\\) is in use by pid \\d+ \\(\\S*node \\S*apps/gateway/dist/main\\.js\\): choose another with --gateway-port N or CAIRN_DEV_GATEWAY_PORT=N`,
+      ),
     );
     assert.equal(existsSync(join(elsewhere, '.cairn/endpoints.json')), false);
   });
@@ -256,13 +275,15 @@ await runWorkerFromEnv([other]);
     assert.equal(ended.code, 7);
     assert.match(
       ended.stderr,
-      new RegExp(`: run ${started.runId} has already ended \\(completed\\), so it cannot receive signals; the signal was not kept \\[CAIRN-1108\\]\\n`),
+      new RegExp(
+        `: run ${started.runId} has already ended \\(completed\\), so it cannot receive signals; the signal was not kept \\[CAIRN-1108\\]\\n`,
+      ),
     );
   });
 
   it('restarts the worker when a project file changes and runs the new code; a worker that does not load waits for the next change', async () => {
     let mark = output.length;
-    writeFileSync(join(project, 'src/greeting.ts'), "export const greeting = (name: string): string => `Hi, ${name}`;\n");
+    writeFileSync(join(project, 'src/greeting.ts'), 'export const greeting = (name: string): string => `Hi, ${name}`;\n');
     mark = await waitForOutput(/src\/greeting\.ts changed; restarting worker\n/, mark);
     mark = await waitForOutput(/worker restarted\n/, mark);
     const hi = await json<{ output: unknown }>(['runs', 'start', 'dev-hello', '-i', '{"name":"Ada"}', '--wait']);
@@ -271,7 +292,7 @@ await runWorkerFromEnv([other]);
     writeFileSync(join(project, 'src/greeting.ts'), 'export const greeting = (name: string): string => `Hi, ${name}`\n  oops(;\n');
     mark = await waitForOutput(/worker failed to start: worker exited \(code 1\) during start-up/, mark);
     mark = await waitForOutput(/greeting\.ts[\s\S]*waiting for a file change to start worker again\n/, mark);
-    writeFileSync(join(project, 'src/greeting.ts'), "export const greeting = (name: string): string => `Good day, ${name}`;\n");
+    writeFileSync(join(project, 'src/greeting.ts'), 'export const greeting = (name: string): string => `Good day, ${name}`;\n');
     await waitForOutput(/worker restarted\n/, mark);
     const fixed = await json<{ output: unknown }>(['runs', 'start', 'dev-hello', '-i', '{"name":"Ada"}', '--wait']);
     assert.deepEqual(fixed.output, { greeting: 'Good day, Ada' });
@@ -332,7 +353,7 @@ await runWorkerFromEnv([other]);
         await new Promise((r) => setTimeout(r, 200));
       }
       assert.equal(ran?.code, 0, `${ran?.stderr}\nsecond worker:\n${secondOutput}`);
-      assert.deepEqual((JSON.parse(ran!.stdout) as { output: unknown }).output, { doubled: 42, by: 'the second worker' });
+      assert.deepEqual((JSON.parse(ran.stdout) as { output: unknown }).output, { doubled: 42, by: 'the second worker' });
     } finally {
       second.kill('SIGTERM');
       await secondExit;
@@ -342,7 +363,13 @@ await runWorkerFromEnv([other]);
   it('stops every process on SIGINT (Ctrl-C) and leaves nothing running', async () => {
     const processes = descendants(dev.pid!);
     const commands = [...processes.values()];
-    for (const what of ['apps/control-plane/dist/main.js', 'apps/gateway/dist/main.js', 'packages/mock-llm/dist/main.js', 'src/worker.ts', 'bin/postgres']) {
+    for (const what of [
+      'apps/control-plane/dist/main.js',
+      'apps/gateway/dist/main.js',
+      'packages/mock-llm/dist/main.js',
+      'src/worker.ts',
+      'bin/postgres',
+    ]) {
       assert.ok(
         commands.some((c) => c.includes(what)),
         `${what} runs under cairn dev:\n${commands.join('\n')}`,
@@ -364,7 +391,10 @@ describe('the cairn bin', () => {
   it('says which Node.js it needs on an old one, before loading anything', () => {
     const oldNode = process.env['CAIRN_TEST_OLD_NODE'] ?? '/usr/bin/node';
     const version = spawnSync(oldNode, ['-p', 'process.versions.node'], { encoding: 'utf8' }).stdout.trim();
-    assert.ok(Number(version.split('.')[0]) < 22, `${oldNode} should be a Node.js older than 22 (it is ${version}); set CAIRN_TEST_OLD_NODE`);
+    assert.ok(
+      Number(version.split('.')[0]) < 22,
+      `${oldNode} should be a Node.js older than 22 (it is ${version}); set CAIRN_TEST_OLD_NODE`,
+    );
     const r = spawnSync(oldNode, [bin, 'runs', 'list'], { encoding: 'utf8' });
     assert.equal(r.status, 1);
     assert.equal(r.stdout, '');

@@ -427,7 +427,12 @@ export function registerRuns(program: Command): void {
           `/v1/runs/${encodeURIComponent(id)}/approvals/${encodeURIComponent(name)}/${decision}`,
           body,
         );
-        warnIfNotWaiting(ctx, id, `the approval "${name}"${opts.key === undefined ? ' without a key' : ' with that key'} (signal "${res.signal}")`, res);
+        warnIfNotWaiting(
+          ctx,
+          id,
+          `the approval "${name}"${opts.key === undefined ? ' without a key' : ' with that key'} (signal "${res.signal}")`,
+          res,
+        );
         ctx.out.data(res, () =>
           ctx.out.line(
             `${ctx.out.c.green('✓')} ${decision === 'approve' ? 'approved' : 'rejected'} ${name} of run ${id} (run ${res.status})`,
