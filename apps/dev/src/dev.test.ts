@@ -85,6 +85,26 @@ describe('supervision', () => {
     assert.equal(service.launches, 2, 'an exit after stop() is not restarted');
   });
 
+  it('backs off further when a process keeps exiting, and calls it a crash loop', async () => {
+    const lines: string[] = [];
+    const { service, end } = fakeService();
+    const s = new Supervision(service, (l) => lines.push(l), { policy: { initialDelayMs: 5 } });
+    await s.start();
+    for (let i = 1; i <= 3; i++) {
+      end(1);
+      await until(() => service.launches === i + 1 && s.state === 'running', `start ${i + 1}`);
+    }
+    await s.stop();
+    assert.deepEqual(lines, [
+      'thing exited (code 1); restarting in 5ms',
+      'thing is back',
+      'thing exited (code 1); restarting in 10ms',
+      'thing is back',
+      'thing exited (code 1) 3 times within a minute: crash loop, backing off; restarting in 20ms (see /var/log/thing.log)',
+      'thing is back',
+    ]);
+  });
+
   it('waits for a change when a worker does not start, printing its error, and starts it on restart()', async () => {
     const lines: string[] = [];
     const { service } = fakeService(1);

@@ -180,7 +180,7 @@ ${bold('Cairn local stack is up')}
   models         ${stack.mockLlm ? `${stack.mockLlm.url}  (local model server: OpenAI-compatible at /openai/v1, Mistral at /mistral/v1${examples ? '; set MISTRAL_API_KEY to use Mistral' : ''})` : 'Mistral (MISTRAL_API_KEY)'}
   logs           ${logs}
   secrets        ${join(dir, 'secrets.json')}  (endpoints in ${join(dir, 'endpoints.json')})
-${extra.map((l) => `  ${l}`).join('\n')}${extra.length > 0 ? '\n' : ''}  ${dim('another worker against this stack: eval "$(cairn dev env)" && node --import tsx src/worker.ts')}
+${extra.map((l) => `  ${l}`).join('\n')}${extra.length > 0 ? '\n' : ''}  ${dim('another worker against this stack: eval "$(cairn dev env)" && npx tsx src/other-worker.ts')}
 `);
     if (examples) {
       const show = (line: string) => print(line);

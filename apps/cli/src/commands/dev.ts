@@ -60,7 +60,7 @@ export function registerDev(program: Command): void {
         ['your worker, restarted on every change', 'cairn dev --worker src/worker.ts'],
         ['then, in another terminal', 'cairn runs list'],
         ['other ports', 'cairn dev --worker src/worker.ts --cp-grpc-port 17233 --gateway-port 17281'],
-        ['a second worker against the running stack', 'eval "$(cairn dev env)" && node --import tsx src/other-worker.ts'],
+        ['a second worker against the running stack', 'eval "$(cairn dev env)" && npx tsx src/other-worker.ts'],
       ]) +
         `
 Settings come from flags, then CAIRN_DEV_* environment variables, then cairn.config.json, then a
