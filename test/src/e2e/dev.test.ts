@@ -233,7 +233,10 @@ await runWorkerFromEnv([other]);
 
   it('refuses to start a second stack on a port that is taken, naming the port, its holder and how to choose another', async () => {
     const elsewhere = mkdtempSync(join(tmpdir(), 'cairn-dev-other-'));
-    const r = await cairn(['dev', '--worker', join(project, 'src/worker.ts'), '--gateway-port', String(ports.gateway), '--pg-port', '0'], {
+    // Every other port free (not the defaults, which another stack on this machine may use).
+    const others = ['--pg-port', '--cp-http-port', '--cp-grpc-port', '--model-port'];
+    const free = await Promise.all(others.map(async (flag) => [flag, String(await freePort())]));
+    const r = await cairn(['dev', '--worker', join(project, 'src/worker.ts'), '--gateway-port', String(ports.gateway), ...free.flat()], {
       cwd: elsewhere,
     });
     assert.equal(r.code, 1, r.stdout);
