@@ -21,6 +21,13 @@ export const ErrorCodes = {
   RATE_LIMITED: 'CAIRN-1113',
   WORKFLOW_NOT_REGISTERED: 'CAIRN-1114',
   FAILED_PRECONDITION: 'CAIRN-1115',
+  // 113x — the local stack (`cairn dev`)
+  /** A setting of the local stack (flag, environment, cairn.config.json or package.json "cairn") is invalid. */
+  DEV_CONFIG_INVALID: 'CAIRN-1130',
+  /** A port the local stack needs is taken by another process. */
+  PORT_IN_USE: 'CAIRN-1131',
+  /** No local stack has run in this project folder yet (no .cairn/endpoints.json). */
+  DEV_STACK_NOT_FOUND: 'CAIRN-1132',
   // 2xxx — workflow execution
   NON_DETERMINISM: 'CAIRN-2001',
   STEP_FAILED: 'CAIRN-2002',
