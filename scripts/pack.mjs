@@ -33,6 +33,8 @@ export const PUBLIC_PACKAGES = ['@cairn/sdk', '@cairn/client', '@cairn/worker', 
  */
 const EXTRA_ENTRIES = {
   '@cairn/cli': {
+    // bin/cairn.cjs checks the Node version, then imports this.
+    main: 'apps/cli/dist/main.js',
     'servers/control-plane': 'apps/control-plane/dist/main.js',
     'servers/gateway': 'apps/gateway/dist/main.js',
     'servers/mock-llm': 'packages/mock-llm/dist/main.js',
@@ -305,6 +307,12 @@ async function stage(pkg, workspace, stagingRoot) {
   for (const file of ['README.md', 'CHANGELOG.md']) {
     if (existsSync(join(pkg.dir, file))) cpSync(join(pkg.dir, file), join(outDir, file));
     else fail(`${pkg.manifest.name}: ${file} is missing`);
+  }
+  // Whatever else `files` lists (the CLI's bin/) ships as it is in the repository.
+  for (const entry of manifest.files ?? []) {
+    if (entry === 'dist' || existsSync(join(outDir, entry))) continue;
+    if (!existsSync(join(pkg.dir, entry))) fail(`${pkg.manifest.name}: files lists ${entry}, which does not exist`);
+    cpSync(join(pkg.dir, entry), join(outDir, entry), { recursive: true });
   }
   for (const file of ROOT_FILES) cpSync(existsSync(join(pkg.dir, file)) ? join(pkg.dir, file) : join(root, file), join(outDir, file));
   // The bin must stay executable in the tarball.
