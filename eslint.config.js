@@ -17,6 +17,7 @@ export default tseslint.config(
       'apps/cli/src/gen/**',
       '**/*.js',
       '**/*.mjs',
+      '**/*.cjs',
       '.cairn/**',
     ],
   },

@@ -1,5 +1,6 @@
 import { CairnError, ErrorCodes, createLogger, newId, type Logger } from '@cairn/common';
 import type { PayloadStore, SequencedStreamEvent } from '@cairn/payload-store';
+import { RunStatus, type RunInfo } from '@cairn/proto';
 import { LogController, fastify, type FastifyError, type FastifyReply, type FastifyRequest, type onRequestHookHandler } from 'fastify';
 import { API, ROUTES, buildOpenApi, parseRequest, type ReplyOf, type RequestInput, type RouteSpec } from './api.js';
 import { TokenSet } from './auth.js';
@@ -337,7 +338,10 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
     const { id, name } = params;
     const { signalId, run } = await runs.signal(id, name, body);
     // Without an answer from the control plane the signal was consumed by a waiting run, which was running then.
-    return { status: 202, body: { runId: id, signal: name, signalId, status: run ? runStatusName(run.status) : 'running' } };
+    return {
+      status: 202,
+      body: { runId: id, signal: name, signalId, status: run ? runStatusName(run.status) : 'running', ...notWaitingFor(run, name) },
+    };
   });
 
   // Answers to ctx.approval: a signal named approval.<name>[.<key digest>] whose body is the answer.
@@ -352,6 +356,7 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
         signal: signalName,
         signalId,
         status: run ? runStatusName(run.status) : ('running' as const),
+        ...notWaitingFor(run, signalName),
       },
     };
   };
@@ -420,6 +425,17 @@ export type Gateway = ReturnType<typeof buildGateway>;
 
 function result(output: unknown, error: RunWithResult['error']): { output?: unknown; error?: RunWithResult['error'] } {
   return { ...(output === undefined ? {} : { output }), ...(error ? { error } : {}) };
+}
+
+/**
+ * `waiting: false` and the signal the run waits for instead (null: none, it sleeps or waits for a
+ * child), when the control plane answered that the run is suspended on something else: the signal
+ * is kept until a wait for its name consumes it, which a caller may not expect. Nothing is added
+ * when the run is queued or running (its code may ask for the name any moment) or was woken by it.
+ */
+function notWaitingFor(run: RunInfo | undefined, name: string): { waiting?: false; waitingFor?: string | null } {
+  if (run?.status !== RunStatus.SUSPENDED || run.waitingSignal === name) return {};
+  return { waiting: false, waitingFor: run.waitingSignal === '' ? null : run.waitingSignal };
 }
 
 /** Waits `ms`, or less when `signal` aborts. */

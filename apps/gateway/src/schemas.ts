@@ -469,7 +469,21 @@ export const JournalView = named(
 export const SignalResponse = named(
   responseSchemas,
   'SignalResponse',
-  z.object({ runId: z.string(), signal: z.string(), signalId: z.string(), status: RunStatusName.nullable() }),
+  z.object({
+    runId: z.string(),
+    signal: z.string(),
+    signalId: z.string(),
+    status: RunStatusName.nullable(),
+    waiting: z
+      .literal(false)
+      .optional()
+      .describe('present when the run is suspended waiting for something else: the signal is kept until a wait for its name'),
+    waitingFor: z
+      .string()
+      .nullable()
+      .optional()
+      .describe('with waiting: the signal the run waits for instead; null: none (it sleeps or waits for a child)'),
+  }),
 );
 
 export const ApprovalResponse = named(
@@ -482,6 +496,15 @@ export const ApprovalResponse = named(
     signal: z.string().describe('the signal the answer was sent as: approval.<name>[.<key digest>]'),
     signalId: z.string(),
     status: RunStatusName.nullable(),
+    waiting: z
+      .literal(false)
+      .optional()
+      .describe('present when the run is suspended waiting for something else: the signal is kept until a wait for its name'),
+    waitingFor: z
+      .string()
+      .nullable()
+      .optional()
+      .describe('with waiting: the signal the run waits for instead; null: none (it sleeps or waits for a child)'),
   }),
 );
 

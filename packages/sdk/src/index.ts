@@ -61,5 +61,6 @@ export {
  * ```
  */
 export { ChildWorkflowFailedError } from './errors.js';
+export { CairnError, ErrorCodes, type ErrorCodeString } from '@cairn/common/core';
 
 export const SDK_VERSION = '0.1.0';

@@ -343,6 +343,9 @@ export interface components {
           | 'CAIRN-1120'
           | 'CAIRN-1121'
           | 'CAIRN-1122'
+          | 'CAIRN-1130'
+          | 'CAIRN-1131'
+          | 'CAIRN-1132'
           | 'CAIRN-2001'
           | 'CAIRN-2002'
           | 'CAIRN-2003'
@@ -357,6 +360,7 @@ export interface components {
           | 'CAIRN-3003'
           | 'CAIRN-3004'
           | 'CAIRN-3005'
+          | 'CAIRN-3006'
           | 'CAIRN-4000'
           | 'CAIRN-5001';
         /** @description what was wrong and what to do */
@@ -521,6 +525,13 @@ export interface components {
       signal: string;
       signalId: string;
       status: components['schemas']['RunStatus'] | null;
+      /**
+       * @description present when the run is suspended waiting for something else: the signal is kept until a wait for its name
+       * @constant
+       */
+      waiting?: false;
+      /** @description with waiting: the signal the run waits for instead; null: none (it sleeps or waits for a child) */
+      waitingFor?: string | null;
     };
     ApprovalResponse: {
       runId: string;
@@ -530,6 +541,13 @@ export interface components {
       signal: string;
       signalId: string;
       status: components['schemas']['RunStatus'] | null;
+      /**
+       * @description present when the run is suspended waiting for something else: the signal is kept until a wait for its name
+       * @constant
+       */
+      waiting?: false;
+      /** @description with waiting: the signal the run waits for instead; null: none (it sleeps or waits for a child) */
+      waitingFor?: string | null;
     };
     CancelResponse: {
       runId: string;
