@@ -131,11 +131,14 @@ export class Transport {
     return this.#maxAttempts;
   }
 
-  /** A failure is worth retrying: no answer, or a 502/503/504. */
+  /**
+   * A failure is worth retrying: no answer, a 503 or 504, or a 502 of a proxy (a 502 with a Cairn
+   * code of its own is the gateway's misconfiguration, which waiting does not fix).
+   */
   static retryable(err: unknown): boolean {
-    return (
-      err instanceof CairnClientError && (err.status === undefined ? err.code === ErrorCodes.UNAVAILABLE : RETRY_STATUSES.has(err.status))
-    );
+    if (!(err instanceof CairnClientError)) return false;
+    if (err.status === undefined || err.status === 502) return err.code === ErrorCodes.UNAVAILABLE;
+    return RETRY_STATUSES.has(err.status);
   }
 
   unreachable(path: string, err: unknown, signal: AbortSignal | undefined): unknown {
