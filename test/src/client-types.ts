@@ -55,5 +55,8 @@ export async function inference(client: CairnClient): Promise<void> {
   const withTypes = { name: 'note' } as { readonly name: 'note'; readonly '~types'?: { readonly body: { text: string } } };
   // @ts-expect-error: a ~types phantom is read too
   await run.signal(withTypes, { text: false });
+  const legacy = { name: 'note' } as { readonly name: 'note'; readonly __body?: { text: string } };
+  // @ts-expect-error: a __body phantom is read too
+  await run.signal(legacy, { text: null });
   await run.signal('anything', { free: true });
 }

@@ -81,19 +81,27 @@ export function workflowRef<W extends WorkflowLike = WorkflowRef>(name: string, 
 export interface SignalLike<Body = unknown> {
   readonly name: string;
   /** Types only (the SDK's phantom body type). */
-  readonly __body?: Body;
+  readonly '~body'?: Body;
 }
 
-type BodyFromTypes<S> = S extends { readonly '~types'?: { readonly body: infer B } } ? B : unknown;
+/** The first phantom body type a signal definition carries, of `~body`, `__body` and `~types.body`. */
+type PhantomBody<S> = S extends { readonly '~body'?: infer B }
+  ? unknown extends B
+    ? S extends { readonly __body?: infer B2 }
+      ? unknown extends B2
+        ? S extends { readonly '~types'?: { readonly body: infer B3 } }
+          ? B3
+          : unknown
+        : B2
+      : unknown
+    : B
+  : unknown;
 
-/** The body type of a signal definition (its `__body` or `~types.body`); `unknown` for a bare name. */
-export type SignalBodyOf<S> = S extends string
-  ? unknown
-  : S extends { readonly __body?: infer B }
-    ? unknown extends B
-      ? BodyFromTypes<S>
-      : B
-    : BodyFromTypes<S>;
+/**
+ * The body type of a signal definition (`defineSignal` from `@cairn/sdk` carries it as `~body`;
+ * `__body` and `~types.body` are read too); `unknown` for a bare name.
+ */
+export type SignalBodyOf<S> = S extends string ? unknown : PhantomBody<S>;
 
 /** An answer to a `ctx.approval`: who, a comment, data; `key` when the workflow gave one. */
 export interface ApprovalAnswer<Data = unknown> {
