@@ -84,18 +84,18 @@ export interface SignalLike<Body = unknown> {
   readonly '~body'?: Body;
 }
 
-/** The first phantom body type a signal definition carries, of `~body`, `__body` and `~types.body`. */
-type PhantomBody<S> = S extends { readonly '~body'?: infer B }
-  ? unknown extends B
-    ? S extends { readonly __body?: infer B2 }
-      ? unknown extends B2
-        ? S extends { readonly '~types'?: { readonly body: infer B3 } }
-          ? B3
-          : unknown
-        : B2
+/** The phantom body type a signal definition carries: its `~body`, else `__body`, else `~types.body`. */
+type PhantomBody<S> = '~body' extends keyof S
+  ? S extends { readonly '~body'?: infer B }
+    ? B
+    : unknown
+  : '__body' extends keyof S
+    ? S extends { readonly __body?: infer B }
+      ? B
       : unknown
-    : B
-  : unknown;
+    : S extends { readonly '~types'?: { readonly body: infer B } }
+      ? B
+      : unknown;
 
 /**
  * The body type of a signal definition (`defineSignal` from `@cairn/sdk` carries it as `~body`;
