@@ -21,6 +21,12 @@ export const ErrorCodes = {
   RATE_LIMITED: 'CAIRN-1113',
   WORKFLOW_NOT_REGISTERED: 'CAIRN-1114',
   FAILED_PRECONDITION: 'CAIRN-1115',
+  /** @cairn/client: the run was terminated by an operator (no compensations ran). */
+  RUN_TERMINATED: 'CAIRN-1120',
+  /** @cairn/client: the run passed its run timeout and was ended. */
+  RUN_TIMED_OUT: 'CAIRN-1121',
+  /** @cairn/client: `result({ timeoutMs })` waited that long and the run had not ended (it goes on). */
+  WAIT_TIMEOUT: 'CAIRN-1122',
   // 113x — the local stack (`cairn dev`)
   /** A setting of the local stack (flag, environment, cairn.config.json or package.json "cairn") is invalid. */
   DEV_CONFIG_INVALID: 'CAIRN-1130',

@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { parse } from 'yaml';
 import { Context } from '../context.js';
 import { CliError, ExitCode } from '../errors.js';
+import type { components } from '../gen/control-plane.js';
 import { examples } from '../help.js';
 import { loadWorkflowModules } from '../workflow-modules.js';
 
@@ -19,19 +20,7 @@ export interface RegistrationMetadata {
 
 const METADATA_FIELDS = ['inputSchema', 'outputSchema', 'retryPolicy', 'timeouts', 'schedules', 'flowControl'] as const;
 
-interface VersionView {
-  name: string;
-  version: string;
-  taskQueue: string;
-  inputSchema: unknown;
-  outputSchema: unknown;
-  retryPolicy: unknown;
-  timeouts: { runTimeoutMs: number | null; stepTimeoutMs: number | null };
-  schedules: unknown;
-  source?: string;
-  registeredAt?: string;
-  deprecated?: boolean;
-}
+type VersionView = components['schemas']['WorkflowVersion'];
 
 /** Reads `--metadata FILE`: `{ "<name>" | "<name>@<version>": { inputSchema, retryPolicy, … } }` (YAML or JSON). */
 function loadMetadata(file: string | undefined): Record<string, RegistrationMetadata> {
@@ -308,7 +297,7 @@ export function registerWorkflows(program: Command): void {
     .action(async (name: string, version: string, _opts: unknown, command: Command) => {
       const ctx = new Context(command);
       const cp = ctx.controlPlane();
-      const body = await cp.post<{ workflow: VersionView }>(
+      const body = await cp.post<components['schemas']['WorkflowVersionAnswer']>(
         ctx.projectPath(`/workflows/${encodeURIComponent(name)}/versions/${encodeURIComponent(version)}/deprecate`),
       );
       ctx.out.data(body, () => ctx.out.line(`${ctx.out.c.green('✓')} ${name}@${version} is deprecated: new runs of it are refused`));
