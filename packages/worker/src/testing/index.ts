@@ -8,6 +8,7 @@ export {
   type TestRunStatus,
 } from './test-environment.js';
 export { VirtualClock } from './virtual-clock.js';
+export { testModel, type TestModel, type TestModelReply } from './test-model.js';
 export { systemClock, type Clock, type ClockTimer } from '../clock.js';
 /** What the in-process control plane received for a step attempt (see `TestEnvironment.reportsFor`). */
 export type { StepReport } from '@cairn/proto';

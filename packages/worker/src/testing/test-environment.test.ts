@@ -3,7 +3,8 @@ import { after, before, describe, it } from 'node:test';
 import { testPostgres, testPostgresKinds, uniqueDatabaseName, type PostgresServer } from '@cairn/local-postgres';
 import { StepStatus } from '@cairn/proto';
 import { CancelledError, ChildWorkflowFailedError, defineWorkflow } from '@cairn/sdk';
-import { RunFailedError, TestEnvironment, VirtualClock } from './index.js';
+import { z } from 'zod';
+import { RunFailedError, TestEnvironment, VirtualClock, testModel, type TestModel } from './index.js';
 
 const DAY = 24 * 3600_000;
 const START = Date.parse('2030-01-01T09:00:00Z');
@@ -87,6 +88,21 @@ const waitsOnSlow = defineWorkflow({ name: 'env-waits-on-slow', version: '1' }, 
   return ctx.child(slowChild, undefined);
 });
 
+// The model a workflow under test calls: a scripted stand-in, made afresh for each environment.
+const newScriptedModel = () =>
+  testModel('{"category":"damaged"}', { text: 'Sorry about the broken mug.', inputTokens: 12, outputTokens: 7 });
+let scripted: TestModel = newScriptedModel();
+
+const triage = defineWorkflow({ name: 'env-triage', version: '1' }, async (ctx, input: { message: string }) => {
+  const { object } = await ctx.model('classify', {
+    model: scripted,
+    prompt: input.message,
+    schema: z.object({ category: z.enum(['damaged', 'late', 'other']) }),
+  });
+  const reply = await ctx.model('reply', { model: scripted, prompt: `Write to the customer about: ${input.message}` });
+  return { category: object.category, reply: reply.text, tokens: reply.usage };
+});
+
 describe('VirtualClock', () => {
   it('runs timers in time order as it advances, and not before', () => {
     const clock = new VirtualClock(1000);
@@ -113,6 +129,7 @@ for (const kind of testPostgresKinds()) {
     let env: TestEnvironment;
 
     before(async () => {
+      scripted = newScriptedModel();
       server = await testPostgres(kind);
       env = await TestEnvironment.start({
         workflows: [
@@ -128,6 +145,7 @@ for (const kind of testPostgresKinds()) {
           parent,
           catching,
           waitsOnSlow,
+          triage,
         ],
         postgres: await server.createDatabase(uniqueDatabaseName('wenv')),
         startTime: START,
@@ -137,6 +155,18 @@ for (const kind of testPostgresKinds()) {
     after(async () => {
       await env.stop();
       await server.stop();
+    });
+
+    it('runs model calls against a scripted test model: structured output, then streamed text with its usage', async () => {
+      const runId = await env.start(triage, { message: 'my mug arrived broken' });
+      assert.deepEqual(await env.result(runId), {
+        category: 'damaged',
+        reply: 'Sorry about the broken mug.',
+        tokens: { inputTokens: 12, outputTokens: 7 },
+      });
+      const prompts = [...scripted.doGenerateCalls, ...scripted.doStreamCalls].map((c) => JSON.stringify(c.prompt));
+      assert.equal(prompts.length, 2, 'one provider call per model call: nothing repeated');
+      assert.ok(prompts.some((p) => p.includes('my mug arrived broken')));
     });
 
     it('answers an approval after a two-day wait, on the virtual clock', async () => {
