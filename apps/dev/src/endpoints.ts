@@ -64,7 +64,8 @@ export function stackRunning(endpoints: Endpoints): boolean {
 
 /**
  * The environment a worker needs to run against a local stack, with the names
- * packages/worker reads (and CAIRN_MOCK_LLM_URL for the local model server).
+ * packages/worker reads (and CAIRN_MOCK_LLM_URL for the local model server), and what application
+ * code needs to reach the gateway with @cairn/client (CAIRN_GATEWAY_URL, CAIRN_GATEWAY_TOKEN).
  */
 export function workerEnvironment(endpoints: Endpoints, secrets: Record<string, unknown>): Record<string, string> {
   const v = SECRET_VARIABLES;
@@ -74,6 +75,12 @@ export function workerEnvironment(endpoints: Endpoints, secrets: Record<string, 
     if (typeof value === 'string') env[name] = value;
   }
   if (endpoints.modelServerUrl) env['CAIRN_MOCK_LLM_URL'] = endpoints.modelServerUrl;
+  const gatewayToken = secrets[v.gatewayToken];
+  if (endpoints.gatewayUrl && typeof gatewayToken === 'string') {
+    env['CAIRN_GATEWAY_URL'] = endpoints.gatewayUrl;
+    // The gateway accepts a comma-separated list; the local stack has one token.
+    env['CAIRN_GATEWAY_TOKEN'] = gatewayToken.split(',')[0]!;
+  }
   return env;
 }
 

@@ -18,9 +18,15 @@ type Schemas = components['schemas'];
 
 /** Settings of a {@link CairnClient}. */
 export interface CairnClientOptions {
-  /** The gateway's URL, e.g. `http://localhost:4000` (with `cairn dev`, `cairn dev env` prints it). */
-  readonly gatewayUrl: string;
-  /** One of the gateway's tokens (CAIRN_GATEWAY_TOKENS), sent as `Authorization: Bearer`. */
+  /**
+   * The gateway's URL, e.g. `http://localhost:4000`. Default: the `CAIRN_GATEWAY_URL` environment
+   * variable where there is one (Node; with `cairn dev`, `eval "$(cairn dev env)"` sets it).
+   */
+  readonly gatewayUrl?: string;
+  /**
+   * One of the gateway's tokens (CAIRN_GATEWAY_TOKENS), sent as `Authorization: Bearer`. Default:
+   * `CAIRN_GATEWAY_TOKEN` from the environment, when `gatewayUrl` came from there too.
+   */
   readonly token?: string;
   /** The fetch to use (default: the global one), e.g. one with a proxy agent or extra instrumentation. */
   readonly fetch?: typeof globalThis.fetch;
@@ -85,7 +91,8 @@ const MAX_WAIT_SECONDS = 60;
  * import { CairnClient } from '@cairn/client';
  * import { orderRefund } from './workflows/order-refund.js';
  *
- * const client = new CairnClient({ gatewayUrl: process.env.CAIRN_GATEWAY_URL!, token: process.env.CAIRN_GATEWAY_TOKEN });
+ * const client = new CairnClient({ gatewayUrl: 'https://gateway.payments.internal', token: process.env.GATEWAY_TOKEN });
+ * // or, with CAIRN_GATEWAY_URL and CAIRN_GATEWAY_TOKEN in the environment: new CairnClient()
  * const run = await client.start(orderRefund, { orderId: 'o-1', amount: 25 }, { idempotencyKey: 'refund-o-1' });
  * const { refundId } = await run.result(); // typed as the workflow's output
  * ```
@@ -93,14 +100,28 @@ const MAX_WAIT_SECONDS = 60;
 export class CairnClient {
   readonly #transport: Transport;
 
-  constructor(options: CairnClientOptions) {
+  constructor(options: CairnClientOptions = {}) {
     if (typeof options !== 'object' || options === null) {
       throw new CairnClientError(
         ErrorCodes.INVALID_ARGUMENT,
-        "CairnClient needs options: new CairnClient({ gatewayUrl: 'http://localhost:4000' })",
+        "CairnClient takes options: new CairnClient({ gatewayUrl: 'http://localhost:4000', token })",
       );
     }
-    this.#transport = new Transport(options);
+    let { gatewayUrl, token } = options;
+    if (gatewayUrl === undefined) {
+      // Browsers have no process; there the URL must be given.
+      const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
+      gatewayUrl = env?.['CAIRN_GATEWAY_URL'];
+      token ??= env?.['CAIRN_GATEWAY_TOKEN'];
+      if (gatewayUrl === undefined || gatewayUrl === '') {
+        throw new CairnClientError(
+          ErrorCodes.INVALID_ARGUMENT,
+          "CairnClient needs the gateway's URL: new CairnClient({ gatewayUrl: 'http://localhost:4000', token }), or set " +
+            'CAIRN_GATEWAY_URL and CAIRN_GATEWAY_TOKEN (with cairn dev: eval "$(cairn dev env)")',
+        );
+      }
+    }
+    this.#transport = new Transport({ ...options, gatewayUrl, ...(token === undefined ? {} : { token }) });
   }
 
   /** The gateway's URL, without a trailing slash. */

@@ -175,6 +175,31 @@ describe('@cairn/client', () => {
       await assert.rejects(noToken.run(randomUUID()).describe(), (e: unknown) => e instanceof CairnClientError && e.code === 'CAIRN-1104');
     });
 
+    it('takes the gateway and its token from CAIRN_GATEWAY_URL and CAIRN_GATEWAY_TOKEN when given no options', async () => {
+      const saved = { url: process.env['CAIRN_GATEWAY_URL'], token: process.env['CAIRN_GATEWAY_TOKEN'] };
+      try {
+        delete process.env['CAIRN_GATEWAY_URL'];
+        assert.throws(
+          () => new CairnClient(),
+          (e: unknown) => e instanceof CairnClientError && e.code === 'CAIRN-1101' && e.message.includes('CAIRN_GATEWAY_URL'),
+        );
+        process.env['CAIRN_GATEWAY_URL'] = t.stack.gatewayUrl;
+        process.env['CAIRN_GATEWAY_TOKEN'] = t.stack.secrets.gatewayToken;
+        const fromEnv = new CairnClient();
+        const run = await fromEnv.start(clientOrder, { orderId: 'o-env', amount: 5 });
+        assert.equal((await run.describe()).run.runId, run.runId);
+        await run.cancel();
+      } finally {
+        for (const [name, value] of [
+          ['CAIRN_GATEWAY_URL', saved.url],
+          ['CAIRN_GATEWAY_TOKEN', saved.token],
+        ] as const) {
+          if (value === undefined) delete process.env[name];
+          else process.env[name] = value;
+        }
+      }
+    });
+
     it('names the unreachable URL (CAIRN-1110), retries what is safe to repeat, and sends a start without a key once', async () => {
       const url = `http://127.0.0.1:${await freePort()}`;
       let calls = 0;

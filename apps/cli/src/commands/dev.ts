@@ -108,7 +108,8 @@ The CLI is logged in as profile "${DEV_PROFILE}" (current unless another profile
     .description(
       'Print the environment for running another worker against the running local stack: the variables the worker reads ' +
         '(CAIRN_CP_GRPC_ADDRESS, CAIRN_DATA_PLANE_ID, CAIRN_DP_CREDENTIAL, CAIRN_DP_DATABASE_URL, CAIRN_DP_ENCRYPTION_KEYS, ' +
-        'CAIRN_DP_HMAC_KEY) and CAIRN_MOCK_LLM_URL, from .cairn/endpoints.json and .cairn/secrets.json.',
+        'CAIRN_DP_HMAC_KEY), CAIRN_MOCK_LLM_URL, and CAIRN_GATEWAY_URL and CAIRN_GATEWAY_TOKEN for application code using ' +
+        '@cairn/client, from .cairn/endpoints.json and .cairn/secrets.json.',
     )
     .option('--format <format>', `${ENV_FORMATS.join(', ')} (default sh; -o json also gives json)`)
     .addHelpText(
