@@ -43,6 +43,9 @@ const schema = {
   ...tracingShape,
 };
 
+/** Every environment variable the worker reads (the README's table lists each one). */
+export const WORKER_ENVIRONMENT_VARIABLES: readonly string[] = Object.freeze(Object.keys(schema));
+
 /** The worker's configuration, validated from the environment. */
 export type WorkerConfig = ReturnType<typeof loadWorkerConfig>;
 

@@ -5,3 +5,4 @@ export { SignalHub, SignalSubscription } from './signals.js';
 export { systemClock, type Clock, type ClockTimer } from './clock.js';
 // Types the engine's interface names.
 export { ErrorCode, SuspendReason, type StepReport } from '@cairn/proto';
+export { WORKER_ENVIRONMENT_VARIABLES } from './config.js';
