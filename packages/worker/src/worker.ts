@@ -729,17 +729,21 @@ export class Worker {
   }
 }
 
-/** The registered step defaults a RunTask carries (0 = unset), or undefined when it carries none. */
+/**
+ * The registered step defaults a RunTask carries, or undefined when it carries none. A retry
+ * policy is registered when its initial interval is set (the registry stores policies with every
+ * default filled in); its maximum attempts are then 0 for unlimited.
+ */
 export function stepDefaultsOf(task: RunTask): StepDefaults | undefined {
-  const retry =
-    task.defaultRetryMaxAttempts === 0
-      ? undefined
-      : {
-          maximumAttempts: task.defaultRetryMaxAttempts,
-          ...(task.defaultRetryInitialIntervalMs === 0n ? {} : { initialInterval: Number(task.defaultRetryInitialIntervalMs) }),
-          ...(task.defaultRetryMaxIntervalMs === 0n ? {} : { maximumInterval: Number(task.defaultRetryMaxIntervalMs) }),
-          ...(task.defaultRetryBackoffCoefficient === 0 ? {} : { backoffCoefficient: task.defaultRetryBackoffCoefficient }),
-        };
+  const registered = task.defaultRetryInitialIntervalMs !== 0n || task.defaultRetryMaxAttempts !== 0;
+  const retry = registered
+    ? {
+        maximumAttempts: task.defaultRetryMaxAttempts,
+        ...(task.defaultRetryInitialIntervalMs === 0n ? {} : { initialInterval: Number(task.defaultRetryInitialIntervalMs) }),
+        ...(task.defaultRetryMaxIntervalMs === 0n ? {} : { maximumInterval: Number(task.defaultRetryMaxIntervalMs) }),
+        ...(task.defaultRetryBackoffCoefficient === 0 ? {} : { backoffCoefficient: task.defaultRetryBackoffCoefficient }),
+      }
+    : undefined;
   const stepTimeoutMs = task.defaultStepTimeoutMs === 0n ? undefined : Number(task.defaultStepTimeoutMs);
   if (retry === undefined && stepTimeoutMs === undefined) return undefined;
   return { retry, stepTimeoutMs };

@@ -165,7 +165,7 @@ export function registerWorkflows(program: Command): void {
       const plan: Array<PlanItem & { body: Record<string, unknown> }> = [];
       for (const { definition: def, from } of loaded) {
         const extra = { ...(metadata[def.name] ?? {}), ...(metadata[`${def.name}@${def.version}`] ?? {}) };
-        const body = registrationBody(def, extra);
+        const body = registrationBody({ name: def.name, version: def.version, taskQueue: def.taskQueue }, extra);
         const res = await cp.request<{ workflow: VersionView }>(
           'GET',
           ctx.projectPath(`/workflows/${encodeURIComponent(def.name)}/versions/${encodeURIComponent(def.version)}`),
