@@ -23,3 +23,11 @@ export {
   type TakenSignal,
 } from './store.js';
 export { MAX_STREAM_PLAINTEXT_BYTES, packStreamEvents, unpackStreamEvents, type StreamEvent } from './stream.js';
+export {
+  SCHEMA_CHANNEL,
+  versionDigest,
+  type CatalogueSchema,
+  type CatalogueVersion,
+  type CatalogueWrite,
+  type SchemaKind,
+} from './catalogue.js';
