@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { createLogger } from '@cairn/common';
+import { testPostgres, testPostgresKinds, uniqueDatabaseName, type PostgresServer } from '@cairn/local-postgres';
 import { Hasher, KeyRing, PayloadStore } from '@cairn/payload-store';
 import {
   ConnectResponseSchema,
@@ -63,19 +64,30 @@ class RefusingControlPlane {
 
 describe('Worker against a control plane that does not know its workflow versions', () => {
   const cp = new RefusingControlPlane();
-  before(() => cp.start());
-  after(() => cp.server.forceShutdown());
+  let server: PostgresServer;
+  let store: PayloadStore;
+  before(async () => {
+    await cp.start();
+    // The worker catalogues its schemas in the payload store before it dials.
+    server = await testPostgres(testPostgresKinds()[0]!);
+    store = PayloadStore.connect({
+      connectionString: await server.createDatabase(uniqueDatabaseName('registration')),
+      keys: new KeyRing([{ id: 'k1', key: randomBytes(32) }]),
+    });
+    await store.migrate();
+  });
+  after(async () => {
+    cp.server.forceShutdown();
+    await store?.close();
+    await server?.stop();
+  });
 
   it('start() rejects naming the version and how to register it, and the worker does not redial', async () => {
     const worker = new Worker({
       controlPlaneAddress: cp.address,
       credential: 'token',
       dataPlaneId: '4f1c2b7e-9d7a-4c43-9a51-0e6f3b1d2c11',
-      // Never queried here: the pool connects lazily.
-      store: PayloadStore.connect({
-        connectionString: 'postgres://nobody@127.0.0.1:1/none',
-        keys: new KeyRing([{ id: 'k1', key: randomBytes(32) }]),
-      }),
+      store,
       hasher: new Hasher(randomBytes(32)),
       workflows: [defineWorkflow({ name: 'order-refund', version: '7' }, () => null)],
       logger: createLogger('worker-test', 'silent'),

@@ -32,6 +32,7 @@ import {
 import { SDK_VERSION, type WorkflowDefinition } from '@cairn/sdk';
 import { Engine, type RunExecution, type RunOutcome, type StartChildAnswer, type StepDefaults } from './engine.js';
 import { SignalHub } from './signals.js';
+import { announcedSettings, catalogueVersionOf, workerOnlySchemas } from './settings.js';
 import { RunTracing } from './telemetry.js';
 
 /** The protocol revision this worker speaks. */
@@ -62,6 +63,12 @@ export interface WorkerOptions {
   readonly drainTimeoutMs?: number;
   /** Channel credentials for the control-plane connection. Default: plaintext (use TLS in production). */
   readonly channelCredentials?: grpc.ChannelCredentials;
+  /**
+   * Development: when a workflow version's schemas in code differ from those catalogued for it in
+   * the payload store, replace them instead of refusing to start. Default false: a version is
+   * immutable, and runs already started on it were checked against the catalogued schemas.
+   */
+  readonly replaceChangedSchemas?: boolean;
   /**
    * Where the worker's spans go (one per run execution, one per durable-call attempt): a provider
    * exporting to a collector inside the data plane, e.g. `createWorkerTracerProvider(...)`. The
@@ -246,11 +253,14 @@ export class Worker {
   }
 
   /**
-   * Connects to the control plane. Resolves once the first Welcome arrives; until then it keeps
-   * redialling in the background with backoff (100 ms doubling to 5 s, with jitter), so a control
-   * plane that starts later is fine. It rejects only when the control plane refuses the worker's
-   * configuration (bad credential, data plane mismatch, unsupported protocol, invalid Hello), or
-   * when `shutdown()` is called first. After the first Welcome the worker reconnects forever.
+   * Writes its workflows' JSON Schemas to the payload store's schema catalogue, then connects to
+   * the control plane. Resolves once the first Welcome arrives; until then it keeps redialling in
+   * the background with backoff (100 ms doubling to 5 s, with jitter), so a control plane that
+   * starts later is fine. It rejects when a workflow version's schemas differ from the catalogued
+   * ones (CAIRN-1117: give the changed workflow a new version), when the control plane refuses the
+   * worker's configuration (bad credential, data plane mismatch, unsupported protocol, invalid
+   * Hello), or when `shutdown()` is called first. After the first Welcome the worker reconnects
+   * forever.
    */
   async start(): Promise<void> {
     if (!this.#started) {
@@ -263,9 +273,49 @@ export class Worker {
         },
         'worker starting',
       );
-      this.#connect();
+      this.#catalogueSchemas().then(
+        () => {
+          if (!this.#closed) this.#connect();
+        },
+        (err: unknown) => {
+          const error =
+            err instanceof CairnError
+              ? err
+              : new CairnError(
+                  ErrorCodes.UNAVAILABLE,
+                  `The worker could not catalogue its workflow schemas in the payload store: ${err instanceof Error ? err.message : String(err)}. ` +
+                    'Check that the payload store (CAIRN_DP_DATABASE_URL) is reachable and migrated.',
+                  { cause: err },
+                );
+          this.#logger.error({ err: error }, 'could not catalogue the workflow schemas; the worker does not start');
+          this.#closed = true;
+          this.#rejectFirstWelcome(error);
+          this.#rejectRefused(error);
+        },
+      );
     }
     return this.#firstWelcome;
+  }
+
+  /**
+   * Catalogues the JSON Schemas of the worker's workflows in the payload store before the worker
+   * announces them, so a gateway can check inputs for a version as soon as it can start runs.
+   */
+  async #catalogueSchemas(): Promise<void> {
+    for (const def of this.#options.workflows) {
+      for (const { schema, reason } of workerOnlySchemas(def)) {
+        this.#logger.warn(
+          { workflow: `${def.name}@${def.version}`, schema, reason },
+          'schema has no JSON Schema: the gateway cannot check it; the worker checks it',
+        );
+      }
+    }
+    const result = await this.#options.store.catalogueSchemas(this.#options.workflows.map(catalogueVersionOf), {
+      replaceChanged: this.#options.replaceChangedSchemas ?? false,
+    });
+    if (result.replaced.length > 0)
+      this.#logger.warn({ replaced: result.replaced }, 'changed schemas replaced in the catalogue (development)');
+    this.#logger.info({ added: result.added.length, unchanged: result.unchanged.length }, 'workflow schemas catalogued');
   }
 
   /**
@@ -338,7 +388,7 @@ export class Worker {
       dataPlaneId: this.#options.dataPlaneId,
       workerId: this.workerId,
       workflows: this.#options.workflows.map((w) =>
-        create(WorkflowRefSchema, { name: w.name, version: w.version, taskQueue: w.taskQueue }),
+        create(WorkflowRefSchema, { name: w.name, version: w.version, taskQueue: w.taskQueue, settings: announcedSettings(w) }),
       ),
       slots: this.#slots,
       freeSlots: this.#freeSlots(),
