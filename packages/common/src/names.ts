@@ -57,12 +57,12 @@ export function assertVersion(value: unknown, what = 'workflow version'): assert
 
 const CRON_FIELD = '(?:[0-9*?LW#/,-]|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC|SUN|MON|TUE|WED|THU|FRI|SAT)+';
 /**
- * The shape of a cron expression declared in code: 5 to 7 space-separated fields of digits,
+ * The shape of a cron expression declared in code: 5 or 6 space-separated fields of digits,
  * `* ? L W # / , -` and upper-case month and day names, or a nickname such as `@daily`. It crosses
  * to the control plane (a workflow's declared schedules), so it is bounded like a name: no free
  * text fits. Whether the expression is valid is checked by the control plane's cron parser.
  */
-export const CRON_PATTERN = new RegExp(`^(?:@(?:yearly|annually|monthly|weekly|daily|hourly)|${CRON_FIELD}(?: ${CRON_FIELD}){4,6})$`);
+export const CRON_PATTERN = new RegExp(`^(?:@(?:yearly|annually|monthly|weekly|daily|hourly)|${CRON_FIELD}(?: ${CRON_FIELD}){4,5})$`);
 export const CRON_MAX_LENGTH = 100;
 /** An IANA time zone name such as `Europe/Paris`, `America/Argentina/Buenos_Aires` or `UTC`. */
 export const TIME_ZONE_PATTERN = /^[A-Za-z][A-Za-z0-9_+/-]*$/;

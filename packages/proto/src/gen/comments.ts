@@ -96,7 +96,7 @@ export const fieldComments: Readonly<Record<string, string>> = {
   "cairn.worker.v1.ConnectResponse.rejection": "A request was refused.",
   "cairn.worker.v1.ConnectResponse.run_task": "A run for the worker to execute under a new lease.",
   "cairn.worker.v1.ConnectResponse.welcome": "Answers the Hello.",
-  "cairn.worker.v1.DeclaredSchedule.cron": "The cron expression: 5 to 7 space-separated fields of digits, `* ? L W # / , -` and upper-case month and day names, or a nickname such as @daily. Bounded like a name, so it holds no free text; the control plane's cron parser checks that it is valid.",
+  "cairn.worker.v1.DeclaredSchedule.cron": "The cron expression: 5 or 6 space-separated fields of digits, `* ? L W # / , -` and upper-case month and day names, or a nickname such as @daily. Bounded like a name, so it holds no free text; the control plane's cron parser checks that it is valid.",
   "cairn.worker.v1.DeclaredSchedule.timezone": "The IANA time zone the expression is read in, e.g. Europe/Paris.",
   "cairn.worker.v1.FlowControl.concurrency": "The concurrency limit; absent for none.",
   "cairn.worker.v1.FlowControl.rate_limit": "The rate limit; absent for none.",
