@@ -4,7 +4,7 @@ import { LogController, fastify, type FastifyError, type FastifyRequest } from '
 import { TokenSet } from './auth.js';
 import type { GatewayConfig } from './config.js';
 import type { ControlPlane } from './control-plane.js';
-import { errorBody, httpStatus, invalid, storeError } from './errors.js';
+import { errorBody, errorBodyOf, httpStatus, invalid, storeError } from './errors.js';
 import { readJournal } from './journal.js';
 import { parseJsonBody } from './json.js';
 import { IDEMPOTENCY_KEY_MAX_LENGTH, RunService, assertRunId, type ApprovalAnswer, type RunWithResult } from './runs.js';
@@ -101,6 +101,7 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
   });
   app.addHook('onClose', async () => {
     await hub.close();
+    await runs.close();
   });
 
   // JSON only. Fastify's default text/plain parser would let a string body through.
@@ -149,7 +150,7 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
         .code(500)
         .send(errorBody(ErrorCodes.INTERNAL, `internal error in the gateway (request ${request.id}); the gateway's logs have the details`));
     }
-    return reply.code(status).send(errorBody(cairn.code, cairn.rawMessage));
+    return reply.code(status).send(errorBodyOf(cairn));
   });
 
   app.setNotFoundHandler((request, reply) => {

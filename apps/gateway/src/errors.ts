@@ -4,12 +4,18 @@ import { ControlPlaneError } from './control-plane.js';
 /** The JSON body of every error response. */
 export interface ErrorBody {
   readonly error: { readonly code: ErrorCodeString; readonly message: string };
+  /**
+   * For an input or signal body that does not match its schema ([CAIRN-1116]): each bad field's
+   * JSON Pointer path (RFC 6901; '' is the body itself) and what was expected.
+   */
+  readonly issues?: ReadonlyArray<{ readonly path: string; readonly message: string }>;
 }
 
 // The HTTP edge's reading of the domain codes; the services never speak HTTP.
 const STATUS: Partial<Record<ErrorCodeString, number>> = {
   [ErrorCodes.INVALID_ARGUMENT]: 400,
   [ErrorCodes.MALFORMED_JSON]: 400,
+  [ErrorCodes.INVALID_INPUT]: 400,
   [ErrorCodes.PAYLOAD_TOO_LARGE]: 413,
   [ErrorCodes.UNAUTHENTICATED]: 401,
   [ErrorCodes.NOT_FOUND]: 404,
@@ -39,8 +45,14 @@ export function httpStatus(err: CairnError): number {
   return STATUS[err.code] ?? 500;
 }
 
-export function errorBody(code: ErrorCodeString, message: string): ErrorBody {
-  return { error: { code, message } };
+export function errorBody(code: ErrorCodeString, message: string, issues?: ErrorBody['issues']): ErrorBody {
+  return { error: { code, message }, ...(issues === undefined ? {} : { issues }) };
+}
+
+/** The error body of a Cairn error, with its schema issues when it has some. */
+export function errorBodyOf(err: CairnError): ErrorBody {
+  const issues = err.details['issues'];
+  return errorBody(err.code, err.rawMessage, Array.isArray(issues) ? (issues as ErrorBody['issues']) : undefined);
 }
 
 /** Errors a caller sends: bad names, ids, fields. */

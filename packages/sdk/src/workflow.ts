@@ -472,7 +472,7 @@ export interface WorkflowTimeouts {
  * ```
  */
 export interface WorkflowSchedule {
-  /** 5 to 7 fields of digits, `* ? L W # / , -` and upper-case month and day names, or `@daily` and the like. */
+  /** 5 or 6 fields of digits, `* ? L W # / , -` and upper-case month and day names, or `@daily` and the like. */
   readonly cron: string;
   /** An IANA time zone; default `UTC`. */
   readonly timezone?: string;
@@ -793,7 +793,7 @@ function checkedSchedules(schedules: unknown, what: string): WorkflowDefinition[
       const cron = s['cron'].trim().replace(/\s+/g, ' ');
       if (!isCronShape(cron)) {
         throw invalid(
-          `schedules[${i}].cron of ${what} is not a cron expression: give 5 to 7 fields of digits, * ? L W # / , - and ` +
+          `schedules[${i}].cron of ${what} is not a cron expression: give 5 or 6 fields of digits, * ? L W # / , - and ` +
             `upper-case month or day names (e.g. '0 9 * * MON-FRI'), or @hourly, @daily, @weekly, @monthly, @yearly.`,
         );
       }
