@@ -9,7 +9,7 @@ const serverModules = ['pg', '@grpc/grpc-js', 'fastify', '@nestjs/*', 'pino', '@
 
 export default tseslint.config(
   {
-    ignores: ['**/node_modules/**', '**/dist/**', 'packages/proto/src/gen/**', '**/*.js', '**/*.mjs', '.cairn/**'],
+    ignores: ['**/node_modules/**', '**/dist/**', 'packages/proto/src/gen/**', '**/*.js', '**/*.mjs', '**/*.cjs', '.cairn/**'],
   },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,

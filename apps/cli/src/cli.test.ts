@@ -4,7 +4,9 @@ import { mkdtempSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { commandTree, completionScript } from './completion.js';
-import { configPath, loadConfig, resolveSettings, saveConfig } from './config.js';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { configPath, loadConfig, resolveSettings, saveConfig, saveDevProfile } from './config.js';
+import { serverEntryPoints } from './server-entry-points.js';
 import { ExitCode, exitCodeForStatus } from './errors.js';
 import { buildProgram } from './program.js';
 import { fieldComments } from '@cairn/proto';
@@ -32,6 +34,56 @@ describe('profiles', () => {
     assert.deepEqual([fromFlag.project, fromFlag.sources.project], ['dev', 'flag']);
     assert.equal(resolveSettings({ profile: 'other' }, env).controlPlaneUrl, undefined);
     assert.equal(configPath({ XDG_CONFIG_HOME: '/x/conf' }), '/x/conf/cairn/config.yaml');
+  });
+});
+
+describe('the dev profile', () => {
+  const dev = {
+    controlPlaneUrl: 'http://127.0.0.1:7280',
+    apiKey: 'cak_dev',
+    project: 'default',
+    gatewayUrl: 'http://127.0.0.1:7281',
+    gatewayToken: 'cgt_dev',
+  };
+
+  it('becomes the current profile when there is none, or it is already', () => {
+    const env = { CAIRN_CONFIG_DIR: mkdtempSync(join(tmpdir(), 'cairn-cfg-')) };
+    const first = saveDevProfile(dev, env);
+    assert.deepEqual([first.current, first.switched], ['dev', true]);
+    assert.deepEqual(resolveSettings({}, env).gatewayToken, 'cgt_dev');
+    assert.equal(statSync(first.file).mode & 0o777, 0o600);
+    const again = saveDevProfile({ ...dev, apiKey: 'cak_new' }, env);
+    assert.equal(again.switched, true);
+    assert.equal(loadConfig(env).profiles['dev']?.apiKey, 'cak_new');
+  });
+
+  it('leaves another current profile current, and says how to use dev', () => {
+    const env = { CAIRN_CONFIG_DIR: mkdtempSync(join(tmpdir(), 'cairn-cfg-')) };
+    saveConfig({ currentProfile: 'prod', profiles: { prod: { controlPlaneUrl: 'https://cp.example.com', apiKey: 'cak_prod' } } }, env);
+    const saved = saveDevProfile(dev, env);
+    assert.deepEqual([saved.current, saved.switched], ['prod', false]);
+    assert.match(saved.note, /your current profile stays "prod": use `cairn --profile dev …` or `cairn profiles use dev`/);
+    assert.equal(resolveSettings({}, env).controlPlaneUrl, 'https://cp.example.com');
+    assert.equal(resolveSettings({ profile: 'dev' }, env).controlPlaneUrl, 'http://127.0.0.1:7280');
+    // A profile named "default" is the current one when none is marked.
+    const env2 = { CAIRN_CONFIG_DIR: mkdtempSync(join(tmpdir(), 'cairn-cfg-')) };
+    saveConfig({ profiles: { default: { controlPlaneUrl: 'https://cp.example.com' } } }, env2);
+    assert.equal(saveDevProfile(dev, env2).current, 'default');
+  });
+});
+
+describe('server entry points', () => {
+  it('are the bundles in servers/ beside the packed CLI, and the repository builds otherwise', () => {
+    const dist = mkdtempSync(join(tmpdir(), 'cairn-packed-'));
+    assert.equal(serverEntryPoints(new URL(`file://${dist}/main.js`)), undefined);
+    mkdirSync(join(dist, 'servers'));
+    writeFileSync(join(dist, 'servers/control-plane.js'), '');
+    assert.deepEqual(serverEntryPoints(new URL(`file://${dist}/main.js`)), {
+      controlPlane: join(dist, 'servers/control-plane.js'),
+      gateway: join(dist, 'servers/gateway.js'),
+      mockLlm: join(dist, 'servers/mock-llm.js'),
+    });
+    assert.equal(serverEntryPoints(), undefined, 'this checkout has no servers/ beside the CLI');
   });
 });
 

@@ -159,3 +159,29 @@ export function normaliseUrl(value: string, what: string): string {
   }
   return url.toString().replace(/\/+$/, '');
 }
+
+/** The profile `cairn dev` logs the CLI in as. */
+export const DEV_PROFILE = 'dev';
+
+/**
+ * Saves the local stack's endpoints and keys as the `dev` profile. It becomes the current profile
+ * when there is none yet or the current one is `dev`; a current profile of another name (say
+ * `prod`) stays current, so a command typed out of habit never lands somewhere else than it did
+ * before: the returned note says how to use `dev` then.
+ */
+export function saveDevProfile(
+  profile: Required<Pick<Profile, 'controlPlaneUrl' | 'apiKey' | 'project' | 'gatewayUrl' | 'gatewayToken'>>,
+  env: NodeJS.ProcessEnv = process.env,
+): { file: string; current: string; switched: boolean; note: string } {
+  const config = loadConfig(env);
+  config.profiles[DEV_PROFILE] = { ...profile };
+  // With no currentProfile, commands use the profile named "default" when there is one.
+  const current = config.currentProfile ?? (config.profiles['default'] ? 'default' : undefined);
+  const switched = current === undefined || current === DEV_PROFILE;
+  if (switched) config.currentProfile = DEV_PROFILE;
+  const file = saveConfig(config, env);
+  const note = switched
+    ? `CLI profile "${DEV_PROFILE}" is current: \`cairn runs list\` talks to this stack`
+    : `CLI profile "${DEV_PROFILE}" saved; your current profile stays "${current}": use \`cairn --profile ${DEV_PROFILE} …\` or \`cairn profiles use ${DEV_PROFILE}\``;
+  return { file, current: switched ? DEV_PROFILE : current, switched, note };
+}

@@ -6,6 +6,15 @@ import { CliError, ExitCode } from './errors.js';
 import { colorsFor } from './output.js';
 import { buildProgram } from './program.js';
 
+// `cairn … | head`: the reader has gone, so the rest of the output has nowhere to go. Stop quietly,
+// as other command-line tools do, instead of crashing with EPIPE.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(ExitCode.OK);
+    throw err;
+  });
+}
+
 const program = buildProgram();
 // `cairn --version` / `-V` as the first argument; subcommands keep `--version` for workflow versions.
 const argv = process.argv[2] === '--version' || process.argv[2] === '-V' ? [...process.argv.slice(0, 2), 'version'] : process.argv;

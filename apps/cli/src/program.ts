@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { registerAccount } from './commands/account.js';
+import { registerDev } from './commands/dev.js';
 import { registerOperations } from './commands/operations.js';
 import { registerRuns } from './commands/runs.js';
 import { registerTools } from './commands/tools.js';
@@ -46,6 +47,7 @@ Exit codes:
   registerRuns(program);
   registerOperations(program);
   registerTools(program);
+  registerDev(program);
   program
     .command('version')
     .description('Print the CLI version (also `cairn --version`).')

@@ -6,7 +6,7 @@
 // position is the non-determinism a deployment of this code would hit.
 import { createHmac, randomBytes } from 'node:crypto';
 import { createLogger } from '@cairn/common';
-import { Engine, SignalHub, type EngineOptions, type RunExecution, type RunOutcome } from '@cairn/worker';
+import { Engine, SignalHub, type EngineOptions, type RunExecution, type RunOutcome } from '@cairn/worker/internal';
 import { NonDeterminismError, type DurableCall, type WorkflowContext, type WorkflowDefinition } from '@cairn/sdk';
 import { StepKind, StepStatus, type StepReport } from '@cairn/proto';
 

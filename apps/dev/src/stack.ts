@@ -1,15 +1,28 @@
-import { randomBytes, randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync, appendFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
 import { createServer, connect, type Server, type Socket } from 'node:net';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, extname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { spawnSync } from 'node:child_process';
 import { freePort, type PostgresServer } from '@cairn/local-postgres';
-import { ManagedProcess } from './process.js';
+import { describeExit, ManagedProcess } from './process.js';
+import { loadSecrets, DATABASES, type StackSecrets } from './secrets.js';
+import { StartFailure, Supervision, type Service } from './supervisor.js';
+
+export type { StackSecrets } from './secrets.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 
-/** Entry points of the deployables, built by `pnpm build`. */
+/** The server programs the stack starts. */
+export interface ServerEntryPoints {
+  readonly controlPlane: string;
+  readonly gateway: string;
+  readonly mockLlm: string;
+}
+
+/**
+ * Entry points in this repository, built by `pnpm build`: the deployables, and the examples'
+ * worker and model script (which exist only here).
+ */
 export const entryPoints = {
   controlPlane: join(repoRoot, 'apps/control-plane/dist/main.js'),
   gateway: join(repoRoot, 'apps/gateway/dist/main.js'),
@@ -18,35 +31,14 @@ export const entryPoints = {
   exampleModelScript: join(repoRoot, 'examples/mock-llm.json'),
 };
 
-/** Credentials and keys of a local stack, generated once per data folder. */
-export interface StackSecrets {
-  readonly cpDbPassword: string;
-  readonly dpDbPassword: string;
-  readonly apiToken: string;
-  readonly gatewayToken: string;
-  readonly dataPlaneId: string;
-  readonly dataPlaneCredential: string;
-  readonly encryptionKeys: string;
-  readonly hmacKey: string;
-}
+/** Files a worker entry may be written in that Node runs only through the TypeScript loader. */
+const TYPESCRIPT = new Set(['.ts', '.mts', '.cts', '.tsx']);
 
-function loadSecrets(dir: string): StackSecrets {
-  const file = join(dir, 'secrets.json');
-  if (existsSync(file)) return JSON.parse(readFileSync(file, 'utf8')) as StackSecrets;
-  const b64 = (n: number) => randomBytes(n).toString('base64url');
-  const secrets: StackSecrets = {
-    cpDbPassword: b64(18),
-    dpDbPassword: b64(18),
-    apiToken: `cak_${b64(24)}`,
-    gatewayToken: `cgt_${b64(24)}`,
-    dataPlaneId: randomUUID(),
-    dataPlaneCredential: `cdp_${b64(32)}`,
-    encryptionKeys: `k1:${randomBytes(32).toString('base64')}`,
-    hmacKey: randomBytes(32).toString('base64'),
-  };
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(file, JSON.stringify(secrets, null, 2) + '\n', { mode: 0o600 });
-  return secrets;
+/** `node` arguments that run a worker entry: TypeScript through tsx's loader, with no build step. */
+export function workerCommand(module: string): string[] {
+  if (!TYPESCRIPT.has(extname(module))) return [module];
+  // Resolved from here, not from the user's project: it need not have tsx installed.
+  return ['--import', import.meta.resolve('tsx'), module];
 }
 
 export interface StackOptions {
@@ -54,13 +46,18 @@ export interface StackOptions {
   readonly postgres: PostgresServer;
   /** Folder for logs and generated secrets. */
   readonly dir: string;
+  /** The server programs (default: this repository's builds, `entryPoints`). */
+  readonly entryPoints?: Partial<ServerEntryPoints>;
   /** Number of control-plane replicas on the one database (default 1). */
   readonly controlPlaneReplicas?: number;
   /** Whether to start a gateway (default true). */
   readonly gateway?: boolean;
   /** Worker processes to start (default 1) and the module they run (default: the examples). */
   readonly workers?: number;
+  /** A JavaScript or TypeScript file that starts a worker (TypeScript runs through tsx, no build). */
   readonly workerModule?: string;
+  /** The workers' working directory (default: this process's). */
+  readonly workerCwd?: string;
   /** Extra environment for workers (e.g. a side-effect database for tests). */
   readonly workerEnv?: Record<string, string>;
   /** Extra environment for control-plane replicas (e.g. where they export traces). */
@@ -70,8 +67,8 @@ export interface StackOptions {
   readonly leaseTtlMs?: number;
   readonly heartbeatIntervalMs?: number;
   readonly sweepIntervalMs?: number;
-  /** Fixed ports for the first replica and the gateway (0 or absent: free ports). */
-  readonly ports?: { readonly cpHttp?: number; readonly cpGrpc?: number; readonly gateway?: number };
+  /** Fixed ports for the first replica, the gateway and the model server (0 or absent: free ports). */
+  readonly ports?: { readonly cpHttp?: number; readonly cpGrpc?: number; readonly gateway?: number; readonly mockLlm?: number };
   /**
    * Start the local model server (OpenAI-compatible and Mistral APIs, deterministic replies),
    * optionally with a script file; workers get its address as CAIRN_MOCK_LLM_URL. Tooling only: in
@@ -81,8 +78,17 @@ export interface StackOptions {
   /** Record every byte between the data plane and the control plane's gRPC port into this file. */
   readonly captureGrpcTo?: string;
   readonly logLevel?: string;
+  /** The workers' log level when it differs from `logLevel`. */
+  readonly workerLogLevel?: string;
   /** Called with each output line of each process, prefixed by its name. */
   readonly onLine?: (name: string, line: string) => void;
+  /**
+   * Keep every process running: one that exits unexpectedly is restarted with backoff, and `say`
+   * gets one line about it. A worker that fails to start waits for `restartWorkers()` (a changed
+   * file) when `workerStartFailure` is `wait`. Without it, processes that exit stay down (tests
+   * that kill them on purpose rely on that). Supervised processes run in their own process group.
+   */
+  readonly supervise?: { readonly say: (line: string) => void; readonly workerStartFailure?: 'retry' | 'wait' };
 }
 
 /** One control-plane replica. */
@@ -105,8 +111,12 @@ export interface Stack {
   readonly workers: ManagedProcess[];
   /** The local model server, when started (`mockLlmScript`). */
   readonly mockLlm: { readonly process: ManagedProcess; readonly url: string } | undefined;
+  /** The supervision of each process, by name (empty unless `supervise` was given). */
+  readonly supervisions: ReadonlyMap<string, Supervision>;
   /** Starts another worker process dialling replica `replica` (default: round robin). */
   startWorker(options?: { replica?: number; env?: Record<string, string> }): Promise<ManagedProcess>;
+  /** Restarts every supervised worker (after a change to its code), printing `reason`. */
+  restartWorkers(reason: string): Promise<void>;
   /** Environment a worker of this stack needs (for starting one by hand). */
   workerEnv(replica?: number): Record<string, string>;
   stop(): Promise<void>;
@@ -136,18 +146,38 @@ async function captureProxy(targetPort: number, file: string): Promise<{ port: n
   return { port: address.port, server };
 }
 
-async function waitHttp(url: string, timeoutMs: number, proc: ManagedProcess): Promise<void> {
+/**
+ * Waits until `url` answers 200. Rejects with a StartFailure (carrying what the process printed
+ * on stderr) when the process exits first; resolves 'timeout' when it is still not ready after
+ * `timeoutMs`.
+ */
+async function waitReady(url: string, timeoutMs: number, proc: ManagedProcess): Promise<'ready' | 'timeout'> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
-      const r = await fetch(url);
-      if (r.status === 200) return;
+      const r = await fetch(url, { signal: AbortSignal.timeout(5_000) });
+      await r.body?.cancel();
+      if (r.status === 200) return 'ready';
     } catch {
       // not listening yet
     }
-    if (!proc.running) throw new Error(`${proc.name} exited during start-up; see ${proc.logFile}:\n${proc.lines.slice(-20).join('\n')}`);
-    if (Date.now() > deadline) throw new Error(`${proc.name} was not ready at ${url} within ${timeoutMs} ms; see ${proc.logFile}`);
+    if (!proc.running) {
+      const exit = await proc.exitInfo;
+      const lines = proc.errorLines.length > 0 ? proc.errorLines : proc.lines;
+      throw new StartFailure(
+        `${proc.name} exited (${describeExit(exit)}) during start-up; see ${proc.logFile}:\n${lines.slice(-20).join('\n')}`,
+        lines.slice(-30),
+        exit,
+      );
+    }
+    if (Date.now() > deadline) return 'timeout';
     await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function waitHttp(url: string, timeoutMs: number, proc: ManagedProcess): Promise<void> {
+  if ((await waitReady(url, timeoutMs, proc)) === 'timeout') {
+    throw new Error(`${proc.name} was not ready at ${url} within ${timeoutMs} ms; see ${proc.logFile}`);
   }
 }
 
@@ -157,27 +187,76 @@ async function waitHttp(url: string, timeoutMs: number, proc: ManagedProcess): P
  */
 export async function startStack(options: StackOptions): Promise<Stack> {
   const started: ManagedProcess[] = [];
+  const supervisions: Supervision[] = [];
   const proxies: Server[] = [];
   try {
-    return await launch(options, started, proxies);
+    return await launch(options, started, supervisions, proxies);
   } catch (err) {
     // Leave nothing running when start-up fails half way.
+    await Promise.all(supervisions.map((s) => s.stop()));
     await Promise.all(started.map((p) => p.stop(5_000)));
     await Promise.all(proxies.map((p) => new Promise((r) => p.close(r))));
     throw err;
   }
 }
 
-async function launch(options: StackOptions, started: ManagedProcess[], proxies: Server[]): Promise<Stack> {
+async function launch(options: StackOptions, started: ManagedProcess[], supervisions: Supervision[], proxies: Server[]): Promise<Stack> {
   const dir = resolve(options.dir);
   mkdirSync(join(dir, 'logs'), { recursive: true });
-  const secrets = loadSecrets(dir);
   const pgServer = options.postgres;
-  const cpDatabaseUrl = await pgServer.createOwnedDatabase('cairn_cp', secrets.cpDbPassword);
-  const dpDatabaseUrl = await pgServer.createOwnedDatabase('cairn_dp', secrets.dpDbPassword);
+  const secrets = loadSecrets(dir, (role, password) => pgServer.url(role, { user: role, password }));
+  const cpDatabaseUrl = await pgServer.createOwnedDatabase(DATABASES.controlPlane, secrets.cpDbPassword);
+  const dpDatabaseUrl = await pgServer.createOwnedDatabase(DATABASES.dataPlane, secrets.dpDbPassword);
+  const servers: ServerEntryPoints = {
+    controlPlane: options.entryPoints?.controlPlane ?? entryPoints.controlPlane,
+    gateway: options.entryPoints?.gateway ?? entryPoints.gateway,
+    mockLlm: options.entryPoints?.mockLlm ?? entryPoints.mockLlm,
+  };
+  for (const [name, file] of Object.entries(servers) as Array<[string, string]>) {
+    if (!existsSync(file)) throw new Error(`The ${name} program ${file} is missing: build it first (pnpm build at the repository root).`);
+  }
   const logLevel = options.logLevel ?? 'info';
   const node = process.execPath;
   const onLine = (name: string) => (line: string) => options.onLine?.(name, line);
+  const supervise = options.supervise;
+  const spawnOptions = supervise ? { detached: true } : {};
+  const byName = new Map<string, Supervision>();
+
+  /** Starts a process and waits until it is ready; supervised, it is kept running from then on. */
+  const run = async (
+    proc: ManagedProcess,
+    ready: (proc: ManagedProcess) => Promise<void>,
+    haltTimeoutMs: number,
+    startFailure: 'retry' | 'wait' = 'retry',
+  ): Promise<void> => {
+    started.push(proc);
+    if (!supervise) {
+      proc.start();
+      await ready(proc);
+      return;
+    }
+    const service: Service = {
+      name: proc.name,
+      logFile: proc.logFile,
+      async launch() {
+        proc.start();
+        try {
+          await ready(proc);
+        } catch (err) {
+          await proc.stop(5_000);
+          throw err;
+        }
+        return { exited: proc.exitInfo };
+      },
+      async halt() {
+        await proc.stop(haltTimeoutMs);
+      },
+    };
+    const supervision = new Supervision(service, supervise.say, { onStartFailure: startFailure });
+    supervisions.push(supervision);
+    byName.set(proc.name, supervision);
+    await supervision.start();
+  };
 
   const cpEnvBase = {
     ...process.env,
@@ -194,21 +273,11 @@ async function launch(options: StackOptions, started: ManagedProcess[], proxies:
   };
 
   // Migrate and register the local data plane before anything dials in.
-  const migrate = spawnSync(node, [entryPoints.controlPlane, 'migrate'], { env: cpEnvBase, encoding: 'utf8' });
+  const migrate = spawnSync(node, [servers.controlPlane, 'migrate'], { env: cpEnvBase, encoding: 'utf8' });
   if (migrate.status !== 0) throw new Error(`control-plane migrations failed:\n${migrate.stderr}${migrate.stdout}`);
   const register = spawnSync(
     node,
-    [
-      entryPoints.controlPlane,
-      'data-planes',
-      'create',
-      '--name',
-      'local',
-      '--id',
-      secrets.dataPlaneId,
-      '--token',
-      secrets.dataPlaneCredential,
-    ],
+    [servers.controlPlane, 'data-planes', 'create', '--name', 'local', '--id', secrets.dataPlaneId, '--token', secrets.dataPlaneCredential],
     { env: cpEnvBase, encoding: 'utf8' },
   );
   if (register.status !== 0) throw new Error(`registering the local data plane failed:\n${register.stderr}${register.stdout}`);
@@ -222,12 +291,12 @@ async function launch(options: StackOptions, started: ManagedProcess[], proxies:
     const proc = new ManagedProcess(
       name,
       node,
-      [entryPoints.controlPlane],
+      [servers.controlPlane],
       { ...cpEnvBase, ...(options.controlPlaneEnv ?? {}), CAIRN_CP_HTTP_PORT: String(httpPort), CAIRN_CP_GRPC_PORT: String(grpcPort) },
       join(dir, 'logs', `${name}.log`),
       onLine(name),
-    ).start();
-    started.push(proc);
+      spawnOptions,
+    );
     let dialPort = grpcPort;
     if (options.captureGrpcTo) {
       const proxy = await captureProxy(grpcPort, options.captureGrpcTo);
@@ -236,7 +305,7 @@ async function launch(options: StackOptions, started: ManagedProcess[], proxies:
     }
     controlPlanes.push({ process: proc, httpUrl: `http://127.0.0.1:${httpPort}`, grpcAddress: `127.0.0.1:${dialPort}`, grpcPort });
   }
-  await Promise.all(controlPlanes.map((cp) => waitHttp(`${cp.httpUrl}/readyz`, 30_000, cp.process)));
+  await Promise.all(controlPlanes.map((cp) => run(cp.process, (p) => waitHttp(`${cp.httpUrl}/readyz`, 30_000, p), 10_000)));
 
   const dpEnv = {
     CAIRN_DATA_PLANE_ID: secrets.dataPlaneId,
@@ -256,7 +325,7 @@ async function launch(options: StackOptions, started: ManagedProcess[], proxies:
     gateway = new ManagedProcess(
       'gateway',
       node,
-      [entryPoints.gateway],
+      [servers.gateway],
       {
         ...process.env,
         ...dpEnv,
@@ -267,33 +336,34 @@ async function launch(options: StackOptions, started: ManagedProcess[], proxies:
       },
       join(dir, 'logs', 'gateway.log'),
       onLine('gateway'),
-    ).start();
-    started.push(gateway);
+      spawnOptions,
+    );
     gatewayUrl = `http://127.0.0.1:${port}`;
-    await waitHttp(`${gatewayUrl}/readyz`, 30_000, gateway);
+    await run(gateway, (p) => waitHttp(`${gatewayUrl}/readyz`, 30_000, p), 10_000);
   }
 
   let mockLlm: Stack['mockLlm'];
   if (options.mockLlm) {
-    const port = await freePort();
+    const port = options.ports?.mockLlm || (await freePort());
     const script = options.mockLlm.script ? ['--script', options.mockLlm.script] : [];
     const proc = new ManagedProcess(
       'mock-llm',
       node,
-      [entryPoints.mockLlm, '--port', String(port), ...script],
+      [servers.mockLlm, '--port', String(port), ...script],
       { ...process.env, CAIRN_LOG_LEVEL: logLevel },
       join(dir, 'logs', 'mock-llm.log'),
       onLine('mock-llm'),
-    ).start();
-    started.push(proc);
+      spawnOptions,
+    );
     mockLlm = { process: proc, url: `http://127.0.0.1:${port}` };
-    await waitHttp(`${mockLlm.url}/healthz`, 30_000, proc);
+    await run(proc, (p) => waitHttp(`${mockLlm!.url}/healthz`, 30_000, p), 10_000);
   }
 
   const workers: ManagedProcess[] = [];
   let nextReplica = 0;
   const workerEnv = (replica = 0): Record<string, string> => ({
     ...dpEnv,
+    ...(options.workerLogLevel ? { CAIRN_LOG_LEVEL: options.workerLogLevel } : {}),
     CAIRN_CP_GRPC_ADDRESS: controlPlanes[replica % controlPlanes.length]!.grpcAddress,
     ...(options.workerSlots ? { CAIRN_WORKER_SLOTS: String(options.workerSlots) } : {}),
     ...(options.suspendThresholdMs !== undefined ? { CAIRN_SUSPEND_THRESHOLD_MS: String(options.suspendThresholdMs) } : {}),
@@ -301,22 +371,36 @@ async function launch(options: StackOptions, started: ManagedProcess[], proxies:
     ...(options.workerEnv ?? {}),
   });
   let workerCount = 0;
+  const workerModule = options.workerModule ?? entryPoints.exampleWorker;
   const startWorker = async (o: { replica?: number; env?: Record<string, string> } = {}): Promise<ManagedProcess> => {
     const replica = o.replica ?? nextReplica++;
-    const name = `worker-${++workerCount}`;
+    workerCount++;
+    const name = supervise && (options.workers ?? 1) === 1 && workerCount === 1 ? 'worker' : `worker-${workerCount}`;
     const healthPort = await freePort();
     const proc = new ManagedProcess(
       name,
       node,
-      [options.workerModule ?? entryPoints.exampleWorker],
+      workerCommand(workerModule),
       { ...process.env, ...workerEnv(replica), CAIRN_WORKER_HEALTH_PORT: String(healthPort), ...(o.env ?? {}) },
       join(dir, 'logs', `${name}.log`),
       onLine(name),
-    ).start();
-    started.push(proc);
+      { ...spawnOptions, ...(options.workerCwd ? { cwd: options.workerCwd } : {}) },
+    );
     workers.push(proc);
     // Ready once connected to the control plane (the probe Kubernetes would use).
-    await waitHttp(`http://127.0.0.1:${healthPort}/readyz`, 60_000, proc);
+    const readyUrl = `http://127.0.0.1:${healthPort}/readyz`;
+    await run(
+      proc,
+      async (p) => {
+        if ((await waitReady(readyUrl, 60_000, p)) === 'ready') return;
+        if (!supervise) throw new Error(`${p.name} was not ready at ${readyUrl} within 60000 ms; see ${p.logFile}`);
+        // Still running: a worker that cannot reach the control plane yet keeps trying on its own.
+        supervise.say(`${p.name} is running but not connected to the control plane yet; see ${p.logFile}`);
+      },
+      // A worker drains first (it gives its runs back); the stack sets a short drain timeout.
+      30_000,
+      supervise?.workerStartFailure ?? 'retry',
+    );
     return proc;
   };
   // Workers start side by side: twenty of them one after another would take a long while.
@@ -331,13 +415,18 @@ async function launch(options: StackOptions, started: ManagedProcess[], proxies:
     gatewayUrl,
     workers,
     mockLlm,
+    supervisions: byName,
     startWorker,
     workerEnv,
+    async restartWorkers(reason) {
+      await Promise.all(workers.map((w) => byName.get(w.name)?.restart(reason) ?? Promise.resolve()));
+    },
     async stop() {
-      await Promise.all(workers.map((w) => w.stop(10_000)));
-      await gateway?.stop(10_000);
-      await mockLlm?.process.stop(10_000);
-      await Promise.all(controlPlanes.map((cp) => cp.process.stop(10_000)));
+      const stopOne = (p: ManagedProcess, timeoutMs: number): Promise<unknown> => byName.get(p.name)?.stop() ?? p.stop(timeoutMs);
+      await Promise.all(workers.map((w) => stopOne(w, 10_000)));
+      if (gateway) await stopOne(gateway, 10_000);
+      if (mockLlm) await stopOne(mockLlm.process, 10_000);
+      await Promise.all(controlPlanes.map((cp) => stopOne(cp.process, 10_000)));
       await Promise.all(proxies.map((p) => new Promise((r) => p.close(r))));
     },
   };

@@ -1,5 +1,6 @@
 import { CairnError, ErrorCodes, createLogger, isId, newId, type Logger } from '@cairn/common';
 import type { PayloadStore } from '@cairn/payload-store';
+import { RunStatus, type RunInfo } from '@cairn/proto';
 import { LogController, fastify, type FastifyError, type FastifyRequest } from 'fastify';
 import { TokenSet } from './auth.js';
 import type { GatewayConfig } from './config.js';
@@ -321,7 +322,9 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
         const { id, name } = request.params;
         const { signalId, run } = await runs.signal(id, name, request.body);
         // Without an answer from the control plane the signal was consumed by a waiting run, which was running then.
-        return reply.code(202).send({ runId: id, signal: name, signalId, status: run ? runStatusName(run.status) : 'running' });
+        return reply
+          .code(202)
+          .send({ runId: id, signal: name, signalId, status: run ? runStatusName(run.status) : 'running', ...notWaitingFor(run, name) });
       });
 
       // Answers to ctx.approval: a signal named approval.<name>[.<key digest>] whose body is the answer.
@@ -335,6 +338,7 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
           signal: signalName,
           signalId,
           status: run ? runStatusName(run.status) : 'running',
+          ...notWaitingFor(run, signalName),
         };
       };
       v1.post<{ Params: RunParams & { name: string } }>('/runs/:id/approvals/:name', async (request, reply) =>
@@ -533,6 +537,17 @@ function stepPosition(text: string): number {
     throw invalid(`step position ${JSON.stringify(text.slice(0, 40))} is not a whole number: positions count from 0`);
   }
   return Number(text);
+}
+
+/**
+ * `waiting: false` and the signal the run waits for instead (null: none, it sleeps or waits for a
+ * child), when the control plane answered that the run is suspended on something else: the signal
+ * is kept until a wait for its name consumes it, which a caller may not expect. Nothing is added
+ * when the run is queued or running (its code may ask for the name any moment) or was woken by it.
+ */
+function notWaitingFor(run: RunInfo | undefined, name: string): { waiting?: false; waitingFor?: string | null } {
+  if (run?.status !== RunStatus.SUSPENDED || run.waitingSignal === name) return {};
+  return { waiting: false, waitingFor: run.waitingSignal === '' ? null : run.waitingSignal };
 }
 
 /** Waits `ms`, or less when `signal` aborts. */

@@ -127,7 +127,8 @@ export function loadGatewayConfig(source: Record<string, string | undefined> = p
 
 /**
  * The environment of `main.js migrate`: the payload store's URL and key ring only (the migration
- * writes no sealed data, but a key ring that does not parse should stop a deploy before it rolls).
+ * writes no sealed data, but a key ring that does not parse, or does not match the store's key
+ * checks, should stop a deploy before it rolls).
  */
 export function loadMigrateConfig(source: Record<string, string | undefined> = process.env) {
   const raw = loadConfig(

@@ -19,3 +19,19 @@ test('RESOURCE_EXHAUSTED from the gRPC transport itself stays a retryable 503', 
   const error = fromServiceError('StartRun', failure(grpc.status.RESOURCE_EXHAUSTED, 'Received message larger than max'), 1000, true);
   assert.deepEqual([error.code, httpStatus(error)], ['CAIRN-1110', 503]);
 });
+
+test("the control plane's own code is not repeated in the message", () => {
+  const error = fromServiceError(
+    'SignalRun',
+    failure(
+      grpc.status.FAILED_PRECONDITION,
+      '[CAIRN-1108] run 5d0c… already ended (completed): signals can only be sent to a run that has not ended',
+    ),
+    1000,
+    true,
+  );
+  assert.equal(error.code, 'CAIRN-1108');
+  assert.equal(error.message, '[CAIRN-1108] run 5d0c… already ended (completed): signals can only be sent to a run that has not ended');
+  const missing = fromServiceError('DescribeRun', failure(grpc.status.NOT_FOUND, '[CAIRN-1105] run 5d0c… not found'), 1000, true);
+  assert.equal(missing.message, '[CAIRN-1105] run 5d0c… not found');
+});

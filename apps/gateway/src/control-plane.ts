@@ -178,7 +178,7 @@ function emptyResponse(): grpc.ServiceError {
 
 /** Converts a gRPC failure into a Cairn error; the HTTP edge maps the Cairn code to a status. */
 export function fromServiceError(method: string, err: grpc.ServiceError, timeoutMs: number, connected: boolean): ControlPlaneError {
-  const details = err.details || grpc.status[err.code] || 'no details';
+  let details = err.details || grpc.status[err.code] || 'no details';
   // A refusal the control plane coded itself (a project quota, a rate limit) keeps its code and
   // message, so the caller learns which limit and what to do; other RESOURCE_EXHAUSTED (grpc-js's
   // own limits) stay transport failures below.
@@ -189,6 +189,9 @@ export function fromServiceError(method: string, err: grpc.ServiceError, timeout
       return new ControlPlaneError(code, coded[2]!, err.code, err);
     }
   }
+  // The control plane's messages start with their own code, which the error made here carries
+  // again: without this a message would show it twice ("[CAIRN-1108] [CAIRN-1108] run … ended").
+  details = details.replace(/^\[CAIRN-\d{4}\] /, '');
   switch (err.code) {
     case grpc.status.NOT_FOUND:
       return new ControlPlaneError(ErrorCodes.NOT_FOUND, details, err.code, err);

@@ -150,6 +150,44 @@ describe(`the gateway process (${kind} Postgres)`, () => {
     assert.match(gw.lines.join('\n'), /"msg":"gateway stopped"/);
   });
 
+  it('refuses to start with keys that do not match the payload store, naming the key and echoing none', () => {
+    const calls = cp.recorded.length;
+    const wrongKeys = KeyRing.generateSpec('k1');
+    const wrongHmac = Hasher.generateSpec();
+    const r = spawnSync(process.execPath, ['--import', 'tsx', mainTs], {
+      cwd: repoRoot,
+      // A gateway set up with keys of its own (`openssl rand`) against the data plane's store.
+      env: { PATH: process.env['PATH'] ?? '', ...env, CAIRN_DP_ENCRYPTION_KEYS: wrongKeys, CAIRN_DP_HMAC_KEY: wrongHmac },
+      encoding: 'utf8',
+    });
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(
+      r.stderr,
+      /gateway cannot start: \[CAIRN-3006\] Encryption key "k1" in CAIRN_DP_ENCRYPTION_KEYS does not match the payload store: data sealed with k1 cannot be opened with it\. The HMAC key in CAIRN_DP_HMAC_KEY does not match/,
+    );
+    assert.match(r.stderr, /Use the same keys as the gateway and the other workers/);
+    for (const secret of [wrongKeys.slice(3), wrongHmac, env['CAIRN_DP_ENCRYPTION_KEYS']!.slice(3), env['CAIRN_DP_HMAC_KEY']!]) {
+      assert.ok(!r.stderr.includes(secret) && !r.stdout.includes(secret), 'a key was printed');
+    }
+    assert.doesNotMatch(r.stdout, /gateway listening/);
+    assert.equal(cp.recorded.length, calls, 'the control plane was called');
+
+    // The migration job (what a Helm upgrade runs first) stops the rollout the same way.
+    const m = spawnSync(process.execPath, ['--import', 'tsx', mainTs, 'migrate'], {
+      cwd: repoRoot,
+      env: { PATH: process.env['PATH'] ?? '', CAIRN_DP_DATABASE_URL: url, CAIRN_DP_ENCRYPTION_KEYS: wrongKeys },
+      encoding: 'utf8',
+    });
+    assert.equal(m.status, 1, m.stderr);
+    assert.match(m.stderr, /\[CAIRN-3006\] Encryption key "k1"/);
+    const ok = spawnSync(process.execPath, ['--import', 'tsx', mainTs, 'migrate'], {
+      cwd: repoRoot,
+      env: { PATH: process.env['PATH'] ?? '', CAIRN_DP_DATABASE_URL: url, CAIRN_DP_ENCRYPTION_KEYS: env['CAIRN_DP_ENCRYPTION_KEYS']! },
+      encoding: 'utf8',
+    });
+    assert.equal(ok.status, 0, ok.stderr);
+  });
+
   it('refuses to start with a bad environment, naming each variable and echoing no value', () => {
     const secret = Buffer.from('a-secret-but-short').toString('base64');
     const r = spawnSync(process.execPath, ['--import', 'tsx', mainTs], {

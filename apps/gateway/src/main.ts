@@ -10,8 +10,9 @@ const SHUTDOWN_GRACE_MS = 20_000;
 const USAGE = `usage: cairn-gateway [serve|migrate]
 
   serve     serves the data plane's HTTP API (the default)
-  migrate   applies the payload store's migrations and exits; needs only CAIRN_DP_DATABASE_URL and
-            CAIRN_DP_ENCRYPTION_KEYS (checked so a bad key ring stops a deploy early)
+  migrate   applies the payload store's migrations, compares the encryption keys with the store's
+            key checks, and exits; needs only CAIRN_DP_DATABASE_URL and CAIRN_DP_ENCRYPTION_KEYS
+            (so a bad key ring, or keys that do not match the store, stop a deploy early)
 
 Configuration comes from the environment; see apps/gateway/README.md.`;
 
@@ -34,9 +35,12 @@ async function migrate(): Promise<void> {
   try {
     const applied = await store.migrate();
     logger.info({ migrations: applied }, applied.length > 0 ? 'payload store migrated' : 'payload store already up to date');
+    const keys = await store.verifyKeys();
+    if (keys.recorded.length > 0) logger.info({ keyIds: keys.recorded }, 'recorded key checks in the payload store');
     process.stdout.write(`${JSON.stringify({ applied })}\n`);
   } catch (err) {
     logger.fatal({ err }, 'payload store migration failed');
+    if (err instanceof CairnError) process.stderr.write(`${err.message}\n`);
     process.exitCode = 1;
   } finally {
     await store.close();
@@ -67,6 +71,9 @@ async function serve(): Promise<void> {
     gateway = await startGateway(config, logger);
   } catch (err) {
     logger.fatal({ err }, 'gateway failed to start');
+    // A refusal (a key that does not match the payload store…) is for the person starting the
+    // gateway, who may not read JSON logs.
+    if (err instanceof CairnError) process.stderr.write(`gateway cannot start: ${err.message}\n`);
     process.exitCode = 1;
     return;
   }

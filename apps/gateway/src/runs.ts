@@ -418,12 +418,15 @@ function signalError(err: unknown, runId: string): CairnError {
   switch (err.code) {
     case ErrorCodes.NOT_FOUND:
       return runNotFound(runId);
-    case ErrorCodes.CONFLICT:
+    case ErrorCodes.CONFLICT: {
+      // Said once, with the final status when the control plane named it.
+      const status = /\((completed|failed|cancelled|terminated|timed_out)\)/.exec(err.rawMessage)?.[1];
       return new CairnError(
         ErrorCodes.CONFLICT,
-        `run ${runId} has already ended, so it cannot receive signals; the signal was not kept (${err.rawMessage})`,
+        `run ${runId} has already ended${status ? ` (${status})` : ''}, so it cannot receive signals; the signal was not kept`,
         { cause: err },
       );
+    }
     case ErrorCodes.UNAVAILABLE:
       return new CairnError(ErrorCodes.UNAVAILABLE, `control plane unreachable; the signal was not stored, retry (${err.rawMessage})`, {
         cause: err,

@@ -20,8 +20,9 @@ export interface RunningGateway {
 }
 
 /**
- * Connects the payload store (migrating it), dials the control plane and starts listening. What
- * `dist/main.js serve` runs.
+ * Connects the payload store (migrating it and comparing the gateway's keys with its key checks),
+ * dials the control plane and starts listening. What `dist/main.js serve` runs. A key that does
+ * not match the payload store rejects with `CAIRN-3006` before anything is served or dialled.
  */
 export async function startGateway(
   config: GatewayConfig,
@@ -32,6 +33,18 @@ export async function startGateway(
   try {
     const applied = await store.migrate();
     if (applied.length > 0) logger.info({ migrations: applied }, 'payload store migrated');
+    // A gateway with another key would seal inputs and signal bodies no worker can open.
+    const keys = await store.verifyKeys(config.hasher);
+    if (keys.recorded.length > 0 || keys.hmac === 'recorded') {
+      logger.info({ keyIds: keys.recorded, hmacKey: keys.hmac === 'recorded' }, 'recorded key checks in the payload store');
+    }
+    if (keys.absent.length > 0) {
+      logger.warn(
+        { keyIds: keys.absent },
+        'the payload store has key checks for key IDs missing from CAIRN_DP_ENCRYPTION_KEYS: data sealed under them cannot be read ' +
+          'through this gateway (add each such key after the active one; ignore this for keys retired on purpose)',
+      );
+    }
     controlPlane = new ControlPlane({
       address: config.cpAddress,
       credential: config.dpCredential,

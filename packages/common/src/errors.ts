@@ -31,6 +31,13 @@ export const ErrorCodes = {
    * version in the data plane: versions are immutable, so the change needs a new version.
    */
   SCHEMA_CONFLICT: 'CAIRN-1117',
+  // 113x — the local stack (`cairn dev`)
+  /** A setting of the local stack (flag, environment, cairn.config.json or package.json "cairn") is invalid. */
+  DEV_CONFIG_INVALID: 'CAIRN-1130',
+  /** A port the local stack needs is taken by another process. */
+  PORT_IN_USE: 'CAIRN-1131',
+  /** No local stack has run in this project folder yet (no .cairn/endpoints.json). */
+  DEV_STACK_NOT_FOUND: 'CAIRN-1132',
   // 2xxx — workflow execution
   NON_DETERMINISM: 'CAIRN-2001',
   STEP_FAILED: 'CAIRN-2002',
@@ -48,6 +55,12 @@ export const ErrorCodes = {
   RUN_NOT_FOUND: 'CAIRN-3004',
   /** A schedule's input payload is not in the payload store (it was deleted). */
   PAYLOAD_NOT_FOUND: 'CAIRN-3005',
+  /**
+   * An encryption or HMAC key a process was started with does not match the payload store's key
+   * check for it (another key was recorded under that ID first): data sealed or digested with it
+   * would be unreadable or different for the other processes of the data plane.
+   */
+  KEY_MISMATCH: 'CAIRN-3006',
   // 4xxx — control plane
   INTERNAL: 'CAIRN-4000',
   // 5xxx — protocol

@@ -27,6 +27,11 @@ export interface PostgresServer {
   createOwnedDatabase(name: string, password: string): Promise<string>;
   /** Runs a statement as superuser on the `postgres` database. */
   admin(sql: string, params?: unknown[]): Promise<pg.QueryResult>;
+  /**
+   * For a server started here: resolves when its process ends, for whatever reason (stop(), a
+   * crash, a kill), with its exit code or signal. Undefined for an existing server.
+   */
+  readonly exited?: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   stop(): Promise<void>;
 }
 
@@ -43,6 +48,11 @@ export interface EmbeddedOptions {
   onLog?: (line: string) => void;
   /** The server's connection limit (default 300). */
   maxConnections?: number;
+  /**
+   * Run the server in its own process group, so that a Ctrl-C in the terminal does not reach it
+   * directly and whoever started it can stop it after the processes that use it.
+   */
+  detached?: boolean;
 }
 
 const SUPERUSER = 'postgres';
@@ -133,13 +143,17 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions = {}): Prom
   const child = spawn(bin.postgres, ['-D', dataDir, '-p', String(port), ...flags], {
     stdio: ['ignore', 'pipe', 'pipe'],
     ...(owner ? { uid: owner.uid, gid: owner.gid } : {}),
+    ...(options.detached ? { detached: true } : {}),
   });
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) =>
+    child.once('exit', (code, signal) => r({ code, signal })),
+  );
   // The server is a child of this process: stop it when this process exits.
   const killOnExit = (): void => {
     child.kill('SIGINT');
   };
   process.once('exit', killOnExit);
+  void exited.then(() => process.removeListener('exit', killOnExit));
   await new Promise<void>((ready, fail) => {
     let output = '';
     const onData = (chunk: Buffer): void => {
@@ -152,7 +166,7 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions = {}): Prom
     child.stderr.on('data', onData);
     child.once('exit', (code) => fail(new Error(`PostgreSQL exited during start-up (code ${code}):\n${output.slice(-2000)}`)));
   });
-  return wrap('embedded', '127.0.0.1', port, { user: SUPERUSER, password }, async () => {
+  const server = await wrap('embedded', '127.0.0.1', port, { user: SUPERUSER, password }, async () => {
     process.removeListener('exit', killOnExit);
     if (child.exitCode === null && child.signalCode === null) {
       child.kill('SIGINT');
@@ -160,6 +174,7 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions = {}): Prom
     }
     if (!persistent) rmSync(dataDir, { recursive: true, force: true });
   });
+  return { ...server, exited };
 }
 
 /** Runs a command to completion, as `owner` when given; rejects with its output on failure. */

@@ -1,8 +1,16 @@
-import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import { CairnError, ErrorCodes } from '@cairn/common';
 
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
+/** What a key check seals: a fixed, public constant (a check reveals nothing but which key sealed it). */
+const KEY_CHECK_PLAINTEXT = Buffer.from('cairn payload store key check v1', 'utf8');
+/**
+ * HKDF salt of the HMAC key's check. Every other digest is HMAC(key, value) with the key in the
+ * key position; HKDF-Extract puts it in the message position under this salt, so no user-chosen
+ * value can make a digest equal to the check or the other way round.
+ */
+const HMAC_CHECK_SALT = Buffer.from('cairn/payload-store/hmac-key-check/v1', 'utf8');
 
 /** An encrypted value: the key it was sealed with and `iv || tag || ciphertext`. */
 export interface Sealed {
@@ -73,14 +81,45 @@ export class KeyRing {
     return this.#keys.has(keyId);
   }
 
+  /** The key IDs in the ring, the active one first. */
+  get keyIds(): readonly string[] {
+    return [...this.#keys.keys()];
+  }
+
+  /**
+   * A key check for `keyId`: a fixed constant sealed with that key (not the active one), bound to
+   * the key ID. Stored once per key ID in the payload store, it lets a process tell whether its key
+   * of that ID is the one the data was sealed with, without storing anything secret.
+   */
+  sealKeyCheck(keyId: string): Buffer {
+    return this.#sealWith(keyId, KEY_CHECK_PLAINTEXT, keyCheckAad(keyId)).blob;
+  }
+
+  /** Whether `check` (from {@link sealKeyCheck}) was sealed with this ring's key of that ID. */
+  opensKeyCheck(keyId: string, check: Buffer): boolean {
+    try {
+      return this.open({ keyId, blob: check }, keyCheckAad(keyId)).equals(KEY_CHECK_PLAINTEXT);
+    } catch {
+      return false;
+    }
+  }
+
   /** Seals `plain`, binding it to `aad` (the run and slot it belongs to) so blobs cannot be swapped. */
   seal(plain: Buffer, aad: string): Sealed {
-    const key = this.#keys.get(this.activeKeyId)!;
+    return this.#sealWith(this.activeKeyId, plain, aad);
+  }
+
+  #sealWith(keyId: string, plain: Buffer, aad: string): Sealed {
+    const key = this.#keys.get(keyId);
+    if (!key)
+      throw new CairnError(ErrorCodes.UNKNOWN_KEY, `Key ${JSON.stringify(keyId)} is not in CAIRN_DP_ENCRYPTION_KEYS.`, {
+        details: { keyId },
+      });
     const iv = randomBytes(IV_BYTES);
     const cipher = createCipheriv('aes-256-gcm', key, iv);
     cipher.setAAD(Buffer.from(aad, 'utf8'));
     const body = Buffer.concat([cipher.update(plain), cipher.final()]);
-    return { keyId: this.activeKeyId, blob: Buffer.concat([iv, cipher.getAuthTag(), body]) };
+    return { keyId, blob: Buffer.concat([iv, cipher.getAuthTag(), body]) };
   }
 
   /** Opens a sealed blob; throws a clear error for an unknown key or a tampered blob. */
@@ -90,9 +129,14 @@ export class KeyRing {
       throw new CairnError(
         ErrorCodes.UNKNOWN_KEY,
         `Data was encrypted with key ${JSON.stringify(sealed.keyId)}, which is not in CAIRN_DP_ENCRYPTION_KEYS. Add that key (after the active one) to read it.`,
+        { details: { keyId: sealed.keyId } },
       );
     }
-    if (sealed.blob.length < IV_BYTES + TAG_BYTES) throw new CairnError(ErrorCodes.DECRYPT_FAILED, 'Encrypted value is truncated.');
+    if (sealed.blob.length < IV_BYTES + TAG_BYTES) {
+      throw new CairnError(ErrorCodes.DECRYPT_FAILED, `Encrypted value is truncated (key ${sealed.keyId}).`, {
+        details: { keyId: sealed.keyId },
+      });
+    }
     const iv = sealed.blob.subarray(0, IV_BYTES);
     const tag = sealed.blob.subarray(IV_BYTES, IV_BYTES + TAG_BYTES);
     const decipher = createDecipheriv('aes-256-gcm', key, iv);
@@ -103,10 +147,8 @@ export class KeyRing {
     } catch (cause) {
       throw new CairnError(
         ErrorCodes.DECRYPT_FAILED,
-        `Encrypted value failed authentication (key ${sealed.keyId}): it was altered or belongs elsewhere.`,
-        {
-          cause,
-        },
+        `Encrypted value failed authentication (key ${sealed.keyId}): it was altered or belongs elsewhere, or the key of that ID in CAIRN_DP_ENCRYPTION_KEYS is not the one it was sealed with.`,
+        { cause, details: { keyId: sealed.keyId } },
       );
     }
   }
@@ -141,4 +183,17 @@ export class Hasher {
   digest(value: string): string {
     return createHmac('sha256', this.#key).update(value, 'utf8').digest('hex');
   }
+
+  /**
+   * A check value of this key (HKDF-SHA256 under a fixed salt, domain-separated from every
+   * digest): stored once in the payload store so a process can tell whether its HMAC key is the
+   * one the store's digests were made with. Reveals nothing about the key.
+   */
+  keyCheck(): Buffer {
+    return Buffer.from(hkdfSync('sha256', this.#key, HMAC_CHECK_SALT, 'key check', 32));
+  }
+}
+
+function keyCheckAad(keyId: string): string {
+  return `cairn:key-check:${keyId}`;
 }

@@ -22,6 +22,7 @@ export {
   type StoredTranscript,
   type TakenSignal,
 } from './store.js';
+export type { KeyCheckResult } from './key-checks.js';
 export { MAX_STREAM_PLAINTEXT_BYTES, packStreamEvents, unpackStreamEvents, type StreamEvent } from './stream.js';
 export {
   SCHEMA_CHANNEL,

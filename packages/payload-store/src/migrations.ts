@@ -153,4 +153,24 @@ CREATE TABLE dp_schemas (
 );
 `,
   },
+  // 7 is taken by another change; the runner applies every listed version it has not applied
+  // yet, in list order, so the gap is harmless.
+  {
+    version: 8,
+    name: 'key checks',
+    sql: `
+-- One check per key, recorded by the first process that starts with it: for each encryption key ID,
+-- a fixed constant sealed with that key; for the HMAC key (key_id ''), a keyed digest of a fixed
+-- constant. Nothing secret. A process whose key does not reproduce the check refuses to start, so a
+-- wrong key never seals or digests anything. Processes compare and record under an advisory lock,
+-- all their keys in one transaction, so of two racing first starts with different keys one is refused.
+CREATE TABLE dp_key_checks (
+  purpose text NOT NULL CHECK (purpose IN ('encryption', 'hmac')),
+  key_id text NOT NULL,
+  check_value bytea NOT NULL,
+  recorded_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (purpose, key_id)
+);
+`,
+  },
 ];

@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { CairnError, ErrorCodes, newId } from '@cairn/common';
-import type { KeyRing } from './crypto.js';
+import type { Hasher, KeyRing } from './crypto.js';
 import { type Sealed } from './crypto.js';
 import { decodeJson, encodeJson } from './json.js';
 import { SCHEMA_CHANNEL, readCatalogue, writeCatalogue, type CatalogueVersion, type CatalogueWrite } from './catalogue.js';
+import { verifyKeyChecks, type KeyCheckResult } from './key-checks.js';
 import { migrations } from './migrations.js';
 import { packStreamEvents, unpackStreamEvents, type StreamEvent } from './stream.js';
 
@@ -205,6 +206,8 @@ export class PayloadStore {
   readonly #pool: pg.Pool;
   readonly #keys: KeyRing;
   readonly #connectionString: string;
+  /** Key IDs that reproduced (or recorded) the store's key check in {@link verifyKeys}. */
+  readonly #verifiedKeyIds = new Set<string>();
 
   private constructor(options: PayloadStoreOptions) {
     this.#keys = options.keys;
@@ -265,13 +268,47 @@ export class PayloadStore {
     }
   }
 
+  /**
+   * Compares this process's keys with the store's key checks, recording a check for each key seen
+   * for the first time (see the package README): the encryption keys of this store's ring and, when
+   * given, the HMAC key. Call it after `migrate()` and before anything is sealed or digested; throws
+   * `CAIRN-3006` naming every key ID that does not match, so a process with a wrong key stops before
+   * it writes anything with it. Returns which keys were recorded or matched, and the key IDs other
+   * processes recorded that this ring lacks.
+   */
+  async verifyKeys(hasher?: Hasher): Promise<KeyCheckResult> {
+    const result = await verifyKeyChecks(this.#pool, this.#keys, hasher);
+    for (const keyId of this.#keys.keyIds) this.#verifiedKeyIds.add(keyId);
+    return result;
+  }
+
   #seal(value: unknown, aad: string, what: string): Sealed & { size: number } {
     const plain = encodeJson(value, what);
     return { ...this.#keys.seal(plain, aad), size: plain.length };
   }
 
   #open(keyId: string, blob: Buffer, aad: string): unknown {
-    return decodeJson(this.#keys.open({ keyId, blob }, aad));
+    return decodeJson(this.#openBytes({ keyId, blob }, aad));
+  }
+
+  /**
+   * Opens a sealed value. A value that fails authentication under a key that passed
+   * {@link verifyKeys} was damaged in the database (the key is the right one); the error says so
+   * (`details.keyVerified`), so a worker can tell damage from a misconfigured key.
+   */
+  #openBytes(sealed: Sealed, aad: string): Buffer {
+    try {
+      return this.#keys.open(sealed, aad);
+    } catch (err) {
+      if (err instanceof CairnError && err.code === ErrorCodes.DECRYPT_FAILED && this.#verifiedKeyIds.has(sealed.keyId)) {
+        throw new CairnError(
+          ErrorCodes.DECRYPT_FAILED,
+          `Encrypted value failed authentication although key ${sealed.keyId} matches the payload store's key check: the stored value was altered or belongs elsewhere.`,
+          { cause: err, details: { keyId: sealed.keyId, keyVerified: true } },
+        );
+      }
+      throw err;
+    }
   }
 
   /** Stores a new run's input. */
@@ -498,14 +535,14 @@ export class PayloadStore {
         const sealed =
           row.payload && row.key_id
             ? this.#keys.seal(
-                this.#keys.open({ keyId: row.key_id, blob: row.payload }, `${source.runId}:journal:${row.position}`),
+                this.#openBytes({ keyId: row.key_id, blob: row.payload }, `${source.runId}:journal:${row.position}`),
                 `${runId}:journal:${row.position}`,
               )
             : null;
         let errorRef: string | null = null;
         if (row.error_ref && row.err_key_id && row.err_payload) {
           errorRef = newId();
-          const plain = this.#keys.open({ keyId: row.err_key_id, blob: row.err_payload }, `${source.runId}:error:${row.error_ref}`);
+          const plain = this.#openBytes({ keyId: row.err_key_id, blob: row.err_payload }, `${source.runId}:error:${row.error_ref}`);
           const e = this.#keys.seal(plain, `${runId}:error:${errorRef}`);
           await client.query(
             'INSERT INTO dp_errors (error_ref, run_id, position, attempt, key_id, payload) VALUES ($1, $2, $3, $4, $5, $6)',
@@ -515,7 +552,7 @@ export class PayloadStore {
         let signalId: string | null = null;
         if (row.signal_id && row.sig_key_id && row.sig_body) {
           signalId = newId();
-          const plain = this.#keys.open({ keyId: row.sig_key_id, blob: row.sig_body }, `${source.runId}:signal:${row.signal_id}`);
+          const plain = this.#openBytes({ keyId: row.sig_key_id, blob: row.sig_body }, `${source.runId}:signal:${row.signal_id}`);
           const b = this.#keys.seal(plain, `${runId}:signal:${signalId}`);
           await client.query(
             'INSERT INTO dp_signals (signal_id, run_id, name, key_id, body, size, consumed_position) VALUES ($1, $2, $3, $4, $5, $6, $7)',
@@ -551,7 +588,7 @@ export class PayloadStore {
         [source.runId, source.position],
       );
       for (const t of transcripts.rows) {
-        const plain = this.#keys.open({ keyId: t.key_id, blob: t.payload }, `${source.runId}:transcript:${t.position}`);
+        const plain = this.#openBytes({ keyId: t.key_id, blob: t.payload }, `${source.runId}:transcript:${t.position}`);
         const s = this.#keys.seal(plain, `${runId}:transcript:${t.position}`);
         await client.query('INSERT INTO dp_transcripts (run_id, position, key_id, payload, size) VALUES ($1, $2, $3, $4, $5)', [
           runId,

@@ -45,25 +45,10 @@ export {
 } from './eval.js';
 export { AgentMaxTurnsError, type AgentOptions, type AgentResult, type AgentToolCall } from './agent.js';
 export { ApprovalTimeoutError, toApprovalResult, type ApprovalOptions, type ApprovalResult } from './approval.js';
-export {
-  DEFAULT_RETRY_POLICY,
-  mergeRetryPolicies,
-  resolveRetryPolicy,
-  retryDelay,
-  type ResolvedRetryPolicy,
-  type RetryPolicy,
-} from './retry.js';
-export { defineSignal, isSignalDefinition, type SignalDefinition } from './signal.js';
-export {
-  declareSchema,
-  issuePointer,
-  validateWithSchema,
-  type DeclaredSchema,
-  type JsonSchema,
-  type StandardJSONSchemaV1,
-  type StandardSchemaV1,
-} from './schema.js';
-export { describeIssues, toMilliseconds, type Duration, type SchemaIssue } from '@cairn/common/core';
+export { DEFAULT_RETRY_POLICY, resolveRetryPolicy, retryDelay, type ResolvedRetryPolicy, type RetryPolicy } from './retry.js';
+export { defineSignal, type SignalDefinition } from './signal.js';
+export { type DeclaredSchema, type JsonSchema, type StandardJSONSchemaV1, type StandardSchemaV1 } from './schema.js';
+export { toMilliseconds, type Duration, type SchemaIssue } from '@cairn/common/core';
 export {
   CancelledError,
   NonDeterminismError,
@@ -85,5 +70,6 @@ export {
  * ```
  */
 export { ChildWorkflowFailedError } from './errors.js';
+export { CairnError, ErrorCodes, type ErrorCodeString } from '@cairn/common/core';
 
 export const SDK_VERSION = '0.1.0';

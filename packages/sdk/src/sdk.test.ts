@@ -157,3 +157,12 @@ describe('approval answers', () => {
     assert.deepEqual(toApprovalResult({ approved: false, data: null }), { approved: false, data: null });
   });
 });
+
+describe('SDK_VERSION', () => {
+  it('is the version of the published package (scripts/sync-versions.mjs keeps them equal)', async () => {
+    const { readFileSync } = await import('node:fs');
+    const { SDK_VERSION } = await import('./index.js');
+    const manifest = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+    assert.equal(SDK_VERSION, manifest.version);
+  });
+});

@@ -1,7 +1,14 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
-import { Hasher, KeyRing } from '@cairn/payload-store';
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { dirname, join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { testPostgres, testPostgresKinds, uniqueDatabaseName, type PostgresServer } from '@cairn/local-postgres';
+import { Hasher, KeyRing, PayloadStore } from '@cairn/payload-store';
 import { loadWorkerConfig } from './config.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
 
 const good = {
   CAIRN_CP_GRPC_ADDRESS: '127.0.0.1:7233',
@@ -55,5 +62,80 @@ describe('worker configuration', () => {
         return true;
       },
     );
+  });
+});
+
+describe(`runWorkerFromEnv against a payload store with other keys (${testPostgresKinds()[0]!} Postgres)`, () => {
+  let server: PostgresServer;
+  let url: string;
+  const k1 = KeyRing.generateSpec('k1');
+  const hmac = Hasher.generateSpec();
+
+  before(async () => {
+    server = await testPostgres(testPostgresKinds()[0]!);
+    url = await server.createDatabase(uniqueDatabaseName('wenv'));
+    // The gateway (or the first worker) started with the data plane's keys.
+    const first = PayloadStore.connect({ connectionString: url, keys: KeyRing.parse(k1) });
+    await first.migrate();
+    await first.verifyKeys(Hasher.parse(hmac));
+    await first.close();
+  });
+  after(() => server.stop());
+
+  /** Runs a worker process the way a user's `node dist/worker.js` would. */
+  async function runWorker(env: Record<string, string>): Promise<{ status: number | null; stderr: string; dialled: number }> {
+    let dialled = 0;
+    const cp = createServer((socket) => {
+      dialled++;
+      socket.destroy();
+    });
+    await new Promise<void>((resolve) => cp.listen(0, '127.0.0.1', resolve));
+    const script = [
+      `const { runWorkerFromEnv } = await import(${JSON.stringify(pathToFileURL(join(here, 'config.ts')).href)});`,
+      `const { defineWorkflow } = await import('@cairn/sdk');`,
+      `await runWorkerFromEnv([defineWorkflow({ name: 'noop', version: '1' }, () => null)]);`,
+    ].join('\n');
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      cwd: join(here, '..'),
+      env: {
+        PATH: process.env['PATH'] ?? '',
+        ...good,
+        CAIRN_CP_GRPC_ADDRESS: `127.0.0.1:${(cp.address() as { port: number }).port}`,
+        CAIRN_DP_DATABASE_URL: url,
+        CAIRN_DP_ENCRYPTION_KEYS: k1,
+        CAIRN_DP_HMAC_KEY: hmac,
+        CAIRN_LOG_LEVEL: 'info',
+        ...env,
+      },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+    const status = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    await new Promise<void>((resolve) => cp.close(() => resolve()));
+    return { status, stderr, dialled };
+  }
+
+  it('exits 1 naming the encryption key ID that does not match, before dialling the control plane', async () => {
+    // What `CAIRN_DP_ENCRYPTION_KEYS=k1:$(openssl rand -base64 32)` on another machine gives.
+    const wrong = KeyRing.generateSpec('k1');
+    const r = await runWorker({ CAIRN_DP_ENCRYPTION_KEYS: wrong });
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(
+      r.stderr,
+      /worker stopped: \[CAIRN-3006\] Encryption key "k1" in CAIRN_DP_ENCRYPTION_KEYS does not match the payload store/,
+    );
+    assert.match(r.stderr, /Use the same keys as the gateway and the other workers/);
+    assert.ok(!r.stderr.includes(wrong.slice(3)), 'the key was printed');
+    assert.equal(r.dialled, 0);
+  });
+
+  it('exits 1 when the HMAC key does not match, before dialling the control plane', async () => {
+    const wrong = Hasher.generateSpec();
+    const r = await runWorker({ CAIRN_DP_HMAC_KEY: wrong });
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /\[CAIRN-3006\] The HMAC key in CAIRN_DP_HMAC_KEY does not match the payload store/);
+    assert.ok(!r.stderr.includes(wrong));
+    assert.equal(r.dialled, 0);
   });
 });

@@ -62,9 +62,10 @@ export function loadWorkerConfig(environment: Record<string, string | undefined>
 
 /**
  * Runs a worker configured from the environment: validates it, connects to the payload store,
- * applies its migrations, connects to the control plane and runs until SIGTERM/SIGINT, then
- * drains and exits. A configuration error is printed (naming each bad variable) and exits with
- * status 1.
+ * applies its migrations, compares its keys with the store's key checks, connects to the control
+ * plane and runs until SIGTERM/SIGINT, then drains and exits. A configuration error is printed
+ * (naming each bad variable) and exits with status 1, as does a key that does not match the
+ * payload store (`CAIRN-3006`, naming the key ID; nothing is dialled).
  *
  * @example
  * ```ts
@@ -138,7 +139,11 @@ export async function runWorkerFromEnv(
     await worker.run();
     health?.close();
   } catch (err) {
-    logger.fatal({ err: err instanceof CairnError ? err : CairnError.from(err, ErrorCodes.INTERNAL) }, 'worker stopped');
+    const error = err instanceof CairnError ? err : CairnError.from(err, ErrorCodes.INTERNAL);
+    logger.fatal({ err: error }, 'worker stopped');
+    // A refusal (a key that does not match the payload store, a bad credential…) is for the person
+    // starting the worker, who may not read JSON logs.
+    process.stderr.write(`worker stopped: ${error.message}\n`);
     await store.close().catch(() => undefined);
     process.exit(1);
   }
@@ -146,16 +151,23 @@ export async function runWorkerFromEnv(
 
 /**
  * Liveness and readiness probes for Kubernetes: `/healthz` answers 200 while the process runs;
- * `/readyz` answers 200 while the worker is connected to the control plane and not draining.
+ * `/readyz` answers 200 while the worker is connected to the control plane, not draining and able
+ * to open the payload store's data (after a run it could not open, 503 with the reason: a restart
+ * with the same keys would not help, so liveness stays 200).
  */
 async function serveHealth(worker: Worker, port: number, logger: Logger): Promise<Server> {
   const server = createServer((req, res) => {
-    const ready = worker.connected && !worker.draining;
+    const misconfiguration = worker.misconfiguration;
+    const ready = worker.connected && !worker.draining && misconfiguration === undefined;
+    const readiness =
+      misconfiguration !== undefined
+        ? { status: 'misconfigured', reason: misconfiguration }
+        : { status: ready ? 'ready' : worker.draining ? 'draining' : 'connecting' };
     const [status, body] =
       req.url === '/healthz'
         ? [200, { status: 'ok' }]
         : req.url === '/readyz'
-          ? [ready ? 200 : 503, { status: ready ? 'ready' : worker.draining ? 'draining' : 'connecting' }]
+          ? [ready ? 200 : 503, readiness]
           : [404, { status: 'not found' }];
     res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
   });

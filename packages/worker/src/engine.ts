@@ -35,8 +35,6 @@ import {
   StepFailedError,
   StepTimeoutError,
   TerminalError,
-  isSignalDefinition,
-  mergeRetryPolicies,
   resolveRetryPolicy,
   retryDelay,
   toApprovalResult,
@@ -66,11 +64,12 @@ import {
   type WorkflowInput,
   type WorkflowOutput,
   type ChildOptions,
-  validateWithSchema,
 } from '@cairn/sdk';
+import { isSignalDefinition, mergeRetryPolicies, validateWithSchema } from '@cairn/sdk/internal';
 import { DeterministicSource } from './determinism.js';
 import {
   errorInfo,
+  isKeyMisconfiguration,
   reviveError,
   runErrorCode,
   stepErrorCode,
@@ -162,7 +161,10 @@ export interface StepDefaults {
  * How an execution ended, which decides what the worker tells the control plane:
  * `completed`/`failed`/`cancelled`/`suspended`/`released` each map to one message; `lost` (the
  * lease is gone or a write was fenced) and `abandoned` (the payload store stayed unreachable) send
- * nothing, so the lease expires and the control plane dispatches the run again.
+ * nothing, so the lease expires and the control plane dispatches the run again. `misconfigured`:
+ * the run's data could not be opened with this process's encryption keys (a key ID it lacks, or a
+ * key that is not the one the data was sealed with); nothing was written for the run after that,
+ * and the worker gives it back for a correctly configured worker to take.
  */
 export type RunOutcome =
   | { readonly kind: 'completed'; readonly outputSize: number }
@@ -180,7 +182,8 @@ export type RunOutcome =
     }
   | { readonly kind: 'released' }
   | { readonly kind: 'lost' }
-  | { readonly kind: 'abandoned'; readonly error: unknown };
+  | { readonly kind: 'abandoned'; readonly error: unknown }
+  | { readonly kind: 'misconfigured'; readonly keyId: string | undefined; readonly error: CairnError };
 
 /** One execution of a run under one lease epoch. */
 export interface RunExecution {
@@ -336,7 +339,7 @@ interface ExecutionDeps {
 }
 
 /** Why an execution stopped running workflow code. */
-type Halt = 'settling' | 'suspend' | 'drain' | 'lost' | 'abandoned';
+type Halt = 'settling' | 'suspend' | 'drain' | 'lost' | 'abandoned' | 'misconfigured';
 
 /** Thrown inside the engine when the execution was halted; never reaches workflow code. */
 class HaltedError extends Error {
@@ -591,6 +594,19 @@ class Execution implements RunExecution {
     this.#finish({ kind: 'abandoned', error: err });
   }
 
+  /**
+   * This process's keys cannot open the run's data. Failing the run would be wrong (a correctly
+   * configured worker can run it) and would seal its error with a key that may itself be wrong, so
+   * the execution stops without another write.
+   */
+  #misconfigured(error: CairnError): void {
+    if (this.#finished) return;
+    const keyId = typeof error.details['keyId'] === 'string' ? error.details['keyId'] : undefined;
+    this.#log.error({ keyId, err: error }, `cannot open this run's data with this worker's encryption keys; giving the run back`);
+    this.#halt = 'misconfigured';
+    this.#finish({ kind: 'misconfigured', keyId, error });
+  }
+
   #finish(outcome: RunOutcome): void {
     if (this.#finished) return;
     this.#finished = true;
@@ -638,7 +654,9 @@ class Execution implements RunExecution {
       ({ run, journal } = await this.#write(() => store.acquire(this.runId, this.epoch)));
     } catch (err) {
       if (err instanceof HaltedError) return;
-      if (err instanceof CairnError && (err.code === ErrorCodes.DECRYPT_FAILED || err.code === ErrorCodes.UNKNOWN_KEY)) {
+      // A key problem stopped the execution in #write; what is left is a value damaged in the
+      // database, which no worker can open: the run fails, its error sealed with a verified key.
+      if (err instanceof CairnError && err.code === ErrorCodes.DECRYPT_FAILED) {
         await this.#failWith(err, ErrorCode.PAYLOAD_UNAVAILABLE);
         return;
       }
@@ -872,20 +890,25 @@ class Execution implements RunExecution {
 
   /**
    * Runs a payload-store operation. A FencedError means another epoch owns the run: the
-   * execution is lost. Connection errors are retried with backoff, then the run is abandoned.
-   * Other Cairn errors (unserializable values, decryption) go to the caller.
+   * execution is lost. Data this process's keys cannot open stops the execution as misconfigured.
+   * Connection errors are retried with backoff, then the run is abandoned. Other Cairn errors
+   * (unserializable values, a value damaged in the database) go to the caller.
    */
   async #write<T>(op: () => Promise<T>): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       // After a lost lease, a step attempt that was already running may still journal its result:
       // the fence refuses it if another epoch holds the run, and keeps it for replay otherwise.
-      if (this.#halt === 'abandoned' || (this.#halt === 'lost' && attempt > 0)) throw new HaltedError();
+      if (this.#halt === 'abandoned' || this.#halt === 'misconfigured' || (this.#halt === 'lost' && attempt > 0)) throw new HaltedError();
       try {
         return await op();
       } catch (err) {
         if (err instanceof FencedError) {
           this.#log.warn({ err }, 'journal write fenced: another worker holds this run now');
           this.lose();
+          throw new HaltedError();
+        }
+        if (isKeyMisconfiguration(err)) {
+          this.#misconfigured(err);
           throw new HaltedError();
         }
         if (err instanceof CairnError) throw err;

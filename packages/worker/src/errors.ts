@@ -114,6 +114,18 @@ export function runErrorCode(error: unknown): ErrorCode {
   return ErrorCode.APPLICATION;
 }
 
+/**
+ * Whether a payload-store error means this process's encryption keys cannot open the data — a
+ * misconfiguration another worker may not have — rather than a value damaged in the database. A
+ * value failing authentication under a key that matched the store's key check is damage; under a
+ * key nobody checked, it is as likely a wrong key.
+ */
+export function isKeyMisconfiguration(error: unknown): error is CairnError {
+  if (!(error instanceof CairnError)) return false;
+  if (error.code === ErrorCodes.UNKNOWN_KEY || error.code === ErrorCodes.KEY_MISMATCH) return true;
+  return error.code === ErrorCodes.DECRYPT_FAILED && error.details['keyVerified'] !== true;
+}
+
 /** Reads the closed code back from a stored run error (for re-reporting a finished run). */
 export function storedRunErrorCode(record: RunErrorRecord | undefined): ErrorCode {
   const name = record?.errorCode;

@@ -2,7 +2,5 @@
 // and keeps one outbound stream to the control plane.
 export { Worker, PROTOCOL_VERSION, type WorkerOptions } from './worker.js';
 export { runWorkerFromEnv, loadWorkerConfig, type WorkerConfig } from './config.js';
-export { Engine, type EngineOptions, type RunAssignment, type RunExecution, type RunOutcome, type StepDefaults } from './engine.js';
-export { SignalHub, SignalSubscription } from './signals.js';
-export { systemClock, type Clock, type ClockTimer } from './clock.js';
+export { Hasher, KeyRing, PayloadStore, type PayloadStoreOptions } from '@cairn/payload-store';
 export { createWorkerTracerProvider, type WorkerTracingOptions } from './telemetry.js';

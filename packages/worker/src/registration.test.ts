@@ -68,7 +68,6 @@ describe('Worker against a control plane that does not know its workflow version
   let store: PayloadStore;
   before(async () => {
     await cp.start();
-    // The worker catalogues its schemas in the payload store before it dials.
     server = await testPostgres(testPostgresKinds()[0]!);
     store = PayloadStore.connect({
       connectionString: await server.createDatabase(uniqueDatabaseName('registration')),
@@ -78,8 +77,8 @@ describe('Worker against a control plane that does not know its workflow version
   });
   after(async () => {
     cp.server.forceShutdown();
-    await store?.close();
-    await server?.stop();
+    await store.close();
+    await server.stop();
   });
 
   it('start() rejects naming the version and how to register it, and the worker does not redial', async () => {

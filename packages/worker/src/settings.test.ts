@@ -89,6 +89,8 @@ for (const kind of testPostgresKinds()) {
     let store: PayloadStore;
     let signals: SignalHub;
     let cp: FakeControlPlane;
+    // Every worker of a data plane has the same HMAC key (the payload store checks it at start).
+    const workerHasher = new Hasher(randomBytes(32));
 
     before(async () => {
       server = await testPostgres(kind);
@@ -276,7 +278,7 @@ for (const kind of testPostgresKinds()) {
         credential: 'token',
         dataPlaneId: '4f1c2b7e-9d7a-4c43-9a51-0e6f3b1d2c11',
         store,
-        hasher: new Hasher(randomBytes(32)),
+        hasher: workerHasher,
         workflows: [wf],
         logger: createLogger('worker-test', 'silent'),
       });
@@ -337,7 +339,7 @@ for (const kind of testPostgresKinds()) {
           credential: 'token',
           dataPlaneId: '4f1c2b7e-9d7a-4c43-9a51-0e6f3b1d2c11',
           store,
-          hasher: new Hasher(randomBytes(32)),
+          hasher: workerHasher,
           workflows: [def],
           logger: createLogger('worker-test', 'silent'),
           replaceChangedSchemas,

@@ -1,32 +1,149 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { describe, it } from 'node:test';
-import { createLogger } from '@cairn/common';
-import { freePort, testPostgres, testPostgresKinds, uniqueDatabaseName } from '@cairn/local-postgres';
+import { createServer, type Server } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import * as grpc from '@grpc/grpc-js';
+import { createLogger, newId } from '@cairn/common';
+import { freePort, testPostgres, testPostgresKinds, uniqueDatabaseName, type PostgresServer } from '@cairn/local-postgres';
 import { Hasher, KeyRing, PayloadStore } from '@cairn/payload-store';
+import {
+  AckSchema,
+  ConnectResponseSchema,
+  ReleaseReason,
+  RunTaskSchema,
+  WelcomeSchema,
+  WorkerService,
+  create,
+  grpcServiceDefinition,
+  type ConnectRequest,
+  type ConnectResponse,
+} from '@cairn/proto';
 import { defineWorkflow } from '@cairn/sdk';
 import { Worker, type WorkerOptions } from './worker.js';
 
 const logger = createLogger('worker-test', 'silent');
+const kind = testPostgresKinds()[0]!;
+const K1 = randomBytes(32);
+const HMAC = randomBytes(32);
+const ring = (...keys: Array<[string, Buffer]>): KeyRing => new KeyRing(keys.map(([id, key]) => ({ id, key })));
 
-async function options(overrides: Partial<WorkerOptions> = {}): Promise<WorkerOptions> {
+/** A TCP listener standing in for the control plane's address: it only counts who dials it. */
+async function countingListener(): Promise<{ address: string; connections: () => number; close: () => Promise<void> }> {
+  let connections = 0;
+  const server: Server = createServer((socket) => {
+    connections++;
+    socket.destroy();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
   return {
-    controlPlaneAddress: `127.0.0.1:${await freePort()}`,
-    credential: 'token',
-    dataPlaneId: '4f1c2b7e-9d7a-4c43-9a51-0e6f3b1d2c11',
-    // Unreachable unless a test gives its own.
-    store: PayloadStore.connect({
-      connectionString: 'postgres://nobody@127.0.0.1:1/none',
-      keys: new KeyRing([{ id: 'k1', key: randomBytes(32) }]),
-    }),
-    hasher: new Hasher(randomBytes(32)),
-    workflows: [defineWorkflow({ name: 'noop', version: '1' }, () => null)],
-    logger,
-    ...overrides,
+    address: `127.0.0.1:${port}`,
+    connections: () => connections,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
   };
 }
 
-describe('Worker', () => {
+/**
+ * A control plane speaking the real protocol over gRPC that welcomes the worker, acknowledges every
+ * request, pushes the run tasks a test asks for and records what the worker sends.
+ */
+class ScriptedControlPlane {
+  readonly server = new grpc.Server();
+  readonly received: ConnectRequest[] = [];
+  address = '';
+  #call: grpc.ServerDuplexStream<ConnectRequest, ConnectResponse> | undefined;
+  #waiters: Array<() => void> = [];
+
+  async start(): Promise<void> {
+    this.server.addService(grpcServiceDefinition(WorkerService), {
+      connect: (call: grpc.ServerDuplexStream<ConnectRequest, ConnectResponse>) => {
+        this.#call = call;
+        call.on('data', (request: ConnectRequest) => {
+          this.received.push(request);
+          if (request.message.case === 'hello') {
+            call.write(
+              create(ConnectResponseSchema, {
+                message: {
+                  case: 'welcome',
+                  value: create(WelcomeSchema, { sessionId: newId(), leaseTtlMs: 30_000, heartbeatIntervalMs: 60_000 }),
+                },
+              }),
+            );
+          } else {
+            call.write(
+              create(ConnectResponseSchema, { message: { case: 'ack', value: create(AckSchema, { sequence: request.sequence }) } }),
+            );
+          }
+          for (const wake of this.#waiters.splice(0)) wake();
+        });
+        call.on('error', () => undefined);
+        call.on('end', () => call.end());
+      },
+    });
+    const port = await new Promise<number>((resolve, reject) =>
+      this.server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    );
+    this.address = `127.0.0.1:${port}`;
+  }
+
+  push(runId: string, epoch: number, workflow: { name: string; version: string }): void {
+    const value = create(RunTaskSchema, {
+      runId,
+      epoch,
+      workflowName: workflow.name,
+      workflowVersion: workflow.version,
+      taskQueue: 'default',
+    });
+    this.#call!.write(create(ConnectResponseSchema, { message: { case: 'runTask', value } }));
+  }
+
+  /** Waits until the worker has sent a request matching `predicate`. */
+  async waitFor(predicate: (r: ConnectRequest) => boolean): Promise<ConnectRequest> {
+    for (;;) {
+      const found = this.received.find(predicate);
+      if (found) return found;
+      await new Promise<void>((resolve) => this.#waiters.push(resolve));
+    }
+  }
+}
+
+describe(`Worker (${kind} Postgres)`, () => {
+  let server: PostgresServer;
+  let url: string;
+  const stores: PayloadStore[] = [];
+
+  /** A payload store on the test database; the first process to verify keys there uses K1 and HMAC. */
+  function store(keys: KeyRing = ring(['k1', K1])): PayloadStore {
+    const s = PayloadStore.connect({ connectionString: url, keys, poolMax: 4 });
+    stores.push(s);
+    return s;
+  }
+
+  async function options(overrides: Partial<WorkerOptions> = {}): Promise<WorkerOptions> {
+    return {
+      controlPlaneAddress: `127.0.0.1:${await freePort()}`,
+      credential: 'token',
+      dataPlaneId: '4f1c2b7e-9d7a-4c43-9a51-0e6f3b1d2c11',
+      store: store(),
+      hasher: new Hasher(HMAC),
+      workflows: [defineWorkflow({ name: 'noop', version: '1' }, () => null)],
+      logger,
+      ...overrides,
+    };
+  }
+
+  before(async () => {
+    server = await testPostgres(kind);
+    url = await server.createDatabase(uniqueDatabaseName('worker'));
+    const first = store();
+    await first.migrate();
+    await first.verifyKeys(new Hasher(HMAC));
+  });
+  after(async () => {
+    await Promise.all(stores.map((s) => s.close()));
+    await server.stop();
+  });
+
   it('rejects invalid options naming each problem', async () => {
     assert.throws(
       () => new Worker({ ...({} as WorkerOptions), ...({ dataPlaneId: 'local', slots: 0, workflows: [] } as Partial<WorkerOptions>) }),
@@ -44,31 +161,80 @@ describe('Worker', () => {
   });
 
   it('start() waits for the control plane, and shutdown() ends that wait', async () => {
-    const server = await testPostgres(testPostgresKinds()[0]!);
-    const store = PayloadStore.connect({
-      connectionString: await server.createDatabase(uniqueDatabaseName('worker')),
-      keys: new KeyRing([{ id: 'k1', key: randomBytes(32) }]),
-    });
-    try {
-      await store.migrate();
-      const worker = new Worker(await options({ drainTimeoutMs: 1000, store }));
-      const started = assert.rejects(worker.start(), /shut down before it connected/);
-      // The schemas are catalogued, then the worker keeps dialling a control plane that is not there.
-      for (const giveUp = Date.now() + 10_000; (await store.catalogue('noop')).length === 0 && Date.now() < giveUp;) {
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
-      assert.equal(worker.connected, false);
-      await worker.shutdown();
-      await started;
-    } finally {
-      await store.close();
-      await server.stop();
-    }
+    const worker = new Worker(await options({ drainTimeoutMs: 1000 }));
+    const started = assert.rejects(worker.start(), /shut down before it connected/);
+    assert.equal(worker.connected, false);
+    await worker.shutdown();
+    await started;
   });
 
-  it('start() fails when the payload store cannot be reached to catalogue the schemas', async () => {
-    const worker = new Worker(await options());
-    await assert.rejects(worker.start(), /CAIRN-1110.*could not catalogue its workflow schemas.*CAIRN_DP_DATABASE_URL/);
-    await worker.shutdown();
+  for (const [what, overrides, names] of [
+    ['an encryption key', { store: () => store(ring(['k1', randomBytes(32)])) }, [/encryption key "k1" in CAIRN_DP_ENCRYPTION_KEYS/i]],
+    ['the HMAC key', { hasher: new Hasher(randomBytes(32)) }, [/HMAC key in CAIRN_DP_HMAC_KEY/]],
+  ] as const) {
+    it(`start() refuses ${what} that does not match the payload store, without dialling the control plane`, async () => {
+      const cp = await countingListener();
+      try {
+        const worker = new Worker(
+          await options({
+            controlPlaneAddress: cp.address,
+            ...('store' in overrides ? { store: overrides.store() } : { hasher: overrides.hasher }),
+          }),
+        );
+        await assert.rejects(worker.start(), (err: Error & { code?: string }) => {
+          assert.equal(err.code, 'CAIRN-3006');
+          for (const n of names) assert.match(err.message, n);
+          assert.ok(!err.message.includes(K1.toString('base64')));
+          return true;
+        });
+        assert.equal(worker.connected, false);
+        await worker.shutdown();
+        assert.equal(cp.connections(), 0, 'the control plane was dialled');
+      } finally {
+        await cp.close();
+      }
+    });
+  }
+
+  it('gives back a run whose data it cannot open, says why, and takes no more runs', async () => {
+    const cp = new ScriptedControlPlane();
+    await cp.start();
+    let ran = 0;
+    const wf = defineWorkflow({ name: 'count', version: '1' }, async (ctx) => ctx.step('count', () => ++ran));
+    // Sealed by a gateway rotated to k2; this worker has only k1.
+    const rotated = store(ring(['k2', randomBytes(32)], ['k1', K1]));
+    await rotated.verifyKeys(new Hasher(HMAC));
+    const unreadable = newId();
+    await rotated.createRun({ runId: unreadable, workflowName: wf.name, input: null });
+    const readable = newId();
+    await store().createRun({ runId: readable, workflowName: wf.name, input: null });
+
+    const worker = new Worker(await options({ controlPlaneAddress: cp.address, workflows: [wf] }));
+    try {
+      await worker.start();
+      assert.equal(worker.misconfiguration, undefined);
+      cp.push(unreadable, 1, wf);
+      const released = await cp.waitFor((r) => r.message.case === 'released' && r.message.value.runId === unreadable);
+      assert.equal(released.message.case === 'released' && released.message.value.reason, ReleaseReason.KEY_UNAVAILABLE);
+      // The control plane heard "no more runs" before the run came back, so it does not push it here again.
+      const noMore = cp.received.findIndex(
+        (r) => r.message.case === 'slots' && r.message.value.draining && r.message.value.freeSlots === 0,
+      );
+      assert.ok(noMore >= 0 && noMore < cp.received.indexOf(released), 'no-more-runs sent before the release');
+      assert.match(worker.misconfiguration ?? '', new RegExp(`Run ${unreadable}: its data cannot be opened with encryption key "k2"`));
+      assert.match(worker.misconfiguration ?? '', /same CAIRN_DP_ENCRYPTION_KEYS as the gateway/);
+      // Nothing crossed but IDs and the closed reason; the run was not failed.
+      assert.ok(!cp.received.some((r) => r.message.case === 'failed'));
+
+      // A task pushed before the control plane saw the update is handed back untried.
+      cp.push(readable, 1, wf);
+      const second = await cp.waitFor((r) => r.message.case === 'released' && r.message.value.runId === readable);
+      assert.equal(second.message.case === 'released' && second.message.value.reason, ReleaseReason.NO_SLOT);
+      assert.equal(ran, 0);
+      assert.equal((await store().getRun(readable))?.status, 'open');
+    } finally {
+      await worker.shutdown();
+      cp.server.forceShutdown();
+    }
   });
 });

@@ -168,6 +168,8 @@ export class Worker {
   #rejectRefused!: (error: Error) => void;
   /** The workflow version the control plane refused in its answer to this stream's Hello. */
   #helloRefusal: { readonly reason: RejectionReason; readonly workflow: string } | undefined;
+  /** Set once a run's data could not be opened with this worker's keys: it takes no more runs. */
+  #misconfiguration: string | undefined;
 
   constructor(options: WorkerOptions) {
     this.#options = options;
@@ -242,25 +244,39 @@ export class Worker {
     this.#refused.catch(() => undefined);
   }
 
-  /** Whether the stream is open and welcomed right now. */
   /** Whether the worker is draining (shutting down) and takes no more runs. */
   get draining(): boolean {
     return this.#draining;
   }
 
+  /** Whether the stream is open and welcomed right now. */
   get connected(): boolean {
     return this.#welcomed;
   }
 
   /**
-   * Writes its workflows' JSON Schemas to the payload store's schema catalogue, then connects to
-   * the control plane. Resolves once the first Welcome arrives; until then it keeps redialling in
-   * the background with backoff (100 ms doubling to 5 s, with jitter), so a control plane that
-   * starts later is fine. It rejects when a workflow version's schemas differ from the catalogued
-   * ones (CAIRN-1117: give the changed workflow a new version), when the control plane refuses the
-   * worker's configuration (bad credential, data plane mismatch, unsupported protocol, invalid
-   * Hello), or when `shutdown()` is called first. After the first Welcome the worker reconnects
-   * forever.
+   * Why the worker takes no more runs although it is running, or undefined while it takes them:
+   * a run's data could not be opened with its encryption keys (a key ID missing from
+   * CAIRN_DP_ENCRYPTION_KEYS, or a key that is not the one the data was sealed with). It gave that
+   * run back for a correctly configured worker; fix the keys and restart it. The text names the key
+   * ID and the run, never key material.
+   */
+  get misconfiguration(): string | undefined {
+    return this.#misconfiguration;
+  }
+
+  /**
+   * Compares the worker's encryption and HMAC keys with the payload store's key checks
+   * (`store.verifyKeys`), writes its workflows' JSON Schemas to the payload store's schema
+   * catalogue, then connects to the control plane. Resolves once the first Welcome
+   * arrives; until then it keeps retrying in the background with backoff (100 ms doubling to 5 s,
+   * with jitter), so a payload store or control plane that starts later is fine. It rejects only
+   * when a key does not match the payload store (`CAIRN-3006`, before anything is dialled), when a
+   * workflow version's schemas differ from the catalogued ones (`CAIRN-1117`: give the changed
+   * workflow a new version; also before anything is dialled), when
+   * the control plane refuses the worker's configuration (bad credential, data plane mismatch,
+   * unsupported protocol, invalid Hello), or when `shutdown()` is called first. After the first
+   * Welcome the worker reconnects forever.
    */
   async start(): Promise<void> {
     if (!this.#started) {
@@ -273,26 +289,7 @@ export class Worker {
         },
         'worker starting',
       );
-      this.#catalogueSchemas().then(
-        () => {
-          if (!this.#closed) this.#connect();
-        },
-        (err: unknown) => {
-          const error =
-            err instanceof CairnError
-              ? err
-              : new CairnError(
-                  ErrorCodes.UNAVAILABLE,
-                  `The worker could not catalogue its workflow schemas in the payload store: ${err instanceof Error ? err.message : String(err)}. ` +
-                    'Check that the payload store (CAIRN_DP_DATABASE_URL) is reachable and migrated.',
-                  { cause: err },
-                );
-          this.#logger.error({ err: error }, 'could not catalogue the workflow schemas; the worker does not start');
-          this.#closed = true;
-          this.#rejectFirstWelcome(error);
-          this.#rejectRefused(error);
-        },
-      );
+      void this.#verifyKeysThenConnect();
     }
     return this.#firstWelcome;
   }
@@ -316,6 +313,54 @@ export class Worker {
     if (result.replaced.length > 0)
       this.#logger.warn({ replaced: result.replaced }, 'changed schemas replaced in the catalogue (development)');
     this.#logger.info({ added: result.added.length, unchanged: result.unchanged.length }, 'workflow schemas catalogued');
+  }
+
+  /**
+   * A worker with a key that differs from the one the data plane uses would seal journal entries
+   * nobody else can open and digest keys differently: it must not take a single run. Its schemas
+   * are catalogued before it announces its workflows, so a gateway can check inputs for a version
+   * as soon as it can start runs.
+   */
+  async #verifyKeysThenConnect(): Promise<void> {
+    for (let delayMs = RECONNECT_MIN_MS; ; delayMs = Math.min(delayMs * 2, RECONNECT_MAX_MS)) {
+      if (this.#closed || this.#draining) return;
+      try {
+        const result = await this.#options.store.verifyKeys(this.#options.hasher);
+        if (result.recorded.length > 0 || result.hmac === 'recorded') {
+          this.#logger.info(
+            { keyIds: result.recorded, hmacKey: result.hmac === 'recorded' },
+            'recorded key checks in the payload store: the first process to use these keys',
+          );
+        }
+        if (result.absent.length > 0) {
+          this.#logger.warn(
+            { keyIds: result.absent },
+            'the payload store has key checks for key IDs missing from CAIRN_DP_ENCRYPTION_KEYS: runs with data sealed under them ' +
+              'cannot be opened here and will be given back (add each such key after the active one; ignore this for keys retired on purpose)',
+          );
+        }
+        await this.#catalogueSchemas();
+        break;
+      } catch (err) {
+        if (this.#closed || this.#draining) return;
+        if (err instanceof CairnError) {
+          this.#logger.error(
+            { err },
+            err.code === ErrorCodes.SCHEMA_CONFLICT
+              ? 'worker cannot start: its workflow schemas differ from those catalogued for the same versions'
+              : 'worker cannot start: its keys were refused by the payload store check',
+          );
+          this.#closed = true;
+          this.#rejectFirstWelcome(err);
+          this.#rejectRefused(err);
+          return;
+        }
+        const retryInMs = Math.round(delayMs * (0.8 + Math.random() * 0.4));
+        this.#logger.info({ err, retryInMs }, 'payload store not reachable yet; retrying');
+        await new Promise<void>((resolve) => setTimeout(resolve, retryInMs).unref());
+      }
+    }
+    this.#connect();
   }
 
   /**
@@ -562,7 +607,7 @@ export class Worker {
     clearInterval(this.#heartbeatTimer);
     this.#heartbeatTimer = setInterval(() => this.#heartbeat(interval), interval);
     this.#heartbeatTimer.unref();
-    if (this.#draining) this.#sendTransient({ case: 'slots', value: create(SlotsUpdateSchema, { freeSlots: 0, draining: true }) });
+    if (this.#draining || this.#misconfiguration !== undefined) this.#sendNoMoreRuns();
     for (const item of [...this.#outbox]) this.#send(item);
     this.#flushReports();
     this.#resolveFirstWelcome();
@@ -590,7 +635,31 @@ export class Worker {
   // ---- runs ----------------------------------------------------------------------------------
 
   #freeSlots(): number {
-    return this.#draining ? 0 : Math.max(0, this.#slots - this.#busy);
+    return this.#draining || this.#misconfiguration !== undefined ? 0 : Math.max(0, this.#slots - this.#busy);
+  }
+
+  /**
+   * Tells the control plane to push no more run tasks. `draining` is the protocol's one way to say
+   * so; a misconfigured worker is not shutting down, but for dispatch it is the same.
+   */
+  #sendNoMoreRuns(): void {
+    this.#sendTransient({ case: 'slots', value: create(SlotsUpdateSchema, { freeSlots: 0, draining: true }) });
+  }
+
+  /** A run's data could not be opened with this worker's keys: it takes no more runs from now on. */
+  #quarantine(runId: string, outcome: Extract<RunOutcome, { kind: 'misconfigured' }>): void {
+    if (this.#misconfiguration !== undefined) return;
+    const key = outcome.keyId === undefined ? 'its encryption keys' : `encryption key "${outcome.keyId}"`;
+    this.#misconfiguration =
+      `Run ${runId}: its data cannot be opened with ${key} of this worker (${outcome.error.code}). ` +
+      'The run was given back for a correctly configured worker; this worker takes no more runs. ' +
+      'Give it the same CAIRN_DP_ENCRYPTION_KEYS as the gateway and the other workers, and restart it.';
+    // Before the run's RunReleased, so the control plane does not hand the run straight back.
+    this.#sendNoMoreRuns();
+    this.#logger.error(
+      { runId, keyId: outcome.keyId, code: outcome.error.code },
+      `worker takes no more runs: a run's data cannot be opened with its encryption keys; fix CAIRN_DP_ENCRYPTION_KEYS and restart it`,
+    );
   }
 
   #onRunTask(task: RunTask): void {
@@ -611,6 +680,8 @@ export class Worker {
       this.#busy--;
     }
     if (this.#draining) return release(ReleaseReason.DRAINING);
+    // Pushed before the control plane processed our SlotsUpdate: not tried, so not a key problem.
+    if (this.#misconfiguration !== undefined) return release(ReleaseReason.NO_SLOT);
     if (this.#busy >= this.#slots) return release(ReleaseReason.NO_SLOT);
     const execution = this.#engine.start({
       runId: task.runId,
@@ -669,6 +740,10 @@ export class Worker {
         break;
       case 'released':
         message = { case: 'released', value: create(RunReleasedSchema, { ...run, reason: ReleaseReason.DRAINING }) };
+        break;
+      case 'misconfigured':
+        this.#quarantine(runId, outcome);
+        message = { case: 'released', value: create(RunReleasedSchema, { ...run, reason: ReleaseReason.KEY_UNAVAILABLE }) };
         break;
       case 'lost':
       case 'abandoned':

@@ -326,7 +326,7 @@ describe('the cairn CLI against a local stack', () => {
     assert.equal(sameKey.runId, fromFile.runId);
     assert.equal(sameKey.created, false);
 
-    const listed = await json<{ runs: Array<{ id: string; workflowName: string; status: string }> }>([
+    const listed = await json<{ runs: Array<{ runId: string; workflowName: string; status: string }> }>([
       'runs',
       'list',
       '--workflow',
@@ -334,13 +334,16 @@ describe('the cairn CLI against a local stack', () => {
       '--status',
       'completed',
     ]);
-    assert.ok(listed.runs.some((r) => r.id === greetRun));
+    // Every command names a run's ID runId, the control plane's list included.
+    assert.ok(listed.runs.some((r) => r.runId === greetRun));
+    assert.ok(listed.runs.every((r) => !('id' in r)));
     assert.ok(listed.runs.every((r) => r.workflowName === 'cli-greet' && r.status === 'completed'));
 
     const described = await json<{
-      run: { id: string; status: string };
+      run: { runId: string; status: string };
       timeline: Array<{ position: number; kind: string; name: string; status: string }>;
     }>(['runs', 'describe', greetRun]);
+    assert.equal(described.run.runId, greetRun);
     assert.equal(described.run.status, 'completed');
     assert.deepEqual(
       described.timeline.map((s) => [s.position, s.kind, s.name, s.status]),

@@ -7,8 +7,8 @@ import { examples } from '../help.js';
 import type { HttpClient } from '../http.js';
 import { formatMs, paintStatus, type Output } from '../output.js';
 
-/** A run as the control plane shows it (metadata only). */
-export interface RunView {
+/** A run as the control plane's REST API answers it (metadata only). */
+interface ApiRunView {
   id: string;
   workflowName: string;
   workflowVersion: string;
@@ -24,6 +24,30 @@ export interface RunView {
   forkedFromRunId: string | null;
   forkPosition: number | null;
   scheduleId: string | null;
+}
+
+/**
+ * A run as the CLI prints it: the control plane's view with its ID named `runId`, as in every
+ * other command's output (`runs start`, `runs result`, `runs signal`, `runs watch` events), so a
+ * script reads one name for one thing.
+ */
+export type RunView = Omit<ApiRunView, 'id'> & { runId: string };
+
+/** The control plane's run view with `id` renamed `runId` (first, as it comes first in the API). */
+export function runView(run: ApiRunView): RunView {
+  const { id, ...rest } = run;
+  return { runId: id, ...rest };
+}
+
+interface ApiDescribe {
+  run: ApiRunView;
+  timeline: TimelineCall[];
+  totals: Describe['totals'];
+}
+
+async function describeRun(ctx: Context, cp: HttpClient, id: string): Promise<Describe> {
+  const d = await cp.get<ApiDescribe>(runPath(ctx, id));
+  return { ...d, run: runView(d.run) };
 }
 
 export interface TimelineCall {
@@ -58,7 +82,7 @@ function printTimeline(out: Output, d: Describe): void {
   const c = out.c;
   const r = d.run;
   out.fields([
-    ['run', r.id],
+    ['run', r.runId],
     ['workflow', `${r.workflowName}@${r.workflowVersion}`],
     [
       'status',
@@ -95,7 +119,7 @@ export async function watchRun(ctx: Context, cp: HttpClient, id: string, interva
   let last: Describe | undefined;
   try {
     for (;;) {
-      const d = await cp.get<Describe>(runPath(ctx, id));
+      const d = await describeRun(ctx, cp, id);
       last = d;
       for (const t of d.timeline) {
         const key = `${t.status}:${t.attemptCount}`;
@@ -266,7 +290,7 @@ export function registerRuns(program: Command): void {
       'after',
       examples([
         ['failed or cancelled refunds', 'cairn runs list --workflow order-refund --status failed cancelled'],
-        ['IDs only', "cairn runs list -o json | jq -r '.runs[].id'"],
+        ['IDs only', "cairn runs list -o json | jq -r '.runs[].runId'"],
       ]),
     )
     .action(
@@ -289,8 +313,8 @@ export function registerRuns(program: Command): void {
         const bad = statuses.filter((s) => !RUN_STATUSES.includes(s));
         if (bad.length > 0) throw new CliError(ExitCode.USAGE, `Unknown status ${bad.join(', ')}: use ${RUN_STATUSES.join(', ')}.`);
         const cp = ctx.controlPlane();
-        const body = await ctx.out.spin('listing runs', () =>
-          cp.get<{ runs: RunView[]; nextCursor: string | null }>(ctx.projectPath('/runs'), {
+        const page = await ctx.out.spin('listing runs', () =>
+          cp.get<{ runs: ApiRunView[]; nextCursor: string | null }>(ctx.projectPath('/runs'), {
             status: statuses.length > 0 ? statuses.join(',') : undefined,
             workflow: opts.workflow,
             version: opts.version,
@@ -302,11 +326,12 @@ export function registerRuns(program: Command): void {
             cursor: opts.cursor,
           }),
         );
+        const body = { runs: page.runs.map(runView), nextCursor: page.nextCursor };
         ctx.out.data(body, () => {
           ctx.out.table(
             ['RUN', 'WORKFLOW', 'STATUS', 'CREATED', 'ENDED'],
             body.runs.map((r) => [
-              r.id,
+              r.runId,
               `${r.workflowName}@${r.workflowVersion}`,
               `${paintStatus(ctx.out.c, r.status)}${r.errorCode ? ` (${r.errorCode})` : ''}`,
               r.createdAt,
@@ -332,7 +357,7 @@ export function registerRuns(program: Command): void {
     .action(async (id: string, _opts: unknown, command: Command) => {
       const ctx = new Context(command);
       const cp = ctx.controlPlane();
-      const d = await ctx.out.spin(`describing run ${id}`, () => cp.get<Describe>(runPath(ctx, id)));
+      const d = await ctx.out.spin(`describing run ${id}`, () => describeRun(ctx, cp, id));
       ctx.out.data(d, () => printTimeline(ctx.out, d));
     });
 
@@ -371,10 +396,8 @@ export function registerRuns(program: Command): void {
       const ctx = new Context(command);
       const body = await readJsonInput(opts.data, opts.dataFile, 'signal body');
       const gw = ctx.gateway();
-      const res = await gw.post<{ runId: string; signal: string; signalId: string; status: string }>(
-        `/v1/runs/${encodeURIComponent(id)}/signals/${encodeURIComponent(name)}`,
-        body ?? null,
-      );
+      const res = await gw.post<SignalAnswer>(`/v1/runs/${encodeURIComponent(id)}/signals/${encodeURIComponent(name)}`, body ?? null);
+      warnIfNotWaiting(ctx, id, `the signal "${name}"`, res);
       ctx.out.data(res, () => ctx.out.line(`${ctx.out.c.green('✓')} signal ${name} sent to run ${id} (run ${res.status})`));
     });
 
@@ -400,9 +423,15 @@ export function registerRuns(program: Command): void {
           ...(data === undefined ? {} : { data }),
         };
         const gw = ctx.gateway();
-        const res = await gw.post<{ runId: string; approval: string; approved: boolean; status: string }>(
+        const res = await gw.post<SignalAnswer & { approval: string; approved: boolean }>(
           `/v1/runs/${encodeURIComponent(id)}/approvals/${encodeURIComponent(name)}/${decision}`,
           body,
+        );
+        warnIfNotWaiting(
+          ctx,
+          id,
+          `the approval "${name}"${opts.key === undefined ? ' without a key' : ' with that key'} (signal "${res.signal}")`,
+          res,
         );
         ctx.out.data(res, () =>
           ctx.out.line(
@@ -425,7 +454,7 @@ export function registerRuns(program: Command): void {
       .action(async (id: string, _opts: unknown, command: Command) => {
         const ctx = new Context(command);
         const cp = ctx.controlPlane();
-        const res = await cp.post<{ run: RunView }>(runPath(ctx, id, `/${op}`));
+        const res = { run: runView((await cp.post<{ run: ApiRunView }>(runPath(ctx, id, `/${op}`))).run) };
         ctx.out.data(res, () =>
           ctx.out.line(
             `${ctx.out.c.green('✓')} ${op === 'cancel' ? 'cancellation requested for' : 'terminated'} run ${id} (${paintStatus(ctx.out.c, res.run.status)})`,
@@ -449,22 +478,47 @@ export function registerRuns(program: Command): void {
     .action(async (id: string, opts: { fromStep: number; version?: string; watch?: boolean }, command: Command) => {
       const ctx = new Context(command);
       const cp = ctx.controlPlane();
-      const res = await cp.post<{ run: RunView }>(runPath(ctx, id, '/fork'), {
+      const forked = await cp.post<{ run: ApiRunView }>(runPath(ctx, id, '/fork'), {
         fromStep: opts.fromStep,
         ...(opts.version ? { workflowVersion: opts.version } : {}),
       });
+      const res = { run: runView(forked.run) };
       if (opts.watch) {
-        ctx.out.note(`forked run ${res.run.id} from ${id} at step ${opts.fromStep}`);
-        const d = await watchRun(ctx, cp, res.run.id, 500);
+        ctx.out.note(`forked run ${res.run.runId} from ${id} at step ${opts.fromStep}`);
+        const d = await watchRun(ctx, cp, res.run.runId, 500);
         if (d.run.status !== 'completed') process.exitCode = ExitCode.RUN_NOT_COMPLETED;
         return;
       }
       ctx.out.data(res, () =>
         ctx.out.line(
-          `${ctx.out.c.green('✓')} forked run ${ctx.out.c.bold(res.run.id)} from ${id} at step ${opts.fromStep} (${res.run.status})`,
+          `${ctx.out.c.green('✓')} forked run ${ctx.out.c.bold(res.run.runId)} from ${id} at step ${opts.fromStep} (${res.run.status})`,
         ),
       );
     });
+}
+
+/** The gateway's answer to a signal or an approval. */
+interface SignalAnswer {
+  runId: string;
+  signal: string;
+  signalId: string;
+  status: string;
+  /** false when the run is suspended waiting for something else; then `waitingFor` says what. */
+  waiting?: boolean;
+  waitingFor?: string | null;
+}
+
+/** A signal the run is not waiting for is kept, not lost: say so, since the sender may have meant another name. */
+function warnIfNotWaiting(ctx: Context, runId: string, what: string, answer: SignalAnswer): void {
+  if (answer.waiting !== false) return;
+  const c = ctx.out.ce;
+  const instead = answer.waitingFor
+    ? `it waits for the signal "${answer.waitingFor}"`
+    : 'it is suspended waiting for no signal (a timer, a retry or a child run)';
+  ctx.out.note(
+    `${c.yellow('warning:')} run ${runId} is not waiting for ${what}: ${instead}. ` +
+      `The signal is kept until the run waits for "${answer.signal}"; check the name if you meant another one.`,
+  );
 }
 
 interface Result {

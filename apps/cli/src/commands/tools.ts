@@ -1,9 +1,6 @@
-// residency report, replay, doctor, dev.
-import { spawn } from 'node:child_process';
+// residency report, replay, doctor.
 import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { Context } from '../context.js';
@@ -206,7 +203,7 @@ export function registerTools(program: Command): void {
         ['check a running refund against the new build', 'cairn replay 3f1c… -m dist/workflows.js'],
         [
           'in CI, for the last 20 runs',
-          "for r in $(cairn runs list --workflow order-refund --limit 20 -o json | jq -r '.runs[].id'); do cairn replay $r -m dist/workflows.js || exit 1; done",
+          "for r in $(cairn runs list --workflow order-refund --limit 20 -o json | jq -r '.runs[].runId'); do cairn replay $r -m dist/workflows.js || exit 1; done",
         ],
       ]),
     )
@@ -384,42 +381,6 @@ export function registerTools(program: Command): void {
         if (failed.length > 0) process.exitCode = ExitCode.CHECKS_FAILED;
       },
     );
-
-  program
-    .command('dev')
-    .description(
-      'Start the local stack: Postgres from npm, the control plane, a gateway and a worker running the examples (same as `pnpm dev`). Ctrl-C stops it.',
-    )
-    .option('--exit', 'run the examples and stop')
-    .option('--dir <path>', 'state folder (default .cairn, or CAIRN_DEV_DIR)')
-    .option('--verbose', "print every process's log lines")
-    .addHelpText(
-      'after',
-      examples([
-        ['start it', 'cairn dev'],
-        ['then point the CLI at it', 'cairn login --control-plane http://127.0.0.1:PORT --api-key-stdin < .cairn/api-key'],
-      ]),
-    )
-    .action(async (opts: { exit?: boolean; dir?: string; verbose?: boolean }) => {
-      const main = join(dirname(fileURLToPath(import.meta.resolve('@cairn/dev'))), 'main.js');
-      if (!existsSync(main)) {
-        throw new CliError(ExitCode.CONFIG, `The local stack is not built (${main} is missing).`, {
-          hint: 'Run `pnpm build` at the repository root first.',
-        });
-      }
-      const args = [
-        main,
-        ...(opts.exit ? ['--exit'] : []),
-        ...(opts.dir ? ['--dir', opts.dir] : []),
-        ...(opts.verbose ? ['--verbose'] : []),
-      ];
-      const child = spawn(process.execPath, args, { stdio: 'inherit' });
-      const forward = (signal: NodeJS.Signals) => () => child.kill(signal);
-      process.on('SIGINT', forward('SIGINT'));
-      process.on('SIGTERM', forward('SIGTERM'));
-      const code = await new Promise<number>((resolve) => child.on('exit', (c) => resolve(c ?? 1)));
-      process.exitCode = code;
-    });
 }
 
 function printReplay(ctx: Context, view: { runId: string; workflow: string; version: string | null; module: string } & ReplayResult): void {

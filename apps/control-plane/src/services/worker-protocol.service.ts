@@ -190,10 +190,19 @@ export class WorkerConnection {
         case 'cancelled':
           await this.outcome(sequence, { kind: 'cancelled', lease: lease(message.value) });
           return;
-        case 'released':
-          enumValue(message.value.reason, ReleaseReason, 'reason', true);
+        case 'released': {
+          const reason = enumValue(message.value.reason, ReleaseReason, 'reason', true);
           await this.outcome(sequence, { kind: 'released', lease: lease(message.value) });
+          if (reason === ReleaseReason.KEY_UNAVAILABLE) {
+            // Operators watching the control plane learn why the run was queued again and that this
+            // worker takes no more runs; which key, and why, is only in the worker's own logs.
+            this.logger.warn(
+              { runId: message.value.runId, epoch: message.value.epoch, reason: 'KEY_UNAVAILABLE' },
+              'worker gave a run back: it cannot open the run data with its encryption keys; the run is queued for another worker',
+            );
+          }
           return;
+        }
         case 'heartbeat':
           return;
         case 'startChild':

@@ -9,3 +9,5 @@ export {
 } from './test-environment.js';
 export { VirtualClock } from './virtual-clock.js';
 export { systemClock, type Clock, type ClockTimer } from '../clock.js';
+/** What the in-process control plane received for a step attempt (see `TestEnvironment.reportsFor`). */
+export type { StepReport } from '@cairn/proto';

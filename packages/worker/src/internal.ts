@@ -1,0 +1,7 @@
+// The engine without the control-plane stream, for the cairn CLI's replay and other tools of this
+// project. Published as `@cairn/worker/internal`; no compatibility promise.
+export { Engine, type EngineOptions, type RunAssignment, type RunExecution, type RunOutcome, type StepDefaults } from './engine.js';
+export { SignalHub, SignalSubscription } from './signals.js';
+export { systemClock, type Clock, type ClockTimer } from './clock.js';
+// Types the engine's interface names.
+export { ErrorCode, SuspendReason, type StepReport } from '@cairn/proto';
