@@ -9,7 +9,17 @@ const serverModules = ['pg', '@grpc/grpc-js', 'fastify', '@nestjs/*', 'pino', '@
 
 export default tseslint.config(
   {
-    ignores: ['**/node_modules/**', '**/dist/**', 'packages/proto/src/gen/**', '**/*.js', '**/*.mjs', '**/*.cjs', '.cairn/**'],
+    ignores: [
+      '**/node_modules/**',
+      '**/dist/**',
+      'packages/proto/src/gen/**',
+      'packages/client/src/gen/**',
+      'apps/cli/src/gen/**',
+      '**/*.js',
+      '**/*.mjs',
+      '**/*.cjs',
+      '.cairn/**',
+    ],
   },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
@@ -71,6 +81,24 @@ export default tseslint.config(
             { group: serverModules, message: 'The SDK a workflow author imports must pull in no server code.' },
           ],
           paths: [{ name: '@cairn/common', message: 'The SDK imports only @cairn/common/core (no logger or config libraries).' }],
+        },
+      ],
+    },
+  },
+  {
+    // The client runs in browsers too: fetch only, no Node module, no server code, the SDK for types only.
+    files: ['packages/client/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { group: ['node:*'], message: '@cairn/client runs in browsers: no Node modules.' },
+            { group: controlPlanePackages, message: 'The client must not import the control plane.' },
+            { group: [...serverModules, '@cairn/gateway'], message: 'The client must pull in no server code.' },
+            { group: ['@cairn/sdk'], message: 'The client reads workflow definitions structurally; import no SDK code.' },
+          ],
+          paths: [{ name: '@cairn/common', message: 'The client imports only @cairn/common/core (browser-safe).' }],
         },
       ],
     },

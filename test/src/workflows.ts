@@ -236,6 +236,23 @@ export const streamer = defineWorkflow({ name: 'streamer', version: '1' }, async
   return { text: reply.text };
 });
 
+/** For @cairn/client: typed input and output, an approval, then a signal. */
+export const clientOrder = defineWorkflow(
+  { name: 'client-order', version: '1' },
+  async (ctx, input: { orderId: string; amount: number }) => {
+    const answer = await ctx.approval<{ limit?: number }>('refund', { timeout: '1h' });
+    const note = await ctx.waitForSignal<{ text: string }>('note', { timeout: '1h' });
+    return {
+      orderId: input.orderId,
+      amount: input.amount,
+      approved: answer.approved,
+      by: answer.by ?? null,
+      limit: answer.data?.limit ?? null,
+      note: note.text,
+    };
+  },
+);
+
 /**
  * Four steps, each recording a side effect; step 2 differs between versions 1 and 2, so a fork onto
  * version 2 from position 2 shows the new behaviour while steps 0 and 1 are replayed from the journal.
@@ -378,6 +395,7 @@ export const allWorkflows = [
   forkDemoV1,
   forkDemoV2,
   streamer,
+  clientOrder,
   fiveSteps,
   manySteps,
   sleeper,

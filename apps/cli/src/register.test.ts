@@ -77,6 +77,12 @@ describe('registrations read from workflow definitions', () => {
       retry: { maximumInterval: 50_000, backoffCoefficient: 2, initialInterval: 500, maximumAttempts: 5 },
       timeouts: { run: 7 * 86_400_000, step: 30_000 },
       schedules: [{ cron: '0 9 * * MON-FRI', timezone: 'Europe/Paris' }],
+      source: 'api' as const,
+      registeredAt: '2026-12-01T09:00:00.000Z',
+      registeredBy: null,
+      deprecated: false,
+      deprecatedAt: null,
+      deprecatedBy: null,
     };
     assert.deepEqual(differingFields(stored, registration), []);
     assert.deepEqual(differingFields({ ...stored, inputSchemaDigest: null, timeouts: { run: null, step: 30_000 } }, registration), [

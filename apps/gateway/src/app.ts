@@ -1,16 +1,29 @@
-import { CairnError, ErrorCodes, createLogger, isId, newId, type Logger } from '@cairn/common';
-import type { PayloadStore } from '@cairn/payload-store';
+import { CairnError, ErrorCodes, createLogger, newId, type Logger } from '@cairn/common';
+import type { PayloadStore, SequencedStreamEvent } from '@cairn/payload-store';
 import { RunStatus, type RunInfo } from '@cairn/proto';
-import { LogController, fastify, type FastifyError, type FastifyRequest } from 'fastify';
+import { LogController, fastify, type FastifyError, type FastifyReply, type FastifyRequest, type onRequestHookHandler } from 'fastify';
+import { API, ROUTES, buildOpenApi, parseRequest, type ReplyOf, type RequestInput, type RouteSpec } from './api.js';
 import { TokenSet } from './auth.js';
 import type { GatewayConfig } from './config.js';
 import type { ControlPlane } from './control-plane.js';
-import { errorBody, errorBodyOf, httpStatus, invalid, storeError } from './errors.js';
+import { errorBody, httpStatus, invalid, issuesOf, storeError } from './errors.js';
 import { readJournal } from './journal.js';
 import { parseJsonBody } from './json.js';
-import { IDEMPOTENCY_KEY_MAX_LENGTH, RunService, assertRunId, type ApprovalAnswer, type RunWithResult } from './runs.js';
-import { StreamHub, sseEvent } from './stream.js';
+import { RunService, type ApprovalAnswer, type RunWithResult } from './runs.js';
+import { DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS } from './schemas.js';
+import { StreamCursor, StreamHub, sseEvent } from './stream.js';
 import { isFinal, runStatusName, runView, stepView } from './views.js';
+
+export { ROUTES, MAX_WAIT_SECONDS, DEFAULT_WAIT_SECONDS };
+
+/** A handler took the response over (Server-Sent Events): nothing more to send. */
+const HIJACKED = Symbol('hijacked');
+
+type Handler<R extends RouteSpec> = (
+  input: RequestInput<R>,
+  request: FastifyRequest,
+  reply: FastifyReply,
+) => Promise<ReplyOf<R> | typeof HIJACKED>;
 
 /** What the gateway talks to. The caller owns them and closes them after the gateway. */
 export interface GatewayDeps {
@@ -20,32 +33,6 @@ export interface GatewayDeps {
   /** Aborted when the process starts shutting down: readiness turns 503 and long polls end. */
   readonly shutdownSignal?: AbortSignal;
 }
-
-/** Every route, for the hint of a 404. */
-export const ROUTES: readonly string[] = [
-  'GET /healthz',
-  'GET /readyz',
-  'POST /v1/runs',
-  'GET /v1/runs/:id',
-  'GET /v1/runs/:id/result?wait=SECONDS',
-  'GET /v1/runs/:id/steps',
-  'GET /v1/runs/:id/journal',
-  'GET /v1/runs/:id/steps/:position',
-  'GET /v1/runs/:id/steps/:position/transcript',
-  'GET /v1/runs/:id/stream',
-  'POST /v1/runs/:id/signals/:name',
-  'POST /v1/runs/:id/approvals/:name',
-  'POST /v1/runs/:id/approvals/:name/approve',
-  'POST /v1/runs/:id/approvals/:name/reject',
-  'POST /v1/runs/:id/cancel',
-  'POST /v1/payloads',
-  'GET /v1/payloads/:id',
-  'DELETE /v1/payloads/:id',
-];
-
-/** Long polls wait at most this long, and this long by default. */
-export const MAX_WAIT_SECONDS = 60;
-export const DEFAULT_WAIT_SECONDS = 30;
 
 /** A stream client hears a comment this often when nothing else happens, so proxies keep it open. */
 export const STREAM_KEEPALIVE_MS = 15_000;
@@ -58,10 +45,6 @@ const STREAM_MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
 
 const READY_TIMEOUT_MS = 2_000;
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
-const START_FIELDS = new Set(['workflow', 'version', 'input', 'idempotencyKey', 'concurrencyKey', 'priority']);
-const APPROVAL_FIELDS = new Set(['approved', 'by', 'comment', 'data', 'key']);
-/** The longest `by` of an approval answer. */
-export const APPROVAL_BY_MAX_LENGTH = 200;
 
 interface RunParams {
   id: string;
@@ -151,7 +134,7 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
         .code(500)
         .send(errorBody(ErrorCodes.INTERNAL, `internal error in the gateway (request ${request.id}); the gateway's logs have the details`));
     }
-    return reply.code(status).send(errorBodyOf(cairn));
+    return reply.code(status).send(errorBody(cairn.code, cairn.rawMessage, status === 400 ? issuesOf(cairn) : undefined));
   });
 
   app.setNotFoundHandler((request, reply) => {
@@ -161,247 +144,264 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
       .send(errorBody(ErrorCodes.NOT_FOUND, `no route for ${request.method} ${path}. The gateway serves: ${ROUTES.join(', ')}.`));
   });
 
-  app.get('/healthz', () => ({ status: 'ok' }));
+  const auth: onRequestHookHandler = (request, _reply, next) => {
+    try {
+      tokens.check(request.headers.authorization);
+    } catch (err) {
+      next(err as CairnError);
+      return;
+    }
+    next();
+  };
+  const openapi = buildOpenApi();
+  // Registers a route of the table: its request is validated by the route's schemas before the handler runs.
+  const route = <R extends RouteSpec>(spec: R, handler: NoInfer<Handler<R>>): void => {
+    app.route({
+      method: spec.method,
+      url: spec.path,
+      ...(spec.auth ? { onRequest: auth as never } : {}),
+      handler: async (request, reply) => {
+        const input = parseRequest(spec, request);
+        const answer = await handler(input, request, reply);
+        if (answer === HIJACKED) return;
+        return (reply as FastifyReply).code(answer.status).send(('body' in answer ? answer.body : undefined) as never);
+      },
+    });
+  };
 
-  app.get('/readyz', async (_request, reply) => {
-    if (shutdown.signal.aborted) return reply.code(503).send({ status: 'shutting_down' });
+  route(API.health, () => Promise.resolve({ status: 200, body: { status: 'ok' } }));
+
+  route(API.ready, async () => {
+    if (shutdown.signal.aborted) return { status: 503, body: { status: 'shutting_down' } };
     try {
       await withTimeout(deps.store.ping(), READY_TIMEOUT_MS);
-      return { status: 'ok' };
+      return { status: 200, body: { status: 'ok' } };
     } catch {
-      return reply.code(503).send({ status: 'unavailable', reason: 'the payload store (CAIRN_DP_DATABASE_URL) does not answer' });
+      return { status: 503, body: { status: 'unavailable', reason: 'the payload store (CAIRN_DP_DATABASE_URL) does not answer' } };
     }
   });
 
-  void app.register(
-    (v1, _options, done) => {
-      v1.addHook('onRequest', (request, _reply, next) => {
+  route(API.openapi, () => Promise.resolve({ status: 200, body: openapi }));
+
+  route(API.startRun, async ({ body, headers }) => {
+    const fromHeader = headers['idempotency-key'];
+    const idempotencyKey = body.idempotencyKey ?? undefined;
+    if (fromHeader !== undefined && idempotencyKey !== undefined && fromHeader !== idempotencyKey) {
+      throw invalid('the Idempotency-Key header and the idempotencyKey field differ: send the key once');
+    }
+    const { created, run } = await runs.start({
+      workflow: body.workflow,
+      version: body.version,
+      input: body.input,
+      idempotencyKey: idempotencyKey ?? fromHeader,
+      concurrencyKey: body.concurrencyKey ?? undefined,
+      priority: body.priority,
+    });
+    return {
+      status: created ? 201 : 200,
+      body: {
+        runId: run.runId,
+        workflow: run.workflowName,
+        version: run.workflowVersion === '' ? null : run.workflowVersion,
+        status: runStatusName(run.status),
+        created,
+      },
+    };
+  });
+
+  route(API.getRun, async ({ params }) => {
+    const { run, output, error } = await runs.get(params.id);
+    return { status: 200, body: { run: runView(run), ...result(output, error) } };
+  });
+
+  route(API.runResult, async ({ params, query }, _request, reply) => {
+    const waitMs = Math.round((query.wait ?? DEFAULT_WAIT_SECONDS) * 1000);
+    const aborted = new AbortController();
+    const onShutdown = () => aborted.abort();
+    shutdown.signal.addEventListener('abort', onShutdown, { once: true });
+    // The caller hung up: stop waiting on its behalf.
+    reply.raw.once('close', () => aborted.abort());
+    try {
+      const { final, run, output, error } = await runs.result(params.id, waitMs, aborted.signal);
+      const status = runStatusName(run.status);
+      if (!final) return { status: 202, body: { runId: run.runId, status } };
+      return { status: 200, body: { runId: run.runId, status, ...result(output, error) } };
+    } finally {
+      shutdown.signal.removeEventListener('abort', onShutdown);
+    }
+  });
+
+  route(API.listSteps, async ({ params }) => {
+    const { run, steps } = await runs.describe(params.id);
+    return { status: 200, body: { runId: run.runId, steps: steps.map(stepView) } };
+  });
+
+  // The whole journal (input, seed, recorded values), read-only, for `cairn replay`.
+  route(API.getJournal, async ({ params }) => ({ status: 200, body: await readJournal(deps.store, params.id) }));
+
+  route(API.getStep, async ({ params }) => ({ status: 200, body: await runs.entry(params.id, params.position) }));
+
+  route(API.getTranscript, async ({ params }) => ({
+    status: 200,
+    body: await runs.transcript(params.id, params.position),
+  }));
+
+  // Server-Sent Events: model text as it streams, from the payload store (data plane only), until
+  // the run ends. Every event carries its sequence number as its id; a client that reconnects with
+  // Last-Event-ID gets what came after it, read back from the store, then the live events.
+  route(API.streamRun, async ({ params, query, headers }, request, reply) => {
+    const runId = params.id;
+    // EventSource sends the header when it reconnects, while the URL keeps the lastEventId it began with.
+    const after = headers['last-event-id'] ?? query.lastEventId ?? 0;
+    const started = Date.now();
+    const pending: string[] = [];
+    let send: (chunk: string) => void = (chunk) => void pending.push(chunk);
+    const stop = new AbortController();
+    const emit = (e: SequencedStreamEvent): void => {
+      if (e.type === 'delta') send(sseEvent('delta', { position: e.position, name: e.name, attempt: e.attempt, text: e.text }, e.seq));
+      else send(sseEvent('model-done', { position: e.position, name: e.name, attempt: e.attempt }, e.seq));
+    };
+    const cursor = new StreamCursor(deps.store, runId, after, emit, (err) => {
+      // The client resumes after the last event it got when it reconnects: close rather than skip.
+      request.log.warn({ runId, code: storeError(err).code }, 'stream: could not read stored events; closing the stream');
+      stop.abort();
+    });
+    // Listen first, then read the backlog and look at the run: nothing committed in between is missed.
+    const unsubscribe = await hub.subscribe(runId, cursor.listener).catch((err: unknown) => {
+      throw storeError(err);
+    });
+    let status;
+    try {
+      status = (await runs.describe(runId)).run.status;
+    } catch (err) {
+      cursor.close();
+      unsubscribe();
+      throw err;
+    }
+    const onShutdown = () => stop.abort();
+    shutdown.signal.addEventListener('abort', onShutdown, { once: true });
+    reply.hijack();
+    const raw = reply.raw;
+    raw.on('close', () => stop.abort());
+    raw.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache, no-transform',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no',
+      'x-request-id': request.id,
+    });
+    send = (chunk) => {
+      if (raw.writableEnded || raw.destroyed) return;
+      if (raw.writableLength > STREAM_MAX_BUFFERED_BYTES) {
+        request.log.warn({ runId }, 'stream client reads too slowly; disconnecting it');
+        raw.destroy();
+        stop.abort();
+        return;
+      }
+      raw.write(chunk);
+    };
+    send(`retry: 3000\n: streaming run ${runId}\n\n`);
+    for (const chunk of pending.splice(0)) send(chunk);
+    const keepAlive = setInterval(() => send(': keep-alive\n\n'), STREAM_KEEPALIVE_MS);
+    try {
+      await cursor.fill();
+      while (!isFinal(status) && !stop.signal.aborted) {
         try {
-          tokens.check(request.headers.authorization);
+          status = (await runs.wait(runId, STREAM_WAIT_MS, stop.signal)).status;
         } catch (err) {
-          next(err as CairnError);
-          return;
+          if (stop.signal.aborted) break;
+          // The control plane is away: local output keeps streaming; ask again shortly.
+          request.log.warn({ runId, code: CairnError.from(err).code }, 'stream: could not learn the run status; retrying');
+          await pause(1_000, stop.signal);
         }
-        next();
-      });
-
-      v1.post('/runs', async (request, reply) => {
-        const body = startBody(request.body);
-        const fromHeader = request.headers['idempotency-key'];
-        if (Array.isArray(fromHeader)) throw invalid('send one Idempotency-Key header, not several');
-        if (fromHeader !== undefined && body.idempotencyKey !== undefined && fromHeader !== body.idempotencyKey) {
-          throw invalid('the Idempotency-Key header and the idempotencyKey field differ: send the key once');
-        }
-        const { created, run } = await runs.start({ ...body, idempotencyKey: body.idempotencyKey ?? fromHeader });
-        return reply.code(created ? 201 : 200).send({
-          runId: run.runId,
-          workflow: run.workflowName,
-          version: run.workflowVersion === '' ? null : run.workflowVersion,
-          status: runStatusName(run.status),
-          created,
-        });
-      });
-
-      v1.get<{ Params: RunParams }>('/runs/:id', async (request) => {
-        const { run, output, error } = await runs.get(request.params.id);
-        return { run: runView(run), ...result(output, error) };
-      });
-
-      v1.get<{ Params: RunParams; Querystring: { wait?: unknown } }>('/runs/:id/result', async (request, reply) => {
-        const waitMs = Math.round(waitSeconds(request.query.wait) * 1000);
-        const aborted = new AbortController();
-        const onShutdown = () => aborted.abort();
-        shutdown.signal.addEventListener('abort', onShutdown, { once: true });
-        // The caller hung up: stop waiting on its behalf.
-        reply.raw.once('close', () => aborted.abort());
-        try {
-          const { final, run, output, error } = await runs.result(request.params.id, waitMs, aborted.signal);
-          const status = runStatusName(run.status);
-          if (!final) return reply.code(202).send({ runId: run.runId, status });
-          return { runId: run.runId, status, ...result(output, error) };
-        } finally {
-          shutdown.signal.removeEventListener('abort', onShutdown);
-        }
-      });
-
-      v1.get<{ Params: RunParams }>('/runs/:id/steps', async (request) => {
-        const { run, steps } = await runs.describe(request.params.id);
-        return { runId: run.runId, steps: steps.map(stepView) };
-      });
-
-      // The whole journal (input, seed, recorded values), read-only, for `cairn replay`.
-      v1.get<{ Params: RunParams }>('/runs/:id/journal', async (request) => readJournal(deps.store, request.params.id));
-
-      v1.get<{ Params: RunParams & { position: string } }>('/runs/:id/steps/:position', async (request) => {
-        const { id, position } = request.params;
-        return runs.entry(id, stepPosition(position));
-      });
-
-      v1.get<{ Params: RunParams & { position: string } }>('/runs/:id/steps/:position/transcript', async (request) => {
-        const { id, position } = request.params;
-        return runs.transcript(id, stepPosition(position));
-      });
-
-      // Server-Sent Events: model text as it streams, from the payload store's NOTIFY channel (data
-      // plane only), until the run ends. Output published before the client connected is not replayed.
-      v1.get<{ Params: RunParams }>('/runs/:id/stream', async (request, reply) => {
-        const runId = request.params.id;
-        assertRunId(runId);
-        const started = Date.now();
-        const pending: string[] = [];
-        let send: (chunk: string) => void = (chunk) => void pending.push(chunk);
-        // Listen first, then look at the run: a run that ends in between is caught by the wait below.
-        const unsubscribe = await hub
-          .subscribe(runId, (events) => {
-            for (const e of events) {
-              if (e.type === 'delta') send(sseEvent('delta', { position: e.position, name: e.name, attempt: e.attempt, text: e.text }));
-              else send(sseEvent('model-done', { position: e.position, name: e.name, attempt: e.attempt }));
-            }
-          })
-          .catch((err: unknown) => {
-            throw storeError(err);
-          });
-        let status;
-        try {
-          status = (await runs.describe(runId)).run.status;
-        } catch (err) {
-          unsubscribe();
-          throw err;
-        }
-        const stop = new AbortController();
-        const onShutdown = () => stop.abort();
-        shutdown.signal.addEventListener('abort', onShutdown, { once: true });
-        reply.hijack();
-        const raw = reply.raw;
-        raw.on('close', () => stop.abort());
-        raw.writeHead(200, {
-          'content-type': 'text/event-stream; charset=utf-8',
-          'cache-control': 'no-cache, no-transform',
-          connection: 'keep-alive',
-          'x-accel-buffering': 'no',
-          'x-request-id': request.id,
-        });
-        send = (chunk) => {
-          if (raw.writableEnded || raw.destroyed) return;
-          if (raw.writableLength > STREAM_MAX_BUFFERED_BYTES) {
-            request.log.warn({ runId }, 'stream client reads too slowly; disconnecting it');
-            raw.destroy();
-            stop.abort();
-            return;
-          }
-          raw.write(chunk);
-        };
-        send(`retry: 3000\n: streaming run ${runId}\n\n`);
-        for (const chunk of pending.splice(0)) send(chunk);
-        const keepAlive = setInterval(() => send(': keep-alive\n\n'), STREAM_KEEPALIVE_MS);
-        try {
-          while (!isFinal(status) && !stop.signal.aborted) {
-            try {
-              status = (await runs.wait(runId, STREAM_WAIT_MS, stop.signal)).status;
-            } catch (err) {
-              if (stop.signal.aborted) break;
-              // The control plane is away: local output keeps streaming; ask again shortly.
-              request.log.warn({ runId, code: CairnError.from(err).code }, 'stream: could not learn the run status; retrying');
-              await pause(1_000, stop.signal);
-            }
-          }
-          if (isFinal(status) && !stop.signal.aborted) {
-            await pause(STREAM_END_GRACE_MS, stop.signal);
-            send(sseEvent('end', { runId, status: runStatusName(status) }));
-          }
-        } finally {
-          clearInterval(keepAlive);
-          unsubscribe();
-          shutdown.signal.removeEventListener('abort', onShutdown);
-          if (!raw.writableEnded) raw.end();
-          request.log.info({ method: 'GET', route: '/v1/runs/:id/stream', runId, ms: Date.now() - started }, 'stream ended');
-        }
-      });
-
-      v1.post<{ Params: RunParams & { name: string } }>('/runs/:id/signals/:name', async (request, reply) => {
-        const { id, name } = request.params;
-        const { signalId, run } = await runs.signal(id, name, request.body);
-        // Without an answer from the control plane the signal was consumed by a waiting run, which was running then.
-        return reply
-          .code(202)
-          .send({ runId: id, signal: name, signalId, status: run ? runStatusName(run.status) : 'running', ...notWaitingFor(run, name) });
-      });
-
-      // Answers to ctx.approval: a signal named approval.<name>[.<key digest>] whose body is the answer.
-      const approve = async (params: RunParams & { name: string }, body: unknown, decided: boolean | undefined) => {
-        const { answer, key } = approvalBody(body, decided);
-        const { signalName, signalId, run } = await runs.approve(params.id, params.name, answer, key);
-        return {
-          runId: params.id,
-          approval: params.name,
-          approved: answer.approved,
-          signal: signalName,
-          signalId,
-          status: run ? runStatusName(run.status) : 'running',
-          ...notWaitingFor(run, signalName),
-        };
-      };
-      v1.post<{ Params: RunParams & { name: string } }>('/runs/:id/approvals/:name', async (request, reply) =>
-        reply.code(202).send(await approve(request.params, request.body, undefined)),
+      }
+      if (isFinal(status) && !stop.signal.aborted) {
+        // Output published just before the end may still be on its way: read what is stored last.
+        await pause(STREAM_END_GRACE_MS, stop.signal);
+        await cursor.fill();
+        if (!stop.signal.aborted) send(sseEvent('end', { runId, status: runStatusName(status) }));
+      }
+    } finally {
+      clearInterval(keepAlive);
+      cursor.close();
+      unsubscribe();
+      shutdown.signal.removeEventListener('abort', onShutdown);
+      if (!raw.writableEnded) raw.end();
+      request.log.info(
+        { method: 'GET', route: '/v1/runs/:id/stream', runId, after, last: cursor.last, ms: Date.now() - started },
+        'stream ended',
       );
-      v1.post<{ Params: RunParams & { name: string } }>('/runs/:id/approvals/:name/approve', async (request, reply) =>
-        reply.code(202).send(await approve(request.params, request.body, true)),
-      );
-      v1.post<{ Params: RunParams & { name: string } }>('/runs/:id/approvals/:name/reject', async (request, reply) =>
-        reply.code(202).send(await approve(request.params, request.body, false)),
-      );
+    }
+    return HIJACKED;
+  });
 
-      v1.post<{ Params: RunParams }>('/runs/:id/cancel', async (request, reply) => {
-        const run = await runs.cancel(request.params.id);
-        return reply.code(202).send({ runId: run.runId, status: runStatusName(run.status) });
-      });
+  route(API.signalRun, async ({ params, body }) => {
+    const { id, name } = params;
+    const { signalId, run } = await runs.signal(id, name, body);
+    // Without an answer from the control plane the signal was consumed by a waiting run, which was running then.
+    return {
+      status: 202,
+      body: { runId: id, signal: name, signalId, status: run ? runStatusName(run.status) : 'running', ...notWaitingFor(run, name) },
+    };
+  });
 
-      // Inputs for schedules: the body is the payload (any JSON value, within the body limit). It is
-      // sealed in the payload store; the control plane's schedule references it by the returned ID.
-      v1.post('/payloads', async (request, reply) => {
-        if (request.body === undefined) {
-          throw invalid('the request body is required: send the schedule input as JSON with Content-Type: application/json');
-        }
-        const { payloadId, size } = await deps.store.putPayload(request.body).catch((err: unknown) => {
-          throw storeError(err);
-        });
-        request.log.info({ payloadId, size }, 'payload stored');
-        return reply.code(201).send({ payloadId, size });
-      });
+  // Answers to ctx.approval: a signal named approval.<name>[.<key digest>] whose body is the answer.
+  const approve = async (params: RunParams & { name: string }, answer: ApprovalAnswer, key: string | number | undefined) => {
+    const { signalName, signalId, run } = await runs.approve(params.id, params.name, answer, key);
+    return {
+      status: 202 as const,
+      body: {
+        runId: params.id,
+        approval: params.name,
+        approved: answer.approved,
+        signal: signalName,
+        signalId,
+        status: run ? runStatusName(run.status) : ('running' as const),
+        ...notWaitingFor(run, signalName),
+      },
+    };
+  };
+  route(API.answerApproval, ({ params, body }) => approve(params, approvalAnswer(body.approved, body), body.key ?? undefined));
+  route(API.approve, ({ params, body }) => approve(params, approvalAnswer(true, body ?? {}), body?.key ?? undefined));
+  route(API.reject, ({ params, body }) => approve(params, approvalAnswer(false, body ?? {}), body?.key ?? undefined));
 
-      v1.get<{ Params: RunParams }>('/payloads/:id', async (request) => {
-        const payloadId = payloadIdParam(request.params.id);
-        const stored = await deps.store.getPayload(payloadId).catch((err: unknown) => {
-          throw storeError(err);
-        });
-        if (!stored) throw payloadNotFound(payloadId);
-        return { payloadId, payload: stored.value, size: stored.size, createdAt: new Date(stored.createdAt).toISOString() };
-      });
+  route(API.cancelRun, async ({ params }) => {
+    const run = await runs.cancel(params.id);
+    return { status: 202, body: { runId: run.runId, status: runStatusName(run.status) } };
+  });
 
-      v1.delete<{ Params: RunParams }>('/payloads/:id', async (request) => {
-        const payloadId = payloadIdParam(request.params.id);
-        const deleted = await deps.store.deletePayload(payloadId).catch((err: unknown) => {
-          throw storeError(err);
-        });
-        if (!deleted) throw payloadNotFound(payloadId);
-        return { payloadId, deleted: true };
-      });
+  // Inputs for schedules: the body is the payload (any JSON value, within the body limit). It is
+  // sealed in the payload store; the control plane's schedule references it by the returned ID.
+  route(API.putPayload, async ({ body }, request) => {
+    const { payloadId, size } = await deps.store.putPayload(body).catch((err: unknown) => {
+      throw storeError(err);
+    });
+    request.log.info({ payloadId, size }, 'payload stored');
+    return { status: 201, body: { payloadId, size } };
+  });
 
-      done();
-    },
-    { prefix: '/v1' },
-  );
+  route(API.getPayload, async ({ params }) => {
+    const payloadId = params.id;
+    const stored = await deps.store.getPayload(payloadId).catch((err: unknown) => {
+      throw storeError(err);
+    });
+    if (!stored) throw payloadNotFound(payloadId);
+    return {
+      status: 200,
+      body: { payloadId, payload: stored.value, size: stored.size, createdAt: new Date(stored.createdAt).toISOString() },
+    };
+  });
+
+  route(API.deletePayload, async ({ params }) => {
+    const payloadId = params.id;
+    const deleted = await deps.store.deletePayload(payloadId).catch((err: unknown) => {
+      throw storeError(err);
+    });
+    if (!deleted) throw payloadNotFound(payloadId);
+    return { status: 200, body: { payloadId, deleted: true } };
+  });
 
   return app;
-}
-
-function payloadIdParam(value: string): string {
-  if (!isId(value)) {
-    throw invalid(
-      `malformed payload id ${JSON.stringify(value.slice(0, 80))}: payload ids are lowercase UUIDs, as returned by POST /v1/payloads`,
-    );
-  }
-  return value;
 }
 
 function payloadNotFound(payloadId: string): CairnError {
@@ -411,132 +411,21 @@ function payloadNotFound(payloadId: string): CairnError {
   );
 }
 
+/** An approval answer as the workflow receives it: the fields given, no nulls. */
+function approvalAnswer(approved: boolean, fields: { by?: string | null; comment?: string | null; data?: unknown }): ApprovalAnswer {
+  return {
+    approved,
+    ...(fields.by === undefined || fields.by === null ? {} : { by: fields.by }),
+    ...(fields.comment === undefined || fields.comment === null ? {} : { comment: fields.comment }),
+    ...(fields.data === undefined ? {} : { data: fields.data }),
+  };
+}
+
 /** The HTTP server {@link buildGateway} returns. */
 export type Gateway = ReturnType<typeof buildGateway>;
 
 function result(output: unknown, error: RunWithResult['error']): { output?: unknown; error?: RunWithResult['error'] } {
   return { ...(output === undefined ? {} : { output }), ...(error ? { error } : {}) };
-}
-
-function startBody(body: unknown): {
-  workflow: unknown;
-  version?: unknown;
-  input?: unknown;
-  idempotencyKey?: string;
-  concurrencyKey?: string;
-  priority?: unknown;
-} {
-  const example =
-    '{"workflow": "name", "version": "optional", "input": {...}, "idempotencyKey": "optional", "concurrencyKey": "optional", "priority": 50}';
-  if (body === undefined) throw invalid(`the request body is required: send ${example} with Content-Type: application/json`);
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
-    throw invalid(`the request body must be a JSON object: ${example}`);
-  }
-  const fields = body as Record<string, unknown>;
-  const unknown = Object.keys(fields).filter((k) => !START_FIELDS.has(k));
-  if (unknown.length > 0) {
-    throw invalid(
-      `unknown field${unknown.length > 1 ? 's' : ''} ${unknown
-        .slice(0, 5)
-        .map((k) => JSON.stringify(k.slice(0, 40)))
-        .join(', ')} in the request body: the fields are ${[...START_FIELDS].join(', ')} (put the run's data in input)`,
-    );
-  }
-  const key = fields['idempotencyKey'];
-  if (key !== undefined && key !== null && typeof key !== 'string') throw invalid('idempotencyKey must be a string');
-  const concurrencyKey = fields['concurrencyKey'];
-  if (concurrencyKey !== undefined && concurrencyKey !== null && typeof concurrencyKey !== 'string') {
-    throw invalid('concurrencyKey must be a string');
-  }
-  const priority = fields['priority'];
-  return {
-    workflow: fields['workflow'],
-    version: fields['version'],
-    input: fields['input'],
-    ...(typeof key === 'string' ? { idempotencyKey: key } : {}),
-    ...(typeof concurrencyKey === 'string' ? { concurrencyKey } : {}),
-    ...(priority === undefined || priority === null ? {} : { priority }),
-  };
-}
-
-/**
- * Reads an approval answer. `decided` is set by the `/approve` and `/reject` routes, whose body is
- * optional and must not carry `approved`.
- */
-function approvalBody(body: unknown, decided: boolean | undefined): { answer: ApprovalAnswer; key: string | number | undefined } {
-  const route = decided === undefined ? '' : decided ? '/approve' : '/reject';
-  const example =
-    decided === undefined
-      ? '{"approved": true, "by": "optional", "comment": "optional", "data": {...}, "key": "optional"}'
-      : '{"by": "optional", "comment": "optional", "data": {...}, "key": "optional"} (or no body)';
-  let fields: Record<string, unknown> = {};
-  if (body === undefined) {
-    if (decided === undefined) {
-      throw invalid(`the request body is required: send ${example} with Content-Type: application/json, or use .../approve or .../reject`);
-    }
-  } else if (typeof body !== 'object' || body === null || Array.isArray(body)) {
-    throw invalid(`the request body must be a JSON object: ${example}`);
-  } else {
-    fields = body as Record<string, unknown>;
-  }
-  const unknown = Object.keys(fields).filter((k) => !APPROVAL_FIELDS.has(k));
-  if (unknown.length > 0) {
-    throw invalid(
-      `unknown field${unknown.length > 1 ? 's' : ''} ${unknown
-        .slice(0, 5)
-        .map((k) => JSON.stringify(k.slice(0, 40)))
-        .join(', ')} in the approval: the fields are approved, by, comment, data and key (put anything else in data)`,
-    );
-  }
-  let approved: boolean;
-  if (decided !== undefined) {
-    if (fields['approved'] !== undefined) {
-      throw invalid(
-        `do not send approved to .../approvals/:name${route}: the route decides. Send {"approved": …} to POST /v1/runs/:id/approvals/:name instead`,
-      );
-    }
-    approved = decided;
-  } else {
-    const value = fields['approved'];
-    if (typeof value !== 'boolean') {
-      throw invalid(`approved is required and must be true or false (got ${value === undefined ? 'nothing' : typeof value}): ${example}`);
-    }
-    approved = value;
-  }
-  const by = fields['by'] ?? undefined;
-  if (by !== undefined && (typeof by !== 'string' || by.length === 0 || by.length > APPROVAL_BY_MAX_LENGTH)) {
-    throw invalid(`by must be a string of 1 to ${APPROVAL_BY_MAX_LENGTH} characters naming who answers`);
-  }
-  const comment = fields['comment'] ?? undefined;
-  if (comment !== undefined && typeof comment !== 'string') throw invalid('comment must be a string');
-  const key = fields['key'] ?? undefined;
-  if (key !== undefined) {
-    const ok =
-      (typeof key === 'string' && key.length > 0 && key.length <= IDEMPOTENCY_KEY_MAX_LENGTH) ||
-      (typeof key === 'number' && Number.isFinite(key));
-    if (!ok) {
-      throw invalid(
-        `key must be the key the workflow gave ctx.approval: a string of 1 to ${IDEMPOTENCY_KEY_MAX_LENGTH} characters or a number`,
-      );
-    }
-  }
-  const data = fields['data'];
-  return {
-    answer: {
-      approved,
-      ...(by === undefined ? {} : { by }),
-      ...(comment === undefined ? {} : { comment }),
-      ...(data === undefined ? {} : { data }),
-    },
-    key,
-  };
-}
-
-function stepPosition(text: string): number {
-  if (!/^\d{1,9}$/.test(text)) {
-    throw invalid(`step position ${JSON.stringify(text.slice(0, 40))} is not a whole number: positions count from 0`);
-  }
-  return Number(text);
 }
 
 /**
@@ -562,16 +451,6 @@ function pause(ms: number, signal: AbortSignal): Promise<void> {
     const timer = setTimeout(done, ms);
     signal.addEventListener('abort', done, { once: true });
   });
-}
-
-function waitSeconds(value: unknown): number {
-  if (value === undefined) return DEFAULT_WAIT_SECONDS;
-  const text = typeof value === 'string' ? value : '';
-  const seconds = /^\d+(\.\d+)?$/.test(text) ? Number(text) : NaN;
-  if (!(seconds >= 0 && seconds <= MAX_WAIT_SECONDS)) {
-    throw invalid(`wait must be a number of seconds from 0 to ${MAX_WAIT_SECONDS} (default ${DEFAULT_WAIT_SECONDS})`);
-  }
-  return seconds;
 }
 
 /** Fastify's own errors (body parsing, limits) as Cairn errors; undefined for anything unexpected. */

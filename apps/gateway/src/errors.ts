@@ -1,14 +1,16 @@
 import { CairnError, ErrorCodes, type ErrorCodeString } from '@cairn/common';
 import { ControlPlaneError } from './control-plane.js';
 
-/** The JSON body of every error response. */
-export interface ErrorBody {
-  readonly error: { readonly code: ErrorCodeString; readonly message: string };
-  /**
-   * For an input or signal body that does not match its schema ([CAIRN-1116]): each bad field's
-   * JSON Pointer path (RFC 6901; '' is the body itself) and what was expected.
-   */
-  readonly issues?: ReadonlyArray<{ readonly path: string; readonly message: string }>;
+/** The JSON body of every error response (see schemas.ts). */
+export type { ErrorBody } from './schemas.js';
+import type { ErrorBody } from './schemas.js';
+
+/** One problem of a request that failed validation, with where it is. */
+export interface RequestIssue {
+  readonly in: 'body' | 'query' | 'path' | 'header';
+  /** Dotted path inside that part (`input.items.0.id`); empty for the whole part. */
+  readonly path: string;
+  readonly message: string;
 }
 
 // The HTTP edge's reading of the domain codes; the services never speak HTTP.
@@ -45,14 +47,17 @@ export function httpStatus(err: CairnError): number {
   return STATUS[err.code] ?? 500;
 }
 
-export function errorBody(code: ErrorCodeString, message: string, issues?: ErrorBody['issues']): ErrorBody {
-  return { error: { code, message }, ...(issues === undefined ? {} : { issues }) };
+export function errorBody(code: ErrorCodeString, message: string, issues?: readonly RequestIssue[]): ErrorBody {
+  return { error: { code, message, ...(issues && issues.length > 0 ? { issues: [...issues] } : {}) } };
 }
 
-/** The error body of a Cairn error, with its schema issues when it has some. */
-export function errorBodyOf(err: CairnError): ErrorBody {
+/**
+ * The issues a 400 carries: a CairnError's `details.issues`, when its thrower listed them (the
+ * route table does for requests that fail their schemas).
+ */
+export function issuesOf(err: CairnError): RequestIssue[] | undefined {
   const issues = err.details['issues'];
-  return errorBody(err.code, err.rawMessage, Array.isArray(issues) ? (issues as ErrorBody['issues']) : undefined);
+  return Array.isArray(issues) ? (issues as RequestIssue[]) : undefined;
 }
 
 /** Errors a caller sends: bad names, ids, fields. */

@@ -16,16 +16,20 @@ import {
   type SignalRunRequest,
   type StartRunRequest,
 } from '@cairn/proto';
+import { API, buildOpenApi } from './api.js';
 import { buildGateway, type Gateway } from './app.js';
 import { loadGatewayConfig, type GatewayConfig } from './config.js';
 import { ControlPlane } from './control-plane.js';
 import { FakeControlPlane } from './testing/fake-control-plane.js';
+import { OpenApiCheck } from './testing/openapi-check.js';
 import { DataPlaneDb } from './testing/postgres.js';
 
 const TOKEN = `cgt_${randomUUID()}`;
 const CREDENTIAL = `cdp_${randomUUID()}`;
 const MAX_BYTES = 64 * 1024;
 const keysSpec = KeyRing.generateSpec('k1');
+// Every answer of every test is checked against the OpenAPI document the gateway serves.
+const openapi = new OpenApiCheck(buildOpenApi());
 const hmacSpec = Hasher.generateSpec();
 
 interface Answer {
@@ -34,6 +38,40 @@ interface Answer {
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   body: any;
   headers: Record<string, unknown>;
+}
+
+interface JsonSchemaDoc {
+  readonly $ref?: string;
+  readonly required?: string[];
+  readonly pattern?: string;
+  readonly enum?: string[];
+  readonly properties?: Record<string, JsonSchemaDoc>;
+}
+
+/** The parts of the OpenAPI document the tests read. */
+interface OpenApiDoc {
+  readonly openapi: string;
+  readonly paths: Record<
+    string,
+    Record<
+      string,
+      {
+        readonly operationId: string;
+        readonly parameters?: Array<{ name: string; in: string }>;
+        readonly requestBody?: { content: Record<string, { schema: JsonSchemaDoc }> };
+        readonly responses: Record<
+          string,
+          { content?: Record<string, { schema: JsonSchemaDoc }>; 'x-cairn-events'?: Record<string, unknown> }
+        >;
+      }
+    >
+  >;
+  readonly components: { schemas: Record<string, JsonSchemaDoc> };
+}
+
+interface Issue {
+  readonly in: string;
+  readonly path: string;
 }
 
 interface Call {
@@ -91,7 +129,9 @@ for (const kind of testPostgresKinds()) {
         headers['content-type'] = 'application/json';
       }
       const res = await target.inject({ method, url: path, headers, ...(payload === undefined ? {} : { payload }) });
-      return { status: res.statusCode, body: res.body === '' ? undefined : JSON.parse(res.body), headers: res.headers };
+      const body: unknown = res.body === '' ? undefined : JSON.parse(res.body);
+      openapi.check(method, path, res.statusCode, res.headers['content-type'], body);
+      return { status: res.statusCode, body, headers: res.headers };
     };
 
     const start = async (body: Record<string, unknown>, headers?: Record<string, string>) => {
@@ -990,6 +1030,231 @@ for (const kind of testPostgresKinds()) {
       const res = await waiting;
       expectError(res, 503, 'CAIRN-1110', /shutting down/);
       assert.ok(Date.now() - t0 < 5000);
+    });
+
+    it('serves its OpenAPI 3.1 document without a token: every route of the table, with response schemas and the error body', async () => {
+      const res = await call('GET', '/openapi.json', { token: null });
+      assert.equal(res.status, 200);
+      const doc = res.body as OpenApiDoc;
+      assert.equal(doc.openapi, '3.1.0');
+      for (const spec of Object.values(API)) {
+        const operation = doc.paths[spec.path.replace(/:(\w+)/g, '{$1}')]?.[spec.method.toLowerCase()];
+        assert.ok(operation, `${spec.method} ${spec.path} is documented`);
+        assert.equal(operation.operationId, spec.operationId);
+        for (const [status, response] of Object.entries(operation.responses)) {
+          if (Number(status) >= 400 && !(spec.operationId === 'ready' && status === '503')) {
+            assert.deepEqual(
+              response.content?.['application/json']?.schema,
+              { $ref: '#/components/schemas/Error' },
+              `${spec.path} ${status}`,
+            );
+          } else if (spec.operationId !== 'streamRun') {
+            assert.ok(response.content?.['application/json']?.schema, `${spec.path} ${status} has a schema`);
+          }
+        }
+        if (spec.auth) assert.ok(operation.responses['401'], `${spec.path} documents 401`);
+      }
+      const error = doc.components.schemas['Error']!;
+      assert.deepEqual(error.required, ['error']);
+      assert.deepEqual(error.properties?.['error']?.required, ['code', 'message']);
+      assert.ok(error.properties?.['error']?.properties?.['code']?.enum?.includes('CAIRN-1101'));
+      const start = doc.paths['/v1/runs']!['post']!;
+      assert.equal(start.requestBody?.content['application/json']?.schema.$ref, '#/components/schemas/StartRunRequest');
+      assert.equal(doc.components.schemas['StartRunRequest']?.properties?.['workflow']?.pattern, '^[A-Za-z][A-Za-z0-9_.-]*$');
+      assert.deepEqual(
+        start.parameters?.map((p) => `${p.in}:${p.name}`),
+        ['header:Idempotency-Key'],
+      );
+      const stream = doc.paths['/v1/runs/{id}/stream']!['get']!;
+      assert.deepEqual(
+        stream.parameters?.map((p) => `${p.in}:${p.name}`),
+        ['path:id', 'query:lastEventId', 'header:Last-Event-ID'],
+      );
+      assert.deepEqual(Object.keys(stream.responses['200']?.['x-cairn-events'] ?? {}), ['delta', 'model-done', 'end']);
+      // The same document as the one built without a server, so the generated client types match what is served.
+      assert.deepEqual(res.body, JSON.parse(JSON.stringify(buildOpenApi())));
+    });
+
+    it('lists every problem of a bad request in issues, with where it is', async () => {
+      const res = await call('POST', '/v1/runs', { body: { workflow: 'order-refund', priority: 500, concurrencyKey: 7 } });
+      expectError(res, 400, 'CAIRN-1101');
+      assert.deepEqual((res.body.error.issues as Array<{ in: string; path: string }>).map((i) => `${i.in}:${i.path}`).sort(), [
+        'body:concurrencyKey',
+        'body:priority',
+      ]);
+      const wait = await call('GET', `/v1/runs/${randomUUID()}/result?wait=soon`);
+      assert.deepEqual(
+        (wait.body.error.issues as Issue[]).map((i) => `${i.in}:${i.path}`),
+        ['query:wait'],
+      );
+    });
+
+    it('stores and serves payloads, and serves journals, as documented', async () => {
+      const run = await start({ workflow: 'five-steps', input: { n: 1 } });
+      assert.deepEqual((await call('GET', `/v1/runs/${run.runId}/journal`)).body.input, { n: 1 });
+      const created = await call('POST', '/v1/payloads', { body: { team: 'ops' } });
+      assert.equal(created.status, 201);
+      assert.deepEqual((await call('GET', `/v1/payloads/${created.body.payloadId}`)).body.payload, { team: 'ops' });
+      assert.equal((await call('DELETE', `/v1/payloads/${created.body.payloadId}`)).status, 200);
+      expectError(await call('GET', `/v1/payloads/${created.body.payloadId}`), 404, 'CAIRN-1105');
+    });
+
+    describe('stream resume', () => {
+      let served: Gateway;
+      let base: string;
+      before(async () => {
+        served = gatewayWith({});
+        await served.listen({ host: '127.0.0.1', port: 0 });
+        const address = served.server.address();
+        base = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+      });
+
+      type Event = { id: number | undefined; event: string; data: { text?: string; runId?: string; status?: string } };
+      /** Reads SSE events until `until` says stop (or the stream ends), then hangs up. */
+      const readEvents = async (
+        runId: string,
+        init: { headers?: Record<string, string>; query?: string },
+        until: (events: Event[]) => boolean,
+      ) => {
+        const controller = new AbortController();
+        const res = await fetch(`${base}/v1/runs/${runId}/stream${init.query ?? ''}`, {
+          headers: { authorization: `Bearer ${TOKEN}`, ...(init.headers ?? {}) },
+          signal: controller.signal,
+        });
+        openapi.check('GET', `/v1/runs/${runId}/stream`, res.status, res.headers.get('content-type') ?? undefined, undefined);
+        assert.equal(res.status, 200);
+        const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+        const events: Event[] = [];
+        let text = '';
+        let opened = false;
+        try {
+          while (!until(events)) {
+            const { value, done } = await reader.read();
+            if (done) break;
+            text += value;
+            let end: number;
+            while ((end = text.indexOf('\n\n')) >= 0) {
+              const block = text.slice(0, end);
+              text = text.slice(end + 2);
+              if (block.includes(': streaming run')) opened = true;
+              const event = /^event: (.*)$/m.exec(block)?.[1];
+              const data = /^data: (.*)$/m.exec(block)?.[1];
+              const id = /^id: (.*)$/m.exec(block)?.[1];
+              if (event && data) events.push({ id: id === undefined ? undefined : Number(id), event, data: JSON.parse(data) });
+              // What arrived after this is dropped unread, as when the connection breaks here.
+              if (until(events)) return events;
+            }
+            if (opened && events.length === 0 && until(events)) break;
+          }
+        } finally {
+          controller.abort();
+        }
+        return events;
+      };
+      const delta = (text: string) => ({ type: 'delta' as const, position: 1, name: 'story', attempt: 1, text });
+
+      it('gives every event an id; a reconnect with Last-Event-ID gets the rest exactly once, then the live ones', async () => {
+        const run = await start({ workflow: 'five-steps', input: {} });
+        const words = Array.from({ length: 12 }, (_, i) => `w${i} `);
+        for (const w of words.slice(0, 6)) await store.publishStream(run.runId, [delta(w)]);
+        // The first subscriber reads three events and drops the connection.
+        const first = await readEvents(run.runId, {}, (e) => e.length >= 3);
+        assert.deepEqual(
+          first.map((e) => [e.id, e.event, e.data.text]),
+          [
+            [1, 'delta', 'w0 '],
+            [2, 'delta', 'w1 '],
+            [3, 'delta', 'w2 '],
+          ],
+        );
+        // More is published while nobody listens.
+        for (const w of words.slice(6, 9)) await store.publishStream(run.runId, [delta(w)]);
+        // It comes back after event 3: the stored events 4-9, then live ones as they are published.
+        const lastSeen = String(first.at(-1)!.id);
+        const resumed = readEvents(run.runId, { headers: { 'last-event-id': lastSeen } }, (e) => e.some((x) => x.event === 'end'));
+        await new Promise((r) => setTimeout(r, 200));
+        for (const w of words.slice(9)) await store.publishStream(run.runId, [delta(w)]);
+        await store.publishStream(run.runId, [{ type: 'model-done', position: 1, name: 'story', attempt: 1 }]);
+        await new Promise((r) => setTimeout(r, 200));
+        cp.update(run.runId, { status: RunStatus.COMPLETED, endedAt: BigInt(Date.now()) });
+        const rest = await resumed;
+        assert.deepEqual(
+          rest.map((e) => e.id),
+          [4, 5, 6, 7, 8, 9, 10, 11, 12, 13, undefined],
+          'ids follow on, and the end event has none',
+        );
+        const text = [...first, ...rest].map((e) => (e.event === 'delta' ? e.data.text : '')).join('');
+        assert.equal(text, words.join(''), 'every word once, in order');
+        assert.deepEqual(rest.at(-1), { id: undefined, event: 'end', data: { runId: run.runId, status: 'completed' } });
+
+        // Without Last-Event-ID a subscriber gets everything stored from the start; ?lastEventId= works where headers cannot be set.
+        const all = await readEvents(run.runId, {}, (e) => e.some((x) => x.event === 'end'));
+        assert.deepEqual(
+          all.map((e) => e.id),
+          [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, undefined],
+        );
+        const tail = await readEvents(run.runId, { query: '?lastEventId=11' }, (e) => e.some((x) => x.event === 'end'));
+        assert.deepEqual(
+          tail.map((e) => [e.id, e.event]),
+          [
+            [12, 'delta'],
+            [13, 'model-done'],
+            [undefined, 'end'],
+          ],
+        );
+        // The header wins over the query (EventSource keeps the URL it began with and sends the header).
+        const both = await readEvents(run.runId, { query: '?lastEventId=2', headers: { 'last-event-id': '12' } }, (e) =>
+          e.some((x) => x.event === 'end'),
+        );
+        assert.deepEqual(
+          both.map((e) => e.id),
+          [13, undefined],
+        );
+      });
+
+      it('loses nothing when its LISTEN connection to the payload store drops: it reads what it missed', async () => {
+        const run = await start({ workflow: 'five-steps', input: {} });
+        const reading = readEvents(run.runId, {}, (e) => e.some((x) => x.event === 'end'));
+        await new Promise((r) => setTimeout(r, 200));
+        await store.publishStream(run.runId, [delta('before ')]);
+        await new Promise((r) => setTimeout(r, 100));
+        // The database drops the gateways' stream listeners (a failover, a restart, an idle-timeout proxy).
+        assert.ok((await db.terminate('cairn-stream-listener')) >= 1, 'a stream listener was connected');
+        await store.publishStream(run.runId, [delta('during ')]);
+        await store.publishStream(run.runId, [delta('outage ')]);
+        await new Promise((r) => setTimeout(r, 1_500));
+        await store.publishStream(run.runId, [delta('after')]);
+        await new Promise((r) => setTimeout(r, 200));
+        cp.update(run.runId, { status: RunStatus.COMPLETED, endedAt: BigInt(Date.now()) });
+        const events = await reading;
+        assert.deepEqual(
+          events.map((e) => e.id),
+          [1, 2, 3, 4, undefined],
+        );
+        assert.equal(events.map((e) => e.data.text ?? '').join(''), 'before during outage after');
+      });
+
+      it('refuses a Last-Event-ID that is not an event id', async () => {
+        const run = await start({ workflow: 'five-steps', input: {} });
+        expectError(
+          await call('GET', `/v1/runs/${run.runId}/stream`, { headers: { 'last-event-id': 'abc' } }, served),
+          400,
+          'CAIRN-1101',
+          /Last-Event-ID header must be the id of a stream event/,
+        );
+        expectError(await call('GET', `/v1/runs/${run.runId}/stream?lastEventId=-1`, {}, served), 400, 'CAIRN-1101', /lastEventId/);
+      });
+    });
+
+    it('exercised every route of the table with a documented answer (checked against the OpenAPI document)', () => {
+      for (const spec of Object.values(API)) {
+        const template = spec.path.replace(/:(\w+)/g, '{$1}');
+        const success = Object.keys(spec.responses).map((s) => `${spec.method} ${template} ${s}`);
+        assert.ok(
+          success.some((key) => openapi.seen.has(key)),
+          `no successful answer of ${spec.method} ${spec.path} was checked against the document`,
+        );
+      }
     });
 
     it('does not leak the probe of a lost StartRun answer when the run does not exist', async () => {

@@ -2,44 +2,12 @@
 // replaying the run against local workflow code (`cairn replay`). Served from the data plane alone:
 // the input, the recorded results and errors never leave it except to the caller holding a token.
 import { CairnError, ErrorCodes } from '@cairn/common';
-import type { ErrorInfo, JournalEntry, PayloadStore } from '@cairn/payload-store';
+import type { JournalEntry, PayloadStore } from '@cairn/payload-store';
 import { storeError } from './errors.js';
 import { assertRunId } from './runs.js';
+import type { JournalEntryView, JournalView } from './schemas.js';
 
-/** One journal entry, with its raw recorded value (what a replay returns for the call). */
-export interface JournalEntryView {
-  readonly position: number;
-  readonly kind: string;
-  readonly name: string;
-  /** The HMAC of the call's key (or branch identity), as the worker computed it; null without one. */
-  readonly keyDigest: string | null;
-  readonly status: string;
-  readonly attempt: number;
-  readonly epoch: number;
-  /** The journaled value: a step's result, a signal's body, a model call's result or retry state. */
-  readonly value?: unknown;
-  /** The error of a failed or retrying attempt, as recorded (name, message, stack, code, and flags such as `terminal`). */
-  readonly error?: ErrorInfo;
-  readonly signalId: string | null;
-  readonly outputSize: number;
-  readonly startedAt: string;
-  readonly endedAt: string | null;
-  readonly dueAt: string | null;
-}
-
-export interface JournalView {
-  readonly runId: string;
-  readonly workflow: string;
-  /** The run's state in the data plane: `open`, `completed`, `failed` or `cancelled`. */
-  readonly status: string;
-  readonly input: unknown;
-  /** The 32 bytes ctx.random() and ctx.uuid() derive from, base64. */
-  readonly seed: string;
-  readonly forkedFrom: { readonly runId: string; readonly position: number } | null;
-  readonly createdAt: string;
-  readonly endedAt: string | null;
-  readonly entries: readonly JournalEntryView[];
-}
+export type { JournalEntryView, JournalView };
 
 const iso = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString());
 
@@ -53,7 +21,7 @@ export function journalEntryView(e: JournalEntry): JournalEntryView {
     attempt: e.attempt,
     epoch: e.epoch,
     ...(e.value === undefined ? {} : { value: e.value }),
-    ...(e.error ? { error: e.error } : {}),
+    ...(e.error ? { error: { ...e.error } } : {}),
     signalId: e.signalId ?? null,
     outputSize: e.outputSize,
     startedAt: new Date(e.startedAt).toISOString(),

@@ -1,7 +1,13 @@
 import type { Logger } from '@cairn/common';
-import type { PayloadStore, StreamEvent } from '@cairn/payload-store';
+import type { PayloadStore, SequencedStreamEvent } from '@cairn/payload-store';
 
-type Listener = (events: readonly StreamEvent[]) => void;
+/** What a subscriber of the hub hears. */
+export interface StreamListener {
+  /** Events of the run as they are published, in sequence order. */
+  events(events: readonly SequencedStreamEvent[]): void;
+  /** The hub's LISTEN connection was lost and is back: events published meanwhile were not heard. */
+  resync(): void;
+}
 
 /**
  * The gateway's one LISTEN on the payload store's live-output channel, shared by every
@@ -11,7 +17,7 @@ type Listener = (events: readonly StreamEvent[]) => void;
 export class StreamHub {
   readonly #store: PayloadStore;
   readonly #log: Logger;
-  readonly #listeners = new Map<string, Set<Listener>>();
+  readonly #listeners = new Map<string, Set<StreamListener>>();
   #stop: Promise<(() => Promise<void>) | undefined> | undefined;
   #closed = false;
 
@@ -22,9 +28,9 @@ export class StreamHub {
 
   /**
    * Calls `listener` with the events published for `runId` from now on. Resolves once the
-   * LISTEN is in place, so nothing published after it resolves is missed. Returns the unsubscribe.
+   * LISTEN is in place, so nothing committed after it resolves is missed. Returns the unsubscribe.
    */
-  async subscribe(runId: string, listener: Listener): Promise<() => void> {
+  async subscribe(runId: string, listener: StreamListener): Promise<() => void> {
     let set = this.#listeners.get(runId);
     if (!set) this.#listeners.set(runId, (set = new Set()));
     set.add(listener);
@@ -52,9 +58,17 @@ export class StreamHub {
   #listen(): Promise<unknown> {
     if (this.#closed) return Promise.resolve();
     this.#stop ??= this.#store
-      .onStream((runId, events) => {
-        for (const listener of [...(this.#listeners.get(runId) ?? [])]) listener(events);
-      })
+      .onStream(
+        (runId, events) => {
+          for (const listener of [...(this.#listeners.get(runId) ?? [])]) listener.events(events);
+        },
+        {
+          onReconnect: () => {
+            this.#log.info('stream LISTEN connection is back; subscribers read what they missed from the payload store');
+            for (const set of this.#listeners.values()) for (const listener of [...set]) listener.resync();
+          },
+        },
+      )
       .catch((err: unknown) => {
         this.#stop = undefined;
         this.#log.warn({ err }, 'could not LISTEN for streamed model output on the payload store');
@@ -72,7 +86,118 @@ export class StreamHub {
   }
 }
 
-/** One Server-Sent Event. `data` is JSON on a single line. */
-export function sseEvent(event: string, data: unknown): string {
-  return `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
+/** Stored events are read back this many at a time. */
+const PAGE = 500;
+
+/**
+ * One subscriber's place in a run's stream: emits every event after `after` exactly once, in
+ * sequence order. Live events from the hub go straight out while they follow on; stored events
+ * fill in the start (the backlog after Last-Event-ID) and any gap (a LISTEN reconnect), and live
+ * events that arrive meanwhile wait in a buffer. Duplicates (an event both read and heard) are
+ * dropped by sequence number.
+ */
+export class StreamCursor {
+  readonly #store: PayloadStore;
+  readonly #runId: string;
+  readonly #emit: (event: SequencedStreamEvent) => void;
+  readonly #onError: (err: unknown) => void;
+  #last: number;
+  #buffer: SequencedStreamEvent[] = [];
+  #filling: Promise<void> | undefined;
+  #again = false;
+  #closed = false;
+
+  constructor(
+    store: PayloadStore,
+    runId: string,
+    after: number,
+    emit: (event: SequencedStreamEvent) => void,
+    onError: (err: unknown) => void,
+  ) {
+    this.#store = store;
+    this.#runId = runId;
+    this.#last = after;
+    this.#emit = emit;
+    this.#onError = onError;
+  }
+
+  /** The id of the last event emitted. */
+  get last(): number {
+    return this.#last;
+  }
+
+  /** The hub's listener for this cursor. */
+  readonly listener: StreamListener = {
+    events: (events) => this.#push(events),
+    resync: () => void this.fill(),
+  };
+
+  /** Reads what is stored after the last event emitted, then what was heard meanwhile. */
+  fill(): Promise<void> {
+    if (this.#filling) {
+      // A fill is under way: run once more after it, for what was committed since it read.
+      this.#again = true;
+      return this.#filling;
+    }
+    this.#filling = (async () => {
+      try {
+        do {
+          this.#again = false;
+          for (;;) {
+            if (this.#closed) return;
+            const page = await this.#store.readStream(this.#runId, this.#last, PAGE);
+            for (const e of page) this.#out(e);
+            if (page.length < PAGE) break;
+          }
+        } while (this.#again);
+        const buffered = this.#buffer.sort((a, b) => a.seq - b.seq);
+        this.#buffer = [];
+        for (const e of buffered) if (e.seq === this.#last + 1 || e.seq <= this.#last) this.#out(e);
+        // Anything still ahead of the last one was not stored when the page was read: read again.
+        if (buffered.some((e) => e.seq > this.#last)) this.#again = true;
+      } catch (err) {
+        if (!this.#closed) this.#onError(err);
+      } finally {
+        this.#filling = undefined;
+      }
+      if (this.#again && !this.#closed) await this.fill();
+    })();
+    return this.#filling;
+  }
+
+  close(): void {
+    this.#closed = true;
+  }
+
+  #push(events: readonly SequencedStreamEvent[]): void {
+    if (this.#closed) return;
+    if (this.#filling) {
+      this.#buffer.push(...events);
+      return;
+    }
+    for (const e of events) {
+      if (e.seq <= this.#last) continue;
+      if (e.seq !== this.#last + 1) {
+        // A gap: events before this one were not heard. Read them, then this one.
+        this.#buffer.push(e);
+        void this.fill();
+        continue;
+      }
+      this.#out(e);
+    }
+  }
+
+  #out(e: SequencedStreamEvent): void {
+    if (e.seq <= this.#last || this.#closed) return;
+    this.#last = e.seq;
+    this.#emit(e);
+  }
+}
+
+/**
+ * One Server-Sent Event. `data` is JSON on a single line; `id` (after it: the order of fields in an
+ * event does not matter) lets a client resume after this event.
+ */
+export function sseEvent(event: string, data: unknown, id?: number): string {
+  return `event: ${event}\ndata: ${JSON.stringify(data)}\n${id === undefined ? '' : `id: ${id}\n`}\n`;
 }

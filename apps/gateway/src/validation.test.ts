@@ -120,10 +120,11 @@ for (const kind of testPostgresKinds()) {
         res.body.error.message,
         'input does not match the input schema of order-refund@1: /orderId is required; /email must match format "email"; /amount must be >= 0',
       );
-      assert.deepEqual(res.body.issues, [
-        { path: '/orderId', message: 'is required' },
-        { path: '/email', message: 'must match format "email"' },
-        { path: '/amount', message: 'must be >= 0' },
+      // Each issue points into the request body: the input is at /input.
+      assert.deepEqual(res.body.error.issues, [
+        { in: 'body', path: '/input/orderId', message: 'is required' },
+        { in: 'body', path: '/input/email', message: 'must match format "email"' },
+        { in: 'body', path: '/input/amount', message: 'must be >= 0' },
       ]);
       assert.equal(await db.count('dp_runs'), before, 'nothing was stored');
       assert.equal(cp.recorded.length, recorded, 'the control plane was not called');
@@ -131,7 +132,7 @@ for (const kind of testPostgresKinds()) {
       // A version named explicitly is checked against that version's schema.
       const pinned = await call('/v1/runs', { workflow: 'order-refund', version: '1', input: 'a string' });
       assert.equal(pinned.status, 400);
-      assert.deepEqual(pinned.body.issues, [{ path: '', message: 'must be object' }]);
+      assert.deepEqual(pinned.body.error.issues, [{ in: 'body', path: '/input', message: 'must be object' }]);
     });
 
     it('starts a run whose input matches, without an extra round trip when every version has the same schema', async () => {
@@ -174,7 +175,7 @@ for (const kind of testPostgresKinds()) {
         'the body of signal "approval" does not match its schema in order-refund@1: /note is not allowed; /approved must be boolean',
       );
       assert.deepEqual(
-        (bad.body.issues as Array<{ path: string }>).map((i) => i.path),
+        (bad.body.error.issues as Array<{ path: string }>).map((i) => i.path),
         ['/note', '/approved'],
       );
       assert.equal(await db.count('dp_signals', 'run_id = $1', [runId]), signals);
@@ -198,7 +199,7 @@ for (const kind of testPostgresKinds()) {
       const on3 = await call('/v1/runs', { workflow: 'changing', version: '3', input: { v3: 1 } });
       const bad = await call(`/v1/runs/${on3.body.runId as string}/signals/poke`, 1.5);
       assert.equal(bad.status, 400, JSON.stringify(bad.body));
-      assert.deepEqual(bad.body.issues, [{ path: '', message: 'must be integer' }]);
+      assert.deepEqual(bad.body.error.issues, [{ in: 'body', path: '', message: 'must be integer' }]);
     });
 
     it('learns of schemas a worker catalogues later', async () => {

@@ -102,8 +102,9 @@ export class SchemaValidation {
         resolution = { versions: [pinned], schema: schemaOf(entry, 'input') };
       }
     }
-    if (resolution.schema)
-      this.#check(resolution.schema, input, `input does not match the input schema of ${label(workflow, resolution.versions)}`);
+    if (resolution.schema) {
+      this.#check(resolution.schema, input, `input does not match the input schema of ${label(workflow, resolution.versions)}`, '/input');
+    }
     return pinned;
   }
 
@@ -136,6 +137,7 @@ export class SchemaValidation {
         resolution.schema,
         body,
         `the body of signal "${signalName}" does not match its schema in ${label(workflow, resolution.versions)}`,
+        '',
       );
     }
   }
@@ -147,11 +149,18 @@ export class SchemaValidation {
     await stop?.();
   }
 
-  #check(schema: CatalogueSchema, value: unknown, subject: string): void {
+  /**
+   * Throws [CAIRN-1116] when `value` does not match. The message names each bad field by its JSON
+   * Pointer in the value; the error body's issues point into the request body (`at` is where the
+   * value sits in it: `/input` for a run's input, '' for a signal body).
+   */
+  #check(schema: CatalogueSchema, value: unknown, subject: string, at: string): void {
     const validate = this.#validator(schema);
     if (!validate || validate(value)) return;
     const issues = (validate.errors ?? []).slice(0, MAX_ISSUES).map(toIssue);
-    throw new CairnError(ErrorCodes.INVALID_INPUT, `${subject}: ${describeIssues(issues)}`, { details: { issues } });
+    throw new CairnError(ErrorCodes.INVALID_INPUT, `${subject}: ${describeIssues(issues)}`, {
+      details: { issues: issues.map((i) => ({ in: 'body', path: `${at}${i.path}`, message: i.message })) },
+    });
   }
 
   #validator(schema: CatalogueSchema): ValidateFunction | null {

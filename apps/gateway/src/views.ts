@@ -1,8 +1,8 @@
 import { ErrorCode, RunStatus, StepKind, StepStatus, type RunInfo, type StepInfo } from '@cairn/proto';
 import type { ErrorInfo, JournalEntry, StoredTranscript } from '@cairn/payload-store';
+import type { EntryView, ErrorView, RunStatusName, RunView, StepView, TranscriptView } from './schemas.js';
 
-/** Run states as the HTTP API spells them. */
-export type RunStatusName = 'queued' | 'running' | 'suspended' | 'completed' | 'failed' | 'cancelled' | 'terminated' | 'timed_out';
+export type { EntryView, ErrorView, RunStatusName, RunView, StepView, TranscriptView };
 
 const FINAL: ReadonlySet<RunStatus> = new Set([
   RunStatus.COMPLETED,
@@ -33,28 +33,6 @@ function time(ms: bigint): string | null {
 
 const optional = (s: string): string | null => (s === '' ? null : s);
 
-/** The JSON shape of a run's metadata. */
-export interface RunView {
-  readonly runId: string;
-  readonly workflow: string;
-  readonly version: string | null;
-  readonly taskQueue: string | null;
-  readonly status: RunStatusName | null;
-  readonly epoch: number;
-  readonly errorCode: string | null;
-  readonly createdAt: string | null;
-  readonly startedAt: string | null;
-  readonly endedAt: string | null;
-  readonly wakeAt: string | null;
-  readonly waitingSignal: string | null;
-  readonly inputSize: number;
-  readonly outputSize: number;
-  readonly dispatchCount: number;
-  readonly cancelRequested: boolean;
-  /** The run that started this one as a child, or null. */
-  readonly parentRunId: string | null;
-}
-
 export function runView(run: RunInfo): RunView {
   return {
     runId: run.runId,
@@ -75,28 +53,6 @@ export function runView(run: RunInfo): RunView {
     cancelRequested: run.cancelRequested,
     parentRunId: optional(run.parentRunId),
   };
-}
-
-/** One attempt of one durable call on the timeline. */
-export interface StepView {
-  readonly position: number;
-  readonly attempt: number;
-  readonly kind: string | null;
-  readonly name: string;
-  readonly status: string | null;
-  readonly errorCode: string | null;
-  readonly retryable: boolean;
-  readonly startedAt: string | null;
-  readonly endedAt: string | null;
-  readonly dueAt: string | null;
-  readonly durationMs: number | null;
-  readonly outputSize: number;
-  /** Model calls only (null otherwise): tokens the provider counted for this attempt. */
-  readonly inputTokens: number | null;
-  readonly outputTokens: number | null;
-  /** Model calls only (null otherwise): the provider and model this attempt called. */
-  readonly provider: string | null;
-  readonly model: string | null;
 }
 
 export function stepView(step: StepInfo): StepView {
@@ -127,16 +83,6 @@ function modelFields(step: StepInfo): Pick<StepView, 'inputTokens' | 'outputToke
   };
 }
 
-/** An error as the data plane stored it (message and stack live here, never in the control plane). */
-export interface ErrorView {
-  readonly name: string;
-  readonly message: string;
-  readonly code: string | null;
-  readonly stack: string | null;
-  /** A run's error only: compensations (`ctx.step` `compensate`) that failed for good after the workflow failed. */
-  readonly compensationFailures?: unknown;
-}
-
 export function errorView(error: ErrorInfo): ErrorView {
   const failures = (error as { compensationFailures?: unknown }).compensationFailures;
   return {
@@ -149,21 +95,6 @@ export function errorView(error: ErrorInfo): ErrorView {
 }
 
 const msTime = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString());
-
-/** A recorded journal entry, for debugging a step. */
-export interface EntryView {
-  readonly runId: string;
-  readonly position: number;
-  readonly kind: string;
-  readonly name: string;
-  readonly status: string;
-  readonly attempt: number;
-  readonly output?: unknown;
-  readonly error?: ErrorView;
-  readonly startedAt: string | null;
-  readonly endedAt: string | null;
-  readonly dueAt: string | null;
-}
 
 export function entryView(runId: string, entry: JournalEntry): EntryView {
   return {
@@ -180,15 +111,6 @@ export function entryView(runId: string, entry: JournalEntry): EntryView {
     endedAt: msTime(entry.endedAt),
     dueAt: msTime(entry.dueAt),
   };
-}
-
-/** A model call's transcript: request, response, usage and every attempt, as the data plane recorded it. */
-export interface TranscriptView {
-  readonly runId: string;
-  readonly position: number;
-  readonly size: number;
-  readonly createdAt: string;
-  readonly transcript: unknown;
 }
 
 export function transcriptView(stored: StoredTranscript): TranscriptView {

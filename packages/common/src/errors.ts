@@ -31,6 +31,12 @@ export const ErrorCodes = {
    * version in the data plane: versions are immutable, so the change needs a new version.
    */
   SCHEMA_CONFLICT: 'CAIRN-1117',
+  /** @cairn/client: the run was terminated by an operator (no compensations ran). */
+  RUN_TERMINATED: 'CAIRN-1120',
+  /** @cairn/client: the run passed its run timeout and was ended. */
+  RUN_TIMED_OUT: 'CAIRN-1121',
+  /** @cairn/client: `result({ timeoutMs })` waited that long and the run had not ended (it goes on). */
+  WAIT_TIMEOUT: 'CAIRN-1122',
   // 113x — the local stack (`cairn dev`)
   /** A setting of the local stack (flag, environment, cairn.config.json or package.json "cairn") is invalid. */
   DEV_CONFIG_INVALID: 'CAIRN-1130',

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { CairnError, ErrorCodes } from './errors.js';
 
 /** Names written in code: workflow, step, signal and task-queue names. */
@@ -12,9 +11,12 @@ export const ID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9
 /** HMAC-SHA256 digests in hex. */
 export const DIGEST_PATTERN = /^[0-9a-f]{64}$/;
 
-/** A new opaque identifier. */
+/**
+ * A new opaque identifier. Web Crypto (on `globalThis` in Node ≥ 19 and in browsers) rather than
+ * `node:crypto`, so that `@cairn/common/core` loads in a browser too (`@cairn/client` uses it).
+ */
 export function newId(): string {
-  return randomUUID();
+  return globalThis.crypto.randomUUID();
 }
 
 export function isId(value: string): boolean {

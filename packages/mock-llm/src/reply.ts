@@ -39,6 +39,8 @@ export interface Plan {
   readonly toolCalls: readonly PlannedToolCall[];
   readonly finishReason: string;
   readonly usage: { readonly input: number; readonly output: number };
+  /** Milliseconds to wait before each streamed chunk (0: none). */
+  readonly chunkDelayMs: number;
   /** A hex digest of the request, from which response and tool-call IDs derive. */
   readonly fingerprint: string;
 }
@@ -239,6 +241,7 @@ export class Responder {
       pieces,
       toolCalls,
       finishReason: rule?.finishReason ?? (toolCalls.length > 0 ? 'tool_calls' : 'stop'),
+      chunkDelayMs: rule?.chunkDelayMs ?? 0,
       usage: {
         input: rule?.usage?.input ?? Math.max(1, tokens(inputChars(request.messages))),
         output: rule?.usage?.output ?? tokens(outputChars),

@@ -100,6 +100,8 @@ export interface MockRule {
    * characters a piece for JSON.
    */
   readonly chunks?: readonly string[] | number;
+  /** Streaming: wait this many milliseconds before each chunk, so a reply streams over time (default 0). */
+  readonly chunkDelayMs?: number;
   /** Overrides the finish reason (`stop`, or `tool_calls` with tool calls), e.g. `length`. */
   readonly finishReason?: string;
   /**
@@ -153,6 +155,7 @@ const ruleSchema = z
       .optional(),
     usage: z.strictObject({ input: z.int().nonnegative().optional(), output: z.int().nonnegative().optional() }).optional(),
     chunks: z.union([z.array(z.string()).min(1), z.int().positive()]).optional(),
+    chunkDelayMs: z.int().min(0).max(10_000).optional(),
     finishReason: z.string().min(1).optional(),
     faults: z.array(faultSchema).optional(),
   })

@@ -263,6 +263,8 @@ export async function startMockLlm(options: MockLlmOptions = {}): Promise<MockLl
       }
       const event = events[i];
       if (event === undefined) break;
+      if (plan.chunkDelayMs > 0) await new Promise((r) => setTimeout(r, plan.chunkDelayMs));
+      if (res.destroyed) return;
       await write(res, `data: ${JSON.stringify(event)}\n\n`);
       if (res.destroyed) return;
     }

@@ -23,7 +23,14 @@ export {
   type TakenSignal,
 } from './store.js';
 export type { KeyCheckResult } from './key-checks.js';
-export { MAX_STREAM_PLAINTEXT_BYTES, packStreamEvents, unpackStreamEvents, type StreamEvent } from './stream.js';
+export {
+  MAX_STREAM_PLAINTEXT_BYTES,
+  packStreamEvents,
+  splitStreamEvents,
+  unpackStreamEvents,
+  type SequencedStreamEvent,
+  type StreamEvent,
+} from './stream.js';
 export {
   SCHEMA_CHANNEL,
   versionDigest,

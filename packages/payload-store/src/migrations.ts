@@ -153,8 +153,30 @@ CREATE TABLE dp_schemas (
 );
 `,
   },
-  // 7 is taken by another change; the runner applies every listed version it has not applied
-  // yet, in list order, so the gap is harmless.
+  {
+    version: 7,
+    name: 'stored stream events',
+    sql: `
+-- Live model output (text deltas, call ends) of a run, stored as it is published so that a
+-- subscriber that reconnects (SSE Last-Event-ID) reads what it missed. seq counts 1, 2, 3, … per
+-- run; dp_stream_heads holds the last one given out, and its row lock orders the publishers of a
+-- run, so events commit (and are NOTIFYed) in seq order. Kept as long as the run's data: deleted
+-- with the run.
+CREATE TABLE dp_stream_heads (
+  run_id uuid PRIMARY KEY REFERENCES dp_runs (run_id) ON DELETE CASCADE,
+  last_seq bigint NOT NULL
+);
+CREATE TABLE dp_stream_events (
+  run_id uuid NOT NULL REFERENCES dp_runs (run_id) ON DELETE CASCADE,
+  seq bigint NOT NULL,
+  key_id text NOT NULL,
+  payload bytea NOT NULL,
+  size integer NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (run_id, seq)
+);
+`,
+  },
   {
     version: 8,
     name: 'key checks',

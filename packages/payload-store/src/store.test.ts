@@ -11,6 +11,7 @@ import {
   PayloadStore,
   packStreamEvents,
   unpackStreamEvents,
+  type SequencedStreamEvent,
   type StreamEvent,
 } from './index.js';
 
@@ -276,8 +277,9 @@ for (const kind of testPostgresKinds()) {
 
     it('publishes live output sealed, in order, split under the NOTIFY limit', async () => {
       const runId = newId();
+      await store.createRun({ runId, workflowName: 'wf', input: null });
       const marker = `delta-${newId()}`;
-      const received: StreamEvent[] = [];
+      const received: SequencedStreamEvent[] = [];
       let notifications = 0;
       const stop = await store.onStream((r, events) => {
         if (r !== runId) return;
@@ -307,10 +309,70 @@ for (const kind of testPostgresKinds()) {
         assert.equal(payloads.length, notifications);
         assert.ok(payloads.length > 2 && payloads.every((p) => Buffer.byteLength(p) < 8000));
         assert.ok(!payloads.some((p) => p.includes(marker) || p.includes('Hello')), 'stream payloads are sealed');
+        assert.deepEqual(
+          received.map((e) => e.seq),
+          received.map((_, i) => i + 1),
+          'every event heard carries the next sequence number',
+        );
+        // What was heard is what is stored, sealed: a late reader gets the same events with the same numbers.
+        assert.deepEqual(await store.readStream(runId, 0), received);
+        assert.deepEqual(await store.readStream(runId, 2, 3), received.slice(2, 5));
+        assert.deepEqual(await store.readStream(runId, received.length), []);
+        const stored = await raw.query<{ all: string }>(
+          "SELECT string_agg(encode(payload, 'escape'), '') AS all FROM dp_stream_events WHERE run_id = $1",
+          [runId],
+        );
+        assert.ok(stored.rows[0]!.all.length > 0);
+        assert.equal(stored.rows[0]!.all.includes(marker), false, 'stored stream events are sealed');
       } finally {
         await stop();
         await raw.end();
       }
+    });
+
+    it('numbers the stream events of concurrent publishers of one run without gaps, in commit order', async () => {
+      const runId = newId();
+      await store.createRun({ runId, workflowName: 'wf', input: null });
+      const heard: SequencedStreamEvent[] = [];
+      const stop = await store.onStream((r, events) => {
+        if (r === runId) heard.push(...events);
+      });
+      try {
+        const publishers = Array.from({ length: 8 }, (_, p) =>
+          (async () => {
+            for (let i = 0; i < 10; i++) {
+              await store.publishStream(runId, [{ type: 'delta', position: p, name: `call-${p}`, attempt: 1, text: `${p}.${i} ` }]);
+            }
+          })(),
+        );
+        const given = await Promise.all(publishers);
+        assert.equal(given.length, 8);
+        for (let i = 0; i < 200 && heard.length < 80; i++) await new Promise((r) => setTimeout(r, 10));
+        assert.deepEqual(
+          heard.map((e) => e.seq),
+          Array.from({ length: 80 }, (_, i) => i + 1),
+          'heard in sequence order',
+        );
+        const stored = await store.readStream(runId, 0, 1000);
+        assert.deepEqual(stored, heard);
+        // Each publisher's own events keep their order.
+        for (let p = 0; p < 8; p++) {
+          const texts = stored.filter((e) => e.position === p).map((e) => (e.type === 'delta' ? e.text : ''));
+          assert.deepEqual(
+            texts,
+            Array.from({ length: 10 }, (_, i) => `${p}.${i} `),
+          );
+        }
+        // The events go with the run.
+        await store.deleteRun(runId);
+        assert.deepEqual(await store.readStream(runId, 0), []);
+      } finally {
+        await stop();
+      }
+    });
+
+    it('refuses to publish for a run it does not hold', async () => {
+      await assert.rejects(store.publishStream(newId(), [{ type: 'model-done', position: 0, name: 'x', attempt: 1 }]));
     });
 
     it('says clearly when a run is unknown', async () => {

@@ -7,7 +7,7 @@ import { decodeJson, encodeJson } from './json.js';
 import { SCHEMA_CHANNEL, readCatalogue, writeCatalogue, type CatalogueVersion, type CatalogueWrite } from './catalogue.js';
 import { verifyKeyChecks, type KeyCheckResult } from './key-checks.js';
 import { migrations } from './migrations.js';
-import { packStreamEvents, unpackStreamEvents, type StreamEvent } from './stream.js';
+import { isStreamEvent, packPieces, splitStreamEvents, unpackStreamEvents, type SequencedStreamEvent, type StreamEvent } from './stream.js';
 
 /** The kind of durable call a journal entry records. */
 export type JournalKind = 'step' | 'sleep' | 'signal' | 'now' | 'model' | 'child';
@@ -1058,49 +1058,120 @@ export class PayloadStore {
   }
 
   /**
-   * Publishes live events of a run (model text deltas) to the data plane's subscribers with
-   * Postgres NOTIFY on the payload store's own database: sealed like every payload, split under
-   * the NOTIFY size limit, and stored nowhere. Events of one call arrive in the order published
-   * when the caller awaits each publish before the next.
+   * Publishes live events of a run (model text deltas) to the data plane's subscribers, and stores
+   * them, in one statement: each event gets the run's next sequence number, is stored sealed in
+   * `dp_stream_events`, and goes out with Postgres NOTIFY on the payload store's own database
+   * (sealed too, split under the NOTIFY size limit). The run's stream head row orders concurrent
+   * publishers of one run, so events commit and are delivered in sequence order, without gaps.
+   * Returns the sequence numbers given out (first and last; none for no events).
    */
-  async publishStream(runId: string, events: readonly StreamEvent[]): Promise<void> {
-    if (events.length === 0) return;
-    const payloads = packStreamEvents(events).map((json) => {
-      const sealed = this.#keys.seal(Buffer.from(json, 'utf8'), `${runId}:stream`);
-      return `${runId}:${sealed.keyId}:${sealed.blob.toString('base64')}`;
-    });
-    await this.#pool.query({
+  async publishStream(runId: string, events: readonly StreamEvent[]): Promise<{ firstSeq: number; lastSeq: number } | undefined> {
+    if (events.length === 0) return undefined;
+    const pieces = splitStreamEvents(events);
+    const keyIds: string[] = [];
+    const blobs: Buffer[] = [];
+    const sizes: number[] = [];
+    for (const piece of pieces) {
+      const plain = Buffer.from(JSON.stringify(piece), 'utf8');
+      const sealed = this.#keys.seal(plain, `${runId}:stream-event`);
+      keyIds.push(sealed.keyId);
+      blobs.push(sealed.blob);
+      sizes.push(plain.length);
+    }
+    const notices: string[] = [];
+    const offsets: number[] = [];
+    let offset = 0;
+    for (const batch of packPieces(pieces)) {
+      const sealed = this.#keys.seal(Buffer.from(JSON.stringify(batch), 'utf8'), `${runId}:stream`);
+      notices.push(`${sealed.keyId}:${sealed.blob.toString('base64')}`);
+      offsets.push(offset);
+      offset += batch.length;
+    }
+    const r = await this.#pool.query<{ base: string }>({
       name: 'dp_publish_stream',
-      text: "SELECT pg_notify('cairn_dp_stream', p) FROM unnest($1::text[]) WITH ORDINALITY AS x(p, i) ORDER BY i",
-      values: [payloads],
+      text: `WITH head AS (
+               INSERT INTO dp_stream_heads AS h (run_id, last_seq) VALUES ($1, $2)
+               ON CONFLICT (run_id) DO UPDATE SET last_seq = h.last_seq + excluded.last_seq
+               RETURNING last_seq - $2 AS base
+             ), ins AS (
+               INSERT INTO dp_stream_events (run_id, seq, key_id, payload, size)
+               SELECT $1, head.base + e.i, e.k, e.p, e.s FROM head, unnest($3::text[], $4::bytea[], $5::int[]) WITH ORDINALITY AS e(k, p, s, i)
+             )
+             SELECT head.base::text AS base, pg_notify('cairn_dp_stream', $1 || ':' || (head.base + n.o + 1) || ':' || n.p)
+               FROM head, unnest($6::text[], $7::int[]) WITH ORDINALITY AS n(p, o, i) ORDER BY n.i`,
+      values: [runId, pieces.length, keyIds, blobs, sizes, notices, offsets],
     });
+    const base = Number(r.rows[0]?.base ?? 0);
+    return { firstSeq: base + 1, lastSeq: base + pieces.length };
+  }
+
+  /**
+   * Reads a run's stored stream events after sequence number `afterSeq` (0: from the start), in
+   * order, at most `limit` of them.
+   */
+  async readStream(runId: string, afterSeq: number, limit = 500): Promise<SequencedStreamEvent[]> {
+    const r = await this.#pool.query<{ seq_text: string; key_id: string; payload: Buffer }>({
+      name: 'dp_read_stream',
+      text: 'SELECT seq::text AS seq_text, key_id, payload FROM dp_stream_events WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3',
+      values: [runId, afterSeq, limit],
+    });
+    const events: SequencedStreamEvent[] = [];
+    for (const row of r.rows) {
+      const event = JSON.parse(
+        this.#keys.open({ keyId: row.key_id, blob: row.payload }, `${runId}:stream-event`).toString('utf8'),
+      ) as unknown;
+      if (isStreamEvent(event)) events.push({ ...event, seq: Number(row.seq_text) });
+    }
+    return events;
   }
 
   /**
    * Listens for live events of all runs (see {@link publishStream}) and calls `listener(runId,
-   * events)` for each notification it can open. Reconnects after a connection loss; events
-   * published meanwhile are missed. Returns a function that stops listening.
+   * events)` for each notification it can open. Reconnects after a connection loss and then calls
+   * `onReconnect`: events published meanwhile were not heard, and are read back with
+   * {@link readStream}. Returns a function that stops listening.
    */
-  async onStream(listener: (runId: string, events: StreamEvent[]) => void): Promise<() => Promise<void>> {
-    return this.#listen('cairn_dp_stream', 'cairn-stream-listener', (payload) => {
-      const [runId, keyId, blob] = payload.split(':');
-      if (!runId || !keyId || blob === undefined) return;
-      let json: string;
-      try {
-        json = this.#keys.open({ keyId, blob: Buffer.from(blob, 'base64') }, `${runId}:stream`).toString('utf8');
-      } catch {
-        // Sealed with a key this process does not hold, or not ours: nothing to deliver.
-        return;
-      }
-      const events = unpackStreamEvents(json);
-      if (events.length > 0) listener(runId, events);
-    });
+  async onStream(
+    listener: (runId: string, events: SequencedStreamEvent[]) => void,
+    options: { onReconnect?: () => void } = {},
+  ): Promise<() => Promise<void>> {
+    return this.#listen(
+      'cairn_dp_stream',
+      'cairn-stream-listener',
+      (payload) => {
+        const [runId, first, keyId, blob] = payload.split(':');
+        const firstSeq = Number(first);
+        if (!runId || !keyId || blob === undefined || !Number.isSafeInteger(firstSeq)) return;
+        let json: string;
+        try {
+          json = this.#keys.open({ keyId, blob: Buffer.from(blob, 'base64') }, `${runId}:stream`).toString('utf8');
+        } catch {
+          // Sealed with a key this process does not hold, or not ours: nothing to deliver.
+          return;
+        }
+        const events = unpackStreamEvents(json).map((e, i) => ({ ...e, seq: firstSeq + i }));
+        if (events.length > 0) listener(runId, events);
+      },
+      options.onReconnect,
+    );
   }
 
   /** LISTENs on a channel with a dedicated connection that is re-opened after a loss. */
-  async #listen(channel: string, applicationName: string, onPayload: (payload: string) => void): Promise<() => Promise<void>> {
+  async #listen(
+    channel: string,
+    applicationName: string,
+    onPayload: (payload: string) => void,
+    onReconnect?: () => void,
+  ): Promise<() => Promise<void>> {
     let stopped = false;
     let client: pg.Client | undefined;
+    let connected = false;
+    // A reconnect that fails is tried again until it works or listening stops.
+    const reconnect = (): void => {
+      setTimeout(() => {
+        if (!stopped) void connect().catch(reconnect);
+      }, 500).unref();
+    };
     const connect = async (): Promise<void> => {
       const c = new pg.Client({ connectionString: this.#connectionString, application_name: applicationName });
       c.on('notification', (n) => {
@@ -1109,7 +1180,7 @@ export class PayloadStore {
       c.on('error', () => {
         if (stopped) return;
         c.end().catch(() => undefined);
-        setTimeout(() => void connect().catch(() => undefined), 500).unref();
+        reconnect();
       });
       await c.connect();
       await c.query(`LISTEN ${channel}`);
@@ -1118,6 +1189,8 @@ export class PayloadStore {
         return;
       }
       client = c;
+      if (connected) onReconnect?.();
+      connected = true;
     };
     await connect();
     return async () => {

@@ -1,7 +1,8 @@
 /**
  * Live output of a run, published inside the data plane while it is produced (text deltas of a
- * model call as they stream). Nothing here is stored: a subscriber that is not listening misses
- * it, and the journal and transcripts stay the record.
+ * model call as they stream). Each event is stored (sealed) with a per-run sequence number as it is
+ * published, so a subscriber that reconnects reads what it missed; the journal and transcripts stay
+ * the record of the calls.
  */
 export type StreamEvent =
   | {
@@ -22,20 +23,27 @@ export type StreamEvent =
       readonly attempt: number;
     };
 
+/** A stream event with its place in the run's stream: 1, 2, 3, … in publishing order (the SSE event id). */
+export type SequencedStreamEvent = StreamEvent & {
+  /** Increasing per run, without gaps, in the order the events were committed. */
+  readonly seq: number;
+};
+
 /**
  * Postgres refuses a NOTIFY payload of 8000 bytes or more. A sealed payload is
- * `runId:keyId:base64(iv||tag||ciphertext)`, so the JSON inside is kept well below: at most
- * (8000 - 36 - 64 - 2) × 3/4 - 28 ≈ 5900 bytes. 5000 leaves room.
+ * `runId:firstSeq:keyId:base64(iv||tag||ciphertext)`, so the JSON inside is kept well below: at
+ * most (8000 - 36 - 20 - 64 - 3) × 3/4 - 28 ≈ 5880 bytes. 5000 leaves room.
  */
 export const MAX_STREAM_PLAINTEXT_BYTES = 5000;
 
 const size = (value: unknown): number => Buffer.byteLength(JSON.stringify(value), 'utf8');
 
 /**
- * Packs events into as few payloads (JSON arrays) as fit under `maxBytes` each, splitting the text
- * of a delta that does not fit on its own. Splits fall between code points, never inside one.
+ * Splits the text of a delta too large for one payload of `maxBytes` into several deltas. Splits
+ * fall between code points, never inside one. Each piece is one stored event with its own
+ * sequence number.
  */
-export function packStreamEvents(events: readonly StreamEvent[], maxBytes = MAX_STREAM_PLAINTEXT_BYTES): string[] {
+export function splitStreamEvents(events: readonly StreamEvent[], maxBytes = MAX_STREAM_PLAINTEXT_BYTES): StreamEvent[] {
   const pieces: StreamEvent[] = [];
   for (const event of events) {
     if (event.type !== 'delta' || size([event]) <= maxBytes) {
@@ -58,21 +66,34 @@ export function packStreamEvents(events: readonly StreamEvent[], maxBytes = MAX_
     }
     if (text !== '') pieces.push({ ...event, text });
   }
-  const payloads: string[] = [];
-  let batch: StreamEvent[] = [];
+  return pieces;
+}
+
+/**
+ * Packs events into as few payloads (JSON arrays) as fit under `maxBytes` each, splitting the text
+ * of a delta that does not fit on its own (see {@link splitStreamEvents}).
+ */
+export function packStreamEvents(events: readonly StreamEvent[], maxBytes = MAX_STREAM_PLAINTEXT_BYTES): string[] {
+  return packPieces(splitStreamEvents(events, maxBytes), maxBytes).map((batch) => JSON.stringify(batch));
+}
+
+/** Groups events that each fit under `maxBytes` into consecutive batches whose JSON arrays fit too. */
+export function packPieces<E extends StreamEvent>(pieces: readonly E[], maxBytes = MAX_STREAM_PLAINTEXT_BYTES): E[][] {
+  const batches: E[][] = [];
+  let batch: E[] = [];
   let batchBytes = 2;
   for (const piece of pieces) {
     const cost = size(piece) + 1;
     if (batch.length > 0 && batchBytes + cost > maxBytes) {
-      payloads.push(JSON.stringify(batch));
+      batches.push(batch);
       batch = [];
       batchBytes = 2;
     }
     batch.push(piece);
     batchBytes += cost;
   }
-  if (batch.length > 0) payloads.push(JSON.stringify(batch));
-  return payloads;
+  if (batch.length > 0) batches.push(batch);
+  return batches;
 }
 
 /** Reads a payload back; drops anything that is not a well-formed event. */
@@ -84,10 +105,13 @@ export function unpackStreamEvents(payload: string): StreamEvent[] {
     return [];
   }
   if (!Array.isArray(parsed)) return [];
-  return parsed.filter((e): e is StreamEvent => {
-    if (typeof e !== 'object' || e === null) return false;
-    const v = e as Record<string, unknown>;
-    const common = typeof v['position'] === 'number' && typeof v['name'] === 'string' && typeof v['attempt'] === 'number';
-    return common && (v['type'] === 'model-done' || (v['type'] === 'delta' && typeof v['text'] === 'string'));
-  });
+  return parsed.filter(isStreamEvent);
+}
+
+/** A well-formed event (read back from a NOTIFY payload or a stored row). */
+export function isStreamEvent(e: unknown): e is StreamEvent {
+  if (typeof e !== 'object' || e === null) return false;
+  const v = e as Record<string, unknown>;
+  const common = typeof v['position'] === 'number' && typeof v['name'] === 'string' && typeof v['attempt'] === 'number';
+  return common && (v['type'] === 'model-done' || (v['type'] === 'delta' && typeof v['text'] === 'string'));
 }

@@ -483,9 +483,10 @@ export async function transcriptRequest(call: PreparedModelCall): Promise<Record
 export const STREAM_FLUSH_MS = 30;
 
 /**
- * Publishes one model call's text deltas inside the data plane (payload store NOTIFY), batched
- * every {@link STREAM_FLUSH_MS}. Best effort: a failed publish is logged and dropped, never
- * failing the call. Publishes run one after another, so subscribers see them in order.
+ * Publishes one model call's text deltas inside the data plane (stored with a sequence number and
+ * NOTIFYed by the payload store in one statement), batched every {@link STREAM_FLUSH_MS}, off the
+ * step path. Best effort: a failed publish is logged and dropped, never failing the call.
+ * Publishes run one after another, so subscribers see them in order.
  */
 export class DeltaPublisher {
   readonly #store: PayloadStore;
@@ -531,10 +532,12 @@ export class DeltaPublisher {
     if (this.#pending.length === 0) return;
     const events = this.#pending;
     this.#pending = [];
-    this.#chain = this.#chain.then(() =>
-      this.#store.publishStream(this.#runId, events).catch((err: unknown) => {
+    this.#chain = this.#chain.then(async () => {
+      try {
+        await this.#store.publishStream(this.#runId, events);
+      } catch (err) {
         this.#log.debug({ err, position: this.#position }, 'could not publish streamed model output; subscribers miss it');
-      }),
-    );
+      }
+    });
   }
 }

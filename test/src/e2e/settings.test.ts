@@ -12,8 +12,7 @@ import { typedRefundInput } from '../workflows.js';
 const FINAL = ['completed', 'failed', 'cancelled', 'terminated', 'timed_out'];
 
 interface ErrorBody {
-  error: { code: string; message: string };
-  issues: Array<{ path: string; message: string }>;
+  error: { code: string; message: string; issues: Array<{ in: string; path: string; message: string }> };
 }
 
 describe('workflow settings in code', () => {
@@ -42,7 +41,7 @@ describe('workflow settings in code', () => {
     const body = res.body as ErrorBody;
     assert.equal(body.error.code, 'CAIRN-1116');
     assert.equal(body.error.message, 'input does not match the input schema of typed-refund@1: /amount must be >= 0');
-    assert.deepEqual(body.issues, [{ path: '/amount', message: 'must be >= 0' }]);
+    assert.deepEqual(body.error.issues, [{ in: 'body', path: '/input/amount', message: 'must be >= 0' }]);
     assert.equal(await runsOf('typed-refund'), 0, 'the control plane knows no run of it');
   });
 
@@ -51,7 +50,7 @@ describe('workflow settings in code', () => {
     await t.waitForEffect(runId, 'typed-refund:requested');
     const bad = await post(`/v1/runs/${runId}/signals/refund-approval`, { approved: 'sure' });
     assert.equal(bad.status, 400, JSON.stringify(bad.body));
-    assert.deepEqual((bad.body as ErrorBody).issues.map((i) => i.path).sort(), ['/approved', '/by']);
+    assert.deepEqual((bad.body as ErrorBody).error.issues.map((i) => i.path).sort(), ['/approved', '/by']);
     const good = await t.signal(runId, 'refund-approval', { approved: true, by: 'maria' });
     assert.equal(good.status, 202, await good.text());
     const result = await t.result(runId);

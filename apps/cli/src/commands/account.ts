@@ -5,30 +5,15 @@ import type { Command } from 'commander';
 import { assertProfileName, configPath, ENV_OVERRIDES, loadConfig, normaliseUrl, saveConfig, type Profile } from '../config.js';
 import { Context, readStdin } from '../context.js';
 import { CliError, ExitCode } from '../errors.js';
+import type { components } from '../gen/control-plane.js';
 import { HttpClient } from '../http.js';
 import { examples } from '../help.js';
 
-interface Whoami {
-  keyId: string;
-  organizationId: string;
-  projectId: string | null;
-  role: string;
-}
+type Whoami = components['schemas']['Whoami'];
 
-interface ProjectView {
-  id: string;
-  name: string;
-  organizationId?: string;
-  createdAt?: string;
-}
+type ProjectView = components['schemas']['Project'];
 
-interface DataPlaneView {
-  id: string;
-  projectId: string;
-  name: string;
-  createdAt: string;
-  revokedAt: string | null;
-}
+type DataPlaneView = components['schemas']['DataPlane'];
 
 /** Reads a secret from the terminal without echoing it. */
 async function promptSecret(question: string): Promise<string> {

@@ -2,23 +2,11 @@
 import type { Command } from 'commander';
 import { Context, intOption, readJsonInput } from '../context.js';
 import { CliError, ExitCode } from '../errors.js';
+import type { components } from '../gen/control-plane.js';
 import { examples } from '../help.js';
 import { paintStatus } from '../output.js';
 
-interface ScheduleView {
-  id: string;
-  name: string | null;
-  dataPlaneId: string;
-  workflowName: string;
-  workflowVersion: string | null;
-  cron: string;
-  timeZone: string;
-  overlapPolicy: string;
-  paused: boolean;
-  inputPayloadId: string | null;
-  nextTickAt?: string | null;
-  lastFiredAt?: string | null;
-}
+type ScheduleView = components['schemas']['Schedule'];
 
 const OVERLAP = ['skip', 'buffer_one', 'allow_all', 'cancel_previous'];
 
@@ -121,7 +109,7 @@ export function registerOperations(program: Command): void {
         };
         let res: { schedule: ScheduleView };
         try {
-          res = await cp.post<{ schedule: ScheduleView }>(ctx.projectPath('/schedules'), body);
+          res = await cp.post<components['schemas']['ScheduleAnswer']>(ctx.projectPath('/schedules'), body);
         } catch (err) {
           // The stored input would be orphaned: remove it again.
           if (inputPayloadId)
@@ -151,7 +139,7 @@ export function registerOperations(program: Command): void {
       const ctx = new Context(command);
       const cp = ctx.controlPlane();
       const body = await ctx.out.spin('listing schedules', () =>
-        cp.get<{ schedules: ScheduleView[]; nextCursor: string | null }>(ctx.projectPath('/schedules'), {
+        cp.get<components['schemas']['ScheduleList']>(ctx.projectPath('/schedules'), {
           limit: opts.limit,
           cursor: opts.cursor,
         }),
@@ -212,7 +200,9 @@ export function registerOperations(program: Command): void {
       .action(async (schedule: string, _opts: unknown, command: Command) => {
         const ctx = new Context(command);
         const cp = ctx.controlPlane();
-        const res = await cp.post<{ schedule: ScheduleView }>(ctx.projectPath(`/schedules/${encodeURIComponent(schedule)}/${op}`));
+        const res = await cp.post<components['schemas']['ScheduleAnswer']>(
+          ctx.projectPath(`/schedules/${encodeURIComponent(schedule)}/${op}`),
+        );
         ctx.out.data(res, () => ctx.out.line(`${ctx.out.c.green('✓')} schedule ${schedule} ${op === 'pause' ? 'paused' : 'resumed'}`));
       });
   }

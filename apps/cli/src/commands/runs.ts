@@ -4,27 +4,12 @@ import type { Command } from 'commander';
 import { Context, intOption, readJsonInput } from '../context.js';
 import { CliError, ExitCode } from '../errors.js';
 import { examples } from '../help.js';
+import type { components } from '../gen/control-plane.js';
 import type { HttpClient } from '../http.js';
 import { formatMs, paintStatus, type Output } from '../output.js';
 
 /** A run as the control plane's REST API answers it (metadata only). */
-interface ApiRunView {
-  id: string;
-  workflowName: string;
-  workflowVersion: string;
-  taskQueue: string;
-  status: string;
-  errorCode: string | null;
-  createdAt: string;
-  startedAt: string | null;
-  endedAt: string | null;
-  waitingSignal: string | null;
-  dispatchCount: number;
-  parentRunId: string | null;
-  forkedFromRunId: string | null;
-  forkPosition: number | null;
-  scheduleId: string | null;
-}
+type ApiRunView = components['schemas']['Run'];
 
 /**
  * A run as the CLI prints it: the control plane's view with its ID named `runId`, as in every
@@ -39,36 +24,15 @@ export function runView(run: ApiRunView): RunView {
   return { runId: id, ...rest };
 }
 
-interface ApiDescribe {
-  run: ApiRunView;
-  timeline: TimelineCall[];
-  totals: Describe['totals'];
-}
-
 async function describeRun(ctx: Context, cp: HttpClient, id: string): Promise<Describe> {
-  const d = await cp.get<ApiDescribe>(runPath(ctx, id));
+  const d = await cp.get<components['schemas']['RunDescription']>(runPath(ctx, id));
   return { ...d, run: runView(d.run) };
 }
 
-export interface TimelineCall {
-  position: number;
-  kind: string;
-  name: string;
-  status: string;
-  attemptCount: number;
-  retries: number;
-  startedAt: string | null;
-  endedAt: string | null;
-  durationMs: number | null;
-  inputTokens: number | null;
-  outputTokens: number | null;
-}
+export type TimelineCall = components['schemas']['TimelineCall'];
 
-export interface Describe {
-  run: RunView;
-  timeline: TimelineCall[];
-  totals: { durableCalls: number; attempts: number; retries: number; failedAttempts: number; wallTimeMs: number | null };
-}
+/** A run's description as the CLI prints it (see {@link RunView}). */
+export type Describe = Omit<components['schemas']['RunDescription'], 'run'> & { run: RunView };
 
 export const FINAL_STATUSES = new Set(['completed', 'failed', 'cancelled', 'terminated', 'timed_out']);
 
@@ -314,7 +278,7 @@ export function registerRuns(program: Command): void {
         if (bad.length > 0) throw new CliError(ExitCode.USAGE, `Unknown status ${bad.join(', ')}: use ${RUN_STATUSES.join(', ')}.`);
         const cp = ctx.controlPlane();
         const page = await ctx.out.spin('listing runs', () =>
-          cp.get<{ runs: ApiRunView[]; nextCursor: string | null }>(ctx.projectPath('/runs'), {
+          cp.get<components['schemas']['RunList']>(ctx.projectPath('/runs'), {
             status: statuses.length > 0 ? statuses.join(',') : undefined,
             workflow: opts.workflow,
             version: opts.version,

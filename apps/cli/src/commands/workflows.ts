@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { parse } from 'yaml';
 import { Context } from '../context.js';
 import { CliError, ExitCode } from '../errors.js';
+import type { components } from '../gen/control-plane.js';
 import { examples } from '../help.js';
 import { schemaDigest } from '@cairn/common';
 import {
@@ -47,19 +48,7 @@ const REPLACED: Readonly<Record<string, string>> = {
 
 type Overrides = Partial<Record<(typeof OVERRIDE_FIELDS)[number], unknown>>;
 
-interface VersionView {
-  name: string;
-  version: string;
-  taskQueue: string;
-  inputSchemaDigest: string | null;
-  outputSchemaDigest: string | null;
-  retry: unknown;
-  timeouts: { run: number | null; step: number | null };
-  schedules: unknown;
-  source?: string;
-  registeredAt?: string;
-  deprecated?: boolean;
-}
+type VersionView = components['schemas']['WorkflowVersion'];
 
 /** Reads `--metadata FILE`: `{ "<name>" | "<name>@<version>": { retry, timeouts, schedules, flowControl } }` (YAML or JSON). */
 export function loadMetadata(file: string | undefined): Record<string, Overrides> {
@@ -347,12 +336,12 @@ export function registerWorkflows(program: Command): void {
             ...settingsLines({
               inputSchemaDigest: w.inputSchemaDigest,
               outputSchemaDigest: w.outputSchemaDigest,
-              retry: w.retry as Registration['retry'],
+              retry: w.retry,
               timeouts: {
                 ...(w.timeouts.run === null ? {} : { run: w.timeouts.run }),
                 ...(w.timeouts.step === null ? {} : { step: w.timeouts.step }),
               },
-              schedules: w.schedules as Registration['schedules'],
+              schedules: w.schedules,
             }),
           ]),
         );
@@ -379,7 +368,7 @@ export function registerWorkflows(program: Command): void {
     .action(async (name: string, version: string, _opts: unknown, command: Command) => {
       const ctx = new Context(command);
       const cp = ctx.controlPlane();
-      const body = await cp.post<{ workflow: VersionView }>(
+      const body = await cp.post<components['schemas']['WorkflowVersionAnswer']>(
         ctx.projectPath(`/workflows/${encodeURIComponent(name)}/versions/${encodeURIComponent(version)}/deprecate`),
       );
       ctx.out.data(body, () => ctx.out.line(`${ctx.out.c.green('✓')} ${name}@${version} is deprecated: new runs of it are refused`));

@@ -4,6 +4,8 @@ import { ROLES, type ApiKey, type Project } from '../db/tenant.repository.js';
 import { AccessService } from '../services/access.service.js';
 import { Api, Caller, CurrentProject, type RequestContext } from './api.js';
 import { isoTimeSchema, nameSchema } from './schemas.js';
+import { ApiKeyAnswer, ApiKeyCreated, ApiKeyList } from './responses.js';
+import type { ApiKey as ApiKeySchema } from './responses.js';
 
 const CreateKeyBody = z.strictObject({
   name: nameSchema,
@@ -14,7 +16,7 @@ const CreateKeyBody = z.strictObject({
 
 const iso = (d: Date | null): string | null => (d === null ? null : d.toISOString());
 
-export function presentKey(key: ApiKey): Record<string, unknown> {
+export function presentKey(key: ApiKey): z.input<typeof ApiKeySchema> {
   return {
     id: key.id,
     name: key.name,
@@ -37,6 +39,7 @@ export class ApiKeysController {
 
   @Post()
   @Api({
+    response: ApiKeyCreated,
     permission: 'project.admin',
     tag: 'access',
     summary: 'Create an API key; the secret is in this answer only',
@@ -58,13 +61,18 @@ export class ApiKeysController {
   }
 
   @Get()
-  @Api({ permission: 'project.admin', tag: 'access', summary: 'List the API keys acting in this project (never their secrets)' })
+  @Api({
+    response: ApiKeyList,
+    permission: 'project.admin',
+    tag: 'access',
+    summary: 'List the API keys acting in this project (never their secrets)',
+  })
   async list(@Caller() caller: RequestContext, @CurrentProject() project: Project): Promise<{ apiKeys: unknown[] }> {
     return { apiKeys: (await this.access.listKeys(caller.principal, project)).map(presentKey) };
   }
 
   @Delete(':keyId')
-  @Api({ permission: 'project.admin', tag: 'access', summary: 'Revoke an API key; it stops working at once' })
+  @Api({ response: ApiKeyAnswer, permission: 'project.admin', tag: 'access', summary: 'Revoke an API key; it stops working at once' })
   async revoke(
     @Caller() caller: RequestContext,
     @CurrentProject() project: Project,

@@ -31,6 +31,10 @@ export interface ApiSpec {
   readonly query?: z.ZodType;
   /** The success status (default 200). */
   readonly status?: number;
+  /** Other success statuses with the same body (e.g. 200 for a registration that existed). */
+  readonly alsoStatus?: readonly number[];
+  /** What the route answers on success, for the OpenAPI document (named schemas in http/responses.ts). */
+  readonly response: z.ZodType;
   /** Tag grouping the route in the OpenAPI document. */
   readonly tag: string;
 }

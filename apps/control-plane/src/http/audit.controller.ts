@@ -6,6 +6,8 @@ import type { Project } from '../db/tenant.repository.js';
 import { AuditService, type VerifyResult } from '../services/audit.service.js';
 import { Api, CurrentProject } from './api.js';
 import { isoTimeSchema, limitSchema } from './schemas.js';
+import { AuditList, AuditVerification } from './responses.js';
+import type { AuditEntry as AuditEntrySchema } from './responses.js';
 
 const AuditQuery = z.strictObject({
   from: isoTimeSchema.optional(),
@@ -29,7 +31,7 @@ const AuditQuery = z.strictObject({
   cursor: z.string().max(200).optional(),
 });
 
-export function presentAuditEntry(entry: AuditEntry): Record<string, unknown> {
+export function presentAuditEntry(entry: AuditEntry): z.input<typeof AuditEntrySchema> {
   return {
     id: entry.id,
     position: entry.position,
@@ -74,6 +76,7 @@ export class AuditController {
 
   @Get()
   @Api({
+    response: AuditList,
     permission: 'audit.read',
     tag: 'audit',
     summary: 'List audit entries, newest first',
@@ -101,6 +104,7 @@ export class AuditController {
 
   @Post('verify')
   @Api({
+    response: AuditVerification,
     permission: 'audit.read',
     tag: 'audit',
     summary: "Seal pending entries, then verify the project's hash chain",

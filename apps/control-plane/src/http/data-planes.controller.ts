@@ -6,10 +6,12 @@ import { DataPlaneService } from '../services/data-plane.service.js';
 import { AuditService } from '../services/audit.service.js';
 import { Api, Caller, CurrentProject, type RequestContext } from './api.js';
 import { nameSchema } from './schemas.js';
+import { DataPlaneAnswer, DataPlaneCreated, DataPlaneList } from './responses.js';
+import type { DataPlane as DataPlaneSchema } from './responses.js';
 
 const CreateDataPlaneBody = z.strictObject({ name: nameSchema });
 
-export function presentDataPlane(record: DataPlaneRecord): Record<string, unknown> {
+export function presentDataPlane(record: DataPlaneRecord): z.input<typeof DataPlaneSchema> {
   return {
     id: record.id,
     projectId: record.projectId,
@@ -26,6 +28,7 @@ export class DataPlanesController {
 
   @Post()
   @Api({
+    response: DataPlaneCreated,
     permission: 'data-planes.manage',
     tag: 'data-planes',
     summary: 'Register a data plane; its credential is in this answer only',
@@ -42,19 +45,20 @@ export class DataPlanesController {
   }
 
   @Get()
-  @Api({ permission: 'project.read', tag: 'data-planes', summary: 'List the data planes of this project' })
+  @Api({ response: DataPlaneList, permission: 'project.read', tag: 'data-planes', summary: 'List the data planes of this project' })
   async list(@CurrentProject() project: Project): Promise<{ dataPlanes: unknown[] }> {
     return { dataPlanes: (await this.dataPlanes.list(project.id)).map(presentDataPlane) };
   }
 
   @Get(':id')
-  @Api({ permission: 'project.read', tag: 'data-planes', summary: 'Show a data plane' })
+  @Api({ response: DataPlaneAnswer, permission: 'project.read', tag: 'data-planes', summary: 'Show a data plane' })
   async show(@CurrentProject() project: Project, @Param('id') id: string): Promise<{ dataPlane: unknown }> {
     return { dataPlane: presentDataPlane(await this.dataPlanes.get(project.id, id)) };
   }
 
   @Delete(':id')
   @Api({
+    response: DataPlaneAnswer,
     permission: 'data-planes.manage',
     tag: 'data-planes',
     summary: "Revoke a data plane's credential; its workers' streams close within seconds",

@@ -3,6 +3,10 @@ import { HTTP_CODE_METADATA, METHOD_METADATA, PATH_METADATA } from '@nestjs/comm
 import { z } from 'zod';
 import { PERMISSIONS } from '../auth/permissions.js';
 import { API_SPEC, type ApiSpec } from './api.js';
+import { responseSchemas } from './responses.js';
+
+/** The `info.version` of the document: the REST API's major version. */
+export const OPENAPI_VERSION = '1';
 
 /** DI token: the controllers whose routes the document describes. */
 export const API_CONTROLLERS = Symbol('ApiControllers');
@@ -49,20 +53,44 @@ export function collectRoutes(controllers: readonly (abstract new (...args: neve
   return routes.sort((a, b) => a.path.localeCompare(b.path) || a.method.localeCompare(b.method));
 }
 
-const errorResponse = {
-  description: 'An error: `{"error":{"code":"CAIRN-NNNN","message":"..."}}`',
-  content: {
-    'application/json': {
-      schema: {
-        type: 'object',
-        required: ['error'],
-        properties: {
-          error: { type: 'object', required: ['code', 'message'], properties: { code: { type: 'string' }, message: { type: 'string' } } },
-        },
-      },
-    },
-  },
+const COMPONENT_URI = (id: string): string => `#/components/schemas/${id}`;
+
+const errorResponse = (description: string) => ({
+  description,
+  content: { 'application/json': { schema: { $ref: COMPONENT_URI('Error') } } },
+});
+
+const ERRORS: Record<string, string> = {
+  '400': 'Bad input (CAIRN-1101): the message names each field and what is wrong',
+  '401': 'No, an unknown, expired or revoked API key (CAIRN-1104)',
+  '403': "The key's role may not do this (CAIRN-1111): the message names the roles that may",
+  '404': 'No such project, run, workflow, schedule, key or data plane here (CAIRN-1105)',
+  '409': 'A conflict with the current state (CAIRN-1108, CAIRN-1114, CAIRN-1115)',
+  '429': 'A project quota or rate limit (CAIRN-1112, CAIRN-1113)',
+  '503': 'The control plane is not ready or cannot reach its database (CAIRN-1110): retry',
 };
+
+type JsonSchema = Record<string, unknown>;
+
+function clean(schema: JsonSchema): JsonSchema {
+  const { $schema: _schema, $id: _id, ...rest } = schema;
+  return rest;
+}
+
+/** The named response schemas, as `components.schemas`. */
+function componentSchemas(): Record<string, JsonSchema> {
+  const { schemas } = z.toJSONSchema(responseSchemas, { io: 'output', uri: COMPONENT_URI, unrepresentable: 'any' }) as {
+    schemas: Record<string, JsonSchema>;
+  };
+  return Object.fromEntries(Object.entries(schemas).map(([id, schema]) => [id, clean(schema)]));
+}
+
+/** A `$ref` to a named response schema, else the schema inline. */
+function responseSchema(schema: z.ZodType): JsonSchema {
+  const id = responseSchemas.get(schema)?.id;
+  if (id) return { $ref: COMPONENT_URI(id) };
+  return clean(z.toJSONSchema(schema, { io: 'output', unrepresentable: 'any' }));
+}
 
 /** The OpenAPI 3.1 document of the REST API, built from the routes' declarations. */
 export function buildOpenApi(routes: readonly RouteDoc[], version: string): Record<string, unknown> {
@@ -108,11 +136,21 @@ export function buildOpenApi(routes: readonly RouteDoc[], version: string): Reco
           }
         : {}),
       responses: {
-        [String(route.status)]: { description: 'Success' },
-        '400': errorResponse,
-        '401': errorResponse,
-        '403': errorResponse,
-        '404': errorResponse,
+        ...Object.fromEntries(
+          [route.status, ...(route.spec.alsoStatus ?? [])].map((status) => [
+            String(status),
+            {
+              description: status === 201 ? 'Created' : 'Success',
+              content: { 'application/json': { schema: responseSchema(route.spec.response) } },
+            },
+          ]),
+        ),
+        ...Object.fromEntries(
+          ['400', '401', '403', '404', ...(route.method === 'get' ? [] : ['409', '429']), '503'].map((status) => [
+            status,
+            errorResponse(ERRORS[status]!),
+          ]),
+        ),
       },
     };
   }
@@ -124,7 +162,10 @@ export function buildOpenApi(routes: readonly RouteDoc[], version: string): Reco
       description:
         'Metadata only: runs, steps, workflows, schedules, keys, data planes, usage and audit. Payloads live in the data plane and are served by its gateway.',
     },
-    components: { securitySchemes: { apiKey: { type: 'http', scheme: 'bearer', description: 'an API key (cak_...)' } } },
+    components: {
+      securitySchemes: { apiKey: { type: 'http', scheme: 'bearer', description: 'an API key (cak_...)' } },
+      schemas: componentSchemas(),
+    },
     paths,
   };
 }
@@ -138,7 +179,7 @@ export class OpenApiController {
 
   @Get('openapi.json')
   openapi(): Record<string, unknown> {
-    this.document ??= buildOpenApi(collectRoutes(this.controllers), '1');
+    this.document ??= buildOpenApi(collectRoutes(this.controllers), OPENAPI_VERSION);
     return this.document;
   }
 }

@@ -4,10 +4,12 @@ import type { Project } from '../db/tenant.repository.js';
 import { AccessService } from '../services/access.service.js';
 import { Api, Caller, CurrentProject, type RequestContext } from './api.js';
 import { nameSchema } from './schemas.js';
+import { ProjectAnswer, ProjectList, Whoami } from './responses.js';
+import type { Project as ProjectSchema } from './responses.js';
 
 const CreateProjectBody = z.strictObject({ name: nameSchema });
 
-export function presentProject(project: Project): Record<string, unknown> {
+export function presentProject(project: Project): z.input<typeof ProjectSchema> {
   return { id: project.id, organizationId: project.organizationId, name: project.name, createdAt: project.createdAt.toISOString() };
 }
 
@@ -17,26 +19,32 @@ export class ProjectsController {
   constructor(@Inject(AccessService) private readonly access: AccessService) {}
 
   @Get('whoami')
-  @Api({ permission: 'project.read', tag: 'access', summary: 'The API key in use: its organisation, project scope and role' })
+  @Api({
+    response: Whoami,
+    permission: 'project.read',
+    tag: 'access',
+    summary: 'The API key in use: its organisation, project scope and role',
+  })
   whoami(@Caller() caller: RequestContext): Record<string, unknown> {
     const p = caller.principal;
     return { keyId: p.keyId, organizationId: p.organizationId, projectId: p.keyProjectId, role: p.role };
   }
 
   @Get('projects')
-  @Api({ permission: 'project.read', tag: 'projects', summary: 'List the projects this key can see' })
+  @Api({ response: ProjectList, permission: 'project.read', tag: 'projects', summary: 'List the projects this key can see' })
   async list(@Caller() caller: RequestContext): Promise<{ projects: unknown[] }> {
     return { projects: (await this.access.listProjects(caller.principal)).map(presentProject) };
   }
 
   @Get('projects/:project')
-  @Api({ permission: 'project.read', tag: 'projects', summary: 'Show a project (by ID or name)' })
+  @Api({ response: ProjectAnswer, permission: 'project.read', tag: 'projects', summary: 'Show a project (by ID or name)' })
   show(@CurrentProject() project: Project): { project: unknown } {
     return { project: presentProject(project) };
   }
 
   @Post('projects')
   @Api({
+    response: ProjectAnswer,
     permission: 'organization.admin',
     tag: 'projects',
     summary: 'Create a project (needs an organisation-wide admin key)',

@@ -1,5 +1,7 @@
 import { ErrorCode } from '@cairn/proto';
 import type { Run, Step } from '../domain.js';
+import type { z } from 'zod';
+import type { Run as RunSchema, Step as StepSchema } from './responses.js';
 
 const iso = (date: Date | null): string | null => (date === null ? null : date.toISOString());
 
@@ -11,7 +13,7 @@ export function errorCodeName(code: number | null): string | null {
 }
 
 /** A run as the REST API shows it (camelCase, ISO times). */
-export function presentRun(run: Run): Record<string, unknown> {
+export function presentRun(run: Run): z.input<typeof RunSchema> {
   return {
     id: run.id,
     dataPlaneId: run.dataPlaneId,
@@ -47,7 +49,7 @@ export function presentRun(run: Run): Record<string, unknown> {
   };
 }
 
-export function presentStep(step: Step): Record<string, unknown> {
+export function presentStep(step: Step): z.input<typeof StepSchema> {
   return {
     position: step.position,
     attempt: step.attempt,

@@ -13,6 +13,8 @@ import { AuditService } from '../services/audit.service.js';
 import { Api, Caller, CurrentProject, type RequestContext } from './api.js';
 import { presentRun, presentStep } from './run.presenter.js';
 import { idSchema, isoTimeSchema, limitSchema, nameSchema, versionSchema } from './schemas.js';
+import { RunAnswer, RunDescription, RunList } from './responses.js';
+import type { RunTotals as RunTotalsSchema, TimelineCall as TimelineCallSchema } from './responses.js';
 
 const statusList = z
   .union([z.string(), z.array(z.string())])
@@ -57,7 +59,7 @@ type ForkBody = z.infer<typeof forkBodySchema>;
 
 const iso = (d: Date | null): string | null => (d === null ? null : d.toISOString());
 
-function presentCall(call: TimelineCall): Record<string, unknown> {
+function presentCall(call: TimelineCall): z.input<typeof TimelineCallSchema> {
   return {
     position: call.position,
     kind: call.kind,
@@ -75,11 +77,11 @@ function presentCall(call: TimelineCall): Record<string, unknown> {
   };
 }
 
-function presentTotals(totals: RunTotals): Record<string, unknown> {
+function presentTotals(totals: RunTotals): z.input<typeof RunTotalsSchema> {
   return { ...totals, tokensByModel: totals.tokensByModel.map((m) => ({ ...m })) };
 }
 
-function presentView(view: RunView): Record<string, unknown> {
+function presentView(view: RunView): z.input<typeof RunDescription> {
   return {
     run: presentRun(view.run),
     steps: view.steps.map(presentStep),
@@ -95,6 +97,7 @@ export class RunsController {
 
   @Get()
   @Api({
+    response: RunList,
     permission: 'project.read',
     tag: 'runs',
     summary: 'List runs, newest first',
@@ -120,6 +123,7 @@ export class RunsController {
 
   @Get(':id')
   @Api({
+    response: RunDescription,
     permission: 'project.read',
     tag: 'runs',
     summary: 'Describe a run with its step timeline',
@@ -132,6 +136,7 @@ export class RunsController {
 
   @Post(':id/cancel')
   @Api({
+    response: RunAnswer,
     permission: 'runs.operate',
     tag: 'runs',
     summary: 'Cancel a run; its compensations run',
@@ -144,6 +149,7 @@ export class RunsController {
 
   @Post(':id/terminate')
   @Api({
+    response: RunAnswer,
     permission: 'runs.operate',
     tag: 'runs',
     summary: 'Terminate a run at once, without compensations',
@@ -160,6 +166,7 @@ export class RunsController {
 
   @Post(':id/fork')
   @Api({
+    response: RunAnswer,
     permission: 'runs.operate',
     tag: 'runs',
     summary: 'Fork a run from a journal position into a new run',

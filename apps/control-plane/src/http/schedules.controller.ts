@@ -7,6 +7,8 @@ import { CRON_MAX_LENGTH, TIME_ZONE_MAX_LENGTH } from '../services/cron.js';
 import { MAX_CATCH_UP_WINDOW_SECONDS, ScheduleService } from '../services/schedule.service.js';
 import { Api, Caller, CurrentProject, type RequestContext } from './api.js';
 import { idSchema, isoTimeSchema, limitSchema, nameSchema, versionSchema } from './schemas.js';
+import { Backfill, FiringAnswer, ScheduleAnswer, ScheduleDeleted, ScheduleDetail, ScheduleList } from './responses.js';
+import type { Firing as FiringSchema, Schedule as ScheduleSchema } from './responses.js';
 
 const overlapPolicySchema = z.enum(OVERLAP_POLICIES, { error: `expected one of ${OVERLAP_POLICIES.join(', ')}` });
 const cronSchema = z.string().min(1).max(CRON_MAX_LENGTH);
@@ -51,7 +53,7 @@ const actorOf = (caller: RequestContext): AuditActor => ({ type: 'api_key', id: 
 
 const iso = (date: Date | null): string | null => (date === null ? null : date.toISOString());
 
-export function presentSchedule(schedule: ScheduleRecord): Record<string, unknown> {
+export function presentSchedule(schedule: ScheduleRecord): z.input<typeof ScheduleSchema> {
   return {
     id: schedule.id,
     name: schedule.name,
@@ -73,7 +75,7 @@ export function presentSchedule(schedule: ScheduleRecord): Record<string, unknow
   };
 }
 
-export function presentFiring(firing: FiringRecord): Record<string, unknown> {
+export function presentFiring(firing: FiringRecord): z.input<typeof FiringSchema> {
   return {
     id: firing.id,
     kind: firing.kind,
@@ -95,6 +97,7 @@ export class SchedulesController {
 
   @Post()
   @Api({
+    response: ScheduleAnswer,
     permission: 'schedules.write',
     tag: 'schedules',
     summary: 'Create a schedule: a cron expression in a time zone firing runs of a workflow in a data plane',
@@ -111,7 +114,13 @@ export class SchedulesController {
   }
 
   @Get()
-  @Api({ permission: 'project.read', tag: 'schedules', summary: 'List the schedules of this project, newest first', query: ListQuery })
+  @Api({
+    response: ScheduleList,
+    permission: 'project.read',
+    tag: 'schedules',
+    summary: 'List the schedules of this project, newest first',
+    query: ListQuery,
+  })
   async list(
     @CurrentProject() project: Project,
     @Query() query: z.infer<typeof ListQuery>,
@@ -121,7 +130,12 @@ export class SchedulesController {
   }
 
   @Get(':schedule')
-  @Api({ permission: 'project.read', tag: 'schedules', summary: 'Show a schedule with its next fire times and recent firings' })
+  @Api({
+    response: ScheduleDetail,
+    permission: 'project.read',
+    tag: 'schedules',
+    summary: 'Show a schedule with its next fire times and recent firings',
+  })
   async show(
     @CurrentProject() project: Project,
     @Param('schedule') ref: string,
@@ -136,6 +150,7 @@ export class SchedulesController {
 
   @Patch(':schedule')
   @Api({
+    response: ScheduleAnswer,
     permission: 'schedules.write',
     tag: 'schedules',
     summary: 'Change a schedule; a new expression or time zone takes effect from its first tick after now',
@@ -151,7 +166,7 @@ export class SchedulesController {
   }
 
   @Delete(':schedule')
-  @Api({ permission: 'schedules.write', tag: 'schedules', summary: 'Delete a schedule; runs it fired are kept' })
+  @Api({ response: ScheduleDeleted, permission: 'schedules.write', tag: 'schedules', summary: 'Delete a schedule; runs it fired are kept' })
   async delete(
     @CurrentProject() project: Project,
     @Caller() caller: RequestContext,
@@ -162,7 +177,12 @@ export class SchedulesController {
   }
 
   @Post(':schedule/pause')
-  @Api({ permission: 'schedules.operate', tag: 'schedules', summary: 'Pause a schedule: no tick fires while it is paused' })
+  @Api({
+    response: ScheduleAnswer,
+    permission: 'schedules.operate',
+    tag: 'schedules',
+    summary: 'Pause a schedule: no tick fires while it is paused',
+  })
   async pause(
     @CurrentProject() project: Project,
     @Caller() caller: RequestContext,
@@ -173,6 +193,7 @@ export class SchedulesController {
 
   @Post(':schedule/resume')
   @Api({
+    response: ScheduleAnswer,
     permission: 'schedules.operate',
     tag: 'schedules',
     summary: 'Resume a schedule from its first tick after now; ticks that fell while it was paused do not fire',
@@ -187,6 +208,7 @@ export class SchedulesController {
 
   @Post(':schedule/trigger')
   @Api({
+    response: FiringAnswer,
     permission: 'schedules.operate',
     tag: 'schedules',
     summary: "Fire one run now, obeying the schedule's overlap policy or the one given",
@@ -204,6 +226,7 @@ export class SchedulesController {
 
   @Post(':schedule/backfill')
   @Api({
+    response: Backfill,
     permission: 'schedules.operate',
     tag: 'schedules',
     summary: 'Fire one run per tick in [from, to) (at most 1000), each recording its tick time',

@@ -5,6 +5,8 @@ import type { Quotas } from '../db/usage.repository.js';
 import { QuotaService } from '../services/quota.service.js';
 import { UsageService, type UsageReport } from '../services/usage.service.js';
 import { Api, Caller, CurrentProject, type RequestContext } from './api.js';
+import { QuotasAnswer, UsageReport as UsageReportSchema } from './responses.js';
+import type { Quotas as QuotasSchema } from './responses.js';
 
 const daySchema = z.string().regex(/^\d{4}-\d\d-\d\d$/, 'expected a day as YYYY-MM-DD (UTC)');
 const UsageQuery = z.strictObject({ from: daySchema.optional(), to: daySchema.optional() });
@@ -22,7 +24,7 @@ const QuotasBody = z.strictObject({
   maxStepsPerMonth: limitValue(Number.MAX_SAFE_INTEGER),
 });
 
-export function presentQuotas(quotas: Quotas): Record<string, unknown> {
+export function presentQuotas(quotas: Quotas): z.input<typeof QuotasSchema> {
   return {
     maxConcurrentRuns: quotas.maxConcurrentRuns,
     maxStepsPerMonth: quotas.maxStepsPerMonth,
@@ -41,6 +43,7 @@ export class UsageController {
 
   @Get('usage')
   @Api({
+    response: UsageReportSchema,
     permission: 'project.read',
     tag: 'usage',
     summary: 'Usage per UTC day: runs started, steps executed, model tokens by provider and model',
@@ -52,13 +55,14 @@ export class UsageController {
   }
 
   @Get('quotas')
-  @Api({ permission: 'project.read', tag: 'usage', summary: "The project's quotas (null: no limit)" })
+  @Api({ response: QuotasAnswer, permission: 'project.read', tag: 'usage', summary: "The project's quotas (null: no limit)" })
   async get(@CurrentProject() project: Project): Promise<{ quotas: unknown }> {
     return { quotas: presentQuotas(await this.quotas.get(project.id)) };
   }
 
   @Put('quotas')
   @Api({
+    response: QuotasAnswer,
     permission: 'project.admin',
     tag: 'usage',
     summary: "Set the project's quotas: maxConcurrentRuns and maxStepsPerMonth (null: no limit)",

@@ -20,6 +20,8 @@ import type { RetryPolicy, WorkflowDefinition } from '../db/workflow-registry.re
 import { WorkflowRegistryService, type WorkflowSummary } from '../services/workflow-registry.service.js';
 import { Api, Caller, CurrentProject, type RequestContext } from './api.js';
 import { nameSchema, versionSchema } from './schemas.js';
+import { FlowControlAnswer, WorkflowDetailAnswer, WorkflowList, WorkflowRegistered, WorkflowVersionAnswer } from './responses.js';
+import type { FlowControlView, WorkflowVersion as WorkflowVersionSchema } from './responses.js';
 
 const DAY_MS = 86_400_000;
 
@@ -207,7 +209,7 @@ interface Reply {
 
 const iso = (d: Date | null): string | null => (d === null ? null : d.toISOString());
 
-export function presentWorkflowVersion(d: WorkflowDefinition): Record<string, unknown> {
+export function presentWorkflowVersion(d: WorkflowDefinition): z.input<typeof WorkflowVersionSchema> {
   return {
     name: d.name,
     version: d.version,
@@ -216,7 +218,7 @@ export function presentWorkflowVersion(d: WorkflowDefinition): Record<string, un
     outputSchemaDigest: d.outputSchemaDigest,
     retry: d.retry,
     timeouts: { run: d.runTimeoutMs, step: d.stepTimeoutMs },
-    schedules: d.schedules,
+    schedules: [...d.schedules],
     source: d.source,
     registeredAt: d.registeredAt.toISOString(),
     registeredBy: d.registeredBy,
@@ -226,7 +228,7 @@ export function presentWorkflowVersion(d: WorkflowDefinition): Record<string, un
   };
 }
 
-export function presentFlowControl(f: FlowControlRecord | null): Record<string, unknown> {
+export function presentFlowControl(f: FlowControlRecord | null): z.input<typeof FlowControlView> {
   return {
     concurrency: f?.concurrency ?? null,
     rateLimit: f?.rateLimit ?? null,
@@ -273,6 +275,7 @@ export class WorkflowsController {
 
   @Post()
   @Api({
+    response: WorkflowRegistered,
     permission: 'workflows.write',
     tag: 'workflows',
     summary: 'Register a workflow version (201); the same content again answers 200, different content 409',
@@ -283,6 +286,7 @@ export class WorkflowsController {
       'flowControl, when given, replaces the flow control of the workflow name (it is not part of the version).',
     body: RegisterBody,
     status: 201,
+    alsoStatus: [200],
   })
   async register(
     @CurrentProject() project: Project,
@@ -312,6 +316,7 @@ export class WorkflowsController {
 
   @Get()
   @Api({
+    response: WorkflowList,
     permission: 'project.read',
     tag: 'workflows',
     summary: 'List registered workflows with their versions (deprecated versions with includeDeprecated=true)',
@@ -326,13 +331,18 @@ export class WorkflowsController {
   }
 
   @Get(':name')
-  @Api({ permission: 'project.read', tag: 'workflows', summary: 'Show a workflow: every version and its flow control' })
+  @Api({
+    response: WorkflowDetailAnswer,
+    permission: 'project.read',
+    tag: 'workflows',
+    summary: 'Show a workflow: every version and its flow control',
+  })
   async show(@CurrentProject() project: Project, @Param('name') name: string): Promise<{ workflow: unknown }> {
     return { workflow: presentSummary(await this.registry.show(project.id, pathName(name)), true) };
   }
 
   @Get(':name/versions/:version')
-  @Api({ permission: 'project.read', tag: 'workflows', summary: 'Show one workflow version' })
+  @Api({ response: WorkflowVersionAnswer, permission: 'project.read', tag: 'workflows', summary: 'Show one workflow version' })
   async version(
     @CurrentProject() project: Project,
     @Param('name') name: string,
@@ -343,6 +353,7 @@ export class WorkflowsController {
 
   @Post(':name/versions/:version/deprecate')
   @Api({
+    response: WorkflowVersionAnswer,
     permission: 'workflows.write',
     tag: 'workflows',
     summary: 'Deprecate a workflow version: new runs of it are refused, runs already started go on',
@@ -359,6 +370,7 @@ export class WorkflowsController {
 
   @Put(':name/flow-control')
   @Api({
+    response: FlowControlAnswer,
     permission: 'workflows.write',
     tag: 'workflows',
     summary: "Replace a workflow's flow control: concurrency limit and rate limit, each optionally per concurrency key",

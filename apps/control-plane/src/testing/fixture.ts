@@ -9,6 +9,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { uniqueDatabaseName, type PostgresServer } from '@cairn/local-postgres';
+import { OpenApiCheck } from './openapi-check.js';
 
 const srcDir = dirname(dirname(fileURLToPath(import.meta.url)));
 const packageDir = dirname(srcDir);
@@ -49,6 +50,11 @@ export interface ControlPlaneFixture {
   readonly sql: pg.Pool;
   /** Every line the process printed (JSON logs). */
   readonly lines: string[];
+  /**
+   * The process's own OpenAPI document: every answer of `api()` to a `/v1/` route is checked
+   * against it (documented status, body matching the documented schema).
+   */
+  openapi(): Promise<OpenApiCheck>;
   /** Calls the REST API; `key` defaults to the bootstrap admin key, null sends none. */
   api<T = Record<string, unknown>>(method: string, path: string, options?: { key?: string | null; body?: unknown }): Promise<ApiAnswer<T>>;
   /** Creates an API key with this role in `project` (default "default") and returns its secret. */
@@ -130,7 +136,14 @@ export async function startControlPlaneProcess(server: PostgresServer, options: 
 
   await start();
 
+  let openapi: Promise<OpenApiCheck> | undefined;
   const fixture: ControlPlaneFixture = {
+    openapi() {
+      openapi ??= fetch(`http://127.0.0.1:${ports.httpPort}/openapi.json`)
+        .then((res) => res.json() as Promise<Record<string, unknown>>)
+        .then((doc) => new OpenApiCheck(doc));
+      return openapi;
+    },
     databaseUrl,
     get httpUrl() {
       return `http://127.0.0.1:${ports.httpPort}`;
@@ -151,7 +164,11 @@ export async function startControlPlaneProcess(server: PostgresServer, options: 
         ...(opts.body === undefined ? {} : { body: typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body) }),
       });
       const text = await response.text();
-      return { status: response.status, body: (text === '' ? {} : JSON.parse(text)) as T };
+      const body = (text === '' ? {} : JSON.parse(text)) as T;
+      if (path.startsWith('/v1/')) {
+        (await fixture.openapi()).check(method, path, response.status, response.headers.get('content-type') ?? undefined, body);
+      }
+      return { status: response.status, body };
     },
     async key(role, o = {}) {
       const res = await fixture.api<{ secret: string }>('POST', `/v1/projects/${o.project ?? 'default'}/api-keys`, {

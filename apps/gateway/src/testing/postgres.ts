@@ -37,6 +37,15 @@ export class DataPlaneDb {
     return r.rows[0]?.['status'] as string | undefined;
   }
 
+  /** Ends the server sessions of every client with this application name, as a failover would. */
+  async terminate(applicationName: string): Promise<number> {
+    const r = await this.#client.query(
+      'SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()',
+      [applicationName],
+    );
+    return r.rows[0]?.['n'] as number;
+  }
+
   async close(): Promise<void> {
     await this.#client.end();
   }

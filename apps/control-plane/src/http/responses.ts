@@ -1,0 +1,375 @@
+// What the REST routes answer, as zod schemas. Each `@Api(...)` names its response schema; the
+// OpenAPI document shows it (named ones under components.schemas), the presenters are typed by it,
+// and a test checks real answers against the document. Metadata only, as everything here.
+import { z } from 'zod';
+import { RUN_STATUSES } from '../domain.js';
+
+/** Named response schemas: `components.schemas` of the OpenAPI document. */
+export const responseSchemas = z.registry<{ id: string; description?: string }>();
+
+const named = <T extends z.ZodType>(id: string, schema: T, description?: string): T => {
+  responseSchemas.add(schema, { id, ...(description === undefined ? {} : { description }) });
+  return schema;
+};
+
+const isoTime = z.string().describe('an ISO 8601 time');
+const nullableTime = isoTime.nullable();
+
+export const RunStatus = named('RunStatus', z.enum(RUN_STATUSES));
+
+export const Run = named(
+  'Run',
+  z.object({
+    id: z.string(),
+    dataPlaneId: z.string(),
+    workflowName: z.string(),
+    workflowVersion: z.string(),
+    taskQueue: z.string(),
+    status: RunStatus,
+    epoch: z.number(),
+    errorCode: z.string().nullable().describe('a closed error code such as step_terminal; null unless the run failed'),
+    errorRef: z.string().nullable().describe('an opaque reference to the error kept in the data plane (the gateway shows it)'),
+    createdAt: nullableTime,
+    queuedAt: nullableTime,
+    startedAt: nullableTime,
+    endedAt: nullableTime,
+    wakeAt: nullableTime,
+    wakeReason: z.enum(['start', 'timer', 'signal', 'retry', 'recovery', 'cancel', 'child']).nullable(),
+    waitingSignal: z.string().nullable(),
+    suspendReason: z.enum(['sleep', 'signal', 'retry_backoff', 'child']).nullable(),
+    inputSize: z.number(),
+    outputSize: z.number().nullable().describe('null until the run completed'),
+    dispatchCount: z.number(),
+    cancelRequested: z.boolean(),
+    parentRunId: z.string().nullable(),
+    scheduleId: z.string().nullable(),
+    scheduleTickAt: nullableTime,
+    waitingChild: z.string().nullable(),
+    forkedFromRunId: z.string().nullable(),
+    forkPosition: z.number().nullable(),
+    priority: z.number(),
+    concurrencyKeyDigest: z.string().nullable(),
+    deadlineAt: nullableTime,
+    updatedAt: nullableTime,
+  }),
+  "A run's metadata (no payloads: inputs, outputs and errors stay in the data plane).",
+);
+
+export const Step = named(
+  'Step',
+  z.object({
+    position: z.number(),
+    attempt: z.number(),
+    kind: z.enum(['step', 'sleep', 'signal', 'model', 'child']),
+    name: z.string(),
+    keyDigest: z.string().nullable(),
+    status: z.enum(['running', 'completed', 'failed', 'retrying', 'waiting']),
+    errorCode: z.string().nullable(),
+    retryable: z.boolean(),
+    errorRef: z.string().nullable(),
+    startedAt: nullableTime,
+    endedAt: nullableTime,
+    dueAt: nullableTime,
+    durationMs: z.number().nullable(),
+    outputSize: z.number().nullable(),
+    epoch: z.number(),
+    inputTokens: z.number().nullable(),
+    outputTokens: z.number().nullable(),
+    provider: z.string().nullable(),
+    model: z.string().nullable(),
+  }),
+  'One attempt of one durable call.',
+);
+
+export const TimelineCall = named(
+  'TimelineCall',
+  z.object({
+    position: z.number(),
+    kind: Step.shape.kind,
+    name: z.string(),
+    keyDigest: z.string().nullable(),
+    status: Step.shape.status,
+    attemptCount: z.number(),
+    retries: z.number(),
+    startedAt: nullableTime,
+    endedAt: nullableTime,
+    durationMs: z.number().nullable(),
+    inputTokens: z.number().nullable(),
+    outputTokens: z.number().nullable(),
+    attempts: z.array(Step),
+  }),
+  'One durable call with its attempts.',
+);
+
+export const RunTotals = named(
+  'RunTotals',
+  z.object({
+    durableCalls: z.number(),
+    attempts: z.number(),
+    retries: z.number(),
+    failedAttempts: z.number(),
+    inputTokens: z.number(),
+    outputTokens: z.number(),
+    tokensByModel: z.array(
+      z.object({
+        provider: z.string().nullable(),
+        model: z.string().nullable(),
+        attempts: z.number(),
+        inputTokens: z.number(),
+        outputTokens: z.number(),
+      }),
+    ),
+    wallTimeMs: z.number(),
+  }),
+);
+
+export const RunDescription = named(
+  'RunDescription',
+  z.object({ run: Run, steps: z.array(Step), timeline: z.array(TimelineCall), totals: RunTotals }),
+);
+export const RunList = named('RunList', z.object({ runs: z.array(Run), nextCursor: z.string().nullable() }));
+export const RunAnswer = named('RunAnswer', z.object({ run: Run }));
+
+export const Project = named('Project', z.object({ id: z.string(), organizationId: z.string(), name: z.string(), createdAt: isoTime }));
+export const Whoami = named(
+  'Whoami',
+  z.object({
+    keyId: z.string(),
+    organizationId: z.string(),
+    projectId: z.string().nullable().describe('null for an organisation-wide key'),
+    role: z.string(),
+  }),
+);
+export const ProjectList = named('ProjectList', z.object({ projects: z.array(Project) }));
+export const ProjectAnswer = named('ProjectAnswer', z.object({ project: Project }));
+
+export const ApiKey = named(
+  'ApiKey',
+  z.object({
+    id: z.string(),
+    name: z.string(),
+    role: z.string(),
+    prefix: z.string(),
+    projectId: z.string().nullable(),
+    organizationWide: z.boolean(),
+    createdBy: z.string().nullable(),
+    createdAt: isoTime,
+    expiresAt: nullableTime,
+    revokedAt: nullableTime,
+    lastUsedAt: nullableTime,
+  }),
+  'An API key, never its secret.',
+);
+export const ApiKeyCreated = named(
+  'ApiKeyCreated',
+  z.object({ apiKey: ApiKey, secret: z.string().describe('the key itself: shown in this answer only') }),
+);
+export const ApiKeyList = named('ApiKeyList', z.object({ apiKeys: z.array(ApiKey) }));
+export const ApiKeyAnswer = named('ApiKeyAnswer', z.object({ apiKey: ApiKey }));
+
+export const DataPlane = named(
+  'DataPlane',
+  z.object({ id: z.string(), projectId: z.string(), name: z.string(), createdAt: isoTime, revokedAt: nullableTime }),
+);
+export const DataPlaneCreated = named(
+  'DataPlaneCreated',
+  z.object({
+    dataPlane: DataPlane,
+    credential: z.string().describe('the credential workers and gateways dial in with: in this answer only'),
+  }),
+);
+export const DataPlaneList = named('DataPlaneList', z.object({ dataPlanes: z.array(DataPlane) }));
+export const DataPlaneAnswer = named('DataPlaneAnswer', z.object({ dataPlane: DataPlane }));
+
+/** A registered retry policy in the SDK's shape, every default filled in, durations in ms. */
+const RetryPolicy = z.object({
+  maximumAttempts: z.number().describe('attempts in all, the first included; 0 means unlimited'),
+  initialInterval: z.number().describe('the wait before the second attempt, in milliseconds'),
+  backoffCoefficient: z.number().describe('the multiplier of the wait after each failure'),
+  maximumInterval: z.number().describe('the longest wait between attempts, in milliseconds'),
+});
+
+export const WorkflowVersion = named(
+  'WorkflowVersion',
+  z.object({
+    name: z.string(),
+    version: z.string(),
+    taskQueue: z.string(),
+    inputSchemaDigest: z
+      .string()
+      .nullable()
+      .describe("SHA-256 (hex) of the input's JSON Schema over its RFC 8785 canonical JSON; the schema stays in the data plane"),
+    outputSchemaDigest: z.string().nullable().describe("SHA-256 (hex) of the output's JSON Schema"),
+    retry: RetryPolicy.nullable(),
+    timeouts: z.object({
+      run: z.number().nullable().describe('the run timeout in milliseconds'),
+      step: z.number().nullable().describe('the per-attempt step timeout in milliseconds'),
+    }),
+    schedules: z.array(z.object({ cron: z.string(), timezone: z.string() })),
+    source: z.enum(['api', 'worker']),
+    registeredAt: isoTime,
+    registeredBy: z.string().nullable(),
+    deprecated: z.boolean(),
+    deprecatedAt: nullableTime,
+    deprecatedBy: z.string().nullable(),
+  }),
+  'A registered workflow version (immutable).',
+);
+
+export const FlowControlView = named(
+  'FlowControl',
+  z.object({
+    concurrency: z.object({ limit: z.number(), perKey: z.boolean() }).nullable(),
+    rateLimit: z.object({ limit: z.number(), periodMs: z.number(), perKey: z.boolean() }).nullable(),
+    updatedAt: nullableTime,
+  }),
+);
+
+export const WorkflowVersionSummary = named(
+  'WorkflowVersionSummary',
+  z.object({ version: z.string(), taskQueue: z.string(), deprecated: z.boolean(), registeredAt: isoTime }),
+);
+export const WorkflowSummary = named(
+  'WorkflowSummary',
+  z.object({ name: z.string(), versions: z.array(WorkflowVersionSummary), flowControl: FlowControlView }),
+);
+export const WorkflowDetail = named(
+  'WorkflowDetail',
+  z.object({ name: z.string(), versions: z.array(WorkflowVersion), flowControl: FlowControlView }),
+);
+export const WorkflowRegistered = named(
+  'WorkflowRegistered',
+  z.object({ workflow: WorkflowVersion, created: z.boolean(), flowControl: FlowControlView }),
+);
+export const WorkflowList = named('WorkflowList', z.object({ workflows: z.array(WorkflowSummary) }));
+export const WorkflowDetailAnswer = named('WorkflowDetailAnswer', z.object({ workflow: WorkflowDetail }));
+export const WorkflowVersionAnswer = named('WorkflowVersionAnswer', z.object({ workflow: WorkflowVersion }));
+export const FlowControlAnswer = named('FlowControlAnswer', z.object({ flowControl: FlowControlView }));
+
+export const Schedule = named(
+  'Schedule',
+  z.object({
+    id: z.string(),
+    name: z.string().nullable(),
+    projectId: z.string(),
+    dataPlaneId: z.string(),
+    workflowName: z.string(),
+    workflowVersion: z.string().nullable(),
+    cron: z.string(),
+    timeZone: z.string(),
+    overlapPolicy: z.enum(['skip', 'buffer_one', 'allow_all', 'cancel_previous']),
+    catchUpWindowSeconds: z.number(),
+    inputPayloadId: z.string().nullable(),
+    paused: z.boolean(),
+    nextTickAt: nullableTime,
+    bufferedFiringId: z.string().nullable(),
+    createdBy: z.string().nullable(),
+    createdAt: nullableTime,
+    updatedAt: nullableTime,
+  }),
+);
+export const Firing = named(
+  'Firing',
+  z.object({
+    id: z.string(),
+    kind: z.enum(['tick', 'trigger', 'backfill']),
+    tickAt: nullableTime,
+    outcome: z.enum(['started', 'skipped', 'buffered', 'workflow_not_found', 'quota_exceeded']),
+    runId: z.string().nullable(),
+    cancelledRuns: z.number().describe('runs the firing cancelled (overlap policy cancel_previous)'),
+    firedAt: nullableTime,
+  }),
+);
+export const ScheduleAnswer = named('ScheduleAnswer', z.object({ schedule: Schedule }));
+export const ScheduleList = named('ScheduleList', z.object({ schedules: z.array(Schedule), nextCursor: z.string().nullable() }));
+export const ScheduleDetail = named(
+  'ScheduleDetail',
+  z.object({ schedule: Schedule, nextFireTimes: z.array(isoTime), recentFirings: z.array(Firing) }),
+);
+export const ScheduleDeleted = named('ScheduleDeleted', z.object({ deleted: z.literal(true) }));
+export const FiringAnswer = named('FiringAnswer', z.object({ firing: Firing }));
+export const Backfill = named('Backfill', z.object({ firings: z.array(Firing), started: z.number(), alreadyFired: z.number() }));
+
+const TokenUsage = z.object({
+  provider: z.string(),
+  model: z.string(),
+  calls: z.number(),
+  inputTokens: z.number(),
+  outputTokens: z.number(),
+});
+const usageCounts = {
+  runsStarted: z.number(),
+  stepsExecuted: z.number(),
+  inputTokens: z.number(),
+  outputTokens: z.number(),
+  tokens: z.array(TokenUsage),
+};
+export const UsageReport = named(
+  'UsageReport',
+  z.object({
+    from: z.string().describe('YYYY-MM-DD (UTC)'),
+    to: z.string(),
+    days: z.array(z.object({ day: z.string(), ...usageCounts })),
+    totals: z.object(usageCounts),
+  }),
+);
+export const Quotas = named(
+  'Quotas',
+  z.object({
+    maxConcurrentRuns: z.number().nullable(),
+    maxStepsPerMonth: z.number().nullable(),
+    updatedAt: nullableTime,
+    updatedBy: z.string().nullable(),
+  }),
+  'null: no limit',
+);
+export const QuotasAnswer = named('QuotasAnswer', z.object({ quotas: Quotas }));
+
+export const AuditEntry = named(
+  'AuditEntry',
+  z.object({
+    id: z.string(),
+    position: z.number().nullable().describe('null until the entry is sealed into the chain'),
+    occurredAt: z.string(),
+    organizationId: z.string(),
+    projectId: z.string(),
+    actor: z.object({ type: z.string(), id: z.string().nullable() }),
+    action: z.string(),
+    target: z.object({ type: z.string(), id: z.string() }),
+    metadata: z.record(z.string(), z.unknown()),
+    hash: z.string().nullable(),
+  }),
+);
+export const AuditList = named('AuditList', z.object({ entries: z.array(AuditEntry), nextCursor: z.string().nullable() }));
+const chainHead = z.object({ position: z.number(), hash: z.string() }).nullable();
+export const AuditVerification = named(
+  'AuditVerification',
+  z.union([
+    z.object({ ok: z.literal(true), entries: z.number(), head: chainHead }),
+    z.object({
+      ok: z.literal(false),
+      entries: z.number(),
+      head: chainHead,
+      broken: z.object({
+        position: z.number(),
+        entryId: z.string().nullable(),
+        reason: z.enum(['hash_mismatch', 'missing_entry', 'head_mismatch']),
+        detail: z.string(),
+        expectedHash: z.string().optional(),
+        storedHash: z.string().nullable().optional(),
+      }),
+    }),
+  ]),
+);
+
+/** The JSON body of every error response. */
+export const ErrorBody = named(
+  'Error',
+  z.object({
+    error: z.object({
+      code: z.string().describe('a stable code to search for: CAIRN-NNNN'),
+      message: z.string().describe('what was wrong and what to do'),
+    }),
+  }),
+  'An error: `{"error":{"code":"CAIRN-NNNN","message":"..."}}`',
+);
