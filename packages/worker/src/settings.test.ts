@@ -7,16 +7,18 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { z } from 'zod';
-import { createLogger, newId, schemaDigest } from '@cairn/common';
+import { CRON_MAX_LENGTH, CRON_PATTERN, TIME_ZONE_MAX_LENGTH, TIME_ZONE_PATTERN, createLogger, newId, schemaDigest } from '@cairn/common';
 import { testPostgres, testPostgresKinds, uniqueDatabaseName, type PostgresServer } from '@cairn/local-postgres';
 import { Hasher, KeyRing, PayloadStore } from '@cairn/payload-store';
 import {
   ConnectResponseSchema,
+  DeclaredScheduleSchema,
   ErrorCode,
   HelloSchema,
   WelcomeSchema,
   WorkerService,
   create,
+  fieldRule,
   grpcServiceDefinition,
   toBinary,
   type ConnectRequest,
@@ -366,3 +368,13 @@ for (const kind of testPostgresKinds()) {
     });
   });
 }
+
+describe('announced settings on the wire', () => {
+  it('bound declared cron expressions and time zones with the same patterns the SDK checks', () => {
+    const rule = (field: string) => fieldRule(DeclaredScheduleSchema.fields.find((f) => f.name === field)!);
+    assert.equal(rule('cron')?.pattern?.source, CRON_PATTERN.source);
+    assert.equal(rule('cron')?.maxLength, CRON_MAX_LENGTH);
+    assert.equal(rule('timezone')?.pattern?.source, TIME_ZONE_PATTERN.source);
+    assert.equal(rule('timezone')?.maxLength, TIME_ZONE_MAX_LENGTH);
+  });
+});
