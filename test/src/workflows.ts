@@ -1,6 +1,7 @@
 import { createOpenAICompatible } from '@ai-sdk/openai-compatible';
 import { jsonSchema, tool, type LanguageModel } from 'ai';
-import { ChildWorkflowFailedError, StepFailedError, TerminalError, SignalTimeoutError, defineWorkflow } from '@cairn/sdk';
+import { z } from 'zod';
+import { ChildWorkflowFailedError, StepFailedError, TerminalError, SignalTimeoutError, defineSignal, defineWorkflow } from '@cairn/sdk';
 import { countEffects, recordEffect } from './effects.js';
 
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -354,7 +355,38 @@ export const timeoutParent = defineWorkflow({ name: 'timeout-parent', version: '
   }
 });
 
+/** The approval signal of typed-refund: its body schema is catalogued, so the gateway checks it. */
+export const refundApproval = defineSignal('refund-approval', z.object({ approved: z.boolean(), by: z.string().min(1) }));
+
+/** The input schema of typed-refund. */
+export const typedRefundInput = z.object({ orderId: z.string().min(1), amount: z.number().min(0), currency: z.string().default('EUR') });
+
+/** Settings in code: a zod input (typed, checked by the gateway and the worker), a typed signal, retry and timeouts. */
+export const typedRefund = defineWorkflow(
+  {
+    name: 'typed-refund',
+    version: '1',
+    input: typedRefundInput,
+    signals: [refundApproval],
+    retry: { maximumAttempts: 4, initialInterval: '100ms' },
+    timeouts: { run: '1h', step: '20s' },
+  },
+  async (ctx, input) => {
+    await ctx.step('record-request', ({ attempt }) => recordEffect(ctx.runId, 'typed-refund:requested', attempt));
+    const answer = await ctx.waitForSignal(refundApproval, { timeout: '2m' });
+    return { orderId: input.orderId, amount: input.amount, currency: input.currency, approved: answer.approved, by: answer.by };
+  },
+);
+
+/** An input schema JSON Schema cannot express (a Date): only the worker checks it, at run start. */
+export const datedInput = defineWorkflow(
+  { name: 'dated-input', version: '1', input: z.object({ at: z.coerce.date() }) },
+  async (ctx, input) => ctx.step('year', () => input.at.getUTCFullYear()),
+);
+
 export const allWorkflows = [
+  typedRefund,
+  datedInput,
   timeoutParent,
   timeoutSleeper,
   timeoutBusy,

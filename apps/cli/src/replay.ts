@@ -235,12 +235,7 @@ export async function replayRun(doc: JournalDocument, definition: WorkflowDefini
       child: passThrough('child'),
     });
   };
-  const wrapped: WorkflowDefinition = {
-    name: definition.name,
-    version: definition.version,
-    taskQueue: definition.taskQueue,
-    run: (ctx, input) => definition.run(wrapContext(ctx), input),
-  };
+  const wrapped: WorkflowDefinition = { ...definition, run: (ctx, input) => definition.run(wrapContext(ctx), input) };
 
   const onStepReport = (report: StepReport): void => {
     const step = report.step;

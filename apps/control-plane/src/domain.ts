@@ -99,6 +99,31 @@ export interface WorkflowRefInput {
   readonly name: string;
   readonly version: string;
   readonly taskQueue: string;
+  /** The settings from code it announced (absent from older workers). */
+  readonly settings?: AnnouncedSettings | undefined;
+}
+
+/**
+ * The settings a worker announced for a workflow version, validated, in the registry's form:
+ * applied in development mode, compared with the registration otherwise.
+ */
+export interface AnnouncedSettings {
+  readonly inputSchemaDigest: string | null;
+  readonly outputSchemaDigest: string | null;
+  /** Every default filled in, durations in milliseconds; 0 attempts means unlimited. */
+  readonly retry: {
+    readonly maximumAttempts: number;
+    readonly initialInterval: number;
+    readonly backoffCoefficient: number;
+    readonly maximumInterval: number;
+  } | null;
+  readonly runTimeoutMs: number | null;
+  readonly stepTimeoutMs: number | null;
+  readonly schedules: ReadonlyArray<{ readonly cron: string; readonly timezone: string }>;
+  readonly flowControl: {
+    readonly concurrency: { readonly limit: number; readonly perKey: boolean } | null;
+    readonly rateLimit: { readonly limit: number; readonly periodMs: number; readonly perKey: boolean } | null;
+  } | null;
 }
 
 /** A lease (run, epoch). */

@@ -70,9 +70,9 @@ describe('the control plane answers as its OpenAPI document says', () => {
       name: 'documented',
       version: '1',
       taskQueue: 'default',
-      inputSchema: { type: 'object', properties: { n: { type: 'number' } } },
-      retryPolicy: { maxAttempts: 3 },
-      timeouts: { runTimeoutMs: 60_000 },
+      inputSchemaDigest: 'a'.repeat(64),
+      retry: { maximumAttempts: 3, initialInterval: '500ms' },
+      timeouts: { run: '1m' },
       schedules: [{ cron: '0 9 * * 1-5', timezone: 'Europe/Paris' }],
       flowControl: { concurrency: { limit: 5 } },
     };

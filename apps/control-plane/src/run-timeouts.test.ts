@@ -32,7 +32,7 @@ interface RunJson {
 }
 
 const RUN_TIMEOUT_MS = 2000;
-const POLICY = { maxAttempts: 5, initialIntervalMs: 200, maxIntervalMs: 1500, backoffCoefficient: 1.5 };
+const POLICY = { maximumAttempts: 5, initialInterval: 200, maximumInterval: 1500, backoffCoefficient: 1.5 };
 const STEP_TIMEOUT_MS = 1500;
 
 for (const kind of testPostgresKinds()) {
@@ -92,7 +92,7 @@ for (const kind of testPostgresKinds()) {
       cp = await startControlPlaneProcess(server, { env: { CAIRN_SWEEP_INTERVAL_MS: '100' } });
       ({ id: dataPlaneId, credential } = await cp.dataPlane('default', 'timeouts-dp'));
       gateway = new GatewayClient(cp.grpcAddress, grpc.credentials.createInsecure());
-      const timed = { retryPolicy: POLICY, timeouts: { runTimeoutMs: RUN_TIMEOUT_MS, stepTimeoutMs: STEP_TIMEOUT_MS } };
+      const timed = { retry: POLICY, timeouts: { run: RUN_TIMEOUT_MS, step: STEP_TIMEOUT_MS } };
       await register('slow', 'v1', timed);
       // No worker announces v2: its runs stay queued.
       await register('slow', 'v2', timed);
@@ -139,9 +139,9 @@ for (const kind of testPostgresKinds()) {
           runningTask.defaultStepTimeoutMs,
         ],
         [
-          POLICY.maxAttempts,
-          BigInt(POLICY.initialIntervalMs),
-          BigInt(POLICY.maxIntervalMs),
+          POLICY.maximumAttempts,
+          BigInt(POLICY.initialInterval),
+          BigInt(POLICY.maximumInterval),
           POLICY.backoffCoefficient,
           BigInt(STEP_TIMEOUT_MS),
         ],

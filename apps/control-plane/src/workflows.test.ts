@@ -1,12 +1,17 @@
-// The workflow registry against a real control-plane process: register (idempotent, immutable),
-// list and show, deprecation refusing new runs, the registry's task queue on started runs, and
-// workers announcing versions that are not registered (refused; registered in development mode).
+// The workflow registry against a real control-plane process: register (idempotent, immutable,
+// schema digests only, the SDK's retry-policy shape), list and show, deprecation refusing new runs,
+// the registry's task queue on started runs, workers announcing versions that are not registered
+// (refused; registered with their settings from code in development mode), ResolveVersion, and
+// migration 12 dropping registered schema text.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import { testPostgres, testPostgresKinds, type PostgresServer } from '@cairn/local-postgres';
-import { RejectionReason, type RunInfo } from '@cairn/proto';
+import pg from 'pg';
+import { schemaDigest } from '@cairn/common';
+import { testPostgres, testPostgresKinds, uniqueDatabaseName, type PostgresServer } from '@cairn/local-postgres';
+import { RejectionReason, type MessageInitShape, type RunInfo, type WorkflowSettingsSchema } from '@cairn/proto';
+import { migrations } from './db/migrations.js';
 import { startControlPlaneProcess, type ControlPlaneFixture } from './testing/fixture.js';
 import { GatewayClient, WorkerClient, WorkerStream, gatewayCall, rejectsWith, type ServiceClient } from './testing/grpc.js';
 
@@ -14,10 +19,10 @@ interface VersionJson {
   name: string;
   version: string;
   taskQueue: string;
-  inputSchema: unknown;
-  outputSchema: unknown;
-  retryPolicy: unknown;
-  timeouts: { runTimeoutMs: number | null; stepTimeoutMs: number | null };
+  inputSchemaDigest: string | null;
+  outputSchemaDigest: string | null;
+  retry: unknown;
+  timeouts: { run: number | null; step: number | null };
   schedules: Array<{ cron: string; timezone: string }>;
   source: string;
   deprecated: boolean;
@@ -34,16 +39,20 @@ const orderSchema = {
   required: ['orderId'],
 };
 
+const outputSchema = { type: 'object', properties: { refunded: { type: 'boolean' } } };
+
 const refund = {
   name: 'refund',
   version: '1.0.0',
   taskQueue: 'payments',
-  inputSchema: orderSchema,
-  outputSchema: { type: 'object', properties: { refunded: { type: 'boolean' } } },
-  retryPolicy: { maxAttempts: 5, initialIntervalMs: 500, maxIntervalMs: 30_000, backoffCoefficient: 2 },
-  timeouts: { runTimeoutMs: 3_600_000, stepTimeoutMs: 60_000 },
+  inputSchemaDigest: schemaDigest(orderSchema),
+  outputSchemaDigest: schemaDigest(outputSchema),
+  retry: { maximumAttempts: 5, initialInterval: '500ms', maximumInterval: '30s', backoffCoefficient: 2 },
+  timeouts: { run: '1h', step: 60_000 },
   schedules: [{ cron: '0 9 * * 1-5', timezone: 'Europe/Paris' }],
 };
+/** How the registry answers `refund`: durations in milliseconds. */
+const refundRetry = { maximumAttempts: 5, initialInterval: 500, backoffCoefficient: 2, maximumInterval: 30_000 };
 
 for (const kind of testPostgresKinds()) {
   describe(`workflow registry on ${kind} Postgres`, () => {
@@ -99,8 +108,8 @@ for (const kind of testPostgresKinds()) {
       assert.deepEqual(
         {
           taskQueue: first.body.workflow.taskQueue,
-          inputSchema: first.body.workflow.inputSchema,
-          retryPolicy: first.body.workflow.retryPolicy,
+          inputSchemaDigest: first.body.workflow.inputSchemaDigest,
+          retry: first.body.workflow.retry,
           timeouts: first.body.workflow.timeouts,
           schedules: first.body.workflow.schedules,
           source: first.body.workflow.source,
@@ -108,9 +117,9 @@ for (const kind of testPostgresKinds()) {
         },
         {
           taskQueue: 'payments',
-          inputSchema: orderSchema,
-          retryPolicy: refund.retryPolicy,
-          timeouts: refund.timeouts,
+          inputSchemaDigest: schemaDigest(orderSchema),
+          retry: refundRetry,
+          timeouts: { run: 3_600_000, step: 60_000 },
           schedules: refund.schedules,
           source: 'api',
           deprecated: false,
@@ -118,11 +127,8 @@ for (const kind of testPostgresKinds()) {
       );
       assert.ok(first.body.workflow.registeredBy, 'the registering key is recorded');
 
-      // The same content again, with keys in another order: the stored version, 200.
-      const again = await register({
-        ...refund,
-        inputSchema: { required: orderSchema.required, properties: orderSchema.properties, type: 'object' },
-      });
+      // The same content again, durations written in milliseconds this time: the stored version, 200.
+      const again = await register({ ...refund, retry: refundRetry, timeouts: { run: 3_600_000, step: '1m' } });
       assert.equal(again.status, 200, JSON.stringify(again.body));
       assert.equal(again.body.created, false);
 
@@ -130,7 +136,9 @@ for (const kind of testPostgresKinds()) {
       const v2 = await register({ name: 'refund', version: '2.0.0', taskQueue: 'payments' });
       assert.equal(v2.status, 201, JSON.stringify(v2.body));
       assert.deepEqual(v2.body.workflow.schedules, []);
-      assert.equal(v2.body.workflow.retryPolicy, null);
+      assert.equal(v2.body.workflow.retry, null);
+      assert.equal(v2.body.workflow.inputSchemaDigest, null);
+      assert.deepEqual(v2.body.workflow.timeouts, { run: null, step: null });
       assert.equal((await register({ name: 'invoice', version: '1', taskQueue: 'billing' })).status, 201);
 
       const viewer = await cp.key('viewer');
@@ -168,7 +176,7 @@ for (const kind of testPostgresKinds()) {
 
       const one = await cp.api<{ workflow: VersionJson }>('GET', '/v1/projects/default/workflows/refund/versions/1.0.0', { key: viewer });
       assert.equal(one.status, 200);
-      assert.deepEqual(one.body.workflow.outputSchema, refund.outputSchema);
+      assert.equal(one.body.workflow.outputSchemaDigest, schemaDigest(outputSchema));
 
       const missing = await cp.api<ErrorBody>('GET', '/v1/projects/default/workflows/refund/versions/9.9.9');
       assert.equal(missing.status, 404);
@@ -181,17 +189,26 @@ for (const kind of testPostgresKinds()) {
     });
 
     test('a registered version is immutable: different content is 409 naming the differing fields', async () => {
-      await register({ name: 'ship', version: '1', taskQueue: 'logistics', retryPolicy: { maxAttempts: 3 } });
-      const changed = await register({ name: 'ship', version: '1', taskQueue: 'other-queue', retryPolicy: { maxAttempts: 4 } });
+      await register({ name: 'ship', version: '1', taskQueue: 'logistics', retry: { maximumAttempts: 3 } });
+      const changed = await register({ name: 'ship', version: '1', taskQueue: 'other-queue', retry: { maximumAttempts: 4 } });
       assert.equal(changed.status, 409, JSON.stringify(changed.body));
       assert.equal(changed.body.error.code, 'CAIRN-1108');
-      assert.match(changed.body.error.message, /ship@1 is already registered with a different taskQueue, retryPolicy/);
+      assert.match(changed.body.error.message, /ship@1 is already registered with a different taskQueue, retry/);
+      const digest = await register({
+        name: 'ship',
+        version: '1',
+        taskQueue: 'logistics',
+        retry: { maximumAttempts: 3 },
+        inputSchemaDigest: schemaDigest(orderSchema),
+      });
+      assert.equal(digest.status, 409);
+      assert.match(digest.body.error.message, /different inputSchemaDigest/);
       assert.match(changed.body.error.message, /register the change as a new version/);
       const schedule = await register({
         name: 'ship',
         version: '1',
         taskQueue: 'logistics',
-        retryPolicy: { maxAttempts: 3 },
+        retry: { maximumAttempts: 3 },
         schedules: [{ cron: '*/5 * * * *' }],
       });
       assert.equal(schedule.status, 409);
@@ -200,26 +217,92 @@ for (const kind of testPostgresKinds()) {
       assert.equal(stored.body.workflow.taskQueue, 'logistics', 'the stored version is unchanged');
     });
 
-    test('registrations are validated: object schemas of bounded size, cron and time zone, retry policy', async () => {
+    test("registrations are validated: digests, cron and time zone, retry policy and timeouts in the SDK's shape", async () => {
       const cases: Array<[Record<string, unknown>, RegExp]> = [
-        [{ inputSchema: { type: 'string' } }, /inputSchema: expected a JSON Schema of an object/],
-        [{ inputSchema: [1, 2] }, /inputSchema/],
-        [{ outputSchema: { type: 'object', description: 'x'.repeat(70_000) } }, /at most 65536 bytes/],
+        [{ inputSchemaDigest: 'abc' }, /inputSchemaDigest: expected a SHA-256 digest: 64 lowercase hexadecimal characters/],
         [{ schedules: [{ cron: 'every day' }] }, /schedules\.0\.cron: expected a cron expression/],
+        [{ schedules: [{ cron: '99 99 * * *' }] }, /schedules\.0\.cron: expected a cron expression/],
         [{ schedules: [{ cron: '0 9 * * *', timezone: 'Mars/Olympus' }] }, /expected an IANA time zone/],
-        [{ retryPolicy: { maxAttempts: 0 } }, /retryPolicy\.maxAttempts/],
+        [{ retry: { maximumAttempts: -1 } }, /retry\.maximumAttempts: maximumAttempts -1 is not a whole number from 1 to 1000/],
+        [{ retry: { initialInterval: 'soon' } }, /retry\.initialInterval: initialInterval "soon" is not a wait/],
         [
-          { retryPolicy: { maxAttempts: 2, initialIntervalMs: 5000, maxIntervalMs: 10 } },
-          /maxIntervalMs must be at least initialIntervalMs/,
+          { retry: { initialInterval: '5s', maximumInterval: 10 } },
+          /retry\.maximumInterval: maximumInterval \(10 ms\) is shorter than initialInterval \(5000 ms\)/,
         ],
+        [{ timeouts: { run: '10ms' } }, /timeouts\.run: expected a duration from 1000 ms/],
         [{ version: 'has space' }, /version: expected a version/],
-        [{ unknownField: 1 }, /unknownField/],
+        [{ unknownField: 1 }, /unknown field "unknownField" \(the fields are name, version, taskQueue, inputSchemaDigest/],
       ];
       for (const [extra, message] of cases) {
         const res = await register({ name: 'validated', version: '1', taskQueue: 'q', ...extra });
         assert.equal(res.status, 400, JSON.stringify(extra));
         assert.match(res.body.error.message, message);
       }
+    });
+
+    test('schema text and the former field names are refused with a 400 that names what to send instead', async () => {
+      const cases: Array<[Record<string, unknown>, RegExp]> = [
+        [
+          { inputSchema: orderSchema },
+          /inputSchema: schemas stay in the data plane .* send its digest instead, the SHA-256 of the schema's RFC 8785 canonical JSON, as inputSchemaDigest \(cairn workflows register computes it/,
+        ],
+        [{ outputSchema: outputSchema }, /as outputSchemaDigest/],
+        [{ retryPolicy: { maxAttempts: 3 } }, /retryPolicy is now retry, in the SDK's shape: \{ maximumAttempts, initialInterval/],
+        [{ retry: { maxAttempts: 3 } }, /body field retry: maxAttempts is now maximumAttempts/],
+        [
+          { retry: { initialIntervalMs: 100, maxIntervalMs: 1000 } },
+          /initialIntervalMs is now initialInterval.*; maxIntervalMs is now maximumInterval/,
+        ],
+        [
+          { retry: { nonRetryableErrorTypes: ['ValidationError'] } },
+          /nonRetryableErrorTypes is set in code only: error names stay in the data plane/,
+        ],
+        [{ timeouts: { runTimeoutMs: 5000 } }, /body field timeouts: runTimeoutMs is now run/],
+        [{ timeouts: { stepTimeoutMs: 5000 } }, /stepTimeoutMs is now step/],
+      ];
+      for (const [extra, message] of cases) {
+        const res = await register({ name: 'legacy', version: '1', taskQueue: 'q', ...extra });
+        assert.equal(res.status, 400, JSON.stringify(extra));
+        assert.equal(res.body.error.code, 'CAIRN-1101');
+        assert.match(res.body.error.message, message);
+      }
+      // Nothing was registered by any of them.
+      assert.equal((await cp.api('GET', '/v1/projects/default/workflows/legacy')).status, 404);
+    });
+
+    test('a registered retry policy shows every default, the same defaults as the SDK', async () => {
+      const res = await register({ name: 'defaults', version: '1', taskQueue: 'q', retry: { initialInterval: '2s' } });
+      assert.equal(res.status, 201, JSON.stringify(res.body));
+      assert.deepEqual(res.body.workflow.retry, {
+        maximumAttempts: 3,
+        initialInterval: 2000,
+        backoffCoefficient: 2,
+        maximumInterval: 200_000,
+      });
+      const unlimited = await register({ name: 'defaults', version: '2', taskQueue: 'q', retry: { maximumAttempts: 0 } });
+      assert.deepEqual(unlimited.body.workflow.retry, {
+        maximumAttempts: 0,
+        initialInterval: 1000,
+        backoffCoefficient: 2,
+        maximumInterval: 100_000,
+      });
+    });
+
+    test('ResolveVersion answers the version a start without a version would pin, and starts nothing', async () => {
+      await register({ name: 'resolved', version: '1', taskQueue: 'q' });
+      await register({ name: 'resolved', version: '2', taskQueue: 'q' });
+      const answer = await gatewayCall<{ workflowVersion: string }>(gateway, 'resolveVersion', { workflowName: 'resolved' }, credential);
+      assert.equal(answer.workflowVersion, '2');
+      await cp.api('POST', '/v1/projects/default/workflows/resolved/versions/2/deprecate');
+      const after = await gatewayCall<{ workflowVersion: string }>(gateway, 'resolveVersion', { workflowName: 'resolved' }, credential);
+      assert.equal(after.workflowVersion, '1');
+      await rejectsWith(
+        gatewayCall(gateway, 'resolveVersion', { workflowName: 'never-registered' }, credential),
+        grpc.status.NOT_FOUND,
+        /never-registered is not registered/,
+      );
+      const runs = await cp.api<{ runs: unknown[] }>('GET', '/v1/projects/default/runs?workflow=resolved');
+      assert.equal(runs.body.runs.length, 0);
     });
 
     test("a run's task queue comes from the registry; deprecated versions start no new runs, runs already started go on", async () => {
@@ -348,21 +431,179 @@ for (const kind of testPostgresKinds()) {
       assert.match(end2.details, /known@1 is registered on task queue q, but this worker announces it on task queue other/);
     });
 
-    test('in development mode announced versions are registered (task queue only)', async () => {
+    test('in development mode announced versions are registered with their settings from code, and a worker-registered version follows its code', async () => {
       const dev = await startControlPlaneProcess(server, { env: { CAIRN_DEV_MODE: 'true', CAIRN_SHUTDOWN_TIMEOUT_MS: '1000' } });
       try {
         const plane = await dev.dataPlane('default', 'dev-dp');
+        const settings = (retryAttempts: number): MessageInitShape<typeof WorkflowSettingsSchema> => ({
+          retry: { maximumAttempts: retryAttempts, initialIntervalMs: 250n, backoffCoefficient: 2, maximumIntervalMs: 25_000n },
+          runTimeoutMs: 3_600_000n,
+          stepTimeoutMs: 30_000n,
+          inputSchemaDigest: schemaDigest(orderSchema),
+          schedules: [{ cron: '0 9 * * MON-FRI', timezone: 'Europe/Paris' }],
+          flowControl: { concurrency: { limit: 2, perKey: true } },
+        });
         const worker = connect(dev, plane.credential);
-        await worker.hello({ dataPlaneId: plane.id, slots: 1, workflows: [{ name: 'scratch', version: 'dev', taskQueue: 'local' }] });
+        await worker.hello({
+          dataPlaneId: plane.id,
+          slots: 1,
+          workflows: [
+            { name: 'scratch', version: 'dev', taskQueue: 'local', settings: settings(5) },
+            // An older worker announces no settings: task queue only.
+            { name: 'bare', version: 'dev', taskQueue: 'local' },
+          ],
+        });
         const shown = await dev.api<{ workflow: VersionJson }>('GET', '/v1/projects/default/workflows/scratch/versions/dev');
         assert.equal(shown.status, 200, JSON.stringify(shown.body));
-        assert.equal(shown.body.workflow.source, 'worker');
-        assert.equal(shown.body.workflow.taskQueue, 'local');
-        assert.equal(shown.body.workflow.inputSchema, null);
+        assert.deepEqual(
+          [
+            shown.body.workflow.source,
+            shown.body.workflow.taskQueue,
+            shown.body.workflow.inputSchemaDigest,
+            shown.body.workflow.outputSchemaDigest,
+          ],
+          ['worker', 'local', schemaDigest(orderSchema), null],
+        );
+        assert.deepEqual(shown.body.workflow.retry, {
+          maximumAttempts: 5,
+          initialInterval: 250,
+          backoffCoefficient: 2,
+          maximumInterval: 25_000,
+        });
+        assert.deepEqual(shown.body.workflow.timeouts, { run: 3_600_000, step: 30_000 });
+        assert.deepEqual(shown.body.workflow.schedules, [{ cron: '0 9 * * MON-FRI', timezone: 'Europe/Paris' }]);
+        const flow = await dev.api<{ workflow: { flowControl: { concurrency: unknown } } }>(
+          'GET',
+          '/v1/projects/default/workflows/scratch',
+        );
+        assert.deepEqual(flow.body.workflow.flowControl.concurrency, { limit: 2, perKey: true });
+        const bare = await dev.api<{ workflow: VersionJson }>('GET', '/v1/projects/default/workflows/bare/versions/dev');
+        assert.deepEqual([bare.body.workflow.retry, bare.body.workflow.inputSchemaDigest], [null, null]);
         worker.close();
+
+        // The code changed without a new version: in development the worker-registered version follows it.
+        const again = connect(dev, plane.credential);
+        await again.hello({
+          dataPlaneId: plane.id,
+          slots: 1,
+          workflows: [{ name: 'scratch', version: 'dev', taskQueue: 'local', settings: settings(7) }],
+        });
+        const followed = await dev.api<{ workflow: VersionJson }>('GET', '/v1/projects/default/workflows/scratch/versions/dev');
+        assert.equal((followed.body.workflow.retry as { maximumAttempts: number }).maximumAttempts, 7);
+        again.close();
+
+        // A version registered through the API never follows a worker.
+        await dev.api('POST', '/v1/projects/default/workflows', {
+          body: { name: 'pinned', version: '1', taskQueue: 'local', retry: { maximumAttempts: 2 } },
+        });
+        const third = connect(dev, plane.credential);
+        await third.hello({
+          dataPlaneId: plane.id,
+          slots: 1,
+          workflows: [{ name: 'pinned', version: '1', taskQueue: 'local', settings: settings(9) }],
+        });
+        const pinned = await dev.api<{ workflow: VersionJson }>('GET', '/v1/projects/default/workflows/pinned/versions/1');
+        assert.deepEqual(
+          [pinned.body.workflow.source, (pinned.body.workflow.retry as { maximumAttempts: number }).maximumAttempts],
+          ['api', 2],
+        );
+        third.close();
+
+        // Settings that cannot be registered refuse the Hello, naming the workflow.
+        const bad = connect(dev, plane.credential);
+        bad.sendHello({
+          dataPlaneId: plane.id,
+          slots: 1,
+          workflows: [
+            { name: 'bad-cron', version: 'dev', taskQueue: 'local', settings: { schedules: [{ cron: '99 99 * * *', timezone: 'UTC' }] } },
+          ],
+        });
+        const end = await bad.ended();
+        assert.equal(end.code, grpc.status.INVALID_ARGUMENT);
+        assert.match(
+          end.details,
+          /the settings of workflow bad-cron@dev cannot be registered: hello\.workflows\[0\]\.settings\.schedules\[0\]/,
+        );
+        assert.equal((await dev.api('GET', '/v1/projects/default/workflows/bad-cron')).status, 404);
       } finally {
         await dev.close();
       }
     });
+
+    test('in production, settings announced from code do not change a registration', async () => {
+      await register({ name: 'authoritative', version: '1', taskQueue: 'q', retry: { maximumAttempts: 2 } });
+      const worker = connect(cp, credential);
+      await worker.hello({
+        dataPlaneId,
+        slots: 1,
+        workflows: [
+          {
+            name: 'authoritative',
+            version: '1',
+            taskQueue: 'q',
+            settings: {
+              retry: { maximumAttempts: 8, initialIntervalMs: 1000n, backoffCoefficient: 2, maximumIntervalMs: 100_000n },
+              runTimeoutMs: 60_000n,
+            },
+          },
+        ],
+      });
+      const stored = await cp.api<{ workflow: VersionJson }>('GET', '/v1/projects/default/workflows/authoritative/versions/1');
+      assert.deepEqual(
+        [(stored.body.workflow.retry as { maximumAttempts: number }).maximumAttempts, stored.body.workflow.timeouts.run],
+        [2, null],
+      );
+      worker.close();
+    });
   });
 }
+
+describe('control-plane migration 12', () => {
+  let server: PostgresServer;
+  before(async () => {
+    server = await testPostgres(testPostgresKinds()[0]!);
+  });
+  after(async () => {
+    await server?.stop();
+  });
+
+  test('drops registered schema text, keeps no trace of it, and converts retry policies to the SDK shape', async () => {
+    const client = new pg.Client({ connectionString: await server.createDatabase(uniqueDatabaseName('cp_m12')) });
+    await client.connect();
+    try {
+      for (const m of migrations.filter((m) => m.version < 12)) await client.query(m.sql);
+      const marker = `schema-text-${randomUUID()}`;
+      const projectId = (
+        await client.query<{ id: string }>(
+          `WITH o AS (INSERT INTO organizations (id, name) VALUES (gen_random_uuid(), 'acme') RETURNING id)
+           INSERT INTO projects (id, organization_id, name) SELECT gen_random_uuid(), o.id, 'default' FROM o RETURNING id`,
+        )
+      ).rows[0]!.id;
+      await client.query(
+        `INSERT INTO workflow_definitions (project_id, name, version, task_queue, input_schema, output_schema, retry_policy, source)
+         VALUES ($1, 'refund', '1', 'q', $2, $3, $4, 'api')`,
+        [
+          projectId,
+          JSON.stringify({ type: 'object', description: marker }),
+          JSON.stringify({ type: 'object', title: marker }),
+          JSON.stringify({ maxAttempts: 5, initialIntervalMs: 500, maxIntervalMs: 30_000, backoffCoefficient: 1.5 }),
+        ],
+      );
+      await client.query(migrations.find((m) => m.version === 12)!.sql);
+      const columns = await client.query<{ column_name: string }>(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'workflow_definitions' AND column_name LIKE '%schema%' ORDER BY 1",
+      );
+      assert.deepEqual(
+        columns.rows.map((r) => r.column_name),
+        ['input_schema_digest', 'output_schema_digest'],
+      );
+      const row = await client.query<{ doc: string; retry: unknown }>(
+        'SELECT row_to_json(d)::text AS doc, retry_policy AS retry FROM workflow_definitions d',
+      );
+      assert.ok(!row.rows[0]!.doc.includes(marker), 'the schema text is gone');
+      assert.deepEqual(row.rows[0]!.retry, { maximumAttempts: 5, initialInterval: 500, backoffCoefficient: 1.5, maximumInterval: 30_000 });
+    } finally {
+      await client.end();
+    }
+  });
+});

@@ -312,6 +312,7 @@ describe('worker environment', () => {
       'CAIRN_DP_ENCRYPTION_KEYS',
       'CAIRN_DP_HMAC_KEY',
       'CAIRN_MOCK_LLM_URL',
+      'CAIRN_DEV_MODE',
       'CAIRN_GATEWAY_URL',
       'CAIRN_GATEWAY_TOKEN',
     ]);

@@ -75,6 +75,9 @@ export function workerEnvironment(endpoints: Endpoints, secrets: Record<string, 
     if (typeof value === 'string') env[name] = value;
   }
   if (endpoints.modelServerUrl) env['CAIRN_MOCK_LLM_URL'] = endpoints.modelServerUrl;
+  // Like the stack's own worker: a workflow version whose schemas changed replaces them in the
+  // schema catalogue instead of refusing to start.
+  env['CAIRN_DEV_MODE'] = 'true';
   const gatewayToken = secrets[v.gatewayToken];
   if (endpoints.gatewayUrl && typeof gatewayToken === 'string') {
     env['CAIRN_GATEWAY_URL'] = endpoints.gatewayUrl;

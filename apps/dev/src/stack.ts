@@ -314,6 +314,8 @@ async function launch(options: StackOptions, started: ManagedProcess[], supervis
     CAIRN_DP_ENCRYPTION_KEYS: secrets.encryptionKeys,
     CAIRN_DP_HMAC_KEY: secrets.hmacKey,
     CAIRN_LOG_LEVEL: logLevel,
+    // Workers replace a version's changed schemas in the catalogue instead of refusing to start.
+    CAIRN_DEV_MODE: 'true',
   };
 
   let gateway: ManagedProcess | undefined;

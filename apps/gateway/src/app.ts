@@ -85,6 +85,7 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
   });
   app.addHook('onClose', async () => {
     await hub.close();
+    await runs.close();
   });
 
   // JSON only. Fastify's default text/plain parser would let a string body through.

@@ -12,6 +12,8 @@ import {
   type DescribeRunResponse,
   type GetBacklogRequest,
   type GetBacklogResponse,
+  type ResolveVersionRequest,
+  type ResolveVersionResponse,
   type SignalRunRequest,
   type SignalRunResponse,
   type StartRunRequest,
@@ -31,6 +33,7 @@ interface RawGatewayClient extends grpc.Client {
   signalRun: Unary<SignalRunRequest, SignalRunResponse>;
   cancelRun: Unary<CancelRunRequest, CancelRunResponse>;
   getBacklog: Unary<GetBacklogRequest, GetBacklogResponse>;
+  resolveVersion: Unary<ResolveVersionRequest, ResolveVersionResponse>;
 }
 
 const GatewayClient = grpc.makeGenericClientConstructor(grpcServiceDefinition(GatewayService), 'GatewayService');
@@ -113,6 +116,10 @@ export class ControlPlane {
 
   getBacklog(request: GetBacklogRequest, options?: CallOptions): Promise<GetBacklogResponse> {
     return this.#call('GetBacklog', this.#client.getBacklog, request, options);
+  }
+
+  resolveVersion(request: ResolveVersionRequest, options?: CallOptions): Promise<ResolveVersionResponse> {
+    return this.#call('ResolveVersion', this.#client.resolveVersion, request, options);
   }
 
   /**

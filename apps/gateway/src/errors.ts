@@ -17,6 +17,7 @@ export interface RequestIssue {
 const STATUS: Partial<Record<ErrorCodeString, number>> = {
   [ErrorCodes.INVALID_ARGUMENT]: 400,
   [ErrorCodes.MALFORMED_JSON]: 400,
+  [ErrorCodes.INVALID_INPUT]: 400,
   [ErrorCodes.PAYLOAD_TOO_LARGE]: 413,
   [ErrorCodes.UNAUTHENTICATED]: 401,
   [ErrorCodes.NOT_FOUND]: 404,

@@ -3,6 +3,7 @@ import { approvalSignalName, type Hasher, type PayloadStore } from '@cairn/paylo
 import {
   CancelRunRequestSchema,
   DescribeRunRequestSchema,
+  ResolveVersionRequestSchema,
   RunStatus,
   SignalRunRequestSchema,
   StartRunRequestSchema,
@@ -13,6 +14,7 @@ import {
 } from '@cairn/proto';
 import { ControlPlaneError, type ControlPlane } from './control-plane.js';
 import { invalid, storeError } from './errors.js';
+import { SchemaValidation } from './validation.js';
 import { entryView, errorView, isFinal, transcriptView, type EntryView, type ErrorView, type TranscriptView } from './views.js';
 
 /** A request to start a run, as the caller sent it (validated here). */
@@ -90,18 +92,27 @@ export class RunService {
   readonly #cp: ControlPlane;
   readonly #hasher: Hasher;
   readonly #log: Logger;
+  readonly #schemas: SchemaValidation;
 
   constructor(store: PayloadStore, controlPlane: ControlPlane, hasher: Hasher, logger: Logger) {
     this.#store = store;
     this.#cp = controlPlane;
     this.#hasher = hasher;
     this.#log = logger;
+    this.#schemas = new SchemaValidation(store, logger);
+  }
+
+  /** Stops listening for schema catalogue changes. */
+  async close(): Promise<void> {
+    await this.#schemas.close();
   }
 
   /**
-   * Stores the input, then asks the control plane to queue the run. A duplicate (same idempotency
-   * key) returns the earlier run and drops the input just stored; a start that fails drops it too,
-   * so nothing is left half-started.
+   * Checks the input against the workflow's catalogued input schema (nothing is stored and the
+   * control plane is not asked to start anything when it does not match), stores it, then asks
+   * the control plane to queue the run. A duplicate (same idempotency key) returns the earlier run
+   * and drops the input just stored; a start that fails drops it too, so nothing is left
+   * half-started.
    */
   async start(request: StartRequest): Promise<{ created: boolean; run: RunInfo }> {
     checkName(request.workflow, 'workflow name');
@@ -122,6 +133,14 @@ export class RunService {
     const priority = request.priority ?? DEFAULT_PRIORITY;
     if (typeof priority !== 'number' || !Number.isInteger(priority) || priority < 0 || priority > MAX_PRIORITY) {
       throw invalid(`priority must be a whole number from 0 to ${MAX_PRIORITY} (higher runs first; default ${DEFAULT_PRIORITY})`);
+    }
+    try {
+      version = await this.#schemas.checkStart(workflow, version, request.input, async () => {
+        const { workflowVersion } = await this.#cp.resolveVersion(create(ResolveVersionRequestSchema, { workflowName: workflow }));
+        return workflowVersion;
+      });
+    } catch (err) {
+      throw err instanceof ControlPlaneError ? startError(err, workflow, '') : err;
     }
     const runId = newId();
     const log = this.#log.child({ runId });
@@ -281,13 +300,19 @@ export class RunService {
   }
 
   /**
-   * Stores a signal's body, then tells the control plane. If the control plane refuses or cannot be
+   * Checks the body against the schema the run's workflow version declares for the signal (when it
+   * declares one), stores it, then tells the control plane. If the control plane refuses or cannot be
    * reached, the stored body is removed again unless a waiting run consumed it already (then it was
    * delivered).
    */
   async signal(runId: string, name: string, body: unknown): Promise<{ signalId: string; run: RunInfo | undefined }> {
     assertRunId(runId);
     checkName(name, 'signal name');
+    await this.#schemas.checkSignal(runId, name, body, async () => {
+      const { run } = await this.#cp.describeRun(create(DescribeRunRequestSchema, { runId })).catch(notFoundAsRun(runId));
+      if (!run) throw missingRun('DescribeRun');
+      return run.workflowVersion;
+    });
     const signalId = newId();
     const log = this.#log.child({ runId, signalId });
     try {

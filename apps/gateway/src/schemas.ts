@@ -279,7 +279,13 @@ export const ErrorBody = named(
         .array(
           z.object({
             in: z.enum(['body', 'query', 'path', 'header']).describe('the part of the request'),
-            path: z.string().describe('where in it, dotted (e.g. input.items.0.id); empty for the whole part'),
+            path: z
+              .string()
+              .describe(
+                'where in it: dotted (e.g. input.items.0.id; empty for the whole part) for a request that does not fit the route; ' +
+                  "for CAIRN-1116 (a run input or signal body that does not match its workflow's schema), a JSON Pointer into the body " +
+                  '(e.g. /input/amount; empty for the whole body)',
+              ),
             message: z.string(),
           }),
         )

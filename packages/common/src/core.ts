@@ -1,9 +1,17 @@
-// The dependency-free part of @cairn/common: error codes, the base error class and identifier
-// checks. What a workflow author imports (the SDK) uses only this entry point, so it pulls in no
-// logger, configuration or server library.
+// The small, pure part of @cairn/common: error codes, the base error class, identifier checks,
+// durations and the retry-policy shape with its defaults. What a workflow author imports (the SDK)
+// uses only this entry point, so it pulls in no logger, configuration or server library.
 export { CairnError, ErrorCodes, type ErrorCodeString } from './errors.js';
 export {
+  CRON_MAX_LENGTH,
+  CRON_PATTERN,
   DIGEST_PATTERN,
+  FLOW_CONTROL_LIMITS,
+  TIMEOUT_LIMITS,
+  TIME_ZONE_MAX_LENGTH,
+  TIME_ZONE_PATTERN,
+  isCronShape,
+  isTimeZoneName,
   ID_PATTERN,
   NAME_MAX_LENGTH,
   NAME_PATTERN,
@@ -16,3 +24,15 @@ export {
   isVersion,
   newId,
 } from './names.js';
+export { parseDuration, toMilliseconds, type Duration } from './duration.js';
+export {
+  RETRY_DEFAULTS,
+  RETRY_LIMITS,
+  checkRetryPolicy,
+  resolveRetryNumbers,
+  retryDelayMs,
+  type RetryNumbers,
+  type RetryPolicyFields,
+  type RetryPolicyProblem,
+} from './retry-policy.js';
+export { describeIssues, type SchemaIssue } from './schema-issues.js';

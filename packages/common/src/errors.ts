@@ -21,6 +21,16 @@ export const ErrorCodes = {
   RATE_LIMITED: 'CAIRN-1113',
   WORKFLOW_NOT_REGISTERED: 'CAIRN-1114',
   FAILED_PRECONDITION: 'CAIRN-1115',
+  /**
+   * A run input or a signal body does not match the schema its workflow declares (checked in the
+   * data plane: by the gateway before anything is stored, and by the worker at run start).
+   */
+  INVALID_INPUT: 'CAIRN-1116',
+  /**
+   * A worker declares a schema for a workflow version that differs from the one catalogued for that
+   * version in the data plane: versions are immutable, so the change needs a new version.
+   */
+  SCHEMA_CONFLICT: 'CAIRN-1117',
   /** @cairn/client: the run was terminated by an operator (no compensations ran). */
   RUN_TERMINATED: 'CAIRN-1120',
   /** @cairn/client: the run passed its run timeout and was ended. */

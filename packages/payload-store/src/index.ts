@@ -31,3 +31,11 @@ export {
   type SequencedStreamEvent,
   type StreamEvent,
 } from './stream.js';
+export {
+  SCHEMA_CHANNEL,
+  versionDigest,
+  type CatalogueSchema,
+  type CatalogueVersion,
+  type CatalogueWrite,
+  type SchemaKind,
+} from './catalogue.js';

@@ -121,8 +121,38 @@ CREATE TABLE dp_payloads (
 );
 `,
   },
-  // 6 is taken by another change; the runner applies every listed version it has not applied
-  // yet, in list order, so a gap (or a lower version listed after a higher one) is harmless.
+  {
+    version: 6,
+    name: 'schema catalogue',
+    sql: `
+-- The workflow versions whose schemas workers have catalogued, with a digest of their whole schema
+-- list: a version with no schema is catalogued too, so a schema added later to the same version
+-- is noticed. Versions are immutable; a worker whose code differs is refused at start.
+CREATE TABLE dp_workflow_versions (
+  workflow_name text NOT NULL,
+  workflow_version text NOT NULL,
+  schemas_digest text NOT NULL CHECK (schemas_digest ~ '^[0-9a-f]{64}$'),
+  catalogued_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (workflow_name, workflow_version)
+);
+
+-- The JSON Schemas a version declares in code: its input, its output and its signals' bodies.
+-- Developer-written metadata (not customer data), so kept as plain JSON; the digest is the SHA-256
+-- of the schema's RFC 8785 canonical JSON, the only trace of a schema the control plane gets.
+CREATE TABLE dp_schemas (
+  workflow_name text NOT NULL,
+  workflow_version text NOT NULL,
+  kind text NOT NULL CHECK (kind IN ('input', 'output', 'signal')),
+  -- The signal's name for kind 'signal'; empty otherwise.
+  signal_name text NOT NULL DEFAULT '',
+  schema jsonb NOT NULL,
+  digest text NOT NULL CHECK (digest ~ '^[0-9a-f]{64}$'),
+  PRIMARY KEY (workflow_name, workflow_version, kind, signal_name),
+  FOREIGN KEY (workflow_name, workflow_version) REFERENCES dp_workflow_versions (workflow_name, workflow_version) ON DELETE CASCADE,
+  CHECK ((kind = 'signal') = (signal_name <> ''))
+);
+`,
+  },
   {
     version: 7,
     name: 'stored stream events',

@@ -4,6 +4,7 @@ import { CairnError, ErrorCodes, newId } from '@cairn/common';
 import type { Hasher, KeyRing } from './crypto.js';
 import { type Sealed } from './crypto.js';
 import { decodeJson, encodeJson } from './json.js';
+import { SCHEMA_CHANNEL, readCatalogue, writeCatalogue, type CatalogueVersion, type CatalogueWrite } from './catalogue.js';
 import { verifyKeyChecks, type KeyCheckResult } from './key-checks.js';
 import { migrations } from './migrations.js';
 import { isStreamEvent, packPieces, splitStreamEvents, unpackStreamEvents, type SequencedStreamEvent, type StreamEvent } from './stream.js';
@@ -415,6 +416,41 @@ export class PayloadStore {
       [run.runId, run.workflowName, randomBytes(32), sealed.keyId, sealed.blob, sealed.size],
     );
     return r.rowCount === 1 ? 'created' : 'exists';
+  }
+
+  /** The workflow name of a stored run, without opening its input; undefined for an unknown run. */
+  async runWorkflowName(runId: string): Promise<string | undefined> {
+    const r = await this.#pool.query<{ workflow_name: string }>('SELECT workflow_name FROM dp_runs WHERE run_id = $1', [runId]);
+    return r.rows[0]?.workflow_name;
+  }
+
+  /**
+   * Catalogues the JSON Schemas of workflow versions (see `writeCatalogue`): new versions are
+   * added, unchanged ones left alone, and a version whose schemas differ from the catalogued ones
+   * is refused with SCHEMA_CONFLICT (nothing is written) unless `replaceChanged`. Gateways are told
+   * on the `cairn_dp_schemas` channel.
+   */
+  async catalogueSchemas(versions: readonly CatalogueVersion[], options: { replaceChanged?: boolean } = {}): Promise<CatalogueWrite> {
+    const client = await this.#pool.connect();
+    try {
+      return await writeCatalogue(client, versions, options.replaceChanged ?? false);
+    } finally {
+      client.release();
+    }
+  }
+
+  /** Every catalogued version of a workflow with its schemas. */
+  async catalogue(workflowName: string): Promise<CatalogueVersion[]> {
+    return readCatalogue(this.#pool, workflowName);
+  }
+
+  /**
+   * Calls `listener(workflowName)` whenever a worker catalogues new or changed schemas of that
+   * workflow. Reconnects after a connection loss (changes meanwhile are missed: cache with a
+   * time limit). Returns a function that stops listening.
+   */
+  async onSchemasChanged(listener: (workflowName: string) => void): Promise<() => Promise<void>> {
+    return this.#listen(SCHEMA_CHANNEL, 'cairn-schema-listener', listener);
   }
 
   /** Deletes a run and everything stored for it (used when a start turned out to be a duplicate). */

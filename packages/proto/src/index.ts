@@ -14,5 +14,15 @@ export {
   type FieldRule,
   type ResidencyViolation,
 } from './residency.js';
-export { create, fromBinary, toBinary, toJson, fromJson, isMessage, type MessageShape, type DescMessage } from '@bufbuild/protobuf';
+export {
+  create,
+  fromBinary,
+  toBinary,
+  toJson,
+  fromJson,
+  isMessage,
+  type MessageInitShape,
+  type MessageShape,
+  type DescMessage,
+} from '@bufbuild/protobuf';
 export { fieldComments } from './gen/comments.js';

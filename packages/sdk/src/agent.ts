@@ -1,7 +1,7 @@
 // Types only from 'ai': the SDK a workflow author imports must load no provider or server code.
 import type { LanguageModel, ModelMessage, ToolSet } from 'ai';
 import { CairnError, ErrorCodes } from '@cairn/common/core';
-import type { Duration } from './duration.js';
+import type { Duration } from '@cairn/common/core';
 import type { ModelRetryPolicy, ModelUsage } from './model.js';
 import type { RetryPolicy } from './retry.js';
 

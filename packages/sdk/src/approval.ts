@@ -1,5 +1,5 @@
 import { CairnError, ErrorCodes } from '@cairn/common/core';
-import type { Duration } from './duration.js';
+import type { Duration } from '@cairn/common/core';
 
 /**
  * Options of `ctx.approval`.

@@ -1,4 +1,4 @@
-import { CairnError, ErrorCodes } from '@cairn/common/core';
+import { CairnError, ErrorCodes, describeIssues, type SchemaIssue } from '@cairn/common/core';
 
 /** Strips the `[CAIRN-NNNN] ` prefix a Cairn error message starts with. */
 function withoutCode(message: string): string {
@@ -286,5 +286,66 @@ export class ChildWorkflowFailedError extends CairnError {
     this.cancelled = init.cancelled;
     this.causeName = init.causeName;
     this.causeMessage = causeMessage;
+  }
+}
+
+/**
+ * A value that does not match the schema its workflow declares: the run's input (checked by the
+ * worker at run start; the run then fails for good, its error kept in the data plane), the
+ * workflow's output (checked before it is stored), or a signal body ({@link SignalValidationError}).
+ * Its code is CAIRN-1116; `issues` says where and what, with JSON Pointer paths.
+ *
+ * @example
+ * ```ts
+ * // [CAIRN-1116] input does not match the input schema of order-refund@1: /amount Too small: expected number to be >=0
+ * if (err instanceof SchemaValidationError) console.log(err.target, err.issues);
+ * ```
+ */
+export class SchemaValidationError extends CairnError {
+  /** What was checked. */
+  readonly target: 'input' | 'output' | 'signal';
+  /** Where the value differs from the schema, and how. */
+  readonly issues: readonly SchemaIssue[];
+
+  constructor(init: { target: 'input' | 'output' | 'signal'; subject: string; issues: readonly SchemaIssue[] }) {
+    super(ErrorCodes.INVALID_INPUT, `${init.subject}: ${describeIssues(init.issues)}`, {
+      details: { target: init.target, issues: init.issues },
+    });
+    this.name = 'SchemaValidationError';
+    this.target = init.target;
+    this.issues = init.issues;
+  }
+}
+
+/**
+ * What `ctx.waitForSignal(signal)` throws when the signal's body does not match the schema of its
+ * {@link defineSignal} definition. The gateway refuses such a body before storing it once the
+ * schema is in the data plane's catalogue, so this happens for a body sent before the schema was
+ * known, or for a schema the gateway cannot check (no JSON Schema). The signal is consumed; catch
+ * the error to wait again or take another path. A replay throws the same error.
+ *
+ * @example
+ * ```ts
+ * const approval = defineSignal('approval', z.object({ approved: z.boolean() }));
+ * let answer;
+ * for (;;) {
+ *   try {
+ *     answer = await ctx.waitForSignal(approval);
+ *     break;
+ *   } catch (err) {
+ *     if (!(err instanceof SignalValidationError)) throw err;
+ *     await ctx.step('report-bad-signal', { key: ctx.uuid() }, () => audit.log(err.issues));
+ *   }
+ * }
+ * ```
+ */
+export class SignalValidationError extends SchemaValidationError {
+  /** The signal's name. */
+  readonly signalName: string;
+
+  constructor(init: { signalName: string; issues: readonly SchemaIssue[] }) {
+    super({ target: 'signal', subject: `the body of signal "${init.signalName}" does not match its schema`, issues: init.issues });
+    this.name = 'SignalValidationError';
+    this.signalName = init.signalName;
   }
 }

@@ -1,6 +1,6 @@
 import type { LanguageModel } from 'ai';
 import { CairnError, ErrorCodes } from '@cairn/common/core';
-import type { Duration } from './duration.js';
+import type { Duration } from '@cairn/common/core';
 
 /**
  * What a step re-run by an eval gate learns about the previous output's failed checks: given to

@@ -1,7 +1,12 @@
 // The Cairn workflow SDK: what a workflow author imports. It pulls in no server code; the worker
 // runtime (@cairn/worker) implements the context declared here.
 export {
+  MAX_DECLARED_SCHEDULES,
   defineWorkflow,
+  type ResolvedFlowControl,
+  type WorkflowFlowControl,
+  type WorkflowSchedule,
+  type WorkflowTimeouts,
   type ParallelOptions,
   type ChildOptions,
   type SignalWaitOptions,
@@ -40,12 +45,16 @@ export {
 } from './eval.js';
 export { AgentMaxTurnsError, type AgentOptions, type AgentResult, type AgentToolCall } from './agent.js';
 export { ApprovalTimeoutError, toApprovalResult, type ApprovalOptions, type ApprovalResult } from './approval.js';
-export { resolveRetryPolicy, retryDelay, type ResolvedRetryPolicy, type RetryPolicy } from './retry.js';
-export { toMilliseconds, type Duration } from './duration.js';
+export { DEFAULT_RETRY_POLICY, resolveRetryPolicy, retryDelay, type ResolvedRetryPolicy, type RetryPolicy } from './retry.js';
+export { defineSignal, type SignalDefinition } from './signal.js';
+export { type DeclaredSchema, type JsonSchema, type StandardJSONSchemaV1, type StandardSchemaV1 } from './schema.js';
+export { toMilliseconds, type Duration, type SchemaIssue } from '@cairn/common/core';
 export {
   CancelledError,
   NonDeterminismError,
+  SchemaValidationError,
   SignalTimeoutError,
+  SignalValidationError,
   StepFailedError,
   StepTimeoutError,
   TerminalError,

@@ -6,7 +6,8 @@
 // copy, so that an error thrown by workflow code and one raised by the runtime share one
 // `CairnError` class (instanceof holds across the packages).
 export * from '@cairn/common/core';
-export { resolveRetryPolicy, retryDelay, type ResolvedRetryPolicy } from './retry.js';
-export { toMilliseconds } from './duration.js';
+export { mergeRetryPolicies, resolveRetryPolicy, retryDelay, type ResolvedRetryPolicy } from './retry.js';
+export { declareSchema, issuePointer, validateWithSchema } from './schema.js';
+export { isSignalDefinition } from './signal.js';
 export { resolveModelRetryPolicy } from './model.js';
 export { toApprovalResult } from './approval.js';

@@ -2,7 +2,7 @@
 // The worker runtime (@cairn/worker) is what calls the AI SDK.
 import type { FinishReason, FlexibleSchema, InferSchema, LanguageModel, ModelMessage, ToolSet } from 'ai';
 import { CairnError, ErrorCodes } from '@cairn/common/core';
-import { toMilliseconds, type Duration } from './duration.js';
+import { toMilliseconds, type Duration } from '@cairn/common/core';
 import type { EvalOptions } from './eval.js';
 import { resolveRetryPolicy, type ResolvedRetryPolicy } from './retry.js';
 

@@ -1,11 +1,23 @@
-import { CairnError, ErrorCodes, assertName, assertVersion } from '@cairn/common/core';
+import {
+  CairnError,
+  ErrorCodes,
+  FLOW_CONTROL_LIMITS,
+  TIMEOUT_LIMITS,
+  assertName,
+  assertVersion,
+  isCronShape,
+  isTimeZoneName,
+  toMilliseconds,
+  type Duration,
+} from '@cairn/common/core';
 import type { FlexibleSchema } from 'ai';
 import type { AgentOptions, AgentResult } from './agent.js';
 import type { ApprovalOptions, ApprovalResult } from './approval.js';
-import type { Duration } from './duration.js';
 import type { EvalFeedback, EvalOptions } from './eval.js';
 import type { ModelCallOptions, ModelObjectResult, ModelResult, SchemaOutput } from './model.js';
-import type { RetryPolicy } from './retry.js';
+import { resolveRetryPolicy, type RetryPolicy } from './retry.js';
+import { declareSchema, type DeclaredSchema, type StandardSchemaV1 } from './schema.js';
+import { isSignalDefinition, type SignalDefinition } from './signal.js';
 
 /**
  * What a step function receives.
@@ -273,9 +285,22 @@ export interface WorkflowContext {
   sleepUntil(time: Date | number): Promise<void>;
 
   /**
-   * Waits for a signal of `name` and returns its body. Signals are kept in arrival order, so one
-   * sent before the wait is not lost: it is consumed by the first wait for that name. With a
-   * `timeout`, throws `SignalTimeoutError` when it passes without a signal.
+   * Waits for a signal and returns its body, checked against the signal's schema. Signals are
+   * kept in arrival order, so one sent before the wait is not lost: it is consumed by the first
+   * wait for that name. With a `timeout`, throws `SignalTimeoutError` when it passes without a
+   * signal. A body that does not match the schema throws {@link SignalValidationError} (the signal
+   * is consumed; catch it to wait again).
+   *
+   * @example
+   * ```ts
+   * const approval = defineSignal('approval', z.object({ approved: z.boolean() }));
+   * const { approved } = await ctx.waitForSignal(approval, { timeout: '2d' });
+   * ```
+   */
+  waitForSignal<Body>(signal: SignalDefinition<Body>, options?: SignalWaitOptions): Promise<Body>;
+  /**
+   * Waits for a signal of `name` and returns its body, unchecked: `T` is a cast, not a check. Use
+   * a {@link defineSignal} definition for a validated, typed body.
    *
    * @example
    * ```ts
@@ -417,12 +442,71 @@ export interface ChildOptions {
 }
 
 /**
- * A workflow: its name, version, task queue and function. Create one with {@link defineWorkflow}
- * and give it to a worker.
+ * A workflow's timeouts, as given to {@link defineWorkflow} (milliseconds or `'30s'`).
+ *
+ * @example
+ * ```ts
+ * const timeouts: WorkflowTimeouts = { run: '1d', step: '30s' };
+ * ```
+ */
+export interface WorkflowTimeouts {
+  /**
+   * The longest a run may last from its creation, suspensions included (at least 1 s). The control
+   * plane ends a run past it `timed_out`, taking its lease from a worker that holds it. It takes
+   * effect once registered: `cairn workflows register` registers it, and so does a worker in
+   * development mode.
+   */
+  readonly run?: Duration;
+  /** The per-attempt timeout of a step that sets no `timeout` of its own (at least 100 ms). */
+  readonly step?: Duration;
+}
+
+/**
+ * A schedule declared with a workflow version: a cron expression and an IANA time zone (default
+ * `UTC`). It is registered with the version as metadata; schedules that fire runs are created with
+ * `cairn schedules create` (or the control plane's REST API).
+ *
+ * @example
+ * ```ts
+ * const weekdays: WorkflowSchedule = { cron: '0 9 * * 1-5', timezone: 'Europe/Paris' };
+ * ```
+ */
+export interface WorkflowSchedule {
+  /** 5 or 6 fields of digits, `* ? L W # / , -` and upper-case month and day names, or `@daily` and the like. */
+  readonly cron: string;
+  /** An IANA time zone; default `UTC`. */
+  readonly timezone?: string;
+}
+
+/**
+ * A workflow's flow control: how many of its runs hold a worker at once and how fast new runs
+ * start, each optionally per concurrency key (the `concurrencyKey` of a start, HMAC'd in the data
+ * plane). The same shape as the registry's `flowControl` (PUT
+ * /v1/projects/{project}/workflows/{name}/flow-control); it belongs to the workflow name, not to a
+ * version, so the version registered last sets it.
+ *
+ * @example
+ * ```ts
+ * const flow: WorkflowFlowControl = { concurrency: { limit: 5, perKey: true }, rateLimit: { limit: 100, periodMs: 60_000 } };
+ * ```
+ */
+export interface WorkflowFlowControl {
+  /** At most `limit` runs (1 to 100 000) hold a lease at once, per concurrency key when `perKey`. */
+  readonly concurrency?: { readonly limit: number; readonly perKey?: boolean } | null;
+  /** At most `limit` first dispatches (1 to 1 000 000) per `periodMs` (1 s to 1 day), per key when `perKey`. */
+  readonly rateLimit?: { readonly limit: number; readonly periodMs: number; readonly perKey?: boolean } | null;
+}
+
+/**
+ * A workflow: its name, version, task queue, function and the settings written beside it in code.
+ * Create one with {@link defineWorkflow} and give it to a worker. Everything on it is frozen; the
+ * worker reads the settings (schemas for validation and the data plane's catalogue, retry and
+ * timeouts as step defaults) and so does `cairn workflows register`.
  *
  * @example
  * ```ts
  * const worker = new Worker({ ...options, workflows: [orderRefund] });
+ * console.log(orderRefund.retry, orderRefund.timeouts.run);
  * ```
  */
 export interface WorkflowDefinition<Input = unknown, Output = unknown> {
@@ -432,12 +516,43 @@ export interface WorkflowDefinition<Input = unknown, Output = unknown> {
   readonly version: string;
   /** The task queue workers poll for it. */
   readonly taskQueue: string;
-  /** The workflow function. */
+  /** The input schema and its JSON Schema, when one was given. */
+  readonly input: DeclaredSchema | undefined;
+  /** The output schema and its JSON Schema, when one was given. */
+  readonly output: DeclaredSchema | undefined;
+  /** The signals the workflow declares (their body schemas are catalogued for the gateway). */
+  readonly signals: readonly SignalDefinition[];
+  /** The default retry policy of the workflow's steps, as given. */
+  readonly retry: RetryPolicy | undefined;
+  /** The run and step timeouts, in milliseconds. */
+  readonly timeouts: { readonly run: number | undefined; readonly step: number | undefined };
+  /** The declared schedules, time zones filled in. */
+  readonly schedules: readonly { readonly cron: string; readonly timezone: string }[];
+  /** The flow control, when given (both limits present: `null` for none). */
+  readonly flowControl: ResolvedFlowControl | undefined;
+  /**
+   * The workflow function. The worker calls it with the run's input after checking it against
+   * `input` (so with a schema it receives the parsed value).
+   */
   run(ctx: WorkflowContext, input: Input): Promise<Output>;
 }
 
 /**
- * The input type of a workflow definition.
+ * Flow control with both limits present (`null` for no limit) and `perKey` filled in.
+ *
+ * @example
+ * ```ts
+ * const f: ResolvedFlowControl = { concurrency: { limit: 5, perKey: false }, rateLimit: null };
+ * ```
+ */
+export interface ResolvedFlowControl {
+  readonly concurrency: { readonly limit: number; readonly perKey: boolean } | null;
+  readonly rateLimit: { readonly limit: number; readonly periodMs: number; readonly perKey: boolean } | null;
+}
+
+/**
+ * The input type of a workflow definition: what a caller passes (with an input schema, the
+ * schema's input type).
  *
  * @example
  * ```ts
@@ -447,7 +562,7 @@ export interface WorkflowDefinition<Input = unknown, Output = unknown> {
 export type WorkflowInput<W> = W extends WorkflowDefinition<infer I, unknown> ? I : never;
 
 /**
- * The output type of a workflow definition.
+ * The output type of a workflow definition (with an output schema, the schema's output type).
  *
  * @example
  * ```ts
@@ -457,11 +572,19 @@ export type WorkflowInput<W> = W extends WorkflowDefinition<infer I, unknown> ? 
 export type WorkflowOutput<W> = W extends WorkflowDefinition<never, infer O> ? O : never;
 
 /**
- * The identity of a workflow given to {@link defineWorkflow}.
+ * The identity and settings of a workflow given to {@link defineWorkflow}. Only `name` and
+ * `version` are required.
  *
  * @example
  * ```ts
- * const options: WorkflowOptions = { name: 'order-refund', version: '2', taskQueue: 'payments' };
+ * const options: WorkflowOptions = {
+ *   name: 'order-refund',
+ *   version: '2',
+ *   taskQueue: 'payments',
+ *   retry: { maximumAttempts: 5, initialInterval: '500ms' },
+ *   timeouts: { run: '7d', step: '30s' },
+ *   flowControl: { concurrency: { limit: 10 } },
+ * };
  * ```
  */
 export interface WorkflowOptions {
@@ -471,28 +594,108 @@ export interface WorkflowOptions {
   readonly version: string;
   /** The task queue (a name, like `name`). Default `'default'`. */
   readonly taskQueue?: string;
+  /**
+   * The input's schema: zod 4 or any Standard Schema. The workflow function receives the parsed
+   * value and its type is inferred from the schema. The worker checks every run's input at run
+   * start (an input that does not match fails the run for good with CAIRN-1116); when the schema
+   * has a JSON Schema (zod 4 has), the gateway also refuses a bad input with a 400 before storing
+   * anything.
+   */
+  readonly input?: StandardSchemaV1;
+  /** The output's schema: the worker checks the function's result before storing it. */
+  readonly output?: StandardSchemaV1;
+  /** The signals the workflow waits for, made with {@link defineSignal}: the gateway checks their bodies. */
+  readonly signals?: readonly SignalDefinition[];
+  /**
+   * The default retry policy of the workflow's steps. A step's own `retry` wins field by field,
+   * then a policy registered for the version (`cairn workflows register`), then this, then the
+   * SDK's defaults (3 attempts, 1 s doubling).
+   */
+  readonly retry?: RetryPolicy;
+  /** Run and step timeouts. */
+  readonly timeouts?: WorkflowTimeouts;
+  /** Schedules declared with the version (at most 20). */
+  readonly schedules?: readonly WorkflowSchedule[];
+  /** Concurrency and rate limits of the workflow's runs. */
+  readonly flowControl?: WorkflowFlowControl;
 }
 
+const OPTION_FIELDS = new Set([
+  'name',
+  'version',
+  'taskQueue',
+  'input',
+  'output',
+  'signals',
+  'retry',
+  'timeouts',
+  'schedules',
+  'flowControl',
+]);
+
+/** At most this many schedules are declared with a version (the registry's limit too). */
+export const MAX_DECLARED_SCHEDULES = 20;
+
+type Fn<I, O> = (ctx: WorkflowContext, input: I) => O | Promise<O>;
+type In<S extends StandardSchemaV1> = StandardSchemaV1.InferInput<S>;
+type Out<S extends StandardSchemaV1> = StandardSchemaV1.InferOutput<S>;
+
 /**
- * Defines a workflow. The name, version and task queue are checked here, so a bad one fails at
- * import time with a clear error instead of at the first run.
+ * Defines a workflow. The name, version, task queue and every setting are checked here, so a bad
+ * one fails at import time with a clear error instead of at the first run.
+ *
+ * With an `input` schema (zod 4 or any Standard Schema) the input type is inferred from it and the
+ * function receives the parsed value; without one, annotate the parameter. An `output` schema
+ * types and checks the result the same way.
  *
  * @example
  * ```ts
- * import { defineWorkflow } from '@cairn/sdk';
+ * import { z } from 'zod';
+ * import { defineSignal, defineWorkflow } from '@cairn/sdk';
  *
+ * export const approval = defineSignal('approval', z.object({ approved: z.boolean() }));
+ *
+ * export const orderRefund = defineWorkflow(
+ *   {
+ *     name: 'order-refund',
+ *     version: '1',
+ *     input: z.object({ orderId: z.string(), amount: z.number().min(0) }),
+ *     signals: [approval],
+ *     retry: { maximumAttempts: 5 },
+ *     timeouts: { run: '7d', step: '30s' },
+ *   },
+ *   async (ctx, input) => {
+ *     // input: { orderId: string; amount: number }
+ *     if (input.amount > 100 && !(await ctx.waitForSignal(approval, { timeout: '2d' })).approved) return { refunded: false };
+ *     await ctx.step('refund', () => payments.refund(input.orderId, input.amount));
+ *     return { refunded: true };
+ *   },
+ * );
+ *
+ * // Without schemas:
  * export const welcome = defineWorkflow({ name: 'welcome', version: '1' }, async (ctx, input: { email: string }) => {
  *   await ctx.step('send-welcome', { key: input.email }, () => mailer.send(input.email, 'Welcome!'));
- *   await ctx.sleep('3d');
- *   await ctx.step('send-tips', { key: input.email }, () => mailer.send(input.email, 'Three tips'));
  *   return { done: true };
  * });
  * ```
  */
+export function defineWorkflow<I extends StandardSchemaV1, O extends StandardSchemaV1>(
+  options: WorkflowOptions & { readonly input: I; readonly output: O },
+  fn: Fn<Out<I>, In<O>>,
+): WorkflowDefinition<In<I>, Out<O>>;
+export function defineWorkflow<I extends StandardSchemaV1, Output>(
+  options: WorkflowOptions & { readonly input: I; readonly output?: undefined },
+  fn: Fn<Out<I>, Output>,
+): WorkflowDefinition<In<I>, Awaited<Output>>;
+export function defineWorkflow<Input, O extends StandardSchemaV1>(
+  options: WorkflowOptions & { readonly input?: undefined; readonly output: O },
+  fn: Fn<Input, In<O>>,
+): WorkflowDefinition<Input, Out<O>>;
 export function defineWorkflow<Input, Output>(
-  options: WorkflowOptions,
-  fn: (ctx: WorkflowContext, input: Input) => Output | Promise<Output>,
-): WorkflowDefinition<Input, Awaited<Output>> {
+  options: WorkflowOptions & { readonly input?: undefined; readonly output?: undefined },
+  fn: Fn<Input, Output>,
+): WorkflowDefinition<Input, Awaited<Output>>;
+export function defineWorkflow(options: WorkflowOptions, fn: Fn<unknown, unknown>): WorkflowDefinition {
   if (typeof options !== 'object' || options === null) {
     throw new CairnError(
       ErrorCodes.INVALID_ARGUMENT,
@@ -500,19 +703,150 @@ export function defineWorkflow<Input, Output>(
     );
   }
   assertName(options.name, 'workflow name');
-  assertVersion(options.version, `version of workflow "${options.name}"`);
-  const taskQueue = options.taskQueue ?? 'default';
-  assertName(taskQueue, `task queue of workflow "${options.name}"`);
-  if (typeof fn !== 'function') {
-    throw new CairnError(
-      ErrorCodes.INVALID_ARGUMENT,
-      `Workflow "${options.name}" needs a function: defineWorkflow(options, async (ctx, input) => output).`,
+  const name = options.name;
+  const what = `workflow "${name}"`;
+  assertVersion(options.version, `version of ${what}`);
+  const unknown = Object.keys(options).filter((k) => !OPTION_FIELDS.has(k));
+  if (unknown.length > 0) {
+    throw invalid(
+      `Unknown option${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')} of ${what}: the options are ${[...OPTION_FIELDS].join(', ')}.`,
     );
   }
+  const taskQueue = options.taskQueue ?? 'default';
+  assertName(taskQueue, `task queue of ${what}`);
+  if (typeof fn !== 'function') {
+    throw invalid(`Workflow "${name}" needs a function: defineWorkflow(options, async (ctx, input) => output).`);
+  }
+  const input = options.input === undefined ? undefined : declareSchema(options.input, 'input', `input schema of ${what}`);
+  const output = options.output === undefined ? undefined : declareSchema(options.output, 'output', `output schema of ${what}`);
+  const retry = options.retry === undefined ? undefined : checkedRetry(options.retry, what);
   return Object.freeze({
-    name: options.name,
+    name,
     version: options.version,
     taskQueue,
-    run: async (ctx: WorkflowContext, input: Input): Promise<Awaited<Output>> => await fn(ctx, input),
+    input,
+    output,
+    signals: checkedSignals(options.signals, what),
+    retry,
+    timeouts: checkedTimeouts(options.timeouts, what),
+    schedules: checkedSchedules(options.schedules, what),
+    flowControl: options.flowControl === undefined ? undefined : checkedFlowControl(options.flowControl, what),
+    run: async (ctx: WorkflowContext, value: unknown): Promise<unknown> => await fn(ctx, value),
   });
+}
+
+function invalid(message: string): CairnError {
+  return new CairnError(ErrorCodes.INVALID_ARGUMENT, message);
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function checkedRetry(retry: RetryPolicy, what: string): RetryPolicy {
+  resolveRetryPolicy(retry, `retry of ${what}`);
+  return Object.freeze({
+    ...retry,
+    ...(retry.nonRetryableErrorTypes === undefined ? {} : { nonRetryableErrorTypes: Object.freeze([...retry.nonRetryableErrorTypes]) }),
+  });
+}
+
+function checkedSignals(signals: unknown, what: string): readonly SignalDefinition[] {
+  if (signals === undefined) return Object.freeze([]);
+  if (!Array.isArray(signals)) throw invalid(`The signals of ${what} must be a list of defineSignal(...) definitions.`);
+  const seen = new Set<string>();
+  for (const signal of signals) {
+    if (!isSignalDefinition(signal)) throw invalid(`The signals of ${what} must be a list of defineSignal(...) definitions.`);
+    if (seen.has(signal.name)) throw invalid(`Signal "${signal.name}" is listed twice in the signals of ${what}.`);
+    seen.add(signal.name);
+  }
+  return Object.freeze([...(signals as SignalDefinition[])]);
+}
+
+function checkedTimeouts(timeouts: unknown, what: string): WorkflowDefinition['timeouts'] {
+  if (timeouts === undefined) return Object.freeze({ run: undefined, step: undefined });
+  if (!isObject(timeouts)) throw invalid(`The timeouts of ${what} must be an object such as { run: '1d', step: '30s' }.`);
+  const extra = Object.keys(timeouts).filter((k) => k !== 'run' && k !== 'step');
+  if (extra.length > 0) throw invalid(`Unknown field ${extra.join(', ')} in the timeouts of ${what}: the fields are run and step.`);
+  const bounded = (field: 'run' | 'step', min: number): number | undefined => {
+    const value = timeouts[field];
+    if (value === undefined) return undefined;
+    const ms = toMilliseconds(value as Duration, `timeouts.${field} of ${what}`);
+    if (ms < min || ms > TIMEOUT_LIMITS.maxMs) {
+      throw invalid(`Invalid timeouts.${field} of ${what}: ${ms} ms is not from ${min} ms to 366 days.`);
+    }
+    return ms;
+  };
+  return Object.freeze({ run: bounded('run', TIMEOUT_LIMITS.minRunMs), step: bounded('step', TIMEOUT_LIMITS.minStepMs) });
+}
+
+function checkedSchedules(schedules: unknown, what: string): WorkflowDefinition['schedules'] {
+  if (schedules === undefined) return Object.freeze([]);
+  if (!Array.isArray(schedules) || schedules.length > MAX_DECLARED_SCHEDULES) {
+    throw invalid(`The schedules of ${what} must be a list of at most ${MAX_DECLARED_SCHEDULES} { cron, timezone? } entries.`);
+  }
+  return Object.freeze(
+    schedules.map((s: unknown, i) => {
+      if (!isObject(s) || typeof s['cron'] !== 'string' || Object.keys(s).some((k) => k !== 'cron' && k !== 'timezone')) {
+        throw invalid(`schedules[${i}] of ${what} must be { cron, timezone? }, e.g. { cron: '0 9 * * 1-5', timezone: 'Europe/Paris' }.`);
+      }
+      const cron = s['cron'].trim().replace(/\s+/g, ' ');
+      if (!isCronShape(cron)) {
+        throw invalid(
+          `schedules[${i}].cron of ${what} is not a cron expression: give 5 or 6 fields of digits, * ? L W # / , - and ` +
+            `upper-case month or day names (e.g. '0 9 * * MON-FRI'), or @hourly, @daily, @weekly, @monthly, @yearly.`,
+        );
+      }
+      const timezone = s['timezone'] ?? 'UTC';
+      if (typeof timezone !== 'string' || !isTimeZoneName(timezone)) {
+        throw invalid(`schedules[${i}].timezone of ${what} is not an IANA time zone name such as 'Europe/Paris' or 'UTC'.`);
+      }
+      return Object.freeze({ cron, timezone });
+    }),
+  );
+}
+
+function checkedFlowControl(flow: unknown, what: string): ResolvedFlowControl {
+  const shape = `{ concurrency?: { limit, perKey? }, rateLimit?: { limit, periodMs, perKey? } }`;
+  if (!isObject(flow) || Object.keys(flow).some((k) => k !== 'concurrency' && k !== 'rateLimit')) {
+    throw invalid(`The flowControl of ${what} must be ${shape}.`);
+  }
+  const whole = (value: unknown, min: number, max: number): value is number =>
+    typeof value === 'number' && Number.isInteger(value) && value >= min && value <= max;
+  const perKey = (value: unknown, field: string): boolean => {
+    if (value === undefined) return false;
+    if (typeof value !== 'boolean') throw invalid(`flowControl.${field}.perKey of ${what} must be true or false.`);
+    return value;
+  };
+  let concurrency: ResolvedFlowControl['concurrency'] = null;
+  const c = flow['concurrency'];
+  if (c !== undefined && c !== null) {
+    if (
+      !isObject(c) ||
+      !whole(c['limit'], 1, FLOW_CONTROL_LIMITS.concurrency) ||
+      Object.keys(c).some((k) => k !== 'limit' && k !== 'perKey')
+    ) {
+      throw invalid(
+        `flowControl.concurrency of ${what} must be { limit, perKey? } with a whole limit from 1 to ${FLOW_CONTROL_LIMITS.concurrency}.`,
+      );
+    }
+    concurrency = Object.freeze({ limit: c['limit'], perKey: perKey(c['perKey'], 'concurrency') });
+  }
+  let rateLimit: ResolvedFlowControl['rateLimit'] = null;
+  const r = flow['rateLimit'];
+  if (r !== undefined && r !== null) {
+    if (
+      !isObject(r) ||
+      !whole(r['limit'], 1, FLOW_CONTROL_LIMITS.rateLimit) ||
+      !whole(r['periodMs'], FLOW_CONTROL_LIMITS.minPeriodMs, FLOW_CONTROL_LIMITS.maxPeriodMs) ||
+      Object.keys(r).some((k) => k !== 'limit' && k !== 'periodMs' && k !== 'perKey')
+    ) {
+      throw invalid(
+        `flowControl.rateLimit of ${what} must be { limit, periodMs, perKey? }: a whole limit from 1 to ${FLOW_CONTROL_LIMITS.rateLimit} ` +
+          `per periodMs from ${FLOW_CONTROL_LIMITS.minPeriodMs} to ${FLOW_CONTROL_LIMITS.maxPeriodMs} milliseconds.`,
+      );
+    }
+    rateLimit = Object.freeze({ limit: r['limit'], periodMs: r['periodMs'], perKey: perKey(r['perKey'], 'rateLimit') });
+  }
+  return Object.freeze({ concurrency, rateLimit });
 }

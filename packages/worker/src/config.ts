@@ -39,6 +39,9 @@ const schema = {
   CAIRN_SUSPEND_THRESHOLD_MS: env.int(5000),
   CAIRN_DRAIN_TIMEOUT_MS: env.int(25_000),
   CAIRN_WORKER_HEALTH_PORT: env.port().optional(),
+  // Development: a workflow version whose schemas changed replaces the catalogued ones instead of
+  // refusing to start (the local stack sets it, like the control plane's CAIRN_DEV_MODE).
+  CAIRN_DEV_MODE: env.bool(false),
   CAIRN_LOG_LEVEL: env.logLevel(),
   ...tracingShape,
 };
@@ -129,6 +132,7 @@ export async function runWorkerFromEnv(
     slots: config.CAIRN_WORKER_SLOTS,
     suspendThresholdMs: config.CAIRN_SUSPEND_THRESHOLD_MS,
     drainTimeoutMs: config.CAIRN_DRAIN_TIMEOUT_MS,
+    replaceChangedSchemas: config.CAIRN_DEV_MODE,
     ...(tracing ? { tracerProvider: createWorkerTracerProvider(tracing) } : {}),
     logger,
   });

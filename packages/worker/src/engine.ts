@@ -29,7 +29,9 @@ import {
   EvalFailedError,
   ModelFailedError,
   NonDeterminismError,
+  SchemaValidationError,
   SignalTimeoutError,
+  SignalValidationError,
   StepFailedError,
   StepTimeoutError,
   TerminalError,
@@ -52,6 +54,7 @@ import {
   type ParallelOptions,
   type ResolvedRetryPolicy,
   type RetryPolicy,
+  type SignalDefinition,
   type StepContext,
   type StepFunction,
   type StepOptions,
@@ -62,6 +65,7 @@ import {
   type WorkflowOutput,
   type ChildOptions,
 } from '@cairn/sdk';
+import { isSignalDefinition, mergeRetryPolicies, validateWithSchema } from '@cairn/sdk/internal';
 import { DeterministicSource } from './determinism.js';
 import {
   errorInfo,
@@ -133,8 +137,9 @@ export interface RunAssignment {
   readonly scheduled?: { readonly scheduleId: string; readonly payloadId: string | undefined } | undefined;
   /**
    * The defaults registered with the run's workflow version (the control plane's RunTask carries
-   * them). A `ctx.step` without a `retry` option uses `retry`, one without a `timeout` option uses
-   * `stepTimeoutMs`; options given in code always win, and without either the SDK's defaults apply.
+   * them). A step's retry policy is laid together field by field: the step's own `retry` wins,
+   * then this registered `retry`, then the workflow's `retry` in code, then the SDK's defaults. Its
+   * timeout: the step's own `timeout`, else `stepTimeoutMs`, else the workflow's `timeouts.step`.
    */
   readonly defaults?: StepDefaults | undefined;
   /**
@@ -690,11 +695,45 @@ class Execution implements RunExecution {
     this.#random = new DeterministicSource(run.seed);
     this.#forked = run.forkedFrom !== undefined;
     this.#log.debug({ journal: journal.length }, 'executing run');
+    let input = run.input;
+    if (workflow.input) {
+      let checked: Awaited<ReturnType<typeof validateWithSchema>>;
+      try {
+        checked = await validateWithSchema(workflow.input.schema, run.input);
+      } catch (err) {
+        await this.#failWith(toError(err), ErrorCode.APPLICATION);
+        return;
+      }
+      if ('issues' in checked) {
+        const error = new SchemaValidationError({
+          target: 'input',
+          subject: `input does not match the input schema of ${workflow.name}@${workflow.version}`,
+          issues: checked.issues,
+        });
+        await this.#failWith(error, ErrorCode.INVALID_INPUT);
+        return;
+      }
+      input = checked.value;
+    }
+    if (this.#halt) return;
     let result: Promise<unknown>;
     try {
-      result = workflow.run(this.#context(workflow), run.input);
+      result = workflow.run(this.#context(workflow), input);
     } catch (err) {
       result = Promise.reject(toError(err));
+    }
+    const output = workflow.output;
+    if (output) {
+      // The stored output is what the schema produces; a result it refuses fails the run.
+      result = result.then(async (value) => {
+        const checked = await validateWithSchema(output.schema, value);
+        if (!('issues' in checked)) return checked.value;
+        throw new SchemaValidationError({
+          target: 'output',
+          subject: `the result of ${workflow.name}@${workflow.version} does not match its output schema`,
+          issues: checked.issues,
+        });
+      });
     }
     result.then(
       (value) => this.#settle({ ok: true, value }),
@@ -836,6 +875,7 @@ class Execution implements RunExecution {
   async #failWith(error: Error, errorCode: ErrorCode, compensationFailures: readonly CompensationFailure[] = []): Promise<void> {
     const record: RunErrorRecord = {
       ...errorInfo(error),
+      ...(error instanceof SchemaValidationError ? { issues: error.issues } : {}),
       errorCode: ErrorCode[errorCode],
       ...(compensationFailures.length > 0 ? { compensationFailures } : {}),
     };
@@ -1188,10 +1228,14 @@ class Execution implements RunExecution {
             `ctx.step("${name}") needs a function: ctx.step(name, fn, options?) or ctx.step(name, options, fn).`,
           );
         }
-        // Options in code win; then the version's registered defaults; then the SDK's.
-        const defaults = this.#assignment.defaults;
-        policy = resolveRetryPolicy(options.retry ?? defaults?.retry);
-        timeoutMs = options.timeout === undefined ? defaults?.stepTimeoutMs : toMilliseconds(options.timeout, `timeout of step "${name}"`);
+        // The step's own options win; then the version's registered defaults; then the workflow's
+        // settings in code; then the SDK's defaults. Retry policies merge field by field.
+        const registered = this.#assignment.defaults;
+        policy = resolveRetryPolicy(mergeRetryPolicies(workflow.retry, registered?.retry, options.retry), `retry of step "${name}"`);
+        timeoutMs =
+          options.timeout === undefined
+            ? (registered?.stepTimeoutMs ?? workflow.timeouts.step)
+            : toMilliseconds(options.timeout, `timeout of step "${name}"`);
         if (options.key !== undefined && typeof options.key !== 'string' && typeof options.key !== 'number') {
           throw new CairnError(ErrorCodes.INVALID_ARGUMENT, `The key of step "${name}" must be a string or a number.`);
         }
@@ -1528,17 +1572,35 @@ class Execution implements RunExecution {
         }
         return sleepUntil(() => at);
       },
-      waitForSignal: <T>(name: string, options: SignalWaitOptions = {}): Promise<T> => {
+      waitForSignal: <T>(target: unknown, options: SignalWaitOptions = {}): Promise<T> => {
         let timeoutMs: number | undefined;
+        let name: string;
+        let signal: SignalDefinition<T> | undefined;
         try {
+          if (isSignalDefinition(target)) {
+            signal = target as SignalDefinition<T>;
+            name = signal.name;
+          } else {
+            name = target as string;
+          }
           assertName(name, 'signal name');
+          if (typeof options !== 'object' || options === null) {
+            throw new CairnError(ErrorCodes.INVALID_ARGUMENT, `ctx.waitForSignal("${name}") takes options such as { timeout: '2d' }.`);
+          }
           timeoutMs =
             options.timeout === undefined ? undefined : toMilliseconds(options.timeout, `timeout of the wait for signal "${name}"`);
         } catch (err) {
           return Promise.reject(toError(err));
         }
         const slot = this.#slot('signal', name, undefined);
-        return this.#durable(() => this.#signalWait<T>(slot, name, timeoutMs));
+        const body = signal?.body;
+        if (body === undefined) return this.#durable(() => this.#signalWait<T>(slot, name, timeoutMs));
+        // The body is checked on every replay too: the schema is code, so the outcome is the same.
+        return this.#durable(async () => {
+          const checked = await validateWithSchema(body.schema, await this.#signalWait<unknown>(slot, name, timeoutMs));
+          if ('issues' in checked) throw new SignalValidationError({ signalName: name, issues: checked.issues });
+          return checked.value as T;
+        });
       },
       approval,
       agent,

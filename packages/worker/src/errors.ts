@@ -14,6 +14,8 @@ export interface StepErrorRecord extends ErrorInfo {
 /** A run's final error as the data plane keeps it, with the closed code the control plane got. */
 export interface RunErrorRecord extends ErrorInfo {
   readonly errorCode?: string;
+  /** For a run whose input or output did not match its schema: where and what (JSON Pointer paths). */
+  readonly issues?: ReadonlyArray<{ readonly path: string; readonly message: string }>;
   /** Compensations that failed for good after the workflow failed (each also a failed step). */
   readonly compensationFailures?: ReadonlyArray<{
     readonly name: string;

@@ -32,6 +32,7 @@ import {
 import { SDK_VERSION, type WorkflowDefinition } from '@cairn/sdk';
 import { Engine, type RunExecution, type RunOutcome, type StartChildAnswer, type StepDefaults } from './engine.js';
 import { SignalHub } from './signals.js';
+import { announcedSettings, catalogueVersionOf, workerOnlySchemas } from './settings.js';
 import { RunTracing } from './telemetry.js';
 
 /** The protocol revision this worker speaks. */
@@ -62,6 +63,12 @@ export interface WorkerOptions {
   readonly drainTimeoutMs?: number;
   /** Channel credentials for the control-plane connection. Default: plaintext (use TLS in production). */
   readonly channelCredentials?: grpc.ChannelCredentials;
+  /**
+   * Development: when a workflow version's schemas in code differ from those catalogued for it in
+   * the payload store, replace them instead of refusing to start. Default false: a version is
+   * immutable, and runs already started on it were checked against the catalogued schemas.
+   */
+  readonly replaceChangedSchemas?: boolean;
   /**
    * Where the worker's spans go (one per run execution, one per durable-call attempt): a provider
    * exporting to a collector inside the data plane, e.g. `createWorkerTracerProvider(...)`. The
@@ -260,10 +267,13 @@ export class Worker {
 
   /**
    * Compares the worker's encryption and HMAC keys with the payload store's key checks
-   * (`store.verifyKeys`), then connects to the control plane. Resolves once the first Welcome
+   * (`store.verifyKeys`), writes its workflows' JSON Schemas to the payload store's schema
+   * catalogue, then connects to the control plane. Resolves once the first Welcome
    * arrives; until then it keeps retrying in the background with backoff (100 ms doubling to 5 s,
    * with jitter), so a payload store or control plane that starts later is fine. It rejects only
-   * when a key does not match the payload store (`CAIRN-3006`, before anything is dialled), when
+   * when a key does not match the payload store (`CAIRN-3006`, before anything is dialled), when a
+   * workflow version's schemas differ from the catalogued ones (`CAIRN-1117`: give the changed
+   * workflow a new version; also before anything is dialled), when
    * the control plane refuses the worker's configuration (bad credential, data plane mismatch,
    * unsupported protocol, invalid Hello), or when `shutdown()` is called first. After the first
    * Welcome the worker reconnects forever.
@@ -285,8 +295,31 @@ export class Worker {
   }
 
   /**
+   * Catalogues the JSON Schemas of the worker's workflows in the payload store before the worker
+   * announces them, so a gateway can check inputs for a version as soon as it can start runs.
+   */
+  async #catalogueSchemas(): Promise<void> {
+    for (const def of this.#options.workflows) {
+      for (const { schema, reason } of workerOnlySchemas(def)) {
+        this.#logger.warn(
+          { workflow: `${def.name}@${def.version}`, schema, reason },
+          'schema has no JSON Schema: the gateway cannot check it; the worker checks it',
+        );
+      }
+    }
+    const result = await this.#options.store.catalogueSchemas(this.#options.workflows.map(catalogueVersionOf), {
+      replaceChanged: this.#options.replaceChangedSchemas ?? false,
+    });
+    if (result.replaced.length > 0)
+      this.#logger.warn({ replaced: result.replaced }, 'changed schemas replaced in the catalogue (development)');
+    this.#logger.info({ added: result.added.length, unchanged: result.unchanged.length }, 'workflow schemas catalogued');
+  }
+
+  /**
    * A worker with a key that differs from the one the data plane uses would seal journal entries
-   * nobody else can open and digest keys differently: it must not take a single run.
+   * nobody else can open and digest keys differently: it must not take a single run. Its schemas
+   * are catalogued before it announces its workflows, so a gateway can check inputs for a version
+   * as soon as it can start runs.
    */
   async #verifyKeysThenConnect(): Promise<void> {
     for (let delayMs = RECONNECT_MIN_MS; ; delayMs = Math.min(delayMs * 2, RECONNECT_MAX_MS)) {
@@ -306,11 +339,17 @@ export class Worker {
               'cannot be opened here and will be given back (add each such key after the active one; ignore this for keys retired on purpose)',
           );
         }
+        await this.#catalogueSchemas();
         break;
       } catch (err) {
         if (this.#closed || this.#draining) return;
         if (err instanceof CairnError) {
-          this.#logger.error({ err }, 'worker cannot start: its keys were refused by the payload store check');
+          this.#logger.error(
+            { err },
+            err.code === ErrorCodes.SCHEMA_CONFLICT
+              ? 'worker cannot start: its workflow schemas differ from those catalogued for the same versions'
+              : 'worker cannot start: its keys were refused by the payload store check',
+          );
           this.#closed = true;
           this.#rejectFirstWelcome(err);
           this.#rejectRefused(err);
@@ -394,7 +433,7 @@ export class Worker {
       dataPlaneId: this.#options.dataPlaneId,
       workerId: this.workerId,
       workflows: this.#options.workflows.map((w) =>
-        create(WorkflowRefSchema, { name: w.name, version: w.version, taskQueue: w.taskQueue }),
+        create(WorkflowRefSchema, { name: w.name, version: w.version, taskQueue: w.taskQueue, settings: announcedSettings(w) }),
       ),
       slots: this.#slots,
       freeSlots: this.#freeSlots(),
@@ -815,17 +854,21 @@ export class Worker {
   }
 }
 
-/** The registered step defaults a RunTask carries (0 = unset), or undefined when it carries none. */
+/**
+ * The registered step defaults a RunTask carries, or undefined when it carries none. A retry
+ * policy is registered when its initial interval is set (the registry stores policies with every
+ * default filled in); its maximum attempts are then 0 for unlimited.
+ */
 export function stepDefaultsOf(task: RunTask): StepDefaults | undefined {
-  const retry =
-    task.defaultRetryMaxAttempts === 0
-      ? undefined
-      : {
-          maximumAttempts: task.defaultRetryMaxAttempts,
-          ...(task.defaultRetryInitialIntervalMs === 0n ? {} : { initialInterval: Number(task.defaultRetryInitialIntervalMs) }),
-          ...(task.defaultRetryMaxIntervalMs === 0n ? {} : { maximumInterval: Number(task.defaultRetryMaxIntervalMs) }),
-          ...(task.defaultRetryBackoffCoefficient === 0 ? {} : { backoffCoefficient: task.defaultRetryBackoffCoefficient }),
-        };
+  const registered = task.defaultRetryInitialIntervalMs !== 0n || task.defaultRetryMaxAttempts !== 0;
+  const retry = registered
+    ? {
+        maximumAttempts: task.defaultRetryMaxAttempts,
+        ...(task.defaultRetryInitialIntervalMs === 0n ? {} : { initialInterval: Number(task.defaultRetryInitialIntervalMs) }),
+        ...(task.defaultRetryMaxIntervalMs === 0n ? {} : { maximumInterval: Number(task.defaultRetryMaxIntervalMs) }),
+        ...(task.defaultRetryBackoffCoefficient === 0 ? {} : { backoffCoefficient: task.defaultRetryBackoffCoefficient }),
+      }
+    : undefined;
   const stepTimeoutMs = task.defaultStepTimeoutMs === 0n ? undefined : Number(task.defaultStepTimeoutMs);
   if (retry === undefined && stepTimeoutMs === undefined) return undefined;
   return { retry, stepTimeoutMs };

@@ -9,7 +9,9 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { schemaDigest } from '@cairn/common';
 import { freePort } from '@cairn/local-postgres';
+import { greetV2Input } from '../cli-workflows.js';
 import { startTestStack, type TestStack } from '../harness.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -170,23 +172,17 @@ describe('the cairn CLI against a local stack', () => {
     assert.equal(list.dataPlanes.find((d) => d.id === t.stack.secrets.dataPlaneId)?.revokedAt, null);
   });
 
-  it('registers workflow versions from a module, with a dry run, metadata and a refused change', async () => {
+  it('registers workflow versions with their settings from the module, with a dry run, an override file and a refused change', async () => {
     const metadata = join(work, 'workflows.yaml');
-    writeFileSync(
-      metadata,
-      'cli-greet@2:\n  retryPolicy:\n    maxAttempts: 4\n  timeouts:\n    stepTimeoutMs: 30000\n  schedules:\n    - cron: "0 9 * * 1-5"\n      timezone: Europe/Paris\n',
-    );
-    const dry = await json<{ dryRun: boolean; workflows: Array<{ workflow: string; version: string; action: string }> }>([
-      'workflows',
-      'register',
-      workflowModule,
-      '--metadata',
-      metadata,
-      '--dry-run',
-    ]);
+    // Overrides with the names defineWorkflow uses: retry and timeouts field by field.
+    writeFileSync(metadata, 'cli-greet@2:\n  retry:\n    maximumAttempts: 4\n  timeouts:\n    step: 30s\n');
+    const dry = await json<{
+      dryRun: boolean;
+      workflows: Array<{ workflow: string; version: string; action: string; registration?: Record<string, unknown> }>;
+    }>(['workflows', 'register', workflowModule, '--metadata', metadata, '--dry-run']);
     assert.equal(dry.dryRun, true);
     const actions = Object.fromEntries(dry.workflows.map((w) => [`${w.workflow}@${w.version}`, w.action]));
-    // The worker announced the v1 versions (development mode registers them with their task queue).
+    // The worker announced the v1 versions (development mode registers them with their settings from code).
     assert.deepEqual(actions, {
       'cli-approval@1': 'unchanged',
       'cli-greet@1': 'unchanged',
@@ -194,6 +190,24 @@ describe('the cairn CLI against a local stack', () => {
       'cli-nap@1': 'unchanged',
       'cli-signal@1': 'unchanged',
     });
+    const inputDigest = schemaDigest(greetV2Input['~standard'].jsonSchema.input({ target: 'draft-2020-12' }));
+    // What would be sent: the settings from code with the overrides, and the schema's digest, not the schema.
+    assert.deepEqual(dry.workflows.find((w) => w.version === '2')?.registration, {
+      name: 'cli-greet',
+      version: '2',
+      taskQueue: 'default',
+      inputSchemaDigest: inputDigest,
+      outputSchemaDigest: null,
+      retry: { maximumAttempts: 4, initialInterval: 250, backoffCoefficient: 2, maximumInterval: 25_000 },
+      timeouts: { run: 3_600_000, step: 30_000 },
+      schedules: [{ cron: '0 9 * * 1-5', timezone: 'Europe/Paris' }],
+    });
+    const table = await cli(['workflows', 'register', workflowModule, '--metadata', metadata, '--dry-run']);
+    assert.match(
+      table.stdout,
+      /cli-greet@2 would send:\n\s*retry\s+maximumAttempts 4, initialInterval 250 ms, backoffCoefficient 2, maximumInterval 25000 ms/,
+    );
+    assert.match(table.stdout, new RegExp(`input schema digest\\s+${inputDigest}`));
     const notYet = await cli(['workflows', 'show', 'cli-greet', '2']);
     assert.equal(notYet.code, 6);
 
@@ -207,42 +221,46 @@ describe('the cairn CLI against a local stack', () => {
     assert.equal(registered.workflows.find((w) => w.version === '2')?.action, 'create');
     const shown = await json<{
       workflow: {
-        retryPolicy: { maxAttempts: number; initialIntervalMs: number };
-        timeouts: { stepTimeoutMs: number };
+        retry: unknown;
+        timeouts: { run: number; step: number };
+        inputSchemaDigest: string;
         schedules: unknown[];
         source: string;
       };
     }>(['workflows', 'show', 'cli-greet', '2']);
-    assert.deepEqual(shown.workflow.retryPolicy, { maxAttempts: 4, initialIntervalMs: 1000, maxIntervalMs: 60000, backoffCoefficient: 2 });
-    assert.equal(shown.workflow.timeouts.stepTimeoutMs, 30000);
+    assert.deepEqual(shown.workflow.retry, { maximumAttempts: 4, initialInterval: 250, backoffCoefficient: 2, maximumInterval: 25_000 });
+    assert.deepEqual(shown.workflow.timeouts, { run: 3_600_000, step: 30_000 });
+    assert.equal(shown.workflow.inputSchemaDigest, inputDigest);
     assert.deepEqual(shown.workflow.schedules, [{ cron: '0 9 * * 1-5', timezone: 'Europe/Paris' }]);
     assert.equal(shown.workflow.source, 'api');
+    const shownTable = await cli(['workflows', 'show', 'cli-greet', '2']);
+    assert.match(shownTable.stdout, /run timeout\s+3600000 ms/);
 
     const again = await json<{ workflows: Array<{ action: string }> }>(['workflows', 'register', workflowModule, '--metadata', metadata]);
     assert.ok(again.workflows.every((w) => w.action === 'unchanged'));
 
-    writeFileSync(metadata, 'cli-greet@2:\n  retryPolicy:\n    maxAttempts: 9\n');
+    writeFileSync(metadata, 'cli-greet@2:\n  retry:\n    maximumAttempts: 9\n');
     const changedDry = await cli(['workflows', 'register', workflowModule, '--metadata', metadata, '--dry-run', '-o', 'json']);
     assert.equal(changedDry.code, 7);
     const plan = JSON.parse(changedDry.stdout) as { workflows: Array<{ version: string; action: string; differingFields: string[] }> };
-    assert.deepEqual(
-      plan.workflows.find((w) => w.version === '2'),
-      {
-        workflow: 'cli-greet',
-        version: '2',
-        taskQueue: 'default',
-        from: `${workflowModule} (greetV2)`,
-        action: 'conflict',
-        differingFields: ['retryPolicy', 'timeouts.stepTimeoutMs', 'schedules'],
-      },
-    );
+    const { registration: _sent, ...v2 } = plan.workflows.find((w) => w.version === '2') as Record<string, unknown>;
+    assert.deepEqual(v2, {
+      workflow: 'cli-greet',
+      version: '2',
+      taskQueue: 'default',
+      from: `${workflowModule} (greetV2)`,
+      action: 'conflict',
+      differingFields: ['retry', 'timeouts.step'],
+    });
     const changed = await cli(['workflows', 'register', workflowModule, '--metadata', metadata]);
     assert.equal(changed.code, 7);
-    assert.match(
-      changed.stderr,
-      /cli-greet@2 is registered with different content \(retryPolicy, timeouts\.stepTimeoutMs, schedules\); nothing was registered/,
-    );
+    assert.match(changed.stderr, /cli-greet@2 is registered with different content \(retry, timeouts\.step\); nothing was registered/);
     assert.match(changed.stderr, /hint: Registered versions are immutable/);
+
+    writeFileSync(metadata, 'cli-greet@2:\n  retryPolicy:\n    maxAttempts: 9\n');
+    const legacy = await cli(['workflows', 'register', workflowModule, '--metadata', metadata]);
+    assert.equal(legacy.code, 2);
+    assert.match(legacy.stderr, /retryPolicy is now retry: \{ maximumAttempts, initialInterval, backoffCoefficient, maximumInterval \}/);
 
     const noDefs = await cli(['workflows', 'register', join(repoRoot, 'test/dist/effects.js')]);
     assert.equal(noDefs.code, 2);

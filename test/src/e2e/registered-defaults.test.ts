@@ -25,11 +25,11 @@ describe('registered retry policy and timeouts', () => {
     // The versions are registered before any worker announces them (development mode would
     // register them as announced, without a policy or timeouts).
     t = await startTestStack({ name: 'registered-defaults', workers: 0 });
-    await register('timeout-sleeper', { timeouts: { runTimeoutMs: 2000 } });
-    await register('timeout-busy', { timeouts: { runTimeoutMs: 2000 } });
+    await register('timeout-sleeper', { timeouts: { run: '2s' } });
+    await register('timeout-busy', { timeouts: { run: 2000 } });
     await register('registered-defaults', {
-      retryPolicy: { maxAttempts: 4, initialIntervalMs: 20, maxIntervalMs: 50, backoffCoefficient: 1.5 },
-      timeouts: { stepTimeoutMs: 300 },
+      retry: { maximumAttempts: 4, initialInterval: '20ms', maximumInterval: 50, backoffCoefficient: 1.5 },
+      timeouts: { step: '300ms' },
     });
     await t.stack.startWorker();
   });

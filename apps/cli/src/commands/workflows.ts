@@ -6,24 +6,52 @@ import { Context } from '../context.js';
 import { CliError, ExitCode } from '../errors.js';
 import type { components } from '../gen/control-plane.js';
 import { examples } from '../help.js';
+import { schemaDigest } from '@cairn/common';
+import {
+  defineWorkflow,
+  resolveRetryPolicy,
+  type DeclaredSchema,
+  type ResolvedFlowControl,
+  type WorkflowDefinition,
+  type WorkflowSchedule,
+} from '@cairn/sdk';
 import { loadWorkflowModules } from '../workflow-modules.js';
 
-/** What the registry route accepts beyond name, version and task queue. */
-export interface RegistrationMetadata {
-  inputSchema?: Record<string, unknown> | null;
-  outputSchema?: Record<string, unknown> | null;
-  retryPolicy?: { maxAttempts: number; initialIntervalMs?: number; maxIntervalMs?: number; backoffCoefficient?: number } | null;
-  timeouts?: { runTimeoutMs?: number; stepTimeoutMs?: number };
-  schedules?: Array<{ cron: string; timezone?: string }>;
-  flowControl?: unknown;
+/** The settings of a registration, as the registry's REST API names them (durations in ms). */
+export interface Registration {
+  name: string;
+  version: string;
+  taskQueue: string;
+  inputSchemaDigest: string | null;
+  outputSchemaDigest: string | null;
+  retry: { maximumAttempts: number; initialInterval: number; backoffCoefficient: number; maximumInterval: number } | null;
+  timeouts: { run?: number; step?: number };
+  schedules: Array<{ cron: string; timezone: string }>;
+  flowControl?: ResolvedFlowControl;
 }
 
-const METADATA_FIELDS = ['inputSchema', 'outputSchema', 'retryPolicy', 'timeouts', 'schedules', 'flowControl'] as const;
+/**
+ * What `--metadata FILE` may override, with the names `defineWorkflow` uses: retry and timeouts
+ * field by field, schedules and flowControl as a whole. Schemas come from code only: their
+ * digests must match what workers catalogue.
+ */
+const OVERRIDE_FIELDS = ['retry', 'timeouts', 'schedules', 'flowControl'] as const;
+
+/** Former names of the override file, with what replaced them. */
+const REPLACED: Readonly<Record<string, string>> = {
+  retryPolicy: 'retryPolicy is now retry: { maximumAttempts, initialInterval, backoffCoefficient, maximumInterval }',
+  inputSchema:
+    'inputSchema cannot be overridden: schemas come from the workflow module (defineWorkflow input), and only their digests are registered',
+  outputSchema:
+    'outputSchema cannot be overridden: schemas come from the workflow module (defineWorkflow output), and only their digests are registered',
+};
+
+type Overrides = Partial<Record<(typeof OVERRIDE_FIELDS)[number], unknown>>;
 
 type VersionView = components['schemas']['WorkflowVersion'];
 
-/** Reads `--metadata FILE`: `{ "<name>" | "<name>@<version>": { inputSchema, retryPolicy, … } }` (YAML or JSON). */
-function loadMetadata(file: string | undefined): Record<string, RegistrationMetadata> {
+/** Reads `--metadata FILE`: `{ "<name>" | "<name>@<version>": { retry, timeouts, schedules, flowControl } }` (YAML or JSON). */
+export function loadMetadata(file: string | undefined): Record<string, Overrides> {
   if (!file) return {};
   let raw: unknown;
   try {
@@ -36,48 +64,80 @@ function loadMetadata(file: string | undefined): Record<string, RegistrationMeta
   }
   for (const [key, value] of Object.entries(raw as Record<string, unknown>)) {
     if (typeof value !== 'object' || value === null) throw new CliError(ExitCode.USAGE, `${file}: the entry "${key}" must be a mapping.`);
-    const unknown = Object.keys(value).filter((k) => !(METADATA_FIELDS as readonly string[]).includes(k));
+    const unknown = Object.keys(value).filter((k) => !(OVERRIDE_FIELDS as readonly string[]).includes(k));
     if (unknown.length > 0) {
-      throw new CliError(
-        ExitCode.USAGE,
-        `${file}: "${key}" has unknown field(s) ${unknown.join(', ')}; allowed: ${METADATA_FIELDS.join(', ')}.`,
-      );
+      const reasons = unknown.map((k) => REPLACED[k] ?? `unknown field ${k}`);
+      throw new CliError(ExitCode.USAGE, `${file}: "${key}": ${reasons.join('; ')}. Allowed: ${OVERRIDE_FIELDS.join(', ')}.`);
     }
   }
-  return raw as Record<string, RegistrationMetadata>;
+  return raw as Record<string, Overrides>;
 }
 
-/** The registration body, with the registry's defaults filled in so it compares with a stored version. */
-export function registrationBody(
-  def: { name: string; version: string; taskQueue: string } & Partial<RegistrationMetadata>,
-  extra: RegistrationMetadata,
-): Record<string, unknown> {
-  const pick = <K extends (typeof METADATA_FIELDS)[number]>(k: K): RegistrationMetadata[K] => (extra[k] !== undefined ? extra[k] : def[k]);
-  const retry = pick('retryPolicy');
-  const timeouts = pick('timeouts') ?? {};
-  const body: Record<string, unknown> = {
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * The registration of a workflow definition: its settings from code (schema digests computed from
+ * the JSON Schemas its workers catalogue), with `overrides` from the metadata file laid over them
+ * (retry and timeouts field by field). The override is checked with the same rules as in code, by
+ * defining the workflow again with it, so a bad value fails here naming the file's field.
+ */
+export function registrationOf(def: WorkflowDefinition, overrides: Overrides, source = 'the metadata file'): Registration {
+  let settled: WorkflowDefinition = def;
+  if (Object.keys(overrides).length > 0) {
+    const retry =
+      overrides.retry === undefined ? def.retry : { ...(def.retry ?? {}), ...(isObject(overrides.retry) ? overrides.retry : {}) };
+    if (overrides.retry !== undefined && !isObject(overrides.retry))
+      throw new CliError(ExitCode.USAGE, `${source}: retry of ${def.name}@${def.version} must be a mapping.`);
+    if (overrides.timeouts !== undefined && !isObject(overrides.timeouts)) {
+      throw new CliError(ExitCode.USAGE, `${source}: timeouts of ${def.name}@${def.version} must be a mapping of run and step.`);
+    }
+    const timeouts = {
+      ...(def.timeouts.run === undefined ? {} : { run: def.timeouts.run }),
+      ...(def.timeouts.step === undefined ? {} : { step: def.timeouts.step }),
+      ...(isObject(overrides.timeouts) ? overrides.timeouts : {}),
+    };
+    try {
+      settled = defineWorkflow(
+        {
+          name: def.name,
+          version: def.version,
+          taskQueue: def.taskQueue,
+          ...(retry === undefined ? {} : { retry: retry }),
+          timeouts,
+          schedules: (overrides.schedules ?? def.schedules) as WorkflowSchedule[],
+          ...((overrides.flowControl ?? def.flowControl) === undefined ? {} : { flowControl: overrides.flowControl ?? def.flowControl }),
+        },
+        () => undefined,
+      );
+    } catch (err) {
+      throw new CliError(ExitCode.USAGE, `${source}: ${err instanceof Error ? err.message.replace(/^\[CAIRN-\d{4}\] /, '') : String(err)}`);
+    }
+  }
+  const digest = (declared: DeclaredSchema | undefined): string | null =>
+    declared?.jsonSchema === undefined ? null : schemaDigest(declared.jsonSchema);
+  const retry = settled.retry === undefined ? null : resolveRetryPolicy(settled.retry);
+  return {
     name: def.name,
     version: def.version,
     taskQueue: def.taskQueue,
-    inputSchema: pick('inputSchema') ?? null,
-    outputSchema: pick('outputSchema') ?? null,
-    retryPolicy: retry
-      ? {
-          maxAttempts: retry.maxAttempts,
-          initialIntervalMs: retry.initialIntervalMs ?? 1000,
-          maxIntervalMs: retry.maxIntervalMs ?? 60_000,
-          backoffCoefficient: retry.backoffCoefficient ?? 2,
-        }
-      : null,
+    inputSchemaDigest: digest(def.input),
+    outputSchemaDigest: digest(def.output),
+    retry:
+      retry === null
+        ? null
+        : {
+            maximumAttempts: retry.maximumAttempts,
+            initialInterval: retry.initialIntervalMs,
+            backoffCoefficient: retry.backoffCoefficient,
+            maximumInterval: retry.maximumIntervalMs,
+          },
     timeouts: {
-      ...(timeouts.runTimeoutMs !== undefined ? { runTimeoutMs: timeouts.runTimeoutMs } : {}),
-      ...(timeouts.stepTimeoutMs !== undefined ? { stepTimeoutMs: timeouts.stepTimeoutMs } : {}),
+      ...(settled.timeouts.run === undefined ? {} : { run: settled.timeouts.run }),
+      ...(settled.timeouts.step === undefined ? {} : { step: settled.timeouts.step }),
     },
-    schedules: (pick('schedules') ?? []).map((s) => ({ cron: s.cron, timezone: s.timezone ?? 'UTC' })),
+    schedules: settled.schedules.map((s) => ({ cron: s.cron, timezone: s.timezone })),
+    ...(settled.flowControl === undefined ? {} : { flowControl: settled.flowControl }),
   };
-  const flow = pick('flowControl');
-  if (flow !== undefined) body['flowControl'] = flow;
-  return body;
 }
 
 /** Key-order-insensitive JSON, for comparing what is stored with what would be registered. */
@@ -92,17 +152,16 @@ function canonical(value: unknown): string {
   return JSON.stringify(value ?? null);
 }
 
-/** The fields of a stored version that differ from a registration body (the registry's names). */
-export function differingFields(stored: VersionView, body: Record<string, unknown>): string[] {
+/** The fields of a stored version that differ from a registration (the registry's names). */
+export function differingFields(stored: VersionView, body: Registration): string[] {
   const out: string[] = [];
-  const timeouts = body['timeouts'] as { runTimeoutMs?: number; stepTimeoutMs?: number };
-  if (stored.taskQueue !== body['taskQueue']) out.push('taskQueue');
-  if (canonical(stored.inputSchema) !== canonical(body['inputSchema'])) out.push('inputSchema');
-  if (canonical(stored.outputSchema) !== canonical(body['outputSchema'])) out.push('outputSchema');
-  if (canonical(stored.retryPolicy) !== canonical(body['retryPolicy'])) out.push('retryPolicy');
-  if ((stored.timeouts.runTimeoutMs ?? null) !== (timeouts.runTimeoutMs ?? null)) out.push('timeouts.runTimeoutMs');
-  if ((stored.timeouts.stepTimeoutMs ?? null) !== (timeouts.stepTimeoutMs ?? null)) out.push('timeouts.stepTimeoutMs');
-  if (canonical(stored.schedules) !== canonical(body['schedules'])) out.push('schedules');
+  if (stored.taskQueue !== body.taskQueue) out.push('taskQueue');
+  if ((stored.inputSchemaDigest ?? null) !== body.inputSchemaDigest) out.push('inputSchemaDigest');
+  if ((stored.outputSchemaDigest ?? null) !== body.outputSchemaDigest) out.push('outputSchemaDigest');
+  if (canonical(stored.retry) !== canonical(body.retry)) out.push('retry');
+  if ((stored.timeouts.run ?? null) !== (body.timeouts.run ?? null)) out.push('timeouts.run');
+  if ((stored.timeouts.step ?? null) !== (body.timeouts.step ?? null)) out.push('timeouts.step');
+  if (canonical(stored.schedules) !== canonical(body.schedules)) out.push('schedules');
   return out;
 }
 
@@ -131,19 +190,20 @@ export function registerWorkflows(program: Command): void {
     .command('register')
     .argument('<modules...>', 'workflow modules to import (built JavaScript)')
     .description(
-      'Import the modules, find the workflow definitions they export (defineWorkflow) and register each name@version with its task queue ' +
-        '(plus schemas, retry policy, timeouts, schedules and flow control from --metadata). Versions are immutable: a changed one is refused.',
+      'Import the modules, find the workflow definitions they export (defineWorkflow) and register each name@version with the settings ' +
+        'written beside it in code: task queue, schema digests (the schemas stay in the data plane), retry, timeouts, schedules and flow ' +
+        'control. --metadata overrides retry, timeouts, schedules and flowControl. Versions are immutable: a changed one is refused.',
     )
-    .option('--dry-run', 'show what would be registered, unchanged or refused, and change nothing')
+    .option('--dry-run', 'show what would be registered (and sent), unchanged or refused, and change nothing')
     .option(
       '--metadata <file>',
-      'YAML/JSON mapping "name" or "name@version" to inputSchema, outputSchema, retryPolicy, timeouts, schedules, flowControl',
+      'YAML/JSON mapping "name" or "name@version" to overrides of retry, timeouts, schedules and flowControl (defineWorkflow\'s names)',
     )
     .addHelpText(
       'after',
       examples([
         ['see what would change', 'cairn workflows register dist/workflows.js --dry-run'],
-        ['register with retry policies and schedules', 'cairn workflows register dist/workflows.js --metadata cairn.workflows.yaml'],
+        ['override settings per environment', 'cairn workflows register dist/workflows.js --metadata prod.workflows.yaml'],
       ]),
     )
     .action(async (modules: string[], opts: { dryRun?: boolean; metadata?: string }, command: Command) => {
@@ -151,10 +211,10 @@ export function registerWorkflows(program: Command): void {
       const metadata = loadMetadata(opts.metadata);
       const loaded = await ctx.out.spin('loading workflow modules', () => loadWorkflowModules(modules));
       const cp = ctx.controlPlane();
-      const plan: Array<PlanItem & { body: Record<string, unknown> }> = [];
+      const plan: Array<PlanItem & { body: Registration }> = [];
       for (const { definition: def, from } of loaded) {
         const extra = { ...(metadata[def.name] ?? {}), ...(metadata[`${def.name}@${def.version}`] ?? {}) };
-        const body = registrationBody(def, extra);
+        const body = registrationOf(def, extra, opts.metadata);
         const res = await cp.request<{ workflow: VersionView }>(
           'GET',
           ctx.projectPath(`/workflows/${encodeURIComponent(def.name)}/versions/${encodeURIComponent(def.version)}`),
@@ -172,9 +232,10 @@ export function registerWorkflows(program: Command): void {
         });
       }
       const conflicts = plan.filter((p) => p.action === 'conflict');
+      // A dry run shows what would be sent; a registration what was decided.
       const view = (items: typeof plan, dryRun: boolean) => ({
         dryRun,
-        workflows: items.map(({ body: _body, ...rest }) => rest),
+        workflows: items.map(({ body, ...rest }) => (dryRun ? { ...rest, registration: body } : rest)),
       });
       const print = (items: typeof plan, dryRun: boolean) =>
         ctx.out.data(view(items, dryRun), () => {
@@ -189,6 +250,12 @@ export function registerWorkflows(program: Command): void {
             ['WORKFLOW', 'VERSION', 'TASK QUEUE', 'ACTION', 'DIFFERS IN', 'FROM'],
             items.map((p) => [p.workflow, p.version, p.taskQueue, word(p.action), p.differingFields.join(', ') || '', p.from]),
           );
+          if (!dryRun) return;
+          for (const p of items.filter((i) => i.action !== 'unchanged')) {
+            ctx.out.line();
+            ctx.out.line(`${c.bold(`${p.workflow}@${p.version}`)} ${c.dim('would send:')}`);
+            ctx.out.fields(settingsLines(p.body));
+          }
         });
       if (opts.dryRun) {
         print(plan, true);
@@ -250,7 +317,7 @@ export function registerWorkflows(program: Command): void {
     .argument('<name>', 'workflow name')
     .argument('[version]', 'one version (default: every version)')
     .description('Show a workflow with its versions, or one version in full.')
-    .addHelpText('after', examples([['one version with its schemas', 'cairn workflows show order-refund 2 -o yaml']]))
+    .addHelpText('after', examples([['one version with its settings', 'cairn workflows show order-refund 2 -o yaml']]))
     .action(async (name: string, version: string | undefined, _opts: unknown, command: Command) => {
       const ctx = new Context(command);
       const cp = ctx.controlPlane();
@@ -266,12 +333,16 @@ export function registerWorkflows(program: Command): void {
             ['deprecated', w.deprecated ?? false],
             ['source', w.source ?? null],
             ['registered', w.registeredAt ?? null],
-            ['retry policy', w.retryPolicy ? JSON.stringify(w.retryPolicy) : null],
-            ['run timeout', w.timeouts.runTimeoutMs],
-            ['step timeout', w.timeouts.stepTimeoutMs],
-            ['schedules', JSON.stringify(w.schedules)],
-            ['input schema', w.inputSchema ? JSON.stringify(w.inputSchema) : null],
-            ['output schema', w.outputSchema ? JSON.stringify(w.outputSchema) : null],
+            ...settingsLines({
+              inputSchemaDigest: w.inputSchemaDigest,
+              outputSchemaDigest: w.outputSchemaDigest,
+              retry: w.retry,
+              timeouts: {
+                ...(w.timeouts.run === null ? {} : { run: w.timeouts.run }),
+                ...(w.timeouts.step === null ? {} : { step: w.timeouts.step }),
+              },
+              schedules: w.schedules,
+            }),
           ]),
         );
         return;
@@ -302,4 +373,28 @@ export function registerWorkflows(program: Command): void {
       );
       ctx.out.data(body, () => ctx.out.line(`${ctx.out.c.green('✓')} ${name}@${version} is deprecated: new runs of it are refused`));
     });
+}
+
+/** A registration's settings as `cairn workflows show` and a dry run print them. */
+function settingsLines(
+  r: Pick<Registration, 'inputSchemaDigest' | 'outputSchemaDigest' | 'retry' | 'timeouts' | 'schedules'> & {
+    flowControl?: ResolvedFlowControl;
+  },
+): Array<[string, string | number | null]> {
+  const lines: Array<[string, string | number | null]> = [
+    [
+      'retry',
+      r.retry === null
+        ? null
+        : `maximumAttempts ${r.retry.maximumAttempts === 0 ? 'unlimited' : r.retry.maximumAttempts}, initialInterval ${r.retry.initialInterval} ms, ` +
+          `backoffCoefficient ${r.retry.backoffCoefficient}, maximumInterval ${r.retry.maximumInterval} ms`,
+    ],
+    ['run timeout', r.timeouts.run === undefined ? null : `${r.timeouts.run} ms`],
+    ['step timeout', r.timeouts.step === undefined ? null : `${r.timeouts.step} ms`],
+    ['schedules', r.schedules.length === 0 ? null : r.schedules.map((s) => `${s.cron} (${s.timezone})`).join('; ')],
+    ['input schema digest', r.inputSchemaDigest],
+    ['output schema digest', r.outputSchemaDigest],
+  ];
+  if (r.flowControl) lines.push(['flow control', JSON.stringify(r.flowControl)]);
+  return lines;
 }

@@ -2837,7 +2837,7 @@ export interface paths {
     put?: never;
     /**
      * Register a workflow version (201); the same content again answers 200, different content 409
-     * @description Versions are immutable. flowControl, when given, replaces the flow control of the workflow name (it is not part of the version).
+     * @description Versions are immutable. Schemas stay in the data plane: send their digests (inputSchemaDigest, outputSchemaDigest). retry takes the SDK's shape ({ maximumAttempts, initialInterval, backoffCoefficient, maximumInterval }) and timeouts { run, step }; durations are milliseconds or strings such as '500ms', and answers give milliseconds with every default filled in. flowControl, when given, replaces the flow control of the workflow name (it is not part of the version).
      */
     post: {
       parameters: {
@@ -2856,27 +2856,18 @@ export interface paths {
             version: string;
             taskQueue: string;
             /** @default null */
-            inputSchema?: {
-              [key: string]: unknown;
-            } | null;
+            inputSchemaDigest?: string | null;
             /** @default null */
-            outputSchema?: {
-              [key: string]: unknown;
-            } | null;
-            /** @default null */
-            retryPolicy?: {
-              maxAttempts: number;
-              /** @default 1000 */
-              initialIntervalMs?: number;
-              /** @default 60000 */
-              maxIntervalMs?: number;
-              /** @default 2 */
+            outputSchemaDigest?: string | null;
+            retry?: {
+              maximumAttempts?: number;
+              initialInterval?: number | string;
               backoffCoefficient?: number;
+              maximumInterval?: number | string;
             } | null;
-            /** @default {} */
             timeouts?: {
-              runTimeoutMs?: number;
-              stepTimeoutMs?: number;
+              run?: number | string;
+              step?: number | string;
             };
             /** @default [] */
             schedules?: {
@@ -3648,21 +3639,25 @@ export interface components {
       name: string;
       version: string;
       taskQueue: string;
-      inputSchema: {
-        [key: string]: unknown;
-      } | null;
-      outputSchema: {
-        [key: string]: unknown;
-      } | null;
-      retryPolicy: {
-        maxAttempts: number;
-        initialIntervalMs: number;
-        maxIntervalMs: number;
+      /** @description SHA-256 (hex) of the input's JSON Schema over its RFC 8785 canonical JSON; the schema stays in the data plane */
+      inputSchemaDigest: string | null;
+      /** @description SHA-256 (hex) of the output's JSON Schema */
+      outputSchemaDigest: string | null;
+      retry: {
+        /** @description attempts in all, the first included; 0 means unlimited */
+        maximumAttempts: number;
+        /** @description the wait before the second attempt, in milliseconds */
+        initialInterval: number;
+        /** @description the multiplier of the wait after each failure */
         backoffCoefficient: number;
+        /** @description the longest wait between attempts, in milliseconds */
+        maximumInterval: number;
       } | null;
       timeouts: {
-        runTimeoutMs: number | null;
-        stepTimeoutMs: number | null;
+        /** @description the run timeout in milliseconds */
+        run: number | null;
+        /** @description the per-attempt step timeout in milliseconds */
+        step: number | null;
       };
       schedules: {
         cron: string;

@@ -601,4 +601,28 @@ ALTER TABLE run_leases ADD CONSTRAINT run_leases_end_reason_check
   CHECK (end_reason IN ('suspended', 'completed', 'failed', 'cancelled', 'released', 'expired', 'terminated', 'timed_out'));
 `,
   },
+  {
+    version: 12,
+    name: 'workflow registry: schema digests only, one retry-policy shape',
+    sql: `
+-- Schemas stay in the data plane (its schema catalogue); the registry keeps at most the SHA-256 of
+-- a schema's RFC 8785 canonical JSON. Schema text registered before is dropped, not converted: a
+-- digest computed here would be of text the control plane must not hold.
+ALTER TABLE workflow_definitions
+  DROP COLUMN input_schema,
+  DROP COLUMN output_schema,
+  ADD COLUMN input_schema_digest text CHECK (input_schema_digest ~ '^[0-9a-f]{64}$'),
+  ADD COLUMN output_schema_digest text CHECK (output_schema_digest ~ '^[0-9a-f]{64}$');
+
+-- Registered retry policies take the SDK's shape: {maximumAttempts, initialInterval,
+-- backoffCoefficient, maximumInterval}, durations in milliseconds, every default filled in.
+UPDATE workflow_definitions
+   SET retry_policy = jsonb_build_object(
+         'maximumAttempts', retry_policy -> 'maxAttempts',
+         'initialInterval', retry_policy -> 'initialIntervalMs',
+         'backoffCoefficient', retry_policy -> 'backoffCoefficient',
+         'maximumInterval', retry_policy -> 'maxIntervalMs')
+ WHERE retry_policy ? 'maxAttempts';
+`,
+  },
 ];

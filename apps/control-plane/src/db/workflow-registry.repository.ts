@@ -1,12 +1,16 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { Database, type Queryable } from './database.js';
 
-/** A workflow version's default retry policy (what the SDK uses when a step names none). */
+/**
+ * A workflow version's default retry policy, in the SDK's shape with every default filled in and
+ * durations in milliseconds: what a step that names no policy of its own uses.
+ */
 export interface RetryPolicy {
-  readonly maxAttempts: number;
-  readonly initialIntervalMs: number;
-  readonly maxIntervalMs: number;
+  /** 0 means unlimited. */
+  readonly maximumAttempts: number;
+  readonly initialInterval: number;
   readonly backoffCoefficient: number;
+  readonly maximumInterval: number;
 }
 
 /** A schedule declared with a workflow version; the schedule feature reads these. */
@@ -18,9 +22,10 @@ export interface DeclaredSchedule {
 /** What a registration says about a version: immutable once stored. */
 export interface WorkflowVersionContent {
   readonly taskQueue: string;
-  readonly inputSchema: Record<string, unknown> | null;
-  readonly outputSchema: Record<string, unknown> | null;
-  readonly retryPolicy: RetryPolicy | null;
+  /** SHA-256 (hex) of the input's JSON Schema; the schema itself is in the data plane. */
+  readonly inputSchemaDigest: string | null;
+  readonly outputSchemaDigest: string | null;
+  readonly retry: RetryPolicy | null;
   readonly runTimeoutMs: number | null;
   readonly stepTimeoutMs: number | null;
   readonly schedules: readonly DeclaredSchedule[];
@@ -44,8 +49,8 @@ interface DefinitionRow {
   name: string;
   version: string;
   task_queue: string;
-  input_schema: Record<string, unknown> | null;
-  output_schema: Record<string, unknown> | null;
+  input_schema_digest: string | null;
+  output_schema_digest: string | null;
   retry_policy: RetryPolicy | null;
   run_timeout_ms: string | null;
   step_timeout_ms: string | null;
@@ -57,8 +62,8 @@ interface DefinitionRow {
   deprecated_by: string | null;
 }
 
-const COLUMNS = `project_id, name, version, task_queue, input_schema, output_schema, retry_policy, run_timeout_ms, step_timeout_ms,
-  schedules, source, registered_by, registered_at, deprecated_at, deprecated_by`;
+const COLUMNS = `project_id, name, version, task_queue, input_schema_digest, output_schema_digest, retry_policy, run_timeout_ms,
+  step_timeout_ms, schedules, source, registered_by, registered_at, deprecated_at, deprecated_by`;
 
 function toDefinition(row: DefinitionRow): WorkflowDefinition {
   return {
@@ -66,9 +71,9 @@ function toDefinition(row: DefinitionRow): WorkflowDefinition {
     name: row.name,
     version: row.version,
     taskQueue: row.task_queue,
-    inputSchema: row.input_schema,
-    outputSchema: row.output_schema,
-    retryPolicy: row.retry_policy,
+    inputSchemaDigest: row.input_schema_digest,
+    outputSchemaDigest: row.output_schema_digest,
+    retry: row.retry_policy,
     runTimeoutMs: row.run_timeout_ms === null ? null : Number(row.run_timeout_ms),
     stepTimeoutMs: row.step_timeout_ms === null ? null : Number(row.step_timeout_ms),
     schedules: row.schedules,
@@ -78,6 +83,19 @@ function toDefinition(row: DefinitionRow): WorkflowDefinition {
     deprecatedAt: row.deprecated_at,
     deprecatedBy: row.deprecated_by,
   };
+}
+
+/** The content columns, from task_queue to schedules, as query values. */
+function contentValues(content: WorkflowVersionContent): unknown[] {
+  return [
+    content.taskQueue,
+    content.inputSchemaDigest,
+    content.outputSchemaDigest,
+    content.retry === null ? null : JSON.stringify(content.retry),
+    content.runTimeoutMs,
+    content.stepTimeoutMs,
+    JSON.stringify(content.schedules),
+  ];
 }
 
 /** All SQL about registered workflow versions (`workflow_definitions`). */
@@ -95,46 +113,52 @@ export class WorkflowRegistryRepository {
     registeredBy: string | null,
   ): Promise<WorkflowDefinition | null> {
     const result = await this.db.query<DefinitionRow>(
-      `INSERT INTO workflow_definitions (project_id, name, version, task_queue, input_schema, output_schema, retry_policy,
+      `INSERT INTO workflow_definitions (project_id, name, version, task_queue, input_schema_digest, output_schema_digest, retry_policy,
                                          run_timeout_ms, step_timeout_ms, schedules, source, registered_by)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
        ON CONFLICT DO NOTHING
        RETURNING ${COLUMNS}`,
-      [
-        projectId,
-        name,
-        version,
-        content.taskQueue,
-        content.inputSchema === null ? null : JSON.stringify(content.inputSchema),
-        content.outputSchema === null ? null : JSON.stringify(content.outputSchema),
-        content.retryPolicy === null ? null : JSON.stringify(content.retryPolicy),
-        content.runTimeoutMs,
-        content.stepTimeoutMs,
-        JSON.stringify(content.schedules),
-        source,
-        registeredBy,
-      ],
+      [projectId, name, version, ...contentValues(content), source, registeredBy],
     );
     const row = result.rows[0];
     return row ? toDefinition(row) : null;
   }
 
   /**
-   * Registers, in one statement, the versions a worker announced that are not registered yet
-   * (development mode: task queue only). Returns how many were new.
+   * Registers the versions a worker announced that are not registered yet (development mode), with
+   * the settings it announced. Returns how many were new.
    */
   async insertAnnounced(
     projectId: string,
-    workflows: ReadonlyArray<{ name: string; version: string; taskQueue: string }>,
+    workflows: ReadonlyArray<{ name: string; version: string; content: WorkflowVersionContent }>,
   ): Promise<number> {
-    if (workflows.length === 0) return 0;
+    let inserted = 0;
+    for (const w of workflows) {
+      const result = await this.db.query(
+        `INSERT INTO workflow_definitions (project_id, name, version, task_queue, input_schema_digest, output_schema_digest, retry_policy,
+                                           run_timeout_ms, step_timeout_ms, schedules, source)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'worker')
+         ON CONFLICT DO NOTHING`,
+        [projectId, w.name, w.version, ...contentValues(w.content)],
+      );
+      inserted += result.rowCount ?? 0;
+    }
+    return inserted;
+  }
+
+  /**
+   * Development mode: replaces the content of a version a worker registered (never one registered
+   * through the API) with what a worker announces now. Its task queue stays. True when it changed.
+   */
+  async updateAnnounced(projectId: string, name: string, version: string, content: WorkflowVersionContent): Promise<boolean> {
     const result = await this.db.query(
-      `INSERT INTO workflow_definitions (project_id, name, version, task_queue, source)
-       SELECT $1, w.name, w.version, w.task_queue, 'worker' FROM unnest($2::text[], $3::text[], $4::text[]) AS w(name, version, task_queue)
-       ON CONFLICT DO NOTHING`,
-      [projectId, workflows.map((w) => w.name), workflows.map((w) => w.version), workflows.map((w) => w.taskQueue)],
+      `UPDATE workflow_definitions
+          SET input_schema_digest = $5, output_schema_digest = $6, retry_policy = $7, run_timeout_ms = $8, step_timeout_ms = $9,
+              schedules = $10
+        WHERE project_id = $1 AND name = $2 AND version = $3 AND source = 'worker' AND task_queue = $4`,
+      [projectId, name, version, ...contentValues(content)],
     );
-    return result.rowCount ?? 0;
+    return (result.rowCount ?? 0) > 0;
   }
 
   async find(projectId: string, name: string, version: string, q: Queryable = this.db): Promise<WorkflowDefinition | null> {

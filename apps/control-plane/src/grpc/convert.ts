@@ -109,11 +109,12 @@ export function toStepInfo(step: Step): StepInfo {
  * WorkflowDefaultsService); null fields are not set.
  */
 export interface RunTaskDefaults {
-  readonly retryPolicy: {
-    readonly maxAttempts: number;
-    readonly initialIntervalMs: number;
-    readonly maxIntervalMs: number;
+  /** The registered policy, every default filled in, durations in milliseconds (0 attempts: unlimited). */
+  readonly retry: {
+    readonly maximumAttempts: number;
+    readonly initialInterval: number;
     readonly backoffCoefficient: number;
+    readonly maximumInterval: number;
   } | null;
   readonly stepTimeoutMs: number | null;
 }
@@ -132,7 +133,7 @@ export interface RunTaskExtras {
  */
 export function toRunTask(run: Run, traceparent = '', extras: RunTaskExtras = {}): RunTask {
   const defaults = extras.defaults ?? null;
-  const retry = defaults?.retryPolicy ?? null;
+  const retry = defaults?.retry ?? null;
   return create(RunTaskSchema, {
     runId: run.id,
     epoch: run.epoch,
@@ -147,9 +148,11 @@ export function toRunTask(run: Run, traceparent = '', extras: RunTaskExtras = {}
     forkPosition: run.forkPosition ?? 0,
     inputPayloadId: run.inputPayloadId ?? '',
     scheduleId: run.scheduleId ?? '',
-    defaultRetryMaxAttempts: retry?.maxAttempts ?? 0,
-    defaultRetryInitialIntervalMs: BigInt(retry?.initialIntervalMs ?? 0),
-    defaultRetryMaxIntervalMs: BigInt(retry?.maxIntervalMs ?? 0),
+    // A registered policy always has an initial interval (at least 1 ms): that is how the worker
+    // tells "registered, unlimited attempts" (0) from "none registered".
+    defaultRetryMaxAttempts: retry?.maximumAttempts ?? 0,
+    defaultRetryInitialIntervalMs: BigInt(retry?.initialInterval ?? 0),
+    defaultRetryMaxIntervalMs: BigInt(retry?.maximumInterval ?? 0),
     defaultRetryBackoffCoefficient: retry?.backoffCoefficient ?? 0,
     defaultStepTimeoutMs: BigInt(defaults?.stepTimeoutMs ?? 0),
     timedOutChildRunIds: [...(extras.timedOutChildren ?? [])],

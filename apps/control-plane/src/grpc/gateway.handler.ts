@@ -8,6 +8,8 @@ import {
   DescribeRunResponseSchema,
   GetBacklogRequestSchema,
   GetBacklogResponseSchema,
+  ResolveVersionRequestSchema,
+  ResolveVersionResponseSchema,
   SignalRunRequestSchema,
   SignalRunResponseSchema,
   StartRunRequestSchema,
@@ -81,6 +83,10 @@ export class GatewayHandler {
       cancelRun: this.unary(CancelRunRequestSchema, async (dataPlaneId, req) => {
         const run = await this.runs.cancel(dataPlaneId, required(req.runId, 'run_id'), { type: 'data_plane', id: dataPlaneId });
         return create(CancelRunResponseSchema, { run: toRunInfo(run) });
+      }),
+      resolveVersion: this.unary(ResolveVersionRequestSchema, async (dataPlaneId, req) => {
+        const version = await this.runs.resolveVersion(dataPlaneId, required(req.workflowName, 'workflow_name'));
+        return create(ResolveVersionResponseSchema, { workflowVersion: version });
       }),
       getBacklog: this.unary(GetBacklogRequestSchema, async (dataPlaneId, req) => {
         const queues = await this.backlog.forDataPlane(dataPlaneId, req.taskQueues);

@@ -181,11 +181,12 @@ export const DataPlaneCreated = named(
 export const DataPlaneList = named('DataPlaneList', z.object({ dataPlanes: z.array(DataPlane) }));
 export const DataPlaneAnswer = named('DataPlaneAnswer', z.object({ dataPlane: DataPlane }));
 
+/** A registered retry policy in the SDK's shape, every default filled in, durations in ms. */
 const RetryPolicy = z.object({
-  maxAttempts: z.number(),
-  initialIntervalMs: z.number(),
-  maxIntervalMs: z.number(),
-  backoffCoefficient: z.number(),
+  maximumAttempts: z.number().describe('attempts in all, the first included; 0 means unlimited'),
+  initialInterval: z.number().describe('the wait before the second attempt, in milliseconds'),
+  backoffCoefficient: z.number().describe('the multiplier of the wait after each failure'),
+  maximumInterval: z.number().describe('the longest wait between attempts, in milliseconds'),
 });
 
 export const WorkflowVersion = named(
@@ -194,10 +195,16 @@ export const WorkflowVersion = named(
     name: z.string(),
     version: z.string(),
     taskQueue: z.string(),
-    inputSchema: z.record(z.string(), z.unknown()).nullable(),
-    outputSchema: z.record(z.string(), z.unknown()).nullable(),
-    retryPolicy: RetryPolicy.nullable(),
-    timeouts: z.object({ runTimeoutMs: z.number().nullable(), stepTimeoutMs: z.number().nullable() }),
+    inputSchemaDigest: z
+      .string()
+      .nullable()
+      .describe("SHA-256 (hex) of the input's JSON Schema over its RFC 8785 canonical JSON; the schema stays in the data plane"),
+    outputSchemaDigest: z.string().nullable().describe("SHA-256 (hex) of the output's JSON Schema"),
+    retry: RetryPolicy.nullable(),
+    timeouts: z.object({
+      run: z.number().nullable().describe('the run timeout in milliseconds'),
+      step: z.number().nullable().describe('the per-attempt step timeout in milliseconds'),
+    }),
     schedules: z.array(z.object({ cron: z.string(), timezone: z.string() })),
     source: z.enum(['api', 'worker']),
     registeredAt: isoTime,

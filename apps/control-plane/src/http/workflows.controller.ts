@@ -1,58 +1,114 @@
 import { Body, Controller, Get, Inject, Param, Post, Put, Query, Res } from '@nestjs/common';
 import { Cron } from 'croner';
 import { z } from 'zod';
-import { CairnError, ErrorCodes } from '@cairn/common';
+import {
+  CRON_MAX_LENGTH,
+  CRON_PATTERN,
+  CairnError,
+  DIGEST_PATTERN,
+  ErrorCodes,
+  FLOW_CONTROL_LIMITS,
+  TIMEOUT_LIMITS,
+  TIME_ZONE_MAX_LENGTH,
+  TIME_ZONE_PATTERN,
+  checkRetryPolicy,
+  parseDuration,
+} from '@cairn/common';
 import type { FlowControl, FlowControlRecord } from '../db/flow-control.repository.js';
 import type { Project } from '../db/tenant.repository.js';
-import type { WorkflowDefinition } from '../db/workflow-registry.repository.js';
+import type { RetryPolicy, WorkflowDefinition } from '../db/workflow-registry.repository.js';
 import { WorkflowRegistryService, type WorkflowSummary } from '../services/workflow-registry.service.js';
 import { Api, Caller, CurrentProject, type RequestContext } from './api.js';
 import { nameSchema, versionSchema } from './schemas.js';
 import { FlowControlAnswer, WorkflowDetailAnswer, WorkflowList, WorkflowRegistered, WorkflowVersionAnswer } from './responses.js';
 import type { FlowControlView, WorkflowVersion as WorkflowVersionSchema } from './responses.js';
 
-/** A registered JSON Schema is at most this large (serialised) and this deep. */
-export const SCHEMA_MAX_BYTES = 64 * 1024;
-export const SCHEMA_MAX_DEPTH = 32;
 const DAY_MS = 86_400_000;
 
-function depth(value: unknown): number {
-  if (value === null || typeof value !== 'object') return 0;
-  const children = Array.isArray(value) ? value : Object.values(value as Record<string, unknown>);
-  return 1 + children.reduce<number>((max, child) => Math.max(max, depth(child)), 0);
+/**
+ * The message for fields an object does not know: the registry's former names say what replaced
+ * them, and schema text says that it stays in the data plane.
+ */
+function unknownFields(known: readonly string[], replaced: Readonly<Record<string, string>>) {
+  return (issue: z.core.$ZodRawIssue): string | undefined => {
+    if (issue.code !== 'unrecognized_keys') return undefined;
+    const keys = (issue as { keys?: string[] }).keys ?? [];
+    const parts = keys.slice(0, 5).map((k) => replaced[k] ?? `unknown field ${JSON.stringify(k.slice(0, 40))}`);
+    return `${parts.join('; ')} (the fields are ${known.join(', ')})`;
+  };
 }
 
-const jsonObjectSchema = z
-  .record(z.string(), z.unknown(), { error: 'expected a JSON Schema object' })
-  .refine((s) => s['type'] === 'object', 'expected a JSON Schema of an object: "type": "object"')
-  .refine((s) => Buffer.byteLength(JSON.stringify(s)) <= SCHEMA_MAX_BYTES, `a schema is at most ${SCHEMA_MAX_BYTES} bytes of JSON`)
-  .refine((s) => depth(s) <= SCHEMA_MAX_DEPTH, `a schema nests at most ${SCHEMA_MAX_DEPTH} levels`);
+const SCHEMA_TEXT =
+  'schemas stay in the data plane (its schema catalogue, written by your workers): send its digest instead, ' +
+  "the SHA-256 of the schema's RFC 8785 canonical JSON, as";
 
-const intervalMs = z.number().int().min(1).max(DAY_MS);
+/** A duration: milliseconds as a number, or a string such as '500ms', '30s', '5m', bounded. */
+function duration(minMs: number, maxMs: number) {
+  return z.union([z.number(), z.string()]).transform((value, ctx) => {
+    const ms = parseDuration(value);
+    if (ms === undefined || ms < minMs || ms > maxMs) {
+      ctx.issues.push({
+        code: 'custom',
+        input: value,
+        message: `expected a duration from ${minMs} ms to ${Math.round(maxMs / DAY_MS)} days: milliseconds as a number, or a string such as '500ms', '30s', '5m'`,
+      });
+      return z.NEVER;
+    }
+    return ms;
+  });
+}
 
-const RetryPolicySchema = z
-  .strictObject({
-    maxAttempts: z.number().int().min(1).max(1000),
-    initialIntervalMs: intervalMs.default(1000),
-    maxIntervalMs: intervalMs.default(60_000),
-    backoffCoefficient: z.number().min(1).max(100).default(2),
-  })
-  .refine((p) => p.maxIntervalMs >= p.initialIntervalMs, 'maxIntervalMs must be at least initialIntervalMs');
+const RETRY_FIELDS = ['maximumAttempts', 'initialInterval', 'backoffCoefficient', 'maximumInterval'];
 
-const TimeoutsSchema = z.strictObject({
-  runTimeoutMs: z
-    .number()
-    .int()
-    .min(1000)
-    .max(366 * DAY_MS)
-    .optional(),
-  stepTimeoutMs: z
-    .number()
-    .int()
-    .min(100)
-    .max(366 * DAY_MS)
-    .optional(),
-});
+/**
+ * A retry policy in the SDK's shape; durations as milliseconds or strings like '500ms'. Stored and
+ * answered with every default filled in (the same defaults as the SDK's), durations in ms.
+ */
+export const RetrySchema = z
+  .strictObject(
+    {
+      maximumAttempts: z.number().optional(),
+      initialInterval: z.union([z.number(), z.string()]).optional(),
+      backoffCoefficient: z.number().optional(),
+      maximumInterval: z.union([z.number(), z.string()]).optional(),
+    },
+    {
+      error: unknownFields(RETRY_FIELDS, {
+        maxAttempts: 'maxAttempts is now maximumAttempts',
+        initialIntervalMs: "initialIntervalMs is now initialInterval (milliseconds, or a duration such as '500ms')",
+        maxIntervalMs: "maxIntervalMs is now maximumInterval (milliseconds, or a duration such as '30s')",
+        nonRetryableErrorTypes: 'nonRetryableErrorTypes is set in code only: error names stay in the data plane',
+      }),
+    },
+  )
+  .transform((policy, ctx): RetryPolicy => {
+    const checked = checkRetryPolicy(policy);
+    if (!('numbers' in checked)) {
+      for (const problem of checked.problems)
+        ctx.issues.push({ code: 'custom', input: policy, path: [problem.field], message: problem.message });
+      return z.NEVER;
+    }
+    const n = checked.numbers;
+    return {
+      maximumAttempts: n.maximumAttempts,
+      initialInterval: n.initialIntervalMs,
+      backoffCoefficient: n.backoffCoefficient,
+      maximumInterval: n.maximumIntervalMs,
+    };
+  });
+
+const TimeoutsSchema = z.strictObject(
+  {
+    run: duration(TIMEOUT_LIMITS.minRunMs, TIMEOUT_LIMITS.maxMs).optional(),
+    step: duration(TIMEOUT_LIMITS.minStepMs, TIMEOUT_LIMITS.maxMs).optional(),
+  },
+  {
+    error: unknownFields(['run', 'step'], {
+      runTimeoutMs: "runTimeoutMs is now run (milliseconds, or a duration such as '1d')",
+      stepTimeoutMs: "stepTimeoutMs is now step (milliseconds, or a duration such as '30s')",
+    }),
+  },
+);
 
 function validTimezone(zone: string): boolean {
   try {
@@ -63,7 +119,8 @@ function validTimezone(zone: string): boolean {
   }
 }
 
-function validCron(pattern: string): boolean {
+/** Whether croner reads the expression (the same check announced schedules get). */
+export function validCron(pattern: string): boolean {
   try {
     new Cron(pattern, { paused: true }).stop();
     return true;
@@ -73,39 +130,72 @@ function validCron(pattern: string): boolean {
 }
 
 const ScheduleSchema = z.strictObject({
-  cron: z.string().max(200).refine(validCron, 'expected a cron expression such as "0 9 * * 1-5" (5 or 6 fields)'),
-  timezone: z.string().max(64).refine(validTimezone, 'expected an IANA time zone such as "Europe/Paris"').default('UTC'),
+  cron: z
+    .string()
+    .max(CRON_MAX_LENGTH)
+    .regex(CRON_PATTERN, 'expected a cron expression such as "0 9 * * 1-5" (5 or 6 fields; month and day names in upper case)')
+    .refine(validCron, 'expected a cron expression such as "0 9 * * 1-5" (5 or 6 fields)'),
+  timezone: z
+    .string()
+    .max(TIME_ZONE_MAX_LENGTH)
+    .regex(TIME_ZONE_PATTERN, 'expected an IANA time zone such as "Europe/Paris"')
+    .refine(validTimezone, 'expected an IANA time zone such as "Europe/Paris"')
+    .default('UTC'),
 });
 
 export const FlowControlSchema = z.strictObject({
   concurrency: z
     .strictObject({
-      limit: z.number().int().min(1).max(100_000),
+      limit: z.number().int().min(1).max(FLOW_CONTROL_LIMITS.concurrency),
       perKey: z.boolean().default(false),
     })
     .nullable()
     .default(null),
   rateLimit: z
     .strictObject({
-      limit: z.number().int().min(1).max(1_000_000),
-      periodMs: z.number().int().min(1000).max(DAY_MS),
+      limit: z.number().int().min(1).max(FLOW_CONTROL_LIMITS.rateLimit),
+      periodMs: z.number().int().min(FLOW_CONTROL_LIMITS.minPeriodMs).max(FLOW_CONTROL_LIMITS.maxPeriodMs),
       perKey: z.boolean().default(false),
     })
     .nullable()
     .default(null),
 });
 
-const RegisterBody = z.strictObject({
-  name: nameSchema,
-  version: versionSchema,
-  taskQueue: nameSchema,
-  inputSchema: jsonObjectSchema.nullable().default(null),
-  outputSchema: jsonObjectSchema.nullable().default(null),
-  retryPolicy: RetryPolicySchema.nullable().default(null),
-  timeouts: TimeoutsSchema.default({}),
-  schedules: z.array(ScheduleSchema).max(20).default([]),
-  flowControl: FlowControlSchema.optional(),
-});
+const digestSchema = z.string().regex(DIGEST_PATTERN, 'expected a SHA-256 digest: 64 lowercase hexadecimal characters');
+
+const REGISTER_FIELDS = [
+  'name',
+  'version',
+  'taskQueue',
+  'inputSchemaDigest',
+  'outputSchemaDigest',
+  'retry',
+  'timeouts',
+  'schedules',
+  'flowControl',
+];
+
+const RegisterBody = z.strictObject(
+  {
+    name: nameSchema,
+    version: versionSchema,
+    taskQueue: nameSchema,
+    inputSchemaDigest: digestSchema.nullable().default(null),
+    outputSchemaDigest: digestSchema.nullable().default(null),
+    retry: RetrySchema.nullable().default(null),
+    timeouts: TimeoutsSchema.default({}),
+    schedules: z.array(ScheduleSchema).max(20).default([]),
+    flowControl: FlowControlSchema.optional(),
+  },
+  {
+    error: unknownFields(REGISTER_FIELDS, {
+      inputSchema: `inputSchema: ${SCHEMA_TEXT} inputSchemaDigest (cairn workflows register computes it from your workflow module)`,
+      outputSchema: `outputSchema: ${SCHEMA_TEXT} outputSchemaDigest (cairn workflows register computes it from your workflow module)`,
+      retryPolicy:
+        "retryPolicy is now retry, in the SDK's shape: { maximumAttempts, initialInterval, backoffCoefficient, maximumInterval }",
+    }),
+  },
+);
 
 const ListQuery = z.strictObject({
   name: nameSchema.optional(),
@@ -124,10 +214,10 @@ export function presentWorkflowVersion(d: WorkflowDefinition): z.input<typeof Wo
     name: d.name,
     version: d.version,
     taskQueue: d.taskQueue,
-    inputSchema: d.inputSchema,
-    outputSchema: d.outputSchema,
-    retryPolicy: d.retryPolicy,
-    timeouts: { runTimeoutMs: d.runTimeoutMs, stepTimeoutMs: d.stepTimeoutMs },
+    inputSchemaDigest: d.inputSchemaDigest,
+    outputSchemaDigest: d.outputSchemaDigest,
+    retry: d.retry,
+    timeouts: { run: d.runTimeoutMs, step: d.stepTimeoutMs },
     schedules: [...d.schedules],
     source: d.source,
     registeredAt: d.registeredAt.toISOString(),
@@ -190,7 +280,10 @@ export class WorkflowsController {
     tag: 'workflows',
     summary: 'Register a workflow version (201); the same content again answers 200, different content 409',
     description:
-      'Versions are immutable. flowControl, when given, replaces the flow control of the workflow name (it is not part of the version).',
+      'Versions are immutable. Schemas stay in the data plane: send their digests (inputSchemaDigest, outputSchemaDigest). ' +
+      "retry takes the SDK's shape ({ maximumAttempts, initialInterval, backoffCoefficient, maximumInterval }) and timeouts { run, step }; " +
+      "durations are milliseconds or strings such as '500ms', and answers give milliseconds with every default filled in. " +
+      'flowControl, when given, replaces the flow control of the workflow name (it is not part of the version).',
     body: RegisterBody,
     status: 201,
     alsoStatus: [200],
@@ -207,11 +300,11 @@ export class WorkflowsController {
         name: body.name,
         version: body.version,
         taskQueue: body.taskQueue,
-        inputSchema: body.inputSchema,
-        outputSchema: body.outputSchema,
-        retryPolicy: body.retryPolicy,
-        runTimeoutMs: body.timeouts.runTimeoutMs ?? null,
-        stepTimeoutMs: body.timeouts.stepTimeoutMs ?? null,
+        inputSchemaDigest: body.inputSchemaDigest,
+        outputSchemaDigest: body.outputSchemaDigest,
+        retry: body.retry,
+        runTimeoutMs: body.timeouts.run ?? null,
+        stepTimeoutMs: body.timeouts.step ?? null,
         schedules: body.schedules,
         ...(body.flowControl === undefined ? {} : { flowControl: body.flowControl satisfies FlowControl }),
       },

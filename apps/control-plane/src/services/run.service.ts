@@ -108,6 +108,21 @@ export class RunService {
     throw new CairnError(ErrorCodes.CONFLICT, `run ID ${input.runId} is already taken by another run: start the run with a new run ID`);
   }
 
+  /**
+   * The version a start without a version would pin a run of `workflowName` to now; nothing is
+   * started. WORKFLOW_NOT_FOUND when no version can start runs.
+   */
+  async resolveVersion(dataPlaneId: string, workflowName: string): Promise<string> {
+    const workflow = await this.workflows.resolve(dataPlaneId, workflowName, null);
+    if (!workflow) {
+      throw new CairnError(
+        ErrorCodes.WORKFLOW_NOT_FOUND,
+        `workflow ${workflowName} is not registered, or every version of it is deprecated: no version is registered in this project or announced by a worker of this data plane that can start runs`,
+      );
+    }
+    return workflow.version;
+  }
+
   async describe(dataPlaneId: string | null, runId: string): Promise<{ run: Run; steps: Step[] }> {
     const run = await this.get(dataPlaneId, runId);
     return { run, steps: await this.steps.forRun(run.id) };

@@ -37,6 +37,7 @@ import { RunService } from './run.service.js';
 import { SessionRegistry } from './session-registry.js';
 import { checkResidency, enumValue, optional, required, size, time } from './validate.js';
 import { WorkerSession, type SessionOutbound, type StreamEnd } from './worker-session.js';
+import { readAnnouncedSettings } from './announced-settings.js';
 import { WorkflowRegistryService } from './workflow-registry.service.js';
 
 /** The protocol revision this control plane speaks. */
@@ -252,15 +253,22 @@ export class WorkerConnection {
     }
     let workflows: WorkflowRefInput[];
     let held: LeaseKey[];
+    const { protocol } = this;
+    const settingProblems: Array<{ workflow: string; problems: string[] }> = [];
     try {
       required(hello.dataPlaneId, 'data_plane_id', 'hello.data_plane_id');
       required(hello.workerId, 'worker_id', 'hello.worker_id');
       workflows = dedupe(
-        hello.workflows.map((w, i) => ({
-          name: required(w.name, 'name', `hello.workflows[${i}].name`),
-          version: required(w.version, 'version', `hello.workflows[${i}].version`),
-          taskQueue: required(w.taskQueue, 'task_queue', `hello.workflows[${i}].task_queue`),
-        })),
+        hello.workflows.map((w, i) => {
+          const ref = {
+            name: required(w.name, 'name', `hello.workflows[${i}].name`),
+            version: required(w.version, 'version', `hello.workflows[${i}].version`),
+            taskQueue: required(w.taskQueue, 'task_queue', `hello.workflows[${i}].task_queue`),
+          };
+          const { settings, problems } = readAnnouncedSettings(w.settings, `hello.workflows[${i}].settings`);
+          if (problems.length > 0) settingProblems.push({ workflow: `${ref.name}@${ref.version}`, problems });
+          return { ...ref, settings };
+        }),
         (w) => `${w.name}@${w.version}/${w.taskQueue}`,
       );
       held = hello.heldLeases.map((l, i) => ({ runId: required(l.runId, 'run_id', `hello.held_leases[${i}].run_id`), epoch: l.epoch }));
@@ -279,7 +287,19 @@ export class WorkerConnection {
       });
       return;
     }
-    const { protocol } = this;
+    if (settingProblems.length > 0) {
+      // In development mode they would be registered, so they must be right; otherwise the
+      // registration made through the API applies and the announced settings are only compared.
+      const first = settingProblems[0]!;
+      if (protocol.config.devMode) {
+        this.fatal(reject(sequence, RejectionReason.INVALID_FIELD, { field: 'settings' }), {
+          kind: 'invalid_argument',
+          message: `invalid Hello: the settings of workflow ${first.workflow} cannot be registered: ${first.problems.join('; ')}`,
+        });
+        return;
+      }
+      this.logger.warn({ workflows: settingProblems.map((p) => p.workflow) }, 'announced workflow settings are out of bounds; ignored');
+    }
     // Only registered versions may be announced; in development mode announcing registers them.
     const check = await protocol.workflowRegistry.checkAnnounced(this.dataPlaneId, workflows, protocol.config.devMode);
     if (check.kind === 'not_registered') {
@@ -304,8 +324,18 @@ export class WorkerConnection {
       });
       return;
     }
-    if (check.autoRegistered > 0) {
-      this.logger.info({ registered: check.autoRegistered }, 'announced workflow versions registered (development mode)');
+    if (check.autoRegistered > 0 || check.updated > 0) {
+      this.logger.info(
+        { registered: check.autoRegistered, updated: check.updated },
+        'announced workflow versions registered with their settings from code (development mode)',
+      );
+    }
+    if (check.differing.length > 0) {
+      // Names and field names only: the registration is authoritative.
+      this.logger.warn(
+        { workflows: check.differing.map((d) => d.workflow), fields: [...new Set(check.differing.flatMap((d) => d.fields))] },
+        'settings announced from code differ from the registered versions; the registrations apply (register a new version to change them)',
+      );
     }
     this.logger = this.logger.child({ workerId: hello.workerId });
     const session = new WorkerSession(this.dataPlaneId, hello.workerId, hello.slots, workflows, this.outbound, this.logger);

@@ -3,7 +3,7 @@ import { WorkflowRegistryRepository } from '../db/workflow-registry.repository.j
 import type { RunTaskDefaults } from '../grpc/convert.js';
 import type { Run } from '../domain.js';
 
-/** How long a version that is not registered stays known as such before it is looked up again. */
+/** How long a version that is not registered (or registered by a worker) is trusted before it is looked up again. */
 const MISS_TTL_MS = 10_000;
 /** A bound on the cache; past it the cache starts afresh (entries are cheap to look up again). */
 const MAX_ENTRIES = 10_000;
@@ -44,8 +44,13 @@ export class WorkflowDefaultsService {
       for (const ref of refs.values()) this.cache.set(key(projectId, ref.name, ref.version), { defaults: null, until: now + MISS_TTL_MS });
       for (const d of found) {
         const defaults: RunTaskDefaults | null =
-          d.retryPolicy === null && d.stepTimeoutMs === null ? null : { retryPolicy: d.retryPolicy, stepTimeoutMs: d.stepTimeoutMs };
-        this.cache.set(key(projectId, d.name, d.version), { defaults, until: Number.POSITIVE_INFINITY });
+          d.retry === null && d.stepTimeoutMs === null ? null : { retry: d.retry, stepTimeoutMs: d.stepTimeoutMs };
+        // A version registered through the API never changes; one a worker registered follows its
+        // code in development mode, so it is looked up again like a miss.
+        this.cache.set(key(projectId, d.name, d.version), {
+          defaults,
+          until: d.source === 'api' ? Number.POSITIVE_INFINITY : now + MISS_TTL_MS,
+        });
       }
     }
     return new Map(

@@ -2,7 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { CairnError, ErrorCodes } from '@cairn/common';
 import type { FlowControl, FlowControlRecord } from '../db/flow-control.repository.js';
 import { WorkflowRegistryRepository, type WorkflowDefinition, type WorkflowVersionContent } from '../db/workflow-registry.repository.js';
-import type { WorkflowRefInput } from '../domain.js';
+import type { AnnouncedSettings, WorkflowRefInput } from '../domain.js';
 import { AuditService, type AuditActor } from './audit.service.js';
 import { FlowControlService } from './flow-control.service.js';
 
@@ -23,20 +23,51 @@ export interface WorkflowSummary {
 
 /** What a Hello's announced workflows are against the registry. */
 export type AnnouncedCheck =
-  | { readonly kind: 'ok'; readonly autoRegistered: number }
+  | {
+      readonly kind: 'ok';
+      /** Versions registered from the announcement (development mode). */
+      readonly autoRegistered: number;
+      /** Worker-registered versions brought in step with changed settings (development mode). */
+      readonly updated: number;
+      /** Versions whose registration differs from what was announced, with the differing fields (names only). */
+      readonly differing: ReadonlyArray<{ readonly workflow: string; readonly fields: readonly string[] }>;
+    }
   | { readonly kind: 'not_registered'; readonly missing: readonly WorkflowRefInput[] }
   | { readonly kind: 'queue_mismatch'; readonly workflow: WorkflowRefInput; readonly registeredQueue: string };
 
 /** The fields of a version's content, as the API names them (for the 409 on a changed registration). */
 const CONTENT_FIELDS: ReadonlyArray<[keyof WorkflowVersionContent, string]> = [
   ['taskQueue', 'taskQueue'],
-  ['inputSchema', 'inputSchema'],
-  ['outputSchema', 'outputSchema'],
-  ['retryPolicy', 'retryPolicy'],
-  ['runTimeoutMs', 'timeouts.runTimeoutMs'],
-  ['stepTimeoutMs', 'timeouts.stepTimeoutMs'],
+  ['inputSchemaDigest', 'inputSchemaDigest'],
+  ['outputSchemaDigest', 'outputSchemaDigest'],
+  ['retry', 'retry'],
+  ['runTimeoutMs', 'timeouts.run'],
+  ['stepTimeoutMs', 'timeouts.step'],
   ['schedules', 'schedules'],
 ];
+
+/** The registry content a worker's announced settings stand for (task queue only without settings). */
+function announcedContent(w: WorkflowRefInput): WorkflowVersionContent {
+  const s = w.settings;
+  return {
+    taskQueue: w.taskQueue,
+    inputSchemaDigest: s?.inputSchemaDigest ?? null,
+    outputSchemaDigest: s?.outputSchemaDigest ?? null,
+    retry: s?.retry ?? null,
+    runTimeoutMs: s?.runTimeoutMs ?? null,
+    stepTimeoutMs: s?.stepTimeoutMs ?? null,
+    schedules: s?.schedules ?? [],
+  };
+}
+
+/** The fields (API names) in which two contents differ. */
+function differingFields(a: WorkflowVersionContent, b: WorkflowVersionContent): string[] {
+  return CONTENT_FIELDS.filter(([field]) => canonical(a[field]) !== canonical(b[field])).map(([, label]) => label);
+}
+
+function sameFlowControl(a: FlowControl | null, b: AnnouncedSettings['flowControl']): boolean {
+  return canonical({ concurrency: a?.concurrency ?? null, rateLimit: a?.rateLimit ?? null }) === canonical(b);
+}
 
 /**
  * The workflow registry: `name@version` per project with its task queue, schemas, retry policy,
@@ -63,9 +94,9 @@ export class WorkflowRegistryService {
   ): Promise<{ workflow: WorkflowDefinition; created: boolean; flowControl: FlowControlRecord | null }> {
     const content: WorkflowVersionContent = {
       taskQueue: input.taskQueue,
-      inputSchema: input.inputSchema,
-      outputSchema: input.outputSchema,
-      retryPolicy: input.retryPolicy,
+      inputSchemaDigest: input.inputSchemaDigest,
+      outputSchemaDigest: input.outputSchemaDigest,
+      retry: input.retry,
       runTimeoutMs: input.runTimeoutMs,
       stepTimeoutMs: input.stepTimeoutMs,
       schedules: input.schedules,
@@ -76,9 +107,7 @@ export class WorkflowRegistryService {
       created = false;
       const existing = await this.registry.find(projectId, input.name, input.version);
       if (!existing) throw new Error(`workflow ${input.name}@${input.version} vanished during registration`);
-      const differing = CONTENT_FIELDS.filter(([field]) => canonical(existing[field]) !== canonical(content[field])).map(
-        ([, label]) => label,
-      );
+      const differing = differingFields(existing, content);
       if (differing.length > 0) {
         throw new CairnError(
           ErrorCodes.CONFLICT,
@@ -156,25 +185,53 @@ export class WorkflowRegistryService {
 
   /**
    * Checks a worker's announced versions against its data plane's project. Unregistered ones are
-   * refused, or registered (task queue only) when `register` is set (development mode). A version
-   * registered on another task queue is refused either way: its runs would never reach the worker.
+   * refused, or registered with the settings announced from code when `register` is set
+   * (development mode), where a version a worker registered also follows its code's settings when
+   * they change (a version registered through the API never does). Otherwise the registration is
+   * authoritative and differences are only reported (field names). A version registered on
+   * another task queue is refused either way: its runs would never reach the worker.
    */
   async checkAnnounced(dataPlaneId: string, workflows: readonly WorkflowRefInput[], register: boolean): Promise<AnnouncedCheck> {
-    if (workflows.length === 0) return { kind: 'ok', autoRegistered: 0 };
+    if (workflows.length === 0) return { kind: 'ok', autoRegistered: 0, updated: 0, differing: [] };
     const projectId = await this.projectOf(dataPlaneId);
     const registered = new Map((await this.registry.findMany(projectId, workflows)).map((d) => [`${d.name}@${d.version}`, d]));
     const missing: WorkflowRefInput[] = [];
+    const differing: Array<{ workflow: string; fields: string[] }> = [];
+    const follow: WorkflowRefInput[] = [];
     for (const w of workflows) {
       const found = registered.get(`${w.name}@${w.version}`);
-      if (!found) missing.push(w);
-      else if (found.taskQueue !== w.taskQueue) return { kind: 'queue_mismatch', workflow: w, registeredQueue: found.taskQueue };
+      if (!found) {
+        missing.push(w);
+        continue;
+      }
+      if (found.taskQueue !== w.taskQueue) return { kind: 'queue_mismatch', workflow: w, registeredQueue: found.taskQueue };
+      if (w.settings === undefined) continue;
+      const fields = differingFields(found, announcedContent(w));
+      if (fields.length === 0) continue;
+      if (register && found.source === 'worker') follow.push(w);
+      else differing.push({ workflow: `${w.name}@${w.version}`, fields });
     }
-    if (missing.length === 0) return { kind: 'ok', autoRegistered: 0 };
-    if (!register) return { kind: 'not_registered', missing };
-    const autoRegistered = await this.registry.insertAnnounced(projectId, missing);
+    if (missing.length > 0 && !register) return { kind: 'not_registered', missing };
+    let updated = 0;
+    for (const w of follow) if (await this.registry.updateAnnounced(projectId, w.name, w.version, announcedContent(w))) updated++;
+    const autoRegistered = await this.registry.insertAnnounced(
+      projectId,
+      missing.map((w) => ({ name: w.name, version: w.version, content: announcedContent(w) })),
+    );
     // Two workers announcing at once: the other one may have registered another task queue.
     if (autoRegistered < missing.length) return this.checkAnnounced(dataPlaneId, workflows, false);
-    return { kind: 'ok', autoRegistered };
+    if (register) await this.followFlowControl(projectId, [...missing, ...follow]);
+    return { kind: 'ok', autoRegistered, updated, differing };
+  }
+
+  /** Development mode: the flow control declared in code of the versions just registered or updated. */
+  private async followFlowControl(projectId: string, workflows: readonly WorkflowRefInput[]): Promise<void> {
+    for (const w of workflows) {
+      const declared = w.settings?.flowControl ?? null;
+      if (declared === null) continue;
+      const current = await this.flow.get(projectId, w.name);
+      if (!sameFlowControl(current, declared)) await this.flow.set(projectId, w.name, declared);
+    }
   }
 
   private async projectOf(dataPlaneId: string): Promise<string> {

@@ -6,10 +6,13 @@ import {
   CancelRunRequestSchema,
   ConnectRequestSchema,
   DescribeRunRequestSchema,
+  ResolveVersionRequestSchema,
   SignalRunRequestSchema,
   StartRunRequestSchema,
   WaitRunRequestSchema,
+  WorkflowRefSchema,
   type DescMessage,
+  type MessageInitShape,
   GatewayService,
   WorkerService,
   create,
@@ -37,7 +40,7 @@ export interface HelloFields {
   dataPlaneId: string;
   workerId?: string;
   slots: number;
-  workflows?: Array<{ name: string; version: string; taskQueue: string }>;
+  workflows?: Array<MessageInitShape<typeof WorkflowRefSchema> & { name: string; version: string; taskQueue: string }>;
   heldLeases?: Array<{ runId: string; epoch: number }>;
 }
 
@@ -111,10 +114,7 @@ export class WorkerStream {
         $typeName: 'cairn.worker.v1.Hello',
         dataPlaneId: fields.dataPlaneId,
         workerId: fields.workerId ?? randomUUID(),
-        workflows: (fields.workflows ?? [{ name: 'greet', version: 'v1', taskQueue: 'default' }]).map((w) => ({
-          $typeName: 'cairn.worker.v1.WorkflowRef' as const,
-          ...w,
-        })),
+        workflows: (fields.workflows ?? [{ name: 'greet', version: 'v1', taskQueue: 'default' }]).map((w) => create(WorkflowRefSchema, w)),
         slots: fields.slots,
         freeSlots: fields.slots,
         heldLeases: (fields.heldLeases ?? []).map((l) => ({ $typeName: 'cairn.worker.v1.HeldLease' as const, ...l })),
@@ -158,6 +158,7 @@ const REQUEST_SCHEMAS = {
   waitRun: WaitRunRequestSchema,
   signalRun: SignalRunRequestSchema,
   cancelRun: CancelRunRequestSchema,
+  resolveVersion: ResolveVersionRequestSchema,
 } as const;
 
 export function gatewayCall<Response>(

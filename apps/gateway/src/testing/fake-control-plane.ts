@@ -7,6 +7,7 @@ import {
   DescribeRunResponseSchema,
   GatewayService,
   RunInfoSchema,
+  ResolveVersionResponseSchema,
   RunStatus,
   SignalRunResponseSchema,
   StartRunResponseSchema,
@@ -16,6 +17,7 @@ import {
   type CancelRunRequest,
   type DescribeRunRequest,
   type MessageShape,
+  type ResolveVersionRequest,
   type RunInfo,
   type SignalRunRequest,
   type StartRunRequest,
@@ -23,7 +25,7 @@ import {
   type WaitRunRequest,
 } from '@cairn/proto';
 
-type MethodName = 'startRun' | 'describeRun' | 'waitRun' | 'signalRun' | 'cancelRun';
+type MethodName = 'startRun' | 'describeRun' | 'waitRun' | 'signalRun' | 'cancelRun' | 'resolveVersion';
 
 export interface Recorded {
   readonly method: MethodName;
@@ -117,6 +119,7 @@ export class FakeControlPlane {
       waitRun: handler('waitRun', (r: WaitRunRequest) => cp.#waitRun(r)),
       signalRun: handler('signalRun', (r: SignalRunRequest) => cp.#signalRun(r)),
       cancelRun: handler('cancelRun', (r: CancelRunRequest) => cp.#cancelRun(r)),
+      resolveVersion: handler('resolveVersion', (r: ResolveVersionRequest) => cp.#resolveVersion(r)),
     });
     cp.port = await new Promise<number>((resolve, reject) =>
       cp.#server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
@@ -175,6 +178,12 @@ export class FakeControlPlane {
     this.runs.set(r.runId, run);
     if (r.idempotencyDigest !== '') this.#digests.set(`${r.workflowName}/${r.idempotencyDigest}`, r.runId);
     return create(StartRunResponseSchema, { run, created: true });
+  }
+
+  #resolveVersion(r: ResolveVersionRequest): unknown {
+    const version = this.workflows.get(r.workflowName)?.[0];
+    if (!version) return { code: grpc.status.NOT_FOUND, details: `workflow ${r.workflowName} is not registered` };
+    return create(ResolveVersionResponseSchema, { workflowVersion: version });
   }
 
   #notFound(runId: string): Failure {

@@ -340,6 +340,8 @@ export interface components {
           | 'CAIRN-1113'
           | 'CAIRN-1114'
           | 'CAIRN-1115'
+          | 'CAIRN-1116'
+          | 'CAIRN-1117'
           | 'CAIRN-1120'
           | 'CAIRN-1121'
           | 'CAIRN-1122'
@@ -372,7 +374,7 @@ export interface components {
            * @enum {string}
            */
           in: 'body' | 'query' | 'path' | 'header';
-          /** @description where in it, dotted (e.g. input.items.0.id); empty for the whole part */
+          /** @description where in it: dotted (e.g. input.items.0.id; empty for the whole part) for a request that does not fit the route; for CAIRN-1116 (a run input or signal body that does not match its workflow's schema), a JSON Pointer into the body (e.g. /input/amount; empty for the whole body) */
           path: string;
           message: string;
         }[];

@@ -19,7 +19,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cairn/worker/v1/worker.proto.
  */
 export const file_cairn_worker_v1_worker: GenFile = /*@__PURE__*/
-  fileDesc("ChxjYWlybi93b3JrZXIvdjEvd29ya2VyLnByb3RvEg9jYWlybi53b3JrZXIudjEiuAUKDkNvbm5lY3RSZXF1ZXN0EhgKCHNlcXVlbmNlGAEgASgEQgaKtRgCCAQSLwoFaGVsbG8YAiABKAsyFi5jYWlybi53b3JrZXIudjEuSGVsbG9CBoq1GAIIB0gAEjUKBXNsb3RzGAMgASgLMhwuY2Fpcm4ud29ya2VyLnYxLlNsb3RzVXBkYXRlQgaKtRgCCAdIABI+Cg1sZWFzZV9yZW5ld2FsGAQgASgLMh0uY2Fpcm4ud29ya2VyLnYxLkxlYXNlUmVuZXdhbEIGirUYAggHSAASQAoMc3RlcF9yZXBvcnRzGAUgASgLMiAuY2Fpcm4ud29ya2VyLnYxLlN0ZXBSZXBvcnRCYXRjaEIGirUYAggHSAASOgoJc3VzcGVuZGVkGAYgASgLMh0uY2Fpcm4ud29ya2VyLnYxLlJ1blN1c3BlbmRlZEIGirUYAggHSAASOgoJY29tcGxldGVkGAcgASgLMh0uY2Fpcm4ud29ya2VyLnYxLlJ1bkNvbXBsZXRlZEIGirUYAggHSAASNAoGZmFpbGVkGAggASgLMhouY2Fpcm4ud29ya2VyLnYxLlJ1bkZhaWxlZEIGirUYAggHSAASOgoJY2FuY2VsbGVkGAkgASgLMh0uY2Fpcm4ud29ya2VyLnYxLlJ1bkNhbmNlbGxlZEIGirUYAggHSAASOAoIcmVsZWFzZWQYCiABKAsyHC5jYWlybi53b3JrZXIudjEuUnVuUmVsZWFzZWRCBoq1GAIIB0gAEjcKCWhlYXJ0YmVhdBgLIAEoCzIaLmNhaXJuLndvcmtlci52MS5IZWFydGJlYXRCBoq1GAIIB0gAEjoKC3N0YXJ0X2NoaWxkGAwgASgLMhsuY2Fpcm4ud29ya2VyLnYxLlN0YXJ0Q2hpbGRCBoq1GAIIB0gAQgkKB21lc3NhZ2UiswEKC1dvcmtmbG93UmVmEjEKBG5hbWUYASABKAlCI4q1GB8IAhBkGhleW0EtWmEtel1bQS1aYS16MC05Xy4tXSokEjgKB3ZlcnNpb24YAiABKAlCJ4q1GCMIAhBAGh1eW0EtWmEtejAtOV1bQS1aYS16MC05Xy4rLV0qJBI3Cgp0YXNrX3F1ZXVlGAMgASgJQiOKtRgfCAIQZBoZXltBLVphLXpdW0EtWmEtejAtOV8uLV0qJCJ8CglIZWxkTGVhc2USWAoGcnVuX2lkGAEgASgJQkiKtRhECAEQJBo+XlswLTlhLWZdezh9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezEyfSQSFQoFZXBvY2gYAiABKA1CBoq1GAIIBCLKAwoFSGVsbG8SXwoNZGF0YV9wbGFuZV9pZBgBIAEoCUJIirUYRAgBECQaPl5bMC05YS1mXXs4fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXsxMn0kElsKCXdvcmtlcl9pZBgCIAEoCUJIirUYRAgBECQaPl5bMC05YS1mXXs4fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXsxMn0kEjcKCXdvcmtmbG93cxgDIAMoCzIcLmNhaXJuLndvcmtlci52MS5Xb3JrZmxvd1JlZkIGirUYAggHEhUKBXNsb3RzGAQgASgNQgaKtRgCCAQSGgoKZnJlZV9zbG90cxgFIAEoDUIGirUYAggEEjcKC2hlbGRfbGVhc2VzGAYgAygLMhouY2Fpcm4ud29ya2VyLnYxLkhlbGRMZWFzZUIGirUYAggHEjwKC3Nka192ZXJzaW9uGAcgASgJQieKtRgjCAIQQBodXltBLVphLXowLTldW0EtWmEtejAtOV8uKy1dKiQSIAoQcHJvdG9jb2xfdmVyc2lvbhgIIAEoDUIGirUYAggEIkMKC1Nsb3RzVXBkYXRlEhoKCmZyZWVfc2xvdHMYASABKA1CBoq1GAIIBBIYCghkcmFpbmluZxgCIAEoCEIGirUYAggDIkIKDExlYXNlUmVuZXdhbBIyCgZsZWFzZXMYASADKAsyGi5jYWlybi53b3JrZXIudjEuSGVsZExlYXNlQgaKtRgCCAciqwEKClN0ZXBSZXBvcnQSWAoGcnVuX2lkGAEgASgJQkiKtRhECAEQJBo+XlswLTlhLWZdezh9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezEyfSQSFQoFZXBvY2gYAiABKA1CBoq1GAIIBBIsCgRzdGVwGAMgASgLMhYuY2Fpcm4ucnVuLnYxLlN0ZXBJbmZvQgaKtRgCCAciRwoPU3RlcFJlcG9ydEJhdGNoEjQKB3JlcG9ydHMYASADKAsyGy5jYWlybi53b3JrZXIudjEuU3RlcFJlcG9ydEIGirUYAggHIowDCgxSdW5TdXNwZW5kZWQSWAoGcnVuX2lkGAEgASgJQkiKtRhECAEQJBo+XlswLTlhLWZdezh9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezEyfSQSFQoFZXBvY2gYAiABKA1CBoq1GAIIBBI2CgZyZWFzb24YAyABKA4yHi5jYWlybi53b3JrZXIudjEuU3VzcGVuZFJlYXNvbkIGirUYAggDEhcKB3dha2VfYXQYBCABKANCBoq1GAIIBRI4CgtzaWduYWxfbmFtZRgFIAEoCUIjirUYHwgCEGQaGV5bQS1aYS16XVtBLVphLXowLTlfLi1dKiQSIAoQc2lnbmFsc19jb25zdW1lZBgGIAEoDUIGirUYAggEEl4KDGNoaWxkX3J1bl9pZBgHIAEoCUJIirUYRAgBECQaPl5bMC05YS1mXXs4fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXsxMn0kIqADCgpTdGFydENoaWxkEl8KDXBhcmVudF9ydW5faWQYASABKAlCSIq1GEQIARAkGj5eWzAtOWEtZl17OH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17MTJ9JBIcCgxwYXJlbnRfZXBvY2gYAiABKA1CBoq1GAIIBBIYCghwb3NpdGlvbhgDIAEoDUIGirUYAggEEl4KDGNoaWxkX3J1bl9pZBgEIAEoCUJIirUYRAgBECQaPl5bMC05YS1mXXs4fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXsxMn0kEjoKDXdvcmtmbG93X25hbWUYBSABKAlCI4q1GB8IAhBkGhleW0EtWmEtel1bQS1aYS16MC05Xy4tXSokEkEKEHdvcmtmbG93X3ZlcnNpb24YBiABKAlCJ4q1GCMIAhBAGh1eW0EtWmEtejAtOV1bQS1aYS16MC05Xy4rLV0qJBIaCgppbnB1dF9zaXplGAcgASgEQgaKtRgCCAQinAEKDFJ1bkNvbXBsZXRlZBJYCgZydW5faWQYASABKAlCSIq1GEQIARAkGj5eWzAtOWEtZl17OH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17MTJ9JBIVCgVlcG9jaBgCIAEoDUIGirUYAggEEhsKC291dHB1dF9zaXplGAMgASgEQgaKtRgCCAQijgIKCVJ1bkZhaWxlZBJYCgZydW5faWQYASABKAlCSIq1GEQIARAkGj5eWzAtOWEtZl17OH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17MTJ9JBIVCgVlcG9jaBgCIAEoDUIGirUYAggEEjMKCmVycm9yX2NvZGUYAyABKA4yFy5jYWlybi5ydW4udjEuRXJyb3JDb2RlQgaKtRgCCAMSWwoJZXJyb3JfcmVmGAQgASgJQkiKtRhECAEQJBo+XlswLTlhLWZdezh9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezEyfSQifwoMUnVuQ2FuY2VsbGVkElgKBnJ1bl9pZBgBIAEoCUJIirUYRAgBECQaPl5bMC05YS1mXXs4fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXsxMn0kEhUKBWVwb2NoGAIgASgNQgaKtRgCCAQitgEKC1J1blJlbGVhc2VkElgKBnJ1bl9pZBgBIAEoCUJIirUYRAgBECQaPl5bMC05YS1mXXs4fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXsxMn0kEhUKBWVwb2NoGAIgASgNQgaKtRgCCAQSNgoGcmVhc29uGAMgASgOMh4uY2Fpcm4ud29ya2VyLnYxLlJlbGVhc2VSZWFzb25CBoq1GAIIAyIkCglIZWFydGJlYXQSFwoHc2VudF9hdBgBIAEoA0IGirUYAggFIuUCCg9Db25uZWN0UmVzcG9uc2USMwoHd2VsY29tZRgBIAEoCzIYLmNhaXJuLndvcmtlci52MS5XZWxjb21lQgaKtRgCCAdIABI0CghydW5fdGFzaxgCIAEoCzIYLmNhaXJuLndvcmtlci52MS5SdW5UYXNrQgaKtRgCCAdIABI8CgxsZWFzZV91cGRhdGUYAyABKAsyHC5jYWlybi53b3JrZXIudjEuTGVhc2VVcGRhdGVCBoq1GAIIB0gAEjgKBmNhbmNlbBgEIAEoCzIeLmNhaXJuLndvcmtlci52MS5DYW5jZWxSZXF1ZXN0QgaKtRgCCAdIABIrCgNhY2sYBSABKAsyFC5jYWlybi53b3JrZXIudjEuQWNrQgaKtRgCCAdIABI3CglyZWplY3Rpb24YBiABKAsyGi5jYWlybi53b3JrZXIudjEuUmVqZWN0aW9uQgaKtRgCCAdIAEIJCgdtZXNzYWdlIuUBCgdXZWxjb21lElwKCnNlc3Npb25faWQYASABKAlCSIq1GEQIARAkGj5eWzAtOWEtZl17OH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17MTJ9JBIcCgxsZWFzZV90dGxfbXMYAiABKA1CBoq1GAIIBBIlChVoZWFydGJlYXRfaW50ZXJ2YWxfbXMYAyABKA1CBoq1GAIIBBI3Cgtsb3N0X2xlYXNlcxgEIAMoCzIaLmNhaXJuLndvcmtlci52MS5IZWxkTGVhc2VCBoq1GAIIByKQCQoHUnVuVGFzaxJYCgZydW5faWQYASABKAlCSIq1GEQIARAkGj5eWzAtOWEtZl17OH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17MTJ9JBIVCgVlcG9jaBgCIAEoDUIGirUYAggEEjoKDXdvcmtmbG93X25hbWUYAyABKAlCI4q1GB8IAhBkGhleW0EtWmEtel1bQS1aYS16MC05Xy4tXSokEkEKEHdvcmtmbG93X3ZlcnNpb24YBCABKAlCJ4q1GCMIAhBAGh1eW0EtWmEtejAtOV1bQS1aYS16MC05Xy4rLV0qJBI3Cgp0YXNrX3F1ZXVlGAUgASgJQiOKtRgfCAIQZBoZXltBLVphLXpdW0EtWmEtejAtOV8uLV0qJBIwCgZyZWFzb24YBiABKA4yGC5jYWlybi5ydW4udjEuV2FrZVJlYXNvbkIGirUYAggDEiAKEGxlYXNlX2V4cGlyZXNfYXQYByABKANCBoq1GAIIBRIgChBjYW5jZWxfcmVxdWVzdGVkGAggASgIQgaKtRgCCAMSSQoLdHJhY2VwYXJlbnQYCSABKAlCNIq1GDAIARA3GipeMDAtWzAtOWEtZl17MzJ9LVswLTlhLWZdezE2fS1bMC05YS1mXXsyfSQSYgoQaW5wdXRfcGF5bG9hZF9pZBgKIAEoCUJIirUYRAgBECQaPl5bMC05YS1mXXs4fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXsxMn0kEl0KC3NjaGVkdWxlX2lkGAsgASgJQkiKtRhECAEQJBo+XlswLTlhLWZdezh9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezEyfSQSZAoSZm9ya19zb3VyY2VfcnVuX2lkGAwgASgJQkiKtRhECAEQJBo+XlswLTlhLWZdezh9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezEyfSQSHQoNZm9ya19wb3NpdGlvbhgNIAEoDUIGirUYAggEEioKGmRlZmF1bHRfcmV0cnlfbWF4X2F0dGVtcHRzGA4gASgNQgaKtRgCCAQSMQohZGVmYXVsdF9yZXRyeV9pbml0aWFsX2ludGVydmFsX21zGA8gASgEQgaKtRgCCAQSLQodZGVmYXVsdF9yZXRyeV9tYXhfaW50ZXJ2YWxfbXMYECABKARCBoq1GAIIBBIxCiFkZWZhdWx0X3JldHJ5X2JhY2tvZmZfY29lZmZpY2llbnQYESABKAFCBoq1GAIIBBInChdkZWZhdWx0X3N0ZXBfdGltZW91dF9tcxgSIAEoBEIGirUYAggEEmkKF3RpbWVkX291dF9jaGlsZF9ydW5faWRzGCggAygJQkiKtRhECAEQJBo+XlswLTlhLWZdezh9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezEyfSQizgEKC0xlYXNlU3RhdHVzElgKBnJ1bl9pZBgBIAEoCUJIirUYRAgBECQaPl5bMC05YS1mXXs4fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXsxMn0kEhUKBWVwb2NoGAIgASgNQgaKtRgCCAQSMgoFc3RhdGUYAyABKA4yGy5jYWlybi53b3JrZXIudjEuTGVhc2VTdGF0ZUIGirUYAggDEhoKCmV4cGlyZXNfYXQYBCABKANCBoq1GAIIBSJDCgtMZWFzZVVwZGF0ZRI0CgZsZWFzZXMYASADKAsyHC5jYWlybi53b3JrZXIudjEuTGVhc2VTdGF0dXNCBoq1GAIIByKAAQoNQ2FuY2VsUmVxdWVzdBJYCgZydW5faWQYASABKAlCSIq1GEQIARAkGj5eWzAtOWEtZl17OH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17MTJ9JBIVCgVlcG9jaBgCIAEoDUIGirUYAggEIh8KA0FjaxIYCghzZXF1ZW5jZRgBIAEoBEIGirUYAggEIuwCCglSZWplY3Rpb24SGAoIc2VxdWVuY2UYASABKARCBoq1GAIIBBI4CgZyZWFzb24YAiABKA4yIC5jYWlybi53b3JrZXIudjEuUmVqZWN0aW9uUmVhc29uQgaKtRgCCAMSWAoGcnVuX2lkGAMgASgJQkiKtRhECAEQJBo+XlswLTlhLWZdezh9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezEyfSQSMgoFZmllbGQYBCABKAlCI4q1GB8IAhBkGhleW0EtWmEtel1bQS1aYS16MC05Xy4tXSokEjoKDXdvcmtmbG93X25hbWUYHiABKAlCI4q1GB8IAhBkGhleW0EtWmEtel1bQS1aYS16MC05Xy4tXSokEkEKEHdvcmtmbG93X3ZlcnNpb24YHyABKAlCJ4q1GCMIAhBAGh1eW0EtWmEtejAtOV1bQS1aYS16MC05Xy4rLV0qJCqgAQoNU3VzcGVuZFJlYXNvbhIeChpTVVNQRU5EX1JFQVNPTl9VTlNQRUNJRklFRBAAEhgKFFNVU1BFTkRfUkVBU09OX1NMRUVQEAESGQoVU1VTUEVORF9SRUFTT05fU0lHTkFMEAISIAocU1VTUEVORF9SRUFTT05fUkVUUllfQkFDS09GRhADEhgKFFNVU1BFTkRfUkVBU09OX0NISUxEEAQqjAEKDVJlbGVhc2VSZWFzb24SHgoaUkVMRUFTRV9SRUFTT05fVU5TUEVDSUZJRUQQABIbChdSRUxFQVNFX1JFQVNPTl9EUkFJTklORxABEhoKFlJFTEVBU0VfUkVBU09OX05PX1NMT1QQAhIiCh5SRUxFQVNFX1JFQVNPTl9LRVlfVU5BVkFJTEFCTEUQAypYCgpMZWFzZVN0YXRlEhsKF0xFQVNFX1NUQVRFX1VOU1BFQ0lGSUVEEAASFwoTTEVBU0VfU1RBVEVfUkVORVdFRBABEhQKEExFQVNFX1NUQVRFX0xPU1QQAiqIBAoPUmVqZWN0aW9uUmVhc29uEiAKHFJFSkVDVElPTl9SRUFTT05fVU5TUEVDSUZJRUQQABIjCh9SRUpFQ1RJT05fUkVBU09OX0hFTExPX1JFUVVJUkVEEAESJAogUkVKRUNUSU9OX1JFQVNPTl9EVVBMSUNBVEVfSEVMTE8QAhIiCh5SRUpFQ1RJT05fUkVBU09OX0lOVkFMSURfRklFTEQQAxIjCh9SRUpFQ1RJT05fUkVBU09OX0xFQVNFX05PVF9IRUxEEAQSIAocUkVKRUNUSU9OX1JFQVNPTl9VTktOT1dOX1JVThAFEigKJFJFSkVDVElPTl9SRUFTT05fREFUQV9QTEFORV9NSVNNQVRDSBAGEikKJVJFSkVDVElPTl9SRUFTT05fVU5TVVBQT1JURURfUFJPVE9DT0wQBxIiCh5SRUpFQ1RJT05fUkVBU09OX0VNUFRZX01FU1NBR0UQCBInCiNSRUpFQ1RJT05fUkVBU09OX1dPUktGTE9XX05PVF9GT1VORBAJEiwKKFJFSkVDVElPTl9SRUFTT05fV09SS0ZMT1dfTk9UX1JFR0lTVEVSRUQQHhIoCiRSRUpFQ1RJT05fUkVBU09OX1dPUktGTE9XX0RFUFJFQ0FURUQQHxIjCh9SRUpFQ1RJT05fUkVBU09OX1FVT1RBX0VYQ0VFREVEECgyYQoNV29ya2VyU2VydmljZRJQCgdDb25uZWN0Eh8uY2Fpcm4ud29ya2VyLnYxLkNvbm5lY3RSZXF1ZXN0GiAuY2Fpcm4ud29ya2VyLnYxLkNvbm5lY3RSZXNwb25zZSgBMAFiBnByb3RvMw", [file_cairn_options_v1_residency, file_cairn_run_v1_run]);
+  fileDesc("ChxjYWlybi93b3JrZXIvdjEvd29ya2VyLnByb3RvEg9jYWlybi53b3JrZXIudjEiuAUKDkNvbm5lY3RSZXF1ZXN0EhgKCHNlcXVlbmNlGAEgASgEQgaKtRgCCAQSLwoFaGVsbG8YAiABKAsyFi5jYWlybi53b3JrZXIudjEuSGVsbG9CBoq1GAIIB0gAEjUKBXNsb3RzGAMgASgLMhwuY2Fpcm4ud29ya2VyLnYxLlNsb3RzVXBkYXRlQgaKtRgCCAdIABI+Cg1sZWFzZV9yZW5ld2FsGAQgASgLMh0uY2Fpcm4ud29ya2VyLnYxLkxlYXNlUmVuZXdhbEIGirUYAggHSAASQAoMc3RlcF9yZXBvcnRzGAUgASgLMiAuY2Fpcm4ud29ya2VyLnYxLlN0ZXBSZXBvcnRCYXRjaEIGirUYAggHSAASOgoJc3VzcGVuZGVkGAYgASgLMh0uY2Fpcm4ud29ya2VyLnYxLlJ1blN1c3BlbmRlZEIGirUYAggHSAASOgoJY29tcGxldGVkGAcgASgLMh0uY2Fpcm4ud29ya2VyLnYxLlJ1bkNvbXBsZXRlZEIGirUYAggHSAASNAoGZmFpbGVkGAggASgLMhouY2Fpcm4ud29ya2VyLnYxLlJ1bkZhaWxlZEIGirUYAggHSAASOgoJY2FuY2VsbGVkGAkgASgLMh0uY2Fpcm4ud29ya2VyLnYxLlJ1bkNhbmNlbGxlZEIGirUYAggHSAASOAoIcmVsZWFzZWQYCiABKAsyHC5jYWlybi53b3JrZXIudjEuUnVuUmVsZWFzZWRCBoq1GAIIB0gAEjcKCWhlYXJ0YmVhdBgLIAEoCzIaLmNhaXJuLndvcmtlci52MS5IZWFydGJlYXRCBoq1GAIIB0gAEjoKC3N0YXJ0X2NoaWxkGAwgASgLMhsuY2Fpcm4ud29ya2VyLnYxLlN0YXJ0Q2hpbGRCBoq1GAIIB0gAQgkKB21lc3NhZ2Ui8AEKC1dvcmtmbG93UmVmEjEKBG5hbWUYASABKAlCI4q1GB8IAhBkGhleW0EtWmEtel1bQS1aYS16MC05Xy4tXSokEjgKB3ZlcnNpb24YAiABKAlCJ4q1GCMIAhBAGh1eW0EtWmEtejAtOV1bQS1aYS16MC05Xy4rLV0qJBI3Cgp0YXNrX3F1ZXVlGAMgASgJQiOKtRgfCAIQZBoZXltBLVphLXpdW0EtWmEtejAtOV8uLV0qJBI7CghzZXR0aW5ncxgEIAEoCzIhLmNhaXJuLndvcmtlci52MS5Xb3JrZmxvd1NldHRpbmdzQgaKtRgCCAci8QIKEFdvcmtmbG93U2V0dGluZ3MSMwoFcmV0cnkYASABKAsyHC5jYWlybi53b3JrZXIudjEuUmV0cnlQb2xpY3lCBoq1GAIIBxIeCg5ydW5fdGltZW91dF9tcxgCIAEoBEIGirUYAggEEh8KD3N0ZXBfdGltZW91dF9tcxgDIAEoBEIGirUYAggEEjUKE2lucHV0X3NjaGVtYV9kaWdlc3QYBCABKAlCGIq1GBQIBhBAGg5eWzAtOWEtZl17NjR9JBI2ChRvdXRwdXRfc2NoZW1hX2RpZ2VzdBgFIAEoCUIYirUYFAgGEEAaDl5bMC05YS1mXXs2NH0kEjwKCXNjaGVkdWxlcxgGIAMoCzIhLmNhaXJuLndvcmtlci52MS5EZWNsYXJlZFNjaGVkdWxlQgaKtRgCCAcSOgoMZmxvd19jb250cm9sGAcgASgLMhwuY2Fpcm4ud29ya2VyLnYxLkZsb3dDb250cm9sQgaKtRgCCAcingEKC1JldHJ5UG9saWN5EiAKEG1heGltdW1fYXR0ZW1wdHMYASABKA1CBoq1GAIIBBIjChNpbml0aWFsX2ludGVydmFsX21zGAIgASgEQgaKtRgCCAQSIwoTYmFja29mZl9jb2VmZmljaWVudBgDIAEoAUIGirUYAggEEiMKE21heGltdW1faW50ZXJ2YWxfbXMYBCABKARCBoq1GAIIBCLlAgoQRGVjbGFyZWRTY2hlZHVsZRKYAgoEY3JvbhgBIAEoCUKJAoq1GIQCCAIQZBr9AV4oPzpAKD86eWVhcmx5fGFubnVhbGx5fG1vbnRobHl8d2Vla2x5fGRhaWx5fGhvdXJseSl8KD86WzAtOSo/TFcjLywtXXxKQU58RkVCfE1BUnxBUFJ8TUFZfEpVTnxKVUx8QVVHfFNFUHxPQ1R8Tk9WfERFQ3xTVU58TU9OfFRVRXxXRUR8VEhVfEZSSXxTQVQpKyg/OiAoPzpbMC05Kj9MVyMvLC1dfEpBTnxGRUJ8TUFSfEFQUnxNQVl8SlVOfEpVTHxBVUd8U0VQfE9DVHxOT1Z8REVDfFNVTnxNT058VFVFfFdFRHxUSFV8RlJJfFNBVCkrKXs0LDV9KSQSNgoIdGltZXpvbmUYAiABKAlCJIq1GCAIAhBAGhpeW0EtWmEtel1bQS1aYS16MC05XysvLV0qJCKFAQoLRmxvd0NvbnRyb2wSPgoLY29uY3VycmVuY3kYASABKAsyIS5jYWlybi53b3JrZXIudjEuQ29uY3VycmVuY3lMaW1pdEIGirUYAggHEjYKCnJhdGVfbGltaXQYAiABKAsyGi5jYWlybi53b3JrZXIudjEuUmF0ZUxpbWl0QgaKtRgCCAciQgoQQ29uY3VycmVuY3lMaW1pdBIVCgVsaW1pdBgBIAEoDUIGirUYAggEEhcKB3Blcl9rZXkYAiABKAhCBoq1GAIIAyJWCglSYXRlTGltaXQSFQoFbGltaXQYASABKA1CBoq1GAIIBBIZCglwZXJpb2RfbXMYAiABKARCBoq1GAIIBBIXCgdwZXJfa2V5GAMgASgIQgaKtRgCCAMifAoJSGVsZExlYXNlElgKBnJ1bl9pZBgBIAEoCUJIirUYRAgBECQaPl5bMC05YS1mXXs4fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXsxMn0kEhUKBWVwb2NoGAIgASgNQgaKtRgCCAQiygMKBUhlbGxvEl8KDWRhdGFfcGxhbmVfaWQYASABKAlCSIq1GEQIARAkGj5eWzAtOWEtZl17OH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17MTJ9JBJbCgl3b3JrZXJfaWQYAiABKAlCSIq1GEQIARAkGj5eWzAtOWEtZl17OH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17MTJ9JBI3Cgl3b3JrZmxvd3MYAyADKAsyHC5jYWlybi53b3JrZXIudjEuV29ya2Zsb3dSZWZCBoq1GAIIBxIVCgVzbG90cxgEIAEoDUIGirUYAggEEhoKCmZyZWVfc2xvdHMYBSABKA1CBoq1GAIIBBI3CgtoZWxkX2xlYXNlcxgGIAMoCzIaLmNhaXJuLndvcmtlci52MS5IZWxkTGVhc2VCBoq1GAIIBxI8CgtzZGtfdmVyc2lvbhgHIAEoCUInirUYIwgCEEAaHV5bQS1aYS16MC05XVtBLVphLXowLTlfListXSokEiAKEHByb3RvY29sX3ZlcnNpb24YCCABKA1CBoq1GAIIBCJDCgtTbG90c1VwZGF0ZRIaCgpmcmVlX3Nsb3RzGAEgASgNQgaKtRgCCAQSGAoIZHJhaW5pbmcYAiABKAhCBoq1GAIIAyJCCgxMZWFzZVJlbmV3YWwSMgoGbGVhc2VzGAEgAygLMhouY2Fpcm4ud29ya2VyLnYxLkhlbGRMZWFzZUIGirUYAggHIqsBCgpTdGVwUmVwb3J0ElgKBnJ1bl9pZBgBIAEoCUJIirUYRAgBECQaPl5bMC05YS1mXXs4fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXsxMn0kEhUKBWVwb2NoGAIgASgNQgaKtRgCCAQSLAoEc3RlcBgDIAEoCzIWLmNhaXJuLnJ1bi52MS5TdGVwSW5mb0IGirUYAggHIkcKD1N0ZXBSZXBvcnRCYXRjaBI0CgdyZXBvcnRzGAEgAygLMhsuY2Fpcm4ud29ya2VyLnYxLlN0ZXBSZXBvcnRCBoq1GAIIByKMAwoMUnVuU3VzcGVuZGVkElgKBnJ1bl9pZBgBIAEoCUJIirUYRAgBECQaPl5bMC05YS1mXXs4fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXsxMn0kEhUKBWVwb2NoGAIgASgNQgaKtRgCCAQSNgoGcmVhc29uGAMgASgOMh4uY2Fpcm4ud29ya2VyLnYxLlN1c3BlbmRSZWFzb25CBoq1GAIIAxIXCgd3YWtlX2F0GAQgASgDQgaKtRgCCAUSOAoLc2lnbmFsX25hbWUYBSABKAlCI4q1GB8IAhBkGhleW0EtWmEtel1bQS1aYS16MC05Xy4tXSokEiAKEHNpZ25hbHNfY29uc3VtZWQYBiABKA1CBoq1GAIIBBJeCgxjaGlsZF9ydW5faWQYByABKAlCSIq1GEQIARAkGj5eWzAtOWEtZl17OH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17MTJ9JCKgAwoKU3RhcnRDaGlsZBJfCg1wYXJlbnRfcnVuX2lkGAEgASgJQkiKtRhECAEQJBo+XlswLTlhLWZdezh9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezEyfSQSHAoMcGFyZW50X2Vwb2NoGAIgASgNQgaKtRgCCAQSGAoIcG9zaXRpb24YAyABKA1CBoq1GAIIBBJeCgxjaGlsZF9ydW5faWQYBCABKAlCSIq1GEQIARAkGj5eWzAtOWEtZl17OH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17MTJ9JBI6Cg13b3JrZmxvd19uYW1lGAUgASgJQiOKtRgfCAIQZBoZXltBLVphLXpdW0EtWmEtejAtOV8uLV0qJBJBChB3b3JrZmxvd192ZXJzaW9uGAYgASgJQieKtRgjCAIQQBodXltBLVphLXowLTldW0EtWmEtejAtOV8uKy1dKiQSGgoKaW5wdXRfc2l6ZRgHIAEoBEIGirUYAggEIpwBCgxSdW5Db21wbGV0ZWQSWAoGcnVuX2lkGAEgASgJQkiKtRhECAEQJBo+XlswLTlhLWZdezh9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezEyfSQSFQoFZXBvY2gYAiABKA1CBoq1GAIIBBIbCgtvdXRwdXRfc2l6ZRgDIAEoBEIGirUYAggEIo4CCglSdW5GYWlsZWQSWAoGcnVuX2lkGAEgASgJQkiKtRhECAEQJBo+XlswLTlhLWZdezh9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezEyfSQSFQoFZXBvY2gYAiABKA1CBoq1GAIIBBIzCgplcnJvcl9jb2RlGAMgASgOMhcuY2Fpcm4ucnVuLnYxLkVycm9yQ29kZUIGirUYAggDElsKCWVycm9yX3JlZhgEIAEoCUJIirUYRAgBECQaPl5bMC05YS1mXXs4fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXsxMn0kIn8KDFJ1bkNhbmNlbGxlZBJYCgZydW5faWQYASABKAlCSIq1GEQIARAkGj5eWzAtOWEtZl17OH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17MTJ9JBIVCgVlcG9jaBgCIAEoDUIGirUYAggEIrYBCgtSdW5SZWxlYXNlZBJYCgZydW5faWQYASABKAlCSIq1GEQIARAkGj5eWzAtOWEtZl17OH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17MTJ9JBIVCgVlcG9jaBgCIAEoDUIGirUYAggEEjYKBnJlYXNvbhgDIAEoDjIeLmNhaXJuLndvcmtlci52MS5SZWxlYXNlUmVhc29uQgaKtRgCCAMiJAoJSGVhcnRiZWF0EhcKB3NlbnRfYXQYASABKANCBoq1GAIIBSLlAgoPQ29ubmVjdFJlc3BvbnNlEjMKB3dlbGNvbWUYASABKAsyGC5jYWlybi53b3JrZXIudjEuV2VsY29tZUIGirUYAggHSAASNAoIcnVuX3Rhc2sYAiABKAsyGC5jYWlybi53b3JrZXIudjEuUnVuVGFza0IGirUYAggHSAASPAoMbGVhc2VfdXBkYXRlGAMgASgLMhwuY2Fpcm4ud29ya2VyLnYxLkxlYXNlVXBkYXRlQgaKtRgCCAdIABI4CgZjYW5jZWwYBCABKAsyHi5jYWlybi53b3JrZXIudjEuQ2FuY2VsUmVxdWVzdEIGirUYAggHSAASKwoDYWNrGAUgASgLMhQuY2Fpcm4ud29ya2VyLnYxLkFja0IGirUYAggHSAASNwoJcmVqZWN0aW9uGAYgASgLMhouY2Fpcm4ud29ya2VyLnYxLlJlamVjdGlvbkIGirUYAggHSABCCQoHbWVzc2FnZSLlAQoHV2VsY29tZRJcCgpzZXNzaW9uX2lkGAEgASgJQkiKtRhECAEQJBo+XlswLTlhLWZdezh9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezEyfSQSHAoMbGVhc2VfdHRsX21zGAIgASgNQgaKtRgCCAQSJQoVaGVhcnRiZWF0X2ludGVydmFsX21zGAMgASgNQgaKtRgCCAQSNwoLbG9zdF9sZWFzZXMYBCADKAsyGi5jYWlybi53b3JrZXIudjEuSGVsZExlYXNlQgaKtRgCCAcikAkKB1J1blRhc2sSWAoGcnVuX2lkGAEgASgJQkiKtRhECAEQJBo+XlswLTlhLWZdezh9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezEyfSQSFQoFZXBvY2gYAiABKA1CBoq1GAIIBBI6Cg13b3JrZmxvd19uYW1lGAMgASgJQiOKtRgfCAIQZBoZXltBLVphLXpdW0EtWmEtejAtOV8uLV0qJBJBChB3b3JrZmxvd192ZXJzaW9uGAQgASgJQieKtRgjCAIQQBodXltBLVphLXowLTldW0EtWmEtejAtOV8uKy1dKiQSNwoKdGFza19xdWV1ZRgFIAEoCUIjirUYHwgCEGQaGV5bQS1aYS16XVtBLVphLXowLTlfLi1dKiQSMAoGcmVhc29uGAYgASgOMhguY2Fpcm4ucnVuLnYxLldha2VSZWFzb25CBoq1GAIIAxIgChBsZWFzZV9leHBpcmVzX2F0GAcgASgDQgaKtRgCCAUSIAoQY2FuY2VsX3JlcXVlc3RlZBgIIAEoCEIGirUYAggDEkkKC3RyYWNlcGFyZW50GAkgASgJQjSKtRgwCAEQNxoqXjAwLVswLTlhLWZdezMyfS1bMC05YS1mXXsxNn0tWzAtOWEtZl17Mn0kEmIKEGlucHV0X3BheWxvYWRfaWQYCiABKAlCSIq1GEQIARAkGj5eWzAtOWEtZl17OH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17MTJ9JBJdCgtzY2hlZHVsZV9pZBgLIAEoCUJIirUYRAgBECQaPl5bMC05YS1mXXs4fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXsxMn0kEmQKEmZvcmtfc291cmNlX3J1bl9pZBgMIAEoCUJIirUYRAgBECQaPl5bMC05YS1mXXs4fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXsxMn0kEh0KDWZvcmtfcG9zaXRpb24YDSABKA1CBoq1GAIIBBIqChpkZWZhdWx0X3JldHJ5X21heF9hdHRlbXB0cxgOIAEoDUIGirUYAggEEjEKIWRlZmF1bHRfcmV0cnlfaW5pdGlhbF9pbnRlcnZhbF9tcxgPIAEoBEIGirUYAggEEi0KHWRlZmF1bHRfcmV0cnlfbWF4X2ludGVydmFsX21zGBAgASgEQgaKtRgCCAQSMQohZGVmYXVsdF9yZXRyeV9iYWNrb2ZmX2NvZWZmaWNpZW50GBEgASgBQgaKtRgCCAQSJwoXZGVmYXVsdF9zdGVwX3RpbWVvdXRfbXMYEiABKARCBoq1GAIIBBJpChd0aW1lZF9vdXRfY2hpbGRfcnVuX2lkcxgoIAMoCUJIirUYRAgBECQaPl5bMC05YS1mXXs4fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXsxMn0kIs4BCgtMZWFzZVN0YXR1cxJYCgZydW5faWQYASABKAlCSIq1GEQIARAkGj5eWzAtOWEtZl17OH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17MTJ9JBIVCgVlcG9jaBgCIAEoDUIGirUYAggEEjIKBXN0YXRlGAMgASgOMhsuY2Fpcm4ud29ya2VyLnYxLkxlYXNlU3RhdGVCBoq1GAIIAxIaCgpleHBpcmVzX2F0GAQgASgDQgaKtRgCCAUiQwoLTGVhc2VVcGRhdGUSNAoGbGVhc2VzGAEgAygLMhwuY2Fpcm4ud29ya2VyLnYxLkxlYXNlU3RhdHVzQgaKtRgCCAcigAEKDUNhbmNlbFJlcXVlc3QSWAoGcnVuX2lkGAEgASgJQkiKtRhECAEQJBo+XlswLTlhLWZdezh9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezEyfSQSFQoFZXBvY2gYAiABKA1CBoq1GAIIBCIfCgNBY2sSGAoIc2VxdWVuY2UYASABKARCBoq1GAIIBCLsAgoJUmVqZWN0aW9uEhgKCHNlcXVlbmNlGAEgASgEQgaKtRgCCAQSOAoGcmVhc29uGAIgASgOMiAuY2Fpcm4ud29ya2VyLnYxLlJlamVjdGlvblJlYXNvbkIGirUYAggDElgKBnJ1bl9pZBgDIAEoCUJIirUYRAgBECQaPl5bMC05YS1mXXs4fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXsxMn0kEjIKBWZpZWxkGAQgASgJQiOKtRgfCAIQZBoZXltBLVphLXpdW0EtWmEtejAtOV8uLV0qJBI6Cg13b3JrZmxvd19uYW1lGB4gASgJQiOKtRgfCAIQZBoZXltBLVphLXpdW0EtWmEtejAtOV8uLV0qJBJBChB3b3JrZmxvd192ZXJzaW9uGB8gASgJQieKtRgjCAIQQBodXltBLVphLXowLTldW0EtWmEtejAtOV8uKy1dKiQqoAEKDVN1c3BlbmRSZWFzb24SHgoaU1VTUEVORF9SRUFTT05fVU5TUEVDSUZJRUQQABIYChRTVVNQRU5EX1JFQVNPTl9TTEVFUBABEhkKFVNVU1BFTkRfUkVBU09OX1NJR05BTBACEiAKHFNVU1BFTkRfUkVBU09OX1JFVFJZX0JBQ0tPRkYQAxIYChRTVVNQRU5EX1JFQVNPTl9DSElMRBAEKowBCg1SZWxlYXNlUmVhc29uEh4KGlJFTEVBU0VfUkVBU09OX1VOU1BFQ0lGSUVEEAASGwoXUkVMRUFTRV9SRUFTT05fRFJBSU5JTkcQARIaChZSRUxFQVNFX1JFQVNPTl9OT19TTE9UEAISIgoeUkVMRUFTRV9SRUFTT05fS0VZX1VOQVZBSUxBQkxFEAMqWAoKTGVhc2VTdGF0ZRIbChdMRUFTRV9TVEFURV9VTlNQRUNJRklFRBAAEhcKE0xFQVNFX1NUQVRFX1JFTkVXRUQQARIUChBMRUFTRV9TVEFURV9MT1NUEAIqiAQKD1JlamVjdGlvblJlYXNvbhIgChxSRUpFQ1RJT05fUkVBU09OX1VOU1BFQ0lGSUVEEAASIwofUkVKRUNUSU9OX1JFQVNPTl9IRUxMT19SRVFVSVJFRBABEiQKIFJFSkVDVElPTl9SRUFTT05fRFVQTElDQVRFX0hFTExPEAISIgoeUkVKRUNUSU9OX1JFQVNPTl9JTlZBTElEX0ZJRUxEEAMSIwofUkVKRUNUSU9OX1JFQVNPTl9MRUFTRV9OT1RfSEVMRBAEEiAKHFJFSkVDVElPTl9SRUFTT05fVU5LTk9XTl9SVU4QBRIoCiRSRUpFQ1RJT05fUkVBU09OX0RBVEFfUExBTkVfTUlTTUFUQ0gQBhIpCiVSRUpFQ1RJT05fUkVBU09OX1VOU1VQUE9SVEVEX1BST1RPQ09MEAcSIgoeUkVKRUNUSU9OX1JFQVNPTl9FTVBUWV9NRVNTQUdFEAgSJwojUkVKRUNUSU9OX1JFQVNPTl9XT1JLRkxPV19OT1RfRk9VTkQQCRIsCihSRUpFQ1RJT05fUkVBU09OX1dPUktGTE9XX05PVF9SRUdJU1RFUkVEEB4SKAokUkVKRUNUSU9OX1JFQVNPTl9XT1JLRkxPV19ERVBSRUNBVEVEEB8SIwofUkVKRUNUSU9OX1JFQVNPTl9RVU9UQV9FWENFRURFRBAoMmEKDVdvcmtlclNlcnZpY2USUAoHQ29ubmVjdBIfLmNhaXJuLndvcmtlci52MS5Db25uZWN0UmVxdWVzdBogLmNhaXJuLndvcmtlci52MS5Db25uZWN0UmVzcG9uc2UoATABYgZwcm90bzM", [file_cairn_options_v1_residency, file_cairn_run_v1_run]);
 
 /**
  * ConnectRequest is one message from the worker.
@@ -163,6 +163,16 @@ export type WorkflowRef = Message<"cairn.worker.v1.WorkflowRef"> & {
    * @generated from field: string task_queue = 3;
    */
   taskQueue: string;
+
+  /**
+   * The settings written beside the workflow in code (defineWorkflow). A control plane in
+   * development mode registers the version with them (and keeps a worker-registered version in step
+   * with them); in production the registration made with `cairn workflows register` is
+   * authoritative and these are only compared with it. Absent from older workers.
+   *
+   * @generated from field: cairn.worker.v1.WorkflowSettings settings = 4;
+   */
+  settings?: WorkflowSettings | undefined;
 };
 
 /**
@@ -171,6 +181,240 @@ export type WorkflowRef = Message<"cairn.worker.v1.WorkflowRef"> & {
  */
 export const WorkflowRefSchema: GenMessage<WorkflowRef> = /*@__PURE__*/
   messageDesc(file_cairn_worker_v1_worker, 1);
+
+/**
+ * WorkflowSettings are a workflow version's settings from code: numbers, digests and bounded
+ * structured strings only. Schemas cross as digests; their text, error type names and everything
+ * else written in code stay in the data plane.
+ *
+ * @generated from message cairn.worker.v1.WorkflowSettings
+ */
+export type WorkflowSettings = Message<"cairn.worker.v1.WorkflowSettings"> & {
+  /**
+   * The default retry policy of the workflow's steps, every default filled in; absent when the code
+   * sets none.
+   *
+   * @generated from field: cairn.worker.v1.RetryPolicy retry = 1;
+   */
+  retry?: RetryPolicy | undefined;
+
+  /**
+   * The run timeout in milliseconds (0 = none): how long a run may last from its creation.
+   *
+   * @generated from field: uint64 run_timeout_ms = 2;
+   */
+  runTimeoutMs: bigint;
+
+  /**
+   * The per-attempt step timeout in milliseconds (0 = none) of steps that set none of their own.
+   *
+   * @generated from field: uint64 step_timeout_ms = 3;
+   */
+  stepTimeoutMs: bigint;
+
+  /**
+   * SHA-256 (hex) of the input's JSON Schema over its RFC 8785 canonical JSON; empty when the
+   * workflow has no input schema or its schema has no JSON Schema. The schema is in the data
+   * plane's catalogue.
+   *
+   * @generated from field: string input_schema_digest = 4;
+   */
+  inputSchemaDigest: string;
+
+  /**
+   * SHA-256 (hex) of the output's JSON Schema, like input_schema_digest.
+   *
+   * @generated from field: string output_schema_digest = 5;
+   */
+  outputSchemaDigest: string;
+
+  /**
+   * The schedules declared with the version (metadata; they fire nothing by themselves).
+   *
+   * @generated from field: repeated cairn.worker.v1.DeclaredSchedule schedules = 6;
+   */
+  schedules: DeclaredSchedule[];
+
+  /**
+   * The workflow's flow control; absent when the code sets none.
+   *
+   * @generated from field: cairn.worker.v1.FlowControl flow_control = 7;
+   */
+  flowControl?: FlowControl | undefined;
+};
+
+/**
+ * Describes the message cairn.worker.v1.WorkflowSettings.
+ * Use `create(WorkflowSettingsSchema)` to create a new message.
+ */
+export const WorkflowSettingsSchema: GenMessage<WorkflowSettings> = /*@__PURE__*/
+  messageDesc(file_cairn_worker_v1_worker, 2);
+
+/**
+ * RetryPolicy is a retry policy with every default filled in, in the shape of the SDK's
+ * RetryPolicy (maximumAttempts, initialInterval, backoffCoefficient, maximumInterval). Defaults
+ * where code leaves a field out: 3 attempts, 1000 ms, 2, 100 x the initial interval.
+ *
+ * @generated from message cairn.worker.v1.RetryPolicy
+ */
+export type RetryPolicy = Message<"cairn.worker.v1.RetryPolicy"> & {
+  /**
+   * Attempts in all, the first included (1-1000); 0 means unlimited.
+   *
+   * @generated from field: uint32 maximum_attempts = 1;
+   */
+  maximumAttempts: number;
+
+  /**
+   * The wait before the second attempt, in milliseconds (at least 1).
+   *
+   * @generated from field: uint64 initial_interval_ms = 2;
+   */
+  initialIntervalMs: bigint;
+
+  /**
+   * The multiplier of the wait after each failure (1-100).
+   *
+   * @generated from field: double backoff_coefficient = 3;
+   */
+  backoffCoefficient: number;
+
+  /**
+   * The longest wait between attempts, in milliseconds.
+   *
+   * @generated from field: uint64 maximum_interval_ms = 4;
+   */
+  maximumIntervalMs: bigint;
+};
+
+/**
+ * Describes the message cairn.worker.v1.RetryPolicy.
+ * Use `create(RetryPolicySchema)` to create a new message.
+ */
+export const RetryPolicySchema: GenMessage<RetryPolicy> = /*@__PURE__*/
+  messageDesc(file_cairn_worker_v1_worker, 3);
+
+/**
+ * DeclaredSchedule is a schedule declared in code: a cron expression and an IANA time zone.
+ *
+ * @generated from message cairn.worker.v1.DeclaredSchedule
+ */
+export type DeclaredSchedule = Message<"cairn.worker.v1.DeclaredSchedule"> & {
+  /**
+   * The cron expression: 5 or 6 space-separated fields of digits, `* ? L W # / , -` and upper-case
+   * month and day names, or a nickname such as @daily. Bounded like a name, so it holds no free
+   * text; the control plane's cron parser checks that it is valid.
+   *
+   * @generated from field: string cron = 1;
+   */
+  cron: string;
+
+  /**
+   * The IANA time zone the expression is read in, e.g. Europe/Paris.
+   *
+   * @generated from field: string timezone = 2;
+   */
+  timezone: string;
+};
+
+/**
+ * Describes the message cairn.worker.v1.DeclaredSchedule.
+ * Use `create(DeclaredScheduleSchema)` to create a new message.
+ */
+export const DeclaredScheduleSchema: GenMessage<DeclaredSchedule> = /*@__PURE__*/
+  messageDesc(file_cairn_worker_v1_worker, 4);
+
+/**
+ * FlowControl limits how many runs of a workflow hold a lease at once and how often new ones
+ * start, in the shape of the registry's flowControl.
+ *
+ * @generated from message cairn.worker.v1.FlowControl
+ */
+export type FlowControl = Message<"cairn.worker.v1.FlowControl"> & {
+  /**
+   * The concurrency limit; absent for none.
+   *
+   * @generated from field: cairn.worker.v1.ConcurrencyLimit concurrency = 1;
+   */
+  concurrency?: ConcurrencyLimit | undefined;
+
+  /**
+   * The rate limit; absent for none.
+   *
+   * @generated from field: cairn.worker.v1.RateLimit rate_limit = 2;
+   */
+  rateLimit?: RateLimit | undefined;
+};
+
+/**
+ * Describes the message cairn.worker.v1.FlowControl.
+ * Use `create(FlowControlSchema)` to create a new message.
+ */
+export const FlowControlSchema: GenMessage<FlowControl> = /*@__PURE__*/
+  messageDesc(file_cairn_worker_v1_worker, 5);
+
+/**
+ * ConcurrencyLimit: at most `limit` runs hold a lease at once.
+ *
+ * @generated from message cairn.worker.v1.ConcurrencyLimit
+ */
+export type ConcurrencyLimit = Message<"cairn.worker.v1.ConcurrencyLimit"> & {
+  /**
+   * Runs at once (1-100000).
+   *
+   * @generated from field: uint32 limit = 1;
+   */
+  limit: number;
+
+  /**
+   * Whether the limit applies per concurrency key (a start's HMAC'd concurrencyKey).
+   *
+   * @generated from field: bool per_key = 2;
+   */
+  perKey: boolean;
+};
+
+/**
+ * Describes the message cairn.worker.v1.ConcurrencyLimit.
+ * Use `create(ConcurrencyLimitSchema)` to create a new message.
+ */
+export const ConcurrencyLimitSchema: GenMessage<ConcurrencyLimit> = /*@__PURE__*/
+  messageDesc(file_cairn_worker_v1_worker, 6);
+
+/**
+ * RateLimit: at most `limit` first dispatches per period.
+ *
+ * @generated from message cairn.worker.v1.RateLimit
+ */
+export type RateLimit = Message<"cairn.worker.v1.RateLimit"> & {
+  /**
+   * First dispatches per period (1-1000000).
+   *
+   * @generated from field: uint32 limit = 1;
+   */
+  limit: number;
+
+  /**
+   * The period in milliseconds (1000-86400000).
+   *
+   * @generated from field: uint64 period_ms = 2;
+   */
+  periodMs: bigint;
+
+  /**
+   * Whether the limit applies per concurrency key.
+   *
+   * @generated from field: bool per_key = 3;
+   */
+  perKey: boolean;
+};
+
+/**
+ * Describes the message cairn.worker.v1.RateLimit.
+ * Use `create(RateLimitSchema)` to create a new message.
+ */
+export const RateLimitSchema: GenMessage<RateLimit> = /*@__PURE__*/
+  messageDesc(file_cairn_worker_v1_worker, 7);
 
 /**
  * HeldLease identifies a lease by run and epoch.
@@ -198,7 +442,7 @@ export type HeldLease = Message<"cairn.worker.v1.HeldLease"> & {
  * Use `create(HeldLeaseSchema)` to create a new message.
  */
 export const HeldLeaseSchema: GenMessage<HeldLease> = /*@__PURE__*/
-  messageDesc(file_cairn_worker_v1_worker, 2);
+  messageDesc(file_cairn_worker_v1_worker, 8);
 
 /**
  * Hello announces the worker.
@@ -269,7 +513,7 @@ export type Hello = Message<"cairn.worker.v1.Hello"> & {
  * Use `create(HelloSchema)` to create a new message.
  */
 export const HelloSchema: GenMessage<Hello> = /*@__PURE__*/
-  messageDesc(file_cairn_worker_v1_worker, 3);
+  messageDesc(file_cairn_worker_v1_worker, 9);
 
 /**
  * SlotsUpdate reports the worker's free slots.
@@ -297,7 +541,7 @@ export type SlotsUpdate = Message<"cairn.worker.v1.SlotsUpdate"> & {
  * Use `create(SlotsUpdateSchema)` to create a new message.
  */
 export const SlotsUpdateSchema: GenMessage<SlotsUpdate> = /*@__PURE__*/
-  messageDesc(file_cairn_worker_v1_worker, 4);
+  messageDesc(file_cairn_worker_v1_worker, 10);
 
 /**
  * LeaseRenewal renews the listed leases.
@@ -318,7 +562,7 @@ export type LeaseRenewal = Message<"cairn.worker.v1.LeaseRenewal"> & {
  * Use `create(LeaseRenewalSchema)` to create a new message.
  */
 export const LeaseRenewalSchema: GenMessage<LeaseRenewal> = /*@__PURE__*/
-  messageDesc(file_cairn_worker_v1_worker, 5);
+  messageDesc(file_cairn_worker_v1_worker, 11);
 
 /**
  * StepReport is the status of one attempt of one durable call.
@@ -353,7 +597,7 @@ export type StepReport = Message<"cairn.worker.v1.StepReport"> & {
  * Use `create(StepReportSchema)` to create a new message.
  */
 export const StepReportSchema: GenMessage<StepReport> = /*@__PURE__*/
-  messageDesc(file_cairn_worker_v1_worker, 6);
+  messageDesc(file_cairn_worker_v1_worker, 12);
 
 /**
  * StepReportBatch carries step statuses, sent asynchronously off the step's hot path. Reports are
@@ -375,7 +619,7 @@ export type StepReportBatch = Message<"cairn.worker.v1.StepReportBatch"> & {
  * Use `create(StepReportBatchSchema)` to create a new message.
  */
 export const StepReportBatchSchema: GenMessage<StepReportBatch> = /*@__PURE__*/
-  messageDesc(file_cairn_worker_v1_worker, 7);
+  messageDesc(file_cairn_worker_v1_worker, 13);
 
 /**
  * RunSuspended gives up the lease until a timer fires or a signal arrives.
@@ -439,7 +683,7 @@ export type RunSuspended = Message<"cairn.worker.v1.RunSuspended"> & {
  * Use `create(RunSuspendedSchema)` to create a new message.
  */
 export const RunSuspendedSchema: GenMessage<RunSuspended> = /*@__PURE__*/
-  messageDesc(file_cairn_worker_v1_worker, 8);
+  messageDesc(file_cairn_worker_v1_worker, 14);
 
 /**
  * StartChild creates a child workflow run, queued, on behalf of a run the worker holds. The
@@ -504,7 +748,7 @@ export type StartChild = Message<"cairn.worker.v1.StartChild"> & {
  * Use `create(StartChildSchema)` to create a new message.
  */
 export const StartChildSchema: GenMessage<StartChild> = /*@__PURE__*/
-  messageDesc(file_cairn_worker_v1_worker, 9);
+  messageDesc(file_cairn_worker_v1_worker, 15);
 
 /**
  * RunCompleted reports that the run's output is committed in the data plane.
@@ -539,7 +783,7 @@ export type RunCompleted = Message<"cairn.worker.v1.RunCompleted"> & {
  * Use `create(RunCompletedSchema)` to create a new message.
  */
 export const RunCompletedSchema: GenMessage<RunCompleted> = /*@__PURE__*/
-  messageDesc(file_cairn_worker_v1_worker, 10);
+  messageDesc(file_cairn_worker_v1_worker, 16);
 
 /**
  * RunFailed reports that the run failed; the error itself is stored in the data plane.
@@ -581,7 +825,7 @@ export type RunFailed = Message<"cairn.worker.v1.RunFailed"> & {
  * Use `create(RunFailedSchema)` to create a new message.
  */
 export const RunFailedSchema: GenMessage<RunFailed> = /*@__PURE__*/
-  messageDesc(file_cairn_worker_v1_worker, 11);
+  messageDesc(file_cairn_worker_v1_worker, 17);
 
 /**
  * RunCancelled reports that the run stopped after a cancellation request.
@@ -609,7 +853,7 @@ export type RunCancelled = Message<"cairn.worker.v1.RunCancelled"> & {
  * Use `create(RunCancelledSchema)` to create a new message.
  */
 export const RunCancelledSchema: GenMessage<RunCancelled> = /*@__PURE__*/
-  messageDesc(file_cairn_worker_v1_worker, 12);
+  messageDesc(file_cairn_worker_v1_worker, 18);
 
 /**
  * RunReleased gives a run back to the queue at once, without waiting for the lease to expire.
@@ -644,7 +888,7 @@ export type RunReleased = Message<"cairn.worker.v1.RunReleased"> & {
  * Use `create(RunReleasedSchema)` to create a new message.
  */
 export const RunReleasedSchema: GenMessage<RunReleased> = /*@__PURE__*/
-  messageDesc(file_cairn_worker_v1_worker, 13);
+  messageDesc(file_cairn_worker_v1_worker, 19);
 
 /**
  * Heartbeat keeps the stream alive.
@@ -665,7 +909,7 @@ export type Heartbeat = Message<"cairn.worker.v1.Heartbeat"> & {
  * Use `create(HeartbeatSchema)` to create a new message.
  */
 export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
-  messageDesc(file_cairn_worker_v1_worker, 14);
+  messageDesc(file_cairn_worker_v1_worker, 20);
 
 /**
  * ConnectResponse is one message from the control plane.
@@ -734,7 +978,7 @@ export type ConnectResponse = Message<"cairn.worker.v1.ConnectResponse"> & {
  * Use `create(ConnectResponseSchema)` to create a new message.
  */
 export const ConnectResponseSchema: GenMessage<ConnectResponse> = /*@__PURE__*/
-  messageDesc(file_cairn_worker_v1_worker, 15);
+  messageDesc(file_cairn_worker_v1_worker, 21);
 
 /**
  * Welcome accepts the worker.
@@ -776,7 +1020,7 @@ export type Welcome = Message<"cairn.worker.v1.Welcome"> & {
  * Use `create(WelcomeSchema)` to create a new message.
  */
 export const WelcomeSchema: GenMessage<Welcome> = /*@__PURE__*/
-  messageDesc(file_cairn_worker_v1_worker, 16);
+  messageDesc(file_cairn_worker_v1_worker, 22);
 
 /**
  * RunTask hands a run to the worker under a new lease.
@@ -889,30 +1133,35 @@ export type RunTask = Message<"cairn.worker.v1.RunTask"> & {
   forkPosition: number;
 
   /**
-   * The default retry policy registered for the run's workflow version (0 = none registered). A
-   * step that sets no retry policy of its own uses it; an explicit `retry` option in code wins.
-   * Attempts in all, the first included (1–1000).
+   * The default retry policy registered for the run's workflow version, in the shape of the SDK's
+   * RetryPolicy with every default filled in (the registry stores it so): a policy is registered
+   * when default_retry_initial_interval_ms is not 0. The worker lays a step's own `retry` over it
+   * field by field, and it over the workflow's `retry` in code. Attempts in all, the first
+   * included (1-1000; 0 = unlimited when a policy is registered, none registered otherwise).
    *
    * @generated from field: uint32 default_retry_max_attempts = 14;
    */
   defaultRetryMaxAttempts: number;
 
   /**
-   * The registered default policy's wait before the second attempt, in milliseconds (0 = unset).
+   * The registered policy's initialInterval: the wait before the second attempt, in milliseconds
+   * (0 = no policy registered).
    *
    * @generated from field: uint64 default_retry_initial_interval_ms = 15;
    */
   defaultRetryInitialIntervalMs: bigint;
 
   /**
-   * The registered default policy's longest wait between attempts, in milliseconds (0 = unset).
+   * The registered policy's maximumInterval: the longest wait between attempts, in milliseconds
+   * (0 = unset).
    *
    * @generated from field: uint64 default_retry_max_interval_ms = 16;
    */
   defaultRetryMaxIntervalMs: bigint;
 
   /**
-   * The registered default policy's multiplier of the wait after each failure (0 = unset).
+   * The registered policy's backoffCoefficient: the multiplier of the wait after each failure
+   * (0 = unset).
    *
    * @generated from field: double default_retry_backoff_coefficient = 17;
    */
@@ -920,7 +1169,8 @@ export type RunTask = Message<"cairn.worker.v1.RunTask"> & {
 
   /**
    * The step timeout registered for the run's workflow version, in milliseconds (0 = none): the
-   * per-attempt timeout of a step that sets no `timeout` of its own.
+   * per-attempt timeout of a step that sets no `timeout` of its own; it wins over the workflow's
+   * `timeouts.step` in code.
    *
    * @generated from field: uint64 default_step_timeout_ms = 18;
    */
@@ -942,7 +1192,7 @@ export type RunTask = Message<"cairn.worker.v1.RunTask"> & {
  * Use `create(RunTaskSchema)` to create a new message.
  */
 export const RunTaskSchema: GenMessage<RunTask> = /*@__PURE__*/
-  messageDesc(file_cairn_worker_v1_worker, 17);
+  messageDesc(file_cairn_worker_v1_worker, 23);
 
 /**
  * LeaseStatus is the state of one lease.
@@ -984,7 +1234,7 @@ export type LeaseStatus = Message<"cairn.worker.v1.LeaseStatus"> & {
  * Use `create(LeaseStatusSchema)` to create a new message.
  */
 export const LeaseStatusSchema: GenMessage<LeaseStatus> = /*@__PURE__*/
-  messageDesc(file_cairn_worker_v1_worker, 18);
+  messageDesc(file_cairn_worker_v1_worker, 24);
 
 /**
  * LeaseUpdate answers a LeaseRenewal, or tells the worker a lease is gone.
@@ -1005,7 +1255,7 @@ export type LeaseUpdate = Message<"cairn.worker.v1.LeaseUpdate"> & {
  * Use `create(LeaseUpdateSchema)` to create a new message.
  */
 export const LeaseUpdateSchema: GenMessage<LeaseUpdate> = /*@__PURE__*/
-  messageDesc(file_cairn_worker_v1_worker, 19);
+  messageDesc(file_cairn_worker_v1_worker, 25);
 
 /**
  * CancelRequest asks the worker to cancel a run it holds.
@@ -1033,7 +1283,7 @@ export type CancelRequest = Message<"cairn.worker.v1.CancelRequest"> & {
  * Use `create(CancelRequestSchema)` to create a new message.
  */
 export const CancelRequestSchema: GenMessage<CancelRequest> = /*@__PURE__*/
-  messageDesc(file_cairn_worker_v1_worker, 20);
+  messageDesc(file_cairn_worker_v1_worker, 26);
 
 /**
  * Ack confirms a request is committed.
@@ -1054,7 +1304,7 @@ export type Ack = Message<"cairn.worker.v1.Ack"> & {
  * Use `create(AckSchema)` to create a new message.
  */
 export const AckSchema: GenMessage<Ack> = /*@__PURE__*/
-  messageDesc(file_cairn_worker_v1_worker, 21);
+  messageDesc(file_cairn_worker_v1_worker, 27);
 
 /**
  * Rejection refuses a request. Fatal rejections (before or about the Hello) end the stream.
@@ -1110,7 +1360,7 @@ export type Rejection = Message<"cairn.worker.v1.Rejection"> & {
  * Use `create(RejectionSchema)` to create a new message.
  */
 export const RejectionSchema: GenMessage<Rejection> = /*@__PURE__*/
-  messageDesc(file_cairn_worker_v1_worker, 22);
+  messageDesc(file_cairn_worker_v1_worker, 28);
 
 /**
  * SuspendReason says what a suspended run waits for.

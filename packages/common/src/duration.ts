@@ -1,9 +1,10 @@
 import ms from 'ms';
-import { CairnError, ErrorCodes } from '@cairn/common/core';
+import { CairnError, ErrorCodes } from './errors.js';
 
 /**
  * A length of time: milliseconds as a number, or a string the `ms` library understands
- * (`'500ms'`, `'30s'`, `'5m'`, `'2h'`, `'7d'`).
+ * (`'500ms'`, `'30s'`, `'5m'`, `'2h'`, `'7d'`). Workflow code, the registry's REST API and the
+ * CLI's override file all accept it, so a duration reads the same everywhere.
  *
  * @example
  * ```ts
@@ -24,17 +25,24 @@ export type Duration = number | string;
  * ```
  */
 export function toMilliseconds(duration: Duration, what = 'duration'): number {
+  const value = parseDuration(duration);
+  if (value === undefined) {
+    throw new CairnError(
+      ErrorCodes.INVALID_ARGUMENT,
+      `Invalid ${what} ${JSON.stringify(duration)}: give milliseconds as a non-negative number or a string such as '500ms', '30s', '5m', '2h' or '7d'.`,
+    );
+  }
+  return value;
+}
+
+/** Whole milliseconds of a duration, or undefined when it is negative, not finite or unreadable. */
+export function parseDuration(duration: unknown): number | undefined {
   let value: number | undefined;
   if (typeof duration === 'number') value = duration;
   else if (typeof duration === 'string' && duration.trim() !== '') {
     // `ms` returns undefined (typed as number) for text it cannot read.
     value = (ms as (text: string) => number | undefined)(duration.trim());
   }
-  if (value === undefined || !Number.isFinite(value) || value < 0) {
-    throw new CairnError(
-      ErrorCodes.INVALID_ARGUMENT,
-      `Invalid ${what} ${JSON.stringify(duration)}: give milliseconds as a non-negative number or a string such as '500ms', '30s', '5m', '2h' or '7d'.`,
-    );
-  }
+  if (value === undefined || !Number.isFinite(value) || value < 0) return undefined;
   return Math.round(value);
 }
