@@ -5,6 +5,7 @@ export {
   TestEnvironment,
   type TestApprovalAnswer,
   type TestEnvironmentOptions,
+  type TestRunId,
   type TestRunStatus,
 } from './test-environment.js';
 export { VirtualClock } from './virtual-clock.js';

@@ -176,7 +176,7 @@ for (const kind of testPostgresKinds()) {
       assert.equal(env.status(runId), 'suspended');
       assert.equal(env.now().getTime() - t0, 2 * DAY);
       await env.approve(runId, 'refund', { approved: true, by: 'maria', data: { amount: 15 } }, { key: 'o-1' });
-      const out = await env.result<typeof refund>(runId);
+      const out = await env.result(runId);
       assert.equal(out.approved, true);
       assert.equal(out.by, 'maria');
       assert.equal(out.amount, 15);
@@ -187,7 +187,7 @@ for (const kind of testPostgresKinds()) {
     it('skips a one-week sleep while waiting for the result', async () => {
       const t0 = env.now().getTime();
       const runId = await env.start(reminder, undefined);
-      const out = await env.result<typeof reminder>(runId);
+      const out = await env.result(runId);
       assert.ok(out.after - out.before >= 7 * DAY, `slept ${out.after - out.before} ms of virtual time`);
       assert.ok(env.now().getTime() - t0 >= 7 * DAY);
     });
@@ -197,7 +197,7 @@ for (const kind of testPostgresKinds()) {
       await env.advance('1h');
       assert.equal(env.status(runId), 'suspended', 'sleeping, not yet waiting for the approval');
       await env.approve(runId, 'go', { approved: false, by: 'li' });
-      const out = await env.result<typeof late>(runId);
+      const out = await env.result(runId);
       assert.equal(out.approved, false);
       assert.equal(out.by, 'li');
       assert.ok(out.waited >= 1 * DAY && out.waited < 1 * DAY + 3600_000, `waited ${out.waited} ms of virtual time`);
@@ -206,7 +206,7 @@ for (const kind of testPostgresKinds()) {
     it('times an unanswered approval out, and reports failed runs with their stored error', async () => {
       const runId = await env.start(expiring, undefined);
       const t0 = env.now().getTime();
-      const out = await env.result<typeof expiring>(runId);
+      const out = await env.result(runId);
       assert.equal(out.timedOut, true);
       assert.ok(out.at - t0 >= 2 * DAY);
 
@@ -227,7 +227,7 @@ for (const kind of testPostgresKinds()) {
       const t0 = env.now().getTime();
       const wall = Date.now();
       const runId = await env.start(parent, { n: 20 });
-      const out = await env.result<typeof parent>(runId);
+      const out = await env.result(runId);
       assert.equal(out.quick, 40);
       assert.deepEqual(out.sleepy, { n: 21, slept: DAY });
       assert.ok(out.waited >= DAY, `the parent waited ${out.waited} ms of virtual time`);
@@ -244,14 +244,14 @@ for (const kind of testPostgresKinds()) {
       const t0 = env.now().getTime();
       const wall = Date.now();
       const runId = await env.start(waitsOnSlow, undefined);
-      assert.equal(await env.result<typeof waitsOnSlow>(runId), 'late');
+      assert.equal(await env.result(runId), 'late');
       assert.ok(env.now().getTime() - t0 >= 2 * DAY);
       assert.ok(Date.now() - wall < 60_000, 'virtual time, not wall time');
     });
 
     it('surfaces a failed child, and an unknown child workflow, as a catchable ChildWorkflowFailedError', async () => {
       const runId = await env.start(catching, undefined);
-      const caught = await env.result<typeof catching>(runId);
+      const caught = await env.result(runId);
       assert.equal(caught.length, 2);
       assert.equal(caught[0]!.workflowName, 'env-child-broken');
       assert.equal(caught[0]!.cancelled, false);

@@ -18,6 +18,18 @@ import { SignalHub } from '../signals.js';
 import { VirtualClock } from './virtual-clock.js';
 
 /**
+ * A run ID from {@link TestEnvironment.start}: a string that also carries the workflow's output
+ * type, for {@link TestEnvironment.result}. Any run ID string is accepted where one is expected.
+ *
+ * @example
+ * ```ts
+ * const runId = await env.start(orderRefund, { orderId: '42' });
+ * const { refunded } = await env.result(runId); // typed as orderRefund's output
+ * ```
+ */
+export type TestRunId<Output = unknown> = string & { readonly '~output'?: Output };
+
+/**
  * Options of {@link TestEnvironment.start}.
  *
  * @example
@@ -239,8 +251,11 @@ export class TestEnvironment {
     return new Date(this.clock.now());
   }
 
-  /** Starts a run of `workflow` with `input` and returns its ID; it executes in the background. */
-  async start<W extends WorkflowDefinition>(workflow: W, input: WorkflowInput<W>): Promise<string> {
+  /**
+   * Starts a run of `workflow` with `input` and returns its ID; it executes in the background. The
+   * ID carries the workflow's output type, so `result(runId)` is typed.
+   */
+  async start<W extends WorkflowDefinition>(workflow: W, input: WorkflowInput<W>): Promise<TestRunId<WorkflowOutput<W>>> {
     const def = this.#workflows.find((w) => w.name === workflow.name && w.version === workflow.version);
     if (!def) {
       throw new CairnError(
@@ -306,7 +321,7 @@ export class TestEnvironment {
    * and `CancelledError` when it was cancelled. With time skipping, the clock jumps to each next
    * wake-up while nothing executes.
    */
-  async result<W extends WorkflowDefinition = WorkflowDefinition>(runId: string): Promise<WorkflowOutput<W>> {
+  async result<Output = unknown>(runId: TestRunId<Output>): Promise<Output> {
     const run = this.#run(runId);
     this.#resultWaiters++;
     this.#scheduleSkip();
@@ -318,7 +333,7 @@ export class TestEnvironment {
     const outcome = run.outcome!;
     switch (outcome.kind) {
       case 'completed':
-        return (await this.store.getRun(runId))?.output as WorkflowOutput<W>;
+        return (await this.store.getRun(runId))?.output as Output;
       case 'cancelled':
         throw new CancelledError();
       case 'failed': {
