@@ -1,6 +1,7 @@
 import { CairnError, ErrorCodes, createLogger, newId, type Logger } from '@cairn/common';
 import type { PayloadStore, SequencedStreamEvent } from '@cairn/payload-store';
 import { RunStatus, type RunInfo } from '@cairn/proto';
+import cors from '@fastify/cors';
 import { LogController, fastify, type FastifyError, type FastifyReply, type FastifyRequest, type onRequestHookHandler } from 'fastify';
 import { API, ROUTES, buildOpenApi, parseRequest, type ReplyOf, type RequestInput, type RouteSpec } from './api.js';
 import { TokenSet } from './auth.js';
@@ -104,6 +105,19 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
     void reply.header('x-request-id', request.id);
     done();
   });
+
+  // Browsers on the listed origins may call the API (a web app with @cairn/client). A preflight is
+  // answered before authentication: it carries no token and reveals nothing.
+  const corsOrigins = config.corsOrigins ?? [];
+  if (corsOrigins.length > 0) {
+    void app.register(cors, {
+      origin: corsOrigins.includes('*') ? '*' : [...corsOrigins],
+      methods: ['GET', 'POST', 'DELETE'],
+      allowedHeaders: ['authorization', 'content-type', 'idempotency-key', 'last-event-id', 'x-request-id'],
+      exposedHeaders: ['x-request-id'],
+      maxAge: 600,
+    });
+  }
 
   app.addHook('onResponse', (request, reply, done) => {
     const params = request.params as Partial<RunParams> | undefined;
@@ -284,6 +298,11 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
     const raw = reply.raw;
     raw.on('close', () => stop.abort());
     raw.writeHead(200, {
+      // Headers set before the hijack (CORS) still go out.
+      ...(Object.fromEntries(Object.entries(reply.getHeaders()).filter(([, v]) => v !== undefined)) as Record<
+        string,
+        string | number | string[]
+      >),
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache, no-transform',
       connection: 'keep-alive',

@@ -25,6 +25,9 @@ const parsed = <T>(what: string, parse: (value: string) => T) =>
       }
     });
 
+/** A browser origin: scheme, host and optional port, nothing after. */
+const CORS_ORIGIN_PATTERN = /^https?:\/\/[A-Za-z0-9.-]+(:\d{1,5})?$/;
+
 const shape = {
   CAIRN_GATEWAY_HOST: z
     .string()
@@ -57,6 +60,23 @@ const shape = {
       return Object.freeze(tokens);
     }),
   CAIRN_GATEWAY_MAX_PAYLOAD_BYTES: positive(1_048_576),
+  CAIRN_GATEWAY_CORS_ORIGINS: z
+    .string()
+    .optional()
+    .transform((value, ctx) => {
+      const origins = (value ?? '')
+        .split(',')
+        .map((o) => o.trim())
+        .filter((o) => o !== '');
+      const bad = origins.filter((o) => o !== '*' && !CORS_ORIGIN_PATTERN.test(o));
+      if (bad.length > 0) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `expected comma-separated origins such as https://console.example.com (scheme, host and port, no path), or *; ${bad.length} entr${bad.length === 1 ? 'y is' : 'ies are'} not`,
+        });
+      }
+      return Object.freeze(origins);
+    }),
   CAIRN_CP_TIMEOUT_MS: positive(10_000),
   CAIRN_GATEWAY_SCALER_PORT: env.port().optional(),
   CAIRN_GATEWAY_SCALER_POLL_MS: positive(5_000),
@@ -84,6 +104,11 @@ export interface GatewayConfig {
   readonly tokens: readonly string[];
   /** Largest request body accepted, in bytes. */
   readonly maxPayloadBytes: number;
+  /**
+   * Browser origins allowed to call the gateway (CORS), e.g. a web app using @cairn/client; `*`
+   * allows any. Empty or absent: no CORS headers, so browsers on other origins are refused.
+   */
+  readonly corsOrigins?: readonly string[];
   /** Deadline of each control-plane call (a long poll adds its wait to it). */
   readonly cpTimeoutMs: number;
   /**
@@ -118,6 +143,7 @@ export function loadGatewayConfig(source: Record<string, string | undefined> = p
     hasher: raw.CAIRN_DP_HMAC_KEY,
     tokens: raw.CAIRN_GATEWAY_TOKENS,
     maxPayloadBytes: raw.CAIRN_GATEWAY_MAX_PAYLOAD_BYTES,
+    corsOrigins: raw.CAIRN_GATEWAY_CORS_ORIGINS,
     cpTimeoutMs: raw.CAIRN_CP_TIMEOUT_MS,
     scalerPort: raw.CAIRN_GATEWAY_SCALER_PORT,
     scalerPollMs: raw.CAIRN_GATEWAY_SCALER_POLL_MS,

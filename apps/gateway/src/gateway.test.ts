@@ -190,6 +190,40 @@ for (const kind of testPostgresKinds()) {
       assert.equal((await call('GET', '/readyz', { token: null })).status, 200);
     });
 
+    it('answers browsers on the configured origins (CORS), and only those; without the setting it sends no CORS headers', async () => {
+      const origin = 'https://console.example.com';
+      const preflight = (target: Gateway, from: string) =>
+        target.inject({
+          method: 'OPTIONS',
+          url: '/v1/runs',
+          headers: {
+            origin: from,
+            'access-control-request-method': 'POST',
+            'access-control-request-headers': 'authorization,content-type',
+          },
+        });
+      const allowing = gatewayWith({ CAIRN_GATEWAY_CORS_ORIGINS: `${origin}, http://localhost:5173` });
+      const ok = await preflight(allowing, origin);
+      assert.equal(ok.statusCode, 204);
+      assert.equal(ok.headers['access-control-allow-origin'], origin);
+      assert.match(String(ok.headers['access-control-allow-headers']), /authorization/);
+      assert.match(String(ok.headers['access-control-allow-methods']), /POST/);
+      const stranger = await preflight(allowing, 'https://evil.example.net');
+      assert.equal(stranger.headers['access-control-allow-origin'], undefined);
+      // A real request from the origin: the answer carries the header; the token is still required.
+      const unauthenticated = await allowing.inject({ method: 'GET', url: `/v1/runs/${randomUUID()}`, headers: { origin } });
+      assert.equal(unauthenticated.statusCode, 401);
+      assert.equal(unauthenticated.headers['access-control-allow-origin'], origin);
+      assert.equal(unauthenticated.headers['access-control-expose-headers'], 'x-request-id');
+      // The default gateway: no CORS at all.
+      const closed = await preflight(app, origin);
+      assert.equal(closed.headers['access-control-allow-origin'], undefined);
+      assert.throws(
+        () => loadGatewayConfig(env({ CAIRN_GATEWAY_CORS_ORIGINS: 'https://console.example.com/app' })),
+        /CAIRN_GATEWAY_CORS_ORIGINS/,
+      );
+    });
+
     it('is not ready while the payload store does not answer', async () => {
       const port = await freePort();
       const deadStore = PayloadStore.connect({ connectionString: `postgres://x:y@127.0.0.1:${port}/none`, keys: config.keys });
