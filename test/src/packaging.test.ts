@@ -257,6 +257,23 @@ export async function wrong(): Promise<void> {
     );
   });
 
+  it('reads the settings from the TypeScript module for `cairn workflows register`: what the dev worker announced, unchanged', () => {
+    const plan = JSON.parse(ok(cairn(['workflows', 'register', 'src/workflows.ts', '--dry-run', '-o', 'json']), 'workflows register')) as {
+      workflows: Array<{
+        workflow: string;
+        version: string;
+        action: string;
+        registration: { inputSchemaDigest: string | null; retry: { maximumAttempts: number }; timeouts: { run: number | null } };
+      }>;
+    };
+    assert.equal(plan.workflows.length, 1);
+    const [refund] = plan.workflows;
+    assert.deepEqual([refund!.workflow, refund!.version, refund!.action], ['refund', '1', 'unchanged']);
+    assert.match(refund!.registration.inputSchemaDigest ?? '', /^[0-9a-f]{64}$/);
+    assert.equal(refund!.registration.retry.maximumAttempts, 5);
+    assert.equal(refund!.registration.timeouts.run, 7 * 24 * 3600_000);
+  });
+
   it('refuses a bad input at the gateway with the path of the bad field; no run is started', () => {
     const count = () => (JSON.parse(ok(cairn(['runs', 'list', '-o', 'json']), 'runs list')) as { runs: unknown[] }).runs.length;
     const before = count();

@@ -24,12 +24,18 @@ export interface LoadedWorkflow {
   readonly from: string;
 }
 
-/** Imports each module (compiled JavaScript, or TypeScript Node can strip) and collects its definitions. */
+/** Imports each module (compiled JavaScript, or TypeScript through tsx) and collects its definitions. */
 export async function loadWorkflowModules(paths: readonly string[]): Promise<LoadedWorkflow[]> {
   if (paths.length === 0) {
     throw new CliError(ExitCode.USAGE, 'Name at least one workflow module, e.g. dist/workflows.js.');
   }
   const found = new Map<string, LoadedWorkflow>();
+  // TypeScript modules load without a build step, as `cairn dev` runs workers: through tsx, which
+  // also resolves the `./x.js` imports that stand for `./x.ts`.
+  if (paths.some((p) => /\.[cm]?tsx?$/.test(p))) {
+    const { register } = await import('tsx/esm/api');
+    register();
+  }
   for (const path of paths) {
     const file = resolve(path);
     if (!existsSync(file)) {

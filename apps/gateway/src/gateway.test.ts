@@ -21,7 +21,7 @@ import { buildGateway, type Gateway } from './app.js';
 import { loadGatewayConfig, type GatewayConfig } from './config.js';
 import { ControlPlane } from './control-plane.js';
 import { FakeControlPlane } from './testing/fake-control-plane.js';
-import { OpenApiCheck } from './testing/openapi-check.js';
+import { OpenApiCheck } from '@cairn/common/testing';
 import { DataPlaneDb } from './testing/postgres.js';
 
 const TOKEN = `cgt_${randomUUID()}`;

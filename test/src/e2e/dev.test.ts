@@ -331,6 +331,8 @@ await runWorkerFromEnv([other]);
       'CAIRN_DP_HMAC_KEY',
       'CAIRN_MOCK_LLM_URL',
       'CAIRN_DEV_MODE',
+      'CAIRN_GATEWAY_URL',
+      'CAIRN_GATEWAY_TOKEN',
     ]);
     const asJson = await json<Record<string, string>>(['dev', 'env']);
     assert.equal(asJson['CAIRN_CP_GRPC_ADDRESS'], `127.0.0.1:${ports.controlPlaneGrpc}`);

@@ -51,6 +51,8 @@ describe('worker keys that do not match the payload store', () => {
   it('puts a run the worker cannot open back in the queue for a correctly configured worker to complete', async () => {
     // A key ring of its own: it has no k1, the key the gateway seals inputs with.
     const bad = await t.stack.startWorker({ env: { CAIRN_DP_ENCRYPTION_KEYS: `k0:${randomKey()}` } });
+    // Ready means connected; its log line may still be on its way through the pipe.
+    await bad.waitFor(/"msg":"worker connected"/);
     assert.equal(logLines(bad.lines, { msg: 'worker connected' }).length, 1);
     const warning = logLines(bad.lines, { level: 'warn' }).find((l) => String(l['msg']).includes('missing from CAIRN_DP_ENCRYPTION_KEYS'));
     assert.deepEqual(warning?.['keyIds'], ['k1'], 'the worker warns at start about the key ID it lacks');

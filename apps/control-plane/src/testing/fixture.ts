@@ -9,7 +9,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { uniqueDatabaseName, type PostgresServer } from '@cairn/local-postgres';
-import { OpenApiCheck } from './openapi-check.js';
+import { OpenApiCheck } from '@cairn/common/testing';
 
 const srcDir = dirname(dirname(fileURLToPath(import.meta.url)));
 const packageDir = dirname(srcDir);

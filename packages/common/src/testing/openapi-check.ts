@@ -1,6 +1,7 @@
-// Checks answers of the running gateway against its own OpenAPI document: the operation for the
-// method and path must exist, the status must be documented, and a JSON body must match the
-// documented schema (JSON Schema 2020-12, $refs into components resolved by ajv).
+// For tests of the HTTP APIs (gateway, control plane): checks answers against the API's own OpenAPI
+// document. The operation for the method and path must exist, the status must be documented, and a
+// JSON body must match the documented schema (JSON Schema 2020-12, $refs into components resolved
+// by ajv).
 import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
 
 type Json = Record<string, unknown>;
