@@ -21,7 +21,6 @@ export {
 } from './workflow.js';
 export {
   ModelFailedError,
-  resolveModelRetryPolicy,
   type ModelCallOptions,
   type ModelFailure,
   type ModelObjectResult,
@@ -44,11 +43,11 @@ export {
   type StandardSchemaResult,
 } from './eval.js';
 export { AgentMaxTurnsError, type AgentOptions, type AgentResult, type AgentToolCall } from './agent.js';
-export { ApprovalTimeoutError, toApprovalResult, type ApprovalOptions, type ApprovalResult } from './approval.js';
-export { DEFAULT_RETRY_POLICY, resolveRetryPolicy, retryDelay, type ResolvedRetryPolicy, type RetryPolicy } from './retry.js';
+export { ApprovalTimeoutError, type ApprovalOptions, type ApprovalResult } from './approval.js';
+export { DEFAULT_RETRY_POLICY, type RetryPolicy } from './retry.js';
 export { defineSignal, type SignalDefinition } from './signal.js';
 export { type DeclaredSchema, type JsonSchema, type StandardJSONSchemaV1, type StandardSchemaV1 } from './schema.js';
-export { toMilliseconds, type Duration, type SchemaIssue } from '@cairn/common/core';
+export { type Duration, type SchemaIssue } from '@cairn/common/core';
 export {
   CancelledError,
   NonDeterminismError,

@@ -10,4 +10,5 @@ export { mergeRetryPolicies, resolveRetryPolicy, retryDelay, type ResolvedRetryP
 export { declareSchema, issuePointer, validateWithSchema } from './schema.js';
 export { isSignalDefinition } from './signal.js';
 export { resolveModelRetryPolicy } from './model.js';
+export { toMilliseconds } from '@cairn/common/core';
 export { toApprovalResult } from './approval.js';

@@ -11,11 +11,8 @@ import {
   StepTimeoutError,
   TerminalError,
   defineWorkflow,
-  resolveRetryPolicy,
-  retryDelay,
-  toApprovalResult,
-  toMilliseconds,
 } from './index.js';
+import { resolveRetryPolicy, retryDelay, toApprovalResult, toMilliseconds } from './internal.js';
 
 describe('defineWorkflow', () => {
   it('returns a frozen definition with the default task queue', async () => {
@@ -164,5 +161,31 @@ describe('SDK_VERSION', () => {
     const { SDK_VERSION } = await import('./index.js');
     const manifest = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
     assert.equal(SDK_VERSION, manifest.version);
+  });
+});
+
+describe('the public surface', () => {
+  it('keeps the helpers only the worker and the CLI use in @cairn/sdk/internal', async () => {
+    const sdk = (await import('./index.js')) as Record<string, unknown>;
+    const internal = (await import('./internal.js')) as Record<string, unknown>;
+    const helpers = [
+      'resolveRetryPolicy',
+      'retryDelay',
+      'mergeRetryPolicies',
+      'resolveModelRetryPolicy',
+      'toApprovalResult',
+      'toMilliseconds',
+    ];
+    assert.deepEqual(
+      helpers.filter((name) => name in sdk),
+      [],
+    );
+    assert.deepEqual(
+      helpers.filter((name) => typeof internal[name] !== 'function'),
+      [],
+    );
+    // What workflow code needs is public.
+    for (const name of ['defineWorkflow', 'defineSignal', 'TerminalError', 'CairnError', 'ErrorCodes', 'DEFAULT_RETRY_POLICY'])
+      assert.ok(name in sdk, name);
   });
 });

@@ -12,12 +12,11 @@ import {
   SignalValidationError,
   defineSignal,
   defineWorkflow,
-  resolveRetryPolicy,
   type WorkflowContext,
   type WorkflowInput,
   type WorkflowOutput,
 } from './index.js';
-import { mergeRetryPolicies, validateWithSchema } from './internal.js';
+import { mergeRetryPolicies, resolveRetryPolicy, validateWithSchema } from './internal.js';
 
 const refundInput = z.object({ orderId: z.string(), amount: z.number().min(0), currency: z.string().default('EUR') });
 const refundOutput = z.object({ refunded: z.boolean() });

@@ -1,17 +1,9 @@
 // ctx.agent: validation and the pure parts of the loop (messages, checkpoints). The engine runs
 // the loop with its durable calls (engine.ts, `#agent`).
 import { CairnError, ErrorCodes, assertName } from '@cairn/common';
-import {
-  resolveRetryPolicy,
-  toMilliseconds,
-  type AgentOptions,
-  type AgentToolCall,
-  type ModelCallOptions,
-  type ModelToolCall,
-  type ModelUsage,
-  type ResolvedRetryPolicy,
-} from '@cairn/sdk';
+import { type AgentOptions, type AgentToolCall, type ModelCallOptions, type ModelToolCall, type ModelUsage } from '@cairn/sdk';
 import type { ModelMessage, Tool, ToolSet } from 'ai';
+import { type ResolvedRetryPolicy, resolveRetryPolicy, toMilliseconds } from '@cairn/sdk/internal';
 
 /** An agent call's options, checked, with its derived names. */
 export interface PreparedAgent {

@@ -35,10 +35,6 @@ import {
   StepFailedError,
   StepTimeoutError,
   TerminalError,
-  resolveRetryPolicy,
-  retryDelay,
-  toApprovalResult,
-  toMilliseconds,
   type AgentOptions,
   type AgentResult,
   type AgentToolCall,
@@ -52,7 +48,6 @@ import {
   type ModelResult,
   type ModelUsage,
   type ParallelOptions,
-  type ResolvedRetryPolicy,
   type RetryPolicy,
   type SignalDefinition,
   type StepContext,
@@ -65,7 +60,16 @@ import {
   type WorkflowOutput,
   type ChildOptions,
 } from '@cairn/sdk';
-import { isSignalDefinition, mergeRetryPolicies, validateWithSchema } from '@cairn/sdk/internal';
+import {
+  type ResolvedRetryPolicy,
+  isSignalDefinition,
+  mergeRetryPolicies,
+  resolveRetryPolicy,
+  retryDelay,
+  toApprovalResult,
+  toMilliseconds,
+  validateWithSchema,
+} from '@cairn/sdk/internal';
 import { DeterministicSource } from './determinism.js';
 import {
   errorInfo,

@@ -5,7 +5,6 @@ import { jsonSchema, type LanguageModel, type ModelMessage } from 'ai';
 import { CairnError, ErrorCodes } from '@cairn/common';
 import { APPROVAL_KEYED_NAME_MAX_LENGTH, APPROVAL_NAME_MAX_LENGTH } from '@cairn/payload-store';
 import {
-  toMilliseconds,
   type EvalCheckVerdict,
   type EvalFeedback,
   type EvalOptions,
@@ -15,6 +14,7 @@ import {
   type StandardSchemaResult,
 } from '@cairn/sdk';
 import { modelRef } from './model.js';
+import { toMilliseconds } from '@cairn/sdk/internal';
 
 /** One check of a gate, sorted by kind. */
 export type PreparedCheck =

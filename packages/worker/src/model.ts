@@ -18,16 +18,8 @@ import {
 } from 'ai';
 import { CairnError, ErrorCodes, type Logger } from '@cairn/common';
 import type { PayloadStore, StreamEvent } from '@cairn/payload-store';
-import {
-  resolveModelRetryPolicy,
-  toMilliseconds,
-  type ModelCallOptions,
-  type ModelFailure,
-  type ModelResult,
-  type ModelToolCall,
-  type ModelUsage,
-  type ResolvedRetryPolicy,
-} from '@cairn/sdk';
+import { type ModelCallOptions, type ModelFailure, type ModelResult, type ModelToolCall, type ModelUsage } from '@cairn/sdk';
+import { type ResolvedRetryPolicy, resolveModelRetryPolicy, toMilliseconds } from '@cairn/sdk/internal';
 
 /** A model of a call's fallback list, with the names that may cross to the control plane. */
 export interface ModelRef {

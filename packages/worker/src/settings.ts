@@ -13,7 +13,8 @@ import {
   create,
   type WorkflowSettings,
 } from '@cairn/proto';
-import { resolveRetryPolicy, type DeclaredSchema, type WorkflowDefinition } from '@cairn/sdk';
+import { type DeclaredSchema, type WorkflowDefinition } from '@cairn/sdk';
+import { resolveRetryPolicy } from '@cairn/sdk/internal';
 
 /** The catalogue entry of a workflow version: each of its schemas that has a JSON Schema. */
 export function catalogueVersionOf(def: WorkflowDefinition): CatalogueVersion {

@@ -7,15 +7,9 @@ import { CliError, ExitCode } from '../errors.js';
 import type { components } from '../gen/control-plane.js';
 import { examples } from '../help.js';
 import { schemaDigest } from '@cairn/common';
-import {
-  defineWorkflow,
-  resolveRetryPolicy,
-  type DeclaredSchema,
-  type ResolvedFlowControl,
-  type WorkflowDefinition,
-  type WorkflowSchedule,
-} from '@cairn/sdk';
+import { defineWorkflow, type DeclaredSchema, type ResolvedFlowControl, type WorkflowDefinition, type WorkflowSchedule } from '@cairn/sdk';
 import { loadWorkflowModules } from '../workflow-modules.js';
+import { resolveRetryPolicy } from '@cairn/sdk/internal';
 
 /** The settings of a registration, as the registry's REST API names them (durations in ms). */
 export interface Registration {

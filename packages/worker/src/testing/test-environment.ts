@@ -4,18 +4,12 @@ import { randomBytes } from 'node:crypto';
 import { CairnError, ErrorCodes, createLogger, newId, type Logger } from '@cairn/common';
 import { Hasher, KeyRing, PayloadStore, approvalSignalName, type StoredError } from '@cairn/payload-store';
 import { ErrorCode, type StepReport } from '@cairn/proto';
-import {
-  CancelledError,
-  toMilliseconds,
-  type Duration,
-  type WorkflowDefinition,
-  type WorkflowInput,
-  type WorkflowOutput,
-} from '@cairn/sdk';
+import { CancelledError, type Duration, type WorkflowDefinition, type WorkflowInput, type WorkflowOutput } from '@cairn/sdk';
 import type { ClockTimer } from '../clock.js';
 import { Engine, type RunExecution, type RunOutcome, type StartChildAnswer, type StartChildRequest } from '../engine.js';
 import { SignalHub } from '../signals.js';
 import { VirtualClock } from './virtual-clock.js';
+import { toMilliseconds } from '@cairn/sdk/internal';
 
 /**
  * A run ID from {@link TestEnvironment.start}: a string that also carries the workflow's output
