@@ -1,7 +1,14 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { describe, test } from 'node:test';
-import { CredentialThrottle, credentialThrottled, retryAfterSeconds, sourceOf, weakTokenReason, type CredentialAttempt } from './credentials.js';
+import {
+  CredentialThrottle,
+  credentialThrottled,
+  retryAfterSeconds,
+  sourceOf,
+  weakTokenReason,
+  type CredentialAttempt,
+} from './credentials.js';
 
 const attempt = (source: string, credential: string): CredentialAttempt => ({
   source,
@@ -59,7 +66,11 @@ describe('CredentialThrottle', () => {
 
   test('a guesser is throttled per address after the burst, and waits the refill', () => {
     const time = clock();
-    const throttle = new CredentialThrottle({ now: time.now, perSource: { burst: 3, refillMs: 1000 }, perPrefix: { burst: 100, refillMs: 1 } });
+    const throttle = new CredentialThrottle({
+      now: time.now,
+      perSource: { burst: 3, refillMs: 1000 },
+      perPrefix: { burst: 100, refillMs: 1 },
+    });
     for (let i = 0; i < 3; i++) {
       const guess = attempt('198.51.100.1', `cak_guess-${i}-${randomUUID()}`);
       assert.equal(throttle.retryAfterMs(guess), 0);
@@ -77,7 +88,11 @@ describe('CredentialThrottle', () => {
 
   test('a stale credential in a loop is throttled on its prefix before its address is', () => {
     const time = clock();
-    const throttle = new CredentialThrottle({ now: time.now, perSource: { burst: 20, refillMs: 1000 }, perPrefix: { burst: 2, refillMs: 5000 } });
+    const throttle = new CredentialThrottle({
+      now: time.now,
+      perSource: { burst: 20, refillMs: 1000 },
+      perPrefix: { burst: 2, refillMs: 5000 },
+    });
     const stale = attempt('192.0.2.9', 'cdp_stale-credential-of-a-retrying-worker');
     throttle.failed(stale);
     throttle.failed(stale);

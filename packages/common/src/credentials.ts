@@ -27,8 +27,7 @@ export function weakTokenReason(token: string): string | null {
   if (/[^A-Za-z0-9]/.test(token)) pool += 33;
   const bits = Math.floor(token.length * Math.log2(Math.max(pool, 2)));
   if (bits < TOKEN_MIN_BITS) return `has about ${bits} bits of strength (at least ${TOKEN_MIN_BITS} needed): ${advice}`;
-  if (new Set(token).size < TOKEN_MIN_DISTINCT)
-    return `uses fewer than ${TOKEN_MIN_DISTINCT} different characters; ${advice}`;
+  if (new Set(token).size < TOKEN_MIN_DISTINCT) return `uses fewer than ${TOKEN_MIN_DISTINCT} different characters; ${advice}`;
   if (/^([\s\S]+?)\1+$/.test(token)) return `is one short string repeated; ${advice}`;
   let run = 1;
   for (let i = 1; i < token.length; i++) {
