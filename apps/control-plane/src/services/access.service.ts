@@ -235,11 +235,13 @@ export class AccessService {
    */
   async bootstrap(input: { organization: string; project: string; secret: string }): Promise<BootstrapOutcome> {
     const digest = sha256Hex(input.secret);
-    const outcome = await this.db.transaction(async (tx): Promise<BootstrapOutcome> => {
+    return this.db.transaction(async (tx): Promise<BootstrapOutcome> => {
       await this.tenants.lockBootstrap(tx);
+      // Found, or made here (then the bootstrap's own); made by someone else meanwhile, found again.
       const organization =
         (await this.tenants.findOrganizationByName(input.organization, tx)) ??
-        (await this.tenants.insertOrganization(newId(), input.organization, 'bootstrap', tx))!;
+        (await this.tenants.insertOrganization(newId(), input.organization, 'bootstrap', tx)) ??
+        (await this.tenants.findOrganizationByName(input.organization, tx))!;
       const project = await this.projectIn(tx, organization.id, input.project);
       const existing = await this.tenants.findKeyBySecret(digest, tx);
       const ids = { organizationId: organization.id, projectId: project.id };
@@ -284,9 +286,6 @@ export class AccessService {
       });
       return { ...ids, state: 'minted', keyId: key.id };
     });
-    if (outcome.state === 'minted')
-      this.logger.info({ apiKeyId: outcome.keyId, organizationId: outcome.organizationId }, 'bootstrap admin key minted');
-    return outcome;
   }
 
   /** The project `organization/project`, created (with its organisation) when missing (the `data-planes create` command). */
