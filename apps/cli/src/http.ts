@@ -112,7 +112,14 @@ function hintFor(kind: ServerKind, status: number, baseUrl: string): string | un
       ? 'Log in again with a valid API key: `cairn login` (or set CAIRN_API_KEY).'
       : "Give one of the gateway's CAIRN_GATEWAY_TOKENS: `cairn login --gateway-token-stdin` (or set CAIRN_GATEWAY_TOKEN).";
   }
-  if (status === 403) return 'Use an API key whose role has this permission (the message names the roles), or ask a project admin.';
+  if (status === 403) {
+    return kind === 'control plane'
+      ? 'Use an API key whose role has this permission (the message names the roles), or ask a project admin.'
+      : 'Use a gateway token with the scope the message names (`cairn login --gateway-token-stdin`, or CAIRN_GATEWAY_TOKEN); the gateway operator sets scopes in CAIRN_GATEWAY_TOKENS (token:read+start+signal).';
+  }
+  if (status === 429) {
+    return `The ${kind} refused too many requests or failed credentials from this address; wait for the time it names and retry with a valid credential.`;
+  }
   if (status === 404 && kind === 'control plane') return 'Check the name or ID, and the project (`--project`, `cairn projects list`).';
   if (status === 503) return `The ${kind} at ${baseUrl} is not ready or is shutting down; retry in a moment.`;
   return undefined;

@@ -5,7 +5,7 @@ import { DataPlaneRepository } from './db/data-plane.repository.js';
 import { Database } from './db/database.js';
 import { MigrationRepository, type MigrationOutcome } from './db/migration.repository.js';
 import { TenantRepository } from './db/tenant.repository.js';
-import { AccessService } from './services/access.service.js';
+import { AccessService, type CreatedApiKey } from './services/access.service.js';
 import { AuditService } from './services/audit.service.js';
 import { DataPlaneService, type CreatedDataPlane } from './services/data-plane.service.js';
 import { MigrationService } from './services/migration.service.js';
@@ -51,15 +51,31 @@ export async function createDataPlane(
 
 /**
  * Creates an organisation with its first project and an organisation-wide admin key (the
- * `organizations create` command, for the operator of a hosted control plane).
+ * `organizations create` command, for the operator of a hosted control plane). A name that exists
+ * is refused (CAIRN-1140): the command never hands out a key inside an existing organisation.
  */
 export async function createOrganization(
   config: DatabaseConfig,
   logger: Logger,
   input: { organization: string; project: string },
-): Promise<{ organizationId: string; projectId: string; secret: string }> {
+): Promise<{ organizationId: string; projectId: string; secret: string; keyId: string }> {
   return withDatabase(config, logger, (db) => {
     const audit = new AuditService(new AuditRepository(db), db, logger);
     return new AccessService(new TenantRepository(db), db, logger, audit).createOrganization(input);
+  });
+}
+
+/**
+ * Mints an API key inside an existing organisation on purpose (the `api-keys create` command, for
+ * the operator): organisation-wide or for one project, audited in every project it can act in.
+ */
+export async function createApiKey(
+  config: DatabaseConfig,
+  logger: Logger,
+  input: { organization: string; project: string | null; role: string; name: string },
+): Promise<CreatedApiKey> {
+  return withDatabase(config, logger, (db) => {
+    const audit = new AuditService(new AuditRepository(db), db, logger);
+    return new AccessService(new TenantRepository(db), db, logger, audit).createKeyByCommand(input);
   });
 }

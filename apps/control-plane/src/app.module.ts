@@ -1,5 +1,5 @@
 import { Module, type DynamicModule, type LoggerService } from '@nestjs/common';
-import type { Logger } from '@cairn/common';
+import { CredentialThrottle, type Logger } from '@cairn/common';
 import { CONFIG, type ControlPlaneConfig } from './config.js';
 import { AuditRepository } from './db/audit.repository.js';
 import { DataPlaneRepository } from './db/data-plane.repository.js';
@@ -33,6 +33,7 @@ import { SchedulesController } from './http/schedules.controller.js';
 import { WorkflowsController } from './http/workflows.controller.js';
 import { AccessService } from './services/access.service.js';
 import { AuditService } from './services/audit.service.js';
+import { CredentialHolders } from './services/credential-holders.js';
 import { DataPlaneService } from './services/data-plane.service.js';
 import { DispatchService } from './services/dispatch.service.js';
 import { EventBus } from './services/event-bus.service.js';
@@ -82,6 +83,7 @@ const services = [
   UsageService,
   AccessService,
   DataPlaneService,
+  CredentialHolders,
   EventBus,
   FlowControlService,
   WorkflowRegistryService,
@@ -121,6 +123,8 @@ export class AppModule {
         { provide: CONFIG, useValue: config },
         { provide: LOGGER, useValue: logger },
         { provide: CLOCK, useValue: options.clock ?? systemClock },
+        // One throttle of failed credential attempts for the whole process: REST, gRPC and /metrics.
+        { provide: CredentialThrottle, useFactory: () => new CredentialThrottle() },
         { provide: Database, useFactory: () => new Database(config.databaseUrl, config.poolSize, logger) },
         ...repositories,
         ...services,

@@ -46,6 +46,7 @@ const serveShape = {
   CAIRN_WAIT_MAX_MS: positive(60_000),
   CAIRN_SHUTDOWN_TIMEOUT_MS: positive(10_000),
   CAIRN_STARTUP_GRACE_MS: env.int().optional(),
+  CAIRN_CP_TRUSTED_PROXIES: env.trustedProxies(),
   ...telemetryShape,
 };
 
@@ -90,8 +91,14 @@ export interface ControlPlaneConfig extends DatabaseConfig {
    * still executing instead of having them taken over. Default: the larger of the lease TTL and 10 s.
    */
   readonly startupGraceMs: number;
-  /** Traces (OTLP) and the `/metrics` token; see telemetry/telemetry.config.ts. */
+  /** Traces (OTLP), the `/metrics` token and port; see telemetry/telemetry.config.ts. */
   readonly telemetry: TelemetryConfig;
+  /**
+   * Proxies in front of the REST port whose `X-Forwarded-For` is believed (addresses, CIDR ranges
+   * or `loopback`/`linklocal`/`uniquelocal`), so the credential throttle counts clients, not the
+   * proxy. Empty: the socket's address.
+   */
+  readonly trustedProxies: readonly string[];
 }
 
 /** DI token of the {@link ControlPlaneConfig}. */
@@ -131,6 +138,14 @@ export function loadControlPlaneConfig(source: Record<string, string | undefined
   }
   if (raw.CAIRN_CP_HTTP_PORT !== 0 && raw.CAIRN_CP_HTTP_PORT === raw.CAIRN_CP_GRPC_PORT) {
     problems.push('  CAIRN_CP_GRPC_PORT: must differ from CAIRN_CP_HTTP_PORT');
+  }
+  const metricsPort = raw.CAIRN_CP_METRICS_PORT;
+  if (
+    metricsPort !== undefined &&
+    metricsPort !== 0 &&
+    (metricsPort === raw.CAIRN_CP_HTTP_PORT || metricsPort === raw.CAIRN_CP_GRPC_PORT)
+  ) {
+    problems.push('  CAIRN_CP_METRICS_PORT: must differ from CAIRN_CP_HTTP_PORT and CAIRN_CP_GRPC_PORT');
   }
   const readPem = (name: string, path: string | undefined): Buffer | null => {
     if (path === undefined) return null;
@@ -179,5 +194,6 @@ export function loadControlPlaneConfig(source: Record<string, string | undefined
     shutdownTimeoutMs: raw.CAIRN_SHUTDOWN_TIMEOUT_MS,
     startupGraceMs: raw.CAIRN_STARTUP_GRACE_MS ?? Math.max(raw.CAIRN_LEASE_TTL_MS, 10_000),
     telemetry: telemetryConfig(raw),
+    trustedProxies: raw.CAIRN_CP_TRUSTED_PROXIES,
   });
 }

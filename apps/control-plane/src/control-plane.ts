@@ -19,12 +19,15 @@ import { ReadinessService } from './services/readiness.service.js';
 import { RunService } from './services/run.service.js';
 import { ScheduleTicker } from './services/schedule-ticker.service.js';
 import { SweeperService } from './services/sweeper.service.js';
+import { MetricsServer } from './telemetry/metrics-server.js';
 import { Telemetry } from './telemetry/telemetry.service.js';
 
 /** A running control plane. */
 export interface ControlPlane {
   readonly httpPort: number;
   readonly grpcPort: number;
+  /** The port serving only `/metrics` (CAIRN_CP_METRICS_PORT), or null when metrics are on the API port alone. */
+  readonly metricsPort: number | null;
   readonly logger: Logger;
   /** Graceful shutdown; leases stay in the database for the workers to re-attach elsewhere. */
   close(): Promise<void>;
@@ -40,7 +43,13 @@ export interface StartOptions {
  */
 export async function startControlPlane(config: ControlPlaneConfig, options: StartOptions = {}): Promise<ControlPlane> {
   const logger = options.logger ?? createLogger('control-plane', config.logLevel);
-  const adapter = new FastifyAdapter({ genReqId: () => randomUUID(), logger: false, return503OnClosing: true });
+  const adapter = new FastifyAdapter({
+    genReqId: () => randomUUID(),
+    logger: false,
+    return503OnClosing: true,
+    // Clients behind these proxies are told apart by X-Forwarded-For (the credential throttle).
+    ...(config.trustedProxies.length > 0 ? { trustProxy: [...config.trustedProxies] } : {}),
+  });
   const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config, logger), adapter, {
     logger: new NestLogger(logger),
     abortOnError: false,
@@ -85,27 +94,37 @@ export async function startControlPlane(config: ControlPlaneConfig, options: Sta
   const database = app.get(Database);
   const dataPlanes = app.get(DataPlaneService);
   const audit = app.get(AuditService);
+  const metricsServer = new MetricsServer(telemetry, logger);
 
   let grpcPort: number;
   let httpPort: number;
+  let metricsPort: number | null = null;
   try {
     // HTTP first, so probes answer while migrations run: /healthz 200, /readyz 503 until the end.
     await app.listen(config.httpPort, config.host);
     httpPort = (app.getHttpServer().address() as AddressInfo).port;
     await app.get(MigrationService).migrate();
     if (config.bootstrap) {
-      const ids = await app.get(AccessService).bootstrap({
+      const outcome = await app.get(AccessService).bootstrap({
         organization: config.bootstrap.organization,
         project: config.bootstrap.project,
         secret: config.bootstrap.adminKey,
       });
-      logger.info(ids, 'bootstrap admin key ready');
+      const ids = { organizationId: outcome.organizationId, projectId: outcome.projectId, apiKeyId: outcome.keyId };
+      if (outcome.state === 'revoked' || outcome.state === 'expired') {
+        // Revoked on purpose (the rotation path) or expired: it stays so; the start goes on without it.
+        logger.warn(
+          ids,
+          `the key in CAIRN_BOOTSTRAP_ADMIN_KEY was ${outcome.state === 'revoked' ? 'revoked' : 'created with an expiry that has passed'}; it is not revived. Remove CAIRN_BOOTSTRAP_ADMIN_KEY or set it to a current organisation-wide admin key`,
+        );
+      } else logger.info(ids, outcome.state === 'minted' ? 'bootstrap admin key minted' : 'bootstrap admin key ready');
     }
     readiness.migrated = true;
     await events.start();
     dispatch.start();
     grpcPort = await grpcServer.start(config.host, config.grpcPort, config.grpcTls);
     readiness.grpcListening = true;
+    if (config.telemetry.metricsPort !== null) metricsPort = await metricsServer.start(config.host, config.telemetry.metricsPort);
     sweeper.start();
     ticker.start();
     dataPlanes.start();
@@ -113,6 +132,7 @@ export async function startControlPlane(config: ControlPlaneConfig, options: Sta
   } catch (error) {
     dataPlanes.stop();
     await audit.stop();
+    await metricsServer.stop().catch(() => undefined);
     await ticker.stop().catch(() => undefined);
     await sweeper.stop().catch(() => undefined);
     await dispatch.stop().catch(() => undefined);
@@ -123,7 +143,7 @@ export async function startControlPlane(config: ControlPlaneConfig, options: Sta
     await telemetry.shutdown();
     throw error;
   }
-  logger.info({ httpPort, grpcPort, host: config.host, leaseTtlMs: config.leaseTtlMs }, 'control plane listening');
+  logger.info({ httpPort, grpcPort, metricsPort, host: config.host, leaseTtlMs: config.leaseTtlMs }, 'control plane listening');
 
   let closing: Promise<void> | null = null;
   const close = (): Promise<void> => {
@@ -139,6 +159,7 @@ export async function startControlPlane(config: ControlPlaneConfig, options: Sta
       await dispatch.stop();
       runs.shutdown();
       await grpcServer.stop(Math.min(left(), 2_000));
+      await metricsServer.stop();
       await app.close().catch((error: unknown) => logger.warn({ err: errorSummary(error) }, 'HTTP server did not close cleanly'));
       await events.stop();
       await database.close();
@@ -147,5 +168,5 @@ export async function startControlPlane(config: ControlPlaneConfig, options: Sta
     })();
     return closing;
   };
-  return { httpPort, grpcPort, logger, close };
+  return { httpPort, grpcPort, metricsPort, logger, close };
 }

@@ -3,14 +3,18 @@ import { parseArgs } from 'node:util';
 import { CairnError, ErrorCodes, createLogger } from '@cairn/common';
 import { loadControlPlaneConfig, loadDatabaseConfig } from './config.js';
 import { startControlPlane } from './control-plane.js';
-import { createDataPlane, createOrganization, migrate } from './admin.js';
+import { createApiKey, createDataPlane, createOrganization, migrate } from './admin.js';
 
 const USAGE = `usage:
   control-plane [serve]                                          start the control plane (HTTP + gRPC)
   control-plane migrate                                          apply database migrations and exit
   control-plane organizations create --organization NAME [--project NAME]
-                                                                 create an organisation, its first project (default "default")
-                                                                 and an organisation-wide admin key; print them as JSON
+                                                                 create a new organisation, its first project (default "default")
+                                                                 and an organisation-wide admin key; print them as JSON. An
+                                                                 existing name is refused: this never mints a key in a tenant
+  control-plane api-keys create --organization NAME (--organization-wide | --project NAME) --role ROLE [--name NAME]
+                                                                 mint a key inside an existing organisation on purpose (audited
+                                                                 in every project it can act in); print {"id","apiKey",...} as JSON
   control-plane data-planes create --name NAME [--organization NAME] [--project NAME] [--id UUID] [--token TOKEN]
                                                                  register a data plane in a project (default "default/default",
                                                                  created when missing), or give an existing one a new
@@ -27,6 +31,8 @@ async function main(argv: string[]): Promise<number> {
       token: { type: 'string' },
       organization: { type: 'string' },
       project: { type: 'string' },
+      role: { type: 'string' },
+      'organization-wide': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -70,7 +76,27 @@ async function main(argv: string[]): Promise<number> {
         project: values.project ?? 'default',
       });
       process.stdout.write(
-        `${JSON.stringify({ organizationId: created.organizationId, projectId: created.projectId, apiKey: created.secret })}\n`,
+        `${JSON.stringify({ organizationId: created.organizationId, projectId: created.projectId, apiKeyId: created.keyId, apiKey: created.secret })}\n`,
+      );
+      return 0;
+    }
+    case 'api-keys create': {
+      const wide = values['organization-wide'] === true;
+      if (values.organization === undefined || values.role === undefined || wide === (values.project !== undefined)) {
+        throw new CairnError(
+          ErrorCodes.INVALID_ARGUMENT,
+          'api-keys create needs --organization NAME, --role ROLE and exactly one of --organization-wide or --project NAME',
+        );
+      }
+      const config = loadDatabaseConfig();
+      const { key, secret } = await createApiKey(config, createLogger('control-plane', 'error'), {
+        organization: values.organization,
+        project: values.project ?? null,
+        role: values.role,
+        name: values.name ?? 'operator-key',
+      });
+      process.stdout.write(
+        `${JSON.stringify({ id: key.id, organizationId: key.organizationId, projectId: key.projectId, role: key.role, name: key.name, apiKey: secret })}\n`,
       );
       return 0;
     }

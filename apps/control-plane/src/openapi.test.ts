@@ -65,6 +65,8 @@ describe('the control plane answers as its OpenAPI document says', () => {
     const dp = (await ok('POST', `${p}/data-planes`, 201, { name: 'eu' })) as { dataPlane: { id: string }; credential: string };
     await ok('GET', `${p}/data-planes`, 200);
     await ok('GET', `${p}/data-planes/${dp.dataPlane.id}`, 200);
+    // The credential is rotated; the runs below are started with the new one.
+    const rotated = (await ok('POST', `${p}/data-planes/${dp.dataPlane.id}/rotate`, 200)) as { credential: string };
 
     const registration = {
       name: 'documented',
@@ -90,7 +92,12 @@ describe('the control plane answers as its OpenAPI document says', () => {
     // Runs are started by a data plane's gateway over gRPC; the REST API reads and operates them.
     const start = async (): Promise<string> => {
       const runId = crypto.randomUUID();
-      await gatewayCall(gateway, 'startRun', { runId, workflowName: 'documented', workflowVersion: '1', inputSize: 2n }, dp.credential);
+      await gatewayCall(
+        gateway,
+        'startRun',
+        { runId, workflowName: 'documented', workflowVersion: '1', inputSize: 2n },
+        rotated.credential,
+      );
       return runId;
     };
     const first = await start();

@@ -302,7 +302,7 @@ describe('worker environment', () => {
       CAIRN_DP_ENCRYPTION_KEYS: 'k1:a+b/c=',
       CAIRN_DP_HMAC_KEY: 'h',
       CAIRN_BOOTSTRAP_ADMIN_KEY: 'not for workers',
-      CAIRN_GATEWAY_TOKENS: 'cgt_one,cgt_two',
+      CAIRN_GATEWAY_TOKENS: 'cgt_one:read+start,cgt_two',
     });
     assert.deepEqual(Object.keys(env), [
       'CAIRN_CP_GRPC_ADDRESS',
@@ -320,7 +320,7 @@ describe('worker environment', () => {
     assert.match(formatEnvironment(env, 'dotenv'), /^CAIRN_DP_ENCRYPTION_KEYS=k1:a\+b\/c=$/m);
     assert.match(formatEnvironment(env, 'dotenv'), /^CAIRN_DP_CREDENTIAL="cdp_it's"$/m);
     assert.deepEqual(JSON.parse(formatEnvironment(env, 'json')), env);
-    assert.equal(env['CAIRN_GATEWAY_TOKEN'], 'cgt_one', 'one token of the list, for @cairn/client');
+    assert.equal(env['CAIRN_GATEWAY_TOKEN'], 'cgt_one', 'one token of the list, without its scopes, for @cairn/client');
     assert.equal(env['CAIRN_GATEWAY_URL'], 'http://127.0.0.1:7281');
   });
 });

@@ -81,8 +81,12 @@ export function workerEnvironment(endpoints: Endpoints, secrets: Record<string, 
   const gatewayToken = secrets[v.gatewayToken];
   if (endpoints.gatewayUrl && typeof gatewayToken === 'string') {
     env['CAIRN_GATEWAY_URL'] = endpoints.gatewayUrl;
-    // The gateway accepts a comma-separated list; the local stack has one token.
-    env['CAIRN_GATEWAY_TOKEN'] = gatewayToken.split(',')[0]!;
+    // The gateway accepts a comma-separated list of token[:scopes]; the local stack has one token,
+    // with every scope. A client sends the token alone.
+    env['CAIRN_GATEWAY_TOKEN'] = gatewayToken
+      .split(',')[0]!
+      .trim()
+      .replace(/:[a-z+]*$/, '');
   }
   return env;
 }

@@ -62,6 +62,10 @@ export interface StackOptions {
   readonly workerEnv?: Record<string, string>;
   /** Extra environment for control-plane replicas (e.g. where they export traces). */
   readonly controlPlaneEnv?: Record<string, string>;
+  /** More CAIRN_GATEWAY_TOKENS entries (`token[:scope+scope…]`) besides the stack's own token, which has every scope. */
+  readonly gatewayTokens?: readonly string[];
+  /** Extra environment for the gateway (e.g. CAIRN_GATEWAY_TRUSTED_PROXIES). */
+  readonly gatewayEnv?: Record<string, string>;
   readonly workerSlots?: number;
   readonly suspendThresholdMs?: number;
   readonly leaseTtlMs?: number;
@@ -332,7 +336,8 @@ async function launch(options: StackOptions, started: ManagedProcess[], supervis
         CAIRN_GATEWAY_HOST: '127.0.0.1',
         CAIRN_GATEWAY_PORT: String(port),
         CAIRN_CP_GRPC_ADDRESS: controlPlanes[0]!.grpcAddress,
-        CAIRN_GATEWAY_TOKENS: secrets.gatewayToken,
+        ...(options.gatewayEnv ?? {}),
+        CAIRN_GATEWAY_TOKENS: [secrets.gatewayToken, ...(options.gatewayTokens ?? [])].join(','),
       },
       join(dir, 'logs', 'gateway.log'),
       onLine('gateway'),

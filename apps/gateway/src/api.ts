@@ -4,6 +4,7 @@
 import { z } from 'zod';
 import { CairnError, ErrorCodes } from '@cairn/common';
 import type { RequestIssue } from './errors.js';
+import type { Scope } from './auth.js';
 import { assertRunId } from './runs.js';
 import {
   APPROVAL_NAME_MAX_LENGTH,
@@ -61,6 +62,8 @@ export interface RouteSpec {
   readonly tag: string;
   /** Needs `Authorization: Bearer <one of CAIRN_GATEWAY_TOKENS>`. */
   readonly auth: boolean;
+  /** The scope the token needs (routes with `auth`); see auth.ts. */
+  readonly scope?: Scope;
   /** Shown after the path in the 404 hint, e.g. `?wait=SECONDS`. */
   readonly hint?: string;
   readonly params?: z.ZodObject;
@@ -134,6 +137,7 @@ export const API = {
     tag: 'runs',
     summary: 'Start a run: the input is stored in the data plane; the control plane hears IDs, names, sizes and digests',
     auth: true,
+    scope: 'start',
     headers: z.object({
       'idempotency-key': z
         .string({ error: 'send one Idempotency-Key header, not several' })
@@ -154,6 +158,7 @@ export const API = {
     tag: 'runs',
     summary: "A run's metadata, with its output or error once it ended",
     auth: true,
+    scope: 'read',
     params: runParams,
     responses: { 200: { description: 'The run', schema: RunWithResult } },
     errors: [400, 404, 503],
@@ -166,6 +171,7 @@ export const API = {
     tag: 'runs',
     summary: 'Long-poll for the end of a run: 200 with the output or error once it ended, 202 while it has not',
     auth: true,
+    scope: 'read',
     params: runParams,
     query: z.object({ wait: waitField }),
     responses: {
@@ -181,6 +187,7 @@ export const API = {
     tag: 'runs',
     summary: "The run's step timeline: every attempt of every durable call (metadata from the control plane)",
     auth: true,
+    scope: 'read',
     params: runParams,
     responses: { 200: { description: 'The timeline', schema: StepsResponse } },
     errors: [400, 404, 503],
@@ -192,6 +199,7 @@ export const API = {
     tag: 'runs',
     summary: "The run's whole journal (input, seed, recorded values), read-only, for cairn replay",
     auth: true,
+    scope: 'read',
     params: runParams,
     responses: { 200: { description: 'The journal', schema: JournalView } },
     errors: [400, 404, 503],
@@ -203,6 +211,7 @@ export const API = {
     tag: 'runs',
     summary: 'The recorded journal entry at a position, with its output or error',
     auth: true,
+    scope: 'read',
     params: stepParams,
     responses: { 200: { description: 'The entry', schema: EntryView } },
     errors: [400, 404, 503],
@@ -214,6 +223,7 @@ export const API = {
     tag: 'runs',
     summary: 'The transcript of the model call at a position',
     auth: true,
+    scope: 'read',
     params: stepParams,
     responses: { 200: { description: 'The transcript', schema: TranscriptView } },
     errors: [400, 404, 503],
@@ -229,6 +239,7 @@ export const API = {
       '`end` when the run has ended (then the stream closes). Without Last-Event-ID the stream starts with every event stored ' +
       'for the run; with it, after that event. Nothing is lost or repeated across a reconnect. Events are kept as long as the run.',
     auth: true,
+    scope: 'read',
     params: runParams,
     query: z.object({
       lastEventId: lastEventIdField('lastEventId').describe(
@@ -259,6 +270,7 @@ export const API = {
     tag: 'runs',
     summary: 'Send a signal: the body (any JSON, or none) is stored in the data plane; the control plane hears its name and ID',
     auth: true,
+    scope: 'signal',
     params: z.object({ id: runIdParam, name: nameField('signal name') }),
     body: { schema: z.unknown(), required: false, description: 'The signal body, any JSON value; none is a signal without a value' },
     responses: { 202: { description: 'Stored and the run told', schema: SignalResponse } },
@@ -271,6 +283,7 @@ export const API = {
     tag: 'runs',
     summary: 'Answer a ctx.approval: approved or not, by whom, a comment, data',
     auth: true,
+    scope: 'signal',
     params: approvalParams,
     body: { schema: ApprovalRequest, required: true, description: 'The answer' },
     responses: approvalResponses,
@@ -283,6 +296,7 @@ export const API = {
     tag: 'runs',
     summary: 'Approve a ctx.approval',
     auth: true,
+    scope: 'signal',
     params: approvalParams,
     body: { schema: ApprovalDecision.optional(), required: false, description: 'Who approves, a comment, data (all optional)' },
     responses: approvalResponses,
@@ -295,6 +309,7 @@ export const API = {
     tag: 'runs',
     summary: 'Reject a ctx.approval',
     auth: true,
+    scope: 'signal',
     params: approvalParams,
     body: { schema: ApprovalDecision.optional(), required: false, description: 'Who rejects, a comment, data (all optional)' },
     responses: approvalResponses,
@@ -307,6 +322,7 @@ export const API = {
     tag: 'runs',
     summary: 'Cancel a run: a queued or suspended run ends at once, a running one is asked to stop',
     auth: true,
+    scope: 'admin',
     params: runParams,
     responses: { 202: { description: 'Cancelled, or asked to cancel', schema: CancelResponse } },
     errors: [400, 404, 409, 503],
@@ -318,6 +334,7 @@ export const API = {
     tag: 'payloads',
     summary: "Store a payload (a schedule's input) in the data plane; the control plane references it by ID",
     auth: true,
+    scope: 'admin',
     body: {
       schema: z
         .unknown()
@@ -338,6 +355,7 @@ export const API = {
     tag: 'payloads',
     summary: 'Read a stored payload',
     auth: true,
+    scope: 'read',
     params: z.object({ id: payloadIdParam }),
     responses: { 200: { description: 'The payload', schema: PayloadView } },
     errors: [400, 404, 503],
@@ -349,6 +367,7 @@ export const API = {
     tag: 'payloads',
     summary: 'Delete a stored payload',
     auth: true,
+    scope: 'admin',
     params: z.object({ id: payloadIdParam }),
     responses: { 200: { description: 'Deleted', schema: PayloadDeleted } },
     errors: [400, 404, 503],
@@ -470,11 +489,12 @@ function schemaOf(schema: z.ZodType, registry: typeof requestSchemas, io: 'input
 const ERROR_DESCRIPTIONS: Record<number, string> = {
   400: 'Bad input (CAIRN-1101, CAIRN-1102, CAIRN-1107): the message says what and how to fix it',
   401: 'No or an unknown gateway token (CAIRN-1104)',
+  403: 'The gateway token lacks the scope this route needs (CAIRN-1144): the message names it',
   404: 'No such run, entry, payload or workflow (CAIRN-1105, CAIRN-1106)',
   409: 'The run has ended, or a conflict with its state (CAIRN-1108, CAIRN-1115)',
   413: "The body is over the gateway's limit (CAIRN-1103)",
   415: 'The body is not JSON (CAIRN-1109)',
-  429: 'A project quota or rate limit of the control plane (CAIRN-1112, CAIRN-1113)',
+  429: 'A project quota or rate limit of the control plane (CAIRN-1112, CAIRN-1113), or too many failed token attempts from this address (CAIRN-1142): wait for Retry-After',
   500: 'An internal error of the gateway (CAIRN-4000); its logs have the details',
   502: 'The control plane refused the gateway or answered out of contract (CAIRN-1001, CAIRN-5001)',
   503: 'The control plane or the payload store cannot be reached, or the gateway is shutting down (CAIRN-1110): retry',
@@ -524,7 +544,11 @@ export function buildOpenApi(version = '1'): JsonSchema {
       }
     }
     const errors = new Set<number>([...spec.errors, 500]);
-    if (spec.auth) errors.add(401);
+    if (spec.auth) {
+      errors.add(401);
+      errors.add(403);
+      errors.add(429);
+    }
     if (spec.body) {
       errors.add(400);
       errors.add(413);
@@ -542,7 +566,7 @@ export function buildOpenApi(version = '1'): JsonSchema {
       summary: spec.summary,
       ...(spec.description ? { description: spec.description } : {}),
       tags: [spec.tag],
-      ...(spec.auth ? {} : { security: [] }),
+      ...(spec.auth ? { 'x-cairn-scope': spec.scope } : { security: [] }),
       ...(parameters.length > 0 ? { parameters } : {}),
       ...(spec.body
         ? {
@@ -576,7 +600,12 @@ export function buildOpenApi(version = '1'): JsonSchema {
     ],
     components: {
       securitySchemes: {
-        gatewayToken: { type: 'http', scheme: 'bearer', description: 'one of the gateway tokens (CAIRN_GATEWAY_TOKENS)' },
+        gatewayToken: {
+          type: 'http',
+          scheme: 'bearer',
+          description:
+            'one of the gateway tokens (CAIRN_GATEWAY_TOKENS), with the scope the operation names in x-cairn-scope: read, start, signal or admin',
+        },
       },
       schemas,
     },

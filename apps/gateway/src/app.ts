@@ -1,10 +1,10 @@
-import { CairnError, ErrorCodes, createLogger, newId, type Logger } from '@cairn/common';
+import { CairnError, ErrorCodes, createLogger, newId, retryAfterSeconds, sourceOf, type Logger } from '@cairn/common';
 import type { PayloadStore, SequencedStreamEvent } from '@cairn/payload-store';
 import { RunStatus, type RunInfo } from '@cairn/proto';
 import cors from '@fastify/cors';
 import { LogController, fastify, type FastifyError, type FastifyReply, type FastifyRequest, type onRequestHookHandler } from 'fastify';
 import { API, ROUTES, buildOpenApi, parseRequest, type ReplyOf, type RequestInput, type RouteSpec } from './api.js';
-import { TokenSet } from './auth.js';
+import { TokenSet, requireScope } from './auth.js';
 import type { GatewayConfig } from './config.js';
 import type { ControlPlane } from './control-plane.js';
 import { errorBody, httpStatus, invalid, issuesOf, storeError } from './errors.js';
@@ -74,6 +74,8 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
     // Names are up to 100 characters and ids 36; longer ones must reach the handlers to be refused clearly.
     routerOptions: { maxParamLength: 500 },
     requestIdHeader: false,
+    // Clients behind these proxies are told apart by X-Forwarded-For (the token throttle).
+    ...(config.trustedProxies && config.trustedProxies.length > 0 ? { trustProxy: [...config.trustedProxies] } : {}),
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : newId();
@@ -143,6 +145,8 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
     else if (status === 503) request.log.warn({ code: cairn.code, status, reason: cairn.rawMessage }, 'request not served: retryable');
     else request.log.info({ code: cairn.code, status }, 'request refused');
     if (status === 401) void reply.header('www-authenticate', 'Bearer realm="cairn-gateway"');
+    const wait = cairn ? retryAfterSeconds(cairn) : undefined;
+    if (wait !== undefined) void reply.header('retry-after', String(wait));
     if (!cairn) {
       return reply
         .code(500)
@@ -158,22 +162,26 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
       .send(errorBody(ErrorCodes.NOT_FOUND, `no route for ${request.method} ${path}. The gateway serves: ${ROUTES.join(', ')}.`));
   });
 
-  const auth: onRequestHookHandler = (request, _reply, next) => {
-    try {
-      tokens.check(request.headers.authorization);
-    } catch (err) {
-      next(err as CairnError);
-      return;
-    }
-    next();
-  };
+  // Every token route: an accepted token (throttled per client address), then the route's scope.
+  const auth =
+    (spec: RouteSpec): onRequestHookHandler =>
+    (request, _reply, next) => {
+      try {
+        const scopes = tokens.authenticate(request.headers.authorization, sourceOf(request.ip));
+        requireScope(scopes, spec.scope ?? 'admin', `${spec.method} ${spec.path}`);
+      } catch (err) {
+        next(err as CairnError);
+        return;
+      }
+      next();
+    };
   const openapi = buildOpenApi();
   // Registers a route of the table: its request is validated by the route's schemas before the handler runs.
   const route = <R extends RouteSpec>(spec: R, handler: NoInfer<Handler<R>>): void => {
     app.route({
       method: spec.method,
       url: spec.path,
-      ...(spec.auth ? { onRequest: auth as never } : {}),
+      ...(spec.auth ? { onRequest: auth(spec) as never } : {}),
       handler: async (request, reply) => {
         const input = parseRequest(spec, request);
         const answer = await handler(input, request, reply);

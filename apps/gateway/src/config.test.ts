@@ -2,8 +2,12 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { CairnError } from '@cairn/common';
 import { Hasher, KeyRing } from '@cairn/payload-store';
-import { TokenSet } from './auth.js';
+import { CredentialThrottle } from '@cairn/common';
+import { TokenSet, parseGatewayToken, requireScope, type GatewayToken } from './auth.js';
 import { loadGatewayConfig } from './config.js';
+
+const ONE = 'cgt_Yb3qN8vR2kT6wP9xL4mZ7cJ1sD5fH0gA';
+const TWO = 'cgt_Qw8eR4tY6uI2oP0aS3dF7gH1jK9lZ5xC';
 
 const valid = (): Record<string, string> => ({
   CAIRN_CP_GRPC_ADDRESS: 'cp.example.com:7233',
@@ -11,7 +15,7 @@ const valid = (): Record<string, string> => ({
   CAIRN_DP_DATABASE_URL: 'postgres://dp:pw@127.0.0.1:5432/dp',
   CAIRN_DP_ENCRYPTION_KEYS: KeyRing.generateSpec('k2'),
   CAIRN_DP_HMAC_KEY: Hasher.generateSpec(),
-  CAIRN_GATEWAY_TOKENS: 'token-one, token-two',
+  CAIRN_GATEWAY_TOKENS: `${ONE}, ${TWO}:read+signal`,
 });
 
 function failure(env: Record<string, string>): CairnError {
@@ -33,7 +37,10 @@ describe('gateway config', () => {
     assert.equal(config.cpTimeoutMs, 10_000);
     assert.equal(config.cpTls.enabled, false);
     assert.equal(config.logLevel, 'info');
-    assert.deepEqual(config.tokens, ['token-one', 'token-two']);
+    assert.deepEqual(config.tokens, [
+      { token: ONE, scopes: ['read', 'start', 'signal', 'admin'] },
+      { token: TWO, scopes: ['read', 'signal'] },
+    ]);
     assert.equal(config.keys.activeKeyId, 'k2');
     assert.match(config.hasher.digest('x'), /^[0-9a-f]{64}$/);
     assert.ok(Object.isFrozen(config));
@@ -83,20 +90,65 @@ describe('gateway config', () => {
   });
 });
 
-describe('bearer tokens', () => {
-  const tokens = new TokenSet(['alpha-token', 'beta-token']);
+describe('gateway tokens', () => {
+  const alpha: GatewayToken = { token: ONE, scopes: ['read', 'start', 'signal', 'admin'] };
+  const beta: GatewayToken = { token: TWO, scopes: ['read'] };
 
-  it('accepts any configured token', () => {
-    tokens.check('Bearer alpha-token');
-    tokens.check('bearer beta-token');
+  it('accepts any configured token and answers its scopes', () => {
+    const tokens = new TokenSet([alpha, beta]);
+    assert.deepEqual(tokens.authenticate(`Bearer ${ONE}`), ['read', 'start', 'signal', 'admin']);
+    assert.deepEqual(tokens.authenticate(`bearer ${TWO}`), ['read']);
   });
 
   it('refuses a missing, malformed or unknown token with CAIRN-1104', () => {
-    for (const header of [undefined, '', 'alpha-token', 'Basic YWxwaGE=', 'Bearer', 'Bearer alpha', 'Bearer alpha-token-x']) {
+    const tokens = new TokenSet([alpha, beta]);
+    for (const header of [undefined, '', ONE, 'Basic YWxwaGE=', 'Bearer', `Bearer ${ONE.slice(0, 10)}`, `Bearer ${ONE}-x`]) {
       assert.throws(
         () => tokens.check(header),
         (err: unknown) => err instanceof CairnError && err.code === 'CAIRN-1104',
       );
     }
+  });
+
+  it('throttles failed tokens per address (CAIRN-1142) but never an accepted token', () => {
+    const tokens = new TokenSet([alpha], new CredentialThrottle({ perSource: { burst: 3, refillMs: 60_000 } }));
+    tokens.check(`Bearer ${ONE}`, '192.0.2.1');
+    for (let i = 0; i < 3; i++) assert.throws(() => tokens.check(`Bearer cgt_guess-number-${i}`, '192.0.2.1'), /CAIRN-1104/);
+    assert.throws(
+      () => tokens.check('Bearer cgt_guess-number-4', '192.0.2.1'),
+      (err: unknown) => err instanceof CairnError && err.code === 'CAIRN-1142' && err.details['retryAfterSeconds'] === 60,
+    );
+    assert.deepEqual(tokens.authenticate(`Bearer ${ONE}`, '192.0.2.1'), alpha.scopes);
+    assert.throws(() => tokens.check('Bearer cgt_guess-number-5', '192.0.2.2'), /CAIRN-1104/, 'another address is checked');
+  });
+
+  it('parses scopes: none is every scope, admin implies the others, unknown names are refused', () => {
+    assert.deepEqual(parseGatewayToken(ONE), alpha);
+    assert.deepEqual(parseGatewayToken(`${ONE}:start+read`), { token: ONE, scopes: ['read', 'start'] });
+    assert.deepEqual(parseGatewayToken(`${ONE}:admin`), alpha);
+    const typo = parseGatewayToken(`${ONE}:raed`);
+    assert.ok('problem' in typo);
+    assert.match(typo.problem, /unknown scope "raed": scopes are read, start, signal, admin/);
+    assert.ok('problem' in parseGatewayToken(`${ONE}:`));
+  });
+
+  it('refuses weak tokens at start with CAIRN-1143, naming the token by position, never quoting it', () => {
+    const err = failure({ ...valid(), CAIRN_GATEWAY_TOKENS: `${ONE},x,cgt_short:read` });
+    assert.match(err.message, /CAIRN_GATEWAY_TOKENS: token 2 of 3: is too weak \(CAIRN-1143\): the token is 1 characters long/);
+    assert.match(err.message, /CAIRN_GATEWAY_TOKENS: token 3 of 3: is too weak \(CAIRN-1143\)/);
+    assert.ok(!err.message.includes('cgt_short'));
+    assert.ok(!err.message.includes(ONE));
+    assert.match(failure({ ...valid(), CAIRN_GATEWAY_TOKENS: `${ONE},${ONE}:read` }).message, /token 2 of 2: listed twice/);
+  });
+
+  it('names the scope a route needs (CAIRN-1144)', () => {
+    assert.throws(
+      () => requireScope(['read', 'start'], 'admin', 'POST /v1/runs/:id/cancel'),
+      (err: unknown) =>
+        err instanceof CairnError &&
+        err.code === 'CAIRN-1144' &&
+        /has the scopes read, start; POST \/v1\/runs\/:id\/cancel needs the scope admin/.test(err.message),
+    );
+    requireScope(['read', 'admin'], 'admin', 'POST /v1/payloads');
   });
 });

@@ -2,6 +2,7 @@ import { CairnError, env, loadConfig } from '@cairn/common';
 import { Hasher, KeyRing } from '@cairn/payload-store';
 import type { ControlPlaneTls } from '@cairn/proto';
 import { z } from 'zod';
+import { parseGatewayToken, type GatewayToken } from './auth.js';
 
 const positive = (defaultValue: number) => env.int(defaultValue).refine((n) => n > 0, 'expected a whole number greater than 0');
 
@@ -48,17 +49,25 @@ const shape = {
   CAIRN_DP_ENCRYPTION_KEYS: parsed('id:base64key[,id:base64key...], the first encrypts new data', (s) => KeyRing.parse(s)),
   CAIRN_DP_HMAC_KEY: parsed('a base64 key of at least 32 bytes', (s) => Hasher.parse(s)),
   CAIRN_GATEWAY_TOKENS: z
-    .string({ error: 'is required (comma-separated bearer tokens clients present to the gateway)' })
+    .string({ error: 'is required (comma-separated bearer tokens clients present to the gateway, each token[:scope+scope…])' })
     .transform((value, ctx) => {
-      const tokens = value
+      const entries = value
         .split(',')
         .map((t) => t.trim())
         .filter((t) => t !== '');
-      if (tokens.length === 0) ctx.addIssue({ code: 'custom', message: 'expected at least one token' });
-      else if (!tokens.every((t) => TOKEN_PATTERN.test(t)))
-        ctx.addIssue({ code: 'custom', message: 'tokens must be printable ASCII without spaces' });
+      if (entries.length === 0) ctx.addIssue({ code: 'custom', message: 'expected at least one token' });
+      const tokens: GatewayToken[] = [];
+      entries.forEach((entry, i) => {
+        const parsed = parseGatewayToken(entry);
+        // Entries are named by position: a message never quotes a token.
+        const which = entries.length === 1 ? 'the token' : `token ${i + 1} of ${entries.length}`;
+        if ('problem' in parsed) ctx.addIssue({ code: 'custom', message: `${which}: ${parsed.problem}` });
+        else if (tokens.some((t) => t.token === parsed.token)) ctx.addIssue({ code: 'custom', message: `${which}: listed twice` });
+        else tokens.push(parsed);
+      });
       return Object.freeze(tokens);
     }),
+  CAIRN_GATEWAY_TRUSTED_PROXIES: env.trustedProxies(),
   CAIRN_GATEWAY_MAX_PAYLOAD_BYTES: positive(1_048_576),
   CAIRN_GATEWAY_CORS_ORIGINS: z
     .string()
@@ -100,8 +109,13 @@ export interface GatewayConfig {
   readonly databaseUrl: string;
   readonly keys: KeyRing;
   readonly hasher: Hasher;
-  /** Bearer tokens accepted from clients. */
-  readonly tokens: readonly string[];
+  /** Bearer tokens accepted from clients, each with its scopes. */
+  readonly tokens: readonly GatewayToken[];
+  /**
+   * Proxies in front of the gateway whose `X-Forwarded-For` is believed (addresses, CIDR ranges or
+   * `loopback`/`linklocal`/`uniquelocal`), so the token throttle counts clients, not the proxy.
+   */
+  readonly trustedProxies?: readonly string[];
   /** Largest request body accepted, in bytes. */
   readonly maxPayloadBytes: number;
   /**
@@ -142,6 +156,7 @@ export function loadGatewayConfig(source: Record<string, string | undefined> = p
     keys: raw.CAIRN_DP_ENCRYPTION_KEYS,
     hasher: raw.CAIRN_DP_HMAC_KEY,
     tokens: raw.CAIRN_GATEWAY_TOKENS,
+    trustedProxies: raw.CAIRN_GATEWAY_TRUSTED_PROXIES,
     maxPayloadBytes: raw.CAIRN_GATEWAY_MAX_PAYLOAD_BYTES,
     corsOrigins: raw.CAIRN_GATEWAY_CORS_ORIGINS,
     cpTimeoutMs: raw.CAIRN_CP_TIMEOUT_MS,

@@ -183,6 +183,16 @@ export function fromServiceError(method: string, err: grpc.ServiceError, timeout
   // message, so the caller learns which limit and what to do; other RESOURCE_EXHAUSTED (grpc-js's
   // own limits) stay transport failures below.
   if (err.code === grpc.status.RESOURCE_EXHAUSTED) {
+    if (details.startsWith(`[${ErrorCodes.CREDENTIAL_THROTTLED}]`)) {
+      // The control plane throttles failed credentials only: this gateway's own is wrong.
+      return new ControlPlaneError(
+        ErrorCodes.INVALID_CONFIG,
+        "the control plane refused this gateway's data-plane credential and now throttles it after repeated failures: " +
+          'check CAIRN_DP_CREDENTIAL in the gateway configuration (the data plane may have been revoked or the credential rotated)',
+        err.code,
+        err,
+      );
+    }
     const coded = /^\[(CAIRN-111[23])\] ([\s\S]*)$/.exec(details);
     if (coded) {
       const code = coded[1] === ErrorCodes.QUOTA_EXCEEDED ? ErrorCodes.QUOTA_EXCEEDED : ErrorCodes.RATE_LIMITED;

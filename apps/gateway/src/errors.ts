@@ -20,6 +20,10 @@ const STATUS: Partial<Record<ErrorCodeString, number>> = {
   [ErrorCodes.INVALID_INPUT]: 400,
   [ErrorCodes.PAYLOAD_TOO_LARGE]: 413,
   [ErrorCodes.UNAUTHENTICATED]: 401,
+  [ErrorCodes.FORBIDDEN]: 403,
+  [ErrorCodes.SCOPE_MISSING]: 403,
+  // Too many failed token attempts from the client's address (with Retry-After).
+  [ErrorCodes.CREDENTIAL_THROTTLED]: 429,
   [ErrorCodes.NOT_FOUND]: 404,
   [ErrorCodes.WORKFLOW_NOT_FOUND]: 404,
   [ErrorCodes.INVALID_NAME]: 400,

@@ -206,6 +206,8 @@ function codeForStatus(status: number) {
       return ErrorCodes.INVALID_ARGUMENT;
     case 401:
       return ErrorCodes.UNAUTHENTICATED;
+    case 403:
+      return ErrorCodes.FORBIDDEN;
     case 404:
       return ErrorCodes.NOT_FOUND;
     case 409:

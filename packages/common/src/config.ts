@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { CairnError, ErrorCodes } from './errors.js';
 
@@ -62,4 +63,38 @@ export const env = {
       .transform((v) => (v === undefined ? defaultValue : v === 'true' || v === '1')),
   /** A log level. */
   logLevel: () => z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).optional().default('info'),
+  /**
+   * Proxies whose `X-Forwarded-For` is believed, so a client's own address is what the credential
+   * throttle counts: comma-separated addresses or CIDR ranges (`10.0.0.0/8`), or `loopback`,
+   * `linklocal`, `uniquelocal`. Unset: the socket's address (the proxy's, behind one).
+   */
+  trustedProxies: () =>
+    z
+      .string()
+      .optional()
+      .transform((value, ctx) => {
+        const entries = (value ?? '')
+          .split(',')
+          .map((e) => e.trim())
+          .filter((e) => e !== '');
+        const bad = entries.filter((e) => !isProxyEntry(e));
+        if (bad.length > 0) {
+          ctx.addIssue({
+            code: 'custom',
+            message: `expected comma-separated addresses or CIDR ranges (10.0.0.0/8, fd00::/8) or loopback, linklocal, uniquelocal; ${bad.length} entr${bad.length === 1 ? 'y is' : 'ies are'} not`,
+          });
+        }
+        return Object.freeze(entries);
+      }),
 };
+
+function isProxyEntry(entry: string): boolean {
+  if (entry === 'loopback' || entry === 'linklocal' || entry === 'uniquelocal') return true;
+  const [address, bits, extra] = entry.split('/');
+  if (extra !== undefined || address === undefined) return false;
+  const family = isIP(address);
+  if (family === 0) return false;
+  if (bits === undefined) return true;
+  if (!/^\d{1,3}$/.test(bits)) return false;
+  return Number(bits) <= (family === 4 ? 32 : 128);
+}

@@ -44,6 +44,20 @@ export const ErrorCodes = {
   PORT_IN_USE: 'CAIRN-1131',
   /** No local stack has run in this project folder yet (no .cairn/endpoints.json). */
   DEV_STACK_NOT_FOUND: 'CAIRN-1132',
+  // 114x — tenancy and credentials
+  /** `organizations create` named an organisation that exists: it never hands out a key inside an existing tenant. */
+  ORGANIZATION_EXISTS: 'CAIRN-1140',
+  /**
+   * The self-hosted bootstrap (CAIRN_BOOTSTRAP_ADMIN_KEY) refuses to act: its organisation was not
+   * created by the bootstrap, already has another bootstrap key, or the key belongs elsewhere.
+   */
+  BOOTSTRAP_REFUSED: 'CAIRN-1141',
+  /** Too many failed credential attempts from one address: wait for Retry-After (HTTP 429, gRPC RESOURCE_EXHAUSTED). */
+  CREDENTIAL_THROTTLED: 'CAIRN-1142',
+  /** A configured bearer token is too weak (too short, too few kinds of characters, a pattern). */
+  WEAK_CREDENTIAL: 'CAIRN-1143',
+  /** A gateway token lacks the scope a route needs (HTTP 403). */
+  SCOPE_MISSING: 'CAIRN-1144',
   // 2xxx — workflow execution
   NON_DETERMINISM: 'CAIRN-2001',
   STEP_FAILED: 'CAIRN-2002',

@@ -280,7 +280,13 @@ describe('helm charts', () => {
       const container = podSpec(deployment)!.containers[0]!;
       assert.deepEqual(
         container.ports!.map((p) => `${p.name}:${p.containerPort}`),
-        ['http:8080', 'grpc:7233'],
+        ['http:8080', 'grpc:7233', 'metrics:9464'],
+      );
+      // Metrics on a port of their own; the REST port an Ingress may publish never serves them openly.
+      assert.equal(env(container, 'CAIRN_CP_METRICS_PORT'), '9464');
+      assert.equal(
+        container.env!.find((e) => e.name === 'CAIRN_METRICS_TOKEN'),
+        undefined,
       );
       assert.ok(container.env!.find((e) => e.name === 'CAIRN_BOOTSTRAP_ADMIN_KEY')?.valueFrom);
       const shutdownMs = Number(env(container, 'CAIRN_SHUTDOWN_TIMEOUT_MS'));
@@ -297,6 +303,18 @@ describe('helm charts', () => {
       );
       const airgapped = render(controlPlane.dir, [cpCi('airgapped')]);
       assert.equal(find(airgapped, 'Ingress', '-grpc').metadata.annotations?.['nginx.ingress.kubernetes.io/backend-protocol'], 'GRPC');
+      const airgappedContainer = podSpec(find(airgapped, 'Deployment', 'control-plane'))!.containers[0]!;
+      assert.equal(env(airgappedContainer, 'CAIRN_CP_TRUSTED_PROXIES'), '10.0.0.0/8');
+      assert.ok(airgappedContainer.env!.find((e) => e.name === 'CAIRN_METRICS_TOKEN')?.valueFrom);
+      const airgappedPolicy = find(airgapped, 'NetworkPolicy', 'control-plane')['spec'] as { ingress: Rule[] };
+      assert.deepEqual(
+        airgappedPolicy.ingress.map((r) => (r.ports ?? []).map((p) => `${p.protocol}/${p.port}`).join(',')),
+        ['TCP/8080', 'TCP/7233', 'TCP/9464'],
+        'the metrics port admits only networkPolicy.metricsFrom',
+      );
+      for (const ingress of airgapped.filter((m) => m.kind === 'Ingress')) {
+        assert.ok(!JSON.stringify(ingress).includes('"metrics"'), `Ingress/${ingress.metadata.name} does not publish the metrics port`);
+      }
       assert.ok(find(airgapped, 'HorizontalPodAutoscaler', 'control-plane'));
     });
 

@@ -63,6 +63,15 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
+        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        429: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
         /** @description The control plane is not ready or cannot reach its database (CAIRN-1110): retry */
         503: {
           headers: {
@@ -145,7 +154,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113) */
+        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -236,6 +245,15 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
+        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        429: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
         /** @description The control plane is not ready or cannot reach its database (CAIRN-1110): retry */
         503: {
           headers: {
@@ -313,6 +331,15 @@ export interface paths {
         };
         /** @description No such project, run, workflow, schedule, key or data plane here (CAIRN-1105) */
         404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
+        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        429: {
           headers: {
             [name: string]: unknown;
           };
@@ -410,7 +437,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113) */
+        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -514,7 +541,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113) */
+        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -608,6 +635,15 @@ export interface paths {
         };
         /** @description No such project, run, workflow, schedule, key or data plane here (CAIRN-1105) */
         404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
+        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        429: {
           headers: {
             [name: string]: unknown;
           };
@@ -713,7 +749,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113) */
+        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -797,6 +833,15 @@ export interface paths {
         };
         /** @description No such project, run, workflow, schedule, key or data plane here (CAIRN-1105) */
         404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
+        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        429: {
           headers: {
             [name: string]: unknown;
           };
@@ -889,7 +934,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113) */
+        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -981,6 +1026,15 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
+        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        429: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
         /** @description The control plane is not ready or cannot reach its database (CAIRN-1110): retry */
         503: {
           headers: {
@@ -1062,7 +1116,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113) */
+        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -1082,6 +1136,112 @@ export interface paths {
         };
       };
     };
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/v1/projects/{project}/data-planes/{id}/rotate': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /**
+     * Rotate a data plane's credential: the new one is in this answer only; the old one stops at once
+     * @description Every replica ends the worker streams and long polls still using the old credential (UNAUTHENTICATED) and refuses their requests from the rotation on; new calls with it are refused. Configure the new credential on the workers and the gateway.
+     */
+    post: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path: {
+          /** @description project ID or name */
+          project: string;
+          id: string;
+        };
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description Success */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['DataPlaneCreated'];
+          };
+        };
+        /** @description Bad input (CAIRN-1101): the message names each field and what is wrong */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
+        /** @description No, an unknown, expired or revoked API key (CAIRN-1104) */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
+        /** @description The key's role may not do this (CAIRN-1111): the message names the roles that may */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
+        /** @description No such project, run, workflow, schedule, key or data plane here (CAIRN-1105) */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
+        /** @description A conflict with the current state (CAIRN-1108, CAIRN-1114, CAIRN-1115) */
+        409: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
+        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        429: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
+        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110): retry */
+        503: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
+      };
+    };
+    delete?: never;
     options?: never;
     head?: never;
     patch?: never;
@@ -1145,6 +1305,15 @@ export interface paths {
         };
         /** @description No such project, run, workflow, schedule, key or data plane here (CAIRN-1105) */
         404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
+        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        429: {
           headers: {
             [name: string]: unknown;
           };
@@ -1237,7 +1406,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113) */
+        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -1342,6 +1511,15 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
+        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        429: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
         /** @description The control plane is not ready or cannot reach its database (CAIRN-1110): retry */
         503: {
           headers: {
@@ -1423,6 +1601,15 @@ export interface paths {
         };
         /** @description No such project, run, workflow, schedule, key or data plane here (CAIRN-1105) */
         404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
+        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        429: {
           headers: {
             [name: string]: unknown;
           };
@@ -1529,7 +1716,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113) */
+        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -1642,7 +1829,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113) */
+        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -1748,7 +1935,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113) */
+        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -1835,6 +2022,15 @@ export interface paths {
         };
         /** @description No such project, run, workflow, schedule, key or data plane here (CAIRN-1105) */
         404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
+        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        429: {
           headers: {
             [name: string]: unknown;
           };
@@ -1937,7 +2133,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113) */
+        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -2029,6 +2225,15 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
+        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        429: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
         /** @description The control plane is not ready or cannot reach its database (CAIRN-1110): retry */
         503: {
           headers: {
@@ -2110,7 +2315,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113) */
+        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -2215,7 +2420,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113) */
+        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -2323,7 +2528,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113) */
+        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -2426,7 +2631,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113) */
+        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -2529,7 +2734,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113) */
+        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -2639,7 +2844,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113) */
+        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -2736,6 +2941,15 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
+        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        429: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
         /** @description The control plane is not ready or cannot reach its database (CAIRN-1110): retry */
         503: {
           headers: {
@@ -2816,6 +3030,15 @@ export interface paths {
         };
         /** @description No such project, run, workflow, schedule, key or data plane here (CAIRN-1105) */
         404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
+        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        429: {
           headers: {
             [name: string]: unknown;
           };
@@ -2957,7 +3180,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113) */
+        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -3042,6 +3265,15 @@ export interface paths {
         };
         /** @description No such project, run, workflow, schedule, key or data plane here (CAIRN-1105) */
         404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
+        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        429: {
           headers: {
             [name: string]: unknown;
           };
@@ -3162,7 +3394,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113) */
+        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -3249,6 +3481,15 @@ export interface paths {
         };
         /** @description No such project, run, workflow, schedule, key or data plane here (CAIRN-1105) */
         404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
+        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        429: {
           headers: {
             [name: string]: unknown;
           };
@@ -3353,7 +3594,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113) */
+        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -3434,6 +3675,15 @@ export interface paths {
         };
         /** @description No such project, run, workflow, schedule, key or data plane here (CAIRN-1105) */
         404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
+        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        429: {
           headers: {
             [name: string]: unknown;
           };

@@ -17,6 +17,11 @@ interface DataPlaneRow {
   revoked_at: Date | null;
 }
 
+/** A stored data plane with the SHA-256 of its credential (never shown outside the control plane). */
+export interface StoredDataPlane extends DataPlaneRecord {
+  readonly tokenSha256: string;
+}
+
 const COLUMNS = 'id, project_id, name, created_at, revoked_at';
 const toRecord = (row: DataPlaneRow): DataPlaneRecord => ({
   id: row.id,
@@ -33,23 +38,76 @@ export class DataPlaneRepository {
 
   /**
    * Creates the data plane in a project, or for an existing ID in the same project sets its name
-   * and credential and un-revokes it. Null when the ID belongs to another project.
+   * and credential and un-revokes it — writing nothing when all three are already so. Answers what
+   * it was before (null when created), `other_project` when the ID belongs to another project, or
+   * `revoked_credential` when the data plane is revoked and this is the credential it was revoked
+   * with (a revoked secret is never made valid again).
    */
-  async upsert(
+  async save(
     id: string,
     projectId: string,
     name: string,
     tokenSha256: string,
-  ): Promise<{ record: DataPlaneRecord; created: boolean } | null> {
-    const result = await this.db.query<DataPlaneRow & { created: boolean }>(
-      `INSERT INTO data_planes (id, project_id, name, token_sha256) VALUES ($1, $2, $3, $4)
-       ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, token_sha256 = EXCLUDED.token_sha256, revoked_at = NULL, updated_at = now()
-         WHERE data_planes.project_id = EXCLUDED.project_id
-       RETURNING ${COLUMNS}, (xmax = 0) AS created`,
-      [id, projectId, name, tokenSha256],
+  ): Promise<{ record: DataPlaneRecord; before: StoredDataPlane | null } | 'other_project' | 'revoked_credential'> {
+    return this.db.transaction(async (tx) => {
+      const found = await tx.query<DataPlaneRow & { token_sha256: string }>(
+        `SELECT ${COLUMNS}, token_sha256 FROM data_planes WHERE id = $1 FOR UPDATE`,
+        [id],
+      );
+      const row = found.rows[0];
+      if (!row) {
+        const inserted = await tx.query<DataPlaneRow>(
+          `INSERT INTO data_planes (id, project_id, name, token_sha256) VALUES ($1, $2, $3, $4) RETURNING ${COLUMNS}`,
+          [id, projectId, name, tokenSha256],
+        );
+        return { record: toRecord(inserted.rows[0]!), before: null };
+      }
+      if (row.project_id !== projectId) return 'other_project';
+      if (row.revoked_at !== null && row.token_sha256 === tokenSha256) return 'revoked_credential';
+      const before = { ...toRecord(row), tokenSha256: row.token_sha256 };
+      if (row.name === name && row.token_sha256 === tokenSha256 && row.revoked_at === null) return { record: toRecord(row), before };
+      const updated = await tx.query<DataPlaneRow>(
+        `UPDATE data_planes SET name = $2, token_sha256 = $3, revoked_at = NULL, updated_at = now() WHERE id = $1 RETURNING ${COLUMNS}`,
+        [id, name, tokenSha256],
+      );
+      return { record: toRecord(updated.rows[0]!), before };
+    });
+  }
+
+  /** Gives an active data plane of the project a new credential; null when it is missing or revoked. */
+  async rotate(projectId: string, id: string, tokenSha256: string): Promise<DataPlaneRecord | null> {
+    const result = await this.db.query<DataPlaneRow>(
+      `UPDATE data_planes SET token_sha256 = $3, updated_at = now()
+       WHERE project_id = $1 AND id = $2 AND revoked_at IS NULL
+       RETURNING ${COLUMNS}`,
+      [projectId, id, tokenSha256],
     );
     const row = result.rows[0];
-    return row ? { record: toRecord(row), created: row.created } : null;
+    return row ? toRecord(row) : null;
+  }
+
+  /**
+   * Whether this credential (by SHA-256) is still the data plane's and not revoked: asked before a
+   * stream's request is handled, so a request that arrives after a rotation committed is refused on
+   * every replica whether or not its notification has arrived.
+   */
+  async isCurrent(id: string, tokenSha256: string): Promise<boolean> {
+    const result = await this.db.prepared(
+      'cp_dp_credential_current',
+      'SELECT 1 FROM data_planes WHERE id = $1 AND token_sha256 = $2 AND revoked_at IS NULL',
+      [id, tokenSha256],
+    );
+    return (result.rowCount ?? 0) > 0;
+  }
+
+  /** The current credential digest of each of these data planes that is active (revoked ones are absent). */
+  async currentCredentials(ids: readonly string[]): Promise<Map<string, string>> {
+    if (ids.length === 0) return new Map();
+    const result = await this.db.query<{ id: string; token_sha256: string }>(
+      'SELECT id, token_sha256 FROM data_planes WHERE id = ANY($1::uuid[]) AND revoked_at IS NULL',
+      [ids],
+    );
+    return new Map(result.rows.map((r) => [r.id, r.token_sha256]));
   }
 
   /** The active (not revoked) data plane holding a credential, by the credential's SHA-256. */
@@ -76,15 +134,6 @@ export class DataPlaneRepository {
       [projectId],
     );
     return result.rows.map(toRecord);
-  }
-
-  /** Which of these data planes are still active (the periodic check of open streams). */
-  async active(ids: readonly string[]): Promise<Set<string>> {
-    if (ids.length === 0) return new Set();
-    const result = await this.db.query<{ id: string }>('SELECT id FROM data_planes WHERE id = ANY($1::uuid[]) AND revoked_at IS NULL', [
-      ids,
-    ]);
-    return new Set(result.rows.map((r) => r.id));
   }
 
   async revoke(projectId: string, id: string): Promise<boolean> {

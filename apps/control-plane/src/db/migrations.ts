@@ -625,4 +625,37 @@ UPDATE workflow_definitions
  WHERE retry_policy ? 'maxAttempts';
 `,
   },
+  {
+    version: 13,
+    name: 'tenancy: who made an organisation or key; credential changes reach every replica',
+    sql: `
+-- How an organisation came to be: the self-hosted bootstrap (CAIRN_BOOTSTRAP_ADMIN_KEY, or
+-- \`data-planes create\` on a fresh install), the operator's \`organizations create\` (a tenant), or
+-- before this migration ('legacy'). The bootstrap mints keys only into organisations it made.
+ALTER TABLE organizations ADD COLUMN origin text NOT NULL DEFAULT 'legacy'
+  CHECK (origin IN ('bootstrap', 'operator', 'legacy'));
+ALTER TABLE organizations ALTER COLUMN origin DROP DEFAULT;
+
+-- How a key was minted: through the API by another key, by the bootstrap, by an operator command
+-- (\`organizations create\`, \`api-keys create\`), or before this migration.
+ALTER TABLE api_keys ADD COLUMN minted_by text NOT NULL DEFAULT 'legacy'
+  CHECK (minted_by IN ('api', 'bootstrap', 'command', 'legacy'));
+ALTER TABLE api_keys ALTER COLUMN minted_by DROP DEFAULT;
+CREATE INDEX api_keys_bootstrap ON api_keys (organization_id) WHERE minted_by = 'bootstrap' AND revoked_at IS NULL;
+
+-- A rotated or revoked credential, however it was changed (REST, the command line, SQL), tells
+-- every replica at commit, so each ends the streams and long polls still using the old secret.
+-- The payload is the data plane's ID only.
+CREATE FUNCTION cairn_data_plane_credential_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_notify('cairn_data_plane_revoked', NEW.id::text);
+  RETURN NULL;
+END $$;
+CREATE TRIGGER data_planes_credential_changed
+  AFTER UPDATE OF token_sha256, revoked_at ON data_planes
+  FOR EACH ROW
+  WHEN (OLD.token_sha256 IS DISTINCT FROM NEW.token_sha256 OR OLD.revoked_at IS DISTINCT FROM NEW.revoked_at)
+  EXECUTE FUNCTION cairn_data_plane_credential_changed();
+`,
+  },
 ];

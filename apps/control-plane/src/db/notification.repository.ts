@@ -14,8 +14,12 @@ export const Channels = {
   cancel: 'cairn_cancel',
   /** A running run was terminated; its holder must stop: payload is `<run id> <epoch> <sending replica id>`. */
   leaseRevoked: 'cairn_lease_revoked',
-  /** A data plane's credential was revoked: payload is the data plane ID. */
-  revoked: 'cairn_data_plane_revoked',
+  /**
+   * A data plane's credential was rotated or revoked: payload is the data plane ID. Sent by a
+   * trigger on `data_planes` at commit (migration 13), whoever made the change. (The channel keeps
+   * its first name, from when it carried revocations only.)
+   */
+  credentialChanged: 'cairn_data_plane_revoked',
 } as const;
 export type Channel = (typeof Channels)[keyof typeof Channels];
 

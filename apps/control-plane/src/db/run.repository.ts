@@ -309,12 +309,6 @@ export class RunRepository {
     return one(result.rows);
   }
 
-  /** Whether a run with this ID exists in any data plane. */
-  async exists(runId: string): Promise<boolean> {
-    const result = await this.db.query('SELECT 1 FROM runs WHERE id = $1', [runId]);
-    return (result.rowCount ?? 0) > 0;
-  }
-
   async findByDigest(dataPlaneId: string, workflowName: string, digest: string): Promise<Run | null> {
     const result = await this.db.query<RunRow>(
       `SELECT ${RUN_COLUMNS} FROM runs WHERE data_plane_id = $1 AND workflow_name = $2 AND idempotency_digest = $3`,

@@ -5,9 +5,19 @@ import { Database, type Queryable } from './database.js';
 export const ROLES = ['admin', 'developer', 'operator', 'viewer', 'auditor'] as const;
 export type Role = (typeof ROLES)[number];
 
+/**
+ * How an organisation came to be: the self-hosted bootstrap (or `data-planes create` on a fresh
+ * install), the operator's `organizations create`, or before this was recorded.
+ */
+export type OrganizationOrigin = 'bootstrap' | 'operator' | 'legacy';
+
+/** How a key was minted: through the API, by the bootstrap, by an operator command, or before this was recorded. */
+export type KeyMint = 'api' | 'bootstrap' | 'command' | 'legacy';
+
 export interface Organization {
   readonly id: string;
   readonly name: string;
+  readonly origin: OrganizationOrigin;
   readonly createdAt: Date;
 }
 
@@ -32,6 +42,14 @@ export interface ApiKey {
   readonly expiresAt: Date | null;
   readonly revokedAt: Date | null;
   readonly lastUsedAt: Date | null;
+  readonly mintedBy: KeyMint;
+}
+
+interface OrganizationRow {
+  id: string;
+  name: string;
+  origin: OrganizationOrigin;
+  created_at: Date;
 }
 
 interface ProjectRow {
@@ -53,9 +71,14 @@ interface ApiKeyRow {
   expires_at: Date | null;
   revoked_at: Date | null;
   last_used_at: Date | null;
+  minted_by: KeyMint;
 }
 
-const KEY_COLUMNS = 'id, organization_id, project_id, name, role, prefix, created_by, created_at, expires_at, revoked_at, last_used_at';
+const KEY_COLUMNS =
+  'id, organization_id, project_id, name, role, prefix, created_by, created_at, expires_at, revoked_at, last_used_at, minted_by';
+const ORGANIZATION_COLUMNS = 'id, name, origin, created_at';
+
+const toOrganization = (r: OrganizationRow): Organization => ({ id: r.id, name: r.name, origin: r.origin, createdAt: r.created_at });
 
 const toProject = (r: ProjectRow): Project => ({ id: r.id, organizationId: r.organization_id, name: r.name, createdAt: r.created_at });
 
@@ -71,6 +94,7 @@ const toKey = (r: ApiKeyRow): ApiKey => ({
   expiresAt: r.expires_at,
   revokedAt: r.revoked_at,
   lastUsedAt: r.last_used_at,
+  mintedBy: r.minted_by,
 });
 
 export interface NewApiKey {
@@ -83,6 +107,7 @@ export interface NewApiKey {
   readonly secretSha256: string;
   readonly createdBy: string | null;
   readonly expiresAt: Date | null;
+  readonly mintedBy: Exclude<KeyMint, 'legacy'>;
 }
 
 /** All SQL about organisations, projects and API keys (secrets stored as SHA-256 only). */
@@ -90,25 +115,50 @@ export interface NewApiKey {
 export class TenantRepository {
   constructor(@Inject(Database) private readonly db: Database) {}
 
-  /** The organisation with this name, created when missing. */
-  async ensureOrganization(id: string, name: string, q: Queryable = this.db): Promise<Organization> {
-    const result = await q.query<{ id: string; name: string; created_at: Date }>(
-      `INSERT INTO organizations (id, name) VALUES ($1, $2)
+  /**
+   * The organisation with this name, created with `origin` when missing (an existing one keeps its
+   * own origin).
+   */
+  async ensureOrganization(id: string, name: string, origin: OrganizationOrigin, q: Queryable = this.db): Promise<Organization> {
+    const result = await q.query<OrganizationRow>(
+      `INSERT INTO organizations (id, name, origin) VALUES ($1, $2, $3)
        ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name
-       RETURNING id, name, created_at`,
-      [id, name],
+       RETURNING ${ORGANIZATION_COLUMNS}`,
+      [id, name, origin],
     );
-    const row = result.rows[0]!;
-    return { id: row.id, name: row.name, createdAt: row.created_at };
+    return toOrganization(result.rows[0]!);
+  }
+
+  /** Creates an organisation; null when one with this name exists (it is left as it is). */
+  async insertOrganization(id: string, name: string, origin: OrganizationOrigin, q: Queryable = this.db): Promise<Organization | null> {
+    const result = await q.query<OrganizationRow>(
+      `INSERT INTO organizations (id, name, origin) VALUES ($1, $2, $3)
+       ON CONFLICT (name) DO NOTHING
+       RETURNING ${ORGANIZATION_COLUMNS}`,
+      [id, name, origin],
+    );
+    const row = result.rows[0];
+    return row ? toOrganization(row) : null;
+  }
+
+  async findOrganizationByName(name: string, q: Queryable = this.db): Promise<Organization | null> {
+    const result = await q.query<OrganizationRow>(`SELECT ${ORGANIZATION_COLUMNS} FROM organizations WHERE name = $1`, [name]);
+    const row = result.rows[0];
+    return row ? toOrganization(row) : null;
   }
 
   async findOrganization(id: string): Promise<Organization | null> {
-    const result = await this.db.query<{ id: string; name: string; created_at: Date }>(
-      'SELECT id, name, created_at FROM organizations WHERE id = $1',
-      [id],
-    );
+    const result = await this.db.query<OrganizationRow>(`SELECT ${ORGANIZATION_COLUMNS} FROM organizations WHERE id = $1`, [id]);
     const row = result.rows[0];
-    return row ? { id: row.id, name: row.name, createdAt: row.created_at } : null;
+    return row ? toOrganization(row) : null;
+  }
+
+  /**
+   * Serialises the bootstrap of replicas starting together, for the rest of the transaction, so
+   * two of them never both find no key and both mint one.
+   */
+  async lockBootstrap(q: Queryable): Promise<void> {
+    await q.query("SELECT pg_advisory_xact_lock(hashtext('cairn_bootstrap'))");
   }
 
   /** Creates a project; null when the organisation already has one with this name. */
@@ -139,8 +189,8 @@ export class TenantRepository {
     return row ? toProject(row) : null;
   }
 
-  async listProjects(organizationId: string, onlyId: string | null): Promise<Project[]> {
-    const result = await this.db.query<ProjectRow>(
+  async listProjects(organizationId: string, onlyId: string | null, q: Queryable = this.db): Promise<Project[]> {
+    const result = await q.query<ProjectRow>(
       `SELECT id, organization_id, name, created_at FROM projects
        WHERE organization_id = $1 AND ($2::uuid IS NULL OR id = $2) ORDER BY name`,
       [organizationId, onlyId],
@@ -150,27 +200,39 @@ export class TenantRepository {
 
   async insertKey(key: NewApiKey, q: Queryable = this.db): Promise<ApiKey> {
     const result = await q.query<ApiKeyRow>(
-      `INSERT INTO api_keys (id, organization_id, project_id, name, role, prefix, secret_sha256, created_by, expires_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+      `INSERT INTO api_keys (id, organization_id, project_id, name, role, prefix, secret_sha256, created_by, expires_at, minted_by)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
        RETURNING ${KEY_COLUMNS}`,
-      [key.id, key.organizationId, key.projectId, key.name, key.role, key.prefix, key.secretSha256, key.createdBy, key.expiresAt],
+      [
+        key.id,
+        key.organizationId,
+        key.projectId,
+        key.name,
+        key.role,
+        key.prefix,
+        key.secretSha256,
+        key.createdBy,
+        key.expiresAt,
+        key.mintedBy,
+      ],
     );
     return toKey(result.rows[0]!);
   }
 
-  /** Creates the key unless one with this secret exists (the bootstrap admin key at every start). */
-  async ensureKey(key: NewApiKey, q: Queryable = this.db): Promise<void> {
-    await q.query(
-      `INSERT INTO api_keys (id, organization_id, project_id, name, role, prefix, secret_sha256, created_by, expires_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-       ON CONFLICT (secret_sha256) DO NOTHING`,
-      [key.id, key.organizationId, key.projectId, key.name, key.role, key.prefix, key.secretSha256, key.createdBy, key.expiresAt],
+  /** The organisation's bootstrap keys that are not revoked, oldest first. */
+  async activeBootstrapKeys(organizationId: string, q: Queryable = this.db): Promise<ApiKey[]> {
+    const result = await q.query<ApiKeyRow>(
+      `SELECT ${KEY_COLUMNS} FROM api_keys
+       WHERE organization_id = $1 AND minted_by = 'bootstrap' AND revoked_at IS NULL
+       ORDER BY created_at, id`,
+      [organizationId],
     );
+    return result.rows.map(toKey);
   }
 
   /** The key holding this secret, whatever its state (the caller checks expiry and revocation). */
-  async findKeyBySecret(secretSha256: string): Promise<ApiKey | null> {
-    const result = await this.db.query<ApiKeyRow>(`SELECT ${KEY_COLUMNS} FROM api_keys WHERE secret_sha256 = $1`, [secretSha256]);
+  async findKeyBySecret(secretSha256: string, q: Queryable = this.db): Promise<ApiKey | null> {
+    const result = await q.query<ApiKeyRow>(`SELECT ${KEY_COLUMNS} FROM api_keys WHERE secret_sha256 = $1`, [secretSha256]);
     const row = result.rows[0];
     return row ? toKey(row) : null;
   }

@@ -23,12 +23,13 @@ import {
 } from '@cairn/proto';
 import { invalidField } from '../domain.js';
 import { BacklogService } from '../services/backlog.service.js';
+import { CredentialHolders } from '../services/credential-holders.js';
 import { DataPlaneService } from '../services/data-plane.service.js';
 import { DEFAULT_PRIORITY, RunService } from '../services/run.service.js';
 import { checkResidency, optional, required, size } from '../services/validate.js';
 import { LOGGER } from '../tokens.js';
 import { toRunInfo, toStepInfo } from './convert.js';
-import { bearerToken, toServiceError } from './status.js';
+import { bearerToken, peerAddress, toServiceError } from './status.js';
 
 type Unary = grpc.handleUnaryCall<Buffer, unknown>;
 
@@ -45,6 +46,7 @@ export class GatewayHandler {
     @Inject(DataPlaneService) private readonly dataPlanes: DataPlaneService,
     @Inject(LOGGER) private readonly logger: Logger,
     @Inject(BacklogService) private readonly backlog: BacklogService,
+    @Inject(CredentialHolders) private readonly holders: CredentialHolders,
   ) {}
 
   handlers(): Record<string, Unary> {
@@ -67,10 +69,14 @@ export class GatewayHandler {
         const { run, steps } = await this.runs.describe(dataPlaneId, required(req.runId, 'run_id'));
         return create(DescribeRunResponseSchema, { run: toRunInfo(run), steps: steps.map(toStepInfo) });
       }),
-      waitRun: this.unary(WaitRunRequestSchema, async (dataPlaneId, req, abort) => {
-        const run = await this.runs.wait(dataPlaneId, required(req.runId, 'run_id'), req.timeoutMs, abort);
-        return create(WaitRunResponseSchema, { run: toRunInfo(run) });
-      }),
+      waitRun: this.unary(
+        WaitRunRequestSchema,
+        async (dataPlaneId, req, abort) => {
+          const run = await this.runs.wait(dataPlaneId, required(req.runId, 'run_id'), req.timeoutMs, abort);
+          return create(WaitRunResponseSchema, { run: toRunInfo(run) });
+        },
+        { longPoll: true },
+      ),
       signalRun: this.unary(SignalRunRequestSchema, async (dataPlaneId, req) => {
         const run = await this.runs.signal(
           dataPlaneId,
@@ -102,15 +108,23 @@ export class GatewayHandler {
     };
   }
 
+  /**
+   * A unary handler: authenticate (throttled per peer address), decode, check residency, handle.
+   * A long poll is registered with the credential it used, so a rotation or revocation ends it
+   * with UNAUTHENTICATED instead of letting it answer for up to a minute more.
+   */
   private unary<Desc extends DescMessage>(
     schema: Desc,
     handle: (dataPlaneId: string, request: MessageShape<Desc>, abort: AbortSignal) => Promise<unknown>,
+    options: { longPoll?: boolean } = {},
   ): Unary {
     return (call, callback) => {
       const abort = new AbortController();
       call.on('cancelled', () => abort.abort());
+      let release = (): void => undefined;
+      let revokedWith: string | null = null;
       const run = async (): Promise<unknown> => {
-        const dataPlaneId = await this.dataPlanes.authenticate(bearerToken(call.metadata));
+        const identity = await this.dataPlanes.identify(bearerToken(call.metadata), peerAddress(call));
         let request: MessageShape<Desc>;
         try {
           request = fromBinary(schema, call.request);
@@ -118,12 +132,26 @@ export class GatewayHandler {
           throw new GrpcFailure(grpc.status.INVALID_ARGUMENT, `malformed request: not a valid ${schema.typeName} protobuf message`);
         }
         checkResidency(schema, request);
-        return handle(dataPlaneId, request, abort.signal);
+        if (options.longPoll) {
+          release = this.holders.add({
+            dataPlaneId: identity.dataPlaneId,
+            tokenSha256: identity.tokenSha256,
+            end: (message) => {
+              revokedWith = message;
+              abort.abort();
+            },
+          });
+        }
+        const response = await handle(identity.dataPlaneId, request, abort.signal);
+        if (revokedWith !== null) throw new GrpcFailure(grpc.status.UNAUTHENTICATED, revokedWith);
+        return response;
       };
-      run().then(
-        (response) => callback(null, response),
-        (error: unknown) => callback(error instanceof GrpcFailure ? error.status : toServiceError(error, this.logger)),
-      );
+      run()
+        .finally(() => release())
+        .then(
+          (response) => callback(null, response),
+          (error: unknown) => callback(error instanceof GrpcFailure ? error.status : toServiceError(error, this.logger)),
+        );
     };
   }
 }

@@ -1,5 +1,6 @@
+import { isIP } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
-import { CairnError, ErrorCodes, type Logger } from '@cairn/common';
+import { CairnError, ErrorCodes, retryAfterSeconds, sourceOf, type Logger } from '@cairn/common';
 import { errorSummary, isDatabaseUnavailable } from '../db/database.js';
 import type { StreamEnd } from '../services/worker-session.js';
 
@@ -18,6 +19,7 @@ const BY_CODE: Partial<Record<string, grpc.status>> = {
   [ErrorCodes.RATE_LIMITED]: grpc.status.RESOURCE_EXHAUSTED,
   [ErrorCodes.WORKFLOW_NOT_REGISTERED]: grpc.status.FAILED_PRECONDITION,
   [ErrorCodes.FAILED_PRECONDITION]: grpc.status.FAILED_PRECONDITION,
+  [ErrorCodes.CREDENTIAL_THROTTLED]: grpc.status.RESOURCE_EXHAUSTED,
 };
 
 const BY_END: Record<StreamEnd['kind'], grpc.status> = {
@@ -27,6 +29,7 @@ const BY_END: Record<StreamEnd['kind'], grpc.status> = {
   invalid_argument: grpc.status.INVALID_ARGUMENT,
   unauthenticated: grpc.status.UNAUTHENTICATED,
   unavailable: grpc.status.UNAVAILABLE,
+  resource_exhausted: grpc.status.RESOURCE_EXHAUSTED,
 };
 
 export function endStatus(end: StreamEnd): grpc.status {
@@ -40,6 +43,13 @@ export function endStatus(end: StreamEnd): grpc.status {
 export function toServiceError(error: unknown, logger: Logger): Partial<grpc.StatusObject> {
   if (error instanceof CairnError) {
     const code = BY_CODE[error.code];
+    const wait = retryAfterSeconds(error);
+    if (code !== undefined && wait !== undefined) {
+      // Throttled: the wait travels as a `retry-after` trailer (seconds) as well as in the message.
+      const metadata = new grpc.Metadata();
+      metadata.set('retry-after', String(wait));
+      return { code, details: error.message, metadata };
+    }
     if (code !== undefined) return { code, details: error.message };
   }
   const failure = errorSummary(error);
@@ -49,6 +59,19 @@ export function toServiceError(error: unknown, logger: Logger): Partial<grpc.Sta
   }
   logger.error({ err: failure }, 'request failed: internal error');
   return { code: grpc.status.INTERNAL, details: 'internal error in the control plane; see its logs' };
+}
+
+/**
+ * The client's address as a throttle source: the peer of the gRPC connection. Behind a proxy that
+ * is the proxy's address; see the README on throttling.
+ */
+export function peerAddress(call: { getPeer(): string }): string {
+  // grpc-js gives `${remoteAddress}:${remotePort}` (an IPv6 address without brackets), or the
+  // address alone when the port is unknown.
+  const peer = call.getPeer().replace(/^(ipv4|ipv6):/, '');
+  if (isIP(peer.replace(/^\[|\]$/g, ''))) return sourceOf(peer);
+  const colon = peer.lastIndexOf(':');
+  return sourceOf(colon > 0 && /^\d+$/.test(peer.slice(colon + 1)) ? peer.slice(0, colon) : peer);
 }
 
 /** The bearer token of a call (never logged). */

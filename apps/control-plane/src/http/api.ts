@@ -11,7 +11,7 @@ import {
 } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import type { z } from 'zod';
-import { CairnError, ErrorCodes } from '@cairn/common';
+import { CairnError, ErrorCodes, sourceOf } from '@cairn/common';
 import { allows, rolesFor, type Permission } from '../auth/permissions.js';
 import type { Project } from '../db/tenant.repository.js';
 import { AccessService, type Principal } from '../services/access.service.js';
@@ -49,6 +49,8 @@ export interface RequestContext {
 
 interface ApiRequest {
   id?: string;
+  /** The client's address (the socket's, or the forwarded one behind CAIRN_CP_TRUSTED_PROXIES). */
+  ip?: string;
   headers: Record<string, string | string[] | undefined>;
   params?: Record<string, string | undefined>;
   query?: unknown;
@@ -105,7 +107,7 @@ export class AccessGuard implements CanActivate {
     const request = context.switchToHttp().getRequest<ApiRequest>();
     const header = request.headers['authorization'];
     const match = typeof header === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
-    const principal = await this.access.authenticate(match?.[1]);
+    const principal = await this.access.authenticate(match?.[1], sourceOf(request.ip));
     const projectRef = request.params?.['project'];
     const project = projectRef === undefined ? null : await this.access.resolveProject(principal, projectRef);
     const organizationOnly = spec.permission === 'organization.admin' && principal.keyProjectId !== null;

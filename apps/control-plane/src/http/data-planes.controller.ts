@@ -44,6 +44,25 @@ export class DataPlanesController {
     return { dataPlane: presentDataPlane(await this.dataPlanes.get(project.id, created.id)), credential: created.token };
   }
 
+  @Post(':id/rotate')
+  @Api({
+    response: DataPlaneCreated,
+    permission: 'data-planes.manage',
+    tag: 'data-planes',
+    summary: "Rotate a data plane's credential: the new one is in this answer only; the old one stops at once",
+    description:
+      'Every replica ends the worker streams and long polls still using the old credential (UNAUTHENTICATED) and refuses their ' +
+      'requests from the rotation on; new calls with it are refused. Configure the new credential on the workers and the gateway.',
+  })
+  async rotate(
+    @Caller() caller: RequestContext,
+    @CurrentProject() project: Project,
+    @Param('id') id: string,
+  ): Promise<{ dataPlane: unknown; credential: string }> {
+    const { record, token } = await this.dataPlanes.rotate(project.id, id, AuditService.actorOf(caller.principal));
+    return { dataPlane: presentDataPlane(record), credential: token };
+  }
+
   @Get()
   @Api({ response: DataPlaneList, permission: 'project.read', tag: 'data-planes', summary: 'List the data planes of this project' })
   async list(@CurrentProject() project: Project): Promise<{ dataPlanes: unknown[] }> {

@@ -1,5 +1,5 @@
 import { Catch, HttpException, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common';
-import { CairnError, ErrorCodes, type Logger } from '@cairn/common';
+import { CairnError, ErrorCodes, retryAfterSeconds, type Logger } from '@cairn/common';
 import { errorSummary, isDatabaseUnavailable } from '../db/database.js';
 
 /** The Fastify reply, as far as this filter uses it. */
@@ -25,6 +25,7 @@ const STATUS_BY_CODE: Partial<Record<string, number>> = {
   [ErrorCodes.RATE_LIMITED]: 429,
   [ErrorCodes.WORKFLOW_NOT_REGISTERED]: 409,
   [ErrorCodes.FAILED_PRECONDITION]: 409,
+  [ErrorCodes.CREDENTIAL_THROTTLED]: 429,
 };
 
 const CODE_BY_STATUS: Partial<Record<number, string>> = {
@@ -59,6 +60,8 @@ export class ErrorFilter implements ExceptionFilter {
       status = STATUS_BY_CODE[exception.code]!;
       code = exception.code;
       message = exception.rawMessage;
+      const wait = retryAfterSeconds(exception);
+      if (wait !== undefined) void reply.header('retry-after', String(wait));
     } else if (exception instanceof HttpException && exception.getStatus() < 500) {
       status = exception.getStatus();
       code = CODE_BY_STATUS[status] ?? ErrorCodes.INVALID_ARGUMENT;

@@ -66,7 +66,8 @@ const ERRORS: Record<string, string> = {
   '403': "The key's role may not do this (CAIRN-1111): the message names the roles that may",
   '404': 'No such project, run, workflow, schedule, key or data plane here (CAIRN-1105)',
   '409': 'A conflict with the current state (CAIRN-1108, CAIRN-1114, CAIRN-1115)',
-  '429': 'A project quota or rate limit (CAIRN-1112, CAIRN-1113)',
+  '429':
+    'A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After',
   '503': 'The control plane is not ready or cannot reach its database (CAIRN-1110): retry',
 };
 
@@ -146,7 +147,7 @@ export function buildOpenApi(routes: readonly RouteDoc[], version: string): Reco
           ]),
         ),
         ...Object.fromEntries(
-          ['400', '401', '403', '404', ...(route.method === 'get' ? [] : ['409', '429']), '503'].map((status) => [
+          ['400', '401', '403', '404', ...(route.method === 'get' ? [] : ['409']), '429', '503'].map((status) => [
             status,
             errorResponse(ERRORS[status]!),
           ]),

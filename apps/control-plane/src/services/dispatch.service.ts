@@ -6,6 +6,7 @@ import { RunRepository } from '../db/run.repository.js';
 import type { LeaseKey } from '../domain.js';
 import { Telemetry } from '../telemetry/telemetry.service.js';
 import { LOGGER } from '../tokens.js';
+import { DataPlaneService } from './data-plane.service.js';
 import { EventBus } from './event-bus.service.js';
 import { FlowControlService } from './flow-control.service.js';
 import { SessionRegistry } from './session-registry.js';
@@ -41,6 +42,7 @@ export class DispatchService {
     @Inject(Telemetry) private readonly telemetry: Telemetry,
     @Inject(FlowControlService) private readonly flow: FlowControlService,
     @Inject(WorkflowDefaultsService) private readonly defaults: WorkflowDefaultsService,
+    @Inject(DataPlaneService) private readonly dataPlanes: DataPlaneService,
   ) {
     this.events.onDispatch((dataPlaneId) => this.kickDataPlane(dataPlaneId));
     this.events.onResync(() => this.kickAll());
@@ -169,6 +171,16 @@ export class DispatchService {
           limited: limited.size === 0 ? [] : session.workflows.filter((w) => limited.has(w.name)).map((w) => w.name),
           onRateLimited: (retryAt) => this.kickAt(session, retryAt),
         });
+        // Checked after the claim, so a claim that raced a rotation or revocation of the stream's
+        // credential is given back too: no RunTask goes out on a stream whose secret was replaced.
+        const stale = claimed.length > 0 && !session.closed && !(await this.dataPlanes.isCurrent(session.credential));
+        if (stale) {
+          session.end({
+            kind: 'unauthenticated',
+            message:
+              'the data-plane credential was rotated or revoked: this stream used the old one; configure the current credential and reconnect',
+          });
+        }
         if (session.closed) {
           await this.giveBack(
             session,

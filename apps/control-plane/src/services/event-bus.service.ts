@@ -73,14 +73,13 @@ export class EventBus {
     this.emitter.on('leaseRevoked', listener);
   }
 
-  /** A data plane's credential was revoked: every replica closes its streams. */
-  publishRevoked(dataPlaneId: string): void {
-    this.emitter.emit('revoked', dataPlaneId);
-    this.send(Channels.revoked, dataPlaneId);
-  }
-
-  onRevoked(listener: (dataPlaneId: string) => void): void {
-    this.emitter.on('revoked', listener);
+  /**
+   * A data plane's credential was rotated or revoked, on any replica or by the command line: each
+   * replica ends the streams still using the old secret. The NOTIFY is sent by a trigger on
+   * `data_planes` when the change commits (migration 13), so nothing here sends one.
+   */
+  onCredentialChanged(listener: (dataPlaneId: string) => void): void {
+    this.emitter.on('credentialChanged', listener);
   }
 
   onDispatch(listener: (dataPlaneId: string) => void): void {
@@ -135,8 +134,8 @@ export class EventBus {
       case Channels.runEnded:
         this.wakeRunWaiters(payload);
         break;
-      case Channels.revoked:
-        this.emitter.emit('revoked', payload);
+      case Channels.credentialChanged:
+        this.emitter.emit('credentialChanged', payload);
         break;
       case Channels.cancel:
       case Channels.leaseRevoked: {

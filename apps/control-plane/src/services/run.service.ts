@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Inject, Injectable } from '@nestjs/common';
-import { CairnError, ErrorCodes } from '@cairn/common';
+import { CairnError, ErrorCodes, type Logger } from '@cairn/common';
 import { ErrorCode } from '@cairn/proto';
 import { CONFIG, type ControlPlaneConfig } from '../config.js';
 import { Database } from '../db/database.js';
@@ -11,6 +11,7 @@ import { WorkflowRepository } from '../db/workflow.repository.js';
 import { isFinal, runNotFound, type LeaseKey, type Run, type Step } from '../domain.js';
 import { AuditService, type AuditActor } from './audit.service.js';
 import { EventBus } from './event-bus.service.js';
+import { LOGGER } from '../tokens.js';
 import { QuotaService } from './quota.service.js';
 
 export interface StartRunInput {
@@ -54,6 +55,7 @@ export class RunService {
     @Inject(CONFIG) private readonly config: ControlPlaneConfig,
     @Inject(QuotaService) private readonly quotas: QuotaService,
     @Inject(AuditService) private readonly audit: AuditService,
+    @Inject(LOGGER) private readonly logger: Logger,
   ) {}
 
   /**
@@ -90,8 +92,9 @@ export class RunService {
           },
           q,
         ),
+      // Only this data plane's runs: a run ID of another data plane must not change the answer.
       async () =>
-        (await this.runs.exists(input.runId)) ||
+        (await this.runs.find(dataPlaneId, input.runId)) !== null ||
         (input.idempotencyDigest !== null &&
           (await this.runs.findByDigest(dataPlaneId, input.workflowName, input.idempotencyDigest)) !== null),
     );
@@ -105,7 +108,11 @@ export class RunService {
     }
     const same = await this.runs.find(dataPlaneId, input.runId);
     if (same && same.workflowName === input.workflowName) return { run: same, created: false };
-    throw new CairnError(ErrorCodes.CONFLICT, `run ID ${input.runId} is already taken by another run: start the run with a new run ID`);
+    // One answer whether the ID is this data plane's run of another workflow or a run of another
+    // data plane (any tenant's): it says nothing about who holds the ID. A gateway makes a fresh
+    // random ID for every start, so only a caller choosing IDs meets this; the log records it.
+    if (!same) this.logger.warn({ dataPlaneId, runId: input.runId }, 'StartRun named a run ID another data plane holds; refused');
+    throw runIdUnusable(input.runId, input.workflowName);
   }
 
   /**
@@ -245,7 +252,7 @@ export class RunService {
             },
             q,
           ),
-        () => this.runs.exists(input.childRunId),
+        async () => (await this.runs.find(dataPlaneId, input.childRunId)) !== null,
       );
     } catch (error) {
       if (error instanceof CairnError && error.code === ErrorCodes.QUOTA_EXCEEDED) return 'quota_exceeded';
@@ -308,4 +315,15 @@ export function deprecated(name: string, version: string): CairnError {
 
 function shuttingDown(): CairnError {
   return new CairnError(ErrorCodes.UNAVAILABLE, 'control plane shutting down; retry the wait');
+}
+
+/**
+ * A run ID a start cannot use: this data plane's run of another workflow, or any other data
+ * plane's run. The same words for both, so the answer reveals nothing about other tenants.
+ */
+function runIdUnusable(runId: string, workflowName: string): CairnError {
+  return new CairnError(
+    ErrorCodes.CONFLICT,
+    `run ID ${runId} cannot start a run of ${workflowName}: start the run with a new run ID (the gateway makes a fresh one for every start)`,
+  );
 }

@@ -31,6 +31,7 @@ import { WorkflowRepository } from '../db/workflow.repository.js';
 import type { LeaseKey, StepKindName, StepReportInput, StepStatusName, SuspendReasonName, WorkflowRefInput } from '../domain.js';
 import { Telemetry } from '../telemetry/telemetry.service.js';
 import { LOGGER } from '../tokens.js';
+import type { DataPlaneIdentity } from './data-plane.service.js';
 import { DispatchService } from './dispatch.service.js';
 import { LeaseService, type OutcomeResult, type WorkerOutcome } from './lease.service.js';
 import { RunService } from './run.service.js';
@@ -83,9 +84,9 @@ export class WorkerProtocolService {
     @Inject(WorkflowRegistryService) readonly workflowRegistry: WorkflowRegistryService,
   ) {}
 
-  /** A new stream authenticated as `dataPlaneId`. */
-  open(dataPlaneId: string, outbound: SessionOutbound): WorkerConnection {
-    return new WorkerConnection(this, dataPlaneId, outbound);
+  /** A new stream authenticated as this data plane, with this credential. */
+  open(identity: DataPlaneIdentity, outbound: SessionOutbound): WorkerConnection {
+    return new WorkerConnection(this, identity, outbound);
   }
 }
 
@@ -94,13 +95,15 @@ export class WorkerConnection {
   private session: WorkerSession | null = null;
   private finished = false;
   private logger: Logger;
+  private readonly dataPlaneId: string;
 
   constructor(
     private readonly protocol: WorkerProtocolService,
-    private readonly dataPlaneId: string,
+    private readonly identity: DataPlaneIdentity,
     private readonly outbound: SessionOutbound,
   ) {
-    this.logger = protocol.logger.child({ dataPlaneId });
+    this.dataPlaneId = identity.dataPlaneId;
+    this.logger = protocol.logger.child({ dataPlaneId: identity.dataPlaneId });
   }
 
   async receive(request: ConnectRequest): Promise<void> {
@@ -338,7 +341,7 @@ export class WorkerConnection {
       );
     }
     this.logger = this.logger.child({ workerId: hello.workerId });
-    const session = new WorkerSession(this.dataPlaneId, hello.workerId, hello.slots, workflows, this.outbound, this.logger);
+    const session = new WorkerSession(this.identity, hello.workerId, hello.slots, workflows, this.outbound, this.logger);
     this.logger = this.logger.child({ sessionId: session.id });
     this.session = session;
     // Registered before the Welcome so a cancellation arriving meanwhile is queued, not lost.

@@ -11,11 +11,15 @@ import {
 import type { Logger } from '@cairn/common';
 import type { LeaseKey, Run, WorkflowRefInput } from '../domain.js';
 import { toRunTask, type RunTaskExtras } from '../grpc/convert.js';
+import type { DataPlaneIdentity } from './data-plane.service.js';
 
 /** How a stream ends; each transport maps the kind to its own status code. */
 export interface StreamEnd {
-  readonly kind: 'ok' | 'failed_precondition' | 'permission_denied' | 'invalid_argument' | 'unauthenticated' | 'unavailable';
+  readonly kind:
+    'ok' | 'failed_precondition' | 'permission_denied' | 'invalid_argument' | 'unauthenticated' | 'unavailable' | 'resource_exhausted';
   readonly message: string;
+  /** With `resource_exhausted`: how long to wait before reconnecting (a `retry-after` trailer). */
+  readonly retryAfterSeconds?: number | undefined;
 }
 
 /** The transport side of a worker stream. */
@@ -47,15 +51,19 @@ export class WorkerSession {
   private readonly held: ConnectResponse[] = [];
   private readonly cancelsSent = new Set<string>();
   private readonly idleWaiters: Array<() => void> = [];
+  readonly dataPlaneId: string;
 
   constructor(
-    readonly dataPlaneId: string,
+    /** The data plane and the credential the stream authenticated with. */
+    readonly credential: DataPlaneIdentity,
     readonly workerId: string,
     readonly slots: number,
     readonly workflows: readonly WorkflowRefInput[],
     private readonly outbound: SessionOutbound,
     readonly logger: Logger,
-  ) {}
+  ) {
+    this.dataPlaneId = credential.dataPlaneId;
+  }
 
   /** Whether dispatch may push tasks (Welcome sent, stream open). */
   get ready(): boolean {

@@ -1,3 +1,4 @@
+import { ErrorCodes, env, weakTokenReason } from '@cairn/common';
 import { z } from 'zod';
 
 /** How the control plane exports traces and protects `/metrics`. */
@@ -9,8 +10,16 @@ export interface TelemetryConfig {
   readonly tracesEndpoint: string | null;
   /** `service.name` of the spans. */
   readonly serviceName: string;
-  /** When set, `GET /metrics` needs `Authorization: Bearer <token>`. */
+  /**
+   * When set, `GET /metrics` needs `Authorization: Bearer <token>` wherever it is served. Unset,
+   * the API port refuses `/metrics` and only the metrics port (when configured) serves it, openly.
+   */
   readonly metricsToken: string | null;
+  /**
+   * A port of its own for `GET /metrics` (nothing else is served there), for a scraper on a
+   * private network; null serves metrics only on the API port, with the token.
+   */
+  readonly metricsPort: number | null;
 }
 
 const httpUrl = z
@@ -32,7 +41,14 @@ export const telemetryShape = {
     .string()
     .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/, 'expected a service name (letters, digits, _ . -)')
     .optional(),
-  CAIRN_METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  CAIRN_METRICS_TOKEN: z
+    .string()
+    .optional()
+    .superRefine((value, ctx) => {
+      const weak = value === undefined ? null : weakTokenReason(value);
+      if (weak) ctx.addIssue({ code: 'custom', message: `is too weak (${ErrorCodes.WEAK_CREDENTIAL}): the token ${weak}` });
+    }),
+  CAIRN_CP_METRICS_PORT: env.port().optional(),
 };
 
 type TelemetryEnv = { readonly [K in keyof typeof telemetryShape]?: z.infer<(typeof telemetryShape)[K]> };
@@ -49,5 +65,6 @@ export function telemetryConfig(raw: TelemetryEnv): TelemetryConfig {
     tracesEndpoint: disabled || endpoint === undefined ? null : endpoint,
     serviceName: raw.OTEL_SERVICE_NAME ?? 'cairn-control-plane',
     metricsToken: raw.CAIRN_METRICS_TOKEN ?? null,
+    metricsPort: raw.CAIRN_CP_METRICS_PORT ?? null,
   });
 }

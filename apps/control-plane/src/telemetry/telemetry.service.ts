@@ -2,7 +2,15 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type * as grpc from '@grpc/grpc-js';
 import { Inject, Injectable } from '@nestjs/common';
-import { ErrorCodes, isId, type Logger } from '@cairn/common';
+import {
+  CREDENTIAL_PREFIX_LENGTH,
+  CairnError,
+  CredentialThrottle,
+  ErrorCodes,
+  credentialThrottled,
+  isId,
+  type Logger,
+} from '@cairn/common';
 import { ErrorCode, GatewayService } from '@cairn/proto';
 import { CONFIG, type ControlPlaneConfig } from '../config.js';
 import { errorSummary } from '../db/database.js';
@@ -66,6 +74,7 @@ export class Telemetry {
     @Inject(LOGGER) private readonly logger: Logger,
     @Inject(SessionRegistry) private readonly registry: SessionRegistry,
     @Inject(MetricsRepository) private readonly repository: MetricsRepository,
+    @Inject(CredentialThrottle) private readonly throttle: CredentialThrottle,
   ) {
     this.tracing = createTracing(config.telemetry);
     const token = config.telemetry.metricsToken;
@@ -285,11 +294,38 @@ export class Telemetry {
 
   // ---- /metrics ------------------------------------------------------------------------------
 
-  /** Whether a `/metrics` request may read the metrics (always, when no token is configured). */
-  metricsAuthorized(authorization: string | undefined): boolean {
-    if (this.metricsTokenDigest === null) return true;
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '');
-    return match?.[1] !== undefined && timingSafeEqual(digest(match[1]), this.metricsTokenDigest);
+  /**
+   * Refuses a `/metrics` request that may not read the metrics. With `CAIRN_METRICS_TOKEN` set,
+   * every port needs `Authorization: Bearer <token>` (failed tries are throttled per address like
+   * any credential). Without it, the API port refuses (so metrics are never open on a public
+   * port by default) and the metrics port, which is meant for a private network, serves openly.
+   */
+  authorizeMetrics(authorization: string | undefined, port: 'api' | 'metrics', source: string): void {
+    const configured = this.metricsTokenDigest;
+    if (configured === null) {
+      if (port === 'metrics') return;
+      throw new CairnError(
+        ErrorCodes.UNAUTHENTICATED,
+        'metrics on the API port need a token: set CAIRN_METRICS_TOKEN on the control plane and send Authorization: Bearer <token>, ' +
+          'or serve them on a private port of their own with CAIRN_CP_METRICS_PORT',
+      );
+    }
+    const presented = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '')?.[1];
+    if (presented === undefined) {
+      throw new CairnError(
+        ErrorCodes.UNAUTHENTICATED,
+        'metrics need Authorization: Bearer <token>, with the token set as CAIRN_METRICS_TOKEN on the control plane',
+      );
+    }
+    const presentedDigest = digest(presented);
+    const attempt = { source, prefix: presented.slice(0, CREDENTIAL_PREFIX_LENGTH), digest: presentedDigest.toString('hex') };
+    const wait = this.throttle.retryAfterMs(attempt);
+    if (wait > 0) throw credentialThrottled(wait, 'metrics tokens');
+    if (!timingSafeEqual(presentedDigest, configured)) {
+      this.throttle.failed(attempt);
+      throw new CairnError(ErrorCodes.UNAUTHENTICATED, 'the metrics token is not the one set as CAIRN_METRICS_TOKEN on the control plane');
+    }
+    this.throttle.succeeded(attempt);
   }
 
   /** The exposition text, with the database gauges read now. */

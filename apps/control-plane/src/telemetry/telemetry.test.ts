@@ -7,7 +7,12 @@ import { traceparentOf } from './tracing.js';
 
 describe('control-plane telemetry configuration', () => {
   it('turns tracing off when no endpoint is set or OTEL_SDK_DISABLED is true', () => {
-    assert.deepEqual(telemetryConfig({}), { tracesEndpoint: null, serviceName: 'cairn-control-plane', metricsToken: null });
+    assert.deepEqual(telemetryConfig({}), {
+      tracesEndpoint: null,
+      serviceName: 'cairn-control-plane',
+      metricsToken: null,
+      metricsPort: null,
+    });
     assert.equal(telemetryConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318', OTEL_SDK_DISABLED: 'true' }).tracesEndpoint, null);
   });
 
@@ -25,12 +30,14 @@ describe('control-plane telemetry configuration', () => {
       OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://t:4318/x',
       CAIRN_CP_OTLP_TRACES_ENDPOINT: 'https://cp-traces.internal/v1/traces',
       OTEL_SERVICE_NAME: 'cairn-cp-eu',
-      CAIRN_METRICS_TOKEN: 'a-long-enough-token',
+      CAIRN_METRICS_TOKEN: 'mt_Zq7R2vK9pW4xL8nB3cY6tD1fH5jM0sQe',
+      CAIRN_CP_METRICS_PORT: 9464,
     });
     assert.deepEqual(config, {
       tracesEndpoint: 'https://cp-traces.internal/v1/traces',
       serviceName: 'cairn-cp-eu',
-      metricsToken: 'a-long-enough-token',
+      metricsToken: 'mt_Zq7R2vK9pW4xL8nB3cY6tD1fH5jM0sQe',
+      metricsPort: 9464,
     });
   });
 });

@@ -348,6 +348,11 @@ export interface components {
           | 'CAIRN-1130'
           | 'CAIRN-1131'
           | 'CAIRN-1132'
+          | 'CAIRN-1140'
+          | 'CAIRN-1141'
+          | 'CAIRN-1142'
+          | 'CAIRN-1143'
+          | 'CAIRN-1144'
           | 'CAIRN-2001'
           | 'CAIRN-2002'
           | 'CAIRN-2003'
@@ -792,6 +797,15 @@ export interface operations {
           'application/json': components['schemas']['Error'];
         };
       };
+      /** @description The gateway token lacks the scope this route needs (CAIRN-1144): the message names it */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
       /** @description No such run, entry, payload or workflow (CAIRN-1105, CAIRN-1106) */
       404: {
         headers: {
@@ -828,7 +842,7 @@ export interface operations {
           'application/json': components['schemas']['Error'];
         };
       };
-      /** @description A project quota or rate limit of the control plane (CAIRN-1112, CAIRN-1113) */
+      /** @description A project quota or rate limit of the control plane (CAIRN-1112, CAIRN-1113), or too many failed token attempts from this address (CAIRN-1142): wait for Retry-After */
       429: {
         headers: {
           [name: string]: unknown;
@@ -905,8 +919,26 @@ export interface operations {
           'application/json': components['schemas']['Error'];
         };
       };
+      /** @description The gateway token lacks the scope this route needs (CAIRN-1144): the message names it */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
       /** @description No such run, entry, payload or workflow (CAIRN-1105, CAIRN-1106) */
       404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description A project quota or rate limit of the control plane (CAIRN-1112, CAIRN-1113), or too many failed token attempts from this address (CAIRN-1142): wait for Retry-After */
+      429: {
         headers: {
           [name: string]: unknown;
         };
@@ -984,8 +1016,26 @@ export interface operations {
           'application/json': components['schemas']['Error'];
         };
       };
+      /** @description The gateway token lacks the scope this route needs (CAIRN-1144): the message names it */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
       /** @description No such run, entry, payload or workflow (CAIRN-1105, CAIRN-1106) */
       404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description A project quota or rate limit of the control plane (CAIRN-1112, CAIRN-1113), or too many failed token attempts from this address (CAIRN-1142): wait for Retry-After */
+      429: {
         headers: {
           [name: string]: unknown;
         };
@@ -1052,8 +1102,26 @@ export interface operations {
           'application/json': components['schemas']['Error'];
         };
       };
+      /** @description The gateway token lacks the scope this route needs (CAIRN-1144): the message names it */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
       /** @description No such run, entry, payload or workflow (CAIRN-1105, CAIRN-1106) */
       404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description A project quota or rate limit of the control plane (CAIRN-1112, CAIRN-1113), or too many failed token attempts from this address (CAIRN-1142): wait for Retry-After */
+      429: {
         headers: {
           [name: string]: unknown;
         };
@@ -1120,8 +1188,26 @@ export interface operations {
           'application/json': components['schemas']['Error'];
         };
       };
+      /** @description The gateway token lacks the scope this route needs (CAIRN-1144): the message names it */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
       /** @description No such run, entry, payload or workflow (CAIRN-1105, CAIRN-1106) */
       404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description A project quota or rate limit of the control plane (CAIRN-1112, CAIRN-1113), or too many failed token attempts from this address (CAIRN-1142): wait for Retry-After */
+      429: {
         headers: {
           [name: string]: unknown;
         };
@@ -1190,8 +1276,26 @@ export interface operations {
           'application/json': components['schemas']['Error'];
         };
       };
+      /** @description The gateway token lacks the scope this route needs (CAIRN-1144): the message names it */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
       /** @description No such run, entry, payload or workflow (CAIRN-1105, CAIRN-1106) */
       404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description A project quota or rate limit of the control plane (CAIRN-1112, CAIRN-1113), or too many failed token attempts from this address (CAIRN-1142): wait for Retry-After */
+      429: {
         headers: {
           [name: string]: unknown;
         };
@@ -1260,8 +1364,26 @@ export interface operations {
           'application/json': components['schemas']['Error'];
         };
       };
+      /** @description The gateway token lacks the scope this route needs (CAIRN-1144): the message names it */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
       /** @description No such run, entry, payload or workflow (CAIRN-1105, CAIRN-1106) */
       404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description A project quota or rate limit of the control plane (CAIRN-1112, CAIRN-1113), or too many failed token attempts from this address (CAIRN-1142): wait for Retry-After */
+      429: {
         headers: {
           [name: string]: unknown;
         };
@@ -1332,8 +1454,26 @@ export interface operations {
           'application/json': components['schemas']['Error'];
         };
       };
+      /** @description The gateway token lacks the scope this route needs (CAIRN-1144): the message names it */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
       /** @description No such run, entry, payload or workflow (CAIRN-1105, CAIRN-1106) */
       404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description A project quota or rate limit of the control plane (CAIRN-1112, CAIRN-1113), or too many failed token attempts from this address (CAIRN-1142): wait for Retry-After */
+      429: {
         headers: {
           [name: string]: unknown;
         };
@@ -1407,6 +1547,15 @@ export interface operations {
           'application/json': components['schemas']['Error'];
         };
       };
+      /** @description The gateway token lacks the scope this route needs (CAIRN-1144): the message names it */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
       /** @description No such run, entry, payload or workflow (CAIRN-1105, CAIRN-1106) */
       404: {
         headers: {
@@ -1436,6 +1585,15 @@ export interface operations {
       };
       /** @description The body is not JSON (CAIRN-1109) */
       415: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description A project quota or rate limit of the control plane (CAIRN-1112, CAIRN-1113), or too many failed token attempts from this address (CAIRN-1142): wait for Retry-After */
+      429: {
         headers: {
           [name: string]: unknown;
         };
@@ -1509,6 +1667,15 @@ export interface operations {
           'application/json': components['schemas']['Error'];
         };
       };
+      /** @description The gateway token lacks the scope this route needs (CAIRN-1144): the message names it */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
       /** @description No such run, entry, payload or workflow (CAIRN-1105, CAIRN-1106) */
       404: {
         headers: {
@@ -1538,6 +1705,15 @@ export interface operations {
       };
       /** @description The body is not JSON (CAIRN-1109) */
       415: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description A project quota or rate limit of the control plane (CAIRN-1112, CAIRN-1113), or too many failed token attempts from this address (CAIRN-1142): wait for Retry-After */
+      429: {
         headers: {
           [name: string]: unknown;
         };
@@ -1611,6 +1787,15 @@ export interface operations {
           'application/json': components['schemas']['Error'];
         };
       };
+      /** @description The gateway token lacks the scope this route needs (CAIRN-1144): the message names it */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
       /** @description No such run, entry, payload or workflow (CAIRN-1105, CAIRN-1106) */
       404: {
         headers: {
@@ -1640,6 +1825,15 @@ export interface operations {
       };
       /** @description The body is not JSON (CAIRN-1109) */
       415: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description A project quota or rate limit of the control plane (CAIRN-1112, CAIRN-1113), or too many failed token attempts from this address (CAIRN-1142): wait for Retry-After */
+      429: {
         headers: {
           [name: string]: unknown;
         };
@@ -1713,6 +1907,15 @@ export interface operations {
           'application/json': components['schemas']['Error'];
         };
       };
+      /** @description The gateway token lacks the scope this route needs (CAIRN-1144): the message names it */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
       /** @description No such run, entry, payload or workflow (CAIRN-1105, CAIRN-1106) */
       404: {
         headers: {
@@ -1742,6 +1945,15 @@ export interface operations {
       };
       /** @description The body is not JSON (CAIRN-1109) */
       415: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description A project quota or rate limit of the control plane (CAIRN-1112, CAIRN-1113), or too many failed token attempts from this address (CAIRN-1142): wait for Retry-After */
+      429: {
         headers: {
           [name: string]: unknown;
         };
@@ -1808,6 +2020,15 @@ export interface operations {
           'application/json': components['schemas']['Error'];
         };
       };
+      /** @description The gateway token lacks the scope this route needs (CAIRN-1144): the message names it */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
       /** @description No such run, entry, payload or workflow (CAIRN-1105, CAIRN-1106) */
       404: {
         headers: {
@@ -1819,6 +2040,15 @@ export interface operations {
       };
       /** @description The run has ended, or a conflict with its state (CAIRN-1108, CAIRN-1115) */
       409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description A project quota or rate limit of the control plane (CAIRN-1112, CAIRN-1113), or too many failed token attempts from this address (CAIRN-1142): wait for Retry-After */
+      429: {
         headers: {
           [name: string]: unknown;
         };
@@ -1887,6 +2117,15 @@ export interface operations {
           'application/json': components['schemas']['Error'];
         };
       };
+      /** @description The gateway token lacks the scope this route needs (CAIRN-1144): the message names it */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
       /** @description The body is over the gateway's limit (CAIRN-1103) */
       413: {
         headers: {
@@ -1898,6 +2137,15 @@ export interface operations {
       };
       /** @description The body is not JSON (CAIRN-1109) */
       415: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description A project quota or rate limit of the control plane (CAIRN-1112, CAIRN-1113), or too many failed token attempts from this address (CAIRN-1142): wait for Retry-After */
+      429: {
         headers: {
           [name: string]: unknown;
         };
@@ -1964,8 +2212,26 @@ export interface operations {
           'application/json': components['schemas']['Error'];
         };
       };
+      /** @description The gateway token lacks the scope this route needs (CAIRN-1144): the message names it */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
       /** @description No such run, entry, payload or workflow (CAIRN-1105, CAIRN-1106) */
       404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description A project quota or rate limit of the control plane (CAIRN-1112, CAIRN-1113), or too many failed token attempts from this address (CAIRN-1142): wait for Retry-After */
+      429: {
         headers: {
           [name: string]: unknown;
         };
@@ -2032,8 +2298,26 @@ export interface operations {
           'application/json': components['schemas']['Error'];
         };
       };
+      /** @description The gateway token lacks the scope this route needs (CAIRN-1144): the message names it */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
       /** @description No such run, entry, payload or workflow (CAIRN-1105, CAIRN-1106) */
       404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description A project quota or rate limit of the control plane (CAIRN-1112, CAIRN-1113), or too many failed token attempts from this address (CAIRN-1142): wait for Retry-After */
+      429: {
         headers: {
           [name: string]: unknown;
         };
