@@ -1,5 +1,6 @@
 import type { Logger } from '@cairn/common';
-import type { DatabaseConfig } from './config.js';
+import type { DatabaseConfig, MigrationConfig } from './config.js';
+
 import { AuditRepository } from './db/audit.repository.js';
 import { DataPlaneRepository } from './db/data-plane.repository.js';
 import { Database } from './db/database.js';
@@ -10,21 +11,34 @@ import { AuditService } from './services/audit.service.js';
 import { DataPlaneService, type CreatedDataPlane } from './services/data-plane.service.js';
 import { MigrationService } from './services/migration.service.js';
 
-/** Applies migrations and returns (the `migrate` command). */
-export async function migrate(config: DatabaseConfig, logger: Logger): Promise<MigrationOutcome> {
-  const db = new Database(config.databaseUrl, 2, logger);
+/** The database settings of an admin command; a migration URL and a service role when the install separates roles. */
+type AdminConfig = DatabaseConfig & Partial<Pick<MigrationConfig, 'migrationDatabaseUrl' | 'serviceRole'>>;
+
+/**
+ * Applies migrations with the owner's URL and grants the service role (the `migrate` command);
+ * returns what was applied.
+ */
+export async function migrate(config: AdminConfig, logger: Logger): Promise<MigrationOutcome> {
+  const db = new Database(config.migrationDatabaseUrl ?? config.databaseUrl, 2, logger);
   try {
-    return await new MigrationService(new MigrationRepository(db), logger).migrate();
+    const service = new MigrationService(new MigrationRepository(db), logger);
+    const outcome = await service.migrate();
+    if (config.serviceRole !== undefined) await service.grantServiceRole(config.serviceRole);
+    return outcome;
   } finally {
     await db.close();
   }
 }
 
-/** Runs `fn` on a migrated database. */
-async function withDatabase<T>(config: DatabaseConfig, logger: Logger, fn: (db: Database) => Promise<T>): Promise<T> {
+/**
+ * Runs `fn` on a migrated database: migrates with the owner's URL first when one is given apart,
+ * else applies what is pending if the role may.
+ */
+async function withDatabase<T>(config: AdminConfig, logger: Logger, fn: (db: Database) => Promise<T>): Promise<T> {
+  if (config.migrationDatabaseUrl !== undefined && config.migrationDatabaseUrl !== config.databaseUrl) await migrate(config, logger);
   const db = new Database(config.databaseUrl, 2, logger);
   try {
-    await new MigrationService(new MigrationRepository(db), logger).migrate();
+    await new MigrationService(new MigrationRepository(db), logger).ensureMigrated();
     return await fn(db);
   } finally {
     await db.close();
@@ -37,7 +51,7 @@ async function withDatabase<T>(config: DatabaseConfig, logger: Logger, fn: (db: 
  * database.
  */
 export async function createDataPlane(
-  config: DatabaseConfig,
+  config: AdminConfig,
   logger: Logger,
   input: { name: string; id?: string; token?: string; organization?: string; project?: string },
 ): Promise<CreatedDataPlane> {
@@ -55,7 +69,7 @@ export async function createDataPlane(
  * is refused (CAIRN-1140): the command never hands out a key inside an existing organisation.
  */
 export async function createOrganization(
-  config: DatabaseConfig,
+  config: AdminConfig,
   logger: Logger,
   input: { organization: string; project: string },
 ): Promise<{ organizationId: string; projectId: string; secret: string; keyId: string }> {
@@ -70,7 +84,7 @@ export async function createOrganization(
  * the operator): organisation-wide or for one project, audited in every project it can act in.
  */
 export async function createApiKey(
-  config: DatabaseConfig,
+  config: AdminConfig,
   logger: Logger,
   input: { organization: string; project: string | null; role: string; name: string },
 ): Promise<CreatedApiKey> {

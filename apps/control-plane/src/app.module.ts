@@ -21,7 +21,7 @@ import { GrpcServer } from './grpc/grpc-server.js';
 import { WorkerHandler } from './grpc/worker.handler.js';
 import { AccessGuard } from './http/api.js';
 import { ApiKeysController } from './http/api-keys.controller.js';
-import { AuditController } from './http/audit.controller.js';
+import { AuditController, AuditKeysController } from './http/audit.controller.js';
 import { DataPlanesController } from './http/data-planes.controller.js';
 import { HealthController } from './http/health.controller.js';
 import { MetricsController } from './http/metrics.controller.js';
@@ -32,6 +32,7 @@ import { UsageController } from './http/usage.controller.js';
 import { SchedulesController } from './http/schedules.controller.js';
 import { WorkflowsController } from './http/workflows.controller.js';
 import { AccessService } from './services/access.service.js';
+import { AuditCheckpointService } from './services/audit-checkpoint.service.js';
 import { AuditService } from './services/audit.service.js';
 import { CredentialHolders } from './services/credential-holders.js';
 import { DataPlaneService } from './services/data-plane.service.js';
@@ -79,6 +80,7 @@ const services = [
   MigrationService,
   ReadinessService,
   AuditService,
+  AuditCheckpointService,
   QuotaService,
   UsageService,
   AccessService,
@@ -118,7 +120,7 @@ export class AppModule {
   static forRoot(config: ControlPlaneConfig, logger: Logger, options: { clock?: Clock } = {}): DynamicModule {
     return {
       module: AppModule,
-      controllers: [HealthController, MetricsController, OpenApiController, ...API_CONTROLLER_CLASSES],
+      controllers: [HealthController, MetricsController, OpenApiController, AuditKeysController, ...API_CONTROLLER_CLASSES],
       providers: [
         { provide: CONFIG, useValue: config },
         { provide: LOGGER, useValue: logger },

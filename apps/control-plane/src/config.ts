@@ -1,4 +1,4 @@
-import { CairnError, ErrorCodes, env, isName, loadConfig } from '@cairn/common';
+import { CairnError, ErrorCodes, env, isName, loadAuditSigningKey, loadConfig, type AuditSigningKey } from '@cairn/common';
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { telemetryConfig, telemetryShape, type TelemetryConfig } from './telemetry/telemetry.config.js';
@@ -9,6 +9,17 @@ const databaseShape = {
   CAIRN_CP_DATABASE_URL: env.postgresUrl(),
   CAIRN_CP_DATABASE_POOL_SIZE: positive(20),
   CAIRN_LOG_LEVEL: env.logLevel(),
+};
+
+// Only the commands that change the schema read these; `serve` never holds the owner's credentials.
+const migrationShape = {
+  ...databaseShape,
+  CAIRN_CP_DATABASE_URL: env.postgresUrl().optional(),
+  CAIRN_CP_MIGRATION_DATABASE_URL: env.postgresUrl().optional(),
+  CAIRN_CP_SERVICE_ROLE: z
+    .string()
+    .regex(/^[a-z_][a-z0-9_$]{0,62}$/, 'expected a PostgreSQL role name (lowercase letters, digits, _ and $)')
+    .optional(),
 };
 
 const serveShape = {
@@ -47,6 +58,13 @@ const serveShape = {
   CAIRN_SHUTDOWN_TIMEOUT_MS: positive(10_000),
   CAIRN_STARTUP_GRACE_MS: env.int().optional(),
   CAIRN_CP_TRUSTED_PROXIES: env.trustedProxies(),
+  CAIRN_AUDIT_SIGNING_KEY: env.optionalString(),
+  CAIRN_AUDIT_SIGNING_KEY_FILE: env.optionalString(),
+  CAIRN_AUDIT_SIGNING_KEY_ID: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/, 'expected 1 to 64 letters, digits and . _ : - (starting with a letter or digit)')
+    .optional(),
+  CAIRN_AUDIT_CHECKPOINT_INTERVAL_MS: env.int(3_600_000).refine((n) => n >= 1_000, 'expected at least 1000 (one second)'),
   ...telemetryShape,
 };
 
@@ -55,6 +73,17 @@ export interface DatabaseConfig {
   readonly databaseUrl: string;
   readonly poolSize: number;
   readonly logLevel: string;
+}
+
+/**
+ * What `migrate` (and the commands that migrate first) need: the owner's URL when the control
+ * plane runs with a separate service role, and that role's name, to grant it what it needs.
+ */
+export interface MigrationConfig extends DatabaseConfig {
+  /** The URL migrations run with (the schema owner's); the database URL when unset. */
+  readonly migrationDatabaseUrl: string;
+  /** The role `serve` runs as, granted its privileges after every migration; undefined: one role for everything. */
+  readonly serviceRole: string | undefined;
 }
 
 /** The validated, frozen configuration of a serving control plane. */
@@ -99,6 +128,13 @@ export interface ControlPlaneConfig extends DatabaseConfig {
    * proxy. Empty: the socket's address.
    */
   readonly trustedProxies: readonly string[];
+  /**
+   * The Ed25519 key that signs audit checkpoints (its public half is served at
+   * `/.well-known/cairn-audit-keys`). Undefined: checkpoints cannot be signed (CAIRN-1154).
+   */
+  readonly auditSigningKey: AuditSigningKey | undefined;
+  /** How often each project whose audit chain moved gets a new signed checkpoint. */
+  readonly auditCheckpointIntervalMs: number;
 }
 
 /** DI token of the {@link ControlPlaneConfig}. */
@@ -113,6 +149,26 @@ export function loadDatabaseConfig(source: Record<string, string | undefined> = 
     databaseUrl: raw.CAIRN_CP_DATABASE_URL,
     poolSize: raw.CAIRN_CP_DATABASE_POOL_SIZE,
     logLevel: raw.CAIRN_LOG_LEVEL,
+  });
+}
+
+export function loadMigrationConfig(source: Record<string, string | undefined> = process.env): MigrationConfig {
+  const raw = loadConfig('control plane', migrationShape, source);
+  const databaseUrl = raw.CAIRN_CP_DATABASE_URL ?? raw.CAIRN_CP_MIGRATION_DATABASE_URL;
+  if (databaseUrl === undefined) {
+    throw new CairnError(
+      ErrorCodes.INVALID_CONFIG,
+      'control plane cannot start: invalid environment:\n' +
+        '  CAIRN_CP_DATABASE_URL: is required (a postgres:// connection URL; for migrations, CAIRN_CP_MIGRATION_DATABASE_URL may be given instead)\n' +
+        'Set these variables and start again.',
+    );
+  }
+  return Object.freeze({
+    databaseUrl,
+    poolSize: raw.CAIRN_CP_DATABASE_POOL_SIZE,
+    logLevel: raw.CAIRN_LOG_LEVEL,
+    migrationDatabaseUrl: raw.CAIRN_CP_MIGRATION_DATABASE_URL ?? databaseUrl,
+    serviceRole: raw.CAIRN_CP_SERVICE_ROLE,
   });
 }
 
@@ -167,6 +223,26 @@ export function loadControlPlaneConfig(source: Record<string, string | undefined
       '  CAIRN_CP_GRPC_TLS_CLIENT_CA_FILE: mutual TLS needs the server certificate too (CAIRN_CP_GRPC_TLS_CERT_FILE and _KEY_FILE)',
     );
   }
+  let auditSigningKey: AuditSigningKey | undefined;
+  if (raw.CAIRN_AUDIT_SIGNING_KEY !== undefined && raw.CAIRN_AUDIT_SIGNING_KEY_FILE !== undefined) {
+    problems.push(
+      '  CAIRN_AUDIT_SIGNING_KEY, CAIRN_AUDIT_SIGNING_KEY_FILE: set one of them (the key itself, or the file holding it), not both',
+    );
+  } else {
+    const pem =
+      raw.CAIRN_AUDIT_SIGNING_KEY_FILE === undefined
+        ? raw.CAIRN_AUDIT_SIGNING_KEY
+        : readPem('CAIRN_AUDIT_SIGNING_KEY_FILE', raw.CAIRN_AUDIT_SIGNING_KEY_FILE)?.toString('utf8');
+    const name = raw.CAIRN_AUDIT_SIGNING_KEY_FILE === undefined ? 'CAIRN_AUDIT_SIGNING_KEY' : 'CAIRN_AUDIT_SIGNING_KEY_FILE';
+    if (pem !== undefined) {
+      try {
+        auditSigningKey = loadAuditSigningKey(pem, raw.CAIRN_AUDIT_SIGNING_KEY_ID);
+      } catch (error) {
+        // The key's text is never echoed: only what kind of problem it has.
+        problems.push(`  ${name}: ${CairnError.from(error).rawMessage}`);
+      }
+    }
+  }
   if (problems.length > 0) {
     throw new CairnError(
       ErrorCodes.INVALID_CONFIG,
@@ -195,5 +271,7 @@ export function loadControlPlaneConfig(source: Record<string, string | undefined
     startupGraceMs: raw.CAIRN_STARTUP_GRACE_MS ?? Math.max(raw.CAIRN_LEASE_TTL_MS, 10_000),
     telemetry: telemetryConfig(raw),
     trustedProxies: raw.CAIRN_CP_TRUSTED_PROXIES,
+    auditSigningKey,
+    auditCheckpointIntervalMs: raw.CAIRN_AUDIT_CHECKPOINT_INTERVAL_MS,
   });
 }

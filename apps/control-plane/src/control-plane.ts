@@ -10,6 +10,7 @@ import { Database, errorSummary } from './db/database.js';
 import { GrpcServer } from './grpc/grpc-server.js';
 import { ErrorFilter } from './http/error.filter.js';
 import { AccessService } from './services/access.service.js';
+import { AuditCheckpointService } from './services/audit-checkpoint.service.js';
 import { AuditService } from './services/audit.service.js';
 import { DataPlaneService } from './services/data-plane.service.js';
 import { DispatchService } from './services/dispatch.service.js';
@@ -95,6 +96,7 @@ export async function startControlPlane(config: ControlPlaneConfig, options: Sta
   const dataPlanes = app.get(DataPlaneService);
   const audit = app.get(AuditService);
   const metricsServer = new MetricsServer(telemetry, logger);
+  const checkpoints = app.get(AuditCheckpointService);
 
   let grpcPort: number;
   let httpPort: number;
@@ -103,7 +105,8 @@ export async function startControlPlane(config: ControlPlaneConfig, options: Sta
     // HTTP first, so probes answer while migrations run: /healthz 200, /readyz 503 until the end.
     await app.listen(config.httpPort, config.host);
     httpPort = (app.getHttpServer().address() as AddressInfo).port;
-    await app.get(MigrationService).migrate();
+    await app.get(MigrationService).ensureMigrated();
+    await audit.warnIfRoleCanRewrite();
     if (config.bootstrap) {
       const outcome = await app.get(AccessService).bootstrap({
         organization: config.bootstrap.organization,
@@ -129,8 +132,10 @@ export async function startControlPlane(config: ControlPlaneConfig, options: Sta
     ticker.start();
     dataPlanes.start();
     audit.start();
+    checkpoints.start();
   } catch (error) {
     dataPlanes.stop();
+    await checkpoints.stop();
     await audit.stop();
     await metricsServer.stop().catch(() => undefined);
     await ticker.stop().catch(() => undefined);
@@ -143,7 +148,17 @@ export async function startControlPlane(config: ControlPlaneConfig, options: Sta
     await telemetry.shutdown();
     throw error;
   }
-  logger.info({ httpPort, grpcPort, metricsPort, host: config.host, leaseTtlMs: config.leaseTtlMs }, 'control plane listening');
+  logger.info(
+    {
+      httpPort,
+      grpcPort,
+      metricsPort,
+      host: config.host,
+      leaseTtlMs: config.leaseTtlMs,
+      auditKeyId: config.auditSigningKey?.keyId ?? null,
+    },
+    'control plane listening',
+  );
 
   let closing: Promise<void> | null = null;
   const close = (): Promise<void> => {
@@ -153,6 +168,7 @@ export async function startControlPlane(config: ControlPlaneConfig, options: Sta
       logger.info('control plane shutting down');
       readiness.shuttingDown = true;
       dataPlanes.stop();
+      await checkpoints.stop();
       await audit.stop();
       await ticker.stop();
       await sweeper.stop();

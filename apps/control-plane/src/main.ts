@@ -1,13 +1,15 @@
 import 'reflect-metadata';
 import { parseArgs } from 'node:util';
 import { CairnError, ErrorCodes, createLogger } from '@cairn/common';
-import { loadControlPlaneConfig, loadDatabaseConfig } from './config.js';
+import { loadControlPlaneConfig, loadMigrationConfig } from './config.js';
 import { startControlPlane } from './control-plane.js';
 import { createApiKey, createDataPlane, createOrganization, migrate } from './admin.js';
 
 const USAGE = `usage:
   control-plane [serve]                                          start the control plane (HTTP + gRPC)
-  control-plane migrate                                          apply database migrations and exit
+  control-plane migrate                                          apply database migrations and exit (as the schema owner:
+                                                                 CAIRN_CP_MIGRATION_DATABASE_URL or CAIRN_CP_DATABASE_URL), then
+                                                                 grant CAIRN_CP_SERVICE_ROLE what the running control plane needs
   control-plane organizations create --organization NAME [--project NAME]
                                                                  create a new organisation, its first project (default "default")
                                                                  and an organisation-wide admin key; print them as JSON. An
@@ -45,14 +47,16 @@ async function main(argv: string[]): Promise<number> {
     case 'serve':
       return serve();
     case 'migrate': {
-      const config = loadDatabaseConfig();
+      const config = loadMigrationConfig();
       const outcome = await migrate(config, createLogger('control-plane', config.logLevel));
-      process.stdout.write(`${JSON.stringify({ applied: outcome.applied })}\n`);
+      process.stdout.write(
+        `${JSON.stringify({ applied: outcome.applied, ...(config.serviceRole ? { serviceRole: config.serviceRole } : {}) })}\n`,
+      );
       return 0;
     }
     case 'data-planes create': {
       if (values.name === undefined) throw new CairnError(ErrorCodes.INVALID_ARGUMENT, 'data-planes create needs --name NAME');
-      const config = loadDatabaseConfig();
+      const config = loadMigrationConfig();
       // stdout carries only the JSON result; logs would go to stdout too, so keep them to errors.
       const created = await createDataPlane(config, createLogger('control-plane', 'error'), {
         name: values.name,
@@ -70,7 +74,7 @@ async function main(argv: string[]): Promise<number> {
       if (values.organization === undefined) {
         throw new CairnError(ErrorCodes.INVALID_ARGUMENT, 'organizations create needs --organization NAME');
       }
-      const config = loadDatabaseConfig();
+      const config = loadMigrationConfig();
       const created = await createOrganization(config, createLogger('control-plane', 'error'), {
         organization: values.organization,
         project: values.project ?? 'default',
@@ -88,7 +92,7 @@ async function main(argv: string[]): Promise<number> {
           'api-keys create needs --organization NAME, --role ROLE and exactly one of --organization-wide or --project NAME',
         );
       }
-      const config = loadDatabaseConfig();
+      const config = loadMigrationConfig();
       const { key, secret } = await createApiKey(config, createLogger('control-plane', 'error'), {
         organization: values.organization,
         project: values.project ?? null,

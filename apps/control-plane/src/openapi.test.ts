@@ -138,6 +138,9 @@ describe('the control plane answers as its OpenAPI document says', () => {
     await ok('PUT', `${p}/quotas`, 200, { maxConcurrentRuns: 100, maxStepsPerMonth: null });
     await ok('GET', `${p}/audit?limit=20`, 200);
     await ok('POST', `${p}/audit/verify`, 200);
+    await ok('GET', `${p}/audit/chain?after=0&limit=100`, 200);
+    await ok('POST', `${p}/audit/checkpoints`, 201);
+    await ok('GET', `${p}/audit/checkpoints?limit=5`, 200);
     await ok('DELETE', `${p}/data-planes/${dp.dataPlane.id}`, 200);
 
     // Errors are documented too, with the error body.

@@ -232,9 +232,10 @@ describe('ports', () => {
 });
 
 describe('secrets file', () => {
-  const url = (role: string, password: string) => `postgres://${role}:${encodeURIComponent(password)}@127.0.0.1:7432/${role}`;
+  const url = (role: string, password: string, database = role) =>
+    `postgres://${role}:${encodeURIComponent(password)}@127.0.0.1:7432/${database}`;
 
-  it('rewrites the first format under the worker variable names, keeping every value', () => {
+  it('rewrites the first format under the worker variable names, keeping every value and adding the service role and signing key', () => {
     const dir = tmp('cairn-secrets-');
     const legacy = {
       cpDbPassword: 'cp-pass',
@@ -248,7 +249,10 @@ describe('secrets file', () => {
     };
     writeFileSync(secretsPath(dir), JSON.stringify(legacy));
     const secrets = loadSecrets(dir, url);
-    assert.deepEqual(secrets, legacy);
+    const { cpServiceDbPassword, auditSigningKey, ...kept } = secrets;
+    assert.deepEqual(kept, legacy);
+    assert.match(cpServiceDbPassword, /^[A-Za-z0-9_-]{24}$/);
+    assert.match(auditSigningKey, /^-----BEGIN PRIVATE KEY-----/);
     const written = JSON.parse(readFileSync(secretsPath(dir), 'utf8')) as Record<string, string>;
     assert.deepEqual(written, {
       CAIRN_DATA_PLANE_ID: legacy.dataPlaneId,
@@ -256,18 +260,36 @@ describe('secrets file', () => {
       CAIRN_DP_DATABASE_URL: 'postgres://cairn_dp:dp-pass@127.0.0.1:7432/cairn_dp',
       CAIRN_DP_ENCRYPTION_KEYS: 'k1:AAAA',
       CAIRN_DP_HMAC_KEY: 'HMAC',
-      CAIRN_CP_DATABASE_URL: 'postgres://cairn_cp:cp-pass@127.0.0.1:7432/cairn_cp',
+      CAIRN_CP_DATABASE_URL: `postgres://cairn_cp_service:${cpServiceDbPassword}@127.0.0.1:7432/cairn_cp`,
+      CAIRN_CP_MIGRATION_DATABASE_URL: 'postgres://cairn_cp:cp-pass@127.0.0.1:7432/cairn_cp',
+      CAIRN_AUDIT_SIGNING_KEY: auditSigningKey,
       CAIRN_BOOTSTRAP_ADMIN_KEY: 'cak_api',
       CAIRN_GATEWAY_TOKENS: 'cgt_gw',
     });
     assert.equal(statSync(secretsPath(dir)).mode & 0o777, 0o600);
     // Read back in the new format: the same secrets; another Postgres port only changes the URLs.
-    assert.deepEqual(readSecretsFile(dir)?.secrets, legacy);
-    loadSecrets(dir, (role, password) => `postgres://${role}:${password}@127.0.0.1:15432/${role}`);
+    assert.deepEqual(readSecretsFile(dir)?.secrets, secrets);
+    loadSecrets(dir, (role, password, database = role) => `postgres://${role}:${password}@127.0.0.1:15432/${database}`);
     assert.equal(
       (JSON.parse(readFileSync(secretsPath(dir), 'utf8')) as Record<string, string>)['CAIRN_DP_DATABASE_URL'],
       'postgres://cairn_dp:dp-pass@127.0.0.1:15432/cairn_dp',
     );
+  });
+
+  it("reads a file from before the service role: its CAIRN_CP_DATABASE_URL is the owner's, kept as the migration URL", () => {
+    const dir = tmp('cairn-secrets-');
+    const first = loadSecrets(dir, url);
+    const file = JSON.parse(readFileSync(secretsPath(dir), 'utf8')) as Record<string, string>;
+    const { CAIRN_CP_MIGRATION_DATABASE_URL: owner, CAIRN_AUDIT_SIGNING_KEY: _key, ...before } = file;
+    writeFileSync(secretsPath(dir), JSON.stringify({ ...before, CAIRN_CP_DATABASE_URL: owner }));
+    const again = loadSecrets(dir, url);
+    assert.equal(again.cpDbPassword, first.cpDbPassword);
+    assert.notEqual(again.cpServiceDbPassword, first.cpDbPassword);
+    assert.match(again.auditSigningKey, /^-----BEGIN PRIVATE KEY-----/);
+    const rewritten = JSON.parse(readFileSync(secretsPath(dir), 'utf8')) as Record<string, string>;
+    assert.equal(rewritten['CAIRN_CP_MIGRATION_DATABASE_URL'], owner);
+    assert.match(rewritten['CAIRN_CP_DATABASE_URL']!, /^postgres:\/\/cairn_cp_service:/);
+    assert.deepEqual(loadSecrets(dir, url), again);
   });
 
   it('are generated once, and a damaged file is an error, not a silent new set of keys', () => {

@@ -2,15 +2,21 @@
 // `.cairn/secrets.json` (mode 600) under the names of the environment variables the processes
 // read, so a worker started by hand takes them as they are (`cairn dev env` prints them).
 // A file in the first format (camelCase names, passwords without URLs) is read and rewritten in
-// this one; every value is kept.
-import { randomBytes, randomUUID } from 'node:crypto';
+// this one; every value is kept. A file from before the control plane ran with a service role
+// (CAIRN_CP_DATABASE_URL was the owner's) gets a service role and an audit signing key added.
+import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CairnError, ErrorCodes } from '@cairn/common';
 
 /** Credentials and keys of a local stack, generated once per data folder. */
 export interface StackSecrets {
+  /** The control-plane database owner's password (role cairn_cp): migrations run with it. */
   readonly cpDbPassword: string;
+  /** The control plane's service role's password (cairn_cp_service): it serves with it. */
+  readonly cpServiceDbPassword: string;
+  /** The PEM of the Ed25519 key the control plane signs audit checkpoints with. */
+  readonly auditSigningKey: string;
   readonly dpDbPassword: string;
   readonly apiToken: string;
   readonly gatewayToken: string;
@@ -23,6 +29,9 @@ export interface StackSecrets {
 /** The database roles (and databases) of the two planes on the local Postgres. */
 export const DATABASES = { controlPlane: 'cairn_cp', dataPlane: 'cairn_dp' } as const;
 
+/** The role the control plane serves with: it owns nothing, `control-plane migrate` grants it (docs/audit.md). */
+export const CP_SERVICE_ROLE = 'cairn_cp_service';
+
 /** The variable each secret is stored under: the name the process that uses it reads. */
 export const SECRET_VARIABLES = {
   dataPlaneId: 'CAIRN_DATA_PLANE_ID',
@@ -31,6 +40,8 @@ export const SECRET_VARIABLES = {
   encryptionKeys: 'CAIRN_DP_ENCRYPTION_KEYS',
   hmacKey: 'CAIRN_DP_HMAC_KEY',
   cpDatabaseUrl: 'CAIRN_CP_DATABASE_URL',
+  cpMigrationDatabaseUrl: 'CAIRN_CP_MIGRATION_DATABASE_URL',
+  auditSigningKey: 'CAIRN_AUDIT_SIGNING_KEY',
   apiToken: 'CAIRN_BOOTSTRAP_ADMIN_KEY',
   gatewayToken: 'CAIRN_GATEWAY_TOKENS',
 } as const;
@@ -50,10 +61,17 @@ export function secretsPath(dir: string): string {
   return join(dir, 'secrets.json');
 }
 
+const b64 = (n: number) => randomBytes(n).toString('base64url');
+
+function newSigningKey(): string {
+  return generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();
+}
+
 export function generateSecrets(): StackSecrets {
-  const b64 = (n: number) => randomBytes(n).toString('base64url');
   return {
     cpDbPassword: b64(18),
+    cpServiceDbPassword: b64(18),
+    auditSigningKey: newSigningKey(),
     dpDbPassword: b64(18),
     apiToken: `cak_${b64(24)}`,
     gatewayToken: `cgt_${b64(24)}`,
@@ -104,7 +122,11 @@ export function readSecretsFile(dir: string): SecretsFile | undefined {
     return v;
   };
   if (LEGACY_KEYS.some((k) => k in obj) && !(SECRET_VARIABLES.dataPlaneId in obj)) {
-    const secrets = Object.fromEntries(LEGACY_KEYS.map((k) => [k, str(k)])) as unknown as StackSecrets;
+    const secrets = {
+      ...(Object.fromEntries(LEGACY_KEYS.map((k) => [k, str(k)])) as Omit<StackSecrets, 'cpServiceDbPassword' | 'auditSigningKey'>),
+      cpServiceDbPassword: b64(18),
+      auditSigningKey: newSigningKey(),
+    };
     const extra = Object.fromEntries(Object.entries(obj).filter(([k]) => !(LEGACY_KEYS as readonly string[]).includes(k)));
     return { secrets, format: 'legacy', extra };
   }
@@ -117,7 +139,14 @@ export function readSecretsFile(dir: string): SecretsFile | undefined {
     apiToken: str(v.apiToken),
     gatewayToken: str(v.gatewayToken),
     dpDbPassword: passwordOf(str(v.dpDatabaseUrl), file, v.dpDatabaseUrl),
-    cpDbPassword: passwordOf(str(v.cpDatabaseUrl), file, v.cpDatabaseUrl),
+    // Before the service role, CAIRN_CP_DATABASE_URL was the owner's.
+    ...(v.cpMigrationDatabaseUrl in obj
+      ? {
+          cpDbPassword: passwordOf(str(v.cpMigrationDatabaseUrl), file, v.cpMigrationDatabaseUrl),
+          cpServiceDbPassword: passwordOf(str(v.cpDatabaseUrl), file, v.cpDatabaseUrl),
+        }
+      : { cpDbPassword: passwordOf(str(v.cpDatabaseUrl), file, v.cpDatabaseUrl), cpServiceDbPassword: b64(18) }),
+    auditSigningKey: v.auditSigningKey in obj ? str(v.auditSigningKey) : newSigningKey(),
   };
   const known = new Set<string>(Object.values(v));
   const extra = Object.fromEntries(Object.entries(obj).filter(([k]) => !known.has(k)));
@@ -127,7 +156,7 @@ export function readSecretsFile(dir: string): SecretsFile | undefined {
 /** The file's content: each secret under its variable name, database URLs for the server in use. */
 export function secretsDocument(
   secrets: StackSecrets,
-  urls: { cpDatabaseUrl: string; dpDatabaseUrl: string },
+  urls: { cpDatabaseUrl: string; cpMigrationDatabaseUrl: string; dpDatabaseUrl: string },
   extra: Readonly<Record<string, unknown>> = {},
 ): Record<string, unknown> {
   const v = SECRET_VARIABLES;
@@ -138,6 +167,8 @@ export function secretsDocument(
     [v.encryptionKeys]: secrets.encryptionKeys,
     [v.hmacKey]: secrets.hmacKey,
     [v.cpDatabaseUrl]: urls.cpDatabaseUrl,
+    [v.cpMigrationDatabaseUrl]: urls.cpMigrationDatabaseUrl,
+    [v.auditSigningKey]: secrets.auditSigningKey,
     [v.apiToken]: secrets.apiToken,
     [v.gatewayToken]: secrets.gatewayToken,
     ...extra,
@@ -156,15 +187,17 @@ export function writeSecretsFile(dir: string, document: Record<string, unknown>)
 
 /**
  * The stack's secrets: read from the state folder (either format), or generated there once; the
- * file is (re)written in the current format with the database URLs of `urlFor`.
+ * file is (re)written in the current format with the database URLs of `urlFor` (a role's URL to
+ * a database, by default the one named like the role).
  */
-export function loadSecrets(dir: string, urlFor: (role: string, password: string) => string): StackSecrets {
+export function loadSecrets(dir: string, urlFor: (role: string, password: string, database?: string) => string): StackSecrets {
   const existing = readSecretsFile(dir);
   const secrets = existing?.secrets ?? generateSecrets();
   const document = secretsDocument(
     secrets,
     {
-      cpDatabaseUrl: urlFor(DATABASES.controlPlane, secrets.cpDbPassword),
+      cpDatabaseUrl: urlFor(CP_SERVICE_ROLE, secrets.cpServiceDbPassword, DATABASES.controlPlane),
+      cpMigrationDatabaseUrl: urlFor(DATABASES.controlPlane, secrets.cpDbPassword),
       dpDatabaseUrl: urlFor(DATABASES.dataPlane, secrets.dpDbPassword),
     },
     existing?.extra,

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { spawnSync } from 'node:child_process';
 import { freePort, type PostgresServer } from '@cairn/local-postgres';
 import { describeExit, ManagedProcess } from './process.js';
-import { loadSecrets, DATABASES, type StackSecrets } from './secrets.js';
+import { loadSecrets, CP_SERVICE_ROLE, DATABASES, type StackSecrets } from './secrets.js';
 import { StartFailure, Supervision, type Service } from './supervisor.js';
 
 export type { StackSecrets } from './secrets.js';
@@ -107,7 +107,10 @@ export interface ControlPlaneReplica {
 /** A running local stack. */
 export interface Stack {
   readonly secrets: StackSecrets;
+  /** The control-plane database as its owner (migrations run with it; tests inspect with it). */
   readonly cpDatabaseUrl: string;
+  /** The same database as the service role the control plane serves with (it can only read and append the audit log). */
+  readonly cpServiceDatabaseUrl: string;
   readonly dpDatabaseUrl: string;
   readonly controlPlanes: ControlPlaneReplica[];
   readonly gateway: ManagedProcess | undefined;
@@ -208,8 +211,9 @@ async function launch(options: StackOptions, started: ManagedProcess[], supervis
   const dir = resolve(options.dir);
   mkdirSync(join(dir, 'logs'), { recursive: true });
   const pgServer = options.postgres;
-  const secrets = loadSecrets(dir, (role, password) => pgServer.url(role, { user: role, password }));
+  const secrets = loadSecrets(dir, (role, password, database = role) => pgServer.url(database, { user: role, password }));
   const cpDatabaseUrl = await pgServer.createOwnedDatabase(DATABASES.controlPlane, secrets.cpDbPassword);
+  const cpServiceDatabaseUrl = await pgServer.createLoginRole(CP_SERVICE_ROLE, secrets.cpServiceDbPassword, DATABASES.controlPlane);
   const dpDatabaseUrl = await pgServer.createOwnedDatabase(DATABASES.dataPlane, secrets.dpDbPassword);
   const servers: ServerEntryPoints = {
     controlPlane: options.entryPoints?.controlPlane ?? entryPoints.controlPlane,
@@ -262,27 +266,36 @@ async function launch(options: StackOptions, started: ManagedProcess[], supervis
     await supervision.start();
   };
 
+  // The control plane serves as the service role; only the commands below hold the owner's URL.
   const cpEnvBase = {
     ...process.env,
-    CAIRN_CP_DATABASE_URL: cpDatabaseUrl,
+    CAIRN_CP_DATABASE_URL: cpServiceDatabaseUrl,
     CAIRN_CP_HOST: '127.0.0.1',
     // The local stack's admin key: organisation "default", project "default" (where the local data
     // plane is registered). Workers register the workflow versions they announce (development mode).
     CAIRN_BOOTSTRAP_ADMIN_KEY: secrets.apiToken,
+    CAIRN_AUDIT_SIGNING_KEY: secrets.auditSigningKey,
     CAIRN_DEV_MODE: 'true',
     CAIRN_LOG_LEVEL: logLevel,
     ...(options.leaseTtlMs ? { CAIRN_LEASE_TTL_MS: String(options.leaseTtlMs) } : {}),
     ...(options.heartbeatIntervalMs ? { CAIRN_HEARTBEAT_INTERVAL_MS: String(options.heartbeatIntervalMs) } : {}),
     ...(options.sweepIntervalMs ? { CAIRN_SWEEP_INTERVAL_MS: String(options.sweepIntervalMs) } : {}),
   };
+  const ownerEnv = {
+    ...process.env,
+    CAIRN_CP_DATABASE_URL: cpServiceDatabaseUrl,
+    CAIRN_CP_MIGRATION_DATABASE_URL: cpDatabaseUrl,
+    CAIRN_CP_SERVICE_ROLE: CP_SERVICE_ROLE,
+    CAIRN_LOG_LEVEL: logLevel,
+  };
 
-  // Migrate and register the local data plane before anything dials in.
-  const migrate = spawnSync(node, [servers.controlPlane, 'migrate'], { env: cpEnvBase, encoding: 'utf8' });
+  // Migrate as the owner (granting the service role), and register the local data plane, before anything dials in.
+  const migrate = spawnSync(node, [servers.controlPlane, 'migrate'], { env: ownerEnv, encoding: 'utf8' });
   if (migrate.status !== 0) throw new Error(`control-plane migrations failed:\n${migrate.stderr}${migrate.stdout}`);
   const register = spawnSync(
     node,
     [servers.controlPlane, 'data-planes', 'create', '--name', 'local', '--id', secrets.dataPlaneId, '--token', secrets.dataPlaneCredential],
-    { env: cpEnvBase, encoding: 'utf8' },
+    { env: { ...cpEnvBase, CAIRN_LOG_LEVEL: 'error' }, encoding: 'utf8' },
   );
   if (register.status !== 0) throw new Error(`registering the local data plane failed:\n${register.stderr}${register.stdout}`);
 
@@ -414,6 +427,7 @@ async function launch(options: StackOptions, started: ManagedProcess[], supervis
   return {
     secrets,
     cpDatabaseUrl,
+    cpServiceDatabaseUrl,
     dpDatabaseUrl,
     controlPlanes,
     gateway,

@@ -83,6 +83,15 @@ app.kubernetes.io/component: {{ .component }}
 {{- if and (not $v.bootstrap.existingSecret) (not $v.bootstrap.adminKey) -}}
 {{- fail "bootstrap.existingSecret (preferred) or bootstrap.adminKey is required: the organisation-wide admin API key of a self-hosted control plane" -}}
 {{- end -}}
+{{- if and $v.database.migration.existingSecret (not $v.database.serviceRole) -}}
+{{- fail "database.serviceRole is required with database.migration.existingSecret: the name of the role in database.existingSecret's URL, which the migration Job grants" -}}
+{{- end -}}
+{{- if and $v.database.serviceRole (not $v.database.migration.existingSecret) -}}
+{{- fail "database.migration.existingSecret is required with database.serviceRole: the schema owner's URL, which the migration Job runs with (the service role cannot migrate)" -}}
+{{- end -}}
+{{- if and $v.database.serviceRole (not $v.migration.enabled) -}}
+{{- fail "migration.enabled must be true with database.serviceRole: replicas serving as the service role cannot migrate at start" -}}
+{{- end -}}
 {{- if ge (int $v.config.heartbeatIntervalMs) (int $v.config.leaseTtlMs) -}}
 {{- fail (printf "config.heartbeatIntervalMs (%d) must be below config.leaseTtlMs (%d)" (int $v.config.heartbeatIntervalMs) (int $v.config.leaseTtlMs)) -}}
 {{- end -}}
@@ -97,13 +106,28 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- end -}}
 
-{{/* The database URL (all the migration Job needs). */}}
+{{/* The database URL the control plane serves with. */}}
 {{- define "cairn-cp.databaseEnv" -}}
 - name: CAIRN_CP_DATABASE_URL
   valueFrom:
     secretKeyRef:
       name: {{ .Values.database.existingSecret }}
       key: {{ .Values.database.existingSecretKey }}
+{{- end -}}
+
+{{/* What the migration Job needs: the owner's URL (or the one URL), and the service role to grant. */}}
+{{- define "cairn-cp.migrationEnv" -}}
+{{- if .Values.database.migration.existingSecret }}
+- name: CAIRN_CP_DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.database.migration.existingSecret }}
+      key: {{ .Values.database.migration.existingSecretKey }}
+- name: CAIRN_CP_SERVICE_ROLE
+  value: {{ .Values.database.serviceRole | quote }}
+{{- else }}
+{{- include "cairn-cp.databaseEnv" . }}
+{{- end }}
 {{- end -}}
 
 {{- define "cairn-cp.probe" -}}

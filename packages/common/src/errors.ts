@@ -58,6 +58,22 @@ export const ErrorCodes = {
   WEAK_CREDENTIAL: 'CAIRN-1143',
   /** A gateway token lacks the scope a route needs (HTTP 403). */
   SCOPE_MISSING: 'CAIRN-1144',
+  // 115x — the audit log and its signed checkpoints
+  /** The audit chain does not verify: an entry is missing, changed, or the chain stops before its recorded head. */
+  AUDIT_CHAIN_BROKEN: 'CAIRN-1150',
+  /** A checkpoint file, a public key or the audit signing key is not in the expected format. */
+  AUDIT_CHECKPOINT_INVALID: 'CAIRN-1151',
+  /** A checkpoint's signature does not verify, or it names a key that is not trusted. */
+  AUDIT_CHECKPOINT_REJECTED: 'CAIRN-1152',
+  /** The chain no longer contains a signed checkpoint's head: it was truncated or its history rewritten. */
+  AUDIT_CHECKPOINT_MISMATCH: 'CAIRN-1153',
+  /** The control plane has no audit signing key, so it cannot sign checkpoints. */
+  AUDIT_SIGNING_DISABLED: 'CAIRN-1154',
+  /**
+   * The control plane's database is behind this build and the control plane's own (service) role
+   * may not change the schema: run `control-plane migrate` with the owner role first.
+   */
+  DATABASE_NOT_MIGRATED: 'CAIRN-1155',
   // 2xxx — workflow execution
   NON_DETERMINISM: 'CAIRN-2001',
   STEP_FAILED: 'CAIRN-2002',

@@ -25,6 +25,11 @@ export interface PostgresServer {
    * the URL for that role. Used to keep the control plane and the data plane apart.
    */
   createOwnedDatabase(name: string, password: string): Promise<string>;
+  /**
+   * Creates (or sets the password of) a login role that owns nothing, and returns its URL to
+   * `database`: a service role that the database's owner grants what it needs.
+   */
+  createLoginRole(name: string, password: string, database: string): Promise<string>;
   /** Runs a statement as superuser on the `postgres` database. */
   admin(sql: string, params?: unknown[]): Promise<pg.QueryResult>;
   /**
@@ -283,6 +288,12 @@ async function wrap(
     if (!/^[a-z_][a-z0-9_]*$/.test(name)) throw new Error(`invalid database or role name ${JSON.stringify(name)}`);
     return `"${name}"`;
   };
+  const loginRole = async (name: string, password: string): Promise<void> => {
+    const exists = await admin('SELECT 1 FROM pg_roles WHERE rolname = $1', [name]);
+    const quotedPassword = `'${password.replace(/'/g, "''")}'`;
+    if (exists.rowCount === 0) await admin(`CREATE ROLE ${ident(name)} LOGIN PASSWORD ${quotedPassword}`);
+    else await admin(`ALTER ROLE ${ident(name)} LOGIN PASSWORD ${quotedPassword}`);
+  };
   return {
     kind,
     host,
@@ -290,16 +301,17 @@ async function wrap(
     majorVersion,
     url,
     admin,
+    async createLoginRole(name, password, database) {
+      await loginRole(name, password);
+      return url(database, { user: name, password });
+    },
     async createDatabase(name) {
       await admin(`DROP DATABASE IF EXISTS ${ident(name)} WITH (FORCE)`);
       await admin(`CREATE DATABASE ${ident(name)}`);
       return url(name);
     },
     async createOwnedDatabase(name, password) {
-      const exists = await admin('SELECT 1 FROM pg_roles WHERE rolname = $1', [name]);
-      const quotedPassword = `'${password.replace(/'/g, "''")}'`;
-      if (exists.rowCount === 0) await admin(`CREATE ROLE ${ident(name)} LOGIN PASSWORD ${quotedPassword}`);
-      else await admin(`ALTER ROLE ${ident(name)} LOGIN PASSWORD ${quotedPassword}`);
+      await loginRole(name, password);
       const db = await admin('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
       if (db.rowCount === 0) await admin(`CREATE DATABASE ${ident(name)} OWNER ${ident(name)}`);
       await admin(`REVOKE ALL ON DATABASE ${ident(name)} FROM PUBLIC`);

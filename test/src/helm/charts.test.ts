@@ -318,9 +318,46 @@ describe('helm charts', () => {
       assert.ok(find(airgapped, 'HorizontalPodAutoscaler', 'control-plane'));
     });
 
+    it('migrates as the schema owner and serves as the service role, which never sees the owner Secret; the signing key is a read-only file', () => {
+      const secretOf = (c: Container, name: string) =>
+        (c.env?.find((e) => e.name === name)?.valueFrom as { secretKeyRef?: { name: string } } | undefined)?.secretKeyRef?.name;
+      const job = podSpec(find(manifests, 'Job', '-migrate-1'))!.containers[0]!;
+      assert.equal(secretOf(job, 'CAIRN_CP_DATABASE_URL'), 'cairn-cp-database-owner');
+      assert.equal(env(job, 'CAIRN_CP_SERVICE_ROLE'), 'cairn_cp_service');
+      const deployment = find(manifests, 'Deployment', 'control-plane');
+      const server = podSpec(deployment)!.containers[0]!;
+      assert.equal(secretOf(server, 'CAIRN_CP_DATABASE_URL'), 'cairn-cp-database');
+      assert.doesNotMatch(JSON.stringify(deployment), /cairn-cp-database-owner/);
+      assert.equal(env(server, 'CAIRN_AUDIT_SIGNING_KEY_FILE'), '/etc/cairn/audit/signing-key.pem');
+      assert.equal(env(server, 'CAIRN_AUDIT_CHECKPOINT_INTERVAL_MS'), '3600000');
+      const volumes = (deployment['spec'] as { template: { spec: { volumes: Array<{ name: string; secret?: Record<string, unknown> }> } } })
+        .template.spec.volumes;
+      assert.deepEqual(volumes.find((v) => v.name === 'audit-signing-key')?.secret, {
+        secretName: 'cairn-cp-audit-signing-key',
+        defaultMode: 0o440,
+        items: [{ key: 'signing-key.pem', path: 'signing-key.pem' }],
+      });
+      const airgapped = podSpec(find(render(controlPlane.dir, [cpCi('airgapped')]), 'Deployment', 'control-plane'))!.containers[0]!;
+      assert.equal(env(airgapped, 'CAIRN_AUDIT_SIGNING_KEY_ID'), 'acme-audit-2026');
+      // The minimal install keeps one role: no Job, its replicas migrate at start (NOTES.txt warns).
+      const minimal = render(controlPlane.dir, [cpCi('minimal')]);
+      assert.equal(
+        minimal.find((m) => m.kind === 'Job'),
+        undefined,
+      );
+      assert.equal(env(podSpec(find(minimal, 'Deployment', 'control-plane'))!.containers[0]!, 'CAIRN_AUDIT_SIGNING_KEY_FILE'), undefined);
+    });
+
     it('refuses bad values with a message naming the value', () => {
       const cases: Array<[string[], RegExp]> = [
         [['config.logLevel=loud'], /at '\/config\/logLevel'/],
+        [
+          ['database.serviceRole='],
+          /database.migration.existingSecret is required with database.serviceRole|database.serviceRole is required with database.migration.existingSecret/,
+        ],
+        [['database.serviceRole=Bad-Role'], /at '\/database\/serviceRole'/],
+        [['migration.enabled=false'], /migration.enabled must be true with database.serviceRole/],
+        [['audit.signingKey.keyId=no spaces'], /at '\/audit\/signingKey\/keyId'/],
         [['replicas=0'], /at '\/replicas': minimum: got 0, want 1/],
         [['image.digest=latest'], /at '\/image\/digest'/],
         [['database.existingSecret='], /database.existingSecret is required/],

@@ -1,5 +1,26 @@
 // schedules, usage, audit.
+import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
+import {
+  ErrorCodes,
+  auditPublicKeyJwk,
+  parseAuditCheckpoint,
+  type AuditBreakReason,
+  type AuditCheckpoint,
+  type AuditPublicKey,
+} from '@cairn/common';
+import {
+  chainEntries,
+  checkSignature,
+  pinnedKeys,
+  publishedKeys,
+  readCheckpointFile,
+  readEntriesFile,
+  verifyChain,
+  verifyEntries,
+  type CheckpointReport,
+  type SavedCheckpoint,
+} from '../audit.js';
 import { Context, intOption, readJsonInput } from '../context.js';
 import { CliError, ExitCode } from '../errors.js';
 import type { components } from '../gen/control-plane.js';
@@ -9,6 +30,23 @@ import { paintStatus } from '../output.js';
 type ScheduleView = components['schemas']['Schedule'];
 
 const OVERLAP = ['skip', 'buffer_one', 'allow_all', 'cancel_previous'];
+
+const collect = (value: string, previous: string[]): string[] => [...previous, value];
+const entries = (n: number): string => `${n} ${n === 1 ? 'entry' : 'entries'}`;
+
+/** A checkpoint as the control plane answered it, checked for shape. */
+function parseStored(value: unknown): AuditCheckpoint {
+  try {
+    return parseAuditCheckpoint(value, "the control plane's checkpoint");
+  } catch (err) {
+    throw new CliError(ExitCode.FAILURE, (err as Error).message);
+  }
+}
+
+/** The stable code of a break: a kept checkpoint no longer contained, or the chain itself broken. */
+function codeOf(reason: AuditBreakReason): string {
+  return reason === 'truncated' || reason === 'checkpoint_mismatch' ? ErrorCodes.AUDIT_CHECKPOINT_MISMATCH : ErrorCodes.AUDIT_CHAIN_BROKEN;
+}
 
 export function registerOperations(program: Command): void {
   const schedules = program
@@ -315,34 +353,234 @@ export function registerOperations(program: Command): void {
       });
     });
 
-  const audit = program.command('audit').description("The project's tamper-evident audit log.");
-  audit.addHelpText('after', examples([['verify the chain', 'cairn audit verify']]));
+  const audit = program
+    .command('audit')
+    .description("The project's tamper-evident audit log, verifiable without trusting the control plane.");
+  audit.addHelpText(
+    'after',
+    examples([
+      ['keep a signed checkpoint', 'cairn audit checkpoint --out audit-2026-11-27.json'],
+      ['verify the chain against it', 'cairn audit verify --checkpoint audit-2026-11-27.json --public-key <key from cairn audit keys>'],
+    ]),
+  );
   audit
     .command('verify')
-    .description('Seal pending entries and verify the hash chain; exit 0 when intact, 1 when broken (naming the first bad position).')
-    .addHelpText('after', examples([['in a nightly job, keep the head', 'cairn audit verify -o json | jq -r .head.hash']]))
-    .action(async (_opts: unknown, command: Command) => {
+    .description(
+      'Recompute every hash of the chain here and check it still contains each kept checkpoint; exit 0 when intact, 1 when broken ' +
+        "(naming the first bad position) or when a checkpoint's signature does not verify.",
+    )
+    .option(
+      '--checkpoint <file>',
+      'a checkpoint `cairn audit checkpoint --out` saved (repeatable); default: the newest the control plane stored',
+      collect,
+      [],
+    )
+    .option(
+      '--public-key <key>',
+      'trust only this key: its x value, PEM, or a file (repeatable; default: the key saved with the checkpoint)',
+      collect,
+      [],
+    )
+    .option('--entries <file>', 'verify a chain `cairn audit chain --out` saved, offline: the control plane is not contacted')
+    .addHelpText(
+      'after',
+      examples([
+        [
+          'against two kept checkpoints, with a pinned key',
+          'cairn audit verify --checkpoint monday.json --checkpoint today.json --public-key key.pem',
+        ],
+        ['offline, from a saved chain', 'cairn audit verify --entries chain.jsonl --checkpoint today.json --public-key key.pem'],
+        ['in a nightly job', 'cairn audit verify --checkpoint last.json -o json | jq .ok'],
+      ]),
+    )
+    .action(async (opts: { checkpoint: string[]; publicKey: string[]; entries?: string }, command: Command) => {
       const ctx = new Context(command);
-      const cp = ctx.controlPlane();
-      const res = await ctx.out.spin('verifying the audit chain', () =>
-        cp.post<{
-          ok: boolean;
-          entries: number;
-          head: { position: number; hash: string } | null;
-          broken?: { position: number; entryId: string | null; reason: string; detail?: string };
-        }>(ctx.projectPath('/audit/verify')),
-      );
-      ctx.out.data(res, () => {
-        if (res.ok)
+      const files = opts.checkpoint.map(readCheckpointFile);
+      const pinned = pinnedKeys(opts.publicKey);
+      const saved = opts.entries === undefined ? undefined : readEntriesFile(opts.entries);
+      // Offline, nothing is asked of the control plane: not even to seal, nor for its keys.
+      const cp = saved === undefined ? ctx.controlPlane() : undefined;
+      // The control plane's own walk seals what is pending first; its answer is reported, not trusted.
+      const server = cp
+        ? await ctx.out.spin('sealing pending entries', () =>
+            cp.post<{ ok: boolean; entries: number; broken?: { position: number; reason: string } }>(ctx.projectPath('/audit/verify')),
+          )
+        : null;
+      const kept: Array<{ source: string; checkpoint: AuditCheckpoint; saved: AuditPublicKey[] }> = files.map((f) => ({
+        source: f.path,
+        checkpoint: f.checkpoint,
+        saved: f.savedKeys,
+      }));
+      if (kept.length === 0 && cp) {
+        const stored = await cp.get<{ checkpoints: unknown[] }>(ctx.projectPath('/audit/checkpoints'), { limit: 1 });
+        const newest = stored.checkpoints[0];
+        if (newest !== undefined)
+          kept.push({ source: 'the newest checkpoint the control plane stored', checkpoint: parseStored(newest), saved: [] });
+      }
+      let published: AuditPublicKey[] | undefined;
+      const reports: CheckpointReport[] = [];
+      for (const k of kept) {
+        if (cp && pinned.length === 0 && !k.saved.some((key) => key.keyId === k.checkpoint.keyId))
+          published ??= (await publishedKeys(cp)).parsed;
+        reports.push(checkSignature(k.source, k.checkpoint, { pinned, saved: k.saved, published: published ?? [] }));
+      }
+      const anchors = reports
+        .filter((r) => r.signature === 'valid')
+        .map((r) => ({ position: r.position, hash: r.hash, label: `the checkpoint in ${r.source} (signed at ${r.signedAt})` }));
+      const verification =
+        saved !== undefined
+          ? verifyEntries(saved, anchors)
+          : await ctx.out.spin('verifying the audit chain', () => verifyChain(cp!, ctx.projectPath(), anchors));
+      const rejected = reports.filter((r) => r.signature !== 'valid');
+      const ok = verification.ok && rejected.length === 0;
+      const result = {
+        ...verification,
+        ok,
+        ...(verification.ok ? {} : { broken: { ...verification.broken, code: codeOf(verification.broken.reason) } }),
+        checkpoints: reports,
+        server: server ? { ok: server.ok, entries: server.entries, ...(server.broken ? { broken: server.broken } : {}) } : null,
+      };
+      ctx.out.data(result, () => {
+        const c = ctx.out.c;
+        const from = saved !== undefined ? ` in ${opts.entries}` : '';
+        if (verification.ok)
           ctx.out.line(
-            `${ctx.out.c.green('✓')} audit chain intact: ${res.entries} entries, head ${res.head ? `${res.head.position} ${res.head.hash}` : '-'}`,
+            `${c.green('✓')} audit chain intact${from}: ${entries(verification.entries)}, head ${verification.head ? `${verification.head.position} ${verification.head.hash}` : '-'} (every hash recomputed here)`,
           );
         else
           ctx.out.line(
-            `${ctx.out.c.red('✗')} audit chain broken at position ${res.broken?.position} (${res.broken?.reason}${res.broken?.entryId ? `, entry ${res.broken.entryId}` : ''}); ${res.entries} entries verified before it`,
+            `${c.red('✗')} audit chain${from} broken at position ${verification.broken.position} (${verification.broken.reason}${verification.broken.entryId ? `, entry ${verification.broken.entryId}` : ''}) [${codeOf(verification.broken.reason)}]: ${verification.broken.detail}; ${entries(verification.entries)} verified before it`,
+          );
+        for (const r of reports) {
+          if (r.signature !== 'valid') {
+            ctx.out.line(
+              `${c.red('✗')} checkpoint ${r.source}: signature not valid [${ErrorCodes.AUDIT_CHECKPOINT_REJECTED}]: ${r.detail ?? r.signature}`,
+            );
+          } else {
+            const held = verification.ok || verification.broken.position > r.position;
+            ctx.out.line(
+              `${held ? c.green('✓') : c.red('✗')} checkpoint ${r.source}: position ${r.position}, signed at ${r.signedAt} by key ${r.keyId} (key ${r.keySource})${held ? ', contained in the chain' : ''}`,
+            );
+          }
+        }
+        if (kept.length === 0) ctx.out.line(c.dim('no checkpoint to check against: keep one with `cairn audit checkpoint --out FILE`'));
+        if (reports.some((r) => r.keySource !== 'pinned' && r.signature === 'valid')) {
+          ctx.out.note(
+            c.dim(
+              'note: the key was not pinned; pass --public-key with the key you trust (`cairn audit keys`) so a replaced key is noticed',
+            ),
+          );
+        }
+        if (server && server.ok !== ok) ctx.out.note(`the control plane's own verification answered ok:${server.ok}`);
+      });
+      if (!ok) process.exitCode = ExitCode.FAILURE;
+    });
+  audit
+    .command('chain')
+    .description(
+      'Seal pending entries and save the whole chain, one entry per line in chain order, to verify later without the control plane (`cairn audit verify --entries`).',
+    )
+    .option('--out <file>', 'write it to this file (refuses to overwrite); default: standard output')
+    .addHelpText('after', examples([["keep the chain with the day's checkpoint", 'cairn audit chain --out "chain-$(date +%F).jsonl"']]))
+    .action(async (opts: { out?: string }, command: Command) => {
+      const ctx = new Context(command);
+      const cp = ctx.controlPlane();
+      await ctx.out.spin('sealing pending entries', () => cp.post(ctx.projectPath('/audit/verify')));
+      const lines: string[] = [];
+      for await (const entry of chainEntries(cp, ctx.projectPath())) lines.push(JSON.stringify(entry));
+      const text = lines.length === 0 ? '' : `${lines.join('\n')}\n`;
+      if (opts.out === undefined) {
+        ctx.out.write(text);
+        return;
+      }
+      try {
+        writeFileSync(opts.out, text, { flag: 'wx' });
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        throw new CliError(ExitCode.USAGE, `Cannot write ${opts.out}: ${code === 'EEXIST' ? 'it exists' : (code ?? String(err))}.`);
+      }
+      ctx.out.note(`${entries(lines.length)} written to ${opts.out}`);
+    });
+  audit
+    .command('checkpoint')
+    .description(
+      "Have the control plane sign the chain's current head, check the signature here, and print or save the checkpoint to keep outside Cairn.",
+    )
+    .option('--out <file>', 'write it to this file (refuses to overwrite: a kept checkpoint is evidence)')
+    .option(
+      '--public-key <key>',
+      'check the signature with this key (repeatable; default: the key the control plane publishes)',
+      collect,
+      [],
+    )
+    .addHelpText('after', examples([['nightly, one file a day', 'cairn audit checkpoint --out "audit-$(date +%F).json"']]))
+    .action(async (opts: { out?: string; publicKey: string[] }, command: Command) => {
+      const ctx = new Context(command);
+      const cp = ctx.controlPlane();
+      const pinned = pinnedKeys(opts.publicKey);
+      const { checkpoint: raw } = await ctx.out.spin('signing a checkpoint', () =>
+        cp.post<{ checkpoint: unknown }>(ctx.projectPath('/audit/checkpoints')),
+      );
+      const checkpoint = parseStored(raw);
+      const published = pinned.length > 0 ? [] : (await publishedKeys(cp)).parsed;
+      const report = checkSignature('the signed answer', checkpoint, { pinned, saved: [], published });
+      if (report.signature !== 'valid') {
+        throw new CliError(
+          ExitCode.FAILURE,
+          `[${ErrorCodes.AUDIT_CHECKPOINT_REJECTED}] The checkpoint the control plane returned does not verify: ${report.detail ?? report.signature}. Nothing was saved.`,
+          { code: ErrorCodes.AUDIT_CHECKPOINT_REJECTED, hint: 'Check the key you pinned (`cairn audit keys` shows the published ones).' },
+        );
+      }
+      const key = [...pinned, ...published].find((k) => k.keyId === checkpoint.keyId)!;
+      const saved: SavedCheckpoint = { ...checkpoint, publicKey: auditPublicKeyJwk(key) };
+      if (opts.out !== undefined) {
+        try {
+          writeFileSync(opts.out, `${JSON.stringify(saved, null, 2)}\n`, { flag: 'wx' });
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          throw new CliError(ExitCode.USAGE, `Cannot write ${opts.out}: ${code === 'EEXIST' ? 'it exists' : (code ?? String(err))}.`, {
+            hint: code === 'EEXIST' ? 'Kept checkpoints are evidence: give a new file name (one per day, say).' : undefined,
+          });
+        }
+      }
+      ctx.out.data(saved, () => {
+        const c = ctx.out.c;
+        ctx.out.line(
+          `${c.green('✓')} checkpoint signed: project ${checkpoint.projectId} at position ${checkpoint.position} (${entries(checkpoint.entries)}), head ${checkpoint.hash}`,
+        );
+        ctx.out.line(`  signed at ${checkpoint.signedAt} by key ${checkpoint.keyId} (key ${report.keySource})`);
+        ctx.out.line(`  public key ${checkpoint.keyId}: ${saved.publicKey!.x}`);
+        if (opts.out !== undefined)
+          ctx.out.line(
+            `  saved to ${opts.out}; verify later with: cairn audit verify --checkpoint ${opts.out} --public-key ${saved.publicKey!.x}`,
+          );
+        else ctx.out.line(c.dim('  keep it: pass --out FILE, or -o json > FILE'));
+      });
+    });
+  audit
+    .command('keys')
+    .description(
+      "The public keys that verify this control plane's checkpoints (published at /.well-known/cairn-audit-keys); pin one with --public-key.",
+    )
+    .addHelpText(
+      'after',
+      examples([
+        ['save the PEM to pin later', "cairn audit keys -o json | jq -r '.keys[0].pem' > audit-key.pem"],
+        ['or pin by value', 'cairn audit verify --checkpoint kept.json --public-key <PUBLIC KEY column>'],
+      ]),
+    )
+    .action(async (_opts: unknown, command: Command) => {
+      const ctx = new Context(command);
+      const { keys } = await publishedKeys(ctx.controlPlane());
+      ctx.out.data({ keys }, () => {
+        if (keys.length === 0)
+          ctx.out.line(ctx.out.c.dim('(none: the control plane has no audit signing key, so it signs no checkpoints)'));
+        else
+          ctx.out.table(
+            ['KEY ID', 'ALGORITHM', 'PUBLIC KEY (base64url)'],
+            keys.map((k) => [k.kid, 'Ed25519', k.x]),
           );
       });
-      if (!res.ok) process.exitCode = ExitCode.FAILURE;
     });
   audit
     .command('list')

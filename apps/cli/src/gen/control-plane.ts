@@ -145,7 +145,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A conflict with the current state (CAIRN-1108, CAIRN-1114, CAIRN-1115) */
+        /** @description A conflict with the current state (CAIRN-1108, CAIRN-1114, CAIRN-1115; audit: CAIRN-1150 chain broken, CAIRN-1154 no signing key) */
         409: {
           headers: {
             [name: string]: unknown;
@@ -428,7 +428,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A conflict with the current state (CAIRN-1108, CAIRN-1114, CAIRN-1115) */
+        /** @description A conflict with the current state (CAIRN-1108, CAIRN-1114, CAIRN-1115; audit: CAIRN-1150 chain broken, CAIRN-1154 no signing key) */
         409: {
           headers: {
             [name: string]: unknown;
@@ -532,7 +532,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A conflict with the current state (CAIRN-1108, CAIRN-1114, CAIRN-1115) */
+        /** @description A conflict with the current state (CAIRN-1108, CAIRN-1114, CAIRN-1115; audit: CAIRN-1150 chain broken, CAIRN-1154 no signing key) */
         409: {
           headers: {
             [name: string]: unknown;
@@ -670,6 +670,302 @@ export interface paths {
     patch?: never;
     trace?: never;
   };
+  '/v1/projects/{project}/audit/chain': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /**
+     * Sealed entries in chain order, for verifying the chain outside the control plane
+     * @description Entries with position > after (default 0), at most limit (default and maximum 5000), in position order, with the recorded head read in the same snapshot. Recompute each hash as docs/audit.md says; do not trust the hash field.
+     */
+    get: {
+      parameters: {
+        query?: {
+          after?: string;
+          limit?: string;
+        };
+        header?: never;
+        path: {
+          /** @description project ID or name */
+          project: string;
+        };
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description Success */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['AuditChainPage'];
+          };
+        };
+        /** @description Bad input (CAIRN-1101): the message names each field and what is wrong */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
+        /** @description No, an unknown, expired or revoked API key (CAIRN-1104) */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
+        /** @description The key's role may not do this (CAIRN-1111): the message names the roles that may */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
+        /** @description No such project, run, workflow, schedule, key or data plane here (CAIRN-1105) */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
+        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        429: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
+        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110): retry */
+        503: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
+      };
+    };
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/v1/projects/{project}/audit/checkpoints': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /**
+     * The project's signed checkpoints, newest first
+     * @description Every checkpoint signed so far (periodic and on demand), with a cursor; each verifies on its own.
+     */
+    get: {
+      parameters: {
+        query?: {
+          limit?: string;
+          cursor?: string;
+        };
+        header?: never;
+        path: {
+          /** @description project ID or name */
+          project: string;
+        };
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description Success */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['AuditCheckpointList'];
+          };
+        };
+        /** @description Bad input (CAIRN-1101): the message names each field and what is wrong */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
+        /** @description No, an unknown, expired or revoked API key (CAIRN-1104) */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
+        /** @description The key's role may not do this (CAIRN-1111): the message names the roles that may */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
+        /** @description No such project, run, workflow, schedule, key or data plane here (CAIRN-1105) */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
+        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        429: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
+        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110): retry */
+        503: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
+      };
+    };
+    put?: never;
+    /**
+     * Seal pending entries and sign the chain's head: a checkpoint to keep outside Cairn
+     * @description 201 with a new checkpoint, or 200 with the newest one when it already covers the head. 409 CAIRN-1154 when the control plane has no signing key; 409 CAIRN-1150 when the chain does not verify (nothing is signed). Verify the signature with a key from /.well-known/cairn-audit-keys.
+     */
+    post: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path: {
+          /** @description project ID or name */
+          project: string;
+        };
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description Success */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['AuditCheckpointAnswer'];
+          };
+        };
+        /** @description Created */
+        201: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['AuditCheckpointAnswer'];
+          };
+        };
+        /** @description Bad input (CAIRN-1101): the message names each field and what is wrong */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
+        /** @description No, an unknown, expired or revoked API key (CAIRN-1104) */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
+        /** @description The key's role may not do this (CAIRN-1111): the message names the roles that may */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
+        /** @description No such project, run, workflow, schedule, key or data plane here (CAIRN-1105) */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
+        /** @description A conflict with the current state (CAIRN-1108, CAIRN-1114, CAIRN-1115; audit: CAIRN-1150 chain broken, CAIRN-1154 no signing key) */
+        409: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
+        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        429: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
+        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110): retry */
+        503: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
+      };
+    };
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
   '/v1/projects/{project}/audit/verify': {
     parameters: {
       query?: never;
@@ -681,7 +977,7 @@ export interface paths {
     put?: never;
     /**
      * Seal pending entries, then verify the project's hash chain
-     * @description Answers {ok:true, entries, head} or {ok:false, entries, head, broken:{position, entryId, reason, detail}}: the first position whose entry is missing or does not match its hash.
+     * @description Answers {ok:true, entries, head, checkpoint} or {ok:false, entries, head, checkpoint, broken:{position, entryId, reason, detail}}: the first position whose entry is missing or does not match its hash, or where the chain no longer contains the newest signed checkpoint. This is the control plane checking itself; `cairn audit verify --checkpoint FILE` checks it independently.
      */
     post: {
       parameters: {
@@ -740,7 +1036,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A conflict with the current state (CAIRN-1108, CAIRN-1114, CAIRN-1115) */
+        /** @description A conflict with the current state (CAIRN-1108, CAIRN-1114, CAIRN-1115; audit: CAIRN-1150 chain broken, CAIRN-1154 no signing key) */
         409: {
           headers: {
             [name: string]: unknown;
@@ -925,7 +1221,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A conflict with the current state (CAIRN-1108, CAIRN-1114, CAIRN-1115) */
+        /** @description A conflict with the current state (CAIRN-1108, CAIRN-1114, CAIRN-1115; audit: CAIRN-1150 chain broken, CAIRN-1154 no signing key) */
         409: {
           headers: {
             [name: string]: unknown;
@@ -1107,7 +1403,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A conflict with the current state (CAIRN-1108, CAIRN-1114, CAIRN-1115) */
+        /** @description A conflict with the current state (CAIRN-1108, CAIRN-1114, CAIRN-1115; audit: CAIRN-1150 chain broken, CAIRN-1154 no signing key) */
         409: {
           headers: {
             [name: string]: unknown;
@@ -1212,7 +1508,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A conflict with the current state (CAIRN-1108, CAIRN-1114, CAIRN-1115) */
+        /** @description A conflict with the current state (CAIRN-1108, CAIRN-1114, CAIRN-1115; audit: CAIRN-1150 chain broken, CAIRN-1154 no signing key) */
         409: {
           headers: {
             [name: string]: unknown;
@@ -1397,7 +1693,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A conflict with the current state (CAIRN-1108, CAIRN-1114, CAIRN-1115) */
+        /** @description A conflict with the current state (CAIRN-1108, CAIRN-1114, CAIRN-1115; audit: CAIRN-1150 chain broken, CAIRN-1154 no signing key) */
         409: {
           headers: {
             [name: string]: unknown;
@@ -1707,7 +2003,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A conflict with the current state (CAIRN-1108, CAIRN-1114, CAIRN-1115) */
+        /** @description A conflict with the current state (CAIRN-1108, CAIRN-1114, CAIRN-1115; audit: CAIRN-1150 chain broken, CAIRN-1154 no signing key) */
         409: {
           headers: {
             [name: string]: unknown;
@@ -1820,7 +2116,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A conflict with the current state (CAIRN-1108, CAIRN-1114, CAIRN-1115) */
+        /** @description A conflict with the current state (CAIRN-1108, CAIRN-1114, CAIRN-1115; audit: CAIRN-1150 chain broken, CAIRN-1154 no signing key) */
         409: {
           headers: {
             [name: string]: unknown;
@@ -1926,7 +2222,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A conflict with the current state (CAIRN-1108, CAIRN-1114, CAIRN-1115) */
+        /** @description A conflict with the current state (CAIRN-1108, CAIRN-1114, CAIRN-1115; audit: CAIRN-1150 chain broken, CAIRN-1154 no signing key) */
         409: {
           headers: {
             [name: string]: unknown;
@@ -2124,7 +2420,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A conflict with the current state (CAIRN-1108, CAIRN-1114, CAIRN-1115) */
+        /** @description A conflict with the current state (CAIRN-1108, CAIRN-1114, CAIRN-1115; audit: CAIRN-1150 chain broken, CAIRN-1154 no signing key) */
         409: {
           headers: {
             [name: string]: unknown;
@@ -2306,7 +2602,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A conflict with the current state (CAIRN-1108, CAIRN-1114, CAIRN-1115) */
+        /** @description A conflict with the current state (CAIRN-1108, CAIRN-1114, CAIRN-1115; audit: CAIRN-1150 chain broken, CAIRN-1154 no signing key) */
         409: {
           headers: {
             [name: string]: unknown;
@@ -2411,7 +2707,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A conflict with the current state (CAIRN-1108, CAIRN-1114, CAIRN-1115) */
+        /** @description A conflict with the current state (CAIRN-1108, CAIRN-1114, CAIRN-1115; audit: CAIRN-1150 chain broken, CAIRN-1154 no signing key) */
         409: {
           headers: {
             [name: string]: unknown;
@@ -2519,7 +2815,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A conflict with the current state (CAIRN-1108, CAIRN-1114, CAIRN-1115) */
+        /** @description A conflict with the current state (CAIRN-1108, CAIRN-1114, CAIRN-1115; audit: CAIRN-1150 chain broken, CAIRN-1154 no signing key) */
         409: {
           headers: {
             [name: string]: unknown;
@@ -2622,7 +2918,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A conflict with the current state (CAIRN-1108, CAIRN-1114, CAIRN-1115) */
+        /** @description A conflict with the current state (CAIRN-1108, CAIRN-1114, CAIRN-1115; audit: CAIRN-1150 chain broken, CAIRN-1154 no signing key) */
         409: {
           headers: {
             [name: string]: unknown;
@@ -2725,7 +3021,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A conflict with the current state (CAIRN-1108, CAIRN-1114, CAIRN-1115) */
+        /** @description A conflict with the current state (CAIRN-1108, CAIRN-1114, CAIRN-1115; audit: CAIRN-1150 chain broken, CAIRN-1154 no signing key) */
         409: {
           headers: {
             [name: string]: unknown;
@@ -2835,7 +3131,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A conflict with the current state (CAIRN-1108, CAIRN-1114, CAIRN-1115) */
+        /** @description A conflict with the current state (CAIRN-1108, CAIRN-1114, CAIRN-1115; audit: CAIRN-1150 chain broken, CAIRN-1154 no signing key) */
         409: {
           headers: {
             [name: string]: unknown;
@@ -3171,7 +3467,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A conflict with the current state (CAIRN-1108, CAIRN-1114, CAIRN-1115) */
+        /** @description A conflict with the current state (CAIRN-1108, CAIRN-1114, CAIRN-1115; audit: CAIRN-1150 chain broken, CAIRN-1154 no signing key) */
         409: {
           headers: {
             [name: string]: unknown;
@@ -3385,7 +3681,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A conflict with the current state (CAIRN-1108, CAIRN-1114, CAIRN-1115) */
+        /** @description A conflict with the current state (CAIRN-1108, CAIRN-1114, CAIRN-1115; audit: CAIRN-1150 chain broken, CAIRN-1154 no signing key) */
         409: {
           headers: {
             [name: string]: unknown;
@@ -3585,7 +3881,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A conflict with the current state (CAIRN-1108, CAIRN-1114, CAIRN-1115) */
+        /** @description A conflict with the current state (CAIRN-1108, CAIRN-1114, CAIRN-1115; audit: CAIRN-1150 chain broken, CAIRN-1154 no signing key) */
         409: {
           headers: {
             [name: string]: unknown;
@@ -4099,6 +4395,13 @@ export interface components {
             position: number;
             hash: string;
           } | null;
+          /** @description the newest signed checkpoint the chain was checked against (null: none, or no signing key) */
+          checkpoint: {
+            position: number;
+            hash: string;
+            signedAt: string;
+            keyId: string;
+          } | null;
         }
       | {
           /** @constant */
@@ -4108,16 +4411,68 @@ export interface components {
             position: number;
             hash: string;
           } | null;
+          /** @description the newest signed checkpoint the chain was checked against (null: none, or no signing key) */
+          checkpoint: {
+            position: number;
+            hash: string;
+            signedAt: string;
+            keyId: string;
+          } | null;
           broken: {
             position: number;
             entryId: string | null;
             /** @enum {string} */
-            reason: 'hash_mismatch' | 'missing_entry' | 'head_mismatch';
+            reason:
+              | 'hash_mismatch'
+              | 'missing_entry'
+              | 'out_of_order'
+              | 'head_mismatch'
+              | 'truncated'
+              | 'checkpoint_mismatch'
+              | 'checkpoint_rejected';
             detail: string;
             expectedHash?: string;
             storedHash?: string | null;
           };
         };
+    AuditCheckpoint: {
+      /** @constant */
+      format: 'cairn.audit.checkpoint.v1';
+      organizationId: string;
+      projectId: string;
+      /** @description the last sealed position covered (0: an empty chain) */
+      position: number;
+      /** @description the chain's hash at that position */
+      hash: string;
+      /** @description entries in the chain up to that position */
+      entries: number;
+      /** @description ISO 8601 UTC with milliseconds */
+      signedAt: string;
+      /** @description the signing key, among those at /.well-known/cairn-audit-keys */
+      keyId: string;
+      /** @constant */
+      algorithm: 'Ed25519';
+      /** @description Ed25519 over the RFC 8785 JSON of the other fields, base64url */
+      signature: string;
+    };
+    AuditCheckpointAnswer: {
+      checkpoint: components['schemas']['AuditCheckpoint'];
+    };
+    AuditCheckpointList: {
+      checkpoints: components['schemas']['AuditCheckpoint'][];
+      nextCursor: string | null;
+    };
+    AuditChainPage: {
+      /** @description sealed entries in position order */
+      entries: components['schemas']['AuditEntry'][];
+      /** @description the recorded head, read with the entries */
+      head: {
+        position: number;
+        hash: string;
+      } | null;
+      /** @description pass as after for the next page; null on the last page */
+      nextAfter: number | null;
+    };
     Error: {
       error: {
         /** @description a stable code to search for: CAIRN-NNNN */

@@ -52,6 +52,58 @@ export interface ChainHead {
   readonly hash: string;
 }
 
+/** A stored signed checkpoint (the fields of `AuditCheckpoint` in @cairn/common, and its row ID). */
+export interface StoredCheckpoint {
+  readonly id: string;
+  readonly organizationId: string;
+  readonly projectId: string;
+  readonly position: number;
+  readonly hash: string;
+  readonly entries: number;
+  /** ISO 8601 UTC with milliseconds, as signed. */
+  readonly signedAt: string;
+  readonly keyId: string;
+  readonly signature: string;
+}
+
+/** What the role the control plane runs with may do to the audit tables beyond reading and appending. */
+export interface AuditRolePowers {
+  readonly role: string;
+  readonly superuser: boolean;
+  /** It owns audit_log (or is a member of its owner): it may disable the triggers. */
+  readonly owner: boolean;
+  readonly update: boolean;
+  readonly delete: boolean;
+  readonly truncate: boolean;
+}
+
+interface CheckpointRow {
+  id: string;
+  organization_id: string;
+  project_id: string;
+  position: string;
+  hash: string;
+  entries: string;
+  signed_at: string;
+  key_id: string;
+  signature: string;
+}
+
+const CHECKPOINT_COLUMNS = `id, organization_id, project_id, position, hash, entries,
+  to_char(signed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS signed_at, key_id, signature`;
+
+const toCheckpoint = (r: CheckpointRow): StoredCheckpoint => ({
+  id: r.id,
+  organizationId: r.organization_id,
+  projectId: r.project_id,
+  position: Number(r.position),
+  hash: r.hash,
+  entries: Number(r.entries),
+  signedAt: r.signed_at,
+  keyId: r.key_id,
+  signature: r.signature,
+});
+
 interface EntryRow {
   id: string;
   organization_id: string;
@@ -88,6 +140,7 @@ const toEntry = (r: EntryRow): AuditEntry => ({
 // Advisory lock keys (two-int form, a space apart from the migrations' one-bigint lock).
 const LOCK_SPACE = 0x63617564; // 'caud'
 const SEALER_LOCK = 1;
+const CHECKPOINTER_LOCK = 2;
 
 /** All SQL about the audit log and its hash chain. */
 @Injectable()
@@ -154,26 +207,29 @@ export class AuditRepository {
     return row ? { position: Number(row.position), hash: row.hash } : null;
   }
 
-  /** Gives entries their chain positions and hashes, and moves the project's head. */
+  /**
+   * Gives entries their chain positions and hashes and moves the project's head, through
+   * `cairn_audit_seal` (migration 14), which checks that the positions continue the chain: the
+   * control plane's service role has no UPDATE on the audit tables.
+   */
   async seal(tx: Queryable, projectId: string, sealed: ReadonlyArray<{ id: string; position: number; hash: string }>): Promise<void> {
     if (sealed.length === 0) return;
-    await tx.query(
-      `UPDATE audit_log a SET position = s.position, hash = s.hash
-       FROM unnest($2::bigint[], $3::bigint[], $4::text[]) AS s(id, position, hash)
-       WHERE a.id = s.id AND a.project_id = $1 AND a.position IS NULL`,
-      [projectId, sealed.map((s) => s.id), sealed.map((s) => s.position), sealed.map((s) => s.hash)],
-    );
-    const last = sealed[sealed.length - 1]!;
-    await tx.query(
-      `INSERT INTO audit_chain_heads (project_id, position, hash) VALUES ($1, $2, $3)
-       ON CONFLICT (project_id) DO UPDATE SET position = EXCLUDED.position, hash = EXCLUDED.hash, sealed_at = now()`,
-      [projectId, last.position, last.hash],
-    );
+    await tx.query('SELECT cairn_audit_seal($1::uuid, $2::bigint[], $3::bigint[], $4::text[])', [
+      projectId,
+      sealed.map((s) => s.id),
+      sealed.map((s) => s.position),
+      sealed.map((s) => s.hash),
+    ]);
   }
 
-  /** Makes the rest of this transaction read one consistent snapshot (the head and the entries agree). */
-  async snapshot(tx: Queryable): Promise<void> {
-    await tx.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY');
+  /**
+   * Makes the rest of this transaction read one consistent snapshot (the head and the entries
+   * agree); read-only unless it is to write a checkpoint.
+   */
+  async snapshot(tx: Queryable, readOnly = true): Promise<void> {
+    await tx.query(
+      readOnly ? 'SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY' : 'SET TRANSACTION ISOLATION LEVEL REPEATABLE READ',
+    );
   }
 
   /** Sealed entries of a project by position, starting after `afterPosition`, at most `limit`. */
@@ -213,5 +269,96 @@ export class AuditRepository {
     const rows = result.rows.slice(0, query.limit).map(toEntry);
     const last = rows[rows.length - 1];
     return { entries: rows, next: result.rows.length > query.limit && last ? { occurredAt: last.occurredAt, id: last.id } : null };
+  }
+
+  /** Takes the checkpointer lock for this transaction, or returns false when another replica holds it. */
+  async tryLockCheckpointer(tx: Queryable): Promise<boolean> {
+    const result = await tx.query<{ locked: boolean }>('SELECT pg_try_advisory_xact_lock($1, $2) AS locked', [
+      LOCK_SPACE,
+      CHECKPOINTER_LOCK,
+    ]);
+    return result.rows[0]!.locked;
+  }
+
+  /** Stores a signed checkpoint and returns it with its row ID. */
+  async insertCheckpoint(checkpoint: Omit<StoredCheckpoint, 'id'>, q: Queryable = this.db): Promise<StoredCheckpoint> {
+    const result = await q.query<CheckpointRow>(
+      `INSERT INTO audit_checkpoints (organization_id, project_id, position, hash, entries, signed_at, key_id, signature)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING ${CHECKPOINT_COLUMNS}`,
+      [
+        checkpoint.organizationId,
+        checkpoint.projectId,
+        checkpoint.position,
+        checkpoint.hash,
+        checkpoint.entries,
+        checkpoint.signedAt,
+        checkpoint.keyId,
+        checkpoint.signature,
+      ],
+    );
+    return toCheckpoint(result.rows[0]!);
+  }
+
+  /** The project's checkpoints, newest first, those older than row `beforeId` when given; at most `limit`. */
+  async checkpoints(projectId: string, limit: number, beforeId?: string, q: Queryable = this.db): Promise<StoredCheckpoint[]> {
+    const result = await q.query<CheckpointRow>(
+      `SELECT ${CHECKPOINT_COLUMNS} FROM audit_checkpoints
+        WHERE project_id = $1 AND ($2::bigint IS NULL OR id < $2::bigint)
+        ORDER BY id DESC LIMIT $3`,
+      [projectId, beforeId ?? null, limit],
+    );
+    return result.rows.map(toCheckpoint);
+  }
+
+  /** The project's newest checkpoint signed with one of `keyIds`. */
+  async latestCheckpoint(projectId: string, keyIds: readonly string[], q: Queryable = this.db): Promise<StoredCheckpoint | null> {
+    const result = await q.query<CheckpointRow>(
+      `SELECT ${CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE project_id = $1 AND key_id = ANY($2::text[]) ORDER BY id DESC LIMIT 1`,
+      [projectId, keyIds],
+    );
+    const row = result.rows[0];
+    return row ? toCheckpoint(row) : null;
+  }
+
+  /**
+   * Projects whose chain head has moved past their newest checkpoint signed with `keyId` (or that
+   * have none), with their organisation: what a periodic round signs. At most `limit`.
+   */
+  async projectsToCheckpoint(tx: Queryable, keyId: string, limit: number): Promise<Array<{ projectId: string; organizationId: string }>> {
+    const result = await tx.query<{ project_id: string; organization_id: string }>(
+      `SELECT h.project_id, p.organization_id
+         FROM audit_chain_heads h
+         JOIN projects p ON p.id = h.project_id
+         LEFT JOIN LATERAL (
+           SELECT c.position FROM audit_checkpoints c WHERE c.project_id = h.project_id AND c.key_id = $1 ORDER BY c.id DESC LIMIT 1
+         ) last ON true
+        WHERE last.position IS NULL OR last.position < h.position
+        ORDER BY h.project_id
+        LIMIT $2`,
+      [keyId, limit],
+    );
+    return result.rows.map((r) => ({ projectId: r.project_id, organizationId: r.organization_id }));
+  }
+
+  /** What the connected role may do to the audit log beyond SELECT and INSERT (start-up check). */
+  async rolePowers(): Promise<AuditRolePowers> {
+    const result = await this.db.query<{
+      role: string;
+      superuser: boolean;
+      owner: boolean;
+      update: boolean;
+      delete: boolean;
+      truncate: boolean;
+    }>(
+      `SELECT current_user AS role,
+              r.rolsuper AS superuser,
+              pg_has_role(current_user, c.relowner, 'USAGE') AS owner,
+              has_table_privilege('audit_log', 'UPDATE') AS update,
+              has_table_privilege('audit_log', 'DELETE') AS delete,
+              has_table_privilege('audit_log', 'TRUNCATE') AS truncate
+         FROM pg_roles r, pg_class c
+        WHERE r.rolname = current_user AND c.oid = 'audit_log'::regclass`,
+    );
+    return result.rows[0]!;
   }
 }

@@ -1,4 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
+import pg from 'pg';
+import { CairnError, ErrorCodes } from '@cairn/common';
 import { Database } from './database.js';
 import type { Migration } from './migrations.js';
 
@@ -55,5 +57,67 @@ export class MigrationRepository {
   /** Whether the database answers. */
   async ping(): Promise<void> {
     await this.db.query('SELECT 1');
+  }
+
+  /**
+   * Grants `role` what the serving control plane needs, and no more on the audit tables: SELECT and
+   * DML on every table of the schema, except that on `audit_log` it may only SELECT and INSERT the
+   * columns an entry is written with (not its position, hash or time), on `audit_checkpoints` only
+   * SELECT and INSERT, on `audit_chain_heads` and `schema_migrations` only SELECT; EXECUTE on
+   * `cairn_audit_seal`. Run after every migration (new tables get their grants); idempotent.
+   * Refuses a role that would make the boundary void: a superuser, the owner, or a member of it.
+   */
+  async grantServiceRole(role: string): Promise<void> {
+    await this.db.transaction(async (tx) => {
+      await tx.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
+      const found = await tx.query<{
+        superuser: boolean;
+        owner: boolean;
+        me: string;
+        schema: string;
+        database: string;
+        connect: boolean;
+        usage: boolean;
+      }>(
+        `SELECT r.rolsuper AS superuser, pg_has_role(r.oid, c.relowner, 'USAGE') AS owner,
+                current_user AS me, current_schema() AS schema, current_database() AS database,
+                has_database_privilege(r.oid, current_database(), 'CONNECT') AS connect,
+                has_schema_privilege(r.oid, current_schema(), 'USAGE') AS usage
+           FROM pg_roles r, pg_class c WHERE r.rolname = $1 AND c.oid = 'audit_log'::regclass`,
+        [role],
+      );
+      const info = found.rows[0];
+      if (!info) {
+        throw new CairnError(
+          ErrorCodes.INVALID_CONFIG,
+          `CAIRN_CP_SERVICE_ROLE names the role ${role}, which does not exist: create it first (CREATE ROLE ${role} LOGIN PASSWORD '…'), then migrate again`,
+        );
+      }
+      if (info.superuser || info.owner) {
+        throw new CairnError(
+          ErrorCodes.INVALID_CONFIG,
+          `CAIRN_CP_SERVICE_ROLE names the role ${role}, which ${info.superuser ? 'is a superuser' : `owns the schema (or is a member of its owner, ${info.me})`}: ` +
+            'it could change or delete audit entries. Use a separate login role that owns nothing (docs/audit.md)',
+        );
+      }
+      const r = pg.escapeIdentifier(role);
+      const schema = pg.escapeIdentifier(info.schema);
+      // CONNECT and USAGE only when missing: the owner of the tables need not own the database or
+      // the schema (a managed database), and PUBLIC often has them already.
+      for (const statement of [
+        ...(info.connect ? [] : [`GRANT CONNECT ON DATABASE ${pg.escapeIdentifier(info.database)} TO ${r}`]),
+        ...(info.usage ? [] : [`GRANT USAGE ON SCHEMA ${schema} TO ${r}`]),
+        `REVOKE ALL ON ALL TABLES IN SCHEMA ${schema} FROM ${r}`,
+        `GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA ${schema} TO ${r}`,
+        `REVOKE INSERT, UPDATE, DELETE ON audit_log, audit_chain_heads, audit_checkpoints, schema_migrations FROM ${r}`,
+        `GRANT INSERT (organization_id, project_id, actor_type, actor_id, action, target_type, target_id, metadata) ON audit_log TO ${r}`,
+        `GRANT INSERT ON audit_checkpoints TO ${r}`,
+        `REVOKE ALL ON ALL SEQUENCES IN SCHEMA ${schema} FROM ${r}`,
+        `GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA ${schema} TO ${r}`,
+        `GRANT EXECUTE ON FUNCTION cairn_audit_seal(uuid, bigint[], bigint[], text[]) TO ${r}`,
+      ]) {
+        await tx.query(statement);
+      }
+    });
   }
 }

@@ -658,4 +658,134 @@ CREATE TRIGGER data_planes_credential_changed
   EXECUTE FUNCTION cairn_data_plane_credential_changed();
 `,
   },
+  {
+    version: 14,
+    name: 'audit log: signed checkpoints, sealing through one function, a boundary the service role cannot cross',
+    sql: `
+-- The control plane may run with a service role that is not the schema's owner (the owner runs
+-- the migrations; \`control-plane migrate\` grants the service role with CAIRN_CP_SERVICE_ROLE).
+-- That role can only SELECT the audit tables, INSERT entries (not their position, hash or time)
+-- and checkpoints, and seal through cairn_audit_seal() below: it cannot UPDATE, DELETE or TRUNCATE
+-- them, and not being the owner it cannot disable their triggers.
+
+-- Entries arrive unsealed and timed by the database; a sealed row is never changed or deleted;
+-- the table is never truncated. (Someone who bypasses this — the owner disabling the triggers,
+-- a superuser — is caught by the chain against a signed checkpoint kept elsewhere.)
+CREATE OR REPLACE FUNCTION cairn_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    IF NEW.position IS NOT NULL OR NEW.hash IS NOT NULL THEN
+      RAISE EXCEPTION 'audit entries are inserted unsealed: only cairn_audit_seal() gives them a position and a hash' USING ERRCODE = '42501';
+    END IF;
+    NEW.occurred_at := clock_timestamp();
+    RETURN NEW;
+  END IF;
+  IF TG_OP = 'UPDATE' AND OLD.position IS NULL AND NEW.position IS NOT NULL
+     AND (NEW.id, NEW.organization_id, NEW.project_id, NEW.occurred_at, NEW.actor_type, NEW.actor_id, NEW.action,
+          NEW.target_type, NEW.target_id, NEW.metadata)
+         IS NOT DISTINCT FROM (OLD.id, OLD.organization_id, OLD.project_id, OLD.occurred_at, OLD.actor_type, OLD.actor_id, OLD.action,
+          OLD.target_type, OLD.target_id, OLD.metadata) THEN
+    RETURN NEW;
+  END IF;
+  RAISE EXCEPTION 'the audit log is append-only: entries cannot be changed or deleted' USING ERRCODE = '42501';
+END
+$fn$;
+CREATE TRIGGER audit_log_inserted BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION cairn_audit_append_only();
+
+CREATE FUNCTION cairn_audit_no_truncate() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+  RAISE EXCEPTION '% is append-only: it cannot be truncated', TG_TABLE_NAME USING ERRCODE = '42501';
+END
+$fn$;
+CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log FOR EACH STATEMENT EXECUTE FUNCTION cairn_audit_no_truncate();
+
+-- A chain head only moves forward.
+CREATE FUNCTION cairn_audit_head_forward() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+  IF TG_OP = 'UPDATE' AND NEW.project_id = OLD.project_id AND NEW.position > OLD.position THEN
+    RETURN NEW;
+  END IF;
+  RAISE EXCEPTION 'an audit chain head only moves forward: it cannot be moved back or deleted' USING ERRCODE = '42501';
+END
+$fn$;
+CREATE TRIGGER audit_chain_heads_forward BEFORE UPDATE OR DELETE ON audit_chain_heads FOR EACH ROW EXECUTE FUNCTION cairn_audit_head_forward();
+CREATE TRIGGER audit_chain_heads_no_truncate BEFORE TRUNCATE ON audit_chain_heads FOR EACH STATEMENT EXECUTE FUNCTION cairn_audit_no_truncate();
+
+-- Checkpoints: a project's chain head (position, hash, entry count) signed with the control plane's
+-- Ed25519 key at signed_at. The signature covers the RFC 8785 JSON of these columns (docs/audit.md).
+-- Kept here so that any signed checkpoint can be fetched later; customers keep their own copies,
+-- which is what makes deleting them here pointless.
+CREATE TABLE audit_checkpoints (
+  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  organization_id uuid NOT NULL,
+  project_id uuid NOT NULL,
+  position bigint NOT NULL CHECK (position >= 0),
+  hash text NOT NULL CHECK (hash ~ '^[0-9a-f]{64}$'),
+  entries bigint NOT NULL CHECK (entries >= 0),
+  signed_at timestamptz NOT NULL,
+  key_id text NOT NULL,
+  signature text NOT NULL
+);
+CREATE INDEX audit_checkpoints_project ON audit_checkpoints (project_id, id DESC);
+
+CREATE FUNCTION cairn_audit_checkpoint_kept() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+  RAISE EXCEPTION 'audit checkpoints cannot be changed or deleted' USING ERRCODE = '42501';
+END
+$fn$;
+CREATE TRIGGER audit_checkpoints_kept BEFORE UPDATE OR DELETE ON audit_checkpoints FOR EACH ROW EXECUTE FUNCTION cairn_audit_checkpoint_kept();
+CREATE TRIGGER audit_checkpoints_no_truncate BEFORE TRUNCATE ON audit_checkpoints FOR EACH STATEMENT EXECUTE FUNCTION cairn_audit_no_truncate();
+
+-- Sealing: gives unsealed entries of one project the next positions and their hashes (computed by
+-- the sealer) and moves the head, checking that the positions continue the chain. It runs with
+-- the owner's rights, so the service role needs no UPDATE on the audit tables at all.
+CREATE FUNCTION cairn_audit_seal(p_project uuid, p_ids bigint[], p_positions bigint[], p_hashes text[])
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER AS $fn$
+DECLARE
+  n integer := coalesce(array_length(p_ids, 1), 0);
+  last_position bigint;
+  sealed integer;
+BEGIN
+  IF n = 0 THEN
+    RETURN;
+  END IF;
+  IF coalesce(array_length(p_positions, 1), 0) <> n OR coalesce(array_length(p_hashes, 1), 0) <> n THEN
+    RAISE EXCEPTION 'cairn_audit_seal: ids, positions and hashes must have the same length' USING ERRCODE = '22023';
+  END IF;
+  SELECT h.position INTO last_position FROM audit_chain_heads h WHERE h.project_id = p_project FOR UPDATE;
+  last_position := coalesce(last_position, 0);
+  IF EXISTS (SELECT 1 FROM unnest(p_positions) WITH ORDINALITY AS p(position, i) WHERE p.position IS DISTINCT FROM last_position + p.i) THEN
+    RAISE EXCEPTION 'cairn_audit_seal: positions must continue the chain from position %', last_position + 1 USING ERRCODE = '22023';
+  END IF;
+  IF EXISTS (SELECT 1 FROM unnest(p_hashes) AS h(hash) WHERE h.hash IS NULL OR h.hash !~ '^[0-9a-f]{64}$') THEN
+    RAISE EXCEPTION 'cairn_audit_seal: every hash must be 64 lowercase hex digits' USING ERRCODE = '22023';
+  END IF;
+  UPDATE audit_log a SET position = s.position, hash = s.hash
+    FROM unnest(p_ids, p_positions, p_hashes) AS s(id, position, hash)
+   WHERE a.id = s.id AND a.project_id = p_project AND a.position IS NULL;
+  GET DIAGNOSTICS sealed = ROW_COUNT;
+  IF sealed <> n THEN
+    RAISE EXCEPTION 'cairn_audit_seal: % of % entries are not unsealed entries of the project', n - sealed, n USING ERRCODE = '22023';
+  END IF;
+  INSERT INTO audit_chain_heads (project_id, position, hash) VALUES (p_project, p_positions[n], p_hashes[n])
+  ON CONFLICT (project_id) DO UPDATE SET position = EXCLUDED.position, hash = EXCLUDED.hash, sealed_at = now();
+END
+$fn$;
+REVOKE ALL ON FUNCTION cairn_audit_seal(uuid, bigint[], bigint[], text[]) FROM PUBLIC;
+
+-- Functions that write the audit tables resolve names in this schema only, never in pg_temp: a
+-- temporary table named audit_log cannot divert their writes.
+DO $do$
+DECLARE
+  fn text;
+BEGIN
+  FOREACH fn IN ARRAY ARRAY['cairn_audit_append_only()', 'cairn_audit_run_transition()', 'cairn_audit_no_truncate()',
+                            'cairn_audit_head_forward()', 'cairn_audit_checkpoint_kept()', 'cairn_audit_seal(uuid, bigint[], bigint[], text[])']
+  LOOP
+    EXECUTE format('ALTER FUNCTION %s SET search_path = %I, pg_temp', fn, current_schema());
+  END LOOP;
+END
+$do$;
+`,
+  },
 ];

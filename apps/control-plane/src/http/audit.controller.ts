@@ -1,12 +1,13 @@
-import { Controller, Get, Inject, Post, Query } from '@nestjs/common';
+import { Controller, Get, Inject, Post, Query, Res } from '@nestjs/common';
 import { z } from 'zod';
 import { CairnError, ErrorCodes } from '@cairn/common';
 import type { AuditEntry } from '../db/audit.repository.js';
 import type { Project } from '../db/tenant.repository.js';
+import { AuditCheckpointService } from '../services/audit-checkpoint.service.js';
 import { AuditService, type VerifyResult } from '../services/audit.service.js';
 import { Api, CurrentProject } from './api.js';
 import { isoTimeSchema, limitSchema } from './schemas.js';
-import { AuditList, AuditVerification } from './responses.js';
+import { AuditChainPage, AuditCheckpointAnswer, AuditCheckpointList, AuditList, AuditVerification } from './responses.js';
 import type { AuditEntry as AuditEntrySchema } from './responses.js';
 
 const AuditQuery = z.strictObject({
@@ -46,6 +47,29 @@ export function presentAuditEntry(entry: AuditEntry): z.input<typeof AuditEntryS
   };
 }
 
+const CheckpointQuery = z.strictObject({
+  limit: limitSchema,
+  cursor: z
+    .string()
+    .regex(/^\d{1,19}$/, 'expected nextCursor from a previous page')
+    .optional(),
+});
+
+const CHAIN_PAGE_MAX = 5_000;
+const ChainQuery = z.strictObject({
+  after: z
+    .string()
+    .regex(/^\d{1,15}$/, 'expected a position (a whole number, 0 for the start)')
+    .transform(Number)
+    .optional(),
+  limit: z
+    .string()
+    .regex(/^\d{1,4}$/, `expected a whole number from 1 to ${CHAIN_PAGE_MAX}`)
+    .transform(Number)
+    .refine((n) => n >= 1 && n <= CHAIN_PAGE_MAX, `expected a whole number from 1 to ${CHAIN_PAGE_MAX}`)
+    .optional(),
+});
+
 function encodeCursor(position: { occurredAt: string; id: string }): string {
   return Buffer.from(JSON.stringify([position.occurredAt, position.id])).toString('base64url');
 }
@@ -72,7 +96,10 @@ function decodeCursor(cursor: string): { occurredAt: string; id: string } {
 /** The project's audit log: administrative actions and run lifecycle transitions, hash-chained. */
 @Controller('v1/projects/:project/audit')
 export class AuditController {
-  constructor(@Inject(AuditService) private readonly audit: AuditService) {}
+  constructor(
+    @Inject(AuditService) private readonly audit: AuditService,
+    @Inject(AuditCheckpointService) private readonly checkpoints: AuditCheckpointService,
+  ) {}
 
   @Get()
   @Api({
@@ -109,10 +136,90 @@ export class AuditController {
     tag: 'audit',
     summary: "Seal pending entries, then verify the project's hash chain",
     description:
-      'Answers {ok:true, entries, head} or {ok:false, entries, head, broken:{position, entryId, reason, detail}}: the first position ' +
-      'whose entry is missing or does not match its hash.',
+      'Answers {ok:true, entries, head, checkpoint} or {ok:false, entries, head, checkpoint, broken:{position, entryId, reason, detail}}: ' +
+      'the first position whose entry is missing or does not match its hash, or where the chain no longer contains the newest signed ' +
+      'checkpoint. This is the control plane checking itself; `cairn audit verify --checkpoint FILE` checks it independently.',
   })
   async verify(@CurrentProject() project: Project): Promise<VerifyResult> {
-    return this.audit.verify(project.id);
+    return this.checkpoints.verify(project.id);
+  }
+
+  @Get('chain')
+  @Api({
+    response: AuditChainPage,
+    permission: 'audit.read',
+    tag: 'audit',
+    summary: 'Sealed entries in chain order, for verifying the chain outside the control plane',
+    description:
+      `Entries with position > after (default 0), at most limit (default and maximum ${CHAIN_PAGE_MAX}), in position order, with the ` +
+      'recorded head read in the same snapshot. Recompute each hash as docs/audit.md says; do not trust the hash field.',
+    query: ChainQuery,
+  })
+  async chain(
+    @CurrentProject() project: Project,
+    @Query() query: z.infer<typeof ChainQuery>,
+  ): Promise<{ entries: unknown[]; head: { position: number; hash: string } | null; nextAfter: number | null }> {
+    const limit = query.limit ?? CHAIN_PAGE_MAX;
+    const page = await this.audit.chain(project.id, query.after ?? 0, limit);
+    const last = page.entries[page.entries.length - 1];
+    return {
+      entries: page.entries.map(presentAuditEntry),
+      head: page.head,
+      nextAfter: page.entries.length === limit && last?.position != null ? last.position : null,
+    };
+  }
+
+  @Post('checkpoints')
+  @Api({
+    response: AuditCheckpointAnswer,
+    permission: 'audit.read',
+    tag: 'audit',
+    status: 201,
+    alsoStatus: [200],
+    summary: "Seal pending entries and sign the chain's head: a checkpoint to keep outside Cairn",
+    description:
+      '201 with a new checkpoint, or 200 with the newest one when it already covers the head. 409 CAIRN-1154 when the control plane ' +
+      'has no signing key; 409 CAIRN-1150 when the chain does not verify (nothing is signed). Verify the signature with a key from ' +
+      '/.well-known/cairn-audit-keys.',
+  })
+  async checkpoint(
+    @CurrentProject() project: Project,
+    @Res({ passthrough: true }) reply: { status(code: number): unknown },
+  ): Promise<{ checkpoint: unknown }> {
+    const { checkpoint, created } = await this.checkpoints.checkpoint(project);
+    if (!created) reply.status(200);
+    return { checkpoint };
+  }
+
+  @Get('checkpoints')
+  @Api({
+    response: AuditCheckpointList,
+    permission: 'audit.read',
+    tag: 'audit',
+    summary: "The project's signed checkpoints, newest first",
+    description: 'Every checkpoint signed so far (periodic and on demand), with a cursor; each verifies on its own.',
+    query: CheckpointQuery,
+  })
+  async listCheckpoints(
+    @CurrentProject() project: Project,
+    @Query() query: z.infer<typeof CheckpointQuery>,
+  ): Promise<{ checkpoints: unknown[]; nextCursor: string | null }> {
+    const page = await this.checkpoints.list(project.id, query.limit ?? 50, query.cursor);
+    return { checkpoints: page.checkpoints, nextCursor: page.next };
+  }
+}
+
+/**
+ * The public keys that verify audit checkpoints: a JWK set (OKP/Ed25519, with each key's PEM).
+ * Public and unauthenticated, like any published verification key; customers should pin the key
+ * they trust rather than fetch it at verification time.
+ */
+@Controller('.well-known')
+export class AuditKeysController {
+  constructor(@Inject(AuditCheckpointService) private readonly checkpoints: AuditCheckpointService) {}
+
+  @Get('cairn-audit-keys')
+  keys(): { keys: unknown[] } {
+    return { keys: this.checkpoints.publicKeys() };
   }
 }

@@ -26,6 +26,8 @@ const STATUS_BY_CODE: Partial<Record<string, number>> = {
   [ErrorCodes.WORKFLOW_NOT_REGISTERED]: 409,
   [ErrorCodes.FAILED_PRECONDITION]: 409,
   [ErrorCodes.CREDENTIAL_THROTTLED]: 429,
+  [ErrorCodes.AUDIT_CHAIN_BROKEN]: 409,
+  [ErrorCodes.AUDIT_SIGNING_DISABLED]: 409,
 };
 
 const CODE_BY_STATUS: Partial<Record<number, string>> = {

@@ -65,7 +65,8 @@ const ERRORS: Record<string, string> = {
   '401': 'No, an unknown, expired or revoked API key (CAIRN-1104)',
   '403': "The key's role may not do this (CAIRN-1111): the message names the roles that may",
   '404': 'No such project, run, workflow, schedule, key or data plane here (CAIRN-1105)',
-  '409': 'A conflict with the current state (CAIRN-1108, CAIRN-1114, CAIRN-1115)',
+  '409':
+    'A conflict with the current state (CAIRN-1108, CAIRN-1114, CAIRN-1115; audit: CAIRN-1150 chain broken, CAIRN-1154 no signing key)',
   '429':
     'A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After',
   '503': 'The control plane is not ready or cannot reach its database (CAIRN-1110): retry',

@@ -342,24 +342,66 @@ export const AuditEntry = named(
 );
 export const AuditList = named('AuditList', z.object({ entries: z.array(AuditEntry), nextCursor: z.string().nullable() }));
 const chainHead = z.object({ position: z.number(), hash: z.string() }).nullable();
+const checkpointRef = z
+  .object({ position: z.number(), hash: z.string(), signedAt: z.string(), keyId: z.string() })
+  .nullable()
+  .describe('the newest signed checkpoint the chain was checked against (null: none, or no signing key)');
 export const AuditVerification = named(
   'AuditVerification',
   z.union([
-    z.object({ ok: z.literal(true), entries: z.number(), head: chainHead }),
+    z.object({ ok: z.literal(true), entries: z.number(), head: chainHead, checkpoint: checkpointRef }),
     z.object({
       ok: z.literal(false),
       entries: z.number(),
       head: chainHead,
+      checkpoint: checkpointRef,
       broken: z.object({
         position: z.number(),
         entryId: z.string().nullable(),
-        reason: z.enum(['hash_mismatch', 'missing_entry', 'head_mismatch']),
+        reason: z.enum([
+          'hash_mismatch',
+          'missing_entry',
+          'out_of_order',
+          'head_mismatch',
+          'truncated',
+          'checkpoint_mismatch',
+          'checkpoint_rejected',
+        ]),
         detail: z.string(),
         expectedHash: z.string().optional(),
         storedHash: z.string().nullable().optional(),
       }),
     }),
   ]),
+);
+export const AuditCheckpoint = named(
+  'AuditCheckpoint',
+  z.object({
+    format: z.literal('cairn.audit.checkpoint.v1'),
+    organizationId: z.string(),
+    projectId: z.string(),
+    position: z.number().describe('the last sealed position covered (0: an empty chain)'),
+    hash: z.string().describe("the chain's hash at that position"),
+    entries: z.number().describe('entries in the chain up to that position'),
+    signedAt: z.string().describe('ISO 8601 UTC with milliseconds'),
+    keyId: z.string().describe('the signing key, among those at /.well-known/cairn-audit-keys'),
+    algorithm: z.literal('Ed25519'),
+    signature: z.string().describe('Ed25519 over the RFC 8785 JSON of the other fields, base64url'),
+  }),
+  'A signed head of the audit chain; docs/audit.md says how to verify it without Cairn.',
+);
+export const AuditCheckpointAnswer = named('AuditCheckpointAnswer', z.object({ checkpoint: AuditCheckpoint }));
+export const AuditCheckpointList = named(
+  'AuditCheckpointList',
+  z.object({ checkpoints: z.array(AuditCheckpoint), nextCursor: z.string().nullable() }),
+);
+export const AuditChainPage = named(
+  'AuditChainPage',
+  z.object({
+    entries: z.array(AuditEntry).describe('sealed entries in position order'),
+    head: chainHead.describe('the recorded head, read with the entries'),
+    nextAfter: z.number().nullable().describe('pass as after for the next page; null on the last page'),
+  }),
 );
 
 /** The JSON body of every error response. */

@@ -19,11 +19,23 @@
  * Run lifecycle transitions are recorded by a trigger on `runs` (migration 10) from every code path.
  * A transaction that changes runs on someone's behalf names them first with `setActor(tx, actor)`
  * (e.g. a REST cancel by an API key, a schedule firing by the system).
+ *
+ * Hashes are computed with @cairn/common's `auditEntryHash` (the format in docs/audit.md, which the
+ * CLI recomputes) and written through `cairn_audit_seal` (migration 14): the service role the
+ * control plane runs as has no UPDATE on the audit tables. Signed checkpoints of each chain's head
+ * are in audit-checkpoint.service.ts.
  */
-import { createHash } from 'node:crypto';
 import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
-import type { Logger } from '@cairn/common';
-import { AuditRepository, type AuditActor, type AuditEntry, type AuditValue } from '../db/audit.repository.js';
+import {
+  AUDIT_GENESIS_HASH,
+  AuditChainVerifier,
+  auditEntryHash,
+  type AuditAnchor,
+  type AuditChainEntry,
+  type AuditChainVerification,
+  type Logger,
+} from '@cairn/common';
+import { AuditRepository, type AuditActor, type AuditEntry, type AuditValue, type StoredCheckpoint } from '../db/audit.repository.js';
 import { Database, errorSummary, type Queryable } from '../db/database.js';
 import { LOGGER } from '../tokens.js';
 import type { Principal } from './access.service.js';
@@ -39,24 +51,20 @@ export interface AuditRecord {
   readonly metadata?: Readonly<Record<string, AuditValue | undefined>>;
 }
 
-/** The outcome of walking a project's chain. */
-export type VerifyResult =
-  | { readonly ok: true; readonly entries: number; readonly head: { position: number; hash: string } | null }
-  | {
-      readonly ok: false;
-      readonly entries: number;
-      readonly head: { position: number; hash: string } | null;
-      readonly broken: {
-        readonly position: number;
-        readonly entryId: string | null;
-        readonly reason: 'hash_mismatch' | 'missing_entry' | 'head_mismatch';
-        readonly detail: string;
-        readonly expectedHash?: string;
-        readonly storedHash?: string | null;
-      };
-    };
+/** The outcome of walking a project's chain (`checkpoint`: the signed head it was checked against). */
+export type VerifyResult = AuditChainVerification & { readonly checkpoint: CheckpointRef | null };
 
-export const GENESIS_HASH = '0'.repeat(64);
+/** Which signed checkpoint a verification checked the chain against. */
+export interface CheckpointRef {
+  readonly position: number;
+  readonly hash: string;
+  readonly signedAt: string;
+  readonly keyId: string;
+}
+
+/** Checks a stored checkpoint's signature; undefined when the control plane has no key for it. */
+export type CheckpointCheck = (checkpoint: StoredCheckpoint) => { ok: boolean; detail: string } | undefined;
+
 const SEAL_BATCH = 2_000;
 const VERIFY_PAGE = 5_000;
 const ACTION = /^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$/;
@@ -64,36 +72,22 @@ const KEY = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
 const TEXT = /^[\x20-\x7e]{0,200}$/;
 const MAX_KEYS = 24;
 
-/** JSON with object keys sorted at every level: the same value always gives the same text. */
-export function canonicalJson(value: unknown): string {
-  if (value === null || typeof value !== 'object') return JSON.stringify(value);
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  const entries = Object.entries(value as Record<string, unknown>)
-    .filter(([, v]) => v !== undefined)
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
-}
-
-/** The text an entry's hash covers: every stored field, its chain position included. */
-export function canonicalEntry(entry: AuditEntry, position: number): string {
-  return canonicalJson({
-    position,
+/** An entry as the chain covers it (the hash input is defined in @cairn/common, docs/audit.md). */
+export function chainEntry(entry: AuditEntry): AuditChainEntry {
+  return {
     id: entry.id,
+    position: entry.position ?? 0,
+    occurredAt: entry.occurredAt,
     organizationId: entry.organizationId,
     projectId: entry.projectId,
-    occurredAt: entry.occurredAt,
     actorType: entry.actorType,
     actorId: entry.actorId,
     action: entry.action,
     targetType: entry.targetType,
     targetId: entry.targetId,
     metadata: entry.metadata,
-  });
-}
-
-/** hash = sha256(previous hash || canonical entry), hex. */
-export function chainHash(previous: string, entry: AuditEntry, position: number): string {
-  return createHash('sha256').update(previous).update(canonicalEntry(entry, position)).digest('hex');
+    hash: entry.hash,
+  };
 }
 
 /** Records, seals, lists and verifies the audit log. */
@@ -141,6 +135,22 @@ export class AuditService implements OnModuleDestroy {
     );
   }
 
+  /**
+   * Logs a warning when the role the control plane runs with could change or remove audit entries
+   * (a superuser, the owner, or one granted UPDATE, DELETE or TRUNCATE): the chain still shows
+   * such changes, but only the service-role setup refuses them (docs/audit.md).
+   */
+  async warnIfRoleCanRewrite(): Promise<void> {
+    const powers = await this.entries.rolePowers();
+    const can = (['superuser', 'owner', 'update', 'delete', 'truncate'] as const).filter((p) => powers[p]);
+    if (can.length > 0) {
+      this.logger.warn(
+        { role: powers.role, can },
+        'the control plane runs with a database role that can change or remove audit entries; run it with a service role (CAIRN_CP_SERVICE_ROLE, docs/audit.md)',
+      );
+    }
+  }
+
   /** Names the actor of the run transitions made by the rest of this transaction. */
   async setActor(tx: Queryable, actor: AuditActor): Promise<void> {
     await this.entries.setActor(tx, actor);
@@ -184,10 +194,10 @@ export class AuditService implements OnModuleDestroy {
           let full = false;
           for (const project of await this.entries.projectsWithUnsealed(tx, projectId)) {
             const rows = await this.entries.unsealed(tx, project, SEAL_BATCH);
-            let head = (await this.entries.head(project, tx)) ?? { position: 0, hash: GENESIS_HASH };
+            let head = (await this.entries.head(project, tx)) ?? { position: 0, hash: AUDIT_GENESIS_HASH };
             const chained = rows.map((row) => {
               const position = head.position + 1;
-              head = { position, hash: chainHash(head.hash, row, position) };
+              head = { position, hash: auditEntryHash(head.hash, chainEntry(row), position) };
               return { id: row.id, position, hash: head.hash };
             });
             await this.entries.seal(tx, project, chained);
@@ -214,93 +224,75 @@ export class AuditService implements OnModuleDestroy {
 
   /**
    * Seals what is pending, then walks the project's chain from position 1: each position must be
-   * present, each stored hash must equal sha256(previous || canonical entry), and the chain must
-   * reach the recorded head. Reports the first break.
+   * present, each stored hash must equal the recomputed one, the chain must reach the recorded
+   * head, and it must still contain the head of the project's newest signed checkpoint (`check`
+   * verifies that checkpoint's signature; without a key for it, no checkpoint is used). Reports
+   * the first break.
    */
-  async verify(projectId: string): Promise<VerifyResult> {
+  async verify(projectId: string, check?: CheckpointCheck, keyIds: readonly string[] = []): Promise<VerifyResult> {
     await this.sealPending(true, projectId);
     // One snapshot: a sealing round committing meanwhile cannot make the head and the rows disagree.
     return this.db.transaction(async (tx) => {
       await this.entries.snapshot(tx);
-      return this.walk(tx, projectId);
+      const stored = check && keyIds.length > 0 ? await this.entries.latestCheckpoint(projectId, keyIds, tx) : null;
+      const checked = stored && check ? check(stored) : undefined;
+      const checkpoint =
+        stored && checked ? { position: stored.position, hash: stored.hash, signedAt: stored.signedAt, keyId: stored.keyId } : null;
+      if (stored && checked && !checked.ok) {
+        const verification = await this.walk(tx, projectId, []);
+        return {
+          ok: false,
+          entries: verification.entries,
+          head: verification.head,
+          checkpoint,
+          broken: {
+            position: stored.position,
+            entryId: null,
+            reason: 'checkpoint_rejected',
+            detail: `the newest stored checkpoint (signed at ${stored.signedAt}) does not verify: ${checked.detail}`,
+          },
+        };
+      }
+      const anchors: AuditAnchor[] = checkpoint
+        ? [{ position: checkpoint.position, hash: checkpoint.hash, label: `the checkpoint signed at ${checkpoint.signedAt}` }]
+        : [];
+      return { ...(await this.walk(tx, projectId, anchors)), checkpoint };
     });
   }
 
-  private async walk(tx: Queryable, projectId: string): Promise<VerifyResult> {
+  /**
+   * Walks the chain from `from` (a verified point: position and hash; default the genesis) to the
+   * recorded head, recomputing every hash.
+   */
+  async walk(
+    tx: Queryable,
+    projectId: string,
+    anchors: readonly AuditAnchor[],
+    from?: { position: number; hash: string },
+  ): Promise<AuditChainVerification> {
     const head = await this.entries.head(projectId, tx);
-    let previous = GENESIS_HASH;
-    let expected = 1;
+    const verifier = new AuditChainVerifier(anchors, from);
+    let after = from?.position ?? 0;
     for (;;) {
-      const page = await this.entries.chainPage(projectId, expected - 1, VERIFY_PAGE, tx);
-      for (const entry of page) {
-        if (entry.position !== expected) {
-          return {
-            ok: false,
-            entries: expected - 1,
-            head,
-            broken: {
-              position: expected,
-              entryId: entry.id,
-              reason: 'missing_entry',
-              detail: `no entry at position ${expected}: the chain jumps to position ${entry.position} (entry ${entry.id}); entries were deleted`,
-            },
-          };
-        }
-        const hash = chainHash(previous, entry, expected);
-        if (hash !== entry.hash) {
-          return {
-            ok: false,
-            entries: expected - 1,
-            head,
-            broken: {
-              position: expected,
-              entryId: entry.id,
-              reason: 'hash_mismatch',
-              detail: `entry ${entry.id} at position ${expected} does not match its hash: the entry (or the one before it) was changed after it was sealed`,
-              expectedHash: hash,
-              storedHash: entry.hash,
-            },
-          };
-        }
-        previous = hash;
-        expected += 1;
-      }
+      const page = await this.entries.chainPage(projectId, after, VERIFY_PAGE, tx);
+      for (const entry of page) if (verifier.add(chainEntry(entry))) return verifier.finish(head);
       if (page.length < VERIFY_PAGE) break;
+      after = page[page.length - 1]!.position!;
     }
-    const last = expected - 1;
-    if (head === null && last > 0) {
-      return {
-        ok: false,
-        entries: last,
-        head,
-        broken: {
-          position: last,
-          entryId: null,
-          reason: 'head_mismatch',
-          detail: `the chain has ${last} sealed entries but no recorded head: the head record was deleted`,
-          storedHash: previous,
-        },
-      };
-    }
-    if (head !== null && (head.position !== last || head.hash !== previous)) {
-      return {
-        ok: false,
-        entries: last,
-        head,
-        broken: {
-          position: last + 1,
-          entryId: null,
-          reason: head.position > last ? 'missing_entry' : 'head_mismatch',
-          detail:
-            head.position > last
-              ? `the chain ends at position ${last} but was sealed up to position ${head.position}: the newest entries were deleted`
-              : `the chain's last hash does not match the recorded head at position ${head.position}`,
-          expectedHash: head.hash,
-          storedHash: previous,
-        },
-      };
-    }
-    return { ok: true, entries: last, head };
+    return verifier.finish(head);
+  }
+
+  /** The head and one page of the sealed chain after `afterPosition`, from one snapshot. */
+  async chain(
+    projectId: string,
+    afterPosition: number,
+    limit: number,
+  ): Promise<{ entries: AuditEntry[]; head: { position: number; hash: string } | null }> {
+    return this.db.transaction(async (tx) => {
+      await this.entries.snapshot(tx);
+      const head = await this.entries.head(projectId, tx);
+      return { head, entries: await this.entries.chainPage(projectId, afterPosition, limit, tx) };
+    });
   }
 
   async list(...args: Parameters<AuditRepository['list']>): ReturnType<AuditRepository['list']> {

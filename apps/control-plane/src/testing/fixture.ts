@@ -1,11 +1,13 @@
 // Test support: a real control-plane process (the tsc-built dist/main.js) on a fresh database, with
 // helpers for its REST API. Used by the control plane's API tests; not part of the package's exports.
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import { globSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { uniqueDatabaseName, type PostgresServer } from '@cairn/local-postgres';
@@ -44,7 +46,14 @@ export interface ApiAnswer<T = Record<string, unknown>> {
 
 /** A control-plane process and its database. */
 export interface ControlPlaneFixture {
+  /** The superuser's URL of the database (owner of the schema: migrations run with it, tests inspect and tamper with it). */
   readonly databaseUrl: string;
+  /** What the process serves with: the service role's URL (roles `separate`), else `databaseUrl`. */
+  readonly serviceUrl: string;
+  /** The service role's name (roles `separate`). */
+  readonly serviceRole: string | undefined;
+  /** The PEM of the Ed25519 key the process signs audit checkpoints with (shared by replicas of one database). */
+  readonly auditSigningKey: string;
   readonly httpUrl: string;
   readonly grpcAddress: string;
   readonly sql: pg.Pool;
@@ -71,7 +80,16 @@ export interface FixtureOptions {
   readonly env?: Record<string, string>;
   /** Join an existing database (another replica) instead of creating one; close() then leaves it. */
   readonly databaseUrl?: string;
+  /**
+   * `separate` (default): as in production, `control-plane migrate` runs as the schema's owner and
+   * grants a service role, and the process serves as that role. `single`: it serves as the owner
+   * and migrates itself at start.
+   */
+  readonly roles?: 'separate' | 'single';
 }
+
+const signingKeys = new Map<string, string>();
+const execFileAsync = promisify(execFile);
 
 /** Starts `dist/main.js` on a new database of `server` and waits until it is ready. */
 export async function startControlPlaneProcess(server: PostgresServer, options: FixtureOptions = {}): Promise<ControlPlaneFixture> {
@@ -82,15 +100,42 @@ export async function startControlPlaneProcess(server: PostgresServer, options: 
   // An idle connection ended by another fixture dropping the shared database at teardown is not a
   // test failure (queries report their own errors); unhandled, it would crash the test file.
   sql.on('error', () => undefined);
+  const database = decodeURIComponent(new URL(databaseUrl).pathname.slice(1));
+  const separate = (options.roles ?? 'separate') === 'separate';
+  // Roles are cluster-wide: name this database's service role after it (unique, and found again by replicas).
+  const serviceRole = separate ? `${database}_svc` : undefined;
+  let serviceUrl = databaseUrl;
+  if (serviceRole !== undefined) {
+    const password = `pw_${serviceRole}`;
+    const exists = await server.admin('SELECT 1 FROM pg_roles WHERE rolname = $1', [serviceRole]);
+    if (exists.rowCount === 0) await server.admin(`CREATE ROLE ${serviceRole} LOGIN PASSWORD '${password}'`);
+    serviceUrl = server.url(database, { user: serviceRole, password });
+  }
+  let auditSigningKey = signingKeys.get(database);
+  if (auditSigningKey === undefined) {
+    auditSigningKey = generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();
+    signingKeys.set(database, auditSigningKey);
+  }
   const lines: string[] = [];
   let child: ChildProcess | null = null;
   let ports = { httpPort: 0, grpcPort: 0 };
 
   const start = async (): Promise<void> => {
+    if (serviceRole !== undefined) {
+      await execFileAsync(process.execPath, [controlPlaneMain, 'migrate'], {
+        env: {
+          PATH: process.env['PATH'] ?? '',
+          CAIRN_CP_MIGRATION_DATABASE_URL: databaseUrl,
+          CAIRN_CP_SERVICE_ROLE: serviceRole,
+          CAIRN_LOG_LEVEL: 'warn',
+        },
+      });
+    }
     const proc = spawn(process.execPath, [controlPlaneMain], {
       env: {
         PATH: process.env['PATH'] ?? '',
-        CAIRN_CP_DATABASE_URL: databaseUrl,
+        CAIRN_CP_DATABASE_URL: serviceUrl,
+        CAIRN_AUDIT_SIGNING_KEY: auditSigningKey,
         CAIRN_CP_HOST: '127.0.0.1',
         CAIRN_CP_HTTP_PORT: '0',
         CAIRN_CP_GRPC_PORT: '0',
@@ -145,6 +190,9 @@ export async function startControlPlaneProcess(server: PostgresServer, options: 
       return openapi;
     },
     databaseUrl,
+    serviceUrl,
+    serviceRole,
+    auditSigningKey,
     get httpUrl() {
       return `http://127.0.0.1:${ports.httpPort}`;
     },
@@ -199,6 +247,8 @@ export async function startControlPlaneProcess(server: PostgresServer, options: 
       await sql.end();
       if (options.databaseUrl === undefined) {
         await server.admin(`DROP DATABASE IF EXISTS ${databaseName} WITH (FORCE)`).catch(() => undefined);
+        if (serviceRole !== undefined) await server.admin(`DROP ROLE IF EXISTS ${serviceRole}`).catch(() => undefined);
+        signingKeys.delete(database);
       }
     },
   };
