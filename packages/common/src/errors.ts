@@ -74,6 +74,17 @@ export const ErrorCodes = {
    * may not change the schema: run `control-plane migrate` with the owner role first.
    */
   DATABASE_NOT_MIGRATED: 'CAIRN-1155',
+  // 119x — run journals an auditor can trust
+  /**
+   * A run's journal does not verify: an entry was changed or deleted in the data plane, or the
+   * journal head the control plane recorded for the run was changed (`cairn runs verify`).
+   */
+  JOURNAL_CHAIN_BROKEN: 'CAIRN-1190',
+  /**
+   * A run task names a workflow other than the one the run was stored with in the data plane: the
+   * worker refuses to run it (a forged or misrouted task).
+   */
+  TASK_WORKFLOW_MISMATCH: 'CAIRN-1191',
   // 2xxx — workflow execution
   NON_DETERMINISM: 'CAIRN-2001',
   STEP_FAILED: 'CAIRN-2002',

@@ -39,3 +39,14 @@ export {
   type CatalogueWrite,
   type SchemaKind,
 } from './catalogue.js';
+export {
+  JOURNAL_CHAIN_FORMAT,
+  journalEntryHash,
+  journalGenesis,
+  plainDigest,
+  type JournalChainContent,
+  type JournalChainHead,
+  type JournalChainProblem,
+  type JournalChainProblemReason,
+  type JournalChainReport,
+} from './journal-chain.js';

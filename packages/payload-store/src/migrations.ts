@@ -195,4 +195,22 @@ CREATE TABLE dp_key_checks (
 );
 `,
   },
+  {
+    version: 10,
+    name: 'journal hash chain',
+    sql: `
+-- Each run's journal is a hash chain (docs/compliance.md, "Run histories"): entry n's hash covers
+-- entry n-1's hash and the entry's RFC 8785 canonical content, including the SHA-256 of its
+-- recorded value, error, signal body and transcript in plain text (so re-encryption under a new
+-- key changes nothing). The chain starts from a hash of the run ID and chain_salt, 32 random bytes
+-- that never leave the data plane, so the head the control plane is told cannot be recomputed
+-- there from guessed values. chain_entries/chain_head: how far the chain was sealed (final entries
+-- only, in position order, without gaps) and its hash there.
+ALTER TABLE dp_runs
+  ADD COLUMN chain_salt bytea NOT NULL DEFAULT decode(replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''), 'hex'),
+  ADD COLUMN chain_entries integer NOT NULL DEFAULT 0,
+  ADD COLUMN chain_head text CHECK (chain_head ~ '^[0-9a-f]{64}$');
+ALTER TABLE dp_journal ADD COLUMN chain_hash text CHECK (chain_hash ~ '^[0-9a-f]{64}$');
+`,
+  },
 ];

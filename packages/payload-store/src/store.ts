@@ -7,6 +7,15 @@ import { decodeJson, encodeJson } from './json.js';
 import { SCHEMA_CHANNEL, readCatalogue, writeCatalogue, type CatalogueVersion, type CatalogueWrite } from './catalogue.js';
 import { verifyKeyChecks, type KeyCheckResult } from './key-checks.js';
 import { migrations } from './migrations.js';
+import {
+  journalEntryHash,
+  journalGenesis,
+  plainDigest,
+  type JournalChainContent,
+  type JournalChainHead,
+  type JournalChainProblem,
+  type JournalChainReport,
+} from './journal-chain.js';
 import { isStreamEvent, packPieces, splitStreamEvents, unpackStreamEvents, type SequencedStreamEvent, type StreamEvent } from './stream.js';
 
 /** The kind of durable call a journal entry records. */
@@ -193,6 +202,32 @@ interface JournalRow {
   sig_key_id: string | null;
   sig_body: Buffer | null;
 }
+
+interface ChainRow {
+  position: number;
+  kind: JournalKind;
+  name: string;
+  key_digest: string | null;
+  status: JournalStatus;
+  attempt: number;
+  key_id: string | null;
+  payload: Buffer | null;
+  output_size: number;
+  error_ref: string | null;
+  signal_id: string | null;
+  due_at: Date | null;
+  started_at: Date;
+  ended_at: Date | null;
+  chain_hash: string | null;
+  err_key_id: string | null;
+  err_payload: Buffer | null;
+  sig_key_id: string | null;
+  sig_body: Buffer | null;
+  tr_key_id: string | null;
+  tr_payload: Buffer | null;
+}
+
+const FINAL: ReadonlySet<JournalStatus> = new Set(['completed', 'failed', 'timed_out']);
 
 const ms = (d: Date | null): number | undefined => (d === null ? undefined : d.getTime());
 const date = (n: number | undefined): Date | null => (n === undefined ? null : new Date(n));
@@ -608,6 +643,226 @@ export class PayloadStore {
     }
   }
 
+  // ---- the journal's hash chain ----------------------------------------------------------------
+
+  /**
+   * Extends the run's journal hash chain over the entries that became final since it was last
+   * sealed (in position order, stopping at the first entry that is not final or a gap), stores
+   * each entry's hash and the head, and returns the head. Any process may call it; callers of one
+   * run are serialised by the run's row lock. Entries that are final never change, so a sealed
+   * hash stays valid unless the database is edited.
+   */
+  async sealJournalChain(runId: string): Promise<JournalChainHead> {
+    const client = await this.#pool.connect();
+    try {
+      await client.query('BEGIN');
+      const r = await client.query<{ chain_salt: Buffer; chain_entries: number; chain_head: string | null }>(
+        'SELECT chain_salt, chain_entries, chain_head FROM dp_runs WHERE run_id = $1 FOR UPDATE',
+        [runId],
+      );
+      const run = r.rows[0];
+      if (!run) throw new CairnError(ErrorCodes.RUN_NOT_FOUND, `Run ${runId} is not in this data plane's payload store.`);
+      const rows = await this.#chainRows(client, runId, run.chain_entries);
+      let previous = run.chain_entries === 0 ? journalGenesis(runId, run.chain_salt) : (run.chain_head ?? '');
+      let next = run.chain_entries;
+      const positions: number[] = [];
+      const hashes: string[] = [];
+      for (const row of rows) {
+        if (row.position !== next || !FINAL.has(row.status)) break;
+        previous = journalEntryHash(previous, this.#chainContent(runId, row).content);
+        positions.push(row.position);
+        hashes.push(previous);
+        next++;
+      }
+      if (positions.length > 0) {
+        await client.query(
+          `UPDATE dp_journal j SET chain_hash = x.hash FROM unnest($2::int[], $3::text[]) AS x(position, hash)
+            WHERE j.run_id = $1 AND j.position = x.position`,
+          [runId, positions, hashes],
+        );
+        await client.query('UPDATE dp_runs SET chain_entries = $2, chain_head = $3 WHERE run_id = $1', [runId, next, previous]);
+      }
+      await client.query('COMMIT');
+      return { entries: next, head: next === 0 ? null : previous };
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+
+  /**
+   * Recomputes the run's journal chain from the genesis over what is stored now, never trusting a
+   * stored hash, and compares it with the hash sealed for each entry, with how far the data plane
+   * sealed, and with the head the control plane recorded (`controlPlane`; null when it holds
+   * none). Editing an entry, its value, error, signal body or transcript, deleting an entry, or
+   * changing the control plane's record each shows as a problem. Throws RUN_NOT_FOUND.
+   */
+  async verifyJournalChain(runId: string, controlPlane: JournalChainHead | null): Promise<JournalChainReport> {
+    const r = await this.#pool.query<{ chain_salt: Buffer; chain_entries: number; chain_head: string | null; status: StoredRunStatus }>(
+      'SELECT chain_salt, chain_entries, chain_head, status FROM dp_runs WHERE run_id = $1',
+      [runId],
+    );
+    const run = r.rows[0];
+    if (!run) throw new CairnError(ErrorCodes.RUN_NOT_FOUND, `Run ${runId} is not in this data plane's payload store.`);
+    const client = await this.#pool.connect();
+    let rows: ChainRow[];
+    try {
+      rows = await this.#chainRows(client, runId, 0);
+    } finally {
+      client.release();
+    }
+    const problems: JournalChainProblem[] = [];
+    const hashAt: string[] = [];
+    let previous = journalGenesis(runId, run.chain_salt);
+    let changedReported = false;
+    for (const row of rows) {
+      const expected = hashAt.length;
+      if (row.position !== expected) {
+        if (row.position > expected) {
+          problems.push({
+            position: expected,
+            reason: 'entry_missing',
+            detail:
+              row.position === expected + 1
+                ? `there is no journal entry at position ${expected}: it was deleted`
+                : `there are no journal entries at positions ${expected}–${row.position - 1}: they were deleted`,
+          });
+        }
+        break;
+      }
+      if (!FINAL.has(row.status)) {
+        if (row.chain_hash !== null) {
+          problems.push({
+            position: row.position,
+            reason: 'entry_changed',
+            detail: `the entry at position ${row.position} was sealed as final but is now "${row.status}": it was changed after it was recorded`,
+          });
+        }
+        break;
+      }
+      const { content, unreadable } = this.#chainContent(runId, row, true);
+      if (unreadable.length > 0) {
+        problems.push({
+          position: row.position,
+          reason: 'entry_unreadable',
+          detail: `the stored ${unreadable.join(' and ')} of the entry at position ${row.position} cannot be opened: its bytes were altered in the database`,
+        });
+      }
+      previous = journalEntryHash(previous, content);
+      hashAt.push(previous);
+      if (!changedReported && row.position < run.chain_entries && row.chain_hash !== previous) {
+        changedReported = true;
+        problems.push({
+          position: row.position,
+          reason: 'entry_changed',
+          detail:
+            row.chain_hash === null
+              ? `the entry at position ${row.position} lost the hash sealed for it: it was replaced after it was recorded`
+              : `the entry at position ${row.position} (${row.kind} "${row.name}") no longer gives the hash sealed for it: it, its recorded value, error, signal body or transcript was changed after it was recorded`,
+        });
+      }
+    }
+    const recomputed: JournalChainHead = { entries: hashAt.length, head: hashAt.at(-1) ?? null };
+    if (recomputed.entries < run.chain_entries && !problems.some((p) => p.reason === 'entry_missing')) {
+      problems.push({
+        position: recomputed.entries,
+        reason: 'entry_missing',
+        detail: `the data plane sealed ${run.chain_entries} journal entries but only ${recomputed.entries} remain: entries were deleted from the end`,
+      });
+    }
+    if (controlPlane === null || controlPlane.entries === 0) {
+      if (run.status !== 'open' && recomputed.entries > 0) {
+        problems.push({
+          position: null,
+          reason: 'head_missing',
+          detail: `the run has ended with ${recomputed.entries} sealed journal entries, but the control plane holds no journal head for it: its record was deleted`,
+        });
+      }
+    } else if (controlPlane.entries > recomputed.entries) {
+      if (!problems.some((p) => p.reason === 'entry_missing')) {
+        problems.push({
+          position: recomputed.entries,
+          reason: 'entry_missing',
+          detail: `the control plane recorded a journal of ${controlPlane.entries} entries, but only ${recomputed.entries} verify here: entries were deleted`,
+        });
+      }
+    } else if (hashAt[controlPlane.entries - 1] !== controlPlane.head) {
+      problems.push({
+        position: controlPlane.entries - 1,
+        reason: 'head_mismatch',
+        detail:
+          `the journal's hash after entry ${controlPlane.entries - 1} is not the head the control plane recorded: ` +
+          'the control plane’s record was changed, or the journal up to that entry was rewritten',
+      });
+    }
+    return {
+      runId,
+      ok: problems.length === 0,
+      journalEntries: rows.length,
+      recomputed,
+      dataPlane: { entries: run.chain_entries, head: run.chain_head },
+      controlPlane,
+      problems,
+    };
+  }
+
+  async #chainRows(client: pg.PoolClient, runId: string, from: number): Promise<ChainRow[]> {
+    const r = await client.query<ChainRow>(
+      `SELECT j.position, j.kind, j.name, j.key_digest, j.status, j.attempt, j.key_id, j.payload, j.output_size, j.error_ref,
+              j.signal_id, j.due_at, j.started_at, j.ended_at, j.chain_hash,
+              e.key_id AS err_key_id, e.payload AS err_payload, s.key_id AS sig_key_id, s.body AS sig_body,
+              t.key_id AS tr_key_id, t.payload AS tr_payload
+         FROM dp_journal j
+         LEFT JOIN dp_errors e ON e.error_ref = j.error_ref
+         LEFT JOIN dp_signals s ON s.signal_id = j.signal_id
+         LEFT JOIN dp_transcripts t ON t.run_id = j.run_id AND t.position = j.position
+        WHERE j.run_id = $1 AND j.position >= $2
+        ORDER BY j.position`,
+      [runId, from],
+    );
+    return r.rows;
+  }
+
+  /**
+   * An entry's chain content. Sealing throws when a value cannot be opened; verifying (`lenient`)
+   * puts the digest of the stored bytes in its place, which cannot match, and says what failed.
+   */
+  #chainContent(runId: string, row: ChainRow, lenient = false): { content: JournalChainContent; unreadable: string[] } {
+    const unreadable: string[] = [];
+    const digest = (keyId: string | null, blob: Buffer | null, aad: string, what: string): string | null => {
+      if (keyId === null || blob === null) return null;
+      try {
+        return plainDigest(this.#openBytes({ keyId, blob }, aad));
+      } catch (err) {
+        if (!lenient) throw err;
+        unreadable.push(what);
+        return `unreadable:${plainDigest(blob)}`;
+      }
+    };
+    const value =
+      row.signal_id !== null
+        ? digest(row.sig_key_id, row.sig_body, `${runId}:signal:${row.signal_id}`, 'signal body')
+        : digest(row.key_id, row.payload, `${runId}:journal:${row.position}`, 'value');
+    const content: JournalChainContent = {
+      position: row.position,
+      kind: row.kind,
+      name: row.name,
+      keyDigest: row.key_digest,
+      status: row.status,
+      attempt: row.attempt,
+      outputSize: row.output_size,
+      value,
+      error: row.error_ref === null ? null : digest(row.err_key_id, row.err_payload, `${runId}:error:${row.error_ref}`, 'error'),
+      transcript: digest(row.tr_key_id, row.tr_payload, `${runId}:transcript:${row.position}`, 'transcript'),
+      dueAt: ms(row.due_at) ?? null,
+      startedAt: row.started_at.getTime(),
+      endedAt: ms(row.ended_at) ?? null,
+    };
+    return { content, unreadable };
+  }
+
   /** Reads a run, or undefined when the data plane has no such run. */
   async getRun(runId: string): Promise<StoredRun | undefined> {
     const r = await this.#pool.query<RunRow>('SELECT * FROM dp_runs WHERE run_id = $1', [runId]);
@@ -617,23 +872,40 @@ export class PayloadStore {
   /**
    * Takes the run for a lease epoch: raises the fence so writes under older epochs fail from now
    * on, then returns the run and its journal. Throws FencedError when a newer epoch already holds
-   * it, and RUN_NOT_FOUND when the data plane has no such run.
+   * it, RUN_NOT_FOUND when the data plane has no such run, and TASK_WORKFLOW_MISMATCH (writing
+   * nothing) when `expected` names a workflow other than the one the run was stored with.
    */
-  async acquire(runId: string, epoch: number): Promise<{ run: StoredRun; journal: JournalEntry[] }> {
-    const up = await this.#pool.query<RunRow>('UPDATE dp_runs SET epoch = $2 WHERE run_id = $1 AND epoch <= $2 RETURNING *', [
-      runId,
-      epoch,
-    ]);
+  async acquire(
+    runId: string,
+    epoch: number,
+    expected?: { readonly workflowName: string },
+  ): Promise<{ run: StoredRun; journal: JournalEntry[] }> {
+    const up = await this.#pool.query<RunRow>(
+      'UPDATE dp_runs SET epoch = $2 WHERE run_id = $1 AND epoch <= $2 AND ($3::text IS NULL OR workflow_name = $3) RETURNING *',
+      [runId, epoch, expected?.workflowName ?? null],
+    );
     const row = up.rows[0];
     if (!row) {
-      const cur = await this.#pool.query<{ epoch: number }>('SELECT epoch FROM dp_runs WHERE run_id = $1', [runId]);
-      if (!cur.rows[0]) {
+      const cur = await this.#pool.query<{ epoch: number; workflow_name: string }>(
+        'SELECT epoch, workflow_name FROM dp_runs WHERE run_id = $1',
+        [runId],
+      );
+      const found = cur.rows[0];
+      if (!found) {
         throw new CairnError(
           ErrorCodes.RUN_NOT_FOUND,
           `Run ${runId} has no input in this data plane's payload store. Was it started through a gateway of this data plane?`,
         );
       }
-      throw new FencedError(runId, epoch, cur.rows[0].epoch);
+      if (expected && found.workflow_name !== expected.workflowName) {
+        // Nothing was written: the fence stays where it was, so the run is untouched.
+        throw new CairnError(
+          ErrorCodes.TASK_WORKFLOW_MISMATCH,
+          `A run task for run ${runId} names workflow "${expected.workflowName}", but the run was stored in this data plane as workflow "${found.workflow_name}": the task is refused and the run left untouched. The control plane sent a task that does not match the run; report it to whoever operates the control plane.`,
+          { details: { runId, taskWorkflow: expected.workflowName, storedWorkflow: found.workflow_name } },
+        );
+      }
+      throw new FencedError(runId, epoch, found.epoch);
     }
     return { run: this.#toRun(row), journal: await this.loadJournal(runId) };
   }
