@@ -21,7 +21,8 @@ export interface JournalDocument {
   readonly workflow: string;
   readonly status: string;
   readonly input: unknown;
-  readonly seed: string;
+  /** Null unless the gateway token has the admin scope: the seed predicts the values a run draws. */
+  readonly seed: string | null;
   readonly forkedFrom: { readonly runId: string; readonly position: number } | null;
   readonly createdAt: string;
   readonly endedAt: string | null;
@@ -124,7 +125,9 @@ export async function replayRun(doc: JournalDocument, definition: WorkflowDefini
     // Always open: the code runs from the top against the journal, whatever the run's state.
     status: 'open',
     epoch,
-    seed: Buffer.from(doc.seed, 'base64'),
+    // Without the seed (a token without the admin scope) ctx.random()/ctx.uuid() draw other values
+    // than the run did; the caller says so.
+    seed: doc.seed === null ? randomBytes(32) : Buffer.from(doc.seed, 'base64'),
     input: doc.input,
     inputSize: 0,
     output: undefined,

@@ -739,6 +739,7 @@ for (const kind of testPostgresKinds()) {
           case: 'stepReports',
           value: {
             $typeName: 'cairn.worker.v1.StepReportBatch',
+            journalHeads: [],
             reports: [{ $typeName: 'cairn.worker.v1.StepReport', runId: started.runId, epoch: 1, step }],
           },
         });
@@ -747,6 +748,7 @@ for (const kind of testPostgresKinds()) {
           case: 'stepReports',
           value: {
             $typeName: 'cairn.worker.v1.StepReportBatch',
+            journalHeads: [],
             reports: [{ $typeName: 'cairn.worker.v1.StepReport', runId: randomUUID(), epoch: 1, step }],
           },
         });
@@ -806,6 +808,7 @@ for (const kind of testPostgresKinds()) {
             case: 'stepReports',
             value: {
               $typeName: 'cairn.worker.v1.StepReportBatch',
+              journalHeads: [],
               reports: steps.map((step) => ({
                 $typeName: 'cairn.worker.v1.StepReport' as const,
                 runId: task.runId,

@@ -94,6 +94,14 @@ export interface Step {
 /** A step status report from a worker, validated: a step row as the worker saw it. */
 export type StepReportInput = Step;
 
+/** A journal hash chain head a worker reported for a run (a digest; the journal stays in the data plane). */
+export interface JournalHeadInput {
+  readonly runId: string;
+  readonly epoch: number;
+  readonly entries: number;
+  readonly head: string;
+}
+
 /** A workflow version a worker announced: what it can run, on which queue. */
 export interface WorkflowRefInput {
   readonly name: string;

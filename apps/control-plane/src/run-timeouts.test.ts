@@ -189,6 +189,7 @@ for (const kind of testPostgresKinds()) {
         case: 'stepReports',
         value: {
           $typeName: 'cairn.worker.v1.StepReportBatch',
+          journalHeads: [],
           reports: [
             {
               $typeName: 'cairn.worker.v1.StepReport',

@@ -90,6 +90,7 @@ for (const kind of testPostgresKinds()) {
         case: 'stepReports',
         value: {
           $typeName: 'cairn.worker.v1.StepReportBatch',
+          journalHeads: [],
           reports: steps.map((s) => ({ $typeName: 'cairn.worker.v1.StepReport' as const, runId, epoch, step: s })),
         },
       });

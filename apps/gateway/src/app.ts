@@ -4,11 +4,11 @@ import { RunStatus, type RunInfo } from '@cairn/proto';
 import cors from '@fastify/cors';
 import { LogController, fastify, type FastifyError, type FastifyReply, type FastifyRequest, type onRequestHookHandler } from 'fastify';
 import { API, ROUTES, buildOpenApi, parseRequest, type ReplyOf, type RequestInput, type RouteSpec } from './api.js';
-import { TokenSet, requireScope } from './auth.js';
+import { TokenSet, requireScope, type Scope } from './auth.js';
 import type { GatewayConfig } from './config.js';
 import type { ControlPlane } from './control-plane.js';
 import { errorBody, httpStatus, invalid, issuesOf, storeError } from './errors.js';
-import { readJournal } from './journal.js';
+import { readJournal, verifyJournal } from './journal.js';
 import { parseJsonBody } from './json.js';
 import { RunService, type ApprovalAnswer, type RunWithResult } from './runs.js';
 import { DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS } from './schemas.js';
@@ -162,6 +162,8 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
       .send(errorBody(ErrorCodes.NOT_FOUND, `no route for ${request.method} ${path}. The gateway serves: ${ROUTES.join(', ')}.`));
   });
 
+  // The scopes of the token a request was accepted with, for handlers whose answer depends on them.
+  const grantedScopes = new WeakMap<object, readonly Scope[]>();
   // Every token route: an accepted token (throttled per client address), then the route's scope.
   const auth =
     (spec: RouteSpec): onRequestHookHandler =>
@@ -169,6 +171,7 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
       try {
         const scopes = tokens.authenticate(request.headers.authorization, sourceOf(request.ip));
         requireScope(scopes, spec.scope ?? 'admin', `${spec.method} ${spec.path}`);
+        grantedScopes.set(request, scopes);
       } catch (err) {
         next(err as CairnError);
         return;
@@ -258,8 +261,17 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
     return { status: 200, body: { runId: run.runId, steps: steps.map(stepView) } };
   });
 
-  // The whole journal (input, seed, recorded values), read-only, for `cairn replay`.
-  route(API.getJournal, async ({ params }) => ({ status: 200, body: await readJournal(deps.store, params.id) }));
+  // The whole journal (input, recorded values; the seed for admin tokens only), read-only, for `cairn replay`.
+  route(API.getJournal, async ({ params }, request) => ({
+    status: 200,
+    body: await readJournal(deps.store, params.id, { withSeed: grantedScopes.get(request)?.includes('admin') ?? false }),
+  }));
+
+  // The journal's hash chain recomputed here, against the head the control plane recorded.
+  route(API.verifyRun, async ({ params }) => {
+    const { run } = await runs.describe(params.id);
+    return { status: 200, body: await verifyJournal(deps.store, params.id, run.journalHead) };
+  });
 
   route(API.getStep, async ({ params }) => ({ status: 200, body: await runs.entry(params.id, params.position) }));
 

@@ -463,13 +463,44 @@ export const JournalView = named(
     workflow: z.string(),
     status: z.string().describe("the run's state in the data plane: open, completed, failed or cancelled"),
     input: z.unknown(),
-    seed: z.string().describe('the 32 bytes ctx.random() and ctx.uuid() derive from, base64'),
+    seed: z
+      .string()
+      .nullable()
+      .describe(
+        'the 32 bytes ctx.random() and ctx.uuid() derive from, base64; null unless the token has the admin scope (the seed predicts the values a run still draws)',
+      ),
     forkedFrom: z.object({ runId: z.string(), position: z.number() }).nullable(),
     createdAt: isoTime,
     endedAt: isoTime.nullable(),
     entries: z.array(JournalEntryView),
   }),
   "A run's whole journal, for replaying it against local code (cairn replay).",
+);
+
+const JournalChainHeadView = z.object({
+  entries: z.number().int().describe('how many journal entries the chain covers (final entries from position 0)'),
+  head: z.string().nullable().describe("the chain's hash after the last covered entry (64 hex digits)"),
+});
+
+export const JournalVerificationView = named(
+  responseSchemas,
+  'JournalVerificationView',
+  z.object({
+    runId: z.string(),
+    ok: z.boolean().describe('true when the journal verifies against every recorded hash and the control plane’s head'),
+    journalEntries: z.number().int().describe('journal entries stored for the run now'),
+    recomputed: JournalChainHeadView.describe('the chain recomputed from the stored entries'),
+    dataPlane: JournalChainHeadView.describe('how far the data plane recorded that it sealed the chain'),
+    controlPlane: JournalChainHeadView.nullable().describe('the head the control plane recorded; null when it holds none'),
+    problems: z.array(
+      z.object({
+        position: z.number().int().nullable(),
+        reason: z.enum(['entry_changed', 'entry_unreadable', 'entry_missing', 'head_mismatch', 'head_missing']),
+        detail: z.string(),
+      }),
+    ),
+  }),
+  "The outcome of recomputing a run's journal hash chain (cairn runs verify).",
 );
 
 export const SignalResponse = named(
@@ -563,6 +594,7 @@ export type EntryView = z.infer<typeof EntryView>;
 export type TranscriptView = z.infer<typeof TranscriptView>;
 export type JournalEntryView = z.infer<typeof JournalEntryView>;
 export type JournalView = z.infer<typeof JournalView>;
+export type JournalVerificationView = z.infer<typeof JournalVerificationView>;
 export type RunStatusName = z.infer<typeof RunStatusName>;
 export type ErrorBody = z.infer<typeof ErrorBody>;
 

@@ -168,7 +168,9 @@ export interface StepDefaults {
  * nothing, so the lease expires and the control plane dispatches the run again. `misconfigured`:
  * the run's data could not be opened with this process's encryption keys (a key ID it lacks, or a
  * key that is not the one the data was sealed with); nothing was written for the run after that,
- * and the worker gives it back for a correctly configured worker to take.
+ * and the worker gives it back for a correctly configured worker to take. `refused`: the task named a
+ * workflow other than the one the run was stored with in the data plane (CAIRN-1191); nothing was
+ * written or run, nothing is sent, and the lease expires.
  */
 export type RunOutcome =
   | { readonly kind: 'completed'; readonly outputSize: number }
@@ -187,7 +189,8 @@ export type RunOutcome =
   | { readonly kind: 'released' }
   | { readonly kind: 'lost' }
   | { readonly kind: 'abandoned'; readonly error: unknown }
-  | { readonly kind: 'misconfigured'; readonly keyId: string | undefined; readonly error: CairnError };
+  | { readonly kind: 'misconfigured'; readonly keyId: string | undefined; readonly error: CairnError }
+  | { readonly kind: 'refused'; readonly error: CairnError };
 
 /** One execution of a run under one lease epoch. */
 export interface RunExecution {
@@ -343,7 +346,7 @@ interface ExecutionDeps {
 }
 
 /** Why an execution stopped running workflow code. */
-type Halt = 'settling' | 'suspend' | 'drain' | 'lost' | 'abandoned' | 'misconfigured';
+type Halt = 'settling' | 'suspend' | 'drain' | 'lost' | 'abandoned' | 'misconfigured' | 'refused';
 
 /** Thrown inside the engine when the execution was halted; never reaches workflow code. */
 class HaltedError extends Error {
@@ -655,9 +658,17 @@ class Execution implements RunExecution {
         else if (created === 'created')
           this.#log.debug({ scheduleId: scheduled.scheduleId, payloadId: scheduled.payloadId }, 'scheduled run input created');
       }
-      ({ run, journal } = await this.#write(() => store.acquire(this.runId, this.epoch)));
+      ({ run, journal } = await this.#write(() => store.acquire(this.runId, this.epoch, { workflowName: this.#assignment.workflowName })));
     } catch (err) {
       if (err instanceof HaltedError) return;
+      // A task naming another workflow than the stored run's is not run and nothing is written:
+      // running W2's code over W1's run would hand W1's data to code it was never meant for.
+      if (err instanceof CairnError && err.code === ErrorCodes.TASK_WORKFLOW_MISMATCH) {
+        this.#log.error({ err }, 'run task refused: it names another workflow than the run stored in this data plane');
+        this.#halt = 'refused';
+        this.#finish({ kind: 'refused', error: err });
+        return;
+      }
       // A key problem stopped the execution in #write; what is left is a value damaged in the
       // database, which no worker can open: the run fails, its error sealed with a verified key.
       if (err instanceof CairnError && err.code === ErrorCodes.DECRYPT_FAILED) {

@@ -18,6 +18,8 @@ import {
   RunSuspendedSchema,
   StartChildSchema,
   SlotsUpdateSchema,
+  JournalHeadReportSchema,
+  JournalHeadSchema,
   StepReportBatchSchema,
   WorkerService,
   WorkflowRefSchema,
@@ -25,6 +27,7 @@ import {
   grpcServiceDefinition,
   type ConnectRequest,
   type ConnectResponse,
+  type JournalHeadReport,
   type RunTask,
   type StepReport,
   type Welcome,
@@ -154,6 +157,10 @@ export class Worker {
   #leaseTtlMs = 0;
 
   readonly #pendingReports = new Map<string, StepReport>();
+  /** Journal heads to send with the next step report batch, by run. */
+  readonly #pendingHeads = new Map<string, JournalHeadReport>();
+  /** Outcomes being handled (journal sealed, final message queued): a drain waits for them. */
+  readonly #settling = new Set<Promise<void>>();
   #reportTimer: NodeJS.Timeout | undefined;
 
   #started = false;
@@ -702,7 +709,40 @@ export class Worker {
     this.#busy++;
     this.#tracing.runStarted(task, execution);
     this.#logger.debug({ runId: task.runId, epoch: task.epoch, workflow: task.workflowName }, 'run task received');
-    void execution.done.then((outcome) => this.#onOutcome(held, outcome));
+    const settling = execution.done.then(async (outcome) => {
+      await this.#sealJournal(held, outcome);
+      this.#onOutcome(held, outcome);
+    });
+    this.#settling.add(settling);
+    void settling.finally(() => this.#settling.delete(settling));
+  }
+
+  /**
+   * Seals the run's journal hash chain over what became final and queues its head for the control
+   * plane, ahead of the run's final message. Runs whose execution wrote for them end here; a
+   * failure to seal is logged and the run goes on (`cairn runs verify` then shows the head lagging).
+   */
+  async #sealJournal(held: HeldRun, outcome: RunOutcome): Promise<void> {
+    switch (outcome.kind) {
+      case 'completed':
+      case 'failed':
+      case 'cancelled':
+      case 'suspended':
+      case 'released':
+        break;
+      default:
+        return;
+    }
+    try {
+      const { entries, head } = await this.#options.store.sealJournalChain(held.runId);
+      if (head === null) return;
+      this.#pendingHeads.set(
+        held.runId,
+        create(JournalHeadReportSchema, { runId: held.runId, epoch: held.epoch, head: create(JournalHeadSchema, { entries, head }) }),
+      );
+    } catch (err) {
+      this.#logger.warn({ err, runId: held.runId }, 'could not seal the run journal hash chain; its head is not reported this time');
+    }
   }
 
   #onOutcome(held: HeldRun, outcome: RunOutcome): void {
@@ -745,6 +785,7 @@ export class Worker {
         this.#quarantine(runId, outcome);
         message = { case: 'released', value: create(RunReleasedSchema, { ...run, reason: ReleaseReason.KEY_UNAVAILABLE }) };
         break;
+      case 'refused':
       case 'lost':
       case 'abandoned':
         message = undefined;
@@ -788,11 +829,15 @@ export class Worker {
   #flushReports(force = false): void {
     clearTimeout(this.#reportTimer);
     this.#reportTimer = undefined;
-    if (this.#pendingReports.size === 0 || (!this.#welcomed && !force)) return;
+    if ((this.#pendingReports.size === 0 && this.#pendingHeads.size === 0) || (!this.#welcomed && !force)) return;
     const reports = [...this.#pendingReports.values()];
+    const heads = [...this.#pendingHeads.values()];
     this.#pendingReports.clear();
-    for (let i = 0; i < reports.length; i += REPORT_BATCH) {
-      const batch = create(StepReportBatchSchema, { reports: reports.slice(i, i + REPORT_BATCH) });
+    this.#pendingHeads.clear();
+    // Heads go with the last batch, after the reports of the steps they cover.
+    for (let i = 0; i < Math.max(reports.length, 1); i += REPORT_BATCH) {
+      const last = i + REPORT_BATCH >= reports.length;
+      const batch = create(StepReportBatchSchema, { reports: reports.slice(i, i + REPORT_BATCH), journalHeads: last ? heads : [] });
       this.#enqueue({ message: { case: 'stepReports', value: batch } });
     }
   }
@@ -809,6 +854,7 @@ export class Worker {
     this.#logger.info({ runs: executions.length, outbox: this.#outbox.length }, 'draining');
     for (const execution of executions) execution.drain(Math.max(0, deadline - Date.now()));
     await Promise.all(executions.map((e) => e.done));
+    await Promise.all([...this.#settling]);
     this.#flushReports(true);
     if (this.#outbox.length > 0 && this.#started && !this.#closed) {
       let timer: NodeJS.Timeout | undefined;

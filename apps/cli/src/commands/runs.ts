@@ -2,6 +2,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import { Context, intOption, readJsonInput } from '../context.js';
+import { ErrorCodes } from '@cairn/common';
 import { CliError, ExitCode } from '../errors.js';
 import { examples } from '../help.js';
 import type { components } from '../gen/control-plane.js';
@@ -326,6 +327,33 @@ export function registerRuns(program: Command): void {
     });
 
   runs
+    .command('verify')
+    .argument('<run>', 'run ID')
+    .description(
+      "Recompute the run's journal hash chain in the data plane (through the gateway) and compare it with the hash sealed for each " +
+        "entry and the head the control plane recorded; exit 0 when intact, 1 when an entry was changed or deleted or the control plane's head differs.",
+    )
+    .addHelpText(
+      'after',
+      examples([
+        ['one run', 'cairn runs verify 3f1c…'],
+        [
+          'every run of a workflow, in a nightly job',
+          "for r in $(cairn runs list --workflow order-refund -o json | jq -r '.runs[].runId'); do cairn runs verify $r -o json | jq -e .ok >/dev/null || echo $r; done",
+        ],
+      ]),
+    )
+    .action(async (id: string, _opts: unknown, command: Command) => {
+      const ctx = new Context(command);
+      const gw = ctx.gateway();
+      const report = await ctx.out.spin(`verifying the journal of run ${id}`, () =>
+        gw.get<JournalVerification>(`/v1/runs/${encodeURIComponent(id)}/verify`),
+      );
+      ctx.out.data(report, () => printVerification(ctx.out, report));
+      if (!report.ok) process.exitCode = ExitCode.FAILURE;
+    });
+
+  runs
     .command('watch')
     .argument('<run>', 'run ID')
     .description(
@@ -502,4 +530,36 @@ async function waitResult(gw: HttpClient, id: string): Promise<Result> {
     });
     if (res.status === 200) return res.body;
   }
+}
+
+/** The gateway's `GET /v1/runs/:id/verify` answer. */
+interface JournalVerification {
+  readonly runId: string;
+  readonly ok: boolean;
+  readonly journalEntries: number;
+  readonly recomputed: { readonly entries: number; readonly head: string | null };
+  readonly dataPlane: { readonly entries: number; readonly head: string | null };
+  readonly controlPlane: { readonly entries: number; readonly head: string | null } | null;
+  readonly problems: ReadonlyArray<{ readonly position: number | null; readonly reason: string; readonly detail: string }>;
+}
+
+function printVerification(out: Output, r: JournalVerification): void {
+  const c = out.c;
+  const head = (h: { entries: number; head: string | null } | null): string =>
+    h === null || h.head === null ? 'none' : `${h.entries} entr${h.entries === 1 ? 'y' : 'ies'}, ${h.head}`;
+  if (r.ok) {
+    out.line(
+      `${c.green('✓')} journal of run ${r.runId} intact: ${r.recomputed.entries} of ${r.journalEntries} entries sealed and recomputed here, ` +
+        (r.controlPlane ? `matching the control plane's head` : `no head at the control plane yet (the run is still open)`),
+    );
+  } else {
+    out.line(`${c.red('✗')} journal of run ${r.runId} does not verify [${ErrorCodes.JOURNAL_CHAIN_BROKEN}]:`);
+    for (const p of r.problems)
+      out.line(`  ${c.red('✗')} ${p.position === null ? '' : `position ${p.position}: `}${p.detail} (${p.reason})`);
+  }
+  out.fields([
+    ['recomputed', head(r.recomputed)],
+    ['sealed in the data plane', head(r.dataPlane)],
+    ['recorded by the control plane', head(r.controlPlane)],
+  ]);
 }

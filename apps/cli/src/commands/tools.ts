@@ -262,8 +262,26 @@ export function registerTools(program: Command): void {
           }),
         ]).finally(() => clearTimeout(timer)),
       );
-      const view = { runId: id, workflow: meta.run.workflow, version, runStatus: meta.run.status, module: match.from, ...result };
-      ctx.out.data(view, () => printReplay(ctx, view));
+      const seedWithheld = doc.seed === null;
+      const view = {
+        runId: id,
+        workflow: meta.run.workflow,
+        version,
+        runStatus: meta.run.status,
+        module: match.from,
+        seedWithheld,
+        ...result,
+      };
+      ctx.out.data(view, () => {
+        printReplay(ctx, view);
+        if (seedWithheld)
+          ctx.out.note(
+            ctx.out.c.dim(
+              "note: the gateway served the journal without the run's seed (this token lacks the admin scope), so ctx.random() and ctx.uuid() " +
+                'drew other values than the run did; replay with an admin-scoped token for an exact replay',
+            ),
+          );
+      });
       if (!result.ok) process.exitCode = ExitCode.NON_DETERMINISM;
     });
 

@@ -788,4 +788,21 @@ END
 $do$;
 `,
   },
+  {
+    version: 17,
+    name: 'run journal heads',
+    sql: `
+-- The newest head of each run's journal hash chain that a worker reported: how many entries the
+-- chain covers and its hash there (a digest over the data plane's journal, which stays there).
+-- \`cairn runs verify\` recomputes the chain in the data plane and compares it with this row, so an
+-- edit on either side shows. A head only moves forward (more entries).
+CREATE TABLE run_journal_heads (
+  run_id uuid PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
+  entries integer NOT NULL CHECK (entries > 0),
+  head text NOT NULL CHECK (head ~ '^[0-9a-f]{64}$'),
+  epoch integer NOT NULL,
+  reported_at timestamptz NOT NULL DEFAULT now()
+);
+`,
+  },
 ];

@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import type { Step, StepKindName, StepReportInput, StepStatusName } from '../domain.js';
+import type { JournalHeadInput, Step, StepKindName, StepReportInput, StepStatusName } from '../domain.js';
 import { Database } from './database.js';
 
 interface StepRow {
@@ -90,6 +90,31 @@ export class StepRepository {
       ],
     );
     return result.rows.map((r) => r.run_id);
+  }
+
+  /**
+   * Records journal heads of runs of this data plane; a head replaces the stored one only when it
+   * covers more entries. Heads of runs that are not this data plane's are ignored.
+   */
+  async upsertJournalHeads(dataPlaneId: string, heads: readonly JournalHeadInput[]): Promise<void> {
+    if (heads.length === 0) return;
+    await this.db.query(
+      `INSERT INTO run_journal_heads (run_id, entries, head, epoch)
+       SELECT h.run_id, h.entries, h.head, h.epoch
+         FROM unnest($2::uuid[], $3::int[], $4::text[], $5::int[]) AS h(run_id, entries, head, epoch)
+         JOIN runs r ON r.id = h.run_id AND r.data_plane_id = $1
+       ON CONFLICT (run_id) DO UPDATE SET entries = EXCLUDED.entries, head = EXCLUDED.head, epoch = EXCLUDED.epoch, reported_at = now()
+         WHERE EXCLUDED.entries > run_journal_heads.entries`,
+      [dataPlaneId, heads.map((h) => h.runId), heads.map((h) => h.entries), heads.map((h) => h.head), heads.map((h) => h.epoch)],
+    );
+  }
+
+  /** The journal head recorded for a run, or null. */
+  async journalHead(runId: string): Promise<{ entries: number; head: string } | null> {
+    const r = await this.db.query<{ entries: number; head: string }>('SELECT entries, head FROM run_journal_heads WHERE run_id = $1', [
+      runId,
+    ]);
+    return r.rows[0] ?? null;
   }
 
   /** A run's timeline by position, then attempt. */

@@ -7,6 +7,7 @@ import {
   DescribeRunRequestSchema,
   DescribeRunResponseSchema,
   GetBacklogRequestSchema,
+  JournalHeadSchema,
   GetBacklogResponseSchema,
   ResolveVersionRequestSchema,
   ResolveVersionResponseSchema,
@@ -66,8 +67,10 @@ export class GatewayHandler {
         return create(StartRunResponseSchema, { run: toRunInfo(run), created });
       }),
       describeRun: this.unary(DescribeRunRequestSchema, async (dataPlaneId, req) => {
-        const { run, steps } = await this.runs.describe(dataPlaneId, required(req.runId, 'run_id'));
-        return create(DescribeRunResponseSchema, { run: toRunInfo(run), steps: steps.map(toStepInfo) });
+        const { run, steps, journalHead } = await this.runs.describe(dataPlaneId, required(req.runId, 'run_id'));
+        const info = toRunInfo(run);
+        if (journalHead) info.journalHead = create(JournalHeadSchema, journalHead);
+        return create(DescribeRunResponseSchema, { run: info, steps: steps.map(toStepInfo) });
       }),
       waitRun: this.unary(
         WaitRunRequestSchema,

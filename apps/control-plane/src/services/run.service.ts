@@ -130,9 +130,13 @@ export class RunService {
     return workflow.version;
   }
 
-  async describe(dataPlaneId: string | null, runId: string): Promise<{ run: Run; steps: Step[] }> {
+  async describe(
+    dataPlaneId: string | null,
+    runId: string,
+  ): Promise<{ run: Run; steps: Step[]; journalHead: { entries: number; head: string } | null }> {
     const run = await this.get(dataPlaneId, runId);
-    return { run, steps: await this.steps.forRun(run.id) };
+    const [steps, journalHead] = await Promise.all([this.steps.forRun(run.id), this.steps.journalHead(run.id)]);
+    return { run, steps, journalHead };
   }
 
   async get(dataPlaneId: string | null, runId: string): Promise<Run> {

@@ -401,6 +401,17 @@ export class WorkerConnection {
   private async stepReports(sequence: bigint, batch: StepReportBatch): Promise<void> {
     const reports = dedupeReports(batch.reports.map((r, i) => toStepReport(r, i)));
     const unknown = await this.protocol.steps.upsertReports(this.dataPlaneId, reports);
+    await this.protocol.steps.upsertJournalHeads(
+      this.dataPlaneId,
+      batch.journalHeads
+        .map((h, i) => ({
+          runId: required(h.runId, 'run_id', `step_reports.journal_heads[${i}].run_id`),
+          epoch: h.epoch,
+          entries: h.head?.entries ?? 0,
+          head: required(h.head?.head ?? '', 'head', `step_reports.journal_heads[${i}].head.head`),
+        }))
+        .filter((h) => h.entries > 0),
+    );
     this.protocol.telemetry.stepReports(reports, unknown, this.session);
     const first = unknown[0];
     if (first !== undefined) this.reply(reject(sequence, RejectionReason.UNKNOWN_RUN, { runId: first }));

@@ -127,8 +127,25 @@ export interface paths {
       path?: never;
       cookie?: never;
     };
-    /** The run's whole journal (input, seed, recorded values), read-only, for cairn replay */
+    /** The run's whole journal (input, recorded values; the seed only for a token with the admin scope), read-only, for cairn replay */
     get: operations['getJournal'];
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/v1/runs/{id}/verify': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** Recomputes the run's journal hash chain in the data plane and compares it with the hashes sealed for each entry and the head the control plane recorded (cairn runs verify) */
+    get: operations['verifyRun'];
     put?: never;
     post?: never;
     delete?: never;
@@ -359,6 +376,8 @@ export interface components {
           | 'CAIRN-1153'
           | 'CAIRN-1154'
           | 'CAIRN-1155'
+          | 'CAIRN-1190'
+          | 'CAIRN-1191'
           | 'CAIRN-2001'
           | 'CAIRN-2002'
           | 'CAIRN-2003'
@@ -522,8 +541,8 @@ export interface components {
       /** @description the run's state in the data plane: open, completed, failed or cancelled */
       status: string;
       input: unknown;
-      /** @description the 32 bytes ctx.random() and ctx.uuid() derive from, base64 */
-      seed: string;
+      /** @description the 32 bytes ctx.random() and ctx.uuid() derive from, base64; null unless the token has the admin scope (the seed predicts the values a run still draws) */
+      seed: string | null;
       forkedFrom: {
         runId: string;
         position: number;
@@ -532,6 +551,40 @@ export interface components {
       createdAt: string;
       endedAt: string | null;
       entries: components['schemas']['JournalEntryView'][];
+    };
+    JournalVerificationView: {
+      runId: string;
+      /** @description true when the journal verifies against every recorded hash and the control plane’s head */
+      ok: boolean;
+      /** @description journal entries stored for the run now */
+      journalEntries: number;
+      /** @description the chain recomputed from the stored entries */
+      recomputed: {
+        /** @description how many journal entries the chain covers (final entries from position 0) */
+        entries: number;
+        /** @description the chain's hash after the last covered entry (64 hex digits) */
+        head: string | null;
+      };
+      /** @description how far the data plane recorded that it sealed the chain */
+      dataPlane: {
+        /** @description how many journal entries the chain covers (final entries from position 0) */
+        entries: number;
+        /** @description the chain's hash after the last covered entry (64 hex digits) */
+        head: string | null;
+      };
+      /** @description the head the control plane recorded; null when it holds none */
+      controlPlane: {
+        /** @description how many journal entries the chain covers (final entries from position 0) */
+        entries: number;
+        /** @description the chain's hash after the last covered entry (64 hex digits) */
+        head: string | null;
+      } | null;
+      problems: {
+        position: number | null;
+        /** @enum {string} */
+        reason: 'entry_changed' | 'entry_unreadable' | 'entry_missing' | 'head_mismatch' | 'head_missing';
+        detail: string;
+      }[];
     };
     SignalResponse: {
       runId: string;
@@ -1174,6 +1227,92 @@ export interface operations {
         };
         content: {
           'application/json': components['schemas']['JournalView'];
+        };
+      };
+      /** @description Bad input (CAIRN-1101, CAIRN-1102, CAIRN-1107): the message says what and how to fix it */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description No or an unknown gateway token (CAIRN-1104) */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description The gateway token lacks the scope this route needs (CAIRN-1144): the message names it */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description No such run, entry, payload or workflow (CAIRN-1105, CAIRN-1106) */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description A project quota or rate limit of the control plane (CAIRN-1112, CAIRN-1113), or too many failed token attempts from this address (CAIRN-1142): wait for Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description An internal error of the gateway (CAIRN-4000); its logs have the details */
+      500: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description The control plane or the payload store cannot be reached, or the gateway is shutting down (CAIRN-1110): retry */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+    };
+  };
+  verifyRun: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        /** @description the run ID, as POST /v1/runs returned it */
+        id: string;
+      };
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description The verification: ok, or the problems found */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['JournalVerificationView'];
         };
       };
       /** @description Bad input (CAIRN-1101, CAIRN-1102, CAIRN-1107): the message says what and how to fix it */

@@ -1,0 +1,190 @@
+// Attacks on run histories, with real processes on embedded Postgres: a database administrator of
+// the data plane edits a recorded value (even re-sealing it with the data plane's own key) or
+// deletes a journal entry; a database administrator of the control plane changes the journal head
+// it recorded. `cairn runs verify` (through the gateway) must notice each one, and pass an untouched
+// run. Also: the gateway serves a run's seed to admin-scoped tokens only.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { KeyRing } from '@cairn/payload-store';
+import { startTestStack, type TestStack } from '../harness.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const cliMain = join(here, '../../../apps/cli/dist/main.js');
+
+interface Verification {
+  readonly runId: string;
+  readonly ok: boolean;
+  readonly journalEntries: number;
+  readonly recomputed: { entries: number; head: string | null };
+  readonly controlPlane: { entries: number; head: string | null } | null;
+  readonly problems: ReadonlyArray<{ position: number | null; reason: string; detail: string }>;
+}
+
+describe('run journals an auditor can trust', () => {
+  let t: TestStack;
+  let dp: pg.Client;
+  let cp: pg.Client;
+  const reader = `cgt_${randomBytes(32).toString('base64url')}`;
+
+  before(async () => {
+    t = await startTestStack({
+      name: 'journal',
+      workers: 1,
+      suspendThresholdMs: 200,
+      gatewayTokens: [`${reader}:read`],
+    });
+    dp = new pg.Client({ connectionString: t.stack.dpDatabaseUrl });
+    await dp.connect();
+    cp = new pg.Client({ connectionString: t.stack.cpDatabaseUrl });
+    await cp.connect();
+  });
+
+  after(async () => {
+    await dp?.end();
+    await cp?.end();
+    await t?.stop();
+  });
+
+  /** `cairn runs verify RUN` as a user runs it: its exit code, its words and its JSON. */
+  function cliVerify(runId: string): { status: number | null; text: string; json: Verification } {
+    const run = (format: string[]) =>
+      spawnSync(process.execPath, [cliMain, 'runs', 'verify', runId, ...format], {
+        env: {
+          PATH: process.env['PATH'] ?? '',
+          HOME: mkdtempSync(join(tmpdir(), 'cairn-journal-cli-')),
+          CAIRN_GATEWAY_URL: t.stack.gatewayUrl,
+          CAIRN_GATEWAY_TOKEN: reader,
+          NO_COLOR: '1',
+        },
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
+    const text = run([]);
+    const json = run(['-o', 'json']);
+    assert.equal(json.status, text.status, json.stderr);
+    return { status: text.status, text: text.stdout + text.stderr, json: JSON.parse(json.stdout) as Verification };
+  }
+
+  /** A completed five-step run, with the head the control plane recorded for it. */
+  async function completedRun(): Promise<{ runId: string; head: { entries: number; head: string } }> {
+    const runId = await t.start('five-steps', { step3Ms: 0, stepMs: 0 });
+    const result = await t.result(runId);
+    assert.equal(result.status, 'completed');
+    const row = await cp.query<{ entries: number; head: string }>('SELECT entries, head FROM run_journal_heads WHERE run_id = $1', [runId]);
+    assert.ok(row.rows[0], 'the control plane recorded a journal head before the run completed');
+    return { runId, head: row.rows[0] };
+  }
+
+  it('an untouched run verifies, and the head crossed as a digest of all its entries', async () => {
+    const { runId, head } = await completedRun();
+    assert.equal(head.entries, 5);
+    assert.match(head.head, /^[0-9a-f]{64}$/);
+    const v = cliVerify(runId);
+    assert.equal(v.status, 0, v.text);
+    assert.match(
+      v.text,
+      new RegExp(`✓ journal of run ${runId} intact: 5 of 5 entries sealed and recomputed here, matching the control plane's head`),
+    );
+    assert.equal(v.json.ok, true);
+    assert.deepEqual(v.json.controlPlane, head);
+    assert.deepEqual(v.json.recomputed, head);
+
+    // A run that suspended for a signal and resumed on another lease verifies too.
+    const waiting = await t.start('signal-waiter', { delayMs: 0, timeoutMs: 60_000 });
+    await t.waitForRun(waiting, (r) => r.status === 'suspended');
+    const suspendedHead = await cp.query<{ entries: number }>('SELECT entries FROM run_journal_heads WHERE run_id = $1', [waiting]);
+    assert.equal(suspendedHead.rows[0]?.entries, 1, 'the head of the suspended run covers its first step');
+    assert.equal((await t.signal(waiting, 'go', { ok: true })).status, 202);
+    assert.equal((await t.result(waiting)).status, 'completed');
+    const resumed = cliVerify(waiting);
+    assert.equal(resumed.status, 0, resumed.text);
+    assert.equal(resumed.json.recomputed.entries, 2);
+  });
+
+  it('detects a recorded value edited in the data plane, even re-sealed with the data plane key', async () => {
+    const { runId } = await completedRun();
+    // The administrator holds the encryption key too: the forged value opens cleanly.
+    const keys = KeyRing.parse(t.stack.secrets.encryptionKeys);
+    const forged = keys.seal(Buffer.from(JSON.stringify('done-2-but-refunded-twice')), `${runId}:journal:1`);
+    await dp.query('UPDATE dp_journal SET payload = $2, key_id = $3 WHERE run_id = $1 AND position = 1', [
+      runId,
+      forged.blob,
+      forged.keyId,
+    ]);
+    const v = cliVerify(runId);
+    assert.equal(v.status, 1, v.text);
+    assert.match(v.text, new RegExp(`✗ journal of run ${runId} does not verify \\[CAIRN-1190\\]`));
+    assert.match(v.text, /position 1: the entry at position 1 \(step "step-2"\) no longer gives the hash sealed for it/);
+    assert.deepEqual(
+      v.json.problems.map((p) => [p.reason, p.position]),
+      [
+        ['entry_changed', 1],
+        ['head_mismatch', 4],
+      ],
+    );
+  });
+
+  it('detects an entry deleted in the data plane, even with the chain sealed again over what is left', async () => {
+    const { runId } = await completedRun();
+    await dp.query('DELETE FROM dp_journal WHERE run_id = $1 AND position = 2', [runId]);
+    const v = cliVerify(runId);
+    assert.equal(v.status, 1, v.text);
+    assert.match(v.text, /position 2: there is no journal entry at position 2: it was deleted \(entry_missing\)/);
+
+    // Deleting the last entries and resealing the data plane's own record leaves the control plane's head unmatched.
+    const second = await completedRun();
+    await dp.query('DELETE FROM dp_journal WHERE run_id = $1 AND position >= 3', [second.runId]);
+    await dp.query('UPDATE dp_journal SET chain_hash = NULL WHERE run_id = $1', [second.runId]);
+    await dp.query('UPDATE dp_runs SET chain_entries = 0, chain_head = NULL WHERE run_id = $1', [second.runId]);
+    const w = cliVerify(second.runId);
+    assert.equal(w.status, 1, w.text);
+    assert.deepEqual(
+      w.json.problems.map((p) => p.reason),
+      ['entry_missing'],
+    );
+    assert.match(w.text, /the control plane recorded a journal of 5 entries, but only 3 verify here: entries were deleted/);
+  });
+
+  it("detects the control plane's recorded head changed by its database administrator", async () => {
+    const { runId } = await completedRun();
+    await cp.query('UPDATE run_journal_heads SET head = $2 WHERE run_id = $1', [runId, 'ab'.repeat(32)]);
+    const v = cliVerify(runId);
+    assert.equal(v.status, 1, v.text);
+    assert.deepEqual(
+      v.json.problems.map((p) => p.reason),
+      ['head_mismatch'],
+    );
+    assert.match(
+      v.text,
+      /is not the head the control plane recorded: the control plane’s record was changed, or the journal up to that entry was rewritten/,
+    );
+
+    // Deleting the control plane's record of an ended run is noticed as well.
+    const other = await completedRun();
+    await cp.query('DELETE FROM run_journal_heads WHERE run_id = $1', [other.runId]);
+    const w = cliVerify(other.runId);
+    assert.equal(w.status, 1, w.text);
+    assert.deepEqual(
+      w.json.problems.map((p) => p.reason),
+      ['head_missing'],
+    );
+  });
+
+  it('serves the run seed to admin-scoped tokens only', async () => {
+    const { runId } = await completedRun();
+    const asReader = await fetch(`${t.stack.gatewayUrl}/v1/runs/${runId}/journal`, { headers: { authorization: `Bearer ${reader}` } });
+    assert.equal(asReader.status, 200);
+    const readable = (await asReader.json()) as { seed: string | null; entries: unknown[] };
+    assert.equal(readable.seed, null);
+    assert.equal(readable.entries.length, 5);
+    const asAdmin = (await (await t.gateway('GET', `/v1/runs/${runId}/journal`)).json()) as { seed: string | null };
+    assert.equal(Buffer.from(asAdmin.seed ?? '', 'base64').length, 32);
+  });
+});
