@@ -15,7 +15,8 @@ export const CLASS_MEANINGS: Readonly<Record<string, string>> = {
   NUMBER: 'a count, size in bytes, attempt number, limit or sequence number',
   TIME: 'a point in time or a duration, in milliseconds',
   DIGEST:
-    'an HMAC-SHA256 digest computed in the data plane with a key the control plane never has (idempotency keys, step keys, concurrency keys)',
+    'an HMAC-SHA256 digest computed in the data plane with a key the control plane never has (idempotency keys, step keys, concurrency keys), ' +
+    "or the head of a run's journal hash chain, which starts from 32 random bytes kept in the data plane: it shows whether the journal changed, never what it holds",
   STRUCTURE: 'a nested contract message, itself classified field by field below',
 };
 

@@ -1126,6 +1126,10 @@ for (const kind of testPostgresKinds()) {
     it('stores and serves payloads, and serves journals, as documented', async () => {
       const run = await start({ workflow: 'five-steps', input: { n: 1 } });
       assert.deepEqual((await call('GET', `/v1/runs/${run.runId}/journal`)).body.input, { n: 1 });
+      const verified = await call('GET', `/v1/runs/${run.runId}/verify`);
+      assert.equal(verified.status, 200);
+      assert.deepEqual(verified.body.problems, []);
+      assert.equal(verified.body.ok, true, 'an open run without entries and without a head at the control plane verifies');
       const created = await call('POST', '/v1/payloads', { body: { team: 'ops' } });
       assert.equal(created.status, 201);
       assert.deepEqual((await call('GET', `/v1/payloads/${created.body.payloadId}`)).body.payload, { team: 'ops' });

@@ -9,6 +9,7 @@ import { ControlPlane } from './control-plane.js';
 import { FakeControlPlane } from './testing/fake-control-plane.js';
 
 const TOKEN = `cgt_${randomUUID()}`;
+const READER = `cgt_${randomUUID()}`;
 const CREDENTIAL = `cdp_${randomUUID()}`;
 
 for (const kind of testPostgresKinds()) {
@@ -37,7 +38,7 @@ for (const kind of testPostgresKinds()) {
         CAIRN_DP_DATABASE_URL: url,
         CAIRN_DP_ENCRYPTION_KEYS: KeyRing.generateSpec('k1'),
         CAIRN_DP_HMAC_KEY: Hasher.generateSpec(),
-        CAIRN_GATEWAY_TOKENS: TOKEN,
+        CAIRN_GATEWAY_TOKENS: `${TOKEN},${READER}:read`,
         CAIRN_LOG_LEVEL: 'silent',
       });
       store = PayloadStore.connect({ connectionString: url, keys: config.keys });
@@ -130,6 +131,17 @@ for (const kind of testPostgresKinds()) {
         ],
       });
       assert.equal(Buffer.from(String(res.body['seed']), 'base64').length, 32);
+    });
+
+    it('withholds the seed from a token without the admin scope, and serves everything else', async () => {
+      const runId = randomUUID();
+      await store.createRun({ runId, workflowName: 'order-refund', input: { orderId: 'o-8' } });
+      const asReader = await get(`/v1/runs/${runId}/journal`, READER);
+      assert.equal(asReader.status, 200);
+      assert.equal(asReader.body['seed'], null);
+      assert.deepEqual(asReader.body['input'], { orderId: 'o-8' });
+      const asAdmin = await get(`/v1/runs/${runId}/journal`);
+      assert.equal(Buffer.from(String(asAdmin.body['seed']), 'base64').length, 32);
     });
 
     it('answers 404 for an unknown run, 400 for a malformed ID and 401 without a token', async () => {

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
+import { pino } from 'pino';
 import { createLogger, newId } from '@cairn/common';
 import { freePort, testPostgres, testPostgresKinds, uniqueDatabaseName, type PostgresServer } from '@cairn/local-postgres';
 import { Hasher, KeyRing, PayloadStore } from '@cairn/payload-store';
@@ -232,6 +233,62 @@ describe(`Worker (${kind} Postgres)`, () => {
       assert.equal(second.message.case === 'released' && second.message.value.reason, ReleaseReason.NO_SLOT);
       assert.equal(ran, 0);
       assert.equal((await store().getRun(readable))?.status, 'open');
+    } finally {
+      await worker.shutdown();
+      cp.server.forceShutdown();
+    }
+  });
+
+  it('refuses a forged task naming another workflow than the stored run, running and writing nothing', async () => {
+    const cp = new ScriptedControlPlane();
+    await cp.start();
+    const seen: string[] = [];
+    const payroll = defineWorkflow({ name: 'payroll', version: '1' }, async (ctx, input: { salary: number }) =>
+      ctx.step('pay', () => input.salary),
+    );
+    // The code a forged task tries to run over payroll's data.
+    const exfiltrate = defineWorkflow({ name: 'exfiltrate', version: '1' }, async (ctx, input: unknown) =>
+      ctx.step('leak', () => {
+        seen.push(JSON.stringify(input));
+        return null;
+      }),
+    );
+    const runId = newId();
+    await store().createRun({ runId, workflowName: payroll.name, input: { salary: 91_000 } });
+    const lines: string[] = [];
+    let refused!: () => void;
+    const refusedLogged = new Promise<void>((resolve) => (refused = resolve));
+    const captured = pino(
+      { level: 'info', formatters: { level: (label) => ({ level: label }) } },
+      {
+        write: (line: string) => {
+          lines.push(line);
+          if (line.includes('run task refused')) refused();
+        },
+      },
+    );
+    const worker = new Worker(await options({ controlPlaneAddress: cp.address, workflows: [payroll, exfiltrate], logger: captured }));
+    try {
+      await worker.start();
+      cp.push(runId, 1, exfiltrate);
+      await refusedLogged;
+      // Draining waits for every execution and its outcome, so whatever the worker would send is sent.
+      await worker.shutdown();
+
+      assert.deepEqual(seen, [], "the other workflow's code never saw the run's input");
+      const refusal = lines
+        .map((l) => JSON.parse(l) as { level: string; msg: string; err?: { message: string } })
+        .find((l) => l.msg.startsWith('run task refused'));
+      assert.equal(refusal?.level, 'error');
+      assert.match(
+        refusal?.err?.message ?? '',
+        /\[CAIRN-1191\] A run task for run .* names workflow "exfiltrate", but the run was stored in this data plane as workflow "payroll"/,
+      );
+      // Nothing was written for the run and nothing crossed about it: its lease simply expires.
+      const stored = await store().getRun(runId);
+      assert.equal(stored?.epoch, 0, 'the fence did not move');
+      assert.deepEqual(await store().loadJournal(runId), []);
+      assert.ok(!cp.received.some((r) => 'runId' in (r.message.value ?? {}) && (r.message.value as { runId: string }).runId === runId));
     } finally {
       await worker.shutdown();
       cp.server.forceShutdown();

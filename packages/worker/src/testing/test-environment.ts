@@ -470,7 +470,9 @@ export class TestEnvironment {
       case 'cancelled':
       case 'abandoned':
       case 'misconfigured': // one engine and one key ring here: no other worker could take the run
-        run.status = outcome.kind === 'abandoned' || outcome.kind === 'misconfigured' ? 'failed' : outcome.kind;
+      case 'refused': // a task naming another workflow than the stored run: no worker would run it
+        run.status =
+          outcome.kind === 'abandoned' || outcome.kind === 'misconfigured' || outcome.kind === 'refused' ? 'failed' : outcome.kind;
         run.outcome = outcome;
         run.end();
         this.#wakeParent(run);

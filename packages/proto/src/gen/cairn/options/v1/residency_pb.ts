@@ -104,7 +104,8 @@ export enum ResidencyClass {
   /**
    * An HMAC-SHA256 digest (64 lowercase hex characters) of a user-chosen value, computed inside
    * the data plane with a key the control plane never sees; or the SHA-256 of a JSON Schema written
-   * in code (over its RFC 8785 canonical JSON), whose text stays in the data plane.
+   * in code (over its RFC 8785 canonical JSON), whose text stays in the data plane; or the head of a
+   * run's journal hash chain, which starts from 32 random bytes kept in the data plane.
    *
    * @generated from enum value: RESIDENCY_CLASS_DIGEST = 6;
    */
