@@ -14,6 +14,8 @@ import {
   CancelResponse,
   EntryView,
   Health,
+  ExportRequest,
+  ExportView,
   JournalVerificationView,
   JournalView,
   NotReady,
@@ -218,6 +220,19 @@ export const API = {
     params: runParams,
     responses: { 200: { description: 'The verification: ok, or the problems found', schema: JournalVerificationView } },
     errors: [400, 404, 503],
+  }),
+  exportRuns: route({
+    operationId: 'exportRuns',
+    method: 'POST',
+    path: '/v1/exports',
+    tag: 'runs',
+    summary:
+      'A signed export (JSON Lines, Ed25519) of runs and their whole journals for a long-term archive; verify it offline with cairn runs verify-export',
+    auth: true,
+    scope: 'read',
+    body: { schema: ExportRequest, required: true, description: 'The runs to export' },
+    responses: { 200: { description: 'The signed export', schema: ExportView } },
+    errors: [400, 404, 409, 503],
   }),
   getStep: route({
     operationId: 'getStep',

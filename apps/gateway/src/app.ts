@@ -1,4 +1,14 @@
-import { CairnError, ErrorCodes, createLogger, newId, retryAfterSeconds, sourceOf, type Logger } from '@cairn/common';
+import {
+  CairnError,
+  ErrorCodes,
+  JOURNAL_EXPORT_FORMAT,
+  createLogger,
+  newId,
+  retryAfterSeconds,
+  signJournalExport,
+  sourceOf,
+  type Logger,
+} from '@cairn/common';
 import type { PayloadStore, SequencedStreamEvent } from '@cairn/payload-store';
 import { RunStatus, type RunInfo } from '@cairn/proto';
 import cors from '@fastify/cors';
@@ -8,7 +18,7 @@ import { TokenSet, requireScope, type Scope } from './auth.js';
 import type { GatewayConfig } from './config.js';
 import type { ControlPlane } from './control-plane.js';
 import { errorBody, httpStatus, invalid, issuesOf, storeError } from './errors.js';
-import { readJournal, verifyJournal } from './journal.js';
+import { exportJournal, readJournal, verifyJournal } from './journal.js';
 import { parseJsonBody } from './json.js';
 import { RunService, type ApprovalAnswer, type RunWithResult } from './runs.js';
 import { DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS } from './schemas.js';
@@ -266,6 +276,26 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
     status: 200,
     body: await readJournal(deps.store, params.id, { withSeed: grantedScopes.get(request)?.includes('admin') ?? false }),
   }));
+
+  // A signed archive of runs and their journals, with the heads the control plane recorded.
+  route(API.exportRuns, async ({ body }) => {
+    const key = config.exportSigningKey;
+    if (!key) {
+      throw new CairnError(
+        ErrorCodes.EXPORT_SIGNING_DISABLED,
+        'this gateway has no export signing key: set CAIRN_GATEWAY_EXPORT_SIGNING_KEY_FILE to an Ed25519 private key (openssl genpkey -algorithm ed25519) and restart it',
+      );
+    }
+    const exported = [];
+    for (const runId of new Set(body.runIds)) {
+      const { run } = await runs.describe(runId);
+      exported.push(await exportJournal(deps.store, runId, run.journalHead));
+    }
+    return {
+      status: 200,
+      body: { format: JOURNAL_EXPORT_FORMAT, runs: exported.length, keyId: key.keyId, document: signJournalExport(exported, key) },
+    };
+  });
 
   // The journal's hash chain recomputed here, against the head the control plane recorded.
   route(API.verifyRun, async ({ params }) => {

@@ -1,4 +1,6 @@
-import { CairnError, env, loadConfig } from '@cairn/common';
+import { createPrivateKey, createPublicKey } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { CairnError, auditKeyId, env, loadConfig, type ExportSigningKey } from '@cairn/common';
 import { Hasher, KeyRing } from '@cairn/payload-store';
 import type { ControlPlaneTls } from '@cairn/proto';
 import { z } from 'zod';
@@ -86,6 +88,34 @@ const shape = {
       }
       return Object.freeze(origins);
     }),
+  // An Ed25519 private key (PKCS#8 PEM, `openssl genpkey -algorithm ed25519`) that signs journal
+  // exports; without it the export route answers CAIRN-1192.
+  CAIRN_GATEWAY_EXPORT_SIGNING_KEY_FILE: z
+    .string()
+    .min(1, 'must not be empty')
+    .optional()
+    .transform((path, ctx): ExportSigningKey | undefined => {
+      if (path === undefined) return undefined;
+      let pem: string;
+      try {
+        pem = readFileSync(path, 'utf8');
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: `cannot read the file (${(err as NodeJS.ErrnoException).code ?? 'error'})` });
+        return z.NEVER;
+      }
+      try {
+        const privateKey = createPrivateKey({ key: pem, format: 'pem' });
+        if (privateKey.asymmetricKeyType !== 'ed25519') throw new Error('not Ed25519');
+        const publicKey = createPublicKey(privateKey);
+        return { keyId: auditKeyId(publicKey), privateKey, publicKey };
+      } catch {
+        ctx.addIssue({
+          code: 'custom',
+          message: 'expected an Ed25519 private key in PEM: create one with `openssl genpkey -algorithm ed25519`',
+        });
+        return z.NEVER;
+      }
+    }),
   CAIRN_CP_TIMEOUT_MS: positive(10_000),
   CAIRN_GATEWAY_SCALER_PORT: env.port().optional(),
   CAIRN_GATEWAY_SCALER_POLL_MS: positive(5_000),
@@ -125,6 +155,8 @@ export interface GatewayConfig {
   readonly corsOrigins?: readonly string[];
   /** Deadline of each control-plane call (a long poll adds its wait to it). */
   readonly cpTimeoutMs: number;
+  /** The key that signs journal exports (CAIRN_GATEWAY_EXPORT_SIGNING_KEY_FILE); undefined: exports are off. */
+  readonly exportSigningKey?: ExportSigningKey | undefined;
   /**
    * Port of KEDA's external-scaler gRPC service (scaler.ts); undefined when it is off. It listens
    * on the gateway's host.
@@ -160,6 +192,7 @@ export function loadGatewayConfig(source: Record<string, string | undefined> = p
     maxPayloadBytes: raw.CAIRN_GATEWAY_MAX_PAYLOAD_BYTES,
     corsOrigins: raw.CAIRN_GATEWAY_CORS_ORIGINS,
     cpTimeoutMs: raw.CAIRN_CP_TIMEOUT_MS,
+    exportSigningKey: raw.CAIRN_GATEWAY_EXPORT_SIGNING_KEY_FILE,
     scalerPort: raw.CAIRN_GATEWAY_SCALER_PORT,
     scalerPollMs: raw.CAIRN_GATEWAY_SCALER_POLL_MS,
     logLevel: raw.CAIRN_LOG_LEVEL,

@@ -28,6 +28,7 @@ const STATUS: Partial<Record<ErrorCodeString, number>> = {
   [ErrorCodes.WORKFLOW_NOT_FOUND]: 404,
   [ErrorCodes.INVALID_NAME]: 400,
   [ErrorCodes.CONFLICT]: 409,
+  [ErrorCodes.EXPORT_SIGNING_DISABLED]: 409,
   [ErrorCodes.UNSUPPORTED_MEDIA_TYPE]: 415,
   [ErrorCodes.UNAVAILABLE]: 503,
   // A project quota or rate limit of the control plane refused the request.

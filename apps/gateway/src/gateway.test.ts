@@ -1,6 +1,9 @@
 import { after, before, beforeEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
+import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { freePort, testPostgres, testPostgresKinds, uniqueDatabaseName, type PostgresServer } from '@cairn/local-postgres';
 import { Hasher, KeyRing, PayloadStore, approvalSignalName } from '@cairn/payload-store';
@@ -22,6 +25,7 @@ import { loadGatewayConfig, type GatewayConfig } from './config.js';
 import { ControlPlane } from './control-plane.js';
 import { FakeControlPlane } from './testing/fake-control-plane.js';
 import { OpenApiCheck } from '@cairn/common/testing';
+import { verifyJournalExport } from '@cairn/common';
 import { DataPlaneDb } from './testing/postgres.js';
 
 const TOKEN = `cgt_${randomUUID()}`;
@@ -1130,6 +1134,23 @@ for (const kind of testPostgresKinds()) {
       assert.equal(verified.status, 200);
       assert.deepEqual(verified.body.problems, []);
       assert.equal(verified.body.ok, true, 'an open run without entries and without a head at the control plane verifies');
+      // Exports need a signing key; with one, the export verifies offline with its public half.
+      expectError(await call('POST', '/v1/exports', { body: { runIds: [run.runId] } }), 409, 'CAIRN-1192');
+      const keyFile = join(mkdtempSync(join(tmpdir(), 'cairn-export-key-')), 'export.pem');
+      const pair = generateKeyPairSync('ed25519');
+      writeFileSync(keyFile, pair.privateKey.export({ format: 'pem', type: 'pkcs8' }));
+      const signer = gatewayWith({ CAIRN_GATEWAY_EXPORT_SIGNING_KEY_FILE: keyFile });
+      const exported = await call('POST', '/v1/exports', { body: { runIds: [run.runId] } }, signer);
+      assert.equal(exported.status, 200);
+      assert.equal(exported.body.runs, 1);
+      const checked = verifyJournalExport(String(exported.body.document), [pair.publicKey]);
+      assert.deepEqual(checked.problems, []);
+      assert.equal(checked.runs[0]?.runId, run.runId);
+      expectError(await call('POST', '/v1/exports', { body: { runIds: [randomUUID()] } }, signer), 404, 'CAIRN-1105');
+      assert.throws(
+        () => loadGatewayConfig(env({ CAIRN_GATEWAY_EXPORT_SIGNING_KEY_FILE: join(tmpdir(), `missing-${randomUUID()}.pem`) })),
+        /CAIRN_GATEWAY_EXPORT_SIGNING_KEY_FILE: cannot read the file \(ENOENT\)/,
+      );
       const created = await call('POST', '/v1/payloads', { body: { team: 'ops' } });
       assert.equal(created.status, 201);
       assert.deepEqual((await call('GET', `/v1/payloads/${created.body.payloadId}`)).body.payload, { team: 'ops' });

@@ -3,7 +3,7 @@
 // the input, the recorded results and errors never leave it except to the caller holding a token.
 // GET /v1/runs/:id/verify: the journal's hash chain recomputed here and compared with the head the
 // control plane recorded (`cairn runs verify`).
-import { CairnError, ErrorCodes } from '@cairn/common';
+import { CairnError, ErrorCodes, type ExportedRun } from '@cairn/common';
 import type { JournalEntry, PayloadStore } from '@cairn/payload-store';
 import { storeError } from './errors.js';
 import { assertRunId } from './runs.js';
@@ -64,6 +64,27 @@ export async function readJournal(store: PayloadStore, runId: string, options: {
     endedAt: iso(run.endedAt),
     entries: entries.map(journalEntryView),
   };
+}
+
+/** A run and its journal as a signed export holds them; 404 for a run this data plane does not hold. */
+export async function exportJournal(
+  store: PayloadStore,
+  runId: string,
+  controlPlane: { readonly entries: number; readonly head: string } | undefined,
+): Promise<ExportedRun> {
+  assertRunId(runId);
+  try {
+    const run = await store.exportRun(runId);
+    return { ...run, controlPlaneHead: controlPlane ? { entries: controlPlane.entries, head: controlPlane.head } : null };
+  } catch (err) {
+    if (err instanceof CairnError && err.code === ErrorCodes.RUN_NOT_FOUND) {
+      throw new CairnError(
+        ErrorCodes.NOT_FOUND,
+        `run ${runId} is not in this data plane's payload store (unknown run, or started through another data plane's gateway)`,
+      );
+    }
+    throw storeError(err);
+  }
 }
 
 /**

@@ -503,6 +503,29 @@ export const JournalVerificationView = named(
   "The outcome of recomputing a run's journal hash chain (cairn runs verify).",
 );
 
+export const ExportRequest = named(
+  requestSchemas,
+  'ExportRequest',
+  z.strictObject({
+    runIds: z.array(z.string()).min(1).max(100).describe('the runs to export, 1 to 100'),
+  }),
+  'Runs to export.',
+);
+
+export const ExportView = named(
+  responseSchemas,
+  'ExportView',
+  z.object({
+    format: z.literal('cairn.journal-export.v1'),
+    runs: z.number().int(),
+    keyId: z.string().describe('the signing key: cairn runs verify-export checks the signature with its public half'),
+    document: z
+      .string()
+      .describe('the export as JSON Lines: a header, one line per run with its journal, and a signature line; save it unchanged'),
+  }),
+  'A signed export of run journals.',
+);
+
 export const SignalResponse = named(
   responseSchemas,
   'SignalResponse',
@@ -595,6 +618,7 @@ export type TranscriptView = z.infer<typeof TranscriptView>;
 export type JournalEntryView = z.infer<typeof JournalEntryView>;
 export type JournalView = z.infer<typeof JournalView>;
 export type JournalVerificationView = z.infer<typeof JournalVerificationView>;
+export type ExportView = z.infer<typeof ExportView>;
 export type RunStatusName = z.infer<typeof RunStatusName>;
 export type ErrorBody = z.infer<typeof ErrorBody>;
 

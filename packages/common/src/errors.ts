@@ -85,6 +85,10 @@ export const ErrorCodes = {
    * worker refuses to run it (a forged or misrouted task).
    */
   TASK_WORKFLOW_MISMATCH: 'CAIRN-1191',
+  /** The gateway has no export signing key (CAIRN_GATEWAY_EXPORT_SIGNING_KEY_FILE), so it cannot sign journal exports. */
+  EXPORT_SIGNING_DISABLED: 'CAIRN-1192',
+  /** A journal export does not verify: its signature, a line, or a run's chain does not match. */
+  JOURNAL_EXPORT_INVALID: 'CAIRN-1193',
   // 2xxx — workflow execution
   NON_DETERMINISM: 'CAIRN-2001',
   STEP_FAILED: 'CAIRN-2002',

@@ -42,3 +42,25 @@ export {
   type AuditSigningKey,
   type UnsignedAuditCheckpoint,
 } from './audit-chain.js';
+export {
+  JOURNAL_CHAIN_FORMAT,
+  journalEntryHash,
+  journalGenesis,
+  plainDigest,
+  type JournalChainContent,
+  type JournalChainHead,
+  type JournalChainProblem,
+  type JournalChainProblemReason,
+  type JournalChainReport,
+} from './journal-chain.js';
+export {
+  JOURNAL_EXPORT_FORMAT,
+  exportSigningInput,
+  signJournalExport,
+  verifyJournalExport,
+  type ExportSigningKey,
+  type ExportedEntry,
+  type ExportedRun,
+  type ExportedRunCheck,
+  type JournalExportVerification,
+} from './journal-export.js';

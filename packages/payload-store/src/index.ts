@@ -49,4 +49,4 @@ export {
   type JournalChainProblem,
   type JournalChainProblemReason,
   type JournalChainReport,
-} from './journal-chain.js';
+} from '@cairn/common';

@@ -1,21 +1,24 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { CairnError, ErrorCodes, newId } from '@cairn/common';
+import {
+  CairnError,
+  ErrorCodes,
+  newId,
+  journalEntryHash,
+  journalGenesis,
+  plainDigest,
+  type ExportedRun,
+  type JournalChainContent,
+  type JournalChainHead,
+  type JournalChainProblem,
+  type JournalChainReport,
+} from '@cairn/common';
 import type { Hasher, KeyRing } from './crypto.js';
 import { type Sealed } from './crypto.js';
 import { decodeJson, encodeJson } from './json.js';
 import { SCHEMA_CHANNEL, readCatalogue, writeCatalogue, type CatalogueVersion, type CatalogueWrite } from './catalogue.js';
 import { verifyKeyChecks, type KeyCheckResult } from './key-checks.js';
 import { migrations } from './migrations.js';
-import {
-  journalEntryHash,
-  journalGenesis,
-  plainDigest,
-  type JournalChainContent,
-  type JournalChainHead,
-  type JournalChainProblem,
-  type JournalChainReport,
-} from './journal-chain.js';
 import { isStreamEvent, packPieces, splitStreamEvents, unpackStreamEvents, type SequencedStreamEvent, type StreamEvent } from './stream.js';
 
 /** The kind of durable call a journal entry records. */
@@ -805,6 +808,57 @@ export class PayloadStore {
       dataPlane: { entries: run.chain_entries, head: run.chain_head },
       controlPlane,
       problems,
+    };
+  }
+
+  /**
+   * A run with its whole journal for a signed archive export: every recorded text as stored (plain
+   * JSON), the chain's salt and how far it was sealed, so a verifier can recompute the chain
+   * offline. Throws RUN_NOT_FOUND, and DECRYPT_FAILED for a value that cannot be opened.
+   */
+  async exportRun(runId: string): Promise<Omit<ExportedRun, 'controlPlaneHead'>> {
+    const r = await this.#pool.query<RunRow & { chain_salt: Buffer; chain_entries: number; chain_head: string | null }>(
+      'SELECT * FROM dp_runs WHERE run_id = $1',
+      [runId],
+    );
+    const run = r.rows[0];
+    if (!run) throw new CairnError(ErrorCodes.RUN_NOT_FOUND, `Run ${runId} is not in this data plane's payload store.`);
+    const client = await this.#pool.connect();
+    let rows: ChainRow[];
+    try {
+      rows = await this.#chainRows(client, runId, 0);
+    } finally {
+      client.release();
+    }
+    const text = (keyId: string | null, blob: Buffer | null, aad: string): string | null =>
+      keyId === null || blob === null ? null : this.#openBytes({ keyId, blob }, aad).toString('utf8');
+    return {
+      type: 'run',
+      runId,
+      workflow: run.workflow_name,
+      status: run.status,
+      createdAt: run.created_at.toISOString(),
+      endedAt: run.ended_at?.toISOString() ?? null,
+      input: text(run.input_key_id, run.input, `${runId}:input`) ?? '',
+      chain: { salt: run.chain_salt.toString('hex'), entries: run.chain_entries, head: run.chain_head },
+      entries: rows.map((row) => ({
+        position: row.position,
+        kind: row.kind,
+        name: row.name,
+        keyDigest: row.key_digest,
+        status: row.status,
+        attempt: row.attempt,
+        outputSize: row.output_size,
+        value:
+          row.signal_id !== null
+            ? text(row.sig_key_id, row.sig_body, `${runId}:signal:${row.signal_id}`)
+            : text(row.key_id, row.payload, `${runId}:journal:${row.position}`),
+        error: row.error_ref === null ? null : text(row.err_key_id, row.err_payload, `${runId}:error:${row.error_ref}`),
+        transcript: text(row.tr_key_id, row.tr_payload, `${runId}:transcript:${row.position}`),
+        dueAt: ms(row.due_at) ?? null,
+        startedAt: row.started_at.getTime(),
+        endedAt: ms(row.ended_at) ?? null,
+      })),
     };
   }
 

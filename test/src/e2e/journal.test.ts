@@ -2,16 +2,18 @@
 // the data plane edits a recorded value (even re-sealing it with the data plane's own key) or
 // deletes a journal entry; a database administrator of the control plane changes the journal head
 // it recorded. `cairn runs verify` (through the gateway) must notice each one, and pass an untouched
-// run. Also: the gateway serves a run's seed to admin-scoped tokens only.
+// run. A signed export of journals verifies offline and refuses an archive edited, cut or re-signed
+// with another key. Also: the gateway serves a run's seed to admin-scoped tokens only.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { signJournalExport, type ExportedRun } from '@cairn/common';
 import { KeyRing } from '@cairn/payload-store';
 import { startTestStack, type TestStack } from '../harness.js';
 
@@ -32,13 +34,17 @@ describe('run journals an auditor can trust', () => {
   let dp: pg.Client;
   let cp: pg.Client;
   const reader = `cgt_${randomBytes(32).toString('base64url')}`;
+  const exportKey = generateKeyPairSync('ed25519');
 
   before(async () => {
+    const keyFile = join(mkdtempSync(join(tmpdir(), 'cairn-journal-key-')), 'export.pem');
+    writeFileSync(keyFile, exportKey.privateKey.export({ format: 'pem', type: 'pkcs8' }));
     t = await startTestStack({
       name: 'journal',
       workers: 1,
       suspendThresholdMs: 200,
       gatewayTokens: [`${reader}:read`],
+      gatewayEnv: { CAIRN_GATEWAY_EXPORT_SIGNING_KEY_FILE: keyFile },
     });
     dp = new pg.Client({ connectionString: t.stack.dpDatabaseUrl });
     await dp.connect();
@@ -51,6 +57,21 @@ describe('run journals an auditor can trust', () => {
     await cp?.end();
     await t?.stop();
   });
+
+  function cli(args: string[]): { status: number | null; stdout: string; stderr: string } {
+    const ran = spawnSync(process.execPath, [cliMain, ...args], {
+      env: {
+        PATH: process.env['PATH'] ?? '',
+        HOME: mkdtempSync(join(tmpdir(), 'cairn-journal-cli-')),
+        CAIRN_GATEWAY_URL: t.stack.gatewayUrl,
+        CAIRN_GATEWAY_TOKEN: reader,
+        NO_COLOR: '1',
+      },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    return { status: ran.status, stdout: ran.stdout, stderr: ran.stderr };
+  }
 
   /** `cairn runs verify RUN` as a user runs it: its exit code, its words and its JSON. */
   function cliVerify(runId: string): { status: number | null; text: string; json: Verification } {
@@ -175,6 +196,52 @@ describe('run journals an auditor can trust', () => {
       w.json.problems.map((p) => p.reason),
       ['head_missing'],
     );
+  });
+
+  it('exports runs signed, verifies the export offline, and refuses a tampered or re-signed one', async () => {
+    const a = await completedRun();
+    const b = await completedRun();
+    const dir = mkdtempSync(join(tmpdir(), 'cairn-journal-export-'));
+    const out = join(dir, 'runs.jsonl');
+    const exported = cli(['runs', 'export', a.runId, b.runId, '--out', out]);
+    assert.equal(exported.status, 0, exported.stderr);
+    assert.match(exported.stdout, new RegExp(`2 runs exported to ${out.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}, signed by key ed25519-`));
+    assert.equal(cli(['runs', 'export', a.runId, '--out', out]).status, 2, 'an existing file is never overwritten');
+    const pinned = exportKey.publicKey.export({ format: 'jwk' }).x!;
+
+    const good = cli(['runs', 'verify-export', out, '--public-key', pinned]);
+    assert.equal(good.status, 0, good.stdout + good.stderr);
+    assert.match(good.stdout, /✓ export .* intact: signed by key ed25519-[0-9a-f]{16} \(pinned\)/);
+    assert.match(good.stdout, new RegExp(`✓ run ${a.runId}: 5 entries, chain of 5 entries matches the control plane's head`));
+    const text = readFileSync(out, 'utf8');
+    // The archive holds the recorded values, in the data plane's customer's hands only.
+    assert.ok(text.includes(JSON.stringify(JSON.stringify('done-2')).slice(1, -1)));
+
+    // One recorded value changed in the archive.
+    const edited = join(dir, 'edited.jsonl');
+    writeFileSync(edited, text.replace('done-2', 'done-9'));
+    const e = cli(['runs', 'verify-export', edited, '--public-key', pinned]);
+    assert.equal(e.status, 1, e.stdout);
+    assert.match(e.stdout, /✗ export .* does not verify \[CAIRN-1193\]/);
+    assert.match(e.stdout, /the lines before the signature are not the ones that were signed/);
+    assert.match(e.stdout, /do not give the chain head the data plane sealed/);
+
+    // A run dropped from the archive.
+    const lines = text.trimEnd().split('\n');
+    const cut = join(dir, 'cut.jsonl');
+    writeFileSync(cut, `${[lines[0], lines[2], lines[3]].join('\n')}\n`);
+    const c = cli(['runs', 'verify-export', cut, '--public-key', pinned]);
+    assert.equal(c.status, 1, c.stdout);
+    assert.match(c.stdout, /a line was changed, added or removed/);
+
+    // Edited and signed again with another key, which carries itself: the pinned key refuses it.
+    const forger = generateKeyPairSync('ed25519');
+    const runs = lines.slice(1, -1).map((l) => JSON.parse(l.replace('done-2', 'done-9')) as ExportedRun);
+    const forged = join(dir, 'forged.jsonl');
+    writeFileSync(forged, signJournalExport(runs, { keyId: 'ed25519-0000000000000000', ...forger }));
+    const f = cli(['runs', 'verify-export', forged, '--public-key', pinned]);
+    assert.equal(f.status, 1, f.stdout);
+    assert.match(f.stdout, /the signature does not verify with the trusted key/);
   });
 
   it('serves the run seed to admin-scoped tokens only', async () => {

@@ -2,7 +2,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import { Context, intOption, readJsonInput } from '../context.js';
-import { ErrorCodes } from '@cairn/common';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { ErrorCodes, verifyJournalExport } from '@cairn/common';
+import { pinnedKeys } from '../audit.js';
 import { CliError, ExitCode } from '../errors.js';
 import { examples } from '../help.js';
 import type { components } from '../gen/control-plane.js';
@@ -327,33 +329,6 @@ export function registerRuns(program: Command): void {
     });
 
   runs
-    .command('verify')
-    .argument('<run>', 'run ID')
-    .description(
-      "Recompute the run's journal hash chain in the data plane (through the gateway) and compare it with the hash sealed for each " +
-        "entry and the head the control plane recorded; exit 0 when intact, 1 when an entry was changed or deleted or the control plane's head differs.",
-    )
-    .addHelpText(
-      'after',
-      examples([
-        ['one run', 'cairn runs verify 3f1c…'],
-        [
-          'every run of a workflow, in a nightly job',
-          "for r in $(cairn runs list --workflow order-refund -o json | jq -r '.runs[].runId'); do cairn runs verify $r -o json | jq -e .ok >/dev/null || echo $r; done",
-        ],
-      ]),
-    )
-    .action(async (id: string, _opts: unknown, command: Command) => {
-      const ctx = new Context(command);
-      const gw = ctx.gateway();
-      const report = await ctx.out.spin(`verifying the journal of run ${id}`, () =>
-        gw.get<JournalVerification>(`/v1/runs/${encodeURIComponent(id)}/verify`),
-      );
-      ctx.out.data(report, () => printVerification(ctx.out, report));
-      if (!report.ok) process.exitCode = ExitCode.FAILURE;
-    });
-
-  runs
     .command('watch')
     .argument('<run>', 'run ID')
     .description(
@@ -487,6 +462,102 @@ export function registerRuns(program: Command): void {
         ),
       );
     });
+
+  runs
+    .command('verify')
+    .argument('<run>', 'run ID')
+    .description(
+      "Recompute the run's journal hash chain in the data plane (through the gateway) and compare it with the hash sealed for each " +
+        "entry and the head the control plane recorded; exit 0 when intact, 1 when an entry was changed or deleted or the control plane's head differs.",
+    )
+    .addHelpText(
+      'after',
+      examples([
+        ['one run', 'cairn runs verify 3f1c…'],
+        [
+          'every run of a workflow, in a nightly job',
+          "for r in $(cairn runs list --workflow order-refund -o json | jq -r '.runs[].runId'); do cairn runs verify $r -o json | jq -e .ok >/dev/null || echo $r; done",
+        ],
+      ]),
+    )
+    .action(async (id: string, _opts: unknown, command: Command) => {
+      const ctx = new Context(command);
+      const gw = ctx.gateway();
+      const report = await ctx.out.spin(`verifying the journal of run ${id}`, () =>
+        gw.get<JournalVerification>(`/v1/runs/${encodeURIComponent(id)}/verify`),
+      );
+      ctx.out.data(report, () => printVerification(ctx.out, report));
+      if (!report.ok) process.exitCode = ExitCode.FAILURE;
+    });
+
+  runs
+    .command('export')
+    .argument('<runs...>', 'run IDs (1 to 100)')
+    .description(
+      'A signed export of runs and their whole journals (inputs, recorded values, errors, transcripts) as JSON Lines, for a long-term ' +
+        "archive: signed by the gateway's export key, with each run's hash chain and the head the control plane recorded. Never overwrites.",
+    )
+    .requiredOption('--out <file>', 'where to save the export (refused when it exists)')
+    .addHelpText('after', examples([['archive two runs', 'cairn runs export 3f1c… 9a2b… --out runs-2026-12.jsonl']]))
+    .action(async (ids: string[], opts: { out: string }, command: Command) => {
+      const ctx = new Context(command);
+      const gw = ctx.gateway();
+      const res = await ctx.out.spin(`exporting ${ids.length} run${ids.length === 1 ? '' : 's'}`, () =>
+        gw.post<{ format: string; runs: number; keyId: string; document: string }>('/v1/exports', { runIds: ids }),
+      );
+      try {
+        writeFileSync(opts.out, res.document, { flag: 'wx' });
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        throw new CliError(ExitCode.USAGE, `Cannot write ${opts.out}: ${code === 'EEXIST' ? 'it exists' : (code ?? String(err))}.`);
+      }
+      ctx.out.data({ out: opts.out, runs: res.runs, keyId: res.keyId }, () =>
+        ctx.out.line(
+          `${ctx.out.c.green('✓')} ${res.runs} run${res.runs === 1 ? '' : 's'} exported to ${opts.out}, signed by key ${res.keyId}; check it later with \`cairn runs verify-export ${opts.out} --public-key KEY\``,
+        ),
+      );
+    });
+
+  runs
+    .command('verify-export')
+    .argument('<file>', 'an export `cairn runs export` saved')
+    .description(
+      "Verify an export offline: its signature (with the pinned key when --public-key is given, else the key it carries) and each run's " +
+        'hash chain recomputed from the exported entries against the heads recorded in it. Exit 0 when intact, 1 when not. Contacts no server.',
+    )
+    .option(
+      '--public-key <key>',
+      "trust only this key: the export key's public half as PEM, base64url x, or a file (repeatable)",
+      collectKeys,
+      [],
+    )
+    .action((file: string, opts: { publicKey: string[] }, command: Command) => {
+      const ctx = new Context(command);
+      let text: string;
+      try {
+        text = readFileSync(file, 'utf8');
+      } catch (err) {
+        throw new CliError(ExitCode.USAGE, `Cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}.`);
+      }
+      const keys = pinnedKeys(opts.publicKey).map((k) => k.publicKey);
+      const result = verifyJournalExport(text, keys);
+      ctx.out.data(result, () => {
+        const c = ctx.out.c;
+        if (result.ok) {
+          ctx.out.line(
+            `${c.green('✓')} export ${file} intact: signed by key ${result.keyId ?? '?'} (${result.keySource === 'pinned' ? 'pinned' : 'the key in the file'}) at ${result.createdAt ?? '?'}, ${result.runs.length} run${result.runs.length === 1 ? '' : 's'} whose chains recompute`,
+          );
+        } else {
+          ctx.out.line(`${c.red('✗')} export ${file} does not verify [${ErrorCodes.JOURNAL_EXPORT_INVALID}]:`);
+          for (const p of result.problems) ctx.out.line(`  ${c.red('✗')} ${p}`);
+        }
+        for (const r of result.runs)
+          ctx.out.line(`  ${r.ok ? c.green('✓') : c.red('✗')} run ${r.runId}: ${r.entries} entries, ${r.detail}`);
+        if (result.keySource === 'embedded')
+          ctx.out.note(c.dim('note: the key was not pinned; pass --public-key with the key you trust so a re-signed export is noticed'));
+      });
+      if (!result.ok) process.exitCode = ExitCode.FAILURE;
+    });
 }
 
 /** The gateway's answer to a signal or an approval. */
@@ -563,3 +634,5 @@ function printVerification(out: Output, r: JournalVerification): void {
     ['recorded by the control plane', head(r.controlPlane)],
   ]);
 }
+
+const collectKeys = (value: string, previous: string[]): string[] => [...previous, value];

@@ -154,6 +154,23 @@ export interface paths {
     patch?: never;
     trace?: never;
   };
+  '/v1/exports': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /** A signed export (JSON Lines, Ed25519) of runs and their whole journals for a long-term archive; verify it offline with cairn runs verify-export */
+    post: operations['exportRuns'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
   '/v1/runs/{id}/steps/{position}': {
     parameters: {
       query?: never;
@@ -378,6 +395,8 @@ export interface components {
           | 'CAIRN-1155'
           | 'CAIRN-1190'
           | 'CAIRN-1191'
+          | 'CAIRN-1192'
+          | 'CAIRN-1193'
           | 'CAIRN-2001'
           | 'CAIRN-2002'
           | 'CAIRN-2003'
@@ -586,6 +605,15 @@ export interface components {
         detail: string;
       }[];
     };
+    ExportView: {
+      /** @constant */
+      format: 'cairn.journal-export.v1';
+      runs: number;
+      /** @description the signing key: cairn runs verify-export checks the signature with its public half */
+      keyId: string;
+      /** @description the export as JSON Lines: a header, one line per run with its journal, and a signature line; save it unchanged */
+      document: string;
+    };
     SignalResponse: {
       runId: string;
       signal: string;
@@ -696,6 +724,10 @@ export interface components {
       data?: unknown;
       /** @description the key the workflow gave ctx.approval, when it gave one (crosses only as an HMAC) */
       key?: (string | number) | null;
+    };
+    ExportRequest: {
+      /** @description the runs to export, 1 to 100 */
+      runIds: string[];
     };
   };
   responses: never;
@@ -1344,6 +1376,121 @@ export interface operations {
       };
       /** @description No such run, entry, payload or workflow (CAIRN-1105, CAIRN-1106) */
       404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description A project quota or rate limit of the control plane (CAIRN-1112, CAIRN-1113), or too many failed token attempts from this address (CAIRN-1142): wait for Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description An internal error of the gateway (CAIRN-4000); its logs have the details */
+      500: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description The control plane or the payload store cannot be reached, or the gateway is shutting down (CAIRN-1110): retry */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+    };
+  };
+  exportRuns: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** @description The runs to export */
+    requestBody: {
+      content: {
+        'application/json': components['schemas']['ExportRequest'];
+      };
+    };
+    responses: {
+      /** @description The signed export */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ExportView'];
+        };
+      };
+      /** @description Bad input (CAIRN-1101, CAIRN-1102, CAIRN-1107): the message says what and how to fix it */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description No or an unknown gateway token (CAIRN-1104) */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description The gateway token lacks the scope this route needs (CAIRN-1144): the message names it */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description No such run, entry, payload or workflow (CAIRN-1105, CAIRN-1106) */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description The run has ended, or a conflict with its state (CAIRN-1108, CAIRN-1115) */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description The body is over the gateway's limit (CAIRN-1103) */
+      413: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description The body is not JSON (CAIRN-1109) */
+      415: {
         headers: {
           [name: string]: unknown;
         };

@@ -3,7 +3,7 @@
 // with other tools (RFC 8785 canonical JSON, SHA-256).
 import { createHash } from 'node:crypto';
 import canonicalize from 'canonicalize';
-import { CairnError, ErrorCodes } from '@cairn/common';
+import { CairnError, ErrorCodes } from './errors.js';
 
 /** The format name that starts every run's chain. */
 export const JOURNAL_CHAIN_FORMAT = 'cairn.journal.v1';
