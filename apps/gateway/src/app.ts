@@ -92,7 +92,37 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
     },
   });
 
+  // Retention of the payload store: applied at start and then every interval; with several
+  // gateways, one applies it at a time. Only counts are logged.
+  const retention = config.retention;
+  let retentionTimer: NodeJS.Timeout | undefined;
+  if (retention && (retention.runDays !== undefined || retention.transcriptDays !== undefined)) {
+    const day = 86_400_000;
+    const apply = (): void => {
+      const now = Date.now();
+      deps.store
+        .applyRetention({
+          runsEndedBefore: retention.runDays === undefined ? undefined : new Date(now - retention.runDays * day),
+          transcriptsEndedBefore: retention.transcriptDays === undefined ? undefined : new Date(now - retention.transcriptDays * day),
+        })
+        .then(
+          (done) => {
+            if (done) logger.info({ ...done, runDays: retention.runDays, transcriptDays: retention.transcriptDays }, 'retention applied');
+          },
+          (err: unknown) =>
+            logger.warn({ code: CairnError.from(err).code }, 'retention could not be applied; it is tried again next interval'),
+        );
+    };
+    app.addHook('onReady', (done) => {
+      apply();
+      retentionTimer = setInterval(apply, retention.intervalMs);
+      retentionTimer.unref();
+      done();
+    });
+  }
+
   app.addHook('preClose', (done) => {
+    clearInterval(retentionTimer);
     shutdown.abort();
     done();
   });

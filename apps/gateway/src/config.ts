@@ -6,6 +6,11 @@ import type { ControlPlaneTls } from '@cairn/proto';
 import { z } from 'zod';
 import { parseGatewayToken, type GatewayToken } from './auth.js';
 
+const days = () =>
+  env
+    .int()
+    .refine((n) => n > 0 && n <= 36_500, 'expected a number of days from 1 to 36500')
+    .optional();
 const positive = (defaultValue: number) => env.int(defaultValue).refine((n) => n > 0, 'expected a whole number greater than 0');
 
 // host:port, with an IPv6 host in brackets.
@@ -116,6 +121,11 @@ const shape = {
         return z.NEVER;
       }
     }),
+  // Retention of the payload store, applied by the gateway (one of several at a time): runs that
+  // ended more than N days ago with everything stored for them, and model transcripts sooner.
+  CAIRN_DP_RETENTION_DAYS: days(),
+  CAIRN_DP_TRANSCRIPT_RETENTION_DAYS: days(),
+  CAIRN_DP_RETENTION_INTERVAL_MS: positive(3_600_000),
   CAIRN_CP_TIMEOUT_MS: positive(10_000),
   CAIRN_GATEWAY_SCALER_PORT: env.port().optional(),
   CAIRN_GATEWAY_SCALER_POLL_MS: positive(5_000),
@@ -155,6 +165,15 @@ export interface GatewayConfig {
   readonly corsOrigins?: readonly string[];
   /** Deadline of each control-plane call (a long poll adds its wait to it). */
   readonly cpTimeoutMs: number;
+  /**
+   * Retention of the payload store (days since a run ended; undefined keeps forever) and how often
+   * the gateway applies it.
+   */
+  readonly retention?: {
+    readonly runDays: number | undefined;
+    readonly transcriptDays: number | undefined;
+    readonly intervalMs: number;
+  };
   /** The key that signs journal exports (CAIRN_GATEWAY_EXPORT_SIGNING_KEY_FILE); undefined: exports are off. */
   readonly exportSigningKey?: ExportSigningKey | undefined;
   /**
@@ -193,6 +212,11 @@ export function loadGatewayConfig(source: Record<string, string | undefined> = p
     corsOrigins: raw.CAIRN_GATEWAY_CORS_ORIGINS,
     cpTimeoutMs: raw.CAIRN_CP_TIMEOUT_MS,
     exportSigningKey: raw.CAIRN_GATEWAY_EXPORT_SIGNING_KEY_FILE,
+    retention: {
+      runDays: raw.CAIRN_DP_RETENTION_DAYS,
+      transcriptDays: raw.CAIRN_DP_TRANSCRIPT_RETENTION_DAYS,
+      intervalMs: raw.CAIRN_DP_RETENTION_INTERVAL_MS,
+    },
     scalerPort: raw.CAIRN_GATEWAY_SCALER_PORT,
     scalerPollMs: raw.CAIRN_GATEWAY_SCALER_POLL_MS,
     logLevel: raw.CAIRN_LOG_LEVEL,

@@ -1151,6 +1151,18 @@ for (const kind of testPostgresKinds()) {
         () => loadGatewayConfig(env({ CAIRN_GATEWAY_EXPORT_SIGNING_KEY_FILE: join(tmpdir(), `missing-${randomUUID()}.pem`) })),
         /CAIRN_GATEWAY_EXPORT_SIGNING_KEY_FILE: cannot read the file \(ENOENT\)/,
       );
+    });
+
+    it('applies payload-store retention at start when configured, leaving a record of counts', async () => {
+      assert.throws(
+        () => loadGatewayConfig(env({ CAIRN_DP_RETENTION_DAYS: '0' })),
+        /CAIRN_DP_RETENTION_DAYS: expected a number of days from 1 to 36500/,
+      );
+      const before = await db.count('dp_retention_runs');
+      const keeper = gatewayWith({ CAIRN_DP_RETENTION_DAYS: '3650', CAIRN_DP_TRANSCRIPT_RETENTION_DAYS: '365' });
+      await keeper.ready();
+      for (let i = 0; i < 200 && (await db.count('dp_retention_runs')) === before; i++) await new Promise((r) => setTimeout(r, 25));
+      assert.equal(await db.count('dp_retention_runs'), before + 1);
       const created = await call('POST', '/v1/payloads', { body: { team: 'ops' } });
       assert.equal(created.status, 201);
       assert.deepEqual((await call('GET', `/v1/payloads/${created.body.payloadId}`)).body.payload, { team: 'ops' });

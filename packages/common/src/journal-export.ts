@@ -22,6 +22,8 @@ export interface ExportedEntry {
   readonly value: string | null;
   readonly error: string | null;
   readonly transcript: string | null;
+  /** For a transcript deleted by retention: the SHA-256 of its plain text, which the chain covers. */
+  readonly transcriptDigest: string | null;
   readonly dueAt: number | null;
   readonly startedAt: number;
   readonly endedAt: number | null;
@@ -147,7 +149,7 @@ function checkRun(run: ExportedRun): ExportedRunCheck {
       outputSize: e.outputSize,
       value: digestOf(e.value),
       error: digestOf(e.error),
-      transcript: digestOf(e.transcript),
+      transcript: e.transcript === null ? (e.transcriptDigest ?? null) : digestOf(e.transcript),
       dueAt: e.dueAt,
       startedAt: e.startedAt,
       endedAt: e.endedAt,

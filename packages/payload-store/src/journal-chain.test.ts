@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import pg from 'pg';
 import { CairnError, ErrorCodes, newId } from '@cairn/common';
 import { testPostgres, uniqueDatabaseName, type PostgresServer } from '@cairn/local-postgres';
-import { KeyRing, PayloadStore, type JournalChainHead } from './index.js';
+import { KeyRing, PayloadStore, plainDigest, type JournalChainHead } from './index.js';
 
 const KEY1 = Buffer.alloc(32, 7);
 
@@ -149,6 +149,54 @@ describe('journal hash chain', () => {
       missing.problems.map((p) => p.reason),
       ['head_missing'],
     );
+  });
+
+  it('applies retention: transcripts first (the chain still verifies), then whole runs, leaving a record of counts', async () => {
+    const runId = newId();
+    const open = newId();
+    const t = Date.now();
+    await store.createRun({ runId, workflowName: 'agent', input: { q: 'hi' } });
+    await store.createRun({ runId: open, workflowName: 'agent', input: { q: 'still going' } });
+    await store.acquire(runId, 1);
+    await store.append(runId, 1, [
+      {
+        position: 0,
+        kind: 'model',
+        name: 'answer',
+        status: 'completed',
+        value: { text: 'hello' },
+        transcript: { request: { prompt: 'hi' }, response: { text: 'hello' } },
+        startedAt: t,
+        endedAt: t + 1,
+      },
+    ]);
+    await store.completeRun(runId, 1, 'hello');
+    const head = await store.sealJournalChain(runId);
+    await raw.query(`UPDATE dp_runs SET ended_at = now() - interval '40 days' WHERE run_id = $1`, [runId]);
+    const exported = await store.exportRun(runId);
+
+    const ago = (days: number) => new Date(Date.now() - days * 86_400_000);
+    const first = await store.applyRetention({ transcriptsEndedBefore: ago(30) });
+    assert.deepEqual(first, { runsDeleted: 0, transcriptsDeleted: 1 });
+    assert.equal(await store.getTranscript(runId, 0), undefined);
+    const report = await store.verifyJournalChain(runId, head);
+    assert.equal(report.ok, true, JSON.stringify(report.problems));
+    // An export made after the transcript was deleted still recomputes the chain.
+    const later = await store.exportRun(runId);
+    assert.equal(later.entries[0]?.transcript, null);
+    assert.equal(later.entries[0]?.transcriptDigest, plainDigest(Buffer.from(exported.entries[0]?.transcript ?? '', 'utf8')));
+
+    const second = await store.applyRetention({ runsEndedBefore: ago(30), transcriptsEndedBefore: ago(30) });
+    assert.deepEqual(second, { runsDeleted: 1, transcriptsDeleted: 0 });
+    assert.equal(await store.getRun(runId), undefined);
+    assert.ok(await store.getRun(open), 'a run that has not ended is kept');
+    const records = await raw.query<{ runs_deleted: number; transcripts_deleted: number }>(
+      'SELECT runs_deleted, transcripts_deleted FROM dp_retention_runs ORDER BY id DESC LIMIT 2',
+    );
+    assert.deepEqual(records.rows, [
+      { runs_deleted: 1, transcripts_deleted: 0 },
+      { runs_deleted: 0, transcripts_deleted: 1 },
+    ]);
   });
 
   it('refuses to take a run for a task that names another workflow, writing nothing', async () => {

@@ -211,6 +211,20 @@ ALTER TABLE dp_runs
   ADD COLUMN chain_entries integer NOT NULL DEFAULT 0,
   ADD COLUMN chain_head text CHECK (chain_head ~ '^[0-9a-f]{64}$');
 ALTER TABLE dp_journal ADD COLUMN chain_hash text CHECK (chain_hash ~ '^[0-9a-f]{64}$');
+
+-- Retention (applyRetention): a transcript deleted by retention leaves its plain-text digest here,
+-- so the entry's chain hash still verifies; each retention run leaves a record of counts, never
+-- contents or IDs.
+ALTER TABLE dp_journal ADD COLUMN transcript_pruned_digest text CHECK (transcript_pruned_digest ~ '^[0-9a-f]{64}$');
+CREATE TABLE dp_retention_runs (
+  id bigserial PRIMARY KEY,
+  started_at timestamptz NOT NULL,
+  finished_at timestamptz NOT NULL DEFAULT now(),
+  runs_ended_before timestamptz,
+  transcripts_ended_before timestamptz,
+  runs_deleted integer NOT NULL,
+  transcripts_deleted integer NOT NULL
+);
 `,
   },
 ];

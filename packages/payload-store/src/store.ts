@@ -222,6 +222,7 @@ interface ChainRow {
   started_at: Date;
   ended_at: Date | null;
   chain_hash: string | null;
+  transcript_pruned_digest: string | null;
   err_key_id: string | null;
   err_payload: Buffer | null;
   sig_key_id: string | null;
@@ -855,6 +856,7 @@ export class PayloadStore {
             : text(row.key_id, row.payload, `${runId}:journal:${row.position}`),
         error: row.error_ref === null ? null : text(row.err_key_id, row.err_payload, `${runId}:error:${row.error_ref}`),
         transcript: text(row.tr_key_id, row.tr_payload, `${runId}:transcript:${row.position}`),
+        transcriptDigest: row.tr_payload === null ? row.transcript_pruned_digest : null,
         dueAt: ms(row.due_at) ?? null,
         startedAt: row.started_at.getTime(),
         endedAt: ms(row.ended_at) ?? null,
@@ -862,10 +864,85 @@ export class PayloadStore {
     };
   }
 
+  /**
+   * Applies retention once, under an advisory lock so that of several processes one does it (the
+   * others get null): deletes runs that ended before `runsEndedBefore` with everything stored for
+   * them, and the transcripts of runs that ended before `transcriptsEndedBefore` (keeping each
+   * one's plain-text digest on its journal entry, so the chain still verifies). Records the run in
+   * `dp_retention_runs` (cut-off times and counts only) and returns the counts.
+   */
+  async applyRetention(cutoffs: {
+    readonly runsEndedBefore?: Date | undefined;
+    readonly transcriptsEndedBefore?: Date | undefined;
+  }): Promise<{ runsDeleted: number; transcriptsDeleted: number } | null> {
+    const client = await this.#pool.connect();
+    const started = new Date();
+    try {
+      await client.query('BEGIN');
+      const lock = await client.query<{ got: boolean }>("SELECT pg_try_advisory_xact_lock(hashtext('cairn_dp_retention')) AS got");
+      if (!lock.rows[0]?.got) {
+        await client.query('ROLLBACK');
+        return null;
+      }
+      let transcriptsDeleted = 0;
+      if (cutoffs.transcriptsEndedBefore) {
+        for (;;) {
+          const batch = await client.query<{ run_id: string; position: number; key_id: string; payload: Buffer }>(
+            `SELECT t.run_id, t.position, t.key_id, t.payload FROM dp_transcripts t JOIN dp_runs r ON r.run_id = t.run_id
+              WHERE r.status <> 'open' AND r.ended_at < $1 LIMIT 200`,
+            [cutoffs.transcriptsEndedBefore],
+          );
+          if (batch.rows.length === 0) break;
+          const runIds = batch.rows.map((t) => t.run_id);
+          const positions = batch.rows.map((t) => t.position);
+          const digests = batch.rows.map((t) =>
+            plainDigest(this.#openBytes({ keyId: t.key_id, blob: t.payload }, `${t.run_id}:transcript:${t.position}`)),
+          );
+          await client.query(
+            `UPDATE dp_journal j SET transcript_pruned_digest = x.digest
+               FROM unnest($1::uuid[], $2::int[], $3::text[]) AS x(run_id, position, digest)
+              WHERE j.run_id = x.run_id AND j.position = x.position`,
+            [runIds, positions, digests],
+          );
+          const deleted = await client.query(
+            `DELETE FROM dp_transcripts t USING unnest($1::uuid[], $2::int[]) AS x(run_id, position)
+              WHERE t.run_id = x.run_id AND t.position = x.position`,
+            [runIds, positions],
+          );
+          transcriptsDeleted += deleted.rowCount ?? 0;
+        }
+      }
+      let runsDeleted = 0;
+      if (cutoffs.runsEndedBefore) {
+        for (;;) {
+          const deleted = await client.query(
+            `DELETE FROM dp_runs WHERE run_id IN (
+               SELECT run_id FROM dp_runs WHERE status <> 'open' AND ended_at < $1 LIMIT 500)`,
+            [cutoffs.runsEndedBefore],
+          );
+          if ((deleted.rowCount ?? 0) === 0) break;
+          runsDeleted += deleted.rowCount ?? 0;
+        }
+      }
+      await client.query(
+        `INSERT INTO dp_retention_runs (started_at, runs_ended_before, transcripts_ended_before, runs_deleted, transcripts_deleted)
+         VALUES ($1, $2, $3, $4, $5)`,
+        [started, cutoffs.runsEndedBefore ?? null, cutoffs.transcriptsEndedBefore ?? null, runsDeleted, transcriptsDeleted],
+      );
+      await client.query('COMMIT');
+      return { runsDeleted, transcriptsDeleted };
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+
   async #chainRows(client: pg.PoolClient, runId: string, from: number): Promise<ChainRow[]> {
     const r = await client.query<ChainRow>(
       `SELECT j.position, j.kind, j.name, j.key_digest, j.status, j.attempt, j.key_id, j.payload, j.output_size, j.error_ref,
-              j.signal_id, j.due_at, j.started_at, j.ended_at, j.chain_hash,
+              j.signal_id, j.due_at, j.started_at, j.ended_at, j.chain_hash, j.transcript_pruned_digest,
               e.key_id AS err_key_id, e.payload AS err_payload, s.key_id AS sig_key_id, s.body AS sig_body,
               t.key_id AS tr_key_id, t.payload AS tr_payload
          FROM dp_journal j
@@ -909,7 +986,10 @@ export class PayloadStore {
       outputSize: row.output_size,
       value,
       error: row.error_ref === null ? null : digest(row.err_key_id, row.err_payload, `${runId}:error:${row.error_ref}`, 'error'),
-      transcript: digest(row.tr_key_id, row.tr_payload, `${runId}:transcript:${row.position}`, 'transcript'),
+      transcript:
+        row.tr_payload === null && row.transcript_pruned_digest !== null
+          ? row.transcript_pruned_digest
+          : digest(row.tr_key_id, row.tr_payload, `${runId}:transcript:${row.position}`, 'transcript'),
       dueAt: ms(row.due_at) ?? null,
       startedAt: row.started_at.getTime(),
       endedAt: ms(row.ended_at) ?? null,
