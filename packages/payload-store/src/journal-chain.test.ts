@@ -199,6 +199,31 @@ describe('journal hash chain', () => {
     ]);
   });
 
+  it("covers every entry of an ended run, also a wait that lost a race and stayed 'waiting'", async () => {
+    const runId = newId();
+    const t = Date.now();
+    await store.createRun({ runId, workflowName: 'race', input: null });
+    await store.acquire(runId, 1);
+    await store.append(runId, 1, [
+      { position: 0, kind: 'signal', name: 'approve', status: 'waiting', dueAt: t + 60_000, startedAt: t },
+      { position: 1, kind: 'step', name: 'fallback', status: 'completed', value: 'auto', startedAt: t, endedAt: t + 1 },
+    ]);
+    assert.equal((await store.sealJournalChain(runId)).entries, 0, 'while the run is open the chain waits for position 0');
+    await store.completeRun(runId, 1, 'auto');
+    const head = await store.sealJournalChain(runId);
+    assert.equal(head.entries, 2);
+    assert.equal((await store.verifyJournalChain(runId, head)).ok, true);
+    await raw.query(`UPDATE dp_journal SET status = 'completed' WHERE run_id = $1 AND position = 0`, [runId]);
+    const changed = await store.verifyJournalChain(runId, head);
+    assert.deepEqual(
+      changed.problems.map((p) => [p.reason, p.position]),
+      [
+        ['entry_changed', 0],
+        ['head_mismatch', 1],
+      ],
+    );
+  });
+
   it('refuses to take a run for a task that names another workflow, writing nothing', async () => {
     const runId = newId();
     await store.createRun({ runId, workflowName: 'payroll', input: {} });

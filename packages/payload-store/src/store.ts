@@ -651,7 +651,8 @@ export class PayloadStore {
 
   /**
    * Extends the run's journal hash chain over the entries that became final since it was last
-   * sealed (in position order, stopping at the first entry that is not final or a gap), stores
+   * sealed (in position order, stopping at the first entry that is not final or a gap; once the
+   * run has ended, over every entry, since nothing can change them any more), stores
    * each entry's hash and the head, and returns the head. Any process may call it; callers of one
    * run are serialised by the run's row lock. Entries that are final never change, so a sealed
    * hash stays valid unless the database is edited.
@@ -660,8 +661,8 @@ export class PayloadStore {
     const client = await this.#pool.connect();
     try {
       await client.query('BEGIN');
-      const r = await client.query<{ chain_salt: Buffer; chain_entries: number; chain_head: string | null }>(
-        'SELECT chain_salt, chain_entries, chain_head FROM dp_runs WHERE run_id = $1 FOR UPDATE',
+      const r = await client.query<{ chain_salt: Buffer; chain_entries: number; chain_head: string | null; status: StoredRunStatus }>(
+        'SELECT chain_salt, chain_entries, chain_head, status FROM dp_runs WHERE run_id = $1 FOR UPDATE',
         [runId],
       );
       const run = r.rows[0];
@@ -672,7 +673,9 @@ export class PayloadStore {
       const positions: number[] = [];
       const hashes: string[] = [];
       for (const row of rows) {
-        if (row.position !== next || !FINAL.has(row.status)) break;
+        // An ended run's journal no longer changes, so entries left waiting (a wait that lost a
+        // Promise.race) are covered too; an open run's chain stops at the first entry still moving.
+        if (row.position !== next || (run.status === 'open' && !FINAL.has(row.status))) break;
         previous = journalEntryHash(previous, this.#chainContent(runId, row).content);
         positions.push(row.position);
         hashes.push(previous);
@@ -736,7 +739,7 @@ export class PayloadStore {
         }
         break;
       }
-      if (!FINAL.has(row.status)) {
+      if (run.status === 'open' && !FINAL.has(row.status)) {
         if (row.chain_hash !== null) {
           problems.push({
             position: row.position,
