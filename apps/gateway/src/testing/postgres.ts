@@ -27,7 +27,11 @@ export class DataPlaneDb {
     return new DataPlaneDb(client);
   }
 
-  async count(table: 'dp_runs' | 'dp_signals' | 'dp_journal' | 'dp_errors' | 'dp_retention_runs', where = 'true', params: unknown[] = []): Promise<number> {
+  async count(
+    table: 'dp_runs' | 'dp_signals' | 'dp_journal' | 'dp_errors' | 'dp_retention_runs',
+    where = 'true',
+    params: unknown[] = [],
+  ): Promise<number> {
     const r = await this.#client.query(`SELECT count(*)::int AS n FROM ${table} WHERE ${where}`, params);
     return r.rows[0]?.['n'] as number;
   }
