@@ -3,6 +3,15 @@ import { CairnError, ErrorCodes } from '@cairn/common';
 
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
+/**
+ * Marks a v2 blob: `magic || iv || tag || ciphertext`, sealed with a key derived for the run (HKDF,
+ * RFC 5869) instead of the data key itself. A v1 blob (`iv || tag || ciphertext` under the data
+ * key) starts with a random IV, which begins with these bytes once in 2^32: such a blob fails v2
+ * authentication and is then opened as v1, so every v1 blob stays readable.
+ */
+const V2_MAGIC = Buffer.from([0xca, 0x12, 0x4e, 0x02]);
+/** HKDF salt of per-scope data keys; the info is the scope (a run ID, or `payload:<id>`). */
+const DATA_KEY_SALT = Buffer.from('cairn/payload-store/data-key/v2', 'utf8');
 /** What a key check seals: a fixed, public constant (a check reveals nothing but which key sealed it). */
 const KEY_CHECK_PLAINTEXT = Buffer.from('cairn payload store key check v1', 'utf8');
 /**
@@ -104,22 +113,40 @@ export class KeyRing {
     }
   }
 
-  /** Seals `plain`, binding it to `aad` (the run and slot it belongs to) so blobs cannot be swapped. */
+  /**
+   * Seals `plain` with the active key, binding it to `aad` (the run and slot it belongs to) so
+   * blobs cannot be swapped. The AES key is derived from the data key for the AAD's scope (the run
+   * ID before its first `:`, or the whole `payload:<id>`), so each key seals the values of one run
+   * and no key nears AES-GCM's limit of 2^32 random nonces.
+   */
   seal(plain: Buffer, aad: string): Sealed {
-    return this.#sealWith(this.activeKeyId, plain, aad);
+    return this.sealWithKey(this.activeKeyId, plain, aad);
   }
 
+  /** Like {@link seal}, with the key of that ID (the re-encryption job seals with the active one). */
+  sealWithKey(keyId: string, plain: Buffer, aad: string): Sealed {
+    const key = this.#key(keyId);
+    const sealed = sealRaw(deriveDataKey(key, scopeOf(aad)), plain, aad);
+    return { keyId, blob: Buffer.concat([V2_MAGIC, sealed]) };
+  }
+
+  // Key checks keep the v1 format: they are sealed with the data key itself, under a fixed AAD.
   #sealWith(keyId: string, plain: Buffer, aad: string): Sealed {
+    return { keyId, blob: sealRaw(this.#key(keyId), plain, aad) };
+  }
+
+  #key(keyId: string): Buffer {
     const key = this.#keys.get(keyId);
     if (!key)
       throw new CairnError(ErrorCodes.UNKNOWN_KEY, `Key ${JSON.stringify(keyId)} is not in CAIRN_DP_ENCRYPTION_KEYS.`, {
         details: { keyId },
       });
-    const iv = randomBytes(IV_BYTES);
-    const cipher = createCipheriv('aes-256-gcm', key, iv);
-    cipher.setAAD(Buffer.from(aad, 'utf8'));
-    const body = Buffer.concat([cipher.update(plain), cipher.final()]);
-    return { keyId, blob: Buffer.concat([iv, cipher.getAuthTag(), body]) };
+    return key;
+  }
+
+  /** The ciphertext format of a blob: 2 (per-run derived key) or 1 (the data key itself, before 2). */
+  static formatOf(blob: Buffer): 1 | 2 {
+    return blob.length > V2_MAGIC.length && blob.subarray(0, V2_MAGIC.length).equals(V2_MAGIC) ? 2 : 1;
   }
 
   /** Opens a sealed blob; throws a clear error for an unknown key or a tampered blob. */
@@ -137,13 +164,20 @@ export class KeyRing {
         details: { keyId: sealed.keyId },
       });
     }
-    const iv = sealed.blob.subarray(0, IV_BYTES);
-    const tag = sealed.blob.subarray(IV_BYTES, IV_BYTES + TAG_BYTES);
-    const decipher = createDecipheriv('aes-256-gcm', key, iv);
-    decipher.setAAD(Buffer.from(aad, 'utf8'));
-    decipher.setAuthTag(tag);
     try {
-      return Buffer.concat([decipher.update(sealed.blob.subarray(IV_BYTES + TAG_BYTES)), decipher.final()]);
+      if (KeyRing.formatOf(sealed.blob) === 2) {
+        try {
+          return openRaw(deriveDataKey(key, scopeOf(aad)), sealed.blob.subarray(V2_MAGIC.length), aad);
+        } catch (v2Failure) {
+          // A v1 blob whose random IV happens to start with the marker (see V2_MAGIC).
+          try {
+            return openRaw(key, sealed.blob, aad);
+          } catch {
+            throw v2Failure;
+          }
+        }
+      }
+      return openRaw(key, sealed.blob, aad);
     } catch (cause) {
       throw new CairnError(
         ErrorCodes.DECRYPT_FAILED,
@@ -192,6 +226,37 @@ export class Hasher {
   keyCheck(): Buffer {
     return Buffer.from(hkdfSync('sha256', this.#key, HMAC_CHECK_SALT, 'key check', 32));
   }
+}
+
+/**
+ * The scope a value's key is derived for: the run ID that starts a run's AADs
+ * (`<runId>:input`, `<runId>:journal:3`…), or the whole AAD of a schedule payload (`payload:<id>`).
+ */
+export function scopeOf(aad: string): string {
+  const colon = aad.indexOf(':');
+  const head = colon < 0 ? aad : aad.slice(0, colon);
+  return head === 'payload' ? aad : head;
+}
+
+/** HKDF-SHA256 (RFC 5869) of the data key for one scope: the AES-256 key that seals its values. */
+export function deriveDataKey(dataKey: Buffer, scope: string): Buffer {
+  return Buffer.from(hkdfSync('sha256', dataKey, DATA_KEY_SALT, Buffer.from(scope, 'utf8'), 32));
+}
+
+function sealRaw(key: Buffer, plain: Buffer, aad: string): Buffer {
+  const iv = randomBytes(IV_BYTES);
+  const cipher = createCipheriv('aes-256-gcm', key, iv);
+  cipher.setAAD(Buffer.from(aad, 'utf8'));
+  const body = Buffer.concat([cipher.update(plain), cipher.final()]);
+  return Buffer.concat([iv, cipher.getAuthTag(), body]);
+}
+
+function openRaw(key: Buffer, blob: Buffer, aad: string): Buffer {
+  if (blob.length < IV_BYTES + TAG_BYTES) throw new Error('truncated');
+  const decipher = createDecipheriv('aes-256-gcm', key, blob.subarray(0, IV_BYTES));
+  decipher.setAAD(Buffer.from(aad, 'utf8'));
+  decipher.setAuthTag(blob.subarray(IV_BYTES, IV_BYTES + TAG_BYTES));
+  return Buffer.concat([decipher.update(blob.subarray(IV_BYTES + TAG_BYTES)), decipher.final()]);
 }
 
 function keyCheckAad(keyId: string): string {

@@ -39,3 +39,4 @@ export {
   type CatalogueWrite,
   type SchemaKind,
 } from './catalogue.js';
+export { keysStillNeeded, type KeyUsage, type ReencryptOptions, type ReencryptResult } from './reencrypt.js';

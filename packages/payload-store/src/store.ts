@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { CairnError, ErrorCodes, newId } from '@cairn/common';
 import type { Hasher, KeyRing } from './crypto.js';
+import { keyUsage, reencrypt, type KeyUsage, type ReencryptOptions, type ReencryptResult } from './reencrypt.js';
 import { type Sealed } from './crypto.js';
 import { decodeJson, encodeJson } from './json.js';
 import { SCHEMA_CHANNEL, readCatalogue, writeCatalogue, type CatalogueVersion, type CatalogueWrite } from './catalogue.js';
@@ -237,6 +238,19 @@ export class PayloadStore {
   /** Checks the database answers (for readiness probes). */
   async ping(): Promise<void> {
     await this.#pool.query('SELECT 1');
+  }
+
+  /** How many sealed values each key ID holds (and how many predate per-run keys): see reencrypt.ts. */
+  async keyUsage(): Promise<KeyUsage[]> {
+    return keyUsage(this.#pool);
+  }
+
+  /**
+   * Re-seals, in batches, every value not sealed with the active key in the current format, so an
+   * old key can be retired; safe while workers and gateways run (see reencrypt.ts).
+   */
+  async reencrypt(options: ReencryptOptions = {}): Promise<ReencryptResult> {
+    return reencrypt(this.#pool, this.#keys, options);
   }
 
   /** Applies pending migrations; safe to run from several processes at once. */
