@@ -3,6 +3,14 @@ import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { telemetryConfig, telemetryShape, type TelemetryConfig } from './telemetry/telemetry.config.js';
 
+/** Variables that may be given as `<NAME>_FILE` instead (CAIRN_AUDIT_SIGNING_KEY has its own pair). */
+export const CONTROL_PLANE_SECRETS = [
+  'CAIRN_CP_DATABASE_URL',
+  'CAIRN_CP_MIGRATION_DATABASE_URL',
+  'CAIRN_BOOTSTRAP_ADMIN_KEY',
+  'CAIRN_METRICS_TOKEN',
+] as const;
+
 const positive = (defaultValue: number) => env.int(defaultValue).refine((n) => n > 0, 'expected a whole number greater than 0');
 
 const databaseShape = {
@@ -144,7 +152,7 @@ export const CONFIG = Symbol('ControlPlaneConfig');
 const MAX_MS = 2_147_483_647;
 
 export function loadDatabaseConfig(source: Record<string, string | undefined> = process.env): DatabaseConfig {
-  const raw = loadConfig('control plane', databaseShape, source);
+  const raw = loadConfig('control plane', databaseShape, source, { secrets: CONTROL_PLANE_SECRETS });
   return Object.freeze({
     databaseUrl: raw.CAIRN_CP_DATABASE_URL,
     poolSize: raw.CAIRN_CP_DATABASE_POOL_SIZE,
@@ -153,7 +161,7 @@ export function loadDatabaseConfig(source: Record<string, string | undefined> = 
 }
 
 export function loadMigrationConfig(source: Record<string, string | undefined> = process.env): MigrationConfig {
-  const raw = loadConfig('control plane', migrationShape, source);
+  const raw = loadConfig('control plane', migrationShape, source, { secrets: CONTROL_PLANE_SECRETS });
   const databaseUrl = raw.CAIRN_CP_DATABASE_URL ?? raw.CAIRN_CP_MIGRATION_DATABASE_URL;
   if (databaseUrl === undefined) {
     throw new CairnError(
@@ -177,7 +185,7 @@ export function loadMigrationConfig(source: Record<string, string | undefined> =
  * values are never echoed since some are secrets.
  */
 export function loadControlPlaneConfig(source: Record<string, string | undefined> = process.env): ControlPlaneConfig {
-  const raw = loadConfig('control plane', serveShape, source);
+  const raw = loadConfig('control plane', serveShape, source, { secrets: CONTROL_PLANE_SECRETS });
   const problems: string[] = [];
   const bounded = (name: keyof typeof raw, value: number): void => {
     if (value > MAX_MS) problems.push(`  ${name}: expected at most ${MAX_MS}`);

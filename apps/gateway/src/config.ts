@@ -4,6 +4,15 @@ import type { ControlPlaneTls } from '@cairn/proto';
 import { z } from 'zod';
 import { parseGatewayToken, type GatewayToken } from './auth.js';
 
+/** Variables that may be given as `<NAME>_FILE` instead: a path to a file holding the value. */
+export const GATEWAY_SECRETS = [
+  'CAIRN_DP_CREDENTIAL',
+  'CAIRN_DP_DATABASE_URL',
+  'CAIRN_DP_ENCRYPTION_KEYS',
+  'CAIRN_DP_HMAC_KEY',
+  'CAIRN_GATEWAY_TOKENS',
+] as const;
+
 const positive = (defaultValue: number) => env.int(defaultValue).refine((n) => n > 0, 'expected a whole number greater than 0');
 
 // host:port, with an IPv6 host in brackets.
@@ -140,7 +149,7 @@ export interface GatewayConfig {
  * are never echoed since most of them are secrets.
  */
 export function loadGatewayConfig(source: Record<string, string | undefined> = process.env): GatewayConfig {
-  const raw = loadConfig('gateway', shape, source);
+  const raw = loadConfig('gateway', shape, source, { secrets: GATEWAY_SECRETS });
   return Object.freeze({
     host: raw.CAIRN_GATEWAY_HOST,
     port: raw.CAIRN_GATEWAY_PORT,
@@ -180,6 +189,7 @@ export function loadMigrateConfig(source: Record<string, string | undefined> = p
       CAIRN_LOG_LEVEL: shape.CAIRN_LOG_LEVEL,
     },
     source,
+    { secrets: GATEWAY_SECRETS },
   );
   return Object.freeze({
     CAIRN_DP_DATABASE_URL: raw.CAIRN_DP_DATABASE_URL,

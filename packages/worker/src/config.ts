@@ -46,6 +46,17 @@ const schema = {
   ...tracingShape,
 };
 
+/**
+ * Variables that may be given as `<NAME>_FILE` instead: the path of a file holding the value (a
+ * mounted Secret), so the value is not in the process environment.
+ */
+export const WORKER_SECRETS: readonly string[] = Object.freeze([
+  'CAIRN_DP_CREDENTIAL',
+  'CAIRN_DP_DATABASE_URL',
+  'CAIRN_DP_ENCRYPTION_KEYS',
+  'CAIRN_DP_HMAC_KEY',
+]);
+
 /** Every environment variable the worker reads (the README's table lists each one). */
 export const WORKER_ENVIRONMENT_VARIABLES: readonly string[] = Object.freeze(Object.keys(schema));
 
@@ -57,7 +68,7 @@ export type WorkerConfig = ReturnType<typeof loadWorkerConfig>;
  * `CAIRN-1001` error naming every bad variable; values are never echoed.
  */
 export function loadWorkerConfig(environment: Record<string, string | undefined> = process.env) {
-  const config = loadConfig('The Cairn worker', schema, environment);
+  const config = loadConfig('The Cairn worker', schema, environment, { secrets: WORKER_SECRETS });
   // Refuses a traces endpoint on the control plane's host (a CairnError like the one above).
   workerTracingConfig(config);
   return config;
