@@ -8,6 +8,7 @@ import { parseGatewayToken, type GatewayToken } from './auth.js';
 export const GATEWAY_SECRETS = [
   'CAIRN_DP_CREDENTIAL',
   'CAIRN_DP_DATABASE_URL',
+  'CAIRN_DP_MIGRATION_DATABASE_URL',
   'CAIRN_DP_ENCRYPTION_KEYS',
   'CAIRN_DP_HMAC_KEY',
   'CAIRN_GATEWAY_TOKENS',
@@ -184,7 +185,15 @@ export function loadMigrateConfig(source: Record<string, string | undefined> = p
   const raw = loadConfig(
     'gateway migrate',
     {
-      CAIRN_DP_DATABASE_URL: shape.CAIRN_DP_DATABASE_URL,
+      // With a separate owner role (CAIRN_DP_MIGRATION_DATABASE_URL), the service's URL is optional.
+      CAIRN_DP_DATABASE_URL: source['CAIRN_DP_MIGRATION_DATABASE_URL']
+        ? shape.CAIRN_DP_DATABASE_URL.optional()
+        : shape.CAIRN_DP_DATABASE_URL,
+      CAIRN_DP_MIGRATION_DATABASE_URL: env.postgresUrl().optional(),
+      CAIRN_DP_SERVICE_ROLE: z
+        .string()
+        .regex(/^[a-z_][a-z0-9_$]{0,62}$/, 'expected a PostgreSQL role name (lowercase letters, digits, _ and $)')
+        .optional(),
       CAIRN_DP_ENCRYPTION_KEYS: shape.CAIRN_DP_ENCRYPTION_KEYS,
       CAIRN_LOG_LEVEL: shape.CAIRN_LOG_LEVEL,
     },
@@ -192,7 +201,10 @@ export function loadMigrateConfig(source: Record<string, string | undefined> = p
     { secrets: GATEWAY_SECRETS },
   );
   return Object.freeze({
-    CAIRN_DP_DATABASE_URL: raw.CAIRN_DP_DATABASE_URL,
+    /** The URL migrations and key commands run with: the owner's when set, else the service's. */
+    CAIRN_DP_DATABASE_URL: (raw.CAIRN_DP_MIGRATION_DATABASE_URL ?? raw.CAIRN_DP_DATABASE_URL)!,
+    /** The role the worker and gateway run as, granted its privileges after every migration. */
+    serviceRole: raw.CAIRN_DP_SERVICE_ROLE,
     keys: raw.CAIRN_DP_ENCRYPTION_KEYS,
     CAIRN_LOG_LEVEL: raw.CAIRN_LOG_LEVEL,
   });

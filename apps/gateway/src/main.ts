@@ -12,7 +12,9 @@ const USAGE = `usage: cairn-gateway [serve|migrate|reencrypt|key-usage]
   serve     serves the data plane's HTTP API (the default)
   migrate   applies the payload store's migrations, compares the encryption keys with the store's
             key checks, and exits; needs only CAIRN_DP_DATABASE_URL and CAIRN_DP_ENCRYPTION_KEYS
-            (so a bad key ring, or keys that do not match the store, stop a deploy early)
+            (so a bad key ring, or keys that do not match the store, stop a deploy early); with
+            CAIRN_DP_MIGRATION_DATABASE_URL it runs as that (owner) role and grants
+            CAIRN_DP_SERVICE_ROLE what the running worker and gateway need
   reencrypt [--batch-size N]
             re-seals every value not sealed with the active key (the first in
             CAIRN_DP_ENCRYPTION_KEYS) in the current format, N values per transaction (default 200);
@@ -43,9 +45,13 @@ async function migrate(): Promise<void> {
   try {
     const applied = await store.migrate();
     logger.info({ migrations: applied }, applied.length > 0 ? 'payload store migrated' : 'payload store already up to date');
+    if (config.serviceRole !== undefined) {
+      await store.grantServiceRole(config.serviceRole);
+      logger.info({ role: config.serviceRole }, 'service role granted');
+    }
     const keys = await store.verifyKeys();
     if (keys.recorded.length > 0) logger.info({ keyIds: keys.recorded }, 'recorded key checks in the payload store');
-    process.stdout.write(`${JSON.stringify({ applied })}\n`);
+    process.stdout.write(`${JSON.stringify({ applied, ...(config.serviceRole ? { serviceRole: config.serviceRole } : {}) })}\n`);
   } catch (err) {
     logger.fatal({ err }, 'payload store migration failed');
     if (err instanceof CairnError) process.stderr.write(`${err.message}\n`);

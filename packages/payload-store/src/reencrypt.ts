@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { KeyRing} from './crypto.js';
+import type { KeyRing } from './crypto.js';
 import { type Sealed } from './crypto.js';
 
 /**

@@ -259,12 +259,20 @@ export class PayloadStore {
     try {
       await client.query('BEGIN');
       await client.query("SELECT pg_advisory_xact_lock(hashtext('cairn_dp_migrations'))");
-      await client.query(
-        'CREATE TABLE IF NOT EXISTS dp_schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())',
-      );
+      // Nothing to apply: no DDL at all, so a service role that may not change the schema starts.
+      const exists = await client.query<{ found: boolean }>("SELECT to_regclass('dp_schema_migrations') IS NOT NULL AS found");
+      if (!exists.rows[0]?.found) {
+        await client.query(
+          'CREATE TABLE dp_schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())',
+        );
+      }
       const done = new Set(
         (await client.query<{ version: number }>('SELECT version FROM dp_schema_migrations')).rows.map((r) => r.version),
       );
+      if (migrations.every((m) => done.has(m.version))) {
+        await client.query('COMMIT');
+        return [];
+      }
       const applied: number[] = [];
       for (const m of migrations) {
         if (done.has(m.version)) continue;
@@ -274,6 +282,88 @@ export class PayloadStore {
       }
       await client.query('COMMIT');
       return applied;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      if ((err as { code?: unknown }).code === '42501') {
+        const pending = migrations.map((m) => m.version);
+        throw new CairnError(
+          ErrorCodes.DATABASE_NOT_MIGRATED,
+          `The payload store needs migrations (up to ${pending[pending.length - 1]}) and this process's database role may not change the schema: ` +
+            'run `cairn-gateway migrate` with the owner role (CAIRN_DP_MIGRATION_DATABASE_URL, and CAIRN_DP_SERVICE_ROLE naming this role), then start again.',
+          { cause: err },
+        );
+      }
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+
+  /**
+   * Grants `role` what the running worker and gateway need and nothing more: SELECT and DML on the
+   * payload store's tables (SELECT only on `dp_schema_migrations`), the use of its sequences. It
+   * owns nothing, so it cannot ALTER, DROP or TRUNCATE a table or apply a migration. Run after
+   * every migration, as the owner (new tables get their grants); idempotent. Refuses a role that
+   * would make this void: a superuser, the owner of the tables, or a member of it.
+   */
+  async grantServiceRole(role: string): Promise<void> {
+    const client = await this.#pool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query("SELECT pg_advisory_xact_lock(hashtext('cairn_dp_migrations'))");
+      const found = await client.query<{
+        superuser: boolean;
+        owner: boolean;
+        schema: string;
+        database: string;
+        connect: boolean;
+        usage: boolean;
+      }>(
+        `SELECT r.rolsuper AS superuser, pg_has_role(r.oid, c.relowner, 'USAGE') AS owner,
+                current_schema() AS schema, current_database() AS database,
+                has_database_privilege(r.oid, current_database(), 'CONNECT') AS connect,
+                has_schema_privilege(r.oid, current_schema(), 'USAGE') AS usage
+           FROM pg_roles r, pg_class c WHERE r.rolname = $1 AND c.oid = 'dp_runs'::regclass`,
+        [role],
+      );
+      const info = found.rows[0];
+      if (!info) {
+        throw new CairnError(
+          ErrorCodes.INVALID_CONFIG,
+          `CAIRN_DP_SERVICE_ROLE names the role ${role}, which does not exist: create it first (CREATE ROLE ${role} LOGIN PASSWORD '…'), then migrate again.`,
+        );
+      }
+      if (info.superuser || info.owner) {
+        throw new CairnError(
+          ErrorCodes.INVALID_CONFIG,
+          `CAIRN_DP_SERVICE_ROLE names the role ${role}, which ${info.superuser ? 'is a superuser' : 'owns the payload store tables (or is a member of their owner)'}: ` +
+            'it could alter, drop or truncate them. Use a separate login role that owns nothing (docs/install.md, database roles).',
+        );
+      }
+      const r = pg.escapeIdentifier(role);
+      const schema = pg.escapeIdentifier(info.schema);
+      const tables = (
+        await client.query<{ name: string }>(
+          "SELECT c.relname AS name FROM pg_class c WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p') AND c.relname LIKE 'dp\\_%' ORDER BY 1",
+        )
+      ).rows.map((t) => pg.escapeIdentifier(t.name));
+      const sequences = (
+        await client.query<{ name: string }>(
+          "SELECT c.relname AS name FROM pg_class c WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'S' AND c.relname LIKE 'dp\\_%' ORDER BY 1",
+        )
+      ).rows.map((t) => pg.escapeIdentifier(t.name));
+      const statements = [
+        ...(info.connect ? [] : [`GRANT CONNECT ON DATABASE ${pg.escapeIdentifier(info.database)} TO ${r}`]),
+        ...(info.usage ? [] : [`GRANT USAGE ON SCHEMA ${schema} TO ${r}`]),
+        `REVOKE ALL ON ${tables.join(', ')} FROM ${r}`,
+        `GRANT SELECT, INSERT, UPDATE, DELETE ON ${tables.join(', ')} TO ${r}`,
+        `REVOKE INSERT, UPDATE, DELETE ON dp_schema_migrations FROM ${r}`,
+        ...(sequences.length === 0
+          ? []
+          : [`REVOKE ALL ON ${sequences.join(', ')} FROM ${r}`, `GRANT USAGE, SELECT ON ${sequences.join(', ')} TO ${r}`]),
+      ];
+      for (const statement of statements) await client.query(statement);
+      await client.query('COMMIT');
     } catch (err) {
       await client.query('ROLLBACK').catch(() => undefined);
       throw err;
