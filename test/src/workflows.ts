@@ -384,7 +384,25 @@ export const datedInput = defineWorkflow(
   async (ctx, input) => ctx.step('year', () => input.at.getUTCFullYear()),
 );
 
+/**
+ * A customer's e-mail used as a step key and an approval key in one workflow, and (below) as a
+ * step key in another: their digests must not link the uses (per-purpose, per-workflow keys).
+ */
+export const keyedEmail = defineWorkflow({ name: 'keyed-email', version: '1' }, async (ctx, input: { email: string }) => {
+  await ctx.step('lookup', { key: input.email }, () => ({ found: true }));
+  const answer = await ctx.approval('confirm', { key: input.email });
+  return { approved: answer.approved };
+});
+
+/** The other workflow of {@link keyedEmail}'s test: the same e-mail as its step key. */
+export const keyedEmailOther = defineWorkflow({ name: 'keyed-email-other', version: '1' }, async (ctx, input: { email: string }) => {
+  await ctx.step('lookup', { key: input.email }, () => ({ found: true }));
+  return { done: true };
+});
+
 export const allWorkflows = [
+  keyedEmail,
+  keyedEmailOther,
   typedRefund,
   datedInput,
   timeoutParent,

@@ -4,14 +4,14 @@
 // The first call the journal does not hold is where the run would continue live: the replay stops
 // there (no step function, tool or model call runs). A call that differs from the journal at its
 // position is the non-determinism a deployment of this code would hit.
-import { createHmac, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { createLogger } from '@cairn/common';
 import { Engine, SignalHub, type EngineOptions, type RunExecution, type RunOutcome } from '@cairn/worker/internal';
 import { NonDeterminismError, type DurableCall, type WorkflowContext, type WorkflowDefinition } from '@cairn/sdk';
 import { StepKind, StepStatus, type StepReport } from '@cairn/proto';
+import { Hasher } from '@cairn/worker';
 
 type Store = EngineOptions['store'];
-type Hasher = EngineOptions['hasher'];
 type JournalEntry = Awaited<ReturnType<Store['loadJournal']>>[number];
 type StoredRun = NonNullable<Awaited<ReturnType<Store['getRun']>>>;
 
@@ -23,6 +23,8 @@ export interface JournalDocument {
   readonly input: unknown;
   readonly seed: string;
   readonly forkedFrom: { readonly runId: string; readonly position: number } | null;
+  /** How the run's keys were digested (absent in exports from before digest versions: 1). */
+  readonly digestVersion?: 1 | 2;
   readonly createdAt: string;
   readonly endedAt: string | null;
   readonly entries: ReadonlyArray<{
@@ -83,11 +85,6 @@ export type ReplayResult =
       readonly journalEntries: number;
     };
 
-/** HMAC-SHA256 in hex, as the data plane's Hasher computes key digests (CAIRN_DP_HMAC_KEY). */
-function hasher(key: Buffer): Hasher {
-  return { digest: (value: string) => createHmac('sha256', key).update(value, 'utf8').digest('hex') } as unknown as Hasher;
-}
-
 const never = <T>(): Promise<T> => new Promise<T>(() => undefined);
 const ms = (iso: string | null): number | undefined => (iso === null ? undefined : Date.parse(iso));
 
@@ -134,6 +131,7 @@ export async function replayRun(doc: JournalDocument, definition: WorkflowDefini
     createdAt: Date.parse(doc.createdAt),
     endedAt: undefined,
     forkedFrom: doc.forkedFrom ?? undefined,
+    digestVersion: doc.digestVersion ?? 1,
   };
 
   let frontier: (CallView & { position: number }) | undefined;
@@ -255,7 +253,7 @@ export async function replayRun(doc: JournalDocument, definition: WorkflowDefini
   const logger = createLogger('replay', 'silent');
   const engine = new Engine({
     store,
-    hasher: hasher(hmacKey ?? randomBytes(32)),
+    hasher: new Hasher(hmacKey ?? randomBytes(32)),
     workflows: [wrapped],
     suspendThresholdMs: 0,
     signals: new SignalHub(store, logger),

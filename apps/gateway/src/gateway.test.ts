@@ -258,7 +258,8 @@ for (const kind of testPostgresKinds()) {
       assert.equal(request.runId, runId);
       assert.equal(request.workflowName, 'order-refund');
       assert.equal(request.workflowVersion, '');
-      assert.equal(request.idempotencyDigest, config.hasher.digest('order-o-1'));
+      assert.equal(request.idempotencyDigest, config.hasher.forRun('order-refund', 2).idempotency('order-o-1'));
+      assert.notEqual(request.idempotencyDigest, config.hasher.digest('order-o-1'), 'not the single-key digest of format 1');
       assert.equal(request.inputSize, BigInt(stored.inputSize));
     });
 
@@ -280,7 +281,7 @@ for (const kind of testPostgresKinds()) {
       assert.equal(request.concurrencyKeyDigest, config.hasher.digest('concurrency:customer-jane@example.com'));
       assert.notEqual(
         request.concurrencyKeyDigest,
-        config.hasher.digest('customer-jane@example.com'),
+        config.hasher.forRun('order-refund', 2).idempotency('customer-jane@example.com'),
         'not linkable to an idempotency digest',
       );
       const plain = cp.recorded.length;
@@ -789,7 +790,7 @@ for (const kind of testPostgresKinds()) {
       assert.equal(keyed.status, 202, JSON.stringify(keyed.body));
       assert.equal(keyed.body.approved, false);
       const keyedSignal = String(keyed.body.signal);
-      assert.equal(keyedSignal, approvalSignalName('refund', config.hasher.digest(`order-${marker}`)));
+      assert.equal(keyedSignal, approvalSignalName('refund', config.hasher.forRun('order-refund', 2).approval(`order-${marker}`)));
       assert.match(keyedSignal, /^approval\.refund\.[0-9a-f]{32}$/);
       const approved = await call('POST', `/v1/runs/${run.runId}/approvals/refund/approve`);
       assert.equal(approved.status, 202, JSON.stringify(approved.body));

@@ -94,6 +94,7 @@ for (const kind of testPostgresKinds()) {
         input: { orderId: 'o-7', amount: 12 },
         seed: stored!.seed.toString('base64'),
         forkedFrom: null,
+        digestVersion: 2,
         createdAt: new Date(stored!.createdAt).toISOString(),
         endedAt: null,
         entries: [

@@ -54,6 +54,7 @@ export async function readJournal(store: PayloadStore, runId: string): Promise<J
     input: run.input,
     seed: run.seed.toString('base64'),
     forkedFrom: run.forkedFrom ?? null,
+    digestVersion: run.digestVersion,
     createdAt: new Date(run.createdAt).toISOString(),
     endedAt: iso(run.endedAt),
     entries: entries.map(journalEntryView),

@@ -1,5 +1,5 @@
 import { CairnError, ErrorCodes, assertName, assertVersion, isId, newId, type Logger } from '@cairn/common';
-import { approvalSignalName, type Hasher, type PayloadStore } from '@cairn/payload-store';
+import { CURRENT_DIGEST_VERSION, approvalSignalName, type Hasher, type PayloadStore } from '@cairn/payload-store';
 import {
   CancelRunRequestSchema,
   DescribeRunRequestSchema,
@@ -144,7 +144,9 @@ export class RunService {
     }
     const runId = newId();
     const log = this.#log.child({ runId });
-    const digest = key === undefined ? undefined : this.#hasher.digest(key);
+    // Derived per purpose and workflow (Hasher.forRun): the same key in another workflow, or as a
+    // step or approval key, gives an unrelated digest.
+    const digest = key === undefined ? undefined : this.#hasher.forRun(workflow, CURRENT_DIGEST_VERSION).idempotency(key);
     // Domain-separated from idempotency digests, so the two cannot be matched with each other.
     const concurrencyKeyDigest = concurrencyKey === undefined ? '' : this.#hasher.digest(`concurrency:${concurrencyKey}`);
     let inputSize: number;
@@ -359,7 +361,14 @@ export class RunService {
   ): Promise<{ signalName: string; signalId: string; run: RunInfo | undefined }> {
     assertRunId(runId);
     checkName(name, 'approval name');
-    const signalName = approvalSignalName(name, key === undefined ? undefined : this.#hasher.digest(String(key)));
+    let keyDigest: string | undefined;
+    if (key !== undefined) {
+      // The run's own derivation: the one its worker digested the approval's key with.
+      const scope = await this.#store.runDigestScope(runId);
+      if (!scope) throw runNotFound(runId);
+      keyDigest = this.#hasher.forRun(scope.workflowName, scope.digestVersion).approval(String(key));
+    }
+    const signalName = approvalSignalName(name, keyDigest);
     const { signalId, run } = await this.signal(runId, signalName, answer);
     return { signalName, signalId, run };
   }

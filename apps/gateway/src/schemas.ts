@@ -465,6 +465,9 @@ export const JournalView = named(
     input: z.unknown(),
     seed: z.string().describe('the 32 bytes ctx.random() and ctx.uuid() derive from, base64'),
     forkedFrom: z.object({ runId: z.string(), position: z.number() }).nullable(),
+    digestVersion: z
+      .union([z.literal(1), z.literal(2)])
+      .describe("how the run's step and approval keys were digested: 1 one HMAC key for everything, 2 a key per purpose and workflow"),
     createdAt: isoTime,
     endedAt: isoTime.nullable(),
     entries: z.array(JournalEntryView),

@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createCipheriv, randomBytes } from 'node:crypto';
 import { ErrorCodes } from '@cairn/common';
-import { KeyRing, deriveDataKey, scopeOf } from './crypto.js';
+import { Hasher, KeyRing, deriveDataKey, scopeOf } from './crypto.js';
 
 const KEY = Buffer.alloc(32, 9);
 const ring = new KeyRing([{ id: 'k1', key: KEY }]);
@@ -58,5 +58,27 @@ describe('per-run data keys', () => {
       () => ring.open({ keyId: 'k1', blob: old }, `${runB}:output`),
       (err: { code?: string }) => err.code === ErrorCodes.DECRYPT_FAILED,
     );
+  });
+});
+
+describe('digest keys per purpose and workflow', () => {
+  const hasher = new Hasher(Buffer.alloc(32, 3));
+  const email = 'jane@example.com';
+
+  it('give unrelated digests for one value used for different purposes or in different workflows (version 2)', () => {
+    const refund = hasher.forRun('refund', 2);
+    const signup = hasher.forRun('signup', 2);
+    const all = [refund.idempotency(email), refund.step(email), refund.approval(email), signup.idempotency(email), signup.step(email)];
+    for (const d of all) assert.match(d, /^[0-9a-f]{64}$/);
+    assert.equal(new Set(all).size, all.length);
+    assert.ok(!all.includes(hasher.digest(email)), 'no version 2 digest is the single-key one');
+    assert.equal(refund.step(email), hasher.forRun('refund', 2).step(email), 'stable for replays');
+  });
+
+  it('keep the single-key digests for runs started before (version 1), so their journals still match', () => {
+    const legacy = hasher.forRun('refund', 1);
+    assert.equal(legacy.step(email), hasher.digest(email));
+    assert.equal(legacy.approval(email), hasher.digest(email));
+    assert.equal(legacy.idempotency(email), hasher.digest(email));
   });
 });

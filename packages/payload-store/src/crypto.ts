@@ -21,6 +21,29 @@ const KEY_CHECK_PLAINTEXT = Buffer.from('cairn payload store key check v1', 'utf
  */
 const HMAC_CHECK_SALT = Buffer.from('cairn/payload-store/hmac-key-check/v1', 'utf8');
 
+/** HKDF salt of the per-purpose, per-workflow digest keys (version 2). */
+const DIGEST_SALT = Buffer.from('cairn/payload-store/digest-key/v2', 'utf8');
+
+/** How a run's digests are derived: 1 one key for everything (runs before 2), 2 per purpose and workflow. */
+export type DigestVersion = 1 | 2;
+
+/** The digest version of runs started now. */
+export const CURRENT_DIGEST_VERSION: DigestVersion = 2;
+
+/** What a user-chosen value digested for the control plane is used as. */
+export type DigestPurpose = 'idempotency' | 'step' | 'approval';
+
+/** A run's digest functions (see {@link Hasher.forRun}); each returns 64 hex characters. */
+export interface RunDigests {
+  readonly version: DigestVersion;
+  /** The idempotency key of a start. */
+  readonly idempotency: (value: string) => string;
+  /** A step's dynamic key, and the identity of calls made in parallel branches. */
+  readonly step: (value: string) => string;
+  /** The key of an approval (`ctx.approval(name, { key })`). */
+  readonly approval: (value: string) => string;
+}
+
 /** An encrypted value: the key it was sealed with and `iv || tag || ciphertext`. */
 export interface Sealed {
   readonly keyId: string;
@@ -214,8 +237,32 @@ export class Hasher {
     return randomBytes(32).toString('base64');
   }
 
+  /**
+   * HMAC of `value` under the key itself: the digests of format 1 (every purpose alike) and of
+   * concurrency keys. New runs use {@link forRun}'s per-purpose keys.
+   */
   digest(value: string): string {
     return createHmac('sha256', this.#key).update(value, 'utf8').digest('hex');
+  }
+
+  /**
+   * The digests of one run's user-chosen values. Version 2 (every run started since per-purpose
+   * keys) derives one HMAC key per purpose and workflow (HKDF-SHA256, RFC 5869, info = purpose and
+   * workflow name), so a customer value used as an idempotency key in two workflows, or as a step
+   * key and an approval key, gives unrelated digests: no one pseudonym links them in the control
+   * plane. Version 1 (runs started before) keeps the single key, so their recorded journal keys
+   * still match on replay.
+   */
+  forRun(workflowName: string, version: DigestVersion): RunDigests {
+    if (version === 1) {
+      const legacy = (value: string): string => this.digest(value);
+      return { version, idempotency: legacy, step: legacy, approval: legacy };
+    }
+    const keyed = (purpose: DigestPurpose) => {
+      const key = Buffer.from(hkdfSync('sha256', this.#key, DIGEST_SALT, Buffer.from(`${purpose}\0${workflowName}`, 'utf8'), 32));
+      return (value: string): string => createHmac('sha256', key).update(value, 'utf8').digest('hex');
+    };
+    return { version, idempotency: keyed('idempotency'), step: keyed('step'), approval: keyed('approval') };
   }
 
   /**

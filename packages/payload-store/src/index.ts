@@ -1,4 +1,4 @@
-export { KeyRing, Hasher, type Sealed } from './crypto.js';
+export { KeyRing, Hasher, CURRENT_DIGEST_VERSION, type DigestPurpose, type DigestVersion, type RunDigests, type Sealed } from './crypto.js';
 export {
   APPROVAL_DIGEST_LENGTH,
   APPROVAL_KEYED_NAME_MAX_LENGTH,

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { CairnError, ErrorCodes, newId } from '@cairn/common';
-import type { Hasher, KeyRing } from './crypto.js';
+import { CURRENT_DIGEST_VERSION, type DigestVersion, type Hasher, type KeyRing } from './crypto.js';
 import { keyUsage, reencrypt, type KeyUsage, type ReencryptOptions, type ReencryptResult } from './reencrypt.js';
 import { type Sealed } from './crypto.js';
 import { decodeJson, encodeJson } from './json.js';
@@ -91,6 +91,8 @@ export interface StoredRun {
   readonly endedAt: number | undefined;
   /** For a forked run: the source run and the journal position it was forked at. */
   readonly forkedFrom: { readonly runId: string; readonly position: number } | undefined;
+  /** How the run's idempotency, step and approval keys are digested (Hasher.forRun). */
+  readonly digestVersion: DigestVersion;
 }
 
 /** A stored error with where it happened. */
@@ -171,6 +173,7 @@ interface RunRow {
   ended_at: Date | null;
   forked_from: string | null;
   fork_position: number | null;
+  digest_version: number;
 }
 
 interface JournalRow {
@@ -428,9 +431,18 @@ export class PayloadStore {
     const sealed = this.#seal(run.input, `${run.runId}:input`, 'The run input');
     // idempotent (child runs): a second create of the same run ID keeps the first and succeeds.
     await this.#pool.query(
-      `INSERT INTO dp_runs (run_id, workflow_name, seed, input_key_id, input, input_size, idempotency_digest)
-       VALUES ($1, $2, $3, $4, $5, $6, $7)${options.idempotent ? ' ON CONFLICT (run_id) DO NOTHING' : ''}`,
-      [run.runId, run.workflowName, randomBytes(32), sealed.keyId, sealed.blob, sealed.size, run.idempotencyDigest ?? null],
+      `INSERT INTO dp_runs (run_id, workflow_name, seed, input_key_id, input, input_size, idempotency_digest, digest_version)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8)${options.idempotent ? ' ON CONFLICT (run_id) DO NOTHING' : ''}`,
+      [
+        run.runId,
+        run.workflowName,
+        randomBytes(32),
+        sealed.keyId,
+        sealed.blob,
+        sealed.size,
+        run.idempotencyDigest ?? null,
+        CURRENT_DIGEST_VERSION,
+      ],
     );
     return { inputSize: sealed.size };
   }
@@ -515,9 +527,9 @@ export class PayloadStore {
     }
     const sealed = this.#seal(input, `${run.runId}:input`, 'The run input');
     const r = await this.#pool.query(
-      `INSERT INTO dp_runs (run_id, workflow_name, seed, input_key_id, input, input_size) VALUES ($1, $2, $3, $4, $5, $6)
+      `INSERT INTO dp_runs (run_id, workflow_name, seed, input_key_id, input, input_size, digest_version) VALUES ($1, $2, $3, $4, $5, $6, $7)
        ON CONFLICT (run_id) DO NOTHING`,
-      [run.runId, run.workflowName, randomBytes(32), sealed.keyId, sealed.blob, sealed.size],
+      [run.runId, run.workflowName, randomBytes(32), sealed.keyId, sealed.blob, sealed.size, CURRENT_DIGEST_VERSION],
     );
     return r.rowCount === 1 ? 'created' : 'exists';
   }
@@ -526,6 +538,19 @@ export class PayloadStore {
   async runWorkflowName(runId: string): Promise<string | undefined> {
     const r = await this.#pool.query<{ workflow_name: string }>('SELECT workflow_name FROM dp_runs WHERE run_id = $1', [runId]);
     return r.rows[0]?.workflow_name;
+  }
+
+  /**
+   * What a stored run's keys are digested with (its workflow and digest version, for
+   * `Hasher.forRun`), without opening its input; undefined for an unknown run.
+   */
+  async runDigestScope(runId: string): Promise<{ workflowName: string; digestVersion: DigestVersion } | undefined> {
+    const r = await this.#pool.query<{ workflow_name: string; digest_version: number }>(
+      'SELECT workflow_name, digest_version FROM dp_runs WHERE run_id = $1',
+      [runId],
+    );
+    const row = r.rows[0];
+    return row ? { workflowName: row.workflow_name, digestVersion: row.digest_version === 2 ? 2 : 1 } : undefined;
   }
 
   /**
@@ -578,6 +603,7 @@ export class PayloadStore {
       createdAt: row.created_at.getTime(),
       endedAt: ms(row.ended_at),
       forkedFrom: row.forked_from === null ? undefined : { runId: row.forked_from, position: row.fork_position ?? 0 },
+      digestVersion: row.digest_version === 2 ? 2 : 1,
     };
   }
 
@@ -603,9 +629,21 @@ export class PayloadStore {
       }
       const input = this.#seal(this.#open(from.input_key_id, from.input, `${from.run_id}:input`), `${runId}:input`, 'The run input');
       const inserted = await client.query(
-        `INSERT INTO dp_runs (run_id, workflow_name, seed, input_key_id, input, input_size, epoch, forked_from, fork_position)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (run_id) DO NOTHING`,
-        [runId, from.workflow_name, from.seed, input.keyId, input.blob, input.size, epoch, source.runId, source.position],
+        // The fork keeps its source's digest version: the journal keys it copies were made with it.
+        `INSERT INTO dp_runs (run_id, workflow_name, seed, input_key_id, input, input_size, epoch, forked_from, fork_position, digest_version)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (run_id) DO NOTHING`,
+        [
+          runId,
+          from.workflow_name,
+          from.seed,
+          input.keyId,
+          input.blob,
+          input.size,
+          epoch,
+          source.runId,
+          source.position,
+          from.digest_version,
+        ],
       );
       if (inserted.rowCount !== 1) {
         const cur = await client.query<{ epoch: number; forked_from: string | null; fork_position: number | null }>(

@@ -4,6 +4,7 @@ import {
   FencedError,
   approvalSignalName,
   type Hasher,
+  type RunDigests,
   type JournalEntry,
   type JournalKind,
   type JournalWrite,
@@ -508,6 +509,8 @@ class Execution implements RunExecution {
   #pendingNow: JournalWrite[] = [];
   readonly #signalsConsumed = new Map<string, number>();
   #random: DeterministicSource | undefined;
+  /** The run's digest functions, set once the run is loaded (its workflow and digest version). */
+  #digests: RunDigests | undefined;
   /** A forked run shares its source's seed; its new child runs need IDs of their own. */
   #forked = false;
   #nonDeterminism: NonDeterminismError | undefined;
@@ -697,6 +700,7 @@ class Execution implements RunExecution {
     }
     if (this.#halt) return;
     this.#random = new DeterministicSource(run.seed);
+    this.#digests = this.#deps.hasher.forRun(run.workflowName, run.digestVersion);
     this.#forked = run.forkedFrom !== undefined;
     this.#log.debug({ journal: journal.length }, 'executing run');
     let input = run.input;
@@ -1147,6 +1151,12 @@ class Execution implements RunExecution {
     return this.#scope.getStore()?.internal === true;
   }
 
+  /** The run's digests: workflow code runs only after the run is loaded, which sets them. */
+  get #runDigests(): RunDigests {
+    if (!this.#digests) throw new CairnError(ErrorCodes.INTERNAL, 'A durable call was made before the run was loaded.');
+    return this.#digests;
+  }
+
   /**
    * The journal place of a new durable call. On the workflow's main line it is the next position
    * in call order (the journal entry there, if any, must record the same call). A call made in a
@@ -1163,11 +1173,11 @@ class Execution implements RunExecution {
       this.#claimed.add(position);
       return {
         position,
-        keyDigest: key === undefined ? undefined : this.#deps.hasher.digest(String(key)),
+        keyDigest: key === undefined ? undefined : this.#runDigests.step(String(key)),
         idempotencyKey: `${this.runId}:${position}`,
       };
     }
-    const keyDigest = this.#deps.hasher.digest(key === undefined ? `cairn:${id}` : `cairn:${id}:${String(key)}`);
+    const keyDigest = this.#runDigests.step(key === undefined ? `cairn:${id}` : `cairn:${id}:${String(key)}`);
     let position = this.#byIdentity.get(identityOf(kind, name, keyDigest));
     if (position === undefined || this.#claimed.has(position)) {
       while (this.#journal.has(this.#position) || this.#claimed.has(this.#position)) this.#position++;
@@ -1184,7 +1194,7 @@ class Execution implements RunExecution {
    * one, without claiming a position.
    */
   #peek(kind: JournalKind, name: string, key: string | number | undefined, identity: string): JournalEntry | undefined {
-    const keyDigest = this.#deps.hasher.digest(key === undefined ? `cairn:${identity}` : `cairn:${identity}:${String(key)}`);
+    const keyDigest = this.#runDigests.step(key === undefined ? `cairn:${identity}` : `cairn:${identity}:${String(key)}`);
     const position = this.#byIdentity.get(identityOf(kind, name, keyDigest));
     return position === undefined || this.#claimed.has(position) ? undefined : this.#journal.get(position);
   }
@@ -1531,7 +1541,7 @@ class Execution implements RunExecution {
         if (onTimeout !== 'throw' && onTimeout !== 'reject') {
           throw new CairnError(ErrorCodes.INVALID_ARGUMENT, `The onTimeout option of approval "${name}" must be 'throw' or 'reject'.`);
         }
-        signalName = approvalSignalName(name, options.key === undefined ? undefined : this.#deps.hasher.digest(String(options.key)));
+        signalName = approvalSignalName(name, options.key === undefined ? undefined : this.#runDigests.approval(String(options.key)));
       } catch (err) {
         return Promise.reject(toError(err));
       }

@@ -528,6 +528,8 @@ export interface components {
         runId: string;
         position: number;
       } | null;
+      /** @description how the run's step and approval keys were digested: 1 one HMAC key for everything, 2 a key per purpose and workflow */
+      digestVersion: 1 | 2;
       /** @description an ISO 8601 time */
       createdAt: string;
       endedAt: string | null;
