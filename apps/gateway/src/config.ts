@@ -1,5 +1,5 @@
-import { CairnError, env, loadConfig } from '@cairn/common';
-import { Hasher, KeyRing } from '@cairn/payload-store';
+import { CairnError, ErrorCodes, env, loadConfig } from '@cairn/common';
+import { Hasher, KeyRing, keyRingOf, keySourceOf, keyVariableProblems, parseWrappedKeys, type KeySource } from '@cairn/payload-store';
 import type { ControlPlaneTls } from '@cairn/proto';
 import { z } from 'zod';
 import { parseGatewayToken, type GatewayToken } from './auth.js';
@@ -10,6 +10,7 @@ export const GATEWAY_SECRETS = [
   'CAIRN_DP_DATABASE_URL',
   'CAIRN_DP_MIGRATION_DATABASE_URL',
   'CAIRN_DP_ENCRYPTION_KEYS',
+  'CAIRN_DP_WRAPPED_ENCRYPTION_KEYS',
   'CAIRN_DP_HMAC_KEY',
   'CAIRN_GATEWAY_TOKENS',
 ] as const;
@@ -56,7 +57,12 @@ const shape = {
     .string({ error: "is required (this data plane's credential, issued by the control plane)" })
     .regex(TOKEN_PATTERN, 'expected printable ASCII without spaces'),
   CAIRN_DP_DATABASE_URL: env.postgresUrl(),
-  CAIRN_DP_ENCRYPTION_KEYS: parsed('id:base64key[,id:base64key...], the first encrypts new data', (s) => KeyRing.parse(s)),
+  // One of the two: the keys themselves, or (envelope mode) the keys wrapped by the customer's KMS.
+  CAIRN_DP_ENCRYPTION_KEYS: parsed('id:base64key[,id:base64key...], the first encrypts new data', (s) => KeyRing.parse(s)).optional(),
+  CAIRN_DP_WRAPPED_ENCRYPTION_KEYS: parsed('id:base64wrappedkey[,…], the first encrypts new data', (s) => parseWrappedKeys(s)).optional(),
+  CAIRN_DP_KMS: z.enum(['file', 'module'], { error: 'expected file or module' }).optional(),
+  CAIRN_DP_KMS_KEY_FILE: env.optionalString(),
+  CAIRN_DP_KMS_MODULE: env.optionalString(),
   CAIRN_DP_HMAC_KEY: parsed('a base64 key of at least 32 bytes', (s) => Hasher.parse(s)),
   CAIRN_GATEWAY_TOKENS: z
     .string({ error: 'is required (comma-separated bearer tokens clients present to the gateway, each token[:scope+scope…])' })
@@ -101,6 +107,32 @@ const shape = {
   CAIRN_GATEWAY_SCALER_POLL_MS: positive(5_000),
   CAIRN_LOG_LEVEL: env.logLevel(),
 };
+
+type KeyVariables = {
+  CAIRN_DP_ENCRYPTION_KEYS?: KeyRing | undefined;
+  CAIRN_DP_WRAPPED_ENCRYPTION_KEYS?: ReturnType<typeof parseWrappedKeys> | undefined;
+  CAIRN_DP_KMS?: 'file' | 'module' | undefined;
+  CAIRN_DP_KMS_KEY_FILE?: string | undefined;
+  CAIRN_DP_KMS_MODULE?: string | undefined;
+};
+
+/** The key source of validated variables, or the config error naming what is missing. */
+function keySource(component: string, raw: KeyVariables): KeySource {
+  const source = keySourceOf({
+    plain: raw.CAIRN_DP_ENCRYPTION_KEYS,
+    wrapped: raw.CAIRN_DP_WRAPPED_ENCRYPTION_KEYS,
+    kms: raw.CAIRN_DP_KMS,
+    keyFile: raw.CAIRN_DP_KMS_KEY_FILE,
+    module: raw.CAIRN_DP_KMS_MODULE,
+  });
+  if ('problems' in source) {
+    throw new CairnError(
+      ErrorCodes.INVALID_CONFIG,
+      `${component} cannot start: invalid environment:\n${source.problems.join('\n')}\nSet these variables and start again.`,
+    );
+  }
+  return source;
+}
 
 /** The validated, frozen configuration of a gateway. */
 export interface GatewayConfig {
@@ -150,8 +182,26 @@ export interface GatewayConfig {
  * are never echoed since most of them are secrets.
  */
 export function loadGatewayConfig(source: Record<string, string | undefined> = process.env): GatewayConfig {
-  const raw = loadConfig('gateway', shape, source, { secrets: GATEWAY_SECRETS });
-  return Object.freeze({
+  const { config, keys } = readGatewayConfig(source);
+  if (keys.kind !== 'plain') {
+    throw new CairnError(ErrorCodes.INVALID_CONFIG, 'Envelope mode unwraps its keys at start-up: use loadGatewayConfigWithKeys.');
+  }
+  return Object.freeze({ ...config, keys: keys.ring });
+}
+
+/**
+ * {@link loadGatewayConfig}, also in envelope mode: the wrapped keys are unwrapped through the
+ * configured KMS here, once; only the wrapped keys are in the environment.
+ */
+export async function loadGatewayConfigWithKeys(source: Record<string, string | undefined> = process.env): Promise<GatewayConfig> {
+  const { config, keys } = readGatewayConfig(source);
+  return Object.freeze({ ...config, keys: await keyRingOf(keys, source) });
+}
+
+function readGatewayConfig(source: Record<string, string | undefined>): { config: Omit<GatewayConfig, 'keys'>; keys: KeySource } {
+  const raw = loadConfig('gateway', shape, source, { secrets: GATEWAY_SECRETS, check: keyVariableProblems });
+  const keys = keySource('gateway', raw);
+  const config = {
     host: raw.CAIRN_GATEWAY_HOST,
     port: raw.CAIRN_GATEWAY_PORT,
     cpAddress: raw.CAIRN_CP_GRPC_ADDRESS,
@@ -163,7 +213,6 @@ export function loadGatewayConfig(source: Record<string, string | undefined> = p
     },
     dpCredential: raw.CAIRN_DP_CREDENTIAL,
     databaseUrl: raw.CAIRN_DP_DATABASE_URL,
-    keys: raw.CAIRN_DP_ENCRYPTION_KEYS,
     hasher: raw.CAIRN_DP_HMAC_KEY,
     tokens: raw.CAIRN_GATEWAY_TOKENS,
     trustedProxies: raw.CAIRN_GATEWAY_TRUSTED_PROXIES,
@@ -173,7 +222,8 @@ export function loadGatewayConfig(source: Record<string, string | undefined> = p
     scalerPort: raw.CAIRN_GATEWAY_SCALER_PORT,
     scalerPollMs: raw.CAIRN_GATEWAY_SCALER_POLL_MS,
     logLevel: raw.CAIRN_LOG_LEVEL,
-  });
+  };
+  return { config, keys };
 }
 
 /**
@@ -195,17 +245,23 @@ export function loadMigrateConfig(source: Record<string, string | undefined> = p
         .regex(/^[a-z_][a-z0-9_$]{0,62}$/, 'expected a PostgreSQL role name (lowercase letters, digits, _ and $)')
         .optional(),
       CAIRN_DP_ENCRYPTION_KEYS: shape.CAIRN_DP_ENCRYPTION_KEYS,
+      CAIRN_DP_WRAPPED_ENCRYPTION_KEYS: shape.CAIRN_DP_WRAPPED_ENCRYPTION_KEYS,
+      CAIRN_DP_KMS: shape.CAIRN_DP_KMS,
+      CAIRN_DP_KMS_KEY_FILE: shape.CAIRN_DP_KMS_KEY_FILE,
+      CAIRN_DP_KMS_MODULE: shape.CAIRN_DP_KMS_MODULE,
       CAIRN_LOG_LEVEL: shape.CAIRN_LOG_LEVEL,
     },
     source,
-    { secrets: GATEWAY_SECRETS },
+    { secrets: GATEWAY_SECRETS, check: keyVariableProblems },
   );
+  const keySourceOfRaw = keySource('gateway migrate', raw);
   return Object.freeze({
+    /** Where the keys come from; {@link keyRingOf} gives the ring (unwrapping in envelope mode). */
+    keySource: keySourceOfRaw,
     /** The URL migrations and key commands run with: the owner's when set, else the service's. */
     CAIRN_DP_DATABASE_URL: (raw.CAIRN_DP_MIGRATION_DATABASE_URL ?? raw.CAIRN_DP_DATABASE_URL)!,
     /** The role the worker and gateway run as, granted its privileges after every migration. */
     serviceRole: raw.CAIRN_DP_SERVICE_ROLE,
-    keys: raw.CAIRN_DP_ENCRYPTION_KEYS,
     CAIRN_LOG_LEVEL: raw.CAIRN_LOG_LEVEL,
   });
 }

@@ -1,13 +1,13 @@
 // The gateway process: `node dist/main.js [serve]`.
 import { CairnError, ErrorCodes, createLogger } from '@cairn/common';
-import { PayloadStore, keysStillNeeded } from '@cairn/payload-store';
-import { loadGatewayConfig, loadMigrateConfig, type GatewayConfig } from './config.js';
+import { PayloadStore, generateWrappedKeySpec, keyRingOf, keysStillNeeded, loadKeyWrapper } from '@cairn/payload-store';
+import { loadGatewayConfigWithKeys, loadMigrateConfig, type GatewayConfig } from './config.js';
 import { startGateway } from './server.js';
 
 /** How long in-flight requests may take to finish after SIGTERM before the process exits anyway. */
 const SHUTDOWN_GRACE_MS = 20_000;
 
-const USAGE = `usage: cairn-gateway [serve|migrate|reencrypt|key-usage]
+const USAGE = `usage: cairn-gateway [serve|migrate|reencrypt|key-usage|wrap-key]
 
   serve     serves the data plane's HTTP API (the default)
   migrate   applies the payload store's migrations, compares the encryption keys with the store's
@@ -23,6 +23,9 @@ const USAGE = `usage: cairn-gateway [serve|migrate|reencrypt|key-usage]
   key-usage [--retire KEY_ID]
             prints how many values each key ID seals (and how many predate per-run keys); with
             --retire, exits 1 while any value still needs KEY_ID, 0 when it can be removed
+  wrap-key KEY_ID
+            envelope mode: prints KEY_ID:<a new random data key wrapped by CAIRN_DP_KMS> for
+            CAIRN_DP_WRAPPED_ENCRYPTION_KEYS; the data key itself is never shown
 
 Configuration comes from the environment; see apps/gateway/README.md.`;
 
@@ -37,9 +40,17 @@ async function migrate(): Promise<void> {
     return;
   }
   const logger = createLogger('gateway', config.CAIRN_LOG_LEVEL);
+  let keys;
+  try {
+    keys = await keyRingOf(config.keySource, process.env);
+  } catch (err) {
+    process.stderr.write(`${CairnError.from(err).message}\n`);
+    process.exitCode = 1;
+    return;
+  }
   const store = PayloadStore.connect({
     connectionString: config.CAIRN_DP_DATABASE_URL,
-    keys: config.keys,
+    keys,
     applicationName: 'cairn-migrate',
   });
   try {
@@ -91,9 +102,17 @@ async function keyCommand(command: 'reencrypt' | 'key-usage', args: readonly str
     return;
   }
   const logger = createLogger('gateway', config.CAIRN_LOG_LEVEL);
+  let keys;
+  try {
+    keys = await keyRingOf(config.keySource, process.env);
+  } catch (err) {
+    process.stderr.write(`${CairnError.from(err).message}\n`);
+    process.exitCode = 1;
+    return;
+  }
   const store = PayloadStore.connect({
     connectionString: config.CAIRN_DP_DATABASE_URL,
-    keys: config.keys,
+    keys,
     applicationName: `cairn-${command}`,
   });
   try {
@@ -136,10 +155,37 @@ async function keyCommand(command: 'reencrypt' | 'key-usage', args: readonly str
   }
 }
 
+/**
+ * `wrap-key ID`: a fresh random data key wrapped by the configured KMS (CAIRN_DP_KMS…), printed as
+ * `ID:<base64>` for CAIRN_DP_WRAPPED_ENCRYPTION_KEYS. The data key itself is never printed.
+ */
+async function wrapKey(args: readonly string[]): Promise<void> {
+  const id = args[0];
+  const kms = process.env['CAIRN_DP_KMS'];
+  if (id === undefined || (kms !== 'file' && kms !== 'module')) {
+    process.stderr.write(
+      'usage: CAIRN_DP_KMS=file CAIRN_DP_KMS_KEY_FILE=… cairn-gateway wrap-key KEY_ID (or CAIRN_DP_KMS=module CAIRN_DP_KMS_MODULE=…)\n',
+    );
+    process.exitCode = 2;
+    return;
+  }
+  try {
+    const wrapper = await loadKeyWrapper(kms, {
+      keyFile: process.env['CAIRN_DP_KMS_KEY_FILE'],
+      module: process.env['CAIRN_DP_KMS_MODULE'],
+      env: process.env,
+    });
+    process.stdout.write(`${await generateWrappedKeySpec(id, wrapper)}\n`);
+  } catch (err) {
+    process.stderr.write(`${CairnError.from(err).message}\n`);
+    process.exitCode = 1;
+  }
+}
+
 async function serve(): Promise<void> {
   let config: GatewayConfig;
   try {
-    config = loadGatewayConfig();
+    config = await loadGatewayConfigWithKeys();
   } catch (err) {
     process.stderr.write(`${CairnError.from(err).message}\n`);
     process.exitCode = 1;
@@ -192,6 +238,8 @@ if (command === 'serve') {
   await migrate();
 } else if (command === 'reencrypt' || command === 'key-usage') {
   await keyCommand(command, process.argv.slice(3));
+} else if (command === 'wrap-key') {
+  await wrapKey(process.argv.slice(3));
 } else {
   process.stderr.write(`${command === 'help' || command === '--help' ? '' : `unknown command ${JSON.stringify(command)}\n`}${USAGE}\n`);
   process.exitCode = command === 'help' || command === '--help' ? 0 : 2;

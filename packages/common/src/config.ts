@@ -11,6 +11,11 @@ export interface LoadConfigOptions {
    * process environment. Setting both is an error; a trailing newline in the file is ignored.
    */
   readonly secrets?: readonly string[];
+  /**
+   * Checks across variables (one of two required, say), on the raw values after `*_FILE` was
+   * read: each returned line (`  NAME: problem`) is reported with the other problems.
+   */
+  readonly check?: (values: Readonly<Record<string, string | undefined>>) => string[];
 }
 
 /**
@@ -41,6 +46,7 @@ export function loadConfig<Shape extends z.ZodRawShape>(
     if ('problem' in read) fileProblems.push(`  ${fileVariable}: ${read.problem}`);
     else picked[key] = read.value;
   }
+  fileProblems.push(...(options.check?.(picked) ?? []));
   const result = schema.safeParse(picked);
   if (!result.success || fileProblems.length > 0) {
     const issues = result.success ? [] : result.error.issues;

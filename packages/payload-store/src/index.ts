@@ -40,3 +40,16 @@ export {
   type SchemaKind,
 } from './catalogue.js';
 export { keysStillNeeded, type KeyUsage, type ReencryptOptions, type ReencryptResult } from './reencrypt.js';
+export {
+  FileKeyWrapper,
+  generateWrappedKeySpec,
+  keyRingOf,
+  keySourceOf,
+  keyVariableProblems,
+  loadKeyWrapper,
+  parseWrappedKeys,
+  unwrapKeyRing,
+  type KeySource,
+  type KeyWrapper,
+  type WrappedKey,
+} from './envelope.js';
