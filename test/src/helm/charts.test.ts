@@ -184,10 +184,26 @@ describe('helm charts', () => {
       assert.ok(!render(dataPlane.dir, [dpCi('workers-only')]).some((m) => m.kind === 'PodDisruptionBudget'));
     });
 
-    it('wires secrets by reference, never as plain environment values', () => {
-      for (const name of ['CAIRN_DP_CREDENTIAL', 'CAIRN_DP_DATABASE_URL', 'CAIRN_DP_ENCRYPTION_KEYS', 'CAIRN_DP_HMAC_KEY']) {
-        const entry = workerContainer.env!.find((e) => e.name === name);
-        assert.ok(entry?.valueFrom && entry.value === undefined, `${name} comes from a Secret`);
+    it('wires secrets as read-only files from Secrets, never as environment values', () => {
+      const gatewayContainer = podSpec(find(manifests, 'Deployment', '-gateway'))!.containers[0]!;
+      for (const [container, names] of [
+        [workerContainer, ['CAIRN_DP_CREDENTIAL', 'CAIRN_DP_DATABASE_URL', 'CAIRN_DP_ENCRYPTION_KEYS', 'CAIRN_DP_HMAC_KEY']],
+        [
+          gatewayContainer,
+          ['CAIRN_DP_CREDENTIAL', 'CAIRN_DP_DATABASE_URL', 'CAIRN_DP_ENCRYPTION_KEYS', 'CAIRN_DP_HMAC_KEY', 'CAIRN_GATEWAY_TOKENS'],
+        ],
+      ] as const) {
+        for (const name of names) {
+          assert.equal(
+            container.env!.find((e) => e.name === name),
+            undefined,
+            `${name} is not in the environment`,
+          );
+          const path = env(container, `${name}_FILE`);
+          assert.match(String(path), /^\/etc\/cairn\/secrets\//, `${name}_FILE points into a mounted Secret`);
+          const mount = container.volumeMounts!.find((m) => String(path).startsWith(`${m.mountPath}/`));
+          assert.equal(mount?.readOnly, true, `${name}'s Secret is mounted read-only`);
+        }
       }
       assert.equal(env(workerContainer, 'CAIRN_CP_GRPC_ADDRESS'), 'cairn.example.com:443');
       assert.equal(env(workerContainer, 'CAIRN_CP_TLS'), 'true');
@@ -202,7 +218,7 @@ describe('helm charts', () => {
       assert.deepEqual((container as unknown as { args: string[] }).args, ['migrate']);
       assert.deepEqual(
         container.env!.map((e) => e.name),
-        ['CAIRN_DP_DATABASE_URL', 'CAIRN_DP_ENCRYPTION_KEYS', 'CAIRN_LOG_LEVEL'],
+        ['CAIRN_DP_DATABASE_URL_FILE', 'CAIRN_DP_ENCRYPTION_KEYS_FILE', 'CAIRN_LOG_LEVEL'],
         'the migration needs no credential',
       );
       const test = find(manifests, 'Pod', '-test-gateway');
@@ -210,6 +226,33 @@ describe('helm charts', () => {
       assert.equal(test.metadata.labels?.['cairn-cairn-data-plane-client'], 'true', 'the NetworkPolicy lets the test pod in');
       const script = (podSpec(test)!.containers[0] as unknown as { command: string[] }).command.join(' ');
       assert.match(script, /CAIRN-1105/);
+    });
+
+    it('in envelope mode gives pods only wrapped keys and the key-encryption key as files; migrates as the owner and grants the service role', () => {
+      const envelope = render(dataPlane.dir, [dpCi('envelope')]);
+      for (const suffix of ['-worker', '-gateway']) {
+        const container = podSpec(find(envelope, 'Deployment', suffix))!.containers[0]!;
+        const names = container.env!.map((e) => e.name);
+        assert.ok(!names.includes('CAIRN_DP_ENCRYPTION_KEYS') && !names.includes('CAIRN_DP_ENCRYPTION_KEYS_FILE'), 'no unwrapped key');
+        assert.equal(env(container, 'CAIRN_DP_WRAPPED_ENCRYPTION_KEYS_FILE'), '/etc/cairn/secrets/keys/wrapped-encryption-keys');
+        assert.equal(env(container, 'CAIRN_DP_KMS'), 'file');
+        assert.equal(env(container, 'CAIRN_DP_KMS_KEY_FILE'), '/etc/cairn/secrets/kek/kek');
+        assert.equal(container.volumeMounts!.find((m) => m.mountPath === '/etc/cairn/secrets/kek')?.readOnly, true);
+        assert.doesNotMatch(
+          JSON.stringify(podSpec(find(envelope, 'Deployment', suffix))),
+          /cairn-payload-store-owner/,
+          'pods never see the owner',
+        );
+      }
+      const job = podSpec(find(envelope, 'Job', '-migrate-1'))!;
+      const migrate = job.containers[0]!;
+      assert.equal(env(migrate, 'CAIRN_DP_MIGRATION_DATABASE_URL_FILE'), '/etc/cairn/secrets/payload-store-owner/url');
+      assert.equal(env(migrate, 'CAIRN_DP_SERVICE_ROLE'), 'cairn_dp_service');
+      assert.ok(job.volumes!.some((v) => v.secret?.secretName === 'cairn-payload-store-owner'));
+      assert.throws(
+        () => render(dataPlane.dir, [dpCi('envelope')], ['encryption.envelope.keyEncryptionKeySecret=']),
+        /keyEncryptionKeySecret/,
+      );
     });
 
     it('scales workers with KEDA through the gateway’s external scaler when asked', () => {
