@@ -9,6 +9,8 @@ import { schemaTextFor, type JsonSchema } from './schema.js';
 
 const dataPlane = charts[0];
 const controlPlane = charts[1];
+/** A container's volume mounts, typed for what the tests read. */
+const mountsOf = (c: { volumeMounts?: unknown }) => (c.volumeMounts ?? []) as Array<{ mountPath: string; readOnly?: boolean }>;
 const dpCi = (name: string) => join(dataPlane.dir, 'ci', `${name}-values.yaml`);
 const cpCi = (name: string) => join(controlPlane.dir, 'ci', `${name}-values.yaml`);
 
@@ -201,7 +203,7 @@ describe('helm charts', () => {
           );
           const path = env(container, `${name}_FILE`);
           assert.match(String(path), /^\/etc\/cairn\/secrets\//, `${name}_FILE points into a mounted Secret`);
-          const mount = container.volumeMounts!.find((m) => String(path).startsWith(`${m.mountPath}/`));
+          const mount = mountsOf(container).find((m) => String(path).startsWith(`${m.mountPath}/`));
           assert.equal(mount?.readOnly, true, `${name}'s Secret is mounted read-only`);
         }
       }
@@ -237,7 +239,7 @@ describe('helm charts', () => {
         assert.equal(env(container, 'CAIRN_DP_WRAPPED_ENCRYPTION_KEYS_FILE'), '/etc/cairn/secrets/keys/wrapped-encryption-keys');
         assert.equal(env(container, 'CAIRN_DP_KMS'), 'file');
         assert.equal(env(container, 'CAIRN_DP_KMS_KEY_FILE'), '/etc/cairn/secrets/kek/kek');
-        assert.equal(container.volumeMounts!.find((m) => m.mountPath === '/etc/cairn/secrets/kek')?.readOnly, true);
+        assert.equal(mountsOf(container).find((m) => m.mountPath === '/etc/cairn/secrets/kek')?.readOnly, true);
         assert.doesNotMatch(
           JSON.stringify(podSpec(find(envelope, 'Deployment', suffix))),
           /cairn-payload-store-owner/,
@@ -248,7 +250,9 @@ describe('helm charts', () => {
       const migrate = job.containers[0]!;
       assert.equal(env(migrate, 'CAIRN_DP_MIGRATION_DATABASE_URL_FILE'), '/etc/cairn/secrets/payload-store-owner/url');
       assert.equal(env(migrate, 'CAIRN_DP_SERVICE_ROLE'), 'cairn_dp_service');
-      assert.ok(job.volumes!.some((v) => v.secret?.secretName === 'cairn-payload-store-owner'));
+      assert.ok(
+        (job.volumes as Array<{ secret?: { secretName?: string } }>).some((v) => v.secret?.secretName === 'cairn-payload-store-owner'),
+      );
       assert.throws(
         () => render(dataPlane.dir, [dpCi('envelope')], ['encryption.envelope.keyEncryptionKeySecret=']),
         /keyEncryptionKeySecret/,
