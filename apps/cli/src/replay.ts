@@ -25,6 +25,8 @@ export interface JournalDocument {
   readonly forkedFrom: { readonly runId: string; readonly position: number } | null;
   /** How the run's keys were digested (absent in exports from before digest versions: 1). */
   readonly digestVersion?: 1 | 2;
+  /** Which of the data plane's HMAC keys the run's keys were digested with ('' for the key without an ID). */
+  readonly hmacKeyId?: string;
   readonly createdAt: string;
   readonly endedAt: string | null;
   readonly entries: ReadonlyArray<{
@@ -92,10 +94,15 @@ const callView = (c: DurableCall | undefined): CallView | null =>
   c === undefined ? null : { kind: c.kind, name: c.name, keyDigest: c.keyDigest ?? null };
 
 /**
- * Replays `doc` against `definition`. `hmacKey` is the data plane's CAIRN_DP_HMAC_KEY: needed when
+ * Replays `doc` against `definition`. `hmacKey` is the data plane's CAIRN_DP_HMAC_KEY (one key, or
+ * the parsed ring): needed when
  * the journal holds keyed calls (their digests must match); otherwise any key does.
  */
-export async function replayRun(doc: JournalDocument, definition: WorkflowDefinition, hmacKey: Buffer | undefined): Promise<ReplayResult> {
+export async function replayRun(
+  doc: JournalDocument,
+  definition: WorkflowDefinition,
+  hmacKey: Buffer | Hasher | undefined,
+): Promise<ReplayResult> {
   const journal: JournalEntry[] = doc.entries.map((e) => ({
     position: e.position,
     kind: e.kind as JournalEntry['kind'],
@@ -132,6 +139,9 @@ export async function replayRun(doc: JournalDocument, definition: WorkflowDefini
     endedAt: undefined,
     forkedFrom: doc.forkedFrom ?? undefined,
     digestVersion: doc.digestVersion ?? 1,
+    // A key ring (CAIRN_DP_HMAC_KEY during a rotation) is used with the run's key ID; one key is
+    // taken to be the run's.
+    hmacKeyId: hmacKey instanceof Hasher ? (doc.hmacKeyId ?? '') : '',
   };
 
   let frontier: (CallView & { position: number }) | undefined;
@@ -253,7 +263,7 @@ export async function replayRun(doc: JournalDocument, definition: WorkflowDefini
   const logger = createLogger('replay', 'silent');
   const engine = new Engine({
     store,
-    hasher: new Hasher(hmacKey ?? randomBytes(32)),
+    hasher: hmacKey instanceof Hasher ? hmacKey : new Hasher(hmacKey ?? randomBytes(32)),
     workflows: [wrapped],
     suspendThresholdMs: 0,
     signals: new SignalHub(store, logger),

@@ -95,6 +95,7 @@ for (const kind of testPostgresKinds()) {
         seed: stored!.seed.toString('base64'),
         forkedFrom: null,
         digestVersion: 2,
+        hmacKeyId: '',
         createdAt: new Date(stored!.createdAt).toISOString(),
         endedAt: null,
         entries: [

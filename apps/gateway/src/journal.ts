@@ -55,6 +55,7 @@ export async function readJournal(store: PayloadStore, runId: string): Promise<J
     seed: run.seed.toString('base64'),
     forkedFrom: run.forkedFrom ?? null,
     digestVersion: run.digestVersion,
+    hmacKeyId: run.hmacKeyId,
     createdAt: new Date(run.createdAt).toISOString(),
     endedAt: iso(run.endedAt),
     entries: entries.map(journalEntryView),

@@ -151,7 +151,13 @@ export class RunService {
     const concurrencyKeyDigest = concurrencyKey === undefined ? '' : this.#hasher.digest(`concurrency:${concurrencyKey}`);
     let inputSize: number;
     try {
-      ({ inputSize } = await this.#store.createRun({ runId, workflowName: workflow, input: request.input, idempotencyDigest: digest }));
+      ({ inputSize } = await this.#store.createRun({
+        runId,
+        workflowName: workflow,
+        input: request.input,
+        idempotencyDigest: digest,
+        hmacKeyId: this.#hasher.activeKeyId,
+      }));
     } catch (err) {
       throw inputError(storeError(err), 'run input');
     }
@@ -366,7 +372,7 @@ export class RunService {
       // The run's own derivation: the one its worker digested the approval's key with.
       const scope = await this.#store.runDigestScope(runId);
       if (!scope) throw runNotFound(runId);
-      keyDigest = this.#hasher.forRun(scope.workflowName, scope.digestVersion).approval(String(key));
+      keyDigest = this.#hasher.forRun(scope.workflowName, scope.digestVersion, scope.hmacKeyId).approval(String(key));
     }
     const signalName = approvalSignalName(name, keyDigest);
     const { signalId, run } = await this.signal(runId, signalName, answer);

@@ -216,25 +216,86 @@ export class KeyRing {
  * crosses to the control plane; the key never leaves the data plane.
  */
 export class Hasher {
-  readonly #key: Buffer;
+  /** The key new runs digest with: the first of CAIRN_DP_HMAC_KEY ('' for a key written without an ID). */
+  readonly activeKeyId: string;
+  readonly #keys: ReadonlyMap<string, Buffer>;
 
-  constructor(key: Buffer) {
-    if (key.length < 32) {
-      throw new CairnError(
-        ErrorCodes.INVALID_CONFIG,
-        `The HMAC key must be at least 32 bytes, got ${key.length}. Generate one with \`openssl rand -base64 32\`.`,
-      );
+  /**
+   * One key (the data plane's first, with the empty ID), or several with IDs, the first active:
+   * a run keeps digesting with the key it started with, so a new HMAC key rotates in like an
+   * encryption key (add it as secondary, roll, promote it, roll).
+   */
+  constructor(keys: Buffer | ReadonlyArray<{ id: string; key: Buffer }>) {
+    const list = Buffer.isBuffer(keys) ? [{ id: '', key: keys }] : keys;
+    if (list.length === 0) throw new CairnError(ErrorCodes.INVALID_CONFIG, 'At least one HMAC key is required.');
+    const map = new Map<string, Buffer>();
+    for (const { id, key } of list) {
+      if (id !== '' && !/^[A-Za-z0-9_.-]{1,64}$/.test(id)) {
+        throw new CairnError(
+          ErrorCodes.INVALID_CONFIG,
+          `HMAC key id ${JSON.stringify(id)} is invalid: use 1-64 letters, digits, '_', '.', '-'.`,
+        );
+      }
+      if (key.length < 32) {
+        throw new CairnError(
+          ErrorCodes.INVALID_CONFIG,
+          `The HMAC key${id ? ` ${id}` : ''} must be at least 32 bytes, got ${key.length}. Generate one with \`openssl rand -base64 32\`.`,
+        );
+      }
+      if (map.has(id)) {
+        throw new CairnError(
+          ErrorCodes.INVALID_CONFIG,
+          id ? `HMAC key id ${id} is listed twice.` : 'Two HMAC keys have no ID: give the new one an ID (id:base64key).',
+        );
+      }
+      map.set(id, key);
     }
-    this.#key = key;
+    this.#keys = map;
+    this.activeKeyId = list[0]!.id;
   }
 
-  /** Parses a base64 key (the format of CAIRN_DP_HMAC_KEY). */
-  static parse(base64: string): Hasher {
-    return new Hasher(Buffer.from(base64, 'base64'));
+  /**
+   * Parses CAIRN_DP_HMAC_KEY: a base64 key, or during a rotation `id:base64key,…` with the active
+   * key first, where the key the data plane started with keeps no ID (`h2:<new>,<old>`).
+   */
+  static parse(spec: string): Hasher {
+    const entries = spec
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== '');
+    return new Hasher(
+      entries.map((entry) => {
+        const colon = entry.indexOf(':');
+        return colon < 0
+          ? { id: '', key: Buffer.from(entry, 'base64') }
+          : { id: entry.slice(0, colon), key: Buffer.from(entry.slice(colon + 1), 'base64') };
+      }),
+    );
   }
 
   static generateSpec(): string {
     return randomBytes(32).toString('base64');
+  }
+
+  /** The HMAC key IDs, the active one first ('' for the key without an ID). */
+  get keyIds(): readonly string[] {
+    return [...this.#keys.keys()];
+  }
+
+  hasKey(keyId: string): boolean {
+    return this.#keys.has(keyId);
+  }
+
+  #key(keyId: string): Buffer {
+    const key = this.#keys.get(keyId);
+    if (!key) {
+      throw new CairnError(
+        ErrorCodes.UNKNOWN_KEY,
+        `This run's keys were digested with HMAC key ${JSON.stringify(keyId)}, which is not in CAIRN_DP_HMAC_KEY. Add that key (after the active one) until the runs started with it have ended.`,
+        { details: { keyId, hmac: true } },
+      );
+    }
+    return key;
   }
 
   /**
@@ -242,7 +303,7 @@ export class Hasher {
    * concurrency keys. New runs use {@link forRun}'s per-purpose keys.
    */
   digest(value: string): string {
-    return createHmac('sha256', this.#key).update(value, 'utf8').digest('hex');
+    return hmacHex(this.#key(this.activeKeyId), value);
   }
 
   /**
@@ -253,14 +314,15 @@ export class Hasher {
    * plane. Version 1 (runs started before) keeps the single key, so their recorded journal keys
    * still match on replay.
    */
-  forRun(workflowName: string, version: DigestVersion): RunDigests {
+  forRun(workflowName: string, version: DigestVersion, keyId: string = this.activeKeyId): RunDigests {
+    const base = this.#key(keyId);
     if (version === 1) {
-      const legacy = (value: string): string => this.digest(value);
+      const legacy = (value: string): string => hmacHex(base, value);
       return { version, idempotency: legacy, step: legacy, approval: legacy };
     }
     const keyed = (purpose: DigestPurpose) => {
-      const key = Buffer.from(hkdfSync('sha256', this.#key, DIGEST_SALT, Buffer.from(`${purpose}\0${workflowName}`, 'utf8'), 32));
-      return (value: string): string => createHmac('sha256', key).update(value, 'utf8').digest('hex');
+      const key = Buffer.from(hkdfSync('sha256', base, DIGEST_SALT, Buffer.from(`${purpose}\0${workflowName}`, 'utf8'), 32));
+      return (value: string): string => hmacHex(key, value);
     };
     return { version, idempotency: keyed('idempotency'), step: keyed('step'), approval: keyed('approval') };
   }
@@ -270,8 +332,8 @@ export class Hasher {
    * digest): stored once in the payload store so a process can tell whether its HMAC key is the
    * one the store's digests were made with. Reveals nothing about the key.
    */
-  keyCheck(): Buffer {
-    return Buffer.from(hkdfSync('sha256', this.#key, HMAC_CHECK_SALT, 'key check', 32));
+  keyCheck(keyId: string = this.activeKeyId): Buffer {
+    return Buffer.from(hkdfSync('sha256', this.#key(keyId), HMAC_CHECK_SALT, 'key check', 32));
   }
 }
 
@@ -304,6 +366,10 @@ function openRaw(key: Buffer, blob: Buffer, aad: string): Buffer {
   decipher.setAAD(Buffer.from(aad, 'utf8'));
   decipher.setAuthTag(blob.subarray(IV_BYTES, IV_BYTES + TAG_BYTES));
   return Buffer.concat([decipher.update(blob.subarray(IV_BYTES + TAG_BYTES)), decipher.final()]);
+}
+
+function hmacHex(key: Buffer, value: string): string {
+  return createHmac('sha256', key).update(value, 'utf8').digest('hex');
 }
 
 function keyCheckAad(keyId: string): string {

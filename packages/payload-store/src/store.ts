@@ -93,6 +93,8 @@ export interface StoredRun {
   readonly forkedFrom: { readonly runId: string; readonly position: number } | undefined;
   /** How the run's idempotency, step and approval keys are digested (Hasher.forRun). */
   readonly digestVersion: DigestVersion;
+  /** The HMAC key they are digested with ('' for the key without an ID). */
+  readonly hmacKeyId: string;
 }
 
 /** A stored error with where it happened. */
@@ -174,6 +176,7 @@ interface RunRow {
   forked_from: string | null;
   fork_position: number | null;
   digest_version: number;
+  hmac_key_id: string;
 }
 
 interface JournalRow {
@@ -425,14 +428,16 @@ export class PayloadStore {
       workflowName: string;
       input: unknown;
       idempotencyDigest?: string | undefined;
+      /** The HMAC key the run's keys are digested with (Hasher.activeKeyId; default ''). */
+      hmacKeyId?: string | undefined;
     },
     options: { idempotent?: boolean } = {},
   ): Promise<{ inputSize: number }> {
     const sealed = this.#seal(run.input, `${run.runId}:input`, 'The run input');
     // idempotent (child runs): a second create of the same run ID keeps the first and succeeds.
     await this.#pool.query(
-      `INSERT INTO dp_runs (run_id, workflow_name, seed, input_key_id, input, input_size, idempotency_digest, digest_version)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8)${options.idempotent ? ' ON CONFLICT (run_id) DO NOTHING' : ''}`,
+      `INSERT INTO dp_runs (run_id, workflow_name, seed, input_key_id, input, input_size, idempotency_digest, digest_version, hmac_key_id)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)${options.idempotent ? ' ON CONFLICT (run_id) DO NOTHING' : ''}`,
       [
         run.runId,
         run.workflowName,
@@ -442,6 +447,7 @@ export class PayloadStore {
         sealed.size,
         run.idempotencyDigest ?? null,
         CURRENT_DIGEST_VERSION,
+        run.hmacKeyId ?? '',
       ],
     );
     return { inputSize: sealed.size };
@@ -490,7 +496,7 @@ export class PayloadStore {
    * the worker reports the failure like any other.
    */
   async createRunFromPayload(
-    run: { runId: string; workflowName: string; payloadId: string | undefined },
+    run: { runId: string; workflowName: string; payloadId: string | undefined; hmacKeyId?: string | undefined },
     missing: ErrorInfo,
   ): Promise<'created' | 'exists' | 'missing'> {
     const existing = await this.#pool.query('SELECT 1 FROM dp_runs WHERE run_id = $1', [run.runId]);
@@ -527,9 +533,9 @@ export class PayloadStore {
     }
     const sealed = this.#seal(input, `${run.runId}:input`, 'The run input');
     const r = await this.#pool.query(
-      `INSERT INTO dp_runs (run_id, workflow_name, seed, input_key_id, input, input_size, digest_version) VALUES ($1, $2, $3, $4, $5, $6, $7)
-       ON CONFLICT (run_id) DO NOTHING`,
-      [run.runId, run.workflowName, randomBytes(32), sealed.keyId, sealed.blob, sealed.size, CURRENT_DIGEST_VERSION],
+      `INSERT INTO dp_runs (run_id, workflow_name, seed, input_key_id, input, input_size, digest_version, hmac_key_id)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (run_id) DO NOTHING`,
+      [run.runId, run.workflowName, randomBytes(32), sealed.keyId, sealed.blob, sealed.size, CURRENT_DIGEST_VERSION, run.hmacKeyId ?? ''],
     );
     return r.rowCount === 1 ? 'created' : 'exists';
   }
@@ -544,13 +550,15 @@ export class PayloadStore {
    * What a stored run's keys are digested with (its workflow and digest version, for
    * `Hasher.forRun`), without opening its input; undefined for an unknown run.
    */
-  async runDigestScope(runId: string): Promise<{ workflowName: string; digestVersion: DigestVersion } | undefined> {
-    const r = await this.#pool.query<{ workflow_name: string; digest_version: number }>(
-      'SELECT workflow_name, digest_version FROM dp_runs WHERE run_id = $1',
+  async runDigestScope(runId: string): Promise<{ workflowName: string; digestVersion: DigestVersion; hmacKeyId: string } | undefined> {
+    const r = await this.#pool.query<{ workflow_name: string; digest_version: number; hmac_key_id: string }>(
+      'SELECT workflow_name, digest_version, hmac_key_id FROM dp_runs WHERE run_id = $1',
       [runId],
     );
     const row = r.rows[0];
-    return row ? { workflowName: row.workflow_name, digestVersion: row.digest_version === 2 ? 2 : 1 } : undefined;
+    return row
+      ? { workflowName: row.workflow_name, digestVersion: row.digest_version === 2 ? 2 : 1, hmacKeyId: row.hmac_key_id }
+      : undefined;
   }
 
   /**
@@ -604,6 +612,7 @@ export class PayloadStore {
       endedAt: ms(row.ended_at),
       forkedFrom: row.forked_from === null ? undefined : { runId: row.forked_from, position: row.fork_position ?? 0 },
       digestVersion: row.digest_version === 2 ? 2 : 1,
+      hmacKeyId: row.hmac_key_id,
     };
   }
 
@@ -630,8 +639,8 @@ export class PayloadStore {
       const input = this.#seal(this.#open(from.input_key_id, from.input, `${from.run_id}:input`), `${runId}:input`, 'The run input');
       const inserted = await client.query(
         // The fork keeps its source's digest version: the journal keys it copies were made with it.
-        `INSERT INTO dp_runs (run_id, workflow_name, seed, input_key_id, input, input_size, epoch, forked_from, fork_position, digest_version)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (run_id) DO NOTHING`,
+        `INSERT INTO dp_runs (run_id, workflow_name, seed, input_key_id, input, input_size, epoch, forked_from, fork_position, digest_version, hmac_key_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (run_id) DO NOTHING`,
         [
           runId,
           from.workflow_name,
@@ -643,6 +652,7 @@ export class PayloadStore {
           source.runId,
           source.position,
           from.digest_version,
+          from.hmac_key_id,
         ],
       );
       if (inserted.rowCount !== 1) {

@@ -61,7 +61,7 @@ describe(`digest versions of runs (${kind} Postgres)`, () => {
     ]);
     // The answer, from a gateway of this release: it digests with the run's own version.
     const scope = await store.runDigestScope(runId);
-    assert.deepEqual(scope, { workflowName: 'keyed-across-upgrade', digestVersion: 1 });
+    assert.deepEqual(scope, { workflowName: 'keyed-across-upgrade', digestVersion: 1, hmacKeyId: '' });
     await store.addSignal(runId, approvalSignalName('confirm', hasher.forRun(scope.workflowName, scope.digestVersion).approval(email)), {
       approved: true,
     });
@@ -84,5 +84,53 @@ describe(`digest versions of runs (${kind} Postgres)`, () => {
     const forkId = newId();
     await store.forkRun(forkId, 1, { runId, position: 1 });
     assert.equal((await store.runDigestScope(forkId))?.digestVersion, 1);
+  });
+
+  it('rotates the HMAC key in two phases: runs keep the key they started with, new runs take the promoted one', async () => {
+    const old = randomBytes(32);
+    const next = randomBytes(32);
+    const before = new FakeControlPlane(store, new Hasher(old), signals);
+    const phase1 = new FakeControlPlane(store, Hasher.parse(`${old.toString('base64')},h2:${next.toString('base64')}`), signals);
+    const phase2 = new FakeControlPlane(store, Hasher.parse(`h2:${next.toString('base64')},${old.toString('base64')}`), signals);
+    const newOnly = new FakeControlPlane(store, new Hasher([{ id: 'h2', key: next }]), signals);
+
+    // A run started before the rotation, waiting for its approval across both rolls.
+    const runId = await before.start(wf, null);
+    expectKind(await before.dispatch(before.engine([wf], 0), runId, wf).done, 'suspended');
+    const oldDigests = new Hasher(old).forRun('keyed-across-upgrade', 2);
+    assert.equal((await keyDigests(runId))[0]?.digest, oldDigests.step(email));
+
+    // Phase 1 (h2 added as secondary): new runs still digest with the old key.
+    assert.equal(phase1.hasher.activeKeyId, '');
+    // Phase 2 (h2 promoted): a new run records h2 and digests with it.
+    const promoted = newId();
+    await store.createRun({ runId: promoted, workflowName: wf.name, input: null, hmacKeyId: phase2.hasher.activeKeyId });
+    // …and a worker not yet rolled again (phase 1: it has h2 as secondary) runs it the same way.
+    expectKind(await phase1.dispatch(phase1.engine([wf], 0), promoted, wf).done, 'suspended');
+    const newDigests = new Hasher(next).forRun('keyed-across-upgrade', 2);
+    assert.equal((await keyDigests(promoted))[0]?.digest, newDigests.step(email));
+    assert.notEqual(newDigests.step(email), oldDigests.step(email));
+
+    // The old run completes under phase 2 with its own key; its recorded digests still match.
+    const scope = await store.runDigestScope(runId);
+    assert.equal(scope?.hmacKeyId, '');
+    await store.addSignal(runId, approvalSignalName('confirm', phase2.hasher.forRun(wf.name, 2, scope.hmacKeyId).approval(email)), {
+      approved: true,
+    });
+    expectKind(await phase2.dispatch(phase2.engine([wf], 0), runId, wf).done, 'completed');
+    assert.equal((await keyDigests(runId)).at(-1)?.digest, oldDigests.step(email));
+
+    // Retiring the old key while a run still needs it: the worker gives the run back, naming the key.
+    const stranded = await before.start(wf, null);
+    const outcome = await newOnly.dispatch(newOnly.engine([wf], 0), stranded, wf).done;
+    assert.equal(outcome.kind, 'misconfigured');
+    assert.deepEqual(await keyDigests(stranded), [], 'nothing was journaled with another key');
+
+    // Each HMAC key has its own check: a wrong key under the ID h2 is refused, naming it.
+    await store.verifyKeys(phase2.hasher);
+    await assert.rejects(
+      store.verifyKeys(Hasher.parse(`h2:${randomBytes(32).toString('base64')},${old.toString('base64')}`)),
+      /The HMAC key "h2" in CAIRN_DP_HMAC_KEY does not match the payload store/,
+    );
   });
 });

@@ -646,7 +646,12 @@ class Execution implements RunExecution {
       if (scheduled) {
         const created = await this.#write(() =>
           store.createRunFromPayload(
-            { runId: this.runId, workflowName: this.#assignment.workflowName, payloadId: scheduled.payloadId },
+            {
+              runId: this.runId,
+              workflowName: this.#assignment.workflowName,
+              payloadId: scheduled.payloadId,
+              hmacKeyId: this.#deps.hasher.activeKeyId,
+            },
             payloadMissing(scheduled.scheduleId, scheduled.payloadId),
           ),
         );
@@ -700,7 +705,16 @@ class Execution implements RunExecution {
     }
     if (this.#halt) return;
     this.#random = new DeterministicSource(run.seed);
-    this.#digests = this.#deps.hasher.forRun(run.workflowName, run.digestVersion);
+    try {
+      this.#digests = this.#deps.hasher.forRun(run.workflowName, run.digestVersion, run.hmacKeyId);
+    } catch (err) {
+      // The run's HMAC key was retired too early: give the run back, like a missing encryption key.
+      if (isKeyMisconfiguration(err)) {
+        this.#misconfigured(err);
+        return;
+      }
+      throw err;
+    }
     this.#forked = run.forkedFrom !== undefined;
     this.#log.debug({ journal: journal.length }, 'executing run');
     let input = run.input;
@@ -2356,7 +2370,9 @@ class Execution implements RunExecution {
     }
     if (!child || child.status === 'open') {
       this.#throwIfCancelled();
-      const { inputSize } = await this.#write(() => store.createRun({ runId, workflowName: name, input }, { idempotent: true }));
+      const { inputSize } = await this.#write(() =>
+        store.createRun({ runId, workflowName: name, input, hmacKeyId: this.#deps.hasher.activeKeyId }, { idempotent: true }),
+      );
       if (!entry) {
         await this.#append([{ position, kind: 'child', name, keyDigest, status: 'waiting', value: { childRunId: runId }, startedAt }]);
         this.#report(this.epoch, { ...base, status: StepStatus.WAITING, startedAt: time(startedAt) });

@@ -530,6 +530,8 @@ export interface components {
       } | null;
       /** @description how the run's step and approval keys were digested: 1 one HMAC key for everything, 2 a key per purpose and workflow */
       digestVersion: 1 | 2;
+      /** @description the ID, in CAIRN_DP_HMAC_KEY, of the HMAC key the run's keys were digested with ('' for the key without an ID) */
+      hmacKeyId: string;
       /** @description an ISO 8601 time */
       createdAt: string;
       endedAt: string | null;

@@ -283,7 +283,7 @@ export class TestEnvironment {
     if (options.key !== undefined) {
       const scope = await this.store.runDigestScope(runId);
       if (!scope) throw new CairnError(ErrorCodes.RUN_NOT_FOUND, `Run ${runId} is not in this test environment.`);
-      keyDigest = this.hasher.forRun(scope.workflowName, scope.digestVersion).approval(String(options.key));
+      keyDigest = this.hasher.forRun(scope.workflowName, scope.digestVersion, scope.hmacKeyId).approval(String(options.key));
     }
     const signalName = approvalSignalName(name, keyDigest);
     const body: Record<string, unknown> = { approved: answer.approved };
