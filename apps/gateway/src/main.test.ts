@@ -222,9 +222,15 @@ describe(`the gateway process (${kind} Postgres)`, () => {
     const before = run(['key-usage', '--retire', 'k1'], promoted);
     assert.equal(before.status, 1, before.stderr);
     assert.match(before.stderr, /k1 cannot be retired yet: \d+ value\(s\) are sealed with it/);
-    const usage = JSON.parse(before.stdout) as { activeKeyId: string; stillNeeded: string[] };
+    const usage = JSON.parse(before.stdout) as {
+      activeKeyId: string;
+      stillNeeded: string[];
+      hmacKeys: Array<{ keyId: string; openRuns: number }>;
+    };
     assert.equal(usage.activeKeyId, 'k2');
     assert.deepEqual(usage.stillNeeded, ['k1']);
+    assert.equal(usage.hmacKeys[0]?.keyId, '', 'the open runs digest with the HMAC key without an ID');
+    assert.ok((usage.hmacKeys[0]?.openRuns ?? 0) > 0);
 
     const re = run(['reencrypt', '--batch-size', '3'], promoted);
     assert.equal(re.status, 0, re.stderr);

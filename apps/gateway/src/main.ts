@@ -21,8 +21,9 @@ const USAGE = `usage: cairn-gateway [serve|migrate|reencrypt|key-usage|wrap-key]
             resumable and safe while workers and gateways run; run it once every process has the
             promoted key (phase 2 of a rotation), then key-usage
   key-usage [--retire KEY_ID]
-            prints how many values each key ID seals (and how many predate per-run keys); with
-            --retire, exits 1 while any value still needs KEY_ID, 0 when it can be removed
+            prints how many values each key ID seals (and how many predate per-run keys), and the
+            open runs per HMAC key ID (hmacKeys); with --retire, exits 1 while any value still
+            needs KEY_ID, 0 when it can be removed
   wrap-key KEY_ID
             envelope mode: prints KEY_ID:<a new random data key wrapped by CAIRN_DP_KMS> for
             CAIRN_DP_WRAPPED_ENCRYPTION_KEYS; the data key itself is never shown
@@ -128,9 +129,10 @@ async function keyCommand(command: 'reencrypt' | 'key-usage', args: readonly str
       return;
     }
     const usage = await store.keyUsage();
+    const hmacKeys = await store.hmacKeyUsage();
     const needed = keysStillNeeded(usage, store.keys);
     process.stdout.write(
-      `${JSON.stringify({ activeKeyId: store.keys.activeKeyId, keys: usage, stillNeeded: needed.keyIds, format1: needed.format1 })}\n`,
+      `${JSON.stringify({ activeKeyId: store.keys.activeKeyId, keys: usage, stillNeeded: needed.keyIds, format1: needed.format1, hmacKeys })}\n`,
     );
     if (retire !== undefined) {
       const left = usage.find((u) => u.keyId === retire)?.values ?? 0;

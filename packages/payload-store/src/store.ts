@@ -252,6 +252,17 @@ export class PayloadStore {
   }
 
   /**
+   * Open runs per HMAC key ID: a run digests its keys with the HMAC key it started with until it
+   * ends, so an old HMAC key can be removed once no open run needs it.
+   */
+  async hmacKeyUsage(): Promise<Array<{ keyId: string; openRuns: number }>> {
+    const r = await this.#pool.query<{ key_id: string; n: string }>(
+      "SELECT hmac_key_id AS key_id, count(*) AS n FROM dp_runs WHERE status = 'open' GROUP BY 1 ORDER BY 1",
+    );
+    return r.rows.map((row) => ({ keyId: row.key_id, openRuns: Number(row.n) }));
+  }
+
+  /**
    * Re-seals, in batches, every value not sealed with the active key in the current format, so an
    * old key can be retired; safe while workers and gateways run (see reencrypt.ts).
    */
