@@ -15,7 +15,7 @@ export const CLASS_MEANINGS: Readonly<Record<string, string>> = {
   NUMBER: 'a count, size in bytes, attempt number, limit or sequence number',
   TIME: 'a point in time or a duration, in milliseconds',
   DIGEST:
-    'an HMAC-SHA256 digest computed in the data plane with a key the control plane never has (idempotency keys, step keys, concurrency keys)',
+    'an HMAC-SHA256 digest computed in the data plane with a key the control plane never has (idempotency, step, approval and concurrency keys); it reveals only whether two values are equal: idempotency, step and approval keys are digested with keys derived per purpose and workflow, so one value used in two workflows, or as a step key and an approval key, gives unrelated digests',
   STRUCTURE: 'a nested contract message, itself classified field by field below',
 };
 
