@@ -107,6 +107,11 @@ export interface ReencryptOptions {
   readonly batchSize?: number;
   /** Called after each batch (progress for the command line). */
   readonly onBatch?: (progress: { table: string; rewritten: number; skipped: number }) => void;
+  /**
+   * Called between reading a batch and writing it back: where another process's write can land.
+   * For tests that make that race happen; production callers leave it out.
+   */
+  readonly betweenReadAndWrite?: (table: string, column: string) => Promise<void>;
 }
 
 /**
@@ -141,6 +146,7 @@ export async function reencrypt(pool: pg.Pool, ring: KeyRing, options: Reencrypt
         params,
       );
       if (r.rows.length === 0) break;
+      await options.betweenReadAndWrite?.(s.table, s.blobColumn);
       const client = await pool.connect();
       let done = 0;
       let lost = 0;

@@ -125,6 +125,30 @@ describe('key rotation and re-encryption', () => {
     }
   });
 
+  it('leaves a value another process rewrote between the job’s read and write as that process wrote it', async () => {
+    const old = await open(ring('k1'));
+    const runId = await writeRun(old, 'raced');
+    const promoted = await open(ring('k2', 'k1'));
+    let raced = false;
+    const result = await promoted.reencrypt({
+      batchSize: 1000,
+      betweenReadAndWrite: async (table, column) => {
+        if (table !== 'dp_runs' || column !== 'output' || raced) return;
+        raced = true;
+        // A worker that holds k1 and k2 rewrites the run's output meanwhile (sealed with k1 here, so
+        // the job would have rewritten it too had it not changed).
+        const sealed = ring('k1').seal(Buffer.from(JSON.stringify({ marker: 'raced', part: 'rewritten' })), `${runId}:output`);
+        await raw.query('UPDATE dp_runs SET output = $2, output_key_id = $3 WHERE run_id = $1', [runId, sealed.blob, sealed.keyId]);
+      },
+    });
+    assert.ok(raced);
+    assert.ok(result.skipped >= 1, 'the raced value was skipped');
+    assert.deepEqual((await promoted.getRun(runId))?.output, { marker: 'raced', part: 'rewritten' }, 'the other write survived');
+    // A second pass (resumable) finishes the job.
+    await promoted.reencrypt();
+    assert.deepEqual(keysStillNeeded(await promoted.keyUsage(), promoted.keys).keyIds, []);
+  });
+
   it('knows every sealed column of the schema (the job and the check miss none)', async () => {
     await open(ring('k2', 'k1'));
     const bytea = await raw.query<{ t: string; c: string }>(
