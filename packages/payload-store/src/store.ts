@@ -291,7 +291,9 @@ export class PayloadStore {
         return [];
       }
       const applied: number[] = [];
-      for (const m of migrations) {
+      // In numeric order whatever the order of the list (parts of a release may append out of
+      // order); gaps are fine, each version is applied once.
+      for (const m of [...migrations].sort((x, y) => x.version - y.version)) {
         if (done.has(m.version)) continue;
         await client.query(m.sql);
         await client.query('INSERT INTO dp_schema_migrations (version, name) VALUES ($1, $2)', [m.version, m.name]);
