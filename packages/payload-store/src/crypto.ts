@@ -52,8 +52,9 @@ export interface Sealed {
 
 /**
  * The data plane's encryption keys (AES-256-GCM). The first key seals new data; every key can
- * open data sealed with it, so keys rotate by putting a new key first and keeping the old ones
- * until their data has been rewritten or has expired.
+ * open data sealed with it. Keys rotate in two phases (add the new key after the active one and
+ * roll every process, then put it first and roll again), and an old key is kept until
+ * `reencrypt` has rewritten its data. Values are sealed with a key derived per run (format 2).
  */
 export class KeyRing {
   readonly activeKeyId: string;
