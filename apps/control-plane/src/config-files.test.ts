@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CONTROL_PLANE_SECRETS, loadControlPlaneConfig, loadMigrationConfig } from './config.js';
+import type { CONTROL_PLANE_SECRETS } from './config.js';
+import { loadControlPlaneConfig, loadMigrationConfig } from './config.js';
 
 describe('control plane secrets in files', () => {
   it('reads the database URLs, the bootstrap key and the metrics token from files, never from the environment', () => {
