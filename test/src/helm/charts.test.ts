@@ -9,6 +9,18 @@ import { schemaTextFor, type JsonSchema } from './schema.js';
 
 const dataPlane = charts[0];
 const controlPlane = charts[1];
+/**
+ * The Secret a `<name>_FILE` variable reads from: the secret volume mounted (read-only) where its
+ * path points. Undefined when the variable is missing, or the file is not in a read-only Secret.
+ */
+function fileSecretOf(pod: PodSpec, c: Container, name: string): string | undefined {
+  const path = c.env?.find((e) => e.name === `${name}_FILE`)?.value;
+  if (path === undefined || c.env?.some((e) => e.name === name)) return undefined;
+  const mount = (c.volumeMounts ?? []).find((m) => path.startsWith(`${m.mountPath}/`));
+  if (mount?.readOnly !== true) return undefined;
+  return pod.volumes?.find((v) => v.name === mount.name)?.secret?.secretName;
+}
+
 /** A container's volume mounts. */
 const mountsOf = (c: Container) => c.volumeMounts ?? [];
 const dpCi = (name: string) => join(dataPlane.dir, 'ci', `${name}-values.yaml`);
@@ -332,10 +344,15 @@ describe('helm charts', () => {
       // Metrics on a port of their own; the REST port an Ingress may publish never serves them openly.
       assert.equal(env(container, 'CAIRN_CP_METRICS_PORT'), '9464');
       assert.equal(
-        container.env!.find((e) => e.name === 'CAIRN_METRICS_TOKEN'),
+        container.env!.find((e) => e.name === 'CAIRN_METRICS_TOKEN' || e.name === 'CAIRN_METRICS_TOKEN_FILE'),
         undefined,
       );
-      assert.ok(container.env!.find((e) => e.name === 'CAIRN_BOOTSTRAP_ADMIN_KEY')?.valueFrom);
+      // Secrets are read-only files, never environment values.
+      assert.equal(
+        container.env!.find((e) => e.name === 'CAIRN_BOOTSTRAP_ADMIN_KEY'),
+        undefined,
+      );
+      assert.equal(fileSecretOf(podSpec(deployment)!, container, 'CAIRN_BOOTSTRAP_ADMIN_KEY'), 'cairn-cp-bootstrap');
       const shutdownMs = Number(env(container, 'CAIRN_SHUTDOWN_TIMEOUT_MS'));
       assert.ok(shutdownMs < podSpec(deployment)!.terminationGracePeriodSeconds! * 1000);
       const job = find(manifests, 'Job', '-migrate-1');
@@ -352,7 +369,7 @@ describe('helm charts', () => {
       assert.equal(find(airgapped, 'Ingress', '-grpc').metadata.annotations?.['nginx.ingress.kubernetes.io/backend-protocol'], 'GRPC');
       const airgappedContainer = podSpec(find(airgapped, 'Deployment', 'control-plane'))!.containers[0]!;
       assert.equal(env(airgappedContainer, 'CAIRN_CP_TRUSTED_PROXIES'), '10.0.0.0/8');
-      assert.ok(airgappedContainer.env!.find((e) => e.name === 'CAIRN_METRICS_TOKEN')?.valueFrom);
+      assert.ok(fileSecretOf(podSpec(find(airgapped, 'Deployment', 'control-plane'))!, airgappedContainer, 'CAIRN_METRICS_TOKEN'));
       const airgappedPolicy = find(airgapped, 'NetworkPolicy', 'control-plane')['spec'] as { ingress: Rule[] };
       assert.deepEqual(
         airgappedPolicy.ingress.map((r) => (r.ports ?? []).map((p) => `${p.protocol}/${p.port}`).join(',')),
@@ -366,14 +383,14 @@ describe('helm charts', () => {
     });
 
     it('migrates as the schema owner and serves as the service role, which never sees the owner Secret; the signing key is a read-only file', () => {
-      const secretOf = (c: Container, name: string) =>
-        (c.env?.find((e) => e.name === name)?.valueFrom as { secretKeyRef?: { name: string } } | undefined)?.secretKeyRef?.name;
-      const job = podSpec(find(manifests, 'Job', '-migrate-1'))!.containers[0]!;
-      assert.equal(secretOf(job, 'CAIRN_CP_DATABASE_URL'), 'cairn-cp-database-owner');
+      const jobPod = podSpec(find(manifests, 'Job', '-migrate-1'))!;
+      const job = jobPod.containers[0]!;
+      assert.equal(fileSecretOf(jobPod, job, 'CAIRN_CP_DATABASE_URL'), 'cairn-cp-database-owner');
       assert.equal(env(job, 'CAIRN_CP_SERVICE_ROLE'), 'cairn_cp_service');
+      assert.doesNotMatch(JSON.stringify(jobPod), /"cairn-cp-database"/, 'the Job never sees the service Secret');
       const deployment = find(manifests, 'Deployment', 'control-plane');
       const server = podSpec(deployment)!.containers[0]!;
-      assert.equal(secretOf(server, 'CAIRN_CP_DATABASE_URL'), 'cairn-cp-database');
+      assert.equal(fileSecretOf(podSpec(deployment)!, server, 'CAIRN_CP_DATABASE_URL'), 'cairn-cp-database');
       assert.doesNotMatch(JSON.stringify(deployment), /cairn-cp-database-owner/);
       assert.equal(env(server, 'CAIRN_AUDIT_SIGNING_KEY_FILE'), '/etc/cairn/audit/signing-key.pem');
       assert.equal(env(server, 'CAIRN_AUDIT_CHECKPOINT_INTERVAL_MS'), '3600000');
