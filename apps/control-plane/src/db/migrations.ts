@@ -788,4 +788,23 @@ END
 $do$;
 `,
   },
+  {
+    version: 16,
+    name: 'operator-set limits per organisation',
+    sql: `
+-- What one organisation's credentials may use of a shared control plane, set by the operator
+-- (\`control-plane limits set\`); NULL: the replica's configured default. No REST route writes it,
+-- so a tenant's own API key can never raise its limits. Numbers only.
+CREATE TABLE organization_limits (
+  organization_id uuid PRIMARY KEY REFERENCES organizations (id) ON DELETE CASCADE,
+  max_slots_per_stream integer CHECK (max_slots_per_stream > 0),
+  max_streams_per_data_plane integer CHECK (max_streams_per_data_plane > 0),
+  max_waits_per_data_plane integer CHECK (max_waits_per_data_plane > 0),
+  requests_per_second_per_key integer CHECK (requests_per_second_per_key > 0),
+  requests_per_second_per_data_plane integer CHECK (requests_per_second_per_data_plane > 0),
+  requests_per_second integer CHECK (requests_per_second > 0),
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+`,
+  },
 ];
