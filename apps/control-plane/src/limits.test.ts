@@ -225,6 +225,67 @@ describe(`limits of a shared control plane on ${kind} Postgres`, () => {
     for (const s of open) s.close();
   });
 
+  test("a tenant's backlog of due timers does not hold back another tenant's timer", async () => {
+    const a = await cp.dataPlane('default', 'timers-a');
+    const b = await cp.dataPlane('default', 'timers-b');
+    const streams: WorkerStream[] = [];
+    const runs: string[] = [];
+    for (const plane of [a, b]) {
+      // Announces the workflow but takes no runs: what the sweep queues stays queued, to be compared.
+      const s = new WorkerStream(worker, plane.credential);
+      await s.hello({ dataPlaneId: plane.id, slots: 0, workflows: WORKFLOWS });
+      streams.push(s);
+      const runId = randomUUID();
+      await gatewayCall(gateway, 'startRun', { runId, workflowName: 'greet', inputSize: 1n }, plane.credential);
+      runs.push(runId);
+    }
+    const [aRun, bRun] = runs as [string, string];
+    const BACKLOG = 2_000;
+    // In one transaction, so one sweep sees them all: tenant A has 2,000 timers due before B's one.
+    const tx = await cp.sql.connect();
+    try {
+      await tx.query('BEGIN');
+      await tx.query(
+        `INSERT INTO runs
+         SELECT (jsonb_populate_record(NULL::runs, to_jsonb(r) || jsonb_build_object(
+                   'id', gen_random_uuid(), 'status', 'suspended', 'suspend_reason', 'sleep', 'queued_at', NULL,
+                   'wake_at', now() - interval '1 hour' + g * interval '1 millisecond'))).*
+         FROM runs r, generate_series(1, $2::int) g WHERE r.id = $1`,
+        [aRun, BACKLOG],
+      );
+      await tx.query(
+        "UPDATE runs SET status = 'suspended', suspend_reason = 'sleep', queued_at = NULL, wake_at = now() - interval '1 minute' WHERE id = ANY($1::uuid[])",
+        [[aRun, bRun]],
+      );
+      await tx.query('COMMIT');
+    } catch (error) {
+      await tx.query('ROLLBACK');
+      throw error;
+    } finally {
+      tx.release();
+    }
+    await until('every due timer to be queued', async () => {
+      const left = await cp.sql.query<{ n: number }>(
+        "SELECT count(*)::int AS n FROM runs WHERE data_plane_id = ANY($1::uuid[]) AND status = 'suspended'",
+        [[a.id, b.id]],
+      );
+      return left.rows[0]!.n === 0;
+    });
+    // B's timer was due last, yet at most one batch share of A's were queued before it.
+    const ahead = await cp.sql.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM runs
+       WHERE data_plane_id = $1 AND queued_at < (SELECT queued_at FROM runs WHERE id = $2)`,
+      [a.id, bRun],
+    );
+    assert.ok(ahead.rows[0]!.n <= 100, `${ahead.rows[0]!.n} of tenant A's ${BACKLOG + 1} timers were queued before tenant B's`);
+    const queuedA = await cp.sql.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM runs WHERE data_plane_id = $1 AND status = 'queued'",
+      [a.id],
+    );
+    assert.equal(queuedA.rows[0]!.n, BACKLOG + 1, "all of tenant A's timers were queued too");
+    for (const s of streams) s.close();
+  });
+
   test('a flood of REST requests with one key gets 429 with Retry-After; another tenant is still served; the tenant cannot raise its limit', async () => {
     const flooder = await cp.key('admin');
     // Another organisation, made by the operator.

@@ -790,7 +790,7 @@ $do$;
   },
   {
     version: 16,
-    name: 'operator-set limits per organisation',
+    name: 'operator-set limits per organisation; timer sweep by data plane',
     sql: `
 -- What one organisation's credentials may use of a shared control plane, set by the operator
 -- (\`control-plane limits set\`); NULL: the replica's configured default. No REST route writes it,
@@ -805,6 +805,10 @@ CREATE TABLE organization_limits (
   requests_per_second integer CHECK (requests_per_second > 0),
   updated_at timestamptz NOT NULL DEFAULT now()
 );
+
+-- The timer sweep takes a share of due timers per data plane (earliest first within each), so one
+-- tenant's backlog cannot fill every batch.
+CREATE INDEX runs_wake_by_data_plane ON runs (data_plane_id, wake_at) WHERE status = 'suspended';
 `,
   },
 ];

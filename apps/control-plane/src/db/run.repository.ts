@@ -819,22 +819,32 @@ export class RunRepository {
     return byParent;
   }
 
-  /** Queues up to `limit` suspended runs whose timer is due (TIMER, or RETRY after a retry backoff). */
-  async queueDueTimers(limit: number): Promise<Array<{ runId: string; dataPlaneId: string }>> {
+  /**
+   * Queues up to `limit` suspended runs whose timer is due (TIMER, or RETRY after a retry backoff),
+   * at most `perDataPlane` of each data plane, earliest first: a data plane with a million due
+   * timers takes its share of a batch, not the whole of it, so another's timer is not held behind
+   * them. One statement; replicas sweeping at once skip each other's rows.
+   */
+  async queueDueTimers(limit: number, perDataPlane: number): Promise<Array<{ runId: string; dataPlaneId: string }>> {
     const result = await this.db.query<{ id: string; data_plane_id: string }>(
       `WITH picked AS MATERIALIZED (
-         SELECT id FROM runs
-         WHERE status = 'suspended' AND wake_at <= now()
-         ORDER BY wake_at
+         SELECT due.id FROM data_planes d
+         CROSS JOIN LATERAL (
+           SELECT r.id, r.wake_at FROM runs r
+           WHERE r.data_plane_id = d.id AND r.status = 'suspended' AND r.wake_at <= now()
+           ORDER BY r.wake_at
+           LIMIT $2
+           FOR UPDATE OF r SKIP LOCKED
+         ) due
+         ORDER BY due.wake_at
          LIMIT $1
-         FOR UPDATE SKIP LOCKED
        )
        UPDATE runs r SET status = 'queued',
               wake_reason = CASE WHEN r.suspend_reason = 'retry_backoff' THEN 'retry' ELSE 'timer' END,
               wake_at = NULL, waiting_signal = NULL, waiting_child = NULL, queued_at = now(), updated_at = now()
        FROM picked WHERE r.id = picked.id
        RETURNING r.id, r.data_plane_id`,
-      [limit],
+      [limit, perDataPlane],
     );
     return result.rows.map((r) => ({ runId: r.id, dataPlaneId: r.data_plane_id }));
   }

@@ -13,6 +13,8 @@ import { EventBus } from './event-bus.service.js';
 import { SessionRegistry } from './session-registry.js';
 
 const BATCH = 500;
+/** Due timers of one data plane per batch, so every data plane with due timers gets a share of each. */
+const TIMERS_PER_DATA_PLANE = 100;
 
 export interface SweepResult {
   readonly expired: number;
@@ -93,12 +95,15 @@ export class SweeperService {
         if (batch.length < BATCH) break;
       }
     }
+    // Due timers in fair batches (a share per data plane), each batch dispatched as it is queued:
+    // one tenant's backlog of timers neither fills a batch nor holds back another's wake-up.
     let woken = 0;
     for (;;) {
-      const batch = await this.runs.queueDueTimers(BATCH);
+      const batch = await this.runs.queueDueTimers(BATCH, TIMERS_PER_DATA_PLANE);
       woken += batch.length;
-      for (const run of batch) queuedFor.add(run.dataPlaneId);
-      if (batch.length < BATCH) break;
+      const batchFor = new Set(batch.map((run) => run.dataPlaneId));
+      for (const dataPlaneId of batchFor) this.events.publishDispatch(dataPlaneId);
+      if (batch.length === 0) break;
     }
     for (const dataPlaneId of queuedFor) this.events.publishDispatch(dataPlaneId);
     return { expired, woken, timedOut };
