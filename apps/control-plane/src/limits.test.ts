@@ -63,6 +63,7 @@ describe(`limits of a shared control plane on ${kind} Postgres`, () => {
         CAIRN_CP_STREAM_STALL_TIMEOUT_MS: '500',
         CAIRN_CP_RATE_LIMIT_PER_KEY: '20',
         CAIRN_CP_DATABASE_STATEMENT_TIMEOUT_MS: '1000',
+        CAIRN_CP_GRPC_MAX_MESSAGE_BYTES: '65536',
       },
     });
     worker = new WorkerClient(cp.grpcAddress, grpc.credentials.createInsecure());
@@ -164,6 +165,35 @@ describe(`limits of a shared control plane on ${kind} Postgres`, () => {
     assert.match(message, /CAIRN-1171/);
     assert.match(message, /keep reading its stream/);
     assert.ok(received < SENT / 10, `the control plane answered ${received} of ${SENT} requests before ending the stream`);
+    stream.close();
+    session.close();
+  });
+
+  test('a message larger than the inbound limit is refused before it is decoded', async () => {
+    const plane = await cp.dataPlane('default', 'big-message');
+    const session = http2.connect(`http://${cp.grpcAddress}`);
+    session.on('error', () => undefined);
+    const stream = session.request({
+      ':method': 'POST',
+      ':path': '/cairn.worker.v1.WorkerService/Connect',
+      'content-type': 'application/grpc',
+      te: 'trailers',
+      authorization: `Bearer ${plane.credential}`,
+    });
+    stream.on('error', () => undefined);
+    stream.on('data', () => undefined);
+    const head = Buffer.alloc(5);
+    head.writeUInt32BE(1024 * 1024, 1);
+    stream.write(Buffer.concat([head, Buffer.alloc(1024 * 1024, 0x41)]));
+    const trailers = await new Promise<http2.IncomingHttpHeaders>((resolve) => {
+      stream.once('trailers', resolve);
+      // A status sent before any message comes as response headers (a trailers-only answer).
+      stream.once('response', (headers) => {
+        if (headers['grpc-status'] !== undefined) resolve(headers);
+      });
+    });
+    assert.equal(trailers['grpc-status'], String(grpc.status.RESOURCE_EXHAUSTED));
+    assert.match(decodeURIComponent(String(trailers['grpc-message'])), /larger than (max|65536)/i);
     stream.close();
     session.close();
   });
