@@ -68,7 +68,7 @@ const serveShape = {
   // Limits: one credential must not exhaust a shared control plane (docs/install.md, "Limits").
   CAIRN_CP_DATABASE_STATEMENT_TIMEOUT_MS: env.int(30_000).refine((n) => n >= 0, 'expected 0 (no timeout) or more milliseconds'),
   CAIRN_CP_GRPC_MAX_MESSAGE_BYTES: env.int(4 * 1024 * 1024).refine((n) => n >= 64 * 1024, 'expected at least 65536 bytes'),
-  CAIRN_CP_STREAM_SEND_QUEUE: positive(256),
+  CAIRN_CP_STREAM_SEND_QUEUE: positive(1_024),
   CAIRN_CP_STREAM_STALL_TIMEOUT_MS: positive(30_000),
   CAIRN_CP_MAX_SLOTS_PER_STREAM: positive(256),
   CAIRN_CP_MAX_STREAMS_PER_DATA_PLANE: positive(256),
@@ -235,6 +235,11 @@ export function loadControlPlaneConfig(source: Record<string, string | undefined
   if (raw.CAIRN_CP_GRPC_MAX_MESSAGE_BYTES > 64 * 1024 * 1024)
     problems.push('  CAIRN_CP_GRPC_MAX_MESSAGE_BYTES: expected at most 67108864 (64 MiB)');
   if (raw.CAIRN_CP_MAX_SLOTS_PER_STREAM > 100_000) problems.push('  CAIRN_CP_MAX_SLOTS_PER_STREAM: expected at most 100000');
+  if (raw.CAIRN_CP_STREAM_SEND_QUEUE <= raw.CAIRN_CP_MAX_SLOTS_PER_STREAM) {
+    problems.push(
+      '  CAIRN_CP_STREAM_SEND_QUEUE: must be larger than CAIRN_CP_MAX_SLOTS_PER_STREAM (a worker with free slots may be sent that many run tasks at once)',
+    );
+  }
   if (raw.CAIRN_HEARTBEAT_INTERVAL_MS >= raw.CAIRN_LEASE_TTL_MS) {
     problems.push('  CAIRN_HEARTBEAT_INTERVAL_MS: must be shorter than CAIRN_LEASE_TTL_MS, or leases expire between renewals');
   }

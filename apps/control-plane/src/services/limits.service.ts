@@ -73,7 +73,8 @@ export class LimitsService {
   /** The slots a worker stream is granted: what its Hello announced, at most the cap. */
   async grantSlots(dataPlaneId: string, announced: number): Promise<number> {
     const { limits } = await this.forDataPlane(dataPlaneId);
-    return Math.min(announced, limits.maxSlotsPerStream);
+    // Below the send queue too, whatever an operator set: a burst of run tasks must fit in it.
+    return Math.min(announced, limits.maxSlotsPerStream, this.config.limits.streamSendQueue - 1);
   }
 
   /**
