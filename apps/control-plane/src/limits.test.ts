@@ -12,6 +12,7 @@ import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { testPostgres, testPostgresKinds, type PostgresServer } from '@cairn/local-postgres';
 import { ConnectRequestSchema, create, toBinary, type ConnectRequest } from '@cairn/proto';
+import { loadControlPlaneConfig } from './config.js';
 import { BOOTSTRAP_KEY, controlPlaneMain, startControlPlaneProcess, type ControlPlaneFixture } from './testing/fixture.js';
 import { GatewayClient, WorkerClient, WorkerStream, gatewayCall, type ServiceClient } from './testing/grpc.js';
 
@@ -62,6 +63,7 @@ describe(`limits of a shared control plane on ${kind} Postgres`, () => {
         CAIRN_CP_MAX_WAITS_PER_DATA_PLANE: '2',
         CAIRN_CP_STREAM_STALL_TIMEOUT_MS: '500',
         CAIRN_CP_RATE_LIMIT_PER_KEY: '20',
+        CAIRN_CP_RATE_LIMIT_PER_DATA_PLANE: '20',
         CAIRN_CP_DATABASE_STATEMENT_TIMEOUT_MS: '1000',
         CAIRN_CP_GRPC_MAX_MESSAGE_BYTES: '65536',
       },
@@ -361,13 +363,48 @@ describe(`limits of a shared control plane on ${kind} Postgres`, () => {
     const stored = await cp.sql.query('SELECT * FROM organization_limits');
     assert.equal(stored.rowCount, 0);
 
-    // The operator can: the neighbour's limit set low applies to its keys at once (not cached yet).
+    // The operator can: an organisation's own limit, set with the admin command, applies to its keys.
+    const admin = { env: { PATH: process.env['PATH'] ?? '', CAIRN_CP_DATABASE_URL: cp.databaseUrl, CAIRN_LOG_LEVEL: 'error' } };
+    const made = await execFileAsync(process.execPath, [controlPlaneMain, 'organizations', 'create', '--organization', 'lowered'], admin);
+    const loweredKey = (JSON.parse(made.stdout) as { apiKey: string }).apiKey;
     const { stdout: set } = await execFileAsync(
       process.execPath,
-      [controlPlaneMain, 'limits', 'set', '--organization', 'neighbour', '--requests-per-second-per-key', '1'],
-      { env: { PATH: process.env['PATH'] ?? '', CAIRN_CP_DATABASE_URL: cp.databaseUrl, CAIRN_LOG_LEVEL: 'error' } },
+      [controlPlaneMain, 'limits', 'set', '--organization', 'lowered', '--requests-per-second-per-key', '1'],
+      admin,
     );
     assert.equal((JSON.parse(set) as { limits: { requestsPerSecondPerKey: number } }).limits.requestsPerSecondPerKey, 1);
+    let lowered: Response | null = null;
+    for (let i = 0; i < 20 && !lowered; i++) {
+      const res = await fetch(`${cp.httpUrl}/v1/whoami`, { headers: { authorization: `Bearer ${loweredKey}` } });
+      if (res.status === 429) lowered = res;
+      else await res.arrayBuffer();
+    }
+    assert.ok(lowered, 'the operator-set limit applies');
+    assert.match(((await lowered.json()) as { error: { message: string } }).error.message, /may make 1 requests per second/);
+  });
+
+  test('a flood of gRPC calls with one data-plane credential gets RESOURCE_EXHAUSTED with retry-after; another data plane is served', async () => {
+    const flooder = await cp.dataPlane('default', 'grpc-flood');
+    const neighbour = await cp.dataPlane('default', 'grpc-neighbour');
+    const describe = (token: string) => gatewayCall(gateway, 'describeRun', { runId: randomUUID() }, token);
+    let refused: grpc.ServiceError | null = null;
+    for (let i = 0; i < 400 && !refused; i++) {
+      try {
+        await describe(flooder.credential);
+      } catch (error) {
+        const e = error as grpc.ServiceError;
+        if (e.code === grpc.status.RESOURCE_EXHAUSTED) refused = e;
+        else assert.equal(e.code, grpc.status.NOT_FOUND, e.details);
+      }
+    }
+    assert.ok(refused, 'the flood was never refused');
+    assert.match(refused.details, /CAIRN-1113/);
+    assert.match(refused.details, /this data plane may make 20 requests per second/);
+    assert.ok(Number(refused.metadata.get('retry-after')[0]) >= 1);
+    await assert.rejects(describe(neighbour.credential), (e: grpc.ServiceError) => {
+      assert.equal(e.code, grpc.status.NOT_FOUND, e.details);
+      return true;
+    });
   });
 
   test('a statement that would hold a pooled connection is cancelled by the statement timeout: 503 CAIRN-1170, then served again', async () => {
@@ -385,5 +422,32 @@ describe(`limits of a shared control plane on ${kind} Postgres`, () => {
       holder.release();
     }
     assert.equal((await cp.api('GET', '/v1/projects', { key: BOOTSTRAP_KEY })).status, 200);
+  });
+});
+
+describe('limits configuration', () => {
+  const base = { CAIRN_CP_DATABASE_URL: 'postgres://u:p@127.0.0.1:5432/db' };
+
+  test('defaults suited to production, and a bad value stops the start naming the variable', () => {
+    const limits = loadControlPlaneConfig(base).limits;
+    assert.deepEqual(limits, {
+      statementTimeoutMs: 30_000,
+      grpcMaxMessageBytes: 4 * 1024 * 1024,
+      streamSendQueue: 1024,
+      streamStallTimeoutMs: 30_000,
+      maxSlotsPerStream: 256,
+      maxStreamsPerDataPlane: 256,
+      maxWaitsPerDataPlane: 512,
+      requestsPerSecondPerKey: 100,
+      requestsPerSecondPerDataPlane: 1000,
+      requestsPerSecondPerOrganization: 2000,
+    });
+    assert.throws(() => loadControlPlaneConfig({ ...base, CAIRN_CP_MAX_SLOTS_PER_STREAM: '0' }), /CAIRN_CP_MAX_SLOTS_PER_STREAM/);
+    assert.throws(() => loadControlPlaneConfig({ ...base, CAIRN_CP_RATE_LIMIT_PER_KEY: 'many' }), /CAIRN_CP_RATE_LIMIT_PER_KEY/);
+    assert.throws(() => loadControlPlaneConfig({ ...base, CAIRN_CP_GRPC_MAX_MESSAGE_BYTES: '1024' }), /CAIRN_CP_GRPC_MAX_MESSAGE_BYTES/);
+    assert.throws(
+      () => loadControlPlaneConfig({ ...base, CAIRN_CP_MAX_SLOTS_PER_STREAM: '2000' }),
+      /CAIRN_CP_STREAM_SEND_QUEUE: must be larger than CAIRN_CP_MAX_SLOTS_PER_STREAM/,
+    );
   });
 });
