@@ -95,15 +95,15 @@ export class WorkerHandler {
     };
     call.on('drain', () => {
       if (ended) return;
+      // The worker read something: the stall clock starts again from now if it blocks again.
+      if (stallTimer) clearTimeout(stallTimer);
+      stallTimer = undefined;
       blocked = false;
       while (queue.length > 0 && !blocked) {
         metrics.streamSendQueued.dec();
-        if (!call.write(queue.shift()!)) blocked = true;
+        if (!call.write(queue.shift()!)) block();
       }
-      if (blocked) return;
-      if (stallTimer) clearTimeout(stallTimer);
-      stallTimer = undefined;
-      syncPause();
+      if (!blocked) syncPause();
     });
 
     const end = (how: StreamEnd): void => {
