@@ -127,6 +127,24 @@ export async function organizationLimits(
     }
     const current = await repository.forOrganization(organizationId);
     if (Object.keys(changes).length === 0) return current;
-    return repository.set(organizationId, { ...current, ...changes });
+    const audit = new AuditService(new AuditRepository(db), db, logger);
+    const tenants = new TenantRepository(db);
+    return db.transaction(async (tx) => {
+      const updated = await repository.set(organizationId, { ...current, ...changes }, tx);
+      // Each project's auditors see that the operator changed what their organisation may use.
+      const previous = Object.fromEntries(
+        Object.entries(current).map(([field, value]) => [`previous${field[0]!.toUpperCase()}${field.slice(1)}`, value as number | null]),
+      );
+      for (const project of await tenants.listProjects(organizationId, null, tx)) {
+        await audit.record(tx, {
+          projectId: project.id,
+          actor: { type: 'system' },
+          action: 'limits.updated',
+          target: { type: 'organization', id: organizationId },
+          metadata: { ...updated, ...previous, command: 'limits set' },
+        });
+      }
+      return updated;
+    });
   });
 }

@@ -373,6 +373,14 @@ describe(`limits of a shared control plane on ${kind} Postgres`, () => {
       admin,
     );
     assert.equal((JSON.parse(set) as { limits: { requestsPerSecondPerKey: number } }).limits.requestsPerSecondPerKey, 1);
+    // The tenant's auditors see the change.
+    const audited = await cp.sql.query<{ action: string; metadata: Record<string, unknown> }>(
+      `SELECT a.action, a.metadata FROM audit_log a JOIN projects p ON p.id = a.project_id JOIN organizations o ON o.id = p.organization_id
+       WHERE o.name = 'lowered' AND a.action = 'limits.updated'`,
+    );
+    assert.equal(audited.rowCount, 1);
+    assert.equal(audited.rows[0]!.metadata['requestsPerSecondPerKey'], 1);
+    assert.equal(audited.rows[0]!.metadata['previousRequestsPerSecondPerKey'], null);
     let lowered: Response | null = null;
     for (let i = 0; i < 20 && !lowered; i++) {
       const res = await fetch(`${cp.httpUrl}/v1/whoami`, { headers: { authorization: `Bearer ${loweredKey}` } });

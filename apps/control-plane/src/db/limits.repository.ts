@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { Database } from './database.js';
+import { Database, type Queryable } from './database.js';
 
 /** An organisation's operator-set limits; null: the configured default applies. */
 export interface OrganizationLimits {
@@ -71,8 +71,8 @@ export class LimitsRepository {
   }
 
   /** Replaces the organisation's limits (null columns: the default). */
-  async set(organizationId: string, limits: OrganizationLimits): Promise<OrganizationLimits> {
-    const result = await this.db.query<Row>(
+  async set(organizationId: string, limits: OrganizationLimits, q: Queryable = this.db): Promise<OrganizationLimits> {
+    const result = await q.query<Row>(
       `INSERT INTO organization_limits AS l (organization_id, max_slots_per_stream, max_streams_per_data_plane,
          max_waits_per_data_plane, requests_per_second_per_key, requests_per_second_per_data_plane, requests_per_second)
        VALUES ($1, $2, $3, $4, $5, $6, $7)
