@@ -790,7 +790,7 @@ $do$;
   },
   {
     version: 16,
-    name: 'operator-set limits per organisation; timer sweep by data plane',
+    name: 'operator-set limits per organisation; sweeps by data plane',
     sql: `
 -- What one organisation's credentials may use of a shared control plane, set by the operator
 -- (\`control-plane limits set\`); NULL: the replica's configured default. No REST route writes it,
@@ -806,9 +806,11 @@ CREATE TABLE organization_limits (
   updated_at timestamptz NOT NULL DEFAULT now()
 );
 
--- The timer sweep takes a share of due timers per data plane (earliest first within each), so one
+-- The sweep takes a share of due timers (and of expired leases) per data plane (earliest first within each), so one
 -- tenant's backlog cannot fill every batch.
 CREATE INDEX runs_wake_by_data_plane ON runs (data_plane_id, wake_at) WHERE status = 'suspended';
+-- The same for expired leases.
+CREATE INDEX runs_lease_expiry_by_data_plane ON runs (data_plane_id, lease_expires_at) WHERE status = 'running';
 `,
   },
 ];
