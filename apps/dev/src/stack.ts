@@ -268,6 +268,11 @@ async function launch(options: StackOptions, started: ManagedProcess[], supervis
 
   // The control plane serves as the service role; only the commands below hold the owner's URL.
   const cpEnvBase = {
+    // One developer on one machine: the request rates that protect a shared control plane from one
+    // tenant would only get in the way of scripts and tests polling it (the environment may still lower them).
+    CAIRN_CP_RATE_LIMIT_PER_KEY: '10000',
+    CAIRN_CP_RATE_LIMIT_PER_DATA_PLANE: '10000',
+    CAIRN_CP_RATE_LIMIT_PER_ORGANIZATION: '20000',
     ...process.env,
     CAIRN_CP_DATABASE_URL: cpServiceDatabaseUrl,
     CAIRN_CP_HOST: '127.0.0.1',

@@ -36,3 +36,4 @@ export {
   type RetryPolicyProblem,
 } from './retry-policy.js';
 export { describeIssues, type SchemaIssue } from './schema-issues.js';
+export { MAX_JSON_DEPTH, checkJsonValue, jsonDepth } from './json-limits.js';

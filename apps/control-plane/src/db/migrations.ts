@@ -788,4 +788,29 @@ END
 $do$;
 `,
   },
+  {
+    version: 16,
+    name: 'operator-set limits per organisation; sweeps by data plane',
+    sql: `
+-- What one organisation's credentials may use of a shared control plane, set by the operator
+-- (\`control-plane limits set\`); NULL: the replica's configured default. No REST route writes it,
+-- so a tenant's own API key can never raise its limits. Numbers only.
+CREATE TABLE organization_limits (
+  organization_id uuid PRIMARY KEY REFERENCES organizations (id) ON DELETE CASCADE,
+  max_slots_per_stream integer CHECK (max_slots_per_stream > 0),
+  max_streams_per_data_plane integer CHECK (max_streams_per_data_plane > 0),
+  max_waits_per_data_plane integer CHECK (max_waits_per_data_plane > 0),
+  requests_per_second_per_key integer CHECK (requests_per_second_per_key > 0),
+  requests_per_second_per_data_plane integer CHECK (requests_per_second_per_data_plane > 0),
+  requests_per_second integer CHECK (requests_per_second > 0),
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- The sweep takes a share of due timers (and of expired leases) per data plane (earliest first within each), so one
+-- tenant's backlog cannot fill every batch.
+CREATE INDEX runs_wake_by_data_plane ON runs (data_plane_id, wake_at) WHERE status = 'suspended';
+-- The same for expired leases.
+CREATE INDEX runs_lease_expiry_by_data_plane ON runs (data_plane_id, lease_expires_at) WHERE status = 'running';
+`,
+  },
 ];

@@ -732,17 +732,24 @@ export class RunRepository {
   }
 
   /**
-   * Requeues up to `limit` running runs whose lease expired (wake reason RECOVERY) and ends their
-   * lease rows as 'expired'. One statement; replicas sweeping at once skip each other's rows.
+   * Requeues up to `limit` running runs whose lease expired (wake reason RECOVERY), at most
+   * `perDataPlane` of each data plane (earliest first), and ends their lease rows as 'expired': a
+   * data plane whose whole fleet stopped takes its share of a batch, not all of it. One statement;
+   * replicas sweeping at once skip each other's rows.
    */
-  async requeueExpiredLeases(limit: number): Promise<ExpiredLease[]> {
+  async requeueExpiredLeases(limit: number, perDataPlane: number): Promise<ExpiredLease[]> {
     const result = await this.db.query<{ id: string; epoch: number; data_plane_id: string; lease_session: string | null }>(
       `WITH picked AS MATERIALIZED (
-         SELECT id, lease_session FROM runs
-         WHERE status = 'running' AND lease_expires_at < now()
-         ORDER BY lease_expires_at
+         SELECT due.id, due.lease_session FROM data_planes d
+         CROSS JOIN LATERAL (
+           SELECT r.id, r.lease_session, r.lease_expires_at FROM runs r
+           WHERE r.data_plane_id = d.id AND r.status = 'running' AND r.lease_expires_at < now()
+           ORDER BY r.lease_expires_at
+           LIMIT $2
+           FOR UPDATE OF r SKIP LOCKED
+         ) due
+         ORDER BY due.lease_expires_at
          LIMIT $1
-         FOR UPDATE SKIP LOCKED
        ), expired AS (
          UPDATE runs r SET status = 'queued', wake_reason = 'recovery', lease_session = NULL, lease_worker = NULL,
                 lease_expires_at = NULL, queued_at = now(), updated_at = now()
@@ -753,7 +760,7 @@ export class RunRepository {
          FROM expired WHERE l.run_id = expired.id AND l.epoch = expired.epoch AND l.ended_at IS NULL
        )
        SELECT * FROM expired`,
-      [limit],
+      [limit, perDataPlane],
     );
     return result.rows.map((r) => ({ runId: r.id, epoch: r.epoch, dataPlaneId: r.data_plane_id, sessionId: r.lease_session }));
   }
@@ -819,22 +826,32 @@ export class RunRepository {
     return byParent;
   }
 
-  /** Queues up to `limit` suspended runs whose timer is due (TIMER, or RETRY after a retry backoff). */
-  async queueDueTimers(limit: number): Promise<Array<{ runId: string; dataPlaneId: string }>> {
+  /**
+   * Queues up to `limit` suspended runs whose timer is due (TIMER, or RETRY after a retry backoff),
+   * at most `perDataPlane` of each data plane, earliest first: a data plane with a million due
+   * timers takes its share of a batch, not the whole of it, so another's timer is not held behind
+   * them. One statement; replicas sweeping at once skip each other's rows.
+   */
+  async queueDueTimers(limit: number, perDataPlane: number): Promise<Array<{ runId: string; dataPlaneId: string }>> {
     const result = await this.db.query<{ id: string; data_plane_id: string }>(
       `WITH picked AS MATERIALIZED (
-         SELECT id FROM runs
-         WHERE status = 'suspended' AND wake_at <= now()
-         ORDER BY wake_at
+         SELECT due.id FROM data_planes d
+         CROSS JOIN LATERAL (
+           SELECT r.id, r.wake_at FROM runs r
+           WHERE r.data_plane_id = d.id AND r.status = 'suspended' AND r.wake_at <= now()
+           ORDER BY r.wake_at
+           LIMIT $2
+           FOR UPDATE OF r SKIP LOCKED
+         ) due
+         ORDER BY due.wake_at
          LIMIT $1
-         FOR UPDATE SKIP LOCKED
        )
        UPDATE runs r SET status = 'queued',
               wake_reason = CASE WHEN r.suspend_reason = 'retry_backoff' THEN 'retry' ELSE 'timer' END,
               wake_at = NULL, waiting_signal = NULL, waiting_child = NULL, queued_at = now(), updated_at = now()
        FROM picked WHERE r.id = picked.id
        RETURNING r.id, r.data_plane_id`,
-      [limit],
+      [limit, perDataPlane],
     );
     return result.rows.map((r) => ({ runId: r.id, dataPlaneId: r.data_plane_id }));
   }

@@ -37,6 +37,7 @@ import { LeaseService, type OutcomeResult, type WorkerOutcome } from './lease.se
 import { RunService } from './run.service.js';
 import { SessionRegistry } from './session-registry.js';
 import { checkResidency, enumValue, optional, required, size, time } from './validate.js';
+import { LimitsService } from './limits.service.js';
 import { WorkerSession, type SessionOutbound, type StreamEnd } from './worker-session.js';
 import { readAnnouncedSettings } from './announced-settings.js';
 import { WorkflowRegistryService } from './workflow-registry.service.js';
@@ -82,6 +83,7 @@ export class WorkerProtocolService {
     @Inject(LOGGER) readonly logger: Logger,
     @Inject(Telemetry) readonly telemetry: Telemetry,
     @Inject(WorkflowRegistryService) readonly workflowRegistry: WorkflowRegistryService,
+    @Inject(LimitsService) readonly limits: LimitsService,
   ) {}
 
   /** A new stream authenticated as this data plane, with this credential. */
@@ -341,7 +343,12 @@ export class WorkerConnection {
       );
     }
     this.logger = this.logger.child({ workerId: hello.workerId });
-    const session = new WorkerSession(this.identity, hello.workerId, hello.slots, workflows, this.outbound, this.logger);
+    // A Hello may announce any uint32: the grant never exceeds the slot cap of the organisation.
+    const slots = await protocol.limits.grantSlots(this.dataPlaneId, hello.slots);
+    if (slots < hello.slots) {
+      this.logger.warn({ announced: hello.slots, granted: slots }, 'worker announced more slots than the cap per stream; granted the cap');
+    }
+    const session = new WorkerSession(this.identity, hello.workerId, slots, workflows, this.outbound, this.logger);
     this.logger = this.logger.child({ sessionId: session.id });
     this.session = session;
     // Registered before the Welcome so a cancellation arriving meanwhile is queued, not lost.
@@ -368,10 +375,7 @@ export class WorkerConnection {
       }),
     );
     for (const run of reattached) if (run.cancelRequested) session.cancel({ runId: run.id, epoch: run.epoch });
-    this.logger.info(
-      { workflows: workflows.length, slots: hello.slots, reattached: reattached.length, lost: lost.length },
-      'worker connected',
-    );
+    this.logger.info({ workflows: workflows.length, slots, reattached: reattached.length, lost: lost.length }, 'worker connected');
     protocol.dispatch.kick(session);
   }
 
