@@ -384,7 +384,25 @@ export const datedInput = defineWorkflow(
   async (ctx, input) => ctx.step('year', () => input.at.getUTCFullYear()),
 );
 
+/**
+ * A workflow whose only difference between two runs is one small value: the approval answer
+ * (approved or rejected), a step output and the run's output (`true` or `false`). The sizes the
+ * control plane learns must not tell the two apart.
+ */
+export const verdict = defineWorkflow({ name: 'verdict', version: '1' }, async (ctx) => {
+  const answer = await ctx.approval('review');
+  return ctx.step('decided', () => answer.approved);
+});
+
+/** One model call to the model the input names (the test's local model server answers any). */
+export const namedModel = defineWorkflow({ name: 'named-model', version: '1' }, async (ctx, input: { model: string }) => {
+  const reply = await ctx.model('ask', { model: testModel(input.model), prompt: 'which model are you?' });
+  return reply.text;
+});
+
 export const allWorkflows = [
+  verdict,
+  namedModel,
   typedRefund,
   datedInput,
   timeoutParent,

@@ -759,7 +759,7 @@ for (const kind of testPostgresKinds()) {
         await w.next('ack', (a) => a.sequence === resent);
 
         const waited = await gatewayCall<{ run: RunInfo }>(gateway, 'waitRun', { runId: started.runId, timeoutMs: 5_000 }, token);
-        assert.deepEqual([waited.run.status, waited.run.outputSize, waited.run.dispatchCount], [RunStatus.COMPLETED, 42n, 1]);
+        assert.deepEqual([waited.run.status, waited.run.outputSize, waited.run.dispatchCount], [RunStatus.COMPLETED, 64n, 1]);
         const described = await gatewayCall<{ run: RunInfo; steps: StepInfo[] }>(gateway, 'describeRun', { runId: started.runId }, token);
         assert.deepEqual(
           described.steps.map((s) => [s.position, s.attempt, s.name, s.status]),
@@ -1073,7 +1073,7 @@ for (const kind of testPostgresKinds()) {
         );
         const described = withSteps.find((b) => (b['steps'] as unknown[]).length > 0)!;
         const step = (described['steps'] as Array<Record<string, unknown>>)[0]!;
-        assert.deepEqual([step['name'], step['status'], step['kind'], step['outputSize']], ['fetch', 'completed', 'step', 12]);
+        assert.deepEqual([step['name'], step['status'], step['kind'], step['outputSize']], ['fetch', 'completed', 'step', 64]);
         // Token counts and model names belong to model calls only.
         assert.deepEqual([step['inputTokens'], step['outputTokens'], step['provider'], step['model']], [null, null, null, null]);
         assert.equal(typeof step['durationMs'], 'number');

@@ -1,4 +1,4 @@
-import { CairnError, ErrorCodes, assertName, assertVersion, isId, newId, type Logger } from '@cairn/common';
+import { CairnError, ErrorCodes, assertName, assertVersion, coarseSizeBig, isId, newId, type Logger } from '@cairn/common';
 import { approvalSignalName, type Hasher, type PayloadStore } from '@cairn/payload-store';
 import {
   CancelRunRequestSchema,
@@ -158,7 +158,8 @@ export class RunService {
       workflowName: workflow,
       workflowVersion: version,
       idempotencyDigest: digest ?? '',
-      inputSize: BigInt(inputSize),
+      // The exact size stays in the payload store; the control plane gets its size class.
+      inputSize: coarseSizeBig(inputSize),
       priority,
       concurrencyKeyDigest,
     });
@@ -250,7 +251,12 @@ export class RunService {
     let output: unknown;
     let error: ErrorView | undefined;
     try {
-      if (run.status === RunStatus.COMPLETED) output = (await this.#store.getRun(run.runId))?.output;
+      const stored = await this.#store.getRun(run.runId);
+      if (stored) {
+        // The control plane holds size classes; the exact sizes are here, in the payload store.
+        run = { ...run, inputSize: BigInt(stored.inputSize), outputSize: BigInt(stored.outputSize ?? 0) };
+        if (run.status === RunStatus.COMPLETED) output = stored.output;
+      }
       if (run.errorRef !== '') {
         const stored = await this.#store.getError(run.errorRef);
         if (stored) error = errorView(stored);

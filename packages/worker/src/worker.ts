@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import type { TracerProvider } from '@opentelemetry/api';
-import { CairnError, ErrorCodes, createLogger, isId, newId, type Logger } from '@cairn/common';
+import { CairnError, ErrorCodes, coarseSizeBig, createLogger, isId, newId, type Logger } from '@cairn/common';
 import type { Hasher, PayloadStore } from '@cairn/payload-store';
 import {
   ConnectRequestSchema,
@@ -32,6 +32,7 @@ import {
 import { SDK_VERSION, type WorkflowDefinition } from '@cairn/sdk';
 import { Engine, type RunExecution, type RunOutcome, type StartChildAnswer, type StepDefaults } from './engine.js';
 import { SignalHub } from './signals.js';
+import { ModelNames, type ListedModel } from './residency.js';
 import { announcedSettings, catalogueVersionOf, workerOnlySchemas } from './settings.js';
 import { RunTracing } from './telemetry.js';
 
@@ -75,6 +76,13 @@ export interface WorkerOptions {
    * worker flushes it when it stops. Default: no tracing.
    */
   readonly tracerProvider?: TracerProvider;
+  /**
+   * The models whose provider and model names may cross to the control plane (step reports of
+   * model calls), as `provider/model` pairs the AI SDK reports, e.g. `{ provider: 'mistral.chat',
+   * model: 'mistral-large-latest' }`. A call to any other model crosses as provider `unlisted` and
+   * model `unlisted.<16 hex>` (a digest keyed with the data plane's HMAC key). Default: none.
+   */
+  readonly models?: readonly ListedModel[];
 }
 
 type RequestMessage = ConnectRequest['message'];
@@ -135,6 +143,7 @@ export class Worker {
   readonly #signals: SignalHub;
   readonly #client: WorkerClient;
   readonly #tracing: RunTracing;
+  readonly #modelNames: ModelNames;
 
   readonly #runs = new Map<string, HeldRun>();
   #busy = 0;
@@ -196,6 +205,7 @@ export class Worker {
 
     this.#logger = (options.logger ?? createLogger('worker')).child({ workerId: this.workerId });
     this.#signals = new SignalHub(options.store, this.#logger);
+    this.#modelNames = new ModelNames(options.models ?? [], options.hasher);
     this.#tracing = new RunTracing(options.tracerProvider, { workerId: this.workerId, dataPlaneId: options.dataPlaneId });
     this.#engine = new Engine({
       store: options.store,
@@ -211,7 +221,7 @@ export class Worker {
       startChild: (request) =>
         new Promise<StartChildAnswer>((resolve) =>
           this.#enqueue({
-            message: { case: 'startChild', value: create(StartChildSchema, { ...request, inputSize: BigInt(request.inputSize) }) },
+            message: { case: 'startChild', value: create(StartChildSchema, { ...request, inputSize: coarseSizeBig(request.inputSize) }) },
             onSettled: (rejection) =>
               resolve(
                 rejection === undefined
@@ -717,7 +727,7 @@ export class Worker {
     let message: RequestMessage | undefined;
     switch (outcome.kind) {
       case 'completed':
-        message = { case: 'completed', value: create(RunCompletedSchema, { ...run, outputSize: BigInt(outcome.outputSize) }) };
+        message = { case: 'completed', value: create(RunCompletedSchema, { ...run, outputSize: coarseSizeBig(outcome.outputSize) }) };
         break;
       case 'failed':
         message = { case: 'failed', value: create(RunFailedSchema, { ...run, errorCode: outcome.errorCode, errorRef: outcome.errorRef }) };
@@ -771,7 +781,19 @@ export class Worker {
 
   // ---- step reports --------------------------------------------------------------------------
 
-  #queueReport(report: StepReport): void {
+  #queueReport(exact: StepReport): void {
+    // The exact output size and unlisted model names stay in the data plane: the control plane
+    // gets the size class, and listed model names only.
+    const report = exact.step
+      ? {
+          ...exact,
+          step: {
+            ...exact.step,
+            outputSize: coarseSizeBig(exact.step.outputSize),
+            ...this.#modelNames.crossing(exact.step.provider, exact.step.model),
+          },
+        }
+      : exact;
     const step = report.step;
     const key = `${report.runId}:${step?.position}:${step?.attempt}`;
     // Later statuses of the same attempt replace earlier ones that were not sent yet.

@@ -26,7 +26,7 @@ import { BacklogService } from '../services/backlog.service.js';
 import { CredentialHolders } from '../services/credential-holders.js';
 import { DataPlaneService } from '../services/data-plane.service.js';
 import { DEFAULT_PRIORITY, RunService } from '../services/run.service.js';
-import { checkResidency, optional, required, size } from '../services/validate.js';
+import { byteSize, checkResidency, optional, required } from '../services/validate.js';
 import { LOGGER } from '../tokens.js';
 import { toRunInfo, toStepInfo } from './convert.js';
 import { bearerToken, peerAddress, toServiceError } from './status.js';
@@ -57,7 +57,7 @@ export class GatewayHandler {
           workflowName: required(req.workflowName, 'workflow_name'),
           workflowVersion: optional(req.workflowVersion),
           idempotencyDigest: optional(req.idempotencyDigest),
-          inputSize: size(req.inputSize, 'input_size'),
+          inputSize: byteSize(req.inputSize, 'input_size'),
           priority: priority(req.priority),
           concurrencyKeyDigest: optional(req.concurrencyKeyDigest),
         });

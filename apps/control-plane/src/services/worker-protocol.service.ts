@@ -36,7 +36,7 @@ import { DispatchService } from './dispatch.service.js';
 import { LeaseService, type OutcomeResult, type WorkerOutcome } from './lease.service.js';
 import { RunService } from './run.service.js';
 import { SessionRegistry } from './session-registry.js';
-import { checkResidency, enumValue, optional, required, size, time } from './validate.js';
+import { byteSize, checkResidency, enumValue, optional, required, size, time } from './validate.js';
 import { WorkerSession, type SessionOutbound, type StreamEnd } from './worker-session.js';
 import { readAnnouncedSettings } from './announced-settings.js';
 import { WorkflowRegistryService } from './workflow-registry.service.js';
@@ -176,7 +176,7 @@ export class WorkerConnection {
           await this.outcome(sequence, {
             kind: 'completed',
             lease: lease(message.value),
-            outputSize: size(message.value.outputSize, 'output_size'),
+            outputSize: byteSize(message.value.outputSize, 'output_size'),
           });
           return;
         case 'failed': {
@@ -414,7 +414,7 @@ export class WorkerConnection {
       childRunId: required(v.childRunId, 'child_run_id'),
       workflowName: required(v.workflowName, 'workflow_name'),
       workflowVersion: optional(v.workflowVersion),
-      inputSize: size(v.inputSize, 'input_size'),
+      inputSize: byteSize(v.inputSize, 'input_size'),
     };
     const result = await this.protocol.runs.startChild(this.dataPlaneId, input);
     switch (result) {
@@ -534,7 +534,7 @@ function toStepReport(report: StepReport, i: number): StepReportInput {
     startedAt: time(step.startedAt, 'started_at', at('step.started_at')),
     endedAt: time(step.endedAt, 'ended_at', at('step.ended_at')),
     dueAt: time(step.dueAt, 'due_at', at('step.due_at')),
-    outputSize: size(step.outputSize, 'output_size', at('step.output_size')),
+    outputSize: byteSize(step.outputSize, 'output_size', at('step.output_size')),
     inputTokens: model ? size(step.inputTokens, 'input_tokens', at('step.input_tokens')) : null,
     outputTokens: model ? size(step.outputTokens, 'output_tokens', at('step.output_tokens')) : null,
     provider: model ? optional(step.provider) : null,

@@ -55,7 +55,8 @@ export type StartRunRequest = Message<"cairn.gateway.v1.StartRunRequest"> & {
   idempotencyDigest: string;
 
   /**
-   * Size of the stored input in bytes.
+   * Size of the stored input in bytes, as its size class: 0 for none, 64 for 1-64 bytes, else the
+   * next power of two (the exact size stays in the data plane).
    *
    * @generated from field: uint64 input_size = 5;
    */

@@ -736,7 +736,8 @@ export type StartChild = Message<"cairn.worker.v1.StartChild"> & {
   workflowVersion: string;
 
   /**
-   * Size of the child's input in bytes, as stored in the data plane.
+   * Size of the child's input in bytes, as its size class: 0 for none, 64 for 1-64
+   * bytes, else the next power of two (the exact size stays in the data plane).
    *
    * @generated from field: uint64 input_size = 7;
    */
@@ -771,7 +772,8 @@ export type RunCompleted = Message<"cairn.worker.v1.RunCompleted"> & {
   epoch: number;
 
   /**
-   * Size of the output in bytes.
+   * Size of the output in bytes, as its size class: 0 for none, 64 for 1-64
+   * bytes, else the next power of two (the exact size stays in the data plane).
    *
    * @generated from field: uint64 output_size = 3;
    */

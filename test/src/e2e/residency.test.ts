@@ -1,0 +1,145 @@
+// Attacks on what the control plane may learn beyond the payloads themselves, with real processes on
+// embedded Postgres: exact sizes that would tell a small value apart (an approval answer, `true` or
+// `false`), and free text put where a name goes (a model ID that is an e-mail address).
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import pg from 'pg';
+import { startTestStack, type TestStack } from '../harness.js';
+
+describe('residency: sizes', () => {
+  let t: TestStack;
+
+  before(async () => {
+    t = await startTestStack({ name: 'residency-sizes', workers: 1, suspendThresholdMs: 300 });
+  });
+
+  after(async () => {
+    await t?.stop();
+  });
+
+  it('an approved and a rejected run, whose outputs are true and false, look the same size to the control plane', async () => {
+    const approved = await t.start('verdict', {});
+    const rejected = await t.start('verdict', {});
+    for (const [runId, answer] of [
+      [approved, { approved: true }],
+      [rejected, { approved: false }],
+    ] as const) {
+      await t.waitForRun(runId, (r) => r.status === 'suspended' && r.waitingSignal === 'approval.review');
+      const res = await t.gateway('POST', `/v1/runs/${runId}/approvals/review`, {
+        body: JSON.stringify(answer),
+        headers: { 'content-type': 'application/json' },
+      });
+      assert.equal(res.status, 202, await res.text());
+    }
+    const yes = await t.result(approved);
+    const no = await t.result(rejected);
+    assert.deepEqual([yes.status, yes.output, no.status, no.output], ['completed', true, 'completed', false]);
+
+    // The data plane keeps the exact sizes (4 bytes for true, 5 for false) and the gateway shows them.
+    const exact = async (runId: string): Promise<number> =>
+      ((await (await t.gateway('GET', `/v1/runs/${runId}`)).json()) as { run: { outputSize: number } }).run.outputSize;
+    assert.deepEqual([await exact(approved), await exact(rejected)], [4, 5]);
+
+    // Every size column the control plane's database holds for the two runs is the same.
+    const cp = new pg.Client({ connectionString: t.stack.cpDatabaseUrl });
+    await cp.connect();
+    try {
+      // Size columns of every table that holds per-run rows (keyed by run_id; `runs` by id).
+      const columns = await cp.query<{ table_name: string; column_name: string; key: string }>(
+        `SELECT c.table_name, c.column_name,
+                CASE WHEN EXISTS (SELECT 1 FROM information_schema.columns r
+                                   WHERE r.table_schema = 'public' AND r.table_name = c.table_name AND r.column_name = 'run_id')
+                     THEN 'run_id' ELSE 'id' END AS key
+           FROM information_schema.columns c
+          WHERE c.table_schema = 'public' AND c.column_name LIKE '%size%'
+            AND (c.table_name = 'runs' OR EXISTS (SELECT 1 FROM information_schema.columns r
+                         WHERE r.table_schema = 'public' AND r.table_name = c.table_name AND r.column_name = 'run_id'))
+          ORDER BY 1, 2`,
+      );
+      const seen = columns.rows.map((c) => `${c.table_name}.${c.column_name}`);
+      assert.ok(
+        seen.includes('runs.input_size') && seen.includes('runs.output_size') && seen.includes('run_steps.output_size'),
+        seen.join(),
+      );
+      for (const { table_name: table, column_name: column, key } of columns.rows) {
+        const sizes = async (runId: string): Promise<string[]> =>
+          (
+            await cp.query<{ v: string | null }>(`SELECT "${column}"::text AS v FROM "${table}" WHERE "${key}" = $1 ORDER BY 1`, [runId])
+          ).rows.map((r) => r.v ?? 'null');
+        const [a, b] = [await sizes(approved), await sizes(rejected)];
+        assert.ok(a.length > 0, `${table}.${column} has rows for the run`);
+        assert.deepEqual(a, b, `${table}.${column} tells an approval from a rejection`);
+        for (const v of a) assert.ok(v === 'null' || v === '0' || Number(v) >= 64, `${table}.${column} holds an exact size ${v}`);
+      }
+    } finally {
+      await cp.end();
+    }
+  });
+});
+
+/** Every row of every table of the control plane's database, as text, and its log files. */
+async function controlPlaneDump(t: TestStack): Promise<{ rows: number; text: string }> {
+  const cp = new pg.Client({ connectionString: t.stack.cpDatabaseUrl });
+  await cp.connect();
+  let rows = 0;
+  const parts: string[] = [];
+  try {
+    const tables = await cp.query<{ tablename: string }>("SELECT tablename FROM pg_tables WHERE schemaname = 'public'");
+    for (const { tablename } of tables.rows) {
+      const r = await cp.query<{ row: string }>(`SELECT t::text AS row FROM "${tablename}" t`);
+      rows += r.rows.length;
+      parts.push(...r.rows.map((x) => `${tablename}: ${x.row}`));
+    }
+  } finally {
+    await cp.end();
+  }
+  for (const replica of t.stack.controlPlanes) parts.push(readFileSync(replica.process.logFile, 'utf8'));
+  return { rows, text: parts.join('\n') };
+}
+
+describe('residency: names', () => {
+  let t: TestStack;
+
+  before(async () => {
+    t = await startTestStack({ name: 'residency-names', workers: 1, suspendThresholdMs: 300 });
+  });
+
+  after(async () => {
+    await t?.stop();
+  });
+
+  it('a model ID that is an e-mail address reaches the control plane zero times; a listed model crosses by name', async () => {
+    const email = 'jane.doe.078051120@example.com';
+    const unlisted = await t.start('named-model', { model: email });
+    const listed = await t.start('named-model', { model: 'mock-small' });
+    assert.equal((await t.result(unlisted)).status, 'completed');
+    assert.equal((await t.result(listed)).status, 'completed');
+
+    const modelOf = async (runId: string) => {
+      const step = (await t.describe(runId)).steps.find((s) => s.kind === 'model') as unknown as { provider: string; model: string };
+      return [step.provider, step.model];
+    };
+    const [provider, model] = await modelOf(unlisted);
+    assert.equal(provider, 'unlisted');
+    assert.match(model!, /^unlisted\.[0-9a-f]{16}$/);
+    assert.deepEqual(await modelOf(listed), ['mock.chat', 'mock-small'], 'CAIRN_WORKER_MODELS lists mock.chat/mock-small');
+    // The data plane keeps the real name, in the call's transcript.
+    const position = (await t.describe(unlisted)).steps.find((s) => s.kind === 'model')!.position;
+    assert.match(
+      await (await t.gateway('GET', `/v1/runs/${unlisted}/steps/${position}/transcript`)).text(),
+      /jane\.doe\.078051120@example\.com/,
+    );
+
+    const usage = await fetch(`${t.stack.controlPlanes[0]!.httpUrl}/v1/projects/default/usage`, {
+      headers: { authorization: `Bearer ${t.stack.secrets.apiToken}` },
+    });
+    assert.match(await usage.text(), /unlisted\.[0-9a-f]{16}/, 'usage still counts the unlisted model, by its digest');
+
+    await t.stack.stop();
+    const dump = await controlPlaneDump(t);
+    assert.ok(dump.rows > 10, 'the control plane did record metadata');
+    for (const needle of [email, 'jane.doe', '078051120'])
+      assert.equal(dump.text.split(needle).length - 1, 0, `${needle} in the control plane`);
+  });
+});
