@@ -400,8 +400,15 @@ export const namedModel = defineWorkflow({ name: 'named-model', version: '1' }, 
   return reply.text;
 });
 
+/** Waits for an approval, then for a signal it does not declare: a test sends the signal first. */
+export const reviewThenSignal = defineWorkflow({ name: 'review-then-signal', version: '1' }, async (ctx) => {
+  await ctx.approval('review');
+  return ctx.waitForSignal('late');
+});
+
 export const allWorkflows = [
   verdict,
+  reviewThenSignal,
   namedModel,
   typedRefund,
   datedInput,

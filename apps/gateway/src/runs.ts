@@ -1,5 +1,5 @@
 import { CairnError, ErrorCodes, assertName, assertVersion, coarseSizeBig, isId, newId, type Logger } from '@cairn/common';
-import { approvalSignalName, type Hasher, type PayloadStore } from '@cairn/payload-store';
+import { approvalSignalName, signalNameDigest, type Hasher, type PayloadStore } from '@cairn/payload-store';
 import {
   CancelRunRequestSchema,
   DescribeRunRequestSchema,
@@ -310,15 +310,27 @@ export class RunService {
    * declares one), stores it, then tells the control plane. If the control plane refuses or cannot be
    * reached, the stored body is removed again unless a waiting run consumed it already (then it was
    * delivered).
+   *
+   * The name comes from the caller, so it may be anything that fits the name pattern (a person's
+   * name and an ID, say). It crosses in clear only when code declared it: the run's workflow lists
+   * the signal, or the run waits for it (the control plane has that name from the worker already).
+   * Otherwise only its per-run keyed digest crosses; the worker sends the same digest when the run
+   * suspends on the signal, so the notice still wakes it.
    */
   async signal(runId: string, name: string, body: unknown): Promise<{ signalId: string; run: RunInfo | undefined }> {
     assertRunId(runId);
     checkName(name, 'signal name');
-    await this.#schemas.checkSignal(runId, name, body, async () => {
+    let described: RunInfo | undefined;
+    const describe = async (): Promise<RunInfo> => {
+      if (described) return described;
       const { run } = await this.#cp.describeRun(create(DescribeRunRequestSchema, { runId })).catch(notFoundAsRun(runId));
       if (!run) throw missingRun('DescribeRun');
-      return run.workflowVersion;
-    });
+      return (described = run);
+    };
+    await this.#schemas.checkSignal(runId, name, body, async () => (await describe()).workflowVersion);
+    const declared = (await this.#schemas.declaresSignal(runId, name)) || (await describe()).waitingSignal === name;
+    const signalName = declared ? name : '';
+    const signalDigest = signalNameDigest(this.#hasher, runId, name);
     const signalId = newId();
     const log = this.#log.child({ runId, signalId });
     try {
@@ -328,7 +340,7 @@ export class RunService {
       throw inputError(storeError(err), 'signal body');
     }
     try {
-      const { run } = await this.#cp.signalRun(create(SignalRunRequestSchema, { runId, signalName: name, signalId }));
+      const { run } = await this.#cp.signalRun(create(SignalRunRequestSchema, { runId, signalName, signalDigest, signalId }));
       return { signalId, run };
     } catch (err) {
       let deleted: boolean;

@@ -1,4 +1,5 @@
 import { CairnError, ErrorCodes, NAME_MAX_LENGTH, assertName } from '@cairn/common';
+import type { Hasher } from './crypto.js';
 
 /** Every approval's signal name starts with this. */
 export const APPROVAL_SIGNAL_PREFIX = 'approval.';
@@ -31,4 +32,14 @@ export function approvalSignalName(name: string, keyDigest?: string): string {
   }
   const suffix = keyDigest === undefined ? '' : `.${keyDigest.slice(0, APPROVAL_DIGEST_LENGTH)}`;
   return `${APPROVAL_SIGNAL_PREFIX}${name}${suffix}`;
+}
+
+/**
+ * The digest under which a signal name crosses to the control plane for one run: HMAC-SHA256 with
+ * the data plane's key over a purpose label, the run ID and the name. The gateway (SignalRun) and
+ * the worker (RunSuspended) both compute it here, so a notice whose name stays in the data plane
+ * still wakes the run; with the run ID in it, one name gives unrelated digests on two runs.
+ */
+export function signalNameDigest(hasher: Hasher, runId: string, name: string): string {
+  return hasher.digest(`cairn.signal-name\u0000${runId}\u0000${name}`);
 }

@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { TracerProvider } from '@opentelemetry/api';
 import { CairnError, ErrorCodes, coarseSizeBig, createLogger, isId, newId, type Logger } from '@cairn/common';
-import type { Hasher, PayloadStore } from '@cairn/payload-store';
+import { signalNameDigest, type Hasher, type PayloadStore } from '@cairn/payload-store';
 import {
   ConnectRequestSchema,
   HeartbeatSchema,
@@ -743,6 +743,8 @@ export class Worker {
             reason: outcome.reason,
             wakeAt: BigInt(outcome.wakeAt),
             signalName: outcome.signalName,
+            // A notice whose name stayed in the data plane (not declared in code) matches this.
+            signalDigest: outcome.signalName === '' ? '' : signalNameDigest(this.#options.hasher, runId, outcome.signalName),
             signalsConsumed: outcome.signalsConsumed,
             childRunId: outcome.childRunId,
           }),

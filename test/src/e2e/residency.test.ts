@@ -3,7 +3,10 @@
 // `false`), and free text put where a name goes (a model ID that is an e-mail address).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pg from 'pg';
 import { startTestStack, type TestStack } from '../harness.js';
 
@@ -100,17 +103,20 @@ async function controlPlaneDump(t: TestStack): Promise<{ rows: number; text: str
 
 describe('residency: names', () => {
   let t: TestStack;
+  let capture: string;
+  const email = 'jane.doe.078051120@example.com';
+  const ssn = 'Jane.Doe.SSN-078-05-1120';
 
   before(async () => {
-    t = await startTestStack({ name: 'residency-names', workers: 1, suspendThresholdMs: 300 });
+    capture = join(process.env['CAIRN_TEST_DIR'] ?? tmpdir(), `cairn-residency-${randomUUID()}.bin`);
+    t = await startTestStack({ name: 'residency-names', workers: 1, suspendThresholdMs: 300, captureGrpcTo: capture });
   });
 
   after(async () => {
     await t?.stop();
   });
 
-  it('a model ID that is an e-mail address reaches the control plane zero times; a listed model crosses by name', async () => {
-    const email = 'jane.doe.078051120@example.com';
+  it('a model ID that is an e-mail address crosses as a keyed digest; a listed model crosses by name', async () => {
     const unlisted = await t.start('named-model', { model: email });
     const listed = await t.start('named-model', { model: 'mock-small' });
     assert.equal((await t.result(unlisted)).status, 'completed');
@@ -126,20 +132,74 @@ describe('residency: names', () => {
     assert.deepEqual(await modelOf(listed), ['mock.chat', 'mock-small'], 'CAIRN_WORKER_MODELS lists mock.chat/mock-small');
     // The data plane keeps the real name, in the call's transcript.
     const position = (await t.describe(unlisted)).steps.find((s) => s.kind === 'model')!.position;
-    assert.match(
-      await (await t.gateway('GET', `/v1/runs/${unlisted}/steps/${position}/transcript`)).text(),
-      /jane\.doe\.078051120@example\.com/,
-    );
+    const transcript = await (await t.gateway('GET', `/v1/runs/${unlisted}/steps/${position}/transcript`)).text();
+    assert.ok(transcript.includes(email), 'the transcript names the model');
 
     const usage = await fetch(`${t.stack.controlPlanes[0]!.httpUrl}/v1/projects/default/usage`, {
       headers: { authorization: `Bearer ${t.stack.secrets.apiToken}` },
     });
     assert.match(await usage.text(), /unlisted\.[0-9a-f]{16}/, 'usage still counts the unlisted model, by its digest');
+  });
 
+  it('a signal or approval name the workflow does not declare is kept in the data plane; undeclared waits still wake', async () => {
+    const runId = await t.start('signal-waiter', { delayMs: 0, signals: 2 });
+    await t.waitForRun(runId, (r) => r.status === 'suspended' && r.waitingSignal === 'go');
+    const odd = await t.signal(runId, ssn, { note: 'kept' });
+    assert.equal(odd.status, 202);
+    assert.deepEqual(
+      Object.fromEntries(
+        Object.entries((await odd.json()) as Record<string, unknown>).filter(([k]) => ['signal', 'waiting', 'waitingFor'].includes(k)),
+      ),
+      { signal: ssn, waiting: false, waitingFor: 'go' },
+      'the caller is told the run waits for something else',
+    );
+    const approval = await t.gateway('POST', `/v1/runs/${runId}/approvals/${ssn}`, {
+      body: JSON.stringify({ approved: true }),
+      headers: { 'content-type': 'application/json' },
+    });
+    assert.equal(approval.status, 202, await approval.text());
+    // The name the run waits for (written in code, reported by the worker) crosses as before.
+    assert.equal((await t.signal(runId, 'go', { n: 1 })).status, 202);
+    await t.waitForRun(runId, (r) => r.status === 'suspended' && r.waitingSignal === 'go' && r.dispatchCount >= 2);
+    assert.equal((await t.signal(runId, 'go', { n: 2 })).status, 202);
+    assert.deepEqual((await t.result(runId)).output, { timedOut: false, got: [{ n: 1 }, { n: 2 }] });
+
+    // Sent while the run waits for something else, a name it does not declare crosses as a per-run
+    // digest only; the run finds the signal in the data plane when it comes to wait for it.
+    const early = await t.start('review-then-signal', {});
+    await t.waitForRun(early, (r) => r.status === 'suspended' && r.waitingSignal === 'approval.review');
+    assert.equal((await t.signal(early, 'late', { early: true })).status, 202);
+    const approved = await t.gateway('POST', `/v1/runs/${early}/approvals/review/approve`);
+    assert.equal(approved.status, 202, await approved.text());
+    assert.deepEqual((await t.result(early)).output, { early: true });
+    const cp = new pg.Client({ connectionString: t.stack.cpDatabaseUrl });
+    await cp.connect();
+    try {
+      const notices = await cp.query<{ signal_name: string | null; signal_digest: string | null }>(
+        'SELECT signal_name, signal_digest FROM signal_notices WHERE run_id = $1',
+        [early],
+      );
+      const late = notices.rows.filter((n) => n.signal_name !== 'approval.review');
+      assert.equal(late.length, 1);
+      assert.equal(late[0]!.signal_name, null);
+      assert.match(late[0]!.signal_digest ?? '', /^[0-9a-f]{64}$/);
+    } finally {
+      await cp.end();
+    }
+  });
+
+  it('none of those names is in the control plane: database, logs or gRPC bytes', async () => {
     await t.stack.stop();
     const dump = await controlPlaneDump(t);
     assert.ok(dump.rows > 10, 'the control plane did record metadata');
-    for (const needle of [email, 'jane.doe', '078051120'])
-      assert.equal(dump.text.split(needle).length - 1, 0, `${needle} in the control plane`);
+    const grpc = readFileSync(capture);
+    assert.ok(grpc.length > 1000, 'gRPC traffic was captured');
+    const found: string[] = [];
+    for (const needle of [email, ssn, 'Jane.Doe', 'jane.doe', '078-05-1120', '078051120']) {
+      const n = dump.text.split(needle).length - 1;
+      if (n > 0) found.push(`${needle} ×${n} in the database or logs`);
+      if (grpc.includes(Buffer.from(needle))) found.push(`${needle} in the gRPC bytes`);
+    }
+    assert.deepEqual(found, []);
   });
 });

@@ -78,10 +78,13 @@ export class GatewayHandler {
         { longPoll: true },
       ),
       signalRun: this.unary(SignalRunRequestSchema, async (dataPlaneId, req) => {
+        const name = optional(req.signalName);
+        const digest = optional(req.signalDigest);
+        // A name the data plane kept to itself crosses as its digest only; one of them is needed.
         const run = await this.runs.signal(
           dataPlaneId,
           required(req.runId, 'run_id'),
-          required(req.signalName, 'signal_name'),
+          name === null && digest === null ? { name: required(req.signalName, 'signal_name'), digest } : { name, digest },
           required(req.signalId, 'signal_id'),
         );
         return create(SignalRunResponseSchema, { run: toRunInfo(run) });

@@ -148,12 +148,18 @@ export class WorkerConnection {
           const v = message.value;
           const wakeAt = time(v.wakeAt, 'wake_at');
           const signalName = optional(v.signalName);
+          const signalDigest = optional(v.signalDigest);
           const code = enumValue(v.reason, SuspendReason, 'reason', true);
           // An unspecified reason is inferred: a signal wait if a signal is named, else a sleep.
-          const reason = code === SuspendReason.UNSPECIFIED ? (signalName === null ? 'sleep' : 'signal') : SUSPEND_REASONS[code]!;
+          const reason =
+            code === SuspendReason.UNSPECIFIED
+              ? signalName === null && signalDigest === null
+                ? 'sleep'
+                : 'signal'
+              : SUSPEND_REASONS[code]!;
           const childRunId = optional(v.childRunId);
-          if (reason === 'signal' && signalName === null)
-            throw fieldError('signal_name', 'field signal_name is required when reason is SIGNAL');
+          if (reason === 'signal' && signalName === null && signalDigest === null)
+            throw fieldError('signal_name', 'field signal_name (or signal_digest) is required when reason is SIGNAL');
           if (reason === 'child' && childRunId === null)
             throw fieldError('child_run_id', 'field child_run_id is required when reason is CHILD');
           if (reason !== 'signal' && reason !== 'child' && wakeAt === null) {
@@ -165,6 +171,7 @@ export class WorkerConnection {
             suspension: {
               wakeAt,
               waitingSignal: signalName,
+              waitingSignalDigest: signalDigest,
               signalsConsumed: v.signalsConsumed,
               suspendReason: reason,
               waitingChild: childRunId,
