@@ -58,7 +58,7 @@ interface RunParams {
 export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
   const logger = deps.logger ?? createLogger('gateway', config.logLevel);
   const tokens = new TokenSet(config.tokens);
-  const runs = new RunService(deps.store, deps.controlPlane, config.hasher, logger);
+  const runs = new RunService(deps.store, deps.controlPlane, config.hasher, logger, config.residency);
   const hub = new StreamHub(deps.store, logger);
   const shutdown = new AbortController();
   if (deps.shutdownSignal) {

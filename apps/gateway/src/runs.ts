@@ -1,5 +1,13 @@
 import { CairnError, ErrorCodes, assertName, assertVersion, coarseSizeBig, isId, newId, type Logger } from '@cairn/common';
-import { approvalSignalName, signalNameDigest, type Hasher, type PayloadStore } from '@cairn/payload-store';
+import {
+  STRICT_NAME_PATTERN,
+  approvalSignalName,
+  signalNameDigest,
+  strictNameDigest,
+  type Hasher,
+  type PayloadStore,
+  type ResidencyMode,
+} from '@cairn/payload-store';
 import {
   CancelRunRequestSchema,
   DescribeRunRequestSchema,
@@ -90,11 +98,13 @@ function missingRun(method: string): CairnError {
 export class RunService {
   readonly #store: PayloadStore;
   readonly #cp: ControlPlane;
+  readonly #residency: ResidencyMode;
   readonly #hasher: Hasher;
   readonly #log: Logger;
   readonly #schemas: SchemaValidation;
 
-  constructor(store: PayloadStore, controlPlane: ControlPlane, hasher: Hasher, logger: Logger) {
+  constructor(store: PayloadStore, controlPlane: ControlPlane, hasher: Hasher, logger: Logger, residency: ResidencyMode = 'standard') {
+    this.#residency = residency;
     this.#store = store;
     this.#cp = controlPlane;
     this.#hasher = hasher;
@@ -208,12 +218,31 @@ export class RunService {
     }
   }
 
-  /** A run's metadata and step timeline. */
+  /**
+   * A run's metadata and step timeline. Step and signal names a strict-mode worker sent as keyed
+   * digests are resolved from the run's journal, which records each call's name.
+   */
   async describe(runId: string): Promise<{ run: RunInfo; steps: StepInfo[] }> {
     assertRunId(runId);
     const response = await this.#cp.describeRun(create(DescribeRunRequestSchema, { runId })).catch(notFoundAsRun(runId));
     if (!response.run) throw missingRun('DescribeRun');
-    return { run: response.run, steps: response.steps };
+    return { run: response.run, steps: await this.#resolveNames(runId, response.steps) };
+  }
+
+  async #resolveNames(runId: string, steps: StepInfo[]): Promise<StepInfo[]> {
+    if (!steps.some((s) => STRICT_NAME_PATTERN.test(s.name))) return steps;
+    let entries;
+    try {
+      entries = await this.#store.loadJournal(runId);
+    } catch (err) {
+      throw storeError(err);
+    }
+    const names = new Map<string, string>();
+    for (const e of entries) names.set(strictNameDigest(this.#hasher, e.kind === 'signal' ? 'signal' : 'step', e.name), e.name);
+    return steps.map((s) => {
+      const name = STRICT_NAME_PATTERN.test(s.name) ? names.get(s.name) : undefined;
+      return name === undefined ? s : { ...s, name };
+    });
   }
 
   /** A run's metadata with its output or error, read from the payload store. */
@@ -328,7 +357,9 @@ export class RunService {
       return (described = run);
     };
     await this.#schemas.checkSignal(runId, name, body, async () => (await describe()).workflowVersion);
-    const declared = (await this.#schemas.declaresSignal(runId, name)) || (await describe()).waitingSignal === name;
+    // In strict mode no signal name crosses in clear.
+    const declared =
+      this.#residency === 'standard' && ((await this.#schemas.declaresSignal(runId, name)) || (await describe()).waitingSignal === name);
     const signalName = declared ? name : '';
     const signalDigest = signalNameDigest(this.#hasher, runId, name);
     const signalId = newId();

@@ -43,3 +43,21 @@ export function approvalSignalName(name: string, keyDigest?: string): string {
 export function signalNameDigest(hasher: Hasher, runId: string, name: string): string {
   return hasher.digest(`cairn.signal-name\u0000${runId}\u0000${name}`);
 }
+
+/** How names cross: `standard` (names written in code in clear) or `strict` (as keyed digests). */
+export type ResidencyMode = 'standard' | 'strict';
+
+/** A name that crossed in strict residency mode: `h.` and 40 hex digits of a keyed digest. */
+export const STRICT_NAME_PATTERN = /^h\.[0-9a-f]{40}$/;
+
+/**
+ * The name under which a step or signal name crosses in strict residency mode (`CAIRN_RESIDENCY=
+ * strict`): `h.` and the first 40 hex digits (160 bits) of an HMAC-SHA256 with the data plane's key
+ * over a purpose label, the kind of name and the name. It fits the contract's NAME pattern, so the
+ * control plane stores it like a name; the same name always gives the same digest in one data
+ * plane, so timelines stay comparable. The data plane resolves it back from the run's journal,
+ * which records each call's name.
+ */
+export function strictNameDigest(hasher: Hasher, kind: 'step' | 'signal', name: string): string {
+  return `h.${hasher.digest(`cairn.strict-name\u0000${kind}\u0000${name}`).slice(0, 40)}`;
+}

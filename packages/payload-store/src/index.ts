@@ -6,6 +6,9 @@ export {
   APPROVAL_SIGNAL_PREFIX,
   approvalSignalName,
   signalNameDigest,
+  STRICT_NAME_PATTERN,
+  strictNameDigest,
+  type ResidencyMode,
 } from './approvals.js';
 export {
   FencedError,

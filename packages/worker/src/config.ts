@@ -42,6 +42,8 @@ const schema = {
   CAIRN_WORKER_HEALTH_PORT: env.port().optional(),
   // The provider/model pairs whose names may cross to the control plane; others cross as
   // `unlisted` and a keyed digest.
+  // strict: step and signal names cross to the control plane as keyed digests.
+  CAIRN_RESIDENCY: env.residency(),
   CAIRN_WORKER_MODELS: env
     .optionalString()
     .refine(
@@ -140,6 +142,7 @@ export async function runWorkerFromEnv(
     workflows,
     slots: config.CAIRN_WORKER_SLOTS,
     models: parseModelList(config.CAIRN_WORKER_MODELS),
+    residency: config.CAIRN_RESIDENCY,
     suspendThresholdMs: config.CAIRN_SUSPEND_THRESHOLD_MS,
     drainTimeoutMs: config.CAIRN_DRAIN_TIMEOUT_MS,
     replaceChangedSchemas: config.CAIRN_DEV_MODE,

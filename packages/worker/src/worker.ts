@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { TracerProvider } from '@opentelemetry/api';
 import { CairnError, ErrorCodes, coarseSizeBig, createLogger, isId, newId, type Logger } from '@cairn/common';
-import { signalNameDigest, type Hasher, type PayloadStore } from '@cairn/payload-store';
+import { signalNameDigest, strictNameDigest, type Hasher, type PayloadStore, type ResidencyMode } from '@cairn/payload-store';
 import {
   ConnectRequestSchema,
   HeartbeatSchema,
@@ -18,6 +18,7 @@ import {
   RunSuspendedSchema,
   StartChildSchema,
   SlotsUpdateSchema,
+  StepKind,
   StepReportBatchSchema,
   WorkerService,
   WorkflowRefSchema,
@@ -83,6 +84,13 @@ export interface WorkerOptions {
    * model `unlisted.<16 hex>` (a digest keyed with the data plane's HMAC key). Default: none.
    */
   readonly models?: readonly ListedModel[];
+  /**
+   * `strict`: step and signal names (step reports, signal waits) cross to the control plane only as
+   * keyed digests (`h.<40 hex>`, see `strictNameDigest`), which the gateway resolves from the run's
+   * journal. Workflow and task-queue names still cross in clear (dispatch is by name). Default
+   * `standard`.
+   */
+  readonly residency?: ResidencyMode;
 }
 
 type RequestMessage = ConnectRequest['message'];
@@ -742,7 +750,8 @@ export class Worker {
             ...run,
             reason: outcome.reason,
             wakeAt: BigInt(outcome.wakeAt),
-            signalName: outcome.signalName,
+            // In strict mode the signal's name crosses only as its per-run digest.
+            signalName: this.#options.residency === 'strict' ? '' : outcome.signalName,
             // A notice whose name stayed in the data plane (not declared in code) matches this.
             signalDigest: outcome.signalName === '' ? '' : signalNameDigest(this.#options.hasher, runId, outcome.signalName),
             signalsConsumed: outcome.signalsConsumed,
@@ -793,6 +802,9 @@ export class Worker {
             ...exact.step,
             outputSize: coarseSizeBig(exact.step.outputSize),
             ...this.#modelNames.crossing(exact.step.provider, exact.step.model),
+            ...(this.#options.residency === 'strict' && exact.step.name !== ''
+              ? { name: strictNameDigest(this.#options.hasher, exact.step.kind === StepKind.SIGNAL ? 'signal' : 'step', exact.step.name) }
+              : {}),
           },
         }
       : exact;

@@ -3,12 +3,18 @@
 // `false`), and free text put where a name goes (a model ID that is an e-mail address).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import pg from 'pg';
 import { startTestStack, type TestStack } from '../harness.js';
+
+const execFileAsync = promisify(execFile);
+const cliMain = join(dirname(fileURLToPath(import.meta.url)), '../../../apps/cli/dist/main.js');
 
 describe('residency: sizes', () => {
   let t: TestStack;
@@ -196,6 +202,88 @@ describe('residency: names', () => {
     assert.ok(grpc.length > 1000, 'gRPC traffic was captured');
     const found: string[] = [];
     for (const needle of [email, ssn, 'Jane.Doe', 'jane.doe', '078-05-1120', '078051120']) {
+      const n = dump.text.split(needle).length - 1;
+      if (n > 0) found.push(`${needle} ×${n} in the database or logs`);
+      if (grpc.includes(Buffer.from(needle))) found.push(`${needle} in the gRPC bytes`);
+    }
+    assert.deepEqual(found, []);
+  });
+});
+
+describe('residency: strict mode', () => {
+  let t: TestStack;
+  let capture: string;
+  const step = 'Quokka-Ledger-Reconcile';
+  const signal = 'Heron-Payout-Release';
+
+  before(async () => {
+    capture = join(process.env['CAIRN_TEST_DIR'] ?? tmpdir(), `cairn-strict-${randomUUID()}.bin`);
+    t = await startTestStack({
+      name: 'residency-strict',
+      workers: 1,
+      suspendThresholdMs: 300,
+      captureGrpcTo: capture,
+      workerEnv: { CAIRN_RESIDENCY: 'strict' },
+      gatewayEnv: { CAIRN_RESIDENCY: 'strict' },
+    });
+  });
+
+  after(async () => {
+    await t?.stop();
+  });
+
+  it('step and signal names cross as keyed digests, the CLI shows them resolved, and the control plane holds them zero times', async () => {
+    const runId = await t.start('strict-demo', {});
+    const waiting = await t.waitForRun(runId, (r) => r.status === 'suspended');
+    assert.equal(waiting.waitingSignal, null, 'the control plane does not learn the signal it waits for');
+    assert.equal((await t.signal(runId, signal, { n: 2 })).status, 202);
+    assert.deepEqual([(await t.result(runId)).output], [3], 'the signal woke the run by its digest');
+
+    const { steps } = await t.describe(runId);
+    assert.ok(steps.length >= 2);
+    for (const s of steps) assert.match(s.name, /^h\.[0-9a-f]{40}$/, `the control plane's name for ${s.kind} ${s.position}`);
+
+    const viaGateway = (await (await t.gateway('GET', `/v1/runs/${runId}/steps`)).json()) as { steps: Array<{ name: string }> };
+    assert.deepEqual(
+      viaGateway.steps.map((s) => s.name),
+      [step, signal],
+      'the gateway resolves them from the journal',
+    );
+
+    // Not spawnSync: the gRPC capture proxy runs in this process and must keep forwarding.
+    const cli = await execFileAsync(process.execPath, [cliMain, 'runs', 'describe', runId, '-o', 'json'], {
+      env: {
+        PATH: process.env['PATH'] ?? '',
+        HOME: t.dir,
+        CAIRN_CONTROL_PLANE_URL: t.stack.controlPlanes[0]!.httpUrl,
+        CAIRN_API_KEY: t.stack.secrets.apiToken,
+        CAIRN_PROJECT: 'default',
+        CAIRN_GATEWAY_URL: t.stack.gatewayUrl,
+        CAIRN_GATEWAY_TOKEN: t.stack.secrets.gatewayToken,
+      },
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    const described = JSON.parse(cli.stdout) as { steps: Array<{ kind: string; name: string }>; timeline: Array<{ name: string }> };
+    assert.deepEqual(
+      described.steps.map((s) => [s.kind, s.name]),
+      [
+        ['step', step],
+        ['signal', signal],
+      ],
+      `the CLI resolved the names through the gateway (${cli.stderr})`,
+    );
+    assert.deepEqual(
+      described.timeline.map((c) => c.name),
+      [step, signal],
+    );
+
+    await t.stack.stop();
+    const dump = await controlPlaneDump(t);
+    assert.ok(dump.rows > 10, 'the control plane did record metadata');
+    const grpc = readFileSync(capture);
+    const found: string[] = [];
+    for (const needle of [step, signal, 'Quokka', 'Heron']) {
       const n = dump.text.split(needle).length - 1;
       if (n > 0) found.push(`${needle} ×${n} in the database or logs`);
       if (grpc.includes(Buffer.from(needle))) found.push(`${needle} in the gRPC bytes`);
