@@ -390,7 +390,8 @@ async function launch(options: StackOptions, started: ManagedProcess[], supervis
     CAIRN_CP_GRPC_ADDRESS: controlPlanes[replica % controlPlanes.length]!.grpcAddress,
     ...(options.workerSlots ? { CAIRN_WORKER_SLOTS: String(options.workerSlots) } : {}),
     ...(options.suspendThresholdMs !== undefined ? { CAIRN_SUSPEND_THRESHOLD_MS: String(options.suspendThresholdMs) } : {}),
-    ...(mockLlm ? { CAIRN_MOCK_LLM_URL: mockLlm.url } : {}),
+    // The local model server's model is the one whose name may cross to the control plane.
+    ...(mockLlm ? { CAIRN_MOCK_LLM_URL: mockLlm.url, CAIRN_WORKER_MODELS: 'mock.chat/mock-small' } : {}),
     ...(options.workerEnv ?? {}),
   });
   let workerCount = 0;

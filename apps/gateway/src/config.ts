@@ -1,5 +1,5 @@
 import { CairnError, env, loadConfig } from '@cairn/common';
-import { Hasher, KeyRing } from '@cairn/payload-store';
+import { Hasher, KeyRing, type ResidencyMode } from '@cairn/payload-store';
 import type { ControlPlaneTls } from '@cairn/proto';
 import { z } from 'zod';
 import { parseGatewayToken, type GatewayToken } from './auth.js';
@@ -89,6 +89,8 @@ const shape = {
   CAIRN_CP_TIMEOUT_MS: positive(10_000),
   CAIRN_GATEWAY_SCALER_PORT: env.port().optional(),
   CAIRN_GATEWAY_SCALER_POLL_MS: positive(5_000),
+  // strict: signal names never cross in clear (only as per-run keyed digests).
+  CAIRN_RESIDENCY: env.residency(),
   CAIRN_LOG_LEVEL: env.logLevel(),
 };
 
@@ -109,6 +111,11 @@ export interface GatewayConfig {
   readonly databaseUrl: string;
   readonly keys: KeyRing;
   readonly hasher: Hasher;
+  /**
+   * `strict` (CAIRN_RESIDENCY): signal names never cross to the control plane in clear; `standard`
+   * (default): declared ones do. Step names are resolved from the journal in either mode.
+   */
+  readonly residency?: ResidencyMode;
   /** Bearer tokens accepted from clients, each with its scopes. */
   readonly tokens: readonly GatewayToken[];
   /**
@@ -163,6 +170,7 @@ export function loadGatewayConfig(source: Record<string, string | undefined> = p
     scalerPort: raw.CAIRN_GATEWAY_SCALER_PORT,
     scalerPollMs: raw.CAIRN_GATEWAY_SCALER_POLL_MS,
     logLevel: raw.CAIRN_LOG_LEVEL,
+    residency: raw.CAIRN_RESIDENCY,
   });
 }
 

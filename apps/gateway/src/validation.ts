@@ -142,6 +142,22 @@ export class SchemaValidation {
     }
   }
 
+  /**
+   * Whether the run's workflow declares the signal in code (a catalogued version lists it in its
+   * `signals`), so that its name may cross to the control plane in clear.
+   */
+  async declaresSignal(runId: string, signalName: string): Promise<boolean> {
+    let workflow: string | undefined;
+    try {
+      workflow = await this.#store.runWorkflowName(runId);
+    } catch (err) {
+      throw storeError(err);
+    }
+    if (workflow === undefined) return false;
+    const versions = await this.#versions(workflow);
+    return versions.some((v) => schemaOf(v, 'signal', signalName) !== undefined);
+  }
+
   /** Stops listening for catalogue changes. */
   async close(): Promise<void> {
     this.#closed = true;

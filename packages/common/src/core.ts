@@ -24,6 +24,7 @@ export {
   isVersion,
   newId,
 } from './names.js';
+export { SIZE_CLASS_MIN, coarseSize, coarseSizeBig } from './sizes.js';
 export { parseDuration, toMilliseconds, type Duration } from './duration.js';
 export {
   RETRY_DEFAULTS,

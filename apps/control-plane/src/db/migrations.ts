@@ -789,6 +789,20 @@ $do$;
 `,
   },
   {
+    version: 15,
+    name: 'residency: signal notices and waits matched by a keyed digest of the signal name',
+    sql: `
+-- A signal whose name an HTTP caller chose and code did not declare reaches the control plane only
+-- as an HMAC digest of its name (keyed in the data plane, per run); the worker reports the same
+-- digest when the run suspends on the signal, so the notice still wakes it.
+ALTER TABLE signal_notices ALTER COLUMN signal_name DROP NOT NULL;
+ALTER TABLE signal_notices ADD COLUMN signal_digest text CHECK (signal_digest ~ '^[0-9a-f]{64}$');
+ALTER TABLE signal_notices ADD CONSTRAINT signal_notices_named CHECK (signal_name IS NOT NULL OR signal_digest IS NOT NULL);
+CREATE INDEX signal_notices_digest ON signal_notices (run_id, signal_digest) WHERE signal_digest IS NOT NULL;
+ALTER TABLE runs ADD COLUMN waiting_signal_digest text CHECK (waiting_signal_digest ~ '^[0-9a-f]{64}$');
+`,
+  },
+  {
     version: 16,
     name: 'operator-set limits per organisation; sweeps by data plane',
     sql: `

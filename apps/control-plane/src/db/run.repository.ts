@@ -18,6 +18,7 @@ interface RunRow {
   wake_at: Date | null;
   wake_reason: WakeReasonName | null;
   waiting_signal: string | null;
+  waiting_signal_digest: string | null;
   signals_consumed: number;
   suspend_reason: SuspendReasonName | null;
   idempotency_digest: string | null;
@@ -45,7 +46,7 @@ interface RunRow {
 }
 
 const RUN_COLUMNS = `id, data_plane_id, project_id, workflow_name, workflow_version, task_queue, status, epoch, lease_session, lease_worker,
-  lease_expires_at, wake_at, wake_reason, waiting_signal, signals_consumed, suspend_reason, idempotency_digest, error_code,
+  lease_expires_at, wake_at, wake_reason, waiting_signal, waiting_signal_digest, signals_consumed, suspend_reason, idempotency_digest, error_code,
   error_ref, input_size, output_size, dispatch_count, cancel_requested, parent_run_id, waiting_child, forked_from_run_id, fork_position,
   schedule_id, schedule_tick_at, input_payload_id, priority, concurrency_key_digest, deadline_at, created_at, queued_at, started_at, ended_at, updated_at`;
 
@@ -71,6 +72,7 @@ function toRun(row: RunRow): Run {
     wakeAt: row.wake_at,
     wakeReason: row.wake_reason,
     waitingSignal: row.waiting_signal,
+    waitingSignalDigest: row.waiting_signal_digest,
     signalsConsumed: row.signals_consumed,
     suspendReason: row.suspend_reason,
     idempotencyDigest: row.idempotency_digest,
@@ -160,6 +162,8 @@ export interface ClaimRequest {
 export interface Suspension {
   readonly wakeAt: Date | null;
   readonly waitingSignal: string | null;
+  /** The per-run keyed digest of the signal name, which matches notices that carry no name. */
+  readonly waitingSignalDigest?: string | null;
   readonly signalsConsumed: number;
   readonly suspendReason: SuspendReasonName;
   /** The child run whose end wakes the run, if any. */
@@ -561,9 +565,9 @@ export class RunRepository {
   async suspend(tx: Queryable, runId: string, s: Suspension): Promise<Run> {
     const result = await tx.query<RunRow>(
       `UPDATE runs SET status = 'suspended', wake_at = $2, waiting_signal = $3, signals_consumed = $4, suspend_reason = $5,
-              waiting_child = $6, lease_session = NULL, lease_worker = NULL, lease_expires_at = NULL, queued_at = NULL, updated_at = now()
+              waiting_child = $6, waiting_signal_digest = $7, lease_session = NULL, lease_worker = NULL, lease_expires_at = NULL, queued_at = NULL, updated_at = now()
        WHERE id = $1 RETURNING ${RUN_COLUMNS}`,
-      [runId, s.wakeAt, s.waitingSignal, s.signalsConsumed, s.suspendReason, s.waitingChild ?? null],
+      [runId, s.wakeAt, s.waitingSignal, s.signalsConsumed, s.suspendReason, s.waitingChild ?? null, s.waitingSignalDigest ?? null],
     );
     return one(result.rows)!;
   }

@@ -28,7 +28,7 @@ import { DataPlaneService } from '../services/data-plane.service.js';
 import { LimitsService } from '../services/limits.service.js';
 import { DEFAULT_PRIORITY, RunService } from '../services/run.service.js';
 import { Telemetry } from '../telemetry/telemetry.service.js';
-import { checkResidency, optional, required, size } from '../services/validate.js';
+import { byteSize, checkResidency, optional, required } from '../services/validate.js';
 import { LOGGER } from '../tokens.js';
 import { toRunInfo, toStepInfo } from './convert.js';
 import { bearerToken, peerAddress, toServiceError } from './status.js';
@@ -61,7 +61,7 @@ export class GatewayHandler {
           workflowName: required(req.workflowName, 'workflow_name'),
           workflowVersion: optional(req.workflowVersion),
           idempotencyDigest: optional(req.idempotencyDigest),
-          inputSize: size(req.inputSize, 'input_size'),
+          inputSize: byteSize(req.inputSize, 'input_size'),
           priority: priority(req.priority),
           concurrencyKeyDigest: optional(req.concurrencyKeyDigest),
         });
@@ -82,10 +82,13 @@ export class GatewayHandler {
         { longPoll: true },
       ),
       signalRun: this.unary(SignalRunRequestSchema, async (dataPlaneId, req) => {
+        const name = optional(req.signalName);
+        const digest = optional(req.signalDigest);
+        // A name the data plane kept to itself crosses as its digest only; one of them is needed.
         const run = await this.runs.signal(
           dataPlaneId,
           required(req.runId, 'run_id'),
-          required(req.signalName, 'signal_name'),
+          name === null && digest === null ? { name: required(req.signalName, 'signal_name'), digest } : { name, digest },
           required(req.signalId, 'signal_id'),
         );
         return create(SignalRunResponseSchema, { run: toRunInfo(run) });

@@ -36,7 +36,7 @@ import { DispatchService } from './dispatch.service.js';
 import { LeaseService, type OutcomeResult, type WorkerOutcome } from './lease.service.js';
 import { RunService } from './run.service.js';
 import { SessionRegistry } from './session-registry.js';
-import { checkResidency, enumValue, optional, required, size, time } from './validate.js';
+import { byteSize, checkResidency, enumValue, optional, required, size, time } from './validate.js';
 import { LimitsService } from './limits.service.js';
 import { WorkerSession, type SessionOutbound, type StreamEnd } from './worker-session.js';
 import { readAnnouncedSettings } from './announced-settings.js';
@@ -150,12 +150,18 @@ export class WorkerConnection {
           const v = message.value;
           const wakeAt = time(v.wakeAt, 'wake_at');
           const signalName = optional(v.signalName);
+          const signalDigest = optional(v.signalDigest);
           const code = enumValue(v.reason, SuspendReason, 'reason', true);
           // An unspecified reason is inferred: a signal wait if a signal is named, else a sleep.
-          const reason = code === SuspendReason.UNSPECIFIED ? (signalName === null ? 'sleep' : 'signal') : SUSPEND_REASONS[code]!;
+          const reason =
+            code === SuspendReason.UNSPECIFIED
+              ? signalName === null && signalDigest === null
+                ? 'sleep'
+                : 'signal'
+              : SUSPEND_REASONS[code]!;
           const childRunId = optional(v.childRunId);
-          if (reason === 'signal' && signalName === null)
-            throw fieldError('signal_name', 'field signal_name is required when reason is SIGNAL');
+          if (reason === 'signal' && signalName === null && signalDigest === null)
+            throw fieldError('signal_name', 'field signal_name (or signal_digest) is required when reason is SIGNAL');
           if (reason === 'child' && childRunId === null)
             throw fieldError('child_run_id', 'field child_run_id is required when reason is CHILD');
           if (reason !== 'signal' && reason !== 'child' && wakeAt === null) {
@@ -167,6 +173,7 @@ export class WorkerConnection {
             suspension: {
               wakeAt,
               waitingSignal: signalName,
+              waitingSignalDigest: signalDigest,
               signalsConsumed: v.signalsConsumed,
               suspendReason: reason,
               waitingChild: childRunId,
@@ -178,7 +185,7 @@ export class WorkerConnection {
           await this.outcome(sequence, {
             kind: 'completed',
             lease: lease(message.value),
-            outputSize: size(message.value.outputSize, 'output_size'),
+            outputSize: byteSize(message.value.outputSize, 'output_size'),
           });
           return;
         case 'failed': {
@@ -418,7 +425,7 @@ export class WorkerConnection {
       childRunId: required(v.childRunId, 'child_run_id'),
       workflowName: required(v.workflowName, 'workflow_name'),
       workflowVersion: optional(v.workflowVersion),
-      inputSize: size(v.inputSize, 'input_size'),
+      inputSize: byteSize(v.inputSize, 'input_size'),
     };
     const result = await this.protocol.runs.startChild(this.dataPlaneId, input);
     switch (result) {
@@ -538,7 +545,7 @@ function toStepReport(report: StepReport, i: number): StepReportInput {
     startedAt: time(step.startedAt, 'started_at', at('step.started_at')),
     endedAt: time(step.endedAt, 'ended_at', at('step.ended_at')),
     dueAt: time(step.dueAt, 'due_at', at('step.due_at')),
-    outputSize: size(step.outputSize, 'output_size', at('step.output_size')),
+    outputSize: byteSize(step.outputSize, 'output_size', at('step.output_size')),
     inputTokens: model ? size(step.inputTokens, 'input_tokens', at('step.input_tokens')) : null,
     outputTokens: model ? size(step.outputTokens, 'output_tokens', at('step.output_tokens')) : null,
     provider: model ? optional(step.provider) : null,
