@@ -1,5 +1,14 @@
 import { CairnError, ErrorCodes, env, loadConfig } from '@cairn/common';
-import { Hasher, KeyRing, keyRingOf, keySourceOf, keyVariableProblems, parseWrappedKeys, type KeySource } from '@cairn/payload-store';
+import {
+  Hasher,
+  KeyRing,
+  keyRingOf,
+  keySourceOf,
+  keyVariableProblems,
+  parseWrappedKeys,
+  type KeySource,
+  type ResidencyMode,
+} from '@cairn/payload-store';
 import type { ControlPlaneTls } from '@cairn/proto';
 import { z } from 'zod';
 import { parseGatewayToken, type GatewayToken } from './auth.js';
@@ -105,6 +114,8 @@ const shape = {
   CAIRN_CP_TIMEOUT_MS: positive(10_000),
   CAIRN_GATEWAY_SCALER_PORT: env.port().optional(),
   CAIRN_GATEWAY_SCALER_POLL_MS: positive(5_000),
+  // strict: signal names never cross in clear (only as per-run keyed digests).
+  CAIRN_RESIDENCY: env.residency(),
   CAIRN_LOG_LEVEL: env.logLevel(),
 };
 
@@ -151,6 +162,11 @@ export interface GatewayConfig {
   readonly databaseUrl: string;
   readonly keys: KeyRing;
   readonly hasher: Hasher;
+  /**
+   * `strict` (CAIRN_RESIDENCY): signal names never cross to the control plane in clear; `standard`
+   * (default): declared ones do. Step names are resolved from the journal in either mode.
+   */
+  readonly residency?: ResidencyMode;
   /** Bearer tokens accepted from clients, each with its scopes. */
   readonly tokens: readonly GatewayToken[];
   /**
@@ -222,6 +238,7 @@ function readGatewayConfig(source: Record<string, string | undefined>): { config
     scalerPort: raw.CAIRN_GATEWAY_SCALER_PORT,
     scalerPollMs: raw.CAIRN_GATEWAY_SCALER_POLL_MS,
     logLevel: raw.CAIRN_LOG_LEVEL,
+    residency: raw.CAIRN_RESIDENCY,
   };
   return { config, keys };
 }

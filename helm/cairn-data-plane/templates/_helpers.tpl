@@ -181,6 +181,8 @@ to do. values.schema.json checks each value on its own.
 {{- end }}
 - name: CAIRN_DATA_PLANE_ID
   value: {{ .Values.dataPlane.id | quote }}
+- name: CAIRN_RESIDENCY
+  value: {{ .Values.dataPlane.residency | quote }}
 - name: CAIRN_DP_CREDENTIAL_FILE
   value: /etc/cairn/secrets/credential/{{ include "cairn-dp.credentialKey" . }}
 {{ include "cairn-dp.storeEnv" . }}

@@ -115,6 +115,8 @@ export const env = {
       .optional()
       .transform((v) => (v === undefined ? defaultValue : v === 'true' || v === '1')),
   /** A log level. */
+  /** The data plane's residency mode: `standard` (default) or `strict` (names cross as keyed digests). */
+  residency: () => z.enum(['standard', 'strict']).optional().default('standard'),
   logLevel: () => z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).optional().default('info'),
   /**
    * Proxies whose `X-Forwarded-For` is believed, so a client's own address is what the credential

@@ -5,6 +5,10 @@ export {
   APPROVAL_NAME_MAX_LENGTH,
   APPROVAL_SIGNAL_PREFIX,
   approvalSignalName,
+  signalNameDigest,
+  STRICT_NAME_PATTERN,
+  strictNameDigest,
+  type ResidencyMode,
 } from './approvals.js';
 export {
   FencedError,

@@ -5,6 +5,7 @@ import { CairnError, ErrorCodes, ID_PATTERN, createLogger, env, loadConfig, type
 import { Hasher, KeyRing, PayloadStore, keyRingOf, keySourceOf, keyVariableProblems, parseWrappedKeys } from '@cairn/payload-store';
 import { controlPlaneChannelCredentials } from '@cairn/proto';
 import type { WorkflowDefinition } from '@cairn/sdk';
+import { isModelList, parseModelList } from './residency.js';
 import { createWorkerTracerProvider } from './telemetry.js';
 import { tracingShape, workerTracingConfig } from './telemetry-config.js';
 import { Worker } from './worker.js';
@@ -53,6 +54,16 @@ const schema = {
   CAIRN_SUSPEND_THRESHOLD_MS: env.int(5000),
   CAIRN_DRAIN_TIMEOUT_MS: env.int(25_000),
   CAIRN_WORKER_HEALTH_PORT: env.port().optional(),
+  // The provider/model pairs whose names may cross to the control plane; others cross as
+  // `unlisted` and a keyed digest.
+  // strict: step and signal names cross to the control plane as keyed digests.
+  CAIRN_RESIDENCY: env.residency(),
+  CAIRN_WORKER_MODELS: env
+    .optionalString()
+    .refine(
+      (v) => isModelList(v),
+      'expected comma-separated provider/model pairs, e.g. mistral.chat/mistral-large-latest,openai.chat/gpt-4o-mini',
+    ),
   // Development: a workflow version whose schemas changed replaces the catalogued ones instead of
   // refusing to start (the local stack sets it, like the control plane's CAIRN_DEV_MODE).
   CAIRN_DEV_MODE: env.bool(false),
@@ -177,6 +188,8 @@ export async function runWorkerFromEnv(
     hasher: Hasher.parse(config.CAIRN_DP_HMAC_KEY),
     workflows,
     slots: config.CAIRN_WORKER_SLOTS,
+    models: parseModelList(config.CAIRN_WORKER_MODELS),
+    residency: config.CAIRN_RESIDENCY,
     suspendThresholdMs: config.CAIRN_SUSPEND_THRESHOLD_MS,
     drainTimeoutMs: config.CAIRN_DRAIN_TIMEOUT_MS,
     replaceChangedSchemas: config.CAIRN_DEV_MODE,
