@@ -384,7 +384,58 @@ export const datedInput = defineWorkflow(
   async (ctx, input) => ctx.step('year', () => input.at.getUTCFullYear()),
 );
 
+/**
+ * A customer's e-mail used as a step key and an approval key in one workflow, and (below) as a
+ * step key in another: their digests must not link the uses (per-purpose, per-workflow keys).
+ */
+export const keyedEmail = defineWorkflow({ name: 'keyed-email', version: '1' }, async (ctx, input: { email: string }) => {
+  await ctx.step('lookup', { key: input.email }, () => ({ found: true }));
+  const answer = await ctx.approval('confirm', { key: input.email });
+  return { approved: answer.approved };
+});
+
+/** The other workflow of {@link keyedEmail}'s test: the same e-mail as its step key. */
+export const keyedEmailOther = defineWorkflow({ name: 'keyed-email-other', version: '1' }, async (ctx, input: { email: string }) => {
+  await ctx.step('lookup', { key: input.email }, () => ({ found: true }));
+  return { done: true };
+});
+
+/**
+ * A workflow whose only difference between two runs is one small value: the approval answer
+ * (approved or rejected), a step output and the run's output (`true` or `false`). The sizes the
+ * control plane learns must not tell the two apart.
+ */
+export const verdict = defineWorkflow({ name: 'verdict', version: '1' }, async (ctx) => {
+  const answer = await ctx.approval('review');
+  return ctx.step('decided', () => answer.approved);
+});
+
+/** One model call to the model the input names (the test's local model server answers any). */
+export const namedModel = defineWorkflow({ name: 'named-model', version: '1' }, async (ctx, input: { model: string }) => {
+  const reply = await ctx.model('ask', { model: testModel(input.model), prompt: 'which model are you?' });
+  return reply.text;
+});
+
+/** Waits for an approval, then for a signal it does not declare: a test sends the signal first. */
+export const reviewThenSignal = defineWorkflow({ name: 'review-then-signal', version: '1' }, async (ctx) => {
+  await ctx.approval('review');
+  return ctx.waitForSignal('late');
+});
+
+/** A step and a signal with distinctive names, for strict residency mode. */
+export const strictDemo = defineWorkflow({ name: 'strict-demo', version: '1' }, async (ctx) => {
+  const base = await ctx.step('Quokka-Ledger-Reconcile', () => 1);
+  const got = await ctx.waitForSignal<{ n: number }>('Heron-Payout-Release');
+  return base + got.n;
+});
+
 export const allWorkflows = [
+  keyedEmail,
+  keyedEmailOther,
+  verdict,
+  strictDemo,
+  reviewThenSignal,
+  namedModel,
   typedRefund,
   datedInput,
   timeoutParent,

@@ -157,6 +157,7 @@ describe('residency report', () => {
         ['run_id', 'ID'],
         ['signal_name', 'NAME'],
         ['signal_id', 'ID'],
+        ['signal_digest', 'DIGEST'],
       ],
     );
     assert.match(renderMarkdown(report), /\| 2 \| `signal_name` \| string \| NAME \| ≤ 100 chars/);

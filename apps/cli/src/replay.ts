@@ -4,14 +4,14 @@
 // The first call the journal does not hold is where the run would continue live: the replay stops
 // there (no step function, tool or model call runs). A call that differs from the journal at its
 // position is the non-determinism a deployment of this code would hit.
-import { createHmac, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { createLogger } from '@cairn/common';
 import { Engine, SignalHub, type EngineOptions, type RunExecution, type RunOutcome } from '@cairn/worker/internal';
 import { NonDeterminismError, type DurableCall, type WorkflowContext, type WorkflowDefinition } from '@cairn/sdk';
 import { StepKind, StepStatus, type StepReport } from '@cairn/proto';
+import { Hasher } from '@cairn/worker';
 
 type Store = EngineOptions['store'];
-type Hasher = EngineOptions['hasher'];
 type JournalEntry = Awaited<ReturnType<Store['loadJournal']>>[number];
 type StoredRun = NonNullable<Awaited<ReturnType<Store['getRun']>>>;
 
@@ -24,6 +24,10 @@ export interface JournalDocument {
   /** Null unless the gateway token has the admin scope: the seed predicts the values a run draws. */
   readonly seed: string | null;
   readonly forkedFrom: { readonly runId: string; readonly position: number } | null;
+  /** How the run's keys were digested (absent in exports from before digest versions: 1). */
+  readonly digestVersion?: 1 | 2;
+  /** Which of the data plane's HMAC keys the run's keys were digested with ('' for the key without an ID). */
+  readonly hmacKeyId?: string;
   readonly createdAt: string;
   readonly endedAt: string | null;
   readonly entries: ReadonlyArray<{
@@ -84,11 +88,6 @@ export type ReplayResult =
       readonly journalEntries: number;
     };
 
-/** HMAC-SHA256 in hex, as the data plane's Hasher computes key digests (CAIRN_DP_HMAC_KEY). */
-function hasher(key: Buffer): Hasher {
-  return { digest: (value: string) => createHmac('sha256', key).update(value, 'utf8').digest('hex') } as unknown as Hasher;
-}
-
 const never = <T>(): Promise<T> => new Promise<T>(() => undefined);
 const ms = (iso: string | null): number | undefined => (iso === null ? undefined : Date.parse(iso));
 
@@ -96,10 +95,15 @@ const callView = (c: DurableCall | undefined): CallView | null =>
   c === undefined ? null : { kind: c.kind, name: c.name, keyDigest: c.keyDigest ?? null };
 
 /**
- * Replays `doc` against `definition`. `hmacKey` is the data plane's CAIRN_DP_HMAC_KEY: needed when
+ * Replays `doc` against `definition`. `hmacKey` is the data plane's CAIRN_DP_HMAC_KEY (one key, or
+ * the parsed ring): needed when
  * the journal holds keyed calls (their digests must match); otherwise any key does.
  */
-export async function replayRun(doc: JournalDocument, definition: WorkflowDefinition, hmacKey: Buffer | undefined): Promise<ReplayResult> {
+export async function replayRun(
+  doc: JournalDocument,
+  definition: WorkflowDefinition,
+  hmacKey: Buffer | Hasher | undefined,
+): Promise<ReplayResult> {
   const journal: JournalEntry[] = doc.entries.map((e) => ({
     position: e.position,
     kind: e.kind as JournalEntry['kind'],
@@ -137,6 +141,10 @@ export async function replayRun(doc: JournalDocument, definition: WorkflowDefini
     createdAt: Date.parse(doc.createdAt),
     endedAt: undefined,
     forkedFrom: doc.forkedFrom ?? undefined,
+    digestVersion: doc.digestVersion ?? 1,
+    // A key ring (CAIRN_DP_HMAC_KEY during a rotation) is used with the run's key ID; one key is
+    // taken to be the run's.
+    hmacKeyId: hmacKey instanceof Hasher ? (doc.hmacKeyId ?? '') : '',
   };
 
   let frontier: (CallView & { position: number }) | undefined;
@@ -258,7 +266,7 @@ export async function replayRun(doc: JournalDocument, definition: WorkflowDefini
   const logger = createLogger('replay', 'silent');
   const engine = new Engine({
     store,
-    hasher: hasher(hmacKey ?? randomBytes(32)),
+    hasher: hmacKey instanceof Hasher ? hmacKey : new Hasher(hmacKey ?? randomBytes(32)),
     workflows: [wrapped],
     suspendThresholdMs: 0,
     signals: new SignalHub(store, logger),

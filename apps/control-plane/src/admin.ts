@@ -1,9 +1,10 @@
-import type { Logger } from '@cairn/common';
+import { CairnError, ErrorCodes, type Logger } from '@cairn/common';
 import type { DatabaseConfig, MigrationConfig } from './config.js';
 
 import { AuditRepository } from './db/audit.repository.js';
 import { DataPlaneRepository } from './db/data-plane.repository.js';
 import { Database } from './db/database.js';
+import { LimitsRepository, type OrganizationLimits } from './db/limits.repository.js';
 import { MigrationRepository, type MigrationOutcome } from './db/migration.repository.js';
 import { TenantRepository } from './db/tenant.repository.js';
 import { AccessService, type CreatedApiKey } from './services/access.service.js';
@@ -91,5 +92,59 @@ export async function createApiKey(
   return withDatabase(config, logger, (db) => {
     const audit = new AuditService(new AuditRepository(db), db, logger);
     return new AccessService(new TenantRepository(db), db, logger, audit).createKeyByCommand(input);
+  });
+}
+
+/** The flags of `limits set`, each an organisation limit column. */
+export const LIMIT_FLAGS = {
+  'max-slots-per-stream': 'maxSlotsPerStream',
+  'max-streams-per-data-plane': 'maxStreamsPerDataPlane',
+  'max-waits-per-data-plane': 'maxWaitsPerDataPlane',
+  'requests-per-second-per-key': 'requestsPerSecondPerKey',
+  'requests-per-second-per-data-plane': 'requestsPerSecondPerDataPlane',
+  'requests-per-second': 'requestsPerSecond',
+} as const satisfies Record<string, keyof OrganizationLimits>;
+
+/**
+ * Reads, and with `changes` sets, an organisation's limits (the `limits show` / `limits set`
+ * commands, for the operator): a number sets a limit, null returns it to the configured default,
+ * a limit not named keeps its value. The REST API has no such route: a tenant cannot raise them.
+ */
+export async function organizationLimits(
+  config: AdminConfig,
+  logger: Logger,
+  organization: string,
+  changes: Partial<Record<keyof OrganizationLimits, number | null>> = {},
+): Promise<OrganizationLimits> {
+  return withDatabase(config, logger, async (db) => {
+    const repository = new LimitsRepository(db);
+    const organizationId = await repository.organizationId(organization);
+    if (organizationId === null) {
+      throw new CairnError(
+        ErrorCodes.NOT_FOUND,
+        `no organisation named ${organization}: check the name (organisations are listed in the organizations table)`,
+      );
+    }
+    const current = await repository.forOrganization(organizationId);
+    if (Object.keys(changes).length === 0) return current;
+    const audit = new AuditService(new AuditRepository(db), db, logger);
+    const tenants = new TenantRepository(db);
+    return db.transaction(async (tx) => {
+      const updated = await repository.set(organizationId, { ...current, ...changes }, tx);
+      // Each project's auditors see that the operator changed what their organisation may use.
+      const previous = Object.fromEntries(
+        Object.entries(current).map(([field, value]) => [`previous${field[0]!.toUpperCase()}${field.slice(1)}`, value as number | null]),
+      );
+      for (const project of await tenants.listProjects(organizationId, null, tx)) {
+        await audit.record(tx, {
+          projectId: project.id,
+          actor: { type: 'system' },
+          action: 'limits.updated',
+          target: { type: 'organization', id: organizationId },
+          metadata: { ...updated, ...previous, command: 'limits set' },
+        });
+      }
+      return updated;
+    });
   });
 }

@@ -56,11 +56,14 @@ import { WorkerProtocolService } from './services/worker-protocol.service.js';
 import { WorkflowRegistryService } from './services/workflow-registry.service.js';
 import { WorkflowDefaultsService } from './services/workflow-defaults.service.js';
 import { MetricsRepository } from './telemetry/metrics.repository.js';
+import { LimitsRepository } from './db/limits.repository.js';
+import { LimitsService } from './services/limits.service.js';
 import { Telemetry } from './telemetry/telemetry.service.js';
 import { LOGGER } from './tokens.js';
 
 const repositories = [
   MigrationRepository,
+  LimitsRepository,
   DataPlaneRepository,
   RunRepository,
   BacklogRepository,
@@ -77,6 +80,7 @@ const repositories = [
 ];
 const services = [
   BacklogService,
+  LimitsService,
   MigrationService,
   ReadinessService,
   AuditService,
@@ -127,7 +131,10 @@ export class AppModule {
         { provide: CLOCK, useValue: options.clock ?? systemClock },
         // One throttle of failed credential attempts for the whole process: REST, gRPC and /metrics.
         { provide: CredentialThrottle, useFactory: () => new CredentialThrottle() },
-        { provide: Database, useFactory: () => new Database(config.databaseUrl, config.poolSize, logger) },
+        {
+          provide: Database,
+          useFactory: () => new Database(config.databaseUrl, config.poolSize, logger, config.limits.statementTimeoutMs),
+        },
         ...repositories,
         ...services,
         { provide: API_CONTROLLERS, useValue: API_CONTROLLER_CLASSES },

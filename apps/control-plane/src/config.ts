@@ -3,6 +3,14 @@ import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { telemetryConfig, telemetryShape, type TelemetryConfig } from './telemetry/telemetry.config.js';
 
+/** Variables that may be given as `<NAME>_FILE` instead (CAIRN_AUDIT_SIGNING_KEY has its own pair). */
+export const CONTROL_PLANE_SECRETS = [
+  'CAIRN_CP_DATABASE_URL',
+  'CAIRN_CP_MIGRATION_DATABASE_URL',
+  'CAIRN_BOOTSTRAP_ADMIN_KEY',
+  'CAIRN_METRICS_TOKEN',
+] as const;
+
 const positive = (defaultValue: number) => env.int(defaultValue).refine((n) => n > 0, 'expected a whole number greater than 0');
 
 const databaseShape = {
@@ -65,6 +73,17 @@ const serveShape = {
     .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/, 'expected 1 to 64 letters, digits and . _ : - (starting with a letter or digit)')
     .optional(),
   CAIRN_AUDIT_CHECKPOINT_INTERVAL_MS: env.int(3_600_000).refine((n) => n >= 1_000, 'expected at least 1000 (one second)'),
+  // Limits: one credential must not exhaust a shared control plane (docs/install.md, "Limits").
+  CAIRN_CP_DATABASE_STATEMENT_TIMEOUT_MS: env.int(30_000).refine((n) => n >= 0, 'expected 0 (no timeout) or more milliseconds'),
+  CAIRN_CP_GRPC_MAX_MESSAGE_BYTES: env.int(4 * 1024 * 1024).refine((n) => n >= 64 * 1024, 'expected at least 65536 bytes'),
+  CAIRN_CP_STREAM_SEND_QUEUE: positive(1_024),
+  CAIRN_CP_STREAM_STALL_TIMEOUT_MS: positive(30_000),
+  CAIRN_CP_MAX_SLOTS_PER_STREAM: positive(256),
+  CAIRN_CP_MAX_STREAMS_PER_DATA_PLANE: positive(256),
+  CAIRN_CP_MAX_WAITS_PER_DATA_PLANE: positive(512),
+  CAIRN_CP_RATE_LIMIT_PER_KEY: positive(100),
+  CAIRN_CP_RATE_LIMIT_PER_DATA_PLANE: positive(1_000),
+  CAIRN_CP_RATE_LIMIT_PER_ORGANIZATION: positive(2_000),
   ...telemetryShape,
 };
 
@@ -135,6 +154,36 @@ export interface ControlPlaneConfig extends DatabaseConfig {
   readonly auditSigningKey: AuditSigningKey | undefined;
   /** How often each project whose audit chain moved gets a new signed checkpoint. */
   readonly auditCheckpointIntervalMs: number;
+  /** Bounds that keep one data plane or key from exhausting the replica; see {@link LimitsConfig}. */
+  readonly limits: LimitsConfig;
+}
+
+/**
+ * Defaults and hard bounds for what one credential may use. The per-stream and per-data-plane
+ * values are defaults an operator may change per organisation (`control-plane limits set`); a
+ * tenant's own API key never can.
+ */
+export interface LimitsConfig {
+  /** Postgres `statement_timeout` of the serving pool (0: none), so one slow query cannot hold a connection. */
+  readonly statementTimeoutMs: number;
+  /** The largest gRPC message the control plane accepts. */
+  readonly grpcMaxMessageBytes: number;
+  /** Messages queued for a worker stream whose reader does not keep up; past it the stream ends. */
+  readonly streamSendQueue: number;
+  /** How long a worker stream may stay unable to take more messages before it is ended. */
+  readonly streamStallTimeoutMs: number;
+  /** The most run slots one worker stream is granted, whatever its Hello announces. */
+  readonly maxSlotsPerStream: number;
+  /** Worker streams one data plane may hold open on one replica. */
+  readonly maxStreamsPerDataPlane: number;
+  /** `WaitRun` long polls one data plane may have in flight on one replica. */
+  readonly maxWaitsPerDataPlane: number;
+  /** REST requests per second one API key may make of one replica (bursts of twice that). */
+  readonly requestsPerSecondPerKey: number;
+  /** GatewayService calls per second one data-plane credential may make of one replica (bursts of twice that). */
+  readonly requestsPerSecondPerDataPlane: number;
+  /** Requests per second all credentials of one organisation together may make of one replica (bursts of twice that). */
+  readonly requestsPerSecondPerOrganization: number;
 }
 
 /** DI token of the {@link ControlPlaneConfig}. */
@@ -144,7 +193,7 @@ export const CONFIG = Symbol('ControlPlaneConfig');
 const MAX_MS = 2_147_483_647;
 
 export function loadDatabaseConfig(source: Record<string, string | undefined> = process.env): DatabaseConfig {
-  const raw = loadConfig('control plane', databaseShape, source);
+  const raw = loadConfig('control plane', databaseShape, source, { secrets: CONTROL_PLANE_SECRETS });
   return Object.freeze({
     databaseUrl: raw.CAIRN_CP_DATABASE_URL,
     poolSize: raw.CAIRN_CP_DATABASE_POOL_SIZE,
@@ -153,7 +202,7 @@ export function loadDatabaseConfig(source: Record<string, string | undefined> = 
 }
 
 export function loadMigrationConfig(source: Record<string, string | undefined> = process.env): MigrationConfig {
-  const raw = loadConfig('control plane', migrationShape, source);
+  const raw = loadConfig('control plane', migrationShape, source, { secrets: CONTROL_PLANE_SECRETS });
   const databaseUrl = raw.CAIRN_CP_DATABASE_URL ?? raw.CAIRN_CP_MIGRATION_DATABASE_URL;
   if (databaseUrl === undefined) {
     throw new CairnError(
@@ -177,7 +226,7 @@ export function loadMigrationConfig(source: Record<string, string | undefined> =
  * values are never echoed since some are secrets.
  */
 export function loadControlPlaneConfig(source: Record<string, string | undefined> = process.env): ControlPlaneConfig {
-  const raw = loadConfig('control plane', serveShape, source);
+  const raw = loadConfig('control plane', serveShape, source, { secrets: CONTROL_PLANE_SECRETS });
   const problems: string[] = [];
   const bounded = (name: keyof typeof raw, value: number): void => {
     if (value > MAX_MS) problems.push(`  ${name}: expected at most ${MAX_MS}`);
@@ -189,6 +238,16 @@ export function loadControlPlaneConfig(source: Record<string, string | undefined
   bounded('CAIRN_WAIT_MAX_MS', raw.CAIRN_WAIT_MAX_MS);
   bounded('CAIRN_SHUTDOWN_TIMEOUT_MS', raw.CAIRN_SHUTDOWN_TIMEOUT_MS);
   bounded('CAIRN_STARTUP_GRACE_MS', raw.CAIRN_STARTUP_GRACE_MS ?? 0);
+  bounded('CAIRN_CP_DATABASE_STATEMENT_TIMEOUT_MS', raw.CAIRN_CP_DATABASE_STATEMENT_TIMEOUT_MS);
+  bounded('CAIRN_CP_STREAM_STALL_TIMEOUT_MS', raw.CAIRN_CP_STREAM_STALL_TIMEOUT_MS);
+  if (raw.CAIRN_CP_GRPC_MAX_MESSAGE_BYTES > 64 * 1024 * 1024)
+    problems.push('  CAIRN_CP_GRPC_MAX_MESSAGE_BYTES: expected at most 67108864 (64 MiB)');
+  if (raw.CAIRN_CP_MAX_SLOTS_PER_STREAM > 100_000) problems.push('  CAIRN_CP_MAX_SLOTS_PER_STREAM: expected at most 100000');
+  if (raw.CAIRN_CP_STREAM_SEND_QUEUE <= raw.CAIRN_CP_MAX_SLOTS_PER_STREAM) {
+    problems.push(
+      '  CAIRN_CP_STREAM_SEND_QUEUE: must be larger than CAIRN_CP_MAX_SLOTS_PER_STREAM (a worker with free slots may be sent that many run tasks at once)',
+    );
+  }
   if (raw.CAIRN_HEARTBEAT_INTERVAL_MS >= raw.CAIRN_LEASE_TTL_MS) {
     problems.push('  CAIRN_HEARTBEAT_INTERVAL_MS: must be shorter than CAIRN_LEASE_TTL_MS, or leases expire between renewals');
   }
@@ -273,5 +332,17 @@ export function loadControlPlaneConfig(source: Record<string, string | undefined
     trustedProxies: raw.CAIRN_CP_TRUSTED_PROXIES,
     auditSigningKey,
     auditCheckpointIntervalMs: raw.CAIRN_AUDIT_CHECKPOINT_INTERVAL_MS,
+    limits: Object.freeze({
+      statementTimeoutMs: raw.CAIRN_CP_DATABASE_STATEMENT_TIMEOUT_MS,
+      grpcMaxMessageBytes: raw.CAIRN_CP_GRPC_MAX_MESSAGE_BYTES,
+      streamSendQueue: raw.CAIRN_CP_STREAM_SEND_QUEUE,
+      streamStallTimeoutMs: raw.CAIRN_CP_STREAM_STALL_TIMEOUT_MS,
+      maxSlotsPerStream: raw.CAIRN_CP_MAX_SLOTS_PER_STREAM,
+      maxStreamsPerDataPlane: raw.CAIRN_CP_MAX_STREAMS_PER_DATA_PLANE,
+      maxWaitsPerDataPlane: raw.CAIRN_CP_MAX_WAITS_PER_DATA_PLANE,
+      requestsPerSecondPerKey: raw.CAIRN_CP_RATE_LIMIT_PER_KEY,
+      requestsPerSecondPerDataPlane: raw.CAIRN_CP_RATE_LIMIT_PER_DATA_PLANE,
+      requestsPerSecondPerOrganization: raw.CAIRN_CP_RATE_LIMIT_PER_ORGANIZATION,
+    }),
   });
 }

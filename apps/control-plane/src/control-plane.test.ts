@@ -451,11 +451,45 @@ for (const kind of testPostgresKinds()) {
         }
       });
 
+      test('a notice that carries only the digest of a signal name wakes the run that waits for that digest', async () => {
+        // The gateway kept an undeclared name in the data plane; the worker reports the same per-run digest.
+        const digest = 'ab'.repeat(32);
+        const runId = await startRun();
+        const { epoch } = await claimOne(runId);
+        const during = await runService.signal(dataPlaneId, runId, { name: null, digest }, randomUUID());
+        assert.equal(during.status, 'running');
+        const raced = await leases.applyOutcome(dataPlaneId, {
+          kind: 'suspended',
+          lease: { runId, epoch },
+          suspension: { wakeAt: null, waitingSignal: 'go', waitingSignalDigest: digest, signalsConsumed: 0, suspendReason: 'signal' },
+        });
+        assert.equal(raced.kind === 'applied' && raced.run.status, 'queued', 'the notice sent before the suspend was counted');
+
+        const second = await claimOne(runId);
+        await leases.applyOutcome(dataPlaneId, {
+          kind: 'suspended',
+          lease: { runId, epoch: second.epoch },
+          suspension: { wakeAt: null, waitingSignal: 'go', waitingSignalDigest: digest, signalsConsumed: 1, suspendReason: 'signal' },
+        });
+        // Another digest (another name) does not wake it; its own digest does.
+        assert.equal(
+          (await runService.signal(dataPlaneId, runId, { name: null, digest: 'cd'.repeat(32) }, randomUUID())).status,
+          'suspended',
+        );
+        assert.equal((await runService.signal(dataPlaneId, runId, { name: null, digest }, randomUUID())).status, 'queued');
+        const stored = await sql.query<{ signal_name: string | null }>('SELECT signal_name FROM signal_notices WHERE run_id = $1', [runId]);
+        assert.deepEqual(
+          stored.rows.map((r) => r.signal_name),
+          [null, null, null],
+          'no notice holds a name',
+        );
+      });
+
       test('a signal that races the suspend is never lost', async () => {
         // The notice is recorded while the run still runs; the suspend that follows requeues it at once.
         const runId = await startRun();
         const { epoch } = await claimOne(runId);
-        const during = await runService.signal(dataPlaneId, runId, 'approve', randomUUID());
+        const during = await runService.signal(dataPlaneId, runId, { name: 'approve', digest: null }, randomUUID());
         assert.equal(during.status, 'running');
         const result = await leases.applyOutcome(dataPlaneId, {
           kind: 'suspended',
@@ -476,8 +510,8 @@ for (const kind of testPostgresKinds()) {
         });
         assert.equal((await row(runId))['status'], 'suspended');
         const signalId = randomUUID();
-        assert.equal((await runService.signal(dataPlaneId, runId, 'approve', signalId)).status, 'queued');
-        assert.equal((await runService.signal(dataPlaneId, runId, 'approve', signalId)).status, 'queued');
+        assert.equal((await runService.signal(dataPlaneId, runId, { name: 'approve', digest: null }, signalId)).status, 'queued');
+        assert.equal((await runService.signal(dataPlaneId, runId, { name: 'approve', digest: null }, signalId)).status, 'queued');
         const notices = await sql.query('SELECT 1 FROM signal_notices WHERE run_id = $1', [runId]);
         assert.equal(notices.rowCount, 2);
 
@@ -487,7 +521,7 @@ for (const kind of testPostgresKinds()) {
           const raced = await startRun();
           const claim = await claimOne(raced);
           await Promise.all([
-            runService.signal(dataPlaneId, raced, 'go', randomUUID()),
+            runService.signal(dataPlaneId, raced, { name: 'go', digest: null }, randomUUID()),
             leases.applyOutcome(dataPlaneId, {
               kind: 'suspended',
               lease: { runId: raced, epoch: claim.epoch },
@@ -761,7 +795,7 @@ for (const kind of testPostgresKinds()) {
         await w.next('ack', (a) => a.sequence === resent);
 
         const waited = await gatewayCall<{ run: RunInfo }>(gateway, 'waitRun', { runId: started.runId, timeoutMs: 5_000 }, token);
-        assert.deepEqual([waited.run.status, waited.run.outputSize, waited.run.dispatchCount], [RunStatus.COMPLETED, 42n, 1]);
+        assert.deepEqual([waited.run.status, waited.run.outputSize, waited.run.dispatchCount], [RunStatus.COMPLETED, 64n, 1]);
         const described = await gatewayCall<{ run: RunInfo; steps: StepInfo[] }>(gateway, 'describeRun', { runId: started.runId }, token);
         assert.deepEqual(
           described.steps.map((s) => [s.position, s.attempt, s.name, s.status]),
@@ -944,6 +978,7 @@ for (const kind of testPostgresKinds()) {
           case: 'suspended',
           value: {
             $typeName: 'cairn.worker.v1.RunSuspended',
+            signalDigest: '',
             childRunId: '',
             runId: run.runId,
             epoch: task.epoch,
@@ -982,6 +1017,7 @@ for (const kind of testPostgresKinds()) {
           case: 'suspended',
           value: {
             $typeName: 'cairn.worker.v1.RunSuspended',
+            signalDigest: '',
             childRunId: '',
             runId: run.runId,
             epoch: task.epoch,
@@ -1076,7 +1112,7 @@ for (const kind of testPostgresKinds()) {
         );
         const described = withSteps.find((b) => (b['steps'] as unknown[]).length > 0)!;
         const step = (described['steps'] as Array<Record<string, unknown>>)[0]!;
-        assert.deepEqual([step['name'], step['status'], step['kind'], step['outputSize']], ['fetch', 'completed', 'step', 12]);
+        assert.deepEqual([step['name'], step['status'], step['kind'], step['outputSize']], ['fetch', 'completed', 'step', 64]);
         // Token counts and model names belong to model calls only.
         assert.deepEqual([step['inputTokens'], step['outputTokens'], step['provider'], step['model']], [null, null, null, null]);
         assert.equal(typeof step['durationMs'], 'number');

@@ -125,7 +125,7 @@ export async function startControlPlane(config: ControlPlaneConfig, options: Sta
     readiness.migrated = true;
     await events.start();
     dispatch.start();
-    grpcPort = await grpcServer.start(config.host, config.grpcPort, config.grpcTls);
+    grpcPort = await grpcServer.start(config.host, config.grpcPort, config.grpcTls, config.limits.grpcMaxMessageBytes);
     readiness.grpcListening = true;
     if (config.telemetry.metricsPort !== null) metricsPort = await metricsServer.start(config.host, config.telemetry.metricsPort);
     sweeper.start();

@@ -29,6 +29,12 @@ export interface Run {
   readonly wakeAt: Date | null;
   readonly wakeReason: WakeReasonName | null;
   readonly waitingSignal: string | null;
+  /**
+   * The per-run keyed digest of the signal name the run waits for (set only while suspended on a
+   * signal; a stale value in any other state means nothing). A signal notice whose name stayed in
+   * the data plane carries only this digest.
+   */
+  readonly waitingSignalDigest: string | null;
   readonly signalsConsumed: number;
   readonly suspendReason: SuspendReasonName | null;
   readonly idempotencyDigest: string | null;

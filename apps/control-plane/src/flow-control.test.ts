@@ -247,6 +247,7 @@ for (const kind of testPostgresKinds()) {
         case: 'suspended',
         value: {
           $typeName: 'cairn.worker.v1.RunSuspended',
+          signalDigest: '',
           runId: a.runId,
           epoch: taskA.epoch,
           reason: SuspendReason.SIGNAL,

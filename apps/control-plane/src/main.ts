@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import { CairnError, ErrorCodes, createLogger } from '@cairn/common';
 import { loadControlPlaneConfig, loadMigrationConfig } from './config.js';
 import { startControlPlane } from './control-plane.js';
-import { createApiKey, createDataPlane, createOrganization, migrate } from './admin.js';
+import { LIMIT_FLAGS, createApiKey, createDataPlane, createOrganization, migrate, organizationLimits } from './admin.js';
 
 const USAGE = `usage:
   control-plane [serve]                                          start the control plane (HTTP + gRPC)
@@ -21,6 +21,14 @@ const USAGE = `usage:
                                                                  register a data plane in a project (default "default/default",
                                                                  created when missing), or give an existing one a new
                                                                  credential; print {"id","projectId","name","token"} as JSON
+  control-plane limits show --organization NAME                  print the organisation's operator-set limits as JSON (null: the
+                                                                 configured default, CAIRN_CP_MAX_* / CAIRN_CP_RATE_LIMIT_*)
+  control-plane limits set --organization NAME [--max-slots-per-stream N] [--max-streams-per-data-plane N]
+                           [--max-waits-per-data-plane N] [--requests-per-second-per-key N]
+                           [--requests-per-second-per-data-plane N] [--requests-per-second N]
+                                                                 set limits of one organisation (N, or "default" for the
+                                                                 configured default); others keep their value. Replicas apply
+                                                                 a change within 5 s. No API key can change these
 Configuration comes from the environment; see apps/control-plane/README.md.`;
 
 async function main(argv: string[]): Promise<number> {
@@ -35,6 +43,7 @@ async function main(argv: string[]): Promise<number> {
       project: { type: 'string' },
       role: { type: 'string' },
       'organization-wide': { type: 'boolean' },
+      ...Object.fromEntries(Object.keys(LIMIT_FLAGS).map((flag) => [flag, { type: 'string' as const }])),
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -102,6 +111,32 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(
         `${JSON.stringify({ id: key.id, organizationId: key.organizationId, projectId: key.projectId, role: key.role, name: key.name, apiKey: secret })}\n`,
       );
+      return 0;
+    }
+    case 'limits show':
+    case 'limits set': {
+      if (values.organization === undefined) throw new CairnError(ErrorCodes.INVALID_ARGUMENT, `${command} needs --organization NAME`);
+      const changes: Record<string, number | null> = {};
+      if (command === 'limits set') {
+        for (const [flag, field] of Object.entries(LIMIT_FLAGS)) {
+          const value = (values as Record<string, unknown>)[flag];
+          if (value === undefined) continue;
+          if (value === 'default') changes[field] = null;
+          else if (typeof value === 'string' && /^[1-9]\d{0,8}$/.test(value)) changes[field] = Number(value);
+          else throw new CairnError(ErrorCodes.INVALID_ARGUMENT, `--${flag} must be a whole number from 1 to 999999999, or "default"`);
+        }
+        if (Object.keys(changes).length === 0) {
+          throw new CairnError(
+            ErrorCodes.INVALID_ARGUMENT,
+            `limits set needs at least one of ${Object.keys(LIMIT_FLAGS)
+              .map((f) => `--${f}`)
+              .join(', ')}`,
+          );
+        }
+      }
+      const config = loadMigrationConfig();
+      const limits = await organizationLimits(config, createLogger('control-plane', 'error'), values.organization, changes);
+      process.stdout.write(`${JSON.stringify({ organization: values.organization, limits })}\n`);
       return 0;
     }
     default:

@@ -156,6 +156,7 @@ for (const kind of testPostgresKinds()) {
           case: 'suspended',
           value: {
             $typeName: 'cairn.worker.v1.RunSuspended',
+            signalDigest: '',
             runId: sleeping,
             epoch: sleepTask.epoch,
             reason: SuspendReason.SLEEP,
@@ -276,6 +277,7 @@ for (const kind of testPostgresKinds()) {
           case: 'suspended',
           value: {
             $typeName: 'cairn.worker.v1.RunSuspended',
+            signalDigest: '',
             runId: parent,
             epoch: task.epoch,
             reason: SuspendReason.CHILD,

@@ -375,6 +375,7 @@ for (const kind of testPostgresKinds()) {
           case: 'suspended',
           value: {
             $typeName: 'cairn.worker.v1.RunSuspended',
+            signalDigest: '',
             runId: sleeping,
             epoch: sleepTask.epoch,
             reason: SuspendReason.SLEEP,

@@ -268,6 +268,11 @@ async function launch(options: StackOptions, started: ManagedProcess[], supervis
 
   // The control plane serves as the service role; only the commands below hold the owner's URL.
   const cpEnvBase = {
+    // One developer on one machine: the request rates that protect a shared control plane from one
+    // tenant would only get in the way of scripts and tests polling it (the environment may still lower them).
+    CAIRN_CP_RATE_LIMIT_PER_KEY: '10000',
+    CAIRN_CP_RATE_LIMIT_PER_DATA_PLANE: '10000',
+    CAIRN_CP_RATE_LIMIT_PER_ORGANIZATION: '20000',
     ...process.env,
     CAIRN_CP_DATABASE_URL: cpServiceDatabaseUrl,
     CAIRN_CP_HOST: '127.0.0.1',
@@ -385,7 +390,8 @@ async function launch(options: StackOptions, started: ManagedProcess[], supervis
     CAIRN_CP_GRPC_ADDRESS: controlPlanes[replica % controlPlanes.length]!.grpcAddress,
     ...(options.workerSlots ? { CAIRN_WORKER_SLOTS: String(options.workerSlots) } : {}),
     ...(options.suspendThresholdMs !== undefined ? { CAIRN_SUSPEND_THRESHOLD_MS: String(options.suspendThresholdMs) } : {}),
-    ...(mockLlm ? { CAIRN_MOCK_LLM_URL: mockLlm.url } : {}),
+    // The local model server's model is the one whose name may cross to the control plane.
+    ...(mockLlm ? { CAIRN_MOCK_LLM_URL: mockLlm.url, CAIRN_WORKER_MODELS: 'mock.chat/mock-small' } : {}),
     ...(options.workerEnv ?? {}),
   });
   let workerCount = 0;

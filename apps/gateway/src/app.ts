@@ -68,7 +68,7 @@ interface RunParams {
 export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
   const logger = deps.logger ?? createLogger('gateway', config.logLevel);
   const tokens = new TokenSet(config.tokens);
-  const runs = new RunService(deps.store, deps.controlPlane, config.hasher, logger);
+  const runs = new RunService(deps.store, deps.controlPlane, config.hasher, logger, config.residency);
   const hub = new StreamHub(deps.store, logger);
   const shutdown = new AbortController();
   if (deps.shutdownSignal) {
@@ -440,7 +440,13 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
     // Without an answer from the control plane the signal was consumed by a waiting run, which was running then.
     return {
       status: 202,
-      body: { runId: id, signal: name, signalId, status: run ? runStatusName(run.status) : 'running', ...notWaitingFor(run, name) },
+      body: {
+        runId: id,
+        signal: name,
+        signalId,
+        status: run ? runStatusName(run.status) : 'running',
+        ...notWaitingFor(run, name, config.residency),
+      },
     };
   });
 
@@ -456,7 +462,7 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
         signal: signalName,
         signalId,
         status: run ? runStatusName(run.status) : ('running' as const),
-        ...notWaitingFor(run, signalName),
+        ...notWaitingFor(run, signalName, config.residency),
       },
     };
   };
@@ -532,9 +538,15 @@ function result(output: unknown, error: RunWithResult['error']): { output?: unkn
  * child), when the control plane answered that the run is suspended on something else: the signal
  * is kept until a wait for its name consumes it, which a caller may not expect. Nothing is added
  * when the run is queued or running (its code may ask for the name any moment) or was woken by it.
+ * In strict residency mode the control plane does not know which signal a run waits for, so nothing
+ * is added.
  */
-function notWaitingFor(run: RunInfo | undefined, name: string): { waiting?: false; waitingFor?: string | null } {
-  if (run?.status !== RunStatus.SUSPENDED || run.waitingSignal === name) return {};
+function notWaitingFor(
+  run: RunInfo | undefined,
+  name: string,
+  residency: GatewayConfig['residency'],
+): { waiting?: false; waitingFor?: string | null } {
+  if (run?.status !== RunStatus.SUSPENDED || run.waitingSignal === name || residency === 'strict') return {};
   return { waiting: false, waitingFor: run.waitingSignal === '' ? null : run.waitingSignal };
 }
 

@@ -4,7 +4,10 @@ import { CairnError } from '@cairn/common';
 import { Hasher, KeyRing } from '@cairn/payload-store';
 import { CredentialThrottle } from '@cairn/common';
 import { TokenSet, parseGatewayToken, requireScope, type GatewayToken } from './auth.js';
-import { loadGatewayConfig } from './config.js';
+import { GATEWAY_SECRETS, loadGatewayConfig } from './config.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const ONE = 'cgt_Yb3qN8vR2kT6wP9xL4mZ7cJ1sD5fH0gA';
 const TWO = 'cgt_Qw8eR4tY6uI2oP0aS3dF7gH1jK9lZ5xC';
@@ -29,6 +32,40 @@ function failure(env: Record<string, string>): CairnError {
 }
 
 describe('gateway config', () => {
+  it('reads every key and secret from a file (*_FILE), refusing both at once and naming a bad file by its path only', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cairn-gw-secrets-'));
+    try {
+      const plain = valid();
+      const fileEnv: Record<string, string> = { CAIRN_CP_GRPC_ADDRESS: plain.CAIRN_CP_GRPC_ADDRESS! };
+      for (const name of GATEWAY_SECRETS) {
+        if (plain[name] === undefined) continue;
+        const path = join(dir, name.toLowerCase());
+        // Kubernetes Secret files and `echo` leave a trailing newline: it is not part of the value.
+        writeFileSync(path, `${plain[name]}\n`, { mode: 0o600 });
+        fileEnv[`${name}_FILE`] = path;
+      }
+      const config = loadGatewayConfig(fileEnv);
+      assert.equal(config.dpCredential, plain.CAIRN_DP_CREDENTIAL);
+      assert.equal(config.databaseUrl, plain.CAIRN_DP_DATABASE_URL);
+      assert.deepEqual(config.keys.keyIds, ['k2']);
+      assert.equal(config.hasher.digest('x'), Hasher.parse(plain.CAIRN_DP_HMAC_KEY!).digest('x'));
+      assert.equal(config.tokens.length, 2);
+      // No secret is in the environment the process was given.
+      for (const secret of GATEWAY_SECRETS.flatMap((n) => plain[n] ?? [])) assert.ok(!Object.values(fileEnv).includes(secret));
+
+      const both = failure({ ...fileEnv, CAIRN_DP_HMAC_KEY: plain.CAIRN_DP_HMAC_KEY! });
+      assert.match(both.message, /CAIRN_DP_HMAC_KEY, CAIRN_DP_HMAC_KEY_FILE: set one of them/);
+      const missing = failure({ ...fileEnv, CAIRN_DP_ENCRYPTION_KEYS_FILE: join(dir, 'nope') });
+      assert.match(missing.message, /CAIRN_DP_ENCRYPTION_KEYS_FILE: cannot read .*nope \(ENOENT\)/);
+      writeFileSync(join(dir, 'short'), 'k1:c2hvcnQ=\n');
+      const bad = failure({ ...fileEnv, CAIRN_DP_ENCRYPTION_KEYS_FILE: join(dir, 'short') });
+      assert.match(bad.message, /CAIRN_DP_ENCRYPTION_KEYS \(read from CAIRN_DP_ENCRYPTION_KEYS_FILE\): .*must be 32 bytes/);
+      assert.ok(!bad.message.includes('c2hvcnQ='));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('applies the defaults', () => {
     const config = loadGatewayConfig(valid());
     assert.equal(config.host, '0.0.0.0');

@@ -1,7 +1,16 @@
 import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { CairnError, auditKeyId, env, loadConfig, type ExportSigningKey } from '@cairn/common';
-import { Hasher, KeyRing } from '@cairn/payload-store';
+import { CairnError, ErrorCodes, auditKeyId, env, loadConfig, type ExportSigningKey } from '@cairn/common';
+import {
+  Hasher,
+  KeyRing,
+  keyRingOf,
+  keySourceOf,
+  keyVariableProblems,
+  parseWrappedKeys,
+  type KeySource,
+  type ResidencyMode,
+} from '@cairn/payload-store';
 import type { ControlPlaneTls } from '@cairn/proto';
 import { z } from 'zod';
 import { parseGatewayToken, type GatewayToken } from './auth.js';
@@ -11,6 +20,18 @@ const days = () =>
     .int()
     .refine((n) => n > 0 && n <= 36_500, 'expected a number of days from 1 to 36500')
     .optional();
+
+/** Variables that may be given as `<NAME>_FILE` instead: a path to a file holding the value. */
+export const GATEWAY_SECRETS = [
+  'CAIRN_DP_CREDENTIAL',
+  'CAIRN_DP_DATABASE_URL',
+  'CAIRN_DP_MIGRATION_DATABASE_URL',
+  'CAIRN_DP_ENCRYPTION_KEYS',
+  'CAIRN_DP_WRAPPED_ENCRYPTION_KEYS',
+  'CAIRN_DP_HMAC_KEY',
+  'CAIRN_GATEWAY_TOKENS',
+] as const;
+
 const positive = (defaultValue: number) => env.int(defaultValue).refine((n) => n > 0, 'expected a whole number greater than 0');
 
 // host:port, with an IPv6 host in brackets.
@@ -53,7 +74,12 @@ const shape = {
     .string({ error: "is required (this data plane's credential, issued by the control plane)" })
     .regex(TOKEN_PATTERN, 'expected printable ASCII without spaces'),
   CAIRN_DP_DATABASE_URL: env.postgresUrl(),
-  CAIRN_DP_ENCRYPTION_KEYS: parsed('id:base64key[,id:base64key...], the first encrypts new data', (s) => KeyRing.parse(s)),
+  // One of the two: the keys themselves, or (envelope mode) the keys wrapped by the customer's KMS.
+  CAIRN_DP_ENCRYPTION_KEYS: parsed('id:base64key[,id:base64key...], the first encrypts new data', (s) => KeyRing.parse(s)).optional(),
+  CAIRN_DP_WRAPPED_ENCRYPTION_KEYS: parsed('id:base64wrappedkey[,…], the first encrypts new data', (s) => parseWrappedKeys(s)).optional(),
+  CAIRN_DP_KMS: z.enum(['file', 'module'], { error: 'expected file or module' }).optional(),
+  CAIRN_DP_KMS_KEY_FILE: env.optionalString(),
+  CAIRN_DP_KMS_MODULE: env.optionalString(),
   CAIRN_DP_HMAC_KEY: parsed('a base64 key of at least 32 bytes', (s) => Hasher.parse(s)),
   CAIRN_GATEWAY_TOKENS: z
     .string({ error: 'is required (comma-separated bearer tokens clients present to the gateway, each token[:scope+scope…])' })
@@ -129,8 +155,36 @@ const shape = {
   CAIRN_CP_TIMEOUT_MS: positive(10_000),
   CAIRN_GATEWAY_SCALER_PORT: env.port().optional(),
   CAIRN_GATEWAY_SCALER_POLL_MS: positive(5_000),
+  // strict: signal names never cross in clear (only as per-run keyed digests).
+  CAIRN_RESIDENCY: env.residency(),
   CAIRN_LOG_LEVEL: env.logLevel(),
 };
+
+type KeyVariables = {
+  CAIRN_DP_ENCRYPTION_KEYS?: KeyRing | undefined;
+  CAIRN_DP_WRAPPED_ENCRYPTION_KEYS?: ReturnType<typeof parseWrappedKeys> | undefined;
+  CAIRN_DP_KMS?: 'file' | 'module' | undefined;
+  CAIRN_DP_KMS_KEY_FILE?: string | undefined;
+  CAIRN_DP_KMS_MODULE?: string | undefined;
+};
+
+/** The key source of validated variables, or the config error naming what is missing. */
+function keySource(component: string, raw: KeyVariables): KeySource {
+  const source = keySourceOf({
+    plain: raw.CAIRN_DP_ENCRYPTION_KEYS,
+    wrapped: raw.CAIRN_DP_WRAPPED_ENCRYPTION_KEYS,
+    kms: raw.CAIRN_DP_KMS,
+    keyFile: raw.CAIRN_DP_KMS_KEY_FILE,
+    module: raw.CAIRN_DP_KMS_MODULE,
+  });
+  if ('problems' in source) {
+    throw new CairnError(
+      ErrorCodes.INVALID_CONFIG,
+      `${component} cannot start: invalid environment:\n${source.problems.join('\n')}\nSet these variables and start again.`,
+    );
+  }
+  return source;
+}
 
 /** The validated, frozen configuration of a gateway. */
 export interface GatewayConfig {
@@ -149,6 +203,11 @@ export interface GatewayConfig {
   readonly databaseUrl: string;
   readonly keys: KeyRing;
   readonly hasher: Hasher;
+  /**
+   * `strict` (CAIRN_RESIDENCY): signal names never cross to the control plane in clear; `standard`
+   * (default): declared ones do. Step names are resolved from the journal in either mode.
+   */
+  readonly residency?: ResidencyMode;
   /** Bearer tokens accepted from clients, each with its scopes. */
   readonly tokens: readonly GatewayToken[];
   /**
@@ -191,8 +250,26 @@ export interface GatewayConfig {
  * are never echoed since most of them are secrets.
  */
 export function loadGatewayConfig(source: Record<string, string | undefined> = process.env): GatewayConfig {
-  const raw = loadConfig('gateway', shape, source);
-  return Object.freeze({
+  const { config, keys } = readGatewayConfig(source);
+  if (keys.kind !== 'plain') {
+    throw new CairnError(ErrorCodes.INVALID_CONFIG, 'Envelope mode unwraps its keys at start-up: use loadGatewayConfigWithKeys.');
+  }
+  return Object.freeze({ ...config, keys: keys.ring });
+}
+
+/**
+ * {@link loadGatewayConfig}, also in envelope mode: the wrapped keys are unwrapped through the
+ * configured KMS here, once; only the wrapped keys are in the environment.
+ */
+export async function loadGatewayConfigWithKeys(source: Record<string, string | undefined> = process.env): Promise<GatewayConfig> {
+  const { config, keys } = readGatewayConfig(source);
+  return Object.freeze({ ...config, keys: await keyRingOf(keys, source) });
+}
+
+function readGatewayConfig(source: Record<string, string | undefined>): { config: Omit<GatewayConfig, 'keys'>; keys: KeySource } {
+  const raw = loadConfig('gateway', shape, source, { secrets: GATEWAY_SECRETS, check: keyVariableProblems });
+  const keys = keySource('gateway', raw);
+  const config = {
     host: raw.CAIRN_GATEWAY_HOST,
     port: raw.CAIRN_GATEWAY_PORT,
     cpAddress: raw.CAIRN_CP_GRPC_ADDRESS,
@@ -204,7 +281,6 @@ export function loadGatewayConfig(source: Record<string, string | undefined> = p
     },
     dpCredential: raw.CAIRN_DP_CREDENTIAL,
     databaseUrl: raw.CAIRN_DP_DATABASE_URL,
-    keys: raw.CAIRN_DP_ENCRYPTION_KEYS,
     hasher: raw.CAIRN_DP_HMAC_KEY,
     tokens: raw.CAIRN_GATEWAY_TOKENS,
     trustedProxies: raw.CAIRN_GATEWAY_TRUSTED_PROXIES,
@@ -220,7 +296,9 @@ export function loadGatewayConfig(source: Record<string, string | undefined> = p
     scalerPort: raw.CAIRN_GATEWAY_SCALER_PORT,
     scalerPollMs: raw.CAIRN_GATEWAY_SCALER_POLL_MS,
     logLevel: raw.CAIRN_LOG_LEVEL,
-  });
+    residency: raw.CAIRN_RESIDENCY,
+  };
+  return { config, keys };
 }
 
 /**
@@ -232,15 +310,33 @@ export function loadMigrateConfig(source: Record<string, string | undefined> = p
   const raw = loadConfig(
     'gateway migrate',
     {
-      CAIRN_DP_DATABASE_URL: shape.CAIRN_DP_DATABASE_URL,
+      // With a separate owner role (CAIRN_DP_MIGRATION_DATABASE_URL), the service's URL is optional.
+      CAIRN_DP_DATABASE_URL: source['CAIRN_DP_MIGRATION_DATABASE_URL']
+        ? shape.CAIRN_DP_DATABASE_URL.optional()
+        : shape.CAIRN_DP_DATABASE_URL,
+      CAIRN_DP_MIGRATION_DATABASE_URL: env.postgresUrl().optional(),
+      CAIRN_DP_SERVICE_ROLE: z
+        .string()
+        .regex(/^[a-z_][a-z0-9_$]{0,62}$/, 'expected a PostgreSQL role name (lowercase letters, digits, _ and $)')
+        .optional(),
       CAIRN_DP_ENCRYPTION_KEYS: shape.CAIRN_DP_ENCRYPTION_KEYS,
+      CAIRN_DP_WRAPPED_ENCRYPTION_KEYS: shape.CAIRN_DP_WRAPPED_ENCRYPTION_KEYS,
+      CAIRN_DP_KMS: shape.CAIRN_DP_KMS,
+      CAIRN_DP_KMS_KEY_FILE: shape.CAIRN_DP_KMS_KEY_FILE,
+      CAIRN_DP_KMS_MODULE: shape.CAIRN_DP_KMS_MODULE,
       CAIRN_LOG_LEVEL: shape.CAIRN_LOG_LEVEL,
     },
     source,
+    { secrets: GATEWAY_SECRETS, check: keyVariableProblems },
   );
+  const keySourceOfRaw = keySource('gateway migrate', raw);
   return Object.freeze({
-    CAIRN_DP_DATABASE_URL: raw.CAIRN_DP_DATABASE_URL,
-    keys: raw.CAIRN_DP_ENCRYPTION_KEYS,
+    /** Where the keys come from; {@link keyRingOf} gives the ring (unwrapping in envelope mode). */
+    keySource: keySourceOfRaw,
+    /** The URL migrations and key commands run with: the owner's when set, else the service's. */
+    CAIRN_DP_DATABASE_URL: (raw.CAIRN_DP_MIGRATION_DATABASE_URL ?? raw.CAIRN_DP_DATABASE_URL)!,
+    /** The role the worker and gateway run as, granted its privileges after every migration. */
+    serviceRole: raw.CAIRN_DP_SERVICE_ROLE,
     CAIRN_LOG_LEVEL: raw.CAIRN_LOG_LEVEL,
   });
 }

@@ -42,8 +42,11 @@ const GatewayClient = grpc.makeGenericClientConstructor(grpcServiceDefinition(Ga
 export class ControlPlaneError extends CairnError {
   readonly grpcCode: grpc.status;
 
-  constructor(code: ErrorCodeString, message: string, grpcCode: grpc.status, cause?: unknown) {
-    super(code, message, { cause, details: { grpcCode: grpc.status[grpcCode] } });
+  constructor(code: ErrorCodeString, message: string, grpcCode: grpc.status, cause?: unknown, retryAfterSeconds?: number) {
+    super(code, message, {
+      cause,
+      details: { grpcCode: grpc.status[grpcCode], ...(retryAfterSeconds === undefined ? {} : { retryAfterSeconds }) },
+    });
     this.name = 'ControlPlaneError';
     this.grpcCode = grpcCode;
   }
@@ -193,10 +196,13 @@ export function fromServiceError(method: string, err: grpc.ServiceError, timeout
         err,
       );
     }
-    const coded = /^\[(CAIRN-111[23])\] ([\s\S]*)$/.exec(details);
+    // A quota (1112), a request rate (1113) or a per-data-plane cap on calls (1172): the caller
+    // gets 429, with the control plane's retry-after trailer as Retry-After when it sent one.
+    const coded = /^\[(CAIRN-111[23]|CAIRN-1172)\] ([\s\S]*)$/.exec(details);
     if (coded) {
       const code = coded[1] === ErrorCodes.QUOTA_EXCEEDED ? ErrorCodes.QUOTA_EXCEEDED : ErrorCodes.RATE_LIMITED;
-      return new ControlPlaneError(code, coded[2]!, err.code, err);
+      const wait = Number(err.metadata?.get('retry-after')[0]);
+      return new ControlPlaneError(code, coded[2]!, err.code, err, Number.isInteger(wait) && wait > 0 ? wait : undefined);
     }
   }
   // The control plane's messages start with their own code, which the error made here carries

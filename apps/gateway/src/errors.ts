@@ -18,6 +18,10 @@ const STATUS: Partial<Record<ErrorCodeString, number>> = {
   [ErrorCodes.INVALID_ARGUMENT]: 400,
   [ErrorCodes.MALFORMED_JSON]: 400,
   [ErrorCodes.INVALID_INPUT]: 400,
+  // JSON that parses but cannot be stored and served back as the same JSON.
+  [ErrorCodes.TOO_DEEP]: 400,
+  [ErrorCodes.NUMBER_OUT_OF_RANGE]: 400,
+  [ErrorCodes.INVALID_UNICODE]: 400,
   [ErrorCodes.PAYLOAD_TOO_LARGE]: 413,
   [ErrorCodes.UNAUTHENTICATED]: 401,
   [ErrorCodes.FORBIDDEN]: 403,

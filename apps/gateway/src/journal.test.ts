@@ -95,6 +95,8 @@ for (const kind of testPostgresKinds()) {
         input: { orderId: 'o-7', amount: 12 },
         seed: stored!.seed.toString('base64'),
         forkedFrom: null,
+        digestVersion: 2,
+        hmacKeyId: '',
         createdAt: new Date(stored!.createdAt).toISOString(),
         endedAt: null,
         entries: [

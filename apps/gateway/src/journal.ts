@@ -60,6 +60,8 @@ export async function readJournal(store: PayloadStore, runId: string, options: {
     input: run.input,
     seed: options.withSeed ? run.seed.toString('base64') : null,
     forkedFrom: run.forkedFrom ?? null,
+    digestVersion: run.digestVersion,
+    hmacKeyId: run.hmacKeyId,
     createdAt: new Date(run.createdAt).toISOString(),
     endedAt: iso(run.endedAt),
     entries: entries.map(journalEntryView),

@@ -1,4 +1,4 @@
-import { CairnError, ErrorCodes } from '@cairn/common';
+import { CairnError, ErrorCodes, checkJsonValue } from '@cairn/common';
 
 /** Where a JSON text stops being valid, and why. */
 export interface JsonProblem {
@@ -123,12 +123,14 @@ export function locateJsonError(text: string): JsonProblem | undefined {
 
 /**
  * Parses a request body. An empty body is no body (undefined); a malformed one is CAIRN-1102 with
- * the line and column where parsing failed.
+ * the line and column where parsing failed; one that parses but could not be stored as the same
+ * JSON is refused with the code that says why.
  */
 export function parseJsonBody(text: string): unknown {
   if (text.trim() === '') return undefined;
+  let parsed: unknown;
   try {
-    return JSON.parse(text) as unknown;
+    parsed = JSON.parse(text) as unknown;
   } catch {
     const where = locateJsonError(text);
     const at = where ? ` at line ${where.line}, column ${where.column} (offset ${where.offset}): ${where.problem}` : '';
@@ -137,4 +139,8 @@ export function parseJsonBody(text: string): unknown {
       `the request body is not valid JSON${at}. Send a JSON document with Content-Type: application/json.`,
     );
   }
+  // What parsed but could not be stored and served back as the same JSON: nesting past the limit
+  // (CAIRN-1173), numbers past a double (1e400, CAIRN-1174), lone surrogates (CAIRN-1175).
+  checkJsonValue(parsed, 'the request body');
+  return parsed;
 }

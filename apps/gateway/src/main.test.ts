@@ -209,4 +209,41 @@ describe(`the gateway process (${kind} Postgres)`, () => {
     assert.ok(!r.stderr.includes(secret));
     assert.ok(!r.stderr.includes('mysql://x'));
   });
+
+  it('retires a key with reencrypt and key-usage: refused while data needs it, allowed after', () => {
+    const run = (args: string[], keys: string) =>
+      spawnSync(process.execPath, ['--import', 'tsx', mainTs, ...args], {
+        cwd: repoRoot,
+        env: { PATH: process.env['PATH'] ?? '', CAIRN_DP_DATABASE_URL: url, CAIRN_DP_ENCRYPTION_KEYS: keys, CAIRN_LOG_LEVEL: 'warn' },
+        encoding: 'utf8',
+      });
+    const old = env['CAIRN_DP_ENCRYPTION_KEYS']!;
+    const promoted = `${KeyRing.generateSpec('k2')},${old}`;
+    const before = run(['key-usage', '--retire', 'k1'], promoted);
+    assert.equal(before.status, 1, before.stderr);
+    assert.match(before.stderr, /k1 cannot be retired yet: \d+ value\(s\) are sealed with it/);
+    const usage = JSON.parse(before.stdout) as {
+      activeKeyId: string;
+      stillNeeded: string[];
+      hmacKeys: Array<{ keyId: string; openRuns: number }>;
+    };
+    assert.equal(usage.activeKeyId, 'k2');
+    assert.deepEqual(usage.stillNeeded, ['k1']);
+    assert.equal(usage.hmacKeys[0]?.keyId, '', 'the open runs digest with the HMAC key without an ID');
+    assert.ok((usage.hmacKeys[0]?.openRuns ?? 0) > 0);
+
+    const re = run(['reencrypt', '--batch-size', '3'], promoted);
+    assert.equal(re.status, 0, re.stderr);
+    assert.ok((JSON.parse(re.stdout) as { rewritten: number }).rewritten > 0);
+    const afterwards = run(['key-usage', '--retire', 'k1'], promoted);
+    assert.equal(afterwards.status, 0, afterwards.stderr);
+    assert.match(afterwards.stderr, /No value needs k1/);
+    for (const out of [before, re, afterwards]) {
+      for (const secret of promoted.split(',').map((e) => e.slice(3)))
+        assert.ok(!out.stdout.includes(secret) && !out.stderr.includes(secret));
+    }
+    const bad = run(['reencrypt', '--batch-size', 'many'], promoted);
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /--batch-size expects a whole number/);
+  });
 });

@@ -1,5 +1,14 @@
-import { CairnError, ErrorCodes, assertName, assertVersion, isId, newId, type Logger } from '@cairn/common';
-import { approvalSignalName, type Hasher, type PayloadStore } from '@cairn/payload-store';
+import { CairnError, ErrorCodes, assertName, assertVersion, coarseSizeBig, isId, newId, type Logger } from '@cairn/common';
+import {
+  CURRENT_DIGEST_VERSION,
+  STRICT_NAME_PATTERN,
+  approvalSignalName,
+  signalNameDigest,
+  strictNameDigest,
+  type Hasher,
+  type PayloadStore,
+  type ResidencyMode,
+} from '@cairn/payload-store';
 import {
   CancelRunRequestSchema,
   DescribeRunRequestSchema,
@@ -90,11 +99,13 @@ function missingRun(method: string): CairnError {
 export class RunService {
   readonly #store: PayloadStore;
   readonly #cp: ControlPlane;
+  readonly #residency: ResidencyMode;
   readonly #hasher: Hasher;
   readonly #log: Logger;
   readonly #schemas: SchemaValidation;
 
-  constructor(store: PayloadStore, controlPlane: ControlPlane, hasher: Hasher, logger: Logger) {
+  constructor(store: PayloadStore, controlPlane: ControlPlane, hasher: Hasher, logger: Logger, residency: ResidencyMode = 'standard') {
+    this.#residency = residency;
     this.#store = store;
     this.#cp = controlPlane;
     this.#hasher = hasher;
@@ -144,12 +155,20 @@ export class RunService {
     }
     const runId = newId();
     const log = this.#log.child({ runId });
-    const digest = key === undefined ? undefined : this.#hasher.digest(key);
+    // Derived per purpose and workflow (Hasher.forRun): the same key in another workflow, or as a
+    // step or approval key, gives an unrelated digest.
+    const digest = key === undefined ? undefined : this.#hasher.forRun(workflow, CURRENT_DIGEST_VERSION).idempotency(key);
     // Domain-separated from idempotency digests, so the two cannot be matched with each other.
     const concurrencyKeyDigest = concurrencyKey === undefined ? '' : this.#hasher.digest(`concurrency:${concurrencyKey}`);
     let inputSize: number;
     try {
-      ({ inputSize } = await this.#store.createRun({ runId, workflowName: workflow, input: request.input, idempotencyDigest: digest }));
+      ({ inputSize } = await this.#store.createRun({
+        runId,
+        workflowName: workflow,
+        input: request.input,
+        idempotencyDigest: digest,
+        hmacKeyId: this.#hasher.activeKeyId,
+      }));
     } catch (err) {
       throw inputError(storeError(err), 'run input');
     }
@@ -158,7 +177,8 @@ export class RunService {
       workflowName: workflow,
       workflowVersion: version,
       idempotencyDigest: digest ?? '',
-      inputSize: BigInt(inputSize),
+      // The exact size stays in the payload store; the control plane gets its size class.
+      inputSize: coarseSizeBig(inputSize),
       priority,
       concurrencyKeyDigest,
     });
@@ -207,12 +227,31 @@ export class RunService {
     }
   }
 
-  /** A run's metadata and step timeline. */
+  /**
+   * A run's metadata and step timeline. Step and signal names a strict-mode worker sent as keyed
+   * digests are resolved from the run's journal, which records each call's name.
+   */
   async describe(runId: string): Promise<{ run: RunInfo; steps: StepInfo[] }> {
     assertRunId(runId);
     const response = await this.#cp.describeRun(create(DescribeRunRequestSchema, { runId })).catch(notFoundAsRun(runId));
     if (!response.run) throw missingRun('DescribeRun');
-    return { run: response.run, steps: response.steps };
+    return { run: response.run, steps: await this.#resolveNames(runId, response.steps) };
+  }
+
+  async #resolveNames(runId: string, steps: StepInfo[]): Promise<StepInfo[]> {
+    if (!steps.some((s) => STRICT_NAME_PATTERN.test(s.name))) return steps;
+    let entries;
+    try {
+      entries = await this.#store.loadJournal(runId);
+    } catch (err) {
+      throw storeError(err);
+    }
+    const names = new Map<string, string>();
+    for (const e of entries) names.set(strictNameDigest(this.#hasher, e.kind === 'signal' ? 'signal' : 'step', e.name), e.name);
+    return steps.map((s) => {
+      const name = STRICT_NAME_PATTERN.test(s.name) ? names.get(s.name) : undefined;
+      return name === undefined ? s : { ...s, name };
+    });
   }
 
   /** A run's metadata with its output or error, read from the payload store. */
@@ -250,7 +289,12 @@ export class RunService {
     let output: unknown;
     let error: ErrorView | undefined;
     try {
-      if (run.status === RunStatus.COMPLETED) output = (await this.#store.getRun(run.runId))?.output;
+      const stored = await this.#store.getRun(run.runId);
+      if (stored) {
+        // The control plane holds size classes; the exact sizes are here, in the payload store.
+        run = { ...run, inputSize: BigInt(stored.inputSize), outputSize: BigInt(stored.outputSize ?? 0) };
+        if (run.status === RunStatus.COMPLETED) output = stored.output;
+      }
       if (run.errorRef !== '') {
         const stored = await this.#store.getError(run.errorRef);
         if (stored) error = errorView(stored);
@@ -304,15 +348,29 @@ export class RunService {
    * declares one), stores it, then tells the control plane. If the control plane refuses or cannot be
    * reached, the stored body is removed again unless a waiting run consumed it already (then it was
    * delivered).
+   *
+   * The name comes from the caller, so it may be anything that fits the name pattern (a person's
+   * name and an ID, say). It crosses in clear only when code declared it: the run's workflow lists
+   * the signal, or the run waits for it (the control plane has that name from the worker already).
+   * Otherwise only its per-run keyed digest crosses; the worker sends the same digest when the run
+   * suspends on the signal, so the notice still wakes it.
    */
   async signal(runId: string, name: string, body: unknown): Promise<{ signalId: string; run: RunInfo | undefined }> {
     assertRunId(runId);
     checkName(name, 'signal name');
-    await this.#schemas.checkSignal(runId, name, body, async () => {
+    let described: RunInfo | undefined;
+    const describe = async (): Promise<RunInfo> => {
+      if (described) return described;
       const { run } = await this.#cp.describeRun(create(DescribeRunRequestSchema, { runId })).catch(notFoundAsRun(runId));
       if (!run) throw missingRun('DescribeRun');
-      return run.workflowVersion;
-    });
+      return (described = run);
+    };
+    await this.#schemas.checkSignal(runId, name, body, async () => (await describe()).workflowVersion);
+    // In strict mode no signal name crosses in clear.
+    const declared =
+      this.#residency === 'standard' && ((await this.#schemas.declaresSignal(runId, name)) || (await describe()).waitingSignal === name);
+    const signalName = declared ? name : '';
+    const signalDigest = signalNameDigest(this.#hasher, runId, name);
     const signalId = newId();
     const log = this.#log.child({ runId, signalId });
     try {
@@ -322,7 +380,7 @@ export class RunService {
       throw inputError(storeError(err), 'signal body');
     }
     try {
-      const { run } = await this.#cp.signalRun(create(SignalRunRequestSchema, { runId, signalName: name, signalId }));
+      const { run } = await this.#cp.signalRun(create(SignalRunRequestSchema, { runId, signalName, signalDigest, signalId }));
       return { signalId, run };
     } catch (err) {
       let deleted: boolean;
@@ -359,7 +417,14 @@ export class RunService {
   ): Promise<{ signalName: string; signalId: string; run: RunInfo | undefined }> {
     assertRunId(runId);
     checkName(name, 'approval name');
-    const signalName = approvalSignalName(name, key === undefined ? undefined : this.#hasher.digest(String(key)));
+    let keyDigest: string | undefined;
+    if (key !== undefined) {
+      // The run's own derivation: the one its worker digested the approval's key with.
+      const scope = await this.#store.runDigestScope(runId);
+      if (!scope) throw runNotFound(runId);
+      keyDigest = this.#hasher.forRun(scope.workflowName, scope.digestVersion, scope.hmacKeyId).approval(String(key));
+    }
+    const signalName = approvalSignalName(name, keyDigest);
     const { signalId, run } = await this.signal(runId, signalName, answer);
     return { signalName, signalId, run };
   }

@@ -470,6 +470,12 @@ export const JournalView = named(
         'the 32 bytes ctx.random() and ctx.uuid() derive from, base64; null unless the token has the admin scope (the seed predicts the values a run still draws)',
       ),
     forkedFrom: z.object({ runId: z.string(), position: z.number() }).nullable(),
+    digestVersion: z
+      .union([z.literal(1), z.literal(2)])
+      .describe("how the run's step and approval keys were digested: 1 one HMAC key for everything, 2 a key per purpose and workflow"),
+    hmacKeyId: z
+      .string()
+      .describe("the ID, in CAIRN_DP_HMAC_KEY, of the HMAC key the run's keys were digested with ('' for the key without an ID)"),
     createdAt: isoTime,
     endedAt: isoTime.nullable(),
     entries: z.array(JournalEntryView),

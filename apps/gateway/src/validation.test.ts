@@ -202,6 +202,23 @@ for (const kind of testPostgresKinds()) {
       assert.deepEqual(bad.body.error.issues, [{ in: 'body', path: '', message: 'must be integer' }]);
     });
 
+    it('a JSON Schema nested 3,000 levels gives a clear 400 [CAIRN-1173], not a stack overflow, and stores nothing', async () => {
+      // What a worker could catalogue: 1,500 nested objects, 3,000 levels of JSON.
+      let deep: Record<string, unknown> = { type: 'string' };
+      for (let i = 0; i < 1_500; i++) deep = { type: 'object', properties: { a: deep } };
+      cp.announce('deep-schema');
+      await store.catalogueSchemas([{ name: 'deep-schema', version: '1', schemas: [schema('input', deep)] }]);
+      const before = await db.count('dp_runs');
+      const recorded = cp.recorded.filter((r) => r.method === 'startRun').length;
+      const res = await call('/v1/runs', { workflow: 'deep-schema', input: { a: { a: 'x' } } });
+      assert.equal(res.status, 400, JSON.stringify(res.body));
+      assert.equal(res.body.error.code, 'CAIRN-1173');
+      assert.match(String(res.body.error.message), /nested more than 128 levels deep/);
+      assert.match(String(res.body.error.message), /new workflow version/);
+      assert.equal(await db.count('dp_runs'), before, 'nothing was stored');
+      assert.equal(calls('startRun'), recorded, 'the control plane was not called');
+    });
+
     it('learns of schemas a worker catalogues later', async () => {
       assert.equal((await call('/v1/runs', { workflow: 'late', input: 42 })).status, 201, 'not catalogued yet: not checked');
       await store.catalogueSchemas([{ name: 'late', version: '1', schemas: [schema('input', { type: 'string' })] }]);

@@ -5,7 +5,7 @@
 // NOTIFY channel (or a short time limit passes, in case a notification was missed).
 import * as ajv2020 from 'ajv/dist/2020.js';
 import * as ajvFormats from 'ajv-formats';
-import { CairnError, ErrorCodes, describeIssues, type Logger, type SchemaIssue } from '@cairn/common';
+import { CairnError, ErrorCodes, MAX_JSON_DEPTH, describeIssues, jsonDepth, type Logger, type SchemaIssue } from '@cairn/common';
 import type { CatalogueSchema, CatalogueVersion, PayloadStore } from '@cairn/payload-store';
 import { storeError } from './errors.js';
 
@@ -142,6 +142,22 @@ export class SchemaValidation {
     }
   }
 
+  /**
+   * Whether the run's workflow declares the signal in code (a catalogued version lists it in its
+   * `signals`), so that its name may cross to the control plane in clear.
+   */
+  async declaresSignal(runId: string, signalName: string): Promise<boolean> {
+    let workflow: string | undefined;
+    try {
+      workflow = await this.#store.runWorkflowName(runId);
+    } catch (err) {
+      throw storeError(err);
+    }
+    if (workflow === undefined) return false;
+    const versions = await this.#versions(workflow);
+    return versions.some((v) => schemaOf(v, 'signal', signalName) !== undefined);
+  }
+
   /** Stops listening for catalogue changes. */
   async close(): Promise<void> {
     this.#closed = true;
@@ -167,6 +183,17 @@ export class SchemaValidation {
     const cached = this.#validators.get(schema.digest);
     if (cached !== undefined) return cached;
     let validate: ValidateFunction | null;
+    // ajv compiles (and validates) recursively: a schema nested past the limit would exhaust the
+    // stack, so it is measured without recursion first and refused with a clear error.
+    const depth = jsonDepth(schema.schema, MAX_JSON_DEPTH);
+    if (depth > MAX_JSON_DEPTH) {
+      throw new CairnError(
+        ErrorCodes.TOO_DEEP,
+        `the JSON Schema this workflow declares is nested more than ${MAX_JSON_DEPTH} levels deep, so its inputs cannot be checked: ` +
+          'declare a flatter schema in a new workflow version',
+        { details: { maxDepth: MAX_JSON_DEPTH } },
+      );
+    }
     try {
       validate = this.#ajv.compile(withoutMetaSchema(schema.schema));
     } catch (err) {

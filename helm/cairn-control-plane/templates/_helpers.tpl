@@ -108,25 +108,44 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/* The database URL the control plane serves with. */}}
 {{- define "cairn-cp.databaseEnv" -}}
-- name: CAIRN_CP_DATABASE_URL
-  valueFrom:
-    secretKeyRef:
-      name: {{ .Values.database.existingSecret }}
-      key: {{ .Values.database.existingSecretKey }}
+- name: CAIRN_CP_DATABASE_URL_FILE
+  value: /etc/cairn/secrets/database/{{ .Values.database.existingSecretKey }}
 {{- end -}}
 
 {{/* What the migration Job needs: the owner's URL (or the one URL), and the service role to grant. */}}
 {{- define "cairn-cp.migrationEnv" -}}
 {{- if .Values.database.migration.existingSecret }}
-- name: CAIRN_CP_DATABASE_URL
-  valueFrom:
-    secretKeyRef:
-      name: {{ .Values.database.migration.existingSecret }}
-      key: {{ .Values.database.migration.existingSecretKey }}
+- name: CAIRN_CP_DATABASE_URL_FILE
+  value: /etc/cairn/secrets/database-owner/{{ .Values.database.migration.existingSecretKey }}
 - name: CAIRN_CP_SERVICE_ROLE
   value: {{ .Values.database.serviceRole | quote }}
 {{- else }}
 {{- include "cairn-cp.databaseEnv" . }}
+{{- end }}
+{{- end -}}
+
+{{/* The database URL's Secret as a read-only file: the service's, or (migration "owner") the owner's. */}}
+{{- define "cairn-cp.databaseVolume" -}}
+{{- if and .owner .ctx.Values.database.migration.existingSecret }}
+- name: database-owner-secret
+  secret:
+    secretName: {{ .ctx.Values.database.migration.existingSecret }}
+{{- else }}
+- name: database-secret
+  secret:
+    secretName: {{ .ctx.Values.database.existingSecret }}
+{{- end }}
+{{- end -}}
+
+{{- define "cairn-cp.databaseVolumeMount" -}}
+{{- if and .owner .ctx.Values.database.migration.existingSecret }}
+- name: database-owner-secret
+  mountPath: /etc/cairn/secrets/database-owner
+  readOnly: true
+{{- else }}
+- name: database-secret
+  mountPath: /etc/cairn/secrets/database
+  readOnly: true
 {{- end }}
 {{- end -}}
 

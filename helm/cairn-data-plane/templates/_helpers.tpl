@@ -123,6 +123,15 @@ to do. values.schema.json checks each value on its own.
 {{- if and $v.postgresql.enabled (not $v.postgresql.auth.password) -}}
 {{- fail "postgresql.auth.password is required when postgresql.enabled (16 or more letters, digits, '_' or '-')" -}}
 {{- end -}}
+{{- if and $v.encryption.envelope.enabled (not $v.encryption.existingSecret) -}}
+{{- fail "encryption.envelope.enabled needs encryption.existingSecret: a Secret holding the wrapped keys (cairn-gateway wrap-key) and the HMAC key" -}}
+{{- end -}}
+{{- if and $v.encryption.envelope.enabled (eq $v.encryption.envelope.kms "file") (not $v.encryption.envelope.keyEncryptionKeySecret) -}}
+{{- fail "encryption.envelope.kms=file needs encryption.envelope.keyEncryptionKeySecret: the Secret holding the base64 key-encryption key" -}}
+{{- end -}}
+{{- if and $v.encryption.envelope.enabled (eq $v.encryption.envelope.kms "module") (not $v.encryption.envelope.module) -}}
+{{- fail "encryption.envelope.kms=module needs encryption.envelope.module: the path of an ES module exporting (env) => KeyWrapper (mount it with extraVolumes)" -}}
+{{- end -}}
 {{- if and (not $v.encryption.existingSecret) (or (not $v.encryption.keys) (not $v.encryption.hmacKey)) -}}
 {{- fail "encryption.existingSecret (preferred) or both encryption.keys and encryption.hmacKey are required: generate keys with `openssl rand -base64 32`" -}}
 {{- end -}}
@@ -172,31 +181,77 @@ to do. values.schema.json checks each value on its own.
 {{- end }}
 - name: CAIRN_DATA_PLANE_ID
   value: {{ .Values.dataPlane.id | quote }}
-- name: CAIRN_DP_CREDENTIAL
-  valueFrom:
-    secretKeyRef:
-      name: {{ include "cairn-dp.credentialSecret" . }}
-      key: {{ include "cairn-dp.credentialKey" . }}
+- name: CAIRN_RESIDENCY
+  value: {{ .Values.dataPlane.residency | quote }}
+- name: CAIRN_DP_CREDENTIAL_FILE
+  value: /etc/cairn/secrets/credential/{{ include "cairn-dp.credentialKey" . }}
 {{ include "cairn-dp.storeEnv" . }}
-- name: CAIRN_DP_HMAC_KEY
-  valueFrom:
-    secretKeyRef:
-      name: {{ include "cairn-dp.encryptionSecret" . }}
-      key: {{ if .Values.encryption.existingSecret }}{{ .Values.encryption.hmacKeyKey }}{{ else }}hmac-key{{ end }}
+- name: CAIRN_DP_HMAC_KEY_FILE
+  value: /etc/cairn/secrets/keys/{{ if .Values.encryption.existingSecret }}{{ .Values.encryption.hmacKeyKey }}{{ else }}hmac-key{{ end }}
 {{- end -}}
 
-{{/* The payload store's URL and key ring (all the migration Job needs). */}}
+{{/*
+The payload store's URL and key ring (all the migration Job needs). Secrets reach the processes as
+read-only files (`*_FILE`), never as environment values.
+*/}}
 {{- define "cairn-dp.storeEnv" -}}
-- name: CAIRN_DP_DATABASE_URL
-  valueFrom:
-    secretKeyRef:
-      name: {{ include "cairn-dp.payloadStoreSecret" . }}
-      key: {{ include "cairn-dp.payloadStoreKey" . }}
-- name: CAIRN_DP_ENCRYPTION_KEYS
-  valueFrom:
-    secretKeyRef:
-      name: {{ include "cairn-dp.encryptionSecret" . }}
-      key: {{ if .Values.encryption.existingSecret }}{{ .Values.encryption.keysKey }}{{ else }}encryption-keys{{ end }}
+- name: CAIRN_DP_DATABASE_URL_FILE
+  value: /etc/cairn/secrets/payload-store/{{ include "cairn-dp.payloadStoreKey" . }}
+{{- if .Values.encryption.envelope.enabled }}
+- name: CAIRN_DP_WRAPPED_ENCRYPTION_KEYS_FILE
+  value: /etc/cairn/secrets/keys/{{ .Values.encryption.envelope.wrappedKeysKey }}
+- name: CAIRN_DP_KMS
+  value: {{ .Values.encryption.envelope.kms | quote }}
+{{- if eq .Values.encryption.envelope.kms "file" }}
+- name: CAIRN_DP_KMS_KEY_FILE
+  value: /etc/cairn/secrets/kek/{{ .Values.encryption.envelope.keyEncryptionKeySecretKey }}
+{{- else }}
+- name: CAIRN_DP_KMS_MODULE
+  value: {{ .Values.encryption.envelope.module | quote }}
+{{- end }}
+{{- else }}
+- name: CAIRN_DP_ENCRYPTION_KEYS_FILE
+  value: /etc/cairn/secrets/keys/{{ if .Values.encryption.existingSecret }}{{ .Values.encryption.keysKey }}{{ else }}encryption-keys{{ end }}
+{{- end }}
+{{- end -}}
+
+{{/* The Secrets the payload store needs, as read-only volumes (pass "credential" true to add the data plane's credential). */}}
+{{- define "cairn-dp.secretVolumes" -}}
+- name: payload-store-secret
+  secret:
+    secretName: {{ include "cairn-dp.payloadStoreSecret" .ctx }}
+- name: keys-secret
+  secret:
+    secretName: {{ include "cairn-dp.encryptionSecret" .ctx }}
+{{- if and .ctx.Values.encryption.envelope.enabled (eq .ctx.Values.encryption.envelope.kms "file") }}
+- name: kek-secret
+  secret:
+    secretName: {{ .ctx.Values.encryption.envelope.keyEncryptionKeySecret }}
+{{- end }}
+{{- if .credential }}
+- name: credential-secret
+  secret:
+    secretName: {{ include "cairn-dp.credentialSecret" .ctx }}
+{{- end }}
+{{- end -}}
+
+{{- define "cairn-dp.secretVolumeMounts" -}}
+- name: payload-store-secret
+  mountPath: /etc/cairn/secrets/payload-store
+  readOnly: true
+- name: keys-secret
+  mountPath: /etc/cairn/secrets/keys
+  readOnly: true
+{{- if and .ctx.Values.encryption.envelope.enabled (eq .ctx.Values.encryption.envelope.kms "file") }}
+- name: kek-secret
+  mountPath: /etc/cairn/secrets/kek
+  readOnly: true
+{{- end }}
+{{- if .credential }}
+- name: credential-secret
+  mountPath: /etc/cairn/secrets/credential
+  readOnly: true
+{{- end }}
 {{- end -}}
 
 {{/* Volumes for the control plane's CA and client certificate, and a writable /tmp. */}}

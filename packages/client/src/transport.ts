@@ -1,5 +1,6 @@
 // HTTP to the gateway over fetch: the bearer token, JSON in and out, the gateway's error body as a
 // CairnClientError, and retries of what may be repeated safely.
+import { CairnError, checkJsonValue } from '@cairn/common/core';
 import { CairnClientError, ErrorCodes, knownCode, type RequestIssue } from './errors.js';
 
 /** How requests that may be repeated are retried on 503 and on network failures. */
@@ -172,6 +173,14 @@ export class Transport {
     if (this.#token !== undefined) headers['authorization'] = `Bearer ${this.#token}`;
     let body: string | undefined;
     if (request.body !== undefined) {
+      // JSON.stringify would turn Infinity (or 1e400) into null and keep a lone surrogate: refuse
+      // them here, with the gateway's codes, before anything is sent.
+      try {
+        checkJsonValue(request.body, 'the request body');
+      } catch (err) {
+        if (err instanceof CairnError) throw new CairnClientError(err.code, err.rawMessage, { cause: err });
+        throw err;
+      }
       body = JSON.stringify(request.body);
       headers['content-type'] = 'application/json';
     }

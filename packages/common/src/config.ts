@@ -1,32 +1,85 @@
+import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { CairnError, ErrorCodes } from './errors.js';
 
+/** Options of {@link loadConfig}. */
+export interface LoadConfigOptions {
+  /**
+   * Variables that hold keys or secrets: each may instead be given as `<NAME>_FILE`, the path of a
+   * file holding the value (a mounted Kubernetes Secret, say), so the value need not sit in the
+   * process environment. Setting both is an error; a trailing newline in the file is ignored.
+   */
+  readonly secrets?: readonly string[];
+  /**
+   * Checks across variables (one of two required, say), on the raw values after `*_FILE` was
+   * read: each returned line (`  NAME: problem`) is reported with the other problems.
+   */
+  readonly check?: (values: Readonly<Record<string, string | undefined>>) => string[];
+}
+
 /**
  * Validates environment variables into one typed, frozen config object. On failure it throws a
  * CairnError naming every bad variable and what it expects; values are never echoed, since they
- * may be secrets.
+ * may be secrets (a `*_FILE` variant is named with its path, never its contents).
  */
 export function loadConfig<Shape extends z.ZodRawShape>(
   component: string,
   shape: Shape,
   env: Record<string, string | undefined> = process.env,
+  options: LoadConfigOptions = {},
 ): Readonly<z.infer<z.ZodObject<Shape>>> {
   const schema = z.object(shape);
   const picked: Record<string, string | undefined> = {};
   for (const key of Object.keys(shape)) picked[key] = env[key] === '' ? undefined : env[key];
+  const fileProblems: string[] = [];
+  for (const key of options.secrets ?? []) {
+    if (!(key in shape)) continue;
+    const fileVariable = `${key}_FILE`;
+    const path = env[fileVariable] === '' ? undefined : env[fileVariable];
+    if (path === undefined) continue;
+    if (picked[key] !== undefined) {
+      fileProblems.push(`  ${key}, ${fileVariable}: set one of them (the value, or the file holding it), not both`);
+      continue;
+    }
+    const read = readSecretFile(path);
+    if ('problem' in read) fileProblems.push(`  ${fileVariable}: ${read.problem}`);
+    else picked[key] = read.value;
+  }
+  fileProblems.push(...(options.check?.(picked) ?? []));
   const result = schema.safeParse(picked);
-  if (!result.success) {
-    const lines = result.error.issues.map((issue) => {
-      const name = issue.path.join('.') || '(environment)';
-      return `  ${name}: ${issue.message}`;
-    });
+  if (!result.success || fileProblems.length > 0) {
+    const issues = result.success ? [] : result.error.issues;
+    const lines = [
+      ...fileProblems,
+      ...issues
+        // A variable whose file could not be read is reported once, as the file's problem.
+        .filter((issue) => !fileProblems.some((p) => p.startsWith(`  ${String(issue.path[0])}_FILE:`)))
+        .map((issue) => {
+          const name = issue.path.join('.') || '(environment)';
+          const fromFile = options.secrets?.includes(name) && env[`${name}_FILE`] ? ` (read from ${name}_FILE)` : '';
+          return `  ${name}${fromFile}: ${issue.message}`;
+        }),
+    ];
     throw new CairnError(
       ErrorCodes.INVALID_CONFIG,
       `${component} cannot start: invalid environment:\n${lines.join('\n')}\nSet these variables and start again.`,
     );
   }
   return Object.freeze(result.data);
+}
+
+/** Reads a secret from a file: its contents without the trailing newline(s); never echoes them. */
+export function readSecretFile(path: string): { value: string } | { problem: string } {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    return { problem: `cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? 'error'})` };
+  }
+  const value = text.replace(/[\r\n]+$/, '');
+  if (value === '') return { problem: `${path} is empty` };
+  return { value };
 }
 
 /** Helpers for common environment variable types. */
@@ -62,6 +115,8 @@ export const env = {
       .optional()
       .transform((v) => (v === undefined ? defaultValue : v === 'true' || v === '1')),
   /** A log level. */
+  /** The data plane's residency mode: `standard` (default) or `strict` (names cross as keyed digests). */
+  residency: () => z.enum(['standard', 'strict']).optional().default('standard'),
   logLevel: () => z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).optional().default('info'),
   /**
    * Proxies whose `X-Forwarded-For` is believed, so a client's own address is what the credential

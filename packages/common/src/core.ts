@@ -24,6 +24,7 @@ export {
   isVersion,
   newId,
 } from './names.js';
+export { SIZE_CLASS_MIN, coarseSize, coarseSizeBig } from './sizes.js';
 export { parseDuration, toMilliseconds, type Duration } from './duration.js';
 export {
   RETRY_DEFAULTS,
@@ -36,3 +37,4 @@ export {
   type RetryPolicyProblem,
 } from './retry-policy.js';
 export { describeIssues, type SchemaIssue } from './schema-issues.js';
+export { MAX_JSON_DEPTH, checkJsonValue, jsonDepth } from './json-limits.js';

@@ -74,6 +74,19 @@ export const ErrorCodes = {
    * may not change the schema: run `control-plane migrate` with the owner role first.
    */
   DATABASE_NOT_MIGRATED: 'CAIRN-1155',
+  // 117x — limits: what one credential may use of a shared control plane, and hostile input
+  /** A database statement ran past the control plane's `statement_timeout` and was cancelled. */
+  STATEMENT_TIMEOUT: 'CAIRN-1170',
+  /** A worker stream did not read what the control plane sent it for too long (or let too much queue up): it is ended. */
+  STREAM_STALLED: 'CAIRN-1171',
+  /** A data plane has as many worker streams, or `WaitRun` calls, open on this replica as its limit allows. */
+  TOO_MANY_CALLS: 'CAIRN-1172',
+  /** A JSON value or JSON Schema is nested deeper than the limit (checked without recursion). */
+  TOO_DEEP: 'CAIRN-1173',
+  /** A JSON number does not fit in a double (`1e400`): it would silently become `null`. */
+  NUMBER_OUT_OF_RANGE: 'CAIRN-1174',
+  /** A JSON string holds a lone UTF-16 surrogate (`"\ud800"`): it cannot be stored and served as valid JSON. */
+  INVALID_UNICODE: 'CAIRN-1175',
   // 119x — run journals an auditor can trust
   /**
    * A run's journal does not verify: an entry was changed or deleted in the data plane, or the

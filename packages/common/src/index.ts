@@ -1,5 +1,5 @@
 export * from './core.js';
-export { env, loadConfig } from './config.js';
+export { env, loadConfig, readSecretFile, type LoadConfigOptions } from './config.js';
 export { createLogger, type Logger } from './logger.js';
 export { schemaDigest } from './schema-digest.js';
 export {

@@ -1,4 +1,5 @@
 import { CairnError, ErrorCodes, NAME_MAX_LENGTH, assertName } from '@cairn/common';
+import type { Hasher } from './crypto.js';
 
 /** Every approval's signal name starts with this. */
 export const APPROVAL_SIGNAL_PREFIX = 'approval.';
@@ -31,4 +32,32 @@ export function approvalSignalName(name: string, keyDigest?: string): string {
   }
   const suffix = keyDigest === undefined ? '' : `.${keyDigest.slice(0, APPROVAL_DIGEST_LENGTH)}`;
   return `${APPROVAL_SIGNAL_PREFIX}${name}${suffix}`;
+}
+
+/**
+ * The digest under which a signal name crosses to the control plane for one run: HMAC-SHA256 with
+ * the data plane's key over a purpose label, the run ID and the name. The gateway (SignalRun) and
+ * the worker (RunSuspended) both compute it here, so a notice whose name stays in the data plane
+ * still wakes the run; with the run ID in it, one name gives unrelated digests on two runs.
+ */
+export function signalNameDigest(hasher: Hasher, runId: string, name: string): string {
+  return hasher.digest(`cairn.signal-name\u0000${runId}\u0000${name}`);
+}
+
+/** How names cross: `standard` (names written in code in clear) or `strict` (as keyed digests). */
+export type ResidencyMode = 'standard' | 'strict';
+
+/** A name that crossed in strict residency mode: `h.` and 40 hex digits of a keyed digest. */
+export const STRICT_NAME_PATTERN = /^h\.[0-9a-f]{40}$/;
+
+/**
+ * The name under which a step or signal name crosses in strict residency mode (`CAIRN_RESIDENCY=
+ * strict`): `h.` and the first 40 hex digits (160 bits) of an HMAC-SHA256 with the data plane's key
+ * over a purpose label, the kind of name and the name. It fits the contract's NAME pattern, so the
+ * control plane stores it like a name; the same name always gives the same digest in one data
+ * plane, so timelines stay comparable. The data plane resolves it back from the run's journal,
+ * which records each call's name.
+ */
+export function strictNameDigest(hasher: Hasher, kind: 'step' | 'signal', name: string): string {
+  return `h.${hasher.digest(`cairn.strict-name\u0000${kind}\u0000${name}`).slice(0, 40)}`;
 }

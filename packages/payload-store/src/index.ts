@@ -1,10 +1,14 @@
-export { KeyRing, Hasher, type Sealed } from './crypto.js';
+export { KeyRing, Hasher, CURRENT_DIGEST_VERSION, type DigestPurpose, type DigestVersion, type RunDigests, type Sealed } from './crypto.js';
 export {
   APPROVAL_DIGEST_LENGTH,
   APPROVAL_KEYED_NAME_MAX_LENGTH,
   APPROVAL_NAME_MAX_LENGTH,
   APPROVAL_SIGNAL_PREFIX,
   approvalSignalName,
+  signalNameDigest,
+  STRICT_NAME_PATTERN,
+  strictNameDigest,
+  type ResidencyMode,
 } from './approvals.js';
 export {
   FencedError,
@@ -39,6 +43,20 @@ export {
   type CatalogueWrite,
   type SchemaKind,
 } from './catalogue.js';
+export { keysStillNeeded, type KeyUsage, type ReencryptOptions, type ReencryptResult } from './reencrypt.js';
+export {
+  FileKeyWrapper,
+  generateWrappedKeySpec,
+  keyRingOf,
+  keySourceOf,
+  keyVariableProblems,
+  loadKeyWrapper,
+  parseWrappedKeys,
+  unwrapKeyRing,
+  type KeySource,
+  type KeyWrapper,
+  type WrappedKey,
+} from './envelope.js';
 export {
   JOURNAL_CHAIN_FORMAT,
   journalEntryHash,

@@ -1,4 +1,7 @@
-import { CairnError, ErrorCodes } from '@cairn/common';
+import { CairnError, ErrorCodes, checkJsonValue } from '@cairn/common';
+
+/** Step results and outputs may nest deeper than request bodies; past this JSON.stringify itself risks the stack. */
+const STORED_MAX_DEPTH = 2_000;
 
 /**
  * Payloads are JSON. `undefined` (a step or workflow that returns nothing) is kept as an empty
@@ -6,6 +9,13 @@ import { CairnError, ErrorCodes } from '@cairn/common';
  */
 export function encodeJson(value: unknown, what: string): Buffer {
   if (value === undefined) return Buffer.alloc(0);
+  // JSON.stringify would store NaN, Infinity and 1e400 as null and a lone surrogate as U+FFFD:
+  // what is read back must be what was written, so such a value is refused instead.
+  try {
+    checkJsonValue(value, what, STORED_MAX_DEPTH);
+  } catch (cause) {
+    throw new CairnError(ErrorCodes.NOT_SERIALIZABLE, `${CairnError.from(cause).rawMessage} Return plain JSON values.`, { cause });
+  }
   let text: string | undefined;
   try {
     text = JSON.stringify(value);

@@ -93,19 +93,25 @@ async function compare(client: pg.PoolClient, ring: KeyRing, hasher: Hasher | un
   let hmac: KeyCheckResult['hmac'] = 'unchecked';
   let hmacMismatch = false;
   if (hasher) {
-    const mine = hasher.keyCheck();
-    const existing = check('hmac', '');
-    if (!existing) {
-      hmac = 'recorded';
-      inserts.push({ purpose: 'hmac', keyId: '', value: mine });
-    } else if (existing.equals(mine)) {
-      hmac = 'matched';
-    } else {
-      hmacMismatch = true;
-      problems.push(
-        'The HMAC key in CAIRN_DP_HMAC_KEY does not match the payload store: its digests of idempotency keys, step keys and approval keys would differ from the ones already recorded, so replays and duplicate starts would go wrong.',
-      );
+    // Every HMAC key of the ring is checked under its ID ('' for the key written without one).
+    const outcomes: Array<'recorded' | 'matched'> = [];
+    for (const keyId of hasher.keyIds) {
+      const mine = hasher.keyCheck(keyId);
+      const existing = check('hmac', keyId);
+      if (!existing) {
+        outcomes.push('recorded');
+        inserts.push({ purpose: 'hmac', keyId, value: mine });
+      } else if (existing.equals(mine)) {
+        outcomes.push('matched');
+      } else {
+        hmacMismatch = true;
+        problems.push(
+          `The HMAC key${keyId ? ` ${JSON.stringify(keyId)}` : ''} in CAIRN_DP_HMAC_KEY does not match the payload store: its digests of idempotency keys, step keys and approval keys would differ from the ones already recorded, so replays and duplicate starts would go wrong.`,
+        );
+      }
     }
+    // What happened to the active key's check.
+    hmac = outcomes[0] ?? 'unchecked';
   }
 
   if (problems.length > 0) {

@@ -227,4 +227,18 @@ CREATE TABLE dp_retention_runs (
 );
 `,
   },
+  {
+    version: 11,
+    name: 'digest versions and keys',
+    sql: `
+-- How a run's user-chosen keys (idempotency, step and approval keys) are digested for the control
+-- plane: 1 with the HMAC key itself, 2 with a key derived per purpose and workflow. Runs started
+-- before this migration, and by processes not yet rolled to a version that knows it, stay at 1 (the
+-- default), so their recorded journal keys keep matching on replay; newer code writes 2.
+ALTER TABLE dp_runs ADD COLUMN digest_version smallint NOT NULL DEFAULT 1 CHECK (digest_version IN (1, 2));
+-- The HMAC key (its ID in CAIRN_DP_HMAC_KEY; '' for the key written without an ID) the run's keys
+-- are digested with: a run keeps it through an HMAC key rotation.
+ALTER TABLE dp_runs ADD COLUMN hmac_key_id text NOT NULL DEFAULT '';
+`,
+  },
 ];

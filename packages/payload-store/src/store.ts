@@ -13,7 +13,8 @@ import {
   type JournalChainProblem,
   type JournalChainReport,
 } from '@cairn/common';
-import type { Hasher, KeyRing } from './crypto.js';
+import { CURRENT_DIGEST_VERSION, type DigestVersion, type Hasher, type KeyRing } from './crypto.js';
+import { keyUsage, reencrypt, type KeyUsage, type ReencryptOptions, type ReencryptResult } from './reencrypt.js';
 import { type Sealed } from './crypto.js';
 import { decodeJson, encodeJson } from './json.js';
 import { SCHEMA_CHANNEL, readCatalogue, writeCatalogue, type CatalogueVersion, type CatalogueWrite } from './catalogue.js';
@@ -102,6 +103,10 @@ export interface StoredRun {
   readonly endedAt: number | undefined;
   /** For a forked run: the source run and the journal position it was forked at. */
   readonly forkedFrom: { readonly runId: string; readonly position: number } | undefined;
+  /** How the run's idempotency, step and approval keys are digested (Hasher.forRun). */
+  readonly digestVersion: DigestVersion;
+  /** The HMAC key they are digested with ('' for the key without an ID). */
+  readonly hmacKeyId: string;
 }
 
 /** A stored error with where it happened. */
@@ -182,6 +187,8 @@ interface RunRow {
   ended_at: Date | null;
   forked_from: string | null;
   fork_position: number | null;
+  digest_version: number;
+  hmac_key_id: string;
 }
 
 interface JournalRow {
@@ -278,20 +285,54 @@ export class PayloadStore {
     await this.#pool.query('SELECT 1');
   }
 
+  /** How many sealed values each key ID holds (and how many predate per-run keys): see reencrypt.ts. */
+  async keyUsage(): Promise<KeyUsage[]> {
+    return keyUsage(this.#pool);
+  }
+
+  /**
+   * Open runs per HMAC key ID: a run digests its keys with the HMAC key it started with until it
+   * ends, so an old HMAC key can be removed once no open run needs it.
+   */
+  async hmacKeyUsage(): Promise<Array<{ keyId: string; openRuns: number }>> {
+    const r = await this.#pool.query<{ key_id: string; n: string }>(
+      "SELECT hmac_key_id AS key_id, count(*) AS n FROM dp_runs WHERE status = 'open' GROUP BY 1 ORDER BY 1",
+    );
+    return r.rows.map((row) => ({ keyId: row.key_id, openRuns: Number(row.n) }));
+  }
+
+  /**
+   * Re-seals, in batches, every value not sealed with the active key in the current format, so an
+   * old key can be retired; safe while workers and gateways run (see reencrypt.ts).
+   */
+  async reencrypt(options: ReencryptOptions = {}): Promise<ReencryptResult> {
+    return reencrypt(this.#pool, this.#keys, options);
+  }
+
   /** Applies pending migrations; safe to run from several processes at once. */
   async migrate(): Promise<number[]> {
     const client = await this.#pool.connect();
     try {
       await client.query('BEGIN');
       await client.query("SELECT pg_advisory_xact_lock(hashtext('cairn_dp_migrations'))");
-      await client.query(
-        'CREATE TABLE IF NOT EXISTS dp_schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())',
-      );
+      // Nothing to apply: no DDL at all, so a service role that may not change the schema starts.
+      const exists = await client.query<{ found: boolean }>("SELECT to_regclass('dp_schema_migrations') IS NOT NULL AS found");
+      if (!exists.rows[0]?.found) {
+        await client.query(
+          'CREATE TABLE dp_schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())',
+        );
+      }
       const done = new Set(
         (await client.query<{ version: number }>('SELECT version FROM dp_schema_migrations')).rows.map((r) => r.version),
       );
+      if (migrations.every((m) => done.has(m.version))) {
+        await client.query('COMMIT');
+        return [];
+      }
       const applied: number[] = [];
-      for (const m of migrations) {
+      // In numeric order whatever the order of the list (parts of a release may append out of
+      // order); gaps are fine, each version is applied once.
+      for (const m of [...migrations].sort((x, y) => x.version - y.version)) {
         if (done.has(m.version)) continue;
         await client.query(m.sql);
         await client.query('INSERT INTO dp_schema_migrations (version, name) VALUES ($1, $2)', [m.version, m.name]);
@@ -299,6 +340,88 @@ export class PayloadStore {
       }
       await client.query('COMMIT');
       return applied;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      if ((err as { code?: unknown }).code === '42501') {
+        const pending = migrations.map((m) => m.version);
+        throw new CairnError(
+          ErrorCodes.DATABASE_NOT_MIGRATED,
+          `The payload store needs migrations (up to ${pending[pending.length - 1]}) and this process's database role may not change the schema: ` +
+            'run `cairn-gateway migrate` with the owner role (CAIRN_DP_MIGRATION_DATABASE_URL, and CAIRN_DP_SERVICE_ROLE naming this role), then start again.',
+          { cause: err },
+        );
+      }
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+
+  /**
+   * Grants `role` what the running worker and gateway need and nothing more: SELECT and DML on the
+   * payload store's tables (SELECT only on `dp_schema_migrations`), the use of its sequences. It
+   * owns nothing, so it cannot ALTER, DROP or TRUNCATE a table or apply a migration. Run after
+   * every migration, as the owner (new tables get their grants); idempotent. Refuses a role that
+   * would make this void: a superuser, the owner of the tables, or a member of it.
+   */
+  async grantServiceRole(role: string): Promise<void> {
+    const client = await this.#pool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query("SELECT pg_advisory_xact_lock(hashtext('cairn_dp_migrations'))");
+      const found = await client.query<{
+        superuser: boolean;
+        owner: boolean;
+        schema: string;
+        database: string;
+        connect: boolean;
+        usage: boolean;
+      }>(
+        `SELECT r.rolsuper AS superuser, pg_has_role(r.oid, c.relowner, 'USAGE') AS owner,
+                current_schema() AS schema, current_database() AS database,
+                has_database_privilege(r.oid, current_database(), 'CONNECT') AS connect,
+                has_schema_privilege(r.oid, current_schema(), 'USAGE') AS usage
+           FROM pg_roles r, pg_class c WHERE r.rolname = $1 AND c.oid = 'dp_runs'::regclass`,
+        [role],
+      );
+      const info = found.rows[0];
+      if (!info) {
+        throw new CairnError(
+          ErrorCodes.INVALID_CONFIG,
+          `CAIRN_DP_SERVICE_ROLE names the role ${role}, which does not exist: create it first (CREATE ROLE ${role} LOGIN PASSWORD '…'), then migrate again.`,
+        );
+      }
+      if (info.superuser || info.owner) {
+        throw new CairnError(
+          ErrorCodes.INVALID_CONFIG,
+          `CAIRN_DP_SERVICE_ROLE names the role ${role}, which ${info.superuser ? 'is a superuser' : 'owns the payload store tables (or is a member of their owner)'}: ` +
+            'it could alter, drop or truncate them. Use a separate login role that owns nothing (docs/install.md, database roles).',
+        );
+      }
+      const r = pg.escapeIdentifier(role);
+      const schema = pg.escapeIdentifier(info.schema);
+      const tables = (
+        await client.query<{ name: string }>(
+          "SELECT c.relname AS name FROM pg_class c WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p') AND c.relname LIKE 'dp\\_%' ORDER BY 1",
+        )
+      ).rows.map((t) => pg.escapeIdentifier(t.name));
+      const sequences = (
+        await client.query<{ name: string }>(
+          "SELECT c.relname AS name FROM pg_class c WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'S' AND c.relname LIKE 'dp\\_%' ORDER BY 1",
+        )
+      ).rows.map((t) => pg.escapeIdentifier(t.name));
+      const statements = [
+        ...(info.connect ? [] : [`GRANT CONNECT ON DATABASE ${pg.escapeIdentifier(info.database)} TO ${r}`]),
+        ...(info.usage ? [] : [`GRANT USAGE ON SCHEMA ${schema} TO ${r}`]),
+        `REVOKE ALL ON ${tables.join(', ')} FROM ${r}`,
+        `GRANT SELECT, INSERT, UPDATE, DELETE ON ${tables.join(', ')} TO ${r}`,
+        `REVOKE INSERT, UPDATE, DELETE ON dp_schema_migrations FROM ${r}`,
+        ...(sequences.length === 0
+          ? []
+          : [`REVOKE ALL ON ${sequences.join(', ')} FROM ${r}`, `GRANT USAGE, SELECT ON ${sequences.join(', ')} TO ${r}`]),
+      ];
+      for (const statement of statements) await client.query(statement);
+      await client.query('COMMIT');
     } catch (err) {
       await client.query('ROLLBACK').catch(() => undefined);
       throw err;
@@ -357,15 +480,27 @@ export class PayloadStore {
       workflowName: string;
       input: unknown;
       idempotencyDigest?: string | undefined;
+      /** The HMAC key the run's keys are digested with (Hasher.activeKeyId; default ''). */
+      hmacKeyId?: string | undefined;
     },
     options: { idempotent?: boolean } = {},
   ): Promise<{ inputSize: number }> {
     const sealed = this.#seal(run.input, `${run.runId}:input`, 'The run input');
     // idempotent (child runs): a second create of the same run ID keeps the first and succeeds.
     await this.#pool.query(
-      `INSERT INTO dp_runs (run_id, workflow_name, seed, input_key_id, input, input_size, idempotency_digest)
-       VALUES ($1, $2, $3, $4, $5, $6, $7)${options.idempotent ? ' ON CONFLICT (run_id) DO NOTHING' : ''}`,
-      [run.runId, run.workflowName, randomBytes(32), sealed.keyId, sealed.blob, sealed.size, run.idempotencyDigest ?? null],
+      `INSERT INTO dp_runs (run_id, workflow_name, seed, input_key_id, input, input_size, idempotency_digest, digest_version, hmac_key_id)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)${options.idempotent ? ' ON CONFLICT (run_id) DO NOTHING' : ''}`,
+      [
+        run.runId,
+        run.workflowName,
+        randomBytes(32),
+        sealed.keyId,
+        sealed.blob,
+        sealed.size,
+        run.idempotencyDigest ?? null,
+        CURRENT_DIGEST_VERSION,
+        run.hmacKeyId ?? '',
+      ],
     );
     return { inputSize: sealed.size };
   }
@@ -413,7 +548,7 @@ export class PayloadStore {
    * the worker reports the failure like any other.
    */
   async createRunFromPayload(
-    run: { runId: string; workflowName: string; payloadId: string | undefined },
+    run: { runId: string; workflowName: string; payloadId: string | undefined; hmacKeyId?: string | undefined },
     missing: ErrorInfo,
   ): Promise<'created' | 'exists' | 'missing'> {
     const existing = await this.#pool.query('SELECT 1 FROM dp_runs WHERE run_id = $1', [run.runId]);
@@ -450,9 +585,9 @@ export class PayloadStore {
     }
     const sealed = this.#seal(input, `${run.runId}:input`, 'The run input');
     const r = await this.#pool.query(
-      `INSERT INTO dp_runs (run_id, workflow_name, seed, input_key_id, input, input_size) VALUES ($1, $2, $3, $4, $5, $6)
-       ON CONFLICT (run_id) DO NOTHING`,
-      [run.runId, run.workflowName, randomBytes(32), sealed.keyId, sealed.blob, sealed.size],
+      `INSERT INTO dp_runs (run_id, workflow_name, seed, input_key_id, input, input_size, digest_version, hmac_key_id)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (run_id) DO NOTHING`,
+      [run.runId, run.workflowName, randomBytes(32), sealed.keyId, sealed.blob, sealed.size, CURRENT_DIGEST_VERSION, run.hmacKeyId ?? ''],
     );
     return r.rowCount === 1 ? 'created' : 'exists';
   }
@@ -461,6 +596,21 @@ export class PayloadStore {
   async runWorkflowName(runId: string): Promise<string | undefined> {
     const r = await this.#pool.query<{ workflow_name: string }>('SELECT workflow_name FROM dp_runs WHERE run_id = $1', [runId]);
     return r.rows[0]?.workflow_name;
+  }
+
+  /**
+   * What a stored run's keys are digested with (its workflow and digest version, for
+   * `Hasher.forRun`), without opening its input; undefined for an unknown run.
+   */
+  async runDigestScope(runId: string): Promise<{ workflowName: string; digestVersion: DigestVersion; hmacKeyId: string } | undefined> {
+    const r = await this.#pool.query<{ workflow_name: string; digest_version: number; hmac_key_id: string }>(
+      'SELECT workflow_name, digest_version, hmac_key_id FROM dp_runs WHERE run_id = $1',
+      [runId],
+    );
+    const row = r.rows[0];
+    return row
+      ? { workflowName: row.workflow_name, digestVersion: row.digest_version === 2 ? 2 : 1, hmacKeyId: row.hmac_key_id }
+      : undefined;
   }
 
   /**
@@ -513,6 +663,8 @@ export class PayloadStore {
       createdAt: row.created_at.getTime(),
       endedAt: ms(row.ended_at),
       forkedFrom: row.forked_from === null ? undefined : { runId: row.forked_from, position: row.fork_position ?? 0 },
+      digestVersion: row.digest_version === 2 ? 2 : 1,
+      hmacKeyId: row.hmac_key_id,
     };
   }
 
@@ -538,9 +690,22 @@ export class PayloadStore {
       }
       const input = this.#seal(this.#open(from.input_key_id, from.input, `${from.run_id}:input`), `${runId}:input`, 'The run input');
       const inserted = await client.query(
-        `INSERT INTO dp_runs (run_id, workflow_name, seed, input_key_id, input, input_size, epoch, forked_from, fork_position)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (run_id) DO NOTHING`,
-        [runId, from.workflow_name, from.seed, input.keyId, input.blob, input.size, epoch, source.runId, source.position],
+        // The fork keeps its source's digest version: the journal keys it copies were made with it.
+        `INSERT INTO dp_runs (run_id, workflow_name, seed, input_key_id, input, input_size, epoch, forked_from, fork_position, digest_version, hmac_key_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (run_id) DO NOTHING`,
+        [
+          runId,
+          from.workflow_name,
+          from.seed,
+          input.keyId,
+          input.blob,
+          input.size,
+          epoch,
+          source.runId,
+          source.position,
+          from.digest_version,
+          from.hmac_key_id,
+        ],
       );
       if (inserted.rowCount !== 1) {
         const cur = await client.query<{ epoch: number; forked_from: string | null; fork_position: number | null }>(

@@ -1,5 +1,5 @@
 import type { StandardJSONSchemaV1, StandardSchemaV1 } from '@standard-schema/spec';
-import { CairnError, ErrorCodes, type SchemaIssue } from '@cairn/common/core';
+import { CairnError, ErrorCodes, MAX_JSON_DEPTH, jsonDepth, type SchemaIssue } from '@cairn/common/core';
 
 export type { StandardJSONSchemaV1, StandardSchemaV1 };
 
@@ -77,6 +77,15 @@ export function declareSchema(schema: unknown, direction: 'input' | 'output', wh
   }
   if (typeof jsonSchema !== 'object' || jsonSchema === null || Array.isArray(jsonSchema)) {
     return Object.freeze({ schema, jsonSchema: undefined, jsonSchemaUnavailable: 'its JSON Schema is not a JSON object' });
+  }
+  // Measured without recursion: a schema nested thousands of levels would overflow the stack of
+  // whatever walks it recursively (the copy below, digests, the gateway's validator compiler).
+  if (jsonDepth(jsonSchema, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) {
+    return Object.freeze({
+      schema,
+      jsonSchema: undefined,
+      jsonSchemaUnavailable: `its JSON Schema is nested more than ${MAX_JSON_DEPTH} levels deep (CAIRN-1173)`,
+    });
   }
   // A plain-JSON copy, frozen: what is catalogued and digested must not change afterwards.
   return Object.freeze({

@@ -1,11 +1,14 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { testPostgres, testPostgresKinds, uniqueDatabaseName, type PostgresServer } from '@cairn/local-postgres';
-import { Hasher, KeyRing, PayloadStore } from '@cairn/payload-store';
+import { FileKeyWrapper, Hasher, KeyRing, PayloadStore } from '@cairn/payload-store';
 import { loadWorkerConfig } from './config.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -137,5 +140,37 @@ describe(`runWorkerFromEnv against a payload store with other keys (${testPostgr
     assert.match(r.stderr, /\[CAIRN-3006\] The HMAC key in CAIRN_DP_HMAC_KEY does not match the payload store/);
     assert.ok(!r.stderr.includes(wrong));
     assert.equal(r.dialled, 0);
+  });
+
+  it('in envelope mode unwraps its keys through the KMS at start: the unwrapped key is compared, a wrong key-encryption key stops it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cairn-worker-kek-'));
+    try {
+      const kek = randomBytes(32);
+      const kekFile = join(dir, 'kek');
+      writeFileSync(kekFile, kek.toString('base64'), { mode: 0o600 });
+      const wrapper = new FileKeyWrapper(kek);
+      // Another data key wrapped under k1: the worker unwraps it and the key check refuses it.
+      const other = randomBytes(32);
+      const wrapped = `k1:${(await wrapper.wrap(other, 'k1')).toString('base64')}`;
+      const envelope = {
+        CAIRN_DP_ENCRYPTION_KEYS: '',
+        CAIRN_DP_WRAPPED_ENCRYPTION_KEYS: wrapped,
+        CAIRN_DP_KMS: 'file',
+        CAIRN_DP_KMS_KEY_FILE: kekFile,
+      };
+      const mismatch = await runWorker(envelope);
+      assert.equal(mismatch.status, 1, mismatch.stderr);
+      assert.match(mismatch.stderr, /\[CAIRN-3006\] Encryption key "k1"/);
+      assert.ok(!mismatch.stderr.includes(other.toString('base64')) && !mismatch.stderr.includes(kek.toString('base64')));
+      assert.equal(mismatch.dialled, 0);
+
+      writeFileSync(kekFile, randomBytes(32).toString('base64'));
+      const wrongKek = await runWorker(envelope);
+      assert.equal(wrongKek.status, 1, wrongKek.stderr);
+      assert.match(wrongKek.stderr, /worker cannot start: .*Wrapped encryption key "k1" does not unwrap with the key-encryption key/);
+      assert.equal(wrongKek.dialled, 0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -2,9 +2,10 @@ import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type * as grpc from '@grpc/grpc-js';
 import { CairnError, ErrorCodes, ID_PATTERN, createLogger, env, loadConfig, type Logger } from '@cairn/common';
-import { Hasher, KeyRing, PayloadStore } from '@cairn/payload-store';
+import { Hasher, KeyRing, PayloadStore, keyRingOf, keySourceOf, keyVariableProblems, parseWrappedKeys } from '@cairn/payload-store';
 import { controlPlaneChannelCredentials } from '@cairn/proto';
 import type { WorkflowDefinition } from '@cairn/sdk';
+import { isModelList, parseModelList } from './residency.js';
 import { createWorkerTracerProvider } from './telemetry.js';
 import { tracingShape, workerTracingConfig } from './telemetry-config.js';
 import { Worker } from './worker.js';
@@ -27,10 +28,24 @@ const schema = {
   CAIRN_DATA_PLANE_ID: env.string().regex(ID_PATTERN, 'expected the data plane ID (a lowercase UUID)'),
   CAIRN_DP_CREDENTIAL: env.string(),
   CAIRN_DP_DATABASE_URL: env.postgresUrl(),
-  CAIRN_DP_ENCRYPTION_KEYS: env.string().refine(
-    parses((v) => KeyRing.parse(v)),
-    'expected id:base64key[,id:base64key...] with 32-byte keys (openssl rand -base64 32)',
-  ),
+  // One of the two: the keys themselves, or (envelope mode) the keys wrapped by the customer's KMS.
+  CAIRN_DP_ENCRYPTION_KEYS: env
+    .string()
+    .refine(
+      parses((v) => KeyRing.parse(v)),
+      'expected id:base64key[,id:base64key...] with 32-byte keys (openssl rand -base64 32)',
+    )
+    .optional(),
+  CAIRN_DP_WRAPPED_ENCRYPTION_KEYS: env
+    .string()
+    .refine(
+      parses((v) => parseWrappedKeys(v)),
+      'expected id:base64wrappedkey[,…] (cairn-gateway wrap-key ID prints one)',
+    )
+    .optional(),
+  CAIRN_DP_KMS: env.optionalString().refine((v) => v === undefined || v === 'file' || v === 'module', 'expected file or module'),
+  CAIRN_DP_KMS_KEY_FILE: env.optionalString(),
+  CAIRN_DP_KMS_MODULE: env.optionalString(),
   CAIRN_DP_HMAC_KEY: env.string().refine(
     parses((v) => Hasher.parse(v)),
     'expected a base64 key of at least 32 bytes (openssl rand -base64 32)',
@@ -39,12 +54,34 @@ const schema = {
   CAIRN_SUSPEND_THRESHOLD_MS: env.int(5000),
   CAIRN_DRAIN_TIMEOUT_MS: env.int(25_000),
   CAIRN_WORKER_HEALTH_PORT: env.port().optional(),
+  // The provider/model pairs whose names may cross to the control plane; others cross as
+  // `unlisted` and a keyed digest.
+  // strict: step and signal names cross to the control plane as keyed digests.
+  CAIRN_RESIDENCY: env.residency(),
+  CAIRN_WORKER_MODELS: env
+    .optionalString()
+    .refine(
+      (v) => isModelList(v),
+      'expected comma-separated provider/model pairs, e.g. mistral.chat/mistral-large-latest,openai.chat/gpt-4o-mini',
+    ),
   // Development: a workflow version whose schemas changed replaces the catalogued ones instead of
   // refusing to start (the local stack sets it, like the control plane's CAIRN_DEV_MODE).
   CAIRN_DEV_MODE: env.bool(false),
   CAIRN_LOG_LEVEL: env.logLevel(),
   ...tracingShape,
 };
+
+/**
+ * Variables that may be given as `<NAME>_FILE` instead: the path of a file holding the value (a
+ * mounted Secret), so the value is not in the process environment.
+ */
+export const WORKER_SECRETS: readonly string[] = Object.freeze([
+  'CAIRN_DP_CREDENTIAL',
+  'CAIRN_DP_DATABASE_URL',
+  'CAIRN_DP_ENCRYPTION_KEYS',
+  'CAIRN_DP_WRAPPED_ENCRYPTION_KEYS',
+  'CAIRN_DP_HMAC_KEY',
+]);
 
 /** Every environment variable the worker reads (the README's table lists each one). */
 export const WORKER_ENVIRONMENT_VARIABLES: readonly string[] = Object.freeze(Object.keys(schema));
@@ -57,10 +94,23 @@ export type WorkerConfig = ReturnType<typeof loadWorkerConfig>;
  * `CAIRN-1001` error naming every bad variable; values are never echoed.
  */
 export function loadWorkerConfig(environment: Record<string, string | undefined> = process.env) {
-  const config = loadConfig('The Cairn worker', schema, environment);
+  const config = loadConfig('The Cairn worker', schema, environment, { secrets: WORKER_SECRETS, check: keyVariableProblems });
+  const keys = keySourceOf({
+    plain: config.CAIRN_DP_ENCRYPTION_KEYS === undefined ? undefined : KeyRing.parse(config.CAIRN_DP_ENCRYPTION_KEYS),
+    wrapped: config.CAIRN_DP_WRAPPED_ENCRYPTION_KEYS === undefined ? undefined : parseWrappedKeys(config.CAIRN_DP_WRAPPED_ENCRYPTION_KEYS),
+    kms: config.CAIRN_DP_KMS === 'file' || config.CAIRN_DP_KMS === 'module' ? config.CAIRN_DP_KMS : undefined,
+    keyFile: config.CAIRN_DP_KMS_KEY_FILE,
+    module: config.CAIRN_DP_KMS_MODULE,
+  });
+  if ('problems' in keys) {
+    throw new CairnError(
+      ErrorCodes.INVALID_CONFIG,
+      `The Cairn worker cannot start: invalid environment:\n${keys.problems.join('\n')}\nSet these variables and start again.`,
+    );
+  }
   // Refuses a traces endpoint on the control plane's host (a CairnError like the one above).
   workerTracingConfig(config);
-  return config;
+  return Object.freeze({ ...config, keySource: keys });
 }
 
 /**
@@ -107,9 +157,17 @@ export async function runWorkerFromEnv(
   const logger = createLogger('worker', config.CAIRN_LOG_LEVEL);
   const tracing = workerTracingConfig(config);
   if (tracing) logger.info({ serviceName: tracing.serviceName, from: tracing.variable }, 'exporting traces over OTLP/HTTP');
+  let keys: KeyRing;
+  try {
+    // Envelope mode: the wrapped keys are unwrapped through the KMS here, once, and kept in memory.
+    keys = await keyRingOf(config.keySource, environment);
+  } catch (err) {
+    process.stderr.write(`worker cannot start: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  }
   const store = PayloadStore.connect({
     connectionString: config.CAIRN_DP_DATABASE_URL,
-    keys: KeyRing.parse(config.CAIRN_DP_ENCRYPTION_KEYS),
+    keys,
     poolMax: Math.max(10, config.CAIRN_WORKER_SLOTS + 2),
     applicationName: 'cairn-worker',
   });
@@ -130,6 +188,8 @@ export async function runWorkerFromEnv(
     hasher: Hasher.parse(config.CAIRN_DP_HMAC_KEY),
     workflows,
     slots: config.CAIRN_WORKER_SLOTS,
+    models: parseModelList(config.CAIRN_WORKER_MODELS),
+    residency: config.CAIRN_RESIDENCY,
     suspendThresholdMs: config.CAIRN_SUSPEND_THRESHOLD_MS,
     drainTimeoutMs: config.CAIRN_DRAIN_TIMEOUT_MS,
     replaceChangedSchemas: config.CAIRN_DEV_MODE,

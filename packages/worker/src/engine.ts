@@ -4,6 +4,7 @@ import {
   FencedError,
   approvalSignalName,
   type Hasher,
+  type RunDigests,
   type JournalEntry,
   type JournalKind,
   type JournalWrite,
@@ -511,6 +512,8 @@ class Execution implements RunExecution {
   #pendingNow: JournalWrite[] = [];
   readonly #signalsConsumed = new Map<string, number>();
   #random: DeterministicSource | undefined;
+  /** The run's digest functions, set once the run is loaded (its workflow and digest version). */
+  #digests: RunDigests | undefined;
   /** A forked run shares its source's seed; its new child runs need IDs of their own. */
   #forked = false;
   #nonDeterminism: NonDeterminismError | undefined;
@@ -646,7 +649,12 @@ class Execution implements RunExecution {
       if (scheduled) {
         const created = await this.#write(() =>
           store.createRunFromPayload(
-            { runId: this.runId, workflowName: this.#assignment.workflowName, payloadId: scheduled.payloadId },
+            {
+              runId: this.runId,
+              workflowName: this.#assignment.workflowName,
+              payloadId: scheduled.payloadId,
+              hmacKeyId: this.#deps.hasher.activeKeyId,
+            },
             payloadMissing(scheduled.scheduleId, scheduled.payloadId),
           ),
         );
@@ -708,6 +716,16 @@ class Execution implements RunExecution {
     }
     if (this.#halt) return;
     this.#random = new DeterministicSource(run.seed);
+    try {
+      this.#digests = this.#deps.hasher.forRun(run.workflowName, run.digestVersion, run.hmacKeyId);
+    } catch (err) {
+      // The run's HMAC key was retired too early: give the run back, like a missing encryption key.
+      if (isKeyMisconfiguration(err)) {
+        this.#misconfigured(err);
+        return;
+      }
+      throw err;
+    }
     this.#forked = run.forkedFrom !== undefined;
     this.#log.debug({ journal: journal.length }, 'executing run');
     let input = run.input;
@@ -1158,6 +1176,12 @@ class Execution implements RunExecution {
     return this.#scope.getStore()?.internal === true;
   }
 
+  /** The run's digests: workflow code runs only after the run is loaded, which sets them. */
+  get #runDigests(): RunDigests {
+    if (!this.#digests) throw new CairnError(ErrorCodes.INTERNAL, 'A durable call was made before the run was loaded.');
+    return this.#digests;
+  }
+
   /**
    * The journal place of a new durable call. On the workflow's main line it is the next position
    * in call order (the journal entry there, if any, must record the same call). A call made in a
@@ -1174,11 +1198,11 @@ class Execution implements RunExecution {
       this.#claimed.add(position);
       return {
         position,
-        keyDigest: key === undefined ? undefined : this.#deps.hasher.digest(String(key)),
+        keyDigest: key === undefined ? undefined : this.#runDigests.step(String(key)),
         idempotencyKey: `${this.runId}:${position}`,
       };
     }
-    const keyDigest = this.#deps.hasher.digest(key === undefined ? `cairn:${id}` : `cairn:${id}:${String(key)}`);
+    const keyDigest = this.#runDigests.step(key === undefined ? `cairn:${id}` : `cairn:${id}:${String(key)}`);
     let position = this.#byIdentity.get(identityOf(kind, name, keyDigest));
     if (position === undefined || this.#claimed.has(position)) {
       while (this.#journal.has(this.#position) || this.#claimed.has(this.#position)) this.#position++;
@@ -1195,7 +1219,7 @@ class Execution implements RunExecution {
    * one, without claiming a position.
    */
   #peek(kind: JournalKind, name: string, key: string | number | undefined, identity: string): JournalEntry | undefined {
-    const keyDigest = this.#deps.hasher.digest(key === undefined ? `cairn:${identity}` : `cairn:${identity}:${String(key)}`);
+    const keyDigest = this.#runDigests.step(key === undefined ? `cairn:${identity}` : `cairn:${identity}:${String(key)}`);
     const position = this.#byIdentity.get(identityOf(kind, name, keyDigest));
     return position === undefined || this.#claimed.has(position) ? undefined : this.#journal.get(position);
   }
@@ -1542,7 +1566,7 @@ class Execution implements RunExecution {
         if (onTimeout !== 'throw' && onTimeout !== 'reject') {
           throw new CairnError(ErrorCodes.INVALID_ARGUMENT, `The onTimeout option of approval "${name}" must be 'throw' or 'reject'.`);
         }
-        signalName = approvalSignalName(name, options.key === undefined ? undefined : this.#deps.hasher.digest(String(options.key)));
+        signalName = approvalSignalName(name, options.key === undefined ? undefined : this.#runDigests.approval(String(options.key)));
       } catch (err) {
         return Promise.reject(toError(err));
       }
@@ -2357,7 +2381,9 @@ class Execution implements RunExecution {
     }
     if (!child || child.status === 'open') {
       this.#throwIfCancelled();
-      const { inputSize } = await this.#write(() => store.createRun({ runId, workflowName: name, input }, { idempotent: true }));
+      const { inputSize } = await this.#write(() =>
+        store.createRun({ runId, workflowName: name, input, hmacKeyId: this.#deps.hasher.activeKeyId }, { idempotent: true }),
+      );
       if (!entry) {
         await this.#append([{ position, kind: 'child', name, keyDigest, status: 'waiting', value: { childRunId: runId }, startedAt }]);
         this.#report(this.epoch, { ...base, status: StepStatus.WAITING, startedAt: time(startedAt) });

@@ -2,5 +2,6 @@
 // and keeps one outbound stream to the control plane.
 export { Worker, PROTOCOL_VERSION, type WorkerOptions } from './worker.js';
 export { runWorkerFromEnv, loadWorkerConfig, type WorkerConfig } from './config.js';
+export { UNLISTED_MODEL_PREFIX, UNLISTED_PROVIDER, parseModelList, type ListedModel } from './residency.js';
 export { Hasher, KeyRing, PayloadStore, type PayloadStoreOptions } from '@cairn/payload-store';
 export { createWorkerTracerProvider, type WorkerTracingOptions } from './telemetry.js';

@@ -73,7 +73,7 @@ for (const kind of testPostgresKinds()) {
           return { refunded: answer.data?.amount ?? draft.amount, by: answer.by, comment: answer.comment };
         });
         const runId = await cp.start(wf, { order: `order-${marker}` });
-        const expected = approvalSignalName('refund', hasher.digest(`order-${marker}`));
+        const expected = approvalSignalName('refund', hasher.forRun('approve-late', 2).approval(`order-${marker}`));
         const suspensions: RunOutcome[] = [];
         const { outcome, outcomes } = await cp.drive(cp.engine([wf], 10), runId, wf, {
           beforeRedispatch: async (o) => {
@@ -463,8 +463,14 @@ for (const kind of testPostgresKinds()) {
         const runId = await cp.start(wf, ['o-1', 'o-2']);
         const { outcome, outcomes } = await cp.drive(cp.engine([wf], 10), runId, wf, {
           beforeRedispatch: async () => {
-            await store.addSignal(runId, approvalSignalName('ship', hasher.digest('o-2')), { approved: true, by: 'ops' });
-            await store.addSignal(runId, approvalSignalName('ship', hasher.digest('o-1')), { approved: false, by: 'ops' });
+            await store.addSignal(runId, approvalSignalName('ship', hasher.forRun('fan-out-nested', 2).approval('o-2')), {
+              approved: true,
+              by: 'ops',
+            });
+            await store.addSignal(runId, approvalSignalName('ship', hasher.forRun('fan-out-nested', 2).approval('o-1')), {
+              approved: false,
+              by: 'ops',
+            });
           },
         });
         expectKind(outcome, 'completed');
@@ -609,7 +615,7 @@ for (const kind of testPostgresKinds()) {
         for (const approved of [true, false]) {
           calls = 0;
           const runId = await cp.start(wf, { id: `doc-${String(approved)}` });
-          const signalName = approvalSignalName('eval.draft', hasher.digest(`doc-${String(approved)}`));
+          const signalName = approvalSignalName('eval.draft', hasher.forRun('eval-approval', 2).approval(`doc-${String(approved)}`));
           const { outcome, outcomes } = await cp.drive(cp.engine([wf], 10), runId, wf, {
             beforeRedispatch: async (o) => {
               assert.equal(expectKind(o, 'suspended').signalName, signalName);

@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { TracerProvider } from '@opentelemetry/api';
-import { CairnError, ErrorCodes, createLogger, isId, newId, type Logger } from '@cairn/common';
-import type { Hasher, PayloadStore } from '@cairn/payload-store';
+import { CairnError, ErrorCodes, coarseSizeBig, createLogger, isId, newId, type Logger } from '@cairn/common';
+import { signalNameDigest, strictNameDigest, type Hasher, type PayloadStore, type ResidencyMode } from '@cairn/payload-store';
 import {
   ConnectRequestSchema,
   HeartbeatSchema,
@@ -20,6 +20,7 @@ import {
   SlotsUpdateSchema,
   JournalHeadReportSchema,
   JournalHeadSchema,
+  StepKind,
   StepReportBatchSchema,
   WorkerService,
   WorkflowRefSchema,
@@ -35,6 +36,7 @@ import {
 import { SDK_VERSION, type WorkflowDefinition } from '@cairn/sdk';
 import { Engine, type RunExecution, type RunOutcome, type StartChildAnswer, type StepDefaults } from './engine.js';
 import { SignalHub } from './signals.js';
+import { ModelNames, type ListedModel } from './residency.js';
 import { announcedSettings, catalogueVersionOf, workerOnlySchemas } from './settings.js';
 import { RunTracing } from './telemetry.js';
 
@@ -78,6 +80,20 @@ export interface WorkerOptions {
    * worker flushes it when it stops. Default: no tracing.
    */
   readonly tracerProvider?: TracerProvider;
+  /**
+   * The models whose provider and model names may cross to the control plane (step reports of
+   * model calls), as `provider/model` pairs the AI SDK reports, e.g. `{ provider: 'mistral.chat',
+   * model: 'mistral-large-latest' }`. A call to any other model crosses as provider `unlisted` and
+   * model `unlisted.<16 hex>` (a digest keyed with the data plane's HMAC key). Default: none.
+   */
+  readonly models?: readonly ListedModel[];
+  /**
+   * `strict`: step and signal names (step reports, signal waits) cross to the control plane only as
+   * keyed digests (`h.<40 hex>`, see `strictNameDigest`), which the gateway resolves from the run's
+   * journal. Workflow and task-queue names still cross in clear (dispatch is by name). Default
+   * `standard`.
+   */
+  readonly residency?: ResidencyMode;
 }
 
 type RequestMessage = ConnectRequest['message'];
@@ -138,6 +154,7 @@ export class Worker {
   readonly #signals: SignalHub;
   readonly #client: WorkerClient;
   readonly #tracing: RunTracing;
+  readonly #modelNames: ModelNames;
 
   readonly #runs = new Map<string, HeldRun>();
   #busy = 0;
@@ -203,6 +220,7 @@ export class Worker {
 
     this.#logger = (options.logger ?? createLogger('worker')).child({ workerId: this.workerId });
     this.#signals = new SignalHub(options.store, this.#logger);
+    this.#modelNames = new ModelNames(options.models ?? [], options.hasher);
     this.#tracing = new RunTracing(options.tracerProvider, { workerId: this.workerId, dataPlaneId: options.dataPlaneId });
     this.#engine = new Engine({
       store: options.store,
@@ -218,7 +236,7 @@ export class Worker {
       startChild: (request) =>
         new Promise<StartChildAnswer>((resolve) =>
           this.#enqueue({
-            message: { case: 'startChild', value: create(StartChildSchema, { ...request, inputSize: BigInt(request.inputSize) }) },
+            message: { case: 'startChild', value: create(StartChildSchema, { ...request, inputSize: coarseSizeBig(request.inputSize) }) },
             onSettled: (rejection) =>
               resolve(
                 rejection === undefined
@@ -757,7 +775,7 @@ export class Worker {
     let message: RequestMessage | undefined;
     switch (outcome.kind) {
       case 'completed':
-        message = { case: 'completed', value: create(RunCompletedSchema, { ...run, outputSize: BigInt(outcome.outputSize) }) };
+        message = { case: 'completed', value: create(RunCompletedSchema, { ...run, outputSize: coarseSizeBig(outcome.outputSize) }) };
         break;
       case 'failed':
         message = { case: 'failed', value: create(RunFailedSchema, { ...run, errorCode: outcome.errorCode, errorRef: outcome.errorRef }) };
@@ -772,7 +790,10 @@ export class Worker {
             ...run,
             reason: outcome.reason,
             wakeAt: BigInt(outcome.wakeAt),
-            signalName: outcome.signalName,
+            // In strict mode the signal's name crosses only as its per-run digest.
+            signalName: this.#options.residency === 'strict' ? '' : outcome.signalName,
+            // A notice whose name stayed in the data plane (not declared in code) matches this.
+            signalDigest: outcome.signalName === '' ? '' : signalNameDigest(this.#options.hasher, runId, outcome.signalName),
             signalsConsumed: outcome.signalsConsumed,
             childRunId: outcome.childRunId,
           }),
@@ -812,7 +833,22 @@ export class Worker {
 
   // ---- step reports --------------------------------------------------------------------------
 
-  #queueReport(report: StepReport): void {
+  #queueReport(exact: StepReport): void {
+    // The exact output size and unlisted model names stay in the data plane: the control plane
+    // gets the size class, and listed model names only.
+    const report = exact.step
+      ? {
+          ...exact,
+          step: {
+            ...exact.step,
+            outputSize: coarseSizeBig(exact.step.outputSize),
+            ...this.#modelNames.crossing(exact.step.provider, exact.step.model),
+            ...(this.#options.residency === 'strict' && exact.step.name !== ''
+              ? { name: strictNameDigest(this.#options.hasher, exact.step.kind === StepKind.SIGNAL ? 'signal' : 'step', exact.step.name) }
+              : {}),
+          },
+        }
+      : exact;
     const step = report.step;
     const key = `${report.runId}:${step?.position}:${step?.attempt}`;
     // Later statuses of the same attempt replace earlier ones that were not sent yet.

@@ -15,7 +15,9 @@ import {
   type ConnectRequest,
   type ConnectResponse,
 } from '@cairn/proto';
+import { CairnClient, CairnClientError } from '@cairn/client';
 import { startTestStack, type TestStack } from '../harness.js';
+import { fiveSteps } from '../workflows.js';
 
 interface Stream {
   write(m: unknown): boolean;
@@ -113,6 +115,78 @@ describe('bad input', () => {
     // The gateway is still serving.
     const runId = await t.start('five-steps', { step3Ms: 1, stepMs: 1 });
     assert.equal((await t.result(runId)).status, 'completed');
+  });
+
+  it('gateway and client: deep nesting, 1e400 and lone surrogates are refused with a clear 400, never stored as null or invalid JSON', async () => {
+    const before = await countRuns();
+    const deep = `${'['.repeat(3_000)}${']'.repeat(3_000)}`;
+    const runId = randomUUID();
+    const cases: Array<{ name: string; path: string; body: string; code: string; mentions: RegExp }> = [
+      {
+        name: 'input nested 3,000 levels',
+        path: '/v1/runs',
+        body: `{"workflow":"five-steps","input":${deep}}`,
+        code: 'CAIRN-1173',
+        mentions: /nested more than 128 levels/,
+      },
+      {
+        name: '1e400 in an input',
+        path: '/v1/runs',
+        body: '{"workflow":"five-steps","input":{"step3Ms":1e400}}',
+        code: 'CAIRN-1174',
+        mentions: /\/input\/step3Ms .*stored as null/,
+      },
+      {
+        name: 'lone surrogate in an input',
+        path: '/v1/runs',
+        body: '{"workflow":"five-steps","input":{"step3Ms":1,"note":"\\ud800"}}',
+        code: 'CAIRN-1175',
+        mentions: /\/input\/note with a lone UTF-16 surrogate/,
+      },
+      {
+        name: '1e400 in a signal body',
+        path: `/v1/runs/${runId}/signals/go`,
+        body: '{"amount":-1e400}',
+        code: 'CAIRN-1174',
+        mentions: /\/amount/,
+      },
+      {
+        name: 'lone surrogate in a signal body',
+        path: `/v1/runs/${runId}/signals/go`,
+        body: '{"by":"\\udfff"}',
+        code: 'CAIRN-1175',
+        mentions: /\/by/,
+      },
+      { name: 'signal body nested 3,000 levels', path: `/v1/runs/${runId}/signals/go`, body: deep, code: 'CAIRN-1173', mentions: /nested/ },
+    ];
+    for (const c of cases) {
+      const res = await t.gateway('POST', c.path, { body: c.body, headers: json });
+      const text = await res.text();
+      const body = JSON.parse(text) as { error?: { code?: string; message?: string } };
+      assert.equal(res.status, 400, `${c.name}: ${text}`);
+      assert.equal(body.error?.code, c.code, c.name);
+      assert.match(body.error?.message ?? '', c.mentions, c.name);
+    }
+    assert.equal(await countRuns(), before, 'nothing was stored');
+
+    // The client refuses such a value before sending it (JSON.stringify would have sent null).
+    const client = new CairnClient({ gatewayUrl: t.stack.gatewayUrl, token: t.stack.secrets.gatewayToken });
+    await assert.rejects(client.start(fiveSteps, { step3Ms: Number.POSITIVE_INFINITY }), (err: unknown) => {
+      assert.ok(err instanceof CairnClientError, String(err));
+      assert.equal(err.code, 'CAIRN-1174');
+      assert.equal(err.status, undefined, 'refused before any request');
+      return true;
+    });
+    await assert.rejects(client.start(fiveSteps, { step3Ms: 1, note: 'x\ud800' } as { step3Ms: number }), (err: unknown) => {
+      assert.ok(err instanceof CairnClientError, String(err));
+      assert.equal(err.code, 'CAIRN-1175');
+      return true;
+    });
+    assert.equal(await countRuns(), before, 'nothing was stored');
+
+    // Well-formed values still go through: paired surrogates and the largest double.
+    const ok = await client.start(fiveSteps, { step3Ms: 1, stepMs: 1, note: 'ok 😀', big: 1.7976931348623157e308 } as { step3Ms: number });
+    assert.equal((await t.result(ok.runId)).status, 'completed');
   });
 
   function open(token: string): Stream {

@@ -9,6 +9,20 @@ import { schemaTextFor, type JsonSchema } from './schema.js';
 
 const dataPlane = charts[0];
 const controlPlane = charts[1];
+/**
+ * The Secret a `<name>_FILE` variable reads from: the secret volume mounted (read-only) where its
+ * path points. Undefined when the variable is missing, or the file is not in a read-only Secret.
+ */
+function fileSecretOf(pod: PodSpec, c: Container, name: string): string | undefined {
+  const path = c.env?.find((e) => e.name === `${name}_FILE`)?.value;
+  if (path === undefined || c.env?.some((e) => e.name === name)) return undefined;
+  const mount = (c.volumeMounts ?? []).find((m) => path.startsWith(`${m.mountPath}/`));
+  if (mount?.readOnly !== true) return undefined;
+  return pod.volumes?.find((v) => v.name === mount.name)?.secret?.secretName;
+}
+
+/** A container's volume mounts. */
+const mountsOf = (c: Container) => c.volumeMounts ?? [];
 const dpCi = (name: string) => join(dataPlane.dir, 'ci', `${name}-values.yaml`);
 const cpCi = (name: string) => join(controlPlane.dir, 'ci', `${name}-values.yaml`);
 
@@ -21,8 +35,10 @@ interface Container {
   livenessProbe?: { httpGet?: { path: string; port: string | number } };
   readinessProbe?: { httpGet?: { path: string; port: string | number } };
   startupProbe?: { httpGet?: { path: string; port: string | number } };
+  volumeMounts?: Array<{ name: string; mountPath: string; readOnly?: boolean }>;
 }
 interface PodSpec {
+  volumes?: Array<{ name: string; secret?: { secretName?: string } }>;
   automountServiceAccountToken?: boolean;
   terminationGracePeriodSeconds?: number;
   securityContext?: Record<string, unknown>;
@@ -184,10 +200,26 @@ describe('helm charts', () => {
       assert.ok(!render(dataPlane.dir, [dpCi('workers-only')]).some((m) => m.kind === 'PodDisruptionBudget'));
     });
 
-    it('wires secrets by reference, never as plain environment values', () => {
-      for (const name of ['CAIRN_DP_CREDENTIAL', 'CAIRN_DP_DATABASE_URL', 'CAIRN_DP_ENCRYPTION_KEYS', 'CAIRN_DP_HMAC_KEY']) {
-        const entry = workerContainer.env!.find((e) => e.name === name);
-        assert.ok(entry?.valueFrom && entry.value === undefined, `${name} comes from a Secret`);
+    it('wires secrets as read-only files from Secrets, never as environment values', () => {
+      const gatewayContainer = podSpec(find(manifests, 'Deployment', '-gateway'))!.containers[0]!;
+      for (const [container, names] of [
+        [workerContainer, ['CAIRN_DP_CREDENTIAL', 'CAIRN_DP_DATABASE_URL', 'CAIRN_DP_ENCRYPTION_KEYS', 'CAIRN_DP_HMAC_KEY']],
+        [
+          gatewayContainer,
+          ['CAIRN_DP_CREDENTIAL', 'CAIRN_DP_DATABASE_URL', 'CAIRN_DP_ENCRYPTION_KEYS', 'CAIRN_DP_HMAC_KEY', 'CAIRN_GATEWAY_TOKENS'],
+        ],
+      ] as const) {
+        for (const name of names) {
+          assert.equal(
+            container.env!.find((e) => e.name === name),
+            undefined,
+            `${name} is not in the environment`,
+          );
+          const path = env(container, `${name}_FILE`);
+          assert.match(String(path), /^\/etc\/cairn\/secrets\//, `${name}_FILE points into a mounted Secret`);
+          const mount = mountsOf(container).find((m) => String(path).startsWith(`${m.mountPath}/`));
+          assert.equal(mount?.readOnly, true, `${name}'s Secret is mounted read-only`);
+        }
       }
       assert.equal(env(workerContainer, 'CAIRN_CP_GRPC_ADDRESS'), 'cairn.example.com:443');
       assert.equal(env(workerContainer, 'CAIRN_CP_TLS'), 'true');
@@ -202,7 +234,7 @@ describe('helm charts', () => {
       assert.deepEqual((container as unknown as { args: string[] }).args, ['migrate']);
       assert.deepEqual(
         container.env!.map((e) => e.name),
-        ['CAIRN_DP_DATABASE_URL', 'CAIRN_DP_ENCRYPTION_KEYS', 'CAIRN_LOG_LEVEL'],
+        ['CAIRN_DP_DATABASE_URL_FILE', 'CAIRN_DP_ENCRYPTION_KEYS_FILE', 'CAIRN_LOG_LEVEL'],
         'the migration needs no credential',
       );
       const test = find(manifests, 'Pod', '-test-gateway');
@@ -210,6 +242,33 @@ describe('helm charts', () => {
       assert.equal(test.metadata.labels?.['cairn-cairn-data-plane-client'], 'true', 'the NetworkPolicy lets the test pod in');
       const script = (podSpec(test)!.containers[0] as unknown as { command: string[] }).command.join(' ');
       assert.match(script, /CAIRN-1105/);
+    });
+
+    it('in envelope mode gives pods only wrapped keys and the key-encryption key as files; migrates as the owner and grants the service role', () => {
+      const envelope = render(dataPlane.dir, [dpCi('envelope')]);
+      for (const suffix of ['-worker', '-gateway']) {
+        const container = podSpec(find(envelope, 'Deployment', suffix))!.containers[0]!;
+        const names = container.env!.map((e) => e.name);
+        assert.ok(!names.includes('CAIRN_DP_ENCRYPTION_KEYS') && !names.includes('CAIRN_DP_ENCRYPTION_KEYS_FILE'), 'no unwrapped key');
+        assert.equal(env(container, 'CAIRN_DP_WRAPPED_ENCRYPTION_KEYS_FILE'), '/etc/cairn/secrets/keys/wrapped-encryption-keys');
+        assert.equal(env(container, 'CAIRN_DP_KMS'), 'file');
+        assert.equal(env(container, 'CAIRN_DP_KMS_KEY_FILE'), '/etc/cairn/secrets/kek/kek');
+        assert.equal(mountsOf(container).find((m) => m.mountPath === '/etc/cairn/secrets/kek')?.readOnly, true);
+        assert.doesNotMatch(
+          JSON.stringify(podSpec(find(envelope, 'Deployment', suffix))),
+          /cairn-payload-store-owner/,
+          'pods never see the owner',
+        );
+      }
+      const job = podSpec(find(envelope, 'Job', '-migrate-1'))!;
+      const migrate = job.containers[0]!;
+      assert.equal(env(migrate, 'CAIRN_DP_MIGRATION_DATABASE_URL_FILE'), '/etc/cairn/secrets/payload-store-owner/url');
+      assert.equal(env(migrate, 'CAIRN_DP_SERVICE_ROLE'), 'cairn_dp_service');
+      assert.ok((job.volumes ?? []).some((v) => v.secret?.secretName === 'cairn-payload-store-owner'));
+      assert.throws(
+        () => render(dataPlane.dir, [dpCi('envelope')], ['encryption.envelope.keyEncryptionKeySecret=']),
+        /keyEncryptionKeySecret/,
+      );
     });
 
     it('scales workers with KEDA through the gateway’s external scaler when asked', () => {
@@ -285,10 +344,15 @@ describe('helm charts', () => {
       // Metrics on a port of their own; the REST port an Ingress may publish never serves them openly.
       assert.equal(env(container, 'CAIRN_CP_METRICS_PORT'), '9464');
       assert.equal(
-        container.env!.find((e) => e.name === 'CAIRN_METRICS_TOKEN'),
+        container.env!.find((e) => e.name === 'CAIRN_METRICS_TOKEN' || e.name === 'CAIRN_METRICS_TOKEN_FILE'),
         undefined,
       );
-      assert.ok(container.env!.find((e) => e.name === 'CAIRN_BOOTSTRAP_ADMIN_KEY')?.valueFrom);
+      // Secrets are read-only files, never environment values.
+      assert.equal(
+        container.env!.find((e) => e.name === 'CAIRN_BOOTSTRAP_ADMIN_KEY'),
+        undefined,
+      );
+      assert.equal(fileSecretOf(podSpec(deployment)!, container, 'CAIRN_BOOTSTRAP_ADMIN_KEY'), 'cairn-cp-bootstrap');
       const shutdownMs = Number(env(container, 'CAIRN_SHUTDOWN_TIMEOUT_MS'));
       assert.ok(shutdownMs < podSpec(deployment)!.terminationGracePeriodSeconds! * 1000);
       const job = find(manifests, 'Job', '-migrate-1');
@@ -305,7 +369,7 @@ describe('helm charts', () => {
       assert.equal(find(airgapped, 'Ingress', '-grpc').metadata.annotations?.['nginx.ingress.kubernetes.io/backend-protocol'], 'GRPC');
       const airgappedContainer = podSpec(find(airgapped, 'Deployment', 'control-plane'))!.containers[0]!;
       assert.equal(env(airgappedContainer, 'CAIRN_CP_TRUSTED_PROXIES'), '10.0.0.0/8');
-      assert.ok(airgappedContainer.env!.find((e) => e.name === 'CAIRN_METRICS_TOKEN')?.valueFrom);
+      assert.ok(fileSecretOf(podSpec(find(airgapped, 'Deployment', 'control-plane'))!, airgappedContainer, 'CAIRN_METRICS_TOKEN'));
       const airgappedPolicy = find(airgapped, 'NetworkPolicy', 'control-plane')['spec'] as { ingress: Rule[] };
       assert.deepEqual(
         airgappedPolicy.ingress.map((r) => (r.ports ?? []).map((p) => `${p.protocol}/${p.port}`).join(',')),
@@ -319,14 +383,14 @@ describe('helm charts', () => {
     });
 
     it('migrates as the schema owner and serves as the service role, which never sees the owner Secret; the signing key is a read-only file', () => {
-      const secretOf = (c: Container, name: string) =>
-        (c.env?.find((e) => e.name === name)?.valueFrom as { secretKeyRef?: { name: string } } | undefined)?.secretKeyRef?.name;
-      const job = podSpec(find(manifests, 'Job', '-migrate-1'))!.containers[0]!;
-      assert.equal(secretOf(job, 'CAIRN_CP_DATABASE_URL'), 'cairn-cp-database-owner');
+      const jobPod = podSpec(find(manifests, 'Job', '-migrate-1'))!;
+      const job = jobPod.containers[0]!;
+      assert.equal(fileSecretOf(jobPod, job, 'CAIRN_CP_DATABASE_URL'), 'cairn-cp-database-owner');
       assert.equal(env(job, 'CAIRN_CP_SERVICE_ROLE'), 'cairn_cp_service');
+      assert.doesNotMatch(JSON.stringify(jobPod), /"cairn-cp-database"/, 'the Job never sees the service Secret');
       const deployment = find(manifests, 'Deployment', 'control-plane');
       const server = podSpec(deployment)!.containers[0]!;
-      assert.equal(secretOf(server, 'CAIRN_CP_DATABASE_URL'), 'cairn-cp-database');
+      assert.equal(fileSecretOf(podSpec(deployment)!, server, 'CAIRN_CP_DATABASE_URL'), 'cairn-cp-database');
       assert.doesNotMatch(JSON.stringify(deployment), /cairn-cp-database-owner/);
       assert.equal(env(server, 'CAIRN_AUDIT_SIGNING_KEY_FILE'), '/etc/cairn/audit/signing-key.pem');
       assert.equal(env(server, 'CAIRN_AUDIT_CHECKPOINT_INTERVAL_MS'), '3600000');

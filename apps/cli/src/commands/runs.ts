@@ -29,7 +29,40 @@ export function runView(run: ApiRunView): RunView {
 
 async function describeRun(ctx: Context, cp: HttpClient, id: string): Promise<Describe> {
   const d = await cp.get<components['schemas']['RunDescription']>(runPath(ctx, id));
-  return { ...d, run: runView(d.run) };
+  return resolveStrictNames(ctx, id, { ...d, run: runView(d.run) });
+}
+
+/** A step or signal name a data plane in strict residency mode sent as a keyed digest. */
+const STRICT_NAME = /^h\.[0-9a-f]{40}$/;
+
+/**
+ * Puts the names back where a strict-mode data plane sent keyed digests: the gateway resolves them
+ * from the run's journal (`GET /v1/runs/:id/steps`). Without a gateway in the profile, or when it
+ * cannot answer, the digests are shown as they are.
+ */
+async function resolveStrictNames(ctx: Context, id: string, d: Describe): Promise<Describe> {
+  const s = ctx.settings;
+  if (!d.steps.some((step) => STRICT_NAME.test(step.name)) || !s.gatewayUrl || !s.gatewayToken) return d;
+  let resolved: Array<{ position: number; name: string }>;
+  try {
+    resolved = (await ctx.gateway().get<{ steps: Array<{ position: number; name: string }> }>(`/v1/runs/${encodeURIComponent(id)}/steps`))
+      .steps;
+  } catch (err) {
+    ctx.out.note(`step names are keyed digests (strict residency mode) and the gateway could not resolve them: ${String(err)}`);
+    return d;
+  }
+  const byPosition = new Map(resolved.map((step) => [step.position, step.name]));
+  const names = new Map<string, string>();
+  for (const step of d.steps) {
+    const name = byPosition.get(step.position);
+    if (STRICT_NAME.test(step.name) && name !== undefined && !STRICT_NAME.test(name)) names.set(step.name, name);
+  }
+  const name = (n: string): string => names.get(n) ?? n;
+  return {
+    ...d,
+    steps: d.steps.map((step) => ({ ...step, name: name(step.name) })),
+    timeline: d.timeline.map((call) => ({ ...call, name: name(call.name) })),
+  };
 }
 
 export type TimelineCall = components['schemas']['TimelineCall'];

@@ -7,6 +7,7 @@ import { Context } from '../context.js';
 import { CliError, ExitCode } from '../errors.js';
 import { examples } from '../help.js';
 import { HttpClient, unreachable } from '../http.js';
+import { Hasher } from '@cairn/worker';
 import { replayRun, journalNeedsKey, type JournalDocument, type ReplayResult } from '../replay.js';
 import { buildResidencyReport, renderMarkdown } from '../residency.js';
 import { loadWorkflowModules } from '../workflow-modules.js';
@@ -231,12 +232,15 @@ export function registerTools(program: Command): void {
           { hint: 'Keep the code of every version with runs in flight, and point --module at the build that has it.' },
         );
       }
-      let key: Buffer | undefined;
+      let key: Hasher | undefined;
       const keyText = opts.hmacKeyFile ? readFileSync(opts.hmacKeyFile, 'utf8').trim() : process.env['CAIRN_DP_HMAC_KEY'];
       if (keyText) {
-        key = Buffer.from(keyText, 'base64');
-        if (key.length < 32)
-          throw new CliError(ExitCode.USAGE, `The HMAC key must be at least 32 bytes of base64, got ${key.length} bytes.`);
+        // One base64 key, or the data plane's ring during an HMAC key rotation (id:base64key,…).
+        try {
+          key = Hasher.parse(keyText);
+        } catch (err) {
+          throw new CliError(ExitCode.USAGE, err instanceof Error ? err.message.replace(/^\[CAIRN-\d+\] /, '') : String(err));
+        }
       } else if (journalNeedsKey(doc)) {
         throw new CliError(
           ExitCode.CONFIG,

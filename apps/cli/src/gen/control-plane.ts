@@ -63,7 +63,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        /** @description A project quota (CAIRN-1112), the request rate of this key or its organisation (CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -72,7 +72,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110): retry */
+        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110), or a database statement ran past the statement timeout (CAIRN-1170): retry */
         503: {
           headers: {
             [name: string]: unknown;
@@ -154,7 +154,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        /** @description A project quota (CAIRN-1112), the request rate of this key or its organisation (CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -163,7 +163,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110): retry */
+        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110), or a database statement ran past the statement timeout (CAIRN-1170): retry */
         503: {
           headers: {
             [name: string]: unknown;
@@ -245,7 +245,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        /** @description A project quota (CAIRN-1112), the request rate of this key or its organisation (CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -254,7 +254,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110): retry */
+        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110), or a database statement ran past the statement timeout (CAIRN-1170): retry */
         503: {
           headers: {
             [name: string]: unknown;
@@ -338,7 +338,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        /** @description A project quota (CAIRN-1112), the request rate of this key or its organisation (CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -347,7 +347,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110): retry */
+        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110), or a database statement ran past the statement timeout (CAIRN-1170): retry */
         503: {
           headers: {
             [name: string]: unknown;
@@ -437,7 +437,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        /** @description A project quota (CAIRN-1112), the request rate of this key or its organisation (CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -446,7 +446,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110): retry */
+        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110), or a database statement ran past the statement timeout (CAIRN-1170): retry */
         503: {
           headers: {
             [name: string]: unknown;
@@ -541,7 +541,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        /** @description A project quota (CAIRN-1112), the request rate of this key or its organisation (CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -550,7 +550,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110): retry */
+        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110), or a database statement ran past the statement timeout (CAIRN-1170): retry */
         503: {
           headers: {
             [name: string]: unknown;
@@ -642,7 +642,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        /** @description A project quota (CAIRN-1112), the request rate of this key or its organisation (CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -651,7 +651,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110): retry */
+        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110), or a database statement ran past the statement timeout (CAIRN-1170): retry */
         503: {
           headers: {
             [name: string]: unknown;
@@ -741,7 +741,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        /** @description A project quota (CAIRN-1112), the request rate of this key or its organisation (CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -750,7 +750,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110): retry */
+        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110), or a database statement ran past the statement timeout (CAIRN-1170): retry */
         503: {
           headers: {
             [name: string]: unknown;
@@ -840,7 +840,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        /** @description A project quota (CAIRN-1112), the request rate of this key or its organisation (CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -849,7 +849,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110): retry */
+        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110), or a database statement ran past the statement timeout (CAIRN-1170): retry */
         503: {
           headers: {
             [name: string]: unknown;
@@ -940,7 +940,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        /** @description A project quota (CAIRN-1112), the request rate of this key or its organisation (CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -949,7 +949,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110): retry */
+        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110), or a database statement ran past the statement timeout (CAIRN-1170): retry */
         503: {
           headers: {
             [name: string]: unknown;
@@ -1045,7 +1045,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        /** @description A project quota (CAIRN-1112), the request rate of this key or its organisation (CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -1054,7 +1054,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110): retry */
+        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110), or a database statement ran past the statement timeout (CAIRN-1170): retry */
         503: {
           headers: {
             [name: string]: unknown;
@@ -1136,7 +1136,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        /** @description A project quota (CAIRN-1112), the request rate of this key or its organisation (CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -1145,7 +1145,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110): retry */
+        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110), or a database statement ran past the statement timeout (CAIRN-1170): retry */
         503: {
           headers: {
             [name: string]: unknown;
@@ -1230,7 +1230,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        /** @description A project quota (CAIRN-1112), the request rate of this key or its organisation (CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -1239,7 +1239,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110): retry */
+        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110), or a database statement ran past the statement timeout (CAIRN-1170): retry */
         503: {
           headers: {
             [name: string]: unknown;
@@ -1322,7 +1322,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        /** @description A project quota (CAIRN-1112), the request rate of this key or its organisation (CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -1331,7 +1331,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110): retry */
+        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110), or a database statement ran past the statement timeout (CAIRN-1170): retry */
         503: {
           headers: {
             [name: string]: unknown;
@@ -1412,7 +1412,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        /** @description A project quota (CAIRN-1112), the request rate of this key or its organisation (CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -1421,7 +1421,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110): retry */
+        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110), or a database statement ran past the statement timeout (CAIRN-1170): retry */
         503: {
           headers: {
             [name: string]: unknown;
@@ -1517,7 +1517,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        /** @description A project quota (CAIRN-1112), the request rate of this key or its organisation (CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -1526,7 +1526,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110): retry */
+        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110), or a database statement ran past the statement timeout (CAIRN-1170): retry */
         503: {
           headers: {
             [name: string]: unknown;
@@ -1608,7 +1608,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        /** @description A project quota (CAIRN-1112), the request rate of this key or its organisation (CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -1617,7 +1617,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110): retry */
+        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110), or a database statement ran past the statement timeout (CAIRN-1170): retry */
         503: {
           headers: {
             [name: string]: unknown;
@@ -1702,7 +1702,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        /** @description A project quota (CAIRN-1112), the request rate of this key or its organisation (CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -1711,7 +1711,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110): retry */
+        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110), or a database statement ran past the statement timeout (CAIRN-1170): retry */
         503: {
           headers: {
             [name: string]: unknown;
@@ -1807,7 +1807,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        /** @description A project quota (CAIRN-1112), the request rate of this key or its organisation (CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -1816,7 +1816,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110): retry */
+        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110), or a database statement ran past the statement timeout (CAIRN-1170): retry */
         503: {
           headers: {
             [name: string]: unknown;
@@ -1904,7 +1904,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        /** @description A project quota (CAIRN-1112), the request rate of this key or its organisation (CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -1913,7 +1913,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110): retry */
+        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110), or a database statement ran past the statement timeout (CAIRN-1170): retry */
         503: {
           headers: {
             [name: string]: unknown;
@@ -2012,7 +2012,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        /** @description A project quota (CAIRN-1112), the request rate of this key or its organisation (CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -2021,7 +2021,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110): retry */
+        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110), or a database statement ran past the statement timeout (CAIRN-1170): retry */
         503: {
           headers: {
             [name: string]: unknown;
@@ -2125,7 +2125,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        /** @description A project quota (CAIRN-1112), the request rate of this key or its organisation (CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -2134,7 +2134,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110): retry */
+        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110), or a database statement ran past the statement timeout (CAIRN-1170): retry */
         503: {
           headers: {
             [name: string]: unknown;
@@ -2231,7 +2231,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        /** @description A project quota (CAIRN-1112), the request rate of this key or its organisation (CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -2240,7 +2240,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110): retry */
+        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110), or a database statement ran past the statement timeout (CAIRN-1170): retry */
         503: {
           headers: {
             [name: string]: unknown;
@@ -2325,7 +2325,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        /** @description A project quota (CAIRN-1112), the request rate of this key or its organisation (CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -2334,7 +2334,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110): retry */
+        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110), or a database statement ran past the statement timeout (CAIRN-1170): retry */
         503: {
           headers: {
             [name: string]: unknown;
@@ -2429,7 +2429,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        /** @description A project quota (CAIRN-1112), the request rate of this key or its organisation (CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -2438,7 +2438,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110): retry */
+        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110), or a database statement ran past the statement timeout (CAIRN-1170): retry */
         503: {
           headers: {
             [name: string]: unknown;
@@ -2521,7 +2521,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        /** @description A project quota (CAIRN-1112), the request rate of this key or its organisation (CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -2530,7 +2530,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110): retry */
+        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110), or a database statement ran past the statement timeout (CAIRN-1170): retry */
         503: {
           headers: {
             [name: string]: unknown;
@@ -2611,7 +2611,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        /** @description A project quota (CAIRN-1112), the request rate of this key or its organisation (CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -2620,7 +2620,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110): retry */
+        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110), or a database statement ran past the statement timeout (CAIRN-1170): retry */
         503: {
           headers: {
             [name: string]: unknown;
@@ -2716,7 +2716,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        /** @description A project quota (CAIRN-1112), the request rate of this key or its organisation (CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -2725,7 +2725,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110): retry */
+        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110), or a database statement ran past the statement timeout (CAIRN-1170): retry */
         503: {
           headers: {
             [name: string]: unknown;
@@ -2824,7 +2824,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        /** @description A project quota (CAIRN-1112), the request rate of this key or its organisation (CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -2833,7 +2833,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110): retry */
+        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110), or a database statement ran past the statement timeout (CAIRN-1170): retry */
         503: {
           headers: {
             [name: string]: unknown;
@@ -2927,7 +2927,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        /** @description A project quota (CAIRN-1112), the request rate of this key or its organisation (CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -2936,7 +2936,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110): retry */
+        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110), or a database statement ran past the statement timeout (CAIRN-1170): retry */
         503: {
           headers: {
             [name: string]: unknown;
@@ -3030,7 +3030,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        /** @description A project quota (CAIRN-1112), the request rate of this key or its organisation (CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -3039,7 +3039,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110): retry */
+        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110), or a database statement ran past the statement timeout (CAIRN-1170): retry */
         503: {
           headers: {
             [name: string]: unknown;
@@ -3140,7 +3140,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        /** @description A project quota (CAIRN-1112), the request rate of this key or its organisation (CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -3149,7 +3149,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110): retry */
+        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110), or a database statement ran past the statement timeout (CAIRN-1170): retry */
         503: {
           headers: {
             [name: string]: unknown;
@@ -3237,7 +3237,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        /** @description A project quota (CAIRN-1112), the request rate of this key or its organisation (CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -3246,7 +3246,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110): retry */
+        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110), or a database statement ran past the statement timeout (CAIRN-1170): retry */
         503: {
           headers: {
             [name: string]: unknown;
@@ -3333,7 +3333,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        /** @description A project quota (CAIRN-1112), the request rate of this key or its organisation (CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -3342,7 +3342,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110): retry */
+        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110), or a database statement ran past the statement timeout (CAIRN-1170): retry */
         503: {
           headers: {
             [name: string]: unknown;
@@ -3476,7 +3476,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        /** @description A project quota (CAIRN-1112), the request rate of this key or its organisation (CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -3485,7 +3485,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110): retry */
+        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110), or a database statement ran past the statement timeout (CAIRN-1170): retry */
         503: {
           headers: {
             [name: string]: unknown;
@@ -3568,7 +3568,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        /** @description A project quota (CAIRN-1112), the request rate of this key or its organisation (CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -3577,7 +3577,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110): retry */
+        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110), or a database statement ran past the statement timeout (CAIRN-1170): retry */
         503: {
           headers: {
             [name: string]: unknown;
@@ -3690,7 +3690,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        /** @description A project quota (CAIRN-1112), the request rate of this key or its organisation (CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -3699,7 +3699,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110): retry */
+        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110), or a database statement ran past the statement timeout (CAIRN-1170): retry */
         503: {
           headers: {
             [name: string]: unknown;
@@ -3784,7 +3784,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        /** @description A project quota (CAIRN-1112), the request rate of this key or its organisation (CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -3793,7 +3793,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110): retry */
+        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110), or a database statement ran past the statement timeout (CAIRN-1170): retry */
         503: {
           headers: {
             [name: string]: unknown;
@@ -3890,7 +3890,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        /** @description A project quota (CAIRN-1112), the request rate of this key or its organisation (CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -3899,7 +3899,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110): retry */
+        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110), or a database statement ran past the statement timeout (CAIRN-1170): retry */
         503: {
           headers: {
             [name: string]: unknown;
@@ -3978,7 +3978,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        /** @description A project quota (CAIRN-1112), the request rate of this key or its organisation (CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
         429: {
           headers: {
             [name: string]: unknown;
@@ -3987,7 +3987,7 @@ export interface paths {
             'application/json': components['schemas']['Error'];
           };
         };
-        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110): retry */
+        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110), or a database statement ran past the statement timeout (CAIRN-1170): retry */
         503: {
           headers: {
             [name: string]: unknown;

@@ -18,12 +18,23 @@ export class Database implements Queryable {
   readonly pool: pg.Pool;
   private closed = false;
 
+  /**
+   * `statementTimeoutMs`: the sessions' `statement_timeout` (0 or undefined: none), so one slow
+   * statement cannot hold a pooled connection for long; it fails with SQLSTATE 57014 instead.
+   * Migrations lift it for their own transaction.
+   */
   constructor(
     readonly url: string,
     poolSize: number,
     private readonly logger: Logger,
+    statementTimeoutMs?: number,
   ) {
-    this.pool = new pg.Pool({ connectionString: url, max: poolSize, application_name: 'cairn-control-plane' });
+    this.pool = new pg.Pool({
+      connectionString: url,
+      max: poolSize,
+      application_name: 'cairn-control-plane',
+      ...(statementTimeoutMs ? { statement_timeout: statementTimeoutMs } : {}),
+    });
     // An idle client losing its connection must not crash the process; the pool replaces it.
     this.pool.on('error', (error) => this.logger.warn({ err: errorSummary(error) }, 'idle database connection failed'));
   }
@@ -78,6 +89,16 @@ export function errorSummary(error: unknown): Record<string, unknown> {
   }
   return { type: typeof error };
 }
+
+/** Whether the database cancelled a statement that ran past `statement_timeout` (SQLSTATE 57014). */
+export function isStatementTimeout(error: unknown): boolean {
+  return error instanceof Error && (error as { code?: unknown }).code === '57014';
+}
+
+/** What a caller sees (after its code) when the database cancelled its statement; REST and gRPC say the same. */
+export const STATEMENT_TIMEOUT_MESSAGE =
+  "the request took longer than the control plane's database statement timeout and was cancelled; " +
+  'retry it, with a narrower query (a smaller page or time range) if it reads much data';
 
 // SQLSTATE classes and Node error codes that mean "the database is not reachable right now".
 const UNAVAILABLE_SQLSTATE = /^(08|53|57P)/;

@@ -24,6 +24,8 @@ export class MigrationRepository {
    */
   apply(migrations: readonly Migration[]): Promise<MigrationOutcome> {
     return this.db.transaction(async (tx) => {
+      // A migration may rewrite a large table: the serving pool's statement timeout does not apply.
+      await tx.query('SET LOCAL statement_timeout = 0');
       await tx.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
       await tx.query(
         `CREATE TABLE IF NOT EXISTS schema_migrations (

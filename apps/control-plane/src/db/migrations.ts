@@ -789,6 +789,45 @@ $do$;
 `,
   },
   {
+    version: 15,
+    name: 'residency: signal notices and waits matched by a keyed digest of the signal name',
+    sql: `
+-- A signal whose name an HTTP caller chose and code did not declare reaches the control plane only
+-- as an HMAC digest of its name (keyed in the data plane, per run); the worker reports the same
+-- digest when the run suspends on the signal, so the notice still wakes it.
+ALTER TABLE signal_notices ALTER COLUMN signal_name DROP NOT NULL;
+ALTER TABLE signal_notices ADD COLUMN signal_digest text CHECK (signal_digest ~ '^[0-9a-f]{64}$');
+ALTER TABLE signal_notices ADD CONSTRAINT signal_notices_named CHECK (signal_name IS NOT NULL OR signal_digest IS NOT NULL);
+CREATE INDEX signal_notices_digest ON signal_notices (run_id, signal_digest) WHERE signal_digest IS NOT NULL;
+ALTER TABLE runs ADD COLUMN waiting_signal_digest text CHECK (waiting_signal_digest ~ '^[0-9a-f]{64}$');
+`,
+  },
+  {
+    version: 16,
+    name: 'operator-set limits per organisation; sweeps by data plane',
+    sql: `
+-- What one organisation's credentials may use of a shared control plane, set by the operator
+-- (\`control-plane limits set\`); NULL: the replica's configured default. No REST route writes it,
+-- so a tenant's own API key can never raise its limits. Numbers only.
+CREATE TABLE organization_limits (
+  organization_id uuid PRIMARY KEY REFERENCES organizations (id) ON DELETE CASCADE,
+  max_slots_per_stream integer CHECK (max_slots_per_stream > 0),
+  max_streams_per_data_plane integer CHECK (max_streams_per_data_plane > 0),
+  max_waits_per_data_plane integer CHECK (max_waits_per_data_plane > 0),
+  requests_per_second_per_key integer CHECK (requests_per_second_per_key > 0),
+  requests_per_second_per_data_plane integer CHECK (requests_per_second_per_data_plane > 0),
+  requests_per_second integer CHECK (requests_per_second > 0),
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- The sweep takes a share of due timers (and of expired leases) per data plane (earliest first within each), so one
+-- tenant's backlog cannot fill every batch.
+CREATE INDEX runs_wake_by_data_plane ON runs (data_plane_id, wake_at) WHERE status = 'suspended';
+-- The same for expired leases.
+CREATE INDEX runs_lease_expiry_by_data_plane ON runs (data_plane_id, lease_expires_at) WHERE status = 'running';
+`,
+  },
+  {
     version: 17,
     name: 'run journal heads',
     sql: `

@@ -18,6 +18,7 @@ interface RunRow {
   wake_at: Date | null;
   wake_reason: WakeReasonName | null;
   waiting_signal: string | null;
+  waiting_signal_digest: string | null;
   signals_consumed: number;
   suspend_reason: SuspendReasonName | null;
   idempotency_digest: string | null;
@@ -45,7 +46,7 @@ interface RunRow {
 }
 
 const RUN_COLUMNS = `id, data_plane_id, project_id, workflow_name, workflow_version, task_queue, status, epoch, lease_session, lease_worker,
-  lease_expires_at, wake_at, wake_reason, waiting_signal, signals_consumed, suspend_reason, idempotency_digest, error_code,
+  lease_expires_at, wake_at, wake_reason, waiting_signal, waiting_signal_digest, signals_consumed, suspend_reason, idempotency_digest, error_code,
   error_ref, input_size, output_size, dispatch_count, cancel_requested, parent_run_id, waiting_child, forked_from_run_id, fork_position,
   schedule_id, schedule_tick_at, input_payload_id, priority, concurrency_key_digest, deadline_at, created_at, queued_at, started_at, ended_at, updated_at`;
 
@@ -71,6 +72,7 @@ function toRun(row: RunRow): Run {
     wakeAt: row.wake_at,
     wakeReason: row.wake_reason,
     waitingSignal: row.waiting_signal,
+    waitingSignalDigest: row.waiting_signal_digest,
     signalsConsumed: row.signals_consumed,
     suspendReason: row.suspend_reason,
     idempotencyDigest: row.idempotency_digest,
@@ -160,6 +162,8 @@ export interface ClaimRequest {
 export interface Suspension {
   readonly wakeAt: Date | null;
   readonly waitingSignal: string | null;
+  /** The per-run keyed digest of the signal name, which matches notices that carry no name. */
+  readonly waitingSignalDigest?: string | null;
   readonly signalsConsumed: number;
   readonly suspendReason: SuspendReasonName;
   /** The child run whose end wakes the run, if any. */
@@ -561,9 +565,9 @@ export class RunRepository {
   async suspend(tx: Queryable, runId: string, s: Suspension): Promise<Run> {
     const result = await tx.query<RunRow>(
       `UPDATE runs SET status = 'suspended', wake_at = $2, waiting_signal = $3, signals_consumed = $4, suspend_reason = $5,
-              waiting_child = $6, lease_session = NULL, lease_worker = NULL, lease_expires_at = NULL, queued_at = NULL, updated_at = now()
+              waiting_child = $6, waiting_signal_digest = $7, lease_session = NULL, lease_worker = NULL, lease_expires_at = NULL, queued_at = NULL, updated_at = now()
        WHERE id = $1 RETURNING ${RUN_COLUMNS}`,
-      [runId, s.wakeAt, s.waitingSignal, s.signalsConsumed, s.suspendReason, s.waitingChild ?? null],
+      [runId, s.wakeAt, s.waitingSignal, s.signalsConsumed, s.suspendReason, s.waitingChild ?? null, s.waitingSignalDigest ?? null],
     );
     return one(result.rows)!;
   }
@@ -732,17 +736,24 @@ export class RunRepository {
   }
 
   /**
-   * Requeues up to `limit` running runs whose lease expired (wake reason RECOVERY) and ends their
-   * lease rows as 'expired'. One statement; replicas sweeping at once skip each other's rows.
+   * Requeues up to `limit` running runs whose lease expired (wake reason RECOVERY), at most
+   * `perDataPlane` of each data plane (earliest first), and ends their lease rows as 'expired': a
+   * data plane whose whole fleet stopped takes its share of a batch, not all of it. One statement;
+   * replicas sweeping at once skip each other's rows.
    */
-  async requeueExpiredLeases(limit: number): Promise<ExpiredLease[]> {
+  async requeueExpiredLeases(limit: number, perDataPlane: number): Promise<ExpiredLease[]> {
     const result = await this.db.query<{ id: string; epoch: number; data_plane_id: string; lease_session: string | null }>(
       `WITH picked AS MATERIALIZED (
-         SELECT id, lease_session FROM runs
-         WHERE status = 'running' AND lease_expires_at < now()
-         ORDER BY lease_expires_at
+         SELECT due.id, due.lease_session FROM data_planes d
+         CROSS JOIN LATERAL (
+           SELECT r.id, r.lease_session, r.lease_expires_at FROM runs r
+           WHERE r.data_plane_id = d.id AND r.status = 'running' AND r.lease_expires_at < now()
+           ORDER BY r.lease_expires_at
+           LIMIT $2
+           FOR UPDATE OF r SKIP LOCKED
+         ) due
+         ORDER BY due.lease_expires_at
          LIMIT $1
-         FOR UPDATE SKIP LOCKED
        ), expired AS (
          UPDATE runs r SET status = 'queued', wake_reason = 'recovery', lease_session = NULL, lease_worker = NULL,
                 lease_expires_at = NULL, queued_at = now(), updated_at = now()
@@ -753,7 +764,7 @@ export class RunRepository {
          FROM expired WHERE l.run_id = expired.id AND l.epoch = expired.epoch AND l.ended_at IS NULL
        )
        SELECT * FROM expired`,
-      [limit],
+      [limit, perDataPlane],
     );
     return result.rows.map((r) => ({ runId: r.id, epoch: r.epoch, dataPlaneId: r.data_plane_id, sessionId: r.lease_session }));
   }
@@ -819,22 +830,32 @@ export class RunRepository {
     return byParent;
   }
 
-  /** Queues up to `limit` suspended runs whose timer is due (TIMER, or RETRY after a retry backoff). */
-  async queueDueTimers(limit: number): Promise<Array<{ runId: string; dataPlaneId: string }>> {
+  /**
+   * Queues up to `limit` suspended runs whose timer is due (TIMER, or RETRY after a retry backoff),
+   * at most `perDataPlane` of each data plane, earliest first: a data plane with a million due
+   * timers takes its share of a batch, not the whole of it, so another's timer is not held behind
+   * them. One statement; replicas sweeping at once skip each other's rows.
+   */
+  async queueDueTimers(limit: number, perDataPlane: number): Promise<Array<{ runId: string; dataPlaneId: string }>> {
     const result = await this.db.query<{ id: string; data_plane_id: string }>(
       `WITH picked AS MATERIALIZED (
-         SELECT id FROM runs
-         WHERE status = 'suspended' AND wake_at <= now()
-         ORDER BY wake_at
+         SELECT due.id FROM data_planes d
+         CROSS JOIN LATERAL (
+           SELECT r.id, r.wake_at FROM runs r
+           WHERE r.data_plane_id = d.id AND r.status = 'suspended' AND r.wake_at <= now()
+           ORDER BY r.wake_at
+           LIMIT $2
+           FOR UPDATE OF r SKIP LOCKED
+         ) due
+         ORDER BY due.wake_at
          LIMIT $1
-         FOR UPDATE SKIP LOCKED
        )
        UPDATE runs r SET status = 'queued',
               wake_reason = CASE WHEN r.suspend_reason = 'retry_backoff' THEN 'retry' ELSE 'timer' END,
               wake_at = NULL, waiting_signal = NULL, waiting_child = NULL, queued_at = now(), updated_at = now()
        FROM picked WHERE r.id = picked.id
        RETURNING r.id, r.data_plane_id`,
-      [limit],
+      [limit, perDataPlane],
     );
     return result.rows.map((r) => ({ runId: r.id, dataPlaneId: r.data_plane_id }));
   }

@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { Inject, Injectable } from '@nestjs/common';
-import type { Logger } from '@cairn/common';
+import { CairnError, ErrorCodes, type Logger } from '@cairn/common';
 import {
   CancelRunRequestSchema,
   CancelRunResponseSchema,
@@ -26,8 +26,10 @@ import { invalidField } from '../domain.js';
 import { BacklogService } from '../services/backlog.service.js';
 import { CredentialHolders } from '../services/credential-holders.js';
 import { DataPlaneService } from '../services/data-plane.service.js';
+import { LimitsService } from '../services/limits.service.js';
 import { DEFAULT_PRIORITY, RunService } from '../services/run.service.js';
-import { checkResidency, optional, required, size } from '../services/validate.js';
+import { Telemetry } from '../telemetry/telemetry.service.js';
+import { byteSize, checkResidency, optional, required } from '../services/validate.js';
 import { LOGGER } from '../tokens.js';
 import { toRunInfo, toStepInfo } from './convert.js';
 import { bearerToken, peerAddress, toServiceError } from './status.js';
@@ -48,6 +50,8 @@ export class GatewayHandler {
     @Inject(LOGGER) private readonly logger: Logger,
     @Inject(BacklogService) private readonly backlog: BacklogService,
     @Inject(CredentialHolders) private readonly holders: CredentialHolders,
+    @Inject(LimitsService) private readonly limits: LimitsService,
+    @Inject(Telemetry) private readonly telemetry: Telemetry,
   ) {}
 
   handlers(): Record<string, Unary> {
@@ -58,7 +62,7 @@ export class GatewayHandler {
           workflowName: required(req.workflowName, 'workflow_name'),
           workflowVersion: optional(req.workflowVersion),
           idempotencyDigest: optional(req.idempotencyDigest),
-          inputSize: size(req.inputSize, 'input_size'),
+          inputSize: byteSize(req.inputSize, 'input_size'),
           priority: priority(req.priority),
           concurrencyKeyDigest: optional(req.concurrencyKeyDigest),
         });
@@ -81,10 +85,13 @@ export class GatewayHandler {
         { longPoll: true },
       ),
       signalRun: this.unary(SignalRunRequestSchema, async (dataPlaneId, req) => {
+        const name = optional(req.signalName);
+        const digest = optional(req.signalDigest);
+        // A name the data plane kept to itself crosses as its digest only; one of them is needed.
         const run = await this.runs.signal(
           dataPlaneId,
           required(req.runId, 'run_id'),
-          required(req.signalName, 'signal_name'),
+          name === null && digest === null ? { name: required(req.signalName, 'signal_name'), digest } : { name, digest },
           required(req.signalId, 'signal_id'),
         );
         return create(SignalRunResponseSchema, { run: toRunInfo(run) });
@@ -125,9 +132,20 @@ export class GatewayHandler {
       const abort = new AbortController();
       call.on('cancelled', () => abort.abort());
       let release = (): void => undefined;
+      let releaseWait = (): void => undefined;
       let revokedWith: string | null = null;
       const run = async (): Promise<unknown> => {
         const identity = await this.dataPlanes.identify(bearerToken(call.metadata), peerAddress(call));
+        // Per data plane and per organisation rates; long polls also count against a cap of their own.
+        try {
+          await this.limits.admitDataPlane(identity.dataPlaneId);
+          if (options.longPoll) releaseWait = await this.limits.beginWait(identity.dataPlaneId);
+        } catch (error) {
+          if (error instanceof CairnError) {
+            this.telemetry.metrics.limitRefusals.inc({ limit: error.code === ErrorCodes.TOO_MANY_CALLS ? 'waits' : 'rate' });
+          }
+          throw error;
+        }
         let request: MessageShape<Desc>;
         try {
           request = fromBinary(schema, call.request);
@@ -150,7 +168,10 @@ export class GatewayHandler {
         return response;
       };
       run()
-        .finally(() => release())
+        .finally(() => {
+          release();
+          releaseWait();
+        })
         .then(
           (response) => callback(null, response),
           (error: unknown) => callback(error instanceof GrpcFailure ? error.status : toServiceError(error, this.logger)),

@@ -22,8 +22,10 @@ export class GrpcServer {
   ) {}
 
   /** Binds and starts serving; returns the bound port (useful with port 0). */
-  async start(host: string, port: number, tls?: ControlPlaneConfig['grpcTls']): Promise<number> {
+  async start(host: string, port: number, tls?: ControlPlaneConfig['grpcTls'], maxMessageBytes = 4 * 1024 * 1024): Promise<number> {
     const server = new grpc.Server({
+      // A larger message is refused (RESOURCE_EXHAUSTED) before it is decoded.
+      'grpc.max_receive_message_length': maxMessageBytes,
       'grpc.keepalive_time_ms': 30_000,
       'grpc.keepalive_timeout_ms': 10_000,
       'grpc.http2.min_ping_interval_without_data_ms': 5_000,

@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { CairnError, ErrorCodes, retryAfterSeconds, sourceOf, type Logger } from '@cairn/common';
-import { errorSummary, isDatabaseUnavailable } from '../db/database.js';
+import { errorSummary, isDatabaseUnavailable, isStatementTimeout, STATEMENT_TIMEOUT_MESSAGE } from '../db/database.js';
 import type { StreamEnd } from '../services/worker-session.js';
 
 const BY_CODE: Partial<Record<string, grpc.status>> = {
@@ -20,6 +20,8 @@ const BY_CODE: Partial<Record<string, grpc.status>> = {
   [ErrorCodes.WORKFLOW_NOT_REGISTERED]: grpc.status.FAILED_PRECONDITION,
   [ErrorCodes.FAILED_PRECONDITION]: grpc.status.FAILED_PRECONDITION,
   [ErrorCodes.CREDENTIAL_THROTTLED]: grpc.status.RESOURCE_EXHAUSTED,
+  [ErrorCodes.TOO_MANY_CALLS]: grpc.status.RESOURCE_EXHAUSTED,
+  [ErrorCodes.STATEMENT_TIMEOUT]: grpc.status.UNAVAILABLE,
 };
 
 const BY_END: Record<StreamEnd['kind'], grpc.status> = {
@@ -53,6 +55,10 @@ export function toServiceError(error: unknown, logger: Logger): Partial<grpc.Sta
     if (code !== undefined) return { code, details: error.message };
   }
   const failure = errorSummary(error);
+  if (isStatementTimeout(error)) {
+    logger.warn({ err: failure }, 'request failed: a database statement ran past the statement timeout');
+    return { code: grpc.status.UNAVAILABLE, details: `[${ErrorCodes.STATEMENT_TIMEOUT}] ${STATEMENT_TIMEOUT_MESSAGE}` };
+  }
   if (isDatabaseUnavailable(error)) {
     logger.warn({ err: failure }, 'request failed: database or network error');
     return { code: grpc.status.UNAVAILABLE, details: 'control plane could not reach its database; retry' };

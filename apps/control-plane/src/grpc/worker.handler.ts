@@ -2,7 +2,10 @@ import * as grpc from '@grpc/grpc-js';
 import { Inject, Injectable } from '@nestjs/common';
 import { CairnError, ErrorCodes, retryAfterSeconds, type Logger } from '@cairn/common';
 import { ConnectRequestSchema, fromBinary, type ConnectRequest, type ConnectResponse } from '@cairn/proto';
+import { CONFIG, type ControlPlaneConfig } from '../config.js';
 import { CredentialHolders } from '../services/credential-holders.js';
+import { LimitsService } from '../services/limits.service.js';
+import { Telemetry } from '../telemetry/telemetry.service.js';
 import { DataPlaneService, type DataPlaneIdentity } from '../services/data-plane.service.js';
 import { WorkerProtocolService, type WorkerConnection } from '../services/worker-protocol.service.js';
 import type { SessionOutbound, StreamEnd } from '../services/worker-session.js';
@@ -27,6 +30,9 @@ export class WorkerHandler {
     @Inject(DataPlaneService) private readonly dataPlanes: DataPlaneService,
     @Inject(LOGGER) private readonly logger: Logger,
     @Inject(CredentialHolders) private readonly holders: CredentialHolders,
+    @Inject(LimitsService) private readonly limits: LimitsService,
+    @Inject(Telemetry) private readonly telemetry: Telemetry,
+    @Inject(CONFIG) private readonly config: ControlPlaneConfig,
   ) {}
 
   connect(call: grpc.ServerDuplexStream<Buffer, ConnectResponse>): void {
@@ -34,11 +40,79 @@ export class WorkerHandler {
     let connection: WorkerConnection | null = null;
     let identity: DataPlaneIdentity | null = null;
     let release = (): void => undefined;
+    let releaseStream = (): void => undefined;
+    const { streamSendQueue, streamStallTimeoutMs } = this.config.limits;
+    const metrics = this.telemetry.metrics;
+
+    // Outbound back-pressure. While the stream's write side does not drain (the worker does not
+    // read), messages wait in a queue of at most `streamSendQueue`, and no more requests are read
+    // from the worker (so it stops producing answers). A stream that stays stuck for
+    // `streamStallTimeoutMs`, or whose queue overflows, is ended with RESOURCE_EXHAUSTED: one
+    // client that sends but never reads cannot grow the replica's memory.
+    const queue: ConnectResponse[] = [];
+    let blocked = false;
+    let stallTimer: NodeJS.Timeout | undefined;
+    let inboundBusy = false;
+    let paused = false;
+    const syncPause = (): void => {
+      const want = inboundBusy || blocked;
+      if (want && !paused) {
+        paused = true;
+        call.pause();
+      } else if (!want && paused) {
+        paused = false;
+        call.resume();
+      }
+    };
+    const dropQueue = (): void => {
+      metrics.streamSendQueued.dec(queue.length);
+      queue.length = 0;
+      if (stallTimer) clearTimeout(stallTimer);
+      stallTimer = undefined;
+    };
+    const stalled = (why: string): void => {
+      if (ended) return;
+      metrics.limitRefusals.inc({ limit: 'stream_stalled' });
+      this.logger.warn(
+        { dataPlaneId: identity?.dataPlaneId, queued: queue.length },
+        'worker stream ended: it does not read what is sent to it',
+      );
+      end({
+        kind: 'resource_exhausted',
+        message:
+          `[${ErrorCodes.STREAM_STALLED}] ${why}: the control plane ended this stream. ` +
+          'A worker must keep reading its stream (run tasks, acks, lease updates); reconnect and read what is sent.',
+        retryAfterSeconds: 1,
+      });
+    };
+    const block = (): void => {
+      blocked = true;
+      syncPause();
+      stallTimer ??= setTimeout(
+        () => stalled(`the stream took nothing of what was sent to it for ${streamStallTimeoutMs} ms`),
+        streamStallTimeoutMs,
+      );
+    };
+    call.on('drain', () => {
+      if (ended) return;
+      // The worker read something: the stall clock starts again from now if it blocks again.
+      if (stallTimer) clearTimeout(stallTimer);
+      stallTimer = undefined;
+      blocked = false;
+      while (queue.length > 0 && !blocked) {
+        metrics.streamSendQueued.dec();
+        if (!call.write(queue.shift()!)) block();
+      }
+      if (!blocked) syncPause();
+    });
+
     const end = (how: StreamEnd): void => {
       if (ended) return;
       ended = true;
       this.open.delete(end);
       release();
+      releaseStream();
+      dropQueue();
       connection?.close();
       if (how.kind === 'ok') {
         call.end();
@@ -54,7 +128,14 @@ export class WorkerHandler {
     };
     const outbound: SessionOutbound = {
       send: (message) => {
-        if (!ended) call.write(message);
+        if (ended) return;
+        if (blocked) {
+          queue.push(message);
+          metrics.streamSendQueued.inc();
+          if (queue.length > streamSendQueue) stalled(`more than ${streamSendQueue} messages waited for the stream to read them`);
+          return;
+        }
+        if (!call.write(message)) block();
       },
       end,
     };
@@ -65,10 +146,10 @@ export class WorkerHandler {
     this.open.add(end);
 
     let pending = 0;
-    let paused = false;
     const fail = (error: unknown): void => {
       const status = toServiceError(error, this.logger);
-      if (error instanceof CairnError && error.code === ErrorCodes.CREDENTIAL_THROTTLED) {
+      if (status.code === grpc.status.RESOURCE_EXHAUSTED && error instanceof CairnError) {
+        if (error.code === ErrorCodes.TOO_MANY_CALLS) metrics.limitRefusals.inc({ limit: 'streams' });
         end({ kind: 'resource_exhausted', message: status.details ?? error.message, retryAfterSeconds: retryAfterSeconds(error) });
         return;
       }
@@ -82,8 +163,15 @@ export class WorkerHandler {
     };
     const rotatedAway = (message: string): void => end({ kind: 'unauthenticated', message });
     // One chain per stream: authentication first, then every request in arrival order.
-    let chain: Promise<void> = this.dataPlanes.identify(bearerToken(call.metadata), peerAddress(call)).then((who) => {
+    let chain: Promise<void> = this.dataPlanes.identify(bearerToken(call.metadata), peerAddress(call)).then(async (who) => {
       if (ended) return;
+      // At most so many streams per data plane on this replica (CAIRN-1172 past it).
+      const releaseThis = await this.limits.openStream(who.dataPlaneId);
+      if (ended) {
+        releaseThis();
+        return;
+      }
+      releaseStream = releaseThis;
       identity = who;
       // A rotation or revocation, on any replica, ends this stream if it still uses the old secret.
       release = this.holders.add({ dataPlaneId: who.dataPlaneId, tokenSha256: who.tokenSha256, end: rotatedAway });
@@ -101,9 +189,9 @@ export class WorkerHandler {
         return;
       }
       pending += 1;
-      if (pending >= PAUSE_AT && !paused) {
-        paused = true;
-        call.pause();
+      if (pending >= PAUSE_AT && !inboundBusy) {
+        inboundBusy = true;
+        syncPause();
       }
       chain = chain
         .then(async () => {
@@ -122,9 +210,9 @@ export class WorkerHandler {
         .catch(fail)
         .finally(() => {
           pending -= 1;
-          if (paused && pending <= RESUME_AT) {
-            paused = false;
-            call.resume();
+          if (inboundBusy && pending <= RESUME_AT) {
+            inboundBusy = false;
+            if (!ended) syncPause();
           }
         });
     });
@@ -136,6 +224,8 @@ export class WorkerHandler {
       ended = true;
       this.open.delete(end);
       release();
+      releaseStream();
+      dropQueue();
       connection?.close();
     };
     call.on('cancelled', gone);

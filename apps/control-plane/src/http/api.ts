@@ -15,7 +15,9 @@ import { CairnError, ErrorCodes, sourceOf } from '@cairn/common';
 import { allows, rolesFor, type Permission } from '../auth/permissions.js';
 import type { Project } from '../db/tenant.repository.js';
 import { AccessService, type Principal } from '../services/access.service.js';
+import { LimitsService } from '../services/limits.service.js';
 import { ReadinessService } from '../services/readiness.service.js';
+import { Telemetry } from '../telemetry/telemetry.service.js';
 
 /** What a REST route declares: who may call it, what it takes, for the guard and the OpenAPI document. */
 export interface ApiSpec {
@@ -98,6 +100,8 @@ export class AccessGuard implements CanActivate {
     @Inject(Reflector) private readonly reflector: Reflector,
     @Inject(AccessService) private readonly access: AccessService,
     @Inject(ReadinessService) private readonly readiness: ReadinessService,
+    @Inject(LimitsService) private readonly limits: LimitsService,
+    @Inject(Telemetry) private readonly telemetry: Telemetry,
   ) {}
 
   async canActivate(context: ExecutionContext): Promise<boolean> {
@@ -108,6 +112,13 @@ export class AccessGuard implements CanActivate {
     const header = request.headers['authorization'];
     const match = typeof header === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
     const principal = await this.access.authenticate(match?.[1], sourceOf(request.ip));
+    // Per key and per organisation request rates (429 with Retry-After past them).
+    try {
+      await this.limits.admit({ kind: 'api key', id: principal.keyId }, principal.organizationId);
+    } catch (error) {
+      this.telemetry.metrics.limitRefusals.inc({ limit: 'rate' });
+      throw error;
+    }
     const projectRef = request.params?.['project'];
     const project = projectRef === undefined ? null : await this.access.resolveProject(principal, projectRef);
     const organizationOnly = spec.permission === 'organization.admin' && principal.keyProjectId !== null;

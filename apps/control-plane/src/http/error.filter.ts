@@ -1,6 +1,6 @@
 import { Catch, HttpException, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common';
 import { CairnError, ErrorCodes, retryAfterSeconds, type Logger } from '@cairn/common';
-import { errorSummary, isDatabaseUnavailable } from '../db/database.js';
+import { errorSummary, isDatabaseUnavailable, isStatementTimeout, STATEMENT_TIMEOUT_MESSAGE } from '../db/database.js';
 
 /** The Fastify reply, as far as this filter uses it. */
 interface Reply {
@@ -68,6 +68,15 @@ export class ErrorFilter implements ExceptionFilter {
       status = exception.getStatus();
       code = CODE_BY_STATUS[status] ?? ErrorCodes.INVALID_ARGUMENT;
       message = status === 404 ? 'no such endpoint: see the control-plane README for the API' : exception.message;
+    } else if (isStatementTimeout(exception)) {
+      this.logger.warn(
+        { reqId: request.id, err: errorSummary(exception) },
+        'request failed: a database statement ran past the statement timeout',
+      );
+      status = 503;
+      code = ErrorCodes.STATEMENT_TIMEOUT;
+      message = STATEMENT_TIMEOUT_MESSAGE;
+      void reply.header('retry-after', '1');
     } else if (isDatabaseUnavailable(exception)) {
       this.logger.warn({ reqId: request.id, err: errorSummary(exception) }, 'request failed: database unavailable');
       status = 503;

@@ -68,8 +68,9 @@ const ERRORS: Record<string, string> = {
   '409':
     'A conflict with the current state (CAIRN-1108, CAIRN-1114, CAIRN-1115; audit: CAIRN-1150 chain broken, CAIRN-1154 no signing key)',
   '429':
-    'A project quota or rate limit (CAIRN-1112, CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After',
-  '503': 'The control plane is not ready or cannot reach its database (CAIRN-1110): retry',
+    'A project quota (CAIRN-1112), the request rate of this key or its organisation (CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After',
+  '503':
+    'The control plane is not ready or cannot reach its database (CAIRN-1110), or a database statement ran past the statement timeout (CAIRN-1170): retry',
 };
 
 type JsonSchema = Record<string, unknown>;

@@ -127,7 +127,10 @@ export class LeaseService {
       } else if (s.waitingChild && (await this.childEnded(tx, dataPlaneId, s.waitingChild))) {
         // The child ended before the parent suspended on it: the parent goes on at once.
         after = await this.runs.requeue(tx, run.id, 'child', s.suspendReason);
-      } else if (s.waitingSignal !== null && (await this.signals.count(tx, run.id, s.waitingSignal)) > s.signalsConsumed) {
+      } else if (
+        (s.waitingSignal !== null || (s.waitingSignalDigest ?? null) !== null) &&
+        (await this.signals.count(tx, run.id, s.waitingSignal, s.waitingSignalDigest ?? null)) > s.signalsConsumed
+      ) {
         after = await this.runs.requeue(tx, run.id, 'signal', s.suspendReason);
       } else if (s.wakeAt !== null && s.wakeAt.getTime() <= Date.now()) {
         after = await this.runs.requeue(tx, run.id, s.suspendReason === 'retry_backoff' ? 'retry' : 'timer', s.suspendReason);

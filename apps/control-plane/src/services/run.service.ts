@@ -179,11 +179,12 @@ export class RunService {
   }
 
   /**
-   * Records that a signal arrived. A run suspended on that signal name with more notices than it
-   * consumed is queued at once. The notice and the check happen under the run's row lock, so a
-   * signal racing a suspend is seen by one side or the other.
+   * Records that a signal arrived. A run suspended on that signal (by name, or by the per-run keyed
+   * digest of its name when the name stayed in the data plane) with more notices than it consumed
+   * is queued at once. The notice and the check happen under the run's row lock, so a signal racing
+   * a suspend is seen by one side or the other.
    */
-  async signal(dataPlaneId: string, runId: string, signalName: string, signalId: string): Promise<Run> {
+  async signal(dataPlaneId: string, runId: string, signal: { name: string | null; digest: string | null }, signalId: string): Promise<Run> {
     const { run, queued } = await this.db.transaction(async (tx) => {
       const current = await this.runs.lock(tx, dataPlaneId, runId);
       if (!current) throw runNotFound(runId);
@@ -193,9 +194,12 @@ export class RunService {
           `run ${runId} already ended (${current.status}): signals can only be sent to a run that has not ended`,
         );
       }
-      await this.signals.insert(tx, runId, signalId, signalName);
-      if (current.status === 'suspended' && current.waitingSignal === signalName) {
-        const notices = await this.signals.count(tx, runId, signalName);
+      await this.signals.insert(tx, runId, signalId, signal.name, signal.digest);
+      const waits =
+        (signal.name !== null && current.waitingSignal === signal.name) ||
+        (signal.digest !== null && current.waitingSignalDigest === signal.digest);
+      if (current.status === 'suspended' && waits) {
+        const notices = await this.signals.count(tx, runId, current.waitingSignal, current.waitingSignalDigest);
         if (notices > current.signalsConsumed) {
           return { run: await this.runs.requeue(tx, runId, 'signal', current.suspendReason), queued: true };
         }

@@ -13,6 +13,8 @@ import { EventBus } from './event-bus.service.js';
 import { SessionRegistry } from './session-registry.js';
 
 const BATCH = 500;
+/** Due timers (or expired leases) of one data plane per batch, so every data plane with some gets a share of each. */
+const PER_DATA_PLANE = 100;
 
 export interface SweepResult {
   readonly expired: number;
@@ -82,23 +84,25 @@ export class SweeperService {
     }
     let expired = 0;
     if (!this.inGracePeriod) {
+      // In fair batches too (a share per data plane), each dispatched as it is requeued.
       for (;;) {
-        const batch = await this.runs.requeueExpiredLeases(BATCH);
+        const batch = await this.runs.requeueExpiredLeases(BATCH, PER_DATA_PLANE);
         expired += batch.length;
-        for (const lease of batch) {
-          queuedFor.add(lease.dataPlaneId);
-          this.logger.info({ runId: lease.runId, epoch: lease.epoch }, 'lease expired; run requeued');
-        }
+        for (const lease of batch) this.logger.info({ runId: lease.runId, epoch: lease.epoch }, 'lease expired; run requeued');
         this.tellHolders(batch);
-        if (batch.length < BATCH) break;
+        for (const dataPlaneId of new Set(batch.map((lease) => lease.dataPlaneId))) this.events.publishDispatch(dataPlaneId);
+        if (batch.length === 0) break;
       }
     }
+    // Due timers in fair batches (a share per data plane), each batch dispatched as it is queued:
+    // one tenant's backlog of timers neither fills a batch nor holds back another's wake-up.
     let woken = 0;
     for (;;) {
-      const batch = await this.runs.queueDueTimers(BATCH);
+      const batch = await this.runs.queueDueTimers(BATCH, PER_DATA_PLANE);
       woken += batch.length;
-      for (const run of batch) queuedFor.add(run.dataPlaneId);
-      if (batch.length < BATCH) break;
+      const batchFor = new Set(batch.map((run) => run.dataPlaneId));
+      for (const dataPlaneId of batchFor) this.events.publishDispatch(dataPlaneId);
+      if (batch.length === 0) break;
     }
     for (const dataPlaneId of queuedFor) this.events.publishDispatch(dataPlaneId);
     return { expired, woken, timedOut };

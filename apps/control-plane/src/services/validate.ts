@@ -1,3 +1,4 @@
+import { coarseSize } from '@cairn/common';
 import { residencyViolations, type DescMessage, type MessageShape } from '@cairn/proto';
 import { invalidField } from '../domain.js';
 
@@ -35,6 +36,14 @@ export function time(value: bigint, field: string, path = field): Date | null {
 export function size(value: bigint, field: string, path = field): number {
   if (value > MAX_SAFE) throw invalidField(field, `field ${path} is too large`);
   return Number(value);
+}
+
+/**
+ * A size in bytes: checked like {@link size}, then reduced to its size class. Data planes send size
+ * classes already; one that sends an exact size (an older release) is not stored exactly either.
+ */
+export function byteSize(value: bigint, field: string, path = field): number {
+  return coarseSize(size(value, field, path));
 }
 
 /** A closed enum value: must be one this build knows, and not UNSPECIFIED unless allowed. */

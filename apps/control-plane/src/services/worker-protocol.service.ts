@@ -36,7 +36,8 @@ import { DispatchService } from './dispatch.service.js';
 import { LeaseService, type OutcomeResult, type WorkerOutcome } from './lease.service.js';
 import { RunService } from './run.service.js';
 import { SessionRegistry } from './session-registry.js';
-import { checkResidency, enumValue, optional, required, size, time } from './validate.js';
+import { byteSize, checkResidency, enumValue, optional, required, size, time } from './validate.js';
+import { LimitsService } from './limits.service.js';
 import { WorkerSession, type SessionOutbound, type StreamEnd } from './worker-session.js';
 import { readAnnouncedSettings } from './announced-settings.js';
 import { WorkflowRegistryService } from './workflow-registry.service.js';
@@ -82,6 +83,7 @@ export class WorkerProtocolService {
     @Inject(LOGGER) readonly logger: Logger,
     @Inject(Telemetry) readonly telemetry: Telemetry,
     @Inject(WorkflowRegistryService) readonly workflowRegistry: WorkflowRegistryService,
+    @Inject(LimitsService) readonly limits: LimitsService,
   ) {}
 
   /** A new stream authenticated as this data plane, with this credential. */
@@ -148,12 +150,18 @@ export class WorkerConnection {
           const v = message.value;
           const wakeAt = time(v.wakeAt, 'wake_at');
           const signalName = optional(v.signalName);
+          const signalDigest = optional(v.signalDigest);
           const code = enumValue(v.reason, SuspendReason, 'reason', true);
           // An unspecified reason is inferred: a signal wait if a signal is named, else a sleep.
-          const reason = code === SuspendReason.UNSPECIFIED ? (signalName === null ? 'sleep' : 'signal') : SUSPEND_REASONS[code]!;
+          const reason =
+            code === SuspendReason.UNSPECIFIED
+              ? signalName === null && signalDigest === null
+                ? 'sleep'
+                : 'signal'
+              : SUSPEND_REASONS[code]!;
           const childRunId = optional(v.childRunId);
-          if (reason === 'signal' && signalName === null)
-            throw fieldError('signal_name', 'field signal_name is required when reason is SIGNAL');
+          if (reason === 'signal' && signalName === null && signalDigest === null)
+            throw fieldError('signal_name', 'field signal_name (or signal_digest) is required when reason is SIGNAL');
           if (reason === 'child' && childRunId === null)
             throw fieldError('child_run_id', 'field child_run_id is required when reason is CHILD');
           if (reason !== 'signal' && reason !== 'child' && wakeAt === null) {
@@ -165,6 +173,7 @@ export class WorkerConnection {
             suspension: {
               wakeAt,
               waitingSignal: signalName,
+              waitingSignalDigest: signalDigest,
               signalsConsumed: v.signalsConsumed,
               suspendReason: reason,
               waitingChild: childRunId,
@@ -176,7 +185,7 @@ export class WorkerConnection {
           await this.outcome(sequence, {
             kind: 'completed',
             lease: lease(message.value),
-            outputSize: size(message.value.outputSize, 'output_size'),
+            outputSize: byteSize(message.value.outputSize, 'output_size'),
           });
           return;
         case 'failed': {
@@ -341,7 +350,12 @@ export class WorkerConnection {
       );
     }
     this.logger = this.logger.child({ workerId: hello.workerId });
-    const session = new WorkerSession(this.identity, hello.workerId, hello.slots, workflows, this.outbound, this.logger);
+    // A Hello may announce any uint32: the grant never exceeds the slot cap of the organisation.
+    const slots = await protocol.limits.grantSlots(this.dataPlaneId, hello.slots);
+    if (slots < hello.slots) {
+      this.logger.warn({ announced: hello.slots, granted: slots }, 'worker announced more slots than the cap per stream; granted the cap');
+    }
+    const session = new WorkerSession(this.identity, hello.workerId, slots, workflows, this.outbound, this.logger);
     this.logger = this.logger.child({ sessionId: session.id });
     this.session = session;
     // Registered before the Welcome so a cancellation arriving meanwhile is queued, not lost.
@@ -368,10 +382,7 @@ export class WorkerConnection {
       }),
     );
     for (const run of reattached) if (run.cancelRequested) session.cancel({ runId: run.id, epoch: run.epoch });
-    this.logger.info(
-      { workflows: workflows.length, slots: hello.slots, reattached: reattached.length, lost: lost.length },
-      'worker connected',
-    );
+    this.logger.info({ workflows: workflows.length, slots, reattached: reattached.length, lost: lost.length }, 'worker connected');
     protocol.dispatch.kick(session);
   }
 
@@ -425,7 +436,7 @@ export class WorkerConnection {
       childRunId: required(v.childRunId, 'child_run_id'),
       workflowName: required(v.workflowName, 'workflow_name'),
       workflowVersion: optional(v.workflowVersion),
-      inputSize: size(v.inputSize, 'input_size'),
+      inputSize: byteSize(v.inputSize, 'input_size'),
     };
     const result = await this.protocol.runs.startChild(this.dataPlaneId, input);
     switch (result) {
@@ -545,7 +556,7 @@ function toStepReport(report: StepReport, i: number): StepReportInput {
     startedAt: time(step.startedAt, 'started_at', at('step.started_at')),
     endedAt: time(step.endedAt, 'ended_at', at('step.ended_at')),
     dueAt: time(step.dueAt, 'due_at', at('step.due_at')),
-    outputSize: size(step.outputSize, 'output_size', at('step.output_size')),
+    outputSize: byteSize(step.outputSize, 'output_size', at('step.output_size')),
     inputTokens: model ? size(step.inputTokens, 'input_tokens', at('step.input_tokens')) : null,
     outputTokens: model ? size(step.outputTokens, 'output_tokens', at('step.output_tokens')) : null,
     provider: model ? optional(step.provider) : null,

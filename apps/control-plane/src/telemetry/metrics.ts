@@ -96,9 +96,23 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly streamSendQueued = new Gauge({
+    name: 'cairn_worker_stream_send_queued',
+    help: 'Messages waiting in the send queues of the worker streams on this replica whose reader is not keeping up (bounded per stream by CAIRN_CP_STREAM_SEND_QUEUE).',
+    registers: [this.registry],
+  });
+
+  readonly limitRefusals = new Counter({
+    name: 'cairn_limit_refusals_total',
+    help: 'Requests and streams refused or ended by a limit: rate (429 / RESOURCE_EXHAUSTED), streams, waits (per data plane), stream_stalled (a worker stream that did not read).',
+    labelNames: ['limit'] as const,
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry });
     for (const reason of ['lease_expired', 'timer_due']) this.sweepRequeued.inc({ reason }, 0);
+    for (const limit of ['rate', 'streams', 'waits', 'stream_stalled']) this.limitRefusals.inc({ limit }, 0);
   }
 
   /** Sets the gauges read from the database; NaN when the read failed (so a scrape never shows a stale number). */

@@ -213,7 +213,9 @@ export class FakeControlPlane {
     if (!this.signals.some((s) => s.signalId === r.signalId))
       this.signals.push({ runId: r.runId, name: r.signalName, signalId: r.signalId });
     const woken =
-      run.status === RunStatus.SUSPENDED && run.waitingSignal === r.signalName ? this.update(r.runId, { status: RunStatus.QUEUED }) : run;
+      run.status === RunStatus.SUSPENDED && r.signalName !== '' && run.waitingSignal === r.signalName
+        ? this.update(r.runId, { status: RunStatus.QUEUED })
+        : run;
     return create(SignalRunResponseSchema, { run: woken });
   }
 

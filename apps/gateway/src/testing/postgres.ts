@@ -50,6 +50,18 @@ export class DataPlaneDb {
     return r.rows[0]?.['n'] as number;
   }
 
+  /** Every row of every table of the schema, as JSON text per table (to search for what must not be there). */
+  async dumpTables(): Promise<Map<string, string>> {
+    const tables = await this.#client.query('SELECT tablename AS t FROM pg_tables WHERE schemaname = current_schema() ORDER BY 1');
+    const dump = new Map<string, string>();
+    for (const { t } of tables.rows) {
+      const name = `"${String(t).replace(/"/g, '""')}"`;
+      const rows = await this.#client.query(`SELECT row_to_json(x)::text AS row FROM ${name} x`);
+      dump.set(String(t), rows.rows.map((r) => String(r['row'])).join('\n'));
+    }
+    return dump;
+  }
+
   async close(): Promise<void> {
     await this.#client.end();
   }

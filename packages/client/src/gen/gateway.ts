@@ -393,6 +393,12 @@ export interface components {
           | 'CAIRN-1153'
           | 'CAIRN-1154'
           | 'CAIRN-1155'
+          | 'CAIRN-1170'
+          | 'CAIRN-1171'
+          | 'CAIRN-1172'
+          | 'CAIRN-1173'
+          | 'CAIRN-1174'
+          | 'CAIRN-1175'
           | 'CAIRN-1190'
           | 'CAIRN-1191'
           | 'CAIRN-1192'
@@ -566,6 +572,10 @@ export interface components {
         runId: string;
         position: number;
       } | null;
+      /** @description how the run's step and approval keys were digested: 1 one HMAC key for everything, 2 a key per purpose and workflow */
+      digestVersion: 1 | 2;
+      /** @description the ID, in CAIRN_DP_HMAC_KEY, of the HMAC key the run's keys were digested with ('' for the key without an ID) */
+      hmacKeyId: string;
       /** @description an ISO 8601 time */
       createdAt: string;
       endedAt: string | null;

@@ -279,7 +279,13 @@ export class TestEnvironment {
     if (typeof answer?.approved !== 'boolean') {
       throw new CairnError(ErrorCodes.INVALID_ARGUMENT, 'An approval answer needs approved: true or false.');
     }
-    const signalName = approvalSignalName(name, options.key === undefined ? undefined : this.hasher.digest(String(options.key)));
+    let keyDigest: string | undefined;
+    if (options.key !== undefined) {
+      const scope = await this.store.runDigestScope(runId);
+      if (!scope) throw new CairnError(ErrorCodes.RUN_NOT_FOUND, `Run ${runId} is not in this test environment.`);
+      keyDigest = this.hasher.forRun(scope.workflowName, scope.digestVersion, scope.hmacKeyId).approval(String(options.key));
+    }
+    const signalName = approvalSignalName(name, keyDigest);
     const body: Record<string, unknown> = { approved: answer.approved };
     for (const field of ['by', 'comment', 'data'] as const) if (answer[field] !== undefined) body[field] = answer[field];
     await this.signal(runId, signalName, body);

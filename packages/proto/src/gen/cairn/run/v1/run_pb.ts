@@ -116,14 +116,16 @@ export type RunInfo = Message<"cairn.run.v1.RunInfo"> & {
   waitingSignal: string;
 
   /**
-   * Size of the run's input in bytes, as stored in the data plane.
+   * Size of the run's input in bytes, as its size class: 0 for none, 64 for 1-64
+   * bytes, else the next power of two (the exact size stays in the data plane).
    *
    * @generated from field: uint64 input_size = 14;
    */
   inputSize: bigint;
 
   /**
-   * Size of the run's output in bytes, 0 until completed.
+   * Size of the run's output in bytes, as its size class: 0 until completed, 64 for
+   * 1-64 bytes, else the next power of two (the exact size stays in the data plane).
    *
    * @generated from field: uint64 output_size = 15;
    */
@@ -337,7 +339,9 @@ export type StepInfo = Message<"cairn.run.v1.StepInfo"> & {
   dueAt: bigint;
 
   /**
-   * Size in bytes of the recorded output (0 if none).
+   * Size in bytes of the recorded output (for a signal wait or approval, the signal body), as
+   * its size class: 0 for none, 64 for 1-64 bytes, else the next power of two (the exact size
+   * stays in the data plane).
    *
    * @generated from field: uint64 output_size = 13;
    */
