@@ -155,8 +155,11 @@ describe('key rotation and re-encryption', () => {
       `SELECT table_name AS t, column_name AS c FROM information_schema.columns
         WHERE table_schema = 'public' AND data_type = 'bytea' AND table_name LIKE 'dp\\_%' ORDER BY 1, 2`,
     );
-    // The run's seed and the key checks are not sealed values: the seed is random, a check is public.
-    const sealed = bytea.rows.filter((r) => !(r.t === 'dp_runs' && r.c === 'seed') && r.t !== 'dp_key_checks').map((r) => `${r.t}.${r.c}`);
+    // The run's seed, its journal chain salt and the key checks are not sealed values: the seed and
+    // the salt are random, a check is public.
+    const sealed = bytea.rows
+      .filter((r) => !(r.t === 'dp_runs' && (r.c === 'seed' || r.c === 'chain_salt')) && r.t !== 'dp_key_checks')
+      .map((r) => `${r.t}.${r.c}`);
     assert.deepEqual(sealed, SEALED_COLUMNS.map((s) => `${s.table}.${s.blobColumn}`).sort());
   });
 

@@ -564,6 +564,12 @@ export function registerRuns(program: Command): void {
       collectKeys,
       [],
     )
+    .addHelpText(
+      'after',
+      examples([
+        ['check an archive against the key kept at export time', 'cairn runs verify-export runs-2026-12.jsonl --public-key export-key.pem'],
+      ]),
+    )
     .action((file: string, opts: { publicKey: string[] }, command: Command) => {
       const ctx = new Context(command);
       let text: string;
