@@ -6,7 +6,7 @@
 // with another key. Also: the gateway serves a run's seed to admin-scoped tokens only.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -58,37 +58,36 @@ describe('run journals an auditor can trust', () => {
     await t?.stop();
   });
 
-  function cli(args: string[]): { status: number | null; stdout: string; stderr: string } {
-    const ran = spawnSync(process.execPath, [cliMain, ...args], {
-      env: {
-        PATH: process.env['PATH'] ?? '',
-        HOME: mkdtempSync(join(tmpdir(), 'cairn-journal-cli-')),
-        CAIRN_GATEWAY_URL: t.stack.gatewayUrl,
-        CAIRN_GATEWAY_TOKEN: reader,
-        NO_COLOR: '1',
-      },
-      encoding: 'utf8',
-      timeout: 60_000,
+  // The CLI runs as a child process, awaited without blocking this process's event loop (a blocked
+  // loop misses the gateway closing an idle keep-alive connection, and the next fetch reuses it).
+  function cli(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+    return new Promise((resolve) => {
+      execFile(
+        process.execPath,
+        [cliMain, ...args],
+        {
+          env: {
+            PATH: process.env['PATH'] ?? '',
+            HOME: mkdtempSync(join(tmpdir(), 'cairn-journal-cli-')),
+            CAIRN_GATEWAY_URL: t.stack.gatewayUrl,
+            CAIRN_GATEWAY_TOKEN: reader,
+            NO_COLOR: '1',
+          },
+          encoding: 'utf8',
+          timeout: 60_000,
+        },
+        (err, stdout, stderr) => {
+          const code = err && typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : err ? null : 0;
+          resolve({ status: code, stdout, stderr });
+        },
+      );
     });
-    return { status: ran.status, stdout: ran.stdout, stderr: ran.stderr };
   }
 
   /** `cairn runs verify RUN` as a user runs it: its exit code, its words and its JSON. */
-  function cliVerify(runId: string): { status: number | null; text: string; json: Verification } {
-    const run = (format: string[]) =>
-      spawnSync(process.execPath, [cliMain, 'runs', 'verify', runId, ...format], {
-        env: {
-          PATH: process.env['PATH'] ?? '',
-          HOME: mkdtempSync(join(tmpdir(), 'cairn-journal-cli-')),
-          CAIRN_GATEWAY_URL: t.stack.gatewayUrl,
-          CAIRN_GATEWAY_TOKEN: reader,
-          NO_COLOR: '1',
-        },
-        encoding: 'utf8',
-        timeout: 60_000,
-      });
-    const text = run([]);
-    const json = run(['-o', 'json']);
+  async function cliVerify(runId: string): Promise<{ status: number | null; text: string; json: Verification }> {
+    const text = await cli(['runs', 'verify', runId]);
+    const json = await cli(['runs', 'verify', runId, '-o', 'json']);
     assert.equal(json.status, text.status, json.stderr);
     return { status: text.status, text: text.stdout + text.stderr, json: JSON.parse(json.stdout) as Verification };
   }
@@ -107,7 +106,7 @@ describe('run journals an auditor can trust', () => {
     const { runId, head } = await completedRun();
     assert.equal(head.entries, 5);
     assert.match(head.head, /^[0-9a-f]{64}$/);
-    const v = cliVerify(runId);
+    const v = await cliVerify(runId);
     assert.equal(v.status, 0, v.text);
     assert.match(
       v.text,
@@ -124,7 +123,7 @@ describe('run journals an auditor can trust', () => {
     assert.equal(suspendedHead.rows[0]?.entries, 1, 'the head of the suspended run covers its first step');
     assert.equal((await t.signal(waiting, 'go', { ok: true })).status, 202);
     assert.equal((await t.result(waiting)).status, 'completed');
-    const resumed = cliVerify(waiting);
+    const resumed = await cliVerify(waiting);
     assert.equal(resumed.status, 0, resumed.text);
     assert.equal(resumed.json.recomputed.entries, 2);
   });
@@ -139,7 +138,7 @@ describe('run journals an auditor can trust', () => {
       forged.blob,
       forged.keyId,
     ]);
-    const v = cliVerify(runId);
+    const v = await cliVerify(runId);
     assert.equal(v.status, 1, v.text);
     assert.match(v.text, new RegExp(`✗ journal of run ${runId} does not verify \\[CAIRN-1190\\]`));
     assert.match(v.text, /position 1: the entry at position 1 \(step "step-2"\) no longer gives the hash sealed for it/);
@@ -155,7 +154,7 @@ describe('run journals an auditor can trust', () => {
   it('detects an entry deleted in the data plane, even with the chain sealed again over what is left', async () => {
     const { runId } = await completedRun();
     await dp.query('DELETE FROM dp_journal WHERE run_id = $1 AND position = 2', [runId]);
-    const v = cliVerify(runId);
+    const v = await cliVerify(runId);
     assert.equal(v.status, 1, v.text);
     assert.match(v.text, /position 2: there is no journal entry at position 2: it was deleted \(entry_missing\)/);
 
@@ -164,7 +163,7 @@ describe('run journals an auditor can trust', () => {
     await dp.query('DELETE FROM dp_journal WHERE run_id = $1 AND position >= 3', [second.runId]);
     await dp.query('UPDATE dp_journal SET chain_hash = NULL WHERE run_id = $1', [second.runId]);
     await dp.query('UPDATE dp_runs SET chain_entries = 0, chain_head = NULL WHERE run_id = $1', [second.runId]);
-    const w = cliVerify(second.runId);
+    const w = await cliVerify(second.runId);
     assert.equal(w.status, 1, w.text);
     assert.deepEqual(
       w.json.problems.map((p) => p.reason),
@@ -176,7 +175,7 @@ describe('run journals an auditor can trust', () => {
   it("detects the control plane's recorded head changed by its database administrator", async () => {
     const { runId } = await completedRun();
     await cp.query('UPDATE run_journal_heads SET head = $2 WHERE run_id = $1', [runId, 'ab'.repeat(32)]);
-    const v = cliVerify(runId);
+    const v = await cliVerify(runId);
     assert.equal(v.status, 1, v.text);
     assert.deepEqual(
       v.json.problems.map((p) => p.reason),
@@ -190,7 +189,7 @@ describe('run journals an auditor can trust', () => {
     // Deleting the control plane's record of an ended run is noticed as well.
     const other = await completedRun();
     await cp.query('DELETE FROM run_journal_heads WHERE run_id = $1', [other.runId]);
-    const w = cliVerify(other.runId);
+    const w = await cliVerify(other.runId);
     assert.equal(w.status, 1, w.text);
     assert.deepEqual(
       w.json.problems.map((p) => p.reason),
@@ -203,13 +202,13 @@ describe('run journals an auditor can trust', () => {
     const b = await completedRun();
     const dir = mkdtempSync(join(tmpdir(), 'cairn-journal-export-'));
     const out = join(dir, 'runs.jsonl');
-    const exported = cli(['runs', 'export', a.runId, b.runId, '--out', out]);
+    const exported = await cli(['runs', 'export', a.runId, b.runId, '--out', out]);
     assert.equal(exported.status, 0, exported.stderr);
     assert.match(exported.stdout, new RegExp(`2 runs exported to ${out.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}, signed by key ed25519-`));
-    assert.equal(cli(['runs', 'export', a.runId, '--out', out]).status, 2, 'an existing file is never overwritten');
+    assert.equal((await cli(['runs', 'export', a.runId, '--out', out])).status, 2, 'an existing file is never overwritten');
     const pinned = exportKey.publicKey.export({ format: 'jwk' }).x!;
 
-    const good = cli(['runs', 'verify-export', out, '--public-key', pinned]);
+    const good = await cli(['runs', 'verify-export', out, '--public-key', pinned]);
     assert.equal(good.status, 0, good.stdout + good.stderr);
     assert.match(good.stdout, /✓ export .* intact: signed by key ed25519-[0-9a-f]{16} \(pinned\)/);
     assert.match(good.stdout, new RegExp(`✓ run ${a.runId}: 5 entries, chain of 5 entries matches the control plane's head`));
@@ -220,7 +219,7 @@ describe('run journals an auditor can trust', () => {
     // One recorded value changed in the archive.
     const edited = join(dir, 'edited.jsonl');
     writeFileSync(edited, text.replace('done-2', 'done-9'));
-    const e = cli(['runs', 'verify-export', edited, '--public-key', pinned]);
+    const e = await cli(['runs', 'verify-export', edited, '--public-key', pinned]);
     assert.equal(e.status, 1, e.stdout);
     assert.match(e.stdout, /✗ export .* does not verify \[CAIRN-1193\]/);
     assert.match(e.stdout, /the lines before the signature are not the ones that were signed/);
@@ -230,7 +229,7 @@ describe('run journals an auditor can trust', () => {
     const lines = text.trimEnd().split('\n');
     const cut = join(dir, 'cut.jsonl');
     writeFileSync(cut, `${[lines[0], lines[2], lines[3]].join('\n')}\n`);
-    const c = cli(['runs', 'verify-export', cut, '--public-key', pinned]);
+    const c = await cli(['runs', 'verify-export', cut, '--public-key', pinned]);
     assert.equal(c.status, 1, c.stdout);
     assert.match(c.stdout, /a line was changed, added or removed/);
 
@@ -239,7 +238,7 @@ describe('run journals an auditor can trust', () => {
     const runs = lines.slice(1, -1).map((l) => JSON.parse(l.replace('done-2', 'done-9')) as ExportedRun);
     const forged = join(dir, 'forged.jsonl');
     writeFileSync(forged, signJournalExport(runs, { keyId: 'ed25519-0000000000000000', ...forger }));
-    const f = cli(['runs', 'verify-export', forged, '--public-key', pinned]);
+    const f = await cli(['runs', 'verify-export', forged, '--public-key', pinned]);
     assert.equal(f.status, 1, f.stdout);
     assert.match(f.stdout, /the signature does not verify with the trusted key/);
   });
