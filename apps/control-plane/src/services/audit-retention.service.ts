@@ -10,10 +10,8 @@
  * through that checkpoint to the head. Nothing past the newest qualifying checkpoint is ever deleted.
  */
 import { CairnError, ErrorCodes, verifyAuditCheckpointSignature, type AuditPublicKey, type Logger } from '@cairn/common';
-import type { AuditRepository } from '../db/audit.repository.js';
-import { type StoredCheckpoint } from '../db/audit.repository.js';
-import type { Database } from '../db/database.js';
-import { type Queryable } from '../db/database.js';
+import type { AuditRepository, StoredCheckpoint } from '../db/audit.repository.js';
+import type { Database, Queryable } from '../db/database.js';
 import type { AuditService } from './audit.service.js';
 import { presentCheckpoint } from './audit-checkpoint.service.js';
 
