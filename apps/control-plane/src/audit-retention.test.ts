@@ -104,9 +104,13 @@ for (const kind of testPostgresKinds()) {
       return res.body;
     };
     /** `control-plane audit prune` as an operator runs it; `url` is the role it connects as (default the owner). */
-    const prune = async (args: string[], url = cp.databaseUrl): Promise<{ code: number; stdout: string; stderr: string }> =>
+    const prune = async (
+      args: string[],
+      url = cp.databaseUrl,
+      env: Record<string, string> = {},
+    ): Promise<{ code: number; stdout: string; stderr: string }> =>
       execFileAsync(process.execPath, [controlPlaneMain, 'audit', 'prune', ...args], {
-        env: { PATH: process.env['PATH'] ?? '', CAIRN_CP_DATABASE_URL: url },
+        env: { PATH: process.env['PATH'] ?? '', CAIRN_CP_DATABASE_URL: url, ...env },
       }).then(
         (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
         (e: { code: number; stdout: string; stderr: string }) => e,
@@ -207,6 +211,15 @@ for (const kind of testPostgresKinds()) {
       const both = await prune(['--before', now, '--keep-days', '3', '--public-key', publicKey]);
       assert.equal(both.code, 1);
       assert.match(both.stderr, /audit prune needs exactly one of --before DATE \(e\.g\. 2026-01-01\) or --keep-days N/);
+      const badDays = await prune([], cp.databaseUrl, { CAIRN_CP_AUDIT_RETENTION_DAYS: '0', CAIRN_AUDIT_PUBLIC_KEY: publicKey });
+      assert.equal(badDays.code, 1);
+      assert.match(badDays.stderr, /CAIRN_CP_AUDIT_RETENTION_DAYS: expected a whole number of days from 1 to 999999/);
+      const badKey = await prune([], cp.databaseUrl, { CAIRN_CP_AUDIT_RETENTION_DAYS: '30', CAIRN_AUDIT_PUBLIC_KEY: 'not a key' });
+      assert.equal(badKey.code, 1);
+      assert.match(badKey.stderr, /\[CAIRN-1001\] .*\n {2}CAIRN_AUDIT_PUBLIC_KEY: not an audit public key: give the key's base64url value/);
+      // The scheduled form (a CronJob): the settings from the environment; nothing here is 30 days old.
+      const scheduled = await prune([], cp.databaseUrl, { CAIRN_CP_AUDIT_RETENTION_DAYS: '30', CAIRN_AUDIT_PUBLIC_KEY: publicKey });
+      assert.deepEqual([scheduled.code, scheduled.stdout, scheduled.stderr], [0, '', '']);
       const future = await prune(['--before', '2999-01-01', '--public-key', publicKey]);
       assert.equal(future.code, 1);
       assert.match(future.stderr, /--before must be a date or time in ISO 8601 that is not in the future/);

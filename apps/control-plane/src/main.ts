@@ -29,11 +29,13 @@ const USAGE = `usage:
                                                                  set limits of one organisation (N, or "default" for the
                                                                  configured default); others keep their value. Replicas apply
                                                                  a change within 5 s. No API key can change these
-  control-plane audit prune (--before DATE | --keep-days N) --public-key KEY [--public-key KEY]
+  control-plane audit prune [--before DATE | --keep-days N] [--public-key KEY …]
                                                                  as the schema owner: delete each project's audit entries older
                                                                  than the cut-off, up to and including the newest checkpoint
                                                                  signed with KEY (base64url, PEM or JWK set); the chain then
-                                                                 starts from that signed anchor. Prints one JSON line per project
+                                                                 starts from that signed anchor. Defaults: --keep-days from
+                                                                 CAIRN_CP_AUDIT_RETENTION_DAYS, the key from
+                                                                 CAIRN_AUDIT_PUBLIC_KEY. Prints one JSON line per project
 Configuration comes from the environment; see apps/control-plane/README.md.`;
 
 async function main(argv: string[]): Promise<number> {
@@ -148,9 +150,10 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'audit prune': {
-      const before = pruneCutoff(values.before, values['keep-days']);
-      const keys = (values['public-key'] ?? []).flatMap((k, i) => parseAuditPublicKeys(k, `--public-key #${i + 1}`));
       const config = loadMigrationConfig();
+      const before = pruneCutoff(values.before, values['keep-days'] ?? config.auditRetentionDays?.toString());
+      const given = values['public-key'] ?? [];
+      const keys = given.length > 0 ? given.flatMap((k, i) => parseAuditPublicKeys(k, `--public-key #${i + 1}`)) : config.auditPublicKeys;
       const outcomes = await pruneAuditLog(config, createLogger('control-plane', 'error'), { before, keys });
       for (const outcome of outcomes) process.stdout.write(`${JSON.stringify(outcome)}\n`);
       return outcomes.some((o) => o.status === 'refused') ? 1 : 0;
@@ -164,7 +167,10 @@ async function main(argv: string[]): Promise<number> {
 /** The cut-off of `audit prune`: `--before DATE` (ISO 8601) or `--keep-days N` (now minus N days), exactly one. */
 function pruneCutoff(before: string | undefined, keepDays: string | undefined): Date {
   if ((before === undefined) === (keepDays === undefined)) {
-    throw new CairnError(ErrorCodes.INVALID_ARGUMENT, 'audit prune needs exactly one of --before DATE (e.g. 2026-01-01) or --keep-days N');
+    throw new CairnError(
+      ErrorCodes.INVALID_ARGUMENT,
+      'audit prune needs exactly one of --before DATE (e.g. 2026-01-01) or --keep-days N (or CAIRN_CP_AUDIT_RETENTION_DAYS)',
+    );
   }
   if (keepDays !== undefined) {
     if (!/^[1-9]\d{0,5}$/.test(keepDays))

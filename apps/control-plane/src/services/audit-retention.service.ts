@@ -46,7 +46,7 @@ export class AuditRetentionService {
     if (keys.length === 0) {
       throw new CairnError(
         ErrorCodes.AUDIT_PRUNE_REFUSED,
-        'audit prune needs the public key that signs the checkpoints (--public-key, as `cairn audit keys` prints it): it prunes only up to a checkpoint whose signature it checked',
+        'audit prune needs the public key that signs the checkpoints (--public-key or CAIRN_AUDIT_PUBLIC_KEY, as `cairn audit keys` prints it): it prunes only up to a checkpoint whose signature it checked',
       );
     }
     const outcomes: PruneOutcome[] = [];
