@@ -362,12 +362,20 @@ export class AuditRepository {
   /** The project's newest prune anchor (where its chain now starts), or null when it was never pruned. */
   async anchor(projectId: string, q: Queryable = this.db): Promise<PruneAnchor | null> {
     const result = await q.query<
-      CheckpointRow & { a_position: string; a_hash: string; a_entries: string; pruned: string; pruned_before: string; pruned_at: string }
+      CheckpointRow & {
+        checkpoint_id: string;
+        a_position: string;
+        a_hash: string;
+        a_entries: string;
+        pruned: string;
+        pruned_before: string;
+        pruned_at: string;
+      }
     >(
-      `SELECT ${CHECKPOINT_COLUMNS_OF('c')}, a.position AS a_position, a.hash AS a_hash, a.entries AS a_entries, a.pruned,
+      `SELECT ${CHECKPOINT_COLUMNS_OF('a')}, a.checkpoint_id, a.position AS a_position, a.hash AS a_hash, a.entries AS a_entries, a.pruned,
               to_char(a.pruned_before AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS pruned_before,
               to_char(a.pruned_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS pruned_at
-         FROM audit_prune_anchors a JOIN audit_checkpoints c ON c.id = a.checkpoint_id
+         FROM audit_prune_anchors a
         WHERE a.project_id = $1 ORDER BY a.position DESC LIMIT 1`,
       [projectId],
     );
@@ -380,7 +388,7 @@ export class AuditRepository {
       pruned: Number(row.pruned),
       prunedBefore: row.pruned_before,
       prunedAt: row.pruned_at,
-      checkpoint: toCheckpoint(row),
+      checkpoint: { ...toCheckpoint(row), id: row.checkpoint_id },
     };
   }
 

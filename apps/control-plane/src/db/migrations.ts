@@ -853,14 +853,19 @@ CREATE TABLE run_journal_heads (
 -- checkpoint here as the chain's anchor: the remaining chain starts from a signed point (its
 -- position and hash), so a verifier starts there instead of at the genesis, and a kept checkpoint
 -- older than the anchor is reported as pruned under policy. Anchors are never changed or deleted.
+-- An anchor holds the whole signed checkpoint (its row in audit_checkpoints is only referenced by
+-- ID), so it verifies on its own.
 CREATE TABLE audit_prune_anchors (
   id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
   organization_id uuid NOT NULL,
   project_id uuid NOT NULL,
-  checkpoint_id bigint NOT NULL REFERENCES audit_checkpoints (id),
+  checkpoint_id bigint NOT NULL,
   position bigint NOT NULL CHECK (position > 0),
   hash text NOT NULL CHECK (hash ~ '^[0-9a-f]{64}$'),
   entries bigint NOT NULL CHECK (entries > 0),
+  signed_at timestamptz NOT NULL,
+  key_id text NOT NULL,
+  signature text NOT NULL,
   pruned bigint NOT NULL CHECK (pruned >= 0),
   pruned_before timestamptz NOT NULL,
   pruned_at timestamptz NOT NULL DEFAULT clock_timestamp()
@@ -936,8 +941,10 @@ BEGIN
     RAISE EXCEPTION 'cairn_audit_prune: entries up to position % are not all older than %', cp.position, p_before USING ERRCODE = '22023';
   END IF;
   SELECT count(*) INTO doomed FROM audit_log l WHERE l.project_id = cp.project_id AND l.position <= cp.position;
-  INSERT INTO audit_prune_anchors (organization_id, project_id, checkpoint_id, position, hash, entries, pruned, pruned_before)
-  VALUES (cp.organization_id, cp.project_id, cp.id, cp.position, cp.hash, cp.entries, doomed, p_before);
+  INSERT INTO audit_prune_anchors (organization_id, project_id, checkpoint_id, position, hash, entries, signed_at, key_id, signature,
+                                   pruned, pruned_before)
+  VALUES (cp.organization_id, cp.project_id, cp.id, cp.position, cp.hash, cp.entries, cp.signed_at, cp.key_id, cp.signature,
+          doomed, p_before);
   PERFORM set_config('cairn.audit_pruning', cp.project_id::text, true);
   DELETE FROM audit_log l WHERE l.project_id = cp.project_id AND l.position <= cp.position;
   GET DIAGNOSTICS deleted = ROW_COUNT;
