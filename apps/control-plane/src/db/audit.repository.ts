@@ -398,6 +398,14 @@ export class AuditRepository {
     return result.rows[0]!.locked;
   }
 
+  /**
+   * Locks the project's chain head for this transaction: the sealer (which takes the same row lock
+   * in `cairn_audit_seal`) waits, so the chain a prune walks is the chain it cuts.
+   */
+  async lockHead(tx: Queryable, projectId: string): Promise<void> {
+    await tx.query('SELECT 1 FROM audit_chain_heads WHERE project_id = $1 FOR UPDATE', [projectId]);
+  }
+
   /** Projects with sealed entries older than `before`, with their organisation. */
   async projectsWithEntriesBefore(before: Date, q: Queryable = this.db): Promise<Array<{ projectId: string; organizationId: string }>> {
     const result = await q.query<{ project_id: string; organization_id: string }>(

@@ -51,7 +51,19 @@ export class AuditRetentionService {
     }
     const outcomes: PruneOutcome[] = [];
     for (const project of await this.entries.projectsWithEntriesBefore(before)) {
-      outcomes.push(await this.db.transaction((tx) => this.pruneProject(tx, project, before, keys)));
+      try {
+        outcomes.push(await this.db.transaction((tx) => this.pruneProject(tx, project, before, keys)));
+      } catch (error) {
+        // The service role may neither lock a chain head nor call cairn_audit_prune.
+        if ((error as { code?: string }).code === '42501') {
+          throw new CairnError(
+            ErrorCodes.AUDIT_PRUNE_REFUSED,
+            'this database role may not prune the audit log: run `control-plane audit prune` as the schema owner (CAIRN_CP_MIGRATION_DATABASE_URL), not as the service role',
+            { cause: error },
+          );
+        }
+        throw error;
+      }
     }
     return outcomes;
   }
@@ -66,6 +78,7 @@ export class AuditRetentionService {
     if (!(await this.entries.tryLockPruner(tx))) {
       throw new CairnError(ErrorCodes.AUDIT_PRUNE_REFUSED, 'another audit prune is running: wait for it to finish, then run this again');
     }
+    await this.entries.lockHead(tx, projectId);
     const anchor = await this.entries.anchor(projectId, tx);
     const limit = await this.entries.pruneLimit(projectId, before, tx);
     let boundary: StoredCheckpoint | undefined;
@@ -94,19 +107,7 @@ export class AuditRetentionService {
         reason: `the chain does not verify at position ${walked.broken.position} (${walked.broken.reason}), so nothing is pruned: ${walked.broken.detail}`,
       };
     }
-    let pruned: number;
-    try {
-      pruned = await this.entries.prune(tx, boundary.id, before);
-    } catch (error) {
-      if ((error as { code?: string }).code === '42501') {
-        throw new CairnError(
-          ErrorCodes.AUDIT_PRUNE_REFUSED,
-          'this database role may not prune the audit log: run `control-plane audit prune` as the schema owner (CAIRN_CP_MIGRATION_DATABASE_URL), not as the service role',
-          { cause: error },
-        );
-      }
-      throw error;
-    }
+    const pruned = await this.entries.prune(tx, boundary.id, before);
     await this.audit.record(tx, {
       projectId,
       actor: { type: 'system' },
