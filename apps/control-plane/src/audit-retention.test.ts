@@ -279,6 +279,17 @@ for (const kind of testPostgresKinds()) {
         (await chain('guarded-retention')).entries.slice(0, 2).map((e) => e.position),
         [5, 6],
       );
+      // One prune at a time: a second one while the first holds the pruner lock is refused, not run twice.
+      const holder = await cp.sql.connect();
+      try {
+        await holder.query('SELECT pg_advisory_lock($1, 3)', [0x63617564]);
+        const second = await prune(['--before', new Date().toISOString(), '--public-key', publicKey]);
+        assert.equal(second.code, 1);
+        assert.match(second.stderr, /\[CAIRN-1156\] another audit prune is running: wait for it to finish, then run this again/);
+      } finally {
+        await holder.query('SELECT pg_advisory_unlock($1, 3)', [0x63617564]);
+        holder.release();
+      }
       // Pruning again at the same checkpoint: refused.
       await refused(
         cp.sql.query('SELECT cairn_audit_prune($1, now())', [row.id]),
