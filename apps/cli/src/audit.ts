@@ -6,6 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import {
   AuditChainVerifier,
   CairnError,
+  auditPrunedStart,
   ErrorCodes,
   parseAuditCheckpoint,
   parseAuditPublicKeys,
@@ -15,6 +16,7 @@ import {
   type AuditChainVerification,
   type AuditCheckpoint,
   type AuditPublicKey,
+  type AuditPruneAnchor,
   type AuditPublicKeyJwk,
 } from '@cairn/common';
 import { CliError, ExitCode } from './errors.js';
@@ -157,23 +159,82 @@ const toChainEntry = (e: ApiEntry): AuditChainEntry => ({
   hash: e.hash,
 });
 
+/** What a verification found about a prune: where the chain now starts, and the kept checkpoints the prune covered. */
+export interface PrunedReport {
+  /** The last pruned position: entries 1 to this were deleted under the retention policy. */
+  readonly position: number;
+  readonly hash: string;
+  readonly pruned: number;
+  readonly prunedBefore: string;
+  readonly prunedAt: string;
+  /** The signed checkpoint recorded at the cut, and how its signature checked. */
+  readonly checkpoint: CheckpointReport;
+  /** Positions of kept checkpoints at or before the cut. */
+  readonly covered: number[];
+}
+
 /**
  * Fetches the project's chain page by page and verifies it here against `anchors`; the head the
- * server recorded is compared last (it is not trusted, only checked).
+ * server recorded is compared last (it is not trusted, only checked). A pruned chain starts from
+ * its anchor once `checkAnchor` verified the checkpoint recorded at the cut.
  */
-export async function verifyChain(cp: HttpClient, projectPath: string, anchors: readonly AuditAnchor[]): Promise<AuditChainVerification> {
-  const verifier = new AuditChainVerifier(anchors);
+export async function verifyChain(
+  cp: HttpClient,
+  projectPath: string,
+  anchors: readonly AuditAnchor[],
+  checkAnchor: (checkpoint: AuditCheckpoint) => CheckpointReport,
+): Promise<{ verification: AuditChainVerification; pruned: PrunedReport | null }> {
+  let verifier: AuditChainVerifier | undefined;
+  let pruned: PrunedReport | null = null;
   let after = 0;
   let head: { position: number; hash: string } | null;
   for (;;) {
     const page = await cp.get<ChainPage>(`${projectPath}/audit/chain`, { after });
     head = page.head;
-    for (const entry of page.entries) if (verifier.add(toChainEntry(entry))) return verifier.finish(head);
+    if (verifier === undefined) {
+      const anchor = page.anchor as AuditPruneAnchor | null | undefined;
+      if (anchor) {
+        let report: CheckpointReport;
+        try {
+          report = checkAnchor(parseAuditCheckpoint(anchor.checkpoint, 'the checkpoint recorded at the cut'));
+        } catch (err) {
+          const e = CairnError.from(err);
+          return {
+            verification: {
+              ok: false,
+              entries: 0,
+              head: null,
+              broken: { position: anchor.position, entryId: null, reason: 'checkpoint_rejected', detail: e.message },
+            },
+            pruned,
+          };
+        }
+        const signature =
+          report.signature === 'valid'
+            ? ({ ok: true, keyId: report.keyId } as const)
+            : ({ ok: false, reason: report.signature, detail: report.detail ?? report.signature } as const);
+        const start = auditPrunedStart(anchor, signature, anchors);
+        pruned = {
+          position: anchor.position,
+          hash: anchor.hash,
+          pruned: anchor.pruned,
+          prunedBefore: anchor.prunedBefore,
+          prunedAt: anchor.prunedAt,
+          checkpoint: report,
+          covered: start.ok ? start.covered.map((c) => c.position) : [],
+        };
+        if (!start.ok) return { verification: { ok: false, entries: 0, head: null, broken: start.broken }, pruned };
+        verifier = new AuditChainVerifier(anchors, start.from);
+      } else {
+        verifier = new AuditChainVerifier(anchors);
+      }
+    }
+    for (const entry of page.entries) if (verifier.add(toChainEntry(entry))) return { verification: verifier.finish(head), pruned };
     // A server that keeps answering the same page would loop forever: positions must move on.
     if (page.nextAfter === null || page.nextAfter <= after) break;
     after = page.nextAfter;
   }
-  return verifier.finish(head);
+  return { verification: verifier.finish(head), pruned };
 }
 
 /** Every sealed entry of the project in chain order, page by page (for `cairn audit chain`). */

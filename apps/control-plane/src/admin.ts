@@ -1,4 +1,4 @@
-import { CairnError, ErrorCodes, type Logger } from '@cairn/common';
+import { CairnError, ErrorCodes, type AuditPublicKey, type Logger } from '@cairn/common';
 import type { DatabaseConfig, MigrationConfig } from './config.js';
 
 import { AuditRepository } from './db/audit.repository.js';
@@ -8,6 +8,7 @@ import { LimitsRepository, type OrganizationLimits } from './db/limits.repositor
 import { MigrationRepository, type MigrationOutcome } from './db/migration.repository.js';
 import { TenantRepository } from './db/tenant.repository.js';
 import { AccessService, type CreatedApiKey } from './services/access.service.js';
+import { AuditRetentionService, type PruneOutcome } from './services/audit-retention.service.js';
 import { AuditService } from './services/audit.service.js';
 import { DataPlaneService, type CreatedDataPlane } from './services/data-plane.service.js';
 import { MigrationService } from './services/migration.service.js';
@@ -146,5 +147,23 @@ export async function organizationLimits(
       }
       return updated;
     });
+  });
+}
+
+/**
+ * Prunes the audit log (the `audit prune` command, for the operator): every project's entries older
+ * than `before`, each up to the newest checkpoint signed with one of `keys` (docs/audit.md,
+ * "Retention"). Connects as the owner (CAIRN_CP_MIGRATION_DATABASE_URL, else CAIRN_CP_DATABASE_URL):
+ * the service role may not prune, and is refused with CAIRN-1156.
+ */
+export async function pruneAuditLog(
+  config: AdminConfig,
+  logger: Logger,
+  input: { before: Date; keys: readonly AuditPublicKey[] },
+): Promise<PruneOutcome[]> {
+  return withDatabase({ ...config, databaseUrl: config.migrationDatabaseUrl ?? config.databaseUrl }, logger, (db) => {
+    const repository = new AuditRepository(db);
+    const audit = new AuditService(repository, db, logger);
+    return new AuditRetentionService(repository, audit, db, logger).prune(input.before, input.keys);
   });
 }

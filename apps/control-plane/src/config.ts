@@ -1,4 +1,14 @@
-import { CairnError, ErrorCodes, env, isName, loadAuditSigningKey, loadConfig, type AuditSigningKey } from '@cairn/common';
+import {
+  CairnError,
+  ErrorCodes,
+  env,
+  isName,
+  loadAuditSigningKey,
+  loadConfig,
+  parseAuditPublicKeys,
+  type AuditPublicKey,
+  type AuditSigningKey,
+} from '@cairn/common';
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { telemetryConfig, telemetryShape, type TelemetryConfig } from './telemetry/telemetry.config.js';
@@ -28,6 +38,12 @@ const migrationShape = {
     .string()
     .regex(/^[a-z_][a-z0-9_$]{0,62}$/, 'expected a PostgreSQL role name (lowercase letters, digits, _ and $)')
     .optional(),
+  // `audit prune` only: the default cut-off (keep this many days) and the public key checkpoints are checked with.
+  CAIRN_CP_AUDIT_RETENTION_DAYS: env
+    .int()
+    .optional()
+    .refine((n) => n === undefined || (n >= 1 && n <= 999_999), 'expected a whole number of days from 1 to 999999'),
+  CAIRN_AUDIT_PUBLIC_KEY: env.optionalString(),
 };
 
 const serveShape = {
@@ -103,6 +119,10 @@ export interface MigrationConfig extends DatabaseConfig {
   readonly migrationDatabaseUrl: string;
   /** The role `serve` runs as, granted its privileges after every migration; undefined: one role for everything. */
   readonly serviceRole: string | undefined;
+  /** `audit prune` without --before/--keep-days keeps this many days (CAIRN_CP_AUDIT_RETENTION_DAYS). */
+  readonly auditRetentionDays: number | undefined;
+  /** The public keys `audit prune` checks checkpoints with when no --public-key is given (CAIRN_AUDIT_PUBLIC_KEY). */
+  readonly auditPublicKeys: readonly AuditPublicKey[];
 }
 
 /** The validated, frozen configuration of a serving control plane. */
@@ -203,6 +223,20 @@ export function loadDatabaseConfig(source: Record<string, string | undefined> = 
 
 export function loadMigrationConfig(source: Record<string, string | undefined> = process.env): MigrationConfig {
   const raw = loadConfig('control plane', migrationShape, source, { secrets: CONTROL_PLANE_SECRETS });
+  let auditPublicKeys: AuditPublicKey[] = [];
+  if (raw.CAIRN_AUDIT_PUBLIC_KEY !== undefined) {
+    try {
+      auditPublicKeys = parseAuditPublicKeys(raw.CAIRN_AUDIT_PUBLIC_KEY, 'CAIRN_AUDIT_PUBLIC_KEY');
+    } catch (cause) {
+      throw new CairnError(
+        ErrorCodes.INVALID_CONFIG,
+        'control plane cannot start: invalid environment:\n' +
+          "  CAIRN_AUDIT_PUBLIC_KEY: not an audit public key: give the key's base64url value `cairn audit keys` prints, its PEM, or the JSON key set\n" +
+          'Set these variables and start again.',
+        { cause },
+      );
+    }
+  }
   const databaseUrl = raw.CAIRN_CP_DATABASE_URL ?? raw.CAIRN_CP_MIGRATION_DATABASE_URL;
   if (databaseUrl === undefined) {
     throw new CairnError(
@@ -218,6 +252,8 @@ export function loadMigrationConfig(source: Record<string, string | undefined> =
     logLevel: raw.CAIRN_LOG_LEVEL,
     migrationDatabaseUrl: raw.CAIRN_CP_MIGRATION_DATABASE_URL ?? databaseUrl,
     serviceRole: raw.CAIRN_CP_SERVICE_ROLE,
+    auditRetentionDays: raw.CAIRN_CP_AUDIT_RETENTION_DAYS,
+    auditPublicKeys,
   });
 }
 

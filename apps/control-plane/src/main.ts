@@ -1,9 +1,9 @@
 import 'reflect-metadata';
 import { parseArgs } from 'node:util';
-import { CairnError, ErrorCodes, createLogger } from '@cairn/common';
+import { CairnError, ErrorCodes, createLogger, parseAuditPublicKeys } from '@cairn/common';
 import { loadControlPlaneConfig, loadMigrationConfig } from './config.js';
 import { startControlPlane } from './control-plane.js';
-import { LIMIT_FLAGS, createApiKey, createDataPlane, createOrganization, migrate, organizationLimits } from './admin.js';
+import { LIMIT_FLAGS, createApiKey, createDataPlane, createOrganization, migrate, organizationLimits, pruneAuditLog } from './admin.js';
 
 const USAGE = `usage:
   control-plane [serve]                                          start the control plane (HTTP + gRPC)
@@ -29,6 +29,13 @@ const USAGE = `usage:
                                                                  set limits of one organisation (N, or "default" for the
                                                                  configured default); others keep their value. Replicas apply
                                                                  a change within 5 s. No API key can change these
+  control-plane audit prune [--before DATE | --keep-days N] [--public-key KEY …]
+                                                                 as the schema owner: delete each project's audit entries older
+                                                                 than the cut-off, up to and including the newest checkpoint
+                                                                 signed with KEY (base64url, PEM or JWK set); the chain then
+                                                                 starts from that signed anchor. Defaults: --keep-days from
+                                                                 CAIRN_CP_AUDIT_RETENTION_DAYS, the key from
+                                                                 CAIRN_AUDIT_PUBLIC_KEY. Prints one JSON line per project
 Configuration comes from the environment; see apps/control-plane/README.md.`;
 
 async function main(argv: string[]): Promise<number> {
@@ -43,6 +50,9 @@ async function main(argv: string[]): Promise<number> {
       project: { type: 'string' },
       role: { type: 'string' },
       'organization-wide': { type: 'boolean' },
+      before: { type: 'string' },
+      'keep-days': { type: 'string' },
+      'public-key': { type: 'string', multiple: true },
       ...Object.fromEntries(Object.keys(LIMIT_FLAGS).map((flag) => [flag, { type: 'string' as const }])),
       help: { type: 'boolean', short: 'h' },
     },
@@ -139,10 +149,42 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(`${JSON.stringify({ organization: values.organization, limits })}\n`);
       return 0;
     }
+    case 'audit prune': {
+      const config = loadMigrationConfig();
+      const before = pruneCutoff(values.before, values['keep-days'] ?? config.auditRetentionDays?.toString());
+      const given = values['public-key'] ?? [];
+      const keys = given.length > 0 ? given.flatMap((k, i) => parseAuditPublicKeys(k, `--public-key #${i + 1}`)) : config.auditPublicKeys;
+      const outcomes = await pruneAuditLog(config, createLogger('control-plane', 'error'), { before, keys });
+      for (const outcome of outcomes) process.stdout.write(`${JSON.stringify(outcome)}\n`);
+      return outcomes.some((o) => o.status === 'refused') ? 1 : 0;
+    }
     default:
       process.stderr.write(`unknown command "${command}"\n${USAGE}\n`);
       return 2;
   }
+}
+
+/** The cut-off of `audit prune`: `--before DATE` (ISO 8601) or `--keep-days N` (now minus N days), exactly one. */
+function pruneCutoff(before: string | undefined, keepDays: string | undefined): Date {
+  if ((before === undefined) === (keepDays === undefined)) {
+    throw new CairnError(
+      ErrorCodes.INVALID_ARGUMENT,
+      'audit prune needs exactly one of --before DATE (e.g. 2026-01-01) or --keep-days N (or CAIRN_CP_AUDIT_RETENTION_DAYS)',
+    );
+  }
+  if (keepDays !== undefined) {
+    if (!/^[1-9]\d{0,5}$/.test(keepDays))
+      throw new CairnError(ErrorCodes.INVALID_ARGUMENT, '--keep-days must be a whole number of days from 1 to 999999');
+    return new Date(Date.now() - Number(keepDays) * 86_400_000);
+  }
+  const date = /^\d{4}-\d\d-\d\d(T\d\d:\d\d(:\d\d(\.\d{1,6})?)?(Z|[+-]\d\d:\d\d))?$/.test(before!) ? new Date(before!) : null;
+  if (date === null || Number.isNaN(date.getTime()) || date.getTime() > Date.now()) {
+    throw new CairnError(
+      ErrorCodes.INVALID_ARGUMENT,
+      '--before must be a date or time in ISO 8601 that is not in the future (2026-01-01, 2026-01-01T00:00:00Z)',
+    );
+  }
+  return date;
 }
 
 async function serve(): Promise<number> {

@@ -89,6 +89,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- if and $v.database.serviceRole (not $v.database.migration.existingSecret) -}}
 {{- fail "database.migration.existingSecret is required with database.serviceRole: the schema owner's URL, which the migration Job runs with (the service role cannot migrate)" -}}
 {{- end -}}
+{{- if and (gt (int $v.audit.retention.days) 0) (not $v.audit.retention.publicKey) -}}
+{{- fail "audit.retention.publicKey is required with audit.retention.days: the public key (`cairn audit keys`) the prune checks checkpoints with" -}}
+{{- end -}}
 {{- if and $v.database.serviceRole (not $v.migration.enabled) -}}
 {{- fail "migration.enabled must be true with database.serviceRole: replicas serving as the service role cannot migrate at start" -}}
 {{- end -}}

@@ -9,6 +9,7 @@ import {
   AUDIT_GENESIS_HASH,
   AuditChainVerifier,
   auditCheckpointSigningInput,
+  auditPrunedStart,
   auditEntryHash,
   auditHashInput,
   auditPublicKeyJwk,
@@ -215,5 +216,63 @@ describe('the chain verifier', () => {
       entries: 6,
       head: { position: 6, hash: entries[5]!.hash },
     });
+  });
+});
+
+describe('a pruned chain', () => {
+  const entries = chain(8);
+  const key = loadAuditSigningKey(pem());
+  const signed = (position: number) =>
+    signAuditCheckpoint(
+      {
+        organizationId: example.organizationId,
+        projectId: example.projectId,
+        position,
+        hash: entries[position - 1]!.hash!,
+        entries: position,
+        signedAt: '2026-11-27T10:00:00.000Z',
+      },
+      key,
+    );
+  const anchorAt = (position: number) => ({
+    position,
+    hash: entries[position - 1]!.hash!,
+    entries: position,
+    pruned: position,
+    prunedBefore: '2026-11-28T00:00:00.000Z',
+    prunedAt: '2026-12-01T03:17:00.000Z',
+    checkpoint: signed(position),
+  });
+  const kept = (position: number, hash = entries[position - 1]!.hash!) => ({ position, hash, label: `the checkpoint at ${position}` });
+  const check = (a: ReturnType<typeof anchorAt>) => verifyAuditCheckpointSignature(a.checkpoint, [key]);
+
+  it('starts from a signed anchor: kept checkpoints before it are covered, later ones still checked, deletions after it found', () => {
+    const anchor = anchorAt(4);
+    const start = auditPrunedStart(anchor, check(anchor), [kept(2), kept(4), kept(7)]);
+    assert.ok(start.ok);
+    assert.deepEqual(
+      start.covered.map((c) => c.position),
+      [2, 4],
+    );
+    const v = new AuditChainVerifier([kept(7)], start.from);
+    for (const e of entries.slice(4)) assert.equal(v.add(e), null);
+    assert.equal(v.finish({ position: 8, hash: entries[7]!.hash! }).ok, true);
+    // A row deleted after the cut.
+    const gap = new AuditChainVerifier([kept(7)], start.from);
+    for (const e of entries.slice(5)) if (gap.add(e)) break;
+    const found = gap.finish({ position: 8, hash: entries[7]!.hash! });
+    assert.deepEqual(!found.ok && [found.broken.reason, found.broken.position], ['missing_entry', 5]);
+  });
+
+  it('refuses an anchor whose checkpoint does not verify, that is not its checkpoint, or that a kept checkpoint contradicts', () => {
+    const anchor = anchorAt(4);
+    const forged = { ...anchor, checkpoint: { ...anchor.checkpoint, signature: 'A'.repeat(86) } };
+    const rejected = auditPrunedStart(forged, check(forged), []);
+    assert.deepEqual(!rejected.ok && [rejected.broken.reason, rejected.broken.position], ['checkpoint_rejected', 4]);
+    const moved = { ...anchor, position: 6, hash: entries[5]!.hash! };
+    const notIts = auditPrunedStart(moved, check(moved), []);
+    assert.match(!notIts.ok ? notIts.broken.detail : '', /is not the checkpoint recorded with it/);
+    const contradicted = auditPrunedStart(anchor, check(anchor), [kept(4, 'c'.repeat(64))]);
+    assert.deepEqual(!contradicted.ok && [contradicted.broken.reason, contradicted.broken.position], ['checkpoint_mismatch', 4]);
   });
 });

@@ -526,3 +526,68 @@ export class AuditChainVerifier {
     return { ok: true, entries: last, head };
   }
 }
+
+/** Where a pruned chain starts, as `GET …/audit/chain` serves it (`anchor`): the signed checkpoint at the cut. */
+export interface AuditPruneAnchor {
+  readonly position: number;
+  readonly hash: string;
+  readonly entries: number;
+  readonly pruned: number;
+  readonly prunedBefore: string;
+  readonly prunedAt: string;
+  readonly checkpoint: AuditCheckpoint;
+}
+
+/** Where to start verifying a pruned chain, or why its anchor cannot be a start. */
+export type AuditPrunedStart =
+  | {
+      readonly ok: true;
+      /** Start the verifier here (`new AuditChainVerifier(anchors, from)`). */
+      readonly from: { readonly position: number; readonly hash: string };
+      /** Kept checkpoints at or before the cut: their entries were pruned under the policy (the one at the cut is checked). */
+      readonly covered: readonly AuditAnchor[];
+    }
+  | { readonly ok: false; readonly broken: AuditChainBreak };
+
+/**
+ * Checks the anchor of a pruned chain before a verifier starts from it: its checkpoint's signature
+ * (`signature`, checked by the caller with the keys it trusts) must verify, the anchor must be that
+ * checkpoint's position and hash, and a kept checkpoint at the same position must have the same
+ * hash. Kept checkpoints before the cut are returned as covered: the entries they sign were
+ * deleted under the retention policy, after the control plane signed the anchor (which it signs
+ * only for a head that chains from its previous checkpoint).
+ */
+export function auditPrunedStart(anchor: AuditPruneAnchor, signature: AuditSignatureCheck, kept: readonly AuditAnchor[]): AuditPrunedStart {
+  const fail = (reason: AuditBreakReason, detail: string, expectedHash?: string): AuditPrunedStart => ({
+    ok: false,
+    broken: {
+      position: anchor.position,
+      entryId: null,
+      reason,
+      detail,
+      ...(expectedHash === undefined ? {} : { expectedHash, storedHash: anchor.hash }),
+    },
+  });
+  if (!signature.ok) {
+    return fail(
+      'checkpoint_rejected',
+      `the chain was pruned up to position ${anchor.position}, but the checkpoint recorded at the cut does not verify: ${signature.detail}`,
+    );
+  }
+  if (anchor.checkpoint.position !== anchor.position || anchor.checkpoint.hash !== anchor.hash) {
+    return fail(
+      'checkpoint_rejected',
+      `the prune anchor (position ${anchor.position}) is not the checkpoint recorded with it (position ${anchor.checkpoint.position}): the anchor was changed`,
+    );
+  }
+  for (const k of kept) {
+    if (k.position === anchor.position && k.hash !== anchor.hash) {
+      return fail(
+        'checkpoint_mismatch',
+        `the chain was pruned up to position ${anchor.position} with a hash there that is not the one ${k.label} signed: the history up to that position was rewritten`,
+        k.hash,
+      );
+    }
+  }
+  return { ok: true, from: { position: anchor.position, hash: anchor.hash }, covered: kept.filter((k) => k.position <= anchor.position) };
+}

@@ -74,6 +74,11 @@ export const ErrorCodes = {
    * may not change the schema: run `control-plane migrate` with the owner role first.
    */
   DATABASE_NOT_MIGRATED: 'CAIRN-1155',
+  /**
+   * An audit-log prune was refused: it runs only as the schema's owner (`control-plane audit prune`),
+   * only up to a signed checkpoint whose signature and chain verify, never past it.
+   */
+  AUDIT_PRUNE_REFUSED: 'CAIRN-1156',
   // 117x — limits: what one credential may use of a shared control plane, and hostile input
   /** A database statement ran past the control plane's `statement_timeout` and was cancelled. */
   STATEMENT_TIMEOUT: 'CAIRN-1170',

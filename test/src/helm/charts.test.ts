@@ -48,6 +48,7 @@ interface PodSpec {
 const podSpec = (m: Manifest): PodSpec | undefined => {
   if (m.kind === 'Pod') return m['spec'] as PodSpec;
   if (['Deployment', 'StatefulSet', 'Job'].includes(m.kind)) return (m['spec'] as { template: { spec: PodSpec } }).template.spec;
+  if (m.kind === 'CronJob') return (m['spec'] as { jobTemplate: { spec: { template: { spec: PodSpec } } } }).jobTemplate.spec.template.spec;
   return undefined;
 };
 const env = (c: Container, name: string) => c.env?.find((e) => e.name === name)?.value;
@@ -358,6 +359,18 @@ describe('helm charts', () => {
       const job = find(manifests, 'Job', '-migrate-1');
       assert.equal(job.metadata.annotations?.['helm.sh/hook'], 'pre-install,pre-upgrade');
       assert.equal(podSpec(job)!.automountServiceAccountToken, false);
+      // Audit-log retention runs as the schema owner, never with the service role's Secret.
+      const retention = podSpec(find(manifests, 'CronJob', '-audit-retention'))!;
+      const pruner = retention.containers[0]!;
+      assert.deepEqual(
+        [env(pruner, 'CAIRN_CP_AUDIT_RETENTION_DAYS'), env(pruner, 'CAIRN_AUDIT_PUBLIC_KEY')],
+        ['400', '6bI0sGqjq3ZrWb9b6l0w7cZQ2y4X3v3n2x1YbQm0c5E'],
+      );
+      assert.deepEqual(
+        retention.volumes!.flatMap((v) => (v.secret?.secretName ? [v.secret.secretName] : [])),
+        ['cairn-cp-database-owner'],
+      );
+      assert.ok(!render(controlPlane.dir, [cpCi('minimal')]).some((m) => m.kind === 'CronJob'), 'audit-log retention is opt-in');
       assert.ok(find(manifests, 'PodDisruptionBudget', 'control-plane'));
       assert.equal(find(manifests, 'Pod', '-test').metadata.annotations?.['helm.sh/hook'], 'test');
       const policy = find(manifests, 'NetworkPolicy', 'control-plane')['spec'] as { egress: Rule[] };

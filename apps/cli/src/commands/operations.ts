@@ -427,10 +427,13 @@ export function registerOperations(program: Command): void {
       const anchors = reports
         .filter((r) => r.signature === 'valid')
         .map((r) => ({ position: r.position, hash: r.hash, label: `the checkpoint in ${r.source} (signed at ${r.signedAt})` }));
-      const verification =
+      const checkAnchor = (checkpoint: AuditCheckpoint): CheckpointReport =>
+        checkSignature('the checkpoint recorded at the prune', checkpoint, { pinned, saved: [], published: published ?? [] });
+      if (cp && pinned.length === 0) published ??= (await publishedKeys(cp)).parsed;
+      const { verification, pruned } =
         saved !== undefined
-          ? verifyEntries(saved, anchors)
-          : await ctx.out.spin('verifying the audit chain', () => verifyChain(cp!, ctx.projectPath(), anchors));
+          ? { verification: verifyEntries(saved, anchors), pruned: null }
+          : await ctx.out.spin('verifying the audit chain', () => verifyChain(cp!, ctx.projectPath(), anchors, checkAnchor));
       const rejected = reports.filter((r) => r.signature !== 'valid');
       const ok = verification.ok && rejected.length === 0;
       const result = {
@@ -438,6 +441,7 @@ export function registerOperations(program: Command): void {
         ok,
         ...(verification.ok ? {} : { broken: { ...verification.broken, code: codeOf(verification.broken.reason) } }),
         checkpoints: reports,
+        pruned,
         server: server ? { ok: server.ok, entries: server.entries, ...(server.broken ? { broken: server.broken } : {}) } : null,
       };
       ctx.out.data(result, () => {
@@ -451,8 +455,22 @@ export function registerOperations(program: Command): void {
           ctx.out.line(
             `${c.red('✗')} audit chain${from} broken at position ${verification.broken.position} (${verification.broken.reason}${verification.broken.entryId ? `, entry ${verification.broken.entryId}` : ''}) [${codeOf(verification.broken.reason)}]: ${verification.broken.detail}; ${entries(verification.entries)} verified before it`,
           );
+        if (pruned) {
+          ctx.out.line(
+            `${pruned.checkpoint.signature === 'valid' ? c.green('✓') : c.red('✗')} pruned under the retention policy: positions 1 to ${pruned.position} ` +
+              `(the newest prune deleted ${entries(pruned.pruned)} older than ${pruned.prunedBefore}, at ${pruned.prunedAt}); the chain starts from the checkpoint ` +
+              `signed at ${pruned.checkpoint.signedAt} by key ${pruned.checkpoint.keyId} at position ${pruned.position}` +
+              (pruned.checkpoint.signature === 'valid'
+                ? ` (key ${pruned.checkpoint.keySource})`
+                : `, whose signature is not valid: ${pruned.checkpoint.detail ?? ''}`),
+          );
+        }
         for (const r of reports) {
-          if (r.signature !== 'valid') {
+          if (r.signature === 'valid' && pruned?.covered.includes(r.position)) {
+            ctx.out.line(
+              `${c.green('✓')} checkpoint ${r.source}: position ${r.position}, signed at ${r.signedAt} by key ${r.keyId} (key ${r.keySource}), pruned under the retention policy (at or before the anchor at position ${pruned.position})`,
+            );
+          } else if (r.signature !== 'valid') {
             ctx.out.line(
               `${c.red('✗')} checkpoint ${r.source}: signature not valid [${ErrorCodes.AUDIT_CHECKPOINT_REJECTED}]: ${r.detail ?? r.signature}`,
             );

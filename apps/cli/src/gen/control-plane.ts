@@ -679,7 +679,7 @@ export interface paths {
     };
     /**
      * Sealed entries in chain order, for verifying the chain outside the control plane
-     * @description Entries with position > after (default 0), at most limit (default and maximum 5000), in position order, with the recorded head read in the same snapshot. Recompute each hash as docs/audit.md says; do not trust the hash field.
+     * @description Entries with position > after (default 0), at most limit (default and maximum 5000), in position order, with the recorded head read in the same snapshot. Recompute each hash as docs/audit.md says; do not trust the hash field. A pruned chain starts after anchor, the signed checkpoint recorded at the cut.
      */
     get: {
       parameters: {
@@ -4462,6 +4462,22 @@ export interface components {
       checkpoints: components['schemas']['AuditCheckpoint'][];
       nextCursor: string | null;
     };
+    AuditPruneAnchor: {
+      /** @description the last pruned position: the chain continues at the next one, chaining from hash */
+      position: number;
+      /** @description the chain's hash at that position, as the checkpoint signed it */
+      hash: string;
+      /** @description entries in the chain up to that position */
+      entries: number;
+      /** @description how many entries the newest prune deleted */
+      pruned: number;
+      /** @description the cut-off of the newest prune: every entry it deleted occurred before it (ISO 8601 UTC) */
+      prunedBefore: string;
+      /** @description when the newest prune ran (ISO 8601 UTC) */
+      prunedAt: string;
+      /** @description the signed checkpoint at the cut; verify its signature before starting from it */
+      checkpoint: components['schemas']['AuditCheckpoint'];
+    };
     AuditChainPage: {
       /** @description sealed entries in position order */
       entries: components['schemas']['AuditEntry'][];
@@ -4470,6 +4486,8 @@ export interface components {
         position: number;
         hash: string;
       } | null;
+      /** @description null unless the chain was pruned: then it starts after this signed checkpoint */
+      anchor: components['schemas']['AuditPruneAnchor'] | null;
       /** @description pass as after for the next page; null on the last page */
       nextAfter: number | null;
     };

@@ -77,6 +77,19 @@ export interface AuditRolePowers {
   readonly truncate: boolean;
 }
 
+/** Where a pruned chain now starts: the signed checkpoint at the cut, and what the prune removed. */
+export interface PruneAnchor {
+  readonly position: number;
+  readonly hash: string;
+  readonly entries: number;
+  /** How many entries that prune deleted. */
+  readonly pruned: number;
+  /** The cut-off the prune was given: every deleted entry occurred before it. ISO 8601 UTC. */
+  readonly prunedBefore: string;
+  readonly prunedAt: string;
+  readonly checkpoint: StoredCheckpoint;
+}
+
 interface CheckpointRow {
   id: string;
   organization_id: string;
@@ -88,6 +101,11 @@ interface CheckpointRow {
   key_id: string;
   signature: string;
 }
+
+const CHECKPOINT_COLUMNS_OF = (
+  t: string,
+): string => `${t}.id, ${t}.organization_id, ${t}.project_id, ${t}.position, ${t}.hash, ${t}.entries,
+  to_char(${t}.signed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS signed_at, ${t}.key_id, ${t}.signature`;
 
 const CHECKPOINT_COLUMNS = `id, organization_id, project_id, position, hash, entries,
   to_char(signed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS signed_at, key_id, signature`;
@@ -141,6 +159,7 @@ const toEntry = (r: EntryRow): AuditEntry => ({
 const LOCK_SPACE = 0x63617564; // 'caud'
 const SEALER_LOCK = 1;
 const CHECKPOINTER_LOCK = 2;
+const PRUNER_LOCK = 3;
 
 /** All SQL about the audit log and its hash chain. */
 @Injectable()
@@ -338,6 +357,101 @@ export class AuditRepository {
       [keyId, limit],
     );
     return result.rows.map((r) => ({ projectId: r.project_id, organizationId: r.organization_id }));
+  }
+
+  /** The project's newest prune anchor (where its chain now starts), or null when it was never pruned. */
+  async anchor(projectId: string, q: Queryable = this.db): Promise<PruneAnchor | null> {
+    const result = await q.query<
+      CheckpointRow & {
+        checkpoint_id: string;
+        a_position: string;
+        a_hash: string;
+        a_entries: string;
+        pruned: string;
+        pruned_before: string;
+        pruned_at: string;
+      }
+    >(
+      `SELECT ${CHECKPOINT_COLUMNS_OF('a')}, a.checkpoint_id, a.position AS a_position, a.hash AS a_hash, a.entries AS a_entries, a.pruned,
+              to_char(a.pruned_before AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS pruned_before,
+              to_char(a.pruned_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS pruned_at
+         FROM audit_prune_anchors a
+        WHERE a.project_id = $1 ORDER BY a.position DESC LIMIT 1`,
+      [projectId],
+    );
+    const row = result.rows[0];
+    if (!row) return null;
+    return {
+      position: Number(row.a_position),
+      hash: row.a_hash,
+      entries: Number(row.a_entries),
+      pruned: Number(row.pruned),
+      prunedBefore: row.pruned_before,
+      prunedAt: row.pruned_at,
+      checkpoint: { ...toCheckpoint(row), id: row.checkpoint_id },
+    };
+  }
+
+  /** Takes the pruner lock for this transaction, or returns false when another prune holds it. */
+  async tryLockPruner(tx: Queryable): Promise<boolean> {
+    const result = await tx.query<{ locked: boolean }>('SELECT pg_try_advisory_xact_lock($1, $2) AS locked', [LOCK_SPACE, PRUNER_LOCK]);
+    return result.rows[0]!.locked;
+  }
+
+  /**
+   * Locks the project's chain head for this transaction: the sealer (which takes the same row lock
+   * in `cairn_audit_seal`) waits, so the chain a prune walks is the chain it cuts.
+   */
+  async lockHead(tx: Queryable, projectId: string): Promise<void> {
+    await tx.query('SELECT 1 FROM audit_chain_heads WHERE project_id = $1 FOR UPDATE', [projectId]);
+  }
+
+  /** Projects with sealed entries older than `before`, with their organisation. */
+  async projectsWithEntriesBefore(before: Date, q: Queryable = this.db): Promise<Array<{ projectId: string; organizationId: string }>> {
+    const result = await q.query<{ project_id: string; organization_id: string }>(
+      `SELECT p.id AS project_id, p.organization_id FROM projects p
+        WHERE EXISTS (SELECT 1 FROM audit_log l WHERE l.project_id = p.id AND l.position IS NOT NULL AND l.occurred_at < $1)
+        ORDER BY p.id`,
+      [before],
+    );
+    return result.rows.map((r) => ({ projectId: r.project_id, organizationId: r.organization_id }));
+  }
+
+  /**
+   * The furthest position a prune with cut-off `before` may reach: the position before the first
+   * sealed entry at or after `before` (entries are sealed in time order, but one committed late can
+   * be sealed after a newer one), else the head.
+   */
+  async pruneLimit(projectId: string, before: Date, q: Queryable = this.db): Promise<number> {
+    const result = await q.query<{ limit: string | null }>(
+      `SELECT coalesce((SELECT min(position) - 1 FROM audit_log WHERE project_id = $1 AND position IS NOT NULL AND occurred_at >= $2),
+                       (SELECT position FROM audit_chain_heads WHERE project_id = $1), 0) AS limit`,
+      [projectId, before],
+    );
+    return Number(result.rows[0]!.limit ?? 0);
+  }
+
+  /** Checkpoints of the project with `after` < position <= `upTo`, furthest first. */
+  async checkpointsBetween(projectId: string, after: number, upTo: number, q: Queryable = this.db): Promise<StoredCheckpoint[]> {
+    const result = await q.query<CheckpointRow>(
+      `SELECT ${CHECKPOINT_COLUMNS} FROM audit_checkpoints
+        WHERE project_id = $1 AND position > $2 AND position <= $3 ORDER BY position DESC, id DESC LIMIT 100`,
+      [projectId, after, upTo],
+    );
+    return result.rows.map(toCheckpoint);
+  }
+
+  /**
+   * Records the anchor and deletes the project's entries up to checkpoint `checkpointId` through
+   * `cairn_audit_prune` (migration 19), which only the schema's owner may call. Returns how many
+   * entries were deleted.
+   */
+  async prune(tx: Queryable, checkpointId: string, before: Date): Promise<number> {
+    const result = await tx.query<{ deleted: string }>('SELECT cairn_audit_prune($1::bigint, $2::timestamptz) AS deleted', [
+      checkpointId,
+      before,
+    ]);
+    return Number(result.rows[0]!.deleted);
   }
 
   /** What the connected role may do to the audit log beyond SELECT and INSERT (start-up check). */

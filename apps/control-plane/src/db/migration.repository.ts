@@ -65,8 +65,8 @@ export class MigrationRepository {
    * Grants `role` what the serving control plane needs, and no more on the audit tables: SELECT and
    * DML on every table of the schema, except that on `audit_log` it may only SELECT and INSERT the
    * columns an entry is written with (not its position, hash or time), on `audit_checkpoints` only
-   * SELECT and INSERT, on `audit_chain_heads` and `schema_migrations` only SELECT; EXECUTE on
-   * `cairn_audit_seal`. Run after every migration (new tables get their grants); idempotent.
+   * SELECT and INSERT, on `audit_chain_heads`, `audit_prune_anchors` and `schema_migrations` only SELECT;
+   * EXECUTE on `cairn_audit_seal` (never on `cairn_audit_prune`). Run after every migration (new tables get their grants); idempotent.
    * Refuses a role that would make the boundary void: a superuser, the owner, or a member of it.
    */
   async grantServiceRole(role: string): Promise<void> {
@@ -111,7 +111,7 @@ export class MigrationRepository {
         ...(info.usage ? [] : [`GRANT USAGE ON SCHEMA ${schema} TO ${r}`]),
         `REVOKE ALL ON ALL TABLES IN SCHEMA ${schema} FROM ${r}`,
         `GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA ${schema} TO ${r}`,
-        `REVOKE INSERT, UPDATE, DELETE ON audit_log, audit_chain_heads, audit_checkpoints, schema_migrations FROM ${r}`,
+        `REVOKE INSERT, UPDATE, DELETE ON audit_log, audit_chain_heads, audit_checkpoints, audit_prune_anchors, schema_migrations FROM ${r}`,
         `GRANT INSERT (organization_id, project_id, actor_type, actor_id, action, target_type, target_id, metadata) ON audit_log TO ${r}`,
         `GRANT INSERT ON audit_checkpoints TO ${r}`,
         `REVOKE ALL ON ALL SEQUENCES IN SCHEMA ${schema} FROM ${r}`,

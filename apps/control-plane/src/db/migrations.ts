@@ -844,4 +844,126 @@ CREATE TABLE run_journal_heads (
 );
 `,
   },
+  {
+    version: 19,
+    name: 'audit log retention: prunes up to a signed checkpoint, anchored',
+    sql: `
+-- Retention for the audit log (\`control-plane audit prune\`, run as the owner). A prune deletes a
+-- project's oldest entries only up to and including a signed checkpoint, and first records that
+-- checkpoint here as the chain's anchor: the remaining chain starts from a signed point (its
+-- position and hash), so a verifier starts there instead of at the genesis, and a kept checkpoint
+-- older than the anchor is reported as pruned under policy. Anchors are never changed or deleted.
+-- An anchor holds the whole signed checkpoint (its row in audit_checkpoints is only referenced by
+-- ID), so it verifies on its own.
+CREATE TABLE audit_prune_anchors (
+  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  organization_id uuid NOT NULL,
+  project_id uuid NOT NULL,
+  checkpoint_id bigint NOT NULL,
+  position bigint NOT NULL CHECK (position > 0),
+  hash text NOT NULL CHECK (hash ~ '^[0-9a-f]{64}$'),
+  entries bigint NOT NULL CHECK (entries > 0),
+  signed_at timestamptz NOT NULL,
+  key_id text NOT NULL,
+  signature text NOT NULL,
+  pruned bigint NOT NULL CHECK (pruned >= 0),
+  pruned_before timestamptz NOT NULL,
+  pruned_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE UNIQUE INDEX audit_prune_anchors_project ON audit_prune_anchors (project_id, position);
+
+CREATE FUNCTION cairn_audit_anchor_kept() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+  RAISE EXCEPTION 'audit prune anchors cannot be changed or deleted' USING ERRCODE = '42501';
+END
+$fn$;
+CREATE TRIGGER audit_prune_anchors_kept BEFORE UPDATE OR DELETE ON audit_prune_anchors FOR EACH ROW EXECUTE FUNCTION cairn_audit_anchor_kept();
+CREATE TRIGGER audit_prune_anchors_no_truncate BEFORE TRUNCATE ON audit_prune_anchors FOR EACH STATEMENT EXECUTE FUNCTION cairn_audit_no_truncate();
+
+-- The append-only rule, with one exception: while cairn_audit_prune() runs, a sealed entry at or
+-- before the project's newest anchor may be deleted. Any other DELETE is still refused, also the
+-- owner's while the triggers are on.
+CREATE OR REPLACE FUNCTION cairn_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    IF NEW.position IS NOT NULL OR NEW.hash IS NOT NULL THEN
+      RAISE EXCEPTION 'audit entries are inserted unsealed: only cairn_audit_seal() gives them a position and a hash' USING ERRCODE = '42501';
+    END IF;
+    NEW.occurred_at := clock_timestamp();
+    RETURN NEW;
+  END IF;
+  IF TG_OP = 'UPDATE' AND OLD.position IS NULL AND NEW.position IS NOT NULL
+     AND (NEW.id, NEW.organization_id, NEW.project_id, NEW.occurred_at, NEW.actor_type, NEW.actor_id, NEW.action,
+          NEW.target_type, NEW.target_id, NEW.metadata)
+         IS NOT DISTINCT FROM (OLD.id, OLD.organization_id, OLD.project_id, OLD.occurred_at, OLD.actor_type, OLD.actor_id, OLD.action,
+          OLD.target_type, OLD.target_id, OLD.metadata) THEN
+    RETURN NEW;
+  END IF;
+  IF TG_OP = 'DELETE' AND OLD.position IS NOT NULL
+     AND current_setting('cairn.audit_pruning', true) = OLD.project_id::text
+     AND EXISTS (SELECT 1 FROM audit_prune_anchors a WHERE a.project_id = OLD.project_id AND a.position >= OLD.position) THEN
+    RETURN OLD;
+  END IF;
+  RAISE EXCEPTION 'the audit log is append-only: entries cannot be changed or deleted (only pruned up to a signed checkpoint by control-plane audit prune)' USING ERRCODE = '42501';
+END
+$fn$;
+
+-- Prunes one project's chain up to and including the signed checkpoint p_checkpoint, whose
+-- entries must all be older than p_before: records the anchor, then deletes. The caller
+-- (\`control-plane audit prune\`) has checked the checkpoint's signature and walked the chain up to
+-- it; this function checks what the database can: the checkpoint is past the last anchor, the
+-- entry at its position carries its hash, every entry it removes is older than p_before. It runs
+-- with the owner's rights and is not granted to anyone: the service role cannot call it.
+CREATE FUNCTION cairn_audit_prune(p_checkpoint bigint, p_before timestamptz) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER AS $fn$
+DECLARE
+  cp audit_checkpoints%ROWTYPE;
+  last_anchor bigint;
+  boundary_hash text;
+  doomed bigint;
+  deleted bigint;
+BEGIN
+  SELECT * INTO cp FROM audit_checkpoints c WHERE c.id = p_checkpoint;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'cairn_audit_prune: there is no checkpoint %', p_checkpoint USING ERRCODE = '22023';
+  END IF;
+  -- Sealing takes the same row lock: no entry is sealed while the cut is made.
+  PERFORM 1 FROM audit_chain_heads h WHERE h.project_id = cp.project_id FOR UPDATE;
+  SELECT max(a.position) INTO last_anchor FROM audit_prune_anchors a WHERE a.project_id = cp.project_id;
+  IF cp.position <= coalesce(last_anchor, 0) THEN
+    RAISE EXCEPTION 'cairn_audit_prune: the chain is already pruned up to position %, the checkpoint at position % is not past it', coalesce(last_anchor, 0), cp.position USING ERRCODE = '22023';
+  END IF;
+  SELECT l.hash INTO boundary_hash FROM audit_log l WHERE l.project_id = cp.project_id AND l.position = cp.position;
+  IF boundary_hash IS DISTINCT FROM cp.hash THEN
+    RAISE EXCEPTION 'cairn_audit_prune: the entry at position % does not carry the checkpoint''s hash: it is not a checkpoint of this chain', cp.position USING ERRCODE = '22023';
+  END IF;
+  IF EXISTS (SELECT 1 FROM audit_log l WHERE l.project_id = cp.project_id AND l.position <= cp.position AND l.occurred_at >= p_before) THEN
+    RAISE EXCEPTION 'cairn_audit_prune: entries up to position % are not all older than %', cp.position, p_before USING ERRCODE = '22023';
+  END IF;
+  SELECT count(*) INTO doomed FROM audit_log l WHERE l.project_id = cp.project_id AND l.position <= cp.position;
+  INSERT INTO audit_prune_anchors (organization_id, project_id, checkpoint_id, position, hash, entries, signed_at, key_id, signature,
+                                   pruned, pruned_before)
+  VALUES (cp.organization_id, cp.project_id, cp.id, cp.position, cp.hash, cp.entries, cp.signed_at, cp.key_id, cp.signature,
+          doomed, p_before);
+  PERFORM set_config('cairn.audit_pruning', cp.project_id::text, true);
+  DELETE FROM audit_log l WHERE l.project_id = cp.project_id AND l.position <= cp.position;
+  GET DIAGNOSTICS deleted = ROW_COUNT;
+  PERFORM set_config('cairn.audit_pruning', '', true);
+  RETURN deleted;
+END
+$fn$;
+REVOKE ALL ON FUNCTION cairn_audit_prune(bigint, timestamptz) FROM PUBLIC;
+
+DO $do$
+DECLARE
+  fn text;
+BEGIN
+  FOREACH fn IN ARRAY ARRAY['cairn_audit_append_only()', 'cairn_audit_anchor_kept()', 'cairn_audit_prune(bigint, timestamptz)']
+  LOOP
+    EXECUTE format('ALTER FUNCTION %s SET search_path = %I, pg_temp', fn, current_schema());
+  END LOOP;
+END
+$do$;
+`,
+  },
 ];

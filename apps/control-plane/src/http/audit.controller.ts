@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { CairnError, ErrorCodes } from '@cairn/common';
 import type { AuditEntry } from '../db/audit.repository.js';
 import type { Project } from '../db/tenant.repository.js';
-import { AuditCheckpointService } from '../services/audit-checkpoint.service.js';
+import { AuditCheckpointService, presentCheckpoint } from '../services/audit-checkpoint.service.js';
 import { AuditService, type VerifyResult } from '../services/audit.service.js';
 import { Api, CurrentProject } from './api.js';
 import { isoTimeSchema, limitSchema } from './schemas.js';
@@ -152,19 +152,19 @@ export class AuditController {
     summary: 'Sealed entries in chain order, for verifying the chain outside the control plane',
     description:
       `Entries with position > after (default 0), at most limit (default and maximum ${CHAIN_PAGE_MAX}), in position order, with the ` +
-      'recorded head read in the same snapshot. Recompute each hash as docs/audit.md says; do not trust the hash field.',
+      'recorded head read in the same snapshot. Recompute each hash as docs/audit.md says; do not trust the hash field. A pruned ' +
+      'chain starts after anchor, the signed checkpoint recorded at the cut.',
     query: ChainQuery,
   })
-  async chain(
-    @CurrentProject() project: Project,
-    @Query() query: z.infer<typeof ChainQuery>,
-  ): Promise<{ entries: unknown[]; head: { position: number; hash: string } | null; nextAfter: number | null }> {
+  async chain(@CurrentProject() project: Project, @Query() query: z.infer<typeof ChainQuery>): Promise<z.input<typeof AuditChainPage>> {
     const limit = query.limit ?? CHAIN_PAGE_MAX;
     const page = await this.audit.chain(project.id, query.after ?? 0, limit);
     const last = page.entries[page.entries.length - 1];
+    const { anchor } = page;
     return {
       entries: page.entries.map(presentAuditEntry),
       head: page.head,
+      anchor: anchor && { ...anchor, checkpoint: presentCheckpoint(anchor.checkpoint) },
       nextAfter: page.entries.length === limit && last?.position != null ? last.position : null,
     };
   }

@@ -395,11 +395,26 @@ export const AuditCheckpointList = named(
   'AuditCheckpointList',
   z.object({ checkpoints: z.array(AuditCheckpoint), nextCursor: z.string().nullable() }),
 );
+export const AuditPruneAnchor = named(
+  'AuditPruneAnchor',
+  z.object({
+    position: z.number().describe('the last pruned position: the chain continues at the next one, chaining from hash'),
+    hash: z.string().describe("the chain's hash at that position, as the checkpoint signed it"),
+    entries: z.number().describe('entries in the chain up to that position'),
+    pruned: z.number().describe('how many entries the newest prune deleted'),
+    prunedBefore: z.string().describe('the cut-off of the newest prune: every entry it deleted occurred before it (ISO 8601 UTC)'),
+    prunedAt: z.string().describe('when the newest prune ran (ISO 8601 UTC)'),
+    checkpoint: AuditCheckpoint.describe('the signed checkpoint at the cut; verify its signature before starting from it'),
+  }),
+  'Where a pruned chain starts: entries up to position were deleted under the retention policy, after this signed checkpoint was recorded.',
+);
+
 export const AuditChainPage = named(
   'AuditChainPage',
   z.object({
     entries: z.array(AuditEntry).describe('sealed entries in position order'),
     head: chainHead.describe('the recorded head, read with the entries'),
+    anchor: AuditPruneAnchor.nullable().describe('null unless the chain was pruned: then it starts after this signed checkpoint'),
     nextAfter: z.number().nullable().describe('pass as after for the next page; null on the last page'),
   }),
 );

@@ -35,7 +35,14 @@ import {
   type AuditChainVerification,
   type Logger,
 } from '@cairn/common';
-import { AuditRepository, type AuditActor, type AuditEntry, type AuditValue, type StoredCheckpoint } from '../db/audit.repository.js';
+import {
+  AuditRepository,
+  type AuditActor,
+  type AuditEntry,
+  type AuditValue,
+  type PruneAnchor,
+  type StoredCheckpoint,
+} from '../db/audit.repository.js';
 import { Database, errorSummary, type Queryable } from '../db/database.js';
 import { LOGGER } from '../tokens.js';
 import type { Principal } from './access.service.js';
@@ -261,8 +268,8 @@ export class AuditService implements OnModuleDestroy {
   }
 
   /**
-   * Walks the chain from `from` (a verified point: position and hash; default the genesis) to the
-   * recorded head, recomputing every hash.
+   * Walks the chain from `from` (a verified point: position and hash; default the genesis, or the
+   * prune anchor when the chain was pruned past `from`) to the recorded head, recomputing every hash.
    */
   async walk(
     tx: Queryable,
@@ -271,6 +278,9 @@ export class AuditService implements OnModuleDestroy {
     from?: { position: number; hash: string },
   ): Promise<AuditChainVerification> {
     const head = await this.entries.head(projectId, tx);
+    // A pruned chain starts at its anchor, the signed checkpoint at the cut (migration 19).
+    const pruned = await this.entries.anchor(projectId, tx);
+    if (pruned && (from === undefined || from.position < pruned.position)) from = { position: pruned.position, hash: pruned.hash };
     const verifier = new AuditChainVerifier(anchors, from);
     let after = from?.position ?? 0;
     for (;;) {
@@ -282,16 +292,17 @@ export class AuditService implements OnModuleDestroy {
     return verifier.finish(head);
   }
 
-  /** The head and one page of the sealed chain after `afterPosition`, from one snapshot. */
+  /** The head, the prune anchor and one page of the sealed chain after `afterPosition`, from one snapshot. */
   async chain(
     projectId: string,
     afterPosition: number,
     limit: number,
-  ): Promise<{ entries: AuditEntry[]; head: { position: number; hash: string } | null }> {
+  ): Promise<{ entries: AuditEntry[]; head: { position: number; hash: string } | null; anchor: PruneAnchor | null }> {
     return this.db.transaction(async (tx) => {
       await this.entries.snapshot(tx);
       const head = await this.entries.head(projectId, tx);
-      return { head, entries: await this.entries.chainPage(projectId, afterPosition, limit, tx) };
+      const anchor = await this.entries.anchor(projectId, tx);
+      return { head, anchor, entries: await this.entries.chainPage(projectId, afterPosition, limit, tx) };
     });
   }
 

@@ -393,6 +393,7 @@ export interface components {
           | 'CAIRN-1153'
           | 'CAIRN-1154'
           | 'CAIRN-1155'
+          | 'CAIRN-1156'
           | 'CAIRN-1170'
           | 'CAIRN-1171'
           | 'CAIRN-1172'
