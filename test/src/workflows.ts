@@ -422,8 +422,8 @@ export const reviewThenSignal = defineWorkflow({ name: 'review-then-signal', ver
   return ctx.waitForSignal('late');
 });
 
-/** A step and a signal with distinctive names, for strict residency mode. */
-export const strictDemo = defineWorkflow({ name: 'strict-demo', version: '1' }, async (ctx) => {
+/** A workflow, a step and a signal with distinctive names, for strict residency mode. */
+export const strictDemo = defineWorkflow({ name: 'Wombat-Tariff-Settle', version: '1' }, async (ctx) => {
   const base = await ctx.step('Quokka-Ledger-Reconcile', () => 1);
   const got = await ctx.waitForSignal<{ n: number }>('Heron-Payout-Release');
   return base + got.n;

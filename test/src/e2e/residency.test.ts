@@ -213,6 +213,7 @@ describe('residency: names', () => {
 describe('residency: strict mode', () => {
   let t: TestStack;
   let capture: string;
+  const workflow = 'Wombat-Tariff-Settle';
   const step = 'Quokka-Ledger-Reconcile';
   const signal = 'Heron-Payout-Release';
 
@@ -232,10 +233,12 @@ describe('residency: strict mode', () => {
     await t?.stop();
   });
 
-  it('step and signal names cross as keyed digests, the CLI shows them resolved, and the control plane holds them zero times', async () => {
-    const runId = await t.start('strict-demo', {});
+  it('workflow, step and signal names cross as keyed digests, the CLI shows them resolved, and the control plane holds them zero times', async () => {
+    const runId = await t.start(workflow, {});
     const waiting = await t.waitForRun(runId, (r) => r.status === 'suspended');
     assert.equal(waiting.waitingSignal, null, 'the control plane does not learn the signal it waits for');
+    assert.match(waiting.workflowName, /^h\.[0-9a-f]{40}$/, "the control plane's name for the workflow");
+    const digest = waiting.workflowName;
     assert.equal((await t.signal(runId, signal, { n: 2 })).status, 202);
     assert.deepEqual([(await t.result(runId)).output], [3], 'the signal woke the run by its digest');
 
@@ -243,6 +246,8 @@ describe('residency: strict mode', () => {
     assert.ok(steps.length >= 2);
     for (const s of steps) assert.match(s.name, /^h\.[0-9a-f]{40}$/, `the control plane's name for ${s.kind} ${s.position}`);
 
+    const viaGatewayRun = (await (await t.gateway('GET', `/v1/runs/${runId}`)).json()) as { run: { workflow: string } };
+    assert.equal(viaGatewayRun.run.workflow, workflow, 'the gateway resolves the workflow name from the payload store');
     const viaGateway = (await (await t.gateway('GET', `/v1/runs/${runId}/steps`)).json()) as { steps: Array<{ name: string }> };
     assert.deepEqual(
       viaGateway.steps.map((s) => s.name),
@@ -251,20 +256,23 @@ describe('residency: strict mode', () => {
     );
 
     // Not spawnSync: the gRPC capture proxy runs in this process and must keep forwarding.
-    const cli = await execFileAsync(process.execPath, [cliMain, 'runs', 'describe', runId, '-o', 'json'], {
-      env: {
-        PATH: process.env['PATH'] ?? '',
-        HOME: t.dir,
-        CAIRN_CONTROL_PLANE_URL: t.stack.controlPlanes[0]!.httpUrl,
-        CAIRN_API_KEY: t.stack.secrets.apiToken,
-        CAIRN_PROJECT: 'default',
-        CAIRN_GATEWAY_URL: t.stack.gatewayUrl,
-        CAIRN_GATEWAY_TOKEN: t.stack.secrets.gatewayToken,
-      },
-      encoding: 'utf8',
-      timeout: 30_000,
-    });
-    const described = JSON.parse(cli.stdout) as { steps: Array<{ kind: string; name: string }>; timeline: Array<{ name: string }> };
+    const env = {
+      PATH: process.env['PATH'] ?? '',
+      HOME: t.dir,
+      CAIRN_CONTROL_PLANE_URL: t.stack.controlPlanes[0]!.httpUrl,
+      CAIRN_API_KEY: t.stack.secrets.apiToken,
+      CAIRN_PROJECT: 'default',
+    };
+    const withGateway = { ...env, CAIRN_GATEWAY_URL: t.stack.gatewayUrl, CAIRN_GATEWAY_TOKEN: t.stack.secrets.gatewayToken };
+    const cliRun = (args: string[], cliEnv: Record<string, string>) =>
+      execFileAsync(process.execPath, [cliMain, ...args], { env: cliEnv, encoding: 'utf8', timeout: 30_000 });
+    const cli = await cliRun(['runs', 'describe', runId, '-o', 'json'], withGateway);
+    const described = JSON.parse(cli.stdout) as {
+      run: { workflowName: string };
+      steps: Array<{ kind: string; name: string }>;
+      timeline: Array<{ name: string }>;
+    };
+    assert.equal(described.run.workflowName, workflow, `the CLI resolved the workflow name through the gateway (${cli.stderr})`);
     assert.deepEqual(
       described.steps.map((s) => [s.kind, s.name]),
       [
@@ -278,12 +286,32 @@ describe('residency: strict mode', () => {
       [step, signal],
     );
 
+    // A filter by workflow name is translated through the gateway; the control plane knows only the digest.
+    const listed = await cliRun(['runs', 'list', '--workflow', workflow, '-o', 'json'], withGateway);
+    assert.deepEqual(
+      (JSON.parse(listed.stdout) as { runs: Array<{ runId: string; workflowName: string }> }).runs.map((r) => [r.runId, r.workflowName]),
+      [[runId, workflow]],
+      `runs list --workflow found the run by the digest and showed its name (${listed.stderr})`,
+    );
+    const workflows = await cliRun(['workflows', 'list', '-o', 'json'], withGateway);
+    assert.ok(
+      (JSON.parse(workflows.stdout) as { workflows: Array<{ name: string }> }).workflows.some((w) => w.name === workflow),
+      `workflows list resolved the registered digest (${workflows.stderr})`,
+    );
+    // Without a gateway the CLI shows what the control plane holds and says how to resolve it.
+    const bare = await cliRun(['runs', 'list', '-o', 'json'], env);
+    assert.deepEqual(
+      (JSON.parse(bare.stdout) as { runs: Array<{ workflowName: string }> }).runs.map((r) => r.workflowName),
+      [digest],
+    );
+    assert.match(bare.stderr, /keyed digests .*strict residency mode.*CAIRN_GATEWAY_URL/s);
+
     await t.stack.stop();
     const dump = await controlPlaneDump(t);
     assert.ok(dump.rows > 10, 'the control plane did record metadata');
     const grpc = readFileSync(capture);
     const found: string[] = [];
-    for (const needle of [step, signal, 'Quokka', 'Heron']) {
+    for (const needle of [workflow, step, signal, 'Wombat', 'Quokka', 'Heron']) {
       const n = dump.text.split(needle).length - 1;
       if (n > 0) found.push(`${needle} ×${n} in the database or logs`);
       if (grpc.includes(Buffer.from(needle))) found.push(`${needle} in the gRPC bytes`);
