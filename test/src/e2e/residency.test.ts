@@ -214,6 +214,7 @@ describe('residency: strict mode', () => {
   let t: TestStack;
   let capture: string;
   const workflow = 'Wombat-Tariff-Settle';
+  const child = 'Platypus-Invoice-Child';
   const step = 'Quokka-Ledger-Reconcile';
   const signal = 'Heron-Payout-Release';
 
@@ -233,17 +234,17 @@ describe('residency: strict mode', () => {
     await t?.stop();
   });
 
-  it('workflow, step and signal names cross as keyed digests, the CLI shows them resolved, and the control plane holds them zero times', async () => {
+  it('workflow, step, signal and child workflow names cross as keyed digests, the CLI shows them resolved, and the control plane holds them zero times', async () => {
     const runId = await t.start(workflow, {});
     const waiting = await t.waitForRun(runId, (r) => r.status === 'suspended');
     assert.equal(waiting.waitingSignal, null, 'the control plane does not learn the signal it waits for');
     assert.match(waiting.workflowName, /^h\.[0-9a-f]{40}$/, "the control plane's name for the workflow");
     const digest = waiting.workflowName;
     assert.equal((await t.signal(runId, signal, { n: 2 })).status, 202);
-    assert.deepEqual([(await t.result(runId)).output], [3], 'the signal woke the run by its digest');
+    assert.deepEqual([(await t.result(runId)).output], [3], 'the signal woke the run by its digest, and the child ran by its digest');
 
     const { steps } = await t.describe(runId);
-    assert.ok(steps.length >= 2);
+    assert.ok(steps.length >= 3);
     for (const s of steps) assert.match(s.name, /^h\.[0-9a-f]{40}$/, `the control plane's name for ${s.kind} ${s.position}`);
 
     const viaGatewayRun = (await (await t.gateway('GET', `/v1/runs/${runId}`)).json()) as { run: { workflow: string } };
@@ -251,7 +252,7 @@ describe('residency: strict mode', () => {
     const viaGateway = (await (await t.gateway('GET', `/v1/runs/${runId}/steps`)).json()) as { steps: Array<{ name: string }> };
     assert.deepEqual(
       viaGateway.steps.map((s) => s.name),
-      [step, signal],
+      [step, signal, child],
       'the gateway resolves them from the journal',
     );
 
@@ -278,12 +279,13 @@ describe('residency: strict mode', () => {
       [
         ['step', step],
         ['signal', signal],
+        ['child', child],
       ],
       `the CLI resolved the names through the gateway (${cli.stderr})`,
     );
     assert.deepEqual(
       described.timeline.map((c) => c.name),
-      [step, signal],
+      [step, signal, child],
     );
 
     // A filter by workflow name is translated through the gateway; the control plane knows only the digest.
@@ -298,8 +300,15 @@ describe('residency: strict mode', () => {
       (JSON.parse(workflows.stdout) as { workflows: Array<{ name: string }> }).workflows.some((w) => w.name === workflow),
       `workflows list resolved the registered digest (${workflows.stderr})`,
     );
+    // The child run: started by the worker under the child's digest, shown under its name.
+    const children = await cliRun(['runs', 'list', '--parent', runId, '-o', 'json'], withGateway);
+    assert.deepEqual(
+      (JSON.parse(children.stdout) as { runs: Array<{ workflowName: string }> }).runs.map((r) => r.workflowName),
+      [child],
+      `the child run's workflow name resolved (${children.stderr})`,
+    );
     // Without a gateway the CLI shows what the control plane holds and says how to resolve it.
-    const bare = await cliRun(['runs', 'list', '-o', 'json'], env);
+    const bare = await cliRun(['runs', 'list', '--workflow', digest, '-o', 'json'], env);
     assert.deepEqual(
       (JSON.parse(bare.stdout) as { runs: Array<{ workflowName: string }> }).runs.map((r) => r.workflowName),
       [digest],
@@ -311,7 +320,7 @@ describe('residency: strict mode', () => {
     assert.ok(dump.rows > 10, 'the control plane did record metadata');
     const grpc = readFileSync(capture);
     const found: string[] = [];
-    for (const needle of [workflow, step, signal, 'Wombat', 'Quokka', 'Heron']) {
+    for (const needle of [workflow, child, step, signal, 'Wombat', 'Platypus', 'Quokka', 'Heron']) {
       const n = dump.text.split(needle).length - 1;
       if (n > 0) found.push(`${needle} ×${n} in the database or logs`);
       if (grpc.includes(Buffer.from(needle))) found.push(`${needle} in the gRPC bytes`);
