@@ -1194,6 +1194,17 @@ for (const kind of testPostgresKinds()) {
         { name: null, crossesAs: unknown },
       ]);
       expectError(await call('POST', '/v1/workflow-names', { body: { names: ['no spaces'] } }, strict), 400, 'CAIRN-1107');
+      // A start may name the digest the control plane shows: the payload store still keeps the name.
+      const byDigest = await call('POST', '/v1/runs', { body: { workflow: digest, input: { n: 2 } } }, strict);
+      assert.equal(byDigest.status, 201, JSON.stringify(byDigest.body));
+      assert.equal(byDigest.body.workflow, 'five-steps');
+      assert.equal((await store.getRun(String(byDigest.body.runId)))?.workflowName, 'five-steps');
+      expectError(
+        await call('POST', '/v1/runs', { body: { workflow: unknown, input: {} } }, strict),
+        400,
+        'CAIRN-1101',
+        /start the workflow by its name/,
+      );
     });
 
     it('applies payload-store retention at start when configured, leaving a record of counts', async () => {

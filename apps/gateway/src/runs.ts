@@ -128,7 +128,7 @@ export class RunService {
    */
   async start(request: StartRequest): Promise<{ created: boolean; run: RunInfo }> {
     checkName(request.workflow, 'workflow name');
-    const workflow = request.workflow;
+    const workflow = await this.#workflowOfStart(request.workflow);
     let version = '';
     if (request.version !== undefined && request.version !== null) {
       checkVersion(request.version);
@@ -206,6 +206,22 @@ export class RunService {
       await this.#discardInput(runId, log);
     }
     return started;
+  }
+
+  /**
+   * The workflow a start names. In strict mode a caller may copy the digest the control plane
+   * shows: it is resolved to the name, so the payload store keeps the name (and the worker's
+   * digests of the run's keys match the gateway's); a digest of no catalogued workflow is refused.
+   */
+  async #workflowOfStart(given: string): Promise<string> {
+    if (this.#residency !== 'strict' || !STRICT_NAME_PATTERN.test(given)) return given;
+    const name = (await this.resolveWorkflowNames([given])).get(given);
+    if (name === undefined) {
+      throw invalid(
+        `workflow ${given} is a keyed digest of no workflow this data plane's workers catalogued: start the workflow by its name`,
+      );
+    }
+    return name;
   }
 
   /**
