@@ -234,6 +234,39 @@ describe('residency: strict mode', () => {
     await t?.stop();
   });
 
+  const cliEnv = (gateway = false): Record<string, string> => ({
+    PATH: process.env['PATH'] ?? '',
+    HOME: t.dir,
+    CAIRN_CONTROL_PLANE_URL: t.stack.controlPlanes[0]!.httpUrl,
+    CAIRN_API_KEY: t.stack.secrets.apiToken,
+    CAIRN_PROJECT: 'default',
+    ...(gateway ? { CAIRN_GATEWAY_URL: t.stack.gatewayUrl, CAIRN_GATEWAY_TOKEN: t.stack.secrets.gatewayToken } : {}),
+  });
+  // Not spawnSync: the gRPC capture proxy runs in this process and must keep forwarding.
+  const cliRun = (args: string[], env: Record<string, string>) =>
+    execFileAsync(process.execPath, [cliMain, ...args], { env, encoding: 'utf8', timeout: 30_000 });
+
+  it('a schedule created through the CLI by workflow name fires the workflow by its digest, and shows under its name', async () => {
+    const created = await cliRun(
+      ['schedules', 'create', '--workflow', child, '--cron', '0 0 1 1 *', '-i', '{"n":5}', '--paused', '-o', 'json'],
+      cliEnv(true),
+    );
+    const { schedule } = JSON.parse(created.stdout) as { schedule: { id: string; workflowName: string } };
+    assert.equal(schedule.workflowName, child, `shown under its name (${created.stderr})`);
+    const fired = await cliRun(['schedules', 'trigger', schedule.id, '-o', 'json'], cliEnv(true));
+    const runId = (JSON.parse(fired.stdout) as { firing: { runId: string | null } }).firing.runId;
+    assert.ok(runId, fired.stdout);
+    assert.deepEqual([(await t.result(runId)).output], [5], 'the worker ran the workflow the digest stands for, with the input');
+    const run = await t.describe(runId);
+    assert.match(run.run.workflowName, /^h\.[0-9a-f]{40}$/, 'the control plane fired it by the digest');
+    const listed = await cliRun(['schedules', 'list', '-o', 'json'], cliEnv(true));
+    assert.deepEqual(
+      (JSON.parse(listed.stdout) as { schedules: Array<{ workflowName: string }> }).schedules.map((s) => s.workflowName),
+      [child],
+    );
+    await cliRun(['schedules', 'delete', schedule.id, '-o', 'json'], cliEnv(true));
+  });
+
   it('workflow, step, signal and child workflow names cross as keyed digests, the CLI shows them resolved, and the control plane holds them zero times', async () => {
     const runId = await t.start(workflow, {});
     const waiting = await t.waitForRun(runId, (r) => r.status === 'suspended');
@@ -256,17 +289,8 @@ describe('residency: strict mode', () => {
       'the gateway resolves them from the journal',
     );
 
-    // Not spawnSync: the gRPC capture proxy runs in this process and must keep forwarding.
-    const env = {
-      PATH: process.env['PATH'] ?? '',
-      HOME: t.dir,
-      CAIRN_CONTROL_PLANE_URL: t.stack.controlPlanes[0]!.httpUrl,
-      CAIRN_API_KEY: t.stack.secrets.apiToken,
-      CAIRN_PROJECT: 'default',
-    };
-    const withGateway = { ...env, CAIRN_GATEWAY_URL: t.stack.gatewayUrl, CAIRN_GATEWAY_TOKEN: t.stack.secrets.gatewayToken };
-    const cliRun = (args: string[], cliEnv: Record<string, string>) =>
-      execFileAsync(process.execPath, [cliMain, ...args], { env: cliEnv, encoding: 'utf8', timeout: 30_000 });
+    const env = cliEnv();
+    const withGateway = cliEnv(true);
     const cli = await cliRun(['runs', 'describe', runId, '-o', 'json'], withGateway);
     const described = JSON.parse(cli.stdout) as {
       run: { workflowName: string };
