@@ -15,6 +15,7 @@ import { startTestStack, type TestStack } from '../harness.js';
 
 const execFileAsync = promisify(execFile);
 const cliMain = join(dirname(fileURLToPath(import.meta.url)), '../../../apps/cli/dist/main.js');
+const workflowModule = join(dirname(fileURLToPath(import.meta.url)), '../../dist/workflows.js');
 
 describe('residency: sizes', () => {
   let t: TestStack;
@@ -324,6 +325,12 @@ describe('residency: strict mode', () => {
       (JSON.parse(workflows.stdout) as { workflows: Array<{ name: string }> }).workflows.some((w) => w.name === workflow),
       `workflows list resolved the registered digest (${workflows.stderr})`,
     );
+    // Registration looks the version up under its digest: the one the worker announced is found.
+    const plan = await cliRun(['workflows', 'register', workflowModule, '--dry-run', '-o', 'json'], withGateway);
+    const planned = (JSON.parse(plan.stdout) as { workflows: Array<{ workflow: string; action: string }> }).workflows.find(
+      (w) => w.workflow === workflow,
+    );
+    assert.equal(planned?.action, 'unchanged', `workflows register found ${workflow} registered under its digest (${plan.stderr})`);
     // The child run: started by the worker under the child's digest, shown under its name.
     const children = await cliRun(['runs', 'list', '--parent', runId, '-o', 'json'], withGateway);
     assert.deepEqual(
