@@ -471,7 +471,8 @@ export function registerRuns(program: Command): void {
       .action(async (id: string, _opts: unknown, command: Command) => {
         const ctx = new Context(command);
         const cp = ctx.controlPlane();
-        const res = { run: runView((await cp.post<{ run: ApiRunView }>(runPath(ctx, id, `/${op}`))).run) };
+        const [run] = await withWorkflowNames(ctx, [runView((await cp.post<{ run: ApiRunView }>(runPath(ctx, id, `/${op}`))).run)]);
+        const res = { run: run! };
         ctx.out.data(res, () =>
           ctx.out.line(
             `${ctx.out.c.green('✓')} ${op === 'cancel' ? 'cancellation requested for' : 'terminated'} run ${id} (${paintStatus(ctx.out.c, res.run.status)})`,
@@ -499,7 +500,8 @@ export function registerRuns(program: Command): void {
         fromStep: opts.fromStep,
         ...(opts.version ? { workflowVersion: opts.version } : {}),
       });
-      const res = { run: runView(forked.run) };
+      const [run] = await withWorkflowNames(ctx, [runView(forked.run)]);
+      const res = { run: run! };
       if (opts.watch) {
         ctx.out.note(`forked run ${res.run.runId} from ${id} at step ${opts.fromStep}`);
         const d = await watchRun(ctx, cp, res.run.runId, 500);
