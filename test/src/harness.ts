@@ -13,6 +13,8 @@ export const testWorkerModule = fileURLToPath(new URL('../dist/worker-main.js', 
 export interface RunJson {
   runId: string;
   workflow: string;
+  /** The name the control plane holds (a keyed digest for a data plane in strict residency mode). */
+  workflowName: string;
   version: string;
   status: string;
   errorCode: string | null;

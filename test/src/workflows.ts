@@ -422,11 +422,16 @@ export const reviewThenSignal = defineWorkflow({ name: 'review-then-signal', ver
   return ctx.waitForSignal('late');
 });
 
-/** A step and a signal with distinctive names, for strict residency mode. */
-export const strictDemo = defineWorkflow({ name: 'strict-demo', version: '1' }, async (ctx) => {
+/** A child workflow with a distinctive name, for strict residency mode. */
+export const strictChild = defineWorkflow({ name: 'Platypus-Invoice-Child', version: '1' }, (_ctx, input: { n: number }) =>
+  Promise.resolve(input.n),
+);
+
+/** A workflow, a step, a signal and a child with distinctive names, for strict residency mode. */
+export const strictDemo = defineWorkflow({ name: 'Wombat-Tariff-Settle', version: '1' }, async (ctx) => {
   const base = await ctx.step('Quokka-Ledger-Reconcile', () => 1);
   const got = await ctx.waitForSignal<{ n: number }>('Heron-Payout-Release');
-  return base + got.n;
+  return base + (await ctx.child(strictChild, { n: got.n }));
 });
 
 export const allWorkflows = [
@@ -434,6 +439,7 @@ export const allWorkflows = [
   keyedEmailOther,
   verdict,
   strictDemo,
+  strictChild,
   reviewThenSignal,
   namedModel,
   typedRefund,

@@ -14,7 +14,9 @@ export const CLASS_MEANINGS: Readonly<Record<string, string>> = {
     'a name written in code by a developer (workflow, step, signal, task queue, version), checked against a strict pattern; never user data: ' +
     'a signal or approval name an HTTP caller chose crosses in clear only when the workflow declares it or the run waits for it (else as a DIGEST), ' +
     "and model names only for the provider/model pairs in the worker's CAIRN_WORKER_MODELS (else `unlisted` and a keyed digest); " +
-    'a name reveals which code ran, not whose data it ran on; in strict residency mode (CAIRN_RESIDENCY=strict) step and signal names cross as `h.` and 40 hex digits of a keyed digest instead',
+    'a name reveals which code ran, not whose data it ran on; in strict residency mode (CAIRN_RESIDENCY=strict) workflow, step and signal names cross as `h.` and 40 hex digits of a keyed digest instead ' +
+    '(the same name always gives the same digest in one data plane, so the control plane can still count runs per workflow and compare timelines, but not read the names; the data plane resolves them), ' +
+    'while task-queue names and versions still cross in clear',
   ENUM: 'a value from a closed set (status, kind, reason, error code, flag)',
   NUMBER:
     'a count, attempt number, limit or sequence number, or a size in bytes; sizes cross as size classes (0, 64, then powers of two), which reveal the order of magnitude of a payload (within a factor of two, nothing under 64 bytes) but never its exact length, so a size cannot tell `true` from `false` or an approval from a rejection; the exact size stays in the data plane',

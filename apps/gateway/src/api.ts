@@ -16,6 +16,8 @@ import {
   Health,
   ExportRequest,
   ExportView,
+  WorkflowNamesRequest,
+  WorkflowNamesView,
   JournalVerificationView,
   JournalView,
   NotReady,
@@ -233,6 +235,19 @@ export const API = {
     body: { schema: ExportRequest, required: true, description: 'The runs to export' },
     responses: { 200: { description: 'The signed export', schema: ExportView } },
     errors: [400, 404, 409, 503],
+  }),
+  workflowNames: route({
+    operationId: 'workflowNames',
+    method: 'POST',
+    path: '/v1/workflow-names',
+    tag: 'runs',
+    summary:
+      'Translates workflow names into the names the control plane holds for them, and resolves those back (in strict residency mode keyed digests, which only the data plane can compute); the CLI uses it for commands that name a workflow',
+    auth: true,
+    scope: 'read',
+    body: { schema: WorkflowNamesRequest, required: true, description: 'The names to translate and the digests to resolve' },
+    responses: { 200: { description: 'Each name with the name it crosses under', schema: WorkflowNamesView } },
+    errors: [400, 503],
   }),
   getStep: route({
     operationId: 'getStep',

@@ -333,6 +333,11 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
     return { status: 200, body: await verifyJournal(deps.store, params.id, run.journalHead) };
   });
 
+  route(API.workflowNames, async ({ body }) => ({
+    status: 200,
+    body: { residency: config.residency ?? 'standard', workflows: await runs.workflowNames(body.names ?? [], body.digests ?? []) },
+  }));
+
   route(API.getStep, async ({ params }) => ({ status: 200, body: await runs.entry(params.id, params.position) }));
 
   route(API.getTranscript, async ({ params }) => ({

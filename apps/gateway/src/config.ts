@@ -155,7 +155,7 @@ const shape = {
   CAIRN_CP_TIMEOUT_MS: positive(10_000),
   CAIRN_GATEWAY_SCALER_PORT: env.port().optional(),
   CAIRN_GATEWAY_SCALER_POLL_MS: positive(5_000),
-  // strict: signal names never cross in clear (only as per-run keyed digests).
+  // strict: workflow and signal names never cross in clear (only as keyed digests).
   CAIRN_RESIDENCY: env.residency(),
   CAIRN_LOG_LEVEL: env.logLevel(),
 };
@@ -204,8 +204,10 @@ export interface GatewayConfig {
   readonly keys: KeyRing;
   readonly hasher: Hasher;
   /**
-   * `strict` (CAIRN_RESIDENCY): signal names never cross to the control plane in clear; `standard`
-   * (default): declared ones do. Step names are resolved from the journal in either mode.
+   * `strict` (CAIRN_RESIDENCY): workflow and signal names never cross to the control plane in
+   * clear (a caller's workflow name is turned into its keyed digest, and digests in answers back
+   * into names); `standard` (default): workflow names and declared signal names do. Step names are
+   * resolved from the journal in either mode.
    */
   readonly residency?: ResidencyMode;
   /** Bearer tokens accepted from clients, each with its scopes. */

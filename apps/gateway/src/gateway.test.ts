@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { coarseSize } from '@cairn/common';
 import * as grpc from '@grpc/grpc-js';
 import { freePort, testPostgres, testPostgresKinds, uniqueDatabaseName, type PostgresServer } from '@cairn/local-postgres';
-import { Hasher, KeyRing, PayloadStore, approvalSignalName, signalNameDigest } from '@cairn/payload-store';
+import { Hasher, KeyRing, PayloadStore, approvalSignalName, signalNameDigest, strictNameDigest } from '@cairn/payload-store';
 import {
   ErrorCode,
   GatewayService,
@@ -1156,6 +1156,54 @@ for (const kind of testPostgresKinds()) {
       assert.throws(
         () => loadGatewayConfig(env({ CAIRN_GATEWAY_EXPORT_SIGNING_KEY_FILE: join(tmpdir(), `missing-${randomUUID()}.pem`) })),
         /CAIRN_GATEWAY_EXPORT_SIGNING_KEY_FILE: cannot read the file \(ENOENT\)/,
+      );
+    });
+
+    it('in strict residency mode sends the control plane workflow names only as keyed digests and answers with the names', async () => {
+      const digest = strictNameDigest(config.hasher, 'workflow', 'five-steps');
+      assert.match(digest, /^h\.[0-9a-f]{40}$/);
+      cp.announce(digest);
+      const strict = gatewayWith({ CAIRN_RESIDENCY: 'strict' });
+
+      const names = await call('POST', '/v1/workflow-names', { body: { names: ['five-steps'] } }, strict);
+      assert.equal(names.status, 200, JSON.stringify(names.body));
+      assert.deepEqual(names.body, { residency: 'strict', workflows: [{ name: 'five-steps', crossesAs: digest }] });
+      const standard = await call('POST', '/v1/workflow-names', { body: { names: ['five-steps'], digests: ['five-steps'] } });
+      assert.deepEqual(standard.body.workflows, [
+        { name: 'five-steps', crossesAs: 'five-steps' },
+        { name: 'five-steps', crossesAs: 'five-steps' },
+      ]);
+
+      const before = cp.recorded.length;
+      const started = await call('POST', '/v1/runs', { body: { workflow: 'five-steps', input: { n: 1 } } }, strict);
+      assert.equal(started.status, 201, JSON.stringify(started.body));
+      assert.equal(started.body.workflow, 'five-steps', 'the answer carries the name, not the digest');
+      const sent = cp.recorded.slice(before).map((r) => r.request as { workflowName?: string });
+      assert.ok(sent.length > 0);
+      for (const r of sent) if (r.workflowName !== undefined) assert.equal(r.workflowName, digest, 'the control plane was told the digest');
+      assert.equal((await store.getRun(String(started.body.runId)))?.workflowName, 'five-steps', 'the payload store keeps the name');
+      const read = await call('GET', `/v1/runs/${String(started.body.runId)}`, {}, strict);
+      assert.equal(read.body.run.workflow, 'five-steps');
+
+      // Digests resolve against the schema catalogue; one of no catalogued workflow stays unresolved.
+      const unknown = strictNameDigest(config.hasher, 'workflow', 'never-catalogued');
+      await store.catalogueSchemas([{ name: 'five-steps', version: '1', schemas: [] }]);
+      const resolved = await call('POST', '/v1/workflow-names', { body: { digests: [digest, unknown] } }, strict);
+      assert.deepEqual(resolved.body.workflows, [
+        { name: 'five-steps', crossesAs: digest },
+        { name: null, crossesAs: unknown },
+      ]);
+      expectError(await call('POST', '/v1/workflow-names', { body: { names: ['no spaces'] } }, strict), 400, 'CAIRN-1107');
+      // A start may name the digest the control plane shows: the payload store still keeps the name.
+      const byDigest = await call('POST', '/v1/runs', { body: { workflow: digest, input: { n: 2 } } }, strict);
+      assert.equal(byDigest.status, 201, JSON.stringify(byDigest.body));
+      assert.equal(byDigest.body.workflow, 'five-steps');
+      assert.equal((await store.getRun(String(byDigest.body.runId)))?.workflowName, 'five-steps');
+      expectError(
+        await call('POST', '/v1/runs', { body: { workflow: unknown, input: {} } }, strict),
+        400,
+        'CAIRN-1101',
+        /start the workflow by its name/,
       );
     });
 

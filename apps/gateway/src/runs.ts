@@ -3,6 +3,7 @@ import {
   CURRENT_DIGEST_VERSION,
   STRICT_NAME_PATTERN,
   approvalSignalName,
+  crossingWorkflowName,
   signalNameDigest,
   strictNameDigest,
   type Hasher,
@@ -127,7 +128,7 @@ export class RunService {
    */
   async start(request: StartRequest): Promise<{ created: boolean; run: RunInfo }> {
     checkName(request.workflow, 'workflow name');
-    const workflow = request.workflow;
+    const workflow = await this.#workflowOfStart(request.workflow);
     let version = '';
     if (request.version !== undefined && request.version !== null) {
       checkVersion(request.version);
@@ -147,7 +148,9 @@ export class RunService {
     }
     try {
       version = await this.#schemas.checkStart(workflow, version, request.input, async () => {
-        const { workflowVersion } = await this.#cp.resolveVersion(create(ResolveVersionRequestSchema, { workflowName: workflow }));
+        const { workflowVersion } = await this.#cp.resolveVersion(
+          create(ResolveVersionRequestSchema, { workflowName: this.crossingName(workflow) }),
+        );
         return workflowVersion;
       });
     } catch (err) {
@@ -174,7 +177,8 @@ export class RunService {
     }
     const startRequest = create(StartRunRequestSchema, {
       runId,
-      workflowName: workflow,
+      // In strict mode its keyed digest; the payload store keeps the name (dp_runs.workflow_name).
+      workflowName: this.crossingName(workflow),
       workflowVersion: version,
       idempotencyDigest: digest ?? '',
       // The exact size stays in the payload store; the control plane gets its size class.
@@ -187,12 +191,12 @@ export class RunService {
       const response = await this.#cp.startRun(startRequest);
       if (!response.run) throw missingRun('StartRun');
       // The run is ours when it carries our id; any other run is an earlier one with the same key.
-      started = { created: response.run.runId === runId, run: response.run };
+      started = { created: response.run.runId === runId, run: await this.#named(response.run) };
     } catch (err) {
       const run = await this.#startedAnyway(runId, err);
       if (run) {
         log.info('the control plane answer to StartRun was lost, but the run exists: keeping it');
-        return { created: true, run };
+        return { created: true, run: await this.#named(run) };
       }
       await this.#discardInput(runId, log);
       throw startError(err, workflow, version);
@@ -202,6 +206,22 @@ export class RunService {
       await this.#discardInput(runId, log);
     }
     return started;
+  }
+
+  /**
+   * The workflow a start names. In strict mode a caller may copy the digest the control plane
+   * shows: it is resolved to the name, so the payload store keeps the name (and the worker's
+   * digests of the run's keys match the gateway's); a digest of no catalogued workflow is refused.
+   */
+  async #workflowOfStart(given: string): Promise<string> {
+    if (this.#residency !== 'strict' || !STRICT_NAME_PATTERN.test(given)) return given;
+    const name = (await this.resolveWorkflowNames([given])).get(given);
+    if (name === undefined) {
+      throw invalid(
+        `workflow ${given} is a keyed digest of no workflow this data plane's workers catalogued: start the workflow by its name`,
+      );
+    }
+    return name;
   }
 
   /**
@@ -235,7 +255,63 @@ export class RunService {
     assertRunId(runId);
     const response = await this.#cp.describeRun(create(DescribeRunRequestSchema, { runId })).catch(notFoundAsRun(runId));
     if (!response.run) throw missingRun('DescribeRun');
-    return { run: response.run, steps: await this.#resolveNames(runId, response.steps) };
+    return { run: await this.#named(response.run), steps: await this.#resolveNames(runId, response.steps) };
+  }
+
+  /**
+   * The name a workflow crosses to the control plane under: in strict residency mode its keyed
+   * digest (`crossingWorkflowName`), which every worker of this data plane announces for it.
+   */
+  crossingName(workflow: string): string {
+    return crossingWorkflowName(this.#hasher, this.#residency, workflow);
+  }
+
+  /**
+   * Workflow names for the digests a strict-mode data plane sent in their place, from the schema
+   * catalogue (every workflow a worker of this data plane ran is catalogued in clear). A digest of
+   * no catalogued workflow (one from another data plane, or under a retired key) is left out.
+   */
+  async resolveWorkflowNames(digests: readonly string[]): Promise<Map<string, string>> {
+    const wanted = new Set(digests.filter((d) => STRICT_NAME_PATTERN.test(d)));
+    const found = new Map<string, string>();
+    if (wanted.size === 0) return found;
+    let names: string[];
+    try {
+      names = await this.#store.catalogueNames();
+    } catch (err) {
+      throw storeError(err);
+    }
+    for (const name of names) {
+      const digest = strictNameDigest(this.#hasher, 'workflow', name);
+      if (wanted.has(digest)) found.set(digest, name);
+    }
+    return found;
+  }
+
+  /**
+   * Each workflow name with the name it crosses under, then each control-plane name with the
+   * workflow name it stands for (null for a digest of no catalogued workflow; a name that is not a
+   * digest stands for itself).
+   */
+  async workflowNames(names: readonly string[], digests: readonly string[]): Promise<Array<{ name: string | null; crossesAs: string }>> {
+    for (const name of names) checkName(name, 'workflow name');
+    const resolved = await this.resolveWorkflowNames(digests);
+    return [
+      ...names.map((name) => ({ name, crossesAs: this.crossingName(name) })),
+      ...digests.map((digest) => ({ name: STRICT_NAME_PATTERN.test(digest) ? (resolved.get(digest) ?? null) : digest, crossesAs: digest })),
+    ];
+  }
+
+  /** The run with its workflow's name where the control plane holds a strict-mode digest. */
+  async #named(run: RunInfo): Promise<RunInfo> {
+    if (!STRICT_NAME_PATTERN.test(run.workflowName)) return run;
+    let name: string | undefined;
+    try {
+      name = (await this.#store.runWorkflowName(run.runId)) ?? (await this.resolveWorkflowNames([run.workflowName])).get(run.workflowName);
+    } catch (err) {
+      throw storeError(err);
+    }
+    return name === undefined ? run : { ...run, workflowName: name };
   }
 
   async #resolveNames(runId: string, steps: StepInfo[]): Promise<StepInfo[]> {
@@ -271,8 +347,9 @@ export class RunService {
       .waitRun(create(WaitRunRequestSchema, { runId, timeoutMs: Math.max(1, waitMs) }), { extraMs: waitMs, signal })
       .catch(notFoundAsRun(runId));
     if (!response.run) throw missingRun('WaitRun');
-    if (!isFinal(response.run.status)) return { final: false, run: response.run };
-    return { final: true, ...(await this.#withResult(response.run)) };
+    const run = await this.#named(response.run);
+    if (!isFinal(run.status)) return { final: false, run };
+    return { final: true, ...(await this.#withResult(run)) };
   }
 
   /** Waits up to `waitMs` for the run to end and returns its metadata (final or not). */
@@ -282,7 +359,7 @@ export class RunService {
       .waitRun(create(WaitRunRequestSchema, { runId, timeoutMs: Math.max(1, waitMs) }), { extraMs: waitMs, signal })
       .catch(notFoundAsRun(runId));
     if (!response.run) throw missingRun('WaitRun');
-    return response.run;
+    return this.#named(response.run);
   }
 
   async #withResult(run: RunInfo): Promise<RunWithResult> {
@@ -381,7 +458,7 @@ export class RunService {
     }
     try {
       const { run } = await this.#cp.signalRun(create(SignalRunRequestSchema, { runId, signalName, signalDigest, signalId }));
-      return { signalId, run };
+      return { signalId, run: run && (await this.#named(run)) };
     } catch (err) {
       let deleted: boolean;
       try {
@@ -442,7 +519,7 @@ export class RunService {
         this.#log.warn({ runId, err }, 'could not mark a cancelled run closed in the payload store');
       }
     }
-    return run;
+    return this.#named(run);
   }
 }
 

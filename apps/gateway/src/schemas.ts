@@ -518,6 +518,35 @@ export const ExportRequest = named(
   'Runs to export.',
 );
 
+export const WorkflowNamesRequest = named(
+  requestSchemas,
+  'WorkflowNamesRequest',
+  z.strictObject({
+    names: z.array(z.string().max(200)).max(100).optional().describe('workflow names to translate into the names they cross under'),
+    digests: z
+      .array(z.string().max(200))
+      .max(100)
+      .optional()
+      .describe('names the control plane holds (h. and 40 hex digits in strict residency mode) to resolve into workflow names'),
+  }),
+  'Workflow names to translate, or control-plane names to resolve (strict residency mode).',
+);
+
+export const WorkflowNamesView = named(
+  responseSchemas,
+  'WorkflowNamesView',
+  z.object({
+    residency: z.enum(['standard', 'strict']).describe("the data plane's residency mode (CAIRN_RESIDENCY)"),
+    workflows: z.array(
+      z.object({
+        name: z.string().nullable().describe('the workflow name; null for a digest no catalogued workflow of this data plane has'),
+        crossesAs: z.string().describe('the name the control plane holds for it: the name itself, or its keyed digest in strict mode'),
+      }),
+    ),
+  }),
+  'Workflow names and the names they cross to the control plane under.',
+);
+
 export const ExportView = named(
   responseSchemas,
   'ExportView',

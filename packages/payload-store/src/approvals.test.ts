@@ -2,7 +2,14 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { CairnError } from '@cairn/common';
 import { Hasher } from './crypto.js';
-import { APPROVAL_KEYED_NAME_MAX_LENGTH, APPROVAL_NAME_MAX_LENGTH, approvalSignalName } from './approvals.js';
+import {
+  APPROVAL_KEYED_NAME_MAX_LENGTH,
+  APPROVAL_NAME_MAX_LENGTH,
+  STRICT_NAME_PATTERN,
+  approvalSignalName,
+  crossingWorkflowName,
+  strictNameDigest,
+} from './approvals.js';
 
 describe('approvalSignalName', () => {
   const hasher = new Hasher(Buffer.alloc(32, 7));
@@ -27,5 +34,20 @@ describe('approvalSignalName', () => {
     assert.throws(() => approvalSignalName('a'.repeat(59), hasher.digest('k')), /at most 58 characters with a key/);
     assert.throws(() => approvalSignalName('bob@example.com'), /Invalid approval name/);
     assert.throws(() => approvalSignalName('ok', 'not-a-digest'), /HMAC-SHA256 hex digest/);
+  });
+});
+
+describe('crossingWorkflowName', () => {
+  const hasher = new Hasher(Buffer.alloc(32, 7));
+  const other = new Hasher(Buffer.alloc(32, 8));
+
+  it('is the name in standard mode and a keyed digest, apart from step names, in strict mode', () => {
+    assert.equal(crossingWorkflowName(hasher, 'standard', 'order-refund'), 'order-refund');
+    const digest = crossingWorkflowName(hasher, 'strict', 'order-refund');
+    assert.match(digest, STRICT_NAME_PATTERN);
+    assert.equal(digest, crossingWorkflowName(hasher, 'strict', 'order-refund'), 'the same name gives the same digest');
+    assert.notEqual(digest, strictNameDigest(hasher, 'step', 'order-refund'), 'a step of the same name crosses under another digest');
+    assert.notEqual(digest, crossingWorkflowName(other, 'strict', 'order-refund'), 'another key gives another digest');
+    assert.equal(crossingWorkflowName(hasher, 'strict', digest), digest, 'a digest is not digested again');
   });
 });

@@ -56,8 +56,20 @@ export const STRICT_NAME_PATTERN = /^h\.[0-9a-f]{40}$/;
  * over a purpose label, the kind of name and the name. It fits the contract's NAME pattern, so the
  * control plane stores it like a name; the same name always gives the same digest in one data
  * plane, so timelines stay comparable. The data plane resolves it back from the run's journal,
- * which records each call's name.
+ * which records each call's name, and a workflow name from the schema catalogue or the run's row
+ * (`dp_runs.workflow_name`), which keep the name in clear.
  */
-export function strictNameDigest(hasher: Hasher, kind: 'step' | 'signal', name: string): string {
+export function strictNameDigest(hasher: Hasher, kind: 'step' | 'signal' | 'workflow', name: string): string {
   return `h.${hasher.digest(`cairn.strict-name\u0000${kind}\u0000${name}`).slice(0, 40)}`;
+}
+
+/**
+ * The name under which a workflow crosses to the control plane: the name itself in `standard`
+ * mode, its keyed digest (`strictNameDigest(hasher, 'workflow', name)`) in `strict` mode. The
+ * control plane registers, dispatches and schedules by it like by any name; the worker maps it back
+ * to its workflow code and the gateway to the name it was given. A name that already is a digest
+ * is left as it is, so translating twice changes nothing.
+ */
+export function crossingWorkflowName(hasher: Hasher, mode: ResidencyMode, name: string): string {
+  return mode === 'strict' && !STRICT_NAME_PATTERN.test(name) ? strictNameDigest(hasher, 'workflow', name) : name;
 }

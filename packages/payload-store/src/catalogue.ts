@@ -185,6 +185,14 @@ export async function writeCatalogue(
   return { added, unchanged, replaced };
 }
 
+/** The names of every catalogued workflow (each a worker of this data plane ran once). */
+export async function readCatalogueNames(db: pg.Pool): Promise<string[]> {
+  const result = await db.query<{ workflow_name: string }>(
+    'SELECT DISTINCT workflow_name FROM dp_workflow_versions ORDER BY workflow_name',
+  );
+  return result.rows.map((r) => r.workflow_name);
+}
+
 /** The catalogued versions of one workflow, each with its schemas (empty list when it declares none). */
 export async function readCatalogue(db: pg.Pool, workflowName: string): Promise<CatalogueVersion[]> {
   const result = await db.query<{ workflow_version: string } & Partial<SchemaRow>>(

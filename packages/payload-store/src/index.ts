@@ -5,6 +5,7 @@ export {
   APPROVAL_NAME_MAX_LENGTH,
   APPROVAL_SIGNAL_PREFIX,
   approvalSignalName,
+  crossingWorkflowName,
   signalNameDigest,
   STRICT_NAME_PATTERN,
   strictNameDigest,

@@ -17,7 +17,14 @@ import { CURRENT_DIGEST_VERSION, type DigestVersion, type Hasher, type KeyRing }
 import { keyUsage, reencrypt, type KeyUsage, type ReencryptOptions, type ReencryptResult } from './reencrypt.js';
 import { type Sealed } from './crypto.js';
 import { decodeJson, encodeJson } from './json.js';
-import { SCHEMA_CHANNEL, readCatalogue, writeCatalogue, type CatalogueVersion, type CatalogueWrite } from './catalogue.js';
+import {
+  SCHEMA_CHANNEL,
+  readCatalogue,
+  readCatalogueNames,
+  writeCatalogue,
+  type CatalogueVersion,
+  type CatalogueWrite,
+} from './catalogue.js';
 import { verifyKeyChecks, type KeyCheckResult } from './key-checks.js';
 import { migrations } from './migrations.js';
 import { isStreamEvent, packPieces, splitStreamEvents, unpackStreamEvents, type SequencedStreamEvent, type StreamEvent } from './stream.js';
@@ -631,6 +638,14 @@ export class PayloadStore {
   /** Every catalogued version of a workflow with its schemas. */
   async catalogue(workflowName: string): Promise<CatalogueVersion[]> {
     return readCatalogue(this.#pool, workflowName);
+  }
+
+  /**
+   * The names of every catalogued workflow: what a gateway in strict residency mode resolves
+   * workflow-name digests against (`strictNameDigest(hasher, 'workflow', name)`).
+   */
+  async catalogueNames(): Promise<string[]> {
+    return readCatalogueNames(this.#pool);
   }
 
   /**

@@ -56,7 +56,7 @@ const schema = {
   CAIRN_WORKER_HEALTH_PORT: env.port().optional(),
   // The provider/model pairs whose names may cross to the control plane; others cross as
   // `unlisted` and a keyed digest.
-  // strict: step and signal names cross to the control plane as keyed digests.
+  // strict: workflow, step and signal names cross to the control plane as keyed digests.
   CAIRN_RESIDENCY: env.residency(),
   CAIRN_WORKER_MODELS: env
     .optionalString()

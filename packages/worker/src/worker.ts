@@ -1,7 +1,15 @@
 import * as grpc from '@grpc/grpc-js';
 import type { TracerProvider } from '@opentelemetry/api';
 import { CairnError, ErrorCodes, coarseSizeBig, createLogger, isId, newId, type Logger } from '@cairn/common';
-import { signalNameDigest, strictNameDigest, type Hasher, type PayloadStore, type ResidencyMode } from '@cairn/payload-store';
+import {
+  crossingWorkflowName,
+  signalNameDigest,
+  STRICT_NAME_PATTERN,
+  strictNameDigest,
+  type Hasher,
+  type PayloadStore,
+  type ResidencyMode,
+} from '@cairn/payload-store';
 import {
   ConnectRequestSchema,
   HeartbeatSchema,
@@ -90,8 +98,9 @@ export interface WorkerOptions {
   /**
    * `strict`: step and signal names (step reports, signal waits) cross to the control plane only as
    * keyed digests (`h.<40 hex>`, see `strictNameDigest`), which the gateway resolves from the run's
-   * journal. Workflow and task-queue names still cross in clear (dispatch is by name). Default
-   * `standard`.
+   * journal; workflow names too (announced, and in run tasks and child starts, as
+   * `crossingWorkflowName`), which the worker maps back to its workflow code and the gateway
+   * resolves from the schema catalogue. Task-queue names still cross in clear. Default `standard`.
    */
   readonly residency?: ResidencyMode;
 }
@@ -236,7 +245,14 @@ export class Worker {
       startChild: (request) =>
         new Promise<StartChildAnswer>((resolve) =>
           this.#enqueue({
-            message: { case: 'startChild', value: create(StartChildSchema, { ...request, inputSize: coarseSizeBig(request.inputSize) }) },
+            message: {
+              case: 'startChild',
+              value: create(StartChildSchema, {
+                ...request,
+                workflowName: this.#crossingName(request.workflowName),
+                inputSize: coarseSizeBig(request.inputSize),
+              }),
+            },
             onSettled: (rejection) =>
               resolve(
                 rejection === undefined
@@ -458,7 +474,12 @@ export class Worker {
       dataPlaneId: this.#options.dataPlaneId,
       workerId: this.workerId,
       workflows: this.#options.workflows.map((w) =>
-        create(WorkflowRefSchema, { name: w.name, version: w.version, taskQueue: w.taskQueue, settings: announcedSettings(w) }),
+        create(WorkflowRefSchema, {
+          name: this.#crossingName(w.name),
+          version: w.version,
+          taskQueue: w.taskQueue,
+          settings: announcedSettings(w),
+        }),
       ),
       slots: this.#slots,
       freeSlots: this.#freeSlots(),
@@ -599,7 +620,7 @@ export class Worker {
           if (reason === RejectionReason.WORKFLOW_NOT_REGISTERED) {
             // The answer to the Hello; the stream ends next, and #onStreamEnd stops the worker.
             const { workflowName, workflowVersion } = message.value;
-            this.#helloRefusal = { reason, workflow: `${workflowName}@${workflowVersion}` };
+            this.#helloRefusal = { reason, workflow: `${this.#codeName(workflowName)}@${workflowVersion}` };
             return;
           }
           this.#logger.warn(log, 'control plane rejected a request');
@@ -687,6 +708,21 @@ export class Worker {
     );
   }
 
+  /** The name a workflow of this worker crosses under (its keyed digest in strict residency mode). */
+  #crossingName(name: string): string {
+    return crossingWorkflowName(this.#options.hasher, this.#options.residency ?? 'standard', name);
+  }
+
+  /**
+   * The workflow a run task names, as the workflow code knows it: in strict residency mode the
+   * task carries the digest this worker announced. A digest of none of its workflows stays as it
+   * is (the engine then gives the run back as not registered here).
+   */
+  #codeName(crossing: string): string {
+    if (!STRICT_NAME_PATTERN.test(crossing)) return crossing;
+    return this.#options.workflows.find((w) => this.#crossingName(w.name) === crossing)?.name ?? crossing;
+  }
+
   #onRunTask(task: RunTask): void {
     const existing = this.#runs.get(task.runId);
     if (existing && existing.epoch >= task.epoch) return; // a duplicate push
@@ -711,7 +747,7 @@ export class Worker {
     const execution = this.#engine.start({
       runId: task.runId,
       epoch: task.epoch,
-      workflowName: task.workflowName,
+      workflowName: this.#codeName(task.workflowName),
       workflowVersion: task.workflowVersion,
       cancelRequested: task.cancelRequested,
       forkFrom: task.forkSourceRunId === '' ? undefined : { runId: task.forkSourceRunId, position: task.forkPosition },
@@ -725,8 +761,8 @@ export class Worker {
     const held: HeldRun = { runId: task.runId, epoch: task.epoch, execution };
     this.#runs.set(task.runId, held);
     this.#busy++;
-    this.#tracing.runStarted(task, execution);
-    this.#logger.debug({ runId: task.runId, epoch: task.epoch, workflow: task.workflowName }, 'run task received');
+    this.#tracing.runStarted({ ...task, workflowName: this.#codeName(task.workflowName) }, execution);
+    this.#logger.debug({ runId: task.runId, epoch: task.epoch, workflow: this.#codeName(task.workflowName) }, 'run task received');
     const settling = execution.done.then(async (outcome) => {
       await this.#sealJournal(held, outcome);
       this.#onOutcome(held, outcome);

@@ -15,6 +15,7 @@ import { startTestStack, type TestStack } from '../harness.js';
 
 const execFileAsync = promisify(execFile);
 const cliMain = join(dirname(fileURLToPath(import.meta.url)), '../../../apps/cli/dist/main.js');
+const workflowModule = join(dirname(fileURLToPath(import.meta.url)), '../../dist/workflows.js');
 
 describe('residency: sizes', () => {
   let t: TestStack;
@@ -213,6 +214,8 @@ describe('residency: names', () => {
 describe('residency: strict mode', () => {
   let t: TestStack;
   let capture: string;
+  const workflow = 'Wombat-Tariff-Settle';
+  const child = 'Platypus-Invoice-Child';
   const step = 'Quokka-Ledger-Reconcile';
   const signal = 'Heron-Payout-Release';
 
@@ -232,58 +235,123 @@ describe('residency: strict mode', () => {
     await t?.stop();
   });
 
-  it('step and signal names cross as keyed digests, the CLI shows them resolved, and the control plane holds them zero times', async () => {
-    const runId = await t.start('strict-demo', {});
+  const cliEnv = (gateway = false): Record<string, string> => ({
+    PATH: process.env['PATH'] ?? '',
+    HOME: t.dir,
+    CAIRN_CONTROL_PLANE_URL: t.stack.controlPlanes[0]!.httpUrl,
+    CAIRN_API_KEY: t.stack.secrets.apiToken,
+    CAIRN_PROJECT: 'default',
+    ...(gateway ? { CAIRN_GATEWAY_URL: t.stack.gatewayUrl, CAIRN_GATEWAY_TOKEN: t.stack.secrets.gatewayToken } : {}),
+  });
+  // Not spawnSync: the gRPC capture proxy runs in this process and must keep forwarding.
+  const cliRun = (args: string[], env: Record<string, string>) =>
+    execFileAsync(process.execPath, [cliMain, ...args], { env, encoding: 'utf8', timeout: 30_000 });
+
+  it('a schedule created through the CLI by workflow name fires the workflow by its digest, and shows under its name', async () => {
+    const created = await cliRun(
+      ['schedules', 'create', '--workflow', child, '--cron', '0 0 1 1 *', '-i', '{"n":5}', '--paused', '-o', 'json'],
+      cliEnv(true),
+    );
+    const { schedule } = JSON.parse(created.stdout) as { schedule: { id: string; workflowName: string } };
+    assert.equal(schedule.workflowName, child, `shown under its name (${created.stderr})`);
+    const fired = await cliRun(['schedules', 'trigger', schedule.id, '-o', 'json'], cliEnv(true));
+    const runId = (JSON.parse(fired.stdout) as { firing: { runId: string | null } }).firing.runId;
+    assert.ok(runId, fired.stdout);
+    assert.deepEqual([(await t.result(runId)).output], [5], 'the worker ran the workflow the digest stands for, with the input');
+    const run = await t.describe(runId);
+    assert.match(run.run.workflowName, /^h\.[0-9a-f]{40}$/, 'the control plane fired it by the digest');
+    const listed = await cliRun(['schedules', 'list', '-o', 'json'], cliEnv(true));
+    assert.deepEqual(
+      (JSON.parse(listed.stdout) as { schedules: Array<{ workflowName: string }> }).schedules.map((s) => s.workflowName),
+      [child],
+    );
+    await cliRun(['schedules', 'delete', schedule.id, '-o', 'json'], cliEnv(true));
+  });
+
+  it('workflow, step, signal and child workflow names cross as keyed digests, the CLI shows them resolved, and the control plane holds them zero times', async () => {
+    const runId = await t.start(workflow, {});
     const waiting = await t.waitForRun(runId, (r) => r.status === 'suspended');
     assert.equal(waiting.waitingSignal, null, 'the control plane does not learn the signal it waits for');
+    assert.match(waiting.workflowName, /^h\.[0-9a-f]{40}$/, "the control plane's name for the workflow");
+    const digest = waiting.workflowName;
     assert.equal((await t.signal(runId, signal, { n: 2 })).status, 202);
-    assert.deepEqual([(await t.result(runId)).output], [3], 'the signal woke the run by its digest');
+    assert.deepEqual([(await t.result(runId)).output], [3], 'the signal woke the run by its digest, and the child ran by its digest');
 
     const { steps } = await t.describe(runId);
-    assert.ok(steps.length >= 2);
+    assert.ok(steps.length >= 3);
     for (const s of steps) assert.match(s.name, /^h\.[0-9a-f]{40}$/, `the control plane's name for ${s.kind} ${s.position}`);
 
+    const viaGatewayRun = (await (await t.gateway('GET', `/v1/runs/${runId}`)).json()) as { run: { workflow: string } };
+    assert.equal(viaGatewayRun.run.workflow, workflow, 'the gateway resolves the workflow name from the payload store');
     const viaGateway = (await (await t.gateway('GET', `/v1/runs/${runId}/steps`)).json()) as { steps: Array<{ name: string }> };
     assert.deepEqual(
       viaGateway.steps.map((s) => s.name),
-      [step, signal],
+      [step, signal, child],
       'the gateway resolves them from the journal',
     );
 
-    // Not spawnSync: the gRPC capture proxy runs in this process and must keep forwarding.
-    const cli = await execFileAsync(process.execPath, [cliMain, 'runs', 'describe', runId, '-o', 'json'], {
-      env: {
-        PATH: process.env['PATH'] ?? '',
-        HOME: t.dir,
-        CAIRN_CONTROL_PLANE_URL: t.stack.controlPlanes[0]!.httpUrl,
-        CAIRN_API_KEY: t.stack.secrets.apiToken,
-        CAIRN_PROJECT: 'default',
-        CAIRN_GATEWAY_URL: t.stack.gatewayUrl,
-        CAIRN_GATEWAY_TOKEN: t.stack.secrets.gatewayToken,
-      },
-      encoding: 'utf8',
-      timeout: 30_000,
-    });
-    const described = JSON.parse(cli.stdout) as { steps: Array<{ kind: string; name: string }>; timeline: Array<{ name: string }> };
+    const env = cliEnv();
+    const withGateway = cliEnv(true);
+    const cli = await cliRun(['runs', 'describe', runId, '-o', 'json'], withGateway);
+    const described = JSON.parse(cli.stdout) as {
+      run: { workflowName: string };
+      steps: Array<{ kind: string; name: string }>;
+      timeline: Array<{ name: string }>;
+    };
+    assert.equal(described.run.workflowName, workflow, `the CLI resolved the workflow name through the gateway (${cli.stderr})`);
     assert.deepEqual(
       described.steps.map((s) => [s.kind, s.name]),
       [
         ['step', step],
         ['signal', signal],
+        ['child', child],
       ],
       `the CLI resolved the names through the gateway (${cli.stderr})`,
     );
     assert.deepEqual(
       described.timeline.map((c) => c.name),
-      [step, signal],
+      [step, signal, child],
     );
+
+    // A filter by workflow name is translated through the gateway; the control plane knows only the digest.
+    const listed = await cliRun(['runs', 'list', '--workflow', workflow, '-o', 'json'], withGateway);
+    assert.deepEqual(
+      (JSON.parse(listed.stdout) as { runs: Array<{ runId: string; workflowName: string }> }).runs.map((r) => [r.runId, r.workflowName]),
+      [[runId, workflow]],
+      `runs list --workflow found the run by the digest and showed its name (${listed.stderr})`,
+    );
+    const workflows = await cliRun(['workflows', 'list', '-o', 'json'], withGateway);
+    assert.ok(
+      (JSON.parse(workflows.stdout) as { workflows: Array<{ name: string }> }).workflows.some((w) => w.name === workflow),
+      `workflows list resolved the registered digest (${workflows.stderr})`,
+    );
+    // Registration looks the version up under its digest: the one the worker announced is found.
+    const plan = await cliRun(['workflows', 'register', workflowModule, '--dry-run', '-o', 'json'], withGateway);
+    const planned = (JSON.parse(plan.stdout) as { workflows: Array<{ workflow: string; action: string }> }).workflows.find(
+      (w) => w.workflow === workflow,
+    );
+    assert.equal(planned?.action, 'unchanged', `workflows register found ${workflow} registered under its digest (${plan.stderr})`);
+    // The child run: started by the worker under the child's digest, shown under its name.
+    const children = await cliRun(['runs', 'list', '--parent', runId, '-o', 'json'], withGateway);
+    assert.deepEqual(
+      (JSON.parse(children.stdout) as { runs: Array<{ workflowName: string }> }).runs.map((r) => r.workflowName),
+      [child],
+      `the child run's workflow name resolved (${children.stderr})`,
+    );
+    // Without a gateway the CLI shows what the control plane holds and says how to resolve it.
+    const bare = await cliRun(['runs', 'list', '--workflow', digest, '-o', 'json'], env);
+    assert.deepEqual(
+      (JSON.parse(bare.stdout) as { runs: Array<{ workflowName: string }> }).runs.map((r) => r.workflowName),
+      [digest],
+    );
+    assert.match(bare.stderr, /keyed digests .*strict residency mode.*CAIRN_GATEWAY_URL/s);
 
     await t.stack.stop();
     const dump = await controlPlaneDump(t);
     assert.ok(dump.rows > 10, 'the control plane did record metadata');
     const grpc = readFileSync(capture);
     const found: string[] = [];
-    for (const needle of [step, signal, 'Quokka', 'Heron']) {
+    for (const needle of [workflow, child, step, signal, 'Wombat', 'Platypus', 'Quokka', 'Heron']) {
       const n = dump.text.split(needle).length - 1;
       if (n > 0) found.push(`${needle} ×${n} in the database or logs`);
       if (grpc.includes(Buffer.from(needle))) found.push(`${needle} in the gRPC bytes`);

@@ -26,6 +26,7 @@ import { CliError, ExitCode } from '../errors.js';
 import type { components } from '../gen/control-plane.js';
 import { examples } from '../help.js';
 import { paintStatus } from '../output.js';
+import { crossingWorkflowName, resolveWorkflowNames } from '../workflow-names.js';
 
 type ScheduleView = components['schemas']['Schedule'];
 
@@ -135,7 +136,8 @@ export function registerOperations(program: Command): void {
         }
         const body = {
           dataPlaneId,
-          workflowName: opts.workflow,
+          // In strict residency mode the control plane knows the workflow by its keyed digest only.
+          workflowName: await crossingWorkflowName(ctx, opts.workflow),
           cron: opts.cron,
           ...(opts.name ? { name: opts.name } : {}),
           ...(opts.version ? { workflowVersion: opts.version } : {}),
@@ -148,6 +150,7 @@ export function registerOperations(program: Command): void {
         let res: { schedule: ScheduleView };
         try {
           res = await cp.post<components['schemas']['ScheduleAnswer']>(ctx.projectPath('/schedules'), body);
+          if (res.schedule.workflowName === body.workflowName) res = { schedule: { ...res.schedule, workflowName: opts.workflow } };
         } catch (err) {
           // The stored input would be orphaned: remove it again.
           if (inputPayloadId)
@@ -176,12 +179,17 @@ export function registerOperations(program: Command): void {
     .action(async (opts: { limit?: number; cursor?: string }, command: Command) => {
       const ctx = new Context(command);
       const cp = ctx.controlPlane();
-      const body = await ctx.out.spin('listing schedules', () =>
+      const page = await ctx.out.spin('listing schedules', () =>
         cp.get<components['schemas']['ScheduleList']>(ctx.projectPath('/schedules'), {
           limit: opts.limit,
           cursor: opts.cursor,
         }),
       );
+      const names = await resolveWorkflowNames(
+        ctx,
+        page.schedules.map((s) => s.workflowName),
+      );
+      const body = { ...page, schedules: page.schedules.map((s) => ({ ...s, workflowName: names.get(s.workflowName) ?? s.workflowName })) };
       ctx.out.data(body, () =>
         ctx.out.table(
           ['NAME', 'ID', 'WORKFLOW', 'CRON', 'ZONE', 'STATE', 'NEXT'],
@@ -206,11 +214,16 @@ export function registerOperations(program: Command): void {
     .action(async (schedule: string, _opts: unknown, command: Command) => {
       const ctx = new Context(command);
       const cp = ctx.controlPlane();
-      const body = await cp.get<{
+      const got = await cp.get<{
         schedule: ScheduleView;
         nextFireTimes: string[];
         recentFirings: Array<{ tickAt: string; runId: string | null; outcome?: string }>;
       }>(ctx.projectPath(`/schedules/${encodeURIComponent(schedule)}`));
+      const names = await resolveWorkflowNames(ctx, [got.schedule.workflowName]);
+      const body = {
+        ...got,
+        schedule: { ...got.schedule, workflowName: names.get(got.schedule.workflowName) ?? got.schedule.workflowName },
+      };
       ctx.out.data(body, () => {
         const s = body.schedule;
         ctx.out.fields([

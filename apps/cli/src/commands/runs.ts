@@ -10,6 +10,7 @@ import { examples } from '../help.js';
 import type { components } from '../gen/control-plane.js';
 import type { HttpClient } from '../http.js';
 import { formatMs, paintStatus, type Output } from '../output.js';
+import { crossingWorkflowName, resolveWorkflowNames } from '../workflow-names.js';
 
 /** A run as the control plane's REST API answers it (metadata only). */
 type ApiRunView = components['schemas']['Run'];
@@ -29,7 +30,21 @@ export function runView(run: ApiRunView): RunView {
 
 async function describeRun(ctx: Context, cp: HttpClient, id: string): Promise<Describe> {
   const d = await cp.get<components['schemas']['RunDescription']>(runPath(ctx, id));
-  return resolveStrictNames(ctx, id, { ...d, run: runView(d.run) });
+  const [run] = await withWorkflowNames(ctx, [runView(d.run)]);
+  return resolveStrictNames(ctx, id, { ...d, run: run! });
+}
+
+/**
+ * Runs with the workflow names a strict-mode data plane sent as keyed digests resolved through
+ * the profile's gateway (left as digests, with a note, without one).
+ */
+async function withWorkflowNames(ctx: Context, runs: RunView[]): Promise<RunView[]> {
+  const names = await resolveWorkflowNames(
+    ctx,
+    runs.map((r) => r.workflowName),
+  );
+  if (names.size === 0) return runs;
+  return runs.map((r) => ({ ...r, workflowName: names.get(r.workflowName) ?? r.workflowName }));
 }
 
 /** A step or signal name a data plane in strict residency mode sent as a keyed digest. */
@@ -313,10 +328,12 @@ export function registerRuns(program: Command): void {
         const bad = statuses.filter((s) => !RUN_STATUSES.includes(s));
         if (bad.length > 0) throw new CliError(ExitCode.USAGE, `Unknown status ${bad.join(', ')}: use ${RUN_STATUSES.join(', ')}.`);
         const cp = ctx.controlPlane();
+        // In strict residency mode the control plane knows the workflow by its keyed digest only.
+        const workflow = opts.workflow === undefined ? undefined : await crossingWorkflowName(ctx, opts.workflow);
         const page = await ctx.out.spin('listing runs', () =>
           cp.get<components['schemas']['RunList']>(ctx.projectPath('/runs'), {
             status: statuses.length > 0 ? statuses.join(',') : undefined,
-            workflow: opts.workflow,
+            workflow,
             version: opts.version,
             scheduleId: opts.schedule,
             parentRunId: opts.parent,
@@ -326,7 +343,7 @@ export function registerRuns(program: Command): void {
             cursor: opts.cursor,
           }),
         );
-        const body = { runs: page.runs.map(runView), nextCursor: page.nextCursor };
+        const body = { runs: await withWorkflowNames(ctx, page.runs.map(runView)), nextCursor: page.nextCursor };
         ctx.out.data(body, () => {
           ctx.out.table(
             ['RUN', 'WORKFLOW', 'STATUS', 'CREATED', 'ENDED'],
@@ -454,7 +471,8 @@ export function registerRuns(program: Command): void {
       .action(async (id: string, _opts: unknown, command: Command) => {
         const ctx = new Context(command);
         const cp = ctx.controlPlane();
-        const res = { run: runView((await cp.post<{ run: ApiRunView }>(runPath(ctx, id, `/${op}`))).run) };
+        const [run] = await withWorkflowNames(ctx, [runView((await cp.post<{ run: ApiRunView }>(runPath(ctx, id, `/${op}`))).run)]);
+        const res = { run: run! };
         ctx.out.data(res, () =>
           ctx.out.line(
             `${ctx.out.c.green('✓')} ${op === 'cancel' ? 'cancellation requested for' : 'terminated'} run ${id} (${paintStatus(ctx.out.c, res.run.status)})`,
@@ -482,7 +500,8 @@ export function registerRuns(program: Command): void {
         fromStep: opts.fromStep,
         ...(opts.version ? { workflowVersion: opts.version } : {}),
       });
-      const res = { run: runView(forked.run) };
+      const [run] = await withWorkflowNames(ctx, [runView(forked.run)]);
+      const res = { run: run! };
       if (opts.watch) {
         ctx.out.note(`forked run ${res.run.runId} from ${id} at step ${opts.fromStep}`);
         const d = await watchRun(ctx, cp, res.run.runId, 500);

@@ -9,6 +9,7 @@ import { examples } from '../help.js';
 import { schemaDigest } from '@cairn/common';
 import { defineWorkflow, type DeclaredSchema, type ResolvedFlowControl, type WorkflowDefinition, type WorkflowSchedule } from '@cairn/sdk';
 import { loadWorkflowModules } from '../workflow-modules.js';
+import { crossingWorkflowName, resolveWorkflowNames } from '../workflow-names.js';
 import { resolveRetryPolicy } from '@cairn/sdk/internal';
 
 /** The settings of a registration, as the registry's REST API names them (durations in ms). */
@@ -208,10 +209,12 @@ export function registerWorkflows(program: Command): void {
       const plan: Array<PlanItem & { body: Registration }> = [];
       for (const { definition: def, from } of loaded) {
         const extra = { ...(metadata[def.name] ?? {}), ...(metadata[`${def.name}@${def.version}`] ?? {}) };
-        const body = registrationOf(def, extra, opts.metadata);
+        // In strict residency mode the control plane knows the workflow by its keyed digest only.
+        const crossing = await crossingWorkflowName(ctx, def.name);
+        const body = { ...registrationOf(def, extra, opts.metadata), name: crossing };
         const res = await cp.request<{ workflow: VersionView }>(
           'GET',
-          ctx.projectPath(`/workflows/${encodeURIComponent(def.name)}/versions/${encodeURIComponent(def.version)}`),
+          ctx.projectPath(`/workflows/${encodeURIComponent(crossing)}/versions/${encodeURIComponent(def.version)}`),
           { accept: [404] },
         );
         const differing = res.status === 404 ? [] : differingFields(res.body.workflow, body);
@@ -282,14 +285,20 @@ export function registerWorkflows(program: Command): void {
     .action(async (opts: { name?: string; includeDeprecated?: boolean }, command: Command) => {
       const ctx = new Context(command);
       const cp = ctx.controlPlane();
-      const body = await ctx.out.spin('listing workflows', () =>
+      const name = opts.name === undefined ? undefined : await crossingWorkflowName(ctx, opts.name);
+      const listed = await ctx.out.spin('listing workflows', () =>
         cp.get<{
           workflows: Array<{
             name: string;
             versions: Array<{ version: string; taskQueue: string; deprecated: boolean; registeredAt: string }>;
           }>;
-        }>(ctx.projectPath('/workflows'), { name: opts.name, includeDeprecated: opts.includeDeprecated ? 'true' : undefined }),
+        }>(ctx.projectPath('/workflows'), { name, includeDeprecated: opts.includeDeprecated ? 'true' : undefined }),
       );
+      const names = await resolveWorkflowNames(
+        ctx,
+        listed.workflows.map((w) => w.name),
+      );
+      const body = { ...listed, workflows: listed.workflows.map((w) => ({ ...w, name: names.get(w.name) ?? w.name })) };
       ctx.out.data(body, () =>
         ctx.out.table(
           ['WORKFLOW', 'VERSION', 'TASK QUEUE', 'STATE', 'REGISTERED'],
@@ -312,13 +321,16 @@ export function registerWorkflows(program: Command): void {
     .argument('[version]', 'one version (default: every version)')
     .description('Show a workflow with its versions, or one version in full.')
     .addHelpText('after', examples([['one version with its settings', 'cairn workflows show order-refund 2 -o yaml']]))
-    .action(async (name: string, version: string | undefined, _opts: unknown, command: Command) => {
+    .action(async (given: string, version: string | undefined, _opts: unknown, command: Command) => {
       const ctx = new Context(command);
       const cp = ctx.controlPlane();
+      const name = await crossingWorkflowName(ctx, given);
+      const resolved = name === given ? given : ((await resolveWorkflowNames(ctx, [name])).get(name) ?? given);
       if (version) {
-        const body = await cp.get<{ workflow: VersionView & Record<string, unknown> }>(
+        const got = await cp.get<{ workflow: VersionView & Record<string, unknown> }>(
           ctx.projectPath(`/workflows/${encodeURIComponent(name)}/versions/${encodeURIComponent(version)}`),
         );
+        const body = { workflow: { ...got.workflow, name: resolved } };
         const w = body.workflow;
         ctx.out.data(body, () =>
           ctx.out.fields([
@@ -341,9 +353,10 @@ export function registerWorkflows(program: Command): void {
         );
         return;
       }
-      const body = await cp.get<{ workflow: { name: string; versions: VersionView[]; flowControl: unknown } }>(
+      const got = await cp.get<{ workflow: { name: string; versions: VersionView[]; flowControl: unknown } }>(
         ctx.projectPath(`/workflows/${encodeURIComponent(name)}`),
       );
+      const body = { workflow: { ...got.workflow, name: resolved } };
       ctx.out.data(body, () => {
         ctx.out.line(`${ctx.out.c.bold(body.workflow.name)}  flow control: ${JSON.stringify(body.workflow.flowControl)}`);
         ctx.out.table(
@@ -362,8 +375,9 @@ export function registerWorkflows(program: Command): void {
     .action(async (name: string, version: string, _opts: unknown, command: Command) => {
       const ctx = new Context(command);
       const cp = ctx.controlPlane();
+      const crossing = await crossingWorkflowName(ctx, name);
       const body = await cp.post<components['schemas']['WorkflowVersionAnswer']>(
-        ctx.projectPath(`/workflows/${encodeURIComponent(name)}/versions/${encodeURIComponent(version)}/deprecate`),
+        ctx.projectPath(`/workflows/${encodeURIComponent(crossing)}/versions/${encodeURIComponent(version)}/deprecate`),
       );
       ctx.out.data(body, () => ctx.out.line(`${ctx.out.c.green('✓')} ${name}@${version} is deprecated: new runs of it are refused`));
     });

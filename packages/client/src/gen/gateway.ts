@@ -171,6 +171,23 @@ export interface paths {
     patch?: never;
     trace?: never;
   };
+  '/v1/workflow-names': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /** Translates workflow names into the names the control plane holds for them, and resolves those back (in strict residency mode keyed digests, which only the data plane can compute); the CLI uses it for commands that name a workflow */
+    post: operations['workflowNames'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
   '/v1/runs/{id}/steps/{position}': {
     parameters: {
       query?: never;
@@ -616,6 +633,19 @@ export interface components {
         detail: string;
       }[];
     };
+    WorkflowNamesView: {
+      /**
+       * @description the data plane's residency mode (CAIRN_RESIDENCY)
+       * @enum {string}
+       */
+      residency: 'standard' | 'strict';
+      workflows: {
+        /** @description the workflow name; null for a digest no catalogued workflow of this data plane has */
+        name: string | null;
+        /** @description the name the control plane holds for it: the name itself, or its keyed digest in strict mode */
+        crossesAs: string;
+      }[];
+    };
     ExportView: {
       /** @constant */
       format: 'cairn.journal-export.v1';
@@ -739,6 +769,12 @@ export interface components {
     ExportRequest: {
       /** @description the runs to export, 1 to 100 */
       runIds: string[];
+    };
+    WorkflowNamesRequest: {
+      /** @description workflow names to translate into the names they cross under */
+      names?: string[];
+      /** @description names the control plane holds (h. and 40 hex digits in strict residency mode) to resolve into workflow names */
+      digests?: string[];
     };
   };
   responses: never;
@@ -1484,6 +1520,103 @@ export interface operations {
       };
       /** @description The run has ended, or a conflict with its state (CAIRN-1108, CAIRN-1115) */
       409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description The body is over the gateway's limit (CAIRN-1103) */
+      413: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description The body is not JSON (CAIRN-1109) */
+      415: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description A project quota or rate limit of the control plane (CAIRN-1112, CAIRN-1113), or too many failed token attempts from this address (CAIRN-1142): wait for Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description An internal error of the gateway (CAIRN-4000); its logs have the details */
+      500: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description The control plane or the payload store cannot be reached, or the gateway is shutting down (CAIRN-1110): retry */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+    };
+  };
+  workflowNames: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** @description The names to translate and the digests to resolve */
+    requestBody: {
+      content: {
+        'application/json': components['schemas']['WorkflowNamesRequest'];
+      };
+    };
+    responses: {
+      /** @description Each name with the name it crosses under */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['WorkflowNamesView'];
+        };
+      };
+      /** @description Bad input (CAIRN-1101, CAIRN-1102, CAIRN-1107): the message says what and how to fix it */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description No or an unknown gateway token (CAIRN-1104) */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description The gateway token lacks the scope this route needs (CAIRN-1144): the message names it */
+      403: {
         headers: {
           [name: string]: unknown;
         };
