@@ -15,6 +15,7 @@ export default tseslint.config(
       'packages/proto/src/gen/**',
       'packages/client/src/gen/**',
       'apps/cli/src/gen/**',
+      'apps/console/src/gen/**',
       '**/*.js',
       '**/*.mjs',
       '**/*.cjs',
@@ -99,6 +100,29 @@ export default tseslint.config(
             { group: ['@cairn/sdk'], message: 'The client reads workflow definitions structurally; import no SDK code.' },
           ],
           paths: [{ name: '@cairn/common', message: 'The client imports only @cairn/common/core (browser-safe).' }],
+        },
+      ],
+    },
+  },
+  {
+    // The console runs in a browser: it talks to the planes over HTTP and imports no code of either.
+    files: ['apps/console/**/*.ts', 'apps/console/**/*.tsx'],
+    rules: {
+      // TanStack Router's documented way to leave a route: throw redirect(…).
+      '@typescript-eslint/only-throw-error': [
+        'error',
+        { allow: [{ from: 'package', package: '@tanstack/router-core', name: 'Redirect' }] },
+      ],
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['@cairn/*'],
+              message: 'The console reads both planes through their HTTP APIs (typed from the OpenAPI documents); import no Cairn package.',
+            },
+            { group: serverModules, message: 'The console runs in a browser: no server code.' },
+          ],
         },
       ],
     },

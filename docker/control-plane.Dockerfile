@@ -12,7 +12,7 @@ RUN npm install --global pnpm@12.4.2
 WORKDIR /src
 COPY . .
 RUN pnpm install --frozen-lockfile
-RUN pnpm exec tsc -b apps/control-plane
+RUN pnpm exec tsc -b apps/control-plane && pnpm --filter @cairn/console build
 # The workspace manifests alone, for the production install below.
 RUN mkdir -p /manifests \
  && cp package.json pnpm-lock.yaml pnpm-workspace.yaml /manifests/ \
@@ -35,6 +35,8 @@ COPY --from=prod-deps /app ./
 COPY --from=build /src/packages/common/dist packages/common/dist
 COPY --from=build /src/packages/proto/dist packages/proto/dist
 COPY --from=build /src/apps/control-plane/dist apps/control-plane/dist
+# The console's built files, served by the control plane at / (CAIRN_CP_CONSOLE_DIR).
+COPY --from=build /src/apps/console/dist apps/console/dist
 # A numeric non-root user, so Kubernetes can verify runAsNonRoot.
 USER 10001:10001
 EXPOSE 8080 7233

@@ -38,6 +38,17 @@ const targets = [
     out: 'apps/cli/src/gen/control-plane.ts',
     document: async () => (await load('apps/control-plane/dist/openapi-document.js')).controlPlaneOpenApi(),
   },
+  // The console reads both APIs from the browser, with the same types.
+  {
+    name: 'gateway',
+    out: 'apps/console/src/gen/gateway.ts',
+    document: async () => (await load('apps/gateway/dist/api.js')).buildOpenApi(),
+  },
+  {
+    name: 'control plane',
+    out: 'apps/console/src/gen/control-plane.ts',
+    document: async () => (await load('apps/control-plane/dist/openapi-document.js')).controlPlaneOpenApi(),
+  },
 ];
 
 let stale = 0;

@@ -82,6 +82,8 @@ const serveShape = {
   CAIRN_SHUTDOWN_TIMEOUT_MS: positive(10_000),
   CAIRN_STARTUP_GRACE_MS: env.int().optional(),
   CAIRN_CP_TRUSTED_PROXIES: env.trustedProxies(),
+  // The built console (apps/console/dist); 'off' serves none. Default: beside this app in the workspace or image.
+  CAIRN_CP_CONSOLE_DIR: env.optionalString(),
   CAIRN_AUDIT_SIGNING_KEY: env.optionalString(),
   CAIRN_AUDIT_SIGNING_KEY_FILE: env.optionalString(),
   CAIRN_AUDIT_SIGNING_KEY_ID: z
@@ -167,6 +169,11 @@ export interface ControlPlaneConfig extends DatabaseConfig {
    * proxy. Empty: the socket's address.
    */
   readonly trustedProxies: readonly string[];
+  /**
+   * The folder of the built console the control plane serves at `/` (CAIRN_CP_CONSOLE_DIR), null
+   * when turned off; undefined: the workspace's `apps/console/dist`, when it was built.
+   */
+  readonly consoleDir?: string | null;
   /**
    * The Ed25519 key that signs audit checkpoints (its public half is served at
    * `/.well-known/cairn-audit-keys`). Undefined: checkpoints cannot be signed (CAIRN-1154).
@@ -366,6 +373,7 @@ export function loadControlPlaneConfig(source: Record<string, string | undefined
     startupGraceMs: raw.CAIRN_STARTUP_GRACE_MS ?? Math.max(raw.CAIRN_LEASE_TTL_MS, 10_000),
     telemetry: telemetryConfig(raw),
     trustedProxies: raw.CAIRN_CP_TRUSTED_PROXIES,
+    ...(raw.CAIRN_CP_CONSOLE_DIR === undefined ? {} : { consoleDir: raw.CAIRN_CP_CONSOLE_DIR === 'off' ? null : raw.CAIRN_CP_CONSOLE_DIR }),
     auditSigningKey,
     auditCheckpointIntervalMs: raw.CAIRN_AUDIT_CHECKPOINT_INTERVAL_MS,
     limits: Object.freeze({

@@ -2,6 +2,7 @@ import 'reflect-metadata';
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { NestFactory } from '@nestjs/core';
+import { registerConsole } from './http/console.js';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import { createLogger, type Logger } from '@cairn/common';
 import { AppModule, NestLogger } from './app.module.js';
@@ -29,6 +30,8 @@ export interface ControlPlane {
   readonly grpcPort: number;
   /** The port serving only `/metrics` (CAIRN_CP_METRICS_PORT), or null when metrics are on the API port alone. */
   readonly metricsPort: number | null;
+  /** Where the console served at `/` comes from, or null when none is served. */
+  readonly consoleDir: string | null;
   readonly logger: Logger;
   /** Graceful shutdown; leases stay in the database for the workers to re-attach elsewhere. */
   close(): Promise<void>;
@@ -58,6 +61,7 @@ export async function startControlPlane(config: ControlPlaneConfig, options: Sta
   app.useGlobalFilters(new ErrorFilter(logger));
   const telemetry = app.get(Telemetry);
   const http = app.getHttpAdapter().getInstance();
+  const consoleDir = registerConsole(http, config.consoleDir, logger);
   http.addHook('onRequest', (request, _reply, done) => {
     telemetry.httpStarted(request);
     done();
@@ -153,6 +157,7 @@ export async function startControlPlane(config: ControlPlaneConfig, options: Sta
       httpPort,
       grpcPort,
       metricsPort,
+      consoleDir,
       host: config.host,
       leaseTtlMs: config.leaseTtlMs,
       auditKeyId: config.auditSigningKey?.keyId ?? null,
@@ -184,5 +189,5 @@ export async function startControlPlane(config: ControlPlaneConfig, options: Sta
     })();
     return closing;
   };
-  return { httpPort, grpcPort, metricsPort, logger, close };
+  return { httpPort, grpcPort, metricsPort, consoleDir, logger, close };
 }

@@ -23,4 +23,4 @@ export {
   type Endpoints,
 } from './endpoints.js';
 export { watchProject, IGNORED_FOLDERS, type ProjectWatcher } from './watch.js';
-export { runDev, type RunDevOptions, type DevSession, type DevReadyInfo } from './run-dev.js';
+export { consoleSignInUrl, runDev, type RunDevOptions, type DevSession, type DevReadyInfo } from './run-dev.js';

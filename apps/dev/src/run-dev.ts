@@ -48,6 +48,21 @@ const color = (code: string) => (s: string) => (process.stdout.isTTY && !process
 const dim = color('2');
 const bold = color('1');
 
+/**
+ * The console's address, signed in for the local stack: the fragment (which browsers never send
+ * to a server) carries the API key and the gateway with its token; the console keeps them for the
+ * tab's session and clears the address bar.
+ */
+export function consoleSignInUrl(controlPlaneUrl: string, stack: Pick<Stack, 'secrets' | 'gatewayUrl'>): string {
+  const fragment = new URLSearchParams({ key: stack.secrets.apiToken });
+  if (stack.gatewayUrl !== '') {
+    fragment.set('gateway', stack.gatewayUrl);
+    fragment.set('gatewayToken', stack.secrets.gatewayToken);
+    fragment.set('dataPlane', stack.secrets.dataPlaneId);
+  }
+  return `${controlPlaneUrl}/#${fragment.toString()}`;
+}
+
 /** Starts the local stack and keeps it running until stopped. */
 export function runDev(options: RunDevOptions): DevSession {
   const s = options.settings;
@@ -172,6 +187,7 @@ ${bold('Cairn local stack is up')}
   postgres       ${postgres.url('postgres').replace(/:[^:@/]*@/, ':***@')}  (databases cairn_cp and cairn_dp, separate roles)
   control plane  ${cp.httpUrl}  (REST)   ${cp.grpcAddress}  (gRPC)
   gateway        ${stack.gatewayUrl}  (data plane HTTP API)
+  console        ${consoleSignInUrl(cp.httpUrl, stack)}  ${dim('(signed in; payload panels from the gateway)')}
   worker         ${
     examples
       ? 'examples/src/worker.ts  (workflows order-refund@1, support-agent@1, research-agent@1)'

@@ -354,6 +354,10 @@ async function launch(options: StackOptions, started: ManagedProcess[], supervis
         CAIRN_GATEWAY_HOST: '127.0.0.1',
         CAIRN_GATEWAY_PORT: String(port),
         CAIRN_CP_GRPC_ADDRESS: controlPlanes[0]!.grpcAddress,
+        // The console, served by the control plane, fetches payloads from the gateway in the browser.
+        CAIRN_GATEWAY_CORS_ORIGINS: controlPlanes
+          .flatMap((cp) => [cp.httpUrl, cp.httpUrl.replace('//127.0.0.1:', '//localhost:')])
+          .join(','),
         ...(options.gatewayEnv ?? {}),
         CAIRN_GATEWAY_TOKENS: [secrets.gatewayToken, ...(options.gatewayTokens ?? [])].join(','),
       },

@@ -1,0 +1,252 @@
+// Runs, newest first: filters in the address (so a filtered list can be shared), cursor pages
+// fetched as the list scrolls (only the rows in view are rendered, so 100,000 runs scroll without
+// loading them all), and live updates while the newest runs are in view.
+import { useEffect, useRef, useState, type FormEvent, type ReactNode } from 'react';
+import { useInfiniteQuery } from '@tanstack/react-query';
+import { Link, createRoute, useNavigate } from '@tanstack/react-router';
+import { useVirtualizer } from '@tanstack/react-virtual';
+import { cp, unwrap, type Run, type RunStatus } from '../api/control-plane.js';
+import { ErrorMessage, Loading, StatusBadge, Time, formatDuration } from '../components/common.js';
+import { projectRoute } from '../routes/root.js';
+
+export const RUN_STATUSES: readonly RunStatus[] = [
+  'queued',
+  'running',
+  'suspended',
+  'completed',
+  'failed',
+  'cancelled',
+  'terminated',
+  'timed_out',
+];
+
+export interface RunsSearch {
+  status?: RunStatus[];
+  workflow?: string;
+  version?: string;
+  scheduleId?: string;
+  parentRunId?: string;
+  createdAfter?: string;
+  createdBefore?: string;
+}
+
+const text = (v: unknown): string | undefined => (typeof v === 'string' && v.trim() !== '' ? v.trim() : undefined);
+
+export function validateRunsSearch(search: Record<string, unknown>): RunsSearch {
+  const raw = search['status'];
+  const list = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',') : [];
+  const status = list.filter((s): s is RunStatus => RUN_STATUSES.includes(s as RunStatus));
+  const out: RunsSearch = {};
+  if (status.length > 0) out.status = status;
+  for (const key of ['workflow', 'version', 'scheduleId', 'parentRunId', 'createdAfter', 'createdBefore'] as const) {
+    const value = text(search[key]);
+    if (value !== undefined) out[key] = value;
+  }
+  return out;
+}
+
+const PAGE = 100;
+const ROW_HEIGHT = 41;
+/** Live updates poll the newest page; past this many pages the list holds still while you read. */
+const LIVE_PAGES = 2;
+
+const duration = (run: Run): number | null => {
+  if (run.startedAt === null) return null;
+  const end = run.endedAt === null ? Date.now() : Date.parse(run.endedAt);
+  return end - Date.parse(run.startedAt);
+};
+
+/** A datetime-local value (browser local time) as ISO, or undefined. */
+const localToIso = (value: string): string | undefined => (value === '' ? undefined : new Date(value).toISOString());
+const isoToLocal = (iso: string | undefined): string => {
+  if (iso === undefined) return '';
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return '';
+  const pad = (n: number): string => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+};
+
+function Filters({ search }: { search: RunsSearch }): ReactNode {
+  const navigate = useNavigate({ from: runsRoute.fullPath });
+  const [draft, setDraft] = useState(search);
+  useEffect(() => setDraft(search), [search]);
+  const apply = (event: FormEvent): void => {
+    event.preventDefault();
+    void navigate({ search: validateRunsSearch(draft as Record<string, unknown>) });
+  };
+  const toggle = (status: RunStatus): void => {
+    const current = draft.status ?? [];
+    const next = current.includes(status) ? current.filter((s) => s !== status) : [...current, status];
+    setDraft({ ...draft, status: next });
+  };
+  const field = (key: 'workflow' | 'version' | 'scheduleId' | 'parentRunId', label: string): ReactNode => (
+    <div className="field">
+      <label htmlFor={`filter-${key}`}>{label}</label>
+      <input id={`filter-${key}`} value={draft[key] ?? ''} onChange={(e) => setDraft({ ...draft, [key]: e.target.value })} />
+    </div>
+  );
+  return (
+    <form className="filters" onSubmit={apply} aria-label="Filter runs">
+      <fieldset className="statuses">
+        <legend>Status</legend>
+        {RUN_STATUSES.map((status) => (
+          <label key={status} className="check">
+            <input type="checkbox" checked={draft.status?.includes(status) ?? false} onChange={() => toggle(status)} />
+            {status.replace('_', ' ')}
+          </label>
+        ))}
+      </fieldset>
+      {field('workflow', 'Workflow')}
+      {field('version', 'Version')}
+      {field('scheduleId', 'Schedule ID')}
+      {field('parentRunId', 'Parent run ID')}
+      <div className="field">
+        <label htmlFor="filter-after">Created from</label>
+        <input
+          id="filter-after"
+          type="datetime-local"
+          value={isoToLocal(draft.createdAfter)}
+          onChange={(e) => setDraft({ ...draft, createdAfter: localToIso(e.target.value) })}
+        />
+      </div>
+      <div className="field">
+        <label htmlFor="filter-before">Created before</label>
+        <input
+          id="filter-before"
+          type="datetime-local"
+          value={isoToLocal(draft.createdBefore)}
+          onChange={(e) => setDraft({ ...draft, createdBefore: localToIso(e.target.value) })}
+        />
+      </div>
+      <div className="actions">
+        <button type="submit">Apply</button>
+        <button type="button" className="secondary" onClick={() => void navigate({ search: {} })}>
+          Clear
+        </button>
+      </div>
+    </form>
+  );
+}
+
+function RunsPage(): ReactNode {
+  const { project } = projectRoute.useParams();
+  const search = runsRoute.useSearch();
+  const runs = useInfiniteQuery({
+    queryKey: ['runs', project, search],
+    initialPageParam: undefined as string | undefined,
+    queryFn: ({ pageParam, signal }) =>
+      unwrap(
+        cp.GET('/v1/projects/{project}/runs', {
+          params: {
+            path: { project },
+            query: {
+              ...search,
+              ...(search.status === undefined ? {} : { status: search.status.join(',') }),
+              limit: String(PAGE),
+              ...(pageParam === undefined ? {} : { cursor: pageParam }),
+            },
+          },
+          signal,
+        }),
+      ),
+    getNextPageParam: (last) => last.nextCursor ?? undefined,
+    refetchInterval: (query) => ((query.state.data?.pages.length ?? 0) <= LIVE_PAGES ? 3_000 : false),
+  });
+  const rows = runs.data?.pages.flatMap((p) => p.runs) ?? [];
+  const live = (runs.data?.pages.length ?? 0) <= LIVE_PAGES;
+  const scroller = useRef<HTMLDivElement>(null);
+  const virtual = useVirtualizer({
+    count: rows.length,
+    getScrollElement: () => scroller.current,
+    estimateSize: () => ROW_HEIGHT,
+    overscan: 10,
+  });
+  const items = virtual.getVirtualItems();
+  const lastIndex = items.at(-1)?.index ?? -1;
+  useEffect(() => {
+    if (lastIndex >= rows.length - 20 && runs.hasNextPage && !runs.isFetchingNextPage) void runs.fetchNextPage();
+  }, [lastIndex, rows.length, runs]);
+  const top = items[0]?.start ?? 0;
+  const bottom = virtual.getTotalSize() - (items.at(-1)?.end ?? 0);
+
+  return (
+    <>
+      <div className="title-row">
+        <h1>Runs</h1>
+        <span className={live ? 'live on' : 'live'} role="status">
+          {live ? 'Live' : 'Paused while you scroll'}
+        </span>
+      </div>
+      <Filters search={search} />
+      {runs.error === null ? null : <ErrorMessage error={runs.error} title="Runs could not be listed" />}
+      {runs.isPending ? <Loading what="runs" /> : null}
+      {runs.isSuccess && rows.length === 0 ? <p>No run matches these filters.</p> : null}
+      {rows.length > 0 ? (
+        <div className="scroller" ref={scroller} tabIndex={0} aria-label="Runs list, scrolls to load more" data-testid="runs-scroller">
+          <table className="runs">
+            <thead>
+              <tr>
+                <th scope="col">Run</th>
+                <th scope="col">Workflow</th>
+                <th scope="col">Status</th>
+                <th scope="col">Created</th>
+                <th scope="col">Duration</th>
+                <th scope="col">Data plane</th>
+              </tr>
+            </thead>
+            <tbody>
+              {top > 0 ? (
+                <tr aria-hidden="true" style={{ height: top }}>
+                  <td colSpan={6} />
+                </tr>
+              ) : null}
+              {items.map((item) => {
+                const run = rows[item.index]!;
+                return (
+                  <tr key={run.id} data-index={item.index} style={{ height: ROW_HEIGHT }}>
+                    <td>
+                      <Link to="/p/$project/runs/$runId" params={{ project, runId: run.id }} className="mono">
+                        {run.id}
+                      </Link>
+                    </td>
+                    <td>
+                      {run.workflowName}
+                      <span className="muted">@{run.workflowVersion}</span>
+                    </td>
+                    <td>
+                      <StatusBadge status={run.status} />
+                      {run.waitingSignal !== null && run.status === 'suspended' ? (
+                        <span className="muted"> waiting for {run.waitingSignal}</span>
+                      ) : null}
+                    </td>
+                    <td>
+                      <Time at={run.createdAt} />
+                    </td>
+                    <td>{formatDuration(duration(run))}</td>
+                    <td className="mono">{run.dataPlaneId}</td>
+                  </tr>
+                );
+              })}
+              {bottom > 0 ? (
+                <tr aria-hidden="true" style={{ height: bottom }}>
+                  <td colSpan={6} />
+                </tr>
+              ) : null}
+            </tbody>
+          </table>
+          {runs.isFetchingNextPage ? <Loading what="more runs" /> : null}
+        </div>
+      ) : null}
+      <p className="muted" role="status" data-testid="runs-count">
+        {rows.length} run{rows.length === 1 ? '' : 's'} loaded{runs.hasNextPage ? '; more load as you scroll' : ''}
+      </p>
+    </>
+  );
+}
+
+export const runsRoute = createRoute({
+  getParentRoute: () => projectRoute,
+  path: 'runs',
+  validateSearch: validateRunsSearch,
+  component: RunsPage,
+});

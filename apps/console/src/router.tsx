@@ -1,0 +1,19 @@
+// The console's routes. Each page defines its route beside its component; this file assembles
+// the tree. Every address is shareable: the project, the run and list filters are in the URL.
+import type { QueryClient } from '@tanstack/react-query';
+import { createRouter } from '@tanstack/react-router';
+import { indexRoute, projectRoute, rootRoute, signInRoute } from './routes/root.js';
+import { runRoute } from './pages/run.js';
+import { runsRoute } from './pages/runs.js';
+
+const routeTree = rootRoute.addChildren([indexRoute, signInRoute, projectRoute.addChildren([runsRoute, runRoute])]);
+
+export function createConsoleRouter(queryClient: QueryClient) {
+  return createRouter({ routeTree, context: { queryClient }, defaultPreload: 'intent', scrollRestoration: true });
+}
+
+declare module '@tanstack/react-router' {
+  interface Register {
+    router: ReturnType<typeof createConsoleRouter>;
+  }
+}
