@@ -18,6 +18,7 @@ import {
   ExportView,
   WorkflowNamesRequest,
   WorkflowNamesView,
+  WorkflowSchemasView,
   JournalVerificationView,
   JournalView,
   NotReady,
@@ -235,6 +236,24 @@ export const API = {
     body: { schema: ExportRequest, required: true, description: 'The runs to export' },
     responses: { 200: { description: 'The signed export', schema: ExportView } },
     errors: [400, 404, 409, 503],
+  }),
+  workflowSchemas: route({
+    operationId: 'workflowSchemas',
+    method: 'GET',
+    path: '/v1/workflows/:name/schemas',
+    tag: 'runs',
+    summary:
+      "The JSON Schemas of a workflow's input, output and signals, by version, as the workers catalogued them (they stay in the data plane; the control plane holds only their digests)",
+    auth: true,
+    scope: 'read',
+    params: z.object({ name: nameField('workflow name') }),
+    responses: {
+      200: {
+        description: "Every catalogued version's schemas (an empty list for a workflow no worker catalogued)",
+        schema: WorkflowSchemasView,
+      },
+    },
+    errors: [400, 503],
   }),
   workflowNames: route({
     operationId: 'workflowNames',

@@ -9,7 +9,7 @@ import {
   sourceOf,
   type Logger,
 } from '@cairn/common';
-import type { PayloadStore, SequencedStreamEvent } from '@cairn/payload-store';
+import type { CatalogueVersion, PayloadStore, SequencedStreamEvent } from '@cairn/payload-store';
 import { RunStatus, type RunInfo } from '@cairn/proto';
 import cors from '@fastify/cors';
 import { LogController, fastify, type FastifyError, type FastifyReply, type FastifyRequest, type onRequestHookHandler } from 'fastify';
@@ -331,6 +331,27 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
   route(API.verifyRun, async ({ params }) => {
     const { run } = await runs.describe(params.id);
     return { status: 200, body: await verifyJournal(deps.store, params.id, run.journalHead) };
+  });
+
+  route(API.workflowSchemas, async ({ params }) => {
+    const versions = await deps.store.catalogue(params.name).catch((err: unknown) => {
+      throw storeError(err);
+    });
+    const schemaOf = (v: CatalogueVersion, kind: 'input' | 'output') => v.schemas.find((s) => s.kind === kind)?.schema ?? null;
+    return {
+      status: 200,
+      body: {
+        workflow: params.name,
+        versions: versions.map((v) => ({
+          version: v.version,
+          input: schemaOf(v, 'input'),
+          output: schemaOf(v, 'output'),
+          signals: v.schemas
+            .filter((s) => s.kind === 'signal' && s.signalName !== undefined)
+            .map((s) => ({ name: s.signalName!, schema: s.schema })),
+        })),
+      },
+    };
   });
 
   route(API.workflowNames, async ({ body }) => ({

@@ -658,3 +658,25 @@ export type RunStatusName = z.infer<typeof RunStatusName>;
 export type ErrorBody = z.infer<typeof ErrorBody>;
 
 export { APPROVAL_NAME_MAX_LENGTH };
+
+export const WorkflowSchemasView = named(
+  responseSchemas,
+  'WorkflowSchemasView',
+  z.object({
+    workflow: z.string(),
+    versions: z.array(
+      z.object({
+        version: z.string(),
+        input: z
+          .record(z.string(), z.unknown())
+          .nullable()
+          .describe("the input's JSON Schema (draft 2020-12); null when the version declares none"),
+        output: z.record(z.string(), z.unknown()).nullable().describe("the output's JSON Schema; null when the version declares none"),
+        signals: z
+          .array(z.object({ name: z.string(), schema: z.record(z.string(), z.unknown()) }))
+          .describe('each declared signal with the JSON Schema of its body'),
+      }),
+    ),
+  }),
+  "The JSON Schemas a workflow's versions declare in code, as the workers catalogued them in the data plane (the console's run form and signal editor are built from them).",
+);

@@ -171,6 +171,23 @@ export interface paths {
     patch?: never;
     trace?: never;
   };
+  '/v1/workflows/{name}/schemas': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** The JSON Schemas of a workflow's input, output and signals, by version, as the workers catalogued them (they stay in the data plane; the control plane holds only their digests) */
+    get: operations['workflowSchemas'];
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
   '/v1/workflow-names': {
     parameters: {
       query?: never;
@@ -731,6 +748,27 @@ export interface components {
     StreamEnd: {
       runId: string;
       status: components['schemas']['RunStatus'] | null;
+    };
+    WorkflowSchemasView: {
+      workflow: string;
+      versions: {
+        version: string;
+        /** @description the input's JSON Schema (draft 2020-12); null when the version declares none */
+        input: {
+          [key: string]: unknown;
+        } | null;
+        /** @description the output's JSON Schema; null when the version declares none */
+        output: {
+          [key: string]: unknown;
+        } | null;
+        /** @description each declared signal with the JSON Schema of its body */
+        signals: {
+          name: string;
+          schema: {
+            [key: string]: unknown;
+          };
+        }[];
+      }[];
     };
     StartRunRequest: {
       /** @description the workflow name, as written in code */
@@ -1538,6 +1576,83 @@ export interface operations {
       };
       /** @description The body is not JSON (CAIRN-1109) */
       415: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description A project quota or rate limit of the control plane (CAIRN-1112, CAIRN-1113), or too many failed token attempts from this address (CAIRN-1142): wait for Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description An internal error of the gateway (CAIRN-4000); its logs have the details */
+      500: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description The control plane or the payload store cannot be reached, or the gateway is shutting down (CAIRN-1110): retry */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+    };
+  };
+  workflowSchemas: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        /** @description the workflow name, as written in code */
+        name: string;
+      };
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description Every catalogued version's schemas (an empty list for a workflow no worker catalogued) */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['WorkflowSchemasView'];
+        };
+      };
+      /** @description Bad input (CAIRN-1101, CAIRN-1102, CAIRN-1107): the message says what and how to fix it */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description No or an unknown gateway token (CAIRN-1104) */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description The gateway token lacks the scope this route needs (CAIRN-1144): the message names it */
+      403: {
         headers: {
           [name: string]: unknown;
         };
