@@ -4,7 +4,7 @@ import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { coarseSize } from '@cairn/common';
+import { coarseSize, schemaDigest } from '@cairn/common';
 import * as grpc from '@grpc/grpc-js';
 import { freePort, testPostgres, testPostgresKinds, uniqueDatabaseName, type PostgresServer } from '@cairn/local-postgres';
 import { Hasher, KeyRing, PayloadStore, approvalSignalName, signalNameDigest, strictNameDigest } from '@cairn/payload-store';
@@ -1205,6 +1205,40 @@ for (const kind of testPostgresKinds()) {
         'CAIRN-1101',
         /start the workflow by its name/,
       );
+    });
+
+    it("answers a workflow's catalogued schemas by version, for the console's run form and signal editor", async () => {
+      const input = { type: 'object', properties: { orderId: { type: 'string' } }, required: ['orderId'] };
+      const output = { type: 'object', properties: { ok: { type: 'boolean' } } };
+      const approval = { type: 'object', properties: { approved: { type: 'boolean' } }, required: ['approved'] };
+      const name = `schemas-${randomUUID().slice(0, 8)}`;
+      await store.catalogueSchemas([
+        {
+          name,
+          version: '1',
+          schemas: [
+            { kind: 'input', schema: input, digest: schemaDigest(input) },
+            { kind: 'output', schema: output, digest: schemaDigest(output) },
+            { kind: 'signal', signalName: 'approval', schema: approval, digest: schemaDigest(approval) },
+          ],
+        },
+        { name, version: '2', schemas: [] },
+      ]);
+      const answer = await call('GET', `/v1/workflows/${name}/schemas`);
+      assert.equal(answer.status, 200, JSON.stringify(answer.body));
+      const versions = [...(answer.body.versions as Array<{ version: string }>)].sort((a, b) => a.version.localeCompare(b.version));
+      assert.deepEqual(
+        { workflow: answer.body.workflow, versions },
+        {
+          workflow: name,
+          versions: [
+            { version: '1', input, output, signals: [{ name: 'approval', schema: approval }] },
+            { version: '2', input: null, output: null, signals: [] },
+          ],
+        },
+      );
+      assert.deepEqual((await call('GET', '/v1/workflows/never-catalogued/schemas')).body, { workflow: 'never-catalogued', versions: [] });
+      expectError(await call('GET', '/v1/workflows/no%20spaces/schemas'), 400, 'CAIRN-1107');
     });
 
     it('applies payload-store retention at start when configured, leaving a record of counts', async () => {
