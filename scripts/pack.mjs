@@ -322,6 +322,12 @@ async function stage(pkg, workspace, stagingRoot) {
     if (!existsSync(join(pkg.dir, entry))) fail(`${pkg.manifest.name}: files lists ${entry}, which does not exist`);
     cpSync(join(pkg.dir, entry), join(outDir, entry), { recursive: true });
   }
+  // `cairn dev` serves the console from the control plane it starts: its built files ship in the CLI.
+  if (pkg.manifest.name === '@cairn/cli') {
+    const built = join(root, 'apps/console/dist');
+    if (!existsSync(join(built, 'index.html'))) fail('apps/console/dist is missing: run `pnpm build` first');
+    cpSync(built, join(outDir, 'dist/console'), { recursive: true, filter: (source) => !source.endsWith('.map') });
+  }
   for (const file of ROOT_FILES) cpSync(existsSync(join(pkg.dir, file)) ? join(pkg.dir, file) : join(root, file), join(outDir, file));
   // The bin must stay executable in the tarball.
   const bin = manifest.bin;

@@ -228,6 +228,18 @@ export async function wrong(): Promise<void> {
     devExit = new Promise((resolve) => dev!.once('exit', (code) => resolve(code)));
     await waitForDev(/Cairn local stack is up/, 0);
     assert.match(devOutput, /worker\s+src\/worker\.ts/);
+    // The control plane it started serves the console, shipped inside the CLI package.
+    const consoleUrl = /console\s+(http:\/\/\S+)/.exec(devOutput)?.[1];
+    assert.ok(consoleUrl, `cairn dev printed no console address:\n${devOutput}`);
+    assert.match(new URL(consoleUrl).hash, /key=/, 'the printed address signs in');
+    const page = await fetch(new URL('/', consoleUrl));
+    assert.equal(page.status, 200);
+    const html = await page.text();
+    const script = /src="(\/assets\/[^"]+\.js)"/.exec(html)?.[1];
+    assert.ok(script, html);
+    const bundle = await fetch(new URL(script, consoleUrl));
+    assert.equal(bundle.status, 200);
+    assert.match(bundle.headers.get('content-type') ?? '', /javascript/);
     const printed = ok(cairn(['dev', 'env', '--format', 'json']), 'cairn dev env');
     stackEnv = JSON.parse(printed) as Record<string, string>;
     assert.equal(stackEnv['CAIRN_GATEWAY_URL'], `http://127.0.0.1:${ports['CAIRN_DEV_GATEWAY_PORT']}`);

@@ -83,6 +83,13 @@ describe('server entry points', () => {
       gateway: join(dist, 'servers/gateway.js'),
       mockLlm: join(dist, 'servers/mock-llm.js'),
     });
+    mkdirSync(join(dist, 'console'));
+    writeFileSync(join(dist, 'console/index.html'), '<!doctype html>');
+    assert.equal(
+      serverEntryPoints(new URL(`file://${dist}/main.js`))?.consoleDir,
+      join(dist, 'console'),
+      'the console ships beside the servers',
+    );
     assert.equal(serverEntryPoints(), undefined, 'this checkout has no servers/ beside the CLI');
   });
 });

@@ -17,6 +17,8 @@ export interface ServerEntryPoints {
   readonly controlPlane: string;
   readonly gateway: string;
   readonly mockLlm: string;
+  /** The built console the control plane serves; the control plane's own default when absent. */
+  readonly consoleDir?: string;
 }
 
 /**
@@ -282,6 +284,7 @@ async function launch(options: StackOptions, started: ManagedProcess[], supervis
     CAIRN_AUDIT_SIGNING_KEY: secrets.auditSigningKey,
     CAIRN_DEV_MODE: 'true',
     CAIRN_LOG_LEVEL: logLevel,
+    ...(options.entryPoints?.consoleDir === undefined ? {} : { CAIRN_CP_CONSOLE_DIR: options.entryPoints.consoleDir }),
     ...(options.leaseTtlMs ? { CAIRN_LEASE_TTL_MS: String(options.leaseTtlMs) } : {}),
     ...(options.heartbeatIntervalMs ? { CAIRN_HEARTBEAT_INTERVAL_MS: String(options.heartbeatIntervalMs) } : {}),
     ...(options.sweepIntervalMs ? { CAIRN_SWEEP_INTERVAL_MS: String(options.sweepIntervalMs) } : {}),
