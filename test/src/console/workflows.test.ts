@@ -124,21 +124,44 @@ describe('console: workflows and the run form', () => {
     }
   });
 
-  it('shows the message of a field that fails the schema next to it, and starts nothing', async () => {
+  it('shows the message of a field that fails the schema next to it, checked in the browser and by the gateway', async () => {
     const session = await openConsole(browser, t);
+    const runsOfTypedRefund = async (): Promise<number> => {
+      const res = await fetch(`${cpUrl}/v1/projects/default/runs?workflow=typed-refund&limit=200`, {
+        headers: { authorization: `Bearer ${t.stack.secrets.apiToken}` },
+      });
+      return ((await res.json()) as { runs: unknown[] }).runs.length;
+    };
+    const before = await runsOfTypedRefund();
     try {
       const { page } = session;
       await page.goto(`${cpUrl}/p/default/workflows/typed-refund/run`);
       await page.getByRole('heading', { name: 'Start typed-refund' }).waitFor();
+      const amountField = page.locator('.form-group').filter({ has: page.getByLabel('amount') });
+
+      // Checked in this browser first: nothing is sent.
       await page.getByLabel('orderId').fill('ORD-BAD');
       await page.getByLabel('amount').fill('-5');
       await page.getByRole('button', { name: 'Start run' }).click();
-      const field = page.locator('.form-group').filter({ has: page.getByLabel('amount') });
-      await field.getByText('must be >= 0').waitFor();
+      await amountField.getByText('must be >= 0').waitFor();
       assert.match(page.url(), /\/workflows\/typed-refund\/run/, 'still on the form');
-      const gatewayStarts = session.requests.filter((r) => r.method === 'POST' && r.url.startsWith(t.stack.gatewayUrl));
-      assert.deepEqual(gatewayStarts, [], 'nothing was sent');
+      const posts = () => session.requests.filter((r) => r.method === 'POST' && r.url.startsWith(t.stack.gatewayUrl));
+      assert.deepEqual(posts(), [], 'nothing was sent');
       assert.deepEqual(await accessibilityViolations(page), []);
+
+      // Edited as JSON, the input goes to the gateway, which checks it too: its 400 names the
+      // field, and back in the form the message is next to it.
+      await page.getByRole('button', { name: 'Edit as JSON' }).click();
+      await page.getByLabel('Input (JSON)').fill('{"orderId": "ORD-BAD", "amount": -7, "currency": "EUR"}');
+      await page.getByRole('button', { name: 'Start run' }).click();
+      await page.getByRole('alert').filter({ hasText: '/input/amount: must be >= 0' }).waitFor();
+      await page.getByRole('alert').filter({ hasText: 'The run did not start' }).filter({ hasText: 'CAIRN-1116' }).waitFor();
+      assert.equal(posts().length, 1, 'the gateway was asked once');
+      await page.getByRole('button', { name: 'Edit in the form' }).click();
+      assert.equal(await page.getByLabel('amount').inputValue(), '-7');
+      await amountField.getByText('must be >= 0').waitFor();
+      assert.deepEqual(await accessibilityViolations(page), []);
+      assert.equal(await runsOfTypedRefund(), before, 'no run was started');
     } finally {
       await session.close();
     }
@@ -165,9 +188,9 @@ describe('console: workflows and the run form', () => {
       await page.getByLabel('API key').fill(t.stack.secrets.apiToken);
       await page.getByRole('button', { name: 'Sign in' }).click();
       await page.getByRole('heading', { name: 'Start typed-refund' }).waitFor();
-      assert.equal(await page.getByLabel('Version').inputValue(), '1');
       // This browser has never been told where the gateway is: the form says so and asks.
       await page.getByLabel('Gateway URL').fill(t.stack.gatewayUrl);
+      assert.equal(await page.getByLabel('Version').inputValue(), '1');
       await page.getByLabel('Gateway token').fill(t.stack.secrets.gatewayToken);
       assert.deepEqual(await accessibilityViolations(page), []);
       await page.getByRole('button', { name: 'Use this gateway' }).click();

@@ -103,12 +103,14 @@ function JsonInput({
   onSubmit,
   disabled,
   problems,
+  help,
 }: {
   text: string;
   onText: (text: string) => void;
   onSubmit: (value: unknown) => void;
   disabled: boolean;
   problems: readonly string[];
+  help: string;
 }): ReactNode {
   const [parseError, setParseError] = useState<string | null>(null);
   const submit = (event: FormEvent): void => {
@@ -140,7 +142,7 @@ function JsonInput({
         aria-errormessage={errors.length > 0 ? 'input-json-errors' : undefined}
       />
       <p id="input-json-help" className="muted">
-        This version declares no input schema: any JSON value, or nothing.
+        {help}
       </p>
       {errors.length === 0 ? null : (
         <ul id="input-json-errors" className="error" role="alert">
@@ -170,6 +172,9 @@ function RunFormPage(): ReactNode {
   const [chosenPlane, setChosenPlane] = useState<string | undefined>(undefined);
   const [value, setValue] = useState<unknown>(undefined);
   const [jsonText, setJsonText] = useState('');
+  /** Whether a version with an input schema is edited as JSON instead of in the form. */
+  const [asJson, setAsJson] = useState(false);
+  const [toggleError, setToggleError] = useState<string | null>(null);
   const [failure, setFailure] = useState<StartError | null>(null);
   const [busy, setBusy] = useState(false);
 
@@ -246,7 +251,7 @@ function RunFormPage(): ReactNode {
   } else if (!configured) body = <GatewaySetup dataPlaneId={dataPlaneId} />;
   else if (schemas.error !== null) body = <ErrorMessage error={schemas.error} title="The input schema could not be read" />;
   else if (schemas.data === undefined) body = <Loading what="the input schema" />;
-  else if (inputSchema === null) {
+  else if (inputSchema === null || asJson) {
     body = (
       <>
         {catalogued === undefined ? (
@@ -255,18 +260,58 @@ function RunFormPage(): ReactNode {
             the worker checks it when the run starts.
           </p>
         ) : null}
+        {inputSchema === null ? null : (
+          <div className="actions">
+            <button
+              type="button"
+              className="secondary"
+              onClick={() => {
+                try {
+                  setValue(jsonText.trim() === '' ? undefined : (JSON.parse(jsonText) as unknown));
+                  setToggleError(null);
+                  setAsJson(false);
+                } catch (err) {
+                  setToggleError(`The input is not JSON, so it cannot go back into the form: ${(err as Error).message}`);
+                }
+              }}
+            >
+              Edit in the form
+            </button>
+          </div>
+        )}
         <JsonInput
           text={jsonText}
           onText={setJsonText}
           onSubmit={(input) => void start(input)}
           disabled={busy}
-          problems={failure?.issues.map((i) => (i.path === '' ? i.message : `${i.path}: ${i.message}`)) ?? []}
+          problems={[
+            ...(toggleError === null ? [] : [toggleError]),
+            ...(failure?.issues.map((i) => (i.path === '' ? i.message : `${i.path}: ${i.message}`)) ?? []),
+          ]}
+          help={
+            inputSchema === null
+              ? 'This version declares no input schema: any JSON value, or nothing.'
+              : 'Checked against the input schema by the gateway when you start the run.'
+          }
         />
       </>
     );
   } else {
     body = (
       <Suspense fallback={<Loading what="the form" />}>
+        <div className="actions">
+          <button
+            type="button"
+            className="secondary"
+            onClick={() => {
+              setJsonText(value === undefined ? '' : JSON.stringify(value, null, 2));
+              setToggleError(null);
+              setAsJson(true);
+            }}
+          >
+            Edit as JSON
+          </button>
+        </div>
         {problems.general.length === 0 ? null : (
           <ul className="error" role="alert" aria-label="Problems with the input">
             {problems.general.map((p) => (
@@ -278,8 +323,9 @@ function RunFormPage(): ReactNode {
           schema={inputSchema}
           value={value}
           onChange={(next) => {
+            // What the gateway said holds until the value it was said of changes.
+            if (problems.fields !== undefined && JSON.stringify(next) !== JSON.stringify(value)) setFailure(null);
             setValue(next);
-            if (problems.fields !== undefined) setFailure(null);
           }}
           onSubmit={(input) => void start(input)}
           serverErrors={problems.fields}
