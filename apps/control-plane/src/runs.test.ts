@@ -276,6 +276,24 @@ for (const kind of testPostgresKinds()) {
       await gatewayCall(gateway, 'signalRun', { runId: review, signalName: 'approval.review', signalId: randomUUID() }, credential);
       assert.deepEqual(ids((await list('waiting=approval&workflow=inbox')).body), [keyed]);
 
+      // The list's condition for waiting=approval (as RunRepository.list spells it) matches the partial
+      // index's predicate, so the planner can prove one from the other: with sequential scans off,
+      // that index is the plan.
+      const client = await cp.sql.connect();
+      try {
+        await client.query('BEGIN');
+        await client.query('SET LOCAL enable_seqscan = off');
+        const plan = await client.query<{ 'QUERY PLAN': string }>(
+          `EXPLAIN SELECT id FROM runs WHERE project_id = (SELECT id FROM projects WHERE name = 'default')
+             AND status = 'suspended' AND suspend_reason = 'signal' AND waiting_signal LIKE 'approval.%'
+           ORDER BY created_at DESC, id DESC LIMIT 51`,
+        );
+        assert.match(plan.rows.map((r) => r['QUERY PLAN']).join('\n'), /runs_project_waiting_approval/);
+      } finally {
+        await client.query('ROLLBACK');
+        client.release();
+      }
+
       const bad = await list('waiting=signal');
       assert.equal(bad.status, 400);
       assert.equal(bad.body.error.code, 'CAIRN-1101');
