@@ -4,6 +4,7 @@
 // and inputs go to the gateway only, never to the control plane.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import type { Browser, Locator, Page } from 'playwright-core';
 import { startTestStack, type TestStack } from '../harness.js';
 import { accessibilityViolations, launchBrowser, openConsole, screenshot } from './browser.js';
@@ -12,11 +13,23 @@ import { accessibilityViolations, launchBrowser, openConsole, screenshot } from 
 const card = (page: Page, runId: string): Locator =>
   page.getByRole('article').filter({ has: page.getByRole('link', { name: runId, exact: true }) });
 
+/** Makes this browser use another gateway token for every data plane (as if one had pasted it). */
+async function useGatewayToken(page: Page, token: string): Promise<void> {
+  await page.evaluate((t) => {
+    const tokens = JSON.parse(sessionStorage.getItem('cairn.gateway-tokens') ?? '{}') as Record<string, { url: string; token: string }>;
+    for (const id of Object.keys(tokens)) tokens[id]!.token = t;
+    sessionStorage.setItem('cairn.gateway-tokens', JSON.stringify(tokens));
+  }, token);
+}
+
+/** A gateway token that may read but not signal runs. */
+const READ_ONLY = `cgt_read_${randomUUID()}`;
+
 describe('console: approvals inbox', () => {
   let t: TestStack;
   let browser: Browser;
   before(async () => {
-    t = await startTestStack({ name: 'console-approvals', workers: 1 });
+    t = await startTestStack({ name: 'console-approvals', workers: 1, gatewayTokens: [`${READ_ONLY}:read`] });
     browser = await launchBrowser();
   });
   after(async () => {
@@ -111,5 +124,26 @@ describe('console: approvals inbox', () => {
     }
     assert.equal((await t.signal(notApproval, 'refund-approval', { approved: true, by: 'ops' })).status, 202);
     assert.equal((await t.result(notApproval)).status, 'completed');
+  });
+  it('says which scope is missing when the gateway token may not answer, and the run keeps waiting', async () => {
+    const runId = await t.start('verdict', { ticket: 'TICKET-SCOPE' });
+    await waitingForApproval(runId);
+    const session = await openConsole(browser, t);
+    try {
+      const { page } = session;
+      await useGatewayToken(page, READ_ONLY);
+      await page.goto(`${t.stack.controlPlanes[0]!.httpUrl}/p/default/approvals`);
+      const waiting = card(page, runId);
+      // Reading the context takes the read scope only.
+      await waiting.getByLabel(`Input of run ${runId}`).waitFor();
+      await waiting.getByRole('button', { name: 'Approve' }).click();
+      const alert = waiting.getByRole('alert').filter({ hasText: 'The answer was not sent' });
+      await alert.waitFor();
+      assert.match((await alert.textContent()) ?? '', /needs the scope signal/);
+      assert.deepEqual(await accessibilityViolations(page), []);
+      assert.equal((await t.describe(runId)).run.status, 'suspended');
+    } finally {
+      await session.close();
+    }
   });
 });

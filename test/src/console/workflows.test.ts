@@ -4,6 +4,7 @@
 // schema; and the form's link opened signed out, through sign-in, back to the form.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import type { Browser, Page } from 'playwright-core';
 import { startTestStack, type TestStack } from '../harness.js';
 import { accessibilityViolations, launchBrowser, openConsole, screenshot } from './browser.js';
@@ -16,12 +17,24 @@ async function landedRunId(page: Page): Promise<string> {
   return runId;
 }
 
+/** Makes this browser use another gateway token for every data plane (as if one had pasted it). */
+async function useGatewayToken(page: Page, token: string): Promise<void> {
+  await page.evaluate((t) => {
+    const tokens = JSON.parse(sessionStorage.getItem('cairn.gateway-tokens') ?? '{}') as Record<string, { url: string; token: string }>;
+    for (const id of Object.keys(tokens)) tokens[id]!.token = t;
+    sessionStorage.setItem('cairn.gateway-tokens', JSON.stringify(tokens));
+  }, token);
+}
+
+/** A gateway token that may read but not start runs. */
+const READ_ONLY = `cgt_read_${randomUUID()}`;
+
 describe('console: workflows and the run form', () => {
   let t: TestStack;
   let browser: Browser;
   let cpUrl: string;
   before(async () => {
-    t = await startTestStack({ name: 'console-workflows', workers: 1 });
+    t = await startTestStack({ name: 'console-workflows', workers: 1, gatewayTokens: [`${READ_ONLY}:read`] });
     browser = await launchBrowser();
     cpUrl = t.stack.controlPlanes[0]!.httpUrl;
   });
@@ -203,6 +216,24 @@ describe('console: workflows and the run form', () => {
       const result = await t.result(runId);
       assert.deepEqual(result.output, { orderId: 'ORD-LINK-1', amount: 3, currency: 'EUR', approved: false, by: 'finance' });
       assert.deepEqual(session.pageErrors, []);
+    } finally {
+      await session.close();
+    }
+  });
+  it('says which scope is missing when the gateway token may not start runs', async () => {
+    const session = await openConsole(browser, t);
+    try {
+      const { page } = session;
+      await useGatewayToken(page, READ_ONLY);
+      await page.goto(`${cpUrl}/p/default/workflows/typed-refund/run`);
+      await page.getByLabel('orderId').fill('ORD-SCOPE');
+      await page.getByLabel('amount').fill('1');
+      await page.getByRole('button', { name: 'Start run' }).click();
+      const alert = page.getByRole('alert').filter({ hasText: 'The run did not start' });
+      await alert.waitFor();
+      assert.match((await alert.textContent()) ?? '', /needs the scope start/);
+      assert.match(page.url(), /\/workflows\/typed-refund\/run/, 'still on the form');
+      assert.deepEqual(await accessibilityViolations(page), []);
     } finally {
       await session.close();
     }
