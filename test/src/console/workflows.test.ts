@@ -68,6 +68,13 @@ describe('console: workflows and the run form', () => {
       assert.match(text, /run 1 h 0 min, step 20\.0 s/, 'the timeouts declared in code');
       assert.match(text, /sha256:[0-9a-f]{12}/, 'the input schema is catalogued; its digest is shown');
 
+      // The schemas declared in code, read from the gateway: the input's fields and the signal's.
+      const inputSchema = page.getByLabel('Input schema of version 1');
+      await inputSchema.waitFor();
+      const declared = JSON.parse((await inputSchema.textContent()) ?? '') as { properties: Record<string, unknown>; required: string[] };
+      assert.deepEqual(Object.keys(declared.properties).sort(), ['amount', 'currency', 'orderId']);
+      await page.getByLabel('Schema of signal refund-approval of version 1').waitFor();
+
       // Flow control: set a concurrency limit; the control plane holds it.
       await page.getByLabel('Concurrency limit (empty: none)').fill('3');
       await page.getByRole('button', { name: 'Save flow control' }).click();

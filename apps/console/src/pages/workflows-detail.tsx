@@ -5,7 +5,9 @@ import { useState, type FormEvent, type ReactNode } from 'react';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { Link, createRoute } from '@tanstack/react-router';
 import { cp, unwrap, type Schemas } from '../api/control-plane.js';
-import { ErrorMessage, Loading, Time, formatDuration } from '../components/common.js';
+import { gatewayClient, unwrapGateway } from '../api/gateway.js';
+import { ErrorMessage, JsonView, Loading, Time, formatDuration } from '../components/common.js';
+import { gatewayFor, useGatewaysVersion } from '../gateways.js';
 import { projectRoute } from '../routes/root.js';
 import { describeFlowControl, type FlowControl } from './workflows.js';
 
@@ -215,6 +217,67 @@ function ProjectSchedules({ project, name }: { project: string; name: string }):
   );
 }
 
+/** The schemas each version declares in code, read by this browser from a data plane's gateway. */
+function DeclaredSchemas({ project, name }: { project: string; name: string }): ReactNode {
+  const gateways = useGatewaysVersion();
+  const planes = useQuery({
+    queryKey: ['data-planes', project],
+    queryFn: ({ signal }) => unwrap(cp.GET('/v1/projects/{project}/data-planes', { params: { path: { project } }, signal })),
+    staleTime: 60_000,
+  });
+  const live = (planes.data?.dataPlanes ?? []).filter((d) => d.revokedAt === null);
+  const dataPlaneId = (live.find((d) => gatewayFor(d.id) !== undefined) ?? live[0])?.id;
+  const schemas = useQuery({
+    queryKey: ['gateway', gateways, dataPlaneId, 'schemas', name],
+    enabled: dataPlaneId !== undefined,
+    queryFn: ({ signal }) => {
+      const { client, url } = gatewayClient(dataPlaneId!);
+      return unwrapGateway(url, client.GET('/v1/workflows/{name}/schemas', { params: { path: { name } }, signal }));
+    },
+  });
+  if (planes.error !== null) return <ErrorMessage error={planes.error} title="Data planes could not be listed" />;
+  if (planes.isPending) return <Loading what="data planes" />;
+  if (dataPlaneId === undefined) return <p className="muted">This project has no data plane to read schemas from.</p>;
+  if (schemas.error !== null) return <ErrorMessage error={schemas.error} title="The schemas could not be read" />;
+  if (schemas.data === undefined) return <Loading what="the schemas" />;
+  if (schemas.data.versions.length === 0) {
+    return <p className="muted">No worker of this data plane has catalogued the schemas of {name}.</p>;
+  }
+  return (
+    <div className="stack">
+      {schemas.data.versions.map((v) => (
+        <section key={v.version} className="panel" aria-label={`Schemas of version ${v.version}`}>
+          <h3>Version {v.version}</h3>
+          <div className="panels">
+            <div>
+              <h4>Input</h4>
+              {v.input === null ? (
+                <p className="muted">none declared</p>
+              ) : (
+                <JsonView value={v.input} label={`Input schema of version ${v.version}`} />
+              )}
+            </div>
+            <div>
+              <h4>Output</h4>
+              {v.output === null ? (
+                <p className="muted">none declared</p>
+              ) : (
+                <JsonView value={v.output} label={`Output schema of version ${v.version}`} />
+              )}
+            </div>
+            {v.signals.map((signal) => (
+              <div key={signal.name}>
+                <h4>Signal {signal.name}</h4>
+                <JsonView value={signal.schema} label={`Schema of signal ${signal.name} of version ${v.version}`} />
+              </div>
+            ))}
+          </div>
+        </section>
+      ))}
+    </div>
+  );
+}
+
 function WorkflowPage(): ReactNode {
   const { project, name } = workflowRoute.useParams();
   const workflow = useQuery({
@@ -324,6 +387,12 @@ function WorkflowPage(): ReactNode {
       <section aria-labelledby="schedules-heading">
         <h2 id="schedules-heading">Schedules</h2>
         <ProjectSchedules project={project} name={w.name} />
+      </section>
+
+      <section aria-labelledby="schemas-heading">
+        <h2 id="schemas-heading">Schemas</h2>
+        <p className="muted">Declared in code and catalogued by the workers in the data plane; read from its gateway by this browser.</p>
+        <DeclaredSchemas project={project} name={w.name} />
       </section>
     </>
   );
