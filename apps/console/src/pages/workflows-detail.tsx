@@ -302,7 +302,7 @@ function WorkflowPage(): ReactNode {
 
       <section aria-labelledby="versions-heading">
         <h2 id="versions-heading">Versions</h2>
-        <table>
+        <table className="versions">
           <thead>
             <tr>
               <th scope="col">Version</th>
