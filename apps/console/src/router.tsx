@@ -5,8 +5,16 @@ import { createRouter } from '@tanstack/react-router';
 import { indexRoute, projectRoute, rootRoute, signInRoute } from './routes/root.js';
 import { runRoute } from './pages/run.js';
 import { runsRoute } from './pages/runs.js';
+import { approvalsRoute } from './pages/approvals.js';
+import { runFormRoute } from './pages/run-form.js';
+import { workflowsRoute } from './pages/workflows.js';
+import { workflowRoute } from './pages/workflows-detail.js';
 
-const routeTree = rootRoute.addChildren([indexRoute, signInRoute, projectRoute.addChildren([runsRoute, runRoute])]);
+const routeTree = rootRoute.addChildren([
+  indexRoute,
+  signInRoute,
+  projectRoute.addChildren([runsRoute, runRoute, workflowsRoute, workflowRoute, runFormRoute, approvalsRoute]),
+]);
 
 export function createConsoleRouter(queryClient: QueryClient) {
   return createRouter({ routeTree, context: { queryClient }, defaultPreload: 'intent', scrollRestoration: true });

@@ -40,6 +40,7 @@ const WORKFLOWS = [
   ['termchild', 'v1'],
   ['forky', 'v1'],
   ['forky', 'v2'],
+  ['inbox', 'v1'],
 ].map(([name, version]) => ({ name: name!, version: version!, taskQueue: 'default' }));
 const only = (...refs: string[]) => WORKFLOWS.filter((w) => refs.includes(`${w.name}@${w.version}`));
 
@@ -218,6 +219,86 @@ for (const kind of testPostgresKinds()) {
       }
       const named = await list('status=sleeping');
       assert.match(named.body.error.message, /status/);
+    });
+
+    test('waiting=approval lists only the runs suspended on a ctx.approval, newest first, paged', async () => {
+      const w = await worker(6, only('inbox@v1'));
+      const suspend = async (signalName: string, reason = SuspendReason.SIGNAL): Promise<string> => {
+        const runId = await startRun('inbox', 'v1');
+        const task = await w.next('runTask', (t) => t.runId === runId);
+        const answer = await outcome(w, {
+          case: 'suspended',
+          value: {
+            $typeName: 'cairn.worker.v1.RunSuspended',
+            signalDigest: '',
+            runId,
+            epoch: task.epoch,
+            reason,
+            wakeAt: BigInt(Date.now() + 3_600_000),
+            signalName,
+            signalsConsumed: 0,
+            childRunId: '',
+          },
+        });
+        assert.equal(answer, 'ack');
+        return runId;
+      };
+      const review = await suspend('approval.review');
+      const keyed = await suspend(`approval.confirm.${'0123456789abcdef'.repeat(2)}`);
+      const note = await suspend('note');
+      const lookalike = await suspend('approvals-pending');
+      const sleeping = await suspend('', SuspendReason.SLEEP);
+      const queued = await startRun('inbox', 'v1');
+      const ids = (page: Page): string[] => page.runs.map((r) => r.id);
+
+      const inbox = await list('waiting=approval&workflow=inbox&limit=200');
+      assert.equal(inbox.status, 200, JSON.stringify(inbox.body));
+      assert.deepEqual(ids(inbox.body), [keyed, review], 'newest first, and only the approvals');
+      for (const other of [note, lookalike, sleeping, queued]) assert.ok(!ids(inbox.body).includes(other));
+      const waiting = inbox.body.runs as Array<RunJson & { waitingSignal: string; suspendReason: string }>;
+      assert.deepEqual(
+        waiting.map((r) => [r.status, r.suspendReason, r.waitingSignal]),
+        [
+          ['suspended', 'signal', `approval.confirm.${'0123456789abcdef'.repeat(2)}`],
+          ['suspended', 'signal', 'approval.review'],
+        ],
+      );
+
+      // Paged like every list; combined with the other filters.
+      const first = await list('waiting=approval&workflow=inbox&limit=1');
+      assert.deepEqual(ids(first.body), [keyed]);
+      assert.ok(first.body.nextCursor !== null);
+      const second = await list(`waiting=approval&workflow=inbox&limit=1&cursor=${encodeURIComponent(first.body.nextCursor)}`);
+      assert.deepEqual(ids(second.body), [review]);
+      assert.equal((await list('waiting=approval&workflow=inbox&status=completed')).body.runs.length, 0);
+
+      // Answered: the run is queued again and leaves the inbox.
+      await gatewayCall(gateway, 'signalRun', { runId: review, signalName: 'approval.review', signalId: randomUUID() }, credential);
+      assert.deepEqual(ids((await list('waiting=approval&workflow=inbox')).body), [keyed]);
+
+      // The list's condition for waiting=approval (as RunRepository.list spells it) matches the partial
+      // index's predicate, so the planner can prove one from the other: with sequential scans off,
+      // that index is the plan.
+      const client = await cp.sql.connect();
+      try {
+        await client.query('BEGIN');
+        await client.query('SET LOCAL enable_seqscan = off');
+        const plan = await client.query<{ 'QUERY PLAN': string }>(
+          `EXPLAIN SELECT id FROM runs WHERE project_id = (SELECT id FROM projects WHERE name = 'default')
+             AND status = 'suspended' AND suspend_reason = 'signal' AND waiting_signal LIKE 'approval.%'
+           ORDER BY created_at DESC, id DESC LIMIT 51`,
+        );
+        assert.match(plan.rows.map((r) => r['QUERY PLAN']).join('\n'), /runs_project_waiting_approval/);
+      } finally {
+        await client.query('ROLLBACK');
+        client.release();
+      }
+
+      const bad = await list('waiting=signal');
+      assert.equal(bad.status, 400);
+      assert.equal(bad.body.error.code, 'CAIRN-1101');
+      assert.match(bad.body.error.message, /waiting=approval/);
+      w.close();
     });
 
     test('keyset pagination with a filter stays correct over several pages while runs are inserted', async () => {

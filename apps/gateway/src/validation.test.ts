@@ -1,7 +1,7 @@
 // The gateway checks run inputs and signal bodies against the data plane's schema catalogue
 // before anything is stored: a 400 [CAIRN-1116] with the path of each bad field, no row written,
 // no control-plane call; the right version's schema when versions differ; caches dropped when a
-// worker catalogues a change.
+// worker catalogues a change. And the catalogue read back for the console (GET /v1/workflows/:name/schemas).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
@@ -17,6 +17,8 @@ import { DataPlaneDb } from './testing/postgres.js';
 import { toIssue } from './validation.js';
 
 const TOKEN = `cgt_${randomUUID()}`;
+/** A token that may start runs but read nothing. */
+const START_ONLY = `cgt_${randomUUID()}`;
 const CREDENTIAL = `cdp_${randomUUID()}`;
 
 const refundInput = {
@@ -79,7 +81,7 @@ for (const kind of testPostgresKinds()) {
         CAIRN_DP_DATABASE_URL: url,
         CAIRN_DP_ENCRYPTION_KEYS: KeyRing.generateSpec('k1'),
         CAIRN_DP_HMAC_KEY: Hasher.generateSpec(),
-        CAIRN_GATEWAY_TOKENS: TOKEN,
+        CAIRN_GATEWAY_TOKENS: `${TOKEN},${START_ONLY}:start`,
         CAIRN_LOG_LEVEL: 'silent',
       });
       store = PayloadStore.connect({ connectionString: url, keys: config.keys });
@@ -133,6 +135,51 @@ for (const kind of testPostgresKinds()) {
       const pinned = await call('/v1/runs', { workflow: 'order-refund', version: '1', input: 'a string' });
       assert.equal(pinned.status, 400);
       assert.deepEqual(pinned.body.error.issues, [{ in: 'body', path: '/input', message: 'must be object' }]);
+    });
+
+    it('GET /v1/workflows/:name/schemas answers the catalogued schemas of every version, for the console', async () => {
+      const get = async (name: string, token = TOKEN): Promise<Answer> => {
+        const res = await app.inject({
+          method: 'GET',
+          url: `/v1/workflows/${name}/schemas`,
+          headers: { authorization: `Bearer ${token}` },
+        });
+        return { status: res.statusCode, body: JSON.parse(res.body) as unknown };
+      };
+      const recorded = cp.recorded.length;
+      const refund = await get('order-refund');
+      assert.equal(refund.status, 200, JSON.stringify(refund.body));
+      assert.deepEqual(refund.body, {
+        workflow: 'order-refund',
+        versions: [{ version: '1', input: refundInput, output: null, signals: [{ name: 'approval', schema: approvalBody }] }],
+      });
+      const changing = await get('changing');
+      assert.deepEqual(changing.body, {
+        workflow: 'changing',
+        versions: [
+          { version: '1', input: null, output: null, signals: [] },
+          { version: '2', input: { type: 'object', required: ['v2'] }, output: null, signals: [] },
+          {
+            version: '3',
+            input: { type: 'object', required: ['v3'] },
+            output: null,
+            signals: [{ name: 'poke', schema: { type: 'integer' } }],
+          },
+        ],
+      });
+      assert.equal(cp.recorded.length, recorded, 'the schemas come from the data plane alone');
+
+      // A workflow no worker catalogued: no version, not an error.
+      assert.deepEqual(await get('never-catalogued'), { status: 200, body: { workflow: 'never-catalogued', versions: [] } });
+
+      const badName = await get('not%20a%20name!');
+      assert.equal(badName.status, 400);
+      assert.equal(badName.body.error.code, 'CAIRN-1107', 'a name that is not a workflow name');
+      const anonymous = await app.inject({ method: 'GET', url: '/v1/workflows/order-refund/schemas' });
+      assert.equal(anonymous.statusCode, 401);
+      const startOnly = await get('order-refund', START_ONLY);
+      assert.equal(startOnly.status, 403, 'reading schemas takes the read scope');
+      assert.match(String(startOnly.body.error.message), /read/);
     });
 
     it('starts a run whose input matches, without an extra round trip when every version has the same schema', async () => {

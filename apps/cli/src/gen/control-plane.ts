@@ -1738,7 +1738,7 @@ export interface paths {
     };
     /**
      * List runs, newest first
-     * @description Filters: status (one or more, comma-separated or repeated), workflow, version, scheduleId, parentRunId, createdAfter (inclusive), createdBefore (exclusive); limit 1-200 (default 50); pass nextCursor back as cursor for the next page.
+     * @description Filters: status (one or more, comma-separated or repeated), workflow, version, scheduleId, parentRunId, waiting=approval (runs suspended on a ctx.approval, waiting for a human), createdAfter (inclusive), createdBefore (exclusive); limit 1-200 (default 50); pass nextCursor back as cursor for the next page.
      */
     get: {
       parameters: {
@@ -1748,6 +1748,7 @@ export interface paths {
           version?: string;
           scheduleId?: string;
           parentRunId?: string;
+          waiting?: 'approval';
           createdAfter?: string;
           createdBefore?: string;
           limit?: string;

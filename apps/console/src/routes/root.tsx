@@ -117,7 +117,11 @@ export const signInRoute = createRoute({
 });
 
 /** The pages of a project, in the order of the navigation. */
-const NAV = [{ to: '/p/$project/runs', label: 'Runs' }] as const;
+const NAV = [
+  { to: '/p/$project/runs', label: 'Runs' },
+  { to: '/p/$project/approvals', label: 'Approvals' },
+  { to: '/p/$project/workflows', label: 'Workflows' },
+] as const;
 
 function ProjectLayout(): ReactNode {
   const { project } = projectRoute.useParams();

@@ -966,4 +966,15 @@ END
 $do$;
 `,
   },
+  {
+    version: 20,
+    name: 'runs waiting for an approval',
+    sql: `
+-- The console's approvals inbox lists a project's runs suspended on a ctx.approval (a signal named
+-- approval.<name>, with a key digest suffix when keyed), newest first: a small partial index, so
+-- the inbox reads only those runs however many others the project has.
+CREATE INDEX runs_project_waiting_approval ON runs (project_id, created_at DESC, id DESC)
+  WHERE status = 'suspended' AND suspend_reason = 'signal' AND waiting_signal LIKE 'approval.%';
+`,
+  },
 ];

@@ -201,6 +201,8 @@ export interface RunListQuery {
   readonly version?: string;
   readonly scheduleId?: string;
   readonly parentRunId?: string;
+  /** `approval`: only runs suspended on a ctx.approval (a signal named `approval.…`). */
+  readonly waiting?: 'approval';
   /** Created at or after this time. */
   readonly createdAfter?: Date;
   /** Created strictly before this time. */
@@ -209,6 +211,9 @@ export interface RunListQuery {
   /** Keyset position: list runs strictly older than this (created_at, id). */
   readonly after?: { readonly createdAt: string; readonly id: string };
 }
+
+/** A run suspended on a ctx.approval: its signal is `approval.<name>` (with a key digest suffix when keyed). */
+const WAITING_APPROVAL = "status = 'suspended' AND suspend_reason = 'signal' AND waiting_signal LIKE 'approval.%'";
 
 export interface RunPage {
   readonly runs: Run[];
@@ -879,6 +884,9 @@ export class RunRepository {
     if (query.version !== undefined) equal('workflow_version', query.version);
     if (query.scheduleId !== undefined) equal('schedule_id', query.scheduleId);
     if (query.parentRunId !== undefined) equal('parent_run_id', query.parentRunId);
+    // Spelled as the partial index runs_project_waiting_approval is (a literal, not a parameter), so
+    // the planner matches it: the inbox reads only the runs waiting for a human.
+    if (query.waiting === 'approval') where.push(WAITING_APPROVAL);
     if (query.createdAfter !== undefined) {
       values.push(query.createdAfter);
       where.push(`created_at >= $${values.length}`);

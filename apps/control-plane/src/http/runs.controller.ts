@@ -29,6 +29,7 @@ export const runListQuerySchema = z
     version: versionSchema.optional(),
     scheduleId: idSchema.optional(),
     parentRunId: idSchema.optional(),
+    waiting: z.enum(['approval'], { error: 'expected waiting=approval (runs suspended on a ctx.approval)' }).optional(),
     createdAfter: isoTimeSchema.optional(),
     createdBefore: isoTimeSchema.optional(),
     limit: limitSchema,
@@ -102,7 +103,9 @@ export class RunsController {
     tag: 'runs',
     summary: 'List runs, newest first',
     description:
-      'Filters: status (one or more, comma-separated or repeated), workflow, version, scheduleId, parentRunId, createdAfter (inclusive), createdBefore (exclusive); limit 1-200 (default 50); pass nextCursor back as cursor for the next page.',
+      'Filters: status (one or more, comma-separated or repeated), workflow, version, scheduleId, parentRunId, ' +
+      'waiting=approval (runs suspended on a ctx.approval, waiting for a human), createdAfter (inclusive), createdBefore (exclusive); ' +
+      'limit 1-200 (default 50); pass nextCursor back as cursor for the next page.',
     query: runListQuerySchema,
   })
   async list(@CurrentProject() project: Project, @Query() query: RunListQuery): Promise<{ runs: unknown[]; nextCursor: string | null }> {
@@ -113,6 +116,7 @@ export class RunsController {
       ...(query.version === undefined ? {} : { version: query.version }),
       ...(query.scheduleId === undefined ? {} : { scheduleId: query.scheduleId }),
       ...(query.parentRunId === undefined ? {} : { parentRunId: query.parentRunId }),
+      ...(query.waiting === undefined ? {} : { waiting: query.waiting }),
       ...(query.createdAfter === undefined ? {} : { createdAfter: new Date(query.createdAfter) }),
       ...(query.createdBefore === undefined ? {} : { createdBefore: new Date(query.createdBefore) }),
       ...(query.cursor === undefined || query.cursor === '' ? {} : { cursor: query.cursor }),

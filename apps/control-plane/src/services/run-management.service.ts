@@ -19,6 +19,8 @@ export interface RunListFilters {
   readonly version?: string;
   readonly scheduleId?: string;
   readonly parentRunId?: string;
+  /** `approval`: only runs suspended on a ctx.approval. */
+  readonly waiting?: 'approval';
   readonly createdAfter?: Date;
   readonly createdBefore?: Date;
   readonly limit: number;
@@ -108,6 +110,7 @@ export class RunManagementService {
       ...(filters.version === undefined ? {} : { version: filters.version }),
       ...(filters.scheduleId === undefined ? {} : { scheduleId: filters.scheduleId }),
       ...(filters.parentRunId === undefined ? {} : { parentRunId: filters.parentRunId }),
+      ...(filters.waiting === undefined ? {} : { waiting: filters.waiting }),
       ...(filters.createdAfter === undefined ? {} : { createdAfter: filters.createdAfter }),
       ...(filters.createdBefore === undefined ? {} : { createdBefore: filters.createdBefore }),
       ...(filters.cursor === undefined ? {} : { after: decodeCursor(filters.cursor) }),
