@@ -3,7 +3,7 @@
 // or terminate it, fork it from a journal position. Signals and approvals go to the data plane's
 // gateway (their bodies and comments are payloads); cancel, terminate and fork are control-plane
 // operations on metadata.
-import { useState, type FormEvent, type ReactNode } from 'react';
+import { useEffect, useState, type FormEvent, type ReactNode } from 'react';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { useNavigate } from '@tanstack/react-router';
 import { Validator } from '@cfworker/json-schema';
@@ -59,7 +59,7 @@ function Issues({ title, issues }: { title: string; issues: readonly string[] })
   );
 }
 
-function SignalForm({ run }: { run: Run }): ReactNode {
+function SignalForm({ run, final }: { run: Run; final: boolean }): ReactNode {
   const gateways = useGatewaysVersion();
   const queryClient = useQueryClient();
   const waiting = run.waitingSignal !== null && approvalOf(run.waitingSignal) === null ? run.waitingSignal : null;
@@ -173,15 +173,16 @@ function SignalForm({ run }: { run: Run }): ReactNode {
         </p>
       )}
       <div className="actions">
-        <button type="submit" disabled={send.isPending || signalName === ''}>
+        <button type="submit" disabled={send.isPending || signalName === '' || final}>
           Send signal
         </button>
+        {final ? <span className="muted">The run has ended.</span> : null}
       </div>
     </form>
   );
 }
 
-function ApprovalForm({ run, approval }: { run: Run; approval: { name: string; keyed: boolean } }): ReactNode {
+function ApprovalForm({ run, approval, waiting }: { run: Run; approval: { name: string; keyed: boolean }; waiting: boolean }): ReactNode {
   const queryClient = useQueryClient();
   const [by, setBy] = useState('');
   const [comment, setComment] = useState('');
@@ -204,11 +205,14 @@ function ApprovalForm({ run, approval }: { run: Run; approval: { name: string; k
     },
     onSuccess: () => void queryClient.invalidateQueries({ queryKey: ['run'] }),
   });
-  const done = answer.data !== undefined && answer.data.waiting !== false;
+  const done = !waiting || (answer.data !== undefined && answer.data.waiting !== false);
   return (
     <form className="panel stack" onSubmit={(e) => e.preventDefault()} aria-labelledby="approval-heading">
       <h3 id="approval-heading">Approval: {approval.name}</h3>
-      <p className="muted">The run is waiting for this answer. The comment goes to the data plane only.</p>
+      <p className="muted">
+        {waiting ? 'The run is waiting for this answer.' : 'The run no longer waits for this answer.'} The comment goes to the data plane
+        only.
+      </p>
       {approval.keyed ? (
         <>
           <label htmlFor="approval-key">Approval key</label>
@@ -391,6 +395,7 @@ function ForkForm({
             </option>
           ))}
       </select>
+      {workflow.error === null ? null : <ErrorMessage error={workflow.error} title="The workflow's versions could not be listed" />}
       {!valid ? (
         <p className="error" role="alert">
           The step must be a journal position from 0 to {calls.length}.
@@ -479,12 +484,21 @@ export function RunActions({
 }): ReactNode {
   const final = FINAL.has(run.status);
   const approval = run.status === 'suspended' ? approvalOf(run.waitingSignal) : null;
+  // Forms used on this page stay (with their answer) after the run moves on or ends.
+  const [shownApproval, setShownApproval] = useState(approval);
+  const [openedLive] = useState(!final);
+  const approvalKey = approval === null ? null : `${approval.name}/${approval.keyed}`;
+  useEffect(() => {
+    if (approvalKey !== null) setShownApproval(approvalOf(run.waitingSignal));
+  }, [approvalKey, run.waitingSignal]);
   return (
     <section aria-labelledby="actions-heading">
       <h2 id="actions-heading">Actions</h2>
       <div className="panels">
-        {approval === null ? null : <ApprovalForm key={run.waitingSignal} run={run} approval={approval} />}
-        {final ? null : <SignalForm run={run} />}
+        {shownApproval === null ? null : (
+          <ApprovalForm key={shownApproval.name} run={run} approval={shownApproval} waiting={approval?.name === shownApproval.name} />
+        )}
+        {final && !openedLive ? null : <SignalForm run={run} final={final} />}
         {final ? null : <EndRun project={project} run={run} />}
         <ForkForm key={selected ?? -1} project={project} run={run} calls={calls} selected={selected} />
         <ReplayCheck run={run} />

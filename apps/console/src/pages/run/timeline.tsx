@@ -70,9 +70,9 @@ export function tokensOf(call: { inputTokens: number | null; outputTokens: numbe
   return call.inputTokens === null ? '' : `${call.inputTokens} in / ${call.outputTokens ?? 0} out`;
 }
 
-/** One sentence a screen reader says for a call's bar. */
+/** What a screen reader says after a call's position, kind and name. */
 export function describeCall(call: TimelineCall, now: number): string {
-  const parts = [`Call ${call.position}: ${call.kind} ${call.name}`, call.status, formatDuration(call.durationMs)];
+  const parts = [call.status, formatDuration(call.durationMs)];
   if (call.attemptCount > 1) parts.push(`${call.attemptCount} attempts`);
   const backoff = backoffsOf(call, now).reduce((sum, b) => sum + (b.to - b.from), 0);
   if (backoff > 0) parts.push(`${formatDuration(backoff)} of backoff`);
@@ -173,14 +173,14 @@ export function Timeline({
                       type="button"
                       className={`gantt-row${selected === call.position ? ' selected' : ''}`}
                       aria-pressed={selected === call.position}
-                      aria-label={describeCall(call, now)}
                       aria-describedby="gantt-help"
                       onClick={() => onSelect(call.position)}
                       onKeyDown={(e) => move(e, index)}
                     >
-                      <span className="gantt-label" aria-hidden="true">
+                      <span className="gantt-label">
                         <span className="mono">{call.position}</span> <span className={`kind kind-${call.kind}`}>{call.kind}</span>{' '}
                         {call.name}
+                        <span className="visually-hidden">: {describeCall(call, now)}</span>
                       </span>
                       <span className="gantt-track" aria-hidden="true">
                         {call.attempts.map((a: Attempt) => {
@@ -241,7 +241,7 @@ export function Timeline({
                 const backoff = backoffsOf(call, now).reduce((sum, b) => sum + (b.to - b.from), 0);
                 const started = ms(call.startedAt);
                 return (
-                  <tr key={call.position} className={selected === call.position ? 'selected' : undefined}>
+                  <tr key={call.position}>
                     <td>{call.position}</td>
                     <td>{call.kind}</td>
                     <td>{call.name}</td>
