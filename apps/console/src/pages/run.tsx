@@ -17,12 +17,15 @@ import { ErrorWithStack, StepDetail } from './run/step-detail.js';
 import { LiveStream } from './run/stream.js';
 import { Timeline } from './run/timeline.js';
 
-/** The run's payloads from its gateway: the journal (input and every recorded value) and the result. */
-export function useRunPayloads(dataPlaneId: string | undefined, runId: string, status: string | undefined) {
+/**
+ * The run's payloads from its gateway: the journal (input and every recorded value) and the result.
+ * `notInDataPlaneYet`: a fork still queued, whose journal the data plane copies when a worker takes it.
+ */
+export function useRunPayloads(dataPlaneId: string | undefined, runId: string, status: string | undefined, notInDataPlaneYet = false) {
   const gateways = useGatewaysVersion();
   const journal = useQuery({
     queryKey: ['gateway', gateways, dataPlaneId, 'journal', runId],
-    enabled: dataPlaneId !== undefined,
+    enabled: dataPlaneId !== undefined && !notInDataPlaneYet,
     queryFn: ({ signal }) => {
       const { client, url } = gatewayClient(dataPlaneId!);
       return unwrapGateway(url, client.GET('/v1/runs/{id}/journal', { params: { path: { id: runId } }, signal }));
@@ -63,7 +66,8 @@ function RunPage(): ReactNode {
   const run = described.data?.run;
   const live = run !== undefined && !FINAL.has(run.status);
   const now = useNow(live);
-  const { journal, result } = useRunPayloads(run?.dataPlaneId, runId, run?.status);
+  const uncopiedFork = run !== undefined && run.status === 'queued' && run.forkedFromRunId !== null;
+  const { journal, result } = useRunPayloads(run?.dataPlaneId, runId, run?.status, uncopiedFork);
 
   if (described.isPending) return <Loading what="the run" />;
   if (described.error !== null) return <ErrorMessage error={described.error} title={`Run ${runId}`} />;
@@ -165,7 +169,9 @@ function RunPage(): ReactNode {
         <div className="panels">
           <section className="panel" aria-labelledby="input-heading">
             <h3 id="input-heading">Input</h3>
-            {journal.error !== null ? (
+            {uncopiedFork ? (
+              <p className="muted">This fork is queued: the data plane copies its journal and input when a worker takes it.</p>
+            ) : journal.error !== null ? (
               <PanelError error={journal.error} what="the input" />
             ) : journal.data === undefined ? (
               <Loading what="the input" />
