@@ -23,6 +23,19 @@ async function openRun(session: ConsoleSession, t: TestStack, runId: string): Pr
 /** The run's status as the page's title row shows it. */
 const statusBadge = (page: Page) => page.locator('.title-row .badge');
 
+async function waitReady(url: string): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const ok = await fetch(url).then(
+      (res) => res.ok,
+      () => false,
+    );
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`${url} did not answer in 30 s`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
 async function waitForStatus(page: Page, status: string): Promise<void> {
   await page.locator('.title-row .badge', { hasText: status }).waitFor({ timeout: 30_000 });
 }
@@ -160,7 +173,7 @@ describe('console: run detail', () => {
   });
 
   it('shows the tokens of a running model call as they stream', async () => {
-    const words = Array.from({ length: 30 }, (_, i) => `tok${i}`);
+    const words = Array.from({ length: 60 }, (_, i) => `tok${i}`);
     await t.setModelScript({ rules: [{ contains: 'console-stream', text: words.join(' '), chunkDelayMs: 150 }] });
     const runId = await t.start('streamer', { prompt: 'console-stream please' });
     await t.waitForRun(runId, (r) => r.status === 'suspended' && r.waitingSignal === 'go');
@@ -181,15 +194,35 @@ describe('console: run detail', () => {
       assert.notEqual(partial, words.join(' '));
       await screenshot(page, 'run-stream');
       assert.deepEqual(await accessibilityViolations(page), []);
+      // The gateway restarts mid-answer, dropping the connection: the page resumes after the last event it got (Last-Event-ID),
+      // so the text ends up whole, nothing lost and nothing twice.
+      const gateway = t.stack.gateway!;
+      const errorsBefore = session.pageErrors.length;
+      await gateway.stop();
+      await page.getByTestId('stream-phase').filter({ hasText: 'Connection lost' }).waitFor();
+      gateway.start();
+      await waitReady(`${t.stack.gatewayUrl}/readyz`);
       await page.getByText(/Call \d+: speak — done/).waitFor({ timeout: 30_000 });
       assert.equal(await live.textContent(), words.join(' '));
+      // While the gateway was down, the panels' polls failed at the network level (and say so); nothing else went wrong.
+      for (const error of session.pageErrors.splice(errorsBefore)) {
+        assert.match(
+          error,
+          /^(Failed to load resource: net::|Access to fetch at 'http:\/\/127\.0\.0\.1:\d+\/v1\/runs\/.* blocked by CORS policy)/,
+        );
+      }
+      const resumed = session.requests.filter(
+        (r) => r.url.endsWith(`/v1/runs/${runId}/stream`) && r.headers['last-event-id'] !== undefined,
+      );
+      assert.ok(resumed.length >= 1, 'the stream was resumed with Last-Event-ID');
+      assert.match(resumed[0]!.headers['last-event-id']!, /^\d+$/);
       await page.getByTestId('stream-phase').filter({ hasText: 'The run ended' }).waitFor({ timeout: 30_000 });
       await waitForStatus(page, 'completed');
       // The model call's transcript, from the gateway.
       await page.getByRole('button', { name: /^1 model speak\s*:/ }).click();
       const transcript = page.getByLabel('Transcript of call 1');
       await transcript.waitFor();
-      assert.match((await transcript.textContent()) ?? '', /tok29/);
+      assert.match((await transcript.textContent()) ?? '', /tok59/);
       const streamPath = `/v1/runs/${runId}/stream`;
       assert.ok(session.requests.some((r) => r.url.startsWith(t.stack.gatewayUrl) && new URL(r.url).pathname === streamPath));
       assert.deepEqual(

@@ -111,6 +111,8 @@ function SignalForm({ run, final }: { run: Run; final: boolean }): ReactNode {
     }
     const found = schema === undefined ? [] : schemaIssues(schema, value ?? null);
     setIssues(found);
+    // Keep the name shown once used: the run stops waiting for it when the signal lands.
+    setName(signalName);
     if (found.length === 0) send.mutate(value);
   };
   return (

@@ -15,7 +15,7 @@ export function ErrorWithStack({ error }: { error: GatewaySchemas['ErrorView'] }
     <div className="run-error">
       <p>
         <strong>{error.name}</strong>: {error.message}
-        {error.code === null ? null : <span className="mono"> [{error.code}]</span>}
+        {error.code === null || error.message.includes(error.code) ? null : <span className="mono"> [{error.code}]</span>}
       </p>
       {error.stack === null ? (
         <p className="muted">No stack was recorded.</p>
