@@ -119,6 +119,64 @@ describe('console: run detail', () => {
     }
   });
 
+  it('answers a keyed approval: a wrong key is said, the right one lands', async () => {
+    const runId = await t.start('keyed-email', { email: 'ana@example.com' });
+    const waiting = await t.waitForRun(runId, (r) => r.status === 'suspended' && (r.waitingSignal ?? '').startsWith('approval.confirm.'));
+    const session = await openConsole(browser, t);
+    try {
+      const page = await openRun(session, t, runId);
+      await page.getByRole('heading', { name: 'Approval: confirm' }).waitFor();
+      const approve = page.getByRole('button', { name: 'Approve' });
+      assert.equal(await approve.isDisabled(), true, 'a keyed approval needs its key');
+      await page.getByLabel('Approval key').fill('bob@example.com');
+      await approve.click();
+      const wrong = page.getByRole('status').filter({ hasText: 'check the approval key' });
+      await wrong.waitFor();
+      assert.match((await wrong.textContent()) ?? '', new RegExp(`waits for ${waiting.waitingSignal!.replace(/\./g, '\\.')}`));
+      assert.equal((await t.describe(runId)).run.status, 'suspended');
+      assert.deepEqual(await accessibilityViolations(page), []);
+      await page.getByLabel('Approval key').fill('ana@example.com');
+      await approve.click();
+      await page
+        .getByRole('status')
+        .filter({ hasText: /^Approved\.$/ })
+        .waitFor();
+      await waitForStatus(page, 'completed');
+      assert.deepEqual(JSON.parse((await page.getByLabel('Output value').textContent()) ?? ''), { approved: true });
+      // The key is a payload: only its digest is in the control plane's view.
+      assert.ok(
+        session.controlPlaneRequests().every((r) => !r.url.includes('ana@example.com') && !(r.body ?? '').includes('ana@example.com')),
+      );
+      assert.deepEqual(session.pageErrors, []);
+    } finally {
+      await session.close();
+    }
+  });
+
+  it('lists child runs and links a child back to its parent', async () => {
+    const parentId = await t.start('parent-work', { items: [3, 4] });
+    assert.equal((await t.result(parentId)).status, 'completed');
+    const session = await openConsole(browser, t);
+    try {
+      const page = await openRun(session, t, parentId);
+      const children = page.getByRole('region', { name: 'Child runs' });
+      await children.waitFor();
+      const links = children.getByRole('link');
+      await links.first().waitFor();
+      assert.equal(await links.count(), 2);
+      await page.getByRole('cell', { name: 'woken when the child run ended' }).first().waitFor();
+      const childId = (await links.first().textContent()) ?? '';
+      await links.first().click();
+      await page.getByRole('heading', { name: `Run ${childId}` }).waitFor();
+      await page.getByRole('link', { name: parentId }).click();
+      await page.getByRole('heading', { name: `Run ${parentId}` }).waitFor();
+      assert.deepEqual(await accessibilityViolations(page), []);
+      assert.deepEqual(session.pageErrors, []);
+    } finally {
+      await session.close();
+    }
+  });
+
   it('refuses a signal body that does not match the declared schema, then sends a valid one', async () => {
     const runId = await t.start('typed-refund', { orderId: 'o-17', amount: 12 });
     await t.waitForRun(runId, (r) => r.status === 'suspended' && r.waitingSignal === 'refund-approval');
