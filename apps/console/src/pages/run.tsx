@@ -66,6 +66,11 @@ function RunPage(): ReactNode {
   const run = described.data?.run;
   const live = run !== undefined && !FINAL.has(run.status);
   const now = useNow(live);
+  // The live output stays on the page after the run ends, with the whole text it streamed.
+  const [watchedLive, setWatchedLive] = useState(false);
+  useEffect(() => {
+    if (live) setWatchedLive(true);
+  }, [live]);
   const uncopiedFork = run !== undefined && run.status === 'queued' && run.forkedFromRunId !== null;
   const { journal, result } = useRunPayloads(run?.dataPlaneId, runId, run?.status, uncopiedFork);
 
@@ -193,7 +198,7 @@ function RunPage(): ReactNode {
               <JsonView value={result.data.output} label="Output value" />
             )}
           </section>
-          {live ? <LiveStream dataPlaneId={r.dataPlaneId} runId={r.id} /> : null}
+          {live || watchedLive ? <LiveStream dataPlaneId={r.dataPlaneId} runId={r.id} /> : null}
         </div>
       </section>
 

@@ -3,7 +3,7 @@
 // or terminate it, fork it from a journal position. Signals and approvals go to the data plane's
 // gateway (their bodies and comments are payloads); cancel, terminate and fork are control-plane
 // operations on metadata.
-import { useEffect, useState, type FormEvent, type ReactNode } from 'react';
+import { useEffect, useRef, useState, type FormEvent, type ReactNode } from 'react';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { useNavigate } from '@tanstack/react-router';
 import { Validator } from '@cfworker/json-schema';
@@ -273,6 +273,10 @@ const ENDING_TEXT: Record<Ending, { button: string; confirm: string; explain: st
 function EndRun({ project, run }: { project: string; run: Run }): ReactNode {
   const queryClient = useQueryClient();
   const [asked, setAsked] = useState<Ending | null>(null);
+  const keep = useRef<HTMLButtonElement>(null);
+  useEffect(() => {
+    if (asked !== null) keep.current?.focus();
+  }, [asked]);
   const end = useMutation({
     mutationFn: (how: Ending) => {
       const params = { path: { project, id: run.id } };
@@ -308,7 +312,7 @@ function EndRun({ project, run }: { project: string; run: Run }): ReactNode {
             <button type="button" className="danger" onClick={() => end.mutate(asked)} disabled={end.isPending}>
               {ENDING_TEXT[asked].confirm}
             </button>
-            <button type="button" className="secondary" onClick={() => setAsked(null)}>
+            <button type="button" className="secondary" ref={keep} onClick={() => setAsked(null)}>
               Keep running
             </button>
           </div>
@@ -335,6 +339,10 @@ function ForkForm({
   const [from, setFrom] = useState<string>(String(selected ?? Math.max(0, calls.length - 1)));
   const [version, setVersion] = useState('');
   const [confirming, setConfirming] = useState(false);
+  const back = useRef<HTMLButtonElement>(null);
+  useEffect(() => {
+    if (confirming) back.current?.focus();
+  }, [confirming]);
   const workflow = useQuery({
     queryKey: ['workflow', project, run.workflowName],
     queryFn: ({ signal }) =>
@@ -439,7 +447,7 @@ function ForkForm({
             <button type="button" onClick={() => fork.mutate()} disabled={fork.isPending}>
               Confirm fork
             </button>
-            <button type="button" className="secondary" onClick={() => setConfirming(false)}>
+            <button type="button" className="secondary" ref={back} onClick={() => setConfirming(false)}>
               Back
             </button>
           </div>

@@ -72,7 +72,12 @@ export function LiveStream({ dataPlaneId, runId }: { dataPlaneId: string; runId:
           return;
         }
         if (message.event !== 'delta' && message.event !== 'model-done') return;
-        const data = JSON.parse(message.data) as unknown;
+        let data: unknown;
+        try {
+          data = JSON.parse(message.data);
+        } catch {
+          return;
+        }
         setCalls((current) => apply(current, message.event!, data));
       },
       onRetry: (ms) => {
