@@ -313,7 +313,7 @@ describe('console: run detail', () => {
       await page.getByRole('button', { name: 'Fork…' }).click();
       const dialog = page.getByRole('alertdialog', { name: 'Fork from step 2 onto version 2?' });
       await dialog.waitFor();
-      assert.equal(await page.evaluate(() => document.activeElement?.textContent), 'Back');
+      assert.equal(await page.locator(':focus').textContent(), 'Back');
       assert.deepEqual(await dialog.getByRole('list', { name: 'Kept from the journal' }).getByRole('listitem').allTextContents(), [
         '0: step s0',
         '1: step s1',
@@ -356,7 +356,7 @@ describe('console: run detail', () => {
       const confirm = page.getByRole('alertdialog');
       await confirm.filter({ hasText: `Cancel run ${sleeping}?` }).waitFor();
       // The safe answer has the focus.
-      assert.equal(await page.evaluate(() => document.activeElement?.textContent), 'Keep running');
+      assert.equal(await page.locator(':focus').textContent(), 'Keep running');
       assert.deepEqual(await accessibilityViolations(page), []);
       await page.getByRole('button', { name: 'Keep running' }).click();
       assert.equal(await confirm.count(), 0);
