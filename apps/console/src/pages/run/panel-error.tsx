@@ -27,7 +27,7 @@ export function PanelError({ error, what, verb = 'read' }: { error: unknown; wha
         error={
           new ApiError(
             'answer',
-            `${error.message} The data plane's encryption keys (CAIRN_DP_ENCRYPTION_KEYS) must include the key it was sealed with; until then it cannot be shown.`,
+            `${error.message} The payload itself is kept: it shows here once the gateway holds the key it was sealed with.`,
             error.status,
             error.code,
           )
