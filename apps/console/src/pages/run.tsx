@@ -1,23 +1,31 @@
-// One run: metadata from the control plane (status, timeline, totals) and, beside it, the payloads
-// (input, output, error, each step's value) fetched by this browser from the run's data-plane
-// gateway. The control plane never sees what those panels show.
-import type { ReactNode } from 'react';
+// One run: metadata from the control plane (status, timeline, totals, child runs) and, beside it,
+// the payloads (input, output, error, each step's value, transcripts, the live token stream)
+// fetched by this browser from the run's data-plane gateway. The control plane never sees what
+// those panels show. The selected call is in the address (?call=N), so a link can point at it.
+import { useEffect, useState, type ReactNode } from 'react';
 import { useQuery } from '@tanstack/react-query';
-import { Link, createRoute } from '@tanstack/react-router';
+import { Link, createRoute, useNavigate } from '@tanstack/react-router';
 import { cp, unwrap } from '../api/control-plane.js';
 import { gatewayClient, unwrapGateway } from '../api/gateway.js';
 import { ErrorMessage, JsonView, Loading, StatusBadge, Time, formatBytes, formatDuration } from '../components/common.js';
 import { useGatewaysVersion } from '../gateways.js';
 import { projectRoute } from '../routes/root.js';
+import { FINAL, RunActions } from './run/actions.js';
+import { ChildRuns } from './run/children.js';
+import { PanelError } from './run/panel-error.js';
+import { ErrorWithStack, StepDetail } from './run/step-detail.js';
+import { LiveStream } from './run/stream.js';
+import { Timeline } from './run/timeline.js';
 
-const FINAL = new Set(['completed', 'failed', 'cancelled', 'terminated', 'timed_out']);
-
-/** The run's payloads from its gateway: the journal (input and every recorded value) and the result. */
-export function useRunPayloads(dataPlaneId: string | undefined, runId: string, status: string | undefined) {
+/**
+ * The run's payloads from its gateway: the journal (input and every recorded value) and the result.
+ * `notInDataPlaneYet`: a fork still queued, whose journal the data plane copies when a worker takes it.
+ */
+export function useRunPayloads(dataPlaneId: string | undefined, runId: string, status: string | undefined, notInDataPlaneYet = false) {
   const gateways = useGatewaysVersion();
   const journal = useQuery({
     queryKey: ['gateway', gateways, dataPlaneId, 'journal', runId],
-    enabled: dataPlaneId !== undefined,
+    enabled: dataPlaneId !== undefined && !notInDataPlaneYet,
     queryFn: ({ signal }) => {
       const { client, url } = gatewayClient(dataPlaneId!);
       return unwrapGateway(url, client.GET('/v1/runs/{id}/journal', { params: { path: { id: runId } }, signal }));
@@ -35,20 +43,44 @@ export function useRunPayloads(dataPlaneId: string | undefined, runId: string, s
   return { journal, result };
 }
 
+/** The current time, ticking each second while the run is live (the timeline's right edge). */
+function useNow(live: boolean): number {
+  const [now, setNow] = useState(() => Date.now());
+  useEffect(() => {
+    if (!live) return;
+    const timer = setInterval(() => setNow(Date.now()), 1_000);
+    return () => clearInterval(timer);
+  }, [live]);
+  return now;
+}
+
 function RunPage(): ReactNode {
   const { project, runId } = runRoute.useParams();
+  const { call: selected } = runRoute.useSearch();
+  const navigate = useNavigate({ from: runRoute.fullPath });
   const described = useQuery({
     queryKey: ['run', project, runId],
     queryFn: ({ signal }) => unwrap(cp.GET('/v1/projects/{project}/runs/{id}', { params: { path: { project, id: runId } }, signal })),
     refetchInterval: (query) => (query.state.data !== undefined && FINAL.has(query.state.data.run.status) ? false : 2_000),
   });
   const run = described.data?.run;
-  const { journal, result } = useRunPayloads(run?.dataPlaneId, runId, run?.status);
+  const live = run !== undefined && !FINAL.has(run.status);
+  const now = useNow(live);
+  // The live output stays on the page after the run ends, with the whole text it streamed.
+  const [watchedLive, setWatchedLive] = useState(false);
+  useEffect(() => {
+    if (live) setWatchedLive(true);
+  }, [live]);
+  const uncopiedFork = run !== undefined && run.status === 'queued' && run.forkedFromRunId !== null;
+  const { journal, result } = useRunPayloads(run?.dataPlaneId, runId, run?.status, uncopiedFork);
 
   if (described.isPending) return <Loading what="the run" />;
   if (described.error !== null) return <ErrorMessage error={described.error} title={`Run ${runId}`} />;
   const { totals, timeline } = described.data;
   const r = described.data.run;
+  const selectedCall = timeline.find((c) => c.position === selected);
+  const select = (position: number): void =>
+    void navigate({ search: { call: position === selected ? undefined : position }, replace: true, resetScroll: false });
   return (
     <>
       <div className="title-row">
@@ -75,6 +107,21 @@ function RunPage(): ReactNode {
         </dd>
         <dt>Wall time</dt>
         <dd>{formatDuration(totals.wallTimeMs)}</dd>
+        <dt>Calls</dt>
+        <dd>
+          {totals.durableCalls} ({totals.attempts} attempts, {totals.retries} retries)
+        </dd>
+        {totals.inputTokens + totals.outputTokens === 0 ? null : (
+          <>
+            <dt>Tokens</dt>
+            <dd>
+              {totals.inputTokens} in / {totals.outputTokens} out
+              {totals.tokensByModel.length === 0
+                ? ''
+                : ` (${totals.tokensByModel.map((m) => `${m.model ?? 'unknown model'}: ${m.inputTokens} / ${m.outputTokens}`).join('; ')})`}
+            </dd>
+          </>
+        )}
         <dt>Data plane</dt>
         <dd className="mono">{r.dataPlaneId}</dd>
         <dt>Input size</dt>
@@ -83,9 +130,20 @@ function RunPage(): ReactNode {
           <>
             <dt>Parent run</dt>
             <dd>
-              <Link to="/p/$project/runs/$runId" params={{ project, runId: r.parentRunId }} className="mono">
+              <Link to="/p/$project/runs/$runId" params={{ project, runId: r.parentRunId }} search={{}} className="mono">
                 {r.parentRunId}
               </Link>
+            </dd>
+          </>
+        )}
+        {r.forkedFromRunId === null ? null : (
+          <>
+            <dt>Forked from</dt>
+            <dd>
+              <Link to="/p/$project/runs/$runId" params={{ project, runId: r.forkedFromRunId }} search={{}} className="mono">
+                {r.forkedFromRunId}
+              </Link>{' '}
+              at step {r.forkPosition}
             </dd>
           </>
         )}
@@ -103,14 +161,23 @@ function RunPage(): ReactNode {
         )}
       </dl>
 
+      <RunActions project={project} run={r} calls={timeline} selected={selected} />
+
+      <Timeline run={r} calls={timeline} now={now} selected={selected} onSelect={select} />
+      {selectedCall === undefined ? null : (
+        <StepDetail key={selectedCall.position} dataPlaneId={r.dataPlaneId} runId={r.id} call={selectedCall} live={live} />
+      )}
+
       <section aria-labelledby="payloads-heading">
         <h2 id="payloads-heading">Payloads</h2>
         <p className="muted">Fetched by this browser from the data plane's gateway; the control plane never sees them.</p>
         <div className="panels">
           <section className="panel" aria-labelledby="input-heading">
             <h3 id="input-heading">Input</h3>
-            {journal.error !== null ? (
-              <ErrorMessage error={journal.error} />
+            {uncopiedFork ? (
+              <p className="muted">This fork is queued: the data plane copies its journal and input when a worker takes it.</p>
+            ) : journal.error !== null ? (
+              <PanelError error={journal.error} what="the input" />
             ) : journal.data === undefined ? (
               <Loading what="the input" />
             ) : (
@@ -122,64 +189,35 @@ function RunPage(): ReactNode {
             {!FINAL.has(r.status) ? (
               <p className="muted">The run has not ended.</p>
             ) : result.error !== null ? (
-              <ErrorMessage error={result.error} />
+              <PanelError error={result.error} what="the result" />
             ) : result.data === undefined ? (
               <Loading what="the result" />
             ) : result.data.error !== undefined ? (
-              <div className="run-error">
-                <p>
-                  <strong>{result.data.error.name}</strong>: {result.data.error.message}
-                </p>
-                {result.data.error.stack === null ? null : <pre className="stack">{result.data.error.stack}</pre>}
-              </div>
+              <ErrorWithStack error={result.data.error} />
             ) : (
               <JsonView value={result.data.output} label="Output value" />
             )}
           </section>
+          {live || watchedLive ? <LiveStream dataPlaneId={r.dataPlaneId} runId={r.id} /> : null}
         </div>
       </section>
 
-      <section aria-labelledby="timeline-heading">
-        <h2 id="timeline-heading">Timeline</h2>
-        {timeline.length === 0 ? (
-          <p className="muted">No durable call yet.</p>
-        ) : (
-          <table>
-            <thead>
-              <tr>
-                <th scope="col">#</th>
-                <th scope="col">Kind</th>
-                <th scope="col">Name</th>
-                <th scope="col">Status</th>
-                <th scope="col">Attempts</th>
-                <th scope="col">Duration</th>
-                <th scope="col">Tokens</th>
-              </tr>
-            </thead>
-            <tbody>
-              {timeline.map((call) => (
-                <tr key={call.position}>
-                  <td>{call.position}</td>
-                  <td>{call.kind}</td>
-                  <td>{call.name}</td>
-                  <td>
-                    <StatusBadge status={call.status} />
-                  </td>
-                  <td>{call.attemptCount}</td>
-                  <td>{formatDuration(call.durationMs)}</td>
-                  <td>{call.inputTokens === null ? '—' : `${call.inputTokens} in / ${call.outputTokens ?? 0} out`}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        )}
-      </section>
+      <ChildRuns project={project} runId={r.id} live={live} />
     </>
   );
+}
+
+export interface RunSearch {
+  /** The journal position of the selected call. */
+  call?: number;
 }
 
 export const runRoute = createRoute({
   getParentRoute: () => projectRoute,
   path: 'runs/$runId',
+  validateSearch: (search: Record<string, unknown>): RunSearch => {
+    const call = Number(search['call']);
+    return search['call'] !== undefined && Number.isInteger(call) && call >= 0 ? { call } : {};
+  },
   component: RunPage,
 });
