@@ -288,7 +288,21 @@ export const ScheduleDetail = named(
 );
 export const ScheduleDeleted = named('ScheduleDeleted', z.object({ deleted: z.literal(true) }));
 export const FiringAnswer = named('FiringAnswer', z.object({ firing: Firing }));
-export const Backfill = named('Backfill', z.object({ firings: z.array(Firing), started: z.number(), alreadyFired: z.number() }));
+export const Backfill = named(
+  'Backfill',
+  z.object({
+    dryRun: z.boolean().describe('true: nothing fired; ticks is what a backfill of the range would cover'),
+    ticks: z.array(
+      z.object({
+        tickAt: isoTime,
+        alreadyFired: z.boolean().describe('the tick already has a firing, so the backfill does not fire it again'),
+      }),
+    ),
+    firings: z.array(Firing),
+    started: z.number(),
+    alreadyFired: z.number(),
+  }),
+);
 
 const TokenUsage = z.object({
   provider: z.string(),
