@@ -178,6 +178,29 @@ export const DataPlaneCreated = named(
     credential: z.string().describe('the credential workers and gateways dial in with: in this answer only'),
   }),
 );
+export const DataPlaneWorker = named(
+  'DataPlaneWorker',
+  z.object({
+    workerId: z.string().describe('the random ID the worker process chose at start'),
+    connected: z.boolean().describe('its stream is open (seen within the last minute, no disconnection recorded)'),
+    sdkVersion: z.string(),
+    protocolVersion: z.number(),
+    slots: z.number().describe('run slots granted to its stream'),
+    workflows: z.number().describe('workflow versions it announced'),
+    connectedAt: isoTime,
+    lastSeenAt: isoTime,
+    disconnectedAt: nullableTime,
+  }),
+);
+export const DataPlaneWorkers = named(
+  'DataPlaneWorkers',
+  z.object({
+    workers: z.array(DataPlaneWorker).describe('workers seen in the last 7 days, the most recently seen first'),
+    workflowVersions: z.array(
+      z.object({ name: z.string(), version: z.string(), taskQueue: z.string(), firstSeenAt: isoTime, lastSeenAt: isoTime }),
+    ),
+  }),
+);
 export const DataPlaneList = named('DataPlaneList', z.object({ dataPlanes: z.array(DataPlane) }));
 export const DataPlaneAnswer = named('DataPlaneAnswer', z.object({ dataPlane: DataPlane }));
 
@@ -311,12 +334,21 @@ const TokenUsage = z.object({
   inputTokens: z.number(),
   outputTokens: z.number(),
 });
+const WorkflowUsage = z.object({
+  workflow: z.string().describe("the workflow's name as runs hold it (in strict residency mode, a keyed digest)"),
+  runsStarted: z.number(),
+  stepsExecuted: z.number(),
+  modelCalls: z.number(),
+  inputTokens: z.number(),
+  outputTokens: z.number(),
+});
 const usageCounts = {
   runsStarted: z.number(),
   stepsExecuted: z.number(),
   inputTokens: z.number(),
   outputTokens: z.number(),
-  tokens: z.array(TokenUsage),
+  tokens: z.array(TokenUsage).describe('model calls and tokens by provider and model'),
+  workflows: z.array(WorkflowUsage).describe('runs, steps and tokens by workflow'),
 };
 export const UsageReport = named(
   'UsageReport',
