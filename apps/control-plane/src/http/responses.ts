@@ -140,6 +140,37 @@ export const Whoami = named(
     role: z.string(),
   }),
 );
+export const ResidencyReport = named(
+  'ResidencyReport',
+  z.object({
+    title: z.string(),
+    direction: z.literal('data plane → control plane'),
+    files: z.array(z.string()).describe('the proto files of the contract'),
+    classes: z.record(z.string(), z.string()).describe('each residency class and what it admits'),
+    messages: z.array(
+      z.object({
+        message: z.string(),
+        file: z.string(),
+        via: z.array(z.string()).describe('the RPCs through which it crosses from the data plane'),
+        fields: z.array(
+          z.object({
+            field: z.string(),
+            number: z.number(),
+            type: z.string(),
+            repeated: z.boolean(),
+            class: z.string(),
+            maxLength: z.number().nullable(),
+            pattern: z.string().nullable(),
+            carries: z.string(),
+          }),
+        ),
+      }),
+    ),
+    problems: z.array(z.string()).describe('declarations that break the rules (empty for a sound contract)'),
+    neverCrosses: z.array(z.string()).describe('what no field carries: it stays in the data plane'),
+    totals: z.object({ messages: z.number(), fields: z.number(), byClass: z.record(z.string(), z.number()) }),
+  }),
+);
 export const ProjectList = named('ProjectList', z.object({ projects: z.array(Project) }));
 export const ProjectAnswer = named('ProjectAnswer', z.object({ project: Project }));
 
