@@ -3,10 +3,20 @@
 import type { QueryClient } from '@tanstack/react-query';
 import { createRouter } from '@tanstack/react-router';
 import { indexRoute, projectRoute, rootRoute, signInRoute } from './routes/root.js';
+import { apiKeysRoute } from './pages/api-keys.js';
+import { auditRoute } from './pages/audit.js';
+import { dataPlanesRoute } from './pages/data-planes.js';
+import { residencyRoute } from './pages/residency.js';
 import { runRoute } from './pages/run.js';
 import { runsRoute } from './pages/runs.js';
+import { schedulesRoute } from './pages/schedules.js';
+import { usageRoute } from './pages/usage.js';
 
-const routeTree = rootRoute.addChildren([indexRoute, signInRoute, projectRoute.addChildren([runsRoute, runRoute])]);
+const routeTree = rootRoute.addChildren([
+  indexRoute,
+  signInRoute,
+  projectRoute.addChildren([runsRoute, runRoute, schedulesRoute, usageRoute, auditRoute, dataPlanesRoute, apiKeysRoute, residencyRoute]),
+]);
 
 export function createConsoleRouter(queryClient: QueryClient) {
   return createRouter({ routeTree, context: { queryClient }, defaultPreload: 'intent', scrollRestoration: true });

@@ -117,7 +117,15 @@ export const signInRoute = createRoute({
 });
 
 /** The pages of a project, in the order of the navigation. */
-const NAV = [{ to: '/p/$project/runs', label: 'Runs' }] as const;
+const NAV = [
+  { to: '/p/$project/runs', label: 'Runs' },
+  { to: '/p/$project/schedules', label: 'Schedules' },
+  { to: '/p/$project/usage', label: 'Usage' },
+  { to: '/p/$project/audit', label: 'Audit' },
+  { to: '/p/$project/data-planes', label: 'Data planes' },
+  { to: '/p/$project/api-keys', label: 'API keys' },
+  { to: '/p/$project/residency', label: 'Residency' },
+] as const;
 
 function ProjectLayout(): ReactNode {
   const { project } = projectRoute.useParams();
