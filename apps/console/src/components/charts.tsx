@@ -90,9 +90,9 @@ interface ChartProps {
 
 /** Vertical stacked bars over time (one bar per day). */
 export function DailyBarChart({ title, categories, series }: ChartProps): ReactNode {
-  const width = 720;
-  const height = 200;
-  const left = 48;
+  const width = 400;
+  const height = 170;
+  const left = 40;
   const bottom = 22;
   const top = 8;
   const totals = categories.map((_, i) => series.reduce((n, s) => n + (s.values[i] ?? 0), 0));
@@ -101,12 +101,12 @@ export function DailyBarChart({ title, categories, series }: ChartProps): ReactN
   const slot = (width - left) / Math.max(1, categories.length);
   const barWidth = Math.max(2, slot * 0.7);
   const y = (v: number): number => top + plotHeight - (v / max) * plotHeight;
-  const labelEvery = Math.ceil(categories.length / 8);
+  const labelEvery = Math.ceil(categories.length / 5);
   return (
     <figure className="chart">
       <figcaption>{title}</figcaption>
       <Legend series={series} />
-      <svg viewBox={`0 0 ${width} ${height}`} aria-hidden="true" focusable="false" preserveAspectRatio="none">
+      <svg viewBox={`0 0 ${width} ${height}`} aria-hidden="true" focusable="false">
         {[0, 0.5, 1].map((f) => (
           <g key={f}>
             <line x1={left} x2={width} y1={y(max * f)} y2={y(max * f)} className="grid" />
@@ -155,12 +155,12 @@ export function DailyBarChart({ title, categories, series }: ChartProps): ReactN
 /** Horizontal bars, one per category (a workflow, a model), largest first as given. */
 export function HorizontalBarChart({ title, categories, series, categoryLabel }: ChartProps & { categoryLabel: string }): ReactNode {
   const rowHeight = 26;
-  const labelWidth = 220;
-  const width = 720;
+  const labelWidth = 150;
+  const width = 400;
   const height = Math.max(1, categories.length) * rowHeight + 4;
   const totals = categories.map((_, i) => series.reduce((n, s) => n + (s.values[i] ?? 0), 0));
   const max = niceTop(Math.max(0, ...totals));
-  const plotWidth = width - labelWidth - 70;
+  const plotWidth = width - labelWidth - 50;
   const x = (v: number): number => labelWidth + (v / max) * plotWidth;
   return (
     <figure className="chart">
@@ -173,7 +173,7 @@ export function HorizontalBarChart({ title, categories, series, categoryLabel }:
           return (
             <g key={c}>
               <text x={labelWidth - 8} y={yTop + rowHeight / 2 + 2} textAnchor="end" className="axis">
-                {c.length > 30 ? `${c.slice(0, 29)}…` : c}
+                {c.length > 24 ? `${c.slice(0, 23)}…` : c}
               </text>
               {series.map((s, k) => {
                 const v = s.values[i] ?? 0;

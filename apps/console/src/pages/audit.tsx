@@ -158,42 +158,44 @@ function AuditPage(): ReactNode {
       {entries.error === null ? null : <ErrorMessage error={entries.error} title="The audit log could not be read" />}
       {entries.isSuccess && rows.length === 0 ? <p>No entry matches.</p> : null}
       {rows.length === 0 ? null : (
-        <table aria-label="Audit entries">
-          <thead>
-            <tr>
-              <th scope="col">Position</th>
-              <th scope="col">When</th>
-              <th scope="col">Actor</th>
-              <th scope="col">Action</th>
-              <th scope="col">Target</th>
-              <th scope="col">Details</th>
-            </tr>
-          </thead>
-          <tbody>
-            {rows.map((e) => (
-              <tr key={e.id}>
-                <td>{e.position ?? <span className="muted">not sealed yet</span>}</td>
-                <td>
-                  <Time at={e.occurredAt} />
-                </td>
-                <td>
-                  {e.actor.type}
-                  {e.actor.id === null ? null : <span className="mono muted"> {e.actor.id}</span>}
-                </td>
-                <td className="mono">{e.action}</td>
-                <td>
-                  {e.target.type} <span className="mono">{e.target.id}</span>
-                </td>
-                <td className="wrap">
-                  {Object.entries(e.metadata)
-                    .filter(([, v]) => v !== null && v !== undefined)
-                    .map(([k, v]) => `${k}: ${typeof v === 'string' ? v : JSON.stringify(v)}`)
-                    .join(', ')}
-                </td>
+        <div className="table-wrap" tabIndex={0} role="region" aria-label="Audit entries, scrollable">
+          <table aria-label="Audit entries">
+            <thead>
+              <tr>
+                <th scope="col">Position</th>
+                <th scope="col">When</th>
+                <th scope="col">Actor</th>
+                <th scope="col">Action</th>
+                <th scope="col">Target</th>
+                <th scope="col">Details</th>
               </tr>
-            ))}
-          </tbody>
-        </table>
+            </thead>
+            <tbody>
+              {rows.map((e) => (
+                <tr key={e.id}>
+                  <td>{e.position ?? <span className="muted">not sealed yet</span>}</td>
+                  <td>
+                    <Time at={e.occurredAt} />
+                  </td>
+                  <td>
+                    {e.actor.type}
+                    {e.actor.id === null ? null : <span className="mono muted"> {e.actor.id}</span>}
+                  </td>
+                  <td className="mono">{e.action}</td>
+                  <td>
+                    {e.target.type} <span className="mono">{e.target.id}</span>
+                  </td>
+                  <td className="wrap">
+                    {Object.entries(e.metadata)
+                      .filter(([, v]) => v !== null && v !== undefined)
+                      .map(([k, v]) => `${k}: ${typeof v === 'string' ? v : JSON.stringify(v)}`)
+                      .join(', ')}
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
       )}
       {entries.hasNextPage ? (
         <p>

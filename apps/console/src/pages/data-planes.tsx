@@ -109,7 +109,7 @@ function GatewayForm({ dataPlane }: { dataPlane: DataPlane }): ReactNode {
   };
   const id = (field: string): string => `gw-${field}-${dataPlane.id}`;
   return (
-    <form onSubmit={save} className="stack" aria-label={`Gateway of ${dataPlane.name}`}>
+    <form onSubmit={save} className="stack gateway-form" aria-label={`Gateway of ${dataPlane.name}`}>
       <p className="muted">
         Kept in this browser only and never sent to the control plane: the URL on this device, the token for this tab unless you ask to
         remember it.
@@ -215,73 +215,77 @@ function Workers({ project, dataPlane }: { project: string; dataPlane: DataPlane
       {list.length === 0 ? (
         <p className="muted">No worker has connected in the last 7 days.</p>
       ) : (
-        <table aria-label={`Workers of ${dataPlane.name}`}>
-          <thead>
-            <tr>
-              <th scope="col">Worker</th>
-              <th scope="col">State</th>
-              <th scope="col">SDK</th>
-              <th scope="col">Slots</th>
-              <th scope="col">Workflow versions</th>
-              <th scope="col">Connected</th>
-              <th scope="col">Last seen</th>
-            </tr>
-          </thead>
-          <tbody>
-            {list.map((w) => (
-              <tr key={w.workerId}>
-                <td className="mono">{w.workerId}</td>
-                <td>
-                  <span className={`badge ${w.connected ? 'status-completed' : 'status-cancelled'}`}>
-                    {w.connected ? 'connected' : w.disconnectedAt === null ? 'not heard from' : 'disconnected'}
-                  </span>
-                </td>
-                <td>
-                  {w.sdkVersion} <span className="muted">(protocol {w.protocolVersion})</span>
-                </td>
-                <td>{w.slots}</td>
-                <td>{w.workflows}</td>
-                <td>
-                  <Time at={w.connectedAt} />
-                </td>
-                <td>
-                  <Time at={w.lastSeenAt} />
-                </td>
+        <div className="table-wrap" tabIndex={0} role="region" aria-label={`Workers of ${dataPlane.name}`}>
+          <table aria-label={`Workers of ${dataPlane.name}`}>
+            <thead>
+              <tr>
+                <th scope="col">Worker</th>
+                <th scope="col">State</th>
+                <th scope="col">SDK</th>
+                <th scope="col">Slots</th>
+                <th scope="col">Workflow versions</th>
+                <th scope="col">Connected</th>
+                <th scope="col">Last seen</th>
               </tr>
-            ))}
-          </tbody>
-        </table>
+            </thead>
+            <tbody>
+              {list.map((w) => (
+                <tr key={w.workerId}>
+                  <td className="mono">{w.workerId}</td>
+                  <td>
+                    <span className={`badge ${w.connected ? 'status-completed' : 'status-cancelled'}`}>
+                      {w.connected ? 'connected' : w.disconnectedAt === null ? 'not heard from' : 'disconnected'}
+                    </span>
+                  </td>
+                  <td>
+                    {w.sdkVersion} <span className="muted">(protocol {w.protocolVersion})</span>
+                  </td>
+                  <td>{w.slots}</td>
+                  <td>{w.workflows}</td>
+                  <td>
+                    <Time at={w.connectedAt} />
+                  </td>
+                  <td>
+                    <Time at={w.lastSeenAt} />
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
       )}
       <h3>Workflow versions announced</h3>
       {workflowVersions.length === 0 ? (
         <p className="muted">No worker has announced a workflow version.</p>
       ) : (
-        <table aria-label={`Workflow versions announced in ${dataPlane.name}`}>
-          <thead>
-            <tr>
-              <th scope="col">Workflow</th>
-              <th scope="col">Version</th>
-              <th scope="col">Task queue</th>
-              <th scope="col">First seen</th>
-              <th scope="col">Last seen</th>
-            </tr>
-          </thead>
-          <tbody>
-            {workflowVersions.map((v) => (
-              <tr key={`${v.name}@${v.version}`}>
-                <td>{v.name}</td>
-                <td className="mono">{v.version}</td>
-                <td>{v.taskQueue}</td>
-                <td>
-                  <Time at={v.firstSeenAt} />
-                </td>
-                <td>
-                  <Time at={v.lastSeenAt} />
-                </td>
+        <div className="table-wrap" tabIndex={0} role="region" aria-label={`Workflow versions announced in ${dataPlane.name}`}>
+          <table aria-label={`Workflow versions announced in ${dataPlane.name}`}>
+            <thead>
+              <tr>
+                <th scope="col">Workflow</th>
+                <th scope="col">Version</th>
+                <th scope="col">Task queue</th>
+                <th scope="col">First seen</th>
+                <th scope="col">Last seen</th>
               </tr>
-            ))}
-          </tbody>
-        </table>
+            </thead>
+            <tbody>
+              {workflowVersions.map((v) => (
+                <tr key={`${v.name}@${v.version}`}>
+                  <td>{v.name}</td>
+                  <td className="mono">{v.version}</td>
+                  <td>{v.taskQueue}</td>
+                  <td>
+                    <Time at={v.firstSeenAt} />
+                  </td>
+                  <td>
+                    <Time at={v.lastSeenAt} />
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
       )}
     </>
   );
@@ -324,15 +328,9 @@ function DataPlanePanel({ project, dataPlane }: { project: string; dataPlane: Da
           </>
         )}
       </dl>
-      <div className="panels">
-        <div>
-          <Workers project={project} dataPlane={dataPlane} />
-        </div>
-        <div>
-          <h3>Gateway (this browser)</h3>
-          <GatewayForm dataPlane={dataPlane} />
-        </div>
-      </div>
+      <h3>Gateway (this browser)</h3>
+      <GatewayForm dataPlane={dataPlane} />
+      <Workers project={project} dataPlane={dataPlane} />
       {dataPlane.revokedAt !== null ? null : (
         <div className="actions danger-zone">
           {confirming ? (
