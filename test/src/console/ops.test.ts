@@ -145,11 +145,11 @@ describe('console: operations pages', () => {
       await p.goto(page('usage'));
       await p.getByRole('heading', { name: 'Usage', level: 1 }).waitFor();
       for (const title of ['Runs started per day', 'Steps executed per day', 'Model tokens per day', 'Runs started per workflow']) {
-        await p.getByRole('figure', { name: title }).waitFor();
+        await p.getByRole('figure', { name: title, exact: true }).waitFor();
       }
       // The numbers behind the charts are a table (read by screen readers; shown on request).
       const today = new Date().toISOString().slice(0, 10);
-      const runsPerDay = p.getByRole('table', { name: 'Runs started per day' });
+      const runsPerDay = p.getByRole('table', { name: 'Runs started per day', exact: true });
       const todayRuns = Number(
         await runsPerDay
           .getByRole('row', { name: new RegExp(`^${today}`) })
@@ -162,7 +162,7 @@ describe('console: operations pages', () => {
       }>('GET', '/v1/projects/default/usage');
       assert.equal(todayRuns, report.body.days.find((d) => d.day === today)!.runsStarted);
       assert.ok(todayRuns >= 1);
-      const perWorkflow = p.getByRole('table', { name: 'Runs started per workflow' });
+      const perWorkflow = p.getByRole('table', { name: 'Runs started per workflow', exact: true });
       const fiveSteps = report.body.totals.workflows.find((w) => w.workflow === 'five-steps')!;
       assert.equal(
         await perWorkflow
@@ -171,7 +171,10 @@ describe('console: operations pages', () => {
           .textContent(),
         String(fiveSteps.runsStarted),
       );
-      const figure = p.getByRole('figure', { name: 'Steps executed per day' });
+      // Per day, by workflow: one column per workflow.
+      const byWorkflow = p.getByRole('table', { name: 'Runs started per day, by workflow' });
+      await byWorkflow.getByRole('columnheader', { name: 'five-steps' }).waitFor();
+      const figure = p.getByRole('figure', { name: 'Steps executed per day', exact: true });
       await figure.getByRole('button', { name: 'Show as a table' }).click();
       await figure.getByRole('table').getByRole('columnheader', { name: 'Steps executed' }).waitFor();
       assert.equal(await figure.getByRole('button', { name: 'Hide the table' }).getAttribute('aria-expanded'), 'true');
@@ -185,7 +188,9 @@ describe('console: operations pages', () => {
     }
   });
 
-  it('lists the audit log and verifies its chain', async () => {
+  it('lists the audit log and verifies its chain against the newest signed checkpoint', async () => {
+    const signed = await api<{ checkpoint: { position: number } }>('POST', '/v1/projects/default/audit/checkpoints');
+    assert.ok([200, 201].includes(signed.status), JSON.stringify(signed.body));
     const session = await openConsole(browser, t);
     try {
       const { page: p } = session;
@@ -198,6 +203,12 @@ describe('console: operations pages', () => {
       const verified = await api<{ ok: boolean; entries: number }>('POST', '/v1/projects/default/audit/verify');
       assert.equal(verified.body.ok, true);
       assert.match((await result.textContent()) ?? '', /\d+ entries checked, every hash recomputed up to the head at position \d+/);
+      await result.getByText(`The chain contains the newest signed checkpoint: position ${signed.body.checkpoint.position},`).waitFor();
+      await p
+        .getByRole('table', { name: 'Signed checkpoints' })
+        .getByRole('cell', { name: String(signed.body.checkpoint.position), exact: true })
+        .first()
+        .waitFor();
       // Filtering by action narrows the list (and is in the address).
       await p.getByLabel('Action').fill('run.*');
       await p.getByRole('button', { name: 'Apply' }).click();
@@ -222,7 +233,7 @@ describe('console: operations pages', () => {
     try {
       const { page: p } = session;
       await p.getByRole('link', { name: 'Data planes', exact: true }).click();
-      const panel = p.getByRole('region', { name: dp.name });
+      const panel = p.getByRole('region', { name: dp.name, exact: true });
       await panel.waitFor();
       const workers = panel.getByRole('table', { name: `Workers of ${dp.name}` });
       await workers.getByRole('cell', { name: 'connected', exact: true }).waitFor();

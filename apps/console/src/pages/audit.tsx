@@ -2,7 +2,7 @@
 // and the chain verification said plainly (intact, or where and how it broke). The verification
 // here is the control plane checking itself; the page says how to check without trusting it.
 import { useEffect, useState, type FormEvent, type ReactNode } from 'react';
-import { useInfiniteQuery, useMutation } from '@tanstack/react-query';
+import { useInfiniteQuery, useMutation, useQuery } from '@tanstack/react-query';
 import { createRoute, useNavigate } from '@tanstack/react-router';
 import { cp, unwrap, type Schemas } from '../api/control-plane.js';
 import { ErrorMessage, Loading, Time } from '../components/common.js';
@@ -74,6 +74,72 @@ function VerificationResult({ result }: { result: Verification }): ReactNode {
   );
 }
 
+/** The signed checkpoints of the chain and, when it was pruned, where it now starts. */
+function Checkpoints({ project }: { project: string }): ReactNode {
+  const checkpoints = useQuery({
+    queryKey: ['audit-checkpoints', project],
+    queryFn: ({ signal }) =>
+      unwrap(cp.GET('/v1/projects/{project}/audit/checkpoints', { params: { path: { project }, query: { limit: '5' } }, signal })),
+  });
+  const chain = useQuery({
+    queryKey: ['audit-anchor', project],
+    queryFn: ({ signal }) =>
+      unwrap(cp.GET('/v1/projects/{project}/audit/chain', { params: { path: { project }, query: { limit: '1' } }, signal })),
+  });
+  const anchor = chain.data?.anchor ?? null;
+  return (
+    <>
+      <h3>Signed checkpoints</h3>
+      <p className="muted">
+        The control plane signs the chain's head every hour when it moved, and on demand. A checkpoint kept outside Cairn is what makes a
+        rewritten or truncated history detectable later.
+      </p>
+      {checkpoints.isPending ? <Loading what="checkpoints" /> : null}
+      {checkpoints.error === null ? null : <ErrorMessage error={checkpoints.error} title="Checkpoints could not be listed" />}
+      {checkpoints.data !== undefined && checkpoints.data.checkpoints.length === 0 ? (
+        <p>No checkpoint is signed yet (the control plane signs one within the hour, or has no signing key).</p>
+      ) : null}
+      {checkpoints.data === undefined || checkpoints.data.checkpoints.length === 0 ? null : (
+        <table aria-label="Signed checkpoints">
+          <thead>
+            <tr>
+              <th scope="col">Position</th>
+              <th scope="col">Entries</th>
+              <th scope="col">Hash</th>
+              <th scope="col">Signed</th>
+              <th scope="col">Key</th>
+            </tr>
+          </thead>
+          <tbody>
+            {checkpoints.data.checkpoints.map((c) => (
+              <tr key={`${c.position}-${c.signedAt}`}>
+                <td>{c.position}</td>
+                <td>{c.entries}</td>
+                <td>
+                  <code title={c.hash}>{short(c.hash)}</code>
+                </td>
+                <td>
+                  <Time at={c.signedAt} />
+                </td>
+                <td className="mono">{c.keyId}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      {chain.error === null ? null : <ErrorMessage error={chain.error} title="The chain's start could not be read" />}
+      {anchor === null ? null : (
+        <p className="notice">
+          Pruned under the retention policy: positions 1 to {anchor.position} were deleted (the newest prune deleted {anchor.pruned} entries
+          older than <Time at={anchor.prunedBefore} />, at <Time at={anchor.prunedAt} />
+          ). The chain starts from the checkpoint signed <Time at={anchor.checkpoint.signedAt} /> by key{' '}
+          <code>{anchor.checkpoint.keyId}</code> at position {anchor.position}.
+        </p>
+      )}
+    </>
+  );
+}
+
 interface AuditSearch {
   action?: string;
   targetType?: string;
@@ -141,6 +207,7 @@ function AuditPage(): ReactNode {
         </button>
         {verify.error === null ? null : <ErrorMessage error={verify.error} title="The chain could not be verified" />}
         {verify.data === undefined ? null : <VerificationResult result={verify.data} />}
+        <Checkpoints project={project} />
       </section>
       <h2>Entries</h2>
       <form className="filters" onSubmit={apply} aria-label="Filter audit entries">

@@ -5,7 +5,7 @@ import { useEffect, useState, type FormEvent, type ReactNode } from 'react';
 import { useQuery } from '@tanstack/react-query';
 import { createRoute, useNavigate } from '@tanstack/react-router';
 import { cp, unwrap } from '../api/control-plane.js';
-import { DailyBarChart, HorizontalBarChart, formatCount } from '../components/charts.js';
+import { DailyBarChart, HorizontalBarChart, formatCount, type Series } from '../components/charts.js';
 import { ErrorMessage, Loading } from '../components/common.js';
 import { projectRoute } from '../routes/root.js';
 
@@ -23,6 +23,31 @@ function validateUsageSearch(search: Record<string, unknown>): UsageSearch {
     if (typeof value === 'string' && DAY.test(value)) out[key] = value;
   }
   return out;
+}
+
+/** How many workflows or models get their own colour in a stacked chart; the rest are summed as "others". */
+const STACKED = 6;
+
+/**
+ * One series per key (the largest `STACKED` by total, then "others"), each with a value per day,
+ * from what each day breaks down into.
+ */
+function stackedSeries<T>(days: readonly { items: readonly T[] }[], key: (item: T) => string, value: (item: T) => number): Series[] {
+  const totals = new Map<string, number>();
+  for (const d of days) for (const item of d.items) totals.set(key(item), (totals.get(key(item)) ?? 0) + value(item));
+  const ranked = [...totals.entries()].filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]);
+  const own = ranked.slice(0, STACKED).map(([k]) => k);
+  const series: Series[] = own.map((k) => ({
+    label: k,
+    values: days.map((d) => d.items.filter((i) => key(i) === k).reduce((n, i) => n + value(i), 0)),
+  }));
+  if (ranked.length > STACKED) {
+    series.push({
+      label: 'others',
+      values: days.map((d) => d.items.filter((i) => !own.includes(key(i))).reduce((n, i) => n + value(i), 0)),
+    });
+  }
+  return series;
 }
 
 function UsagePage(): ReactNode {
@@ -44,6 +69,16 @@ function UsagePage(): ReactNode {
   const categories = days.map((d) => d.day);
   const workflows = [...(report?.totals.workflows ?? [])].sort(
     (a, b) => b.runsStarted - a.runsStarted || b.stepsExecuted - a.stepsExecuted,
+  );
+  const runsByWorkflow = stackedSeries(
+    days.map((d) => ({ items: d.workflows })),
+    (w) => w.workflow,
+    (w) => w.runsStarted,
+  );
+  const tokensByModel = stackedSeries(
+    days.map((d) => ({ items: d.tokens })),
+    (t) => `${t.provider} ${t.model}`,
+    (t) => t.inputTokens + t.outputTokens,
   );
   const models = [...(report?.totals.tokens ?? [])].sort((a, b) => b.inputTokens + b.outputTokens - (a.inputTokens + a.outputTokens));
   return (
@@ -114,6 +149,7 @@ function UsagePage(): ReactNode {
               <p className="muted">No workflow ran in this range.</p>
             ) : (
               <div className="charts">
+                <DailyBarChart title="Runs started per day, by workflow" categories={categories} series={runsByWorkflow} />
                 <HorizontalBarChart
                   title="Runs started per workflow"
                   categoryLabel="Workflow"
@@ -144,6 +180,7 @@ function UsagePage(): ReactNode {
               <p className="muted">No model call in this range.</p>
             ) : (
               <div className="charts">
+                <DailyBarChart title="Model tokens per day, by model" categories={categories} series={tokensByModel} />
                 <HorizontalBarChart
                   title="Model tokens per model"
                   categoryLabel="Provider and model"
