@@ -5,6 +5,7 @@
 // checks and leaves a screenshot.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import type { Browser } from 'playwright-core';
 import { startTestStack, type TestStack } from '../harness.js';
 import { accessibilityViolations, launchBrowser, openConsole, screenshot } from './browser.js';
@@ -29,9 +30,11 @@ describe('console: operations pages', () => {
     return { status: res.status, body: (await res.json()) as T };
   };
   const page = (path: string): string => `${cpUrl}/p/default/${path}`;
+  /** A gateway token that may start runs but not read them. */
+  const startOnlyToken = `cgt_${randomBytes(24).toString('hex')}`;
 
   before(async () => {
-    t = await startTestStack({ name: 'console-ops', workers: 1 });
+    t = await startTestStack({ name: 'console-ops', workers: 1, gatewayTokens: [`${startOnlyToken}:start`] });
     cpUrl = t.stack.controlPlanes[0]!.httpUrl;
     browser = await launchBrowser();
   });
@@ -255,6 +258,12 @@ describe('console: operations pages', () => {
       const bad = panel.getByRole('alert', { name: 'Connection test' });
       await bad.getByText('The gateway refused the token').waitFor();
       await bad.getByText('is reachable from this page and ready').waitFor();
+      // A token without the read scope: the gateway names the scope it needs.
+      await panel.getByLabel('Gateway token').fill(startOnlyToken);
+      await panel.getByRole('button', { name: 'Test connection' }).click();
+      const scope = panel.getByRole('alert', { name: 'Connection test' }).getByText('The token lacks a scope');
+      await scope.waitFor();
+      assert.match((await scope.textContent()) ?? '', /needs the scope read/);
       // An address where nothing listens.
       await panel.getByLabel('Gateway URL').fill('http://127.0.0.1:9');
       await panel.getByRole('button', { name: 'Test connection' }).click();
@@ -265,7 +274,9 @@ describe('console: operations pages', () => {
       assert.deepEqual(await accessibilityViolations(p), []);
       // The gateway's URL and token never went to the control plane.
       for (const r of session.controlPlaneRequests()) {
-        assert.ok(!r.url.includes('cgt_not-a-real-token') && !(r.body ?? '').includes('cgt_not-a-real-token'), r.url);
+        for (const secret of ['cgt_not-a-real-token', startOnlyToken, t.stack.gatewayUrl]) {
+          assert.ok(!r.url.includes(secret) && !(r.body ?? '').includes(secret), r.url);
+        }
         assert.ok(!Object.values(r.headers).some((v) => v.includes(t.stack.secrets.gatewayToken)), r.url);
       }
     } finally {
