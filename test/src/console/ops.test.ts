@@ -6,6 +6,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { parseAuditCheckpoint, parseAuditPublicKeys, verifyAuditCheckpointSignature } from '@cairn/common';
 import type { Browser } from 'playwright-core';
 import { startTestStack, type TestStack } from '../harness.js';
 import { accessibilityViolations, launchBrowser, openConsole, screenshot } from './browser.js';
@@ -212,6 +214,23 @@ describe('console: operations pages', () => {
         .getByRole('cell', { name: String(signed.body.checkpoint.position), exact: true })
         .first()
         .waitFor();
+      // Sign a checkpoint now and keep it: the downloaded file verifies with the published key.
+      await p.getByRole('button', { name: 'Sign a checkpoint now' }).click();
+      await p.getByRole('status').filter({ hasText: 'Checkpoint signed at position' }).waitFor();
+      const [download] = await Promise.all([
+        p.waitForEvent('download'),
+        p
+          .getByRole('button', { name: /^Download the checkpoint at position / })
+          .first()
+          .click(),
+      ]);
+      assert.match(download.suggestedFilename(), /^audit-checkpoint-\d+\.json$/);
+      const saved = parseAuditCheckpoint(JSON.parse(readFileSync(await download.path(), 'utf8')), 'the downloaded checkpoint');
+      const keys = await (await fetch(`${cpUrl}/.well-known/cairn-audit-keys`)).text();
+      assert.deepEqual(verifyAuditCheckpointSignature(saved, parseAuditPublicKeys(keys, 'the published keys')), {
+        ok: true,
+        keyId: saved.keyId,
+      });
       // Filtering by action narrows the list (and is in the address).
       await p.getByLabel('Action').fill('run.*');
       await p.getByRole('button', { name: 'Apply' }).click();

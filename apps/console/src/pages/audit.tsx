@@ -2,7 +2,7 @@
 // and the chain verification said plainly (intact, or where and how it broke). The verification
 // here is the control plane checking itself; the page says how to check without trusting it.
 import { useEffect, useState, type FormEvent, type ReactNode } from 'react';
-import { useInfiniteQuery, useMutation, useQuery } from '@tanstack/react-query';
+import { useInfiniteQuery, useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { createRoute, useNavigate } from '@tanstack/react-router';
 import { cp, unwrap, type Schemas } from '../api/control-plane.js';
 import { ErrorMessage, Loading, Time } from '../components/common.js';
@@ -22,6 +22,16 @@ const BREAKS: Record<Extract<Verification, { ok: false }>['broken']['reason'], s
 };
 
 const short = (hash: string): string => `${hash.slice(0, 12)}…`;
+
+/** Saves a signed checkpoint as the JSON file `cairn audit verify --checkpoint FILE` reads. */
+function download(name: string, checkpoint: unknown): void {
+  const url = URL.createObjectURL(new Blob([`${JSON.stringify(checkpoint, null, 2)}\n`], { type: 'application/json' }));
+  const link = document.createElement('a');
+  link.href = url;
+  link.download = name;
+  link.click();
+  setTimeout(() => URL.revokeObjectURL(url), 0);
+}
 
 function VerificationResult({ result }: { result: Verification }): ReactNode {
   const checkpoint =
@@ -76,6 +86,11 @@ function VerificationResult({ result }: { result: Verification }): ReactNode {
 
 /** The signed checkpoints of the chain and, when it was pruned, where it now starts. */
 function Checkpoints({ project }: { project: string }): ReactNode {
+  const queryClient = useQueryClient();
+  const sign = useMutation({
+    mutationFn: () => unwrap(cp.POST('/v1/projects/{project}/audit/checkpoints', { params: { path: { project } } })),
+    onSuccess: () => void queryClient.invalidateQueries({ queryKey: ['audit-checkpoints', project] }),
+  });
   const checkpoints = useQuery({
     queryKey: ['audit-checkpoints', project],
     queryFn: ({ signal }) =>
@@ -94,6 +109,18 @@ function Checkpoints({ project }: { project: string }): ReactNode {
         The control plane signs the chain's head every hour when it moved, and on demand. A checkpoint kept outside Cairn is what makes a
         rewritten or truncated history detectable later.
       </p>
+      <div className="actions">
+        <button type="button" className="secondary" disabled={sign.isPending} onClick={() => sign.mutate()}>
+          Sign a checkpoint now
+        </button>
+      </div>
+      {sign.error === null ? null : <ErrorMessage error={sign.error} title="No checkpoint was signed" />}
+      {sign.data === undefined ? null : (
+        <p role="status" className="notice">
+          Checkpoint signed at position {sign.data.checkpoint.position} ({sign.data.checkpoint.entries} entries). Download it and keep it
+          outside Cairn; later, <code>cairn audit verify --checkpoint FILE --public-key KEY</code> checks the chain still contains it.
+        </p>
+      )}
       {checkpoints.isPending ? <Loading what="checkpoints" /> : null}
       {checkpoints.error === null ? null : <ErrorMessage error={checkpoints.error} title="Checkpoints could not be listed" />}
       {checkpoints.data !== undefined && checkpoints.data.checkpoints.length === 0 ? (
@@ -108,6 +135,7 @@ function Checkpoints({ project }: { project: string }): ReactNode {
               <th scope="col">Hash</th>
               <th scope="col">Signed</th>
               <th scope="col">Key</th>
+              <th scope="col">Keep</th>
             </tr>
           </thead>
           <tbody>
@@ -122,6 +150,16 @@ function Checkpoints({ project }: { project: string }): ReactNode {
                   <Time at={c.signedAt} />
                 </td>
                 <td className="mono">{c.keyId}</td>
+                <td>
+                  <button
+                    type="button"
+                    className="link"
+                    aria-label={`Download the checkpoint at position ${c.position}`}
+                    onClick={() => download(`audit-checkpoint-${c.position}.json`, c)}
+                  >
+                    Download
+                  </button>
+                </td>
               </tr>
             ))}
           </tbody>
