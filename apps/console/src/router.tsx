@@ -3,17 +3,36 @@
 import type { QueryClient } from '@tanstack/react-query';
 import { createRouter } from '@tanstack/react-router';
 import { indexRoute, projectRoute, rootRoute, signInRoute } from './routes/root.js';
+import { apiKeysRoute } from './pages/api-keys.js';
+import { auditRoute } from './pages/audit.js';
+import { dataPlanesRoute } from './pages/data-planes.js';
+import { residencyRoute } from './pages/residency.js';
 import { runRoute } from './pages/run.js';
 import { runsRoute } from './pages/runs.js';
 import { approvalsRoute } from './pages/approvals.js';
 import { runFormRoute } from './pages/run-form.js';
 import { workflowsRoute } from './pages/workflows.js';
 import { workflowRoute } from './pages/workflows-detail.js';
+import { schedulesRoute } from './pages/schedules.js';
+import { usageRoute } from './pages/usage.js';
 
 const routeTree = rootRoute.addChildren([
   indexRoute,
   signInRoute,
-  projectRoute.addChildren([runsRoute, runRoute, workflowsRoute, workflowRoute, runFormRoute, approvalsRoute]),
+  projectRoute.addChildren([
+    runsRoute,
+    runRoute,
+    approvalsRoute,
+    workflowsRoute,
+    workflowRoute,
+    runFormRoute,
+    schedulesRoute,
+    usageRoute,
+    auditRoute,
+    dataPlanesRoute,
+    apiKeysRoute,
+    residencyRoute,
+  ]),
 ]);
 
 export function createConsoleRouter(queryClient: QueryClient) {

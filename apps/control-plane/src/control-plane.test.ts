@@ -1127,6 +1127,62 @@ for (const kind of testPostgresKinds()) {
         assert.equal((await api('/v1/projects/default/runs?status=sleeping')).status, 400);
         assert.equal((await api('/v1/projects/default/runs?cursor=garbage')).status, 400);
       });
+
+      test("REST lists a data plane's workers (SDK version, slots, connected, last seen) and the versions they announced", async () => {
+        const workerId = randomUUID();
+        const s = open();
+        await s.hello({ dataPlaneId, slots: 3, workerId, workflows: [{ name: 'greet', version: 'v7', taskQueue: 'reports' }] });
+        type Workers = {
+          workers: Array<{
+            workerId: string;
+            connected: boolean;
+            sdkVersion: string;
+            slots: number;
+            workflows: number;
+            disconnectedAt: string | null;
+          }>;
+          workflowVersions: Array<{ name: string; version: string; taskQueue: string }>;
+        };
+        const listed = async (): Promise<Workers> => {
+          const res = await api(`/v1/projects/default/data-planes/${dataPlaneId}/workers`);
+          assert.equal(res.status, 200, JSON.stringify(res.body));
+          return res.body as unknown as Workers;
+        };
+        const mine = (w: Workers) => w.workers.find((x) => x.workerId === workerId);
+        const open1 = await listed();
+        assert.deepEqual(
+          (({ connected, sdkVersion, slots, workflows, disconnectedAt }) => ({ connected, sdkVersion, slots, workflows, disconnectedAt }))(
+            mine(open1)!,
+          ),
+          { connected: true, sdkVersion: '0.1.0', slots: 3, workflows: 1, disconnectedAt: null },
+        );
+        assert.ok(open1.workflowVersions.some((v) => v.name === 'greet' && v.version === 'v7' && v.taskQueue === 'reports'));
+        s.close();
+        await s.ended();
+        const deadline = Date.now() + 5_000;
+        while (mine(await listed())?.connected !== false) {
+          assert.ok(Date.now() < deadline, 'the closed stream is shown as disconnected');
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+        assert.equal(typeof mine(await listed())!.disconnectedAt, 'string');
+        assert.equal((await api(`/v1/projects/default/data-planes/${randomUUID()}/workers`)).status, 404);
+        assert.equal((await api(`/v1/projects/default/data-planes/${dataPlaneId}/workers`, null)).status, 401);
+      });
+
+      test('REST serves the residency report the CLI renders, built from the enforced descriptors', async () => {
+        const res = await api('/v1/residency');
+        assert.equal(res.status, 200);
+        const report = res.body as {
+          problems: string[];
+          neverCrosses: string[];
+          messages: Array<{ message: string; fields: Array<{ field: string; class: string }> }>;
+        };
+        assert.deepEqual(report.problems, []);
+        assert.ok(report.neverCrosses.includes('signal bodies and approval comments'));
+        const hello = report.messages.find((m) => m.message === 'cairn.worker.v1.Hello')!;
+        assert.equal(hello.fields.find((f) => f.field === 'sdk_version')!.class, 'NAME');
+        assert.equal((await api('/v1/residency', null)).status, 401);
+      });
     });
 
     describe('two replicas on one database', () => {

@@ -24,6 +24,14 @@ interface UsageDay {
   inputTokens: number;
   outputTokens: number;
   tokens: TokenRow[];
+  workflows: Array<{
+    workflow: string;
+    runsStarted: number;
+    stepsExecuted: number;
+    modelCalls: number;
+    inputTokens: number;
+    outputTokens: number;
+  }>;
 }
 interface Usage {
   from: string;
@@ -176,10 +184,29 @@ for (const kind of testPostgresKinds()) {
         { provider: 'mistral.chat', model: 'mistral-large-latest', calls: 2, inputTokens: 300, outputTokens: 30 },
         { provider: 'openai.chat', model: 'gpt-4o-mini', calls: 1, inputTokens: 5, outputTokens: 7 },
       ];
+      // Every run here is of workflow greet: its share is the whole project's.
+      const expectedWorkflows = [
+        { workflow: 'greet', runsStarted: 2, stepsExecuted: 6, modelCalls: 3, inputTokens: 305, outputTokens: 37 },
+      ];
       assert.deepEqual(res.body.days, [
-        { day, runsStarted: 2, stepsExecuted: 6, inputTokens: 305, outputTokens: 37, tokens: expectedTokens },
+        {
+          day,
+          runsStarted: 2,
+          stepsExecuted: 6,
+          inputTokens: 305,
+          outputTokens: 37,
+          tokens: expectedTokens,
+          workflows: expectedWorkflows,
+        },
       ]);
-      assert.deepEqual(res.body.totals, { runsStarted: 2, stepsExecuted: 6, inputTokens: 305, outputTokens: 37, tokens: expectedTokens });
+      assert.deepEqual(res.body.totals, {
+        runsStarted: 2,
+        stepsExecuted: 6,
+        inputTokens: 305,
+        outputTokens: 37,
+        tokens: expectedTokens,
+        workflows: expectedWorkflows,
+      });
 
       // The counters agree with the step timeline the control plane stores.
       const timeline = await cp.api<{ steps: Array<{ kind: string; status: string }> }>('GET', `/v1/projects/metered/runs/${task.runId}`);
@@ -204,6 +231,11 @@ for (const kind of testPostgresKinds()) {
          VALUES ($1, $2, 'anthropic.messages', 'claude-sonnet', 0, 2, 1000, 50), ($1, $2, 'anthropic.messages', 'claude-sonnet', 3, 1, 500, 25)`,
         [project.id, dayBefore(day, 3)],
       );
+      await cp.sql.query(
+        `INSERT INTO usage_workflows_daily (project_id, day, workflow_name, slot, runs_started, steps_executed, model_calls, input_tokens, output_tokens)
+         VALUES ($1, $2, 'greet', 0, 3, 10, 2, 1000, 50), ($1, $2, 'greet', 4, 0, 0, 1, 500, 25), ($1, $2, 'digest', 1, 1, 4, 0, 0, 0)`,
+        [project.id, dayBefore(day, 3)],
+      );
       await p.start();
       const viewer = await cp.key('viewer', { project: 'by-day' });
       const res = await usage('by-day', `?from=${dayBefore(day, 4)}&to=${day}`, viewer);
@@ -225,6 +257,16 @@ for (const kind of testPostgresKinds()) {
         [res.body.totals.runsStarted, res.body.totals.stepsExecuted, res.body.totals.inputTokens, res.body.totals.outputTokens],
         [7, 14, 1500, 75],
       );
+      // Per workflow, slots summed, by day and over the range.
+      assert.deepEqual(res.body.days[1]!.workflows, [
+        { workflow: 'digest', runsStarted: 1, stepsExecuted: 4, modelCalls: 0, inputTokens: 0, outputTokens: 0 },
+        { workflow: 'greet', runsStarted: 3, stepsExecuted: 10, modelCalls: 3, inputTokens: 1500, outputTokens: 75 },
+      ]);
+      assert.deepEqual(res.body.days[0]!.workflows, []);
+      assert.deepEqual(res.body.totals.workflows, [
+        { workflow: 'digest', runsStarted: 1, stepsExecuted: 4, modelCalls: 0, inputTokens: 0, outputTokens: 0 },
+        { workflow: 'greet', runsStarted: 4, stepsExecuted: 10, modelCalls: 3, inputTokens: 1500, outputTokens: 75 },
+      ]);
       // The default range is the last 30 days up to today.
       const recent = await usage('by-day', '');
       assert.deepEqual([recent.body.days.length, recent.body.to, recent.body.from], [30, day, dayBefore(day, 29)]);

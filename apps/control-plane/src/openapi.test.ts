@@ -65,6 +65,8 @@ describe('the control plane answers as its OpenAPI document says', () => {
     const dp = (await ok('POST', `${p}/data-planes`, 201, { name: 'eu' })) as { dataPlane: { id: string }; credential: string };
     await ok('GET', `${p}/data-planes`, 200);
     await ok('GET', `${p}/data-planes/${dp.dataPlane.id}`, 200);
+    await ok('GET', `${p}/data-planes/${dp.dataPlane.id}/workers`, 200);
+    await ok('GET', '/v1/residency', 200);
     // The credential is rotated; the runs below are started with the new one.
     const rotated = (await ok('POST', `${p}/data-planes/${dp.dataPlane.id}/rotate`, 200)) as { credential: string };
 
@@ -127,6 +129,11 @@ describe('the control plane answers as its OpenAPI document says', () => {
     await ok('POST', `${p}/schedules/nightly/resume`, 200);
     await ok('POST', `${p}/schedules/nightly/trigger`, 201, {});
     const day = new Date(Date.UTC(2026, 0, 5));
+    await ok('POST', `${p}/schedules/nightly/backfill`, 200, {
+      from: day.toISOString(),
+      to: new Date(day.getTime() + 2 * 86_400_000).toISOString(),
+      dryRun: true,
+    });
     await ok('POST', `${p}/schedules/nightly/backfill`, 201, {
       from: day.toISOString(),
       to: new Date(day.getTime() + 2 * 86_400_000).toISOString(),

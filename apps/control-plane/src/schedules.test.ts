@@ -198,6 +198,8 @@ for (const kind of testPostgresKinds()) {
             [scheduleId],
           )
         ).rows;
+      const auditCount = async (): Promise<number> =>
+        Number((await sql.query<{ n: string }>('SELECT count(*) AS n FROM audit_log WHERE project_id = $1', [projectId])).rows[0]!.n);
       /** Moves the clock to `iso` and lets the ticker pass there. */
       const passAt = async (iso: string, r: Replica = main): Promise<void> => {
         clock.set(iso);
@@ -523,6 +525,44 @@ for (const kind of testPostgresKinds()) {
         assert.equal((await runsOf(s.id)).length, 12);
       });
 
+      test('a backfill preview lists the ticks a backfill would fire, marks those already fired, and fires nothing', async () => {
+        clock.set('2026-09-10T00:00:00Z');
+        const s = await createSchedule({ cron: '30 */6 * * *', timeZone: 'Europe/Berlin', overlapPolicy: 'skip', paused: true });
+        const from = new Date('2026-09-08T00:00:00Z');
+        const to = new Date('2026-09-09T00:00:00Z');
+        await main.schedules.backfill(projectId, ACTOR, s.id, new Date('2026-09-08T10:00:00Z'), new Date('2026-09-08T11:00:00Z'));
+        const auditBefore = await auditCount();
+        const preview = await main.schedules.previewBackfill(projectId, s.id, from, to);
+        // Berlin is UTC+2 in September: 00:30, 06:30, 12:30 and 18:30 local time.
+        assert.deepEqual(
+          preview.ticks.map((t) => [t.tickAt.toISOString(), t.alreadyFired]),
+          [
+            ['2026-09-08T04:30:00.000Z', false],
+            ['2026-09-08T10:30:00.000Z', true],
+            ['2026-09-08T16:30:00.000Z', false],
+            ['2026-09-08T22:30:00.000Z', false],
+          ],
+        );
+        assert.equal((await runsOf(s.id)).length, 1, 'the preview started no run');
+        assert.equal(await auditCount(), auditBefore, 'the preview recorded nothing');
+        // The ticks a backfill then fires are the ticks the preview showed.
+        const fired = await main.schedules.backfill(projectId, ACTOR, s.id, from, to);
+        assert.deepEqual(
+          fired.ticks.map((t) => [t.tickAt.toISOString(), t.alreadyFired]),
+          preview.ticks.map((t) => [t.tickAt.toISOString(), t.alreadyFired]),
+        );
+        await rejectsWithCode(
+          main.schedules.previewBackfill(projectId, s.id, new Date('2025-09-01T00:00:00Z'), new Date('2026-09-09T00:00:00Z')),
+          ErrorCodes.INVALID_ARGUMENT,
+          /holds more than 1000 ticks .*split the range/,
+        );
+        await rejectsWithCode(
+          main.schedules.previewBackfill(projectId, s.id, from, new Date('2026-09-11T00:00:00Z')),
+          ErrorCodes.INVALID_ARGUMENT,
+          /later than now/,
+        );
+      });
+
       test("a firing over the project's concurrent-run quota records quota_exceeded and starts nothing", async () => {
         const project = await main.ctx.get(d.access.AccessService).ensureProject('test', 'quota-limited');
         const principal = { keyId: randomUUID(), organizationId: project.organizationId, keyProjectId: null, role: 'admin' as const };
@@ -728,6 +768,33 @@ for (const kind of testPostgresKinds()) {
         );
         assert.equal(backfilled.status, 201, JSON.stringify(backfilled.body));
         assert.deepEqual([backfilled.body.started, backfilled.body.alreadyFired], [6, 0]);
+        const preview = await cp.api<{
+          dryRun: boolean;
+          started: number;
+          alreadyFired: number;
+          ticks: Array<{ tickAt: string; alreadyFired: boolean }>;
+        }>('POST', `${path}/backfill`, {
+          key: operator,
+          body: { from: from.toISOString(), to: new Date(from.getTime() + 120_000).toISOString(), dryRun: true },
+        });
+        assert.equal(preview.status, 200, JSON.stringify(preview.body));
+        assert.equal(preview.body.dryRun, true);
+        assert.equal(preview.body.started, 0);
+        assert.deepEqual(
+          preview.body.ticks.map((t) => t.alreadyFired),
+          [...Array.from({ length: 6 }, () => true), ...Array.from({ length: 6 }, () => false)],
+          'the ticks of the first minute were backfilled above; those of the second were not',
+        );
+        assert.equal(preview.body.alreadyFired, 6);
+        assert.equal(
+          (
+            await cp.api('POST', `${path}/backfill`, {
+              key: viewer,
+              body: { from: from.toISOString(), to: from.toISOString(), dryRun: true },
+            })
+          ).status,
+          403,
+        );
         const tooMany = await cp.api<{ error: { message: string } }>('POST', `${path}/backfill`, {
           key: operator,
           body: { from: new Date(from.getTime() - 86_400_000).toISOString(), to: from.toISOString() },

@@ -26,3 +26,11 @@ export {
   type DescMessage,
 } from '@bufbuild/protobuf';
 export { fieldComments } from './gen/comments.js';
+export {
+  CLASS_MEANINGS,
+  NEVER_CROSSES,
+  buildResidencyReport,
+  type ReportField,
+  type ReportMessage,
+  type ResidencyReport,
+} from './residency-report.js';

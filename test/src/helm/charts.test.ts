@@ -177,6 +177,17 @@ describe('helm charts', () => {
       assert.deepEqual(cp.readinessProbe!.httpGet, { path: '/readyz', port: 'http' });
     });
 
+    it("sets the gateway's allowed CORS origins (the console's origin) from gateway.corsOrigins, and none by default", () => {
+      assert.equal(env(gatewayContainer, 'CAIRN_GATEWAY_CORS_ORIGINS'), undefined, 'no origin is allowed unless configured');
+      const withConsole = render(
+        dataPlane.dir,
+        [dpCi('default')],
+        ['gateway.corsOrigins={https://cairn.example.com,http://localhost:8080}'],
+      );
+      const container = podSpec(find(withConsole, 'Deployment', '-gateway'))!.containers[0]!;
+      assert.equal(env(container, 'CAIRN_GATEWAY_CORS_ORIGINS'), 'https://cairn.example.com,http://localhost:8080');
+    });
+
     it('drains workers within terminationGracePeriodSeconds', () => {
       const drainMs = Number(env(workerContainer, 'CAIRN_DRAIN_TIMEOUT_MS'));
       assert.ok(drainMs > 0 && drainMs < workerPod.terminationGracePeriodSeconds! * 1000, `drain ${drainMs} ms within the grace period`);
@@ -317,6 +328,7 @@ describe('helm charts', () => {
           /at '\/networkPolicy\/worker\/modelEndpoints\/1': missing property 'ports'/,
         ],
         [['dataPlane.id=not-a-uuid'], /at '\/dataPlane\/id'/],
+        [['gateway.corsOrigins={https://cairn.example.com/console}'], /at '\/gateway\/corsOrigins\/0'/],
         [['controlPlane.address=no-port'], /at '\/controlPlane\/address'/],
         [['worker.drainTimeoutSeconds=60'], /worker.drainTimeoutSeconds \(60\) must be below worker.terminationGracePeriodSeconds \(60\)/],
         [['worker.autoscaling.hpa.enabled=true', 'worker.autoscaling.keda.enabled=true'], /choose one/],

@@ -1543,6 +1543,100 @@ export interface paths {
     patch?: never;
     trace?: never;
   };
+  '/v1/projects/{project}/data-planes/{id}/workers': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** The data plane's workers (SDK version, slots, connected, last seen) and the workflow versions they announced */
+    get: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path: {
+          /** @description project ID or name */
+          project: string;
+          id: string;
+        };
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description Success */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['DataPlaneWorkers'];
+          };
+        };
+        /** @description Bad input (CAIRN-1101): the message names each field and what is wrong */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
+        /** @description No, an unknown, expired or revoked API key (CAIRN-1104) */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
+        /** @description The key's role may not do this (CAIRN-1111): the message names the roles that may */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
+        /** @description No such project, run, workflow, schedule, key or data plane here (CAIRN-1105) */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
+        /** @description A project quota (CAIRN-1112), the request rate of this key or its organisation (CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        429: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
+        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110), or a database statement ran past the statement timeout (CAIRN-1170): retry */
+        503: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
+      };
+    };
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
   '/v1/projects/{project}/quotas': {
     parameters: {
       query?: never;
@@ -2748,7 +2842,10 @@ export interface paths {
     };
     get?: never;
     put?: never;
-    /** Fire one run per tick in [from, to) (at most 1000), each recording its tick time */
+    /**
+     * Fire one run per tick in [from, to) (at most 1000), each recording its tick time
+     * @description With dryRun: true nothing fires and nothing is recorded: the answer lists the ticks the backfill would cover (computed by the same cron evaluation as the ticker), each with alreadyFired when it has a firing (a backfill skips those), with status 200.
+     */
     post: {
       parameters: {
         query?: never;
@@ -2767,10 +2864,20 @@ export interface paths {
             from: string;
             /** Format: date-time */
             to: string;
+            dryRun?: boolean;
           };
         };
       };
       responses: {
+        /** @description Success */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Backfill'];
+          };
+        };
         /** @description Created */
         201: {
           headers: {
@@ -3175,7 +3282,7 @@ export interface paths {
       cookie?: never;
     };
     /**
-     * Usage per UTC day: runs started, steps executed, model tokens by provider and model
+     * Usage per UTC day: runs started, steps executed, model tokens by provider and model, and each by workflow
      * @description from and to are UTC days (YYYY-MM-DD), both inclusive; default the last 30 days. At most 366 days.
      */
     get: {
@@ -3917,6 +4024,99 @@ export interface paths {
     patch?: never;
     trace?: never;
   };
+  '/v1/residency': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /**
+     * The boundary contract for a compliance reviewer: every field that crosses from the data plane, its class and bounds
+     * @description Built from the protobuf descriptors this control plane enforces (the same report as `cairn residency report`): each message the data plane sends, each field's residency class, length bound, pattern and what it carries, and what never crosses.
+     */
+    get: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path?: never;
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description Success */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['ResidencyReport'];
+          };
+        };
+        /** @description Bad input (CAIRN-1101): the message names each field and what is wrong */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
+        /** @description No, an unknown, expired or revoked API key (CAIRN-1104) */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
+        /** @description The key's role may not do this (CAIRN-1111): the message names the roles that may */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
+        /** @description No such project, run, workflow, schedule, key or data plane here (CAIRN-1105) */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
+        /** @description A project quota (CAIRN-1112), the request rate of this key or its organisation (CAIRN-1113), or too many failed credential attempts from this address (CAIRN-1142): wait for Retry-After */
+        429: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
+        /** @description The control plane is not ready or cannot reach its database (CAIRN-1110), or a database statement ran past the statement timeout (CAIRN-1170): retry */
+        503: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['Error'];
+          };
+        };
+      };
+    };
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
   '/v1/whoami': {
     parameters: {
       query?: never;
@@ -4132,6 +4332,44 @@ export interface components {
       projectId: string | null;
       role: string;
     };
+    ResidencyReport: {
+      title: string;
+      /** @constant */
+      direction: 'data plane → control plane';
+      /** @description the proto files of the contract */
+      files: string[];
+      /** @description each residency class and what it admits */
+      classes: {
+        [key: string]: string;
+      };
+      messages: {
+        message: string;
+        file: string;
+        /** @description the RPCs through which it crosses from the data plane */
+        via: string[];
+        fields: {
+          field: string;
+          number: number;
+          type: string;
+          repeated: boolean;
+          class: string;
+          maxLength: number | null;
+          pattern: string | null;
+          carries: string;
+        }[];
+      }[];
+      /** @description declarations that break the rules (empty for a sound contract) */
+      problems: string[];
+      /** @description what no field carries: it stays in the data plane */
+      neverCrosses: string[];
+      totals: {
+        messages: number;
+        fields: number;
+        byClass: {
+          [key: string]: number;
+        };
+      };
+    };
     ProjectList: {
       projects: components['schemas']['Project'][];
     };
@@ -4175,6 +4413,36 @@ export interface components {
       dataPlane: components['schemas']['DataPlane'];
       /** @description the credential workers and gateways dial in with: in this answer only */
       credential: string;
+    };
+    DataPlaneWorker: {
+      /** @description the random ID the worker process chose at start */
+      workerId: string;
+      /** @description its stream is open (seen within the last minute, no disconnection recorded) */
+      connected: boolean;
+      sdkVersion: string;
+      protocolVersion: number;
+      /** @description run slots granted to its stream */
+      slots: number;
+      /** @description workflow versions it announced */
+      workflows: number;
+      /** @description an ISO 8601 time */
+      connectedAt: string;
+      /** @description an ISO 8601 time */
+      lastSeenAt: string;
+      disconnectedAt: string | null;
+    };
+    DataPlaneWorkers: {
+      /** @description workers seen in the last 7 days, the most recently seen first */
+      workers: components['schemas']['DataPlaneWorker'][];
+      workflowVersions: {
+        name: string;
+        version: string;
+        taskQueue: string;
+        /** @description an ISO 8601 time */
+        firstSeenAt: string;
+        /** @description an ISO 8601 time */
+        lastSeenAt: string;
+      }[];
     };
     DataPlaneList: {
       dataPlanes: components['schemas']['DataPlane'][];
@@ -4317,6 +4585,14 @@ export interface components {
       firing: components['schemas']['Firing'];
     };
     Backfill: {
+      /** @description true: nothing fired; ticks is what a backfill of the range would cover */
+      dryRun: boolean;
+      ticks: {
+        /** @description an ISO 8601 time */
+        tickAt: string;
+        /** @description the tick already has a firing, so the backfill does not fire it again */
+        alreadyFired: boolean;
+      }[];
       firings: components['schemas']['Firing'][];
       started: number;
       alreadyFired: number;
@@ -4331,10 +4607,21 @@ export interface components {
         stepsExecuted: number;
         inputTokens: number;
         outputTokens: number;
+        /** @description model calls and tokens by provider and model */
         tokens: {
           provider: string;
           model: string;
           calls: number;
+          inputTokens: number;
+          outputTokens: number;
+        }[];
+        /** @description runs, steps and tokens by workflow */
+        workflows: {
+          /** @description the workflow's name as runs hold it (in strict residency mode, a keyed digest) */
+          workflow: string;
+          runsStarted: number;
+          stepsExecuted: number;
+          modelCalls: number;
           inputTokens: number;
           outputTokens: number;
         }[];
@@ -4344,10 +4631,21 @@ export interface components {
         stepsExecuted: number;
         inputTokens: number;
         outputTokens: number;
+        /** @description model calls and tokens by provider and model */
         tokens: {
           provider: string;
           model: string;
           calls: number;
+          inputTokens: number;
+          outputTokens: number;
+        }[];
+        /** @description runs, steps and tokens by workflow */
+        workflows: {
+          /** @description the workflow's name as runs hold it (in strict residency mode, a keyed digest) */
+          workflow: string;
+          runsStarted: number;
+          stepsExecuted: number;
+          modelCalls: number;
           inputTokens: number;
           outputTokens: number;
         }[];

@@ -121,6 +121,12 @@ const NAV = [
   { to: '/p/$project/runs', label: 'Runs' },
   { to: '/p/$project/approvals', label: 'Approvals' },
   { to: '/p/$project/workflows', label: 'Workflows' },
+  { to: '/p/$project/schedules', label: 'Schedules' },
+  { to: '/p/$project/usage', label: 'Usage' },
+  { to: '/p/$project/audit', label: 'Audit' },
+  { to: '/p/$project/data-planes', label: 'Data planes' },
+  { to: '/p/$project/api-keys', label: 'API keys' },
+  { to: '/p/$project/residency', label: 'Residency' },
 ] as const;
 
 function ProjectLayout(): ReactNode {

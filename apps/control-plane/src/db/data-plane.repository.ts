@@ -143,4 +143,128 @@ export class DataPlaneRepository {
     );
     return (result.rowCount ?? 0) > 0;
   }
+
+  // ---- workers ---------------------------------------------------------------------------------
+
+  /** A worker's stream was welcomed on this replica (replaces what an earlier stream of it recorded). */
+  async workerConnected(worker: NewWorkerRecord): Promise<void> {
+    await this.db.query(
+      `INSERT INTO data_plane_workers (data_plane_id, worker_id, session_id, sdk_version, protocol_version, slots, workflows,
+                                       connected_at, last_seen_at, disconnected_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, now(), now(), NULL)
+       ON CONFLICT (data_plane_id, worker_id) DO UPDATE SET session_id = EXCLUDED.session_id, sdk_version = EXCLUDED.sdk_version,
+         protocol_version = EXCLUDED.protocol_version, slots = EXCLUDED.slots, workflows = EXCLUDED.workflows,
+         connected_at = now(), last_seen_at = now(), disconnected_at = NULL`,
+      [worker.dataPlaneId, worker.workerId, worker.sessionId, worker.sdkVersion, worker.protocolVersion, worker.slots, worker.workflows],
+    );
+    // Workers not seen for a week are forgotten.
+    await this.db.query(`DELETE FROM data_plane_workers WHERE data_plane_id = $1 AND last_seen_at < now() - interval '7 days'`, [
+      worker.dataPlaneId,
+    ]);
+  }
+
+  /** The worker's stream is still open: refreshes its last-seen time (only while this stream is its latest). */
+  async workerSeen(dataPlaneId: string, workerId: string, sessionId: string): Promise<void> {
+    await this.db.query(
+      'UPDATE data_plane_workers SET last_seen_at = now() WHERE data_plane_id = $1 AND worker_id = $2 AND session_id = $3',
+      [dataPlaneId, workerId, sessionId],
+    );
+  }
+
+  /** The worker's stream ended (unless a newer stream of the same worker replaced it meanwhile). */
+  async workerDisconnected(dataPlaneId: string, workerId: string, sessionId: string): Promise<void> {
+    await this.db.query(
+      `UPDATE data_plane_workers SET last_seen_at = now(), disconnected_at = now()
+       WHERE data_plane_id = $1 AND worker_id = $2 AND session_id = $3 AND disconnected_at IS NULL`,
+      [dataPlaneId, workerId, sessionId],
+    );
+  }
+
+  /** The workflow versions the data plane's workers announced, the most recently seen first. */
+  async announcedVersions(dataPlaneId: string): Promise<AnnouncedVersion[]> {
+    const result = await this.db.query<{ name: string; version: string; task_queue: string; first_seen_at: Date; last_seen_at: Date }>(
+      `SELECT name, version, task_queue, first_seen_at, last_seen_at FROM workflow_versions
+       WHERE data_plane_id = $1 ORDER BY last_seen_at DESC, name, version LIMIT 500`,
+      [dataPlaneId],
+    );
+    return result.rows.map((r) => ({
+      name: r.name,
+      version: r.version,
+      taskQueue: r.task_queue,
+      firstSeenAt: r.first_seen_at,
+      lastSeenAt: r.last_seen_at,
+    }));
+  }
+
+  /** The workers a data plane connected in the last week, the most recently seen first. */
+  async workers(dataPlaneId: string): Promise<WorkerRecord[]> {
+    const result = await this.db.query<{
+      worker_id: string;
+      sdk_version: string;
+      protocol_version: number;
+      slots: number;
+      workflows: number;
+      connected_at: Date;
+      last_seen_at: Date;
+      disconnected_at: Date | null;
+      connected: boolean;
+    }>(
+      `SELECT worker_id, sdk_version, protocol_version, slots, workflows, connected_at, last_seen_at, disconnected_at,
+              disconnected_at IS NULL AND last_seen_at >= now() - make_interval(secs => $2) AS connected
+       FROM data_plane_workers WHERE data_plane_id = $1 AND last_seen_at >= now() - interval '7 days'
+       ORDER BY last_seen_at DESC, worker_id LIMIT 500`,
+      [dataPlaneId, WORKER_STALE_AFTER_MS / 1000],
+    );
+    return result.rows.map((r) => ({
+      connected: r.connected,
+      workerId: r.worker_id,
+      sdkVersion: r.sdk_version,
+      protocolVersion: r.protocol_version,
+      slots: r.slots,
+      workflows: r.workflows,
+      connectedAt: r.connected_at,
+      lastSeenAt: r.last_seen_at,
+      disconnectedAt: r.disconnected_at,
+    }));
+  }
+}
+
+/** A workflow version the data plane's workers announced. */
+export interface AnnouncedVersion {
+  readonly name: string;
+  readonly version: string;
+  readonly taskQueue: string;
+  readonly firstSeenAt: Date;
+  readonly lastSeenAt: Date;
+}
+
+/** A worker's stream as its Hello announced it (classified metadata only). */
+export interface NewWorkerRecord {
+  readonly dataPlaneId: string;
+  readonly workerId: string;
+  readonly sessionId: string;
+  readonly sdkVersion: string;
+  readonly protocolVersion: number;
+  readonly slots: number;
+  /** How many workflow versions the worker announced. */
+  readonly workflows: number;
+}
+
+/**
+ * A stream refreshes its worker's last-seen time every 15 s; a worker not seen for this long is not
+ * counted as connected even without a recorded disconnection (its replica stopped).
+ */
+export const WORKER_STALE_AFTER_MS = 60_000;
+
+export interface WorkerRecord {
+  /** The stream is open: no disconnection recorded and seen within {@link WORKER_STALE_AFTER_MS}. */
+  readonly connected: boolean;
+  readonly workerId: string;
+  readonly sdkVersion: string;
+  readonly protocolVersion: number;
+  readonly slots: number;
+  readonly workflows: number;
+  readonly connectedAt: Date;
+  readonly lastSeenAt: Date;
+  readonly disconnectedAt: Date | null;
 }

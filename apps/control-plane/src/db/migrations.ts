@@ -977,4 +977,101 @@ CREATE INDEX runs_project_waiting_approval ON runs (project_id, created_at DESC,
   WHERE status = 'suspended' AND suspend_reason = 'signal' AND waiting_signal LIKE 'approval.%';
 `,
   },
+  {
+    version: 22,
+    name: 'usage per workflow; the workers each data plane connected',
+    sql: `
+-- Usage per project, UTC day and workflow (the name as the runs table holds it: in strict residency
+-- mode a keyed digest), slotted like usage_daily. Written by the same metering triggers, so the
+-- per-workflow numbers add up to the project's.
+CREATE TABLE usage_workflows_daily (
+  project_id uuid NOT NULL REFERENCES projects (id),
+  day date NOT NULL,
+  workflow_name text NOT NULL,
+  slot smallint NOT NULL,
+  runs_started bigint NOT NULL DEFAULT 0,
+  steps_executed bigint NOT NULL DEFAULT 0,
+  model_calls bigint NOT NULL DEFAULT 0,
+  input_tokens bigint NOT NULL DEFAULT 0,
+  output_tokens bigint NOT NULL DEFAULT 0,
+  PRIMARY KEY (project_id, day, workflow_name, slot)
+);
+
+CREATE OR REPLACE FUNCTION cairn_meter_runs_started() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+  INSERT INTO usage_daily AS u (project_id, day, slot, runs_started)
+  SELECT project_id, (created_at AT TIME ZONE 'UTC')::date, pg_backend_pid() % 8, count(*)
+  FROM started_runs GROUP BY 1, 2 ORDER BY 1, 2
+  ON CONFLICT (project_id, day, slot) DO UPDATE SET runs_started = u.runs_started + EXCLUDED.runs_started;
+  INSERT INTO usage_workflows_daily AS w (project_id, day, workflow_name, slot, runs_started)
+  SELECT project_id, (created_at AT TIME ZONE 'UTC')::date, workflow_name, pg_backend_pid() % 8, count(*)
+  FROM started_runs GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+  ON CONFLICT (project_id, day, workflow_name, slot) DO UPDATE SET runs_started = w.runs_started + EXCLUDED.runs_started;
+  RETURN NULL;
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION cairn_meter_steps(ended_steps run_steps[]) RETURNS void LANGUAGE sql AS $fn$
+  WITH ended AS (
+    SELECT r.project_id, r.workflow_name, s.kind, s.provider, s.model, s.input_tokens, s.output_tokens
+    FROM unnest(ended_steps) s JOIN runs r ON r.id = s.run_id
+  ), steps AS (
+    INSERT INTO usage_daily AS u (project_id, day, slot, steps_executed)
+    SELECT project_id, (now() AT TIME ZONE 'UTC')::date, pg_backend_pid() % 8, count(*) FROM ended GROUP BY 1 ORDER BY 1
+    ON CONFLICT (project_id, day, slot) DO UPDATE SET steps_executed = u.steps_executed + EXCLUDED.steps_executed
+  ), per_workflow AS (
+    INSERT INTO usage_workflows_daily AS w (project_id, day, workflow_name, slot, steps_executed, model_calls, input_tokens, output_tokens)
+    SELECT project_id, (now() AT TIME ZONE 'UTC')::date, workflow_name, pg_backend_pid() % 8, count(*),
+           count(*) FILTER (WHERE kind = 'model'),
+           coalesce(sum(input_tokens) FILTER (WHERE kind = 'model'), 0), coalesce(sum(output_tokens) FILTER (WHERE kind = 'model'), 0)
+    FROM ended GROUP BY 1, 3 ORDER BY 1, 3
+    ON CONFLICT (project_id, day, workflow_name, slot) DO UPDATE SET
+      steps_executed = w.steps_executed + EXCLUDED.steps_executed, model_calls = w.model_calls + EXCLUDED.model_calls,
+      input_tokens = w.input_tokens + EXCLUDED.input_tokens, output_tokens = w.output_tokens + EXCLUDED.output_tokens
+  )
+  INSERT INTO usage_tokens_daily AS t (project_id, day, provider, model, slot, calls, input_tokens, output_tokens)
+  SELECT project_id, (now() AT TIME ZONE 'UTC')::date, coalesce(provider, 'unknown'), coalesce(model, 'unknown'), pg_backend_pid() % 8,
+         count(*), coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0)
+  FROM ended WHERE kind = 'model' GROUP BY 1, 3, 4 ORDER BY 1, 3, 4
+  ON CONFLICT (project_id, day, provider, model, slot) DO UPDATE SET
+    calls = t.calls + EXCLUDED.calls, input_tokens = t.input_tokens + EXCLUDED.input_tokens,
+    output_tokens = t.output_tokens + EXCLUDED.output_tokens;
+$fn$;
+
+-- Days metered before this migration: runs by the day they were created, step and model-call
+-- attempts by the day they ended (the counters used the control plane's day of the report, which
+-- is the same day but for reports that crossed midnight). Only runs still kept are counted.
+INSERT INTO usage_workflows_daily (project_id, day, workflow_name, slot, runs_started)
+SELECT project_id, (created_at AT TIME ZONE 'UTC')::date, workflow_name, 0, count(*) FROM runs GROUP BY 1, 2, 3;
+INSERT INTO usage_workflows_daily AS w (project_id, day, workflow_name, slot, steps_executed, model_calls, input_tokens, output_tokens)
+SELECT r.project_id, (coalesce(s.ended_at, s.updated_at) AT TIME ZONE 'UTC')::date, r.workflow_name, 0, count(*),
+       count(*) FILTER (WHERE s.kind = 'model'),
+       coalesce(sum(s.input_tokens) FILTER (WHERE s.kind = 'model'), 0), coalesce(sum(s.output_tokens) FILTER (WHERE s.kind = 'model'), 0)
+FROM run_steps s JOIN runs r ON r.id = s.run_id
+WHERE s.kind IN ('step', 'model') AND s.status IN ('completed', 'failed', 'retrying')
+GROUP BY 1, 2, 3
+ON CONFLICT (project_id, day, workflow_name, slot) DO UPDATE SET
+  steps_executed = w.steps_executed + EXCLUDED.steps_executed, model_calls = w.model_calls + EXCLUDED.model_calls,
+  input_tokens = w.input_tokens + EXCLUDED.input_tokens, output_tokens = w.output_tokens + EXCLUDED.output_tokens;
+
+-- The workers each data plane has connected, as their Hello announced them: the worker's random
+-- ID, its SDK version, protocol revision, slots and how many workflow versions it runs. Classified
+-- metadata only. A replica refreshes last_seen_at while the stream is open and sets
+-- disconnected_at when it ends; a replica that died leaves last_seen_at to go stale.
+CREATE TABLE data_plane_workers (
+  data_plane_id uuid NOT NULL REFERENCES data_planes (id),
+  worker_id uuid NOT NULL,
+  session_id uuid NOT NULL,
+  sdk_version text NOT NULL,
+  protocol_version integer NOT NULL,
+  slots integer NOT NULL,
+  workflows integer NOT NULL,
+  connected_at timestamptz NOT NULL,
+  last_seen_at timestamptz NOT NULL,
+  disconnected_at timestamptz,
+  PRIMARY KEY (data_plane_id, worker_id)
+);
+CREATE INDEX data_plane_workers_seen ON data_plane_workers (data_plane_id, last_seen_at DESC);
+`,
+  },
 ];

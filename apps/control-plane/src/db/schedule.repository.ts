@@ -347,6 +347,16 @@ export class ScheduleRepository {
     return row ? toFiring(row) : null;
   }
 
+  /** Which of `ticks` already have a firing of the schedule (as epoch milliseconds). */
+  async firedTicks(scheduleId: string, ticks: readonly Date[]): Promise<Set<number>> {
+    if (ticks.length === 0) return new Set();
+    const result = await this.db.query<{ tick_at: Date }>(
+      'SELECT tick_at FROM schedule_firings WHERE schedule_id = $1 AND tick_at = ANY($2::timestamptz[])',
+      [scheduleId, ticks.map((t) => t.toISOString())],
+    );
+    return new Set(result.rows.map((r) => r.tick_at.getTime()));
+  }
+
   /** The most recent firings of a schedule, newest first. */
   async recentFirings(scheduleId: string, limit: number): Promise<FiringRecord[]> {
     const result = await this.db.query<FiringRow>(

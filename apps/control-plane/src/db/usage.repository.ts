@@ -33,6 +33,17 @@ export interface DailyTokens {
   readonly outputTokens: number;
 }
 
+export interface DailyWorkflowUsage {
+  readonly day: string;
+  /** The workflow's name as runs hold it (in strict residency mode, a keyed digest). */
+  readonly workflow: string;
+  readonly runsStarted: number;
+  readonly stepsExecuted: number;
+  readonly modelCalls: number;
+  readonly inputTokens: number;
+  readonly outputTokens: number;
+}
+
 // Advisory lock space for serialising starts per project while a concurrent-run quota is set.
 const QUOTA_LOCK_SPACE = 0x63717461; // 'cqta'
 
@@ -76,6 +87,34 @@ export class UsageRepository {
       provider: r.provider,
       model: r.model,
       calls: Number(r.calls),
+      inputTokens: Number(r.input_tokens),
+      outputTokens: Number(r.output_tokens),
+    }));
+  }
+
+  /** Per-day usage of a project by workflow, between two UTC days (inclusive); days without usage are absent. */
+  async dailyWorkflows(projectId: string, from: string, to: string): Promise<DailyWorkflowUsage[]> {
+    const result = await this.db.query<{
+      day: string;
+      workflow_name: string;
+      runs_started: string;
+      steps_executed: string;
+      model_calls: string;
+      input_tokens: string;
+      output_tokens: string;
+    }>(
+      `SELECT to_char(day, 'YYYY-MM-DD') AS day, workflow_name, sum(runs_started) AS runs_started, sum(steps_executed) AS steps_executed,
+              sum(model_calls) AS model_calls, sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens
+       FROM usage_workflows_daily WHERE project_id = $1 AND day BETWEEN $2::date AND $3::date
+       GROUP BY day, workflow_name ORDER BY day, workflow_name`,
+      [projectId, from, to],
+    );
+    return result.rows.map((r) => ({
+      day: r.day,
+      workflow: r.workflow_name,
+      runsStarted: Number(r.runs_started),
+      stepsExecuted: Number(r.steps_executed),
+      modelCalls: Number(r.model_calls),
       inputTokens: Number(r.input_tokens),
       outputTokens: Number(r.output_tokens),
     }));

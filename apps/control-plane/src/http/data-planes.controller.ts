@@ -6,7 +6,7 @@ import { DataPlaneService } from '../services/data-plane.service.js';
 import { AuditService } from '../services/audit.service.js';
 import { Api, Caller, CurrentProject, type RequestContext } from './api.js';
 import { nameSchema } from './schemas.js';
-import { DataPlaneAnswer, DataPlaneCreated, DataPlaneList } from './responses.js';
+import { DataPlaneAnswer, DataPlaneCreated, DataPlaneList, DataPlaneWorkers } from './responses.js';
 import type { DataPlane as DataPlaneSchema } from './responses.js';
 
 const CreateDataPlaneBody = z.strictObject({ name: nameSchema });
@@ -73,6 +73,37 @@ export class DataPlanesController {
   @Api({ response: DataPlaneAnswer, permission: 'project.read', tag: 'data-planes', summary: 'Show a data plane' })
   async show(@CurrentProject() project: Project, @Param('id') id: string): Promise<{ dataPlane: unknown }> {
     return { dataPlane: presentDataPlane(await this.dataPlanes.get(project.id, id)) };
+  }
+
+  @Get(':id/workers')
+  @Api({
+    response: DataPlaneWorkers,
+    permission: 'project.read',
+    tag: 'data-planes',
+    summary: "The data plane's workers (SDK version, slots, connected, last seen) and the workflow versions they announced",
+  })
+  async workers(@CurrentProject() project: Project, @Param('id') id: string): Promise<z.input<typeof DataPlaneWorkers>> {
+    const { workers, versions } = await this.dataPlanes.workers(project.id, id);
+    return {
+      workers: workers.map((w) => ({
+        workerId: w.workerId,
+        connected: w.connected,
+        sdkVersion: w.sdkVersion,
+        protocolVersion: w.protocolVersion,
+        slots: w.slots,
+        workflows: w.workflows,
+        connectedAt: w.connectedAt.toISOString(),
+        lastSeenAt: w.lastSeenAt.toISOString(),
+        disconnectedAt: w.disconnectedAt === null ? null : w.disconnectedAt.toISOString(),
+      })),
+      workflowVersions: versions.map((v) => ({
+        name: v.name,
+        version: v.version,
+        taskQueue: v.taskQueue,
+        firstSeenAt: v.firstSeenAt.toISOString(),
+        lastSeenAt: v.lastSeenAt.toISOString(),
+      })),
+    };
   }
 
   @Delete(':id')

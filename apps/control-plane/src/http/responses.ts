@@ -140,6 +140,37 @@ export const Whoami = named(
     role: z.string(),
   }),
 );
+export const ResidencyReport = named(
+  'ResidencyReport',
+  z.object({
+    title: z.string(),
+    direction: z.literal('data plane → control plane'),
+    files: z.array(z.string()).describe('the proto files of the contract'),
+    classes: z.record(z.string(), z.string()).describe('each residency class and what it admits'),
+    messages: z.array(
+      z.object({
+        message: z.string(),
+        file: z.string(),
+        via: z.array(z.string()).describe('the RPCs through which it crosses from the data plane'),
+        fields: z.array(
+          z.object({
+            field: z.string(),
+            number: z.number(),
+            type: z.string(),
+            repeated: z.boolean(),
+            class: z.string(),
+            maxLength: z.number().nullable(),
+            pattern: z.string().nullable(),
+            carries: z.string(),
+          }),
+        ),
+      }),
+    ),
+    problems: z.array(z.string()).describe('declarations that break the rules (empty for a sound contract)'),
+    neverCrosses: z.array(z.string()).describe('what no field carries: it stays in the data plane'),
+    totals: z.object({ messages: z.number(), fields: z.number(), byClass: z.record(z.string(), z.number()) }),
+  }),
+);
 export const ProjectList = named('ProjectList', z.object({ projects: z.array(Project) }));
 export const ProjectAnswer = named('ProjectAnswer', z.object({ project: Project }));
 
@@ -176,6 +207,29 @@ export const DataPlaneCreated = named(
   z.object({
     dataPlane: DataPlane,
     credential: z.string().describe('the credential workers and gateways dial in with: in this answer only'),
+  }),
+);
+export const DataPlaneWorker = named(
+  'DataPlaneWorker',
+  z.object({
+    workerId: z.string().describe('the random ID the worker process chose at start'),
+    connected: z.boolean().describe('its stream is open (seen within the last minute, no disconnection recorded)'),
+    sdkVersion: z.string(),
+    protocolVersion: z.number(),
+    slots: z.number().describe('run slots granted to its stream'),
+    workflows: z.number().describe('workflow versions it announced'),
+    connectedAt: isoTime,
+    lastSeenAt: isoTime,
+    disconnectedAt: nullableTime,
+  }),
+);
+export const DataPlaneWorkers = named(
+  'DataPlaneWorkers',
+  z.object({
+    workers: z.array(DataPlaneWorker).describe('workers seen in the last 7 days, the most recently seen first'),
+    workflowVersions: z.array(
+      z.object({ name: z.string(), version: z.string(), taskQueue: z.string(), firstSeenAt: isoTime, lastSeenAt: isoTime }),
+    ),
   }),
 );
 export const DataPlaneList = named('DataPlaneList', z.object({ dataPlanes: z.array(DataPlane) }));
@@ -288,7 +342,21 @@ export const ScheduleDetail = named(
 );
 export const ScheduleDeleted = named('ScheduleDeleted', z.object({ deleted: z.literal(true) }));
 export const FiringAnswer = named('FiringAnswer', z.object({ firing: Firing }));
-export const Backfill = named('Backfill', z.object({ firings: z.array(Firing), started: z.number(), alreadyFired: z.number() }));
+export const Backfill = named(
+  'Backfill',
+  z.object({
+    dryRun: z.boolean().describe('true: nothing fired; ticks is what a backfill of the range would cover'),
+    ticks: z.array(
+      z.object({
+        tickAt: isoTime,
+        alreadyFired: z.boolean().describe('the tick already has a firing, so the backfill does not fire it again'),
+      }),
+    ),
+    firings: z.array(Firing),
+    started: z.number(),
+    alreadyFired: z.number(),
+  }),
+);
 
 const TokenUsage = z.object({
   provider: z.string(),
@@ -297,12 +365,21 @@ const TokenUsage = z.object({
   inputTokens: z.number(),
   outputTokens: z.number(),
 });
+const WorkflowUsage = z.object({
+  workflow: z.string().describe("the workflow's name as runs hold it (in strict residency mode, a keyed digest)"),
+  runsStarted: z.number(),
+  stepsExecuted: z.number(),
+  modelCalls: z.number(),
+  inputTokens: z.number(),
+  outputTokens: z.number(),
+});
 const usageCounts = {
   runsStarted: z.number(),
   stepsExecuted: z.number(),
   inputTokens: z.number(),
   outputTokens: z.number(),
-  tokens: z.array(TokenUsage),
+  tokens: z.array(TokenUsage).describe('model calls and tokens by provider and model'),
+  workflows: z.array(WorkflowUsage).describe('runs, steps and tokens by workflow'),
 };
 export const UsageReport = named(
   'UsageReport',

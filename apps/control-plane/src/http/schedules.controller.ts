@@ -1,4 +1,4 @@
-import { Body, Controller, Delete, Get, Inject, Param, Patch, Post, Query } from '@nestjs/common';
+import { Body, Controller, Delete, Get, Inject, Param, Patch, Post, Query, Res } from '@nestjs/common';
 import { z } from 'zod';
 import type { AuditActor } from '../db/audit.repository.js';
 import { OVERLAP_POLICIES, type FiringRecord, type ScheduleRecord } from '../db/schedule.repository.js';
@@ -45,7 +45,11 @@ const UpdateScheduleBody = z.strictObject({
 });
 
 const TriggerBody = z.strictObject({ overlapPolicy: overlapPolicySchema.optional() });
-const BackfillBody = z.strictObject({ from: isoTimeSchema, to: isoTimeSchema });
+const BackfillBody = z.strictObject({
+  from: isoTimeSchema,
+  to: isoTimeSchema,
+  dryRun: z.boolean({ error: 'expected true (answer the ticks without firing them) or false' }).optional(),
+});
 const ListQuery = z.strictObject({ limit: limitSchema, cursor: z.string().max(200).optional() });
 
 /** The acting API key, for the audit log and `createdBy`. */
@@ -230,17 +234,37 @@ export class SchedulesController {
     permission: 'schedules.operate',
     tag: 'schedules',
     summary: 'Fire one run per tick in [from, to) (at most 1000), each recording its tick time',
+    description:
+      'With dryRun: true nothing fires and nothing is recorded: the answer lists the ticks the backfill would cover (computed by ' +
+      'the same cron evaluation as the ticker), each with alreadyFired when it has a firing (a backfill skips those), with status 200.',
     body: BackfillBody,
     status: 201,
+    alsoStatus: [200],
   })
   async backfill(
     @CurrentProject() project: Project,
     @Caller() caller: RequestContext,
     @Param('schedule') ref: string,
     @Body() body: z.infer<typeof BackfillBody>,
-  ): Promise<{ firings: unknown[]; started: number; alreadyFired: number }> {
-    const result = await this.schedules.backfill(project.id, actorOf(caller), ref, new Date(body.from), new Date(body.to));
+    @Res({ passthrough: true }) reply: { status(code: number): unknown },
+  ): Promise<z.input<typeof Backfill>> {
+    const from = new Date(body.from);
+    const to = new Date(body.to);
+    if (body.dryRun === true) {
+      const preview = await this.schedules.previewBackfill(project.id, ref, from, to);
+      reply.status(200);
+      return {
+        dryRun: true,
+        ticks: preview.ticks.map((t) => ({ tickAt: t.tickAt.toISOString(), alreadyFired: t.alreadyFired })),
+        firings: [],
+        started: 0,
+        alreadyFired: preview.ticks.filter((t) => t.alreadyFired).length,
+      };
+    }
+    const result = await this.schedules.backfill(project.id, actorOf(caller), ref, from, to);
     return {
+      dryRun: false,
+      ticks: result.ticks.map((t) => ({ tickAt: t.tickAt.toISOString(), alreadyFired: t.alreadyFired })),
       firings: result.firings.map(presentFiring),
       started: result.firings.filter((f) => f.outcome === 'started').length,
       alreadyFired: result.alreadyFired,

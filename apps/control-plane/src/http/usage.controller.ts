@@ -46,7 +46,7 @@ export class UsageController {
     response: UsageReportSchema,
     permission: 'project.read',
     tag: 'usage',
-    summary: 'Usage per UTC day: runs started, steps executed, model tokens by provider and model',
+    summary: 'Usage per UTC day: runs started, steps executed, model tokens by provider and model, and each by workflow',
     description: 'from and to are UTC days (YYYY-MM-DD), both inclusive; default the last 30 days. At most 366 days.',
     query: UsageQuery,
   })

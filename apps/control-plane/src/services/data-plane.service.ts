@@ -12,7 +12,7 @@ import {
   type Logger,
 } from '@cairn/common';
 import { errorSummary } from '../db/database.js';
-import { DataPlaneRepository, type DataPlaneRecord } from '../db/data-plane.repository.js';
+import { DataPlaneRepository, type AnnouncedVersion, type DataPlaneRecord, type WorkerRecord } from '../db/data-plane.repository.js';
 import { LOGGER } from '../tokens.js';
 import { AuditService, type AuditActor } from './audit.service.js';
 import { CredentialHolders } from './credential-holders.js';
@@ -183,6 +183,13 @@ export class DataPlaneService {
     const record = await this.dataPlanes.find(projectId, id);
     if (!record) throw new CairnError(ErrorCodes.NOT_FOUND, `data plane ${id} not found in this project`);
     return record;
+  }
+
+  /** The workers the data plane connected in the last week and the workflow versions they announced. */
+  async workers(projectId: string, id: string): Promise<{ workers: WorkerRecord[]; versions: AnnouncedVersion[] }> {
+    const { id: dataPlaneId } = await this.get(projectId, id);
+    const [workers, versions] = await Promise.all([this.dataPlanes.workers(dataPlaneId), this.dataPlanes.announcedVersions(dataPlaneId)]);
+    return { workers, versions };
   }
 
   /**

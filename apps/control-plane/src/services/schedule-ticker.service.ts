@@ -48,11 +48,44 @@ interface FiringContext {
   workflow?: WorkflowRefInput | null;
 }
 
+/** What a backfill would fire: every tick in the range, and whether it already has a firing. */
+export interface BackfillPreview {
+  readonly ticks: { readonly tickAt: Date; readonly alreadyFired: boolean }[];
+}
+
+/** Throws INVALID_ARGUMENT unless [from, to) is a non-empty range in the past. */
+function checkBackfillRange(from: Date, to: Date, now: Date): void {
+  if (!(from < to)) {
+    throw new CairnError(ErrorCodes.INVALID_ARGUMENT, 'body field from: must be earlier than to (the range is [from, to))');
+  }
+  if (to > now) {
+    throw new CairnError(
+      ErrorCodes.INVALID_ARGUMENT,
+      `body field to: ${to.toISOString()} is later than now (${now.toISOString()}); a backfill covers past ticks, the schedule fires later ones itself`,
+    );
+  }
+}
+
+/** The schedule's ticks in [from, to); INVALID_ARGUMENT when there are more than a backfill fires. */
+function backfillTicks(schedule: ScheduleRecord, from: Date, to: Date): Date[] {
+  const { ticks, more } = CronSchedule.parse(schedule.cron, schedule.timeZone).between(from, to, MAX_BACKFILL_TICKS);
+  if (more) {
+    throw new CairnError(
+      ErrorCodes.INVALID_ARGUMENT,
+      `the range [${from.toISOString()}, ${to.toISOString()}) holds more than ${MAX_BACKFILL_TICKS} ticks of ` +
+        `"${schedule.cron}" (${schedule.timeZone}); a backfill fires at most ${MAX_BACKFILL_TICKS}: split the range into smaller ones`,
+    );
+  }
+  return ticks;
+}
+
 /** The outcome of a backfill. */
 export interface BackfillResult {
   readonly firings: FiringRecord[];
   /** Ticks in the range that already had a firing (they are not fired again). */
   readonly alreadyFired: number;
+  /** Every tick in the range, and whether it already had a firing. */
+  readonly ticks: BackfillPreview['ticks'];
 }
 
 /**
@@ -154,34 +187,21 @@ export class ScheduleTicker {
    */
   async backfill(projectId: string, actor: AuditActor, scheduleId: string, from: Date, to: Date): Promise<BackfillResult> {
     const now = this.clock.now();
-    if (!(from < to)) {
-      throw new CairnError(ErrorCodes.INVALID_ARGUMENT, 'body field from: must be earlier than to (the range is [from, to))');
-    }
-    if (to > now) {
-      throw new CairnError(
-        ErrorCodes.INVALID_ARGUMENT,
-        `body field to: ${to.toISOString()} is later than now (${now.toISOString()}); a backfill covers past ticks, the schedule fires later ones itself`,
-      );
-    }
+    checkBackfillRange(from, to, now);
     const { ctx, result } = await this.db.transaction(async (tx) => {
       const schedule = await this.schedules.lock(tx, projectId, scheduleId);
       if (!schedule) throw scheduleNotFound(scheduleId);
-      const { ticks, more } = CronSchedule.parse(schedule.cron, schedule.timeZone).between(from, to, MAX_BACKFILL_TICKS);
-      if (more) {
-        throw new CairnError(
-          ErrorCodes.INVALID_ARGUMENT,
-          `the range [${from.toISOString()}, ${to.toISOString()}) holds more than ${MAX_BACKFILL_TICKS} ticks of ` +
-            `"${schedule.cron}" (${schedule.timeZone}); a backfill fires at most ${MAX_BACKFILL_TICKS}: split the range into smaller ones`,
-        );
-      }
+      const ticks = backfillTicks(schedule, from, to);
       await this.audit.setActor(tx, actor);
       const ctx = await this.context(tx, schedule, now);
       const firings: FiringRecord[] = [];
+      const outcome: BackfillPreview['ticks'] = [];
       let alreadyFired = 0;
       for (const tick of ticks) {
         const firing = await this.fire(tx, ctx, tick, 'backfill', 'allow_all');
         if (firing) firings.push(firing);
         else alreadyFired++;
+        outcome.push({ tickAt: tick, alreadyFired: firing === null });
       }
       await this.audit.record(tx, {
         projectId,
@@ -190,10 +210,24 @@ export class ScheduleTicker {
         target: { type: 'schedule', id: schedule.id },
         metadata: { from: from.toISOString(), to: to.toISOString(), started: firings.length, alreadyFired },
       });
-      return { ctx, result: { firings, alreadyFired } };
+      return { ctx, result: { firings, alreadyFired, ticks: outcome } };
     });
     await this.afterCommit(ctx);
     return result;
+  }
+
+  /**
+   * What a backfill of [from, to) would fire, without firing anything: the same checks and the
+   * same ticks as {@link backfill}, each saying whether it already has a firing (a backfill skips
+   * those). Nothing is written and nothing is audited.
+   */
+  async previewBackfill(projectId: string, scheduleId: string, from: Date, to: Date): Promise<BackfillPreview> {
+    checkBackfillRange(from, to, this.clock.now());
+    const schedule = await this.schedules.find(projectId, { id: scheduleId });
+    if (!schedule) throw scheduleNotFound(scheduleId);
+    const ticks = backfillTicks(schedule, from, to);
+    const fired = await this.schedules.firedTicks(schedule.id, ticks);
+    return { ticks: ticks.map((tickAt) => ({ tickAt, alreadyFired: fired.has(tickAt.getTime()) })) };
   }
 
   // ---- one schedule ----------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import { AuditService } from './audit.service.js';
 import { CLOCK, type Clock } from './clock.js';
 import { CronSchedule } from './cron.js';
 import { DataPlaneService } from './data-plane.service.js';
-import { ScheduleTicker, scheduleNotFound, type BackfillResult } from './schedule-ticker.service.js';
+import { ScheduleTicker, scheduleNotFound, type BackfillPreview, type BackfillResult } from './schedule-ticker.service.js';
 
 /** How far back a catch-up may reach: 7 days. */
 export const MAX_CATCH_UP_WINDOW_SECONDS = 7 * 24 * 3600;
@@ -176,6 +176,12 @@ export class ScheduleService {
   async backfill(projectId: string, actor: AuditActor, ref: string, from: Date, to: Date): Promise<BackfillResult> {
     const { id } = await this.get(projectId, ref);
     return this.ticker.backfill(projectId, actor, id, from, to);
+  }
+
+  /** The ticks a backfill of [from, to) would fire, without firing them. */
+  async previewBackfill(projectId: string, ref: string, from: Date, to: Date): Promise<BackfillPreview> {
+    const { id } = await this.get(projectId, ref);
+    return this.ticker.previewBackfill(projectId, id, from, to);
   }
 
   private async setPaused(projectId: string, actor: AuditActor, ref: string, paused: boolean): Promise<ScheduleRecord> {

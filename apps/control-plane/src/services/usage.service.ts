@@ -10,6 +10,17 @@ export interface TokenUsage {
   readonly outputTokens: number;
 }
 
+/** One workflow's share of a day (or of the range). */
+export interface WorkflowUsage {
+  /** The workflow's name as runs hold it (in strict residency mode, a keyed digest). */
+  readonly workflow: string;
+  readonly runsStarted: number;
+  readonly stepsExecuted: number;
+  readonly modelCalls: number;
+  readonly inputTokens: number;
+  readonly outputTokens: number;
+}
+
 export interface UsageDay {
   readonly day: string;
   readonly runsStarted: number;
@@ -17,6 +28,7 @@ export interface UsageDay {
   readonly inputTokens: number;
   readonly outputTokens: number;
   readonly tokens: TokenUsage[];
+  readonly workflows: WorkflowUsage[];
 }
 
 export interface UsageReport {
@@ -62,6 +74,27 @@ function sumTokens(rows: readonly TokenUsage[]): TokenUsage[] {
   );
 }
 
+function sumWorkflows(rows: readonly WorkflowUsage[]): WorkflowUsage[] {
+  const byName = new Map<string, WorkflowUsage>();
+  for (const r of rows) {
+    const seen = byName.get(r.workflow);
+    byName.set(
+      r.workflow,
+      seen
+        ? {
+            workflow: r.workflow,
+            runsStarted: seen.runsStarted + r.runsStarted,
+            stepsExecuted: seen.stepsExecuted + r.stepsExecuted,
+            modelCalls: seen.modelCalls + r.modelCalls,
+            inputTokens: seen.inputTokens + r.inputTokens,
+            outputTokens: seen.outputTokens + r.outputTokens,
+          }
+        : { ...r },
+    );
+  }
+  return [...byName.values()].sort((a, b) => (a.workflow < b.workflow ? -1 : a.workflow > b.workflow ? 1 : 0));
+}
+
 /** Usage per project per UTC day: runs started, steps executed, model tokens by provider and model. */
 @Injectable()
 export class UsageService {
@@ -88,7 +121,17 @@ export class UsageService {
     }
     const from = dayText(fromMs);
     const to = dayText(toMs);
-    const [daily, tokens] = await Promise.all([this.usage.daily(projectId, from, to), this.usage.dailyTokens(projectId, from, to)]);
+    const [daily, tokens, workflows] = await Promise.all([
+      this.usage.daily(projectId, from, to),
+      this.usage.dailyTokens(projectId, from, to),
+      this.usage.dailyWorkflows(projectId, from, to),
+    ]);
+    const workflowsByDay = new Map<string, WorkflowUsage[]>();
+    for (const { day, ...w } of workflows) {
+      const list = workflowsByDay.get(day) ?? [];
+      list.push(w);
+      workflowsByDay.set(day, list);
+    }
     const counters = new Map(daily.map((d) => [d.day, d]));
     const tokensByDay = new Map<string, TokenUsage[]>();
     for (const t of tokens) {
@@ -107,6 +150,7 @@ export class UsageService {
         inputTokens: dayTokens.reduce((n, t) => n + t.inputTokens, 0),
         outputTokens: dayTokens.reduce((n, t) => n + t.outputTokens, 0),
         tokens: dayTokens,
+        workflows: sumWorkflows(workflowsByDay.get(day) ?? []),
       });
     }
     const allTokens = sumTokens(days.flatMap((d) => d.tokens));
@@ -120,6 +164,7 @@ export class UsageService {
         inputTokens: allTokens.reduce((n, t) => n + t.inputTokens, 0),
         outputTokens: allTokens.reduce((n, t) => n + t.outputTokens, 0),
         tokens: allTokens,
+        workflows: sumWorkflows(days.flatMap((d) => d.workflows)),
       },
     };
   }

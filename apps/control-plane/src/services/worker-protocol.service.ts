@@ -26,6 +26,8 @@ import {
   type StepReportBatch,
 } from '@cairn/proto';
 import { CONFIG, type ControlPlaneConfig } from '../config.js';
+import { DataPlaneRepository } from '../db/data-plane.repository.js';
+import { errorSummary } from '../db/database.js';
 import { StepRepository } from '../db/step.repository.js';
 import { WorkflowRepository } from '../db/workflow.repository.js';
 import type { LeaseKey, StepKindName, StepReportInput, StepStatusName, SuspendReasonName, WorkflowRefInput } from '../domain.js';
@@ -44,6 +46,8 @@ import { WorkflowRegistryService } from './workflow-registry.service.js';
 
 /** The protocol revision this control plane speaks. */
 export const PROTOCOL_VERSION = 1;
+/** How often an open stream refreshes its worker's last-seen time in the database. */
+const WORKER_SEEN_INTERVAL_MS = 15_000;
 
 const STEP_KINDS: Record<number, StepKindName> = {
   [StepKind.STEP]: 'step',
@@ -84,6 +88,7 @@ export class WorkerProtocolService {
     @Inject(Telemetry) readonly telemetry: Telemetry,
     @Inject(WorkflowRegistryService) readonly workflowRegistry: WorkflowRegistryService,
     @Inject(LimitsService) readonly limits: LimitsService,
+    @Inject(DataPlaneRepository) readonly dataPlanes: DataPlaneRepository,
   ) {}
 
   /** A new stream authenticated as this data plane, with this credential. */
@@ -96,6 +101,8 @@ export class WorkerProtocolService {
 export class WorkerConnection {
   private session: WorkerSession | null = null;
   private finished = false;
+  /** When this stream last refreshed its worker's last-seen time in the database. */
+  private seenRecordedAt = 0;
   private logger: Logger;
   private readonly dataPlaneId: string;
 
@@ -123,7 +130,14 @@ export class WorkerConnection {
       await this.hello(request, request.message.value);
       return;
     }
-    session.lastSeenAt = Date.now();
+    const now = Date.now();
+    session.lastSeenAt = now;
+    if (now - this.seenRecordedAt >= WORKER_SEEN_INTERVAL_MS) {
+      this.seenRecordedAt = now;
+      this.protocol.dataPlanes
+        .workerSeen(this.dataPlaneId, session.workerId, session.id)
+        .catch((error: unknown) => this.logger.warn({ err: errorSummary(error) }, "could not record the worker's last-seen time"));
+    }
     const message = request.message;
     if (message.case === undefined) {
       this.reply(reject(sequence, RejectionReason.EMPTY_MESSAGE));
@@ -240,6 +254,9 @@ export class WorkerConnection {
     if (session) {
       session.markClosed();
       this.protocol.registry.remove(session);
+      this.protocol.dataPlanes
+        .workerDisconnected(this.dataPlaneId, session.workerId, session.id)
+        .catch((error: unknown) => this.logger.warn({ err: errorSummary(error) }, "could not record the worker's disconnection"));
       this.logger.info({ leases: session.leases.size }, 'worker disconnected');
     }
   }
@@ -360,6 +377,18 @@ export class WorkerConnection {
     this.session = session;
     // Registered before the Welcome so a cancellation arriving meanwhile is queued, not lost.
     protocol.registry.add(session);
+    this.seenRecordedAt = Date.now();
+    await protocol.dataPlanes.workerConnected({
+      dataPlaneId: this.dataPlaneId,
+      workerId: hello.workerId,
+      sessionId: session.id,
+      sdkVersion: hello.sdkVersion,
+      protocolVersion: hello.protocolVersion,
+      slots,
+      workflows: workflows.length,
+    });
+    // The stream may have ended while that was written; close() could not mark a row not there yet.
+    if (session.closed) await protocol.dataPlanes.workerDisconnected(this.dataPlaneId, hello.workerId, session.id);
     await protocol.workflows.upsertAnnounced(
       this.dataPlaneId,
       dedupe(workflows, (w) => `${w.name}@${w.version}`),
