@@ -1,7 +1,8 @@
 // Runs, newest first: filters in the address (so a filtered list can be shared), cursor pages
 // fetched as the list scrolls (only the rows in view are rendered, so 100,000 runs scroll without
-// loading them all), and live updates while the newest runs are in view.
-import { useEffect, useRef, useState, type FormEvent, type ReactNode } from 'react';
+// loading them all), and live updates while the newest runs are in view: runs that arrive after
+// the list opened are marked new.
+import { useEffect, useMemo, useRef, useState, type FormEvent, type ReactNode } from 'react';
 import { useInfiniteQuery } from '@tanstack/react-query';
 import { Link, createRoute, useNavigate } from '@tanstack/react-router';
 import { useVirtualizer } from '@tanstack/react-virtual';
@@ -128,6 +129,31 @@ function Filters({ search }: { search: RunsSearch }): ReactNode {
   );
 }
 
+const NONE: ReadonlySet<string> = new Set();
+
+/**
+ * The runs that arrived while this list was open: newer than the newest run of its first answer
+ * (pages fetched by scrolling are older, so they never count). Starts again when the filters change.
+ */
+function useArrivals(rows: readonly Run[], filters: string, updatedAt: number): ReadonlySet<string> {
+  const newest = useRef<{ filters: string; createdAt: string } | null>(null);
+  const [arrived, setArrived] = useState<{ filters: string; ids: ReadonlySet<string> }>({ filters, ids: NONE });
+  useEffect(() => {
+    if (updatedAt === 0) return;
+    const top = rows.reduce((max, run) => ((run.createdAt ?? '') > max ? (run.createdAt ?? '') : max), '');
+    const seen = newest.current;
+    if (seen === null || seen.filters !== filters) {
+      newest.current = { filters, createdAt: top };
+      return;
+    }
+    const added = rows.filter((run) => (run.createdAt ?? '') > seen.createdAt).map((run) => run.id);
+    if (added.length === 0) return;
+    newest.current = { filters, createdAt: top };
+    setArrived((prev) => ({ filters, ids: new Set([...(prev.filters === filters ? prev.ids : []), ...added]) }));
+  }, [rows, filters, updatedAt]);
+  return arrived.filters === filters ? arrived.ids : NONE;
+}
+
 function RunsPage(): ReactNode {
   const { project } = projectRoute.useParams();
   const search = runsRoute.useSearch();
@@ -152,8 +178,9 @@ function RunsPage(): ReactNode {
     getNextPageParam: (last) => last.nextCursor ?? undefined,
     refetchInterval: (query) => ((query.state.data?.pages.length ?? 0) <= LIVE_PAGES ? 3_000 : false),
   });
-  const rows = runs.data?.pages.flatMap((p) => p.runs) ?? [];
+  const rows = useMemo(() => runs.data?.pages.flatMap((p) => p.runs) ?? [], [runs.data]);
   const live = (runs.data?.pages.length ?? 0) <= LIVE_PAGES;
+  const arrived = useArrivals(rows, `${project} ${JSON.stringify(search)}`, runs.dataUpdatedAt);
   const scroller = useRef<HTMLDivElement>(null);
   const virtual = useVirtualizer({
     count: rows.length,
@@ -175,6 +202,7 @@ function RunsPage(): ReactNode {
         <h1>Runs</h1>
         <span className={live ? 'live on' : 'live'} role="status">
           {live ? 'Live' : 'Paused while you scroll'}
+          {arrived.size > 0 ? `: ${arrived.size} new run${arrived.size === 1 ? '' : 's'} since the list opened` : ''}
         </span>
       </div>
       <Filters search={search} />
@@ -203,11 +231,17 @@ function RunsPage(): ReactNode {
               {items.map((item) => {
                 const run = rows[item.index]!;
                 return (
-                  <tr key={run.id} data-index={item.index} style={{ height: ROW_HEIGHT }}>
+                  <tr
+                    key={run.id}
+                    data-index={item.index}
+                    style={{ height: ROW_HEIGHT }}
+                    className={arrived.has(run.id) ? 'new' : undefined}
+                  >
                     <td>
                       <Link to="/p/$project/runs/$runId" params={{ project, runId: run.id }} className="mono">
                         {run.id}
                       </Link>
+                      {arrived.has(run.id) ? <span className="badge new">new</span> : null}
                     </td>
                     <td>
                       {run.workflowName}
