@@ -2,7 +2,7 @@
 // fetched as the list scrolls (only the rows in view are rendered, so 100,000 runs scroll without
 // loading them all), and live updates while the newest runs are in view: runs that arrive after
 // the list opened are marked new.
-import { useEffect, useMemo, useRef, useState, type FormEvent, type ReactNode } from 'react';
+import { memo, useEffect, useMemo, useRef, useState, type FormEvent, type ReactNode } from 'react';
 import { useInfiniteQuery } from '@tanstack/react-query';
 import { Link, createRoute, useNavigate } from '@tanstack/react-router';
 import { useVirtualizer } from '@tanstack/react-virtual';
@@ -67,7 +67,7 @@ const isoToLocal = (iso: string | undefined): string => {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
 };
 
-function Filters({ search }: { search: RunsSearch }): ReactNode {
+const Filters = memo(function Filters({ search }: { search: RunsSearch }): ReactNode {
   const navigate = useNavigate({ from: runsRoute.fullPath });
   const [draft, setDraft] = useState(search);
   useEffect(() => setDraft(search), [search]);
@@ -127,7 +127,44 @@ function Filters({ search }: { search: RunsSearch }): ReactNode {
       </div>
     </form>
   );
-}
+});
+
+/** One run in the list; rendered again only when its run changes (not on every scrolled frame). */
+const RunRow = memo(function RunRow({
+  run,
+  index,
+  project,
+  arrived,
+}: {
+  run: Run;
+  index: number;
+  project: string;
+  arrived: boolean;
+}): ReactNode {
+  return (
+    <tr data-index={index} style={{ height: ROW_HEIGHT }} className={arrived ? 'new' : undefined}>
+      <td>
+        <Link to="/p/$project/runs/$runId" params={{ project, runId: run.id }} className="mono">
+          {run.id}
+        </Link>
+        {arrived ? <span className="badge new">new</span> : null}
+      </td>
+      <td>
+        {run.workflowName}
+        <span className="muted">@{run.workflowVersion}</span>
+      </td>
+      <td>
+        <StatusBadge status={run.status} />
+        {run.waitingSignal !== null && run.status === 'suspended' ? <span className="muted"> waiting for {run.waitingSignal}</span> : null}
+      </td>
+      <td>
+        <Time at={run.createdAt} />
+      </td>
+      <td>{formatDuration(duration(run))}</td>
+      <td className="mono">{run.dataPlaneId}</td>
+    </tr>
+  );
+});
 
 const NONE: ReadonlySet<string> = new Set();
 
@@ -230,36 +267,7 @@ function RunsPage(): ReactNode {
               ) : null}
               {items.map((item) => {
                 const run = rows[item.index]!;
-                return (
-                  <tr
-                    key={run.id}
-                    data-index={item.index}
-                    style={{ height: ROW_HEIGHT }}
-                    className={arrived.has(run.id) ? 'new' : undefined}
-                  >
-                    <td>
-                      <Link to="/p/$project/runs/$runId" params={{ project, runId: run.id }} className="mono">
-                        {run.id}
-                      </Link>
-                      {arrived.has(run.id) ? <span className="badge new">new</span> : null}
-                    </td>
-                    <td>
-                      {run.workflowName}
-                      <span className="muted">@{run.workflowVersion}</span>
-                    </td>
-                    <td>
-                      <StatusBadge status={run.status} />
-                      {run.waitingSignal !== null && run.status === 'suspended' ? (
-                        <span className="muted"> waiting for {run.waitingSignal}</span>
-                      ) : null}
-                    </td>
-                    <td>
-                      <Time at={run.createdAt} />
-                    </td>
-                    <td>{formatDuration(duration(run))}</td>
-                    <td className="mono">{run.dataPlaneId}</td>
-                  </tr>
-                );
+                return <RunRow key={run.id} run={run} index={item.index} project={project} arrived={arrived.has(run.id)} />;
               })}
               {bottom > 0 ? (
                 <tr aria-hidden="true" style={{ height: bottom }}>
