@@ -454,6 +454,8 @@ interface ScrollFigures {
   readonly frameMax: number;
   readonly longFrames: number;
   readonly status: string;
+  /** The renderer's main-thread time while scrolling (Chromium's Performance metrics), in ms. */
+  readonly mainThread: { readonly script: number; readonly layout: number; readonly style: number; readonly tasks: number };
 }
 
 /** Scrolls the runs list by about ten rows a frame until row `target` is on screen. */
@@ -482,6 +484,11 @@ async function scroll(browser: Browser, project: string, target: number): Promis
   });
   await page.goto(`${cpUrl}/p/${project}/runs`);
   await firstPageInteractive(page);
+  const cdp = await context.newCDPSession(page);
+  await cdp.send('Performance.enable');
+  const metrics = async (): Promise<Record<string, number>> =>
+    Object.fromEntries((await cdp.send('Performance.getMetrics')).metrics.map((m) => [m.name, m.value]));
+  const before = await metrics();
   const result = await page.evaluate(async (targetRow: number) => {
     const el = document.querySelector<HTMLElement>('[data-testid="runs-scroller"]')!;
     const frames: number[] = [];
@@ -502,6 +509,8 @@ async function scroll(browser: Browser, project: string, target: number): Promis
     }
     return { seconds: (performance.now() - t0) / 1000, frames, domRows: el.querySelectorAll('tr[data-index]').length };
   }, target);
+  const after = await metrics();
+  const spent = (name: string): number => ((after[name] ?? 0) - (before[name] ?? 0)) * 1000;
   await Promise.all(pending);
   const status = (await page.getByTestId('runs-count').textContent()) ?? '';
   await context.close();
@@ -518,6 +527,12 @@ async function scroll(browser: Browser, project: string, target: number): Promis
     frameMax: Math.max(...result.frames),
     longFrames: result.frames.filter((f) => f > 50).length,
     status,
+    mainThread: {
+      script: spent('ScriptDuration'),
+      layout: spent('LayoutDuration'),
+      style: spent('RecalcStyleDuration'),
+      tasks: spent('TaskDuration'),
+    },
   };
 }
 
@@ -593,6 +608,7 @@ Scrolled the list about ten rows a frame until row ${scrolled.targetRows.toLocal
 | the page's count at the end | ${scrolled.status} |
 | frames: count, p50 / p95 / max | ${scrolled.frames}, ${ms(scrolled.frameP50)} / ${ms(scrolled.frameP95)} / ${ms(scrolled.frameMax)} |
 | frames over 50 ms | ${scrolled.longFrames} |
+| renderer main thread while scrolling: tasks (script / layout / style) | ${ms(scrolled.mainThread.tasks, 0)} (${ms(scrolled.mainThread.script, 0)} / ${ms(scrolled.mainThread.layout, 0)} / ${ms(scrolled.mainThread.style, 0)}), ${ms(scrolled.mainThread.tasks / scrolled.frames)} a frame |
 
 ## Runs-list API and query plans at ${RUNS.toLocaleString('en-GB')} runs
 
