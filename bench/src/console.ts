@@ -5,7 +5,7 @@
 // (how many pages and rows were fetched, frame timing) and the JavaScript bundle, raw and gzip.
 // Writes bench/results/<date>-console.md. Timings are reported here, never asserted in tests.
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { cpus, release, tmpdir, totalmem } from 'node:os';
+import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
@@ -63,6 +63,10 @@ const WORKFLOWS = [
   'notify',
 ];
 const DAYS = 30;
+
+/** The 1-minute load average (other work on a shared machine shows here). */
+const load = (): string => loadavg()[0]!.toFixed(1);
+const loadAtStart = load();
 
 const dir = mkdtempSync(join(tmpdir(), 'cairn-bench-console-'));
 chmodSync(dir, 0o755);
@@ -578,7 +582,7 @@ try {
   const md = `# Console benchmark ${date}
 
 \`node bench/dist/console.js${process.argv.slice(2).length > 0 ? ' ' + process.argv.slice(2).join(' ') : ''}\` on ${machine}.
-One control plane (serving the built console) and one gateway on loopback, no workers.
+One control plane (serving the built console) and one gateway on loopback, no workers. Load average (1 min) ${loadAtStart} at the start, ${load()} at the end: timings in the browser move with it.
 ${RUNS.toLocaleString('en-GB')} runs seeded straight into the control plane's database in ${seeded.seedSeconds.toFixed(1)} s (one INSERT … SELECT, per-row audit and metering triggers off, then VACUUM ANALYZE): ${WORKFLOWS.length} workflows (skewed: checkout busiest, notify quietest), versions v1/v2/v3 by age, over ${DAYS} days; statuses ${Object.entries(
     seeded.statuses,
   )
