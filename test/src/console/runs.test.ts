@@ -9,6 +9,7 @@ import { startTestStack, type TestStack } from '../harness.js';
 import { accessibilityViolations, launchBrowser, openConsole, screenshot } from './browser.js';
 
 const SEEDED = 400;
+const SCHEDULE = '7d3c5a10-3b1e-4c55-9d0f-5b2b8f0e6a01';
 
 /** A datetime-local value (the browser runs in UTC) for an instant, at the minute. */
 const minute = (at: Date): string => at.toISOString().slice(0, 16);
@@ -58,6 +59,17 @@ describe('console runs list', () => {
        WHERE d.id = $1`,
       [t.stack.secrets.dataPlaneId, SEEDED],
     );
+    // Every 31st was fired by one schedule; every 25th order is a child of the newest report.
+    await db.query(
+      `WITH numbered AS (SELECT id, row_number() OVER (ORDER BY created_at DESC) AS n FROM runs)
+       UPDATE runs r SET schedule_id = $1, schedule_tick_at = r.created_at FROM numbered WHERE r.id = numbered.id AND numbered.n % 31 = 0`,
+      [SCHEDULE],
+    );
+    await db.query(
+      `WITH numbered AS (SELECT id, row_number() OVER (ORDER BY created_at DESC) AS n FROM runs WHERE workflow_name = 'seed-orders')
+       UPDATE runs r SET parent_run_id = (SELECT id FROM runs WHERE workflow_name = 'seed-reports' ORDER BY created_at DESC LIMIT 1)
+       FROM numbered WHERE r.id = numbered.id AND numbered.n % 25 = 7`,
+    );
   });
   after(async () => {
     await db?.end();
@@ -93,7 +105,7 @@ describe('console runs list', () => {
     }
   });
 
-  it('narrows the list by status, workflow, version and creation time', async () => {
+  it('narrows the list by status, workflow, version, creation time, schedule and parent run', async () => {
     const session = await openConsole(browser, t);
     try {
       const { page } = session;
@@ -147,6 +159,29 @@ describe('console runs list', () => {
         const created = Date.parse(time ?? '');
         assert.ok(created >= from.getTime() && created < to.getTime(), `${time} is in [${from.toISOString()}, ${to.toISOString()})`);
       }
+      await clear();
+
+      // Schedule and parent run: every run they started, and no other.
+      const ids = async (where: string, values: unknown[]): Promise<string[]> =>
+        (await db.query<{ id: string }>(`SELECT id FROM runs WHERE ${where} ORDER BY created_at DESC, id DESC`, values)).rows.map(
+          (r) => r.id,
+        );
+      const scheduled = await ids('schedule_id = $1', [SCHEDULE]);
+      assert.ok(scheduled.length > 2 && scheduled.length < 20, `${scheduled.length} scheduled runs`);
+      await page.getByLabel('Schedule ID').fill(SCHEDULE);
+      await apply();
+      await page.getByText(`${scheduled.length} runs loaded`, { exact: true }).waitFor();
+      assert.deepEqual(await renderedRows(page).getByRole('link').allTextContents(), scheduled);
+      await clear();
+      const parent = (await db.query<{ id: string }>(`SELECT DISTINCT parent_run_id AS id FROM runs WHERE parent_run_id IS NOT NULL`)).rows;
+      assert.equal(parent.length, 1);
+      const children = await ids('parent_run_id = $1', [parent[0]!.id]);
+      assert.ok(children.length > 2 && children.length < 20, `${children.length} children`);
+      await page.getByLabel('Parent run ID').fill(parent[0]!.id);
+      await apply();
+      await page.getByText(`${children.length} runs loaded`, { exact: true }).waitFor();
+      assert.deepEqual(await renderedRows(page).getByRole('link').allTextContents(), children);
+
       assert.deepEqual(await accessibilityViolations(page), []);
       assert.deepEqual(session.pageErrors, []);
     } finally {
