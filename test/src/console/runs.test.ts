@@ -98,6 +98,14 @@ describe('console runs list', () => {
       await page.getByText('300 runs loaded; more load as you scroll').waitFor();
       assert.equal(new Set(pages().filter((p) => p !== 'first')).size, 2, 'two more pages, each by its cursor');
       assert.ok((await renderedRows(page).count()) < 100, 'still only the rows near the view are rendered');
+      await page.getByRole('status').filter({ hasText: 'Paused while you scroll' }).waitFor();
+      // Back at the top, the list keeps the first two pages and goes live again.
+      await scroller.evaluate((el: Scrollable) => el.scrollTo({ top: 0 }));
+      await page.getByText('200 runs loaded; more load as you scroll').waitFor();
+      await page
+        .getByRole('status')
+        .filter({ hasText: /^Live$/ })
+        .waitFor();
       assert.equal(await count('true'), SEEDED, 'more runs exist than were loaded');
       assert.deepEqual(session.pageErrors, []);
     } finally {

@@ -3,7 +3,7 @@
 // loading them all), and live updates while the newest runs are in view: runs that arrive after
 // the list opened are marked new.
 import { memo, useEffect, useMemo, useRef, useState, type FormEvent, type ReactNode } from 'react';
-import { useInfiniteQuery } from '@tanstack/react-query';
+import { useInfiniteQuery, useQueryClient } from '@tanstack/react-query';
 import { Link, createRoute, useNavigate } from '@tanstack/react-router';
 import { useVirtualizer } from '@tanstack/react-virtual';
 import { cp, unwrap, type Run, type RunStatus } from '../api/control-plane.js';
@@ -48,7 +48,10 @@ export function validateRunsSearch(search: Record<string, unknown>): RunsSearch 
 
 const PAGE = 100;
 const ROW_HEIGHT = 41;
-/** Live updates poll the newest page; past this many pages the list holds still while you read. */
+/**
+ * Live updates poll the newest pages; past this many pages the list holds still while you read,
+ * and back at the top it keeps only these pages and goes live again.
+ */
 const LIVE_PAGES = 2;
 
 const duration = (run: Run): number | null => {
@@ -194,8 +197,10 @@ function useArrivals(rows: readonly Run[], filters: string, updatedAt: number): 
 function RunsPage(): ReactNode {
   const { project } = projectRoute.useParams();
   const search = runsRoute.useSearch();
+  const queryClient = useQueryClient();
+  const queryKey = useMemo(() => ['runs', project, search] as const, [project, search]);
   const runs = useInfiniteQuery({
-    queryKey: ['runs', project, search],
+    queryKey,
     initialPageParam: undefined as string | undefined,
     queryFn: ({ pageParam, signal }) =>
       unwrap(
@@ -227,6 +232,14 @@ function RunsPage(): ReactNode {
   });
   const items = virtual.getVirtualItems();
   const lastIndex = items.at(-1)?.index ?? -1;
+  const backAtTop = (items[0]?.index ?? 0) === 0;
+  const pageCount = runs.data?.pages.length ?? 0;
+  useEffect(() => {
+    if (!backAtTop || pageCount <= LIVE_PAGES || runs.isFetching) return;
+    queryClient.setQueryData<typeof runs.data>(queryKey, (data) =>
+      data === undefined ? data : { pages: data.pages.slice(0, LIVE_PAGES), pageParams: data.pageParams.slice(0, LIVE_PAGES) },
+    );
+  }, [backAtTop, pageCount, runs.isFetching, queryClient, queryKey]);
   useEffect(() => {
     if (lastIndex >= rows.length - 20 && runs.hasNextPage && !runs.isFetchingNextPage) void runs.fetchNextPage();
   }, [lastIndex, rows.length, runs]);
