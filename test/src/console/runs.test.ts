@@ -197,6 +197,35 @@ describe('console runs list', () => {
     }
   });
 
+  it('says what is wrong with a filter the control plane refuses, keeping the filters to correct', async () => {
+    const session = await openConsole(browser, t);
+    try {
+      const { page } = session;
+      await page.getByText('100 runs loaded; more load as you scroll').waitFor();
+      await page.getByLabel('Workflow', { exact: true }).fill('no such name!');
+      await page.getByRole('button', { name: 'Apply' }).click();
+      const alert = page.getByRole('alert').filter({ hasText: 'Runs could not be listed' });
+      await alert.waitFor();
+      assert.match((await alert.textContent()) ?? '', /workflow/);
+      assert.equal(await page.getByLabel('Workflow', { exact: true }).inputValue(), 'no such name!');
+
+      await page.getByLabel('Workflow', { exact: true }).fill('');
+      await page.getByLabel('Created from').fill('2026-03-02T10:00');
+      await page.getByLabel('Created before').fill('2026-03-01T10:00');
+      await page.getByRole('button', { name: 'Apply' }).click();
+      await page.getByRole('alert').filter({ hasText: 'createdAfter must be earlier than createdBefore' }).waitFor();
+      assert.deepEqual(await accessibilityViolations(page), []);
+
+      // Corrected, the list comes back.
+      await page.getByLabel('Created before').fill('2026-03-03T10:00');
+      await page.getByRole('button', { name: 'Apply' }).click();
+      await page.getByText('No run matches these filters.').waitFor();
+      assert.equal(await page.getByRole('alert').count(), 0);
+    } finally {
+      await session.close();
+    }
+  });
+
   it('opens a filtered address elsewhere with the same filters and runs', async () => {
     const first = await openConsole(browser, t);
     const second = await openConsole(browser, t);
