@@ -262,6 +262,14 @@ function RunsPage(): ReactNode {
       {rows.length > 0 ? (
         <div className="scroller" ref={scroller} tabIndex={0} aria-label="Runs list, scrolls to load more" data-testid="runs-scroller">
           <table className="runs">
+            <colgroup>
+              <col style={{ width: '27%' }} />
+              <col style={{ width: '12%' }} />
+              <col style={{ width: '13%' }} />
+              <col style={{ width: '14%' }} />
+              <col style={{ width: '8%' }} />
+              <col style={{ width: '26%' }} />
+            </colgroup>
             <thead>
               <tr>
                 <th scope="col">Run</th>
