@@ -99,6 +99,10 @@ describe('console runs list', () => {
       assert.equal(new Set(pages().filter((p) => p !== 'first')).size, 2, 'two more pages, each by its cursor');
       assert.ok((await renderedRows(page).count()) < 100, 'still only the rows near the view are rendered');
       await page.getByRole('status').filter({ hasText: 'Paused while you scroll' }).waitFor();
+      // Paused, the list asks nothing more (live updates ask every 3 s).
+      const asked = pages().length;
+      await page.waitForTimeout(4_000);
+      assert.equal(pages().length, asked, 'no request while the list holds still');
       // Back at the top, the list keeps the first two pages and goes live again.
       await scroller.evaluate((el: Scrollable) => el.scrollTo({ top: 0 }));
       await page.getByText('200 runs loaded; more load as you scroll').waitFor();
