@@ -27,6 +27,11 @@ describe('the Quick start', () => {
     assert.match(r.stdout, /Cairn local stack is up/);
     assert.match(r.stdout, /control plane\s+http:\/\/127\.0\.0\.1:\d+/);
     assert.match(r.stdout, /gateway\s+http:\/\/127\.0\.0\.1:\d+/);
+    // The console, signed in: the key and the gateway travel in the fragment, which no server sees.
+    assert.match(
+      r.stdout,
+      /console\s+http:\/\/127\.0\.0\.1:\d+\/#key=[^&\s]+&gateway=http%3A%2F%2F127\.0\.0\.1%3A\d+&gatewayToken=[^&\s]+&dataPlane=[0-9a-f-]{36}\s/,
+    );
     assert.match(r.stdout, /finished: completed .*"status":"refunded"/);
     assert.match(r.stdout, /issue-refund\s+completed/);
     assert.match(r.stdout, /curl -s -X POST \$GW\/v1\/runs/);
@@ -46,6 +51,7 @@ describe('the Quick start', () => {
     });
     assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
     assert.match(r.stdout, /Cairn local stack is up/);
+    assert.match(r.stdout, /console\s+http:\/\/127\.0\.0\.1:\d+\/#key=/);
     assert.match(r.stdout, /finished: completed .*"status":"refunded"/);
     assert.match(r.stdout, /research agent[\s\S]*finished: completed after 2 model turns/);
   });

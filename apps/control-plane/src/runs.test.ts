@@ -181,6 +181,33 @@ for (const kind of testPostgresKinds()) {
       assert.deepEqual(new Set(ids(ended.body)), new Set(others));
       assert.deepEqual(new Set(ids((await list('status=completed&status=failed&limit=200')).body)), new Set(others));
       assert.deepEqual(ids((await list('status=failed')).body), [c.runId]);
+      // Several statuses are merged newest first across pages, each run once (a status named twice too).
+      const mixed = (await list('status=queued,completed,failed&limit=200')).body.runs;
+      const everything = (await list('limit=200')).body.runs;
+      assert.deepEqual(
+        mixed.map((r) => r.id),
+        everything.filter((r) => ['queued', 'completed', 'failed'].includes(r.status)).map((r) => r.id),
+      );
+      assert.ok(mixed.length >= 11, `${mixed.length} runs`);
+      const walked: RunJson[] = [];
+      let next: string | null = null;
+      do {
+        const page: { status: number; body: Page } = await list(
+          `status=failed,queued,completed,queued&limit=3${next ? `&cursor=${next}` : ''}`,
+        );
+        assert.equal(page.status, 200, JSON.stringify(page.body));
+        walked.push(...page.body.runs);
+        next = page.body.nextCursor;
+      } while (next !== null);
+      assert.deepEqual(
+        walked.map((r) => r.id),
+        mixed.map((r) => r.id),
+        'pages of three walk the same runs in the same order as one page',
+      );
+      for (let i = 1; i < mixed.length; i++) {
+        const [p, q] = [mixed[i - 1]!, mixed[i]!];
+        assert.ok(p.createdAt > q.createdAt || (p.createdAt === q.createdAt && p.id > q.id), 'newest first');
+      }
       const queuedGreet = await list('status=queued&workflow=greet&limit=200');
       assert.deepEqual(new Set(ids(queuedGreet.body)), new Set([...v1, ...v2, ...children]));
       assert.deepEqual(new Set(ids((await list('workflow=greet&version=v2')).body)), new Set(v2));

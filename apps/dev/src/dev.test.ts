@@ -5,8 +5,9 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatEnvironment, workerEnvironment, type Endpoints } from './endpoints.js';
+import { consoleSignInUrl } from './run-dev.js';
 import { checkPorts, DEFAULT_PORTS, portHolder } from './ports.js';
-import { loadSecrets, readSecretsFile, secretsPath } from './secrets.js';
+import { loadSecrets, readSecretsFile, secretsPath, type StackSecrets } from './secrets.js';
 import { resolveDevSettings } from './settings.js';
 import { RestartPolicy, StartFailure, Supervision, type Service } from './supervisor.js';
 import { watchProject } from './watch.js';
@@ -366,5 +367,42 @@ describe('project watcher', () => {
     } finally {
       await watcher.close();
     }
+  });
+});
+
+describe('the console link', () => {
+  const secrets = (apiToken: string, gatewayToken: string, dataPlaneId: string): StackSecrets => ({
+    cpDbPassword: 'cp',
+    cpServiceDbPassword: 'cp-service',
+    auditSigningKey: 'pem',
+    dpDbPassword: 'dp',
+    apiToken,
+    gatewayToken,
+    dataPlaneId,
+    dataPlaneCredential: 'credential',
+    encryptionKeys: 'keys',
+    hmacKey: 'hmac',
+  });
+
+  it('carries the key, the gateway, its token and the data plane in the fragment only, which browsers never send', () => {
+    const link = new URL(
+      consoleSignInUrl('http://127.0.0.1:7400', {
+        gatewayUrl: 'http://127.0.0.1:7401',
+        secrets: secrets('ck_local+key/=', 'gw token', '9cea0b47-34d0-4c43-901b-1d3aa0c0e513'),
+      }),
+    );
+    assert.equal(`${link.origin}${link.pathname}${link.search}`, 'http://127.0.0.1:7400/');
+    const fragment = new URLSearchParams(link.hash.slice(1));
+    assert.deepEqual(Object.fromEntries(fragment), {
+      key: 'ck_local+key/=',
+      gateway: 'http://127.0.0.1:7401',
+      gatewayToken: 'gw token',
+      dataPlane: '9cea0b47-34d0-4c43-901b-1d3aa0c0e513',
+    });
+  });
+
+  it('signs in without a gateway when the stack runs none', () => {
+    const link = new URL(consoleSignInUrl('http://127.0.0.1:7400', { gatewayUrl: '', secrets: secrets('ck_local', 'unused', 'unused') }));
+    assert.deepEqual(Object.fromEntries(new URLSearchParams(link.hash.slice(1))), { key: 'ck_local' });
   });
 });

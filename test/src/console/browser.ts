@@ -1,7 +1,7 @@
 // A real browser for the console's tests: Debian's Chromium driven by Playwright (playwright-core,
 // which downloads no browser of its own). Collects every request the page makes, so a test can
 // check what reached the control plane, and runs axe's accessibility checks on a page.
-import { existsSync, mkdirSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AxeBuilder } from '@axe-core/playwright';
@@ -12,6 +12,8 @@ import type { TestStack } from '../harness.js';
 const root = join(dirname(fileURLToPath(import.meta.url)), '../../..');
 /** Where each page's screenshot is written (test artifacts; refreshed copies live in docs/console). */
 export const screenshotDir = process.env['CAIRN_SCREENSHOT_DIR'] ?? join(root, 'build', 'console-screenshots');
+/** The screenshots the docs show; `CAIRN_UPDATE_SCREENSHOTS=1` makes the tests refresh them. */
+export const docsScreenshotDir = join(root, 'docs', 'console');
 
 const executablePath = process.env['CAIRN_CHROMIUM'] ?? '/usr/bin/chromium';
 
@@ -101,10 +103,17 @@ export async function accessibilityViolations(page: Page): Promise<string[]> {
   );
 }
 
-/** Writes a full-page screenshot of the page as `<name>.png` among the test artifacts. */
+/**
+ * Writes a full-page screenshot of the page as `<name>.png` among the test artifacts, and with
+ * `CAIRN_UPDATE_SCREENSHOTS=1` copies it over the one in docs/console (commit those).
+ */
 export async function screenshot(page: Page, name: string): Promise<string> {
   mkdirSync(screenshotDir, { recursive: true });
   const path = join(screenshotDir, `${name}.png`);
   await page.screenshot({ path, fullPage: true });
+  if (process.env['CAIRN_UPDATE_SCREENSHOTS'] === '1') {
+    mkdirSync(docsScreenshotDir, { recursive: true });
+    copyFileSync(path, join(docsScreenshotDir, `${name}.png`));
+  }
   return path;
 }

@@ -21,6 +21,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '@cairn/local-postgres';
+import { launchBrowser } from '../console/browser.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repoRoot = join(here, '../../..');
@@ -229,6 +230,39 @@ await runWorkerFromEnv([other]);
       profiles.profiles.map((p) => [p.name, p.current]),
       [['dev', true]],
     );
+  });
+
+  it('prints a console link that opens the console in a browser, signed in for the stack', async () => {
+    const line = /console\s+(http:\/\/127\.0\.0\.1:(\d+)\/#(\S+))/.exec(output);
+    assert.ok(line, `no console line in:\n${output}`);
+    assert.equal(Number(line[2]), ports.controlPlaneHttp);
+    const fragment = new URLSearchParams(line[3]);
+    const secrets = JSON.parse(readFileSync(join(project, '.cairn/secrets.json'), 'utf8')) as Record<string, string>;
+    assert.equal(fragment.get('gateway'), `http://127.0.0.1:${ports.gateway}`);
+    assert.equal(fragment.get('dataPlane'), secrets['CAIRN_DATA_PLANE_ID']);
+    const key = fragment.get('key') ?? '';
+    assert.match(key, /.{16,}/);
+    const started = await json<{ runId: string }>(['runs', 'start', 'dev-hello', '-i', '{"name":"Bo"}', '--wait']);
+
+    const browser = await launchBrowser();
+    try {
+      const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+      const page = await context.newPage();
+      const requested: string[] = [];
+      page.on('request', (r) => requested.push(r.url()));
+      await page.goto(line[1]!);
+      await page.getByRole('heading', { name: 'Runs', level: 1 }).waitFor();
+      await page.getByRole('link', { name: started.runId }).waitFor();
+      await page.getByRole('button', { name: 'Sign out' }).waitFor();
+      assert.equal(new URL(page.url()).hash, '', 'the key is cleared from the address bar');
+      assert.deepEqual(
+        requested.filter((url) => url.includes(key)),
+        [],
+        'the key is in no request line (the fragment never leaves the browser)',
+      );
+    } finally {
+      await browser.close();
+    }
   });
 
   it('refuses to start a second stack on a port that is taken, naming the port, its holder and how to choose another', async () => {

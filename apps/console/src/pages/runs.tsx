@@ -1,8 +1,9 @@
 // Runs, newest first: filters in the address (so a filtered list can be shared), cursor pages
 // fetched as the list scrolls (only the rows in view are rendered, so 100,000 runs scroll without
-// loading them all), and live updates while the newest runs are in view.
-import { useEffect, useRef, useState, type FormEvent, type ReactNode } from 'react';
-import { useInfiniteQuery } from '@tanstack/react-query';
+// loading them all), and live updates while the newest runs are in view: runs that arrive after
+// the list opened are marked new.
+import { memo, useEffect, useMemo, useRef, useState, type FormEvent, type ReactNode } from 'react';
+import { useInfiniteQuery, useQueryClient } from '@tanstack/react-query';
 import { Link, createRoute, useNavigate } from '@tanstack/react-router';
 import { useVirtualizer } from '@tanstack/react-virtual';
 import { cp, unwrap, type Run, type RunStatus } from '../api/control-plane.js';
@@ -47,7 +48,10 @@ export function validateRunsSearch(search: Record<string, unknown>): RunsSearch 
 
 const PAGE = 100;
 const ROW_HEIGHT = 41;
-/** Live updates poll the newest page; past this many pages the list holds still while you read. */
+/**
+ * Live updates poll the newest pages; past this many pages the list holds still while you read,
+ * and back at the top it keeps only these pages and goes live again.
+ */
 const LIVE_PAGES = 2;
 
 const duration = (run: Run): number | null => {
@@ -66,7 +70,7 @@ const isoToLocal = (iso: string | undefined): string => {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
 };
 
-function Filters({ search }: { search: RunsSearch }): ReactNode {
+const Filters = memo(function Filters({ search }: { search: RunsSearch }): ReactNode {
   const navigate = useNavigate({ from: runsRoute.fullPath });
   const [draft, setDraft] = useState(search);
   useEffect(() => setDraft(search), [search]);
@@ -126,13 +130,77 @@ function Filters({ search }: { search: RunsSearch }): ReactNode {
       </div>
     </form>
   );
+});
+
+/** One run in the list; rendered again only when its run changes (not on every scrolled frame). */
+const RunRow = memo(function RunRow({
+  run,
+  index,
+  project,
+  arrived,
+}: {
+  run: Run;
+  index: number;
+  project: string;
+  arrived: boolean;
+}): ReactNode {
+  return (
+    <tr data-index={index} style={{ height: ROW_HEIGHT }} className={arrived ? 'new' : undefined}>
+      <td>
+        <Link to="/p/$project/runs/$runId" params={{ project, runId: run.id }} className="mono">
+          {run.id}
+        </Link>
+        {arrived ? <span className="badge new">new</span> : null}
+      </td>
+      <td>
+        {run.workflowName}
+        <span className="muted">@{run.workflowVersion}</span>
+      </td>
+      <td>
+        <StatusBadge status={run.status} />
+        {run.waitingSignal !== null && run.status === 'suspended' ? <span className="muted"> waiting for {run.waitingSignal}</span> : null}
+      </td>
+      <td>
+        <Time at={run.createdAt} />
+      </td>
+      <td>{formatDuration(duration(run))}</td>
+      <td className="mono">{run.dataPlaneId}</td>
+    </tr>
+  );
+});
+
+const NONE: ReadonlySet<string> = new Set();
+
+/**
+ * The runs that arrived while this list was open: newer than the newest run of its first answer
+ * (pages fetched by scrolling are older, so they never count). Starts again when the filters change.
+ */
+function useArrivals(rows: readonly Run[], filters: string, updatedAt: number): ReadonlySet<string> {
+  const newest = useRef<{ filters: string; createdAt: string } | null>(null);
+  const [arrived, setArrived] = useState<{ filters: string; ids: ReadonlySet<string> }>({ filters, ids: NONE });
+  useEffect(() => {
+    if (updatedAt === 0) return;
+    const top = rows.reduce((max, run) => ((run.createdAt ?? '') > max ? (run.createdAt ?? '') : max), '');
+    const seen = newest.current;
+    if (seen === null || seen.filters !== filters) {
+      newest.current = { filters, createdAt: top };
+      return;
+    }
+    const added = rows.filter((run) => (run.createdAt ?? '') > seen.createdAt).map((run) => run.id);
+    if (added.length === 0) return;
+    newest.current = { filters, createdAt: top };
+    setArrived((prev) => ({ filters, ids: new Set([...(prev.filters === filters ? prev.ids : []), ...added]) }));
+  }, [rows, filters, updatedAt]);
+  return arrived.filters === filters ? arrived.ids : NONE;
 }
 
 function RunsPage(): ReactNode {
   const { project } = projectRoute.useParams();
   const search = runsRoute.useSearch();
+  const queryClient = useQueryClient();
+  const queryKey = useMemo(() => ['runs', project, search] as const, [project, search]);
   const runs = useInfiniteQuery({
-    queryKey: ['runs', project, search],
+    queryKey,
     initialPageParam: undefined as string | undefined,
     queryFn: ({ pageParam, signal }) =>
       unwrap(
@@ -152,8 +220,9 @@ function RunsPage(): ReactNode {
     getNextPageParam: (last) => last.nextCursor ?? undefined,
     refetchInterval: (query) => ((query.state.data?.pages.length ?? 0) <= LIVE_PAGES ? 3_000 : false),
   });
-  const rows = runs.data?.pages.flatMap((p) => p.runs) ?? [];
+  const rows = useMemo(() => runs.data?.pages.flatMap((p) => p.runs) ?? [], [runs.data]);
   const live = (runs.data?.pages.length ?? 0) <= LIVE_PAGES;
+  const arrived = useArrivals(rows, `${project} ${JSON.stringify(search)}`, runs.dataUpdatedAt);
   const scroller = useRef<HTMLDivElement>(null);
   const virtual = useVirtualizer({
     count: rows.length,
@@ -163,6 +232,14 @@ function RunsPage(): ReactNode {
   });
   const items = virtual.getVirtualItems();
   const lastIndex = items.at(-1)?.index ?? -1;
+  const backAtTop = (items[0]?.index ?? 0) === 0;
+  const pageCount = runs.data?.pages.length ?? 0;
+  useEffect(() => {
+    if (!backAtTop || pageCount <= LIVE_PAGES || runs.isFetching) return;
+    queryClient.setQueryData<typeof runs.data>(queryKey, (data) =>
+      data === undefined ? data : { pages: data.pages.slice(0, LIVE_PAGES), pageParams: data.pageParams.slice(0, LIVE_PAGES) },
+    );
+  }, [backAtTop, pageCount, runs.isFetching, queryClient, queryKey]);
   useEffect(() => {
     if (lastIndex >= rows.length - 20 && runs.hasNextPage && !runs.isFetchingNextPage) void runs.fetchNextPage();
   }, [lastIndex, rows.length, runs]);
@@ -175,6 +252,7 @@ function RunsPage(): ReactNode {
         <h1>Runs</h1>
         <span className={live ? 'live on' : 'live'} role="status">
           {live ? 'Live' : 'Paused while you scroll'}
+          {arrived.size > 0 ? `: ${arrived.size} new run${arrived.size === 1 ? '' : 's'} since the list opened` : ''}
         </span>
       </div>
       <Filters search={search} />
@@ -184,6 +262,14 @@ function RunsPage(): ReactNode {
       {rows.length > 0 ? (
         <div className="scroller" ref={scroller} tabIndex={0} aria-label="Runs list, scrolls to load more" data-testid="runs-scroller">
           <table className="runs">
+            <colgroup>
+              <col style={{ width: '27%' }} />
+              <col style={{ width: '12%' }} />
+              <col style={{ width: '13%' }} />
+              <col style={{ width: '14%' }} />
+              <col style={{ width: '8%' }} />
+              <col style={{ width: '26%' }} />
+            </colgroup>
             <thead>
               <tr>
                 <th scope="col">Run</th>
@@ -202,30 +288,7 @@ function RunsPage(): ReactNode {
               ) : null}
               {items.map((item) => {
                 const run = rows[item.index]!;
-                return (
-                  <tr key={run.id} data-index={item.index} style={{ height: ROW_HEIGHT }}>
-                    <td>
-                      <Link to="/p/$project/runs/$runId" params={{ project, runId: run.id }} className="mono">
-                        {run.id}
-                      </Link>
-                    </td>
-                    <td>
-                      {run.workflowName}
-                      <span className="muted">@{run.workflowVersion}</span>
-                    </td>
-                    <td>
-                      <StatusBadge status={run.status} />
-                      {run.waitingSignal !== null && run.status === 'suspended' ? (
-                        <span className="muted"> waiting for {run.waitingSignal}</span>
-                      ) : null}
-                    </td>
-                    <td>
-                      <Time at={run.createdAt} />
-                    </td>
-                    <td>{formatDuration(duration(run))}</td>
-                    <td className="mono">{run.dataPlaneId}</td>
-                  </tr>
-                );
+                return <RunRow key={run.id} run={run} index={item.index} project={project} arrived={arrived.has(run.id)} />;
               })}
               {bottom > 0 ? (
                 <tr aria-hidden="true" style={{ height: bottom }}>

@@ -221,6 +221,68 @@ export interface RunPage {
   readonly next: { readonly createdAt: string; readonly id: string } | null;
 }
 
+/**
+ * The statement behind `RunRepository.list`: runs of a project newest first, filtered, one more
+ * than the page so the caller knows whether more follow. Every filter is served by an index in
+ * creation order, so a page reads about a page of rows however many runs there are; a list of
+ * statuses is one such scan per status, merged (one scan for the list would read every run of the
+ * other statuses it passes). Exported so its plans can be examined: the console benchmark runs
+ * EXPLAIN ANALYZE on it for each filter combination (bench/src/console.ts).
+ */
+export function runListStatement(query: RunListQuery): { text: string; values: unknown[] } {
+  const where: string[] = ['project_id = $1'];
+  const values: unknown[] = [query.projectId];
+  const equal = (column: string, value: unknown): void => {
+    values.push(value);
+    where.push(`${column} = $${values.length}`);
+  };
+  const statuses = [...new Set(query.statuses ?? [])];
+  if (statuses.length === 1) equal('status', statuses[0]);
+  if (query.workflow !== undefined) equal('workflow_name', query.workflow);
+  if (query.version !== undefined) equal('workflow_version', query.version);
+  if (query.scheduleId !== undefined) equal('schedule_id', query.scheduleId);
+  if (query.parentRunId !== undefined) equal('parent_run_id', query.parentRunId);
+  // Spelled as the partial index runs_project_waiting_approval is (a literal, not a parameter), so
+  // the planner matches it: the inbox reads only the runs waiting for a human.
+  if (query.waiting === 'approval') where.push(WAITING_APPROVAL);
+  if (query.createdAfter !== undefined) {
+    values.push(query.createdAfter);
+    where.push(`created_at >= $${values.length}`);
+  }
+  if (query.createdBefore !== undefined) {
+    values.push(query.createdBefore);
+    where.push(`created_at < $${values.length}`);
+  }
+  if (query.after !== undefined) {
+    values.push(query.after.createdAt, query.after.id);
+    where.push(`(created_at, id) < ($${values.length - 1}::timestamptz, $${values.length}::uuid)`);
+  }
+  values.push(query.limit + 1);
+  const limit = `$${values.length}`;
+  const cursorAt = `to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS cursor_at`;
+  if (statuses.length > 1) {
+    const branches = statuses.map((status) => {
+      values.push(status);
+      return `(SELECT ${RUN_COLUMNS} FROM runs WHERE ${where.join(' AND ')} AND status = $${values.length}
+         ORDER BY created_at DESC, id DESC LIMIT ${limit})`;
+    });
+    return {
+      text: `SELECT ${RUN_COLUMNS}, ${cursorAt}
+       FROM (${branches.join(' UNION ALL ')}) AS runs
+       ORDER BY created_at DESC, id DESC
+       LIMIT ${limit}`,
+      values,
+    };
+  }
+  return {
+    text: `SELECT ${RUN_COLUMNS}, ${cursorAt}
+       FROM runs WHERE ${where.join(' AND ')}
+       ORDER BY created_at DESC, id DESC
+       LIMIT ${limit}`,
+    values,
+  };
+}
+
 /** All SQL about runs and their lease history. */
 @Injectable()
 export class RunRepository {
@@ -867,46 +929,8 @@ export class RunRepository {
 
   /** Runs newest first, filtered, with keyset pagination on (created_at, id). */
   async list(query: RunListQuery): Promise<RunPage> {
-    const where: string[] = ['project_id = $1'];
-    const values: unknown[] = [query.projectId];
-    const equal = (column: string, value: unknown): void => {
-      values.push(value);
-      where.push(`${column} = $${values.length}`);
-    };
-    if (query.statuses !== undefined && query.statuses.length > 0) {
-      if (query.statuses.length === 1) equal('status', query.statuses[0]);
-      else {
-        values.push(query.statuses);
-        where.push(`status = ANY($${values.length}::text[])`);
-      }
-    }
-    if (query.workflow !== undefined) equal('workflow_name', query.workflow);
-    if (query.version !== undefined) equal('workflow_version', query.version);
-    if (query.scheduleId !== undefined) equal('schedule_id', query.scheduleId);
-    if (query.parentRunId !== undefined) equal('parent_run_id', query.parentRunId);
-    // Spelled as the partial index runs_project_waiting_approval is (a literal, not a parameter), so
-    // the planner matches it: the inbox reads only the runs waiting for a human.
-    if (query.waiting === 'approval') where.push(WAITING_APPROVAL);
-    if (query.createdAfter !== undefined) {
-      values.push(query.createdAfter);
-      where.push(`created_at >= $${values.length}`);
-    }
-    if (query.createdBefore !== undefined) {
-      values.push(query.createdBefore);
-      where.push(`created_at < $${values.length}`);
-    }
-    if (query.after !== undefined) {
-      values.push(query.after.createdAt, query.after.id);
-      where.push(`(created_at, id) < ($${values.length - 1}::timestamptz, $${values.length}::uuid)`);
-    }
-    values.push(query.limit + 1);
-    const result = await this.db.query<RunRow & { cursor_at: string }>(
-      `SELECT ${RUN_COLUMNS}, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS cursor_at
-       FROM runs WHERE ${where.join(' AND ')}
-       ORDER BY created_at DESC, id DESC
-       LIMIT $${values.length}`,
-      values,
-    );
+    const statement = runListStatement(query);
+    const result = await this.db.query<RunRow & { cursor_at: string }>(statement.text, statement.values);
     const rows = result.rows.slice(0, query.limit);
     const last = rows[rows.length - 1];
     return {
