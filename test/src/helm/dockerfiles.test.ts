@@ -86,6 +86,8 @@ const images = [
     package: '@cairn/control-plane',
     dir: 'apps/control-plane',
     entry: '["node", "apps/control-plane/dist/main.js"]',
+    // Built files the control plane serves, not code it imports: the console.
+    assets: ['apps/console'],
   },
   { file: 'worker-base.Dockerfile', package: '@cairn/worker', dir: 'packages/worker', entry: '["node"]' },
 ];
@@ -157,7 +159,8 @@ describe('Dockerfiles', () => {
             .filter((x) => x.keyword === 'COPY' && x.args.startsWith('--from=build '))
             .map((x) => /^--from=build \/src\/(\S+)\/dist /.exec(x.args)?.[1]),
         );
-        assert.deepEqual([...copied].sort(), [...runtimeWorkspaceDirs(image.dir)].sort());
+        const assets: readonly string[] = 'assets' in image ? image.assets : [];
+        assert.deepEqual([...copied].sort(), [...runtimeWorkspaceDirs(image.dir), ...assets].sort());
       });
     });
   }
