@@ -1176,6 +1176,16 @@ for (const kind of testPostgresKinds()) {
       assert.equal(unsupported.body.message, 'no worker of this data plane runs five-steps@9');
       assert.equal(await store.claimReplayCheck(workerId, [{ workflowName: 'five-steps', workflowVersion: '9' }]), undefined);
 
+      // A worker that claimed a check and stopped before answering: after two minutes it has failed, and says so.
+      const abandoned = await call('POST', `/v1/runs/${run.runId}/replay-checks`, { body: { version: '4' } });
+      const abandonedId = String(abandoned.body.checkId);
+      assert.equal((await store.claimReplayCheck(workerId, [{ workflowName: 'five-steps', workflowVersion: '4' }]))?.checkId, abandonedId);
+      await db.ageReplayCheck(abandonedId, 3 * 60_000);
+      const failed = await call('GET', `/v1/runs/${run.runId}/replay-checks/${abandonedId}?wait=5`);
+      assert.equal(failed.body.status, 'failed');
+      assert.equal(failed.body.message, `the worker that took the check (${workerId}) stopped before answering; ask again`);
+      assert.equal(await store.finishReplayCheck(abandonedId, workerId, 'done', outcome), false, 'a late answer is not taken');
+
       // Bad input and unknown runs or checks: clear errors.
       expectError(await call('POST', `/v1/runs/${run.runId}/replay-checks`, { body: {} }), 400, 'CAIRN-1101', /version/);
       expectError(await call('POST', `/v1/runs/${randomUUID()}/replay-checks`, { body: { version: '2' } }), 404, 'CAIRN-1105');

@@ -97,7 +97,10 @@ function view(check: ReplayCheck): ReplayCheckView {
         ...base,
         status: 'failed',
         result: null,
-        message: `the worker could not replay the run: ${typeof message === 'string' ? message : 'no reason given'}`,
+        message:
+          typeof message === 'string'
+            ? `the worker could not replay the run: ${message}`
+            : `the worker that took the check${check.claimedBy === undefined ? '' : ` (${check.claimedBy})`} stopped before answering; ask again`,
       };
     }
     case 'expired':

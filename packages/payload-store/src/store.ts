@@ -1853,14 +1853,20 @@ export class PayloadStore {
   }
 
   /**
-   * Marks the checks still pending `afterMs` after they were requested as expired: no worker that
-   * runs their version took them. Returns how many.
+   * Marks the checks still pending `afterMs` after they were requested as expired (no worker that
+   * runs their version took them), and those a worker claimed more than `abandonedAfterMs` ago
+   * without answering as failed with no result (the worker stopped). Returns how many expired.
    */
-  async expireReplayChecks(afterMs: number): Promise<number> {
+  async expireReplayChecks(afterMs: number, abandonedAfterMs = 2 * 60_000): Promise<number> {
     const r = await this.#pool.query(
       `UPDATE dp_replay_checks SET status = 'expired', finished_at = now()
         WHERE status = 'pending' AND requested_at < now() - make_interval(secs => $1)`,
       [afterMs / 1000],
+    );
+    await this.#pool.query(
+      `UPDATE dp_replay_checks SET status = 'failed', finished_at = now()
+        WHERE status = 'running' AND claimed_at < now() - make_interval(secs => $1)`,
+      [abandonedAfterMs / 1000],
     );
     return r.rowCount ?? 0;
   }
