@@ -272,6 +272,21 @@ function forkDemo(version: '1' | '2') {
 }
 export const forkDemoV1 = forkDemo('1');
 export const forkDemoV2 = forkDemo('2');
+/**
+ * Version 3 calls s2 before s1: a run of version 1 or 2 does not replay on it (the replay check
+ * reports the divergence at position 1), while version 2 replays a run of version 1 cleanly.
+ */
+export const forkDemoV3 = defineWorkflow({ name: 'fork-demo', version: '3' }, async (ctx, input: { base: number }) => {
+  const record = async (name: string, value: number | string) => {
+    await recordEffect(ctx.runId, name, 1);
+    return value;
+  };
+  const a = await ctx.step('s0', () => record('s0', input.base + 1));
+  const c = await ctx.step('s2', () => record('s2', (a as number) + 500));
+  const b = await ctx.step('s1', () => record('s1', (c as number) * 10));
+  const d = await ctx.step('s3', () => record('s3', `${b}!`));
+  return { a, b, c, d, version: '3' };
+});
 
 /** Fired by a schedule: returns the input it was given (created in the data plane from a stored payload). */
 export const scheduledEcho = defineWorkflow({ name: 'scheduled-echo', version: '1' }, async (ctx, input: unknown) => {
@@ -451,6 +466,7 @@ export const allWorkflows = [
   scheduledEcho,
   forkDemoV1,
   forkDemoV2,
+  forkDemoV3,
   streamer,
   clientOrder,
   fiveSteps,

@@ -21,6 +21,9 @@ import {
   WorkflowSchemasView,
   JournalVerificationView,
   JournalView,
+  ReplayCheckCreated,
+  ReplayCheckRequest,
+  ReplayCheckView,
   NotReady,
   PayloadCreated,
   PayloadDeleted,
@@ -99,6 +102,14 @@ const payloadIdParam = idField(
 
 const runParams = z.object({ id: runIdParam });
 const stepParams = z.object({ id: runIdParam, position: positionField });
+const replayCheckParams = z.object({
+  id: runIdParam,
+  checkId: idField(
+    (value) =>
+      `malformed replay check id ${JSON.stringify(value.slice(0, 80))}: check ids are lowercase UUIDs, as POST /v1/runs/{id}/replay-checks returned them`,
+    'the replay check ID, as POST /v1/runs/{id}/replay-checks returned it',
+  ),
+});
 const approvalParams = z.object({ id: runIdParam, name: nameField('approval name', APPROVAL_NAME_MAX_LENGTH) });
 
 const approvalResponses = { 202: { description: 'The answer is stored and the run told', schema: ApprovalResponse } } as const;
@@ -209,6 +220,35 @@ export const API = {
     scope: 'read',
     params: runParams,
     responses: { 200: { description: 'The journal', schema: JournalView } },
+    errors: [400, 404, 503],
+  }),
+  requestReplayCheck: route({
+    operationId: 'requestReplayCheck',
+    method: 'POST',
+    path: '/v1/runs/:id/replay-checks',
+    tag: 'runs',
+    summary:
+      "Asks the workers of this data plane to replay the run's journal against another registered version of its workflow (nothing runs, nothing is written to the run): a worker that runs the version answers",
+    auth: true,
+    scope: 'read',
+    params: runParams,
+    body: { schema: ReplayCheckRequest, required: true, description: 'The version to replay against' },
+    responses: { 202: { description: 'The check is asked', schema: ReplayCheckCreated } },
+    errors: [400, 404, 503],
+  }),
+  getReplayCheck: route({
+    operationId: 'getReplayCheck',
+    method: 'GET',
+    path: '/v1/runs/:id/replay-checks/:checkId',
+    hint: '?wait=SECONDS',
+    tag: 'runs',
+    summary:
+      'A replay check: waits up to wait seconds for its answer, then says where it is (pending, running, done with the outcome, failed, or unsupported when no worker of this data plane runs the version)',
+    auth: true,
+    scope: 'read',
+    params: replayCheckParams,
+    query: z.object({ wait: waitField }),
+    responses: { 200: { description: 'The check', schema: ReplayCheckView } },
     errors: [400, 404, 503],
   }),
   verifyRun: route({

@@ -20,6 +20,7 @@ import type { ControlPlane } from './control-plane.js';
 import { errorBody, httpStatus, invalid, issuesOf, storeError } from './errors.js';
 import { exportJournal, readJournal, verifyJournal } from './journal.js';
 import { parseJsonBody } from './json.js';
+import { readReplayCheck, requestReplayCheck } from './replay-checks.js';
 import { RunService, type ApprovalAnswer, type RunWithResult } from './runs.js';
 import { DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS } from './schemas.js';
 import { StreamCursor, StreamHub, sseEvent } from './stream.js';
@@ -331,6 +332,26 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
   route(API.verifyRun, async ({ params }) => {
     const { run } = await runs.describe(params.id);
     return { status: 200, body: await verifyJournal(deps.store, params.id, run.journalHead) };
+  });
+
+  // Replay checks: a worker of this data plane that runs the version replays the journal; the
+  // outcome stays in the data plane (see replay-checks.ts).
+  route(API.requestReplayCheck, async ({ params, body }) => ({
+    status: 202,
+    body: await requestReplayCheck(deps.store, params.id, body.version),
+  }));
+
+  route(API.getReplayCheck, async ({ params, query }, _request, reply) => {
+    const waitMs = Math.round((query.wait ?? DEFAULT_WAIT_SECONDS) * 1000);
+    const aborted = new AbortController();
+    const onShutdown = () => aborted.abort();
+    shutdown.signal.addEventListener('abort', onShutdown, { once: true });
+    reply.raw.once('close', () => aborted.abort());
+    try {
+      return { status: 200, body: await readReplayCheck(deps.store, params.id, params.checkId, waitMs, aborted.signal) };
+    } finally {
+      shutdown.signal.removeEventListener('abort', onShutdown);
+    }
   });
 
   route(API.workflowSchemas, async ({ params }) => {

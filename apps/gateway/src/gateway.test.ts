@@ -1133,6 +1133,67 @@ for (const kind of testPostgresKinds()) {
       );
     });
 
+    it('asks replay checks of the workers and serves their answers, as documented; a check nobody takes is unsupported', async () => {
+      const run = await start({ workflow: 'five-steps', input: { n: 2 } });
+      const asked = await call('POST', `/v1/runs/${run.runId}/replay-checks`, { body: { version: '2' } });
+      assert.equal(asked.status, 202, JSON.stringify(asked.body));
+      assert.equal(asked.body.runId, run.runId);
+      assert.equal(asked.body.version, '2');
+      const checkId = String(asked.body.checkId);
+      const pending = await call('GET', `/v1/runs/${run.runId}/replay-checks/${checkId}?wait=0`);
+      assert.equal(pending.status, 200);
+      assert.equal(pending.body.status, 'pending');
+      assert.equal(pending.body.result, null);
+      // What a worker that runs five-steps@2 does: claim the check, replay, store the outcome.
+      const workerId = randomUUID();
+      assert.equal(await store.claimReplayCheck(workerId, [{ workflowName: 'five-steps', workflowVersion: '1' }]), undefined);
+      const claimed = await store.claimReplayCheck(workerId, [{ workflowName: 'five-steps', workflowVersion: '2' }]);
+      assert.equal(claimed?.checkId, checkId);
+      assert.equal((await call('GET', `/v1/runs/${run.runId}/replay-checks/${checkId}?wait=0`)).body.status, 'running');
+      const outcome = {
+        ok: false,
+        outcome: 'non_determinism',
+        position: 1,
+        expected: { kind: 'step', name: 'b', keyDigest: null },
+        actual: { kind: 'step', name: 'c', keyDigest: null },
+        message: 'Non-determinism at position 1',
+        replayedCalls: 1,
+        journalEntries: 3,
+      };
+      const answered = call('GET', `/v1/runs/${run.runId}/replay-checks/${checkId}?wait=10`);
+      assert.equal(await store.finishReplayCheck(checkId, workerId, 'done', outcome), true);
+      const done = await answered;
+      assert.equal(done.body.status, 'done');
+      assert.equal(done.body.workflow, 'five-steps');
+      assert.deepEqual(done.body.result, outcome);
+      assert.equal(done.body.message, null);
+
+      // Nobody runs version 9: once the bound passed, the check is unsupported, and says why.
+      const nobody = await call('POST', `/v1/runs/${run.runId}/replay-checks`, { body: { version: '9' } });
+      await db.ageReplayCheck(String(nobody.body.checkId), 11_000);
+      const unsupported = await call('GET', `/v1/runs/${run.runId}/replay-checks/${String(nobody.body.checkId)}?wait=5`);
+      assert.equal(unsupported.body.status, 'unsupported');
+      assert.equal(unsupported.body.message, 'no worker of this data plane runs five-steps@9');
+      assert.equal(await store.claimReplayCheck(workerId, [{ workflowName: 'five-steps', workflowVersion: '9' }]), undefined);
+
+      // A worker that claimed a check and stopped before answering: after two minutes it has failed, and says so.
+      const abandoned = await call('POST', `/v1/runs/${run.runId}/replay-checks`, { body: { version: '4' } });
+      const abandonedId = String(abandoned.body.checkId);
+      assert.equal((await store.claimReplayCheck(workerId, [{ workflowName: 'five-steps', workflowVersion: '4' }]))?.checkId, abandonedId);
+      await db.ageReplayCheck(abandonedId, 3 * 60_000);
+      const failed = await call('GET', `/v1/runs/${run.runId}/replay-checks/${abandonedId}?wait=5`);
+      assert.equal(failed.body.status, 'failed');
+      assert.equal(failed.body.message, `the worker that took the check (${workerId}) stopped before answering; ask again`);
+      assert.equal(await store.finishReplayCheck(abandonedId, workerId, 'done', outcome), false, 'a late answer is not taken');
+
+      // Bad input and unknown runs or checks: clear errors.
+      expectError(await call('POST', `/v1/runs/${run.runId}/replay-checks`, { body: {} }), 400, 'CAIRN-1101', /version/);
+      expectError(await call('POST', `/v1/runs/${randomUUID()}/replay-checks`, { body: { version: '2' } }), 404, 'CAIRN-1105');
+      expectError(await call('GET', `/v1/runs/${run.runId}/replay-checks/${randomUUID()}`), 404, 'CAIRN-1105');
+      expectError(await call('GET', `/v1/runs/${randomUUID()}/replay-checks/${checkId}?wait=0`), 404, 'CAIRN-1105');
+      expectError(await call('GET', `/v1/runs/${run.runId}/replay-checks/not-a-check`), 400, 'CAIRN-1101', /replay check id/);
+    });
+
     it('stores and serves payloads, and serves journals, as documented', async () => {
       const run = await start({ workflow: 'five-steps', input: { n: 1 } });
       assert.deepEqual((await call('GET', `/v1/runs/${run.runId}/journal`)).body.input, { n: 1 });

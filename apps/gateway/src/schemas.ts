@@ -509,6 +509,75 @@ export const JournalVerificationView = named(
   "The outcome of recomputing a run's journal hash chain (cairn runs verify).",
 );
 
+const REPLAY_VERSION_MESSAGE = 'version must name a registered version of the run\'s workflow (1 to 200 characters), e.g. {"version": "3"}';
+
+export const ReplayCheckRequest = named(
+  requestSchemas,
+  'ReplayCheckRequest',
+  z.strictObject({
+    version: z
+      .string({ error: REPLAY_VERSION_MESSAGE })
+      .min(1, REPLAY_VERSION_MESSAGE)
+      .max(200, REPLAY_VERSION_MESSAGE)
+      .describe("the registered version of the run's workflow to replay the run's journal against, e.g. 3"),
+  }),
+  "A version of the run's workflow to replay the run against.",
+);
+
+export const ReplayCheckCreated = named(
+  responseSchemas,
+  'ReplayCheckCreated',
+  z.object({ checkId: z.string(), runId: z.string(), version: z.string() }),
+  'The check is asked of the workers of this data plane: read its answer with GET /v1/runs/{id}/replay-checks/{checkId}.',
+);
+
+const ReplayCall = z
+  .object({ kind: z.string(), name: z.string(), keyDigest: z.string().nullable() })
+  .describe('a durable call: its kind (step, model, sleep, signal, child, now), its name and the HMAC of its key');
+
+export const ReplayOutcome = named(
+  responseSchemas,
+  'ReplayOutcome',
+  z.object({
+    ok: z.boolean().describe('true when the journal replays on the version without non-determinism and without a new failure'),
+    outcome: z
+      .enum(['completed', 'failed', 'continues', 'waiting', 'non_determinism', 'diverged'])
+      .describe(
+        'completed/failed: the code ends where the journal ends, as the run did; continues: it replays the whole journal and goes on (next); waiting: it waits where the run waits; non_determinism: it calls something else than the journal holds at position; diverged: it throws where the run did not fail',
+      ),
+    replayedCalls: z.number().int().describe('calls answered from the journal'),
+    journalEntries: z.number().int().describe("the journal's entries (clock reads aside)"),
+    position: z.number().int().optional().describe('non_determinism: the journal position where the code differs'),
+    expected: ReplayCall.nullable().optional().describe('non_determinism: what the journal holds there (null: nothing, the run ended)'),
+    actual: ReplayCall.nullable().optional().describe('non_determinism: what the version calls there (null: it ends without the call)'),
+    next: ReplayCall.extend({ position: z.number().int() }).optional().describe('continues: the first call past the journal'),
+    error: z.object({ name: z.string(), message: z.string() }).optional().describe('failed/diverged: the error the code ends with'),
+    message: z.string().optional().describe('non_determinism/diverged: what differs, in words'),
+  }),
+  "How the run's journal replays on the version.",
+);
+
+export const ReplayCheckView = named(
+  responseSchemas,
+  'ReplayCheckView',
+  z.object({
+    checkId: z.string(),
+    runId: z.string(),
+    workflow: z.string(),
+    version: z.string(),
+    status: z
+      .enum(['pending', 'running', 'done', 'failed', 'unsupported'])
+      .describe(
+        'pending: no worker took it yet (ask again); running: a worker replays it; done: see result; failed: the worker could not replay (message); unsupported: no worker of this data plane runs the version (message)',
+      ),
+    requestedAt: isoTime,
+    finishedAt: isoTime.nullable(),
+    result: ReplayOutcome.nullable().describe('done: the outcome; null otherwise'),
+    message: z.string().nullable().describe('failed or unsupported: why there is no outcome'),
+  }),
+  'A replay check and, once a worker answered it, its outcome.',
+);
+
 export const ExportRequest = named(
   requestSchemas,
   'ExportRequest',
@@ -654,6 +723,8 @@ export type JournalEntryView = z.infer<typeof JournalEntryView>;
 export type JournalView = z.infer<typeof JournalView>;
 export type JournalVerificationView = z.infer<typeof JournalVerificationView>;
 export type ExportView = z.infer<typeof ExportView>;
+export type ReplayCheckView = z.infer<typeof ReplayCheckView>;
+export type ReplayOutcome = z.infer<typeof ReplayOutcome>;
 export type RunStatusName = z.infer<typeof RunStatusName>;
 export type ErrorBody = z.infer<typeof ErrorBody>;
 

@@ -14,6 +14,9 @@ export {
 export {
   FencedError,
   PayloadStore,
+  REPLAY_CHECK_CHANNEL,
+  type ReplayCheck,
+  type ReplayCheckStatus,
   type ErrorInfo,
   type JournalEntry,
   type JournalKind,

@@ -241,4 +241,32 @@ ALTER TABLE dp_runs ADD COLUMN digest_version smallint NOT NULL DEFAULT 1 CHECK 
 ALTER TABLE dp_runs ADD COLUMN hmac_key_id text NOT NULL DEFAULT '';
 `,
   },
+  {
+    version: 12,
+    name: 'replay checks',
+    sql: `
+-- A request to replay a run's journal against another registered version of its workflow, answered
+-- by a worker of this data plane that runs that version (NOTIFY cairn_dp_replay_checks wakes them).
+-- pending: nobody claimed it yet; running: claimed_by replays it; done: result holds the replay's
+-- outcome; failed: result holds why the worker could not replay; expired: no worker running the
+-- version claimed it in time. The result is sealed: it names calls and carries error messages.
+-- Checks are short-lived (deleted an hour after they are requested) and go with their run.
+CREATE TABLE dp_replay_checks (
+  check_id uuid PRIMARY KEY,
+  run_id uuid NOT NULL REFERENCES dp_runs (run_id) ON DELETE CASCADE,
+  workflow_name text NOT NULL,
+  workflow_version text NOT NULL,
+  status text NOT NULL CHECK (status IN ('pending', 'running', 'done', 'failed', 'expired')),
+  requested_at timestamptz NOT NULL DEFAULT now(),
+  claimed_by text,
+  claimed_at timestamptz,
+  finished_at timestamptz,
+  key_id text,
+  result bytea,
+  CHECK ((key_id IS NULL) = (result IS NULL))
+);
+CREATE INDEX dp_replay_checks_pending ON dp_replay_checks (workflow_name, workflow_version, requested_at) WHERE status = 'pending';
+CREATE INDEX dp_replay_checks_requested ON dp_replay_checks (requested_at);
+`,
+  },
 ];

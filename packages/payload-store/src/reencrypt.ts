@@ -57,6 +57,13 @@ const SEALED: ReadonlyArray<{
     pk: ['run_id', 'seq'],
     aad: (r) => `${String(r.run_id)}:stream-event`,
   },
+  {
+    table: 'dp_replay_checks',
+    keyColumn: 'key_id',
+    blobColumn: 'result',
+    pk: ['check_id'],
+    aad: (r) => `replay-check:${String(r.check_id)}`,
+  },
 ];
 
 /** The tables and columns whose values are sealed (for the schema test). */

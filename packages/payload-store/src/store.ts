@@ -29,6 +29,47 @@ import { verifyKeyChecks, type KeyCheckResult } from './key-checks.js';
 import { migrations } from './migrations.js';
 import { isStreamEvent, packPieces, splitStreamEvents, unpackStreamEvents, type SequencedStreamEvent, type StreamEvent } from './stream.js';
 
+/** The Postgres NOTIFY channel a replay check request is announced on (payload: the workflow name). */
+export const REPLAY_CHECK_CHANNEL = 'cairn_dp_replay_checks';
+
+/**
+ * Where a replay check is: `pending` (nobody claimed it), `running` (a worker replays it), `done`
+ * (the result is the replay's outcome), `failed` (the result says why the worker could not replay)
+ * or `expired` (no worker running the version claimed it in time).
+ */
+export type ReplayCheckStatus = 'pending' | 'running' | 'done' | 'failed' | 'expired';
+
+/** A request to replay a run's journal against a version of its workflow, and its answer. */
+export interface ReplayCheck {
+  readonly checkId: string;
+  readonly runId: string;
+  readonly workflowName: string;
+  readonly workflowVersion: string;
+  readonly status: ReplayCheckStatus;
+  readonly requestedAt: number;
+  /** The worker that claimed it. */
+  readonly claimedBy: string | undefined;
+  readonly finishedAt: number | undefined;
+  /** For `done` and `failed`: what the worker stored (opened). */
+  readonly result: unknown;
+}
+
+interface ReplayCheckRow {
+  check_id: string;
+  run_id: string;
+  workflow_name: string;
+  workflow_version: string;
+  status: ReplayCheckStatus;
+  requested_at: Date;
+  claimed_by: string | null;
+  finished_at: Date | null;
+  key_id: string | null;
+  result: Buffer | null;
+}
+
+/** How long a replay check is kept after it was requested. */
+const REPLAY_CHECK_KEPT_MS = 60 * 60 * 1000;
+
 /** The kind of durable call a journal entry records. */
 export type JournalKind = 'step' | 'sleep' | 'signal' | 'now' | 'model' | 'child';
 /** The state of a journal entry. `completed`, `failed` and `timed_out` are final. */
@@ -1746,6 +1787,118 @@ export class PayloadStore {
   }
 
   /** LISTENs on a channel with a dedicated connection that is re-opened after a loss. */
+  // ---- replay checks -------------------------------------------------------------------------
+
+  /**
+   * Asks the workers of this data plane to replay the run's journal against `workflowVersion` of
+   * its workflow: stores a pending check and announces it on {@link REPLAY_CHECK_CHANNEL}. Checks
+   * requested more than an hour ago are deleted on the way. Throws RUN_NOT_FOUND for a run this
+   * payload store does not hold.
+   */
+  async requestReplayCheck(runId: string, workflowVersion: string): Promise<ReplayCheck> {
+    await this.#pool.query(`DELETE FROM dp_replay_checks WHERE requested_at < now() - make_interval(secs => $1)`, [
+      REPLAY_CHECK_KEPT_MS / 1000,
+    ]);
+    const r = await this.#pool.query<ReplayCheckRow>(
+      `WITH ins AS (
+         INSERT INTO dp_replay_checks (check_id, run_id, workflow_name, workflow_version, status)
+         SELECT $1, run_id, workflow_name, $3, 'pending' FROM dp_runs WHERE run_id = $2
+         RETURNING *
+       ), note AS (
+         SELECT pg_notify($4, workflow_name) FROM ins
+       )
+       SELECT ins.* FROM ins, note`,
+      [newId(), runId, workflowVersion, REPLAY_CHECK_CHANNEL],
+    );
+    const row = r.rows[0];
+    if (!row) throw new CairnError(ErrorCodes.RUN_NOT_FOUND, `Run ${runId} is not in this data plane's payload store.`);
+    return this.#toReplayCheck(row);
+  }
+
+  /**
+   * Claims the oldest pending replay check for one of `versions` (the workflow versions the caller
+   * runs) for `claimedBy`; concurrent claimers skip each other's rows. Undefined when none waits.
+   */
+  async claimReplayCheck(
+    claimedBy: string,
+    versions: ReadonlyArray<{ readonly workflowName: string; readonly workflowVersion: string }>,
+  ): Promise<ReplayCheck | undefined> {
+    if (versions.length === 0) return undefined;
+    const r = await this.#pool.query<ReplayCheckRow>(
+      `UPDATE dp_replay_checks c SET status = 'running', claimed_by = $1, claimed_at = now()
+        WHERE c.check_id = (
+          SELECT p.check_id FROM dp_replay_checks p
+           WHERE p.status = 'pending'
+             AND (p.workflow_name, p.workflow_version) IN (SELECT * FROM unnest($2::text[], $3::text[]))
+           ORDER BY p.requested_at LIMIT 1 FOR UPDATE SKIP LOCKED
+        )
+        RETURNING c.*`,
+      [claimedBy, versions.map((v) => v.workflowName), versions.map((v) => v.workflowVersion)],
+    );
+    return r.rows[0] ? this.#toReplayCheck(r.rows[0]) : undefined;
+  }
+
+  /**
+   * Stores the answer of a check `claimedBy` holds, sealed: `done` with the replay's outcome, or
+   * `failed` with why it could not replay. Returns false when the check is gone or not held by it.
+   */
+  async finishReplayCheck(checkId: string, claimedBy: string, status: 'done' | 'failed', result: unknown): Promise<boolean> {
+    const sealed = this.#seal(result, `replay-check:${checkId}`, 'The replay check result');
+    const r = await this.#pool.query(
+      `UPDATE dp_replay_checks SET status = $3, finished_at = now(), key_id = $4, result = $5
+        WHERE check_id = $1 AND claimed_by = $2 AND status = 'running'`,
+      [checkId, claimedBy, status, sealed.keyId, sealed.blob],
+    );
+    return r.rowCount === 1;
+  }
+
+  /**
+   * Marks the checks still pending `afterMs` after they were requested as expired (no worker that
+   * runs their version took them), and those a worker claimed more than `abandonedAfterMs` ago
+   * without answering as failed with no result (the worker stopped). Returns how many expired.
+   */
+  async expireReplayChecks(afterMs: number, abandonedAfterMs = 2 * 60_000): Promise<number> {
+    const r = await this.#pool.query(
+      `UPDATE dp_replay_checks SET status = 'expired', finished_at = now()
+        WHERE status = 'pending' AND requested_at < now() - make_interval(secs => $1)`,
+      [afterMs / 1000],
+    );
+    await this.#pool.query(
+      `UPDATE dp_replay_checks SET status = 'failed', finished_at = now()
+        WHERE status = 'running' AND claimed_at < now() - make_interval(secs => $1)`,
+      [abandonedAfterMs / 1000],
+    );
+    return r.rowCount ?? 0;
+  }
+
+  /** A replay check with its result opened; undefined when there is no such check. */
+  async getReplayCheck(checkId: string): Promise<ReplayCheck | undefined> {
+    const r = await this.#pool.query<ReplayCheckRow>('SELECT * FROM dp_replay_checks WHERE check_id = $1', [checkId]);
+    return r.rows[0] ? this.#toReplayCheck(r.rows[0]) : undefined;
+  }
+
+  /**
+   * Listens for replay check requests and calls `listener(workflowName)` for each, and once more
+   * after a reconnect (a request may have been missed meanwhile). Returns a function that stops.
+   */
+  async onReplayCheckRequested(listener: (workflowName: string | undefined) => void): Promise<() => Promise<void>> {
+    return this.#listen(REPLAY_CHECK_CHANNEL, 'cairn-replay-check-listener', listener, () => listener(undefined));
+  }
+
+  #toReplayCheck(row: ReplayCheckRow): ReplayCheck {
+    return {
+      checkId: row.check_id,
+      runId: row.run_id,
+      workflowName: row.workflow_name,
+      workflowVersion: row.workflow_version,
+      status: row.status,
+      requestedAt: row.requested_at.getTime(),
+      claimedBy: row.claimed_by ?? undefined,
+      finishedAt: row.finished_at?.getTime(),
+      result: row.key_id && row.result ? this.#open(row.key_id, row.result, `replay-check:${row.check_id}`) : undefined,
+    };
+  }
+
   async #listen(
     channel: string,
     applicationName: string,

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
+import pg from 'pg';
 import { pino } from 'pino';
 import { createLogger, newId } from '@cairn/common';
 import { freePort, testPostgres, testPostgresKinds, uniqueDatabaseName, type PostgresServer } from '@cairn/local-postgres';
@@ -289,6 +290,69 @@ describe(`Worker (${kind} Postgres)`, () => {
       assert.equal(stored?.epoch, 0, 'the fence did not move');
       assert.deepEqual(await store().loadJournal(runId), []);
       assert.ok(!cp.received.some((r) => 'runId' in (r.message.value ?? {}) && (r.message.value as { runId: string }).runId === runId));
+    } finally {
+      await worker.shutdown();
+      cp.server.forceShutdown();
+    }
+  });
+  it('answers replay checks for the versions it runs; a check for a version it does not run stays for another worker', async () => {
+    const cp = new ScriptedControlPlane();
+    await cp.start();
+    const steps = (version: string, order: readonly string[]) =>
+      defineWorkflow({ name: 'ledger', version }, async (ctx, input: { n: number }) => {
+        let total = input.n;
+        for (const name of order) total = await ctx.step(name, () => total + 1);
+        return total;
+      });
+    const v1 = steps('1', ['debit', 'credit']);
+    const v2 = steps('2', ['debit', 'credit']);
+    const v3 = steps('3', ['credit', 'debit']);
+    const runId = newId();
+    await store().createRun({ runId, workflowName: 'ledger', input: { n: 1 } });
+    const worker = new Worker(await options({ controlPlaneAddress: cp.address, workflows: [v1, v2, v3] }));
+    const other = store();
+    const answer = async (checkId: string) => {
+      for (;;) {
+        const check = await other.getReplayCheck(checkId);
+        if (check?.status === 'done' || check?.status === 'failed') return check;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    };
+    try {
+      await worker.start();
+      cp.push(runId, 1, v1);
+      await cp.waitFor((r) => r.message.case === 'completed' && r.message.value.runId === runId);
+
+      const clean = await answer((await other.requestReplayCheck(runId, '2')).checkId);
+      assert.equal(clean.status, 'done');
+      assert.equal(clean.claimedBy, worker.workerId);
+      assert.deepEqual(clean.result, { ok: true, outcome: 'completed', replayedCalls: 2, journalEntries: 2 });
+
+      const diverging = await answer((await other.requestReplayCheck(runId, '3')).checkId);
+      const result = diverging.result as { ok: boolean; outcome: string; position: number; expected: unknown; actual: unknown };
+      assert.equal(result.ok, false);
+      assert.equal(result.outcome, 'non_determinism');
+      assert.equal(result.position, 0);
+      assert.deepEqual(result.expected, { kind: 'step', name: 'debit', keyDigest: null });
+      assert.deepEqual(result.actual, { kind: 'step', name: 'credit', keyDigest: null });
+
+      // Nobody here runs version 9: the check is left pending, then expires.
+      const unknown = await other.requestReplayCheck(runId, '9');
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      assert.equal((await other.getReplayCheck(unknown.checkId))?.status, 'pending');
+      assert.equal(await other.expireReplayChecks(0), 1);
+      assert.equal((await other.getReplayCheck(unknown.checkId))?.status, 'expired');
+      // The answers are sealed: no call name in clear in the table.
+      const db = new pg.Client({ connectionString: url });
+      await db.connect();
+      try {
+        const rows = await db.query<{ result: Buffer }>('SELECT result FROM dp_replay_checks WHERE result IS NOT NULL');
+        assert.equal(rows.rows.length, 2);
+        for (const row of rows.rows) assert.ok(!row.result.includes('debit'), 'the replay outcome is stored sealed');
+      } finally {
+        await db.end();
+      }
+      await assert.rejects(other.requestReplayCheck(newId(), '2'), /is not in this data plane's payload store/);
     } finally {
       await worker.shutdown();
       cp.server.forceShutdown();

@@ -44,6 +44,7 @@ import {
 import { SDK_VERSION, type WorkflowDefinition } from '@cairn/sdk';
 import { Engine, type RunExecution, type RunOutcome, type StartChildAnswer, type StepDefaults } from './engine.js';
 import { SignalHub } from './signals.js';
+import { ReplayCheckResponder } from './replay-checks.js';
 import { ModelNames, type ListedModel } from './residency.js';
 import { announcedSettings, catalogueVersionOf, workerOnlySchemas } from './settings.js';
 import { RunTracing } from './telemetry.js';
@@ -203,6 +204,7 @@ export class Worker {
   #helloRefusal: { readonly reason: RejectionReason; readonly workflow: string } | undefined;
   /** Set once a run's data could not be opened with this worker's keys: it takes no more runs. */
   #misconfiguration: string | undefined;
+  readonly #replayChecks: ReplayCheckResponder;
 
   constructor(options: WorkerOptions) {
     this.#options = options;
@@ -230,6 +232,13 @@ export class Worker {
     this.#logger = (options.logger ?? createLogger('worker')).child({ workerId: this.workerId });
     this.#signals = new SignalHub(options.store, this.#logger);
     this.#modelNames = new ModelNames(options.models ?? [], options.hasher);
+    this.#replayChecks = new ReplayCheckResponder({
+      store: options.store,
+      hasher: options.hasher,
+      workflows: options.workflows,
+      workerId: this.workerId,
+      logger: this.#logger,
+    });
     this.#tracing = new RunTracing(options.tracerProvider, { workerId: this.workerId, dataPlaneId: options.dataPlaneId });
     this.#engine = new Engine({
       store: options.store,
@@ -381,6 +390,9 @@ export class Worker {
           );
         }
         await this.#catalogueSchemas();
+        // Replay checks asked for the versions this worker runs (see replay-checks.ts); they need
+        // the payload store only, not the control plane.
+        await this.#replayChecks.start();
         break;
       } catch (err) {
         if (this.#closed || this.#draining) return;
@@ -965,6 +977,7 @@ export class Worker {
       stream.cancel();
     }
     this.#client.close();
+    await this.#replayChecks.close();
     await this.#engine.close();
     await this.#signals.close();
     await this.#tracing.flush().catch((err: unknown) => this.#logger.warn({ err }, 'could not export the last spans'));

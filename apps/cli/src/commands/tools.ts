@@ -8,7 +8,7 @@ import { CliError, ExitCode } from '../errors.js';
 import { examples } from '../help.js';
 import { HttpClient, unreachable } from '../http.js';
 import { Hasher } from '@cairn/worker';
-import { replayRun, journalNeedsKey, type JournalDocument, type ReplayResult } from '../replay.js';
+import { replayRun, journalNeedsKey, type JournalDocument, type ReplayResult } from '@cairn/worker/replay';
 import { buildResidencyReport, renderMarkdown } from '../residency.js';
 import { loadWorkflowModules } from '../workflow-modules.js';
 

@@ -41,6 +41,15 @@ export class DataPlaneDb {
     return r.rows[0]?.['status'] as string | undefined;
   }
 
+  /** Moves a replay check's request (and claim) time back, as if it had waited that long. */
+  async ageReplayCheck(checkId: string, ms: number): Promise<void> {
+    await this.#client.query(
+      `UPDATE dp_replay_checks SET requested_at = requested_at - make_interval(secs => $2),
+              claimed_at = claimed_at - make_interval(secs => $2) WHERE check_id = $1`,
+      [checkId, ms / 1000],
+    );
+  }
+
   /** Ends the server sessions of every client with this application name, as a failover would. */
   async terminate(applicationName: string): Promise<number> {
     const r = await this.#client.query(

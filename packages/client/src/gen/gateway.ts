@@ -137,6 +137,40 @@ export interface paths {
     patch?: never;
     trace?: never;
   };
+  '/v1/runs/{id}/replay-checks': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /** Asks the workers of this data plane to replay the run's journal against another registered version of its workflow (nothing runs, nothing is written to the run): a worker that runs the version answers */
+    post: operations['requestReplayCheck'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/v1/runs/{id}/replay-checks/{checkId}': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** A replay check: waits up to wait seconds for its answer, then says where it is (pending, running, done with the outcome, failed, or unsupported when no worker of this data plane runs the version) */
+    get: operations['getReplayCheck'];
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
   '/v1/runs/{id}/verify': {
     parameters: {
       query?: never;
@@ -650,6 +684,70 @@ export interface components {
         detail: string;
       }[];
     };
+    ReplayCheckCreated: {
+      checkId: string;
+      runId: string;
+      version: string;
+    };
+    ReplayOutcome: {
+      /** @description true when the journal replays on the version without non-determinism and without a new failure */
+      ok: boolean;
+      /**
+       * @description completed/failed: the code ends where the journal ends, as the run did; continues: it replays the whole journal and goes on (next); waiting: it waits where the run waits; non_determinism: it calls something else than the journal holds at position; diverged: it throws where the run did not fail
+       * @enum {string}
+       */
+      outcome: 'completed' | 'failed' | 'continues' | 'waiting' | 'non_determinism' | 'diverged';
+      /** @description calls answered from the journal */
+      replayedCalls: number;
+      /** @description the journal's entries (clock reads aside) */
+      journalEntries: number;
+      /** @description non_determinism: the journal position where the code differs */
+      position?: number;
+      /** @description non_determinism: what the journal holds there (null: nothing, the run ended) */
+      expected?: {
+        kind: string;
+        name: string;
+        keyDigest: string | null;
+      } | null;
+      /** @description non_determinism: what the version calls there (null: it ends without the call) */
+      actual?: {
+        kind: string;
+        name: string;
+        keyDigest: string | null;
+      } | null;
+      /** @description continues: the first call past the journal */
+      next?: {
+        kind: string;
+        name: string;
+        keyDigest: string | null;
+        position: number;
+      };
+      /** @description failed/diverged: the error the code ends with */
+      error?: {
+        name: string;
+        message: string;
+      };
+      /** @description non_determinism/diverged: what differs, in words */
+      message?: string;
+    };
+    ReplayCheckView: {
+      checkId: string;
+      runId: string;
+      workflow: string;
+      version: string;
+      /**
+       * @description pending: no worker took it yet (ask again); running: a worker replays it; done: see result; failed: the worker could not replay (message); unsupported: no worker of this data plane runs the version (message)
+       * @enum {string}
+       */
+      status: 'pending' | 'running' | 'done' | 'failed' | 'unsupported';
+      /** @description an ISO 8601 time */
+      requestedAt: string;
+      finishedAt: string | null;
+      /** @description done: the outcome; null otherwise */
+      result: components['schemas']['ReplayOutcome'] | null;
+      /** @description failed or unsupported: why there is no outcome */
+      message: string | null;
+    };
     WorkflowNamesView: {
       /**
        * @description the data plane's residency mode (CAIRN_RESIDENCY)
@@ -803,6 +901,10 @@ export interface components {
       data?: unknown;
       /** @description the key the workflow gave ctx.approval, when it gave one (crosses only as an HMAC) */
       key?: (string | number) | null;
+    };
+    ReplayCheckRequest: {
+      /** @description the registered version of the run's workflow to replay the run's journal against, e.g. 3 */
+      version: string;
     };
     ExportRequest: {
       /** @description the runs to export, 1 to 100 */
@@ -1344,6 +1446,205 @@ export interface operations {
         };
         content: {
           'application/json': components['schemas']['JournalView'];
+        };
+      };
+      /** @description Bad input (CAIRN-1101, CAIRN-1102, CAIRN-1107): the message says what and how to fix it */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description No or an unknown gateway token (CAIRN-1104) */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description The gateway token lacks the scope this route needs (CAIRN-1144): the message names it */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description No such run, entry, payload or workflow (CAIRN-1105, CAIRN-1106) */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description A project quota or rate limit of the control plane (CAIRN-1112, CAIRN-1113), or too many failed token attempts from this address (CAIRN-1142): wait for Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description An internal error of the gateway (CAIRN-4000); its logs have the details */
+      500: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description The control plane or the payload store cannot be reached, or the gateway is shutting down (CAIRN-1110): retry */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+    };
+  };
+  requestReplayCheck: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        /** @description the run ID, as POST /v1/runs returned it */
+        id: string;
+      };
+      cookie?: never;
+    };
+    /** @description The version to replay against */
+    requestBody: {
+      content: {
+        'application/json': components['schemas']['ReplayCheckRequest'];
+      };
+    };
+    responses: {
+      /** @description The check is asked */
+      202: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ReplayCheckCreated'];
+        };
+      };
+      /** @description Bad input (CAIRN-1101, CAIRN-1102, CAIRN-1107): the message says what and how to fix it */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description No or an unknown gateway token (CAIRN-1104) */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description The gateway token lacks the scope this route needs (CAIRN-1144): the message names it */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description No such run, entry, payload or workflow (CAIRN-1105, CAIRN-1106) */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description The body is over the gateway's limit (CAIRN-1103) */
+      413: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description The body is not JSON (CAIRN-1109) */
+      415: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description A project quota or rate limit of the control plane (CAIRN-1112, CAIRN-1113), or too many failed token attempts from this address (CAIRN-1142): wait for Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description An internal error of the gateway (CAIRN-4000); its logs have the details */
+      500: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description The control plane or the payload store cannot be reached, or the gateway is shutting down (CAIRN-1110): retry */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+    };
+  };
+  getReplayCheck: {
+    parameters: {
+      query?: {
+        wait?: string;
+      };
+      header?: never;
+      path: {
+        /** @description the run ID, as POST /v1/runs returned it */
+        id: string;
+        /** @description the replay check ID, as POST /v1/runs/{id}/replay-checks returned it */
+        checkId: string;
+      };
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description The check */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ReplayCheckView'];
         };
       };
       /** @description Bad input (CAIRN-1101, CAIRN-1102, CAIRN-1107): the message says what and how to fix it */

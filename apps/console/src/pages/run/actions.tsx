@@ -2,7 +2,7 @@
 // signal's declared JSON Schema before anything is sent), answer the approval it waits for, cancel
 // or terminate it, fork it from a journal position. Signals and approvals go to the data plane's
 // gateway (their bodies and comments are payloads); cancel, terminate and fork are control-plane
-// operations on metadata.
+// operations on metadata. The replay check against a newer version goes to the gateway (replay.tsx).
 import { useEffect, useRef, useState, type FormEvent, type ReactNode } from 'react';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { useNavigate } from '@tanstack/react-router';
@@ -12,6 +12,7 @@ import { gatewayClient, unwrapGateway } from '../../api/gateway.js';
 import { ErrorMessage } from '../../components/common.js';
 import { useGatewaysVersion } from '../../gateways.js';
 import { PanelError } from './panel-error.js';
+import { ReplayCheck } from './replay.js';
 import type { TimelineCall } from './timeline.js';
 
 export const FINAL = new Set(['completed', 'failed', 'cancelled', 'terminated', 'timed_out']);
@@ -465,22 +466,6 @@ function ForkForm({
   );
 }
 
-/** There is no replay service in the workers or the gateway: say how to check instead of pretending. */
-function ReplayCheck({ run }: { run: Run }): ReactNode {
-  return (
-    <section className="panel" aria-labelledby="replay-heading">
-      <h3 id="replay-heading">Replay check</h3>
-      <p>
-        No worker offers a replay check of a run against another version, so the console cannot run one. Check a build against this run's
-        journal with the CLI, which replays it on your machine without executing any step:
-      </p>
-      <pre className="json" tabIndex={0} aria-label="Replay command">
-        cairn replay {run.id} -m dist/workflows.js
-      </pre>
-    </section>
-  );
-}
-
 export function RunActions({
   project,
   run,
@@ -511,7 +496,7 @@ export function RunActions({
         {final && !openedLive ? null : <SignalForm run={run} final={final} />}
         {final ? null : <EndRun project={project} run={run} />}
         <ForkForm key={selected ?? -1} project={project} run={run} calls={calls} selected={selected} />
-        <ReplayCheck run={run} />
+        <ReplayCheck project={project} run={run} />
       </div>
     </section>
   );

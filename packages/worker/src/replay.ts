@@ -1,15 +1,18 @@
-// Replays a run's journal (fetched from the gateway) against local workflow code with the real
-// replay engine of @cairn/worker. The engine runs on an in-memory copy of the journal: every call
-// the journal holds returns its recorded result, nothing is executed, nothing is written anywhere.
-// The first call the journal does not hold is where the run would continue live: the replay stops
-// there (no step function, tool or model call runs). A call that differs from the journal at its
-// position is the non-determinism a deployment of this code would hit.
+// Replays a run's journal (the gateway's `GET /v1/runs/:id/journal` document, or one a worker builds
+// from its payload store for a replay check) against workflow code with the real replay engine.
+// Published as `@cairn/worker/replay`: `cairn replay` and the workers' replay checks use it. The
+// engine runs on an in-memory copy of the journal: every call the journal holds returns its recorded
+// result, nothing is executed, nothing is written anywhere. The first call the journal does not hold
+// is where the run would continue live: the replay stops there (no step function, tool or model call
+// runs). A call that differs from the journal at its position is the non-determinism a deployment of
+// this code would hit.
 import { randomBytes } from 'node:crypto';
 import { createLogger } from '@cairn/common';
-import { Engine, SignalHub, type EngineOptions, type RunExecution, type RunOutcome } from '@cairn/worker/internal';
+import { Engine, type EngineOptions, type RunExecution, type RunOutcome } from './engine.js';
+import { SignalHub } from './signals.js';
 import { NonDeterminismError, type DurableCall, type WorkflowContext, type WorkflowDefinition } from '@cairn/sdk';
 import { StepKind, StepStatus, type StepReport } from '@cairn/proto';
-import { Hasher } from '@cairn/worker';
+import { Hasher } from '@cairn/payload-store';
 
 type Store = EngineOptions['store'];
 type JournalEntry = Awaited<ReturnType<Store['loadJournal']>>[number];
