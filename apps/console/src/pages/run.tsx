@@ -71,8 +71,14 @@ function RunPage(): ReactNode {
   useEffect(() => {
     if (live) setWatchedLive(true);
   }, [live]);
-  const uncopiedFork = run !== undefined && run.status === 'queued' && run.forkedFromRunId !== null;
-  const { journal, result } = useRunPayloads(run?.dataPlaneId, runId, run?.status, uncopiedFork);
+  // A fork (or a scheduled run) is created in the data plane by the worker that takes it: until that
+  // worker reports a call past the copied journal, the gateway has no record of it to read.
+  const createdByWorker = run !== undefined && (run.forkedFromRunId !== null || run.scheduleId !== null);
+  const notInDataPlaneYet =
+    createdByWorker &&
+    (run.status === 'queued' ||
+      (run.status === 'running' && !(described.data?.timeline ?? []).some((c) => c.position >= (run.forkPosition ?? 0))));
+  const { journal, result } = useRunPayloads(run?.dataPlaneId, runId, run?.status, notInDataPlaneYet);
 
   if (described.isPending) return <Loading what="the run" />;
   if (described.error !== null) return <ErrorMessage error={described.error} title={`Run ${runId}`} />;
@@ -174,8 +180,12 @@ function RunPage(): ReactNode {
         <div className="panels">
           <section className="panel" aria-labelledby="input-heading">
             <h3 id="input-heading">Input</h3>
-            {uncopiedFork ? (
-              <p className="muted">This fork is queued: the data plane copies its journal and input when a worker takes it.</p>
+            {notInDataPlaneYet ? (
+              <p className="muted">
+                {r.forkedFromRunId !== null
+                  ? 'The data plane copies this fork’s journal and input when a worker takes it.'
+                  : 'The data plane creates this scheduled run, with its input, when a worker takes it.'}
+              </p>
             ) : journal.error !== null ? (
               <PanelError error={journal.error} what="the input" />
             ) : journal.data === undefined ? (
