@@ -159,7 +159,7 @@ describe('Dockerfiles', () => {
             .filter((x) => x.keyword === 'COPY' && x.args.startsWith('--from=build '))
             .map((x) => /^--from=build \/src\/(\S+)\/dist /.exec(x.args)?.[1]),
         );
-        const assets: readonly string[] = 'assets' in image ? image.assets : [];
+        const assets: readonly string[] = ('assets' in image ? image.assets : undefined) ?? [];
         assert.deepEqual([...copied].sort(), [...runtimeWorkspaceDirs(image.dir), ...assets].sort());
       });
     });
