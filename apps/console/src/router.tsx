@@ -45,9 +45,10 @@ export function createConsoleRouter(queryClient: QueryClient) {
     context: { queryClient },
     defaultPreload: 'intent',
     scrollRestoration: true,
-    // A page's chunk usually arrives well within this; past it, say so rather than show nothing.
+    // A page's chunk usually arrives well within 200 ms; past that, say so rather than show nothing.
+    // No minimum time on screen: the page (or the sign-in link's redirect) shows as soon as it is ready.
     defaultPendingMs: 200,
-    defaultPendingMinMs: 200,
+    defaultPendingMinMs: 0,
     defaultPendingComponent: PagePending,
     defaultErrorComponent: PageError,
   });
