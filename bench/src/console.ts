@@ -402,6 +402,7 @@ interface ColdLoads {
   readonly signInLinkBreakdown: Breakdown[];
   readonly signedInTabBreakdown: Breakdown[];
   readonly transferredKiB: number;
+  readonly wireKiB: number;
 }
 
 async function coldLoads(browser: Browser, project: string): Promise<ColdLoads> {
@@ -410,15 +411,24 @@ async function coldLoads(browser: Browser, project: string): Promise<ColdLoads> 
   const signInLinkBreakdown: Breakdown[] = [];
   const signedInTabBreakdown: Breakdown[] = [];
   let transferred = 0;
+  let wire = 0;
   for (let i = 0; i < COLD_LOADS; i++) {
     // The link `cairn dev` prints: / with the key in the fragment → whoami, projects → the runs.
     {
       const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
       const page = await context.newPage();
       let bytes = 0;
+      let encoded = 0;
       page.on('response', (res) => {
         void res.body().then(
           (b) => (bytes += b.length),
+          () => undefined,
+        );
+      });
+      // The bodies as they crossed the wire (compressed where the server compressed them).
+      page.on('requestfinished', (req) => {
+        void req.sizes().then(
+          (sizes) => (encoded += sizes.responseBodySize),
           () => undefined,
         );
       });
@@ -426,6 +436,7 @@ async function coldLoads(browser: Browser, project: string): Promise<ColdLoads> 
       signInLink.push(await firstPageInteractive(page));
       signInLinkBreakdown.push(await breakdown(page));
       transferred = Math.max(transferred, bytes);
+      wire = Math.max(wire, encoded);
       await context.close();
     }
     // A signed-in tab opening /p/<project>/runs afresh (empty cache; the key in session storage).
@@ -442,7 +453,7 @@ async function coldLoads(browser: Browser, project: string): Promise<ColdLoads> 
       await context.close();
     }
   }
-  return { signInLink, signedInTab, signInLinkBreakdown, signedInTabBreakdown, transferredKiB: transferred / 1024 };
+  return { signInLink, signedInTab, signInLinkBreakdown, signedInTabBreakdown, transferredKiB: transferred / 1024, wireKiB: wire / 1024 };
 }
 
 interface ScrollFigures {
@@ -598,7 +609,7 @@ Navigation start → the runs table rendered and its first run link visible and 
 | the signed-in link \`cairn dev\` prints (\`/#key=…\` → whoami, projects → runs) | ${ms(median(loads.signInLink), 0)} | ${ms(Math.min(...loads.signInLink), 0)} | ${ms(Math.max(...loads.signInLink), 0)} | ${split(loads.signInLinkBreakdown)} |
 | a signed-in tab opening \`/p/${project}/runs\` | ${ms(median(loads.signedInTab), 0)} | ${ms(Math.min(...loads.signedInTab), 0)} | ${ms(Math.max(...loads.signedInTab), 0)} | ${split(loads.signedInTabBreakdown)} |
 
-Bytes received by the first load (HTML, JS, CSS, API answers, uncompressed as served): ${loads.transferredKiB.toFixed(1)} KiB.
+Bytes received by the first load (HTML, JS, CSS, API answers): ${loads.transferredKiB.toFixed(1)} KiB decoded, ${loads.wireKiB.toFixed(1)} KiB as sent (with the Accept-Encoding Chromium sends).
 
 ## Scrolling (runs list at ${RUNS.toLocaleString('en-GB')} runs)
 

@@ -1,20 +1,24 @@
-// The console's routes. Each page defines its route beside its component; this file assembles
-// the tree. Every address is shareable: the project, the run and list filters are in the URL.
+// The console's routes. Each page's route (address, search validation) is in routes/; its component
+// is in pages/, loaded when the page is first visited; this file assembles the tree.
+// Every address is shareable: the project, the run and list filters are in the URL.
 import type { QueryClient } from '@tanstack/react-query';
 import { createRouter } from '@tanstack/react-router';
+import { PageError, PagePending } from './components/route-states.js';
 import { indexRoute, projectRoute, rootRoute, signInRoute } from './routes/root.js';
-import { apiKeysRoute } from './pages/api-keys.js';
-import { auditRoute } from './pages/audit.js';
-import { dataPlanesRoute } from './pages/data-planes.js';
-import { residencyRoute } from './pages/residency.js';
-import { runRoute } from './pages/run.js';
-import { runsRoute } from './pages/runs.js';
-import { approvalsRoute } from './pages/approvals.js';
-import { runFormRoute } from './pages/run-form.js';
-import { workflowsRoute } from './pages/workflows.js';
-import { workflowRoute } from './pages/workflows-detail.js';
-import { schedulesRoute } from './pages/schedules.js';
-import { usageRoute } from './pages/usage.js';
+import {
+  apiKeysRoute,
+  approvalsRoute,
+  auditRoute,
+  dataPlanesRoute,
+  residencyRoute,
+  runFormRoute,
+  runRoute,
+  schedulesRoute,
+  usageRoute,
+  workflowRoute,
+  workflowsRoute,
+} from './routes/pages.js';
+import { runsRoute } from './routes/runs.js';
 
 const routeTree = rootRoute.addChildren([
   indexRoute,
@@ -36,7 +40,18 @@ const routeTree = rootRoute.addChildren([
 ]);
 
 export function createConsoleRouter(queryClient: QueryClient) {
-  return createRouter({ routeTree, context: { queryClient }, defaultPreload: 'intent', scrollRestoration: true });
+  return createRouter({
+    routeTree,
+    context: { queryClient },
+    defaultPreload: 'intent',
+    scrollRestoration: true,
+    // A page's chunk usually arrives well within 200 ms; past that, say so rather than show nothing.
+    // No minimum time on screen: the page (or the sign-in link's redirect) shows as soon as it is ready.
+    defaultPendingMs: 200,
+    defaultPendingMinMs: 0,
+    defaultPendingComponent: PagePending,
+    defaultErrorComponent: PageError,
+  });
 }
 
 declare module '@tanstack/react-router' {

@@ -2,7 +2,7 @@
 // with a copy button) and revoke. Only an admin key may manage keys; other roles see why not.
 import { useState, type FormEvent, type ReactNode } from 'react';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
-import { createRoute } from '@tanstack/react-router';
+import { createLazyRoute } from '@tanstack/react-router';
 import { cp, unwrap, type Schemas } from '../api/control-plane.js';
 import { ErrorMessage, Loading, Time } from '../components/common.js';
 import { projectRoute } from '../routes/root.js';
@@ -199,8 +199,4 @@ function ApiKeysPage(): ReactNode {
   );
 }
 
-export const apiKeysRoute = createRoute({
-  getParentRoute: () => projectRoute,
-  path: 'api-keys',
-  component: ApiKeysPage,
-});
+export const Route = createLazyRoute('/p/$project/api-keys')({ component: ApiKeysPage });

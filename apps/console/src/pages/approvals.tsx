@@ -5,12 +5,14 @@
 // comment) goes to the gateway too: comments never reach the control plane.
 import { useEffect, useState, type FormEvent, type ReactNode } from 'react';
 import { useInfiniteQuery, useQuery, useQueryClient } from '@tanstack/react-query';
-import { Link, createRoute, useNavigate } from '@tanstack/react-router';
+import { Link, createLazyRoute, getRouteApi } from '@tanstack/react-router';
 import { cp, unwrap, type Run } from '../api/control-plane.js';
 import { gatewayClient, unwrapGateway } from '../api/gateway.js';
 import { ErrorMessage, JsonView, Loading, Time } from '../components/common.js';
 import { useGatewaysVersion } from '../gateways.js';
 import { projectRoute } from '../routes/root.js';
+
+const route = getRouteApi('/p/$project/approvals');
 
 const PAGE = 50;
 
@@ -22,10 +24,6 @@ export function parseApprovalSignal(signal: string): { name: string; keyed: bool
   const match = /^approval\.(.+?)(\.[0-9a-f]{32})?$/.exec(signal);
   if (match === null) return null;
   return { name: match[1]!, keyed: match[2] !== undefined };
-}
-
-interface ApprovalsSearch {
-  workflow?: string;
 }
 
 /** The run's input and the values it recorded before it waited, from its gateway. */
@@ -175,8 +173,8 @@ function ApprovalCard({ run, project, onAnswered }: { run: Run; project: string;
 
 function ApprovalsPage(): ReactNode {
   const { project } = projectRoute.useParams();
-  const search = approvalsRoute.useSearch();
-  const navigate = useNavigate({ from: approvalsRoute.fullPath });
+  const search = route.useSearch();
+  const navigate = route.useNavigate();
   const queryClient = useQueryClient();
   const [workflow, setWorkflow] = useState(search.workflow ?? '');
   useEffect(() => setWorkflow(search.workflow ?? ''), [search.workflow]);
@@ -272,10 +270,4 @@ function ApprovalsPage(): ReactNode {
   );
 }
 
-export const approvalsRoute = createRoute({
-  getParentRoute: () => projectRoute,
-  path: 'approvals',
-  validateSearch: (search: Record<string, unknown>): ApprovalsSearch =>
-    typeof search['workflow'] === 'string' && search['workflow'].trim() !== '' ? { workflow: search['workflow'].trim() } : {},
-  component: ApprovalsPage,
-});
+export const Route = createLazyRoute('/p/$project/approvals')({ component: ApprovalsPage });

@@ -3,10 +3,13 @@
 // here is the control plane checking itself; the page says how to check without trusting it.
 import { useEffect, useState, type FormEvent, type ReactNode } from 'react';
 import { useInfiniteQuery, useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
-import { createRoute, useNavigate } from '@tanstack/react-router';
+import { createLazyRoute, getRouteApi } from '@tanstack/react-router';
 import { cp, unwrap, type Schemas } from '../api/control-plane.js';
 import { ErrorMessage, Loading, Time } from '../components/common.js';
 import { projectRoute } from '../routes/root.js';
+import { validateAuditSearch, type AuditSearch } from '../routes/pages.js';
+
+const route = getRouteApi('/p/$project/audit');
 
 type Verification = Schemas['AuditVerification'];
 
@@ -178,25 +181,10 @@ function Checkpoints({ project }: { project: string }): ReactNode {
   );
 }
 
-interface AuditSearch {
-  action?: string;
-  targetType?: string;
-  targetId?: string;
-}
-
-function validateAuditSearch(search: Record<string, unknown>): AuditSearch {
-  const out: AuditSearch = {};
-  for (const key of ['action', 'targetType', 'targetId'] as const) {
-    const value = search[key];
-    if (typeof value === 'string' && value.trim() !== '') out[key] = value.trim();
-  }
-  return out;
-}
-
 function AuditPage(): ReactNode {
   const { project } = projectRoute.useParams();
-  const search = auditRoute.useSearch();
-  const navigate = useNavigate({ from: auditRoute.fullPath });
+  const search = route.useSearch();
+  const navigate = route.useNavigate();
   const [draft, setDraft] = useState(search);
   useEffect(() => setDraft(search), [search]);
   const entries = useInfiniteQuery({
@@ -313,9 +301,4 @@ function AuditPage(): ReactNode {
   );
 }
 
-export const auditRoute = createRoute({
-  getParentRoute: () => projectRoute,
-  path: 'audit',
-  validateSearch: validateAuditSearch,
-  component: AuditPage,
-});
+export const Route = createLazyRoute('/p/$project/audit')({ component: AuditPage });

@@ -5,7 +5,7 @@
 // gateway's URL and token are never sent to the control plane.
 import { useState, type FormEvent, type ReactNode } from 'react';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
-import { createRoute } from '@tanstack/react-router';
+import { createLazyRoute } from '@tanstack/react-router';
 import createClient from 'openapi-fetch';
 import { cp, unwrap, type Schemas } from '../api/control-plane.js';
 import { errorFromAnswer } from '../api/errors.js';
@@ -380,8 +380,4 @@ function DataPlanesPage(): ReactNode {
   );
 }
 
-export const dataPlanesRoute = createRoute({
-  getParentRoute: () => projectRoute,
-  path: 'data-planes',
-  component: DataPlanesPage,
-});
+export const Route = createLazyRoute('/p/$project/data-planes')({ component: DataPlanesPage });

@@ -4,10 +4,9 @@
 // descriptors it enforces (`cairn residency report` renders the same data as Markdown).
 import { useState, type ReactNode } from 'react';
 import { useQuery } from '@tanstack/react-query';
-import { createRoute } from '@tanstack/react-router';
+import { createLazyRoute } from '@tanstack/react-router';
 import { cp, unwrap } from '../api/control-plane.js';
 import { ErrorMessage, Loading } from '../components/common.js';
-import { projectRoute } from '../routes/root.js';
 
 const anchor = (message: string): string => `msg-${message.replace(/[^A-Za-z0-9]+/g, '-')}`;
 
@@ -155,8 +154,4 @@ function ResidencyPage(): ReactNode {
   );
 }
 
-export const residencyRoute = createRoute({
-  getParentRoute: () => projectRoute,
-  path: 'residency',
-  component: ResidencyPage,
-});
+export const Route = createLazyRoute('/p/$project/residency')({ component: ResidencyPage });

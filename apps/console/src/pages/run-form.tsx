@@ -5,20 +5,17 @@
 // signs in and lands back here. Values typed stay in this browser; they are never in the address.
 import { Suspense, lazy, useState, type FormEvent, type ReactNode } from 'react';
 import { useQuery } from '@tanstack/react-query';
-import { Link, createRoute, useNavigate } from '@tanstack/react-router';
+import { Link, createLazyRoute, getRouteApi } from '@tanstack/react-router';
 import type { ErrorSchema } from '@rjsf/utils';
 import { cp, unwrap, type Schemas } from '../api/control-plane.js';
 import { ApiError } from '../api/errors.js';
 import { gatewayClient, unwrapGateway } from '../api/gateway.js';
 import { ErrorMessage, Loading } from '../components/common.js';
 import { gatewayFor, saveGateway, useGatewaysVersion } from '../gateways.js';
-import { projectRoute } from '../routes/root.js';
+
+const route = getRouteApi('/p/$project/workflows/$name/run');
 
 const SchemaForm = lazy(() => import('./workflows-schema-form.js'));
-
-interface RunFormSearch {
-  version?: string;
-}
 
 /** One problem the gateway found in the request: where (a JSON Pointer or dotted path) and what. */
 export interface Issue {
@@ -165,9 +162,9 @@ function newestUsable(versions: readonly Schemas['WorkflowVersion'][]): string |
 }
 
 function RunFormPage(): ReactNode {
-  const { project, name } = runFormRoute.useParams();
-  const search = runFormRoute.useSearch();
-  const navigate = useNavigate({ from: runFormRoute.fullPath });
+  const { project, name } = route.useParams();
+  const search = route.useSearch();
+  const navigate = route.useNavigate();
   const gateways = useGatewaysVersion();
   const [chosenPlane, setChosenPlane] = useState<string | undefined>(undefined);
   const [value, setValue] = useState<unknown>(undefined);
@@ -394,14 +391,4 @@ function RunFormPage(): ReactNode {
   );
 }
 
-export const runFormRoute = createRoute({
-  getParentRoute: () => projectRoute,
-  path: 'workflows/$name/run',
-  validateSearch: (search: Record<string, unknown>): RunFormSearch =>
-    typeof search['version'] === 'string' && search['version'] !== ''
-      ? { version: search['version'] }
-      : typeof search['version'] === 'number'
-        ? { version: String(search['version']) }
-        : {},
-  component: RunFormPage,
-});
+export const Route = createLazyRoute('/p/$project/workflows/$name/run')({ component: RunFormPage });

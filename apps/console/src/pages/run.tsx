@@ -4,18 +4,19 @@
 // those panels show. The selected call is in the address (?call=N), so a link can point at it.
 import { useEffect, useState, type ReactNode } from 'react';
 import { useQuery } from '@tanstack/react-query';
-import { Link, createRoute, useNavigate } from '@tanstack/react-router';
+import { Link, createLazyRoute, getRouteApi } from '@tanstack/react-router';
 import { cp, unwrap } from '../api/control-plane.js';
 import { gatewayClient, unwrapGateway } from '../api/gateway.js';
 import { ErrorMessage, JsonView, Loading, StatusBadge, Time, formatBytes, formatDuration } from '../components/common.js';
 import { useGatewaysVersion } from '../gateways.js';
-import { projectRoute } from '../routes/root.js';
 import { FINAL, RunActions } from './run/actions.js';
 import { ChildRuns } from './run/children.js';
 import { PanelError } from './run/panel-error.js';
 import { ErrorWithStack, StepDetail } from './run/step-detail.js';
 import { LiveStream } from './run/stream.js';
 import { Timeline } from './run/timeline.js';
+
+const route = getRouteApi('/p/$project/runs/$runId');
 
 /**
  * The run's payloads from its gateway: the journal (input and every recorded value) and the result.
@@ -55,9 +56,9 @@ function useNow(live: boolean): number {
 }
 
 function RunPage(): ReactNode {
-  const { project, runId } = runRoute.useParams();
-  const { call: selected } = runRoute.useSearch();
-  const navigate = useNavigate({ from: runRoute.fullPath });
+  const { project, runId } = route.useParams();
+  const { call: selected } = route.useSearch();
+  const navigate = route.useNavigate();
   const described = useQuery({
     queryKey: ['run', project, runId],
     queryFn: ({ signal }) => unwrap(cp.GET('/v1/projects/{project}/runs/{id}', { params: { path: { project, id: runId } }, signal })),
@@ -217,17 +218,4 @@ function RunPage(): ReactNode {
   );
 }
 
-export interface RunSearch {
-  /** The journal position of the selected call. */
-  call?: number;
-}
-
-export const runRoute = createRoute({
-  getParentRoute: () => projectRoute,
-  path: 'runs/$runId',
-  validateSearch: (search: Record<string, unknown>): RunSearch => {
-    const call = Number(search['call']);
-    return search['call'] !== undefined && Number.isInteger(call) && call >= 0 ? { call } : {};
-  },
-  component: RunPage,
-});
+export const Route = createLazyRoute('/p/$project/runs/$runId')({ component: RunPage });

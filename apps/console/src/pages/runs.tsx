@@ -4,47 +4,14 @@
 // the list opened are marked new.
 import { memo, useEffect, useMemo, useRef, useState, type FormEvent, type ReactNode } from 'react';
 import { useInfiniteQuery, useQueryClient } from '@tanstack/react-query';
-import { Link, createRoute, useNavigate } from '@tanstack/react-router';
+import { Link, getRouteApi } from '@tanstack/react-router';
 import { useVirtualizer } from '@tanstack/react-virtual';
 import { cp, unwrap, type Run, type RunStatus } from '../api/control-plane.js';
 import { ErrorMessage, Loading, StatusBadge, Time, formatDuration } from '../components/common.js';
 import { projectRoute } from '../routes/root.js';
+import { RUN_STATUSES, validateRunsSearch, type RunsSearch } from '../routes/runs-search.js';
 
-export const RUN_STATUSES: readonly RunStatus[] = [
-  'queued',
-  'running',
-  'suspended',
-  'completed',
-  'failed',
-  'cancelled',
-  'terminated',
-  'timed_out',
-];
-
-export interface RunsSearch {
-  status?: RunStatus[];
-  workflow?: string;
-  version?: string;
-  scheduleId?: string;
-  parentRunId?: string;
-  createdAfter?: string;
-  createdBefore?: string;
-}
-
-const text = (v: unknown): string | undefined => (typeof v === 'string' && v.trim() !== '' ? v.trim() : undefined);
-
-export function validateRunsSearch(search: Record<string, unknown>): RunsSearch {
-  const raw = search['status'];
-  const list = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',') : [];
-  const status = list.filter((s): s is RunStatus => RUN_STATUSES.includes(s as RunStatus));
-  const out: RunsSearch = {};
-  if (status.length > 0) out.status = status;
-  for (const key of ['workflow', 'version', 'scheduleId', 'parentRunId', 'createdAfter', 'createdBefore'] as const) {
-    const value = text(search[key]);
-    if (value !== undefined) out[key] = value;
-  }
-  return out;
-}
+const route = getRouteApi('/p/$project/runs');
 
 const PAGE = 100;
 const ROW_HEIGHT = 41;
@@ -71,7 +38,7 @@ const isoToLocal = (iso: string | undefined): string => {
 };
 
 const Filters = memo(function Filters({ search }: { search: RunsSearch }): ReactNode {
-  const navigate = useNavigate({ from: runsRoute.fullPath });
+  const navigate = route.useNavigate();
   const [draft, setDraft] = useState(search);
   useEffect(() => setDraft(search), [search]);
   const apply = (event: FormEvent): void => {
@@ -194,9 +161,9 @@ function useArrivals(rows: readonly Run[], filters: string, updatedAt: number): 
   return arrived.filters === filters ? arrived.ids : NONE;
 }
 
-function RunsPage(): ReactNode {
+export function RunsPage(): ReactNode {
   const { project } = projectRoute.useParams();
-  const search = runsRoute.useSearch();
+  const search = route.useSearch();
   const queryClient = useQueryClient();
   const queryKey = useMemo(() => ['runs', project, search] as const, [project, search]);
   const runs = useInfiniteQuery({
@@ -306,10 +273,3 @@ function RunsPage(): ReactNode {
     </>
   );
 }
-
-export const runsRoute = createRoute({
-  getParentRoute: () => projectRoute,
-  path: 'runs',
-  validateSearch: validateRunsSearch,
-  component: RunsPage,
-});

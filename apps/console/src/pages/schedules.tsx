@@ -3,7 +3,7 @@
 // the same cron evaluation as its ticker, in a dry run) before anything is fired.
 import { useState, type FormEvent, type ReactNode } from 'react';
 import { useInfiniteQuery, useMutation, useQueryClient } from '@tanstack/react-query';
-import { Link, createRoute } from '@tanstack/react-router';
+import { Link, createLazyRoute } from '@tanstack/react-router';
 import { cp, unwrap, type Schemas } from '../api/control-plane.js';
 import { ErrorMessage, Loading, Time } from '../components/common.js';
 import { projectRoute } from '../routes/root.js';
@@ -287,8 +287,4 @@ function SchedulesPage(): ReactNode {
   );
 }
 
-export const schedulesRoute = createRoute({
-  getParentRoute: () => projectRoute,
-  path: 'schedules',
-  component: SchedulesPage,
-});
+export const Route = createLazyRoute('/p/$project/schedules')({ component: SchedulesPage });

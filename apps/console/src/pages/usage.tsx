@@ -3,27 +3,14 @@
 // as a table for screen readers. The range is in the address, so a view can be shared.
 import { useEffect, useState, type FormEvent, type ReactNode } from 'react';
 import { useQuery } from '@tanstack/react-query';
-import { createRoute, useNavigate } from '@tanstack/react-router';
+import { createLazyRoute, getRouteApi } from '@tanstack/react-router';
 import { cp, unwrap } from '../api/control-plane.js';
 import { DailyBarChart, HorizontalBarChart, formatCount, type Series } from '../components/charts.js';
 import { ErrorMessage, Loading } from '../components/common.js';
 import { projectRoute } from '../routes/root.js';
+import { validateUsageSearch } from '../routes/pages.js';
 
-interface UsageSearch {
-  from?: string;
-  to?: string;
-}
-
-const DAY = /^\d{4}-\d\d-\d\d$/;
-
-function validateUsageSearch(search: Record<string, unknown>): UsageSearch {
-  const out: UsageSearch = {};
-  for (const key of ['from', 'to'] as const) {
-    const value = search[key];
-    if (typeof value === 'string' && DAY.test(value)) out[key] = value;
-  }
-  return out;
-}
+const route = getRouteApi('/p/$project/usage');
 
 /** How many workflows or models get their own colour in a stacked chart; the rest are summed as "others". */
 const STACKED = 6;
@@ -52,8 +39,8 @@ function stackedSeries<T>(days: readonly { items: readonly T[] }[], key: (item: 
 
 function UsagePage(): ReactNode {
   const { project } = projectRoute.useParams();
-  const search = usageRoute.useSearch();
-  const navigate = useNavigate({ from: usageRoute.fullPath });
+  const search = route.useSearch();
+  const navigate = route.useNavigate();
   const [draft, setDraft] = useState(search);
   useEffect(() => setDraft(search), [search]);
   const usage = useQuery({
@@ -205,9 +192,4 @@ function UsagePage(): ReactNode {
   );
 }
 
-export const usageRoute = createRoute({
-  getParentRoute: () => projectRoute,
-  path: 'usage',
-  validateSearch: validateUsageSearch,
-  component: UsagePage,
-});
+export const Route = createLazyRoute('/p/$project/usage')({ component: UsagePage });

@@ -3,13 +3,14 @@
 // here), the project's schedules that start it, and links to its runs and its run form.
 import { useState, type FormEvent, type ReactNode } from 'react';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
-import { Link, createRoute } from '@tanstack/react-router';
+import { Link, createLazyRoute, getRouteApi } from '@tanstack/react-router';
 import { cp, unwrap, type Schemas } from '../api/control-plane.js';
 import { gatewayClient, unwrapGateway } from '../api/gateway.js';
 import { ErrorMessage, JsonView, Loading, Time, formatDuration } from '../components/common.js';
 import { gatewayFor, useGatewaysVersion } from '../gateways.js';
-import { projectRoute } from '../routes/root.js';
 import { describeFlowControl, type FlowControl } from './workflows.js';
+
+const route = getRouteApi('/p/$project/workflows/$name');
 
 type WorkflowVersion = Schemas['WorkflowVersion'];
 
@@ -279,7 +280,7 @@ function DeclaredSchemas({ project, name }: { project: string; name: string }): 
 }
 
 function WorkflowPage(): ReactNode {
-  const { project, name } = workflowRoute.useParams();
+  const { project, name } = route.useParams();
   const workflow = useQuery({
     queryKey: ['workflow', project, name],
     queryFn: ({ signal }) => unwrap(cp.GET('/v1/projects/{project}/workflows/{name}', { params: { path: { project, name } }, signal })),
@@ -398,8 +399,4 @@ function WorkflowPage(): ReactNode {
   );
 }
 
-export const workflowRoute = createRoute({
-  getParentRoute: () => projectRoute,
-  path: 'workflows/$name',
-  component: WorkflowPage,
-});
+export const Route = createLazyRoute('/p/$project/workflows/$name')({ component: WorkflowPage });

@@ -3,10 +3,12 @@
 // versions come from the control plane; nothing here is a payload.
 import type { ReactNode } from 'react';
 import { useQuery } from '@tanstack/react-query';
-import { Link, createRoute, useNavigate } from '@tanstack/react-router';
+import { Link, createLazyRoute, getRouteApi } from '@tanstack/react-router';
 import { cp, unwrap, type Schemas } from '../api/control-plane.js';
 import { ErrorMessage, Loading, Time, formatDuration } from '../components/common.js';
 import { projectRoute } from '../routes/root.js';
+
+const route = getRouteApi('/p/$project/workflows');
 
 export type FlowControl = Schemas['FlowControl'];
 
@@ -24,14 +26,10 @@ export function describeFlowControl(flow: FlowControl): string {
   return parts.length === 0 ? 'none' : parts.join('; ');
 }
 
-interface WorkflowsSearch {
-  includeDeprecated?: boolean;
-}
-
 function WorkflowsPage(): ReactNode {
   const { project } = projectRoute.useParams();
-  const { includeDeprecated } = workflowsRoute.useSearch();
-  const navigate = useNavigate({ from: workflowsRoute.fullPath });
+  const { includeDeprecated } = route.useSearch();
+  const navigate = route.useNavigate();
   const workflows = useQuery({
     queryKey: ['workflows', project, includeDeprecated === true],
     queryFn: ({ signal }) =>
@@ -124,10 +122,4 @@ function WorkflowsPage(): ReactNode {
   );
 }
 
-export const workflowsRoute = createRoute({
-  getParentRoute: () => projectRoute,
-  path: 'workflows',
-  validateSearch: (search: Record<string, unknown>): WorkflowsSearch =>
-    search['includeDeprecated'] === true || search['includeDeprecated'] === 'true' ? { includeDeprecated: true } : {},
-  component: WorkflowsPage,
-});
+export const Route = createLazyRoute('/p/$project/workflows')({ component: WorkflowsPage });
