@@ -235,7 +235,13 @@ describe('console: operations pages', () => {
       await p.getByLabel('Action').fill('run.*');
       await p.getByRole('button', { name: 'Apply' }).click();
       await p.waitForURL(/action=run/);
-      const actions = await p.getByRole('table', { name: 'Audit entries' }).locator('tbody tr td:nth-child(4)').allTextContents();
+      // The filtered page replaces the unfiltered one when its answer arrives: wait for it to settle.
+      const actionCells = p.getByRole('table', { name: 'Audit entries' }).locator('tbody tr td:nth-child(4)');
+      let actions: string[] = [];
+      for (const deadline = Date.now() + 10_000; Date.now() < deadline; await p.waitForTimeout(100)) {
+        actions = await actionCells.allTextContents();
+        if (actions.length > 0 && actions.every((a) => a.startsWith('run.'))) break;
+      }
       assert.ok(actions.length > 0);
       assert.ok(
         actions.every((a) => a.startsWith('run.')),

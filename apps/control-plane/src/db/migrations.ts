@@ -1023,31 +1023,33 @@ BEGIN
 END
 $fn$;
 
-CREATE OR REPLACE FUNCTION cairn_meter_steps(ended_steps run_steps[]) RETURNS void LANGUAGE sql AS $fn$
-  WITH ended AS (
-    SELECT r.project_id, r.workflow_name, s.kind, s.provider, s.model, s.input_tokens, s.output_tokens
-    FROM unnest(ended_steps) s JOIN runs r ON r.id = s.run_id
-  ), steps AS (
-    INSERT INTO usage_daily AS u (project_id, day, slot, steps_executed)
-    SELECT project_id, (now() AT TIME ZONE 'UTC')::date, pg_backend_pid() % 8, count(*) FROM ended GROUP BY 1 ORDER BY 1
-    ON CONFLICT (project_id, day, slot) DO UPDATE SET steps_executed = u.steps_executed + EXCLUDED.steps_executed
-  ), per_workflow AS (
-    INSERT INTO usage_workflows_daily AS w (project_id, day, workflow_name, slot, steps_executed, model_calls, input_tokens, output_tokens)
-    SELECT project_id, (now() AT TIME ZONE 'UTC')::date, workflow_name, pg_backend_pid() % 8, count(*),
-           count(*) FILTER (WHERE kind = 'model'),
-           coalesce(sum(input_tokens) FILTER (WHERE kind = 'model'), 0), coalesce(sum(output_tokens) FILTER (WHERE kind = 'model'), 0)
-    FROM ended GROUP BY 1, 3 ORDER BY 1, 3
-    ON CONFLICT (project_id, day, workflow_name, slot) DO UPDATE SET
-      steps_executed = w.steps_executed + EXCLUDED.steps_executed, model_calls = w.model_calls + EXCLUDED.model_calls,
-      input_tokens = w.input_tokens + EXCLUDED.input_tokens, output_tokens = w.output_tokens + EXCLUDED.output_tokens
-  )
+-- One statement per table, in the order cairn_meter_runs_started takes them (usage_daily, then
+-- usage_workflows_daily): the data-modifying CTEs this replaces run in no set order, and a start and
+-- a step report taking the same two rows in opposite orders deadlock. usage_daily's row for the
+-- backend's slot is always taken first, so two transactions on one slot queue there.
+CREATE OR REPLACE FUNCTION cairn_meter_steps(ended_steps run_steps[]) RETURNS void LANGUAGE plpgsql AS $fn$
+BEGIN
+  INSERT INTO usage_daily AS u (project_id, day, slot, steps_executed)
+  SELECT r.project_id, (now() AT TIME ZONE 'UTC')::date, pg_backend_pid() % 8, count(*) FROM unnest(ended_steps) s JOIN runs r ON r.id = s.run_id GROUP BY 1 ORDER BY 1
+  ON CONFLICT (project_id, day, slot) DO UPDATE SET steps_executed = u.steps_executed + EXCLUDED.steps_executed;
+
+  INSERT INTO usage_workflows_daily AS w (project_id, day, workflow_name, slot, steps_executed, model_calls, input_tokens, output_tokens)
+  SELECT r.project_id, (now() AT TIME ZONE 'UTC')::date, r.workflow_name, pg_backend_pid() % 8, count(*),
+         count(*) FILTER (WHERE s.kind = 'model'),
+         coalesce(sum(s.input_tokens) FILTER (WHERE s.kind = 'model'), 0), coalesce(sum(s.output_tokens) FILTER (WHERE s.kind = 'model'), 0)
+  FROM unnest(ended_steps) s JOIN runs r ON r.id = s.run_id GROUP BY 1, 3 ORDER BY 1, 3
+  ON CONFLICT (project_id, day, workflow_name, slot) DO UPDATE SET
+    steps_executed = w.steps_executed + EXCLUDED.steps_executed, model_calls = w.model_calls + EXCLUDED.model_calls,
+    input_tokens = w.input_tokens + EXCLUDED.input_tokens, output_tokens = w.output_tokens + EXCLUDED.output_tokens;
+
   INSERT INTO usage_tokens_daily AS t (project_id, day, provider, model, slot, calls, input_tokens, output_tokens)
-  SELECT project_id, (now() AT TIME ZONE 'UTC')::date, coalesce(provider, 'unknown'), coalesce(model, 'unknown'), pg_backend_pid() % 8,
-         count(*), coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0)
-  FROM ended WHERE kind = 'model' GROUP BY 1, 3, 4 ORDER BY 1, 3, 4
+  SELECT r.project_id, (now() AT TIME ZONE 'UTC')::date, coalesce(s.provider, 'unknown'), coalesce(s.model, 'unknown'), pg_backend_pid() % 8,
+         count(*), coalesce(sum(s.input_tokens), 0), coalesce(sum(s.output_tokens), 0)
+  FROM unnest(ended_steps) s JOIN runs r ON r.id = s.run_id WHERE s.kind = 'model' GROUP BY 1, 3, 4 ORDER BY 1, 3, 4
   ON CONFLICT (project_id, day, provider, model, slot) DO UPDATE SET
     calls = t.calls + EXCLUDED.calls, input_tokens = t.input_tokens + EXCLUDED.input_tokens,
     output_tokens = t.output_tokens + EXCLUDED.output_tokens;
+END
 $fn$;
 
 -- Days metered before this migration: runs by the day they were created, step and model-call
