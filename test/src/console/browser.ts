@@ -107,10 +107,17 @@ export async function accessibilityViolations(page: Page): Promise<string[]> {
  * Writes a full-page screenshot of the page as `<name>.png` among the test artifacts, and with
  * `CAIRN_UPDATE_SCREENSHOTS=1` copies it over the one in docs/console (commit those).
  */
+/** The tallest screenshot kept, in CSS pixels. */
+const SCREENSHOT_MAX_HEIGHT = 2400;
+
 export async function screenshot(page: Page, name: string): Promise<string> {
   mkdirSync(screenshotDir, { recursive: true });
   const path = join(screenshotDir, `${name}.png`);
-  await page.screenshot({ path, fullPage: true });
+  // The whole page, down to a bound: a long table (the residency report) would make a picture of
+  // several megabytes that shows nothing more.
+  const width = page.viewportSize()?.width ?? 1400;
+  const height = Number(await page.evaluate('document.documentElement.scrollHeight'));
+  await page.screenshot({ path, fullPage: true, clip: { x: 0, y: 0, width, height: Math.min(height, SCREENSHOT_MAX_HEIGHT) } });
   if (process.env['CAIRN_UPDATE_SCREENSHOTS'] === '1') {
     mkdirSync(docsScreenshotDir, { recursive: true });
     copyFileSync(path, join(docsScreenshotDir, `${name}.png`));
