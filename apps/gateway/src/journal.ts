@@ -4,7 +4,7 @@
 // GET /v1/runs/:id/verify: the journal's hash chain recomputed here and compared with the head the
 // control plane recorded (`cairn runs verify`).
 import { CairnError, ErrorCodes, type ExportedRun } from '@cairn/common';
-import type { JournalEntry, PayloadStore } from '@cairn/payload-store';
+import { journalEntryDocument, type JournalEntry, type PayloadStore } from '@cairn/payload-store';
 import { storeError } from './errors.js';
 import { assertRunId } from './runs.js';
 import type { JournalEntryView, JournalVerificationView, JournalView } from './schemas.js';
@@ -13,23 +13,9 @@ export type { JournalEntryView, JournalVerificationView, JournalView };
 
 const iso = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString());
 
+/** An entry of `GET /v1/runs/:id/journal`. */
 export function journalEntryView(e: JournalEntry): JournalEntryView {
-  return {
-    position: e.position,
-    kind: e.kind,
-    name: e.name,
-    keyDigest: e.keyDigest ?? null,
-    status: e.status,
-    attempt: e.attempt,
-    epoch: e.epoch,
-    ...(e.value === undefined ? {} : { value: e.value }),
-    ...(e.error ? { error: { ...e.error } } : {}),
-    signalId: e.signalId ?? null,
-    outputSize: e.outputSize,
-    startedAt: new Date(e.startedAt).toISOString(),
-    endedAt: iso(e.endedAt),
-    dueAt: iso(e.dueAt),
-  };
+  return journalEntryDocument(e);
 }
 
 /**

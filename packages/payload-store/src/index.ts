@@ -19,6 +19,8 @@ export {
   type ReplayCheckStatus,
   type ErrorInfo,
   type JournalEntry,
+  type JournalEntryDocument,
+  journalEntryDocument,
   type JournalKind,
   type JournalStatus,
   type JournalWrite,

@@ -133,6 +133,47 @@ export interface JournalEntry {
   readonly epoch: number;
 }
 
+/** A journal entry as JSON documents carry it (the gateway's journal view, a replay's input): times as ISO strings, absent parts null. */
+export interface JournalEntryDocument {
+  readonly position: number;
+  readonly kind: JournalKind;
+  readonly name: string;
+  readonly keyDigest: string | null;
+  readonly status: JournalStatus;
+  readonly attempt: number;
+  readonly epoch: number;
+  readonly value?: unknown;
+  /** The error as recorded (a plain copy, with whatever flags it was stored with). */
+  readonly error?: ErrorInfo & Readonly<Record<string, unknown>>;
+  readonly signalId: string | null;
+  readonly outputSize: number;
+  readonly startedAt: string;
+  readonly endedAt: string | null;
+  readonly dueAt: string | null;
+}
+
+const isoOrNull = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString());
+
+/** A journal entry as a JSON document: what `GET /v1/runs/:id/journal` answers and a replay check replays. */
+export function journalEntryDocument(e: JournalEntry): JournalEntryDocument {
+  return {
+    position: e.position,
+    kind: e.kind,
+    name: e.name,
+    keyDigest: e.keyDigest ?? null,
+    status: e.status,
+    attempt: e.attempt,
+    epoch: e.epoch,
+    ...(e.value === undefined ? {} : { value: e.value }),
+    ...(e.error ? { error: { ...e.error } } : {}),
+    signalId: e.signalId ?? null,
+    outputSize: e.outputSize,
+    startedAt: new Date(e.startedAt).toISOString(),
+    endedAt: isoOrNull(e.endedAt),
+    dueAt: isoOrNull(e.dueAt),
+  };
+}
+
 /** A run as the data plane keeps it. */
 export interface StoredRun {
   readonly runId: string;

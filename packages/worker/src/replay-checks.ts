@@ -5,28 +5,11 @@
 // nothing is written but the answer) and stores the outcome, sealed. Checks take no run slot and
 // never hold up runs: they are answered one at a time beside them.
 import type { Logger } from '@cairn/common';
-import type { Hasher, JournalEntry, PayloadStore, ReplayCheck } from '@cairn/payload-store';
+import { journalEntryDocument, type Hasher, type PayloadStore, type ReplayCheck } from '@cairn/payload-store';
 import type { WorkflowDefinition } from '@cairn/sdk';
 import { replayRun, type JournalDocument } from './replay.js';
 
 const iso = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString());
-
-const entryOf = (e: JournalEntry): JournalDocument['entries'][number] => ({
-  position: e.position,
-  kind: e.kind,
-  name: e.name,
-  keyDigest: e.keyDigest ?? null,
-  status: e.status,
-  attempt: e.attempt,
-  epoch: e.epoch,
-  ...(e.value === undefined ? {} : { value: e.value }),
-  ...(e.error ? { error: { ...e.error } } : {}),
-  signalId: e.signalId ?? null,
-  outputSize: e.outputSize,
-  startedAt: new Date(e.startedAt).toISOString(),
-  endedAt: iso(e.endedAt),
-  dueAt: iso(e.dueAt),
-});
 
 /** The run and its journal as the payload store holds them, as a replay takes them (seed included). */
 export async function journalDocument(store: PayloadStore, runId: string): Promise<JournalDocument | undefined> {
@@ -44,7 +27,7 @@ export async function journalDocument(store: PayloadStore, runId: string): Promi
     hmacKeyId: run.hmacKeyId,
     createdAt: new Date(run.createdAt).toISOString(),
     endedAt: iso(run.endedAt),
-    entries: entries.map(entryOf),
+    entries: entries.map(journalEntryDocument),
   };
 }
 
