@@ -1,9 +1,23 @@
-// ctx.agent: validation and the pure parts of the loop (messages, checkpoints). The engine runs
-// the loop with its durable calls (engine.ts, `#agent`).
+// ctx.agent: validation, the pure parts of the loop (messages, checkpoints), and the loop itself
+// (`runAgent`), made of the engine's durable model calls and steps.
 import { CairnError, ErrorCodes, assertName } from '@cairn/common';
-import { type AgentOptions, type AgentToolCall, type ModelCallOptions, type ModelToolCall, type ModelUsage } from '@cairn/sdk';
+import {
+  AgentMaxTurnsError,
+  StepFailedError,
+  type AgentOptions,
+  type AgentResult,
+  type AgentToolCall,
+  type ModelCallOptions,
+  type ModelToolCall,
+  type ModelUsage,
+  type StepContext,
+} from '@cairn/sdk';
 import type { ModelMessage, Tool, ToolSet } from 'ai';
 import { type ResolvedRetryPolicy, resolveRetryPolicy, toMilliseconds } from '@cairn/sdk/internal';
+import { durableModel } from './engine/calls/model.js';
+import { durableStep } from './engine/calls/step.js';
+import type { Run } from './engine/run.js';
+import { prepareModelCall } from './model.js';
 
 /** An agent call's options, checked, with its derived names. */
 export interface PreparedAgent {
@@ -167,4 +181,103 @@ export async function executeTool(
     return last;
   }
   return result;
+}
+
+/**
+ * Runs `ctx.agent`'s tool-calling loop as durable calls. Its calls are identified by the agent's
+ * identity `id` (`a<n>` on the main line, or its place in a branch) plus turn and tool-call index,
+ * like a branch's calls, so a replay finds each entry whatever position it holds; checkpoints
+ * (`<identity>.cp<k>`) let a replay start from the latest one without walking earlier turns.
+ */
+export async function runAgent(run: Run, id: string, agent: PreparedAgent, key: string | number | undefined): Promise<AgentResult> {
+  const keyOf = (part: string | number): string | number => (key === undefined ? part : `${String(key)}:${part}`);
+  let turn = 0;
+  let messages: ModelMessage[] = [];
+  let toolCalls: AgentToolCall[] = [];
+  let usage: ModelUsage = { inputTokens: 0, outputTokens: 0 };
+  let text = '';
+  let positions: number[] = [];
+  // Replay: take every checkpoint already journaled; the latest one holds the state to go on from.
+  let checkpoints = 0;
+  for (;;) {
+    const cpId = `${id}.cp${checkpoints + 1}`;
+    const cpKey = keyOf(`cp${checkpoints + 1}`);
+    const found = run.cursor.peek('step', agent.checkpointName, cpKey, cpId);
+    if (found?.status !== 'completed') break;
+    const slot = run.cursor.slot('step', agent.checkpointName, cpKey, cpId);
+    const cp = found.value as AgentCheckpoint;
+    for (const position of cp.positions) run.cursor.claimReplayed(position);
+    ({ turn, text, usage } = cp);
+    messages = [...cp.messages];
+    toolCalls = [...cp.toolCalls];
+    positions = [];
+    checkpoints++;
+    run.log.debug({ agent: agent.name, turn, position: slot.position }, 'agent resumed from its checkpoint');
+  }
+  const result = (finishReason: AgentResult['finishReason']): AgentResult => ({
+    text,
+    turns: turn,
+    toolCalls,
+    usage,
+    finishReason,
+    messages,
+  });
+  for (;;) {
+    turn++;
+    const conversation = [...agent.initial, ...messages];
+    const call = prepareModelCall(agent.turnName, { ...agent.turnOptions, messages: conversation });
+    const turnSlot = run.cursor.slot('model', agent.turnName, keyOf(turn), `${id}.t${turn}`);
+    positions.push(turnSlot.position);
+    const reply = await durableModel(run, agent.turnName, undefined, call, turnSlot);
+    usage = { inputTokens: usage.inputTokens + reply.usage.inputTokens, outputTokens: usage.outputTokens + reply.usage.outputTokens };
+    text = reply.text;
+    messages.push(assistantMessage(reply.text, reply.toolCalls));
+    if (reply.toolCalls.length === 0) return result('stop');
+    // Slots are taken in call order before anything runs, so the tools may run concurrently.
+    const runs = reply.toolCalls.map(async (c, index): Promise<AgentToolCall> => {
+      const base = { turn, toolCallId: c.toolCallId, toolName: c.toolName, input: c.input };
+      const definition = Object.hasOwn(agent.tools, c.toolName) ? agent.tools[c.toolName] : undefined;
+      if (!definition) {
+        return { ...base, error: `There is no tool "${c.toolName}". Available tools: ${Object.keys(agent.tools).join(', ')}.` };
+      }
+      const stepName = toolStepName(agent.name, c.toolName);
+      const slot = run.cursor.slot('step', stepName, keyOf(c.toolCallId), `${id}.t${turn}.c${index}`);
+      positions.push(slot.position);
+      try {
+        const output = await durableStep(
+          run,
+          stepName,
+          (step: StepContext) =>
+            executeTool(definition, c.input, { toolCallId: c.toolCallId, messages: conversation, abortSignal: step.signal }),
+          {},
+          agent.toolPolicy,
+          agent.toolTimeoutMs,
+          undefined,
+          slot,
+        );
+        return { ...base, output };
+      } catch (err) {
+        if (agent.onToolError === 'return' && err instanceof StepFailedError) return { ...base, error: err.causeMessage };
+        throw err;
+      }
+    });
+    const settled = await Promise.allSettled(runs);
+    const failed = settled.find((r) => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    const done = settled.map((r) => (r as PromiseFulfilledResult<AgentToolCall>).value);
+    toolCalls.push(...done);
+    messages.push(toolMessage(done));
+    if (turn >= agent.maxTurns) {
+      const value = result('max-turns');
+      if (agent.onMaxTurns === 'return') return value;
+      throw new AgentMaxTurnsError({ agentName: agent.name, maxTurns: agent.maxTurns, result: value });
+    }
+    if (turn % agent.checkpointEvery === 0) {
+      checkpoints++;
+      const cp: AgentCheckpoint = { turn, messages: [...messages], toolCalls: [...toolCalls], usage, text, positions };
+      const slot = run.cursor.slot('step', agent.checkpointName, keyOf(`cp${checkpoints}`), `${id}.cp${checkpoints}`);
+      await durableStep(run, agent.checkpointName, () => cp, {}, resolveRetryPolicy({ maximumAttempts: 1 }), undefined, undefined, slot);
+      positions = [];
+    }
+  }
 }

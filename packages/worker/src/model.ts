@@ -17,7 +17,7 @@ import {
   type ToolSet,
 } from 'ai';
 import { CairnError, ErrorCodes, type Logger } from '@cairn/common';
-import type { PayloadStore, StreamEvent } from '@cairn/payload-store';
+import type { StreamEvent } from '@cairn/payload-store';
 import { type ModelCallOptions, type ModelFailure, type ModelResult, type ModelToolCall, type ModelUsage } from '@cairn/sdk';
 import { type ResolvedRetryPolicy, resolveModelRetryPolicy, toMilliseconds } from '@cairn/sdk/internal';
 
@@ -481,8 +481,7 @@ export const STREAM_FLUSH_MS = 30;
  * Publishes run one after another, so subscribers see them in order.
  */
 export class DeltaPublisher {
-  readonly #store: PayloadStore;
-  readonly #runId: string;
+  readonly #publish: (events: readonly StreamEvent[]) => Promise<unknown>;
   readonly #position: number;
   readonly #name: string;
   readonly #log: Logger;
@@ -490,9 +489,8 @@ export class DeltaPublisher {
   #timer: NodeJS.Timeout | undefined;
   #chain: Promise<void> = Promise.resolve();
 
-  constructor(store: PayloadStore, runId: string, position: number, name: string, log: Logger) {
-    this.#store = store;
-    this.#runId = runId;
+  constructor(publish: (events: readonly StreamEvent[]) => Promise<unknown>, position: number, name: string, log: Logger) {
+    this.#publish = publish;
     this.#position = position;
     this.#name = name;
     this.#log = log;
@@ -526,7 +524,7 @@ export class DeltaPublisher {
     this.#pending = [];
     this.#chain = this.#chain.then(async () => {
       try {
-        await this.#store.publishStream(this.#runId, events);
+        await this.#publish(events);
       } catch (err) {
         this.#log.debug({ err, position: this.#position }, 'could not publish streamed model output; subscribers miss it');
       }

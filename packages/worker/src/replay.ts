@@ -8,15 +8,12 @@
 // this code would hit.
 import { randomBytes } from 'node:crypto';
 import { createLogger } from '@cairn/common';
-import { Engine, type EngineOptions, type RunExecution, type RunOutcome } from './engine.js';
+import { Engine, type RunExecution, type RunOutcome } from './engine.js';
+import type { RunJournal, RunJournals } from './engine/run-journal.js';
 import { SignalHub } from './signals.js';
 import { NonDeterminismError, type DurableCall, type WorkflowContext, type WorkflowDefinition } from '@cairn/sdk';
 import { StepKind, StepStatus, type StepReport } from '@cairn/proto';
-import { Hasher } from '@cairn/payload-store';
-
-type Store = EngineOptions['store'];
-type JournalEntry = Awaited<ReturnType<Store['loadJournal']>>[number];
-type StoredRun = NonNullable<Awaited<ReturnType<Store['getRun']>>>;
+import { Hasher, type ErrorInfo, type JournalEntry, type JournalEntryDocument, type StoredRun } from '@cairn/payload-store';
 
 /** The gateway's `GET /v1/runs/:id/journal` answer. */
 export interface JournalDocument {
@@ -33,22 +30,7 @@ export interface JournalDocument {
   readonly hmacKeyId?: string;
   readonly createdAt: string;
   readonly endedAt: string | null;
-  readonly entries: ReadonlyArray<{
-    readonly position: number;
-    readonly kind: string;
-    readonly name: string;
-    readonly keyDigest: string | null;
-    readonly status: string;
-    readonly attempt: number;
-    readonly epoch: number;
-    readonly value?: unknown;
-    readonly error?: Record<string, unknown>;
-    readonly signalId: string | null;
-    readonly outputSize: number;
-    readonly startedAt: string;
-    readonly endedAt: string | null;
-    readonly dueAt: string | null;
-  }>;
+  readonly entries: ReadonlyArray<JournalEntryDocument>;
 }
 
 export interface CallView {
@@ -109,15 +91,15 @@ export async function replayRun(
 ): Promise<ReplayResult> {
   const journal: JournalEntry[] = doc.entries.map((e) => ({
     position: e.position,
-    kind: e.kind as JournalEntry['kind'],
+    kind: e.kind,
     name: e.name,
     keyDigest: e.keyDigest ?? undefined,
-    status: e.status as JournalEntry['status'],
+    status: e.status,
     attempt: e.attempt,
     value: e.value,
     outputSize: e.outputSize,
     errorRef: undefined,
-    error: e.error as JournalEntry['error'],
+    error: e.error,
     signalId: e.signalId ?? undefined,
     dueAt: ms(e.dueAt),
     startedAt: Date.parse(e.startedAt),
@@ -163,44 +145,45 @@ export async function replayRun(
   let failure: { name: string; message: string; errorCode?: string } | undefined;
   let nonDeterminism: NonDeterminismError | undefined;
 
-  const store = {
+  // The run's journal as the replay serves it: reads answer from the document; the first write of a
+  // call the journal does not hold is the frontier, where the replay stops.
+  const replayJournal: RunJournal = {
+    runId: run.runId,
+    fork: () => Promise.resolve({ created: false, copied: 0 }),
+    createFromPayload: () => Promise.resolve('exists'),
     acquire: () => Promise.resolve({ run, journal }),
-    loadJournal: () => Promise.resolve(journal),
-    getRun: (runId: string) => Promise.resolve(runId === run.runId ? run : undefined),
-    append: (
-      _runId: string,
-      _epoch: number,
-      writes: ReadonlyArray<{ position: number; kind: string; name: string; keyDigest?: string | undefined }>,
-    ) => {
+    append: (_epoch, writes) => {
       const live = writes.find((w) => w.kind !== 'now');
       if (live) reach({ position: live.position, kind: live.kind, name: live.name, keyDigest: live.keyDigest ?? null });
       else if (writes.some((w) => !positions.has(w.position)))
         reach({ position: writes[0]!.position, kind: 'now', name: 'now', keyDigest: null });
       return never();
     },
-    takeSignal: (_runId: string, _epoch: number, position: number, name: string, _startedAt: number, keyDigest?: string) => {
-      reach({ position, kind: 'signal', name, keyDigest: keyDigest ?? null });
-      return never();
-    },
-    createRun: (child: { workflowName: string }) => {
-      reach({ position: -1, kind: 'child', name: child.workflowName, keyDigest: null });
-      return never();
-    },
-    completeRun: () => {
+    complete: () => {
       stopped({ kind: 'completed', outputSize: 0 });
       return Promise.resolve({ outputSize: 0 });
     },
-    failRun: (_runId: string, _epoch: number, record: { name: string; message: string; errorCode?: string }) => {
+    fail: (_epoch: number, record: ErrorInfo & { errorCode?: string }) => {
       failure = record;
       return Promise.resolve({ errorRef: '' });
     },
-    cancelRun: () => Promise.resolve(),
+    cancel: () => Promise.resolve(),
     getError: () => Promise.resolve(undefined),
-    getTranscript: () => Promise.resolve(undefined),
+    takeSignal: (_epoch, position, name, _startedAt, keyDigest) => {
+      reach({ position, kind: 'signal', name, keyDigest: keyDigest ?? null });
+      return never();
+    },
     publishStream: () => Promise.resolve(),
+    getChild: (runId) => Promise.resolve(runId === run.runId ? run : undefined),
+    createChild: (child) => {
+      reach({ position: -1, kind: 'child', name: child.workflowName, keyDigest: null });
+      return never();
+    },
+  };
+  const store: RunJournals = {
+    open: () => replayJournal,
     onSignal: () => Promise.resolve(() => Promise.resolve()),
-    onStream: () => Promise.resolve(() => Promise.resolve()),
-  } as unknown as Store;
+  };
 
   // The step functions, tools and compensations of the local code never run during a replay: the
   // engine calls them only for a call the journal does not hold, which is where the replay stops.

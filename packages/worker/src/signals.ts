@@ -1,5 +1,5 @@
 import type { Logger } from '@cairn/common';
-import type { PayloadStore } from '@cairn/payload-store';
+import type { RunJournals } from './engine/run-journal.js';
 
 /**
  * One signal wait's view of the notifications for its (run, name). A notification that arrives
@@ -52,14 +52,14 @@ export class SignalSubscription {
  * (and long waits suspend, where the control plane's signal notices wake the run).
  */
 export class SignalHub {
-  readonly #store: PayloadStore;
+  readonly #store: Pick<RunJournals, 'onSignal'>;
   readonly #logger: Logger | undefined;
   readonly #subscriptions = new Map<string, Set<SignalSubscription>>();
   #starting: Promise<void> | undefined;
   #stop: (() => Promise<void>) | undefined;
   #closed = false;
 
-  constructor(store: PayloadStore, logger?: Logger) {
+  constructor(store: Pick<RunJournals, 'onSignal'>, logger?: Logger) {
     this.#store = store;
     this.#logger = logger;
   }
