@@ -50,6 +50,12 @@ export interface TestEnvironmentOptions {
   readonly startTime?: Date | number;
   /** Logs of the engine. Default: silent. */
   readonly logger?: Logger;
+  /**
+   * The HMAC key the environment digests step and approval keys with, as the data plane's
+   * CAIRN_DP_HMAC_KEY would. Default: a random one. Give one to replay the runs' journals later
+   * (`@cairn/worker/replay`), which needs the same key.
+   */
+  readonly hmacKey?: Buffer;
 }
 
 /**
@@ -231,7 +237,7 @@ export class TestEnvironment {
     return new TestEnvironment({
       store,
       signals: new SignalHub(store, logger),
-      hasher: new Hasher(randomBytes(32)),
+      hasher: new Hasher(options.hmacKey ?? randomBytes(32)),
       clock: new VirtualClock(start),
       workflows: options.workflows,
       timeSkipping: options.timeSkipping ?? true,
