@@ -272,7 +272,10 @@ describe('journal hash chain', () => {
     assert.equal(headDb.entries, 5);
     assert.equal(headInline.entries, 5);
     // Different runs have different genesis salts, so compare each with a fresh recomputation instead.
-    for (const [runId, head] of [[inline, headInline], [fromDb, headDb]] as const) {
+    for (const [runId, head] of [
+      [inline, headInline],
+      [fromDb, headDb],
+    ] as const) {
       const report = await store.verifyJournalChain(runId, head);
       assert.deepEqual(report.problems, [], `run ${runId}`);
       assert.equal(report.ok, true);

@@ -1321,7 +1321,8 @@ export class PayloadStore {
     expected?: { readonly workflowName: string },
   ): Promise<{ run: StoredRun; journal: JournalEntry[] }> {
     if (!isId(runId)) throw new CairnError(ErrorCodes.INVALID_ARGUMENT, `run ID ${JSON.stringify(runId)} is not a lowercase UUID`);
-    if (!Number.isSafeInteger(epoch) || epoch < 0) throw new CairnError(ErrorCodes.INVALID_ARGUMENT, `epoch ${epoch} is not a whole number`);
+    if (!Number.isSafeInteger(epoch) || epoch < 0)
+      throw new CairnError(ErrorCodes.INVALID_ARGUMENT, `epoch ${epoch} is not a whole number`);
     // One round trip, two statements: the fence is raised first, and the journal is read by a
     // second statement of the same implicit transaction, which takes a new snapshot in READ
     // COMMITTED. So an entry that an older epoch committed while this UPDATE waited for its row lock
@@ -1573,7 +1574,14 @@ export class PayloadStore {
     const plain = e.value !== undefined ? encodeJson(e.value, `The result of ${e.kind} "${e.name}"`) : undefined;
     const sealed = plain !== undefined ? { ...this.#keys.seal(plain, `${runId}:journal:${e.position}`), size: plain.length } : undefined;
     const cursor = this.#chains.get(runId);
-    if (cursor && !cursor.busy && cursor.epoch === epoch && FINAL.has(e.status) && e.position === cursor.entries && cursor.written === cursor.entries) {
+    if (
+      cursor &&
+      !cursor.busy &&
+      cursor.epoch === epoch &&
+      FINAL.has(e.status) &&
+      e.position === cursor.entries &&
+      cursor.written === cursor.entries
+    ) {
       if (await this.#appendSealed(runId, epoch, e, cursor, plain, sealed)) return sealed?.size ?? 0;
     }
     this.#noteWritten(runId, [e.position]);
@@ -1649,7 +1657,7 @@ export class PayloadStore {
       endedAt: ms(endedAt) ?? null,
     });
     cursor.busy = true;
-    let written = false;
+    let written: boolean;
     try {
       const r = await this.#pool.query({
         name: 'dp_append_sealed',
