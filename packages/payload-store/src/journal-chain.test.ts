@@ -240,4 +240,62 @@ describe('journal hash chain', () => {
     const { run } = await store.acquire(runId, 3, { workflowName: 'payroll' });
     assert.equal(run.workflowName, 'payroll');
   });
+  it('seals entries as they are written, with the same hashes a seal from the database computes', async () => {
+    const t = Date.now();
+    const steps = (n: number, from = 0) =>
+      Array.from({ length: n }, (_, i) => ({
+        position: from + i,
+        kind: 'step' as const,
+        name: `s${from + i}`,
+        keyDigest: i % 2 === 0 ? 'ab'.repeat(32) : undefined,
+        status: 'completed' as const,
+        value: { i: from + i, text: 'é'.repeat(from + i) },
+        startedAt: t + 10 * (from + i) + 0.5,
+        endedAt: t + 10 * (from + i) + 3,
+      }));
+    const inline = newId();
+    const fromDb = newId();
+    for (const runId of [inline, fromDb]) {
+      await store.createRun({ runId, workflowName: 'wf', input: {} });
+      await store.acquire(runId, 1);
+    }
+    for (const e of steps(5)) await store.append(inline, 1, [e]);
+    // The reference run gets the same entries written together (never sealed inline) and sealed from the database.
+    await store.append(fromDb, 1, steps(5));
+    const sealedAsWritten = await raw.query<{ chain_entries: number; chain_head: string }>(
+      'SELECT chain_entries, chain_head FROM dp_runs WHERE run_id = $1',
+      [inline],
+    );
+    assert.equal(sealedAsWritten.rows[0]?.chain_entries, 5, 'each entry was sealed by the statement that wrote it');
+    const headInline = await store.sealJournalChain(inline);
+    const headDb = await store.sealJournalChain(fromDb);
+    assert.equal(headDb.entries, 5);
+    assert.equal(headInline.entries, 5);
+    // Different runs have different genesis salts, so compare each with a fresh recomputation instead.
+    for (const [runId, head] of [
+      [inline, headInline],
+      [fromDb, headDb],
+    ] as const) {
+      const report = await store.verifyJournalChain(runId, head);
+      assert.deepEqual(report.problems, [], `run ${runId}`);
+      assert.equal(report.ok, true);
+    }
+
+    // A run taken over by another process (the chain moved on elsewhere) falls back to sealing from the database.
+    const other = PayloadStore.connect({ connectionString: url, keys });
+    try {
+      await store.append(inline, 1, steps(1, 5));
+      // Another process of the same epoch (a test stand-in for a second writer) writes and seals position 6.
+      await other.append(inline, 1, steps(1, 6));
+      await other.sealJournalChain(inline);
+      // This process's cursor still says 6: the next entry is written without an inline seal.
+      await store.append(inline, 1, steps(1, 7));
+      const head = await store.sealJournalChain(inline);
+      assert.equal(head.entries, 8);
+      const report = await store.verifyJournalChain(inline, head);
+      assert.deepEqual(report.problems, []);
+    } finally {
+      await other.close();
+    }
+  });
 });

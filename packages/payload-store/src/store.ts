@@ -3,6 +3,7 @@ import pg from 'pg';
 import {
   CairnError,
   ErrorCodes,
+  isId,
   newId,
   journalEntryHash,
   journalGenesis,
@@ -278,6 +279,9 @@ interface RunRow {
   fork_position: number | null;
   digest_version: number;
   hmac_key_id: string;
+  chain_salt: Buffer;
+  chain_entries: number;
+  chain_head: string | null;
 }
 
 interface JournalRow {
@@ -329,6 +333,35 @@ interface ChainRow {
 
 const FINAL: ReadonlySet<JournalStatus> = new Set(['completed', 'failed', 'timed_out']);
 
+/**
+ * How far this process knows a run's journal hash chain to reach, so that a worker seals each
+ * entry as it writes it (one statement, no read back) instead of re-reading and re-opening the
+ * run's entries when it suspends or ends. `entries`/`head` mirror dp_runs.chain_entries/chain_head
+ * (the head before the first entry is the genesis); `written` is one past the highest position this
+ * process knows to exist. Only ever a shortcut: every inline seal is a compare-and-set on
+ * dp_runs.chain_entries, and whatever it cannot seal inline `sealJournalChain` seals from the
+ * database as before.
+ */
+interface ChainCursor {
+  readonly epoch: number;
+  entries: number;
+  head: string;
+  written: number;
+  /** An inline seal of this run is in flight: other writes meanwhile go without one. */
+  busy: boolean;
+}
+
+/** Runs whose chain cursor a process keeps at most (the oldest is forgotten first). */
+const CHAIN_CURSORS_MAX = 10_000;
+
+/** A run's journal in position order, with each entry's error and signal body ($1: the run ID). */
+const JOURNAL_SELECT = `SELECT j.*, e.key_id AS err_key_id, e.payload AS err_payload, s.key_id AS sig_key_id, s.body AS sig_body
+  FROM dp_journal j
+  LEFT JOIN dp_errors e ON e.error_ref = j.error_ref
+  LEFT JOIN dp_signals s ON s.signal_id = j.signal_id
+ WHERE j.run_id = $1
+ ORDER BY j.position`;
+
 const ms = (d: Date | null): number | undefined => (d === null ? undefined : d.getTime());
 const date = (n: number | undefined): Date | null => (n === undefined ? null : new Date(n));
 
@@ -343,6 +376,8 @@ export class PayloadStore {
   readonly #connectionString: string;
   /** Key IDs that reproduced (or recorded) the store's key check in {@link verifyKeys}. */
   readonly #verifiedKeyIds = new Set<string>();
+  /** Chain cursors of the runs this process acquired (see {@link ChainCursor}). */
+  readonly #chains = new Map<string, ChainCursor>();
 
   private constructor(options: PayloadStoreOptions) {
     this.#keys = options.keys;
@@ -920,6 +955,12 @@ export class PayloadStore {
    * hash stays valid unless the database is edited.
    */
   async sealJournalChain(runId: string): Promise<JournalChainHead> {
+    // Every entry this process wrote for the run was sealed as it was written: nothing to read.
+    const cursor = this.#chains.get(runId);
+    this.#chains.delete(runId);
+    if (cursor && !cursor.busy && cursor.written === cursor.entries) {
+      return { entries: cursor.entries, head: cursor.entries === 0 ? null : cursor.head };
+    }
     const client = await this.#pool.connect();
     try {
       await client.query('BEGIN');
@@ -1279,10 +1320,20 @@ export class PayloadStore {
     epoch: number,
     expected?: { readonly workflowName: string },
   ): Promise<{ run: StoredRun; journal: JournalEntry[] }> {
-    const up = await this.#pool.query<RunRow>(
-      'UPDATE dp_runs SET epoch = $2 WHERE run_id = $1 AND epoch <= $2 AND ($3::text IS NULL OR workflow_name = $3) RETURNING *',
-      [runId, epoch, expected?.workflowName ?? null],
-    );
+    if (!isId(runId)) throw new CairnError(ErrorCodes.INVALID_ARGUMENT, `run ID ${JSON.stringify(runId)} is not a lowercase UUID`);
+    if (!Number.isSafeInteger(epoch) || epoch < 0)
+      throw new CairnError(ErrorCodes.INVALID_ARGUMENT, `epoch ${epoch} is not a whole number`);
+    // One round trip, two statements: the fence is raised first, and the journal is read by a
+    // second statement of the same implicit transaction, which takes a new snapshot in READ
+    // COMMITTED. So an entry that an older epoch committed while this UPDATE waited for its row lock
+    // is read too, and nothing older epochs try after the UPDATE can commit. (One statement would
+    // read the journal as of its start and could miss that entry.) The simple query protocol
+    // takes no parameters: the values are checked above, and the name is quoted as a literal.
+    const workflow = expected === undefined ? 'NULL' : pg.escapeLiteral(expected.workflowName);
+    const [up, journal] = (await this.#pool.query(
+      `UPDATE dp_runs SET epoch = ${epoch} WHERE run_id = '${runId}' AND epoch <= ${epoch} AND (${workflow}::text IS NULL OR workflow_name = ${workflow}) RETURNING *;
+       ${JOURNAL_SELECT.replace('$1', `'${runId}'`)}`,
+    )) as unknown as [pg.QueryResult<RunRow>, pg.QueryResult<JournalRow>];
     const row = up.rows[0];
     if (!row) {
       const cur = await this.#pool.query<{ epoch: number; workflow_name: string }>(
@@ -1306,20 +1357,39 @@ export class PayloadStore {
       }
       throw new FencedError(runId, epoch, found.epoch);
     }
-    return { run: this.#toRun(row), journal: await this.loadJournal(runId) };
+    const entries = journal.rows.map((j) => this.#toEntry(runId, j));
+    this.#trackChain(runId, epoch, row, entries);
+    return { run: this.#toRun(row), journal: entries };
+  }
+
+  /**
+   * Keeps a chain cursor for a run just acquired when everything in its journal is sealed and its
+   * positions have no gap, so that new entries can be sealed as they are written.
+   */
+  #trackChain(runId: string, epoch: number, row: RunRow, journal: readonly JournalEntry[]): void {
+    this.#chains.delete(runId);
+    const last = journal[journal.length - 1];
+    const contiguous = last === undefined || last.position === journal.length - 1;
+    if (row.status !== 'open' || !contiguous || row.chain_entries !== journal.length) return;
+    if (row.chain_entries > 0 && row.chain_head === null) return;
+    if (this.#chains.size >= CHAIN_CURSORS_MAX) {
+      const oldest = this.#chains.keys().next();
+      if (!oldest.done) this.#chains.delete(oldest.value);
+    }
+    const head = row.chain_entries === 0 ? journalGenesis(runId, row.chain_salt) : (row.chain_head ?? '');
+    this.#chains.set(runId, { epoch, entries: row.chain_entries, head, written: journal.length, busy: false });
+  }
+
+  /** Notes positions written outside an inline seal: the chain cannot reach past them inline. */
+  #noteWritten(runId: string, positions: readonly number[]): void {
+    const cursor = this.#chains.get(runId);
+    if (!cursor) return;
+    for (const p of positions) cursor.written = Math.max(cursor.written, p + 1);
   }
 
   /** The run's journal in position order, with errors and signal bodies opened. */
   async loadJournal(runId: string): Promise<JournalEntry[]> {
-    const r = await this.#pool.query<JournalRow>(
-      `SELECT j.*, e.key_id AS err_key_id, e.payload AS err_payload, s.key_id AS sig_key_id, s.body AS sig_body
-         FROM dp_journal j
-         LEFT JOIN dp_errors e ON e.error_ref = j.error_ref
-         LEFT JOIN dp_signals s ON s.signal_id = j.signal_id
-        WHERE j.run_id = $1
-        ORDER BY j.position`,
-      [runId],
-    );
+    const r = await this.#pool.query<JournalRow>(JOURNAL_SELECT, [runId]);
     return r.rows.map((row) => this.#toEntry(runId, row));
   }
 
@@ -1382,6 +1452,10 @@ export class PayloadStore {
       sizes.set(only.position, await this.#appendOne(runId, epoch, only));
       return { errorRefs, sizes };
     }
+    this.#noteWritten(
+      runId,
+      entries.map((e) => e.position),
+    );
     const cols = {
       position: [] as number[],
       kind: [] as string[],
@@ -1497,8 +1571,20 @@ export class PayloadStore {
    * prepared statement that inserts only while the epoch holds the run. Returns the stored size.
    */
   async #appendOne(runId: string, epoch: number, e: JournalWrite): Promise<number> {
-    const sealed =
-      e.value !== undefined ? this.#seal(e.value, `${runId}:journal:${e.position}`, `The result of ${e.kind} "${e.name}"`) : undefined;
+    const plain = e.value !== undefined ? encodeJson(e.value, `The result of ${e.kind} "${e.name}"`) : undefined;
+    const sealed = plain !== undefined ? { ...this.#keys.seal(plain, `${runId}:journal:${e.position}`), size: plain.length } : undefined;
+    const cursor = this.#chains.get(runId);
+    if (
+      cursor &&
+      !cursor.busy &&
+      cursor.epoch === epoch &&
+      FINAL.has(e.status) &&
+      e.position === cursor.entries &&
+      cursor.written === cursor.entries
+    ) {
+      if (await this.#appendSealed(runId, epoch, e, cursor, plain, sealed)) return sealed?.size ?? 0;
+    }
+    this.#noteWritten(runId, [e.position]);
     const r = await this.#pool.query({
       name: 'dp_append_one',
       text: `INSERT INTO dp_journal (run_id, position, kind, name, key_digest, status, attempt, key_id, payload, output_size, due_at, started_at, ended_at, epoch)
@@ -1534,6 +1620,86 @@ export class PayloadStore {
       if (!row || row.epoch !== epoch || row.status !== 'open') await this.#throwFenced(runId, epoch);
     }
     return sealed?.size ?? 0;
+  }
+
+  /**
+   * Writes a final entry at the end of the run's sealed chain and seals it in the same statement:
+   * the entry's hash is computed here from what is being written (the value's plaintext, the
+   * times as stored), and dp_runs.chain_entries moves on only if it is still where this process
+   * last saw it, no entry holds the position yet, and the epoch still holds the run. False when
+   * nothing was written (fenced, or the chain moved elsewhere): the caller then writes as usual and
+   * the chain is sealed from the database later.
+   */
+  async #appendSealed(
+    runId: string,
+    epoch: number,
+    e: JournalWrite,
+    cursor: ChainCursor,
+    plain: Buffer | undefined,
+    sealed: (Sealed & { size: number }) | undefined,
+  ): Promise<boolean> {
+    const startedAt = new Date(e.startedAt);
+    const dueAt = date(e.dueAt);
+    const endedAt = date(e.endedAt);
+    const hash = journalEntryHash(cursor.head, {
+      position: e.position,
+      kind: e.kind,
+      name: e.name,
+      keyDigest: e.keyDigest ?? null,
+      status: e.status,
+      attempt: e.attempt ?? 1,
+      outputSize: sealed?.size ?? 0,
+      value: plain === undefined ? null : plainDigest(plain),
+      error: null,
+      transcript: null,
+      dueAt: ms(dueAt) ?? null,
+      startedAt: startedAt.getTime(),
+      endedAt: ms(endedAt) ?? null,
+    });
+    cursor.busy = true;
+    let written: boolean;
+    try {
+      const r = await this.#pool.query({
+        name: 'dp_append_sealed',
+        text: `WITH chained AS (
+                 UPDATE dp_runs SET chain_entries = $3 + 1, chain_head = $15
+                  WHERE run_id = $1 AND epoch = $2 AND status = 'open' AND chain_entries = $3
+                    AND NOT EXISTS (SELECT 1 FROM dp_journal WHERE run_id = $1 AND position = $3)
+                 RETURNING run_id
+               )
+               INSERT INTO dp_journal (run_id, position, kind, name, key_digest, status, attempt, key_id, payload, output_size, due_at, started_at, ended_at, epoch, chain_hash)
+               SELECT run_id, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $2, $15 FROM chained
+               RETURNING 1`,
+        values: [
+          runId,
+          epoch,
+          e.position,
+          e.kind,
+          e.name,
+          e.keyDigest ?? null,
+          e.status,
+          e.attempt ?? 1,
+          sealed?.keyId ?? null,
+          sealed?.blob ?? null,
+          sealed?.size ?? 0,
+          dueAt,
+          startedAt,
+          endedAt,
+          hash,
+        ],
+      });
+      written = r.rowCount === 1;
+    } finally {
+      cursor.busy = false;
+    }
+    if (written) {
+      cursor.entries += 1;
+      cursor.written = cursor.entries;
+      cursor.head = hash;
+    } else {
+      this.#chains.delete(runId);
+    }
+    return written;
   }
 
   async #throwFenced(runId: string, epoch: number): Promise<never> {
@@ -1713,6 +1879,7 @@ export class PayloadStore {
     const row = r.rows[0];
     if (!row || row.ok !== 1) return this.#throwFenced(runId, epoch);
     if (!row.signal_id || !row.key_id || !row.body) return undefined;
+    this.#noteWritten(runId, [position]);
     return { signalId: row.signal_id, body: this.#open(row.key_id, row.body, `${runId}:signal:${row.signal_id}`), size: row.size ?? 0 };
   }
 

@@ -4,7 +4,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { Logger } from '@cairn/common';
 import { errorSummary } from '../db/database.js';
 import { Channels, NotificationRepository, type Channel } from '../db/notification.repository.js';
-import type { LeaseKey } from '../domain.js';
+import type { LeaseKey, Run } from '../domain.js';
 import { LOGGER } from '../tokens.js';
 
 /**
@@ -17,7 +17,7 @@ import { LOGGER } from '../tokens.js';
 @Injectable()
 export class EventBus {
   private readonly emitter = new EventEmitter();
-  private readonly runWaiters = new Map<string, Set<() => void>>();
+  private readonly runWaiters = new Map<string, Set<(run?: Run) => void>>();
   private readonly replicaId = randomUUID();
   private outgoing = new Map<string, { channel: Channel; payload: string }>();
   private flushScheduled = false;
@@ -51,9 +51,12 @@ export class EventBus {
     this.send(Channels.dispatch, `${dataPlaneId} ${this.replicaId}`);
   }
 
-  /** A run reached a final state. */
-  publishRunEnded(runId: string): void {
-    this.wakeRunWaiters(runId);
+  /**
+   * A run reached a final state. With the run as it was committed, waiters on this replica take it
+   * as their answer instead of reading it again.
+   */
+  publishRunEnded(runId: string, run?: Run): void {
+    this.wakeRunWaiters(runId, run);
     this.send(Channels.runEnded, runId);
   }
 
@@ -97,9 +100,10 @@ export class EventBus {
 
   /**
    * Subscribes to the end of a run (or a resync). Subscribe before reading the run, so an end
-   * between the read and the wait is not missed.
+   * between the read and the wait is not missed. `wake` gets the ended run when it ended on this
+   * replica, nothing when another replica's notification (or a resync) woke it.
    */
-  subscribeRunEnded(runId: string, wake: () => void): () => void {
+  subscribeRunEnded(runId: string, wake: (run?: Run) => void): () => void {
     let set = this.runWaiters.get(runId);
     if (!set) {
       set = new Set();
@@ -119,9 +123,9 @@ export class EventBus {
     for (const set of [...this.runWaiters.values()]) for (const wake of [...set]) wake();
   }
 
-  private wakeRunWaiters(runId: string): void {
+  private wakeRunWaiters(runId: string, run?: Run): void {
     const set = this.runWaiters.get(runId);
-    if (set) for (const wake of [...set]) wake();
+    if (set) for (const wake of [...set]) wake(run);
   }
 
   private received(channel: Channel, payload: string): void {

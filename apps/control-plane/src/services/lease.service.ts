@@ -74,7 +74,7 @@ export class LeaseService {
       if (result.run.status === 'queued' || (isFinal(result.run.status) && result.run.parentRunId !== null)) {
         this.events.publishDispatch(dataPlaneId);
       }
-      if (isFinal(result.run.status)) this.events.publishRunEnded(result.run.id);
+      if (isFinal(result.run.status)) this.events.publishRunEnded(result.run.id, result.run);
       // A lease of a workflow under flow control ended (final or suspended): runs waiting for its
       // capacity may go now, on any session of the data plane, on any replica.
       const freed = result.run.status !== 'queued' && result.run.status !== 'running';

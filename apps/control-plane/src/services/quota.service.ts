@@ -76,8 +76,9 @@ export class QuotaService {
     dataPlaneId: string,
     insert: (q: Queryable) => Promise<T | null>,
     alreadyStarted: () => Promise<boolean>,
+    startQuotas: Promise<StartQuotas | null> = this.startQuotas(dataPlaneId),
   ): Promise<T | null> {
-    const quotas = await this.usage.startQuotasForDataPlane(dataPlaneId);
+    const quotas = await startQuotas;
     if (!quotas || (quotas.maxConcurrentRuns === null && quotas.maxStepsPerMonth === null)) return insert(this.db);
     const refusedUnlessStarted = async (error: unknown): Promise<null> => {
       if (error instanceof CairnError && error.code === ErrorCodes.QUOTA_EXCEEDED && (await alreadyStarted())) return null;
@@ -100,6 +101,14 @@ export class QuotaService {
       }
       return insert(tx);
     });
+  }
+
+  /**
+   * The project's start quotas, looked up before {@link admit} when the caller has other reads to
+   * do meanwhile (a start resolves the workflow version at the same time).
+   */
+  startQuotas(dataPlaneId: string): Promise<StartQuotas | null> {
+    return this.usage.startQuotasForDataPlane(dataPlaneId);
   }
 
   private async check(quotas: StartQuotas, tx?: Queryable): Promise<void> {

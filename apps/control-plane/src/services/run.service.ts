@@ -63,6 +63,9 @@ export class RunService {
    * idempotency digest, a second start of the same workflow returns the first run.
    */
   async start(dataPlaneId: string, input: StartRunInput): Promise<{ run: Run; created: boolean }> {
+    // Two independent reads, on two pooled connections at once: the version and the project's quotas.
+    const quotas = this.quotas.startQuotas(dataPlaneId);
+    quotas.catch(() => undefined); // awaited by admit below; a refusal before that must not leave it unhandled
     const workflow = await this.workflows.resolve(dataPlaneId, input.workflowName, input.workflowVersion);
     if (!workflow) {
       const what = input.workflowVersion === null ? input.workflowName : `${input.workflowName}@${input.workflowVersion}`;
@@ -97,6 +100,7 @@ export class RunService {
         (await this.runs.find(dataPlaneId, input.runId)) !== null ||
         (input.idempotencyDigest !== null &&
           (await this.runs.findByDigest(dataPlaneId, input.workflowName, input.idempotencyDigest)) !== null),
+      quotas,
     );
     if (inserted) {
       this.events.publishDispatch(dataPlaneId);
@@ -154,8 +158,14 @@ export class RunService {
     const deadline = Date.now() + limit;
     for (;;) {
       // Subscribe before reading, so an end between the read and the wait wakes us.
-      let wake!: () => void;
-      const woken = new Promise<void>((resolve) => (wake = resolve));
+      let wake!: (run?: Run) => void;
+      let ended: Run | undefined;
+      const woken = new Promise<void>((resolve) => {
+        wake = (run) => {
+          ended ??= run;
+          resolve();
+        };
+      });
       const unsubscribe = this.events.subscribeRunEnded(runId, wake);
       try {
         const run = await this.get(dataPlaneId, runId);
@@ -172,6 +182,8 @@ export class RunService {
           abort?.removeEventListener('abort', onAbort);
         }
         if (this.shuttingDown) throw shuttingDown();
+        // Ended on this replica: the run as its end committed is the answer, without reading it again.
+        if (ended && ended.id === runId && ended.dataPlaneId === dataPlaneId && isFinal(ended.status)) return ended;
       } finally {
         unsubscribe();
       }
