@@ -13,7 +13,7 @@ export interface CorpusRecord {
   readonly recordedAt: string;
   /** The test HMAC key the run's keys were digested with (base64); the replay needs it. */
   readonly hmacKey: string;
-  /** What the run returned (completed runs). */
+  /** What the run returned (completed runs; absent for a run recorded in flight). */
   readonly output?: unknown;
   /** The run's stored error (failed runs). */
   readonly error?: { readonly name: string; readonly message: string };

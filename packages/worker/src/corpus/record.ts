@@ -28,12 +28,17 @@ try {
       if ('signal' in event) await env.signal(runId, event.signal, event.body);
       else await env.approve(runId, event.approval, event.answer, event.key === undefined ? {} : { key: event.key });
     }
-    let ending: Pick<CorpusRecord, 'output' | 'error'>;
-    try {
-      ending = { output: await env.result(runId) };
-    } catch (err) {
-      if (!(err instanceof RunFailedError)) throw err;
-      ending = { error: { name: err.errorName, message: err.errorMessage } };
+    let ending: Pick<CorpusRecord, 'output' | 'error'> = {};
+    if (c.inFlight) {
+      // Until it suspends on its wait (the virtual clock does not move while nothing waits on a result).
+      while (env.status(runId) !== 'suspended') await new Promise((resolve) => setTimeout(resolve, 10));
+    } else {
+      try {
+        ending = { output: await env.result(runId) };
+      } catch (err) {
+        if (!(err instanceof RunFailedError)) throw err;
+        ending = { error: { name: err.errorName, message: err.errorMessage } };
+      }
     }
     const document = await journalDocument(env.store, runId);
     if (!document) throw new Error(`run ${runId} of case ${c.name} is not in the payload store`);

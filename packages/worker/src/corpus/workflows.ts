@@ -15,6 +15,8 @@ export interface CorpusCase {
   readonly input: unknown;
   /** Other workflows the run needs registered (a child's). */
   readonly also?: readonly WorkflowDefinition[];
+  /** Recorded while it waits (a run in flight) rather than once it ended. */
+  readonly inFlight?: boolean;
   /** What the outside sends the run once started. */
   readonly events?: ReadonlyArray<
     | { readonly signal: string; readonly body: unknown }
@@ -115,6 +117,17 @@ export const corpusCases: readonly CorpusCase[] = [
     ...both('corpus-signal', (changed) => async (ctx) => {
       const body = await ctx.waitForSignal<{ amount: number }>(changed ? 'amount-changed' : 'amount-set', { timeout: '2d' });
       return ctx.step('refund', () => ({ refunded: body.amount }));
+    }),
+  },
+  {
+    // A run in flight: recorded while it waits for a signal nobody sent yet.
+    name: 'signal-in-flight',
+    input: { order: 'o-7' },
+    inFlight: true,
+    ...both('corpus-signal-in-flight', (changed) => async (ctx, input: { order: string }) => {
+      const reserved = await ctx.step(changed ? 'hold' : 'reserve', () => ({ order: input.order }));
+      const body = await ctx.waitForSignal<{ address: string }>('address', { timeout: '30d' });
+      return ctx.step('ship', () => ({ ...reserved, to: body.address }));
     }),
   },
   {
