@@ -927,6 +927,17 @@ export class RunRepository {
     return result.rows.map((r) => ({ runId: r.id, dataPlaneId: r.data_plane_id }));
   }
 
+  /**
+   * Milliseconds until the earliest timer of a suspended run, by the database's clock (negative
+   * when one is due), or null when no suspended run has a timer. One probe of the runs_wake index.
+   */
+  async nextTimerInMs(): Promise<number | null> {
+    const result = await this.db.query<{ ms: number | null }>(
+      `SELECT (extract(epoch FROM (SELECT min(wake_at) FROM runs WHERE status = 'suspended') - now()) * 1000)::float8 AS ms`,
+    );
+    return result.rows[0]?.ms ?? null;
+  }
+
   /** Runs newest first, filtered, with keyset pagination on (created_at, id). */
   async list(query: RunListQuery): Promise<RunPage> {
     const statement = runListStatement(query);

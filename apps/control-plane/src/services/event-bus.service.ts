@@ -72,6 +72,18 @@ export class EventBus {
     this.send(Channels.leaseRevoked, `${lease.runId} ${lease.epoch} ${this.replicaId}`);
   }
 
+  /**
+   * A run was suspended on this replica until `at`. Local only: each replica times the suspensions
+   * it applied (and, after each timer pass, the earliest of all); the periodic sweep is the backstop.
+   */
+  publishTimer(at: Date): void {
+    this.emitter.emit('timer', at);
+  }
+
+  onTimer(listener: (at: Date) => void): void {
+    this.emitter.on('timer', listener);
+  }
+
   onLeaseRevoked(listener: (lease: LeaseKey) => void): void {
     this.emitter.on('leaseRevoked', listener);
   }

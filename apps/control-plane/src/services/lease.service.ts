@@ -75,6 +75,7 @@ export class LeaseService {
         this.events.publishDispatch(dataPlaneId);
       }
       if (isFinal(result.run.status)) this.events.publishRunEnded(result.run.id, result.run);
+      if (result.run.status === 'suspended' && result.run.wakeAt !== null) this.events.publishTimer(result.run.wakeAt);
       // A lease of a workflow under flow control ended (final or suspended): runs waiting for its
       // capacity may go now, on any session of the data plane, on any replica.
       const freed = result.run.status !== 'queued' && result.run.status !== 'running';
