@@ -63,19 +63,27 @@ const starters: Record<SystemName, () => Promise<BenchSystem>> = {
 const log = (line: string) => console.error(`[bench:peers ${new Date().toISOString().slice(11, 19)}] ${line}`);
 
 // Ctrl-C or a kill: stop the system being measured (its processes, servers and data), then exit.
+// One that is still starting is stopped as soon as it is up; a second signal exits at once (the
+// Restate process groups are still killed on exit).
 let current: BenchSystem | undefined;
 let interrupted = false;
+const stopAndExit = (system: BenchSystem | undefined) =>
+  void (system?.stop() ?? Promise.resolve()).catch(() => undefined).finally(() => process.exit(130));
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
   process.on(sig, () => {
-    if (interrupted) return;
+    if (interrupted) process.exit(130);
     interrupted = true;
-    log(`${sig}: stopping ${current?.name ?? 'nothing'}`);
-    void (current?.stop() ?? Promise.resolve()).catch(() => undefined).finally(() => process.exit(130));
+    log(`${sig}: stopping ${current?.name ?? 'the system being started'}`);
+    if (current) stopAndExit(current);
   });
 }
 
 async function withSystem<T>(start: () => Promise<BenchSystem>, measure: (system: BenchSystem) => Promise<T>): Promise<T> {
   const system = await start();
+  if (interrupted) {
+    stopAndExit(system);
+    return new Promise<never>(() => undefined);
+  }
   current = system;
   try {
     return await measure(system);
