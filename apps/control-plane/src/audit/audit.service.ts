@@ -45,7 +45,7 @@ import {
 } from './audit.repository.js';
 import { Database, errorSummary, type Queryable } from '../db/database.js';
 import { LOGGER } from '../tokens.js';
-import type { Principal } from '../tenancy/access.service.js';
+import type { Principal } from '../auth/principal.js';
 
 export type { AuditActor, AuditEntry, AuditValue } from './audit.repository.js';
 

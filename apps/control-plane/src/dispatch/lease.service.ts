@@ -2,31 +2,14 @@ import { Inject, Injectable } from '@nestjs/common';
 import { ErrorCode } from '@cairn/proto';
 import { CONFIG, type ControlPlaneConfig } from '../config.js';
 import { Database, type Queryable } from '../db/database.js';
-import { RunRepository, type Suspension } from '../runs/run.repository.js';
+import { RunRepository } from '../runs/run.repository.js';
 import { SignalRepository } from '../runs/signal.repository.js';
 import { isFinal, type LeaseEndReason, type LeaseKey, type Run } from '../domain.js';
 import { EventBus } from '../events/event-bus.service.js';
 import { FlowControlService } from '../flow-control/flow-control.service.js';
 import { SessionRegistry } from './session-registry.js';
 import { DispatchService } from './dispatch.service.js';
-
-/** What a worker reports about a run it holds. */
-export type WorkerOutcome =
-  | { readonly kind: 'suspended'; readonly lease: LeaseKey; readonly suspension: Suspension }
-  | { readonly kind: 'completed'; readonly lease: LeaseKey; readonly outputSize: number }
-  | { readonly kind: 'failed'; readonly lease: LeaseKey; readonly errorCode: number | null; readonly errorRef: string | null }
-  | { readonly kind: 'cancelled'; readonly lease: LeaseKey }
-  | { readonly kind: 'released'; readonly lease: LeaseKey };
-
-export type OutcomeResult =
-  /** Applied now; `run` is the run afterwards. */
-  | { readonly kind: 'applied'; readonly run: Run }
-  /** The same outcome was applied for that epoch before (a resend). */
-  | { readonly kind: 'duplicate' }
-  /** The run is not running under that epoch. */
-  | { readonly kind: 'not_held' }
-  /** No such run in this data plane. */
-  | { readonly kind: 'unknown_run' };
+import type { OutcomeResult, WorkerOutcome } from './outcomes.js';
 
 const END_REASON: Record<WorkerOutcome['kind'], LeaseEndReason> = {
   suspended: 'suspended',

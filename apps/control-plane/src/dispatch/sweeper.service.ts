@@ -5,6 +5,7 @@ import { CONFIG, type ControlPlaneConfig } from '../config.js';
 import { errorSummary } from '../db/database.js';
 import { RunRepository } from '../runs/run.repository.js';
 import type { LeaseKey } from '../domain.js';
+import type { SweepResult } from './outcomes.js';
 import { Telemetry } from '../telemetry/telemetry.service.js';
 import { LOGGER } from '../tokens.js';
 import { PeriodicTask } from '../shared/periodic-task.js';
@@ -15,13 +16,6 @@ import { SessionRegistry } from './session-registry.js';
 const BATCH = 500;
 /** Due timers (or expired leases) of one data plane per batch, so every data plane with some gets a share of each. */
 const PER_DATA_PLANE = 100;
-
-export interface SweepResult {
-  readonly expired: number;
-  readonly woken: number;
-  /** Runs ended `timed_out` because their deadline passed. */
-  readonly timedOut: number;
-}
 
 /**
  * Every CAIRN_SWEEP_INTERVAL_MS: ends runs past their deadline (the registered run timeout)

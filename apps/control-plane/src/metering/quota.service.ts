@@ -16,7 +16,7 @@ import { CairnError, ErrorCodes } from '@cairn/common';
 import { Database, type Queryable } from '../db/database.js';
 import type { Project } from '../tenancy/tenant.repository.js';
 import { UsageRepository, type Quotas, type StartQuotas } from './usage.repository.js';
-import type { Principal } from '../tenancy/access.service.js';
+import type { Principal } from '../auth/principal.js';
 import { AuditService } from '../audit/audit.service.js';
 
 export interface QuotaInput {

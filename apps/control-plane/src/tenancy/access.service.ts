@@ -14,16 +14,8 @@ import {
 import { Database, type Queryable } from '../db/database.js';
 import { ROLES, TenantRepository, type ApiKey, type Project, type Role } from './tenant.repository.js';
 import { LOGGER } from '../tokens.js';
+import type { Principal } from '../auth/principal.js';
 import { AuditService } from '../audit/audit.service.js';
-
-/** Who is calling a REST route: the API key, its organisation, the project it acts in, its role. */
-export interface Principal {
-  readonly keyId: string;
-  readonly organizationId: string;
-  /** The project the key is scoped to; null for an organisation-wide key. */
-  readonly keyProjectId: string | null;
-  readonly role: Role;
-}
 
 /** A key as just created: the secret is in the answer once and never again. */
 export interface CreatedApiKey {
