@@ -1439,7 +1439,7 @@ for (const kind of testPostgresKinds()) {
         await store.publishStream(run.runId, [delta('before ')]);
         await new Promise((r) => setTimeout(r, 100));
         // The database drops the gateways' stream listeners (a failover, a restart, an idle-timeout proxy).
-        assert.ok((await db.terminate('cairn-stream-listener')) >= 1, 'a stream listener was connected');
+        assert.ok((await db.terminate('cairn-gateway-listener')) >= 1, 'a stream listener was connected');
         await store.publishStream(run.runId, [delta('during ')]);
         await store.publishStream(run.runId, [delta('outage ')]);
         await new Promise((r) => setTimeout(r, 1_500));
