@@ -164,10 +164,13 @@ export class PgListener {
       'payload store LISTEN connection lost; reconnecting (notifications meanwhile are re-read from the store)',
     );
     this.#recovering = true;
-    this.#connecting = this.#recover(since).finally(() => {
+    const recovery: Promise<void> = this.#recover(since).finally(() => {
+      // A loss right after a recovery starts another one: only the latest resets the state.
+      if (this.#connecting !== recovery) return;
       this.#recovering = false;
       this.#connecting = undefined;
     });
+    this.#connecting = recovery;
   }
 
   async #recover(since: number): Promise<void> {
@@ -181,7 +184,7 @@ export class PgListener {
       if (this.#closed || this.#channels.size === 0) return;
       try {
         await this.#serial(async () => {
-          if (this.#closed || this.#channels.size === 0) return;
+          if (this.#closed || this.#channels.size === 0 || this.#client) return;
           await this.#open();
         });
       } catch (err) {
