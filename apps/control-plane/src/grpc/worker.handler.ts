@@ -3,12 +3,12 @@ import { Inject, Injectable } from '@nestjs/common';
 import { CairnError, ErrorCodes, retryAfterSeconds, type Logger } from '@cairn/common';
 import { ConnectRequestSchema, fromBinary, type ConnectRequest, type ConnectResponse } from '@cairn/proto';
 import { CONFIG, type ControlPlaneConfig } from '../config.js';
-import { CredentialHolders } from '../services/credential-holders.js';
-import { LimitsService } from '../services/limits.service.js';
+import { CredentialHolders } from '../tenancy/credential-holders.js';
+import { LimitsService } from '../metering/limits.service.js';
 import { Telemetry } from '../telemetry/telemetry.service.js';
-import { DataPlaneService, type DataPlaneIdentity } from '../services/data-plane.service.js';
-import { WorkerProtocolService, type WorkerConnection } from '../services/worker-protocol.service.js';
-import type { SessionOutbound, StreamEnd } from '../services/worker-session.js';
+import { DataPlaneService, type DataPlaneIdentity } from '../tenancy/data-plane.service.js';
+import { WorkerProtocolService, type WorkerConnection } from '../dispatch/worker-protocol.service.js';
+import type { SessionOutbound, StreamEnd } from '../dispatch/worker-session.js';
 import { LOGGER } from '../tokens.js';
 import { bearerToken, endStatus, peerAddress, toServiceError } from './status.js';
 
