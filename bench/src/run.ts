@@ -1,82 +1,27 @@
 // `pnpm bench`: end-to-end latency of a 10-step workflow, per-step overhead, throughput with 100
 // concurrent runs and dispatch latency, each beside the floor measured in the same run on the same
 // Postgres (one single-row INSERT + COMMIT). Prints a table and writes bench/results/.
-import { cpus, hostname, totalmem, release } from 'node:os';
-import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import pg from 'pg';
 import { startEmbeddedPostgres } from '@cairn/local-postgres';
 import { startStack } from '@cairn/dev';
 import { measureDispatch } from './dispatch.js';
+import { cairnClient } from './cairn-client.js';
+import { benchTempDir, describeMachine, fileStamp, machineInfo, measureFloor, round, stats, writeResults } from './common.js';
 
-const resultsDir = fileURLToPath(new URL('../results/', import.meta.url));
 const workerModule = fileURLToPath(new URL('./worker-main.js', import.meta.url));
 
 const quick = process.argv.includes('--quick');
 const SEQUENTIAL = quick ? 20 : 100;
 const FLOOR_N = 1000;
 
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[i]!;
-}
-const stats = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return { n: s.length, p50: percentile(s, 50), p99: percentile(s, 99), min: s[0] ?? NaN, max: s[s.length - 1] ?? NaN };
-};
-const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
-
-const dir = mkdtempSync(join(tmpdir(), 'cairn-bench-'));
-// Embedded Postgres runs as the 'postgres' user when started as root: it must enter the folder.
-chmodSync(dir, 0o755);
+const dir = benchTempDir('cairn-bench-');
 const postgres = await startEmbeddedPostgres({ dataDir: join(dir, 'pg'), persistent: false });
 const stack = await startStack({ postgres, dir, workers: 1, workerSlots: 100, workerModule, logLevel: 'info' });
-const headers = { authorization: `Bearer ${stack.secrets.gatewayToken}`, 'content-type': 'application/json' };
-
-async function start(steps: number): Promise<string> {
-  const r = await fetch(`${stack.gatewayUrl}/v1/runs`, {
-    method: 'POST',
-    headers,
-    body: JSON.stringify({ workflow: 'bench-steps', input: { steps } }),
-  });
-  if (r.status !== 201) throw new Error(`start → ${r.status} ${await r.text()}`);
-  return ((await r.json()) as { runId: string }).runId;
-}
-async function result(runId: string): Promise<{ firstStepAt: number }> {
-  for (;;) {
-    const r = await fetch(`${stack.gatewayUrl}/v1/runs/${runId}/result?wait=60`, { headers });
-    if (r.status === 200) {
-      const body = (await r.json()) as { status: string; output: { firstStepAt: number } };
-      if (body.status !== 'completed') throw new Error(`run ${runId} ${body.status}`);
-      return body.output;
-    }
-  }
-}
+const { start, result } = cairnClient(stack);
 
 // The floor: one single-row INSERT + COMMIT on the same Postgres, over the same driver.
-async function floor(): Promise<number[]> {
-  const c = new pg.Client({ connectionString: stack.dpDatabaseUrl });
-  await c.connect();
-  await c.query(
-    'CREATE TABLE IF NOT EXISTS bench_floor (id bigserial PRIMARY KEY, run_id uuid NOT NULL, position int NOT NULL, payload bytea)',
-  );
-  const payload = Buffer.alloc(64, 1);
-  const out: number[] = [];
-  for (let i = 0; i < FLOOR_N; i++) {
-    const t0 = performance.now();
-    await c.query('INSERT INTO bench_floor (run_id, position, payload) VALUES ($1, $2, $3)', [
-      '00000000-0000-4000-8000-000000000000',
-      i,
-      payload,
-    ]);
-    out.push(performance.now() - t0);
-  }
-  await c.end();
-  return out;
-}
+const floor = () => measureFloor(stack.dpDatabaseUrl, FLOOR_N);
 
 async function sequential(steps: number, n: number): Promise<{ latency: number[]; dispatch: number[] }> {
   const latency: number[] = [];
@@ -120,14 +65,7 @@ try {
 
   const tenS = stats(ten.latency);
   const dispatchS = stats([...ten.dispatch, ...hundred.dispatch]);
-  const machine = {
-    host: hostname(),
-    cpus: `${cpus().length} × ${cpus()[0]?.model ?? 'unknown'}`,
-    memoryGiB: round(totalmem() / 2 ** 30, 1),
-    kernel: release(),
-    node: process.version,
-    postgres: `${postgres.majorVersion} (embedded, fsync on)`,
-  };
+  const machine = machineInfo(`${postgres.majorVersion} (embedded, fsync on)`);
   const figures = {
     floorInsertCommitMs: {
       p50: round(floorP50, 3),
@@ -146,7 +84,7 @@ try {
   const date = new Date().toISOString();
   const md = `# Cairn benchmark ${date}
 
-Machine: ${machine.cpus}, ${machine.memoryGiB} GiB, Linux ${machine.kernel}, Node ${machine.node}, PostgreSQL ${machine.postgres}.
+Machine: ${describeMachine(machine)}.
 One control plane, one gateway, one worker (100 slots), all on loopback.
 
 | measure | value |
@@ -160,11 +98,7 @@ One control plane, one gateway, one worker (100 slots), all on loopback.
 | dispatch, control plane: StartRun → RunTask on the worker stream (p50 / p99) | ${figures.controlPlaneDispatchMs.p50} / ${figures.controlPlaneDispatchMs.p99} ms (${cpDispatch.n} runs) |
 `;
   console.log(md);
-  mkdirSync(resultsDir, { recursive: true });
-  const stamp = date.replace(/[:.]/g, '-');
-  writeFileSync(join(resultsDir, `${stamp}.json`), JSON.stringify({ date, machine, figures }, null, 2) + '\n');
-  writeFileSync(join(resultsDir, `${stamp}.md`), md);
-  writeFileSync(join(resultsDir, 'latest.md'), md);
+  writeResults(fileStamp(date), md, { date, machine, figures }, ['latest.md']);
 } finally {
   await stack.stop();
   await postgres.stop();

@@ -1,17 +1,17 @@
 import { CairnError, ErrorCodes, type AuditPublicKey, type Logger } from '@cairn/common';
 import type { DatabaseConfig, MigrationConfig } from './config.js';
 
-import { AuditRepository } from './db/audit.repository.js';
-import { DataPlaneRepository } from './db/data-plane.repository.js';
+import { AuditRepository } from './audit/audit.repository.js';
+import { DataPlaneRepository } from './tenancy/data-plane.repository.js';
 import { Database } from './db/database.js';
-import { LimitsRepository, type OrganizationLimits } from './db/limits.repository.js';
+import { LimitsRepository, type OrganizationLimits } from './metering/limits.repository.js';
 import { MigrationRepository, type MigrationOutcome } from './db/migration.repository.js';
-import { TenantRepository } from './db/tenant.repository.js';
-import { AccessService, type CreatedApiKey } from './services/access.service.js';
-import { AuditRetentionService, type PruneOutcome } from './services/audit-retention.service.js';
-import { AuditService } from './services/audit.service.js';
-import { DataPlaneService, type CreatedDataPlane } from './services/data-plane.service.js';
-import { MigrationService } from './services/migration.service.js';
+import { TenantRepository } from './tenancy/tenant.repository.js';
+import { AccessService, type CreatedApiKey } from './tenancy/access.service.js';
+import { AuditRetentionService, type PruneOutcome } from './audit/audit-retention.service.js';
+import { AuditService } from './audit/audit.service.js';
+import { DataPlaneService, type CreatedDataPlane } from './tenancy/data-plane.service.js';
+import { MigrationService } from './db/migration.service.js';
 
 /** The database settings of an admin command; a migration URL and a service role when the install separates roles. */
 type AdminConfig = DatabaseConfig & Partial<Pick<MigrationConfig, 'migrationDatabaseUrl' | 'serviceRole'>>;

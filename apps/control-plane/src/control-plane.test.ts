@@ -41,13 +41,13 @@ import type * as ControlPlaneModule from './control-plane.js';
 import type * as DatabaseModule from './db/database.js';
 import type * as MigrationRepositoryModule from './db/migration.repository.js';
 import type * as MigrationsModule from './db/migrations.js';
-import type * as RunRepositoryModule from './db/run.repository.js';
-import type * as WorkflowRepositoryModule from './db/workflow.repository.js';
-import type * as DataPlaneServiceModule from './services/data-plane.service.js';
-import type * as AccessServiceModule from './services/access.service.js';
-import type * as LeaseServiceModule from './services/lease.service.js';
-import type * as RunServiceModule from './services/run.service.js';
-import type * as SweeperServiceModule from './services/sweeper.service.js';
+import type * as RunRepositoryModule from './runs/run.repository.js';
+import type * as WorkflowRepositoryModule from './workflows/workflow.repository.js';
+import type * as DataPlaneServiceModule from './tenancy/data-plane.service.js';
+import type * as AccessServiceModule from './tenancy/access.service.js';
+import type * as LeaseServiceModule from './dispatch/lease.service.js';
+import type * as RunServiceModule from './runs/run.service.js';
+import type * as SweeperServiceModule from './dispatch/sweeper.service.js';
 import { GatewayClient, WorkerClient, WorkerStream, bearer, gatewayCall, rejectsWith, type ServiceClient } from './testing/grpc.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -105,13 +105,13 @@ function dist(): Promise<Dist> {
       database: await load('db/database.js'),
       migrationRepository: await load('db/migration.repository.js'),
       migrations: await load('db/migrations.js'),
-      runRepository: await load('db/run.repository.js'),
-      workflowRepository: await load('db/workflow.repository.js'),
-      dataPlaneService: await load('services/data-plane.service.js'),
-      accessService: await load('services/access.service.js'),
-      leaseService: await load('services/lease.service.js'),
-      runService: await load('services/run.service.js'),
-      sweeperService: await load('services/sweeper.service.js'),
+      runRepository: await load('runs/run.repository.js'),
+      workflowRepository: await load('workflows/workflow.repository.js'),
+      dataPlaneService: await load('tenancy/data-plane.service.js'),
+      accessService: await load('tenancy/access.service.js'),
+      leaseService: await load('dispatch/lease.service.js'),
+      runService: await load('runs/run.service.js'),
+      sweeperService: await load('dispatch/sweeper.service.js'),
     };
   })();
   return distPromise;

@@ -10,4 +10,4 @@ export {
 export { createDataPlane, migrate } from './admin.js';
 export { migrations, type Migration } from './db/migrations.js';
 export { controlPlaneOpenApi } from './openapi-document.js';
-export { runListStatement, type RunListQuery } from './db/run.repository.js';
+export { runListStatement, type RunListQuery } from './runs/run.repository.js';

@@ -17,18 +17,18 @@ import type { INestApplicationContext } from '@nestjs/common';
 import pg from 'pg';
 import { createLogger, ErrorCodes, type CairnError } from '@cairn/common';
 import { testPostgres, testPostgresKinds, uniqueDatabaseName, type PostgresServer } from '@cairn/local-postgres';
-import type * as AccessServiceModule from './services/access.service.js';
+import type * as AccessServiceModule from './tenancy/access.service.js';
 import type * as AppModuleModule from './app.module.js';
 import type * as ConfigModule from './config.js';
-import type * as DataPlaneServiceModule from './services/data-plane.service.js';
+import type * as DataPlaneServiceModule from './tenancy/data-plane.service.js';
 import type * as DatabaseModule from './db/database.js';
-import type * as QuotaServiceModule from './services/quota.service.js';
+import type * as QuotaServiceModule from './metering/quota.service.js';
 import type * as MigrationRepositoryModule from './db/migration.repository.js';
 import type * as MigrationsModule from './db/migrations.js';
-import type * as RunServiceModule from './services/run.service.js';
-import type * as ScheduleServiceModule from './services/schedule.service.js';
-import type * as ScheduleTickerModule from './services/schedule-ticker.service.js';
-import type * as WorkflowRepositoryModule from './db/workflow.repository.js';
+import type * as RunServiceModule from './runs/run.service.js';
+import type * as ScheduleServiceModule from './schedules/schedule.service.js';
+import type * as ScheduleTickerModule from './schedules/schedule-ticker.service.js';
+import type * as WorkflowRepositoryModule from './workflows/workflow.repository.js';
 import { BOOTSTRAP_KEY, controlPlaneMain, ensureBuilt, startControlPlaneProcess, type ControlPlaneFixture } from './testing/fixture.js';
 import { WorkerClient, WorkerStream } from './testing/grpc.js';
 
@@ -54,18 +54,18 @@ interface Dist {
 async function dist(): Promise<Dist> {
   ensureBuilt();
   return {
-    access: await load('services/access.service.js'),
+    access: await load('tenancy/access.service.js'),
     app: await load('app.module.js'),
     config: await load('config.js'),
-    dataPlanes: await load('services/data-plane.service.js'),
+    dataPlanes: await load('tenancy/data-plane.service.js'),
     database: await load('db/database.js'),
-    quotas: await load('services/quota.service.js'),
+    quotas: await load('metering/quota.service.js'),
     migrationRepository: await load('db/migration.repository.js'),
     migrations: await load('db/migrations.js'),
-    runService: await load('services/run.service.js'),
-    scheduleService: await load('services/schedule.service.js'),
-    ticker: await load('services/schedule-ticker.service.js'),
-    workflows: await load('db/workflow.repository.js'),
+    runService: await load('runs/run.service.js'),
+    scheduleService: await load('schedules/schedule.service.js'),
+    ticker: await load('schedules/schedule-ticker.service.js'),
+    workflows: await load('workflows/workflow.repository.js'),
   };
 }
 

@@ -9,7 +9,7 @@ import {
   sourceOf,
   type Logger,
 } from '@cairn/common';
-import type { CatalogueVersion, PayloadStore, SequencedStreamEvent } from '@cairn/payload-store';
+import { listenerMetrics, type CatalogueVersion, type PayloadStore, type SequencedStreamEvent } from '@cairn/payload-store';
 import { RunStatus, type RunInfo } from '@cairn/proto';
 import cors from '@fastify/cors';
 import { LogController, fastify, type FastifyError, type FastifyReply, type FastifyRequest, type onRequestHookHandler } from 'fastify';
@@ -173,7 +173,7 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
       ...(params?.id ? { runId: params.id } : {}),
     };
     // Kubernetes probes every few seconds; keep them out of the info stream.
-    if (route === '/healthz' || route === '/readyz') request.log.debug(line, 'request');
+    if (route === '/healthz' || route === '/readyz' || route === '/metrics') request.log.debug(line, 'request');
     else request.log.info(line, 'request');
     done();
   });
@@ -248,6 +248,12 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
   });
 
   route(API.openapi, () => Promise.resolve({ status: 200, body: openapi }));
+
+  // For Prometheus, beside the probes and outside the API: the payload store's LISTEN connection
+  // (streamed output, schema changes), which holds nothing but its own state.
+  app.get('/metrics', (_request, reply) =>
+    reply.header('content-type', 'text/plain; version=0.0.4').send(listenerMetrics(deps.store.listenerState)),
+  );
 
   route(API.startRun, async ({ body, headers }) => {
     const fromHeader = headers['idempotency-key'];

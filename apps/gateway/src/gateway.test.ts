@@ -1439,7 +1439,9 @@ for (const kind of testPostgresKinds()) {
         await store.publishStream(run.runId, [delta('before ')]);
         await new Promise((r) => setTimeout(r, 100));
         // The database drops the gateways' stream listeners (a failover, a restart, an idle-timeout proxy).
-        assert.ok((await db.terminate('cairn-stream-listener')) >= 1, 'a stream listener was connected');
+        // The gateway's store here is the test's own, under the default application name.
+        const reconnects = store.listenerState.reconnects;
+        assert.ok((await db.terminate('cairn-data-plane-listener')) >= 1, 'a stream listener was connected');
         await store.publishStream(run.runId, [delta('during ')]);
         await store.publishStream(run.runId, [delta('outage ')]);
         await new Promise((r) => setTimeout(r, 1_500));
@@ -1452,6 +1454,7 @@ for (const kind of testPostgresKinds()) {
           [1, 2, 3, 4, undefined],
         );
         assert.equal(events.map((e) => e.data.text ?? '').join(''), 'before during outage after');
+        assert.equal(store.listenerState.reconnects, reconnects + 1, 'the LISTEN connection came back once');
       });
 
       it('refuses a Last-Event-ID that is not an event id', async () => {

@@ -104,6 +104,9 @@ describe(`the gateway process (${kind} Postgres)`, () => {
     assert.ok(gw.port > 0);
     assert.equal((await fetch(`${base}/healthz`)).status, 200);
     assert.equal((await fetch(`${base}/readyz`)).status, 200);
+    const metrics = await fetch(`${base}/metrics`);
+    assert.equal(metrics.status, 200);
+    assert.match(await metrics.text(), /^cairn_dp_listener_reconnects_total 0$/m);
     assert.equal(await db.count('dp_runs'), 0);
   });
 

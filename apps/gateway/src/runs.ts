@@ -506,7 +506,7 @@ export class RunService {
     return { signalName, signalId, run };
   }
 
-  /** Requests cancellation; a run cancelled at once (queued or suspended) is closed in the data plane too. */
+  /** Requests cancellation; a run cancelled at once (one that never ran) is closed in the data plane too. */
   async cancel(runId: string): Promise<RunInfo> {
     assertRunId(runId);
     const { run } = await this.#cp.cancelRun(create(CancelRunRequestSchema, { runId })).catch(notFoundAsRun(runId));

@@ -28,7 +28,7 @@ export async function startGateway(
   config: GatewayConfig,
   logger: Logger = createLogger('gateway', config.logLevel),
 ): Promise<RunningGateway> {
-  const store = PayloadStore.connect({ connectionString: config.databaseUrl, keys: config.keys, applicationName: 'cairn-gateway' });
+  const store = PayloadStore.connect({ connectionString: config.databaseUrl, keys: config.keys, applicationName: 'cairn-gateway', logger });
   let controlPlane: ControlPlane | undefined;
   try {
     const applied = await store.migrate();

@@ -63,8 +63,8 @@ export class StreamHub {
           for (const listener of [...(this.#listeners.get(runId) ?? [])]) listener.events(events);
         },
         {
+          // The store logs the loss and the recovery; subscribers read what they missed.
           onReconnect: () => {
-            this.#log.info('stream LISTEN connection is back; subscribers read what they missed from the payload store');
             for (const set of this.#listeners.values()) for (const listener of [...set]) listener.resync();
           },
         },

@@ -228,9 +228,13 @@ export class SchemaValidation {
   async #listen(): Promise<void> {
     if (this.#closed) return;
     this.#listening ??= this.#store
-      .onSchemasChanged((workflow) => {
-        this.#catalogue.delete(workflow);
-      })
+      .onSchemasChanged(
+        (workflow) => {
+          this.#catalogue.delete(workflow);
+        },
+        // Changes made while the LISTEN connection was down were not heard.
+        () => this.#catalogue.clear(),
+      )
       .catch((err: unknown) => {
         this.#log.warn({ err }, 'could not listen for schema catalogue changes; relying on the cache time limit');
         this.#listening = undefined;

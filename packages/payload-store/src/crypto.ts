@@ -56,9 +56,18 @@ export interface Sealed {
  * roll every process, then put it first and roll again), and an old key is kept until
  * `reencrypt` has rewritten its data. Values are sealed with a key derived per run (format 2).
  */
+/** Per-scope keys a key ring keeps derived: a few thousand runs in flight at once. */
+const DERIVED_KEYS_MAX = 4096;
+
 export class KeyRing {
   readonly activeKeyId: string;
   readonly #keys: ReadonlyMap<string, Buffer>;
+  /**
+   * Per-run keys derived lately, by key ID and scope: a run's values are sealed and opened with
+   * the key derived once for the run, not derived again for each value (HKDF costs more than the
+   * AES-GCM of a small value). Bounded; the oldest derivation is dropped first.
+   */
+  readonly #derived = new Map<string, Buffer>();
 
   constructor(keys: ReadonlyArray<{ id: string; key: Buffer }>) {
     if (keys.length === 0) throw new CairnError(ErrorCodes.INVALID_CONFIG, 'At least one encryption key is required.');
@@ -150,8 +159,13 @@ export class KeyRing {
   /** Like {@link seal}, with the key of that ID (the re-encryption job seals with the active one). */
   sealWithKey(keyId: string, plain: Buffer, aad: string): Sealed {
     const key = this.#key(keyId);
-    const sealed = sealRaw(deriveDataKey(key, scopeOf(aad)), plain, aad);
+    const sealed = sealRaw(this.#scopeKey(keyId, key, scopeOf(aad)), plain, aad);
     return { keyId, blob: Buffer.concat([V2_MAGIC, sealed]) };
+  }
+
+  /** The AES key of one scope under data key `keyId`, derived once while it is in use. */
+  #scopeKey(keyId: string, dataKey: Buffer, scope: string): Buffer {
+    return derivedOnce(this.#derived, `${keyId}\0${scope}`, () => deriveDataKey(dataKey, scope));
   }
 
   // Key checks keep the v1 format: they are sealed with the data key itself, under a fixed AAD.
@@ -191,7 +205,7 @@ export class KeyRing {
     try {
       if (KeyRing.formatOf(sealed.blob) === 2) {
         try {
-          return openRaw(deriveDataKey(key, scopeOf(aad)), sealed.blob.subarray(V2_MAGIC.length), aad);
+          return openRaw(this.#scopeKey(sealed.keyId, key, scopeOf(aad)), sealed.blob.subarray(V2_MAGIC.length), aad);
         } catch (v2Failure) {
           // A v1 blob whose random IV happens to start with the marker (see V2_MAGIC).
           try {
@@ -220,6 +234,8 @@ export class Hasher {
   /** The key new runs digest with: the first of CAIRN_DP_HMAC_KEY ('' for a key written without an ID). */
   readonly activeKeyId: string;
   readonly #keys: ReadonlyMap<string, Buffer>;
+  /** Per-purpose digest keys by HMAC key ID and workflow, derived once (bounded, oldest dropped first). */
+  readonly #purposeKeys = new Map<string, Buffer>();
 
   /**
    * One key (the data plane's first, with the empty ID), or several with IDs, the first active:
@@ -322,7 +338,9 @@ export class Hasher {
       return { version, idempotency: legacy, step: legacy, approval: legacy };
     }
     const keyed = (purpose: DigestPurpose) => {
-      const key = Buffer.from(hkdfSync('sha256', base, DIGEST_SALT, Buffer.from(`${purpose}\0${workflowName}`, 'utf8'), 32));
+      const key = derivedOnce(this.#purposeKeys, `${keyId}\0${purpose}\0${workflowName}`, () =>
+        Buffer.from(hkdfSync('sha256', base, DIGEST_SALT, Buffer.from(`${purpose}\0${workflowName}`, 'utf8'), 32)),
+      );
       return (value: string): string => hmacHex(key, value);
     };
     return { version, idempotency: keyed('idempotency'), step: keyed('step'), approval: keyed('approval') };
@@ -346,6 +364,19 @@ export function scopeOf(aad: string): string {
   const colon = aad.indexOf(':');
   const head = colon < 0 ? aad : aad.slice(0, colon);
   return head === 'payload' ? aad : head;
+}
+
+/** A derived key from `cache`, deriving and keeping it when missing (the oldest is dropped past the bound). */
+function derivedOnce(cache: Map<string, Buffer>, id: string, derive: () => Buffer): Buffer {
+  const known = cache.get(id);
+  if (known !== undefined) return known;
+  const key = derive();
+  if (cache.size >= DERIVED_KEYS_MAX) {
+    const oldest = cache.keys().next();
+    if (!oldest.done) cache.delete(oldest.value);
+  }
+  cache.set(id, key);
+  return key;
 }
 
 /** HKDF-SHA256 (RFC 5869) of the data key for one scope: the AES-256 key that seals its values. */

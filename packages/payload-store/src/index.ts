@@ -49,6 +49,7 @@ export {
   type CatalogueWrite,
   type SchemaKind,
 } from './catalogue.js';
+export { PgListener, listenerMetrics, type ChannelHandlers, type ListenerState, type PgListenerOptions } from './listener.js';
 export { keysStillNeeded, type KeyUsage, type ReencryptOptions, type ReencryptResult } from './reencrypt.js';
 export {
   FileKeyWrapper,

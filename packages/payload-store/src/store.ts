@@ -13,11 +13,13 @@ import {
   type JournalChainHead,
   type JournalChainProblem,
   type JournalChainReport,
+  type Logger,
 } from '@cairn/common';
 import { CURRENT_DIGEST_VERSION, type DigestVersion, type Hasher, type KeyRing } from './crypto.js';
 import { keyUsage, reencrypt, type KeyUsage, type ReencryptOptions, type ReencryptResult } from './reencrypt.js';
 import { type Sealed } from './crypto.js';
 import { decodeJson, encodeJson } from './json.js';
+import { PgListener, type ListenerState } from './listener.js';
 import {
   SCHEMA_CHANNEL,
   readCatalogue,
@@ -257,6 +259,8 @@ export interface PayloadStoreOptions {
   readonly poolMax?: number;
   /** Shown in pg_stat_activity. */
   readonly applicationName?: string;
+  /** Where the LISTEN connection's losses and recoveries are logged. */
+  readonly logger?: Logger;
 }
 
 interface RunRow {
@@ -373,7 +377,8 @@ const date = (n: number | undefined): Date | null => (n === undefined ? null : n
 export class PayloadStore {
   readonly #pool: pg.Pool;
   readonly #keys: KeyRing;
-  readonly #connectionString: string;
+  /** The one LISTEN connection shared by every `on…` subscription of this store. */
+  readonly #listener: PgListener;
   /** Key IDs that reproduced (or recorded) the store's key check in {@link verifyKeys}. */
   readonly #verifiedKeyIds = new Set<string>();
   /** Chain cursors of the runs this process acquired (see {@link ChainCursor}). */
@@ -381,7 +386,11 @@ export class PayloadStore {
 
   private constructor(options: PayloadStoreOptions) {
     this.#keys = options.keys;
-    this.#connectionString = options.connectionString;
+    this.#listener = new PgListener({
+      connectionString: options.connectionString,
+      applicationName: `${options.applicationName ?? 'cairn-data-plane'}-listener`,
+      logger: options.logger,
+    });
     this.#pool = new pg.Pool({
       connectionString: options.connectionString,
       max: options.poolMax ?? 10,
@@ -401,7 +410,13 @@ export class PayloadStore {
   }
 
   async close(): Promise<void> {
+    await this.#listener.close();
     await this.#pool.end();
+  }
+
+  /** Whether the shared LISTEN connection is open, and how often it came back after a loss. */
+  get listenerState(): ListenerState {
+    return this.#listener.state;
   }
 
   /** Checks the database answers (for readiness probes). */
@@ -767,11 +782,11 @@ export class PayloadStore {
 
   /**
    * Calls `listener(workflowName)` whenever a worker catalogues new or changed schemas of that
-   * workflow. Reconnects after a connection loss (changes meanwhile are missed: cache with a
-   * time limit). Returns a function that stops listening.
+   * workflow. Reconnects after a connection loss and then calls `onGap`: changes meanwhile were
+   * not heard. Returns a function that stops listening.
    */
-  async onSchemasChanged(listener: (workflowName: string) => void): Promise<() => Promise<void>> {
-    return this.#listen(SCHEMA_CHANNEL, 'cairn-schema-listener', listener);
+  async onSchemasChanged(listener: (workflowName: string) => void, onGap?: () => void): Promise<() => Promise<void>> {
+    return this.#listener.subscribe(SCHEMA_CHANNEL, { notification: listener, gap: onGap });
   }
 
   /** Deletes a run and everything stored for it (used when a start turned out to be a duplicate). */
@@ -1885,13 +1900,17 @@ export class PayloadStore {
 
   /**
    * Listens for new signals (Postgres LISTEN on the data plane's own database) and calls
-   * `listener(runId, name)` for each. Reconnects after a connection loss. Returns a function that
-   * stops listening.
+   * `listener(runId, name)` for each. Reconnects after a connection loss and then calls `onGap`:
+   * signals stored meanwhile were not heard, and are found with {@link takeSignal}. Returns a
+   * function that stops listening.
    */
-  async onSignal(listener: (runId: string, name: string) => void): Promise<() => Promise<void>> {
-    return this.#listen('cairn_dp_signal', 'cairn-signal-listener', (payload) => {
-      const colon = payload.indexOf(':');
-      if (colon > 0) listener(payload.slice(0, colon), payload.slice(colon + 1));
+  async onSignal(listener: (runId: string, name: string) => void, onGap?: () => void): Promise<() => Promise<void>> {
+    return this.#listener.subscribe('cairn_dp_signal', {
+      notification: (payload) => {
+        const colon = payload.indexOf(':');
+        if (colon > 0) listener(payload.slice(0, colon), payload.slice(colon + 1));
+      },
+      gap: onGap,
     });
   }
 
@@ -1973,10 +1992,8 @@ export class PayloadStore {
     listener: (runId: string, events: SequencedStreamEvent[]) => void,
     options: { onReconnect?: () => void } = {},
   ): Promise<() => Promise<void>> {
-    return this.#listen(
-      'cairn_dp_stream',
-      'cairn-stream-listener',
-      (payload) => {
+    return this.#listener.subscribe('cairn_dp_stream', {
+      notification: (payload) => {
         const [runId, first, keyId, blob] = payload.split(':');
         const firstSeq = Number(first);
         if (!runId || !keyId || blob === undefined || !Number.isSafeInteger(firstSeq)) return;
@@ -1990,11 +2007,10 @@ export class PayloadStore {
         const events = unpackStreamEvents(json).map((e, i) => ({ ...e, seq: firstSeq + i }));
         if (events.length > 0) listener(runId, events);
       },
-      options.onReconnect,
-    );
+      gap: options.onReconnect,
+    });
   }
 
-  /** LISTENs on a channel with a dedicated connection that is re-opened after a loss. */
   // ---- replay checks -------------------------------------------------------------------------
 
   /**
@@ -2090,7 +2106,7 @@ export class PayloadStore {
    * after a reconnect (a request may have been missed meanwhile). Returns a function that stops.
    */
   async onReplayCheckRequested(listener: (workflowName: string | undefined) => void): Promise<() => Promise<void>> {
-    return this.#listen(REPLAY_CHECK_CHANNEL, 'cairn-replay-check-listener', listener, () => listener(undefined));
+    return this.#listener.subscribe(REPLAY_CHECK_CHANNEL, { notification: listener, gap: () => listener(undefined) });
   }
 
   #toReplayCheck(row: ReplayCheckRow): ReplayCheck {
@@ -2104,48 +2120,6 @@ export class PayloadStore {
       claimedBy: row.claimed_by ?? undefined,
       finishedAt: row.finished_at?.getTime(),
       result: row.key_id && row.result ? this.#open(row.key_id, row.result, `replay-check:${row.check_id}`) : undefined,
-    };
-  }
-
-  async #listen(
-    channel: string,
-    applicationName: string,
-    onPayload: (payload: string) => void,
-    onReconnect?: () => void,
-  ): Promise<() => Promise<void>> {
-    let stopped = false;
-    let client: pg.Client | undefined;
-    let connected = false;
-    // A reconnect that fails is tried again until it works or listening stops.
-    const reconnect = (): void => {
-      setTimeout(() => {
-        if (!stopped) void connect().catch(reconnect);
-      }, 500).unref();
-    };
-    const connect = async (): Promise<void> => {
-      const c = new pg.Client({ connectionString: this.#connectionString, application_name: applicationName });
-      c.on('notification', (n) => {
-        if (n.channel === channel && n.payload) onPayload(n.payload);
-      });
-      c.on('error', () => {
-        if (stopped) return;
-        c.end().catch(() => undefined);
-        reconnect();
-      });
-      await c.connect();
-      await c.query(`LISTEN ${channel}`);
-      if (stopped) {
-        await c.end().catch(() => undefined);
-        return;
-      }
-      client = c;
-      if (connected) onReconnect?.();
-      connected = true;
-    };
-    await connect();
-    return async () => {
-      stopped = true;
-      await client?.end().catch(() => undefined);
     };
   }
 }

@@ -2,7 +2,16 @@ import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type * as grpc from '@grpc/grpc-js';
 import { CairnError, ErrorCodes, ID_PATTERN, createLogger, env, loadConfig, type Logger } from '@cairn/common';
-import { Hasher, KeyRing, PayloadStore, keyRingOf, keySourceOf, keyVariableProblems, parseWrappedKeys } from '@cairn/payload-store';
+import {
+  Hasher,
+  KeyRing,
+  PayloadStore,
+  keyRingOf,
+  keySourceOf,
+  keyVariableProblems,
+  listenerMetrics,
+  parseWrappedKeys,
+} from '@cairn/payload-store';
 import { controlPlaneChannelCredentials } from '@cairn/proto';
 import type { WorkflowDefinition } from '@cairn/sdk';
 import { isModelList, parseModelList } from './residency.js';
@@ -170,6 +179,7 @@ export async function runWorkerFromEnv(
     keys,
     poolMax: Math.max(10, config.CAIRN_WORKER_SLOTS + 2),
     applicationName: 'cairn-worker',
+    logger,
   });
   try {
     const applied = await store.migrate();
@@ -197,7 +207,7 @@ export async function runWorkerFromEnv(
     logger,
   });
   const health =
-    config.CAIRN_WORKER_HEALTH_PORT === undefined ? undefined : await serveHealth(worker, config.CAIRN_WORKER_HEALTH_PORT, logger);
+    config.CAIRN_WORKER_HEALTH_PORT === undefined ? undefined : await serveHealth(worker, store, config.CAIRN_WORKER_HEALTH_PORT, logger);
   try {
     await worker.run();
     health?.close();
@@ -216,10 +226,15 @@ export async function runWorkerFromEnv(
  * Liveness and readiness probes for Kubernetes: `/healthz` answers 200 while the process runs;
  * `/readyz` answers 200 while the worker is connected to the control plane, not draining and able
  * to open the payload store's data (after a run it could not open, 503 with the reason: a restart
- * with the same keys would not help, so liveness stays 200).
+ * with the same keys would not help, so liveness stays 200). `/metrics` has the payload store's
+ * LISTEN connection in the Prometheus text format.
  */
-async function serveHealth(worker: Worker, port: number, logger: Logger): Promise<Server> {
+async function serveHealth(worker: Worker, store: PayloadStore, port: number, logger: Logger): Promise<Server> {
   const server = createServer((req, res) => {
+    if (req.url === '/metrics') {
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(listenerMetrics(store.listenerState));
+      return;
+    }
     const misconfiguration = worker.misconfiguration;
     const ready = worker.connected && !worker.draining && misconfiguration === undefined;
     const readiness =

@@ -47,9 +47,11 @@ export class SignalSubscription {
 }
 
 /**
- * The worker's one Postgres LISTEN on the data plane's signal channel, shared by every in-memory
- * signal wait. It starts on first use; if it cannot start, waits still end at their deadline
- * (and long waits suspend, where the control plane's signal notices wake the run).
+ * The worker's subscription to the data plane's signal channel, shared by every in-memory signal
+ * wait. It starts on first use; if it cannot start, waits still end at their deadline (and long
+ * waits suspend, where the control plane's signal notices wake the run). When the payload store's
+ * LISTEN connection comes back after a loss, every wait is woken to look in the store again, since
+ * a signal stored during the outage was not heard.
  */
 export class SignalHub {
   readonly #store: Pick<RunJournals, 'onSignal'>;
@@ -82,9 +84,14 @@ export class SignalHub {
   async #start(): Promise<void> {
     if (this.#closed) return;
     this.#starting ??= this.#store
-      .onSignal((runId, name) => {
-        for (const s of this.#subscriptions.get(`${runId}:${name}`) ?? []) s.notify();
-      })
+      .onSignal(
+        (runId, name) => {
+          for (const s of this.#subscriptions.get(`${runId}:${name}`) ?? []) s.notify();
+        },
+        () => {
+          for (const set of this.#subscriptions.values()) for (const s of set) s.notify();
+        },
+      )
       .then(
         async (stop) => {
           if (this.#closed) await stop();

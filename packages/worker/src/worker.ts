@@ -132,6 +132,8 @@ const RECONNECT_MIN_MS = 100;
 const RECONNECT_MAX_MS = 5000;
 const REPORT_FLUSH_MS = 20;
 const REPORT_BATCH = 100;
+/** The longest a run's final message waits for answers to requests in flight before it goes anyway. */
+const FINAL_FLUSH_MS = 5;
 const DEFAULT_HEARTBEAT_MS = 10_000;
 /** gRPC statuses that mean the configuration is wrong, not that the control plane is away. */
 const FATAL_STATUSES = new Set([
@@ -169,6 +171,10 @@ export class Worker {
   readonly #runs = new Map<string, HeldRun>();
   #busy = 0;
   readonly #outbox: OutboxItem[] = [];
+  /** Final messages of runs waiting to go after the step reports gathered with them (see #enqueueFinal). */
+  readonly #pendingFinals: OutboxItem[] = [];
+  /** Whether #reportTimer is the short one armed for final messages. */
+  #finalsTimerArmed = false;
   readonly #sent = new Map<bigint, OutboxItem>();
   readonly #outboxWaiters = new Set<() => void>();
   #sequence = 0n;
@@ -589,6 +595,8 @@ export class Worker {
       if (held && held.epoch === item.run.epoch && !held.execution) this.#runs.delete(item.run.runId);
     }
     if (this.#outbox.length === 0) for (const resolve of [...this.#outboxWaiters]) resolve();
+    // The answers came back: final messages held behind them go now, with the reports gathered.
+    if (this.#sent.size === 0 && this.#pendingFinals.length > 0) this.#flushReports(true);
   }
 
   #onMessage(response: ConnectResponse): void {
@@ -865,10 +873,23 @@ export class Worker {
     else this.#runs.delete(runId);
   }
 
-  /** Queues a run's final message after the step reports that precede it. */
+  /**
+   * Queues a run's final message after the step reports that precede it. With nothing waiting for
+   * the control plane's answer it goes at once; otherwise it waits for those answers (or the report
+   * timer), and goes with the step reports and final messages gathered meanwhile: under load the
+   * control plane then takes one batch of reports for many runs instead of one per run end.
+   */
   #enqueueFinal(run: { runId: string; epoch: number }, message: RequestMessage): void {
-    this.#flushReports(true);
-    this.#enqueue({ message, run });
+    this.#pendingFinals.push({ message, run });
+    if (this.#sent.size === 0) {
+      this.#flushReports(true);
+    } else if (!this.#finalsTimerArmed) {
+      // A run's end (and its slot, which the control plane frees when it gets the message) does
+      // not wait for the longer report timer.
+      clearTimeout(this.#reportTimer);
+      this.#reportTimer = setTimeout(() => this.#flushReports(), FINAL_FLUSH_MS);
+      this.#finalsTimerArmed = true;
+    }
   }
 
   #loseRun(runId: string, epoch: number, why: string): void {
@@ -913,7 +934,15 @@ export class Worker {
   #flushReports(force = false): void {
     clearTimeout(this.#reportTimer);
     this.#reportTimer = undefined;
-    if ((this.#pendingReports.size === 0 && this.#pendingHeads.size === 0) || (!this.#welcomed && !force)) return;
+    this.#finalsTimerArmed = false;
+    // While disconnected, reports stay pending (coalesced) unless forced, and so do the final
+    // messages that must follow them.
+    if (!this.#welcomed && !force) return;
+    const finals = this.#pendingFinals.splice(0);
+    if (this.#pendingReports.size === 0 && this.#pendingHeads.size === 0) {
+      for (const item of finals) this.#enqueue(item);
+      return;
+    }
     const reports = [...this.#pendingReports.values()];
     const heads = [...this.#pendingHeads.values()];
     this.#pendingReports.clear();
@@ -924,6 +953,7 @@ export class Worker {
       const batch = create(StepReportBatchSchema, { reports: reports.slice(i, i + REPORT_BATCH), journalHeads: last ? heads : [] });
       this.#enqueue({ message: { case: 'stepReports', value: batch } });
     }
+    for (const item of finals) this.#enqueue(item);
   }
 
   // ---- drain ---------------------------------------------------------------------------------

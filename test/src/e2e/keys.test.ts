@@ -72,6 +72,9 @@ describe('worker keys that do not match the payload store', () => {
     assert.equal(body.status, 'misconfigured');
     assert.match(body.reason, new RegExp(`Run ${runId}: its data cannot be opened with encryption key "k1"`));
     assert.equal((await fetch(`http://127.0.0.1:${String(port)}/healthz`)).status, 200, 'a restart with the same keys would not help');
+    const metrics = await (await fetch(`http://127.0.0.1:${String(port)}/metrics`)).text();
+    assert.match(metrics, /^# TYPE cairn_dp_listener_connected gauge$/m);
+    assert.match(metrics, /^cairn_dp_listener_reconnects_total 0$/m);
 
     // The control plane has the run queued again, not failed, and nothing ran.
     const queued = await t.waitForRun(runId, (r) => r.status === 'queued' && r.dispatchCount === 1);

@@ -52,3 +52,29 @@ describe('suspension, sleeps and signals', () => {
     assert.deepEqual(result.output, { timedOut: true, got: [] });
   });
 });
+
+describe('timers without the periodic sweep', () => {
+  let t: TestStack;
+  before(async () => {
+    // The periodic sweep runs every ten minutes here: a run woken in this test was woken by the
+    // control plane's timer for its wake-up time, not by the sweep.
+    t = await startTestStack({ name: 'timers', workers: 1, workerSlots: 4, suspendThresholdMs: 200, sweepIntervalMs: 600_000 });
+  });
+  after(async () => {
+    await t?.stop();
+  });
+
+  it('wakes a suspended sleep, and a signal wait at its deadline, when they are due', async () => {
+    const sleeper = await t.start('sleeper', { sleepMs: 1500 });
+    const waiter = await t.start('signal-waiter', { delayMs: 0, timeoutMs: 2000 });
+    assert.equal((await t.waitForRun(sleeper, (r) => r.status === 'suspended')).status, 'suspended');
+    assert.equal((await t.waitForRun(waiter, (r) => r.status === 'suspended')).status, 'suspended');
+    const slept = await t.result(sleeper);
+    assert.equal(slept.status, 'completed');
+    assert.deepEqual(slept.output, { sleptAtLeast: true });
+    const waited = await t.result(waiter);
+    assert.deepEqual(waited.output, { timedOut: true, got: [] });
+    const { steps } = await t.describe(sleeper);
+    assert.ok(steps.some((s) => s.kind === 'sleep' && s.status === 'completed'));
+  });
+});

@@ -7,7 +7,7 @@ import { createLazyRoute, getRouteApi } from '@tanstack/react-router';
 import { cp, unwrap, type Schemas } from '../api/control-plane.js';
 import { ErrorMessage, Loading, Time } from '../components/common.js';
 import { projectRoute } from '../routes/root.js';
-import { validateAuditSearch, type AuditSearch } from '../routes/pages.js';
+import { validateAuditSearch, type AuditSearch } from '../routes/pages-search.js';
 
 const route = getRouteApi('/p/$project/audit');
 

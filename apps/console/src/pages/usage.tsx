@@ -8,7 +8,7 @@ import { cp, unwrap } from '../api/control-plane.js';
 import { DailyBarChart, HorizontalBarChart, formatCount, type Series } from '../components/charts.js';
 import { ErrorMessage, Loading } from '../components/common.js';
 import { projectRoute } from '../routes/root.js';
-import { validateUsageSearch } from '../routes/pages.js';
+import { validateUsageSearch } from '../routes/pages-search.js';
 
 const route = getRouteApi('/p/$project/usage');
 

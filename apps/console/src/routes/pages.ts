@@ -3,6 +3,7 @@
 // fetched; each page's component is a separate chunk, loaded on first visit (or on hover, as the
 // router preloads on intent). The runs page, the first page, is in the first bundle (./runs.ts).
 import { createRoute } from '@tanstack/react-router';
+import { validateAuditSearch, validateUsageSearch } from './pages-search.js';
 import { projectRoute } from './root.js';
 
 export interface ApprovalsSearch {
@@ -66,42 +67,11 @@ export const schedulesRoute = createRoute({
   path: 'schedules',
 }).lazy(() => import('../pages/schedules.js').then((m) => m.Route));
 
-export interface UsageSearch {
-  from?: string;
-  to?: string;
-}
-
-const DAY = /^\d{4}-\d\d-\d\d$/;
-
-export function validateUsageSearch(search: Record<string, unknown>): UsageSearch {
-  const out: UsageSearch = {};
-  for (const key of ['from', 'to'] as const) {
-    const value = search[key];
-    if (typeof value === 'string' && DAY.test(value)) out[key] = value;
-  }
-  return out;
-}
-
 export const usageRoute = createRoute({
   getParentRoute: () => projectRoute,
   path: 'usage',
   validateSearch: validateUsageSearch,
 }).lazy(() => import('../pages/usage.js').then((m) => m.Route));
-
-export interface AuditSearch {
-  action?: string;
-  targetType?: string;
-  targetId?: string;
-}
-
-export function validateAuditSearch(search: Record<string, unknown>): AuditSearch {
-  const out: AuditSearch = {};
-  for (const key of ['action', 'targetType', 'targetId'] as const) {
-    const value = search[key];
-    if (typeof value === 'string' && value.trim() !== '') out[key] = value.trim();
-  }
-  return out;
-}
 
 export const auditRoute = createRoute({
   getParentRoute: () => projectRoute,

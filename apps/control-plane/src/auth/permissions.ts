@@ -1,4 +1,4 @@
-import type { Role } from '../db/tenant.repository.js';
+import type { Role } from '../tenancy/tenant.repository.js';
 
 /**
  * What each role may do. Every REST route names one permission; the role matrix test walks the

@@ -1088,4 +1088,53 @@ CREATE TABLE data_plane_workers (
 CREATE INDEX data_plane_workers_seen ON data_plane_workers (data_plane_id, last_seen_at DESC);
 `,
   },
+  {
+    version: 23,
+    name: 'usage counters in 64 slots',
+    sql: `
+-- The usage counters took one of 8 rows per project and day by the writing backend (pg_backend_pid()
+-- % 8). A counter row stays locked until its transaction commits, so two transactions whose
+-- backends share a slot queue one behind the other: with a pool of more than a handful of
+-- connections, concurrent starts and step reports mostly waited for each other there. 64 slots
+-- make that rare; readers sum every slot, so nothing else changes.
+CREATE OR REPLACE FUNCTION cairn_meter_runs_started() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+  INSERT INTO usage_daily AS u (project_id, day, slot, runs_started)
+  SELECT project_id, (created_at AT TIME ZONE 'UTC')::date, pg_backend_pid() % 64, count(*)
+  FROM started_runs GROUP BY 1, 2 ORDER BY 1, 2
+  ON CONFLICT (project_id, day, slot) DO UPDATE SET runs_started = u.runs_started + EXCLUDED.runs_started;
+  INSERT INTO usage_workflows_daily AS w (project_id, day, workflow_name, slot, runs_started)
+  SELECT project_id, (created_at AT TIME ZONE 'UTC')::date, workflow_name, pg_backend_pid() % 64, count(*)
+  FROM started_runs GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+  ON CONFLICT (project_id, day, workflow_name, slot) DO UPDATE SET runs_started = w.runs_started + EXCLUDED.runs_started;
+  RETURN NULL;
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION cairn_meter_steps(ended_steps run_steps[]) RETURNS void LANGUAGE plpgsql AS $fn$
+BEGIN
+  INSERT INTO usage_daily AS u (project_id, day, slot, steps_executed)
+  SELECT r.project_id, (now() AT TIME ZONE 'UTC')::date, pg_backend_pid() % 64, count(*) FROM unnest(ended_steps) s JOIN runs r ON r.id = s.run_id GROUP BY 1 ORDER BY 1
+  ON CONFLICT (project_id, day, slot) DO UPDATE SET steps_executed = u.steps_executed + EXCLUDED.steps_executed;
+
+  INSERT INTO usage_workflows_daily AS w (project_id, day, workflow_name, slot, steps_executed, model_calls, input_tokens, output_tokens)
+  SELECT r.project_id, (now() AT TIME ZONE 'UTC')::date, r.workflow_name, pg_backend_pid() % 64, count(*),
+         count(*) FILTER (WHERE s.kind = 'model'),
+         coalesce(sum(s.input_tokens) FILTER (WHERE s.kind = 'model'), 0), coalesce(sum(s.output_tokens) FILTER (WHERE s.kind = 'model'), 0)
+  FROM unnest(ended_steps) s JOIN runs r ON r.id = s.run_id GROUP BY 1, 3 ORDER BY 1, 3
+  ON CONFLICT (project_id, day, workflow_name, slot) DO UPDATE SET
+    steps_executed = w.steps_executed + EXCLUDED.steps_executed, model_calls = w.model_calls + EXCLUDED.model_calls,
+    input_tokens = w.input_tokens + EXCLUDED.input_tokens, output_tokens = w.output_tokens + EXCLUDED.output_tokens;
+
+  INSERT INTO usage_tokens_daily AS t (project_id, day, provider, model, slot, calls, input_tokens, output_tokens)
+  SELECT r.project_id, (now() AT TIME ZONE 'UTC')::date, coalesce(s.provider, 'unknown'), coalesce(s.model, 'unknown'), pg_backend_pid() % 64,
+         count(*), coalesce(sum(s.input_tokens), 0), coalesce(sum(s.output_tokens), 0)
+  FROM unnest(ended_steps) s JOIN runs r ON r.id = s.run_id WHERE s.kind = 'model' GROUP BY 1, 3, 4 ORDER BY 1, 3, 4
+  ON CONFLICT (project_id, day, provider, model, slot) DO UPDATE SET
+    calls = t.calls + EXCLUDED.calls, input_tokens = t.input_tokens + EXCLUDED.input_tokens,
+    output_tokens = t.output_tokens + EXCLUDED.output_tokens;
+END
+$fn$;
+`,
+  },
 ];

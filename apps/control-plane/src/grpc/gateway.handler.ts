@@ -23,13 +23,13 @@ import {
   type MessageShape,
 } from '@cairn/proto';
 import { invalidField } from '../domain.js';
-import { BacklogService } from '../services/backlog.service.js';
-import { CredentialHolders } from '../services/credential-holders.js';
-import { DataPlaneService } from '../services/data-plane.service.js';
-import { LimitsService } from '../services/limits.service.js';
-import { DEFAULT_PRIORITY, RunService } from '../services/run.service.js';
+import { BacklogService } from '../dispatch/backlog.service.js';
+import { CredentialHolders } from '../tenancy/credential-holders.js';
+import { DataPlaneService } from '../tenancy/data-plane.service.js';
+import { LimitsService } from '../metering/limits.service.js';
+import { DEFAULT_PRIORITY, RunService } from '../runs/run.service.js';
 import { Telemetry } from '../telemetry/telemetry.service.js';
-import { byteSize, checkResidency, optional, required } from '../services/validate.js';
+import { byteSize, checkResidency, optional, required } from './validate.js';
 import { LOGGER } from '../tokens.js';
 import { toRunInfo, toStepInfo } from './convert.js';
 import { bearerToken, peerAddress, toServiceError } from './status.js';

@@ -2,7 +2,7 @@ import { isIP } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { CairnError, ErrorCodes, retryAfterSeconds, sourceOf, type Logger } from '@cairn/common';
 import { errorSummary, isDatabaseUnavailable, isStatementTimeout, STATEMENT_TIMEOUT_MESSAGE } from '../db/database.js';
-import type { StreamEnd } from '../services/worker-session.js';
+import type { StreamEnd } from '../dispatch/worker-session.js';
 
 const BY_CODE: Partial<Record<string, grpc.status>> = {
   [ErrorCodes.INVALID_ARGUMENT]: grpc.status.INVALID_ARGUMENT,

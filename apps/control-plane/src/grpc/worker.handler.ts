@@ -3,12 +3,12 @@ import { Inject, Injectable } from '@nestjs/common';
 import { CairnError, ErrorCodes, retryAfterSeconds, type Logger } from '@cairn/common';
 import { ConnectRequestSchema, fromBinary, type ConnectRequest, type ConnectResponse } from '@cairn/proto';
 import { CONFIG, type ControlPlaneConfig } from '../config.js';
-import { CredentialHolders } from '../services/credential-holders.js';
-import { LimitsService } from '../services/limits.service.js';
+import { CredentialHolders } from '../tenancy/credential-holders.js';
+import { LimitsService } from '../metering/limits.service.js';
 import { Telemetry } from '../telemetry/telemetry.service.js';
-import { DataPlaneService, type DataPlaneIdentity } from '../services/data-plane.service.js';
-import { WorkerProtocolService, type WorkerConnection } from '../services/worker-protocol.service.js';
-import type { SessionOutbound, StreamEnd } from '../services/worker-session.js';
+import { DataPlaneService, type DataPlaneIdentity } from '../tenancy/data-plane.service.js';
+import { WorkerProtocolService, type WorkerConnection } from '../dispatch/worker-protocol.service.js';
+import type { SessionOutbound, StreamEnd } from '../dispatch/worker-session.js';
 import { LOGGER } from '../tokens.js';
 import { bearerToken, endStatus, peerAddress, toServiceError } from './status.js';
 
@@ -146,6 +146,10 @@ export class WorkerHandler {
     this.open.add(end);
 
     let pending = 0;
+    /** Requests received on this stream so far. */
+    let received = 0;
+    /** Every request up to this count arrived before a credential check that passed had begun. */
+    let checkedThrough = 0;
     const fail = (error: unknown): void => {
       const status = toServiceError(error, this.logger);
       if (status.code === grpc.status.RESOURCE_EXHAUSTED && error instanceof CairnError) {
@@ -189,6 +193,7 @@ export class WorkerHandler {
         return;
       }
       pending += 1;
+      const index = ++received;
       if (pending >= PAUSE_AT && !inboundBusy) {
         inboundBusy = true;
         syncPause();
@@ -196,14 +201,20 @@ export class WorkerHandler {
       chain = chain
         .then(async () => {
           if (ended || !identity) return;
-          // Every request but a heartbeat is checked against the database: once a rotation or
-          // revocation has committed, a request on a stream that used the old secret is refused on
-          // every replica, whether or not its notification has arrived here yet.
-          if (request.message.case !== 'heartbeat' && !(await this.dataPlanes.isCurrent(identity))) {
-            rotatedAway(
-              'the data-plane credential was rotated or revoked: this stream used the old one; configure the current credential and reconnect',
-            );
-            return;
+          // Every request but a heartbeat is checked against the database after it arrived and
+          // before it is handled: once a rotation or revocation has committed, a request on a
+          // stream that used the old secret is refused on every replica, whether or not its
+          // notification has arrived here yet. One check covers every request that had arrived
+          // when it began, so requests queued behind a slow one share it.
+          if (request.message.case !== 'heartbeat' && index > checkedThrough) {
+            const through = received;
+            if (!(await this.dataPlanes.isCurrent(identity))) {
+              rotatedAway(
+                'the data-plane credential was rotated or revoked: this stream used the old one; configure the current credential and reconnect',
+              );
+              return;
+            }
+            checkedThrough = Math.max(checkedThrough, through);
           }
           if (!ended) await connection?.receive(request);
         })

@@ -1,7 +1,7 @@
 import { Body, Controller, Delete, Get, Inject, Param, Post } from '@nestjs/common';
 import { z } from 'zod';
-import { ROLES, type ApiKey, type Project } from '../db/tenant.repository.js';
-import { AccessService } from '../services/access.service.js';
+import { ROLES, type ApiKey, type Project } from '../tenancy/tenant.repository.js';
+import { AccessService } from '../tenancy/access.service.js';
 import { Api, Caller, CurrentProject, type RequestContext } from './api.js';
 import { isoTimeSchema, nameSchema } from './schemas.js';
 import { ApiKeyAnswer, ApiKeyCreated, ApiKeyList } from './responses.js';

@@ -13,10 +13,11 @@ import { Reflector } from '@nestjs/core';
 import type { z } from 'zod';
 import { CairnError, ErrorCodes, sourceOf } from '@cairn/common';
 import { allows, rolesFor, type Permission } from '../auth/permissions.js';
-import type { Project } from '../db/tenant.repository.js';
-import { AccessService, type Principal } from '../services/access.service.js';
-import { LimitsService } from '../services/limits.service.js';
-import { ReadinessService } from '../services/readiness.service.js';
+import type { Project } from '../tenancy/tenant.repository.js';
+import type { Principal } from '../auth/principal.js';
+import { AccessService } from '../tenancy/access.service.js';
+import { LimitsService } from '../metering/limits.service.js';
+import { ReadinessService } from '../db/readiness.service.js';
 import { Telemetry } from '../telemetry/telemetry.service.js';
 
 /** What a REST route declares: who may call it, what it takes, for the guard and the OpenAPI document. */

@@ -1,10 +1,10 @@
 import { Controller, Get, Inject, Post, Query, Res } from '@nestjs/common';
 import { z } from 'zod';
 import { CairnError, ErrorCodes } from '@cairn/common';
-import type { AuditEntry } from '../db/audit.repository.js';
-import type { Project } from '../db/tenant.repository.js';
-import { AuditCheckpointService, presentCheckpoint } from '../services/audit-checkpoint.service.js';
-import { AuditService, type VerifyResult } from '../services/audit.service.js';
+import type { AuditEntry } from '../audit/audit.repository.js';
+import type { Project } from '../tenancy/tenant.repository.js';
+import { AuditCheckpointService, presentCheckpoint } from '../audit/audit-checkpoint.service.js';
+import { AuditService, type VerifyResult } from '../audit/audit.service.js';
 import { Api, CurrentProject } from './api.js';
 import { isoTimeSchema, limitSchema } from './schemas.js';
 import { AuditChainPage, AuditCheckpointAnswer, AuditCheckpointList, AuditList, AuditVerification } from './responses.js';

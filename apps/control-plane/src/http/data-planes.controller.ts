@@ -1,9 +1,9 @@
 import { Body, Controller, Delete, Get, Inject, Param, Post } from '@nestjs/common';
 import { z } from 'zod';
-import type { DataPlaneRecord } from '../db/data-plane.repository.js';
-import type { Project } from '../db/tenant.repository.js';
-import { DataPlaneService } from '../services/data-plane.service.js';
-import { AuditService } from '../services/audit.service.js';
+import type { DataPlaneRecord } from '../tenancy/data-plane.repository.js';
+import type { Project } from '../tenancy/tenant.repository.js';
+import { DataPlaneService } from '../tenancy/data-plane.service.js';
+import { AuditService } from '../audit/audit.service.js';
 import { Api, Caller, CurrentProject, type RequestContext } from './api.js';
 import { nameSchema } from './schemas.js';
 import { DataPlaneAnswer, DataPlaneCreated, DataPlaneList, DataPlaneWorkers } from './responses.js';

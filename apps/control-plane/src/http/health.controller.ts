@@ -1,5 +1,5 @@
 import { Controller, Get, Inject } from '@nestjs/common';
-import { ReadinessService } from '../services/readiness.service.js';
+import { ReadinessService } from '../db/readiness.service.js';
 
 /** Liveness and readiness probes (no authentication). */
 @Controller()

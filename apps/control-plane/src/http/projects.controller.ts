@@ -1,8 +1,8 @@
 import { Body, Controller, Get, Inject, Post } from '@nestjs/common';
 import { z } from 'zod';
 import { buildResidencyReport, type ResidencyReport as Report } from '@cairn/proto';
-import type { Project } from '../db/tenant.repository.js';
-import { AccessService } from '../services/access.service.js';
+import type { Project } from '../tenancy/tenant.repository.js';
+import { AccessService } from '../tenancy/access.service.js';
 import { Api, Caller, CurrentProject, type RequestContext } from './api.js';
 import { nameSchema } from './schemas.js';
 import { ProjectAnswer, ProjectList, ResidencyReport, Whoami } from './responses.js';

@@ -1,6 +1,6 @@
 import { Controller, Get, Inject, Param, Post, Query, Body } from '@nestjs/common';
 import { z } from 'zod';
-import type { Project } from '../db/tenant.repository.js';
+import type { Project } from '../tenancy/tenant.repository.js';
 import { RUN_STATUSES } from '../domain.js';
 import {
   RunManagementService,
@@ -8,8 +8,8 @@ import {
   type RunTotals,
   type RunView,
   type TimelineCall,
-} from '../services/run-management.service.js';
-import { AuditService } from '../services/audit.service.js';
+} from '../runs/run-management.service.js';
+import { AuditService } from '../audit/audit.service.js';
 import { Api, Caller, CurrentProject, type RequestContext } from './api.js';
 import { presentRun, presentStep } from './run.presenter.js';
 import { idSchema, isoTimeSchema, limitSchema, nameSchema, versionSchema } from './schemas.js';

@@ -1,10 +1,10 @@
 import { Body, Controller, Delete, Get, Inject, Param, Patch, Post, Query, Res } from '@nestjs/common';
 import { z } from 'zod';
-import type { AuditActor } from '../db/audit.repository.js';
-import { OVERLAP_POLICIES, type FiringRecord, type ScheduleRecord } from '../db/schedule.repository.js';
-import type { Project } from '../db/tenant.repository.js';
-import { CRON_MAX_LENGTH, TIME_ZONE_MAX_LENGTH } from '../services/cron.js';
-import { MAX_CATCH_UP_WINDOW_SECONDS, ScheduleService } from '../services/schedule.service.js';
+import type { AuditActor } from '../audit/audit.repository.js';
+import { OVERLAP_POLICIES, type FiringRecord, type ScheduleRecord } from '../schedules/schedule.repository.js';
+import type { Project } from '../tenancy/tenant.repository.js';
+import { CRON_MAX_LENGTH, TIME_ZONE_MAX_LENGTH } from '../schedules/cron.js';
+import { MAX_CATCH_UP_WINDOW_SECONDS, ScheduleService } from '../schedules/schedule.service.js';
 import { Api, Caller, CurrentProject, type RequestContext } from './api.js';
 import { idSchema, isoTimeSchema, limitSchema, nameSchema, versionSchema } from './schemas.js';
 import { Backfill, FiringAnswer, ScheduleAnswer, ScheduleDeleted, ScheduleDetail, ScheduleList } from './responses.js';

@@ -1,9 +1,9 @@
 import { Body, Controller, Get, Inject, Put, Query } from '@nestjs/common';
 import { z } from 'zod';
-import type { Project } from '../db/tenant.repository.js';
-import type { Quotas } from '../db/usage.repository.js';
-import { QuotaService } from '../services/quota.service.js';
-import { UsageService, type UsageReport } from '../services/usage.service.js';
+import type { Project } from '../tenancy/tenant.repository.js';
+import type { Quotas } from '../metering/usage.repository.js';
+import { QuotaService } from '../metering/quota.service.js';
+import { UsageService, type UsageReport } from '../metering/usage.service.js';
 import { Api, Caller, CurrentProject, type RequestContext } from './api.js';
 import { QuotasAnswer, UsageReport as UsageReportSchema } from './responses.js';
 import type { Quotas as QuotasSchema } from './responses.js';

@@ -14,10 +14,10 @@ import {
   checkRetryPolicy,
   parseDuration,
 } from '@cairn/common';
-import type { FlowControl, FlowControlRecord } from '../db/flow-control.repository.js';
-import type { Project } from '../db/tenant.repository.js';
-import type { RetryPolicy, WorkflowDefinition } from '../db/workflow-registry.repository.js';
-import { WorkflowRegistryService, type WorkflowSummary } from '../services/workflow-registry.service.js';
+import type { FlowControl, FlowControlRecord } from '../flow-control/flow-control.repository.js';
+import type { Project } from '../tenancy/tenant.repository.js';
+import type { RetryPolicy, WorkflowDefinition } from '../workflows/workflow-registry.repository.js';
+import { WorkflowRegistryService, type WorkflowSummary } from '../workflows/workflow-registry.service.js';
 import { Api, Caller, CurrentProject, type RequestContext } from './api.js';
 import { nameSchema, versionSchema } from './schemas.js';
 import { FlowControlAnswer, WorkflowDetailAnswer, WorkflowList, WorkflowRegistered, WorkflowVersionAnswer } from './responses.js';
