@@ -9,5 +9,5 @@ export type {
   StartChildRequest,
   StepDefaults,
 } from './engine/types.js';
-export type { CompensationFailure } from './engine/composites/compensation.js';
+export type { CompensationFailure } from './engine/composites/compensation-registry.js';
 export { PayloadStoreJournals, PayloadStoreRunJournal, type RunJournal, type RunJournals } from './engine/run-journal.js';

@@ -42,7 +42,8 @@ import { durableStep } from './calls/step.js';
 import { approval } from './composites/approval.js';
 import { gated, type GateCalls } from './composites/eval.js';
 import { fanOut } from './composites/parallel.js';
-import { never, type Run, type Slot } from './run.js';
+import { never, type Slot } from './basics.js';
+import type { Run } from './run.js';
 
 /** The frozen `ctx` a workflow function gets: checks each call's arguments and hands it to its module. */
 export function createContext(run: Run, workflow: WorkflowDefinition): WorkflowContext {

@@ -4,7 +4,7 @@ import type { AsyncLocalStorage } from 'node:async_hooks';
 import { CairnError, ErrorCodes, type Logger } from '@cairn/common';
 import type { JournalEntry, JournalKind, JournalStatus, RunDigests } from '@cairn/payload-store';
 import { NonDeterminismError, type DurableCall } from '@cairn/sdk';
-import type { CallScope, Slot } from './run.js';
+import type { CallScope, Slot } from './basics.js';
 
 /** What the journal says about a call at its slot: nothing yet (execute it), or the entry to replay, by status. */
 export type Replay<S extends JournalStatus = JournalStatus> =

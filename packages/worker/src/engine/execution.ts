@@ -10,12 +10,14 @@ import { validateWithSchema } from '@cairn/sdk/internal';
 import { DeterministicSource } from '../determinism.js';
 import { errorInfo, isKeyMisconfiguration, runErrorCode, storedRunErrorCode, toError, type RunErrorRecord } from '../errors.js';
 import type { SignalSubscription } from '../signals.js';
-import { CompensationRegistry, compensate as runCompensations, type CompensationFailure } from './composites/compensation.js';
+import { compensate as runCompensations } from './composites/compensation.js';
+import { CompensationRegistry, type CompensationFailure } from './composites/compensation-registry.js';
 import { createContext } from './context.js';
 import { JournalCursor, callOf } from './cursor.js';
 import { JournalWriter } from './journal-writer.js';
 import { Reports } from './reports.js';
-import { HaltedError, never, type CallScope, type ExecutionDeps, type Halt, type Run } from './run.js';
+import { HaltedError, never, type CallScope, type Halt } from './basics.js';
+import type { ExecutionDeps, Run } from './run.js';
 import { Suspension, suspendOutcome, type Wait } from './suspension.js';
 import type { RunAssignment, RunExecution, RunOutcome } from './types.js';
 

@@ -3,7 +3,7 @@
 import { CairnError } from '@cairn/common';
 import { FencedError, type JournalWrite } from '@cairn/payload-store';
 import { isKeyMisconfiguration } from '../errors.js';
-import { HaltedError, delay, type Halt } from './run.js';
+import { HaltedError, delay, type Halt } from './basics.js';
 import type { RunJournal } from './run-journal.js';
 import type { Logger } from '@cairn/common';
 

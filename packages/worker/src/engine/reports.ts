@@ -6,7 +6,7 @@ import { ErrorCode, StepInfoSchema, StepKind, StepReportSchema, StepStatus, crea
 import type { ModelResult, ModelUsage } from '@cairn/sdk';
 import { stepErrorCode } from '../errors.js';
 import { modelState } from './calls/model-state.js';
-import { time } from './run.js';
+import { time } from './basics.js';
 
 const STEP_STATUS: Record<JournalEntry['status'], StepStatus> = {
   completed: StepStatus.COMPLETED,

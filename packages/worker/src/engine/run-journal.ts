@@ -74,8 +74,11 @@ export interface RunJournal {
 /** Where an engine's runs are stored: opens each run's journal, and tells of new signals. */
 export interface RunJournals {
   open(runId: string): RunJournal;
-  /** Calls `listener(runId, name)` for each new signal; returns a function that stops listening. */
-  onSignal(listener: (runId: string, name: string) => void): Promise<() => Promise<void>>;
+  /**
+   * Calls `listener(runId, name)` for each new signal, and `onGap` when signals may have been
+   * missed (the listening connection came back after a loss); returns a function that stops listening.
+   */
+  onSignal(listener: (runId: string, name: string) => void, onGap?: () => void): Promise<() => Promise<void>>;
 }
 
 /** The payload store as run journals: each call is one payload-store call, as the engine made them before. */
@@ -86,8 +89,8 @@ export class PayloadStoreJournals implements RunJournals {
     return new PayloadStoreRunJournal(this.store, runId);
   }
 
-  onSignal(listener: (runId: string, name: string) => void): Promise<() => Promise<void>> {
-    return this.store.onSignal(listener);
+  onSignal(listener: (runId: string, name: string) => void, onGap?: () => void): Promise<() => Promise<void>> {
+    return this.store.onSignal(listener, onGap);
   }
 }
 

@@ -4,7 +4,7 @@ import { SuspendReason } from '@cairn/proto';
 import { CancelledError } from '@cairn/sdk';
 import type { Clock, ClockTimer } from '../clock.js';
 import type { SignalSubscription } from '../signals.js';
-import { never, type Halt } from './run.js';
+import { never, type Halt } from './basics.js';
 import type { RunOutcome } from './types.js';
 
 /** setTimeout's limit; longer waits rely on suspension. */

@@ -3,7 +3,8 @@
 import { ErrorCode, StepKind, StepStatus } from '@cairn/proto';
 import { ChildWorkflowFailedError } from '@cairn/sdk';
 import { errorInfo } from '../../errors.js';
-import { HaltedError, time, type Run, type Slot } from '../run.js';
+import { HaltedError, time, type Slot } from '../basics.js';
+import type { Run } from '../run.js';
 import type { StartChildAnswer } from '../types.js';
 
 /** `ctx.child`: creates the child run in the data plane, starts it through the control plane, and waits for its end. */

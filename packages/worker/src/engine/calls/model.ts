@@ -21,7 +21,8 @@ import {
   type PreparedModelCall,
 } from '../../model.js';
 import { tokenFields } from '../reports.js';
-import { HaltedError, time, type Run, type Slot } from '../run.js';
+import { HaltedError, time, type Slot } from '../basics.js';
+import type { Run } from '../run.js';
 import { FIRST_MODEL_STATE, modelState, type ModelCallState } from './model-state.js';
 
 /** One durable model call at its slot (a new one on the caller's line unless `given`). */

@@ -2,7 +2,8 @@
 // or wait for one (in memory, or by suspending) until its deadline.
 import { StepKind, StepStatus, ErrorCode } from '@cairn/proto';
 import { SignalTimeoutError } from '@cairn/sdk';
-import { never, time, type Run, type Slot } from '../run.js';
+import { never, time, type Slot } from '../basics.js';
+import type { Run } from '../run.js';
 
 export async function signalWait<T>(run: Run, slot: Slot, name: string, timeoutMs: number | undefined): Promise<T> {
   const { position, keyDigest } = slot;

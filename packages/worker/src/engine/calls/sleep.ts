@@ -1,6 +1,7 @@
 // `ctx.sleep` and `ctx.sleepUntil`: a journaled wake time, waited in memory or by suspending.
 import { StepKind, StepStatus } from '@cairn/proto';
-import { time, type Run, type Slot } from '../run.js';
+import { time, type Slot } from '../basics.js';
+import type { Run } from '../run.js';
 
 export async function sleep(run: Run, slot: Slot, dueAtOf: (startedAt: number) => number): Promise<void> {
   const { position, keyDigest } = slot;

@@ -15,7 +15,8 @@ import {
 import { retryDelay, type ResolvedRetryPolicy } from '@cairn/sdk/internal';
 import type { ClockTimer } from '../../clock.js';
 import { errorInfo, reviveError, stepErrorCode, toError, type StepErrorRecord } from '../../errors.js';
-import { time, type Run, type Slot } from '../run.js';
+import { time, type Slot } from '../basics.js';
+import type { Run } from '../run.js';
 
 /** One durable step (one round of an eval gate), registering its compensation when it completes. */
 export function durableStep<T>(

@@ -12,7 +12,8 @@ import {
 } from '@cairn/sdk';
 import type { StepErrorRecord } from '../../errors.js';
 import { JUDGE_SCHEMA, JUDGE_SYSTEM, judgePrompt, judgeVerdict, localChecks, type JudgeAnswer, type PreparedEval } from '../../eval.js';
-import { time, type Run, type Slot } from '../run.js';
+import { time, type Slot } from '../basics.js';
+import type { Run } from '../run.js';
 
 /** The ctx calls a gate makes: judges are model calls, the last word may be a human's. */
 export interface GateCalls {
