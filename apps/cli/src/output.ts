@@ -87,7 +87,7 @@ export class Output {
   /** Runs `work` with a spinner on stderr when stderr is a terminal. */
   async spin<T>(text: string, work: () => Promise<T>): Promise<T> {
     if (!this.#err.isTTY) return work();
-    const spinner = yoctoSpinner({ text, stream: this.#err, color: this.ce.isColorSupported ? 'cyan' : undefined }).start();
+    const spinner = yoctoSpinner({ text, stream: this.#err, ...(this.ce.isColorSupported ? { color: 'cyan' } : {}) }).start();
     try {
       const result = await work();
       spinner.stop();

@@ -13,7 +13,7 @@ async function call<T>(stack: Stack, method: string, path: string, body?: unknow
       authorization: `Bearer ${stack.secrets.gatewayToken}`,
       ...(body === undefined ? {} : { 'content-type': 'application/json' }),
     },
-    body: body === undefined ? undefined : JSON.stringify(body),
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
   const json = (await res.json()) as T;
   if (res.status >= 400) throw new Error(`${method} ${path} → ${res.status}: ${JSON.stringify(json)}`);

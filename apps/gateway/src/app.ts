@@ -564,7 +564,10 @@ function payloadNotFound(payloadId: string): CairnError {
 }
 
 /** An approval answer as the workflow receives it: the fields given, no nulls. */
-function approvalAnswer(approved: boolean, fields: { by?: string | null; comment?: string | null; data?: unknown }): ApprovalAnswer {
+function approvalAnswer(
+  approved: boolean,
+  fields: { by?: string | null | undefined; comment?: string | null | undefined; data?: unknown },
+): ApprovalAnswer {
   return {
     approved,
     ...(fields.by === undefined || fields.by === null ? {} : { by: fields.by }),

@@ -63,7 +63,7 @@ export interface CallOptions {
   /** Added to the deadline (a long poll's wait). */
   readonly extraMs?: number;
   /** Cancels the call (client went away, or the gateway is shutting down). */
-  readonly signal?: AbortSignal;
+  readonly signal?: AbortSignal | undefined;
 }
 
 export interface ControlPlaneOptions {

@@ -4,7 +4,7 @@ import { after, before, beforeEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createMistral } from '@ai-sdk/mistral';
 import { createOpenAICompatible } from '@ai-sdk/openai-compatible';
-import { APICallError, generateText, Output, RetryError, stepCountIs, streamText, tool, type LanguageModel } from 'ai';
+import { APICallError, generateText, Output, RetryError, stepCountIs, streamText, tool, type LanguageModel, type Tool } from 'ai';
 import { z } from 'zod';
 import { startMockLlm, type MockDialect, type MockLlm, type MockRule } from './index.js';
 
@@ -47,7 +47,7 @@ function apiCallError(err: unknown): APICallError {
   return err;
 }
 
-const weatherTool = tool({ description: 'The weather in a city', inputSchema: z.object({ city: z.string() }) });
+const weatherTool: Tool = tool({ description: 'The weather in a city', inputSchema: z.object({ city: z.string() }) });
 
 for (const { name, dialect, model: modelFor } of DIALECTS) {
   describe(`the ${name} dialect through the AI SDK`, () => {

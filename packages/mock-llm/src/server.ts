@@ -113,7 +113,10 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
   res.end(text);
 }
 
-function retryHeaders(fault: { retryAfterSeconds?: number; retryAfterMs?: number }, fallbackSeconds?: number): Record<string, string> {
+function retryHeaders(
+  fault: { retryAfterSeconds?: number | undefined; retryAfterMs?: number | undefined },
+  fallbackSeconds?: number,
+): Record<string, string> {
   const headers: Record<string, string> = {};
   const seconds = fault.retryAfterSeconds ?? (fault.retryAfterMs === undefined ? fallbackSeconds : undefined);
   if (seconds !== undefined) headers['retry-after'] = String(seconds);

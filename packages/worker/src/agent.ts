@@ -155,7 +155,7 @@ export function toolMessage(calls: readonly AgentToolCall[]): ModelMessage {
 
 /** Runs a tool's `execute`; a streaming tool (an async iterable) yields its last value. */
 export async function executeTool(
-  tool: Tool,
+  tool: ToolSet[string],
   input: unknown,
   options: { toolCallId: string; messages: ModelMessage[]; abortSignal: AbortSignal },
 ): Promise<unknown> {

@@ -53,7 +53,13 @@ describe('model call helpers', () => {
 
   it('retries 408, 409, 429, 5xx, network errors and broken responses, never other 4xx', () => {
     const apiError = (statusCode: number | undefined, headers?: Record<string, string>) =>
-      new APICallError({ message: 'x', url: 'http://x', requestBodyValues: {}, statusCode, responseHeaders: headers });
+      new APICallError({
+        message: 'x',
+        url: 'http://x',
+        requestBodyValues: {},
+        ...(statusCode === undefined ? {} : { statusCode }),
+        ...(headers === undefined ? {} : { responseHeaders: headers }),
+      });
     for (const status of [408, 409, 429, 500, 502, 503, 529])
       assert.equal(classifyModelError(apiError(status)).retryable, true, `${status}`);
     for (const status of [400, 401, 403, 404, 422]) assert.equal(classifyModelError(apiError(status)).retryable, false, `${status}`);

@@ -301,7 +301,7 @@ function untilAborted<T>(promise: PromiseLike<T>, signal: AbortSignal): Promise<
 }
 
 function toolCallsOf(
-  calls: ReadonlyArray<{ toolCallId: string; toolName: string; input: unknown; invalid?: boolean; error?: unknown }>,
+  calls: ReadonlyArray<{ toolCallId: string; toolName: string; input: unknown; invalid?: boolean | undefined; error?: unknown }>,
 ): ModelToolCall[] {
   const invalidCall = calls.find((c) => c.invalid === true);
   if (invalidCall) {

@@ -91,6 +91,7 @@ export function registrationOf(def: WorkflowDefinition, overrides: Overrides, so
       ...(def.timeouts.step === undefined ? {} : { step: def.timeouts.step }),
       ...(isObject(overrides.timeouts) ? overrides.timeouts : {}),
     };
+    const flowControl = overrides.flowControl ?? def.flowControl;
     try {
       settled = defineWorkflow(
         {
@@ -100,7 +101,7 @@ export function registrationOf(def: WorkflowDefinition, overrides: Overrides, so
           ...(retry === undefined ? {} : { retry: retry }),
           timeouts,
           schedules: (overrides.schedules ?? def.schedules) as WorkflowSchedule[],
-          ...((overrides.flowControl ?? def.flowControl) === undefined ? {} : { flowControl: overrides.flowControl ?? def.flowControl }),
+          ...(flowControl === undefined ? {} : { flowControl }),
         },
         () => undefined,
       );

@@ -9,6 +9,7 @@ import { useVirtualizer } from '@tanstack/react-virtual';
 import { cp, unwrap, type Run, type RunStatus } from '../api/control-plane.js';
 import { ErrorMessage, Loading, StatusBadge, Time, formatDuration } from '../components/common.js';
 import { projectRoute } from '../routes/root.js';
+import type { SearchDraft } from '../routes/pages.js';
 import { RUN_STATUSES, validateRunsSearch, type RunsSearch } from '../routes/runs-search.js';
 
 const route = getRouteApi('/p/$project/runs');
@@ -39,7 +40,7 @@ const isoToLocal = (iso: string | undefined): string => {
 
 const Filters = memo(function Filters({ search }: { search: RunsSearch }): ReactNode {
   const navigate = route.useNavigate();
-  const [draft, setDraft] = useState(search);
+  const [draft, setDraft] = useState<SearchDraft<RunsSearch>>(search);
   useEffect(() => setDraft(search), [search]);
   const apply = (event: FormEvent): void => {
     event.preventDefault();

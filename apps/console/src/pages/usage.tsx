@@ -8,7 +8,7 @@ import { cp, unwrap } from '../api/control-plane.js';
 import { DailyBarChart, HorizontalBarChart, formatCount, type Series } from '../components/charts.js';
 import { ErrorMessage, Loading } from '../components/common.js';
 import { projectRoute } from '../routes/root.js';
-import { validateUsageSearch } from '../routes/pages.js';
+import { validateUsageSearch, type SearchDraft, type UsageSearch } from '../routes/pages.js';
 
 const route = getRouteApi('/p/$project/usage');
 
@@ -41,7 +41,7 @@ function UsagePage(): ReactNode {
   const { project } = projectRoute.useParams();
   const search = route.useSearch();
   const navigate = route.useNavigate();
-  const [draft, setDraft] = useState(search);
+  const [draft, setDraft] = useState<SearchDraft<UsageSearch>>(search);
   useEffect(() => setDraft(search), [search]);
   const usage = useQuery({
     queryKey: ['usage', project, search],

@@ -207,7 +207,7 @@ export default function SchemaForm(props: SchemaFormProps): ReactNode {
       idPrefix="input"
       onChange={(e) => props.onChange(e.formData)}
       onSubmit={(e) => props.onSubmit(e.formData)}
-      extraErrors={props.serverErrors}
+      {...(props.serverErrors === undefined ? {} : { extraErrors: props.serverErrors })}
       showErrorList="top"
       noHtml5Validate
       focusOnFirstError

@@ -5,6 +5,12 @@
 import { createRoute } from '@tanstack/react-router';
 import { projectRoute } from './root.js';
 
+/**
+ * A filter form's draft of a page's search: a field the user cleared holds undefined until the
+ * draft is validated into the search.
+ */
+export type SearchDraft<T> = { [K in keyof T]?: T[K] | undefined };
+
 export interface ApprovalsSearch {
   workflow?: string;
 }
@@ -17,8 +23,8 @@ export const approvalsRoute = createRoute({
 }).lazy(() => import('../pages/approvals.js').then((m) => m.Route));
 
 export interface RunSearch {
-  /** The journal position of the selected call. */
-  call?: number;
+  /** The journal position of the selected call (undefined when navigating: none selected). */
+  call?: number | undefined;
 }
 
 export const runRoute = createRoute({
