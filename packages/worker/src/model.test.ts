@@ -546,9 +546,9 @@ for (const kind of testPostgresKinds()) {
           { model: model('m'), prompt: 'a', retry: { maximumAttempts: 0 } },
         ]) {
           // Deliberately malformed options, as untyped JavaScript could pass them.
-          await ctx.model('x', options as never).catch((err: Error) => errors.push(err.message));
+          await ctx.model('x', options as never).catch((err: unknown) => errors.push((err as Error).message));
         }
-        await ctx.model('not a name', { model: model('m'), prompt: 'a' }).catch((err: Error) => errors.push(err.message));
+        await ctx.model('not a name', { model: model('m'), prompt: 'a' }).catch((err: unknown) => errors.push((err as Error).message));
         return errors;
       });
       const runId = await cp.start(bad, null);
