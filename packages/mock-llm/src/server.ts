@@ -269,6 +269,7 @@ export async function startMockLlm(options: MockLlmOptions = {}): Promise<MockLl
       if (plan.chunkDelayMs > 0) await new Promise((r) => setTimeout(r, plan.chunkDelayMs));
       if (res.destroyed) return;
       await write(res, `data: ${JSON.stringify(event)}\n\n`);
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- the client may hang up while the write awaits
       if (res.destroyed) return;
     }
     await write(res, 'data: [DONE]\n\n');
