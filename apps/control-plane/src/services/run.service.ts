@@ -171,6 +171,7 @@ export class RunService {
           timer.abort();
           abort?.removeEventListener('abort', onAbort);
         }
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- shutdown sets it while the wait awaits
         if (this.shuttingDown) throw shuttingDown();
       } finally {
         unsubscribe();
