@@ -337,9 +337,9 @@ export function registerWorkflows(program: Command): void {
           ctx.out.fields([
             ['workflow', `${w.name}@${w.version}`],
             ['task queue', w.taskQueue],
-            ['deprecated', w.deprecated ?? false],
-            ['source', w.source ?? null],
-            ['registered', w.registeredAt ?? null],
+            ['deprecated', w.deprecated],
+            ['source', w.source],
+            ['registered', w.registeredAt],
             ...settingsLines({
               inputSchemaDigest: w.inputSchemaDigest,
               outputSchemaDigest: w.outputSchemaDigest,

@@ -2,7 +2,7 @@
 // fetched as the list scrolls (only the rows in view are rendered, so 100,000 runs scroll without
 // loading them all), and live updates while the newest runs are in view: runs that arrive after
 // the list opened are marked new.
-import { memo, useEffect, useMemo, useRef, useState, type FormEvent, type ReactNode } from 'react';
+import { memo, useEffect, useMemo, useRef, useState, type SubmitEvent, type ReactNode } from 'react';
 import { useInfiniteQuery, useQueryClient } from '@tanstack/react-query';
 import { Link, getRouteApi } from '@tanstack/react-router';
 import { useVirtualizer } from '@tanstack/react-virtual';
@@ -42,7 +42,7 @@ const Filters = memo(function Filters({ search }: { search: RunsSearch }): React
   const navigate = route.useNavigate();
   const [draft, setDraft] = useState<SearchDraft<RunsSearch>>(search);
   useEffect(() => setDraft(search), [search]);
-  const apply = (event: FormEvent): void => {
+  const apply = (event: SubmitEvent): void => {
     event.preventDefault();
     void navigate({ search: validateRunsSearch(draft as Record<string, unknown>) });
   };

@@ -1,7 +1,7 @@
 // Usage: runs started, steps executed and model tokens per UTC day, per workflow and per model,
 // from the control plane's metering (counters only, never payloads). Each chart has its numbers
 // as a table for screen readers. The range is in the address, so a view can be shared.
-import { useEffect, useState, type FormEvent, type ReactNode } from 'react';
+import { useEffect, useState, type SubmitEvent, type ReactNode } from 'react';
 import { useQuery } from '@tanstack/react-query';
 import { createLazyRoute, getRouteApi } from '@tanstack/react-router';
 import { cp, unwrap } from '../api/control-plane.js';
@@ -47,7 +47,7 @@ function UsagePage(): ReactNode {
     queryKey: ['usage', project, search],
     queryFn: ({ signal }) => unwrap(cp.GET('/v1/projects/{project}/usage', { params: { path: { project }, query: search }, signal })),
   });
-  const apply = (event: FormEvent): void => {
+  const apply = (event: SubmitEvent): void => {
     event.preventDefault();
     void navigate({ search: validateUsageSearch(draft as Record<string, unknown>) });
   };
