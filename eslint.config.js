@@ -142,6 +142,18 @@ export default tseslint.config(
     },
   },
   {
+    // The engine is being split into modules on another branch; its findings under the strict preset
+    // (10, in these four rules) are fixed after that lands. The override names the old file only, so
+    // the modules it becomes are checked in full.
+    files: ['packages/worker/src/engine.ts'],
+    rules: {
+      '@typescript-eslint/no-unnecessary-condition': 'off',
+      '@typescript-eslint/no-unnecessary-type-conversion': 'off',
+      '@typescript-eslint/no-unnecessary-type-arguments': 'off',
+      '@typescript-eslint/return-await': 'off',
+    },
+  },
+  {
     files: ['**/*.test.ts', 'test/**/*.ts', 'bench/**/*.ts'],
     rules: {
       // A test's fixtures are `let cp: ControlPlane` assigned in before(); after() closes them with
