@@ -227,7 +227,8 @@ export class Worker {
     }
     if (!Number.isFinite(this.#drainTimeoutMs) || this.#drainTimeoutMs < 0) problems.push('drainTimeoutMs must be a non-negative number');
     if (!Array.isArray(options.workflows) || options.workflows.length === 0) problems.push('workflows must list at least one workflow');
-    for (const w of options.workflows ?? []) {
+    // Checked as what untyped callers can pass: no list, or entries that are not definitions.
+    for (const w of (options.workflows as Iterable<Partial<WorkflowDefinition> | null | undefined> | undefined) ?? []) {
       if (typeof w?.name !== 'string' || typeof w.run !== 'function') {
         problems.push('every entry of workflows must come from defineWorkflow() of @cairn/sdk');
         break;
@@ -401,6 +402,7 @@ export class Worker {
         await this.#replayChecks.start();
         break;
       } catch (err) {
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- close() or drain() may run while connecting awaits
         if (this.#closed || this.#draining) return;
         if (err instanceof CairnError) {
           this.#logger.error(
@@ -760,10 +762,15 @@ export class Worker {
       existing.execution = undefined;
       this.#busy--;
     }
-    if (this.#draining) return release(ReleaseReason.DRAINING);
+    if (this.#draining) {
+      release(ReleaseReason.DRAINING);
+      return;
+    }
     // Pushed before the control plane processed our SlotsUpdate: not tried, so not a key problem.
-    if (this.#misconfiguration !== undefined) return release(ReleaseReason.NO_SLOT);
-    if (this.#busy >= this.#slots) return release(ReleaseReason.NO_SLOT);
+    if (this.#misconfiguration !== undefined || this.#busy >= this.#slots) {
+      release(ReleaseReason.NO_SLOT);
+      return;
+    }
     const execution = this.#engine.start({
       runId: task.runId,
       epoch: task.epoch,

@@ -436,6 +436,7 @@ export class WorkerConnection {
       return create(LeaseStatusSchema, { runId: r.runId, epoch: r.epoch, state: LeaseState.LOST });
     });
     this.reply(create(ConnectResponseSchema, { message: { case: 'leaseUpdate', value: create(LeaseUpdateSchema, { leases: statuses }) } }));
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- set inside the map callback above
     if (freed) this.protocol.dispatch.kick(session, false);
   }
 
