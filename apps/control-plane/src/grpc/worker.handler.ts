@@ -197,6 +197,7 @@ export class WorkerHandler {
       }
       pending += 1;
       const index = ++received;
+      const handled = connection?.arrived(request);
       if (pending >= PAUSE_AT && !inboundBusy) {
         inboundBusy = true;
         syncPause();
@@ -224,6 +225,7 @@ export class WorkerHandler {
         })
         .catch(fail)
         .finally(() => {
+          handled?.();
           pending -= 1;
           if (inboundBusy && pending <= RESUME_AT) {
             inboundBusy = false;
