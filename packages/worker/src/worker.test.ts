@@ -358,4 +358,49 @@ describe(`Worker (${kind} Postgres)`, () => {
       cp.server.forceShutdown();
     }
   });
+
+  it('keeps nothing for a suspended run once the control plane acknowledged the suspension', async () => {
+    const cp = new ScriptedControlPlane();
+    await cp.start();
+    // Half sleep, half wait for a signal: both waits are longer than the suspend threshold.
+    const waits = defineWorkflow({ name: 'waits', version: '1' }, async (ctx, input: { signal: boolean }) => {
+      await ctx.step('first', () => 1);
+      if (input.signal) await ctx.waitForSignal('go', { timeout: '1h' });
+      else await ctx.sleep('1h');
+      return ctx.step('second', () => 2);
+    });
+    const probe = defineWorkflow({ name: 'probe', version: '1' }, () => null);
+    const runs = Array.from({ length: 60 }, (_, i) => ({ runId: newId(), signal: i % 2 === 1 }));
+    for (const run of runs) await store().createRun({ runId: run.runId, workflowName: waits.name, input: { signal: run.signal } });
+    const probeRun = newId();
+    await store().createRun({ runId: probeRun, workflowName: probe.name, input: null });
+
+    const worker = new Worker(await options({ controlPlaneAddress: cp.address, workflows: [waits, probe], slots: runs.length }));
+    try {
+      await worker.start();
+      for (const run of runs) cp.push(run.runId, 1, waits);
+      for (const run of runs) {
+        const suspended = await cp.waitFor((r) => r.message.case === 'suspended' && r.message.value.runId === run.runId);
+        assert.equal(suspended.message.case === 'suspended' && suspended.message.value.signalName, run.signal ? 'go' : '');
+      }
+      // The stream is ordered: once the probe (pushed after every acknowledgement) has completed,
+      // the worker has handled the acknowledgements of all the suspensions.
+      cp.push(probeRun, 1, probe);
+      await cp.waitFor((r) => r.message.case === 'completed' && r.message.value.runId === probeRun);
+      const retained = worker.retained();
+      const suspendedIds = new Set(runs.map((r) => r.runId));
+      for (const [where, ids] of Object.entries(retained)) {
+        if (typeof ids === 'number') continue;
+        assert.deepEqual(
+          (ids as string[]).filter((id) => suspendedIds.has(id)),
+          [],
+          `suspended runs still held in the worker's ${where}`,
+        );
+      }
+      assert.equal(retained.settling, 0);
+    } finally {
+      await worker.shutdown();
+      cp.server.forceShutdown();
+    }
+  });
 });
