@@ -111,6 +111,26 @@ type ConnectStream = grpc.ClientDuplexStream<ConnectRequest, ConnectResponse>;
 type WorkerClient = grpc.Client & { connect(metadata: grpc.Metadata, options?: grpc.CallOptions): ConnectStream };
 
 /** A state-changing request kept until the control plane acknowledges or rejects it. */
+/** See {@link Worker.retained}. */
+export interface WorkerRetained {
+  /** Runs the worker holds: executing, or waiting for the control plane to acknowledge their final message. */
+  readonly runs: readonly string[];
+  /** Runs with a final message queued or sent and not yet acknowledged. */
+  readonly outbox: readonly string[];
+  /** Runs with step reports not yet sent. */
+  readonly pendingReports: readonly string[];
+  /** Runs with a journal head not yet sent. */
+  readonly pendingHeads: readonly string[];
+  /** Runs with an execution span open. */
+  readonly traces: readonly string[];
+  /** Runs the payload store keeps a journal chain cursor for. */
+  readonly chainCursors: readonly string[];
+  /** Runs with an in-memory signal wait subscribed. */
+  readonly signalSubscriptions: readonly string[];
+  /** Outcomes being handled (journal sealed, final message queued). */
+  readonly settling: number;
+}
+
 interface OutboxItem {
   readonly message: RequestMessage;
   /** The run a final message (completed, failed, suspended, cancelled, released) is about. */
@@ -320,6 +340,28 @@ export class Worker {
    */
   get misconfiguration(): string | undefined {
     return this.#misconfiguration;
+  }
+
+  /**
+   * What the worker still keeps for runs, by where it keeps it: run IDs, plus the number of
+   * outcomes being handled. A run that suspended (or ended) here and whose final message the control
+   * plane acknowledged is in none of them: a suspended run holds no worker memory. For tests and
+   * diagnostics; read-only.
+   */
+  retained(): WorkerRetained {
+    const ids = (items: Iterable<{ readonly run?: { readonly runId: string } | undefined }>): string[] => [
+      ...new Set([...items].flatMap((item) => (item.run ? [item.run.runId] : []))),
+    ];
+    return {
+      runs: [...this.#runs.keys()],
+      outbox: ids([...this.#outbox, ...this.#sent.values()]),
+      pendingReports: [...new Set([...this.#pendingReports.values()].map((r) => r.runId))],
+      pendingHeads: [...this.#pendingHeads.keys()],
+      traces: this.#tracing.openRunIds(),
+      chainCursors: this.#options.store.chainCursorRunIds(),
+      signalSubscriptions: this.#signals.subscribedRunIds(),
+      settling: this.#settling.size,
+    };
   }
 
   /**
