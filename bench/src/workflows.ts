@@ -9,3 +9,14 @@ export const benchSteps = defineWorkflow({ name: 'bench-steps', version: '1' }, 
   }
   return { firstStepAt };
 });
+
+/**
+ * A step, a sleep of `sleepMs` (long enough to suspend the run) and a second step that returns the
+ * wall-clock time it ran: the bench compares it with the sleep's due time from the journal.
+ */
+export const benchSuspend = defineWorkflow({ name: 'bench-suspend', version: '1' }, async (ctx, input: { sleepMs: number }) => {
+  const startedAt = await ctx.step('before', () => Date.now());
+  await ctx.sleep(input.sleepMs);
+  const ranAt = await ctx.step('after', () => Date.now());
+  return { startedAt, ranAt };
+});

@@ -41,7 +41,7 @@ export const approvalFlow = defineWorkflow({ name: 'cli-approval', version: '1' 
 
 /** Waits for the signal "go" and returns its body. */
 export const signalFlow = defineWorkflow({ name: 'cli-signal', version: '1' }, async (ctx) => {
-  const body = await ctx.waitForSignal<unknown>('go');
+  const body = await ctx.waitForSignal('go');
   return ctx.step('after', () => ({ got: body }));
 });
 

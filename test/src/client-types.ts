@@ -4,6 +4,8 @@ import { workflowRef, type CairnClient, type InputOf, type OutputOf, type Signal
 import type { clientOrder } from './workflows.js';
 import { clientOrder as clientOrderDefinition, doomed } from './workflows.js';
 
+// The usual exact type-equality test: T exists only to defer the comparison.
+// eslint-disable-next-line @typescript-eslint/no-unnecessary-type-parameters
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
 const expectType = <T extends true>(value: T): T => value;
 
@@ -21,9 +23,8 @@ export async function inference(client: CairnClient): Promise<void> {
   expectType<Equal<InputOf<typeof clientOrder>, { orderId: string; amount: number }>>(true);
   expectType<Equal<OutputOf<typeof clientOrder>, OrderOutput>>(true);
   const run = await client.start(clientOrderDefinition, { orderId: 'o-1', amount: 25 });
-  const output: OrderOutput = await run.result();
+  const _output: OrderOutput = await run.result();
   expectType<Equal<Awaited<ReturnType<typeof run.result>>, OrderOutput>>(true);
-  void output;
 
   // @ts-expect-error: orderId is a string
   await client.start(clientOrderDefinition, { orderId: 1, amount: 25 });
@@ -34,16 +35,14 @@ export async function inference(client: CairnClient): Promise<void> {
 
   // A reference by name, typed from `import type` only (what a browser app does).
   const ref = workflowRef<typeof clientOrder>('client-order', '1');
-  const byRef = await client.start(ref, { orderId: 'o-2', amount: 3 });
-  expectType<Equal<Awaited<ReturnType<typeof byRef.result>>, OrderOutput>>(true);
-  void byRef;
+  const _byRef = await client.start(ref, { orderId: 'o-2', amount: 3 });
+  expectType<Equal<Awaited<ReturnType<typeof _byRef.result>>, OrderOutput>>(true);
   // @ts-expect-error: the reference carries the input type
   await client.start(ref, { order: 'o-2' });
 
   // A handle for a run started elsewhere, typed by its workflow.
-  const later = client.run<typeof clientOrder>('3f1c2a9e-7b4d-4e0a-9c1b-2d5e6f7a8b9c');
-  expectType<Equal<Awaited<ReturnType<typeof later.result>>, OrderOutput>>(true);
-  void later;
+  const _later = client.run<typeof clientOrder>('3f1c2a9e-7b4d-4e0a-9c1b-2d5e6f7a8b9c');
+  expectType<Equal<Awaited<ReturnType<typeof _later.result>>, OrderOutput>>(true);
   // Untyped references give unknown, never any.
   expectType<Equal<Awaited<ReturnType<ReturnType<typeof client.run>['result']>>, unknown>>(true);
 

@@ -96,7 +96,11 @@ export async function startTestStack(
   }
   const gwHeaders = { authorization: `Bearer ${stack.secrets.gatewayToken}` };
   const gateway = (method: string, path: string, init: { body?: string; headers?: Record<string, string> } = {}) =>
-    fetch(`${stack.gatewayUrl}${path}`, { method, headers: { ...gwHeaders, ...(init.headers ?? {}) }, body: init.body });
+    fetch(`${stack.gatewayUrl}${path}`, {
+      method,
+      headers: { ...gwHeaders, ...(init.headers ?? {}) },
+      ...(init.body === undefined ? {} : { body: init.body }),
+    });
   const json = async <T>(res: Response, what: string): Promise<T> => {
     const text = await res.text();
     if (res.status >= 400) throw new Error(`${what} → ${res.status} ${text}`);

@@ -220,7 +220,11 @@ export const parentWork = defineWorkflow(
       return { outputs };
     }
     try {
-      const out = await ctx.child<typeof childWork>('child-work', { n: 1, fail: input.fail, wait: input.wait });
+      const out = await ctx.child<typeof childWork>('child-work', {
+        n: 1,
+        ...(input.fail === undefined ? {} : { fail: input.fail }),
+        ...(input.wait === undefined ? {} : { wait: input.wait }),
+      });
       return { ok: out };
     } catch (err) {
       if (err instanceof ChildWorkflowFailedError) return { caught: err.name, child: err.childRunId, message: err.causeMessage };

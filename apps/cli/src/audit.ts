@@ -267,9 +267,8 @@ export function readEntriesFile(path: string): ApiEntry[] {
         hint: 'Use a file `cairn audit chain --out FILE` wrote: one entry per line.',
       });
     }
-    const e = value as Partial<ApiEntry>;
+    const e = typeof value === 'object' ? (value as Partial<ApiEntry> | null) : null;
     if (
-      typeof e !== 'object' ||
       e === null ||
       typeof e.id !== 'string' ||
       typeof e.position !== 'number' ||

@@ -57,7 +57,12 @@ export class HttpClient {
       headers['content-type'] ??= 'application/json';
     }
     try {
-      return await fetch(url, { method, headers, body, signal: AbortSignal.timeout(options.timeoutMs ?? DEFAULT_TIMEOUT_MS) });
+      return await fetch(url, {
+        method,
+        headers,
+        ...(body === undefined ? {} : { body }),
+        signal: AbortSignal.timeout(options.timeoutMs ?? DEFAULT_TIMEOUT_MS),
+      });
     } catch (err) {
       throw unreachable(this.kind, this.baseUrl, err);
     }

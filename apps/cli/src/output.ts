@@ -17,8 +17,13 @@ export function parseOutputFormat(value: string): OutputFormat {
 /** Colours on stdout/stderr: off when the stream is not a terminal, or NO_COLOR is set, or --no-color. */
 export function colorsFor(stream: NodeJS.WriteStream, disabled = false): ReturnType<typeof picocolors.createColors> {
   const env = process.env;
-  const enabled = !disabled && stream.isTTY === true && !env['NO_COLOR'] && env['TERM'] !== 'dumb';
+  const enabled = !disabled && isTerminal(stream) && !env['NO_COLOR'] && env['TERM'] !== 'dumb';
   return picocolors.createColors(enabled);
+}
+
+/** Node types `isTTY` as boolean, but a stream that is not a terminal has it undefined. */
+function isTerminal(stream: NodeJS.WriteStream): boolean {
+  return (stream as { isTTY?: boolean }).isTTY === true;
 }
 
 export type Colors = ReturnType<typeof picocolors.createColors>;
@@ -40,7 +45,7 @@ export class Output {
   }
 
   get isTTY(): boolean {
-    return this.#out.isTTY === true;
+    return isTerminal(this.#out);
   }
 
   line(text = ''): void {
@@ -87,7 +92,7 @@ export class Output {
   /** Runs `work` with a spinner on stderr when stderr is a terminal. */
   async spin<T>(text: string, work: () => Promise<T>): Promise<T> {
     if (!this.#err.isTTY) return work();
-    const spinner = yoctoSpinner({ text, stream: this.#err, color: this.ce.isColorSupported ? 'cyan' : undefined }).start();
+    const spinner = yoctoSpinner({ text, stream: this.#err, ...(this.ce.isColorSupported ? { color: 'cyan' } : {}) }).start();
     try {
       const result = await work();
       spinner.stop();

@@ -113,7 +113,7 @@ for (const kind of testPostgresKinds()) {
         env: { PATH: process.env['PATH'] ?? '', CAIRN_CP_DATABASE_URL: url, ...env },
       }).then(
         (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
-        (e: { code: number; stdout: string; stderr: string }) => e,
+        (e: unknown) => e as { code: number; stdout: string; stderr: string },
       );
     const pruned = (stdout: string, projectId: string): PruneLine | undefined =>
       stdout

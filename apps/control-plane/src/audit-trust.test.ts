@@ -460,7 +460,7 @@ for (const kind of testPostgresKinds()) {
           },
         }).then(
           () => ({ stderr: '', code: 0 }),
-          (e: { stderr: string; code: number }) => e,
+          (e: unknown) => e as { stderr: string; code: number },
         );
         assert.equal(serve.code, 1);
         assert.match(
@@ -476,7 +476,7 @@ for (const kind of testPostgresKinds()) {
         env: { PATH: process.env['PATH'] ?? '', CAIRN_CP_DATABASE_URL: cp.serviceUrl, CAIRN_AUDIT_SIGNING_KEY: 'not-a-key-0123456789' },
       }).then(
         () => ({ stderr: '', code: 0 }),
-        (e: { stderr: string; code: number }) => e,
+        (e: unknown) => e as { stderr: string; code: number },
       );
       assert.equal(badKey.code, 1);
       assert.match(

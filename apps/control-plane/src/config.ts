@@ -58,7 +58,7 @@ const serveShape = {
     .string()
     .optional()
     .refine((v) => v === undefined || (v.length >= 16 && v.length <= 512 && /^[\x21-\x7e]+$/.test(v)), {
-      message: 'expected 16 to 512 printable characters without spaces',
+      error: 'expected 16 to 512 printable characters without spaces',
     }),
   CAIRN_BOOTSTRAP_ORGANIZATION: z
     .string()

@@ -221,6 +221,8 @@ for (const kind of testPostgresKinds()) {
             CAIRN_STARTUP_GRACE_MS: '300',
           }),
         );
+        // NestJS types these options as a class and documents passing a literal.
+        // eslint-disable-next-line @typescript-eslint/no-unsafe-class-instance-assignment
         ctx = await NestFactory.createApplicationContext(d.app.AppModule.forRoot(config, silent), { logger: false });
         runs = ctx.get(d.runRepository.RunRepository);
         leases = ctx.get(d.leaseService.LeaseService);
@@ -264,7 +266,7 @@ for (const kind of testPostgresKinds()) {
         const ids = new Set<string>();
         for (let i = 0; i < 120; i++) ids.add(await startRun());
         const claimedBy = new Map<string, string>();
-        const claimAll = (): Promise<void[]> =>
+        const claimAll = (): Promise<unknown> =>
           Promise.all(
             Array.from({ length: 8 }, async () => {
               const s = session();
@@ -757,7 +759,7 @@ for (const kind of testPostgresKinds()) {
           keyDigest: 'b'.repeat(64),
           attempt: 1,
           status: StepStatus.COMPLETED,
-          errorCode: 0,
+          errorCode: ErrorCode.UNSPECIFIED,
           retryable: false,
           errorRef: '',
           startedAt: BigInt(Date.now() - 30),
@@ -824,7 +826,7 @@ for (const kind of testPostgresKinds()) {
           keyDigest: '',
           attempt: n,
           status,
-          errorCode: 0,
+          errorCode: ErrorCode.UNSPECIFIED,
           retryable: false,
           errorRef: '',
           startedAt: BigInt(now - 100 + n),
@@ -1002,7 +1004,13 @@ for (const kind of testPostgresKinds()) {
         assert.deepEqual([woken.epoch, woken.reason], [task.epoch + 1, WakeReason.SIGNAL]);
         const failed = w.send({
           case: 'failed',
-          value: { $typeName: 'cairn.worker.v1.RunFailed', runId: run.runId, epoch: woken.epoch, errorCode: 2, errorRef: randomUUID() },
+          value: {
+            $typeName: 'cairn.worker.v1.RunFailed',
+            runId: run.runId,
+            epoch: woken.epoch,
+            errorCode: ErrorCode.STEP_FAILED,
+            errorRef: randomUUID(),
+          },
         });
         await w.next('ack', (a) => a.sequence === failed);
         w.close();
@@ -1195,7 +1203,7 @@ for (const kind of testPostgresKinds()) {
           d.cp.startControlPlane(config, { logger: silent }),
         ]);
         const clients: ServiceClient[] = [];
-        const client = <C extends typeof WorkerClient>(Ctor: C, port: number): ServiceClient => {
+        const client = (Ctor: typeof WorkerClient, port: number): ServiceClient => {
           const c = new Ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
           clients.push(c);
           return c;

@@ -54,6 +54,8 @@ export async function startControlPlane(config: ControlPlaneConfig, options: Sta
     // Clients behind these proxies are told apart by X-Forwarded-For (the credential throttle).
     ...(config.trustedProxies.length > 0 ? { trustProxy: [...config.trustedProxies] } : {}),
   });
+  // NestJS types these options as a class and documents passing a literal.
+  // eslint-disable-next-line @typescript-eslint/no-unsafe-class-instance-assignment
   const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config, logger), adapter, {
     logger: new NestLogger(logger),
     abortOnError: false,

@@ -204,7 +204,7 @@ for (const kind of testPostgresKinds()) {
                 keyDigest: '',
                 attempt: 1,
                 status: StepStatus.COMPLETED,
-                errorCode: 0,
+                errorCode: ErrorCode.UNSPECIFIED,
                 retryable: false,
                 errorRef: '',
                 startedAt: now,

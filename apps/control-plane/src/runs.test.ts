@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { testPostgres, testPostgresKinds, type PostgresServer } from '@cairn/local-postgres';
-import { LeaseState, RejectionReason, StepKind, StepStatus, SuspendReason, type StepInfo } from '@cairn/proto';
+import { ErrorCode, LeaseState, RejectionReason, StepKind, StepStatus, SuspendReason, type StepInfo } from '@cairn/proto';
 import { startControlPlaneProcess, type ControlPlaneFixture } from './testing/fixture.js';
 import { GatewayClient, WorkerClient, WorkerStream, gatewayCall, type ServiceClient } from './testing/grpc.js';
 
@@ -51,7 +51,7 @@ function step(fields: Partial<StepInfo> & { position: number; name: string }): S
     keyDigest: '',
     attempt: 1,
     status: StepStatus.COMPLETED,
-    errorCode: 0,
+    errorCode: ErrorCode.UNSPECIFIED,
     retryable: false,
     errorRef: '',
     startedAt: BigInt(Date.now() - 20),
@@ -170,7 +170,7 @@ for (const kind of testPostgresKinds()) {
       assert.equal(
         await outcome(w, {
           case: 'failed',
-          value: { $typeName: 'cairn.worker.v1.RunFailed', runId: c.runId, epoch: c.epoch, errorCode: 2, errorRef: '' },
+          value: { $typeName: 'cairn.worker.v1.RunFailed', runId: c.runId, epoch: c.epoch, errorCode: ErrorCode.STEP_FAILED, errorRef: '' },
         }),
         'ack',
       );
@@ -370,7 +370,7 @@ for (const kind of testPostgresKinds()) {
           kind: StepKind.MODEL,
           attempt: 1,
           status: StepStatus.RETRYING,
-          errorCode: 2,
+          errorCode: ErrorCode.STEP_FAILED,
           retryable: true,
           startedAt: at(100),
           endedAt: at(150),

@@ -151,6 +151,8 @@ for (const kind of testPostgresKinds()) {
           CAIRN_LOG_LEVEL: 'silent',
           CAIRN_SCHEDULE_TICK_INTERVAL_MS: '1000',
         });
+        // NestJS types these options as a class and documents passing a literal.
+        // eslint-disable-next-line @typescript-eslint/no-unsafe-class-instance-assignment
         const ctx = await NestFactory.createApplicationContext(d.app.AppModule.forRoot(config, silent, { clock }), { logger: false });
         const r: Replica = {
           ctx,

@@ -6,6 +6,8 @@ interface RunView {
   error?: { message: string };
 }
 
+// The caller names the shape of the JSON body it expects (a typed cast, as `res.json() as T`).
+// eslint-disable-next-line @typescript-eslint/no-unnecessary-type-parameters
 async function call<T>(stack: Stack, method: string, path: string, body?: unknown): Promise<{ status: number; json: T }> {
   const res = await fetch(`${stack.gatewayUrl}${path}`, {
     method,
@@ -13,7 +15,7 @@ async function call<T>(stack: Stack, method: string, path: string, body?: unknow
       authorization: `Bearer ${stack.secrets.gatewayToken}`,
       ...(body === undefined ? {} : { 'content-type': 'application/json' }),
     },
-    body: body === undefined ? undefined : JSON.stringify(body),
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
   const json = (await res.json()) as T;
   if (res.status >= 400) throw new Error(`${method} ${path} → ${res.status}: ${JSON.stringify(json)}`);

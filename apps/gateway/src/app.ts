@@ -461,6 +461,7 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
         try {
           status = (await runs.wait(runId, STREAM_WAIT_MS, stop.signal)).status;
         } catch (err) {
+          // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- aborted when the client goes away, while awaiting
           if (stop.signal.aborted) break;
           // The control plane is away: local output keeps streaming; ask again shortly.
           request.log.warn({ runId, code: CairnError.from(err).code }, 'stream: could not learn the run status; retrying');
@@ -471,6 +472,7 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
         // Output published just before the end may still be on its way: read what is stored last.
         await pause(STREAM_END_GRACE_MS, stop.signal);
         await cursor.fill();
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- aborted when the client goes away, while awaiting
         if (!stop.signal.aborted) send(sseEvent('end', { runId, status: runStatusName(status) }));
       }
     } finally {
@@ -570,7 +572,10 @@ function payloadNotFound(payloadId: string): CairnError {
 }
 
 /** An approval answer as the workflow receives it: the fields given, no nulls. */
-function approvalAnswer(approved: boolean, fields: { by?: string | null; comment?: string | null; data?: unknown }): ApprovalAnswer {
+function approvalAnswer(
+  approved: boolean,
+  fields: { by?: string | null | undefined; comment?: string | null | undefined; data?: unknown },
+): ApprovalAnswer {
   return {
     approved,
     ...(fields.by === undefined || fields.by === null ? {} : { by: fields.by }),

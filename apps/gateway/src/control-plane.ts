@@ -63,7 +63,7 @@ export interface CallOptions {
   /** Added to the deadline (a long poll's wait). */
   readonly extraMs?: number;
   /** Cancels the call (client went away, or the gateway is shutting down). */
-  readonly signal?: AbortSignal;
+  readonly signal?: AbortSignal | undefined;
 }
 
 export interface ControlPlaneOptions {
@@ -201,7 +201,7 @@ export function fromServiceError(method: string, err: grpc.ServiceError, timeout
     const coded = /^\[(CAIRN-111[23]|CAIRN-1172)\] ([\s\S]*)$/.exec(details);
     if (coded) {
       const code = coded[1] === ErrorCodes.QUOTA_EXCEEDED ? ErrorCodes.QUOTA_EXCEEDED : ErrorCodes.RATE_LIMITED;
-      const wait = Number(err.metadata?.get('retry-after')[0]);
+      const wait = Number(err.metadata.get('retry-after')[0]);
       return new ControlPlaneError(code, coded[2]!, err.code, err, Number.isInteger(wait) && wait > 0 ? wait : undefined);
     }
   }

@@ -121,6 +121,7 @@ export async function startScaler(options: ScalerOptions): Promise<RunningScaler
       while (!stop.signal.aborted) {
         try {
           const active = (await backlog(s)) > 0;
+          // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- aborted on shutdown, while awaiting
           if (active !== last && !stop.signal.aborted) {
             call.write(create(keda.IsActiveResponseSchema, { result: active }));
             last = active;
@@ -130,7 +131,14 @@ export async function startScaler(options: ScalerOptions): Promise<RunningScaler
         }
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, options.pollMs);
-          stop.signal.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
+          stop.signal.addEventListener(
+            'abort',
+            () => {
+              clearTimeout(timer);
+              resolve();
+            },
+            { once: true },
+          );
         });
       }
       closing.signal.removeEventListener('abort', end);
@@ -148,6 +156,8 @@ export async function startScaler(options: ScalerOptions): Promise<RunningScaler
       const { target } = settings(ref);
       return Promise.resolve(
         create(keda.GetMetricSpecResponseSchema, {
+          // KEDA before 2.12 reads only the integer fields, which its proto now marks deprecated.
+          // eslint-disable-next-line @typescript-eslint/no-deprecated
           metricSpecs: [{ metricName: BACKLOG_METRIC, targetSizeFloat: target, targetSize: BigInt(Math.ceil(target)) }],
         }),
       );
@@ -155,6 +165,8 @@ export async function startScaler(options: ScalerOptions): Promise<RunningScaler
     getMetrics: unary<keda.GetMetricsRequest, keda.GetMetricsResponse>('GetMetrics', async (req) => {
       const load = await backlog(settings(req.scaledObjectRef));
       return create(keda.GetMetricsResponseSchema, {
+        // As above: the integer field is for KEDA before 2.12.
+        // eslint-disable-next-line @typescript-eslint/no-deprecated
         metricValues: [{ metricName: req.metricName || BACKLOG_METRIC, metricValueFloat: load, metricValue: BigInt(load) }],
       });
     }),

@@ -142,12 +142,10 @@ export const StartRunRequest = named(
         if (issue.code === 'unrecognized_keys') {
           return unknownFields(issue.keys, 'the request body', `the fields are ${START_FIELDS.join(', ')} (put the run's data in input)`);
         }
-        if (issue.code === 'invalid_type') {
-          return issue.input === undefined
-            ? `the request body is required: send ${START_EXAMPLE} with Content-Type: application/json`
-            : `the request body must be a JSON object: ${START_EXAMPLE}`;
-        }
-        return undefined;
+        // invalid_type: the only other issue an object schema raises about itself.
+        return issue.input === undefined
+          ? `the request body is required: send ${START_EXAMPLE} with Content-Type: application/json`
+          : `the request body must be a JSON object: ${START_EXAMPLE}`;
       },
     },
   ),
@@ -194,13 +192,11 @@ export const ApprovalRequest = named(
     {
       error: (issue) => {
         if (issue.code === 'unrecognized_keys') return unknownFields(issue.keys, 'the approval', APPROVAL_FIELDS_HINT);
-        if (issue.code === 'invalid_type') {
-          const example = '{"approved": true, "by": "optional", "comment": "optional", "data": {...}, "key": "optional"}';
-          return issue.input === undefined
-            ? `the request body is required: send ${example} with Content-Type: application/json, or use .../approve or .../reject`
-            : `the request body must be a JSON object: ${example}`;
-        }
-        return undefined;
+        // invalid_type: the only other issue an object schema raises about itself.
+        const example = '{"approved": true, "by": "optional", "comment": "optional", "data": {...}, "key": "optional"}';
+        return issue.input === undefined
+          ? `the request body is required: send ${example} with Content-Type: application/json, or use .../approve or .../reject`
+          : `the request body must be a JSON object: ${example}`;
       },
     },
   ),
@@ -221,10 +217,8 @@ export const ApprovalDecision = named(
         }
         return unknownFields(issue.keys, 'the approval', APPROVAL_FIELDS_HINT);
       }
-      if (issue.code === 'invalid_type') {
-        return 'the request body must be a JSON object: {"by": "optional", "comment": "optional", "data": {...}, "key": "optional"} (or no body)';
-      }
-      return undefined;
+      // invalid_type: the only other issue an object schema raises about itself.
+      return 'the request body must be a JSON object: {"by": "optional", "comment": "optional", "data": {...}, "key": "optional"} (or no body)';
     },
   }),
 );

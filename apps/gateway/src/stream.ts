@@ -149,6 +149,7 @@ export class StreamCursor {
             for (const e of page) this.#out(e);
             if (page.length < PAGE) break;
           }
+          // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- set by another caller while this pass awaits
         } while (this.#again);
         const buffered = this.#buffer.sort((a, b) => a.seq - b.seq);
         this.#buffer = [];

@@ -1,4 +1,5 @@
 import { CairnClientError, ErrorCodes, RunCancelledError, RunFailedError, RunTerminatedError, RunTimedOutError } from './errors.js';
+import { isNonNullObject } from '@cairn/common/core';
 import type { components } from './gen/gateway.js';
 import { Transport, readSse, sleep, type RetryOptions } from './transport.js';
 import type {
@@ -101,7 +102,7 @@ export class CairnClient {
   readonly #transport: Transport;
 
   constructor(options: CairnClientOptions = {}) {
-    if (typeof options !== 'object' || options === null) {
+    if (!isNonNullObject(options)) {
       throw new CairnClientError(
         ErrorCodes.INVALID_ARGUMENT,
         "CairnClient takes options: new CairnClient({ gatewayUrl: 'http://localhost:4000', token })",
@@ -140,7 +141,7 @@ export class CairnClient {
     input: NoInfer<InputOf<W>>,
     options: StartOptions = {},
   ): Promise<RunHandle<OutputOf<W>>> {
-    if (typeof workflow !== 'object' || workflow === null || typeof workflow.name !== 'string') {
+    if (!isNonNullObject(workflow) || typeof workflow.name !== 'string') {
       throw new CairnClientError(
         ErrorCodes.INVALID_ARGUMENT,
         'start needs a workflow definition (defineWorkflow) or a reference (workflowRef<typeof def>("name")) as its first argument',
@@ -281,7 +282,7 @@ export class RunHandle<Output = unknown> {
     body: SignalBodyOf<S>,
     options: { signal?: AbortSignal } = {},
   ): Promise<SignalSent> {
-    const name = typeof signal === 'string' ? signal : signal?.name;
+    const name = typeof signal === 'string' ? signal : (signal as { readonly name?: unknown } | null | undefined)?.name;
     if (typeof name !== 'string') {
       throw new CairnClientError(ErrorCodes.INVALID_ARGUMENT, 'signal needs a signal name or a signal definition as its first argument');
     }

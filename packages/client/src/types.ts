@@ -36,7 +36,7 @@ export interface WorkflowRef<Input = unknown, Output = unknown> {
 }
 
 /** What `client.start` accepts: a workflow definition, or a {@link WorkflowRef}. */
-export type WorkflowLike = WorkflowDefinitionLike<never, unknown> | WorkflowRef<unknown, unknown>;
+export type WorkflowLike = WorkflowDefinitionLike | WorkflowRef;
 
 /**
  * The input type of a workflow definition or reference.

@@ -26,7 +26,7 @@ describe('loadConfig with secrets in files', () => {
         try {
           loadConfig('test', shape, { SECRET_URL_FILE: path }, { secrets: ['SECRET_URL'] });
         } catch (err) {
-          return String((err as Error).message);
+          return (err as Error).message;
         }
         return '';
       })();

@@ -38,3 +38,4 @@ export {
 } from './retry-policy.js';
 export { describeIssues, type SchemaIssue } from './schema-issues.js';
 export { MAX_JSON_DEPTH, checkJsonValue, jsonDepth } from './json-limits.js';
+export { isNonNullObject } from './values.js';

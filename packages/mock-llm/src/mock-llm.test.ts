@@ -4,7 +4,7 @@ import { after, before, beforeEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createMistral } from '@ai-sdk/mistral';
 import { createOpenAICompatible } from '@ai-sdk/openai-compatible';
-import { APICallError, generateText, Output, RetryError, stepCountIs, streamText, tool, type LanguageModel } from 'ai';
+import { APICallError, generateText, Output, RetryError, stepCountIs, streamText, tool, type LanguageModel, type Tool } from 'ai';
 import { z } from 'zod';
 import { startMockLlm, type MockDialect, type MockLlm, type MockRule } from './index.js';
 
@@ -47,7 +47,7 @@ function apiCallError(err: unknown): APICallError {
   return err;
 }
 
-const weatherTool = tool({ description: 'The weather in a city', inputSchema: z.object({ city: z.string() }) });
+const weatherTool: Tool = tool({ description: 'The weather in a city', inputSchema: z.object({ city: z.string() }) });
 
 for (const { name, dialect, model: modelFor } of DIALECTS) {
   describe(`the ${name} dialect through the AI SDK`, () => {
@@ -124,8 +124,8 @@ for (const { name, dialect, model: modelFor } of DIALECTS) {
       const toolCalls = await streamed.toolCalls;
       assert.equal(await streamed.finishReason, 'tool-calls');
       assert.deepEqual(
-        toolCalls.map((c) => [c.toolName, c.input, c.toolCallId]),
-        generated.toolCalls.map((c) => [c.toolName, c.input, c.toolCallId]),
+        toolCalls.map((c): unknown[] => [c.toolName, c.input, c.toolCallId]),
+        generated.toolCalls.map((c): unknown[] => [c.toolName, c.input, c.toolCallId]),
       );
       assert.deepEqual(llm.calls()[0]?.tools, ['getWeather']);
     });
@@ -187,7 +187,7 @@ for (const { name, dialect, model: modelFor } of DIALECTS) {
       const ask = () => generateText({ model, prompt: 'weather in Oslo, and a word on fjords', tools: { getWeather: weatherTool } });
       const [first, second] = [await ask(), await ask()];
       assert.deepEqual(first.toolCalls, second.toolCalls);
-      assert.equal(first.response.id, second.response.id);
+      assert.equal(first.finalStep.response.id, second.finalStep.response.id);
       assert.deepEqual(first.usage, second.usage);
       const chat = () => generateText({ model, prompt: 'no rule for this one' });
       const [a, b] = [await chat(), await chat()];
@@ -296,7 +296,7 @@ for (const { name, dialect, model: modelFor } of DIALECTS) {
       const result = streamText({ model, prompt: 'count', onError: () => undefined });
       const deltas: string[] = [];
       const errors: unknown[] = [];
-      for await (const part of result.fullStream) {
+      for await (const part of result.stream) {
         if (part.type === 'text-delta') deltas.push(part.text);
         if (part.type === 'error') errors.push(part.error);
       }

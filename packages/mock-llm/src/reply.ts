@@ -140,7 +140,7 @@ const ALPHANUMERIC = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012345
 export function derivedId(seed: string, length: number): string {
   const bytes = createHash('sha256').update(seed).digest();
   let out = '';
-  for (let i = 0; i < length; i++) out += ALPHANUMERIC[bytes[i % bytes.length]! % ALPHANUMERIC.length];
+  for (let i = 0; i < length; i++) out += ALPHANUMERIC.charAt(bytes[i % bytes.length]! % ALPHANUMERIC.length);
   return out;
 }
 

@@ -20,9 +20,9 @@ export interface MockToolCall {
 /** Token counts reported in the response's `usage`. */
 export interface MockUsage {
   /** `prompt_tokens`. Default: ceil(characters of all message contents / 4). */
-  readonly input?: number;
+  readonly input?: number | undefined;
   /** `completion_tokens`. Default: ceil(characters of the reply / 4). */
-  readonly output?: number;
+  readonly output?: number | undefined;
 }
 
 /**
@@ -43,13 +43,13 @@ export type MockFault =
   | {
       readonly kind: 'status';
       readonly status: number;
-      readonly message?: string;
-      readonly retryAfterSeconds?: number;
-      readonly retryAfterMs?: number;
+      readonly message?: string | undefined;
+      readonly retryAfterSeconds?: number | undefined;
+      readonly retryAfterMs?: number | undefined;
     }
-  | { readonly kind: 'rate-limit'; readonly retryAfterSeconds?: number; readonly retryAfterMs?: number }
+  | { readonly kind: 'rate-limit'; readonly retryAfterSeconds?: number | undefined; readonly retryAfterMs?: number | undefined }
   | { readonly kind: 'stream-cut'; readonly afterChunks: number }
-  | { readonly kind: 'timeout'; readonly ms?: number }
+  | { readonly kind: 'timeout'; readonly ms?: number | undefined }
   | { readonly kind: 'malformed-chunk'; readonly afterChunks: number };
 
 /**
@@ -67,48 +67,48 @@ export type MockFault =
  */
 export interface MockRule {
   /** Matches only requests for this model ID (exact). */
-  readonly model?: string;
+  readonly model?: string | undefined;
   /** Matches only requests in this dialect. */
-  readonly dialect?: MockDialect;
+  readonly dialect?: MockDialect | undefined;
   /** Matches when the last user message contains this substring (case-sensitive). */
-  readonly contains?: string;
+  readonly contains?: string | undefined;
   /** Matches when this regular expression (JavaScript syntax, no flags) matches the last user message. */
-  readonly regex?: string;
+  readonly regex?: string | undefined;
   /** `true`: the request declares at least one tool; `false`: it declares none. */
-  readonly hasTools?: boolean;
+  readonly hasTools?: boolean | undefined;
   /**
    * `true`: the last message is a tool result (the model is being called back after a tool ran);
    * `false`: it is not. Lets an agent loop get a tool call first and a text answer after.
    */
-  readonly afterToolResult?: boolean;
+  readonly afterToolResult?: boolean | undefined;
   /**
    * Matches when the conversation holds exactly this many tool results: lets a script answer an
    * agent loop turn by turn (0 on the first turn, 1 after the first tool ran, …).
    */
-  readonly toolResults?: number;
+  readonly toolResults?: number | undefined;
   /** Reply with this text. */
-  readonly text?: string;
+  readonly text?: string | undefined;
   /** Reply with this JSON value, serialized as the message content (structured output). */
   readonly json?: unknown;
   /** Reply with these tool calls (finish reason `tool_calls`). */
-  readonly toolCalls?: readonly MockToolCall[];
+  readonly toolCalls?: readonly MockToolCall[] | undefined;
   /** Token counts to report; each defaults to a count derived from the text length. */
-  readonly usage?: MockUsage;
+  readonly usage?: MockUsage | undefined;
   /**
    * How the content is split when streaming: explicit pieces (which must join to the content; alone
    * they define the text) or a piece length in characters. Default: word by word for text, 16
    * characters a piece for JSON.
    */
-  readonly chunks?: readonly string[] | number;
+  readonly chunks?: readonly string[] | number | undefined;
   /** Streaming: wait this many milliseconds before each chunk, so a reply streams over time (default 0). */
-  readonly chunkDelayMs?: number;
+  readonly chunkDelayMs?: number | undefined;
   /** Overrides the finish reason (`stop`, or `tool_calls` with tool calls), e.g. `length`. */
-  readonly finishReason?: string;
+  readonly finishReason?: string | undefined;
   /**
    * Faults served to the first matching calls, one per call, in order; after them the rule answers
    * normally. `reset()` re-arms them.
    */
-  readonly faults?: readonly MockFault[];
+  readonly faults?: readonly MockFault[] | undefined;
 }
 
 /** A script: rules tried in order, first match wins. */
@@ -212,6 +212,7 @@ export function parseScript(input: unknown): MockScript {
       `Invalid mock script:\n${lines.join('\n')}\nA script is {"rules": [...]} (or a bare array of rules); see packages/mock-llm/README.md.`,
     );
   }
+  // zod's output types an omitted optional field as `?: T | undefined`, which the types above accept.
   const script: MockScript = result.data;
   return script;
 }

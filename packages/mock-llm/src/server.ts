@@ -113,7 +113,10 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
   res.end(text);
 }
 
-function retryHeaders(fault: { retryAfterSeconds?: number; retryAfterMs?: number }, fallbackSeconds?: number): Record<string, string> {
+function retryHeaders(
+  fault: { retryAfterSeconds?: number | undefined; retryAfterMs?: number | undefined },
+  fallbackSeconds?: number,
+): Record<string, string> {
   const headers: Record<string, string> = {};
   const seconds = fault.retryAfterSeconds ?? (fault.retryAfterMs === undefined ? fallbackSeconds : undefined);
   if (seconds !== undefined) headers['retry-after'] = String(seconds);
@@ -266,6 +269,7 @@ export async function startMockLlm(options: MockLlmOptions = {}): Promise<MockLl
       if (plan.chunkDelayMs > 0) await new Promise((r) => setTimeout(r, plan.chunkDelayMs));
       if (res.destroyed) return;
       await write(res, `data: ${JSON.stringify(event)}\n\n`);
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- the client may hang up while the write awaits
       if (res.destroyed) return;
     }
     await write(res, 'data: [DONE]\n\n');

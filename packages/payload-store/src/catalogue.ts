@@ -195,7 +195,8 @@ export async function readCatalogueNames(db: pg.Pool): Promise<string[]> {
 
 /** The catalogued versions of one workflow, each with its schemas (empty list when it declares none). */
 export async function readCatalogue(db: pg.Pool, workflowName: string): Promise<CatalogueVersion[]> {
-  const result = await db.query<{ workflow_version: string } & Partial<SchemaRow>>(
+  // The schema columns are null for a version without schemas (the LEFT JOIN found none).
+  const result = await db.query<{ workflow_version: string } & { [K in keyof SchemaRow]: SchemaRow[K] | null }>(
     `SELECT v.workflow_version, s.kind, s.signal_name, s.schema, s.digest
        FROM dp_workflow_versions v
        LEFT JOIN dp_schemas s ON s.workflow_name = v.workflow_name AND s.workflow_version = v.workflow_version
@@ -206,7 +207,7 @@ export async function readCatalogue(db: pg.Pool, workflowName: string): Promise<
   const byVersion = new Map<string, CatalogueSchema[]>();
   for (const row of result.rows) {
     const list = byVersion.get(row.workflow_version) ?? [];
-    if (row.kind !== undefined && row.kind !== null) list.push(toSchema(row as SchemaRow));
+    if (row.kind !== null) list.push(toSchema(row as SchemaRow));
     byVersion.set(row.workflow_version, list);
   }
   return [...byVersion].map(([version, schemas]) => ({ name: workflowName, version, schemas }));

@@ -162,7 +162,8 @@ export async function loadKeyWrapper(
   if (typeof loaded.default !== 'function') {
     throw new CairnError(ErrorCodes.INVALID_CONFIG, `CAIRN_DP_KMS_MODULE ${options.module} has no default export (env) => KeyWrapper.`);
   }
-  const wrapper = (await (loaded.default as (env: Record<string, string | undefined>) => unknown)(options.env)) as Partial<KeyWrapper>;
+  const wrapper = (await (loaded.default as (env: Record<string, string | undefined>) => unknown)(options.env)) as
+    Partial<KeyWrapper> | null | undefined;
   if (typeof wrapper?.['wrap'] !== 'function' || typeof wrapper['unwrap'] !== 'function') {
     throw new CairnError(ErrorCodes.INVALID_CONFIG, `CAIRN_DP_KMS_MODULE ${options.module} did not return an object with wrap and unwrap.`);
   }

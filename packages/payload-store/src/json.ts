@@ -7,6 +7,11 @@ const STORED_MAX_DEPTH = 2_000;
  * Payloads are JSON. `undefined` (a step or workflow that returns nothing) is kept as an empty
  * text so replay gives back `undefined`, not `null`.
  */
+/** JSON.stringify typed as it behaves: undefined for a function or a symbol. */
+function stringify(value: unknown): string | undefined {
+  return JSON.stringify(value);
+}
+
 export function encodeJson(value: unknown, what: string): Buffer {
   if (value === undefined) return Buffer.alloc(0);
   // JSON.stringify would store NaN, Infinity and 1e400 as null and a lone surrogate as U+FFFD:
@@ -18,7 +23,7 @@ export function encodeJson(value: unknown, what: string): Buffer {
   }
   let text: string | undefined;
   try {
-    text = JSON.stringify(value);
+    text = stringify(value);
   } catch (cause) {
     throw new CairnError(
       ErrorCodes.NOT_SERIALIZABLE,

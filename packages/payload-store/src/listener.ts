@@ -9,7 +9,7 @@ export interface ChannelHandlers {
    * The connection was lost and is back, LISTENing again: notifications sent meanwhile were not
    * heard. Re-read what matters from the store.
    */
-  readonly gap?: () => void;
+  readonly gap?: (() => void) | undefined;
 }
 
 /** The listener's state, for metrics and readiness. */
@@ -145,6 +145,7 @@ export class PgListener {
       await client.end().catch(() => undefined);
       throw err;
     }
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- set by the connection's error handler while connecting
     if (lost) throw new Error('the connection was lost while LISTENing');
     this.#client = client;
   }

@@ -384,6 +384,11 @@ export class PayloadStore {
   /** Chain cursors of the runs this process acquired (see {@link ChainCursor}). */
   readonly #chains = new Map<string, ChainCursor>();
 
+  /** The runs this process keeps a journal chain cursor for (a run leaves it when it suspends or ends). */
+  chainCursorRunIds(): string[] {
+    return [...this.#chains.keys()];
+  }
+
   private constructor(options: PayloadStoreOptions) {
     this.#keys = options.keys;
     this.#listener = new PgListener({

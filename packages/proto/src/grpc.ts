@@ -22,9 +22,9 @@ export function grpcServiceDefinition(service: DescService): ServiceDefinition {
   return definition;
 }
 
-function serializer<Desc extends DescMessage>(desc: Desc) {
+function serializer(desc: DescMessage) {
   return (value: unknown): Buffer => {
-    const bytes = toBinary(desc, value as MessageShape<Desc>);
+    const bytes = toBinary(desc, value as MessageShape<DescMessage>);
     return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   };
 }

@@ -178,7 +178,7 @@ export function buildResidencyReport(files: readonly DescFile[] = contractFiles)
     fields: m.fields.map((f) => {
       problems.push(...declarationProblems(f));
       const rule = fieldRule(f);
-      const cls = rule ? (ResidencyClass[rule.class] ?? String(rule.class)) : 'UNCLASSIFIED';
+      const cls = rule ? ((ResidencyClass[rule.class] as string | undefined) ?? String(rule.class)) : 'UNCLASSIFIED';
       byClass[cls] = (byClass[cls] ?? 0) + 1;
       const { type, repeated } = typeOf(f);
       return {

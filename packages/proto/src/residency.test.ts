@@ -36,7 +36,7 @@ describe('the boundary contract', () => {
   it('detects an unclassified field and a bytes field', async () => {
     // Build a descriptor on the fly with the same rules applied.
     const { createFileRegistry } = await import('@bufbuild/protobuf');
-    const { FileDescriptorProtoSchema } = await import('@bufbuild/protobuf/wkt');
+    const { FieldDescriptorProto_Label, FieldDescriptorProto_Type, FileDescriptorProtoSchema } = await import('@bufbuild/protobuf/wkt');
     const fileProto = create(FileDescriptorProtoSchema, {
       name: 'bad.proto',
       package: 'cairn.bad.v1',
@@ -45,8 +45,20 @@ describe('the boundary contract', () => {
         {
           name: 'Leaky',
           field: [
-            { name: 'note', number: 1, type: 9, label: 1, jsonName: 'note' },
-            { name: 'blob', number: 2, type: 12, label: 1, jsonName: 'blob' },
+            {
+              name: 'note',
+              number: 1,
+              type: FieldDescriptorProto_Type.STRING,
+              label: FieldDescriptorProto_Label.OPTIONAL,
+              jsonName: 'note',
+            },
+            {
+              name: 'blob',
+              number: 2,
+              type: FieldDescriptorProto_Type.BYTES,
+              label: FieldDescriptorProto_Label.OPTIONAL,
+              jsonName: 'blob',
+            },
           ],
         },
       ],

@@ -80,9 +80,8 @@ export function declarationProblems(field: DescField): string[] {
     case ResidencyClass.STRUCTURE:
       if (!isMessage) problems.push(`${where}: class STRUCTURE needs a message field`);
       else {
-        const target = field.fieldKind === 'message' ? field.message : field.fieldKind === 'list' ? field.message : undefined;
-        if (target && !target.typeName.startsWith('cairn.'))
-          problems.push(`${where}: nested message ${target.typeName} is not part of the contract`);
+        const target = field.message;
+        if (!target.typeName.startsWith('cairn.')) problems.push(`${where}: nested message ${target.typeName} is not part of the contract`);
       }
       break;
     default:
@@ -127,7 +126,7 @@ function walk(desc: DescMessage, value: Record<string, unknown>, prefix: string,
       const itemPath = field.fieldKind === 'list' ? `${path}[${i}]` : path;
       if (field.fieldKind === 'message' || (field.fieldKind === 'list' && field.listKind === 'message')) {
         const target = field.message;
-        if (target && item !== undefined) walk(target, item as Record<string, unknown>, itemPath, out);
+        if (item !== undefined) walk(target, item as Record<string, unknown>, itemPath, out);
         return;
       }
       if (typeof item !== 'string' || item === '') return;

@@ -1,7 +1,7 @@
 // Types only from 'ai': the SDK a workflow author imports must load no provider or server code.
 // The worker runtime (@cairn/worker) is what calls the AI SDK.
 import type { FinishReason, FlexibleSchema, InferSchema, LanguageModel, ModelMessage, ToolSet } from 'ai';
-import { CairnError, ErrorCodes } from '@cairn/common/core';
+import { CairnError, ErrorCodes, isNonNullObject } from '@cairn/common/core';
 import { toMilliseconds, type Duration } from '@cairn/common/core';
 import type { EvalOptions } from './eval.js';
 import { resolveRetryPolicy, type ResolvedRetryPolicy } from './retry.js';
@@ -264,7 +264,7 @@ export class ModelFailedError extends CairnError {
  * ```
  */
 export function resolveModelRetryPolicy(policy: ModelRetryPolicy = {}): ResolvedRetryPolicy {
-  if (typeof policy !== 'object' || policy === null) {
+  if (!isNonNullObject(policy)) {
     throw new CairnError(ErrorCodes.INVALID_ARGUMENT, 'Invalid model retry policy: give an object such as { maximumAttempts: 4 }.');
   }
   const maximumAttempts = policy.maximumAttempts ?? 4;

@@ -1,4 +1,12 @@
-import { CairnError, ErrorCodes, RETRY_DEFAULTS, resolveRetryNumbers, retryDelayMs, type Duration } from '@cairn/common/core';
+import {
+  CairnError,
+  ErrorCodes,
+  RETRY_DEFAULTS,
+  isNonNullObject,
+  resolveRetryNumbers,
+  retryDelayMs,
+  type Duration,
+} from '@cairn/common/core';
 
 /**
  * How a step is retried. Attempt `k` failing waits
@@ -75,7 +83,7 @@ export const DEFAULT_RETRY_POLICY: Readonly<{
  * ```
  */
 export function resolveRetryPolicy(policy: RetryPolicy = {}, what = 'retry policy'): ResolvedRetryPolicy {
-  if (typeof policy !== 'object' || policy === null) {
+  if (!isNonNullObject(policy)) {
     throw new CairnError(ErrorCodes.INVALID_ARGUMENT, `Invalid ${what}: give an object such as { maximumAttempts: 5 }.`);
   }
   const numbers = resolveRetryNumbers(policy, what);

@@ -1,5 +1,5 @@
 import type { StandardJSONSchemaV1, StandardSchemaV1 } from '@standard-schema/spec';
-import { CairnError, ErrorCodes, MAX_JSON_DEPTH, jsonDepth, type SchemaIssue } from '@cairn/common/core';
+import { CairnError, ErrorCodes, MAX_JSON_DEPTH, isNonNullObject, jsonDepth, type SchemaIssue } from '@cairn/common/core';
 
 export type { StandardJSONSchemaV1, StandardSchemaV1 };
 
@@ -42,7 +42,7 @@ export interface DeclaredSchema {
 function isStandardSchema(value: unknown): value is StandardSchemaV1 {
   if ((typeof value !== 'object' && typeof value !== 'function') || value === null) return false;
   const standard = (value as { '~standard'?: { version?: unknown; validate?: unknown } })['~standard'];
-  return typeof standard === 'object' && standard !== null && standard.version === 1 && typeof standard.validate === 'function';
+  return isNonNullObject(standard) && standard.version === 1 && typeof standard.validate === 'function';
 }
 
 /**
@@ -108,7 +108,7 @@ export function issuePointer(path: StandardSchemaV1.Issue['path']): string {
   if (!path || path.length === 0) return '';
   return path
     .map((segment) => {
-      const key = typeof segment === 'object' && segment !== null ? segment.key : segment;
+      const key = isNonNullObject(segment) ? segment.key : segment;
       return `/${String(key).replace(/~/g, '~0').replace(/\//g, '~1')}`;
     })
     .join('');

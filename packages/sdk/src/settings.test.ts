@@ -38,47 +38,37 @@ const refund = defineWorkflow(
   },
   async (ctx, input) => {
     // The parsed type: the default makes `currency` a string here.
-    const currency: string = input.currency;
-    const amount: number = input.amount;
+    const _currency: string = input.currency;
+    const _amount: number = input.amount;
     const answer = await ctx.waitForSignal(approval);
     const approved: boolean = answer.approved;
-    const note: string | undefined = (await ctx.waitForSignal(nudge)).note;
+    const _note: string | undefined = (await ctx.waitForSignal(nudge)).note;
     // @ts-expect-error the input has no such field
-    void input.customer;
-    void currency;
-    void amount;
-    void note;
+    const _customer = input.customer;
     return { refunded: approved };
   },
 );
 
 // Types: what a caller passes is the schema's input type (currency optional); the output is the schema's output.
-const callerInput: WorkflowInput<typeof refund> = { orderId: 'o-1', amount: 5 };
+const _callerInput: WorkflowInput<typeof refund> = { orderId: 'o-1', amount: 5 };
 // @ts-expect-error amount must be a number
-const badInput: WorkflowInput<typeof refund> = { orderId: 'o-1', amount: '5' };
-const output: WorkflowOutput<typeof refund> = { refunded: true };
-void callerInput;
-void badInput;
-void output;
+const _badInput: WorkflowInput<typeof refund> = { orderId: 'o-1', amount: '5' };
+const _output: WorkflowOutput<typeof refund> = { refunded: true };
 
-async function typedChildCalls(ctx: WorkflowContext): Promise<void> {
+async function _typedChildCalls(ctx: WorkflowContext): Promise<void> {
   const result = await ctx.child(refund, { orderId: 'o-2', amount: 1 });
-  const refunded: boolean = result.refunded;
-  void refunded;
+  const _refunded: boolean = result.refunded;
   // @ts-expect-error the child's input is checked against the schema's type
   await ctx.child(refund, { orderId: 'o-2', amount: 'one' });
 }
-void typedChildCalls;
 
 // @ts-expect-error the function returns something the output schema does not accept
 defineWorkflow({ name: 'bad-output', version: '1', output: refundOutput }, () => ({ refunded: 'yes' }));
 
 // The annotated form keeps working without any schema.
 const annotated = defineWorkflow({ name: 'greet', version: '1' }, (_ctx, input: { name: string }) => ({ text: `hi ${input.name}` }));
-const greetInput: WorkflowInput<typeof annotated> = { name: 'ada' };
-const greetOutput: WorkflowOutput<typeof annotated> = { text: 'hi' };
-void greetInput;
-void greetOutput;
+const _greetInput: WorkflowInput<typeof annotated> = { name: 'ada' };
+const _greetOutput: WorkflowOutput<typeof annotated> = { text: 'hi' };
 
 describe('defineWorkflow settings', () => {
   it('exposes the settings, frozen, with durations in milliseconds and defaults filled in', () => {

@@ -6,6 +6,7 @@ import {
   assertName,
   assertVersion,
   isCronShape,
+  isNonNullObject,
   isTimeZoneName,
   toMilliseconds,
   type Duration,
@@ -387,7 +388,7 @@ export interface WorkflowContext {
    * const report = await ctx.child<typeof monthlyReport>('monthly-report', { month: '2026-11' }, { version: '3' });
    * ```
    */
-  child<W extends WorkflowDefinition<never, unknown> = WorkflowDefinition<unknown, unknown>>(
+  child<W extends WorkflowDefinition<never> = WorkflowDefinition>(
     workflow: W | string,
     input: WorkflowInput<W>,
     options?: ChildOptions,
@@ -559,7 +560,7 @@ export interface ResolvedFlowControl {
  * type RefundInput = WorkflowInput<typeof orderRefund>;
  * ```
  */
-export type WorkflowInput<W> = W extends WorkflowDefinition<infer I, unknown> ? I : never;
+export type WorkflowInput<W> = W extends WorkflowDefinition<infer I> ? I : never;
 
 /**
  * The output type of a workflow definition (with an output schema, the schema's output type).
@@ -696,7 +697,7 @@ export function defineWorkflow<Input, Output>(
   fn: Fn<Input, Output>,
 ): WorkflowDefinition<Input, Awaited<Output>>;
 export function defineWorkflow(options: WorkflowOptions, fn: Fn<unknown, unknown>): WorkflowDefinition {
-  if (typeof options !== 'object' || options === null) {
+  if (!isNonNullObject(options)) {
     throw new CairnError(
       ErrorCodes.INVALID_ARGUMENT,
       "defineWorkflow needs options: defineWorkflow({ name: 'my-workflow', version: '1' }, fn).",

@@ -1,6 +1,6 @@
 // ctx.agent: validation, the pure parts of the loop (messages, checkpoints), and the loop itself
 // (`runAgent`), made of the engine's durable model calls and steps.
-import { CairnError, ErrorCodes, assertName } from '@cairn/common';
+import { CairnError, ErrorCodes, assertName, isNonNullObject } from '@cairn/common';
 import {
   AgentMaxTurnsError,
   StepFailedError,
@@ -80,11 +80,11 @@ const wholeNumber = (value: unknown, what: string, fallback: number): number => 
 export function prepareAgent(name: string, options: AgentOptions): PreparedAgent {
   assertName(name, 'agent name');
   const call = `agent "${name}"`;
-  if (typeof options !== 'object' || options === null) {
+  if (!isNonNullObject(options)) {
     throw invalid(`ctx.agent("${name}") needs options: ctx.agent(name, { model, prompt, tools }).`);
   }
   const { tools } = options;
-  if (typeof tools !== 'object' || tools === null || Array.isArray(tools)) {
+  if (!isNonNullObject(tools) || Array.isArray(tools)) {
     throw invalid(`The tools of ${call} must be an object of AI SDK tool definitions with execute functions, keyed by tool name.`);
   }
   for (const [toolName, definition] of Object.entries(tools)) {
@@ -103,9 +103,10 @@ export function prepareAgent(name: string, options: AgentOptions): PreparedAgent
   if (options.key !== undefined && typeof options.key !== 'string' && typeof options.key !== 'number') {
     throw invalid(`The key of ${call} must be a string or a number.`);
   }
-  const onMaxTurns = options.onMaxTurns ?? 'throw';
+  // Checked as unknown: untyped callers can pass anything.
+  const onMaxTurns: unknown = options.onMaxTurns ?? 'throw';
   if (onMaxTurns !== 'throw' && onMaxTurns !== 'return') throw invalid(`The onMaxTurns option of ${call} must be 'throw' or 'return'.`);
-  const onToolError = options.onToolError ?? 'return';
+  const onToolError: unknown = options.onToolError ?? 'return';
   if (onToolError !== 'throw' && onToolError !== 'return') {
     throw invalid(`The onToolError option of ${call} must be 'return' or 'throw'.`);
   }
@@ -169,7 +170,7 @@ export function toolMessage(calls: readonly AgentToolCall[]): ModelMessage {
 
 /** Runs a tool's `execute`; a streaming tool (an async iterable) yields its last value. */
 export async function executeTool(
-  tool: Tool,
+  tool: ToolSet[string],
   input: unknown,
   options: { toolCallId: string; messages: ModelMessage[]; abortSignal: AbortSignal },
 ): Promise<unknown> {

@@ -2,7 +2,7 @@
 // checks, and what an LLM judge is asked. The engine makes the durable calls (the producing call,
 // the judges, the verdict step, the approval).
 import { jsonSchema, type LanguageModel, type ModelMessage } from 'ai';
-import { CairnError, ErrorCodes } from '@cairn/common';
+import { CairnError, ErrorCodes, isNonNullObject } from '@cairn/common';
 import { APPROVAL_KEYED_NAME_MAX_LENGTH, APPROVAL_NAME_MAX_LENGTH } from '@cairn/payload-store';
 import {
   type EvalCheckVerdict,
@@ -50,7 +50,7 @@ export function prepareEval(name: string, what: string, options: unknown, hasKey
   if (typeof options !== 'object' || options === null) {
     throw invalid(`The eval option of ${what} must be an object such as { checks: [schema, (output) => true] }.`);
   }
-  const o = options as EvalOptions<unknown>;
+  const o = options as EvalOptions;
   if (!Array.isArray(o.checks) || o.checks.length === 0) {
     throw invalid(`The eval option of ${what} needs checks: a non-empty list of schemas, predicates or { judge: { model, criteria } }.`);
   }
@@ -58,7 +58,7 @@ export function prepareEval(name: string, what: string, options: unknown, hasKey
     if (typeof check === 'function') return { kind: 'predicate', index, predicate: check as EvalPredicate<unknown> };
     if (typeof check === 'object' && check !== null) {
       const standard = (check as Partial<StandardSchemaLike>)['~standard'];
-      if (typeof standard === 'object' && standard !== null && typeof standard.validate === 'function') {
+      if (isNonNullObject(standard) && typeof standard.validate === 'function') {
         return { kind: 'schema', index, schema: check as StandardSchemaLike };
       }
       const judge = (check as { judge?: unknown }).judge;
@@ -91,7 +91,7 @@ export function prepareEval(name: string, what: string, options: unknown, hasKey
   if (!Number.isInteger(maxRetries) || maxRetries < 0) {
     throw invalid(`The maxRetries of the eval of ${what} must be a whole number of at least 0, got ${String(o.maxRetries)}.`);
   }
-  const onFail = o.onFail ?? 'fail';
+  const onFail: unknown = o.onFail ?? 'fail';
   if (onFail !== 'fail' && onFail !== 'approval') throw invalid(`The onFail option of the eval of ${what} must be 'fail' or 'approval'.`);
   const verdictName = named('eval.', name);
   if (onFail === 'approval') {
@@ -119,7 +119,7 @@ function describeIssues(result: StandardSchemaResult): string | undefined {
   if (result.issues.length === 0) return 'does not match the schema';
   return result.issues
     .map((issue) => {
-      const path = (issue.path ?? []).map((p) => String(typeof p === 'object' && p !== null && 'key' in p ? p.key : p)).join('.');
+      const path = (issue.path ?? []).map((p) => String(isNonNullObject(p) && 'key' in p ? p.key : p)).join('.');
       return path === '' ? issue.message : `${path}: ${issue.message}`;
     })
     .join('; ');
@@ -199,7 +199,8 @@ export const JUDGE_SYSTEM =
 
 /** The judge's prompt: the criteria and the output. */
 export function judgePrompt(criteria: string, output: unknown): string {
-  const text = typeof output === 'string' ? output : JSON.stringify(output, null, 2);
+  // JSON.stringify gives undefined for a function, a symbol or undefined.
+  const text = typeof output === 'string' ? output : (JSON.stringify(output, null, 2) as string | undefined);
   return `Criteria:\n${criteria}\n\nOutput to judge:\n${text ?? String(output)}`;
 }
 

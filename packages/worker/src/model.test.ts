@@ -53,7 +53,13 @@ describe('model call helpers', () => {
 
   it('retries 408, 409, 429, 5xx, network errors and broken responses, never other 4xx', () => {
     const apiError = (statusCode: number | undefined, headers?: Record<string, string>) =>
-      new APICallError({ message: 'x', url: 'http://x', requestBodyValues: {}, statusCode, responseHeaders: headers });
+      new APICallError({
+        message: 'x',
+        url: 'http://x',
+        requestBodyValues: {},
+        ...(statusCode === undefined ? {} : { statusCode }),
+        ...(headers === undefined ? {} : { responseHeaders: headers }),
+      });
     for (const status of [408, 409, 429, 500, 502, 503, 529])
       assert.equal(classifyModelError(apiError(status)).retryable, true, `${status}`);
     for (const status of [400, 401, 403, 404, 422]) assert.equal(classifyModelError(apiError(status)).retryable, false, `${status}`);
@@ -540,9 +546,9 @@ for (const kind of testPostgresKinds()) {
           { model: model('m'), prompt: 'a', retry: { maximumAttempts: 0 } },
         ]) {
           // Deliberately malformed options, as untyped JavaScript could pass them.
-          await ctx.model('x', options as never).catch((err: Error) => errors.push(err.message));
+          await ctx.model('x', options as never).catch((err: unknown) => errors.push((err as Error).message));
         }
-        await ctx.model('not a name', { model: model('m'), prompt: 'a' }).catch((err: Error) => errors.push(err.message));
+        await ctx.model('not a name', { model: model('m'), prompt: 'a' }).catch((err: unknown) => errors.push((err as Error).message));
         return errors;
       });
       const runId = await cp.start(bad, null);

@@ -16,7 +16,7 @@ import {
   type Tool,
   type ToolSet,
 } from 'ai';
-import { CairnError, ErrorCodes, type Logger } from '@cairn/common';
+import { CairnError, ErrorCodes, isNonNullObject, type Logger } from '@cairn/common';
 import type { StreamEvent } from '@cairn/payload-store';
 import { type ModelCallOptions, type ModelFailure, type ModelResult, type ModelToolCall, type ModelUsage } from '@cairn/sdk';
 import { type ResolvedRetryPolicy, resolveModelRetryPolicy, toMilliseconds } from '@cairn/sdk/internal';
@@ -84,7 +84,7 @@ export function modelRef(model: unknown, what: string): ModelRef {
 /** Checks ctx.model's options; throws a clear CAIRN-1101 error naming the call. */
 export function prepareModelCall(name: string, options: ModelCallOptions): PreparedModelCall {
   const call = `ctx.model("${name}")`;
-  if (typeof options !== 'object' || options === null) {
+  if (!isNonNullObject(options)) {
     throw invalid(`${call} needs options: ctx.model(name, { model, prompt }) or ctx.model(name, { model, messages }).`);
   }
   const list: readonly unknown[] = Array.isArray(options.model) ? (options.model as readonly unknown[]) : [options.model];
@@ -106,10 +106,10 @@ export function prepareModelCall(name: string, options: ModelCallOptions): Prepa
   }
   if (options.stream !== undefined && typeof options.stream !== 'boolean')
     throw invalid(`The stream option of ${call} must be true or false.`);
-  if (options.tools !== undefined && (typeof options.tools !== 'object' || options.tools === null || Array.isArray(options.tools))) {
+  if (options.tools !== undefined && (!isNonNullObject(options.tools) || Array.isArray(options.tools))) {
     throw invalid(`The tools of ${call} must be an object of AI SDK tool definitions, keyed by tool name.`);
   }
-  if (options.schema !== undefined && (typeof options.schema !== 'object' || options.schema === null)) {
+  if (options.schema !== undefined && !isNonNullObject(options.schema)) {
     throw invalid(`The schema of ${call} must be a zod schema, a Standard Schema or an AI SDK schema.`);
   }
   return {
@@ -301,7 +301,7 @@ function untilAborted<T>(promise: PromiseLike<T>, signal: AbortSignal): Promise<
 }
 
 function toolCallsOf(
-  calls: ReadonlyArray<{ toolCallId: string; toolName: string; input: unknown; invalid?: boolean; error?: unknown }>,
+  calls: ReadonlyArray<{ toolCallId: string; toolName: string; input: unknown; invalid?: boolean | undefined; error?: unknown }>,
 ): ModelToolCall[] {
   const invalidCall = calls.find((c) => c.invalid === true);
   if (invalidCall) {

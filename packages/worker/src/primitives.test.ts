@@ -149,7 +149,7 @@ for (const kind of testPostgresKinds()) {
           ];
           return tries[input.case]!().then(
             () => 'no error',
-            (err: Error) => err.message,
+            (err: unknown) => (err as Error).message,
           );
         });
         const messages: unknown[] = [];
@@ -731,7 +731,7 @@ for (const kind of testPostgresKinds()) {
           ];
           return tries[input.case]!().then(
             () => 'no error',
-            (err: Error) => err.message,
+            (err: unknown) => (err as Error).message,
           );
         });
         const messages: unknown[] = [];

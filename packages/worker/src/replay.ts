@@ -318,7 +318,8 @@ export async function replayRun(
 
 /** The journal's spelling of a reported call kind. */
 function callKind(kind: StepKind): string {
-  return (StepKind[kind] ?? 'STEP').toLowerCase();
+  // An enum's reverse mapping has no name for a number this build does not know.
+  return ((StepKind[kind] as string | undefined) ?? 'STEP').toLowerCase();
 }
 
 /** Whether the journal holds keyed calls, whose digests only the data plane's HMAC key reproduces. */

@@ -66,6 +66,11 @@ export class SignalHub {
     this.#logger = logger;
   }
 
+  /** The runs with an open subscription (an in-memory signal wait). */
+  subscribedRunIds(): string[] {
+    return [...new Set([...this.#subscriptions.keys()].map((key) => key.slice(0, key.indexOf(':'))))];
+  }
+
   /** Subscribes to signals of `name` for `runId`; resolves once the LISTEN is in place. */
   async subscribe(runId: string, name: string): Promise<SignalSubscription> {
     const key = `${runId}:${name}`;

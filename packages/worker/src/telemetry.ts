@@ -72,6 +72,11 @@ export class RunTracing {
   readonly #worker: Attributes;
   readonly #runs = new Map<string, RunTrace>();
 
+  /** The runs with an execution span still open. */
+  openRunIds(): string[] {
+    return [...new Set([...this.#runs.keys()].map((key) => key.slice(0, key.lastIndexOf(':'))))];
+  }
+
   constructor(provider: TracerProvider | undefined, worker: { readonly workerId: string; readonly dataPlaneId: string }) {
     this.#provider = provider;
     this.#tracer = provider?.getTracer('@cairn/worker');

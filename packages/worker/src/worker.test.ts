@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import * as grpc from '@grpc/grpc-js';
 import pg from 'pg';
 import { pino } from 'pino';
@@ -24,6 +26,9 @@ import { defineWorkflow } from '@cairn/sdk';
 import { Worker, type WorkerOptions } from './worker.js';
 
 const logger = createLogger('worker-test', 'silent');
+// A full garbage collection, for the test that shows a suspended run leaves nothing reachable.
+setFlagsFromString('--expose-gc');
+const collectGarbage = runInNewContext('gc') as () => void;
 const kind = testPostgresKinds()[0]!;
 const K1 = randomBytes(32);
 const HMAC = randomBytes(32);
@@ -353,6 +358,61 @@ describe(`Worker (${kind} Postgres)`, () => {
         await db.end();
       }
       await assert.rejects(other.requestReplayCheck(newId(), '2'), /is not in this data plane's payload store/);
+    } finally {
+      await worker.shutdown();
+      cp.server.forceShutdown();
+    }
+  });
+
+  it('keeps nothing for a suspended run once the control plane acknowledged the suspension', async () => {
+    const cp = new ScriptedControlPlane();
+    await cp.start();
+    // Half sleep, half wait for a signal: both waits are longer than the suspend threshold. Each
+    // execution's frame holds an object it uses after the wait; once the run has suspended, nothing
+    // may reach that frame any more (the pending wait included), so garbage collection frees it.
+    const frames: Array<WeakRef<{ signal: boolean }>> = [];
+    const waits = defineWorkflow({ name: 'waits', version: '1' }, async (ctx, input: { signal: boolean }) => {
+      const frame = { signal: input.signal };
+      frames.push(new WeakRef(frame));
+      await ctx.step('first', () => 1);
+      if (input.signal) await ctx.waitForSignal('go', { timeout: '1h' });
+      else await ctx.sleep('1h');
+      return ctx.step('second', () => (frame.signal ? 2 : 3));
+    });
+    const probe = defineWorkflow({ name: 'probe', version: '1' }, () => null);
+    const runs = Array.from({ length: 60 }, (_, i) => ({ runId: newId(), signal: i % 2 === 1 }));
+    for (const run of runs) await store().createRun({ runId: run.runId, workflowName: waits.name, input: { signal: run.signal } });
+    const probeRun = newId();
+    await store().createRun({ runId: probeRun, workflowName: probe.name, input: null });
+
+    const worker = new Worker(await options({ controlPlaneAddress: cp.address, workflows: [waits, probe], slots: runs.length }));
+    try {
+      await worker.start();
+      for (const run of runs) cp.push(run.runId, 1, waits);
+      for (const run of runs) {
+        const suspended = await cp.waitFor((r) => r.message.case === 'suspended' && r.message.value.runId === run.runId);
+        assert.equal(suspended.message.case === 'suspended' && suspended.message.value.signalName, run.signal ? 'go' : '');
+      }
+      // The stream is ordered: once the probe (pushed after every acknowledgement) has completed,
+      // the worker has handled the acknowledgements of all the suspensions.
+      cp.push(probeRun, 1, probe);
+      await cp.waitFor((r) => r.message.case === 'completed' && r.message.value.runId === probeRun);
+      const retained = worker.retained();
+      const suspendedIds = new Set(runs.map((r) => r.runId));
+      for (const [where, ids] of Object.entries(retained)) {
+        if (typeof ids === 'number') continue;
+        assert.deepEqual(
+          (ids as string[]).filter((id) => suspendedIds.has(id)),
+          [],
+          `suspended runs still held in the worker's ${where}`,
+        );
+      }
+      assert.equal(retained.settling, 0);
+      assert.equal(frames.length, runs.length);
+      // WeakRefs hold their target until the end of the current job: collect in a later one.
+      await new Promise((resolve) => setImmediate(resolve));
+      collectGarbage();
+      assert.equal(frames.filter((f) => f.deref() !== undefined).length, 0, 'suspended executions still reachable in the worker');
     } finally {
       await worker.shutdown();
       cp.server.forceShutdown();

@@ -111,6 +111,26 @@ type ConnectStream = grpc.ClientDuplexStream<ConnectRequest, ConnectResponse>;
 type WorkerClient = grpc.Client & { connect(metadata: grpc.Metadata, options?: grpc.CallOptions): ConnectStream };
 
 /** A state-changing request kept until the control plane acknowledges or rejects it. */
+/** See {@link Worker.retained}. */
+export interface WorkerRetained {
+  /** Runs the worker holds: executing, or waiting for the control plane to acknowledge their final message. */
+  readonly runs: readonly string[];
+  /** Runs with a final message queued or sent and not yet acknowledged. */
+  readonly outbox: readonly string[];
+  /** Runs with step reports not yet sent. */
+  readonly pendingReports: readonly string[];
+  /** Runs with a journal head not yet sent. */
+  readonly pendingHeads: readonly string[];
+  /** Runs with an execution span open. */
+  readonly traces: readonly string[];
+  /** Runs the payload store keeps a journal chain cursor for. */
+  readonly chainCursors: readonly string[];
+  /** Runs with an in-memory signal wait subscribed. */
+  readonly signalSubscriptions: readonly string[];
+  /** Outcomes being handled (journal sealed, final message queued). */
+  readonly settling: number;
+}
+
 interface OutboxItem {
   readonly message: RequestMessage;
   /** The run a final message (completed, failed, suspended, cancelled, released) is about. */
@@ -227,7 +247,8 @@ export class Worker {
     }
     if (!Number.isFinite(this.#drainTimeoutMs) || this.#drainTimeoutMs < 0) problems.push('drainTimeoutMs must be a non-negative number');
     if (!Array.isArray(options.workflows) || options.workflows.length === 0) problems.push('workflows must list at least one workflow');
-    for (const w of options.workflows ?? []) {
+    // Checked as what untyped callers can pass: no list, or entries that are not definitions.
+    for (const w of (options.workflows as Iterable<Partial<WorkflowDefinition> | null | undefined> | undefined) ?? []) {
       if (typeof w?.name !== 'string' || typeof w.run !== 'function') {
         problems.push('every entry of workflows must come from defineWorkflow() of @cairn/sdk');
         break;
@@ -322,6 +343,28 @@ export class Worker {
   }
 
   /**
+   * What the worker still keeps for runs, by where it keeps it: run IDs, plus the number of
+   * outcomes being handled. A run that suspended (or ended) here and whose final message the control
+   * plane acknowledged is in none of them: a suspended run holds no worker memory. For tests and
+   * diagnostics; read-only.
+   */
+  retained(): WorkerRetained {
+    const ids = (items: Iterable<{ readonly run?: { readonly runId: string } | undefined }>): string[] => [
+      ...new Set([...items].flatMap((item) => (item.run ? [item.run.runId] : []))),
+    ];
+    return {
+      runs: [...this.#runs.keys()],
+      outbox: ids([...this.#outbox, ...this.#sent.values()]),
+      pendingReports: [...new Set([...this.#pendingReports.values()].map((r) => r.runId))],
+      pendingHeads: [...this.#pendingHeads.keys()],
+      traces: this.#tracing.openRunIds(),
+      chainCursors: this.#options.store.chainCursorRunIds(),
+      signalSubscriptions: this.#signals.subscribedRunIds(),
+      settling: this.#settling.size,
+    };
+  }
+
+  /**
    * Compares the worker's encryption and HMAC keys with the payload store's key checks
    * (`store.verifyKeys`), writes its workflows' JSON Schemas to the payload store's schema
    * catalogue, then connects to the control plane. Resolves once the first Welcome
@@ -401,6 +444,7 @@ export class Worker {
         await this.#replayChecks.start();
         break;
       } catch (err) {
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- close() or drain() may run while connecting awaits
         if (this.#closed || this.#draining) return;
         if (err instanceof CairnError) {
           this.#logger.error(
@@ -760,10 +804,15 @@ export class Worker {
       existing.execution = undefined;
       this.#busy--;
     }
-    if (this.#draining) return release(ReleaseReason.DRAINING);
+    if (this.#draining) {
+      release(ReleaseReason.DRAINING);
+      return;
+    }
     // Pushed before the control plane processed our SlotsUpdate: not tried, so not a key problem.
-    if (this.#misconfiguration !== undefined) return release(ReleaseReason.NO_SLOT);
-    if (this.#busy >= this.#slots) return release(ReleaseReason.NO_SLOT);
+    if (this.#misconfiguration !== undefined || this.#busy >= this.#slots) {
+      release(ReleaseReason.NO_SLOT);
+      return;
+    }
     const execution = this.#engine.start({
       runId: task.runId,
       epoch: task.epoch,

@@ -16,6 +16,8 @@ describe('console: operations pages', () => {
   let t: TestStack;
   let browser: Browser;
   let cpUrl: string;
+  // The caller names the shape of the JSON body it expects (a typed cast, as `res.json() as T`).
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-parameters
   const api = async <T = Record<string, unknown>>(
     method: string,
     path: string,
@@ -238,9 +240,10 @@ describe('console: operations pages', () => {
       // The filtered page replaces the unfiltered one when its answer arrives: wait for it to settle.
       const actionCells = p.getByRole('table', { name: 'Audit entries' }).locator('tbody tr td:nth-child(4)');
       let actions: string[] = [];
-      for (const deadline = Date.now() + 10_000; Date.now() < deadline; await p.waitForTimeout(100)) {
+      for (const deadline = Date.now() + 10_000; Date.now() < deadline;) {
         actions = await actionCells.allTextContents();
         if (actions.length > 0 && actions.every((a) => a.startsWith('run.'))) break;
+        await p.waitForTimeout(100);
       }
       assert.ok(actions.length > 0);
       assert.ok(

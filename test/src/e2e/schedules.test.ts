@@ -31,6 +31,8 @@ describe('schedules fire runs whose input stays in the data plane', () => {
     await t?.stop();
   });
 
+  // The caller names the shape of the JSON body it expects (a typed cast, as `res.json() as T`).
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-parameters
   const cp = async <T>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> => {
     const res = await fetch(`${t.stack.controlPlanes[0]!.httpUrl}/v1/projects/default${path}`, {
       method,

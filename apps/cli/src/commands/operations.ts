@@ -338,7 +338,7 @@ export function registerOperations(program: Command): void {
       }
       const cp = ctx.controlPlane();
       const body = await ctx.out.spin('reading usage', () =>
-        cp.get<{ days: Array<Record<string, unknown>>; totals: Record<string, unknown> } & Record<string, unknown>>(
+        cp.get<{ days: Array<Record<string, unknown>>; totals?: Record<string, unknown> } & Record<string, unknown>>(
           ctx.projectPath('/usage'),
           {
             from: opts.from,
@@ -352,7 +352,7 @@ export function registerOperations(program: Command): void {
         ctx.out.table(
           ['DAY', 'RUNS', 'STEPS', 'INPUT TOKENS', 'OUTPUT TOKENS'],
           days.map((d) => [
-            String(d['day'] as string),
+            String(d['day']),
             num(d['runsStarted']),
             num(d['stepsExecuted']),
             num(d['inputTokens']),

@@ -91,6 +91,7 @@ export function registrationOf(def: WorkflowDefinition, overrides: Overrides, so
       ...(def.timeouts.step === undefined ? {} : { step: def.timeouts.step }),
       ...(isObject(overrides.timeouts) ? overrides.timeouts : {}),
     };
+    const flowControl = overrides.flowControl ?? def.flowControl;
     try {
       settled = defineWorkflow(
         {
@@ -100,7 +101,7 @@ export function registrationOf(def: WorkflowDefinition, overrides: Overrides, so
           ...(retry === undefined ? {} : { retry: retry }),
           timeouts,
           schedules: (overrides.schedules ?? def.schedules) as WorkflowSchedule[],
-          ...((overrides.flowControl ?? def.flowControl) === undefined ? {} : { flowControl: overrides.flowControl ?? def.flowControl }),
+          ...(flowControl === undefined ? {} : { flowControl }),
         },
         () => undefined,
       );
@@ -336,9 +337,9 @@ export function registerWorkflows(program: Command): void {
           ctx.out.fields([
             ['workflow', `${w.name}@${w.version}`],
             ['task queue', w.taskQueue],
-            ['deprecated', w.deprecated ?? false],
-            ['source', w.source ?? null],
-            ['registered', w.registeredAt ?? null],
+            ['deprecated', w.deprecated],
+            ['source', w.source],
+            ['registered', w.registeredAt],
             ...settingsLines({
               inputSchemaDigest: w.inputSchemaDigest,
               outputSchemaDigest: w.outputSchemaDigest,

@@ -1,6 +1,6 @@
 // API keys of the project: list (never the secrets), create with a role (the secret is shown once,
 // with a copy button) and revoke. Only an admin key may manage keys; other roles see why not.
-import { useState, type FormEvent, type ReactNode } from 'react';
+import { useState, type SubmitEvent, type ReactNode } from 'react';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { createLazyRoute } from '@tanstack/react-router';
 import { cp, unwrap, type Schemas } from '../api/control-plane.js';
@@ -88,7 +88,7 @@ function ApiKeysPage(): ReactNode {
       void queryClient.invalidateQueries({ queryKey: ['api-keys', project] });
     },
   });
-  const submit = (event: FormEvent): void => {
+  const submit = (event: SubmitEvent): void => {
     event.preventDefault();
     create.mutate();
   };

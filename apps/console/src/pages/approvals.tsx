@@ -3,7 +3,7 @@
 // waiting=approval); each approval's context (the run's input and what it recorded before it
 // waited) is read by this browser from the run's gateway, and the answer (approve or reject, with a
 // comment) goes to the gateway too: comments never reach the control plane.
-import { useEffect, useState, type FormEvent, type ReactNode } from 'react';
+import { useEffect, useState, type SubmitEvent, type ReactNode } from 'react';
 import { useInfiniteQuery, useQuery, useQueryClient } from '@tanstack/react-query';
 import { Link, createLazyRoute, getRouteApi } from '@tanstack/react-router';
 import { cp, unwrap, type Run } from '../api/control-plane.js';
@@ -102,7 +102,7 @@ function AnswerForm({ run, name, keyed, onAnswered }: { run: Run; name: string; 
       setBusy(false);
     }
   };
-  const submit = (event: FormEvent): void => {
+  const submit = (event: SubmitEvent): void => {
     event.preventDefault();
     void answer(true);
   };
@@ -206,7 +206,7 @@ function ApprovalsPage(): ReactNode {
     setAnswered((list) => [{ runId, approved }, ...list.filter((a) => a.runId !== runId)].slice(0, 10));
     void queryClient.invalidateQueries({ queryKey: ['approvals', project] });
   };
-  const filter = (event: FormEvent): void => {
+  const filter = (event: SubmitEvent): void => {
     event.preventDefault();
     void navigate({ search: workflow.trim() === '' ? {} : { workflow: workflow.trim() } });
   };

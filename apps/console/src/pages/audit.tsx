@@ -1,7 +1,7 @@
 // The audit log: administrative actions and run transitions, newest first, paged with a cursor,
 // and the chain verification said plainly (intact, or where and how it broke). The verification
 // here is the control plane checking itself; the page says how to check without trusting it.
-import { useEffect, useState, type FormEvent, type ReactNode } from 'react';
+import { useEffect, useState, type SubmitEvent, type ReactNode } from 'react';
 import { useInfiniteQuery, useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { createLazyRoute, getRouteApi } from '@tanstack/react-router';
 import { cp, unwrap, type Schemas } from '../api/control-plane.js';
@@ -202,7 +202,7 @@ function AuditPage(): ReactNode {
   const verify = useMutation({
     mutationFn: () => unwrap(cp.POST('/v1/projects/{project}/audit/verify', { params: { path: { project } } })),
   });
-  const apply = (event: FormEvent): void => {
+  const apply = (event: SubmitEvent): void => {
     event.preventDefault();
     void navigate({ search: validateAuditSearch(draft as Record<string, unknown>) });
   };

@@ -3,7 +3,7 @@
 // and token of each data plane's gateway, with a connection test that says what is wrong:
 // unreachable, refused by CORS, not ready, a bad token or a token without the read scope. The
 // gateway's URL and token are never sent to the control plane.
-import { useState, type FormEvent, type ReactNode } from 'react';
+import { useState, type SubmitEvent, type ReactNode } from 'react';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { createLazyRoute } from '@tanstack/react-router';
 import createClient from 'openapi-fetch';
@@ -101,7 +101,7 @@ function GatewayForm({ dataPlane }: { dataPlane: DataPlane }): ReactNode {
   const [remember, setRemember] = useState(own?.remember ?? false);
   const [saved, setSaved] = useState(false);
   const test = useMutation({ mutationFn: () => testGateway(url, token) });
-  const save = (event: FormEvent): void => {
+  const save = (event: SubmitEvent): void => {
     event.preventDefault();
     saveGateway(dataPlane.id, { url: url.trim(), token: token.trim(), remember });
     setSaved(true);

@@ -3,7 +3,7 @@
 // to the gateway (POST /v1/runs, a token with the start scope), and on success the page is the new
 // run's. The address names the workflow and version only, so it can be shared: whoever opens it
 // signs in and lands back here. Values typed stay in this browser; they are never in the address.
-import { Suspense, lazy, useState, type FormEvent, type ReactNode } from 'react';
+import { Suspense, lazy, useState, type SubmitEvent, type ReactNode } from 'react';
 import { useQuery } from '@tanstack/react-query';
 import { Link, createLazyRoute, getRouteApi } from '@tanstack/react-router';
 import type { ErrorSchema } from '@rjsf/utils';
@@ -64,7 +64,7 @@ class StartError {
 function GatewaySetup({ dataPlaneId }: { dataPlaneId: string }): ReactNode {
   const [url, setUrl] = useState('');
   const [token, setToken] = useState('');
-  const submit = (event: FormEvent): void => {
+  const submit = (event: SubmitEvent): void => {
     event.preventDefault();
     saveGateway(dataPlaneId, { url: url.trim(), token: token.trim(), remember: false });
   };
@@ -110,7 +110,7 @@ function JsonInput({
   help: string;
 }): ReactNode {
   const [parseError, setParseError] = useState<string | null>(null);
-  const submit = (event: FormEvent): void => {
+  const submit = (event: SubmitEvent): void => {
     event.preventDefault();
     if (text.trim() === '') {
       setParseError(null);

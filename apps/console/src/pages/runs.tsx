@@ -2,13 +2,14 @@
 // fetched as the list scrolls (only the rows in view are rendered, so 100,000 runs scroll without
 // loading them all), and live updates while the newest runs are in view: runs that arrive after
 // the list opened are marked new.
-import { memo, useEffect, useMemo, useRef, useState, type FormEvent, type ReactNode } from 'react';
+import { memo, useEffect, useMemo, useRef, useState, type SubmitEvent, type ReactNode } from 'react';
 import { useInfiniteQuery, useQueryClient } from '@tanstack/react-query';
 import { Link, getRouteApi } from '@tanstack/react-router';
 import { useVirtualizer } from '@tanstack/react-virtual';
 import { cp, unwrap, type Run, type RunStatus } from '../api/control-plane.js';
 import { ErrorMessage, Loading, StatusBadge, Time, formatDuration } from '../components/common.js';
 import { projectRoute } from '../routes/root.js';
+import type { SearchDraft } from '../routes/pages-search.js';
 import { RUN_STATUSES, validateRunsSearch, type RunsSearch } from '../routes/runs-search.js';
 
 const route = getRouteApi('/p/$project/runs');
@@ -39,9 +40,9 @@ const isoToLocal = (iso: string | undefined): string => {
 
 const Filters = memo(function Filters({ search }: { search: RunsSearch }): ReactNode {
   const navigate = route.useNavigate();
-  const [draft, setDraft] = useState(search);
+  const [draft, setDraft] = useState<SearchDraft<RunsSearch>>(search);
   useEffect(() => setDraft(search), [search]);
-  const apply = (event: FormEvent): void => {
+  const apply = (event: SubmitEvent): void => {
     event.preventDefault();
     void navigate({ search: validateRunsSearch(draft as Record<string, unknown>) });
   };

@@ -1,7 +1,7 @@
 // Schedules: each schedule's expression, state and next tick, with pause, resume and trigger-now,
 // and a backfill that first shows the ticks it would fire (the control plane computes them with
 // the same cron evaluation as its ticker, in a dry run) before anything is fired.
-import { useState, type FormEvent, type ReactNode } from 'react';
+import { useState, type SubmitEvent, type ReactNode } from 'react';
 import { useInfiniteQuery, useMutation, useQueryClient } from '@tanstack/react-query';
 import { Link, createLazyRoute } from '@tanstack/react-router';
 import { cp, unwrap, type Schemas } from '../api/control-plane.js';
@@ -41,7 +41,7 @@ function BackfillPanel({ project, schedule, onClose }: { project: string; schedu
       void queryClient.invalidateQueries({ queryKey: ['schedules', project] });
     },
   });
-  const submit = (event: FormEvent): void => {
+  const submit = (event: SubmitEvent): void => {
     event.preventDefault();
     const range = { from: localToIso(from), to: localToIso(to) };
     if (range.from === null || range.to === null) return;

@@ -1,14 +1,14 @@
 // Usage: runs started, steps executed and model tokens per UTC day, per workflow and per model,
 // from the control plane's metering (counters only, never payloads). Each chart has its numbers
 // as a table for screen readers. The range is in the address, so a view can be shared.
-import { useEffect, useState, type FormEvent, type ReactNode } from 'react';
+import { useEffect, useState, type SubmitEvent, type ReactNode } from 'react';
 import { useQuery } from '@tanstack/react-query';
 import { createLazyRoute, getRouteApi } from '@tanstack/react-router';
 import { cp, unwrap } from '../api/control-plane.js';
 import { DailyBarChart, HorizontalBarChart, formatCount, type Series } from '../components/charts.js';
 import { ErrorMessage, Loading } from '../components/common.js';
 import { projectRoute } from '../routes/root.js';
-import { validateUsageSearch } from '../routes/pages-search.js';
+import { validateUsageSearch, type SearchDraft, type UsageSearch } from '../routes/pages-search.js';
 
 const route = getRouteApi('/p/$project/usage');
 
@@ -41,13 +41,13 @@ function UsagePage(): ReactNode {
   const { project } = projectRoute.useParams();
   const search = route.useSearch();
   const navigate = route.useNavigate();
-  const [draft, setDraft] = useState(search);
+  const [draft, setDraft] = useState<SearchDraft<UsageSearch>>(search);
   useEffect(() => setDraft(search), [search]);
   const usage = useQuery({
     queryKey: ['usage', project, search],
     queryFn: ({ signal }) => unwrap(cp.GET('/v1/projects/{project}/usage', { params: { path: { project }, query: search }, signal })),
   });
-  const apply = (event: FormEvent): void => {
+  const apply = (event: SubmitEvent): void => {
     event.preventDefault();
     void navigate({ search: validateUsageSearch(draft as Record<string, unknown>) });
   };

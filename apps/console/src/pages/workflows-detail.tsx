@@ -1,7 +1,7 @@
 // One workflow of the registry: every version with its settings (task queue, retry, timeouts,
 // schedules declared in code, schema digests), deprecation, the flow control of the name (edited
 // here), the project's schedules that start it, and links to its runs and its run form.
-import { useState, type FormEvent, type ReactNode } from 'react';
+import { useState, type SubmitEvent, type ReactNode } from 'react';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { Link, createLazyRoute, getRouteApi } from '@tanstack/react-router';
 import { cp, unwrap, type Schemas } from '../api/control-plane.js';
@@ -102,7 +102,7 @@ function FlowControlEditor({ project, name, flow }: { project: string; name: str
     },
     onSuccess: () => queryClient.invalidateQueries({ queryKey: ['workflow', project, name] }),
   });
-  const submit = (event: FormEvent): void => {
+  const submit = (event: SubmitEvent): void => {
     event.preventDefault();
     save.mutate();
   };
@@ -163,7 +163,7 @@ function FlowControlEditor({ project, name, flow }: { project: string; name: str
         </div>
       </div>
       {save.error === null ? null : <ErrorMessage error={save.error} title="Flow control not saved" />}
-      {save.isSuccess && !save.isPending ? (
+      {save.isSuccess ? (
         <p role="status" className="muted">
           Saved.
         </p>

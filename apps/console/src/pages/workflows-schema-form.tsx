@@ -171,6 +171,8 @@ export class InterpretingValidator implements ValidatorType {
     return this.#validator(schema, rootSchema).validate(formData).valid;
   }
 
+  // The signature of rjsf's ValidatorType, which callers instantiate with their own Result.
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-parameters
   rawValidation<Result = OutputUnit>(schema: RJSFSchema, formData?: unknown): { errors?: Result[]; validationError?: Error } {
     try {
       const result = this.#validator(schema).validate(formData);
@@ -207,7 +209,7 @@ export default function SchemaForm(props: SchemaFormProps): ReactNode {
       idPrefix="input"
       onChange={(e) => props.onChange(e.formData)}
       onSubmit={(e) => props.onSubmit(e.formData)}
-      extraErrors={props.serverErrors}
+      {...(props.serverErrors === undefined ? {} : { extraErrors: props.serverErrors })}
       showErrorList="top"
       noHtml5Validate
       focusOnFirstError

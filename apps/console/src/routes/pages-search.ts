@@ -1,5 +1,12 @@
 // The usage and audit pages' filters, as they are written in their addresses: read by the routes
 // (search validation) and by the pages' filter forms, so the two agree.
+
+/**
+ * A filter form's draft of a page's search: a field the user cleared holds undefined until the
+ * draft is validated into the search.
+ */
+export type SearchDraft<T> = { [K in keyof T]?: T[K] | undefined };
+
 export interface UsageSearch {
   from?: string;
   to?: string;

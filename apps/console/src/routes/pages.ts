@@ -18,8 +18,8 @@ export const approvalsRoute = createRoute({
 }).lazy(() => import('../pages/approvals.js').then((m) => m.Route));
 
 export interface RunSearch {
-  /** The journal position of the selected call. */
-  call?: number;
+  /** The journal position of the selected call (undefined when navigating: none selected). */
+  call?: number | undefined;
 }
 
 export const runRoute = createRoute({

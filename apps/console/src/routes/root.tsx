@@ -1,6 +1,6 @@
 // The route tree's trunk: sign-in, and the project layout every page sits in (/p/:project/…).
 import type { ReactNode } from 'react';
-import { useState, type FormEvent } from 'react';
+import { useState, type SubmitEvent } from 'react';
 import { useQuery, useQueryClient, type QueryClient } from '@tanstack/react-query';
 import { Link, Outlet, createRootRouteWithContext, createRoute, redirect, useNavigate, useRouterState } from '@tanstack/react-router';
 import { cp, isUnauthenticated, unwrap } from '../api/control-plane.js';
@@ -60,7 +60,7 @@ function SignIn(): ReactNode {
   const [key, setKey] = useState('');
   const [error, setError] = useState<unknown>(null);
   const [busy, setBusy] = useState(false);
-  const submit = async (event: FormEvent): Promise<void> => {
+  const submit = async (event: SubmitEvent): Promise<void> => {
     event.preventDefault();
     setBusy(true);
     setError(null);

@@ -201,6 +201,7 @@ export class DispatchService {
         }
         filled = claimed.length >= limit;
         if (claimed.length < limit && session.workEvents === workEvents) session.knownEmpty = true;
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- kick() sets it while this pass awaits
       } while (session.dispatchAgain);
     } catch (error) {
       session.logger.error({ err: errorSummary(error) }, 'dispatch failed; retrying');

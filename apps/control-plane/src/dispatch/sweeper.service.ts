@@ -109,6 +109,7 @@ export class SweeperService {
         do {
           this.timerPassAgain = false;
           woken += await this.wakeDueTimers();
+          // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- set by a timer that fired while this pass awaited
         } while (this.timerPassAgain && !this.stopped);
         const next = await this.runs.nextTimerInMs();
         if (next !== null) this.armTimer(Date.now() + (next > 0 ? Math.ceil(next) : woken > 0 ? 0 : DUE_RETRY_MS));

@@ -116,6 +116,19 @@ export class WorkerConnection {
     this.logger = protocol.logger.child({ dataPlaneId: identity.dataPlaneId });
   }
 
+  /**
+   * Called as a request arrives, before it waits its turn on the stream: a run's final message
+   * frees its slot for dispatch at once, since the worker freed the slot when it sent it. Returns
+   * what to call once the request was handled, whatever the outcome.
+   */
+  arrived(request: ConnectRequest): (() => void) | undefined {
+    const session = this.session;
+    const lease = finalLease(request);
+    if (!session || this.finished || !lease || !session.endingArrived(lease)) return undefined;
+    this.protocol.dispatch.kick(session, false);
+    return () => session.endingHandled(lease);
+  }
+
   async receive(request: ConnectRequest): Promise<void> {
     if (this.finished) return;
     const sequence = request.sequence;
@@ -436,6 +449,7 @@ export class WorkerConnection {
       return create(LeaseStatusSchema, { runId: r.runId, epoch: r.epoch, state: LeaseState.LOST });
     });
     this.reply(create(ConnectResponseSchema, { message: { case: 'leaseUpdate', value: create(LeaseUpdateSchema, { leases: statuses }) } }));
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- set inside the map callback above
     if (freed) this.protocol.dispatch.kick(session, false);
   }
 
@@ -556,6 +570,21 @@ function fieldError(field: string, message: string): CairnError {
 function fieldOf(error: CairnError): string {
   const field = error.details['field'];
   return typeof field === 'string' ? field : '';
+}
+
+/** The lease a final message (completed, failed, cancelled, released, suspended) ends, if it is one. */
+function finalLease(request: ConnectRequest): LeaseKey | undefined {
+  const m = request.message;
+  switch (m.case) {
+    case 'completed':
+    case 'failed':
+    case 'cancelled':
+    case 'released':
+    case 'suspended':
+      return m.value.runId === '' ? undefined : { runId: m.value.runId, epoch: m.value.epoch };
+    default:
+      return undefined;
+  }
 }
 
 function lease(value: { runId: string; epoch: number }): LeaseKey {

@@ -39,6 +39,12 @@ export class WorkerSession {
   draining = false;
   /** run ID → epoch, for the leases this session holds. */
   readonly leases = new Map<string, number>();
+  /**
+   * Held leases whose final message (completed, failed, cancelled, released, suspended) has
+   * arrived and waits its turn on the stream: the worker freed their slots when it sent them, so
+   * they do not count against the session's free slots (the leases themselves stay until applied).
+   */
+  private readonly ending = new Set<string>();
   /** Dispatch loop state, owned by the DispatchService. */
   dispatching = false;
   dispatchAgain = false;
@@ -76,7 +82,19 @@ export class WorkerSession {
 
   /** Slots − leases held; none while draining. */
   get free(): number {
-    return this.draining ? 0 : Math.max(0, this.slots - this.leases.size);
+    return this.draining ? 0 : Math.max(0, this.slots - this.leases.size + this.ending.size);
+  }
+
+  /** A final message for a held lease arrived (see {@link ending}); false when the lease is not held. */
+  endingArrived(lease: LeaseKey): boolean {
+    if (!this.holds(lease)) return false;
+    this.ending.add(`${lease.runId} ${lease.epoch}`);
+    return true;
+  }
+
+  /** The final message was handled (applied or refused): the lease counts as it is again. */
+  endingHandled(lease: LeaseKey): void {
+    this.ending.delete(`${lease.runId} ${lease.epoch}`);
   }
 
   /** Sends the Welcome, then anything queued for the session before it. */
@@ -110,6 +128,7 @@ export class WorkerSession {
   drop(lease: LeaseKey): boolean {
     if (!this.holds(lease)) return false;
     this.leases.delete(lease.runId);
+    this.ending.delete(`${lease.runId} ${lease.epoch}`);
     this.cancelsSent.delete(`${lease.runId} ${lease.epoch}`);
     return true;
   }

@@ -61,6 +61,9 @@ export function toRunInfo(run: Run): RunInfo {
     taskQueue: run.taskQueue,
     status: RUN_STATUS[run.status],
     epoch: run.epoch,
+    // The column holds the code a worker reported; proto3 enums are open, so a number this build
+    // does not name passes through as it came.
+    // eslint-disable-next-line @typescript-eslint/no-unsafe-enum-assignment
     errorCode: (run.errorCode ?? ErrorCode.UNSPECIFIED) as ErrorCode,
     errorRef: run.errorRef ?? '',
     createdAt: ms(run.createdAt),
@@ -90,6 +93,8 @@ export function toStepInfo(step: Step): StepInfo {
     keyDigest: step.keyDigest ?? '',
     attempt: step.attempt,
     status: STEP_STATUS[step.status],
+    // As in toRunInfo: the reported code, passed through.
+    // eslint-disable-next-line @typescript-eslint/no-unsafe-enum-assignment
     errorCode: (step.errorCode ?? ErrorCode.UNSPECIFIED) as ErrorCode,
     retryable: step.retryable,
     errorRef: step.errorRef ?? '',

@@ -99,10 +99,12 @@ export class WorkerHandler {
       if (stallTimer) clearTimeout(stallTimer);
       stallTimer = undefined;
       blocked = false;
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- block() sets it during the loop
       while (queue.length > 0 && !blocked) {
         metrics.streamSendQueued.dec();
         if (!call.write(queue.shift()!)) block();
       }
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- block() may have set it in the loop
       if (!blocked) syncPause();
     });
 
@@ -171,6 +173,7 @@ export class WorkerHandler {
       if (ended) return;
       // At most so many streams per data plane on this replica (CAIRN-1172 past it).
       const releaseThis = await this.limits.openStream(who.dataPlaneId);
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- end() may run while openStream awaits
       if (ended) {
         releaseThis();
         return;
@@ -194,6 +197,7 @@ export class WorkerHandler {
       }
       pending += 1;
       const index = ++received;
+      const handled = connection?.arrived(request);
       if (pending >= PAUSE_AT && !inboundBusy) {
         inboundBusy = true;
         syncPause();
@@ -216,10 +220,12 @@ export class WorkerHandler {
             }
             checkedThrough = Math.max(checkedThrough, through);
           }
+          // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- end() may run while isCurrent awaits
           if (!ended) await connection?.receive(request);
         })
         .catch(fail)
         .finally(() => {
+          handled?.();
           pending -= 1;
           if (inboundBusy && pending <= RESUME_AT) {
             inboundBusy = false;

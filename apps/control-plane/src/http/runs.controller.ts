@@ -39,7 +39,7 @@ export const runListQuerySchema = z
   .refine(
     (q) => q.createdAfter === undefined || q.createdBefore === undefined || Date.parse(q.createdAfter) < Date.parse(q.createdBefore),
     {
-      message: 'createdAfter must be earlier than createdBefore',
+      error: 'createdAfter must be earlier than createdBefore',
       path: ['createdAfter'],
     },
   );

@@ -104,7 +104,7 @@ export class UsageService {
    * Every day from `from` to `to` (inclusive, UTC; default: the last 30 days up to today), zeros
    * included, and the totals.
    */
-  async report(projectId: string, range: { from?: string; to?: string }): Promise<UsageReport> {
+  async report(projectId: string, range: { from?: string | undefined; to?: string | undefined }): Promise<UsageReport> {
     const today = Date.parse(`${new Date().toISOString().slice(0, 10)}T00:00:00Z`);
     const toMs = range.to === undefined ? today : parseDay(range.to, 'to');
     const fromMs = range.from === undefined ? toMs - 29 * DAY_MS : parseDay(range.from, 'from');

@@ -876,7 +876,7 @@ export class RunRepository {
     return result.rows.map((r) => ({
       runId: r.id,
       dataPlaneId: r.data_plane_id,
-      heldEpoch: r.held_epoch === null ? null : Number(r.held_epoch),
+      heldEpoch: r.held_epoch,
       wokenParentDataPlaneId: r.parent_dp,
     }));
   }

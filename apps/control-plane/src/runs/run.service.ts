@@ -181,6 +181,7 @@ export class RunService {
           timer.abort();
           abort?.removeEventListener('abort', onAbort);
         }
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- shutdown sets it while the wait awaits
         if (this.shuttingDown) throw shuttingDown();
         // Ended on this replica: the run as its end committed is the answer, without reading it again.
         if (ended && ended.id === runId && ended.dataPlaneId === dataPlaneId && isFinal(ended.status)) return ended;

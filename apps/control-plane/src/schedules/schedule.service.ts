@@ -37,7 +37,7 @@ export interface NewSchedule {
 }
 
 /** A change to a schedule: the fields given replace the current ones; null clears an optional one. */
-export type ScheduleChange = Partial<Omit<NewSchedule, 'paused'>>;
+export type ScheduleChange = { readonly [K in Exclude<keyof NewSchedule, 'paused'>]?: NewSchedule[K] | undefined };
 
 /** A schedule with what its detail view shows. */
 export interface ScheduleDetail {

@@ -1,6 +1,6 @@
 // The `ctx` API a workflow function calls: each method checks its arguments (a bad one rejects
 // the call, nothing is journaled) and hands the call to its module (calls/, composites/).
-import { CairnError, ErrorCodes, assertName, assertVersion } from '@cairn/common';
+import { CairnError, ErrorCodes, assertName, assertVersion, isNonNullObject } from '@cairn/common';
 import {
   SignalValidationError,
   type AgentOptions,
@@ -60,6 +60,7 @@ export function createContext(run: Run, workflow: WorkflowDefinition): WorkflowC
         options = (b as StepOptions<T> | undefined) ?? {};
       } else {
         fn = b as StepFunction<T>;
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- JavaScript callers can pass anything
         options = a ?? {};
       }
       if (typeof fn !== 'function') {
@@ -205,7 +206,7 @@ export function createContext(run: Run, workflow: WorkflowDefinition): WorkflowC
           name = target as string;
         }
         assertName(name, 'signal name');
-        if (typeof options !== 'object' || options === null) {
+        if (!isNonNullObject(options)) {
           throw new CairnError(ErrorCodes.INVALID_ARGUMENT, `ctx.waitForSignal("${name}") takes options such as { timeout: '2d' }.`);
         }
         timeoutMs = options.timeout === undefined ? undefined : toMilliseconds(options.timeout, `timeout of the wait for signal "${name}"`);
@@ -228,6 +229,7 @@ export function createContext(run: Run, workflow: WorkflowDefinition): WorkflowC
       let list: T[];
       let concurrency: number;
       try {
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- JavaScript callers can pass anything
         if (items === null || typeof items !== 'object' || typeof (items as Partial<Iterable<T>>)[Symbol.iterator] !== 'function') {
           throw new CairnError(ErrorCodes.INVALID_ARGUMENT, 'ctx.parallel needs a list (or another iterable) of items.');
         }
@@ -235,7 +237,7 @@ export function createContext(run: Run, workflow: WorkflowDefinition): WorkflowC
         if (typeof fn !== 'function') {
           throw new CairnError(ErrorCodes.INVALID_ARGUMENT, 'ctx.parallel needs a function: ctx.parallel(items, (item, index) => …).');
         }
-        if (typeof options !== 'object' || options === null) {
+        if (!isNonNullObject(options)) {
           throw new CairnError(ErrorCodes.INVALID_ARGUMENT, 'ctx.parallel takes options such as { concurrency: 4 }.');
         }
         concurrency = options.concurrency ?? Math.max(1, list.length);
@@ -253,7 +255,7 @@ export function createContext(run: Run, workflow: WorkflowDefinition): WorkflowC
       const path = parent ? `${parent.path}#${parent.seq++}` : `p${run.counters.parallels++}`;
       return fanOut(run, path, list, fn, concurrency);
     },
-    child: <W extends WorkflowDefinition<never, unknown>>(
+    child: <W extends WorkflowDefinition<never>>(
       target: W | string,
       input: WorkflowInput<W>,
       options: ChildOptions = {},

@@ -280,6 +280,7 @@ export class Execution implements RunExecution, Run {
       }
       input = checked.value;
     }
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- lose() or drain() may have run while awaiting
     if (this.halt) return;
     let result: Promise<unknown>;
     try {

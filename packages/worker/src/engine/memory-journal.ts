@@ -15,7 +15,11 @@ import {
 } from '@cairn/payload-store';
 import type { RunJournal, RunJournals } from './run-journal.js';
 
-const sizeOf = (value: unknown): number => (value === undefined ? 0 : Buffer.byteLength(JSON.stringify(value) ?? 'null'));
+const sizeOf = (value: unknown): number => {
+  const json: string | undefined = JSON.stringify(value);
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- undefined for a value JSON cannot hold (a function)
+  return json === undefined ? 0 : Buffer.byteLength(json);
+};
 
 /** A JSON round trip: what is journaled is a copy, as a database would hold it. */
 function copy<T>(value: T, what: string): T {

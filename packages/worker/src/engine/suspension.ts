@@ -74,7 +74,9 @@ export class Suspension {
   /** Work outside a durable call that must keep the run from suspending (a fan-out between items). */
   hold(): () => void {
     this.#active++;
-    return () => void this.#active--;
+    return () => {
+      this.#active--;
+    };
   }
 
   /**

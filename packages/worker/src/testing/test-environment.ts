@@ -282,7 +282,7 @@ export class TestEnvironment {
    * does. An answer sent before the workflow reaches the approval is kept.
    */
   async approve(runId: string, name: string, answer: TestApprovalAnswer, options: { key?: string | number } = {}): Promise<void> {
-    if (typeof answer?.approved !== 'boolean') {
+    if (typeof (answer as Partial<TestApprovalAnswer> | undefined)?.approved !== 'boolean') {
       throw new CairnError(ErrorCodes.INVALID_ARGUMENT, 'An approval answer needs approved: true or false.');
     }
     let keyDigest: string | undefined;

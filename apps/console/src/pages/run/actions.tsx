@@ -3,7 +3,7 @@
 // or terminate it, fork it from a journal position. Signals and approvals go to the data plane's
 // gateway (their bodies and comments are payloads); cancel, terminate and fork are control-plane
 // operations on metadata. The replay check against a newer version goes to the gateway (replay.tsx).
-import { useEffect, useRef, useState, type FormEvent, type ReactNode } from 'react';
+import { useEffect, useRef, useState, type SubmitEvent, type ReactNode } from 'react';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { useNavigate } from '@tanstack/react-router';
 import { Validator } from '@cfworker/json-schema';
@@ -98,7 +98,7 @@ function SignalForm({ run, final }: { run: Run; final: boolean }): ReactNode {
     },
     onSuccess: () => void queryClient.invalidateQueries({ queryKey: ['run'] }),
   });
-  const submit = (event: FormEvent): void => {
+  const submit = (event: SubmitEvent): void => {
     event.preventDefault();
     send.reset();
     let value: unknown;

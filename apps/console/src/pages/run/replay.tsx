@@ -4,7 +4,7 @@
 // back here. The journal, the outcome and its messages never pass through the control plane, which
 // only lists the versions. Without a worker that runs the version the gateway says so; local code is
 // checked with `cairn replay`.
-import { useState, type FormEvent, type ReactNode } from 'react';
+import { useState, type SubmitEvent, type ReactNode } from 'react';
 import { useMutation, useQuery } from '@tanstack/react-query';
 import { cp, unwrap, type Run } from '../../api/control-plane.js';
 import { gatewayClient, unwrapGateway, type GatewaySchemas } from '../../api/gateway.js';
@@ -128,7 +128,7 @@ export function ReplayCheck({ project, run }: { project: string; run: Run }): Re
   const [picked, setPicked] = useState<string | null>(null);
   const version = picked ?? newer[0]?.version ?? '';
   const check = useMutation({ mutationFn: (v: string) => runCheck(run, v) });
-  const submit = (e: FormEvent): void => {
+  const submit = (e: SubmitEvent): void => {
     e.preventDefault();
     if (version !== '') check.mutate(version);
   };

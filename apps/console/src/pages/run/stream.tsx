@@ -131,12 +131,14 @@ export function LiveStream({ dataPlaneId, runId }: { dataPlaneId: string; runId:
             parser.feed(value);
           }
         } catch (err) {
+          // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- the effect's clean-up aborts it while the read awaits
           if (stop.signal.aborted) return;
           if (err instanceof ApiError) {
             setError(err);
             return;
           }
         }
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- both change while the read awaits
         if (ended || stop.signal.aborted) return;
         setPhase('reconnecting');
         await wait(retryMs);

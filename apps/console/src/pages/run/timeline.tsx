@@ -208,7 +208,7 @@ export function Timeline({
                       <span className="gantt-meta" aria-hidden="true">
                         {formatDuration(call.durationMs)}
                         {call.attemptCount > 1 ? ` · ${call.attemptCount} attempts` : ''}
-                        {call.inputTokens === null ? '' : ` · ${(call.inputTokens ?? 0) + (call.outputTokens ?? 0)} tok`}
+                        {call.inputTokens === null ? '' : ` · ${call.inputTokens + (call.outputTokens ?? 0)} tok`}
                       </span>
                     </button>
                   </li>

@@ -42,7 +42,7 @@ export async function signalWait<T>(run: Run, slot: Slot, name: string, timeoutM
   if (run.finished) subscription.close();
   try {
     for (;;) {
-      if (run.halt) return never();
+      if (run.halt) return await never<T>();
       await run.writer.flushNow();
       const taken = await run.writer.write(() => run.deps.journal.takeSignal(run.epoch, position, name, startedAt, keyDigest));
       if (taken) {

@@ -1,6 +1,6 @@
 // `ctx.approval`: a human's answer as a signal wait whose name carries the approval's name and
 // (digested) key, with a timeout that throws or counts as a rejection.
-import { CairnError, ErrorCodes, assertName } from '@cairn/common';
+import { CairnError, ErrorCodes, assertName, isNonNullObject } from '@cairn/common';
 import { approvalSignalName } from '@cairn/payload-store';
 import { ApprovalTimeoutError, SignalTimeoutError, type ApprovalOptions, type ApprovalResult } from '@cairn/sdk';
 import { toApprovalResult, toMilliseconds } from '@cairn/sdk/internal';
@@ -13,7 +13,8 @@ export function approval<T>(run: Run, name: string, options: ApprovalOptions = {
   let timeoutMs: number | undefined;
   let onTimeout: 'throw' | 'reject';
   try {
-    if (typeof options !== 'object' || options === null) {
+    if (!isNonNullObject(options)) {
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-conversion -- JavaScript callers can pass a non-string
       throw new CairnError(ErrorCodes.INVALID_ARGUMENT, `ctx.approval("${String(name)}") takes options such as { timeout: '3d' }.`);
     }
     assertName(name, 'approval name');
@@ -22,6 +23,7 @@ export function approval<T>(run: Run, name: string, options: ApprovalOptions = {
       throw new CairnError(ErrorCodes.INVALID_ARGUMENT, `The key of approval "${name}" must be a string or a number.`);
     }
     onTimeout = options.onTimeout ?? 'throw';
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- JavaScript callers can pass anything
     if (onTimeout !== 'throw' && onTimeout !== 'reject') {
       throw new CairnError(ErrorCodes.INVALID_ARGUMENT, `The onTimeout option of approval "${name}" must be 'throw' or 'reject'.`);
     }

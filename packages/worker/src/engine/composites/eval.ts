@@ -18,7 +18,7 @@ import type { Run } from '../run.js';
 /** The ctx calls a gate makes: judges are model calls, the last word may be a human's. */
 export interface GateCalls {
   model(name: string, options: ModelCallOptions): Promise<ModelResult>;
-  approval(name: string, options: ApprovalOptions): Promise<ApprovalResult<unknown>>;
+  approval(name: string, options: ApprovalOptions): Promise<ApprovalResult>;
 }
 
 /**
