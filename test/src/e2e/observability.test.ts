@@ -202,7 +202,7 @@ describe('observability', () => {
     );
   });
 
-  it('traces gateway calls, REST requests and sweeper passes on the control plane', async () => {
+  it('traces gateway calls, REST requests, timer and sweeper passes on the control plane', async () => {
     for (const runId of Object.values(runs)) {
       await cpTraces.waitFor(`StartRun span of ${runId}`, (spans) =>
         spans.find((s) => s.name === 'cairn.gateway.v1.GatewayService/StartRun' && s.attributes['cairn.run_id'] === runId),
@@ -216,10 +216,13 @@ describe('observability', () => {
     );
     assert.equal(rest.attributes['cairn.error.code'], 'CAIRN-1104');
     assert.match(String(rest.attributes['cairn.request_id']), /^[0-9a-f-]{36}$/);
-    const sweep = await cpTraces.waitFor('a sweep that woke the sleeper', (spans) =>
-      spans.find((s) => s.name === 'cairn.sweep' && Number(s.attributes['cairn.sweep.woken']) >= 1),
+    // The sleeper is woken by the timer armed for its wake-up time; the periodic sweep runs beside it.
+    const timers = await cpTraces.waitFor('a timer pass that woke the sleeper', (spans) =>
+      spans.find((s) => s.name === 'cairn.timers' && Number(s.attributes['cairn.timers.woken']) >= 1),
     );
-    assert.equal(sweep.service, 'cairn-control-plane');
+    assert.equal(timers.service, 'cairn-control-plane');
+    const sweep = await cpTraces.waitFor('a sweep pass', (spans) => spans.find((s) => s.name === 'cairn.sweep'));
+    assert.equal(sweep.attributes['cairn.sweep.in_grace_period'] !== undefined, true);
   });
 
   it('sends no payload, key or error message to either collector', async () => {

@@ -105,12 +105,15 @@ export class SweeperService {
     }
     this.timerPass = (async () => {
       try {
-        let woken = 0;
-        do {
-          this.timerPassAgain = false;
-          woken += await this.wakeDueTimers();
-          // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- set by a timer that fired while this pass awaited
-        } while (this.timerPassAgain && !this.stopped);
+        const woken = await this.telemetry.traceTimers(async () => {
+          let n = 0;
+          do {
+            this.timerPassAgain = false;
+            n += await this.wakeDueTimers();
+            // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- set by a timer that fired while this pass awaited
+          } while (this.timerPassAgain && !this.stopped);
+          return n;
+        });
         const next = await this.runs.nextTimerInMs();
         if (next !== null) this.armTimer(Date.now() + (next > 0 ? Math.ceil(next) : woken > 0 ? 0 : DUE_RETRY_MS));
       } catch (error) {

@@ -291,6 +291,22 @@ export class Telemetry {
     }
   }
 
+  /** One timer pass (due timers queued when the earliest came due), as a span; its wake-ups counted like the sweep's. */
+  async traceTimers(pass: () => Promise<number>): Promise<number> {
+    const span = this.tracing?.tracer.startSpan('cairn.timers', { kind: SpanKind.INTERNAL });
+    try {
+      const woken = await pass();
+      this.metrics.sweepRequeued.inc({ reason: 'timer_due' }, woken);
+      span?.setAttributes({ 'cairn.timers.woken': woken });
+      return woken;
+    } catch (error) {
+      span?.setStatus({ code: SpanStatusCode.ERROR });
+      throw error;
+    } finally {
+      span?.end();
+    }
+  }
+
   // ---- /metrics ------------------------------------------------------------------------------
 
   /**
