@@ -438,13 +438,14 @@ for (const kind of testPostgresKinds()) {
             await ctx.step('wait', () => pause(ms));
             drawn[index] = `${ctx.random()} ${ctx.uuid()}`;
           });
-          await ctx.sleep(50);
+          // Far above the engine's 10 ms threshold, so the run suspends however slow the machine is.
+          await ctx.sleep(1_000);
           return drawn;
         });
         const runId = await cp.start(wf, null);
         const engine = cp.engine([wf], 10);
         expectKind(await cp.dispatch(engine, runId, wf).done, 'suspended');
-        await pause(60);
+        await pause(1_000);
         expectKind(await cp.dispatch(engine, runId, wf).done, 'completed');
         assert.equal(executions.length, 2);
         assert.deepEqual(executions[1], executions[0]);
