@@ -370,6 +370,45 @@ const ms = (d: Date | null): number | undefined => (d === null ? undefined : d.g
 const date = (n: number | undefined): Date | null => (n === undefined ? null : new Date(n));
 
 /**
+ * $1–$14 of a one-entry journal write: run, epoch, position, kind, name, key digest, status,
+ * attempt, sealed value (key ID, blob, size), due, started and ended times.
+ */
+type EntryValues = [
+  string,
+  number,
+  number,
+  JournalKind,
+  string,
+  string | null,
+  JournalStatus,
+  number,
+  string | null,
+  Buffer | null,
+  number,
+  Date | null,
+  Date,
+  Date | null,
+];
+function entryValues(runId: string, epoch: number, e: JournalWrite, sealed: (Sealed & { size: number }) | undefined): EntryValues {
+  return [
+    runId,
+    epoch,
+    e.position,
+    e.kind,
+    e.name,
+    e.keyDigest ?? null,
+    e.status,
+    e.attempt ?? 1,
+    sealed?.keyId ?? null,
+    sealed?.blob ?? null,
+    sealed?.size ?? 0,
+    date(e.dueAt),
+    new Date(e.startedAt),
+    date(e.endedAt),
+  ];
+}
+
+/**
  * The data plane's payload store on Postgres: run inputs, the journal of durable calls, outputs,
  * errors and signal bodies, each sealed with AES-256-GCM. It is the authority for step results;
  * every journal write is fenced by the run's lease epoch.
@@ -1616,22 +1655,7 @@ export class PayloadStore {
                    ended_at = excluded.ended_at, epoch = excluded.epoch
                WHERE dp_journal.status NOT IN ('completed', 'failed', 'timed_out')
              RETURNING 1`,
-      values: [
-        runId,
-        epoch,
-        e.position,
-        e.kind,
-        e.name,
-        e.keyDigest ?? null,
-        e.status,
-        e.attempt ?? 1,
-        sealed?.keyId ?? null,
-        sealed?.blob ?? null,
-        sealed?.size ?? 0,
-        date(e.dueAt),
-        new Date(e.startedAt),
-        date(e.endedAt),
-      ],
+      values: entryValues(runId, epoch, e, sealed),
     });
     if (r.rowCount !== 1) {
       // Nothing written: either the epoch lost the run, or the entry was already final (kept as is).
@@ -1658,9 +1682,9 @@ export class PayloadStore {
     plain: Buffer | undefined,
     sealed: (Sealed & { size: number }) | undefined,
   ): Promise<boolean> {
-    const startedAt = new Date(e.startedAt);
-    const dueAt = date(e.dueAt);
-    const endedAt = date(e.endedAt);
+    // The values as the statement stores them, so the hash is over exactly what the row holds.
+    const values = entryValues(runId, epoch, e, sealed);
+    const [dueAt, startedAt, endedAt] = [values[11], values[12], values[13]];
     const hash = journalEntryHash(cursor.head, {
       position: e.position,
       kind: e.kind,
@@ -1690,23 +1714,7 @@ export class PayloadStore {
                INSERT INTO dp_journal (run_id, position, kind, name, key_digest, status, attempt, key_id, payload, output_size, due_at, started_at, ended_at, epoch, chain_hash)
                SELECT run_id, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $2, $15 FROM chained
                RETURNING 1`,
-        values: [
-          runId,
-          epoch,
-          e.position,
-          e.kind,
-          e.name,
-          e.keyDigest ?? null,
-          e.status,
-          e.attempt ?? 1,
-          sealed?.keyId ?? null,
-          sealed?.blob ?? null,
-          sealed?.size ?? 0,
-          dueAt,
-          startedAt,
-          endedAt,
-          hash,
-        ],
+        values: [...values, hash],
       });
       written = r.rowCount === 1;
     } finally {
