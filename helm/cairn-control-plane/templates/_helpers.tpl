@@ -82,6 +82,17 @@ changing bootstrap.adminKey rolls the pods; empty otherwise. The key is 16 or mo
 {{- end -}}
 {{- end -}}
 
+{{/* The name the gRPC certificate must carry for `helm test`: the name data planes dial. */}}
+{{- define "cairn-cp.grpcServerName" -}}
+{{- if .Values.tests.grpc.serverName -}}
+{{- .Values.tests.grpc.serverName -}}
+{{- else if .Values.ingress.grpc.enabled -}}
+{{- .Values.ingress.grpc.host -}}
+{{- else -}}
+{{- printf "%s.%s.svc" (include "cairn-cp.fullname" .) .Release.Namespace -}}
+{{- end -}}
+{{- end -}}
+
 {{/* The annotations the gRPC Ingress needs for ingress-nginx to reach the gRPC port as it is served. */}}
 {{- define "cairn-cp.grpcIngressAnnotations" -}}
 {{- $chart := dict -}}
