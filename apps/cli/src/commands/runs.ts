@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import { Context, intOption, readJsonInput } from '../context.js';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { ErrorCodes, verifyJournalExport } from '@cairn/common';
+import { ErrorCodes, isId, verifyJournalExport } from '@cairn/common';
 import { pinnedKeys } from '../audit.js';
 import { CliError, ExitCode } from '../errors.js';
 import { examples } from '../help.js';
@@ -295,7 +295,7 @@ export function registerRuns(program: Command): void {
     .option('--status <status...>', `one or more of ${RUN_STATUSES.join(', ')}`)
     .option('--workflow <name>', 'workflow name')
     .option('--version <version>', 'workflow version (with --workflow)')
-    .option('--schedule <id>', 'runs a schedule fired')
+    .option('--schedule <schedule>', 'runs a schedule fired (its ID or name)')
     .option('--parent <run>', 'child runs of this run')
     .option('--created-after <time>', 'ISO time, inclusive')
     .option('--created-before <time>', 'ISO time, exclusive')
@@ -330,12 +330,18 @@ export function registerRuns(program: Command): void {
         const cp = ctx.controlPlane();
         // In strict residency mode the control plane knows the workflow by its keyed digest only.
         const workflow = opts.workflow === undefined ? undefined : await crossingWorkflowName(ctx, opts.workflow);
+        // A schedule by name or ID, as every `schedules` command takes it; the run filter takes its ID.
+        const scheduleId =
+          opts.schedule === undefined || isId(opts.schedule)
+            ? opts.schedule
+            : (await cp.get<components['schemas']['ScheduleDetail']>(ctx.projectPath(`/schedules/${encodeURIComponent(opts.schedule)}`)))
+                .schedule.id;
         const page = await ctx.out.spin('listing runs', () =>
           cp.get<components['schemas']['RunList']>(ctx.projectPath('/runs'), {
             status: statuses.length > 0 ? statuses.join(',') : undefined,
             workflow,
             version: opts.version,
-            scheduleId: opts.schedule,
+            scheduleId,
             parentRunId: opts.parent,
             createdAfter: opts.createdAfter,
             createdBefore: opts.createdBefore,
