@@ -693,10 +693,15 @@ export interface components {
       /** @description true when the journal replays on the version without non-determinism and without a new failure */
       ok: boolean;
       /**
-       * @description completed/failed: the code ends where the journal ends, as the run did; continues: it replays the whole journal and goes on (next); waiting: it waits where the run waits; non_determinism: it calls something else than the journal holds at position; diverged: it throws where the run did not fail
+       * @description completed/failed: the code ends where the journal ends, as the run did; continues: it replays the whole journal and goes on (next); waiting: it waits where the run waits; non_determinism: it calls something else than the journal holds at position; diverged: it throws where the run did not fail; unreplayable: it throws before a model call the journal holds (next), as when the model configuration is missing where it replays (missing)
        * @enum {string}
        */
-      outcome: 'completed' | 'failed' | 'continues' | 'waiting' | 'non_determinism' | 'diverged';
+      outcome: 'completed' | 'failed' | 'continues' | 'waiting' | 'non_determinism' | 'diverged' | 'unreplayable';
+      /**
+       * @description unreplayable: what the replay lacks
+       * @enum {string}
+       */
+      missing?: 'model configuration';
       /** @description calls answered from the journal */
       replayedCalls: number;
       /** @description the journal's entries (clock reads aside) */
@@ -715,19 +720,19 @@ export interface components {
         name: string;
         keyDigest: string | null;
       } | null;
-      /** @description continues: the first call past the journal */
+      /** @description continues: the first call past the journal; unreplayable: the journaled call the code did not reach */
       next?: {
         kind: string;
         name: string;
         keyDigest: string | null;
         position: number;
       };
-      /** @description failed/diverged: the error the code ends with */
+      /** @description failed/diverged/unreplayable: the error the code ends with */
       error?: {
         name: string;
         message: string;
       };
-      /** @description non_determinism/diverged: what differs, in words */
+      /** @description non_determinism/diverged/unreplayable: what differs, in words */
       message?: string;
     };
     ReplayCheckView: {
