@@ -393,6 +393,18 @@ export const StartRunResponse = named(
     version: z.string().nullable(),
     status: RunStatusName.nullable(),
     created: z.boolean().describe('false: an earlier run with the same idempotency key'),
+    warnings: z
+      .array(
+        z.object({
+          code: z
+            .enum(['no_connected_worker'])
+            .describe(
+              "no_connected_worker: no connected worker runs the run's workflow version; the run waits in the queue until one connects",
+            ),
+          message: z.string(),
+        }),
+      )
+      .describe('what may keep the run from running soon; empty when nothing is known to'),
   }),
 );
 

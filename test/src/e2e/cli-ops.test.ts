@@ -228,10 +228,21 @@ describe('the cairn CLI on flow control, schedules, replay and versions without 
         () => false,
       );
       if (ready) break;
+      assert.equal(next.exitCode, null, 'the worker of ops-echo@2 exited before it was ready');
       await new Promise((r) => setTimeout(r, 100));
     }
     next.kill('SIGTERM');
     await exited;
+    // Until the control plane has seen its stream end, it would still count the worker as connected.
+    const connectedWorkers = async (): Promise<number> => {
+      const res = await fetch(
+        `${t.stack.controlPlanes[0]!.httpUrl}/v1/projects/default/data-planes/${t.stack.secrets.dataPlaneId}/workers`,
+        { headers: { authorization: `Bearer ${t.stack.secrets.apiToken}` } },
+      );
+      const body = (await res.json()) as { workers: Array<{ connected: boolean }> };
+      return body.workers.filter((w) => w.connected).length;
+    };
+    while ((await connectedWorkers()) !== 1) await new Promise((r) => setTimeout(r, 100));
 
     const started = await cli(['runs', 'start', 'ops-echo', '-i', '{"text":"hi"}', '-o', 'json']);
     assert.equal(started.code, 0, started.stderr);
@@ -245,7 +256,7 @@ describe('the cairn CLI on flow control, schedules, replay and versions without 
     assert.equal(body.status, 'queued');
     assert.deepEqual(
       body.warnings.map((w) => w.code),
-      ['NO_CONNECTED_WORKER'],
+      ['no_connected_worker'],
     );
     assert.match(body.warnings[0]!.message, /no connected worker serves ops-echo@2/);
     assert.match(started.stderr, /warning: no connected worker serves ops-echo@2: the run waits in the queue until one connects/);
@@ -254,7 +265,7 @@ describe('the cairn CLI on flow control, schedules, replay and versions without 
     assert.equal(described.run.status, 'queued');
     assert.deepEqual(
       described.warnings.map((w) => w.code),
-      ['NO_CONNECTED_WORKER'],
+      ['no_connected_worker'],
     );
     const describedTable = await cli(['runs', 'describe', body.runId]);
     assert.match(describedTable.stdout + describedTable.stderr, /warning: no connected worker serves ops-echo@2/);

@@ -31,8 +31,29 @@ export function runView(run: ApiRunView): RunView {
 async function describeRun(ctx: Context, cp: HttpClient, id: string): Promise<Describe> {
   const d = await cp.get<components['schemas']['RunDescription']>(runPath(ctx, id));
   const [run] = await withWorkflowNames(ctx, [runView(d.run)]);
-  return resolveStrictNames(ctx, id, { ...d, run: run! });
+  // Worded again with the workflow's name (a strict-mode control plane knows its digest only).
+  const warnings = d.warnings.map((w) => ({ ...w, message: warningText(w.code, `${run!.workflowName}@${run!.workflowVersion}`) }));
+  return resolveStrictNames(ctx, id, { ...d, run: run!, warnings });
 }
+
+/** What each run warning means for the user, about `workflow@version`. */
+const WARNING_TEXT: Record<components['schemas']['RunWarning']['code'], (workflow: string) => string> = {
+  no_connected_worker: (workflow) => `no connected worker serves ${workflow}: the run waits in the queue until one connects`,
+};
+
+function warningText(code: components['schemas']['RunWarning']['code'], workflow: string): string {
+  return WARNING_TEXT[code](workflow);
+}
+
+/** Prints each warning on stderr, so that stdout stays what the format says. */
+function printWarnings(ctx: Context, warnings: ReadonlyArray<{ message: string }>, hint?: string): void {
+  for (const w of warnings) ctx.out.note(ctx.out.c.yellow(`warning: ${w.message}`));
+  if (warnings.length > 0 && hint) ctx.out.note(ctx.out.c.dim(`hint: ${hint}`));
+}
+
+/** What to do when no connected worker serves the version a run is pinned to. */
+const NO_WORKER_HINT =
+  'Start a worker that runs that version, or cancel the run and start it on a version a connected worker runs (--version).';
 
 /**
  * Runs with the workflow names a strict-mode data plane sent as keyed digests resolved through
@@ -243,8 +264,16 @@ export function registerRuns(program: Command): void {
           ...(opts.priority === undefined ? {} : { priority: opts.priority }),
         };
         const started = await ctx.out.spin(`starting ${workflow}`, () =>
-          gw.post<{ runId: string; workflow: string; version: string; status: string; created: boolean }>('/v1/runs', body),
+          gw.post<{
+            runId: string;
+            workflow: string;
+            version: string;
+            status: string;
+            created: boolean;
+            warnings?: Array<{ code: string; message: string }>;
+          }>('/v1/runs', body),
         );
+        printWarnings(ctx, started.warnings ?? [], NO_WORKER_HINT);
         if (opts.watch) {
           ctx.out.note(`started run ${started.runId} (${started.workflow}@${started.version})`);
           const d = await watchRun(ctx, ctx.controlPlane(), started.runId, 500);
@@ -381,6 +410,7 @@ export function registerRuns(program: Command): void {
       const ctx = new Context(command);
       const cp = ctx.controlPlane();
       const d = await ctx.out.spin(`describing run ${id}`, () => describeRun(ctx, cp, id));
+      printWarnings(ctx, d.warnings, NO_WORKER_HINT);
       ctx.out.data(d, () => printTimeline(ctx.out, d));
     });
 

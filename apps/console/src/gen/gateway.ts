@@ -576,6 +576,15 @@ export interface components {
       status: components['schemas']['RunStatus'] | null;
       /** @description false: an earlier run with the same idempotency key */
       created: boolean;
+      /** @description what may keep the run from running soon; empty when nothing is known to */
+      warnings: {
+        /**
+         * @description no_connected_worker: no connected worker runs the run's workflow version; the run waits in the queue until one connects
+         * @enum {string}
+         */
+        code: 'no_connected_worker';
+        message: string;
+      }[];
     };
     StepsResponse: {
       runId: string;

@@ -1137,4 +1137,14 @@ END
 $fn$;
 `,
   },
+  {
+    version: 24,
+    name: 'the workflow versions each connected worker runs',
+    sql: `
+-- The name@version pairs a worker's Hello announced (names as they cross: declared in code, or keyed
+-- digests in strict residency mode), so that any replica can tell whether a connected worker runs
+-- the version a run is pinned to.
+ALTER TABLE data_plane_workers ADD COLUMN workflow_versions text[] NOT NULL DEFAULT '{}';
+`,
+  },
 ];
