@@ -812,6 +812,60 @@ for (const kind of testPostgresKinds()) {
         w.close();
       });
 
+      test('a run started while a connected worker has a free slot goes to it from the insert, with the audit trail and lease history of a claim', async () => {
+        const workflows = [{ name: 'direct', version: 'v1', taskQueue: 'default' }];
+        const w = open();
+        const workerId = randomUUID();
+        await w.hello({ dataPlaneId, workerId, slots: 2, workflows });
+        const started = await startRun({ workflowName: 'direct' });
+        // Already leased in the StartRun answer: no claim came between the insert and the task.
+        assert.deepEqual([started.status, started.epoch, started.dispatchCount], [RunStatus.RUNNING, 1, 1]);
+        const task = await w.next('runTask', (t) => t.runId === started.runId);
+        assert.deepEqual([task.epoch, task.reason, task.workflowName], [1, WakeReason.START, 'direct']);
+
+        const audit = await sql.query<{ action: string; actor_type: string; metadata: Record<string, unknown> }>(
+          `SELECT action, actor_type, metadata FROM audit_log WHERE target_id = $1 ORDER BY id`,
+          [started.runId],
+        );
+        assert.deepEqual(
+          audit.rows.map((r) => [
+            r.action,
+            r.actor_type,
+            r.metadata['from'] ?? null,
+            r.metadata['epoch'],
+            r.metadata['wakeReason'] ?? null,
+          ]),
+          [
+            ['run.queued', 'data_plane', null, 0, 'start'],
+            ['run.running', 'data_plane', 'queued', 1, null],
+          ],
+        );
+        assert.equal(audit.rows[1]!.metadata['workerId'], workerId);
+        const leases = await sql.query<{ epoch: number; ended_at: Date | null }>(
+          'SELECT epoch, ended_at FROM run_leases WHERE run_id = $1',
+          [started.runId],
+        );
+        assert.deepEqual(
+          leases.rows.map((l) => [l.epoch, l.ended_at]),
+          [[1, null]],
+        );
+
+        // Both slots taken: the next start queues, and the worker gets it once a slot frees.
+        const second = await startRun({ workflowName: 'direct' });
+        assert.equal(second.status, RunStatus.RUNNING);
+        await w.next('runTask', (t) => t.runId === second.runId);
+        const third = await startRun({ workflowName: 'direct' });
+        assert.deepEqual([third.status, third.epoch], [RunStatus.QUEUED, 0]);
+        const done = w.send({
+          case: 'completed',
+          value: { $typeName: 'cairn.worker.v1.RunCompleted', runId: started.runId, epoch: 1, outputSize: 1n },
+        });
+        await w.next('ack', (a) => a.sequence === done);
+        const claimed = await w.next('runTask', (t) => t.runId === third.runId);
+        assert.equal(claimed.epoch, 1);
+        w.close();
+      });
+
       test('model call attempts carry provider, model and token counts to the timeline, and nothing else', async () => {
         const started = await startRun();
         const w = open();

@@ -536,7 +536,10 @@ for (const kind of testPostgresKinds()) {
           },
         );
         assert.deepEqual([victimRun.body.run.workflowName, victimRun.body.run.dataPlaneId], ['payroll', victimPlane.body.dataPlane.id]);
-        assert.ok(cp.lines.some((l) => l.includes('StartRun named a run ID another data plane holds') && l.includes(attacker.id)));
+        await cp.logged(
+          'the refused StartRun',
+          (l) => l.includes('StartRun named a run ID another data plane holds') && l.includes(attacker.id),
+        );
       } finally {
         gateway.close();
       }
@@ -593,7 +596,7 @@ for (const kind of testPostgresKinds()) {
         await exhaust('203.0.113.5');
         assert.equal((await whoami(stranger, '203.0.113.5')).status, 429);
         // Logged by address, never with the key.
-        assert.ok(guarded.lines.some((l) => l.includes('API key refused') && l.includes('203.0.113.5')));
+        await guarded.logged('the refused key by address', (l) => l.includes('API key refused') && l.includes('203.0.113.5'));
       });
 
       test('gRPC: guessed data-plane credentials get RESOURCE_EXHAUSTED with retry-after; the real credential keeps working', async () => {

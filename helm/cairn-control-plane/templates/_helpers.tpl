@@ -59,12 +59,49 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- end -}}
 
+{{/* The image reference (quote it): global.imageRegistry in front of the repository; a digest wins over a tag. */}}
 {{- define "cairn-cp.image" -}}
-{{- if .Values.image.digest -}}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
-{{- else -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- $repository := .Values.image.repository -}}
+{{- with .Values.global.imageRegistry -}}
+{{- $repository = printf "%s/%s" (trimSuffix "/" .) $repository -}}
 {{- end -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" $repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+A digest of the Secret the chart made for the bootstrap admin key (not an existingSecret), so that
+changing bootstrap.adminKey rolls the pods; empty otherwise. The key is 16 or more characters.
+*/}}
+{{- define "cairn-cp.secretChecksum" -}}
+{{- if not .Values.bootstrap.existingSecret -}}
+{{- printf "admin-key=%s" .Values.bootstrap.adminKey | sha256sum -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The name the gRPC certificate must carry for `helm test`: the name data planes dial. */}}
+{{- define "cairn-cp.grpcServerName" -}}
+{{- if .Values.tests.grpc.serverName -}}
+{{- .Values.tests.grpc.serverName -}}
+{{- else if .Values.ingress.grpc.enabled -}}
+{{- .Values.ingress.grpc.host -}}
+{{- else -}}
+{{- printf "%s.%s.svc" (include "cairn-cp.fullname" .) .Release.Namespace -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The annotations the gRPC Ingress needs for ingress-nginx to reach the gRPC port as it is served. */}}
+{{- define "cairn-cp.grpcIngressAnnotations" -}}
+{{- $chart := dict -}}
+{{- if .Values.ingress.grpc.tlsPassthrough -}}
+{{- $_ := set $chart "nginx.ingress.kubernetes.io/ssl-passthrough" "true" -}}
+{{- else -}}
+{{- $_ := set $chart "nginx.ingress.kubernetes.io/backend-protocol" (ternary "GRPCS" "GRPC" (not (empty .Values.grpcTls.certSecret))) -}}
+{{- end -}}
+{{- toYaml (merge (deepCopy .Values.ingress.grpc.annotations) $chart) -}}
 {{- end -}}
 
 {{- define "cairn-cp.bootstrapSecret" -}}
@@ -77,6 +114,9 @@ app.kubernetes.io/component: {{ .component }}
 {{/* Checks that need more than one value; each message names the values and what to do. */}}
 {{- define "cairn-cp.validate" -}}
 {{- $v := .Values -}}
+{{- if not $v.image.repository -}}
+{{- fail "image.repository is required: the control-plane image in a registry you control (the server, the migration Job, audit retention and the helm test run it), e.g. registry.example.com/cairn/control-plane, built from docker/control-plane.Dockerfile or mirrored from a release; pin it with image.digest (or set global.imageRegistry and give the repository as a path in it)" -}}
+{{- end -}}
 {{- if not $v.database.existingSecret -}}
 {{- fail "database.existingSecret is required: a Secret holding the control plane's postgres:// URL (PostgreSQL 15-18)" -}}
 {{- end -}}
@@ -103,6 +143,24 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- if and $v.ingress.grpc.enabled (not $v.ingress.grpc.host) -}}
 {{- fail "ingress.grpc.host is required when ingress.grpc.enabled" -}}
+{{- end -}}
+{{- if $v.ingress.grpc.enabled -}}
+{{- $protocol := index $v.ingress.grpc.annotations "nginx.ingress.kubernetes.io/backend-protocol" | default "" | upper -}}
+{{- if and $v.grpcTls.clientCaSecret (not $v.ingress.grpc.tlsPassthrough) -}}
+{{- fail "grpcTls.clientCaSecret (mutual TLS) with ingress.grpc.enabled needs ingress.grpc.tlsPassthrough=true: an Ingress that terminates TLS cannot hand the data planes' client certificates to the control plane (ingress-nginx must then run with --enable-ssl-passthrough). Or publish the gRPC port without an Ingress (service.type=LoadBalancer)" -}}
+{{- end -}}
+{{- if and $v.ingress.grpc.tlsPassthrough (not $v.grpcTls.certSecret) -}}
+{{- fail "ingress.grpc.tlsPassthrough needs grpcTls.certSecret: with passthrough the control plane itself serves TLS for ingress.grpc.host, with a certificate that names it" -}}
+{{- end -}}
+{{- if and $v.ingress.grpc.tlsPassthrough $v.ingress.grpc.tlsSecret -}}
+{{- fail "ingress.grpc.tlsSecret is not used with ingress.grpc.tlsPassthrough: the control plane serves grpcTls.certSecret itself; leave ingress.grpc.tlsSecret empty" -}}
+{{- end -}}
+{{- if and (not $v.ingress.grpc.tlsPassthrough) $v.grpcTls.certSecret (eq $protocol "GRPC") -}}
+{{- fail "the gRPC port serves TLS (grpcTls.certSecret) but ingress.grpc.annotations sets nginx.ingress.kubernetes.io/backend-protocol GRPC (plaintext): remove that annotation (the chart sets GRPCS) or set ingress.grpc.tlsPassthrough=true" -}}
+{{- end -}}
+{{- if and (not $v.grpcTls.certSecret) (eq $protocol "GRPCS") -}}
+{{- fail "the gRPC port serves plaintext (grpcTls.certSecret is empty) but ingress.grpc.annotations sets nginx.ingress.kubernetes.io/backend-protocol GRPCS: remove that annotation (the chart sets GRPC) or set grpcTls.certSecret" -}}
+{{- end -}}
 {{- end -}}
 {{- if and $v.networkPolicy.enabled (not $v.networkPolicy.database.cidrs) (not $v.networkPolicy.database.peers) -}}
 {{- fail "networkPolicy.database.cidrs (or .peers) is required while networkPolicy.enabled: the addresses of the control plane's Postgres" -}}

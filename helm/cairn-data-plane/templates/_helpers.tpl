@@ -66,12 +66,58 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- end -}}
 
-{{/* An image reference: pass (dict "image" .Values.x.image "default" tag). A digest wins over a tag. */}}
+{{/*
+An image reference: pass (dict "image" .Values.x.image "default" tag "global" .Values.global).
+global.imageRegistry goes in front of the repository; a digest wins over a tag. Quote the result.
+*/}}
 {{- define "cairn-dp.image" -}}
+{{- $repository := .image.repository -}}
+{{- with .global.imageRegistry -}}
+{{- $repository = printf "%s/%s" (trimSuffix "/" .) $repository -}}
+{{- end -}}
 {{- if .image.digest -}}
-{{- printf "%s@%s" .image.repository .image.digest -}}
+{{- printf "%s@%s" $repository .image.digest -}}
 {{- else -}}
-{{- printf "%s:%s" .image.repository (default .default .image.tag) -}}
+{{- printf "%s:%s" $repository (default .default .image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+A digest of the Secrets the chart made (not existingSecret ones) that a pod mounts, so that a change
+to one rolls exactly the pods that read it. Pass (dict "ctx" $ "gatewayTokens" true|false); empty
+when the pod mounts no chart-made Secret. Every value hashed is high-entropy by the schema (keys of
+32 bytes, tokens of 32 characters or more, a password of 16 or more), so the digest gives nothing away.
+*/}}
+{{- define "cairn-dp.secretChecksum" -}}
+{{- $v := .ctx.Values -}}
+{{- $parts := list -}}
+{{- if not $v.dataPlane.credential.existingSecret -}}
+{{- $parts = append $parts (printf "credential=%s" $v.dataPlane.credential.value) -}}
+{{- end -}}
+{{- if not $v.encryption.existingSecret -}}
+{{- $parts = append $parts (printf "encryption-keys=%s hmac-key=%s" $v.encryption.keys $v.encryption.hmacKey) -}}
+{{- end -}}
+{{- if $v.postgresql.enabled -}}
+{{- $a := $v.postgresql.auth -}}
+{{- $parts = append $parts (printf "payload-store=%s %s %s %s" $a.username $a.password $a.database (include "cairn-dp.fullname" .ctx)) -}}
+{{- end -}}
+{{- if and .gatewayTokens (not $v.gateway.auth.existingSecret) -}}
+{{- $parts = append $parts (printf "tokens=%s" (join "," $v.gateway.auth.tokens)) -}}
+{{- end -}}
+{{- if $parts -}}
+{{- join "\n" $parts | sha256sum -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A pod template's annotations: the values' podAnnotations and the Secrets' digest. Pass (dict "annotations" map "checksum" string). */}}
+{{- define "cairn-dp.podAnnotations" -}}
+{{- $annotations := deepCopy (default dict .annotations) -}}
+{{- with .checksum -}}
+{{- $_ := set $annotations "checksum/secrets" . -}}
+{{- end -}}
+{{- with $annotations -}}
+annotations:
+  {{- toYaml . | nindent 2 }}
 {{- end -}}
 {{- end -}}
 
@@ -135,6 +181,9 @@ to do. values.schema.json checks each value on its own.
 {{- if and (not $v.encryption.existingSecret) (or (not $v.encryption.keys) (not $v.encryption.hmacKey)) -}}
 {{- fail "encryption.existingSecret (preferred) or both encryption.keys and encryption.hmacKey are required: generate keys with `openssl rand -base64 32`" -}}
 {{- end -}}
+{{- if and (or $v.gateway.enabled $v.migration.enabled) (not $v.gateway.image.repository) -}}
+{{- fail "gateway.image.repository is required: the gateway image in a registry you control (the gateway and the migration Job run it), e.g. registry.example.com/cairn/gateway, built from docker/gateway.Dockerfile or mirrored from a release; pin it with gateway.image.digest (or set global.imageRegistry and give the repository as a path in it)" -}}
+{{- end -}}
 {{- if not $v.worker.image.repository -}}
 {{- fail "worker.image.repository is required: your workflow image, built FROM the Cairn worker base image" -}}
 {{- end -}}
@@ -154,6 +203,9 @@ to do. values.schema.json checks each value on its own.
 {{- fail "gateway.auth.existingSecret (preferred) or gateway.auth.tokens is required: the bearer tokens clients present to the gateway" -}}
 {{- end -}}
 {{- if $v.networkPolicy.enabled -}}
+{{- if and $v.gateway.enabled $v.gateway.ingress.enabled (not $v.networkPolicy.gateway.ingressFrom) (not $v.networkPolicy.gateway.ingressControllerAllowedElsewhere) -}}
+{{- fail "gateway.ingress.enabled needs networkPolicy.gateway.ingressFrom: the gateway's NetworkPolicy admits only pods labelled <fullname>-client, so your ingress controller would be blocked (504). Name the controller, e.g. networkPolicy.gateway.ingressFrom[0].namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name=ingress-nginx, or set networkPolicy.gateway.ingressControllerAllowedElsewhere=true when a policy of your own lets it in" -}}
+{{- end -}}
 {{- if and (not $v.networkPolicy.controlPlane.cidrs) (not $v.networkPolicy.controlPlane.peers) -}}
 {{- fail "networkPolicy.controlPlane.cidrs (or .peers) is required while networkPolicy.enabled: the addresses of the control-plane endpoint, or workers cannot reach it" -}}
 {{- end -}}

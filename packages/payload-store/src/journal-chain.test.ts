@@ -227,6 +227,7 @@ describe('journal hash chain', () => {
   it('refuses to take a run for a task that names another workflow, writing nothing', async () => {
     const runId = newId();
     await store.createRun({ runId, workflowName: 'payroll', input: {} });
+    const before = await raw.query<{ epoch: number }>('SELECT epoch FROM dp_runs WHERE run_id = $1', [runId]);
     await assert.rejects(
       store.acquire(runId, 3, { workflowName: 'exfiltrate' }),
       (err: unknown) =>
@@ -236,7 +237,7 @@ describe('journal hash chain', () => {
         err.message.includes('"payroll"'),
     );
     const row = await raw.query<{ epoch: number }>('SELECT epoch FROM dp_runs WHERE run_id = $1', [runId]);
-    assert.equal(row.rows[0]?.epoch, 0, 'the fence did not move');
+    assert.equal(row.rows[0]?.epoch, before.rows[0]?.epoch, 'the fence did not move');
     const { run } = await store.acquire(runId, 3, { workflowName: 'payroll' });
     assert.equal(run.workflowName, 'payroll');
   });

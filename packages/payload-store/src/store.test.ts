@@ -105,6 +105,33 @@ for (const kind of testPostgresKinds()) {
       );
     });
 
+    it("writes nothing when a new run's first lease takes it, and still fences the epochs after it", async () => {
+      const runId = newId();
+      await store.createRun({ runId, workflowName: 'wf', input: { n: 1 } });
+      const raw = new pg.Client({ connectionString: url });
+      await raw.connect();
+      try {
+        const version = async (): Promise<{ xmin: string; epoch: number }> =>
+          (await raw.query<{ xmin: string; epoch: number }>('SELECT xmin::text, epoch FROM dp_runs WHERE run_id = $1', [runId])).rows[0]!;
+        const created = await version();
+        const { run, journal } = await store.acquire(runId, 1, { workflowName: 'wf' });
+        assert.deepEqual([run.epoch, journal.length], [1, 0]);
+        // The row is the one the insert wrote: the first acquire committed no change to it.
+        assert.deepEqual(await version(), created);
+        await store.append(runId, 1, [{ position: 0, kind: 'step', name: 'a', status: 'completed', value: 1, startedAt: now() }]);
+        assert.equal((await store.acquire(runId, 1)).journal.length, 1, 'the same lease takes it again, with its journal');
+        await store.acquire(runId, 2);
+        assert.equal((await version()).epoch, 2);
+        await assert.rejects(store.acquire(runId, 1), FencedError);
+        await assert.rejects(
+          store.append(runId, 1, [{ position: 1, kind: 'step', name: 'b', status: 'completed', value: 2, startedAt: now() }]),
+          FencedError,
+        );
+      } finally {
+        await raw.end();
+      }
+    });
+
     it('never overwrites a final journal entry', async () => {
       const runId = newId();
       await store.createRun({ runId, workflowName: 'wf', input: null });

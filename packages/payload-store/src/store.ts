@@ -670,9 +670,11 @@ export class PayloadStore {
   ): Promise<{ inputSize: number }> {
     const sealed = this.#seal(run.input, `${run.runId}:input`, 'The run input');
     // idempotent (child runs): a second create of the same run ID keeps the first and succeeds.
+    // The fence starts at epoch 1, the control plane's first lease of every run it starts: no
+    // earlier epoch exists to fence out, so that lease's acquire has nothing to write.
     await this.#pool.query(
-      `INSERT INTO dp_runs (run_id, workflow_name, seed, input_key_id, input, input_size, idempotency_digest, digest_version, hmac_key_id)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)${options.idempotent ? ' ON CONFLICT (run_id) DO NOTHING' : ''}`,
+      `INSERT INTO dp_runs (run_id, workflow_name, seed, input_key_id, input, input_size, idempotency_digest, digest_version, hmac_key_id, epoch)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1)${options.idempotent ? ' ON CONFLICT (run_id) DO NOTHING' : ''}`,
       [
         run.runId,
         run.workflowName,
@@ -1382,18 +1384,22 @@ export class PayloadStore {
     if (!isId(runId)) throw new CairnError(ErrorCodes.INVALID_ARGUMENT, `run ID ${JSON.stringify(runId)} is not a lowercase UUID`);
     if (!Number.isSafeInteger(epoch) || epoch < 0)
       throw new CairnError(ErrorCodes.INVALID_ARGUMENT, `epoch ${epoch} is not a whole number`);
-    // One round trip, two statements: the fence is raised first, and the journal is read by a
-    // second statement of the same implicit transaction, which takes a new snapshot in READ
-    // COMMITTED. So an entry that an older epoch committed while this UPDATE waited for its row lock
-    // is read too, and nothing older epochs try after the UPDATE can commit. (One statement would
-    // read the journal as of its start and could miss that entry.) The simple query protocol
-    // takes no parameters: the values are checked above, and the name is quoted as a literal.
+    // One round trip, three statements: the fence is raised first, then the run and its journal
+    // are read by statements of the same implicit transaction, each of which takes a new snapshot
+    // in READ COMMITTED. So an entry that an older epoch committed while the UPDATE waited for its
+    // row lock is read too, and nothing older epochs try after the UPDATE can commit. (One
+    // statement would read the journal as of its start and could miss that entry.) A run already
+    // at this epoch — a new run, stored at epoch 1, the first lease's — is not written at all, so
+    // the round trip commits nothing. The simple query protocol takes no parameters: the values
+    // are checked above, and the name is quoted as a literal.
     const workflow = expected === undefined ? 'NULL' : pg.escapeLiteral(expected.workflowName);
-    const [up, journal] = (await this.#pool.query(
-      `UPDATE dp_runs SET epoch = ${epoch} WHERE run_id = '${runId}' AND epoch <= ${epoch} AND (${workflow}::text IS NULL OR workflow_name = ${workflow}) RETURNING *;
+    const sameWorkflow = `(${workflow}::text IS NULL OR workflow_name = ${workflow})`;
+    const [, current, journal] = (await this.#pool.query(
+      `UPDATE dp_runs SET epoch = ${epoch} WHERE run_id = '${runId}' AND epoch < ${epoch} AND ${sameWorkflow};
+       SELECT * FROM dp_runs WHERE run_id = '${runId}' AND epoch = ${epoch} AND ${sameWorkflow};
        ${JOURNAL_SELECT.replace('$1', `'${runId}'`)}`,
-    )) as unknown as [pg.QueryResult<RunRow>, pg.QueryResult<JournalRow>];
-    const row = up.rows[0];
+    )) as unknown as [pg.QueryResult, pg.QueryResult<RunRow>, pg.QueryResult<JournalRow>];
+    const row = current.rows[0];
     if (!row) {
       const cur = await this.#pool.query<{ epoch: number; workflow_name: string }>(
         'SELECT epoch, workflow_name FROM dp_runs WHERE run_id = $1',

@@ -292,7 +292,7 @@ describe(`Worker (${kind} Postgres)`, () => {
       );
       // Nothing was written for the run and nothing crossed about it: its lease simply expires.
       const stored = await store().getRun(runId);
-      assert.equal(stored?.epoch, 0, 'the fence did not move');
+      assert.equal(stored?.epoch, 1, 'the fence did not move from where the gateway stored the run');
       assert.deepEqual(await store().loadJournal(runId), []);
       assert.ok(!cp.received.some((r) => 'runId' in (r.message.value ?? {}) && (r.message.value as { runId: string }).runId === runId));
     } finally {

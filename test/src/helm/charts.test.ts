@@ -69,7 +69,9 @@ describe('helm charts', () => {
         const undocumented: string[] = [];
         const walk = (s: JsonSchema, path: string) => {
           const props = s['properties'] as Record<string, JsonSchema> | undefined;
-          if (s['type'] === 'object' && props) assert.equal(s['additionalProperties'], false, `${path || '(root)'} is closed`);
+          // `global` alone stays open: Helm passes a parent chart's globals to its subcharts.
+          if (s['type'] === 'object' && props && path !== 'global')
+            assert.equal(s['additionalProperties'], false, `${path || '(root)'} is closed`);
           for (const [k, v] of Object.entries(props ?? {})) {
             const where = path ? `${path}.${k}` : k;
             if (typeof v['description'] !== 'string' || v['description'].length < 5) undocumented.push(where);
@@ -391,7 +393,7 @@ describe('helm charts', () => {
         ['TCP/5432', 'UDP/53,TCP/53'],
       );
       const airgapped = render(controlPlane.dir, [cpCi('airgapped')]);
-      assert.equal(find(airgapped, 'Ingress', '-grpc').metadata.annotations?.['nginx.ingress.kubernetes.io/backend-protocol'], 'GRPC');
+      assert.equal(find(airgapped, 'Ingress', '-grpc').metadata.annotations?.['nginx.ingress.kubernetes.io/ssl-passthrough'], 'true');
       const airgappedContainer = podSpec(find(airgapped, 'Deployment', 'control-plane'))!.containers[0]!;
       assert.equal(env(airgappedContainer, 'CAIRN_CP_TRUSTED_PROXIES'), '10.0.0.0/8');
       assert.ok(fileSecretOf(podSpec(find(airgapped, 'Deployment', 'control-plane'))!, airgappedContainer, 'CAIRN_METRICS_TOKEN'));
@@ -458,6 +460,232 @@ describe('helm charts', () => {
         assert.match(r.stderr, message, `${set.join(' ')}: ${r.stderr}`);
       }
     });
+  });
+});
+
+describe('helm charts as a platform team installs them', () => {
+  const containersOf = (manifests: Manifest[]) =>
+    manifests.flatMap((m) => (podSpec(m)?.containers ?? []).map((c) => ({ where: `${m.kind}/${m.metadata.name}`, image: c.image })));
+  const imagesOf = (manifests: Manifest[]) => Object.fromEntries(containersOf(manifests).map((c) => [c.where, c.image]));
+  const podAnnotations = (m: Manifest) =>
+    (m['spec'] as { template: { metadata: { annotations?: Record<string, string> } } }).template.metadata.annotations ?? {};
+
+  for (const chart of charts) {
+    it(`${chart.name}: passes helm lint --strict with the chart's own defaults`, () => {
+      const lint = helm(['lint', '--strict', chart.dir]);
+      assert.equal(lint.status, 0, `helm lint failed:\n${lint.stdout}${lint.stderr}`);
+    });
+  }
+
+  it('pulls every image from a registry the values name: no default repository, by tag or digest', () => {
+    for (const chart of charts) {
+      for (const file of ciValuesFiles(chart.dir)) {
+        for (const { where, image } of containersOf(render(chart.dir, [file]))) {
+          const at = `${chart.name} ${file.slice(file.lastIndexOf('/') + 1)} ${where}: ${image}`;
+          // The evaluation Postgres is the Docker Official Image; everything else names its registry.
+          if (/^postgres[:@]/.test(image)) continue;
+          assert.match(image, /^[^/]*[.:][^/]*\/[^:@]+(:[A-Za-z0-9_][A-Za-z0-9_.-]*|@sha256:[0-9a-f]{64})$/, at);
+        }
+      }
+    }
+    // Nothing names the Cairn images for the installer.
+    for (const [set, message] of [
+      [['gateway.image.repository='], /gateway.image.repository is required: the gateway image in a registry you control/],
+      [['gateway.enabled=false', 'gateway.image.repository='], /gateway.image.repository is required/],
+    ] as const) {
+      const r = template(dataPlane.dir, [dpCi('default')], [...set]);
+      assert.notEqual(r.status, 0, set.join(' '));
+      assert.match(r.stderr, message, r.stderr);
+    }
+    // Without the gateway and the migration Job no gateway image is needed.
+    assert.doesNotThrow(() => render(dataPlane.dir, [dpCi('workers-only')], ['gateway.image.repository=']));
+    const cp = template(controlPlane.dir, [cpCi('default')], ['image.repository=']);
+    assert.notEqual(cp.status, 0);
+    assert.match(cp.stderr, /image.repository is required: the control-plane image in a registry you control/, cp.stderr);
+    for (const [chartDir, values, set, at] of [
+      [dataPlane.dir, dpCi('default'), 'gateway.image.repository=cairn/gateway:0.1.0', /at '\/gateway\/image\/repository'/],
+      [dataPlane.dir, dpCi('default'), 'worker.image.tag=1.4.2@sha256:abc', /at '\/worker\/image\/tag'/],
+      [dataPlane.dir, dpCi('default'), 'global.imageRegistry=https://registry.example.com', /at '\/global\/imageRegistry'/],
+      [dataPlane.dir, dpCi('evaluation'), 'postgresql.image.digest=latest', /at '\/postgresql\/image\/digest'/],
+      [controlPlane.dir, cpCi('default'), 'image.repository=registry.example.com/cairn/control-plane:0.1.0', /at '\/image\/repository'/],
+    ] as const) {
+      const r = template(chartDir, [values], [set]);
+      assert.notEqual(r.status, 0, set);
+      assert.match(r.stderr, at, r.stderr);
+    }
+  });
+
+  it('puts global.imageRegistry in front of every repository, and pins by digest wherever one is given', () => {
+    const registry = 'registry.internal.example:5000';
+    const dp = imagesOf(
+      render(
+        dataPlane.dir,
+        [dpCi('default')],
+        [`global.imageRegistry=${registry}`, 'gateway.image.repository=cairn/gateway', 'worker.image.repository=acme/workflows'],
+      ),
+    );
+    assert.deepEqual(dp, {
+      'Deployment/cairn-cairn-data-plane-gateway': `${registry}/cairn/gateway:0.1.0`,
+      'Deployment/cairn-cairn-data-plane-worker': `${registry}/acme/workflows:1.4.2`,
+      'Job/cairn-cairn-data-plane-migrate-1': `${registry}/cairn/gateway:0.1.0`,
+      'Pod/cairn-cairn-data-plane-test-gateway': `${registry}/cairn/gateway:0.1.0`,
+    });
+    const evaluation = imagesOf(
+      render(
+        dataPlane.dir,
+        [dpCi('evaluation')],
+        [`global.imageRegistry=${registry}`, 'gateway.image.repository=cairn/gateway', 'worker.image.repository=acme/workflows'],
+      ),
+    );
+    assert.equal(
+      evaluation['StatefulSet/cairn-cairn-data-plane-postgresql'] ?? evaluation['Deployment/cairn-cairn-data-plane-postgresql'],
+      `${registry}/postgres:18.4-bookworm`,
+    );
+
+    const a = `sha256:${'a'.repeat(64)}`;
+    const b = `sha256:${'b'.repeat(64)}`;
+    const d = `sha256:${'d'.repeat(64)}`;
+    assert.deepEqual(imagesOf(render(dataPlane.dir, [dpCi('keda')])), {
+      'Deployment/cairn-cairn-data-plane-gateway': `registry.example.com/cairn/gateway@${a}`,
+      'Deployment/cairn-cairn-data-plane-worker': `registry.example.com/acme/workflows@${b}`,
+      'Job/cairn-cairn-data-plane-migrate-1': `registry.example.com/cairn/gateway@${a}`,
+      'Pod/cairn-cairn-data-plane-test-gateway': `registry.example.com/cairn/gateway@${a}`,
+    });
+    const pg = imagesOf(render(dataPlane.dir, [dpCi('evaluation')], [`postgresql.image.digest=${d}`]));
+    assert.equal(
+      pg['StatefulSet/cairn-cairn-data-plane-postgresql'] ?? pg['Deployment/cairn-cairn-data-plane-postgresql'],
+      `postgres@${d}`,
+    );
+
+    const c = `sha256:${'c'.repeat(64)}`;
+    const cp = imagesOf(
+      render(
+        controlPlane.dir,
+        [cpCi('default')],
+        [`image.digest=${c}`, `global.imageRegistry=${registry}`, 'image.repository=cairn/control-plane'],
+      ),
+    );
+    assert.deepEqual(cp, {
+      'CronJob/cairn-cairn-control-plane-audit-retention': `${registry}/cairn/control-plane@${c}`,
+      'Deployment/cairn-cairn-control-plane': `${registry}/cairn/control-plane@${c}`,
+      'Job/cairn-cairn-control-plane-migrate-1': `${registry}/cairn/control-plane@${c}`,
+      'Pod/cairn-cairn-control-plane-test': `${registry}/cairn/control-plane@${c}`,
+    });
+  });
+
+  it('rolls the pods when a Secret the chart made changes, and only the pods that mount it', () => {
+    const evaluation = (set: string[] = []) => {
+      const m = render(dataPlane.dir, [dpCi('evaluation')], set);
+      return { worker: podAnnotations(find(m, 'Deployment', '-worker')), gateway: podAnnotations(find(m, 'Deployment', '-gateway')) };
+    };
+    const before = evaluation();
+    assert.match(before.worker['checksum/secrets'] ?? '', /^[0-9a-f]{64}$/);
+    assert.match(before.gateway['checksum/secrets'] ?? '', /^[0-9a-f]{64}$/);
+    const tokens = evaluation(['gateway.auth.tokens[0]=cgt_An0therT0kenQx7Rz2Wm9Kp3Ld8Zz9:read']);
+    assert.equal(tokens.worker['checksum/secrets'], before.worker['checksum/secrets'], 'a gateway token is not the workers’ business');
+    assert.notEqual(tokens.gateway['checksum/secrets'], before.gateway['checksum/secrets']);
+    for (const set of [
+      ['encryption.hmacKey=Zq7yAlrXw7QNsrPiIREZ5vLGmzept6xCkMwmqKMbrKb='],
+      ['dataPlane.credential.value=cdp_YW5vdGhlci1jcmVkZW50aWFs'],
+      ['postgresql.auth.password=another-password-0123'],
+    ]) {
+      const after = evaluation(set);
+      assert.notEqual(after.worker['checksum/secrets'], before.worker['checksum/secrets'], set.join(' '));
+      assert.notEqual(after.gateway['checksum/secrets'], before.gateway['checksum/secrets'], set.join(' '));
+    }
+    // Pod annotations of the values are kept beside the checksum.
+    const annotated = render(dataPlane.dir, [dpCi('evaluation')], ['worker.podAnnotations.team=payments']);
+    assert.equal(podAnnotations(find(annotated, 'Deployment', '-worker'))['team'], 'payments');
+    // Secrets the installer made (existingSecret) are not the chart's to hash.
+    const existing = render(dataPlane.dir, [dpCi('default')]);
+    assert.equal(podAnnotations(find(existing, 'Deployment', '-worker'))['checksum/secrets'], undefined);
+
+    const cp = (key: string) =>
+      podAnnotations(
+        find(
+          render(controlPlane.dir, [cpCi('minimal')], ['bootstrap.existingSecret=', `bootstrap.adminKey=${key}`]),
+          'Deployment',
+          'control-plane',
+        ),
+      );
+    assert.match(cp('a'.repeat(32))['checksum/secrets'] ?? '', /^[0-9a-f]{64}$/);
+    assert.notEqual(cp('a'.repeat(32))['checksum/secrets'], cp('b'.repeat(32))['checksum/secrets']);
+    assert.equal(
+      podAnnotations(find(render(controlPlane.dir, [cpCi('minimal')]), 'Deployment', 'control-plane'))['checksum/secrets'],
+      undefined,
+    );
+  });
+
+  it('refuses a gateway Ingress its NetworkPolicy would block, unless the installer says the controller is let in otherwise', () => {
+    const ingress = [
+      'gateway.ingress.enabled=true',
+      'gateway.ingress.className=nginx',
+      'gateway.ingress.hosts[0].host=cairn-gateway.example.com',
+    ];
+    const refused = template(dataPlane.dir, [dpCi('default')], ingress);
+    assert.notEqual(refused.status, 0, 'an Ingress with no way in is refused');
+    assert.match(refused.stderr, /gateway.ingress.enabled needs networkPolicy.gateway.ingressFrom/);
+    assert.match(refused.stderr, /networkPolicy.gateway.ingressControllerAllowedElsewhere=true/);
+    const allowed = render(
+      dataPlane.dir,
+      [dpCi('default')],
+      [...ingress, 'networkPolicy.gateway.ingressFrom[0].namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name=ingress-nginx'],
+    );
+    const spec = find(allowed, 'NetworkPolicy', '-gateway')['spec'] as { ingress: Rule[] };
+    assert.deepEqual(spec.ingress[0]!.from![1], { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'ingress-nginx' } } });
+    // The installer's own policy lets the controller in: the chart takes their word, and says so.
+    const elsewhere = template(
+      dataPlane.dir,
+      [dpCi('default')],
+      [...ingress, 'networkPolicy.gateway.ingressControllerAllowedElsewhere=true'],
+    );
+    assert.equal(elsewhere.status, 0, elsewhere.stderr);
+    assert.match(elsewhere.stdout, /kind: Ingress/);
+    assert.equal(
+      template(dataPlane.dir, [dpCi('default')], [...ingress, 'networkPolicy.enabled=false']).status,
+      0,
+      'no NetworkPolicy, nothing blocks',
+    );
+  });
+
+  it('serves the gRPC Ingress over TLS passthrough with mutual TLS, and refuses an Ingress that would speak plaintext to a TLS port', () => {
+    const airgapped = render(controlPlane.dir, [cpCi('airgapped')]);
+    const grpcIngress = find(airgapped, 'Ingress', '-grpc');
+    assert.deepEqual(grpcIngress.metadata.annotations, { 'nginx.ingress.kubernetes.io/ssl-passthrough': 'true' });
+    assert.equal((grpcIngress['spec'] as { tls?: unknown }).tls, undefined, 'the control plane itself serves the certificate');
+
+    const grpcOn = ['ingress.grpc.enabled=true', 'ingress.grpc.host=cairn-grpc.example.com'];
+    const protocol = (set: string[]) =>
+      find(render(controlPlane.dir, [cpCi('default')], [...grpcOn, ...set]), 'Ingress', '-grpc').metadata.annotations?.[
+        'nginx.ingress.kubernetes.io/backend-protocol'
+      ];
+    assert.equal(protocol([]), 'GRPC', 'a plaintext gRPC port behind an Ingress that terminates TLS');
+    assert.equal(protocol(['grpcTls.certSecret=cairn-cp-grpc-tls']), 'GRPCS', 'a TLS gRPC port: the Ingress re-encrypts');
+
+    const cases: Array<[string, string[], RegExp]> = [
+      [
+        cpCi('airgapped'),
+        ['ingress.grpc.tlsPassthrough=false'],
+        /grpcTls.clientCaSecret \(mutual TLS\) with ingress.grpc.enabled needs ingress.grpc.tlsPassthrough=true/,
+      ],
+      [
+        cpCi('default'),
+        [...grpcOn, 'grpcTls.certSecret=tls', 'ingress.grpc.annotations.nginx\\.ingress\\.kubernetes\\.io/backend-protocol=GRPC'],
+        /serves TLS \(grpcTls.certSecret\).*backend-protocol GRPC/,
+      ],
+      [
+        cpCi('default'),
+        [...grpcOn, 'ingress.grpc.annotations.nginx\\.ingress\\.kubernetes\\.io/backend-protocol=GRPCS'],
+        /serves plaintext.*backend-protocol GRPCS/,
+      ],
+      [cpCi('default'), [...grpcOn, 'ingress.grpc.tlsPassthrough=true'], /ingress.grpc.tlsPassthrough needs grpcTls.certSecret/],
+      [cpCi('airgapped'), ['ingress.grpc.tlsSecret=cairn-grpc-tls'], /ingress.grpc.tlsSecret is not used with ingress.grpc.tlsPassthrough/],
+    ];
+    for (const [values, set, message] of cases) {
+      const r = template(controlPlane.dir, [values], set);
+      assert.notEqual(r.status, 0, `${set.join(' ')} is refused`);
+      assert.match(r.stderr, message, `${set.join(' ')}: ${r.stderr}`);
+    }
   });
 });
 

@@ -144,6 +144,9 @@ function objectSchema(map: YAMLMap, path: string): JsonSchema {
 
 function propertySchema(node: unknown, path: string, description: string, extra: JsonSchema): JsonSchema {
   if ('$ref' in extra) return { description, ...extra };
+  // Helm hands a parent chart's `global` values down to its subcharts, so `global` must accept keys
+  // this chart does not use; the ones it does use are still described and typed.
+  if (path === 'global' && isMap(node)) return { description, ...objectSchema(node, path), additionalProperties: true };
   if (isMap(node) && node.items.length > 0 && !('additionalProperties' in extra)) {
     return { description, ...objectSchema(node, path), ...extra };
   }

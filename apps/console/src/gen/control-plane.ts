@@ -4318,7 +4318,7 @@ export interface components {
       steps: components['schemas']['Step'][];
       timeline: components['schemas']['TimelineCall'][];
       totals: components['schemas']['RunTotals'];
-      /** @description what may keep a run that has not ended from running soon; empty when nothing is known to, and once it ended */
+      /** @description what may keep a queued or suspended run from running soon; empty when nothing is known to, while a worker holds the run, and once it ended */
       warnings: components['schemas']['RunWarning'][];
     };
     RunList: {

@@ -1139,6 +1139,71 @@ $fn$;
   },
   {
     version: 24,
+    name: 'a run started straight onto a connected worker',
+    sql: `
+-- StartRun can insert a run already leased to a worker stream of the replica that received it (the
+-- statement that inserts it also claims it: one commit instead of two). The audit trail stays the
+-- one a queued-then-claimed run leaves: such an insert records run.queued, then run.running.
+CREATE OR REPLACE FUNCTION cairn_audit_run_transition() RETURNS trigger LANGUAGE plpgsql AS $fn$
+DECLARE
+  named text := nullif(current_setting('cairn.audit_actor', true), '');
+  from_status text := CASE WHEN TG_OP = 'UPDATE' THEN OLD.status END;
+  started_leased boolean := TG_OP = 'INSERT' AND NEW.status = 'running';
+  a_type text;
+  a_id uuid;
+BEGIN
+  IF named IS NOT NULL THEN
+    a_type := split_part(named, ':', 1);
+    a_id := nullif(split_part(named, ':', 2), '')::uuid;
+  ELSIF TG_OP = 'INSERT' OR NEW.status IN ('running', 'suspended', 'completed', 'failed')
+        OR (NEW.status = 'cancelled' AND from_status = 'running')
+        OR (NEW.status = 'queued' AND NEW.wake_reason = 'signal') THEN
+    a_type := 'data_plane';
+    a_id := NEW.data_plane_id;
+  ELSE
+    a_type := 'system';
+  END IF;
+  IF started_leased THEN
+    INSERT INTO audit_log (organization_id, project_id, actor_type, actor_id, action, target_type, target_id, metadata)
+    SELECT p.organization_id, NEW.project_id, a_type, a_id, 'run.queued', 'run', NEW.id::text,
+           jsonb_strip_nulls(jsonb_build_object(
+             'status', 'queued',
+             'epoch', NEW.epoch - 1,
+             'workflow', NEW.workflow_name,
+             'version', NEW.workflow_version,
+             'dataPlaneId', NEW.data_plane_id,
+             'wakeReason', NEW.wake_reason,
+             'parentRunId', NEW.parent_run_id))
+    FROM projects p WHERE p.id = NEW.project_id;
+    from_status := 'queued';
+  END IF;
+  INSERT INTO audit_log (organization_id, project_id, actor_type, actor_id, action, target_type, target_id, metadata)
+  SELECT p.organization_id, NEW.project_id, a_type, a_id, 'run.' || NEW.status, 'run', NEW.id::text,
+         jsonb_strip_nulls(jsonb_build_object(
+           'from', from_status,
+           'status', NEW.status,
+           'epoch', NEW.epoch,
+           'workflow', NEW.workflow_name,
+           'version', NEW.workflow_version,
+           'dataPlaneId', NEW.data_plane_id,
+           'workerId', CASE WHEN NEW.status = 'running' THEN NEW.lease_worker END,
+           'wakeReason', CASE WHEN NEW.status = 'queued' THEN NEW.wake_reason END,
+           'suspendReason', CASE WHEN NEW.status = 'suspended' THEN NEW.suspend_reason END,
+           'errorCode', NEW.error_code,
+           'parentRunId', CASE WHEN TG_OP = 'INSERT' AND NOT started_leased THEN NEW.parent_run_id END))
+  FROM projects p WHERE p.id = NEW.project_id;
+  RETURN NULL;
+END
+$fn$;
+DO $do$
+BEGIN
+  EXECUTE format('ALTER FUNCTION cairn_audit_run_transition() SET search_path = %I, pg_temp', current_schema());
+END
+$do$;
+`,
+  },
+  {
+    version: 25,
     name: 'the workflow versions each connected worker runs',
     sql: `
 -- The name@version pairs a worker's Hello announced (names as they cross: declared in code, or keyed

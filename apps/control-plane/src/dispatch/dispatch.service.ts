@@ -3,7 +3,7 @@ import type { Logger } from '@cairn/common';
 import { CONFIG, type ControlPlaneConfig } from '../config.js';
 import { errorSummary } from '../db/database.js';
 import { RunRepository } from '../runs/run.repository.js';
-import type { LeaseKey } from '../domain.js';
+import type { LeaseKey, Run } from '../domain.js';
 import { Telemetry } from '../telemetry/telemetry.service.js';
 import { LOGGER } from '../tokens.js';
 import { DataPlaneService } from '../tenancy/data-plane.service.js';
@@ -214,6 +214,40 @@ export class DispatchService {
       this.afterLoop.delete(session);
       for (const next of waiting ?? []) next(filled);
     }
+  }
+
+  /**
+   * Takes a free slot for a run about to be started, on a local session that serves its workflow
+   * version (the one with the most free slots). The insert checks that no run the session would
+   * claim first is queued (RunRepository.insertLeased). Null when there is none: the run is queued
+   * and claimed as usual. Every reservation ends with {@link startedOnto}.
+   */
+  reserveStart(dataPlaneId: string, workflow: { name: string; version: string; taskQueue: string }): WorkerSession | null {
+    if (this.stopped) return null;
+    let best: WorkerSession | null = null;
+    for (const session of this.registry.forDataPlane(dataPlaneId)) {
+      if (!session.ready || session.free === 0 || !session.serves(workflow)) continue;
+      if (best === null || session.free > best.free) best = session;
+    }
+    best?.reserve();
+    return best;
+  }
+
+  /**
+   * Ends a reservation of {@link reserveStart}: a run inserted leased to the session gets its
+   * RunTask there (or goes back to the queue if the stream closed meanwhile). A run inserted
+   * queued, or none, leaves the slot free again.
+   */
+  async startedOnto(session: WorkerSession, run: Run | null): Promise<void> {
+    session.unreserve();
+    if (run?.status !== 'running' || run.leaseSession !== session.id) return;
+    if (session.closed) {
+      await this.giveBack(session, [{ runId: run.id, epoch: run.epoch }]);
+      return;
+    }
+    const defaults = await this.defaults.forRuns([run]);
+    session.assign(run, this.telemetry.dispatched(run, session), { defaults: defaults.get(run.id) ?? null, timedOutChildren: [] });
+    session.logger.debug({ runId: run.id, epoch: run.epoch, reason: run.wakeReason }, 'run dispatched');
   }
 
   /** Kicks the session when a rate limit lets more runs start (one timer per session, the earliest). */

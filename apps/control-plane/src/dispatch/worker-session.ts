@@ -45,6 +45,8 @@ export class WorkerSession {
    * they do not count against the session's free slots (the leases themselves stay until applied).
    */
   private readonly ending = new Set<string>();
+  /** Slots taken for runs being started onto this session (see DispatchService.reserveStart). */
+  private reservedSlots = 0;
   /** Dispatch loop state, owned by the DispatchService. */
   dispatching = false;
   dispatchAgain = false;
@@ -80,9 +82,24 @@ export class WorkerSession {
     return this.closedFlag;
   }
 
-  /** Slots − leases held; none while draining. */
+  /** Slots − leases held − slots reserved; none while draining. */
   get free(): number {
-    return this.draining ? 0 : Math.max(0, this.slots - this.leases.size + this.ending.size);
+    return this.draining ? 0 : Math.max(0, this.slots - this.leases.size + this.ending.size - this.reservedSlots);
+  }
+
+  /** Takes a free slot for a run about to be inserted leased to this session. */
+  reserve(): void {
+    this.reservedSlots += 1;
+  }
+
+  /** Gives back a slot taken by {@link reserve} (the run was inserted, leased here or queued, or not at all). */
+  unreserve(): void {
+    this.reservedSlots = Math.max(0, this.reservedSlots - 1);
+  }
+
+  /** Whether this session runs that version of the workflow on that task queue. */
+  serves(workflow: { readonly name: string; readonly version: string; readonly taskQueue: string }): boolean {
+    return this.workflows.some((w) => w.name === workflow.name && w.version === workflow.version && w.taskQueue === workflow.taskQueue);
   }
 
   /** A final message for a held lease arrived (see {@link ending}); false when the lease is not held. */

@@ -4,12 +4,14 @@ import { GatewayService, WorkerService, grpcServiceDefinition } from '@cairn/pro
 import type { ControlPlaneConfig } from '../config.js';
 import { Telemetry } from '../telemetry/telemetry.service.js';
 import { GatewayHandler } from './gateway.handler.js';
+import { healthHandlers, healthServiceDefinition } from './health.js';
 import { rawRequests } from './status.js';
 import { WorkerHandler } from './worker.handler.js';
 
 /**
- * The gRPC server serving WorkerService and GatewayService: plaintext behind a TLS-terminating load
- * balancer, or TLS / mutual TLS itself (`CAIRN_CP_GRPC_TLS_*`).
+ * The gRPC server serving WorkerService and GatewayService, and the standard health service
+ * (grpc.health.v1): plaintext behind a TLS-terminating load balancer, or TLS / mutual TLS itself
+ * (`CAIRN_CP_GRPC_TLS_*`).
  */
 @Injectable()
 export class GrpcServer {
@@ -35,6 +37,11 @@ export class GrpcServer {
       connect: (call: grpc.ServerDuplexStream<Buffer, never>) => this.worker.connect(call),
     });
     server.addService(rawRequests(grpcServiceDefinition(GatewayService)), this.telemetry.gatewayHandlers(this.gateway.handlers()));
+    // SERVING until stop() begins; a replica that is shutting down says NOT_SERVING to anyone still asking.
+    server.addService(
+      healthServiceDefinition,
+      healthHandlers(() => this.server === server),
+    );
     const address = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
     const bound = await new Promise<number>((resolve, reject) => {
       const credentials = tls

@@ -141,7 +141,9 @@ export const RunDescription = named(
     totals: RunTotals,
     warnings: z
       .array(RunWarning)
-      .describe('what may keep a run that has not ended from running soon; empty when nothing is known to, and once it ended'),
+      .describe(
+        'what may keep a queued or suspended run from running soon; empty when nothing is known to, while a worker holds the run, and once it ended',
+      ),
   }),
 );
 export const RunList = named('RunList', z.object({ runs: z.array(Run), nextCursor: z.string().nullable() }));

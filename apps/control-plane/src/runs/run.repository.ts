@@ -121,6 +121,17 @@ export interface NewRun {
   readonly concurrencyKeyDigest?: string | null;
 }
 
+/** The worker stream a run is started onto (see {@link RunRepository.insertLeased}). */
+export interface StartLease {
+  readonly sessionId: string;
+  readonly workerId: string;
+  /** The digest of the credential the stream authenticated with. */
+  readonly tokenSha256: string;
+  readonly leaseTtlMs: number;
+  /** What the stream runs: a queued run of these that it would claim first keeps the new one queued. */
+  readonly workflows: ReadonlyArray<{ readonly name: string; readonly version: string; readonly taskQueue: string }>;
+}
+
 /** A run a schedule fires: queued with the schedule, its tick and the input payload reference. */
 export interface NewScheduledRun {
   readonly id: string;
@@ -311,6 +322,63 @@ export class RunRepository {
       run.concurrencyKeyDigest ?? null,
     ];
     const result = q ? await q.query<RunRow>(text, values) : await this.db.prepared<RunRow>('cp_insert_run', text, values);
+    return one(result.rows);
+  }
+
+  /**
+   * Inserts a run already leased to a worker stream (status `running`, epoch 1, its lease history
+   * row), as a claim right after the insert would leave it; null when its ID or idempotency digest
+   * is taken. The run is inserted queued instead, for the dispatch loops to claim, when its workflow
+   * has flow control (whose limits only a claim under the workflow's lock can check), when a run the
+   * stream would claim first (of its workflows, at this priority or higher) is queued, or when the
+   * stream's credential is no longer its data plane's current one (no task goes out on such a stream).
+   */
+  async insertLeased(run: NewRun, lease: StartLease, q?: Queryable): Promise<Run | null> {
+    const text = `WITH d AS (
+         SELECT dp.project_id,
+                dp.token_sha256 = $11 AND dp.revoked_at IS NULL
+                  AND NOT EXISTS (SELECT 1 FROM workflow_flow_control f WHERE f.project_id = dp.project_id AND f.name = $3)
+                  AND NOT EXISTS (SELECT 1 FROM runs q WHERE q.status = 'queued' AND q.data_plane_id = $2 AND q.priority >= $9
+                                    AND (q.workflow_name, q.workflow_version, q.task_queue)
+                                        IN (SELECT * FROM unnest($15::text[], $16::text[], $17::text[]))) AS leased
+         FROM data_planes dp WHERE dp.id = $2
+       ), inserted AS (
+         INSERT INTO runs (id, data_plane_id, project_id, workflow_name, workflow_version, task_queue, status, wake_reason,
+                           idempotency_digest, input_size, queued_at, parent_run_id, priority, concurrency_key_digest,
+                           epoch, lease_session, lease_worker, lease_expires_at, started_at, dispatch_count)
+         SELECT $1, $2, d.project_id, $3, $4, $5, CASE WHEN d.leased THEN 'running' ELSE 'queued' END, 'start',
+                $6, $7, now(), $8, $9, $10,
+                CASE WHEN d.leased THEN 1 ELSE 0 END, CASE WHEN d.leased THEN $12::uuid END, CASE WHEN d.leased THEN $13::uuid END,
+                CASE WHEN d.leased THEN now() + $14 * interval '1 millisecond' END, CASE WHEN d.leased THEN now() END,
+                CASE WHEN d.leased THEN 1 ELSE 0 END
+         FROM d
+         ON CONFLICT DO NOTHING
+         RETURNING ${RUN_COLUMNS}
+       ), history AS (
+         INSERT INTO run_leases (run_id, epoch, session_id, worker_id)
+         SELECT id, epoch, lease_session, lease_worker FROM inserted WHERE status = 'running'
+       )
+       SELECT * FROM inserted`;
+    const values = [
+      run.id,
+      run.dataPlaneId,
+      run.workflowName,
+      run.workflowVersion,
+      run.taskQueue,
+      run.idempotencyDigest,
+      run.inputSize,
+      run.parentRunId ?? null,
+      run.priority ?? 50,
+      run.concurrencyKeyDigest ?? null,
+      lease.tokenSha256,
+      lease.sessionId,
+      lease.workerId,
+      lease.leaseTtlMs,
+      lease.workflows.map((w) => w.name),
+      lease.workflows.map((w) => w.version),
+      lease.workflows.map((w) => w.taskQueue),
+    ];
+    const result = q ? await q.query<RunRow>(text, values) : await this.db.prepared<RunRow>('cp_insert_run_leased', text, values);
     return one(result.rows);
   }
 

@@ -13,6 +13,7 @@ import { AuditService, type AuditActor } from '../audit/audit.service.js';
 import { EventBus } from '../events/event-bus.service.js';
 import { LOGGER } from '../tokens.js';
 import { QuotaService } from '../metering/quota.service.js';
+import { DispatchService } from '../dispatch/dispatch.service.js';
 
 export interface StartRunInput {
   readonly runId: string;
@@ -56,10 +57,12 @@ export class RunService {
     @Inject(QuotaService) private readonly quotas: QuotaService,
     @Inject(AuditService) private readonly audit: AuditService,
     @Inject(LOGGER) private readonly logger: Logger,
+    @Inject(DispatchService) private readonly dispatch: DispatchService,
   ) {}
 
   /**
-   * Creates a queued run pinned to a version a worker of this data plane announced. With an
+   * Creates a run pinned to a version a worker of this data plane announced: queued, or already
+   * leased to a connected worker with a free slot (see DispatchService.reserveStart). With an
    * idempotency digest, a second start of the same workflow returns the first run.
    */
   async start(dataPlaneId: string, input: StartRunInput): Promise<{ run: Run; created: boolean; warnings: RunWarningName[] }> {
@@ -73,7 +76,8 @@ export class RunService {
    * a start on the newest version a worker once announced queues until one connects again.
    */
   async warnings(run: Run): Promise<RunWarningName[]> {
-    if (isFinal(run.status)) return [];
+    // A running run is held by a worker; only one waiting for a worker costs the read.
+    if (isFinal(run.status) || run.status === 'running') return [];
     const served = await this.workflows.servedByConnectedWorker(run.dataPlaneId, run.workflowName, run.workflowVersion);
     return served ? [] : ['no_connected_worker'];
   }
@@ -93,33 +97,51 @@ export class RunService {
       );
     }
     if (workflow.deprecated) throw deprecated(workflow.name, workflow.version);
-    // Under the project's quotas; a retried start of a run that exists is answered, not refused.
-    const inserted = await this.quotas.admit(
+    const run = {
+      id: input.runId,
       dataPlaneId,
-      (q) =>
-        this.runs.insertQueued(
-          {
-            id: input.runId,
-            dataPlaneId,
-            workflowName: workflow.name,
-            workflowVersion: workflow.version,
-            taskQueue: workflow.taskQueue,
-            idempotencyDigest: input.idempotencyDigest,
-            inputSize: input.inputSize,
-            priority: input.priority ?? DEFAULT_PRIORITY,
-            concurrencyKeyDigest: input.concurrencyKeyDigest ?? null,
-          },
-          q,
-        ),
-      // Only this data plane's runs: a run ID of another data plane must not change the answer.
-      async () =>
-        (await this.runs.find(dataPlaneId, input.runId)) !== null ||
-        (input.idempotencyDigest !== null &&
-          (await this.runs.findByDigest(dataPlaneId, input.workflowName, input.idempotencyDigest)) !== null),
-      quotas,
-    );
+      workflowName: workflow.name,
+      workflowVersion: workflow.version,
+      taskQueue: workflow.taskQueue,
+      idempotencyDigest: input.idempotencyDigest,
+      inputSize: input.inputSize,
+      priority: input.priority ?? DEFAULT_PRIORITY,
+      concurrencyKeyDigest: input.concurrencyKeyDigest ?? null,
+    };
+    // A worker of this replica with a free slot and nothing queued ahead gets the run in the
+    // statement that inserts it: one commit, no claim.
+    const onto = this.dispatch.reserveStart(dataPlaneId, workflow);
+    let inserted: Run | null = null;
+    try {
+      // Under the project's quotas; a retried start of a run that exists is answered, not refused.
+      inserted = await this.quotas.admit(
+        dataPlaneId,
+        (q) =>
+          onto === null
+            ? this.runs.insertQueued(run, q)
+            : this.runs.insertLeased(
+                run,
+                {
+                  sessionId: onto.id,
+                  workerId: onto.workerId,
+                  tokenSha256: onto.credential.tokenSha256,
+                  leaseTtlMs: this.config.leaseTtlMs,
+                  workflows: onto.workflows,
+                },
+                q,
+              ),
+        // Only this data plane's runs: a run ID of another data plane must not change the answer.
+        async () =>
+          (await this.runs.find(dataPlaneId, input.runId)) !== null ||
+          (input.idempotencyDigest !== null &&
+            (await this.runs.findByDigest(dataPlaneId, input.workflowName, input.idempotencyDigest)) !== null),
+        quotas,
+      );
+    } finally {
+      if (onto !== null) await this.dispatch.startedOnto(onto, inserted);
+    }
     if (inserted) {
-      this.events.publishDispatch(dataPlaneId);
+      if (inserted.status === 'queued') this.events.publishDispatch(dataPlaneId);
       return { run: inserted, created: true };
     }
     if (input.idempotencyDigest !== null) {

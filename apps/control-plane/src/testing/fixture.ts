@@ -60,6 +60,12 @@ export interface ControlPlaneFixture {
   /** Every line the process printed (JSON logs). */
   readonly lines: string[];
   /**
+   * Resolves with the first line (printed already or later) that `match` accepts; rejects, naming
+   * `what`, if none comes within 10 s. A line logged while a request is handled can reach the pipe
+   * after the response reaches the test, so a test that checks a log line after a request waits for it.
+   */
+  logged(what: string, match: (line: string) => boolean): Promise<string>;
+  /**
    * The process's own OpenAPI document: every answer of `api()` to a `/v1/` route is checked
    * against it (documented status, body matching the documented schema).
    */
@@ -201,6 +207,15 @@ export async function startControlPlaneProcess(server: PostgresServer, options: 
     },
     sql,
     lines,
+    async logged(what: string, match: (line: string) => boolean): Promise<string> {
+      const deadline = Date.now() + 10_000;
+      for (let seen = 0; ;) {
+        for (; seen < lines.length; seen++) if (match(lines[seen]!)) return lines[seen]!;
+        if (Date.now() > deadline)
+          throw new Error(`the control plane never logged ${what}; its last lines:\n${lines.slice(-10).join('\n')}`);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    },
     async api<T>(method: string, path: string, opts: { key?: string | null; body?: unknown } = {}): Promise<ApiAnswer<T>> {
       const key = opts.key === undefined ? BOOTSTRAP_KEY : opts.key;
       const headers: Record<string, string> = {};
