@@ -10,7 +10,7 @@ import {
   type Logger,
 } from '@cairn/common';
 import { listenerMetrics, type CatalogueVersion, type PayloadStore, type SequencedStreamEvent } from '@cairn/payload-store';
-import { RunStatus, type RunInfo } from '@cairn/proto';
+import { RunStatus, RunWarning, type RunInfo } from '@cairn/proto';
 import cors from '@fastify/cors';
 import { LogController, fastify, type FastifyError, type FastifyReply, type FastifyRequest, type onRequestHookHandler } from 'fastify';
 import { API, ROUTES, buildOpenApi, parseRequest, type ReplyOf, type RequestInput, type RouteSpec } from './api.js';
@@ -261,7 +261,7 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
     if (fromHeader !== undefined && idempotencyKey !== undefined && fromHeader !== idempotencyKey) {
       throw invalid('the Idempotency-Key header and the idempotencyKey field differ: send the key once');
     }
-    const { created, run } = await runs.start({
+    const { created, run, warnings } = await runs.start({
       workflow: body.workflow,
       version: body.version,
       input: body.input,
@@ -277,6 +277,17 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
         version: run.workflowVersion === '' ? null : run.workflowVersion,
         status: runStatusName(run.status),
         created,
+        // A closed code and words made of the run's workflow name and version: nothing of the request.
+        warnings: warnings.flatMap((w) =>
+          w === RunWarning.NO_CONNECTED_WORKER
+            ? [
+                {
+                  code: 'no_connected_worker' as const,
+                  message: `no connected worker serves ${run.workflowName}@${run.workflowVersion}: the run waits in the queue until one connects`,
+                },
+              ]
+            : [],
+        ),
       },
     };
   });

@@ -400,7 +400,7 @@ export class WorkerConnection {
       sdkVersion: hello.sdkVersion,
       protocolVersion: hello.protocolVersion,
       slots,
-      workflows: workflows.length,
+      workflowVersions: [...new Set(workflows.map((w) => `${w.name}@${w.version}`))],
     });
     // The stream may have ended while that was written; close() could not mark a row not there yet.
     if (session.closed) await protocol.dataPlanes.workerDisconnected(this.dataPlaneId, hello.workerId, session.id);
