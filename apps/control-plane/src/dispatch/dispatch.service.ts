@@ -230,6 +230,13 @@ export class DispatchService {
     return best;
   }
 
+  /** Whether a worker stream connected to this replica runs that version of the workflow. */
+  servedHere(dataPlaneId: string, name: string, version: string): boolean {
+    return this.registry
+      .forDataPlane(dataPlaneId)
+      .some((session) => !session.closed && session.workflows.some((w) => w.name === name && w.version === version));
+  }
+
   /**
    * Ends a reservation of {@link reserveStart}: a run inserted leased to the session gets its
    * RunTask there (or goes back to the queue if the stream closed meanwhile). A run inserted

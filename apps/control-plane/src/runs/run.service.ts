@@ -76,8 +76,10 @@ export class RunService {
    * a start on the newest version a worker once announced queues until one connects again.
    */
   async warnings(run: Run): Promise<RunWarningName[]> {
-    // A running run is held by a worker; only one waiting for a worker costs the read.
+    // A running run is held by a worker; only one waiting for a worker costs the read, unless a
+    // worker connected to this replica runs its version.
     if (isFinal(run.status) || run.status === 'running') return [];
+    if (this.dispatch.servedHere(run.dataPlaneId, run.workflowName, run.workflowVersion)) return [];
     const served = await this.workflows.servedByConnectedWorker(run.dataPlaneId, run.workflowName, run.workflowVersion);
     return served ? [] : ['no_connected_worker'];
   }
