@@ -190,8 +190,8 @@ to do. values.schema.json checks each value on its own.
 {{- if and (not $v.worker.image.tag) (not $v.worker.image.digest) -}}
 {{- fail "worker.image.tag or worker.image.digest is required: pin the workflow image you deploy" -}}
 {{- end -}}
-{{- if ge (int $v.worker.drainTimeoutSeconds) (int $v.worker.terminationGracePeriodSeconds) -}}
-{{- fail (printf "worker.drainTimeoutSeconds (%d) must be below worker.terminationGracePeriodSeconds (%d), or Kubernetes kills workers in the middle of a drain" (int $v.worker.drainTimeoutSeconds) (int $v.worker.terminationGracePeriodSeconds)) -}}
+{{- if and (gt (int $v.worker.terminationGracePeriodSeconds) 0) (lt (int $v.worker.terminationGracePeriodSeconds) (add (int $v.worker.drainTimeoutSeconds) 5)) -}}
+{{- fail (printf "worker.terminationGracePeriodSeconds (%d) must be at least worker.drainTimeoutSeconds (%d) + 5, or Kubernetes kills workers in the middle of a drain: raise it, or set it to 0 to derive it (drainTimeoutSeconds + 15)" (int $v.worker.terminationGracePeriodSeconds) (int $v.worker.drainTimeoutSeconds)) -}}
 {{- end -}}
 {{- if and $v.worker.autoscaling.hpa.enabled $v.worker.autoscaling.keda.enabled -}}
 {{- fail "worker.autoscaling.hpa.enabled and worker.autoscaling.keda.enabled are both true: choose one (KEDA manages its own HorizontalPodAutoscaler)" -}}
@@ -359,6 +359,16 @@ minAvailable: {{ .pdb.minAvailable }}
 {{- else }}
 maxUnavailable: {{ .pdb.maxUnavailable }}
 {{- end }}
+unhealthyPodEvictionPolicy: {{ .pdb.unhealthyPodEvictionPolicy }}
+{{- end -}}
+
+{{/* The worker's grace period: worker.terminationGracePeriodSeconds, or drainTimeoutSeconds + 15 when 0. */}}
+{{- define "cairn-dp.workerGracePeriod" -}}
+{{- if gt (int .Values.worker.terminationGracePeriodSeconds) 0 -}}
+{{ int .Values.worker.terminationGracePeriodSeconds }}
+{{- else -}}
+{{ add (int .Values.worker.drainTimeoutSeconds) 15 }}
+{{- end -}}
 {{- end -}}
 
 {{/* The default soft spread of a component's pods over nodes. */}}

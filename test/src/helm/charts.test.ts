@@ -197,18 +197,38 @@ describe('helm charts', () => {
       assert.equal(strategy.rollingUpdate.maxUnavailable, 0, 'a rollout starts a new worker before an old one drains');
     });
 
+    it('derives the grace period from the drain bound, so a longer bound for agent work never outlasts it', () => {
+      const drainAndGrace = (set: string[]) => {
+        const pod = podSpec(find(render(dataPlane.dir, [dpCi('default')], set), 'Deployment', '-worker'))!;
+        return [env(pod.containers[0]!, 'CAIRN_DRAIN_TIMEOUT_MS'), pod.terminationGracePeriodSeconds];
+      };
+      assert.deepEqual(drainAndGrace([]), ['45000', 60], 'the defaults: 45 s of drain, 15 s to close');
+      assert.deepEqual(drainAndGrace(['worker.drainTimeoutSeconds=900']), ['900000', 915], 'a 15-minute bound for long model calls');
+      assert.deepEqual(drainAndGrace(['worker.drainTimeoutSeconds=900', 'worker.terminationGracePeriodSeconds=960']), ['900000', 960]);
+      const r = template(dataPlane.dir, [dpCi('default')], ['worker.drainTimeoutSeconds=900', 'worker.terminationGracePeriodSeconds=600']);
+      assert.notEqual(r.status, 0, 'a grace period shorter than the drain is refused');
+      assert.match(r.stderr, /worker.terminationGracePeriodSeconds \(600\) must be at least worker.drainTimeoutSeconds \(900\) \+ 5/);
+    });
+
     it('has PodDisruptionBudgets selecting the workers and the gateway', () => {
       for (const [deployment, suffix] of [
         [worker, '-worker'],
         [gateway, '-gateway'],
       ] as const) {
-        const pdb = find(manifests, 'PodDisruptionBudget', suffix)['spec'] as { maxUnavailable: number; selector: unknown };
+        const pdb = find(manifests, 'PodDisruptionBudget', suffix)['spec'] as {
+          maxUnavailable: number;
+          selector: unknown;
+          unhealthyPodEvictionPolicy: string;
+        };
         assert.equal(pdb.maxUnavailable, 1);
+        // Pods made unready by an outage (control plane, payload store) never block a node drain.
+        assert.equal(pdb.unhealthyPodEvictionPolicy, 'AlwaysAllow');
         assert.deepEqual(pdb.selector, (deployment['spec'] as { selector: unknown }).selector);
       }
       const evaluation = render(dataPlane.dir, [dpCi('evaluation')]);
       assert.deepEqual(find(evaluation, 'PodDisruptionBudget', '-worker')['spec'], {
         minAvailable: 1,
+        unhealthyPodEvictionPolicy: 'AlwaysAllow',
         selector: (find(evaluation, 'Deployment', '-worker')['spec'] as { selector: unknown }).selector,
       });
       assert.ok(!render(dataPlane.dir, [dpCi('workers-only')]).some((m) => m.kind === 'PodDisruptionBudget'));
@@ -296,6 +316,14 @@ describe('helm charts', () => {
         maxReplicaCount: 50,
         pollingInterval: 15,
         cooldownPeriod: 300,
+        // The scaler failing (gateway or control plane unreachable) keeps 2 workers, not the last answer.
+        fallback: { failureThreshold: 3, replicas: 2 },
+        // Scale-down is gradual: each worker removed drains its runs first.
+        advanced: {
+          horizontalPodAutoscalerConfig: {
+            behavior: { scaleDown: { stabilizationWindowSeconds: 300, policies: [{ type: 'Percent', value: 25, periodSeconds: 60 }] } },
+          },
+        },
         triggers: [
           {
             type: 'external-push',
@@ -315,6 +343,22 @@ describe('helm charts', () => {
         ['http:80', 'scaler:9090'],
       );
       assert.ok(!manifests.some((m) => m.kind === 'ScaledObject' || m.kind === 'HorizontalPodAutoscaler'), 'autoscaling is opt-in');
+      const tuned = find(
+        render(
+          dataPlane.dir,
+          [dpCi('keda')],
+          ['worker.autoscaling.keda.fallback.behavior=currentReplicasIfHigher', 'worker.autoscaling.keda.fallback.replicas=5'],
+        ),
+        'ScaledObject',
+        '-worker',
+      )['spec'] as { fallback: unknown };
+      assert.deepEqual(tuned.fallback, { failureThreshold: 3, replicas: 5, behavior: 'currentReplicasIfHigher' });
+      const noFallback = find(
+        render(dataPlane.dir, [dpCi('keda')], ['worker.autoscaling.keda.fallback.enabled=false']),
+        'ScaledObject',
+        '-worker',
+      );
+      assert.equal((noFallback['spec'] as { fallback?: unknown }).fallback, undefined);
       const hpa = find(render(dataPlane.dir, [dpCi('evaluation')]), 'HorizontalPodAutoscaler', '-worker');
       assert.equal((hpa['spec'] as { maxReplicas: number }).maxReplicas, 6);
     });
@@ -332,7 +376,9 @@ describe('helm charts', () => {
         [['dataPlane.id=not-a-uuid'], /at '\/dataPlane\/id'/],
         [['gateway.corsOrigins={https://cairn.example.com/console}'], /at '\/gateway\/corsOrigins\/0'/],
         [['controlPlane.address=no-port'], /at '\/controlPlane\/address'/],
-        [['worker.drainTimeoutSeconds=60'], /worker.drainTimeoutSeconds \(60\) must be below worker.terminationGracePeriodSeconds \(60\)/],
+        [['worker.drainTimeoutSeconds=60', 'worker.terminationGracePeriodSeconds=60'], /at least worker.drainTimeoutSeconds \(60\) \+ 5/],
+        [['worker.autoscaling.keda.fallback.behavior=sometimes'], /at '\/worker\/autoscaling\/keda\/fallback\/behavior'/],
+        [['worker.pdb.unhealthyPodEvictionPolicy=Never'], /at '\/worker\/pdb\/unhealthyPodEvictionPolicy'/],
         [['worker.autoscaling.hpa.enabled=true', 'worker.autoscaling.keda.enabled=true'], /choose one/],
         [['controlPlane.address='], /controlPlane.address is required/],
         [['payloadStore.existingSecret='], /payloadStore.existingSecret is required/],
@@ -409,6 +455,28 @@ describe('helm charts', () => {
       assert.ok(find(airgapped, 'HorizontalPodAutoscaler', 'control-plane'));
     });
 
+    it('keeps serving through a preStop sleep while endpoints drop the pod, then shuts down within the rest of the grace period', () => {
+      const shutdown = (set: string[]) => {
+        const pod = podSpec(find(render(controlPlane.dir, [cpCi('default')], set), 'Deployment', 'control-plane'))!;
+        const c = pod.containers[0] as Container & { lifecycle?: { preStop?: { sleep?: { seconds: number } } } };
+        return {
+          grace: pod.terminationGracePeriodSeconds,
+          preStop: c.lifecycle?.preStop?.sleep?.seconds,
+          shutdownMs: env(c, 'CAIRN_SHUTDOWN_TIMEOUT_MS'),
+        };
+      };
+      // 30 s of grace: 5 s of preStop, then SIGTERM and at most 20 s of shutdown, 5 s to spare.
+      assert.deepEqual(shutdown([]), { grace: 30, preStop: 5, shutdownMs: '20000' });
+      assert.deepEqual(shutdown(['preStopSleepSeconds=0']), { grace: 30, preStop: undefined, shutdownMs: '25000' });
+      assert.deepEqual(shutdown(['preStopSleepSeconds=10', 'terminationGracePeriodSeconds=60']), {
+        grace: 60,
+        preStop: 10,
+        shutdownMs: '45000',
+      });
+      const pdb = find(manifests, 'PodDisruptionBudget', 'control-plane')['spec'] as { unhealthyPodEvictionPolicy: string };
+      assert.equal(pdb.unhealthyPodEvictionPolicy, 'AlwaysAllow', 'replicas made unready by a database outage never block a node drain');
+    });
+
     it('migrates as the schema owner and serves as the service role, which never sees the owner Secret; the signing key is a read-only file', () => {
       const jobPod = podSpec(find(manifests, 'Job', '-migrate-1'))!;
       const job = jobPod.containers[0]!;
@@ -453,6 +521,10 @@ describe('helm charts', () => {
         [['image.digest=latest'], /at '\/image\/digest'/],
         [['database.existingSecret='], /database.existingSecret is required/],
         [['config.heartbeatIntervalMs=20000'], /config.heartbeatIntervalMs \(20000\) must be below config.leaseTtlMs \(15000\)/],
+        [
+          ['terminationGracePeriodSeconds=20', 'preStopSleepSeconds=15'],
+          /terminationGracePeriodSeconds \(20\) must be at least preStopSleepSeconds \(15\) \+ 10/,
+        ],
       ];
       for (const [set, message] of cases) {
         const r = template(controlPlane.dir, [cpCi('default')], set);
