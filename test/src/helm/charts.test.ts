@@ -363,6 +363,39 @@ describe('helm charts', () => {
       assert.equal((hpa['spec'] as { maxReplicas: number }).maxReplicas, 6);
     });
 
+    it('sends workers and the gateway through an HTTP proxy when given one, and lets them reach only it', () => {
+      assert.equal(env(workerContainer, 'HTTPS_PROXY'), undefined, 'no proxy by default');
+      const set = [
+        'proxy.url=http://proxy.corp.example:3128',
+        'proxy.networkPolicy.cidrs={10.40.0.7/32}',
+        'networkPolicy.controlPlane.cidrs=null',
+        'networkPolicy.worker.modelEndpoints=null',
+      ];
+      const proxied = render(dataPlane.dir, [dpCi('default')], set);
+      for (const suffix of ['-worker', '-gateway']) {
+        const c = podSpec(find(proxied, 'Deployment', suffix))!.containers[0]!;
+        assert.deepEqual(
+          ['HTTPS_PROXY', 'HTTP_PROXY', 'NO_PROXY'].map((n) => env(c, n)),
+          ['http://proxy.corp.example:3128', 'http://proxy.corp.example:3128', '.svc,.cluster.local,localhost,127.0.0.1'],
+        );
+        const egress = (find(proxied, 'NetworkPolicy', suffix)['spec'] as { egress: Rule[] }).egress;
+        assert.deepEqual(
+          egress.map(
+            (r) => `${(r.to ?? []).map((p) => p.ipBlock?.cidr ?? 'peer').join(',')}:${(r.ports ?? []).map((p) => p.port).join(',')}`,
+          ),
+          ['10.40.0.7/32:3128', '10.20.0.0/24:5432', 'peer:53,53'],
+          `${suffix}: the proxy, the payload store and DNS, nothing else`,
+        );
+      }
+      for (const m of proxied)
+        assert.doesNotMatch(JSON.stringify(m), /"to":\[\]/, `${m.kind}/${m.metadata.name} has no rule open to everything`);
+      const r = template(dataPlane.dir, [dpCi('default')], ['proxy.url=http://proxy.corp.example:3128']);
+      assert.notEqual(r.status, 0);
+      assert.match(r.stderr, /proxy.networkPolicy.cidrs \(or .peers\) is required with proxy.url/);
+      const bad = template(dataPlane.dir, [dpCi('default')], ['proxy.url=proxy.corp.example:3128']);
+      assert.match(bad.stderr, /at '\/proxy\/url'/);
+    });
+
     it('refuses bad values with a message naming the value', () => {
       const cases: Array<[string[], RegExp]> = [
         [['worker.replicas=-1'], /at '\/worker\/replicas': minimum: got -1, want 0/],
