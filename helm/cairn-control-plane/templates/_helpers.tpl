@@ -217,6 +217,9 @@ changing bootstrap.adminKey rolls the pods; empty otherwise. The key is 16 or mo
 httpGet:
   path: {{ .path }}
   port: http
+  {{- if .https }}
+  scheme: HTTPS
+  {{- end }}
 initialDelaySeconds: {{ .probe.initialDelaySeconds }}
 periodSeconds: {{ .probe.periodSeconds }}
 timeoutSeconds: {{ .probe.timeoutSeconds }}

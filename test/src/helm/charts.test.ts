@@ -488,6 +488,27 @@ describe('helm charts', () => {
       assert.ok(find(airgapped, 'HorizontalPodAutoscaler', 'control-plane'));
     });
 
+    it('serves HTTPS on the REST port with httpTls: the certificate as read-only files, HTTPS probes, an Ingress that re-encrypts', () => {
+      const airgapped = render(controlPlane.dir, [cpCi('airgapped')]);
+      const pod = podSpec(find(airgapped, 'Deployment', 'control-plane'))!;
+      const c = pod.containers[0] as Container & { readinessProbe: { httpGet: { scheme?: string } } };
+      assert.deepEqual(
+        [env(c, 'CAIRN_CP_HTTP_TLS_CERT_FILE'), env(c, 'CAIRN_CP_HTTP_TLS_KEY_FILE')],
+        ['/etc/cairn/http-tls/tls.crt', '/etc/cairn/http-tls/tls.key'],
+      );
+      assert.equal(mountsOf(c).find((m) => m.mountPath === '/etc/cairn/http-tls')?.readOnly, true);
+      assert.equal(pod.volumes!.find((v) => v.name === 'http-tls')?.secret?.secretName, 'cairn-cp-http-tls');
+      assert.equal(c.readinessProbe.httpGet.scheme, 'HTTPS');
+      const rest = find(airgapped, 'Ingress', 'control-plane');
+      assert.equal(rest.metadata.annotations?.['nginx.ingress.kubernetes.io/backend-protocol'], 'HTTPS');
+      // Plain HTTP by default.
+      const plain = podSpec(find(manifests, 'Deployment', 'control-plane'))!.containers[0] as Container & {
+        readinessProbe: { httpGet: { scheme?: string } };
+      };
+      assert.equal(env(plain, 'CAIRN_CP_HTTP_TLS_CERT_FILE'), undefined);
+      assert.equal(plain.readinessProbe.httpGet.scheme, undefined);
+    });
+
     it('keeps serving through a preStop sleep while endpoints drop the pod, then shuts down within the rest of the grace period', () => {
       const shutdown = (set: string[]) => {
         const pod = podSpec(find(render(controlPlane.dir, [cpCi('default')], set), 'Deployment', 'control-plane'))!;
