@@ -271,6 +271,9 @@ describe('helm charts', () => {
         ['CAIRN_DP_DATABASE_URL_FILE', 'CAIRN_DP_ENCRYPTION_KEYS_FILE', 'CAIRN_LOG_LEVEL'],
         'the migration needs no credential',
       );
+      assert.equal(job.metadata.annotations?.['argocd.argoproj.io/hook'], undefined, 'Helm hooks only by default');
+      const argo = find(render(dataPlane.dir, [dpCi('default')], ['migration.argoCdHook=PreSync']), 'Job', '-migrate-1');
+      assert.equal(argo.metadata.annotations?.['argocd.argoproj.io/hook'], 'PreSync', 'one run per Argo CD sync, before the rest');
       const test = find(manifests, 'Pod', '-test-gateway');
       assert.equal(test.metadata.annotations?.['helm.sh/hook'], 'test');
       assert.equal(test.metadata.labels?.['cairn-cairn-data-plane-client'], 'true', 'the NetworkPolicy lets the test pod in');
