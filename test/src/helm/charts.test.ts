@@ -208,6 +208,27 @@ describe('helm charts', () => {
       const r = template(dataPlane.dir, [dpCi('default')], ['worker.drainTimeoutSeconds=900', 'worker.terminationGracePeriodSeconds=600']);
       assert.notEqual(r.status, 0, 'a grace period shorter than the drain is refused');
       assert.match(r.stderr, /worker.terminationGracePeriodSeconds \(600\) must be at least worker.drainTimeoutSeconds \(900\) \+ 5/);
+      // NOTES.txt says what happens past the bound, with the release's numbers.
+      const install = helm([
+        'install',
+        'cairn',
+        dataPlane.dir,
+        '--namespace',
+        'cairn',
+        '--dry-run=client',
+        '--values',
+        dpCi('default'),
+        '--set',
+        'worker.drainTimeoutSeconds=900',
+      ]);
+      assert.equal(install.status, 0, install.stderr);
+      const notes = install.stdout.slice(install.stdout.indexOf('NOTES:')).replace(/\s+/g, ' ');
+      assert.match(notes, /waits up to 900 s \(worker.drainTimeoutSeconds\)/);
+      assert.match(
+        notes,
+        /one still running after that is given back unfinished and runs again on another worker \(a model call is paid twice\)/,
+      );
+      assert.match(notes, /the grace period is 915 s/);
     });
 
     it('has PodDisruptionBudgets selecting the workers and the gateway', () => {
