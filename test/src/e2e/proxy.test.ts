@@ -11,13 +11,26 @@ import { startTestStack, type TestStack } from '../harness.js';
 describe('egress through an HTTP proxy', () => {
   let t: TestStack;
   let proxy: HttpProxy;
+  /** The gateway's own proxy, so that what the workers send through theirs is told apart. */
+  let gatewayProxy: HttpProxy;
   before(async () => {
-    t = await startTestStack({ name: 'proxy', workers: 0 });
     proxy = await startHttpProxy();
+    gatewayProxy = await startHttpProxy();
+    t = await startTestStack({ name: 'proxy', workers: 0, gatewayEnv: { HTTPS_PROXY: gatewayProxy.url, HTTP_PROXY: gatewayProxy.url } });
   });
   after(async () => {
     await t?.stop();
     await proxy?.close();
+    await gatewayProxy?.close();
+  });
+
+  it('sends the gateway’s calls to the control plane through its proxy', async () => {
+    // A run the gateway does not know: it asks the control plane, which answers 404.
+    const res = await t.gateway('GET', '/v1/runs/0190a1b2-c3d4-4e5f-8a9b-0c1d2e3f4a5b');
+    assert.equal(res.status, 404);
+    const grpcAddress = t.stack.controlPlanes[0]!.grpcAddress;
+    assert.ok(gatewayProxy.tunnels.includes(grpcAddress), `a tunnel to ${grpcAddress}: ${JSON.stringify(gatewayProxy.tunnels)}`);
+    assert.ok(t.stack.gateway!.lines.some((l) => l.includes('dialling the control plane through the HTTP proxy')));
   });
 
   const stopWorkers = async () => {
