@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type * as grpc from '@grpc/grpc-js';
-import { CairnError, ErrorCodes, ID_PATTERN, createLogger, env, loadConfig, type Logger } from '@cairn/common';
+import { CairnError, ErrorCodes, ID_PATTERN, createLogger, env, loadConfig, useEgressProxyFromEnv, type Logger } from '@cairn/common';
 import {
   Hasher,
   KeyRing,
@@ -164,6 +164,14 @@ export async function runWorkerFromEnv(
     process.exit(1);
   }
   const logger = createLogger('worker', config.CAIRN_LOG_LEVEL);
+  try {
+    // Model providers (fetch) and the control plane (gRPC) through HTTPS_PROXY, except NO_PROXY.
+    const proxy = useEgressProxyFromEnv(environment);
+    if (proxy) logger.info(proxy, 'outbound HTTP and the control-plane connection go through the HTTP proxy (HTTPS_PROXY / NO_PROXY)');
+  } catch (err) {
+    process.stderr.write(`worker cannot start: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
   const tracing = workerTracingConfig(config);
   if (tracing) logger.info({ serviceName: tracing.serviceName, from: tracing.variable }, 'exporting traces over OTLP/HTTP');
   let keys: KeyRing;

@@ -123,6 +123,13 @@ export class Execution implements RunExecution, Run {
           new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs))),
         ]);
         clearTimeout(timer);
+        if (this.inFlight.size > 0 && !this.finished && this.halt === 'drain') {
+          this.log.warn(
+            { steps: this.inFlight.size, drainTimeoutMs: timeoutMs },
+            'drain bound reached: steps or model calls still running are given back unfinished and run again on another worker ' +
+              '(raise CAIRN_DRAIN_TIMEOUT_MS, and the grace period with it, above the longest one)',
+          );
+        }
       }
       if (this.finished || this.halt !== 'drain') return;
       try {
