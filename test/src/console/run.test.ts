@@ -337,6 +337,12 @@ describe('console: run detail', () => {
       // Steps 0 and 1 were kept from the journal: their side effects ran once, in the source run only.
       assert.equal(await t.countEffects(forkId, 's0'), 0);
       assert.equal(await t.countEffects(forkId, 's2'), 1);
+      // The timeline says which calls were copied from the source run rather than executed.
+      await page.locator('button.gantt-row', { hasText: 's3' }).waitFor();
+      assert.deepEqual(
+        await page.locator('button.gantt-row').evaluateAll((rows) => rows.map((r) => r.querySelector('.badge.copied') !== null)),
+        [true, true, false, false],
+      );
       assert.deepEqual(session.pageErrors, []);
     } finally {
       await session.close();

@@ -2,6 +2,24 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { startTestStack, type TestStack } from '../harness.js';
 
+interface StepView {
+  position: number;
+  name: string;
+  kind: string;
+  status: string;
+  copied: boolean;
+}
+
+interface Usage {
+  totals: {
+    runsStarted: number;
+    stepsExecuted: number;
+    inputTokens: number;
+    outputTokens: number;
+    tokens: Array<{ provider: string; model: string; calls: number; inputTokens: number; outputTokens: number }>;
+  };
+}
+
 interface ForkedRun {
   id: string;
   status: string;
@@ -35,6 +53,23 @@ describe('fork a run from step N', () => {
       body: JSON.stringify(body),
     });
     return { status: res.status, ...((await res.json()) as { run?: ForkedRun; error?: { message: string } }) };
+  };
+  const usage = async (): Promise<Usage['totals']> => {
+    const day = new Date().toISOString().slice(0, 10);
+    const res = await fetch(`${t.stack.controlPlanes[0]!.httpUrl}/v1/projects/default/usage?from=${day}&to=${day}`, {
+      headers: { authorization: `Bearer ${t.stack.secrets.apiToken}` },
+    });
+    assert.equal(res.status, 200);
+    return ((await res.json()) as Usage).totals;
+  };
+  const modelCalls = (u: Usage['totals']) => u.tokens.reduce((n, m) => n + m.calls, 0);
+  /** Step reports travel in batches: polls the control plane until the run's timeline has `count` final calls. */
+  const reported = async (runId: string, count: number) => {
+    for (;;) {
+      const { steps } = await t.describe(runId);
+      if (steps.filter((s) => s.status === 'completed').length >= count) return steps as unknown as Array<StepView>;
+      await new Promise((r) => setTimeout(r, 50));
+    }
   };
   const effects = async (runId: string) =>
     (await t.effects.query<{ step: string }>('SELECT step FROM effects WHERE run_id = $1 ORDER BY id', [runId])).rows.map((r) => r.step);
@@ -92,5 +127,74 @@ describe('fork a run from step N', () => {
     const beyond = await fork(source, { fromStep: 5 });
     assert.equal(beyond.status, 400);
     assert.match(beyond.error!.message, /beyond the journal/);
+  });
+
+  it('meters only what a fork executes: copied calls are not usage, and show as copied', async () => {
+    // A run whose one durable call is a model call, then a fork after it: nothing runs live.
+    const source = await t.start('model-call', { prompt: 'fork-metering: how many tokens?' });
+    assert.equal((await t.result(source)).status, 'completed');
+    await reported(source, 1);
+    const callsToModel = (await t.modelCalls()).length;
+    const before = await usage();
+    assert.ok(before.inputTokens > 0 && modelCalls(before) > 0, JSON.stringify(before));
+
+    const forked = await fork(source, { fromStep: 1 });
+    assert.equal(forked.status, 201, JSON.stringify(forked));
+    const forkedModel = forked.run!.id;
+    assert.equal((await t.result(forkedModel)).status, 'completed');
+    const copiedModel = await reported(forkedModel, 1);
+    assert.deepEqual(
+      copiedModel.map((s) => [s.position, s.kind, s.status, s.copied]),
+      [[0, 'model', 'completed', true]],
+    );
+    assert.equal((await t.modelCalls()).length, callsToModel, 'the fork made no request to the model provider');
+
+    // A four-step run forked from step 4 runs nothing; forked from step 2 it runs two steps.
+    const four = await startV1(7);
+    assert.equal((await t.result(four)).status, 'completed');
+    await reported(four, 4);
+    const mid = await usage();
+    const all = await fork(four, { fromStep: 4 });
+    const half = await fork(four, { fromStep: 2 });
+    for (const f of [all, half]) assert.equal((await t.result(f.run!.id)).status, 'completed');
+    assert.deepEqual(await effects(all.run!.id), []);
+    assert.deepEqual(await effects(half.run!.id), ['s2', 's3']);
+    const allSteps = await reported(all.run!.id, 4);
+    const halfSteps = await reported(half.run!.id, 4);
+    assert.deepEqual(
+      allSteps.map((s) => s.copied),
+      [true, true, true, true],
+    );
+    assert.deepEqual(
+      halfSteps.map((s) => [s.name, s.copied]),
+      [
+        ['s0', true],
+        ['s1', true],
+        ['s2', false],
+        ['s3', false],
+      ],
+    );
+
+    // Usage (and so the monthly step quota) counts the three forks as runs started and the two
+    // steps that ran live, nothing for the copies.
+    const after = await usage();
+    assert.deepEqual(
+      [after.runsStarted - before.runsStarted, after.inputTokens, after.outputTokens, modelCalls(after)],
+      [1 + 1 + 2, before.inputTokens, before.outputTokens, modelCalls(before)],
+    );
+    assert.equal(after.stepsExecuted - mid.stepsExecuted, 2, JSON.stringify({ mid, after }));
+    assert.equal(mid.stepsExecuted - before.stepsExecuted, 4, 'the four-step source ran four steps');
+
+    // The timeline the control plane shows: copied calls are marked, the run's totals count what ran.
+    const view = (await (
+      await fetch(`${t.stack.controlPlanes[0]!.httpUrl}/v1/projects/default/runs/${forkedModel}`, {
+        headers: { authorization: `Bearer ${t.stack.secrets.apiToken}` },
+      })
+    ).json()) as { timeline: Array<{ position: number; copied: boolean }>; totals: { copiedCalls: number; inputTokens: number } };
+    assert.deepEqual(
+      view.timeline.map((c) => [c.position, c.copied]),
+      [[0, true]],
+    );
+    assert.deepEqual([view.totals.copiedCalls, view.totals.inputTokens], [1, 0]);
   });
 });

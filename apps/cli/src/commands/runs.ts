@@ -108,7 +108,12 @@ function printTimeline(out: Output, d: Describe): void {
     ...(r.parentRunId ? [['parent', r.parentRunId] as const] : []),
     ...(r.forkedFromRunId ? [['forked from', `${r.forkedFromRunId} at step ${r.forkPosition}`] as const] : []),
     ...(r.scheduleId ? [['schedule', r.scheduleId] as const] : []),
-    ['calls', `${d.totals.durableCalls} (${d.totals.attempts} attempts, ${d.totals.retries} retries)`],
+    [
+      'calls',
+      `${d.totals.durableCalls} (${d.totals.attempts} attempts, ${d.totals.retries} retries${
+        d.totals.copiedCalls > 0 ? `, ${d.totals.copiedCalls} copied from the source run` : ''
+      })`,
+    ],
     ['wall time', formatMs(d.totals.wallTimeMs)],
   ]);
   out.line('');
@@ -118,7 +123,7 @@ function printTimeline(out: Output, d: Describe): void {
       t.position,
       t.kind,
       t.name,
-      paintStatus(c, t.status),
+      t.copied ? `${paintStatus(c, t.status)} ${c.dim('(copied)')}` : paintStatus(c, t.status),
       t.attemptCount,
       formatMs(t.durationMs),
       t.inputTokens === null ? '' : `${t.inputTokens}/${t.outputTokens ?? 0}`,
@@ -148,6 +153,7 @@ export async function watchRun(ctx: Context, cp: HttpClient, id: string, interva
           status: t.status,
           attempts: t.attemptCount,
           durationMs: t.durationMs,
+          copied: t.copied,
         };
         if (out.format === 'json') out.line(JSON.stringify({ event: 'step', ...event }));
         else if (out.format === 'yaml') out.write(`- event: step\n  position: ${t.position}\n  name: ${t.name}\n  status: ${t.status}\n`);
@@ -155,6 +161,8 @@ export async function watchRun(ctx: Context, cp: HttpClient, id: string, interva
           spinner?.stop();
           out.line(
             `${String(t.position).padStart(3)}  ${t.kind.padEnd(6)} ${t.name.padEnd(28)} ${paintStatus(out.c, t.status)}${
+              t.copied ? out.c.dim(' (copied)') : ''
+            }${
               t.attemptCount > 1 ? out.c.dim(` attempt ${t.attemptCount}`) : ''
             }${t.durationMs !== null && t.status !== 'running' ? out.c.dim(` ${formatMs(t.durationMs)}`) : ''}`,
           );

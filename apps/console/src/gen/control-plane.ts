@@ -1939,7 +1939,7 @@ export interface paths {
     };
     /**
      * Describe a run with its step timeline
-     * @description steps: every attempt by position then attempt; timeline: one entry per durable call with its attempts, duration and token counts; totals: attempts, retries, tokens by provider/model, wall time.
+     * @description steps: every attempt by position then attempt; timeline: one entry per durable call with its attempts, duration and token counts; totals: attempts, retries, tokens by provider/model, wall time. In a forked run, the calls below its fork position were copied from the source run (copied: true): the totals’ tokens leave them out and copiedCalls counts them.
      */
     get: {
       parameters: {
@@ -4271,6 +4271,8 @@ export interface components {
       outputTokens: number | null;
       provider: string | null;
       model: string | null;
+      /** @description true for an entry of a forked run below its fork position: copied from the source run’s journal, not executed by this run, and not counted in usage */
+      copied: boolean;
     };
     TimelineCall: {
       position: number;
@@ -4287,6 +4289,8 @@ export interface components {
       durationMs: number | null;
       inputTokens: number | null;
       outputTokens: number | null;
+      /** @description true for a call of a forked run copied from the source run (below its fork position), not executed */
+      copied: boolean;
       attempts: components['schemas']['Step'][];
     };
     RunTotals: {
@@ -4294,6 +4298,9 @@ export interface components {
       attempts: number;
       retries: number;
       failedAttempts: number;
+      /** @description calls of a forked run copied from the source run, not executed (0 for a run that was not forked) */
+      copiedCalls: number;
+      /** @description tokens of the model-call attempts this run executed (copied calls left out) */
       inputTokens: number;
       outputTokens: number;
       tokensByModel: {

@@ -74,6 +74,7 @@ function presentCall(call: TimelineCall): z.input<typeof TimelineCallSchema> {
     durationMs: call.durationMs,
     inputTokens: call.inputTokens,
     outputTokens: call.outputTokens,
+    copied: call.copied,
     attempts: call.attempts.map(presentStep),
   };
 }
@@ -132,7 +133,7 @@ export class RunsController {
     tag: 'runs',
     summary: 'Describe a run with its step timeline',
     description:
-      'steps: every attempt by position then attempt; timeline: one entry per durable call with its attempts, duration and token counts; totals: attempts, retries, tokens by provider/model, wall time.',
+      'steps: every attempt by position then attempt; timeline: one entry per durable call with its attempts, duration and token counts; totals: attempts, retries, tokens by provider/model, wall time. In a forked run, the calls below its fork position were copied from the source run (copied: true): the totals’ tokens leave them out and copiedCalls counts them.',
   })
   async describe(@CurrentProject() project: Project, @Param('id') id: string): Promise<Record<string, unknown>> {
     return presentView(await this.runs.describe(project.id, id));

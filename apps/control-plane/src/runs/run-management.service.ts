@@ -46,6 +46,8 @@ export interface TimelineCall {
   readonly durationMs: number | null;
   readonly inputTokens: number | null;
   readonly outputTokens: number | null;
+  /** For a forked run, a call below its fork position: copied from the source, not executed. */
+  readonly copied: boolean;
 }
 
 /** Run-level totals over the step timeline. */
@@ -55,6 +57,9 @@ export interface RunTotals {
   /** Attempts beyond each call's first. */
   readonly retries: number;
   readonly failedAttempts: number;
+  /** Calls of a forked run copied from its source (not executed). */
+  readonly copiedCalls: number;
+  /** Tokens of the model-call attempts this run executed; copied calls are left out. */
   readonly inputTokens: number;
   readonly outputTokens: number;
   readonly tokensByModel: ReadonlyArray<{
@@ -327,6 +332,7 @@ export function timelineOf(steps: readonly Step[]): TimelineCall[] {
       durationMs: startedAt !== null && endedAt !== null ? endedAt.getTime() - startedAt.getTime() : null,
       inputTokens: sum((s) => s.inputTokens),
       outputTokens: sum((s) => s.outputTokens),
+      copied: attempts.every((a) => a.copied),
     };
   });
 }
@@ -340,7 +346,7 @@ export function totalsOf(run: Run, steps: readonly Step[], now = new Date()): Ru
   let inputTokens = 0;
   let outputTokens = 0;
   for (const s of steps) {
-    if (s.kind !== 'model') continue;
+    if (s.kind !== 'model' || s.copied) continue;
     inputTokens += s.inputTokens ?? 0;
     outputTokens += s.outputTokens ?? 0;
     const key = `${s.provider ?? ''}\u0000${s.model ?? ''}`;
@@ -356,6 +362,7 @@ export function totalsOf(run: Run, steps: readonly Step[], now = new Date()): Ru
     attempts: steps.length,
     retries: steps.length - calls.size,
     failedAttempts: steps.filter((s) => s.status === 'failed' || s.status === 'retrying').length,
+    copiedCalls: new Set(steps.filter((s) => s.copied).map((s) => s.position)).size,
     inputTokens,
     outputTokens,
     tokensByModel: [...models.values()],

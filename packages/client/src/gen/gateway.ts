@@ -544,6 +544,8 @@ export interface components {
       /** @description model calls only: the provider and model this attempt called */
       provider: string | null;
       model: string | null;
+      /** @description true for an entry of a forked run copied from the source run (below its fork position), not executed by this run */
+      copied: boolean;
     };
     ErrorView: {
       name: string;

@@ -61,6 +61,7 @@ export const fieldComments: Readonly<Record<string, string>> = {
   "cairn.run.v1.RunInfo.workflow_name": "The workflow name as written in code.",
   "cairn.run.v1.RunInfo.workflow_version": "The workflow version the run is pinned to.",
   "cairn.run.v1.StepInfo.attempt": "The attempt number, from 1.",
+  "cairn.run.v1.StepInfo.copied": "Set by the control plane in DescribeRun answers: true for an entry of a forked run at a position below its fork position, copied from the source run's journal in the data plane rather than executed by this run (it is not metered). Decided from the run's fork position; a worker's StepReport leaves it false and the control plane ignores it there.",
   "cairn.run.v1.StepInfo.due_at": "For a retrying attempt, when the next attempt is due; for a wait, its deadline (0 if none).",
   "cairn.run.v1.StepInfo.ended_at": "When the attempt ended (0 while running or waiting).",
   "cairn.run.v1.StepInfo.error_code": "For a failed attempt, the closed cause.",
