@@ -339,10 +339,10 @@ describe('console: run detail', () => {
       assert.equal(await t.countEffects(forkId, 's2'), 1);
       // The timeline says which calls were copied from the source run rather than executed.
       await page.locator('button.gantt-row', { hasText: 's3' }).waitFor();
-      assert.deepEqual(
-        await page.locator('button.gantt-row').evaluateAll((rows) => rows.map((r) => r.querySelector('.badge.copied') !== null)),
-        [true, true, false, false],
-      );
+      const rows = page.locator('button.gantt-row');
+      const copied: boolean[] = [];
+      for (let i = 0; i < (await rows.count()); i++) copied.push((await rows.nth(i).locator('.badge.copied').count()) > 0);
+      assert.deepEqual(copied, [true, true, false, false]);
       assert.deepEqual(session.pageErrors, []);
     } finally {
       await session.close();
