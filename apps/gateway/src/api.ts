@@ -436,7 +436,7 @@ export const API = {
     method: 'POST',
     path: '/v1/payloads',
     tag: 'payloads',
-    summary: "Store a payload (a schedule's input) in the data plane; the control plane references it by ID",
+    summary: "Store a payload (a schedule's or a fork's input) in the data plane; the control plane references it by ID",
     auth: true,
     scope: 'admin',
     body: {

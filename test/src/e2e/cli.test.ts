@@ -422,6 +422,15 @@ describe('the cairn CLI against a local stack', () => {
     const forkTable = await cli(['runs', 'describe', forkId]);
     assert.match(forkTable.stdout, /2 \(2 attempts, 0 retries, 1 copied from the source run\)/);
     assert.match(forkTable.stdout, /│ 0 │ step │ lookup +│ completed \(copied\) │/);
+    // A fork with a new input: stored through the gateway, the whole workflow runs again with it.
+    const reForked = await cli(['runs', 'fork', greetRun, '--from-step', '0', '-i', '{"name":"Grace"}', '--watch', '-o', 'json']);
+    assert.equal(reForked.code, 0, reForked.stderr);
+    assert.match(reForked.stderr, /forked run [0-9a-f-]{36} from [0-9a-f-]{36} at step 0 with a new input \([0-9a-f-]{36}\)/);
+    const reForkId = /forked run ([0-9a-f-]{36})/.exec(reForked.stderr)![1]!;
+    assert.deepEqual((await json<{ output: unknown }>(['runs', 'result', reForkId])).output, { greeting: 'Hello, Grace' });
+    const badInput = await cli(['runs', 'fork', greetRun, '--from-step', '0', '-i', '{"name":']);
+    assert.equal(badInput.code, 2);
+    assert.match(badInput.stderr, /The input from the command line is not valid JSON/);
     const badFork = await cli(['runs', 'fork', greetRun, '--from-step', 'three']);
     assert.equal(badFork.code, 2);
     assert.match(badFork.stderr, /--from-step must be a whole number/);

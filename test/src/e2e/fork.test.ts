@@ -1,5 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
 import { startTestStack, type TestStack } from '../harness.js';
 
 interface StepView {
@@ -196,5 +198,66 @@ describe('fork a run from step N', () => {
       [[0, true]],
     );
     assert.deepEqual([view.totals.copiedCalls, view.totals.inputTokens], [1, 0]);
+  });
+
+  it('forks with a new input, stored through the gateway: the control plane gets only its ID', async () => {
+    const source = await startV1(1);
+    assert.deepEqual((await t.result(source)).output, { a: 2, b: 20, c: 25, d: '25!', version: '1' });
+    const inputOf = async (runId: string): Promise<unknown> => {
+      const res = await t.gateway('GET', `/v1/runs/${runId}/journal`);
+      assert.equal(res.status, 200, await res.clone().text());
+      return ((await res.json()) as { input: unknown }).input;
+    };
+    const store = async (input: unknown): Promise<string> => {
+      const res = await t.gateway('POST', '/v1/payloads', { body: JSON.stringify(input), headers: { 'content-type': 'application/json' } });
+      assert.equal(res.status, 201, await res.clone().text());
+      return ((await res.json()) as { payloadId: string }).payloadId;
+    };
+
+    // From position 0 the whole workflow runs again with the new input.
+    const marker = `fork-input-${randomUUID()}`;
+    const again = await fork(source, { fromStep: 0, inputPayloadId: await store({ base: 100, note: marker }) });
+    assert.equal(again.status, 201, JSON.stringify(again));
+    assert.deepEqual((await t.result(again.run!.id)).output, { a: 101, b: 1010, c: 1015, d: '1015!', version: '1' });
+    assert.deepEqual(await effects(again.run!.id), ['s0', 's1', 's2', 's3']);
+    assert.deepEqual(await inputOf(again.run!.id), { base: 100, note: marker });
+    // The new input stayed in the data plane: no table of the control plane's database holds it.
+    const cp = new pg.Client({ connectionString: t.stack.cpDatabaseUrl });
+    await cp.connect();
+    try {
+      const tables = await cp.query<{ tablename: string }>("SELECT tablename FROM pg_tables WHERE schemaname = 'public'");
+      const holding: string[] = [];
+      for (const { tablename } of tables.rows) {
+        const r = await cp.query<{ n: number }>(`SELECT count(*)::int AS n FROM "${tablename}" t WHERE t::text LIKE $1`, [`%${marker}%`]);
+        if (r.rows[0]!.n > 0) holding.push(tablename);
+      }
+      assert.deepEqual(holding, []);
+    } finally {
+      await cp.end();
+    }
+
+    // From position 2: the copied calls keep what they recorded, the live ones see the new input's
+    // effect only through them (the workflow reads the input in s0 only).
+    const late = await fork(source, { fromStep: 2, inputPayloadId: await store({ base: 7 }) });
+    assert.equal(late.status, 201, JSON.stringify(late));
+    assert.deepEqual((await t.result(late.run!.id)).output, { a: 2, b: 20, c: 25, d: '25!', version: '1' });
+    assert.deepEqual(await inputOf(late.run!.id), { base: 7 });
+    // The source keeps its own input.
+    assert.deepEqual(await inputOf(source), { base: 1 });
+
+    // The input itself is refused by the control plane, with what to do instead.
+    const inline = await fork(source, { fromStep: 0, input: { base: 5 } });
+    assert.equal(inline.status, 400, JSON.stringify(inline));
+    assert.match(inline.error!.message, /POST \/v1\/payloads/);
+
+    // A payload that is not in the data plane fails the fork, saying which payload and what to do.
+    const gone = await store({ base: 3 });
+    assert.equal((await t.gateway('DELETE', `/v1/payloads/${gone}`)).status, 200);
+    const missing = await fork(source, { fromStep: 0, inputPayloadId: gone });
+    assert.equal(missing.status, 201, JSON.stringify(missing));
+    const failed = await t.result(missing.run!.id);
+    assert.equal(failed.status, 'failed');
+    assert.match(failed.error!.message, new RegExp(`input payload ${gone} .* is not in this data plane's payload store`));
+    assert.deepEqual(await effects(missing.run!.id), []);
   });
 });

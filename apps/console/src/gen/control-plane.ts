@@ -2144,7 +2144,7 @@ export interface paths {
     put?: never;
     /**
      * Fork a run from a journal position into a new run
-     * @description Creates a queued run in the same data plane whose journal starts as the source run’s entries before position fromStep (copied in the data plane); from fromStep on it runs live, on workflowVersion if given. 400 when fromStep is beyond the source’s journal.
+     * @description Creates a queued run in the same data plane whose journal starts as the source run’s entries before position fromStep (copied in the data plane); from fromStep on it runs live, on workflowVersion if given, with the input stored as payload inputPayloadId in that data plane if given (else the source’s input). 400 when fromStep is beyond the source’s journal.
      */
     post: {
       parameters: {
@@ -2162,6 +2162,8 @@ export interface paths {
           'application/json': {
             fromStep: number;
             workflowVersion?: string;
+            /** @description a new input for the fork: the ID of a payload stored in the source run’s data plane through its gateway (POST /v1/payloads). Without it the fork keeps the source’s input */
+            inputPayloadId?: string;
           };
         };
       };

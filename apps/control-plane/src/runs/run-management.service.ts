@@ -85,6 +85,11 @@ export interface ForkRequest {
   readonly fromStep: number;
   /** The version the fork runs (default: the source's). */
   readonly workflowVersion?: string | undefined;
+  /**
+   * A new input: the ID of a payload stored in the source's data plane (gateway `POST
+   * /v1/payloads`), which the worker creates the fork's input from. Default: the source's input.
+   */
+  readonly inputPayloadId?: string | undefined;
 }
 
 /**
@@ -238,6 +243,7 @@ export class RunManagementService {
           workflowVersion: version,
           taskQueue: workflow?.taskQueue ?? source.taskQueue,
           position: request.fromStep,
+          inputPayloadId: request.inputPayloadId ?? null,
         },
         tx,
       );
@@ -251,11 +257,15 @@ export class RunManagementService {
           fromStep: request.fromStep,
           workflow: inserted.workflowName,
           version: inserted.workflowVersion,
+          ...(request.inputPayloadId === undefined ? {} : { inputPayloadId: request.inputPayloadId }),
         },
       });
       return inserted;
     });
-    this.logger.info({ runId: fork.id, sourceRunId: source.id, position: request.fromStep }, 'run forked');
+    this.logger.info(
+      { runId: fork.id, sourceRunId: source.id, position: request.fromStep, newInput: request.inputPayloadId !== undefined },
+      'run forked',
+    );
     this.events.publishDispatch(fork.dataPlaneId);
     return fork;
   }

@@ -387,7 +387,7 @@ export interface paths {
     };
     get?: never;
     put?: never;
-    /** Store a payload (a schedule's input) in the data plane; the control plane references it by ID */
+    /** Store a payload (a schedule's or a fork's input) in the data plane; the control plane references it by ID */
     post: operations['putPayload'];
     delete?: never;
     options?: never;
