@@ -349,6 +349,42 @@ describe('console: run detail', () => {
     }
   });
 
+  it('forks with a new input, checked in the browser and stored through the gateway', async () => {
+    const started = await t.gateway('POST', '/v1/runs', {
+      body: JSON.stringify({ workflow: 'fork-demo', version: '1', input: { base: 1 } }),
+      headers: { 'content-type': 'application/json' },
+    });
+    assert.equal(started.status, 201, await started.clone().text());
+    const runId = ((await started.json()) as { runId: string }).runId;
+    assert.equal((await t.result(runId)).status, 'completed');
+    const session = await openConsole(browser, t);
+    try {
+      const page = await openRun(session, t, runId);
+      await page.getByLabel('Fork from step (journal position)').fill('0');
+      const input = page.getByLabel('New input (JSON)');
+      await input.fill('{"base": 100');
+      await page.getByRole('button', { name: 'Fork…' }).click();
+      await page.getByRole('list', { name: 'Problems with the input' }).filter({ hasText: 'the input is not JSON' }).waitFor();
+      await input.fill('{"base": 100}');
+      await page.getByRole('button', { name: 'Fork…' }).click();
+      const dialog = page.getByRole('alertdialog', { name: 'Fork from step 0 with a new input?' });
+      await dialog.waitFor();
+      assert.deepEqual(await accessibilityViolations(page), []);
+      await dialog.getByRole('button', { name: 'Confirm fork' }).click();
+      await page.waitForURL((url) => !url.pathname.endsWith(runId));
+      const forkId = new URL(page.url()).pathname.split('/').at(-1)!;
+      await page.getByRole('heading', { name: `Run ${forkId}` }).waitFor();
+      await waitForStatus(page, 'completed');
+      const output = page.getByLabel('Output value');
+      await output.waitFor();
+      assert.deepEqual(JSON.parse((await output.textContent()) ?? ''), { a: 101, b: 1010, c: 1015, d: '1015!', version: '1' });
+      assert.equal(await t.countEffects(forkId, 's0'), 1);
+      assert.deepEqual(session.pageErrors, []);
+    } finally {
+      await session.close();
+    }
+  });
+
   it('cancels and terminates runs after a confirmation', async () => {
     const sleeping = await t.start('sleeper', { sleepMs: 600_000 });
     const waiting = await t.start('signal-waiter', { delayMs: 0 });
