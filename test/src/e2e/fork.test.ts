@@ -245,6 +245,20 @@ describe('fork a run from step N', () => {
     // The source keeps its own input.
     assert.deepEqual(await inputOf(source), { base: 1 });
 
+    // Stored as the input of a fork of a run whose workflow declares an input schema, it is checked
+    // against it like a start's input.
+    const typed = await t.start('typed-refund', { orderId: 'o-1', amount: 5 });
+    const asForkInput = (input: unknown, run = typed) =>
+      t.gateway('POST', `/v1/payloads?forkOf=${run}`, { body: JSON.stringify(input), headers: { 'content-type': 'application/json' } });
+    const refused = await asForkInput({ orderId: '', amount: -1 });
+    assert.equal(refused.status, 400, await refused.clone().text());
+    const refusal = (await refused.json()) as { error: { code: string; message: string } };
+    assert.equal(refusal.error.code, 'CAIRN-1116');
+    assert.match(refusal.error.message, /input does not match the input schema of typed-refund@1/);
+    assert.equal((await asForkInput({ orderId: 'o-2', amount: 7 })).status, 201);
+    assert.equal((await asForkInput({ base: 2 }, randomUUID())).status, 404);
+    await t.gateway('POST', `/v1/runs/${typed}/cancel`);
+
     // The input itself is refused by the control plane, with what to do instead.
     const inline = await fork(source, { fromStep: 0, input: { base: 5 } });
     assert.equal(inline.status, 400, JSON.stringify(inline));

@@ -524,8 +524,10 @@ export function registerRuns(program: Command): void {
         let inputPayloadId: string | undefined;
         if (input !== undefined) {
           const gw = ctx.gateway();
+          // forkOf: the gateway checks it as the fork's input, against the version's input schema.
+          const query = new URLSearchParams({ forkOf: id, ...(opts.version ? { version: opts.version } : {}) });
           const stored = await ctx.out.spin('storing the input in the data plane', () =>
-            gw.post<{ payloadId: string; size: number }>('/v1/payloads', input),
+            gw.post<{ payloadId: string; size: number }>(`/v1/payloads?${query.toString()}`, input),
           );
           inputPayloadId = stored.payloadId;
         }

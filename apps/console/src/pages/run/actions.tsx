@@ -375,7 +375,14 @@ function ForkForm({
       let inputPayloadId: string | undefined;
       if (newInput) {
         const { client, url } = gatewayClient(run.dataPlaneId);
-        const stored = await unwrapGateway(url, client.POST('/v1/payloads', { body: JSON.parse(input) as unknown }));
+        const stored = await unwrapGateway(
+          url,
+          client.POST('/v1/payloads', {
+            // Checked again by the gateway as this fork's input.
+            params: { query: { forkOf: run.id, ...(version === '' ? {} : { version }) } },
+            body: JSON.parse(input) as unknown,
+          }),
+        );
         inputPayloadId = stored.payloadId;
       }
       try {
