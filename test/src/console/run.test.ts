@@ -338,7 +338,7 @@ describe('console: run detail', () => {
       assert.equal(await t.countEffects(forkId, 's0'), 0);
       assert.equal(await t.countEffects(forkId, 's2'), 1);
       // The timeline says which calls were copied from the source run rather than executed.
-      await page.locator('button.gantt-row', { hasText: 's3' }).waitFor();
+      await page.getByRole('button', { name: /^3 step s3\s*:/ }).waitFor();
       const rows = page.locator('button.gantt-row');
       const copied: boolean[] = [];
       for (let i = 0; i < (await rows.count()); i++) copied.push((await rows.nth(i).locator('.badge.copied').count()) > 0);
