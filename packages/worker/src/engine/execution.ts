@@ -182,9 +182,19 @@ export class Execution implements RunExecution, Run {
     try {
       const forkFrom = this.assignment.forkFrom;
       if (forkFrom) {
-        const { created, copied } = await this.writer.write(() => store.fork(this.epoch, forkFrom));
-        if (created)
-          this.log.info({ sourceRunId: forkFrom.runId, position: forkFrom.position, copied }, 'forked run created from its source');
+        const { created, copied, inputMissing } = await this.writer.write(() =>
+          store.fork(this.epoch, forkFrom, forkInputMissing(forkFrom.runId, forkFrom.inputPayloadId ?? '')),
+        );
+        if (inputMissing)
+          this.log.warn(
+            { sourceRunId: forkFrom.runId, payloadId: forkFrom.inputPayloadId },
+            'the input payload of a forked run is gone; the run fails',
+          );
+        else if (created)
+          this.log.info(
+            { sourceRunId: forkFrom.runId, position: forkFrom.position, copied, newInput: forkFrom.inputPayloadId !== undefined },
+            'forked run created from its source',
+          );
       }
       const scheduled = this.assignment.scheduled;
       if (scheduled) {
@@ -504,6 +514,17 @@ export class Execution implements RunExecution, Run {
 }
 
 /** The error a scheduled run fails with when its input payload was deleted (kept in the data plane). */
+function forkInputMissing(sourceRunId: string, payloadId: string): RunErrorRecord {
+  return {
+    name: 'CairnError',
+    code: ErrorCodes.PAYLOAD_NOT_FOUND,
+    errorCode: 'PAYLOAD_UNAVAILABLE',
+    message:
+      `[${ErrorCodes.PAYLOAD_NOT_FOUND}] The input payload ${payloadId} this fork of run ${sourceRunId} was given is not in this data plane's payload store: ` +
+      'it was deleted. Store the input again (POST /v1/payloads on the gateway, or cairn runs fork --input) and fork again.',
+  };
+}
+
 function payloadMissing(scheduleId: string, payloadId: string | undefined): RunErrorRecord {
   return {
     name: 'CairnError',
