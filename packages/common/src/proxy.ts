@@ -42,6 +42,9 @@ function origin(found: { variable: string; value: string } | undefined): string 
   return `${url.protocol}//${url.host}`;
 }
 
+/** The variables {@link useEgressProxyFromEnv} reads (each also in lower case). */
+export const EGRESS_PROXY_VARIABLES: readonly string[] = Object.freeze(['HTTPS_PROXY', 'HTTP_PROXY', 'NO_PROXY']);
+
 /**
  * Routes this process's outbound HTTP through the proxy named by `HTTPS_PROXY` / `HTTP_PROXY`
  * (either case), except for the hosts in `NO_PROXY`:

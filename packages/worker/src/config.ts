@@ -1,7 +1,17 @@
 import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type * as grpc from '@grpc/grpc-js';
-import { CairnError, ErrorCodes, ID_PATTERN, createLogger, env, loadConfig, useEgressProxyFromEnv, type Logger } from '@cairn/common';
+import {
+  CairnError,
+  ErrorCodes,
+  ID_PATTERN,
+  createLogger,
+  env,
+  loadConfig,
+  EGRESS_PROXY_VARIABLES,
+  useEgressProxyFromEnv,
+  type Logger,
+} from '@cairn/common';
 import {
   Hasher,
   KeyRing,
@@ -93,7 +103,7 @@ export const WORKER_SECRETS: readonly string[] = Object.freeze([
 ]);
 
 /** Every environment variable the worker reads (the README's table lists each one). */
-export const WORKER_ENVIRONMENT_VARIABLES: readonly string[] = Object.freeze(Object.keys(schema));
+export const WORKER_ENVIRONMENT_VARIABLES: readonly string[] = Object.freeze([...Object.keys(schema), ...EGRESS_PROXY_VARIABLES]);
 
 /** The worker's configuration, validated from the environment. */
 export type WorkerConfig = ReturnType<typeof loadWorkerConfig>;
