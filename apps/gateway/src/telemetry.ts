@@ -136,6 +136,13 @@ export class GatewayMetrics {
     registers: [this.registry],
   });
 
+  readonly backlogAge = new Gauge({
+    name: 'cairn_task_queue_oldest_queued_age_seconds',
+    help: 'How long the longest-queued run of each task queue has waited for a worker (0 with none queued); read at scrape time (NaN when the control plane did not answer).',
+    labelNames: ['task_queue'] as const,
+    registers: [this.registry],
+  });
+
   readonly taskQueueRuns = new Gauge({
     name: 'cairn_task_queue_runs',
     help: 'Runs of this data plane per task queue and state (queued, running, suspended), as the control plane counts them; read at scrape time (NaN when the control plane did not answer).',
@@ -160,15 +167,22 @@ export class GatewayMetrics {
   }
 
   /** Sets the per-queue gauges from a backlog answer, or marks them unknown. */
-  setBacklog(queues: ReadonlyArray<{ taskQueue: string; queued: bigint; running: bigint; suspended: bigint }> | null): void {
+  setBacklog(
+    queues: ReadonlyArray<{ taskQueue: string; queued: bigint; running: bigint; suspended: bigint; oldestQueuedAgeMs: bigint }> | null,
+  ): void {
     if (queues === null) {
       // A stale count would look like a healthy backlog: the queues seen last read as unknown.
-      for (const labels of this.#queues) this.taskQueueRuns.set(labels, Number.NaN);
+      for (const labels of this.#queues) {
+        this.taskQueueRuns.set(labels, Number.NaN);
+        this.backlogAge.set({ task_queue: labels.task_queue }, Number.NaN);
+      }
       return;
     }
     this.taskQueueRuns.reset();
+    this.backlogAge.reset();
     this.#queues = [];
     for (const q of queues) {
+      this.backlogAge.set({ task_queue: q.taskQueue }, Number(q.oldestQueuedAgeMs) / 1000);
       for (const [state, value] of [
         ['queued', q.queued],
         ['running', q.running],

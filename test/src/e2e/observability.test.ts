@@ -363,6 +363,8 @@ describe('observability', () => {
     );
     assert.ok(delta(g, gatewayBefore, 'cairn_gateway_control_plane_call_duration_seconds_count', { method: 'StartRun', code: 'OK' }) >= 3);
     assert.ok(sum(g, 'cairn_task_queue_runs', { state: 'suspended' }) >= 1, "the waiting run shows in its task queue's backlog");
+    const ages = g.filter((s) => s.name === 'cairn_task_queue_oldest_queued_age_seconds');
+    assert.ok(ages.length > 0 && ages.every((s) => s.value === 0), 'nothing is queued: no backlog age, and a number (not NaN)');
     assert.equal(sum(g, 'cairn_gateway_control_plane_connected'), 1);
     assert.equal(sum(g, 'cairn_dp_decrypt_failures_total'), 0);
     const runIds = [model, held, waiting];
