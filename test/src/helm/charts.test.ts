@@ -517,6 +517,29 @@ describe('helm charts', () => {
   describe('cairn-control-plane', () => {
     const manifests = render(controlPlane.dir, [cpCi('default')]);
 
+    it('scrapes the metrics port with an opt-in ServiceMonitor, sending the metrics token when one is configured', () => {
+      assert.equal(render(controlPlane.dir, [cpCi('default')]).filter((m) => m.kind === 'ServiceMonitor').length, 0, 'opt-in');
+      const airgapped = render(controlPlane.dir, [cpCi('airgapped')]);
+      const monitor = find(airgapped, 'ServiceMonitor', 'cairn-control-plane');
+      const spec = monitor['spec'] as {
+        selector: { matchLabels: Record<string, string> };
+        endpoints: Array<{ port: string; path: string; authorization?: { type: string; credentials: { name: string; key: string } } }>;
+      };
+      const service = find(airgapped, 'Service', 'cairn-control-plane');
+      assert.ok(
+        Object.entries(spec.selector.matchLabels).every(([k, v]) => service.metadata.labels?.[k] === v),
+        'selects the Service',
+      );
+      assert.ok((service['spec'] as { ports: Array<{ name: string }> }).ports.some((p) => p.name === 'metrics'));
+      assert.deepEqual(
+        spec.endpoints.map((e) => [e.port, e.path, e.authorization]),
+        [['metrics', '/metrics', { type: 'Bearer', credentials: { name: 'cairn-cp-metrics', key: 'token' } }]],
+      );
+      const off = template(controlPlane.dir, [cpCi('default')], ['metrics.serviceMonitor.enabled=true', 'metrics.enabled=false']);
+      assert.notEqual(off.status, 0);
+      assert.match(off.stderr, /metrics.serviceMonitor.enabled needs metrics.enabled/);
+    });
+
     it('serves HTTP and gRPC, migrates before install and upgrade, and has a PDB and a helm test', () => {
       const deployment = find(manifests, 'Deployment', 'control-plane');
       const container = podSpec(deployment)!.containers[0]!;
