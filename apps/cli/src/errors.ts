@@ -9,7 +9,10 @@ export const ExitCode = {
   FAILURE: 1,
   /** Bad arguments or input: a missing argument, an unknown option, malformed JSON, a value a server refused as invalid (400). */
   USAGE: 2,
-  /** No usable configuration: no control-plane URL, API key, project, gateway URL or token. */
+  /**
+   * No usable configuration: no control-plane URL, API key, project, gateway URL or token; for
+   * `cairn replay`, what the workflow code needs to reach a journaled call (its models, the HMAC key).
+   */
   CONFIG: 3,
   /** A server could not be reached (connection refused, DNS, timeout) or answered 503. */
   UNREACHABLE: 4,

@@ -146,6 +146,12 @@ export interface LeaseKey {
   readonly epoch: number;
 }
 
+/**
+ * Something that may keep a run that has not ended from running soon. `no_connected_worker`: no
+ * connected worker announces the run's workflow version, so it waits in the queue until one does.
+ */
+export type RunWarningName = 'no_connected_worker';
+
 export function isFinal(status: RunStatusName): boolean {
   return FINAL_STATUSES.has(status);
 }

@@ -8,7 +8,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { testPostgres, testPostgresKinds, type PostgresServer } from '@cairn/local-postgres';
-import type { RunInfo } from '@cairn/proto';
+import { RunStatus, type RunInfo } from '@cairn/proto';
 import { BOOTSTRAP_KEY, controlPlaneMain, startControlPlaneProcess, type ControlPlaneFixture } from './testing/fixture.js';
 import { GatewayClient, WorkerClient, WorkerStream, gatewayCall, rejectsWith, type ServiceClient } from './testing/grpc.js';
 
@@ -417,6 +417,56 @@ for (const kind of testPostgresKinds()) {
           const fresh = stream(worker, rotated.body.credential);
           await fresh.hello({ dataPlaneId: plane.id, slots: 1, workflows });
           assert.equal((await fresh.next('runTask')).runId, runId);
+        } finally {
+          await cp.sql.query('ALTER TABLE data_planes ENABLE TRIGGER data_planes_credential_changed');
+        }
+      });
+
+      test('with the notification lost, a run end sent on the old stream is not applied, and a start on its replica does not go to it', async () => {
+        const plane = await cp.dataPlane('default', 'lost-end');
+        const workflows = [{ name: 'lost-end', version: 'v1', taskQueue: 'lost-end' }];
+        // Streams and starts on the replica that does not serve the rotation, which therefore learns of it only from the database.
+        const worker = client(WorkerClient, replica.grpcAddress);
+        const gateway = client(GatewayClient, replica.grpcAddress);
+        const holder = stream(worker, plane.credential);
+        await holder.hello({ dataPlaneId: plane.id, slots: 1, workflows });
+        const held = randomUUID();
+        await gatewayCall(gateway, 'startRun', { runId: held, workflowName: 'lost-end', inputSize: 1n }, plane.credential);
+        const task = await holder.next('runTask', (t) => t.runId === held);
+        const idle = stream(worker, plane.credential);
+        await idle.hello({ dataPlaneId: plane.id, slots: 2, workflows });
+        await cp.sql.query('ALTER TABLE data_planes DISABLE TRIGGER data_planes_credential_changed');
+        try {
+          const rotated = await cp.api<{ credential: string }>('POST', `/v1/projects/default/data-planes/${plane.id}/rotate`);
+          assert.equal(rotated.status, 200);
+          // The end goes in no round trip of its own first: the statement that would apply it checks the credential.
+          const end = holder.send({
+            case: 'completed',
+            value: { $typeName: 'cairn.worker.v1.RunCompleted', runId: held, epoch: task.epoch, outputSize: 1n },
+          });
+          assert.equal((await holder.ended()).code, grpc.status.UNAUTHENTICATED);
+          assert.deepEqual(
+            holder.takeAll('ack').map((a) => a.sequence),
+            [],
+            `the end (sequence ${end}) got no Ack`,
+          );
+          const described = await gatewayCall<{ run: RunInfo }>(gateway, 'describeRun', { runId: held }, rotated.body.credential);
+          assert.equal(described.run.status, RunStatus.RUNNING, "the run did not end on the old stream's word");
+          // A start on the replica of a stream with a free slot and the old credential is not inserted leased to it.
+          const started = await gatewayCall<{ run: RunInfo }>(
+            gateway,
+            'startRun',
+            { runId: randomUUID(), workflowName: 'lost-end', inputSize: 1n },
+            rotated.body.credential,
+          );
+          assert.equal(started.run.status, RunStatus.QUEUED);
+          // Its dispatch pass finds the credential stale too: the stream ends without the task.
+          assert.equal((await idle.ended()).code, grpc.status.UNAUTHENTICATED);
+          assert.deepEqual(
+            idle.takeAll('runTask').map((t) => t.runId),
+            [],
+            'the run was not pushed to the old stream',
+          );
         } finally {
           await cp.sql.query('ALTER TABLE data_planes ENABLE TRIGGER data_planes_credential_changed');
         }

@@ -11,7 +11,7 @@ import {
   type Logger,
 } from '@cairn/common';
 import type { CatalogueVersion, PayloadStore, SequencedStreamEvent } from '@cairn/payload-store';
-import { RunStatus, create, GetBacklogRequestSchema, type RunInfo } from '@cairn/proto';
+import { RunStatus, RunWarning, create, GetBacklogRequestSchema, type RunInfo } from '@cairn/proto';
 import { context, trace, type Span } from '@opentelemetry/api';
 import cors from '@fastify/cors';
 import { LogController, fastify, type FastifyError, type FastifyReply, type FastifyRequest, type onRequestHookHandler } from 'fastify';
@@ -298,7 +298,7 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
     if (fromHeader !== undefined && idempotencyKey !== undefined && fromHeader !== idempotencyKey) {
       throw invalid('the Idempotency-Key header and the idempotencyKey field differ: send the key once');
     }
-    const { created, run } = await runs.start({
+    const { created, run, warnings } = await runs.start({
       workflow: body.workflow,
       version: body.version,
       input: body.input,
@@ -315,6 +315,17 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
         version: run.workflowVersion === '' ? null : run.workflowVersion,
         status: runStatusName(run.status),
         created,
+        // A closed code and words made of the run's workflow name and version: nothing of the request.
+        warnings: warnings.flatMap((w) =>
+          w === RunWarning.NO_CONNECTED_WORKER
+            ? [
+                {
+                  code: 'no_connected_worker' as const,
+                  message: `no connected worker serves ${run.workflowName}@${run.workflowVersion}: the run waits in the queue until one connects`,
+                },
+              ]
+            : [],
+        ),
       },
     };
   });

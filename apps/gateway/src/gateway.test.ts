@@ -249,7 +249,7 @@ for (const kind of testPostgresKinds()) {
       const res = await call('POST', '/v1/runs', { body: { workflow: 'order-refund', input, idempotencyKey: 'order-o-1' } });
       assert.equal(res.status, 201, JSON.stringify(res.body));
       const { runId } = res.body as { runId: string };
-      assert.deepEqual(res.body, { runId, workflow: 'order-refund', version: '2', status: 'queued', created: true });
+      assert.deepEqual(res.body, { runId, workflow: 'order-refund', version: '2', status: 'queued', created: true, warnings: [] });
       assert.match(String(res.headers['x-request-id']), /./);
 
       const stored = await store.getRun(runId);

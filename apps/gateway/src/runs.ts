@@ -20,6 +20,7 @@ import {
   WaitRunRequestSchema,
   create,
   type RunInfo,
+  type RunWarning,
   type StepInfo,
 } from '@cairn/proto';
 import { ControlPlaneError, type ControlPlane } from './control-plane.js';
@@ -126,7 +127,7 @@ export class RunService {
    * and drops the input just stored; a start that fails drops it too, so nothing is left
    * half-started.
    */
-  async start(request: StartRequest): Promise<{ created: boolean; run: RunInfo }> {
+  async start(request: StartRequest): Promise<{ created: boolean; run: RunInfo; warnings: RunWarning[] }> {
     checkName(request.workflow, 'workflow name');
     const workflow = await this.#workflowOfStart(request.workflow);
     let version = '';
@@ -186,17 +187,18 @@ export class RunService {
       priority,
       concurrencyKeyDigest,
     });
-    let started: { created: boolean; run: RunInfo };
+    let started: { created: boolean; run: RunInfo; warnings: RunWarning[] };
     try {
       const response = await this.#cp.startRun(startRequest);
       if (!response.run) throw missingRun('StartRun');
       // The run is ours when it carries our id; any other run is an earlier one with the same key.
-      started = { created: response.run.runId === runId, run: await this.#named(response.run) };
+      started = { created: response.run.runId === runId, run: await this.#named(response.run), warnings: response.warnings };
     } catch (err) {
       const run = await this.#startedAnyway(runId, err);
       if (run) {
         log.info('the control plane answer to StartRun was lost, but the run exists: keeping it');
-        return { created: true, run: await this.#named(run) };
+        // What the lost answer warned of is not known.
+        return { created: true, run: await this.#named(run), warnings: [] };
       }
       await this.#discardInput(runId, log);
       throw startError(err, workflow, version);

@@ -393,6 +393,18 @@ export const StartRunResponse = named(
     version: z.string().nullable(),
     status: RunStatusName.nullable(),
     created: z.boolean().describe('false: an earlier run with the same idempotency key'),
+    warnings: z
+      .array(
+        z.object({
+          code: z
+            .enum(['no_connected_worker'])
+            .describe(
+              "no_connected_worker: no connected worker runs the run's workflow version; the run waits in the queue until one connects",
+            ),
+          message: z.string(),
+        }),
+      )
+      .describe('what may keep the run from running soon; empty when nothing is known to'),
   }),
 );
 
@@ -535,18 +547,24 @@ export const ReplayOutcome = named(
   z.object({
     ok: z.boolean().describe('true when the journal replays on the version without non-determinism and without a new failure'),
     outcome: z
-      .enum(['completed', 'failed', 'continues', 'waiting', 'non_determinism', 'diverged'])
+      .enum(['completed', 'failed', 'continues', 'waiting', 'non_determinism', 'diverged', 'unreplayable'])
       .describe(
-        'completed/failed: the code ends where the journal ends, as the run did; continues: it replays the whole journal and goes on (next); waiting: it waits where the run waits; non_determinism: it calls something else than the journal holds at position; diverged: it throws where the run did not fail',
+        'completed/failed: the code ends where the journal ends, as the run did; continues: it replays the whole journal and goes on (next); waiting: it waits where the run waits; non_determinism: it calls something else than the journal holds at position; diverged: it throws where the run did not fail; unreplayable: it throws before a model call the journal holds (next), as when the model configuration is missing where it replays (missing)',
       ),
+    missing: z.enum(['model configuration']).optional().describe('unreplayable: what the replay lacks'),
     replayedCalls: z.number().int().describe('calls answered from the journal'),
     journalEntries: z.number().int().describe("the journal's entries (clock reads aside)"),
     position: z.number().int().optional().describe('non_determinism: the journal position where the code differs'),
     expected: ReplayCall.nullable().optional().describe('non_determinism: what the journal holds there (null: nothing, the run ended)'),
     actual: ReplayCall.nullable().optional().describe('non_determinism: what the version calls there (null: it ends without the call)'),
-    next: ReplayCall.extend({ position: z.number().int() }).optional().describe('continues: the first call past the journal'),
-    error: z.object({ name: z.string(), message: z.string() }).optional().describe('failed/diverged: the error the code ends with'),
-    message: z.string().optional().describe('non_determinism/diverged: what differs, in words'),
+    next: ReplayCall.extend({ position: z.number().int() })
+      .optional()
+      .describe('continues: the first call past the journal; unreplayable: the journaled call the code did not reach'),
+    error: z
+      .object({ name: z.string(), message: z.string() })
+      .optional()
+      .describe('failed/diverged/unreplayable: the error the code ends with'),
+    message: z.string().optional().describe('non_determinism/diverged/unreplayable: what differs, in words'),
   }),
   "How the run's journal replays on the version.",
 );

@@ -318,8 +318,10 @@ export class RunHandle<Output = unknown> {
   }
 
   /**
-   * Cancels the run: a queued or suspended one ends at once, a running one is asked to stop (its
-   * compensations run). Resolves with the run's status after the request.
+   * Cancels the run: one that never ran ends at once; a running one is asked to stop; one that ran
+   * and is suspended (or queued again) is dispatched once more with the cancellation requested, so
+   * a worker replays it and runs its compensations before it ends `cancelled`. Resolves with the
+   * run's status after the request (`running` or `queued` until the compensations have run).
    */
   async cancel(options: { signal?: AbortSignal } = {}): Promise<{ readonly runId: string; readonly status: RunStatus | null }> {
     const res = await this.#transport.json({ method: 'POST', path: this.#path('/cancel'), idempotent: true, signal: options.signal });

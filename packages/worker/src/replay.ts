@@ -65,6 +65,22 @@ export type ReplayResult =
     }
   | {
       readonly ok: false;
+      /**
+       * The code threw before a model call the journal holds, where the run went on: what the
+       * code needs to build that call (the model, from the workers' configuration) is missing
+       * where the replay runs. Nothing is known about the code past that point.
+       */
+      readonly outcome: 'unreplayable';
+      readonly missing: 'model configuration';
+      /** The journaled call the code did not reach. */
+      readonly next: CallView & { readonly position: number };
+      readonly error: { readonly name: string; readonly message: string };
+      readonly message: string;
+      readonly replayedCalls: number;
+      readonly journalEntries: number;
+    }
+  | {
+      readonly ok: false;
       /** The code threw where the run did not fail: it would fail runs that the old code completes. */
       readonly outcome: 'diverged';
       readonly error: { readonly name: string; readonly message: string };
@@ -304,6 +320,24 @@ export async function replayRun(
   }
   if (outcome.kind === 'suspended') return { ok: true, outcome: 'waiting', ...base };
   if (failure && doc.status !== 'failed') {
+    // Model calls are answered from the journal, but the code builds each one's model first (from
+    // the workers' configuration): a throw before a journaled model call is most likely that.
+    const models = journal.filter((e) => e.kind === 'model').sort((a, b) => a.position - b.position);
+    const unreached = models[execution.replayed.model];
+    if (unreached) {
+      const next = { position: unreached.position, kind: unreached.kind, name: unreached.name, keyDigest: unreached.keyDigest ?? null };
+      return {
+        ok: false,
+        outcome: 'unreplayable',
+        missing: 'model configuration',
+        next,
+        error: { name: failure.name, message: failure.message },
+        message:
+          `The workflow code threw ${failure.name} before model call "${next.name}" (position ${next.position}), which the journal holds: ` +
+          `its model configuration is missing here (${failure.message})`,
+        ...base,
+      };
+    }
     return {
       ok: false,
       outcome: 'diverged',

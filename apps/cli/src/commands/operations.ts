@@ -49,6 +49,12 @@ function codeOf(reason: AuditBreakReason): string {
   return reason === 'truncated' || reason === 'checkpoint_mismatch' ? ErrorCodes.AUDIT_CHECKPOINT_MISMATCH : ErrorCodes.AUDIT_CHAIN_BROKEN;
 }
 
+/** A firing's outcome, coloured: only `started` started a run. */
+function firingOutcome(ctx: Context, outcome: components['schemas']['Firing']['outcome']): string {
+  const c = ctx.out.c;
+  return outcome === 'started' ? c.green(outcome) : outcome === 'buffered' ? c.yellow(outcome) : c.red(outcome);
+}
+
 export function registerOperations(program: Command): void {
   const schedules = program
     .command('schedules')
@@ -214,11 +220,7 @@ export function registerOperations(program: Command): void {
     .action(async (schedule: string, _opts: unknown, command: Command) => {
       const ctx = new Context(command);
       const cp = ctx.controlPlane();
-      const got = await cp.get<{
-        schedule: ScheduleView;
-        nextFireTimes: string[];
-        recentFirings: Array<{ tickAt: string; runId: string | null; outcome?: string }>;
-      }>(ctx.projectPath(`/schedules/${encodeURIComponent(schedule)}`));
+      const got = await cp.get<components['schemas']['ScheduleDetail']>(ctx.projectPath(`/schedules/${encodeURIComponent(schedule)}`));
       const names = await resolveWorkflowNames(ctx, [got.schedule.workflowName]);
       const body = {
         ...got,
@@ -233,8 +235,21 @@ export function registerOperations(program: Command): void {
           ['overlap', s.overlapPolicy],
           ['state', s.paused ? 'paused' : 'active'],
           ['input', s.inputPayloadId],
-          ['next', body.nextFireTimes.slice(0, 3).join(', ')],
+          // Every next fire time the control plane answered, one a line.
+          ...(body.nextFireTimes.length === 0
+            ? [['next', s.paused ? 'none while paused' : 'none'] as const]
+            : body.nextFireTimes.map((t, i) => [i === 0 ? 'next' : '', t] as const)),
         ]);
+        ctx.out.line();
+        if (body.recentFirings.length === 0) {
+          ctx.out.line(ctx.out.c.dim('No firings yet.'));
+          return;
+        }
+        ctx.out.line(ctx.out.c.bold('Recent firings'));
+        ctx.out.table(
+          ['FIRED', 'KIND', 'TICK', 'OUTCOME', 'RUN'],
+          body.recentFirings.map((f) => [f.firedAt, f.kind, f.tickAt, firingOutcome(ctx, f.outcome), f.runId]),
+        );
       });
     });
 
@@ -267,13 +282,41 @@ export function registerOperations(program: Command): void {
     .action(async (schedule: string, opts: { overlapPolicy?: string }, command: Command) => {
       const ctx = new Context(command);
       const cp = ctx.controlPlane();
-      const res = await cp.post<{ firing: { runId: string | null; outcome?: string } & Record<string, unknown> }>(
+      const res = await cp.post<components['schemas']['FiringAnswer']>(
         ctx.projectPath(`/schedules/${encodeURIComponent(schedule)}/trigger`),
         opts.overlapPolicy ? { overlapPolicy: opts.overlapPolicy } : {},
       );
-      ctx.out.data(res, () =>
-        ctx.out.line(`${ctx.out.c.green('✓')} triggered ${schedule}${res.firing.runId ? `: run ${res.firing.runId}` : ''}`),
-      );
+      const f = res.firing;
+      const c = ctx.out.c;
+      // Only `started` started a run; the other outcomes say why none did (or when one will).
+      const said: Record<typeof f.outcome, { line: string; exit: ExitCode; hint?: string }> = {
+        started: { line: `${c.green('✓')} triggered ${schedule}: run ${f.runId ?? '?'}`, exit: ExitCode.OK },
+        buffered: {
+          line: `${c.yellow('…')} ${schedule}: the firing is buffered; its run starts when the schedule's running run ends (overlap policy buffer_one)`,
+          exit: ExitCode.OK,
+        },
+        skipped: {
+          line: `${c.red('✗')} ${schedule}: the firing was skipped, no run started: a run this schedule fired has not ended (overlap policy skip)`,
+          exit: ExitCode.CONFLICT,
+          hint: 'Wait for that run to end, or fire anyway with --overlap-policy allow_all (or cancel_previous).',
+        },
+        workflow_not_found: {
+          line: `${c.red('✗')} ${schedule}: no run started: its workflow has no version that can start runs (not registered, or deprecated)`,
+          exit: ExitCode.NOT_FOUND,
+          hint: 'Register a version (cairn workflows register), or point the schedule at one that is not deprecated.',
+        },
+        quota_exceeded: {
+          line: `${c.red('✗')} ${schedule}: no run started: a quota of the project refused it`,
+          exit: ExitCode.LIMITED,
+          hint: 'See `cairn usage`, then trigger again when there is room.',
+        },
+      };
+      const outcome = said[f.outcome];
+      ctx.out.data(res, () => {
+        ctx.out.line(outcome.line);
+        if (outcome.hint) ctx.out.line(c.dim(`hint: ${outcome.hint}`));
+      });
+      if (outcome.exit !== ExitCode.OK) process.exitCode = outcome.exit;
     });
 
   schedules

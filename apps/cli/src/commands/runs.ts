@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import { Context, intOption, readJsonInput } from '../context.js';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { ErrorCodes, verifyJournalExport } from '@cairn/common';
+import { ErrorCodes, isId, verifyJournalExport } from '@cairn/common';
 import { pinnedKeys } from '../audit.js';
 import { CliError, ExitCode } from '../errors.js';
 import { examples } from '../help.js';
@@ -31,8 +31,29 @@ export function runView(run: ApiRunView): RunView {
 async function describeRun(ctx: Context, cp: HttpClient, id: string): Promise<Describe> {
   const d = await cp.get<components['schemas']['RunDescription']>(runPath(ctx, id));
   const [run] = await withWorkflowNames(ctx, [runView(d.run)]);
-  return resolveStrictNames(ctx, id, { ...d, run: run! });
+  // Worded again with the workflow's name (a strict-mode control plane knows its digest only).
+  const warnings = d.warnings.map((w) => ({ ...w, message: warningText(w.code, `${run!.workflowName}@${run!.workflowVersion}`) }));
+  return resolveStrictNames(ctx, id, { ...d, run: run!, warnings });
 }
+
+/** What each run warning means for the user, about `workflow@version`. */
+const WARNING_TEXT: Record<components['schemas']['RunWarning']['code'], (workflow: string) => string> = {
+  no_connected_worker: (workflow) => `no connected worker serves ${workflow}: the run waits in the queue until one connects`,
+};
+
+function warningText(code: components['schemas']['RunWarning']['code'], workflow: string): string {
+  return WARNING_TEXT[code](workflow);
+}
+
+/** Prints each warning on stderr, so that stdout stays what the format says. */
+function printWarnings(ctx: Context, warnings: ReadonlyArray<{ message: string }>, hint?: string): void {
+  for (const w of warnings) ctx.out.note(ctx.out.c.yellow(`warning: ${w.message}`));
+  if (warnings.length > 0 && hint) ctx.out.note(ctx.out.c.dim(`hint: ${hint}`));
+}
+
+/** What to do when no connected worker serves the version a run is pinned to. */
+const NO_WORKER_HINT =
+  'Start a worker that runs that version, or cancel the run and start it on a version a connected worker runs (--version).';
 
 /**
  * Runs with the workflow names a strict-mode data plane sent as keyed digests resolved through
@@ -243,8 +264,16 @@ export function registerRuns(program: Command): void {
           ...(opts.priority === undefined ? {} : { priority: opts.priority }),
         };
         const started = await ctx.out.spin(`starting ${workflow}`, () =>
-          gw.post<{ runId: string; workflow: string; version: string; status: string; created: boolean }>('/v1/runs', body),
+          gw.post<{
+            runId: string;
+            workflow: string;
+            version: string;
+            status: string;
+            created: boolean;
+            warnings?: Array<{ code: string; message: string }>;
+          }>('/v1/runs', body),
         );
+        printWarnings(ctx, started.warnings ?? [], NO_WORKER_HINT);
         if (opts.watch) {
           ctx.out.note(`started run ${started.runId} (${started.workflow}@${started.version})`);
           const d = await watchRun(ctx, ctx.controlPlane(), started.runId, 500);
@@ -295,7 +324,7 @@ export function registerRuns(program: Command): void {
     .option('--status <status...>', `one or more of ${RUN_STATUSES.join(', ')}`)
     .option('--workflow <name>', 'workflow name')
     .option('--version <version>', 'workflow version (with --workflow)')
-    .option('--schedule <id>', 'runs a schedule fired')
+    .option('--schedule <schedule>', 'runs a schedule fired (its ID or name)')
     .option('--parent <run>', 'child runs of this run')
     .option('--created-after <time>', 'ISO time, inclusive')
     .option('--created-before <time>', 'ISO time, exclusive')
@@ -330,12 +359,18 @@ export function registerRuns(program: Command): void {
         const cp = ctx.controlPlane();
         // In strict residency mode the control plane knows the workflow by its keyed digest only.
         const workflow = opts.workflow === undefined ? undefined : await crossingWorkflowName(ctx, opts.workflow);
+        // A schedule by name or ID, as every `schedules` command takes it; the run filter takes its ID.
+        const scheduleId =
+          opts.schedule === undefined || isId(opts.schedule)
+            ? opts.schedule
+            : (await cp.get<components['schemas']['ScheduleDetail']>(ctx.projectPath(`/schedules/${encodeURIComponent(opts.schedule)}`)))
+                .schedule.id;
         const page = await ctx.out.spin('listing runs', () =>
           cp.get<components['schemas']['RunList']>(ctx.projectPath('/runs'), {
             status: statuses.length > 0 ? statuses.join(',') : undefined,
             workflow,
             version: opts.version,
-            scheduleId: opts.schedule,
+            scheduleId,
             parentRunId: opts.parent,
             createdAfter: opts.createdAfter,
             createdBefore: opts.createdBefore,
@@ -375,6 +410,7 @@ export function registerRuns(program: Command): void {
       const ctx = new Context(command);
       const cp = ctx.controlPlane();
       const d = await ctx.out.spin(`describing run ${id}`, () => describeRun(ctx, cp, id));
+      printWarnings(ctx, d.warnings, NO_WORKER_HINT);
       ctx.out.data(d, () => printTimeline(ctx.out, d));
     });
 

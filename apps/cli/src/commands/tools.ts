@@ -195,7 +195,8 @@ export function registerTools(program: Command): void {
     .option('--timeout <seconds>', 'give up after this long', '120')
     .description(
       "Fetch a run's journal from the gateway and replay it against local workflow code, without executing any step. " +
-        'Exit 0 when the code matches the journal, 10 with the first differing call (position, expected and actual) when it does not. ' +
+        'Exit 0 when the code matches the journal, 10 with the first differing call (position, expected and actual) when it does not, ' +
+        '3 when this environment lacks what the code needs to reach a journaled call (its model configuration, the HMAC key). ' +
         'Run it in CI before rolling out a change to a workflow version with runs in flight.',
     )
     .addHelpText(
@@ -286,7 +287,7 @@ export function registerTools(program: Command): void {
             ),
           );
       });
-      if (!result.ok) process.exitCode = ExitCode.NON_DETERMINISM;
+      if (!result.ok) process.exitCode = result.outcome === 'unreplayable' ? ExitCode.CONFIG : ExitCode.NON_DETERMINISM;
     });
 
   program
@@ -411,6 +412,21 @@ function printReplay(ctx: Context, view: { runId: string; workflow: string; vers
     x === null
       ? c.dim('(nothing: the workflow ends before it)')
       : `${x.kind} "${x.name}"${x.keyDigest ? c.dim(` key ${x.keyDigest.slice(0, 12)}…`) : ''}`;
+  if (!view.ok && view.outcome === 'unreplayable') {
+    ctx.out.line(`${c.red('✗ cannot replay')}: ${view.message.replace(/^The workflow/, 'the workflow')}`);
+    ctx.out.line(
+      c.dim(
+        `  run ${view.runId} (${view.workflow}@${view.version ?? '?'}) against ${view.module}; ${view.replayedCalls} call(s) replayed before it`,
+      ),
+    );
+    ctx.out.line(
+      c.dim(
+        'hint: Replay with the environment your workers have for their models (the variables the workflow module reads); ' +
+          'a replay answers model calls from the journal and calls no model.',
+      ),
+    );
+    return;
+  }
   if (!view.ok && view.outcome === 'diverged') {
     ctx.out.line(`${c.red('✗ diverged')} replaying run ${view.runId} (${view.workflow}@${view.version ?? '?'}) against ${view.module}`);
     ctx.out.line(`  ${view.message}`);
@@ -423,6 +439,19 @@ function printReplay(ctx: Context, view: { runId: string; workflow: string; vers
     ctx.out.line(`  at position ${c.bold(String(view.position))}`);
     ctx.out.line(`  ${c.green('- expected')} (journal): ${call(view.expected)}`);
     ctx.out.line(`  ${c.red('+ actual')}   (code):    ${call(view.actual)}`);
+    if (
+      view.expected &&
+      view.actual &&
+      view.expected.kind === view.actual.kind &&
+      view.expected.name === view.actual.name &&
+      view.expected.keyDigest !== view.actual.keyDigest
+    ) {
+      ctx.out.line(
+        c.dim(
+          "  Only the key digests differ: if the call's key did not change in code, the HMAC key given is not the workers' CAIRN_DP_HMAC_KEY.",
+        ),
+      );
+    }
     ctx.out.line(
       c.dim(
         `  ${view.replayedCalls} call(s) matched before it. Keep the calls of a version compatible with its runs, or define a new version.`,

@@ -148,6 +148,20 @@ function canonical(value: unknown): string {
   return JSON.stringify(value ?? null);
 }
 
+/** Flow control as the registry answers it (`updatedAt` aside), for comparing with a registration's. */
+export type StoredFlowControl = Pick<ResolvedFlowControl, 'concurrency' | 'rateLimit'>;
+
+/**
+ * Whether a registration changes the flow control of its workflow name. Flow control belongs to
+ * the name, not to the version, so it may change for a registered version; a registration that
+ * declares none leaves the stored one alone.
+ */
+export function changesFlowControl(stored: StoredFlowControl, body: Registration): boolean {
+  if (body.flowControl === undefined) return false;
+  const pick = (f: StoredFlowControl) => ({ concurrency: f.concurrency ?? null, rateLimit: f.rateLimit ?? null });
+  return canonical(pick(stored)) !== canonical(pick(body.flowControl));
+}
+
 /** The fields of a stored version that differ from a registration (the registry's names). */
 export function differingFields(stored: VersionView, body: Registration): string[] {
   const out: string[] = [];
@@ -166,8 +180,11 @@ interface PlanItem {
   version: string;
   taskQueue: string;
   from: string;
-  action: 'create' | 'unchanged' | 'conflict';
+  /** `update`: the version is registered as is, and only what may change for it (its name's flow control) changes. */
+  action: 'create' | 'unchanged' | 'update' | 'conflict';
   differingFields: string[];
+  /** For `update`: each setting that changes, as stored and as it would be. */
+  changes?: { flowControl: { from: StoredFlowControl; to: StoredFlowControl } };
 }
 
 export function registerWorkflows(program: Command): void {
@@ -188,7 +205,8 @@ export function registerWorkflows(program: Command): void {
     .description(
       'Import the modules, find the workflow definitions they export (defineWorkflow) and register each name@version with the settings ' +
         'written beside it in code: task queue, schema digests (the schemas stay in the data plane), retry, timeouts, schedules and flow ' +
-        'control. --metadata overrides retry, timeouts, schedules and flowControl. Versions are immutable: a changed one is refused.',
+        'control. --metadata overrides retry, timeouts, schedules and flowControl. Versions are immutable: a changed one is refused, ' +
+        'naming the fields; flow control belongs to the workflow name and is updated when it changed.',
     )
     .option('--dry-run', 'show what would be registered (and sent), unchanged or refused, and change nothing')
     .option(
@@ -208,6 +226,18 @@ export function registerWorkflows(program: Command): void {
       const loaded = await ctx.out.spin('loading workflow modules', () => loadWorkflowModules(modules));
       const cp = ctx.controlPlane();
       const plan: Array<PlanItem & { body: Registration }> = [];
+      // The stored flow control of each workflow name (one read per name).
+      const flows = new Map<string, Promise<StoredFlowControl>>();
+      const flowOf = (crossing: string): Promise<StoredFlowControl> => {
+        let got = flows.get(crossing);
+        if (!got) {
+          got = cp
+            .get<{ workflow: { flowControl: StoredFlowControl } }>(ctx.projectPath(`/workflows/${encodeURIComponent(crossing)}`))
+            .then((r) => ({ concurrency: r.workflow.flowControl.concurrency, rateLimit: r.workflow.flowControl.rateLimit }));
+          flows.set(crossing, got);
+        }
+        return got;
+      };
       for (const { definition: def, from } of loaded) {
         const extra = { ...(metadata[def.name] ?? {}), ...(metadata[`${def.name}@${def.version}`] ?? {}) };
         // In strict residency mode the control plane knows the workflow by its keyed digest only.
@@ -219,13 +249,25 @@ export function registerWorkflows(program: Command): void {
           { accept: [404] },
         );
         const differing = res.status === 404 ? [] : differingFields(res.body.workflow, body);
+        const storedFlow = res.status === 404 || differing.length > 0 ? undefined : await flowOf(crossing);
+        const flowChanges = storedFlow !== undefined && changesFlowControl(storedFlow, body);
         plan.push({
           workflow: def.name,
           version: def.version,
           taskQueue: def.taskQueue,
           from,
-          action: res.status === 404 ? 'create' : differing.length === 0 ? 'unchanged' : 'conflict',
-          differingFields: differing,
+          action: res.status === 404 ? 'create' : differing.length > 0 ? 'conflict' : flowChanges ? 'update' : 'unchanged',
+          differingFields: flowChanges ? ['flowControl'] : differing,
+          ...(flowChanges && body.flowControl
+            ? {
+                changes: {
+                  flowControl: {
+                    from: storedFlow,
+                    to: { concurrency: body.flowControl.concurrency, rateLimit: body.flowControl.rateLimit },
+                  },
+                },
+              }
+            : {}),
           body,
         });
       }
@@ -241,9 +283,11 @@ export function registerWorkflows(program: Command): void {
           const word = (a: PlanItem['action']) =>
             a === 'create'
               ? c.green(dryRun ? 'would register' : 'registered')
-              : a === 'unchanged'
-                ? c.dim('unchanged')
-                : c.red('refused: changed');
+              : a === 'update'
+                ? c.yellow(dryRun ? 'would update' : 'updated')
+                : a === 'unchanged'
+                  ? c.dim('unchanged')
+                  : c.red('refused: changed');
           ctx.out.table(
             ['WORKFLOW', 'VERSION', 'TASK QUEUE', 'ACTION', 'DIFFERS IN', 'FROM'],
             items.map((p) => [p.workflow, p.version, p.taskQueue, word(p.action), p.differingFields.join(', ') || '', p.from]),
@@ -251,6 +295,14 @@ export function registerWorkflows(program: Command): void {
           if (!dryRun) return;
           for (const p of items.filter((i) => i.action !== 'unchanged')) {
             ctx.out.line();
+            if (p.changes) {
+              ctx.out.line(`${c.bold(`${p.workflow}@${p.version}`)} ${c.dim('would change:')}`);
+              ctx.out.fields([
+                ['flow control now', flowControlText(p.changes.flowControl.from)],
+                ['flow control after', flowControlText(p.changes.flowControl.to)],
+              ]);
+              continue;
+            }
             ctx.out.line(`${c.bold(`${p.workflow}@${p.version}`)} ${c.dim('would send:')}`);
             ctx.out.fields(settingsLines(p.body));
           }
@@ -271,8 +323,11 @@ export function registerWorkflows(program: Command): void {
         );
       }
       for (const item of plan) {
-        if (item.action !== 'create') continue;
-        await ctx.out.spin(`registering ${item.workflow}@${item.version}`, () => cp.post(ctx.projectPath('/workflows'), item.body));
+        if (item.action !== 'create' && item.action !== 'update') continue;
+        // The registry answers a registered version with the same content as it is, and applies the flow control sent with it.
+        await ctx.out.spin(`${item.action === 'create' ? 'registering' : 'updating'} ${item.workflow}@${item.version}`, () =>
+          cp.post(ctx.projectPath('/workflows'), item.body),
+        );
       }
       print(plan, false);
     });
@@ -404,6 +459,14 @@ function settingsLines(
     ['input schema digest', r.inputSchemaDigest],
     ['output schema digest', r.outputSchemaDigest],
   ];
-  if (r.flowControl) lines.push(['flow control', JSON.stringify(r.flowControl)]);
+  if (r.flowControl) lines.push(['flow control', flowControlText(r.flowControl)]);
   return lines;
+}
+
+/** Flow control in words: each limit, or none. */
+function flowControlText(f: StoredFlowControl): string {
+  const parts: string[] = [];
+  if (f.concurrency) parts.push(`concurrency ${f.concurrency.limit}${f.concurrency.perKey ? ' per key' : ''}`);
+  if (f.rateLimit) parts.push(`rate limit ${f.rateLimit.limit} per ${f.rateLimit.periodMs} ms${f.rateLimit.perKey ? ' per key' : ''}`);
+  return parts.length === 0 ? 'none' : parts.join(', ');
 }

@@ -4305,11 +4305,21 @@ export interface components {
       }[];
       wallTimeMs: number;
     };
+    RunWarning: {
+      /**
+       * @description no_connected_worker: no connected worker announces the run's workflow version; the run waits in the queue until one does
+       * @enum {string}
+       */
+      code: 'no_connected_worker';
+      message: string;
+    };
     RunDescription: {
       run: components['schemas']['Run'];
       steps: components['schemas']['Step'][];
       timeline: components['schemas']['TimelineCall'][];
       totals: components['schemas']['RunTotals'];
+      /** @description what may keep a queued or suspended run from running soon; empty when nothing is known to, while a worker holds the run, and once it ended */
+      warnings: components['schemas']['RunWarning'][];
     };
     RunList: {
       runs: components['schemas']['Run'][];

@@ -576,6 +576,15 @@ export interface components {
       status: components['schemas']['RunStatus'] | null;
       /** @description false: an earlier run with the same idempotency key */
       created: boolean;
+      /** @description what may keep the run from running soon; empty when nothing is known to */
+      warnings: {
+        /**
+         * @description no_connected_worker: no connected worker runs the run's workflow version; the run waits in the queue until one connects
+         * @enum {string}
+         */
+        code: 'no_connected_worker';
+        message: string;
+      }[];
     };
     StepsResponse: {
       runId: string;
@@ -693,10 +702,15 @@ export interface components {
       /** @description true when the journal replays on the version without non-determinism and without a new failure */
       ok: boolean;
       /**
-       * @description completed/failed: the code ends where the journal ends, as the run did; continues: it replays the whole journal and goes on (next); waiting: it waits where the run waits; non_determinism: it calls something else than the journal holds at position; diverged: it throws where the run did not fail
+       * @description completed/failed: the code ends where the journal ends, as the run did; continues: it replays the whole journal and goes on (next); waiting: it waits where the run waits; non_determinism: it calls something else than the journal holds at position; diverged: it throws where the run did not fail; unreplayable: it throws before a model call the journal holds (next), as when the model configuration is missing where it replays (missing)
        * @enum {string}
        */
-      outcome: 'completed' | 'failed' | 'continues' | 'waiting' | 'non_determinism' | 'diverged';
+      outcome: 'completed' | 'failed' | 'continues' | 'waiting' | 'non_determinism' | 'diverged' | 'unreplayable';
+      /**
+       * @description unreplayable: what the replay lacks
+       * @enum {string}
+       */
+      missing?: 'model configuration';
       /** @description calls answered from the journal */
       replayedCalls: number;
       /** @description the journal's entries (clock reads aside) */
@@ -715,19 +729,19 @@ export interface components {
         name: string;
         keyDigest: string | null;
       } | null;
-      /** @description continues: the first call past the journal */
+      /** @description continues: the first call past the journal; unreplayable: the journaled call the code did not reach */
       next?: {
         kind: string;
         name: string;
         keyDigest: string | null;
         position: number;
       };
-      /** @description failed/diverged: the error the code ends with */
+      /** @description failed/diverged/unreplayable: the error the code ends with */
       error?: {
         name: string;
         message: string;
       };
-      /** @description non_determinism/diverged: what differs, in words */
+      /** @description non_determinism/diverged/unreplayable: what differs, in words */
       message?: string;
     };
     ReplayCheckView: {

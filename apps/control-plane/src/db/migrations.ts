@@ -1202,4 +1202,14 @@ END
 $do$;
 `,
   },
+  {
+    version: 25,
+    name: 'the workflow versions each connected worker runs',
+    sql: `
+-- The name@version pairs a worker's Hello announced (names as they cross: declared in code, or keyed
+-- digests in strict residency mode), so that any replica can tell whether a connected worker runs
+-- the version a run is pinned to.
+ALTER TABLE data_plane_workers ADD COLUMN workflow_versions text[] NOT NULL DEFAULT '{}';
+`,
+  },
 ];

@@ -10,6 +10,7 @@ import { DataPlaneService } from '../tenancy/data-plane.service.js';
 import { EventBus } from '../events/event-bus.service.js';
 import { FlowControlService } from '../flow-control/flow-control.service.js';
 import { SessionRegistry } from './session-registry.js';
+import { STALE_STREAM_CREDENTIAL } from '../tenancy/credential-holders.js';
 import { WorkflowDefaultsService } from '../workflows/workflow-defaults.service.js';
 import type { WorkerSession } from './worker-session.js';
 
@@ -175,11 +176,7 @@ export class DispatchService {
         // credential is given back too: no RunTask goes out on a stream whose secret was replaced.
         const stale = claimed.length > 0 && !session.closed && !(await this.dataPlanes.isCurrent(session.credential));
         if (stale) {
-          session.end({
-            kind: 'unauthenticated',
-            message:
-              'the data-plane credential was rotated or revoked: this stream used the old one; configure the current credential and reconnect',
-          });
+          session.end({ kind: 'unauthenticated', message: STALE_STREAM_CREDENTIAL });
         }
         if (session.closed) {
           await this.giveBack(
@@ -231,6 +228,13 @@ export class DispatchService {
     }
     best?.reserve();
     return best;
+  }
+
+  /** Whether a worker stream connected to this replica runs that version of the workflow. */
+  servedHere(dataPlaneId: string, name: string, version: string): boolean {
+    return this.registry
+      .forDataPlane(dataPlaneId)
+      .some((session) => !session.closed && session.workflows.some((w) => w.name === name && w.version === version));
   }
 
   /**

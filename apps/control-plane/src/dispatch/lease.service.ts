@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { ErrorCode } from '@cairn/proto';
+import { ErrorCode, type ConnectRequest } from '@cairn/proto';
 import { CONFIG, type ControlPlaneConfig } from '../config.js';
 import { Database, type Queryable } from '../db/database.js';
 import { RunRepository } from '../runs/run.repository.js';
@@ -10,6 +10,19 @@ import { FlowControlService } from '../flow-control/flow-control.service.js';
 import { SessionRegistry } from './session-registry.js';
 import { DispatchService } from './dispatch.service.js';
 import type { OutcomeResult, WorkerOutcome } from './outcomes.js';
+import { DataPlaneRepository } from '../tenancy/data-plane.repository.js';
+
+/**
+ * The worker requests whose handling checks the stream's credential in the statement that applies
+ * them (a run's end: completed, failed, cancelled, released), so the stream need not check it in a
+ * round trip of its own first. Every other request but a heartbeat is checked before it is handled.
+ */
+export const WORKER_REQUESTS_CHECKING_CREDENTIAL: ReadonlySet<ConnectRequest['message']['case']> = new Set([
+  'completed',
+  'failed',
+  'cancelled',
+  'released',
+]);
 
 const END_REASON: Record<WorkerOutcome['kind'], LeaseEndReason> = {
   suspended: 'suspended',
@@ -35,6 +48,7 @@ export class LeaseService {
     @Inject(DispatchService) private readonly dispatch: DispatchService,
     @Inject(CONFIG) private readonly config: ControlPlaneConfig,
     @Inject(FlowControlService) private readonly flow: FlowControlService,
+    @Inject(DataPlaneRepository) private readonly dataPlanes: DataPlaneRepository,
   ) {}
 
   /** Moves leases a reconnecting worker still holds to its new session. */
@@ -50,8 +64,10 @@ export class LeaseService {
     return unique.map((l) => ({ ...l, expiresAt: byKey.get(`${l.runId} ${l.epoch}`) ?? null }));
   }
 
-  async applyOutcome(dataPlaneId: string, outcome: WorkerOutcome): Promise<OutcomeResult> {
-    const result = outcome.kind === 'suspended' ? await this.suspend(dataPlaneId, outcome) : await this.endLease(dataPlaneId, outcome);
+  async applyOutcome(dataPlaneId: string, outcome: WorkerOutcome, credential: string | null = null): Promise<OutcomeResult> {
+    const result =
+      outcome.kind === 'suspended' ? await this.suspend(dataPlaneId, outcome) : await this.endLease(dataPlaneId, outcome, credential);
+    if (result.kind === 'stale_credential') return result;
     if (result.kind === 'applied') {
       // A final child may have queued its parent in the same statement.
       if (result.run.status === 'queued' || (isFinal(result.run.status) && result.run.parentRunId !== null)) {
@@ -68,25 +84,39 @@ export class LeaseService {
     return result;
   }
 
-  /** Completed, failed, cancelled or released: one conditional statement on the hot path. */
-  private async endLease(dataPlaneId: string, outcome: Exclude<WorkerOutcome, { kind: 'suspended' }>): Promise<OutcomeResult> {
+  /**
+   * Completed, failed, cancelled or released: one conditional statement on the hot path, which
+   * also checks the stream's credential when given (see {@link WORKER_REQUESTS_CHECKING_CREDENTIAL}).
+   */
+  private async endLease(
+    dataPlaneId: string,
+    outcome: Exclude<WorkerOutcome, { kind: 'suspended' }>,
+    credential: string | null,
+  ): Promise<OutcomeResult> {
     const { lease } = outcome;
     let run: Run | null;
     switch (outcome.kind) {
       case 'completed':
-        run = await this.runs.endHeldLease(dataPlaneId, lease, 'completed', { outputSize: outcome.outputSize });
+        run = await this.runs.endHeldLease(dataPlaneId, lease, 'completed', { outputSize: outcome.outputSize }, credential);
         break;
       case 'failed':
-        run = await this.runs.endHeldLease(dataPlaneId, lease, 'failed', { errorCode: outcome.errorCode, errorRef: outcome.errorRef });
+        run = await this.runs.endHeldLease(
+          dataPlaneId,
+          lease,
+          'failed',
+          { errorCode: outcome.errorCode, errorRef: outcome.errorRef },
+          credential,
+        );
         break;
       case 'cancelled':
-        run = await this.runs.endHeldLease(dataPlaneId, lease, 'cancelled', { errorCode: ErrorCode.CANCELLED });
+        run = await this.runs.endHeldLease(dataPlaneId, lease, 'cancelled', { errorCode: ErrorCode.CANCELLED }, credential);
         break;
       case 'released':
-        run = await this.runs.endHeldLease(dataPlaneId, lease, 'released');
+        run = await this.runs.endHeldLease(dataPlaneId, lease, 'released', {}, credential);
         break;
     }
     if (run) return { kind: 'applied', run };
+    if (credential !== null && !(await this.dataPlanes.isCurrent(dataPlaneId, credential))) return { kind: 'stale_credential' };
     return this.notApplied(await this.runs.leaseState(dataPlaneId, lease), outcome.kind);
   }
 

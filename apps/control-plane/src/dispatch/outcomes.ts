@@ -21,7 +21,12 @@ export type OutcomeResult =
   /** The run is not running under that epoch. */
   | { readonly kind: 'not_held' }
   /** No such run in this data plane. */
-  | { readonly kind: 'unknown_run' };
+  | { readonly kind: 'unknown_run' }
+  /**
+   * Nothing applied: the credential the stream authenticated with is no longer its data plane's
+   * current one (rotated or revoked), checked by the statement that would have applied the end.
+   */
+  | { readonly kind: 'stale_credential' };
 
 /** What one sweep did: leases expired, timers and signals woken, runs timed out. */
 export interface SweepResult {

@@ -35,7 +35,8 @@ import { Telemetry } from '../telemetry/telemetry.service.js';
 import { LOGGER } from '../tokens.js';
 import type { DataPlaneIdentity } from '../tenancy/data-plane.service.js';
 import { DispatchService } from './dispatch.service.js';
-import { LeaseService } from './lease.service.js';
+import { LeaseService, WORKER_REQUESTS_CHECKING_CREDENTIAL } from './lease.service.js';
+import { STALE_STREAM_CREDENTIAL } from '../tenancy/credential-holders.js';
 import type { OutcomeResult, WorkerOutcome } from './outcomes.js';
 import { RunService } from '../runs/run.service.js';
 import { SessionRegistry } from './session-registry.js';
@@ -399,7 +400,7 @@ export class WorkerConnection {
       sdkVersion: hello.sdkVersion,
       protocolVersion: hello.protocolVersion,
       slots,
-      workflows: workflows.length,
+      workflowVersions: [...new Set(workflows.map((w) => `${w.name}@${w.version}`))],
     });
     // The stream may have ended while that was written; close() could not mark a row not there yet.
     if (session.closed) await protocol.dataPlanes.workerDisconnected(this.dataPlaneId, hello.workerId, session.id);
@@ -515,8 +516,10 @@ export class WorkerConnection {
   }
 
   private async outcome(sequence: bigint, outcome: WorkerOutcome): Promise<void> {
+    // A run's end checks the stream's credential in the statement that applies it (the stream did not).
+    const credential = WORKER_REQUESTS_CHECKING_CREDENTIAL.has(outcome.kind) ? this.identity.tokenSha256 : null;
     const result: OutcomeResult = await this.protocol.telemetry.traceOutcome(this.dataPlaneId, outcome, () =>
-      this.protocol.leases.applyOutcome(this.dataPlaneId, outcome),
+      this.protocol.leases.applyOutcome(this.dataPlaneId, outcome, credential),
     );
     const { runId, epoch } = outcome.lease;
     switch (result.kind) {
@@ -533,6 +536,10 @@ export class WorkerConnection {
         return;
       case 'unknown_run':
         this.reply(reject(sequence, RejectionReason.UNKNOWN_RUN, { runId }));
+        return;
+      case 'stale_credential':
+        this.outbound.end({ kind: 'unauthenticated', message: STALE_STREAM_CREDENTIAL });
+        this.close();
         return;
     }
   }

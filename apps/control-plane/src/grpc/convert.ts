@@ -3,6 +3,7 @@ import {
   RunInfoSchema,
   RunStatus,
   RunTaskSchema,
+  RunWarning,
   StepInfoSchema,
   StepKind,
   StepStatus,
@@ -12,7 +13,7 @@ import {
   type RunTask,
   type StepInfo,
 } from '@cairn/proto';
-import type { Run, RunStatusName, Step, StepKindName, StepStatusName, WakeReasonName } from '../domain.js';
+import type { Run, RunStatusName, RunWarningName, Step, StepKindName, StepStatusName, WakeReasonName } from '../domain.js';
 
 const RUN_STATUS: Record<RunStatusName, RunStatus> = {
   queued: RunStatus.QUEUED,
@@ -50,6 +51,14 @@ export const STEP_STATUS: Record<StepStatusName, StepStatus> = {
   retrying: StepStatus.RETRYING,
   waiting: StepStatus.WAITING,
 };
+
+const RUN_WARNING: Record<RunWarningName, RunWarning> = {
+  no_connected_worker: RunWarning.NO_CONNECTED_WORKER,
+};
+
+export function toRunWarning(warning: RunWarningName): RunWarning {
+  return RUN_WARNING[warning];
+}
 
 const ms = (date: Date | null): bigint => (date === null ? 0n : BigInt(date.getTime()));
 

@@ -31,7 +31,7 @@ import { DEFAULT_PRIORITY, RunService } from '../runs/run.service.js';
 import { Telemetry } from '../telemetry/telemetry.service.js';
 import { byteSize, checkResidency, optional, required } from './validate.js';
 import { LOGGER } from '../tokens.js';
-import { toRunInfo, toStepInfo } from './convert.js';
+import { toRunInfo, toRunWarning, toStepInfo } from './convert.js';
 import { bearerToken, peerAddress, toServiceError } from './status.js';
 
 type Unary = grpc.handleUnaryCall<Buffer, unknown>;
@@ -57,7 +57,7 @@ export class GatewayHandler {
   handlers(): Record<string, Unary> {
     return {
       startRun: this.unary(StartRunRequestSchema, async (dataPlaneId, req) => {
-        const { run, created } = await this.runs.start(dataPlaneId, {
+        const { run, created, warnings } = await this.runs.start(dataPlaneId, {
           runId: required(req.runId, 'run_id'),
           workflowName: required(req.workflowName, 'workflow_name'),
           workflowVersion: optional(req.workflowVersion),
@@ -68,7 +68,7 @@ export class GatewayHandler {
         });
         if (created)
           this.logger.debug({ dataPlaneId, runId: run.id, workflow: run.workflowName, version: run.workflowVersion }, 'run started');
-        return create(StartRunResponseSchema, { run: toRunInfo(run), created });
+        return create(StartRunResponseSchema, { run: toRunInfo(run), created, warnings: warnings.map(toRunWarning) });
       }),
       describeRun: this.unary(DescribeRunRequestSchema, async (dataPlaneId, req) => {
         const { run, steps, journalHead } = await this.runs.describe(dataPlaneId, required(req.runId, 'run_id'));

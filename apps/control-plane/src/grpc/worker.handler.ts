@@ -3,11 +3,12 @@ import { Inject, Injectable } from '@nestjs/common';
 import { CairnError, ErrorCodes, retryAfterSeconds, type Logger } from '@cairn/common';
 import { ConnectRequestSchema, fromBinary, type ConnectRequest, type ConnectResponse } from '@cairn/proto';
 import { CONFIG, type ControlPlaneConfig } from '../config.js';
-import { CredentialHolders } from '../tenancy/credential-holders.js';
+import { CredentialHolders, STALE_STREAM_CREDENTIAL } from '../tenancy/credential-holders.js';
 import { LimitsService } from '../metering/limits.service.js';
 import { Telemetry } from '../telemetry/telemetry.service.js';
 import { DataPlaneService, type DataPlaneIdentity } from '../tenancy/data-plane.service.js';
 import { WorkerProtocolService, type WorkerConnection } from '../dispatch/worker-protocol.service.js';
+import { WORKER_REQUESTS_CHECKING_CREDENTIAL } from '../dispatch/lease.service.js';
 import type { SessionOutbound, StreamEnd } from '../dispatch/worker-session.js';
 import { LOGGER } from '../tokens.js';
 import { bearerToken, endStatus, peerAddress, toServiceError } from './status.js';
@@ -210,12 +211,12 @@ export class WorkerHandler {
           // stream that used the old secret is refused on every replica, whether or not its
           // notification has arrived here yet. One check covers every request that had arrived
           // when it began, so requests queued behind a slow one share it.
-          if (request.message.case !== 'heartbeat' && index > checkedThrough) {
+          // A run's end checks it in the statement that applies it (WORKER_REQUESTS_CHECKING_CREDENTIAL).
+          const kind = request.message.case;
+          if (kind !== 'heartbeat' && !WORKER_REQUESTS_CHECKING_CREDENTIAL.has(kind) && index > checkedThrough) {
             const through = received;
             if (!(await this.dataPlanes.isCurrent(identity))) {
-              rotatedAway(
-                'the data-plane credential was rotated or revoked: this stream used the old one; configure the current credential and reconnect',
-              );
+              rotatedAway(STALE_STREAM_CREDENTIAL);
               return;
             }
             checkedThrough = Math.max(checkedThrough, through);

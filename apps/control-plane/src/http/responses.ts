@@ -123,9 +123,28 @@ export const RunTotals = named(
   }),
 );
 
+export const RunWarning = named(
+  'RunWarning',
+  z.object({
+    code: z
+      .enum(['no_connected_worker'])
+      .describe("no_connected_worker: no connected worker announces the run's workflow version; the run waits in the queue until one does"),
+    message: z.string(),
+  }),
+);
 export const RunDescription = named(
   'RunDescription',
-  z.object({ run: Run, steps: z.array(Step), timeline: z.array(TimelineCall), totals: RunTotals }),
+  z.object({
+    run: Run,
+    steps: z.array(Step),
+    timeline: z.array(TimelineCall),
+    totals: RunTotals,
+    warnings: z
+      .array(RunWarning)
+      .describe(
+        'what may keep a queued or suspended run from running soon; empty when nothing is known to, while a worker holds the run, and once it ended',
+      ),
+  }),
 );
 export const RunList = named('RunList', z.object({ runs: z.array(Run), nextCursor: z.string().nullable() }));
 export const RunAnswer = named('RunAnswer', z.object({ run: Run }));

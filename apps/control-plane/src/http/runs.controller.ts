@@ -88,6 +88,10 @@ function presentView(view: RunView): z.input<typeof RunDescription> {
     steps: view.steps.map(presentStep),
     timeline: view.timeline.map(presentCall),
     totals: presentTotals(view.totals),
+    warnings: view.warnings.map((code) => ({
+      code,
+      message: `no connected worker serves ${view.run.workflowName}@${view.run.workflowVersion}: the run waits in the queue until one connects`,
+    })),
   };
 }
 

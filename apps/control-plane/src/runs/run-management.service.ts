@@ -5,7 +5,16 @@ import { Database } from '../db/database.js';
 import { RunRepository, type RunListQuery } from './run.repository.js';
 import { StepRepository } from './step.repository.js';
 import { WorkflowRepository } from '../workflows/workflow.repository.js';
-import { invalidField, isFinal, runNotFound, type LeaseKey, type Run, type RunStatusName, type Step } from '../domain.js';
+import {
+  invalidField,
+  isFinal,
+  runNotFound,
+  type LeaseKey,
+  type Run,
+  type RunStatusName,
+  type RunWarningName,
+  type Step,
+} from '../domain.js';
 import { LOGGER } from '../tokens.js';
 import { AuditService, type AuditActor } from '../audit/audit.service.js';
 import { EventBus } from '../events/event-bus.service.js';
@@ -73,6 +82,8 @@ export interface RunView {
   readonly steps: Step[];
   readonly timeline: TimelineCall[];
   readonly totals: RunTotals;
+  /** What may keep the run from running soon (none once it ended). */
+  readonly warnings: RunWarningName[];
 }
 
 export interface ForkRequest {
@@ -122,8 +133,8 @@ export class RunManagementService {
   /** A run with its flat step list, its timeline grouped by durable call, and totals. */
   async describe(projectId: string, runId: string): Promise<RunView> {
     const run = await this.find(projectId, runId);
-    const steps = await this.steps.forRun(run.id);
-    return { run, steps, timeline: timelineOf(steps), totals: totalsOf(run, steps) };
+    const [steps, warnings] = await Promise.all([this.steps.forRun(run.id), this.runService.warnings(run)]);
+    return { run, steps, timeline: timelineOf(steps), totals: totalsOf(run, steps), warnings };
   }
 
   /**

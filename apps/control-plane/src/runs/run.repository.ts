@@ -798,14 +798,16 @@ export class RunRepository {
 
   /**
    * In one statement: if the run is `running` under that epoch in this data plane, records the
-   * final state (or, for `released`, queues it again) and ends the lease row. Null when the lease
-   * is not held; see {@link leaseState}.
+   * final state (or, for `released`, queues it again) and ends the lease row. With `credential`
+   * (the digest a worker stream authenticated with), only while it is still the data plane's
+   * current credential. Null when nothing was applied; see {@link leaseState}.
    */
   async endHeldLease(
     dataPlaneId: string,
     lease: LeaseKey,
     reason: 'completed' | 'failed' | 'cancelled' | 'released',
     outcome: { outputSize?: number; errorCode?: number | null; errorRef?: string | null } = {},
+    credential: string | null = null,
   ): Promise<Run | null> {
     const result = await this.db.prepared<RunRow>(
       'cp_end_held_lease',
@@ -819,6 +821,7 @@ export class RunRepository {
            wake_at = NULL, waiting_signal = NULL, lease_session = NULL, lease_worker = NULL, lease_expires_at = NULL,
            updated_at = now()
          WHERE id = $1 AND data_plane_id = $2 AND status = 'running' AND epoch = $3
+           AND ($8::text IS NULL OR EXISTS (SELECT 1 FROM data_planes WHERE id = $2 AND token_sha256 = $8 AND revoked_at IS NULL))
          RETURNING ${RUN_COLUMNS}
        ), history AS (
          UPDATE run_leases SET ended_at = now(), end_reason = $4
@@ -831,7 +834,16 @@ export class RunRepository {
          WHERE ended.status <> 'queued' AND p.id = ended.parent_run_id AND p.status = 'suspended' AND p.waiting_child = ended.id
        )
        SELECT * FROM ended`,
-      [lease.runId, dataPlaneId, lease.epoch, reason, outcome.outputSize ?? null, outcome.errorCode ?? null, outcome.errorRef ?? null],
+      [
+        lease.runId,
+        dataPlaneId,
+        lease.epoch,
+        reason,
+        outcome.outputSize ?? null,
+        outcome.errorCode ?? null,
+        outcome.errorRef ?? null,
+        credential,
+      ],
     );
     return one(result.rows);
   }

@@ -8,7 +8,7 @@ import { RunRepository } from './run.repository.js';
 import { SignalRepository } from './signal.repository.js';
 import { StepRepository } from './step.repository.js';
 import { WorkflowRepository } from '../workflows/workflow.repository.js';
-import { isFinal, runNotFound, type LeaseKey, type Run, type Step } from '../domain.js';
+import { isFinal, runNotFound, type LeaseKey, type Run, type RunWarningName, type Step } from '../domain.js';
 import { AuditService, type AuditActor } from '../audit/audit.service.js';
 import { EventBus } from '../events/event-bus.service.js';
 import { LOGGER } from '../tokens.js';
@@ -65,7 +65,26 @@ export class RunService {
    * leased to a connected worker with a free slot (see DispatchService.reserveStart). With an
    * idempotency digest, a second start of the same workflow returns the first run.
    */
-  async start(dataPlaneId: string, input: StartRunInput): Promise<{ run: Run; created: boolean }> {
+  async start(dataPlaneId: string, input: StartRunInput): Promise<{ run: Run; created: boolean; warnings: RunWarningName[] }> {
+    const started = await this.startRun(dataPlaneId, input);
+    return { ...started, warnings: await this.warnings(started.run) };
+  }
+
+  /**
+   * What may keep a run that has not ended from running soon: no connected worker (on any
+   * replica) announces its workflow version. Runs pinned to a version wait for a worker of it, so
+   * a start on the newest version a worker once announced queues until one connects again.
+   */
+  async warnings(run: Run): Promise<RunWarningName[]> {
+    // A running run is held by a worker; only one waiting for a worker costs the read, unless a
+    // worker connected to this replica runs its version.
+    if (isFinal(run.status) || run.status === 'running') return [];
+    if (this.dispatch.servedHere(run.dataPlaneId, run.workflowName, run.workflowVersion)) return [];
+    const served = await this.workflows.servedByConnectedWorker(run.dataPlaneId, run.workflowName, run.workflowVersion);
+    return served ? [] : ['no_connected_worker'];
+  }
+
+  private async startRun(dataPlaneId: string, input: StartRunInput): Promise<{ run: Run; created: boolean }> {
     // Two independent reads, on two pooled connections at once: the version and the project's quotas.
     const quotas = this.quotas.startQuotas(dataPlaneId);
     quotas.catch(() => undefined); // awaited by admit below; a refusal before that must not leave it unhandled

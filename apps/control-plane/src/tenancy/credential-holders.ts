@@ -1,5 +1,9 @@
 import { Injectable } from '@nestjs/common';
 
+/** Why a worker stream that authenticated with a credential since rotated or revoked is ended. */
+export const STALE_STREAM_CREDENTIAL =
+  'the data-plane credential was rotated or revoked: this stream used the old one; configure the current credential and reconnect';
+
 /** A stream or long poll that authenticated with a data-plane credential and is still open. */
 export interface CredentialHolder {
   readonly dataPlaneId: string;

@@ -150,12 +150,21 @@ export class DataPlaneRepository {
   async workerConnected(worker: NewWorkerRecord): Promise<void> {
     await this.db.query(
       `INSERT INTO data_plane_workers (data_plane_id, worker_id, session_id, sdk_version, protocol_version, slots, workflows,
-                                       connected_at, last_seen_at, disconnected_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, now(), now(), NULL)
+                                       workflow_versions, connected_at, last_seen_at, disconnected_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now(), now(), NULL)
        ON CONFLICT (data_plane_id, worker_id) DO UPDATE SET session_id = EXCLUDED.session_id, sdk_version = EXCLUDED.sdk_version,
          protocol_version = EXCLUDED.protocol_version, slots = EXCLUDED.slots, workflows = EXCLUDED.workflows,
-         connected_at = now(), last_seen_at = now(), disconnected_at = NULL`,
-      [worker.dataPlaneId, worker.workerId, worker.sessionId, worker.sdkVersion, worker.protocolVersion, worker.slots, worker.workflows],
+         workflow_versions = EXCLUDED.workflow_versions, connected_at = now(), last_seen_at = now(), disconnected_at = NULL`,
+      [
+        worker.dataPlaneId,
+        worker.workerId,
+        worker.sessionId,
+        worker.sdkVersion,
+        worker.protocolVersion,
+        worker.slots,
+        worker.workflowVersions.length,
+        worker.workflowVersions,
+      ],
     );
     // Workers not seen for a week are forgotten.
     await this.db.query(`DELETE FROM data_plane_workers WHERE data_plane_id = $1 AND last_seen_at < now() - interval '7 days'`, [
@@ -246,8 +255,8 @@ export interface NewWorkerRecord {
   readonly sdkVersion: string;
   readonly protocolVersion: number;
   readonly slots: number;
-  /** How many workflow versions the worker announced. */
-  readonly workflows: number;
+  /** The workflow versions the worker announced, as `name@version`. */
+  readonly workflowVersions: readonly string[];
 }
 
 /**

@@ -1,6 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { WorkflowRefInput } from '../domain.js';
 import { Database } from '../db/database.js';
+import { WORKER_STALE_AFTER_MS } from '../tenancy/data-plane.repository.js';
 
 /** A version a run can be pinned to, with whether it is deprecated (no new runs). */
 export interface ResolvedWorkflow extends WorkflowRefInput {
@@ -21,6 +22,21 @@ export class WorkflowRepository {
        ON CONFLICT (data_plane_id, name, version) DO UPDATE SET task_queue = EXCLUDED.task_queue, last_seen_at = now()`,
       [dataPlaneId, workflows.map((w) => w.name), workflows.map((w) => w.version), workflows.map((w) => w.taskQueue)],
     );
+  }
+
+  /**
+   * Whether a worker of the data plane that announced `name@version` is connected now (to any
+   * replica): its stream is open and was seen within {@link WORKER_STALE_AFTER_MS}.
+   */
+  async servedByConnectedWorker(dataPlaneId: string, name: string, version: string): Promise<boolean> {
+    const result = await this.db.prepared<{ served: boolean }>(
+      'cp_version_served',
+      `SELECT EXISTS (SELECT 1 FROM data_plane_workers
+                      WHERE data_plane_id = $1 AND disconnected_at IS NULL AND last_seen_at >= now() - make_interval(secs => $3)
+                        AND $2 = ANY (workflow_versions)) AS served`,
+      [dataPlaneId, `${name}@${version}`, WORKER_STALE_AFTER_MS / 1000],
+    );
+    return result.rows[0]?.served ?? false;
   }
 
   /**

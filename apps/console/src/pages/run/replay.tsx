@@ -96,6 +96,15 @@ function CheckOutcome({ check }: { check: Check }): ReactNode {
       </div>
     );
   }
+  if (outcome.outcome === 'unreplayable') {
+    return (
+      <div role="status" className="verified broken">
+        <strong>Cannot replay on version {version}: the worker's model configuration is missing</strong>
+        <p>{outcome.message}</p>
+        <p className="muted">{counts}. Give the workers that answer replay checks the model configuration your other workers have.</p>
+      </div>
+    );
+  }
   return (
     <div role="status" className="verified broken">
       <strong>Diverges on version {version}: the code fails where the run did not</strong>
