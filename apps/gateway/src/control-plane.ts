@@ -22,7 +22,7 @@ import {
   type WaitRunRequest,
   type WaitRunResponse,
 } from '@cairn/proto';
-import { outgoingTraceHeaders } from './telemetry.js';
+import { traceControlPlaneCall } from './telemetry.js';
 
 type Callback<Res> = (err: grpc.ServiceError | null, response?: Res) => void;
 type Unary<Req, Res> = (request: Req, metadata: grpc.Metadata, options: grpc.CallOptions, callback: Callback<Res>) => grpc.ClientUnaryCall;
@@ -181,14 +181,17 @@ export class ControlPlane {
     if (signal?.aborted) return Promise.reject(cancelled(method));
     const metadata = new grpc.Metadata({ waitForReady: true });
     metadata.set('authorization', `Bearer ${this.#credential}`);
-    // The request's trace context (IDs only), so the control plane's span of this call joins it.
-    for (const [key, value] of Object.entries(outgoingTraceHeaders())) metadata.set(key, value);
+    // The call's span, linked to the request's: the control plane's span of this call is its child.
+    const traced = traceControlPlaneCall(method);
+    for (const [key, value] of Object.entries(traced.headers)) metadata.set(key, value);
     const deadline = new Date(Date.now() + (options.timeoutMs ?? this.#timeoutMs) + (options.extraMs ?? 0));
     const started = performance.now();
     return new Promise<Res>((resolve, reject) => {
       let onAbort: (() => void) | undefined;
       const call = fn.call(this.#client, request, metadata, { deadline }, (err, response) => {
-        this.#observer?.called(method, grpc.status[err ? err.code : grpc.status.OK], (performance.now() - started) / 1000);
+        const code = grpc.status[err ? err.code : grpc.status.OK];
+        traced.end(code);
+        this.#observer?.called(method, code, (performance.now() - started) / 1000);
         if (onAbort) signal?.removeEventListener('abort', onAbort);
         if (err) reject(signal?.aborted ? cancelled(method) : fromServiceError(method, err, this.#timeoutMs, this.#connected()));
         else if (response === undefined) reject(fromServiceError(method, emptyResponse(), this.#timeoutMs, true));

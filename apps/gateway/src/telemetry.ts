@@ -62,15 +62,42 @@ export function incomingContext(headers: Record<string, string | string[] | unde
   return traceContext.extract(ROOT_CONTEXT, headers, headerGetter);
 }
 
+/** A traced call to the control plane: the metadata that carries its span, and how to end it. */
+export interface ControlPlaneCallTrace {
+  /** `traceparent` of the call's span (empty when the call is not traced). */
+  readonly headers: Readonly<Record<string, string>>;
+  end(code: string): void;
+}
+
+const UNTRACED_CALL: ControlPlaneCallTrace = { headers: {}, end: () => undefined };
+
 /**
- * `traceparent` of the active span, for a call to the control plane: two IDs and flags. Not
- * `tracestate`, whose entries a caller chooses and which would cross the boundary.
+ * A client span for a call to the control plane made while serving a request, whose `traceparent`
+ * the call carries so the control plane's span of it is its child. The span starts a trace of its
+ * own, linked to the request span: a caller's trace ID (which the caller chooses, like its
+ * `tracestate` and baggage) stays in the data plane, and only IDs this gateway generated cross.
+ * Calls made outside a request (a scrape, the scaler) are not traced here.
  */
-export function outgoingTraceHeaders(): Record<string, string> {
+export function traceControlPlaneCall(method: string): ControlPlaneCallTrace {
+  const request = trace.getSpan(context.active());
+  if (!request?.isRecording()) return UNTRACED_CALL;
+  const span = trace.getTracer('@cairn/gateway').startSpan(`cairn.gateway.v1.GatewayService/${method}`, {
+    kind: SpanKind.CLIENT,
+    root: true,
+    links: [{ context: request.spanContext() }],
+    attributes: { 'rpc.system': 'grpc', 'rpc.service': 'cairn.gateway.v1.GatewayService', 'rpc.method': method },
+  });
   const headers: Record<string, string> = {};
-  traceContext.inject(context.active(), headers, recordSetter);
+  traceContext.inject(trace.setSpan(ROOT_CONTEXT, span), headers, recordSetter);
   delete headers['tracestate'];
-  return headers;
+  return {
+    headers,
+    end(code) {
+      span.setAttribute('rpc.grpc.status_code_name', code);
+      if (code !== 'OK') span.setStatus({ code: SpanStatusCode.ERROR });
+      span.end();
+    },
+  };
 }
 
 /** A server span for a request, parented by the caller's `traceparent` when it sent one. */

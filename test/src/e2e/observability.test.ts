@@ -278,11 +278,21 @@ describe('observability', () => {
     const start = await cpTraces.waitFor("the control plane's StartRun span", (spans) =>
       spans.find((s) => s.name === 'cairn.gateway.v1.GatewayService/StartRun' && s.attributes['cairn.run_id'] === runId),
     );
-    assert.equal(start.traceId, traceId);
-    assert.equal(start.parentSpanId, request.spanId, "the control plane's span is a child of the gateway's");
+    // The gateway's span of the call starts a trace of its own, linked to the request span: the
+    // caller chose its trace ID and tracestate, and neither crosses to the control plane.
+    const call = await gwTraces.waitFor("the gateway's client span of the call", (spans) =>
+      spans.find((s) => s.name === 'cairn.gateway.v1.GatewayService/StartRun' && s.links.some((l) => l.spanId === request.spanId)),
+    );
+    assert.equal(call.kind, 3);
+    assert.equal(call.parentSpanId, '');
+    assert.notEqual(call.traceId, traceId);
+    assert.equal(start.traceId, call.traceId);
+    assert.equal(start.parentSpanId, call.spanId, "the control plane's span is a child of the gateway's span of the call");
     assert.equal((await t.result(runId)).status, 'completed');
     assert.equal(gwTraces.received(stateMarker), true, 'the gateway span keeps the tracestate');
     assert.equal(cpTraces.received(stateMarker), false, 'the tracestate does not cross to the control plane');
+    assert.equal(cpTraces.received(start.traceId), true, 'the collector receives trace IDs as hex, so the next check can see one');
+    assert.equal(cpTraces.received(traceId), false, "the caller's trace ID does not cross to the control plane");
   });
 
   it('counts runs, steps, attempts, model tokens, leases, journal commits and the backlog on the worker and the gateway', async () => {
