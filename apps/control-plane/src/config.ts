@@ -12,6 +12,7 @@ import {
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { telemetryConfig, telemetryShape, type TelemetryConfig } from './telemetry/telemetry.config.js';
+import { tlsMaterialProblem, type TlsFiles, type TlsMaterial } from './tls-files.js';
 
 /** Variables that may be given as `<NAME>_FILE` instead (CAIRN_AUDIT_SIGNING_KEY has its own pair). */
 export const CONTROL_PLANE_SECRETS = [
@@ -74,6 +75,8 @@ const serveShape = {
   CAIRN_CP_GRPC_TLS_CERT_FILE: env.optionalString(),
   CAIRN_CP_GRPC_TLS_KEY_FILE: env.optionalString(),
   CAIRN_CP_GRPC_TLS_CLIENT_CA_FILE: env.optionalString(),
+  CAIRN_CP_HTTP_TLS_CERT_FILE: env.optionalString(),
+  CAIRN_CP_HTTP_TLS_KEY_FILE: env.optionalString(),
   CAIRN_LEASE_TTL_MS: positive(15_000),
   CAIRN_HEARTBEAT_INTERVAL_MS: positive(5_000),
   CAIRN_SWEEP_INTERVAL_MS: positive(500),
@@ -147,7 +150,12 @@ export interface ControlPlaneConfig extends DatabaseConfig {
    * signed (mutual TLS) in addition to their data-plane credential. Undefined: plaintext (TLS ends
    * at a load balancer in front).
    */
-  readonly grpcTls: { readonly cert: Buffer; readonly key: Buffer; readonly clientCa: Buffer | null } | undefined;
+  readonly grpcTls: (TlsMaterial & { readonly files?: TlsFiles | undefined }) | undefined;
+  /**
+   * TLS on the REST port (PEM contents), for a control plane reached without a TLS-terminating
+   * proxy in front. Undefined: plaintext HTTP.
+   */
+  readonly httpTls: (TlsMaterial & { readonly files?: TlsFiles | undefined }) | undefined;
   readonly leaseTtlMs: number;
   readonly heartbeatIntervalMs: number;
   readonly sweepIntervalMs: number;
@@ -320,6 +328,20 @@ export function loadControlPlaneConfig(source: Record<string, string | undefined
   if ((raw.CAIRN_CP_GRPC_TLS_CERT_FILE === undefined) !== (raw.CAIRN_CP_GRPC_TLS_KEY_FILE === undefined)) {
     problems.push('  CAIRN_CP_GRPC_TLS_CERT_FILE, CAIRN_CP_GRPC_TLS_KEY_FILE: set both (the server certificate and its key) or neither');
   }
+  const httpCert = readPem('CAIRN_CP_HTTP_TLS_CERT_FILE', raw.CAIRN_CP_HTTP_TLS_CERT_FILE);
+  const httpKey = readPem('CAIRN_CP_HTTP_TLS_KEY_FILE', raw.CAIRN_CP_HTTP_TLS_KEY_FILE);
+  if ((raw.CAIRN_CP_HTTP_TLS_CERT_FILE === undefined) !== (raw.CAIRN_CP_HTTP_TLS_KEY_FILE === undefined)) {
+    problems.push(
+      "  CAIRN_CP_HTTP_TLS_CERT_FILE, CAIRN_CP_HTTP_TLS_KEY_FILE: set both (the REST port's certificate and its key) or neither",
+    );
+  }
+  for (const [name, cert, key, ca] of [
+    ['CAIRN_CP_GRPC_TLS_CERT_FILE', tlsCert, tlsKey, tlsClientCa],
+    ['CAIRN_CP_HTTP_TLS_CERT_FILE', httpCert, httpKey, null],
+  ] as const) {
+    const problem = cert && key ? tlsMaterialProblem({ cert, key, clientCa: ca }) : undefined;
+    if (problem !== undefined) problems.push(`  ${name}: ${problem}`);
+  }
   if (raw.CAIRN_CP_GRPC_TLS_CLIENT_CA_FILE !== undefined && raw.CAIRN_CP_GRPC_TLS_CERT_FILE === undefined) {
     problems.push(
       '  CAIRN_CP_GRPC_TLS_CLIENT_CA_FILE: mutual TLS needs the server certificate too (CAIRN_CP_GRPC_TLS_CERT_FILE and _KEY_FILE)',
@@ -363,7 +385,28 @@ export function loadControlPlaneConfig(source: Record<string, string | undefined
         ? undefined
         : { adminKey: raw.CAIRN_BOOTSTRAP_ADMIN_KEY, organization: raw.CAIRN_BOOTSTRAP_ORGANIZATION, project: raw.CAIRN_BOOTSTRAP_PROJECT },
     devMode: raw.CAIRN_DEV_MODE,
-    grpcTls: tlsCert && tlsKey ? { cert: tlsCert, key: tlsKey, clientCa: tlsClientCa } : undefined,
+    grpcTls:
+      tlsCert && tlsKey
+        ? {
+            cert: tlsCert,
+            key: tlsKey,
+            clientCa: tlsClientCa,
+            files: {
+              certFile: raw.CAIRN_CP_GRPC_TLS_CERT_FILE!,
+              keyFile: raw.CAIRN_CP_GRPC_TLS_KEY_FILE!,
+              caFile: raw.CAIRN_CP_GRPC_TLS_CLIENT_CA_FILE,
+            },
+          }
+        : undefined,
+    httpTls:
+      httpCert && httpKey
+        ? {
+            cert: httpCert,
+            key: httpKey,
+            clientCa: null,
+            files: { certFile: raw.CAIRN_CP_HTTP_TLS_CERT_FILE!, keyFile: raw.CAIRN_CP_HTTP_TLS_KEY_FILE!, caFile: undefined },
+          }
+        : undefined,
     leaseTtlMs: raw.CAIRN_LEASE_TTL_MS,
     heartbeatIntervalMs: raw.CAIRN_HEARTBEAT_INTERVAL_MS,
     sweepIntervalMs: raw.CAIRN_SWEEP_INTERVAL_MS,

@@ -753,6 +753,7 @@ for (const kind of testPostgresKinds()) {
 
         const step: StepInfo = {
           $typeName: 'cairn.run.v1.StepInfo',
+          copied: false,
           position: 0,
           kind: StepKind.STEP,
           name: 'fetch',
@@ -874,6 +875,7 @@ for (const kind of testPostgresKinds()) {
         const now = Date.now();
         const attempt = (n: number, status: StepStatus, extra: Partial<StepInfo>): StepInfo => ({
           $typeName: 'cairn.run.v1.StepInfo',
+          copied: false,
           position: 0,
           kind: StepKind.MODEL,
           name: 'summarize',

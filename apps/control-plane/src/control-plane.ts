@@ -1,6 +1,7 @@
 import 'reflect-metadata';
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
+import type { Server as TlsServer } from 'node:tls';
 import { NestFactory } from '@nestjs/core';
 import { registerConsole } from './http/console.js';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
@@ -23,6 +24,7 @@ import { ScheduleTicker } from './schedules/schedule-ticker.service.js';
 import { SweeperService } from './dispatch/sweeper.service.js';
 import { MetricsServer } from './telemetry/metrics-server.js';
 import { Telemetry } from './telemetry/telemetry.service.js';
+import { TlsFileWatcher } from './tls-files.js';
 
 /** A running control plane. */
 export interface ControlPlane {
@@ -47,7 +49,11 @@ export interface StartOptions {
  */
 export async function startControlPlane(config: ControlPlaneConfig, options: StartOptions = {}): Promise<ControlPlane> {
   const logger = options.logger ?? createLogger('control-plane', config.logLevel);
+  // Certificates mounted from Secrets are reloaded when the files change (cert-manager renewals).
+  const grpcTlsWatcher = config.grpcTls?.files ? new TlsFileWatcher('gRPC port', config.grpcTls.files, config.grpcTls, logger) : undefined;
+  const httpTlsWatcher = config.httpTls?.files ? new TlsFileWatcher('REST port', config.httpTls.files, config.httpTls, logger) : undefined;
   const adapter = new FastifyAdapter({
+    ...(config.httpTls ? { https: { cert: config.httpTls.cert, key: config.httpTls.key } } : {}),
     genReqId: () => randomUUID(),
     logger: false,
     return503OnClosing: true,
@@ -111,6 +117,11 @@ export async function startControlPlane(config: ControlPlaneConfig, options: Sta
     // HTTP first, so probes answer while migrations run: /healthz 200, /readyz 503 until the end.
     await app.listen(config.httpPort, config.host);
     httpPort = (app.getHttpServer().address() as AddressInfo).port;
+    if (httpTlsWatcher) {
+      const server = app.getHttpServer() as unknown as TlsServer;
+      httpTlsWatcher.onChange((m) => server.setSecureContext({ cert: m.cert, key: m.key }));
+      httpTlsWatcher.start();
+    }
     await app.get(MigrationService).ensureMigrated();
     await audit.warnIfRoleCanRewrite();
     if (config.bootstrap) {
@@ -131,7 +142,8 @@ export async function startControlPlane(config: ControlPlaneConfig, options: Sta
     readiness.migrated = true;
     await events.start();
     dispatch.start();
-    grpcPort = await grpcServer.start(config.host, config.grpcPort, config.grpcTls, config.limits.grpcMaxMessageBytes);
+    grpcPort = await grpcServer.start(config.host, config.grpcPort, config.grpcTls, config.limits.grpcMaxMessageBytes, grpcTlsWatcher);
+    grpcTlsWatcher?.start();
     readiness.grpcListening = true;
     if (config.telemetry.metricsPort !== null) metricsPort = await metricsServer.start(config.host, config.telemetry.metricsPort);
     sweeper.start();
@@ -140,6 +152,8 @@ export async function startControlPlane(config: ControlPlaneConfig, options: Sta
     audit.start();
     checkpoints.start();
   } catch (error) {
+    grpcTlsWatcher?.close();
+    httpTlsWatcher?.close();
     dataPlanes.stop();
     await checkpoints.stop();
     await audit.stop();
@@ -174,6 +188,8 @@ export async function startControlPlane(config: ControlPlaneConfig, options: Sta
       const left = (): number => Math.max(0, config.shutdownTimeoutMs - (Date.now() - started) - 250);
       logger.info('control plane shutting down');
       readiness.shuttingDown = true;
+      grpcTlsWatcher?.close();
+      httpTlsWatcher?.close();
       dataPlanes.stop();
       await checkpoints.stop();
       await audit.stop();

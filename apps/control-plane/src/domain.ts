@@ -95,10 +95,16 @@ export interface Step {
   /** For a model call attempt: the provider and model names (null for other kinds). */
   readonly provider: string | null;
   readonly model: string | null;
+  /**
+   * For a forked run, an entry at a position below its fork position: copied from the source's
+   * journal, not executed by this run (and so not metered). The control plane decides this from
+   * the run's fork position, whatever a report says.
+   */
+  readonly copied: boolean;
 }
 
 /** A step status report from a worker, validated: a step row as the worker saw it. */
-export type StepReportInput = Step;
+export type StepReportInput = Omit<Step, 'copied'>;
 
 /** A journal hash chain head a worker reported for a run (a digest; the journal stays in the data plane). */
 export interface JournalHeadInput {

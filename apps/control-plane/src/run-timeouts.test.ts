@@ -198,6 +198,7 @@ for (const kind of testPostgresKinds()) {
               epoch: runningTask.epoch,
               step: {
                 $typeName: 'cairn.run.v1.StepInfo',
+                copied: false,
                 position: 0,
                 kind: StepKind.STEP,
                 name: 'late',

@@ -47,6 +47,7 @@ const only = (...refs: string[]) => WORKFLOWS.filter((w) => refs.includes(`${w.n
 function step(fields: Partial<StepInfo> & { position: number; name: string }): StepInfo {
   return {
     $typeName: 'cairn.run.v1.StepInfo',
+    copied: false,
     kind: StepKind.STEP,
     keyDigest: '',
     attempt: 1,

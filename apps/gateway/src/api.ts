@@ -436,9 +436,16 @@ export const API = {
     method: 'POST',
     path: '/v1/payloads',
     tag: 'payloads',
-    summary: "Store a payload (a schedule's input) in the data plane; the control plane references it by ID",
+    summary: "Store a payload (a schedule's or a fork's input) in the data plane; the control plane references it by ID",
+    description:
+      'With forkOf (and version, when the fork runs on another version than the source run), the payload is the new input of a fork of that run: ' +
+      'it is checked against the input schema catalogued for the workflow version the fork will run, as a start’s input is, and refused with 400 CAIRN-1116 when it does not match.',
     auth: true,
     scope: 'admin',
+    query: z.object({
+      forkOf: runIdParam.optional().describe('the run a fork with this input is made of: check the payload as that fork’s input'),
+      version: z.string().optional().describe('with forkOf: the workflow version the fork runs (default: the source run’s)'),
+    }),
     body: {
       schema: z
         .unknown()
@@ -450,7 +457,7 @@ export const API = {
       description: 'The payload, any JSON value',
     },
     responses: { 201: { description: 'Stored', schema: PayloadCreated } },
-    errors: [400, 503],
+    errors: [400, 404, 503],
   }),
   getPayload: route({
     operationId: 'getPayload',

@@ -579,9 +579,11 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
     return { status: 202, body: { runId: run.runId, status: runStatusName(run.status) } };
   });
 
-  // Inputs for schedules: the body is the payload (any JSON value, within the body limit). It is
-  // sealed in the payload store; the control plane's schedule references it by the returned ID.
-  route(API.putPayload, async ({ body }, request) => {
+  // Inputs for schedules and forks: the body is the payload (any JSON value, within the body limit).
+  // It is sealed in the payload store; the control plane's schedule or fork references it by the
+  // returned ID. A fork's input (forkOf) is checked against its input schema first, like a start's.
+  route(API.putPayload, async ({ body, query }, request) => {
+    if (query.forkOf !== undefined) await runs.checkForkInput(query.forkOf, query.version, body);
     const { payloadId, size } = await deps.store.putPayload(body).catch((err: unknown) => {
       throw storeError(err);
     });

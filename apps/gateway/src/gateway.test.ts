@@ -581,6 +581,7 @@ for (const kind of testPostgresKinds()) {
         outputTokens: null,
         provider: null,
         model: null,
+        copied: false,
       });
       assert.equal(res.body.steps[1].outputSize, 42);
       assert.equal(res.body.steps[1].errorCode, null);

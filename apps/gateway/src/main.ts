@@ -1,5 +1,5 @@
 // The gateway process: `node dist/main.js [serve]`.
-import { CairnError, ErrorCodes, createLogger } from '@cairn/common';
+import { CairnError, ErrorCodes, createLogger, useEgressProxyFromEnv } from '@cairn/common';
 import { PayloadStore, generateWrappedKeySpec, keyRingOf, keysStillNeeded, loadKeyWrapper } from '@cairn/payload-store';
 import { loadGatewayConfigWithKeys, loadMigrateConfig, type GatewayConfig } from './config.js';
 import { startGateway } from './server.js';
@@ -195,6 +195,14 @@ async function serve(): Promise<void> {
     return;
   }
   const logger = createLogger('gateway', config.logLevel);
+  try {
+    const proxy = useEgressProxyFromEnv();
+    if (proxy) logger.info(proxy, 'dialling the control plane through the HTTP proxy (HTTPS_PROXY / NO_PROXY)');
+  } catch (err) {
+    process.stderr.write(`gateway cannot start: ${(err as Error).message}\n`);
+    process.exitCode = 1;
+    return;
+  }
   // Registered before anything else runs, so every span of this process has the SDK's provider.
   const tracing = config.tracing ? startGatewayTracing(config.tracing) : null;
   if (tracing) {

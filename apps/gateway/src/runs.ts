@@ -211,6 +211,26 @@ export class RunService {
   }
 
   /**
+   * Checks the new input of a fork of `runId` (on `version`, default the run's own) against the
+   * input schema catalogued for that workflow version, as a start's input is checked: throws
+   * `[CAIRN-1116]` with the issues when it does not match. Nothing is checked for a version with
+   * no catalogued schema (the worker still checks the input when the fork starts).
+   */
+  async checkForkInput(runId: string, version: string | undefined, input: unknown): Promise<void> {
+    assertRunId(runId);
+    if (version !== undefined) checkVersion(version);
+    let workflow: string | undefined;
+    try {
+      workflow = await this.#store.runWorkflowName(runId);
+    } catch (err) {
+      throw storeError(err);
+    }
+    if (workflow === undefined) throw runNotFound(runId);
+    const target = version ?? (await this.describe(runId)).run.workflowVersion;
+    await this.#schemas.checkStart(workflow, target, input, () => Promise.resolve(target));
+  }
+
+  /**
    * The workflow a start names. In strict mode a caller may copy the digest the control plane
    * shows: it is resolved to the name, so the payload store keeps the name (and the worker's
    * digests of the run's keys match the gateway's); a digest of no catalogued workflow is refused.

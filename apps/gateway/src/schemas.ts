@@ -335,6 +335,9 @@ export const StepView = named(
     outputTokens: z.number().nullable(),
     provider: z.string().nullable().describe('model calls only: the provider and model this attempt called'),
     model: z.string().nullable(),
+    copied: z
+      .boolean()
+      .describe('true for an entry of a forked run copied from the source run (below its fork position), not executed by this run'),
   }),
   'One attempt of one durable call on the timeline.',
 );

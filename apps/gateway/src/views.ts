@@ -70,6 +70,7 @@ export function stepView(step: StepInfo): StepView {
     durationMs: step.startedAt !== 0n && step.endedAt !== 0n ? Number(step.endedAt - step.startedAt) : null,
     outputSize: Number(step.outputSize),
     ...modelFields(step),
+    copied: step.copied,
   };
 }
 

@@ -117,6 +117,9 @@ changing bootstrap.adminKey rolls the pods; empty otherwise. The key is 16 or mo
 {{- if not $v.image.repository -}}
 {{- fail "image.repository is required: the control-plane image in a registry you control (the server, the migration Job, audit retention and the helm test run it), e.g. registry.example.com/cairn/control-plane, built from docker/control-plane.Dockerfile or mirrored from a release; pin it with image.digest (or set global.imageRegistry and give the repository as a path in it)" -}}
 {{- end -}}
+{{- if lt (int $v.terminationGracePeriodSeconds) (add (int $v.preStopSleepSeconds) 10) -}}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must be at least preStopSleepSeconds (%d) + 10: the grace period covers the preStop sleep and then the shutdown" (int $v.terminationGracePeriodSeconds) (int $v.preStopSleepSeconds)) -}}
+{{- end -}}
 {{- if not $v.database.existingSecret -}}
 {{- fail "database.existingSecret is required: a Secret holding the control plane's postgres:// URL (PostgreSQL 15-18)" -}}
 {{- end -}}
@@ -214,6 +217,9 @@ changing bootstrap.adminKey rolls the pods; empty otherwise. The key is 16 or mo
 httpGet:
   path: {{ .path }}
   port: http
+  {{- if .https }}
+  scheme: HTTPS
+  {{- end }}
 initialDelaySeconds: {{ .probe.initialDelaySeconds }}
 periodSeconds: {{ .probe.periodSeconds }}
 timeoutSeconds: {{ .probe.timeoutSeconds }}

@@ -190,8 +190,8 @@ to do. values.schema.json checks each value on its own.
 {{- if and (not $v.worker.image.tag) (not $v.worker.image.digest) -}}
 {{- fail "worker.image.tag or worker.image.digest is required: pin the workflow image you deploy" -}}
 {{- end -}}
-{{- if ge (int $v.worker.drainTimeoutSeconds) (int $v.worker.terminationGracePeriodSeconds) -}}
-{{- fail (printf "worker.drainTimeoutSeconds (%d) must be below worker.terminationGracePeriodSeconds (%d), or Kubernetes kills workers in the middle of a drain" (int $v.worker.drainTimeoutSeconds) (int $v.worker.terminationGracePeriodSeconds)) -}}
+{{- if and (gt (int $v.worker.terminationGracePeriodSeconds) 0) (lt (int $v.worker.terminationGracePeriodSeconds) (add (int $v.worker.drainTimeoutSeconds) 5)) -}}
+{{- fail (printf "worker.terminationGracePeriodSeconds (%d) must be at least worker.drainTimeoutSeconds (%d) + 5, or Kubernetes kills workers in the middle of a drain: raise it, or set it to 0 to derive it (drainTimeoutSeconds + 15)" (int $v.worker.terminationGracePeriodSeconds) (int $v.worker.drainTimeoutSeconds)) -}}
 {{- end -}}
 {{- if and $v.worker.autoscaling.hpa.enabled $v.worker.autoscaling.keda.enabled -}}
 {{- fail "worker.autoscaling.hpa.enabled and worker.autoscaling.keda.enabled are both true: choose one (KEDA manages its own HorizontalPodAutoscaler)" -}}
@@ -206,8 +206,11 @@ to do. values.schema.json checks each value on its own.
 {{- if and $v.gateway.enabled $v.gateway.ingress.enabled (not $v.networkPolicy.gateway.ingressFrom) (not $v.networkPolicy.gateway.ingressControllerAllowedElsewhere) -}}
 {{- fail "gateway.ingress.enabled needs networkPolicy.gateway.ingressFrom: the gateway's NetworkPolicy admits only pods labelled <fullname>-client, so your ingress controller would be blocked (504). Name the controller, e.g. networkPolicy.gateway.ingressFrom[0].namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name=ingress-nginx, or set networkPolicy.gateway.ingressControllerAllowedElsewhere=true when a policy of your own lets it in" -}}
 {{- end -}}
-{{- if and (not $v.networkPolicy.controlPlane.cidrs) (not $v.networkPolicy.controlPlane.peers) -}}
-{{- fail "networkPolicy.controlPlane.cidrs (or .peers) is required while networkPolicy.enabled: the addresses of the control-plane endpoint, or workers cannot reach it" -}}
+{{- if and (not $v.proxy.url) (not $v.networkPolicy.controlPlane.cidrs) (not $v.networkPolicy.controlPlane.peers) -}}
+{{- fail "networkPolicy.controlPlane.cidrs (or .peers) is required while networkPolicy.enabled: the addresses of the control-plane endpoint, or workers cannot reach it (or set proxy.url when the pods reach it through an HTTP proxy)" -}}
+{{- end -}}
+{{- if and $v.proxy.url (not $v.proxy.networkPolicy.cidrs) (not $v.proxy.networkPolicy.peers) -}}
+{{- fail "proxy.networkPolicy.cidrs (or .peers) is required with proxy.url while networkPolicy.enabled: the proxy's addresses, or the pods cannot reach it" -}}
 {{- end -}}
 {{- if and (not $v.postgresql.enabled) (not $v.networkPolicy.payloadStore.cidrs) (not $v.networkPolicy.payloadStore.peers) -}}
 {{- fail "networkPolicy.payloadStore.cidrs (or .peers) is required while networkPolicy.enabled: the addresses of the payload store's Postgres" -}}
@@ -230,6 +233,14 @@ to do. values.schema.json checks each value on its own.
   value: /etc/cairn/cp-client/tls.crt
 - name: CAIRN_CP_TLS_KEY_FILE
   value: /etc/cairn/cp-client/tls.key
+{{- end }}
+{{- with .Values.proxy.url }}
+- name: HTTPS_PROXY
+  value: {{ . | quote }}
+- name: HTTP_PROXY
+  value: {{ . | quote }}
+- name: NO_PROXY
+  value: {{ $.Values.proxy.noProxy | quote }}
 {{- end }}
 - name: CAIRN_DATA_PLANE_ID
   value: {{ .Values.dataPlane.id | quote }}
@@ -359,6 +370,16 @@ minAvailable: {{ .pdb.minAvailable }}
 {{- else }}
 maxUnavailable: {{ .pdb.maxUnavailable }}
 {{- end }}
+unhealthyPodEvictionPolicy: {{ .pdb.unhealthyPodEvictionPolicy }}
+{{- end -}}
+
+{{/* The worker's grace period: worker.terminationGracePeriodSeconds, or drainTimeoutSeconds + 15 when 0. */}}
+{{- define "cairn-dp.workerGracePeriod" -}}
+{{- if gt (int .Values.worker.terminationGracePeriodSeconds) 0 -}}
+{{ int .Values.worker.terminationGracePeriodSeconds }}
+{{- else -}}
+{{ add (int .Values.worker.drainTimeoutSeconds) 15 }}
+{{- end -}}
 {{- end -}}
 
 {{/* The default soft spread of a component's pods over nodes. */}}
@@ -378,6 +399,7 @@ maxUnavailable: {{ .pdb.maxUnavailable }}
 {{/* Egress to the control plane, the payload store and DNS: what every data-plane pod needs. */}}
 {{- define "cairn-dp.baseEgress" -}}
 {{- $np := .Values.networkPolicy -}}
+{{- if or $np.controlPlane.cidrs $np.controlPlane.peers }}
 # The control plane (gRPC, outbound only).
 - to:
     {{- range $np.controlPlane.cidrs }}
@@ -390,6 +412,21 @@ maxUnavailable: {{ .pdb.maxUnavailable }}
   ports:
     - protocol: TCP
       port: {{ $np.controlPlane.port }}
+{{- end }}
+{{- if .Values.proxy.url }}
+# The HTTP proxy (proxy.url): the control plane and model providers through it.
+- to:
+    {{- range .Values.proxy.networkPolicy.cidrs }}
+    - ipBlock:
+        cidr: {{ . }}
+    {{- end }}
+    {{- with .Values.proxy.networkPolicy.peers }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  ports:
+    - protocol: TCP
+      port: {{ .Values.proxy.networkPolicy.port }}
+{{- end }}
 # The payload store (your Postgres).
 - to:
     {{- if .Values.postgresql.enabled }}

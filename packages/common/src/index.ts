@@ -1,6 +1,7 @@
 export * from './core.js';
 export { env, loadConfig, readSecretFile, type LoadConfigOptions } from './config.js';
 export { createLogger, type Logger } from './logger.js';
+export { useEgressProxyFromEnv, type EgressProxy } from './proxy.js';
 export { schemaDigest } from './schema-digest.js';
 export {
   CREDENTIAL_PREFIX_LENGTH,

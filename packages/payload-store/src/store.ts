@@ -876,11 +876,19 @@ export class PayloadStore {
    * Creates a forked run from a source run of this data plane, once, in one transaction: the
    * source's input and seed, and its journal entries at positions below `position` (with their
    * errors, consumed signal bodies and model transcripts), each re-sealed for the new run and
-   * written under `epoch`. When the run exists already (an earlier dispatch created it) nothing is
-   * copied again. Throws FencedError when a newer epoch holds the run, RUN_NOT_FOUND when the
-   * source is not in this payload store, CONFLICT when the run exists but is not that fork.
+   * written under `epoch`. With `inputPayloadId` the fork's input is that stored payload instead
+   * of the source's; when the payload is gone, the run is created already failed with `missing`
+   * as its error and nothing is copied (`inputMissing`), so the message stays here and the worker
+   * reports the failure like any other. When the run exists already (an earlier dispatch created
+   * it) nothing is copied again. Throws FencedError when a newer epoch holds the run, RUN_NOT_FOUND
+   * when the source is not in this payload store, CONFLICT when the run exists but is not that fork.
    */
-  async forkRun(runId: string, epoch: number, source: { runId: string; position: number }): Promise<{ created: boolean; copied: number }> {
+  async forkRun(
+    runId: string,
+    epoch: number,
+    source: { runId: string; position: number; inputPayloadId?: string | undefined },
+    missing?: ErrorInfo,
+  ): Promise<{ created: boolean; copied: number; inputMissing: boolean }> {
     const client = await this.#pool.connect();
     try {
       await client.query('BEGIN');
@@ -892,11 +900,28 @@ export class PayloadStore {
           `Run ${runId} is a fork of run ${source.runId}, which is not in this data plane's payload store: a run can only be forked within its data plane.`,
         );
       }
-      const input = this.#seal(this.#open(from.input_key_id, from.input, `${from.run_id}:input`), `${runId}:input`, 'The run input');
+      let value: unknown = null;
+      let inputMissing = false;
+      if (source.inputPayloadId === undefined) {
+        value = this.#open(from.input_key_id, from.input, `${from.run_id}:input`);
+      } else {
+        const payload = await client.query<{ key_id: string; payload: Buffer }>(
+          'SELECT key_id, payload FROM dp_payloads WHERE payload_id = $1',
+          [source.inputPayloadId],
+        );
+        const row = payload.rows[0];
+        if (row) value = this.#open(row.key_id, row.payload, `payload:${source.inputPayloadId}`);
+        else inputMissing = true;
+      }
+      const input = this.#seal(value, `${runId}:input`, 'The run input');
+      // A fork whose new input is gone is stored failed, with its error beside it.
+      const errorRef = inputMissing ? newId() : null;
       const inserted = await client.query(
         // The fork keeps its source's digest version: the journal keys it copies were made with it.
-        `INSERT INTO dp_runs (run_id, workflow_name, seed, input_key_id, input, input_size, epoch, forked_from, fork_position, digest_version, hmac_key_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (run_id) DO NOTHING`,
+        `INSERT INTO dp_runs (run_id, workflow_name, seed, input_key_id, input, input_size, epoch, forked_from, fork_position, digest_version,
+                              hmac_key_id, status, error_ref, ended_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, CASE WHEN $13::uuid IS NULL THEN NULL ELSE now() END)
+         ON CONFLICT (run_id) DO NOTHING`,
         [
           runId,
           from.workflow_name,
@@ -909,6 +934,8 @@ export class PayloadStore {
           source.position,
           from.digest_version,
           from.hmac_key_id,
+          inputMissing ? 'failed' : 'open',
+          errorRef,
         ],
       );
       if (inserted.rowCount !== 1) {
@@ -925,7 +952,23 @@ export class PayloadStore {
           );
         }
         if (row.epoch > epoch) throw new FencedError(runId, epoch, row.epoch);
-        return { created: false, copied: 0 };
+        return { created: false, copied: 0, inputMissing: false };
+      }
+      if (errorRef !== null) {
+        const error = missing ?? {
+          name: 'CairnError',
+          code: ErrorCodes.PAYLOAD_NOT_FOUND,
+          message: `The input payload ${source.inputPayloadId ?? ''} of forked run ${runId} is not in this data plane's payload store.`,
+        };
+        const sealed = this.#seal(error, `${runId}:error:${errorRef}`, 'An error');
+        await client.query('INSERT INTO dp_errors (error_ref, run_id, key_id, payload) VALUES ($1, $2, $3, $4)', [
+          errorRef,
+          runId,
+          sealed.keyId,
+          sealed.blob,
+        ]);
+        await client.query('COMMIT');
+        return { created: true, copied: 0, inputMissing: true };
       }
       const rows = await client.query<
         JournalRow & { err_position: number | null; err_attempt: number | null; sig_name: string | null; sig_size: number | null }
@@ -1007,7 +1050,7 @@ export class PayloadStore {
         ]);
       }
       await client.query('COMMIT');
-      return { created: true, copied: rows.rows.length };
+      return { created: true, copied: rows.rows.length, inputMissing: false };
     } catch (err) {
       await client.query('ROLLBACK').catch(() => undefined);
       throw err;

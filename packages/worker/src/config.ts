@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type * as grpc from '@grpc/grpc-js';
-import { CairnError, ErrorCodes, ID_PATTERN, createLogger, env, loadConfig, type Logger } from '@cairn/common';
+import { CairnError, ErrorCodes, ID_PATTERN, createLogger, env, loadConfig, useEgressProxyFromEnv, type Logger } from '@cairn/common';
 import { Hasher, KeyRing, PayloadStore, keyRingOf, keySourceOf, keyVariableProblems, parseWrappedKeys } from '@cairn/payload-store';
 import { controlPlaneChannelCredentials } from '@cairn/proto';
 import type { WorkflowDefinition } from '@cairn/sdk';
@@ -155,6 +155,14 @@ export async function runWorkerFromEnv(
     process.exit(1);
   }
   const logger = createLogger('worker', config.CAIRN_LOG_LEVEL);
+  try {
+    // Model providers (fetch) and the control plane (gRPC) through HTTPS_PROXY, except NO_PROXY.
+    const proxy = useEgressProxyFromEnv(environment);
+    if (proxy) logger.info(proxy, 'outbound HTTP and the control-plane connection go through the HTTP proxy (HTTPS_PROXY / NO_PROXY)');
+  } catch (err) {
+    process.stderr.write(`worker cannot start: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
   const tracingConfig = workerTracingConfig(config);
   // Before the payload store and the worker exist, so every span of the process has the provider.
   const tracing = tracingConfig ? await startWorkerTracing(tracingConfig) : undefined;

@@ -126,7 +126,9 @@ for (const kind of testPostgresKinds()) {
           name: 'publish',
         });
 
-        const runId = await cp.start(wf, { timeout: 150, reject: true });
+        // A timeout far above the engine's 10 ms threshold: a stalled event loop between the call and
+        // the suspension decision cannot turn the suspension into an in-memory wait.
+        const runId = await cp.start(wf, { timeout: 1_000, reject: true });
         const rejected = await cp.drive(cp.engine([wf], 10), runId, wf);
         expectKind(rejected.outcome, 'completed');
         assert.equal(expectKind(rejected.outcomes[0]!, 'suspended').reason, SuspendReason.SIGNAL);
@@ -401,7 +403,8 @@ for (const kind of testPostgresKinds()) {
             },
             { concurrency: 2 },
           );
-          await ctx.sleep(100);
+          // Far above the engine's 10 ms threshold, so a stalled event loop cannot keep it in memory.
+          await ctx.sleep(1_000);
           seen.push(results);
           return results;
         });
@@ -414,7 +417,7 @@ for (const kind of testPostgresKinds()) {
           before.filter(([, kind]) => kind === 'step').map(([, , , , value]) => value),
           ['a-fetched', 'a-fetched-saved', 'b-fetched', 'b-fetched-saved', 'c-fetched', 'c-fetched-saved', 'd-fetched', 'd-fetched-saved'],
         );
-        await pause(120);
+        await pause(1_050);
         expectKind(await cp.dispatch(engine, runId, wf).done, 'completed');
         assert.deepEqual(calls, { fetch: 4, save: 4 }, 'no step ran again');
         const afterReplay = (await store.loadJournal(runId)).map((e) => [e.position, e.kind, e.name, e.keyDigest, e.value]);

@@ -165,7 +165,7 @@ export async function replayRun(
   // call the journal does not hold is the frontier, where the replay stops.
   const replayJournal: RunJournal = {
     runId: run.runId,
-    fork: () => Promise.resolve({ created: false, copied: 0 }),
+    fork: () => Promise.resolve({ created: false, copied: 0, inputMissing: false }),
     createFromPayload: () => Promise.resolve('exists'),
     acquire: () => Promise.resolve({ run, journal }),
     append: (_epoch, writes) => {

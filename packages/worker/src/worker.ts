@@ -847,7 +847,14 @@ export class Worker {
       workflowName: this.#codeName(task.workflowName),
       workflowVersion: task.workflowVersion,
       cancelRequested: task.cancelRequested,
-      forkFrom: task.forkSourceRunId === '' ? undefined : { runId: task.forkSourceRunId, position: task.forkPosition },
+      forkFrom:
+        task.forkSourceRunId === ''
+          ? undefined
+          : {
+              runId: task.forkSourceRunId,
+              position: task.forkPosition,
+              ...(task.inputPayloadId === '' ? {} : { inputPayloadId: task.inputPayloadId }),
+            },
       scheduled:
         task.scheduleId === ''
           ? undefined

@@ -337,6 +337,48 @@ describe('console: run detail', () => {
       // Steps 0 and 1 were kept from the journal: their side effects ran once, in the source run only.
       assert.equal(await t.countEffects(forkId, 's0'), 0);
       assert.equal(await t.countEffects(forkId, 's2'), 1);
+      // The timeline says which calls were copied from the source run rather than executed.
+      await page.getByRole('button', { name: /^3 step s3\s*:/ }).waitFor();
+      const rows = page.locator('button.gantt-row');
+      const copied: boolean[] = [];
+      for (let i = 0; i < (await rows.count()); i++) copied.push((await rows.nth(i).locator('.badge.copied').count()) > 0);
+      assert.deepEqual(copied, [true, true, false, false]);
+      assert.deepEqual(session.pageErrors, []);
+    } finally {
+      await session.close();
+    }
+  });
+
+  it('forks with a new input, checked in the browser and stored through the gateway', async () => {
+    const started = await t.gateway('POST', '/v1/runs', {
+      body: JSON.stringify({ workflow: 'fork-demo', version: '1', input: { base: 1 } }),
+      headers: { 'content-type': 'application/json' },
+    });
+    assert.equal(started.status, 201, await started.clone().text());
+    const runId = ((await started.json()) as { runId: string }).runId;
+    assert.equal((await t.result(runId)).status, 'completed');
+    const session = await openConsole(browser, t);
+    try {
+      const page = await openRun(session, t, runId);
+      await page.getByLabel('Fork from step (journal position)').fill('0');
+      const input = page.getByLabel('New input (JSON)');
+      await input.fill('{"base": 100');
+      await page.getByRole('button', { name: 'Fork…' }).click();
+      await page.getByRole('list', { name: 'Problems with the input' }).filter({ hasText: 'the input is not JSON' }).waitFor();
+      await input.fill('{"base": 100}');
+      await page.getByRole('button', { name: 'Fork…' }).click();
+      const dialog = page.getByRole('alertdialog', { name: 'Fork from step 0 with a new input?' });
+      await dialog.waitFor();
+      assert.deepEqual(await accessibilityViolations(page), []);
+      await dialog.getByRole('button', { name: 'Confirm fork' }).click();
+      await page.waitForURL((url) => !url.pathname.endsWith(runId));
+      const forkId = new URL(page.url()).pathname.split('/').at(-1)!;
+      await page.getByRole('heading', { name: `Run ${forkId}` }).waitFor();
+      await waitForStatus(page, 'completed');
+      const output = page.getByLabel('Output value');
+      await output.waitFor();
+      assert.deepEqual(JSON.parse((await output.textContent()) ?? ''), { a: 101, b: 1010, c: 1015, d: '1015!', version: '1' });
+      assert.equal(await t.countEffects(forkId, 's0'), 1);
       assert.deepEqual(session.pageErrors, []);
     } finally {
       await session.close();

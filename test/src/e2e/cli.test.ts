@@ -402,10 +402,35 @@ describe('the cairn CLI against a local stack', () => {
     assert.equal(forked.code, 0, forked.stderr);
     const forkId = /forked run ([0-9a-f-]{36})/.exec(forked.stderr)?.[1];
     assert.ok(forkId, forked.stderr);
-    const fork = await json<{ run: { forkedFromRunId: string; forkPosition: number; status: string } }>(['runs', 'describe', forkId]);
+    const fork = await json<{
+      run: { forkedFromRunId: string; forkPosition: number; status: string };
+      timeline: Array<{ position: number; copied: boolean }>;
+      totals: { copiedCalls: number };
+    }>(['runs', 'describe', forkId]);
     assert.equal(fork.run.forkedFromRunId, greetRun);
     assert.equal(fork.run.forkPosition, 1);
     assert.equal(fork.run.status, 'completed');
+    // The call before the fork position was copied from the source, not run again, and says so.
+    assert.deepEqual(
+      fork.timeline.map((c) => [c.position, c.copied]),
+      [
+        [0, true],
+        [1, false],
+      ],
+    );
+    assert.equal(fork.totals.copiedCalls, 1);
+    const forkTable = await cli(['runs', 'describe', forkId]);
+    assert.match(forkTable.stdout, /2 \(2 attempts, 0 retries, 1 copied from the source run\)/);
+    assert.match(forkTable.stdout, /│ 0 │ step │ lookup +│ completed \(copied\) │/);
+    // A fork with a new input: stored through the gateway, the whole workflow runs again with it.
+    const reForked = await cli(['runs', 'fork', greetRun, '--from-step', '0', '-i', '{"name":"Grace"}', '--watch', '-o', 'json']);
+    assert.equal(reForked.code, 0, reForked.stderr);
+    assert.match(reForked.stderr, /forked run [0-9a-f-]{36} from [0-9a-f-]{36} at step 0 with a new input \([0-9a-f-]{36}\)/);
+    const reForkId = /forked run ([0-9a-f-]{36})/.exec(reForked.stderr)![1]!;
+    assert.deepEqual((await json<{ output: unknown }>(['runs', 'result', reForkId])).output, { greeting: 'Hello, Grace' });
+    const badInput = await cli(['runs', 'fork', greetRun, '--from-step', '0', '-i', '{"name":']);
+    assert.equal(badInput.code, 2);
+    assert.match(badInput.stderr, /The input from the command line is not valid JSON/);
     const badFork = await cli(['runs', 'fork', greetRun, '--from-step', 'three']);
     assert.equal(badFork.code, 2);
     assert.match(badFork.stderr, /--from-step must be a whole number/);

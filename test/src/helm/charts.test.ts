@@ -200,18 +200,59 @@ describe('helm charts', () => {
       assert.equal(strategy.rollingUpdate.maxUnavailable, 0, 'a rollout starts a new worker before an old one drains');
     });
 
+    it('derives the grace period from the drain bound, so a longer bound for agent work never outlasts it', () => {
+      const drainAndGrace = (set: string[]) => {
+        const pod = podSpec(find(render(dataPlane.dir, [dpCi('default')], set), 'Deployment', '-worker'))!;
+        return [env(pod.containers[0]!, 'CAIRN_DRAIN_TIMEOUT_MS'), pod.terminationGracePeriodSeconds];
+      };
+      assert.deepEqual(drainAndGrace([]), ['45000', 60], 'the defaults: 45 s of drain, 15 s to close');
+      assert.deepEqual(drainAndGrace(['worker.drainTimeoutSeconds=900']), ['900000', 915], 'a 15-minute bound for long model calls');
+      assert.deepEqual(drainAndGrace(['worker.drainTimeoutSeconds=900', 'worker.terminationGracePeriodSeconds=960']), ['900000', 960]);
+      const r = template(dataPlane.dir, [dpCi('default')], ['worker.drainTimeoutSeconds=900', 'worker.terminationGracePeriodSeconds=600']);
+      assert.notEqual(r.status, 0, 'a grace period shorter than the drain is refused');
+      assert.match(r.stderr, /worker.terminationGracePeriodSeconds \(600\) must be at least worker.drainTimeoutSeconds \(900\) \+ 5/);
+      // NOTES.txt says what happens past the bound, with the release's numbers.
+      const install = helm([
+        'install',
+        'cairn',
+        dataPlane.dir,
+        '--namespace',
+        'cairn',
+        '--dry-run=client',
+        '--values',
+        dpCi('default'),
+        '--set',
+        'worker.drainTimeoutSeconds=900',
+      ]);
+      assert.equal(install.status, 0, install.stderr);
+      const notes = install.stdout.slice(install.stdout.indexOf('NOTES:')).replace(/\s+/g, ' ');
+      assert.match(notes, /waits up to 900 s \(worker.drainTimeoutSeconds\)/);
+      assert.match(
+        notes,
+        /one still running after that is given back unfinished and runs again on another worker \(a model call is paid twice\)/,
+      );
+      assert.match(notes, /the grace period is 915 s/);
+    });
+
     it('has PodDisruptionBudgets selecting the workers and the gateway', () => {
       for (const [deployment, suffix] of [
         [worker, '-worker'],
         [gateway, '-gateway'],
       ] as const) {
-        const pdb = find(manifests, 'PodDisruptionBudget', suffix)['spec'] as { maxUnavailable: number; selector: unknown };
+        const pdb = find(manifests, 'PodDisruptionBudget', suffix)['spec'] as {
+          maxUnavailable: number;
+          selector: unknown;
+          unhealthyPodEvictionPolicy: string;
+        };
         assert.equal(pdb.maxUnavailable, 1);
+        // Pods made unready by an outage (control plane, payload store) never block a node drain.
+        assert.equal(pdb.unhealthyPodEvictionPolicy, 'AlwaysAllow');
         assert.deepEqual(pdb.selector, (deployment['spec'] as { selector: unknown }).selector);
       }
       const evaluation = render(dataPlane.dir, [dpCi('evaluation')]);
       assert.deepEqual(find(evaluation, 'PodDisruptionBudget', '-worker')['spec'], {
         minAvailable: 1,
+        unhealthyPodEvictionPolicy: 'AlwaysAllow',
         selector: (find(evaluation, 'Deployment', '-worker')['spec'] as { selector: unknown }).selector,
       });
       assert.ok(!render(dataPlane.dir, [dpCi('workers-only')]).some((m) => m.kind === 'PodDisruptionBudget'));
@@ -254,6 +295,9 @@ describe('helm charts', () => {
         ['CAIRN_DP_DATABASE_URL_FILE', 'CAIRN_DP_ENCRYPTION_KEYS_FILE', 'CAIRN_LOG_LEVEL'],
         'the migration needs no credential',
       );
+      assert.equal(job.metadata.annotations?.['argocd.argoproj.io/hook'], undefined, 'Helm hooks only by default');
+      const argo = find(render(dataPlane.dir, [dpCi('default')], ['migration.argoCdHook=PreSync']), 'Job', '-migrate-1');
+      assert.equal(argo.metadata.annotations?.['argocd.argoproj.io/hook'], 'PreSync', 'one run per Argo CD sync, before the rest');
       const test = find(manifests, 'Pod', '-test-gateway');
       assert.equal(test.metadata.annotations?.['helm.sh/hook'], 'test');
       assert.equal(test.metadata.labels?.['cairn-cairn-data-plane-client'], 'true', 'the NetworkPolicy lets the test pod in');
@@ -299,6 +343,14 @@ describe('helm charts', () => {
         maxReplicaCount: 50,
         pollingInterval: 15,
         cooldownPeriod: 300,
+        // The scaler failing (gateway or control plane unreachable) keeps 2 workers, not the last answer.
+        fallback: { failureThreshold: 3, replicas: 2 },
+        // Scale-down is gradual: each worker removed drains its runs first.
+        advanced: {
+          horizontalPodAutoscalerConfig: {
+            behavior: { scaleDown: { stabilizationWindowSeconds: 300, policies: [{ type: 'Percent', value: 25, periodSeconds: 60 }] } },
+          },
+        },
         triggers: [
           {
             type: 'external-push',
@@ -318,8 +370,57 @@ describe('helm charts', () => {
         ['http:80', 'scaler:9090'],
       );
       assert.ok(!manifests.some((m) => m.kind === 'ScaledObject' || m.kind === 'HorizontalPodAutoscaler'), 'autoscaling is opt-in');
+      const tuned = find(
+        render(
+          dataPlane.dir,
+          [dpCi('keda')],
+          ['worker.autoscaling.keda.fallback.behavior=currentReplicasIfHigher', 'worker.autoscaling.keda.fallback.replicas=5'],
+        ),
+        'ScaledObject',
+        '-worker',
+      )['spec'] as { fallback: unknown };
+      assert.deepEqual(tuned.fallback, { failureThreshold: 3, replicas: 5, behavior: 'currentReplicasIfHigher' });
+      const noFallback = find(
+        render(dataPlane.dir, [dpCi('keda')], ['worker.autoscaling.keda.fallback.enabled=false']),
+        'ScaledObject',
+        '-worker',
+      );
+      assert.equal((noFallback['spec'] as { fallback?: unknown }).fallback, undefined);
       const hpa = find(render(dataPlane.dir, [dpCi('evaluation')]), 'HorizontalPodAutoscaler', '-worker');
       assert.equal((hpa['spec'] as { maxReplicas: number }).maxReplicas, 6);
+    });
+
+    it('sends workers and the gateway through an HTTP proxy when given one, and lets them reach only it', () => {
+      assert.equal(env(workerContainer, 'HTTPS_PROXY'), undefined, 'no proxy by default');
+      const set = [
+        'proxy.url=http://proxy.corp.example:3128',
+        'proxy.networkPolicy.cidrs={10.40.0.7/32}',
+        'networkPolicy.controlPlane.cidrs=null',
+        'networkPolicy.worker.modelEndpoints=null',
+      ];
+      const proxied = render(dataPlane.dir, [dpCi('default')], set);
+      for (const suffix of ['-worker', '-gateway']) {
+        const c = podSpec(find(proxied, 'Deployment', suffix))!.containers[0]!;
+        assert.deepEqual(
+          ['HTTPS_PROXY', 'HTTP_PROXY', 'NO_PROXY'].map((n) => env(c, n)),
+          ['http://proxy.corp.example:3128', 'http://proxy.corp.example:3128', '.svc,.cluster.local,localhost,127.0.0.1'],
+        );
+        const egress = (find(proxied, 'NetworkPolicy', suffix)['spec'] as { egress: Rule[] }).egress;
+        assert.deepEqual(
+          egress.map(
+            (r) => `${(r.to ?? []).map((p) => p.ipBlock?.cidr ?? 'peer').join(',')}:${(r.ports ?? []).map((p) => p.port).join(',')}`,
+          ),
+          ['10.40.0.7/32:3128', '10.20.0.0/24:5432', 'peer:53,53'],
+          `${suffix}: the proxy, the payload store and DNS, nothing else`,
+        );
+      }
+      for (const m of proxied)
+        assert.doesNotMatch(JSON.stringify(m), /"to":\[\]/, `${m.kind}/${m.metadata.name} has no rule open to everything`);
+      const r = template(dataPlane.dir, [dpCi('default')], ['proxy.url=http://proxy.corp.example:3128']);
+      assert.notEqual(r.status, 0);
+      assert.match(r.stderr, /proxy.networkPolicy.cidrs \(or .peers\) is required with proxy.url/);
+      const bad = template(dataPlane.dir, [dpCi('default')], ['proxy.url=proxy.corp.example:3128']);
+      assert.match(bad.stderr, /at '\/proxy\/url'/);
     });
 
     it('refuses bad values with a message naming the value', () => {
@@ -335,7 +436,9 @@ describe('helm charts', () => {
         [['dataPlane.id=not-a-uuid'], /at '\/dataPlane\/id'/],
         [['gateway.corsOrigins={https://cairn.example.com/console}'], /at '\/gateway\/corsOrigins\/0'/],
         [['controlPlane.address=no-port'], /at '\/controlPlane\/address'/],
-        [['worker.drainTimeoutSeconds=60'], /worker.drainTimeoutSeconds \(60\) must be below worker.terminationGracePeriodSeconds \(60\)/],
+        [['worker.drainTimeoutSeconds=60', 'worker.terminationGracePeriodSeconds=60'], /at least worker.drainTimeoutSeconds \(60\) \+ 5/],
+        [['worker.autoscaling.keda.fallback.behavior=sometimes'], /at '\/worker\/autoscaling\/keda\/fallback\/behavior'/],
+        [['worker.pdb.unhealthyPodEvictionPolicy=Never'], /at '\/worker\/pdb\/unhealthyPodEvictionPolicy'/],
         [['worker.autoscaling.hpa.enabled=true', 'worker.autoscaling.keda.enabled=true'], /choose one/],
         [['controlPlane.address='], /controlPlane.address is required/],
         [['payloadStore.existingSecret='], /payloadStore.existingSecret is required/],
@@ -600,6 +703,49 @@ describe('helm charts', () => {
       assert.ok(find(airgapped, 'HorizontalPodAutoscaler', 'control-plane'));
     });
 
+    it('serves HTTPS on the REST port with httpTls: the certificate as read-only files, HTTPS probes, an Ingress that re-encrypts', () => {
+      const airgapped = render(controlPlane.dir, [cpCi('airgapped')]);
+      const pod = podSpec(find(airgapped, 'Deployment', 'control-plane'))!;
+      const c = pod.containers[0] as Container & { readinessProbe: { httpGet: { scheme?: string } } };
+      assert.deepEqual(
+        [env(c, 'CAIRN_CP_HTTP_TLS_CERT_FILE'), env(c, 'CAIRN_CP_HTTP_TLS_KEY_FILE')],
+        ['/etc/cairn/http-tls/tls.crt', '/etc/cairn/http-tls/tls.key'],
+      );
+      assert.equal(mountsOf(c).find((m) => m.mountPath === '/etc/cairn/http-tls')?.readOnly, true);
+      assert.equal(pod.volumes!.find((v) => v.name === 'http-tls')?.secret?.secretName, 'cairn-cp-http-tls');
+      assert.equal(c.readinessProbe.httpGet.scheme, 'HTTPS');
+      const rest = find(airgapped, 'Ingress', 'control-plane');
+      assert.equal(rest.metadata.annotations?.['nginx.ingress.kubernetes.io/backend-protocol'], 'HTTPS');
+      // Plain HTTP by default.
+      const plain = podSpec(find(manifests, 'Deployment', 'control-plane'))!.containers[0] as Container & {
+        readinessProbe: { httpGet: { scheme?: string } };
+      };
+      assert.equal(env(plain, 'CAIRN_CP_HTTP_TLS_CERT_FILE'), undefined);
+      assert.equal(plain.readinessProbe.httpGet.scheme, undefined);
+    });
+
+    it('keeps serving through a preStop sleep while endpoints drop the pod, then shuts down within the rest of the grace period', () => {
+      const shutdown = (set: string[]) => {
+        const pod = podSpec(find(render(controlPlane.dir, [cpCi('default')], set), 'Deployment', 'control-plane'))!;
+        const c = pod.containers[0] as Container & { lifecycle?: { preStop?: { sleep?: { seconds: number } } } };
+        return {
+          grace: pod.terminationGracePeriodSeconds,
+          preStop: c.lifecycle?.preStop?.sleep?.seconds,
+          shutdownMs: env(c, 'CAIRN_SHUTDOWN_TIMEOUT_MS'),
+        };
+      };
+      // 30 s of grace: 5 s of preStop, then SIGTERM and at most 20 s of shutdown, 5 s to spare.
+      assert.deepEqual(shutdown([]), { grace: 30, preStop: 5, shutdownMs: '20000' });
+      assert.deepEqual(shutdown(['preStopSleepSeconds=0']), { grace: 30, preStop: undefined, shutdownMs: '25000' });
+      assert.deepEqual(shutdown(['preStopSleepSeconds=10', 'terminationGracePeriodSeconds=60']), {
+        grace: 60,
+        preStop: 10,
+        shutdownMs: '45000',
+      });
+      const pdb = find(manifests, 'PodDisruptionBudget', 'control-plane')['spec'] as { unhealthyPodEvictionPolicy: string };
+      assert.equal(pdb.unhealthyPodEvictionPolicy, 'AlwaysAllow', 'replicas made unready by a database outage never block a node drain');
+    });
+
     it('migrates as the schema owner and serves as the service role, which never sees the owner Secret; the signing key is a read-only file', () => {
       const jobPod = podSpec(find(manifests, 'Job', '-migrate-1'))!;
       const job = jobPod.containers[0]!;
@@ -644,6 +790,10 @@ describe('helm charts', () => {
         [['image.digest=latest'], /at '\/image\/digest'/],
         [['database.existingSecret='], /database.existingSecret is required/],
         [['config.heartbeatIntervalMs=20000'], /config.heartbeatIntervalMs \(20000\) must be below config.leaseTtlMs \(15000\)/],
+        [
+          ['terminationGracePeriodSeconds=20', 'preStopSleepSeconds=15'],
+          /terminationGracePeriodSeconds \(20\) must be at least preStopSleepSeconds \(15\) \+ 10/,
+        ],
       ];
       for (const [set, message] of cases) {
         const r = template(controlPlane.dir, [cpCi('default')], set);

@@ -16,6 +16,8 @@ const airgapped = join(controlPlane.dir, 'ci', 'airgapped-values.yaml');
 const defaults = join(controlPlane.dir, 'ci', 'default-values.yaml');
 /** The gRPC host of ci/airgapped-values.yaml: the name data planes dial, which the certificate names. */
 const GRPC_HOST = 'cairn-grpc.internal.example';
+/** The REST Service's name, which helm test checks the REST port's certificate (httpTls) for. */
+const SERVICE_HOST = 'cairn-cairn-control-plane.cairn.svc';
 
 type Files = Record<string, string>;
 interface Certificates {
@@ -55,7 +57,7 @@ function makeCertificates(dir: string): Certificates {
   };
   ssl('req', '-x509', ...ec, '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '2', '-subj', '/CN=cairn-test-ca');
   ssl('req', '-x509', ...ec, '-keyout', f('other-ca.key'), '-out', f('other-ca.pem'), '-days', '2', '-subj', '/CN=other-ca');
-  writeFileSync(f('server.ext'), `subjectAltName=DNS:${GRPC_HOST}\n`);
+  writeFileSync(f('server.ext'), `subjectAltName=DNS:${GRPC_HOST},DNS:${SERVICE_HOST}\n`);
   sign('server', 'ca', 'server.ext');
   sign('client', 'ca');
   sign('other-client', 'other-ca');
@@ -166,6 +168,9 @@ describe("the control-plane chart's helm test", () => {
         CAIRN_CP_GRPC_TLS_CERT_FILE: certs.serverCert,
         CAIRN_CP_GRPC_TLS_KEY_FILE: certs.serverKey,
         CAIRN_CP_GRPC_TLS_CLIENT_CA_FILE: certs.ca,
+        // And HTTPS on the REST port, as ci/airgapped-values.yaml's httpTls.
+        CAIRN_CP_HTTP_TLS_CERT_FILE: certs.serverCert,
+        CAIRN_CP_HTTP_TLS_KEY_FILE: certs.serverKey,
         CAIRN_LOG_LEVEL: 'info',
       },
       join(t.dir, 'logs', 'control-plane-mtls.log'),
@@ -187,6 +192,7 @@ describe("the control-plane chart's helm test", () => {
       'tls.key': pem(certs.serverKey),
       ...(caInCertSecret ? { 'ca.crt': pem(certs.ca) } : {}),
     },
+    'cairn-cp-http-tls': { 'tls.crt': pem(certs.serverCert), 'tls.key': pem(certs.serverKey), 'ca.crt': pem(certs.ca) },
     ...(client ? { 'cairn-cp-test-client-cert': { 'tls.crt': pem(client.cert), 'tls.key': pem(client.key) } } : {}),
   });
   const testPod = (values: string, set: string[] = []) => find(render(controlPlane.dir, [values], set), 'Pod', '-test');
@@ -200,6 +206,25 @@ describe("the control-plane chart's helm test", () => {
         `ok: .*TLS, certificate checked for ${GRPC_HOST} against tests.grpc.caSecret, with the client certificate\\) answers SERVING`,
       ),
     );
+  });
+
+  it('checks the REST port over HTTPS for the Service name when httpTls is set, and says what to check when it cannot', async () => {
+    const client = { cert: certs.clientCert, key: certs.clientKey };
+    const r = await runTestPod(testPod(airgapped), airgappedSecrets(client), mtlsPorts);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`ok: the control plane is ready \\(HTTPS, certificate checked for ${SERVICE_HOST}\\)`));
+    // Without ca.crt beside the certificate, the private CA is not trusted.
+    const secrets = airgappedSecrets(client);
+    delete secrets['cairn-cp-http-tls']!['ca.crt'];
+    const noCa = await runTestPod(testPod(airgapped), secrets, mtlsPorts);
+    assert.equal(noCa.code, 1);
+    assert.match(
+      noCa.stderr,
+      /FAIL: cannot connect to https:.*check httpTls.certSecret \(its certificate must name cairn-cairn-control-plane.cairn.svc/,
+    );
+    // A plain-HTTP check against the HTTPS port fails too: the chart's setting must match the port.
+    const plain = await runTestPod(testPod(airgapped, ['httpTls.certSecret=']), airgappedSecrets(client), mtlsPorts);
+    assert.equal(plain.code, 1);
   });
 
   it('fails, saying what to check, when the client certificate, the CA or the name is wrong, or no certificate is given', async () => {

@@ -7,6 +7,7 @@ import { homedir, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { unzipSync } from 'fflate';
+import { HorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2';
 import { parseAllDocuments } from 'yaml';
 
 const require = createRequire(import.meta.url);
@@ -169,6 +170,40 @@ function validateScaledObject(m: Manifest): Error | null {
   }
   for (const k of ['minReplicaCount', 'maxReplicaCount', 'pollingInterval', 'cooldownPeriod']) {
     if (spec[k] !== undefined && !Number.isInteger(spec[k])) return new Error(`ScaledObject.spec.${k} must be an integer`);
+  }
+  const known = [
+    'scaleTargetRef',
+    'triggers',
+    'minReplicaCount',
+    'maxReplicaCount',
+    'pollingInterval',
+    'cooldownPeriod',
+    'fallback',
+    'advanced',
+  ];
+  for (const k of Object.keys(spec)) if (!known.includes(k)) return new Error(`ScaledObject.spec.${k} is not a field of KEDA's CRD`);
+  const fallback = spec['fallback'] as { failureThreshold?: unknown; replicas?: unknown; behavior?: unknown } | undefined;
+  if (fallback !== undefined) {
+    // The CRD requires both, as int32; behavior is an enum (KEDA 2.16+).
+    if (!Number.isInteger(fallback.failureThreshold) || !Number.isInteger(fallback.replicas))
+      return new Error('ScaledObject.spec.fallback needs integer failureThreshold and replicas');
+    const behaviors = ['static', 'currentReplicas', 'currentReplicasIfHigher', 'currentReplicasIfLower'];
+    if (fallback.behavior !== undefined && !behaviors.includes(fallback.behavior as string))
+      return new Error(`ScaledObject.spec.fallback.behavior must be one of ${behaviors.join(', ')}`);
+  }
+  const advanced = spec['advanced'] as { horizontalPodAutoscalerConfig?: { behavior?: unknown } } | undefined;
+  const behavior = advanced?.horizontalPodAutoscalerConfig?.behavior;
+  if (behavior !== undefined) {
+    // KEDA copies this into the HorizontalPodAutoscaler it makes: validate it as autoscaling/v2's own type.
+    const hpa = new HorizontalPodAutoscaler({
+      metadata: { name: 'keda-hpa' },
+      spec: { scaleTargetRef: { kind: 'Deployment', name: 'x' }, maxReplicas: 1, behavior },
+    } as never);
+    try {
+      hpa.validate();
+    } catch (err) {
+      return new Error(`ScaledObject.spec.advanced.horizontalPodAutoscalerConfig.behavior: ${(err as Error).message}`);
+    }
   }
   return null;
 }

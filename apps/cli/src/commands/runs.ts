@@ -129,7 +129,12 @@ function printTimeline(out: Output, d: Describe): void {
     ...(r.parentRunId ? [['parent', r.parentRunId] as const] : []),
     ...(r.forkedFromRunId ? [['forked from', `${r.forkedFromRunId} at step ${r.forkPosition}`] as const] : []),
     ...(r.scheduleId ? [['schedule', r.scheduleId] as const] : []),
-    ['calls', `${d.totals.durableCalls} (${d.totals.attempts} attempts, ${d.totals.retries} retries)`],
+    [
+      'calls',
+      `${d.totals.durableCalls} (${d.totals.attempts} attempts, ${d.totals.retries} retries${
+        d.totals.copiedCalls > 0 ? `, ${d.totals.copiedCalls} copied from the source run` : ''
+      })`,
+    ],
     ['wall time', formatMs(d.totals.wallTimeMs)],
   ]);
   out.line('');
@@ -139,7 +144,7 @@ function printTimeline(out: Output, d: Describe): void {
       t.position,
       t.kind,
       t.name,
-      paintStatus(c, t.status),
+      t.copied ? `${paintStatus(c, t.status)} ${c.dim('(copied)')}` : paintStatus(c, t.status),
       t.attemptCount,
       formatMs(t.durationMs),
       t.inputTokens === null ? '' : `${t.inputTokens}/${t.outputTokens ?? 0}`,
@@ -169,6 +174,7 @@ export async function watchRun(ctx: Context, cp: HttpClient, id: string, interva
           status: t.status,
           attempts: t.attemptCount,
           durationMs: t.durationMs,
+          copied: t.copied,
         };
         if (out.format === 'json') out.line(JSON.stringify({ event: 'step', ...event }));
         else if (out.format === 'yaml') out.write(`- event: step\n  position: ${t.position}\n  name: ${t.name}\n  status: ${t.status}\n`);
@@ -176,6 +182,8 @@ export async function watchRun(ctx: Context, cp: HttpClient, id: string, interva
           spinner?.stop();
           out.line(
             `${String(t.position).padStart(3)}  ${t.kind.padEnd(6)} ${t.name.padEnd(28)} ${paintStatus(out.c, t.status)}${
+              t.copied ? out.c.dim(' (copied)') : ''
+            }${
               t.attemptCount > 1 ? out.c.dim(` attempt ${t.attemptCount}`) : ''
             }${t.durationMs !== null && t.status !== 'running' ? out.c.dim(` ${formatMs(t.durationMs)}`) : ''}`,
           );
@@ -526,30 +534,71 @@ export function registerRuns(program: Command): void {
       intOption('--from-step', 0, 1_000_000),
     )
     .option('--version <version>', 'run the fork on this workflow version (e.g. with a changed prompt)')
+    .option('-i, --input <json>', "a new input for the fork, inline JSON (default: the source run's input)")
+    .option('-f, --input-file <path>', 'the new input from a JSON file, or - for standard input')
     .option('--watch', 'watch the fork until it ends')
-    .description("Fork a run: a new run that replays the source's calls before --from-step and runs live from there.")
-    .addHelpText('after', examples([['re-run from step 3 on version 2', 'cairn runs fork 3f1c… --from-step 3 --version 2 --watch']]))
-    .action(async (id: string, opts: { fromStep: number; version?: string; watch?: boolean }, command: Command) => {
-      const ctx = new Context(command);
-      const cp = ctx.controlPlane();
-      const forked = await cp.post<{ run: ApiRunView }>(runPath(ctx, id, '/fork'), {
-        fromStep: opts.fromStep,
-        ...(opts.version ? { workflowVersion: opts.version } : {}),
-      });
-      const [run] = await withWorkflowNames(ctx, [runView(forked.run)]);
-      const res = { run: run! };
-      if (opts.watch) {
-        ctx.out.note(`forked run ${res.run.runId} from ${id} at step ${opts.fromStep}`);
-        const d = await watchRun(ctx, cp, res.run.runId, 500);
-        if (d.run.status !== 'completed') process.exitCode = ExitCode.RUN_NOT_COMPLETED;
-        return;
-      }
-      ctx.out.data(res, () =>
-        ctx.out.line(
-          `${ctx.out.c.green('✓')} forked run ${ctx.out.c.bold(res.run.runId)} from ${id} at step ${opts.fromStep} (${res.run.status})`,
-        ),
-      );
-    });
+    .description(
+      "Fork a run: a new run that replays the source's calls before --from-step and runs live from there. A new input is stored " +
+        "through the data plane's gateway first (POST /v1/payloads); the control plane gets only its ID.",
+    )
+    .addHelpText(
+      'after',
+      examples([
+        ['re-run from step 3 on version 2', 'cairn runs fork 3f1c… --from-step 3 --version 2 --watch'],
+        ['run it all again with another input', 'cairn runs fork 3f1c… --from-step 0 -i \'{"orderId":"o-2","amount":20}\' --watch'],
+      ]),
+    )
+    .action(
+      async (
+        id: string,
+        opts: { fromStep: number; version?: string; input?: string; inputFile?: string; watch?: boolean },
+        command: Command,
+      ) => {
+        const ctx = new Context(command);
+        const input = await readJsonInput(opts.input, opts.inputFile, 'input');
+        const cp = ctx.controlPlane();
+        let inputPayloadId: string | undefined;
+        if (input !== undefined) {
+          const gw = ctx.gateway();
+          // forkOf: the gateway checks it as the fork's input, against the version's input schema.
+          const query = new URLSearchParams({ forkOf: id, ...(opts.version ? { version: opts.version } : {}) });
+          const stored = await ctx.out.spin('storing the input in the data plane', () =>
+            gw.post<{ payloadId: string; size: number }>(`/v1/payloads?${query.toString()}`, input),
+          );
+          inputPayloadId = stored.payloadId;
+        }
+        let forked: { run: ApiRunView };
+        try {
+          forked = await cp.post<{ run: ApiRunView }>(runPath(ctx, id, '/fork'), {
+            fromStep: opts.fromStep,
+            ...(opts.version ? { workflowVersion: opts.version } : {}),
+            ...(inputPayloadId ? { inputPayloadId } : {}),
+          });
+        } catch (err) {
+          // The stored input would be orphaned: remove it again.
+          if (inputPayloadId)
+            await ctx
+              .gateway()
+              .request('DELETE', `/v1/payloads/${inputPayloadId}`)
+              .catch(() => undefined);
+          throw err;
+        }
+        const [run] = await withWorkflowNames(ctx, [runView(forked.run)]);
+        const res = { run: run! };
+        const withInput = inputPayloadId ? ` with a new input (${inputPayloadId})` : '';
+        if (opts.watch) {
+          ctx.out.note(`forked run ${res.run.runId} from ${id} at step ${opts.fromStep}${withInput}`);
+          const d = await watchRun(ctx, cp, res.run.runId, 500);
+          if (d.run.status !== 'completed') process.exitCode = ExitCode.RUN_NOT_COMPLETED;
+          return;
+        }
+        ctx.out.data(res, () =>
+          ctx.out.line(
+            `${ctx.out.c.green('✓')} forked run ${ctx.out.c.bold(res.run.runId)} from ${id} at step ${opts.fromStep}${withInput} (${res.run.status})`,
+          ),
+        );
+      },
+    );
 
   runs
     .command('verify')

@@ -1939,7 +1939,7 @@ export interface paths {
     };
     /**
      * Describe a run with its step timeline
-     * @description steps: every attempt by position then attempt; timeline: one entry per durable call with its attempts, duration and token counts; totals: attempts, retries, tokens by provider/model, wall time.
+     * @description steps: every attempt by position then attempt; timeline: one entry per durable call with its attempts, duration and token counts; totals: attempts, retries, tokens by provider/model, wall time. In a forked run, the calls below its fork position were copied from the source run (copied: true): the totals’ tokens leave them out and copiedCalls counts them.
      */
     get: {
       parameters: {
@@ -2144,7 +2144,7 @@ export interface paths {
     put?: never;
     /**
      * Fork a run from a journal position into a new run
-     * @description Creates a queued run in the same data plane whose journal starts as the source run’s entries before position fromStep (copied in the data plane); from fromStep on it runs live, on workflowVersion if given. 400 when fromStep is beyond the source’s journal.
+     * @description Creates a queued run in the same data plane whose journal starts as the source run’s entries before position fromStep (copied in the data plane); from fromStep on it runs live, on workflowVersion if given, with the input stored as payload inputPayloadId in that data plane if given (else the source’s input). 400 when fromStep is beyond the source’s journal.
      */
     post: {
       parameters: {
@@ -2162,6 +2162,8 @@ export interface paths {
           'application/json': {
             fromStep: number;
             workflowVersion?: string;
+            /** @description a new input for the fork: the ID of a payload stored in the source run’s data plane through its gateway (POST /v1/payloads). Without it the fork keeps the source’s input */
+            inputPayloadId?: string;
           };
         };
       };
@@ -4271,6 +4273,8 @@ export interface components {
       outputTokens: number | null;
       provider: string | null;
       model: string | null;
+      /** @description true for an entry of a forked run below its fork position: copied from the source run’s journal, not executed by this run, and not counted in usage */
+      copied: boolean;
     };
     TimelineCall: {
       position: number;
@@ -4287,6 +4291,8 @@ export interface components {
       durationMs: number | null;
       inputTokens: number | null;
       outputTokens: number | null;
+      /** @description true for a call of a forked run copied from the source run (below its fork position), not executed */
+      copied: boolean;
       attempts: components['schemas']['Step'][];
     };
     RunTotals: {
@@ -4294,6 +4300,9 @@ export interface components {
       attempts: number;
       retries: number;
       failedAttempts: number;
+      /** @description calls of a forked run copied from the source run, not executed (0 for a run that was not forked) */
+      copiedCalls: number;
+      /** @description tokens of the model-call attempts this run executed (copied calls left out) */
       inputTokens: number;
       outputTokens: number;
       tokensByModel: {

@@ -1212,4 +1212,38 @@ $do$;
 ALTER TABLE data_plane_workers ADD COLUMN workflow_versions text[] NOT NULL DEFAULT '{}';
 `,
   },
+  {
+    version: 26,
+    name: 'forked runs: copied journal entries are marked and not metered',
+    sql: `
+-- A forked run's entries below its fork position were copied from its source's journal in the data
+-- plane, not executed: the step-report upsert marks them (from the run's fork position), the
+-- timeline shows them as copied, and usage (steps executed, model calls, tokens, and with it the
+-- monthly step quota) leaves them out. Counters already written for copies are left as they were.
+ALTER TABLE run_steps ADD COLUMN copied boolean NOT NULL DEFAULT false;
+UPDATE run_steps s SET copied = true FROM runs r
+ WHERE r.id = s.run_id AND r.forked_from_run_id IS NOT NULL AND s.position < r.fork_position;
+
+CREATE OR REPLACE FUNCTION cairn_meter_steps_inserted() RETURNS trigger LANGUAGE plpgsql AS $fn$
+DECLARE ended run_steps[];
+BEGIN
+  SELECT array_agg(n) INTO ended FROM new_steps n
+  WHERE n.kind IN ('step', 'model') AND n.status IN ('completed', 'failed', 'retrying') AND NOT n.copied;
+  IF ended IS NOT NULL THEN PERFORM cairn_meter_steps(ended); END IF;
+  RETURN NULL;
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION cairn_meter_steps_updated() RETURNS trigger LANGUAGE plpgsql AS $fn$
+DECLARE ended run_steps[];
+BEGIN
+  SELECT array_agg(n) INTO ended FROM new_steps n JOIN old_steps o USING (run_id, position, attempt)
+  WHERE n.kind IN ('step', 'model') AND n.status IN ('completed', 'failed', 'retrying')
+    AND o.status NOT IN ('completed', 'failed', 'retrying') AND NOT n.copied;
+  IF ended IS NOT NULL THEN PERFORM cairn_meter_steps(ended); END IF;
+  RETURN NULL;
+END
+$fn$;
+`,
+  },
 ];

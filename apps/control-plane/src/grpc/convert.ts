@@ -115,6 +115,7 @@ export function toStepInfo(step: Step): StepInfo {
     outputTokens: BigInt(step.outputTokens ?? 0),
     provider: step.provider ?? '',
     model: step.model ?? '',
+    copied: step.copied,
   });
 }
 

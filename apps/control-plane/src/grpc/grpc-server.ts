@@ -2,6 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import { Inject, Injectable } from '@nestjs/common';
 import { GatewayService, WorkerService, grpcServiceDefinition } from '@cairn/proto';
 import type { ControlPlaneConfig } from '../config.js';
+import { grpcCertificateProvider, type TlsFileWatcher } from '../tls-files.js';
 import { Telemetry } from '../telemetry/telemetry.service.js';
 import { GatewayHandler } from './gateway.handler.js';
 import { healthHandlers, healthServiceDefinition } from './health.js';
@@ -24,7 +25,13 @@ export class GrpcServer {
   ) {}
 
   /** Binds and starts serving; returns the bound port (useful with port 0). */
-  async start(host: string, port: number, tls?: ControlPlaneConfig['grpcTls'], maxMessageBytes = 4 * 1024 * 1024): Promise<number> {
+  async start(
+    host: string,
+    port: number,
+    tls?: ControlPlaneConfig['grpcTls'],
+    maxMessageBytes = 4 * 1024 * 1024,
+    watcher?: TlsFileWatcher,
+  ): Promise<number> {
     const server = new grpc.Server({
       // A larger message is refused (RESOURCE_EXHAUSTED) before it is decoded.
       'grpc.max_receive_message_length': maxMessageBytes,
@@ -44,9 +51,17 @@ export class GrpcServer {
     );
     const address = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
     const bound = await new Promise<number>((resolve, reject) => {
-      const credentials = tls
-        ? grpc.ServerCredentials.createSsl(tls.clientCa, [{ cert_chain: tls.cert, private_key: tls.key }], tls.clientCa !== null)
-        : grpc.ServerCredentials.createInsecure();
+      // With a watcher, a renewed certificate (or client CA) is served from the next handshake on.
+      const provider = watcher ? grpcCertificateProvider(watcher) : undefined;
+      const credentials = provider
+        ? grpc.experimental.createCertificateProviderServerCredentials(
+            provider,
+            watcher!.current.clientCa ? provider : null,
+            watcher!.current.clientCa !== null,
+          )
+        : tls
+          ? grpc.ServerCredentials.createSsl(tls.clientCa, [{ cert_chain: tls.cert, private_key: tls.key }], tls.clientCa !== null)
+          : grpc.ServerCredentials.createInsecure();
       server.bindAsync(address, credentials, (error, boundPort) => (error ? reject(error) : resolve(boundPort)));
     });
     this.server = server;

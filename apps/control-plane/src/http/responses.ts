@@ -77,6 +77,11 @@ export const Step = named(
     outputTokens: z.number().nullable(),
     provider: z.string().nullable(),
     model: z.string().nullable(),
+    copied: z
+      .boolean()
+      .describe(
+        'true for an entry of a forked run below its fork position: copied from the source run’s journal, not executed by this run, and not counted in usage',
+      ),
   }),
   'One attempt of one durable call.',
 );
@@ -96,6 +101,7 @@ export const TimelineCall = named(
     durationMs: z.number().nullable(),
     inputTokens: z.number().nullable(),
     outputTokens: z.number().nullable(),
+    copied: z.boolean().describe('true for a call of a forked run copied from the source run (below its fork position), not executed'),
     attempts: z.array(Step),
   }),
   'One durable call with its attempts.',
@@ -108,7 +114,8 @@ export const RunTotals = named(
     attempts: z.number(),
     retries: z.number(),
     failedAttempts: z.number(),
-    inputTokens: z.number(),
+    copiedCalls: z.number().describe('calls of a forked run copied from the source run, not executed (0 for a run that was not forked)'),
+    inputTokens: z.number().describe('tokens of the model-call attempts this run executed (copied calls left out)'),
     outputTokens: z.number(),
     tokensByModel: z.array(
       z.object({

@@ -70,5 +70,6 @@ export function presentStep(step: Step): z.input<typeof StepSchema> {
     outputTokens: step.outputTokens,
     provider: step.provider,
     model: step.model,
+    copied: step.copied,
   };
 }

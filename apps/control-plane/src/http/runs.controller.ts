@@ -46,16 +46,28 @@ export const runListQuerySchema = z
 type RunListQuery = z.infer<typeof runListQuerySchema>;
 
 /** `POST /v1/projects/:project/runs/:id/fork` body. */
-export const forkBodySchema = z
-  .object({
+export const forkBodySchema = z.strictObject(
+  {
     fromStep: z
       .number()
       .int()
       .min(0)
       .max(2 ** 31 - 1),
     workflowVersion: versionSchema.optional(),
-  })
-  .strict();
+    inputPayloadId: idSchema
+      .optional()
+      .describe(
+        'a new input for the fork: the ID of a payload stored in the source run’s data plane through its gateway (POST /v1/payloads). Without it the fork keeps the source’s input',
+      ),
+  },
+  {
+    // An input is a payload: it must not reach the control plane, so say where it goes instead.
+    error: (issue) =>
+      issue.code === 'unrecognized_keys' && issue.keys.includes('input')
+        ? 'a fork does not take its input here: an input is a payload and stays in the data plane. Store it through the data plane’s gateway (POST /v1/payloads) and pass the returned payloadId as inputPayloadId (cairn runs fork --input does both)'
+        : undefined,
+  },
+);
 type ForkBody = z.infer<typeof forkBodySchema>;
 
 const iso = (d: Date | null): string | null => (d === null ? null : d.toISOString());
@@ -74,6 +86,7 @@ function presentCall(call: TimelineCall): z.input<typeof TimelineCallSchema> {
     durationMs: call.durationMs,
     inputTokens: call.inputTokens,
     outputTokens: call.outputTokens,
+    copied: call.copied,
     attempts: call.attempts.map(presentStep),
   };
 }
@@ -136,7 +149,7 @@ export class RunsController {
     tag: 'runs',
     summary: 'Describe a run with its step timeline',
     description:
-      'steps: every attempt by position then attempt; timeline: one entry per durable call with its attempts, duration and token counts; totals: attempts, retries, tokens by provider/model, wall time.',
+      'steps: every attempt by position then attempt; timeline: one entry per durable call with its attempts, duration and token counts; totals: attempts, retries, tokens by provider/model, wall time. In a forked run, the calls below its fork position were copied from the source run (copied: true): the totals’ tokens leave them out and copiedCalls counts them.',
   })
   async describe(@CurrentProject() project: Project, @Param('id') id: string): Promise<Record<string, unknown>> {
     return presentView(await this.runs.describe(project.id, id));
@@ -179,7 +192,7 @@ export class RunsController {
     tag: 'runs',
     summary: 'Fork a run from a journal position into a new run',
     description:
-      'Creates a queued run in the same data plane whose journal starts as the source run’s entries before position fromStep (copied in the data plane); from fromStep on it runs live, on workflowVersion if given. 400 when fromStep is beyond the source’s journal.',
+      'Creates a queued run in the same data plane whose journal starts as the source run’s entries before position fromStep (copied in the data plane); from fromStep on it runs live, on workflowVersion if given, with the input stored as payload inputPayloadId in that data plane if given (else the source’s input). 400 when fromStep is beyond the source’s journal.',
     body: forkBodySchema,
     status: 201,
   })
@@ -197,6 +210,7 @@ export class RunsController {
           {
             fromStep: body.fromStep,
             ...(body.workflowVersion === undefined ? {} : { workflowVersion: body.workflowVersion }),
+            ...(body.inputPayloadId === undefined ? {} : { inputPayloadId: body.inputPayloadId }),
           },
           AuditService.actorOf(caller.principal),
         ),

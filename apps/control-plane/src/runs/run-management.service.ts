@@ -55,6 +55,8 @@ export interface TimelineCall {
   readonly durationMs: number | null;
   readonly inputTokens: number | null;
   readonly outputTokens: number | null;
+  /** For a forked run, a call below its fork position: copied from the source, not executed. */
+  readonly copied: boolean;
 }
 
 /** Run-level totals over the step timeline. */
@@ -64,6 +66,9 @@ export interface RunTotals {
   /** Attempts beyond each call's first. */
   readonly retries: number;
   readonly failedAttempts: number;
+  /** Calls of a forked run copied from its source (not executed). */
+  readonly copiedCalls: number;
+  /** Tokens of the model-call attempts this run executed; copied calls are left out. */
   readonly inputTokens: number;
   readonly outputTokens: number;
   readonly tokensByModel: ReadonlyArray<{
@@ -91,6 +96,11 @@ export interface ForkRequest {
   readonly fromStep: number;
   /** The version the fork runs (default: the source's). */
   readonly workflowVersion?: string | undefined;
+  /**
+   * A new input: the ID of a payload stored in the source's data plane (gateway `POST
+   * /v1/payloads`), which the worker creates the fork's input from. Default: the source's input.
+   */
+  readonly inputPayloadId?: string | undefined;
 }
 
 /**
@@ -244,6 +254,7 @@ export class RunManagementService {
           workflowVersion: version,
           taskQueue: workflow?.taskQueue ?? source.taskQueue,
           position: request.fromStep,
+          inputPayloadId: request.inputPayloadId ?? null,
         },
         tx,
       );
@@ -257,11 +268,15 @@ export class RunManagementService {
           fromStep: request.fromStep,
           workflow: inserted.workflowName,
           version: inserted.workflowVersion,
+          ...(request.inputPayloadId === undefined ? {} : { inputPayloadId: request.inputPayloadId }),
         },
       });
       return inserted;
     });
-    this.logger.info({ runId: fork.id, sourceRunId: source.id, position: request.fromStep }, 'run forked');
+    this.logger.info(
+      { runId: fork.id, sourceRunId: source.id, position: request.fromStep, newInput: request.inputPayloadId !== undefined },
+      'run forked',
+    );
     this.events.publishDispatch(fork.dataPlaneId);
     return fork;
   }
@@ -338,6 +353,7 @@ export function timelineOf(steps: readonly Step[]): TimelineCall[] {
       durationMs: startedAt !== null && endedAt !== null ? endedAt.getTime() - startedAt.getTime() : null,
       inputTokens: sum((s) => s.inputTokens),
       outputTokens: sum((s) => s.outputTokens),
+      copied: attempts.every((a) => a.copied),
     };
   });
 }
@@ -351,7 +367,7 @@ export function totalsOf(run: Run, steps: readonly Step[], now = new Date()): Ru
   let inputTokens = 0;
   let outputTokens = 0;
   for (const s of steps) {
-    if (s.kind !== 'model') continue;
+    if (s.kind !== 'model' || s.copied) continue;
     inputTokens += s.inputTokens ?? 0;
     outputTokens += s.outputTokens ?? 0;
     const key = `${s.provider ?? ''}\u0000${s.model ?? ''}`;
@@ -367,6 +383,7 @@ export function totalsOf(run: Run, steps: readonly Step[], now = new Date()): Ru
     attempts: steps.length,
     retries: steps.length - calls.size,
     failedAttempts: steps.filter((s) => s.status === 'failed' || s.status === 'retrying').length,
+    copiedCalls: new Set(steps.filter((s) => s.copied).map((s) => s.position)).size,
     inputTokens,
     outputTokens,
     tokensByModel: [...models.values()],

@@ -152,6 +152,8 @@ export interface NewFork {
   readonly workflowVersion: string;
   readonly taskQueue: string;
   readonly position: number;
+  /** A new input stored in the data plane (its payload ID); null keeps the source's input. */
+  readonly inputPayloadId: string | null;
 }
 
 export interface ClaimRequest {
@@ -410,13 +412,15 @@ export class RunRepository {
 
   /**
    * Inserts a queued run forked from `fork.source` at a journal position: same data plane, project,
-   * workflow and input size; its first dispatch tells the worker to copy the source's journal prefix.
+   * workflow and input size (0 for a new input: its size stays in the data plane); its first
+   * dispatch tells the worker to copy the source's journal prefix and, with `inputPayloadId`, to take
+   * the input from that payload.
    */
   async insertFork(fork: NewFork, q: Queryable = this.db): Promise<Run> {
     const result = await q.query<RunRow>(
       `INSERT INTO runs (id, data_plane_id, project_id, workflow_name, workflow_version, task_queue, status, wake_reason,
-                         input_size, queued_at, forked_from_run_id, fork_position)
-       VALUES ($1, $2, $3, $4, $5, $6, 'queued', 'start', $7, now(), $8, $9)
+                         input_size, queued_at, forked_from_run_id, fork_position, input_payload_id)
+       VALUES ($1, $2, $3, $4, $5, $6, 'queued', 'start', $7, now(), $8, $9, $10)
        RETURNING ${RUN_COLUMNS}`,
       [
         fork.id,
@@ -425,9 +429,10 @@ export class RunRepository {
         fork.source.workflowName,
         fork.workflowVersion,
         fork.taskQueue,
-        fork.source.inputSize,
+        fork.inputPayloadId === null ? fork.source.inputSize : 0,
         fork.source.id,
         fork.position,
+        fork.inputPayloadId,
       ],
     );
     return one(result.rows)!;

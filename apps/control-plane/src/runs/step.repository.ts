@@ -22,6 +22,7 @@ interface StepRow {
   output_tokens: string | null;
   provider: string | null;
   model: string | null;
+  copied: boolean;
 }
 
 /** All SQL about the step timeline (`run_steps`). */
@@ -48,13 +49,17 @@ export class StepRepository {
                 ended_at, due_at, output_size, input_tokens, output_tokens, provider, model)
        ), known AS (
          -- A terminated or timed-out run takes no report of an attempt that did not end before it ended.
-         SELECT i.* FROM input i JOIN runs r ON r.id = i.run_id AND r.data_plane_id = $1 AND i.epoch <= r.epoch
+         -- A forked run's entries below its fork position were copied from its source (the data plane
+         -- copies them at the first dispatch and reports them like any entry): they are marked, and
+         -- the metering triggers leave them out.
+         SELECT i.*, (r.forked_from_run_id IS NOT NULL AND i.position < r.fork_position) AS copied
+         FROM input i JOIN runs r ON r.id = i.run_id AND r.data_plane_id = $1 AND i.epoch <= r.epoch
            AND (r.status NOT IN ('terminated', 'timed_out') OR i.ended_at <= r.ended_at)
        ), upserted AS (
          INSERT INTO run_steps (run_id, position, attempt, kind, name, key_digest, status, error_code, retryable, error_ref,
-                                started_at, ended_at, due_at, output_size, epoch, input_tokens, output_tokens, provider, model)
+                                started_at, ended_at, due_at, output_size, epoch, input_tokens, output_tokens, provider, model, copied)
          SELECT run_id, position, attempt, kind, name, key_digest, status, error_code, retryable, error_ref, started_at, ended_at,
-                due_at, output_size, epoch, input_tokens, output_tokens, provider, model
+                due_at, output_size, epoch, input_tokens, output_tokens, provider, model, copied
          FROM known
          ON CONFLICT (run_id, position, attempt) DO UPDATE SET
            kind = EXCLUDED.kind, name = EXCLUDED.name, key_digest = EXCLUDED.key_digest, status = EXCLUDED.status,
@@ -121,7 +126,7 @@ export class StepRepository {
   async forRun(runId: string): Promise<Step[]> {
     const result = await this.db.query<StepRow>(
       `SELECT run_id, position, attempt, kind, name, key_digest, status, error_code, retryable, error_ref, started_at, ended_at,
-              due_at, output_size, epoch, input_tokens, output_tokens, provider, model
+              due_at, output_size, epoch, input_tokens, output_tokens, provider, model, copied
        FROM run_steps WHERE run_id = $1 ORDER BY position, attempt`,
       [runId],
     );
@@ -145,6 +150,7 @@ export class StepRepository {
       outputTokens: r.output_tokens === null ? null : Number(r.output_tokens),
       provider: r.provider,
       model: r.model,
+      copied: r.copied,
     }));
   }
 }

@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
+import { get as httpsGet } from 'node:https';
 import { globSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -84,6 +85,8 @@ export interface ControlPlaneFixture {
 
 export interface FixtureOptions {
   readonly env?: Record<string, string>;
+  /** The CA of the REST port's certificate, when the REST port serves TLS (CAIRN_CP_HTTP_TLS_*): readiness is then checked over HTTPS. */
+  readonly httpsCa?: Buffer;
   /** Join an existing database (another replica) instead of creating one; close() then leaves it. */
   readonly databaseUrl?: string;
   /**
@@ -170,8 +173,16 @@ export async function startControlPlaneProcess(server: PostgresServer, options: 
     });
     ports = await listening;
     for (;;) {
-      const ready = await fetch(`http://127.0.0.1:${ports.httpPort}/readyz`).catch(() => null);
-      if (ready?.status === 200) break;
+      const httpsCa = options.httpsCa;
+      const status = httpsCa
+        ? await new Promise<number | null>((resolve) => {
+            httpsGet({ host: '127.0.0.1', port: ports.httpPort, path: '/readyz', ca: httpsCa }, (res) => {
+              res.resume();
+              resolve(res.statusCode ?? null);
+            }).on('error', () => resolve(null));
+          })
+        : ((await fetch(`http://127.0.0.1:${ports.httpPort}/readyz`).catch(() => null))?.status ?? null);
+      if (status === 200) break;
       await new Promise((r) => setTimeout(r, 20));
     }
   };
@@ -200,7 +211,7 @@ export async function startControlPlaneProcess(server: PostgresServer, options: 
     serviceRole,
     auditSigningKey,
     get httpUrl() {
-      return `http://127.0.0.1:${ports.httpPort}`;
+      return `${options.httpsCa ? 'https' : 'http'}://127.0.0.1:${ports.httpPort}`;
     },
     get grpcAddress() {
       return `127.0.0.1:${ports.grpcPort}`;

@@ -387,7 +387,10 @@ export interface paths {
     };
     get?: never;
     put?: never;
-    /** Store a payload (a schedule's input) in the data plane; the control plane references it by ID */
+    /**
+     * Store a payload (a schedule's or a fork's input) in the data plane; the control plane references it by ID
+     * @description With forkOf (and version, when the fork runs on another version than the source run), the payload is the new input of a fork of that run: it is checked against the input schema catalogued for the workflow version the fork will run, as a start’s input is, and refused with 400 CAIRN-1116 when it does not match.
+     */
     post: operations['putPayload'];
     delete?: never;
     options?: never;
@@ -544,6 +547,8 @@ export interface components {
       /** @description model calls only: the provider and model this attempt called */
       provider: string | null;
       model: string | null;
+      /** @description true for an entry of a forked run copied from the source run (below its fork position), not executed by this run */
+      copied: boolean;
     };
     ErrorView: {
       name: string;
@@ -2944,7 +2949,11 @@ export interface operations {
   };
   putPayload: {
     parameters: {
-      query?: never;
+      query?: {
+        /** @description the run ID, as POST /v1/runs returned it */
+        forkOf?: string;
+        version?: string;
+      };
       header?: never;
       path?: never;
       cookie?: never;
@@ -2985,6 +2994,15 @@ export interface operations {
       };
       /** @description The gateway token lacks the scope this route needs (CAIRN-1144): the message names it */
       403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description No such run, entry, payload or workflow (CAIRN-1105, CAIRN-1106) */
+      404: {
         headers: {
           [name: string]: unknown;
         };

@@ -123,6 +123,13 @@ export class Execution implements RunExecution, Run {
           new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs))),
         ]);
         clearTimeout(timer);
+        if (this.inFlight.size > 0 && !this.finished && this.halt === 'drain') {
+          this.log.warn(
+            { steps: this.inFlight.size, drainTimeoutMs: timeoutMs },
+            'drain bound reached: steps or model calls still running are given back unfinished and run again on another worker ' +
+              '(raise CAIRN_DRAIN_TIMEOUT_MS, and the grace period with it, above the longest one)',
+          );
+        }
       }
       if (this.finished || this.halt !== 'drain') return;
       try {
@@ -175,9 +182,19 @@ export class Execution implements RunExecution, Run {
     try {
       const forkFrom = this.assignment.forkFrom;
       if (forkFrom) {
-        const { created, copied } = await this.writer.write(() => store.fork(this.epoch, forkFrom));
-        if (created)
-          this.log.info({ sourceRunId: forkFrom.runId, position: forkFrom.position, copied }, 'forked run created from its source');
+        const { created, copied, inputMissing } = await this.writer.write(() =>
+          store.fork(this.epoch, forkFrom, forkInputMissing(forkFrom.runId, forkFrom.inputPayloadId ?? '')),
+        );
+        if (inputMissing)
+          this.log.warn(
+            { sourceRunId: forkFrom.runId, payloadId: forkFrom.inputPayloadId },
+            'the input payload of a forked run is gone; the run fails',
+          );
+        else if (created)
+          this.log.info(
+            { sourceRunId: forkFrom.runId, position: forkFrom.position, copied, newInput: forkFrom.inputPayloadId !== undefined },
+            'forked run created from its source',
+          );
       }
       const scheduled = this.assignment.scheduled;
       if (scheduled) {
@@ -497,6 +514,17 @@ export class Execution implements RunExecution, Run {
 }
 
 /** The error a scheduled run fails with when its input payload was deleted (kept in the data plane). */
+function forkInputMissing(sourceRunId: string, payloadId: string): RunErrorRecord {
+  return {
+    name: 'CairnError',
+    code: ErrorCodes.PAYLOAD_NOT_FOUND,
+    errorCode: 'PAYLOAD_UNAVAILABLE',
+    message:
+      `[${ErrorCodes.PAYLOAD_NOT_FOUND}] The input payload ${payloadId} this fork of run ${sourceRunId} was given is not in this data plane's payload store: ` +
+      'it was deleted. Store the input again (POST /v1/payloads on the gateway, or cairn runs fork --input) and fork again.',
+  };
+}
+
 function payloadMissing(scheduleId: string, payloadId: string | undefined): RunErrorRecord {
   return {
     name: 'CairnError',

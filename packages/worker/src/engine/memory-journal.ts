@@ -290,7 +290,7 @@ export class MemoryRunJournal implements RunJournal {
     this.#journals = journals;
   }
 
-  fork(): Promise<{ created: boolean; copied: number }> {
+  fork(): Promise<{ created: boolean; copied: number; inputMissing: boolean }> {
     return Promise.reject(new CairnError(ErrorCodes.INVALID_ARGUMENT, 'Forking is not supported by the memory journal.'));
   }
 

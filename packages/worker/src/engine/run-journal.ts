@@ -11,6 +11,14 @@ import type {
   TakenSignal,
 } from '@cairn/payload-store';
 
+/** Where a forked run comes from: its source run, the position it forks at, and a new input if any. */
+export interface ForkSource {
+  readonly runId: string;
+  readonly position: number;
+  /** A stored payload (gateway `POST /v1/payloads`) to take the input from instead of the source's. */
+  readonly inputPayloadId?: string | undefined;
+}
+
 /**
  * One run's journal and records. Every write names the lease epoch it is made under; a write
  * under an epoch older than the run's throws FencedError (from `@cairn/payload-store`), which the
@@ -20,9 +28,11 @@ export interface RunJournal {
   readonly runId: string;
   /**
    * For a forked run: creates it from `source` (its input, seed and journal before
-   * `source.position`) once, under `epoch`. `created` is false when an earlier dispatch did.
+   * `source.position`) once, under `epoch`; with `source.inputPayloadId`, its input is that stored
+   * payload instead. `created` is false when an earlier dispatch did. When the payload is gone the
+   * run is stored failed with `missing` (`inputMissing`).
    */
-  fork(epoch: number, source: { readonly runId: string; readonly position: number }): Promise<{ created: boolean; copied: number }>;
+  fork(epoch: number, source: ForkSource, missing: ErrorInfo): Promise<{ created: boolean; copied: number; inputMissing: boolean }>;
   /**
    * For a scheduled run: creates it from a stored payload once (`exists` when it is there already);
    * `missing` when the payload is gone, and the run is then stored failed with `missing`.
@@ -101,8 +111,8 @@ export class PayloadStoreRunJournal implements RunJournal {
     readonly runId: string,
   ) {}
 
-  fork(epoch: number, source: { readonly runId: string; readonly position: number }): Promise<{ created: boolean; copied: number }> {
-    return this.store.forkRun(this.runId, epoch, source);
+  fork(epoch: number, source: ForkSource, missing: ErrorInfo): Promise<{ created: boolean; copied: number; inputMissing: boolean }> {
+    return this.store.forkRun(this.runId, epoch, source, missing);
   }
 
   createFromPayload(

@@ -15,10 +15,11 @@ export interface RunAssignment {
   /** Cancellation was requested before the task was dispatched. */
   readonly cancelRequested?: boolean;
   /**
-   * For a forked run: the source run whose input and journal entries before `position` are copied
-   * into this run (once, fenced by this epoch) before it replays.
+   * For a forked run: the source run whose input (or, with `inputPayloadId`, that stored payload)
+   * and journal entries before `position` are copied into this run (once, fenced by this epoch)
+   * before it replays.
    */
-  readonly forkFrom?: { readonly runId: string; readonly position: number } | undefined;
+  readonly forkFrom?: { readonly runId: string; readonly position: number; readonly inputPayloadId?: string | undefined } | undefined;
   /**
    * For a run a schedule fired: its input is created here from the stored payload (`null`
    * without one) before the run is acquired, once; a later dispatch finds it and keeps it.

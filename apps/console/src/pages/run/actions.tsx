@@ -1,8 +1,9 @@
 // What a user can do to a run: send a signal (its body checked in the browser against the
 // signal's declared JSON Schema before anything is sent), answer the approval it waits for, cancel
-// or terminate it, fork it from a journal position. Signals and approvals go to the data plane's
-// gateway (their bodies and comments are payloads); cancel, terminate and fork are control-plane
-// operations on metadata. The replay check against a newer version goes to the gateway (replay.tsx).
+// or terminate it, fork it from a journal position (with a new input, if given). Signals, approvals
+// and a fork's new input go to the data plane's gateway (their bodies, comments and inputs are
+// payloads); cancel, terminate and fork are control-plane operations on metadata, a fork's new
+// input crossing only as the ID of the payload the gateway stored. The replay check against a newer version goes to the gateway (replay.tsx).
 import { useEffect, useRef, useState, type SubmitEvent, type ReactNode } from 'react';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { useNavigate } from '@tanstack/react-router';
@@ -337,8 +338,11 @@ function ForkForm({
   selected: number | undefined;
 }): ReactNode {
   const navigate = useNavigate();
+  const gateways = useGatewaysVersion();
   const [from, setFrom] = useState<string>(String(selected ?? Math.max(0, calls.length - 1)));
   const [version, setVersion] = useState('');
+  const [input, setInput] = useState('');
+  const [inputIssues, setInputIssues] = useState<string[]>([]);
   const [confirming, setConfirming] = useState(false);
   const back = useRef<HTMLButtonElement>(null);
   useEffect(() => {
@@ -350,27 +354,82 @@ function ForkForm({
       unwrap(cp.GET('/v1/projects/{project}/workflows/{name}', { params: { path: { project, name: run.workflowName } }, signal })),
     staleTime: 60_000,
   });
+  // The input schemas the data plane catalogued, to check a new input in the browser first.
+  const schemas = useQuery({
+    queryKey: ['gateway', gateways, run.dataPlaneId, 'schemas', run.workflowName],
+    queryFn: ({ signal }) => {
+      const { client, url } = gatewayClient(run.dataPlaneId);
+      return unwrapGateway(url, client.GET('/v1/workflows/{name}/schemas', { params: { path: { name: run.workflowName } }, signal }));
+    },
+    staleTime: 60_000,
+  });
   const position = Number(from);
   const valid = from.trim() !== '' && Number.isInteger(position) && position >= 0 && position <= calls.length;
   const kept = calls.filter((c) => c.position < position);
   const live = calls.filter((c) => c.position >= position);
+  const newInput = input.trim() !== '';
   const fork = useMutation({
-    mutationFn: () =>
-      unwrap(
-        cp.POST('/v1/projects/{project}/runs/{id}/fork', {
-          params: { path: { project, id: run.id } },
-          body: { fromStep: position, ...(version === '' ? {} : { workflowVersion: version }) },
-        }),
-      ),
+    mutationFn: async () => {
+      // A new input is a payload: stored in the data plane through its gateway, the control plane
+      // gets only the payload's ID.
+      let inputPayloadId: string | undefined;
+      if (newInput) {
+        const { client, url } = gatewayClient(run.dataPlaneId);
+        const stored = await unwrapGateway(
+          url,
+          client.POST('/v1/payloads', {
+            // Checked again by the gateway as this fork's input.
+            params: { query: { forkOf: run.id, ...(version === '' ? {} : { version }) } },
+            body: JSON.parse(input) as unknown,
+          }),
+        );
+        inputPayloadId = stored.payloadId;
+      }
+      try {
+        return await unwrap(
+          cp.POST('/v1/projects/{project}/runs/{id}/fork', {
+            params: { path: { project, id: run.id } },
+            body: {
+              fromStep: position,
+              ...(version === '' ? {} : { workflowVersion: version }),
+              ...(inputPayloadId === undefined ? {} : { inputPayloadId }),
+            },
+          }),
+        );
+      } catch (err) {
+        // The stored input would be orphaned: remove it again.
+        if (inputPayloadId !== undefined) {
+          const { client } = gatewayClient(run.dataPlaneId);
+          await client.DELETE('/v1/payloads/{id}', { params: { path: { id: inputPayloadId } } }).catch(() => undefined);
+        }
+        throw err;
+      }
+    },
     onSuccess: (answer) => void navigate({ to: '/p/$project/runs/$runId', params: { project, runId: answer.run.id }, search: {} }),
   });
+  const checkInput = (): string[] => {
+    if (!newInput) return [];
+    let value: unknown;
+    try {
+      value = JSON.parse(input) as unknown;
+    } catch (err) {
+      return [`the input is not JSON: ${(err as Error).message}`];
+    }
+    const target = version === '' ? run.workflowVersion : version;
+    const schema = schemas.data?.versions.find((v) => v.version === target)?.input;
+    return schema === undefined || schema === null
+      ? []
+      : schemaIssues(schema, value).map((issue) => issue.replace(/^the body/, 'the input'));
+  };
   return (
     <form
       className="panel stack"
       aria-labelledby="fork-heading"
       onSubmit={(e) => {
         e.preventDefault();
-        if (valid) setConfirming(true);
+        const issues = checkInput();
+        setInputIssues(issues);
+        if (valid && issues.length === 0) setConfirming(true);
       }}
     >
       <h3 id="fork-heading">Fork from a step</h3>
@@ -407,6 +466,32 @@ function ForkForm({
           ))}
       </select>
       {workflow.error === null ? null : <ErrorMessage error={workflow.error} title="The workflow's versions could not be listed" />}
+      <label htmlFor="fork-input">New input (JSON)</label>
+      <textarea
+        id="fork-input"
+        rows={3}
+        aria-describedby="fork-input-note"
+        value={input}
+        onChange={(e) => {
+          setInput(e.target.value);
+          setInputIssues([]);
+          setConfirming(false);
+        }}
+      />
+      <p className="muted" id="fork-input-note">
+        Empty keeps this run's input. A new one is stored in the data plane through its gateway (the token needs the admin scope); the
+        control plane gets only its ID.
+      </p>
+      {inputIssues.length === 0 ? null : (
+        <div role="alert" className="error">
+          <strong>The input cannot be used</strong>
+          <ul aria-label="Problems with the input">
+            {inputIssues.map((issue) => (
+              <li key={issue}>{issue}</li>
+            ))}
+          </ul>
+        </div>
+      )}
       {!valid ? (
         <p className="error" role="alert">
           The step must be a journal position from 0 to {calls.length}.
@@ -415,7 +500,8 @@ function ForkForm({
         <div role="alertdialog" aria-labelledby="fork-confirm-heading" className="confirm">
           <h4 id="fork-confirm-heading">
             Fork from step {position}
-            {version === '' ? '' : ` onto version ${version}`}?
+            {version === '' ? '' : ` onto version ${version}`}
+            {newInput ? ' with a new input' : ''}?
           </h4>
           <div className="fork-plan">
             <div>

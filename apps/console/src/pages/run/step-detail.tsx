@@ -74,6 +74,7 @@ export function StepDetail({
         <dt>Status</dt>
         <dd>
           <StatusBadge status={call.status} />
+          {call.copied ? ' (copied from the source run when this run was forked; not executed, not counted in usage)' : null}
         </dd>
         <dt>Attempts</dt>
         <dd>

@@ -72,7 +72,7 @@ export function tokensOf(call: { inputTokens: number | null; outputTokens: numbe
 
 /** What a screen reader says after a call's position, kind and name. */
 export function describeCall(call: TimelineCall, now: number): string {
-  const parts = [call.status, formatDuration(call.durationMs)];
+  const parts = [call.copied ? `${call.status}, copied from the source run` : call.status, formatDuration(call.durationMs)];
   if (call.attemptCount > 1) parts.push(`${call.attemptCount} attempts`);
   const backoff = backoffsOf(call, now).reduce((sum, b) => sum + (b.to - b.from), 0);
   if (backoff > 0) parts.push(`${formatDuration(backoff)} of backoff`);
@@ -180,6 +180,11 @@ export function Timeline({
                       <span className="gantt-label">
                         <span className="mono">{call.position}</span> <span className={`kind kind-${call.kind}`}>{call.kind}</span>{' '}
                         {call.name}
+                        {call.copied ? (
+                          <span className="badge copied" title="Copied from the source run's journal when the run was forked; not executed">
+                            copied
+                          </span>
+                        ) : null}
                         <span className="visually-hidden">: {describeCall(call, now)}</span>
                       </span>
                       <span className="gantt-track" aria-hidden="true">

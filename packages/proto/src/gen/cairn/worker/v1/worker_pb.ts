@@ -1149,12 +1149,13 @@ export type RunTask = Message<"cairn.worker.v1.RunTask"> & {
   traceparent: string;
 
   /**
-   * For a run fired by a schedule (empty otherwise): the opaque ID of the input payload stored in
-   * this data plane (gateway `POST /v1/payloads`), empty when the schedule has no input. Before it
-   * replays, the worker creates the run's input from that payload, idempotently (a re-dispatch
-   * keeps the input created first); a payload that was deleted fails the run with
-   * ERROR_CODE_PAYLOAD_UNAVAILABLE, its message kept in the data plane. Sent on every dispatch of
-   * the run. The payload itself never crosses.
+   * For a run fired by a schedule, or a forked run given a new input (empty otherwise): the opaque
+   * ID of the input payload stored in this data plane (gateway `POST /v1/payloads`), empty when the
+   * schedule has no input or the fork keeps its source's input. Before it replays, the worker
+   * creates the run's input from that payload, idempotently (a re-dispatch keeps the input created
+   * first); a payload that was deleted fails the run with ERROR_CODE_PAYLOAD_UNAVAILABLE, its
+   * message kept in the data plane. Sent on every dispatch of the run. The payload itself never
+   * crosses.
    *
    * @generated from field: string input_payload_id = 10;
    */
@@ -1170,9 +1171,10 @@ export type RunTask = Message<"cairn.worker.v1.RunTask"> & {
   scheduleId: string;
 
   /**
-   * For a forked run (empty otherwise): the source run in the same data plane whose input and
-   * journal entries before fork_position the worker copies into this run, idempotently and fenced
-   * by this task's epoch, before it replays. Sent on every dispatch of the forked run.
+   * For a forked run (empty otherwise): the source run in the same data plane whose input (unless
+   * input_payload_id gives a new one) and journal entries before fork_position the worker copies
+   * into this run, idempotently and fenced by this task's epoch, before it replays. Sent on every
+   * dispatch of the forked run.
    *
    * @generated from field: string fork_source_run_id = 12;
    */
