@@ -6,6 +6,8 @@ import { gunzipSync, inflateSync } from 'node:zlib';
 export interface CollectedSpan {
   /** `service.name` of the resource that sent it. */
   readonly service: string;
+  /** The attributes of the resource that sent it. */
+  readonly resource: Readonly<Record<string, string | number | boolean>>;
   readonly traceId: string;
   readonly spanId: string;
   /** '' for a root span. */
@@ -140,9 +142,9 @@ export class OtlpCollector {
     }
     const request = JSON.parse(body.toString('utf8')) as ExportTraceServiceRequest;
     for (const resourceSpans of request.resourceSpans ?? []) {
-      const service = String(attributes(resourceSpans.resource?.attributes)['service.name'] ?? '');
+      const resource = attributes(resourceSpans.resource?.attributes);
       for (const scope of resourceSpans.scopeSpans ?? []) {
-        for (const span of scope.spans ?? []) this.spans.push(decode(service, span));
+        for (const span of scope.spans ?? []) this.spans.push(decode(resource, span));
       }
     }
     for (const wake of [...this.#waiters]) {
@@ -153,9 +155,10 @@ export class OtlpCollector {
   }
 }
 
-function decode(service: string, span: OtlpSpan): CollectedSpan {
+function decode(resource: Record<string, string | number | boolean>, span: OtlpSpan): CollectedSpan {
   return {
-    service,
+    service: String(resource['service.name'] ?? ''),
+    resource,
     traceId: hexId(span.traceId),
     spanId: hexId(span.spanId),
     parentSpanId: hexId(span.parentSpanId),

@@ -1,5 +1,6 @@
 import { createOpenAICompatible } from '@ai-sdk/openai-compatible';
 import { jsonSchema, tool, type LanguageModel } from 'ai';
+import { SpanStatusCode, trace } from '@opentelemetry/api';
 import { z } from 'zod';
 import { ChildWorkflowFailedError, StepFailedError, TerminalError, SignalTimeoutError, defineSignal, defineWorkflow } from '@cairn/sdk';
 import { countEffects, recordEffect } from './effects.js';
@@ -28,6 +29,29 @@ export const modelCall = defineWorkflow(
     if (input.sleepMs) await ctx.sleep(input.sleepMs);
     return { text: reply.text, attempts: reply.attempts, usage: reply.usage, model: reply.model };
   },
+);
+
+/**
+ * Application code with tracing of its own: inside the step it starts a span (which should nest
+ * under Cairn's step span) and tries to write its input onto the active span (Cairn's, which
+ * should take none of it).
+ */
+export const tracedStep = defineWorkflow({ name: 'traced-step', version: '1' }, async (ctx, input: { secret: string; amount: number }) =>
+  ctx.step('charge-card', () => {
+    const active = trace.getActiveSpan();
+    active?.setAttribute('app.input', input.secret);
+    active?.setAttributes({ 'cairn.step.name': input.secret });
+    active?.addEvent(input.secret, { 'app.input': input.secret });
+    active?.recordException(new Error(input.secret));
+    active?.setStatus({ code: SpanStatusCode.ERROR, message: input.secret });
+    active?.updateName(input.secret);
+    active?.end();
+    return trace.getTracer('shop').startActiveSpan('shop.charge', (span) => {
+      span.setAttribute('shop.amount', input.amount);
+      span.end();
+      return 'charged';
+    });
+  }),
 );
 
 /** Five steps; each records a side effect. Step 3 takes `step3Ms` so a test can kill the worker in it. */
@@ -454,6 +478,7 @@ export const strictDemo = defineWorkflow({ name: 'Wombat-Tariff-Settle', version
 });
 
 export const allWorkflows = [
+  tracedStep,
   keyedEmail,
   keyedEmailOther,
   verdict,

@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { CairnError, ErrorCodes, createLogger, parseAuditPublicKeys } from '@cairn/common';
 import { loadControlPlaneConfig, loadMigrationConfig } from './config.js';
 import { startControlPlane } from './control-plane.js';
+import { startTracing } from './telemetry/tracing.js';
 import { LIMIT_FLAGS, createApiKey, createDataPlane, createOrganization, migrate, organizationLimits, pruneAuditLog } from './admin.js';
 
 const USAGE = `usage:
@@ -190,6 +191,13 @@ function pruneCutoff(before: string | undefined, keepDays: string | undefined): 
 async function serve(): Promise<number> {
   const config = loadControlPlaneConfig();
   const logger = createLogger('control-plane', config.logLevel);
+  // Registered before anything else runs, so every span of this process has the SDK's provider.
+  const tracing = startTracing(config.telemetry);
+  if (tracing)
+    logger.info(
+      { exporter: config.telemetry.tracing.endpoint === null ? 'OTEL_* variables' : 'CAIRN_CP_OTLP_TRACES_ENDPOINT' },
+      'exporting traces through the OpenTelemetry SDK',
+    );
   const cp = await startControlPlane(config, { logger });
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -202,17 +210,23 @@ async function serve(): Promise<number> {
         resolve(0);
       }, config.shutdownTimeoutMs);
       deadline.unref();
-      cp.close().then(
-        () => {
-          clearTimeout(deadline);
-          resolve(0);
-        },
-        (error: unknown) => {
-          logger.error({ err: CairnError.from(error).message }, 'shutdown failed');
-          clearTimeout(deadline);
-          resolve(1);
-        },
-      );
+      cp.close()
+        .finally(() =>
+          tracing
+            ?.shutdown()
+            .catch((error: unknown) => logger.warn({ err: CairnError.from(error).message }, 'could not export the last spans')),
+        )
+        .then(
+          () => {
+            clearTimeout(deadline);
+            resolve(0);
+          },
+          (error: unknown) => {
+            logger.error({ err: CairnError.from(error).message }, 'shutdown failed');
+            clearTimeout(deadline);
+            resolve(1);
+          },
+        );
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));

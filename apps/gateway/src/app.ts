@@ -3,14 +3,16 @@ import {
   ErrorCodes,
   JOURNAL_EXPORT_FORMAT,
   createLogger,
+  isId,
   newId,
   retryAfterSeconds,
   signJournalExport,
   sourceOf,
   type Logger,
 } from '@cairn/common';
-import { listenerMetrics, type CatalogueVersion, type PayloadStore, type SequencedStreamEvent } from '@cairn/payload-store';
-import { RunStatus, RunWarning, type RunInfo } from '@cairn/proto';
+import type { CatalogueVersion, PayloadStore, SequencedStreamEvent } from '@cairn/payload-store';
+import { RunStatus, RunWarning, create, GetBacklogRequestSchema, type RunInfo } from '@cairn/proto';
+import { context, trace, type Span } from '@opentelemetry/api';
 import cors from '@fastify/cors';
 import { LogController, fastify, type FastifyError, type FastifyReply, type FastifyRequest, type onRequestHookHandler } from 'fastify';
 import { API, ROUTES, buildOpenApi, parseRequest, type ReplyOf, type RequestInput, type RouteSpec } from './api.js';
@@ -24,6 +26,7 @@ import { readReplayCheck, requestReplayCheck } from './replay-checks.js';
 import { RunService, type ApprovalAnswer, type RunWithResult } from './runs.js';
 import { DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS } from './schemas.js';
 import { StreamCursor, StreamHub, sseEvent } from './stream.js';
+import { GatewayMetrics, endRequestSpan, incomingContext, startRequestSpan } from './telemetry.js';
 import { isFinal, runStatusName, runView, stepView } from './views.js';
 
 export { ROUTES, MAX_WAIT_SECONDS, DEFAULT_WAIT_SECONDS };
@@ -44,6 +47,8 @@ export interface GatewayDeps {
   readonly logger?: Logger;
   /** Aborted when the process starts shutting down: readiness turns 503 and long polls end. */
   readonly shutdownSignal?: AbortSignal;
+  /** The process's metrics (the control-plane connection reports into them too); a new set when absent. */
+  readonly metrics?: GatewayMetrics;
 }
 
 /** A stream client hears a comment this often when nothing else happens, so proxies keep it open. */
@@ -56,6 +61,10 @@ const STREAM_END_GRACE_MS = 100;
 const STREAM_MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
 
 const READY_TIMEOUT_MS = 2_000;
+/** A scrape asks the control plane for the backlog; it waits this long at most, then shows NaN. */
+const BACKLOG_SCRAPE_TIMEOUT_MS = 2_000;
+// Probes and scrapes are polled constantly; they are measured, but not traced.
+const UNTRACED_ROUTES = new Set(['/healthz', '/readyz', '/metrics']);
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
 
 interface RunParams {
@@ -71,6 +80,9 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
   const tokens = new TokenSet(config.tokens);
   const runs = new RunService(deps.store, deps.controlPlane, config.hasher, logger, config.residency);
   const hub = new StreamHub(deps.store, logger);
+  const metrics = deps.metrics ?? new GatewayMetrics(deps.store);
+  // The span of each traced request, parented by the caller's `traceparent` when it sent one.
+  const spans = new WeakMap<object, Span>();
   const shutdown = new AbortController();
   if (deps.shutdownSignal) {
     if (deps.shutdownSignal.aborted) shutdown.abort();
@@ -146,6 +158,9 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
 
   app.addHook('onRequest', (request, reply, done) => {
     void reply.header('x-request-id', request.id);
+    const route = request.routeOptions.url ?? 'unmatched';
+    if (!UNTRACED_ROUTES.has(route))
+      spans.set(request, startRequestSpan(request.method, route, request.id, incomingContext(request.headers)));
     done();
   });
 
@@ -175,6 +190,15 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
     // Kubernetes probes every few seconds; keep them out of the info stream.
     if (route === '/healthz' || route === '/readyz' || route === '/metrics') request.log.debug(line, 'request');
     else request.log.info(line, 'request');
+    metrics.httpRequests.observe(
+      { method: request.method, route: route ?? 'unmatched', status_code: String(reply.statusCode) },
+      reply.elapsedTime / 1000,
+    );
+    const span = spans.get(request);
+    if (span) {
+      spans.delete(request);
+      endRequestSpan(span, reply.statusCode, params?.id !== undefined && isId(params.id) ? params.id : undefined);
+    }
     done();
   });
 
@@ -228,7 +252,11 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
       ...(spec.auth ? { onRequest: auth(spec) as never } : {}),
       handler: async (request, reply) => {
         const input = parseRequest(spec, request);
-        const answer = await handler(input, request, reply);
+        const span = spans.get(request);
+        // The handler runs in the request span's context: its calls to the control plane carry it.
+        const answer = await (span
+          ? context.with(trace.setSpan(context.active(), span), () => handler(input, request, reply))
+          : handler(input, request, reply));
         if (answer === HIJACKED) return;
         return (reply as FastifyReply).code(answer.status).send(('body' in answer ? answer.body : undefined) as never);
       },
@@ -249,11 +277,20 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
 
   route(API.openapi, () => Promise.resolve({ status: 200, body: openapi }));
 
-  // For Prometheus, beside the probes and outside the API: the payload store's LISTEN connection
-  // (streamed output, schema changes), which holds nothing but its own state.
-  app.get('/metrics', (_request, reply) =>
-    reply.header('content-type', 'text/plain; version=0.0.4').send(listenerMetrics(deps.store.listenerState)),
-  );
+  // For Prometheus, beside the probes and outside the API: requests, runs started, calls to the
+  // control plane, the backlog per task queue (asked of the control plane now), decrypt failures
+  // and the payload store's LISTEN connection. Counts, durations and names written in code only.
+  app.get('/metrics', async (_request, reply) => {
+    try {
+      const backlog = await deps.controlPlane.getBacklog(create(GetBacklogRequestSchema, {}), { timeoutMs: BACKLOG_SCRAPE_TIMEOUT_MS });
+      metrics.setBacklog(backlog.queues);
+    } catch (err) {
+      logger.debug({ code: CairnError.from(err).code }, 'metrics: the backlog could not be read from the control plane');
+      metrics.setBacklog(null);
+    }
+    metrics.controlPlaneConnected.set(deps.controlPlane.ready ? 1 : 0);
+    return reply.header('content-type', metrics.contentType).send(await metrics.render(deps.store.listenerState));
+  });
 
   route(API.startRun, async ({ body, headers }) => {
     const fromHeader = headers['idempotency-key'];
@@ -269,6 +306,7 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
       concurrencyKey: body.concurrencyKey ?? undefined,
       priority: body.priority,
     });
+    metrics.runsStarted.inc({ workflow: run.workflowName, version: run.workflowVersion, result: created ? 'created' : 'existing' });
     return {
       status: created ? 201 : 200,
       body: {

@@ -66,6 +66,24 @@ describe('gateway config', () => {
     }
   });
 
+  it('starts tracing only with an exporter configured, and refuses a sampler the SDK does not know', () => {
+    assert.deepEqual(loadGatewayConfig(valid()).tracing, { enabled: false, endpoint: null });
+    assert.deepEqual(loadGatewayConfig({ ...valid(), OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318' }).tracing, {
+      enabled: true,
+      endpoint: null,
+    });
+    assert.deepEqual(loadGatewayConfig({ ...valid(), CAIRN_DP_OTLP_TRACES_ENDPOINT: 'http://collector:4318/v1/traces' }).tracing, {
+      enabled: true,
+      endpoint: 'http://collector:4318/v1/traces',
+    });
+    assert.equal(
+      loadGatewayConfig({ ...valid(), OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318', OTEL_SDK_DISABLED: 'true' }).tracing?.enabled,
+      false,
+    );
+    const bad = failure({ ...valid(), OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318', OTEL_TRACES_SAMPLER: 'sometimes' });
+    assert.match(bad.message, /OTEL_TRACES_SAMPLER: expected one of always_on, always_off, traceidratio/);
+  });
+
   it('applies the defaults', () => {
     const config = loadGatewayConfig(valid());
     assert.equal(config.host, '0.0.0.0');

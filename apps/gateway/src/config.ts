@@ -14,6 +14,7 @@ import {
 import type { ControlPlaneTls } from '@cairn/proto';
 import { z } from 'zod';
 import { parseGatewayToken, type GatewayToken } from './auth.js';
+import type { GatewayTracingConfig } from './telemetry.js';
 
 const days = () =>
   env
@@ -53,6 +54,21 @@ const parsed = <T>(what: string, parse: (value: string) => T) =>
         return z.NEVER;
       }
     });
+
+const httpUrl = () =>
+  z
+    .string()
+    .refine((v) => /^https?:\/\/[^\s/]+/.test(v) && URL.canParse(v), 'expected an http:// or https:// URL')
+    .optional();
+
+const SAMPLERS = [
+  'always_on',
+  'always_off',
+  'traceidratio',
+  'parentbased_always_on',
+  'parentbased_always_off',
+  'parentbased_traceidratio',
+] as const;
 
 /** A browser origin: scheme, host and optional port, nothing after. */
 const CORS_ORIGIN_PATTERN = /^https?:\/\/[A-Za-z0-9.-]+(:\d{1,5})?$/;
@@ -157,6 +173,18 @@ const shape = {
   CAIRN_GATEWAY_SCALER_POLL_MS: positive(5_000),
   // strict: workflow and signal names never cross in clear (only as keyed digests).
   CAIRN_RESIDENCY: env.residency(),
+  // Traces go through @opentelemetry/sdk-node, which reads the other OTEL_* variables itself; these
+  // decide whether it starts, and a misspelt sampler would otherwise only be warned about.
+  CAIRN_DP_OTLP_TRACES_ENDPOINT: httpUrl(),
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: httpUrl(),
+  OTEL_EXPORTER_OTLP_ENDPOINT: httpUrl(),
+  OTEL_TRACES_EXPORTER: env.optionalString(),
+  OTEL_SDK_DISABLED: env.bool(false),
+  OTEL_TRACES_SAMPLER: z.enum(SAMPLERS, { error: `expected one of ${SAMPLERS.join(', ')}` }).optional(),
+  OTEL_TRACES_SAMPLER_ARG: z
+    .string()
+    .regex(/^(0(\.\d+)?|1(\.0*)?|\.\d+)$/, 'expected a sampling ratio between 0 and 1, e.g. 0.1')
+    .optional(),
   CAIRN_LOG_LEVEL: env.logLevel(),
 };
 
@@ -167,6 +195,24 @@ type KeyVariables = {
   CAIRN_DP_KMS_KEY_FILE?: string | undefined;
   CAIRN_DP_KMS_MODULE?: string | undefined;
 };
+
+/** Whether the gateway starts the OpenTelemetry SDK, and with which exporter. */
+function tracingConfig(raw: {
+  CAIRN_DP_OTLP_TRACES_ENDPOINT?: string | undefined;
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?: string | undefined;
+  OTEL_EXPORTER_OTLP_ENDPOINT?: string | undefined;
+  OTEL_TRACES_EXPORTER?: string | undefined;
+  OTEL_SDK_DISABLED: boolean;
+}): GatewayTracingConfig {
+  const exporter = raw.OTEL_TRACES_EXPORTER?.trim() ?? '';
+  const disabled = raw.OTEL_SDK_DISABLED || exporter === 'none';
+  const configured =
+    raw.CAIRN_DP_OTLP_TRACES_ENDPOINT !== undefined ||
+    raw.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT !== undefined ||
+    raw.OTEL_EXPORTER_OTLP_ENDPOINT !== undefined ||
+    exporter !== '';
+  return Object.freeze({ enabled: configured && !disabled, endpoint: disabled ? null : (raw.CAIRN_DP_OTLP_TRACES_ENDPOINT ?? null) });
+}
 
 /** The key source of validated variables, or the config error naming what is missing. */
 function keySource(component: string, raw: KeyVariables): KeySource {
@@ -244,6 +290,12 @@ export interface GatewayConfig {
   readonly scalerPort: number | undefined;
   /** How often a StreamIsActive stream asks the control plane for the backlog. */
   readonly scalerPollMs: number;
+  /**
+   * Traces through `@opentelemetry/sdk-node` (started by `main.js serve`): on when
+   * `CAIRN_DP_OTLP_TRACES_ENDPOINT`, `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `OTEL_EXPORTER_OTLP_ENDPOINT`
+   * or `OTEL_TRACES_EXPORTER` is set and `OTEL_SDK_DISABLED` is not true.
+   */
+  readonly tracing?: GatewayTracingConfig;
   readonly logLevel: string;
 }
 
@@ -299,6 +351,7 @@ function readGatewayConfig(source: Record<string, string | undefined>): { config
     scalerPollMs: raw.CAIRN_GATEWAY_SCALER_POLL_MS,
     logLevel: raw.CAIRN_LOG_LEVEL,
     residency: raw.CAIRN_RESIDENCY,
+    tracing: tracingConfig(raw),
   };
   return { config, keys };
 }

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
 import * as grpc from '@grpc/grpc-js';
 import { CairnError, ErrorCodes, type ErrorCodeString } from '@cairn/common';
 import {
@@ -21,6 +22,7 @@ import {
   type WaitRunRequest,
   type WaitRunResponse,
 } from '@cairn/proto';
+import { traceControlPlaneCall } from './telemetry.js';
 
 type Callback<Res> = (err: grpc.ServiceError | null, response?: Res) => void;
 type Unary<Req, Res> = (request: Req, metadata: grpc.Metadata, options: grpc.CallOptions, callback: Callback<Res>) => grpc.ClientUnaryCall;
@@ -74,6 +76,16 @@ export interface ControlPlaneOptions {
   readonly tls?: ControlPlaneTls;
   /** Deadline of each call. */
   readonly timeoutMs: number;
+  /** Told about each call and each reconnect, for metrics. */
+  readonly observer?: ControlPlaneObserver;
+}
+
+/** What the gateway's metrics hear from its control-plane connection. */
+export interface ControlPlaneObserver {
+  /** A call ended with a gRPC status code name (`OK`, `UNAVAILABLE`…) after `seconds`. */
+  called(method: string, code: string, seconds: number): void;
+  /** The channel was ready again after it had been lost. */
+  reconnected(): void;
 }
 
 /**
@@ -84,6 +96,7 @@ export class ControlPlane {
   readonly #client: RawGatewayClient;
   readonly #credential: string;
   readonly #timeoutMs: number;
+  readonly #observer: ControlPlaneObserver | undefined;
 
   constructor(options: ControlPlaneOptions) {
     const credentials = controlPlaneChannelCredentials(options.tls ?? { enabled: false }, (path) => readFileSync(path));
@@ -95,6 +108,13 @@ export class ControlPlane {
     }) as unknown as RawGatewayClient;
     this.#credential = options.credential;
     this.#timeoutMs = options.timeoutMs;
+    this.#observer = options.observer;
+    if (this.#observer) this.#watchChannel(this.#client.getChannel().getConnectivityState(false), false);
+  }
+
+  /** Whether the channel to the control plane is connected now. */
+  get ready(): boolean {
+    return this.#connected();
   }
 
   startRun(request: StartRunRequest, options?: CallOptions): Promise<StartRunResponse> {
@@ -141,15 +161,37 @@ export class ControlPlane {
     return this.#client.getChannel().getConnectivityState(false) === grpc.connectivityState.READY;
   }
 
+  /**
+   * Counts reconnects: each time the channel is ready again after it had been ready and was lost.
+   * Stops when the channel shuts down.
+   */
+  #watchChannel(state: grpc.connectivityState, wasReady: boolean): void {
+    const channel = this.#client.getChannel();
+    channel.watchConnectivityState(state, Infinity, () => {
+      const next = channel.getConnectivityState(false);
+      if (next === grpc.connectivityState.SHUTDOWN) return;
+      const lost = wasReady && state !== grpc.connectivityState.READY;
+      if (next === grpc.connectivityState.READY && lost) this.#observer?.reconnected();
+      this.#watchChannel(next, wasReady || next === grpc.connectivityState.READY);
+    });
+  }
+
   #call<Req, Res>(method: string, fn: Unary<Req, Res>, request: Req, options: CallOptions = {}): Promise<Res> {
     const { signal } = options;
     if (signal?.aborted) return Promise.reject(cancelled(method));
     const metadata = new grpc.Metadata({ waitForReady: true });
     metadata.set('authorization', `Bearer ${this.#credential}`);
+    // The call's span, linked to the request's: the control plane's span of this call is its child.
+    const traced = traceControlPlaneCall(method);
+    for (const [key, value] of Object.entries(traced.headers)) metadata.set(key, value);
     const deadline = new Date(Date.now() + (options.timeoutMs ?? this.#timeoutMs) + (options.extraMs ?? 0));
+    const started = performance.now();
     return new Promise<Res>((resolve, reject) => {
       let onAbort: (() => void) | undefined;
       const call = fn.call(this.#client, request, metadata, { deadline }, (err, response) => {
+        const code = grpc.status[err ? err.code : grpc.status.OK];
+        traced.end(code);
+        this.#observer?.called(method, code, (performance.now() - started) / 1000);
         if (onAbort) signal?.removeEventListener('abort', onAbort);
         if (err) reject(signal?.aborted ? cancelled(method) : fromServiceError(method, err, this.#timeoutMs, this.#connected()));
         else if (response === undefined) reject(fromServiceError(method, emptyResponse(), this.#timeoutMs, true));

@@ -3,6 +3,7 @@ import { CairnError, ErrorCodes, createLogger, useEgressProxyFromEnv } from '@ca
 import { PayloadStore, generateWrappedKeySpec, keyRingOf, keysStillNeeded, loadKeyWrapper } from '@cairn/payload-store';
 import { loadGatewayConfigWithKeys, loadMigrateConfig, type GatewayConfig } from './config.js';
 import { startGateway } from './server.js';
+import { startGatewayTracing } from './telemetry.js';
 
 /** How long in-flight requests may take to finish after SIGTERM before the process exits anyway. */
 const SHUTDOWN_GRACE_MS = 20_000;
@@ -202,6 +203,14 @@ async function serve(): Promise<void> {
     process.exitCode = 1;
     return;
   }
+  // Registered before anything else runs, so every span of this process has the SDK's provider.
+  const tracing = config.tracing ? startGatewayTracing(config.tracing) : null;
+  if (tracing) {
+    logger.info(
+      { exporter: config.tracing?.endpoint ? 'CAIRN_DP_OTLP_TRACES_ENDPOINT' : 'OTEL_* variables' },
+      'exporting traces through the OpenTelemetry SDK',
+    );
+  }
   process.on('unhandledRejection', (reason) => {
     logger.fatal({ err: reason }, 'unhandled rejection');
     process.exit(1);
@@ -229,13 +238,16 @@ async function serve(): Promise<void> {
       logger.error({ graceMs: SHUTDOWN_GRACE_MS }, 'requests still in flight after the grace period; exiting');
       process.exit(1);
     }, SHUTDOWN_GRACE_MS).unref();
-    running.close().then(
-      () => logger.info('gateway stopped'),
-      (err: unknown) => {
-        logger.error({ err }, 'gateway did not stop cleanly');
-        process.exitCode = 1;
-      },
-    );
+    running
+      .close()
+      .finally(() => tracing?.shutdown().catch((err: unknown) => logger.warn({ err }, 'could not export the last spans')))
+      .then(
+        () => logger.info('gateway stopped'),
+        (err: unknown) => {
+          logger.error({ err }, 'gateway did not stop cleanly');
+          process.exitCode = 1;
+        },
+      );
   };
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);

@@ -4,6 +4,7 @@ import { buildGateway, type Gateway } from './app.js';
 import type { GatewayConfig } from './config.js';
 import { ControlPlane } from './control-plane.js';
 import { startScaler, type RunningScaler } from './scaler.js';
+import { GatewayMetrics } from './telemetry.js';
 
 /** A gateway that is listening, with what it owns. */
 export interface RunningGateway {
@@ -45,14 +46,19 @@ export async function startGateway(
           'through this gateway (add each such key after the active one; ignore this for keys retired on purpose)',
       );
     }
+    const metrics = new GatewayMetrics(store);
     controlPlane = new ControlPlane({
       address: config.cpAddress,
       credential: config.dpCredential,
       tls: config.cpTls,
       timeoutMs: config.cpTimeoutMs,
+      observer: {
+        called: (method, code, seconds) => metrics.controlPlaneCalls.observe({ method, code }, seconds),
+        reconnected: () => metrics.controlPlaneReconnects.inc(),
+      },
     });
     const shutdown = new AbortController();
-    const app = buildGateway(config, { store, controlPlane, logger, shutdownSignal: shutdown.signal });
+    const app = buildGateway(config, { store, controlPlane, logger, shutdownSignal: shutdown.signal, metrics });
     await app.listen({ host: config.host, port: config.port });
     const address = app.server.address();
     const port = typeof address === 'object' && address !== null ? address.port : config.port;

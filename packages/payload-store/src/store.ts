@@ -422,6 +422,7 @@ export class PayloadStore {
   readonly #verifiedKeyIds = new Set<string>();
   /** Chain cursors of the runs this process acquired (see {@link ChainCursor}). */
   readonly #chains = new Map<string, ChainCursor>();
+  #decryptFailures = 0;
 
   /** The runs this process keeps a journal chain cursor for (a run leaves it when it suspends or ends). */
   chainCursorRunIds(): string[] {
@@ -461,6 +462,14 @@ export class PayloadStore {
   /** Whether the shared LISTEN connection is open, and how often it came back after a loss. */
   get listenerState(): ListenerState {
     return this.#listener.state;
+  }
+
+  /**
+   * Values this store could not open since start (an unknown key ID, a key that does not fit, a
+   * damaged value), for the `cairn_dp_decrypt_failures_total` metric.
+   */
+  get decryptFailures(): number {
+    return this.#decryptFailures;
   }
 
   /** Checks the database answers (for readiness probes). */
@@ -645,6 +654,8 @@ export class PayloadStore {
     try {
       return this.#keys.open(sealed, aad);
     } catch (err) {
+      if (err instanceof CairnError && (err.code === ErrorCodes.DECRYPT_FAILED || err.code === ErrorCodes.UNKNOWN_KEY))
+        this.#decryptFailures++;
       if (err instanceof CairnError && err.code === ErrorCodes.DECRYPT_FAILED && this.#verifiedKeyIds.has(sealed.keyId)) {
         throw new CairnError(
           ErrorCodes.DECRYPT_FAILED,

@@ -34,6 +34,21 @@ describe('worker configuration', () => {
     assert.equal(loadWorkerConfig({ ...good, CAIRN_WORKER_SLOTS: '3' }).CAIRN_WORKER_SLOTS, 3);
   });
 
+  it('refuses a sampler or a sampling ratio the OpenTelemetry SDK would only warn about, naming the variable', () => {
+    assert.throws(
+      () => loadWorkerConfig({ ...good, OTEL_TRACES_SAMPLER: 'traceidratio', OTEL_TRACES_SAMPLER_ARG: '10%' }),
+      (err: unknown) => err instanceof Error && /OTEL_TRACES_SAMPLER_ARG: expected a sampling ratio between 0 and 1/.test(err.message),
+    );
+    assert.throws(
+      () => loadWorkerConfig({ ...good, OTEL_TRACES_SAMPLER: 'ratio' }),
+      (err: unknown) => err instanceof Error && /OTEL_TRACES_SAMPLER: expected one of/.test(err.message),
+    );
+    assert.equal(
+      loadWorkerConfig({ ...good, OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.1' }).OTEL_TRACES_SAMPLER,
+      'parentbased_traceidratio',
+    );
+  });
+
   it('names every bad variable without echoing secret values', () => {
     const secretKey = 'not-a-key-but-maybe-a-secret';
     assert.throws(

@@ -12,20 +12,11 @@ import {
   useEgressProxyFromEnv,
   type Logger,
 } from '@cairn/common';
-import {
-  Hasher,
-  KeyRing,
-  PayloadStore,
-  keyRingOf,
-  keySourceOf,
-  keyVariableProblems,
-  listenerMetrics,
-  parseWrappedKeys,
-} from '@cairn/payload-store';
+import { Hasher, KeyRing, PayloadStore, keyRingOf, keySourceOf, keyVariableProblems, parseWrappedKeys } from '@cairn/payload-store';
 import { controlPlaneChannelCredentials } from '@cairn/proto';
 import type { WorkflowDefinition } from '@cairn/sdk';
 import { isModelList, parseModelList } from './residency.js';
-import { createWorkerTracerProvider } from './telemetry.js';
+import { startWorkerTracing } from './otel-sdk.js';
 import { tracingShape, workerTracingConfig } from './telemetry-config.js';
 import { Worker } from './worker.js';
 
@@ -182,8 +173,11 @@ export async function runWorkerFromEnv(
     process.stderr.write(`worker cannot start: ${(err as Error).message}\n`);
     process.exit(1);
   }
-  const tracing = workerTracingConfig(config);
-  if (tracing) logger.info({ serviceName: tracing.serviceName, from: tracing.variable }, 'exporting traces over OTLP/HTTP');
+  const tracingConfig = workerTracingConfig(config);
+  // Before the payload store and the worker exist, so every span of the process has the provider.
+  const tracing = tracingConfig ? await startWorkerTracing(tracingConfig) : undefined;
+  if (tracing?.started) logger.info({ from: tracingConfig?.variable }, 'exporting traces through the OpenTelemetry SDK');
+  else if (tracing) logger.info('the application registered a tracer provider: worker spans go to it');
   let keys: KeyRing;
   try {
     // Envelope mode: the wrapped keys are unwrapped through the KMS here, once, and kept in memory.
@@ -221,7 +215,6 @@ export async function runWorkerFromEnv(
     suspendThresholdMs: config.CAIRN_SUSPEND_THRESHOLD_MS,
     drainTimeoutMs: config.CAIRN_DRAIN_TIMEOUT_MS,
     replaceChangedSchemas: config.CAIRN_DEV_MODE,
-    ...(tracing ? { tracerProvider: createWorkerTracerProvider(tracing) } : {}),
     logger,
   });
   const health =
@@ -229,6 +222,7 @@ export async function runWorkerFromEnv(
   try {
     await worker.run();
     health?.close();
+    await tracing?.shutdown().catch((err: unknown) => logger.warn({ err }, 'could not export the last spans'));
   } catch (err) {
     const error = err instanceof CairnError ? err : CairnError.from(err, ErrorCodes.INTERNAL);
     logger.fatal({ err: error }, 'worker stopped');
@@ -244,13 +238,19 @@ export async function runWorkerFromEnv(
  * Liveness and readiness probes for Kubernetes: `/healthz` answers 200 while the process runs;
  * `/readyz` answers 200 while the worker is connected to the control plane, not draining and able
  * to open the payload store's data (after a run it could not open, 503 with the reason: a restart
- * with the same keys would not help, so liveness stays 200). `/metrics` has the payload store's
- * LISTEN connection in the Prometheus text format.
+ * with the same keys would not help, so liveness stays 200). `/metrics` has the worker's metrics
+ * (`WorkerMetrics`) and the payload store's LISTEN connection in the Prometheus text format.
  */
 async function serveHealth(worker: Worker, store: PayloadStore, port: number, logger: Logger): Promise<Server> {
   const server = createServer((req, res) => {
     if (req.url === '/metrics') {
-      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(listenerMetrics(store.listenerState));
+      worker.metrics.render(store.listenerState).then(
+        (body) => res.writeHead(200, { 'content-type': worker.metrics.contentType }).end(body),
+        (err: unknown) => {
+          logger.warn({ err }, 'could not render the metrics');
+          res.writeHead(500, { 'content-type': 'text/plain' }).end('metrics unavailable\n');
+        },
+      );
       return;
     }
     const misconfiguration = worker.misconfiguration;

@@ -1,6 +1,7 @@
 // The replay engine lives in ./engine/ (one module per responsibility; see the package README).
 export { Engine } from './engine/engine.js';
 export type {
+  AttemptRef,
   EngineOptions,
   RunAssignment,
   RunExecution,

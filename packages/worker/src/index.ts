@@ -4,4 +4,5 @@ export { Worker, PROTOCOL_VERSION, type WorkerOptions, type WorkerRetained } fro
 export { runWorkerFromEnv, loadWorkerConfig, type WorkerConfig } from './config.js';
 export { UNLISTED_MODEL_PREFIX, UNLISTED_PROVIDER, parseModelList, type ListedModel } from './residency.js';
 export { Hasher, KeyRing, PayloadStore, type PayloadStoreOptions } from '@cairn/payload-store';
-export { createWorkerTracerProvider, type WorkerTracingOptions } from './telemetry.js';
+export { CAIRN_SPAN_ATTRIBUTES } from './telemetry.js';
+export { WorkerMetrics } from './metrics.js';

@@ -5,58 +5,73 @@ const httpUrl = () =>
     .optionalString()
     .refine((v) => v === undefined || (/^https?:\/\/[^\s/]+/.test(v) && URL.canParse(v)), 'expected an http:// or https:// URL');
 
+const SAMPLERS = ['always_on', 'always_off', 'traceidratio', 'parentbased_always_on', 'parentbased_always_off', 'parentbased_traceidratio'];
+
 /**
- * The worker's tracing variables. The standard OpenTelemetry ones work as usual; the `CAIRN_DP_`
- * one wins when several are set. All of them name a collector inside the data plane.
+ * The worker's tracing variables. `@opentelemetry/sdk-node` reads the standard OpenTelemetry ones
+ * itself (sampler, resource, protocol, headers, batching); those that decide whether tracing starts
+ * and where spans go are checked here, so a bad value stops start-up with its name and an endpoint
+ * on the control plane's host is refused. The `CAIRN_DP_` endpoint wins when several are set. All
+ * of them name a collector inside the data plane.
  */
 export const tracingShape = {
   CAIRN_DP_OTLP_TRACES_ENDPOINT: httpUrl(),
   OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: httpUrl(),
   OTEL_EXPORTER_OTLP_ENDPOINT: httpUrl(),
+  OTEL_TRACES_EXPORTER: env.optionalString(),
   OTEL_SDK_DISABLED: env.bool(false),
-  OTEL_SERVICE_NAME: env
+  OTEL_TRACES_SAMPLER: env
     .optionalString()
-    .refine((v) => v === undefined || /^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/.test(v), 'expected a service name (letters, digits, _ . -)'),
+    .refine((v) => v === undefined || SAMPLERS.includes(v), `expected one of ${SAMPLERS.join(', ')}`),
+  OTEL_TRACES_SAMPLER_ARG: env
+    .optionalString()
+    .refine((v) => v === undefined || /^(0(\.\d+)?|1(\.0*)?|\.\d+)$/.test(v), 'expected a sampling ratio between 0 and 1, e.g. 0.1'),
 };
 
 interface TracingEnv {
   readonly CAIRN_DP_OTLP_TRACES_ENDPOINT?: string | undefined;
   readonly OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?: string | undefined;
   readonly OTEL_EXPORTER_OTLP_ENDPOINT?: string | undefined;
+  readonly OTEL_TRACES_EXPORTER?: string | undefined;
   readonly OTEL_SDK_DISABLED?: boolean;
-  readonly OTEL_SERVICE_NAME?: string | undefined;
   readonly CAIRN_CP_GRPC_ADDRESS: string;
 }
 
-/** Where the worker exports its spans; null when tracing is off. */
+/** How the worker process exports its spans; null when tracing is off. */
 export interface WorkerTracingConfig {
-  readonly endpoint: string;
-  readonly serviceName: string;
-  /** The variable the endpoint came from, for messages. */
+  /**
+   * The traces URL the exporter sends to (for `OTEL_EXPORTER_OTLP_ENDPOINT`, with `/v1/traces`
+   * appended), or null when only `OTEL_TRACES_EXPORTER` is set (the SDK's default endpoint).
+   */
+  readonly endpoint: string | null;
+  /** The variable the endpoint came from, for messages; `CAIRN_DP_OTLP_TRACES_ENDPOINT` replaces the SDK's exporter. */
   readonly variable: string;
 }
 
 const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]', '::1']);
 
 /**
- * Resolves the tracing endpoint: the most specific variable wins (`OTEL_EXPORTER_OTLP_ENDPOINT`
- * gets `/v1/traces` appended); none, or `OTEL_SDK_DISABLED=true`, turns tracing off. Worker spans
+ * Decides whether the worker process starts the OpenTelemetry SDK: when an endpoint or
+ * `OTEL_TRACES_EXPORTER` is set, unless `OTEL_SDK_DISABLED=true` or the exporter is `none`. The most
+ * specific endpoint wins (`OTEL_EXPORTER_OTLP_ENDPOINT` gets `/v1/traces` appended). Worker spans
  * carry step names and must stay in the data plane, so an endpoint on the control plane's host is
  * refused (on a loopback host, only the control plane's own port is).
  */
 export function workerTracingConfig(vars: TracingEnv): WorkerTracingConfig | null {
-  if (vars.OTEL_SDK_DISABLED === true) return null;
-  const serviceName = vars.OTEL_SERVICE_NAME ?? 'cairn-worker';
+  const exporter = vars.OTEL_TRACES_EXPORTER?.trim() ?? '';
+  if (vars.OTEL_SDK_DISABLED === true || exporter === 'none') return null;
   let resolved: WorkerTracingConfig | null = null;
   if (vars.CAIRN_DP_OTLP_TRACES_ENDPOINT !== undefined) {
-    resolved = { endpoint: vars.CAIRN_DP_OTLP_TRACES_ENDPOINT, serviceName, variable: 'CAIRN_DP_OTLP_TRACES_ENDPOINT' };
+    resolved = { endpoint: vars.CAIRN_DP_OTLP_TRACES_ENDPOINT, variable: 'CAIRN_DP_OTLP_TRACES_ENDPOINT' };
   } else if (vars.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT !== undefined) {
-    resolved = { endpoint: vars.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, serviceName, variable: 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT' };
+    resolved = { endpoint: vars.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, variable: 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT' };
   } else if (vars.OTEL_EXPORTER_OTLP_ENDPOINT !== undefined) {
     const endpoint = `${vars.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/+$/, '')}/v1/traces`;
-    resolved = { endpoint, serviceName, variable: 'OTEL_EXPORTER_OTLP_ENDPOINT' };
+    resolved = { endpoint, variable: 'OTEL_EXPORTER_OTLP_ENDPOINT' };
+  } else if (exporter !== '') {
+    return { endpoint: null, variable: 'OTEL_TRACES_EXPORTER' };
   }
-  if (resolved === null) return null;
+  if (resolved === null || resolved.endpoint === null) return null;
   const url = new URL(resolved.endpoint);
   const cp = /^(.*):(\d+)$/.exec(vars.CAIRN_CP_GRPC_ADDRESS);
   const cpHost = cp?.[1]?.toLowerCase();

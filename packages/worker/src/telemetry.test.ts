@@ -179,6 +179,7 @@ describe('worker tracing configuration', () => {
   it('is off unless an endpoint is set, or when OTEL_SDK_DISABLED is true', () => {
     assert.equal(workerTracingConfig(cp), null);
     assert.equal(workerTracingConfig({ ...cp, OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318', OTEL_SDK_DISABLED: true }), null);
+    assert.equal(workerTracingConfig({ ...cp, OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318', OTEL_TRACES_EXPORTER: 'none' }), null);
   });
 
   it('takes the most specific endpoint', () => {
@@ -198,13 +199,10 @@ describe('worker tracing configuration', () => {
       ...cp,
       OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://traces:4318/custom',
       CAIRN_DP_OTLP_TRACES_ENDPOINT: 'http://dp-collector:4318/v1/traces',
-      OTEL_SERVICE_NAME: 'payments-worker',
     });
-    assert.deepEqual(own, {
-      endpoint: 'http://dp-collector:4318/v1/traces',
-      serviceName: 'payments-worker',
-      variable: 'CAIRN_DP_OTLP_TRACES_ENDPOINT',
-    });
+    assert.deepEqual(own, { endpoint: 'http://dp-collector:4318/v1/traces', variable: 'CAIRN_DP_OTLP_TRACES_ENDPOINT' });
+    // The SDK's own exporter, with its default endpoint (a collector beside the pod, say).
+    assert.deepEqual(workerTracingConfig({ ...cp, OTEL_TRACES_EXPORTER: 'console' }), { endpoint: null, variable: 'OTEL_TRACES_EXPORTER' });
   });
 
   it("refuses an endpoint on the control plane's host", () => {

@@ -2,43 +2,107 @@ import {
   ROOT_CONTEXT,
   SpanKind,
   SpanStatusCode,
+  context,
   trace,
   type Attributes,
+  type AnyValue,
+  type Exception,
+  type Link,
   type Span,
+  type SpanContext,
+  type SpanStatus,
+  type TimeInput,
   type Tracer,
   type TracerProvider,
 } from '@opentelemetry/api';
 import { parseTraceParent } from '@opentelemetry/core';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
-import { resourceFromAttributes } from '@opentelemetry/resources';
-import { BatchSpanProcessor, TracerProvider as SdkTracerProvider } from '@opentelemetry/sdk-trace';
 import { ErrorCode, StepKind, StepStatus, SuspendReason, WakeReason, type RunTask, type StepReport } from '@cairn/proto';
-import type { RunExecution, RunOutcome } from './engine.js';
+import type { AttemptRef, RunExecution, RunOutcome } from './engine.js';
 
-/** Options of {@link createWorkerTracerProvider}. */
-export interface WorkerTracingOptions {
-  /** The OTLP/HTTP traces URL of a collector in the data plane, e.g. `http://otel-collector:4318/v1/traces`. */
-  readonly endpoint: string;
-  /** `service.name` of the spans. Default `cairn-worker`. */
-  readonly serviceName?: string;
+/**
+ * Every attribute key Cairn puts on its spans. Nothing else is ever set on them: Cairn's own calls
+ * go through this list, and the application's code sees Cairn's spans read-only (see
+ * {@link ReadOnlySpan}), so a payload, a key or an error message cannot land on a Cairn span
+ * whatever the application does with `trace.getActiveSpan()`.
+ */
+export const CAIRN_SPAN_ATTRIBUTES: ReadonlySet<string> = new Set([
+  'cairn.run_id',
+  'cairn.worker_id',
+  'cairn.data_plane_id',
+  'cairn.workflow.name',
+  'cairn.workflow.version',
+  'cairn.run.epoch',
+  'cairn.task_queue',
+  'cairn.wake_reason',
+  'cairn.run.cancel_requested',
+  'cairn.run.outcome',
+  'cairn.run.replayed_steps',
+  'cairn.run.replayed_models',
+  'cairn.run.suspend_reason',
+  'cairn.error_code',
+  'cairn.step.kind',
+  'cairn.step.name',
+  'cairn.step.position',
+  'cairn.step.attempt',
+  'cairn.step.status',
+  'cairn.step.retryable',
+  'cairn.step.output_size',
+  'cairn.model.provider',
+  'cairn.model.name',
+  'cairn.model.input_tokens',
+  'cairn.model.output_tokens',
+]);
+
+/** `attributes` without any key outside {@link CAIRN_SPAN_ATTRIBUTES}. */
+function allowed(attributes: Attributes): Attributes {
+  const out: Attributes = {};
+  for (const [key, value] of Object.entries(attributes)) if (CAIRN_SPAN_ATTRIBUTES.has(key)) out[key] = value;
+  return out;
 }
 
 /**
- * A tracer provider that exports the worker's spans over OTLP/HTTP (JSON) to a collector inside the
- * data plane. Headers, timeout, compression and certificates follow the standard
- * `OTEL_EXPORTER_OTLP_*` variables. The worker flushes it when it stops.
- *
- * @example
- * ```ts
- * const tracerProvider = createWorkerTracerProvider({ endpoint: 'http://otel-collector:4318/v1/traces' });
- * const worker = new Worker({ ...options, tracerProvider });
- * ```
+ * What the application's code gets for a Cairn span (as `trace.getActiveSpan()` inside a step):
+ * its identity, so spans started there nest under it, and nothing that writes. Attributes, events,
+ * exceptions, a status message or a new name set through it are dropped; ending it is Cairn's.
  */
-export function createWorkerTracerProvider(options: WorkerTracingOptions): SdkTracerProvider {
-  return new SdkTracerProvider({
-    resource: resourceFromAttributes({ 'service.name': options.serviceName ?? 'cairn-worker' }),
-    spanProcessors: [new BatchSpanProcessor({ exporter: new OTLPTraceExporter({ url: options.endpoint }), scheduledDelayMillis: 1000 })],
-  });
+class ReadOnlySpan implements Span {
+  readonly #span: Span;
+  constructor(span: Span) {
+    this.#span = span;
+  }
+  spanContext(): SpanContext {
+    return this.#span.spanContext();
+  }
+  setAttribute(_key: string, _value: AnyValue): this {
+    return this;
+  }
+  setAttributes(_attributes: Attributes): this {
+    return this;
+  }
+  addEvent(_name: string, _attributesOrStartTime?: Attributes | TimeInput, _startTime?: TimeInput): this {
+    return this;
+  }
+  addLink(_link: Link): this {
+    return this;
+  }
+  addLinks(_links: Link[]): this {
+    return this;
+  }
+  setStatus(_status: SpanStatus): this {
+    return this;
+  }
+  updateName(_name: string): this {
+    return this;
+  }
+  end(_endTime?: TimeInput): void {
+    // Cairn ends its spans when the call's outcome is journaled.
+  }
+  isRecording(): boolean {
+    return this.#span.isRecording();
+  }
+  recordException(_exception: Exception, _time?: TimeInput): void {
+    // An exception carries a message: it stays off Cairn's spans.
+  }
 }
 
 interface CallTrace {
@@ -57,7 +121,8 @@ interface RunTrace {
 const FINAL_STEP_STATUSES = new Set([StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.RETRYING]);
 
 /**
- * The worker's spans: one per run execution (a run task under one lease epoch), parented by the
+ * The worker's spans, from the tracer provider given to the worker or else the application's global
+ * one (`trace.getTracerProvider()`): one per run execution (a run task under one lease epoch), parented by the
  * control plane's dispatch span when the task carries its `traceparent`, and one per attempt of a
  * durable call (step, model, sleep, signal wait, child), derived from the step reports the engine
  * emits. Attributes carry IDs, names written in code, statuses, closed codes, counts and times;
@@ -65,9 +130,12 @@ const FINAL_STEP_STATUSES = new Set([StepStatus.COMPLETED, StepStatus.FAILED, St
  *
  * Only the reports of the execution's own epoch make spans: the journal re-reported when a run is
  * picked up again carries the epochs it was written under, and was traced then.
+ *
+ * The code of an attempt (a step function, a model request) runs with the attempt's span active
+ * ({@link RunTracing.inAttempt}), so spans the application starts there are its children.
  */
 export class RunTracing {
-  readonly #tracer: Tracer | undefined;
+  readonly #tracer: Tracer;
   readonly #provider: TracerProvider | undefined;
   readonly #worker: Attributes;
   readonly #runs = new Map<string, RunTrace>();
@@ -79,14 +147,14 @@ export class RunTracing {
 
   constructor(provider: TracerProvider | undefined, worker: { readonly workerId: string; readonly dataPlaneId: string }) {
     this.#provider = provider;
-    this.#tracer = provider?.getTracer('@cairn/worker');
+    // The global API's tracer follows whatever provider the application registers, even later.
+    this.#tracer = (provider ?? trace).getTracer('@cairn/worker');
     this.#worker = { 'cairn.worker_id': worker.workerId, 'cairn.data_plane_id': worker.dataPlaneId };
   }
 
   /** An execution of `task` started. */
   runStarted(task: RunTask, execution: RunExecution): void {
     const tracer = this.#tracer;
-    if (!tracer) return;
     const base: Attributes = {
       'cairn.run_id': task.runId,
       'cairn.workflow.name': task.workflowName,
@@ -100,14 +168,14 @@ export class RunTracing {
       {
         kind: SpanKind.CONSUMER,
         startTime: startMs,
-        attributes: {
+        attributes: allowed({
           ...base,
           ...this.#worker,
           'cairn.run.epoch': task.epoch,
           'cairn.task_queue': task.taskQueue,
           'cairn.wake_reason': enumName(WakeReason, task.reason),
           'cairn.run.cancel_requested': task.cancelRequested,
-        },
+        }),
       },
       context,
     );
@@ -119,7 +187,7 @@ export class RunTracing {
   stepReported(report: StepReport): void {
     const run = this.#runs.get(key(report.runId, report.epoch));
     const step = report.step;
-    if (!run || !step || !this.#tracer) return;
+    if (!run || !step) return;
     const callKey = `${step.position}:${step.attempt}`;
     let call = run.calls.get(callKey);
     if (!call) {
@@ -131,13 +199,13 @@ export class RunTracing {
         {
           kind: SpanKind.INTERNAL,
           startTime: startMs,
-          attributes: {
+          attributes: allowed({
             ...run.base,
             'cairn.step.kind': kind,
             'cairn.step.name': step.name,
             'cairn.step.position': step.position,
             'cairn.step.attempt': step.attempt,
-          },
+          }),
         },
         trace.setSpan(ROOT_CONTEXT, run.span),
       );
@@ -152,9 +220,9 @@ export class RunTracing {
       if (step.inputTokens > 0n) attributes['cairn.model.input_tokens'] = Number(step.inputTokens);
       if (step.outputTokens > 0n) attributes['cairn.model.output_tokens'] = Number(step.outputTokens);
     }
-    call.span.setAttributes(attributes);
+    call.span.setAttributes(allowed(attributes));
     if (!FINAL_STEP_STATUSES.has(step.status)) return;
-    call.span.setAttributes({ 'cairn.step.retryable': step.retryable, 'cairn.step.output_size': Number(step.outputSize) });
+    call.span.setAttributes(allowed({ 'cairn.step.retryable': step.retryable, 'cairn.step.output_size': Number(step.outputSize) }));
     if (step.status === StepStatus.FAILED) call.span.setStatus({ code: SpanStatusCode.ERROR });
     call.span.end(Math.max(toMs(step.endedAt) ?? Date.now(), call.startMs));
     run.calls.delete(callKey);
@@ -174,14 +242,25 @@ export class RunTracing {
       run.span.setStatus({ code: SpanStatusCode.ERROR });
     }
     if (outcome.kind === 'suspended') attributes['cairn.run.suspend_reason'] = enumName(SuspendReason, outcome.reason);
-    run.span.setAttributes(attributes);
+    run.span.setAttributes(allowed(attributes));
     this.#end(runId, epoch);
+  }
+
+  /**
+   * Runs the code of one attempt with the attempt's span active, seen read-only: spans the
+   * application starts there nest under it, and it cannot write to it.
+   */
+  inAttempt<T>(attempt: AttemptRef, fn: () => T): T {
+    const call = this.#runs.get(key(attempt.runId, attempt.epoch))?.calls.get(`${attempt.position}:${attempt.attempt}`);
+    if (!call) return fn();
+    return context.with(trace.setSpan(context.active(), new ReadOnlySpan(call.span)), fn);
   }
 
   /** Exports what is buffered (when the provider can). */
   async flush(): Promise<void> {
-    const provider = this.#provider as { forceFlush?: () => Promise<void> } | undefined;
-    await provider?.forceFlush?.();
+    const given = this.#provider ?? trace.getTracerProvider();
+    const delegate = (given as { getDelegate?: () => TracerProvider }).getDelegate?.() ?? given;
+    await (delegate as { forceFlush?: () => Promise<void> }).forceFlush?.();
   }
 
   #end(runId: string, epoch: number): void {

@@ -47,6 +47,7 @@ import { SignalHub } from './signals.js';
 import { ReplayCheckResponder } from './replay-checks.js';
 import { ModelNames, type ListedModel } from './residency.js';
 import { announcedSettings, catalogueVersionOf, workerOnlySchemas } from './settings.js';
+import { WorkerMetrics } from './metrics.js';
 import { RunTracing } from './telemetry.js';
 
 /** The protocol revision this worker speaks. */
@@ -84,9 +85,11 @@ export interface WorkerOptions {
    */
   readonly replaceChangedSchemas?: boolean;
   /**
-   * Where the worker's spans go (one per run execution, one per durable-call attempt): a provider
-   * exporting to a collector inside the data plane, e.g. `createWorkerTracerProvider(...)`. The
-   * worker flushes it when it stops. Default: no tracing.
+   * Where the worker's spans go (one per run execution, one per durable-call attempt). Default: the
+   * application's global provider (`trace.getTracerProvider()` of `@opentelemetry/api`, e.g. the
+   * one `@opentelemetry/sdk-node` registers), so spans the application starts inside a step or a
+   * model call nest under Cairn's span of that attempt; with none registered, spans are not
+   * recorded. The worker flushes the provider when it stops.
    */
   readonly tracerProvider?: TracerProvider;
   /**
@@ -186,6 +189,7 @@ export class Worker {
   readonly #signals: SignalHub;
   readonly #client: WorkerClient;
   readonly #tracing: RunTracing;
+  readonly #metrics: WorkerMetrics;
   readonly #modelNames: ModelNames;
 
   readonly #runs = new Map<string, HeldRun>();
@@ -267,6 +271,8 @@ export class Worker {
       logger: this.#logger,
     });
     this.#tracing = new RunTracing(options.tracerProvider, { workerId: this.workerId, dataPlaneId: options.dataPlaneId });
+    this.#metrics = new WorkerMetrics(options.store);
+    this.#metrics.slots.set(this.#slots);
     this.#engine = new Engine({
       store: options.store,
       hasher: options.hasher,
@@ -275,7 +281,13 @@ export class Worker {
       signals: this.#signals,
       onStepReport: (report) => {
         this.#tracing.stepReported(report);
+        this.#metrics.stepReported(report);
         this.#queueReport(report);
+      },
+      aroundAttempt: (attempt, fn) => this.#tracing.inAttempt(attempt, fn),
+      onJournalCommit: (seconds, result) => {
+        this.#metrics.journalCommit.observe({ result }, seconds);
+        if (result === 'fenced') this.#metrics.leasesLost.inc({ reason: 'fenced' });
       },
       logger: this.#logger,
       startChild: (request) =>
@@ -327,6 +339,11 @@ export class Worker {
   }
 
   /** Whether the stream is open and welcomed right now. */
+  /** The worker's Prometheus metrics (served on `/metrics` of the health port by `runWorkerFromEnv`). */
+  get metrics(): WorkerMetrics {
+    return this.#metrics;
+  }
+
   get connected(): boolean {
     return this.#welcomed;
   }
@@ -557,6 +574,8 @@ export class Worker {
     this.#stream = undefined;
     const wasWelcomed = this.#welcomed;
     this.#welcomed = false;
+    this.#metrics.streamConnected.set(0);
+    if (wasWelcomed && !this.#closed) this.#metrics.streamReconnects.inc();
     clearInterval(this.#heartbeatTimer);
     this.#heartbeatTimer = undefined;
     stream.cancel();
@@ -654,7 +673,9 @@ export class Worker {
         return;
       case 'leaseUpdate':
         for (const lease of message.value.leases) {
-          if (lease.state === LeaseState.LOST) this.#loseRun(lease.runId, lease.epoch, 'lease lost');
+          if (lease.state !== LeaseState.LOST) continue;
+          if (this.#runs.get(lease.runId)?.epoch === lease.epoch) this.#metrics.leasesLost.inc({ reason: 'revoked' });
+          this.#loseRun(lease.runId, lease.epoch, 'lease lost');
         }
         return;
       case 'cancel': {
@@ -712,7 +733,11 @@ export class Worker {
       { sessionId: welcome.sessionId, heldLeases: this.#runs.size, lostLeases: welcome.lostLeases.length, resending: this.#outbox.length },
       'worker connected',
     );
-    for (const lease of welcome.lostLeases) this.#loseRun(lease.runId, lease.epoch, 'lease not re-attached after reconnect');
+    this.#metrics.streamConnected.set(1);
+    for (const lease of welcome.lostLeases) {
+      if (this.#runs.get(lease.runId)?.epoch === lease.epoch) this.#metrics.leasesLost.inc({ reason: 'not_reattached' });
+      this.#loseRun(lease.runId, lease.epoch, 'lease not re-attached after reconnect');
+    }
     const interval = welcome.heartbeatIntervalMs > 0 ? welcome.heartbeatIntervalMs : DEFAULT_HEARTBEAT_MS;
     clearInterval(this.#heartbeatTimer);
     this.#heartbeatTimer = setInterval(() => this.#heartbeat(interval), interval);
@@ -739,7 +764,10 @@ export class Worker {
       this.#silentTicks = 0;
     }
     this.#sendTransient({ case: 'heartbeat', value: create(HeartbeatSchema, { sentAt: BigInt(Date.now()) }) });
-    if (leases.length > 0) this.#sendTransient({ case: 'leaseRenewal', value: create(LeaseRenewalSchema, { leases }) });
+    if (leases.length > 0) {
+      this.#sendTransient({ case: 'leaseRenewal', value: create(LeaseRenewalSchema, { leases }) });
+      this.#metrics.leaseRenewals.inc(leases.length);
+    }
   }
 
   // ---- runs ----------------------------------------------------------------------------------
@@ -838,6 +866,7 @@ export class Worker {
     this.#runs.set(task.runId, held);
     this.#busy++;
     this.#tracing.runStarted({ ...task, workflowName: this.#codeName(task.workflowName) }, execution);
+    this.#metrics.runStarted(task.runId, task.epoch, this.#codeName(task.workflowName), task.workflowVersion);
     this.#logger.debug({ runId: task.runId, epoch: task.epoch, workflow: this.#codeName(task.workflowName) }, 'run task received');
     const settling = execution.done.then(async (outcome) => {
       await this.#sealJournal(held, outcome);
@@ -877,6 +906,7 @@ export class Worker {
 
   #onOutcome(held: HeldRun, outcome: RunOutcome): void {
     this.#tracing.runEnded(held.runId, held.epoch, outcome);
+    this.#metrics.runEnded(held.runId, held.epoch, outcome);
     if (held.execution) {
       held.execution = undefined;
       this.#busy--;

@@ -6,6 +6,9 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { charts, ciValuesFiles, find, helm, render, template, validateManifest, type Manifest } from './helm.js';
 import { schemaTextFor, type JsonSchema } from './schema.js';
+import { parser as promql } from '@prometheus-io/lezer-promql';
+import { GatewayMetrics } from '@cairn/gateway';
+import { WorkerMetrics } from '@cairn/worker';
 
 const dataPlane = charts[0];
 const controlPlane = charts[1];
@@ -440,6 +443,12 @@ describe('helm charts', () => {
         [['controlPlane.address='], /controlPlane.address is required/],
         [['payloadStore.existingSecret='], /payloadStore.existingSecret is required/],
         [['networkPolicy.controlPlane.cidrs=null'], /networkPolicy.controlPlane.cidrs \(or .peers\) is required/],
+        [['metrics.serviceMonitor.interval=often'], /at '\/metrics\/serviceMonitor\/interval'/],
+        [
+          ['metrics.prometheusRule.thresholds.commitLatencyP99Seconds=0'],
+          /at '\/metrics\/prometheusRule\/thresholds\/commitLatencyP99Seconds'/,
+        ],
+        [['metrics.grafanaDashboard.enabeld=true'], /at '\/metrics\/grafanaDashboard': additional properties 'enabeld' not allowed/],
       ];
       for (const [set, message] of cases) {
         const r = template(dataPlane.dir, [dpCi('default')], set);
@@ -449,8 +458,190 @@ describe('helm charts', () => {
     });
   });
 
+  describe('cairn-data-plane monitoring', () => {
+    const monitored = render(dataPlane.dir, [dpCi('monitoring')]);
+    /** Every metric name the worker and the gateway serve (histograms with their series suffixes). */
+    const served = async (): Promise<Set<string>> => {
+      const names = new Set([
+        'cairn_dp_listener_connected',
+        'cairn_dp_listener_reconnects_total',
+        'cairn_dp_listener_reconnect_failures_total',
+      ]);
+      for (const registry of [new WorkerMetrics({ decryptFailures: 0 }).registry, new GatewayMetrics({ decryptFailures: 0 }).registry]) {
+        for (const metric of await registry.getMetricsAsJSON()) {
+          names.add(metric.name);
+          if (String(metric.type) === 'histogram') for (const suffix of ['_bucket', '_count', '_sum']) names.add(`${metric.name}${suffix}`);
+        }
+      }
+      return names;
+    };
+    /** The metric names an expression selects; fails on an expression PromQL does not parse. */
+    const metricsOf = (expr: string): string[] => {
+      const tree = promql.parse(expr);
+      const names: string[] = [];
+      let broken = false;
+      tree.iterate({
+        enter(node) {
+          if (node.type.isError) broken = true;
+          const id = node.name === 'VectorSelector' ? node.node.getChild('Identifier') : null;
+          if (id) names.push(expr.slice(id.from, id.to));
+        },
+      });
+      assert.equal(broken, false, `PromQL parses: ${expr}`);
+      return names;
+    };
+
+    it('creates nothing for Prometheus or Grafana unless asked', () => {
+      const plain = render(dataPlane.dir, [dpCi('default')]);
+      const kinds = plain.map((m) => `${m.kind}/${m.metadata.name}`);
+      assert.equal(plain.filter((m) => ['ServiceMonitor', 'PrometheusRule'].includes(m.kind)).length, 0, kinds.join(', '));
+      assert.equal(
+        kinds.some((k) => k.endsWith('-dashboard') || k.endsWith('-worker-metrics')),
+        false,
+      );
+    });
+
+    it('points a ServiceMonitor at each worker pod and at the gateway, on the ports that serve /metrics', () => {
+      const workerService = find(monitored, 'Service', '-worker-metrics');
+      const gatewayService = find(monitored, 'Service', '-gateway');
+      const services = [workerService, gatewayService];
+      const workerPorts = podSpec(find(monitored, 'Deployment', '-worker'))!.containers[0]!.ports!.map((p) => p.name);
+      assert.equal((workerService['spec'] as { clusterIP?: string }).clusterIP, 'None', 'every worker pod is a target');
+      const monitors = monitored.filter((m) => m.kind === 'ServiceMonitor');
+      assert.deepEqual(monitors.map((m) => m.metadata.name).sort(), ['cairn-cairn-data-plane-gateway', 'cairn-cairn-data-plane-worker']);
+      for (const monitor of monitors) {
+        assert.equal(monitor.metadata.labels?.['release'], 'kube-prometheus-stack', 'the Prometheus selecting it finds its label');
+        const spec = monitor['spec'] as {
+          selector: { matchLabels: Record<string, string> };
+          endpoints: Array<{ port: string; path: string }>;
+        };
+        const selected = services.filter((s) => Object.entries(spec.selector.matchLabels).every(([k, v]) => s.metadata.labels?.[k] === v));
+        assert.equal(selected.length, 1, `${monitor.metadata.name} selects one Service`);
+        const ports = (selected[0]!['spec'] as { ports: Array<{ name: string; targetPort: string }> }).ports;
+        for (const endpoint of spec.endpoints) {
+          assert.equal(endpoint.path, '/metrics');
+          const port = ports.find((p) => p.name === endpoint.port);
+          assert.ok(port, `${monitor.metadata.name}: the Service has port ${endpoint.port}`);
+          if (selected[0] === workerService) assert.ok(workerPorts.includes(port.targetPort), 'the worker container names the target port');
+        }
+      }
+    });
+
+    it('lets only metrics.scrapeFrom reach the metrics ports through the NetworkPolicies', () => {
+      const peer = {
+        namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } },
+        podSelector: { matchLabels: { 'app.kubernetes.io/name': 'prometheus' } },
+      };
+      const ingressOf = (suffix: string) =>
+        (find(monitored, 'NetworkPolicy', suffix)['spec'] as { ingress: Array<{ from: unknown[]; ports: Array<{ port: number }> }> })
+          .ingress;
+      assert.deepEqual(ingressOf('-worker'), [{ from: [peer], ports: [{ protocol: 'TCP', port: 8090 }] }]);
+      assert.ok(ingressOf('-gateway').some((rule) => JSON.stringify(rule.from) === JSON.stringify([peer]) && rule.ports[0]?.port === 8081));
+      const plain = render(dataPlane.dir, [dpCi('default')]);
+      assert.deepEqual((find(plain, 'NetworkPolicy', '-worker')['spec'] as { ingress: unknown[] }).ingress, [], 'no scrapes unless asked');
+    });
+
+    it('alerts on a stream down, the lease loss rate, the backlog age, slow commits and decrypt failures, over metrics the pods serve', async () => {
+      const rule = find(monitored, 'PrometheusRule', 'cairn-data-plane');
+      const rules = (
+        rule['spec'] as {
+          groups: Array<{
+            rules: Array<{ alert: string; expr: string; labels: Record<string, string>; annotations: Record<string, string> }>;
+          }>;
+        }
+      ).groups.flatMap((g) => g.rules);
+      assert.deepEqual(
+        rules.map((r) => r.alert),
+        [
+          'CairnWorkerStreamDown',
+          'CairnGatewayControlPlaneUnreachable',
+          'CairnLeaseLossRate',
+          'CairnBacklogAge',
+          'CairnJournalCommitSlow',
+          'CairnDecryptFailures',
+        ],
+      );
+      const known = await served();
+      for (const r of rules) {
+        const names = metricsOf(r.expr);
+        assert.ok(names.length > 0, `${r.alert} selects a metric`);
+        for (const name of names) assert.ok(known.has(name), `${r.alert}: ${name} is served by the worker or the gateway`);
+        assert.match(r.expr, /namespace="cairn", job=~?"cairn-cairn-data-plane-/, `${r.alert} selects this release's pods`);
+        assert.ok(['critical', 'warning'].includes(r.labels['severity'] ?? ''), `${r.alert} has a severity`);
+        assert.equal(r.labels['team'], 'payments', 'alertLabels are added');
+        assert.ok((r.annotations['description'] ?? '').length > 80, `${r.alert} says what to check`);
+      }
+      const expr = (name: string) => rules.find((r) => r.alert === name)!.expr;
+      assert.match(expr('CairnBacklogAge'), /> 900$/, 'backlogAgeMinutes in seconds');
+      assert.match(expr('CairnJournalCommitSlow'), /> 0\.25$/);
+      const tuned = render(dataPlane.dir, [dpCi('monitoring')], ['metrics.prometheusRule.thresholds.backlogAgeMinutes=60']);
+      assert.match(
+        (
+          find(tuned, 'PrometheusRule', 'cairn-data-plane')['spec'] as { groups: Array<{ rules: Array<{ alert: string; expr: string }> }> }
+        ).groups[0]!.rules.find((r) => r.alert === 'CairnBacklogAge')!.expr,
+        /> 3600$/,
+      );
+    });
+
+    it('ships a Grafana dashboard for the sidecar whose every query selects metrics the pods serve', async () => {
+      const configMap = find(monitored, 'ConfigMap', '-dashboard');
+      assert.equal(configMap.metadata.namespace, 'monitoring');
+      assert.equal(configMap.metadata.labels?.['grafana_dashboard'], '1', "the sidecar's usual label");
+      assert.equal(configMap.metadata.annotations?.['grafana_folder'], 'Cairn');
+      const dashboard = JSON.parse((configMap['data'] as Record<string, string>)['cairn-data-plane.json']!) as {
+        uid: string;
+        panels: Array<{ type: string; title: string; targets?: Array<{ expr: string }> }>;
+      };
+      assert.equal(dashboard.uid, 'cairn-data-plane');
+      const known = await served();
+      const seen = new Set<string>();
+      for (const panel of dashboard.panels.filter((p) => p.type !== 'row')) {
+        assert.ok((panel.targets ?? []).length > 0, `${panel.title} has a query`);
+        for (const target of panel.targets ?? []) {
+          // Grafana's variables stand in for a range and a namespace.
+          const expr = target.expr.replaceAll('$__rate_interval', '5m').replaceAll('$namespace', 'default');
+          for (const name of metricsOf(expr)) {
+            assert.ok(known.has(name), `${panel.title}: ${name} is served by the worker or the gateway`);
+            seen.add(name.replace(/_(bucket|count|sum)$/, ''));
+          }
+        }
+      }
+      for (const name of [
+        'cairn_worker_model_tokens_total',
+        'cairn_worker_journal_commit_duration_seconds',
+        'cairn_task_queue_oldest_queued_age_seconds',
+        'cairn_dp_decrypt_failures_total',
+      ]) {
+        assert.ok(seen.has(name), `the dashboard shows ${name}`);
+      }
+    });
+  });
+
   describe('cairn-control-plane', () => {
     const manifests = render(controlPlane.dir, [cpCi('default')]);
+
+    it('scrapes the metrics port with an opt-in ServiceMonitor, sending the metrics token when one is configured', () => {
+      assert.equal(render(controlPlane.dir, [cpCi('default')]).filter((m) => m.kind === 'ServiceMonitor').length, 0, 'opt-in');
+      const airgapped = render(controlPlane.dir, [cpCi('airgapped')]);
+      const monitor = find(airgapped, 'ServiceMonitor', 'cairn-control-plane');
+      const spec = monitor['spec'] as {
+        selector: { matchLabels: Record<string, string> };
+        endpoints: Array<{ port: string; path: string; authorization?: { type: string; credentials: { name: string; key: string } } }>;
+      };
+      const service = find(airgapped, 'Service', 'cairn-control-plane');
+      assert.ok(
+        Object.entries(spec.selector.matchLabels).every(([k, v]) => service.metadata.labels?.[k] === v),
+        'selects the Service',
+      );
+      assert.ok((service['spec'] as { ports: Array<{ name: string }> }).ports.some((p) => p.name === 'metrics'));
+      assert.deepEqual(
+        spec.endpoints.map((e) => [e.port, e.path, e.authorization]),
+        [['metrics', '/metrics', { type: 'Bearer', credentials: { name: 'cairn-cp-metrics', key: 'token' } }]],
+      );
+      const off = template(controlPlane.dir, [cpCi('default')], ['metrics.serviceMonitor.enabled=true', 'metrics.enabled=false']);
+      assert.notEqual(off.status, 0);
+      assert.match(off.stderr, /metrics.serviceMonitor.enabled needs metrics.enabled/);
+    });
 
     it('serves HTTP and gRPC, migrates before install and upgrade, and has a PDB and a helm test', () => {
       const deployment = find(manifests, 'Deployment', 'control-plane');

@@ -117,13 +117,29 @@ export function find(manifests: Manifest[], kind: string, nameSuffix: string): M
 /** Kinds that are not part of Kubernetes itself, checked by hand against their CRD's required shape. */
 const customResources = new Set(['keda.sh/v1alpha1/ScaledObject']);
 
+/** The Prometheus Operator's kinds, validated against its CRDs' schemas (@kubernetes-models/prometheus-operator). */
+const prometheusOperatorKinds = new Set(['monitoring.coreos.com/v1/ServiceMonitor', 'monitoring.coreos.com/v1/PrometheusRule']);
+
 /**
- * Validates an object against the Kubernetes OpenAPI schemas (kubernetes-models). Returns the
- * validation error, or null when the object is valid.
+ * Validates an object against the Kubernetes OpenAPI schemas (kubernetes-models), or its CRD's
+ * schema for the Prometheus Operator's kinds. Returns the validation error, or null when the
+ * object is valid.
  */
 export async function validateManifest(m: Manifest): Promise<Error | null> {
   const id = `${m.apiVersion}/${m.kind}`;
   if (customResources.has(id)) return validateScaledObject(m);
+  if (prometheusOperatorKinds.has(id)) {
+    const module = (await import(`@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/${m.kind}`)) as Record<
+      string,
+      new (data: unknown) => { validate(): void }
+    >;
+    try {
+      new module[m.kind]!(m).validate();
+      return null;
+    } catch (err) {
+      return err as Error;
+    }
+  }
   const [group, version] = m.apiVersion.includes('/') ? m.apiVersion.split('/') : [undefined, m.apiVersion];
   const modulePath = group ? `kubernetes-models/${group}/${version}` : `kubernetes-models/${version}`;
   const module = (await import(modulePath)) as Record<string, new (data: unknown) => { validate(): void }>;

@@ -118,6 +118,7 @@ describe('KEDA external scaler in the gateway', () => {
     assert.equal(await t.stack.workers[0]!.stop(10_000), 0);
     const runs = [];
     for (let i = 0; i < 3; i++) runs.push(await t.start('five-steps', { step3Ms: 0, stepMs: 0 }));
+    const firstQueuedBy = Date.now();
 
     assert.equal(await metric(), 3);
     assert.equal(await metric({ taskQueues: 'default' }), 3);
@@ -126,6 +127,7 @@ describe('KEDA external scaler in the gateway', () => {
     assert.equal(await stream.next(), true, 'the stream tells KEDA that work arrived');
 
     // The control plane counts per data plane: another data plane's credential sees none of it.
+    const asked = Date.now();
     const own = await backlog(t.stack.secrets.dataPlaneCredential, ['default', 'reports']);
     assert.deepEqual(
       own.queues.map((q) => [q.taskQueue, q.queued, q.running, q.suspended]),
@@ -134,6 +136,10 @@ describe('KEDA external scaler in the gateway', () => {
         ['reports', 0n, 0n, 0n],
       ],
     );
+    // The backlog's age: the runs were queued before `firstQueuedBy` and counted after `asked`.
+    const [queued, empty] = own.queues.map((q) => Number(q.oldestQueuedAgeMs));
+    assert.ok(queued! >= asked - firstQueuedBy - 1, `the oldest queued run's age (${queued} ms) covers the time since it was queued`);
+    assert.equal(empty, 0, 'a queue with nothing queued has no backlog age');
     const registered = await fetch(`${t.stack.controlPlanes[0]!.httpUrl}/v1/projects/default/data-planes`, {
       method: 'POST',
       headers: { authorization: `Bearer ${t.stack.secrets.apiToken}`, 'content-type': 'application/json' },

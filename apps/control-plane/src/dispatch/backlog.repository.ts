@@ -7,6 +7,8 @@ export interface TaskQueueBacklog {
   readonly queued: number;
   readonly running: number;
   readonly suspended: number;
+  /** Milliseconds the longest-queued run has waited for a worker; 0 with none queued. */
+  readonly oldestQueuedAgeMs: number;
 }
 
 interface BacklogRow {
@@ -14,6 +16,7 @@ interface BacklogRow {
   queued: string;
   running: string;
   suspended: string;
+  oldest_queued_age_ms: string | null;
 }
 
 /** Counts a data plane's open runs per task queue (what its autoscaler sizes workers from). */
@@ -27,7 +30,8 @@ export class BacklogRepository {
       `SELECT task_queue,
               count(*) FILTER (WHERE status = 'queued') AS queued,
               count(*) FILTER (WHERE status = 'running') AS running,
-              count(*) FILTER (WHERE status = 'suspended') AS suspended
+              count(*) FILTER (WHERE status = 'suspended') AS suspended,
+              floor(extract(epoch FROM now() - min(queued_at) FILTER (WHERE status = 'queued')) * 1000) AS oldest_queued_age_ms
          FROM runs
         WHERE data_plane_id = $1
           AND status IN ('queued', 'running', 'suspended')
@@ -41,6 +45,8 @@ export class BacklogRepository {
       queued: Number(r.queued),
       running: Number(r.running),
       suspended: Number(r.suspended),
+      // The database's clock stamps queued_at and now(): no skew; never negative.
+      oldestQueuedAgeMs: Math.max(0, Number(r.oldest_queued_age_ms ?? 0)),
     }));
   }
 }

@@ -14,7 +14,8 @@ export class BacklogService {
     const wanted = [...new Set(taskQueues)];
     const counted = await this.backlog.count(dataPlaneId, wanted);
     const byName = new Map(counted.map((q) => [q.taskQueue, q]));
-    for (const name of wanted) if (!byName.has(name)) byName.set(name, { taskQueue: name, queued: 0, running: 0, suspended: 0 });
+    for (const name of wanted)
+      if (!byName.has(name)) byName.set(name, { taskQueue: name, queued: 0, running: 0, suspended: 0, oldestQueuedAgeMs: 0 });
     return [...byName.values()].sort((a, b) => (a.taskQueue < b.taskQueue ? -1 : a.taskQueue > b.taskQueue ? 1 : 0));
   }
 }

@@ -112,6 +112,7 @@ export class GatewayHandler {
             queued: BigInt(q.queued),
             running: BigInt(q.running),
             suspended: BigInt(q.suspended),
+            oldestQueuedAgeMs: BigInt(q.oldestQueuedAgeMs),
           })),
         });
       }),

@@ -12,6 +12,8 @@ import {
   type Logger,
 } from '@cairn/common';
 import { ErrorCode, GatewayService } from '@cairn/proto';
+import { ROOT_CONTEXT, type Context, type TextMapGetter, type Tracer } from '@opentelemetry/api';
+import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { CONFIG, type ControlPlaneConfig } from '../config.js';
 import { errorSummary } from '../db/database.js';
 import type { Run, StepReportInput } from '../domain.js';
@@ -24,12 +26,12 @@ import { Metrics } from './metrics.js';
 import {
   SpanKind,
   SpanStatusCode,
-  createTracing,
+  controlPlaneTracer,
+  flushGlobalProvider,
   traceparentOf,
   type Attributes,
   type Span,
   type SpanContext,
-  type Tracing,
 } from './tracing.js';
 
 /** What the HTTP hooks know about a request (a Fastify request is one). */
@@ -62,7 +64,8 @@ const GRPC_FALLBACK_CODE: Partial<Record<number, string>> = {
 @Injectable()
 export class Telemetry {
   readonly metrics = new Metrics();
-  private readonly tracing: Tracing | null;
+  /** The tracer of the process's global provider, when tracing is configured (main.ts starts the SDK). */
+  private readonly tracing: { readonly tracer: Tracer } | null;
   /** `runId epoch` → the dispatch span, so the outcome span links to it. Bounded. */
   private readonly dispatches = new Map<string, SpanContext>();
   private readonly httpSpans = new WeakMap<object, { span: Span | undefined; errorCode: string | null }>();
@@ -75,10 +78,9 @@ export class Telemetry {
     @Inject(MetricsRepository) private readonly repository: MetricsRepository,
     @Inject(CredentialThrottle) private readonly throttle: CredentialThrottle,
   ) {
-    this.tracing = createTracing(config.telemetry);
+    this.tracing = config.telemetry.tracing.enabled ? { tracer: controlPlaneTracer() } : null;
     const token = config.telemetry.metricsToken;
     this.metricsTokenDigest = token === null ? null : digest(token);
-    if (this.tracing) logger.info({ serviceName: config.telemetry.serviceName }, 'exporting traces over OTLP/HTTP');
   }
 
   get tracingEnabled(): boolean {
@@ -140,10 +142,14 @@ export class Telemetry {
       const method = (GatewayService.method as Record<string, { name: string } | undefined>)[key]?.name ?? key;
       out[key] = (call, callback) => {
         const started = performance.now();
-        const span = this.tracing?.tracer.startSpan(`${GatewayService.typeName}/${method}`, {
-          kind: SpanKind.SERVER,
-          attributes: { 'rpc.system': 'grpc', 'rpc.service': GatewayService.typeName, 'rpc.method': method },
-        });
+        const span = this.tracing?.tracer.startSpan(
+          `${GatewayService.typeName}/${method}`,
+          {
+            kind: SpanKind.SERVER,
+            attributes: { 'rpc.system': 'grpc', 'rpc.service': GatewayService.typeName, 'rpc.method': method },
+          },
+          callerContext(call.metadata),
+        );
         handler(call, (error, value, trailer, flags) => {
           try {
             this.gatewayCallEnded(method, span, started, error, value);
@@ -356,11 +362,12 @@ export class Telemetry {
     return { contentType: this.metrics.contentType, body: await this.metrics.render() };
   }
 
-  /** Exports the spans still buffered and stops the exporter. */
+  /** Exports the spans still buffered (the process stops the SDK itself). */
   async shutdown(): Promise<void> {
-    await this.tracing
-      ?.shutdown()
-      .catch((error: unknown) => this.logger.warn({ err: errorSummary(error) }, 'could not export the last spans'));
+    if (!this.tracing) return;
+    await flushGlobalProvider().catch((error: unknown) =>
+      this.logger.warn({ err: errorSummary(error) }, 'could not export the last spans'),
+    );
   }
 
   private remember(key: string, context: SpanContext): void {
@@ -371,6 +378,23 @@ export class Telemetry {
       if (!oldest.done) this.dispatches.delete(oldest.value);
     }
   }
+}
+
+// Only `traceparent` (two IDs and flags) is read from a gateway's call: `tracestate` and baggage
+// could carry anything a caller chose, and nothing else of the metadata is kept.
+const traceContext = new W3CTraceContextPropagator();
+const metadataGetter: TextMapGetter<grpc.Metadata> = {
+  keys: () => ['traceparent'],
+  get: (carrier, key) => {
+    if (key !== 'traceparent') return undefined;
+    const value = carrier.get(key)[0];
+    return typeof value === 'string' ? value : undefined;
+  },
+};
+
+/** The gateway request's trace context, when its call carries a valid `traceparent`. */
+function callerContext(metadata: grpc.Metadata | undefined): Context {
+  return metadata ? traceContext.extract(ROOT_CONTEXT, metadata, metadataGetter) : ROOT_CONTEXT;
 }
 
 function routeOf(request: HttpRequestInfo): string {

@@ -2,43 +2,49 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { TraceFlags } from '@opentelemetry/api';
 import { Metrics } from './metrics.js';
-import { telemetryConfig } from './telemetry.config.js';
+import { z } from 'zod';
+import { telemetryConfig, telemetryShape } from './telemetry.config.js';
 import { traceparentOf } from './tracing.js';
 
 describe('control-plane telemetry configuration', () => {
-  it('turns tracing off when no endpoint is set or OTEL_SDK_DISABLED is true', () => {
+  it('turns tracing off when no exporter is configured, OTEL_SDK_DISABLED is true or the exporter is none', () => {
     assert.deepEqual(telemetryConfig({}), {
-      tracesEndpoint: null,
-      serviceName: 'cairn-control-plane',
+      tracing: { enabled: false, endpoint: null },
       metricsToken: null,
       metricsPort: null,
     });
-    assert.equal(telemetryConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318', OTEL_SDK_DISABLED: 'true' }).tracesEndpoint, null);
+    assert.equal(
+      telemetryConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318', OTEL_SDK_DISABLED: 'true' }).tracing.enabled,
+      false,
+    );
+    assert.equal(
+      telemetryConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318', OTEL_TRACES_EXPORTER: 'none' }).tracing.enabled,
+      false,
+    );
   });
 
-  it('takes the most specific endpoint', () => {
-    assert.equal(
-      telemetryConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318/' }).tracesEndpoint,
-      'http://collector:4318/v1/traces',
-    );
-    assert.equal(
-      telemetryConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318', OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://t:4318/x' })
-        .tracesEndpoint,
-      'http://t:4318/x',
-    );
+  it('leaves the exporter to the SDK unless CAIRN_CP_OTLP_TRACES_ENDPOINT names one', () => {
+    assert.deepEqual(telemetryConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318/' }).tracing, { enabled: true, endpoint: null });
+    assert.deepEqual(telemetryConfig({ OTEL_TRACES_EXPORTER: 'console' }).tracing, { enabled: true, endpoint: null });
     const config = telemetryConfig({
       OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://t:4318/x',
       CAIRN_CP_OTLP_TRACES_ENDPOINT: 'https://cp-traces.internal/v1/traces',
-      OTEL_SERVICE_NAME: 'cairn-cp-eu',
       CAIRN_METRICS_TOKEN: 'mt_Zq7R2vK9pW4xL8nB3cY6tD1fH5jM0sQe',
       CAIRN_CP_METRICS_PORT: 9464,
     });
     assert.deepEqual(config, {
-      tracesEndpoint: 'https://cp-traces.internal/v1/traces',
-      serviceName: 'cairn-cp-eu',
+      tracing: { enabled: true, endpoint: 'https://cp-traces.internal/v1/traces' },
       metricsToken: 'mt_Zq7R2vK9pW4xL8nB3cY6tD1fH5jM0sQe',
       metricsPort: 9464,
     });
+  });
+
+  it('refuses a sampler the SDK does not know, naming the variable', () => {
+    const shape = z.object(telemetryShape);
+    const bad = shape.safeParse({ OTEL_TRACES_SAMPLER: 'parentbased_traceidratioo', OTEL_TRACES_SAMPLER_ARG: '1.5' });
+    assert.equal(bad.success, false);
+    assert.deepEqual(bad.error?.issues.map((i) => i.path.join('.')).sort(), ['OTEL_TRACES_SAMPLER', 'OTEL_TRACES_SAMPLER_ARG']);
+    assert.equal(shape.safeParse({ OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.25' }).success, true);
   });
 });
 

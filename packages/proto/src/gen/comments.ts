@@ -24,6 +24,7 @@ export const fieldComments: Readonly<Record<string, string>> = {
   "cairn.gateway.v1.StartRunResponse.created": "False when an earlier run with the same idempotency digest was returned.",
   "cairn.gateway.v1.StartRunResponse.run": "The run: the requested identifier, or an earlier run with the same idempotency digest.",
   "cairn.gateway.v1.StartRunResponse.warnings": "What may keep the run from running soon, from a closed set (no text): the gateway words each one with the run's workflow name and version. Empty when nothing is known to.",
+  "cairn.gateway.v1.TaskQueueBacklog.oldest_queued_age_ms": "How long the run queued longest has been waiting for a worker, in milliseconds (0 with none queued): the backlog's age, for alerts on a queue that does not drain.",
   "cairn.gateway.v1.TaskQueueBacklog.queued": "Runs waiting for a worker.",
   "cairn.gateway.v1.TaskQueueBacklog.running": "Runs a worker holds under a lease.",
   "cairn.gateway.v1.TaskQueueBacklog.suspended": "Runs waiting on a timer, a signal, a retry backoff or a child run; they hold no worker.",

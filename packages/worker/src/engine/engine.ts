@@ -8,7 +8,7 @@ import { systemClock, type Clock } from '../clock.js';
 import { SignalHub } from '../signals.js';
 import { Execution } from './execution.js';
 import { PayloadStoreJournals, type RunJournals } from './run-journal.js';
-import type { EngineOptions, RunAssignment, RunExecution, StartChildAnswer, StartChildRequest } from './types.js';
+import type { AttemptRef, EngineOptions, RunAssignment, RunExecution, StartChildAnswer, StartChildRequest } from './types.js';
 
 /**
  * The replay engine: runs workflow functions against the data-plane journal. It knows nothing of
@@ -25,10 +25,14 @@ export class Engine {
   readonly #logger: Logger;
   readonly #clock: Clock;
   readonly #startChild: ((request: StartChildRequest) => Promise<StartChildAnswer>) | undefined;
+  readonly #aroundAttempt: <T>(attempt: AttemptRef, fn: () => T) => T;
+  readonly #onJournalCommit: ((seconds: number, result: 'ok' | 'fenced' | 'error') => void) | undefined;
 
   constructor(options: EngineOptions) {
     this.#clock = options.clock ?? systemClock;
     this.#startChild = options.startChild;
+    this.#aroundAttempt = options.aroundAttempt ?? ((_attempt, fn) => fn());
+    this.#onJournalCommit = options.onJournalCommit;
     this.#journals = options.store instanceof PayloadStore ? new PayloadStoreJournals(options.store) : options.store;
     this.#hasher = options.hasher;
     this.#thresholdMs = options.suspendThresholdMs ?? 5000;
@@ -69,6 +73,8 @@ export class Engine {
         logger: this.#logger.child({ runId: assignment.runId, epoch: assignment.epoch }),
         workflow: this.#workflows.get(workflowKey(assignment.workflowName, assignment.workflowVersion)),
         startChild: this.#startChild,
+        aroundAttempt: this.#aroundAttempt,
+        onJournalCommit: this.#onJournalCommit,
       },
       assignment,
     );

@@ -65,7 +65,7 @@ export class Execution implements RunExecution, Run {
     this.epoch = assignment.epoch;
     this.log = deps.logger;
     this.cursor = new JournalCursor(this.runId, this.scope, this.log);
-    this.writer = new JournalWriter(deps.journal, this.epoch, this, this.log);
+    this.writer = new JournalWriter(deps.journal, this.epoch, this, this.log, deps.onJournalCommit);
     this.reports = new Reports(this.runId, deps.report, this.log);
     this.suspension = new Suspension(this, deps.clock, deps.thresholdMs);
     this.done = new Promise<RunOutcome>((resolve) => (this.#resolveDone = resolve));

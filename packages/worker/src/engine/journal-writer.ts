@@ -1,5 +1,6 @@
 // Fenced writes to the run's journal: retries on connection errors, a fence ends the execution as
 // lost, and ctx.now() values wait in a buffer to ride along with the next commit.
+import { performance } from 'node:perf_hooks';
 import { CairnError } from '@cairn/common';
 import { FencedError, type JournalWrite } from '@cairn/payload-store';
 import { isKeyMisconfiguration } from '../errors.js';
@@ -26,11 +27,20 @@ export class JournalWriter {
   /** ctx.now() values not journaled yet: they go with the next commit. */
   #pendingNow: JournalWrite[] = [];
 
-  constructor(journal: RunJournal, epoch: number, host: WriterHost, log: Logger) {
+  readonly #onCommit: ((seconds: number, result: 'ok' | 'fenced' | 'error') => void) | undefined;
+
+  constructor(
+    journal: RunJournal,
+    epoch: number,
+    host: WriterHost,
+    log: Logger,
+    onCommit?: (seconds: number, result: 'ok' | 'fenced' | 'error') => void,
+  ) {
     this.#journal = journal;
     this.#epoch = epoch;
     this.#host = host;
     this.#log = log;
+    this.#onCommit = onCommit;
   }
 
   /**
@@ -45,9 +55,13 @@ export class JournalWriter {
       // the fence refuses it if another epoch holds the run, and keeps it for replay otherwise.
       const halt = this.#host.halt;
       if (halt === 'abandoned' || halt === 'misconfigured' || (halt === 'lost' && attempt > 0)) throw new HaltedError();
+      const started = performance.now();
       try {
-        return await op();
+        const result = await op();
+        this.#onCommit?.((performance.now() - started) / 1000, 'ok');
+        return result;
       } catch (err) {
+        this.#onCommit?.((performance.now() - started) / 1000, err instanceof FencedError ? 'fenced' : 'error');
         if (err instanceof FencedError) {
           this.#log.warn({ err }, 'journal write fenced: another worker holds this run now');
           this.#host.lose();

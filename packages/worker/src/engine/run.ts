@@ -15,7 +15,7 @@ import type { JournalWriter } from './journal-writer.js';
 import type { Reports } from './reports.js';
 import type { RunJournal } from './run-journal.js';
 import type { Suspension } from './suspension.js';
-import type { RunAssignment, StartChildAnswer, StartChildRequest } from './types.js';
+import type { AttemptRef, RunAssignment, StartChildAnswer, StartChildRequest } from './types.js';
 
 /** What an execution is given by its engine. */
 export interface ExecutionDeps {
@@ -28,6 +28,8 @@ export interface ExecutionDeps {
   readonly logger: Logger;
   readonly workflow: WorkflowDefinition | undefined;
   readonly startChild: ((request: StartChildRequest) => Promise<StartChildAnswer>) | undefined;
+  readonly aroundAttempt: <T>(attempt: AttemptRef, fn: () => T) => T;
+  readonly onJournalCommit: ((seconds: number, result: 'ok' | 'fenced' | 'error') => void) | undefined;
 }
 
 /** One execution of a run, as its call modules use it. */

@@ -105,6 +105,14 @@ export interface RunExecution {
   readonly replayed: { readonly step: number; readonly model: number };
 }
 
+/** One attempt of a durable call of one execution. */
+export interface AttemptRef {
+  readonly runId: string;
+  readonly epoch: number;
+  readonly position: number;
+  readonly attempt: number;
+}
+
 export interface EngineOptions {
   /**
    * Where runs are stored: the data plane's payload store (journal, inputs, outputs, errors,
@@ -120,6 +128,15 @@ export interface EngineOptions {
   readonly signals?: SignalHub;
   /** Receives every step status change, off the hot path (the worker batches them). */
   readonly onStepReport?: (report: StepReport) => void;
+  /**
+   * Runs the code of one attempt of a durable call (a step function, a model request) inside
+   * `fn`, so it can see the call's trace context: the worker runs it under the attempt's span, so
+   * spans the application makes there nest under Cairn's. Called right after the attempt's
+   * `running` report. Default: calls `fn`.
+   */
+  readonly aroundAttempt?: <T>(attempt: AttemptRef, fn: () => T) => T;
+  /** Told how long each fenced write to the run's journal took, and how it ended. */
+  readonly onJournalCommit?: (seconds: number, result: 'ok' | 'fenced' | 'error') => void;
   readonly logger?: Logger;
   /**
    * Where time comes from: `ctx.now()`, recorded times and deadlines, in-memory waits, backoffs and

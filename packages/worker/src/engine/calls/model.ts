@@ -114,7 +114,7 @@ async function modelAttempt(
     model: ref.modelId,
   };
   run.reports.report(run.epoch, { ...base, status: StepStatus.RUNNING });
-  let outcome = await invokeModel(run, call, ref, name, attempt, publisher);
+  let outcome = await invokeModel(run, call, ref, position, name, attempt, publisher);
   let endedAt = run.deps.clock.now();
   let forceTerminal = false;
   if (outcome.ok) {
@@ -302,6 +302,7 @@ async function invokeModel(
   run: Run,
   call: PreparedModelCall,
   ref: ModelRef,
+  position: number,
   name: string,
   attempt: number,
   publisher: DeltaPublisher | undefined,
@@ -314,7 +315,9 @@ async function invokeModel(
       ? undefined
       : run.deps.clock.setTimer(() => attemptController.abort(new ModelTimeoutError(name, attempt, timeoutMs)), timeoutMs);
   try {
-    return await attemptModel(call, ref, signal, publisher ? (text) => publisher.delta(attempt, text) : undefined);
+    return await run.deps.aroundAttempt({ runId: run.runId, epoch: run.epoch, position, attempt }, () =>
+      attemptModel(call, ref, signal, publisher ? (text) => publisher.delta(attempt, text) : undefined),
+    );
   } finally {
     timer?.cancel();
   }

@@ -225,7 +225,7 @@ function invokeStep<T>(
       }, timeoutMs);
     }
     Promise.resolve()
-      .then(() => fn(stepContext))
+      .then(() => run.deps.aroundAttempt({ runId: run.runId, epoch: run.epoch, position: slot.position, attempt }, () => fn(stepContext)))
       .then(
         (value) => {
           cleanup();
