@@ -7,7 +7,7 @@
  *   the project's start lock when a concurrent-run quota is set, so parallel starts cannot overshoot
  *   it (the lock is held until that transaction ends). Schedule firings call it this way.
  * - `admit(dataPlaneId, insert, alreadyStarted)` wraps a single-statement start (StartRun,
- *   StartChild): no quota → `insert(pool)` at once; otherwise the check and the insert share one
+ *   StartChild): no quota → `insert(undefined)` at once; otherwise the check and the insert share one
  *   transaction. A refused start whose run already exists (a retried StartRun) answers null instead
  *   of refusing, so the caller returns the existing run.
  */
@@ -70,16 +70,18 @@ export class QuotaService {
 
   /**
    * Runs `insert` (one start) under the quotas of the data plane's project; see the top of this
-   * file. `alreadyStarted` tells whether the run the caller tries to start exists already.
+   * file. `alreadyStarted` tells whether the run the caller tries to start exists already. `insert`
+   * gets the transaction to insert in, or undefined when the insert runs on its own (then as the
+   * repository's prepared statement, planned once per connection).
    */
   async admit<T>(
     dataPlaneId: string,
-    insert: (q: Queryable) => Promise<T | null>,
+    insert: (tx: Queryable | undefined) => Promise<T | null>,
     alreadyStarted: () => Promise<boolean>,
     startQuotas: Promise<StartQuotas | null> = this.startQuotas(dataPlaneId),
   ): Promise<T | null> {
     const quotas = await startQuotas;
-    if (!quotas || (quotas.maxConcurrentRuns === null && quotas.maxStepsPerMonth === null)) return insert(this.db);
+    if (!quotas || (quotas.maxConcurrentRuns === null && quotas.maxStepsPerMonth === null)) return insert(undefined);
     const refusedUnlessStarted = async (error: unknown): Promise<null> => {
       if (error instanceof CairnError && error.code === ErrorCodes.QUOTA_EXCEEDED && (await alreadyStarted())) return null;
       throw error;
@@ -91,7 +93,7 @@ export class QuotaService {
       } catch (error) {
         return refusedUnlessStarted(error);
       }
-      return insert(this.db);
+      return insert(undefined);
     }
     return this.db.transaction(async (tx) => {
       try {

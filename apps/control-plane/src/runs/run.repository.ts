@@ -336,7 +336,7 @@ export class RunRepository {
    * stream's credential is no longer its data plane's current one (no task goes out on such a stream).
    */
   async insertLeased(run: NewRun, lease: StartLease, q?: Queryable): Promise<Run | null> {
-    const text = `WITH d AS (
+    const text = `WITH d AS MATERIALIZED (
          SELECT dp.project_id,
                 dp.token_sha256 = $11 AND dp.revoked_at IS NULL
                   AND NOT EXISTS (SELECT 1 FROM workflow_flow_control f WHERE f.project_id = dp.project_id AND f.name = $3)
