@@ -20,6 +20,7 @@ import { AuditService, type AuditActor } from '../audit/audit.service.js';
 import { EventBus } from '../events/event-bus.service.js';
 import { QuotaService } from '../metering/quota.service.js';
 import { RunService } from './run.service.js';
+import { decodeCursor, encodeCursor } from '../shared/page-cursor.js';
 
 /** Filters of `GET /v1/projects/:project/runs`, already validated by the route's schema. */
 export interface RunListFilters {
@@ -389,27 +390,4 @@ export function totalsOf(run: Run, steps: readonly Step[], now = new Date()): Ru
     tokensByModel: [...models.values()],
     wallTimeMs: Math.max(0, (run.endedAt ?? now).getTime() - from.getTime()),
   };
-}
-
-function encodeCursor(position: { createdAt: string; id: string }): string {
-  return Buffer.from(JSON.stringify([position.createdAt, position.id])).toString('base64url');
-}
-
-function decodeCursor(cursor: string): { createdAt: string; id: string } {
-  const bad = invalidField(
-    'cursor',
-    'query parameter cursor is not a cursor this API returned: use nextCursor from a previous page, or omit it',
-  );
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-  } catch {
-    throw bad;
-  }
-  if (!Array.isArray(parsed) || parsed.length !== 2) throw bad;
-  const [createdAt, id] = parsed as unknown[];
-  if (typeof createdAt !== 'string' || !/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/.test(createdAt) || typeof id !== 'string' || !isId(id)) {
-    throw bad;
-  }
-  return { createdAt, id };
 }

@@ -296,6 +296,22 @@ export function runListStatement(query: RunListQuery): { text: string; values: u
   };
 }
 
+/** $1–$10 of a run insert: ID, data plane, workflow name, version, task queue, idempotency digest, input size, parent, priority, concurrency-key digest. */
+function newRunValues(run: NewRun): unknown[] {
+  return [
+    run.id,
+    run.dataPlaneId,
+    run.workflowName,
+    run.workflowVersion,
+    run.taskQueue,
+    run.idempotencyDigest,
+    run.inputSize,
+    run.parentRunId ?? null,
+    run.priority ?? 50,
+    run.concurrencyKeyDigest ?? null,
+  ];
+}
+
 /** All SQL about runs and their lease history. */
 @Injectable()
 export class RunRepository {
@@ -311,18 +327,7 @@ export class RunRepository {
        VALUES ($1, $2, (SELECT project_id FROM data_planes WHERE id = $2), $3, $4, $5, 'queued', 'start', $6, $7, now(), $8, $9, $10)
        ON CONFLICT DO NOTHING
        RETURNING ${RUN_COLUMNS}`;
-    const values = [
-      run.id,
-      run.dataPlaneId,
-      run.workflowName,
-      run.workflowVersion,
-      run.taskQueue,
-      run.idempotencyDigest,
-      run.inputSize,
-      run.parentRunId ?? null,
-      run.priority ?? 50,
-      run.concurrencyKeyDigest ?? null,
-    ];
+    const values = newRunValues(run);
     const result = q ? await q.query<RunRow>(text, values) : await this.db.prepared<RunRow>('cp_insert_run', text, values);
     return one(result.rows);
   }
@@ -362,16 +367,7 @@ export class RunRepository {
        )
        SELECT * FROM inserted`;
     const values = [
-      run.id,
-      run.dataPlaneId,
-      run.workflowName,
-      run.workflowVersion,
-      run.taskQueue,
-      run.idempotencyDigest,
-      run.inputSize,
-      run.parentRunId ?? null,
-      run.priority ?? 50,
-      run.concurrencyKeyDigest ?? null,
+      ...newRunValues(run),
       lease.tokenSha256,
       lease.sessionId,
       lease.workerId,

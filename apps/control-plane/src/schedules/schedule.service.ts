@@ -14,6 +14,7 @@ import { CLOCK, type Clock } from '../shared/clock.js';
 import { CronSchedule } from './cron.js';
 import { DataPlaneService } from '../tenancy/data-plane.service.js';
 import { ScheduleTicker, scheduleNotFound, type BackfillPreview, type BackfillResult } from './schedule-ticker.service.js';
+import { decodeCursor, encodeCursor } from '../shared/page-cursor.js';
 
 /** How far back a catch-up may reach: 7 days. */
 export const MAX_CATCH_UP_WINDOW_SECONDS = 7 * 24 * 3600;
@@ -241,27 +242,4 @@ export class ScheduleService {
 
 function nameTaken(name: string): CairnError {
   return new CairnError(ErrorCodes.CONFLICT, `this project already has a schedule named ${name}: choose another name`);
-}
-
-function encodeCursor(position: { createdAt: string; id: string }): string {
-  return Buffer.from(JSON.stringify([position.createdAt, position.id])).toString('base64url');
-}
-
-function decodeCursor(cursor: string): { createdAt: string; id: string } {
-  const bad = new CairnError(
-    ErrorCodes.INVALID_ARGUMENT,
-    'query parameter cursor is not a cursor this API returned: use nextCursor from a previous page, or omit it',
-  );
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-  } catch {
-    throw bad;
-  }
-  if (!Array.isArray(parsed) || parsed.length !== 2) throw bad;
-  const [createdAt, id] = parsed as unknown[];
-  if (typeof createdAt !== 'string' || !/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/.test(createdAt) || typeof id !== 'string' || !isId(id)) {
-    throw bad;
-  }
-  return { createdAt, id };
 }
