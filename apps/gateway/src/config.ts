@@ -1,6 +1,6 @@
 import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { CairnError, ErrorCodes, auditKeyId, env, loadConfig, type ExportSigningKey } from '@cairn/common';
+import { CairnError, ErrorCodes, OTEL_TRACES_SAMPLERS, auditKeyId, env, loadConfig, type ExportSigningKey } from '@cairn/common';
 import {
   Hasher,
   KeyRing,
@@ -61,14 +61,7 @@ const httpUrl = () =>
     .refine((v) => /^https?:\/\/[^\s/]+/.test(v) && URL.canParse(v), 'expected an http:// or https:// URL')
     .optional();
 
-const SAMPLERS = [
-  'always_on',
-  'always_off',
-  'traceidratio',
-  'parentbased_always_on',
-  'parentbased_always_off',
-  'parentbased_traceidratio',
-] as const;
+const SAMPLERS = OTEL_TRACES_SAMPLERS;
 
 /** A browser origin: scheme, host and optional port, nothing after. */
 const CORS_ORIGIN_PATTERN = /^https?:\/\/[A-Za-z0-9.-]+(:\d{1,5})?$/;

@@ -153,3 +153,16 @@ function isProxyEntry(entry: string): boolean {
   if (!/^\d{1,3}$/.test(bits)) return false;
   return Number(bits) <= (family === 4 ? 32 : 128);
 }
+
+/**
+ * The values of `OTEL_TRACES_SAMPLER` the OpenTelemetry SDK knows (it ignores any other with a
+ * warning); each process checks the variable against them so a misspelt sampler stops start-up.
+ */
+export const OTEL_TRACES_SAMPLERS = [
+  'always_on',
+  'always_off',
+  'traceidratio',
+  'parentbased_always_on',
+  'parentbased_always_off',
+  'parentbased_traceidratio',
+] as const;

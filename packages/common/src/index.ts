@@ -1,5 +1,5 @@
 export * from './core.js';
-export { env, loadConfig, readSecretFile, type LoadConfigOptions } from './config.js';
+export { OTEL_TRACES_SAMPLERS, env, loadConfig, readSecretFile, type LoadConfigOptions } from './config.js';
 export { createLogger, type Logger } from './logger.js';
 export { EGRESS_PROXY_VARIABLES, useEgressProxyFromEnv, type EgressProxy } from './proxy.js';
 export { schemaDigest } from './schema-digest.js';

@@ -1,11 +1,11 @@
-import { CairnError, ErrorCodes, env } from '@cairn/common';
+import { CairnError, ErrorCodes, OTEL_TRACES_SAMPLERS, env } from '@cairn/common';
 
 const httpUrl = () =>
   env
     .optionalString()
     .refine((v) => v === undefined || (/^https?:\/\/[^\s/]+/.test(v) && URL.canParse(v)), 'expected an http:// or https:// URL');
 
-const SAMPLERS = ['always_on', 'always_off', 'traceidratio', 'parentbased_always_on', 'parentbased_always_off', 'parentbased_traceidratio'];
+const SAMPLERS: readonly string[] = OTEL_TRACES_SAMPLERS;
 
 /**
  * The worker's tracing variables. `@opentelemetry/sdk-node` reads the standard OpenTelemetry ones

@@ -1,4 +1,4 @@
-import { ErrorCodes, env, weakTokenReason } from '@cairn/common';
+import { ErrorCodes, OTEL_TRACES_SAMPLERS, env, weakTokenReason } from '@cairn/common';
 import { z } from 'zod';
 
 /** How the control plane exports traces and protects `/metrics`. */
@@ -28,14 +28,7 @@ const httpUrl = z
   .refine((v) => /^https?:\/\/[^\s/]+/.test(v) && URL.canParse(v), 'expected an http:// or https:// URL')
   .optional();
 
-const SAMPLERS = [
-  'always_on',
-  'always_off',
-  'traceidratio',
-  'parentbased_always_on',
-  'parentbased_always_off',
-  'parentbased_traceidratio',
-] as const;
+const SAMPLERS = OTEL_TRACES_SAMPLERS;
 
 /**
  * The environment variables of the control plane's telemetry. The standard OpenTelemetry variables
