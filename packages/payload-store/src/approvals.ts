@@ -1,5 +1,5 @@
 import { CairnError, ErrorCodes, NAME_MAX_LENGTH, assertName } from '@cairn/common';
-import type { Hasher } from './crypto.js';
+import type { Hasher, RunDigests } from './crypto.js';
 
 /** Every approval's signal name starts with this. */
 export const APPROVAL_SIGNAL_PREFIX = 'approval.';
@@ -42,6 +42,20 @@ export function approvalSignalName(name: string, keyDigest?: string): string {
  */
 export function signalNameDigest(hasher: Hasher, runId: string, name: string): string {
   return hasher.digest(`cairn.signal-name\u0000${runId}\u0000${name}`);
+}
+
+/**
+ * The ID of a signal sent with an idempotency key: the same (run, signal name, key) always gives
+ * the same ID, so a repeated request stores and counts nothing new. Made of the HMAC-SHA256 of the
+ * three under the run's own idempotency digest key (`Hasher.forRun`, per workflow, kept across an
+ * HMAC key rotation for the run's life), domain-separated from start keys by a purpose label, and
+ * written as a UUID (version 8, RFC 9562). Only this opaque ID crosses to the control plane; the key
+ * stays in the data plane.
+ */
+export function keyedSignalId(digests: RunDigests, runId: string, name: string, key: string): string {
+  const h = digests.idempotency(`cairn.signal-id\u0000${runId}\u0000${name}\u0000${key}`);
+  const variant = ((parseInt(h[16]!, 16) & 0x3) | 0x8).toString(16);
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-8${h.slice(13, 16)}-${variant}${h.slice(17, 20)}-${h.slice(20, 32)}`;
 }
 
 /** How names cross: `standard` (names written in code in clear) or `strict` (as keyed digests). */

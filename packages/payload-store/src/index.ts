@@ -6,6 +6,7 @@ export {
   APPROVAL_SIGNAL_PREFIX,
   approvalSignalName,
   crossingWorkflowName,
+  keyedSignalId,
   signalNameDigest,
   STRICT_NAME_PATTERN,
   strictNameDigest,

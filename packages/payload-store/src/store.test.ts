@@ -189,6 +189,27 @@ for (const kind of testPostgresKinds()) {
       await assert.rejects(store.takeSignal(runId, 1, 2, 'other', now()), FencedError);
     });
 
+    it('stores a signal ID once: a repeat with an equal body stores nothing, another body is refused', async () => {
+      const runId = newId();
+      await store.createRun({ runId, workflowName: 'wf', input: null });
+      const signalId = newId();
+      assert.equal((await store.addSignal(runId, 'approve', { a: 1, b: [2] }, signalId)).created, true);
+      // Equal JSON, keys in another order.
+      assert.equal((await store.addSignal(runId, 'approve', { b: [2], a: 1 }, signalId)).created, false);
+      await assert.rejects(store.addSignal(runId, 'approve', { a: 2, b: [2] }, signalId), /CAIRN-1108.*another body/);
+      await assert.rejects(store.addSignal(runId, 'other', { a: 1, b: [2] }, signalId), /CAIRN-1108.*another run or name/);
+      await store.acquire(runId, 1);
+      assert.deepEqual((await store.takeSignal(runId, 1, 0, 'approve', now()))?.body, { a: 1, b: [2] });
+      assert.equal((await store.addSignal(runId, 'approve', { a: 1, b: [2] }, signalId)).created, false, 'consumed: still a repeat');
+      assert.equal(await store.takeSignal(runId, 1, 1, 'approve', now()), undefined);
+      // Deleted (its sending failed): the ID is free again.
+      const retried = newId();
+      await store.addSignal(runId, 'approve', null, retried);
+      assert.equal(await store.deleteSignalIfUnconsumed(retried), true);
+      assert.equal((await store.addSignal(runId, 'approve', null, retried)).created, true);
+      await assert.rejects(store.addSignal(newId(), 'approve', null, newId()), /CAIRN-3004/);
+    });
+
     it('notifies listeners of new signals', async () => {
       const runId = newId();
       await store.createRun({ runId, workflowName: 'wf', input: null });

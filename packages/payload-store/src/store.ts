@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { isDeepStrictEqual } from 'node:util';
 import pg from 'pg';
 import {
   CairnError,
@@ -1899,20 +1900,57 @@ export class PayloadStore {
   /**
    * Stores a signal for a run and notifies listening workers. Signals of one name are consumed in
    * arrival order, so one sent before the run waits for it is kept.
+   *
+   * Storing a signal ID that is stored already (a repeat of a signal whose ID the gateway derived
+   * from the caller's idempotency key) stores and notifies nothing: `created` is false when the
+   * stored signal is of the same run and name with an equal body (consumed or not), and a different
+   * body is refused with `CAIRN-1108` (CONFLICT).
    */
-  async addSignal(runId: string, name: string, body: unknown, signalId: string = newId()): Promise<{ signalId: string; size: number }> {
+  async addSignal(
+    runId: string,
+    name: string,
+    body: unknown,
+    signalId: string = newId(),
+  ): Promise<{ signalId: string; size: number; created: boolean }> {
     const sealed = this.#seal(body, `${runId}:signal:${signalId}`, 'The signal body');
-    const r = await this.#pool.query(
-      `WITH ins AS (
-         INSERT INTO dp_signals (signal_id, run_id, name, key_id, body, size)
-         SELECT $1, run_id, $3, $4, $5, $6 FROM dp_runs WHERE run_id = $2
-         RETURNING run_id
-       )
-       SELECT pg_notify('cairn_dp_signal', $2 || ':' || $3) FROM ins`,
-      [signalId, runId, name, sealed.keyId, sealed.blob, sealed.size],
-    );
-    if (r.rowCount !== 1) throw new CairnError(ErrorCodes.RUN_NOT_FOUND, `Run ${runId} is not in this data plane's payload store.`);
-    return { signalId, size: sealed.size };
+    // Twice at most: a stored signal deleted between the insert and the read (its first sending
+    // failed and was undone) leaves the ID free again.
+    for (let attempt = 1; ; attempt++) {
+      const r = await this.#pool.query(
+        `WITH ins AS (
+           INSERT INTO dp_signals (signal_id, run_id, name, key_id, body, size)
+           SELECT $1, run_id, $3, $4, $5, $6 FROM dp_runs WHERE run_id = $2
+           ON CONFLICT (signal_id) DO NOTHING
+           RETURNING run_id
+         )
+         SELECT pg_notify('cairn_dp_signal', $2 || ':' || $3) FROM ins`,
+        [signalId, runId, name, sealed.keyId, sealed.blob, sealed.size],
+      );
+      if (r.rowCount === 1) return { signalId, size: sealed.size, created: true };
+      const stored = await this.#pool.query<{ run_id: string; name: string; key_id: string; body: Buffer; size: number }>(
+        'SELECT run_id, name, key_id, body, size FROM dp_signals WHERE signal_id = $1',
+        [signalId],
+      );
+      const row = stored.rows[0];
+      if (!row) {
+        if (attempt < 2) continue;
+        throw new CairnError(ErrorCodes.RUN_NOT_FOUND, `Run ${runId} is not in this data plane's payload store.`);
+      }
+      const same =
+        row.run_id === runId &&
+        row.name === name &&
+        isDeepStrictEqual(
+          this.#open(row.key_id, row.body, `${row.run_id}:signal:${signalId}`),
+          decodeJson(encodeJson(body, 'The signal body')),
+        );
+      if (!same) {
+        throw new CairnError(
+          ErrorCodes.CONFLICT,
+          `signal ${signalId} is stored already with another ${row.run_id === runId && row.name === name ? 'body' : 'run or name'}`,
+        );
+      }
+      return { signalId, size: row.size, created: false };
+    }
   }
 
   /**
