@@ -112,7 +112,21 @@ const replayCheckParams = z.object({
 });
 const approvalParams = z.object({ id: runIdParam, name: nameField('approval name', APPROVAL_NAME_MAX_LENGTH) });
 
-const approvalResponses = { 202: { description: 'The answer is stored and the run told', schema: ApprovalResponse } } as const;
+const approvalResponses = {
+  202: {
+    description: 'The answer is stored and the run told (created: false, an earlier answer with the same Idempotency-Key)',
+    schema: ApprovalResponse,
+  },
+} as const;
+/** Signals and approval answers: a repeat with the same key delivers nothing new. */
+const signalHeaders = z.object({
+  'idempotency-key': z
+    .string({ error: 'send one Idempotency-Key header, not several' })
+    .optional()
+    .describe(
+      'a repeat with the same key (on the same run and signal) stores and delivers nothing new and answers the same signalId, so a request that got no answer can be sent again; the key stays in the data plane',
+    ),
+});
 const approvalErrors = [400, 404, 409, 503] as const;
 
 /** Every route of the gateway. */
@@ -376,8 +390,14 @@ export const API = {
     auth: true,
     scope: 'signal',
     params: z.object({ id: runIdParam, name: nameField('signal name') }),
+    headers: signalHeaders,
     body: { schema: z.unknown(), required: false, description: 'The signal body, any JSON value; none is a signal without a value' },
-    responses: { 202: { description: 'Stored and the run told', schema: SignalResponse } },
+    responses: {
+      202: {
+        description: 'Stored and the run told (created: false, an earlier signal with the same Idempotency-Key)',
+        schema: SignalResponse,
+      },
+    },
     errors: [400, 404, 409, 503],
   }),
   answerApproval: route({
@@ -389,6 +409,7 @@ export const API = {
     auth: true,
     scope: 'signal',
     params: approvalParams,
+    headers: signalHeaders,
     body: { schema: ApprovalRequest, required: true, description: 'The answer' },
     responses: approvalResponses,
     errors: approvalErrors,
@@ -402,6 +423,7 @@ export const API = {
     auth: true,
     scope: 'signal',
     params: approvalParams,
+    headers: signalHeaders,
     body: { schema: ApprovalDecision.optional(), required: false, description: 'Who approves, a comment, data (all optional)' },
     responses: approvalResponses,
     errors: approvalErrors,
@@ -415,6 +437,7 @@ export const API = {
     auth: true,
     scope: 'signal',
     params: approvalParams,
+    headers: signalHeaders,
     body: { schema: ApprovalDecision.optional(), required: false, description: 'Who rejects, a comment, data (all optional)' },
     responses: approvalResponses,
     errors: approvalErrors,

@@ -538,9 +538,9 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
     return HIJACKED;
   });
 
-  route(API.signalRun, async ({ params, body }) => {
+  route(API.signalRun, async ({ params, body, headers }) => {
     const { id, name } = params;
-    const { signalId, run } = await runs.signal(id, name, body);
+    const { signalId, created, run } = await runs.signal(id, name, body, headers['idempotency-key']);
     // Without an answer from the control plane the signal was consumed by a waiting run, which was running then.
     return {
       status: 202,
@@ -548,6 +548,7 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
         runId: id,
         signal: name,
         signalId,
+        created,
         status: run ? runStatusName(run.status) : 'running',
         ...notWaitingFor(run, name, config.residency),
       },
@@ -555,8 +556,13 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
   });
 
   // Answers to ctx.approval: a signal named approval.<name>[.<key digest>] whose body is the answer.
-  const approve = async (params: RunParams & { name: string }, answer: ApprovalAnswer, key: string | number | undefined) => {
-    const { signalName, signalId, run } = await runs.approve(params.id, params.name, answer, key);
+  const approve = async (
+    params: RunParams & { name: string },
+    answer: ApprovalAnswer,
+    key: string | number | undefined,
+    idempotencyKey: string | undefined,
+  ) => {
+    const { signalName, signalId, created, run } = await runs.approve(params.id, params.name, answer, key, idempotencyKey);
     return {
       status: 202 as const,
       body: {
@@ -565,14 +571,21 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
         approved: answer.approved,
         signal: signalName,
         signalId,
+        created,
         status: run ? runStatusName(run.status) : ('running' as const),
         ...notWaitingFor(run, signalName, config.residency),
       },
     };
   };
-  route(API.answerApproval, ({ params, body }) => approve(params, approvalAnswer(body.approved, body), body.key ?? undefined));
-  route(API.approve, ({ params, body }) => approve(params, approvalAnswer(true, body ?? {}), body?.key ?? undefined));
-  route(API.reject, ({ params, body }) => approve(params, approvalAnswer(false, body ?? {}), body?.key ?? undefined));
+  route(API.answerApproval, ({ params, body, headers }) =>
+    approve(params, approvalAnswer(body.approved, body), body.key ?? undefined, headers['idempotency-key']),
+  );
+  route(API.approve, ({ params, body, headers }) =>
+    approve(params, approvalAnswer(true, body ?? {}), body?.key ?? undefined, headers['idempotency-key']),
+  );
+  route(API.reject, ({ params, body, headers }) =>
+    approve(params, approvalAnswer(false, body ?? {}), body?.key ?? undefined, headers['idempotency-key']),
+  );
 
   route(API.cancelRun, async ({ params }) => {
     const run = await runs.cancel(params.id);

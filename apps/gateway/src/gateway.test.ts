@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { coarseSize, schemaDigest } from '@cairn/common';
 import * as grpc from '@grpc/grpc-js';
 import { freePort, testPostgres, testPostgresKinds, uniqueDatabaseName, type PostgresServer } from '@cairn/local-postgres';
-import { Hasher, KeyRing, PayloadStore, approvalSignalName, signalNameDigest, strictNameDigest } from '@cairn/payload-store';
+import { Hasher, KeyRing, PayloadStore, approvalSignalName, keyedSignalId, signalNameDigest, strictNameDigest } from '@cairn/payload-store';
 import {
   ErrorCode,
   GatewayService,
@@ -787,7 +787,15 @@ for (const kind of testPostgresKinds()) {
       assert.equal(res.status, 202, JSON.stringify(res.body));
       assert.deepEqual(
         { ...res.body, signalId: undefined },
-        { runId: run.runId, approval: 'refund', approved: true, signal: 'approval.refund', signalId: undefined, status: 'queued' },
+        {
+          runId: run.runId,
+          approval: 'refund',
+          approved: true,
+          signal: 'approval.refund',
+          signalId: undefined,
+          created: true,
+          status: 'queued',
+        },
       );
       const stored = await db.count('dp_signals', 'signal_id = $1', [res.body.signalId]);
       assert.equal(stored, 1);
@@ -924,6 +932,149 @@ for (const kind of testPostgresKinds()) {
       assert.equal(await db.count('dp_signals'), signals + 1);
       const entry = await call('GET', `/v1/runs/${run.runId}/steps/0`);
       assert.deepEqual(entry.body.output, { approved: true });
+    });
+
+    it('delivers a signal sent twice with one Idempotency-Key once: one stored signal, one ID, consumed once', async () => {
+      const marker = `CANARY${randomUUID().replace(/-/g, '')}`;
+      const run = await start({ workflow: 'order-refund', input: {} });
+      cp.update(run.runId, { status: RunStatus.SUSPENDED, waitingSignal: 'approval' });
+      const before = cp.recorded.length;
+      const url = `/v1/runs/${run.runId}/signals/approval`;
+      const key = `approve-${marker}`;
+      const first = await call('POST', url, { body: { approved: true }, headers: { 'idempotency-key': key } });
+      assert.equal(first.status, 202, JSON.stringify(first.body));
+      assert.deepEqual([first.body.created, first.body.status], [true, 'queued']);
+      // Derived in the data plane from the run, the name and the key; only that ID crosses.
+      assert.equal(first.body.signalId, keyedSignalId(config.hasher.forRun('order-refund', 2), run.runId, 'approval', key));
+
+      const again = await call('POST', url, { body: { approved: true }, headers: { 'idempotency-key': key } });
+      assert.equal(again.status, 202, JSON.stringify(again.body));
+      assert.deepEqual([again.body.signalId, again.body.created], [first.body.signalId, false]);
+      assert.equal(await db.count('dp_signals', 'run_id = $1', [run.runId]), 1, 'one stored signal');
+      assert.deepEqual(
+        cp
+          .requests<SignalRunRequest>('signalRun')
+          .slice(-2)
+          .map((r) => r.signalId),
+        [first.body.signalId, first.body.signalId],
+        'the control plane is told the same ID again, which it records once',
+      );
+
+      // The workflow consumes it once; a repeat after that delivers nothing either.
+      await store.acquire(run.runId, 1);
+      assert.deepEqual((await store.takeSignal(run.runId, 1, 0, 'approval', Date.now()))?.body, { approved: true });
+      const late = await call('POST', url, { body: { approved: true }, headers: { 'idempotency-key': key } });
+      assert.deepEqual([late.status, late.body.signalId, late.body.created], [202, first.body.signalId, false]);
+      assert.equal(await store.takeSignal(run.runId, 1, 1, 'approval', Date.now()), undefined, 'no second signal to consume');
+
+      // The same key with another body is refused, and stores nothing.
+      const other = await call('POST', url, { body: { approved: false }, headers: { 'idempotency-key': key } });
+      expectError(other, 409, 'CAIRN-1108', /^this Idempotency-Key was already used for a different signal body/);
+      assert.equal(await db.count('dp_signals', 'run_id = $1', [run.runId]), 1);
+
+      // Another key is another signal.
+      const next = await call('POST', url, { body: { approved: true }, headers: { 'idempotency-key': `${key}-2` } });
+      assert.deepEqual([next.status, next.body.created], [202, true]);
+      assert.notEqual(next.body.signalId, first.body.signalId);
+      assert.equal(await db.count('dp_signals', 'run_id = $1', [run.runId]), 2);
+      assert.deepEqual((await store.takeSignal(run.runId, 1, 1, 'approval', Date.now()))?.body, { approved: true });
+
+      // A repeat to a run that has ended since is answered as the first request was.
+      await store.completeRun(run.runId, 1, null);
+      cp.update(run.runId, { status: RunStatus.COMPLETED, epoch: 1, endedAt: BigInt(Date.now()) });
+      const ended = await call('POST', url, { body: { approved: true }, headers: { 'idempotency-key': key } });
+      assert.deepEqual(
+        [ended.status, ended.body.signalId, ended.body.created, ended.body.status],
+        [202, first.body.signalId, false, 'completed'],
+      );
+      // A new key to an ended run is refused as before.
+      expectError(
+        await call('POST', url, { body: { approved: true }, headers: { 'idempotency-key': `${key}-3` } }),
+        409,
+        'CAIRN-1108',
+        /has already ended/,
+      );
+
+      const sent = cp.recorded.slice(before);
+      assert.equal(Buffer.concat(sent.map((r) => r.bytes)).includes(Buffer.from(marker)), false, 'the key crossed');
+
+      expectError(
+        await call('POST', url, { body: {}, headers: { 'idempotency-key': '' } }),
+        400,
+        'CAIRN-1101',
+        /must be 1 to 1024 characters/,
+      );
+      expectError(
+        await call('POST', url, { body: {}, headers: { 'idempotency-key': 'k'.repeat(1025) } }),
+        400,
+        'CAIRN-1101',
+        /must be 1 to 1024 characters/,
+      );
+    });
+
+    it('delivers an approval answered twice with one Idempotency-Key once; another answer with the key is refused', async () => {
+      const run = await start({ workflow: 'order-refund', input: {} });
+      const idem = { 'idempotency-key': `answer-${randomUUID()}` };
+      const url = `/v1/runs/${run.runId}/approvals/refund`;
+      const first = await call('POST', `${url}/approve`, { body: { by: 'maria', key: 'o-1' }, headers: idem });
+      assert.equal(first.status, 202, JSON.stringify(first.body));
+      assert.equal(first.body.created, true);
+      const again = await call('POST', url, { body: { approved: true, by: 'maria', key: 'o-1' }, headers: idem });
+      assert.deepEqual([again.status, again.body.signalId, again.body.created], [202, first.body.signalId, false]);
+      expectError(
+        await call('POST', `${url}/reject`, { body: { by: 'maria', key: 'o-1' }, headers: idem }),
+        409,
+        'CAIRN-1108',
+        /this Idempotency-Key was already used for a different signal body/,
+      );
+      // The same key for another approval key is another signal.
+      const otherOrder = await call('POST', `${url}/reject`, { body: { by: 'maria', key: 'o-2' }, headers: idem });
+      assert.deepEqual([otherOrder.status, otherOrder.body.created], [202, true]);
+      assert.equal(await db.count('dp_signals', 'run_id = $1', [run.runId]), 2);
+      await store.acquire(run.runId, 1);
+      const signal = String(first.body.signal);
+      assert.deepEqual((await store.takeSignal(run.runId, 1, 0, signal, Date.now()))?.body, { approved: true, by: 'maria' });
+      assert.equal(await store.takeSignal(run.runId, 1, 1, signal, Date.now()), undefined);
+    });
+
+    it('a keyed signal the control plane did not take can be sent again with its key, and is then stored once', async () => {
+      const run = await start({ workflow: 'order-refund', input: {} });
+      const url = `/v1/runs/${run.runId}/signals/go`;
+      const idem = { 'idempotency-key': `go-${randomUUID()}` };
+      const count = () => db.count('dp_signals', 'run_id = $1', [run.runId]);
+
+      // Refused: the stored signal is removed, and the same key works afterwards.
+      cp.intercepts.signalRun = () => ({ code: grpc.status.UNAVAILABLE, details: 'gone' });
+      expectError(
+        await call('POST', url, { body: 1, headers: idem }),
+        503,
+        'CAIRN-1110',
+        /not stored, retry with the same Idempotency-Key/,
+      );
+      assert.equal(await count(), 0);
+
+      // Taken, but the answer was lost: the gateway removes its copy; the retry stores it again
+      // under the same ID, which the control plane counts once.
+      cp.intercepts.signalRun = (_request, next) => {
+        next();
+        return { code: grpc.status.UNAVAILABLE, details: 'answer lost' };
+      };
+      expectError(await call('POST', url, { body: 1, headers: idem }), 503, 'CAIRN-1110');
+      assert.equal(await count(), 0);
+      delete cp.intercepts.signalRun;
+      const retried = await call('POST', url, { body: 1, headers: idem });
+      assert.deepEqual([retried.status, retried.body.created], [202, true]);
+      assert.equal(await count(), 1);
+      assert.equal(cp.signals.filter((s) => s.signalId === retried.body.signalId).length, 1);
+
+      // A repeat that cannot reach the control plane keeps the stored signal (the first request was answered).
+      cp.intercepts.signalRun = () => ({ code: grpc.status.UNAVAILABLE, details: 'gone' });
+      expectError(await call('POST', url, { body: 1, headers: idem }), 503, 'CAIRN-1110', /is stored, .*send it again with the same key/);
+      assert.equal(await count(), 1);
+      delete cp.intercepts.signalRun;
+      const repeat = await call('POST', url, { body: 1, headers: idem });
+      assert.deepEqual([repeat.status, repeat.body.signalId, repeat.body.created], [202, retried.body.signalId, false]);
+      assert.equal(await count(), 1);
     });
 
     it('cancels a queued run at once, closing it in the data plane too; a running run is asked to stop', async () => {

@@ -4,6 +4,7 @@ import {
   STRICT_NAME_PATTERN,
   approvalSignalName,
   crossingWorkflowName,
+  keyedSignalId,
   signalNameDigest,
   strictNameDigest,
   type Hasher,
@@ -74,6 +75,12 @@ function checkVersion(value: unknown): asserts value is string {
   assertVersion(value);
 }
 
+function checkIdempotencyKey(key: string | undefined): void {
+  if (key !== undefined && (key.length === 0 || key.length > IDEMPOTENCY_KEY_MAX_LENGTH)) {
+    throw invalid(`the idempotency key must be 1 to ${IDEMPOTENCY_KEY_MAX_LENGTH} characters long`);
+  }
+}
+
 export function assertRunId(value: string): void {
   if (!isId(value)) {
     throw invalid(
@@ -136,9 +143,7 @@ export class RunService {
       version = request.version;
     }
     const key = request.idempotencyKey;
-    if (key !== undefined && (key.length === 0 || key.length > IDEMPOTENCY_KEY_MAX_LENGTH)) {
-      throw invalid(`the idempotency key must be 1 to ${IDEMPOTENCY_KEY_MAX_LENGTH} characters long`);
-    }
+    checkIdempotencyKey(key);
     const concurrencyKey = request.concurrencyKey;
     if (concurrencyKey !== undefined && (concurrencyKey.length === 0 || concurrencyKey.length > IDEMPOTENCY_KEY_MAX_LENGTH)) {
       throw invalid(`concurrencyKey must be 1 to ${IDEMPOTENCY_KEY_MAX_LENGTH} characters long`);
@@ -448,15 +453,27 @@ export class RunService {
    * reached, the stored body is removed again unless a waiting run consumed it already (then it was
    * delivered).
    *
+   * With an idempotency key the signal's ID is derived from the run, the name and the key
+   * (`keyedSignalId`), so a repeat finds the signal stored already: nothing new is stored, the
+   * control plane is told the same ID again (it records a notice once per ID) and the answer says
+   * `created: false`. A repeat with another body is refused with 409. A failed repeat leaves the
+   * signal stored, since an earlier request may have been answered.
+   *
    * The name comes from the caller, so it may be anything that fits the name pattern (a person's
    * name and an ID, say). It crosses in clear only when code declared it: the run's workflow lists
    * the signal, or the run waits for it (the control plane has that name from the worker already).
    * Otherwise only its per-run keyed digest crosses; the worker sends the same digest when the run
    * suspends on the signal, so the notice still wakes it.
    */
-  async signal(runId: string, name: string, body: unknown): Promise<{ signalId: string; run: RunInfo | undefined }> {
+  async signal(
+    runId: string,
+    name: string,
+    body: unknown,
+    idempotencyKey?: string,
+  ): Promise<{ signalId: string; created: boolean; run: RunInfo | undefined }> {
     assertRunId(runId);
     checkName(name, 'signal name');
+    checkIdempotencyKey(idempotencyKey);
     let described: RunInfo | undefined;
     const describe = async (): Promise<RunInfo> => {
       if (described) return described;
@@ -470,18 +487,29 @@ export class RunService {
       this.#residency === 'standard' && ((await this.#schemas.declaresSignal(runId, name)) || (await describe()).waitingSignal === name);
     const signalName = declared ? name : '';
     const signalDigest = signalNameDigest(this.#hasher, runId, name);
-    const signalId = newId();
+    const signalId = idempotencyKey === undefined ? newId() : await this.#keyedSignalId(runId, name, idempotencyKey);
     const log = this.#log.child({ runId, signalId });
+    let created: boolean;
     try {
-      await this.#store.addSignal(runId, name, body, signalId);
+      ({ created } = await this.#store.addSignal(runId, name, body, signalId));
     } catch (err) {
       if (err instanceof CairnError && err.code === ErrorCodes.RUN_NOT_FOUND) throw runNotFound(runId);
+      if (err instanceof CairnError && err.code === ErrorCodes.CONFLICT) {
+        throw new CairnError(
+          ErrorCodes.CONFLICT,
+          `this Idempotency-Key was already used for a different signal body: run ${runId} has a signal ${name} with this key ` +
+            'and another body. Send the same body to repeat that signal, or a new key for a new signal',
+          { cause: err },
+        );
+      }
       throw inputError(storeError(err), 'signal body');
     }
+    if (!created) log.info('idempotent repeat: the signal is stored already; telling the control plane again');
     try {
       const { run } = await this.#cp.signalRun(create(SignalRunRequestSchema, { runId, signalName, signalDigest, signalId }));
-      return { signalId, run: run && (await this.#named(run)) };
+      return { signalId, created, run: run && (await this.#named(run)) };
     } catch (err) {
+      if (!created) return this.#repeatFailed(runId, signalId, err);
       let deleted: boolean;
       try {
         deleted = await this.#store.deleteSignalIfUnconsumed(signalId);
@@ -490,32 +518,77 @@ export class RunService {
         throw new CairnError(
           ErrorCodes.UNAVAILABLE,
           `${CairnError.from(err).rawMessage}; the stored signal could not be removed either, so it may still be delivered ` +
-            `when the run next waits for ${name}: check the run before sending the signal again`,
+            `when the run next waits for ${name}: ` +
+            (idempotencyKey === undefined
+              ? 'check the run before sending the signal again'
+              : 'send it again with the same Idempotency-Key'),
           { cause: err },
         );
       }
       if (!deleted) {
         log.info('the control plane was not told, but a waiting run consumed the signal: delivered');
-        return { signalId, run: undefined };
+        return { signalId, created, run: undefined };
       }
-      throw signalError(err, runId);
+      throw signalError(err, runId, idempotencyKey !== undefined);
     }
+  }
+
+  /** The ID of a signal sent with an idempotency key, under the run's own digest keys. */
+  async #keyedSignalId(runId: string, name: string, key: string): Promise<string> {
+    let scope;
+    try {
+      scope = await this.#store.runDigestScope(runId);
+    } catch (err) {
+      throw storeError(err);
+    }
+    if (!scope) throw runNotFound(runId);
+    return keyedSignalId(this.#hasher.forRun(scope.workflowName, scope.digestVersion, scope.hmacKeyId), runId, name, key);
+  }
+
+  /**
+   * SignalRun failed for a repeat of a keyed signal. The stored signal stays: the earlier request
+   * may have told the control plane and been answered. A run that ended has the signal the earlier
+   * request sent (consumed or kept): the repeat is answered as that request was.
+   */
+  async #repeatFailed(
+    runId: string,
+    signalId: string,
+    err: unknown,
+  ): Promise<{ signalId: string; created: boolean; run: RunInfo | undefined }> {
+    if (err instanceof ControlPlaneError && err.code === ErrorCodes.CONFLICT) {
+      const run = await this.#cp.describeRun(create(DescribeRunRequestSchema, { runId })).then(
+        (r) => r.run,
+        () => undefined,
+      );
+      if (run && isFinal(run.status)) return { signalId, created: false, run: await this.#named(run) };
+    }
+    const error = signalError(err, runId, true);
+    if (error.code !== ErrorCodes.UNAVAILABLE) throw error;
+    throw new CairnError(
+      ErrorCodes.UNAVAILABLE,
+      `control plane unreachable; a signal with this Idempotency-Key is stored, but the run may not have been told of it: ` +
+        `send it again with the same key (${CairnError.from(err).rawMessage})`,
+      { cause: err },
+    );
   }
 
   /**
    * Answers a workflow's `ctx.approval(name, { key })`: sends the answer as the signal
    * `approval.<name>[.<key digest>]`, through the same path as any signal (stored in the payload
    * store first, then SignalRun). The key is HMAC'd here like the worker does; the answer's comment
-   * and data are stored in the data plane only.
+   * and data are stored in the data plane only. An idempotency key makes a repeat of the same answer
+   * deliver nothing new (see {@link signal}).
    */
   async approve(
     runId: string,
     name: string,
     answer: ApprovalAnswer,
     key: string | number | undefined,
-  ): Promise<{ signalName: string; signalId: string; run: RunInfo | undefined }> {
+    idempotencyKey?: string,
+  ): Promise<{ signalName: string; signalId: string; created: boolean; run: RunInfo | undefined }> {
     assertRunId(runId);
     checkName(name, 'approval name');
+    checkIdempotencyKey(idempotencyKey);
     let keyDigest: string | undefined;
     if (key !== undefined) {
       // The run's own derivation: the one its worker digested the approval's key with.
@@ -524,8 +597,8 @@ export class RunService {
       keyDigest = this.#hasher.forRun(scope.workflowName, scope.digestVersion, scope.hmacKeyId).approval(String(key));
     }
     const signalName = approvalSignalName(name, keyDigest);
-    const { signalId, run } = await this.signal(runId, signalName, answer);
-    return { signalName, signalId, run };
+    const { signalId, created, run } = await this.signal(runId, signalName, answer, idempotencyKey);
+    return { signalName, signalId, created, run };
   }
 
   /** Requests cancellation; a run cancelled at once (one that never ran) is closed in the data plane too. */
@@ -577,7 +650,7 @@ function startError(err: unknown, workflow: string, version: string): CairnError
   return err;
 }
 
-function signalError(err: unknown, runId: string): CairnError {
+function signalError(err: unknown, runId: string, keyed = false): CairnError {
   if (!(err instanceof ControlPlaneError)) return CairnError.from(err);
   switch (err.code) {
     case ErrorCodes.NOT_FOUND:
@@ -592,9 +665,11 @@ function signalError(err: unknown, runId: string): CairnError {
       );
     }
     case ErrorCodes.UNAVAILABLE:
-      return new CairnError(ErrorCodes.UNAVAILABLE, `control plane unreachable; the signal was not stored, retry (${err.rawMessage})`, {
-        cause: err,
-      });
+      return new CairnError(
+        ErrorCodes.UNAVAILABLE,
+        `control plane unreachable; the signal was not stored, retry${keyed ? ' with the same Idempotency-Key' : ''} (${err.rawMessage})`,
+        { cause: err },
+      );
     default:
       return err;
   }

@@ -652,6 +652,7 @@ export const SignalResponse = named(
     runId: z.string(),
     signal: z.string(),
     signalId: z.string(),
+    created: z.boolean().describe('false: an earlier request with the same Idempotency-Key stored this signal; nothing new was delivered'),
     status: RunStatusName.nullable(),
     waiting: z
       .literal(false)
@@ -674,6 +675,7 @@ export const ApprovalResponse = named(
     approved: z.boolean(),
     signal: z.string().describe('the signal the answer was sent as: approval.<name>[.<key digest>]'),
     signalId: z.string(),
+    created: z.boolean().describe('false: an earlier request with the same Idempotency-Key stored this signal; nothing new was delivered'),
     status: RunStatusName.nullable(),
     waiting: z
       .literal(false)
