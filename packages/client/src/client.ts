@@ -35,7 +35,7 @@ export interface CairnClientOptions {
   readonly headers?: Readonly<Record<string, string>>;
   /** Aborts every request of this client. */
   readonly signal?: AbortSignal;
-  /** Retries of requests that may be repeated safely (reads, cancel, and starts with an idempotency key). */
+  /** Retries of requests that may be repeated safely (reads, cancel, and starts, signals and approvals with an idempotency key). */
   readonly retry?: RetryOptions;
 }
 
@@ -70,14 +70,55 @@ export interface RunDescription<Output = unknown> {
   readonly error?: ErrorView;
 }
 
+/** Options of {@link RunHandle.signal}, {@link RunHandle.approve} and {@link RunHandle.reject}. */
+export interface SignalOptions {
+  /**
+   * Makes the signal safe to send again: a repeat with the same key (on the same run and signal
+   * name) delivers nothing new and answers the first signal's `signalId` with `created: false`, and
+   * the same key with another body is refused with `CAIRN-1108`. With a key, a signal that got no
+   * answer (the connection dropped, the gateway answered 503) is retried. The key stays in the data
+   * plane; use one key per signal you mean to send, such as an ID from your own system.
+   *
+   * @example
+   * ```ts
+   * await run.signal('address-confirmed', { street: '…' }, { idempotencyKey: `address-${formId}` });
+   * await run.approve('refund', { by: 'maria' }, { idempotencyKey: `refund-decision-${ticketId}` });
+   * ```
+   */
+  readonly idempotencyKey?: string;
+  readonly signal?: AbortSignal;
+}
+
 /** What the gateway answers to a signal or an approval. */
 export interface SignalSent {
   readonly runId: string;
   /** The signal's name (for an approval: `approval.<name>[.<key digest>]`). */
   readonly signal: string;
   readonly signalId: string;
+  /** False when an earlier request with the same idempotency key delivered this signal: nothing new was delivered. */
+  readonly created: boolean;
   /** The run's status after the signal (`queued`: it was woken). */
   readonly status: RunStatus | null;
+}
+
+/** A signal's request options: with an idempotency key, its header, and retries (a repeat delivers nothing new). */
+function keyed(options: SignalOptions): { headers?: Record<string, string>; idempotent: boolean; signal: AbortSignal | undefined } {
+  const key = options.idempotencyKey;
+  if (key === undefined) return { idempotent: false, signal: options.signal };
+  if (typeof key !== 'string' || key === '') {
+    throw new CairnClientError(
+      ErrorCodes.INVALID_ARGUMENT,
+      'idempotencyKey must be a non-empty string, such as an ID from your own system',
+    );
+  }
+  // It travels as a header, which carries printable ASCII only.
+  if (!/^[\x20-\x7e]+$/.test(key)) {
+    throw new CairnClientError(
+      ErrorCodes.INVALID_ARGUMENT,
+      'idempotencyKey must be printable ASCII, since it is sent as the Idempotency-Key header: encode other characters first (encodeURIComponent)',
+    );
+  }
+  return { headers: { 'idempotency-key': key }, idempotent: true, signal: options.signal };
 }
 
 /** The longest long poll the gateway serves. */
@@ -269,18 +310,21 @@ export class RunHandle<Output = unknown> {
 
   /**
    * Sends a signal: by name, or by a signal definition (`defineSignal`), whose body type it checks.
-   * A signal sent before the run waits for it is kept. Not retried (a retry could deliver it twice).
+   * A signal sent before the run waits for it is kept. Without an idempotency key it is sent once
+   * (a retry could deliver it twice); with one (`options.idempotencyKey`), it is retried when no
+   * answer came, and a repeat delivers nothing new.
    *
    * @example
    * ```ts
    * await run.signal(approvalSignal, { approved: true }); // typed by the definition
    * await run.signal('go', { at: Date.now() });
+   * await run.signal('paid', { invoice: 'in-7' }, { idempotencyKey: 'paid-in-7' }); // safe to send again
    * ```
    */
   async signal<S extends string | { readonly name: string }>(
     signal: S,
     body: SignalBodyOf<S>,
-    options: { signal?: AbortSignal } = {},
+    options: SignalOptions = {},
   ): Promise<SignalSent> {
     const name = typeof signal === 'string' ? signal : (signal as { readonly name?: unknown } | null | undefined)?.name;
     if (typeof name !== 'string') {
@@ -290,29 +334,30 @@ export class RunHandle<Output = unknown> {
       method: 'POST',
       path: this.#path(`/signals/${encodeURIComponent(name)}`),
       ...(body === undefined ? {} : { body }),
-      idempotent: false,
-      signal: options.signal,
+      ...keyed(options),
     });
     return answer.body as Schemas['SignalResponse'];
   }
 
-  /** Approves a `ctx.approval(name)` of the run, with who, a comment and data (all optional). */
-  approve<Data = unknown>(name: string, answer: ApprovalAnswer<Data> = {}, options: { signal?: AbortSignal } = {}): Promise<SignalSent> {
-    return this.#decide(name, '/approve', answer, options.signal);
+  /**
+   * Approves a `ctx.approval(name)` of the run, with who, a comment and data (all optional). With
+   * `options.idempotencyKey` it is retried when no answer came, and a repeat delivers nothing new.
+   */
+  approve<Data = unknown>(name: string, answer: ApprovalAnswer<Data> = {}, options: SignalOptions = {}): Promise<SignalSent> {
+    return this.#decide(name, '/approve', answer, options);
   }
 
-  /** Rejects a `ctx.approval(name)` of the run. */
-  reject<Data = unknown>(name: string, answer: ApprovalAnswer<Data> = {}, options: { signal?: AbortSignal } = {}): Promise<SignalSent> {
-    return this.#decide(name, '/reject', answer, options.signal);
+  /** Rejects a `ctx.approval(name)` of the run; `options` as for {@link approve}. */
+  reject<Data = unknown>(name: string, answer: ApprovalAnswer<Data> = {}, options: SignalOptions = {}): Promise<SignalSent> {
+    return this.#decide(name, '/reject', answer, options);
   }
 
-  async #decide(name: string, route: string, answer: ApprovalAnswer, signal: AbortSignal | undefined): Promise<SignalSent> {
+  async #decide(name: string, route: string, answer: ApprovalAnswer, options: SignalOptions): Promise<SignalSent> {
     const res = await this.#transport.json({
       method: 'POST',
       path: this.#path(`/approvals/${encodeURIComponent(name)}${route}`),
       body: answer,
-      idempotent: false,
-      signal,
+      ...keyed(options),
     });
     return res.body as Schemas['ApprovalResponse'];
   }

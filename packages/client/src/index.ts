@@ -5,6 +5,7 @@ export {
   type CairnClientOptions,
   type ResultOptions,
   type RunDescription,
+  type SignalOptions,
   type SignalSent,
   type StartOptions,
 } from './client.js';

@@ -200,6 +200,47 @@ describe('@cairn/client', () => {
       }
     });
 
+    it('sends a signal with an idempotency key again when its answer is lost or a 503, and the run gets it once', async () => {
+      const run = await client.start(signalWaiter, { delayMs: 0, signals: 2, timeoutMs: 60_000 });
+      const key = `paid-${randomUUID()}`;
+      const sent: Array<string | null> = [];
+      // The gateway gets every request; the first answer is lost with the connection, the second
+      // is replaced by a 503 (as a proxy in front of the gateway may answer).
+      const losing: typeof fetch = async (input, init) => {
+        sent.push(new Headers(init?.headers).get('idempotency-key'));
+        const res = await fetch(input, init);
+        if (sent.length > 2) return res;
+        await res.arrayBuffer();
+        if (sent.length === 1) throw new TypeError('fetch failed', { cause: { code: 'ECONNRESET' } });
+        return new Response(JSON.stringify({ error: { code: 'CAIRN-1110', message: 'upstream unavailable' } }), {
+          status: 503,
+          headers: { 'content-type': 'application/json' },
+        });
+      };
+      const flaky = new CairnClient({
+        gatewayUrl: t.stack.gatewayUrl,
+        token: t.stack.secrets.gatewayToken,
+        fetch: losing,
+        retry: { initialDelayMs: 20 },
+      });
+      const answer = await flaky.run(run.runId).signal('go', { invoice: 'in-7' }, { idempotencyKey: key });
+      assert.deepEqual(sent, [key, key, key], 'sent three times, with its key each time');
+      assert.equal(answer.created, false, 'the third request found the signal the first one stored');
+
+      // Another signal, with another key: if the first had been delivered twice, the run would read it twice.
+      const second = await client.run(run.runId).signal('go', { invoice: 'in-8' }, { idempotencyKey: `${key}-2` });
+      assert.equal(second.created, true);
+      assert.notEqual(second.signalId, answer.signalId);
+      const output = await run.result({ timeoutMs: 60_000 });
+      assert.deepEqual(output, { timedOut: false, got: [{ invoice: 'in-7' }, { invoice: 'in-8' }] });
+
+      // The same key with another body is refused, and not retried.
+      await assert.rejects(
+        client.run(run.runId).signal('go', { invoice: 'in-9' }, { idempotencyKey: key }),
+        (e: unknown) => e instanceof CairnClientError && e.code === 'CAIRN-1108' && e.status === 409,
+      );
+    });
+
     it('names the unreachable URL (CAIRN-1110), retries what is safe to repeat, and sends a start without a key once', async () => {
       const url = `http://127.0.0.1:${await freePort()}`;
       let calls = 0;
@@ -226,6 +267,14 @@ describe('@cairn/client', () => {
       calls = 0;
       await assert.rejects(offline.start(clientOrder, { orderId: 'o', amount: 1 }, { idempotencyKey: 'k' }), /CAIRN-1110/);
       assert.equal(calls, 3, 'a start with an idempotency key is retried');
+      calls = 0;
+      await assert.rejects(offline.run(randomUUID()).signal('go', {}), /CAIRN-1110/);
+      await assert.rejects(offline.run(randomUUID()).approve('refund', {}), /CAIRN-1110/);
+      assert.equal(calls, 2, 'a signal or an approval without an idempotency key is not repeated');
+      calls = 0;
+      await assert.rejects(offline.run(randomUUID()).signal('go', {}, { idempotencyKey: 'k' }), /CAIRN-1110/);
+      await assert.rejects(offline.run(randomUUID()).reject('refund', {}, { idempotencyKey: 'k' }), /CAIRN-1110/);
+      assert.equal(calls, 6, 'a signal or an approval with an idempotency key is retried');
     });
 
     it('streams model tokens and resumes after a dropped connection: the full text exactly once', async () => {

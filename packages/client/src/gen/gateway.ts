@@ -793,6 +793,8 @@ export interface components {
       runId: string;
       signal: string;
       signalId: string;
+      /** @description false: an earlier request with the same Idempotency-Key stored this signal; nothing new was delivered */
+      created: boolean;
       status: components['schemas']['RunStatus'] | null;
       /**
        * @description present when the run is suspended waiting for something else: the signal is kept until a wait for its name
@@ -809,6 +811,8 @@ export interface components {
       /** @description the signal the answer was sent as: approval.<name>[.<key digest>] */
       signal: string;
       signalId: string;
+      /** @description false: an earlier request with the same Idempotency-Key stored this signal; nothing new was delivered */
+      created: boolean;
       status: components['schemas']['RunStatus'] | null;
       /**
        * @description present when the run is suspended waiting for something else: the signal is kept until a wait for its name
@@ -2375,7 +2379,9 @@ export interface operations {
   signalRun: {
     parameters: {
       query?: never;
-      header?: never;
+      header?: {
+        'Idempotency-Key'?: string;
+      };
       path: {
         /** @description the run ID, as POST /v1/runs returned it */
         id: string;
@@ -2391,7 +2397,7 @@ export interface operations {
       };
     };
     responses: {
-      /** @description Stored and the run told */
+      /** @description Stored and the run told (created: false, an earlier signal with the same Idempotency-Key) */
       202: {
         headers: {
           [name: string]: unknown;
@@ -2495,7 +2501,9 @@ export interface operations {
   answerApproval: {
     parameters: {
       query?: never;
-      header?: never;
+      header?: {
+        'Idempotency-Key'?: string;
+      };
       path: {
         /** @description the run ID, as POST /v1/runs returned it */
         id: string;
@@ -2511,7 +2519,7 @@ export interface operations {
       };
     };
     responses: {
-      /** @description The answer is stored and the run told */
+      /** @description The answer is stored and the run told (created: false, an earlier answer with the same Idempotency-Key) */
       202: {
         headers: {
           [name: string]: unknown;
@@ -2615,7 +2623,9 @@ export interface operations {
   approve: {
     parameters: {
       query?: never;
-      header?: never;
+      header?: {
+        'Idempotency-Key'?: string;
+      };
       path: {
         /** @description the run ID, as POST /v1/runs returned it */
         id: string;
@@ -2631,7 +2641,7 @@ export interface operations {
       };
     };
     responses: {
-      /** @description The answer is stored and the run told */
+      /** @description The answer is stored and the run told (created: false, an earlier answer with the same Idempotency-Key) */
       202: {
         headers: {
           [name: string]: unknown;
@@ -2735,7 +2745,9 @@ export interface operations {
   reject: {
     parameters: {
       query?: never;
-      header?: never;
+      header?: {
+        'Idempotency-Key'?: string;
+      };
       path: {
         /** @description the run ID, as POST /v1/runs returned it */
         id: string;
@@ -2751,7 +2763,7 @@ export interface operations {
       };
     };
     responses: {
-      /** @description The answer is stored and the run told */
+      /** @description The answer is stored and the run told (created: false, an earlier answer with the same Idempotency-Key) */
       202: {
         headers: {
           [name: string]: unknown;
