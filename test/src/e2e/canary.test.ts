@@ -45,7 +45,8 @@ describe('residency canary', () => {
     await t.waitForRun(canary, (r) => r.status === 'suspended' && r.waitingSignal === 'approval.review');
     const approved = await t.gateway('POST', `/v1/runs/${canary}/approvals/review`, {
       body: JSON.stringify({ approved: true, by: `reviewer-${marker}`, comment: `looks fine for ${marker}` }),
-      headers: { 'content-type': 'application/json' },
+      // A signal's idempotency key stays in the data plane too: only the signal ID derived from it crosses.
+      headers: { 'content-type': 'application/json', 'idempotency-key': `answer-${marker}` },
     });
     assert.equal(approved.status, 202);
     await t.waitForRun(canary, (r) => r.status === 'suspended' && r.waitingSignal === 'note');
