@@ -516,6 +516,16 @@ for (const kind of testPostgresKinds()) {
         assert.equal((await runService.signal(dataPlaneId, runId, { name: 'approve', digest: null }, signalId)).status, 'queued');
         const notices = await sql.query('SELECT 1 FROM signal_notices WHERE run_id = $1', [runId]);
         assert.equal(notices.rowCount, 2);
+        // Once consumed, the same ID again (a gateway repeating a signal sent with an idempotency
+        // key) does not wake the run that waits for the next signal of that name.
+        const third = await claimOne(runId);
+        await leases.applyOutcome(dataPlaneId, {
+          kind: 'suspended',
+          lease: { runId, epoch: third.epoch },
+          suspension: { wakeAt: null, waitingSignal: 'approve', signalsConsumed: 2, suspendReason: 'signal' },
+        });
+        assert.equal((await runService.signal(dataPlaneId, runId, { name: 'approve', digest: null }, signalId)).status, 'suspended');
+        assert.equal((await row(runId))['status'], 'suspended');
 
         // Signal and suspend at the same moment, many times: the run always ends up queued.
         for (let i = 0; i < 15; i++) {
