@@ -21,6 +21,7 @@ import { keyUsage, reencrypt, type KeyUsage, type ReencryptOptions, type Reencry
 import { type Sealed } from './crypto.js';
 import { decodeJson, encodeJson } from './json.js';
 import { PgListener, type ListenerState } from './listener.js';
+import { connectionPool } from './pool.js';
 import {
   SCHEMA_CHANNEL,
   readCatalogue,
@@ -437,13 +438,11 @@ export class PayloadStore {
       applicationName: `${options.applicationName ?? 'cairn-data-plane'}-listener`,
       logger: options.logger,
     });
-    this.#pool = new pg.Pool({
+    this.#pool = connectionPool({
       connectionString: options.connectionString,
       max: options.poolMax ?? 10,
       application_name: options.applicationName ?? 'cairn-data-plane',
     });
-    // An idle client error (server restart) must not crash the process; the next query reconnects.
-    this.#pool.on('error', () => undefined);
   }
 
   /** Connects (lazily: the first query opens the pool). */

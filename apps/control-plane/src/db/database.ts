@@ -37,6 +37,13 @@ export class Database implements Queryable {
     });
     // An idle client losing its connection must not crash the process; the pool replaces it.
     this.pool.on('error', (error) => this.logger.warn({ err: errorSummary(error) }, 'idle database connection failed'));
+    // The pool listens for a client's errors only while it is idle. A connection that fails while
+    // checked out (between a transaction's statements, or holding the schedule ticker's lock during
+    // a database restart) would emit an unhandled 'error' and crash the process; the statement in
+    // progress, or the next one, fails instead, and the pool drops the client when it is released.
+    this.pool.on('connect', (client) =>
+      client.on('error', (error) => this.logger.warn({ err: errorSummary(error) }, 'database connection failed while in use')),
+    );
   }
 
   query<Row extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<Row>> {
