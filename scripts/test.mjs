@@ -13,6 +13,7 @@ const patterns = [
   'apps/*/src/**/*.test.ts',
   'examples/src/**/*.test.ts',
   'test/src/**/*.test.ts',
+  'test/chaos/src/**/*.test.ts',
   'bench/src/**/*.test.ts',
 ];
 const filters = process.argv.slice(2);

@@ -4,6 +4,7 @@ export {
   workerCommand,
   type Stack,
   type StackOptions,
+  type StackLink,
   type ServerEntryPoints,
   type ControlPlaneReplica,
 } from './stack.js';

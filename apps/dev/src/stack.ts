@@ -43,9 +43,29 @@ export function workerCommand(module: string): string[] {
   return ['--import', import.meta.resolve('tsx'), module];
 }
 
+/** A connection a data-plane process makes: to the control plane's gRPC port, or to the payload store. */
+export interface StackLink {
+  /** The process that dials (`worker-2`, `gateway`, …). */
+  readonly from: string;
+  readonly to: 'control-plane' | 'payload-store';
+  /** Every address that serves the link (each control-plane replica's), for a router that balances across them. */
+  readonly addresses: readonly string[];
+}
+
 export interface StackOptions {
   /** The Postgres server holding both planes' databases (separate databases and roles). */
   readonly postgres: PostgresServer;
+  /**
+   * A separate server for the payload store (as in production, where it is the customer's own
+   * Postgres); default: `postgres`.
+   */
+  readonly dataPlanePostgres?: PostgresServer;
+  /**
+   * Where a data-plane process dials for `link`, given the address it would dial (`host:port` for
+   * the control plane, a connection URL for the payload store). Called once per process, before it
+   * starts. Tests put proxies here that cut, delay or blackhole a link.
+   */
+  readonly route?: (link: StackLink, address: string) => Promise<string>;
   /** Folder for logs and generated secrets. */
   readonly dir: string;
   /** The server programs (default: this repository's builds, `entryPoints`). */
@@ -54,6 +74,8 @@ export interface StackOptions {
   readonly controlPlaneReplicas?: number;
   /** Whether to start a gateway (default true). */
   readonly gateway?: boolean;
+  /** How many gateway processes to start when `gateway` is not false (default 1). */
+  readonly gateways?: number;
   /** Worker processes to start (default 1) and the module they run (default: the examples). */
   readonly workers?: number;
   /** A JavaScript or TypeScript file that starts a worker (TypeScript runs through tsx, no build). */
@@ -115,8 +137,12 @@ export interface Stack {
   readonly cpServiceDatabaseUrl: string;
   readonly dpDatabaseUrl: string;
   readonly controlPlanes: ControlPlaneReplica[];
+  /** The first gateway (undefined with `gateway: false`) and its URL. */
   readonly gateway: ManagedProcess | undefined;
   readonly gatewayUrl: string;
+  /** Every gateway, in order, and their URLs. */
+  readonly gateways: readonly ManagedProcess[];
+  readonly gatewayUrls: readonly string[];
   readonly workers: ManagedProcess[];
   /** The local model server, when started (`mockLlmScript`). */
   readonly mockLlm: { readonly process: ManagedProcess; readonly url: string } | undefined;
@@ -213,10 +239,18 @@ async function launch(options: StackOptions, started: ManagedProcess[], supervis
   const dir = resolve(options.dir);
   mkdirSync(join(dir, 'logs'), { recursive: true });
   const pgServer = options.postgres;
-  const secrets = loadSecrets(dir, (role, password, database = role) => pgServer.url(database, { user: role, password }));
+  const dpServer = options.dataPlanePostgres ?? pgServer;
+  const secrets = loadSecrets(dir, (role, password, database = role) =>
+    (database === DATABASES.dataPlane ? dpServer : pgServer).url(database, { user: role, password }),
+  );
   const cpDatabaseUrl = await pgServer.createOwnedDatabase(DATABASES.controlPlane, secrets.cpDbPassword);
   const cpServiceDatabaseUrl = await pgServer.createLoginRole(CP_SERVICE_ROLE, secrets.cpServiceDbPassword, DATABASES.controlPlane);
-  const dpDatabaseUrl = await pgServer.createOwnedDatabase(DATABASES.dataPlane, secrets.dpDbPassword);
+  const dpDatabaseUrl = await dpServer.createOwnedDatabase(DATABASES.dataPlane, secrets.dpDbPassword);
+  const route = (from: string, to: StackLink['to'], address: string): Promise<string> => {
+    if (!options.route) return Promise.resolve(address);
+    const addresses = to === 'control-plane' ? controlPlanes.map((cp) => cp.grpcAddress) : [address];
+    return options.route({ from, to, addresses }, address);
+  };
   const servers: ServerEntryPoints = {
     controlPlane: options.entryPoints?.controlPlane ?? entryPoints.controlPlane,
     gateway: options.entryPoints?.gateway ?? entryPoints.gateway,
@@ -343,20 +377,23 @@ async function launch(options: StackOptions, started: ManagedProcess[], supervis
     CAIRN_DEV_MODE: 'true',
   };
 
-  let gateway: ManagedProcess | undefined;
-  let gatewayUrl = '';
-  if (options.gateway ?? true) {
-    const port = options.ports?.gateway || (await freePort());
-    gateway = new ManagedProcess(
-      'gateway',
+  const gateways: ManagedProcess[] = [];
+  const gatewayUrls: string[] = [];
+  const gatewayCount = (options.gateway ?? true) ? (options.gateways ?? 1) : 0;
+  for (let i = 0; i < gatewayCount; i++) {
+    const port = (i === 0 && options.ports?.gateway) || (await freePort());
+    const name = gatewayCount === 1 ? 'gateway' : `gateway-${i + 1}`;
+    const gateway = new ManagedProcess(
+      name,
       node,
       [servers.gateway],
       {
         ...process.env,
         ...dpEnv,
+        CAIRN_DP_DATABASE_URL: await route(name, 'payload-store', dpDatabaseUrl),
         CAIRN_GATEWAY_HOST: '127.0.0.1',
         CAIRN_GATEWAY_PORT: String(port),
-        CAIRN_CP_GRPC_ADDRESS: controlPlanes[0]!.grpcAddress,
+        CAIRN_CP_GRPC_ADDRESS: await route(name, 'control-plane', controlPlanes[i % controlPlanes.length]!.grpcAddress),
         // The console, served by the control plane, fetches payloads from the gateway in the browser.
         CAIRN_GATEWAY_CORS_ORIGINS: controlPlanes
           .flatMap((cp) => [cp.httpUrl, cp.httpUrl.replace('//127.0.0.1:', '//localhost:')])
@@ -364,13 +401,15 @@ async function launch(options: StackOptions, started: ManagedProcess[], supervis
         ...(options.gatewayEnv ?? {}),
         CAIRN_GATEWAY_TOKENS: [secrets.gatewayToken, ...(options.gatewayTokens ?? [])].join(','),
       },
-      join(dir, 'logs', 'gateway.log'),
-      onLine('gateway'),
+      join(dir, 'logs', `${name}.log`),
+      onLine(name),
       spawnOptions,
     );
-    gatewayUrl = `http://127.0.0.1:${port}`;
-    await run(gateway, (p) => waitHttp(`${gatewayUrl}/readyz`, 30_000, p), 10_000);
+    const url = `http://127.0.0.1:${port}`;
+    gateways.push(gateway);
+    gatewayUrls.push(url);
   }
+  await Promise.all(gateways.map((g, i) => run(g, (p) => waitHttp(`${gatewayUrls[i]!}/readyz`, 30_000, p), 10_000)));
 
   let mockLlm: Stack['mockLlm'];
   if (options.mockLlm) {
@@ -408,11 +447,19 @@ async function launch(options: StackOptions, started: ManagedProcess[], supervis
     workerCount++;
     const name = supervise && (options.workers ?? 1) === 1 && workerCount === 1 ? 'worker' : `worker-${workerCount}`;
     const healthPort = await freePort();
+    const env = workerEnv(replica);
     const proc = new ManagedProcess(
       name,
       node,
       workerCommand(workerModule),
-      { ...process.env, ...workerEnv(replica), CAIRN_WORKER_HEALTH_PORT: String(healthPort), ...(o.env ?? {}) },
+      {
+        ...process.env,
+        ...env,
+        CAIRN_CP_GRPC_ADDRESS: await route(name, 'control-plane', env['CAIRN_CP_GRPC_ADDRESS']!),
+        CAIRN_DP_DATABASE_URL: await route(name, 'payload-store', env['CAIRN_DP_DATABASE_URL']!),
+        CAIRN_WORKER_HEALTH_PORT: String(healthPort),
+        ...(o.env ?? {}),
+      },
       join(dir, 'logs', `${name}.log`),
       onLine(name),
       { ...spawnOptions, ...(options.workerCwd ? { cwd: options.workerCwd } : {}) },
@@ -443,8 +490,10 @@ async function launch(options: StackOptions, started: ManagedProcess[], supervis
     cpServiceDatabaseUrl,
     dpDatabaseUrl,
     controlPlanes,
-    gateway,
-    gatewayUrl,
+    gateway: gateways[0],
+    gatewayUrl: gatewayUrls[0] ?? '',
+    gateways,
+    gatewayUrls,
     workers,
     mockLlm,
     supervisions: byName,
@@ -456,7 +505,7 @@ async function launch(options: StackOptions, started: ManagedProcess[], supervis
     async stop() {
       const stopOne = (p: ManagedProcess, timeoutMs: number): Promise<unknown> => byName.get(p.name)?.stop() ?? p.stop(timeoutMs);
       await Promise.all(workers.map((w) => stopOne(w, 10_000)));
-      if (gateway) await stopOne(gateway, 10_000);
+      await Promise.all(gateways.map((g) => stopOne(g, 10_000)));
       if (mockLlm) await stopOne(mockLlm.process, 10_000);
       await Promise.all(controlPlanes.map((cp) => stopOne(cp.process, 10_000)));
       await Promise.all(proxies.map((p) => new Promise((r) => p.close(r))));

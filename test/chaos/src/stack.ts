@@ -1,0 +1,166 @@
+// The stack the chaos suite runs on: the real processes of both planes (two control-plane replicas
+// behind a balancing proxy, gateways, workers, the local model server), the control plane's and the
+// payload store's Postgres as separate servers that faults restart and freeze, and a fault proxy on
+// every link a data-plane process dials.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { CairnClient } from '@cairn/client';
+import { startStack, type ManagedProcess, type Stack, type StackLink } from '@cairn/dev';
+import { startEmbeddedPostgres, type PostgresServer } from '@cairn/local-postgres';
+import { ChaosPostgres } from './postgres.js';
+import { FaultProxy } from './proxy.js';
+import { EFFECTS_SCHEMA } from './workflows.js';
+
+const workerModule = fileURLToPath(new URL('./worker-main.js', import.meta.url));
+
+export interface ChaosStackOptions {
+  readonly dir: string;
+  readonly workers: number;
+  readonly gateways: number;
+  readonly workerSlots: number;
+  readonly leaseTtlMs: number;
+  readonly heartbeatIntervalMs: number;
+  readonly onLine?: (name: string, line: string) => void;
+}
+
+/** A process the injector may kill, stop, drain or cut off. */
+export interface ChaosProcess {
+  readonly kind: 'worker' | 'gateway' | 'control-plane';
+  readonly process: ManagedProcess;
+  /** The links this process dials, by what they reach. */
+  readonly links: Partial<Record<StackLink['to'], FaultProxy>>;
+  /** Workers: the file whose number skews the process's clock. */
+  readonly clockFile?: string;
+  /** Where the process answers 200 once it is ready to serve (the probe Kubernetes would use). */
+  readonly readyUrl?: string;
+}
+
+export interface ChaosStack {
+  readonly stack: Stack;
+  readonly controlPlaneDb: ChaosPostgres;
+  readonly payloadDb: ChaosPostgres;
+  readonly effectsDb: PostgresServer;
+  /** Pools for the checker: the control-plane database as its owner, the payload store, the effects. */
+  readonly cp: pg.Pool;
+  readonly dp: pg.Pool;
+  readonly effects: pg.Pool;
+  readonly processes: readonly ChaosProcess[];
+  readonly proxies: readonly FaultProxy[];
+  /** One client per gateway, as applications would hold. */
+  readonly clients: readonly CairnClient[];
+  readonly maxConnections: number;
+  stop(): Promise<void>;
+}
+
+const MAX_CONNECTIONS = 400;
+
+export async function startChaosStack(options: ChaosStackOptions): Promise<ChaosStack> {
+  mkdirSync(join(options.dir, 'clock'), { recursive: true });
+  const controlPlaneDb = await ChaosPostgres.start('control-plane-postgres', join(options.dir, 'pg-cp'), MAX_CONNECTIONS);
+  const payloadDb = await ChaosPostgres.start('payload-store-postgres', join(options.dir, 'pg-dp'), MAX_CONNECTIONS);
+  const effectsDb = await startEmbeddedPostgres({ fast: true, persistent: false, dataDir: join(options.dir, 'pg-effects') });
+  const effectsUrl = await effectsDb.createDatabase('chaos_effects');
+  const effects = new pg.Pool({ connectionString: effectsUrl, max: 4 });
+  effects.on('error', () => undefined);
+  await effects.query(EFFECTS_SCHEMA);
+
+  const proxies: FaultProxy[] = [];
+  const linksOf = new Map<string, Partial<Record<StackLink['to'], FaultProxy>>>();
+  const route = async (link: StackLink, address: string): Promise<string> => {
+    const hostPort = (a: string): { host: string; port: number } => {
+      const [host, port] = a.split(':');
+      return { host: host!, port: Number(port) };
+    };
+    if (link.to === 'control-plane') {
+      const proxy = await new FaultProxy(`${link.from}→control-plane`, link.addresses.map(hostPort)).listen();
+      proxies.push(proxy);
+      linksOf.set(link.from, { ...linksOf.get(link.from), 'control-plane': proxy });
+      return proxy.address;
+    }
+    const url = new URL(address);
+    const proxy = await new FaultProxy(`${link.from}→payload-store`, [{ host: url.hostname, port: Number(url.port) }]).listen();
+    proxies.push(proxy);
+    linksOf.set(link.from, { ...linksOf.get(link.from), 'payload-store': proxy });
+    url.host = proxy.address;
+    return url.toString();
+  };
+
+  const stack = await startStack({
+    postgres: controlPlaneDb.server,
+    dataPlanePostgres: payloadDb.server,
+    dir: options.dir,
+    route,
+    controlPlaneReplicas: 2,
+    gateways: options.gateways,
+    workers: 0,
+    workerModule,
+    workerSlots: options.workerSlots,
+    workerEnv: { CAIRN_CHAOS_EFFECTS_URL: effectsUrl },
+    // Runs that wait longer than this suspend, so sleeps, signals and backoffs cross the control plane.
+    suspendThresholdMs: 200,
+    leaseTtlMs: options.leaseTtlMs,
+    heartbeatIntervalMs: options.heartbeatIntervalMs,
+    sweepIntervalMs: 250,
+    mockLlm: {},
+    logLevel: 'warn',
+    ...(options.onLine ? { onLine: options.onLine } : {}),
+  });
+
+  const processes: ChaosProcess[] = [];
+  for (const cp of stack.controlPlanes)
+    processes.push({ kind: 'control-plane', process: cp.process, links: {}, readyUrl: `${cp.httpUrl}/readyz` });
+  stack.gateways.forEach((gateway, i) =>
+    processes.push({
+      kind: 'gateway',
+      process: gateway,
+      links: linksOf.get(gateway.name) ?? {},
+      readyUrl: `${stack.gatewayUrls[i]!}/readyz`,
+    }),
+  );
+  for (let i = 0; i < options.workers; i++) {
+    const clockFile = join(options.dir, 'clock', `worker-${i + 1}`);
+    writeFileSync(clockFile, '0');
+    const worker = await stack.startWorker({ replica: i, env: { CAIRN_CHAOS_CLOCK_FILE: clockFile } });
+    processes.push({ kind: 'worker', process: worker, links: linksOf.get(worker.name) ?? {}, clockFile });
+  }
+
+  const cp = new pg.Pool({ connectionString: stack.cpDatabaseUrl, max: 3 });
+  cp.on('error', () => undefined);
+  const dp = new pg.Pool({ connectionString: stack.dpDatabaseUrl, max: 3 });
+  dp.on('error', () => undefined);
+  const clients = stack.gatewayUrls.map(
+    (gatewayUrl) =>
+      new CairnClient({
+        gatewayUrl,
+        token: stack.secrets.gatewayToken,
+        // The workload handles failures itself, switching gateways, so one attempt per call.
+        retry: { maxAttempts: 1 },
+      }),
+  );
+
+  return {
+    stack,
+    controlPlaneDb,
+    payloadDb,
+    effectsDb,
+    cp,
+    dp,
+    effects,
+    processes,
+    proxies,
+    clients,
+    maxConnections: MAX_CONNECTIONS,
+    async stop() {
+      for (const proxy of proxies) proxy.set({ kind: 'pass' });
+      for (const p of processes) p.process.signal('SIGCONT');
+      await stack.stop();
+      await Promise.all(proxies.map((p) => p.close()));
+      await Promise.all([cp.end(), dp.end(), effects.end()]);
+      await controlPlaneDb.stop();
+      await payloadDb.stop();
+      await effectsDb.stop();
+    },
+  };
+}
