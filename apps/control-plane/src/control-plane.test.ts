@@ -402,6 +402,41 @@ for (const kind of testPostgresKinds()) {
         });
       });
 
+      test('the lease history orders a release and the next grant as they happened, not as their transactions began', async () => {
+        const runId = await startRun();
+        await claimOne(runId);
+        // A claim whose transaction began before the release committed (a dispatch pass under load).
+        const early = new pg.Client({ connectionString: url });
+        await early.connect();
+        try {
+          await early.query('BEGIN');
+          await early.query('SELECT 1');
+          await sleep(50);
+          const released = await leases.applyOutcome(dataPlaneId, { kind: 'released', lease: { runId, epoch: 1 } });
+          assert.equal(released.kind, 'applied');
+          await sleep(50);
+          const next = session();
+          await early.query('INSERT INTO run_leases (run_id, epoch, session_id, worker_id) VALUES ($1, 2, $2, $3)', [
+            runId,
+            next.sessionId,
+            next.workerId,
+          ]);
+          await early.query('COMMIT');
+        } finally {
+          await early.end();
+        }
+        const history = await sql.query<{ epoch: number; acquired_at: Date; ended_at: Date | null }>(
+          'SELECT epoch, acquired_at, ended_at FROM run_leases WHERE run_id = $1 ORDER BY epoch',
+          [runId],
+        );
+        const [first, second] = history.rows;
+        assert.ok(first?.ended_at && second, JSON.stringify(history.rows));
+        assert.ok(
+          first.ended_at < second.acquired_at,
+          `lease 1 ended ${first.ended_at.toISOString()}, lease 2 began ${second.acquired_at.toISOString()}`,
+        );
+      });
+
       test('an expired lease is requeued by the sweep and the next claim has epoch + 1', async () => {
         const runId = await startRun();
         const first = await claimOne(runId, session(), 100);

@@ -1246,4 +1246,15 @@ END
 $fn$;
 `,
   },
+  {
+    version: 27,
+    name: 'lease history in statement time',
+    sql: `
+-- A lease's grant and end are recorded at the moment the statement runs (clock_timestamp()), not
+-- when its transaction began (now()): a claim whose transaction began before the previous lease's
+-- release committed would otherwise record a grant before that release, and the history would show
+-- two leases held at once when they never were.
+ALTER TABLE run_leases ALTER COLUMN acquired_at SET DEFAULT clock_timestamp();
+`,
+  },
 ];

@@ -669,7 +669,7 @@ export class RunRepository {
          WHERE r.id = held.run_id AND r.epoch = held.epoch AND r.data_plane_id = $1 AND r.status = 'running' AND r.lease_worker = $5
          RETURNING ${runColumns('r')}
        ), history AS (
-         UPDATE run_leases l SET session_id = $4, reattached_at = now()
+         UPDATE run_leases l SET session_id = $4, reattached_at = clock_timestamp()
          FROM moved WHERE l.run_id = moved.id AND l.epoch = moved.epoch
        )
        SELECT * FROM moved`,
@@ -744,7 +744,7 @@ export class RunRepository {
          WHERE id = $1 AND status NOT IN ('completed', 'failed', 'cancelled', 'terminated', 'timed_out')
          RETURNING ${RUN_COLUMNS}
        ), history AS (
-         UPDATE run_leases l SET ended_at = now(), end_reason = 'terminated'
+         UPDATE run_leases l SET ended_at = clock_timestamp(), end_reason = 'terminated'
          FROM ended WHERE l.run_id = ended.id AND l.epoch = ended.epoch AND l.ended_at IS NULL
        )
        SELECT * FROM ended`,
@@ -790,11 +790,10 @@ export class RunRepository {
 
   /** Ends the lease history row of (run, epoch). */
   async endLease(tx: Queryable, lease: LeaseKey, reason: LeaseEndReason): Promise<void> {
-    await tx.query('UPDATE run_leases SET ended_at = now(), end_reason = $3 WHERE run_id = $1 AND epoch = $2 AND ended_at IS NULL', [
-      lease.runId,
-      lease.epoch,
-      reason,
-    ]);
+    await tx.query(
+      'UPDATE run_leases SET ended_at = clock_timestamp(), end_reason = $3 WHERE run_id = $1 AND epoch = $2 AND ended_at IS NULL',
+      [lease.runId, lease.epoch, reason],
+    );
   }
 
   /**
@@ -825,7 +824,7 @@ export class RunRepository {
            AND ($8::text IS NULL OR EXISTS (SELECT 1 FROM data_planes WHERE id = $2 AND token_sha256 = $8 AND revoked_at IS NULL))
          RETURNING ${RUN_COLUMNS}
        ), history AS (
-         UPDATE run_leases SET ended_at = now(), end_reason = $4
+         UPDATE run_leases SET ended_at = clock_timestamp(), end_reason = $4
          WHERE run_id = $1 AND epoch = $3 AND ended_at IS NULL AND EXISTS (SELECT 1 FROM ended)
        ), woken AS (
          -- A parent suspended until this child ends is queued in the same statement.
@@ -874,7 +873,7 @@ export class RunRepository {
          WHERE r.id = h.run_id AND r.epoch = h.epoch AND r.status = 'running' AND r.lease_session = $1
          RETURNING r.id, r.epoch, r.data_plane_id
        ), history AS (
-         UPDATE run_leases l SET ended_at = now(), end_reason = 'released'
+         UPDATE run_leases l SET ended_at = clock_timestamp(), end_reason = 'released'
          FROM released WHERE l.run_id = released.id AND l.epoch = released.epoch AND l.ended_at IS NULL
        )
        SELECT * FROM released`,
@@ -908,7 +907,7 @@ export class RunRepository {
          FROM picked WHERE r.id = picked.id
          RETURNING r.id, r.epoch, r.data_plane_id, picked.lease_session
        ), history AS (
-         UPDATE run_leases l SET ended_at = now(), end_reason = 'expired'
+         UPDATE run_leases l SET ended_at = clock_timestamp(), end_reason = 'expired'
          FROM expired WHERE l.run_id = expired.id AND l.epoch = expired.epoch AND l.ended_at IS NULL
        )
        SELECT * FROM expired`,
@@ -938,7 +937,7 @@ export class RunRepository {
          FROM picked WHERE r.id = picked.id
          RETURNING r.id, r.data_plane_id, r.parent_run_id, CASE WHEN picked.status = 'running' THEN picked.epoch END AS held_epoch
        ), history AS (
-         UPDATE run_leases l SET ended_at = now(), end_reason = 'timed_out'
+         UPDATE run_leases l SET ended_at = clock_timestamp(), end_reason = 'timed_out'
          FROM ended WHERE l.run_id = ended.id AND l.epoch = ended.held_epoch AND l.ended_at IS NULL
        ), woken AS (
          -- A parent suspended until one of these runs ends goes on, as after any final transition
