@@ -149,6 +149,13 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       `chaos: runs settled ${settleMs} ms after the last fault healed${settled.stuck ? `; ${settled.stuck} stuck` : ''}; checking invariants`,
     );
     const { duplicates } = await checker.final(workload.records, injector.records, join(dir, 'logs'));
+    for (const exit of injector.unexpectedExits) {
+      checker.violations.push({
+        invariant: 'no process crashes',
+        detail: `${exit.process} exited on its own (${exit.exit}); see its log`,
+        at: exit.at,
+      });
+    }
     const result = await summarize({
       options,
       startedAt,

@@ -73,6 +73,9 @@ export interface InjectorOptions {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** The workers' drain bound (CAIRN_DRAIN_TIMEOUT_MS): the default, which the chaos stack keeps. */
+export const DRAIN_TIMEOUT_MS = 25_000;
+
 /** Waits until `url` answers 200; false when the process exits first or `timeoutMs` passes. */
 async function ready(url: string, proc: ManagedProcess, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
@@ -210,9 +213,18 @@ export class FaultInjector {
           detail: 'SIGTERM (drain), replaced as a rolling update would',
           apply: async () => {
             this.#expected.add(target.process);
-            const exit = await target.process.stop(60_000);
-            if (exit !== 0) throw new Error(`${target.process.name} exited with ${exit} when drained`);
-            await this.#restart(target);
+            // As Kubernetes does: SIGKILL once the termination grace period (the drain bound and a margin) is over.
+            const exit = await target.process.stop(DRAIN_TIMEOUT_MS + 10_000);
+            try {
+              if (exit !== 0) {
+                const last = target.process.lines.slice(-15).join('\n');
+                throw new Error(
+                  `${target.process.name} did not finish draining within its grace period (exit ${exit}); its last lines:\n${last}`,
+                );
+              }
+            } finally {
+              await this.#restart(target);
+            }
           },
         };
       }

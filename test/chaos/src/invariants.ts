@@ -31,11 +31,15 @@ const OVERLAPPING_LEASES = `
    WHERE b.acquired_at < coalesce(a.ended_at, 'infinity') AND a.session_id <> b.session_id
    LIMIT 20`;
 
-/** A journal entry written under an older lease after one written under a newer lease: a fence that failed. */
+/**
+ * A journal entry written under an older lease after one written under a newer lease: a fence that
+ * failed. Code runs in order, so a later entry is written after an earlier one, except the entries
+ * of children started side by side, which complete (and are rewritten) in any order.
+ */
 const UNFENCED_WRITES = `
   SELECT run_id::text, position, epoch, previous FROM (
     SELECT run_id, position, epoch, max(epoch) OVER (PARTITION BY run_id ORDER BY position ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS previous
-      FROM dp_journal) j
+      FROM dp_journal WHERE kind <> 'child') j
    WHERE epoch < previous
    LIMIT 20`;
 
@@ -232,6 +236,24 @@ export class Checker {
         this.#violate(
           'a side effect runs again only for a step in flight at a fault',
           `run ${row.run_id}: ${row.step} ran ${row.times} times (${row.first.toISOString()} … ${row.last.toISOString()}) with no fault near it`,
+        );
+      }
+    }
+    // A durable sleep lasts at least its duration in real time (the side-effect ledger's clock,
+    // which no fault skews): from the step before it to the step after it.
+    const sleeps = await this.#stack.effects.query<{ run_id: string; ms: number }>(
+      `SELECT run_id::text, extract(epoch FROM min(at) FILTER (WHERE step = 'end') - min(at) FILTER (WHERE step = 'mid')) * 1000 AS ms
+         FROM effects WHERE step IN ('mid', 'end') GROUP BY run_id`,
+    );
+    const slept = new Map(sleeps.rows.map((r) => [r.run_id, Number(r.ms)]));
+    for (const r of records) {
+      if (r.scenario !== 'sleep' || !r.runId || r.outcome?.status !== 'completed') continue;
+      const ms = slept.get(r.runId);
+      const want = r.input['longMs'] as number;
+      if (ms === undefined || !(ms >= want)) {
+        this.#violate(
+          'a durable sleep lasts its duration',
+          `sleep run ${r.runId}: a ${want} ms sleep took ${ms === undefined ? 'no' : Math.round(ms)} ms of real time`,
         );
       }
     }

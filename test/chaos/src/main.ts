@@ -15,7 +15,7 @@ Options:
   --workers N         worker processes (default 3)
   --gateways N        gateway processes (default 2)
   --concurrency N     simulated applications, one run in progress each (default 48)
-  --fault-interval D  mean time between faults (default 2500ms)
+  --fault-interval D  mean time between faults (default 2000ms)
   --recovery-bound D  how soon after the last fault every run must have ended (default 120s)
   --out DIR           where the result is written (default test/chaos/results)
   --keep              keep the stack's folder (logs, databases) afterwards
@@ -49,7 +49,7 @@ try {
       workers: { type: 'string', default: '3' },
       gateways: { type: 'string', default: '2' },
       concurrency: { type: 'string', default: '48' },
-      'fault-interval': { type: 'string', default: '2500ms' },
+      'fault-interval': { type: 'string', default: '2000ms' },
       'recovery-bound': { type: 'string', default: '120s' },
       out: { type: 'string', default: fileURLToPath(new URL('../results', import.meta.url)) },
       keep: { type: 'boolean', default: false },

@@ -8,7 +8,8 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { CairnClient } from '@cairn/client';
 import { startStack, type ManagedProcess, type Stack, type StackLink } from '@cairn/dev';
-import { startEmbeddedPostgres, type PostgresServer } from '@cairn/local-postgres';
+import { freePort, startEmbeddedPostgres, type PostgresServer } from '@cairn/local-postgres';
+import { DRAIN_TIMEOUT_MS } from './faults.js';
 import { ChaosPostgres } from './postgres.js';
 import { FaultProxy } from './proxy.js';
 import { EFFECTS_SCHEMA } from './workflows.js';
@@ -97,7 +98,7 @@ export async function startChaosStack(options: ChaosStackOptions): Promise<Chaos
     workers: 0,
     workerModule,
     workerSlots: options.workerSlots,
-    workerEnv: { CAIRN_CHAOS_EFFECTS_URL: effectsUrl },
+    workerEnv: { CAIRN_CHAOS_EFFECTS_URL: effectsUrl, CAIRN_DRAIN_TIMEOUT_MS: String(DRAIN_TIMEOUT_MS) },
     // Runs that wait longer than this suspend, so sleeps, signals and backoffs cross the control plane.
     suspendThresholdMs: 200,
     leaseTtlMs: options.leaseTtlMs,
@@ -105,6 +106,8 @@ export async function startChaosStack(options: ChaosStackOptions): Promise<Chaos
     sweepIntervalMs: 250,
     mockLlm: {},
     logLevel: 'warn',
+    // What a worker did before a fault (draining, fenced, reconnecting) is in its log.
+    workerLogLevel: 'info',
     ...(options.onLine ? { onLine: options.onLine } : {}),
   });
 
@@ -122,8 +125,18 @@ export async function startChaosStack(options: ChaosStackOptions): Promise<Chaos
   for (let i = 0; i < options.workers; i++) {
     const clockFile = join(options.dir, 'clock', `worker-${i + 1}`);
     writeFileSync(clockFile, '0');
-    const worker = await stack.startWorker({ replica: i, env: { CAIRN_CHAOS_CLOCK_FILE: clockFile } });
-    processes.push({ kind: 'worker', process: worker, links: linksOf.get(worker.name) ?? {}, clockFile });
+    const healthPort = await freePort();
+    const worker = await stack.startWorker({
+      replica: i,
+      env: { CAIRN_CHAOS_CLOCK_FILE: clockFile, CAIRN_WORKER_HEALTH_PORT: String(healthPort) },
+    });
+    processes.push({
+      kind: 'worker',
+      process: worker,
+      links: linksOf.get(worker.name) ?? {},
+      clockFile,
+      readyUrl: `http://127.0.0.1:${healthPort}/readyz`,
+    });
   }
 
   const cp = new pg.Pool({ connectionString: stack.cpDatabaseUrl, max: 3 });

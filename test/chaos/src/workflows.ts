@@ -43,12 +43,12 @@ export const chaosSteps = defineWorkflow({ name: 'chaos-steps', version: '1' }, 
 });
 
 /** A step that fails its first `failures` attempts, retried with backoff (which suspends the run). */
-export const chaosRetry = defineWorkflow({ name: 'chaos-retry', version: '1' }, async (ctx, input: { failures: number }) =>
+export const chaosRetry = defineWorkflow({ name: 'chaos-retry', version: '1' }, async (ctx, input: { failures: number; canary: string }) =>
   ctx.step(
     'flaky',
     async ({ attempt }) => {
       await effect(ctx.runId, 'flaky', attempt);
-      if (attempt <= input.failures) throw new Error(`transient failure on attempt ${attempt}`);
+      if (attempt <= input.failures) throw new Error(`transient failure on attempt ${attempt} (${input.canary})`);
       return { attempt };
     },
     { retry: { initialInterval: 300, backoffCoefficient: 2, maximumAttempts: input.failures + 20 } },
@@ -79,20 +79,20 @@ export const chaosSignals = defineWorkflow({ name: 'chaos-signals', version: '1'
  * for good when `failAt` names it, and a rejection fails the run: either way the undos run for the
  * bookings that completed, newest first.
  */
-export const chaosSaga = defineWorkflow({ name: 'chaos-saga', version: '1' }, async (ctx, input: { failAt: number }) => {
+export const chaosSaga = defineWorkflow({ name: 'chaos-saga', version: '1' }, async (ctx, input: { failAt: number; canary: string }) => {
   for (let i = 1; i <= 3; i++) {
     await ctx.step(
       `book-${i}`,
       async ({ attempt }) => {
         await effect(ctx.runId, `book-${i}`, attempt);
-        if (input.failAt === i) throw new TerminalError(`booking ${i} refused`);
+        if (input.failAt === i) throw new TerminalError(`booking ${i} refused for ${input.canary}`);
         return { booking: i };
       },
       { compensate: async () => effect(ctx.runId, `undo-${i}`, 1) },
     );
     if (i === 2) {
       const answer = await ctx.approval('confirm');
-      if (!answer.approved) throw new TerminalError('the trip was rejected');
+      if (!answer.approved) throw new TerminalError(`the trip was rejected for ${input.canary}`);
     }
   }
   return { booked: 3 };
