@@ -241,11 +241,11 @@ export class Checker {
     }
     // A durable sleep lasts at least its duration in real time (the side-effect ledger's clock,
     // which no fault skews): from the step before it to the step after it.
-    const sleeps = await this.#stack.effects.query<{ run_id: string; ms: number }>(
+    const sleeps = await this.#stack.effects.query<{ run_id: string; ms: string | null }>(
       `SELECT run_id::text, extract(epoch FROM min(at) FILTER (WHERE step = 'end') - min(at) FILTER (WHERE step = 'mid')) * 1000 AS ms
          FROM effects WHERE step IN ('mid', 'end') GROUP BY run_id`,
     );
-    const slept = new Map(sleeps.rows.map((r) => [r.run_id, Number(r.ms)]));
+    const slept = new Map(sleeps.rows.flatMap((r) => (r.ms === null ? [] : [[r.run_id, Number(r.ms)] as const])));
     for (const r of records) {
       if (r.scenario !== 'sleep' || !r.runId || r.outcome?.status !== 'completed') continue;
       const ms = slept.get(r.runId);
