@@ -446,7 +446,8 @@ async function launch(options: StackOptions, started: ManagedProcess[], supervis
     const replica = o.replica ?? nextReplica++;
     workerCount++;
     const name = supervise && (options.workers ?? 1) === 1 && workerCount === 1 ? 'worker' : `worker-${workerCount}`;
-    const healthPort = await freePort();
+    // The caller may choose the port (to probe the worker itself); otherwise a free one.
+    const healthPort = Number(o.env?.['CAIRN_WORKER_HEALTH_PORT'] ?? 0) || (await freePort());
     const env = workerEnv(replica);
     const proc = new ManagedProcess(
       name,

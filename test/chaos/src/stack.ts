@@ -58,13 +58,28 @@ export interface ChaosStack {
 const MAX_CONNECTIONS = 400;
 
 export async function startChaosStack(options: ChaosStackOptions): Promise<ChaosStack> {
+  // What start-up has brought up so far, stopped in reverse order when a later part fails.
+  const undo: Array<() => Promise<unknown>> = [];
+  try {
+    return await launch(options, undo);
+  } catch (err) {
+    for (const step of undo.reverse()) await step().catch(() => undefined);
+    throw err;
+  }
+}
+
+async function launch(options: ChaosStackOptions, undo: Array<() => Promise<unknown>>): Promise<ChaosStack> {
   mkdirSync(join(options.dir, 'clock'), { recursive: true });
   const controlPlaneDb = await ChaosPostgres.start('control-plane-postgres', join(options.dir, 'pg-cp'), MAX_CONNECTIONS);
+  undo.push(() => controlPlaneDb.stop());
   const payloadDb = await ChaosPostgres.start('payload-store-postgres', join(options.dir, 'pg-dp'), MAX_CONNECTIONS);
+  undo.push(() => payloadDb.stop());
   const effectsDb = await startEmbeddedPostgres({ fast: true, persistent: false, dataDir: join(options.dir, 'pg-effects') });
+  undo.push(() => effectsDb.stop());
   const effectsUrl = await effectsDb.createDatabase('chaos_effects');
   const effects = new pg.Pool({ connectionString: effectsUrl, max: 4 });
   effects.on('error', () => undefined);
+  undo.push(() => effects.end());
   await effects.query(EFFECTS_SCHEMA);
 
   const proxies: FaultProxy[] = [];
@@ -88,6 +103,7 @@ export async function startChaosStack(options: ChaosStackOptions): Promise<Chaos
     return url.toString();
   };
 
+  undo.push(() => Promise.all(proxies.map((p) => p.close())));
   const stack = await startStack({
     postgres: controlPlaneDb.server,
     dataPlanePostgres: payloadDb.server,
@@ -111,6 +127,7 @@ export async function startChaosStack(options: ChaosStackOptions): Promise<Chaos
     ...(options.onLine ? { onLine: options.onLine } : {}),
   });
 
+  undo.push(() => stack.stop());
   const processes: ChaosProcess[] = [];
   for (const cp of stack.controlPlanes)
     processes.push({ kind: 'control-plane', process: cp.process, links: {}, readyUrl: `${cp.httpUrl}/readyz` });
