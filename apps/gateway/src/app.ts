@@ -22,6 +22,7 @@ import type { ControlPlane } from './control-plane.js';
 import { errorBody, httpStatus, invalid, issuesOf, storeError } from './errors.js';
 import { exportJournal, readJournal, verifyJournal } from './journal.js';
 import { parseJsonBody } from './json.js';
+import { OrphanSweeper } from './orphans.js';
 import { readReplayCheck, requestReplayCheck } from './replay-checks.js';
 import { RunService, type ApprovalAnswer, type RunWithResult } from './runs.js';
 import { DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS } from './schemas.js';
@@ -134,12 +135,24 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
     });
   }
 
+  // Starts that never became runs (a gateway killed between storing the input and StartRun):
+  // deleted once the control plane confirms it does not know them (orphans.ts).
+  const orphanSweep = config.orphanSweep;
+  const sweeper = orphanSweep && new OrphanSweeper(deps.store, deps.controlPlane, logger, orphanSweep);
+  if (sweeper) {
+    app.addHook('onReady', (done) => {
+      sweeper.start();
+      done();
+    });
+  }
+
   app.addHook('preClose', (done) => {
     clearInterval(retentionTimer);
     shutdown.abort();
     done();
   });
   app.addHook('onClose', async () => {
+    await sweeper?.stop();
     await hub.close();
     await runs.close();
   });

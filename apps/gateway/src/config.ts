@@ -162,6 +162,10 @@ const shape = {
   CAIRN_DP_TRANSCRIPT_RETENTION_DAYS: days(),
   CAIRN_DP_RETENTION_INTERVAL_MS: positive(3_600_000),
   CAIRN_CP_TIMEOUT_MS: positive(10_000),
+  // The orphan sweep (orphans.ts): how often, and how old a start that never became a run must be
+  // before it is deleted; the age must stay far above any start's control-plane call.
+  CAIRN_GATEWAY_ORPHAN_SWEEP_INTERVAL_MS: positive(60_000),
+  CAIRN_GATEWAY_ORPHAN_AGE_MS: positive(600_000),
   CAIRN_GATEWAY_SCALER_PORT: env.port().optional(),
   CAIRN_GATEWAY_SCALER_POLL_MS: positive(5_000),
   // strict: workflow and signal names never cross in clear (only as keyed digests).
@@ -180,6 +184,23 @@ const shape = {
     .optional(),
   CAIRN_LOG_LEVEL: env.logLevel(),
 };
+
+/** How many control-plane deadlines an orphan must be older than, at least. */
+export const ORPHAN_AGE_DEADLINES = 10;
+
+/**
+ * The orphan sweep's age against the control-plane deadline (on the raw values; each is also
+ * checked alone): a start still waiting for StartRun must never look old enough to delete.
+ */
+function orphanAgeProblems(values: Readonly<Record<string, string | undefined>>): string[] {
+  const age = Number(values['CAIRN_GATEWAY_ORPHAN_AGE_MS'] ?? 600_000);
+  const deadline = Number(values['CAIRN_CP_TIMEOUT_MS'] ?? 10_000);
+  if (!Number.isInteger(age) || !Number.isInteger(deadline) || deadline <= 0 || age >= ORPHAN_AGE_DEADLINES * deadline) return [];
+  return [
+    `  CAIRN_GATEWAY_ORPHAN_AGE_MS: must be at least ${ORPHAN_AGE_DEADLINES} times CAIRN_CP_TIMEOUT_MS (${ORPHAN_AGE_DEADLINES * deadline} ms here), ` +
+      'so that a start still waiting for the control plane is never taken for an orphan; raise it, or lower CAIRN_CP_TIMEOUT_MS',
+  ];
+}
 
 type KeyVariables = {
   CAIRN_DP_ENCRYPTION_KEYS?: KeyRing | undefined;
@@ -274,6 +295,16 @@ export interface GatewayConfig {
     readonly transcriptDays: number | undefined;
     readonly intervalMs: number;
   };
+  /**
+   * The sweep that deletes the stored inputs of starts the control plane never queued (a gateway
+   * killed between storing the input and StartRun): how often it runs (each wait jittered) and how
+   * old such a start must be. The age is at least ten times `cpTimeoutMs`, so a start still in
+   * progress is never taken for one.
+   */
+  readonly orphanSweep?: {
+    readonly intervalMs: number;
+    readonly ageMs: number;
+  };
   /** The key that signs journal exports (CAIRN_GATEWAY_EXPORT_SIGNING_KEY_FILE); undefined: exports are off. */
   readonly exportSigningKey?: ExportSigningKey | undefined;
   /**
@@ -314,7 +345,10 @@ export async function loadGatewayConfigWithKeys(source: Record<string, string | 
 }
 
 function readGatewayConfig(source: Record<string, string | undefined>): { config: Omit<GatewayConfig, 'keys'>; keys: KeySource } {
-  const raw = loadConfig('gateway', shape, source, { secrets: GATEWAY_SECRETS, check: keyVariableProblems });
+  const raw = loadConfig('gateway', shape, source, {
+    secrets: GATEWAY_SECRETS,
+    check: (values) => [...keyVariableProblems(values), ...orphanAgeProblems(values)],
+  });
   const keys = keySource('gateway', raw);
   const config = {
     host: raw.CAIRN_GATEWAY_HOST,
@@ -339,6 +373,10 @@ function readGatewayConfig(source: Record<string, string | undefined>): { config
       runDays: raw.CAIRN_DP_RETENTION_DAYS,
       transcriptDays: raw.CAIRN_DP_TRANSCRIPT_RETENTION_DAYS,
       intervalMs: raw.CAIRN_DP_RETENTION_INTERVAL_MS,
+    },
+    orphanSweep: {
+      intervalMs: raw.CAIRN_GATEWAY_ORPHAN_SWEEP_INTERVAL_MS,
+      ageMs: raw.CAIRN_GATEWAY_ORPHAN_AGE_MS,
     },
     scalerPort: raw.CAIRN_GATEWAY_SCALER_PORT,
     scalerPollMs: raw.CAIRN_GATEWAY_SCALER_POLL_MS,

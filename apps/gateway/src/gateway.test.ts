@@ -1471,6 +1471,90 @@ for (const kind of testPostgresKinds()) {
       expectError(await call('GET', `/v1/payloads/${created.body.payloadId}`), 404, 'CAIRN-1105');
     });
 
+    describe('orphan sweep', () => {
+      const AGE_MS = 600_000;
+      const OLD_MS = AGE_MS + 60_000;
+      const exists = async (runId: string) => (await db.count('dp_runs', 'run_id = $1', [runId])) === 1;
+      const waitFor = async (what: string, done: () => boolean | Promise<boolean>) => {
+        for (let i = 0; i < 400; i++) {
+          if (await done()) return;
+          await new Promise((r) => setTimeout(r, 25));
+        }
+        assert.fail(`timed out waiting until ${what}`);
+      };
+      const describedTimes = (runId: string) => cp.requests<{ runId: string }>('describeRun').filter((r) => r.runId === runId).length;
+      /** The input a gateway stored before it was killed, never telling the control plane. */
+      const orphan = async (workflow: string, ageMs: number) => {
+        const runId = randomUUID();
+        await store.createRun({ runId, workflowName: workflow, input: { email: 'jane@example.com' }, idempotencyDigest: 'd'.repeat(64) });
+        if (ageMs > 0) await db.ageRun(runId, ageMs);
+        return runId;
+      };
+      /** A gateway sweeping every few milliseconds, closed at the end of the test. */
+      const sweeping = async (t: { after: (fn: () => Promise<void>) => void }) => {
+        const c = loadGatewayConfig(env({ CAIRN_GATEWAY_ORPHAN_SWEEP_INTERVAL_MS: '20', CAIRN_GATEWAY_ORPHAN_AGE_MS: String(AGE_MS) }));
+        const link = new ControlPlane({ address: c.cpAddress, credential: c.dpCredential, timeoutMs: c.cpTimeoutMs });
+        const sweeper = buildGateway(c, { store, controlPlane: link });
+        t.after(async () => {
+          await sweeper.close();
+          link.close();
+        });
+        await sweeper.ready();
+      };
+
+      it('deletes the stored input of an old start the control plane never heard of, and nothing else', async (t) => {
+        const old = await orphan('order-refund', OLD_MS);
+        const young = await orphan('order-refund', AGE_MS - 120_000);
+        // A run the control plane queued long ago and no worker has taken yet.
+        const queued = (await start({ workflow: 'order-refund', input: { orderId: 'o-queued' } })).runId;
+        await db.ageRun(queued, OLD_MS);
+        // A run a worker took (a later lease), unknown to this control plane: not a start that failed.
+        const taken = await orphan('order-refund', 0);
+        await store.acquire(taken, 2);
+        await db.ageRun(taken, OLD_MS);
+        await sweeping(t);
+        await waitFor('the old orphan is deleted', async () => !(await exists(old)));
+        assert.ok(describedTimes(queued) >= 1, 'the control plane was asked about the queued run');
+        assert.equal(await exists(queued), true, 'a run the control plane knows is kept');
+        assert.equal((await call('GET', `/v1/runs/${queued}`)).status, 200);
+        assert.equal(await exists(young), true, 'a start younger than the age is kept');
+        assert.equal(describedTimes(young), 0, 'a young start is not even asked about');
+        assert.equal(await exists(taken), true, 'a run a worker took is kept');
+        assert.equal(await db.count('dp_journal', 'run_id = $1', [old]), 0);
+        expectError(await call('GET', `/v1/runs/${old}`), 404, 'CAIRN-1105');
+        await store.deleteRun(young);
+        await store.deleteRun(taken);
+        await db.ageRun(queued, -OLD_MS);
+      });
+
+      it('deletes nothing while the control plane does not answer', async (t) => {
+        const old = await orphan('five-steps', OLD_MS);
+        const asked = () => cp.requests('describeRun').length;
+        cp.intercepts.describeRun = () => ({ code: grpc.status.UNAVAILABLE, details: 'control plane down' });
+        await sweeping(t);
+        const before = asked();
+        await waitFor('three sweeps asked', () => asked() >= before + 3);
+        assert.equal(await exists(old), true, 'an orphan is not deleted while the control plane cannot confirm it');
+        cp.intercepts.describeRun = () => ({ code: grpc.status.INTERNAL, details: 'database error' });
+        const then = asked();
+        await waitFor('two more sweeps asked', () => asked() >= then + 2);
+        assert.equal(await exists(old), true, 'nor on an error other than NOT_FOUND');
+        delete cp.intercepts.describeRun;
+        await waitFor('the orphan is deleted once the control plane answers', async () => !(await exists(old)));
+      });
+
+      it('refuses an age that a start still in progress could reach', () => {
+        assert.throws(
+          () => loadGatewayConfig(env({ CAIRN_CP_TIMEOUT_MS: '10000', CAIRN_GATEWAY_ORPHAN_AGE_MS: '60000' })),
+          /CAIRN_GATEWAY_ORPHAN_AGE_MS: must be at least 10 times CAIRN_CP_TIMEOUT_MS/,
+        );
+        assert.throws(
+          () => loadGatewayConfig(env({ CAIRN_GATEWAY_ORPHAN_SWEEP_INTERVAL_MS: '0' })),
+          /CAIRN_GATEWAY_ORPHAN_SWEEP_INTERVAL_MS/,
+        );
+      });
+    });
+
     describe('stream resume', () => {
       let served: Gateway;
       let base: string;

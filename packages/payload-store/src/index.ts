@@ -25,6 +25,7 @@ export {
   type JournalKind,
   type JournalStatus,
   type JournalWrite,
+  type OrphanCandidate,
   type PayloadStoreOptions,
   type StoredError,
   type StoredPayload,

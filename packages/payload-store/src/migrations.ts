@@ -269,4 +269,13 @@ CREATE INDEX dp_replay_checks_pending ON dp_replay_checks (workflow_name, workfl
 CREATE INDEX dp_replay_checks_requested ON dp_replay_checks (requested_at);
 `,
   },
+  {
+    version: 13,
+    name: 'unstarted runs',
+    sql: `
+-- The gateway's orphan sweep (orphanRunCandidates) looks for open runs no worker took past the
+-- first lease's epoch, oldest first; this keeps it off the runs that ended or moved on.
+CREATE INDEX dp_runs_unstarted ON dp_runs (created_at, run_id) WHERE status = 'open' AND epoch = 1;
+`,
+  },
 ];

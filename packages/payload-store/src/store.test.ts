@@ -423,6 +423,45 @@ for (const kind of testPostgresKinds()) {
       await assert.rejects(store.publishStream(newId(), [{ type: 'model-done', position: 0, name: 'x', attempt: 1 }]));
     });
 
+    it('lists and deletes only old runs no worker took, re-checking as it deletes', async () => {
+      const raw = new pg.Client({ connectionString: url });
+      await raw.connect();
+      const age = (runId: string, minutes: number) =>
+        raw.query('UPDATE dp_runs SET created_at = created_at - make_interval(mins => $2) WHERE run_id = $1', [runId, minutes]);
+      try {
+        const [orphan, journaled, later, young, ended, child] = [newId(), newId(), newId(), newId(), newId(), newId()];
+        for (const runId of [orphan, journaled, later, young, ended]) await store.createRun({ runId, workflowName: 'wf', input: { n: 1 } });
+        await store.createRun({ runId: child, workflowName: 'wf', input: { n: 1 } }, { idempotent: true });
+        await store.append(journaled, 1, [
+          { position: 0, kind: 'step', name: 's', status: 'completed', value: 1, startedAt: now(), endedAt: now() },
+        ]);
+        await store.acquire(later, 2);
+        await store.acquire(ended, 1);
+        await store.completeRun(ended, 1, 'done');
+        for (const runId of [orphan, journaled, later, ended, child]) await age(runId, 30);
+        await age(young, 5);
+        const cutoff = 10 * 60_000;
+        const listed = (await store.orphanRunCandidates(cutoff, 1000)).map((c) => c.runId);
+        assert.deepEqual(
+          [orphan, journaled, later, young, ended, child].filter((r) => listed.includes(r)),
+          [orphan, child],
+        );
+        // Paged: the page after the orphan goes on with the child.
+        const first = (await store.orphanRunCandidates(cutoff, 1000)).find((c) => c.runId === orphan);
+        assert.ok(first);
+        assert.ok((await store.orphanRunCandidates(cutoff, 1000, first)).every((c) => c.runId !== orphan));
+        // The parent replays its child call after the list was taken: the repeat create keeps the row.
+        await store.createRun({ runId: child, workflowName: 'wf', input: { n: 1 } }, { idempotent: true });
+        // Runs that do not qualify (any more) are not deleted even when named.
+        assert.equal(await store.deleteOrphanRuns([orphan, journaled, later, young, ended, child], cutoff), 1);
+        assert.equal(await store.getRun(orphan), undefined);
+        for (const runId of [journaled, later, young, ended, child]) assert.ok(await store.getRun(runId), runId);
+        assert.equal(await store.deleteOrphanRuns([orphan], cutoff), 0, 'deleting twice deletes nothing');
+      } finally {
+        await raw.end();
+      }
+    });
+
     it('says clearly when a run is unknown', async () => {
       await assert.rejects(store.acquire(newId(), 1), /CAIRN-3004.*no input in this data plane/);
       await assert.rejects(store.addSignal(newId(), 'x', 1), /CAIRN-3004/);

@@ -360,6 +360,22 @@ interface ChainCursor {
 /** Runs whose chain cursor a process keeps at most (the oldest is forgotten first). */
 const CHAIN_CURSORS_MAX = 10_000;
 
+/** A run {@link PayloadStore.orphanRunCandidates} listed, with where the next page starts. */
+export interface OrphanCandidate {
+  readonly runId: string;
+  /** When it was created, as Postgres writes it (to the microsecond): the next page starts after it. */
+  readonly createdAt: string;
+}
+
+/**
+ * A stored run (`r`, created more than $1 milliseconds ago by the database's clock, so a process
+ * whose clock is off cannot make a new run look old) that no worker ever took: still open, at the first lease's
+ * epoch (acquire raises it only for a later lease), not a fork (forks are created by the worker
+ * that took them), and without a journal entry.
+ */
+const ORPHAN_CONDITION = `r.status = 'open' AND r.created_at < now() - make_interval(secs => $1::float8 / 1000) AND r.epoch = 1 AND r.forked_from IS NULL
+  AND NOT EXISTS (SELECT 1 FROM dp_journal j WHERE j.run_id = r.run_id)`;
+
 /** A run's journal in position order, with each entry's error and signal body ($1: the run ID). */
 const JOURNAL_SELECT = `SELECT j.*, e.key_id AS err_key_id, e.payload AS err_payload, s.key_id AS sig_key_id, s.body AS sig_body
   FROM dp_journal j
@@ -683,9 +699,19 @@ export class PayloadStore {
     // idempotent (child runs): a second create of the same run ID keeps the first and succeeds.
     // The fence starts at epoch 1, the control plane's first lease of every run it starts: no
     // earlier epoch exists to fence out, so that lease's acquire has nothing to write.
+    // A repeat create of a run that never started (a parent replaying its child call, about to ask
+    // the control plane again) moves created_at on: the orphan sweep deletes such runs only when
+    // they are old and re-checks the age as it deletes, so it cannot remove a row whose start is
+    // being prepared again (deleteOrphanRuns).
     await this.#pool.query(
       `INSERT INTO dp_runs (run_id, workflow_name, seed, input_key_id, input, input_size, idempotency_digest, digest_version, hmac_key_id, epoch)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1)${options.idempotent ? ' ON CONFLICT (run_id) DO NOTHING' : ''}`,
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1)${
+         options.idempotent
+           ? ` ON CONFLICT (run_id) DO UPDATE SET created_at = now()
+                WHERE dp_runs.status = 'open' AND dp_runs.epoch = 1
+                  AND NOT EXISTS (SELECT 1 FROM dp_journal j WHERE j.run_id = dp_runs.run_id)`
+           : ''
+       }`,
       [
         run.runId,
         run.workflowName,
@@ -849,6 +875,37 @@ export class PayloadStore {
   /** Deletes a run and everything stored for it (used when a start turned out to be a duplicate). */
   async deleteRun(runId: string): Promise<void> {
     await this.#pool.query('DELETE FROM dp_runs WHERE run_id = $1', [runId]);
+  }
+
+  /**
+   * Runs that look like starts that never became runs: open, created more than `olderThanMs` ago,
+   * never taken past the first lease's epoch, not forked, and with no journal entry (so no worker
+   * ever wrote for them). Oldest first, at most `limit`, after `after` (the last one of the
+   * previous page) when given. Whether the control plane knows them is for the caller to ask; only
+   * {@link deleteOrphanRuns} deletes.
+   */
+  async orphanRunCandidates(olderThanMs: number, limit: number, after?: OrphanCandidate): Promise<OrphanCandidate[]> {
+    const r = await this.#pool.query<{ run_id: string; created_at: string }>(
+      `SELECT r.run_id, r.created_at::text AS created_at FROM dp_runs r
+        WHERE ${ORPHAN_CONDITION} AND ($3::timestamptz IS NULL OR (r.created_at, r.run_id) > ($3, $4::uuid))
+        ORDER BY r.created_at, r.run_id LIMIT $2`,
+      [olderThanMs, limit, after?.createdAt ?? null, after?.runId ?? null],
+    );
+    return r.rows.map((row) => ({ runId: row.run_id, createdAt: row.created_at }));
+  }
+
+  /**
+   * Deletes, with everything stored for them, those of `runIds` that still match
+   * {@link orphanRunCandidates} at the moment of deleting (a row a worker wrote to, or whose start
+   * is being prepared again, since it was listed is kept). Returns how many were deleted.
+   */
+  async deleteOrphanRuns(runIds: readonly string[], olderThanMs: number): Promise<number> {
+    if (runIds.length === 0) return 0;
+    const r = await this.#pool.query(`DELETE FROM dp_runs r WHERE r.run_id = ANY($2::uuid[]) AND ${ORPHAN_CONDITION}`, [
+      olderThanMs,
+      runIds,
+    ]);
+    return r.rowCount ?? 0;
   }
 
   #toRun(row: RunRow): StoredRun {

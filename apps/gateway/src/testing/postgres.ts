@@ -41,6 +41,14 @@ export class DataPlaneDb {
     return r.rows[0]?.['status'] as string | undefined;
   }
 
+  /** Moves a run's creation time back, as if it had been stored that long ago. */
+  async ageRun(runId: string, ms: number): Promise<void> {
+    await this.#client.query('UPDATE dp_runs SET created_at = created_at - make_interval(secs => $2) WHERE run_id = $1', [
+      runId,
+      ms / 1000,
+    ]);
+  }
+
   /** Moves a replay check's request (and claim) time back, as if it had waited that long. */
   async ageReplayCheck(checkId: string, ms: number): Promise<void> {
     await this.#client.query(
