@@ -341,13 +341,14 @@ for (const kind of testPostgresKinds()) {
       assert.equal(await db.count('dp_runs'), runs);
     });
 
-    it('answers 503 CAIRN-1110 when the control plane is unreachable, and keeps no input', async () => {
+    it('answers 503 CAIRN-1110 when the control plane is unreachable, and keeps the input for a run it may have created', async () => {
       const port = await freePort();
       const offline = gatewayWith({ CAIRN_CP_GRPC_ADDRESS: `127.0.0.1:${port}`, CAIRN_CP_TIMEOUT_MS: '1000' });
       const runs = await db.count('dp_runs');
       const res = await call('POST', '/v1/runs', { body: { workflow: 'order-refund', input: { a: 1 } } }, offline);
-      expectError(res, 503, 'CAIRN-1110', /control plane unreachable; the run was not started, retry/);
-      assert.equal(await db.count('dp_runs'), runs);
+      expectError(res, 503, 'CAIRN-1110', /control plane unreachable; the run may not have started: retry with the same Idempotency-Key/);
+      // Without an answer the gateway cannot know that no run was created; the orphan sweep removes the input later.
+      assert.equal(await db.count('dp_runs'), runs + 1);
       const read = await call('GET', `/v1/runs/${randomUUID()}`, {}, offline);
       expectError(read, 503, 'CAIRN-1110');
     });
@@ -360,21 +361,37 @@ for (const kind of testPostgresKinds()) {
       assert.equal(await db.count('dp_runs'), runs);
     });
 
-    it('maps other control-plane statuses and always drops the input of a start that failed', async () => {
-      const cases: Array<[grpc.status, number, string]> = [
-        [grpc.status.INVALID_ARGUMENT, 400, 'CAIRN-1101'],
-        [grpc.status.FAILED_PRECONDITION, 409, 'CAIRN-1108'],
-        [grpc.status.PERMISSION_DENIED, 502, 'CAIRN-1001'],
-        [grpc.status.INTERNAL, 502, 'CAIRN-4000'],
-        [grpc.status.DEADLINE_EXCEEDED, 503, 'CAIRN-1110'],
+    it('maps other control-plane statuses, drops the input of a start refused for certain and keeps it when the answer is unsure', async () => {
+      const cases: Array<[grpc.status, number, string, 'dropped' | 'kept']> = [
+        [grpc.status.INVALID_ARGUMENT, 400, 'CAIRN-1101', 'dropped'],
+        [grpc.status.FAILED_PRECONDITION, 409, 'CAIRN-1108', 'dropped'],
+        [grpc.status.PERMISSION_DENIED, 502, 'CAIRN-1001', 'dropped'],
+        // The control plane may have committed before failing or timing out.
+        [grpc.status.INTERNAL, 502, 'CAIRN-4000', 'kept'],
+        [grpc.status.DEADLINE_EXCEEDED, 503, 'CAIRN-1110', 'kept'],
       ];
-      const runs = await db.count('dp_runs');
-      for (const [code, status, cairn] of cases) {
+      for (const [code, status, cairn, input] of cases) {
+        const runs = await db.count('dp_runs');
         cp.intercepts.startRun = () => ({ code, details: `refused (${grpc.status[code]})` });
         const res = await call('POST', '/v1/runs', { body: { workflow: 'order-refund', input: { x: 1 } } });
         expectError(res, status, cairn);
+        assert.equal(await db.count('dp_runs'), input === 'kept' ? runs + 1 : runs, `${grpc.status[code]}: the input is ${input}`);
       }
-      assert.equal(await db.count('dp_runs'), runs);
+    });
+
+    it('keeps the input of a run the control plane created before its StartRun failed without a definite answer', async () => {
+      cp.intercepts.startRun = (_request, next) => {
+        next();
+        return { code: grpc.status.INTERNAL, details: 'failed after commit' };
+      };
+      const before = cp.recorded.length;
+      const res = await call('POST', '/v1/runs', { body: { workflow: 'order-refund', input: { kept: 'yes' } } });
+      expectError(res, 502, 'CAIRN-4000');
+      const sent = cp.recorded.slice(before).find((r) => r.method === 'startRun');
+      const runId = (sent?.request as { runId?: string } | undefined)?.runId;
+      assert.ok(runId, 'the gateway sent StartRun');
+      // The run exists on the control plane and will be dispatched: a worker must find its input.
+      assert.deepEqual((await store.getRun(runId))?.input, { kept: 'yes' });
     });
 
     it('keeps a run whose StartRun answer was lost but which the control plane did create', async () => {
@@ -1721,7 +1738,9 @@ for (const kind of testPostgresKinds()) {
       const runs = await db.count('dp_runs');
       const res = await call('POST', '/v1/runs', { body: { workflow: 'order-refund', input: { a: 1 } } });
       expectError(res, 503, 'CAIRN-1110');
-      assert.equal(await db.count('dp_runs'), runs);
+      // The probe finding no run does not prove none will exist (the request may still be in
+      // progress on the control plane): the input stays for the orphan sweep.
+      assert.equal(await db.count('dp_runs'), runs + 1);
       const probe = cp.requests<{ runId: string }>('describeRun').at(-1);
       assert.equal(probe?.runId, cp.requests<StartRunRequest>('startRun').at(-1)?.runId);
     });

@@ -1,3 +1,4 @@
+import * as grpc from '@grpc/grpc-js';
 import { CairnError, ErrorCodes, assertName, assertVersion, coarseSizeBig, isId, newId, type Logger } from '@cairn/common';
 import {
   CURRENT_DIGEST_VERSION,
@@ -205,7 +206,14 @@ export class RunService {
         // What the lost answer warned of is not known.
         return { created: true, run: await this.#named(run), warnings: [] };
       }
-      await this.#discardInput(runId, log);
+      if (mayHaveStarted(err)) {
+        // No definite answer: the control plane may have created the run and lost its answer (a
+        // timeout, a dropped connection, a crash after commit). Deleting the input would leave that
+        // run without one; the orphan sweep removes it once the control plane says the run does not exist.
+        log.warn('StartRun ended without a definite answer; the input is kept for the run the control plane may have created');
+      } else {
+        await this.#discardInput(runId, log);
+      }
       throw startError(err, workflow, version);
     }
     if (!started.created) {
@@ -618,6 +626,24 @@ export class RunService {
   }
 }
 
+/** The control plane's refusals that say for certain that nothing was created. */
+const DEFINITE_REFUSALS: ReadonlySet<grpc.status> = new Set([
+  grpc.status.INVALID_ARGUMENT,
+  grpc.status.NOT_FOUND,
+  grpc.status.ALREADY_EXISTS,
+  grpc.status.PERMISSION_DENIED,
+  grpc.status.UNAUTHENTICATED,
+  grpc.status.RESOURCE_EXHAUSTED,
+  grpc.status.FAILED_PRECONDITION,
+  grpc.status.OUT_OF_RANGE,
+  grpc.status.UNIMPLEMENTED,
+]);
+
+/** Whether a failed call may still have taken effect on the control plane. */
+function mayHaveStarted(err: unknown): boolean {
+  return !(err instanceof ControlPlaneError) || !DEFINITE_REFUSALS.has(err.grpcCode);
+}
+
 function notFoundAsRun(runId: string) {
   return (err: unknown): never => {
     if (err instanceof ControlPlaneError && err.code === ErrorCodes.NOT_FOUND) throw runNotFound(runId);
@@ -643,9 +669,13 @@ function startError(err: unknown, workflow: string, version: string): CairnError
     );
   }
   if (err.code === ErrorCodes.UNAVAILABLE) {
-    return new CairnError(ErrorCodes.UNAVAILABLE, `control plane unreachable; the run was not started, retry (${err.rawMessage})`, {
-      cause: err,
-    });
+    return new CairnError(
+      ErrorCodes.UNAVAILABLE,
+      `control plane unreachable; the run may not have started: retry with the same Idempotency-Key, which cannot start it twice (${err.rawMessage})`,
+      {
+        cause: err,
+      },
+    );
   }
   return err;
 }
