@@ -121,6 +121,8 @@ async function launch(options: ChaosStackOptions, undo: Array<() => Promise<unkn
     heartbeatIntervalMs: options.heartbeatIntervalMs,
     sweepIntervalMs: 250,
     mockLlm: {},
+    // Inputs of starts a killed gateway left behind are swept within the run, not after 10 minutes.
+    gatewayEnv: { CAIRN_CP_TIMEOUT_MS: '3000', CAIRN_GATEWAY_ORPHAN_AGE_MS: '30000', CAIRN_GATEWAY_ORPHAN_SWEEP_INTERVAL_MS: '5000' },
     logLevel: 'warn',
     // What a worker did before a fault (draining, fenced, reconnecting) is in its log.
     workerLogLevel: 'info',
