@@ -6,7 +6,7 @@ import type { ManagedProcess } from '@cairn/dev';
 import type { ChaosPostgres } from './postgres.js';
 import type { FaultProxy } from './proxy.js';
 import type { Random } from './random.js';
-import type { ChaosProcess, ChaosStack } from './stack.js';
+import { DRAIN_TIMEOUT_MS, type ChaosProcess, type ChaosStack } from './stack.js';
 
 export const FAULT_KINDS = [
   'kill-worker',
@@ -72,9 +72,6 @@ export interface InjectorOptions {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** The workers' drain bound (CAIRN_DRAIN_TIMEOUT_MS): the default, which the chaos stack keeps. */
-export const DRAIN_TIMEOUT_MS = 25_000;
 
 /** Waits until `url` answers 200; false when the process exits first or `timeoutMs` passes. */
 async function ready(url: string, proc: ManagedProcess, timeoutMs: number): Promise<boolean> {

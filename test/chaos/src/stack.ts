@@ -9,7 +9,6 @@ import pg from 'pg';
 import { CairnClient } from '@cairn/client';
 import { startStack, type ManagedProcess, type Stack, type StackLink } from '@cairn/dev';
 import { freePort, startEmbeddedPostgres, type PostgresServer } from '@cairn/local-postgres';
-import { DRAIN_TIMEOUT_MS } from './faults.js';
 import { ChaosPostgres } from './postgres.js';
 import { FaultProxy } from './proxy.js';
 import { EFFECTS_SCHEMA } from './workflows.js';
@@ -56,6 +55,9 @@ export interface ChaosStack {
 }
 
 const MAX_CONNECTIONS = 400;
+
+/** The workers' drain bound (CAIRN_DRAIN_TIMEOUT_MS): the default, which the chaos stack keeps. */
+export const DRAIN_TIMEOUT_MS = 25_000;
 
 export async function startChaosStack(options: ChaosStackOptions): Promise<ChaosStack> {
   // What start-up has brought up so far, stopped in reverse order when a later part fails.
