@@ -378,6 +378,68 @@ for (const kind of testPostgresKinds()) {
           assert.equal(after.wakeReason, 'child');
         });
 
+        // The interleaving the chaos suite found: the parent's suspension checked that its child had
+        // not ended and has not committed yet when the child's end commits. The test holds the
+        // parent's lease history row, so the suspension stops just before it commits (its check done,
+        // the parent's row written and locked); the child then ends, and the suspension goes on.
+        for (const end of ['completes', 'is cancelled before it ran', 'times out'] as const) {
+          test(`a child that ${end} while its parent is suspending on it wakes the parent`, async () => {
+            const parent = await startRun();
+            const { epoch } = await claimOne(parent);
+            const input = child(parent, epoch);
+            await runService.startChild(dataPlaneId, input);
+            const childEpoch = end === 'completes' ? (await claimOne(input.childRunId)).epoch : 0;
+            const lockWaiters = async (): Promise<number> => {
+              const result = await sql.query<{ n: number }>(
+                `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+              );
+              return result.rows[0]!.n;
+            };
+            const holder = new pg.Client({ connectionString: url });
+            await holder.connect();
+            try {
+              await holder.query('BEGIN');
+              await holder.query('SELECT 1 FROM run_leases WHERE run_id = $1 FOR UPDATE', [parent]);
+              const suspending = suspendOnChild(parent, epoch, input.childRunId);
+              await until('the suspension to wait for the lease history row', async () => (await lockWaiters()) >= 1);
+              let ended = false;
+              const ending = (async (): Promise<void> => {
+                if (end === 'completes') {
+                  const done = await leases.applyOutcome(dataPlaneId, {
+                    kind: 'completed',
+                    lease: { runId: input.childRunId, epoch: childEpoch },
+                    outputSize: 3,
+                  });
+                  assert.equal(done.kind, 'applied');
+                } else if (end === 'is cancelled before it ran') {
+                  await runService.cancel(dataPlaneId, input.childRunId);
+                } else {
+                  await sql.query("UPDATE runs SET deadline_at = now() - interval '1 second' WHERE id = $1", [input.childRunId]);
+                  await sweeper.sweep();
+                }
+              })().finally(() => (ended = true));
+              // The child's end either commits now or waits for the parent's row lock.
+              while (!ended && (await lockWaiters()) < 2) await sleep(10);
+              await holder.query('COMMIT');
+              assert.equal((await suspending).kind, 'applied');
+              await ending;
+            } finally {
+              await holder.end();
+            }
+            const childRun = await runService.get(dataPlaneId, input.childRunId);
+            assert.ok(['completed', 'cancelled', 'timed_out'].includes(childRun.status), `the child ended (${childRun.status})`);
+            await until(
+              'the parent to be queued',
+              async () => (await runService.get(dataPlaneId, parent)).status === 'queued',
+              3_000,
+            ).catch(async (error: unknown) => {
+              const p = await runService.get(dataPlaneId, parent);
+              assert.fail(`the parent is ${p.status} (waiting for child ${p.waitingChild}), not queued: ${String(error)}`);
+            });
+            assert.equal((await runService.get(dataPlaneId, parent)).wakeReason, 'child');
+          });
+        }
+
         test('cancelling a parent cancels its children that have not ended, recursively', async () => {
           const parent = await startRun();
           const { epoch } = await claimOne(parent);
