@@ -440,6 +440,37 @@ for (const kind of testPostgresKinds()) {
           });
         }
 
+        test('a migration queues the parents an earlier build left suspended on a child that had ended', async () => {
+          const parents: Array<{ parent: string; epoch: number }> = [];
+          for (let i = 0; i < 2; i++) {
+            const parent = await startRun();
+            parents.push({ parent, epoch: (await claimOne(parent)).epoch });
+          }
+          const [stuck, waiting] = await Promise.all(
+            parents.map(async ({ parent, epoch }) => {
+              const input = child(parent, epoch);
+              await runService.startChild(dataPlaneId, input);
+              assert.equal((await suspendOnChild(parent, epoch, input.childRunId)).kind, 'applied');
+              return { parent, childRunId: input.childRunId };
+            }),
+          );
+          assert.ok(stuck && waiting);
+          // The child's end as the race left it: committed, and the parent not queued.
+          await sql.query("UPDATE runs SET status = 'completed', ended_at = now() WHERE id = $1", [stuck.childRunId]);
+          const repair = d.migrations.migrations.find((m) => m.name === 'parents left suspended on a child that had ended go on');
+          assert.ok(repair, 'the repair migration exists');
+          await sql.query('DELETE FROM schema_migrations WHERE version = $1', [repair.version]);
+          const outcome = await ctx.get(d.migrationRepository.MigrationRepository).apply(d.migrations.migrations);
+          assert.deepEqual(outcome.applied, [repair.version]);
+          const woken = await runService.get(dataPlaneId, stuck.parent);
+          assert.equal(woken.status, 'queued');
+          assert.equal(woken.wakeReason, 'child');
+          assert.equal(woken.waitingChild, null);
+          const still = await runService.get(dataPlaneId, waiting.parent);
+          assert.equal(still.status, 'suspended', 'a parent whose child has not ended stays suspended');
+          assert.equal(still.waitingChild, waiting.childRunId);
+        });
+
         test('cancelling a parent cancels its children that have not ended, recursively', async () => {
           const parent = await startRun();
           const { epoch } = await claimOne(parent);
