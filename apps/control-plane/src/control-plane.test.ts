@@ -440,6 +440,41 @@ for (const kind of testPostgresKinds()) {
           });
         }
 
+        test('parents suspending on children that complete at the same moment are all woken', async () => {
+          const n = 100;
+          const request = { dataPlaneId, ...session(), workflows: [workflow], limit: n, leaseTtlMs: 60_000 };
+          for (let i = 0; i < n; i++) await startRun();
+          const parents = await runs.claim(request);
+          assert.equal(parents.length, n);
+          const children = parents.map((p) => child(p.id, p.epoch));
+          for (const c of children) assert.equal(await runService.startChild(dataPlaneId, c), 'started');
+          const claimedChildren = new Map((await runs.claim(request)).map((c) => [c.id, c.epoch]));
+          assert.equal(claimedChildren.size, n);
+          await Promise.all(
+            parents.map(async (p, i) => {
+              const c = children[i]!;
+              const [suspended, completed] = await Promise.all([
+                suspendOnChild(p.id, p.epoch, c.childRunId),
+                leases.applyOutcome(dataPlaneId, {
+                  kind: 'completed',
+                  lease: { runId: c.childRunId, epoch: claimedChildren.get(c.childRunId)! },
+                  outputSize: 1,
+                }),
+              ]);
+              assert.equal(suspended.kind, 'applied');
+              assert.equal(completed.kind, 'applied');
+            }),
+          );
+          const left = await sql.query<{ id: string }>("SELECT id FROM runs WHERE id = ANY($1::uuid[]) AND status <> 'queued'", [
+            parents.map((p) => p.id),
+          ]);
+          assert.deepEqual(
+            left.rows.map((r) => r.id),
+            [],
+            'every parent is queued again',
+          );
+        });
+
         test('a migration queues the parents an earlier build left suspended on a child that had ended', async () => {
           const parents: Array<{ parent: string; epoch: number }> = [];
           for (let i = 0; i < 2; i++) {

@@ -760,11 +760,12 @@ export class RunRepository {
    * The parent's row lock comes first, in a statement of its own: a suspension of the parent in
    * progress holds that lock while it checks whether this child ended (and cannot see this
    * uncommitted end), so it must commit before the check below takes its snapshot. Without the
-   * lock, the check would see the parent still running and neither side would wake it.
+   * lock, the check would see the parent still running and neither side would wake it. (NO KEY
+   * UPDATE: it conflicts with the suspension's lock, not with rows inserted that reference the run.)
    */
   async wakeParent(tx: Queryable, child: Run): Promise<boolean> {
     if (child.parentRunId === null) return false;
-    await tx.query('SELECT 1 FROM runs WHERE id = $1 FOR UPDATE', [child.parentRunId]);
+    await tx.query('SELECT 1 FROM runs WHERE id = $1 FOR NO KEY UPDATE', [child.parentRunId]);
     const result = await tx.query(
       `UPDATE runs SET status = 'queued', wake_reason = 'child', wake_at = NULL, waiting_signal = NULL, waiting_child = NULL,
               queued_at = now(), updated_at = now()
@@ -839,7 +840,7 @@ export class RunRepository {
          -- (which may still show the parent running): no condition on p's status in woken.
          SELECT p.id, p.status, p.waiting_child FROM runs p JOIN ended ON p.id = ended.parent_run_id
          WHERE ended.status <> 'queued'
-         FOR UPDATE OF p
+         FOR NO KEY UPDATE OF p
        ), woken AS (
          UPDATE runs p SET status = 'queued', wake_reason = 'child', wake_at = NULL, waiting_signal = NULL, waiting_child = NULL,
                 queued_at = now(), updated_at = now()
@@ -961,7 +962,7 @@ export class RunRepository {
          SELECT p.id, p.status, p.waiting_child FROM runs p JOIN ended ON p.id = ended.parent_run_id
          WHERE p.id NOT IN (SELECT id FROM picked)
          ORDER BY p.id
-         FOR UPDATE OF p
+         FOR NO KEY UPDATE OF p
        ), woken AS (
          UPDATE runs p SET status = 'queued', wake_reason = 'child', wake_at = NULL, waiting_signal = NULL, waiting_child = NULL,
                 queued_at = now(), updated_at = now()
