@@ -378,6 +378,134 @@ for (const kind of testPostgresKinds()) {
           assert.equal(after.wakeReason, 'child');
         });
 
+        // The interleaving the chaos suite found: the parent's suspension checked that its child had
+        // not ended and has not committed yet when the child's end commits. The test holds the
+        // parent's lease history row, so the suspension stops just before it commits (its check done,
+        // the parent's row written and locked); the child then ends, and the suspension goes on.
+        for (const end of ['completes', 'is cancelled before it ran', 'times out'] as const) {
+          test(`a child that ${end} while its parent is suspending on it wakes the parent`, async () => {
+            const parent = await startRun();
+            const { epoch } = await claimOne(parent);
+            const input = child(parent, epoch);
+            await runService.startChild(dataPlaneId, input);
+            const childEpoch = end === 'completes' ? (await claimOne(input.childRunId)).epoch : 0;
+            const lockWaiters = async (): Promise<number> => {
+              const result = await sql.query<{ n: number }>(
+                `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+              );
+              return result.rows[0]!.n;
+            };
+            const holder = new pg.Client({ connectionString: url });
+            await holder.connect();
+            try {
+              await holder.query('BEGIN');
+              await holder.query('SELECT 1 FROM run_leases WHERE run_id = $1 FOR UPDATE', [parent]);
+              const suspending = suspendOnChild(parent, epoch, input.childRunId);
+              await until('the suspension to wait for the lease history row', async () => (await lockWaiters()) >= 1);
+              let ended = false;
+              const ending = (async (): Promise<void> => {
+                if (end === 'completes') {
+                  const done = await leases.applyOutcome(dataPlaneId, {
+                    kind: 'completed',
+                    lease: { runId: input.childRunId, epoch: childEpoch },
+                    outputSize: 3,
+                  });
+                  assert.equal(done.kind, 'applied');
+                } else if (end === 'is cancelled before it ran') {
+                  await runService.cancel(dataPlaneId, input.childRunId);
+                } else {
+                  await sql.query("UPDATE runs SET deadline_at = now() - interval '1 second' WHERE id = $1", [input.childRunId]);
+                  await sweeper.sweep();
+                }
+              })().finally(() => (ended = true));
+              // The child's end either commits now or waits for the parent's row lock.
+              while (!ended && (await lockWaiters()) < 2) await sleep(10);
+              await holder.query('COMMIT');
+              assert.equal((await suspending).kind, 'applied');
+              await ending;
+            } finally {
+              await holder.end();
+            }
+            const childRun = await runService.get(dataPlaneId, input.childRunId);
+            assert.ok(['completed', 'cancelled', 'timed_out'].includes(childRun.status), `the child ended (${childRun.status})`);
+            await until(
+              'the parent to be queued',
+              async () => (await runService.get(dataPlaneId, parent)).status === 'queued',
+              3_000,
+            ).catch(async (error: unknown) => {
+              const p = await runService.get(dataPlaneId, parent);
+              assert.fail(`the parent is ${p.status} (waiting for child ${p.waitingChild}), not queued: ${String(error)}`);
+            });
+            assert.equal((await runService.get(dataPlaneId, parent)).wakeReason, 'child');
+          });
+        }
+
+        test('parents suspending on children that complete at the same moment are all woken', async () => {
+          const n = 100;
+          const request = { dataPlaneId, ...session(), workflows: [workflow], limit: n, leaseTtlMs: 60_000 };
+          for (let i = 0; i < n; i++) await startRun();
+          const parents = await runs.claim(request);
+          assert.equal(parents.length, n);
+          const children = parents.map((p) => child(p.id, p.epoch));
+          for (const c of children) assert.equal(await runService.startChild(dataPlaneId, c), 'started');
+          const claimedChildren = new Map((await runs.claim(request)).map((c) => [c.id, c.epoch]));
+          assert.equal(claimedChildren.size, n);
+          await Promise.all(
+            parents.map(async (p, i) => {
+              const c = children[i]!;
+              const [suspended, completed] = await Promise.all([
+                suspendOnChild(p.id, p.epoch, c.childRunId),
+                leases.applyOutcome(dataPlaneId, {
+                  kind: 'completed',
+                  lease: { runId: c.childRunId, epoch: claimedChildren.get(c.childRunId)! },
+                  outputSize: 1,
+                }),
+              ]);
+              assert.equal(suspended.kind, 'applied');
+              assert.equal(completed.kind, 'applied');
+            }),
+          );
+          const left = await sql.query<{ id: string }>("SELECT id FROM runs WHERE id = ANY($1::uuid[]) AND status <> 'queued'", [
+            parents.map((p) => p.id),
+          ]);
+          assert.deepEqual(
+            left.rows.map((r) => r.id),
+            [],
+            'every parent is queued again',
+          );
+        });
+
+        test('a migration queues the parents an earlier build left suspended on a child that had ended', async () => {
+          const parents: Array<{ parent: string; epoch: number }> = [];
+          for (let i = 0; i < 2; i++) {
+            const parent = await startRun();
+            parents.push({ parent, epoch: (await claimOne(parent)).epoch });
+          }
+          const [stuck, waiting] = await Promise.all(
+            parents.map(async ({ parent, epoch }) => {
+              const input = child(parent, epoch);
+              await runService.startChild(dataPlaneId, input);
+              assert.equal((await suspendOnChild(parent, epoch, input.childRunId)).kind, 'applied');
+              return { parent, childRunId: input.childRunId };
+            }),
+          );
+          assert.ok(stuck && waiting);
+          // The child's end as the race left it: committed, and the parent not queued.
+          await sql.query("UPDATE runs SET status = 'completed', ended_at = now() WHERE id = $1", [stuck.childRunId]);
+          const repair = d.migrations.migrations.find((m) => m.name === 'parents left suspended on a child that had ended go on');
+          assert.ok(repair, 'the repair migration exists');
+          await sql.query('DELETE FROM schema_migrations WHERE version = $1', [repair.version]);
+          const outcome = await ctx.get(d.migrationRepository.MigrationRepository).apply(d.migrations.migrations);
+          assert.deepEqual(outcome.applied, [repair.version]);
+          const woken = await runService.get(dataPlaneId, stuck.parent);
+          assert.equal(woken.status, 'queued');
+          assert.equal(woken.wakeReason, 'child');
+          assert.equal(woken.waitingChild, null);
+          const still = await runService.get(dataPlaneId, waiting.parent);
+          assert.equal(still.status, 'suspended', 'a parent whose child has not ended stays suspended');
+          assert.equal(still.waitingChild, waiting.childRunId);
+        });
+
         test('cancelling a parent cancels its children that have not ended, recursively', async () => {
           const parent = await startRun();
           const { epoch } = await claimOne(parent);

@@ -1257,4 +1257,19 @@ $fn$;
 ALTER TABLE run_leases ALTER COLUMN acquired_at SET DEFAULT clock_timestamp();
 `,
   },
+  {
+    version: 28,
+    name: 'parents left suspended on a child that had ended go on',
+    sql: `
+-- Before this version, a child's end racing its parent's suspension on it could leave the parent
+-- suspended for good: each transaction checked the other's row before the other committed. Both
+-- sides now decide under the parent's row lock; parents already caught are queued here, as the
+-- child's end would have queued them (wake reason 'child').
+UPDATE runs p SET status = 'queued', wake_reason = 'child', wake_at = NULL, waiting_signal = NULL, waiting_child = NULL,
+       queued_at = now(), updated_at = now()
+  FROM runs c
+ WHERE p.status = 'suspended' AND p.waiting_child = c.id
+   AND c.status IN ('completed', 'failed', 'cancelled', 'terminated', 'timed_out');
+`,
+  },
 ];

@@ -756,9 +756,16 @@ export class RunRepository {
   /**
    * Queues the parent of a run that just reached a final state, if the parent is suspended until
    * this child ends (wake reason 'child'). Returns whether the parent was queued.
+   *
+   * The parent's row lock comes first, in a statement of its own: a suspension of the parent in
+   * progress holds that lock while it checks whether this child ended (and cannot see this
+   * uncommitted end), so it must commit before the check below takes its snapshot. Without the
+   * lock, the check would see the parent still running and neither side would wake it. (NO KEY
+   * UPDATE: it conflicts with the suspension's lock, not with rows inserted that reference the run.)
    */
   async wakeParent(tx: Queryable, child: Run): Promise<boolean> {
     if (child.parentRunId === null) return false;
+    await tx.query('SELECT 1 FROM runs WHERE id = $1 FOR NO KEY UPDATE', [child.parentRunId]);
     const result = await tx.query(
       `UPDATE runs SET status = 'queued', wake_reason = 'child', wake_at = NULL, waiting_signal = NULL, waiting_child = NULL,
               queued_at = now(), updated_at = now()
@@ -826,12 +833,19 @@ export class RunRepository {
        ), history AS (
          UPDATE run_leases SET ended_at = clock_timestamp(), end_reason = $4
          WHERE run_id = $1 AND epoch = $3 AND ended_at IS NULL AND EXISTS (SELECT 1 FROM ended)
+       ), parent AS (
+         -- A parent suspended until this child ends is queued in the same statement. Its row lock
+         -- comes first (see wakeParent); a lock that waited for a suspension to commit yields the
+         -- suspended row, so the decision uses these columns, never p's in the statement's snapshot
+         -- (which may still show the parent running): no condition on p's status in woken.
+         SELECT p.id, p.status, p.waiting_child FROM runs p JOIN ended ON p.id = ended.parent_run_id
+         WHERE ended.status <> 'queued'
+         FOR NO KEY UPDATE OF p
        ), woken AS (
-         -- A parent suspended until this child ends is queued in the same statement.
          UPDATE runs p SET status = 'queued', wake_reason = 'child', wake_at = NULL, waiting_signal = NULL, waiting_child = NULL,
                 queued_at = now(), updated_at = now()
-         FROM ended
-         WHERE ended.status <> 'queued' AND p.id = ended.parent_run_id AND p.status = 'suspended' AND p.waiting_child = ended.id
+         FROM parent JOIN ended ON parent.waiting_child = ended.id
+         WHERE p.id = parent.id AND parent.status = 'suspended'
        )
        SELECT * FROM ended`,
       [
@@ -920,7 +934,8 @@ export class RunRepository {
    * Ends up to `limit` runs past their deadline `timed_out` with `errorCode`, whatever state they
    * are in (queued, running or suspended): lease, timer, signal wait and queue place cleared, the
    * lease row of a running one ended 'timed_out', and a parent suspended until one of them ends
-   * queued (wake reason 'child'). One statement; replicas sweeping at once skip each other's rows.
+   * queued (wake reason 'child'). One statement; replicas sweeping at once skip each other's runs
+   * (a parent's row lock is waited for, as by any end of a child).
    */
   async timeOutOverdue(limit: number, errorCode: number): Promise<TimedOutRun[]> {
     const result = await this.db.query<{ id: string; data_plane_id: string; held_epoch: number | null; parent_dp: string | null }>(
@@ -939,14 +954,20 @@ export class RunRepository {
        ), history AS (
          UPDATE run_leases l SET ended_at = clock_timestamp(), end_reason = 'timed_out'
          FROM ended WHERE l.run_id = ended.id AND l.epoch = ended.held_epoch AND l.ended_at IS NULL
-       ), woken AS (
+       ), parent AS (
          -- A parent suspended until one of these runs ends goes on, as after any final transition
-         -- (a parent timing out in this same statement is not touched twice).
+         -- (a parent timing out in this same statement is not touched twice). Its row lock comes
+         -- first and the decision uses the row as locked, as in endHeldLease (see wakeParent). In
+         -- ID order, so replicas sweeping at once take parents' locks in the same order.
+         SELECT p.id, p.status, p.waiting_child FROM runs p JOIN ended ON p.id = ended.parent_run_id
+         WHERE p.id NOT IN (SELECT id FROM picked)
+         ORDER BY p.id
+         FOR NO KEY UPDATE OF p
+       ), woken AS (
          UPDATE runs p SET status = 'queued', wake_reason = 'child', wake_at = NULL, waiting_signal = NULL, waiting_child = NULL,
                 queued_at = now(), updated_at = now()
-         FROM ended
-         WHERE p.id = ended.parent_run_id AND p.status = 'suspended' AND p.waiting_child = ended.id
-           AND p.id NOT IN (SELECT id FROM picked)
+         FROM parent JOIN ended ON parent.waiting_child = ended.id
+         WHERE p.id = parent.id AND parent.status = 'suspended'
          RETURNING ended.id AS child_id, p.data_plane_id
        )
        SELECT ended.id, ended.data_plane_id, ended.held_epoch, woken.data_plane_id AS parent_dp
