@@ -902,6 +902,23 @@ for (const kind of testPostgresKinds()) {
         assert.ok((await healthy.hello({ dataPlaneId, slots: 0 })).sessionId);
       });
 
+      test("the Welcome and every heartbeat's reply carry the control plane's time", async () => {
+        const w = open();
+        const before = Date.now();
+        const welcome = await w.hello({ dataPlaneId, slots: 0 });
+        assert.ok(welcome.serverTimeMs >= BigInt(before) && welcome.serverTimeMs <= BigInt(Date.now()), 'Welcome.server_time_ms');
+        // The worker's own clock, a minute behind, changes nothing in the answer.
+        for (let i = 0; i < 2; i++) {
+          const sentAt = Date.now();
+          const sequence = w.send({
+            case: 'heartbeat',
+            value: { $typeName: 'cairn.worker.v1.Heartbeat', sentAt: BigInt(sentAt - 60_000) },
+          });
+          const reply = await w.next('heartbeatReply', (r) => r.sequence === sequence);
+          assert.ok(reply.serverTimeMs >= BigInt(sentAt) && reply.serverTimeMs <= BigInt(Date.now()), 'HeartbeatReply.server_time_ms');
+        }
+      });
+
       test('a started run is pushed to a worker; outcomes are fenced by epoch and idempotent', async () => {
         await rejectsWith(startRun({ workflowName: 'unknown-workflow' }), grpc.status.NOT_FOUND, /is not registered/);
         const started = await startRun();

@@ -122,8 +122,18 @@ export class WorkerMetrics {
     registers: [this.registry],
   });
 
-  constructor(payloadStore?: { readonly decryptFailures: number }) {
+  constructor(payloadStore?: { readonly decryptFailures: number }, clock?: { offsetMs(): number | undefined }) {
     collectDefaultMetrics({ register: this.registry });
+    if (clock) {
+      new Gauge({
+        name: 'cairn_worker_clock_offset_seconds',
+        help: "How far the control plane's clock is ahead of this worker's wall clock (negative: behind), as measured on the stream; the worker stamps and compares times on the control plane's clock. 0 until measured.",
+        registers: [this.registry],
+        collect() {
+          this.set((clock.offsetMs() ?? 0) / 1000);
+        },
+      });
+    }
     for (const reason of ['revoked', 'not_reattached', 'fenced']) this.leasesLost.inc({ reason }, 0);
     this.leaseRenewals.inc(0);
     this.streamReconnects.inc(0);

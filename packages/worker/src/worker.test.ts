@@ -13,6 +13,7 @@ import { Hasher, KeyRing, PayloadStore } from '@cairn/payload-store';
 import {
   AckSchema,
   ConnectResponseSchema,
+  HeartbeatReplySchema,
   ReleaseReason,
   RunTaskSchema,
   WelcomeSchema,
@@ -26,6 +27,8 @@ import { defineWorkflow } from '@cairn/sdk';
 import { Worker, type WorkerOptions } from './worker.js';
 
 const logger = createLogger('worker-test', 'silent');
+/** The real clock, for the scripted control plane while a test skews the worker's `Date.now`. */
+const realNow = Date.now.bind(Date);
 // A full garbage collection, for the test that shows a suspended run leaves nothing reachable.
 setFlagsFromString('--expose-gc');
 const collectGarbage = runInNewContext('gc') as () => void;
@@ -50,11 +53,21 @@ async function countingListener(): Promise<{ address: string; connections: () =>
   };
 }
 
+/** How a {@link ScriptedControlPlane} tells the worker its time. */
+interface ScriptedClock {
+  /** Stamp the Welcome with the control plane's time. */
+  readonly welcome: boolean;
+  /** Answer heartbeats, sent this often, with the control plane's time. */
+  readonly heartbeatIntervalMs?: number;
+}
+
 /**
  * A control plane speaking the real protocol over gRPC that welcomes the worker, acknowledges every
- * request, pushes the run tasks a test asks for and records what the worker sends.
+ * request, pushes the run tasks a test asks for and records what the worker sends. With `clock`, it
+ * tells the worker its time (the real one, whatever a test does to `Date.now`) as a control plane does.
  */
 class ScriptedControlPlane {
+  constructor(readonly clock?: ScriptedClock) {}
   readonly server = new grpc.Server();
   readonly received: ConnectRequest[] = [];
   address = '';
@@ -72,10 +85,18 @@ class ScriptedControlPlane {
               create(ConnectResponseSchema, {
                 message: {
                   case: 'welcome',
-                  value: create(WelcomeSchema, { sessionId: newId(), leaseTtlMs: 30_000, heartbeatIntervalMs: 60_000 }),
+                  value: create(WelcomeSchema, {
+                    sessionId: newId(),
+                    leaseTtlMs: 30_000,
+                    heartbeatIntervalMs: this.clock?.heartbeatIntervalMs ?? 60_000,
+                    serverTimeMs: this.clock?.welcome ? BigInt(realNow()) : 0n,
+                  }),
                 },
               }),
             );
+          } else if (request.message.case === 'heartbeat' && this.clock?.heartbeatIntervalMs !== undefined) {
+            const value = create(HeartbeatReplySchema, { sequence: request.sequence, serverTimeMs: BigInt(realNow()) });
+            call.write(create(ConnectResponseSchema, { message: { case: 'heartbeatReply', value } }));
           } else {
             call.write(
               create(ConnectResponseSchema, { message: { case: 'ack', value: create(AckSchema, { sequence: request.sequence }) } }),
@@ -363,6 +384,53 @@ describe(`Worker (${kind} Postgres)`, () => {
       cp.server.forceShutdown();
     }
   });
+
+  for (const skewMs of [-60_000, 60_000]) {
+    for (const via of ['welcome', 'heartbeat'] as const) {
+      it(`keeps a durable sleep on the control plane's time when the worker's clock is ${skewMs / 1000} s off (measured on the ${via})`, async () => {
+        const cp = new ScriptedControlPlane(via === 'welcome' ? { welcome: true } : { welcome: false, heartbeatIntervalMs: 50 });
+        await cp.start();
+        const sleeper = defineWorkflow({ name: 'sleeper', version: '1' }, async (ctx) => {
+          await ctx.sleep(1000);
+          return ctx.now().getTime();
+        });
+        const runId = newId();
+        await store().createRun({ runId, workflowName: sleeper.name, input: null });
+        Date.now = () => realNow() + skewMs;
+        const worker = new Worker(await options({ controlPlaneAddress: cp.address, workflows: [sleeper], suspendThresholdMs: 100 }));
+        try {
+          await worker.start();
+          if (via === 'heartbeat') {
+            // The offset the worker measured, as its metrics show it.
+            for (;;) {
+              const gauge = (await worker.metrics.registry.getSingleMetric('cairn_worker_clock_offset_seconds')?.get())?.values[0]?.value;
+              if (gauge !== undefined && gauge !== 0) {
+                assert.ok(Math.abs(gauge * 1000 + skewMs) < 1000, `offset ${gauge} s for a clock ${skewMs} ms off`);
+                break;
+              }
+              await new Promise((resolve) => setTimeout(resolve, 20));
+            }
+          }
+          const pushedAt = realNow();
+          cp.push(runId, 1, sleeper);
+          const suspended = await cp.waitFor((r) => r.message.case === 'suspended' && r.message.value.runId === runId);
+          const receivedAt = realNow();
+          assert.ok(suspended.message.case === 'suspended');
+          // The control plane wakes the run at this time on its own clock: a second after the
+          // sleep began, not a minute off.
+          const wakeAt = Number(suspended.message.value.wakeAt);
+          assert.ok(
+            wakeAt >= pushedAt + 1000 - 200 && wakeAt <= receivedAt + 1000 + 200,
+            `wake_at is ${wakeAt - receivedAt} ms from the control plane's now; expected about 1000`,
+          );
+        } finally {
+          Date.now = realNow;
+          await worker.shutdown();
+          cp.server.forceShutdown();
+        }
+      });
+    }
+  }
 
   it('keeps nothing for a suspended run once the control plane acknowledged the suspension', async () => {
     const cp = new ScriptedControlPlane();

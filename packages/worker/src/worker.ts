@@ -48,6 +48,7 @@ import { ReplayCheckResponder } from './replay-checks.js';
 import { ModelNames, type ListedModel } from './residency.js';
 import { announcedSettings, catalogueVersionOf, workerOnlySchemas } from './settings.js';
 import { WorkerMetrics } from './metrics.js';
+import { ControlPlaneClock } from './clock.js';
 import { RunTracing } from './telemetry.js';
 
 /** The protocol revision this worker speaks. */
@@ -158,6 +159,8 @@ const REPORT_BATCH = 100;
 /** The longest a run's final message waits for answers to requests in flight before it goes anyway. */
 const FINAL_FLUSH_MS = 5;
 const DEFAULT_HEARTBEAT_MS = 10_000;
+/** A measured offset from the control plane's clock beyond this is logged (once). */
+const SKEW_WARN_MS = 1000;
 /** gRPC statuses that mean the configuration is wrong, not that the control plane is away. */
 const FATAL_STATUSES = new Set([
   grpc.status.UNAUTHENTICATED,
@@ -191,6 +194,13 @@ export class Worker {
   readonly #tracing: RunTracing;
   readonly #metrics: WorkerMetrics;
   readonly #modelNames: ModelNames;
+  /** The control plane's time, measured on the stream: the engine stamps and compares on it. */
+  readonly #clock: ControlPlaneClock;
+  /** When this stream's Hello went out (monotonic), for the clock sample the Welcome carries. */
+  #helloSentAt = 0;
+  /** The last heartbeat sent and when (monotonic), for the clock sample its reply carries. */
+  #ping: { readonly sequence: bigint; readonly sentAt: number } | undefined;
+  #skewLogged = false;
 
   readonly #runs = new Map<string, HeldRun>();
   #busy = 0;
@@ -271,13 +281,15 @@ export class Worker {
       logger: this.#logger,
     });
     this.#tracing = new RunTracing(options.tracerProvider, { workerId: this.workerId, dataPlaneId: options.dataPlaneId });
-    this.#metrics = new WorkerMetrics(options.store);
+    this.#clock = new ControlPlaneClock();
+    this.#metrics = new WorkerMetrics(options.store, this.#clock);
     this.#metrics.slots.set(this.#slots);
     this.#engine = new Engine({
       store: options.store,
       hasher: options.hasher,
       workflows: options.workflows,
       suspendThresholdMs: options.suspendThresholdMs ?? 5000,
+      clock: this.#clock,
       signals: this.#signals,
       onStepReport: (report) => {
         this.#tracing.stepReported(report);
@@ -566,6 +578,8 @@ export class Worker {
       sdkVersion: SDK_VERSION,
       protocolVersion: PROTOCOL_VERSION,
     });
+    this.#ping = undefined;
+    this.#helloSentAt = this.#clock.monotonic();
     this.#write({ case: 'hello', value: hello });
   }
 
@@ -646,8 +660,8 @@ export class Worker {
   }
 
   /** Sends a request that is not kept if the stream is down (heartbeats, renewals, slots). */
-  #sendTransient(message: RequestMessage): void {
-    if (this.#welcomed) this.#write(message);
+  #sendTransient(message: RequestMessage): bigint | undefined {
+    return this.#welcomed ? this.#write(message) : undefined;
   }
 
   #settle(item: OutboxItem): void {
@@ -691,6 +705,13 @@ export class Worker {
         item.onSettled?.(undefined);
         return;
       }
+      case 'heartbeatReply': {
+        const ping = this.#ping;
+        if (ping?.sequence !== message.value.sequence) return;
+        this.#ping = undefined;
+        this.#clockSample(ping.sentAt, message.value.serverTimeMs);
+        return;
+      }
       case 'rejection': {
         const { sequence, reason, runId, field } = message.value;
         const item = this.#sent.get(sequence);
@@ -723,7 +744,23 @@ export class Worker {
     }
   }
 
+  /** The control plane's clock as stamped on an answer to a request sent at `sentAt` (monotonic). */
+  #clockSample(sentAt: number, serverTimeMs: bigint): void {
+    // 0: a control plane that does not send its time.
+    if (serverTimeMs <= 0n || !this.#clock.sample(sentAt, this.#clock.monotonic(), Number(serverTimeMs))) return;
+    const offsetMs = this.#clock.offsetMs() ?? 0;
+    if (!this.#skewLogged && Math.abs(offsetMs) > SKEW_WARN_MS) {
+      this.#skewLogged = true;
+      this.#logger.warn(
+        { clockOffsetMs: offsetMs },
+        `the worker's clock is ${Math.abs(offsetMs)} ms ${offsetMs > 0 ? 'behind' : 'ahead of'} the control plane's; using the control plane's time`,
+      );
+    }
+  }
+
   #onWelcome(welcome: Welcome): void {
+    // First: the runs pushed after the Welcome execute on the control plane's time.
+    this.#clockSample(this.#helloSentAt, welcome.serverTimeMs);
     this.#welcomed = true;
     this.#everWelcomed = true;
     this.#silentTicks = 0;
@@ -763,7 +800,9 @@ export class Worker {
     } else {
       this.#silentTicks = 0;
     }
-    this.#sendTransient({ case: 'heartbeat', value: create(HeartbeatSchema, { sentAt: BigInt(Date.now()) }) });
+    const sentAt = this.#clock.monotonic();
+    const sequence = this.#sendTransient({ case: 'heartbeat', value: create(HeartbeatSchema, { sentAt: BigInt(Date.now()) }) });
+    if (sequence !== undefined) this.#ping = { sequence, sentAt };
     if (leases.length > 0) {
       this.#sendTransient({ case: 'leaseRenewal', value: create(LeaseRenewalSchema, { leases }) });
       this.#metrics.leaseRenewals.inc(leases.length);

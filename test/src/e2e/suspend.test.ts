@@ -1,5 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import pg from 'pg';
 import { startTestStack, type TestStack } from '../harness.js';
 
 describe('suspension, sleeps and signals', () => {
@@ -78,3 +79,55 @@ describe('timers without the periodic sweep', () => {
     assert.ok(steps.some((s) => s.kind === 'sleep' && s.status === 'completed'));
   });
 });
+
+for (const skewMs of [-60_000, 60_000]) {
+  describe(`a worker whose clock is ${skewMs / 1000} s off`, () => {
+    let t: TestStack;
+    let cp: pg.Client;
+    before(async () => {
+      t = await startTestStack({
+        name: `skew${skewMs}`,
+        workers: 1,
+        workerSlots: 2,
+        suspendThresholdMs: 500,
+        workerEnv: { CAIRN_TEST_CLOCK_SKEW_MS: String(skewMs) },
+      });
+      cp = new pg.Client({ connectionString: t.stack.cpDatabaseUrl });
+      await cp.connect();
+    });
+    after(async () => {
+      await cp?.end();
+      await t?.stop();
+    });
+
+    it("sleeps as long as the workflow asked on the control plane's clock", async () => {
+      const sleepMs = 3000;
+      const startedAt = Date.now();
+      const runId = await t.start('sleeper', { sleepMs });
+      // The wake-up time the control plane recorded for the suspended run, from its database's now.
+      let wakeInMs: number | undefined;
+      let status = '';
+      while (Date.now() - startedAt < 20_000) {
+        const { rows } = await cp.query<{ status: string; ms: number | null }>(
+          'SELECT status, (extract(epoch FROM wake_at - clock_timestamp()) * 1000)::float8 AS ms FROM runs WHERE id = $1',
+          [runId],
+        );
+        status = rows[0]?.status ?? '';
+        if (status === 'suspended' && rows[0]?.ms !== null && rows[0]?.ms !== undefined) {
+          wakeInMs = rows[0].ms;
+          break;
+        }
+        if (['completed', 'failed', 'cancelled', 'terminated', 'timed_out'].includes(status)) break;
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      assert.ok(
+        wakeInMs !== undefined && wakeInMs > sleepMs - 2000 && wakeInMs < sleepMs + 1000,
+        `the run wakes in ${wakeInMs} ms (status ${status}); expected about ${sleepMs}`,
+      );
+      const result = await t.result(runId);
+      assert.equal(result.status, 'completed');
+      assert.deepEqual(result.output, { sleptAtLeast: true });
+      assert.ok(Date.now() - startedAt >= sleepMs, `the run ended ${Date.now() - startedAt} ms after it started`);
+    });
+  });
+}

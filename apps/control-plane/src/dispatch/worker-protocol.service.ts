@@ -5,6 +5,7 @@ import {
   ConnectRequestSchema,
   ConnectResponseSchema,
   ErrorCode,
+  HeartbeatReplySchema,
   HeldLeaseSchema,
   LeaseState,
   LeaseStatusSchema,
@@ -245,6 +246,16 @@ export class WorkerConnection {
           return;
         }
         case 'heartbeat':
+          // The control plane is authoritative for time: the reply carries its clock, from which
+          // the worker measures how far its own is off (see HeartbeatReply).
+          this.reply(
+            create(ConnectResponseSchema, {
+              message: {
+                case: 'heartbeatReply',
+                value: create(HeartbeatReplySchema, { sequence, serverTimeMs: BigInt(Date.now()) }),
+              },
+            }),
+          );
           return;
         case 'startChild':
           await this.startChild(sequence, message.value);
@@ -421,6 +432,7 @@ export class WorkerConnection {
             leaseTtlMs: protocol.config.leaseTtlMs,
             heartbeatIntervalMs: protocol.config.heartbeatIntervalMs,
             lostLeases: lost.map((l) => create(HeldLeaseSchema, l)),
+            serverTimeMs: BigInt(Date.now()),
           }),
         },
       }),
