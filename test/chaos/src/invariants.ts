@@ -125,7 +125,9 @@ export class Checker {
   async #orphans(): Promise<string[]> {
     const dp = await this.#stack.dp.query<{ run_id: string }>(`SELECT run_id::text FROM dp_runs WHERE status = 'open'`);
     if (dp.rows.length === 0) return [];
-    const known = await this.#stack.cp.query<{ id: string }>('SELECT id::text FROM runs WHERE id = ANY($1::uuid[])', [dp.rows.map((r) => r.run_id)]);
+    const known = await this.#stack.cp.query<{ id: string }>('SELECT id::text FROM runs WHERE id = ANY($1::uuid[])', [
+      dp.rows.map((r) => r.run_id),
+    ]);
     const inCp = new Set(known.rows.map((r) => r.id));
     return dp.rows.map((r) => r.run_id).filter((id) => !inCp.has(id));
   }
