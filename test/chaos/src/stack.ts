@@ -13,7 +13,8 @@ import { ChaosPostgres } from './postgres.js';
 import { FaultProxy } from './proxy.js';
 import { EFFECTS_SCHEMA } from './workflows.js';
 
-const workerModule = fileURLToPath(new URL('./worker-main.js', import.meta.url));
+// Built to dist by `pnpm build`; the path holds from src (tests run through tsx) and from dist.
+const workerModule = fileURLToPath(new URL('../dist/worker-main.js', import.meta.url));
 
 export interface ChaosStackOptions {
   readonly dir: string;
