@@ -1234,6 +1234,7 @@ for (const kind of testPostgresKinds()) {
             wakeAt: BigInt(Date.now() + 3_600_000),
             signalName: 'approve',
             signalsConsumed: 0,
+            consumedSignalIds: [],
           },
         });
         await w.next('ack', (a) => a.sequence === suspend);
@@ -1262,6 +1263,121 @@ for (const kind of testPostgresKinds()) {
         w.close();
       });
 
+      test('a signal the run consumed without a notice (SignalRun failed) still lets the next signal wake it', async () => {
+        // The gateway stored the first signal and could not tell the control plane; the run consumed
+        // it from the payload store all the same. The suspension names it among the consumed signals.
+        const w = open();
+        await w.hello({ dataPlaneId, slots: 2 });
+        const suspendOnSecond = (runId: string, epoch: number, consumed: string): bigint =>
+          w.send({
+            case: 'suspended',
+            value: {
+              $typeName: 'cairn.worker.v1.RunSuspended',
+              signalDigest: '',
+              childRunId: '',
+              runId,
+              epoch,
+              reason: SuspendReason.SIGNAL,
+              wakeAt: 0n,
+              signalName: 'go',
+              signalsConsumed: 1,
+              consumedSignalIds: [consumed],
+            },
+          });
+        const signal = (runId: string): Promise<{ run: RunInfo }> =>
+          gatewayCall<{ run: RunInfo }>(gateway, 'signalRun', { runId, signalName: 'go', signalId: randomUUID() }, token);
+
+        // The second signal arrives while the run still runs: the suspension itself queues it.
+        const early = await startRun();
+        const earlyTask = await w.next('runTask', (t) => t.runId === early.runId);
+        assert.equal((await signal(early.runId)).run.status, RunStatus.RUNNING);
+        const raced = suspendOnSecond(early.runId, earlyTask.epoch, randomUUID());
+        await w.next('ack', (a) => a.sequence === raced);
+        const afterSuspend = await sql.query<{ status: string }>('SELECT status FROM runs WHERE id = $1', [early.runId]);
+        assert.notEqual(afterSuspend.rows[0]?.status, 'suspended', 'the suspension counted the second signal');
+        const woken = await w.next('runTask', (t) => t.runId === early.runId);
+        assert.deepEqual([woken.epoch, woken.reason], [earlyTask.epoch + 1, WakeReason.SIGNAL]);
+
+        // The second signal arrives after the run suspended: SignalRun wakes it.
+        const later = await startRun();
+        const task = await w.next('runTask', (t) => t.runId === later.runId);
+        const suspended = suspendOnSecond(later.runId, task.epoch, randomUUID());
+        await w.next('ack', (a) => a.sequence === suspended);
+        assert.equal((await signal(later.runId)).run.status, RunStatus.QUEUED, 'the second signal wakes the run');
+        const laterWoken = await w.next('runTask', (t) => t.runId === later.runId);
+        assert.equal(laterWoken.reason, WakeReason.SIGNAL);
+
+        // Each consumed signal counts once: reported again (and notified late) it adds nothing, so
+        // the run that consumed both waits for a third.
+        const consumed = (
+          await sql.query<{ signal_id: string }>('SELECT signal_id FROM signal_notices WHERE run_id = $1', [early.runId])
+        ).rows.map((r) => r.signal_id);
+        assert.equal(consumed.length, 2, 'the notice SignalRun made and the one the suspension added');
+        const twice = w.send({
+          case: 'suspended',
+          value: {
+            $typeName: 'cairn.worker.v1.RunSuspended',
+            signalDigest: '',
+            childRunId: '',
+            runId: early.runId,
+            epoch: woken.epoch,
+            reason: SuspendReason.SIGNAL,
+            wakeAt: 0n,
+            signalName: 'go',
+            signalsConsumed: 2,
+            consumedSignalIds: consumed,
+          },
+        });
+        await w.next('ack', (a) => a.sequence === twice);
+        const repeated = await gatewayCall<{ run: RunInfo }>(
+          gateway,
+          'signalRun',
+          { runId: early.runId, signalName: 'go', signalId: consumed[0] },
+          token,
+        );
+        assert.equal(repeated.run.status, RunStatus.SUSPENDED);
+        assert.equal((await signal(early.runId)).run.status, RunStatus.QUEUED, 'a third signal wakes it');
+        const third = await w.next('runTask', (t) => t.runId === early.runId);
+        for (const [runId, epoch] of [
+          [later.runId, laterWoken.epoch],
+          [early.runId, third.epoch],
+        ] as const) {
+          const done = w.send({ case: 'cancelled', value: { $typeName: 'cairn.worker.v1.RunCancelled', runId, epoch } });
+          await w.next('ack', (a) => a.sequence === done);
+        }
+        w.close();
+      });
+
+      test('a suspension naming more consumed signals than the bound is refused, saying what to send', async () => {
+        const w = open();
+        await w.hello({ dataPlaneId, slots: 1 });
+        const run = await startRun();
+        const task = await w.next('runTask', (t) => t.runId === run.runId);
+        const tooMany = w.send({
+          case: 'suspended',
+          value: {
+            $typeName: 'cairn.worker.v1.RunSuspended',
+            signalDigest: '',
+            childRunId: '',
+            runId: run.runId,
+            epoch: task.epoch,
+            reason: SuspendReason.SIGNAL,
+            wakeAt: 0n,
+            signalName: 'go',
+            signalsConsumed: 1001,
+            consumedSignalIds: Array.from({ length: 1001 }, () => randomUUID()),
+          },
+        });
+        const rejection = await w.next('rejection', (r) => r.sequence === tooMany);
+        assert.deepEqual([rejection.reason, rejection.field], [RejectionReason.INVALID_FIELD, 'consumed_signal_ids']);
+        const done = w.send({
+          case: 'cancelled',
+          value: { $typeName: 'cairn.worker.v1.RunCancelled', runId: run.runId, epoch: task.epoch },
+        });
+        await w.next('ack', (a) => a.sequence === done);
+        w.close();
+      });
+
       test('cancelling a suspended run dispatches it once more so its compensations can run', async () => {
         const w = open();
         await w.hello({ dataPlaneId, slots: 1 });
@@ -1279,6 +1395,7 @@ for (const kind of testPostgresKinds()) {
             wakeAt: BigInt(Date.now() + 3_600_000),
             signalName: '',
             signalsConsumed: 0,
+            consumedSignalIds: [],
           },
         });
         await w.next('ack', (a) => a.sequence === suspend);

@@ -253,6 +253,7 @@ for (const kind of testPostgresKinds()) {
           reason: SuspendReason.SIGNAL,
           signalName: 'approve',
           signalsConsumed: 0,
+          consumedSignalIds: [],
           wakeAt: 0n,
           childRunId: '',
         },

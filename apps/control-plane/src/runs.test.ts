@@ -265,6 +265,7 @@ for (const kind of testPostgresKinds()) {
             wakeAt: BigInt(Date.now() + 3_600_000),
             signalName,
             signalsConsumed: 0,
+            consumedSignalIds: [],
             childRunId: '',
           },
         });
@@ -491,6 +492,7 @@ for (const kind of testPostgresKinds()) {
             wakeAt: BigInt(Date.now() + 3_600_000),
             signalName: '',
             signalsConsumed: 0,
+            consumedSignalIds: [],
             childRunId: '',
           },
         }),

@@ -4,6 +4,7 @@ export * from './gen/cairn/worker/v1/worker_pb.js';
 export * from './gen/cairn/gateway/v1/gateway_pb.js';
 /** KEDA's external-scaler contract (served in the data plane to KEDA; not part of the boundary contract). */
 export * as keda from './gen/keda/externalscaler_pb.js';
+export { MAX_CONSUMED_SIGNAL_IDS } from './limits.js';
 export { controlPlaneChannelCredentials, grpcServiceDefinition, type ControlPlaneTls } from './grpc.js';
 export {
   contractFiles,

@@ -389,6 +389,39 @@ for (const kind of testPostgresKinds()) {
       assert.equal((await store.getRun(runId))?.output, 'xy');
     });
 
+    it('names in a suspension the IDs of every signal of the waited name the run consumed, under this lease and earlier ones', async () => {
+      // The control plane records a notice for each consumed signal it was never told about (the
+      // gateway stored it but its SignalRun failed), so its count matches signalsConsumed.
+      const wf = defineWorkflow({ name: 'signals-consumed-ids', version: '1' }, async (ctx) => {
+        const other = await ctx.waitForSignal<string>('other');
+        const a = await ctx.waitForSignal<string>('go');
+        const b = await ctx.waitForSignal<string>('go');
+        const c = await ctx.waitForSignal<string>('go');
+        return other + a + b + c;
+      });
+      const runId = await cp.start(wf, null);
+      await store.addSignal(runId, 'other', 'o');
+      const x = (await store.addSignal(runId, 'go', 'x')).signalId;
+      const sent = [x];
+      const suspensions: Array<Extract<RunOutcome, { kind: 'suspended' }>> = [];
+      const { outcome } = await cp.drive(cp.engine([wf], 10), runId, wf, {
+        beforeRedispatch: async (o) => {
+          suspensions.push(expectKind(o, 'suspended'));
+          sent.push((await store.addSignal(runId, 'go', sent.length === 1 ? 'y' : 'z')).signalId);
+        },
+      });
+      expectKind(outcome, 'completed');
+      assert.deepEqual(
+        suspensions.map((s) => [s.signalName, s.signalsConsumed, s.consumedSignalIds]),
+        [
+          ['go', 1, [x]],
+          // x was consumed under the first lease: the second one reads it from the journal.
+          ['go', 2, [x, sent[1]]],
+        ],
+      );
+      assert.equal((await store.getRun(runId))?.output, 'oxyz');
+    });
+
     it('times out a signal wait in memory and after a suspension', async () => {
       const wf = defineWorkflow({ name: 'signals-timeout', version: '1' }, async (ctx, input: { timeout: number }) => {
         try {

@@ -105,6 +105,7 @@ describe('worker tracing', () => {
       wakeAt: 0,
       signalName: 'approval.review',
       signalsConsumed: 0,
+      consumedSignalIds: [],
       childRunId: '',
     });
 

@@ -976,6 +976,7 @@ export class Worker {
             // A notice whose name stayed in the data plane (not declared in code) matches this.
             signalDigest: outcome.signalName === '' ? '' : signalNameDigest(this.#options.hasher, runId, outcome.signalName),
             signalsConsumed: outcome.signalsConsumed,
+            consumedSignalIds: [...outcome.consumedSignalIds],
             childRunId: outcome.childRunId,
           }),
         };

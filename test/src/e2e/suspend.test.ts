@@ -1,6 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
+import { KeyRing, PayloadStore } from '@cairn/payload-store';
 import { startTestStack, type TestStack } from '../harness.js';
 
 describe('suspension, sleeps and signals', () => {
@@ -44,6 +45,32 @@ describe('suspension, sleeps and signals', () => {
     assert.equal((await t.signal(runId, 'go', { n: 2 })).status, 202);
     const result = await t.result(runId);
     assert.deepEqual(result.output, { timedOut: false, got: [{ n: 1 }, { n: 2 }] });
+  });
+
+  it('wakes a run for its next signal after it consumed one the control plane was never told about', async () => {
+    // What the gateway leaves when SignalRun fails after it stored the signal and a running run
+    // consumed it: the signal in the payload store, no notice in the control plane.
+    const store = PayloadStore.connect({ connectionString: t.stack.dpDatabaseUrl, keys: KeyRing.parse(t.stack.secrets.encryptionKeys) });
+    try {
+      // Stored while the run is still in its first step, so the run consumes it at its first wait.
+      const runId = await t.start('signal-waiter', { delayMs: 1000, signals: 2 });
+      await store.addSignal(runId, 'go', { n: 1 });
+      const run = await t.waitForRun(runId, (r) => r.status === 'suspended');
+      assert.equal(run.waitingSignal, 'go');
+      const { steps } = await t.describe(runId);
+      assert.deepEqual(
+        steps.filter((s) => s.kind === 'signal').map((s) => s.status),
+        ['completed', 'waiting'],
+        'the first signal was consumed and the run waits for the second',
+      );
+      assert.equal((await t.signal(runId, 'go', { n: 2 })).status, 202);
+      // Bounded: a run left waiting would otherwise be waited for without end.
+      await t.waitForRun(runId, (r) => r.status === 'completed', 15_000);
+      const result = await t.result(runId);
+      assert.deepEqual([result.status, result.output], ['completed', { timedOut: false, got: [{ n: 1 }, { n: 2 }] }]);
+    } finally {
+      await store.close();
+    }
   });
 
   it('takes the timeout path when no signal comes', async () => {

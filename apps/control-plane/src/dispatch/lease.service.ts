@@ -123,7 +123,8 @@ export class LeaseService {
   /**
    * Suspended: under the run's row lock, then counting signal notices in a later statement, so a
    * SignalRun that committed while we waited for the lock is counted (and one that comes after
-   * sees the run suspended). A signal racing a suspend is never lost.
+   * sees the run suspended). A signal racing a suspend is never lost. Notices for the signals the
+   * worker says the run consumed are added first, so each consumed signal is counted once.
    */
   private async suspend(dataPlaneId: string, outcome: Extract<WorkerOutcome, { kind: 'suspended' }>): Promise<OutcomeResult> {
     const { lease, suspension: s } = outcome;
@@ -132,6 +133,13 @@ export class LeaseService {
       if (!run) return { kind: 'unknown_run' };
       if (run.status !== 'running' || run.epoch !== lease.epoch) {
         return this.notApplied({ exists: true, endReason: (await this.runs.leaseEndReason(tx, lease)) ?? null }, 'suspended');
+      }
+      const waitsForSignal = s.waitingSignal !== null || (s.waitingSignalDigest ?? null) !== null;
+      // Signals the run consumed that no SignalRun told us about (the gateway stored one, then
+      // could not reach us) get their notices first, or the count below would stay one short and
+      // a later signal would not wake the run.
+      if (waitsForSignal && s.consumedSignalIds) {
+        await this.signals.insertMissing(tx, run.id, s.consumedSignalIds, s.waitingSignal, s.waitingSignalDigest ?? null);
       }
       let after: Run;
       if (run.cancelRequested) {
@@ -142,7 +150,7 @@ export class LeaseService {
         // The child ended before the parent suspended on it: the parent goes on at once.
         after = await this.runs.requeue(tx, run.id, 'child', s.suspendReason);
       } else if (
-        (s.waitingSignal !== null || (s.waitingSignalDigest ?? null) !== null) &&
+        waitsForSignal &&
         (await this.signals.count(tx, run.id, s.waitingSignal, s.waitingSignalDigest ?? null)) > s.signalsConsumed
       ) {
         after = await this.runs.requeue(tx, run.id, 'signal', s.suspendReason);

@@ -7,6 +7,7 @@ import {
   ErrorCode,
   HeartbeatReplySchema,
   HeldLeaseSchema,
+  MAX_CONSUMED_SIGNAL_IDS,
   LeaseState,
   LeaseStatusSchema,
   LeaseUpdateSchema,
@@ -197,6 +198,12 @@ export class WorkerConnection {
           if (reason !== 'signal' && reason !== 'child' && wakeAt === null) {
             throw fieldError('wake_at', 'field wake_at is required for a sleep or a retry backoff, or the run would never wake');
           }
+          if (v.consumedSignalIds.length > MAX_CONSUMED_SIGNAL_IDS) {
+            throw fieldError(
+              'consumed_signal_ids',
+              `field consumed_signal_ids has ${v.consumedSignalIds.length} IDs; send at most ${MAX_CONSUMED_SIGNAL_IDS}, the most recent ones`,
+            );
+          }
           await this.outcome(sequence, {
             kind: 'suspended',
             lease: lease(v),
@@ -205,6 +212,7 @@ export class WorkerConnection {
               waitingSignal: signalName,
               waitingSignalDigest: signalDigest,
               signalsConsumed: v.signalsConsumed,
+              consumedSignalIds: [...new Set(v.consumedSignalIds)],
               suspendReason: reason,
               waitingChild: childRunId,
             },

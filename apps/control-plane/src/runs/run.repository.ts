@@ -178,6 +178,11 @@ export interface Suspension {
   /** The per-run keyed digest of the signal name, which matches notices that carry no name. */
   readonly waitingSignalDigest?: string | null;
   readonly signalsConsumed: number;
+  /**
+   * IDs of signals of the waited name the run consumed (its journal's, the most recent ones): each
+   * one without a notice gets one before notices are counted against `signalsConsumed`.
+   */
+  readonly consumedSignalIds?: readonly string[];
   readonly suspendReason: SuspendReasonName;
   /** The child run whose end wakes the run, if any. */
   readonly waitingChild?: string | null;

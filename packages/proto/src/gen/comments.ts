@@ -156,6 +156,7 @@ export const fieldComments: Readonly<Record<string, string>> = {
   "cairn.worker.v1.RunReleased.reason": "Why.",
   "cairn.worker.v1.RunReleased.run_id": "The run.",
   "cairn.worker.v1.RunSuspended.child_run_id": "The child workflow run whose end wakes the run (empty for none); required when reason is CHILD.",
+  "cairn.worker.v1.RunSuspended.consumed_signal_ids": "The data-plane identifiers of the signals of that name the run has consumed, as its journal records them (under this lease and every earlier one, and those a fork copied), the most recent last; at most 1,000, the most recent ones when the run consumed more. The control plane records a notice for each one it has none for before it counts notices against signals_consumed, so a signal consumed without a notice (the gateway stored it but could not tell the control plane) does not leave the count one short and the run waiting for a signal that was delivered. Empty when the run does not wait for a signal, and from older workers.",
   "cairn.worker.v1.RunSuspended.epoch": "The lease epoch.",
   "cairn.worker.v1.RunSuspended.reason": "What the run waits for.",
   "cairn.worker.v1.RunSuspended.run_id": "The run.",

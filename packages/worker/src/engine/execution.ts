@@ -2,7 +2,7 @@
 // `ctx`, settles it (output, error, compensations, cancellation) and ends with a RunOutcome. The
 // parts it is made of (cursor, writer, reports, suspension, compensations) are its own modules.
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { CairnError, ErrorCodes, type Logger } from '@cairn/common';
+import { CairnError, ErrorCodes, isId, type Logger } from '@cairn/common';
 import type { JournalEntry, StoredRun } from '@cairn/payload-store';
 import { ErrorCode, SuspendReason } from '@cairn/proto';
 import { CancelledError, NonDeterminismError, SchemaValidationError } from '@cairn/sdk';
@@ -44,6 +44,8 @@ export class Execution implements RunExecution, Run {
   /** The workflow function has settled: its remaining calls never resolve (compensations still run). */
   settled = false;
   readonly #signalsConsumed = new Map<string, number>();
+  /** Per signal name, the IDs of the consumed signals, in the order the run consumed them. */
+  readonly #consumedSignalIds = new Map<string, string[]>();
   #random: DeterministicSource | undefined;
   forked = false;
 
@@ -243,7 +245,7 @@ export class Execution implements RunExecution, Run {
     if (this.finished) return;
     this.cursor.load(journal);
     for (const entry of journal) {
-      if (entry.kind === 'signal' && entry.status === 'completed') this.countSignal(entry.name);
+      if (entry.kind === 'signal' && entry.status === 'completed') this.countSignal(entry.name, entry.signalId);
     }
     this.reports.reportJournal(journal);
 
@@ -487,7 +489,12 @@ export class Execution implements RunExecution, Run {
   suspend(parked: readonly Wait[]): void {
     this.halt = 'suspend';
     this.suspension.disposeWaits();
-    const outcome = suspendOutcome(parked, this.deps.clock.now(), (name) => this.#signalsConsumed.get(name) ?? 0);
+    const outcome = suspendOutcome(
+      parked,
+      this.deps.clock.now(),
+      (name) => this.#signalsConsumed.get(name) ?? 0,
+      (name) => this.#consumedSignalIds.get(name) ?? [],
+    );
     this.writer.flushNow().then(
       () => {
         this.log.info({ reason: SuspendReason[outcome.reason], wakeAt: outcome.wakeAt, signalName: outcome.signalName }, 'run suspended');
@@ -508,8 +515,14 @@ export class Execution implements RunExecution, Run {
     return this.scope.getStore()?.internal === true;
   }
 
-  countSignal(name: string): void {
+  countSignal(name: string, signalId: string | undefined): void {
     this.#signalsConsumed.set(name, (this.#signalsConsumed.get(name) ?? 0) + 1);
+    // Only an opaque ID crosses to the control plane (a store's IDs always are; this keeps a
+    // malformed one from getting the whole suspension refused).
+    if (signalId === undefined || !isId(signalId)) return;
+    const ids = this.#consumedSignalIds.get(name);
+    if (ids) ids.push(signalId);
+    else this.#consumedSignalIds.set(name, [signalId]);
   }
 }
 

@@ -75,7 +75,8 @@ export interface Run {
   throwIfCancelled(): void;
   /** Whether the current call belongs to the compensation phase (which ignores cancellation). */
   internal(): boolean;
-  countSignal(name: string): void;
+  /** Counts a consumed signal of `name` (with its ID, which a suspension reports to the control plane). */
+  countSignal(name: string, signalId: string | undefined): void;
   lose(): void;
   abandon(err: unknown): void;
 }

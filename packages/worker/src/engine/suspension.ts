@@ -1,6 +1,6 @@
 // Suspension: the registry of durable calls waiting for a time, a signal or a child; the idle check
 // that notices when nothing else is in progress; and the decision of how the run suspends.
-import { SuspendReason } from '@cairn/proto';
+import { MAX_CONSUMED_SIGNAL_IDS, SuspendReason } from '@cairn/proto';
 import { CancelledError } from '@cairn/sdk';
 import type { Clock, ClockTimer } from '../clock.js';
 import type { SignalSubscription } from '../signals.js';
@@ -182,6 +182,7 @@ export function suspendOutcome(
   parked: readonly Wait[],
   now: number,
   signalsConsumed: (name: string) => number,
+  consumedSignalIds: (name: string) => readonly string[] = () => [],
 ): Extract<RunOutcome, { kind: 'suspended' }> {
   const timed = parked.filter((w) => w.dueAt !== undefined).sort((a, b) => a.dueAt! - b.dueAt!);
   const names = [...new Set(parked.flatMap((w) => (w.signalName === undefined ? [] : [w.signalName])))];
@@ -204,6 +205,7 @@ export function suspendOutcome(
     wakeAt,
     signalName,
     signalsConsumed: signalName === '' ? 0 : signalsConsumed(signalName),
+    consumedSignalIds: signalName === '' ? [] : consumedSignalIds(signalName).slice(-MAX_CONSUMED_SIGNAL_IDS),
     childRunId,
   };
 }

@@ -69,6 +69,11 @@ export type RunOutcome =
       readonly wakeAt: number;
       readonly signalName: string;
       readonly signalsConsumed: number;
+      /**
+       * IDs of the signals of that name the run consumed, as its journal records them, the most
+       * recent last (at most `MAX_CONSUMED_SIGNAL_IDS`, the most recent ones).
+       */
+      readonly consumedSignalIds: readonly string[];
       /** The child run whose end wakes the run ('' for none). */
       readonly childRunId: string;
     }

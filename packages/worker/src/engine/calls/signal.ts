@@ -46,7 +46,7 @@ export async function signalWait<T>(run: Run, slot: Slot, name: string, timeoutM
       await run.writer.flushNow();
       const taken = await run.writer.write(() => run.deps.journal.takeSignal(run.epoch, position, name, startedAt, keyDigest));
       if (taken) {
-        run.countSignal(name);
+        run.countSignal(name, taken.signalId);
         run.reports.report(run.epoch, {
           ...base,
           status: StepStatus.COMPLETED,
