@@ -95,7 +95,6 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       concurrency: options.concurrency,
       canary,
       callBudgetMs: options.recoveryBoundMs,
-      log,
     });
     const scheduleId = await createSchedule(
       stack.stack.controlPlanes[0]!.httpUrl,

@@ -37,10 +37,6 @@ export class FaultProxy {
     this.#upstreams = upstreams;
   }
 
-  get state(): LinkState {
-    return this.#state;
-  }
-
   get address(): string {
     return `127.0.0.1:${this.port}`;
   }

@@ -30,8 +30,6 @@ export interface ChaosStackOptions {
 export interface ChaosProcess {
   readonly kind: 'worker' | 'gateway' | 'control-plane';
   readonly process: ManagedProcess;
-  /** The links this process dials, by what they reach. */
-  readonly links: Partial<Record<StackLink['to'], FaultProxy>>;
   /** Workers: the file whose number skews the process's clock. */
   readonly clockFile?: string;
   /** Where the process answers 200 once it is ready to serve (the probe Kubernetes would use). */
@@ -86,7 +84,6 @@ async function launch(options: ChaosStackOptions, undo: Array<() => Promise<unkn
   await effects.query(EFFECTS_SCHEMA);
 
   const proxies: FaultProxy[] = [];
-  const linksOf = new Map<string, Partial<Record<StackLink['to'], FaultProxy>>>();
   const route = async (link: StackLink, address: string): Promise<string> => {
     const hostPort = (a: string): { host: string; port: number } => {
       const [host, port] = a.split(':');
@@ -95,13 +92,11 @@ async function launch(options: ChaosStackOptions, undo: Array<() => Promise<unkn
     if (link.to === 'control-plane') {
       const proxy = await new FaultProxy(`${link.from}→control-plane`, link.addresses.map(hostPort)).listen();
       proxies.push(proxy);
-      linksOf.set(link.from, { ...linksOf.get(link.from), 'control-plane': proxy });
       return proxy.address;
     }
     const url = new URL(address);
     const proxy = await new FaultProxy(`${link.from}→payload-store`, [{ host: url.hostname, port: Number(url.port) }]).listen();
     proxies.push(proxy);
-    linksOf.set(link.from, { ...linksOf.get(link.from), 'payload-store': proxy });
     url.host = proxy.address;
     return url.toString();
   };
@@ -134,13 +129,11 @@ async function launch(options: ChaosStackOptions, undo: Array<() => Promise<unkn
 
   undo.push(() => stack.stop());
   const processes: ChaosProcess[] = [];
-  for (const cp of stack.controlPlanes)
-    processes.push({ kind: 'control-plane', process: cp.process, links: {}, readyUrl: `${cp.httpUrl}/readyz` });
+  for (const cp of stack.controlPlanes) processes.push({ kind: 'control-plane', process: cp.process, readyUrl: `${cp.httpUrl}/readyz` });
   stack.gateways.forEach((gateway, i) =>
     processes.push({
       kind: 'gateway',
       process: gateway,
-      links: linksOf.get(gateway.name) ?? {},
       readyUrl: `${stack.gatewayUrls[i]!}/readyz`,
     }),
   );
@@ -155,7 +148,6 @@ async function launch(options: ChaosStackOptions, undo: Array<() => Promise<unkn
     processes.push({
       kind: 'worker',
       process: worker,
-      links: linksOf.get(worker.name) ?? {},
       clockFile,
       readyUrl: `http://127.0.0.1:${healthPort}/readyz`,
     });

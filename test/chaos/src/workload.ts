@@ -63,7 +63,6 @@ export interface WorkloadOptions {
   readonly canary: string;
   /** How long a call may keep failing before the workload gives up on it. */
   readonly callBudgetMs: number;
-  readonly log: (line: string) => void;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
