@@ -11,7 +11,7 @@ import {
   type Logger,
 } from '@cairn/common';
 import type { CatalogueVersion, PayloadStore, SequencedStreamEvent } from '@cairn/payload-store';
-import { RunStatus, RunWarning, create, GetBacklogRequestSchema, type RunInfo } from '@cairn/proto';
+import { RunStatus, RunWarning, create, GetBacklogRequestSchema } from '@cairn/proto';
 import { context, trace, type Span } from '@opentelemetry/api';
 import cors from '@fastify/cors';
 import { LogController, fastify, type FastifyError, type FastifyReply, type FastifyRequest, type onRequestHookHandler } from 'fastify';
@@ -23,8 +23,9 @@ import { errorBody, httpStatus, invalid, issuesOf, storeError } from './errors.j
 import { exportJournal, readJournal, verifyJournal } from './journal.js';
 import { parseJsonBody } from './json.js';
 import { OrphanSweeper } from './orphans.js';
+import { SignalNoticeSweeper } from './signal-notices.js';
 import { readReplayCheck, requestReplayCheck } from './replay-checks.js';
-import { RunService, type ApprovalAnswer, type RunWithResult } from './runs.js';
+import { RunService, type ApprovalAnswer, type RunWithResult, type SignalOutcome } from './runs.js';
 import { DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS } from './schemas.js';
 import { StreamCursor, StreamHub, sseEvent } from './stream.js';
 import { GatewayMetrics, endRequestSpan, incomingContext, startRequestSpan } from './telemetry.js';
@@ -137,14 +138,16 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
 
   // Starts that never became runs (a gateway killed between storing the input and StartRun):
   // deleted once the control plane confirms it does not know them (orphans.ts).
-  const orphanSweep = config.orphanSweep;
-  const sweeper = orphanSweep && new OrphanSweeper(deps.store, deps.controlPlane, logger, orphanSweep);
-  if (sweeper) {
-    app.addHook('onReady', (done) => {
-      sweeper.start();
-      done();
-    });
-  }
+  // And signals the control plane was not told of (SignalRun got no definite answer, or the
+  // gateway died before asking): told again until it answers (signal-notices.ts).
+  const sweepers = [
+    config.orphanSweep && new OrphanSweeper(deps.store, deps.controlPlane, logger, config.orphanSweep),
+    config.signalSweep && new SignalNoticeSweeper(deps.store, deps.controlPlane, config.hasher, logger, config.signalSweep),
+  ].filter((s) => s !== undefined);
+  app.addHook('onReady', (done) => {
+    for (const sweeper of sweepers) sweeper.start();
+    done();
+  });
 
   app.addHook('preClose', (done) => {
     clearInterval(retentionTimer);
@@ -152,7 +155,7 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
     done();
   });
   app.addHook('onClose', async () => {
-    await sweeper?.stop();
+    await Promise.all(sweepers.map((s) => s.stop()));
     await hub.close();
     await runs.close();
   });
@@ -553,18 +556,10 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
 
   route(API.signalRun, async ({ params, body, headers }) => {
     const { id, name } = params;
-    const { signalId, created, run } = await runs.signal(id, name, body, headers['idempotency-key']);
-    // Without an answer from the control plane the signal was consumed by a waiting run, which was running then.
+    const sent = await runs.signal(id, name, body, headers['idempotency-key']);
     return {
       status: 202,
-      body: {
-        runId: id,
-        signal: name,
-        signalId,
-        created,
-        status: run ? runStatusName(run.status) : 'running',
-        ...notWaitingFor(run, name, config.residency),
-      },
+      body: { runId: id, signal: name, signalId: sent.signalId, created: sent.created, ...signalState(sent, name, config.residency) },
     };
   });
 
@@ -575,18 +570,17 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
     key: string | number | undefined,
     idempotencyKey: string | undefined,
   ) => {
-    const { signalName, signalId, created, run } = await runs.approve(params.id, params.name, answer, key, idempotencyKey);
+    const sent = await runs.approve(params.id, params.name, answer, key, idempotencyKey);
     return {
       status: 202 as const,
       body: {
         runId: params.id,
         approval: params.name,
         approved: answer.approved,
-        signal: signalName,
-        signalId,
-        created,
-        status: run ? runStatusName(run.status) : ('running' as const),
-        ...notWaitingFor(run, signalName, config.residency),
+        signal: sent.signalName,
+        signalId: sent.signalId,
+        created: sent.created,
+        ...signalState(sent, sent.signalName, config.residency),
       },
     };
   };
@@ -676,13 +670,21 @@ function result(output: unknown, error: RunWithResult['error']): { output?: unkn
  * In strict residency mode the control plane does not know which signal a run waits for, so nothing
  * is added.
  */
-function notWaitingFor(
-  run: RunInfo | undefined,
+/**
+ * The run's status as the control plane answered the signal, and whether the run waits for
+ * something else. Pending: the control plane did not answer, and the status is unknown. No run
+ * otherwise: a waiting run consumed the signal, so it was running.
+ */
+function signalState(
+  sent: SignalOutcome,
   name: string,
   residency: GatewayConfig['residency'],
-): { waiting?: false; waitingFor?: string | null } {
-  if (run?.status !== RunStatus.SUSPENDED || run.waitingSignal === name || residency === 'strict') return {};
-  return { waiting: false, waitingFor: run.waitingSignal === '' ? null : run.waitingSignal };
+): { status: ReturnType<typeof runStatusName> | null; pending?: true; waiting?: false; waitingFor?: string | null } {
+  if (sent.pending) return { status: null, pending: true };
+  const run = sent.run;
+  const status = run ? runStatusName(run.status) : 'running';
+  if (run?.status !== RunStatus.SUSPENDED || run.waitingSignal === name || residency === 'strict') return { status };
+  return { status, waiting: false, waitingFor: run.waitingSignal === '' ? null : run.waitingSignal };
 }
 
 /** Waits `ms`, or less when `signal` aborts. */

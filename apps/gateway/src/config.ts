@@ -166,6 +166,9 @@ const shape = {
   // before it is deleted; the age must stay far above any start's control-plane call.
   CAIRN_GATEWAY_ORPHAN_SWEEP_INTERVAL_MS: positive(60_000),
   CAIRN_GATEWAY_ORPHAN_AGE_MS: positive(600_000),
+  // The signal sweep (signal-notices.ts): how often signals the control plane was not told of are
+  // told again. Those stored less than CAIRN_CP_TIMEOUT_MS ago are left to their own request.
+  CAIRN_GATEWAY_SIGNAL_SWEEP_INTERVAL_MS: positive(5_000),
   CAIRN_GATEWAY_SCALER_PORT: env.port().optional(),
   CAIRN_GATEWAY_SCALER_POLL_MS: positive(5_000),
   // strict: workflow and signal names never cross in clear (only as keyed digests).
@@ -305,6 +308,16 @@ export interface GatewayConfig {
     readonly intervalMs: number;
     readonly ageMs: number;
   };
+  /**
+   * The sweep that tells the control plane of signals it was not told of (their SignalRun got no
+   * definite answer, or their gateway died before asking): how often it runs (each wait jittered)
+   * and how old such a signal must be (`cpTimeoutMs`, so a request still waiting for its answer is
+   * left alone).
+   */
+  readonly signalSweep?: {
+    readonly intervalMs: number;
+    readonly ageMs: number;
+  };
   /** The key that signs journal exports (CAIRN_GATEWAY_EXPORT_SIGNING_KEY_FILE); undefined: exports are off. */
   readonly exportSigningKey?: ExportSigningKey | undefined;
   /**
@@ -377,6 +390,10 @@ function readGatewayConfig(source: Record<string, string | undefined>): { config
     orphanSweep: {
       intervalMs: raw.CAIRN_GATEWAY_ORPHAN_SWEEP_INTERVAL_MS,
       ageMs: raw.CAIRN_GATEWAY_ORPHAN_AGE_MS,
+    },
+    signalSweep: {
+      intervalMs: raw.CAIRN_GATEWAY_SIGNAL_SWEEP_INTERVAL_MS,
+      ageMs: raw.CAIRN_CP_TIMEOUT_MS,
     },
     scalerPort: raw.CAIRN_GATEWAY_SCALER_PORT,
     scalerPollMs: raw.CAIRN_GATEWAY_SCALER_POLL_MS,

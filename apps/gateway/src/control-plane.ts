@@ -59,6 +59,24 @@ export class ControlPlaneError extends CairnError {
   }
 }
 
+/** The control plane's refusals that say for certain that the call changed nothing. */
+const DEFINITE_REFUSALS: ReadonlySet<grpc.status> = new Set([
+  grpc.status.INVALID_ARGUMENT,
+  grpc.status.NOT_FOUND,
+  grpc.status.ALREADY_EXISTS,
+  grpc.status.PERMISSION_DENIED,
+  grpc.status.UNAUTHENTICATED,
+  grpc.status.RESOURCE_EXHAUSTED,
+  grpc.status.FAILED_PRECONDITION,
+  grpc.status.OUT_OF_RANGE,
+  grpc.status.UNIMPLEMENTED,
+]);
+
+/** Whether a failed call may still have taken effect on the control plane (no definite refusal came back). */
+export function mayHaveTakenEffect(err: unknown): boolean {
+  return !(err instanceof ControlPlaneError) || !DEFINITE_REFUSALS.has(err.grpcCode);
+}
+
 export interface CallOptions {
   /** Replaces the configured deadline. */
   readonly timeoutMs?: number;

@@ -108,6 +108,8 @@ for (const kind of testPostgresKinds()) {
       CAIRN_GATEWAY_MAX_PAYLOAD_BYTES: String(MAX_BYTES),
       CAIRN_CP_TIMEOUT_MS: '3000',
       CAIRN_LOG_LEVEL: 'silent',
+      // Only the signal sweep tests' own gateways sweep (every few milliseconds).
+      CAIRN_GATEWAY_SIGNAL_SWEEP_INTERVAL_MS: '86400000',
       ...overrides,
     });
 
@@ -926,26 +928,55 @@ for (const kind of testPostgresKinds()) {
       assert.equal(await db.count('dp_signals'), signals);
     });
 
-    it('when the control plane is unreachable: 503 and the signal removed, or 202 if a waiting run consumed it already', async () => {
+    it('when the control plane does not answer: 202 pending, and the signal kept for the sweep to announce', async () => {
+      const run = await start({ workflow: 'order-refund', input: {} });
+      const owed = (signalId: string) => db.count('dp_signals', 'signal_id = $1 AND NOT notified', [signalId]);
+      const stored = (signalId: string) => db.count('dp_signals', 'signal_id = $1', [signalId]);
+
+      // Told at once: nothing is owed.
+      const told = await call('POST', `/v1/runs/${run.runId}/signals/approval`, { body: { approved: true } });
+      assert.deepEqual([told.status, told.body.pending, await owed(String(told.body.signalId))], [202, undefined, 0]);
+
+      // Unreachable: the signal stays, owed, and the caller is told not to send it again.
+      cp.intercepts.signalRun = () => ({ code: grpc.status.UNAVAILABLE, details: 'gone' });
+      const unreachable = await call('POST', `/v1/runs/${run.runId}/signals/approval`, { body: { approved: true } });
+      assert.equal(unreachable.status, 202, JSON.stringify(unreachable.body));
+      assert.deepEqual([unreachable.body.pending, unreachable.body.status, unreachable.body.created], [true, null, true]);
+      assert.deepEqual([await stored(String(unreachable.body.signalId)), await owed(String(unreachable.body.signalId))], [1, 1]);
+
+      // Recorded, but the answer was lost: removing the signal now would leave the control plane a
+      // notice with no signal behind it, which would wake the run for nothing each time it waits.
+      cp.intercepts.signalRun = (_request, next) => {
+        next();
+        return { code: grpc.status.DEADLINE_EXCEEDED, details: 'answer lost' };
+      };
+      const lost = await call('POST', `/v1/runs/${run.runId}/signals/approval`, { body: { approved: false } });
+      assert.deepEqual([lost.status, lost.body.pending], [202, true]);
+      assert.equal(cp.signals.filter((s) => s.signalId === lost.body.signalId).length, 1, 'the control plane has the notice');
+      assert.equal(await stored(String(lost.body.signalId)), 1, 'and the signal is there for it');
+
+      // A wait consumes them in order, told or not.
+      await store.acquire(run.runId, 1);
+      for (const [position, approved] of [true, true, false].entries()) {
+        assert.deepEqual((await store.takeSignal(run.runId, 1, position, 'approval', Date.now()))?.body, { approved });
+      }
+    });
+
+    it('a refused signal is removed; one a waiting run consumed first is answered as delivered', async () => {
       const run = await start({ workflow: 'order-refund', input: {} });
       const signals = await db.count('dp_signals');
-      cp.intercepts.signalRun = () => ({ code: grpc.status.UNAVAILABLE, details: 'gone' });
-      expectError(
-        await call('POST', `/v1/runs/${run.runId}/signals/approval`, { body: { approved: true } }),
-        503,
-        'CAIRN-1110',
-        /the signal was not stored, retry/,
-      );
+      cp.intercepts.signalRun = () => ({ code: grpc.status.FAILED_PRECONDITION, details: `run ${run.runId} has ended` });
+      expectError(await call('POST', `/v1/runs/${run.runId}/signals/approval`, { body: { approved: true } }), 409, 'CAIRN-1108');
       assert.equal(await db.count('dp_signals'), signals);
 
-      // A worker holding the run consumes the signal before the control plane hears of it.
+      // A worker holding the run consumes the signal before the control plane's refusal comes back.
       await store.acquire(run.runId, 1);
       cp.intercepts.signalRun = async () => {
         await store.takeSignal(run.runId, 1, 0, 'approval', Date.now());
-        return { code: grpc.status.UNAVAILABLE, details: 'gone' };
+        return { code: grpc.status.NOT_FOUND, details: 'no such run' };
       };
       const delivered = await call('POST', `/v1/runs/${run.runId}/signals/approval`, { body: { approved: true } });
-      assert.equal(delivered.status, 202, JSON.stringify(delivered.body));
+      assert.deepEqual([delivered.status, delivered.body.status, delivered.body.pending], [202, 'running', undefined]);
       assert.equal(await db.count('dp_signals'), signals + 1);
       const entry = await call('GET', `/v1/runs/${run.runId}/steps/0`);
       assert.deepEqual(entry.body.output, { approved: true });
@@ -1054,44 +1085,32 @@ for (const kind of testPostgresKinds()) {
       assert.equal(await store.takeSignal(run.runId, 1, 1, signal, Date.now()), undefined);
     });
 
-    it('a keyed signal the control plane did not take can be sent again with its key, and is then stored once', async () => {
+    it('a keyed signal the control plane did not take is kept; sending it again with its key stores nothing new', async () => {
       const run = await start({ workflow: 'order-refund', input: {} });
       const url = `/v1/runs/${run.runId}/signals/go`;
       const idem = { 'idempotency-key': `go-${randomUUID()}` };
       const count = () => db.count('dp_signals', 'run_id = $1', [run.runId]);
 
-      // Refused: the stored signal is removed, and the same key works afterwards.
       cp.intercepts.signalRun = () => ({ code: grpc.status.UNAVAILABLE, details: 'gone' });
-      expectError(
-        await call('POST', url, { body: 1, headers: idem }),
-        503,
-        'CAIRN-1110',
-        /not stored, retry with the same Idempotency-Key/,
-      );
-      assert.equal(await count(), 0);
+      const pending = await call('POST', url, { body: 1, headers: idem });
+      assert.deepEqual([pending.status, pending.body.created, pending.body.pending], [202, true, true]);
+      assert.equal(await count(), 1);
 
-      // Taken, but the answer was lost: the gateway removes its copy; the retry stores it again
-      // under the same ID, which the control plane counts once.
-      cp.intercepts.signalRun = (_request, next) => {
-        next();
-        return { code: grpc.status.UNAVAILABLE, details: 'answer lost' };
-      };
-      expectError(await call('POST', url, { body: 1, headers: idem }), 503, 'CAIRN-1110');
-      assert.equal(await count(), 0);
+      // The caller retries anyway: the same ID, nothing new stored, and the control plane is told now.
       delete cp.intercepts.signalRun;
       const retried = await call('POST', url, { body: 1, headers: idem });
-      assert.deepEqual([retried.status, retried.body.created], [202, true]);
+      assert.deepEqual(
+        [retried.status, retried.body.signalId, retried.body.created, retried.body.pending],
+        [202, pending.body.signalId, false, undefined],
+      );
       assert.equal(await count(), 1);
       assert.equal(cp.signals.filter((s) => s.signalId === retried.body.signalId).length, 1);
+      assert.equal(await db.count('dp_signals', 'signal_id = $1 AND NOT notified', [retried.body.signalId]), 0, 'nothing owed once told');
 
-      // A repeat that cannot reach the control plane keeps the stored signal (the first request was answered).
-      cp.intercepts.signalRun = () => ({ code: grpc.status.UNAVAILABLE, details: 'gone' });
-      expectError(await call('POST', url, { body: 1, headers: idem }), 503, 'CAIRN-1110', /is stored, .*send it again with the same key/);
-      assert.equal(await count(), 1);
-      delete cp.intercepts.signalRun;
-      const repeat = await call('POST', url, { body: 1, headers: idem });
-      assert.deepEqual([repeat.status, repeat.body.signalId, repeat.body.created], [202, retried.body.signalId, false]);
-      assert.equal(await count(), 1);
+      // A refused repeat (the run is unknown to the control plane) removes the unconsumed signal.
+      cp.intercepts.signalRun = () => ({ code: grpc.status.NOT_FOUND, details: 'no such run' });
+      expectError(await call('POST', url, { body: 1, headers: idem }), 404, 'CAIRN-1105');
+      assert.equal(await count(), 0);
     });
 
     it('cancels a queued run at once, closing it in the data plane too; a running run is asked to stop', async () => {
@@ -1569,6 +1588,97 @@ for (const kind of testPostgresKinds()) {
           () => loadGatewayConfig(env({ CAIRN_GATEWAY_ORPHAN_SWEEP_INTERVAL_MS: '0' })),
           /CAIRN_GATEWAY_ORPHAN_SWEEP_INTERVAL_MS/,
         );
+      });
+    });
+
+    describe('signal sweep', () => {
+      const waitFor = async (what: string, done: () => boolean | Promise<boolean>) => {
+        for (let i = 0; i < 400; i++) {
+          if (await done()) return;
+          await new Promise((r) => setTimeout(r, 25));
+        }
+        assert.fail(`timed out waiting until ${what}`);
+      };
+      const owed = (signalId: string) => db.count('dp_signals', 'signal_id = $1 AND NOT notified', [signalId]);
+      const stored = (signalId: string) => db.count('dp_signals', 'signal_id = $1', [signalId]);
+      const noticed = (signalId: string) => cp.signals.filter((s) => s.signalId === signalId).length;
+      /** A signal the control plane did not hear of, stored `ageMs` ago. */
+      const unannounced = async (runId: string, name: string, ageMs: number) => {
+        cp.intercepts.signalRun = () => ({ code: grpc.status.UNAVAILABLE, details: 'gone' });
+        const sent = await call('POST', `/v1/runs/${runId}/signals/${name}`, { body: { approved: true } });
+        delete cp.intercepts.signalRun;
+        assert.equal(sent.body.pending, true);
+        await db.ageSignal(String(sent.body.signalId), ageMs);
+        return String(sent.body.signalId);
+      };
+      /** A gateway sweeping every few milliseconds (signals older than its control-plane deadline), closed at the end of the test. */
+      const sweeping = async (t: { after: (fn: () => Promise<void>) => void }) => {
+        const c = loadGatewayConfig(env({ CAIRN_GATEWAY_SIGNAL_SWEEP_INTERVAL_MS: '20' }));
+        const link = new ControlPlane({ address: c.cpAddress, credential: c.dpCredential, timeoutMs: c.cpTimeoutMs });
+        const sweeper = buildGateway(c, { store, controlPlane: link });
+        t.after(async () => {
+          await sweeper.close();
+          link.close();
+        });
+        await sweeper.ready();
+      };
+
+      it('tells the control plane of a signal it missed, by ID and digest only, and wakes the run waiting for it', async (t) => {
+        const run = await start({ workflow: 'order-refund', input: {} });
+        const old = await unannounced(run.runId, 'approval', 60_000);
+        const young = await unannounced(run.runId, 'approval', 0);
+        cp.update(run.runId, { status: RunStatus.SUSPENDED, waitingSignal: 'approval' });
+        const requests = () => cp.requests<SignalRunRequest>('signalRun').filter((r) => r.signalId === old);
+        await sweeping(t);
+        await waitFor('the old signal is told', async () => (await owed(old)) === 0);
+        assert.equal(noticed(old), 1);
+        const [request] = requests();
+        assert.deepEqual(
+          [request?.runId, request?.signalName, request?.signalDigest],
+          [run.runId, '', signalNameDigest(config.hasher, run.runId, 'approval')],
+          'only the run, the signal ID and the digest of its name cross',
+        );
+        assert.equal(await stored(old), 1, 'the signal stays for the run to consume');
+        assert.deepEqual(
+          [await owed(young), noticed(young)],
+          [1, 0],
+          'a signal younger than the control-plane deadline is left to its request',
+        );
+        await store.deleteSignalIfUnconsumed(young);
+      });
+
+      it('goes on once the control plane answers again, and removes the signals of runs that ended', async (t) => {
+        const waiting = await start({ workflow: 'order-refund', input: {} });
+        const ended = await start({ workflow: 'order-refund', input: {} });
+        const consumed = await start({ workflow: 'order-refund', input: {} });
+        const forWaiting = await unannounced(waiting.runId, 'approval', 60_000);
+        const forEnded = await unannounced(ended.runId, 'approval', 60_000);
+        const forConsumed = await unannounced(consumed.runId, 'approval', 60_000);
+        await store.acquire(consumed.runId, 1);
+        assert.ok(await store.takeSignal(consumed.runId, 1, 0, 'approval', Date.now()));
+        await complete(ended.runId, null);
+        await complete(consumed.runId, null);
+
+        const asked = () => cp.requests('signalRun').length;
+        cp.intercepts.signalRun = () => ({ code: grpc.status.UNAVAILABLE, details: 'control plane down' });
+        await sweeping(t);
+        const before = asked();
+        await waitFor('three sweeps asked', () => asked() >= before + 3);
+        assert.deepEqual(
+          [await owed(forWaiting), await owed(forEnded), await owed(forConsumed)],
+          [1, 1, 1],
+          'nothing is settled on a guess',
+        );
+        delete cp.intercepts.signalRun;
+
+        await waitFor(
+          'every signal is settled',
+          async () => (await owed(forWaiting)) + (await owed(forEnded)) + (await owed(forConsumed)) === 0,
+        );
+        assert.equal(noticed(forWaiting), 1);
+        assert.equal(await stored(forWaiting), 1);
+        assert.equal(await stored(forEnded), 0, 'a run that ended will never consume it');
+        assert.equal(await stored(forConsumed), 1, "a consumed signal is part of its run's journal");
       });
     });
 

@@ -2,6 +2,7 @@ import { CairnError, ErrorCodes, type Logger } from '@cairn/common';
 import type { OrphanCandidate, PayloadStore } from '@cairn/payload-store';
 import { DescribeRunRequestSchema, create } from '@cairn/proto';
 import { ControlPlaneError, type ControlPlane } from './control-plane.js';
+import { Periodic } from './periodic.js';
 
 /** Runs looked at in one sweep; the rest wait for the next one. */
 export const ORPHAN_SWEEP_BATCH = 100;
@@ -65,49 +66,30 @@ export async function sweepOrphanRuns(
   return { candidates: candidates.length, deleted, next: candidates.length < batch ? undefined : candidates.at(-1) };
 }
 
-/**
- * Sweeps every `intervalMs` (each wait drawn between half and one and a half times it, so the
- * gateways of a data plane do not sweep in step). Logs counts only, never run contents.
- */
+/** Sweeps every `intervalMs` (jittered, see {@link Periodic}). Logs counts only, never run contents. */
 export class OrphanSweeper {
   readonly #store: PayloadStore;
   readonly #cp: ControlPlane;
   readonly #log: Logger;
-  readonly #intervalMs: number;
   readonly #ageMs: number;
-  #timer: NodeJS.Timeout | undefined;
-  #stopped = false;
+  readonly #loop: Periodic;
   #after: OrphanCandidate | undefined;
-  #running: Promise<void> | undefined;
 
   constructor(store: PayloadStore, controlPlane: ControlPlane, logger: Logger, options: { intervalMs: number; ageMs: number }) {
     this.#store = store;
     this.#cp = controlPlane;
     this.#log = logger;
-    this.#intervalMs = options.intervalMs;
     this.#ageMs = options.ageMs;
+    this.#loop = new Periodic(options.intervalMs, () => this.#sweep());
   }
 
   start(): void {
-    this.#schedule();
+    this.#loop.start();
   }
 
   /** Stops sweeping; resolves when a sweep under way has finished. */
-  async stop(): Promise<void> {
-    this.#stopped = true;
-    clearTimeout(this.#timer);
-    await this.#running;
-  }
-
-  #schedule(): void {
-    if (this.#stopped) return;
-    this.#timer = setTimeout(
-      () => {
-        this.#running = this.#sweep();
-      },
-      Math.round(this.#intervalMs * (0.5 + Math.random())),
-    );
-    this.#timer.unref();
+  stop(): Promise<void> {
+    return this.#loop.stop();
   }
 
   async #sweep(): Promise<void> {
@@ -127,8 +109,6 @@ export class OrphanSweeper {
       }
     } catch (err) {
       this.#log.warn({ code: CairnError.from(err).code }, 'orphan sweep could not read the payload store; it is tried again next interval');
-    } finally {
-      this.#schedule();
     }
   }
 }

@@ -1,4 +1,3 @@
-import * as grpc from '@grpc/grpc-js';
 import { CairnError, ErrorCodes, assertName, assertVersion, coarseSizeBig, isId, newId, type Logger } from '@cairn/common';
 import {
   CURRENT_DIGEST_VERSION,
@@ -25,10 +24,21 @@ import {
   type RunWarning,
   type StepInfo,
 } from '@cairn/proto';
-import { ControlPlaneError, type ControlPlane } from './control-plane.js';
+import { ControlPlaneError, mayHaveTakenEffect, type ControlPlane } from './control-plane.js';
 import { invalid, storeError } from './errors.js';
 import { SchemaValidation } from './validation.js';
 import { entryView, errorView, isFinal, transcriptView, type EntryView, type ErrorView, type TranscriptView } from './views.js';
+
+/** What sending a signal did. */
+export interface SignalOutcome {
+  readonly signalId: string;
+  /** False: an earlier request with the same idempotency key stored this signal. */
+  readonly created: boolean;
+  /** The run as the control plane answered; undefined when it did not answer. */
+  readonly run: RunInfo | undefined;
+  /** The control plane was not told yet: the signal is stored and the signal sweep tells it. */
+  readonly pending: boolean;
+}
 
 /** A request to start a run, as the caller sent it (validated here). */
 export interface StartRequest {
@@ -206,7 +216,7 @@ export class RunService {
         // What the lost answer warned of is not known.
         return { created: true, run: await this.#named(run), warnings: [] };
       }
-      if (mayHaveStarted(err)) {
+      if (mayHaveTakenEffect(err)) {
         // No definite answer: the control plane may have created the run and lost its answer (a
         // timeout, a dropped connection, a crash after commit). Deleting the input would leave that
         // run without one; the orphan sweep removes it once the control plane says the run does not exist.
@@ -457,15 +467,17 @@ export class RunService {
 
   /**
    * Checks the body against the schema the run's workflow version declares for the signal (when it
-   * declares one), stores it, then tells the control plane. If the control plane refuses or cannot be
-   * reached, the stored body is removed again unless a waiting run consumed it already (then it was
-   * delivered).
+   * declares one), stores it, then tells the control plane. If the control plane refuses for certain
+   * (the run is unknown or ended), the stored body is removed again unless a waiting run consumed it
+   * already (then it was delivered). If it gives no definite answer (unreachable, a timeout, an
+   * internal error), the signal is kept and the answer says `pending`: the control plane may have
+   * recorded the notice already, and the gateway's signal sweep tells it otherwise, so the caller
+   * must not send it again.
    *
    * With an idempotency key the signal's ID is derived from the run, the name and the key
    * (`keyedSignalId`), so a repeat finds the signal stored already: nothing new is stored, the
    * control plane is told the same ID again (it records a notice once per ID) and the answer says
-   * `created: false`. A repeat with another body is refused with 409. A failed repeat leaves the
-   * signal stored, since an earlier request may have been answered.
+   * `created: false`. A repeat with another body is refused with 409.
    *
    * The name comes from the caller, so it may be anything that fits the name pattern (a person's
    * name and an ID, say). It crosses in clear only when code declared it: the run's workflow lists
@@ -473,12 +485,7 @@ export class RunService {
    * Otherwise only its per-run keyed digest crosses; the worker sends the same digest when the run
    * suspends on the signal, so the notice still wakes it.
    */
-  async signal(
-    runId: string,
-    name: string,
-    body: unknown,
-    idempotencyKey?: string,
-  ): Promise<{ signalId: string; created: boolean; run: RunInfo | undefined }> {
+  async signal(runId: string, name: string, body: unknown, idempotencyKey?: string): Promise<SignalOutcome> {
     assertRunId(runId);
     checkName(name, 'signal name');
     checkIdempotencyKey(idempotencyKey);
@@ -513,32 +520,70 @@ export class RunService {
       throw inputError(storeError(err), 'signal body');
     }
     if (!created) log.info('idempotent repeat: the signal is stored already; telling the control plane again');
+    let run: RunInfo | undefined;
     try {
-      const { run } = await this.#cp.signalRun(create(SignalRunRequestSchema, { runId, signalName, signalDigest, signalId }));
-      return { signalId, created, run: run && (await this.#named(run)) };
+      ({ run } = await this.#cp.signalRun(create(SignalRunRequestSchema, { runId, signalName, signalDigest, signalId })));
     } catch (err) {
-      if (!created) return this.#repeatFailed(runId, signalId, err);
-      let deleted: boolean;
-      try {
-        deleted = await this.#store.deleteSignalIfUnconsumed(signalId);
-      } catch (cleanup) {
-        log.error({ err: cleanup }, 'could not remove a signal the control plane was not told about');
-        throw new CairnError(
-          ErrorCodes.UNAVAILABLE,
-          `${CairnError.from(err).rawMessage}; the stored signal could not be removed either, so it may still be delivered ` +
-            `when the run next waits for ${name}: ` +
-            (idempotencyKey === undefined
-              ? 'check the run before sending the signal again'
-              : 'send it again with the same Idempotency-Key'),
-          { cause: err },
+      if (mayHaveTakenEffect(err)) {
+        // Kept either way: the control plane may have recorded the notice before the answer was
+        // lost, and a notice without its signal would wake the run for nothing. The signal sweep
+        // (signal-notices.ts) tells the control plane once it answers.
+        log.warn(
+          { code: CairnError.from(err).code },
+          'the control plane was not told of the signal; it is kept and the signal sweep tells the control plane',
         );
+        return { signalId, created, run: undefined, pending: true };
       }
-      if (!deleted) {
-        log.info('the control plane was not told, but a waiting run consumed the signal: delivered');
-        return { signalId, created, run: undefined };
-      }
-      throw signalError(err, runId, idempotencyKey !== undefined);
+      return this.#refused(runId, name, signalId, created, idempotencyKey !== undefined, err);
     }
+    await this.#told(signalId);
+    return { signalId, created, run: run && (await this.#named(run)), pending: false };
+  }
+
+  /** Records that the control plane has heard of the signal, so the sweep leaves it alone; a failure only means the sweep tells it again. */
+  async #told(signalId: string): Promise<void> {
+    try {
+      await this.#store.markSignalsNotified([signalId]);
+    } catch (err) {
+      this.#log.warn({ signalId, code: CairnError.from(err).code }, 'could not record that the control plane was told of a signal');
+    }
+  }
+
+  /**
+   * SignalRun was refused for certain: the run is unknown to the control plane or has ended. The
+   * stored signal is removed unless a wait consumed it already (then it was delivered). A repeat
+   * of a keyed signal to a run that ended since has the signal the earlier request sent (consumed
+   * or kept) and is answered as that request was.
+   */
+  async #refused(runId: string, name: string, signalId: string, created: boolean, keyed: boolean, err: unknown): Promise<SignalOutcome> {
+    if (!created && err instanceof ControlPlaneError && err.code === ErrorCodes.CONFLICT) {
+      const run = await this.#cp.describeRun(create(DescribeRunRequestSchema, { runId })).then(
+        (r) => r.run,
+        () => undefined,
+      );
+      if (run && isFinal(run.status)) {
+        await this.#told(signalId);
+        return { signalId, created: false, run: await this.#named(run), pending: false };
+      }
+    }
+    let deleted: boolean;
+    try {
+      deleted = await this.#store.deleteSignalIfUnconsumed(signalId);
+    } catch (cleanup) {
+      this.#log.error({ runId, signalId, err: cleanup }, 'could not remove a signal the control plane refused');
+      throw new CairnError(
+        ErrorCodes.UNAVAILABLE,
+        `${CairnError.from(err).rawMessage}; the stored signal could not be removed either, so it may still be delivered ` +
+          `when the run next waits for ${name}: ${keyed ? 'send it again with the same Idempotency-Key' : 'check the run before sending the signal again'}`,
+        { cause: err },
+      );
+    }
+    if (!deleted) {
+      this.#log.info({ runId, signalId }, 'the control plane refused the signal, but a waiting run consumed it already: delivered');
+      await this.#told(signalId);
+      return { signalId, created, run: undefined, pending: false };
+    }
+    throw signalError(err, runId, keyed);
   }
 
   /** The ID of a signal sent with an idempotency key, under the run's own digest keys. */
@@ -554,33 +599,6 @@ export class RunService {
   }
 
   /**
-   * SignalRun failed for a repeat of a keyed signal. The stored signal stays: the earlier request
-   * may have told the control plane and been answered. A run that ended has the signal the earlier
-   * request sent (consumed or kept): the repeat is answered as that request was.
-   */
-  async #repeatFailed(
-    runId: string,
-    signalId: string,
-    err: unknown,
-  ): Promise<{ signalId: string; created: boolean; run: RunInfo | undefined }> {
-    if (err instanceof ControlPlaneError && err.code === ErrorCodes.CONFLICT) {
-      const run = await this.#cp.describeRun(create(DescribeRunRequestSchema, { runId })).then(
-        (r) => r.run,
-        () => undefined,
-      );
-      if (run && isFinal(run.status)) return { signalId, created: false, run: await this.#named(run) };
-    }
-    const error = signalError(err, runId, true);
-    if (error.code !== ErrorCodes.UNAVAILABLE) throw error;
-    throw new CairnError(
-      ErrorCodes.UNAVAILABLE,
-      `control plane unreachable; a signal with this Idempotency-Key is stored, but the run may not have been told of it: ` +
-        `send it again with the same key (${CairnError.from(err).rawMessage})`,
-      { cause: err },
-    );
-  }
-
-  /**
    * Answers a workflow's `ctx.approval(name, { key })`: sends the answer as the signal
    * `approval.<name>[.<key digest>]`, through the same path as any signal (stored in the payload
    * store first, then SignalRun). The key is HMAC'd here like the worker does; the answer's comment
@@ -593,7 +611,7 @@ export class RunService {
     answer: ApprovalAnswer,
     key: string | number | undefined,
     idempotencyKey?: string,
-  ): Promise<{ signalName: string; signalId: string; created: boolean; run: RunInfo | undefined }> {
+  ): Promise<SignalOutcome & { signalName: string }> {
     assertRunId(runId);
     checkName(name, 'approval name');
     checkIdempotencyKey(idempotencyKey);
@@ -605,8 +623,7 @@ export class RunService {
       keyDigest = this.#hasher.forRun(scope.workflowName, scope.digestVersion, scope.hmacKeyId).approval(String(key));
     }
     const signalName = approvalSignalName(name, keyDigest);
-    const { signalId, created, run } = await this.signal(runId, signalName, answer, idempotencyKey);
-    return { signalName, signalId, created, run };
+    return { signalName, ...(await this.signal(runId, signalName, answer, idempotencyKey)) };
   }
 
   /** Requests cancellation; a run cancelled at once (one that never ran) is closed in the data plane too. */
@@ -624,24 +641,6 @@ export class RunService {
     }
     return this.#named(run);
   }
-}
-
-/** The control plane's refusals that say for certain that nothing was created. */
-const DEFINITE_REFUSALS: ReadonlySet<grpc.status> = new Set([
-  grpc.status.INVALID_ARGUMENT,
-  grpc.status.NOT_FOUND,
-  grpc.status.ALREADY_EXISTS,
-  grpc.status.PERMISSION_DENIED,
-  grpc.status.UNAUTHENTICATED,
-  grpc.status.RESOURCE_EXHAUSTED,
-  grpc.status.FAILED_PRECONDITION,
-  grpc.status.OUT_OF_RANGE,
-  grpc.status.UNIMPLEMENTED,
-]);
-
-/** Whether a failed call may still have taken effect on the control plane. */
-function mayHaveStarted(err: unknown): boolean {
-  return !(err instanceof ControlPlaneError) || !DEFINITE_REFUSALS.has(err.grpcCode);
 }
 
 function notFoundAsRun(runId: string) {

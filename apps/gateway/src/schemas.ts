@@ -653,7 +653,13 @@ export const SignalResponse = named(
     signal: z.string(),
     signalId: z.string(),
     created: z.boolean().describe('false: an earlier request with the same Idempotency-Key stored this signal; nothing new was delivered'),
-    status: RunStatusName.nullable(),
+    status: RunStatusName.nullable().describe("the run's status after the signal (queued: it was woken); null when pending"),
+    pending: z
+      .literal(true)
+      .optional()
+      .describe(
+        'present when the control plane could not be told now: the signal is stored, and the gateway tells the control plane once it answers; do not send it again',
+      ),
     waiting: z
       .literal(false)
       .optional()
@@ -676,7 +682,13 @@ export const ApprovalResponse = named(
     signal: z.string().describe('the signal the answer was sent as: approval.<name>[.<key digest>]'),
     signalId: z.string(),
     created: z.boolean().describe('false: an earlier request with the same Idempotency-Key stored this signal; nothing new was delivered'),
-    status: RunStatusName.nullable(),
+    status: RunStatusName.nullable().describe("the run's status after the signal (queued: it was woken); null when pending"),
+    pending: z
+      .literal(true)
+      .optional()
+      .describe(
+        'present when the control plane could not be told now: the signal is stored, and the gateway tells the control plane once it answers; do not send it again',
+      ),
     waiting: z
       .literal(false)
       .optional()

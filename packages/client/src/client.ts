@@ -97,8 +97,13 @@ export interface SignalSent {
   readonly signalId: string;
   /** False when an earlier request with the same idempotency key delivered this signal: nothing new was delivered. */
   readonly created: boolean;
-  /** The run's status after the signal (`queued`: it was woken). */
+  /** The run's status after the signal (`queued`: it was woken); null when pending. */
   readonly status: RunStatus | null;
+  /**
+   * True when the gateway stored the signal but the control plane did not answer: the gateway
+   * tells it once it does, so do not send the signal again.
+   */
+  readonly pending?: true;
 }
 
 /** A signal's request options: with an idempotency key, its header, and retries (a repeat delivers nothing new). */

@@ -33,6 +33,7 @@ export {
   type StoredRunStatus,
   type StoredTranscript,
   type TakenSignal,
+  type UnnotifiedSignal,
 } from './store.js';
 export type { KeyCheckResult } from './key-checks.js';
 export {

@@ -278,4 +278,17 @@ CREATE INDEX dp_replay_checks_requested ON dp_replay_checks (requested_at);
 CREATE INDEX dp_runs_unstarted ON dp_runs (created_at, run_id) WHERE status = 'open' AND epoch = 1;
 `,
   },
+  {
+    version: 14,
+    name: 'signal notices owed',
+    sql: `
+-- Whether the control plane has been told of the signal (SignalRun answered). The gateway stores a
+-- signal with false and sets it once SignalRun answers; a signal whose SignalRun failed without a
+-- definite answer, or whose gateway died before asking, stays false and the gateway's signal sweep
+-- tells the control plane later. Rows stored before this migration, copied by a fork, or stored by
+-- a gateway that predates it default to true: nothing is owed for them.
+ALTER TABLE dp_signals ADD COLUMN notified boolean NOT NULL DEFAULT true;
+CREATE INDEX dp_signals_unnotified ON dp_signals (received_at, signal_id) WHERE NOT notified;
+`,
+  },
 ];

@@ -13,6 +13,7 @@ import {
   unpackStreamEvents,
   type SequencedStreamEvent,
   type StreamEvent,
+  type UnnotifiedSignal,
 } from './index.js';
 
 const now = () => Date.now();
@@ -208,6 +209,55 @@ for (const kind of testPostgresKinds()) {
       assert.equal(await store.deleteSignalIfUnconsumed(retried), true);
       assert.equal((await store.addSignal(runId, 'approve', null, retried)).created, true);
       await assert.rejects(store.addSignal(newId(), 'approve', null, newId()), /CAIRN-3004/);
+    });
+
+    it('lists the signals the control plane was not told of, oldest first and paged, until they are marked told', async () => {
+      const raw = new pg.Client({ connectionString: url });
+      await raw.connect();
+      const age = (signalId: string, seconds: number) =>
+        raw.query('UPDATE dp_signals SET received_at = received_at - make_interval(secs => $2) WHERE signal_id = $1', [signalId, seconds]);
+      try {
+        const runId = newId();
+        await store.createRun({ runId, workflowName: 'wf', input: null });
+        const [older, old, young] = [newId(), newId(), newId()];
+        for (const id of [older, old, young]) await store.addSignal(runId, 'approve', { id }, id);
+        await age(older, 120);
+        await age(old, 60);
+        const owed = async (after?: UnnotifiedSignal) =>
+          (await store.unnotifiedSignals(30_000, 1000, after)).filter((s) => s.runId === runId);
+        const listed = await owed();
+        assert.deepEqual(
+          listed.map((s) => [s.signalId, s.name, s.consumed]),
+          [
+            [older, 'approve', false],
+            [old, 'approve', false],
+          ],
+          'older than the age, oldest first; the young one is left to its request',
+        );
+        assert.deepEqual(
+          (await owed(listed[0])).map((s) => s.signalId),
+          [old],
+          'the next page starts after the last one listed',
+        );
+        await store.acquire(runId, 1);
+        await store.takeSignal(runId, 1, 0, 'approve', now());
+        assert.deepEqual(
+          (await owed()).map((s) => s.consumed),
+          [true, false],
+        );
+        await store.markSignalsNotified([older]);
+        assert.deepEqual(
+          (await owed()).map((s) => s.signalId),
+          [old],
+        );
+        // A fork's copies of consumed signals are its journal, owed to nobody.
+        const fork = newId();
+        await store.forkRun(fork, 1, { runId, position: 1 });
+        await raw.query('UPDATE dp_signals SET received_at = received_at - make_interval(mins => 5) WHERE run_id = $1', [fork]);
+        assert.equal((await store.unnotifiedSignals(30_000, 1000)).filter((s) => s.runId === fork).length, 0);
+      } finally {
+        await raw.end();
+      }
     });
 
     it('notifies listeners of new signals', async () => {

@@ -367,6 +367,18 @@ export interface OrphanCandidate {
   readonly createdAt: string;
 }
 
+/** A signal {@link PayloadStore.unnotifiedSignals} listed: the control plane was never told of it. */
+export interface UnnotifiedSignal {
+  readonly signalId: string;
+  readonly runId: string;
+  /** The signal's name as the caller sent it; it stays in the data plane (only its digest crosses). */
+  readonly name: string;
+  /** When it was stored, as Postgres writes it (to the microsecond): the next page starts after it. */
+  readonly receivedAt: string;
+  /** Whether a wait consumed it already. */
+  readonly consumed: boolean;
+}
+
 /**
  * A stored run (`r`, created more than $1 milliseconds ago by the database's clock, so a process
  * whose clock is off cannot make a new run look old) that no worker ever took: still open, at the first lease's
@@ -1974,8 +1986,8 @@ export class PayloadStore {
     for (let attempt = 1; ; attempt++) {
       const r = await this.#pool.query(
         `WITH ins AS (
-           INSERT INTO dp_signals (signal_id, run_id, name, key_id, body, size)
-           SELECT $1, run_id, $3, $4, $5, $6 FROM dp_runs WHERE run_id = $2
+           INSERT INTO dp_signals (signal_id, run_id, name, key_id, body, size, notified)
+           SELECT $1, run_id, $3, $4, $5, $6, false FROM dp_runs WHERE run_id = $2
            ON CONFLICT (signal_id) DO NOTHING
            RETURNING run_id
          )
@@ -2017,6 +2029,35 @@ export class PayloadStore {
   async deleteSignalIfUnconsumed(signalId: string): Promise<boolean> {
     const r = await this.#pool.query('DELETE FROM dp_signals WHERE signal_id = $1 AND consumed_position IS NULL', [signalId]);
     return r.rowCount === 1;
+  }
+
+  /** Records that the control plane was told of these signals (SignalRun answered, or refused for good). */
+  async markSignalsNotified(signalIds: readonly string[]): Promise<void> {
+    if (signalIds.length === 0) return;
+    await this.#pool.query('UPDATE dp_signals SET notified = true WHERE signal_id = ANY($1::uuid[]) AND NOT notified', [signalIds]);
+  }
+
+  /**
+   * Signals stored more than `olderThanMs` ago (by the payload store's clock) that the control plane
+   * was never told of: their SignalRun failed without a definite answer, or their gateway died
+   * before asking. Oldest first, at most `limit`, after `after` (the last one of the previous page).
+   * Names stay in the data plane; the caller sends their digests.
+   */
+  async unnotifiedSignals(olderThanMs: number, limit: number, after?: UnnotifiedSignal): Promise<UnnotifiedSignal[]> {
+    const r = await this.#pool.query<{ signal_id: string; run_id: string; name: string; received_at: string; consumed: boolean }>(
+      `SELECT signal_id, run_id, name, received_at::text AS received_at, consumed_position IS NOT NULL AS consumed FROM dp_signals
+        WHERE NOT notified AND received_at < now() - make_interval(secs => $1::double precision / 1000)
+          AND ($3::timestamptz IS NULL OR (received_at, signal_id) > ($3, $4::uuid))
+        ORDER BY received_at, signal_id LIMIT $2`,
+      [olderThanMs, limit, after?.receivedAt ?? null, after?.signalId ?? null],
+    );
+    return r.rows.map((row) => ({
+      signalId: row.signal_id,
+      runId: row.run_id,
+      name: row.name,
+      receivedAt: row.received_at,
+      consumed: row.consumed,
+    }));
   }
 
   /**

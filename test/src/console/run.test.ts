@@ -210,9 +210,30 @@ describe('console: run detail', () => {
       await page.getByRole('button', { name: 'Send signal' }).click();
       await problems.getByRole('listitem').filter({ hasText: 'the body is not JSON' }).waitFor();
 
+      // The first answer is lost on the way back (the gateway took the signal): sending again
+      // reuses the Idempotency-Key, so the run gets the signal once.
+      const signals = /\/v1\/runs\/[^/]+\/signals\/refund-approval$/;
+      await page.route(signals, async (route) => {
+        await route.fetch();
+        await route.abort('connectionreset');
+      });
+      const errorsBefore = session.pageErrors.length;
       await page.getByLabel('Signal body (JSON)').fill('{"approved": true, "by": "maria"}');
       await page.getByRole('button', { name: 'Send signal' }).click();
+      await page
+        .getByRole('alert')
+        .filter({ hasText: /signal/i })
+        .waitFor();
+      await page.unroute(signals);
+      // The dropped connection is the only error the page met.
+      for (const error of session.pageErrors.splice(errorsBefore)) assert.match(error, /net::ERR_CONNECTION_RESET/);
+      await page.getByRole('button', { name: 'Send signal' }).click();
       await page.getByRole('status').filter({ hasText: 'Signal refund-approval sent' }).waitFor();
+      await page.getByRole('status').filter({ hasText: 'It was sent before' }).waitFor();
+      const keys = session.requests.filter((r) => r.method === 'POST' && signals.test(r.url)).map((r) => r.headers['idempotency-key']);
+      assert.equal(keys.length, 2, JSON.stringify(keys));
+      assert.match(keys[0] ?? '', /^console-[0-9a-f]{32}$/);
+      assert.equal(keys[1], keys[0]);
       await waitForStatus(page, 'completed');
       const output = page.getByLabel('Output value');
       await output.waitFor();

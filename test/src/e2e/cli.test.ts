@@ -374,6 +374,22 @@ describe('the cairn CLI against a local stack', () => {
     const signalled = await json<{ status: string; output: unknown }>(['runs', 'result', waiting.runId]);
     assert.deepEqual(signalled.output, { got: { x: 1 } });
 
+    // With an idempotency key a repeat delivers nothing new, and says so.
+    const keyed = await json<{ runId: string }>(['runs', 'start', 'cli-signal']);
+    const key = ['--idempotency-key', `form-${keyed.runId}`];
+    const first = await json<{ signalId: string; created: boolean }>(['runs', 'signal', keyed.runId, 'go', '-d', '{"x":2}', ...key]);
+    assert.equal(first.created, true);
+    assert.deepEqual((await json<{ output: unknown }>(['runs', 'result', keyed.runId])).output, { got: { x: 2 } });
+    const repeat = await cli(['runs', 'signal', keyed.runId, 'go', '-d', '{"x":2}', ...key]);
+    assert.equal(repeat.code, 0, repeat.stderr);
+    assert.match(
+      repeat.stdout,
+      /signal go sent to run .* \(run completed\) \(a repeat of the signal sent earlier with this idempotency key: nothing new delivered\)/,
+    );
+    const bad = await cli(['runs', 'signal', keyed.runId, 'go', '--idempotency-key', 'clé']);
+    assert.equal(bad.code, 2, bad.stderr);
+    assert.match(bad.stderr, /--idempotency-key must be 1 to 1024 printable ASCII characters/);
+
     const a = await json<{ runId: string }>(['runs', 'start', 'cli-approval', '-i', '{"doc":"q3"}']);
     const b = await json<{ runId: string }>(['runs', 'start', 'cli-approval', '-i', '{"doc":"q4"}']);
     const approved = await json<{ approved: boolean }>(['runs', 'approve', a.runId, 'publish', '--by', 'maria', '--comment', 'ok']);

@@ -73,6 +73,23 @@ describe('suspension, sleeps and signals', () => {
     }
   });
 
+  it('wakes a suspended run for a signal its gateway stored but never announced', async () => {
+    // What a gateway killed between storing a signal and SignalRun leaves (or one whose SignalRun
+    // got no answer): the signal in the payload store, owed to the control plane. Nobody sends it
+    // again; the gateway's signal sweep tells the control plane.
+    const store = PayloadStore.connect({ connectionString: t.stack.dpDatabaseUrl, keys: KeyRing.parse(t.stack.secrets.encryptionKeys) });
+    try {
+      const runId = await t.start('signal-waiter', { delayMs: 0 });
+      await t.waitForRun(runId, (r) => r.status === 'suspended' && r.waitingSignal === 'go');
+      await store.addSignal(runId, 'go', { n: 3 });
+      // The sweep runs every 5 s (jittered) and takes signals older than the gateway's 10 s control-plane deadline.
+      await t.waitForRun(runId, (r) => r.status === 'completed', 45_000);
+      assert.deepEqual((await t.result(runId)).output, { timedOut: false, got: [{ n: 3 }] });
+    } finally {
+      await store.close();
+    }
+  });
+
   it('takes the timeout path when no signal comes', async () => {
     const runId = await t.start('signal-waiter', { delayMs: 0, timeoutMs: 2500 });
     await t.waitForRun(runId, (r) => r.status === 'suspended');

@@ -214,6 +214,7 @@ interface ApprovalOptions {
   key?: string;
   data?: string;
   dataFile?: string;
+  idempotencyKey?: string;
 }
 
 export function registerRuns(program: Command): void {
@@ -449,17 +450,25 @@ export function registerRuns(program: Command): void {
     .description('Send a signal to a run through the gateway (the body stays in the data plane).')
     .option('-d, --data <json>', 'the signal body as inline JSON')
     .option('-f, --data-file <path>', 'the body from a JSON file, or - for standard input')
+    .option('--idempotency-key <key>', IDEMPOTENCY_KEY_HELP)
     .addHelpText(
       'after',
-      examples([['approve in the refund example', 'cairn runs signal 3f1c… approval -d \'{"approved":true,"by":"maria"}\'']]),
+      examples([
+        ['approve in the refund example', 'cairn runs signal 3f1c… approval -d \'{"approved":true,"by":"maria"}\''],
+        ['a signal that is safe to send again', "cairn runs signal 3f1c… address-confirmed -d '{}' --idempotency-key form-8812"],
+      ]),
     )
-    .action(async (id: string, name: string, opts: { data?: string; dataFile?: string }, command: Command) => {
+    .action(async (id: string, name: string, opts: { data?: string; dataFile?: string; idempotencyKey?: string }, command: Command) => {
       const ctx = new Context(command);
       const body = await readJsonInput(opts.data, opts.dataFile, 'signal body');
       const gw = ctx.gateway();
-      const res = await gw.post<SignalAnswer>(`/v1/runs/${encodeURIComponent(id)}/signals/${encodeURIComponent(name)}`, body ?? null);
+      const res = await gw.post<SignalAnswer>(
+        `/v1/runs/${encodeURIComponent(id)}/signals/${encodeURIComponent(name)}`,
+        body ?? null,
+        idempotencyHeaders(opts.idempotencyKey),
+      );
       warnIfNotWaiting(ctx, id, `the signal "${name}"`, res);
-      ctx.out.data(res, () => ctx.out.line(`${ctx.out.c.green('✓')} signal ${name} sent to run ${id} (run ${res.status})`));
+      ctx.out.data(res, () => ctx.out.line(`${ctx.out.c.green('✓')} signal ${name} ${sentState(id, res)}`));
     });
 
   for (const decision of ['approve', 'reject'] as const) {
@@ -473,6 +482,7 @@ export function registerRuns(program: Command): void {
       .option('--key <key>', 'the key the workflow gave ctx.approval')
       .option('-d, --data <json>', 'extra data as inline JSON')
       .option('-f, --data-file <path>', 'extra data from a JSON file, or - for standard input')
+      .option('--idempotency-key <key>', IDEMPOTENCY_KEY_HELP)
       .addHelpText('after', examples([[`${decision} a refund`, `cairn runs ${decision} 3f1c… refund --by maria --key o-1001`]]))
       .action(async (id: string, name: string, opts: ApprovalOptions, command: Command) => {
         const ctx = new Context(command);
@@ -487,6 +497,7 @@ export function registerRuns(program: Command): void {
         const res = await gw.post<SignalAnswer & { approval: string; approved: boolean }>(
           `/v1/runs/${encodeURIComponent(id)}/approvals/${encodeURIComponent(name)}/${decision}`,
           body,
+          idempotencyHeaders(opts.idempotencyKey),
         );
         warnIfNotWaiting(
           ctx,
@@ -495,9 +506,7 @@ export function registerRuns(program: Command): void {
           res,
         );
         ctx.out.data(res, () =>
-          ctx.out.line(
-            `${ctx.out.c.green('✓')} ${decision === 'approve' ? 'approved' : 'rejected'} ${name} of run ${id} (run ${res.status})`,
-          ),
+          ctx.out.line(`${ctx.out.c.green('✓')} ${decision === 'approve' ? 'approval' : 'rejection'} of ${name} ${sentState(id, res)}`),
         );
       });
   }
@@ -703,12 +712,39 @@ export function registerRuns(program: Command): void {
     });
 }
 
+const IDEMPOTENCY_KEY_HELP =
+  'makes it safe to send again: a repeat with the same key delivers nothing new (use an ID from your own system; it stays in the data plane)';
+
+/** The Idempotency-Key header, when a key was given. */
+function idempotencyHeaders(key: string | undefined): { headers?: Record<string, string> } {
+  if (key === undefined) return {};
+  if (!/^[\x20-\x7e]{1,1024}$/.test(key)) {
+    throw new CliError(
+      ExitCode.USAGE,
+      '--idempotency-key must be 1 to 1024 printable ASCII characters, such as an ID from your own system.',
+    );
+  }
+  return { headers: { 'idempotency-key': key } };
+}
+
+/** What became of a signal or an approval: sent (and the run's status), repeated, or stored for the control plane to hear of later. */
+function sentState(runId: string, answer: SignalAnswer): string {
+  if (answer.pending) {
+    return `stored for run ${runId}; the control plane could not be told now, and the gateway tells it once it answers (do not send it again)`;
+  }
+  const repeat = answer.created ? '' : ' (a repeat of the signal sent earlier with this idempotency key: nothing new delivered)';
+  return `sent to run ${runId} (run ${answer.status ?? 'unknown'})${repeat}`;
+}
+
 /** The gateway's answer to a signal or an approval. */
 interface SignalAnswer {
   runId: string;
   signal: string;
   signalId: string;
-  status: string;
+  created: boolean;
+  status: string | null;
+  /** The control plane was not told yet; the gateway tells it later. */
+  pending?: true;
   /** false when the run is suspended waiting for something else; then `waitingFor` says what. */
   waiting?: boolean;
   waitingFor?: string | null;

@@ -795,7 +795,13 @@ export interface components {
       signalId: string;
       /** @description false: an earlier request with the same Idempotency-Key stored this signal; nothing new was delivered */
       created: boolean;
+      /** @description the run's status after the signal (queued: it was woken); null when pending */
       status: components['schemas']['RunStatus'] | null;
+      /**
+       * @description present when the control plane could not be told now: the signal is stored, and the gateway tells the control plane once it answers; do not send it again
+       * @constant
+       */
+      pending?: true;
       /**
        * @description present when the run is suspended waiting for something else: the signal is kept until a wait for its name
        * @constant
@@ -813,7 +819,13 @@ export interface components {
       signalId: string;
       /** @description false: an earlier request with the same Idempotency-Key stored this signal; nothing new was delivered */
       created: boolean;
+      /** @description the run's status after the signal (queued: it was woken); null when pending */
       status: components['schemas']['RunStatus'] | null;
+      /**
+       * @description present when the control plane could not be told now: the signal is stored, and the gateway tells the control plane once it answers; do not send it again
+       * @constant
+       */
+      pending?: true;
       /**
        * @description present when the run is suspended waiting for something else: the signal is kept until a wait for its name
        * @constant

@@ -49,6 +49,14 @@ export class DataPlaneDb {
     ]);
   }
 
+  /** Moves a signal's arrival time back, as if it had been stored that long ago. */
+  async ageSignal(signalId: string, ms: number): Promise<void> {
+    await this.#client.query('UPDATE dp_signals SET received_at = received_at - make_interval(secs => $2) WHERE signal_id = $1', [
+      signalId,
+      ms / 1000,
+    ]);
+  }
+
   /** Moves a replay check's request (and claim) time back, as if it had waited that long. */
   async ageReplayCheck(checkId: string, ms: number): Promise<void> {
     await this.#client.query(

@@ -61,6 +61,30 @@ function Issues({ title, issues }: { title: string; issues: readonly string[] })
   );
 }
 
+/**
+ * One Idempotency-Key per thing the user means to send: sending the same content again (after an
+ * error or a lost answer) reuses the key, so the gateway delivers it once; once it is delivered,
+ * the next send is a new one. Random hex from getRandomValues, which works outside secure contexts.
+ */
+function useIdempotencyKey(): { keyFor: (content: string) => string; delivered: () => void } {
+  const current = useRef<{ content: string; key: string } | null>(null);
+  return {
+    keyFor: (content) => {
+      if (current.current?.content !== content) {
+        const key = `console-${Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, '0')).join('')}`;
+        current.current = { content, key };
+      }
+      return current.current.key;
+    },
+    delivered: () => {
+      current.current = null;
+    },
+  };
+}
+
+/** Said when the gateway stored the signal but could not tell the control plane yet. */
+const PENDING = ' The control plane could not be told now; the gateway tells it once it answers, so do not send it again.';
+
 function SignalForm({ run, final }: { run: Run; final: boolean }): ReactNode {
   const gateways = useGatewaysVersion();
   const queryClient = useQueryClient();
@@ -79,11 +103,13 @@ function SignalForm({ run, final }: { run: Run; final: boolean }): ReactNode {
   const [body, setBody] = useState('');
   const [issues, setIssues] = useState<string[] | null>(null);
   const schema = declared.find((s) => s.name === signalName)?.schema;
+  const idempotency = useIdempotencyKey();
   const send = useMutation({
     mutationFn: async (value: unknown) => {
       const { client, url } = gatewayClient(run.dataPlaneId);
+      const key = idempotency.keyFor(JSON.stringify([signalName, value ?? null]));
       const call = client.POST('/v1/runs/{id}/signals/{name}', {
-        params: { path: { id: run.id, name: signalName } },
+        params: { path: { id: run.id, name: signalName }, header: { 'Idempotency-Key': key } },
         ...(value === undefined ? {} : { body: value }),
       });
       const answer = await call.catch(() => undefined);
@@ -97,7 +123,10 @@ function SignalForm({ run, final }: { run: Run; final: boolean }): ReactNode {
       }
       return unwrapGateway(url, call);
     },
-    onSuccess: () => void queryClient.invalidateQueries({ queryKey: ['run'] }),
+    onSuccess: () => {
+      idempotency.delivered();
+      void queryClient.invalidateQueries({ queryKey: ['run'] });
+    },
   });
   const submit = (event: SubmitEvent): void => {
     event.preventDefault();
@@ -170,7 +199,9 @@ function SignalForm({ run, final }: { run: Run; final: boolean }): ReactNode {
       {send.error !== null && !(send.error instanceof BodyIssues) ? <PanelError error={send.error} what="signals" verb="send" /> : null}
       {send.data === undefined ? null : (
         <p role="status" className="notice">
-          Signal {send.data.signal} sent ({send.data.signalId}).
+          Signal {send.data.signal} {send.data.pending === true ? 'stored' : 'sent'} ({send.data.signalId}).
+          {send.data.created ? '' : ' It was sent before (the same signal, answered again): nothing new was delivered.'}
+          {send.data.pending === true ? PENDING : ''}
           {send.data.waiting === false
             ? ` The run waits for ${send.data.waitingFor ?? 'something else'} now; the signal is kept until it waits for ${send.data.signal}.`
             : ''}
@@ -191,6 +222,7 @@ function ApprovalForm({ run, approval, waiting }: { run: Run; approval: { name: 
   const [by, setBy] = useState('');
   const [comment, setComment] = useState('');
   const [key, setKey] = useState('');
+  const idempotency = useIdempotencyKey();
   const answer = useMutation({
     mutationFn: (approved: boolean) => {
       const { client, url } = gatewayClient(run.dataPlaneId);
@@ -199,7 +231,10 @@ function ApprovalForm({ run, approval, waiting }: { run: Run; approval: { name: 
         ...(comment.trim() === '' ? {} : { comment }),
         ...(approval.keyed ? { key } : {}),
       };
-      const params = { path: { id: run.id, name: approval.name } };
+      const params = {
+        path: { id: run.id, name: approval.name },
+        header: { 'Idempotency-Key': idempotency.keyFor(JSON.stringify([approved, body])) },
+      };
       return unwrapGateway(
         url,
         approved
@@ -207,7 +242,10 @@ function ApprovalForm({ run, approval, waiting }: { run: Run; approval: { name: 
           : client.POST('/v1/runs/{id}/approvals/{name}/reject', { params, body }),
       );
     },
-    onSuccess: () => void queryClient.invalidateQueries({ queryKey: ['run'] }),
+    onSuccess: () => {
+      idempotency.delivered();
+      void queryClient.invalidateQueries({ queryKey: ['run'] });
+    },
   });
   const done = !waiting || (answer.data !== undefined && answer.data.waiting !== false);
   return (
@@ -234,7 +272,7 @@ function ApprovalForm({ run, approval, waiting }: { run: Run; approval: { name: 
       {answer.error === null ? null : <PanelError error={answer.error} what="approvals" verb="answer" />}
       {answer.data === undefined ? null : (
         <p role="status" className="notice">
-          {answer.data.approved ? 'Approved' : 'Rejected'}.
+          {answer.data.approved ? 'Approved' : 'Rejected'}.{answer.data.pending === true ? PENDING : ''}
           {answer.data.waiting === false
             ? ` But the run waits for ${answer.data.waitingFor ?? 'something else'}, not ${answer.data.signal}: check the approval key.`
             : ''}
