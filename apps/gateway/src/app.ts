@@ -22,8 +22,8 @@ import type { ControlPlane } from './control-plane.js';
 import { errorBody, httpStatus, invalid, issuesOf, storeError } from './errors.js';
 import { exportJournal, readJournal, verifyJournal } from './journal.js';
 import { parseJsonBody } from './json.js';
-import { OrphanSweeper } from './orphans.js';
-import { SignalNoticeSweeper } from './signal-notices.js';
+import { orphanSweeper } from './orphans.js';
+import { signalNoticeSweeper } from './signal-notices.js';
 import { readReplayCheck, requestReplayCheck } from './replay-checks.js';
 import { RunService, type ApprovalAnswer, type RunWithResult, type SignalOutcome } from './runs.js';
 import { DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS } from './schemas.js';
@@ -141,8 +141,8 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
   // And signals the control plane was not told of (SignalRun got no definite answer, or the
   // gateway died before asking): told again until it answers (signal-notices.ts).
   const sweepers = [
-    config.orphanSweep && new OrphanSweeper(deps.store, deps.controlPlane, logger, config.orphanSweep),
-    config.signalSweep && new SignalNoticeSweeper(deps.store, deps.controlPlane, config.hasher, logger, config.signalSweep),
+    config.orphanSweep && orphanSweeper(deps.store, deps.controlPlane, logger, config.orphanSweep),
+    config.signalSweep && signalNoticeSweeper(deps.store, deps.controlPlane, config.hasher, logger, config.signalSweep),
   ].filter((s) => s !== undefined);
   app.addHook('onReady', (done) => {
     for (const sweeper of sweepers) sweeper.start();

@@ -1,4 +1,4 @@
-import { after, before, beforeEach, describe, it } from 'node:test';
+import { after, before, beforeEach, describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -123,6 +123,26 @@ for (const kind of testPostgresKinds()) {
         link.close();
       });
       return other;
+    };
+
+    /** A gateway that sweeps every few milliseconds with these settings, closed at the end of the test. */
+    const sweepingGateway = async (t: TestContext, overrides: Record<string, string>) => {
+      const c = loadGatewayConfig(env(overrides));
+      const link = new ControlPlane({ address: c.cpAddress, credential: c.dpCredential, timeoutMs: c.cpTimeoutMs });
+      const sweeper = buildGateway(c, { store, controlPlane: link });
+      t.after(async () => {
+        await sweeper.close();
+        link.close();
+      });
+      await sweeper.ready();
+    };
+
+    const waitFor = async (what: string, done: () => boolean | Promise<boolean>) => {
+      for (let i = 0; i < 400; i++) {
+        if (await done()) return;
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      assert.fail(`timed out waiting until ${what}`);
     };
 
     const call = async (method: 'GET' | 'POST' | 'DELETE', path: string, options: Call = {}, target: Gateway = app): Promise<Answer> => {
@@ -1511,13 +1531,6 @@ for (const kind of testPostgresKinds()) {
       const AGE_MS = 600_000;
       const OLD_MS = AGE_MS + 60_000;
       const exists = async (runId: string) => (await db.count('dp_runs', 'run_id = $1', [runId])) === 1;
-      const waitFor = async (what: string, done: () => boolean | Promise<boolean>) => {
-        for (let i = 0; i < 400; i++) {
-          if (await done()) return;
-          await new Promise((r) => setTimeout(r, 25));
-        }
-        assert.fail(`timed out waiting until ${what}`);
-      };
       const describedTimes = (runId: string) => cp.requests<{ runId: string }>('describeRun').filter((r) => r.runId === runId).length;
       /** The input a gateway stored before it was killed, never telling the control plane. */
       const orphan = async (workflow: string, ageMs: number) => {
@@ -1526,17 +1539,8 @@ for (const kind of testPostgresKinds()) {
         if (ageMs > 0) await db.ageRun(runId, ageMs);
         return runId;
       };
-      /** A gateway sweeping every few milliseconds, closed at the end of the test. */
-      const sweeping = async (t: { after: (fn: () => Promise<void>) => void }) => {
-        const c = loadGatewayConfig(env({ CAIRN_GATEWAY_ORPHAN_SWEEP_INTERVAL_MS: '20', CAIRN_GATEWAY_ORPHAN_AGE_MS: String(AGE_MS) }));
-        const link = new ControlPlane({ address: c.cpAddress, credential: c.dpCredential, timeoutMs: c.cpTimeoutMs });
-        const sweeper = buildGateway(c, { store, controlPlane: link });
-        t.after(async () => {
-          await sweeper.close();
-          link.close();
-        });
-        await sweeper.ready();
-      };
+      const sweeping = (t: TestContext) =>
+        sweepingGateway(t, { CAIRN_GATEWAY_ORPHAN_SWEEP_INTERVAL_MS: '20', CAIRN_GATEWAY_ORPHAN_AGE_MS: String(AGE_MS) });
 
       it('deletes the stored input of an old start the control plane never heard of, and nothing else', async (t) => {
         const old = await orphan('order-refund', OLD_MS);
@@ -1592,13 +1596,6 @@ for (const kind of testPostgresKinds()) {
     });
 
     describe('signal sweep', () => {
-      const waitFor = async (what: string, done: () => boolean | Promise<boolean>) => {
-        for (let i = 0; i < 400; i++) {
-          if (await done()) return;
-          await new Promise((r) => setTimeout(r, 25));
-        }
-        assert.fail(`timed out waiting until ${what}`);
-      };
       const owed = (signalId: string) => db.count('dp_signals', 'signal_id = $1 AND NOT notified', [signalId]);
       const stored = (signalId: string) => db.count('dp_signals', 'signal_id = $1', [signalId]);
       const noticed = (signalId: string) => cp.signals.filter((s) => s.signalId === signalId).length;
@@ -1611,17 +1608,8 @@ for (const kind of testPostgresKinds()) {
         await db.ageSignal(String(sent.body.signalId), ageMs);
         return String(sent.body.signalId);
       };
-      /** A gateway sweeping every few milliseconds (signals older than its control-plane deadline), closed at the end of the test. */
-      const sweeping = async (t: { after: (fn: () => Promise<void>) => void }) => {
-        const c = loadGatewayConfig(env({ CAIRN_GATEWAY_SIGNAL_SWEEP_INTERVAL_MS: '20' }));
-        const link = new ControlPlane({ address: c.cpAddress, credential: c.dpCredential, timeoutMs: c.cpTimeoutMs });
-        const sweeper = buildGateway(c, { store, controlPlane: link });
-        t.after(async () => {
-          await sweeper.close();
-          link.close();
-        });
-        await sweeper.ready();
-      };
+      /** Signals older than its control-plane deadline are swept. */
+      const sweeping = (t: TestContext) => sweepingGateway(t, { CAIRN_GATEWAY_SIGNAL_SWEEP_INTERVAL_MS: '20' });
 
       it('tells the control plane of a signal it missed, by ID and digest only, and wakes the run waiting for it', async (t) => {
         const run = await start({ workflow: 'order-refund', input: {} });

@@ -67,48 +67,30 @@ export async function sweepOrphanRuns(
 }
 
 /** Sweeps every `intervalMs` (jittered, see {@link Periodic}). Logs counts only, never run contents. */
-export class OrphanSweeper {
-  readonly #store: PayloadStore;
-  readonly #cp: ControlPlane;
-  readonly #log: Logger;
-  readonly #ageMs: number;
-  readonly #loop: Periodic;
-  #after: OrphanCandidate | undefined;
-
-  constructor(store: PayloadStore, controlPlane: ControlPlane, logger: Logger, options: { intervalMs: number; ageMs: number }) {
-    this.#store = store;
-    this.#cp = controlPlane;
-    this.#log = logger;
-    this.#ageMs = options.ageMs;
-    this.#loop = new Periodic(options.intervalMs, () => this.#sweep());
-  }
-
-  start(): void {
-    this.#loop.start();
-  }
-
-  /** Stops sweeping; resolves when a sweep under way has finished. */
-  stop(): Promise<void> {
-    return this.#loop.stop();
-  }
-
-  async #sweep(): Promise<void> {
+export function orphanSweeper(
+  store: PayloadStore,
+  controlPlane: ControlPlane,
+  logger: Logger,
+  options: { readonly intervalMs: number; readonly ageMs: number },
+): Periodic {
+  let after: OrphanCandidate | undefined;
+  return new Periodic(options.intervalMs, async () => {
     try {
-      const done = await sweepOrphanRuns(this.#store, this.#cp, { ageMs: this.#ageMs, after: this.#after });
-      this.#after = done.next;
+      const done = await sweepOrphanRuns(store, controlPlane, { ageMs: options.ageMs, after });
+      after = done.next;
       if (done.skipped !== undefined) {
-        this.#log.warn(
+        logger.warn(
           { candidates: done.candidates, code: done.skipped },
           'orphan sweep skipped: the control plane did not answer for every run, so nothing was deleted; it is tried again next interval',
         );
       } else if (done.candidates > 0) {
-        this.#log.info(
+        logger.info(
           { candidates: done.candidates, deleted: done.deleted },
           'orphan sweep: deleted the stored inputs of starts the control plane never queued',
         );
       }
     } catch (err) {
-      this.#log.warn({ code: CairnError.from(err).code }, 'orphan sweep could not read the payload store; it is tried again next interval');
+      logger.warn({ code: CairnError.from(err).code }, 'orphan sweep could not read the payload store; it is tried again next interval');
     }
-  }
+  });
 }

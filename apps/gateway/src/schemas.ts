@@ -645,30 +645,35 @@ export const ExportView = named(
   'A signed export of run journals.',
 );
 
+/** What a signal's and an approval's answers both say. */
+const signalOutcome = {
+  signalId: z.string(),
+  created: z.boolean().describe('false: an earlier request with the same Idempotency-Key stored this signal; nothing new was delivered'),
+  status: RunStatusName.nullable().describe("the run's status after the signal (queued: it was woken); null when pending"),
+  pending: z
+    .literal(true)
+    .optional()
+    .describe(
+      'present when the control plane could not be told now: the signal is stored, and the gateway tells the control plane once it answers; do not send it again',
+    ),
+  waiting: z
+    .literal(false)
+    .optional()
+    .describe('present when the run is suspended waiting for something else: the signal is kept until a wait for its name'),
+  waitingFor: z
+    .string()
+    .nullable()
+    .optional()
+    .describe('with waiting: the signal the run waits for instead; null: none (it sleeps or waits for a child)'),
+};
+
 export const SignalResponse = named(
   responseSchemas,
   'SignalResponse',
   z.object({
     runId: z.string(),
     signal: z.string(),
-    signalId: z.string(),
-    created: z.boolean().describe('false: an earlier request with the same Idempotency-Key stored this signal; nothing new was delivered'),
-    status: RunStatusName.nullable().describe("the run's status after the signal (queued: it was woken); null when pending"),
-    pending: z
-      .literal(true)
-      .optional()
-      .describe(
-        'present when the control plane could not be told now: the signal is stored, and the gateway tells the control plane once it answers; do not send it again',
-      ),
-    waiting: z
-      .literal(false)
-      .optional()
-      .describe('present when the run is suspended waiting for something else: the signal is kept until a wait for its name'),
-    waitingFor: z
-      .string()
-      .nullable()
-      .optional()
-      .describe('with waiting: the signal the run waits for instead; null: none (it sleeps or waits for a child)'),
+    ...signalOutcome,
   }),
 );
 
@@ -680,24 +685,7 @@ export const ApprovalResponse = named(
     approval: z.string(),
     approved: z.boolean(),
     signal: z.string().describe('the signal the answer was sent as: approval.<name>[.<key digest>]'),
-    signalId: z.string(),
-    created: z.boolean().describe('false: an earlier request with the same Idempotency-Key stored this signal; nothing new was delivered'),
-    status: RunStatusName.nullable().describe("the run's status after the signal (queued: it was woken); null when pending"),
-    pending: z
-      .literal(true)
-      .optional()
-      .describe(
-        'present when the control plane could not be told now: the signal is stored, and the gateway tells the control plane once it answers; do not send it again',
-      ),
-    waiting: z
-      .literal(false)
-      .optional()
-      .describe('present when the run is suspended waiting for something else: the signal is kept until a wait for its name'),
-    waitingFor: z
-      .string()
-      .nullable()
-      .optional()
-      .describe('with waiting: the signal the run waits for instead; null: none (it sleeps or waits for a child)'),
+    ...signalOutcome,
   }),
 );
 

@@ -78,54 +78,29 @@ export async function tellOwedSignals(
 }
 
 /** Sweeps every `intervalMs` (jittered, see {@link Periodic}). Logs counts only, never names or bodies. */
-export class SignalNoticeSweeper {
-  readonly #store: PayloadStore;
-  readonly #cp: ControlPlane;
-  readonly #hasher: Hasher;
-  readonly #log: Logger;
-  readonly #ageMs: number;
-  readonly #loop: Periodic;
-  #after: UnnotifiedSignal | undefined;
-
-  constructor(
-    store: PayloadStore,
-    controlPlane: ControlPlane,
-    hasher: Hasher,
-    logger: Logger,
-    options: { readonly intervalMs: number; readonly ageMs: number },
-  ) {
-    this.#store = store;
-    this.#cp = controlPlane;
-    this.#hasher = hasher;
-    this.#log = logger;
-    this.#ageMs = options.ageMs;
-    this.#loop = new Periodic(options.intervalMs, () => this.#sweep());
-  }
-
-  start(): void {
-    this.#loop.start();
-  }
-
-  /** Stops sweeping; resolves when a sweep under way has finished. */
-  stop(): Promise<void> {
-    return this.#loop.stop();
-  }
-
-  async #sweep(): Promise<void> {
+export function signalNoticeSweeper(
+  store: PayloadStore,
+  controlPlane: ControlPlane,
+  hasher: Hasher,
+  logger: Logger,
+  options: { readonly intervalMs: number; readonly ageMs: number },
+): Periodic {
+  let after: UnnotifiedSignal | undefined;
+  return new Periodic(options.intervalMs, async () => {
     try {
-      const done = await tellOwedSignals(this.#store, this.#cp, this.#hasher, { ageMs: this.#ageMs, after: this.#after });
-      this.#after = done.next;
+      const done = await tellOwedSignals(store, controlPlane, hasher, { ageMs: options.ageMs, after });
+      after = done.next;
       const counts = { candidates: done.candidates, told: done.told, dropped: done.dropped };
       if (done.stopped !== undefined) {
-        this.#log.warn(
+        logger.warn(
           { ...counts, code: done.stopped },
           'signal sweep stopped: the control plane did not answer; the signals it was not told of are tried again next interval',
         );
       } else if (done.candidates > 0) {
-        this.#log.info(counts, 'signal sweep: told the control plane of signals it had not heard of');
+        logger.info(counts, 'signal sweep: told the control plane of signals it had not heard of');
       }
     } catch (err) {
-      this.#log.warn({ code: CairnError.from(err).code }, 'signal sweep could not read the payload store; it is tried again next interval');
+      logger.warn({ code: CairnError.from(err).code }, 'signal sweep could not read the payload store; it is tried again next interval');
     }
-  }
+  });
 }
