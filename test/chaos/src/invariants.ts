@@ -297,8 +297,51 @@ export class Checker {
     return duplicates;
   }
 
-  /** Every signal and approval sent was stored once and consumed once. */
+  /**
+   * Every signal and approval sent was stored once and consumed once; every notice the control
+   * plane holds has its signal in the data plane (a notice without one would requeue its run for
+   * nothing each time it waits; the workload's runs consume every signal sent, so none is removed
+   * for a run that ended without it); and the control plane has heard of every stored signal (the
+   * gateways' signal sweep tells it of those whose SignalRun got no answer; waited for up to 30 s).
+   */
   async #signals(records: readonly RunRecord[]): Promise<void> {
+    const notices = await this.#stack.cp.query<{ run_id: string; signal_id: string }>(
+      'SELECT run_id::text, signal_id::text FROM signal_notices',
+    );
+    const stored = await this.#stack.dp.query<{ signal_id: string }>(
+      'SELECT signal_id::text FROM dp_signals WHERE signal_id = ANY($1::uuid[])',
+      [notices.rows.map((n) => n.signal_id)],
+    );
+    const found = new Set(stored.rows.map((r) => r.signal_id));
+    for (const n of notices.rows) {
+      if (!found.has(n.signal_id)) {
+        this.#violate(
+          'every notice has its signal',
+          `run ${n.run_id}: the control plane has a notice of signal ${n.signal_id}, which the data plane does not hold`,
+        );
+      }
+    }
+    const owed = async () =>
+      (
+        await this.#stack.dp.query<{ run_id: string; signal_id: string }>(
+          'SELECT run_id::text, signal_id::text FROM dp_signals WHERE NOT notified',
+        )
+      ).rows;
+    let left = await owed();
+    for (const deadline = Date.now() + 30_000; left.length > 0 && Date.now() < deadline; left = await owed()) {
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    for (const s of left) {
+      this.#violate(
+        'the control plane hears of every signal',
+        `run ${s.run_id}: signal ${s.signal_id} was never announced to the control plane`,
+      );
+    }
+    await this.#sentOnce(records);
+  }
+
+  /** Every signal and approval sent was stored once and consumed once. */
+  async #sentOnce(records: readonly RunRecord[]): Promise<void> {
     const rows = await this.#stack.dp.query<{ run_id: string; stored: number; consumed: number }>(
       `SELECT run_id::text, count(*)::int AS stored, count(consumed_position)::int AS consumed FROM dp_signals GROUP BY run_id`,
     );
