@@ -11,7 +11,7 @@ import {
   type Logger,
 } from '@cairn/common';
 import type { CatalogueVersion, PayloadStore, SequencedStreamEvent } from '@cairn/payload-store';
-import { RunStatus, RunWarning, create, GetBacklogRequestSchema } from '@cairn/proto';
+import { RunStatus, create, GetBacklogRequestSchema } from '@cairn/proto';
 import { context, trace, type Span } from '@opentelemetry/api';
 import cors from '@fastify/cors';
 import { LogController, fastify, type FastifyError, type FastifyReply, type FastifyRequest, type onRequestHookHandler } from 'fastify';
@@ -29,7 +29,7 @@ import { RunService, type ApprovalAnswer, type RunWithResult, type SignalOutcome
 import { DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS } from './schemas.js';
 import { StreamCursor, StreamHub, sseEvent } from './stream.js';
 import { GatewayMetrics, endRequestSpan, incomingContext, startRequestSpan } from './telemetry.js';
-import { isFinal, runStatusName, runView, stepView } from './views.js';
+import { isFinal, runStatusName, runView, stepView, warningViews } from './views.js';
 
 export { ROUTES, MAX_WAIT_SECONDS, DEFAULT_WAIT_SECONDS };
 
@@ -331,24 +331,14 @@ export function buildGateway(config: GatewayConfig, deps: GatewayDeps) {
         version: run.workflowVersion === '' ? null : run.workflowVersion,
         status: runStatusName(run.status),
         created,
-        // A closed code and words made of the run's workflow name and version: nothing of the request.
-        warnings: warnings.flatMap((w) =>
-          w === RunWarning.NO_CONNECTED_WORKER
-            ? [
-                {
-                  code: 'no_connected_worker' as const,
-                  message: `no connected worker serves ${run.workflowName}@${run.workflowVersion}: the run waits in the queue until one connects`,
-                },
-              ]
-            : [],
-        ),
+        warnings: warningViews(warnings, run),
       },
     };
   });
 
   route(API.getRun, async ({ params }) => {
-    const { run, output, error } = await runs.get(params.id);
-    return { status: 200, body: { run: runView(run), ...result(output, error) } };
+    const { run, output, error, warnings } = await runs.get(params.id);
+    return { status: 200, body: { run: runView(run), ...result(output, error), warnings: warningViews(warnings, run) } };
   });
 
   route(API.runResult, async ({ params, query }, _request, reply) => {

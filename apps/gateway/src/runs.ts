@@ -296,11 +296,11 @@ export class RunService {
    * A run's metadata and step timeline. Step and signal names a strict-mode worker sent as keyed
    * digests are resolved from the run's journal, which records each call's name.
    */
-  async describe(runId: string): Promise<{ run: RunInfo; steps: StepInfo[] }> {
+  async describe(runId: string): Promise<{ run: RunInfo; steps: StepInfo[]; warnings: RunWarning[] }> {
     assertRunId(runId);
     const response = await this.#cp.describeRun(create(DescribeRunRequestSchema, { runId })).catch(notFoundAsRun(runId));
     if (!response.run) throw missingRun('DescribeRun');
-    return { run: await this.#named(response.run), steps: await this.#resolveNames(runId, response.steps) };
+    return { run: await this.#named(response.run), steps: await this.#resolveNames(runId, response.steps), warnings: response.warnings };
   }
 
   /**
@@ -375,10 +375,10 @@ export class RunService {
     });
   }
 
-  /** A run's metadata with its output or error, read from the payload store. */
-  async get(runId: string): Promise<RunWithResult> {
-    const { run } = await this.describe(runId);
-    return this.#withResult(run);
+  /** A run's metadata with its output or error, read from the payload store, and what may keep it from running soon. */
+  async get(runId: string): Promise<RunWithResult & { warnings: RunWarning[] }> {
+    const { run, warnings } = await this.describe(runId);
+    return { ...(await this.#withResult(run)), warnings };
   }
 
   /**

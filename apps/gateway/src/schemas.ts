@@ -358,6 +358,20 @@ export const ErrorView = named(
   'An error as the data plane stored it (message and stack never leave the data plane).',
 );
 
+export const RunWarningView = named(
+  responseSchemas,
+  'RunWarning',
+  z.object({
+    code: z
+      .enum(['no_connected_worker'])
+      .describe("no_connected_worker: no connected worker runs the run's workflow version; the run waits in the queue until one connects"),
+    message: z.string(),
+  }),
+);
+const runWarnings = z
+  .array(RunWarningView)
+  .describe('what may keep the run from running soon; empty when nothing is known to, and for a run that is running or ended');
+
 export const RunWithResult = named(
   responseSchemas,
   'RunWithResult',
@@ -365,6 +379,7 @@ export const RunWithResult = named(
     run: RunView,
     output: z.unknown().optional().describe("a completed run's output"),
     error: ErrorView.optional(),
+    warnings: runWarnings,
   }),
 );
 
@@ -396,18 +411,7 @@ export const StartRunResponse = named(
     version: z.string().nullable(),
     status: RunStatusName.nullable(),
     created: z.boolean().describe('false: an earlier run with the same idempotency key'),
-    warnings: z
-      .array(
-        z.object({
-          code: z
-            .enum(['no_connected_worker'])
-            .describe(
-              "no_connected_worker: no connected worker runs the run's workflow version; the run waits in the queue until one connects",
-            ),
-          message: z.string(),
-        }),
-      )
-      .describe('what may keep the run from running soon; empty when nothing is known to'),
+    warnings: runWarnings,
   }),
 );
 

@@ -1,4 +1,4 @@
-import { ErrorCode, RunStatus, StepKind, StepStatus, type RunInfo, type StepInfo } from '@cairn/proto';
+import { ErrorCode, RunStatus, RunWarning, StepKind, StepStatus, type RunInfo, type StepInfo } from '@cairn/proto';
 import type { ErrorInfo, JournalEntry, StoredTranscript } from '@cairn/payload-store';
 import type { EntryView, ErrorView, RunStatusName, RunView, StepView, TranscriptView } from './schemas.js';
 
@@ -122,4 +122,18 @@ export function transcriptView(stored: StoredTranscript): TranscriptView {
     createdAt: new Date(stored.createdAt).toISOString(),
     transcript: stored.transcript,
   };
+}
+
+/** Warnings as the API shows them: a closed code and words made of the run's workflow name and version, nothing of the request. */
+export function warningViews(warnings: readonly RunWarning[], run: RunInfo): Array<{ code: 'no_connected_worker'; message: string }> {
+  return warnings.flatMap((w) =>
+    w === RunWarning.NO_CONNECTED_WORKER
+      ? [
+          {
+            code: 'no_connected_worker' as const,
+            message: `no connected worker serves ${run.workflowName}@${run.workflowVersion}: the run waits in the queue until one connects`,
+          },
+        ]
+      : [],
+  );
 }

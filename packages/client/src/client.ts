@@ -10,6 +10,7 @@ import type {
   RunStatus,
   RunStreamEvent,
   RunView,
+  RunWarning,
   SignalBodyOf,
   StepView,
   WorkflowLike,
@@ -66,6 +67,11 @@ export interface ResultOptions {
 export interface RunDescription<Output = unknown> {
   readonly run: RunView;
   readonly steps: readonly StepView[];
+  /**
+   * What may keep the run from running soon, such as `no_connected_worker` (no connected worker
+   * runs its workflow version, so it waits in the queue); empty when nothing is known to.
+   */
+  readonly warnings: readonly RunWarning[];
   readonly output?: Output;
   readonly error?: ErrorView;
 }
@@ -308,6 +314,8 @@ export class RunHandle<Output = unknown> {
     return {
       run: view.run,
       steps: (steps.body as Schemas['StepsResponse']).steps,
+      // A gateway older than the warnings answers none.
+      warnings: Array.isArray(view.warnings) ? view.warnings : [],
       ...(view.output === undefined ? {} : { output: view.output as Output }),
       ...(view.error === undefined ? {} : { error: view.error }),
     };

@@ -30,6 +30,7 @@ export {
   type RunStatus,
   type RunStreamEvent,
   type RunView,
+  type RunWarning,
   type SignalBodyOf,
   type SignalLike,
   type StepView,

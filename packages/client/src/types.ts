@@ -8,6 +8,8 @@ export type RunView = Schemas['RunView'];
 export type StepView = Schemas['StepView'];
 /** An error as the data plane stored it: name, message, stack and Cairn code. */
 export type ErrorView = Schemas['ErrorView'];
+/** Something that may keep a run from running soon: a closed code and a sentence saying what. */
+export type RunWarning = Schemas['RunWarning'];
 /** The states of a run. */
 export type RunStatus = Schemas['RunStatus'];
 

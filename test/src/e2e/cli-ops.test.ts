@@ -269,6 +269,15 @@ describe('the cairn CLI on flow control, schedules, replay and versions without 
     );
     const describedTable = await cli(['runs', 'describe', body.runId]);
     assert.match(describedTable.stdout + describedTable.stderr, /warning: no connected worker serves ops-echo@2/);
+    // Application code reading the run through the gateway (as @cairn/client's describe() does) is told the same.
+    const fromGateway = async (runId: string) =>
+      ((await (await t.gateway('GET', `/v1/runs/${runId}`)).json()) as { warnings: Array<{ code: string; message: string }> }).warnings;
+    const queuedWarnings = await fromGateway(body.runId);
+    assert.deepEqual(
+      queuedWarnings.map((w) => w.code),
+      ['no_connected_worker'],
+    );
+    assert.match(queuedWarnings[0]!.message, /^no connected worker serves ops-echo@2: the run waits in the queue until one connects$/);
 
     // A version a connected worker serves starts without a warning.
     const served = await json<{ runId: string; warnings?: unknown[] }>([
@@ -284,5 +293,6 @@ describe('the cairn CLI on flow control, schedules, replay and versions without 
     assert.deepEqual(served.warnings ?? [], []);
     const servedDescribed = await json<{ warnings: unknown[] }>(['runs', 'describe', served.runId]);
     assert.deepEqual(servedDescribed.warnings, []);
+    assert.deepEqual(await fromGateway(served.runId), []);
   });
 });

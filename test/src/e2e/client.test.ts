@@ -98,6 +98,7 @@ describe('@cairn/client', () => {
       assert.equal(described.run.status, 'completed');
       assert.equal(described.run.workflow, 'client-order');
       assert.deepEqual(described.output, output);
+      assert.deepEqual(described.warnings, [], 'nothing keeps a run that ended');
       assert.deepEqual(
         described.steps.filter((s) => s.status === 'completed').map((s) => [s.kind, s.name]),
         [

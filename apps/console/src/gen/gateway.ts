@@ -558,11 +558,21 @@ export interface components {
       /** @description a run's error only: compensations that failed for good after the workflow failed */
       compensationFailures?: unknown;
     };
+    RunWarning: {
+      /**
+       * @description no_connected_worker: no connected worker runs the run's workflow version; the run waits in the queue until one connects
+       * @enum {string}
+       */
+      code: 'no_connected_worker';
+      message: string;
+    };
     RunWithResult: {
       run: components['schemas']['RunView'];
       /** @description a completed run's output */
       output?: unknown;
       error?: components['schemas']['ErrorView'];
+      /** @description what may keep the run from running soon; empty when nothing is known to, and for a run that is running or ended */
+      warnings: components['schemas']['RunWarning'][];
     };
     RunResult: {
       runId: string;
@@ -581,15 +591,8 @@ export interface components {
       status: components['schemas']['RunStatus'] | null;
       /** @description false: an earlier run with the same idempotency key */
       created: boolean;
-      /** @description what may keep the run from running soon; empty when nothing is known to */
-      warnings: {
-        /**
-         * @description no_connected_worker: no connected worker runs the run's workflow version; the run waits in the queue until one connects
-         * @enum {string}
-         */
-        code: 'no_connected_worker';
-        message: string;
-      }[];
+      /** @description what may keep the run from running soon; empty when nothing is known to, and for a run that is running or ended */
+      warnings: components['schemas']['RunWarning'][];
     };
     StepsResponse: {
       runId: string;

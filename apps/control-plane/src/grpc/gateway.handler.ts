@@ -71,10 +71,10 @@ export class GatewayHandler {
         return create(StartRunResponseSchema, { run: toRunInfo(run), created, warnings: warnings.map(toRunWarning) });
       }),
       describeRun: this.unary(DescribeRunRequestSchema, async (dataPlaneId, req) => {
-        const { run, steps, journalHead } = await this.runs.describe(dataPlaneId, required(req.runId, 'run_id'));
+        const { run, steps, journalHead, warnings } = await this.runs.describe(dataPlaneId, required(req.runId, 'run_id'));
         const info = toRunInfo(run);
         if (journalHead) info.journalHead = create(JournalHeadSchema, journalHead);
-        return create(DescribeRunResponseSchema, { run: info, steps: steps.map(toStepInfo) });
+        return create(DescribeRunResponseSchema, { run: info, steps: steps.map(toStepInfo), warnings: warnings.map(toRunWarning) });
       }),
       waitRun: this.unary(
         WaitRunRequestSchema,

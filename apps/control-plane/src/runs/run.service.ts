@@ -177,10 +177,14 @@ export class RunService {
   async describe(
     dataPlaneId: string | null,
     runId: string,
-  ): Promise<{ run: Run; steps: Step[]; journalHead: { entries: number; head: string } | null }> {
+  ): Promise<{ run: Run; steps: Step[]; journalHead: { entries: number; head: string } | null; warnings: RunWarningName[] }> {
     const run = await this.get(dataPlaneId, runId);
-    const [steps, journalHead] = await Promise.all([this.steps.forRun(run.id), this.steps.journalHead(run.id)]);
-    return { run, steps, journalHead };
+    const [steps, journalHead, warnings] = await Promise.all([
+      this.steps.forRun(run.id),
+      this.steps.journalHead(run.id),
+      this.warnings(run),
+    ]);
+    return { run, steps, journalHead, warnings };
   }
 
   async get(dataPlaneId: string | null, runId: string): Promise<Run> {

@@ -5,6 +5,7 @@ export const fieldComments: Readonly<Record<string, string>> = {
   "cairn.gateway.v1.DescribeRunRequest.run_id": "The run.",
   "cairn.gateway.v1.DescribeRunResponse.run": "The run.",
   "cairn.gateway.v1.DescribeRunResponse.steps": "Every attempt of every durable call, by position then attempt.",
+  "cairn.gateway.v1.DescribeRunResponse.warnings": "What may keep the run from running soon, as in StartRunResponse: from a closed set (no text). Empty when nothing is known to, and always for a run that is running or has ended.",
   "cairn.gateway.v1.GetBacklogRequest.task_queues": "Task queues to count; empty for every task queue with queued, running or suspended runs of the data plane. A queue named here that has no such runs is answered with zeros.",
   "cairn.gateway.v1.GetBacklogResponse.queues": "One entry per task queue, ordered by name.",
   "cairn.gateway.v1.ResolveVersionRequest.workflow_name": "The workflow name.",
