@@ -30,6 +30,7 @@ import {
   WakeReason,
   WorkerService,
   grpcServiceDefinition,
+  type ConnectRequest,
   type ConnectResponse,
   type RunInfo,
   type StepInfo,
@@ -772,6 +773,31 @@ for (const kind of testPostgresKinds()) {
         );
         return response.run;
       };
+      /** A worker's RunSuspended for the run at `epoch`: no signal, child or wake time unless `fields` gives one. */
+      const suspension = (
+        runId: string,
+        epoch: number,
+        fields: { reason: SuspendReason; wakeAt?: bigint; signalName?: string; signalsConsumed?: number; consumedSignalIds?: string[] },
+      ): ConnectRequest['message'] => ({
+        case: 'suspended',
+        value: {
+          $typeName: 'cairn.worker.v1.RunSuspended',
+          signalDigest: '',
+          childRunId: '',
+          runId,
+          epoch,
+          wakeAt: 0n,
+          signalName: '',
+          signalsConsumed: 0,
+          consumedSignalIds: [],
+          ...fields,
+        },
+      });
+      /** A worker's RunCancelled for the run at `epoch`. */
+      const cancellation = (runId: string, epoch: number): ConnectRequest['message'] => ({
+        case: 'cancelled',
+        value: { $typeName: 'cairn.worker.v1.RunCancelled', runId, epoch },
+      });
       const api = async (
         path: string,
         apiToken: string | null = 'test-bootstrap-admin-key',
@@ -1200,10 +1226,7 @@ for (const kind of testPostgresKinds()) {
         assert.deepEqual([cancelled.run.status, cancelled.run.cancelRequested], [RunStatus.RUNNING, true]);
         const cancel = await second.next('cancel');
         assert.deepEqual([cancel.runId, cancel.epoch], [run.runId, task.epoch]);
-        const ack = second.send({
-          case: 'cancelled',
-          value: { $typeName: 'cairn.worker.v1.RunCancelled', runId: run.runId, epoch: task.epoch },
-        });
+        const ack = second.send(cancellation(run.runId, task.epoch));
         await second.next('ack', (a) => a.sequence === ack);
         const waited = await gatewayCall<{ run: RunInfo }>(gateway, 'waitRun', { runId: run.runId, timeoutMs: 5_000 }, token);
         assert.equal(waited.run.status, RunStatus.CANCELLED);
@@ -1222,21 +1245,13 @@ for (const kind of testPostgresKinds()) {
         await w.hello({ dataPlaneId, slots: 1 });
         const run = await startRun();
         const task = await w.next('runTask', (t) => t.runId === run.runId);
-        const suspend = w.send({
-          case: 'suspended',
-          value: {
-            $typeName: 'cairn.worker.v1.RunSuspended',
-            signalDigest: '',
-            childRunId: '',
-            runId: run.runId,
-            epoch: task.epoch,
+        const suspend = w.send(
+          suspension(run.runId, task.epoch, {
             reason: SuspendReason.SIGNAL,
             wakeAt: BigInt(Date.now() + 3_600_000),
             signalName: 'approve',
-            signalsConsumed: 0,
-            consumedSignalIds: [],
-          },
-        });
+          }),
+        );
         await w.next('ack', (a) => a.sequence === suspend);
         const waitedShort = await gatewayCall<{ run: RunInfo }>(gateway, 'waitRun', { runId: run.runId, timeoutMs: 50 }, token);
         assert.deepEqual([waitedShort.run.status, waitedShort.run.waitingSignal], [RunStatus.SUSPENDED, 'approve']);
@@ -1269,21 +1284,9 @@ for (const kind of testPostgresKinds()) {
         const w = open();
         await w.hello({ dataPlaneId, slots: 2 });
         const suspendOnSecond = (runId: string, epoch: number, consumed: string): bigint =>
-          w.send({
-            case: 'suspended',
-            value: {
-              $typeName: 'cairn.worker.v1.RunSuspended',
-              signalDigest: '',
-              childRunId: '',
-              runId,
-              epoch,
-              reason: SuspendReason.SIGNAL,
-              wakeAt: 0n,
-              signalName: 'go',
-              signalsConsumed: 1,
-              consumedSignalIds: [consumed],
-            },
-          });
+          w.send(
+            suspension(runId, epoch, { reason: SuspendReason.SIGNAL, signalName: 'go', signalsConsumed: 1, consumedSignalIds: [consumed] }),
+          );
         const signal = (runId: string): Promise<{ run: RunInfo }> =>
           gatewayCall<{ run: RunInfo }>(gateway, 'signalRun', { runId, signalName: 'go', signalId: randomUUID() }, token);
 
@@ -1313,21 +1316,14 @@ for (const kind of testPostgresKinds()) {
           await sql.query<{ signal_id: string }>('SELECT signal_id FROM signal_notices WHERE run_id = $1', [early.runId])
         ).rows.map((r) => r.signal_id);
         assert.equal(consumed.length, 2, 'the notice SignalRun made and the one the suspension added');
-        const twice = w.send({
-          case: 'suspended',
-          value: {
-            $typeName: 'cairn.worker.v1.RunSuspended',
-            signalDigest: '',
-            childRunId: '',
-            runId: early.runId,
-            epoch: woken.epoch,
+        const twice = w.send(
+          suspension(early.runId, woken.epoch, {
             reason: SuspendReason.SIGNAL,
-            wakeAt: 0n,
             signalName: 'go',
             signalsConsumed: 2,
             consumedSignalIds: consumed,
-          },
-        });
+          }),
+        );
         await w.next('ack', (a) => a.sequence === twice);
         const repeated = await gatewayCall<{ run: RunInfo }>(
           gateway,
@@ -1342,7 +1338,7 @@ for (const kind of testPostgresKinds()) {
           [later.runId, laterWoken.epoch],
           [early.runId, third.epoch],
         ] as const) {
-          const done = w.send({ case: 'cancelled', value: { $typeName: 'cairn.worker.v1.RunCancelled', runId, epoch } });
+          const done = w.send(cancellation(runId, epoch));
           await w.next('ack', (a) => a.sequence === done);
         }
         w.close();
@@ -1353,27 +1349,17 @@ for (const kind of testPostgresKinds()) {
         await w.hello({ dataPlaneId, slots: 1 });
         const run = await startRun();
         const task = await w.next('runTask', (t) => t.runId === run.runId);
-        const tooMany = w.send({
-          case: 'suspended',
-          value: {
-            $typeName: 'cairn.worker.v1.RunSuspended',
-            signalDigest: '',
-            childRunId: '',
-            runId: run.runId,
-            epoch: task.epoch,
+        const tooMany = w.send(
+          suspension(run.runId, task.epoch, {
             reason: SuspendReason.SIGNAL,
-            wakeAt: 0n,
             signalName: 'go',
             signalsConsumed: 1001,
             consumedSignalIds: Array.from({ length: 1001 }, () => randomUUID()),
-          },
-        });
+          }),
+        );
         const rejection = await w.next('rejection', (r) => r.sequence === tooMany);
         assert.deepEqual([rejection.reason, rejection.field], [RejectionReason.INVALID_FIELD, 'consumed_signal_ids']);
-        const done = w.send({
-          case: 'cancelled',
-          value: { $typeName: 'cairn.worker.v1.RunCancelled', runId: run.runId, epoch: task.epoch },
-        });
+        const done = w.send(cancellation(run.runId, task.epoch));
         await w.next('ack', (a) => a.sequence === done);
         w.close();
       });
@@ -1383,30 +1369,13 @@ for (const kind of testPostgresKinds()) {
         await w.hello({ dataPlaneId, slots: 1 });
         const run = await startRun();
         const task = await w.next('runTask', (t) => t.runId === run.runId);
-        const suspend = w.send({
-          case: 'suspended',
-          value: {
-            $typeName: 'cairn.worker.v1.RunSuspended',
-            signalDigest: '',
-            childRunId: '',
-            runId: run.runId,
-            epoch: task.epoch,
-            reason: SuspendReason.SLEEP,
-            wakeAt: BigInt(Date.now() + 3_600_000),
-            signalName: '',
-            signalsConsumed: 0,
-            consumedSignalIds: [],
-          },
-        });
+        const suspend = w.send(suspension(run.runId, task.epoch, { reason: SuspendReason.SLEEP, wakeAt: BigInt(Date.now() + 3_600_000) }));
         await w.next('ack', (a) => a.sequence === suspend);
         const cancelled = await gatewayCall<{ run: RunInfo }>(gateway, 'cancelRun', { runId: run.runId }, token);
         assert.deepEqual([cancelled.run.status, cancelled.run.cancelRequested], [RunStatus.QUEUED, true]);
         const again = await w.next('runTask', (t) => t.runId === run.runId);
         assert.deepEqual([again.epoch, again.reason, again.cancelRequested], [task.epoch + 1, WakeReason.CANCEL, true]);
-        const done = w.send({
-          case: 'cancelled',
-          value: { $typeName: 'cairn.worker.v1.RunCancelled', runId: run.runId, epoch: again.epoch },
-        });
+        const done = w.send(cancellation(run.runId, again.epoch));
         await w.next('ack', (a) => a.sequence === done);
         const waited = await gatewayCall<{ run: RunInfo }>(gateway, 'waitRun', { runId: run.runId, timeoutMs: 5_000 }, token);
         assert.equal(waited.run.status, RunStatus.CANCELLED);
